@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# Install everything the studio needs into ./.venv (idempotent; a second run takes seconds).
+#   scripts/install.sh          runtime dependencies
+#   scripts/install.sh --dev    plus test tools, Debian chromium for the browser tests
+# torch: an existing CUDA torch (the pod image's) is kept; otherwise torch==2.13.0 (CPU here).
+# llama-cpp-python 0.3.36 has no wheel on PyPI: it is built once and the wheel cached in
+# $STUDIO_WHEEL_CACHE (default ~/.cache/zimage-studio/wheels), so later installs take seconds.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DEV=0
+[ "${1:-}" = "--dev" ] && DEV=1
+VENV="${STUDIO_VENV:-.venv}"
+PYTHON="${PYTHON:-python3}"
+WHEELS="${STUDIO_WHEEL_CACHE:-$HOME/.cache/zimage-studio/wheels}"
+LLAMA_VERSION="0.3.36"
+TORCH_VERSION="2.13.0"
+export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1
+
+step() { printf '[install] %s\n' "$*"; }
+t0=$(date +%s)
+
+if [ ! -x "$VENV/bin/python" ]; then
+  step "creating virtual environment $VENV"
+  # --system-site-packages keeps a preinstalled CUDA torch visible (RunPod PyTorch images).
+  if [ "${STUDIO_SYSTEM_TORCH:-0}" = "1" ]; then
+    "$PYTHON" -m venv --system-site-packages "$VENV"
+  else
+    "$PYTHON" -m venv "$VENV"
+  fi
+fi
+PY="$VENV/bin/python"
+PIP="$PY -m pip"
+
+if ! "$PY" -c "import torch" >/dev/null 2>&1; then
+  step "installing torch==$TORCH_VERSION"
+  $PIP install -q "torch==$TORCH_VERSION"
+fi
+
+req=requirements.txt
+[ "$DEV" = 1 ] && req=requirements-dev.txt
+stamp="$VENV/.studio-$(basename "$req" .txt).sha"
+want=$(cat requirements.txt "$req" | sha256sum | cut -c1-16)
+if [ "$(cat "$stamp" 2>/dev/null || true)" != "$want" ]; then
+  step "installing $req"
+  # Constrain torch to what is installed so no dependency can swap it for another build.
+  torch_now=$("$PY" -c "import torch; print(torch.__version__.split('+')[0])")
+  $PIP install -q -r "$req" "torch==$torch_now"
+  echo "$want" > "$stamp"
+fi
+
+if ! "$PY" -c "import llama_cpp, sys; sys.exit(llama_cpp.__version__ != '$LLAMA_VERSION')" >/dev/null 2>&1; then
+  mkdir -p "$WHEELS"
+  wheel=$(ls "$WHEELS"/llama_cpp_python-"$LLAMA_VERSION"-*.whl 2>/dev/null | head -n1 || true)
+  if [ -z "$wheel" ]; then
+    if command -v nvcc >/dev/null 2>&1 && [ "${STUDIO_CUDA_LLAMA:-auto}" != "0" ] && command -v nvidia-smi >/dev/null 2>&1; then
+      args="-DGGML_CUDA=on -DGGML_NATIVE=OFF"
+    else
+      args="-DGGML_NATIVE=OFF"
+    fi
+    step "building llama-cpp-python $LLAMA_VERSION ($args); this takes several minutes once, then it is cached"
+    CMAKE_ARGS="$args" $PIP wheel -q --no-deps -w "$WHEELS" "llama-cpp-python==$LLAMA_VERSION"
+    wheel=$(ls "$WHEELS"/llama_cpp_python-"$LLAMA_VERSION"-*.whl | head -n1)
+  fi
+  step "installing $(basename "$wheel")"
+  $PIP install -q "$wheel"
+fi
+
+if [ "$DEV" = 1 ] && [ ! -x /usr/bin/chromium ]; then
+  step "installing Debian chromium for the browser tests"
+  SUDO=""
+  [ "$(id -u)" != 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >/dev/null
+fi
+step "ready in $(( $(date +%s) - t0 )) s"

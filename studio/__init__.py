@@ -1,0 +1,1 @@
+"""Shared pieces of the studio: settings, auth, workspace layout, model registry, demo models."""

@@ -1,0 +1,150 @@
+"""What every studio web service shares: settings on the app, secret key, auth, JSON errors, banners."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from datetime import timedelta
+from pathlib import Path
+
+from flask import Flask, jsonify, request
+from werkzeug.exceptions import HTTPException
+
+from studio.atomic import atomic_write_text
+from studio.auth import LoginLimiter, create_auth_blueprint, require_login
+from studio.settings import Settings, load_settings
+from studio.workspace import UnsafePathError, Workspace
+
+log = logging.getLogger(__name__)
+STUDIO_DIR = Path(__file__).parent
+
+
+class ApiError(Exception):
+    """Raise from a view to answer `{"error": message, "details": [...]}` with a status code."""
+
+    def __init__(self, message: str, status: int = 400, details: list | None = None, headers: dict | None = None):
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.details = details or []
+        self.headers = headers or {}
+
+
+def error_response(message: str, status: int, details: list | None = None, headers: dict | None = None):
+    response = jsonify({"error": message, "details": details or []})
+    response.status_code = status
+    for key, value in (headers or {}).items():
+        response.headers[key] = value
+    return response
+
+
+def json_body() -> dict:
+    """The request's JSON object, or 400 with a clear sentence."""
+    data = request.get_json(silent=True)
+    if data is None:
+        raise ApiError("The request body must be JSON (Content-Type: application/json).", 400)
+    if not isinstance(data, dict):
+        raise ApiError("The request body must be a JSON object.", 400)
+    return data
+
+
+def _secret_key(workspace: Workspace) -> str:
+    """One random key per workspace, kept private, shared by all services so one login serves all."""
+    path = workspace.state / "secret_key"
+    try:
+        key = path.read_text("utf-8").strip()
+        if len(key) >= 32:
+            return key
+    except OSError:
+        pass
+    key = secrets.token_hex(32)
+    try:
+        if not path.exists():
+            atomic_write_text(path, key, mode=0o600)
+        return path.read_text("utf-8").strip()
+    except OSError:
+        log.warning("could not store the session key in %s; sessions end when the service restarts", path)
+        return key
+
+
+def _open_studio_banner(settings: Settings) -> list[dict]:
+    if settings.auth_enabled:
+        return []
+    return [{"level": "warn", "text": "Open studio: anyone with this address can use it. "
+                                      "Set STUDIO_PASSWORD to require a password."}]
+
+
+def _model_banners(settings: Settings) -> list[dict]:
+    try:
+        from studio.model_status import banners
+    except ImportError:
+        return []
+    try:
+        return banners(settings)
+    except Exception:  # a broken status file must never take a page down
+        log.exception("could not read the model download status")
+        return []
+
+
+def create_base_app(import_name: str, service: str, title: str, settings: Settings | None = None,
+                    template_folder: str = "templates", static_folder: str = "static") -> Flask:
+    """A Flask app with the studio's settings, auth, error handling and shared templates."""
+    settings = settings or load_settings()
+    workspace = Workspace(settings.root).ensure()
+    app = Flask(import_name, template_folder=template_folder, static_folder=static_folder)
+    app.config.update(
+        STUDIO_SETTINGS=settings,
+        STUDIO_WORKSPACE=workspace,
+        STUDIO_SERVICE=service,
+        STUDIO_TITLE=title,
+        SECRET_KEY=_secret_key(workspace),
+        SESSION_COOKIE_NAME="studio_session",
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        PERMANENT_SESSION_LIFETIME=timedelta(days=14),
+        MAX_CONTENT_LENGTH=None,
+        JSON_SORT_KEYS=False,
+    )
+    # Shared templates (base page, login) live in the studio package.
+    from jinja2 import ChoiceLoader, FileSystemLoader
+
+    app.jinja_loader = ChoiceLoader([app.jinja_loader, FileSystemLoader(str(STUDIO_DIR / "templates"))])
+    from flask import Blueprint
+
+    app.register_blueprint(Blueprint("studio", __name__, static_folder=str(STUDIO_DIR / "static"),
+                                     static_url_path="/_studio/static"))
+    app.register_blueprint(create_auth_blueprint(LoginLimiter()))
+    app.before_request(require_login)
+
+    @app.context_processor
+    def studio_context():
+        return {
+            "studio_service": service,
+            "studio_title": title,
+            "studio_banners": _open_studio_banner(settings) + _model_banners(settings),
+            "studio_ports": {"datasets": settings.port, "trainer": settings.trainer_port},
+            "studio_auth": settings.auth_enabled,
+        }
+
+    @app.errorhandler(ApiError)
+    def handle_api_error(exc: ApiError):
+        return error_response(exc.message, exc.status, exc.details, exc.headers)
+
+    @app.errorhandler(UnsafePathError)
+    def handle_unsafe_path(exc: UnsafePathError):
+        return error_response(str(exc), 400)
+
+    @app.errorhandler(HTTPException)
+    def handle_http(exc: HTTPException):
+        if exc.code == 413:
+            return error_response("The request is too large.", 413)
+        if request.path.startswith("/api/") or not request.accept_mimetypes.accept_html:
+            return error_response(exc.description or exc.name, exc.code or 500)
+        return exc
+
+    @app.errorhandler(Exception)
+    def handle_unexpected(exc: Exception):
+        log.exception("unexpected error on %s %s", request.method, request.path)
+        return error_response(f"Internal error: {type(exc).__name__}. The service log has the details.", 500)
+
+    return app

@@ -1,0 +1,110 @@
+"""Auth on every route of every service: the test walks each app's url_map, so no route can skip it."""
+
+import pytest
+
+import app as datasets_pkg
+import caption_service
+import trainer
+from studio.auth import LoginLimiter, password_matches
+
+FACTORIES = {"datasets": datasets_pkg.create_app, "caption": caption_service.create_app, "trainer": trainer.create_app}
+PUBLIC = {"health", "auth.login"}
+
+
+def _routes(app):
+    for rule in app.url_map.iter_rules():
+        if rule.endpoint in PUBLIC:
+            continue
+        args = {name: "x1" for name in rule.arguments}
+        if "filename" in rule.arguments:
+            args["filename"] = "studio.css"
+        with app.test_request_context():
+            from flask import url_for
+
+            url = url_for(rule.endpoint, **args)
+        for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
+            yield rule.endpoint, method, url
+
+
+@pytest.fixture(params=sorted(FACTORIES))
+def locked_app(request, make_settings):
+    return FACTORIES[request.param](make_settings(STUDIO_PASSWORD="s3cret"))
+
+
+def test_every_route_needs_the_password(locked_app):
+    client = locked_app.test_client()
+    routes = list(_routes(locked_app))
+    assert routes, "no routes found"
+    for endpoint, method, url in routes:
+        api = client.open(url, method=method, headers={"Accept": "application/json"})
+        assert api.status_code == 401, f"{method} {url} ({endpoint}) answered {api.status_code} without auth"
+        assert api.get_json()["error"]
+        if method == "GET":
+            page = client.open(url, method="GET", headers={"Accept": "text/html"})
+            if url.startswith("/api/"):
+                assert page.status_code == 401
+            else:
+                assert page.status_code == 302 and "/login" in page.headers["Location"], f"{url} not redirected"
+
+
+def test_health_is_public(locked_app):
+    assert locked_app.test_client().get("/health").status_code == 200
+
+
+def test_bearer_and_wrong_bearer(locked_app):
+    client = locked_app.test_client()
+    assert client.get("/health", headers={"Authorization": "Bearer s3cret"}).status_code == 200
+    wrong = client.get("/_studio/static/studio.css", headers={"Authorization": "Bearer nope"})
+    assert wrong.status_code == 401
+    right = client.get("/_studio/static/studio.css", headers={"Authorization": "Bearer s3cret"})
+    assert right.status_code == 200
+
+
+def test_login_sets_cookie_and_logout_clears_it(make_settings):
+    app = FACTORIES["trainer"](make_settings(STUDIO_PASSWORD="s3cret"))
+    client = app.test_client()
+    assert client.get("/", headers={"Accept": "text/html"}).status_code == 302
+    assert client.post("/login", data={"password": "bad"}).status_code == 401
+    ok = client.post("/login", data={"password": "s3cret", "next": "/"})
+    assert ok.status_code == 302 and ok.headers["Location"] == "/"
+    assert client.get("/", headers={"Accept": "text/html"}).status_code == 200
+    client.get("/logout")
+    assert client.get("/", headers={"Accept": "text/html"}).status_code == 302
+
+
+def test_login_never_redirects_off_site(make_settings):
+    client = FACTORIES["datasets"](make_settings(STUDIO_PASSWORD="pw")).test_client()
+    for target in ("https://evil.example/", "//evil.example/x", "javascript:alert(1)"):
+        response = client.post("/login", data={"password": "pw", "next": target})
+        assert response.headers["Location"] == "/"
+
+
+def test_failed_logins_are_rate_limited(make_settings):
+    client = FACTORIES["datasets"](make_settings(STUDIO_PASSWORD="pw")).test_client()
+    codes = [client.post("/login", data={"password": "wrong"}).status_code for _ in range(6)]
+    assert codes[:5] == [401] * 5 and codes[5] == 429
+    blocked = client.post("/login", data={"password": "pw"})
+    assert blocked.status_code == 429 and int(blocked.headers["Retry-After"]) > 0
+
+
+def test_limiter_window():
+    limiter = LoginLimiter(max_failures=2, window_s=0.0)
+    limiter.fail("a")
+    limiter.fail("a")
+    assert limiter.retry_after("a") == 0  # window of 0 s: old failures expire at once
+
+
+def test_password_compare():
+    assert password_matches("abc", "abc")
+    assert not password_matches("abd", "abc")
+    assert not password_matches(None, "abc")
+
+
+@pytest.mark.parametrize("name", sorted(FACTORIES))
+def test_open_studio_shows_banner(name, make_settings):
+    app = FACTORIES[name](make_settings())
+    routes = [rule.rule for rule in app.url_map.iter_rules() if rule.rule == "/"]
+    if not routes:
+        pytest.skip("service has no page")
+    page = app.test_client().get("/", headers={"Accept": "text/html"}).get_data(as_text=True)
+    assert "Open studio" in page and "STUDIO_PASSWORD" in page
