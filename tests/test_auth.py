@@ -100,11 +100,8 @@ def test_password_compare():
     assert not password_matches(None, "abc")
 
 
-@pytest.mark.parametrize("name", sorted(FACTORIES))
+@pytest.mark.parametrize("name", ["datasets", "trainer"])
 def test_open_studio_shows_banner(name, make_settings):
     app = FACTORIES[name](make_settings())
-    routes = [rule.rule for rule in app.url_map.iter_rules() if rule.rule == "/"]
-    if not routes:
-        pytest.skip("service has no page")
     page = app.test_client().get("/", headers={"Accept": "text/html"}).get_data(as_text=True)
     assert "Open studio" in page and "STUDIO_PASSWORD" in page

@@ -58,3 +58,13 @@ def test_readme_lists_every_variable():
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
     missing = [name for name in ENV_VARS if f"`{name}`" not in readme]
     assert not missing, f"README env table lacks {missing}"
+
+
+def test_readme_opens_with_the_two_commands():
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    block = readme.split("```bash\n", 1)[1].split("```", 1)[0]
+    commands = [line.split("#")[0].strip() for line in block.splitlines() if line.strip()]
+    assert commands == ["bash scripts/run.sh", "bash scripts/test.sh"]
+    assert readme.index("```bash") < readme.index("## ")
+    ci = (Path(__file__).resolve().parent.parent / ".ci" / "run").read_text()
+    assert "scripts/test.sh" in ci
