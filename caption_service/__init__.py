@@ -2,17 +2,44 @@
 
 from __future__ import annotations
 
+import logging
+
 from flask import Flask, jsonify
 
+from caption_service.engine import ModelManager
+from caption_service.views import bp as captions_bp
 from studio.settings import Settings
-from studio.web import create_base_app
+from studio.web import create_base_app, error_response
+
+log = logging.getLogger(__name__)
+
+MAX_BODY_MB = 64  # a 45 MB photo in base64; anything bigger is not a caption request
 
 
 def create_app(settings: Settings | None = None) -> Flask:
     app = create_base_app(__name__, service="caption", title="Caption service", settings=settings)
+    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_MB * 1024 * 1024
+    manager = ModelManager(app.config["STUDIO_SETTINGS"])
+    app.extensions["caption_models"] = manager
+    app.register_blueprint(captions_bp)
+
+    @app.errorhandler(413)
+    def too_large(exc):
+        limit = app.config["MAX_CONTENT_LENGTH"]
+        return error_response(f"The request is larger than {limit / 1048576:g} MB: send a smaller image.", 413)
 
     @app.get("/health")
     def health():
-        return jsonify({"status": "unloaded", "service": "caption"})
+        # Always 200: callers read the status field; a broken manager must still give an answer.
+        manager = app.extensions["caption_models"]
+        try:
+            body = manager.health().to_dict()
+        except Exception as exc:
+            log.exception("health check failed")
+            body = {"status": "error", "reason": f"Health check failed ({type(exc).__name__}).",
+                    "model": manager.paths.caption_model.name, "mmproj": manager.paths.caption_mmproj.name,
+                    "device": manager.device, "load_seconds": None, "queue": 0}
+        return jsonify(body)
 
+    manager.start()  # loads in the background: creating the app never blocks on the model
     return app

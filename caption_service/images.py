@@ -1,0 +1,100 @@
+"""Decode any uploaded image with Pillow and hand llama.cpp only a small, upright RGB JPEG data URI.
+
+llama.cpp's own decoder (stb_image) knows neither WebP nor EXIF orientation nor 16-bit or CMYK
+images, and the chat handler would fetch any non-data URL itself, so every image goes through here.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import math
+
+from PIL import Image, ImageOps
+
+# Formats a photo dataset can hold. Others (EPS runs Ghostscript, for one) are refused.
+ALLOWED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")
+MAX_ASPECT_RATIO = 200  # Qwen2.5-VL's own image resize refuses anything more elongated
+MIN_SIDE = 28  # one merged 2x2 patch of 14 px
+
+
+class ImageRejected(ValueError):
+    """The upload is not a usable image; the message is one sentence for the user (422)."""
+
+
+def decode_image(data: bytes, max_image_pixels: int, max_pixels: int) -> Image.Image:
+    """RGB image, EXIF-upright, at most `max_pixels` pixels; ImageRejected for anything unusable."""
+    if not data:
+        raise ImageRejected("The image is empty (0 bytes).")
+    Image.init()  # registers every plugin once, so `formats` below can name WebP and TIFF
+    try:
+        image = Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)
+    except Image.DecompressionBombError:
+        raise ImageRejected(f"The image has more than {max_image_pixels:,} pixels; send a smaller one.") from None
+    except (OSError, SyntaxError, ValueError):
+        raise ImageRejected("The file is not an image this service can read (JPEG, PNG, WebP, GIF, BMP or TIFF)."
+                            ) from None
+    width, height = image.size
+    if width < 1 or height < 1:
+        raise ImageRejected("The image has no pixels.")
+    if width * height > max_image_pixels:
+        raise ImageRejected(f"The image is {width}x{height} pixels, more than the limit of {max_image_pixels:,}; "
+                            "send a smaller one.")
+    if max(width, height) / min(width, height) > MAX_ASPECT_RATIO:
+        raise ImageRejected(f"The image is {width}x{height} pixels: one side is more than {MAX_ASPECT_RATIO} times "
+                            "the other; crop it first.")
+    if width * height > max_pixels and image.format == "JPEG":
+        # Decode a JPEG at a reduced scale straight away: a 50 MP photo never exists at full size.
+        scale = math.sqrt(max_pixels / (width * height))
+        image.draft("RGB", (max(1, int(width * scale)), max(1, int(height * scale))))
+    try:
+        image.load()
+        image = ImageOps.exif_transpose(image) or image
+    except Image.DecompressionBombError:
+        raise ImageRejected(f"The image has more than {max_image_pixels:,} pixels; send a smaller one.") from None
+    except (OSError, SyntaxError, ValueError):
+        raise ImageRejected("The image is truncated or corrupt; upload it again.") from None
+    return _fit(_to_rgb(image), max_pixels)
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    if image.mode in ("I", "F") or image.mode.startswith("I;16"):
+        image = image.convert("I") if image.mode != "F" else image
+        low, high = image.getextrema()
+        if high > 255:  # 16-bit data: bring it into 8 bits instead of clipping to white
+            image = image.point(lambda value: value * (255.0 / high))
+        image = image.convert("L")
+    has_alpha = "A" in image.getbands() or (image.mode == "P" and "transparency" in image.info)
+    if has_alpha:
+        # Transparent areas become white, not the black (or noise) hidden under them.
+        rgba = image.convert("RGBA")
+        background = Image.new("RGB", rgba.size, (255, 255, 255))
+        background.paste(rgba, mask=rgba.getchannel("A"))
+        return background
+    return image.convert("RGB") if image.mode != "RGB" else image
+
+
+def _fit(image: Image.Image, max_pixels: int) -> Image.Image:
+    width, height = image.size
+    if width * height > max_pixels:
+        scale = math.sqrt(max_pixels / (width * height))
+        size = (max(1, int(width * scale)), max(1, int(height * scale)))
+        image = image.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0)
+    width, height = image.size
+    if min(width, height) < MIN_SIDE:
+        scale = MIN_SIDE / min(width, height)
+        image = image.resize((max(MIN_SIDE, round(width * scale)), max(MIN_SIDE, round(height * scale))),
+                             Image.Resampling.BICUBIC)
+    return image
+
+
+def to_data_uri(image: Image.Image) -> str:
+    """JPEG (quality 95, no chroma subsampling) data URI: small, and stb_image decodes it."""
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG", quality=95, subsampling=0)
+    return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def prepare(data: bytes, max_image_pixels: int, max_pixels: int) -> str:
+    """Image bytes in, data URI out: what the service and the benchmark's direct calls both use."""
+    return to_data_uri(decode_image(data, max_image_pixels, max_pixels))

@@ -1,0 +1,101 @@
+"""HTTP API of the caption service: POST /caption, POST /unload, POST /load."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+
+from flask import Blueprint, current_app, jsonify, request
+
+from caption_service.captioning import CaptionRequest, caption, check_max_tokens
+from caption_service.engine import CaptionTimeout, ModelManager, ServiceBusy
+from caption_service.images import ImageRejected
+from caption_service.prompts import PromptError
+from studio.web import ApiError, json_body
+
+bp = Blueprint("captions", __name__)
+
+URL_PREFIXES = ("http://", "https://", "ftp://", "ftps://", "file:", "//")
+URL_REFUSED = "Send image bytes (base64 or a multipart file); the service never fetches URLs."
+
+
+def models() -> ModelManager:
+    return current_app.extensions["caption_models"]
+
+
+def _image_from_text(value) -> bytes:
+    """Base64 (optionally as a data: URI) to bytes; a URL is refused, never fetched."""
+    if not isinstance(value, str):
+        raise ApiError("The image field must be a base64 string.", 422)
+    value = value.strip()
+    if value.lower().startswith(URL_PREFIXES):
+        raise ApiError(URL_REFUSED, 422)
+    if value.lower().startswith("data:"):
+        header, _, value = value.partition(",")
+        if ";base64" not in header.lower():
+            raise ApiError("A data: URI image must be base64-encoded.", 422)
+    try:
+        return base64.b64decode("".join(value.split()), validate=True)
+    except (binascii.Error, ValueError):
+        raise ApiError("The image field is not valid base64.", 422) from None
+
+
+def _text_field(fields, name: str) -> str | None:
+    value = fields.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ApiError(f"{name} must be a string.", 422)
+    return value
+
+
+def _parse_request() -> CaptionRequest:
+    if request.mimetype == "multipart/form-data":
+        fields = request.form
+        upload = request.files.get("file")
+        if upload is not None:
+            data = upload.read()
+        elif fields.get("image") is not None:
+            data = _image_from_text(fields.get("image"))
+        else:
+            raise ApiError("Send the image as a multipart field named 'file'.", 422)
+    else:
+        fields = json_body()
+        if "image" not in fields:
+            if any(key in fields for key in ("url", "image_url")):
+                raise ApiError(URL_REFUSED, 422)
+            raise ApiError("The request needs an image: base64 bytes in the 'image' field.", 422)
+        data = _image_from_text(fields["image"])
+    try:
+        max_tokens = check_max_tokens(fields.get("max_tokens"))
+    except ValueError as exc:
+        raise ApiError(str(exc), 422) from None
+    return CaptionRequest(image=data, style=_text_field(fields, "style") or "detailed",
+                          prompt=_text_field(fields, "prompt"), trigger_word=_text_field(fields, "trigger_word"),
+                          max_tokens=max_tokens)
+
+
+@bp.post("/caption")
+def create_caption():
+    caption_request = _parse_request()
+    try:
+        return jsonify(caption(models(), caption_request))
+    except (PromptError, ImageRejected) as exc:
+        raise ApiError(str(exc), 422) from None
+    except ServiceBusy as exc:
+        raise ApiError(exc.message, 503, headers={"Retry-After": str(exc.retry_after)}) from None
+    except CaptionTimeout as exc:
+        raise ApiError(str(exc), 504) from None
+
+
+@bp.post("/unload")
+def unload():
+    if not models().unload():
+        raise ApiError("A caption is still running; try again in a moment.", 503, headers={"Retry-After": "5"})
+    return jsonify({"status": "unloaded"})
+
+
+@bp.post("/load")
+def load():
+    models().load_async()
+    return jsonify(models().health().to_dict())
