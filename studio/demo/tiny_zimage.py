@@ -210,5 +210,6 @@ def write_tiny_training_adapter(pipeline_dir: Path, out_file: Path) -> Path:
         tensors[f"diffusion_model.{name}.lora_B.weight"] = up.contiguous()
     out_file = Path(out_file)
     out_file.parent.mkdir(parents=True, exist_ok=True)
-    save_file(tensors, str(out_file), metadata={"format": "pt", "name": "tiny_zimage_turbo_training_adapter"})
+    # one metadata key only: safetensors writes several in hash order, which would make builds differ
+    save_file(tensors, str(out_file), metadata={"format": "pt"})
     return out_file

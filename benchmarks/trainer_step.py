@@ -1,0 +1,164 @@
+"""Time per step of the real training loop vs a bare forward+backward+optimizer step.
+
+    python benchmarks/trainer_step.py [--size 256] [--steps 20] [--rounds 3] [--device cpu|cuda]
+
+Both run in one process on the same LoRA-wrapped transformer (tiny demo Z-Image, training adapter merged)
+and the same optimizer; the two alternate step by step so machine noise hits both alike. The real step is the engine's
+JobRunner.run_step() (cached data, caption dropout, timestep sampling, NaN guard, gradient clipping,
+metrics line, progress, control checks); the bare step is the minimum a training step must do. Goal:
+ratio <= 1.05. It also counts text-encoder and VAE-encoder forward calls during the steps (goal: 0).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+from PIL import Image, ImageDraw  # noqa: E402
+
+
+def make_dataset(folder: Path, size: int, count: int = 4) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(count):
+        im = Image.new("RGB", (size, size), (40 * i, 90, 200 - 30 * i))
+        ImageDraw.Draw(im).ellipse([size // 4, size // 4, 3 * size // 4, 3 * size // 4], fill=(250, 220, 40))
+        im.save(folder / f"img{i}.png")
+        (folder / f"img{i}.txt").write_text(f"[trigger] a yellow circle, picture {i}")
+    return folder
+
+
+class CallCounter:
+    """Counts forward calls of the VAE encoder and the text encoder classes, wherever they are."""
+
+    def __init__(self):
+        from diffusers.models.autoencoders.vae import Encoder
+        from transformers.models.qwen3.modeling_qwen3 import Qwen3Model
+
+        self.counts = {"text_encoder": 0, "vae_encoder": 0}
+        self._patched = []
+        for cls, name in ((Encoder, "vae_encoder"), (Qwen3Model, "text_encoder")):
+            original = cls.forward
+
+            def forward(module, *args, _original=original, _name=name, **kwargs):
+                self.counts[_name] += 1
+                return _original(module, *args, **kwargs)
+
+            cls.forward = forward
+            self._patched.append((cls, original))
+
+    def restore(self):
+        for cls, original in self._patched:
+            cls.forward = original
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--size", type=int, default=256, help="training resolution (multiple of 16)")
+    ap.add_argument("--steps", type=int, default=20, help="timed steps of each kind per round")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--warmup", type=int, default=5)
+    ap.add_argument("--device", default=None)
+    ap.add_argument("--gradient-checkpointing", action="store_true")
+    args = ap.parse_args(argv)
+
+    from studio.demo import ensure_demo_models
+    from studio.settings import load_settings
+    from trainer.engine.control import TrainingControl
+    from trainer.engine.job import JobLog, JobRunner, pick_device
+    from trainer.engine.loop import Progress
+    from trainer.recipes import get_recipe
+
+    dev = pick_device(args.device)
+    with tempfile.TemporaryDirectory(prefix="trainer-step-") as tmp:
+        root = Path(tmp)
+        paths = ensure_demo_models(load_settings({"STUDIO_ROOT": str(root), "STUDIO_DEMO": "1"}), caption=False)
+        dataset = make_dataset(root / "trainer" / "datasets" / "bench", args.size)
+        job_dir = root / "trainer" / "jobs" / "bench"
+        job_dir.mkdir(parents=True)
+        config = get_recipe("zimage-turbo").config_from_dict({
+            "name": "bench", "trigger_word": "zkw", "steps": 10**6, "rank": 32, "resolutions": [args.size],
+            "save_every": 10**6, "sample_every": 0, "gradient_checkpointing": args.gradient_checkpointing,
+        })
+        progress = Progress(lambda event: None, config.steps, dev, 0)
+        runner = JobRunner(config, dataset, job_dir, paths, TrainingControl(job_dir), progress, dev,
+                           root / "trainer" / "cache", JobLog(job_dir / "log.txt"))
+        t0 = time.perf_counter()
+        runner.prepare()
+        prepare_s = time.perf_counter() - t0
+        loop = runner.loop
+        transformer, optimizer = loop.transformer, loop.optimizer
+
+        # the bare step: same model, optimizer and data shape, nothing else
+        x0 = loop.cached.latents[0].unsqueeze(0).to(dev)
+        embeds = [loop.cached.embeddings[runner.samples[0].item.caption].to(dev, loop.model_dtype)]
+        t_in = torch.tensor([0.5], device=dev)
+        autocast = {"device_type": dev.type, "dtype": runner.autocast_dtype or torch.float32,
+                    "enabled": runner.autocast_dtype is not None}
+
+        def bare_step():
+            optimizer.zero_grad(set_to_none=True)
+            noise = torch.randn_like(x0)
+            x_t = 0.5 * x0 + 0.5 * noise
+            with torch.autocast(**autocast):
+                out = transformer(list(x_t.to(loop.model_dtype).unsqueeze(2).unbind(0)), t_in, embeds,
+                                  return_dict=False)[0]
+            loss = F.mse_loss(-torch.stack([o.float() for o in out]).squeeze(2), noise - x0)
+            loss.backward()
+            optimizer.step()
+
+        def sync():
+            if dev.type == "cuda":
+                torch.cuda.synchronize()
+
+        def timed(fn, n) -> list[float]:
+            times = []
+            for _ in range(n):
+                sync()
+                start = time.perf_counter()
+                fn()
+                sync()
+                times.append(time.perf_counter() - start)
+            return times
+
+        counter = CallCounter()
+        try:
+            timed(runner.run_step, args.warmup)
+            timed(bare_step, args.warmup)
+            real, bare = [], []
+            for _ in range(args.rounds):
+                for _ in range(args.steps):  # alternate step by step so load changes hit both alike
+                    real += timed(runner.run_step, 1)
+                    bare += timed(bare_step, 1)
+        finally:
+            counter.restore()
+            runner.metrics.close()
+        steps_run = args.warmup + args.rounds * args.steps
+
+    real_med, bare_med = statistics.median(real), statistics.median(bare)
+    ratio = real_med / bare_med
+    print(f"device: {dev.type}; tiny Z-Image transformer, LoRA rank 32, {args.size}x{args.size}, batch 1, "
+          f"gradient checkpointing {'on' if args.gradient_checkpointing else 'off'}, torch threads "
+          f"{torch.get_num_threads()}")
+    print(f"setup (cache + model) {prepare_s:.2f} s; {args.rounds * args.steps} timed steps of each kind, alternating")
+    print(f"real loop step:  median {real_med * 1000:.2f} ms  (mean {statistics.mean(real) * 1000:.2f} ms)")
+    print(f"bare step:       median {bare_med * 1000:.2f} ms  (mean {statistics.mean(bare) * 1000:.2f} ms)")
+    print(f"ratio real/bare: {ratio:.3f}  (goal <= 1.05: {'met' if ratio <= 1.05 else 'NOT met'})")
+    per_step = {k: v / steps_run for k, v in counter.counts.items()}
+    print(f"encoder calls per step after caching: text encoder {per_step['text_encoder']:.2f}, "
+          f"VAE encoder {per_step['vae_encoder']:.2f}  (goal 0: "
+          f"{'met' if not any(counter.counts.values()) else 'NOT met'})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

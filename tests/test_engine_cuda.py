@@ -1,0 +1,42 @@
+"""The CUDA path (bf16 autocast, 8-bit base weights, previews) on the tiny pipeline; needs a GPU."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from trainer.engine import TrainingControl, train
+from trainer.recipes import get_recipe
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU"),
+]
+
+
+@pytest.mark.parametrize("quantize", ["none", "float8", "int8"])
+def test_cuda_training_with_8bit_base_and_previews(tmp_path, make_settings, quantize):
+    from safetensors.torch import load_file
+
+    from studio.demo import ensure_demo_models
+    from tests.test_engine_train import make_dataset
+
+    paths = ensure_demo_models(make_settings(STUDIO_DEMO="1"), caption=False)
+    dataset = make_dataset(tmp_path / "datasets" / "toy")
+    job = tmp_path / "job"
+    config = get_recipe("zimage-turbo").config_from_dict({
+        "name": "toy", "trigger_word": "zkw", "steps": 6, "rank": 4, "learning_rate": 5e-3, "resolutions": [64, 96],
+        "quantize_base": quantize, "save_every": 3, "sample_every": 3, "sample_width": 64, "sample_height": 64,
+        "sample_steps": 2, "sample_prompts": ["[trigger] a square"],
+    })
+    events = []
+    result = train(config, dataset, job, paths, TrainingControl(job), events.append, device="cuda")
+    assert result["steps"] == 6 and math.isfinite(result["final_loss"])
+    assert any(e["gpu_mem_gb"] for e in events if e["phase"] == "training")
+    assert (job / "samples" / "step_000006" / "0.png").is_file()
+    lora = load_file(result["lora_path"])
+    assert all(torch.isfinite(v).all() and v.dtype == torch.float32 for v in lora.values())
+    if quantize != "none":
+        assert f"stored in {quantize}" in (job / "log.txt").read_text()

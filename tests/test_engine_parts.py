@@ -1,0 +1,193 @@
+"""Engine pieces on their own: adapter merge/cancel, 8-bit base weights, buckets, triggers, batch order,
+checkpoint rotation and disk-full handling, file-based control."""
+
+from __future__ import annotations
+
+import errno
+
+import pytest
+import torch
+from PIL import Image
+
+from trainer.engine import TrainingControl, TrainingError
+from trainer.engine import checkpoints as ckpt
+from trainer.engine import model as zmodel
+from trainer.engine.data import BatchPlan, ImageItem, Sample, apply_trigger, bucket_for, build_samples, load_pixels
+from trainer.engine.errors import oom_error
+from trainer.engine.quant import QuantizedLinear, quantize_linears
+from trainer.recipes import get_recipe
+
+
+def _probe(transformer):
+    g = torch.Generator("cpu").manual_seed(5)
+    x = [torch.randn(16, 1, 8, 8, generator=g)]
+    caps = [torch.randn(7, 32, generator=g)]
+    with torch.no_grad():
+        return transformer(x, torch.tensor([0.4]), caps, return_dict=False)[0][0]
+
+
+def test_adapter_merge_and_cancel_round_trip_to_the_base(demo_paths):
+    transformer = zmodel.load_transformer(demo_paths, torch.device("cpu"), torch.float32)
+    base_weights = {k: v.clone() for k, v in transformer.state_dict().items()}
+    base_out = _probe(transformer)
+    adapter = zmodel.LoraDelta.load(demo_paths.training_adapter)
+    assert len(adapter.modules) == 16 and "layers.0.attention.to_q" in adapter.modules
+
+    zmodel.merge_adapter(transformer, adapter)
+    merged = transformer.state_dict()
+    changed = [k for k in base_weights if not torch.equal(base_weights[k], merged[k])]
+    assert len(changed) == 16 and all(k.startswith("layers.") for k in changed)
+    merged_out = _probe(transformer)
+    assert (merged_out - base_out).abs().max() > 1e-3
+
+    # cancelled for sampling: the output is the base model's, and the hooks go away afterwards
+    with zmodel.adapter_cancelled(transformer, adapter):
+        assert torch.allclose(_probe(transformer), base_out, atol=1e-5)
+    assert torch.equal(_probe(transformer), merged_out)
+
+    # also with the trainable LoRA wrapped around the same modules
+    zmodel.add_lora(transformer, rank=4, alpha=4, seed=0)
+    with zmodel.adapter_cancelled(transformer, adapter):
+        assert torch.allclose(_probe(transformer), base_out, atol=1e-5)  # LoRA B starts at zero
+
+    zmodel.merge_adapter(transformer, adapter, weight=-1.0)
+    for key, value in base_weights.items():
+        module, _, leaf = key.rpartition(".")
+        peft_key = f"{module}.base_layer.{leaf}" if module in adapter.modules else key
+        assert torch.allclose(transformer.state_dict()[peft_key], value, atol=1e-6), key
+
+
+def test_lora_state_dict_folds_alpha_and_uses_comfyui_keys(demo_paths):
+    transformer = zmodel.load_transformer(demo_paths, torch.device("cpu"), torch.float32)
+    params = zmodel.add_lora(transformer, rank=4, alpha=8, seed=1)
+    assert all(p.dtype == torch.float32 and p.requires_grad for p in params)
+    with torch.no_grad():
+        for p in params:
+            p.fill_(0.5)
+    sd = zmodel.lora_state_dict(transformer, rank=4, alpha=8)
+    assert "diffusion_model.layers.0.feed_forward.w1.lora_A.weight" in sd
+    assert torch.all(sd["diffusion_model.layers.0.feed_forward.w1.lora_B.weight"] == 1.0)  # 0.5 * 8/4
+    assert torch.all(sd["diffusion_model.layers.0.feed_forward.w1.lora_A.weight"] == 0.5)
+
+
+def test_quantized_linear_matches_and_passes_input_gradients():
+    torch.manual_seed(0)
+    linear = torch.nn.Linear(64, 32)
+    linear.requires_grad_(False)
+    x = torch.randn(5, 64, requires_grad=True)
+    ref = linear(x)
+    for mode, tol in (("float8", 0.08), ("int8", 0.02)):
+        q = QuantizedLinear(linear, mode)
+        assert q.weight.element_size() == 1 and isinstance(q, torch.nn.Linear)
+        out = q(x)
+        assert (out - ref).abs().max() < tol * ref.abs().max()
+        out.sum().backward()
+        assert x.grad is not None and torch.isfinite(x.grad).all()
+        x.grad = None
+
+
+def test_quantized_base_with_lora_trains_on_cpu(demo_paths):
+    transformer = zmodel.load_transformer(demo_paths, torch.device("cpu"), torch.float32)
+    params = zmodel.add_lora(transformer, rank=4, alpha=4, seed=0)
+    count = quantize_linears(transformer, "float8")
+    assert count > 16
+    assert isinstance(transformer.get_submodule("layers.0.attention.to_q").base_layer, QuantizedLinear)
+    assert not any(isinstance(m, QuantizedLinear) for n, m in transformer.named_modules() if ".lora_" in n)
+    g = torch.Generator("cpu").manual_seed(0)
+    out = transformer([torch.randn(16, 1, 8, 8, generator=g)], torch.tensor([0.5]), [torch.randn(6, 32, generator=g)],
+                      return_dict=False)[0][0]
+    out.pow(2).mean().backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in params)
+
+
+def test_buckets_are_multiples_of_16_and_never_upscale():
+    assert bucket_for(1024, 1024, 512) == (512, 512)
+    assert bucket_for(2000, 1000, 1024) == (1440, 720)
+    w, h = bucket_for(3000, 2000, 768)
+    assert w % 16 == 0 and h % 16 == 0 and w * h <= 768 * 768 and abs(w / h - 1.5) < 0.05
+    assert bucket_for(300, 200, 1024) == (288, 192)  # small image: its own size, rounded down
+    for size in ((17, 900), (5000, 40), (16, 16)):
+        w, h = bucket_for(*size, 512)
+        assert w % 16 == 0 and h % 16 == 0 and w >= 16 and h >= 16
+
+
+def test_samples_dedupe_small_images_and_crop_to_bucket(tmp_path):
+    path = tmp_path / "a.png"
+    Image.new("RGB", (300, 200), (1, 2, 3)).save(path)
+    item = ImageItem(path, "cap", "x" * 64, 300, 200)
+    samples = build_samples([item], [512, 768, 1024])
+    assert [s.bucket for s in samples] == [(288, 192)]
+    big = ImageItem(path, "cap", "y" * 64, 300, 200)
+    assert load_pixels(Sample(big, (128, 96))).size == (128, 96)
+
+
+def test_trigger_word_handling():
+    assert apply_trigger("[trigger] on a beach", "zkw") == "zkw on a beach"
+    assert apply_trigger("a photo of zkw", "zkw") == "a photo of zkw"
+    assert apply_trigger("a photo", "zkw") == "zkw, a photo"
+    assert apply_trigger("a zkwx photo", "zkw") == "zkw, a zkwx photo"
+    assert apply_trigger("a ZKW photo", "zkw") == "a ZKW photo"
+    assert apply_trigger("", "zkw") == "zkw"
+    assert apply_trigger("[trigger] a dog", "") == "a dog"
+
+
+def test_batch_plan_is_per_bucket_and_reproducible():
+    items = [ImageItem(None, str(i), str(i), 10, 10) for i in range(7)]
+    samples = [Sample(item, (64, 64) if i < 4 else (64, 48)) for i, item in enumerate(items)]
+    plan = BatchPlan(samples, batch_size=2, seed=3)
+    assert len(plan) == 4  # 2 + 2 batches
+    epoch0 = [plan.batch(i) for i in range(4)]
+    assert sorted(i for b in epoch0 for i in b) == list(range(7))
+    assert all(len({samples[i].bucket for i in b}) == 1 for b in epoch0)
+    again = BatchPlan(samples, batch_size=2, seed=3)
+    assert [again.batch(i) for i in range(4, 12)] == [plan.batch(i) for i in range(4, 12)]
+
+
+def _save(job, step, keep=2):
+    return ckpt.save_checkpoint(job, step, {"w": torch.ones(2)}, {"steps": str(step)}, {"step": step}, keep)
+
+
+def test_checkpoints_keep_the_last_k(tmp_path):
+    for step in (5, 10, 15, 20):
+        _save(tmp_path, step)
+    assert [s for s, _ in ckpt.list_checkpoints(tmp_path)] == [15, 20]
+    assert ckpt.latest_checkpoint(tmp_path)[0] == 20
+    assert ckpt.load_state(ckpt.latest_checkpoint(tmp_path)[1]) == {"step": 20}
+
+
+def test_disk_full_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
+    _save(tmp_path, 10)
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", full)
+    with pytest.raises(TrainingError, match="disk is full.*step 20.*step 10 is kept"):
+        _save(tmp_path, 20)
+    assert [s for s, _ in ckpt.list_checkpoints(tmp_path)] == [10]
+    assert not list((tmp_path / "checkpoints").glob(".tmp-*"))
+
+
+def test_file_based_control(tmp_path):
+    control = TrainingControl(tmp_path)
+    assert not control.should_stop() and control.take_requests() == set()
+    (tmp_path / "control").mkdir()
+    (tmp_path / "control" / "sample").touch()
+    (tmp_path / "control" / "save").touch()
+    assert control.take_requests() == {"sample", "save"}
+    assert control.take_requests() == set()
+    control.request("save")
+    assert control.take_requests() == {"save"}
+    (tmp_path / "control" / "stop").touch()
+    assert control.should_stop()
+    control.clear_stop()
+    assert not control.should_stop()
+
+
+def test_oom_advice_follows_the_settings():
+    recipe = get_recipe("zimage-turbo")
+    assert "gradient_checkpointing" in str(oom_error(recipe.config_from_dict({"gradient_checkpointing": False}), 3,
+                                                     True))
+    assert "quantize_base to float8" in str(oom_error(recipe.default_config(), 3, True))
+    message = str(oom_error(recipe.config_from_dict({"quantize_base": "float8"}), 3, True))
+    assert "resolutions" in message and "OOM" in message

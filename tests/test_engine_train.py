@@ -1,0 +1,356 @@
+"""End-to-end training on the tiny Z-Image pipeline: loss goes down, exact resume after a stop or a
+crash, the LoRA file's keys/metadata and loading in diffusers, and the user-facing failures."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image, ImageDraw
+
+from trainer.engine import TrainingControl, TrainingError, train
+from trainer.recipes import get_recipe
+
+pytestmark = pytest.mark.slow
+
+SHAPES = [((30, 60, 200), (250, 220, 40)), ((200, 40, 40), (240, 240, 240)), ((20, 160, 60), (10, 10, 10))]
+
+
+def make_dataset(folder: Path, count: int = 3, size=(80, 64), captions: bool = True) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(count):
+        bg, fg = SHAPES[i % len(SHAPES)]
+        im = Image.new("RGB", size, bg)
+        draw = ImageDraw.Draw(im)
+        (draw.ellipse if i % 2 else draw.rectangle)([16, 12, size[0] - 16, size[1] - 12], fill=fg)
+        im.save(folder / f"img{i}.png")
+        if captions:
+            (folder / f"img{i}.txt").write_text(f"[trigger] shape number {i}")
+    (folder / "dataset.json").write_text(json.dumps({"name": folder.name, "trigger_word": "zkw", "images": count}))
+    return folder
+
+
+def tiny_config(**overrides):
+    base = {
+        "name": "toy",
+        "trigger_word": "zkw",
+        "steps": 20,
+        "rank": 4,
+        "learning_rate": 5e-3,
+        "resolutions": [64],
+        "timestep_sampling": "uniform",
+        "caption_dropout": 0.0,
+        "gradient_checkpointing": False,
+        "save_every": 10,
+        "keep_last": 2,
+        "sample_every": 0,
+        "sample_width": 64,
+        "sample_height": 64,
+        "sample_steps": 2,
+        "sample_prompts": ["[trigger] a yellow square"],
+    }
+    base.update(overrides)
+    return get_recipe("zimage-turbo").config_from_dict(base)
+
+
+class StopAfter(TrainingControl):
+    """Stops after `steps` optimizer steps (should_stop is asked once before each step)."""
+
+    def __init__(self, job_dir: Path, steps: int):
+        super().__init__(job_dir)
+        self.calls, self.steps = 0, steps
+
+    def should_stop(self) -> bool:
+        self.calls += 1
+        return self.calls > self.steps or super().should_stop()
+
+
+class Crash(BaseException):
+    pass
+
+
+class CrashAfter(TrainingControl):
+    """Dies (like a killed process: no checkpoint) right after `steps` optimizer steps."""
+
+    def __init__(self, job_dir: Path, steps: int):
+        super().__init__(job_dir)
+        self.calls, self.steps = 0, steps
+
+    def take_requests(self) -> set[str]:
+        self.calls += 1
+        if self.calls > self.steps:
+            raise Crash()
+        return super().take_requests()
+
+
+def _lora(path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    return load_file(str(path))
+
+
+def _losses(job_dir: Path) -> list[tuple[int, float]]:
+    lines = (job_dir / "metrics.jsonl").read_text().splitlines()
+    return [(json.loads(line)["step"], json.loads(line)["loss"]) for line in lines]
+
+
+@torch.no_grad()
+def _eval_loss(transformer, latents, embeds) -> float:
+    """Flow-matching loss at fixed noise levels and noise, so two models can be compared."""
+    g = torch.Generator("cpu").manual_seed(0)
+    total = []
+    for sigma in (0.25, 0.5, 0.75):
+        noise = torch.randn(latents.shape, generator=g)
+        x_t = (1 - sigma) * latents + sigma * noise
+        out = transformer(list(x_t.unsqueeze(2).unbind(0)), torch.full((len(latents),), 1 - sigma), embeds,
+                          return_dict=False)[0]
+        v = -torch.stack(out).squeeze(2)
+        total.append(float(((v - (noise - latents)) ** 2).mean()))
+    return sum(total) / len(total)
+
+
+def test_twenty_steps_reduce_loss_and_write_a_comfyui_lora(tmp_path, demo_paths):
+    from diffusers import ZImagePipeline
+
+    from trainer.engine import model as zmodel
+
+    dataset = make_dataset(tmp_path / "datasets" / "toy")
+    job = tmp_path / "jobs" / "job1"
+    events = []
+    cfg = tiny_config(sample_every=10, timestep_sampling="weighted")
+    result = train(cfg, dataset, job, demo_paths, TrainingControl(job), events.append, device="cpu",
+                   cache_dir=tmp_path / "cache")
+
+    assert result["steps"] == 20 and not result["stopped"]
+    assert result["encoder_calls"] == {"text_encoder": 1, "vae_encoder": 3}
+    lora_path = Path(result["lora_path"])
+    assert lora_path == job / "lora" / "toy.safetensors"
+    assert {e["phase"] for e in events} >= {"loading", "caching", "training", "sampling", "saving", "done"}
+    assert all(set(e) >= {"step", "total_steps", "loss", "smooth_loss", "it_per_s", "eta_s", "gpu_mem_gb",
+                          "message"} for e in events)
+    assert json.loads((job / "config.json").read_text())["steps"] == 20
+    assert [s for s, _ in _losses(job)] == list(range(1, 21))
+    assert "Done" in (job / "log.txt").read_text()
+    assert sorted(p.name for p in (job / "checkpoints").iterdir()) == ["step_000010", "step_000020"]
+    assert (job / "checkpoints" / "step_000010" / "state.pt").is_file()
+    for step in ("step_000010", "step_000020"):
+        assert (job / "samples" / step / "0.png").is_file()
+        assert json.loads((job / "samples" / step / "prompts.json").read_text())["prompts"][0]["prompt"] == (
+            "zkw a yellow square")
+
+    # ComfyUI Z-Image key names, no adapter inside, metadata
+    from safetensors import safe_open
+
+    with safe_open(str(lora_path), "pt") as handle:
+        keys, meta = sorted(handle.keys()), handle.metadata()
+    assert "diffusion_model.layers.0.attention.to_q.lora_A.weight" in keys
+    assert "diffusion_model.layers.1.feed_forward.w2.lora_B.weight" in keys
+    assert "diffusion_model.layers.0.adaLN_modulation.0.lora_A.weight" in keys
+    assert len(keys) == 2 * 8 * 2 and all(k.startswith("diffusion_model.layers.") for k in keys)
+    assert not any("refiner" in k or ".alpha" in k for k in keys)
+    assert meta["base_model"] == "Tongyi-MAI/Z-Image-Turbo" and meta["lora_rank"] == "4"
+    assert meta["steps"] == "20" and meta["trigger_word"] == "zkw" and json.loads(meta["resolution"]) == [64]
+    assert len(meta["dataset_hash"]) == 64
+    adapter = _lora(demo_paths.training_adapter)
+    trained = _lora(lora_path)
+    assert not any(torch.equal(trained[k], adapter[k]) for k in keys if k in adapter)
+
+    # the loss on fixed noise is lower with the LoRA than without (both with the adapter merged, as trained)
+    pipe = ZImagePipeline.from_pretrained(str(demo_paths.zimage_dir), dtype=torch.float32)
+    pipe.set_progress_bar_config(disable=True)
+    latents, embeds = _encoded_dataset(pipe, dataset, cfg)
+    zmodel.merge_adapter(pipe.transformer, zmodel.LoraDelta.load(demo_paths.training_adapter))
+    before = _eval_loss(pipe.transformer, latents, embeds)
+    pipe.load_lora_weights(str(lora_path), adapter_name="toy")
+    after = _eval_loss(pipe.transformer, latents, embeds)
+    assert after < before
+
+
+def _encoded_dataset(pipe, dataset: Path, cfg):
+    from diffusers.image_processor import VaeImageProcessor
+
+    from trainer.engine import model as zmodel
+    from trainer.engine.data import build_samples, load_pixels, read_dataset
+
+    samples = build_samples(read_dataset(dataset, cfg, print), cfg.resolutions)
+    processor = VaeImageProcessor(vae_scale_factor=16)
+    latents = torch.stack([zmodel.encode_image(pipe.vae, processor.preprocess(load_pixels(s))) for s in samples])
+    embeds = zmodel.encode_prompts(pipe.tokenizer, pipe.text_encoder, [s.item.caption for s in samples])
+    return latents, embeds
+
+
+def _render(pipe, seed: int = 3) -> np.ndarray:
+    return pipe("zkw a yellow square", height=64, width=64, num_inference_steps=2, guidance_scale=0.0,
+                generator=torch.Generator("cpu").manual_seed(seed), output_type="np").images[0]
+
+
+def test_saved_lora_loads_in_diffusers_and_changes_the_output(tmp_path, demo_paths):
+    from diffusers import ZImagePipeline
+
+    dataset = make_dataset(tmp_path / "datasets" / "toy")
+    job = tmp_path / "jobs" / "job1"
+    result = train(tiny_config(steps=6, learning_rate=2e-2), dataset, job, demo_paths, TrainingControl(job),
+                   None, device="cpu", cache_dir=tmp_path / "cache")
+    pipe = ZImagePipeline.from_pretrained(str(demo_paths.zimage_dir), dtype=torch.float32)
+    pipe.set_progress_bar_config(disable=True)
+    base = _render(pipe)
+    pipe.load_lora_weights(result["lora_path"], adapter_name="toy")
+    assert "toy" in pipe.get_active_adapters()
+    with_lora = _render(pipe)
+    assert np.abs(with_lora - base).mean() > 1e-4
+    pipe.unload_lora_weights()
+    assert np.abs(_render(pipe) - base).max() < 1e-6
+
+
+def test_resume_after_stop_and_after_crash_matches_an_uninterrupted_run(tmp_path, demo_paths):
+    dataset = make_dataset(tmp_path / "datasets" / "toy")
+    cfg = tiny_config(steps=8, save_every=4, keep_last=3, caption_dropout=0.3, timestep_sampling="weighted",
+                      batch_size=2, gradient_accumulation=2, warmup_steps=2, resolutions=[64, 96])
+    kwargs = {"device": "cpu", "cache_dir": tmp_path / "cache"}
+
+    straight = tmp_path / "jobs" / "straight"
+    reference = train(cfg, dataset, straight, demo_paths, TrainingControl(straight), None, **kwargs)
+
+    # stopped after 3 steps: a checkpoint for step 3 is written, then resume finishes the job
+    stopped = tmp_path / "jobs" / "stopped"
+    first = train(cfg, dataset, stopped, demo_paths, StopAfter(stopped, 3), None, **kwargs)
+    assert first["stopped"] and first["steps"] == 3
+    assert (stopped / "checkpoints" / "step_000003" / "lora.safetensors").is_file()
+    resumed = train(cfg, dataset, stopped, demo_paths, TrainingControl(stopped), None, **kwargs)
+    assert resumed["resumed_from"] == 3 and resumed["steps"] == 8
+
+    # killed after 6 steps (no checkpoint for 5-6): resume starts again from step 4
+    crashed = tmp_path / "jobs" / "crashed"
+    with pytest.raises(Crash):
+        train(cfg, dataset, crashed, demo_paths, CrashAfter(crashed, 6), None, **kwargs)
+    assert [s for s, _ in _losses(crashed)] == list(range(1, 7))
+    (crashed / "checkpoints" / ".tmp-step_000006-half-written").mkdir()  # a save cut off mid-write
+    again = train(cfg, dataset, crashed, demo_paths, TrainingControl(crashed), None, **kwargs)
+    assert again["resumed_from"] == 4 and again["steps"] == 8
+
+    expected = _lora(reference["lora_path"])
+    for job, result in ((stopped, resumed), (crashed, again)):
+        assert _losses(job) == _losses(straight)
+        got = _lora(result["lora_path"])
+        assert got.keys() == expected.keys()
+        assert all(torch.equal(got[k], expected[k]) for k in expected)
+        assert result["final_loss"] == reference["final_loss"]
+    assert not list((crashed / "checkpoints").glob(".tmp-*"))
+
+
+def test_caching_means_no_encoder_calls_on_a_second_job(tmp_path, demo_paths):
+    dataset = make_dataset(tmp_path / "datasets" / "toy")
+    kwargs = {"device": "cpu", "cache_dir": tmp_path / "cache"}
+    first = train(tiny_config(steps=1), dataset, tmp_path / "a", demo_paths, None, None, **kwargs)
+    second = train(tiny_config(steps=2), dataset, tmp_path / "b", demo_paths, None, None, **kwargs)
+    assert first["encoder_calls"]["vae_encoder"] == 3
+    assert second["encoder_calls"] == {"text_encoder": 0, "vae_encoder": 0}
+
+
+# ---------------------------------------------------------------- bad input
+
+
+def test_empty_dataset(tmp_path, demo_paths):
+    empty = tmp_path / "datasets" / "empty"
+    empty.mkdir(parents=True)
+    (empty / "dataset.json").write_text("{}")
+    with pytest.raises(TrainingError, match="has no images"):
+        train(tiny_config(), empty, tmp_path / "job", demo_paths, None, None, device="cpu")
+    assert "has no images" in (tmp_path / "job" / "log.txt").read_text()
+
+
+def test_missing_captions_error_or_default(tmp_path, demo_paths):
+    dataset = make_dataset(tmp_path / "datasets" / "toy", captions=False)
+    with pytest.raises(TrainingError, match=r"3 image\(s\) have no caption \(img0.png"):
+        train(tiny_config(missing_captions="error"), dataset, tmp_path / "j1", demo_paths, None, None, device="cpu")
+    result = train(tiny_config(steps=1, missing_captions="default_caption", default_caption="[trigger] a thing"),
+                   dataset, tmp_path / "j2", demo_paths, None, None, device="cpu", cache_dir=tmp_path / "cache")
+    assert result["steps"] == 1
+
+
+def test_corrupt_image_is_skipped_with_a_warning(tmp_path, demo_paths):
+    dataset = make_dataset(tmp_path / "datasets" / "toy")
+    (dataset / "img1.png").write_bytes(b"\x89PNG\r\n\x1a\n not really a png")
+    result = train(tiny_config(steps=1), dataset, tmp_path / "job", demo_paths, None, None, device="cpu",
+                   cache_dir=tmp_path / "cache")
+    assert result["steps"] == 1
+    log = (tmp_path / "job" / "log.txt").read_text()
+    assert "Skipping img1.png" in log and "2 image(s)" in log
+
+
+def test_missing_model_files_name_the_path_and_models_txt_line(tmp_path, demo_paths):
+    import dataclasses
+
+    dataset = make_dataset(tmp_path / "datasets" / "toy", count=1)
+    gone = dataclasses.replace(demo_paths, zimage_dir=tmp_path / "models" / "Z-Image-Turbo")
+    with pytest.raises(TrainingError) as info:
+        train(tiny_config(), dataset, tmp_path / "j1", gone, None, None, device="cpu")
+    message = str(info.value)
+    assert str(gone.zimage_dir / "model_index.json") in message and "Tongyi-MAI/Z-Image-Turbo" in message
+    assert message.count(".") >= 1 and "\n" not in message
+
+    partial = tmp_path / "partial"
+    shutil.copytree(demo_paths.zimage_dir, partial)
+    (partial / "vae" / "diffusion_pytorch_model.safetensors").unlink()
+    with pytest.raises(TrainingError, match="vae"):
+        train(tiny_config(), dataset, tmp_path / "j2", dataclasses.replace(demo_paths, zimage_dir=partial), None,
+              None, device="cpu")
+
+    no_adapter = dataclasses.replace(demo_paths, training_adapter=tmp_path / "nope" / "adapter.safetensors")
+    with pytest.raises(TrainingError, match="ostris/zimage_turbo_training_adapter"):
+        train(tiny_config(), dataset, tmp_path / "j3", no_adapter, None, None, device="cpu")
+
+
+def test_out_of_memory_names_the_setting_to_change(tmp_path, demo_paths, monkeypatch):
+    from trainer.engine.loop import TrainingLoop
+
+    def oom(self):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(TrainingLoop, "step", oom)
+    dataset = make_dataset(tmp_path / "datasets" / "toy", count=1)
+    with pytest.raises(TrainingError, match="OOM.*batch_size"):
+        train(tiny_config(batch_size=4), dataset, tmp_path / "j1", demo_paths, None, None, device="cpu",
+              cache_dir=tmp_path / "cache")
+    with pytest.raises(TrainingError, match="OOM.*gradient_checkpointing"):
+        train(tiny_config(), dataset, tmp_path / "j2", demo_paths, None, None, device="cpu",
+              cache_dir=tmp_path / "cache")
+
+
+def test_repeated_nan_fails_the_job(tmp_path, demo_paths, monkeypatch):
+    from trainer.engine.loop import TrainingLoop
+
+    monkeypatch.setattr(TrainingLoop, "loss", lambda self, batch: torch.tensor(float("nan"), requires_grad=True))
+    dataset = make_dataset(tmp_path / "datasets" / "toy", count=1)
+    with pytest.raises(TrainingError, match="NaN.*5 steps in a row.*learning_rate"):
+        train(tiny_config(), dataset, tmp_path / "job", demo_paths, None, None, device="cpu",
+              cache_dir=tmp_path / "cache")
+    assert "skipped" in (tmp_path / "job" / "log.txt").read_text()
+
+
+def test_stop_and_sample_requests_by_file(tmp_path, demo_paths):
+    dataset = make_dataset(tmp_path / "datasets" / "toy", count=1)
+    job = tmp_path / "job"
+    (job / "control").mkdir(parents=True)
+    (job / "control" / "sample").touch()
+    (job / "control" / "save").touch()
+
+    class StopAfterTwo(TrainingControl):
+        calls = 0
+
+        def should_stop(self):
+            self.calls += 1
+            if self.calls == 3:
+                (job / "control" / "stop").touch()
+            return super().should_stop()
+
+    result = train(tiny_config(steps=5), dataset, job, demo_paths, StopAfterTwo(job), None, device="cpu",
+                   cache_dir=tmp_path / "cache")
+    assert result["stopped"] and result["steps"] == 2
+    assert (job / "samples" / "step_000001" / "0.png").is_file()
+    assert (job / "checkpoints" / "step_000001").is_dir() and (job / "checkpoints" / "step_000002").is_dir()
+    assert not (job / "control" / "sample").exists()

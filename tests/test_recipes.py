@@ -1,0 +1,135 @@
+"""The recipe registry and the zimage-turbo config: defaults, validation, JSON round trip, schema, form."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from trainer.recipes import ConfigError, get_recipe, list_recipes
+
+
+@pytest.fixture
+def recipe():
+    return get_recipe("zimage-turbo")
+
+
+def _errors(recipe, data) -> dict[str, str]:
+    with pytest.raises(ConfigError) as info:
+        recipe.config_from_dict(data)
+    return {e["field"]: e["message"] for e in info.value.errors}
+
+
+def test_registry_lists_zimage_turbo():
+    assert [r.name for r in list_recipes()] == ["zimage-turbo"]
+    with pytest.raises(ConfigError) as info:
+        get_recipe("flux-dev")
+    assert info.value.errors[0]["field"] == "recipe"
+
+
+def test_defaults_match_the_zimage_turbo_preset(recipe):
+    cfg = recipe.default_config()
+    assert cfg.rank == 32 and cfg.alpha is None and cfg.lora_alpha == 32.0
+    assert cfg.learning_rate == 1e-4
+    assert cfg.optimizer == "auto" and cfg.weight_decay == 1e-4
+    assert cfg.lr_schedule == "constant" and cfg.warmup_steps == 0
+    assert cfg.max_grad_norm == 1.0 and cfg.batch_size == 1 and cfg.gradient_accumulation == 1
+    assert cfg.steps == 3000 and cfg.mixed_precision == "bf16" and cfg.gradient_checkpointing is True
+    assert cfg.resolutions == [512, 768, 1024]
+    assert cfg.caption_dropout == 0.05 and cfg.shift == 3.0 and cfg.timestep_sampling == "weighted"
+    assert (cfg.save_every, cfg.keep_last, cfg.sample_every) == (250, 4, 250)
+    assert (cfg.sample_width, cfg.sample_height, cfg.sample_steps, cfg.guidance_scale) == (1024, 1024, 9, 0.0)
+    assert cfg.seed == 42 and cfg.sample_prompts and cfg.quantize_base == "none"
+    assert cfg.missing_captions == "default_caption"
+    assert recipe.config_from_dict({"rank": 16}).lora_alpha == 16.0
+    assert recipe.config_from_dict({"rank": 16, "alpha": 8}).lora_alpha == 8.0
+
+
+def test_json_round_trip(recipe):
+    cfg = recipe.config_from_dict({"name": "cat", "trigger_word": "zkw", "rank": 8, "learning_rate": 3e-4,
+                                   "resolutions": [512, 1024], "sample_prompts": ["[trigger] on a sofa"]})
+    text = json.dumps(cfg.to_dict())
+    again = recipe.config_from_dict(json.loads(text))
+    assert again == cfg
+    assert again.to_dict() == cfg.to_dict()
+    # integers are accepted where a number is expected and stored as floats
+    assert recipe.config_from_dict({"learning_rate": 1}).learning_rate == 1.0
+
+
+@pytest.mark.parametrize(
+    ("data", "field"),
+    [
+        ({"rank": 0}, "rank"),
+        ({"learning_rate": -1e-4}, "learning_rate"),
+        ({"learning_rate": 0}, "learning_rate"),
+        ({"steps": 0}, "steps"),
+        ({"resolutions": [500]}, "resolutions"),
+        ({"resolutions": []}, "resolutions"),
+        ({"sample_width": 1000}, "sample_width"),
+        ({"optimizer": "sgd"}, "optimizer"),
+        ({"timestep_sampling": "logit"}, "timestep_sampling"),
+        ({"quantize_base": "nf4"}, "quantize_base"),
+        ({"missing_captions": "skip"}, "missing_captions"),
+        ({"caption_dropout": 1.5}, "caption_dropout"),
+        ({"rank": "32"}, "rank"),
+        ({"gradient_checkpointing": "yes"}, "gradient_checkpointing"),
+        ({"resolutions": "512"}, "resolutions"),
+        ({"name": "../etc"}, "name"),
+        ({"warmup_steps": 10, "steps": 5}, "warmup_steps"),
+        ({"sample_prompts": ["  "]}, "sample_prompts"),
+    ],
+)
+def test_bad_values_name_the_field(recipe, data, field):
+    errors = _errors(recipe, data)
+    assert field in errors
+    assert errors[field].endswith(".")
+
+
+def test_resolution_error_says_multiple_of_16(recipe):
+    assert "multiple of 16" in _errors(recipe, {"resolutions": [512, 500]})["resolutions"]
+
+
+def test_unknown_keys_are_errors_together_with_field_errors(recipe):
+    errors = _errors(recipe, {"lora_rank": 16, "steps": 0})
+    assert set(errors) == {"lora_rank", "steps"}
+    with pytest.raises(ConfigError):
+        recipe.config_from_dict(["not", "a", "dict"])
+
+
+def test_form_fields_cover_every_setting(recipe):
+    fields = recipe.form_fields()
+    names = [f["name"] for f in fields]
+    assert names == list(recipe.defaults())
+    for f in fields:
+        assert {"name", "type", "default", "help", "section"} <= set(f)
+        assert f["section"] in ("basic", "advanced") and f["help"]
+    by_name = {f["name"]: f for f in fields}
+    assert by_name["rank"]["type"] == "integer" and by_name["rank"]["min"] == 1
+    assert by_name["rank"]["section"] == "basic"
+    assert by_name["optimizer"]["choices"] == ["auto", "adamw8bit", "adamw"]
+    assert by_name["resolutions"]["type"] == "array" and by_name["resolutions"]["items"] == "integer"
+    assert by_name["alpha"]["nullable"] is True
+    assert by_name["learning_rate"]["type"] == "number"
+
+
+def test_json_schema(recipe):
+    schema = recipe.json_schema()
+    assert schema["type"] == "object" and schema["additionalProperties"] is False
+    props = schema["properties"]
+    assert set(props) == set(recipe.defaults())
+    assert props["timestep_sampling"]["enum"] == ["weighted", "shift", "sigmoid", "uniform"]
+    assert props["alpha"]["type"] == ["number", "null"]
+    assert props["resolutions"]["items"]["type"] == "integer"
+    assert props["learning_rate"]["exclusiveMinimum"] == 0.0
+    json.dumps(schema)
+
+
+def test_presets_are_valid_configs(recipe):
+    assert set(recipe.presets) == {"16gb", "24gb", "48gb"}
+    configs = {name: recipe.config_from_dict(overrides) for name, overrides in recipe.presets.items()}
+    assert configs["16gb"].quantize_base != "none" and max(configs["16gb"].resolutions) <= 768
+    assert configs["24gb"].quantize_base in ("float8", "int8") and 1024 in configs["24gb"].resolutions
+    assert configs["48gb"].quantize_base == "none"
+    for overrides in recipe.presets.values():
+        assert {"quantize_base", "resolutions", "gradient_checkpointing"} <= set(overrides)
+    json.dumps(recipe.describe())

@@ -1,0 +1,160 @@
+"""Reading an exported dataset: images + same-stem .txt captions, trigger words, aspect-ratio buckets,
+and a stateless batch order (batch i depends only on the seed and i, which makes resume exact)."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import random
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from trainer.engine.errors import TrainingError
+
+IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".webp"}
+TRIGGER = "[trigger]"
+BUCKET_STEP = 16  # Z-Image needs sides that are multiples of 16 (8x VAE, 2x2 patches)
+
+
+@dataclass(frozen=True)
+class ImageItem:
+    path: Path
+    caption: str
+    sha256: str
+    width: int
+    height: int
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One training example: an image at one resolution, in its bucket."""
+
+    item: ImageItem
+    bucket: tuple[int, int]  # (width, height)
+
+
+def apply_trigger(text: str, trigger: str) -> str:
+    """[trigger] becomes the trigger word; a caption without the word gets it prepended."""
+    if not trigger:
+        return " ".join(text.replace(TRIGGER, "").split())
+    if TRIGGER in text:
+        return text.replace(TRIGGER, trigger)
+    if re.search(rf"(?<!\w){re.escape(trigger)}(?!\w)", text, flags=re.IGNORECASE):
+        return text
+    return f"{trigger}, {text}" if text.strip() else trigger
+
+
+def read_dataset(dataset_dir: Path, config, warn: Callable[[str], None]) -> list[ImageItem]:
+    dataset_dir = Path(dataset_dir)
+    if not dataset_dir.is_dir():
+        raise TrainingError(f"The dataset folder {dataset_dir} does not exist; export the dataset first.")
+    images = sorted(p for p in dataset_dir.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTS)
+    if not images:
+        raise TrainingError(f"The dataset {dataset_dir.name} has no images (.jpg, .jpeg, .png, .webp); "
+                            "add images and export it again.")
+    missing = [p.name for p in images if not p.with_suffix(".txt").is_file()]
+    if missing and config.missing_captions == "error":
+        shown = ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else "")
+        raise TrainingError(f"{len(missing)} image(s) have no caption ({shown}); caption them or set "
+                            "missing_captions to default_caption.")
+    items = []
+    for path in images:
+        data = path.read_bytes()
+        try:
+            with Image.open(path) as im:
+                im.load()  # decode fully: a truncated file fails here, not mid-training
+                width, height = ImageOps.exif_transpose(im).size
+        except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
+            warn(f"Skipping {path.name}: it is not a readable image ({exc}).")
+            continue
+        txt = path.with_suffix(".txt")
+        caption = txt.read_text("utf-8", errors="replace").strip() if txt.is_file() else ""
+        if not caption:
+            caption = config.default_caption
+        items.append(ImageItem(path, apply_trigger(caption, config.trigger_word), hashlib.sha256(data).hexdigest(),
+                               width, height))
+    if not items:
+        raise TrainingError(f"None of the {len(images)} image(s) in {dataset_dir.name} could be read; "
+                            "re-export the dataset with valid images.")
+    return items
+
+
+def dataset_hash(items: list[ImageItem]) -> str:
+    digest = hashlib.sha256()
+    for item in items:
+        digest.update(f"{item.path.name}\0{item.sha256}\0{item.caption}\n".encode())
+    return digest.hexdigest()
+
+
+def bucket_for(width: int, height: int, resolution: int) -> tuple[int, int]:
+    """Largest multiple-of-16 size with about resolution**2 pixels and the image's aspect ratio, never
+    larger than the image itself."""
+    scale = min(1.0, math.sqrt(resolution * resolution / (width * height)))
+    w = max(BUCKET_STEP, int(width * scale) // BUCKET_STEP * BUCKET_STEP)
+    h = max(BUCKET_STEP, int(height * scale) // BUCKET_STEP * BUCKET_STEP)
+    return w, h
+
+
+def build_samples(items: list[ImageItem], resolutions: list[int]) -> list[Sample]:
+    """Every image at every resolution; an image too small for several resolutions lands in the same
+    bucket only once."""
+    samples, seen = [], set()
+    for item in items:
+        for res in sorted(resolutions):
+            bucket = bucket_for(item.width, item.height, res)
+            if (item.sha256, item.path, bucket) in seen:
+                continue
+            seen.add((item.sha256, item.path, bucket))
+            samples.append(Sample(item, bucket))
+    return samples
+
+
+def load_pixels(sample: Sample) -> Image.Image:
+    """The image resized to cover its bucket and centre-cropped to it, RGB."""
+    with Image.open(sample.item.path) as raw:
+        im = ImageOps.exif_transpose(raw).convert("RGB")
+    w, h = sample.bucket
+    scale = max(w / im.width, h / im.height)
+    size = (max(w, round(im.width * scale)), max(h, round(im.height * scale)))
+    if size != im.size:
+        im = im.resize(size, Image.Resampling.LANCZOS)
+    left, top = (im.width - w) // 2, (im.height - h) // 2
+    return im.crop((left, top, left + w, top + h))
+
+
+class BatchPlan:
+    """Groups sample indices into per-bucket batches and shuffles them each epoch, seeded; batch i
+    is a pure function of (seed, i), so a resumed job sees the same batches as an uninterrupted one."""
+
+    def __init__(self, samples: list[Sample], batch_size: int, seed: int):
+        self.seed = seed
+        by_bucket: dict[tuple[int, int], list[int]] = {}
+        for index, sample in enumerate(samples):
+            by_bucket.setdefault(sample.bucket, []).append(index)
+        self.buckets = by_bucket
+        self.batch_size = batch_size
+        self._epoch_cache: tuple[int, list[list[int]]] | None = None
+
+    def epoch(self, epoch: int) -> list[list[int]]:
+        if self._epoch_cache and self._epoch_cache[0] == epoch:
+            return self._epoch_cache[1]
+        rng = random.Random(self.seed * 1_000_003 + epoch)
+        batches = []
+        for bucket in sorted(self.buckets):
+            indices = list(self.buckets[bucket])
+            rng.shuffle(indices)
+            batches.extend(indices[i : i + self.batch_size] for i in range(0, len(indices), self.batch_size))
+        rng.shuffle(batches)
+        self._epoch_cache = (epoch, batches)
+        return batches
+
+    def __len__(self) -> int:
+        return sum(math.ceil(len(v) / self.batch_size) for v in self.buckets.values())
+
+    def batch(self, index: int) -> list[int]:
+        epoch, position = divmod(index, len(self))
+        return self.epoch(epoch)[position]

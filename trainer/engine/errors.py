@@ -1,0 +1,27 @@
+"""Errors the engine raises for the user: one sentence that says what failed and what to change."""
+
+from __future__ import annotations
+
+
+class TrainingError(RuntimeError):
+    """A training job failed for a reason the user can act on."""
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+
+def oom_error(config, step: int, on_gpu: bool) -> TrainingError:
+    """Out-of-memory, naming the one setting most worth changing first."""
+    where = "GPU" if on_gpu else "machine"
+    if config.batch_size > 1:
+        advice = f"lower batch_size (now {config.batch_size}) to 1"
+    elif not config.gradient_checkpointing:
+        advice = "turn on gradient_checkpointing"
+    elif config.quantize_base == "none" and on_gpu:
+        advice = "set quantize_base to float8"
+    elif max(config.resolutions) > 512:
+        advice = f"remove the largest entries from resolutions (now {config.resolutions})"
+    else:
+        advice = f"lower rank (now {config.rank}) or use a GPU with more memory"
+    return TrainingError(f"The {where} ran out of memory at step {step} (OOM); {advice} and resume the job.")

@@ -1,0 +1,261 @@
+"""train(): one job from exported dataset to LoRA file, resuming from the newest checkpoint."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from datetime import datetime, timezone
+from pathlib import Path
+
+import torch
+
+from studio.atomic import atomic_write_json
+from trainer.engine import cache as zcache
+from trainer.engine import checkpoints as ckpt
+from trainer.engine import model as zmodel
+from trainer.engine.control import TrainingControl
+from trainer.engine.data import BatchPlan, build_samples, dataset_hash, read_dataset
+from trainer.engine.errors import TrainingError, oom_error
+from trainer.engine.loop import MetricsWriter, Progress, TrainingLoop
+from trainer.engine.quant import quantize_linears
+from trainer.engine.sampling import Sampler, sample_texts
+
+
+class JobLog:
+    """job_dir/log.txt, appended, one timestamped line per event."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def __call__(self, message: str) -> None:
+        stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+        with open(self.path, "a", encoding="utf-8") as handle:
+            handle.write(f"[{stamp}] {message}\n")
+
+
+def _as_config(config):
+    if isinstance(config, dict):
+        from trainer.recipes import get_recipe
+
+        return get_recipe("zimage-turbo").config_from_dict(config)
+    return config
+
+
+def default_cache_dir(job_dir: Path) -> Path:
+    """STUDIO_ROOT/trainer/cache for jobs in STUDIO_ROOT/trainer/jobs/<id>, else a folder in the job."""
+    if job_dir.parent.name == "jobs" and job_dir.parent.parent.name == "trainer":
+        return job_dir.parent.parent / "cache"
+    return job_dir / "cache"
+
+
+def pick_device(device: str | None) -> torch.device:
+    if device:
+        return torch.device(device)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def _is_oom(exc: BaseException) -> bool:
+    if isinstance(exc, torch.OutOfMemoryError):
+        return True
+    text = str(exc)
+    return isinstance(exc, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text)
+
+
+def train(config, dataset_dir: Path, job_dir: Path, model_paths, control: TrainingControl | None = None,
+          on_progress: Callable[[dict], None] | None = None, device: str | None = None,
+          cache_dir: Path | None = None) -> dict:
+    """Train (or resume) one LoRA job. Returns {"lora_path", "steps", "final_loss", "seconds", ...};
+    "stopped" is True when the control asked to stop (a checkpoint for that step is saved first)."""
+    config = _as_config(config)
+    job_dir, dataset_dir = Path(job_dir), Path(dataset_dir)
+    job_dir.mkdir(parents=True, exist_ok=True)
+    control = control or TrainingControl(job_dir)
+    dev = pick_device(device)
+    progress = Progress(on_progress or (lambda _event: None), config.steps, dev, 0)
+    log = JobLog(job_dir / "log.txt")
+    try:
+        return _train(config, dataset_dir, job_dir, model_paths, control, progress, dev,
+                      Path(cache_dir) if cache_dir else default_cache_dir(job_dir), log)
+    except TrainingError as exc:
+        log(f"Failed: {exc.message}")
+        raise
+    except Exception as exc:
+        if _is_oom(exc):
+            error = oom_error(config, progress.step + 1, dev.type == "cuda")
+            log(f"Failed: {error.message}")
+            raise error from exc
+        log(f"Failed with an internal error: {type(exc).__name__}: {exc}")
+        raise
+
+
+def _train(config, dataset_dir, job_dir, paths, control, progress, dev, cache_dir, log) -> dict:
+    runner = JobRunner(config, dataset_dir, job_dir, paths, control, progress, dev, cache_dir, log)
+    runner.prepare()
+    stopped = False
+    try:
+        while runner.loop.state.step < config.steps:
+            if not runner.run_step():
+                stopped = True
+                break
+    finally:
+        runner.metrics.close()
+    return runner.finish(stopped)
+
+
+class JobRunner:
+    """The pieces of one job, so that train() and the step benchmark run exactly the same code."""
+
+    def __init__(self, config, dataset_dir: Path, job_dir: Path, paths, control: TrainingControl,
+                 progress: Progress, dev: torch.device, cache_dir: Path, log: Callable[[str], None]):
+        self.config, self.dataset_dir, self.job_dir, self.paths = config, dataset_dir, job_dir, paths
+        self.control, self.progress, self.dev, self.cache_dir, self.log = control, progress, dev, cache_dir, log
+        self.autocast_dtype = torch.bfloat16 if dev.type == "cuda" and config.mixed_precision == "bf16" else None
+        self.model_dtype = torch.bfloat16 if self.autocast_dtype is not None else torch.float32
+        self.started = time.monotonic()
+        self.last_saved = self.last_sampled = -1
+
+    # ------------------------------------------------------------ setup
+    def prepare(self) -> None:
+        config, log, progress, dev = self.config, self.log, self.progress, self.dev
+        atomic_write_json(self.job_dir / "config.json", config.to_dict())
+        resume = ckpt.latest_checkpoint(self.job_dir)
+        log(f"Job {config.name}: {'resuming from step ' + str(resume[0]) if resume else 'starting'} on {dev.type} "
+            f"({'bf16' if self.autocast_dtype else 'float32'}), {config.steps} steps, dataset {self.dataset_dir.name}.")
+        progress.emit("loading", resume[0] if resume else 0, message="Checking model files and dataset", force=True)
+
+        zmodel.check_model_files(self.paths)
+        items = read_dataset(self.dataset_dir, config, log)
+        self.samples = build_samples(items, config.resolutions)
+        buckets = sorted({s.bucket for s in self.samples})
+        log(f"Dataset: {len(items)} image(s), {len(self.samples)} training example(s) in {len(buckets)} bucket(s): "
+            + ", ".join(f"{w}x{h}" for w, h in buckets))
+
+        texts = [s.item.caption for s in self.samples] + sample_texts(config) + [""]
+
+        def report(kind: str, done: int, total: int) -> None:
+            progress.emit("caching", 0, message=f"Encoding {kind}: {done}/{total}", force=done == total)
+
+        progress.emit("caching", 0, message="Encoding images and captions", force=True)
+        self.cached = zcache.prepare(self.samples, texts, self.paths, dev, self.model_dtype, self.cache_dir, report)
+        log(f"Cache ready in {self.cache_dir} (VAE encoder calls {self.cached.encoder_calls['vae_encoder']}, "
+            f"text encoder calls {self.cached.encoder_calls['text_encoder']}).")
+
+        progress.emit("loading", 0, message="Loading the transformer", force=True)
+        self.transformer = transformer = zmodel.load_transformer(self.paths, dev, self.model_dtype)
+        self.adapter = zmodel.LoraDelta.load(self.paths.training_adapter)
+        zmodel.merge_adapter(transformer, self.adapter)  # before quantizing: merged at full precision
+        params = zmodel.add_lora(transformer, config.rank, config.lora_alpha, config.seed)
+        if config.quantize_base != "none":
+            if dev.type == "cuda":
+                count = quantize_linears(transformer, config.quantize_base)
+                log(f"Base transformer stored in {config.quantize_base} ({count} linear layers).")
+            else:
+                log(f"quantize_base={config.quantize_base} is ignored on the CPU.")
+        if config.gradient_checkpointing:
+            transformer.enable_gradient_checkpointing()
+        transformer.train()
+        log(f"LoRA rank {config.rank}, alpha {config.lora_alpha:g}: {sum(p.numel() for p in params):,} trainable "
+            "parameters; training adapter merged.")
+
+        plan = BatchPlan(self.samples, config.batch_size, config.seed)
+        self.loop = TrainingLoop(config, transformer, params, self.cached, self.samples, plan, dev,
+                                 self.autocast_dtype)
+        self.loop.setup_optimizer(log)
+        if resume:
+            state = ckpt.load_state(resume[1])
+            self.loop.load_state_dict(state)
+            ckpt.restore_rng(state["rng"])
+            self.last_saved = resume[0]
+        self.start = self.loop.state.step
+        progress.start_step, progress.started = self.start, time.monotonic()
+        self.sampler = Sampler(config, self.paths, dev, self.cached.embeddings, self.adapter, self.autocast_dtype)
+        self.metadata = _metadata(config, self.paths, dataset_hash(items))
+        self.metrics = MetricsWriter(self.job_dir / "metrics.jsonl", self.start)
+
+    # ------------------------------------------------------------ one step of the job
+    def run_step(self) -> bool:
+        """One optimizer step plus its bookkeeping; False (and no step) when a stop was requested."""
+        config, loop = self.config, self.loop
+        if self.control.should_stop():
+            return False
+        requests = self.control.take_requests()
+        lr = loop.lr
+        loss = loop.step()
+        step = loop.state.step
+        if loss is None:
+            self.log(f"Step {step}: the loss was NaN or infinite; the step was skipped.")
+        self.metrics.write({"step": step, "loss": loss, "smooth_loss": loop.state.smooth_loss, "lr": lr,
+                            "time": round(time.time(), 3)})
+        self.progress.emit("training", step, loss, loop.state.smooth_loss, force=step in (self.start + 1,
+                                                                                          config.steps))
+        if step % config.save_every == 0 or "save" in requests:
+            self.save(step)
+        if (config.sample_every and step % config.sample_every == 0) or "sample" in requests:
+            self.sample(step)
+        return True
+
+    def save(self, step: int) -> None:
+        self.progress.emit("saving", step, message=f"Saving checkpoint at step {step}", force=True)
+        state = self.loop.state_dict()
+        state["rng"] = ckpt.rng_state()
+        lora = zmodel.lora_state_dict(self.transformer, self.config.rank, self.config.lora_alpha)
+        path = ckpt.save_checkpoint(self.job_dir, step, lora, {**self.metadata, "steps": str(step)}, state,
+                                    self.config.keep_last)
+        self.last_saved = step
+        self.log(f"Checkpoint saved: {path.name}.")
+
+    def sample(self, step: int) -> None:
+        self.progress.emit("sampling", step, message=f"Rendering previews at step {step}", force=True)
+        path = self.sampler.save(self.transformer, self.job_dir, step)
+        self.last_sampled = step
+        self.log(f"Previews saved: samples/{path.name}.")
+
+    # ------------------------------------------------------------ the end
+    def finish(self, stopped: bool) -> dict:
+        config, loop = self.config, self.loop
+        step = loop.state.step
+        if step != self.last_saved:
+            self.save(step)
+        if stopped:
+            self.log(f"Stopped at step {step}; resume continues from this checkpoint.")
+            lora_path = ckpt.checkpoint_dir(self.job_dir) / f"step_{step:06d}" / "lora.safetensors"
+        else:
+            if config.sample_every and step != self.last_sampled and step > self.start:
+                self.sample(step)
+            lora = zmodel.lora_state_dict(self.transformer, config.rank, config.lora_alpha)
+            lora_path = ckpt.save_final(self.job_dir, config.name, lora, {**self.metadata, "steps": str(step)})
+            self.log(f"Done: {lora_path.name} after {step} steps.")
+        final_loss = loop.state.last_loss
+        self.progress.emit("done", step, final_loss, loop.state.smooth_loss,
+                           message="Stopped" if stopped else "Finished", force=True)
+        return {
+            "lora_path": str(lora_path),
+            "steps": step,
+            "final_loss": float(final_loss) if final_loss is not None else float("nan"),
+            "seconds": round(time.monotonic() - self.started, 3),
+            "stopped": stopped,
+            "resumed_from": self.start,
+            "nan_steps": loop.state.nan_total,
+            "encoder_calls": dict(self.cached.encoder_calls),
+        }
+
+
+def _metadata(config, paths, data_hash: str) -> dict[str, str]:
+    """safetensors metadata (all strings). The LoRA never includes the training adapter."""
+    return {
+        "format": "pt",
+        "name": config.name,
+        "base_model": zmodel.BASE_REPO,
+        "architecture": "zimage",
+        "lora_rank": str(config.rank),
+        "lora_alpha": str(config.rank),  # alpha / rank is folded into lora_B, so loaders use alpha = rank
+        "training_alpha": f"{config.lora_alpha:g}",
+        "resolution": json.dumps(config.resolutions),
+        "trigger_word": config.trigger_word,
+        "dataset_hash": data_hash,
+        "learning_rate": f"{config.learning_rate:g}",
+        "seed": str(config.seed),
+        "training_adapter": f"{zmodel.ADAPTER_REPO} merged during training, not included",
+        "demo": str(bool(getattr(paths, "demo", False))).lower(),
+    }

@@ -1,0 +1,254 @@
+"""Loading Z-Image-Turbo from STUDIO_ROOT/models, prompt encoding, the training adapter and the LoRA."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from trainer.engine.errors import TrainingError
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # everything comes from local folders
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+BASE_REPO = "Tongyi-MAI/Z-Image-Turbo"
+ADAPTER_REPO = "ostris/zimage_turbo_training_adapter"
+# Every Linear of the main `layers.N` blocks: attention q/k/v/out, SwiGLU w1/w2/w3, adaLN (ai-toolkit's set)
+LORA_TARGET = r"^layers\.\d+\.(attention\.(to_q|to_k|to_v|to_out\.0)|feed_forward\.(w1|w2|w3)|adaLN_modulation\.0)$"
+COMFY_PREFIX = "diffusion_model."
+MAX_SEQUENCE_LENGTH = 512  # ZImagePipeline's default
+
+
+def _missing(path: Path, repo: str) -> TrainingError:
+    return TrainingError(f"Model file {path} is missing; it is listed in models.txt as {repo}, so let the "
+                         "model download finish (or run it again) and retry.")
+
+
+def check_model_files(paths) -> None:
+    """Fail early, naming the first missing file and the models.txt line that provides it."""
+    root = Path(paths.zimage_dir)
+    required = [root / "model_index.json", root / "scheduler" / "scheduler_config.json"]
+    for sub in ("transformer", "text_encoder", "vae"):
+        required.append(root / sub / "config.json")
+    required.append(root / "tokenizer")
+    for path in required:
+        if not path.exists():
+            raise _missing(path, BASE_REPO)
+    for sub in ("transformer", "text_encoder", "vae"):
+        if not any((root / sub).glob("*.safetensors")):
+            raise _missing(root / sub / "diffusion_pytorch_model.safetensors", BASE_REPO)
+    if not Path(paths.training_adapter).is_file():
+        raise _missing(Path(paths.training_adapter), ADAPTER_REPO)
+
+
+def model_fingerprint(folder: Path) -> str:
+    """Identifies a model's weights for the cache: config text plus weight file names, sizes and mtimes."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for path in sorted(Path(folder).iterdir()):
+        if path.is_file():
+            stat = path.stat()
+            digest.update(f"{path.name}:{stat.st_size}:{stat.st_mtime_ns}\n".encode())
+            if path.suffix == ".json":
+                digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def load_text_encoder(paths, device: torch.device, dtype: torch.dtype):
+    from transformers import AutoModel, AutoTokenizer
+
+    root = Path(paths.zimage_dir)
+    tokenizer = AutoTokenizer.from_pretrained(str(root / "tokenizer"))
+    encoder = AutoModel.from_pretrained(str(root / "text_encoder"), dtype=dtype).to(device).eval()
+    encoder.requires_grad_(False)
+    return tokenizer, encoder
+
+
+@torch.no_grad()  # with grad on, a cached embedding would keep its graph and break the second backward()
+def encode_prompts(tokenizer, encoder, prompts: list[str]) -> list[torch.Tensor]:
+    """Exactly ZImagePipeline._encode_prompt: chat template, Qwen3 hidden_states[-2], padding dropped."""
+    texts = [
+        tokenizer.apply_chat_template([{"role": "user", "content": p}], tokenize=False, add_generation_prompt=True,
+                                      enable_thinking=True)
+        for p in prompts
+    ]
+    tokens = tokenizer(texts, padding="max_length", max_length=MAX_SEQUENCE_LENGTH, truncation=True,
+                       return_tensors="pt")
+    device = next(encoder.parameters()).device
+    ids, mask = tokens.input_ids.to(device), tokens.attention_mask.to(device).bool()
+    hidden = encoder(input_ids=ids, attention_mask=mask, output_hidden_states=True).hidden_states[-2]
+    return [hidden[i][mask[i]].float().cpu() for i in range(len(prompts))]
+
+
+def load_vae(paths, device: torch.device):
+    from diffusers import AutoencoderKL
+
+    # float32 always: the VAE is small and its encoder/decoder are sensitive to bf16 (force_upcast)
+    vae = AutoencoderKL.from_pretrained(str(Path(paths.zimage_dir) / "vae"), dtype=torch.float32)
+    vae.requires_grad_(False)
+    return vae.to(device).eval()
+
+
+@torch.no_grad()
+def encode_image(vae, pixels: torch.Tensor) -> torch.Tensor:
+    """[1,3,H,W] in [-1,1] -> [16,H/8,W/8] scaled as the pipeline expects. The posterior mean, so the
+    cached latent is deterministic."""
+    latent = vae.encode(pixels.to(vae.device, vae.dtype)).latent_dist.mode()
+    return ((latent - vae.config.shift_factor) * vae.config.scaling_factor)[0].float().cpu()
+
+
+def load_transformer(paths, device: torch.device, dtype: torch.dtype):
+    from diffusers import ZImageTransformer2DModel
+
+    model = ZImageTransformer2DModel.from_pretrained(str(Path(paths.zimage_dir) / "transformer"), dtype=dtype)
+    model.requires_grad_(False)
+    return model.to(device)
+
+
+def load_scheduler(paths):
+    from diffusers import FlowMatchEulerDiscreteScheduler
+
+    return FlowMatchEulerDiscreteScheduler.from_pretrained(str(Path(paths.zimage_dir) / "scheduler"))
+
+
+# ---------------------------------------------------------------- training adapter
+class LoraDelta:
+    """A LoRA file held as (down, up, scale) per module name of the diffusers transformer."""
+
+    def __init__(self, modules: dict[str, tuple[torch.Tensor, torch.Tensor, float]]):
+        self.modules = modules
+
+    @classmethod
+    def load(cls, path: Path) -> LoraDelta:
+        from safetensors.torch import load_file
+
+        try:
+            tensors = load_file(str(path))
+        except Exception as exc:  # safetensors raises its own error types for damaged files
+            raise TrainingError(f"The training adapter {path} cannot be read ({exc}); delete it and let the "
+                                f"download ({ADAPTER_REPO} in models.txt) run again.") from exc
+        modules = {}
+        for key, down in tensors.items():
+            if not key.endswith(".lora_A.weight"):
+                continue
+            name = key[: -len(".lora_A.weight")]
+            up = tensors[f"{name}.lora_B.weight"]
+            alpha = tensors.get(f"{name}.alpha")
+            scale = float(alpha) / down.shape[0] if alpha is not None else 1.0
+            for prefix in (COMFY_PREFIX, "transformer."):
+                if name.startswith(prefix):
+                    name = name[len(prefix) :]
+            modules[name] = (down.float(), up.float(), scale)
+        if not modules:
+            raise TrainingError(f"The training adapter {path} holds no LoRA weights; delete it and download "
+                                f"{ADAPTER_REPO} again.")
+        return cls(modules)
+
+    def delta(self, name: str) -> torch.Tensor:
+        down, up, scale = self.modules[name]
+        return (up @ down) * scale
+
+
+def _linear(model: nn.Module, name: str) -> nn.Linear:
+    module = model.get_submodule(name)
+    base = getattr(module, "base_layer", module)  # after peft wrapping
+    if not isinstance(base, nn.Linear):
+        raise TrainingError(f"The training adapter does not fit this transformer (module {name} is not a Linear).")
+    return base
+
+
+@torch.no_grad()
+def merge_adapter(model: nn.Module, adapter: LoraDelta, weight: float = 1.0) -> None:
+    """W += weight * up @ down * scale for every adapter module (weight=-1 takes it back out)."""
+    for name in adapter.modules:
+        try:
+            linear = _linear(model, name)
+        except AttributeError as exc:
+            raise TrainingError(f"The training adapter names {name}, which this transformer does not have; "
+                                f"it is not an adapter for {BASE_REPO}.") from exc
+        delta = adapter.delta(name).to(linear.weight.device)
+        if delta.shape != linear.weight.shape:
+            raise TrainingError(f"The training adapter does not fit this transformer ({name}: {tuple(delta.shape)} "
+                                f"vs {tuple(linear.weight.shape)}).")
+        linear.weight.copy_((linear.weight.float() + weight * delta).to(linear.weight.dtype))
+
+
+@contextmanager
+def adapter_cancelled(model: nn.Module, adapter: LoraDelta) -> Iterator[None]:
+    """Run `model` as if the merged adapter were not there (what ComfyUI will show): each adapter module
+    subtracts its own low-rank delta from its output. Works with 8-bit base weights too."""
+    handles = []
+    for name, (down, up, scale) in adapter.modules.items():
+        module = model.get_submodule(name)
+        device = next(module.parameters()).device
+        d, u = down.to(device), up.to(device)
+
+        def hook(_module, args, output, d=d, u=u, scale=scale):
+            x = args[0]
+            return output - ((x.float() @ d.T) @ u.T * scale).to(output.dtype)
+
+        handles.append(module.register_forward_hook(hook))
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+# ---------------------------------------------------------------- trainable LoRA
+def add_lora(model: nn.Module, rank: int, alpha: float, seed: int) -> list[nn.Parameter]:
+    from peft import LoraConfig
+
+    # the LoRA init draws from the global RNG: seed it so a job is reproducible
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model.add_adapter(LoraConfig(r=rank, lora_alpha=alpha, init_lora_weights=True, target_modules=LORA_TARGET))
+    params = []
+    for name, param in model.named_parameters():
+        if ".lora_" in name:
+            param.data = param.data.float()  # trainable weights stay float32 under bf16 autocast
+            param.requires_grad_(True)
+            params.append(param)
+    return params
+
+
+def lora_state_dict(model: nn.Module, rank: int, alpha: float) -> dict[str, torch.Tensor]:
+    """ComfyUI / ai-toolkit keys (`diffusion_model.layers.N.<module>.lora_A.weight`), alpha folded into
+    lora_B because those loaders assume alpha == rank."""
+    from peft.utils import get_peft_model_state_dict
+
+    scale = alpha / rank
+    out = {}
+    for key, value in get_peft_model_state_dict(model).items():
+        value = value.detach().float().cpu().contiguous()
+        if ".lora_B." in key and scale != 1.0:
+            value = value * scale
+        out[COMFY_PREFIX + key] = value
+    return out
+
+
+def raw_lora_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The trainable tensors as they are (for exact resume)."""
+    from peft.utils import get_peft_model_state_dict
+
+    return {k: v.detach().cpu().clone() for k, v in get_peft_model_state_dict(model).items()}
+
+
+def load_raw_lora_state(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
+    from peft.utils import set_peft_model_state_dict
+
+    result = set_peft_model_state_dict(model, state)
+    unexpected = getattr(result, "unexpected_keys", None) or []
+    if unexpected:
+        raise TrainingError("The checkpoint does not match this job's LoRA settings (rank or targets changed); "
+                            "start a new job instead of resuming.")
+
+
+def lora_module_names() -> re.Pattern:
+    return re.compile(LORA_TARGET)

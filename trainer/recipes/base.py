@@ -1,0 +1,214 @@
+"""Typed recipe configs: dataclass fields carry defaults, help text and limits; one source for the
+JSON round trip, the JSON Schema and the web form."""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """A job config that cannot be used; `.errors` lists `{"field", "message"}` for each problem."""
+
+    def __init__(self, errors: list[dict[str, str]]):
+        self.errors = list(errors)
+        summary = "; ".join(f"{e['field']}: {e['message']}" for e in self.errors) or "invalid config"
+        super().__init__(summary)
+
+
+def option(default: Any, help: str, section: str = "advanced", **extra: Any) -> Any:
+    """A config field: `extra` may hold label, choices, min, max, exclusive_min, max_items."""
+    metadata = {"help": help, "section": section, **extra}
+    if isinstance(default, list):
+        return dataclasses.field(default_factory=lambda: list(default), metadata=metadata)
+    return dataclasses.field(default=default, metadata=metadata)
+
+
+def _field_kind(annotation: Any) -> tuple[str, str | None, bool]:
+    """(json type, item type for lists, nullable) of a field annotation."""
+    nullable = False
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        nullable = len(args) != len(typing.get_args(annotation))
+        annotation = args[0]
+        origin = typing.get_origin(annotation)
+    if origin is list:
+        item = typing.get_args(annotation)[0]
+        return "array", _SCALARS[item], nullable
+    return _SCALARS[annotation], None, nullable
+
+
+_SCALARS = {bool: "boolean", int: "integer", float: "number", str: "string"}
+
+
+def _type_ok(value: Any, kind: str) -> bool:
+    if kind == "boolean":
+        return isinstance(value, bool)
+    if kind == "integer":
+        return isinstance(value, int) and not isinstance(value, bool)
+    if kind == "number":
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    return isinstance(value, str)
+
+
+_KIND_WORDS = {"boolean": "true or false", "integer": "a whole number", "number": "a number", "string": "text"}
+
+
+class RecipeConfig:
+    """Mixin for recipe config dataclasses: type and range checks from field metadata, plus `check()`."""
+
+    def __post_init__(self) -> None:
+        errors = self._check_types()
+        if not errors:
+            errors = self._check_ranges() + self.check()
+        if errors:
+            raise ConfigError(errors)
+
+    def check(self) -> list[dict[str, str]]:
+        """Recipe-specific checks across fields; override in subclasses."""
+        return []
+
+    @classmethod
+    def _hints(cls) -> dict[str, Any]:
+        return typing.get_type_hints(cls)
+
+    def _check_types(self) -> list[dict[str, str]]:
+        errors = []
+        hints = self._hints()
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            kind, item, nullable = _field_kind(hints[f.name])
+            if value is None:
+                if not nullable:
+                    errors.append({"field": f.name, "message": "A value is required."})
+                continue
+            if kind == "array":
+                if not isinstance(value, list) or not all(_type_ok(v, item) for v in value):
+                    errors.append({"field": f.name, "message": f"Must be a list of {_KIND_WORDS[item]} values."})
+                elif item == "number":
+                    setattr(self, f.name, [float(v) for v in value])
+            elif not _type_ok(value, kind):
+                errors.append({"field": f.name, "message": f"Must be {_KIND_WORDS[kind]}."})
+            elif kind == "number":
+                setattr(self, f.name, float(value))  # 1 and 1.0 mean the same
+        return errors
+
+    def _check_ranges(self) -> list[dict[str, str]]:
+        errors = []
+        for f in dataclasses.fields(self):
+            value, meta = getattr(self, f.name), f.metadata
+            if value is None:
+                continue
+            values = value if isinstance(value, list) else [value]
+            if "choices" in meta and any(v not in meta["choices"] for v in values):
+                errors.append({"field": f.name, "message": f"Must be one of: {', '.join(map(str, meta['choices']))}."})
+            elif "min" in meta and any(v < meta["min"] for v in values):
+                errors.append({"field": f.name, "message": f"Must be at least {meta['min']}."})
+            elif "exclusive_min" in meta and any(v <= meta["exclusive_min"] for v in values):
+                errors.append({"field": f.name, "message": f"Must be greater than {meta['exclusive_min']}."})
+            elif "max" in meta and any(v > meta["max"] for v in values):
+                errors.append({"field": f.name, "message": f"Must be at most {meta['max']}."})
+            if isinstance(value, list) and meta.get("min_items") and len(value) < meta["min_items"]:
+                errors.append({"field": f.name, "message": f"Needs at least {meta['min_items']} value(s)."})
+        return errors
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass(frozen=True)
+class Recipe:
+    """A model family: its config class, presets and the form/schema derived from the config."""
+
+    name: str
+    title: str
+    description: str
+    config_class: type
+    presets: dict[str, dict[str, Any]]
+
+    def config_from_dict(self, data: Any) -> Any:
+        if not isinstance(data, dict):
+            raise ConfigError([{"field": "config", "message": "The job config must be a JSON object."}])
+        known = {f.name for f in dataclasses.fields(self.config_class)}
+        errors = [{"field": k, "message": "Unknown setting for this recipe."} for k in sorted(set(data) - known)]
+        try:
+            config = self.config_class(**{k: v for k, v in data.items() if k in known})
+        except ConfigError as exc:
+            errors.extend(exc.errors)
+        if errors:
+            raise ConfigError(errors)
+        return config
+
+    def default_config(self) -> Any:
+        return self.config_class()
+
+    def defaults(self) -> dict[str, Any]:
+        return self.default_config().to_dict()
+
+    def form_fields(self) -> list[dict[str, Any]]:
+        hints = typing.get_type_hints(self.config_class)
+        defaults = self.defaults()
+        fields = []
+        for f in dataclasses.fields(self.config_class):
+            kind, item, nullable = _field_kind(hints[f.name])
+            entry = {
+                "name": f.name,
+                "label": f.metadata.get("label", f.name.replace("_", " ").capitalize()),
+                "type": kind,
+                "default": defaults[f.name],
+                "help": f.metadata["help"],
+                "section": f.metadata.get("section", "advanced"),
+                "nullable": nullable,
+            }
+            if item:
+                entry["items"] = item
+            for key in ("choices", "min", "max"):
+                if key in f.metadata:
+                    entry[key] = f.metadata[key]
+            if "exclusive_min" in f.metadata:
+                entry["min"] = f.metadata["exclusive_min"]
+                entry["exclusive_min"] = True
+            fields.append(entry)
+        return fields
+
+    def json_schema(self) -> dict[str, Any]:
+        properties = {}
+        for entry in self.form_fields():
+            kind = entry["type"]
+            prop: dict[str, Any] = {"description": entry["help"], "default": entry["default"], "title": entry["label"]}
+            scalar: dict[str, Any] = {"type": entry.get("items", kind)}
+            if "choices" in entry:
+                scalar["enum"] = list(entry["choices"])
+            if "min" in entry:
+                scalar["exclusiveMinimum" if entry.get("exclusive_min") else "minimum"] = entry["min"]
+            if "max" in entry:
+                scalar["maximum"] = entry["max"]
+            if kind == "array":
+                prop.update({"type": "array", "items": scalar})
+            else:
+                prop.update(scalar)
+            if entry["nullable"]:
+                prop["type"] = [prop["type"], "null"]
+            properties[entry["name"]] = prop
+        return {
+            "$schema": "https://json-schema.org/draft/2020-12/schema",
+            "title": self.title,
+            "description": self.description,
+            "type": "object",
+            "properties": properties,
+            "additionalProperties": False,
+        }
+
+    def describe(self) -> dict[str, Any]:
+        """Everything a client needs to build the job form."""
+        return {
+            "name": self.name,
+            "title": self.title,
+            "description": self.description,
+            "fields": self.form_fields(),
+            "defaults": self.defaults(),
+            "presets": self.presets,
+        }

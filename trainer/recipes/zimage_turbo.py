@@ -1,0 +1,149 @@
+"""The `zimage-turbo` recipe: a LoRA on Tongyi-MAI/Z-Image-Turbo with ostris' training adapter merged.
+
+Defaults follow ai-toolkit's Z-Image-Turbo preset, which is what users of that tool expect.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from trainer.recipes.base import Recipe, RecipeConfig, option
+
+DEFAULT_SAMPLE_PROMPTS = [
+    "[trigger] a portrait photo, soft window light",
+    "[trigger] standing in a city street at night, neon signs",
+    "[trigger] a watercolor painting",
+]
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,79}$")
+
+
+@dataclass
+class ZImageTurboConfig(RecipeConfig):
+    name: str = option(
+        "my-lora",
+        "Name of the LoRA; the output file is <name>.safetensors. Letters, digits, '-', '_' and '.'.",
+        "basic",
+        label="LoRA name",
+    )
+    trigger_word: str = option(
+        "",
+        "Word that calls up the concept. Replaces [trigger] in captions and prompts; "
+        "prepended to captions that lack it. Empty: no trigger word.",
+        "basic",
+        label="Trigger word",
+    )
+    steps: int = option(3000, "Number of optimizer steps.", "basic", min=1, max=1_000_000, label="Steps")
+    learning_rate: float = option(1e-4, "AdamW learning rate.", "basic", exclusive_min=0.0, max=1.0)
+    rank: int = option(32, "LoRA rank (dimension). Higher learns more detail and makes a bigger file.", "basic",
+                       min=1, max=512, label="LoRA rank")
+    alpha: float | None = option(
+        None, "LoRA alpha; empty means alpha = rank (scale 1, what ComfyUI and ai-toolkit assume).",
+        exclusive_min=0.0, label="LoRA alpha",
+    )
+    resolutions: list[int] = option(
+        [512, 768, 1024],
+        "Training resolutions (square side in pixels, multiples of 16). Each image is trained at every "
+        "resolution, in an aspect-ratio bucket of about that area; images are never upscaled.",
+        "basic", min=64, max=4096, min_items=1,
+    )
+    sample_prompts: list[str] = option(
+        list(DEFAULT_SAMPLE_PROMPTS),
+        "Prompts for the preview images; [trigger] is replaced by the trigger word.",
+        "basic",
+    )
+    optimizer: str = option(
+        "auto", "auto: 8-bit AdamW on a CUDA GPU (when bitsandbytes is installed), AdamW otherwise.",
+        choices=["auto", "adamw8bit", "adamw"],
+    )
+    weight_decay: float = option(1e-4, "AdamW weight decay.", min=0.0, max=1.0)
+    lr_schedule: str = option("constant", "Learning-rate schedule after warm-up.", choices=["constant", "cosine"])
+    warmup_steps: int = option(0, "Steps to ramp the learning rate up from zero.", min=0)
+    max_grad_norm: float = option(1.0, "Gradient clipping norm; 0 turns clipping off.", min=0.0)
+    batch_size: int = option(1, "Images per micro-batch (all from one aspect-ratio bucket).", min=1, max=64)
+    gradient_accumulation: int = option(1, "Micro-batches summed per optimizer step.", min=1, max=256)
+    mixed_precision: str = option(
+        "bf16", "Compute precision on a GPU (bf16 autocast, or plain float32). The CPU always uses float32.",
+        choices=["bf16", "fp32"],
+    )
+    gradient_checkpointing: bool = option(True, "Recompute activations in the backward pass: less GPU memory, "
+                                                "about 30% slower.")
+    quantize_base: str = option(
+        "none", "Store the frozen base transformer in 8 bits on a CUDA GPU (float8 or int8) to save memory; "
+                "ignored on the CPU.",
+        choices=["none", "float8", "int8"],
+    )
+    caption_dropout: float = option(0.05, "Fraction of steps trained with an empty caption.", min=0.0, max=1.0)
+    timestep_sampling: str = option(
+        "weighted",
+        "How noise levels are drawn: weighted (uniform with ai-toolkit's bell-shaped loss weights, its Turbo "
+        "preset), shift (shifted toward noise by `shift`), sigmoid, uniform.",
+        choices=["weighted", "shift", "sigmoid", "uniform"],
+    )
+    shift: float = option(3.0, "Flow-matching shift for timestep_sampling = shift.", exclusive_min=0.0, max=100.0)
+    missing_captions: str = option(
+        "default_caption",
+        "What to do with an image that has no .txt caption: use default_caption, or stop with an error.",
+        choices=["default_caption", "error"],
+    )
+    default_caption: str = option("[trigger]", "Caption for images without one ([trigger] is the trigger word).")
+    save_every: int = option(250, "Save a checkpoint every N steps.", min=1)
+    keep_last: int = option(4, "Checkpoints to keep (older ones are deleted).", min=1, max=1000)
+    sample_every: int = option(250, "Render preview images every N steps; 0 turns previews off.", min=0)
+    sample_width: int = option(1024, "Preview width in pixels (multiple of 16).", min=64, max=4096)
+    sample_height: int = option(1024, "Preview height in pixels (multiple of 16).", min=64, max=4096)
+    sample_steps: int = option(9, "Sampling steps for previews.", min=1, max=100)
+    guidance_scale: float = option(
+        0.0, "Classifier-free guidance for previews; Turbo uses 0 (off). Note 1.0 still runs guidance.",
+        min=0.0, max=30.0,
+    )
+    seed: int = option(42, "Random seed for LoRA init, data order, noise and previews.", min=0, max=2**31 - 1)
+
+    def check(self) -> list[dict[str, str]]:
+        errors = []
+        if not NAME_PATTERN.match(self.name):
+            errors.append({"field": "name", "message": "Use 1-80 letters, digits, '-', '_' or '.', starting with "
+                                                       "a letter or digit."})
+        for res in self.resolutions:
+            if res % 16:
+                errors.append({"field": "resolutions", "message": f"{res} is not a multiple of 16; use e.g. "
+                                                                  f"{max(16, res // 16 * 16)}."})
+                break
+        for field in ("sample_width", "sample_height"):
+            value = getattr(self, field)
+            if value % 16:
+                errors.append({"field": field, "message": f"{value} is not a multiple of 16."})
+        if len(set(self.resolutions)) != len(self.resolutions):
+            errors.append({"field": "resolutions", "message": "Each resolution may appear only once."})
+        if self.warmup_steps >= self.steps and self.warmup_steps:
+            errors.append({"field": "warmup_steps", "message": "Warm-up must be shorter than the number of steps."})
+        if any(not p.strip() for p in self.sample_prompts):
+            errors.append({"field": "sample_prompts", "message": "Sample prompts must not be empty."})
+        if any(c in self.trigger_word for c in "\n\r\t"):
+            errors.append({"field": "trigger_word", "message": "The trigger word must be on one line."})
+        return errors
+
+    @property
+    def lora_alpha(self) -> float:
+        return float(self.alpha) if self.alpha is not None else float(self.rank)
+
+
+PRESETS = {
+    # 16 GB: 8-bit base, 512 px only, activations recomputed
+    "16gb": {"quantize_base": "float8", "resolutions": [512], "gradient_checkpointing": True, "batch_size": 1},
+    # 24 GB: 8-bit base at the full resolution set (ai-toolkit's default for a 24 GB card)
+    "24gb": {"quantize_base": "float8", "resolutions": [512, 768, 1024], "gradient_checkpointing": True,
+             "batch_size": 1},
+    # 48 GB: bf16 base, no checkpointing
+    "48gb": {"quantize_base": "none", "resolutions": [512, 768, 1024], "gradient_checkpointing": False,
+             "batch_size": 1},
+}
+
+RECIPE = Recipe(
+    name="zimage-turbo",
+    title="Z-Image-Turbo LoRA",
+    description="LoRA for Tongyi-MAI/Z-Image-Turbo, trained with ostris' de-distillation adapter merged; "
+                "loads in ComfyUI and diffusers.",
+    config_class=ZImageTurboConfig,
+    presets=PRESETS,
+)
