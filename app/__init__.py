@@ -2,21 +2,63 @@
 
 from __future__ import annotations
 
-from flask import Flask, jsonify, render_template
+import logging
+import shutil
+import tempfile
 
+from flask import Flask, Request, jsonify
+
+from app.jobs import JobRunner, mark_interrupted
+from app.store import Conflict, DatasetStore, NotFound
 from studio.settings import Settings
-from studio.web import create_base_app
+from studio.web import create_base_app, error_response
+
+log = logging.getLogger(__name__)
+
+
+def _request_class(uploads_dir):
+    class UploadRequest(Request):
+        # multipart files over 500 KB spool to disk: keep them in the uploads folder, not /tmp
+        def _get_file_stream(self, total_content_length, content_type, filename=None, content_length=None):
+            uploads_dir.mkdir(parents=True, exist_ok=True)
+            return tempfile.TemporaryFile("wb+", dir=uploads_dir, prefix=".multipart-")
+
+    return UploadRequest
 
 
 def create_app(settings: Settings | None = None) -> Flask:
     app = create_base_app(__name__, service="datasets", title="Datasets", settings=settings)
+    workspace = app.config["STUDIO_WORKSPACE"]
+    app.request_class = _request_class(workspace.uploads)
+    app.extensions["dataset_store"] = DatasetStore(workspace)
+    app.extensions["job_runner"] = JobRunner(max_parallel=2)
+    for leftover in workspace.datasets.glob(".deleted-*"):
+        # a dataset deleted while one of its jobs was still writing
+        shutil.rmtree(leftover, ignore_errors=True)
+    interrupted = mark_interrupted(workspace.datasets)
+    if interrupted:
+        log.warning("%d background job(s) were interrupted by a restart", interrupted)
 
     @app.get("/health")
     def health():
         return jsonify({"status": "ok", "service": "datasets"})
 
-    @app.get("/")
-    def index():
-        return render_template("datasets_index.html")
+    @app.errorhandler(NotFound)
+    def handle_not_found(exc: NotFound):
+        return error_response(str(exc), 404)
 
+    @app.errorhandler(Conflict)
+    def handle_conflict(exc: Conflict):
+        response = error_response(str(exc), 409)
+        if exc.current:
+            payload = response.get_json()
+            payload["current"] = exc.current
+            response = jsonify(payload)
+            response.status_code = 409
+        return response
+
+    from app import autocaption, captions, datasets, export, images, uploads
+
+    for module in (datasets, uploads, images, captions, autocaption, export):
+        app.register_blueprint(module.bp)
     return app

@@ -1,0 +1,232 @@
+"""Bulk auto-caption: the manager's side of the caption service (HTTP contract in the design notes).
+
+The run works on a snapshot of every caption taken when it starts; right before writing, under the
+dataset lock, it re-reads the caption and skips any image the user edited meanwhile, so an edit
+made during a run is never lost.
+"""
+
+from __future__ import annotations
+
+import base64
+import time
+
+import requests
+from flask import Blueprint, jsonify
+
+from app import context, imaging
+from app.captions import save_undo, set_caption
+from app.jobs import ACTIVE, Job, JobError, latest_job, read_job
+from app.store import Dataset, text_hash
+from studio.settings import Settings
+from studio.web import ApiError, json_body
+
+bp = Blueprint("autocaption", __name__)
+MODES = ("skip", "overwrite", "append", "prepend")
+STYLES = ("detailed", "short", "tags", "custom")
+CONNECT_RETRIES = 3
+LOADING_WAIT_S = 900.0
+
+
+def _headers(settings: Settings) -> dict:
+    return {"Authorization": f"Bearer {settings.password}"} if settings.password else {}
+
+
+def service_health(settings: Settings) -> dict:
+    """What the page shows about the caption service: reachable or not, loading, ready..."""
+    url = settings.caption_url
+    try:
+        response = requests.get(f"{url}/health", headers=_headers(settings), timeout=3)
+        data = response.json() if response.ok else {}
+    except (requests.RequestException, ValueError):
+        return {"reachable": False, "status": "down", "url": url,
+                "reason": f"The caption service is not answering at {url}. It may still be starting; "
+                          "check the caption service log if this lasts."}
+    if not data:
+        return {"reachable": False, "status": "error", "url": url,
+                "reason": f"The caption service at {url} answered HTTP {response.status_code}."}
+    return {"reachable": True, "url": url, **data}
+
+
+class CaptionClient:
+    def __init__(self, settings: Settings, job: Job):
+        self.settings = settings
+        self.job = job
+        self.session = requests.Session()
+        self.session.headers.update(_headers(settings))
+
+    def caption(self, image_bytes: bytes, options: dict) -> str:
+        """The caption for one image; raises ValueError for a per-image failure, JobError if the service is gone."""
+        payload = {"image": base64.b64encode(image_bytes).decode("ascii"), "style": options["style"],
+                   "prompt": options["prompt"], "trigger_word": "", "max_tokens": options["max_tokens"]}
+        connect_failures = 0
+        waited = 0.0
+        while True:
+            self.job.check_cancel()
+            try:
+                response = self.session.post(f"{self.settings.caption_url}/caption", json=payload,
+                                             timeout=(5, self.settings.caption_timeout_s + 10))
+            except requests.Timeout:
+                raise ValueError("the caption service took too long for this image") from None
+            except requests.ConnectionError:
+                connect_failures += 1
+                if connect_failures > CONNECT_RETRIES:
+                    raise JobError(f"The caption service stopped answering at {self.settings.caption_url}: "
+                                   "the run was stopped. Start it again when the service is up.") from None
+                self._sleep(2.0)
+                continue
+            if response.status_code == 503:
+                delay = _retry_after(response)
+                waited += delay
+                if waited > LOADING_WAIT_S:
+                    raise JobError("The caption service stayed busy or loading for too long: try again later.")
+                self.job.update(message=f"Caption service busy or loading the model: waiting {delay:.0f} s")
+                self._sleep(delay)
+                continue
+            if response.status_code == 200:
+                try:
+                    text = str(response.json()["caption"]).strip()
+                except (ValueError, KeyError, TypeError):
+                    raise ValueError("the caption service sent an unreadable answer") from None
+                if not text:
+                    raise ValueError("the caption service returned an empty caption")
+                return text
+            raise ValueError(_error_text(response))
+
+    def _sleep(self, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            self.job.check_cancel()
+            time.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
+
+
+def _retry_after(response) -> float:
+    try:
+        return max(0.5, min(10.0, float(response.headers.get("Retry-After", 2))))
+    except ValueError:
+        return 2.0
+
+
+def _error_text(response) -> str:
+    try:
+        detail = response.json().get("error")
+    except ValueError:
+        detail = None
+    return f"caption service answered {response.status_code}" + (f": {detail}" if detail else "")
+
+
+def combine(mode: str, old: str | None, new: str, style: str) -> str:
+    old = (old or "").strip()
+    joiner = ", " if style == "tags" else " "
+    if mode == "append" and old:
+        return f"{old}{joiner}{new}"
+    if mode == "prepend" and old:
+        return f"{new}{joiner}{old}"
+    return new
+
+
+def run_captions(job: Job, dataset: Dataset, settings: Settings, options: dict) -> dict:
+    names = options["names"]
+    snapshot = {name: text_hash(dataset.read_caption(name)) for name in names}
+    if options["mode"] == "skip":
+        names = [n for n in names if not (dataset.read_caption(n) or "").strip()]
+    job.update(force=True, total=len(names), done=0, message=f"Captioning {len(names)} images")
+    client = CaptionClient(settings, job)
+    before: dict[str, str | None] = {}
+    captioned, edited = 0, []
+    try:
+        for index, name in enumerate(names, start=1):
+            job.check_cancel()
+            job.update(current=name, message=f"Captioning {name}")
+            path = dataset.image_path(name)
+            try:
+                text = client.caption(imaging.encode_for_caption(path, settings.caption_max_pixels), options)
+            except (ValueError, OSError) as exc:
+                job.add_error(name, str(exc) if isinstance(exc, ValueError) else "the image could not be read")
+                job.update(done=index)
+                continue
+            with dataset.lock():
+                current = dataset.read_caption(name)
+                if not path.is_file():
+                    job.add_error(name, "the image was removed during the run")
+                elif text_hash(current) != snapshot[name]:
+                    edited.append(name)  # the user's edit wins
+                else:
+                    before[name] = current
+                    set_caption(dataset, name, combine(options["mode"], current, text, options["style"]))
+                    captioned += 1
+            job.update(done=index, captioned=captioned, skipped_edited=len(edited))
+    finally:
+        save_undo(dataset, "auto-caption", before)
+    failed = len(job.state["errors"])
+    message = f"Captioned {captioned} of {len(names)} images"
+    if edited:
+        message += f"; kept {len(edited)} caption(s) you edited during the run"
+    if failed:
+        message += f"; {failed} failed"
+    job.update(message=message + ".")
+    return {"captioned": captioned, "skipped_edited": edited, "failed": failed}
+
+
+def _options(body: dict, dataset: Dataset) -> dict:
+    mode = body.get("mode", "skip")
+    style = body.get("style", "detailed")
+    prompt = body.get("prompt") or ""
+    if mode not in MODES:
+        raise ApiError(f"Unknown mode {mode!r}: use one of {', '.join(MODES)}.", 422)
+    if style not in STYLES:
+        raise ApiError(f"Unknown style {style!r}: use one of {', '.join(STYLES)}.", 422)
+    if not isinstance(prompt, str) or len(prompt) > 2000:
+        raise ApiError("'prompt' must be text of 2,000 characters at most.", 422)
+    if style == "custom" and not prompt.strip():
+        raise ApiError("The custom style needs instructions in 'prompt'.", 422)
+    max_tokens = body.get("max_tokens", 300)
+    if not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or not 8 <= max_tokens <= 2048:
+        raise ApiError("'max_tokens' must be a whole number from 8 to 2048.", 422)
+    names = dataset.image_names()
+    wanted = body.get("names")
+    if wanted is not None:
+        if not isinstance(wanted, list):
+            raise ApiError("'names' must be a list of image names.", 422)
+        names = [n for n in names if n in set(wanted)]
+    if not names:
+        raise ApiError("There are no images to caption.", 409)
+    return {"mode": mode, "style": style, "prompt": prompt, "max_tokens": max_tokens, "names": names}
+
+
+@bp.get("/api/caption-service")
+def caption_service_status():
+    return jsonify(service_health(context.settings()))
+
+
+@bp.post("/api/datasets/<dataset_id>/caption")
+def start_captioning(dataset_id: str):
+    dataset = context.dataset(dataset_id)
+    options = _options(json_body(), dataset)
+    current = latest_job(dataset.jobs, "caption")
+    if current and current["state"] in ACTIVE:
+        raise ApiError("Auto-captioning is already running for this dataset.", 409)
+    settings = context.settings()
+    health = service_health(settings)
+    if not health["reachable"] or health.get("status") == "error":
+        reason = health.get("reason") or "it reported an error"
+        raise ApiError(f"Auto-caption cannot start: {reason}", 503, headers={"Retry-After": "10"})
+    job = context.runner().start(dataset.jobs, "caption", lambda j: run_captions(j, dataset, settings, options),
+                                 total=len(options["names"]))
+    job.update(force=True, options={k: v for k, v in options.items() if k != "names"})
+    return jsonify(job.state), 202
+
+
+@bp.get("/api/datasets/<dataset_id>/caption")
+def caption_progress(dataset_id: str):
+    dataset = context.dataset(dataset_id)
+    return jsonify({"job": latest_job(dataset.jobs, "caption")})
+
+
+@bp.delete("/api/datasets/<dataset_id>/caption")
+def cancel_captioning(dataset_id: str):
+    dataset = context.dataset(dataset_id)
+    current = latest_job(dataset.jobs, "caption")
+    if not current or current["state"] not in ACTIVE:
+        raise ApiError("No auto-caption run is in progress.", 409)
+    context.runner().cancel(dataset.jobs, current["id"])
+    return jsonify({"job": read_job(dataset.jobs, current["id"]), "cancelling": True})

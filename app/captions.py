@@ -1,0 +1,159 @@
+"""Captions: single edits with conflict detection, bulk find/replace, prepend/append, and undo."""
+
+from __future__ import annotations
+
+import re
+import time
+
+from flask import Blueprint, jsonify
+
+from app import context
+from app.store import Conflict, Dataset, caption_version
+from studio.atomic import atomic_write_json, read_json
+from studio.web import ApiError, json_body
+
+bp = Blueprint("captions", __name__)
+CAPTION_MAX = 10_000
+PREVIEW_ROWS = 200
+
+
+def set_caption(dataset: Dataset, name: str, text: str) -> int:
+    """Write (or, for empty text, remove) a caption; call with the dataset lock held."""
+    path = dataset.caption_path(name)
+    if text.strip():
+        return dataset.write_caption(name, text.strip())
+    path.unlink(missing_ok=True)
+    return 0
+
+
+def save_undo(dataset: Dataset, op: str, before: dict[str, str | None]) -> None:
+    """Remember the captions a bulk change replaced, so the last bulk change can be undone."""
+    if before:
+        atomic_write_json(dataset.folder / ".undo.json", {"op": op, "at": time.time(), "captions": before})
+
+
+@bp.put("/api/datasets/<dataset_id>/captions/<name>")
+def put_caption(dataset_id: str, name: str):
+    dataset = context.dataset(dataset_id)
+    body = json_body()
+    text = body.get("caption")
+    if not isinstance(text, str):
+        raise ApiError("'caption' must be text.", 422)
+    if len(text) > CAPTION_MAX:
+        raise ApiError(f"The caption is too long ({CAPTION_MAX:,} characters at most).", 422)
+    base = body.get("base_version")
+    if base is not None and (not isinstance(base, int) or isinstance(base, bool)):
+        raise ApiError("'base_version' must be the version number the edit started from.", 422)
+    with dataset.lock():
+        dataset.require_image(name)
+        current = caption_version(dataset.caption_path(name))
+        if base is not None and base != current:
+            raise Conflict("This caption was changed elsewhere since you opened it: review the current text.",
+                           {"caption": dataset.read_caption(name) or "", "version": current})
+        version = set_caption(dataset, name, text)
+    return jsonify({"name": name, "caption": text.strip(), "version": version})
+
+
+def _pattern(body: dict) -> re.Pattern:
+    find = body.get("find")
+    if not isinstance(find, str) or find == "":
+        raise ApiError("Type the text to find.", 422)
+    flags = 0 if body.get("case_sensitive") else re.IGNORECASE
+    try:
+        return re.compile(find if body.get("regex") else re.escape(find), flags)
+    except re.error as exc:
+        raise ApiError(f"The regular expression is invalid: {exc}.", 422) from None
+
+
+@bp.post("/api/datasets/<dataset_id>/captions/replace")
+def find_replace(dataset_id: str):
+    """`{"find", "replace", "regex", "case_sensitive", "apply": false}`: preview unless apply is true."""
+    dataset = context.dataset(dataset_id)
+    body = json_body()
+    pattern = _pattern(body)
+    replacement = body.get("replace", "")
+    if not isinstance(replacement, str):
+        raise ApiError("'replace' must be text.", 422)
+    if not body.get("regex"):
+        replacement = replacement.replace("\\", "\\\\")
+    rows, total = [], 0
+    with dataset.lock():
+        before: dict[str, str | None] = {}
+        for name in dataset.image_names():
+            old = dataset.read_caption(name)
+            if not old:
+                continue
+            try:
+                new, count = pattern.subn(replacement, old)
+            except (re.error, IndexError) as exc:
+                raise ApiError(f"The replacement is invalid: {exc}.", 422) from None
+            if count == 0:
+                continue
+            total += count
+            rows.append({"name": name, "before": old, "after": new.strip(), "count": count})
+            if body.get("apply"):
+                before[name] = old
+                set_caption(dataset, name, new)
+        if body.get("apply"):
+            save_undo(dataset, "find/replace", before)
+    return jsonify({"applied": bool(body.get("apply")), "images": len(rows), "replacements": total,
+                    "rows": rows[:PREVIEW_ROWS]})
+
+
+@bp.post("/api/datasets/<dataset_id>/captions/affix")
+def affix(dataset_id: str):
+    """`{"prepend": "...", "append": "...", "separator": ", ", "names": [...]?}` on captioned images."""
+    dataset = context.dataset(dataset_id)
+    body = json_body()
+    prepend, append = body.get("prepend") or "", body.get("append") or ""
+    separator = body.get("separator", ", ")
+    if not all(isinstance(v, str) for v in (prepend, append, separator)):
+        raise ApiError("'prepend', 'append' and 'separator' must be text.", 422)
+    prepend, append = prepend.strip(), append.strip()
+    if not prepend and not append:
+        raise ApiError("Type text to prepend or append.", 422)
+    names = body.get("names")
+    with dataset.lock():
+        targets = dataset.image_names()
+        if names is not None:
+            if not isinstance(names, list):
+                raise ApiError("'names' must be a list of image names.", 422)
+            wanted = set(names)
+            targets = [n for n in targets if n in wanted]
+        before: dict[str, str | None] = {}
+        for name in targets:
+            old = dataset.read_caption(name)
+            parts = [p for p in (prepend, (old or "").strip(), append) if p]
+            new = separator.join(parts)
+            if new != (old or ""):
+                before[name] = old
+                set_caption(dataset, name, new)
+        save_undo(dataset, "prepend/append", before)
+    return jsonify({"changed": len(before)})
+
+
+@bp.get("/api/datasets/<dataset_id>/captions/undo")
+def undo_info(dataset_id: str):
+    dataset = context.dataset(dataset_id)
+    undo = read_json(dataset.folder / ".undo.json", None)
+    if not undo:
+        return jsonify({"available": False})
+    return jsonify({"available": True, "op": undo["op"], "at": undo["at"], "images": len(undo["captions"])})
+
+
+@bp.post("/api/datasets/<dataset_id>/captions/undo")
+def undo(dataset_id: str):
+    dataset = context.dataset(dataset_id)
+    with dataset.lock():
+        path = dataset.folder / ".undo.json"
+        saved = read_json(path, None)
+        if not saved:
+            raise ApiError("There is no bulk change to undo.", 409)
+        restored = 0
+        for name, text in saved["captions"].items():
+            if not dataset.image_path(name).is_file():
+                continue
+            set_caption(dataset, name, text or "")
+            restored += 1
+        path.unlink()
+    return jsonify({"restored": restored, "op": saved["op"]})

@@ -1,0 +1,89 @@
+"""Datasets: the index and gallery pages, and create / list / read / rename / delete."""
+
+from __future__ import annotations
+
+from flask import Blueprint, jsonify, render_template
+
+from app import context, imaging
+from app.jobs import latest_job
+from app.store import summary, validate_name, validate_trigger
+from studio.web import ApiError, json_body
+
+bp = Blueprint("datasets", __name__)
+
+
+@bp.get("/")
+def index():
+    return render_template("datasets_index.html")
+
+
+@bp.get("/d/<dataset_id>")
+def gallery(dataset_id: str):
+    dataset = context.dataset(dataset_id)
+    settings = context.settings()
+    page = {
+        "id": dataset.id,
+        "chunk_bytes": settings.upload_chunk_mb * 2**20,
+        "max_upload_bytes": settings.max_upload_mb * 2**20,
+        "extensions": sorted(imaging.IMAGE_EXTENSIONS | {".zip", ".txt"}),
+    }
+    return render_template("dataset.html", page=page, name=dataset.meta().get("name", dataset.id))
+
+
+def detail(dataset) -> dict:
+    info = summary(dataset)
+    info["jobs"] = {kind: latest_job(dataset.jobs, kind) for kind in ("import", "caption", "export")}
+    return info
+
+
+@bp.get("/api/datasets")
+def list_datasets():
+    return jsonify({"datasets": [summary(d) for d in context.store().all()]})
+
+
+@bp.post("/api/datasets")
+def create_dataset():
+    body = json_body()
+    try:
+        dataset = context.store().create(body.get("name"), body.get("trigger_word") or "")
+    except ValueError as exc:
+        raise ApiError(str(exc), 422) from None
+    return jsonify(detail(dataset)), 201
+
+
+@bp.get("/api/datasets/<dataset_id>")
+def get_dataset(dataset_id: str):
+    return jsonify(detail(context.dataset(dataset_id)))
+
+
+@bp.patch("/api/datasets/<dataset_id>")
+def update_dataset(dataset_id: str):
+    dataset = context.dataset(dataset_id)
+    body = json_body()
+    unknown = set(body) - {"name", "trigger_word", "cover"}
+    if unknown:
+        raise ApiError(f"Unknown field(s): {', '.join(sorted(unknown))}.", 422)
+    with dataset.lock():
+        meta = dataset.meta()
+        try:
+            if "name" in body:
+                meta["name"] = validate_name(body["name"])
+            if "trigger_word" in body:
+                meta["trigger_word"] = validate_trigger(body["trigger_word"])
+        except ValueError as exc:
+            raise ApiError(str(exc), 422) from None
+        if "cover" in body:
+            if body["cover"] not in meta["images"]:
+                raise ApiError("The cover must be an image of this dataset.", 422)
+            meta["cover"] = body["cover"]
+        dataset.save_meta(meta)
+    return jsonify(detail(dataset))
+
+
+@bp.delete("/api/datasets/<dataset_id>")
+def delete_dataset(dataset_id: str):
+    dataset = context.dataset(dataset_id)
+    for job in context.runner().running_in(dataset.jobs):
+        job.cancel_event.set()
+    context.store().delete(dataset)
+    return jsonify({"deleted": dataset_id})

@@ -1,0 +1,124 @@
+"""Images of a dataset: the paged list with filters, the files, thumbnails, and removal."""
+
+from __future__ import annotations
+
+from flask import Blueprint, jsonify, request, send_file
+from werkzeug.exceptions import NotFound as HttpNotFound
+
+from app import context, imaging
+from app.store import caption_version, natural_key
+from studio.web import ApiError, json_body
+
+bp = Blueprint("images", __name__)
+FILTERS = {"all", "uncaptioned", "captioned", "flagged", "duplicates", "small"}
+MAX_LIMIT = 500
+
+
+def _int_arg(name: str, default: int, low: int, high: int) -> int:
+    raw = request.args.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        return max(low, min(high, int(raw)))
+    except ValueError:
+        raise ApiError(f"'{name}' must be a whole number.", 400) from None
+
+
+def _matches(kind: str, caption: str | None, flags: dict) -> bool:
+    has_caption = bool(caption and caption.strip())
+    if kind == "uncaptioned":
+        return not has_caption
+    if kind == "captioned":
+        return has_caption
+    if kind == "flagged":
+        return bool(flags)
+    if kind == "duplicates":
+        return "duplicate_of" in flags or "similar_to" in flags
+    if kind == "small":
+        return bool(flags.get("small"))
+    return True
+
+
+@bp.get("/api/datasets/<dataset_id>/images")
+def list_images(dataset_id: str):
+    dataset = context.dataset(dataset_id)
+    kind = request.args.get("filter") or "all"
+    if kind not in FILTERS:
+        raise ApiError(f"Unknown filter {kind!r}: use one of {', '.join(sorted(FILTERS))}.", 400)
+    query = (request.args.get("q") or "").strip().casefold()
+    offset = _int_arg("offset", 0, 0, 10**9)
+    limit = _int_arg("limit", 100, 1, MAX_LIMIT)
+    records = dataset.meta()["images"]
+    rows = []
+    counts = {"all": 0, "uncaptioned": 0, "flagged": 0}
+    for name in sorted(records, key=natural_key):
+        record = records[name]
+        caption = dataset.read_caption(name)
+        flags = record.get("flags") or {}
+        counts["all"] += 1
+        counts["uncaptioned"] += not (caption and caption.strip())
+        counts["flagged"] += bool(flags)
+        if not _matches(kind, caption, flags):
+            continue
+        if query and query not in (caption or "").casefold() and query not in name.casefold():
+            continue
+        rows.append((name, record, caption, flags))
+    page = rows[offset:offset + limit]
+    images = [{
+        "name": name, "width": record.get("width"), "height": record.get("height"), "bytes": record.get("bytes"),
+        "caption": caption or "", "has_caption": caption is not None,
+        "version": caption_version(dataset.caption_path(name)), "flags": flags,
+    } for name, record, caption, flags in page]
+    return jsonify({"total": len(rows), "offset": offset, "limit": limit, "images": images, "counts": counts})
+
+
+@bp.get("/api/datasets/<dataset_id>/images/<name>")
+def image_file(dataset_id: str, name: str):
+    dataset = context.dataset(dataset_id)
+    path = dataset.require_image(name)
+    return send_file(path, conditional=True, max_age=3600)
+
+
+@bp.get("/api/datasets/<dataset_id>/thumbs/<name>")
+def thumbnail(dataset_id: str, name: str):
+    dataset = context.dataset(dataset_id)
+    source = dataset.require_image(name)
+    thumb = dataset.thumb_path(name)
+    if not thumb.is_file() or thumb.stat().st_mtime < source.stat().st_mtime:
+        try:
+            imaging.make_thumbnail(source, thumb)
+        except Exception:  # a broken file shows as a missing thumbnail, never a 500
+            raise HttpNotFound("This image cannot be shown.") from None
+    response = send_file(thumb, mimetype="image/webp", conditional=True, max_age=86400)
+    return response
+
+
+@bp.delete("/api/datasets/<dataset_id>/images/<name>")
+def delete_image(dataset_id: str, name: str):
+    dataset = context.dataset(dataset_id)
+    dataset.require_image(name)
+    return jsonify({"deleted": dataset.delete_images([name])})
+
+
+@bp.post("/api/datasets/<dataset_id>/images/delete")
+def delete_many(dataset_id: str):
+    dataset = context.dataset(dataset_id)
+    names = json_body().get("names")
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise ApiError("'names' must be a list of image names.", 422)
+    for name in names:
+        dataset.image_path(name)  # every name is checked before anything is removed
+    return jsonify({"deleted": dataset.delete_images(names)})
+
+
+@bp.post("/api/datasets/<dataset_id>/images/remove-flagged")
+def remove_flagged(dataset_id: str):
+    """One click: remove exact duplicates, near-duplicates or small images."""
+    dataset = context.dataset(dataset_id)
+    kind = json_body().get("kind")
+    keys = {"duplicates": ("duplicate_of",), "similar": ("similar_to",), "small": ("small",)}
+    if kind not in keys:
+        raise ApiError("'kind' must be 'duplicates', 'similar' or 'small'.", 422)
+    records = dataset.meta()["images"]
+    names = [n for n, r in records.items() if any(k in (r.get("flags") or {}) for k in keys[kind])]
+    return jsonify({"deleted": dataset.delete_images(names)})

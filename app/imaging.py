@@ -1,0 +1,164 @@
+"""Image checks: decode to verify, size, perceptual hash, duplicates, EXIF-oriented thumbnails."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, features
+
+from studio.atomic import atomic_write_bytes
+
+log = logging.getLogger(__name__)
+
+BASE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".webp"}
+THUMB_SIZE = 384
+SMALL_SIDE = 512  # images with a shorter side than this train poorly at Z-Image's 1024 px
+NEAR_DUPLICATE_BITS = 4  # of 64 dHash bits
+
+
+def _optional_extensions() -> set[str]:
+    """HEIC/AVIF only where Pillow can read them (a plugin may add HEIF support)."""
+    extra = set()
+    try:
+        if features.check("avif"):
+            extra.add(".avif")
+    except Exception:  # feature probing must never stop the service
+        log.debug("AVIF probe failed", exc_info=True)
+    try:
+        import pillow_heif  # type: ignore[import-not-found]
+
+        pillow_heif.register_heif_opener()
+        extra.update({".heic", ".heif"})
+    except ImportError:
+        pass
+    return extra
+
+
+IMAGE_EXTENSIONS = BASE_EXTENSIONS | _optional_extensions()
+
+
+class ImageRejected(ValueError):
+    """The file is not an image this studio accepts; the message says why in one sentence."""
+
+
+@dataclass
+class ImageInfo:
+    width: int
+    height: int
+    sha256: str
+    dhash: str
+    bytes: int
+
+
+def is_image_name(name: str) -> bool:
+    return os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def dhash(image: Image.Image) -> str:
+    """64-bit difference hash: robust to resizing and recompression, cheap to compare."""
+    small = image.convert("L").resize((9, 8), Image.Resampling.BILINEAR)
+    pixels = np.asarray(small, dtype=np.int16)
+    bits = (pixels[:, 1:] > pixels[:, :-1]).flatten()
+    value = 0
+    for bit in bits:
+        value = (value << 1) | int(bit)
+    return f"{value:016x}"
+
+
+def inspect_image(path: Path, max_pixels: int) -> ImageInfo:
+    """Decode the whole file (a truncated or fake image fails here) and measure it."""
+    size = path.stat().st_size
+    if size == 0:
+        raise ImageRejected("the file is empty (0 bytes)")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                width, height = image.size
+                if width * height > max_pixels:
+                    raise ImageRejected(
+                        f"the image is {width}x{height} = {width * height:,} pixels, over the limit of "
+                        f"{max_pixels:,} (MAX_IMAGE_PIXELS)")
+                image.load()
+                oriented = ImageOps.exif_transpose(image)
+                width, height = oriented.size
+                hashed = dhash(oriented)
+    except ImageRejected:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ImageRejected(f"the image has more pixels than the limit of {max_pixels:,} (MAX_IMAGE_PIXELS)") from None
+    except Exception as exc:  # Pillow raises many types for broken files
+        raise ImageRejected(f"the file could not be decoded as an image ({type(exc).__name__})") from None
+    return ImageInfo(width=width, height=height, sha256=_sha256(path), dhash=hashed, bytes=size)
+
+
+def make_thumbnail(source: Path, target: Path, size: int = THUMB_SIZE) -> None:
+    """A WebP thumbnail with EXIF orientation applied, written atomically."""
+    atomic_write_bytes(target, thumbnail_bytes(source, size))
+
+
+def thumbnail_bytes(source: Path, size: int = THUMB_SIZE) -> bytes:
+    with Image.open(source) as image:
+        image.draft("RGB", (size * 2, size * 2))  # JPEG: decode at reduced scale, much faster
+        oriented = ImageOps.exif_transpose(image)
+        if oriented.mode not in {"RGB", "RGBA"}:
+            oriented = oriented.convert("RGBA" if "A" in oriented.getbands() else "RGB")
+        oriented.thumbnail((size, size), Image.Resampling.LANCZOS)
+        buffer = io.BytesIO()
+        oriented.save(buffer, "WEBP", quality=82, method=2)
+    return buffer.getvalue()
+
+
+def encode_for_caption(path: Path, max_pixels: int) -> bytes:
+    """JPEG bytes of the image, oriented and downscaled to about `max_pixels` (saves upload time)."""
+    with Image.open(path) as image:
+        oriented = ImageOps.exif_transpose(image).convert("RGB")
+        pixels = oriented.width * oriented.height
+        if pixels > max_pixels:
+            scale = (max_pixels / pixels) ** 0.5
+            oriented = oriented.resize((max(1, int(oriented.width * scale)), max(1, int(oriented.height * scale))),
+                                       Image.Resampling.LANCZOS)
+        buffer = io.BytesIO()
+        oriented.save(buffer, "JPEG", quality=92)
+    return buffer.getvalue()
+
+
+def duplicate_flags(records: dict[str, dict]) -> dict[str, dict]:
+    """name -> {"duplicate_of": name} for exact copies and {"similar_to": name} for near-duplicates.
+
+    The first image added of each group is kept unflagged, so one click removes only the later copies.
+    """
+    names = sorted(records, key=lambda n: (records[n].get("added_at", 0), n))
+    flags: dict[str, dict] = {}
+    first_by_sha: dict[str, str] = {}
+    for name in names:
+        sha = records[name].get("sha256")
+        if sha in first_by_sha:
+            flags[name] = {"duplicate_of": first_by_sha[sha]}
+        elif sha:
+            first_by_sha[sha] = name
+    unique = [n for n in names if n not in flags and records[n].get("dhash")]
+    if len(unique) < 2:
+        return flags
+    hashes = np.array([int(records[n]["dhash"], 16) for n in unique], dtype=np.uint64)
+    for i in range(1, len(unique)):
+        distances = np.bitwise_count(hashes[:i] ^ hashes[i])
+        close = np.nonzero(distances <= NEAR_DUPLICATE_BITS)[0]
+        if close.size:
+            flags[unique[i]] = {"similar_to": unique[int(close[0])]}
+    return flags

@@ -1,0 +1,165 @@
+"""The import job: uploaded files (ZIPs and images) become verified dataset images with thumbnails."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from app import imaging
+from app.jobs import Job, JobError
+from app.store import Dataset, clean_filename, refresh_flags
+from app.zipimport import extract_zip
+from studio.atomic import atomic_write_bytes
+from studio.settings import Settings
+
+log = logging.getLogger(__name__)
+_import_locks: dict[str, threading.Lock] = {}
+_import_locks_guard = threading.Lock()
+FLUSH_EVERY = 50
+
+
+@dataclass
+class Source:
+    """One uploaded file: its name as the user sent it and where it lies in the uploads folder.
+
+    `prepare`, when set, produces the file inside the job first (chunked uploads are assembled there,
+    so the request that starts the import returns at once)."""
+
+    name: str
+    path: Path | None = None
+    prepare: Callable[[Job], Path] | None = None
+
+
+@dataclass
+class Candidate:
+    label: str  # shown in messages: "photos.zip/a/b.jpg" or "b.jpg"
+    wanted: str  # the file name it should get
+    path: Path
+    caption: str | None
+
+
+def _import_lock(dataset: Dataset) -> threading.Lock:
+    # imports into one dataset run one after another, so name choices never race
+    with _import_locks_guard:
+        return _import_locks.setdefault(str(dataset.folder), threading.Lock())
+
+
+def run_import(job: Job, dataset: Dataset, sources: list[Source], settings: Settings, work_dir: Path) -> dict:
+    """Extract, verify, name and place every image; captions from `.txt` files go with their images."""
+    skipped: list[dict] = []
+    candidates: list[Candidate] = []
+    loose_captions: dict[str, str] = {}
+    try:
+        with _import_lock(dataset):
+            for index, source in enumerate(sources):
+                job.check_cancel()
+                if source.prepare is not None:
+                    source.path = source.prepare(job)
+                lower = source.name.lower()
+                if lower.endswith(".zip"):
+                    staged = extract_zip(source.path, work_dir / f"zip-{index}", job,
+                                         settings.zip_max_total_mb * 2**20, settings.zip_max_ratio, source.name)
+                    skipped.extend(staged.skipped)
+                    for inner, path in staged.images:
+                        folder, base = os.path.split(inner)
+                        text = staged.captions.get((folder, os.path.splitext(base)[0].casefold()))
+                        candidates.append(Candidate(f"{source.name}/{inner}", clean_filename(base), path, text))
+                elif lower.endswith(".txt"):
+                    text = source.path.read_bytes()[:64 * 1024].decode("utf-8-sig", "replace").strip()
+                    loose_captions[os.path.splitext(clean_filename(source.name))[0].casefold()] = text
+                elif imaging.is_image_name(lower):
+                    candidates.append(Candidate(source.name, clean_filename(source.name), source.path, None))
+                else:
+                    skipped.append({"name": source.name, "reason": "not an image or ZIP (skipped)"})
+            for candidate in candidates:
+                if candidate.caption is None:
+                    candidate.caption = loose_captions.get(os.path.splitext(candidate.wanted)[0].casefold())
+            result = _place_all(job, dataset, candidates, settings, skipped)
+    finally:
+        shutil.rmtree(work_dir, ignore_errors=True)
+    return result
+
+
+def _check(candidate: Candidate, max_pixels: int):
+    try:
+        info = imaging.inspect_image(candidate.path, max_pixels)
+    except imaging.ImageRejected as exc:
+        return candidate, None, str(exc)
+    try:
+        thumb = imaging.thumbnail_bytes(candidate.path)
+    except Exception:  # the gallery regenerates a missing thumbnail on demand
+        log.warning("thumbnail failed for %s", candidate.label, exc_info=True)
+        thumb = None
+    return candidate, (info, thumb), None
+
+
+def _place_all(job: Job, dataset: Dataset, candidates: list[Candidate], settings: Settings,
+               skipped: list[dict]) -> dict:
+    imported: list[str] = []
+    renamed: list[dict] = []
+    pending: dict[str, dict] = {}
+    job.update(phase="importing", total=len(candidates), done=0, message=f"Checking {len(candidates)} images")
+    with dataset.lock():
+        taken = dataset.taken_stems()
+    try:
+        _place_loop(job, dataset, candidates, settings, skipped, taken, imported, renamed, pending)
+    finally:
+        # placed images are recorded even when the job is cancelled half way
+        _flush(dataset, pending, final=True)
+    captions = sum(1 for c in candidates if c.caption)
+    if not imported and not skipped:
+        raise JobError("The upload held no images (.jpg, .jpeg, .png, .webp).")
+    message = f"Imported {len(imported)} image{'s' if len(imported) != 1 else ''}"
+    if skipped:
+        message += f", skipped {len(skipped)}"
+    job.update(message=message + ".")
+    return {"imported": imported, "skipped": skipped, "renamed": renamed, "captions": captions}
+
+
+def _place_loop(job, dataset, candidates, settings, skipped, taken, imported, renamed, pending) -> None:
+    last_flush = time.monotonic()
+    # decoding releases the GIL, so two threads keep both cores busy on big imports
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="decode") as pool:
+        for done, (candidate, checked, problem) in enumerate(
+                pool.map(lambda c: _check(c, settings.max_image_pixels), candidates), start=1):
+            job.check_cancel()
+            if problem:
+                skipped.append({"name": candidate.label, "reason": problem})
+                job.update(done=done, current=candidate.label)
+                continue
+            with dataset.lock():
+                name = dataset.unique_name(candidate.wanted, taken)
+                target = dataset.folder / name
+                shutil.move(str(candidate.path), target)
+                if candidate.caption:
+                    dataset.write_caption(name, candidate.caption)
+            if name != candidate.wanted:
+                renamed.append({"from": candidate.label, "to": name})
+            info, thumb = checked
+            if thumb:
+                atomic_write_bytes(dataset.thumb_path(name), thumb)
+            pending[name] = {"width": info.width, "height": info.height, "bytes": info.bytes,
+                             "sha256": info.sha256, "dhash": info.dhash, "added_at": time.time()}
+            imported.append(name)
+            job.update(done=done, current=name, imported=len(imported))
+            if len(pending) >= FLUSH_EVERY or time.monotonic() - last_flush > 2.0:
+                _flush(dataset, pending)
+                last_flush = time.monotonic()
+
+
+def _flush(dataset: Dataset, pending: dict[str, dict], final: bool = False) -> None:
+    if not pending and not final:
+        return
+    with dataset.lock():
+        meta = dataset.meta()
+        meta["images"].update(pending)
+        refresh_flags(meta)
+        dataset.save_meta(meta)
+    pending.clear()

@@ -1,0 +1,355 @@
+// Gallery: paged grid with lazy thumbnails, preview + caption editor with autosave, filters, selection.
+(function () {
+  const { api, toast, formatBytes } = window.studio;
+  const $ = (id) => document.getElementById(id);
+  const page = JSON.parse($("page-data").textContent);
+  const base = `/api/datasets/${encodeURIComponent(page.id)}`;
+  const PAGE_SIZE = 150;
+  const enc = encodeURIComponent;
+
+  const state = {
+    filter: "all", q: "", images: [], total: 0, loading: false, gen: 0,
+    current: -1, selecting: false, selected: new Set(), dirty: false, saving: null, saveTimer: null,
+    meta: null,
+  };
+
+  function esc(text) {
+    const div = document.createElement("div");
+    div.textContent = text == null ? "" : String(text);
+    return div.innerHTML;
+  }
+
+  const thumbUrl = (name) => `${base}/thumbs/${enc(name)}`;
+  const imageUrl = (name) => `${base}/images/${enc(name)}`;
+
+  function badges(img) {
+    const out = [];
+    if (!img.caption.trim()) out.push('<span class="badge nocap">no caption</span>');
+    if (img.flags.duplicate_of) out.push('<span class="badge err" title="Exact copy of ' + esc(img.flags.duplicate_of) + '">duplicate</span>');
+    if (img.flags.similar_to) out.push('<span class="badge warn" title="Looks like ' + esc(img.flags.similar_to) + '">similar</span>');
+    if (img.flags.small) out.push(`<span class="badge warn" title="${img.width}×${img.height}: under 512 px trains poorly">small</span>`);
+    return out.join("");
+  }
+
+  function tile(img, index) {
+    const el = document.createElement("div");
+    el.className = "tile";
+    el.dataset.index = index;
+    el.dataset.name = img.name;
+    el.title = img.name;
+    el.innerHTML = `<img loading="lazy" decoding="async" src="${thumbUrl(img.name)}" alt="${esc(img.name)}">
+      <div class="badges">${badges(img)}</div><span class="check"></span>
+      <div class="cap">${esc(img.caption.slice(0, 140))}</div>`;
+    if (state.selected.has(img.name)) el.classList.add("selected");
+    if (index === state.current) el.classList.add("current");
+    return el;
+  }
+
+  function refreshTile(index) {
+    const old = $("grid").querySelector(`.tile[data-index="${index}"]`);
+    if (old) old.replaceWith(tile(state.images[index], index));
+  }
+
+  async function loadMore() {
+    if (state.loading || (state.images.length >= state.total && state.images.length)) return;
+    state.loading = true;
+    const gen = state.gen;
+    $("more").textContent = "Loading…";
+    try {
+      const params = new URLSearchParams({ offset: state.images.length, limit: PAGE_SIZE, filter: state.filter, q: state.q });
+      const data = await api(`${base}/images?${params}`);
+      if (gen !== state.gen) return;
+      const start = state.images.length;
+      state.images.push(...data.images);
+      state.total = data.total;
+      const frag = document.createDocumentFragment();
+      data.images.forEach((img, i) => frag.appendChild(tile(img, start + i)));
+      $("grid").appendChild(frag);
+      for (const key of ["all", "uncaptioned", "flagged"]) $(`count-${key}`).textContent = data.counts[key];
+      $("empty").hidden = !(data.counts.all === 0);
+      if (state.current < 0 && state.images.length) select(0, false);
+      if (!state.images.length) showEditor(false);
+    } catch (e) {
+      toast(`Could not load images: ${e.message}`, "error");
+    } finally {
+      if (gen === state.gen) {
+        state.loading = false;
+        const left = state.total - state.images.length;
+        $("more").textContent = left > 0 ? `${left} more…` : state.total ? `${state.total} image${state.total === 1 ? "" : "s"}` : (state.filter !== "all" || state.q ? "Nothing matches." : "");
+        if (left > 0 && isVisible($("sentinel"))) loadMore();
+      }
+    }
+  }
+
+  function isVisible(el) {
+    const r = el.getBoundingClientRect();
+    return r.top < window.innerHeight + 600;
+  }
+
+  async function reload(keepName) {
+    await flushSave();
+    const name = keepName || (state.images[state.current] || {}).name;
+    state.gen++;
+    state.images = [];
+    state.total = 0;
+    state.loading = false;
+    state.current = -1;
+    $("grid").replaceChildren();
+    await loadMore();
+    if (name) {
+      const i = state.images.findIndex((img) => img.name === name);
+      if (i >= 0) select(i, false);
+    }
+    refreshStats();
+  }
+
+  new IntersectionObserver((entries) => {
+    if (entries.some((e) => e.isIntersecting)) loadMore();
+  }, { rootMargin: "600px" }).observe($("sentinel"));
+
+  // ---- editor
+  function showEditor(show) { $("editor").hidden = !show; }
+
+  function countText(text) {
+    const words = (text.match(/\S+/g) || []).length;
+    const tokens = Math.ceil((text.match(/\w+|[^\w\s]/g) || []).length * 1.25);
+    return `${words} word${words === 1 ? "" : "s"} · ~${tokens} tokens`;
+  }
+
+  function setSaveState(kind, text) {
+    const el = $("save-state");
+    el.className = `save-state ${kind}`;
+    el.textContent = text;
+  }
+
+  function select(index, scroll = true) {
+    if (index < 0 || index >= state.images.length) return;
+    flushSave();
+    const grid = $("grid");
+    grid.querySelectorAll(".tile.current").forEach((t) => t.classList.remove("current"));
+    state.current = index;
+    const img = state.images[index];
+    const el = grid.querySelector(`.tile[data-index="${index}"]`);
+    if (el) {
+      el.classList.add("current");
+      if (scroll) el.scrollIntoView({ block: "nearest", behavior: "smooth" });
+    }
+    showEditor(true);
+    $("preview-img").src = imageUrl(img.name);
+    $("preview-img").alt = img.name;
+    $("ed-name").textContent = img.name;
+    $("ed-size").textContent = `${img.width}×${img.height} · ${formatBytes(img.bytes)}`;
+    const flags = [];
+    if (img.flags.duplicate_of) flags.push(`Exact duplicate of ${esc(img.flags.duplicate_of)}`);
+    if (img.flags.similar_to) flags.push(`Looks like ${esc(img.flags.similar_to)}`);
+    if (img.flags.small) flags.push("Smaller than 512 px: consider a larger image");
+    $("ed-flags").innerHTML = flags.map((f) => `<span class="chip" style="background:#4a3a14;color:#ffd98a">${f}</span>`).join(" ");
+    $("ed-conflict").hidden = true;
+    $("caption").value = img.caption;
+    $("ed-count").textContent = countText(img.caption);
+    $("ed-pos").textContent = `${index + 1} / ${state.total}`;
+    setSaveState("saved", img.caption ? "Saved" : "");
+    state.dirty = false;
+    if (index >= state.images.length - 5) loadMore();
+  }
+
+  async function save(force = false) {
+    const index = state.current;
+    const img = state.images[index];
+    if (!img || (!state.dirty && !force)) return;
+    clearTimeout(state.saveTimer);
+    const text = $("caption").value;
+    state.dirty = false;
+    setSaveState("saving", "Saving…");
+    // one save at a time, so each one carries the version the previous one produced
+    if (state.saving) { try { await state.saving; } catch (e) { /* reported by that save */ } }
+    const body = { caption: text, base_version: img.version };
+    const request = api(`${base}/captions/${enc(img.name)}`, { method: "PUT", json: body });
+    state.saving = request;
+    try {
+      const result = await request;
+      img.caption = result.caption;
+      img.version = result.version;
+      if (state.current === index) setSaveState("saved", "Saved ✓");
+      refreshTile(index);
+    } catch (e) {
+      if (e.status === 409 && e.data && e.data.current) {
+        showConflict(index, text, e.data.current);
+      } else {
+        state.dirty = true;
+        setSaveState("error", `Not saved: ${e.message}`);
+      }
+    } finally {
+      if (state.saving === request) state.saving = null;
+    }
+  }
+
+  function showConflict(index, mine, theirs) {
+    const img = state.images[index];
+    const box = $("ed-conflict");
+    box.hidden = false;
+    box.innerHTML = `This caption changed elsewhere (e.g. by auto-caption).
+      <div style="margin:.3rem 0" class="muted">Current: “${esc(theirs.caption.slice(0, 200))}”</div>
+      <button type="button" id="keep-mine">Keep mine</button> <button type="button" id="take-theirs">Use current</button>`;
+    setSaveState("error", "Conflict");
+    $("keep-mine").onclick = () => { img.version = theirs.version; $("caption").value = mine; state.dirty = true; box.hidden = true; save(); };
+    $("take-theirs").onclick = () => {
+      img.caption = theirs.caption; img.version = theirs.version; box.hidden = true;
+      if (state.current === index) { $("caption").value = theirs.caption; setSaveState("saved", "Saved"); }
+      refreshTile(index);
+    };
+  }
+
+  async function flushSave() {
+    if (state.dirty) await save();
+    else if (state.saving) { try { await state.saving; } catch (e) { /* shown in the editor */ } }
+  }
+
+  $("caption").addEventListener("input", () => {
+    state.dirty = true;
+    $("ed-count").textContent = countText($("caption").value);
+    setSaveState("saving", "Editing…");
+    clearTimeout(state.saveTimer);
+    state.saveTimer = setTimeout(() => save(), 900);
+  });
+  $("caption").addEventListener("blur", () => { if (state.dirty) save(); });
+
+  document.addEventListener("keydown", (ev) => {
+    if (document.querySelector("dialog[open]")) return;
+    const typing = ["INPUT", "TEXTAREA", "SELECT"].includes(document.activeElement.tagName);
+    if ((ev.ctrlKey || ev.metaKey) && ev.key === "Enter") {
+      ev.preventDefault();
+      save(true).then(() => toast("Caption saved.", "ok", 1500));
+      return;
+    }
+    if (typing && !ev.altKey) return;
+    if (ev.key === "ArrowRight" || ev.key === "ArrowDown") { ev.preventDefault(); select(state.current + 1); }
+    else if (ev.key === "ArrowLeft" || ev.key === "ArrowUp") { ev.preventDefault(); select(state.current - 1); }
+    else if (ev.key === "Delete" && state.current >= 0 && !typing) { ev.preventDefault(); deleteNames([state.images[state.current].name]); }
+  });
+  $("ed-prev").onclick = () => select(state.current - 1);
+  $("ed-next").onclick = () => select(state.current + 1);
+  $("ed-delete").onclick = () => state.current >= 0 && deleteNames([state.images[state.current].name]);
+
+  // ---- grid clicks and selection
+  $("grid").addEventListener("click", (ev) => {
+    const el = ev.target.closest(".tile");
+    if (!el) return;
+    const index = Number(el.dataset.index);
+    if (state.selecting || ev.shiftKey || ev.ctrlKey || ev.metaKey) {
+      const name = el.dataset.name;
+      if (state.selected.has(name)) state.selected.delete(name); else state.selected.add(name);
+      el.classList.toggle("selected");
+      updateSelection();
+    } else {
+      select(index, false);
+    }
+  });
+
+  function updateSelection() {
+    const n = state.selected.size;
+    $("btn-delete-selected").hidden = n === 0;
+    $("btn-delete-selected").textContent = `Delete ${n} selected`;
+    $("btn-select").textContent = state.selecting ? "Done selecting" : "Select";
+    $("grid").classList.toggle("selecting", state.selecting);
+  }
+  $("btn-select").onclick = () => {
+    state.selecting = !state.selecting;
+    if (!state.selecting) { state.selected.clear(); $("grid").querySelectorAll(".tile.selected").forEach((t) => t.classList.remove("selected")); }
+    updateSelection();
+  };
+  $("btn-delete-selected").onclick = () => deleteNames([...state.selected]);
+
+  function confirmDialog(title, text, ok = "Delete") {
+    return new Promise((resolve) => {
+      $("confirm-title").textContent = title;
+      $("confirm-text").textContent = text;
+      $("confirm-ok").textContent = ok;
+      const dlg = $("confirm-dialog");
+      dlg.returnValue = "";
+      dlg.onclose = () => resolve(dlg.returnValue === "ok");
+      $("confirm-form").onsubmit = (ev) => { ev.preventDefault(); dlg.close("ok"); };
+      dlg.showModal();
+    });
+  }
+
+  async function deleteNames(names) {
+    if (!names.length) return;
+    const what = names.length === 1 ? `“${names[0]}”` : `${names.length} images`;
+    if (!(await confirmDialog(`Delete ${what}?`, "The image and its caption are removed from this dataset."))) return;
+    try {
+      const result = await api(`${base}/images/delete`, { method: "POST", json: { names } });
+      toast(`Deleted ${result.deleted.length} image${result.deleted.length === 1 ? "" : "s"}.`, "ok");
+      state.selected.clear();
+      state.selecting = false;
+      updateSelection();
+      const next = state.images[state.current + 1];
+      reload(next && !names.includes(next.name) ? next.name : null);
+    } catch (e) {
+      toast(`Delete failed: ${e.message}`, "error");
+    }
+  }
+
+  // ---- filters and search
+  $("filters").addEventListener("click", (ev) => {
+    const b = ev.target.closest("button[data-filter]");
+    if (!b) return;
+    $("filters").querySelectorAll("button").forEach((x) => x.classList.toggle("active", x === b));
+    state.filter = b.dataset.filter;
+    reload();
+  });
+  let searchTimer = null;
+  $("search").addEventListener("input", () => {
+    clearTimeout(searchTimer);
+    searchTimer = setTimeout(() => { state.q = $("search").value.trim(); reload(); }, 250);
+  });
+
+  // ---- header: stats, rename, trigger word, flagged actions
+  async function refreshStats() {
+    try {
+      const d = await api(base);
+      state.meta = d;
+      $("ds-name").textContent = d.name;
+      document.title = `${d.name} · Z-Image Studio`;
+      const chip = $("trigger-chip");
+      chip.textContent = d.trigger_word || "+ trigger word";
+      chip.classList.toggle("unset", !d.trigger_word);
+      $("ds-stats").innerHTML = `<b>${d.images}</b> images · <b>${d.captioned}</b> captioned · ${formatBytes(d.bytes)}`;
+      const labels = { duplicates: "duplicates", similar: "near-duplicates", small: "small images" };
+      $("flag-actions").innerHTML = Object.entries(d.flag_counts || {}).filter(([, n]) => n > 0)
+        .map(([kind, n]) => `<button data-remove="${kind}" title="Remove ${n} ${labels[kind]} in one click">Remove ${n} ${labels[kind]}</button>`).join(" ");
+      window.ds.onStats && window.ds.onStats(d);
+    } catch (e) {
+      toast(`Could not load the dataset: ${e.message}`, "error");
+    }
+  }
+  $("flag-actions").addEventListener("click", async (ev) => {
+    const b = ev.target.closest("button[data-remove]");
+    if (!b) return;
+    const labels = { duplicates: "exact duplicates", similar: "near-duplicates", small: "images smaller than 512 px" };
+    if (!(await confirmDialog(`Remove ${labels[b.dataset.remove]}?`, "The first image of each group is kept."))) return;
+    try {
+      const r = await api(`${base}/images/remove-flagged`, { method: "POST", json: { kind: b.dataset.remove } });
+      toast(`Removed ${r.deleted.length} image${r.deleted.length === 1 ? "" : "s"}.`, "ok");
+      reload();
+    } catch (e) { toast(e.message, "error"); }
+  });
+
+  $("ds-name").onclick = () => { $("rename-input").value = state.meta ? state.meta.name : ""; $("rename-error").textContent = ""; $("rename-dialog").showModal(); };
+  $("rename-form").onsubmit = async (ev) => {
+    ev.preventDefault();
+    try { await api(base, { method: "PATCH", json: { name: $("rename-input").value } }); $("rename-dialog").close(); refreshStats(); }
+    catch (e) { $("rename-error").textContent = e.message; }
+  };
+  $("trigger-chip").onclick = () => { $("trigger-input").value = state.meta ? state.meta.trigger_word : ""; $("trigger-error").textContent = ""; $("trigger-dialog").showModal(); };
+  $("trigger-form").onsubmit = async (ev) => {
+    ev.preventDefault();
+    try { await api(base, { method: "PATCH", json: { trigger_word: $("trigger-input").value } }); $("trigger-dialog").close(); refreshStats(); toast("Trigger word saved.", "ok"); }
+    catch (e) { $("trigger-error").textContent = e.message; }
+  };
+  document.querySelectorAll("dialog [data-close]").forEach((b) => (b.onclick = () => b.closest("dialog").close()));
+  window.addEventListener("beforeunload", (ev) => { if (state.dirty) { save(); ev.preventDefault(); } });
+
+  window.ds = { page, base, state, reload, refreshStats, confirmDialog, esc, thumbUrl };
+  reload();
+})();

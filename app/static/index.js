@@ -1,0 +1,122 @@
+// Dataset index: cards with cover, counts and size; create, rename and delete with confirmation.
+(function () {
+  const { api, toast, formatBytes } = window.studio;
+  const $ = (id) => document.getElementById(id);
+  let datasets = [];
+  let target = null;
+
+  function esc(text) {
+    const div = document.createElement("div");
+    div.textContent = text == null ? "" : String(text);
+    return div.innerHTML;
+  }
+
+  function card(d) {
+    const el = document.createElement("article");
+    el.className = "card";
+    el.dataset.id = d.id;
+    const href = `/d/${encodeURIComponent(d.id)}`;
+    const cover = d.cover
+      ? `<a class="cover" href="${href}" style="background-image:url('/api/datasets/${encodeURIComponent(d.id)}/thumbs/${encodeURIComponent(d.cover)}')" aria-label="Open ${esc(d.name)}"></a>`
+      : `<a class="cover none" href="${href}">No images yet</a>`;
+    const pct = d.images ? Math.round((100 * d.captioned) / d.images) : 0;
+    el.innerHTML = `${cover}
+      <div class="body">
+        <a class="title" href="${href}">${esc(d.name)}</a>
+        <div class="meta">${d.images} image${d.images === 1 ? "" : "s"} · ${d.captioned} captioned · ${formatBytes(d.bytes)}</div>
+        <div class="bar" title="${pct}% captioned"><div style="width:${pct}%"></div></div>
+        <div class="meta">${d.trigger_word ? `<span class="chip">${esc(d.trigger_word)}</span>` : ""}
+          ${d.flagged ? `<span class="chip" style="background:#4a3a14;color:#ffd98a">${d.flagged} flagged</span>` : ""}</div>
+        <div class="actions">
+          <a class="button" href="${href}">Open</a>
+          <button data-act="rename">Rename</button>
+          <button data-act="delete" class="danger">Delete</button>
+        </div>
+      </div>`;
+    el.querySelector('[data-act="rename"]').onclick = () => openRename(d);
+    el.querySelector('[data-act="delete"]').onclick = () => openDelete(d);
+    return el;
+  }
+
+  async function load() {
+    try {
+      datasets = (await api("/api/datasets")).datasets;
+    } catch (e) {
+      toast(`Could not load datasets: ${e.message}`, "error");
+      return;
+    }
+    const cards = $("cards");
+    cards.replaceChildren(...datasets.map(card));
+    $("empty").hidden = datasets.length > 0;
+    const images = datasets.reduce((n, d) => n + d.images, 0);
+    const bytes = datasets.reduce((n, d) => n + d.bytes, 0);
+    $("summary").textContent = datasets.length
+      ? `${datasets.length} dataset${datasets.length === 1 ? "" : "s"} · ${images} images · ${formatBytes(bytes)}` : "";
+  }
+
+  function openCreate() {
+    $("create-form").reset();
+    $("create-error").textContent = "";
+    $("create-dialog").showModal();
+    $("create-name").focus();
+  }
+
+  $("create-form").addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    $("create-submit").disabled = true;
+    try {
+      const d = await api("/api/datasets", { method: "POST", json: {
+        name: $("create-name").value, trigger_word: $("create-trigger").value } });
+      window.location.href = `/d/${encodeURIComponent(d.id)}`;
+    } catch (e) {
+      $("create-error").textContent = e.message;
+    } finally {
+      $("create-submit").disabled = false;
+    }
+  });
+
+  function openRename(d) {
+    target = d;
+    $("rename-name").value = d.name;
+    $("rename-error").textContent = "";
+    $("rename-dialog").showModal();
+    $("rename-name").select();
+  }
+
+  $("rename-form").addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    try {
+      await api(`/api/datasets/${encodeURIComponent(target.id)}`, { method: "PATCH", json: { name: $("rename-name").value } });
+      $("rename-dialog").close();
+      toast("Renamed.", "ok");
+      load();
+    } catch (e) {
+      $("rename-error").textContent = e.message;
+    }
+  });
+
+  function openDelete(d) {
+    target = d;
+    $("delete-name").textContent = d.name;
+    $("delete-count").textContent = d.images;
+    $("delete-error").textContent = "";
+    $("delete-dialog").showModal();
+  }
+
+  $("delete-form").addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    try {
+      await api(`/api/datasets/${encodeURIComponent(target.id)}`, { method: "DELETE" });
+      $("delete-dialog").close();
+      toast(`Deleted ${target.name}.`, "ok");
+      load();
+    } catch (e) {
+      $("delete-error").textContent = e.message;
+    }
+  });
+
+  document.querySelectorAll("dialog [data-close]").forEach((b) => (b.onclick = () => b.closest("dialog").close()));
+  $("new-dataset").onclick = openCreate;
+  $("new-dataset-empty").onclick = openCreate;
+  load();
+})();

@@ -1,0 +1,229 @@
+// Bulk tools: auto-caption (with service status and live progress), find & replace with preview,
+// prepend/append, undo of the last bulk change, export for training.
+(function () {
+  const { api, toast, formatDuration } = window.studio;
+  const ds = window.ds;
+  const $ = (id) => document.getElementById(id);
+  const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+  const ACTIVE = new Set(["queued", "running"]);
+
+  // ---- undo
+  async function refreshUndo() {
+    try {
+      const u = await api(`${ds.base}/captions/undo`);
+      $("btn-undo").disabled = !u.available;
+      $("btn-undo").title = u.available ? `Undo ${u.op} (${u.images} captions)` : "No bulk change to undo";
+    } catch (e) { $("btn-undo").disabled = true; }
+  }
+  $("btn-undo").onclick = async () => {
+    try {
+      const r = await api(`${ds.base}/captions/undo`, { method: "POST" });
+      toast(`Undid ${r.op}: ${r.restored} caption${r.restored === 1 ? "" : "s"} restored.`, "ok");
+      ds.reload();
+    } catch (e) { toast(e.message, "error"); }
+    refreshUndo();
+  };
+
+  // ---- find & replace
+  let previewTimer = null;
+  function replaceBody(apply) {
+    return { find: $("find-input").value, replace: $("replace-input").value, regex: $("find-regex").checked,
+      case_sensitive: $("find-case").checked, apply };
+  }
+  function highlight(text, body) {
+    const flags = body.case_sensitive ? "g" : "gi";
+    let re;
+    try { re = new RegExp(body.regex ? body.find : body.find.replace(/[.*+?^${}()|[\]\\]/g, "\\$&"), flags); } catch (e) { return ds.esc(text); }
+    let out = "", last = 0, m;
+    while ((m = re.exec(text)) && m[0].length) {
+      out += ds.esc(text.slice(last, m.index)) + `<del>${ds.esc(m[0])}</del>`;
+      last = m.index + m[0].length;
+    }
+    return out + ds.esc(text.slice(last));
+  }
+  async function preview() {
+    const body = replaceBody(false);
+    $("replace-error").textContent = "";
+    if (!body.find) { $("replace-matches").innerHTML = ""; $("replace-summary").textContent = ""; $("replace-apply").disabled = true; return; }
+    try {
+      const r = await api(`${ds.base}/captions/replace`, { method: "POST", json: body });
+      $("replace-summary").textContent = `${r.replacements} match${r.replacements === 1 ? "" : "es"} in ${r.images} caption${r.images === 1 ? "" : "s"}`;
+      $("replace-matches").innerHTML = r.rows.map((row) => `<div class="m"><div class="n">${ds.esc(row.name)}</div>
+        <div>${highlight(row.before, body)}</div><div><ins>${ds.esc(row.after)}</ins></div></div>`).join("")
+        + (r.images > r.rows.length ? `<p class="muted">…and ${r.images - r.rows.length} more</p>` : "");
+      $("replace-apply").disabled = r.images === 0;
+    } catch (e) {
+      $("replace-error").textContent = e.message;
+      $("replace-apply").disabled = true;
+    }
+  }
+  ["find-input", "replace-input", "find-regex", "find-case"].forEach((id) =>
+    $(id).addEventListener("input", () => { clearTimeout(previewTimer); previewTimer = setTimeout(preview, 250); }));
+  $("btn-replace").onclick = () => { $("replace-dialog").showModal(); $("find-input").focus(); preview(); };
+  $("replace-form").onsubmit = async (ev) => {
+    ev.preventDefault();
+    try {
+      const r = await api(`${ds.base}/captions/replace`, { method: "POST", json: replaceBody(true) });
+      toast(`Replaced ${r.replacements} match${r.replacements === 1 ? "" : "es"} in ${r.images} captions. Undo is available.`, "ok");
+      $("replace-dialog").close();
+      ds.reload();
+      refreshUndo();
+    } catch (e) { $("replace-error").textContent = e.message; }
+  };
+
+  // ---- prepend / append
+  $("btn-affix").onclick = () => {
+    const n = ds.state.meta ? ds.state.meta.images : 0;
+    $("affix-scope").textContent = `Applies to all ${n} images (uncaptioned ones get just this text).`;
+    $("affix-error").textContent = "";
+    $("affix-dialog").showModal();
+  };
+  $("affix-form").onsubmit = async (ev) => {
+    ev.preventDefault();
+    try {
+      const r = await api(`${ds.base}/captions/affix`, { method: "POST", json: {
+        prepend: $("prepend-input").value, append: $("append-input").value, separator: $("affix-sep").value } });
+      toast(`Changed ${r.changed} caption${r.changed === 1 ? "" : "s"}. Undo is available.`, "ok");
+      $("affix-dialog").close();
+      ds.reload();
+      refreshUndo();
+    } catch (e) { $("affix-error").textContent = e.message; }
+  };
+
+  // ---- caption service status
+  let serviceTimer = null;
+  async function checkService() {
+    let s;
+    try { s = await api("/api/caption-service"); } catch (e) { s = { reachable: false, status: "down", reason: e.message }; }
+    const labels = {
+      ready: "Caption service ready", loading: "Caption service is loading the model: captions start when it is ready",
+      unloaded: "Caption service idle (model unloaded): it loads on the first caption, which takes a moment",
+      error: "Caption service error", down: "Caption service is not running",
+    };
+    const status = s.reachable ? s.status : (s.status || "down");
+    const text = labels[status] || status;
+    const detail = s.reason ? `: ${s.reason}` : s.device ? ` (${s.device})` : "";
+    $("svc-status").innerHTML = `<span class="dot ${status}"></span><span>${ds.esc(text + detail)}</span>`;
+    $("btn-autocaption").title = text;
+    $("svc-dot").className = `dot ${status}`;
+    return s;
+  }
+
+  // ---- auto-caption
+  let following = null;
+  $("cap-preset").onchange = () => { if ($("cap-preset").value) $("cap-prompt").value = $("cap-preset").value; };
+  $("btn-autocaption").onclick = () => {
+    $("caption-error").textContent = "";
+    $("caption-dialog").showModal();
+    checkService();
+    clearInterval(serviceTimer);
+    serviceTimer = setInterval(() => { if ($("caption-dialog").open) checkService(); else clearInterval(serviceTimer); }, 5000);
+  };
+  $("caption-form").onsubmit = async (ev) => {
+    ev.preventDefault();
+    $("caption-error").textContent = "";
+    try {
+      const job = await api(`${ds.base}/caption`, { method: "POST", json: {
+        mode: $("cap-mode").value, style: $("cap-style").value, prompt: $("cap-prompt").value } });
+      followCaption(job.id);
+    } catch (e) { $("caption-error").textContent = e.message; }
+  };
+  $("cap-cancel").onclick = async () => {
+    try { await api(`${ds.base}/caption`, { method: "DELETE" }); $("cap-message").textContent = "Cancelling after the current image…"; }
+    catch (e) { toast(e.message, "error"); }
+  };
+
+  function renderCaptionJob(job) {
+    const running = ACTIVE.has(job.state);
+    $("caption-job").hidden = false;
+    $("caption-setup").hidden = running;
+    $("cap-start").hidden = running;
+    $("cap-cancel").hidden = !running;
+    $("cap-progress-text").textContent = `${job.done} / ${job.total} images`;
+    $("cap-eta").textContent = running ? (job.eta_s != null ? `${formatDuration(job.eta_s)} left` : "estimating…") : job.state;
+    $("cap-bar").style.width = `${job.total ? Math.round((100 * job.done) / job.total) : 0}%`;
+    $("cap-message").textContent = job.message || "";
+    if (job.current) $("cap-current-img").src = ds.thumbUrl(job.current);
+    $("cap-failures").innerHTML = (job.errors || []).map((e) => `<li><b>${ds.esc(e.item)}</b>: ${ds.esc(e.message)}</li>`).join("");
+    $("autocaption-label").textContent = running ? `Auto-caption ${job.done}/${job.total}` : "Auto-caption";
+    const banner = $("job-banner");
+    banner.innerHTML = running ? `<div class="caption-status"><span class="dot loading"></span>
+      Auto-captioning: ${job.done}/${job.total}${job.eta_s != null ? ` · ${formatDuration(job.eta_s)} left` : ""} ·
+      <a href="#" id="banner-open">details</a></div>` : "";
+    const open = $("banner-open");
+    if (open) open.onclick = (ev) => { ev.preventDefault(); $("btn-autocaption").click(); };
+  }
+
+  async function followCaption(jobId) {
+    if (following === jobId) return;
+    following = jobId;
+    let seen = 0;
+    for (;;) {
+      let job;
+      try { job = (await api(`${ds.base}/caption`)).job; } catch (e) { await sleep(2000); continue; }
+      if (!job || job.id !== jobId) break;
+      renderCaptionJob(job);
+      if (job.done - seen >= 10) { seen = job.done; ds.reload(); }
+      if (!ACTIVE.has(job.state)) {
+        toast(job.message, job.state === "done" ? "ok" : "error", 7000);
+        ds.reload();
+        refreshUndo();
+        break;
+      }
+      await sleep(1000);
+    }
+    following = null;
+  }
+
+  // ---- export
+  $("btn-export").onclick = () => {
+    const meta = ds.state.meta || {};
+    $("export-name").value = (meta.last_export && meta.last_export.name) || meta.id || "";
+    $("export-error").textContent = "";
+    $("export-result").innerHTML = meta.last_export
+      ? `<span class="muted">Last export: ${meta.last_export.images} images to <code>trainer/datasets/${ds.esc(meta.last_export.name)}</code> on ${new Date(meta.last_export.at * 1000).toLocaleString()}</span>` : "";
+    $("export-progress").hidden = true;
+    $("export-dialog").showModal();
+  };
+  $("export-form").onsubmit = async (ev) => {
+    ev.preventDefault();
+    $("export-error").textContent = "";
+    $("export-start").disabled = true;
+    try {
+      const job = await api(`${ds.base}/export`, { method: "POST", json: { name: $("export-name").value } });
+      $("export-progress").hidden = false;
+      for (;;) {
+        const s = (await api(`${ds.base}/export`)).job;
+        if (!s || s.id !== job.id) break;
+        $("export-bar").style.width = `${s.total ? Math.round((100 * s.done) / s.total) : 0}%`;
+        if (!ACTIVE.has(s.state)) {
+          if (s.state === "done") {
+            $("export-bar").style.width = "100%";
+            $("export-result").innerHTML = `<span style="color:var(--ok)">✓ ${ds.esc(s.message)}</span>
+              <div class="muted">Pick <code>${ds.esc(s.result.name)}</code> as the dataset in the trainer.</div>`;
+            toast(s.message, "ok");
+            ds.refreshStats();
+          } else {
+            $("export-error").textContent = s.message;
+          }
+          break;
+        }
+        await sleep(500);
+      }
+    } catch (e) { $("export-error").textContent = e.message; }
+    $("export-start").disabled = false;
+  };
+
+  window.dsPanels = {
+    onStats(d) {
+      const job = d.jobs && d.jobs.caption;
+      if (job && ACTIVE.has(job.state)) followCaption(job.id);
+      else if (job && job.state === "interrupted") {
+        $("job-banner").innerHTML = `<div class="caption-status"><span class="dot error"></span>${ds.esc(job.message)}</div>`;
+      }
+    },
+  };
+  refreshUndo();
+  checkService();
+  setInterval(() => { if (!document.hidden && !$("caption-dialog").open) checkService(); }, 15000);
+})();

@@ -1,0 +1,192 @@
+// Uploads: drag-and-drop or file picker; every file goes up in chunks (RunPod's proxy cuts long requests),
+// each chunk retried on failure, missing chunks re-sent after a dropped connection; then one import job.
+(function () {
+  const { api, toast, formatBytes, formatDuration } = window.studio;
+  const ds = window.ds;
+  const $ = (id) => document.getElementById(id);
+  const PARALLEL_FILES = 3;
+  const MAX_TRIES = 8;
+  let active = 0;
+
+  function row(file) {
+    const el = document.createElement("div");
+    el.className = "upload-row";
+    el.innerHTML = `<span class="fname"></span><span class="pct muted">waiting</span>
+      <div class="progress"><div style="width:0%"></div></div>`;
+    el.querySelector(".fname").textContent = file.name;
+    $("upload-rows").appendChild(el);
+    return {
+      set(fraction, text) {
+        el.querySelector(".progress > div").style.width = `${Math.round(fraction * 100)}%`;
+        el.querySelector(".pct").textContent = text;
+      },
+      fail(message) { el.classList.add("failed"); el.querySelector(".pct").textContent = message; },
+    };
+  }
+
+  function putChunk(url, blob, onProgress) {
+    return new Promise((resolve, reject) => {
+      const xhr = new XMLHttpRequest();
+      xhr.open("PUT", url);
+      xhr.setRequestHeader("Content-Type", "application/octet-stream");
+      xhr.upload.onprogress = (ev) => ev.lengthComputable && onProgress(ev.loaded);
+      xhr.onload = () => {
+        if (xhr.status >= 200 && xhr.status < 300) return resolve();
+        let message = `HTTP ${xhr.status}`;
+        try { message = JSON.parse(xhr.responseText).error || message; } catch (e) { /* not JSON */ }
+        const err = new Error(message);
+        err.status = xhr.status;
+        reject(err);
+      };
+      xhr.onerror = () => reject(new Error("connection lost"));
+      xhr.ontimeout = () => reject(new Error("timed out"));
+      xhr.timeout = 90000;
+      xhr.send(blob);
+    });
+  }
+
+  const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+  async function uploadFile(file, ui) {
+    const session = await api(`${ds.base}/uploads`, { method: "POST", json: { filename: file.name, size: file.size } });
+    const url = `${ds.base}/uploads/${session.id}`;
+    const size = session.chunk_size;
+    let missing = session.missing;
+    let sent = 0;
+    const started = performance.now();
+    for (let round = 0; missing.length; round++) {
+      for (const n of missing) {
+        const blob = file.slice(n * size, Math.min(file.size, (n + 1) * size));
+        for (let attempt = 1; ; attempt++) {
+          try {
+            await putChunk(`${url}/chunks/${n}`, blob, (loaded) => {
+              const done = sent + loaded;
+              const rate = done / ((performance.now() - started) / 1000);
+              ui.set(done / file.size, `${Math.round((100 * done) / file.size)}% · ${formatBytes(rate)}/s`);
+            });
+            sent += blob.size;
+            break;
+          } catch (e) {
+            if (e.status && e.status < 500 && e.status !== 408 && e.status !== 429) throw e;
+            if (attempt >= MAX_TRIES) throw new Error(`${e.message}; gave up after ${MAX_TRIES} tries`);
+            ui.set(sent / file.size, `${e.message}: retrying…`);
+            await sleep(Math.min(15000, 500 * 2 ** attempt));
+          }
+        }
+      }
+      // ask the server what it really has: a chunk may have been lost with a dropped connection
+      const status = await api(url);
+      missing = status.missing;
+      if (round > 3 && missing.length) throw new Error("the server keeps missing chunks");
+    }
+    ui.set(1, "uploaded");
+    return session.id;
+  }
+
+  async function uploadAll(files) {
+    if (!files.length) return;
+    const panel = $("uploads");
+    panel.classList.add("open");
+    $("uploads-title").textContent = `Uploading ${files.length} file${files.length === 1 ? "" : "s"}`;
+    $("import-status").innerHTML = "";
+    const tooBig = files.filter((f) => f.size > ds.page.max_upload_bytes);
+    if (tooBig.length) {
+      toast(`${tooBig.map((f) => f.name).join(", ")}: over the upload limit of ${formatBytes(ds.page.max_upload_bytes)}.`, "error", 8000);
+    }
+    const queue = files.filter((f) => f.size <= ds.page.max_upload_bytes).map((file) => ({ file, ui: row(file) }));
+    const sessions = [];
+    let failures = 0;
+    active++;
+    async function worker() {
+      while (queue.length) {
+        const { file, ui } = queue.shift();
+        try {
+          if (file.size === 0) throw new Error("empty file (0 bytes)");
+          sessions.push(await uploadFile(file, ui));
+        } catch (e) {
+          failures++;
+          ui.fail(e.message);
+        }
+      }
+    }
+    await Promise.all(Array.from({ length: PARALLEL_FILES }, worker));
+    active--;
+    if (!sessions.length) {
+      $("uploads-title").textContent = "Upload failed";
+      return;
+    }
+    $("uploads-title").textContent = failures ? `Uploaded with ${failures} failure(s)` : "Uploaded";
+    try {
+      const job = await api(`${ds.base}/imports`, { method: "POST", json: { sessions } });
+      await followImport(job.id);
+    } catch (e) {
+      $("import-status").innerHTML = `<p style="color:var(--err)">${ds.esc(e.message)}</p>`;
+    }
+  }
+
+  async function followImport(jobId) {
+    const panel = $("uploads");
+    panel.classList.add("open");
+    const box = $("import-status");
+    let lastImported = 0;
+    for (;;) {
+      let job;
+      try { job = await api(`${ds.base}/imports/${jobId}`); } catch (e) { await sleep(1500); continue; }
+      const pct = job.total ? Math.round((100 * job.done) / job.total) : 0;
+      const phase = { assembling: "Assembling", extracting: "Unpacking", importing: "Checking images" }[job.phase] || "Importing";
+      if (job.state === "queued" || job.state === "running") {
+        box.innerHTML = `<div class="upload-row"><span class="fname">${phase}… ${job.done}/${job.total || "?"}</span>
+          <span class="muted">${job.eta_s ? formatDuration(job.eta_s) + " left" : ""}</span>
+          <div class="progress"><div style="width:${pct}%"></div></div></div>`;
+        if ((job.imported || 0) - lastImported >= 60) { lastImported = job.imported; ds.reload(); }
+        await sleep(700);
+        continue;
+      }
+      const result = job.result || {};
+      const skipped = result.skipped || [];
+      const renamed = result.renamed || [];
+      const ok = job.state === "done";
+      box.innerHTML = `<p style="color:var(${ok ? "--ok" : "--err"})">${ds.esc(job.message)}</p>
+        ${renamed.length ? `<details><summary>${renamed.length} renamed to avoid overwriting</summary><ul class="skipped">${renamed.slice(0, 200).map((r) => `<li>${ds.esc(r.from)} → ${ds.esc(r.to)}</li>`).join("")}</ul></details>` : ""}
+        ${skipped.length ? `<details open><summary>${skipped.length} skipped</summary><ul class="skipped">${skipped.slice(0, 300).map((s) => `<li><b>${ds.esc(s.name)}</b>: ${ds.esc(s.reason)}</li>`).join("")}</ul></details>` : ""}`;
+      $("uploads-title").textContent = ok ? "Import finished" : "Import failed";
+      toast(job.message, ok ? "ok" : "error", 6000);
+      ds.reload();
+      return job;
+    }
+  }
+
+  // file picker
+  const input = $("file-input");
+  const pick = () => input.click();
+  $("btn-upload").onclick = pick;
+  $("btn-upload-empty").onclick = pick;
+  input.addEventListener("change", () => { uploadAll([...input.files]); input.value = ""; });
+  $("uploads-close").onclick = () => { if (!active) { $("uploads").classList.remove("open"); $("upload-rows").replaceChildren(); } };
+
+  // drag and drop anywhere on the page
+  let depth = 0;
+  const hasFiles = (ev) => ev.dataTransfer && [...ev.dataTransfer.types].includes("Files");
+  window.addEventListener("dragenter", (ev) => { if (hasFiles(ev)) { depth++; document.body.classList.add("dragging"); } });
+  window.addEventListener("dragleave", () => { depth = Math.max(0, depth - 1); if (!depth) document.body.classList.remove("dragging"); });
+  window.addEventListener("dragover", (ev) => { if (hasFiles(ev)) ev.preventDefault(); });
+  window.addEventListener("drop", (ev) => {
+    if (!ev.dataTransfer || !ev.dataTransfer.files.length) return;
+    ev.preventDefault();
+    depth = 0;
+    document.body.classList.remove("dragging");
+    uploadAll([...ev.dataTransfer.files]);
+  });
+
+  // an import still running when the page was reloaded keeps reporting
+  ds.onStats = (d) => {
+    const job = d.jobs && d.jobs.import;
+    if (job && (job.state === "running" || job.state === "queued") && !ds.followingImport) {
+      ds.followingImport = true;
+      followImport(job.id).finally(() => { ds.followingImport = false; });
+    }
+    const panels = window.dsPanels;
+    if (panels) panels.onStats(d);
+  };
+  ds.uploadAll = uploadAll;
+})();

@@ -1,0 +1,312 @@
+"""Datasets on disk: `datasets/<id>/` holds images, same-stem `.txt` captions and `dataset.json`.
+
+`dataset.json` keeps the name, trigger word and one record per image (size, hashes, flags). Every
+change to it or to a caption happens under the dataset lock (a thread lock plus an fcntl file lock,
+so another process serving the same workspace waits too).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+import re
+import secrets
+import shutil
+import threading
+import time
+import unicodedata
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from app import imaging
+from studio.atomic import atomic_write_json, atomic_write_text, read_json
+from studio.workspace import UnsafePathError, Workspace, confined, safe_name
+
+
+class NotFound(LookupError):
+    """The dataset or image does not exist."""
+
+
+class Conflict(RuntimeError):
+    """The change clashes with the current state (e.g. the caption was edited elsewhere)."""
+
+    def __init__(self, message: str, current: dict | None = None):
+        super().__init__(message)
+        self.current = current or {}
+
+
+META_FILE = "dataset.json"
+NAME_MAX = 80
+_thread_locks: dict[str, threading.RLock] = {}
+_thread_locks_guard = threading.Lock()
+_held = threading.local()
+
+
+@contextmanager
+def dataset_lock(folder: Path):
+    """Exclusive, re-entrant within a thread; the file lock covers other processes."""
+    key = str(folder)
+    with _thread_locks_guard:
+        lock = _thread_locks.setdefault(key, threading.RLock())
+    with lock:
+        depth = getattr(_held, "depth", {})
+        _held.depth = depth
+        if depth.get(key, 0) == 0:
+            folder.mkdir(parents=True, exist_ok=True)
+            handle = open(folder / ".lock", "a+")
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            depth[key + ":fd"] = handle
+        depth[key] = depth.get(key, 0) + 1
+        try:
+            yield
+        finally:
+            depth[key] -= 1
+            if depth[key] == 0:
+                handle = depth.pop(key + ":fd")
+                fcntl.flock(handle, fcntl.LOCK_UN)
+                handle.close()
+
+
+def slugify(text: str) -> str:
+    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
+    slug = re.sub(r"[^a-z0-9]+", "-", ascii_text.lower()).strip("-")
+    return slug[:40].strip("-") or "dataset"
+
+
+def clean_filename(name: str) -> str:
+    """A plain, safe file name from an uploaded one: keeps unicode and spaces, drops folders."""
+    name = unicodedata.normalize("NFC", name.replace("\\", "/").split("/")[-1])
+    name = re.sub(r'[\x00-\x1f\x7f<>:"|?*]', "_", name).strip().lstrip(".")
+    stem, ext = os.path.splitext(name)
+    stem = stem.strip() or "image"
+    while len(stem.encode("utf-8")) > 120:
+        stem = stem[:-1]
+    return stem + ext.lower()
+
+
+def caption_version(path: Path) -> int:
+    """The caption file's mtime in µs (0 when there is none): clients send it back to detect conflicts.
+
+    Microseconds keep the number exact in JavaScript (below 2**53)."""
+    try:
+        return path.stat().st_mtime_ns // 1000
+    except FileNotFoundError:
+        return 0
+
+
+def text_hash(text: str | None) -> str | None:
+    return None if text is None else hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+@dataclass
+class Dataset:
+    id: str
+    folder: Path
+
+    @property
+    def meta_path(self) -> Path:
+        return self.folder / META_FILE
+
+    @property
+    def thumbs(self) -> Path:
+        return self.folder / ".thumbs"
+
+    @property
+    def jobs(self) -> Path:
+        return self.folder / ".jobs"
+
+    def lock(self):
+        return dataset_lock(self.folder)
+
+    def meta(self) -> dict:
+        meta = read_json(self.meta_path, None)
+        if not isinstance(meta, dict):
+            raise NotFound(f"Dataset {self.id!r} has no readable {META_FILE}.")
+        meta.setdefault("images", {})
+        meta.setdefault("trigger_word", "")
+        return meta
+
+    def save_meta(self, meta: dict) -> None:
+        meta["updated_at"] = time.time()
+        atomic_write_json(self.meta_path, meta)
+
+    # images and captions -------------------------------------------------------------------
+    def image_path(self, name: str) -> Path:
+        safe_name(name)
+        if not imaging.is_image_name(name):
+            raise UnsafePathError(f"{name!r} is not an image name.")
+        return confined(self.folder, name)
+
+    def require_image(self, name: str) -> Path:
+        path = self.image_path(name)
+        if not path.is_file():
+            raise NotFound(f"Image {name!r} is not in this dataset.")
+        return path
+
+    def caption_path(self, name: str) -> Path:
+        return confined(self.folder, os.path.splitext(safe_name(name))[0] + ".txt")
+
+    def read_caption(self, name: str) -> str | None:
+        try:
+            return self.caption_path(name).read_text("utf-8")
+        except FileNotFoundError:
+            return None
+        except UnicodeDecodeError:
+            return self.caption_path(name).read_bytes().decode("utf-8", "replace")
+
+    def write_caption(self, name: str, text: str) -> int:
+        path = self.caption_path(name)
+        atomic_write_text(path, text)
+        return caption_version(path)
+
+    def thumb_path(self, name: str) -> Path:
+        return confined(self.thumbs, safe_name(name) + ".webp")
+
+    def unique_name(self, wanted: str, taken_stems: set[str]) -> str:
+        """`wanted` or `stem_2.ext`, ... so no image or caption is ever overwritten (stems are unique
+        case-insensitively because the caption file is named by the stem)."""
+        stem, ext = os.path.splitext(wanted)
+        candidate, n = wanted, 1
+        while stem_key(candidate) in taken_stems or (self.folder / candidate).exists():
+            n += 1
+            candidate = f"{stem}_{n}{ext}"
+        taken_stems.add(stem_key(candidate))
+        return candidate
+
+    def taken_stems(self) -> set[str]:
+        return {stem_key(p.name) for p in self.folder.iterdir() if not p.name.startswith(".")}
+
+    def image_names(self) -> list[str]:
+        return sorted(self.meta()["images"], key=natural_key)
+
+    def delete_images(self, names: list[str]) -> list[str]:
+        removed = []
+        with self.lock():
+            meta = self.meta()
+            for name in names:
+                path = self.image_path(name)
+                if name not in meta["images"] and not path.exists():
+                    continue
+                for victim in (path, self.caption_path(name), self.thumb_path(name)):
+                    victim.unlink(missing_ok=True)
+                meta["images"].pop(name, None)
+                removed.append(name)
+            refresh_flags(meta)
+            self.save_meta(meta)
+        return removed
+
+
+def stem_key(name: str) -> str:
+    return os.path.splitext(name)[0].casefold()
+
+
+def natural_key(name: str):
+    return [int(part) if part.isdigit() else part.casefold() for part in re.split(r"(\d+)", name)]
+
+
+def refresh_flags(meta: dict) -> None:
+    """Recompute duplicate / near-duplicate / small flags for every image record."""
+    images = meta["images"]
+    dupes = imaging.duplicate_flags(images)
+    for name, record in images.items():
+        record["flags"] = dict(dupes.get(name, {}))
+        if min(record.get("width", 0), record.get("height", 0)) < imaging.SMALL_SIDE:
+            record["flags"]["small"] = True
+
+
+class DatasetStore:
+    def __init__(self, workspace: Workspace):
+        self.workspace = workspace
+        self.root = workspace.datasets
+
+    def get(self, dataset_id: str) -> Dataset:
+        folder = self.workspace.dataset_dir(dataset_id)
+        if not (folder / META_FILE).is_file():
+            raise NotFound(f"Dataset {dataset_id!r} does not exist.")
+        return Dataset(dataset_id, folder)
+
+    def all(self) -> list[Dataset]:
+        found = []
+        for folder in sorted(self.root.iterdir()) if self.root.is_dir() else []:
+            if folder.is_dir() and not folder.name.startswith(".") and (folder / META_FILE).is_file():
+                found.append(Dataset(folder.name, folder))
+        return found
+
+    def create(self, name: str, trigger_word: str = "") -> Dataset:
+        name = validate_name(name)
+        base = slugify(name)
+        with dataset_lock(self.root):
+            dataset_id = base
+            while (self.root / dataset_id).exists():
+                dataset_id = f"{base}-{secrets.token_hex(2)}"
+            folder = self.workspace.dataset_dir(dataset_id)
+            folder.mkdir(parents=True)
+            dataset = Dataset(dataset_id, folder)
+            now = time.time()
+            dataset.save_meta({"id": dataset_id, "name": name, "trigger_word": validate_trigger(trigger_word),
+                               "created_at": now, "images": {}})
+        return dataset
+
+    def delete(self, dataset: Dataset) -> None:
+        with dataset.lock():
+            trash = self.root / f".deleted-{dataset.id}-{secrets.token_hex(4)}"
+            os.replace(dataset.folder, trash)
+        # the dataset is gone for every reader now; removing thousands of files can happen after the reply
+        threading.Thread(target=shutil.rmtree, args=(trash,), kwargs={"ignore_errors": True}, daemon=True).start()
+
+
+def validate_name(name) -> str:
+    if not isinstance(name, str) or not name.strip():
+        raise ValueError("Give the dataset a name.")
+    name = " ".join(name.split())
+    if len(name) > NAME_MAX:
+        raise ValueError(f"The name is too long ({NAME_MAX} characters at most).")
+    return name
+
+
+def validate_trigger(word) -> str:
+    if word is None:
+        return ""
+    if not isinstance(word, str):
+        raise ValueError("The trigger word must be text.")
+    word = " ".join(word.split())
+    if len(word) > 60:
+        raise ValueError("The trigger word is too long (60 characters at most).")
+    return word
+
+
+def summary(dataset: Dataset) -> dict:
+    """What the index page shows for one dataset."""
+    meta = dataset.meta()
+    images = meta["images"]
+    captioned = 0
+    total_bytes = 0
+    for name, record in images.items():
+        total_bytes += record.get("bytes", 0)
+        text = dataset.read_caption(name)
+        if text and text.strip():
+            captioned += 1
+    names = sorted(images, key=natural_key)
+    cover = meta.get("cover") if meta.get("cover") in images else (names[0] if names else None)
+    flagged = sum(1 for r in images.values() if r.get("flags"))
+    flag_counts = {
+        "duplicates": sum(1 for r in images.values() if "duplicate_of" in (r.get("flags") or {})),
+        "similar": sum(1 for r in images.values() if "similar_to" in (r.get("flags") or {})),
+        "small": sum(1 for r in images.values() if (r.get("flags") or {}).get("small")),
+    }
+    return {
+        "id": dataset.id,
+        "name": meta.get("name", dataset.id),
+        "trigger_word": meta.get("trigger_word", ""),
+        "images": len(images),
+        "captioned": captioned,
+        "flagged": flagged,
+        "flag_counts": flag_counts,
+        "bytes": total_bytes,
+        "cover": cover,
+        "created_at": meta.get("created_at"),
+        "updated_at": meta.get("updated_at"),
+        "last_export": meta.get("last_export"),
+    }

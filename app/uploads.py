@@ -1,0 +1,276 @@
+"""Uploads: small multipart uploads, and chunked resumable sessions for large files.
+
+RunPod's proxy cuts requests over ~100 MB or ~100 s, so the page sends big files in chunks (each a
+quick request), can ask which chunks arrived after a dropped connection, and then starts an import
+job that assembles and imports in the background while the page polls its progress.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import shutil
+import time
+
+from flask import Blueprint, jsonify, request
+from werkzeug.exceptions import RequestEntityTooLarge
+
+from app import context, imaging
+from app.importer import Source, run_import
+from app.jobs import read_job
+from app.store import clean_filename
+from studio.atomic import atomic_write_json, read_json
+from studio.web import ApiError, json_body
+from studio.workspace import confined, safe_name
+
+bp = Blueprint("uploads", __name__)
+SESSION_ID = re.compile(r"^[0-9a-f]{16}$")
+SESSION_MAX_AGE_S = 48 * 3600
+ORPHAN_MAX_AGE_S = 6 * 3600
+ACCEPTED = ("zip", "txt", *sorted(e.lstrip(".") for e in imaging.IMAGE_EXTENSIONS))
+
+
+def _limit_bytes() -> int:
+    return context.settings().max_upload_mb * 2**20
+
+
+def _too_large(size: int | None = None) -> ApiError:
+    limit = context.settings().max_upload_mb
+    what = f"This upload ({size / 2**20:,.1f} MB)" if size else "This upload"
+    return ApiError(f"{what} is over the limit of {limit:,} MB (MAX_UPLOAD_MB).", 413)
+
+
+def _check_name(filename) -> str:
+    if not isinstance(filename, str) or not filename.strip():
+        raise ApiError("Each file needs a name.", 422)
+    ext = os.path.splitext(filename)[1].lower().lstrip(".")
+    if ext not in ACCEPTED:
+        raise ApiError(f"{filename!r} is not a supported file: upload .zip archives or images "
+                       f"({', '.join('.' + e for e in ACCEPTED if e not in {'zip', 'txt'})}).", 415)
+    return filename
+
+
+def _start_import(dataset, sources: list[Source], cleanup: list) -> dict:
+    job_dir_name = f"import-{secrets.token_hex(6)}"
+    work_dir = confined(context.workspace().uploads, job_dir_name)
+    settings = context.settings()
+
+    def work(job):
+        try:
+            return run_import(job, dataset, sources, settings, work_dir)
+        finally:
+            for folder in cleanup:
+                shutil.rmtree(folder, ignore_errors=True)
+
+    job = context.runner().start(dataset.jobs, "import", work)
+    return job.state
+
+
+def _wait_for(dataset, job_id: str) -> tuple[dict, int]:
+    """API clients may ask to wait a little (`?wait=seconds`, at most 20) for small imports."""
+    try:
+        wait = min(float(request.args.get("wait", 0)), 20.0)
+    except ValueError:
+        wait = 0.0
+    deadline = time.monotonic() + wait
+    state = read_job(dataset.jobs, job_id)
+    while state and state["state"] in {"queued", "running"} and time.monotonic() < deadline:
+        time.sleep(0.1)
+        state = read_job(dataset.jobs, job_id)
+    return state, (202 if state["state"] in {"queued", "running"} else 200)
+
+
+@bp.post("/api/datasets/<dataset_id>/upload")
+def upload(dataset_id: str):
+    dataset = context.dataset(dataset_id)
+    length = request.content_length
+    if length is not None and length > _limit_bytes():
+        raise _too_large(length)
+    request.max_content_length = _limit_bytes()
+    try:
+        files = [f for f in request.files.getlist("files") + request.files.getlist("file") if f and f.filename]
+    except RequestEntityTooLarge:  # no Content-Length: counted while streaming
+        raise _too_large() from None
+    if not files:
+        raise ApiError("Attach one or more files in the 'files' field (multipart/form-data).", 400)
+    for storage in files:
+        _check_name(storage.filename)
+    batch = confined(context.workspace().uploads, f"batch-{secrets.token_hex(8)}")
+    batch.mkdir(parents=True)
+    sources = []
+    for index, storage in enumerate(files):
+        target = confined(batch, f"{index:04d}-{clean_filename(storage.filename)}")
+        storage.save(target)
+        sources.append(Source(storage.filename, target))
+    state = _start_import(dataset, sources, [batch])
+    body, status = _wait_for(dataset, state["id"])
+    return jsonify(body), status
+
+
+# chunked sessions -------------------------------------------------------------------------------
+def _session_dir(sid: str):
+    if not SESSION_ID.match(sid or ""):
+        raise ApiError("Unknown upload session.", 404)
+    return confined(context.workspace().uploads, f"session-{safe_name(sid)}")
+
+
+def _session(dataset, sid: str) -> tuple[dict, object]:
+    folder = _session_dir(sid)
+    info = read_json(folder / "session.json", None)
+    if not isinstance(info, dict) or info.get("dataset") != dataset.id:
+        raise ApiError("Unknown or expired upload session: start the upload again.", 404)
+    return info, folder
+
+
+def _received(folder, info) -> list[int]:
+    chunks = folder / "chunks"
+    found = []
+    for n in range(info["chunks"]):
+        path = chunks / str(n)
+        if path.is_file() and path.stat().st_size == _expected_size(info, n):
+            found.append(n)
+    return found
+
+
+def _expected_size(info: dict, n: int) -> int:
+    return min(info["chunk_size"], info["size"] - n * info["chunk_size"])
+
+
+def _describe(info, folder) -> dict:
+    received = _received(folder, info)
+    missing = sorted(set(range(info["chunks"])) - set(received))
+    return {**info, "received": received, "missing": missing, "complete": not missing}
+
+
+def _sweep_old_sessions() -> None:
+    root = context.workspace().uploads
+    now = time.time()
+    for folder in root.iterdir():
+        # sessions may be resumed for two days; import and batch folders left by a crash are orphans
+        max_age = SESSION_MAX_AGE_S if folder.name.startswith("session-") else ORPHAN_MAX_AGE_S
+        try:
+            if folder.is_dir() and now - folder.stat().st_mtime > max_age:
+                shutil.rmtree(folder, ignore_errors=True)
+        except OSError:
+            continue
+
+
+@bp.post("/api/datasets/<dataset_id>/uploads")
+def create_session(dataset_id: str):
+    dataset = context.dataset(dataset_id)
+    body = json_body()
+    filename = _check_name(body.get("filename"))
+    size = body.get("size")
+    if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+        raise ApiError("'size' must be the file size in bytes.", 422)
+    if size == 0:
+        raise ApiError(f"{filename} is empty (0 bytes).", 422)
+    if size > _limit_bytes():
+        raise _too_large(size)
+    _sweep_old_sessions()
+    chunk_size = context.settings().upload_chunk_mb * 2**20
+    sid = secrets.token_hex(8)
+    folder = _session_dir(sid)
+    (folder / "chunks").mkdir(parents=True)
+    info = {"id": sid, "dataset": dataset.id, "filename": filename, "size": size, "chunk_size": chunk_size,
+            "chunks": -(-size // chunk_size), "created_at": time.time()}
+    atomic_write_json(folder / "session.json", info)
+    return jsonify(_describe(info, folder)), 201
+
+
+@bp.get("/api/datasets/<dataset_id>/uploads/<sid>")
+def get_session(dataset_id: str, sid: str):
+    info, folder = _session(context.dataset(dataset_id), sid)
+    return jsonify(_describe(info, folder))
+
+
+@bp.delete("/api/datasets/<dataset_id>/uploads/<sid>")
+def abort_session(dataset_id: str, sid: str):
+    _, folder = _session(context.dataset(dataset_id), sid)
+    shutil.rmtree(folder, ignore_errors=True)
+    return jsonify({"aborted": sid})
+
+
+@bp.put("/api/datasets/<dataset_id>/uploads/<sid>/chunks/<n>")
+def put_chunk(dataset_id: str, sid: str, n: str):
+    info, folder = _session(context.dataset(dataset_id), sid)
+    if not n.isdigit() or int(n) >= info["chunks"]:
+        raise ApiError(f"Chunk {n!r} is out of range: this upload has chunks 0 to {info['chunks'] - 1}.", 422)
+    index = int(n)
+    expected = _expected_size(info, index)
+    length = request.content_length
+    if length is not None and length != expected:
+        raise ApiError(f"Chunk {index} must be {expected} bytes, got {length}.", 413 if length > expected else 422)
+    part = folder / "chunks" / f".{index}.{secrets.token_hex(4)}.part"
+    written = 0
+    with open(part, "wb") as sink:
+        while True:
+            block = request.stream.read(1 << 20)
+            if not block:
+                break
+            written += len(block)
+            if written > expected:
+                break
+            sink.write(block)
+    if written != expected:
+        part.unlink(missing_ok=True)
+        raise ApiError(f"Chunk {index} must be {expected} bytes, got {written}: send it again.", 422)
+    os.replace(part, folder / "chunks" / str(index))
+    return jsonify({"chunk": index, "received": len(_received(folder, info)), "chunks": info["chunks"]})
+
+
+def _assembler(info: dict, folder):
+    def assemble(job):
+        job.update(phase="assembling", message=f"Assembling {info['filename']}")
+        target = confined(folder, f"file-{clean_filename(info['filename'])}")
+        with open(target, "wb") as sink:
+            for n in range(info["chunks"]):
+                job.check_cancel()
+                chunk = folder / "chunks" / str(n)
+                with open(chunk, "rb") as source:
+                    shutil.copyfileobj(source, sink, 1 << 20)
+                chunk.unlink()
+        return target
+
+    return assemble
+
+
+@bp.post("/api/datasets/<dataset_id>/imports")
+def import_sessions(dataset_id: str):
+    dataset = context.dataset(dataset_id)
+    sids = json_body().get("sessions")
+    if not isinstance(sids, list) or not sids or not all(isinstance(s, str) for s in sids):
+        raise ApiError("'sessions' must be a list of upload session ids.", 422)
+    sources, cleanup = [], []
+    for sid in sids:
+        info, folder = _session(dataset, sid)
+        described = _describe(info, folder)
+        if described["missing"]:
+            raise ApiError(f"{info['filename']} is missing {len(described['missing'])} chunk(s): "
+                           "send them before completing.", 409, details=described["missing"][:50])
+        sources.append(Source(info["filename"], prepare=_assembler(info, folder)))
+        cleanup.append(folder)
+    state = _start_import(dataset, sources, cleanup)
+    return jsonify(state), 202
+
+
+@bp.post("/api/datasets/<dataset_id>/uploads/<sid>/complete")
+def complete_session(dataset_id: str, sid: str):
+    dataset = context.dataset(dataset_id)
+    info, folder = _session(dataset, sid)
+    described = _describe(info, folder)
+    if described["missing"]:
+        raise ApiError(f"{info['filename']} is missing {len(described['missing'])} chunk(s): "
+                       "send them before completing.", 409, details=described["missing"][:50])
+    state = _start_import(dataset, [Source(info["filename"], prepare=_assembler(info, folder))], [folder])
+    return jsonify(state), 202
+
+
+@bp.get("/api/datasets/<dataset_id>/imports/<job_id>")
+def import_progress(dataset_id: str, job_id: str):
+    dataset = context.dataset(dataset_id)
+    state = read_job(dataset.jobs, job_id)
+    if state is None or state.get("kind") != "import":
+        raise ApiError("Unknown import job.", 404)
+    return jsonify(state)

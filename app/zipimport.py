@@ -1,0 +1,138 @@
+"""Safe, streaming ZIP extraction into a staging folder.
+
+Nothing in the archive is trusted: entry names are checked one by one (no `..`, absolute paths,
+drive letters or symlinks), and sizes are counted while decompressing, so a ZIP bomb is stopped
+by the bytes it actually produces, not by what its headers claim.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import stat
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from app import imaging
+from app.jobs import Job, JobError
+
+CAPTION_MAX_BYTES = 64 * 1024
+RATIO_FLOOR_BYTES = 1 << 20  # tiny entries (a caption of repeated words) may compress very well
+_DRIVE = re.compile(r"^[A-Za-z]:")
+_JUNK = {".ds_store", "thumbs.db", "desktop.ini"}
+
+
+@dataclass
+class Extracted:
+    images: list[tuple[str, Path]] = field(default_factory=list)  # (path in archive, staged file)
+    captions: dict[tuple[str, str], str] = field(default_factory=dict)  # (folder, stem casefold) -> text
+    skipped: list[dict] = field(default_factory=list)
+
+
+def entry_problem(info: zipfile.ZipInfo) -> str | None:
+    """Why this entry must not be extracted, or None when its name and type are safe."""
+    raw = info.filename
+    name = raw.replace("\\", "/")
+    if "\x00" in name:
+        return "unsafe name (NUL byte)"
+    if name.startswith("/"):
+        return "unsafe path (absolute)"
+    if _DRIVE.match(name):
+        return "unsafe path (drive letter)"
+    if any(part == ".." for part in name.split("/")):
+        return "unsafe path (contains '..')"
+    mode = info.external_attr >> 16
+    if stat.S_ISLNK(mode):
+        return "symbolic link (not extracted)"
+    return None
+
+
+def _is_junk(name: str) -> bool:
+    parts = name.split("/")
+    base = parts[-1].lower()
+    return "__MACOSX" in parts or base.startswith("._") or base in _JUNK
+
+
+def extract_zip(archive: Path, staging: Path, job: Job, max_total_bytes: int, max_ratio: int,
+                label: str) -> Extracted:
+    """Extract images and `.txt` captions of `archive` into `staging` (flat, numbered names)."""
+    out = Extracted()
+    try:
+        zf = zipfile.ZipFile(archive)
+    except (zipfile.BadZipFile, OSError, ValueError):
+        raise JobError(f"{label} is damaged or not a ZIP archive: nothing was imported from it.") from None
+    with zf:
+        try:
+            infos = zf.infolist()
+        except (zipfile.BadZipFile, ValueError):
+            raise JobError(f"{label} is damaged: its table of contents cannot be read.") from None
+        if any(info.flag_bits & 0x1 for info in infos):
+            raise JobError(f"{label} is password-protected (encrypted): unzip it and upload the images instead.")
+        declared = sum(info.file_size for info in infos)
+        if declared > max_total_bytes:
+            raise JobError(f"{label} would unpack to {declared / 2**20:,.0f} MB, over the limit of "
+                           f"{max_total_bytes / 2**20:,.0f} MB (ZIP_MAX_TOTAL_MB).")
+        staging.mkdir(parents=True, exist_ok=True)
+        written = 0
+        files = [info for info in infos if not info.is_dir()]
+        job.update(phase="extracting", total=len(files), done=0, message=f"Unpacking {label}")
+        for index, info in enumerate(files):
+            job.check_cancel()
+            name = info.filename.replace("\\", "/")
+            problem = entry_problem(info)
+            if problem is None and _is_junk(name):
+                continue
+            ext = os.path.splitext(name)[1].lower()
+            if problem is None and not (imaging.is_image_name(name) or ext == ".txt"):
+                problem = "not an image (skipped)"
+            if problem is None and ext == ".txt" and info.file_size > CAPTION_MAX_BYTES:
+                problem = "caption file larger than 64 KB (skipped)"
+            if problem:
+                out.skipped.append({"name": f"{label}/{name}", "reason": problem})
+                continue
+            target = staging / f"{index:06d}{ext}"
+            try:
+                written += _copy_entry(zf, info, target, max_total_bytes - written, max_total_bytes, max_ratio, label)
+            except zipfile.BadZipFile:
+                target.unlink(missing_ok=True)
+                out.skipped.append({"name": f"{label}/{name}", "reason": "damaged entry (checksum or data error)"})
+                continue
+            folder, base = os.path.split(name)
+            if ext == ".txt":
+                text = target.read_bytes().decode("utf-8-sig", "replace").strip()
+                target.unlink()
+                out.captions[(folder, os.path.splitext(base)[0].casefold())] = text
+            else:
+                out.images.append((name, target))
+            job.update(done=index + 1, current=name)
+    return out
+
+
+def _copy_entry(zf: zipfile.ZipFile, info: zipfile.ZipInfo, target: Path, budget: int, limit: int,
+                max_ratio: int, label: str) -> int:
+    """Stream one entry to disk, stopping as soon as it breaks the size or ratio limit."""
+    produced = 0
+    compressed = max(info.compress_size, 1)
+    try:
+        with zf.open(info) as source, open(target, "wb") as sink:
+            while True:
+                block = source.read(1 << 20)
+                if not block:
+                    break
+                produced += len(block)
+                if produced > budget:
+                    raise JobError(f"{label} unpacks to more than the limit of {limit / 2**20:,.0f} MB "
+                                   "(ZIP_MAX_TOTAL_MB): it looks like a ZIP bomb, so nothing was imported.")
+                if produced > RATIO_FLOOR_BYTES and produced / compressed > max_ratio:
+                    raise JobError(f"{label} has an entry compressed more than {max_ratio}:1 (ZIP_MAX_RATIO): "
+                                   "it looks like a ZIP bomb, so nothing was imported.")
+                sink.write(block)
+    except (JobError, zipfile.BadZipFile):
+        target.unlink(missing_ok=True)
+        raise
+    except (OSError, EOFError, ValueError, NotImplementedError, RuntimeError) as exc:
+        target.unlink(missing_ok=True)
+        raise zipfile.BadZipFile(str(exc)) from None
+    return produced
+

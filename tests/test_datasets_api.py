@@ -1,0 +1,292 @@
+"""Dataset manager API: datasets, chunked uploads, images, captions, bulk edits, export, download."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import zipfile
+
+from PIL import Image
+
+from app.export import apply_trigger
+from app.jobs import read_job
+from studio.atomic import atomic_write_json
+from tests import test_datasets_support as support
+from tests.test_datasets_support import image_bytes, upload, wait_job, zip_bytes
+
+# shared fixtures (pytest finds them as module attributes)
+ds_app, client, dataset_id = support.ds_app, support.client, support.dataset_id
+
+
+def test_dataset_crud(client):
+    assert client.get("/api/datasets").get_json() == {"datasets": []}
+    created = client.post("/api/datasets", json={"name": "  My   Portraits ", "trigger_word": "m1a"})
+    assert created.status_code == 201
+    body = created.get_json()
+    assert body["id"] == "my-portraits" and body["name"] == "My Portraits" and body["images"] == 0
+    second = client.post("/api/datasets", json={"name": "My Portraits"}).get_json()
+    assert second["id"].startswith("my-portraits-") and second["id"] != body["id"]
+    hostile = client.post("/api/datasets", json={"name": "../../etc"}).get_json()
+    assert hostile["id"] == "etc"
+    assert client.post("/api/datasets", json={"name": ""}).status_code == 422
+    assert client.post("/api/datasets", json={"name": "x" * 81}).status_code == 422
+    assert client.post("/api/datasets", data="nope").status_code == 400
+    renamed = client.patch("/api/datasets/my-portraits", json={"name": "Mia", "trigger_word": "mia_x"})
+    assert renamed.status_code == 200 and renamed.get_json()["name"] == "Mia"
+    assert client.patch("/api/datasets/my-portraits", json={"colour": "red"}).status_code == 422
+    assert client.get("/api/datasets/my-portraits").get_json()["trigger_word"] == "mia_x"
+    assert len(client.get("/api/datasets").get_json()["datasets"]) == 3
+    assert client.delete("/api/datasets/my-portraits").status_code == 200
+    assert client.get("/api/datasets/my-portraits").status_code == 404
+    assert client.delete("/api/datasets/my-portraits").status_code == 404
+
+
+def test_pages_render(client, dataset_id):
+    assert "New dataset" in client.get("/").get_data(as_text=True)
+    page = client.get(f"/d/{dataset_id}").get_data(as_text=True)
+    assert "Test Set" in page and "chunk_bytes" in page and "gallery.js" in page
+    assert client.get("/d/missing", headers={"Accept": "application/json"}).status_code == 404
+
+
+def test_chunked_upload_resume_and_import(make_settings):
+    import app as datasets_app
+
+    app = datasets_app.create_app(make_settings(UPLOAD_CHUNK_MB=1))
+    c = app.test_client()
+    did = c.post("/api/datasets", json={"name": "t"}).get_json()["id"]
+    entries = [(f"img{i}.png", image_bytes(i, size=(600, 600))) for i in range(3)]
+    entries.append(("pad.txt", os.urandom(1_500_000).hex().encode()[:2_400_000]))
+    archive = zip_bytes(entries, compression=zipfile.ZIP_STORED)
+    size, chunk = len(archive), 1 << 20
+    session = c.post(f"/api/datasets/{did}/uploads", json={"filename": "big.zip", "size": size})
+    assert session.status_code == 201
+    info = session.get_json()
+    assert info["chunk_size"] == chunk and info["chunks"] == -(-size // chunk) and info["missing"]
+    sid = info["id"]
+    url = f"/api/datasets/{did}/uploads/{sid}"
+    pieces = [archive[i:i + chunk] for i in range(0, size, chunk)]
+    # first and last chunk arrive, the middle ones are "lost" with a dropped connection
+    assert c.put(f"{url}/chunks/0", data=pieces[0]).status_code == 200
+    assert c.put(f"{url}/chunks/{len(pieces) - 1}", data=pieces[-1]).status_code == 200
+    status = c.get(url).get_json()
+    assert status["received"] == [0, len(pieces) - 1] and status["missing"] == list(range(1, len(pieces) - 1))
+    refused = c.post(f"{url}/complete")
+    assert refused.status_code == 409 and "missing" in refused.get_json()["error"]
+    assert c.put(f"{url}/chunks/1", data=pieces[1][:-5]).status_code == 422  # short chunk refused
+    assert c.put(f"{url}/chunks/99", data=b"x").status_code == 422
+    assert c.put(f"{url}/chunks/1", data=pieces[1] + b"extra").status_code == 413
+    for n in status["missing"]:
+        assert c.put(f"{url}/chunks/{n}", data=pieces[n]).status_code == 200
+    assert c.put(f"{url}/chunks/0", data=pieces[0]).status_code == 200  # re-sending is harmless
+    started = c.post(f"{url}/complete")
+    assert started.status_code == 202
+    job = wait_job(c, f"/api/datasets/{did}/imports/{started.get_json()['id']}")
+    assert job["state"] == "done" and sorted(job["result"]["imported"]) == ["img0.png", "img1.png", "img2.png"]
+    assert c.get(url).status_code == 404  # the session is cleaned up
+    assert list((app.config["STUDIO_WORKSPACE"].uploads).iterdir()) == []
+    assert c.get(f"/api/datasets/{did}/uploads/not-a-session").status_code == 404
+
+
+def test_batch_import_of_sessions(client, dataset_id):
+    sids = []
+    for i in range(2):
+        data = image_bytes(i)
+        sid = client.post(f"/api/datasets/{dataset_id}/uploads",
+                          json={"filename": f"p{i}.png", "size": len(data)}).get_json()["id"]
+        assert client.put(f"/api/datasets/{dataset_id}/uploads/{sid}/chunks/0", data=data).status_code == 200
+        sids.append(sid)
+    job = client.post(f"/api/datasets/{dataset_id}/imports", json={"sessions": sids}).get_json()
+    done = wait_job(client, f"/api/datasets/{dataset_id}/imports/{job['id']}")
+    assert done["result"]["imported"] == ["p0.png", "p1.png"]
+    assert client.post(f"/api/datasets/{dataset_id}/imports", json={"sessions": ["zz"]}).status_code == 404
+
+
+def test_images_list_filters_and_pagination(client, dataset_id):
+    files = [(f"img{i}.png", image_bytes(i, size=(520, 520))) for i in range(12)]
+    files += [("img3.txt", b"a red car"), ("img5.txt", b"a blue car"), ("tiny.png", image_bytes(50, size=(40, 40)))]
+    upload(client, dataset_id, files)
+    base = f"/api/datasets/{dataset_id}/images"
+    first = client.get(f"{base}?offset=0&limit=5").get_json()
+    assert first["total"] == 13 and [i["name"] for i in first["images"]] == ["img0.png", "img1.png", "img2.png",
+                                                                             "img3.png", "img4.png"]
+    second = client.get(f"{base}?offset=10&limit=5").get_json()
+    assert [i["name"] for i in second["images"]] == ["img10.png", "img11.png", "tiny.png"]
+    assert client.get(f"{base}?filter=uncaptioned").get_json()["total"] == 11
+    assert [i["name"] for i in client.get(f"{base}?q=CAR").get_json()["images"]] == ["img3.png", "img5.png"]
+    assert [i["name"] for i in client.get(f"{base}?q=blue&filter=captioned").get_json()["images"]] == ["img5.png"]
+    small = client.get(f"{base}?filter=small").get_json()
+    assert [i["name"] for i in small["images"]] == ["tiny.png"] and small["counts"]["flagged"] == 1
+    assert client.get(f"{base}?filter=bogus").status_code == 400
+    assert client.get(f"{base}?limit=abc").status_code == 400
+    removed = client.post(f"/api/datasets/{dataset_id}/images/remove-flagged", json={"kind": "small"}).get_json()
+    assert removed["deleted"] == ["tiny.png"]
+
+
+def test_exif_orientation_thumbnail_and_dimensions(client, dataset_id):
+    upload(client, dataset_id, [("rot.jpg", image_bytes(1, size=(80, 40), fmt="JPEG", exif_orientation=6))])
+    image = client.get(f"/api/datasets/{dataset_id}/images").get_json()["images"][0]
+    assert (image["width"], image["height"]) == (40, 80)  # orientation 6: rotated a quarter turn
+    thumb = client.get(f"/api/datasets/{dataset_id}/thumbs/rot.jpg")
+    assert thumb.status_code == 200 and thumb.mimetype == "image/webp"
+    assert Image.open(io.BytesIO(thumb.data)).size == (40, 80)
+    full = client.get(f"/api/datasets/{dataset_id}/images/rot.jpg")
+    assert full.status_code == 200 and full.data[:2] == b"\xff\xd8"
+    assert client.get(f"/api/datasets/{dataset_id}/images/missing.png").status_code == 404
+
+
+def test_near_duplicates_are_flagged(client, dataset_id):
+    original = image_bytes(3, size=(600, 600))
+    resized = io.BytesIO()
+    Image.open(io.BytesIO(original)).resize((580, 580)).convert("RGB").save(resized, "JPEG", quality=80)
+    upload(client, dataset_id, [("a.png", original), ("b.jpg", resized.getvalue()),
+                                ("c.png", image_bytes(9, (600, 600)))])
+    flags = {i["name"]: i["flags"] for i in client.get(f"/api/datasets/{dataset_id}/images").get_json()["images"]}
+    assert flags["b.jpg"] == {"similar_to": "a.png"} and flags["a.png"] == {} and flags["c.png"] == {}
+    removed = client.post(f"/api/datasets/{dataset_id}/images/remove-flagged", json={"kind": "similar"}).get_json()
+    assert removed["deleted"] == ["b.jpg"]
+
+
+def test_caption_edit_conflict_and_delete(client, dataset_id, studio_root):
+    upload(client, dataset_id, [("a.png", image_bytes(1)), ("b.png", image_bytes(2))])
+    url = f"/api/datasets/{dataset_id}/captions/a.png"
+    saved = client.put(url, json={"caption": "  a cat  ", "base_version": 0}).get_json()
+    assert saved["caption"] == "a cat" and saved["version"] > 0
+    assert (studio_root / "datasets" / dataset_id / "a.txt").read_text() == "a cat"
+    stale = client.put(url, json={"caption": "a dog", "base_version": 0})
+    assert stale.status_code == 409 and stale.get_json()["current"]["caption"] == "a cat"
+    newer = client.put(url, json={"caption": "a dog", "base_version": saved["version"]})
+    assert newer.status_code == 200
+    assert client.put(url, json={"caption": 5}).status_code == 422
+    assert client.put(url, json={"caption": "x" * 10001}).status_code == 422
+    assert client.put(f"/api/datasets/{dataset_id}/captions/zzz.png", json={"caption": "x"}).status_code == 404
+    cleared = client.put(url, json={"caption": "   "}).get_json()
+    assert cleared["version"] == 0 and not (studio_root / "datasets" / dataset_id / "a.txt").exists()
+    client.put(url, json={"caption": "back"})
+    deleted = client.post(f"/api/datasets/{dataset_id}/images/delete", json={"names": ["a.png", "nope.png"]})
+    assert deleted.get_json()["deleted"] == ["a.png"]
+    folder = studio_root / "datasets" / dataset_id
+    assert not (folder / "a.png").exists() and not (folder / "a.txt").exists()
+    assert not (folder / ".thumbs" / "a.png.webp").exists()
+    assert client.delete(f"/api/datasets/{dataset_id}/images/b.png").get_json()["deleted"] == ["b.png"]
+    assert client.get(f"/api/datasets/{dataset_id}").get_json()["images"] == 0
+
+
+def test_find_replace_preview_apply_and_undo(client, dataset_id):
+    upload(client, dataset_id, [("a.png", image_bytes(1)), ("a.txt", b"a Red car, red sky"),
+                                ("b.png", image_bytes(2)), ("b.txt", b"a green car"), ("c.png", image_bytes(3))])
+    url = f"/api/datasets/{dataset_id}/captions/replace"
+    preview = client.post(url, json={"find": "red", "replace": "blue"}).get_json()
+    assert preview["applied"] is False and preview["images"] == 1 and preview["replacements"] == 2
+    assert preview["rows"][0]["after"] == "a blue car, blue sky"
+    assert client.get(f"/api/datasets/{dataset_id}/images?q=red").get_json()["total"] == 1  # nothing written
+    exact = client.post(url, json={"find": "red", "replace": "blue", "case_sensitive": True}).get_json()
+    assert exact["replacements"] == 1
+    literal = client.post(url, json={"find": "c.r", "replace": "x"}).get_json()
+    assert literal["replacements"] == 0  # the dot is literal without regex
+    assert client.post(url, json={"find": "c.r", "replace": "x", "regex": True}).get_json()["replacements"] == 2
+    regex = client.post(url, json={"find": r"(\w+) car", "replace": r"car (\1)", "regex": True}).get_json()
+    assert {r["after"] for r in regex["rows"]} == {"a car (Red), red sky", "a car (green)"}
+    bad = client.post(url, json={"find": "(", "regex": True})
+    assert bad.status_code == 422 and "regular expression" in bad.get_json()["error"]
+    assert client.post(url, json={"find": ""}).status_code == 422
+    applied = client.post(url, json={"find": "car", "replace": "bike", "apply": True}).get_json()
+    assert applied["applied"] and applied["images"] == 2
+    captions = {i["name"]: i["caption"] for i in client.get(f"/api/datasets/{dataset_id}/images").get_json()["images"]}
+    assert captions == {"a.png": "a Red bike, red sky", "b.png": "a green bike", "c.png": ""}
+    assert client.get(f"/api/datasets/{dataset_id}/captions/undo").get_json()["op"] == "find/replace"
+    undone = client.post(f"/api/datasets/{dataset_id}/captions/undo").get_json()
+    assert undone["restored"] == 2
+    captions = {i["name"]: i["caption"] for i in client.get(f"/api/datasets/{dataset_id}/images").get_json()["images"]}
+    assert captions == {"a.png": "a Red car, red sky", "b.png": "a green car", "c.png": ""}
+    assert client.post(f"/api/datasets/{dataset_id}/captions/undo").status_code == 409
+
+
+def test_prepend_append_and_undo(client, dataset_id, studio_root):
+    upload(client, dataset_id, [("a.png", image_bytes(1)), ("a.txt", b"a cat"), ("b.png", image_bytes(2))])
+    url = f"/api/datasets/{dataset_id}/captions/affix"
+    assert client.post(url, json={}).status_code == 422
+    result = client.post(url, json={"prepend": "photo", "append": "film grain"}).get_json()
+    assert result["changed"] == 2
+    folder = studio_root / "datasets" / dataset_id
+    assert (folder / "a.txt").read_text() == "photo, a cat, film grain"
+    assert (folder / "b.txt").read_text() == "photo, film grain"
+    client.post(f"/api/datasets/{dataset_id}/captions/undo")
+    assert (folder / "a.txt").read_text() == "a cat" and not (folder / "b.txt").exists()
+
+
+def test_export_layout_hard_links_and_atomic_reexport(client, dataset_id, studio_root):
+    upload(client, dataset_id, [("a.png", image_bytes(1)), ("a.txt", b"a cat"), ("b.jpg", image_bytes(2, fmt="JPEG")),
+                                ("c.webp", image_bytes(3, fmt="WEBP")), ("c.txt", b"tok standing")])
+    started = client.post(f"/api/datasets/{dataset_id}/export", json={"name": "Mia v1"})
+    assert started.status_code == 202
+    job = wait_job(client, f"/api/datasets/{dataset_id}/export", key="job")
+    assert job["state"] == "done" and job["result"]["name"] == "mia-v1"
+    out = studio_root / "trainer" / "datasets" / "mia-v1"
+    assert sorted(p.name for p in out.iterdir()) == ["a.png", "a.txt", "b.jpg", "b.txt", "c.txt", "c.webp",
+                                                     "dataset.json"]
+    assert (out / "a.txt").read_text().strip() == "tok, a cat"
+    assert (out / "b.txt").read_text().strip() == "tok"
+    assert (out / "c.txt").read_text().strip() == "tok standing"  # already has the trigger word
+    meta = json.loads((out / "dataset.json").read_text())
+    assert meta["name"] == "mia-v1" and meta["trigger_word"] == "tok" and meta["images"] == 3
+    assert meta["source_dataset_id"] == dataset_id and meta["exported_at"]
+    source = studio_root / "datasets" / dataset_id / "a.png"
+    assert os.path.samefile(out / "a.png", source)
+    # re-export after a delete: the folder is replaced as a whole, no stale files remain
+    client.delete(f"/api/datasets/{dataset_id}/images/b.jpg")
+    client.post(f"/api/datasets/{dataset_id}/export", json={"name": "Mia v1"})
+    job = wait_job(client, f"/api/datasets/{dataset_id}/export", key="job")
+    assert job["state"] == "done"
+    assert sorted(p.name for p in out.iterdir()) == ["a.png", "a.txt", "c.txt", "c.webp", "dataset.json"]
+    assert [p.name for p in out.parent.iterdir()] == ["mia-v1"]
+    assert client.get(f"/api/datasets/{dataset_id}").get_json()["last_export"]["name"] == "mia-v1"
+
+
+def test_export_of_empty_dataset_is_refused(client, dataset_id):
+    response = client.post(f"/api/datasets/{dataset_id}/export", json={})
+    assert response.status_code == 409 and "no images" in response.get_json()["error"]
+
+
+def test_apply_trigger():
+    assert apply_trigger("a cat", "") == "a cat"
+    assert apply_trigger("a cat", "m1a") == "m1a, a cat"
+    assert apply_trigger("photo of M1A smiling", "m1a") == "photo of M1A smiling"
+    assert apply_trigger("m1ab cat", "m1a") == "m1a, m1ab cat"
+    assert apply_trigger("", "m1a") == "m1a"
+
+
+def test_download_streams_a_zip(client, dataset_id):
+    upload(client, dataset_id, [("a.png", image_bytes(1)), ("a.txt", b"a cat"), ("b.png", image_bytes(2))])
+    response = client.get(f"/api/datasets/{dataset_id}/download")
+    assert response.status_code == 200 and response.mimetype == "application/zip"
+    assert response.is_streamed and "test-set.zip" in response.headers["Content-Disposition"]
+    archive = zipfile.ZipFile(io.BytesIO(response.get_data()))
+    assert sorted(archive.namelist()) == ["a.png", "a.txt", "b.png", "dataset.json"]
+    assert archive.read("a.txt") == b"a cat" and archive.testzip() is None
+
+
+def test_interrupted_jobs_read_as_interrupted(client, dataset_id, studio_root, make_settings):
+    import app as datasets_app
+
+    jobs = studio_root / "datasets" / dataset_id / ".jobs"
+    atomic_write_json(jobs / "caption-old.json", {"id": "caption-old", "kind": "caption", "state": "running",
+                                                  "pid": 999_999_999, "done": 3, "total": 9, "errors": []})
+    atomic_write_json(jobs / "latest-caption.json", {"id": "caption-old"})
+    datasets_app.create_app(make_settings())  # a restart
+    state = read_job(jobs, "caption-old")
+    assert state["state"] == "interrupted" and "restarted" in state["message"] and state["done"] == 3
+    job = client.get(f"/api/datasets/{dataset_id}/caption").get_json()["job"]
+    assert job["state"] == "interrupted"
+
+
+def test_password_protects_images_and_api(make_settings):
+    import app as datasets_app
+
+    app = datasets_app.create_app(make_settings(STUDIO_PASSWORD="pw"))
+    c = app.test_client()
+    assert c.get("/api/datasets").status_code == 401
+    auth = {"Authorization": "Bearer pw"}
+    did = c.post("/api/datasets", json={"name": "t"}, headers=auth).get_json()["id"]
+    assert c.get(f"/api/datasets/{did}/thumbs/a.png").status_code == 401
+    assert c.get(f"/api/datasets/{did}/download").status_code == 401
