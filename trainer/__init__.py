@@ -2,21 +2,35 @@
 
 from __future__ import annotations
 
-from flask import Flask, jsonify, render_template
+from flask import Flask, jsonify
 
 from studio.settings import Settings
-from studio.web import create_base_app
+from studio.web import create_base_app, error_response
 
 
 def create_app(settings: Settings | None = None) -> Flask:
+    from trainer import catalog_api, events, jobs_api, pages
+    from trainer.store import JobNotFound, JobStateError, JobStore
+    from trainer.webhooks import WebhookDispatcher
+
     app = create_base_app(__name__, service="trainer", title="Trainer", settings=settings)
+    settings = app.config["STUDIO_SETTINGS"]
+    app.extensions["trainer_store"] = JobStore(app.config["STUDIO_WORKSPACE"].db_path)
+    app.extensions["trainer_webhooks"] = WebhookDispatcher(settings.webhook_secret)
 
     @app.get("/health")
     def health():
         return jsonify({"status": "ok", "service": "trainer"})
 
-    @app.get("/")
-    def index():
-        return render_template("trainer_index.html")
+    @app.errorhandler(JobNotFound)
+    def job_not_found(exc):
+        return error_response(str(exc), 404)
 
+    @app.errorhandler(JobStateError)
+    def job_state(exc):
+        return error_response(str(exc), 409)
+
+    for module in (pages, jobs_api, catalog_api, events):
+        app.register_blueprint(module.bp)
+    events.end_streams_on_shutdown()
     return app

@@ -1,4 +1,4 @@
 from studio.serve import main_for
 
 if __name__ == "__main__":
-    main_for("trainer:create_app()", "trainer_port", workers=1, threads=16)
+    main_for("trainer:create_app()", "trainer_port", workers=1, threads=32)

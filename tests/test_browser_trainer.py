@@ -1,0 +1,142 @@
+"""Browser test: the real web app and worker (subprocesses) in demo mode, driven through chromium.
+
+Creates a job from the form on the tiny model, watches the progress bar move and the loss chart draw,
+sees a sample image, and downloads the LoRA. Screenshots go to test-artifacts/.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+
+from tests.helpers import REPO, ServerProcess, free_port
+from tests.test_trainer_worker import make_export
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync", "--no-first-run"]
+
+pytestmark = [pytest.mark.slow, pytest.mark.browser,
+              pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="Debian chromium is not installed")]
+
+# Records every width the progress bar takes, so the test sees it move even between its own looks.
+RECORD_PROGRESS = """() => {
+  window.__widths = [];
+  const bar = document.querySelector('#progress > div');
+  const note = () => window.__widths.push(parseFloat(bar.style.width) || 0);
+  note();
+  new MutationObserver(note).observe(bar, {attributes: true, attributeFilter: ['style']});
+}"""
+
+
+@pytest.fixture
+def studio(demo_root, tmp_path):
+    make_export(demo_root, "tiny-set", count=4)
+    env = {"STUDIO_ROOT": str(demo_root), "STUDIO_DEMO": "1", "HOST": "127.0.0.1", "TRAINER_PORT": str(free_port()),
+           "CAPTION_URL": "http://127.0.0.1:9", "PYTHONPATH": str(REPO)}
+    web = ServerProcess("trainer", env, port_var="TRAINER_PORT", log_path=tmp_path / "web.log").start()
+    worker = subprocess.Popen([sys.executable, "-m", "trainer.worker"], cwd=REPO, env={**os.environ, **env},
+                              stdout=open(tmp_path / "worker.log", "wb"), stderr=subprocess.STDOUT)
+    try:
+        yield web.url
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        try:
+            worker.wait(60)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+        web.stop()
+
+
+def test_train_from_the_form_and_download_the_lora(studio, artifacts_dir, tmp_path):
+    from playwright.sync_api import expect, sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
+        page.set_default_timeout(30_000)
+        page.goto(studio + "/new")
+        page.locator(".dataset-card", has_text="tiny-set").click()
+        expect(page.locator(".dataset-card.selected")).to_contain_text("4 images")
+        expect(page.locator(".dataset-card .thumbs img")).to_have_count(4)
+        # a memory preset sets several fields at once
+        page.locator("[data-preset='16gb']").click()
+        expect(page.locator("#f-quantize_base")).to_have_value("float8")
+        expect(page.locator("#f-resolutions")).to_have_value("512")
+        # a bad value is reported next to its field
+        page.fill("#f-steps", "0")
+        expect(page.locator("#err-steps")).to_contain_text("at least 1")
+        expect(page.locator("#start")).to_be_disabled()
+        page.fill("#f-job-name", "browser job")
+        page.fill("#f-name", "browser-lora")
+        page.fill("#f-steps", "60")
+        page.fill("#f-rank", "4")
+        page.fill("#f-learning_rate", "0.001")
+        page.fill("#f-resolutions", "64")
+        page.fill("#f-sample_prompts", "tok, a red circle\ntok, a blue square")
+        page.locator("#advanced > summary").click()
+        for field, value in (("sample_every", "20"), ("save_every", "30"), ("sample_width", "64"),
+                             ("sample_height", "64"), ("sample_steps", "2")):
+            page.fill(f"#f-{field}", value)
+        expect(page.locator("#err-steps")).to_be_empty()
+        expect(page.locator("#start")).to_be_enabled()
+        expect(page.locator("#est-time")).to_contain_text("≈")
+        # the JSON view shows the same config
+        config = json.loads(page.locator("#config-text").input_value())
+        assert config["steps"] == 60 and config["resolutions"] == [64] and config["sample_every"] == 20
+        assert list(config)[:3] == ["name", "trigger_word", "steps"]  # the form's order
+        page.locator("[data-format='yaml']").click()
+        page.wait_for_function("document.querySelector('#config-text').value.includes('steps: 60')")
+        page.screenshot(path=str(artifacts_dir / "trainer-new-job.png"), full_page=True)
+
+        page.locator("#start").dblclick()  # a double-click must create one job
+        page.wait_for_url("**/jobs/*")
+        jobs = json.loads(urllib.request.urlopen(studio + "/api/jobs").read())["jobs"]
+        assert len(jobs) == 1
+        page.wait_for_selector("#progress > div")
+        page.evaluate(RECORD_PROGRESS)
+
+        # while it trains: the bar stands part-way and the chart has points
+        page.wait_for_function("window.__widths.some(w => w > 0 && w < 100)", timeout=180_000)
+        page.wait_for_function("Number(document.querySelector('#loss-chart').dataset.points || 0) >= 2",
+                               timeout=180_000)
+        page.wait_for_selector(".gallery-row img", timeout=180_000)
+        page.wait_for_function("[...document.querySelectorAll('.gallery-row img')].some(i => i.naturalWidth > 0)")
+        page.screenshot(path=str(artifacts_dir / "trainer-job-running.png"), full_page=True)
+        expect(page.locator("#job-status .status")).to_have_text("completed", timeout=240_000)
+        widths = page.evaluate("window.__widths")
+        moving = [w for w in widths if 0 < w < 100]
+        assert widths[-1] == 100 and len(set(moving)) >= 1, widths
+        expect(page.locator("#log")).to_contain_text("tiny-set")
+        expect(page.locator("#checkpoints a")).not_to_have_count(0)
+        page.locator("[data-view='compare']").click()
+        expect(page.locator(".compare img")).not_to_have_count(0)
+        page.locator("[data-view='gallery']").click()
+        page.screenshot(path=str(artifacts_dir / "trainer-job-completed.png"), full_page=True)
+
+        with page.expect_download() as info:
+            page.locator("#download-lora").click()
+        download = info.value
+        target = tmp_path / download.suggested_filename
+        download.save_as(target)
+        assert target.name == "browser-lora.safetensors"
+        data = target.read_bytes()
+        header = json.loads(data[8:8 + int.from_bytes(data[:8], "little")])
+        assert any(key.startswith("diffusion_model.layers.") for key in header)
+
+        page.goto(studio + "/library")
+        expect(page.locator(".lora-card")).to_contain_text("browser-lora.safetensors")
+        page.screenshot(path=str(artifacts_dir / "trainer-library.png"), full_page=True)
+        page.goto(studio + "/")
+        expect(page.locator("#recent tbody tr")).to_have_count(1)
+        expect(page.locator("#worker-chip")).to_have_text("worker idle")
+        time.sleep(0.3)
+        page.screenshot(path=str(artifacts_dir / "trainer-dashboard.png"), full_page=True)
+        browser.close()

@@ -1,0 +1,309 @@
+"""The trainer's JSON API: validation (400/422 with field details), de-duplication, job control, files, SSE."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import pytest
+
+import trainer
+from tests.test_trainer_worker import TINY_CONFIG, make_export
+
+
+@pytest.fixture
+def app(make_settings):
+    return trainer.create_app(make_settings(STUDIO_DEMO=1))
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def store(app):
+    return app.extensions["trainer_store"]
+
+
+@pytest.fixture
+def dataset(app):
+    return make_export(app.config["STUDIO_SETTINGS"].root).name
+
+
+def _body(dataset, **config):
+    return {"name": "my job", "recipe": "zimage-turbo", "dataset": dataset, "config": {**TINY_CONFIG, **config}}
+
+
+def test_recipes_and_schema(client):
+    recipes = client.get("/api/recipes").get_json()
+    recipe = recipes["recipes"][0]
+    assert recipes["default"] == "zimage-turbo"
+    assert {"16gb", "24gb", "48gb"} <= set(recipe["presets"])
+    assert {f["section"] for f in recipe["fields"]} == {"basic", "advanced"}
+    schema = client.get("/api/recipes/zimage-turbo/schema").get_json()
+    assert schema["type"] == "object" and "steps" in schema["properties"]
+    assert client.get("/api/recipes/nope/schema").status_code == 404
+
+
+def test_validate_a_good_job(client, dataset):
+    response = client.post("/api/jobs/validate", json=_body(dataset))
+    report = response.get_json()
+    assert response.status_code == 200 and report["ok"] and report["errors"] == []
+    assert report["images"] == 4 and report["estimated_duration_s"] > 0 and report["estimated_memory_gb"] > 0
+    assert report["config"]["steps"] == 6
+
+
+def test_malformed_json_is_400(client):
+    response = client.post("/api/jobs/validate", data="{not json", content_type="application/json")
+    assert response.status_code == 400 and response.get_json()["error"]
+    assert client.post("/api/jobs", data="[1, 2]", content_type="application/json").status_code == 400
+
+
+def test_invalid_content_is_422_with_field_details(client, dataset):
+    body = _body(dataset, steps=0, resolutions=[100], bogus=1)
+    body["webhook_url"] = "ftp://example.com"
+    response = client.post("/api/jobs/validate", json=body)
+    assert response.status_code == 422
+    report = response.get_json()
+    fields = {e["field"]: e["message"] for e in report["errors"]}
+    assert set(fields) >= {"steps", "bogus", "webhook_url"}
+    assert "at least 1" in fields["steps"] and not report["ok"]
+    assert report["details"] == report["errors"] and report["error"]
+    created = client.post("/api/jobs", json=body)
+    assert created.status_code == 422 and created.get_json()["details"]
+    assert client.get("/api/jobs").get_json()["jobs"] == []
+
+
+def test_dataset_problems(client, app, dataset):
+    root = app.config["STUDIO_SETTINGS"].root
+    missing = client.post("/api/jobs/validate", json=_body("no-such-set")).get_json()
+    assert missing["errors"][0]["field"] == "dataset" and "export" in missing["errors"][0]["message"]
+    assert client.post("/api/jobs/validate", json=_body("../etc")).status_code == 422
+    folder = root / "trainer" / "datasets" / dataset
+    (folder / "img0.txt").unlink()
+    (folder / "broken.png").write_bytes(b"not a png")
+    report = client.post("/api/jobs/validate", json=_body(dataset)).get_json()
+    warnings = " ".join(w["message"] for w in report["warnings"])
+    assert report["ok"] and "no caption" in warnings and "cannot be read" in warnings
+    strict = client.post("/api/jobs/validate", json=_body(dataset, missing_captions="error"))
+    assert strict.status_code == 422
+
+
+def test_missing_models_are_an_error_outside_demo_mode(make_settings):
+    app = trainer.create_app(make_settings())
+    name = make_export(app.config["STUDIO_SETTINGS"].root).name
+    report = app.test_client().post("/api/jobs/validate", json=_body(name)).get_json()
+    assert any(e["field"] == "model" and "models.txt" in e["message"] for e in report["errors"])
+
+
+def test_double_submit_creates_one_job(client, dataset):
+    first = client.post("/api/jobs", json=_body(dataset))
+    second = client.post("/api/jobs", json=_body(dataset))
+    assert first.status_code == 201 and second.status_code == 200
+    assert first.get_json()["job"]["id"] == second.get_json()["job"]["id"]
+    keyed = [client.post("/api/jobs", json=_body(dataset, steps=7), headers={"Idempotency-Key": "abc"})
+             for _ in range(2)]
+    assert [r.status_code for r in keyed] == [201, 200]
+    assert len(client.get("/api/jobs").get_json()["jobs"]) == 2
+
+
+def test_stop_resume_and_conflicts(client, store, dataset):
+    job_id = client.post("/api/jobs", json=_body(dataset)).get_json()["job"]["id"]
+    assert client.post(f"/api/jobs/{job_id}/sample").status_code == 409  # only while running
+    stopped = client.post(f"/api/jobs/{job_id}/stop").get_json()["job"]
+    assert stopped["status"] == "stopped"
+    assert client.post(f"/api/jobs/{job_id}/stop").status_code == 409
+    assert client.post(f"/api/jobs/{job_id}/resume").get_json()["job"]["status"] == "queued"
+    assert client.post(f"/api/jobs/{job_id}/resume").status_code == 409
+    store.claim(1)
+    store.finish(job_id, "completed", message="done")
+    response = client.post(f"/api/jobs/{job_id}/stop")
+    assert response.status_code == 409 and "already completed" in response.get_json()["error"]
+    assert client.post("/api/jobs/nope/stop").status_code == 404
+
+
+def test_running_job_control_and_delete(client, app, store, dataset):
+    job_id = client.post("/api/jobs", json=_body(dataset)).get_json()["job"]["id"]
+    store.claim(os.getpid())
+    control = app.config["STUDIO_WORKSPACE"].jobs / job_id / "control"
+    assert client.post(f"/api/jobs/{job_id}/save").status_code == 202 and (control / "save").exists()
+    assert client.post(f"/api/jobs/{job_id}/sample").status_code == 202 and (control / "sample").exists()
+    response = client.delete(f"/api/jobs/{job_id}")
+    assert response.status_code == 202 and response.get_json()["stopping"]
+    assert (control / "stop").exists() and store.get(job_id).control == "delete"
+    queued = client.post("/api/jobs", json=_body(dataset, steps=9)).get_json()["job"]["id"]
+    assert client.delete(f"/api/jobs/{queued}").get_json()["deleted"]
+    assert client.get(f"/api/jobs/{queued}").status_code == 404
+
+
+def test_clone(client, dataset):
+    job_id = client.post("/api/jobs", json=_body(dataset)).get_json()["job"]["id"]
+    response = client.post(f"/api/jobs/{job_id}/clone", json={"config": {"steps": 8}})
+    clone = response.get_json()["job"]
+    assert response.status_code == 201 and clone["id"] != job_id and clone["config"]["steps"] == 8
+    assert clone["name"] == "my job (copy)"
+
+
+def test_log_metrics_samples_and_files(client, app, dataset):
+    job_id = client.post("/api/jobs", json=_body(dataset)).get_json()["job"]["id"]
+    job_dir = app.config["STUDIO_WORKSPACE"].jobs / job_id
+    job_dir.mkdir(parents=True, exist_ok=True)
+    (job_dir / "log.txt").write_text("line one\nline two\n")
+    first = client.get(f"/api/jobs/{job_id}/log?offset=0").get_json()
+    assert first["text"] == "line one\nline two\n" and first["offset"] == 18
+    with open(job_dir / "log.txt", "a") as handle:
+        handle.write("line three\n")
+    assert client.get(f"/api/jobs/{job_id}/log?offset=18").get_json()["text"] == "line three\n"
+    assert client.get(f"/api/jobs/{job_id}/log?offset=x").status_code == 400
+    (job_dir / "metrics.jsonl").write_text("".join(json.dumps({"step": s, "loss": 1 / s}) + "\n" for s in (1, 2, 3))
+                                           + '{"step": 4, "lo')
+    points = client.get(f"/api/jobs/{job_id}/metrics?after=1").get_json()["points"]
+    assert [p["step"] for p in points] == [2, 3]
+    sample_dir = job_dir / "samples" / "step_000003"
+    sample_dir.mkdir(parents=True)
+    (sample_dir / "0.png").write_bytes(b"\x89PNG fake")
+    (sample_dir / "prompts.json").write_text(json.dumps(["a red circle"]))
+    samples = client.get(f"/api/jobs/{job_id}/samples").get_json()["samples"]
+    assert samples[0]["step"] == 3 and samples[0]["prompts"] == ["a red circle"]
+    image = client.get(samples[0]["urls"][0])
+    assert image.status_code == 200 and image.data == b"\x89PNG fake"
+    assert client.get(f"/api/jobs/{job_id}/files/../../studio.db").status_code in (400, 404)
+    assert client.get(f"/api/jobs/{job_id}/files/%2e%2e/%2e%2e/studio.db").status_code in (400, 404)
+    assert client.get(f"/api/jobs/{job_id}/files/nothing.txt").status_code == 404
+
+
+def test_datasets_with_thumbnails(client, dataset):
+    (listed,) = client.get("/api/datasets").get_json()["datasets"]
+    assert listed["name"] == dataset and listed["images"] == 4 and listed["captioned"] == 4
+    assert listed["trigger_word"] == "tok" and len(listed["thumbs"]) == 4
+    thumb = client.get(listed["thumbs"][0])
+    assert thumb.status_code == 200 and thumb.mimetype == "image/jpeg"
+    assert client.get(f"/api/datasets/{dataset}/thumbs/..%2fdataset.json").status_code in (400, 404)
+
+
+def test_config_text_round_trip(client):
+    text = client.post("/api/config/render", json={"config": {"steps": 5, "resolutions": [64]}}).get_json()["text"]
+    assert "steps: 5" in text
+    assert client.post("/api/config/parse", json={"text": text}).get_json()["config"] == {"steps": 5,
+                                                                                         "resolutions": [64]}
+    bad = client.post("/api/config/parse", json={"text": "steps: [1, 2"})
+    assert bad.status_code == 422 and "line" in bad.get_json()["error"]
+
+
+def test_event_stream_headers_and_payload(client, dataset):
+    client.post("/api/jobs", json=_body(dataset))
+    response = client.get("/api/events?max_s=0.2")
+    assert response.headers["Cache-Control"] == "no-cache, no-transform"
+    assert response.headers["X-Accel-Buffering"] == "no"
+    assert response.mimetype == "text/event-stream"
+    text = response.get_data(as_text=True)
+    assert "retry:" in text and "event: jobs" in text and "event: bye" in text
+    data = json.loads(text.split("event: jobs\ndata: ")[1].split("\n")[0])
+    assert data["jobs"][0]["status"] == "queued"
+    job_id = data["jobs"][0]["id"]
+    one = client.get(f"/api/jobs/{job_id}/events?max_s=0.2").get_data(as_text=True)
+    assert "event: job" in one and job_id in one
+
+
+def test_pages_render(client, dataset):
+    job_id = client.post("/api/jobs", json=_body(dataset)).get_json()["job"]["id"]
+    for path in ("/", "/new", "/library", f"/jobs/{job_id}"):
+        page = client.get(path, headers={"Accept": "text/html"})
+        assert page.status_code == 200, path
+    assert client.get("/jobs/nope", headers={"Accept": "text/html"}).status_code == 404
+
+
+def test_library_lists_finished_and_loose_loras(client, app, store, dataset):
+    from tests.test_trainer_worker import _fake_safetensors
+
+    workspace = app.config["STUDIO_WORKSPACE"]
+    job_id = client.post("/api/jobs", json=_body(dataset)).get_json()["job"]["id"]
+    store.claim(1)
+    lora = workspace.jobs / job_id / "lora" / "tiny-lora.safetensors"
+    _fake_safetensors(lora)
+    store.finish(job_id, "completed", message="done", lora_path=str(lora))
+    _fake_safetensors(workspace.loras / "older.safetensors")
+    loras = client.get("/api/library").get_json()["loras"]
+    assert [entry["file"] for entry in loras] == ["tiny-lora.safetensors", "older.safetensors"]
+    assert loras[0]["metadata"]["rank"] == "4" and loras[0]["size"] == lora.stat().st_size
+    for entry in loras:
+        download = client.get(entry["download_url"])
+        assert download.status_code == 200 and download.data[:8] == lora.read_bytes()[:8]
+    detail = client.get(f"/api/jobs/{job_id}").get_json()
+    assert detail["lora"]["path"] == "lora/tiny-lora.safetensors"
+    assert client.get("/api/library/files/..%2fstudio.db").status_code in (400, 404)
+
+
+def test_event_stream_sends_heartbeats_while_nothing_changes(client, monkeypatch):
+    from trainer import events
+
+    monkeypatch.setattr(events, "HEARTBEAT_S", 0.05)
+    monkeypatch.setattr(events, "CHECK_EVERY_S", 0.05)
+    text = client.get("/api/events?max_s=0.4").get_data(as_text=True)
+    assert text.count(": ping") >= 2 and text.count("event: jobs") == 1
+
+
+def test_job_name_names_the_lora_when_the_config_does_not(client, dataset):
+    config = {k: v for k, v in TINY_CONFIG.items() if k != "name"}
+    job = client.post("/api/jobs", json={"name": "Cats v2!", "dataset": dataset, "config": config}).get_json()["job"]
+    assert job["name"] == "Cats v2!" and job["config"]["name"] == "Cats-v2"
+
+
+@pytest.mark.slow
+def test_open_streams_end_cleanly_when_the_server_stops(studio_root):
+    import threading
+    import urllib.request
+
+    from tests.helpers import ServerProcess, free_port
+
+    env = {"STUDIO_ROOT": str(studio_root), "HOST": "127.0.0.1", "TRAINER_PORT": str(free_port())}
+    server = ServerProcess("trainer", env, port_var="TRAINER_PORT", log_path=studio_root / "web.log").start()
+    received = []
+
+    def listen():
+        with urllib.request.urlopen(server.url + "/api/events", timeout=60) as stream:
+            assert stream.headers["X-Accel-Buffering"] == "no"
+            for line in stream:
+                received.append(line.decode())
+
+    thread = threading.Thread(target=listen, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not any(line.startswith("event: jobs") for line in received) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert server.stop() == 0
+    thread.join(10)
+    assert "event: bye\n" in received  # the stream said goodbye instead of being cut
+
+
+def test_names_with_spaces_and_unicode(client, app):
+    from tests.test_trainer_worker import _png
+
+    folder = app.config["STUDIO_WORKSPACE"].exports / "my set é"
+    _png(folder / "a photo #1.png")
+    (folder / "a photo #1.txt").write_text("caption")
+    (listed,) = client.get("/api/datasets").get_json()["datasets"]
+    assert listed["name"] == "my set é"
+    assert client.get(listed["thumbs"][0]).status_code == 200
+
+
+def test_gpu_detection_and_estimates(tmp_path, monkeypatch):
+    from trainer import validation
+
+    fake = tmp_path / "nvidia-smi"  # prints what an H100 pod's nvidia-smi prints for this query
+    fake.write_text("#!/bin/sh\necho 'NVIDIA H100 80GB HBM3, 81559'\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
+    monkeypatch.setattr(validation, "_gpu_cache", {})
+    gpu = validation.detect_gpu()
+    assert gpu.name == "NVIDIA H100 80GB HBM3" and round(gpu.memory_gb) == 80
+    base = {"steps": 3000, "resolutions": [512, 768, 1024], "rank": 32, "sample_every": 250,
+            "sample_prompts": ["a"], "gradient_checkpointing": True, "quantize_base": "float8"}
+    seconds_24, memory_24 = validation.estimate(base, 20, gpu, demo=False)
+    seconds_48, memory_48 = validation.estimate({**base, "quantize_base": "none", "gradient_checkpointing": False},
+                                                20, gpu, demo=False)
+    _, memory_16 = validation.estimate({**base, "resolutions": [512]}, 20, gpu, demo=False)
+    assert memory_16 < 16 < memory_24 < 24 < memory_48 < 48
+    assert 0 < seconds_48 < seconds_24

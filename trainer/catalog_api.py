@@ -1,0 +1,186 @@
+"""JSON API for what jobs are built from and what they make: recipes, exported datasets, the LoRA library."""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+from urllib.parse import quote
+
+import yaml
+from flask import Blueprint, current_app, jsonify, send_file
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from studio.atomic import atomic_write_bytes, read_json
+from studio.web import ApiError, json_body
+from studio.workspace import Workspace, confined, safe_name
+from trainer import library
+from trainer.validation import IMAGE_SUFFIXES
+
+bp = Blueprint("catalog", __name__)
+THUMBS_IN_STRIP = 8
+THUMB_SIZE = 160
+
+
+def workspace() -> Workspace:
+    return current_app.config["STUDIO_WORKSPACE"]
+
+
+def _recipe(recipe_id: str):
+    from trainer.recipes import ConfigError, get_recipe
+
+    try:
+        return get_recipe(recipe_id)
+    except ConfigError as exc:
+        raise ApiError(str(exc.errors[0]["message"]), 404) from None
+
+
+@bp.get("/api/recipes")
+def recipes():
+    from trainer.recipes import DEFAULT_RECIPE, list_recipes
+
+    return jsonify({"recipes": [_describe(recipe) for recipe in list_recipes()], "default": DEFAULT_RECIPE})
+
+
+def _describe(recipe) -> dict:
+    """What the form needs: the fields (defaults, help, sections), the memory presets."""
+    fields = recipe.form_fields()
+    return {"name": recipe.name, "title": getattr(recipe, "title", recipe.name),
+            "description": getattr(recipe, "description", ""), "fields": fields,
+            "defaults": {field["name"]: field["default"] for field in fields}, "presets": recipe.presets,
+            "schema_url": f"/api/recipes/{recipe.name}/schema"}
+
+
+@bp.get("/api/recipes/<recipe_id>/schema")
+def recipe_schema(recipe_id):
+    return jsonify(_recipe(recipe_id).json_schema())
+
+
+@bp.post("/api/config/render")
+def render_config():
+    """The config as YAML (what the form's YAML view shows)."""
+    body = json_body()
+    config = body.get("config")
+    if not isinstance(config, dict):
+        raise ApiError("config must be a JSON object.", 422)
+    return jsonify({"text": yaml.safe_dump(config, sort_keys=False, allow_unicode=True, width=100)})
+
+
+@bp.post("/api/config/parse")
+def parse_config():
+    """YAML or JSON text from the form's text view, back into a config object."""
+    text = json_body().get("text")
+    if not isinstance(text, str):
+        raise ApiError("text must be a string of YAML or JSON.", 422)
+    try:
+        config = yaml.safe_load(text) if text.strip() else {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or "it cannot be parsed"
+        raise ApiError(f"The config text is not valid YAML/JSON{where}: {problem}.", 422) from None
+    if not isinstance(config, dict):
+        raise ApiError("The config text must describe an object of settings (name: value).", 422)
+    return jsonify({"config": config})
+
+
+def _dataset_images(folder: Path) -> list[str]:
+    try:
+        names = sorted(os.listdir(folder))
+    except OSError:
+        return []
+    return [n for n in names if Path(n).suffix.lower() in IMAGE_SUFFIXES and not n.startswith(".")]
+
+
+def dataset_summary(folder: Path) -> dict:
+    images = _dataset_images(folder)
+    try:
+        names = set(os.listdir(folder))
+    except OSError:
+        names = set()
+    captioned = sum(1 for image in images if Path(image).stem + ".txt" in names)
+    meta = read_json(folder / "dataset.json", {}) or {}
+    step = max(1, len(images) // THUMBS_IN_STRIP) if images else 1
+    strip = images[::step][:THUMBS_IN_STRIP]
+    return {"name": folder.name, "images": len(images), "captioned": captioned,
+            "trigger_word": meta.get("trigger_word") or "", "exported_at": meta.get("exported_at"),
+            "source_dataset_id": meta.get("source_dataset_id"),
+            "thumbs": [f"/api/datasets/{quote(folder.name)}/thumbs/{quote(image)}" for image in strip]}
+
+
+@bp.get("/api/datasets")
+def datasets():
+    root = workspace().exports
+    folders = sorted((p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")),
+                     key=lambda p: p.stat().st_mtime, reverse=True) if root.is_dir() else []
+    return jsonify({"datasets": [dataset_summary(folder) for folder in folders]})
+
+
+@bp.get("/api/datasets/<name>/thumbs/<image>")
+def dataset_thumb(name, image):
+    folder = workspace().export_dir(name)
+    source = confined(folder, safe_name(image))
+    if not source.is_file() or source.suffix.lower() not in IMAGE_SUFFIXES:
+        raise ApiError(f"The dataset {name!r} has no image {image!r}.", 404)
+    stat = source.stat()
+    cached = workspace().cache / "thumbs" / safe_name(name) / f"{source.name}.{int(stat.st_mtime)}.{stat.st_size}.jpg"
+    if not cached.is_file():
+        try:
+            with Image.open(source) as img:
+                img = ImageOps.exif_transpose(img)
+                img.thumbnail((THUMB_SIZE, THUMB_SIZE))
+                out = io.BytesIO()
+                img.convert("RGB").save(out, "JPEG", quality=82)
+        except (OSError, UnidentifiedImageError, Image.DecompressionBombError):
+            raise ApiError(f"{image!r} cannot be read as an image.", 422) from None
+        atomic_write_bytes(cached, out.getvalue())
+    response = send_file(os.fspath(cached), mimetype="image/jpeg", max_age=3600)
+    return response
+
+
+@bp.get("/api/library")
+def library_list():
+    from trainer.jobs_api import store
+
+    jobs_root = workspace().jobs
+    entries = [library.entry(job, jobs_root / job.id) for job in store().list(("completed",), limit=1000)]
+    entries = [e for e in entries if e]
+    for e in entries:
+        e["download_url"] = f"/api/jobs/{e['job_id']}/files/{e['path']}"
+        if e["samples"]:
+            e["samples"]["urls"] = [f"/api/jobs/{e['job_id']}/files/{p}" for p in e["samples"]["images"]]
+    entries.extend(_loose_files(entries))
+    comfy = workspace().comfyui_loras
+    return jsonify({"loras": entries, "library_dir": str(workspace().loras),
+                    "comfyui_dir": str(comfy) if comfy else None})
+
+
+def _loose_files(entries: list[dict]) -> list[dict]:
+    """LoRAs in the library folder that no listed job made (deleted jobs, files copied in by hand)."""
+    jobs_root = workspace().jobs
+    known = [jobs_root / e["job_id"] / e["path"] for e in entries]
+    loose = []
+    for path in sorted(workspace().loras.glob("*.safetensors")):
+        if any(path.name == k.name or _same(path, k) for k in known):
+            continue
+        stat = path.stat()
+        loose.append({"job_id": None, "name": path.stem, "file": path.name, "path": path.name, "size": stat.st_size,
+                      "dataset": None, "recipe": None, "finished_at": stat.st_mtime, "steps": None, "loss": None,
+                      "metadata": library.safetensors_metadata(path), "samples": None, "trigger_word": None,
+                      "download_url": f"/api/library/files/{quote(path.name)}"})
+    return loose
+
+
+def _same(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+@bp.get("/api/library/files/<name>")
+def library_file(name):
+    path = confined(workspace().loras, safe_name(name))
+    if not path.is_file():
+        raise ApiError(f"The library has no file {name!r}.", 404)
+    return send_file(os.fspath(path), as_attachment=True, download_name=path.name, max_age=0)

@@ -1,0 +1,273 @@
+"""JSON API for jobs: create (validated, de-duplicated), list, inspect, control, files."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import threading
+import time
+
+from flask import Blueprint, current_app, jsonify, request, send_file
+
+from studio.web import ApiError, json_body
+from studio.workspace import Workspace, confined, safe_name
+from trainer import library
+from trainer.recovery import latest_checkpoint, reconcile
+from trainer.store import ACTIVE, Job, JobNotFound, JobStore
+from trainer.validation import validate
+
+bp = Blueprint("jobs", __name__)
+DEDUP_WINDOW_S = 10.0
+LOG_CHUNK = 256 * 1024
+LOG_TAIL = 64 * 1024
+_reconcile_lock = threading.Lock()
+
+
+def store() -> JobStore:
+    return current_app.extensions["trainer_store"]
+
+
+def workspace() -> Workspace:
+    return current_app.config["STUDIO_WORKSPACE"]
+
+
+def announce(job: Job) -> None:
+    current_app.extensions["trainer_webhooks"].job_status(job)
+
+
+def keep_states_honest() -> None:
+    """At most every few seconds: fix jobs whose worker died (see trainer.recovery)."""
+    with _reconcile_lock:
+        if time.monotonic() - current_app.extensions.get("trainer_reconciled_at", -1e9) < 5.0:
+            return
+        current_app.extensions["trainer_reconciled_at"] = time.monotonic()
+    for job in reconcile(store(), workspace().jobs):
+        announce(job)
+
+
+def load_job(job_id: str) -> Job:
+    try:
+        return store().get(safe_name(job_id))
+    except JobNotFound as exc:
+        raise ApiError(str(exc), 404) from None
+
+
+def _invalid(report) -> ApiError:
+    first = report.errors[0]
+    where = f" ({first['field']})" if first.get("field") else ""
+    message = f"The job is not valid{where}: {first['message']}"
+    return ApiError(message, 422, details=report.errors)
+
+
+def _fingerprint(payload: dict, config: dict) -> str:
+    basis = {"recipe": payload.get("recipe") or "zimage-turbo", "dataset": payload.get("dataset"), "config": config,
+             "name": payload.get("name"), "webhook_url": payload.get("webhook_url")}
+    return hashlib.sha256(json.dumps(basis, sort_keys=True).encode()).hexdigest()
+
+
+def create_job(payload: dict, idem_key: str | None = None) -> tuple[Job, bool, dict]:
+    settings = current_app.config["STUDIO_SETTINGS"]
+    report = validate(settings, payload)
+    if not report.ok:
+        raise _invalid(report)
+    config = report.config or {}
+    job, created = store().create(
+        name=(report.name or "job")[:120], recipe=payload.get("recipe") or "zimage-turbo", config=config,
+        dataset=payload["dataset"], webhook_url=payload.get("webhook_url") or None, idem_key=idem_key,
+        fingerprint=_fingerprint(payload, config), dedup_window_s=DEDUP_WINDOW_S,
+        total_steps=int(config.get("steps") or 0))
+    if created:
+        announce(job)
+    return job, created, report.to_dict()
+
+
+@bp.post("/api/jobs/validate")
+def validate_job():
+    payload = json_body()
+    report = validate(current_app.config["STUDIO_SETTINGS"], payload)
+    body = report.to_dict()
+    if not report.ok:
+        body.update({"error": _invalid(report).message, "details": report.errors})
+    return jsonify(body), (200 if report.ok else 422)
+
+
+@bp.get("/api/jobs")
+def list_jobs():
+    keep_states_honest()
+    jobs = store().list(limit=min(int(request.args.get("limit", 200)), 1000))
+    return jsonify({"jobs": [job.public() for job in jobs], "workers": store().workers(),
+                    "queue": [job.id for job in store().queue()]})
+
+
+@bp.post("/api/jobs")
+def post_job():
+    payload = json_body()
+    idem_key = request.headers.get("Idempotency-Key") or payload.pop("idempotency_key", None)
+    if idem_key is not None and (not isinstance(idem_key, str) or len(idem_key) > 200):
+        raise ApiError("The idempotency key must be text of at most 200 characters.", 400)
+    job, created, report = create_job(payload, idem_key)
+    return jsonify({"job": job.public(), "created": created, "warnings": report["warnings"],
+                    "estimated_duration_s": report["estimated_duration_s"],
+                    "estimated_memory_gb": report["estimated_memory_gb"]}), (201 if created else 200)
+
+
+def job_detail(job: Job) -> dict:
+    job_dir = workspace().jobs / job.id
+    lora = library.final_lora(job, job_dir) if job.status == "completed" else None
+    lora_info = None
+    if lora is not None:
+        try:
+            relative = lora.resolve().relative_to(job_dir.resolve()).as_posix()
+            lora_info = {"file": lora.name, "path": relative, "size": lora.stat().st_size}
+        except (ValueError, OSError):
+            lora_info = None
+    position = None
+    if job.status == "queued":
+        queue = [queued.id for queued in store().queue()]
+        position = queue.index(job.id) + 1 if job.id in queue else None
+    return {"job": job.public(), "checkpoints": library.checkpoints(job_dir), "lora": lora_info,
+            "latest_checkpoint": latest_checkpoint(job_dir), "queue_position": position}
+
+
+@bp.get("/api/jobs/<job_id>")
+def get_job(job_id):
+    keep_states_honest()
+    return jsonify(job_detail(load_job(job_id)))
+
+
+@bp.delete("/api/jobs/<job_id>")
+def delete_job(job_id):
+    job = load_job(job_id)
+    if job.status in ACTIVE:
+        job = store().request_stop(job.id, delete=True, reason="Stopping, then deleting.")
+        (workspace().jobs / job.id / "control").mkdir(parents=True, exist_ok=True)
+        (workspace().jobs / job.id / "control" / "stop").touch()
+        return jsonify({"deleted": False, "stopping": True, "job": job.public()}), 202
+    if not store().delete(job.id):  # it was claimed a moment ago: stop it, then delete
+        job = store().request_stop(job.id, delete=True, reason="Stopping, then deleting.")
+        return jsonify({"deleted": False, "stopping": True, "job": job.public()}), 202
+    library.remove_job_files(workspace(), job.id)
+    current_app.extensions["trainer_webhooks"].job_deleted(job)
+    return jsonify({"deleted": True, "id": job.id})
+
+
+def _touch_control(job: Job, name: str) -> None:
+    folder = workspace().jobs / job.id / "control"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / name).touch()
+
+
+@bp.post("/api/jobs/<job_id>/stop")
+def stop_job(job_id):
+    job = store().request_stop(load_job(job_id).id)
+    if job.status == "stopping":
+        _touch_control(job, "stop")
+    announce(job)
+    return jsonify({"job": job.public()})
+
+
+@bp.post("/api/jobs/<job_id>/resume")
+def resume_job(job_id):
+    job = store().resume(load_job(job_id).id)
+    announce(job)
+    return jsonify({"job": job.public()})
+
+
+@bp.post("/api/jobs/<job_id>/sample")
+def sample_now(job_id):
+    return _request_action(job_id, "sample")
+
+
+@bp.post("/api/jobs/<job_id>/save")
+def save_now(job_id):
+    return _request_action(job_id, "save")
+
+
+def _request_action(job_id: str, action: str):
+    job = load_job(job_id)
+    if job.status != "running":
+        raise ApiError(f"The job is {job.status}; {action} now works only while it is running.", 409)
+    _touch_control(job, action)
+    what = "Preview images are" if action == "sample" else "A checkpoint is"
+    return jsonify({"requested": action, "message": f"{what} made after the current step."}), 202
+
+
+@bp.post("/api/jobs/<job_id>/clone")
+def clone_job(job_id):
+    source = load_job(job_id)
+    overrides = request.get_json(silent=True) or {}
+    if not isinstance(overrides, dict):
+        raise ApiError("The request body must be a JSON object.", 400)
+    payload = {"name": overrides.get("name") or f"{source.name} (copy)", "recipe": source.recipe,
+               "dataset": overrides.get("dataset") or source.dataset,
+               "config": {**source.config, **(overrides.get("config") or {})},
+               "webhook_url": overrides.get("webhook_url", source.webhook_url)}
+    job, created, report = create_job(payload)
+    return jsonify({"job": job.public(), "created": created, "warnings": report["warnings"]}), 201
+
+
+@bp.get("/api/jobs/<job_id>/log")
+def job_log(job_id):
+    job = load_job(job_id)
+    path = workspace().jobs / job.id / "log.txt"
+    try:
+        offset = int(request.args.get("offset", 0))
+    except ValueError:
+        raise ApiError("offset must be a whole number of bytes.", 400) from None
+    try:
+        size = path.stat().st_size
+    except OSError:
+        return jsonify({"text": "", "offset": 0, "size": 0})
+    if offset < 0 or offset > size:  # -1: only the tail; beyond the end: the log was replaced
+        offset = max(0, size - LOG_TAIL)
+    with open(path, "rb") as handle:
+        handle.seek(offset)
+        data = handle.read(min(LOG_CHUNK, size - offset))
+    return jsonify({"text": data.decode("utf-8", "replace"), "offset": offset + len(data), "size": size})
+
+
+@bp.get("/api/jobs/<job_id>/metrics")
+def job_metrics(job_id):
+    job = load_job(job_id)
+    after = request.args.get("after", default=-1, type=int)
+    points = []
+    try:
+        with open(workspace().jobs / job.id / "metrics.jsonl", "rb") as handle:
+            for line in handle:
+                if not line.endswith(b"\n"):
+                    break  # being written
+                try:
+                    point = json.loads(line)
+                except ValueError:
+                    continue
+                if isinstance(point, dict) and int(point.get("step", -1)) > after:
+                    points.append(point)
+    except OSError:
+        pass
+    return jsonify({"points": points, "total_steps": job.total_steps})
+
+
+@bp.get("/api/jobs/<job_id>/samples")
+def job_samples(job_id):
+    job = load_job(job_id)
+    groups = library.samples(workspace().jobs / job.id)
+    for group in groups:
+        group["urls"] = [f"/api/jobs/{job.id}/files/{path}" for path in group["images"]]
+    return jsonify({"samples": groups})
+
+
+@bp.get("/api/jobs/<job_id>/files/<path:name>")
+def job_file(job_id, name):
+    job = load_job(job_id)
+    path = confined(workspace().jobs / job.id, *name.split("/"))
+    if not path.is_file():
+        raise ApiError(f"The job has no file {name!r}.", 404)
+    inline = path.suffix.lower() in library.IMAGE_SUFFIXES or path.suffix in {".txt", ".json", ".jsonl"}
+    download_name = path.name
+    if path.name == "lora.safetensors":  # a checkpoint: name it after the job and step
+        download_name = f"{job.config.get('name', job.id)}-{path.parent.name}.safetensors"
+    response = send_file(os.fspath(path), as_attachment=not inline, download_name=download_name,
+                         conditional=True, max_age=0)
+    response.headers["Cache-Control"] = "no-cache"
+    return response

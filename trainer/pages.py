@@ -1,0 +1,33 @@
+"""The trainer's pages: dashboard, new job form, job page, LoRA library. Each is filled by its own script
+from the same JSON API that API clients use."""
+
+from __future__ import annotations
+
+from flask import Blueprint, current_app, render_template
+
+from studio.workspace import safe_name
+from trainer.jobs_api import load_job
+
+bp = Blueprint("pages", __name__)
+
+
+@bp.get("/")
+def index():
+    comfy = current_app.config["STUDIO_WORKSPACE"].comfyui_loras is not None
+    return render_template("trainer_index.html", page="dashboard", comfy=comfy)
+
+
+@bp.get("/new")
+def new_job():
+    return render_template("trainer_new.html", page="new")
+
+
+@bp.get("/jobs/<job_id>")
+def job_page(job_id):
+    job = load_job(safe_name(job_id))
+    return render_template("trainer_job.html", page="job", job=job)
+
+
+@bp.get("/library")
+def library_page():
+    return render_template("trainer_library.html", page="library")

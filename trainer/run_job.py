@@ -1,0 +1,193 @@
+"""`python -m trainer.run_job <job_id>`: one training job in its own process.
+
+The worker starts this for each job so that a crash, an out-of-memory kill or a hung CUDA call ends
+only this process. It reports progress into the job store, and leaves `outcome.json` in the job
+folder saying how it ended; the worker reads that (or the exit code, when there is none).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import signal
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+
+from studio.atomic import atomic_write_json
+from studio.settings import Settings, SettingsError, load_settings
+from studio.workspace import Workspace
+from trainer.store import JobStore
+
+log = logging.getLogger("trainer.run_job")
+OUTCOME_FILE = "outcome.json"
+EXIT_TRAINING_ERROR = 3
+PROGRESS_EVERY_S = 1.0
+
+
+def _die_with_parent() -> None:
+    """Linux: end this process when the worker dies, so a job never runs twice in one folder."""
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except OSError:
+        return
+    parent = os.environ.get("TRAINER_PARENT_PID")
+    if parent and os.getppid() != int(parent):
+        sys.exit(1)  # the worker died before prctl took effect
+
+
+class ProgressReporter:
+    """The engine's `on_progress`: writes to the store at most once a second, or at once on a new phase."""
+
+    def __init__(self, store: JobStore, job_id: str, every_s: float = PROGRESS_EVERY_S):
+        self.store = store
+        self.job_id = job_id
+        self.every_s = every_s
+        self._last_write = 0.0
+        self._last_phase = None
+        self.last: dict = {}
+
+    def flush(self) -> None:
+        """Record the last report even if it came within the throttle interval."""
+        if self.last:
+            try:
+                self.store.progress(self.job_id, self.last)
+            except Exception:
+                log.exception("could not record progress")
+
+    def __call__(self, values: dict) -> None:
+        self.last = dict(values)
+        now = time.monotonic()
+        phase = values.get("phase")
+        if phase != self._last_phase or now - self._last_write >= self.every_s:
+            self._last_phase = phase
+            self._last_write = now
+            try:
+                self.store.progress(self.job_id, values)
+            except Exception:  # a busy database must never stop training; the next report retries
+                log.exception("could not record progress")
+
+
+def _default_parse(recipe_name: str, config: dict):
+    from trainer.recipes import get_recipe
+
+    return get_recipe(recipe_name).config_from_dict(config)
+
+
+def _default_train() -> Callable:
+    from trainer.engine import train
+
+    return train
+
+
+def _make_control(job_dir: Path):
+    from trainer.engine import TrainingControl
+
+    return TrainingControl(job_dir)
+
+
+def _is_training_error(exc: BaseException) -> bool:
+    """The engine's user-facing errors (by name: importing the engine here would load torch for nothing)."""
+    return type(exc).__name__ in {"TrainingError", "ConfigError"}
+
+
+def _crash_message(exc: BaseException) -> str:
+    name = type(exc).__name__
+    if name == "OutOfMemoryError" or isinstance(exc, MemoryError):
+        return ("The training ran out of memory. Pick a smaller memory preset (lower resolution, "
+                "quantized base weights, gradient checkpointing on) and resume.")
+    return f"The training stopped with an unexpected error ({name}: {exc}). The job log has the details."
+
+
+def execute(settings: Settings, job_id: str, *, train_fn: Callable | None = None,
+            parse_config: Callable[[str, dict], object] | None = None,
+            control_factory: Callable[[Path], object] | None = None) -> int:
+    """Run one job to its end; returns the process exit code. The hooks let tests swap the engine."""
+    workspace = Workspace(settings.root)
+    store = JobStore(workspace.db_path)
+    job = store.get(job_id)
+    job_dir = workspace.job_dir(job.id)
+    (job_dir / "control").mkdir(parents=True, exist_ok=True)
+    outcome_path = job_dir / OUTCOME_FILE
+    outcome_path.unlink(missing_ok=True)
+    stop_flag = {"term": False}
+
+    def on_term(signum, frame):
+        # cooperative: the engine checkpoints at the next step and returns
+        stop_flag["term"] = True
+        (job_dir / "control" / "stop").touch()
+
+    signal.signal(signal.SIGTERM, on_term)
+    store.heartbeat(job.id, child_pid=os.getpid())
+    reporter = ProgressReporter(store, job.id)
+    started = time.time()
+    try:
+        config = (parse_config or _default_parse)(job.recipe, job.config)
+        if settings.demo:
+            from studio.demo import ensure_demo_models
+
+            reporter({"phase": "loading", "message": "Preparing the tiny demo models."})
+            ensure_demo_models(settings, caption=False, zimage=True)
+        from studio.registry import model_paths
+
+        control = (control_factory or _make_control)(job_dir)
+        dataset_dir = workspace.export_dir(job.dataset)
+        result = (train_fn or _default_train())(config, dataset_dir, job_dir, model_paths(settings), control,
+                                                 reporter)
+    except BaseException as exc:  # noqa: B036 - every way out must leave an outcome for the worker
+        reporter.flush()
+        if isinstance(exc, KeyboardInterrupt | SystemExit) and not _is_training_error(exc):
+            traceback.print_exc()
+            message = "The training process was interrupted."
+            code = 1
+        elif _is_training_error(exc):
+            message = str(exc)
+            code = EXIT_TRAINING_ERROR
+            print(f"error: {message}", file=sys.stderr, flush=True)
+        else:
+            traceback.print_exc()
+            message = _crash_message(exc)
+            code = 1
+        atomic_write_json(outcome_path, {"outcome": "error", "error": message, "step": reporter.last.get("step")})
+        return code
+    reporter.flush()
+    result = dict(result or {})
+    current = store.get(job.id)
+    steps_done = int(result.get("steps") or reporter.last.get("step") or 0)
+    total = int(reporter.last.get("total_steps") or current.total_steps or 0)
+    stopped = bool(result.get("stopped")) or (
+        (stop_flag["term"] or current.status == "stopping") and bool(total) and steps_done < total)
+    lora = result.get("lora_path")
+    if stopped:
+        atomic_write_json(outcome_path, {"outcome": "stopped", "result": result, "step": steps_done})
+    elif not lora:
+        atomic_write_json(outcome_path, {"outcome": "error", "step": steps_done,
+                                         "error": "The training ended without writing a LoRA file."})
+        return EXIT_TRAINING_ERROR
+    else:
+        result.setdefault("seconds", time.time() - started)
+        atomic_write_json(outcome_path, {"outcome": "completed", "result": result, "step": steps_done})
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if len(argv) != 1:
+        print("usage: python -m trainer.run_job <job_id>", file=sys.stderr)
+        return 2
+    _die_with_parent()
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return execute(settings, argv[0])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,80 @@
+// Dashboard: the running job with live numbers, the queue, recent jobs; fed by /api/events.
+(function () {
+  const { esc, statusChip, fmtLoss, fmtDate, elapsed, phaseText, act, workerChip } = trainer;
+  const fmtD = studio.formatDuration;
+
+  function renderNow(jobs, workers) {
+    const box = document.getElementById("now");
+    const active = jobs.filter((j) => j.status === "running" || j.status === "stopping");
+    if (!active.length) {
+      const waiting = jobs.some((j) => j.status === "queued");
+      box.innerHTML = waiting && !workers.length
+        ? `<div class="error-box" style="margin-top:0">The training worker is not running, so queued jobs wait.
+            It starts with the pod (supervisord program <code>worker</code>); by hand:
+            <code>python -m trainer.worker</code>.</div>`
+        : `<div class="empty">Nothing is training right now. <a href="/new">Start a job</a>.</div>`;
+      return;
+    }
+    box.innerHTML = active.map((j) => {
+      const pct = Math.round((j.progress || 0) * 1000) / 10;
+      return `<div class="running-card" data-job="${esc(j.id)}">
+        <div style="display:flex;gap:.6rem;align-items:center;flex-wrap:wrap">
+          <span class="title"><a href="/jobs/${esc(j.id)}">${esc(j.name)}</a></span>${statusChip(j.status)}
+          <span class="muted">${esc(phaseText(j))}</span>
+          <span style="margin-left:auto;display:flex;gap:.4rem">
+            <a class="button" href="/jobs/${esc(j.id)}">Open</a>
+            <button class="danger" data-stop="${esc(j.id)}" ${j.status === "stopping" ? "disabled" : ""}>Stop</button>
+          </span>
+        </div>
+        <div class="progress big"><div style="width:${pct}%"></div></div>
+        <div class="progress-line"><span>step ${j.step} / ${j.total_steps || "?"}</span><span>${pct}%</span></div>
+        <div class="stats">
+          <div class="stat"><div class="label">Loss</div><div class="value">${fmtLoss(j.smooth_loss ?? j.loss)}</div></div>
+          <div class="stat"><div class="label">Speed</div><div class="value">${j.it_per_s ? j.it_per_s.toFixed(2) + " it/s" : "–"}</div></div>
+          <div class="stat"><div class="label">ETA</div><div class="value">${fmtD(j.eta_s)}</div></div>
+          <div class="stat"><div class="label">Elapsed</div><div class="value">${fmtD(elapsed(j))}</div></div>
+          <div class="stat"><div class="label">GPU memory</div><div class="value">${j.gpu_mem_gb != null ? j.gpu_mem_gb.toFixed(1) + " GB" : "–"}</div></div>
+        </div></div>`;
+    }).join('<hr style="border-color:var(--border)">');
+  }
+
+  function renderQueue(jobs) {
+    const queued = jobs.filter((j) => j.status === "queued").reverse();
+    document.getElementById("queue-count").textContent = queued.length ? `${queued.length} waiting` : "";
+    document.getElementById("queue").innerHTML = queued.length ? `<table><tbody>${queued.map((j, i) => `
+      <tr class="job-row"><td class="muted">${i + 1}</td><td><a href="/jobs/${esc(j.id)}">${esc(j.name)}</a>
+      <div class="muted" style="font-size:12px">${esc(j.dataset)} · ${j.total_steps} steps</div></td>
+      <td style="text-align:right"><button data-cancel="${esc(j.id)}">Cancel</button></td></tr>`).join("")}</tbody></table>`
+      : `<div class="empty">The queue is empty.</div>`;
+  }
+
+  function renderRecent(jobs) {
+    const body = document.querySelector("#recent tbody");
+    document.getElementById("recent-empty").hidden = jobs.length > 0;
+    document.getElementById("recent").hidden = jobs.length === 0;
+    document.getElementById("recent-count").textContent = jobs.length ? `${jobs.length} jobs` : "";
+    body.innerHTML = jobs.map((j) => `<tr class="job-row" data-job="${esc(j.id)}">
+      <td><a href="/jobs/${esc(j.id)}">${esc(j.name)}</a></td><td class="muted">${esc(j.dataset)}</td>
+      <td>${statusChip(j.status)}</td>
+      <td><div class="progress mini-progress"><div style="width:${(j.progress || 0) * 100}%"></div></div>
+        <span class="muted" style="font-size:12px"> ${j.step}/${j.total_steps}</span></td>
+      <td class="num">${fmtLoss(j.smooth_loss ?? j.loss)}</td><td class="muted">${fmtDate(j.created_at)}</td>
+      <td class="num muted">${fmtD(elapsed(j))}</td></tr>`).join("");
+  }
+
+  function render(data) {
+    workerChip(data.workers || []);
+    renderNow(data.jobs, data.workers || []);
+    renderQueue(data.jobs);
+    renderRecent(data.jobs);
+  }
+
+  document.addEventListener("click", async (e) => {
+    const stop = e.target.closest("[data-stop]"), cancel = e.target.closest("[data-cancel]");
+    if (stop) { stop.disabled = true; await act(stop.dataset.stop, "stop", "Stop this job? It saves a checkpoint first and can be resumed."); }
+    if (cancel) { cancel.disabled = true; await act(cancel.dataset.cancel, "stop"); }
+    const row = e.target.closest("tr[data-job]");
+    if (row && !e.target.closest("a, button")) location.href = `/jobs/${encodeURIComponent(row.dataset.job)}`;
+  });
+  trainer.live("/api/events", { jobs: render }, "/api/jobs?limit=50", "jobs");
+})();

@@ -1,0 +1,158 @@
+// Job page: live progress, log tail, loss chart, sample gallery with step comparison, checkpoints, actions.
+(function () {
+  const { esc, statusChip, fmtLoss, elapsed, phaseText, act } = trainer;
+  const jobId = document.getElementById("job-root").dataset.job;
+  const $ = (id) => document.getElementById(id);
+  const chart = new LossChart($("loss-chart"), $("chart-tip"));
+  let job = null, logOffset = -1, lastStep = -1, samples = [], view = "gallery", lastSamplesKey = "";
+  let logBusy = false, metricsBusy = false, samplesBusy = false, lastLog = 0, lastSamples = 0;
+
+  function renderJob(detail) {
+    job = detail.job;
+    $("job-name").textContent = job.name;
+    document.title = `${job.name} · Trainer`;
+    $("job-status").innerHTML = statusChip(job.status);
+    const pct = Math.round((job.progress || 0) * 1000) / 10;
+    $("progress").firstElementChild.style.width = `${pct}%`;
+    $("progress").setAttribute("aria-valuenow", pct);
+    $("pct-text").textContent = `${pct}%`;
+    $("step-text").textContent = `step ${job.step} / ${job.total_steps || "?"}`;
+    $("phase").textContent = phaseText(job);
+    $("s-loss").textContent = fmtLoss(job.loss);
+    $("s-loss").title = job.smooth_loss != null ? `smoothed: ${fmtLoss(job.smooth_loss)}` : "";
+    $("s-speed").textContent = job.it_per_s ? `${job.it_per_s.toFixed(2)} it/s` : "–";
+    $("s-eta").textContent = job.status === "running" ? studio.formatDuration(job.eta_s) : "–";
+    $("s-elapsed").textContent = studio.formatDuration(elapsed(job));
+    $("s-mem").textContent = job.gpu_mem_gb != null ? `${job.gpu_mem_gb.toFixed(1)} GB` : "–";
+    let msg = job.status === "running" ? "" : job.message || "";
+    if (detail.queue_position) msg += ` Position in the queue: ${detail.queue_position}.`;
+    $("message").hidden = !msg; $("message").textContent = msg;
+    $("error").hidden = !job.error; $("error").textContent = job.error || "";
+    const running = job.status === "running";
+    $("btn-sample").disabled = !running; $("btn-save").disabled = !running;
+    $("btn-stop").hidden = !["queued", "running", "stopping"].includes(job.status);
+    $("btn-stop").disabled = job.status === "stopping";
+    $("btn-resume").hidden = !["stopped", "failed"].includes(job.status);
+    $("lora-box").innerHTML = detail.lora ? `<div class="download-lora"><div><strong>${esc(detail.lora.file)}</strong>
+      <div class="muted" style="font-size:12px">${studio.formatBytes(detail.lora.size)} · loads in ComfyUI and diffusers</div></div>
+      <a class="button primary" id="download-lora" style="margin-left:auto" href="/api/jobs/${esc(job.id)}/files/${esc(detail.lora.path)}" download>Download LoRA</a></div>` : "";
+    renderCheckpoints(detail.checkpoints || []);
+  }
+
+  function renderCheckpoints(list) {
+    $("checkpoints").innerHTML = list.length ? `<table><thead><tr><th>Step</th><th class="num">Size</th><th></th></tr></thead>
+      <tbody>${list.slice().reverse().map((c) => `<tr><td>${c.step}${c.complete ? "" : ' <span class="muted">(partial)</span>'}</td>
+      <td class="num muted">${studio.formatBytes(c.size)}</td>
+      <td style="text-align:right"><a class="button" href="/api/jobs/${esc(jobId)}/files/${esc(c.file)}" download>Download</a></td></tr>`).join("")}
+      </tbody></table>` : `<div class="empty">No checkpoint yet.</div>`;
+  }
+
+  async function refreshLog() {
+    if (logBusy) return; logBusy = true;
+    try {
+      const data = await studio.api(`/api/jobs/${jobId}/log?offset=${logOffset}`);
+      const box = $("log");
+      if (logOffset < 0 || data.offset < logOffset) box.textContent = "";
+      if (data.text) {
+        box.textContent += data.text;
+        if (box.textContent.length > 400000) box.textContent = box.textContent.slice(-300000);
+        if ($("follow").checked) box.scrollTop = box.scrollHeight;
+      }
+      logOffset = data.offset;
+      if (!box.textContent) box.textContent = job && job.status === "queued" ? "Waiting for the worker…" : "";
+    } catch (e) { /* the next update retries */ } finally { logBusy = false; lastLog = Date.now(); }
+  }
+
+  async function refreshMetrics() {
+    if (metricsBusy) return; metricsBusy = true;
+    try {
+      const data = await studio.api(`/api/jobs/${jobId}/metrics?after=${lastStep}`);
+      if (data.points.length) { chart.add(data.points); lastStep = data.points[data.points.length - 1].step; }
+    } catch (e) { /* retried */ } finally { metricsBusy = false; }
+  }
+
+  async function refreshSamples() {
+    if (samplesBusy) return; samplesBusy = true;
+    try {
+      samples = (await studio.api(`/api/jobs/${jobId}/samples`)).samples;
+      const key = samples.map((s) => `${s.step}:${s.urls.length}`).join(",");
+      if (key !== lastSamplesKey) { lastSamplesKey = key; renderSamples(); }
+    } catch (e) { /* retried */ } finally { samplesBusy = false; lastSamples = Date.now(); }
+  }
+
+  function figure(url, prompt, step) {
+    return `<figure><img src="${esc(url)}" loading="lazy" alt="${esc(prompt || "sample")}" data-caption="step ${step}: ${esc(prompt || "")}">
+      <figcaption title="${esc(prompt || "")}">${esc(prompt || "")}</figcaption></figure>`;
+  }
+
+  function renderSamples() {
+    const box = $("samples");
+    if (!samples.length) { box.innerHTML = `<div class="empty">Preview images appear here every few steps (and on “Sample now”).</div>`; return; }
+    if (view === "gallery") {
+      box.innerHTML = samples.slice().reverse().map((s) => `<div class="gallery-step"><h3>Step ${s.step}</h3>
+        <div class="gallery-row">${s.urls.map((u, i) => figure(u, s.prompts[i], s.step)).join("")}</div></div>`).join("");
+      return;
+    }
+    const steps = samples.map((s) => s.step);
+    const a = Number(box.dataset.a ?? steps[0]), b = Number(box.dataset.b ?? steps[steps.length - 1]);
+    const A = samples.find((s) => s.step === a) || samples[0], B = samples.find((s) => s.step === b) || samples[samples.length - 1];
+    const opts = (sel) => steps.map((s) => `<option value="${s}" ${s === sel ? "selected" : ""}>step ${s}</option>`).join("");
+    const rows = Math.max(A.urls.length, B.urls.length);
+    let grid = "";
+    for (let i = 0; i < rows; i++) {
+      grid += (A.urls[i] ? figure(A.urls[i], A.prompts[i], A.step) : "<div></div>") +
+              (B.urls[i] ? figure(B.urls[i], B.prompts[i], B.step) : "<div></div>");
+    }
+    box.innerHTML = `<div class="compare-head"><select id="cmp-a">${opts(A.step)}</select><span class="muted">vs</span>
+      <select id="cmp-b">${opts(B.step)}</select></div><div class="compare">${grid}</div>`;
+  }
+
+  function update(detail) {
+    const prev = job;
+    renderJob(detail);
+    const now = Date.now();
+    const stepChanged = !prev || prev.step !== job.step || prev.status !== job.status;
+    if (stepChanged) refreshMetrics();
+    if (stepChanged || now - lastLog > 3000) refreshLog();
+    if (!prev || prev.status !== job.status || (stepChanged && now - lastSamples > 2000) || now - lastSamples > 8000) refreshSamples();
+  }
+
+  document.addEventListener("click", async (e) => {
+    const t = e.target;
+    if (t.matches("[data-range]")) {
+      document.querySelectorAll("[data-range]").forEach((b) => b.classList.toggle("active", b === t));
+      chart.setRange(Number(t.dataset.range));
+    } else if (t.matches("[data-view]")) {
+      view = t.dataset.view; document.querySelectorAll("[data-view]").forEach((b) => b.classList.toggle("active", b === t));
+      renderSamples();
+    } else if (t.matches(".gallery-row img, .compare img")) {
+      const box = document.createElement("div"); box.className = "lightbox";
+      box.innerHTML = `<img src="${esc(t.src)}" alt=""><div class="caption">${esc(t.dataset.caption)}</div>`;
+      box.addEventListener("click", () => box.remove()); document.body.appendChild(box);
+    } else if (t.id === "btn-stop") {
+      t.disabled = true; if (!(await act(jobId, "stop", job && job.status === "queued" ? null :
+        "Stop this job? It saves a checkpoint first; you can resume it later."))) t.disabled = false;
+    } else if (t.id === "btn-resume") { await act(jobId, "resume"); }
+    else if (t.id === "btn-sample") { await act(jobId, "sample"); }
+    else if (t.id === "btn-save") { await act(jobId, "save"); }
+    else if (t.id === "btn-delete") {
+      const running = job && ["running", "stopping"].includes(job.status);
+      const res = await act(jobId, "delete", running ? "Delete this job? It is stopped first, then its files are removed." :
+        "Delete this job and its folder (checkpoints, samples, log)? The finished LoRA stays in the LoRA library.");
+      if (res && res.deleted) location.href = "/";
+    }
+  });
+  document.addEventListener("change", (e) => {
+    if (e.target.id === "cmp-a" || e.target.id === "cmp-b") {
+      $("samples").dataset[e.target.id === "cmp-a" ? "a" : "b"] = e.target.value; renderSamples();
+    }
+  });
+  $("smoothing").addEventListener("input", (e) => {
+    chart.setSmoothing(Number(e.target.value)); $("smoothing-value").textContent = Number(e.target.value).toFixed(2);
+  });
+  trainer.live(`/api/jobs/${jobId}/events`, {
+    job: update,
+    deleted: () => { studio.toast("This job was deleted.", "info"); setTimeout(() => { location.href = "/"; }, 1200); },
+  }, `/api/jobs/${jobId}`, "job");
+  setInterval(() => { if (job && job.status === "running") { refreshLog(); } }, 4000);
+})();

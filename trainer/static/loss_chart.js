@@ -1,0 +1,128 @@
+// Loss chart on a <canvas>: raw loss faint, exponentially smoothed loss bold; wheel zooms around the
+// cursor, drag pans, double-click resets, range buttons show the last N steps. No libraries.
+(function () {
+  class LossChart {
+    constructor(canvas, tip) {
+      this.canvas = canvas; this.tip = tip; this.points = []; this.smoothing = 0.9;
+      this.view = null; // [minStep, maxStep] or null for all
+      this.drag = null;
+      canvas.addEventListener("wheel", (e) => this.onWheel(e), { passive: false });
+      canvas.addEventListener("mousedown", (e) => { this.drag = { x: e.offsetX, view: this.currentView() }; });
+      window.addEventListener("mouseup", () => { this.drag = null; });
+      canvas.addEventListener("mousemove", (e) => this.onMove(e));
+      canvas.addEventListener("mouseleave", () => { this.tip.style.display = "none"; });
+      canvas.addEventListener("dblclick", () => { this.view = null; this.draw(); });
+      new ResizeObserver(() => this.draw()).observe(canvas);
+    }
+    add(points) {
+      const seen = new Set(this.points.map((p) => p.step));
+      for (const p of points) if (p.loss != null && !seen.has(p.step)) this.points.push({ step: p.step, loss: p.loss });
+      this.points.sort((a, b) => a.step - b.step);
+      this.draw();
+    }
+    setSmoothing(v) { this.smoothing = v; this.draw(); }
+    setRange(lastN) {
+      if (!lastN || !this.points.length) { this.view = null; } else {
+        const max = this.points[this.points.length - 1].step;
+        this.view = [Math.max(0, max - lastN), max];
+      }
+      this.draw();
+    }
+    smoothed() {
+      // exponential moving average, de-biased like TensorBoard so the line starts at the data
+      const a = this.smoothing; let s = 0;
+      return this.points.map((p, i) => {
+        s = a * s + (1 - a) * p.loss;
+        const debias = 1 - Math.pow(a, i + 1);
+        return { step: p.step, loss: debias > 0 ? s / debias : p.loss };
+      });
+    }
+    currentView() {
+      if (this.view) return this.view;
+      if (!this.points.length) return [0, 1];
+      return [this.points[0].step, Math.max(this.points[this.points.length - 1].step, this.points[0].step + 1)];
+    }
+    geometry() {
+      const r = this.canvas.getBoundingClientRect();
+      return { w: r.width, h: r.height, left: 52, right: 12, top: 12, bottom: 26 };
+    }
+    onWheel(e) {
+      if (!this.points.length) return;
+      e.preventDefault();
+      const g = this.geometry(); const [a, b] = this.currentView();
+      const frac = Math.min(1, Math.max(0, (e.offsetX - g.left) / (g.w - g.left - g.right)));
+      const at = a + frac * (b - a);
+      const k = e.deltaY < 0 ? 0.8 : 1.25;
+      let na = at - (at - a) * k, nb = at + (b - at) * k;
+      const full = [this.points[0].step, this.points[this.points.length - 1].step];
+      if (nb - na < 4) return;
+      if (na <= full[0] && nb >= full[1]) { this.view = null; } else { this.view = [Math.max(full[0], na), Math.min(full[1], nb)]; }
+      this.draw();
+    }
+    onMove(e) {
+      const g = this.geometry();
+      if (this.drag && this.points.length) {
+        const [a, b] = this.drag.view; const span = b - a;
+        const shift = -(e.offsetX - this.drag.x) / (g.w - g.left - g.right) * span;
+        const full = [this.points[0].step, this.points[this.points.length - 1].step];
+        let na = a + shift; na = Math.max(full[0], Math.min(na, full[1] - span));
+        this.view = [na, na + span]; this.draw(); return;
+      }
+      if (!this.last || !this.last.length) return;
+      const [a, b] = this.currentView();
+      const step = a + (e.offsetX - g.left) / (g.w - g.left - g.right) * (b - a);
+      let best = null;
+      for (const p of this.last) if (!best || Math.abs(p.step - step) < Math.abs(best.step - step)) best = p;
+      if (!best) return;
+      const raw = this.points.find((p) => p.step === best.step);
+      this.tip.style.display = "block";
+      this.tip.style.left = `${Math.min(e.offsetX + 12, g.w - 150)}px`;
+      this.tip.style.top = `${e.offsetY + 10}px`;
+      this.tip.textContent = `step ${best.step} · loss ${raw ? raw.loss.toFixed(4) : "–"} · smooth ${best.loss.toFixed(4)}`;
+    }
+    draw() {
+      const c = this.canvas, g = this.geometry(), dpr = window.devicePixelRatio || 1;
+      if (!g.w) return;
+      c.width = Math.round(g.w * dpr); c.height = Math.round(g.h * dpr);
+      const ctx = c.getContext("2d"); ctx.setTransform(dpr, 0, 0, dpr, 0, 0); ctx.clearRect(0, 0, g.w, g.h);
+      const css = getComputedStyle(document.documentElement);
+      const muted = css.getPropertyValue("--muted").trim() || "#999", accent = css.getPropertyValue("--accent").trim() || "#68f";
+      ctx.font = "11px system-ui, sans-serif"; ctx.fillStyle = muted;
+      if (!this.points.length) {
+        ctx.textAlign = "center"; ctx.fillText("The loss appears here once training steps run.", g.w / 2, g.h / 2);
+        this.canvas.dataset.points = "0"; return;
+      }
+      const [a, b] = this.currentView();
+      const visible = this.points.filter((p) => p.step >= a && p.step <= b);
+      const smooth = this.smoothed().filter((p) => p.step >= a && p.step <= b);
+      this.last = smooth;
+      const values = visible.map((p) => p.loss).filter(Number.isFinite);
+      let lo = Math.min(...values), hi = Math.max(...values);
+      if (!(hi > lo)) { hi = lo + 1e-3; lo -= 1e-3; }
+      const pad = (hi - lo) * 0.06; lo = lo >= 0 ? Math.max(0, lo - pad) : lo - pad; hi += pad;
+      const x = (s) => g.left + (s - a) / ((b - a) || 1) * (g.w - g.left - g.right);
+      const y = (v) => g.top + (1 - (v - lo) / (hi - lo)) * (g.h - g.top - g.bottom);
+      ctx.strokeStyle = "#2c3240"; ctx.lineWidth = 1; ctx.textAlign = "right";
+      for (let i = 0; i <= 4; i++) {
+        const v = lo + (hi - lo) * i / 4, yy = y(v);
+        ctx.beginPath(); ctx.moveTo(g.left, yy); ctx.lineTo(g.w - g.right, yy); ctx.stroke();
+        ctx.fillText(v.toPrecision(3), g.left - 6, yy + 4);
+      }
+      ctx.textAlign = "center";
+      for (let i = 0; i <= 5; i++) {
+        const s = a + (b - a) * i / 5;
+        ctx.fillText(String(Math.round(s)), x(s), g.h - 8);
+      }
+      const line = (pts, color, width) => {
+        ctx.strokeStyle = color; ctx.lineWidth = width; ctx.beginPath();
+        pts.forEach((p, i) => (i ? ctx.lineTo(x(p.step), y(p.loss)) : ctx.moveTo(x(p.step), y(p.loss))));
+        ctx.stroke();
+      };
+      ctx.globalAlpha = 0.35; line(visible, accent, 1); ctx.globalAlpha = 1;
+      line(smooth, "#4cc38a", 2);
+      if (visible.length === 1) { ctx.fillStyle = accent; ctx.beginPath(); ctx.arc(x(visible[0].step), y(visible[0].loss), 3, 0, 7); ctx.fill(); }
+      this.canvas.dataset.points = String(this.points.length);
+    }
+  }
+  window.LossChart = LossChart;
+})();

@@ -1,0 +1,263 @@
+// New job form: built from the recipe's form fields; one config object is the truth for the form and the
+// JSON/YAML text view; every change is validated by the server and errors appear next to their field.
+(function () {
+  const { esc } = trainer;
+  const params = new URLSearchParams(location.search);
+  const state = { recipe: null, config: {}, dataset: params.get("dataset") || "", format: "json",
+    idemKey: crypto.randomUUID ? crypto.randomUUID() : String(Math.random()).slice(2), submitting: false };
+  const $ = (id) => document.getElementById(id);
+  let validateTimer = null, textTimer = null, validateSeq = 0, renderSeq = 0;
+
+  document.getElementById("datasets-link").href = studio.toolUrl("datasets");
+
+  function inputFor(f) {
+    const id = `f-${f.name}`, val = state.config[f.name];
+    if (f.type === "boolean") {
+      return `<div class="check-row"><input type="checkbox" id="${id}" name="${f.name}" ${val ? "checked" : ""}>
+        <span class="muted">${val ? "on" : "off"}</span></div>`;
+    }
+    if (f.choices) {
+      return `<select id="${id}" name="${f.name}">${f.choices.map((c) =>
+        `<option value="${esc(c)}" ${c === val ? "selected" : ""}>${esc(c)}</option>`).join("")}</select>`;
+    }
+    if (f.type === "array" && f.items === "string") {
+      return `<textarea id="${id}" name="${f.name}" rows="4" placeholder="one per line">${esc((val || []).join("\n"))}</textarea>`;
+    }
+    if (f.type === "array") {
+      return `<input id="${id}" name="${f.name}" value="${esc((val || []).join(", "))}" placeholder="comma separated">`;
+    }
+    if (f.type === "integer" || f.type === "number") {
+      const attrs = [f.min != null && !f.exclusive_min ? `min="${f.min}"` : "", f.max != null ? `max="${f.max}"` : "",
+        f.type === "integer" ? 'step="1"' : 'step="any"'].join(" ");
+      return `<input type="number" id="${id}" name="${f.name}" value="${val == null ? "" : val}" ${attrs}
+        placeholder="${f.nullable ? "automatic" : ""}">`;
+    }
+    return `<input id="${id}" name="${f.name}" value="${esc(val ?? "")}">`;
+  }
+
+  function renderFields() {
+    for (const section of ["basic", "advanced"]) {
+      const fields = state.recipe.fields.filter((f) => (f.section || "advanced") === section);
+      $(`${section}-fields`).innerHTML = fields.map((f) => {
+        const wide = f.type === "array" && f.items === "string" ? " wide" : "";
+        return `<div class="field${wide}" data-field="${f.name}"><label for="f-${f.name}">${esc(f.label || f.name)}</label>
+          ${inputFor(f)}<div class="help">${esc(f.help)}${f.default != null && f.default !== "" && f.type !== "array" ? ` Default: ${esc(f.default)}.` : ""}</div>
+          <div class="field-error" id="err-${f.name}"></div></div>`;
+      }).join("");
+    }
+  }
+
+  function readField(f, el) {
+    if (f.type === "boolean") return el.checked;
+    const raw = el.value;
+    if (f.type === "array" && f.items === "string") return raw.split("\n").map((s) => s.trim()).filter(Boolean);
+    if (f.type === "array") {
+      return raw.split(/[,\s]+/).filter(Boolean).map((s) => (f.items === "string" ? s : Number(s)));
+    }
+    if (f.type === "integer" || f.type === "number") {
+      if (raw.trim() === "") return f.nullable ? null : raw;
+      const n = Number(raw);
+      return Number.isFinite(n) ? n : raw; // the server names the field when it is not a number
+    }
+    return raw;
+  }
+
+  function syncFormFromConfig() {
+    for (const f of state.recipe.fields) {
+      const el = $(`f-${f.name}`);
+      if (!el) continue;
+      const val = state.config[f.name];
+      if (f.type === "boolean") { el.checked = !!val; el.nextElementSibling.textContent = val ? "on" : "off"; }
+      else if (f.type === "array" && f.items === "string") el.value = (val || []).join("\n");
+      else if (f.type === "array") el.value = (val || []).join(", ");
+      else el.value = val == null ? "" : val;
+    }
+    markPreset();
+  }
+
+  async function renderText() {
+    const box = $("config-text");
+    if (document.activeElement === box) return;
+    if (state.format === "json") { box.value = JSON.stringify(state.config, null, 2); return; }
+    const seq = ++renderSeq;
+    try {
+      const { text } = await studio.api("/api/config/render", { method: "POST", json: { config: state.config } });
+      if (seq === renderSeq && document.activeElement !== box) box.value = text; // only the newest answer
+    } catch (e) { $("config-text-error").textContent = e.message; }
+  }
+
+  function changed() { renderText(); markPreset(); scheduleValidate(); }
+
+  function markPreset() {
+    document.querySelectorAll("#presets button").forEach((b) => {
+      const preset = state.recipe.presets[b.dataset.preset];
+      const match = Object.entries(preset).every(([k, v]) => JSON.stringify(state.config[k]) === JSON.stringify(v));
+      b.classList.toggle("active", match);
+    });
+  }
+
+  function renderPresets() {
+    const labels = { "16gb": "16 GB", "24gb": "24 GB", "48gb": "48+ GB" };
+    $("presets").innerHTML = Object.keys(state.recipe.presets).map((key) => {
+      const tip = Object.entries(state.recipe.presets[key]).map(([k, v]) => `${k}: ${JSON.stringify(v)}`).join("\n");
+      return `<button type="button" data-preset="${esc(key)}" title="${esc(tip)}">${esc(labels[key] || key)}</button>`;
+    }).join("");
+  }
+
+  async function loadDatasets() {
+    const { datasets } = await studio.api("/api/datasets");
+    const box = $("datasets");
+    if (!datasets.length) {
+      box.innerHTML = `<div class="empty">No exported datasets yet. Open the <a href="${studio.toolUrl("datasets")}">dataset
+        manager</a>, caption your images and press Export; the dataset then appears here.</div>`;
+      return;
+    }
+    if (!state.dataset && datasets.length === 1) state.dataset = datasets[0].name;
+    box.innerHTML = datasets.map((d) => `<button type="button" class="dataset-card ${d.name === state.dataset ? "selected" : ""}"
+        data-dataset="${esc(d.name)}" data-trigger="${esc(d.trigger_word)}">
+        <strong>${esc(d.name)}</strong>
+        <span class="meta">${d.images} images · ${d.captioned} captioned${d.trigger_word ? ` · trigger <span class="chip">${esc(d.trigger_word)}</span>` : ""}</span>
+        <div class="thumbs">${d.thumbs.map((t) => `<img loading="lazy" src="${esc(t)}" alt="">`).join("")}</div></button>`).join("");
+  }
+
+  function selectDataset(card) {
+    state.dataset = card.dataset.dataset;
+    document.querySelectorAll(".dataset-card").forEach((c) => c.classList.toggle("selected", c === card));
+    if (card.dataset.trigger && !state.config.trigger_word) {
+      state.config.trigger_word = card.dataset.trigger; syncFormFromConfig();
+    }
+    if (state.config.name === state.recipe.defaults.name) {
+      state.config.name = state.dataset.replace(/[^A-Za-z0-9_.-]+/g, "-").replace(/^[^A-Za-z0-9]+/, "").slice(0, 80) || "my-lora";
+      syncFormFromConfig();
+    }
+    changed();
+  }
+
+  function payload() {
+    const body = { recipe: state.recipe.name, dataset: state.dataset, config: state.config };
+    const name = $("f-job-name").value.trim(), hook = $("f-webhook").value.trim();
+    if (name) body.name = name;
+    if (hook) body.webhook_url = hook;
+    return body;
+  }
+
+  function showReport(report) {
+    document.querySelectorAll(".field-error").forEach((el) => { el.textContent = ""; });
+    document.querySelectorAll(".field.invalid").forEach((el) => el.classList.remove("invalid"));
+    const general = [];
+    for (const err of report.errors || []) {
+      const slot = $(`err-${err.field}`);
+      if (slot) {
+        slot.textContent = slot.textContent ? `${slot.textContent} ${err.message}` : err.message;
+        const field = slot.closest(".field"); if (field) field.classList.add("invalid");
+        if (field && field.closest("#advanced")) $("advanced").open = true;
+      }
+      general.push(`<li class="err">${err.field ? `<strong>${esc(err.field)}</strong>: ` : ""}${esc(err.message)}</li>`);
+    }
+    for (const w of report.warnings || []) general.push(`<li class="warn">${esc(w.message)}</li>`);
+    $("problems").innerHTML = general.join("");
+    $("est-time").textContent = report.estimated_duration_s != null ? "≈ " + studio.formatDuration(report.estimated_duration_s) : "–";
+    $("est-mem").textContent = report.estimated_memory_gb != null ? `≈ ${report.estimated_memory_gb} GB` : "–";
+    $("est-images").textContent = report.images || "–";
+    $("est-device").textContent = report.device ? `Estimates for ${report.device}; rough, for planning.` : "";
+    $("start").disabled = state.submitting || (report.errors || []).length > 0;
+  }
+
+  async function runValidate() {
+    const seq = ++validateSeq;
+    let report;
+    try { report = await studio.api("/api/jobs/validate", { method: "POST", json: payload() }); }
+    catch (e) { report = e.data && e.data.errors ? e.data : { errors: [{ field: null, message: e.message }] }; }
+    if (seq === validateSeq) showReport(report);
+    return report;
+  }
+  function scheduleValidate() { clearTimeout(validateTimer); validateTimer = setTimeout(runValidate, 350); }
+
+  async function applyText() {
+    const text = $("config-text").value;
+    $("config-text-error").textContent = "";
+    try {
+      let config;
+      if (state.format === "json") {
+        try { config = JSON.parse(text); } catch (e) { throw new Error(`Not valid JSON: ${e.message}`); }
+        if (!config || typeof config !== "object" || Array.isArray(config)) throw new Error("The config must be an object.");
+      } else {
+        config = (await studio.api("/api/config/parse", { method: "POST", json: { text } })).config;
+      }
+      state.config = config; syncFormFromConfig(); scheduleValidate();
+    } catch (e) { $("config-text-error").textContent = e.message; }
+  }
+
+  async function submit(e) {
+    e.preventDefault();
+    if (state.submitting) return;
+    state.submitting = true; $("start").disabled = true; $("start-note").textContent = "Checking…";
+    try {
+      const res = await fetch("/api/jobs", { method: "POST", headers: { "Content-Type": "application/json",
+        "Idempotency-Key": state.idemKey }, body: JSON.stringify(payload()) });
+      const data = await res.json();
+      if (!res.ok) {
+        if (data.details) showReport({ errors: data.details, warnings: [] });
+        throw new Error(data.error || `HTTP ${res.status}`);
+      }
+      $("start-note").textContent = data.created ? "Queued. Opening the job…" : "Already queued. Opening the job…";
+      state.idemKey = crypto.randomUUID ? crypto.randomUUID() : String(Math.random()).slice(2); // next job is new
+      location.href = `/jobs/${data.job.id}`;
+    } catch (err) {
+      studio.toast(err.message, "error", 7000); $("start-note").textContent = "";
+      state.submitting = false; $("start").disabled = false;
+    }
+  }
+
+  async function init() {
+    const { recipes, default: def } = await studio.api("/api/recipes");
+    state.recipe = recipes.find((r) => r.name === (params.get("recipe") || def)) || recipes[0];
+    // the form's field order, so the JSON/YAML view reads like the form
+    state.config = {};
+    for (const f of state.recipe.fields) state.config[f.name] = JSON.parse(JSON.stringify(state.recipe.defaults[f.name]));
+    $("recipe-title").textContent = `${state.recipe.title}: ${state.recipe.description}`;
+    const from = params.get("from");
+    if (from) {
+      try {
+        const { job } = await studio.api(`/api/jobs/${encodeURIComponent(from)}`);
+        Object.assign(state.config, job.config); state.dataset = job.dataset;
+        $("f-job-name").value = `${job.name} (copy)`; if (job.webhook_url) $("f-webhook").value = job.webhook_url;
+      } catch (err) { studio.toast(`Could not copy that job: ${err.message}`, "error"); }
+    }
+    renderPresets(); renderFields(); markPreset();
+    await loadDatasets();
+    renderText(); runValidate();
+  }
+
+  document.addEventListener("input", (e) => {
+    const el = e.target;
+    if (el.id === "config-text") { clearTimeout(textTimer); textTimer = setTimeout(applyText, 500); return; }
+    if (el.id === "f-job-name" || el.id === "f-webhook") { scheduleValidate(); return; }
+    const name = el.name && state.recipe && state.recipe.fields.find((f) => f.name === el.name);
+    if (!name) return;
+    state.config[name.name] = readField(name, el);
+    if (name.type === "boolean") el.nextElementSibling.textContent = el.checked ? "on" : "off";
+    changed();
+  });
+  document.addEventListener("click", (e) => {
+    const card = e.target.closest(".dataset-card");
+    if (card) { selectDataset(card); return; }
+    const preset = e.target.closest("[data-preset]");
+    if (preset) {
+      Object.assign(state.config, JSON.parse(JSON.stringify(state.recipe.presets[preset.dataset.preset])));
+      syncFormFromConfig(); changed(); studio.toast(`Applied the ${preset.textContent} preset.`, "ok", 2000); return;
+    }
+    const tab = e.target.closest("[data-format]");
+    if (tab) {
+      state.format = tab.dataset.format; $("config-text-error").textContent = "";
+      document.querySelectorAll("[data-format]").forEach((b) => b.classList.toggle("active", b === tab));
+      renderText();
+    }
+  });
+  $("config-text").addEventListener("blur", () => { clearTimeout(textTimer); applyText(); });
+  $("job-form").addEventListener("submit", submit);
+  document.addEventListener("keydown", (e) => {  // Ctrl/Cmd+Enter starts from anywhere in the form
+    if (e.key === "Enter" && (e.ctrlKey || e.metaKey) && !$("start").disabled) $("job-form").requestSubmit();
+  });
+  init().catch((e) => studio.toast(e.message, "error", 8000));
+})();

@@ -1,0 +1,84 @@
+// Shared trainer helpers: live updates (SSE with polling fallback), status chips, number formats.
+(function () {
+  const esc = (s) => String(s == null ? "" : s).replace(/[&<>"']/g, (c) => (
+    { "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c]));
+
+  // Follows `url` with EventSource; the server ends each stream before proxies cut it and the browser
+  // reconnects. After repeated failures it polls `pollUrl` instead, and tries the stream again later.
+  function live(url, handlers, pollUrl, pollEvent) {
+    let source = null, failures = 0, pollTimer = null, stopped = false;
+    function connect() {
+      if (stopped) return;
+      source = new EventSource(url);
+      Object.entries(handlers).forEach(([name, fn]) => {
+        source.addEventListener(name, (ev) => { failures = 0; fn(JSON.parse(ev.data)); });
+      });
+      source.addEventListener("bye", () => { source.close(); setTimeout(connect, 200); });
+      source.onerror = () => {
+        failures += 1;
+        if (failures >= 3) { source.close(); startPolling(); }
+      };
+    }
+    function startPolling() {
+      let rounds = 0;
+      const tick = async () => {
+        if (stopped) return;
+        try { handlers[pollEvent](await studio.api(pollUrl)); } catch (e) { /* next round retries */ }
+        rounds += 1;
+        if (rounds >= 15) { failures = 0; pollTimer = null; connect(); return; }
+        pollTimer = setTimeout(tick, 2000);
+      };
+      tick();
+    }
+    connect();
+    return { close() { stopped = true; if (source) source.close(); clearTimeout(pollTimer); } };
+  }
+
+  function statusChip(status) {
+    return `<span class="status status-${esc(status)}" data-status="${esc(status)}">${esc(status)}</span>`;
+  }
+  function fmtLoss(x) { return x == null ? "–" : Number(x).toFixed(4); }
+  function fmtDate(t) {
+    if (!t) return "–";
+    const d = new Date(t * 1000);
+    return d.toLocaleString([], { month: "short", day: "numeric", hour: "2-digit", minute: "2-digit" });
+  }
+  function elapsed(job) {
+    if (!job.started_at) return null;
+    return (job.finished_at || Date.now() / 1000) - job.started_at;
+  }
+  function phaseText(job) {
+    if (job.status === "stopping") return "Saving a checkpoint, then stopping";
+    if (job.status !== "running") return "";
+    const phases = { starting: "Starting", loading: "Loading models", caching: "Caching latents and captions",
+      training: "Training", sampling: "Rendering previews", saving: "Saving a checkpoint", done: "Finishing" };
+    return phases[job.phase] || job.phase || "";
+  }
+  async function act(jobId, action, confirmText) {
+    if (confirmText && !confirm(confirmText)) return null;
+    const method = action === "delete" ? "DELETE" : "POST";
+    const path = action === "delete" ? `/api/jobs/${jobId}` : `/api/jobs/${jobId}/${action}`;
+    try {
+      const data = await studio.api(path, { method });
+      const said = { stop: "Stopping: a checkpoint is saved first.", resume: "Queued again: it resumes from the last checkpoint.",
+        sample: "Previews are rendered after the current step.", save: "A checkpoint is saved after the current step.",
+        delete: data && data.deleted ? "Job deleted." : "Stopping the job, then deleting it.", clone: "Copy queued." };
+      studio.toast(said[action] || "Done.", "ok");
+      return data;
+    } catch (e) { studio.toast(e.message, "error", 7000); return null; }
+  }
+  function workerChip(workers) {
+    const chip = document.getElementById("worker-chip");
+    if (!chip) return;
+    const busy = workers.find((w) => w.state === "busy");
+    chip.className = "chip worker-chip " + (workers.length ? "online" : "offline");
+    chip.textContent = workers.length ? (busy ? "worker busy" : "worker idle") : "worker offline";
+    chip.title = workers.length ? `pid ${workers.map((w) => w.pid).join(", ")}` :
+      "No worker is running: jobs wait in the queue until the worker starts (python -m trainer.worker).";
+  }
+  async function pollWorkers() {
+    try { workerChip((await studio.api("/api/jobs?limit=1")).workers || []); } catch (e) { /* retried */ }
+  }
+  if (window.trainerPage !== "dashboard") { pollWorkers(); setInterval(pollWorkers, 5000); }
+  window.trainer = { esc, live, statusChip, fmtLoss, fmtDate, elapsed, phaseText, act, workerChip };
+})();

@@ -1,0 +1,298 @@
+"""Deep validation of a job request before any GPU time is spent.
+
+Checks the request's shape, the recipe config (field by field), the exported dataset (exists, readable,
+image count and sizes, captions), the model files, and estimates duration and GPU memory for this machine.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import shutil
+import subprocess
+import threading
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from urllib.parse import urlparse
+
+from PIL import Image, UnidentifiedImageError
+
+from studio.registry import model_paths
+from studio.settings import Settings
+from studio.workspace import UnsafePathError, Workspace, safe_name
+
+log = logging.getLogger(__name__)
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp"}
+MAX_IMAGES_INSPECTED = 5000
+REQUEST_KEYS = {"name", "recipe", "dataset", "config", "webhook_url", "idempotency_key"}
+
+
+@dataclass
+class Report:
+    ok: bool = True
+    errors: list[dict] = field(default_factory=list)
+    warnings: list[dict] = field(default_factory=list)
+    estimated_duration_s: float | None = None
+    estimated_memory_gb: float | None = None
+    device: str = "cpu"
+    images: int = 0
+    config: dict | None = None
+    name: str | None = None
+
+    def error(self, field_name: str, message: str) -> None:
+        self.ok = False
+        self.errors.append({"field": field_name, "message": message})
+
+    def warn(self, field_name: str | None, message: str) -> None:
+        self.warnings.append({"field": field_name, "message": message})
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Gpu:
+    name: str
+    memory_gb: float
+
+
+_gpu_cache: dict[str, Gpu | None] = {}
+_gpu_lock = threading.Lock()
+
+
+def detect_gpu() -> Gpu | None:
+    """The first NVIDIA GPU (asked once through nvidia-smi: no CUDA import in the web process)."""
+    with _gpu_lock:
+        if "gpu" not in _gpu_cache:
+            _gpu_cache["gpu"] = _query_gpu()
+        return _gpu_cache["gpu"]
+
+
+def _query_gpu() -> Gpu | None:
+    if not shutil.which("nvidia-smi"):
+        return None
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=name,memory.total", "--format=csv,noheader,nounits"],
+                             capture_output=True, text=True, timeout=10, check=True).stdout
+        name, memory = out.strip().splitlines()[0].rsplit(",", 1)
+        return Gpu(name.strip(), float(memory) / 1024)
+    except (OSError, subprocess.SubprocessError, ValueError, IndexError) as exc:
+        log.info("no GPU found through nvidia-smi: %s", exc)
+        return None
+
+
+# Relative seconds per 1024-px training step (bf16, gradient checkpointing on); rough, for planning only.
+_GPU_SECONDS = {"H200": 0.9, "H100": 1.0, "A100": 1.7, "L40S": 2.0, "L40": 2.3, "RTX 6000 Ada": 2.1, "4090": 2.2,
+                "5090": 1.6, "A6000": 3.2, "A40": 3.3, "3090": 3.6, "A5000": 4.2, "4080": 3.0, "A4500": 4.8,
+                "4070": 4.5, "A4000": 6.0, "L4": 5.5, "T4": 12.0}
+TRANSFORMER_PARAMS = 6.15e9
+LORA_PARAMS_PER_RANK = 2.65e6
+
+
+def _gpu_speed(gpu: Gpu | None) -> float:
+    if gpu is None:
+        return 90.0  # a CPU: only sensible for the demo model
+    for key, seconds in _GPU_SECONDS.items():
+        if key.lower() in gpu.name.lower():
+            return seconds
+    return 3.0
+
+
+def estimate(config: dict, images: int, gpu: Gpu | None, demo: bool) -> tuple[float, float]:
+    """(seconds, GB of GPU memory, or RAM on a CPU) for a job: a rough model, stated as such in the UI."""
+    steps = int(config.get("steps") or 0)
+    resolutions = config.get("resolutions") or [1024]
+    batch = int(config.get("batch_size") or 1) * int(config.get("gradient_accumulation") or 1)
+    area = sum((r / 1024) ** 2 for r in resolutions) / len(resolutions)
+    sample_every = int(config.get("sample_every") or 0)
+    prompts = len(config.get("sample_prompts") or [])
+    sample_area = (config.get("sample_width") or 1024) * (config.get("sample_height") or 1024) / 1024**2
+    samplings = steps // sample_every if sample_every else 0
+    sample_calls = samplings * prompts * int(config.get("sample_steps") or 9)
+    if demo:  # the tiny model on a CPU: dominated by start-up and per-step overhead
+        step_s = 0.12 + 0.5 * area * 256
+        seconds = 12 + steps * step_s * batch + sample_calls * 0.02 * max(1.0, sample_area * 64)
+        return round(seconds, 1), 0.3
+    checkpointing = bool(config.get("gradient_checkpointing", True))
+    quantized = config.get("quantize_base", "none") != "none" and gpu is not None
+    step_s = _gpu_speed(gpu) * area * batch * (1.0 if checkpointing else 0.75) * (1.15 if quantized else 1.0)
+    sample_s = sample_calls * _gpu_speed(gpu) * 0.3 * sample_area
+    load_s = 90 + images * len(resolutions) * 0.25
+    seconds = load_s + steps * step_s + sample_s
+    bytes_per_weight = 1 if quantized else (2 if gpu is not None else 4)
+    weights = TRANSFORMER_PARAMS * bytes_per_weight / 1e9
+    lora = LORA_PARAMS_PER_RANK * int(config.get("rank") or 32) * 16 / 1e9  # weights, grads, two Adam states
+    largest = (max(resolutions) / 1024) ** 2 * int(config.get("batch_size") or 1)
+    activations = largest * (7.0 if checkpointing else 24.0)
+    memory = weights + lora + activations + 2.5  # + CUDA context, cached embeddings, allocator slack
+    return round(seconds, 1), round(memory, 1)
+
+
+def _check_request(payload: dict, report: Report) -> None:
+    for key in sorted(set(payload) - REQUEST_KEYS):
+        report.error(key, f"Unknown field {key!r}; a job has name, recipe, dataset, config and webhook_url.")
+    name = payload.get("name")
+    if name is not None and (not isinstance(name, str) or len(name) > 120):
+        report.error("job_name", "The job name must be text of at most 120 characters.")
+    if not isinstance(payload.get("config", {}), dict):
+        report.error("config", "The config must be a JSON object of recipe settings.")
+    url = payload.get("webhook_url")
+    if url not in (None, ""):
+        parsed = urlparse(url) if isinstance(url, str) else None
+        if parsed is None or parsed.scheme not in ("http", "https") or not parsed.netloc:
+            report.error("webhook_url", "The webhook URL must start with http:// or https://.")
+
+
+def _check_config(payload: dict, report: Report):
+    from trainer.recipes import ConfigError, get_recipe
+
+    try:
+        recipe = get_recipe(payload.get("recipe") or "zimage-turbo")
+    except ConfigError as exc:
+        for item in exc.errors:
+            report.error("recipe", item["message"])
+        return None
+    config = dict(payload["config"]) if isinstance(payload.get("config"), dict) else {}
+    job_name = payload.get("name")
+    if "name" not in config and isinstance(job_name, str) and any(f["name"] == "name" for f in recipe.form_fields()):
+        # an API client that names the job but not the LoRA gets a LoRA file named after the job
+        slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", job_name).strip("-._")[:80]
+        if slug:
+            config["name"] = slug
+    try:
+        parsed = recipe.config_from_dict(config)
+    except ConfigError as exc:
+        for item in exc.errors:
+            report.error(item.get("field") or "config", item.get("message") or str(exc))
+        return None
+    report.config = parsed.to_dict()
+    return parsed
+
+
+def _check_dataset(workspace: Workspace, payload: dict, config: dict | None, report: Report) -> None:
+    name = payload.get("dataset")
+    if not name:
+        report.error("dataset", "Pick an exported dataset to train on.")
+        return
+    try:
+        folder = workspace.export_dir(safe_name(name) if isinstance(name, str) else "")
+    except UnsafePathError:
+        report.error("dataset", "That dataset name is not valid.")
+        return
+    if not folder.is_dir():
+        report.error("dataset", f"There is no exported dataset named {name!r}: export it from the dataset manager.")
+        return
+    try:
+        entries = sorted(os.listdir(folder))
+    except OSError as exc:
+        report.error("dataset", f"The dataset folder cannot be read ({exc.strerror}).")
+        return
+    images = [e for e in entries if Path(e).suffix.lower() in IMAGE_SUFFIXES and not e.startswith(".")]
+    report.images = len(images)
+    if not images:
+        report.error("dataset", f"The dataset {name!r} has no images (.jpg, .png, .webp).")
+        return
+    if len(images) < 5:
+        report.warn("dataset", f"Only {len(images)} image(s): 10-30 varied images usually give a better LoRA.")
+    present = set(entries)
+    uncaptioned = []
+    for image in images:
+        caption = Path(image).stem + ".txt"
+        if caption not in present or (folder / caption).stat().st_size == 0:
+            uncaptioned.append(image)
+    if uncaptioned:
+        names = ", ".join(uncaptioned[:3]) + ("…" if len(uncaptioned) > 3 else "")
+        if config and config.get("missing_captions") == "error":
+            report.error("dataset", f"{len(uncaptioned)} image(s) have no caption ({names}); caption them or set "
+                                    "missing captions to default_caption.")
+        else:
+            default = (config or {}).get("default_caption", "[trigger]")
+            report.warn("dataset", f"{len(uncaptioned)} image(s) have no caption ({names}); they train with the "
+                                   f"default caption {default!r}.")
+    _check_images(folder, images, config, report)
+
+
+_sizes: dict[tuple, tuple[int, int] | None] = {}
+_sizes_lock = threading.Lock()
+
+
+def image_size(path: Path) -> tuple[int, int] | None:
+    """Width and height from the file header (None when unreadable); cached, since the form validates often."""
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    key = (str(path), stat.st_mtime_ns, stat.st_size)
+    with _sizes_lock:
+        if key in _sizes:
+            return _sizes[key]
+    try:
+        with Image.open(path) as img:
+            size = img.size
+    except (OSError, UnidentifiedImageError, Image.DecompressionBombError):
+        size = None
+    with _sizes_lock:
+        if len(_sizes) > 100_000:
+            _sizes.clear()
+        _sizes[key] = size
+    return size
+
+
+def _check_images(folder: Path, images: list[str], config: dict | None, report: Report) -> None:
+    smallest_res = min((config or {}).get("resolutions") or [512])
+    broken, small = [], 0
+    for image in images[:MAX_IMAGES_INSPECTED]:
+        size = image_size(folder / image)
+        if size is None:
+            broken.append(image)
+            continue
+        width, height = size
+        if min(width, height) < smallest_res:
+            small += 1
+    if broken:
+        names = ", ".join(broken[:3]) + ("…" if len(broken) > 3 else "")
+        if len(broken) == len(images):
+            report.error("dataset", f"None of the images can be read ({names}).")
+        else:
+            report.warn("dataset", f"{len(broken)} image(s) cannot be read and will be skipped ({names}).")
+    if small:
+        report.warn("resolutions", f"{small} image(s) are smaller than {smallest_res} px on their short side; they "
+                                   "train at their own size (never upscaled).")
+
+
+def _check_models(settings: Settings, report: Report) -> None:
+    paths = model_paths(settings)
+    needed = [(paths.zimage_dir / "model_index.json", "Z-Image-Turbo model"),
+              (paths.training_adapter, "Z-Image training adapter")]
+    missing = [(path, label) for path, label in needed if not path.is_file()]
+    if not missing:
+        return
+    if settings.demo:
+        report.warn(None, "The tiny demo models are built when the job starts (a few seconds).")
+        return
+    for path, label in missing:
+        report.error("model", f"The {label} is not on disk yet ({path} is missing): wait for the model download "
+                              "(listed in models.txt) to finish.")
+
+
+def validate(settings: Settings, payload: dict) -> Report:
+    """The full check; `report.ok` is False when any error was found."""
+    report = Report()
+    _check_request(payload, report)
+    parsed = _check_config(payload, report)
+    config = report.config
+    _check_dataset(Workspace(settings.root), payload, config, report)
+    _check_models(settings, report)
+    gpu = detect_gpu()
+    report.device = f"{gpu.name} ({gpu.memory_gb:.0f} GB)" if gpu else "CPU"
+    report.name = (payload.get("name") or (config or {}).get("name") or payload.get("dataset") or "job")
+    if parsed is not None:
+        seconds, memory = estimate(config, report.images, gpu, settings.demo)
+        report.estimated_duration_s, report.estimated_memory_gb = seconds, memory
+        if gpu and memory > gpu.memory_gb * 0.95:
+            report.warn("quantize_base", f"This config needs about {memory:.0f} GB but the GPU has "
+                                         f"{gpu.memory_gb:.0f} GB: pick a smaller memory preset.")
+        if gpu is None and not settings.demo:
+            report.warn(None, "No GPU found: training the full model on the CPU would take days.")
+    return report

@@ -1,0 +1,130 @@
+"""Job webhooks: a signed POST on every status change, retried with backoff in a background thread.
+
+The body is JSON; `X-Studio-Signature: sha256=<hex>` is the HMAC-SHA256 of the exact body bytes with
+WEBHOOK_SECRET (absent when no secret is set). Delivery never blocks training: `send` only queues.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import queue
+import threading
+import time
+import urllib.error
+import urllib.request
+import uuid
+from dataclasses import dataclass
+
+log = logging.getLogger(__name__)
+
+SIGNATURE_HEADER = "X-Studio-Signature"
+
+
+def sign(body: bytes, secret: str) -> str:
+    return "sha256=" + hmac.new(secret.encode("utf-8"), body, hashlib.sha256).hexdigest()
+
+
+def verify(body: bytes, secret: str, header: str | None) -> bool:
+    """What a receiver does: compare the header with its own signature in constant time."""
+    return bool(header) and hmac.compare_digest(sign(body, secret), header)
+
+
+@dataclass
+class Delivery:
+    url: str
+    body: bytes
+    event: str
+    delivery_id: str
+    attempt: int = 0
+
+
+class WebhookDispatcher:
+    """One daemon thread delivers queued webhooks in order; failures are retried with backoff."""
+
+    def __init__(self, secret: str | None, attempts: int = 5, base_delay_s: float = 2.0, timeout_s: float = 10.0):
+        self.secret = secret
+        self.attempts = attempts
+        self.base_delay_s = base_delay_s
+        self.timeout_s = timeout_s
+        self._queue: queue.Queue[Delivery | None] = queue.Queue()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self.delivered = 0
+        self.failed = 0
+
+    def send(self, url: str | None, event: str, payload: dict) -> None:
+        if not url:
+            return
+        body = json.dumps({"event": event, "sent_at": time.time(), **payload}, default=str).encode("utf-8")
+        self._queue.put(Delivery(url=url, body=body, event=event, delivery_id=uuid.uuid4().hex))
+        self._start()
+
+    def job_status(self, job) -> None:
+        """Announce a job's new status to its webhook, if it has one."""
+        self.send(job.webhook_url, f"job.{job.status}", {"job": _job_payload(job)})
+
+    def job_deleted(self, job) -> None:
+        self.send(job.webhook_url, "job.deleted", {"job": {**_job_payload(job), "status": "deleted"}})
+
+    def _start(self) -> None:
+        with self._lock:
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="webhooks", daemon=True)
+                self._thread.start()
+
+    def flush(self, timeout_s: float = 10.0) -> bool:
+        """Wait (bounded) for queued deliveries: used before the worker exits."""
+        deadline = time.monotonic() + timeout_s
+        while self._queue.unfinished_tasks and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return not self._queue.unfinished_tasks
+
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            try:
+                if item is not None:
+                    self._deliver(item)
+            finally:
+                self._queue.task_done()
+
+    def _deliver(self, item: Delivery) -> None:
+        headers = {"Content-Type": "application/json", "User-Agent": "zimage-studio-trainer",
+                   "X-Studio-Event": item.event, "X-Studio-Delivery": item.delivery_id}
+        if self.secret:
+            headers[SIGNATURE_HEADER] = sign(item.body, self.secret)
+        for attempt in range(1, self.attempts + 1):
+            item.attempt = attempt
+            error = self._post(item, headers)
+            if error is None:
+                self.delivered += 1
+                return
+            if attempt < self.attempts:
+                delay = self.base_delay_s * 2 ** (attempt - 1)
+                log.warning("webhook %s to %s failed (%s); retrying in %.1f s", item.event, item.url, error, delay)
+                time.sleep(delay)
+            else:
+                log.error("webhook %s to %s failed %d times (%s); giving up", item.event, item.url, attempt, error)
+        self.failed += 1
+
+    def _post(self, item: Delivery, headers: dict) -> str | None:
+        request = urllib.request.Request(item.url, data=item.body, headers=headers, method="POST")
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
+                response.read(1024)
+                return None
+        except urllib.error.HTTPError as exc:
+            return f"HTTP {exc.code}"
+        except (urllib.error.URLError, OSError, ValueError) as exc:
+            return str(getattr(exc, "reason", exc))
+
+
+def _job_payload(job) -> dict:
+    keys = ("id", "name", "recipe", "dataset", "status", "step", "total_steps", "loss", "message", "error",
+            "resumable", "created_at", "started_at", "finished_at")
+    data = {key: getattr(job, key) for key in keys}
+    data["lora_file"] = job.lora_path.rsplit("/", 1)[-1] if job.lora_path else None
+    return data

@@ -1,0 +1,333 @@
+"""The training worker (`python -m trainer.worker`): takes one queued job at a time and runs it.
+
+Each job runs in a child process (`python -m trainer.run_job <id>`), so a crash, an out-of-memory
+kill or a stuck CUDA call ends that job as `failed` with its cause while the worker lives on.
+SIGTERM asks the running job to checkpoint and stop; the job is marked stopped (resumable) and the
+worker exits. The signal handler only sets a flag; the loop acts on it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+
+from studio.atomic import read_json
+from studio.settings import Settings, SettingsError, load_settings
+from studio.workspace import Workspace
+from trainer import library, podstop
+from trainer.recovery import STOP_TIMEOUT_S, latest_checkpoint, reconcile
+from trainer.run_job import OUTCOME_FILE
+from trainer.store import Job, JobStore
+from trainer.webhooks import WebhookDispatcher
+
+log = logging.getLogger("trainer.worker")
+REPO = Path(__file__).resolve().parent.parent
+
+
+def default_child_command(job_id: str) -> list[str]:
+    return [sys.executable, "-m", "trainer.run_job", job_id]
+
+
+def describe_exit(returncode: int) -> str:
+    if returncode < 0 or returncode in (137, 139, 134):
+        number = -returncode if returncode < 0 else returncode - 128
+        try:
+            name = signal.Signals(number).name
+        except ValueError:
+            name = f"signal {number}"
+        if number == signal.SIGKILL:
+            return f"was killed ({name}), most often because the machine ran out of memory"
+        if number == signal.SIGSEGV:
+            return f"crashed ({name})"
+        return f"was ended by {name}"
+    return f"exited with code {returncode}"
+
+
+def log_tail(path: Path, lines: int = 6, max_bytes: int = 8192) -> list[str]:
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            size = handle.tell()
+            handle.seek(max(0, size - max_bytes))
+            text = handle.read().decode("utf-8", "replace")
+    except OSError:
+        return []
+    return [line for line in text.splitlines() if line.strip()][-lines:]
+
+
+def _relative(path: Path, root: Path) -> str:
+    try:
+        return path.relative_to(root).as_posix()
+    except ValueError:
+        return str(path)
+
+
+class Worker:
+    def __init__(self, settings: Settings, *, child_command: Callable[[str], list[str]] = default_child_command,
+                 poll_s: float = 1.0, heartbeat_s: float = 2.0, stop_timeout_s: float = STOP_TIMEOUT_S,
+                 shutdown_grace_s: float = 60.0, pod_stop_grace_s: float = 60.0,
+                 webhooks: WebhookDispatcher | None = None, unload_caption: bool = True):
+        self.settings = settings
+        self.workspace = Workspace(settings.root).ensure()
+        self.store = JobStore(self.workspace.db_path)
+        self.child_command = child_command
+        self.poll_s = poll_s
+        self.heartbeat_s = heartbeat_s
+        self.stop_timeout_s = stop_timeout_s
+        self.shutdown_grace_s = shutdown_grace_s
+        self.pod_stop_grace_s = pod_stop_grace_s
+        self.webhooks = webhooks or WebhookDispatcher(settings.webhook_secret)
+        self.unload_caption = unload_caption
+        self.pid = os.getpid()
+        self.shutdown = False
+        self._pod_stop_pending = False
+        self._last_lora: str | None = None
+        self._idle_since = time.monotonic()
+        self._last_idle_beat = 0.0
+
+    # -- the loop ------------------------------------------------------------------------------
+    def request_shutdown(self, *_args) -> None:
+        self.shutdown = True
+
+    def run_forever(self) -> None:
+        signal.signal(signal.SIGTERM, self.request_shutdown)
+        signal.signal(signal.SIGINT, self.request_shutdown)
+        log.info("worker %s started; jobs in %s", self.pid, self.workspace.jobs)
+        self._reconcile()
+        last_reconcile = time.monotonic()
+        try:
+            while not self.shutdown:
+                job = self.run_once()
+                if job is not None:
+                    continue
+                if time.monotonic() - self._last_idle_beat > 5:
+                    self.store.worker_beat(self.pid, "idle")
+                    self._last_idle_beat = time.monotonic()
+                self._maybe_stop_pod()
+                if time.monotonic() - last_reconcile > 10:
+                    self._reconcile()
+                    last_reconcile = time.monotonic()
+                self._sleep(self.poll_s)
+        finally:
+            self.store.worker_gone(self.pid)
+            self.webhooks.flush(10.0)
+            log.info("worker %s stopped", self.pid)
+
+    def _sleep(self, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while not self.shutdown and time.monotonic() < deadline:
+            time.sleep(min(0.2, seconds))
+
+    def _reconcile(self) -> None:
+        for job in reconcile(self.store, self.workspace.jobs):
+            self.webhooks.job_status(job)
+
+    def run_once(self) -> Job | None:
+        """Claim and run the oldest queued job; None when the queue is empty."""
+        if self.shutdown:
+            return None
+        job = self.store.claim(self.pid)
+        if job is None:
+            return None
+        self._pod_stop_pending = False
+        self.store.worker_beat(self.pid, "busy", job.id)
+        log.info("job %s (%s) claimed, attempt %d", job.id, job.name, job.attempts)
+        self.webhooks.job_status(job)
+        try:
+            final = self._run(job)
+        except Exception as exc:  # the worker must outlive anything one job does
+            log.exception("job %s: the worker could not run it", job.id)
+            final = self.store.finish(job.id, "failed", error=f"The worker could not run this job ({exc}).")
+        if final is None:
+            self.webhooks.job_deleted(job)
+        else:
+            self.webhooks.job_status(final)
+            self._last_lora = final.lora_path if final.status == "completed" else None
+        self._pod_stop_pending = True
+        self._idle_since = time.monotonic()
+        self.store.worker_beat(self.pid, "idle")
+        return final or job
+
+    # -- one job -------------------------------------------------------------------------------
+    def _ask_caption_service_to_unload(self) -> None:
+        """The caption model and training cannot share a 24 GB GPU; a failure here is only logged."""
+        if not self.unload_caption or not self.settings.caption_url:
+            return
+        headers = {"Content-Type": "application/json"}
+        if self.settings.password:
+            headers["Authorization"] = f"Bearer {self.settings.password}"
+        request = urllib.request.Request(self.settings.caption_url + "/unload", data=b"{}", headers=headers,
+                                         method="POST")
+        try:
+            with urllib.request.urlopen(request, timeout=5) as response:
+                log.info("caption service unloaded its model (HTTP %s)", response.status)
+        except (urllib.error.URLError, OSError) as exc:
+            log.info("caption service did not unload (%s); training goes on", getattr(exc, "reason", exc))
+
+    def _child_env(self, job: Job) -> dict:
+        env = dict(os.environ)
+        env.update({"STUDIO_ROOT": str(self.settings.root), "STUDIO_DEMO": "1" if self.settings.demo else "0",
+                    "TRAINER_PARENT_PID": str(self.pid), "PYTHONUNBUFFERED": "1"})
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH")) if p)
+        return env
+
+    def _run(self, job: Job) -> Job | None:
+        self._ask_caption_service_to_unload()
+        job_dir = self.workspace.job_dir(job.id)
+        (job_dir / "control").mkdir(parents=True, exist_ok=True)
+        (job_dir / "control" / "stop").unlink(missing_ok=True)  # a stop from an earlier run must not end this one
+        (job_dir / OUTCOME_FILE).unlink(missing_ok=True)  # nor may its outcome be read as this run's
+        log_path = job_dir / "log.txt"
+        with open(log_path, "ab") as log_file:
+            stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+            log_file.write(f"[{stamp}] worker {self.pid}: starting attempt {job.attempts}\n".encode())
+            log_file.flush()
+            proc = subprocess.Popen(self.child_command(job.id), cwd=REPO, env=self._child_env(job), stdout=log_file,
+                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        self.store.heartbeat(job.id, child_pid=proc.pid)
+        forced = self._watch(job, proc, job_dir)
+        return self._conclude(job, proc.returncode, job_dir, forced)
+
+    def _watch(self, job: Job, proc: subprocess.Popen, job_dir: Path) -> str | None:
+        """Wait for the child, beating the heart and relaying stop requests; returns why it was killed."""
+        stop_sent_at = None
+        last_beat = 0.0
+        while True:
+            try:
+                proc.wait(timeout=0.5)
+                return None
+            except subprocess.TimeoutExpired:
+                pass
+            now = time.monotonic()
+            try:
+                if now - last_beat >= self.heartbeat_s:
+                    last_beat = now
+                    self.store.heartbeat(job.id)
+                    self.store.worker_beat(self.pid, "busy", job.id)
+                current = self.store.find(job.id)
+            except sqlite3.Error as exc:  # a full disk or a long lock must not abandon the running child
+                log.warning("job %s: could not reach the job store (%s); retrying", job.id, exc)
+                continue
+            if stop_sent_at is None and (self.shutdown or current is None or current.status == "stopping"):
+                if self.shutdown and current is not None and current.status == "running":
+                    self.store.request_stop(job.id, reason="Stopping: the worker is shutting down; saving a "
+                                                           "checkpoint.")
+                (job_dir / "control" / "stop").touch()
+                stop_sent_at = now
+                log.info("job %s: stop requested", job.id)
+            limit = self.shutdown_grace_s if self.shutdown else self.stop_timeout_s
+            if stop_sent_at is not None and now - stop_sent_at > limit:
+                log.warning("job %s did not stop within %.0f s; ending it", job.id, limit)
+                proc.kill()
+                proc.wait()
+                return f"it did not stop within {limit:.0f} s and was ended"
+
+    def _conclude(self, job: Job, returncode: int, job_dir: Path, forced: str | None) -> Job | None:
+        outcome = read_json(job_dir / OUTCOME_FILE, {}) or {}
+        current = self.store.find(job.id)
+        if current is None:  # deleted while it ran: the row is gone, remove what is left
+            library.remove_job_files(self.workspace, job.id)
+            return None
+        checkpoint = latest_checkpoint(job_dir)
+        resume_hint = (f"Resume continues from the checkpoint at step {checkpoint}." if checkpoint is not None
+                       else "No checkpoint was saved yet: resume starts again from the beginning.")
+        step = outcome.get("step") or current.step
+        if current.control == "delete":
+            self.store.finish(job.id, "stopped", message="Stopped before deletion.")
+            if self.store.delete(job.id):
+                library.remove_job_files(self.workspace, job.id)
+            return None
+        kind = outcome.get("outcome")
+        if kind == "completed":
+            result = outcome.get("result") or {}
+            return self._complete(current, result)
+        asked_to_stop = self.shutdown or current.status == "stopping"
+        if kind == "stopped" or (kind is None and asked_to_stop):  # a child ended by the stop itself counts too
+            why = "the worker shut down" if self.shutdown else "you asked"
+            detail = f" ({forced})" if forced else ""
+            return self.store.finish(job.id, "stopped", resumable=True,
+                                     message=f"Stopped at step {step} because {why}{detail}. {resume_hint}")
+        if kind == "error":
+            return self.store.finish(job.id, "failed", resumable=checkpoint is not None, error=outcome.get("error"))
+        tail = log_tail(job_dir / "log.txt")
+        error = f"The training process {describe_exit(returncode)} at step {step}."
+        if tail:
+            error += " Last log lines:\n" + "\n".join(tail)
+        log.error("job %s failed: %s", job.id, error)
+        return self.store.finish(job.id, "failed", resumable=checkpoint is not None, error=error)
+
+    def _complete(self, job: Job, result: dict) -> Job:
+        lora = result.get("lora_path")
+        if not lora or not Path(lora).is_file():
+            return self.store.finish(job.id, "failed", error="The training finished but its LoRA file is missing.")
+        note = ""
+        try:
+            placed = library.publish(self.workspace, job, Path(lora))
+            note = " Copied to " + " and ".join(_relative(p, self.settings.root) for p in placed) + "."
+        except OSError as exc:
+            log.error("job %s: could not copy the LoRA to the library: %s", job.id, exc)
+            note = f" It stays in the job folder: copying it to the LoRA library failed ({exc.strerror or exc})."
+        note += self._push_outputs(job)
+        loss = result.get("final_loss")
+        loss_text = f", final loss {loss:.4f}" if isinstance(loss, int | float) else ""
+        message = f"Finished {result.get('steps', job.step)} steps{loss_text}.{note}"
+        return self.store.finish(job.id, "completed", message=message, lora_path=str(lora), result=result)
+
+    def _push_outputs(self, job: Job) -> str:
+        """Upload the LoRA, samples and config when S3_OUTPUT_PREFIX is set; a failure is noted, not fatal."""
+        if not self.settings.s3_output_prefix:
+            return ""
+        try:
+            from studio.s3 import StorageError
+            from trainer.s3_push import push_job_outputs
+        except ImportError as exc:
+            log.error("job %s: object storage support is missing (%s)", job.id, exc)
+            return " It was not pushed to object storage: storage support is not installed."
+        try:
+            pushed = push_job_outputs(self.settings, self.workspace.job_dir(job.id), job.config.get("name") or job.id)
+        except (StorageError, OSError) as exc:
+            log.error("job %s: push to object storage failed: %s", job.id, exc)
+            return f" Pushing it to object storage failed: {exc}"
+        if not pushed:
+            return ""
+        return f" Pushed to s3://{self.settings.s3_bucket}/{self.settings.s3_output_prefix.strip('/')}/."
+
+    # -- stopping the pod when idle ------------------------------------------------------------
+    def _maybe_stop_pod(self) -> None:
+        if not self._pod_stop_pending or podstop.pod_stop_configured(self.settings):
+            return
+        if time.monotonic() - self._idle_since < self.pod_stop_grace_s:
+            return
+        if self.store.count(("queued", "running", "stopping")):
+            return
+        if not podstop.lora_is_safe(self._last_lora):
+            log.warning("not stopping the pod: the last LoRA %s is not complete on disk", self._last_lora)
+            self._pod_stop_pending = False
+            return
+        self.webhooks.flush(10.0)
+        self._pod_stop_pending = False
+        podstop.stop_pod(self.settings)
+
+
+def main() -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    Worker(settings).run_forever()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
