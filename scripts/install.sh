@@ -48,18 +48,23 @@ if [ "$(cat "$stamp" 2>/dev/null || true)" != "$want" ]; then
   echo "$want" > "$stamp"
 fi
 
+# A CUDA build and a CPU build of the same version share a wheel name: keep them in separate folders.
+llama_wheels="$WHEELS"
+args="-DGGML_NATIVE=OFF"
+# STUDIO_CUDA_LLAMA=1 builds for CUDA without a GPU present (an image build); 0 never does.
+cuda_llama="${STUDIO_CUDA_LLAMA:-auto}"
+if [ "$cuda_llama" = auto ] && command -v nvidia-smi >/dev/null 2>&1; then cuda_llama=1; fi
+if [ "$cuda_llama" = 1 ] && command -v nvcc >/dev/null 2>&1; then
+  args="-DGGML_CUDA=on -DGGML_NATIVE=OFF"
+  llama_wheels="$WHEELS/cuda"
+fi
 if ! "$PY" -c "import llama_cpp, sys; sys.exit(llama_cpp.__version__ != '$LLAMA_VERSION')" >/dev/null 2>&1; then
-  mkdir -p "$WHEELS"
-  wheel=$(ls "$WHEELS"/llama_cpp_python-"$LLAMA_VERSION"-*.whl 2>/dev/null | head -n1 || true)
+  mkdir -p "$llama_wheels"
+  wheel=$(ls "$llama_wheels"/llama_cpp_python-"$LLAMA_VERSION"-*.whl 2>/dev/null | head -n1 || true)
   if [ -z "$wheel" ]; then
-    if command -v nvcc >/dev/null 2>&1 && [ "${STUDIO_CUDA_LLAMA:-auto}" != "0" ] && command -v nvidia-smi >/dev/null 2>&1; then
-      args="-DGGML_CUDA=on -DGGML_NATIVE=OFF"
-    else
-      args="-DGGML_NATIVE=OFF"
-    fi
     step "building llama-cpp-python $LLAMA_VERSION ($args); this takes several minutes once, then it is cached"
-    CMAKE_ARGS="$args" $PIP wheel -q --no-deps -w "$WHEELS" "llama-cpp-python==$LLAMA_VERSION"
-    wheel=$(ls "$WHEELS"/llama_cpp_python-"$LLAMA_VERSION"-*.whl | head -n1)
+    CMAKE_ARGS="$args" $PIP wheel -q --no-deps -w "$llama_wheels" "llama-cpp-python==$LLAMA_VERSION"
+    wheel=$(ls "$llama_wheels"/llama_cpp_python-"$LLAMA_VERSION"-*.whl | head -n1)
   fi
   step "installing $(basename "$wheel")"
   $PIP install -q "$wheel"

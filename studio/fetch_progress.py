@@ -1,0 +1,133 @@
+"""Progress of the model fetcher: the status file every page reads, and a meter for speed and ETA."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from pathlib import Path
+
+from studio.atomic import atomic_write_json
+from studio.models_txt import ModelSpec
+
+log = logging.getLogger("studio.fetch")
+
+
+class StatusFile:
+    """Progress of every model, written atomically (at most every `interval` seconds unless forced)."""
+
+    def __init__(self, path: Path, specs: list[ModelSpec], demo: bool, interval: float = 1.0):
+        self.path = path
+        self.demo = demo
+        self.interval = interval
+        self.lock = threading.Lock()
+        self.last_write = 0.0
+        self.models = {
+            spec.key: {
+                "key": spec.key, "name": spec.name, "repo": spec.repo, "revision": spec.revision,
+                "target": spec.target, "state": "pending", "bytes_done": 0, "bytes_total": None,
+                "percent": 0.0, "speed_bps": None, "eta_s": None, "files_done": 0, "files_total": None,
+                "error": None,
+            }
+            for spec in specs
+        }
+
+    def overall(self) -> str:
+        states = {entry["state"] for entry in self.models.values()}
+        if states <= {"ready"}:
+            return "ready"
+        if states & {"pending", "resolving", "downloading", "verifying", "building"}:
+            return "downloading"
+        return "error"
+
+    def update(self, key: str, force: bool = False, **fields) -> None:
+        with self.lock:
+            entry = self.models[key]
+            entry.update(fields)
+            done, total = entry["bytes_done"], entry["bytes_total"]
+            if entry["state"] == "ready":
+                entry["percent"], entry["eta_s"] = 100.0, 0
+            elif total:
+                entry["percent"] = round(min(100.0, 100.0 * done / total), 1)
+            now = time.monotonic()
+            if force or now - self.last_write >= self.interval:
+                self._write()
+                self.last_write = now
+
+    def write(self) -> None:
+        with self.lock:
+            self._write()
+
+    def _write(self) -> None:
+        atomic_write_json(self.path, {
+            "state": self.overall(),
+            "demo": self.demo,
+            "pid": os.getpid(),
+            "updated_at": time.time(),
+            "models": list(self.models.values()),
+        })
+
+
+class ProgressMeter(threading.Thread):
+    """Samples bytes on disk (done files + partial downloads) to report speed and ETA for one model."""
+
+    def __init__(self, status: StatusFile, key: str, target_dir: Path, interval: float):
+        super().__init__(daemon=True, name=f"progress-{key}")
+        self.status, self.key, self.target_dir, self.interval = status, key, target_dir, interval
+        self.done_bytes = 0  # bytes of files finished so far in this model
+        self.current_file_bytes = 0  # what huggingface-hub's progress callbacks reported for the current file
+        self.stopped = threading.Event()
+        self.speed: float | None = None
+
+    def start_file(self) -> None:
+        self.current_file_bytes = 0
+
+    def progress_bar_class(self):
+        """A tqdm class for huggingface-hub that counts bytes here (Xet transfers may not grow a file on disk)."""
+        from huggingface_hub.utils import tqdm as hub_tqdm
+
+        meter = self
+
+        class CountingBar(hub_tqdm):
+            def update(self, n=1):
+                if n:
+                    meter.current_file_bytes += n
+                return super().update(n)
+
+        return CountingBar
+
+    def partial_bytes(self) -> int:
+        total = 0
+        download_dir = self.target_dir / ".cache" / "huggingface" / "download"
+        for path in download_dir.rglob("*.incomplete"):
+            try:
+                total += path.stat().st_size
+            except OSError:
+                continue  # finished and moved between listing and stat
+        return total
+
+    def run(self) -> None:
+        from studio.model_status import describe
+
+        last_bytes, last_time = None, time.monotonic()
+        last_log = time.monotonic()
+        while not self.stopped.wait(self.interval):
+            current = self.done_bytes + max(self.partial_bytes(), self.current_file_bytes)
+            now = time.monotonic()
+            if last_bytes is not None and now > last_time:
+                rate = max(0.0, (current - last_bytes) / (now - last_time))
+                # Smooth the rate so the ETA does not jump with every sample.
+                self.speed = rate if self.speed is None else 0.7 * self.speed + 0.3 * rate
+            last_bytes, last_time = current, now
+            total = self.status.models[self.key]["bytes_total"] or 0
+            eta = round((total - current) / self.speed) if self.speed and total > current else None
+            self.status.update(self.key, bytes_done=min(current, total) if total else current,
+                               speed_bps=round(self.speed) if self.speed is not None else None, eta_s=eta)
+            if now - last_log >= 30:  # a line in the fetch log now and then, for `supervisorctl tail fetch`
+                last_log = now
+                log.info("%s", describe(self.status.models[self.key]))
+
+    def stop(self) -> None:
+        self.stopped.set()
+        self.join(timeout=5)

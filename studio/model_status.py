@@ -1,0 +1,152 @@
+"""What the pages say about model downloads, read from the status file the fetcher writes.
+
+`banners(settings)` gives the page banner ("Downloading models: Z-Image-Turbo 63% (1.2 GB/s, ETA 3 min)")
+until every model is ready; `download_state(settings, key)` lets a feature that needs a missing model say
+"downloading, 63%" instead of failing.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+from studio.atomic import read_json
+from studio.settings import Settings
+from studio.workspace import Workspace
+
+ACTIVE = {"pending", "resolving", "downloading", "verifying", "building"}
+STALE_AFTER_S = 120.0
+
+
+def read_status(settings: Settings) -> dict | None:
+    data = read_json(Workspace(settings.root).model_status_file)
+    return data if isinstance(data, dict) else None
+
+
+def format_bytes(count: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if abs(count) < 1000 or unit == "GB":
+            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
+        count /= 1000
+    return f"{count:.1f} GB"
+
+
+def format_eta(seconds: float | None) -> str | None:
+    if seconds is None:
+        return None
+    if seconds < 60:
+        return "<1 min"
+    minutes = round(seconds / 60)
+    if minutes < 60:
+        return f"{minutes} min"
+    return f"{minutes // 60} h {minutes % 60} min"
+
+
+def _pid_alive(pid) -> bool:
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _stalled(status: dict) -> bool:
+    """The fetcher stopped writing and its process is gone, yet the file still says 'downloading'."""
+    updated = status.get("updated_at")
+    return (status.get("state") == "downloading" and isinstance(updated, (int, float))
+            and time.time() - updated > STALE_AFTER_S and not _pid_alive(status.get("pid")))
+
+
+def describe(entry: dict) -> str:
+    """'Z-Image-Turbo 63% (1.2 GB/s, ETA 3 min)', 'Z-Image-Turbo waiting', ..."""
+    name = entry.get("name") or entry.get("key", "model")
+    state = entry.get("state")
+    if state == "downloading":
+        details = [part for part in (
+            f"{format_bytes(entry['speed_bps'])}/s" if entry.get("speed_bps") else None,
+            f"ETA {format_eta(entry.get('eta_s'))}" if entry.get("eta_s") is not None else None,
+        ) if part]
+        text = f"{name} {entry.get('percent', 0):.0f}%"
+        return f"{text} ({', '.join(details)})" if details else text
+    if state == "building":
+        return f"{name} building"
+    if state == "verifying":
+        return f"{name} verifying"
+    if state == "ready":
+        return f"{name} ready"
+    if state == "error":
+        return f"{name} failed"
+    return f"{name} waiting"
+
+
+def banners(settings: Settings) -> list[dict]:
+    """Banners for the page: progress while models download, the cause when a download failed."""
+    status = read_status(settings)
+    if status is None:
+        return []
+    if status.get("error") and not status.get("models"):
+        return [{"level": "error", "id": "models-error", "text": f"Model download cannot start: {status['error']}"}]
+    models = [m for m in status.get("models", []) if isinstance(m, dict)]
+    out = []
+    failed = [m for m in models if m.get("state") == "error" and not m.get("retrying")]
+    if failed:
+        reasons = " ".join(m.get("error") or describe(m) for m in failed)
+        out.append({"level": "error", "id": "models-error",
+                    "text": f"Model download failed: {reasons} To try again, restart the pod or run "
+                            f"`python -m studio.supervisor_env ctl start fetch` in the studio folder."})
+    retrying = [m for m in models if m.get("state") == "error" and m.get("retrying")]
+    if retrying:
+        reasons = " ".join(m.get("error") or describe(m) for m in retrying)
+        out.append({"level": "warn", "id": "models-retry",
+                    "text": f"Model download interrupted: {reasons} It retries by itself in a minute."})
+    active = [m for m in models if m.get("state") in ACTIVE]
+    if active and _stalled(status):
+        out.append({"level": "error", "id": "models",
+                    "text": "Model download stopped unexpectedly: restart the pod or run "
+                            "`python -m studio.supervisor_env ctl start fetch` in the studio folder."})
+    elif active:
+        prefix = "Preparing demo models" if status.get("demo") else "Downloading models"
+        out.append({"level": "info", "id": "models", "text": f"{prefix}: " + ", ".join(describe(m) for m in active)})
+    return out
+
+
+def download_state(settings: Settings, key: str) -> dict | None:
+    """While one model ('caption', 'zimage', 'adapter', or its folder/name) is not ready: its fetcher entry.
+
+    None when the model is ready or the fetcher does not know it (then a missing file is simply missing).
+    The dict has the status file's fields (state: pending/resolving/downloading/verifying/building/error,
+    percent, bytes_done, bytes_total, speed_bps, eta_s, error) plus `message`, a short phrase for an error
+    reply: "downloading, 63% (ETA 3 min)", "waiting to download", "download failed: ...".
+    """
+    status = read_status(settings)
+    if status is None:
+        return None
+    for entry in status.get("models", []):
+        if isinstance(entry, dict) and key in (entry.get("key"), entry.get("target"), entry.get("name")):
+            result = dict(entry)
+            state = entry.get("state")
+            if state == "ready":
+                return None
+            if state == "downloading":
+                message = f"downloading, {entry.get('percent', 0):.0f}%"
+                if entry.get("eta_s") is not None:
+                    message += f" (ETA {format_eta(entry['eta_s'])})"
+            elif state == "building":
+                message = "being built (demo mode)"
+            elif state == "error":
+                message = f"download failed: {entry.get('error') or 'see the fetch log'}"
+                if entry.get("retrying"):
+                    message += " (retrying)"
+            elif state in ACTIVE:
+                message = "waiting to download" if state == "pending" else state
+            else:
+                message = state or "unknown"
+            if state in ACTIVE and _stalled(status):
+                message = "download stopped unexpectedly"
+            result["message"] = message
+            return result
+    return None

@@ -1,0 +1,512 @@
+"""The model fetcher against a local server that speaks the hub's download protocol (HF_ENDPOINT)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+import pytest
+
+from studio import fetch
+from studio.atomic import read_json
+from studio.model_status import banners, download_state
+from studio.workspace import Workspace
+
+COMMIT = "c0ffee" * 6 + "c0ff"
+
+
+def _blob_id(data: bytes) -> str:
+    return hashlib.sha1(b"blob %d\x00" % len(data) + data).hexdigest()
+
+
+class FakeHub:
+    """Enough of the hub for huggingface-hub 2.4: model info with file metadata, HEAD/GET /resolve with ranges."""
+
+    def __init__(self):
+        self.repos: dict[str, dict[str, bytes]] = {}
+        self.lfs: set[tuple[str, str]] = set()
+        self.drop_once: dict[tuple[str, str], int] = {}  # (repo, file) -> byte offset to cut the connection at
+        self.cut_every: dict[tuple[str, str], int] = {}  # (repo, file) -> bytes sent per response before a cut
+        self.corrupt: set[tuple[str, str]] = set()  # served bytes differ from the advertised hash
+        self.slow: dict[tuple[str, str], float] = {}  # seconds to sleep per 64 KB chunk
+        self.cdn = False  # LFS files redirect to another host (as the hub does to its CDN)
+        self.requests: list[dict] = []
+        self.lock = threading.Lock()
+        hub = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def do_HEAD(self):
+                hub.serve(self, head=True)
+
+            def do_GET(self):
+                hub.serve(self, head=False)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def add(self, repo: str, files: dict[str, bytes], lfs: tuple[str, ...] = ()):
+        self.repos[repo] = files
+        self.lfs.update((repo, name) for name in lfs)
+
+    def file_requests(self, method: str = "GET") -> list[dict]:
+        return [r for r in self.requests if r["method"] == method and "/resolve/" in r["path"]]
+
+    def _send(self, handler, status: int, body: bytes = b"", headers: dict | None = None, head: bool = False):
+        handler.send_response(status)
+        for key, value in (headers or {}).items():
+            handler.send_header(key, value)
+        handler.send_header("Content-Length", str(len(body)))
+        handler.end_headers()
+        if not head:
+            handler.wfile.write(body)
+
+    def serve(self, handler, head: bool):
+        path = unquote(urlparse(handler.path).path)
+        with self.lock:
+            self.requests.append({"method": handler.command, "path": path, "range": handler.headers.get("Range"),
+                                  "auth": handler.headers.get("Authorization")})
+        info = re.fullmatch(r"/api/models/([^/]+/[^/]+)/revision/(.+)", path)
+        if info:
+            repo = info.group(1)
+            if repo not in self.repos:
+                return self._send(handler, 404, b'{"error":"Repository not found"}',
+                                  {"X-Error-Code": "RepoNotFound", "Content-Type": "application/json"}, head)
+            siblings = []
+            for name, data in self.repos[repo].items():
+                sibling = {"rfilename": name, "size": len(data), "blobId": _blob_id(data)}
+                if (repo, name) in self.lfs:
+                    sibling["lfs"] = {"size": len(data), "sha256": hashlib.sha256(data).hexdigest(), "pointerSize": 134}
+                siblings.append(sibling)
+            body = json.dumps({"id": repo, "modelId": repo, "sha": COMMIT, "private": False,
+                               "siblings": siblings}).encode()
+            return self._send(handler, 200, body, {"Content-Type": "application/json"}, head)
+        cdn = re.fullmatch(r"/cdn/([^/]+/[^/]+)/(.+)", path)
+        resolve = re.fullmatch(r"/([^/]+/[^/]+)/resolve/([^/]+)/(.+)", path)
+        if cdn:
+            repo, name = cdn.group(1), cdn.group(2)
+        elif not resolve or resolve.group(1) not in self.repos:
+            return self._send(handler, 404, b"not found", {"X-Error-Code": "RepoNotFound"}, head)
+        else:
+            repo, name = resolve.group(1), resolve.group(3)
+        data = self.repos[repo].get(name)
+        if data is None:
+            return self._send(handler, 404, b"no such file", {"X-Error-Code": "EntryNotFound",
+                                                               "X-Repo-Commit": COMMIT}, head)
+        key = (repo, name)
+        etag = hashlib.sha256(data).hexdigest() if key in self.lfs else _blob_id(data)
+        if self.cdn and resolve and key in self.lfs:
+            location = f"http://localhost:{self.server.server_address[1]}/cdn/{repo}/{name}"
+            return self._send(handler, 302, b"", {"Location": location, "X-Repo-Commit": COMMIT,
+                                                  "X-Linked-Etag": f'"{etag}"', "X-Linked-Size": str(len(data))},
+                              head)
+        served = data[:-1] + bytes([data[-1] ^ 0xFF]) if key in self.corrupt else data
+        headers = {"X-Repo-Commit": COMMIT, "ETag": f'"{etag}"', "Accept-Ranges": "bytes",
+                   "Content-Type": "application/octet-stream"}
+        start = 0
+        match = re.fullmatch(r"bytes=(\d+)-", handler.headers.get("Range") or "")
+        if match and not head:
+            start = int(match.group(1))
+            headers["Content-Range"] = f"bytes {start}-{len(data) - 1}/{len(data)}"
+        body = served[start:]
+        handler.send_response(206 if start else 200)
+        for k, v in headers.items():
+            handler.send_header(k, v)
+        handler.send_header("Content-Length", str(len(body)))
+        handler.end_headers()
+        if head:
+            return
+        cut = self.drop_once.pop(key, None)
+        if key in self.cut_every:
+            cut = start + self.cut_every[key]
+        delay = self.slow.get(key, 0.0)
+        for offset in range(0, len(body), 65536):
+            if cut is not None and start + offset >= cut:
+                handler.wfile.flush()
+                handler.close_connection = True
+                handler.connection.shutdown(2)  # the connection drops mid-file, as a flaky network does
+                return
+            handler.wfile.write(body[offset:offset + 65536])
+            if delay:
+                handler.wfile.flush()
+                time.sleep(delay)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def _payload(size: int, seed: int) -> bytes:
+    return (hashlib.sha256(str(seed).encode()).digest() * (size // 32 + 1))[:size]
+
+
+@pytest.fixture
+def hub(monkeypatch):
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)  # conftest sets HF_HUB_OFFLINE=1 for everything else
+    with FakeHub() as server:
+        server.add("org/caption-GGUF", {"model-Q8_0.gguf": _payload(600_000, 1),
+                                        "mmproj-f16.gguf": _payload(200_000, 2), "README.md": b"# readme\n"},
+                   lfs=("model-Q8_0.gguf", "mmproj-f16.gguf"))
+        server.add("org/Image-Turbo", {"model_index.json": b'{"_class_name": "ZImagePipeline"}\n',
+                                       "transformer/config.json": b"{}\n",
+                                       "transformer/diffusion_pytorch_model.safetensors": _payload(300_000, 3),
+                                       "vae/config.json": b'{"a": 1}\n', "assets/big.png": _payload(90_000, 4)},
+                   lfs=("transformer/diffusion_pytorch_model.safetensors", "assets/big.png"))
+        yield server
+
+
+@pytest.fixture
+def models_file(tmp_path):
+    path = tmp_path / "models.txt"
+    path.write_text("# test models\n"
+                    "org/caption-GGUF main model-Q8_0.gguf,mmproj-f16.gguf Qwen2.5-VL-7B-Instruct-GGUF\n"
+                    "\n"
+                    "org/Image-Turbo main model_index.json,transformer/*,vae/* Z-Image-Turbo\n")
+    return path
+
+
+FAST = fetch.RetryPolicy(attempts=3, base_delay=0.05, max_delay=0.1)
+
+
+def _run(make_settings, hub, models_file, **kwargs):
+    settings = make_settings(HF_ENDPOINT=hub.url, **kwargs.pop("env", {}))
+    code = fetch.run(settings, models_file, policy=FAST, progress_interval=0.05, **kwargs)
+    return settings, code
+
+
+def test_fetch_downloads_verifies_and_reports_ready(make_settings, hub, models_file):
+    settings, code = _run(make_settings, hub, models_file)
+    assert code == 0
+    models = Workspace(settings.root).models
+    assert (models / "Qwen2.5-VL-7B-Instruct-GGUF" / "model-Q8_0.gguf").read_bytes() == _payload(600_000, 1)
+    assert (models / "Z-Image-Turbo" / "transformer" / "diffusion_pytorch_model.safetensors").stat().st_size == 300_000
+    assert (models / "Z-Image-Turbo" / "vae" / "config.json").read_bytes() == b'{"a": 1}\n'
+    assert not (models / "Z-Image-Turbo" / "assets").exists()  # not selected by the patterns
+    assert not (models / "Qwen2.5-VL-7B-Instruct-GGUF" / "README.md").exists()
+    status = read_json(Workspace(settings.root).model_status_file)
+    assert status["state"] == "ready" and status["demo"] is False
+    by_key = {m["key"]: m for m in status["models"]}
+    assert by_key["caption"]["bytes_total"] == 800_000 and by_key["caption"]["percent"] == 100.0
+    assert by_key["zimage"]["files_total"] == 4 and by_key["zimage"]["state"] == "ready"
+    assert banners(settings) == []
+    assert download_state(settings, "zimage") is None  # ready: nothing to wait for
+    assert all(r["auth"] is None for r in hub.requests)  # no token configured, none sent
+
+
+def test_second_run_skips_complete_files_without_network(make_settings, hub, models_file):
+    settings, code = _run(make_settings, hub, models_file)
+    assert code == 0
+    hub.requests.clear()
+    _, code = _run(make_settings, hub, models_file)
+    assert code == 0 and hub.requests == []
+    # --refresh asks the hub for the listing again but downloads nothing that is complete
+    _, code = _run(make_settings, hub, models_file, refresh=True)
+    assert code == 0
+    assert hub.file_requests("GET") == [] and hub.file_requests("HEAD") == []
+    assert len([r for r in hub.requests if r["path"].startswith("/api/models/")]) == 2
+
+
+def _ranges(hub, name: str) -> list[int | None]:
+    gets = [r for r in hub.file_requests("GET") if r["path"].endswith(name)]
+    return [int(re.fullmatch(r"bytes=(\d+)-", r["range"]).group(1)) if r["range"] else None for r in gets]
+
+
+def test_interrupted_download_resumes_with_a_range_request(make_settings, hub, models_file):
+    big = _payload(3_000_000, 9)
+    hub.repos["org/caption-GGUF"]["model-Q8_0.gguf"] = big
+    hub.drop_once[("org/caption-GGUF", "model-Q8_0.gguf")] = 1_000_000  # the connection drops once, mid-file
+    settings, code = _run(make_settings, hub, models_file)
+    assert code == 0
+    ranges = _ranges(hub, "model-Q8_0.gguf")
+    assert len(ranges) == 2 and ranges[0] is None
+    assert 1_000_000 <= ranges[1] < 3_000_000  # continued where it stopped, not from zero
+    target = Workspace(settings.root).models / "Qwen2.5-VL-7B-Instruct-GGUF" / "model-Q8_0.gguf"
+    assert hashlib.sha256(target.read_bytes()).hexdigest() == hashlib.sha256(big).hexdigest()
+
+
+def test_partial_download_survives_a_restart_of_the_fetcher(make_settings, hub, models_file):
+    big = _payload(2_000_000, 5)
+    hub.repos["org/caption-GGUF"]["model-Q8_0.gguf"] = big
+    key = ("org/caption-GGUF", "model-Q8_0.gguf")
+    hub.cut_every[key] = 600_000  # every response breaks off early: 3 attempts do not finish the file
+    settings, code = _run(make_settings, hub, models_file)
+    assert code == fetch.EXIT_TEMPORARY  # supervisord starts the fetcher again
+    first = _ranges(hub, "model-Q8_0.gguf")
+    assert len(first) == 3 and first[0] is None and first[1] < first[2]
+    folder = Workspace(settings.root).models / "Qwen2.5-VL-7B-Instruct-GGUF"
+    [partial] = (folder / ".cache" / "huggingface" / "download").glob("*.incomplete")
+    kept = partial.stat().st_size
+    assert first[2] < kept < len(big)
+    status = read_json(Workspace(settings.root).model_status_file)
+    assert status["models"][0]["state"] == "error" and "continues from there" in status["models"][0]["error"]
+
+    hub.requests.clear()
+    hub.cut_every[key] = 1_000_000
+    _, code = _run(make_settings, hub, models_file)  # the restarted fetcher
+    assert code == 0
+    second = _ranges(hub, "model-Q8_0.gguf")
+    assert second[0] == kept  # picked up the partial file left by the previous process
+    assert (folder / "model-Q8_0.gguf").read_bytes() == big
+    assert not partial.exists()
+
+
+def test_stale_partial_downloads_are_removed(make_settings, hub, models_file):
+    settings = make_settings(HF_ENDPOINT=hub.url)
+    model_dir = Workspace(settings.root).models / "Qwen2.5-VL-7B-Instruct-GGUF"
+    download_dir = model_dir / ".cache" / "huggingface" / "download"
+    download_dir.mkdir(parents=True)
+    stale = download_dir / "abc123.deadbeef.0a1b2c3d.incomplete"  # left by a killed process
+    stale.write_bytes(b"x" * 1000)
+    assert fetch.run(settings, models_file, policy=FAST, progress_interval=0.05) == 0
+    assert not stale.exists()
+
+
+def test_progress_is_written_while_downloading(make_settings, hub, models_file):
+    # huggingface-hub writes 10 MB at a time: a 25 MB file sent in ~1 s shows two partial steps on disk.
+    hub.repos["org/caption-GGUF"]["model-Q8_0.gguf"] = _payload(25_000_000, 7)
+    hub.slow[("org/caption-GGUF", "model-Q8_0.gguf")] = 0.0025
+    settings = make_settings(HF_ENDPOINT=hub.url)
+    status_file = Workspace(settings.root).model_status_file
+    snapshots, done = [], threading.Event()
+
+    def watch():
+        while not done.is_set():
+            data = read_json(status_file)
+            if data:
+                snapshots.append(data)
+            time.sleep(0.02)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        code = fetch.run(settings, models_file, policy=FAST, progress_interval=0.05)
+    finally:
+        done.set()
+        watcher.join()
+    assert code == 0
+    caption = [s["models"][0] for s in snapshots if s["models"][0]["state"] == "downloading"]
+    partial = [m for m in caption if 0 < m["percent"] < 100 and m["speed_bps"]]
+    assert partial, "no snapshot showed a partial download with a speed"
+    assert any(m["eta_s"] is not None for m in partial)
+    assert all(m["bytes_total"] == 25_200_000 for m in partial)
+
+
+def test_banner_and_download_state_while_downloading(settings):
+    from studio.atomic import atomic_write_json
+
+    atomic_write_json(Workspace(settings.root).model_status_file, {
+        "state": "downloading", "demo": False, "pid": os.getpid(), "updated_at": time.time(),
+        "models": [
+            {"key": "caption", "name": "Qwen2.5-VL-7B-Instruct-GGUF", "target": "Qwen2.5-VL-7B-Instruct-GGUF",
+             "state": "ready", "percent": 100.0},
+            {"key": "zimage", "name": "Z-Image-Turbo", "target": "Z-Image-Turbo", "state": "downloading",
+             "percent": 63.2, "speed_bps": 1.2e9, "eta_s": 180, "bytes_done": 1, "bytes_total": 2},
+            {"key": "adapter", "name": "zimage_turbo_training_adapter", "state": "pending", "percent": 0.0},
+        ],
+    })
+    assert banners(settings) == [{
+        "level": "info", "id": "models",
+        "text": "Downloading models: Z-Image-Turbo 63% (1.2 GB/s, ETA 3 min), zimage_turbo_training_adapter waiting",
+    }]
+    assert download_state(settings, "zimage")["message"] == "downloading, 63% (ETA 3 min)"
+    assert download_state(settings, "Z-Image-Turbo")["percent"] == 63.2
+    assert download_state(settings, "adapter")["message"] == "waiting to download"
+    assert download_state(settings, "nothing") is None
+    assert download_state(settings, "caption") is None
+
+
+def test_corrupt_file_on_disk_is_downloaded_again(make_settings, hub, models_file):
+    settings, code = _run(make_settings, hub, models_file)
+    assert code == 0
+    target = Workspace(settings.root).models / "Qwen2.5-VL-7B-Instruct-GGUF" / "mmproj-f16.gguf"
+    data = bytearray(target.read_bytes())
+    data[100] ^= 0xFF
+    target.write_bytes(bytes(data))  # same size, new mtime: the manifest no longer vouches for it
+    hub.requests.clear()
+    _, code = _run(make_settings, hub, models_file)
+    assert code == 0
+    assert target.read_bytes() == _payload(200_000, 2)
+    assert [r["path"].rsplit("/", 1)[1] for r in hub.file_requests("GET")] == ["mmproj-f16.gguf"]
+
+
+def test_hash_mismatch_from_the_server_is_an_error_in_the_status(make_settings, hub, models_file):
+    hub.corrupt.add(("org/caption-GGUF", "mmproj-f16.gguf"))
+    settings, code = _run(make_settings, hub, models_file)
+    assert code == fetch.EXIT_TEMPORARY  # supervisord tries again later
+    status = read_json(Workspace(settings.root).model_status_file)
+    by_key = {m["key"]: m for m in status["models"]}
+    assert by_key["caption"]["state"] == "error"
+    assert "mmproj-f16.gguf failed verification (hash does not match the hub's)" in by_key["caption"]["error"]
+    assert by_key["zimage"]["state"] == "ready"  # one failed model does not stop the others
+    assert not (Workspace(settings.root).models / "Qwen2.5-VL-7B-Instruct-GGUF" / "mmproj-f16.gguf").exists()
+    [banner] = banners(settings)
+    assert banner["level"] == "warn" and "mmproj-f16.gguf failed verification" in banner["text"]
+    assert banner["text"].endswith("It retries by itself in a minute.")
+    assert download_state(settings, "caption")["message"].startswith("download failed: ")
+
+
+def test_missing_file_and_missing_repo_are_permanent_errors_naming_the_line(make_settings, hub, tmp_path):
+    models_file = tmp_path / "models.txt"
+    models_file.write_text("org/caption-GGUF main nope.gguf Qwen2.5-VL-7B-Instruct-GGUF\n"
+                           "org/missing main a.bin elsewhere\n")
+    settings, code = _run(make_settings, hub, models_file)
+    assert code == 0  # retrying cannot fix these: no restart loop
+    by_key = {m["key"]: m for m in read_json(Workspace(settings.root).model_status_file)["models"]}
+    assert by_key["caption"]["error"] == ("org/caption-GGUF at main has no file matching 'nope.gguf' "
+                                          "(models.txt line 1).")
+    assert "org/missing was not found on the hub" in by_key["elsewhere"]["error"]
+    assert "(models.txt line 2)" in by_key["elsewhere"]["error"]
+    [banner] = banners(settings)
+    assert banner["level"] == "error" and banner["text"].startswith("Model download failed: org/caption-GGUF")
+    assert "To try again, restart the pod or run `python -m studio.supervisor_env ctl start fetch`" in banner["text"]
+
+
+def test_hf_token_is_sent(make_settings, hub, models_file):
+    _, code = _run(make_settings, hub, models_file, env={"HF_TOKEN": "hf_secret"})
+    assert code == 0
+    assert hub.requests and all(r["auth"] == "Bearer hf_secret" for r in hub.requests)
+
+
+def test_malformed_models_txt_is_reported_in_the_banner(make_settings, hub, tmp_path):
+    models_file = tmp_path / "models.txt"
+    models_file.write_text("# ok\norg/repo main\n")
+    settings, code = _run(make_settings, hub, models_file)
+    assert code == 0
+    [banner] = banners(settings)
+    assert banner["level"] == "error" and "models.txt line 2: expected 4 columns" in banner["text"]
+
+
+def test_demo_mode_builds_demo_models_and_reports_ready(demo_root, make_settings):
+    settings = make_settings(STUDIO_DEMO="1")
+    assert fetch.run(settings) == 0
+    status = read_json(Workspace(settings.root).model_status_file)
+    assert status["demo"] is True and status["state"] == "ready"
+    assert {m["key"] for m in status["models"]} == {"caption", "zimage", "adapter"}
+    assert banners(settings) == []
+    from studio.registry import model_paths
+
+    paths = model_paths(settings)
+    assert paths.caption_model.is_file() and (paths.zimage_dir / "model_index.json").is_file()
+    assert paths.training_adapter.is_file()
+
+
+def test_module_entry_point_reports_bad_settings(tmp_path):
+    import subprocess
+    import sys
+
+    from tests.helpers import REPO
+
+    result = subprocess.run([sys.executable, "-m", "studio.fetch"], cwd=REPO, capture_output=True, text=True,
+                            env={**os.environ, "STUDIO_ROOT": str(tmp_path), "STUDIO_DEMO": "maybe"}, timeout=60)
+    assert result.returncode == 2
+    assert result.stderr.strip() == "error: STUDIO_DEMO='maybe' is not a yes/no value: use 1 or 0."
+
+
+def test_status_paths_stay_inside_the_models_folder(make_settings, hub, tmp_path):
+    # A repo file name with '..' cannot come from a well-behaved hub, but the fetcher must not follow it.
+    hub.add("org/evil", {"../../escape.bin": b"x"})
+    models_file = tmp_path / "models.txt"
+    models_file.write_text("org/evil main * evil\n")
+    settings, code = _run(make_settings, hub, models_file)
+    assert not (Path(settings.root).parent / "escape.bin").exists()
+    entry = {m["key"]: m for m in read_json(Workspace(settings.root).model_status_file)["models"]}["evil"]
+    assert entry["state"] == "error"
+
+
+def test_not_enough_disk_space_is_a_permanent_error(make_settings, hub, models_file, monkeypatch):
+    import shutil
+    from collections import namedtuple
+
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(10**9, 10**9 - 1000, 1000))
+    settings, code = _run(make_settings, hub, models_file)
+    assert code == 0
+    entry = {m["key"]: m for m in read_json(Workspace(settings.root).model_status_file)["models"]}["caption"]
+    assert entry["state"] == "error"
+    assert entry["error"].startswith("Not enough disk space for caption-GGUF: it needs 800.0 KB more and ")
+    assert entry["error"].endswith(" has 1.0 KB free; enlarge the volume or free space.")
+    assert hub.file_requests("GET") == []
+
+
+def test_progress_meter_counts_the_hubs_progress_callbacks(settings, tmp_path):
+    from studio.models_txt import parse_models_txt
+
+    [spec] = parse_models_txt("org/repo main a.bin folder\n")
+    status = fetch.StatusFile(tmp_path / "status.json", [spec], demo=False)
+    meter = fetch.ProgressMeter(status, spec.key, tmp_path, interval=0.05)
+    bar = meter.progress_bar_class()(total=100, disable=True)  # bars are off in the fetcher; counting is not
+    bar.update(40)
+    bar.update(2)
+    assert meter.current_file_bytes == 42
+    meter.start_file()
+    assert meter.current_file_bytes == 0
+
+
+def test_download_banner_shows_on_the_pages(make_settings):
+    from studio.atomic import atomic_write_json
+
+    settings = make_settings(STUDIO_PASSWORD="pw")
+    atomic_write_json(Workspace(settings.root).model_status_file, {
+        "state": "downloading", "demo": False, "pid": os.getpid(), "updated_at": time.time(),
+        "models": [{"key": "zimage", "name": "Z-Image-Turbo", "state": "downloading", "percent": 63.0,
+                    "speed_bps": 1.2e9, "eta_s": 180}],
+    })
+    import app
+    import trainer
+
+    for module in (app, trainer):
+        client = module.create_app(settings).test_client()
+        page = client.get("/", headers={"Authorization": "Bearer pw"})
+        assert page.status_code == 200
+        assert "Downloading models: Z-Image-Turbo 63% (1.2 GB/s, ETA 3 min)" in page.get_data(as_text=True)
+
+
+def test_large_files_come_from_the_cdn_without_the_token(make_settings, hub, models_file):
+    hub.cdn = True
+    settings, code = _run(make_settings, hub, models_file, env={"HF_TOKEN": "hf_secret"})
+    assert code == 0
+    cdn = [r for r in hub.requests if r["path"].startswith("/cdn/")]
+    assert sorted(r["path"].rsplit("/", 1)[1] for r in cdn) == [
+        "diffusion_pytorch_model.safetensors", "mmproj-f16.gguf", "model-Q8_0.gguf"]
+    assert all(r["auth"] is None for r in cdn)  # the signed address needs no token; it must not leak there
+    assert all(r["auth"] == "Bearer hf_secret" for r in hub.requests if not r["path"].startswith("/cdn/"))
+    model = Workspace(settings.root).models / "Qwen2.5-VL-7B-Instruct-GGUF" / "model-Q8_0.gguf"
+    assert model.read_bytes() == _payload(600_000, 1)
+
+
+def test_module_entry_point_downloads_as_supervisord_runs_it(hub, models_file, studio_root):
+    import subprocess
+    import sys
+
+    from tests.helpers import REPO
+
+    env = {key: value for key, value in os.environ.items() if key not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
+    env.update({"STUDIO_ROOT": str(studio_root), "HF_ENDPOINT": hub.url})
+    result = subprocess.run([sys.executable, "-m", "studio.fetch", "--models-file", str(models_file)], cwd=REPO,
+                            env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "caption-GGUF: ready (2 files, 800000 bytes)" in result.stderr
+    assert "Image-Turbo: ready (4 files" in result.stderr
+    assert read_json(studio_root / ".studio" / "models-status.json")["state"] == "ready"
