@@ -98,6 +98,22 @@ def test_missing_models_are_an_error_outside_demo_mode(make_settings):
     assert any(e["field"] == "model" and "models.txt" in e["message"] for e in report["errors"])
 
 
+
+def test_missing_model_still_downloading_says_how_far(make_settings):
+    from studio.atomic import atomic_write_json
+    from studio.workspace import Workspace
+
+    app = trainer.create_app(make_settings())
+    root = app.config["STUDIO_SETTINGS"].root
+    name = make_export(root).name
+    atomic_write_json(Workspace(root).model_status_file, {"models": [
+        {"key": "zimage", "name": "Z-Image-Turbo", "state": "downloading", "percent": 63.0, "eta_s": 180},
+        {"key": "adapter", "name": "adapter", "state": "ready", "percent": 100.0},
+    ]})
+    report = app.test_client().post("/api/jobs/validate", json=_body(name)).get_json()
+    messages = [e["message"] for e in report["errors"] if e["field"] == "model"]
+    assert any("downloading, 63%" in m for m in messages), messages
+
 def test_double_submit_creates_one_job(client, dataset):
     first = client.post("/api/jobs", json=_body(dataset))
     second = client.post("/api/jobs", json=_body(dataset))

@@ -18,6 +18,7 @@ from urllib.parse import urlparse
 
 from PIL import Image, UnidentifiedImageError
 
+from studio.model_status import download_state
 from studio.registry import model_paths
 from studio.settings import Settings
 from studio.workspace import UnsafePathError, Workspace, safe_name
@@ -263,17 +264,21 @@ def _check_images(folder: Path, images: list[str], config: dict | None, report: 
 
 def _check_models(settings: Settings, report: Report) -> None:
     paths = model_paths(settings)
-    needed = [(paths.zimage_dir / "model_index.json", "Z-Image-Turbo model"),
-              (paths.training_adapter, "Z-Image training adapter")]
-    missing = [(path, label) for path, label in needed if not path.is_file()]
+    needed = [(paths.zimage_dir / "model_index.json", "Z-Image-Turbo model", "zimage"),
+              (paths.training_adapter, "Z-Image training adapter", "adapter")]
+    missing = [(path, label, key) for path, label, key in needed if not path.is_file()]
     if not missing:
         return
     if settings.demo:
         report.warn(None, "The tiny demo models are built when the job starts (a few seconds).")
         return
-    for path, label in missing:
-        report.error("model", f"The {label} is not on disk yet ({path} is missing): wait for the model download "
-                              "(listed in models.txt) to finish.")
+    for path, label, key in missing:
+        state = download_state(settings, key)
+        if state is not None:
+            report.error("model", f"The {label} is {state['message']}: start the job when the download is done.")
+        else:
+            report.error("model", f"The {label} is not on disk yet ({path} is missing): wait for the model "
+                                  "download (listed in models.txt) to finish.")
 
 
 def validate(settings: Settings, payload: dict) -> Report:
