@@ -61,4 +61,7 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     for module in (datasets, uploads, images, captions, autocaption, export):
         app.register_blueprint(module.bp)
+    from app import s3_import
+
+    app.register_blueprint(s3_import.bp)
     return app

@@ -1,0 +1,149 @@
+"""Datasets in object storage (S3, R2, MinIO): import a prefix into a dataset, push an export to a prefix.
+
+Both run as background jobs (the RunPod proxy cuts requests at 100 s). Imported files go through the
+same import job as uploads, so they are decoded, checked and named exactly like uploaded images.
+"""
+
+from __future__ import annotations
+
+import secrets
+import shutil
+
+from flask import Blueprint, jsonify
+
+from app import context
+from app.importer import Source, run_import
+from app.jobs import Job, JobError, read_job
+from studio.atomic import read_json
+from studio.s3 import Storage, StorageError, normalize_prefix, storage_configured
+from studio.web import ApiError, json_body
+from studio.workspace import UnsafePathError, confined, safe_name
+
+bp = Blueprint("s3_import", __name__)
+IMPORT_KIND = "s3-import"
+PUSH_KIND = "s3-push"
+
+
+def _request_storage(body: dict) -> tuple[Storage, str]:
+    """The storage client and prefix a request names; errors are answered before any job starts."""
+    settings = context.settings()
+    bucket = body.get("bucket")
+    if bucket is not None and (not isinstance(bucket, str) or not bucket.strip()):
+        raise ApiError("'bucket' must be a bucket name.", 422)
+    prefix = body.get("prefix", "")
+    if not isinstance(prefix, str):
+        raise ApiError("'prefix' must be text, e.g. \"datasets/anna/\".", 422)
+    if not storage_configured(settings) and not (bucket and settings.s3_access_key and settings.s3_secret_key):
+        raise ApiError("Object storage is not configured: set S3_BUCKET, S3_ACCESS_KEY_ID and "
+                       "S3_SECRET_ACCESS_KEY (or the R2_* names) and restart.", 409)
+    try:
+        storage = Storage.from_settings(settings, bucket=bucket, max_attempts=2)
+        prefix = normalize_prefix(prefix)
+        storage.check()  # wrong keys or a missing bucket answer now, not later in a job
+    except StorageError as exc:
+        status = 422 if exc.code in {"bad_prefix", "no_such_bucket"} else 502
+        raise ApiError(exc.message, status, details=[{"code": exc.code}]) from None
+    return storage, prefix
+
+
+def _job_state(dataset_id: str, job_id: str, kind: str) -> dict:
+    dataset = context.dataset(dataset_id)
+    state = read_job(dataset.jobs, job_id)
+    if state is None or state.get("kind") != kind:
+        raise ApiError("Unknown storage job.", 404)
+    return state
+
+
+@bp.post("/api/datasets/<dataset_id>/import-s3")
+def start_import(dataset_id: str):
+    dataset = context.dataset(dataset_id)
+    storage, prefix = _request_storage(json_body())
+    settings = context.settings()
+    work_dir = confined(context.workspace().uploads, f"s3-{secrets.token_hex(8)}")
+
+    def work(job: Job) -> dict:
+        download = work_dir / "download"
+        try:
+            job.update(phase="downloading", message=f"Listing {storage.bucket}/{prefix}")
+
+            def progress(p: dict) -> None:
+                job.check_cancel()
+                job.update(phase="downloading", done=p["files_done"], total=p["files_total"],
+                           bytes_done=p["bytes_done"], bytes_total=p["bytes_total"],
+                           message=f"Downloading {p['files_done']} of {p['files_total']} files")
+
+            try:
+                files = storage.download_prefix(prefix, download, on_progress=progress,
+                                                max_bytes=settings.max_upload_mb * 2**20)
+            except StorageError as exc:
+                raise JobError(exc.message) from None
+            if not files:
+                raise JobError(f"Nothing was found under {storage.bucket}/{prefix}: check the prefix.")
+            sources = [Source(path.relative_to(download).as_posix(), path) for path in files]
+            result = run_import(job, dataset, sources, settings, work_dir / "import")
+            result["source"] = {"bucket": storage.bucket, "prefix": prefix, "files": len(files)}
+            return result
+        finally:
+            shutil.rmtree(work_dir, ignore_errors=True)
+
+    job = context.runner().start(dataset.jobs, IMPORT_KIND, work)
+    return jsonify(job.state), 202
+
+
+@bp.get("/api/datasets/<dataset_id>/import-s3/<job_id>")
+def import_progress(dataset_id: str, job_id: str):
+    return jsonify(_job_state(dataset_id, job_id, IMPORT_KIND))
+
+
+def _export_folder(dataset, name) -> tuple[str, object]:
+    """The export to push: the one named in the request, else this dataset's latest export."""
+    workspace = context.workspace()
+    if name is None:
+        last = dataset.meta().get("last_export") or {}
+        name = last.get("name")
+        if not name:
+            raise ApiError("This dataset has not been exported yet: export it, then push.", 409)
+    if not isinstance(name, str):
+        raise ApiError("'export' must be the name of an export.", 422)
+    try:
+        folder = workspace.export_dir(name)
+    except UnsafePathError:
+        raise ApiError(f"{name!r} is not a valid export name.", 422) from None
+    meta = read_json(folder / "dataset.json", None)
+    if not isinstance(meta, dict) or meta.get("source_dataset_id") != dataset.id:
+        raise ApiError(f"There is no export {name!r} of this dataset.", 404)
+    return safe_name(name), folder
+
+
+@bp.post("/api/datasets/<dataset_id>/push-s3")
+def start_push(dataset_id: str):
+    dataset = context.dataset(dataset_id)
+    body = json_body()
+    name, folder = _export_folder(dataset, body.get("export"))
+    body.setdefault("prefix", f"datasets/{name}/")
+    storage, prefix = _request_storage(body)
+    if not prefix:
+        raise ApiError("Give a 'prefix' to push to (the bucket root is not allowed).", 422)
+
+    def work(job: Job) -> dict:
+        job.update(phase="uploading", message=f"Uploading {name} to {storage.bucket}/{prefix}")
+
+        def progress(p: dict) -> None:
+            job.check_cancel()
+            job.update(done=p["files_done"], total=p["files_total"], bytes_done=p["bytes_done"],
+                       bytes_total=p["bytes_total"], message=f"Uploaded {p['files_done']} of {p['files_total']} files")
+
+        try:
+            keys = storage.upload_folder(folder, prefix, on_progress=progress)
+        except StorageError as exc:
+            raise JobError(exc.message) from None
+        job.update(message=f"Pushed {len(keys)} files to {storage.bucket}/{prefix}.")
+        return {"bucket": storage.bucket, "prefix": prefix, "files": len(keys), "export": name}
+
+    job = context.runner().start(dataset.jobs, PUSH_KIND, work)
+    return jsonify(job.state), 202
+
+
+@bp.get("/api/datasets/<dataset_id>/push-s3/<job_id>")
+def push_progress(dataset_id: str, job_id: str):
+    return jsonify(_job_state(dataset_id, job_id, PUSH_KIND))

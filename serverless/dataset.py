@@ -1,0 +1,205 @@
+"""Fetch a training dataset for one serverless job and turn it into an exported-dataset folder.
+
+A dataset is an S3 prefix (`{"bucket"?, "prefix"}`) or a ZIP at an http(s) URL (`{"url"}`); the URL is
+fetched only because the job input asks for it. Every file is decoded with Pillow exactly like an
+upload to the dataset manager; what is not an image is skipped, and each image keeps its same-stem
+`.txt` caption.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from app.imaging import IMAGE_EXTENSIONS, ImageRejected, inspect_image
+from studio.atomic import atomic_write_json, read_json
+from studio.s3 import Storage, StorageError, normalize_prefix
+from studio.settings import Settings
+from studio.workspace import UnsafePathError, confined
+
+log = logging.getLogger(__name__)
+
+# What training reads; other decodable formats are re-encoded as PNG.
+TRAINING_EXTENSIONS = {".jpg", ".jpeg", ".png", ".webp"}
+
+
+class DatasetInputError(ValueError):
+    """The dataset named in the job input cannot be used; the message is one sentence."""
+
+    def __init__(self, message: str, details: list | None = None):
+        super().__init__(message)
+        self.message = message
+        self.details = details or []
+
+
+@dataclass
+class PreparedDataset:
+    folder: Path
+    images: int
+    captions: int
+    skipped: list[dict] = field(default_factory=list)
+
+
+def parse_dataset_spec(spec) -> dict:
+    """Check the `dataset` input: exactly one of {url} or {prefix (+ bucket)}; returns a clean copy."""
+    if not isinstance(spec, dict):
+        raise DatasetInputError("`dataset` must be an object: {\"bucket\", \"prefix\"} or {\"url\"}.")
+    unknown = sorted(set(spec) - {"bucket", "prefix", "url"})
+    if unknown:
+        raise DatasetInputError("`dataset` has unknown keys.",
+                                [{"field": f"dataset.{k}", "message": "Unknown key."} for k in unknown])
+    if "url" in spec:
+        if "prefix" in spec or "bucket" in spec:
+            raise DatasetInputError("`dataset` takes either `url` or `bucket`/`prefix`, not both.")
+        url = spec["url"]
+        parts = urlsplit(url) if isinstance(url, str) else None
+        if parts is None or parts.scheme not in {"http", "https"} or not parts.hostname:
+            raise DatasetInputError("`dataset.url` must be an http(s) address of a ZIP file.",
+                                    [{"field": "dataset.url", "message": "Use an https:// link to a .zip."}])
+        return {"url": url}
+    prefix = spec.get("prefix")
+    if not isinstance(prefix, str):
+        raise DatasetInputError("`dataset.prefix` is required (a folder in the bucket), or give `dataset.url`.",
+                                [{"field": "dataset.prefix", "message": "Required."}])
+    bucket = spec.get("bucket")
+    if bucket is not None and (not isinstance(bucket, str) or not bucket.strip()):
+        raise DatasetInputError("`dataset.bucket` must be a bucket name.",
+                                [{"field": "dataset.bucket", "message": "Must be a non-empty string."}])
+    try:
+        return {"bucket": bucket, "prefix": normalize_prefix(prefix)}
+    except StorageError as exc:
+        raise DatasetInputError(exc.message, [{"field": "dataset.prefix", "message": "Not a valid prefix."}]) from None
+
+
+def download_url_zip(url: str, target: Path, max_bytes: int, on_bytes: Callable[[int], None] | None = None) -> Path:
+    import requests
+
+    host = urlsplit(url).hostname
+    try:
+        with requests.get(url, stream=True, timeout=(15, 120), allow_redirects=True) as response:
+            if response.status_code != 200:
+                raise DatasetInputError(f"The dataset URL on {host} answered HTTP {response.status_code}.")
+            length = int(response.headers.get("Content-Length") or 0)
+            if length > max_bytes:
+                raise DatasetInputError(f"The dataset ZIP is {length / 1e6:.0f} MB, over the "
+                                        f"{max_bytes / 1e6:.0f} MB limit (MAX_UPLOAD_MB).")
+            done = 0
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with open(target, "wb") as handle:
+                for block in response.iter_content(1 << 20):
+                    done += len(block)
+                    if done > max_bytes:
+                        raise DatasetInputError(f"The dataset ZIP is over the {max_bytes / 1e6:.0f} MB limit "
+                                                "(MAX_UPLOAD_MB).")
+                    handle.write(block)
+                    if on_bytes:
+                        on_bytes(done)
+    except requests.RequestException as exc:
+        raise DatasetInputError(f"The dataset URL on {host} could not be downloaded ({type(exc).__name__}).") from None
+    return target
+
+
+def extract_zip(archive: Path, dest: Path, max_total_bytes: int, max_ratio: int) -> None:
+    """Extract with the dataset manager's limits: no paths outside `dest`, bounded size and ratio."""
+    try:
+        with zipfile.ZipFile(archive) as zf:
+            members = [m for m in zf.infolist() if not m.is_dir()]
+            total = sum(m.file_size for m in members)
+            if total > max_total_bytes:
+                raise DatasetInputError(f"The ZIP unpacks to {total / 1e6:.0f} MB, over the "
+                                        f"{max_total_bytes / 1e6:.0f} MB limit (ZIP_MAX_TOTAL_MB).")
+            for member in members:
+                if member.compress_size and member.file_size / member.compress_size > max_ratio:
+                    raise DatasetInputError(f"{member.filename!r} in the ZIP is compressed more than "
+                                            f"{max_ratio}:1 (ZIP_MAX_RATIO); it looks like a ZIP bomb.")
+                parts = [p for p in member.filename.replace("\\", "/").split("/") if p]
+                if not parts or parts[0] == "__MACOSX" or any(p.startswith(".") for p in parts):
+                    continue
+                try:
+                    target = confined(dest, *parts)
+                except UnsafePathError:
+                    log.warning("skipping ZIP entry with an unsafe path")
+                    continue
+                target.parent.mkdir(parents=True, exist_ok=True)
+                with zf.open(member) as source, open(target, "wb") as out:
+                    shutil.copyfileobj(source, out, 1 << 20)
+    except zipfile.BadZipFile:
+        raise DatasetInputError("The dataset URL did not return a ZIP file.") from None
+
+
+def fetch_dataset(spec: dict, settings: Settings, raw_dir: Path,
+                  on_progress: Callable[[dict], None] | None = None) -> None:
+    """Download the dataset named by a parsed spec into `raw_dir` (files as they come)."""
+    raw_dir.mkdir(parents=True, exist_ok=True)
+    max_bytes = settings.max_upload_mb * 1024 * 1024
+    if "url" in spec:
+        archive = raw_dir.parent / "dataset.zip"
+
+        def report(done: int) -> None:
+            if on_progress:
+                on_progress({"phase": "downloading", "bytes_done": done})
+
+        download_url_zip(spec["url"], archive, max_bytes, report)
+        extract_zip(archive, raw_dir, settings.zip_max_total_mb * 1024 * 1024, settings.zip_max_ratio)
+        archive.unlink(missing_ok=True)
+        return
+    storage = Storage.from_settings(settings, bucket=spec.get("bucket"))
+    files = storage.download_prefix(
+        spec["prefix"], raw_dir, max_bytes=max_bytes,
+        on_progress=(lambda p: on_progress({"phase": "downloading", **p})) if on_progress else None)
+    if not files:
+        raise DatasetInputError(f"Nothing was found under {storage.bucket}/{spec['prefix']}: check the prefix.",
+                                [{"field": "dataset.prefix", "message": "Empty prefix."}])
+
+
+def prepare_images(raw_dir: Path, out_dir: Path, max_pixels: int, name: str = "dataset") -> PreparedDataset:
+    """Copy every decodable image (+ same-stem .txt caption) from `raw_dir` into a flat `out_dir`."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    prepared = PreparedDataset(folder=out_dir, images=0, captions=0)
+    taken: set[str] = set()
+    for path in sorted(p for p in raw_dir.rglob("*") if p.is_file() and not p.is_symlink()):
+        relative = path.relative_to(raw_dir).as_posix()
+        suffix = path.suffix.lower()
+        if suffix == ".txt" or path.name == "dataset.json":
+            continue  # captions travel with their image; the source's metadata is rewritten below
+        if suffix not in IMAGE_EXTENSIONS:
+            prepared.skipped.append({"file": relative, "reason": "not an image file type"})
+            continue
+        try:
+            inspect_image(path, max_pixels)
+        except ImageRejected as exc:
+            prepared.skipped.append({"file": relative, "reason": str(exc)})
+            continue
+        stem = _unique_stem(path.relative_to(raw_dir).with_suffix("").as_posix().replace("/", "_"), taken)
+        if suffix in TRAINING_EXTENSIONS:
+            shutil.copyfile(path, out_dir / f"{stem}{suffix}")
+        else:
+            from PIL import Image, ImageOps
+
+            with Image.open(path) as image:
+                ImageOps.exif_transpose(image).convert("RGB").save(out_dir / f"{stem}.png")
+        caption = path.with_suffix(".txt")
+        if caption.is_file():
+            shutil.copyfile(caption, out_dir / f"{stem}.txt")
+            prepared.captions += 1
+        prepared.images += 1
+    source_meta = read_json(raw_dir / "dataset.json", {}) or {}
+    trigger = source_meta.get("trigger_word") if isinstance(source_meta, dict) else ""
+    atomic_write_json(out_dir / "dataset.json", {
+        "name": name, "trigger_word": trigger if isinstance(trigger, str) else "", "images": prepared.images,
+        "exported_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "source_dataset_id": None})
+    return prepared
+
+
+def _unique_stem(stem: str, taken: set[str]) -> str:
+    candidate, n = stem, 2
+    while candidate.lower() in taken:
+        candidate, n = f"{stem}_{n}", n + 1
+    taken.add(candidate.lower())
+    return candidate

@@ -1,0 +1,247 @@
+"""RunPod Serverless worker: the pod's recipe and training engine behind the `runpod` SDK.
+
+Input:  {"job_config": {...recipe config, same schema as the pod...},
+         "dataset": {"bucket"?: str, "prefix": str} | {"url": "https://.../dataset.zip"},
+         "recipe"?: "zimage-turbo", "output_prefix"?: str}
+Output: {"lora_key", "lora_url", "steps", "final_loss", "seconds", ...} or {"error": str, "details": [...]}.
+
+Storage keys come from the worker's environment (S3_* / R2_*), never from the job input: the SDK logs
+job inputs and outputs.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import os
+import re
+import shutil
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from serverless.dataset import DatasetInputError, fetch_dataset, parse_dataset_spec, prepare_images
+from studio.s3 import Storage, StorageError, join_key, normalize_prefix, storage_configured, upload_job_outputs
+from studio.settings import Settings, SettingsError, load_settings
+
+log = logging.getLogger(__name__)
+
+INPUT_KEYS = {"job_config", "dataset", "recipe", "output_prefix"}
+DEFAULT_RECIPE = "zimage-turbo"
+DEFAULT_OUTPUT_PREFIX = "loras"
+PROGRESS_INTERVAL_S = 2.0
+LINK_EXPIRES_S = 7 * 24 * 3600
+
+
+class InputError(ValueError):
+    def __init__(self, message: str, details: list | None = None):
+        super().__init__(message)
+        self.message = message
+        self.details = details or []
+
+
+def failure(message: str, details: list | None = None) -> dict:
+    return {"error": message, "details": details or []}
+
+
+class ProgressReporter:
+    """Forwards engine progress to RunPod at most every couple of seconds (and on every phase change)."""
+
+    def __init__(self, send: Callable[[dict], None], interval_s: float = PROGRESS_INTERVAL_S):
+        self._send = send
+        self._interval = interval_s
+        self._last_time = 0.0
+        self._last_phase: str | None = None
+
+    def __call__(self, update: dict) -> None:
+        phase = update.get("phase")
+        now = time.monotonic()
+        if phase == self._last_phase and phase != "done" and now - self._last_time < self._interval:
+            return
+        self._last_phase, self._last_time = phase, now
+        keys = ("phase", "step", "total_steps", "loss", "smooth_loss", "eta_s", "it_per_s", "message",
+                "files_done", "files_total", "bytes_done", "bytes_total")
+        payload = {k: update[k] for k in keys if update.get(k) not in (None, "")}
+        try:
+            self._send(payload)
+        except Exception:  # progress is best effort: a failed update must never fail the training
+            log.warning("could not send a progress update", exc_info=True)
+
+
+class RunpodSender:
+    """Sends progress through `runpod.serverless.progress_update`; without a RunPod webhook (the SDK's local
+    test mode) progress is only logged."""
+
+    def __init__(self, job: dict):
+        self.job = job
+        self.enabled = bool(os.environ.get("RUNPOD_WEBHOOK_POST_OUTPUT"))
+        self._threads: list[threading.Thread] = []
+
+    def __call__(self, payload: dict) -> None:
+        log.info("progress %s", payload)
+        if not self.enabled:
+            return
+        import runpod
+
+        before = set(threading.enumerate())
+        runpod.serverless.progress_update(self.job, payload)  # posts from a thread of its own
+        self._threads += [t for t in threading.enumerate() if t not in before]
+
+    def flush(self, timeout_s: float = 10.0) -> None:
+        """Let in-flight updates land before the result is returned (it must not be overtaken)."""
+        deadline = time.monotonic() + timeout_s
+        for thread in self._threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        self._threads = [t for t in self._threads if t.is_alive()]
+
+
+def _job_folder_name(job: dict) -> str:
+    raw = str(job.get("id") or "local")
+    return re.sub(r"[^A-Za-z0-9._-]", "-", raw).strip(".-")[:100] or "job"
+
+
+def parse_input(data, settings: Settings):
+    """Check the whole input before any download: returns (recipe, config, dataset spec, output prefix)."""
+    from trainer.recipes import ConfigError, get_recipe
+
+    if not isinstance(data, dict):
+        raise InputError("The job input must be an object with `job_config` and `dataset`.")
+    details = [{"field": k, "message": "Unknown key."} for k in sorted(set(data) - INPUT_KEYS)]
+    details += [{"field": k, "message": "Required."} for k in ("job_config", "dataset") if k not in data]
+    if details:
+        raise InputError("The job input is invalid.", details)
+    recipe_id = data.get("recipe", DEFAULT_RECIPE)
+    try:
+        recipe = get_recipe(recipe_id)
+    except (KeyError, ValueError, ConfigError):
+        raise InputError(f"Unknown recipe {recipe_id!r}.",
+                         [{"field": "recipe", "message": "Unknown recipe."}]) from None
+    if not isinstance(data["job_config"], dict):
+        raise InputError("`job_config` must be an object.", [{"field": "job_config", "message": "Must be an object."}])
+    try:
+        config = recipe.config_from_dict(data["job_config"])
+    except ConfigError as exc:
+        raise InputError("The job config is invalid.", list(exc.errors)) from None
+    try:
+        spec = parse_dataset_spec(data["dataset"])
+    except DatasetInputError as exc:
+        raise InputError(exc.message, exc.details) from None
+    output_prefix = data.get("output_prefix", settings.s3_output_prefix or DEFAULT_OUTPUT_PREFIX)
+    if not isinstance(output_prefix, str):
+        raise InputError("`output_prefix` must be a string.", [{"field": "output_prefix", "message": "Not a string."}])
+    return recipe, config, spec, normalize_prefix(output_prefix)
+
+
+def _train(config, dataset_dir: Path, job_dir: Path, settings: Settings, on_progress) -> dict:
+    from studio.registry import model_paths
+    from trainer.engine import TrainingControl, train
+
+    if settings.demo:
+        from studio.demo import ensure_demo_models
+
+        ensure_demo_models(settings, caption=False)
+    control = TrainingControl(job_dir)
+    try:
+        return train(config, dataset_dir, job_dir, model_paths(settings), control, on_progress)
+    finally:
+        gc.collect()
+        try:
+            import torch
+
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()  # the worker lives on for the next job
+        except ImportError:
+            pass
+
+
+def run(job: dict, settings: Settings, send: Callable[[dict], None]) -> dict:
+    started = time.monotonic()
+    progress = ProgressReporter(send)
+    _recipe, config, spec, output_prefix = parse_input(job.get("input"), settings)
+    if not storage_configured(settings):
+        raise StorageError("Object storage is not configured on this worker: set S3_BUCKET, S3_ACCESS_KEY_ID "
+                           "and S3_SECRET_ACCESS_KEY (or the R2_* names).", code="not_configured")
+    storage = Storage.from_settings(settings)
+    storage.check()  # fail in seconds on bad keys, not after the training
+
+    name = _job_folder_name(job)
+    work = settings.root / "serverless" / name
+    raw_dir, dataset_dir, job_dir = work / "download", work / "dataset", work / "job"
+    shutil.rmtree(raw_dir, ignore_errors=True)
+    shutil.rmtree(dataset_dir, ignore_errors=True)
+    progress({"phase": "downloading", "message": "Downloading the dataset"})
+    try:
+        fetch_dataset(spec, settings, raw_dir, progress)
+        prepared = prepare_images(raw_dir, dataset_dir, settings.max_image_pixels, name=name)
+    except DatasetInputError as exc:
+        raise InputError(exc.message, exc.details) from None
+    finally:
+        shutil.rmtree(raw_dir, ignore_errors=True)
+    if prepared.images == 0:
+        raise InputError("The dataset holds no usable images.", prepared.skipped[:50])
+    log.info("dataset ready: %d images, %d captions, %d files skipped", prepared.images, prepared.captions,
+             len(prepared.skipped))
+
+    def training_progress(update: dict) -> None:
+        # the engine's "done" means trained; the job is done once the LoRA is uploaded
+        progress({**update, "phase": "trained"} if update.get("phase") == "done" else update)
+
+    try:
+        result = _train(config, dataset_dir, job_dir, settings, training_progress)
+    finally:
+        shutil.rmtree(dataset_dir, ignore_errors=True)  # fetched again by a retry; checkpoints stay
+
+    progress({"phase": "uploading", "message": "Uploading the LoRA"})
+    pushed = upload_job_outputs(storage, job_dir, join_key(output_prefix, name) + "/",
+                                lora_path=Path(result["lora_path"]))
+    url = storage.presigned_url(pushed["lora_key"], LINK_EXPIRES_S)
+    progress({"phase": "done", "step": result["steps"], "loss": result["final_loss"], "message": "Done"})
+    # The job folder is kept on failure so a retried job resumes from its last checkpoint.
+    shutil.rmtree(work, ignore_errors=True)
+    return {
+        "lora_key": pushed["lora_key"],
+        "lora_url": url,
+        "steps": int(result["steps"]),
+        "final_loss": float(result["final_loss"]),
+        "seconds": round(float(result["seconds"]), 2),
+        "total_seconds": round(time.monotonic() - started, 2),
+        "bucket": pushed["bucket"],
+        "output_prefix": pushed["prefix"],
+        "images": prepared.images,
+        "skipped": prepared.skipped[:50],
+    }
+
+
+def _is_training_error(exc: Exception) -> bool:
+    try:
+        from trainer.engine import TrainingError
+    except ImportError:
+        return False
+    return isinstance(exc, TrainingError)
+
+
+def handler(job: dict) -> dict:
+    """RunPod entry: never raises; failures come back as {"error": sentence, "details": [...]}."""
+    job = job if isinstance(job, dict) else {}
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        return failure(str(exc))
+    sender = RunpodSender(job)
+    try:
+        return run(job, settings, sender)
+    except InputError as exc:
+        return failure(exc.message, exc.details)
+    except StorageError as exc:
+        return failure(exc.message)
+    except ImportError as exc:
+        log.exception("the training engine could not be imported")
+        return failure(f"This worker cannot train: {exc.name or 'a module'} is missing from its install.")
+    except Exception as exc:
+        if _is_training_error(exc):
+            return failure(str(exc))
+        log.exception("job %s failed", job.get("id"))
+        return failure(f"Internal error: {type(exc).__name__}. The worker log has the details.")
+    finally:
+        sender.flush()

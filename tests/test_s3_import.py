@@ -1,0 +1,119 @@
+"""The dataset manager's storage routes: import a bucket prefix into a dataset, push an export to a prefix."""
+
+from __future__ import annotations
+
+import io
+import time
+
+import pytest
+from PIL import Image
+
+from tests.moto_s3 import MotoS3
+
+
+@pytest.fixture(scope="module")
+def moto():
+    server = MotoS3().start()
+    yield server
+    server.stop()
+
+
+def png(color, size=(40, 30)) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", size, color).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def make_client(make_settings, **env):
+    from app import create_app
+
+    app = create_app(make_settings(**env))
+    app.testing = True
+    return app.test_client()
+
+
+def wait_job(client, url: str, timeout: float = 60) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        state = client.get(url).get_json()
+        if state["state"] not in {"queued", "running"}:
+            return state
+        time.sleep(0.1)
+    raise AssertionError(f"{url} did not finish: {state}")
+
+
+def test_import_prefix_into_dataset_then_push_export(moto, make_settings):
+    moto.make_bucket("ds-bucket", {
+        "people/anna/a.png": png((250, 0, 0)),
+        "people/anna/a.txt": b"anna in red",
+        "people/anna/more/b.png": png((0, 250, 0)),
+        "people/anna/fake.jpg": b"not really a jpeg",
+        "people/anna/notes.md": b"hello",
+        "people/other/c.png": png((0, 0, 250)),
+    })
+    client = make_client(make_settings, **moto.env(S3_BUCKET="ds-bucket"))
+    dataset = client.post("/api/datasets", json={"name": "Anna", "trigger_word": "annaxyz"}).get_json()
+    started = client.post(f"/api/datasets/{dataset['id']}/import-s3", json={"prefix": "people/anna"})
+    assert started.status_code == 202, started.get_json()
+    state = wait_job(client, f"/api/datasets/{dataset['id']}/import-s3/{started.get_json()['id']}")
+    assert state["state"] == "done", state
+    result = state["result"]
+    assert sorted(result["imported"]) == ["a.png", "b.png"]
+    assert {s["name"] for s in result["skipped"]} == {"fake.jpg", "notes.md"}
+    assert result["source"] == {"bucket": "ds-bucket", "prefix": "people/anna/", "files": 5}
+    assert client.get(f"/api/datasets/{dataset['id']}").get_json()["images"] == 2
+
+    # push: before any export there is nothing to push
+    early = client.post(f"/api/datasets/{dataset['id']}/push-s3", json={})
+    assert early.status_code == 409
+    export = client.post(f"/api/datasets/{dataset['id']}/export", json={"name": "anna-v1"})
+    assert export.status_code == 202, export.get_json()
+    deadline = time.monotonic() + 60
+    while client.get(f"/api/datasets/{dataset['id']}/export").get_json()["job"]["state"] in {"queued", "running"}:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    pushed = client.post(f"/api/datasets/{dataset['id']}/push-s3", json={"prefix": "exports/anna-v1"})
+    assert pushed.status_code == 202, pushed.get_json()
+    state = wait_job(client, f"/api/datasets/{dataset['id']}/push-s3/{pushed.get_json()['id']}")
+    assert state["state"] == "done", state
+    keys = moto.keys("ds-bucket", "exports/anna-v1/")
+    assert sorted(keys) == ["exports/anna-v1/a.png", "exports/anna-v1/a.txt", "exports/anna-v1/b.png",
+                            "exports/anna-v1/b.txt", "exports/anna-v1/dataset.json"]
+    caption = moto.client().get_object(Bucket="ds-bucket", Key="exports/anna-v1/a.txt")["Body"].read()
+    assert caption.decode().startswith("annaxyz")
+
+
+def test_storage_errors_answer_at_once_without_secrets(moto, make_settings):
+    moto.make_bucket("ds-guarded")
+    wrong = "ThisSecretIsWrong000000000000000000000000"
+    client = make_client(make_settings, **moto.env(S3_BUCKET="ds-guarded", S3_SECRET_ACCESS_KEY=wrong))
+    dataset = client.post("/api/datasets", json={"name": "Guarded"}).get_json()
+    with moto.checking_credentials():
+        reply = client.post(f"/api/datasets/{dataset['id']}/import-s3", json={"prefix": "x"})
+    assert reply.status_code == 502
+    assert "S3_SECRET_ACCESS_KEY" in reply.get_json()["error"]
+    assert wrong not in reply.get_data(as_text=True) and moto.access_key not in reply.get_data(as_text=True)
+
+    missing = client.post(f"/api/datasets/{dataset['id']}/import-s3", json={"bucket": "nope-bucket", "prefix": "x"})
+    assert missing.status_code == 422
+    assert "'nope-bucket' does not exist" in missing.get_json()["error"]
+
+    bad_prefix = client.post(f"/api/datasets/{dataset['id']}/import-s3", json={"prefix": "../etc"})
+    assert bad_prefix.status_code == 422
+    assert client.post("/api/datasets/none-such/import-s3", json={"prefix": "x"}).status_code == 404
+    assert client.get(f"/api/datasets/{dataset['id']}/import-s3/import-nope").status_code == 404
+
+
+def test_unconfigured_storage_is_409(make_settings):
+    client = make_client(make_settings)
+    dataset = client.post("/api/datasets", json={"name": "Plain"}).get_json()
+    reply = client.post(f"/api/datasets/{dataset['id']}/import-s3", json={"prefix": "x"})
+    assert reply.status_code == 409
+    assert "S3_BUCKET" in reply.get_json()["error"]
+
+
+def test_routes_need_the_password(make_settings):
+    client = make_client(make_settings, STUDIO_PASSWORD="pw-123")
+    for method, path in [("post", "/api/datasets/x1/import-s3"), ("get", "/api/datasets/x1/import-s3/x1"),
+                         ("post", "/api/datasets/x1/push-s3"), ("get", "/api/datasets/x1/push-s3/x1")]:
+        assert getattr(client, method)(path, json={}).status_code == 401

@@ -1,0 +1,168 @@
+"""The serverless handler's input checks and dataset preparation (no training here; see test_serverless_e2e)."""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import io
+import threading
+import zipfile
+
+import pytest
+from PIL import Image
+
+from serverless.dataset import DatasetInputError, fetch_dataset, parse_dataset_spec, prepare_images
+from serverless.handler import ProgressReporter, handler
+from tests.moto_s3 import MotoS3
+
+
+def image_bytes(fmt="PNG", size=(40, 32), color=(10, 120, 200)) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", size, color).save(buffer, fmt)
+    return buffer.getvalue()
+
+
+@pytest.fixture
+def worker_env(monkeypatch, studio_root):
+    """The worker reads its settings from the environment, like on RunPod."""
+    for name in ("S3_ENDPOINT_URL", "S3_BUCKET", "S3_ACCESS_KEY_ID", "S3_SECRET_ACCESS_KEY", "S3_OUTPUT_PREFIX",
+                 "R2_ENDPOINT_URL", "R2_BUCKET", "R2_ACCESS_KEY_ID", "R2_SECRET_ACCESS_KEY", "R2_OUTPUT_PREFIX",
+                 "RUNPOD_WEBHOOK_POST_OUTPUT", "STUDIO_DEMO"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("STUDIO_ROOT", str(studio_root))
+    return monkeypatch
+
+
+GOOD_CONFIG = {"name": "anna", "steps": 2, "resolutions": [64]}
+
+
+@pytest.mark.parametrize("job_input, field", [
+    ({"dataset": {"prefix": "x"}}, "job_config"),
+    ({"job_config": GOOD_CONFIG}, "dataset"),
+    ({"job_config": GOOD_CONFIG, "dataset": {"prefix": "x"}, "surprise": 1}, "surprise"),
+    ({"job_config": {**GOOD_CONFIG, "stepz": 5}, "dataset": {"prefix": "x"}}, "stepz"),
+    ({"job_config": {**GOOD_CONFIG, "steps": -1}, "dataset": {"prefix": "x"}}, "steps"),
+    ({"job_config": GOOD_CONFIG, "dataset": {"prefix": "x"}, "recipe": "sdxl-someday"}, "recipe"),
+    ({"job_config": GOOD_CONFIG, "dataset": {"url": "file:///etc/passwd"}}, "dataset.url"),
+    ({"job_config": GOOD_CONFIG, "dataset": {"url": "https://x/a.zip", "prefix": "p"}}, None),
+    ({"job_config": GOOD_CONFIG, "dataset": {"bucket": "b"}}, "dataset.prefix"),
+    ({"job_config": "steps=3", "dataset": {"prefix": "x"}}, "job_config"),
+])
+def test_bad_input_returns_structured_error(worker_env, job_input, field):
+    result = handler({"id": "bad-1", "input": job_input})
+    assert set(result) == {"error", "details"}
+    assert result["error"].endswith(".")
+    if field:
+        assert field in [d["field"] for d in result["details"]]
+
+
+def test_non_object_input(worker_env):
+    assert "error" in handler({"id": "x", "input": ["not", "an", "object"]})
+    assert "error" in handler({"id": "x"})
+
+
+def test_storage_not_configured_is_clear(worker_env):
+    result = handler({"id": "x", "input": {"job_config": GOOD_CONFIG, "dataset": {"prefix": "sets/a"}}})
+    assert "S3_BUCKET" in result["error"]
+
+
+def test_wrong_secret_fails_before_any_download(worker_env):
+    moto = MotoS3().start()
+    try:
+        moto.make_bucket("worker-out")
+        secret = "TotallyWrongSecretValue1234567890abcdefgh"
+        for key, value in moto.env(S3_BUCKET="worker-out", S3_SECRET_ACCESS_KEY=secret).items():
+            worker_env.setenv(key, value)
+        with moto.checking_credentials():
+            result = handler({"id": "x", "input": {"job_config": GOOD_CONFIG, "dataset": {"prefix": "sets/a"}}})
+        assert "S3_SECRET_ACCESS_KEY" in result["error"]
+        assert secret not in repr(result)
+    finally:
+        moto.stop()
+
+
+def test_empty_prefix_is_an_input_error(worker_env):
+    moto = MotoS3().start()
+    try:
+        moto.make_bucket("worker-empty")
+        for key, value in moto.env(S3_BUCKET="worker-empty").items():
+            worker_env.setenv(key, value)
+        result = handler({"id": "x", "input": {"job_config": GOOD_CONFIG, "dataset": {"prefix": "nothing/here"}}})
+        assert "Nothing was found" in result["error"]
+    finally:
+        moto.stop()
+
+
+def test_prepare_images_decodes_and_skips(tmp_path):
+    raw = tmp_path / "raw"
+    (raw / "sub").mkdir(parents=True)
+    (raw / "a.png").write_bytes(image_bytes())
+    (raw / "a.txt").write_text("a photo of anna")
+    (raw / "sub" / "a.jpg").write_bytes(image_bytes("JPEG"))  # same stem in a sub-folder: renamed
+    (raw / "old.bmp").write_bytes(image_bytes("BMP"))  # decodable, re-encoded as PNG
+    (raw / "broken.png").write_bytes(b"\x89PNG not really")
+    (raw / "notes.md").write_text("hello")
+    (raw / "dataset.json").write_text('{"trigger_word": "annaxyz"}')
+    prepared = prepare_images(raw, tmp_path / "out", max_pixels=10_000_000)
+    names = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert prepared.images == 2 + ("old.png" in names)
+    assert "a.png" in names and "a.txt" in names and "sub_a.jpg" in names
+    assert {s["file"] for s in prepared.skipped} >= {"broken.png", "notes.md"}
+    assert '"trigger_word": "annaxyz"' in (tmp_path / "out" / "dataset.json").read_text()
+
+
+def test_dataset_spec_rules():
+    assert parse_dataset_spec({"prefix": "/sets/a"}) == {"bucket": None, "prefix": "sets/a/"}
+    with pytest.raises(DatasetInputError):
+        parse_dataset_spec({"prefix": "../up"})
+    with pytest.raises(DatasetInputError):
+        parse_dataset_spec({"url": "ftp://host/x.zip"})
+
+
+class _Quiet(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        return None
+
+
+@pytest.fixture
+def file_server(tmp_path):
+    folder = tmp_path / "www"
+    folder.mkdir()
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_Quiet, directory=str(folder)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield folder, f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_url_zip_dataset(file_server, make_settings, tmp_path):
+    folder, base = file_server
+    with zipfile.ZipFile(folder / "ds.zip", "w") as zf:
+        zf.writestr("set/one.png", image_bytes())
+        zf.writestr("set/one.txt", "one")
+        zf.writestr("../escape.png", image_bytes())
+        zf.writestr("__MACOSX/set/._one.png", b"junk")
+    (folder / "not-a-zip.zip").write_text("<html>")
+    settings = make_settings()
+    updates = []
+    fetch_dataset({"url": f"{base}/ds.zip"}, settings, tmp_path / "work" / "raw", updates.append)
+    prepared = prepare_images(tmp_path / "work" / "raw", tmp_path / "work" / "ds", settings.max_image_pixels)
+    assert prepared.images == 1 and prepared.captions == 1
+    assert not (tmp_path / "work" / "escape.png").exists()
+    assert updates and updates[-1]["phase"] == "downloading"
+    with pytest.raises(DatasetInputError, match="ZIP"):
+        fetch_dataset({"url": f"{base}/not-a-zip.zip"}, settings, tmp_path / "w2" / "raw")
+    with pytest.raises(DatasetInputError, match="404"):
+        fetch_dataset({"url": f"{base}/missing.zip"}, settings, tmp_path / "w3" / "raw")
+
+
+def test_progress_reporter_throttles_but_keeps_phase_changes():
+    sent = []
+    report = ProgressReporter(sent.append, interval_s=3600)
+    report({"phase": "training", "step": 1, "loss": 0.5, "eta_s": 10, "gpu_mem_gb": None})
+    report({"phase": "training", "step": 2, "loss": 0.4})
+    report({"phase": "saving", "step": 2})
+    report({"phase": "done", "step": 2})
+    assert [u["phase"] for u in sent] == ["training", "saving", "done"]
+    assert sent[0] == {"phase": "training", "step": 1, "loss": 0.5, "eta_s": 10}
