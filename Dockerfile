@@ -16,7 +16,7 @@ RUN apt-get update -qq \
 
 WORKDIR /opt/zimage-studio
 # Dependencies first, so code changes do not rebuild llama-cpp-python.
-COPY requirements.txt requirements-dev.txt ./
+COPY requirements.txt requirements-dev.txt requirements-cuda.txt ./
 COPY scripts/install.sh scripts/install.sh
 # The venv sees the image's CUDA torch (--system-site-packages); llama-cpp-python is built for CUDA
 # here, where no GPU is attached (STUDIO_CUDA_LLAMA=1), for the common GPU architectures.

@@ -43,7 +43,7 @@ want=$(cat requirements.txt "$req" | sha256sum | cut -c1-16)
 if [ "$(cat "$stamp" 2>/dev/null || true)" != "$want" ]; then
   step "installing $req"
   # Constrain torch to what is installed so no dependency can swap it for another build.
-  torch_now=$("$PY" -c "import torch; print(torch.__version__.split('+')[0])")
+  torch_now=$("$PY" -c "import torch; print(torch.__version__.split('+')[0])" 2>/dev/null)
   $PIP install -q -r "$req" "torch==$torch_now"
   echo "$want" > "$stamp"
 fi
@@ -57,6 +57,11 @@ if [ "$cuda_llama" = auto ] && command -v nvidia-smi >/dev/null 2>&1; then cuda_
 if [ "$cuda_llama" = 1 ] && command -v nvcc >/dev/null 2>&1; then
   args="-DGGML_CUDA=on -DGGML_NATIVE=OFF"
   llama_wheels="$WHEELS/cuda"
+fi
+if [ "$cuda_llama" = 1 ] && ! "$PY" -c "import bitsandbytes" >/dev/null 2>&1; then
+  step "installing CUDA extras (requirements-cuda.txt)"
+  torch_now=$("$PY" -c "import torch; print(torch.__version__.split('+')[0])" 2>/dev/null)
+  $PIP install -q -r requirements-cuda.txt "torch==$torch_now"
 fi
 if ! "$PY" -c "import llama_cpp, sys; sys.exit(llama_cpp.__version__ != '$LLAMA_VERSION')" >/dev/null 2>&1; then
   mkdir -p "$llama_wheels"

@@ -198,3 +198,19 @@ def test_r2_names_are_accepted(moto, make_settings):
     settings = make_settings(R2_ENDPOINT_URL=moto.endpoint, R2_BUCKET="r2-style", R2_ACCESS_KEY_ID=moto.access_key,
                              R2_SECRET_ACCESS_KEY=moto.secret_key)
     assert [o.key for o in Storage.from_settings(settings).list_objects("x")] == ["x/1.txt"]
+
+
+def test_worker_pushes_a_finished_job_and_names_the_exact_prefix(moto, make_settings):
+    from types import SimpleNamespace
+
+    from trainer.worker import Worker
+
+    moto.make_bucket("outputs")
+    settings = make_settings(**moto.env(S3_BUCKET="outputs", S3_OUTPUT_PREFIX="studio/loras"))
+    worker = Worker(settings, unload_caption=False)
+    job = SimpleNamespace(id="job1", config={"name": "anna-v1"})
+    _fake_job(worker.workspace.job_dir(job.id))
+    note = worker._push_outputs(job)
+    assert note == " Pushed to s3://outputs/studio/loras/anna-v1/."
+    assert "studio/loras/anna-v1/anna-v1.safetensors" in moto.keys("outputs")
+    assert moto.secret_key not in note

@@ -299,7 +299,8 @@ class Worker:
             return f" Pushing it to object storage failed: {exc}"
         if not pushed:
             return ""
-        return f" Pushed to s3://{self.settings.s3_bucket}/{self.settings.s3_output_prefix.strip('/')}/."
+        prefix = pushed.get("prefix") or self.settings.s3_output_prefix.strip("/") + "/"
+        return f" Pushed to s3://{pushed.get('bucket') or self.settings.s3_bucket}/{prefix}."
 
     # -- stopping the pod when idle ------------------------------------------------------------
     def _maybe_stop_pod(self) -> None:
