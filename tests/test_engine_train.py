@@ -354,3 +354,72 @@ def test_stop_and_sample_requests_by_file(tmp_path, demo_paths):
     assert (job / "samples" / "step_000001" / "0.png").is_file()
     assert (job / "checkpoints" / "step_000001").is_dir() and (job / "checkpoints" / "step_000002").is_dir()
     assert not (job / "control" / "sample").exists()
+
+
+class HangAfter(TrainingControl):
+    """Blocks after `steps` optimizer steps so the test can SIGKILL the process there."""
+
+    def __init__(self, job_dir: Path, steps: int):
+        super().__init__(job_dir)
+        self.calls, self.steps = 0, steps
+
+    def take_requests(self) -> set[str]:
+        self.calls += 1
+        if self.calls > self.steps:
+            import time
+
+            time.sleep(600)
+        return super().take_requests()
+
+
+KILLED_CHILD = """
+import sys
+from pathlib import Path
+from studio.registry import model_paths
+from studio.settings import load_settings
+from tests.test_engine_train import HangAfter, tiny_config
+from trainer.engine import train
+
+root, dataset, job, cache = (Path(a) for a in sys.argv[1:5])
+paths = model_paths(load_settings({"STUDIO_ROOT": str(root), "STUDIO_DEMO": "1"}))
+cfg = tiny_config(steps=8, save_every=4, keep_last=3)
+train(cfg, dataset, job, paths, HangAfter(job, 6), None, device="cpu", cache_dir=cache)
+"""
+
+
+def test_resume_after_a_real_sigkill_matches_an_uninterrupted_run(tmp_path, demo_paths, demo_models_root):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.helpers import REPO
+
+    dataset = make_dataset(tmp_path / "datasets" / "toy")
+    cfg = tiny_config(steps=8, save_every=4, keep_last=3)
+    kwargs = {"device": "cpu", "cache_dir": tmp_path / "cache"}
+    straight = tmp_path / "jobs" / "straight"
+    reference = train(cfg, dataset, straight, demo_paths, TrainingControl(straight), None, **kwargs)
+
+    killed = tmp_path / "jobs" / "killed"
+    child = subprocess.Popen([sys.executable, "-c", KILLED_CHILD, str(demo_models_root), str(dataset), str(killed),
+                              str(tmp_path / "cache")], cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
+    try:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline and child.poll() is None:
+            if (killed / "metrics.jsonl").is_file() and len(_losses(killed)) >= 6:
+                break
+            time.sleep(0.2)
+        assert child.poll() is None, "the training child ended before it could be killed"
+        assert len(_losses(killed)) == 6
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait(30)
+    assert child.returncode == -signal.SIGKILL
+
+    resumed = train(cfg, dataset, killed, demo_paths, TrainingControl(killed), None, **kwargs)
+    assert resumed["resumed_from"] == 4 and resumed["steps"] == 8
+    assert _losses(killed) == _losses(straight)
+    expected, got = _lora(reference["lora_path"]), _lora(resumed["lora_path"])
+    assert got.keys() == expected.keys() and all(torch.equal(got[k], expected[k]) for k in expected)
