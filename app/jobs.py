@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from studio.atomic import atomic_write_json, read_json
+from studio.processes import pid_alive
 from studio.workspace import safe_name
 
 log = logging.getLogger(__name__)
@@ -29,18 +30,6 @@ class JobCancelled(Exception):
 
 class JobError(Exception):
     """A job failed for a reason the user can act on; the message is shown as is."""
-
-
-def _alive(pid: int | None) -> bool:
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class Job:
@@ -151,7 +140,7 @@ def read_job(folder: Path, job_id: str) -> dict | None:
     state = read_json(folder / f"{safe_name(job_id)}.json", None)
     if not isinstance(state, dict):
         return None
-    if state.get("state") in ACTIVE and not _alive(state.get("pid")):
+    if state.get("state") in ACTIVE and not pid_alive(state.get("pid")):
         state["state"] = "interrupted"
         state["message"] = "Interrupted: the service restarted while this was running. Start it again."
         atomic_write_json(folder / f"{job_id}.json", state)
@@ -174,7 +163,7 @@ def mark_interrupted(datasets_root: Path) -> int:
         if path.name.startswith("latest-"):
             continue
         state = read_json(path, None)
-        if isinstance(state, dict) and state.get("state") in ACTIVE and not _alive(state.get("pid")):
+        if isinstance(state, dict) and state.get("state") in ACTIVE and not pid_alive(state.get("pid")):
             read_job(path.parent, path.stem)
             count += 1
     return count

@@ -7,10 +7,10 @@ until every model is ready; `download_state(settings, key)` lets a feature that 
 
 from __future__ import annotations
 
-import os
 import time
 
 from studio.atomic import read_json
+from studio.processes import pid_alive
 from studio.settings import Settings
 from studio.workspace import Workspace
 
@@ -42,23 +42,11 @@ def format_eta(seconds: float | None) -> str | None:
     return f"{minutes // 60} h {minutes % 60} min"
 
 
-def _pid_alive(pid) -> bool:
-    if not isinstance(pid, int) or pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _stalled(status: dict) -> bool:
     """The fetcher stopped writing and its process is gone, yet the file still says 'downloading'."""
     updated = status.get("updated_at")
     return (status.get("state") == "downloading" and isinstance(updated, (int, float))
-            and time.time() - updated > STALE_AFTER_S and not _pid_alive(status.get("pid")))
+            and time.time() - updated > STALE_AFTER_S and not pid_alive(status.get("pid")))
 
 
 def describe(entry: dict) -> str:

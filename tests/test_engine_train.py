@@ -73,18 +73,38 @@ class Crash(BaseException):
     pass
 
 
-class CrashAfter(TrainingControl):
-    """Dies (like a killed process: no checkpoint) right after `steps` optimizer steps."""
+class ActAfter(TrainingControl):
+    """Runs `action` right after `steps` optimizer steps (take_requests is asked once per step)."""
 
-    def __init__(self, job_dir: Path, steps: int):
+    def __init__(self, job_dir: Path, steps: int, action):
         super().__init__(job_dir)
-        self.calls, self.steps = 0, steps
+        self.calls, self.steps, self.action = 0, steps, action
 
     def take_requests(self) -> set[str]:
         self.calls += 1
         if self.calls > self.steps:
-            raise Crash()
+            self.action()
         return super().take_requests()
+
+
+def _crash():
+    raise Crash()
+
+
+def _hang():
+    import time
+
+    time.sleep(600)
+
+
+def CrashAfter(job_dir: Path, steps: int) -> ActAfter:  # noqa: N802 - reads like the class it builds
+    """Dies (like a killed process: no checkpoint) right after `steps` optimizer steps."""
+    return ActAfter(job_dir, steps, _crash)
+
+
+def HangAfter(job_dir: Path, steps: int) -> ActAfter:  # noqa: N802
+    """Blocks after `steps` optimizer steps so a test can SIGKILL the process there."""
+    return ActAfter(job_dir, steps, _hang)
 
 
 def _lora(path) -> dict[str, torch.Tensor]:
@@ -354,22 +374,6 @@ def test_stop_and_sample_requests_by_file(tmp_path, demo_paths):
     assert (job / "samples" / "step_000001" / "0.png").is_file()
     assert (job / "checkpoints" / "step_000001").is_dir() and (job / "checkpoints" / "step_000002").is_dir()
     assert not (job / "control" / "sample").exists()
-
-
-class HangAfter(TrainingControl):
-    """Blocks after `steps` optimizer steps so the test can SIGKILL the process there."""
-
-    def __init__(self, job_dir: Path, steps: int):
-        super().__init__(job_dir)
-        self.calls, self.steps = 0, steps
-
-    def take_requests(self) -> set[str]:
-        self.calls += 1
-        if self.calls > self.steps:
-            import time
-
-            time.sleep(600)
-        return super().take_requests()
 
 
 KILLED_CHILD = """

@@ -19,6 +19,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from studio.processes import pid_alive
+
 STATUSES = ("queued", "running", "stopping", "completed", "failed", "stopped")
 ACTIVE = ("running", "stopping")
 FINISHED = ("completed", "failed", "stopped")
@@ -136,22 +138,6 @@ class Job:
 def new_job_id() -> str:
     """Sortable and readable: the creation time plus a random suffix."""
     return time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + secrets.token_hex(3)
-
-
-def pid_alive(pid: int | None) -> bool:
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie child of ours counts as dead
-        with open(f"/proc/{pid}/stat", encoding="ascii") as handle:
-            return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return True
 
 
 class JobStore:
