@@ -139,6 +139,8 @@ def test_dataset_manager_in_the_browser(studio_root, artifacts_dir, tmp_path):
         page.fill("#export-name", "browser-set")
         page.click("#export-start")
         expect(page.locator("#export-result")).to_contain_text("Exported 9 images", timeout=30_000)
+        train_link = page.locator("#export-train-link").get_attribute("href")
+        assert train_link.endswith("/new?dataset=browser-set") and ":8675/" in train_link
         page.screenshot(path=str(shots / "08-export.png"))
         page.click("#export-dialog [data-close]")
 

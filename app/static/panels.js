@@ -200,7 +200,8 @@
           if (s.state === "done") {
             $("export-bar").style.width = "100%";
             $("export-result").innerHTML = `<span style="color:var(--ok)">✓ ${ds.esc(s.message)}</span>
-              <div class="muted">Pick <code>${ds.esc(s.result.name)}</code> as the dataset in the trainer.</div>`;
+              <div><a class="button primary" id="export-train-link" target="_blank" rel="noopener"
+                href="${window.studio.toolUrl("trainer")}new?dataset=${encodeURIComponent(s.result.name)}">Train a LoRA on <code>${ds.esc(s.result.name)}</code> →</a></div>`;
             toast(s.message, "ok");
             ds.refreshStats();
           } else {
