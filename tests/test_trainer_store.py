@@ -12,7 +12,8 @@ import time
 import pytest
 
 from studio.workspace import Workspace
-from trainer.recovery import latest_checkpoint, reconcile
+from trainer.recovery import reconcile
+from trainer.step_dirs import latest_checkpoint_step
 from trainer.store import JobStateError, JobStore
 
 
@@ -104,7 +105,7 @@ def test_reconcile_requeues_or_fails_jobs_of_dead_workers(store, settings):
     ckpt.mkdir(parents=True)
     (ckpt / "lora.safetensors").write_bytes(b"x")
     (ckpt / "state.pt").write_bytes(b"x")
-    assert latest_checkpoint(jobs_root / a.id) == 4
+    assert latest_checkpoint_step(jobs_root / a.id) == 4
     with store.write() as conn:
         conn.execute("UPDATE jobs SET attempts = 3 WHERE id = ?", (b.id,))
     store.request_stop(c.id)

@@ -22,7 +22,7 @@ import pytest
 from studio.settings import load_settings
 from studio.workspace import Workspace
 from tests.helpers import REPO
-from trainer.recovery import latest_checkpoint
+from trainer.step_dirs import latest_checkpoint_step
 from trainer.store import JobStore
 from trainer.webhooks import SIGNATURE_HEADER, WebhookDispatcher, verify
 from trainer.worker import Worker
@@ -64,7 +64,7 @@ def _save_checkpoint(job_dir: Path, step: int) -> None:
 
 def fake_train(config, dataset_dir, job_dir, paths, control, on_progress):
     mode, total, delay = config.get("mode", "ok"), config.get("steps", 6), config.get("delay", 0.05)
-    start = latest_checkpoint(job_dir) or 0
+    start = latest_checkpoint_step(job_dir) or 0
     print(f"fake: starting at step {start}", flush=True)
     for step in range(start + 1, total + 1):
         if mode != "stubborn" and control.should_stop():
@@ -244,7 +244,7 @@ def test_stop_and_resume_continue_from_the_checkpoint(settings):
     thread.join(30)
     stopped = worker.store.get(job.id)
     assert stopped.status == "stopped" and stopped.resumable, stopped.message
-    at = latest_checkpoint(worker.workspace.jobs / job.id)
+    at = latest_checkpoint_step(worker.workspace.jobs / job.id)
     assert at is not None and at >= 3 and f"step {at}" in stopped.message
     worker.store.resume(job.id)
     with worker.store.write() as conn:  # make the rest short
@@ -324,7 +324,7 @@ def test_sigterm_checkpoints_and_marks_the_job_resumable(settings, studio_root):
         proc.kill()
     final = store.get(job.id)
     assert final.status == "stopped" and final.resumable and "worker shut down" in final.message
-    assert latest_checkpoint(Workspace(settings.root).jobs / job.id) >= 3
+    assert latest_checkpoint_step(Workspace(settings.root).jobs / job.id) >= 3
     assert store.workers() == []
 
 
@@ -334,7 +334,7 @@ def test_killed_worker_job_resumes_after_restart(settings, studio_root):
     job = _job(store, steps=30, delay=0.1, save_every=2)
     first = _start_worker_process(studio_root, studio_root / "worker1.log")
     try:
-        _wait(lambda: latest_checkpoint(Workspace(settings.root).jobs / job.id), what="a checkpoint")
+        _wait(lambda: latest_checkpoint_step(Workspace(settings.root).jobs / job.id), what="a checkpoint")
         child = store.get(job.id).child_pid
         first.kill()  # SIGKILL: no chance to clean up
         first.wait(10)
@@ -395,7 +395,7 @@ def test_real_engine_job(demo_root):
     assert Path(done.lora_path).is_file() and (worker.workspace.loras / Path(done.lora_path).name).is_file()
     job_dir = worker.workspace.jobs / job.id
     assert list((job_dir / "samples").glob("step_*/*.png"))
-    assert latest_checkpoint(job_dir) is not None
+    assert latest_checkpoint_step(job_dir) is not None
 
 
 if __name__ == "__main__":

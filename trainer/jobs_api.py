@@ -13,7 +13,8 @@ from flask import Blueprint, current_app, jsonify, request, send_file
 from studio.web import ApiError, json_body
 from studio.workspace import Workspace, confined, safe_name
 from trainer import library
-from trainer.recovery import latest_checkpoint, reconcile
+from trainer.recovery import reconcile
+from trainer.step_dirs import latest_checkpoint_step
 from trainer.store import ACTIVE, Job, JobNotFound, JobStore
 from trainer.validation import validate
 
@@ -127,7 +128,7 @@ def job_detail(job: Job) -> dict:
         queue = [queued.id for queued in store().queue()]
         position = queue.index(job.id) + 1 if job.id in queue else None
     return {"job": job.public(), "checkpoints": library.checkpoints(job_dir), "lora": lora_info,
-            "latest_checkpoint": latest_checkpoint(job_dir), "queue_position": position}
+            "latest_checkpoint": latest_checkpoint_step(job_dir), "queue_position": position}
 
 
 @bp.get("/api/jobs/<job_id>")

@@ -5,17 +5,16 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import shutil
 import struct
 import tempfile
 from pathlib import Path
 
 from studio.workspace import Workspace
+from trainer.step_dirs import step_dirs
 from trainer.store import Job
 
 log = logging.getLogger(__name__)
-_STEP_DIR = re.compile(r"^step_(\d+)$")
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp"}
 
 
@@ -89,19 +88,6 @@ def safetensors_metadata(path: Path) -> dict:
     meta = {str(k): str(v) for k, v in meta.items()}
     meta["tensors"] = str(len([k for k in header if k != "__metadata__"]))
     return meta
-
-
-def step_dirs(folder: Path) -> list[tuple[int, Path]]:
-    try:
-        entries = list(folder.iterdir())
-    except OSError:
-        return []
-    out = []
-    for entry in entries:
-        match = _STEP_DIR.match(entry.name)
-        if match and entry.is_dir():
-            out.append((int(match.group(1)), entry))
-    return sorted(out)
 
 
 def samples(job_dir: Path) -> list[dict]:

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import signal
 import time
 from pathlib import Path
 
+from trainer.step_dirs import latest_checkpoint_step
 from trainer.store import ACTIVE, Job, JobStore, pid_alive
 
 log = logging.getLogger(__name__)
@@ -20,22 +20,6 @@ log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 3
 STALE_AFTER_S = 60.0
 STOP_TIMEOUT_S = 180.0
-_STEP_DIR = re.compile(r"^step_(\d+)$")
-
-
-def latest_checkpoint(job_dir: Path) -> int | None:
-    """The step of the newest complete checkpoint (LoRA and training state both written), if any."""
-    best = None
-    try:
-        entries = list((job_dir / "checkpoints").iterdir())
-    except OSError:
-        return None
-    for entry in entries:
-        match = _STEP_DIR.match(entry.name)
-        if match and (entry / "lora.safetensors").is_file() and (entry / "state.pt").is_file():
-            step = int(match.group(1))
-            best = step if best is None else max(best, step)
-    return best
 
 
 def kill_orphan_child(pid: int | None) -> None:
@@ -71,7 +55,7 @@ def reconcile(store: JobStore, jobs_root: Path, *, stale_s: float = STALE_AFTER_
         if job.worker_pid and pid_alive(job.worker_pid) and job.status == "running":
             continue  # alive but slow to report: its own monitor decides; a dead pid is certain
         kill_orphan_child(job.child_pid)
-        checkpoint = latest_checkpoint(jobs_root / job.id)
+        checkpoint = latest_checkpoint_step(jobs_root / job.id)
         who = f"the worker (pid {job.worker_pid})" if job.worker_pid else "the worker"
         if job.status == "stopping":
             if job.stop_requested_at and now - job.stop_requested_at < min(stale_s, stop_timeout_s) \

@@ -24,8 +24,9 @@ from studio.atomic import read_json
 from studio.settings import Settings, SettingsError, load_settings
 from studio.workspace import Workspace
 from trainer import library, podstop
-from trainer.recovery import STOP_TIMEOUT_S, latest_checkpoint, reconcile
+from trainer.recovery import STOP_TIMEOUT_S, reconcile
 from trainer.run_job import OUTCOME_FILE
+from trainer.step_dirs import latest_checkpoint_step
 from trainer.store import Job, JobStore
 from trainer.webhooks import WebhookDispatcher
 
@@ -237,7 +238,7 @@ class Worker:
         if current is None:  # deleted while it ran: the row is gone, remove what is left
             library.remove_job_files(self.workspace, job.id)
             return None
-        checkpoint = latest_checkpoint(job_dir)
+        checkpoint = latest_checkpoint_step(job_dir)
         resume_hint = (f"Resume continues from the checkpoint at step {checkpoint}." if checkpoint is not None
                        else "No checkpoint was saved yet: resume starts again from the beginning.")
         step = outcome.get("step") or current.step

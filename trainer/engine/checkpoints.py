@@ -10,7 +10,6 @@ import errno
 import json
 import os
 import random
-import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -19,8 +18,7 @@ import numpy as np
 import torch
 
 from trainer.engine.errors import TrainingError
-
-STEP_DIR = re.compile(r"^step_(\d{6,})$")
+from trainer.step_dirs import complete_checkpoints
 
 
 def checkpoint_dir(job_dir: Path) -> Path:
@@ -28,15 +26,7 @@ def checkpoint_dir(job_dir: Path) -> Path:
 
 
 def list_checkpoints(job_dir: Path) -> list[tuple[int, Path]]:
-    root = checkpoint_dir(job_dir)
-    if not root.is_dir():
-        return []
-    found = []
-    for path in root.iterdir():
-        match = STEP_DIR.match(path.name)
-        if match and (path / "state.pt").is_file() and (path / "lora.safetensors").is_file():
-            found.append((int(match.group(1)), path))
-    return sorted(found)
+    return complete_checkpoints(job_dir)
 
 
 def latest_checkpoint(job_dir: Path) -> tuple[int, Path] | None:

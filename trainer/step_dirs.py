@@ -1,0 +1,37 @@
+"""A job folder's `step_NNNNNN/` folders (checkpoints/ and samples/), read without importing torch.
+
+The web app, the worker and the engine all ask which checkpoints are complete: one definition here.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+STEP_DIR = re.compile(r"^step_(\d+)$")
+
+
+def step_dirs(folder: Path) -> list[tuple[int, Path]]:
+    """(step, folder) for every `step_N` folder under `folder`, oldest first; none when it is missing."""
+    try:
+        entries = list(Path(folder).iterdir())
+    except OSError:
+        return []
+    found = []
+    for entry in entries:
+        match = STEP_DIR.match(entry.name)
+        if match and entry.is_dir():
+            found.append((int(match.group(1)), entry))
+    return sorted(found)
+
+
+def complete_checkpoints(job_dir: Path) -> list[tuple[int, Path]]:
+    """Checkpoints with both the LoRA and the training state written, oldest first."""
+    return [(step, path) for step, path in step_dirs(Path(job_dir) / "checkpoints")
+            if (path / "lora.safetensors").is_file() and (path / "state.pt").is_file()]
+
+
+def latest_checkpoint_step(job_dir: Path) -> int | None:
+    """The step of the newest complete checkpoint, if any."""
+    found = complete_checkpoints(job_dir)
+    return found[-1][0] if found else None
