@@ -9,6 +9,7 @@ upload to the dataset manager; what is not an image is skipped, and each image k
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import zipfile
 from collections.abc import Callable
@@ -106,31 +107,35 @@ def download_url_zip(url: str, target: Path, max_bytes: int, on_bytes: Callable[
 
 
 def extract_zip(archive: Path, dest: Path, max_total_bytes: int, max_ratio: int) -> None:
-    """Extract with the dataset manager's limits: no paths outside `dest`, bounded size and ratio."""
+    """Extract with the dataset manager's own guard (unsafe names skipped, sizes and ratios counted while
+    decompressing), then lay the images out under `dest` by their archive paths with their captions."""
+    from app import zipimport
+    from app.jobs import Job, JobError
+
+    if not zipfile.is_zipfile(archive):
+        raise DatasetInputError("The dataset URL did not return a ZIP file.")
+    staging = dest.parent / ".zip-staging"
     try:
-        with zipfile.ZipFile(archive) as zf:
-            members = [m for m in zf.infolist() if not m.is_dir()]
-            total = sum(m.file_size for m in members)
-            if total > max_total_bytes:
-                raise DatasetInputError(f"The ZIP unpacks to {total / 1e6:.0f} MB, over the "
-                                        f"{max_total_bytes / 1e6:.0f} MB limit (ZIP_MAX_TOTAL_MB).")
-            for member in members:
-                if member.compress_size and member.file_size / member.compress_size > max_ratio:
-                    raise DatasetInputError(f"{member.filename!r} in the ZIP is compressed more than "
-                                            f"{max_ratio}:1 (ZIP_MAX_RATIO); it looks like a ZIP bomb.")
-                parts = [p for p in member.filename.replace("\\", "/").split("/") if p]
-                if not parts or parts[0] == "__MACOSX" or any(p.startswith(".") for p in parts):
-                    continue
-                try:
-                    target = confined(dest, *parts)
-                except UnsafePathError:
-                    log.warning("skipping ZIP entry with an unsafe path")
-                    continue
-                target.parent.mkdir(parents=True, exist_ok=True)
-                with zf.open(member) as source, open(target, "wb") as out:
-                    shutil.copyfileobj(source, out, 1 << 20)
-    except zipfile.BadZipFile:
-        raise DatasetInputError("The dataset URL did not return a ZIP file.") from None
+        try:
+            extracted = zipimport.extract_zip(archive, staging, Job(dest.parent, "unzip"), max_total_bytes,
+                                              max_ratio, "The dataset ZIP")
+        except JobError as exc:
+            raise DatasetInputError(str(exc)) from None
+        for item in extracted.skipped:
+            log.warning("skipping ZIP entry: %s", item["reason"])
+        for name, staged in extracted.images:
+            folder, base = os.path.split(name)
+            try:
+                target = confined(dest, *[part for part in name.split("/") if part])
+            except UnsafePathError:
+                continue
+            target.parent.mkdir(parents=True, exist_ok=True)
+            staged.replace(target)
+            caption = extracted.captions.get((folder, os.path.splitext(base)[0].casefold()))
+            if caption is not None:
+                target.with_suffix(".txt").write_text(caption, "utf-8")
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def fetch_dataset(spec: dict, settings: Settings, raw_dir: Path,

@@ -157,6 +157,15 @@ def test_url_zip_dataset(file_server, make_settings, tmp_path):
         fetch_dataset({"url": f"{base}/missing.zip"}, settings, tmp_path / "w3" / "raw")
 
 
+
+def test_url_zip_bomb_is_stopped_while_unpacking(file_server, make_settings, tmp_path):
+    folder, base = file_server
+    with zipfile.ZipFile(folder / "bomb.zip", "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("set/big.png", b"\0" * (24 << 20))  # about 1000:1, far over ZIP_MAX_RATIO
+    with pytest.raises(DatasetInputError, match="ZIP bomb"):
+        fetch_dataset({"url": f"{base}/bomb.zip"}, make_settings(), tmp_path / "work" / "raw")
+    assert not list((tmp_path / "work").rglob("*.png"))  # the staging folder is gone too
+
 def test_progress_reporter_throttles_but_keeps_phase_changes():
     sent = []
     report = ProgressReporter(sent.append, interval_s=3600)
