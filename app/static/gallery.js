@@ -13,11 +13,7 @@
     meta: null,
   };
 
-  function esc(text) {
-    const div = document.createElement("div");
-    div.textContent = text == null ? "" : String(text);
-    return div.innerHTML;
-  }
+  const esc = window.studio.esc;
 
   const thumbUrl = (name) => `${base}/thumbs/${enc(name)}`;
   const imageUrl = (name) => `${base}/images/${enc(name)}`;

@@ -5,11 +5,7 @@
   let datasets = [];
   let target = null;
 
-  function esc(text) {
-    const div = document.createElement("div");
-    div.textContent = text == null ? "" : String(text);
-    return div.innerHTML;
-  }
+  const esc = window.studio.esc;
 
   function card(d) {
     const el = document.createElement("article");

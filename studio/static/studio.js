@@ -16,6 +16,11 @@
 
   window.studio = {
     toolUrl,
+    // HTML-escape text for templates, quotes included so it is safe inside attributes too.
+    esc(text) {
+      return String(text == null ? "" : text).replace(/[&<>"']/g, (c) => (
+        { "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c]));
+    },
     toast(message, level = "info", ms = 4000) {
       const box = document.createElement("div");
       box.className = `toast toast-${level}`;

@@ -1,7 +1,6 @@
 // Shared trainer helpers: live updates (SSE with polling fallback), status chips, number formats.
 (function () {
-  const esc = (s) => String(s == null ? "" : s).replace(/[&<>"']/g, (c) => (
-    { "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c]));
+  const esc = window.studio.esc;
 
   // Follows `url` with EventSource; the server ends each stream before proxies cut it and the browser
   // reconnects. After repeated failures it polls `pollUrl` instead, and tries the stream again later.
