@@ -4,7 +4,7 @@
 
 Both run in one process on the same LoRA-wrapped transformer (tiny demo Z-Image, training adapter merged)
 and the same optimizer; the two alternate step by step so machine noise hits both alike. The real step is the engine's
-JobRunner.run_step() (cached data, caption dropout, timestep sampling, NaN guard, gradient clipping,
+TrainingRun.run_step() (cached data, caption dropout, timestep sampling, NaN guard, gradient clipping,
 metrics line, progress, control checks); the bare step is the minimum a training step must do. Goal:
 ratio <= 1.05. It also counts text-encoder and VAE-encoder forward calls during the steps (goal: 0).
 """
@@ -74,7 +74,7 @@ def main(argv=None) -> int:
     from studio.demo import ensure_demo_models
     from studio.settings import load_settings
     from trainer.engine.control import TrainingControl
-    from trainer.engine.job import JobLog, JobRunner, pick_device
+    from trainer.engine.training_run import RunLog, TrainingRun, pick_device
     from trainer.engine.loop import Progress
     from trainer.recipes import get_recipe
 
@@ -90,20 +90,20 @@ def main(argv=None) -> int:
             "save_every": 10**6, "sample_every": 0, "gradient_checkpointing": args.gradient_checkpointing,
         })
         progress = Progress(lambda event: None, config.steps, dev, 0)
-        runner = JobRunner(config, dataset, job_dir, paths, TrainingControl(job_dir), progress, dev,
-                           root / "trainer" / "cache", JobLog(job_dir / "log.txt"))
+        run = TrainingRun(config, dataset, job_dir, paths, TrainingControl(job_dir), progress, dev,
+                           root / "trainer" / "cache", RunLog(job_dir / "log.txt"))
         t0 = time.perf_counter()
-        runner.prepare()
+        run.prepare()
         prepare_s = time.perf_counter() - t0
-        loop = runner.loop
+        loop = run.loop
         transformer, optimizer = loop.transformer, loop.optimizer
 
         # the bare step: same model, optimizer and data shape, nothing else
         x0 = loop.cached.latents[0].unsqueeze(0).to(dev)
-        embeds = [loop.cached.embeddings[runner.samples[0].item.caption].to(dev, loop.model_dtype)]
+        embeds = [loop.cached.embeddings[run.samples[0].item.caption].to(dev, loop.model_dtype)]
         t_in = torch.tensor([0.5], device=dev)
-        autocast = {"device_type": dev.type, "dtype": runner.autocast_dtype or torch.float32,
-                    "enabled": runner.autocast_dtype is not None}
+        autocast = {"device_type": dev.type, "dtype": run.autocast_dtype or torch.float32,
+                    "enabled": run.autocast_dtype is not None}
 
         def bare_step():
             optimizer.zero_grad(set_to_none=True)
@@ -132,16 +132,16 @@ def main(argv=None) -> int:
 
         counter = CallCounter()
         try:
-            timed(runner.run_step, args.warmup)
+            timed(run.run_step, args.warmup)
             timed(bare_step, args.warmup)
             real, bare = [], []
             for _ in range(args.rounds):
                 for _ in range(args.steps):  # alternate step by step so load changes hit both alike
-                    real += timed(runner.run_step, 1)
+                    real += timed(run.run_step, 1)
                     bare += timed(bare_step, 1)
         finally:
             counter.restore()
-            runner.metrics.close()
+            run.metrics.close()
         steps_run = args.warmup + args.rounds * args.steps
 
     real_med, bare_med = statistics.median(real), statistics.median(bare)

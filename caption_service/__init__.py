@@ -6,7 +6,7 @@ import logging
 
 from flask import Flask, jsonify
 
-from caption_service.engine import ModelManager
+from caption_service.model_manager import ModelManager
 from caption_service.views import bp as captions_bp
 from studio.settings import Settings
 from studio.web import create_base_app, error_response

@@ -11,8 +11,8 @@ import pytest
 from PIL import Image, ImageDraw
 
 import caption_service
-from caption_service import engine
-from caption_service.engine import ModelManager
+from caption_service import model_manager
+from caption_service.model_manager import ModelManager
 from caption_service.llm import build_llama
 
 HEALTH_KEYS = {"status", "reason", "model", "mmproj", "device", "load_seconds", "queue"}

@@ -4,6 +4,6 @@ from __future__ import annotations
 
 from trainer.engine.control import TrainingControl
 from trainer.engine.errors import TrainingError
-from trainer.engine.job import train
+from trainer.engine.training_run import train
 
 __all__ = ["TrainingControl", "TrainingError", "train"]

@@ -22,7 +22,7 @@ from trainer.engine.quant import quantize_linears
 from trainer.engine.sampling import Sampler, sample_texts
 
 
-class JobLog:
+class RunLog:
     """job_dir/log.txt, appended, one timestamped line per event."""
 
     def __init__(self, path: Path):
@@ -73,7 +73,7 @@ def train(config, dataset_dir: Path, job_dir: Path, model_paths, control: Traini
     control = control or TrainingControl(job_dir)
     dev = pick_device(device)
     progress = Progress(on_progress or (lambda _event: None), config.steps, dev, 0)
-    log = JobLog(job_dir / "log.txt")
+    log = RunLog(job_dir / "log.txt")
     try:
         return _train(config, dataset_dir, job_dir, model_paths, control, progress, dev,
                       Path(cache_dir) if cache_dir else default_cache_dir(job_dir), log)
@@ -90,20 +90,20 @@ def train(config, dataset_dir: Path, job_dir: Path, model_paths, control: Traini
 
 
 def _train(config, dataset_dir, job_dir, paths, control, progress, dev, cache_dir, log) -> dict:
-    runner = JobRunner(config, dataset_dir, job_dir, paths, control, progress, dev, cache_dir, log)
-    runner.prepare()
+    run = TrainingRun(config, dataset_dir, job_dir, paths, control, progress, dev, cache_dir, log)
+    run.prepare()
     stopped = False
     try:
-        while runner.loop.state.step < config.steps:
-            if not runner.run_step():
+        while run.loop.state.step < config.steps:
+            if not run.run_step():
                 stopped = True
                 break
     finally:
-        runner.metrics.close()
-    return runner.finish(stopped)
+        run.metrics.close()
+    return run.finish(stopped)
 
 
-class JobRunner:
+class TrainingRun:
     """The pieces of one job, so that train() and the step benchmark run exactly the same code."""
 
     def __init__(self, config, dataset_dir: Path, job_dir: Path, paths, control: TrainingControl,
