@@ -74,8 +74,8 @@ def main(argv=None) -> int:
     from studio.demo import ensure_demo_models
     from studio.settings import load_settings
     from trainer.engine.control import TrainingControl
-    from trainer.engine.training_run import RunLog, TrainingRun, pick_device
     from trainer.engine.loop import Progress
+    from trainer.engine.training_run import RunLog, TrainingRun, pick_device
     from trainer.recipes import get_recipe
 
     dev = pick_device(args.device)

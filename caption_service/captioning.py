@@ -5,9 +5,9 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from caption_service.model_manager import CaptionTimeout, ModelManager
 from caption_service.images import prepare
 from caption_service.llm import MAX_NEW_TOKENS
+from caption_service.model_manager import CaptionTimeout, ModelManager
 from caption_service.prompts import clean_caption, instruction_for
 
 # Greedy decoding with a light repeat penalty: the same image gives the same caption, and the model

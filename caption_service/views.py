@@ -8,8 +8,8 @@ import binascii
 from flask import Blueprint, current_app, jsonify, request
 
 from caption_service.captioning import CaptionRequest, caption, check_max_tokens
-from caption_service.model_manager import CaptionTimeout, ModelManager, ServiceBusy
 from caption_service.images import ImageRejected
+from caption_service.model_manager import CaptionTimeout, ModelManager, ServiceBusy
 from caption_service.prompts import PromptError
 from studio.web import ApiError, json_body
 

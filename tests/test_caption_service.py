@@ -12,8 +12,8 @@ from PIL import Image, ImageDraw
 
 import caption_service
 from caption_service import model_manager
-from caption_service.model_manager import ModelManager
 from caption_service.llm import build_llama
+from caption_service.model_manager import ModelManager
 
 HEALTH_KEYS = {"status", "reason", "model", "mmproj", "device", "load_seconds", "queue"}
 
@@ -231,7 +231,7 @@ def test_missing_model_says_it_is_downloading(make_app, monkeypatch):
 
 
 def test_model_arriving_later_is_loaded(make_app, demo_paths, tmp_path, monkeypatch):
-    monkeypatch.setattr(engine, "ERROR_RETRY_S", 0.0)
+    monkeypatch.setattr(model_manager, "ERROR_RETRY_S", 0.0)
     model, mmproj = tmp_path / "model.gguf", tmp_path / "mmproj.gguf"
     app = make_app(wait="error", STUDIO_DEMO=0, DEV_MODEL_PATH=model, DEV_MMPROJ_PATH=mmproj)
     client = app.test_client()
@@ -256,7 +256,7 @@ def test_corrupt_model_reports_error(make_app, demo_paths, tmp_path, broken):
 
 
 def test_unload_and_reload(client, monkeypatch):
-    monkeypatch.setattr(engine, "LOAD_WAIT_S", 60.0)  # a busy test machine may load slowly; never a 503 here
+    monkeypatch.setattr(model_manager, "LOAD_WAIT_S", 60.0)  # a busy test machine may load slowly; never a 503 here
     assert caption(client, png_bytes()).status_code == 200
     assert client.post("/unload").get_json() == {"status": "unloaded"}
     health = client.get("/health").get_json()
@@ -303,14 +303,14 @@ def test_generation_past_the_deadline_stops(make_app):
     from caption_service.images import prepare
 
     uri = prepare(png_bytes(), 10_000_000, 1_000_000)
-    with pytest.raises(engine.CaptionTimeout):
+    with pytest.raises(model_manager.CaptionTimeout):
         # the lock is had in time, but the generation deadline is already past: it stops after one token
         manager.run(lambda llm, _: generate(llm, uri, "Describe.", 64, time.monotonic()), time.monotonic() + 5)
     assert manager.health().status == "ready"  # the model is still usable afterwards
 
 
 def test_503_while_loading(make_settings, demo_root, monkeypatch):
-    monkeypatch.setattr(engine, "LOAD_WAIT_S", 0.05)
+    monkeypatch.setattr(model_manager, "LOAD_WAIT_S", 0.05)
     release = threading.Event()
 
     def slow_loader(settings, paths, device):
@@ -336,7 +336,7 @@ def test_503_while_loading(make_settings, demo_root, monkeypatch):
 
 
 def test_idle_unload(make_app, monkeypatch):
-    monkeypatch.setattr(engine, "LOAD_WAIT_S", 60.0)
+    monkeypatch.setattr(model_manager, "LOAD_WAIT_S", 60.0)
     app = make_app(CAPTION_IDLE_UNLOAD_S=0.3)
     client = app.test_client()
     assert caption(client, png_bytes()).status_code == 200
