@@ -34,7 +34,7 @@ def test_defaults_match_the_zimage_turbo_preset(recipe):
     assert cfg.optimizer == "auto" and cfg.weight_decay == 1e-4
     assert cfg.lr_schedule == "constant" and cfg.warmup_steps == 0
     assert cfg.max_grad_norm == 1.0 and cfg.batch_size == 1 and cfg.gradient_accumulation == 1
-    assert cfg.steps == 3000 and cfg.mixed_precision == "bf16" and cfg.gradient_checkpointing is True
+    assert cfg.steps == 3000 and cfg.mixed_precision == "bf16" and cfg.gradient_checkpointing == "auto"
     assert cfg.resolutions == [512, 768, 1024]
     assert cfg.caption_dropout == 0.05 and cfg.shift == 3.0 and cfg.timestep_sampling == "weighted"
     assert (cfg.save_every, cfg.keep_last, cfg.sample_every) == (250, 4, 250)
@@ -133,3 +133,21 @@ def test_presets_are_valid_configs(recipe):
     for overrides in recipe.presets.values():
         assert {"quantize_base", "resolutions", "gradient_checkpointing"} <= set(overrides)
     json.dumps(recipe.describe())
+
+
+def test_speed_options_have_defaults_choices_and_legacy_booleans(recipe):
+    cfg = recipe.default_config()
+    assert (cfg.compile, cfg.attention_backend, cfg.float8_matmuls) == (False, "auto", True)
+    assert cfg.vram_budget_gb is None and cfg.log_every is None
+    # configs saved before "auto" existed stored a boolean
+    assert recipe.config_from_dict({"gradient_checkpointing": True}).gradient_checkpointing == "on"
+    assert recipe.config_from_dict({"gradient_checkpointing": False}).gradient_checkpointing == "off"
+    assert set(_errors(recipe, {"attention_backend": "xformers", "log_every": 0, "vram_budget_gb": 0})) == {
+        "attention_backend", "log_every", "vram_budget_gb"}
+    assert set(_errors(recipe, {"compile": "yes"})) == {"compile"}
+    props = recipe.json_schema()["properties"]
+    assert props["gradient_checkpointing"]["enum"] == ["auto", "on", "off"]
+    assert props["attention_backend"]["enum"] == ["auto", "cudnn", "flash", "default"]
+    assert props["log_every"]["type"] == ["integer", "null"] and props["compile"]["type"] == "boolean"
+    assert props["vram_budget_gb"]["type"] == ["number", "null"]
+    assert recipe.config_from_dict(recipe.presets["24gb"]).vram_budget_gb == 22.0

@@ -16,8 +16,8 @@ def oom_error(config, step: int, on_gpu: bool) -> TrainingError:
     where = "GPU" if on_gpu else "machine"
     if config.batch_size > 1:
         advice = f"lower batch_size (now {config.batch_size}) to 1"
-    elif not config.gradient_checkpointing:
-        advice = "turn on gradient_checkpointing"
+    elif config.gradient_checkpointing == "off":
+        advice = "set gradient_checkpointing to auto or on"
     elif config.quantize_base == "none" and on_gpu:
         advice = "set quantize_base to float8"
     elif max(config.resolutions) > 512:

@@ -1,9 +1,13 @@
-"""The training loop: Z-Image flow-matching loss, gradient accumulation, NaN guard, progress,
-metrics and cooperative stop/sample/save between steps."""
+"""The training loop: Z-Image flow-matching loss, gradient accumulation, NaN guard and step timing.
+
+A step never waits for the GPU: the loss and the finite-check stay on the device, the optimizer skips
+a NaN step on the device (fused AdamW's `found_inf`), and `flush()` reads the pending steps' losses
+in one go every `log_every` steps. On the CPU nothing is asynchronous and every step is flushed.
+"""
 
 from __future__ import annotations
 
-import json
+import contextlib
 import math
 import time
 from collections.abc import Callable
@@ -11,12 +15,15 @@ from dataclasses import dataclass
 
 import torch
 
+from trainer.engine.device_data import DeviceData
 from trainer.engine.errors import TrainingError
+from trainer.engine.progress import MetricsWriter, Progress  # noqa: F401 - re-exported for callers
+from trainer.engine.step_timing import StepTimer
 
 NUM_TRAIN_TIMESTEPS = 1000
 MAX_NAN_IN_A_ROW = 5
 SMOOTHING = 0.9
-PROGRESS_EVERY_S = 1.0
+GPU_LOG_EVERY = 10
 
 
 def _bell_weights(n: int = NUM_TRAIN_TIMESTEPS) -> torch.Tensor:
@@ -67,7 +74,8 @@ def make_optimizer(config, params, device: torch.device, log: Callable[[str], No
         try:
             import bitsandbytes as bnb
 
-            log("Optimizer: 8-bit AdamW (bitsandbytes).")
+            log("Optimizer: 8-bit AdamW (bitsandbytes); it cannot skip a NaN step on the GPU, so each step "
+                "waits for the GPU once.")
             return bnb.optim.AdamW8bit(params, **kwargs)
         except ImportError as exc:
             if choice == "adamw8bit":
@@ -75,7 +83,11 @@ def make_optimizer(config, params, device: torch.device, log: Callable[[str], No
                                     "optimizer to adamw.") from exc
     elif choice == "adamw8bit":
         raise TrainingError("optimizer adamw8bit needs a CUDA GPU; set optimizer to adamw (or auto) on this machine.")
-    log("Optimizer: AdamW.")
+    if device.type == "cuda":
+        # one multi-tensor kernel for all LoRA tensors, and it skips a NaN step on the GPU (found_inf)
+        log("Optimizer: AdamW, fused CUDA kernel over the LoRA parameters.")
+        return torch.optim.AdamW(params, fused=True, **kwargs)
+    log("Optimizer: AdamW (the fused kernel is used on CUDA GPUs).")
     return torch.optim.AdamW(params, **kwargs)
 
 
@@ -88,11 +100,23 @@ class LoopState:
     nan_in_a_row: int = 0
 
 
+@dataclass
+class StepRecord:
+    """A finished step as read back by flush(): loss None when the step was skipped (NaN/inf)."""
+
+    step: int
+    loss: float | None
+    smooth_loss: float | None
+    lr: float
+    time: float
+
+
 class TrainingLoop:
-    """One job's optimisation. `run_steps` is what train() and the benchmark both drive."""
+    """One job's optimisation. `step` + `flush` is what train() and the benchmarks both drive."""
 
     def __init__(self, config, transformer, params, cached, samples, plan, device: torch.device,
-                 autocast_dtype: torch.dtype | None, empty_text: str = ""):
+                 autocast_dtype: torch.dtype | None, empty_text: str = "", attention=None,
+                 data: DeviceData | None = None):
         self.config, self.transformer, self.params = config, transformer, params
         self.cached, self.samples, self.plan = cached, samples, plan
         self.device, self.autocast_dtype = device, autocast_dtype
@@ -103,9 +127,17 @@ class TrainingLoop:
         self.state = LoopState()
         self.optimizer = None
         self.lr_factor = lr_lambda(config)
+        self.attention = attention or contextlib.nullcontext
+        self.data = data or DeviceData(cached, device, self.model_dtype)
+        self.timer = StepTimer(device)
+        self.pending: list[tuple[int, torch.Tensor, torch.Tensor, float, float]] = []
+        self.skip_on_device = False  # set by setup_optimizer
+        default_every = 1 if device.type != "cuda" else GPU_LOG_EVERY
+        self.log_every = getattr(config, "log_every", None) or default_every
 
     def setup_optimizer(self, log: Callable[[str], None]) -> None:
         self.optimizer = make_optimizer(self.config, self.params, self.device, log)
+        self.skip_on_device = bool(getattr(self.optimizer, "_step_supports_amp_scaling", False))
 
     @property
     def lr(self) -> float:
@@ -114,64 +146,86 @@ class TrainingLoop:
 
     # ------------------------------------------------------------ one micro-batch
     def loss(self, batch: list[int]) -> torch.Tensor:
-        cfg, gen, dev = self.config, self.generator, self.device
-        x0 = torch.stack([self.cached.latents[i] for i in batch]).to(dev)
+        cfg, gen, dev, data = self.config, self.generator, self.device, self.data
+        x0 = torch.stack([data.latent(i) for i in batch])
         dropped = torch.rand(len(batch), generator=gen) < cfg.caption_dropout
         texts = [self.empty_text if drop else self.samples[i].item.caption for i, drop in zip(batch, dropped.tolist(),
                                                                                              strict=True)]
-        embeds = [self.cached.embeddings[t].to(dev, self.model_dtype) for t in texts]
+        embeds = [data.embedding(t) for t in texts]
         sigma, weight = sample_sigmas(cfg.timestep_sampling, len(batch), gen, cfg.shift)
-        noise = torch.randn(x0.shape, generator=gen).to(dev)
-        s = sigma.to(dev).view(-1, 1, 1, 1)
+        noise = data.to_device(torch.randn(x0.shape, generator=gen))
+        sigma, weight = data.to_device(sigma), data.to_device(weight)
+        self.timer.mark("data")
+        s = sigma.view(-1, 1, 1, 1)
         x_t = (1 - s) * x0 + s * noise
         inputs = list(x_t.to(self.model_dtype).unsqueeze(2).unbind(0))  # each [C, F=1, H, W]
         with torch.autocast(dev.type, dtype=self.autocast_dtype or torch.float32,
                             enabled=self.autocast_dtype is not None):
             # Z-Image takes t = 1 - sigma (1 = clean) and predicts the negated velocity
-            out = self.transformer(inputs, (1 - sigma).to(dev), embeds, return_dict=False)[0]
+            out = self.transformer(inputs, 1 - sigma, embeds, return_dict=False)[0]
         velocity = -torch.stack([o.float() for o in out]).squeeze(2)
         per_example = ((velocity - (noise - x0)) ** 2).mean(dim=(1, 2, 3))
-        return (per_example * weight.to(dev)).mean()
+        return (per_example * weight).mean()
 
     # ------------------------------------------------------------ one optimizer step
-    def step(self) -> float | None:
-        """Runs one optimizer step; returns the loss, or None when the step was skipped for NaN/inf."""
-        cfg, st = self.config, self.state
+    def step(self) -> None:
+        """Queues one optimizer step on the device; its loss is read by the next flush()."""
+        cfg, st, timer = self.config, self.state, self.timer
         accum = cfg.gradient_accumulation
+        lr = self.lr
         for group in self.optimizer.param_groups:
-            group["lr"] = self.lr
+            group["lr"] = lr
+        timer.begin()
         self.optimizer.zero_grad(set_to_none=True)
-        total, finite = 0.0, True
-        for micro in range(accum):
-            loss = self.loss(self.plan.batch(st.step * accum + micro)) / accum
-            value = loss.item()
-            if not math.isfinite(value):
-                finite = False
-                break
-            loss.backward()
-            total += value
-        if finite and cfg.max_grad_norm > 0:
+        total = None
+        with self.attention():
+            for micro in range(accum):
+                loss = self.loss(self.plan.batch(st.step * accum + micro)) / accum
+                timer.mark("forward")
+                loss.backward()  # a NaN loss gives NaN gradients; the step is then skipped below
+                timer.mark("backward")
+                total = loss.detach() if total is None else total + loss.detach()
+        finite = torch.isfinite(total)
+        if cfg.max_grad_norm > 0:
             norm = torch.nn.utils.clip_grad_norm_(self.params, cfg.max_grad_norm)
-            finite = bool(torch.isfinite(norm))
-        if finite:
+            finite = finite & torch.isfinite(norm)
+        if self.skip_on_device:
+            self.optimizer.found_inf = (~finite).float()  # read by the fused kernel: no host sync
             self.optimizer.step()
-            st.nan_in_a_row = 0
-        else:
-            self.optimizer.zero_grad(set_to_none=True)
+        elif bool(finite):  # waits for the GPU; free on the CPU
+            self.optimizer.step()
+        timer.mark("optimizer")
+        st.step += 1
+        self.pending.append((st.step, total, finite, lr, time.time()))
+
+    def flush(self) -> list[StepRecord]:
+        """Reads the queued steps' losses (one wait for the GPU) and updates the loop state in step
+        order. Raises TrainingError after MAX_NAN_IN_A_ROW skipped steps in a row."""
+        if not self.pending:
+            return []
+        pending, self.pending = self.pending, []
+        values = torch.stack([torch.stack([t.float(), f.float()]) for _, t, f, _, _ in pending]).cpu().tolist()
+        st, records = self.state, []
+        for (step, _, _, lr, stamp), (loss, finite) in zip(pending, values, strict=True):
+            if finite and math.isfinite(loss):
+                st.nan_in_a_row = 0
+                st.last_loss = loss
+                st.smooth_loss = loss if st.smooth_loss is None else SMOOTHING * st.smooth_loss + (1 - SMOOTHING) * loss
+                records.append(StepRecord(step, loss, st.smooth_loss, lr, stamp))
+                continue
             st.nan_total += 1
             st.nan_in_a_row += 1
-        st.step += 1
-        if not finite:
+            records.append(StepRecord(step, None, st.smooth_loss, lr, stamp))
             if st.nan_in_a_row >= MAX_NAN_IN_A_ROW:
                 raise TrainingError(f"The loss was NaN or infinite {st.nan_in_a_row} steps in a row (at step "
-                                    f"{st.step}); lower learning_rate (now {cfg.learning_rate:g}) and start again.")
-            return None
-        st.last_loss = total
-        st.smooth_loss = total if st.smooth_loss is None else SMOOTHING * st.smooth_loss + (1 - SMOOTHING) * total
-        return total
+                                    f"{step}); lower learning_rate (now {self.config.learning_rate:g}) and start "
+                                    "again.")
+        return records
 
     # ------------------------------------------------------------ state for exact resume
     def state_dict(self) -> dict:
+        if self.pending:
+            raise RuntimeError("flush() the pending steps before saving the loop state")
         return {
             "step": self.state.step,
             "loop": vars(self.state).copy(),
@@ -194,64 +248,3 @@ class TrainingLoop:
         self.optimizer.load_state_dict(state["optimizer"])
         self.generator.set_state(state["generator"])
         self.state = LoopState(**state["loop"])
-
-
-class MetricsWriter:
-    """metrics.jsonl: one JSON line per step, appended and flushed."""
-
-    def __init__(self, path, resume_step: int):
-        self.path = path
-        if path.exists():  # steps after the checkpoint we resume from will be redone: drop them
-            kept = [line for line in path.read_text("utf-8").splitlines() if _step_of(line) <= resume_step]
-            path.write_text("".join(line + "\n" for line in kept), "utf-8")
-        self.handle = open(path, "a", encoding="utf-8")  # noqa: SIM115 - closed by close()
-
-    def write(self, record: dict) -> None:
-        self.handle.write(json.dumps(record) + "\n")
-        self.handle.flush()
-
-    def close(self) -> None:
-        self.handle.close()
-
-
-def _step_of(line: str) -> int:
-    try:
-        return int(json.loads(line)["step"])
-    except (ValueError, KeyError, TypeError):
-        return 1 << 62
-
-
-class Progress:
-    """Throttled on_progress calls with it/s, ETA and GPU memory."""
-
-    def __init__(self, callback: Callable[[dict], None], total_steps: int, device: torch.device, start_step: int):
-        self.callback, self.total, self.device = callback, total_steps, device
-        self.start_step, self.started = start_step, time.monotonic()
-        self.last_emit = 0.0
-        self.step = start_step  # the latest step reported, for error messages
-
-    def gpu_mem_gb(self) -> float | None:
-        if self.device.type != "cuda":
-            return None
-        return round(torch.cuda.max_memory_allocated(self.device) / 1e9, 2)
-
-    def emit(self, phase: str, step: int, loss=None, smooth=None, message: str = "", force: bool = False) -> None:
-        now = time.monotonic()
-        self.step = step
-        if not force and now - self.last_emit < PROGRESS_EVERY_S:
-            return
-        self.last_emit = now
-        done = step - self.start_step
-        rate = done / (now - self.started) if done > 0 and now > self.started else None
-        eta = (self.total - step) / rate if rate else None
-        self.callback({
-            "phase": phase,
-            "step": step,
-            "total_steps": self.total,
-            "loss": loss,
-            "smooth_loss": smooth,
-            "it_per_s": round(rate, 4) if rate else None,
-            "eta_s": round(eta, 1) if eta is not None else None,
-            "gpu_mem_gb": self.gpu_mem_gb(),
-            "message": message,
-        })

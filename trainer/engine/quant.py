@@ -6,6 +6,8 @@ take one byte each, and the backward pass re-expands them only for the input gra
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -61,11 +63,14 @@ class QuantizedLinear(nn.Linear):
         return self.weight.to(self.compute_dtype) * self.weight_scale
 
 
-def quantize_linears(model: nn.Module, mode: str) -> int:
-    """Replace every frozen Linear of `model` (LoRA layers excluded) by a QuantizedLinear.
+def quantize_linears(model: nn.Module, mode: str,
+                     factory: Callable[[str, nn.Linear], nn.Module] | None = None) -> int:
+    """Replace every frozen Linear of `model` (LoRA layers excluded) by a QuantizedLinear, or by what
+    `factory(name, linear)` builds (fast_linear's float8 layers).
 
     Works from module names, holding no reference to the replaced layers, so each bf16 weight is freed
     as soon as its 8-bit copy exists: the peak stays near the bf16 model's size."""
+    make = factory or (lambda _name, linear: QuantizedLinear(linear, mode))
     targets = [
         name for name, module in model.named_modules()
         if type(module) is nn.Linear and not module.weight.requires_grad and ".lora_" not in f".{name}"
@@ -73,5 +78,5 @@ def quantize_linears(model: nn.Module, mode: str) -> int:
     for name in targets:
         parent_name, _, child_name = name.rpartition(".")
         parent = model.get_submodule(parent_name) if parent_name else model
-        setattr(parent, child_name, QuantizedLinear(getattr(parent, child_name), mode))
+        setattr(parent, child_name, make(name, getattr(parent, child_name)))
     return len(targets)

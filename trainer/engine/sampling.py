@@ -1,13 +1,26 @@
 """Preview images during training: fixed prompts and seeds, the training adapter cancelled and CFG
-off, so they look like what ComfyUI will render with the finished LoRA."""
+off, so they look like what ComfyUI will render with the finished LoRA.
+
+Each prompt is shown three ways with the same seed, so the effect of the LoRA is visible at a glance:
+
+    samples/base/<i>.png               LoRA off: the Turbo base as ComfyUI renders it (once per job)
+    samples/step_N/<i>.png             LoRA on (the file name older jobs already use)
+    samples/step_N/<i>_notrigger.png   LoRA on, trigger word removed from the prompt: does it leak?
+
+The base renders are keyed by prompt, seed, size, steps and guidance, so a changed setting renders
+them again; the third column is left out when there is no trigger word to remove.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
+from collections import Counter
 from pathlib import Path
 
 import torch
@@ -15,9 +28,51 @@ import torch
 from trainer.engine import model as zmodel
 from trainer.engine.data import apply_trigger
 
+BASE_DIR = "base"
+NO_TRIGGER_SUFFIX = "_notrigger"
+
 
 def sample_texts(config) -> list[str]:
     return [apply_trigger(p, config.trigger_word) for p in config.sample_prompts]
+
+
+def without_trigger(text: str, trigger: str) -> str | None:
+    """`text` with the trigger word taken out (and the commas/spaces around it tidied); None when there
+    is no trigger word or the text does not contain it."""
+    if not trigger.strip():
+        return None
+    pattern = re.compile(rf"(?<!\w){re.escape(trigger.strip())}(?!\w)", re.IGNORECASE)
+    if not pattern.search(text):
+        return None
+    out = pattern.sub(" ", text)
+    out = re.sub(r"\s+([,.;:])", r"\1", out)
+    out = re.sub(r"([,;:])(\s*[,;:])+", r"\1", out)
+    return re.sub(r"\s{2,}", " ", out).strip(" ,;:")
+
+
+def no_trigger_texts(config) -> list[str | None]:
+    return [without_trigger(t, config.trigger_word) for t in sample_texts(config)]
+
+
+def all_sample_texts(config) -> list[str]:
+    """Every prompt a preview needs an embedding for."""
+    return sample_texts(config) + [t for t in no_trigger_texts(config) if t is not None]
+
+
+def base_key(config, prompt: str, seed: int) -> str:
+    basis = [prompt, seed, config.sample_width, config.sample_height, config.sample_steps, config.guidance_scale]
+    return hashlib.sha256(json.dumps(basis).encode()).hexdigest()[:16]
+
+
+def _save_png(image, path: Path) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".png")
+    os.close(fd)
+    try:
+        image.save(tmp, format="PNG")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 class Sampler:
@@ -26,6 +81,7 @@ class Sampler:
         self.config, self.paths, self.device = config, paths, device
         self.embeddings, self.adapter, self.autocast_dtype = embeddings, adapter, autocast_dtype
         self._vae = None
+        self.renders: Counter[str] = Counter()  # images rendered by kind, for tests and the log
 
     def _pipeline(self, transformer):
         from diffusers import ZImagePipeline
@@ -39,48 +95,91 @@ class Sampler:
         return pipe
 
     @torch.no_grad()
-    def render(self, transformer) -> list:
-        """PIL images, one per sample prompt."""
+    def _render(self, pipe, transformer, text: str, seed: int, kind: str):
         cfg = self.config
-        pipe = self._pipeline(transformer)
         dtype = next(p for p in transformer.parameters() if p.dtype.is_floating_point and p.dtype.itemsize > 1).dtype
+        kwargs = {}
+        if cfg.guidance_scale > 0:
+            kwargs["negative_prompt_embeds"] = [self.embeddings[""].to(self.device, dtype)]
+        with torch.autocast(self.device.type, dtype=self.autocast_dtype or torch.float32,
+                            enabled=self.autocast_dtype is not None):
+            cancelled = zmodel.adapter_cancelled(transformer, self.adapter) if self.adapter else None
+            with cancelled or contextlib.nullcontext():
+                image = pipe(
+                    prompt_embeds=[self.embeddings[text].to(self.device, dtype)],
+                    height=cfg.sample_height,
+                    width=cfg.sample_width,
+                    num_inference_steps=cfg.sample_steps,
+                    guidance_scale=cfg.guidance_scale,
+                    generator=torch.Generator("cpu").manual_seed(seed),
+                    **kwargs,
+                ).images[0]
+        self.renders[kind] += 1
+        return image
+
+    @contextlib.contextmanager
+    def _eval(self, transformer):
+        from trainer.engine.compile_blocks import eager
+
         was_training = transformer.training
         transformer.eval()
-        images = []
         try:
-            for index, text in enumerate(sample_texts(cfg)):
-                kwargs = {}
-                if cfg.guidance_scale > 0:
-                    kwargs["negative_prompt_embeds"] = [self.embeddings[""].to(self.device, dtype)]
-                with torch.autocast(self.device.type, dtype=self.autocast_dtype or torch.float32,
-                                    enabled=self.autocast_dtype is not None):
-                    cancelled = zmodel.adapter_cancelled(transformer, self.adapter) if self.adapter else None
-                    with cancelled or contextlib.nullcontext():
-                        image = pipe(
-                            prompt_embeds=[self.embeddings[text].to(self.device, dtype)],
-                            height=cfg.sample_height,
-                            width=cfg.sample_width,
-                            num_inference_steps=cfg.sample_steps,
-                            guidance_scale=cfg.guidance_scale,
-                            generator=torch.Generator("cpu").manual_seed(cfg.seed + index),
-                            **kwargs,
-                        ).images[0]
-                images.append(image)
+            with eager():  # compiled blocks would recompile for no_grad and the hooks; previews run eagerly
+                yield
         finally:
             transformer.train(was_training)
-        return images
+
+    def ensure_base(self, transformer, job_dir: Path) -> list[str]:
+        """samples/base/<i>.png for every prompt, rendered with the LoRA off unless an image for the same
+        prompt, seed and settings is already there. Returns each prompt's base key."""
+        cfg = self.config
+        folder = Path(job_dir) / "samples" / BASE_DIR
+        folder.mkdir(parents=True, exist_ok=True)
+        index_path = folder / "prompts.json"
+        try:
+            known = {int(p["index"]): p for p in json.loads(index_path.read_text("utf-8"))["prompts"]}
+        except (OSError, ValueError, KeyError, TypeError):
+            known = {}
+        entries, keys, pipe = [], [], None
+        for index, text in enumerate(sample_texts(cfg)):
+            seed = cfg.seed + index
+            key = base_key(cfg, text, seed)
+            image_path = folder / f"{index}.png"
+            if known.get(index, {}).get("key") != key or not image_path.is_file():
+                pipe = pipe or self._pipeline(transformer)
+                transformer.disable_adapters()  # our LoRA off; the training adapter is cancelled in _render
+                try:
+                    image = self._render(pipe, transformer, text, seed, "base")
+                finally:
+                    transformer.enable_adapters()
+                _save_png(image, image_path)
+            entries.append({"index": index, "prompt": text, "seed": seed, "key": key, "file": image_path.name})
+            keys.append(key)
+        index_path.write_text(json.dumps({"prompts": entries}, indent=1))
+        return keys
 
     def save(self, transformer, job_dir: Path, step: int) -> Path:
-        images = self.render(transformer)
+        """Render one preview step: base (if not cached), LoRA on, LoRA without the trigger word."""
+        cfg = self.config
         root = Path(job_dir) / "samples"
         root.mkdir(parents=True, exist_ok=True)
         final = root / f"step_{step:06d}"
         tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".tmp-{final.name}-"))
         try:
-            for index, image in enumerate(images):
-                image.save(tmp / f"{index}.png")
-            prompts = [{"index": i, "prompt": t, "seed": self.config.seed + i}
-                       for i, t in enumerate(sample_texts(self.config))]
+            with self._eval(transformer):
+                keys = self.ensure_base(transformer, job_dir)
+                pipe = self._pipeline(transformer)
+                prompts = []
+                for index, (text, plain) in enumerate(zip(sample_texts(cfg), no_trigger_texts(cfg), strict=True)):
+                    seed = cfg.seed + index
+                    self._render(pipe, transformer, text, seed, "lora").save(tmp / f"{index}.png")
+                    plain_file = None
+                    if plain is not None:
+                        plain_file = f"{index}{NO_TRIGGER_SUFFIX}.png"
+                        self._render(pipe, transformer, plain, seed, "lora_no_trigger").save(tmp / plain_file)
+                    prompts.append({"index": index, "prompt": text, "seed": seed, "no_trigger_prompt": plain,
+                                    "lora": f"{index}.png", "lora_no_trigger": plain_file,
+                                    "base": f"../{BASE_DIR}/{index}.png", "base_key": keys[index]})
             (tmp / "prompts.json").write_text(json.dumps({"step": step, "prompts": prompts}, indent=1))
             if final.exists():
                 shutil.rmtree(final)
@@ -89,4 +188,3 @@ class Sampler:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
         return final
-

@@ -14,12 +14,14 @@ from studio.atomic import atomic_write_json
 from trainer.engine import cache as zcache
 from trainer.engine import checkpoints as ckpt
 from trainer.engine import model as zmodel
+from trainer.engine import proof, speed_setup
 from trainer.engine.control import TrainingControl
 from trainer.engine.data import BatchPlan, build_samples, dataset_hash, read_dataset
+from trainer.engine.device_data import DeviceData
 from trainer.engine.errors import TrainingError, oom_error
-from trainer.engine.loop import MetricsWriter, Progress, TrainingLoop
-from trainer.engine.quant import quantize_linears
-from trainer.engine.sampling import Sampler, sample_texts
+from trainer.engine.loop import TrainingLoop
+from trainer.engine.progress import MetricsWriter, Progress
+from trainer.engine.sampling import Sampler, all_sample_texts
 
 
 class RunLog:
@@ -72,7 +74,8 @@ def train(config, dataset_dir: Path, job_dir: Path, model_paths, control: Traini
     job_dir.mkdir(parents=True, exist_ok=True)
     control = control or TrainingControl(job_dir)
     dev = pick_device(device)
-    progress = Progress(on_progress or (lambda _event: None), config.steps, dev, 0)
+    progress = Progress(on_progress or (lambda _event: None), config.steps, dev, 0, config.sample_every,
+                        config.save_every)
     log = RunLog(job_dir / "log.txt")
     try:
         return _train(config, dataset_dir, job_dir, model_paths, control, progress, dev,
@@ -98,9 +101,9 @@ def _train(config, dataset_dir, job_dir, paths, control, progress, dev, cache_di
             if not run.run_step():
                 stopped = True
                 break
+        return run.finish(stopped)
     finally:
         run.metrics.close()
-    return run.finish(stopped)
 
 
 class TrainingRun:
@@ -131,7 +134,7 @@ class TrainingRun:
         log(f"Dataset: {len(items)} image(s), {len(self.samples)} training example(s) in {len(buckets)} bucket(s): "
             + ", ".join(f"{w}x{h}" for w, h in buckets))
 
-        texts = [s.item.caption for s in self.samples] + sample_texts(config) + [""]
+        texts = [s.item.caption for s in self.samples] + all_sample_texts(config) + [""]
 
         def report(kind: str, done: int, total: int) -> None:
             progress.emit("caching", 0, message=f"Encoding {kind}: {done}/{total}", force=done == total)
@@ -146,21 +149,16 @@ class TrainingRun:
         self.adapter = zmodel.LoraDelta.load(self.paths.training_adapter)
         zmodel.merge_adapter(transformer, self.adapter)  # before quantizing: merged at full precision
         params = zmodel.add_lora(transformer, config.rank, config.lora_alpha, config.seed)
-        if config.quantize_base != "none":
-            if dev.type == "cuda":
-                count = quantize_linears(transformer, config.quantize_base)
-                log(f"Base transformer stored in {config.quantize_base} ({count} linear layers).")
-            else:
-                log(f"quantize_base={config.quantize_base} is ignored on the CPU.")
-        if config.gradient_checkpointing:
-            transformer.enable_gradient_checkpointing()
-        transformer.train()
         log(f"LoRA rank {config.rank}, alpha {config.lora_alpha:g}: {sum(p.numel() for p in params):,} trainable "
             "parameters; training adapter merged.")
+        data = DeviceData(self.cached, dev, self.model_dtype)
+        self.speed = speed_setup.configure(config, transformer, params, dev, self.samples, self.cached,
+                                           self.cache_dir, self.model_dtype, log)
+        transformer.train()
 
         plan = BatchPlan(self.samples, config.batch_size, config.seed)
         self.loop = TrainingLoop(config, transformer, params, self.cached, self.samples, plan, dev,
-                                 self.autocast_dtype)
+                                 self.autocast_dtype, attention=self.speed.attention, data=data)
         self.loop.setup_optimizer(log)
         if resume:
             state = ckpt.load_state(resume[1])
@@ -168,7 +166,8 @@ class TrainingRun:
             ckpt.restore_rng(state["rng"])
             self.last_saved = resume[0]
         self.start = self.loop.state.step
-        progress.start_step, progress.started = self.start, time.monotonic()
+        progress.start_step = self.start
+        progress.restart_clock(self.start)
         self.sampler = Sampler(config, self.paths, dev, self.cached.embeddings, self.adapter, self.autocast_dtype)
         self.metadata = _metadata(config, self.paths, dataset_hash(items))
         self.metrics = MetricsWriter(self.job_dir / "metrics.jsonl", self.start)
@@ -180,22 +179,40 @@ class TrainingRun:
         if self.control.should_stop():
             return False
         requests = self.control.take_requests()
-        lr = loop.lr
-        loss = loop.step()
+        loop.step()
         step = loop.state.step
-        if loss is None:
-            self.log(f"Step {step}: the loss was NaN or infinite; the step was skipped.")
-        self.metrics.write({"step": step, "loss": loss, "smooth_loss": loop.state.smooth_loss, "lr": lr,
-                            "time": round(time.time(), 3)})
-        self.progress.emit("training", step, loss, loop.state.smooth_loss, force=step in (self.start + 1,
-                                                                                          config.steps))
-        if step % config.save_every == 0 or "save" in requests:
+        save = step % config.save_every == 0 or "save" in requests
+        sample = (config.sample_every and step % config.sample_every == 0) or "sample" in requests
+        if save or sample or step % loop.log_every == 0 or step in (self.start + 1, config.steps):
+            self.flush(force=step in (self.start + 1, config.steps))
+        if save:
             self.save(step)
-        if (config.sample_every and step % config.sample_every == 0) or "sample" in requests:
+        if sample:
             self.sample(step)
         return True
 
+    def flush(self, force: bool = False) -> None:
+        """Read the queued steps back from the device: metrics lines, NaN notes, progress and timings."""
+        records = self.loop.flush()
+        if not records:
+            return
+        timing = self.loop.timer.collect()
+        lines = []
+        for record in records:
+            if record.loss is None:
+                self.log(f"Step {record.step}: the loss was NaN or infinite; the step was skipped.")
+            lines.append({"step": record.step, "loss": record.loss, "smooth_loss": record.smooth_loss,
+                          "lr": record.lr, "time": round(record.time, 3)})
+        if timing:
+            lines[-1]["timing"] = timing
+        self.metrics.write_many(lines)
+        last = records[-1]
+        self.progress.steps_done(last.step)
+        self.progress.emit("training", last.step, last.loss, last.smooth_loss, force=force, timing=timing)
+
     def save(self, step: int) -> None:
+        self.flush()
+        started = time.monotonic()
         self.progress.emit("saving", step, message=f"Saving checkpoint at step {step}", force=True)
         state = self.loop.state_dict()
         state["rng"] = ckpt.rng_state()
@@ -204,16 +221,25 @@ class TrainingRun:
                                     self.config.keep_last)
         self.last_saved = step
         self.log(f"Checkpoint saved: {path.name}.")
+        self.progress.paused("save", time.monotonic() - started, step)
 
-    def sample(self, step: int) -> None:
+    def sample(self, step: int) -> Path:
+        self.flush()
+        started = time.monotonic()
         self.progress.emit("sampling", step, message=f"Rendering previews at step {step}", force=True)
+        before = sum(self.sampler.renders.values())
         path = self.sampler.save(self.transformer, self.job_dir, step)
         self.last_sampled = step
-        self.log(f"Previews saved: samples/{path.name}.")
+        rendered = sum(self.sampler.renders.values()) - before
+        self.log(f"Previews saved: samples/{path.name} ({rendered} images: LoRA on, LoRA without the trigger word"
+                 f"{', and the base model once per job' if self.sampler.renders['base'] else ''}).")
+        self.progress.paused("sample", time.monotonic() - started, step)
+        return path
 
     # ------------------------------------------------------------ the end
     def finish(self, stopped: bool) -> dict:
         config, loop = self.config, self.loop
+        self.flush(force=True)
         step = loop.state.step
         if step != self.last_saved:
             self.save(step)
@@ -221,11 +247,14 @@ class TrainingRun:
             self.log(f"Stopped at step {step}; resume continues from this checkpoint.")
             lora_path = ckpt.checkpoint_dir(self.job_dir) / f"step_{step:06d}" / "lora.safetensors"
         else:
-            if config.sample_every and step != self.last_sampled and step > self.start:
-                self.sample(step)
+            final_samples = self.job_dir / "samples" / f"step_{step:06d}"
+            if step != self.last_sampled and (step > self.start or not final_samples.is_dir()):
+                final_samples = self.sample(step)  # the proof grid needs the final step, previews on or off
             lora = zmodel.lora_state_dict(self.transformer, config.rank, config.lora_alpha)
             lora_path = ckpt.save_final(self.job_dir, config.name, lora, {**self.metadata, "steps": str(step)})
-            self.log(f"Done: {lora_path.name} after {step} steps.")
+            written = proof.write(self.job_dir, config, lora_path, final_samples, step, loop.state.last_loss)
+            self.log(f"Done: {lora_path.name} after {step} steps; beside it: "
+                     + ", ".join(p.name for p in written.values()) + ".")
         final_loss = loop.state.last_loss
         self.progress.emit("done", step, final_loss, loop.state.smooth_loss,
                            message="Stopped" if stopped else "Finished", force=True)

@@ -66,12 +66,41 @@ class ZImageTurboConfig(RecipeConfig):
         "bf16", "Compute precision on a GPU (bf16 autocast, or plain float32). The CPU always uses float32.",
         choices=["bf16", "fp32"],
     )
-    gradient_checkpointing: bool = option(True, "Recompute activations in the backward pass: less GPU memory, "
-                                                "about 30% slower.")
+    gradient_checkpointing: str = option(
+        "auto",
+        "Recompute block activations in the backward pass: less GPU memory, a third more arithmetic per "
+        "recomputed block. auto: recompute only as many blocks as needed to fit the GPU's free memory (or "
+        "vram_budget_gb), none on the CPU; on: every block; off: none. true/false are read as on/off.",
+        choices=["auto", "on", "off"],
+    )
+    vram_budget_gb: float | None = option(
+        None, "GPU memory (GB) that gradient_checkpointing=auto plans for; empty: the GPU's free memory.",
+        exclusive_min=0.0, max=1024.0, label="VRAM budget (GB)",
+    )
     quantize_base: str = option(
         "none", "Store the frozen base transformer in 8 bits on a CUDA GPU (float8 or int8) to save memory; "
                 "ignored on the CPU.",
         choices=["none", "float8", "int8"],
+    )
+    float8_matmuls: bool = option(
+        True, "With quantize_base=float8 on a GPU with float8 tensor cores (Hopper, Ada), multiply in float8 "
+              "instead of expanding the weights to bf16 (faster); elsewhere the float8 weights are expanded. "
+              "The LoRA itself always trains in bf16/float32.",
+    )
+    compile: bool = option(
+        False, "Compile each transformer block with torch.compile on a CUDA GPU with Triton (faster steps after "
+               "a one-time compile, cached in the workspace for restarts); elsewhere the blocks run uncompiled.",
+        label="torch.compile",
+    )
+    attention_backend: str = option(
+        "auto", "Attention kernel tried first on a CUDA GPU: auto (flash), cudnn, flash, or default (PyTorch's "
+                "own order). Falls back to PyTorch's order when the kernel cannot run; the CPU uses the default.",
+        choices=["auto", "cudnn", "flash", "default"],
+    )
+    log_every: int | None = option(
+        None, "Read the loss and step timings back from the GPU every N steps (each read waits for the GPU); "
+              "empty: every 10 steps on a GPU, every step on the CPU.",
+        min=1, max=1000,
     )
     caption_dropout: float = option(0.05, "Fraction of steps trained with an empty caption.", min=0.0, max=1.0)
     timestep_sampling: str = option(
@@ -98,6 +127,11 @@ class ZImageTurboConfig(RecipeConfig):
         min=0.0, max=30.0,
     )
     seed: int = option(42, "Random seed for LoRA init, data order, noise and previews.", min=0, max=2**31 - 1)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.gradient_checkpointing, bool):  # configs written before "auto" existed
+            self.gradient_checkpointing = "on" if self.gradient_checkpointing else "off"
+        super().__post_init__()
 
     def check(self) -> list[dict[str, str]]:
         errors = []
@@ -129,14 +163,15 @@ class ZImageTurboConfig(RecipeConfig):
 
 
 PRESETS = {
-    # 16 GB: 8-bit base, 512 px only, activations recomputed
-    "16gb": {"quantize_base": "float8", "resolutions": [512], "gradient_checkpointing": True, "batch_size": 1},
+    # 16 GB: 8-bit base, 512 px only, activations recomputed as the card needs
+    "16gb": {"quantize_base": "float8", "resolutions": [512], "gradient_checkpointing": "auto",
+             "vram_budget_gb": 15.0, "batch_size": 1},
     # 24 GB: 8-bit base at the full resolution set (ai-toolkit's default for a 24 GB card)
-    "24gb": {"quantize_base": "float8", "resolutions": [512, 768, 1024], "gradient_checkpointing": True,
-             "batch_size": 1},
-    # 48 GB: bf16 base, no checkpointing
-    "48gb": {"quantize_base": "none", "resolutions": [512, 768, 1024], "gradient_checkpointing": False,
-             "batch_size": 1},
+    "24gb": {"quantize_base": "float8", "resolutions": [512, 768, 1024], "gradient_checkpointing": "auto",
+             "vram_budget_gb": 22.0, "batch_size": 1},
+    # 48 GB: bf16 base; most or all blocks keep their activations
+    "48gb": {"quantize_base": "none", "resolutions": [512, 768, 1024], "gradient_checkpointing": "auto",
+             "vram_budget_gb": 46.0, "batch_size": 1},
 }
 
 RECIPE = Recipe(

@@ -1,0 +1,125 @@
+"""Progress reports (it/s, ETA, GPU memory, step-time split) and metrics.jsonl."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+
+import torch
+
+PROGRESS_EVERY_S = 1.0
+RATE_SMOOTHING = 0.7  # weight of the previous rate when a new interval is measured
+
+
+class MetricsWriter:
+    """metrics.jsonl: one JSON line per step, appended and flushed."""
+
+    def __init__(self, path, resume_step: int):
+        self.path = path
+        if path.exists():  # steps after the checkpoint we resume from will be redone: drop them
+            kept = [line for line in path.read_text("utf-8").splitlines() if _step_of(line) <= resume_step]
+            path.write_text("".join(line + "\n" for line in kept), "utf-8")
+        self.handle = open(path, "a", encoding="utf-8")  # noqa: SIM115 - closed by close()
+
+    def write(self, record: dict) -> None:
+        self.handle.write(json.dumps(record) + "\n")
+        self.handle.flush()
+
+    def write_many(self, records: list[dict]) -> None:
+        if records:
+            self.handle.write("".join(json.dumps(r) + "\n" for r in records))
+            self.handle.flush()
+
+    def close(self) -> None:
+        self.handle.close()
+
+
+def _step_of(line: str) -> int:
+    try:
+        return int(json.loads(line)["step"])
+    except (ValueError, KeyError, TypeError):
+        return 1 << 62
+
+
+def _events_after(step: int, total: int, every: int) -> int:
+    """How many multiples of `every` lie in (step, total]."""
+    return total // every - step // every if every else 0
+
+
+class Progress:
+    """Throttled on_progress calls with it/s, ETA and GPU memory.
+
+    The rate is measured over training time only: the loop reports each stretch of steps it ran
+    (`steps_done`), and the time spent rendering previews or saving checkpoints is measured apart
+    (`paused`) and added to the ETA once per remaining preview/checkpoint."""
+
+    def __init__(self, callback: Callable[[dict], None], total_steps: int, device: torch.device, start_step: int,
+                 sample_every: int = 0, save_every: int = 0, clock: Callable[[], float] = time.monotonic):
+        self.callback, self.total, self.device = callback, total_steps, device
+        self.sample_every, self.save_every, self.clock = sample_every, save_every, clock
+        self.start_step, self.started = start_step, clock()
+        self.last_emit = -1e18
+        self.step = start_step  # the latest step reported, for error messages
+        self.seconds_per_step: float | None = None
+        self.pause_s: dict[str, float] = {}
+        self._mark: tuple[int, float] | None = None
+        self.timing: dict | None = None
+
+    def gpu_mem_gb(self) -> float | None:
+        if self.device.type != "cuda":
+            return None
+        return round(torch.cuda.max_memory_allocated(self.device) / 1e9, 2)
+
+    # ------------------------------------------------------------ measuring
+    def restart_clock(self, step: int) -> None:
+        """Training (re)starts at `step` now: the next stretch is measured from here."""
+        self._mark = (step, self.clock())
+
+    def steps_done(self, step: int) -> None:
+        """Training reached `step`; the wall time since the last mark was spent on training steps."""
+        now = self.clock()
+        if self._mark is not None and step > self._mark[0] and now > self._mark[1]:
+            per_step = (now - self._mark[1]) / (step - self._mark[0])
+            previous = self.seconds_per_step
+            self.seconds_per_step = per_step if previous is None else (
+                RATE_SMOOTHING * previous + (1 - RATE_SMOOTHING) * per_step)
+        self._mark = (step, now)
+
+    def paused(self, kind: str, seconds: float, step: int) -> None:
+        """A preview ("sample") or checkpoint ("save") took `seconds`; training goes on from `step`."""
+        self.pause_s[kind] = seconds
+        self.restart_clock(step)
+
+    def eta_s(self, step: int) -> float | None:
+        if self.seconds_per_step is None:
+            return None
+        eta = (self.total - step) * self.seconds_per_step
+        eta += _events_after(step, self.total, self.sample_every) * self.pause_s.get("sample", 0.0)
+        eta += _events_after(step, self.total, self.save_every) * self.pause_s.get("save", 0.0)
+        return eta
+
+    # ------------------------------------------------------------ reporting
+    def emit(self, phase: str, step: int, loss=None, smooth=None, message: str = "", force: bool = False,
+             timing: dict | None = None) -> None:
+        now = self.clock()
+        self.step = step
+        if timing is not None:
+            self.timing = timing
+        if not force and now - self.last_emit < PROGRESS_EVERY_S:
+            return
+        self.last_emit = now
+        rate = 1.0 / self.seconds_per_step if self.seconds_per_step else None
+        eta = self.eta_s(step)
+        self.callback({
+            "phase": phase,
+            "step": step,
+            "total_steps": self.total,
+            "loss": loss,
+            "smooth_loss": smooth,
+            "it_per_s": round(rate, 4) if rate else None,
+            "eta_s": round(eta, 1) if eta is not None else None,
+            "gpu_mem_gb": self.gpu_mem_gb(),
+            "step_time": self.timing,
+            "message": message,
+        })

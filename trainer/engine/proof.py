@@ -1,0 +1,150 @@
+"""Downloadable proof beside the finished LoRA: the final base-vs-LoRA grid and a README.txt.
+
+    lora/<name>.safetensors
+    lora/proof_grid.png   rows = sample prompts; columns = base, LoRA, LoRA without the trigger word
+    lora/README.txt       trigger word, steps, rank, base model, suggested strength, how to load it
+"""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from pathlib import Path
+
+from PIL import Image, ImageDraw, ImageFont
+
+from studio.atomic import atomic_write_bytes
+from trainer.engine import model as zmodel
+
+GRID_NAME = "proof_grid.png"
+README_NAME = "README.txt"
+CELL = 320  # grid cells are scaled to this width: three columns stay readable and the file small
+HEADER = 34
+CAPTION_LINES = 3
+LINE = 16
+PAD = 8
+COLUMNS = ("Base (LoRA off)", "LoRA", "LoRA, no trigger word")
+
+
+def _font(size: int):
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:  # an older Pillow without scalable default font
+        return ImageFont.load_default()
+
+
+def _open(path: Path | None) -> Image.Image | None:
+    if path is None or not path.is_file():
+        return None
+    with Image.open(path) as im:
+        return im.convert("RGB")
+
+
+def _cell(image: Image.Image | None, height: int, note: str) -> Image.Image:
+    if image is not None:
+        return image.resize((CELL, height), Image.Resampling.LANCZOS)
+    blank = Image.new("RGB", (CELL, height), (236, 236, 236))
+    draw = ImageDraw.Draw(blank)
+    lines = textwrap.wrap(note, 30)
+    y = height // 2 - len(lines) * LINE // 2
+    for line in lines:
+        draw.text((CELL // 2, y), line, fill=(110, 110, 110), font=_font(13), anchor="mt")
+        y += LINE
+    return blank
+
+
+def grid(rows: list[dict], sample_size: tuple[int, int]) -> Image.Image:
+    """rows: {prompt, no_trigger_prompt, base, lora, lora_no_trigger} with image paths (None = missing)."""
+    width, height = sample_size
+    cell_h = max(1, round(CELL * height / width))
+    row_h = cell_h + PAD + CAPTION_LINES * LINE + PAD
+    out = Image.new("RGB", (3 * CELL + 4 * PAD, HEADER + len(rows) * row_h), "white")
+    draw = ImageDraw.Draw(out)
+    for col, title in enumerate(COLUMNS):
+        draw.text((PAD + col * (CELL + PAD) + CELL // 2, HEADER // 2), title, fill="black", font=_font(16),
+                  anchor="mm")
+    for r, row in enumerate(rows):
+        top = HEADER + r * row_h
+        no_trigger_note = ("no trigger word in this prompt" if row.get("no_trigger_prompt") is None
+                           else "not rendered")
+        cells = [_cell(_open(row.get("base")), cell_h, "base not rendered"),
+                 _cell(_open(row.get("lora")), cell_h, "not rendered"),
+                 _cell(_open(row.get("lora_no_trigger")), cell_h, no_trigger_note)]
+        for col, image in enumerate(cells):
+            out.paste(image, (PAD + col * (CELL + PAD), top))
+        caption = f"{r + 1}. {row['prompt']}"
+        if row.get("no_trigger_prompt") is not None:
+            caption += f"   |   without trigger: {row['no_trigger_prompt']}"
+        for i, line in enumerate(textwrap.wrap(caption, 3 * CELL // 7)[:CAPTION_LINES]):
+            draw.text((PAD, top + cell_h + PAD + i * LINE), line, fill=(40, 40, 40), font=_font(13))
+    return out
+
+
+def rows_from_step(step_folder: Path) -> list[dict]:
+    """The grid rows of one samples/step_N folder (its prompts.json names the files)."""
+    data = json.loads((step_folder / "prompts.json").read_text("utf-8"))
+    rows = []
+    for entry in data.get("prompts", []):
+        def path(key, entry=entry):
+            name = entry.get(key)
+            return (step_folder / name).resolve() if name else None
+
+        rows.append({"prompt": entry.get("prompt", ""), "no_trigger_prompt": entry.get("no_trigger_prompt"),
+                     "base": path("base"), "lora": path("lora"), "lora_no_trigger": path("lora_no_trigger")})
+    return rows
+
+
+def readme(config, lora_file: str, steps: int, final_loss: float | None) -> str:
+    trigger = config.trigger_word.strip()
+    use = (f'Put the trigger word "{trigger}" in your prompt.' if trigger
+           else "This LoRA has no trigger word: it applies to every prompt.")
+    loss = f"{final_loss:.4f}" if final_loss is not None else "n/a"
+    return f"""{config.name}: a LoRA for {zmodel.BASE_REPO}
+
+File:              {lora_file}
+Trigger word:      {trigger or "(none)"}
+Base model:        {zmodel.BASE_REPO} (Z-Image-Turbo)
+Steps:             {steps}
+Rank / alpha:      {config.rank} / {config.lora_alpha:g} (alpha is folded into the weights: loaders use scale 1)
+Resolutions:       {", ".join(str(r) for r in config.resolutions)}
+Learning rate:     {config.learning_rate:g}
+Final loss:        {loss}
+Suggested strength: 1.0 (lower to 0.6-0.8 if it overpowers the prompt)
+
+{use}
+Render like the previews: {config.sample_steps} steps, CFG {config.guidance_scale:g} (Turbo uses no guidance).
+
+ComfyUI
+  1. Copy {lora_file} into ComfyUI/models/loras/.
+  2. In a Z-Image-Turbo workflow, add a "LoraLoaderModelOnly" node between the model loader and the
+     sampler, pick {lora_file}, strength_model 1.0.
+  3. Queue the prompt.
+
+diffusers
+  pipe = ZImagePipeline.from_pretrained("{zmodel.BASE_REPO}", torch_dtype=torch.bfloat16).to("cuda")
+  pipe.load_lora_weights("{lora_file}")
+  image = pipe("{trigger + ', ' if trigger else ''}a portrait photo", num_inference_steps=9,
+               guidance_scale=0.0).images[0]
+
+{GRID_NAME} shows each preview prompt with the LoRA off (the base model), on, and on with the trigger
+word removed from the prompt (a LoRA that changes those images leaks into unrelated prompts).
+The training adapter ({zmodel.ADAPTER_REPO}) was used only during training and is not in this file.
+"""
+
+
+def write(job_dir: Path, config, lora_path: Path, step_folder: Path | None, steps: int,
+          final_loss: float | None) -> dict[str, Path]:
+    """Writes the grid (when a preview step exists) and the README next to the LoRA file."""
+    folder = Path(lora_path).parent
+    written = {}
+    if step_folder is not None and (step_folder / "prompts.json").is_file():
+        image = grid(rows_from_step(step_folder), (config.sample_width, config.sample_height))
+        from io import BytesIO
+
+        buffer = BytesIO()
+        image.save(buffer, format="PNG", optimize=True)
+        atomic_write_bytes(folder / GRID_NAME, buffer.getvalue())
+        written["grid"] = folder / GRID_NAME
+    atomic_write_bytes(folder / README_NAME, readme(config, Path(lora_path).name, steps, final_loss).encode())
+    written["readme"] = folder / README_NAME
+    return written
