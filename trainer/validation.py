@@ -115,7 +115,7 @@ def estimate(config: dict, images: int, gpu: Gpu | None, demo: bool) -> tuple[fl
         step_s = 0.12 + 0.5 * area * 256
         seconds = 12 + steps * step_s * batch + sample_calls * 0.02 * max(1.0, sample_area * 64)
         return round(seconds, 1), 0.3
-    checkpointing = bool(config.get("gradient_checkpointing", True))
+    checkpointing = config.get("gradient_checkpointing", "auto") not in (False, "off")  # auto fits what it needs
     quantized = config.get("quantize_base", "none") != "none" and gpu is not None
     step_s = _gpu_speed(gpu) * area * batch * (1.0 if checkpointing else 0.75) * (1.15 if quantized else 1.0)
     sample_s = sample_calls * _gpu_speed(gpu) * 0.3 * sample_area
