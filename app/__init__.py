@@ -8,9 +8,10 @@ import tempfile
 
 from flask import Flask, Request, jsonify
 
-from app.jobs import JobRunner, mark_interrupted
+from app.executor import DATASET_KINDS, JobExecutor
 from app.store import Conflict, DatasetStore, NotFound
 from studio.settings import Settings
+from studio.upgrade import open_job_store
 from studio.web import create_base_app, error_response
 
 log = logging.getLogger(__name__)
@@ -31,13 +32,15 @@ def create_app(settings: Settings | None = None) -> Flask:
     workspace = app.config["STUDIO_WORKSPACE"]
     app.request_class = _request_class(workspace.uploads)
     app.extensions["dataset_store"] = DatasetStore(workspace)
-    app.extensions["job_runner"] = JobRunner(max_parallel=2)
+    jobs = open_job_store(workspace)
+    app.extensions["job_store"] = jobs
+    app.extensions["job_executor"] = JobExecutor(jobs, max_parallel=2)
     for leftover in workspace.datasets.glob(".deleted-*"):
         # a dataset deleted while one of its jobs was still writing
         shutil.rmtree(leftover, ignore_errors=True)
-    interrupted = mark_interrupted(workspace.datasets)
+    interrupted = jobs.interrupt_orphans(DATASET_KINDS)
     if interrupted:
-        log.warning("%d background job(s) were interrupted by a restart", interrupted)
+        log.warning("%d background job(s) were interrupted by a restart", len(interrupted))
 
     @app.get("/health")
     def health():

@@ -15,8 +15,9 @@ from flask import Blueprint, jsonify
 
 from app import context, imaging
 from app.captions import save_undo, set_caption
-from app.jobs import ACTIVE, Job, JobError, latest_job, read_job
 from app.store import Dataset, text_hash
+from studio.job_reporter import JobReporter
+from studio.jobs import ACTIVE, JobError
 from studio.settings import Settings
 from studio.web import ApiError, json_body
 
@@ -48,7 +49,7 @@ def service_health(settings: Settings) -> dict:
 
 
 class CaptionClient:
-    def __init__(self, settings: Settings, job: Job):
+    def __init__(self, settings: Settings, job: JobReporter):
         self.settings = settings
         self.job = job
         self.session = requests.Session()
@@ -61,7 +62,7 @@ class CaptionClient:
         connect_failures = 0
         waited = 0.0
         while True:
-            self.job.check_cancel()
+            self.job.check_stop()
             try:
                 response = self.session.post(f"{self.settings.caption_url}/caption", json=payload,
                                              timeout=(5, self.settings.caption_timeout_s + 10))
@@ -95,7 +96,7 @@ class CaptionClient:
     def _sleep(self, seconds: float) -> None:
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:
-            self.job.check_cancel()
+            self.job.check_stop()
             time.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
 
 
@@ -124,7 +125,7 @@ def combine(mode: str, old: str | None, new: str, style: str) -> str:
     return new
 
 
-def run_captions(job: Job, dataset: Dataset, settings: Settings, options: dict) -> dict:
+def run_captions(job: JobReporter, dataset: Dataset, settings: Settings, options: dict) -> dict:
     names = options["names"]
     snapshot = {name: text_hash(dataset.read_caption(name)) for name in names}
     if options["mode"] == "skip":
@@ -135,7 +136,7 @@ def run_captions(job: Job, dataset: Dataset, settings: Settings, options: dict) 
     captioned, edited = 0, []
     try:
         for index, name in enumerate(names, start=1):
-            job.check_cancel()
+            job.check_stop()
             job.update(current=name, message=f"Captioning {name}")
             path = dataset.image_path(name)
             try:
@@ -157,7 +158,7 @@ def run_captions(job: Job, dataset: Dataset, settings: Settings, options: dict) 
             job.update(done=index, captioned=captioned, skipped_edited=len(edited))
     finally:
         save_undo(dataset, "auto-caption", before)
-    failed = len(job.state["errors"])
+    failed = len(job.errors)
     message = f"Captioned {captioned} of {len(names)} images"
     if edited:
         message += f"; kept {len(edited)} caption(s) you edited during the run"
@@ -202,31 +203,31 @@ def caption_service_status():
 def start_captioning(dataset_id: str):
     dataset = context.dataset(dataset_id)
     options = _options(json_body(), dataset)
-    current = latest_job(dataset.jobs, "caption")
-    if current and current["state"] in ACTIVE:
+    current = context.jobs().latest("caption", dataset.id)
+    if current and current.status in ACTIVE:
         raise ApiError("Auto-captioning is already running for this dataset.", 409)
     settings = context.settings()
     health = service_health(settings)
     if not health["reachable"] or health.get("status") == "error":
         reason = health.get("reason") or "it reported an error"
         raise ApiError(f"Auto-caption cannot start: {reason}", 503, headers={"Retry-After": "10"})
-    job = context.runner().start(dataset.jobs, "caption", lambda j: run_captions(j, dataset, settings, options),
-                                 total=len(options["names"]))
-    job.update(force=True, options={k: v for k, v in options.items() if k != "names"})
-    return jsonify(job.state), 202
+    job = context.executor().submit("caption", dataset.id, lambda j: run_captions(j, dataset, settings, options),
+                                    total=len(options["names"]),
+                                    config={k: v for k, v in options.items() if k != "names"})
+    return jsonify(job.public()), 202
 
 
 @bp.get("/api/datasets/<dataset_id>/caption")
 def caption_progress(dataset_id: str):
     dataset = context.dataset(dataset_id)
-    return jsonify({"job": latest_job(dataset.jobs, "caption")})
+    return jsonify({"job": context.latest_job(dataset, "caption")})
 
 
 @bp.delete("/api/datasets/<dataset_id>/caption")
 def cancel_captioning(dataset_id: str):
     dataset = context.dataset(dataset_id)
-    current = latest_job(dataset.jobs, "caption")
-    if not current or current["state"] not in ACTIVE:
+    current = context.jobs().latest("caption", dataset.id)
+    if not current or current.status not in ACTIVE:
         raise ApiError("No auto-caption run is in progress.", 409)
-    context.runner().cancel(dataset.jobs, current["id"])
-    return jsonify({"job": read_job(dataset.jobs, current["id"]), "cancelling": True})
+    job = context.jobs().request_stop(current.id, reason="Stopping after the current image.")
+    return jsonify({"job": job.public(), "cancelling": True})

@@ -1,12 +1,14 @@
-"""Accessors the blueprints share: settings, the dataset store and the background job runner."""
+"""Accessors the blueprints share: settings, the dataset store, the job store and its executor."""
 
 from __future__ import annotations
 
 from flask import current_app
 
-from app.jobs import JobRunner
+from app.executor import JobExecutor
 from app.store import Dataset, DatasetStore
+from studio.jobs import Job, JobStore
 from studio.settings import Settings
+from studio.web import ApiError
 from studio.workspace import Workspace
 
 
@@ -22,8 +24,25 @@ def store() -> DatasetStore:
     return current_app.extensions["dataset_store"]
 
 
-def runner() -> JobRunner:
-    return current_app.extensions["job_runner"]
+def jobs() -> JobStore:
+    return current_app.extensions["job_store"]
+
+
+def executor() -> JobExecutor:
+    return current_app.extensions["job_executor"]
+
+
+def dataset_job(dataset: Dataset, job_id: str, kinds: tuple[str, ...]) -> Job:
+    """A job of this dataset by id (404 when it is another dataset's or another kind)."""
+    job = jobs().find(job_id)
+    if job is None or job.dataset != dataset.id or job.kind not in kinds:
+        raise ApiError("There is no such job for this dataset.", 404)
+    return job
+
+
+def latest_job(dataset: Dataset, kind: str) -> dict | None:
+    job = jobs().latest(kind, dataset.id)
+    return job.public() if job else None
 
 
 def dataset(dataset_id: str) -> Dataset:

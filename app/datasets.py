@@ -5,7 +5,6 @@ from __future__ import annotations
 from flask import Blueprint, jsonify, render_template
 
 from app import context, imaging
-from app.jobs import latest_job
 from app.store import summary, validate_name, validate_trigger
 from studio.web import ApiError, json_body
 
@@ -32,7 +31,7 @@ def gallery(dataset_id: str):
 
 def detail(dataset) -> dict:
     info = summary(dataset)
-    info["jobs"] = {kind: latest_job(dataset.jobs, kind) for kind in ("import", "caption", "export")}
+    info["jobs"] = {kind: context.latest_job(dataset, kind) for kind in ("import", "caption", "export")}
     return info
 
 
@@ -83,7 +82,8 @@ def update_dataset(dataset_id: str):
 @bp.delete("/api/datasets/<dataset_id>")
 def delete_dataset(dataset_id: str):
     dataset = context.dataset(dataset_id)
-    for job in context.runner().running_in(dataset.jobs):
-        job.cancel_event.set()
+    for job in context.executor().running(dataset.id):
+        context.jobs().request_stop(job.id, reason="Stopping: the dataset was deleted.")
     context.store().delete(dataset)
+    context.jobs().delete_dataset_jobs(dataset.id)
     return jsonify({"deleted": dataset_id})

@@ -1,9 +1,8 @@
-"""Export to the trainer (`trainer/datasets/<name>/`, swapped in atomically) and ZIP download."""
+"""Export to the trainer as an immutable, content-addressed version (see studio.exports) that the
+export name then points at; and the dataset's ZIP download."""
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import json
 import os
 import re
@@ -17,14 +16,16 @@ from flask import Blueprint, Response, jsonify, stream_with_context
 from PIL import Image
 
 from app import context
-from app.jobs import ACTIVE, Job, JobError, latest_job
 from app.store import Dataset, slugify
+from studio import exports
 from studio.atomic import atomic_write_json
+from studio.job_reporter import JobReporter
+from studio.jobs import ACTIVE, JobError
 from studio.web import ApiError, json_body
+from studio.workspace import Workspace
 
 bp = Blueprint("export", __name__)
 TRAINER_EXTENSIONS = {".jpg", ".jpeg", ".png", ".webp"}
-_RENAME_EXCHANGE = 2
 
 
 def apply_trigger(caption: str, trigger: str) -> str:
@@ -35,33 +36,6 @@ def apply_trigger(caption: str, trigger: str) -> str:
     return f"{trigger}, {caption}" if caption else trigger
 
 
-def _exchange(a: Path, b: Path) -> bool:
-    """Swap two folders in one atomic step (Linux renameat2); False where unsupported."""
-    libc_name = ctypes.util.find_library("c")
-    if not libc_name:
-        return False
-    libc = ctypes.CDLL(libc_name, use_errno=True)
-    if not hasattr(libc, "renameat2"):
-        return False
-    at_fdcwd = -100
-    result = libc.renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), _RENAME_EXCHANGE)
-    return result == 0
-
-
-def swap_into_place(built: Path, target: Path) -> None:
-    """Replace `target` with `built` so readers see the old or the new export, never half of one."""
-    if not target.exists():
-        os.replace(built, target)
-        return
-    if _exchange(built, target):
-        shutil.rmtree(built, ignore_errors=True)  # `built` now holds the old export
-        return
-    old = target.with_name(f".old-{target.name}-{secrets.token_hex(4)}")
-    os.replace(target, old)
-    os.replace(built, target)
-    shutil.rmtree(old, ignore_errors=True)
-
-
 def _place_image(source: Path, target: Path) -> None:
     try:
         os.link(source, target)  # same disk: no copy, and the dataset file is never modified in place
@@ -69,68 +43,80 @@ def _place_image(source: Path, target: Path) -> None:
         shutil.copy2(source, target)
 
 
-def run_export(job: Job, dataset: Dataset, name: str, target: Path) -> dict:
-    """Build the export beside `target` (same disk, so the final swap is a rename)."""
-    exports = target.parent
+def run_export(job: JobReporter, dataset: Dataset, name: str, workspace: Workspace) -> dict:
+    """Build the export beside the versions (same disk, so storing it is a rename), name it by its
+    content, then point `name` at it. An unchanged dataset exports to the version it already has."""
     meta = dataset.meta()
     trigger = meta.get("trigger_word", "")
     names = dataset.image_names()
     if not names:
         raise JobError("This dataset has no images to export.")
-    build = exports / f".build-{name}-{secrets.token_hex(4)}"
+    build = exports.versions_root(workspace) / f".build-{name}-{secrets.token_hex(4)}"
     build.mkdir(parents=True)
+    content = exports.ContentHash()
     try:
         job.update(total=len(names), done=0, message=f"Exporting {len(names)} images")
         for index, image in enumerate(names, start=1):
-            job.check_cancel()
+            job.check_stop()
             source = dataset.image_path(image)
             stem, ext = os.path.splitext(image)
             if ext.lower() in TRAINER_EXTENSIONS:
-                _place_image(source, build / image)
+                placed = build / image
+                _place_image(source, placed)
             else:  # HEIC/AVIF: the trainer reads only jpg/png/webp
+                placed = build / f"{stem}.png"
                 with Image.open(source) as img:
-                    img.convert("RGB").save(build / f"{stem}.png")
-            caption = apply_trigger(dataset.read_caption(image) or "", trigger)
-            (build / f"{stem}.txt").write_text(caption + "\n", "utf-8")
+                    img.convert("RGB").save(placed)
+            content.add_file(placed.name, placed)
+            caption = apply_trigger(dataset.read_caption(image) or "", trigger) + "\n"
+            (build / f"{stem}.txt").write_text(caption, "utf-8")
+            content.add_text(f"{stem}.txt", caption)
             job.update(done=index, current=image)
+        version = content.version()
         atomic_write_json(build / "dataset.json", {"name": name, "trigger_word": trigger, "images": len(names),
-                                                   "exported_at": time.time(), "source_dataset_id": dataset.id})
-        swap_into_place(build, target)
+                                                   "exported_at": time.time(), "source_dataset_id": dataset.id,
+                                                   "version": version})
+        exports.store_version(workspace, build, version)
+        exports.point(workspace, name, version)
     finally:
         if build.exists():
             shutil.rmtree(build, ignore_errors=True)
     with dataset.lock():
         meta = dataset.meta()
-        meta["last_export"] = {"name": name, "at": time.time(), "images": len(names), "path": str(target)}
+        meta["last_export"] = {"name": name, "version": version, "at": time.time(), "images": len(names),
+                               "path": str(workspace.export_dir(name))}
         dataset.save_meta(meta)
-    job.update(message=f"Exported {len(names)} images to trainer/datasets/{name}.")
-    return {"name": name, "images": len(names), "path": str(target)}
+    job.store.update(job.id, dataset_version=version)
+    job.update(message=f"Exported {len(names)} images to trainer/datasets/{name} (version {version}).")
+    return {"name": name, "version": version, "images": len(names), "path": str(workspace.export_dir(name))}
+
+
+def start_export(dataset: Dataset, name: str, parent_id: str | None = None):
+    """Queue an export of `dataset` as `name` (409 while one runs)."""
+    if not dataset.image_names():
+        raise ApiError("This dataset has no images to export.", 409)
+    current = context.jobs().latest("export", dataset.id)
+    if current and current.status in ACTIVE:
+        raise ApiError("An export of this dataset is already running.", 409)
+    workspace = context.workspace()
+    return context.executor().submit("export", dataset.id, lambda j: run_export(j, dataset, name, workspace), name=name,
+                                     parent_id=parent_id)
 
 
 @bp.post("/api/datasets/<dataset_id>/export")
-def start_export(dataset_id: str):
+def export_dataset(dataset_id: str):
     dataset = context.dataset(dataset_id)
     body = json_body()
     raw = body.get("name") or dataset.meta().get("name") or dataset.id
     if not isinstance(raw, str):
         raise ApiError("'name' must be text.", 422)
-    name = slugify(raw)
-    if not dataset.image_names():
-        raise ApiError("This dataset has no images to export.", 409)
-    current = latest_job(dataset.jobs, "export")
-    if current and current["state"] in ACTIVE:
-        raise ApiError("An export of this dataset is already running.", 409)
-    exports = context.workspace().exports
-    exports.mkdir(parents=True, exist_ok=True)
-    target = context.workspace().export_dir(name)
-    job = context.runner().start(dataset.jobs, "export", lambda j: run_export(j, dataset, name, target))
-    return jsonify(job.state), 202
+    return jsonify(start_export(dataset, slugify(raw)).public()), 202
 
 
 @bp.get("/api/datasets/<dataset_id>/export")
 def export_progress(dataset_id: str):
     dataset = context.dataset(dataset_id)
-    return jsonify({"job": latest_job(dataset.jobs, "export"), "last_export": dataset.meta().get("last_export")})
+    return jsonify({"job": context.latest_job(dataset, "export"), "last_export": dataset.meta().get("last_export")})
 
 
 class _Sink:

@@ -13,10 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from app import imaging
-from app.jobs import Job, JobError
 from app.store import Dataset, clean_filename, refresh_flags
 from app.zipimport import extract_zip
 from studio.atomic import atomic_write_bytes
+from studio.job_reporter import JobReporter
+from studio.jobs import JobError
 from studio.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -34,7 +35,7 @@ class Source:
 
     name: str
     path: Path | None = None
-    prepare: Callable[[Job], Path] | None = None
+    prepare: Callable[[JobReporter], Path] | None = None
 
 
 @dataclass
@@ -51,7 +52,7 @@ def _import_lock(dataset: Dataset) -> threading.Lock:
         return _import_locks.setdefault(str(dataset.folder), threading.Lock())
 
 
-def run_import(job: Job, dataset: Dataset, sources: list[Source], settings: Settings, work_dir: Path) -> dict:
+def run_import(job: JobReporter, dataset: Dataset, sources: list[Source], settings: Settings, work_dir: Path) -> dict:
     """Extract, verify, name and place every image; captions from `.txt` files go with their images."""
     skipped: list[dict] = []
     candidates: list[Candidate] = []
@@ -59,7 +60,7 @@ def run_import(job: Job, dataset: Dataset, sources: list[Source], settings: Sett
     try:
         with _import_lock(dataset):
             for index, source in enumerate(sources):
-                job.check_cancel()
+                job.check_stop()
                 if source.prepare is not None:
                     source.path = source.prepare(job)
                 lower = source.name.lower()
@@ -100,7 +101,7 @@ def _check(candidate: Candidate, max_pixels: int):
     return candidate, (info, thumb), None
 
 
-def _place_all(job: Job, dataset: Dataset, candidates: list[Candidate], settings: Settings,
+def _place_all(job: JobReporter, dataset: Dataset, candidates: list[Candidate], settings: Settings,
                skipped: list[dict]) -> dict:
     imported: list[str] = []
     renamed: list[dict] = []
@@ -129,7 +130,7 @@ def _place_loop(job, dataset, candidates, settings, skipped, taken, imported, re
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix="decode") as pool:
         for done, (candidate, checked, problem) in enumerate(
                 pool.map(lambda c: _check(c, settings.max_image_pixels), candidates), start=1):
-            job.check_cancel()
+            job.check_stop()
             if problem:
                 skipped.append({"name": candidate.label, "reason": problem})
                 job.update(done=done, current=candidate.label)

@@ -13,8 +13,9 @@ from flask import Blueprint, jsonify
 
 from app import context
 from app.importer import Source, run_import
-from app.jobs import Job, JobError, read_job
 from studio.atomic import read_json
+from studio.job_reporter import JobReporter
+from studio.jobs import JobError
 from studio.s3 import Storage, StorageError, normalize_prefix, storage_configured
 from studio.web import ApiError, json_body
 from studio.workspace import UnsafePathError, confined, safe_name
@@ -47,11 +48,7 @@ def _request_storage(body: dict) -> tuple[Storage, str]:
 
 
 def _job_state(dataset_id: str, job_id: str, kind: str) -> dict:
-    dataset = context.dataset(dataset_id)
-    state = read_job(dataset.jobs, job_id)
-    if state is None or state.get("kind") != kind:
-        raise ApiError("Unknown storage job.", 404)
-    return state
+    return context.dataset_job(context.dataset(dataset_id), job_id, (kind,)).public()
 
 
 @bp.post("/api/datasets/<dataset_id>/import-s3")
@@ -61,13 +58,13 @@ def start_import(dataset_id: str):
     settings = context.settings()
     work_dir = confined(context.workspace().uploads, f"s3-{secrets.token_hex(8)}")
 
-    def work(job: Job) -> dict:
+    def work(job: JobReporter) -> dict:
         download = work_dir / "download"
         try:
             job.update(phase="downloading", message=f"Listing {storage.bucket}/{prefix}")
 
             def progress(p: dict) -> None:
-                job.check_cancel()
+                job.check_stop()
                 job.update(phase="downloading", done=p["files_done"], total=p["files_total"],
                            bytes_done=p["bytes_done"], bytes_total=p["bytes_total"],
                            message=f"Downloading {p['files_done']} of {p['files_total']} files")
@@ -86,8 +83,7 @@ def start_import(dataset_id: str):
         finally:
             shutil.rmtree(work_dir, ignore_errors=True)
 
-    job = context.runner().start(dataset.jobs, IMPORT_KIND, work)
-    return jsonify(job.state), 202
+    return jsonify(context.executor().submit(IMPORT_KIND, dataset.id, work).public()), 202
 
 
 @bp.get("/api/datasets/<dataset_id>/import-s3/<job_id>")
@@ -125,11 +121,11 @@ def start_push(dataset_id: str):
     if not prefix:
         raise ApiError("Give a 'prefix' to push to (the bucket root is not allowed).", 422)
 
-    def work(job: Job) -> dict:
+    def work(job: JobReporter) -> dict:
         job.update(phase="uploading", message=f"Uploading {name} to {storage.bucket}/{prefix}")
 
         def progress(p: dict) -> None:
-            job.check_cancel()
+            job.check_stop()
             job.update(done=p["files_done"], total=p["files_total"], bytes_done=p["bytes_done"],
                        bytes_total=p["bytes_total"], message=f"Uploaded {p['files_done']} of {p['files_total']} files")
 
@@ -140,8 +136,7 @@ def start_push(dataset_id: str):
         job.update(message=f"Pushed {len(keys)} files to {storage.bucket}/{prefix}.")
         return {"bucket": storage.bucket, "prefix": prefix, "files": len(keys), "export": name}
 
-    job = context.runner().start(dataset.jobs, PUSH_KIND, work)
-    return jsonify(job.state), 202
+    return jsonify(context.executor().submit(PUSH_KIND, dataset.id, work).public()), 202
 
 
 @bp.get("/api/datasets/<dataset_id>/push-s3/<job_id>")

@@ -113,10 +113,6 @@ class Dataset:
     def thumbs(self) -> Path:
         return self.folder / ".thumbs"
 
-    @property
-    def jobs(self) -> Path:
-        return self.folder / ".jobs"
-
     def lock(self):
         return dataset_lock(self.folder)
 

@@ -18,9 +18,9 @@ from werkzeug.exceptions import RequestEntityTooLarge
 
 from app import context, imaging
 from app.importer import Source, run_import
-from app.jobs import read_job
 from app.store import clean_filename
 from studio.atomic import atomic_write_json, read_json
+from studio.jobs import ACTIVE, Job
 from studio.web import ApiError, json_body
 from studio.workspace import confined, safe_name
 
@@ -51,7 +51,7 @@ def _check_name(filename) -> str:
     return filename
 
 
-def _start_import(dataset, sources: list[Source], cleanup: list) -> dict:
+def _start_import(dataset, sources: list[Source], cleanup: list, parent_id: str | None = None) -> Job:
     job_dir_name = f"import-{secrets.token_hex(6)}"
     work_dir = confined(context.workspace().uploads, job_dir_name)
     settings = context.settings()
@@ -63,22 +63,20 @@ def _start_import(dataset, sources: list[Source], cleanup: list) -> dict:
             for folder in cleanup:
                 shutil.rmtree(folder, ignore_errors=True)
 
-    job = context.runner().start(dataset.jobs, "import", work)
-    return job.state
+    return context.executor().submit("import", dataset.id, work, parent_id=parent_id)
 
 
-def _wait_for(dataset, job_id: str) -> tuple[dict, int]:
+def _wait_for(job: Job) -> tuple[dict, int]:
     """API clients may ask to wait a little (`?wait=seconds`, at most 20) for small imports."""
     try:
         wait = min(float(request.args.get("wait", 0)), 20.0)
     except ValueError:
         wait = 0.0
     deadline = time.monotonic() + wait
-    state = read_job(dataset.jobs, job_id)
-    while state and state["state"] in {"queued", "running"} and time.monotonic() < deadline:
+    while job.status in ACTIVE and time.monotonic() < deadline:
         time.sleep(0.1)
-        state = read_job(dataset.jobs, job_id)
-    return state, (202 if state["state"] in {"queued", "running"} else 200)
+        job = context.jobs().get(job.id)
+    return job.public(), (202 if job.status in ACTIVE else 200)
 
 
 @bp.post("/api/datasets/<dataset_id>/upload")
@@ -103,8 +101,7 @@ def upload(dataset_id: str):
         target = confined(batch, f"{index:04d}-{clean_filename(storage.filename)}")
         storage.save(target)
         sources.append(Source(storage.filename, target))
-    state = _start_import(dataset, sources, [batch])
-    body, status = _wait_for(dataset, state["id"])
+    body, status = _wait_for(_start_import(dataset, sources, [batch]))
     return jsonify(body), status
 
 
@@ -226,7 +223,7 @@ def _assembler(info: dict, folder):
         target = confined(folder, f"file-{clean_filename(info['filename'])}")
         with open(target, "wb") as sink:
             for n in range(info["chunks"]):
-                job.check_cancel()
+                job.check_stop()
                 chunk = folder / "chunks" / str(n)
                 with open(chunk, "rb") as source:
                     shutil.copyfileobj(source, sink, 1 << 20)
@@ -251,8 +248,7 @@ def import_sessions(dataset_id: str):
                            "send them before completing.", 409, details=described["missing"][:50])
         sources.append(Source(info["filename"], prepare=_assembler(info, folder)))
         cleanup.append(folder)
-    state = _start_import(dataset, sources, cleanup)
-    return jsonify(state), 202
+    return jsonify(_start_import(dataset, sources, cleanup).public()), 202
 
 
 @bp.post("/api/datasets/<dataset_id>/uploads/<sid>/complete")
@@ -263,14 +259,11 @@ def complete_session(dataset_id: str, sid: str):
     if described["missing"]:
         raise ApiError(f"{info['filename']} is missing {len(described['missing'])} chunk(s): "
                        "send them before completing.", 409, details=described["missing"][:50])
-    state = _start_import(dataset, [Source(info["filename"], prepare=_assembler(info, folder))], [folder])
-    return jsonify(state), 202
+    job = _start_import(dataset, [Source(info["filename"], prepare=_assembler(info, folder))], [folder])
+    return jsonify(job.public()), 202
 
 
 @bp.get("/api/datasets/<dataset_id>/imports/<job_id>")
 def import_progress(dataset_id: str, job_id: str):
     dataset = context.dataset(dataset_id)
-    state = read_job(dataset.jobs, job_id)
-    if state is None or state.get("kind") != "import":
-        raise ApiError("Unknown import job.", 404)
-    return jsonify(state)
+    return jsonify(context.dataset_job(dataset, job_id, ("import",)).public())

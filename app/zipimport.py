@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from app import imaging
-from app.jobs import Job, JobError
+from studio.job_reporter import JobReporter
+from studio.jobs import JobError
 
 CAPTION_MAX_BYTES = 64 * 1024
 RATIO_FLOOR_BYTES = 1 << 20  # tiny entries (a caption of repeated words) may compress very well
@@ -54,7 +55,7 @@ def _is_junk(name: str) -> bool:
     return "__MACOSX" in parts or base.startswith("._") or base in _JUNK
 
 
-def extract_zip(archive: Path, staging: Path, job: Job, max_total_bytes: int, max_ratio: int,
+def extract_zip(archive: Path, staging: Path, job: JobReporter, max_total_bytes: int, max_ratio: int,
                 label: str) -> Extracted:
     """Extract images and `.txt` captions of `archive` into `staging` (flat, numbered names)."""
     out = Extracted()
@@ -78,7 +79,7 @@ def extract_zip(archive: Path, staging: Path, job: Job, max_total_bytes: int, ma
         files = [info for info in infos if not info.is_dir()]
         job.update(phase="extracting", total=len(files), done=0, message=f"Unpacking {label}")
         for index, info in enumerate(files):
-            job.check_cancel()
+            job.check_stop()
             name = info.filename.replace("\\", "/")
             problem = entry_problem(info)
             if problem is None and _is_junk(name):

@@ -110,14 +110,15 @@ def extract_zip(archive: Path, dest: Path, max_total_bytes: int, max_ratio: int)
     """Extract with the dataset manager's own guard (unsafe names skipped, sizes and ratios counted while
     decompressing), then lay the images out under `dest` by their archive paths with their captions."""
     from app import zipimport
-    from app.jobs import Job, JobError
+    from studio.job_reporter import QuietReporter
+    from studio.jobs import JobError
 
     if not zipfile.is_zipfile(archive):
         raise DatasetInputError("The dataset URL did not return a ZIP file.")
     staging = dest.parent / ".zip-staging"
     try:
         try:
-            extracted = zipimport.extract_zip(archive, staging, Job(dest.parent, "unzip"), max_total_bytes,
+            extracted = zipimport.extract_zip(archive, staging, QuietReporter(), max_total_bytes,
                                               max_ratio, "The dataset ZIP")
         except JobError as exc:
             raise DatasetInputError(str(exc)) from None

@@ -20,3 +20,34 @@ def pid_alive(pid) -> bool:
             return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
     except (OSError, IndexError):
         return True
+
+
+def _start_ticks(pid: int) -> str | None:
+    """When `pid` started, in clock ticks since boot (Linux); None where that cannot be read."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as handle:
+            return handle.read().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def process_token(pid: int | None = None) -> str:
+    """'pid:start' names one process for good: a pid reused after a restart has another start time."""
+    pid = os.getpid() if pid is None else pid
+    return f"{pid}:{_start_ticks(pid) or ''}"
+
+
+def token_pid(token: str | None) -> int | None:
+    try:
+        return int(str(token).split(":", 1)[0])
+    except ValueError:
+        return None
+
+
+def token_alive(token: str | None) -> bool:
+    """True while the process named by `token` runs (a token without a start time checks the pid only)."""
+    pid = token_pid(token)
+    if not pid_alive(pid):
+        return False
+    start = str(token).split(":", 1)[1] if ":" in str(token) else ""
+    return not start or _start_ticks(pid) in (None, start)

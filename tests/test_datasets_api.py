@@ -10,8 +10,7 @@ import zipfile
 from PIL import Image
 
 from app.export import apply_trigger
-from app.jobs import read_job
-from studio.atomic import atomic_write_json
+from studio.jobs import JobStore
 from tests import test_datasets_support as support
 from tests.test_datasets_support import image_bytes, upload, wait_job, zip_bytes
 
@@ -82,7 +81,7 @@ def test_chunked_upload_resume_and_import(make_settings):
     started = c.post(f"{url}/complete")
     assert started.status_code == 202
     job = wait_job(c, f"/api/datasets/{did}/imports/{started.get_json()['id']}")
-    assert job["state"] == "done" and sorted(job["result"]["imported"]) == ["img0.png", "img1.png", "img2.png"]
+    assert job["status"] == "completed" and sorted(job["result"]["imported"]) == ["img0.png", "img1.png", "img2.png"]
     assert c.get(url).status_code == 404  # the session is cleaned up
     assert list((app.config["STUDIO_WORKSPACE"].uploads).iterdir()) == []
     assert c.get(f"/api/datasets/{did}/uploads/not-a-session").status_code == 404
@@ -215,13 +214,13 @@ def test_prepend_append_and_undo(client, dataset_id, studio_root):
     assert (folder / "a.txt").read_text() == "a cat" and not (folder / "b.txt").exists()
 
 
-def test_export_layout_hard_links_and_atomic_reexport(client, dataset_id, studio_root):
+def test_export_layout_hard_links_and_immutable_versions(client, dataset_id, studio_root):
     upload(client, dataset_id, [("a.png", image_bytes(1)), ("a.txt", b"a cat"), ("b.jpg", image_bytes(2, fmt="JPEG")),
                                 ("c.webp", image_bytes(3, fmt="WEBP")), ("c.txt", b"tok standing")])
     started = client.post(f"/api/datasets/{dataset_id}/export", json={"name": "Mia v1"})
     assert started.status_code == 202
     job = wait_job(client, f"/api/datasets/{dataset_id}/export", key="job")
-    assert job["state"] == "done" and job["result"]["name"] == "mia-v1"
+    assert job["status"] == "completed" and job["result"]["name"] == "mia-v1"
     out = studio_root / "trainer" / "datasets" / "mia-v1"
     assert sorted(p.name for p in out.iterdir()) == ["a.png", "a.txt", "b.jpg", "b.txt", "c.txt", "c.webp",
                                                      "dataset.json"]
@@ -231,16 +230,26 @@ def test_export_layout_hard_links_and_atomic_reexport(client, dataset_id, studio
     meta = json.loads((out / "dataset.json").read_text())
     assert meta["name"] == "mia-v1" and meta["trigger_word"] == "tok" and meta["images"] == 3
     assert meta["source_dataset_id"] == dataset_id and meta["exported_at"]
+    first = job["result"]["version"]
+    assert meta["version"] == first and job["dataset_version"] == first and len(first) == 16
+    assert out.is_symlink() and out.resolve() == studio_root / "trainer" / "datasets" / ".versions" / first
     source = studio_root / "datasets" / dataset_id / "a.png"
     assert os.path.samefile(out / "a.png", source)
-    # re-export after a delete: the folder is replaced as a whole, no stale files remain
+    # the same content exports to the same version
+    client.post(f"/api/datasets/{dataset_id}/export", json={"name": "Mia v1"})
+    assert wait_job(client, f"/api/datasets/{dataset_id}/export", key="job")["result"]["version"] == first
+    # re-export after a delete: a new version; the name points at it, the old version is untouched
     client.delete(f"/api/datasets/{dataset_id}/images/b.jpg")
     client.post(f"/api/datasets/{dataset_id}/export", json={"name": "Mia v1"})
     job = wait_job(client, f"/api/datasets/{dataset_id}/export", key="job")
-    assert job["state"] == "done"
+    assert job["status"] == "completed" and job["result"]["version"] != first
     assert sorted(p.name for p in out.iterdir()) == ["a.png", "a.txt", "c.txt", "c.webp", "dataset.json"]
-    assert [p.name for p in out.parent.iterdir()] == ["mia-v1"]
-    assert client.get(f"/api/datasets/{dataset_id}").get_json()["last_export"]["name"] == "mia-v1"
+    versions = studio_root / "trainer" / "datasets" / ".versions"
+    assert sorted(p.name for p in versions.iterdir()) == sorted([first, job["result"]["version"]])  # no leftovers
+    assert "b.jpg" in {p.name for p in (versions / first).iterdir()}
+    assert sorted(p.name for p in out.parent.iterdir()) == [".versions", "mia-v1"]
+    last = client.get(f"/api/datasets/{dataset_id}").get_json()["last_export"]
+    assert last["name"] == "mia-v1" and last["version"] == job["result"]["version"]
 
 
 def test_export_of_empty_dataset_is_refused(client, dataset_id):
@@ -266,18 +275,17 @@ def test_download_streams_a_zip(client, dataset_id):
     assert archive.read("a.txt") == b"a cat" and archive.testzip() is None
 
 
-def test_interrupted_jobs_read_as_interrupted(client, dataset_id, studio_root, make_settings):
+def test_jobs_of_a_dead_process_read_as_interrupted_after_a_restart(client, dataset_id, studio_root, make_settings):
     import app as datasets_app
 
-    jobs = studio_root / "datasets" / dataset_id / ".jobs"
-    atomic_write_json(jobs / "caption-old.json", {"id": "caption-old", "kind": "caption", "state": "running",
-                                                  "pid": 999_999_999, "done": 3, "total": 9, "errors": []})
-    atomic_write_json(jobs / "latest-caption.json", {"id": "caption-old"})
+    store = JobStore(studio_root / "studio.db")
+    job, _ = store.create("caption", dataset=dataset_id, total=9, owner="999999999:1")
+    store.start(job.id, "999999999:1")
+    store.progress(job.id, {"done": 3})
     datasets_app.create_app(make_settings())  # a restart
-    state = read_job(jobs, "caption-old")
-    assert state["state"] == "interrupted" and "restarted" in state["message"] and state["done"] == 3
-    job = client.get(f"/api/datasets/{dataset_id}/caption").get_json()["job"]
-    assert job["state"] == "interrupted"
+    state = client.get(f"/api/datasets/{dataset_id}/caption").get_json()["job"]
+    assert state["id"] == job.id and state["status"] == "interrupted" and state["resumable"]
+    assert "restart" in state["message"] and state["done"] == 3
 
 
 def test_password_protects_images_and_api(make_settings):

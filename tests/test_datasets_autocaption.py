@@ -106,7 +106,7 @@ def test_captions_uncaptioned_reports_failures_and_sends_the_password(make_setti
     started = client.post(f"/api/datasets/{did}/caption", json={"mode": "skip", "style": "short"})
     assert started.status_code == 202
     job = wait_job(client, f"/api/datasets/{did}/caption", key="job")
-    assert job["state"] == "done" and job["total"] == 3 and job["done"] == 3
+    assert job["status"] == "completed" and job["total"] == 3 and job["done"] == 3
     assert job["errors"] == [{"item": "w62.png", "message": "caption service answered 422: bad image"}]
     assert "Captioned 2 of 3" in job["message"] and "1 failed" in job["message"]
     assert _captions(client, did) == {"w60.png": "mine", "w61.png": "61px short image", "w62.png": "",
@@ -124,7 +124,7 @@ def test_append_mode_and_waiting_for_a_loading_service(make_settings, stand_in):
     client.put(f"/api/datasets/{did}/captions/w60.png", json={"caption": "mine"})
     client.post(f"/api/datasets/{did}/caption", json={"mode": "append", "style": "tags"})
     job = wait_job(client, f"/api/datasets/{did}/caption", key="job", timeout=30)
-    assert job["state"] == "done" and job["errors"] == []
+    assert job["status"] == "completed" and job["errors"] == []
     assert _captions(client, did) == {"w60.png": "mine, 60px tags image", "w61.png": "61px tags image"}
 
 
@@ -163,7 +163,7 @@ def test_service_stopping_mid_run_ends_the_run_with_a_clear_message(make_setting
         time.sleep(0.05)
     stand_in.close()
     job = wait_job(client, f"/api/datasets/{did}/caption", key="job", timeout=60)
-    assert job["state"] == "failed" and "stopped answering" in job["message"]
+    assert job["status"] == "failed" and "stopped answering" in job["message"]
     assert 1 <= len([c for c in _captions(client, did).values() if c]) < 10  # finished captions are kept
     assert client.get("/health").status_code == 200
 
@@ -177,7 +177,7 @@ def test_cancel(make_settings, stand_in):
     assert second.status_code == 409
     assert client.delete(f"/api/datasets/{did}/caption").get_json()["cancelling"]
     job = wait_job(client, f"/api/datasets/{did}/caption", key="job")
-    assert job["state"] == "cancelled" and job["done"] < 10
+    assert job["status"] == "stopped" and job["done"] < 10
 
 
 def test_edit_during_a_run_is_never_lost(make_settings, stand_in):
@@ -190,7 +190,7 @@ def test_edit_during_a_run_is_never_lost(make_settings, stand_in):
     assert client.put(f"/api/datasets/{did}/captions/w62.png", json={"caption": "my other edit"}).status_code == 200
     stand_in.release.set()
     job = wait_job(client, f"/api/datasets/{did}/caption", key="job")
-    assert job["state"] == "done"
+    assert job["status"] == "completed"
     assert sorted(job["result"]["skipped_edited"]) == ["w61.png", "w62.png"]
     assert _captions(client, did) == {"w60.png": "60px detailed image", "w61.png": "my edit",
                                       "w62.png": "my other edit"}

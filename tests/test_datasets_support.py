@@ -42,10 +42,10 @@ def wait_job(client, url: str, timeout: float = 30.0, key: str | None = None) ->
     while True:
         body = client.get(url).get_json()
         job = body.get(key) if key else body
-        if job and job["state"] not in {"queued", "running"}:
+        if job and job["status"] not in {"queued", "running"}:
             return job
         if time.monotonic() > deadline:
-            raise TimeoutError(f"job at {url} still {job and job['state']}")
+            raise TimeoutError(f"job at {url} still {job and job['status']}")
         time.sleep(0.05)
 
 
@@ -56,7 +56,7 @@ def upload(client, dataset_id: str, files: list[tuple[str, bytes]]) -> dict:
                            content_type="multipart/form-data")
     assert response.status_code in (200, 202), response.get_json()
     job = response.get_json()
-    if job["state"] in {"queued", "running"}:
+    if job["status"] in {"queued", "running"}:
         job = wait_job(client, f"/api/datasets/{dataset_id}/imports/{job['id']}")
     return job
 

@@ -58,7 +58,7 @@ def test_unsafe_entries_are_skipped_and_listed(client, dataset_id, studio_root, 
         ("good.png", image_bytes(6)),
     ])
     job = upload(client, dataset_id, [("hostile.zip", archive)])
-    assert job["state"] == "done"
+    assert job["status"] == "completed"
     assert job["result"]["imported"] == ["good.png"]
     reasons = {s["name"].split("/", 1)[1]: s["reason"] for s in job["result"]["skipped"]}
     assert "contains '..'" in reasons["../escape.png"] and "contains '..'" in reasons["ok/../../../escape2.png"]
@@ -72,7 +72,7 @@ def test_unsafe_entries_are_skipped_and_listed(client, dataset_id, studio_root, 
 def test_zip_bomb_by_ratio_is_refused(client, dataset_id, studio_root, guarded):
     bomb = zip_bytes([("a.png", image_bytes(1)), ("zeros.png", b"\0" * (8 << 20))])
     job = upload(client, dataset_id, [("bomb.zip", bomb)])
-    assert job["state"] == "failed"
+    assert job["status"] == "failed"
     assert "ZIP_MAX_RATIO" in job["message"] and "ZIP bomb" in job["message"]
     assert client.get(f"/api/datasets/{dataset_id}").get_json()["images"] == 0
     assert not list((studio_root / ".uploads").iterdir())
@@ -85,7 +85,7 @@ def test_zip_bomb_by_total_size_is_refused(make_settings, studio_root):
     noise = os.urandom(700 * 1024)  # stored: header sizes honest, total over 1 MB
     archive = zip_bytes([("a.png", noise), ("b.png", noise)], compression=zipfile.ZIP_STORED)
     job = upload(c, did, [("big.zip", archive)])
-    assert job["state"] == "failed" and "ZIP_MAX_TOTAL_MB" in job["message"] and "1 MB" in job["message"]
+    assert job["status"] == "failed" and "ZIP_MAX_TOTAL_MB" in job["message"] and "1 MB" in job["message"]
 
 
 def test_lying_headers_do_not_bypass_the_ratio_check(client, dataset_id, guarded):
@@ -95,7 +95,7 @@ def test_lying_headers_do_not_bypass_the_ratio_check(client, dataset_id, guarded
     fake = (1000).to_bytes(4, "little")
     data = bytes(data).replace(real, fake)
     job = upload(client, dataset_id, [("liar.zip", data)])
-    assert job["state"] in {"done", "failed"}
+    assert job["status"] in {"completed", "failed"}
     assert client.get(f"/api/datasets/{dataset_id}").get_json()["images"] == 0
 
 
@@ -111,14 +111,14 @@ def _encrypted(archive: bytes) -> bytes:
 
 def test_encrypted_zip_is_refused(client, dataset_id, guarded):
     job = upload(client, dataset_id, [("secret.zip", _encrypted(zip_bytes([("a.png", image_bytes(1))])))])
-    assert job["state"] == "failed" and "password-protected" in job["message"]
+    assert job["status"] == "failed" and "password-protected" in job["message"]
 
 
 @pytest.mark.parametrize("content", [b"this is not a zip at all", b"PK\x03\x04" + b"\x00" * 40,
                                      zip_bytes([("a.png", image_bytes(1))])[:-30]])
 def test_corrupt_archives_fail_cleanly(client, dataset_id, guarded, content):
     job = upload(client, dataset_id, [("broken.zip", content)])
-    assert job["state"] == "failed"
+    assert job["status"] == "failed"
     assert "damaged" in job["message"] and "broken.zip" in job["message"]
 
 
@@ -129,7 +129,7 @@ def test_damaged_entry_is_skipped_not_fatal(client, dataset_id, guarded):
     at = archive.find(b"IDAT")  # flip bytes inside the first entry's data: its CRC no longer matches
     archive[at + 8:at + 12] = b"\xff\xff\xff\xff"
     job = upload(client, dataset_id, [("mixed.zip", bytes(archive))])
-    assert job["state"] == "done"
+    assert job["status"] == "completed"
     assert job["result"]["imported"] == ["good.png"]
     assert any("damaged entry" in s["reason"] for s in job["result"]["skipped"])
 
@@ -141,7 +141,7 @@ def test_non_images_zero_bytes_and_fake_images_are_listed(client, dataset_id, gu
         ("real.png", image_bytes(9)), ("__MACOSX/._real.png", b"junk"),
     ])
     job = upload(client, dataset_id, [("mixed.zip", archive), ("loose-empty.jpg", b"")])
-    assert job["state"] == "done"
+    assert job["status"] == "completed"
     assert job["result"]["imported"] == ["real.png"]
     reasons = {s["name"]: s["reason"] for s in job["result"]["skipped"]}
     assert reasons["mixed.zip/notes.pdf"] == "not an image (skipped)"
@@ -160,7 +160,7 @@ def test_decompression_bomb_image_is_refused(make_settings):
     buffer = io.BytesIO()
     Image.new("L", (4000, 4000)).save(buffer, "PNG")  # 16 Mpx of one colour: a few KB on disk
     job = upload(c, did, [("huge.png", buffer.getvalue()), ("ok.png", image_bytes(1))])
-    assert job["state"] == "done"
+    assert job["status"] == "completed"
     assert job["result"]["imported"] == ["ok.png"]
     reason = job["result"]["skipped"][0]["reason"]
     assert "16,000,000 pixels" in reason and "1,000,000" in reason and "MAX_IMAGE_PIXELS" in reason
@@ -178,7 +178,7 @@ def test_unicode_spaces_duplicates_nested_and_captions(client, dataset_id, studi
         ("日本語 ファイル.webp", image_bytes(5, fmt="WEBP")),
     ])
     first = upload(client, dataset_id, [("trip.zip", archive)])
-    assert first["state"] == "done", first
+    assert first["status"] == "completed", first
     names = first["result"]["imported"]
     assert names == ["día de playa 1.jpg", "photo.png", "photo_2.png", "photo_3.png", "日本語 ファイル.webp"]
     folder = studio_root / "datasets" / dataset_id

@@ -36,7 +36,7 @@ def wait_job(client, url: str, timeout: float = 60) -> dict:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         state = client.get(url).get_json()
-        if state["state"] not in {"queued", "running"}:
+        if state["status"] not in {"queued", "running"}:
             return state
         time.sleep(0.1)
     raise AssertionError(f"{url} did not finish: {state}")
@@ -56,7 +56,7 @@ def test_import_prefix_into_dataset_then_push_export(moto, make_settings):
     started = client.post(f"/api/datasets/{dataset['id']}/import-s3", json={"prefix": "people/anna"})
     assert started.status_code == 202, started.get_json()
     state = wait_job(client, f"/api/datasets/{dataset['id']}/import-s3/{started.get_json()['id']}")
-    assert state["state"] == "done", state
+    assert state["status"] == "completed", state
     result = state["result"]
     assert sorted(result["imported"]) == ["a.png", "b.png"]
     assert {s["name"] for s in result["skipped"]} == {"fake.jpg", "notes.md"}
@@ -69,13 +69,13 @@ def test_import_prefix_into_dataset_then_push_export(moto, make_settings):
     export = client.post(f"/api/datasets/{dataset['id']}/export", json={"name": "anna-v1"})
     assert export.status_code == 202, export.get_json()
     deadline = time.monotonic() + 60
-    while client.get(f"/api/datasets/{dataset['id']}/export").get_json()["job"]["state"] in {"queued", "running"}:
+    while client.get(f"/api/datasets/{dataset['id']}/export").get_json()["job"]["status"] in {"queued", "running"}:
         assert time.monotonic() < deadline
         time.sleep(0.1)
     pushed = client.post(f"/api/datasets/{dataset['id']}/push-s3", json={"prefix": "exports/anna-v1"})
     assert pushed.status_code == 202, pushed.get_json()
     state = wait_job(client, f"/api/datasets/{dataset['id']}/push-s3/{pushed.get_json()['id']}")
-    assert state["state"] == "done", state
+    assert state["status"] == "completed", state
     keys = moto.keys("ds-bucket", "exports/anna-v1/")
     assert sorted(keys) == ["exports/anna-v1/a.png", "exports/anna-v1/a.txt", "exports/anna-v1/b.png",
                             "exports/anna-v1/b.txt", "exports/anna-v1/dataset.json"]

@@ -9,6 +9,7 @@ import time
 import pytest
 
 import trainer
+from studio.processes import process_token
 from tests.test_trainer_worker import TINY_CONFIG, make_export
 
 
@@ -24,7 +25,7 @@ def client(app):
 
 @pytest.fixture
 def store(app):
-    return app.extensions["trainer_store"]
+    return app.extensions["job_store"]
 
 
 @pytest.fixture
@@ -133,7 +134,7 @@ def test_stop_resume_and_conflicts(client, store, dataset):
     assert client.post(f"/api/jobs/{job_id}/stop").status_code == 409
     assert client.post(f"/api/jobs/{job_id}/resume").get_json()["job"]["status"] == "queued"
     assert client.post(f"/api/jobs/{job_id}/resume").status_code == 409
-    store.claim(1)
+    store.claim("train", "1:x")
     store.finish(job_id, "completed", message="done")
     response = client.post(f"/api/jobs/{job_id}/stop")
     assert response.status_code == 409 and "already completed" in response.get_json()["error"]
@@ -142,13 +143,13 @@ def test_stop_resume_and_conflicts(client, store, dataset):
 
 def test_running_job_control_and_delete(client, app, store, dataset):
     job_id = client.post("/api/jobs", json=_body(dataset)).get_json()["job"]["id"]
-    store.claim(os.getpid())
+    store.claim("train", process_token())
     control = app.config["STUDIO_WORKSPACE"].jobs / job_id / "control"
     assert client.post(f"/api/jobs/{job_id}/save").status_code == 202 and (control / "save").exists()
     assert client.post(f"/api/jobs/{job_id}/sample").status_code == 202 and (control / "sample").exists()
     response = client.delete(f"/api/jobs/{job_id}")
     assert response.status_code == 202 and response.get_json()["stopping"]
-    assert (control / "stop").exists() and store.get(job_id).control == "delete"
+    assert store.get(job_id).control == "delete" and store.get(job_id).stopping  # the worker relays it
     queued = client.post("/api/jobs", json=_body(dataset, steps=9)).get_json()["job"]["id"]
     assert client.delete(f"/api/jobs/{queued}").get_json()["deleted"]
     assert client.get(f"/api/jobs/{queued}").status_code == 404
@@ -236,7 +237,7 @@ def test_library_lists_finished_and_loose_loras(client, app, store, dataset):
 
     workspace = app.config["STUDIO_WORKSPACE"]
     job_id = client.post("/api/jobs", json=_body(dataset)).get_json()["job"]["id"]
-    store.claim(1)
+    store.claim("train", "1:x")
     lora = workspace.jobs / job_id / "lora" / "tiny-lora.safetensors"
     _fake_safetensors(lora)
     store.finish(job_id, "completed", message="done", lora_path=str(lora))

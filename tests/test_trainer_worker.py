@@ -19,11 +19,11 @@ from pathlib import Path
 
 import pytest
 
+from studio.jobs import JobStore
 from studio.settings import load_settings
 from studio.workspace import Workspace
 from tests.helpers import REPO
 from trainer.step_dirs import latest_checkpoint_step
-from trainer.store import JobStore
 from trainer.webhooks import SIGNATURE_HEADER, WebhookDispatcher, verify
 from trainer.worker import Worker
 
@@ -158,8 +158,8 @@ def _worker(settings, **kw) -> Worker:
 
 
 def _job(store: JobStore, hook: str | None = None, **config):
-    return store.create(name="fake job", recipe="zimage-turbo", config={"name": "fake", **config}, dataset="d",
-                        total_steps=config.get("steps", 6), webhook_url=hook)[0]
+    return store.create("train", name="fake job", recipe="zimage-turbo", config={"name": "fake", **config},
+                        dataset="d", total=config.get("steps", 6), webhook_url=hook)[0]
 
 
 def _wait(predicate, timeout=30.0, what="condition"):
@@ -312,7 +312,7 @@ def _start_worker_process(root: Path, log_path: Path) -> subprocess.Popen:
 
 
 @pytest.mark.slow
-def test_sigterm_checkpoints_and_marks_the_job_resumable(settings, studio_root):
+def test_sigterm_checkpoints_and_the_next_worker_continues(settings, studio_root):
     store = JobStore(Workspace(settings.root).ensure().db_path)
     job = _job(store, steps=400, delay=0.05, save_every=1000)
     proc = _start_worker_process(studio_root, studio_root / "worker.log")
@@ -323,9 +323,20 @@ def test_sigterm_checkpoints_and_marks_the_job_resumable(settings, studio_root):
     finally:
         proc.kill()
     final = store.get(job.id)
-    assert final.status == "stopped" and final.resumable and "worker shut down" in final.message
-    assert latest_checkpoint_step(Workspace(settings.root).jobs / job.id) >= 3
+    assert final.status == "interrupted" and final.resumable and "worker shut down" in final.message
+    at = latest_checkpoint_step(Workspace(settings.root).jobs / job.id)
+    assert at >= 3 and final.attempts == 0  # a pod stop is not a failed attempt
     assert store.workers() == []
+    with store.write() as conn:  # faster from here on
+        conn.execute("UPDATE jobs SET config = json_set(config, '$.delay', 0.0) WHERE id = ?", (job.id,))
+    second = _start_worker_process(studio_root, studio_root / "worker2.log")
+    try:
+        done = _wait(lambda: (j := store.get(job.id)).status in ("completed", "failed") and j, what="completion")
+    finally:
+        second.send_signal(signal.SIGTERM)
+        second.wait(30)
+    assert done.status == "completed", done.error
+    assert f"fake: starting at step {at}" in (Workspace(settings.root).jobs / job.id / "log.txt").read_text()
 
 
 @pytest.mark.slow
@@ -387,11 +398,11 @@ def test_real_engine_job(demo_root):
     settings = load_settings({"STUDIO_ROOT": str(demo_root), "STUDIO_DEMO": "1", "CAPTION_URL": "http://127.0.0.1:9"})
     make_export(demo_root)
     worker = Worker(settings, poll_s=0.1)
-    job = worker.store.create(name="tiny", recipe="zimage-turbo", config=TINY_CONFIG, dataset="tiny-set",
-                              total_steps=6)[0]
+    job = worker.store.create("train", name="tiny", recipe="zimage-turbo", config=TINY_CONFIG, dataset="tiny-set",
+                              total=6)[0]
     done = worker.run_once()
     assert done.id == job.id and done.status == "completed", done.error
-    assert done.step == 6 and done.loss is not None
+    assert done.step == 6 and done.details["loss"] is not None
     assert Path(done.lora_path).is_file() and (worker.workspace.loras / Path(done.lora_path).name).is_file()
     job_dir = worker.workspace.jobs / job.id
     assert list((job_dir / "samples").glob("step_*/*.png"))

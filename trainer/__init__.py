@@ -9,13 +9,14 @@ from studio.web import create_base_app, error_response
 
 
 def create_app(settings: Settings | None = None) -> Flask:
+    from studio.jobs import JobNotFound, JobStateError
+    from studio.upgrade import open_job_store
     from trainer import catalog_api, events, jobs_api, pages
-    from trainer.store import JobNotFound, JobStateError, JobStore
     from trainer.webhooks import WebhookDispatcher
 
     app = create_base_app(__name__, service="trainer", title="Trainer", settings=settings)
     settings = app.config["STUDIO_SETTINGS"]
-    app.extensions["trainer_store"] = JobStore(app.config["STUDIO_WORKSPACE"].db_path)
+    app.extensions["job_store"] = open_job_store(app.config["STUDIO_WORKSPACE"])
     app.extensions["trainer_webhooks"] = WebhookDispatcher(settings.webhook_secret)
 
     @app.get("/health")

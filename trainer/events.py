@@ -82,10 +82,10 @@ def _stream(snapshot, version) -> Response:
 def all_events():
     def snapshot():
         keep_states_honest()
-        jobs = store().list(limit=50)
+        jobs = store().list(kind="train", limit=50)
         return "jobs", {"jobs": [job.public() for job in jobs], "workers": store().workers()}
 
-    return _stream(snapshot, lambda: store().version())
+    return _stream(snapshot, lambda: store().version("train"))
 
 
 @bp.get("/api/jobs/<job_id>/events")

@@ -10,12 +10,13 @@ import time
 
 from flask import Blueprint, current_app, jsonify, request, send_file
 
+from studio import exports
+from studio.jobs import Job, JobNotFound, JobStore
 from studio.web import ApiError, json_body
 from studio.workspace import Workspace, confined, safe_name
 from trainer import library
 from trainer.recovery import reconcile
 from trainer.step_dirs import latest_checkpoint_step
-from trainer.store import ACTIVE, Job, JobNotFound, JobStore
 from trainer.validation import validate
 
 bp = Blueprint("jobs", __name__)
@@ -26,7 +27,7 @@ _reconcile_lock = threading.Lock()
 
 
 def store() -> JobStore:
-    return current_app.extensions["trainer_store"]
+    return current_app.extensions["job_store"]
 
 
 def workspace() -> Workspace:
@@ -48,10 +49,23 @@ def keep_states_honest() -> None:
 
 
 def load_job(job_id: str) -> Job:
+    """A training job by id (404 for any other kind of job)."""
     try:
-        return store().get(safe_name(job_id))
+        job = store().get(safe_name(job_id))
     except JobNotFound as exc:
         raise ApiError(str(exc), 404) from None
+    if job.kind != "train":
+        raise ApiError(f"There is no training job {job_id!r}.", 404)
+    return job
+
+
+def dataset_version(payload: dict) -> str:
+    """The version of the export a new job trains on: the one the request names, else the one the
+    export name points at now (an export folder copied in by hand becomes a version here)."""
+    if payload.get("dataset_version"):
+        return payload["dataset_version"]
+    name = payload["dataset"]
+    return exports.resolve(workspace(), name) or exports.adopt_folder(workspace(), name)
 
 
 def _invalid(report) -> ApiError:
@@ -67,17 +81,18 @@ def _fingerprint(payload: dict, config: dict) -> str:
     return hashlib.sha256(json.dumps(basis, sort_keys=True).encode()).hexdigest()
 
 
-def create_job(payload: dict, idem_key: str | None = None) -> tuple[Job, bool, dict]:
+def create_job(payload: dict, idem_key: str | None = None, parent_id: str | None = None) -> tuple[Job, bool, dict]:
     settings = current_app.config["STUDIO_SETTINGS"]
     report = validate(settings, payload)
     if not report.ok:
         raise _invalid(report)
     config = report.config or {}
     job, created = store().create(
-        name=(report.name or "job")[:120], recipe=payload.get("recipe") or "zimage-turbo", config=config,
-        dataset=payload["dataset"], webhook_url=payload.get("webhook_url") or None, idem_key=idem_key,
+        "train", name=(report.name or "job")[:120], recipe=payload.get("recipe") or "zimage-turbo", config=config,
+        dataset=payload["dataset"], dataset_version=dataset_version(payload), parent_id=parent_id,
+        webhook_url=payload.get("webhook_url") or None, idem_key=idem_key,
         fingerprint=_fingerprint(payload, config), dedup_window_s=DEDUP_WINDOW_S,
-        total_steps=int(config.get("steps") or 0))
+        total=int(config.get("steps") or 0))
     if created:
         announce(job)
     return job, created, report.to_dict()
@@ -96,7 +111,7 @@ def validate_job():
 @bp.get("/api/jobs")
 def list_jobs():
     keep_states_honest()
-    jobs = store().list(limit=min(int(request.args.get("limit", 200)), 1000))
+    jobs = store().list(kind="train", limit=min(int(request.args.get("limit", 200)), 1000))
     return jsonify({"jobs": [job.public() for job in jobs], "workers": store().workers(),
                     "queue": [job.id for job in store().queue()]})
 
@@ -140,10 +155,8 @@ def get_job(job_id):
 @bp.delete("/api/jobs/<job_id>")
 def delete_job(job_id):
     job = load_job(job_id)
-    if job.status in ACTIVE:
+    if job.status == "running":
         job = store().request_stop(job.id, delete=True, reason="Stopping, then deleting.")
-        (workspace().jobs / job.id / "control").mkdir(parents=True, exist_ok=True)
-        (workspace().jobs / job.id / "control" / "stop").touch()
         return jsonify({"deleted": False, "stopping": True, "job": job.public()}), 202
     if not store().delete(job.id):  # it was claimed a moment ago: stop it, then delete
         job = store().request_stop(job.id, delete=True, reason="Stopping, then deleting.")
@@ -161,16 +174,20 @@ def _touch_control(job: Job, name: str) -> None:
 
 @bp.post("/api/jobs/<job_id>/stop")
 def stop_job(job_id):
-    job = store().request_stop(load_job(job_id).id)
-    if job.status == "stopping":
-        _touch_control(job, "stop")
+    job = store().request_stop(load_job(job_id).id, reason="Stopping: saving a checkpoint.")
     announce(job)
     return jsonify({"job": job.public()})
 
 
 @bp.post("/api/jobs/<job_id>/resume")
 def resume_job(job_id):
-    job = store().resume(load_job(job_id).id)
+    job = load_job(job_id)
+    if job.dataset_version:
+        try:
+            exports.require_version(workspace(), job.dataset_version, job.dataset)
+        except exports.ExportMissing as exc:
+            raise ApiError(str(exc), 409) from None
+    job = store().resume(job.id, "Waiting for the worker (resumes from the last checkpoint).")
     announce(job)
     return jsonify({"job": job.public()})
 

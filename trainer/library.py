@@ -10,9 +10,9 @@ import struct
 import tempfile
 from pathlib import Path
 
+from studio.jobs import Job
 from studio.workspace import Workspace
 from trainer.step_dirs import step_dirs
-from trainer.store import Job
 
 log = logging.getLogger(__name__)
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp"}
@@ -126,8 +126,12 @@ def checkpoints(job_dir: Path) -> list[dict]:
 
 
 def final_lora(job: Job, job_dir: Path) -> Path | None:
-    if job.lora_path and Path(job.lora_path).is_file():
-        return Path(job.lora_path)
+    """The job's LoRA file in its folder (the recorded path may name a workspace that has since moved)."""
+    recorded = Path(job.lora_path) if job.lora_path else None
+    if recorded is not None and recorded.is_file() and job_dir.resolve() in recorded.resolve().parents:
+        return recorded
+    if recorded is not None and (job_dir / "lora" / recorded.name).is_file():
+        return job_dir / "lora" / recorded.name
     found = sorted((job_dir / "lora").glob("*.safetensors"))
     return found[0] if found else None
 
@@ -145,6 +149,7 @@ def entry(job: Job, job_dir: Path) -> dict | None:
     return {
         "job_id": job.id, "name": job.name, "file": lora.name, "path": relative, "size": lora.stat().st_size,
         "dataset": job.dataset, "recipe": job.recipe, "finished_at": job.finished_at, "steps": job.step,
-        "loss": job.loss, "metadata": safetensors_metadata(lora), "samples": shots[-1] if shots else None,
+        "loss": job.loss, "metadata": safetensors_metadata(lora),
+        "samples": shots[-1] if shots else None,
         "trigger_word": job.config.get("trigger_word"),
     }

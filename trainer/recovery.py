@@ -1,7 +1,10 @@
-"""Keeping job states honest: jobs whose worker died are requeued or failed, never left "running".
+"""Keeping training jobs honest: a job whose worker died is never left "running".
 
-Called by a worker when it starts and while it idles, and by the web app when it lists jobs, so a
-job left behind by a dead worker is fixed even while no worker runs.
+The job store's one recovery (`interrupt_orphans`) marks such a job interrupted; here a training job's
+orphaned child process is ended first (so two processes never write one job folder), and every
+interrupted training job is queued again to continue from its checkpoint, unless its runs keep dying.
+Called by a worker when it starts and while it idles, and by the web app when it lists jobs, so a job
+left behind by a dead worker is fixed even while no worker runs.
 """
 
 from __future__ import annotations
@@ -9,16 +12,15 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import time
 from pathlib import Path
 
+from studio.jobs import Job, JobStore
+from studio.processes import pid_alive, token_alive
 from trainer.step_dirs import latest_checkpoint_step
-from trainer.store import ACTIVE, Job, JobStore, pid_alive
 
 log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 3
-STALE_AFTER_S = 60.0
 STOP_TIMEOUT_S = 180.0
 
 
@@ -39,47 +41,26 @@ def kill_orphan_child(pid: int | None) -> None:
         log.warning("could not end process %s: %s", pid, exc)
 
 
-def _owner_alive(job: Job, stale_s: float, now: float) -> bool:
-    fresh = job.heartbeat_at is not None and now - job.heartbeat_at < stale_s
-    return pid_alive(job.worker_pid) and fresh
-
-
-def reconcile(store: JobStore, jobs_root: Path, *, stale_s: float = STALE_AFTER_S,
-              stop_timeout_s: float = STOP_TIMEOUT_S, max_attempts: int = MAX_ATTEMPTS) -> list[Job]:
-    """Fix every running/stopping job whose worker is gone; returns the jobs that changed."""
-    now = time.time()
-    changed = []
-    for job in store.list(ACTIVE):
-        if _owner_alive(job, stale_s, now):
-            continue
-        if job.worker_pid and pid_alive(job.worker_pid) and job.status == "running":
-            continue  # alive but slow to report: its own monitor decides; a dead pid is certain
-        kill_orphan_child(job.child_pid)
-        checkpoint = latest_checkpoint_step(jobs_root / job.id)
-        who = f"the worker (pid {job.worker_pid})" if job.worker_pid else "the worker"
-        if job.status == "stopping":
-            if job.stop_requested_at and now - job.stop_requested_at < min(stale_s, stop_timeout_s) \
-                    and pid_alive(job.worker_pid):
-                continue
-            if job.control == "delete":
-                store.finish(job.id, "stopped", message="Stopped before deletion.", resumable=False)
-            else:
-                store.finish(job.id, "stopped", resumable=True,
-                             message=f"Stopped: {who} ended before the job finished stopping. "
-                                     + _resume_hint(checkpoint))
-        elif job.attempts >= max_attempts:
-            store.finish(job.id, "failed", resumable=checkpoint is not None,
-                         error=f"{who.capitalize()} stopped {job.attempts} times while running this job "
-                               f"(last at step {job.step}); it was not retried again. Check the worker log.")
-        else:
-            store.requeue(job.id, f"Requeued: {who} stopped while this job ran at step {job.step}; "
-                                  + _resume_hint(checkpoint))
-        changed.append(store.get(job.id))
-        log.warning("job %s: %s", job.id, changed[-1].message or changed[-1].error)
-    return changed
-
-
-def _resume_hint(checkpoint: int | None) -> str:
+def resume_hint(checkpoint: int | None) -> str:
     if checkpoint is None:
-        return "it starts again from the beginning (no checkpoint was saved yet)."
-    return f"it continues from the checkpoint at step {checkpoint}."
+        return "It starts again from the beginning (no checkpoint was saved yet)."
+    return f"It continues from the checkpoint at step {checkpoint}."
+
+
+def reconcile(store: JobStore, jobs_root: Path, *, max_attempts: int = MAX_ATTEMPTS) -> list[Job]:
+    """Fix every training job whose worker is gone; returns the jobs that changed."""
+    for job in store.list(("running",), kind="train", limit=100_000):
+        if job.owner and not token_alive(job.owner):
+            kill_orphan_child(job.child_pid)
+    changed = {job.id: job for job in store.interrupt_orphans(("train",))}
+    for job in store.list(("interrupted",), kind="train", limit=100_000):
+        hint = resume_hint(latest_checkpoint_step(jobs_root / job.id))
+        if job.attempts >= max_attempts:
+            changed[job.id] = store.finish(
+                job.id, "failed", resumable=True,
+                error=f"The worker stopped {job.attempts} times while running this job (last at step {job.step}); "
+                      "it was not retried again. Check the worker log, then resume it.")
+        else:
+            changed[job.id] = store.requeue(job.id, f"{job.message or 'Interrupted.'} Queued again: {hint}")
+        log.warning("job %s: %s", job.id, changed[job.id].message)
+    return list(changed.values())

@@ -2,7 +2,8 @@
 
 The worker starts this for each job so that a crash, an out-of-memory kill or a hung CUDA call ends
 only this process. It reports progress into the job store, and leaves `outcome.json` in the job
-folder saying how it ended; the worker reads that (or the exit code, when there is none).
+folder saying what happened (finished, stopped early, or an error); the worker reads that (or the exit
+code, when there is none) and decides the job's status.
 """
 
 from __future__ import annotations
@@ -17,15 +18,25 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 
+from studio import exports
 from studio.atomic import atomic_write_json
+from studio.job_reporter import JobReporter
+from studio.jobs import JobStore
 from studio.settings import Settings, SettingsError, load_settings
 from studio.workspace import Workspace
-from trainer.store import JobStore
 
 log = logging.getLogger("trainer.run_job")
 OUTCOME_FILE = "outcome.json"
 EXIT_TRAINING_ERROR = 3
 PROGRESS_EVERY_S = 1.0
+
+
+def training_data(workspace: Workspace, job) -> Path:
+    """The exported data a job trains on: the version it recorded (re-exporting the name never changes
+    it); jobs of the first release, which recorded only the name, read the name's current export."""
+    if job.dataset_version:
+        return exports.require_version(workspace, job.dataset_version, job.dataset)
+    return workspace.export_dir(job.dataset)
 
 
 def _die_with_parent() -> None:
@@ -38,38 +49,6 @@ def _die_with_parent() -> None:
     parent = os.environ.get("TRAINER_PARENT_PID")
     if parent and os.getppid() != int(parent):
         sys.exit(1)  # the worker died before prctl took effect
-
-
-class ProgressReporter:
-    """The engine's `on_progress`: writes to the store at most once a second, or at once on a new phase."""
-
-    def __init__(self, store: JobStore, job_id: str, every_s: float = PROGRESS_EVERY_S):
-        self.store = store
-        self.job_id = job_id
-        self.every_s = every_s
-        self._last_write = 0.0
-        self._last_phase = None
-        self.last: dict = {}
-
-    def flush(self) -> None:
-        """Record the last report even if it came within the throttle interval."""
-        if self.last:
-            try:
-                self.store.progress(self.job_id, self.last)
-            except Exception:
-                log.exception("could not record progress")
-
-    def __call__(self, values: dict) -> None:
-        self.last = dict(values)
-        now = time.monotonic()
-        phase = values.get("phase")
-        if phase != self._last_phase or now - self._last_write >= self.every_s:
-            self._last_phase = phase
-            self._last_write = now
-            try:
-                self.store.progress(self.job_id, values)
-            except Exception:  # a busy database must never stop training; the next report retries
-                log.exception("could not record progress")
 
 
 def _default_parse(recipe_name: str, config: dict):
@@ -92,7 +71,7 @@ def _make_control(job_dir: Path):
 
 def _is_training_error(exc: BaseException) -> bool:
     """The engine's user-facing errors (by name: importing the engine here would load torch for nothing)."""
-    return type(exc).__name__ in {"TrainingError", "ConfigError"}
+    return type(exc).__name__ in {"TrainingError", "ConfigError", "ExportMissing"}
 
 
 def _crash_message(exc: BaseException) -> str:
@@ -114,16 +93,14 @@ def execute(settings: Settings, job_id: str, *, train_fn: Callable | None = None
     (job_dir / "control").mkdir(parents=True, exist_ok=True)
     outcome_path = job_dir / OUTCOME_FILE
     outcome_path.unlink(missing_ok=True)
-    stop_flag = {"term": False}
 
     def on_term(signum, frame):
         # cooperative: the engine checkpoints at the next step and returns
-        stop_flag["term"] = True
         (job_dir / "control" / "stop").touch()
 
     signal.signal(signal.SIGTERM, on_term)
     store.heartbeat(job.id, child_pid=os.getpid())
-    reporter = ProgressReporter(store, job.id)
+    reporter = JobReporter(store, job.id, every_s=PROGRESS_EVERY_S)
     started = time.time()
     try:
         config = (parse_config or _default_parse)(job.recipe, job.config)
@@ -135,7 +112,7 @@ def execute(settings: Settings, job_id: str, *, train_fn: Callable | None = None
         from studio.registry import model_paths
 
         control = (control_factory or _make_control)(job_dir)
-        dataset_dir = workspace.export_dir(job.dataset)
+        dataset_dir = training_data(workspace, job)
         result = (train_fn or _default_train())(config, dataset_dir, job_dir, model_paths(settings), control,
                                                  reporter)
     except BaseException as exc:  # noqa: B036 - every way out must leave an outcome for the worker
@@ -152,17 +129,13 @@ def execute(settings: Settings, job_id: str, *, train_fn: Callable | None = None
             traceback.print_exc()
             message = _crash_message(exc)
             code = 1
-        atomic_write_json(outcome_path, {"outcome": "error", "error": message, "step": reporter.last.get("step")})
+        atomic_write_json(outcome_path, {"outcome": "error", "error": message, "step": reporter.values.get("step")})
         return code
     reporter.flush()
     result = dict(result or {})
-    current = store.get(job.id)
-    steps_done = int(result.get("steps") or reporter.last.get("step") or 0)
-    total = int(reporter.last.get("total_steps") or current.total_steps or 0)
-    stopped = bool(result.get("stopped")) or (
-        (stop_flag["term"] or current.status == "stopping") and bool(total) and steps_done < total)
+    steps_done = int(result.get("steps") or reporter.values.get("step") or 0)
     lora = result.get("lora_path")
-    if stopped:
+    if result.get("stopped"):
         atomic_write_json(outcome_path, {"outcome": "stopped", "result": result, "step": steps_done})
     elif not lora:
         atomic_write_json(outcome_path, {"outcome": "error", "step": steps_done,

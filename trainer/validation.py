@@ -18,6 +18,7 @@ from urllib.parse import urlparse
 
 from PIL import Image, UnidentifiedImageError
 
+from studio import exports
 from studio.model_status import download_state
 from studio.registry import model_paths
 from studio.settings import Settings
@@ -26,7 +27,7 @@ from studio.workspace import UnsafePathError, Workspace, safe_name
 log = logging.getLogger(__name__)
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp"}
 MAX_IMAGES_INSPECTED = 5000
-REQUEST_KEYS = {"name", "recipe", "dataset", "config", "webhook_url", "idempotency_key"}
+REQUEST_KEYS = {"name", "recipe", "dataset", "dataset_version", "config", "webhook_url", "idempotency_key"}
 
 
 @dataclass
@@ -132,7 +133,8 @@ def estimate(config: dict, images: int, gpu: Gpu | None, demo: bool) -> tuple[fl
 
 def _check_request(payload: dict, report: Report) -> None:
     for key in sorted(set(payload) - REQUEST_KEYS):
-        report.error(key, f"Unknown field {key!r}; a job has name, recipe, dataset, config and webhook_url.")
+        report.error(key, f"Unknown field {key!r}; a job has name, recipe, dataset (and optionally dataset_version), "
+                          "config and webhook_url.")
     name = payload.get("name")
     if name is not None and (not isinstance(name, str) or len(name) > 120):
         report.error("job_name", "The job name must be text of at most 120 characters.")
@@ -176,13 +178,21 @@ def _check_dataset(workspace: Workspace, payload: dict, config: dict | None, rep
     if not name:
         report.error("dataset", "Pick an exported dataset to train on.")
         return
+    version = payload.get("dataset_version")
     try:
         folder = workspace.export_dir(safe_name(name) if isinstance(name, str) else "")
+        if version is not None:
+            folder = exports.version_dir(workspace, version)
     except UnsafePathError:
-        report.error("dataset", "That dataset name is not valid.")
+        report.error("dataset_version" if version is not None else "dataset", "That dataset name is not valid.")
         return
     if not folder.is_dir():
-        report.error("dataset", f"There is no exported dataset named {name!r}: export it from the dataset manager.")
+        if version is not None:
+            report.error("dataset_version", f"Version {version} of {name!r} is no longer on disk: pick a current "
+                                            "export.")
+        else:
+            report.error("dataset", f"There is no exported dataset named {name!r}: export it from the dataset "
+                                    "manager.")
         return
     try:
         entries = sorted(os.listdir(folder))

@@ -123,8 +123,8 @@ class WebhookDispatcher:
 
 
 def _job_payload(job) -> dict:
-    keys = ("id", "name", "recipe", "dataset", "status", "step", "total_steps", "loss", "message", "error",
-            "resumable", "created_at", "started_at", "finished_at")
+    keys = ("id", "name", "recipe", "dataset", "dataset_version", "status", "step", "total_steps", "loss",
+            "message", "error", "resumable", "created_at", "started_at", "finished_at")
     data = {key: getattr(job, key) for key in keys}
     data["lora_file"] = job.lora_path.rsplit("/", 1)[-1] if job.lora_path else None
     return data

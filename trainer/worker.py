@@ -2,8 +2,9 @@
 
 Each job runs in a child process (`python -m trainer.run_job <id>`), so a crash, an out-of-memory
 kill or a stuck CUDA call ends that job as `failed` with its cause while the worker lives on.
-SIGTERM asks the running job to checkpoint and stop; the job is marked stopped (resumable) and the
-worker exits. The signal handler only sets a flag; the loop acts on it.
+SIGTERM (a pod stop) asks the running job to checkpoint and stop; the job is marked interrupted and
+the next worker to start continues it from that checkpoint. The signal handler only sets a flag; the
+loop acts on it. How a job ended is decided in one place, `_conclude`.
 """
 
 from __future__ import annotations
@@ -21,13 +22,15 @@ from collections.abc import Callable
 from pathlib import Path
 
 from studio.atomic import read_json
+from studio.jobs import Job
+from studio.processes import process_token
 from studio.settings import Settings, SettingsError, load_settings
+from studio.upgrade import open_job_store
 from studio.workspace import Workspace
 from trainer import library, podstop
-from trainer.recovery import STOP_TIMEOUT_S, reconcile
+from trainer.recovery import STOP_TIMEOUT_S, reconcile, resume_hint
 from trainer.run_job import OUTCOME_FILE
 from trainer.step_dirs import latest_checkpoint_step
-from trainer.store import Job, JobStore
 from trainer.webhooks import WebhookDispatcher
 
 log = logging.getLogger("trainer.worker")
@@ -79,7 +82,7 @@ class Worker:
                  webhooks: WebhookDispatcher | None = None, unload_caption: bool = True):
         self.settings = settings
         self.workspace = Workspace(settings.root).ensure()
-        self.store = JobStore(self.workspace.db_path)
+        self.store = open_job_store(self.workspace)
         self.child_command = child_command
         self.poll_s = poll_s
         self.heartbeat_s = heartbeat_s
@@ -89,6 +92,7 @@ class Worker:
         self.webhooks = webhooks or WebhookDispatcher(settings.webhook_secret)
         self.unload_caption = unload_caption
         self.pid = os.getpid()
+        self.owner = process_token()
         self.shutdown = False
         self._pod_stop_pending = False
         self._last_lora: str | None = None
@@ -136,7 +140,7 @@ class Worker:
         """Claim and run the oldest queued job; None when the queue is empty."""
         if self.shutdown:
             return None
-        job = self.store.claim(self.pid)
+        job = self.store.claim("train", self.owner)
         if job is None:
             return None
         self._pod_stop_pending = False
@@ -218,11 +222,10 @@ class Worker:
             except sqlite3.Error as exc:  # a full disk or a long lock must not abandon the running child
                 log.warning("job %s: could not reach the job store (%s); retrying", job.id, exc)
                 continue
-            if stop_sent_at is None and (self.shutdown or current is None or current.status == "stopping"):
-                if self.shutdown and current is not None and current.status == "running":
-                    self.store.request_stop(job.id, reason="Stopping: the worker is shutting down; saving a "
-                                                           "checkpoint.")
-                (job_dir / "control" / "stop").touch()
+            if stop_sent_at is None and (self.shutdown or current is None or current.stopping):
+                if self.shutdown and current is not None:
+                    self.store.progress(job.id, {"message": "The worker is shutting down: saving a checkpoint."})
+                (job_dir / "control" / "stop").touch()  # what the training process polls
                 stop_sent_at = now
                 log.info("job %s: stop requested", job.id)
             limit = self.shutdown_grace_s if self.shutdown else self.stop_timeout_s
@@ -233,14 +236,15 @@ class Worker:
                 return f"it did not stop within {limit:.0f} s and was ended"
 
     def _conclude(self, job: Job, returncode: int, job_dir: Path, forced: str | None) -> Job | None:
+        """The one place that decides how a training run ended, from what the training process reported
+        (`outcome.json`), whether a stop was asked for, and how the process exited."""
         outcome = read_json(job_dir / OUTCOME_FILE, {}) or {}
         current = self.store.find(job.id)
         if current is None:  # deleted while it ran: the row is gone, remove what is left
             library.remove_job_files(self.workspace, job.id)
             return None
         checkpoint = latest_checkpoint_step(job_dir)
-        resume_hint = (f"Resume continues from the checkpoint at step {checkpoint}." if checkpoint is not None
-                       else "No checkpoint was saved yet: resume starts again from the beginning.")
+        hint = resume_hint(checkpoint)
         step = outcome.get("step") or current.step
         if current.control == "delete":
             self.store.finish(job.id, "stopped", message="Stopped before deletion.")
@@ -251,12 +255,20 @@ class Worker:
         if kind == "completed":
             result = outcome.get("result") or {}
             return self._complete(current, result)
-        asked_to_stop = self.shutdown or current.status == "stopping"
-        if kind == "stopped" or (kind is None and asked_to_stop):  # a child ended by the stop itself counts too
-            why = "the worker shut down" if self.shutdown else "you asked"
-            detail = f" ({forced})" if forced else ""
+        detail = f" ({forced})" if forced else ""
+        if current.stopping and (kind == "stopped" or kind is None):  # a child ended by the stop itself counts too
             return self.store.finish(job.id, "stopped", resumable=True,
-                                     message=f"Stopped at step {step} because {why}{detail}. {resume_hint}")
+                                     message=f"Stopped at step {step} because you asked{detail}. {hint}")
+        if self.shutdown and (kind == "stopped" or kind is None):
+            # not the user's wish: the next worker continues it, and this run does not count as a failed attempt
+            self.store.update(job.id, attempts=0)
+            return self.store.finish(job.id, "interrupted", resumable=True,
+                                     message=f"Interrupted at step {step}: the worker shut down (a pod stop or "
+                                             f"restart){detail}. {hint}")
+        if kind == "stopped":  # the training process was signalled by someone else
+            return self.store.finish(job.id, "interrupted", resumable=True,
+                                     message=f"Interrupted at step {step}: the training process was asked to end. "
+                                             f"{hint}")
         if kind == "error":
             return self.store.finish(job.id, "failed", resumable=checkpoint is not None, error=outcome.get("error"))
         tail = log_tail(job_dir / "log.txt")
@@ -309,7 +321,7 @@ class Worker:
             return
         if time.monotonic() - self._idle_since < self.pod_stop_grace_s:
             return
-        if self.store.count(("queued", "running", "stopping")):
+        if self.store.count(("queued", "running"), kind="train"):
             return
         if not podstop.lora_is_safe(self._last_lora):
             log.warning("not stopping the pod: the last LoRA %s is not complete on disk", self._last_lora)

@@ -134,13 +134,13 @@
   };
 
   function renderCaptionJob(job) {
-    const running = ACTIVE.has(job.state);
+    const running = ACTIVE.has(job.status);
     $("caption-job").hidden = false;
     $("caption-setup").hidden = running;
     $("cap-start").hidden = running;
     $("cap-cancel").hidden = !running;
     $("cap-progress-text").textContent = `${job.done} / ${job.total} images`;
-    $("cap-eta").textContent = running ? (job.eta_s != null ? `${formatDuration(job.eta_s)} left` : "estimating…") : job.state;
+    $("cap-eta").textContent = running ? (job.eta_s != null ? `${formatDuration(job.eta_s)} left` : "estimating…") : job.status;
     $("cap-bar").style.width = `${job.total ? Math.round((100 * job.done) / job.total) : 0}%`;
     $("cap-message").textContent = job.message || "";
     if (job.current) $("cap-current-img").src = ds.thumbUrl(job.current);
@@ -164,8 +164,8 @@
       if (!job || job.id !== jobId) break;
       renderCaptionJob(job);
       if (job.done - seen >= 10) { seen = job.done; ds.reload(); }
-      if (!ACTIVE.has(job.state)) {
-        toast(job.message, job.state === "done" ? "ok" : "error", 7000);
+      if (!ACTIVE.has(job.status)) {
+        toast(job.message, job.status === "completed" ? "ok" : "error", 7000);
         ds.reload();
         refreshUndo();
         break;
@@ -196,8 +196,8 @@
         const s = (await api(`${ds.base}/export`)).job;
         if (!s || s.id !== job.id) break;
         $("export-bar").style.width = `${s.total ? Math.round((100 * s.done) / s.total) : 0}%`;
-        if (!ACTIVE.has(s.state)) {
-          if (s.state === "done") {
+        if (!ACTIVE.has(s.status)) {
+          if (s.status === "completed") {
             $("export-bar").style.width = "100%";
             $("export-result").innerHTML = `<span style="color:var(--ok)">✓ ${ds.esc(s.message)}</span>
               <div><a class="button primary" id="export-train-link" target="_blank" rel="noopener"
@@ -218,8 +218,8 @@
   window.dsPanels = {
     onStats(d) {
       const job = d.jobs && d.jobs.caption;
-      if (job && ACTIVE.has(job.state)) followCaption(job.id);
-      else if (job && job.state === "interrupted") {
+      if (job && ACTIVE.has(job.status)) followCaption(job.id);
+      else if (job && job.status === "interrupted") {
         $("job-banner").innerHTML = `<div class="caption-status"><span class="dot error"></span>${ds.esc(job.message)}</div>`;
       }
     },

@@ -134,7 +134,7 @@
       try { job = await api(`${ds.base}/imports/${jobId}`); } catch (e) { await sleep(1500); continue; }
       const pct = job.total ? Math.round((100 * job.done) / job.total) : 0;
       const phase = { assembling: "Assembling", extracting: "Unpacking", importing: "Checking images" }[job.phase] || "Importing";
-      if (job.state === "queued" || job.state === "running") {
+      if (job.status === "queued" || job.status === "running") {
         box.innerHTML = `<div class="upload-row"><span class="fname">${phase}… ${job.done}/${job.total || "?"}</span>
           <span class="muted">${job.eta_s ? formatDuration(job.eta_s) + " left" : ""}</span>
           <div class="progress"><div style="width:${pct}%"></div></div></div>`;
@@ -145,7 +145,7 @@
       const result = job.result || {};
       const skipped = result.skipped || [];
       const renamed = result.renamed || [];
-      const ok = job.state === "done";
+      const ok = job.status === "completed";
       box.innerHTML = `<p style="color:var(${ok ? "--ok" : "--err"})">${ds.esc(job.message)}</p>
         ${renamed.length ? `<details><summary>${renamed.length} renamed to avoid overwriting</summary><ul class="skipped">${renamed.slice(0, 200).map((r) => `<li>${ds.esc(r.from)} → ${ds.esc(r.to)}</li>`).join("")}</ul></details>` : ""}
         ${skipped.length ? `<details open><summary>${skipped.length} skipped</summary><ul class="skipped">${skipped.slice(0, 300).map((s) => `<li><b>${ds.esc(s.name)}</b>: ${ds.esc(s.reason)}</li>`).join("")}</ul></details>` : ""}`;
@@ -181,7 +181,7 @@
   // an import still running when the page was reloaded keeps reporting
   ds.onStats = (d) => {
     const job = d.jobs && d.jobs.import;
-    if (job && (job.state === "running" || job.state === "queued") && !ds.followingImport) {
+    if (job && (job.status === "running" || job.status === "queued") && !ds.followingImport) {
       ds.followingImport = true;
       followImport(job.id).finally(() => { ds.followingImport = false; });
     }

@@ -1,0 +1,489 @@
+"""The studio's one job store: every long piece of work is a row in one SQLite table.
+
+Imports, auto-captioning, exports and training jobs (and the express lane's chain of them) share one
+status vocabulary, progress, ETA and message. Each kind keeps its own executor (a thread pool in the
+dataset manager, the worker's child process for training); only the bookkeeping is shared:
+
+    queued -> running -> completed | failed | stopped | interrupted
+
+`stopped` is what the user asked for; `interrupted` is a job whose process ended under it (a restart,
+a crash, a pod stop): it can be resumed, and the studio resumes training and express jobs by itself.
+A stop is asked for in one place (`request_stop`, which sets `control`); executors poll it.
+
+SQLite in WAL mode lets readers and one writer work at once; every write is a short transaction
+(`BEGIN IMMEDIATE` takes the write lock up front, so two writers never deadlock on an upgrade), and
+`busy_timeout` makes a writer wait instead of failing with "database is locked". Each thread and
+process opens its own connection.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+from studio.job_schema import migrate
+from studio.processes import pid_alive, token_alive, token_pid
+
+STATUSES = ("queued", "running", "completed", "failed", "stopped", "interrupted")
+ACTIVE = ("queued", "running")
+FINISHED = ("completed", "failed", "stopped", "interrupted")
+KINDS = ("import", "caption", "export", "train", "s3-import", "s3-push", "express")
+STOP_CONTROLS = ("stop", "delete")
+# progress values with a column of their own; every other value goes into `details`
+PROGRESS_COLUMNS = ("phase", "done", "total", "eta_s", "message", "current")
+PROGRESS_ALIASES = {"step": "done", "total_steps": "total"}
+_JSON_COLUMNS = ("config", "errors", "details", "result")
+
+
+class JobNotFound(LookupError):
+    """No job has that id."""
+
+
+class JobStateError(RuntimeError):
+    """The job is not in a state that allows the request (answered as 409)."""
+
+
+class JobError(Exception):
+    """A job failed for a reason the user can act on; the message is shown as is."""
+
+
+class JobStopped(Exception):
+    """Raised inside a job's work when a stop was asked for."""
+
+
+@dataclass
+class Job:
+    id: str
+    kind: str
+    name: str = ""
+    status: str = "queued"
+    dataset: str | None = None
+    dataset_version: str | None = None
+    parent_id: str | None = None
+    after_id: str | None = None
+    recipe: str | None = None
+    config: dict = field(default_factory=dict)
+    phase: str | None = None
+    done: int = 0
+    total: int = 0
+    eta_s: float | None = None
+    message: str | None = None
+    error: str | None = None
+    current: str | None = None
+    errors: list = field(default_factory=list)
+    details: dict = field(default_factory=dict)
+    result: dict = field(default_factory=dict)
+    control: str | None = None
+    resumable: bool = False
+    owner: str | None = None
+    child_pid: int | None = None
+    heartbeat_at: float | None = None
+    attempts: int = 0
+    lora_path: str | None = None
+    webhook_url: str | None = None
+    idem_key: str | None = None
+    fingerprint: str | None = None
+    created_at: float = 0.0
+    started_at: float | None = None
+    stop_requested_at: float | None = None
+    finished_at: float | None = None
+    updated_at: float = 0.0
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> Job:
+        data = dict(row)
+        for key in _JSON_COLUMNS:
+            data[key] = json.loads(data[key]) if data[key] else ({} if key != "errors" else [])
+        data["resumable"] = bool(data["resumable"])
+        return cls(**data)
+
+    # training code speaks of steps
+    @property
+    def step(self) -> int:
+        return self.done
+
+    @property
+    def total_steps(self) -> int:
+        return self.total
+
+    @property
+    def loss(self) -> float | None:
+        return self.details.get("loss")
+
+    @property
+    def progress(self) -> float:
+        return min(1.0, self.done / self.total) if self.total else 0.0
+
+    @property
+    def stopping(self) -> bool:
+        """Running, with a stop asked for: it ends at its next check."""
+        return self.status == "running" and self.control in STOP_CONTROLS
+
+    @property
+    def owner_pid(self) -> int | None:
+        return token_pid(self.owner) if self.owner else None
+
+    def public(self) -> dict:
+        """What the API shows: the row (no idempotency key, fingerprint or owner token), its details
+        flattened beside it, and the names training clients know (`step`, `total_steps`)."""
+        hidden = {"idem_key", "fingerprint", "owner", "details"}
+        out = {key: value for key, value in self.details.items() if value is not None}
+        out.update({f.name: getattr(self, f.name) for f in fields(self) if f.name not in hidden})
+        out.update({"step": self.done, "total_steps": self.total, "progress": round(self.progress, 4),
+                    "stopping": self.stopping, "worker_pid": self.owner_pid,
+                    "lora_file": Path(self.lora_path).name if self.lora_path else None})
+        return out
+
+
+def new_job_id(kind: str = "") -> str:
+    """Sortable and readable: the creation time plus a random suffix (dataset jobs start with their kind)."""
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + secrets.token_hex(3)
+    return f"{kind}-{stamp}" if kind and kind != "train" else stamp
+
+
+def _dump(value) -> str:
+    return json.dumps(value, default=str)
+
+
+class JobStore:
+    """Jobs in SQLite. Safe to share between threads: each thread gets its own connection."""
+
+    def __init__(self, db_path: Path, busy_timeout_s: float = 30.0):
+        self.db_path = Path(db_path)
+        self.busy_timeout_s = busy_timeout_s
+        self._local = threading.local()
+        self.db_path.parent.mkdir(parents=True, exist_ok=True)
+        self.upgraded_from = migrate(self._conn())
+
+    # -- connections ---------------------------------------------------------------------------
+    def _conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None or getattr(self._local, "pid", None) != os.getpid():
+            conn = sqlite3.connect(self.db_path, timeout=self.busy_timeout_s, isolation_level=None,
+                                   check_same_thread=False)
+            conn.row_factory = sqlite3.Row
+            conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_s * 1000)}")
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = NORMAL")
+            self._local.conn = conn
+            self._local.pid = os.getpid()
+        return conn
+
+    def close(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+
+    @contextmanager
+    def write(self) -> Iterator[sqlite3.Connection]:
+        """A short write transaction that holds the write lock from its first statement."""
+        conn = self._conn()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    def _rows(self, sql: str, args=()) -> list[Job]:
+        return [Job.from_row(row) for row in self._conn().execute(sql, args).fetchall()]
+
+    # -- reading -------------------------------------------------------------------------------
+    def find(self, job_id: str) -> Job | None:
+        found = self._rows("SELECT * FROM jobs WHERE id = ?", (job_id,))
+        return found[0] if found else None
+
+    def get(self, job_id: str) -> Job:
+        job = self.find(job_id)
+        if job is None:
+            raise JobNotFound(f"There is no job {job_id!r}.")
+        return job
+
+    def list(self, statuses: tuple[str, ...] | None = None, *, kind: str | tuple[str, ...] | None = None,
+             dataset: str | None = None, parent_id: str | None = None, limit: int = 200) -> list[Job]:
+        """Newest first, filtered by any of status, kind, dataset and parent."""
+        where, args = [], []
+        kinds = (kind,) if isinstance(kind, str) else kind
+        for column, values in (("status", statuses), ("kind", kinds)):
+            if values:
+                where.append(f"{column} IN ({','.join('?' * len(values))})")
+                args.extend(values)
+        for column, value in (("dataset", dataset), ("parent_id", parent_id)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                args.append(value)
+        sql = "SELECT * FROM jobs" + (" WHERE " + " AND ".join(where) if where else "")
+        return self._rows(sql + " ORDER BY created_at DESC, id DESC LIMIT ?", (*args, limit))
+
+    def latest(self, kind: str | tuple[str, ...], dataset: str) -> Job | None:
+        found = self.list(kind=kind, dataset=dataset, limit=1)
+        return found[0] if found else None
+
+    def queue(self, kind: str = "train") -> list[Job]:
+        """Queued jobs of a kind in the order they will run."""
+        return self._rows("SELECT * FROM jobs WHERE status = 'queued' AND kind = ? ORDER BY created_at, id", (kind,))
+
+    def count(self, statuses: tuple[str, ...], kind: str | None = None) -> int:
+        sql = f"SELECT COUNT(*) FROM jobs WHERE status IN ({','.join('?' * len(statuses))})"
+        args = list(statuses)
+        if kind:
+            sql += " AND kind = ?"
+            args.append(kind)
+        return self._conn().execute(sql, args).fetchone()[0]
+
+    def version(self, kind: str | None = None) -> float:
+        """Changes whenever a job (of `kind`) changes: what event streams watch."""
+        sql, args = "SELECT MAX(updated_at), COUNT(*) FROM jobs", ()
+        if kind:
+            sql, args = sql + " WHERE kind = ?", (kind,)
+        row = self._conn().execute(sql, args).fetchone()
+        return (row[0] or 0.0) + row[1]
+
+    def versions_in_use(self) -> dict[str, list[Job]]:
+        """Dataset versions that a job may still read (queued, running, or resumable), with those jobs."""
+        rows = self._rows("SELECT * FROM jobs WHERE dataset_version IS NOT NULL AND (status IN ('queued', 'running')"
+                          " OR (status IN ('stopped', 'failed', 'interrupted') AND resumable = 1))")
+        used: dict[str, list[Job]] = {}
+        for job in rows:
+            used.setdefault(job.dataset_version, []).append(job)
+        return used
+
+    # -- creating ------------------------------------------------------------------------------
+    def create(self, kind: str, *, name: str = "", dataset: str | None = None, dataset_version: str | None = None,
+               parent_id: str | None = None, after_id: str | None = None, recipe: str | None = None,
+               config: dict | None = None, total: int = 0, message: str | None = None, owner: str | None = None,
+               webhook_url: str | None = None, idem_key: str | None = None, fingerprint: str | None = None,
+               dedup_window_s: float = 10.0) -> tuple[Job, bool]:
+        """Insert a queued job; returns (job, created). A repeat of the same request returns the first job."""
+        if kind not in KINDS:
+            raise ValueError(f"unknown job kind {kind!r}")
+        now = time.time()
+        with self.write() as conn:
+            if idem_key:
+                row = conn.execute("SELECT * FROM jobs WHERE idem_key = ?", (idem_key,)).fetchone()
+                if row:
+                    return Job.from_row(row), False
+            if fingerprint:
+                row = conn.execute("SELECT * FROM jobs WHERE fingerprint = ? AND created_at > ? "
+                                   "ORDER BY created_at DESC LIMIT 1", (fingerprint, now - dedup_window_s)).fetchone()
+                if row:
+                    return Job.from_row(row), False
+            job_id = new_job_id(kind)
+            row = conn.execute(
+                "INSERT INTO jobs (id, kind, name, dataset, dataset_version, parent_id, after_id, recipe, config,"
+                " total, message, owner, webhook_url, idem_key, fingerprint, created_at, updated_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING *",
+                (job_id, kind, name, dataset, dataset_version, parent_id, after_id, recipe, _dump(config or {}),
+                 total, message or "Queued.", owner, webhook_url, idem_key, fingerprint, now, now)).fetchone()
+        return Job.from_row(row), True
+
+    def restore(self, values: dict) -> int:
+        """Insert a job with all its fields as given (history brought over from an older release);
+        returns 1, or 0 when a job with that id is already here."""
+        values = {key: _dump(value) if key in _JSON_COLUMNS else value for key, value in values.items()}
+        names = ", ".join(values)
+        with self.write() as conn:
+            cur = conn.execute(f"INSERT OR IGNORE INTO jobs ({names}) VALUES ({', '.join('?' * len(values))})",
+                               tuple(values.values()))
+            return cur.rowcount
+
+    def update(self, job_id: str, **values) -> Job:
+        """Set plain fields of a job (what a chain learns later: its dataset version, config, name)."""
+        allowed = {"name", "dataset", "dataset_version", "after_id", "config", "total", "message", "result", "attempts"}
+        unknown = set(values) - allowed
+        if unknown:
+            raise ValueError(f"cannot update {sorted(unknown)}")
+        values = {key: _dump(value) if key in _JSON_COLUMNS else value for key, value in values.items()}
+        sets = ", ".join(f"{key} = ?" for key in values)
+        with self.write() as conn:
+            conn.execute(f"UPDATE jobs SET {sets}, updated_at = ? WHERE id = ?", (*values.values(), time.time(),
+                                                                                  job_id))
+        return self.get(job_id)
+
+    # -- the executor's side ---------------------------------------------------------------------
+    def claim(self, kind: str, owner: str) -> Job | None:
+        """Take the oldest queued job of `kind` whose predecessor (if any) completed: one UPDATE in an
+        immediate transaction, so two executors never take the same job."""
+        now = time.time()
+        with self.write() as conn:
+            row = conn.execute(
+                "UPDATE jobs SET status = 'running', owner = ?, child_pid = NULL, heartbeat_at = ?, started_at = ?,"
+                " attempts = attempts + 1, phase = 'starting', message = 'Starting.', error = NULL, control = NULL,"
+                " stop_requested_at = NULL, finished_at = NULL, updated_at = ?"
+                " WHERE id = (SELECT id FROM jobs AS q WHERE q.status = 'queued' AND q.kind = ? AND (q.after_id IS NULL"
+                " OR EXISTS (SELECT 1 FROM jobs AS p WHERE p.id = q.after_id AND p.status = 'completed'))"
+                " ORDER BY q.created_at, q.id LIMIT 1) AND status = 'queued' RETURNING *",
+                (owner, now, now, now, kind),
+            ).fetchone()
+        return Job.from_row(row) if row else None
+
+    def start(self, job_id: str, owner: str) -> Job | None:
+        """queued -> running for one given job (an executor slot came free); None when it is no longer
+        queued (stopped while it waited)."""
+        now = time.time()
+        with self.write() as conn:
+            row = conn.execute(
+                "UPDATE jobs SET status = 'running', owner = ?, heartbeat_at = ?, started_at = ?,"
+                " attempts = attempts + 1, error = NULL, finished_at = NULL, updated_at = ?"
+                " WHERE id = ? AND status = 'queued' RETURNING *",
+                (owner, now, now, now, job_id)).fetchone()
+        return Job.from_row(row) if row else None
+
+    def progress(self, job_id: str, values: dict) -> None:
+        """Record a progress report: known columns are set, other values merge into `details`."""
+        now = time.time()
+        columns, details = {}, {}
+        for key, value in values.items():
+            key = PROGRESS_ALIASES.get(key, key)
+            if key in PROGRESS_COLUMNS:
+                if value is not None:
+                    columns[key] = value
+            elif key == "errors":
+                columns["errors"] = _dump(value)
+            elif key not in {"status", "id", "kind"}:
+                details[key] = value
+        sets = "".join(f"{key} = ?, " for key in columns)
+        args = list(columns.values())
+        if details:
+            sets += "details = json_patch(details, ?), "
+            args.append(_dump(details))
+        with self.write() as conn:
+            conn.execute(f"UPDATE jobs SET {sets}heartbeat_at = ?, updated_at = ? WHERE id = ?", (*args, now, now,
+                                                                                                  job_id))
+
+    def heartbeat(self, job_id: str, child_pid: int | None = None) -> None:
+        with self.write() as conn:
+            if child_pid is None:
+                conn.execute("UPDATE jobs SET heartbeat_at = ? WHERE id = ?", (time.time(), job_id))
+            else:
+                conn.execute("UPDATE jobs SET heartbeat_at = ?, child_pid = ? WHERE id = ?",
+                             (time.time(), child_pid, job_id))
+
+    def finish(self, job_id: str, status: str, *, message: str | None = None, error: str | None = None,
+               resumable: bool = False, lora_path: str | None = None, result: dict | None = None) -> Job:
+        """End a job: completed, failed, stopped or interrupted. A failure's error is also its message."""
+        if status not in FINISHED:
+            raise ValueError(f"{status!r} does not end a job")
+        now = time.time()
+        message = message if message is not None else error
+        with self.write() as conn:
+            conn.execute(
+                "UPDATE jobs SET status = ?, message = ?, error = ?, resumable = ?, lora_path = COALESCE(?, lora_path),"
+                " result = COALESCE(?, result), phase = CASE WHEN ? = 'completed' THEN 'done' ELSE phase END,"
+                " current = NULL, control = NULL, child_pid = NULL, eta_s = CASE WHEN ? = 'completed' THEN 0 END,"
+                " finished_at = ?, updated_at = ? WHERE id = ?",
+                (status, message, error, int(resumable), lora_path, _dump(result) if result is not None else None,
+                 status, status, now, now, job_id),
+            )
+        return self.get(job_id)
+
+    def requeue(self, job_id: str, message: str) -> Job:
+        """Back into the queue (a training job whose process ended under it continues from its checkpoint)."""
+        now = time.time()
+        with self.write() as conn:
+            conn.execute("UPDATE jobs SET status = 'queued', message = ?, owner = NULL, child_pid = NULL,"
+                         " control = NULL, stop_requested_at = NULL, finished_at = NULL, eta_s = NULL,"
+                         " details = json_remove(details, '$.it_per_s'), updated_at = ? WHERE id = ?",
+                         (message, now, job_id))
+        return self.get(job_id)
+
+    # -- the user's side: the one place a stop is decided ----------------------------------------
+    def request_stop(self, job_id: str, *, delete: bool = False, reason: str = "Stopping.") -> Job:
+        """queued -> stopped at once; running -> a stop is asked for (its executor ends it at the next
+        check and records how it ended); a finished job -> JobStateError."""
+        now = time.time()
+        with self.write() as conn:
+            row = conn.execute("SELECT status FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            if row is None:
+                raise JobNotFound(f"There is no job {job_id!r}.")
+            status = row["status"]
+            if status == "queued":
+                conn.execute("UPDATE jobs SET status = 'stopped', resumable = 1, message = ?, finished_at = ?,"
+                             " updated_at = ? WHERE id = ?", ("Stopped before it started.", now, now, job_id))
+            elif status == "running":
+                conn.execute("UPDATE jobs SET control = ?, message = ?, stop_requested_at = COALESCE("
+                             "stop_requested_at, ?), updated_at = ? WHERE id = ?",
+                             ("delete" if delete else "stop", reason, now, now, job_id))
+            else:
+                raise JobStateError(f"The job is already {status}; there is nothing to stop.")
+        return self.get(job_id)
+
+    def stop_requested(self, job_id: str) -> bool:
+        """True when a stop was asked for, or the job is gone (deleted under its executor)."""
+        row = self._conn().execute("SELECT control FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        return row is None or row["control"] in STOP_CONTROLS
+
+    def resume(self, job_id: str, message: str = "Queued again: it continues where it ended.") -> Job:
+        now = time.time()
+        with self.write() as conn:
+            row = conn.execute("SELECT status FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            if row is None:
+                raise JobNotFound(f"There is no job {job_id!r}.")
+            if row["status"] not in ("stopped", "failed", "interrupted"):
+                raise JobStateError(f"Only a stopped, failed or interrupted job can be resumed; this one is "
+                                    f"{row['status']}.")
+            conn.execute("UPDATE jobs SET status = 'queued', error = NULL, control = NULL, resumable = 0, owner = NULL,"
+                         " message = ?, attempts = 0, stop_requested_at = NULL, finished_at = NULL, eta_s = NULL,"
+                         " updated_at = ? WHERE id = ?", (message, now, job_id))
+        return self.get(job_id)
+
+    def delete(self, job_id: str) -> bool:
+        """Remove a job that is not running; False when it runs (stop it first)."""
+        with self.write() as conn:
+            cur = conn.execute("DELETE FROM jobs WHERE id = ? AND status != 'running'", (job_id,))
+            return cur.rowcount == 1
+
+    def delete_dataset_jobs(self, dataset: str) -> int:
+        """A deleted dataset takes the history of its own jobs with it (training jobs stay)."""
+        with self.write() as conn:
+            cur = conn.execute("DELETE FROM jobs WHERE dataset = ? AND kind NOT IN ('train', 'express')"
+                               " AND status != 'running'", (dataset,))
+            return cur.rowcount
+
+    # -- recovery ------------------------------------------------------------------------------
+    def interrupt_orphans(self, kinds: tuple[str, ...], *, is_alive=token_alive) -> list[Job]:
+        """The one recovery: jobs of `kinds` held by a process that no longer runs end here. A job that
+        was asked to stop is stopped; any other is interrupted and resumable. Returns the jobs changed."""
+        changed = []
+        for job in self.list(ACTIVE, kind=kinds, limit=100_000):
+            if not job.owner or is_alive(job.owner):
+                continue  # a queued job nobody took yet, or one whose process still runs
+            where = f" at {job.done} of {job.total}" if job.total else ""
+            if job.control == "delete":
+                self.finish(job.id, "stopped", message="Stopped before deletion.")
+            elif job.control == "stop":
+                self.finish(job.id, "stopped", resumable=True, message=f"Stopped{where}: its process ended "
+                                                                       "while it was stopping.")
+            else:
+                self.finish(job.id, "interrupted", resumable=True,
+                            message=f"Interrupted{where}: the process running it ended (a restart or a crash).")
+            changed.append(self.get(job.id))
+        return changed
+
+    # -- workers -------------------------------------------------------------------------------
+    def worker_beat(self, pid: int, state: str, job_id: str | None = None) -> None:
+        now = time.time()
+        with self.write() as conn:
+            conn.execute("INSERT INTO workers (pid, state, job_id, started_at, heartbeat_at) VALUES (?, ?, ?, ?, ?)"
+                         " ON CONFLICT(pid) DO UPDATE SET state = excluded.state, job_id = excluded.job_id,"
+                         " heartbeat_at = excluded.heartbeat_at", (pid, state, job_id, now, now))
+
+    def worker_gone(self, pid: int) -> None:
+        with self.write() as conn:
+            conn.execute("DELETE FROM workers WHERE pid = ?", (pid,))
+
+    def workers(self, fresh_s: float = 30.0) -> list[dict]:
+        """Workers that reported in the last `fresh_s` seconds and whose process still runs."""
+        rows = self._conn().execute("SELECT * FROM workers WHERE heartbeat_at > ? ORDER BY started_at",
+                                    (time.time() - fresh_s,)).fetchall()
+        return [dict(row) for row in rows if pid_alive(row["pid"])]

@@ -1,0 +1,215 @@
+"""The one job store: atomic claims under concurrency, one status vocabulary for every kind, chains,
+the one stop path, and the one recovery of jobs whose process died."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from studio.jobs import JobStateError, JobStore
+from studio.processes import process_token
+from studio.workspace import Workspace
+from trainer.recovery import reconcile
+from trainer.step_dirs import latest_checkpoint_step
+
+
+@pytest.fixture
+def store(settings):
+    Workspace(settings.root).ensure()
+    return JobStore(Workspace(settings.root).db_path)
+
+
+def _add(store, n, kind="train", **kw):
+    return [store.create(kind, name=f"job{i}", recipe="zimage-turbo", config={"steps": 5}, dataset="d", **kw)[0]
+            for i in range(n)]
+
+
+def _dead_owner() -> str:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return f"{proc.pid}:1"
+
+
+def test_two_concurrent_workers_take_each_job_exactly_once(store):
+    jobs = _add(store, 40)
+    taken: dict[str, list[str]] = {f"{pid}:x": [] for pid in (1, 2, 3, 4)}
+    start = threading.Barrier(len(taken))
+
+    def worker(owner):
+        mine = JobStore(store.db_path)  # a connection of its own, like a separate worker
+        start.wait()
+        while (job := mine.claim("train", owner)) is not None:
+            taken[owner].append(job.id)
+            mine.finish(job.id, "completed", message="ok")
+
+    threads = [threading.Thread(target=worker, args=(owner,)) for owner in taken]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    claimed = [job_id for ids in taken.values() for job_id in ids]
+    assert sorted(claimed) == sorted(job.id for job in jobs)
+    assert len(set(claimed)) == len(claimed)
+    assert all(job.status == "completed" and job.attempts == 1 for job in store.list())
+
+
+def test_claims_from_two_processes_never_overlap(store):
+    _add(store, 20)
+    code = ("import sys, json; from studio.jobs import JobStore; s = JobStore(sys.argv[1]); ids = [];\n"
+            "while (j := s.claim('train', sys.argv[2])) is not None: ids.append(j.id)\nprint(json.dumps(ids))")
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(store.db_path), owner], stdout=subprocess.PIPE,
+                              text=True) for owner in ("101:a", "102:b")]
+    results = [json.loads(proc.communicate(timeout=60)[0]) for proc in procs]
+    claimed = results[0] + results[1]
+    assert len(claimed) == 20 and len(set(claimed)) == 20
+
+
+def test_claim_order_dedup_and_kinds(store):
+    first, created = store.create("train", name="a", recipe="r", dataset="d", fingerprint="same")
+    again, created_again = store.create("train", name="a", recipe="r", dataset="d", fingerprint="same")
+    assert created and not created_again and again.id == first.id
+    keyed, _ = store.create("train", name="b", recipe="r", dataset="d", idem_key="k1")
+    repeat, created_keyed = store.create("train", name="c", recipe="r", config={"x": 1}, dataset="d", idem_key="k1")
+    assert repeat.id == keyed.id and not created_keyed
+    caption, _ = store.create("caption", dataset="d", total=3)
+    assert caption.id.startswith("caption-") and caption.status == "queued"
+    assert store.claim("train", "1:a").id == first.id
+    assert store.claim("train", "1:a").id == keyed.id
+    assert store.claim("train", "1:a") is None  # a caption job is not the worker's
+    assert store.latest("caption", "d").id == caption.id
+    with pytest.raises(ValueError):
+        store.create("bake", dataset="d")
+
+
+def test_a_chained_stage_waits_for_its_predecessor(store):
+    export, _ = store.create("export", dataset="d")
+    train, _ = store.create("train", dataset="d", after_id=export.id)
+    assert store.claim("train", "1:a") is None
+    store.start(export.id, "2:b")
+    assert store.claim("train", "1:a") is None
+    store.finish(export.id, "completed")
+    assert store.claim("train", "1:a").id == train.id
+
+
+def test_one_status_vocabulary_and_one_stop_path(store):
+    queued, running, done = _add(store, 3)
+    assert store.request_stop(queued.id).status == "stopped"
+    claimed = store.claim("train", "7:a")
+    assert claimed.id == running.id and not store.stop_requested(running.id)
+    stopping = store.request_stop(running.id)
+    assert stopping.status == "running" and stopping.stopping and stopping.public()["stopping"]
+    assert store.stop_requested(running.id)
+    store.finish(store.claim("train", "7:a").id, "completed")
+    with pytest.raises(JobStateError):
+        store.request_stop(done.id)
+    with pytest.raises(JobStateError):
+        store.resume(done.id)
+    assert store.resume(queued.id).status == "queued"
+    with pytest.raises(ValueError):
+        store.finish(running.id, "stopping")
+    with store.write() as conn, pytest.raises(Exception, match="CHECK"):
+        conn.execute("UPDATE jobs SET status = 'done' WHERE id = ?", (done.id,))
+
+
+def test_progress_keeps_columns_and_details(store):
+    (job,) = _add(store, 1)
+    store.progress(job.id, {"step": 3, "total_steps": 10, "loss": 0.5, "phase": "training", "eta_s": 7.0})
+    store.progress(job.id, {"step": 4, "smooth_loss": 0.4})
+    found = store.get(job.id)
+    assert (found.done, found.total, found.phase, found.eta_s) == (4, 10, "training", 7.0)
+    assert found.details == {"loss": 0.5, "smooth_loss": 0.4}
+    public = found.public()
+    assert public["step"] == 4 and public["total_steps"] == 10 and public["loss"] == 0.5
+    assert public["progress"] == 0.4 and "owner" not in public and "idem_key" not in public
+
+
+def test_the_one_recovery_interrupts_jobs_of_dead_processes(store):
+    dead, alive = _dead_owner(), process_token()
+    orphan, stopping, deleting, live, waiting = _add(store, 5, kind="caption")
+    for job, owner in ((orphan, dead), (stopping, dead), (deleting, dead), (live, alive)):
+        store.start(job.id, owner)
+    store.progress(orphan.id, {"done": 2, "total": 5})
+    store.request_stop(stopping.id)
+    store.request_stop(deleting.id, delete=True)
+    changed = {job.id: job for job in store.interrupt_orphans(("caption",))}
+    assert set(changed) == {orphan.id, stopping.id, deleting.id}
+    assert changed[orphan.id].status == "interrupted" and changed[orphan.id].resumable
+    assert "at 2 of 5" in changed[orphan.id].message
+    assert changed[stopping.id].status == "stopped" and changed[stopping.id].resumable
+    assert changed[deleting.id].status == "stopped" and not changed[deleting.id].resumable
+    assert store.get(live.id).status == "running" and store.get(waiting.id).status == "queued"
+    assert store.interrupt_orphans(("caption",)) == []
+
+
+def test_a_reused_pid_does_not_keep_a_dead_job_alive(store):
+    (job,) = _add(store, 1, kind="export")
+    store.start(job.id, f"{os.getpid()}:1")  # this pid, but a process that started at another time
+    assert [j.id for j in store.interrupt_orphans(("export",))] == [job.id]
+
+
+def test_reconcile_requeues_or_fails_training_jobs_of_dead_workers(store, settings):
+    jobs_root = Workspace(settings.root).jobs
+    a, b, c = _add(store, 3)
+    dead = _dead_owner()
+    for _ in range(3):
+        store.claim("train", dead)
+    # a has a checkpoint and resumes; b used up its attempts; c was stopping
+    ckpt = jobs_root / a.id / "checkpoints" / "step_000004"
+    ckpt.mkdir(parents=True)
+    (ckpt / "lora.safetensors").write_bytes(b"x")
+    (ckpt / "state.pt").write_bytes(b"x")
+    assert latest_checkpoint_step(jobs_root / a.id) == 4
+    store.update(b.id, attempts=3)
+    store.request_stop(c.id)
+    changed = {job.id: job for job in reconcile(store, jobs_root)}
+    assert changed[a.id].status == "queued" and "checkpoint at step 4" in changed[a.id].message
+    assert changed[b.id].status == "failed" and "3 times" in changed[b.id].error and changed[b.id].resumable
+    assert changed[c.id].status == "stopped" and changed[c.id].resumable
+    assert reconcile(store, jobs_root) == []
+
+
+def test_live_worker_keeps_its_job(store, settings):
+    (job,) = _add(store, 1)
+    store.claim("train", process_token())
+    store.heartbeat(job.id)
+    assert reconcile(store, Workspace(settings.root).jobs) == []
+    assert store.get(job.id).status == "running"
+
+
+def test_writers_wait_instead_of_failing(store):
+    (job,) = _add(store, 1)
+    other = JobStore(store.db_path)
+    errors = []
+
+    def hold_lock():
+        with other.write() as conn:
+            conn.execute("UPDATE jobs SET message = 'held' WHERE id = ?", (job.id,))
+            time.sleep(0.5)
+
+    thread = threading.Thread(target=hold_lock)
+    thread.start()
+    time.sleep(0.1)
+    try:
+        store.progress(job.id, {"step": 3, "loss": 0.5})
+    except Exception as exc:  # "database is locked" would land here
+        errors.append(exc)
+    thread.join()
+    assert not errors and store.get(job.id).step == 3
+
+
+def test_versions_in_use_are_those_a_job_may_still_read(store):
+    running, resumable, done, dead_end = _add(store, 4)
+    for job, version in ((running, "a" * 16), (resumable, "b" * 16), (done, "c" * 16), (dead_end, "d" * 16)):
+        store.update(job.id, dataset_version=version)
+    for _ in range(4):
+        store.claim("train", "1:x")
+    store.finish(resumable.id, "stopped", resumable=True)
+    store.finish(done.id, "completed")
+    store.finish(dead_end.id, "failed", resumable=False)
+    assert set(store.versions_in_use()) == {"a" * 16, "b" * 16}
