@@ -60,9 +60,9 @@ def create_app(settings: Settings | None = None) -> Flask:
             response.status_code = 409
         return response
 
-    from app import autocaption, captions, datasets, export, images, uploads
+    from app import autocaption, captions, datasets, export, images, uploads, versions
 
-    for module in (datasets, uploads, images, captions, autocaption, export):
+    for module in (datasets, uploads, images, captions, autocaption, export, versions):
         app.register_blueprint(module.bp)
     from app import s3_import
 

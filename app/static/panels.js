@@ -1,7 +1,7 @@
 // Bulk tools: auto-caption (with service status and live progress), find & replace with preview,
 // prepend/append, undo of the last bulk change, export for training.
 (function () {
-  const { api, toast, formatDuration } = window.studio;
+  const { api, toast, formatDuration, formatBytes } = window.studio;
   const ds = window.ds;
   const $ = (id) => document.getElementById(id);
   const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
@@ -176,14 +176,45 @@
   }
 
   // ---- export
+  function trainLink(name) {
+    return `<div><a class="button primary" id="export-train-link" target="_blank" rel="noopener"
+      href="${window.studio.toolUrl("trainer")}new?dataset=${encodeURIComponent(name)}">Train a LoRA on <code>${ds.esc(name)}</code> →</a></div>`;
+  }
+  async function showVersions() {
+    let data;
+    try { data = await api(`/api/exports?dataset=${encodeURIComponent(ds.id)}`); } catch (e) { return; }
+    const box = $("export-versions");
+    box.hidden = !data.versions.length;
+    $("export-versions-summary").textContent = `(${data.versions.length}` +
+      (data.reclaimable_bytes ? `, ${formatBytes(data.reclaimable_bytes)} can be freed)` : ")");
+    $("export-versions-list").innerHTML = data.versions.map((v) => {
+      const users = v.used_by.map((j) => `${ds.esc(j.name)} (${ds.esc(j.status)})`).join(", ");
+      const state = v.current ? `current <code>${v.names.map(ds.esc).join(", ")}</code>`
+        : users ? `needed by ${users}` : "";
+      const remove = v.deletable ? `<button type="button" class="danger" data-version="${ds.esc(v.version)}">Delete</button>` : "";
+      return `<li><code>${ds.esc(v.version.slice(0, 8))}</code> · ${v.images} images · ${formatBytes(v.bytes)} ·
+        ${new Date(v.exported_at * 1000).toLocaleString()} <span class="muted">${state}</span> ${remove}</li>`;
+    }).join("");
+  }
+  $("export-versions-list").addEventListener("click", async (ev) => {
+    const version = ev.target.dataset && ev.target.dataset.version;
+    if (!version) return;
+    try {
+      const done = await api(`/api/exports/${version}`, { method: "DELETE" });
+      toast(`Deleted version ${version.slice(0, 8)}: ${formatBytes(done.freed_bytes)} freed.`, "ok");
+    } catch (e) { toast(e.message, "error", 7000); }
+    showVersions();
+  });
   $("btn-export").onclick = () => {
     const meta = ds.state.meta || {};
-    $("export-name").value = (meta.last_export && meta.last_export.name) || meta.id || "";
+    const last = meta.last_export;
+    $("export-name").value = (last && last.name) || meta.id || "";
     $("export-error").textContent = "";
-    $("export-result").innerHTML = meta.last_export
-      ? `<span class="muted">Last export: ${meta.last_export.images} images to <code>trainer/datasets/${ds.esc(meta.last_export.name)}</code> on ${new Date(meta.last_export.at * 1000).toLocaleString()}</span>` : "";
+    $("export-result").innerHTML = last
+      ? `<span class="muted">Last export: ${last.images} images to <code>trainer/datasets/${ds.esc(last.name)}</code> on ${new Date(last.at * 1000).toLocaleString()}</span>${trainLink(last.name)}` : "";
     $("export-progress").hidden = true;
     $("export-dialog").showModal();
+    showVersions();
   };
   $("export-form").onsubmit = async (ev) => {
     ev.preventDefault();
@@ -199,11 +230,10 @@
         if (!ACTIVE.has(s.status)) {
           if (s.status === "completed") {
             $("export-bar").style.width = "100%";
-            $("export-result").innerHTML = `<span style="color:var(--ok)">✓ ${ds.esc(s.message)}</span>
-              <div><a class="button primary" id="export-train-link" target="_blank" rel="noopener"
-                href="${window.studio.toolUrl("trainer")}new?dataset=${encodeURIComponent(s.result.name)}">Train a LoRA on <code>${ds.esc(s.result.name)}</code> →</a></div>`;
+            $("export-result").innerHTML = `<span style="color:var(--ok)">✓ ${ds.esc(s.message)}</span>${trainLink(s.result.name)}`;
             toast(s.message, "ok");
             ds.refreshStats();
+            showVersions();
           } else {
             $("export-error").textContent = s.message;
           }

@@ -1,0 +1,49 @@
+"""Export versions: what each holds, which jobs still need it, and removing the ones nothing needs."""
+
+from __future__ import annotations
+
+from flask import Blueprint, jsonify, request
+
+from app import context
+from studio import exports
+from studio.web import ApiError
+
+bp = Blueprint("versions", __name__)
+
+
+def _listing(dataset_id: str | None) -> dict:
+    workspace = context.workspace()
+    in_use = context.jobs().versions_in_use()
+    versions = []
+    for entry in exports.list_versions(workspace):
+        if dataset_id and entry["source_dataset_id"] != dataset_id:
+            continue
+        jobs = in_use.get(entry["version"], [])
+        entry["used_by"] = [{"id": job.id, "name": job.name, "status": job.status} for job in jobs]
+        entry["current"] = bool(entry["names"])
+        entry["deletable"] = not jobs and not entry["names"]
+        versions.append(entry)
+    reclaimable = sum(v["bytes"] for v in versions if v["deletable"])
+    return {"versions": versions, "reclaimable_bytes": reclaimable}
+
+
+@bp.get("/api/exports")
+def list_versions():
+    """Every export version (or those of `?dataset=<id>`), newest first, with size and users."""
+    dataset_id = request.args.get("dataset")
+    if dataset_id is not None:
+        context.dataset(dataset_id)  # 404 for an unknown dataset
+    return jsonify(_listing(dataset_id))
+
+
+@bp.delete("/api/exports/<version>")
+def delete_version(version: str):
+    workspace = context.workspace()
+    users = [job.id for job in context.jobs().versions_in_use().get(exports.check_version(version), [])]
+    try:
+        freed = exports.delete_version(workspace, version, users)
+    except exports.ExportMissing as exc:
+        raise ApiError(str(exc), 404) from None
+    except exports.ExportInUse as exc:
+        raise ApiError(str(exc), 409) from None
+    return jsonify({"deleted": version, "freed_bytes": freed})
