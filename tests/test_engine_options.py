@@ -1,0 +1,156 @@
+"""End to end on the tiny pipeline: the speed options keep exact resume bit-exact (on and off), say
+how they fall back on the CPU, and report the step-time split; previews come as base / LoRA /
+LoRA-without-trigger triples with the base rendered once per job; the finished job leaves the
+proof grid and README.txt beside the LoRA."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from tests.test_engine_train import Crash, CrashAfter, StopAfter, _lora, _losses, make_dataset, tiny_config
+from trainer.engine import TrainingControl, train
+from trainer.engine.sampling import Sampler
+
+pytestmark = pytest.mark.slow
+
+SPEED_ON = {"gradient_checkpointing": "on", "compile": True, "attention_backend": "flash", "log_every": 3,
+            "quantize_base": "float8", "float8_matmuls": True}
+SPEED_OFF = {"gradient_checkpointing": "off", "compile": False, "attention_backend": "default", "log_every": 1,
+             "quantize_base": "none", "float8_matmuls": False}
+
+
+@pytest.mark.parametrize("options", [SPEED_ON, SPEED_OFF], ids=["options-on", "options-off"])
+def test_exact_resume_with_the_speed_options(tmp_path, demo_paths, options):
+    dataset = make_dataset(tmp_path / "datasets" / "toy")
+    cfg = tiny_config(steps=8, save_every=4, keep_last=3, caption_dropout=0.3, timestep_sampling="weighted",
+                      batch_size=2, resolutions=[64, 96], **options)
+    kwargs = {"device": "cpu", "cache_dir": tmp_path / "cache"}
+    straight = tmp_path / "jobs" / "straight"
+    reference = train(cfg, dataset, straight, demo_paths, TrainingControl(straight), None, **kwargs)
+
+    stopped = tmp_path / "jobs" / "stopped"  # stopped after 5 steps: mid-way through a log_every=3 interval
+    assert train(cfg, dataset, stopped, demo_paths, StopAfter(stopped, 5), None, **kwargs)["steps"] == 5
+    resumed = train(cfg, dataset, stopped, demo_paths, TrainingControl(stopped), None, **kwargs)
+
+    crashed = tmp_path / "jobs" / "crashed"  # killed after 7 steps: steps 5-7 are redone from step 4
+    with pytest.raises(Crash):
+        train(cfg, dataset, crashed, demo_paths, CrashAfter(crashed, 7), None, **kwargs)
+    again = train(cfg, dataset, crashed, demo_paths, TrainingControl(crashed), None, **kwargs)
+    assert (resumed["resumed_from"], again["resumed_from"]) == (5, 4)
+
+    expected = _lora(reference["lora_path"])
+    for job, result in ((stopped, resumed), (crashed, again)):
+        assert _losses(job) == _losses(straight) and [s for s, _ in _losses(job)] == list(range(1, 9))
+        got = _lora(result["lora_path"])
+        assert got.keys() == expected.keys() and all(torch.equal(got[k], expected[k]) for k in expected)
+    if options is SPEED_ON:
+        log = (straight / "log.txt").read_text()
+        assert "quantize_base=float8 is ignored on the CPU." in log
+        assert "torch.compile is off: compiled blocks are built for CUDA GPUs" in log
+        assert "attention_backend=flash applies to CUDA GPUs" in log
+        assert "Gradient checkpointing: 2 of 2 blocks recompute their activations" in log
+        # the same arithmetic with every option off: checkpointing and deferred loss reads change nothing
+        off = tmp_path / "jobs" / "off"
+        plain = train(tiny_config(**{**cfg.to_dict(), **SPEED_OFF}), dataset, off, demo_paths, None, None, **kwargs)
+        assert _losses(off) == _losses(straight)
+        assert all(torch.equal(_lora(plain["lora_path"])[k], expected[k]) for k in expected)
+
+
+def test_metrics_carry_the_step_time_split_and_progress_the_measured_rate(tmp_path, demo_paths):
+    dataset = make_dataset(tmp_path / "datasets" / "toy", count=1)
+    events = []
+    job = tmp_path / "job"
+    train(tiny_config(steps=6, log_every=2), dataset, job, demo_paths, None, events.append, device="cpu",
+          cache_dir=tmp_path / "cache")
+    lines = [json.loads(line) for line in (job / "metrics.jsonl").read_text().splitlines()]
+    assert [line["step"] for line in lines] == [1, 2, 3, 4, 5, 6]
+    timed = [line for line in lines if "timing" in line]
+    assert [line["step"] for line in timed] == [1, 2, 4, 6]  # the first step, then every log_every
+    assert all(set(line["timing"]) >= {"data_ms", "forward_ms", "backward_ms", "optimizer_ms", "step_ms"}
+               for line in timed)
+    training = [e for e in events if e["phase"] == "training"]
+    assert training and training[-1]["step_time"]["steps"] >= 1
+    assert any(e["it_per_s"] and e["eta_s"] is not None for e in training)
+
+
+def _triple_config(**overrides):
+    base = {"steps": 6, "sample_every": 3, "learning_rate": 5e-2, "trigger_word": "zkw",
+            "sample_prompts": ["[trigger] a yellow square", "a red circle, [trigger] style", "a plain landscape"]}
+    return tiny_config(**{**base, **overrides})
+
+
+def test_previews_come_as_base_lora_and_no_trigger_triples(tmp_path, demo_paths, monkeypatch):
+    renders = []
+    original = Sampler._render
+
+    def counting(self, pipe, transformer, text, seed, kind):
+        renders.append((kind, text))
+        return original(self, pipe, transformer, text, seed, kind)
+
+    monkeypatch.setattr(Sampler, "_render", counting)
+    dataset = make_dataset(tmp_path / "datasets" / "toy")
+    job = tmp_path / "jobs" / "triples"
+    cfg = _triple_config()
+    result = train(cfg, dataset, job, demo_paths, StopAfter(job, 4), None, device="cpu", cache_dir=tmp_path / "c")
+    assert result["stopped"]
+    train(cfg, dataset, job, demo_paths, TrainingControl(job), None, device="cpu", cache_dir=tmp_path / "c")
+
+    # sample steps 3 and 6, across a stop and a resume: the base was rendered once per prompt
+    kinds = [k for k, _ in renders]
+    assert kinds.count("base") == 3 and kinds.count("lora") == 6 and kinds.count("lora_no_trigger") == 6
+    assert ("lora_no_trigger", "a plain landscape") in renders
+    assert ("lora_no_trigger", "a red circle, style") in renders
+    samples = job / "samples"
+    assert sorted(p.name for p in (samples / "base").iterdir()) == ["0.png", "1.png", "2.png", "prompts.json"]
+    step = samples / "step_000006"
+    assert {p.name for p in step.iterdir()} == {"0.png", "1.png", "2.png", "0_notrigger.png", "1_notrigger.png",
+                                               "2_notrigger.png", "prompts.json"}
+    entry = json.loads((step / "prompts.json").read_text())["prompts"][0]
+    assert entry["prompt"] == "zkw a yellow square" and entry["no_trigger_prompt"] == "a yellow square"
+    assert entry["lora"] == "0.png" and entry["lora_no_trigger"] == "0_notrigger.png"
+    assert entry["base"] == "../base/0.png" and len(entry["base_key"]) == 16
+
+    base = np.asarray(Image.open(samples / "base" / "0.png"), dtype=np.float32)
+    lora = np.asarray(Image.open(step / "0.png"), dtype=np.float32)
+    assert np.abs(base - lora).mean() > 0.5  # six steps at a high learning rate changed the image
+
+    # the proof beside the LoRA: grid (3 rows x 3 columns) and README
+    lora_dir = job / "lora"
+    assert {p.name for p in lora_dir.iterdir()} == {"toy.safetensors", "proof_grid.png", "README.txt"}
+    with Image.open(lora_dir / "proof_grid.png") as grid:
+        assert grid.width > 3 * 320 and grid.height > 3 * 320
+    readme = (lora_dir / "README.txt").read_text()
+    for text in ("Trigger word:      zkw", "Steps:             6", "Rank / alpha:      4 / 4",
+                 "Tongyi-MAI/Z-Image-Turbo", "Suggested strength: 1.0", "ComfyUI/models/loras", "LoraLoaderModelOnly"):
+        assert text in readme
+
+
+def test_no_trigger_column_is_left_out_without_a_trigger_word(tmp_path, demo_paths):
+    dataset = make_dataset(tmp_path / "datasets" / "toy", count=1)
+    job = tmp_path / "job"
+    train(_triple_config(trigger_word="", steps=2, sample_every=0), dataset, job, demo_paths, None, None,
+          device="cpu", cache_dir=tmp_path / "c")
+    step = job / "samples" / "step_000002"  # previews were off: the final step is rendered for the proof
+    assert {p.name for p in step.iterdir()} == {"0.png", "1.png", "2.png", "prompts.json"}
+    prompts = json.loads((step / "prompts.json").read_text())["prompts"]
+    assert [p["lora_no_trigger"] for p in prompts] == [None, None, None]
+    assert "no trigger word" in (job / "lora" / "README.txt").read_text()
+    assert (job / "lora" / "proof_grid.png").is_file()
+
+
+def test_a_changed_preview_setting_renders_the_base_again(tmp_path, demo_paths):
+    dataset = make_dataset(tmp_path / "datasets" / "toy", count=1)
+    job = tmp_path / "job"
+    kwargs = {"device": "cpu", "cache_dir": tmp_path / "c"}
+    train(_triple_config(steps=2, sample_every=2), dataset, job, demo_paths, None, None, **kwargs)
+    first = json.loads((job / "samples" / "base" / "prompts.json").read_text())["prompts"]
+    train(_triple_config(steps=4, sample_every=2, sample_steps=3), dataset, job, demo_paths, None, None, **kwargs)
+    second = json.loads((job / "samples" / "base" / "prompts.json").read_text())["prompts"]
+    assert [p["key"] for p in first] != [p["key"] for p in second]
+    step4 = json.loads((job / "samples" / "step_000004" / "prompts.json").read_text())["prompts"]
+    assert [p["base_key"] for p in step4] == [p["key"] for p in second]
