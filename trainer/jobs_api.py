@@ -143,7 +143,8 @@ def job_detail(job: Job) -> dict:
         queue = [queued.id for queued in store().queue()]
         position = queue.index(job.id) + 1 if job.id in queue else None
     return {"job": job.public(), "checkpoints": library.checkpoints(job_dir), "lora": lora_info,
-            "latest_checkpoint": latest_checkpoint_step(job_dir), "queue_position": position}
+            "latest_checkpoint": latest_checkpoint_step(job_dir), "queue_position": position,
+            "proof": library.proof(job_dir) if lora_info else None}
 
 
 @bp.get("/api/jobs/<job_id>")
@@ -272,6 +273,7 @@ def job_samples(job_id):
     groups = library.samples(workspace().jobs / job.id)
     for group in groups:
         group["urls"] = [f"/api/jobs/{job.id}/files/{path}" for path in group["images"]]
+        group["pairs"] = library.pair_urls(job.id, group["pairs"])  # per prompt: base, lora, lora_no_trigger
     return jsonify({"samples": groups})
 
 

@@ -90,29 +90,85 @@ def safetensors_metadata(path: Path) -> dict:
     return meta
 
 
+NO_TRIGGER_SUFFIX = "_notrigger"  # trainer.engine.sampling writes <i>.png (LoRA on) and <i>_notrigger.png
+PROOF_FILES = {"grid": "proof_grid.png", "readme": "README.txt"}  # trainer.engine.proof, in lora/
+
+
 def samples(job_dir: Path) -> list[dict]:
-    """Sample images per step: [{step, images: [relative paths], prompts: [...]}], oldest first."""
+    """Sample images per step, oldest first: {step, images: [LoRA-on image paths], prompts: [text],
+    pairs: [{index, prompt, seed, no_trigger_prompt, base, lora, lora_no_trigger}]} with paths relative
+    to the job folder (None where an image does not exist: no trigger word, or an older job)."""
     out = []
+    base = _base_index(job_dir / "samples" / "base")
     for step, folder in step_dirs(job_dir / "samples"):
-        images = sorted((p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES),
-                        key=lambda p: (len(p.stem), p.stem))
+        images = sorted((p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES
+                         and not p.stem.endswith(NO_TRIGGER_SUFFIX)), key=lambda p: (len(p.stem), p.stem))
         if not images:
             continue
-        prompts = _prompts(folder / "prompts.json")
-        out.append({"step": step, "images": [f"samples/{folder.name}/{p.name}" for p in images],
-                    "prompts": prompts})
+        entries = _prompt_entries(folder / "prompts.json")
+        prompts = [e.get("prompt", "") for e in entries]
+        out.append({"step": step, "images": [f"samples/{folder.name}/{p.name}" for p in images], "prompts": prompts,
+                    "pairs": _pairs(folder, images, entries, base)})
     return out
 
 
-def _prompts(path: Path) -> list[str]:
+def _prompt_entries(path: Path) -> list[dict]:
     try:
         data = json.loads(path.read_text("utf-8"))
     except (OSError, ValueError):
         return []
     if isinstance(data, dict):
         data = data.get("prompts", [])
-    return [str(p) if not isinstance(p, dict) else str(p.get("prompt", "")) for p in data] if isinstance(data, list) \
-        else []
+    if not isinstance(data, list):
+        return []
+    return [p if isinstance(p, dict) else {"prompt": str(p)} for p in data]
+
+
+def _base_index(folder: Path) -> dict[int, dict]:
+    """samples/base/prompts.json: the cached LoRA-off renders, by prompt index."""
+    found = {}
+    for entry in _prompt_entries(folder / "prompts.json"):
+        try:
+            index = int(entry["index"])
+        except (KeyError, TypeError, ValueError):
+            continue
+        if (folder / f"{index}.png").is_file():
+            found[index] = entry
+    return found
+
+
+def _pairs(folder: Path, images: list[Path], entries: list[dict], base: dict[int, dict]) -> list[dict]:
+    def rel(name: str | None) -> str | None:
+        return f"samples/{folder.name}/{name}" if name and (folder / name).is_file() else None
+
+    pairs = []
+    for index, image in enumerate(images):
+        entry = entries[index] if index < len(entries) else {}
+        cached = base.get(index)
+        # a base render belongs to this step only if it was made for the same prompt, seed and settings
+        matches = cached is not None and entry.get("base_key") and cached.get("key") == entry.get("base_key")
+        pairs.append({"index": index, "prompt": str(entry.get("prompt", "")), "seed": entry.get("seed"),
+                      "no_trigger_prompt": entry.get("no_trigger_prompt"),
+                      "base": f"samples/base/{index}.png" if matches else None,
+                      "lora": f"samples/{folder.name}/{image.name}",
+                      "lora_no_trigger": rel(entry.get("lora_no_trigger"))})
+    return pairs
+
+
+def pair_urls(job_id: str, pairs: list[dict]) -> list[dict]:
+    """The same pairs with each image path turned into its /api/jobs/<id>/files/ URL."""
+    keys = ("base", "lora", "lora_no_trigger")
+    return [{**p, **{k: file_url(job_id, p[k]) if p.get(k) else None for k in keys}} for p in pairs]
+
+
+def file_url(job_id: str, relative: str) -> str:
+    return f"/api/jobs/{job_id}/files/{relative}"
+
+
+def proof(job_dir: Path) -> dict | None:
+    """{grid, readme}: the finished job's proof files beside its LoRA (paths relative to the job folder)."""
+    found = {key: f"lora/{name}" if (job_dir / "lora" / name).is_file() else None for key, name in PROOF_FILES.items()}
+    return found if any(found.values()) else None
 
 
 def checkpoints(job_dir: Path) -> list[dict]:
@@ -146,10 +202,15 @@ def entry(job: Job, job_dir: Path) -> dict | None:
     except ValueError:
         return None
     shots = samples(job_dir)
+    last = shots[-1] if shots else None
+    if last:  # the final base/LoRA pairs, ready to show
+        last["pairs"] = pair_urls(job.id, last["pairs"])
+    found = proof(job_dir)
     return {
         "job_id": job.id, "name": job.name, "file": lora.name, "path": relative, "size": lora.stat().st_size,
         "dataset": job.dataset, "recipe": job.recipe, "finished_at": job.finished_at, "steps": job.step,
         "loss": job.loss, "metadata": safetensors_metadata(lora),
-        "samples": shots[-1] if shots else None,
+        "samples": last,
         "trigger_word": job.config.get("trigger_word"),
+        "proof": {k: file_url(job.id, v) if v else None for k, v in found.items()} if found else None,
     }
