@@ -12,6 +12,7 @@ from werkzeug.exceptions import HTTPException
 
 from studio.atomic import atomic_write_text
 from studio.auth import LoginLimiter, create_auth_blueprint, require_login
+from studio.json_limits import CONFIG_MAX_BYTES, DEFAULT_MAX_BYTES, JsonBodyError, read_json_request, request_json
 from studio.settings import Settings, load_settings
 from studio.workspace import UnsafePathError, Workspace
 
@@ -38,11 +39,14 @@ def error_response(message: str, status: int, details: list | None = None, heade
     return response
 
 
-def json_body() -> dict:
-    """The request's JSON object, or 400 with a clear sentence."""
-    data = request.get_json(silent=True)
-    if data is None:
-        raise ApiError("The request body must be JSON (Content-Type: application/json).", 400)
+def json_body(optional: bool = False) -> dict:
+    """The request's JSON object (parsed under the size and depth limits), or 400/413 with a clear sentence.
+
+    `optional`: a request without a JSON body gives `{}` instead of an error.
+    """
+    data = request_json(optional=optional)
+    if data is None and optional:
+        return {}
     if not isinstance(data, dict):
         raise ApiError("The request body must be a JSON object.", 400)
     return data
@@ -105,6 +109,7 @@ def create_base_app(import_name: str, service: str, title: str, settings: Settin
         MAX_CONTENT_LENGTH=None,
         JSON_SORT_KEYS=False,
     )
+    app.config[CONFIG_MAX_BYTES] = DEFAULT_MAX_BYTES  # a service that takes bigger JSON raises it
     # Shared templates (base page, login) live in the studio package.
     from jinja2 import ChoiceLoader, FileSystemLoader
 
@@ -115,6 +120,7 @@ def create_base_app(import_name: str, service: str, title: str, settings: Settin
                                      static_url_path="/_studio/static"))
     app.register_blueprint(create_auth_blueprint(LoginLimiter()))
     app.before_request(require_login)
+    app.before_request(read_json_request)
 
     @app.context_processor
     def studio_context():
@@ -129,6 +135,10 @@ def create_base_app(import_name: str, service: str, title: str, settings: Settin
     @app.errorhandler(ApiError)
     def handle_api_error(exc: ApiError):
         return error_response(exc.message, exc.status, exc.details, exc.headers)
+
+    @app.errorhandler(JsonBodyError)
+    def handle_json_body(exc: JsonBodyError):
+        return error_response(str(exc), exc.status)
 
     @app.errorhandler(UnsafePathError)
     def handle_unsafe_path(exc: UnsafePathError):

@@ -11,7 +11,8 @@ FACTORIES = {"datasets": datasets_pkg.create_app, "caption": caption_service.cre
 PUBLIC = {"health", "auth.login"}
 
 
-def _routes(app):
+def routes_of(app):
+    """(endpoint, method, url) for every protected route of `app`, with placeholder arguments."""
     for rule in app.url_map.iter_rules():
         if rule.endpoint in PUBLIC:
             continue
@@ -33,7 +34,7 @@ def locked_app(request, make_settings):
 
 def test_every_route_needs_the_password(locked_app):
     client = locked_app.test_client()
-    routes = list(_routes(locked_app))
+    routes = list(routes_of(locked_app))
     assert routes, "no routes found"
     for endpoint, method, url in routes:
         api = client.open(url, method=method, headers={"Accept": "application/json"})

@@ -215,7 +215,7 @@ def _request_action(job_id: str, action: str):
 @bp.post("/api/jobs/<job_id>/clone")
 def clone_job(job_id):
     source = load_job(job_id)
-    overrides = request.get_json(silent=True) or {}
+    overrides = json_body(optional=True)
     if not isinstance(overrides, dict):
         raise ApiError("The request body must be a JSON object.", 400)
     payload = {"name": overrides.get("name") or f"{source.name} (copy)", "recipe": source.recipe,
