@@ -1,56 +1,27 @@
 """Password protection shared by every web service.
 
 With STUDIO_PASSWORD unset the studio is open (pages show a banner saying so). With it set, every
-route except the health check and the login page needs either `Authorization: Bearer <password>`
+route except the health check, login and logout needs either `Authorization: Bearer <password>`
 or the signed session cookie the login page sets. API clients get 401, browsers a redirect.
+Every password try (the login form and Bearer; Basic is not accepted) goes through one limiter per
+client address (`studio.login_limiter`): too many wrong ones answer 429 with Retry-After.
+How the request proved itself is kept in `g.studio_auth` ("open", "bearer" or "cookie") for the
+origin check (`studio.origin_guard`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
-import threading
-import time
 from urllib.parse import urlparse
 
-from flask import Blueprint, Flask, current_app, jsonify, redirect, render_template, request, session, url_for
+from flask import Blueprint, Flask, current_app, g, jsonify, redirect, render_template, request, session, url_for
 
-PUBLIC_ENDPOINTS = {"health", "auth.login"}
-MAX_FAILURES = 5
-FAILURE_WINDOW_S = 60.0
+from studio.login_limiter import LoginLimiter
 
-
-class LoginLimiter:
-    """Counts failed logins per client address; too many in the window are refused for a while."""
-
-    def __init__(self, max_failures: int = MAX_FAILURES, window_s: float = FAILURE_WINDOW_S):
-        self.max_failures = max_failures
-        self.window_s = window_s
-        self._failures: dict[str, list[float]] = {}
-        self._lock = threading.Lock()
-
-    def _recent(self, key: str, now: float) -> list[float]:
-        stamps = [t for t in self._failures.get(key, []) if now - t < self.window_s]
-        self._failures[key] = stamps
-        return stamps
-
-    def retry_after(self, key: str) -> int:
-        """Seconds until `key` may try again; 0 when allowed now."""
-        now = time.monotonic()
-        with self._lock:
-            stamps = self._recent(key, now)
-            if len(stamps) < self.max_failures:
-                return 0
-            return max(1, int(self.window_s - (now - stamps[0])) + 1)
-
-    def fail(self, key: str) -> None:
-        now = time.monotonic()
-        with self._lock:
-            self._recent(key, now).append(now)
-
-    def reset(self, key: str) -> None:
-        with self._lock:
-            self._failures.pop(key, None)
+PUBLIC_ENDPOINTS = {"health", "auth.login", "auth.logout"}
+LIMITER_EXTENSION = "studio_login_limiter"
+TOO_MANY = "Too many wrong passwords from this address: try again in {wait} s."
 
 
 def _digest(value: str) -> bytes:
@@ -83,17 +54,6 @@ def _bearer() -> str | None:
     return token.strip() if scheme.lower() == "bearer" else None
 
 
-def is_authenticated() -> bool:
-    settings = current_app.config["STUDIO_SETTINGS"]
-    if not settings.auth_enabled:
-        return True
-    token = _bearer()
-    if token is not None:
-        return password_matches(token, settings.password)
-    stored = session.get("auth")
-    return isinstance(stored, str) and hmac.compare_digest(stored, _session_token(current_app))
-
-
 def _safe_next(target: str | None) -> str:
     """Only same-site relative paths are followed after login (no open redirect)."""
     if not target:
@@ -104,19 +64,75 @@ def _safe_next(target: str | None) -> str:
     return target
 
 
+def limiter() -> LoginLimiter:
+    return current_app.extensions[LIMITER_EXTENSION]
+
+
+def client_address() -> str:
+    """The TCP peer. Forwarded-for headers are not used: any client can write them (see the README)."""
+    return request.remote_addr or "unknown"
+
+
+def _cookie_valid() -> bool:
+    stored = session.get("auth")
+    return isinstance(stored, str) and hmac.compare_digest(stored, _session_token(current_app))
+
+
+def _too_many(wait: int):
+    response = jsonify({"error": TOO_MANY.format(wait=wait), "details": []})
+    response.status_code = 429
+    response.headers["Retry-After"] = str(wait)
+    return response
+
+
+def _check_bearer(token: str, password: str):
+    """None when the Bearer password is right; otherwise the 429 or 401 answer (a wrong one is counted)."""
+    client = client_address()
+    wait = limiter().retry_after(client)
+    if wait:
+        return _too_many(wait)
+    if password_matches(token, password):
+        g.studio_auth = "bearer"
+        return None
+    limiter().fail(client)
+    return _unauthorized("Wrong password in 'Authorization: Bearer <password>'.")
+
+
+def _unauthorized(message: str):
+    response = jsonify({"error": message, "details": []})
+    response.status_code = 401
+    response.headers["WWW-Authenticate"] = 'Bearer realm="studio"'
+    return response
+
+
 def require_login():
-    if request.endpoint in PUBLIC_ENDPOINTS or is_authenticated():
+    """Before every request: decide how it is authenticated (g.studio_auth), or answer 401/429/redirect."""
+    settings = current_app.config["STUDIO_SETTINGS"]
+    g.studio_auth = None
+    if not settings.auth_enabled:
+        g.studio_auth = "open"
+        return None
+    if request.endpoint in PUBLIC_ENDPOINTS:
+        # No password is tried here. Logging out acts on the cookie, so the origin check must know of it;
+        # logging in carries its own credential (the form's password, counted by the limiter).
+        g.studio_auth = "cookie" if request.endpoint != "auth.login" and _cookie_valid() else None
+        return None
+    token = _bearer()
+    if token is not None:
+        return _check_bearer(token, settings.password)
+    if _cookie_valid():
+        g.studio_auth = "cookie"
         return None
     if _wants_json():
-        response = jsonify({"error": "Authentication required: send 'Authorization: Bearer <password>'.",
-                            "details": []})
-        response.status_code = 401
-        response.headers["WWW-Authenticate"] = 'Bearer realm="studio"'
-        return response
+        return _unauthorized("Authentication required: send 'Authorization: Bearer <password>'.")
     return redirect(url_for("auth.login", next=request.full_path.rstrip("?")))
 
 
-def create_auth_blueprint(limiter: LoginLimiter) -> Blueprint:
+def _prefers_html() -> bool:
+    return request.accept_mimetypes.best_match(["text/html", "application/json"]) == "text/html"
+
+
+def create_auth_blueprint() -> Blueprint:
     bp = Blueprint("auth", __name__, template_folder="templates")
 
     @bp.route("/login", methods=["GET", "POST"])
@@ -127,17 +143,18 @@ def create_auth_blueprint(limiter: LoginLimiter) -> Blueprint:
             return redirect(next_url)
         if request.method == "GET":
             return render_template("studio_login.html", next_url=next_url, error=None)
-        client = request.remote_addr or "unknown"
-        wait = limiter.retry_after(client)
+        client = client_address()
+        wait = limiter().retry_after(client)
         if wait:
-            page = render_template("studio_login.html", next_url=next_url,
-                                   error=f"Too many failed attempts: try again in {wait} s.")
+            if not _prefers_html():
+                return _too_many(wait)
+            page = render_template("studio_login.html", next_url=next_url, error=TOO_MANY.format(wait=wait))
             return page, 429, {"Retry-After": str(wait)}
         if not password_matches(request.form.get("password"), settings.password):
-            limiter.fail(client)
+            limiter().fail(client)
             page = render_template("studio_login.html", next_url=next_url, error="Wrong password.")
             return page, 401
-        limiter.reset(client)
+        limiter().reset(client)
         session.clear()
         session["auth"] = _session_token(current_app)
         session.permanent = True
@@ -145,6 +162,11 @@ def create_auth_blueprint(limiter: LoginLimiter) -> Blueprint:
 
     @bp.route("/logout", methods=["GET", "POST"])
     def logout():
+        """POST logs out (the pages' button); GET only shows that button, so a link or <img> cannot."""
+        if not current_app.config["STUDIO_SETTINGS"].auth_enabled:
+            return redirect("/")
+        if request.method == "GET":
+            return render_template("studio_logout.html", signed_in=_cookie_valid())
         session.clear()
         return redirect(url_for("auth.login"))
 

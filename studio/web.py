@@ -11,8 +11,9 @@ from flask import Flask, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from studio.atomic import atomic_write_text
-from studio.auth import LoginLimiter, create_auth_blueprint, require_login
+from studio.auth import LIMITER_EXTENSION, create_auth_blueprint, require_login
 from studio.json_limits import CONFIG_MAX_BYTES, DEFAULT_MAX_BYTES, JsonBodyError, read_json_request, request_json
+from studio.login_limiter import LoginLimiter
 from studio.settings import Settings, load_settings
 from studio.workspace import UnsafePathError, Workspace
 
@@ -118,7 +119,10 @@ def create_base_app(import_name: str, service: str, title: str, settings: Settin
 
     app.register_blueprint(Blueprint("studio", __name__, static_folder=str(STUDIO_DIR / "static"),
                                      static_url_path="/_studio/static"))
-    app.register_blueprint(create_auth_blueprint(LoginLimiter()))
+    # One limiter file for all three services: a password guess on any of them counts for all.
+    app.extensions[LIMITER_EXTENSION] = LoginLimiter(workspace.state / "login-failures.db")
+    app.register_blueprint(create_auth_blueprint())
+    # In this order: who is asking, then the body.
     app.before_request(require_login)
     app.before_request(read_json_request)
 

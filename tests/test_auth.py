@@ -8,7 +8,7 @@ import trainer
 from studio.auth import LoginLimiter, password_matches
 
 FACTORIES = {"datasets": datasets_pkg.create_app, "caption": caption_service.create_app, "trainer": trainer.create_app}
-PUBLIC = {"health", "auth.login"}
+PUBLIC = {"health", "auth.login", "auth.logout"}
 
 
 def routes_of(app):
@@ -68,8 +68,16 @@ def test_login_sets_cookie_and_logout_clears_it(make_settings):
     assert client.post("/login", data={"password": "bad"}).status_code == 401
     ok = client.post("/login", data={"password": "s3cret", "next": "/"})
     assert ok.status_code == 302 and ok.headers["Location"] == "/"
+    page = client.get("/", headers={"Accept": "text/html"})
+    assert page.status_code == 200
+    # the pages log out with a POST form, not a link
+    assert 'method="post" action="/logout"' in page.get_data(as_text=True)
+    # GET /logout (a link, an <img> on any page) only shows the button: still logged in
+    shown = client.get("/logout")
+    assert shown.status_code == 200 and 'method="post"' in shown.get_data(as_text=True)
     assert client.get("/", headers={"Accept": "text/html"}).status_code == 200
-    client.get("/logout")
+    out = client.post("/logout", headers={"Origin": "http://localhost"})
+    assert out.status_code == 302 and out.headers["Location"] == "/login"
     assert client.get("/", headers={"Accept": "text/html"}).status_code == 302
 
 
@@ -88,8 +96,8 @@ def test_failed_logins_are_rate_limited(make_settings):
     assert blocked.status_code == 429 and int(blocked.headers["Retry-After"]) > 0
 
 
-def test_limiter_window():
-    limiter = LoginLimiter(max_failures=2, window_s=0.0)
+def test_limiter_window(tmp_path):
+    limiter = LoginLimiter(tmp_path / "failures.db", max_failures=2, window_s=0.0)
     limiter.fail("a")
     limiter.fail("a")
     assert limiter.retry_after("a") == 0  # window of 0 s: old failures expire at once

@@ -1,0 +1,86 @@
+"""One limiter for every password try (the login form and Bearer), shared by every service."""
+
+from __future__ import annotations
+
+import base64
+
+import app as datasets_pkg
+import caption_service
+import trainer
+from studio.login_limiter import MAX_FAILURES, LoginLimiter
+
+BEARER = {"Authorization": "Bearer pw"}
+
+
+def _assert_429(response):
+    assert response.status_code == 429
+    assert int(response.headers["Retry-After"]) > 0
+    assert "Too many wrong passwords" in response.get_json()["error"]
+
+
+def test_bearer_guessing_is_limited(make_settings):
+    client = datasets_pkg.create_app(make_settings(STUDIO_PASSWORD="pw")).test_client()
+    codes = [client.get("/api/datasets", headers={"Authorization": f"Bearer guess{i}"}).status_code
+             for i in range(40)]
+    assert codes[:MAX_FAILURES] == [401] * MAX_FAILURES and set(codes[MAX_FAILURES:]) == {429}
+    _assert_429(client.get("/api/datasets", headers={"Authorization": "Bearer guess"}))
+    # while blocked even the right password is refused, so guessing on tells nothing
+    _assert_429(client.get("/api/datasets", headers=BEARER))
+    # another address is not blocked
+    assert client.get("/api/datasets", headers=BEARER, environ_base={"REMOTE_ADDR": "10.0.0.9"}).status_code == 200
+
+
+def test_form_guessing_is_limited_with_page_or_json(make_settings):
+    client = trainer.create_app(make_settings(STUDIO_PASSWORD="pw")).test_client()
+    codes = [client.post("/login", data={"password": f"guess{i}"}).status_code for i in range(MAX_FAILURES + 3)]
+    assert codes[:MAX_FAILURES] == [401] * MAX_FAILURES and set(codes[MAX_FAILURES:]) == {429}
+    _assert_429(client.post("/login", data={"password": "pw"}, headers={"Accept": "application/json"}))
+    page = client.post("/login", data={"password": "pw"}, headers={"Accept": "text/html,*/*;q=0.8"})
+    assert page.status_code == 429 and int(page.headers["Retry-After"]) > 0
+    assert "Too many wrong passwords" in page.get_data(as_text=True)
+
+
+def test_one_budget_for_every_way_and_every_service(make_settings):
+    """The services are separate processes sharing a workspace: failures anywhere count everywhere."""
+    settings = make_settings(STUDIO_PASSWORD="pw")
+    datasets = datasets_pkg.create_app(settings).test_client()
+    trainer_client = trainer.create_app(settings).test_client()
+    caption = caption_service.create_app(settings).test_client()
+    for i in range(3):
+        assert datasets.get("/api/datasets", headers={"Authorization": f"Bearer no{i}"}).status_code == 401
+    for i in range(2):
+        assert trainer_client.post("/login", data={"password": f"no{i}"}).status_code == 401
+    _assert_429(caption.post("/caption", json={}, headers={"Authorization": "Bearer no"}))
+    _assert_429(trainer_client.post("/login", data={"password": "pw"}, headers={"Accept": "application/json"}))
+
+
+def test_forwarded_for_headers_do_not_reset_the_count(make_settings):
+    client = datasets_pkg.create_app(make_settings(STUDIO_PASSWORD="pw")).test_client()
+    for i in range(MAX_FAILURES + 2):
+        spoofed = {"Authorization": "Bearer no", "X-Forwarded-For": f"203.0.113.{i}",
+                   "CF-Connecting-IP": f"198.51.100.{i}"}
+        response = client.get("/api/datasets", headers=spoofed)
+    _assert_429(response)
+
+
+def test_basic_auth_is_no_way_in(make_settings):
+    """Basic is not accepted: even the right password in it is 401, so it cannot be used to guess."""
+    client = datasets_pkg.create_app(make_settings(STUDIO_PASSWORD="pw")).test_client()
+    basic = {"Authorization": "Basic " + base64.b64encode(b"user:pw").decode()}
+    for _ in range(MAX_FAILURES + 2):
+        assert client.get("/api/datasets", headers=basic).status_code == 401
+    assert client.get("/api/datasets", headers=BEARER).status_code == 200
+
+
+def test_limiter_store_is_shared_and_survives_a_broken_file(tmp_path):
+    first, second = LoginLimiter(tmp_path / "f.db", max_failures=2), LoginLimiter(tmp_path / "f.db", max_failures=2)
+    first.fail("1.2.3.4")
+    second.fail("1.2.3.4")
+    assert first.retry_after("1.2.3.4") > 0 and second.retry_after("1.2.3.4") > 0
+    assert first.retry_after("5.6.7.8") == 0
+    second.reset("1.2.3.4")
+    assert first.retry_after("1.2.3.4") == 0
+    broken = LoginLimiter(tmp_path, max_failures=2)  # a folder, not a database: counts in memory instead
+    broken.fail("a")
+    broken.fail("a")
+    assert broken.retry_after("a") > 0
