@@ -76,6 +76,9 @@ def test_login_sets_cookie_and_logout_clears_it(make_settings):
     shown = client.get("/logout")
     assert shown.status_code == 200 and 'method="post"' in shown.get_data(as_text=True)
     assert client.get("/", headers={"Accept": "text/html"}).status_code == 200
+    # POST from another port is refused too; from the page's own origin it logs out
+    assert client.post("/logout", headers={"Origin": "http://localhost:8188"}).status_code == 403
+    assert client.get("/", headers={"Accept": "text/html"}).status_code == 200
     out = client.post("/logout", headers={"Origin": "http://localhost"})
     assert out.status_code == 302 and out.headers["Location"] == "/login"
     assert client.get("/", headers={"Accept": "text/html"}).status_code == 302
