@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -116,6 +117,13 @@ def test_train_from_the_form_and_download_the_lora(studio, artifacts_dir, tmp_pa
         assert widths[-1] == 100 and len(set(moving)) >= 1, widths
         expect(page.locator("#log")).to_contain_text("tiny-set")
         expect(page.locator("#checkpoints a")).not_to_have_count(0)
+        # each prompt shows the base (LoRA off) beside the LoRA; the speed box shows the step-time split
+        expect(page.locator("#samples .triple")).not_to_have_count(0)
+        expect(page.locator("#samples .triple").first.locator("img")).not_to_have_count(0)
+        expect(page.locator("#samples .triple").first).to_contain_text("Base (LoRA off)")
+        expect(page.locator("#s-split")).to_contain_text("ms/step")
+        expect(page.locator("#proof-grid")).to_be_visible()
+        expect(page.locator("#proof-readme")).to_have_attribute("href", re.compile(r"lora/README\.txt$"))
         page.locator("[data-view='compare']").click()
         expect(page.locator(".compare img")).not_to_have_count(0)
         page.locator("[data-view='gallery']").click()
@@ -133,6 +141,8 @@ def test_train_from_the_form_and_download_the_lora(studio, artifacts_dir, tmp_pa
 
         page.goto(studio + "/library")
         expect(page.locator(".lora-card")).to_contain_text("browser-lora.safetensors")
+        expect(page.locator(".lora-card .preview.pairs img")).not_to_have_count(0)
+        expect(page.locator(".lora-card .proof a")).not_to_have_count(0)
         page.screenshot(path=str(artifacts_dir / "trainer-library.png"), full_page=True)
         page.goto(studio + "/")
         expect(page.locator("#recent tbody tr")).to_have_count(1)

@@ -83,6 +83,22 @@ def read_dataset(dataset_dir: Path, config, warn: Callable[[str], None]) -> list
     return items
 
 
+def dataset_label(dataset_dir: Path) -> str:
+    """The dataset's name for the log: dataset.json's name, with the export version when the folder is
+    one (exported versions are folders named by their content hash)."""
+    import json
+
+    dataset_dir = Path(dataset_dir)
+    try:
+        meta = json.loads((dataset_dir / "dataset.json").read_text("utf-8"))
+    except (OSError, ValueError):
+        meta = {}
+    name = meta.get("name") if isinstance(meta, dict) else None
+    if not isinstance(name, str) or not name or name == dataset_dir.name:
+        return dataset_dir.name
+    return f"{name} (version {dataset_dir.name})"
+
+
 def dataset_hash(items: list[ImageItem]) -> str:
     digest = hashlib.sha256()
     for item in items:

@@ -16,7 +16,7 @@ from trainer.engine import checkpoints as ckpt
 from trainer.engine import model as zmodel
 from trainer.engine import proof, speed_setup
 from trainer.engine.control import TrainingControl
-from trainer.engine.data import BatchPlan, build_samples, dataset_hash, read_dataset
+from trainer.engine.data import BatchPlan, build_samples, dataset_hash, dataset_label, read_dataset
 from trainer.engine.device_data import DeviceData
 from trainer.engine.errors import TrainingError, oom_error
 from trainer.engine.loop import TrainingLoop
@@ -124,7 +124,8 @@ class TrainingRun:
         atomic_write_json(self.job_dir / "config.json", config.to_dict())
         resume = ckpt.latest_checkpoint(self.job_dir)
         log(f"Job {config.name}: {'resuming from step ' + str(resume[0]) if resume else 'starting'} on {dev.type} "
-            f"({'bf16' if self.autocast_dtype else 'float32'}), {config.steps} steps, dataset {self.dataset_dir.name}.")
+            f"({'bf16' if self.autocast_dtype else 'float32'}), {config.steps} steps, dataset "
+            f"{dataset_label(self.dataset_dir)}.")
         progress.emit("loading", resume[0] if resume else 0, message="Checking model files and dataset", force=True)
 
         zmodel.check_model_files(self.paths)

@@ -1,10 +1,11 @@
-// Job page: live progress, log tail, loss chart, sample gallery with step comparison, checkpoints, actions.
+// Job page: live progress with the step-time split, log tail, loss chart, sample gallery (base / LoRA /
+// LoRA without the trigger word per prompt) with step comparison, checkpoints, proof files, actions.
 (function () {
   const { esc, statusChip, fmtLoss, elapsed, phaseText, act } = trainer;
   const jobId = document.getElementById("job-root").dataset.job;
   const $ = (id) => document.getElementById(id);
   const chart = new LossChart($("loss-chart"), $("chart-tip"));
-  let job = null, logOffset = -1, lastStep = -1, samples = [], view = "gallery", lastSamplesKey = "";
+  let job = null, logOffset = -1, lastStep = -1, samples = [], view = "gallery", lastSamplesKey = "", stepSplit = null;
   let logBusy = false, metricsBusy = false, samplesBusy = false, lastLog = 0, lastSamples = 0;
 
   function renderJob(detail) {
@@ -21,6 +22,7 @@
     $("s-loss").textContent = fmtLoss(job.loss);
     $("s-loss").title = job.smooth_loss != null ? `smoothed: ${fmtLoss(job.smooth_loss)}` : "";
     $("s-speed").textContent = job.it_per_s ? `${job.it_per_s.toFixed(2)} it/s` : "–";
+    $("s-split").hidden = !stepSplit;
     $("s-eta").textContent = job.status === "running" ? studio.formatDuration(job.eta_s) : "–";
     $("s-elapsed").textContent = studio.formatDuration(elapsed(job));
     $("s-mem").textContent = job.gpu_mem_gb != null ? `${job.gpu_mem_gb.toFixed(1)} GB` : "–";
@@ -34,9 +36,29 @@
     $("btn-stop").disabled = job.status === "stopping";
     $("btn-resume").hidden = !["stopped", "failed"].includes(job.status);
     $("lora-box").innerHTML = detail.lora ? `<div class="download-lora"><div><strong>${esc(detail.lora.file)}</strong>
-      <div class="muted" style="font-size:12px">${studio.formatBytes(detail.lora.size)} · loads in ComfyUI and diffusers</div></div>
+      <div class="muted" style="font-size:12px">${studio.formatBytes(detail.lora.size)} · loads in ComfyUI and diffusers</div>
+      ${proofLinks(detail.proof)}</div>
       <a class="button primary" id="download-lora" style="margin-left:auto" href="/api/jobs/${esc(job.id)}/files/${esc(detail.lora.path)}" download>Download LoRA</a></div>` : "";
     renderCheckpoints(detail.checkpoints || []);
+  }
+
+  // The finished job's proof beside the LoRA: the base-vs-LoRA grid and the README.
+  function proofLinks(proof) {
+    if (!proof) return "";
+    const link = (path, id, text) => path ? `<a id="${id}" href="/api/jobs/${esc(jobId)}/files/${esc(path)}" target="_blank" rel="noopener">${text}</a>` : "";
+    return `<div style="font-size:12px;margin-top:.25rem">${[link(proof.grid, "proof-grid", "Base vs LoRA grid"),
+      link(proof.readme, "proof-readme", "README.txt")].filter(Boolean).join(" · ")}</div>`;
+  }
+
+  // Where a step's time goes, measured by the engine every few steps (GPU events on a GPU).
+  function renderSplit() {
+    const t = stepSplit;
+    if (!t) return;
+    const ms = (v) => (v >= 100 ? Math.round(v) : v.toFixed(1));
+    $("s-split").textContent = `${ms(t.step_ms)} ms/step: data ${ms(t.data_ms)} · fwd ${ms(t.forward_ms)} · ` +
+      `bwd ${ms(t.backward_ms)} · opt ${ms(t.optimizer_ms)}`;
+    $("s-split").title = `Average over the last ${t.steps} step(s): data, forward, backward and optimizer time`;
+    $("s-split").hidden = false;
   }
 
   function renderCheckpoints(list) {
@@ -67,7 +89,11 @@
     if (metricsBusy) return; metricsBusy = true;
     try {
       const data = await studio.api(`/api/jobs/${jobId}/metrics?after=${lastStep}`);
-      if (data.points.length) { chart.add(data.points); lastStep = data.points[data.points.length - 1].step; }
+      if (data.points.length) {
+        chart.add(data.points); lastStep = data.points[data.points.length - 1].step;
+        const timed = data.points.filter((p) => p.timing);
+        if (timed.length) { stepSplit = timed[timed.length - 1].timing; renderSplit(); }
+      }
     } catch (e) { /* retried */ } finally { metricsBusy = false; }
   }
 
@@ -75,7 +101,7 @@
     if (samplesBusy) return; samplesBusy = true;
     try {
       samples = (await studio.api(`/api/jobs/${jobId}/samples`)).samples;
-      const key = samples.map((s) => `${s.step}:${s.urls.length}`).join(",");
+      const key = samples.map((s) => `${s.step}:${s.urls.length}:${(s.pairs || []).map((p) => (p.base ? 1 : 0) + (p.lora_no_trigger ? 2 : 0)).join("")}`).join(",");
       if (key !== lastSamplesKey) { lastSamplesKey = key; renderSamples(); }
     } catch (e) { /* retried */ } finally { samplesBusy = false; lastSamples = Date.now(); }
   }
@@ -85,12 +111,30 @@
       <figcaption title="${esc(prompt || "")}">${esc(prompt || "")}</figcaption></figure>`;
   }
 
+  // One prompt of one step: base (LoRA off, same seed), LoRA, and LoRA with the trigger word removed.
+  function triple(p, step) {
+    const cell = (url, label, prompt, note) => url
+      ? `<figure><img src="${esc(url)}" loading="lazy" alt="${esc(label)}" data-caption="step ${step}, ${esc(label)}: ${esc(prompt || "")}">
+          <figcaption title="${esc(prompt || "")}">${esc(label)}</figcaption></figure>`
+      : `<figure class="missing"><div class="muted" style="font-size:11px;padding:1rem .4rem;text-align:center">${esc(note)}</div>
+          <figcaption>${esc(label)}</figcaption></figure>`;
+    const noTrigger = p.no_trigger_prompt == null ? "no trigger word in this prompt" : "not rendered";
+    return `<div class="triple"><div class="muted" style="font-size:12px;margin:.3rem 0 .2rem" title="${esc(p.prompt)}">${esc(p.prompt)}</div>
+      <div class="gallery-row" style="grid-template-columns:repeat(3,minmax(0,1fr))">
+      ${cell(p.base, "Base (LoRA off)", p.prompt, "base not rendered for this step")}${cell(p.lora, "LoRA", p.prompt, "")}
+      ${cell(p.lora_no_trigger, "LoRA, no trigger word", p.no_trigger_prompt, noTrigger)}</div></div>`;
+  }
+
   function renderSamples() {
     const box = $("samples");
     if (!samples.length) { box.innerHTML = `<div class="empty">Preview images appear here every few steps (and on “Sample now”).</div>`; return; }
     if (view === "gallery") {
-      box.innerHTML = samples.slice().reverse().map((s) => `<div class="gallery-step"><h3>Step ${s.step}</h3>
-        <div class="gallery-row">${s.urls.map((u, i) => figure(u, s.prompts[i], s.step)).join("")}</div></div>`).join("");
+      box.innerHTML = samples.slice().reverse().map((s) => {
+        const paired = (s.pairs || []).some((p) => p.base || p.lora_no_trigger);
+        const body = paired ? s.pairs.map((p) => triple(p, s.step)).join("")
+          : `<div class="gallery-row">${s.urls.map((u, i) => figure(u, s.prompts[i], s.step)).join("")}</div>`;
+        return `<div class="gallery-step"><h3>Step ${s.step}</h3>${body}</div>`;
+      }).join("");
       return;
     }
     const steps = samples.map((s) => s.step);

@@ -1,4 +1,5 @@
-// LoRA library: every finished LoRA with its last samples, metadata, size and a download button.
+// LoRA library: every finished LoRA with its final base-vs-LoRA previews, proof files, metadata, size and a
+// download button.
 (function () {
   const { esc, fmtDate, fmtLoss } = trainer;
   async function load() {
@@ -11,14 +12,26 @@
       return;
     }
     box.innerHTML = data.loras.map((l) => {
-      const shots = l.samples ? l.samples.urls.slice(0, 3).map((u, i) =>
+      // the final previews: base (LoRA off) beside LoRA on for the first prompts, else the plain images
+      const pairs = l.samples && (l.samples.pairs || []).filter((p) => p.base).slice(0, 2);
+      const shots = pairs && pairs.length ? pairs.map((p) =>
+        `<img src="${esc(p.base)}" loading="lazy" alt="base: ${esc(p.prompt)}" title="Base (LoRA off): ${esc(p.prompt)}">` +
+        `<img src="${esc(p.lora)}" loading="lazy" alt="LoRA: ${esc(p.prompt)}" title="LoRA: ${esc(p.prompt)}">` +
+        (p.lora_no_trigger ? `<img src="${esc(p.lora_no_trigger)}" loading="lazy" alt="no trigger: ${esc(p.no_trigger_prompt)}" title="LoRA, no trigger word: ${esc(p.no_trigger_prompt)}">`
+          : `<div class="muted" style="font-size:10px;align-self:center;text-align:center">no trigger word</div>`)).join("")
+        : l.samples ? l.samples.urls.slice(0, 3).map((u, i) =>
         `<img src="${esc(u)}" loading="lazy" alt="${esc(l.samples.prompts[i] || "sample")}" title="${esc(l.samples.prompts[i] || "")}">`).join("") : "";
+      const legend = pairs && pairs.length ? `<div class="muted pairs-legend" style="font-size:11px;display:grid;grid-template-columns:repeat(3,1fr);text-align:center">
+        <span>base</span><span>LoRA</span><span>no trigger</span></div>` : "";
+      const proof = l.proof ? [l.proof.grid && `<a href="${esc(l.proof.grid)}" target="_blank" rel="noopener">Base vs LoRA grid</a>`,
+        l.proof.readme && `<a href="${esc(l.proof.readme)}" target="_blank" rel="noopener">README</a>`].filter(Boolean).join(" · ") : "";
       const meta = Object.entries(l.metadata || {}).filter(([k]) => !k.startsWith("_")).slice(0, 12)
         .map(([k, v]) => `<dt>${esc(k)}</dt><dd title="${esc(v)}">${esc(v)}</dd>`).join("");
       return `<article class="panel lora-card" data-job="${esc(l.job_id)}">
-        ${shots ? `<div class="preview">${shots}</div>` : ""}
+        ${shots ? `<div class="preview${pairs && pairs.length ? " pairs" : ""}">${shots}</div>${legend}` : ""}
         <div><h3>${esc(l.name)}</h3><div class="muted" style="font-size:12px">${esc(l.file)} · ${studio.formatBytes(l.size)}</div></div>
         ${l.trigger_word ? `<div>trigger <span class="chip">${esc(l.trigger_word)}</span></div>` : ""}
+        ${proof ? `<div class="proof" style="font-size:12px">${proof}</div>` : ""}
         <dl>${l.dataset ? `<dt>dataset</dt><dd>${esc(l.dataset)}</dd>` : ""}${l.steps != null ? `<dt>steps</dt><dd>${l.steps}</dd>` : ""}
           ${l.loss != null ? `<dt>final loss</dt><dd>${fmtLoss(l.loss)}</dd>` : ""}<dt>${l.job_id ? "finished" : "modified"}</dt><dd>${fmtDate(l.finished_at)}</dd></dl>
         ${meta ? `<details><summary class="muted" style="cursor:pointer;font-size:12px">File metadata</summary><dl>${meta}</dl></details>` : ""}
