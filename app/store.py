@@ -78,11 +78,13 @@ def slugify(text: str) -> str:
 def clean_filename(name: str) -> str:
     """A plain, safe file name from an uploaded one: keeps unicode and spaces, drops folders."""
     name = unicodedata.normalize("NFC", name.replace("\\", "/").split("/")[-1])
-    name = re.sub(r'[\x00-\x1f\x7f<>:"|?*]', "_", name).strip().lstrip(".")
+    name = re.sub(r'[\x00-\x1f\x7f<>:"|?*]', "_", name).strip().lstrip(". ")  # no hidden files, no "." or ".."
     stem, ext = os.path.splitext(name)
-    stem = stem.strip() or "image"
+    if len(ext) > 16:  # not an extension ("photo.jpgaaaa…"): all of it is the name, cut to length below
+        stem, ext = name, ""
     while len(stem.encode("utf-8")) > 120:
         stem = stem[:-1]
+    stem = stem.strip().lstrip(". ") or "image"
     return stem + ext.lower()
 
 

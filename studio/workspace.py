@@ -17,7 +17,7 @@ _PLAIN_NAME = re.compile(r"^[^/\\\x00-\x1f]+$")
 
 def safe_name(name: str) -> str:
     """Return `name` if it is one plain path component (no separators, no `..`, no control chars)."""
-    if not isinstance(name, str) or not name or name in {".", ".."} or not _PLAIN_NAME.match(name):
+    if not isinstance(name, str) or not name or name in {".", ".."} or not _PLAIN_NAME.fullmatch(name):
         raise UnsafePathError(f"{name!r} is not a valid name.")
     if len(name.encode("utf-8")) > 255:
         raise UnsafePathError("That name is too long (255 bytes at most).")

@@ -205,6 +205,7 @@ def test_whole_studio_end_to_end_under_supervisord(studio):
     with sqlite3.connect(studio.root / "studio.db") as db:
         assert db.execute("SELECT status FROM jobs WHERE id = ?", (job_id,)).fetchone()[0] == "completed"
         # not stopped by the user: interrupted, and the worker continues it when the pod starts again
-        assert db.execute("SELECT status, resumable FROM jobs WHERE id = ?", (long_id,)).fetchone() == ("interrupted", 1)
+        row = db.execute("SELECT status, resumable FROM jobs WHERE id = ?", (long_id,)).fetchone()
+        assert row == ("interrupted", 1)
     checkpoints = list((studio.root / "trainer" / "jobs" / long_id / "checkpoints").glob("step_*/lora.safetensors"))
     assert checkpoints, "the stopped job left no checkpoint to resume from"

@@ -316,11 +316,18 @@ def test_gpu_detection_and_estimates(tmp_path, monkeypatch):
     monkeypatch.setattr(validation, "_gpu_cache", {})
     gpu = validation.detect_gpu()
     assert gpu.name == "NVIDIA H100 80GB HBM3" and round(gpu.memory_gb) == 80
-    base = {"steps": 3000, "resolutions": [512, 768, 1024], "rank": 32, "sample_every": 250,
-            "sample_prompts": ["a"], "gradient_checkpointing": True, "quantize_base": "float8"}
-    seconds_24, memory_24 = validation.estimate(base, 20, gpu, demo=False)
-    seconds_48, memory_48 = validation.estimate({**base, "quantize_base": "none", "gradient_checkpointing": False},
-                                                20, gpu, demo=False)
-    _, memory_16 = validation.estimate({**base, "resolutions": [512]}, 20, gpu, demo=False)
-    assert memory_16 < 16 < memory_24 < 24 < memory_48 < 48
-    assert 0 < seconds_48 < seconds_24
+    from trainer.recipes import get_recipe
+
+    recipe = get_recipe("zimage-turbo")
+
+    def estimate(**config):
+        base = {"steps": 3000, "resolutions": [512, 768, 1024], "rank": 32, "sample_every": 250,
+                "sample_prompts": ["a"], "gradient_checkpointing": "on", "quantize_base": "float8"}
+        return recipe.estimate(recipe.config_from_dict({**base, **config}), 20, gpu.name, demo=False)
+
+    e24, e48 = estimate(), estimate(quantize_base="none", gradient_checkpointing="off")
+    e16 = estimate(resolutions=[512])
+    assert e16.memory_gb < 16 < e24.memory_gb < 24 < e48.memory_gb < 48
+    assert 0 < e48.seconds < e24.seconds and e24.device == "gpu"
+    cpu = recipe.estimate(recipe.default_config(), 20, None, demo=False)
+    assert cpu.device == "cpu" and cpu.seconds > e24.seconds

@@ -43,12 +43,8 @@ def recipes():
 
 
 def _describe(recipe) -> dict:
-    """What the form needs: the fields (defaults, help, sections), the memory presets."""
-    fields = recipe.form_fields()
-    return {"name": recipe.name, "title": getattr(recipe, "title", recipe.name),
-            "description": getattr(recipe, "description", ""), "fields": fields,
-            "defaults": {field["name"]: field["default"] for field in fields}, "presets": recipe.presets,
-            "schema_url": f"/api/recipes/{recipe.name}/schema"}
+    """What the form needs (the recipe's own description) and where its JSON Schema is."""
+    return {**recipe.describe(), "schema_url": f"/api/recipes/{recipe.name}/schema"}
 
 
 @bp.get("/api/recipes/<recipe_id>/schema")

@@ -37,6 +37,8 @@ class Report:
     warnings: list[dict] = field(default_factory=list)
     estimated_duration_s: float | None = None
     estimated_memory_gb: float | None = None
+    estimate_device: str | None = None  # "gpu", "cpu" or "demo": what kind of guess the estimate is
+    suggested_steps: int | None = None  # what the recipe's step rule gives for this many images
     device: str = "cpu"
     images: int = 0
     config: dict | None = None
@@ -84,53 +86,6 @@ def _query_gpu() -> Gpu | None:
         return None
 
 
-# Relative seconds per 1024-px training step (bf16, gradient checkpointing on); rough, for planning only.
-_GPU_SECONDS = {"H200": 0.9, "H100": 1.0, "A100": 1.7, "L40S": 2.0, "L40": 2.3, "RTX 6000 Ada": 2.1, "4090": 2.2,
-                "5090": 1.6, "A6000": 3.2, "A40": 3.3, "3090": 3.6, "A5000": 4.2, "4080": 3.0, "A4500": 4.8,
-                "4070": 4.5, "A4000": 6.0, "L4": 5.5, "T4": 12.0}
-TRANSFORMER_PARAMS = 6.15e9
-LORA_PARAMS_PER_RANK = 2.65e6
-
-
-def _gpu_speed(gpu: Gpu | None) -> float:
-    if gpu is None:
-        return 90.0  # a CPU: only sensible for the demo model
-    for key, seconds in _GPU_SECONDS.items():
-        if key.lower() in gpu.name.lower():
-            return seconds
-    return 3.0
-
-
-def estimate(config: dict, images: int, gpu: Gpu | None, demo: bool) -> tuple[float, float]:
-    """(seconds, GB of GPU memory, or RAM on a CPU) for a job: a rough model, stated as such in the UI."""
-    steps = int(config.get("steps") or 0)
-    resolutions = config.get("resolutions") or [1024]
-    batch = int(config.get("batch_size") or 1) * int(config.get("gradient_accumulation") or 1)
-    area = sum((r / 1024) ** 2 for r in resolutions) / len(resolutions)
-    sample_every = int(config.get("sample_every") or 0)
-    prompts = len(config.get("sample_prompts") or [])
-    sample_area = (config.get("sample_width") or 1024) * (config.get("sample_height") or 1024) / 1024**2
-    samplings = steps // sample_every if sample_every else 0
-    sample_calls = samplings * prompts * int(config.get("sample_steps") or 9)
-    if demo:  # the tiny model on a CPU: dominated by start-up and per-step overhead
-        step_s = 0.12 + 0.5 * area * 256
-        seconds = 12 + steps * step_s * batch + sample_calls * 0.02 * max(1.0, sample_area * 64)
-        return round(seconds, 1), 0.3
-    checkpointing = config.get("gradient_checkpointing", "auto") not in (False, "off")  # auto fits what it needs
-    quantized = config.get("quantize_base", "none") != "none" and gpu is not None
-    step_s = _gpu_speed(gpu) * area * batch * (1.0 if checkpointing else 0.75) * (1.15 if quantized else 1.0)
-    sample_s = sample_calls * _gpu_speed(gpu) * 0.3 * sample_area
-    load_s = 90 + images * len(resolutions) * 0.25
-    seconds = load_s + steps * step_s + sample_s
-    bytes_per_weight = 1 if quantized else (2 if gpu is not None else 4)
-    weights = TRANSFORMER_PARAMS * bytes_per_weight / 1e9
-    lora = LORA_PARAMS_PER_RANK * int(config.get("rank") or 32) * 16 / 1e9  # weights, grads, two Adam states
-    largest = (max(resolutions) / 1024) ** 2 * int(config.get("batch_size") or 1)
-    activations = largest * (7.0 if checkpointing else 24.0)
-    memory = weights + lora + activations + 2.5  # + CUDA context, cached embeddings, allocator slack
-    return round(seconds, 1), round(memory, 1)
-
-
 def _check_request(payload: dict, report: Report) -> None:
     for key in sorted(set(payload) - REQUEST_KEYS):
         report.error(key, f"Unknown field {key!r}; a job has name, recipe, dataset (and optionally dataset_version), "
@@ -170,6 +125,8 @@ def _check_config(payload: dict, report: Report):
             report.error(item.get("field") or "config", item.get("message") or str(exc))
         return None
     report.config = parsed.to_dict()
+    for note in parsed.advice():
+        report.warn(note["field"], note["message"])
     return parsed
 
 
@@ -303,8 +260,15 @@ def validate(settings: Settings, payload: dict) -> Report:
     report.device = f"{gpu.name} ({gpu.memory_gb:.0f} GB)" if gpu else "CPU"
     report.name = (payload.get("name") or (config or {}).get("name") or payload.get("dataset") or "job")
     if parsed is not None:
-        seconds, memory = estimate(config, report.images, gpu, settings.demo)
-        report.estimated_duration_s, report.estimated_memory_gb = seconds, memory
+        from trainer.recipes import get_recipe
+
+        recipe = get_recipe(payload.get("recipe") or "zimage-turbo")
+        guess = recipe.estimate(parsed, report.images, gpu.name if gpu else None, settings.demo)
+        memory = guess.memory_gb
+        report.estimated_duration_s, report.estimated_memory_gb = guess.seconds, memory
+        report.estimate_device = guess.device
+        if report.images:
+            report.suggested_steps = recipe.suggested_steps(report.images)
         if gpu and memory > gpu.memory_gb * 0.95:
             report.warn("quantize_base", f"This config needs about {memory:.0f} GB but the GPU has "
                                          f"{gpu.memory_gb:.0f} GB: pick a smaller memory preset.")

@@ -4,8 +4,10 @@ JSON round trip, the JSON Schema and the web form."""
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
+from collections.abc import Callable
 from typing import Any
 
 
@@ -19,7 +21,10 @@ class ConfigError(ValueError):
 
 
 def option(default: Any, help: str, section: str = "advanced", **extra: Any) -> Any:
-    """A config field: `extra` may hold label, choices, min, max, exclusive_min, max_items."""
+    """A config field: `extra` may hold label, choices, min, max, exclusive_min, min_items, multiple_of,
+    unique (list items), pattern (a regular expression the text must match; `pattern_help` says it in
+    words) and accepts_bool (true/false stand for the last and first choice). The same metadata drives
+    the checks here and the JSON Schema, so the two always agree."""
     metadata = {"help": help, "section": section, **extra}
     if isinstance(default, list):
         return dataclasses.field(default_factory=lambda: list(default), metadata=metadata)
@@ -47,14 +52,16 @@ _SCALARS = {bool: "boolean", int: "integer", float: "number", str: "string"}
 def _type_ok(value: Any, kind: str) -> bool:
     if kind == "boolean":
         return isinstance(value, bool)
-    if kind == "integer":
-        return isinstance(value, int) and not isinstance(value, bool)
+    if kind == "integer":  # JSON has one number type: 100.0 is the integer 100 (as in JSON Schema)
+        return (isinstance(value, int) and not isinstance(value, bool)) or (
+            isinstance(value, float) and value.is_integer())
     if kind == "number":
         return isinstance(value, (int, float)) and not isinstance(value, bool)
     return isinstance(value, str)
 
 
 _KIND_WORDS = {"boolean": "true or false", "integer": "a whole number", "number": "a number", "string": "text"}
+_NORMAL = {"integer": int, "number": float}
 
 
 class RecipeConfig:
@@ -68,7 +75,12 @@ class RecipeConfig:
             raise ConfigError(errors)
 
     def check(self) -> list[dict[str, str]]:
-        """Recipe-specific checks across fields; override in subclasses."""
+        """Checks the field metadata cannot say; override in subclasses. Whatever is refused here must
+        also be refused by the JSON Schema, or the two disagree (tests/test_recipe_schema.py)."""
+        return []
+
+    def advice(self) -> list[dict[str, str]]:
+        """Valid settings that are probably a mistake: warnings, never errors."""
         return []
 
     @classmethod
@@ -88,12 +100,12 @@ class RecipeConfig:
             if kind == "array":
                 if not isinstance(value, list) or not all(_type_ok(v, item) for v in value):
                     errors.append({"field": f.name, "message": f"Must be a list of {_KIND_WORDS[item]} values."})
-                elif item == "number":
-                    setattr(self, f.name, [float(v) for v in value])
+                elif item in _NORMAL:
+                    setattr(self, f.name, [_NORMAL[item](v) for v in value])
             elif not _type_ok(value, kind):
                 errors.append({"field": f.name, "message": f"Must be {_KIND_WORDS[kind]}."})
-            elif kind == "number":
-                setattr(self, f.name, float(value))  # 1 and 1.0 mean the same
+            elif kind in _NORMAL:
+                setattr(self, f.name, _NORMAL[kind](value))  # 1 and 1.0 mean the same
         return errors
 
     def _check_ranges(self) -> list[dict[str, str]]:
@@ -111,8 +123,18 @@ class RecipeConfig:
                 errors.append({"field": f.name, "message": f"Must be greater than {meta['exclusive_min']}."})
             elif "max" in meta and any(v > meta["max"] for v in values):
                 errors.append({"field": f.name, "message": f"Must be at most {meta['max']}."})
+            elif "multiple_of" in meta and any(v % meta["multiple_of"] for v in values):
+                bad = next(v for v in values if v % meta["multiple_of"])
+                step = meta["multiple_of"]
+                errors.append({"field": f.name, "message": f"{bad} is not a multiple of {step}; use e.g. "
+                                                           f"{max(step, bad // step * step)}."})
+            elif "pattern" in meta and any(not re.search(meta["pattern"], v) for v in values):
+                errors.append({"field": f.name, "message": meta.get("pattern_help") or
+                               f"Must match {meta['pattern']}."})
             if isinstance(value, list) and meta.get("min_items") and len(value) < meta["min_items"]:
                 errors.append({"field": f.name, "message": f"Needs at least {meta['min_items']} value(s)."})
+            if isinstance(value, list) and meta.get("unique") and len(set(value)) != len(value):
+                errors.append({"field": f.name, "message": "Each value may appear only once."})
         return errors
 
     def to_dict(self) -> dict[str, Any]:
@@ -128,6 +150,18 @@ class Recipe:
     description: str
     config_class: type
     presets: dict[str, dict[str, Any]]
+    # (config, images, gpu name or None, demo) -> an estimate with .seconds, .memory_gb, .device
+    estimator: Callable[..., Any] | None = None
+    # images -> steps: how long a dataset of that size should train
+    step_rule: Callable[[int], int] | None = None
+
+    def estimate(self, config: Any, images: int, gpu_name: str | None, demo: bool) -> Any:
+        if self.estimator is None:
+            return None
+        return self.estimator(config, images, gpu_name, demo)
+
+    def suggested_steps(self, images: int) -> int:
+        return self.step_rule(images) if self.step_rule else self.defaults()["steps"]
 
     def config_from_dict(self, data: Any) -> Any:
         if not isinstance(data, dict):
@@ -165,7 +199,7 @@ class Recipe:
             }
             if item:
                 entry["items"] = item
-            for key in ("choices", "min", "max"):
+            for key in ("choices", "min", "max", "min_items", "multiple_of", "unique", "pattern", "accepts_bool"):
                 if key in f.metadata:
                     entry[key] = f.metadata[key]
             if "exclusive_min" in f.metadata:
@@ -186,8 +220,18 @@ class Recipe:
                 scalar["exclusiveMinimum" if entry.get("exclusive_min") else "minimum"] = entry["min"]
             if "max" in entry:
                 scalar["maximum"] = entry["max"]
+            if "multiple_of" in entry:
+                scalar["multipleOf"] = entry["multiple_of"]
+            if "pattern" in entry:
+                scalar["pattern"] = entry["pattern"]
             if kind == "array":
                 prop.update({"type": "array", "items": scalar})
+                if entry.get("min_items"):
+                    prop["minItems"] = entry["min_items"]
+                if entry.get("unique"):
+                    prop["uniqueItems"] = True
+            elif entry.get("accepts_bool"):
+                prop["anyOf"] = [scalar, {"type": "boolean"}]
             else:
                 prop.update(scalar)
             if entry["nullable"]:

@@ -5,9 +5,9 @@ Defaults follow ai-toolkit's Z-Image-Turbo preset, which is what users of that t
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
+from trainer.recipes import zimage_plan
 from trainer.recipes.base import Recipe, RecipeConfig, option
 
 DEFAULT_SAMPLE_PROMPTS = [
@@ -15,7 +15,10 @@ DEFAULT_SAMPLE_PROMPTS = [
     "[trigger] standing in a city street at night, neon signs",
     "[trigger] a watercolor painting",
 ]
-NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,79}$")
+# `$(?!\n)`: the end of the text, also in Python, where `$` alone allows a trailing newline
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,79}$(?!\n)"
+ONE_LINE = r"^[^\n\r\t]*$(?!\n)"
+NOT_BLANK = r"\S"
 
 
 @dataclass
@@ -24,14 +27,15 @@ class ZImageTurboConfig(RecipeConfig):
         "my-lora",
         "Name of the LoRA; the output file is <name>.safetensors. Letters, digits, '-', '_' and '.'.",
         "basic",
-        label="LoRA name",
+        label="LoRA name", pattern=NAME_PATTERN,
+        pattern_help="Use 1-80 letters, digits, '-', '_' or '.', starting with a letter or digit.",
     )
     trigger_word: str = option(
         "",
         "Word that calls up the concept. Replaces [trigger] in captions and prompts; "
         "prepended to captions that lack it. Empty: no trigger word.",
         "basic",
-        label="Trigger word",
+        label="Trigger word", pattern=ONE_LINE, pattern_help="The trigger word must be on one line.",
     )
     steps: int = option(3000, "Number of optimizer steps.", "basic", min=1, max=1_000_000, label="Steps")
     learning_rate: float = option(1e-4, "AdamW learning rate.", "basic", exclusive_min=0.0, max=1.0)
@@ -45,12 +49,12 @@ class ZImageTurboConfig(RecipeConfig):
         [512, 768, 1024],
         "Training resolutions (square side in pixels, multiples of 16). Each image is trained at every "
         "resolution, in an aspect-ratio bucket of about that area; images are never upscaled.",
-        "basic", min=64, max=4096, min_items=1,
+        "basic", min=64, max=4096, min_items=1, multiple_of=16, unique=True,
     )
     sample_prompts: list[str] = option(
         list(DEFAULT_SAMPLE_PROMPTS),
         "Prompts for the preview images; [trigger] is replaced by the trigger word.",
-        "basic",
+        "basic", pattern=NOT_BLANK, pattern_help="Sample prompts must not be empty.",
     )
     optimizer: str = option(
         "auto", "auto: 8-bit AdamW on a CUDA GPU (when bitsandbytes is installed), AdamW otherwise.",
@@ -71,7 +75,7 @@ class ZImageTurboConfig(RecipeConfig):
         "Recompute block activations in the backward pass: less GPU memory, a third more arithmetic per "
         "recomputed block. auto: recompute only as many blocks as needed to fit the GPU's free memory (or "
         "vram_budget_gb), none on the CPU; on: every block; off: none. true/false are read as on/off.",
-        choices=["auto", "on", "off"],
+        choices=["auto", "on", "off"], accepts_bool=True,
     )
     vram_budget_gb: float | None = option(
         None, "GPU memory (GB) that gradient_checkpointing=auto plans for; empty: the GPU's free memory.",
@@ -119,8 +123,9 @@ class ZImageTurboConfig(RecipeConfig):
     save_every: int = option(250, "Save a checkpoint every N steps.", min=1)
     keep_last: int = option(4, "Checkpoints to keep (older ones are deleted).", min=1, max=1000)
     sample_every: int = option(250, "Render preview images every N steps; 0 turns previews off.", min=0)
-    sample_width: int = option(1024, "Preview width in pixels (multiple of 16).", min=64, max=4096)
-    sample_height: int = option(1024, "Preview height in pixels (multiple of 16).", min=64, max=4096)
+    sample_width: int = option(1024, "Preview width in pixels (multiple of 16).", min=64, max=4096, multiple_of=16)
+    sample_height: int = option(1024, "Preview height in pixels (multiple of 16).", min=64, max=4096,
+                                multiple_of=16)
     sample_steps: int = option(9, "Sampling steps for previews.", min=1, max=100)
     guidance_scale: float = option(
         0.0, "Classifier-free guidance for previews; Turbo uses 0 (off). Note 1.0 still runs guidance.",
@@ -133,29 +138,14 @@ class ZImageTurboConfig(RecipeConfig):
             self.gradient_checkpointing = "on" if self.gradient_checkpointing else "off"
         super().__post_init__()
 
-    def check(self) -> list[dict[str, str]]:
-        errors = []
-        if not NAME_PATTERN.match(self.name):
-            errors.append({"field": "name", "message": "Use 1-80 letters, digits, '-', '_' or '.', starting with "
-                                                       "a letter or digit."})
-        for res in self.resolutions:
-            if res % 16:
-                errors.append({"field": "resolutions", "message": f"{res} is not a multiple of 16; use e.g. "
-                                                                  f"{max(16, res // 16 * 16)}."})
-                break
-        for field in ("sample_width", "sample_height"):
-            value = getattr(self, field)
-            if value % 16:
-                errors.append({"field": field, "message": f"{value} is not a multiple of 16."})
-        if len(set(self.resolutions)) != len(self.resolutions):
-            errors.append({"field": "resolutions", "message": "Each resolution may appear only once."})
+    def advice(self) -> list[dict[str, str]]:
+        """Settings that are valid but probably not meant (shown as warnings, never refused)."""
+        notes = []
         if self.warmup_steps >= self.steps and self.warmup_steps:
-            errors.append({"field": "warmup_steps", "message": "Warm-up must be shorter than the number of steps."})
-        if any(not p.strip() for p in self.sample_prompts):
-            errors.append({"field": "sample_prompts", "message": "Sample prompts must not be empty."})
-        if any(c in self.trigger_word for c in "\n\r\t"):
-            errors.append({"field": "trigger_word", "message": "The trigger word must be on one line."})
-        return errors
+            notes.append({"field": "warmup_steps", "message": f"The warm-up ({self.warmup_steps} steps) is not "
+                                                              f"shorter than the run ({self.steps} steps): the "
+                                                              "learning rate never reaches its full value."})
+        return notes
 
     @property
     def lora_alpha(self) -> float:
@@ -181,4 +171,6 @@ RECIPE = Recipe(
                 "loads in ComfyUI and diffusers.",
     config_class=ZImageTurboConfig,
     presets=PRESETS,
+    estimator=zimage_plan.estimate,
+    step_rule=zimage_plan.suggested_steps,
 )
