@@ -1,12 +1,11 @@
-// Uploads: drag-and-drop or file picker; every file goes up in chunks (RunPod's proxy cuts long requests),
-// each chunk retried on failure, missing chunks re-sent after a dropped connection; then one import job.
+// Uploads: drag-and-drop or file picker; every file goes up in chunks (chunked_upload.js), then one import job.
 (function () {
   const { api, toast, formatBytes, formatDuration } = window.studio;
   const ds = window.ds;
   const $ = (id) => document.getElementById(id);
   const PARALLEL_FILES = 3;
-  const MAX_TRIES = 8;
   let active = 0;
+  const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
   function row(file) {
     const el = document.createElement("div");
@@ -22,65 +21,6 @@
       },
       fail(message) { el.classList.add("failed"); el.querySelector(".pct").textContent = message; },
     };
-  }
-
-  function putChunk(url, blob, onProgress) {
-    return new Promise((resolve, reject) => {
-      const xhr = new XMLHttpRequest();
-      xhr.open("PUT", url);
-      xhr.setRequestHeader("Content-Type", "application/octet-stream");
-      xhr.upload.onprogress = (ev) => ev.lengthComputable && onProgress(ev.loaded);
-      xhr.onload = () => {
-        if (xhr.status >= 200 && xhr.status < 300) return resolve();
-        let message = `HTTP ${xhr.status}`;
-        try { message = JSON.parse(xhr.responseText).error || message; } catch (e) { /* not JSON */ }
-        const err = new Error(message);
-        err.status = xhr.status;
-        reject(err);
-      };
-      xhr.onerror = () => reject(new Error("connection lost"));
-      xhr.ontimeout = () => reject(new Error("timed out"));
-      xhr.timeout = 90000;
-      xhr.send(blob);
-    });
-  }
-
-  const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
-  async function uploadFile(file, ui) {
-    const session = await api(`${ds.base}/uploads`, { method: "POST", json: { filename: file.name, size: file.size } });
-    const url = `${ds.base}/uploads/${session.id}`;
-    const size = session.chunk_size;
-    let missing = session.missing;
-    let sent = 0;
-    const started = performance.now();
-    for (let round = 0; missing.length; round++) {
-      for (const n of missing) {
-        const blob = file.slice(n * size, Math.min(file.size, (n + 1) * size));
-        for (let attempt = 1; ; attempt++) {
-          try {
-            await putChunk(`${url}/chunks/${n}`, blob, (loaded) => {
-              const done = sent + loaded;
-              const rate = done / ((performance.now() - started) / 1000);
-              ui.set(done / file.size, `${Math.round((100 * done) / file.size)}% · ${formatBytes(rate)}/s`);
-            });
-            sent += blob.size;
-            break;
-          } catch (e) {
-            if (e.status && e.status < 500 && e.status !== 408 && e.status !== 429) throw e;
-            if (attempt >= MAX_TRIES) throw new Error(`${e.message}; gave up after ${MAX_TRIES} tries`);
-            ui.set(sent / file.size, `${e.message}: retrying…`);
-            await sleep(Math.min(15000, 500 * 2 ** attempt));
-          }
-        }
-      }
-      // ask the server what it really has: a chunk may have been lost with a dropped connection
-      const status = await api(url);
-      missing = status.missing;
-      if (round > 3 && missing.length) throw new Error("the server keeps missing chunks");
-    }
-    ui.set(1, "uploaded");
-    return session.id;
   }
 
   async function uploadAll(files) {
@@ -102,7 +42,7 @@
         const { file, ui } = queue.shift();
         try {
           if (file.size === 0) throw new Error("empty file (0 bytes)");
-          sessions.push(await uploadFile(file, ui));
+          sessions.push(await window.chunkedUpload.uploadFile(ds.base, file, ui));
         } catch (e) {
           failures++;
           ui.fail(e.message);

@@ -1,0 +1,68 @@
+// Chunked, resumable upload of one file to a dataset (RunPod's proxy cuts requests over ~100 MB or ~100 s):
+// each chunk is retried on failure, and the server is asked which chunks it really has after a dropped
+// connection. Used by the dataset page and the express page.
+(function () {
+  const { api, formatBytes } = window.studio;
+  const MAX_TRIES = 8;
+  const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+  function putChunk(url, blob, onProgress) {
+    return new Promise((resolve, reject) => {
+      const xhr = new XMLHttpRequest();
+      xhr.open("PUT", url);
+      xhr.setRequestHeader("Content-Type", "application/octet-stream");
+      xhr.upload.onprogress = (ev) => ev.lengthComputable && onProgress(ev.loaded);
+      xhr.onload = () => {
+        if (xhr.status >= 200 && xhr.status < 300) return resolve();
+        let message = `HTTP ${xhr.status}`;
+        try { message = JSON.parse(xhr.responseText).error || message; } catch (e) { /* not JSON */ }
+        const err = new Error(message);
+        err.status = xhr.status;
+        reject(err);
+      };
+      xhr.onerror = () => reject(new Error("connection lost"));
+      xhr.ontimeout = () => reject(new Error("timed out"));
+      xhr.timeout = 90000;
+      xhr.send(blob);
+    });
+  }
+
+  // base: "/api/datasets/<id>"; ui.set(fraction, text) shows progress. Resolves to the upload session id.
+  async function uploadFile(base, file, ui) {
+    const session = await api(`${base}/uploads`, { method: "POST", json: { filename: file.name, size: file.size } });
+    const url = `${base}/uploads/${session.id}`;
+    const size = session.chunk_size;
+    let missing = session.missing;
+    let sent = 0;
+    const started = performance.now();
+    for (let round = 0; missing.length; round++) {
+      for (const n of missing) {
+        const blob = file.slice(n * size, Math.min(file.size, (n + 1) * size));
+        for (let attempt = 1; ; attempt++) {
+          try {
+            await putChunk(`${url}/chunks/${n}`, blob, (loaded) => {
+              const done = sent + loaded;
+              const rate = done / ((performance.now() - started) / 1000);
+              ui.set(done / file.size, `${Math.round((100 * done) / file.size)}% · ${formatBytes(rate)}/s`);
+            });
+            sent += blob.size;
+            break;
+          } catch (e) {
+            if (e.status && e.status < 500 && e.status !== 408 && e.status !== 429) throw e;
+            if (attempt >= MAX_TRIES) throw new Error(`${e.message}; gave up after ${MAX_TRIES} tries`);
+            ui.set(sent / file.size, `${e.message}: retrying…`);
+            await sleep(Math.min(15000, 500 * 2 ** attempt));
+          }
+        }
+      }
+      // ask the server what it really has: a chunk may have been lost with a dropped connection
+      const status = await api(url);
+      missing = status.missing;
+      if (round > 3 && missing.length) throw new Error("the server keeps missing chunks");
+    }
+    ui.set(1, "uploaded");
+    return session.id;
+  }
+
+  window.chunkedUpload = { uploadFile };
+})();
