@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import threading
@@ -17,10 +16,10 @@ from studio.workspace import Workspace, confined, safe_name
 from trainer import library
 from trainer.recovery import reconcile
 from trainer.step_dirs import latest_checkpoint_step
+from trainer.submit import JobInvalid, submit_job
 from trainer.validation import validate
 
 bp = Blueprint("jobs", __name__)
-DEDUP_WINDOW_S = 10.0
 LOG_CHUNK = 256 * 1024
 LOG_TAIL = 64 * 1024
 _reconcile_lock = threading.Lock()
@@ -59,40 +58,15 @@ def load_job(job_id: str) -> Job:
     return job
 
 
-def dataset_version(payload: dict) -> str:
-    """The version of the export a new job trains on: the one the request names, else the one the
-    export name points at now (an export folder copied in by hand becomes a version here)."""
-    if payload.get("dataset_version"):
-        return payload["dataset_version"]
-    name = payload["dataset"]
-    return exports.resolve(workspace(), name) or exports.adopt_folder(workspace(), name)
-
-
 def _invalid(report) -> ApiError:
-    first = report.errors[0]
-    where = f" ({first['field']})" if first.get("field") else ""
-    message = f"The job is not valid{where}: {first['message']}"
-    return ApiError(message, 422, details=report.errors)
+    return ApiError(str(JobInvalid(report)), 422, details=report.errors)
 
 
-def _fingerprint(payload: dict, config: dict) -> str:
-    basis = {"recipe": payload.get("recipe") or "zimage-turbo", "dataset": payload.get("dataset"), "config": config,
-             "name": payload.get("name"), "webhook_url": payload.get("webhook_url")}
-    return hashlib.sha256(json.dumps(basis, sort_keys=True).encode()).hexdigest()
-
-
-def create_job(payload: dict, idem_key: str | None = None, parent_id: str | None = None) -> tuple[Job, bool, dict]:
-    settings = current_app.config["STUDIO_SETTINGS"]
-    report = validate(settings, payload)
-    if not report.ok:
-        raise _invalid(report)
-    config = report.config or {}
-    job, created = store().create(
-        "train", name=(report.name or "job")[:120], recipe=payload.get("recipe") or "zimage-turbo", config=config,
-        dataset=payload["dataset"], dataset_version=dataset_version(payload), parent_id=parent_id,
-        webhook_url=payload.get("webhook_url") or None, idem_key=idem_key,
-        fingerprint=_fingerprint(payload, config), dedup_window_s=DEDUP_WINDOW_S,
-        total=int(config.get("steps") or 0))
+def create_job(payload: dict, idem_key: str | None = None) -> tuple[Job, bool, dict]:
+    try:
+        job, created, report = submit_job(current_app.config["STUDIO_SETTINGS"], store(), payload, idem_key=idem_key)
+    except JobInvalid as exc:
+        raise _invalid(exc.report) from None
     if created:
         announce(job)
     return job, created, report.to_dict()

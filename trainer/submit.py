@@ -1,0 +1,59 @@
+"""Creating a training job: validate the request, record the dataset version it trains on, queue it.
+
+The trainer's API and the express lane (in the dataset manager) create jobs through this one function,
+so a job made either way is checked and recorded the same way.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+from studio import exports
+from studio.jobs import Job, JobStore
+from studio.settings import Settings
+from studio.workspace import Workspace
+from trainer.validation import Report, validate
+
+DEDUP_WINDOW_S = 10.0
+
+
+class JobInvalid(ValueError):
+    """The request failed validation; `.report` says why, field by field."""
+
+    def __init__(self, report: Report):
+        first = report.errors[0]
+        where = f" ({first['field']})" if first.get("field") else ""
+        super().__init__(f"The job is not valid{where}: {first['message']}")
+        self.report = report
+
+
+def dataset_version(workspace: Workspace, payload: dict) -> str:
+    """The version of the export a new job trains on: the one the request names, else the one the
+    export name points at now (an export folder copied in by hand becomes a version here)."""
+    if payload.get("dataset_version"):
+        return payload["dataset_version"]
+    name = payload["dataset"]
+    return exports.resolve(workspace, name) or exports.adopt_folder(workspace, name)
+
+
+def _fingerprint(payload: dict, config: dict) -> str:
+    basis = {"recipe": payload.get("recipe") or "zimage-turbo", "dataset": payload.get("dataset"), "config": config,
+             "name": payload.get("name"), "webhook_url": payload.get("webhook_url")}
+    return hashlib.sha256(json.dumps(basis, sort_keys=True).encode()).hexdigest()
+
+
+def submit_job(settings: Settings, store: JobStore, payload: dict, *, idem_key: str | None = None,
+               parent_id: str | None = None) -> tuple[Job, bool, Report]:
+    """Validate and queue; returns (job, created, report). Raises JobInvalid."""
+    report = validate(settings, payload)
+    if not report.ok:
+        raise JobInvalid(report)
+    config = report.config or {}
+    job, created = store.create(
+        "train", name=(report.name or "job")[:120], recipe=payload.get("recipe") or "zimage-turbo", config=config,
+        dataset=payload["dataset"], dataset_version=dataset_version(Workspace(settings.root), payload),
+        parent_id=parent_id, webhook_url=payload.get("webhook_url") or None, idem_key=idem_key,
+        fingerprint=_fingerprint(payload, config), dedup_window_s=DEDUP_WINDOW_S,
+        total=int(config.get("steps") or 0))
+    return job, created, report
