@@ -61,7 +61,10 @@ class AttentionChoice:
             return contextlib.nullcontext()
         from torch.nn.attention import sdpa_kernel
 
-        return sdpa_kernel(self.backends, set_priority=True)
+        try:
+            return sdpa_kernel(self.backends, set_priority=True)
+        except TypeError:  # a PyTorch without set_priority: the list still allows only these, fallbacks included
+            return sdpa_kernel(self.backends)
 
 
 def choose(choice: str, device: torch.device, dtype: torch.dtype, heads: int, head_dim: int,

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# One short run on a GPU machine: install the carried wheels offline, run benchmarks/gpu_zimage.py within
+# a time budget, leave the report (JSON + Markdown + log) in $OUT (or benchmarks/results).
+#   bash benchmarks/gpu_run.sh [WHEELS_DIR] [BUDGET_S]      defaults: benchmarks/wheels, 420
+# The budget is when the benchmark stops starting new runs; a hard timeout 90 s later ends it for sure.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+wheels="${1:-benchmarks/wheels}"
+budget="${2:-420}"
+out="${OUT:-benchmarks/results}"
+mkdir -p "$out"
+if compgen -G "$wheels/*.whl" >/dev/null; then
+    site=/tmp/zimage-bench-site
+    python3 -m pip install --quiet --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$site" \
+        "$wheels"/*.whl || { echo "installing the carried wheels from $wheels failed"; exit 1; }
+    export PYTHONPATH="$site${PYTHONPATH:+:$PYTHONPATH}"
+else
+    echo "no wheels in $wheels: using the packages already installed"
+fi
+export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+python3 -c "import diffusers, peft, trainer.engine.loop" || { echo "the benchmark's imports fail (see above)"; exit 1; }
+nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv 2>&1 | tee "$out/nvidia-smi.txt"
+timeout $((${budget%.*} + 90)) python3 benchmarks/gpu_zimage.py --budget-s "$budget" --out "$out" 2>&1 \
+    | tee "$out/gpu_zimage.log"
+status=${PIPESTATUS[0]}
+rm -rf "$out/compile_cache"  # kernels for this machine only; keeps what comes back small
+exit "$status"
