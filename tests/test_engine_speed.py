@@ -201,7 +201,10 @@ def test_eta_uses_the_measured_step_rate_plus_previews_and_checkpoints():
     progress = Progress(events.append, total_steps=100, device=torch.device("cpu"), start_step=0, sample_every=50,
                         save_every=25, clock=lambda: now[0])
     progress.restart_clock(0)
-    now[0] += 20.0  # 10 steps in 20 s
+    now[0] += 60.0  # the first step compiled for a minute: its time is a warm-up, replaced by the next stretch
+    progress.steps_done(1)
+    assert progress.seconds_per_step == pytest.approx(60.0)
+    now[0] += 18.0  # 9 steps in 18 s
     progress.steps_done(10)
     progress.emit("training", 10, 0.5, 0.5, force=True)
     assert events[-1]["it_per_s"] == pytest.approx(0.5) and events[-1]["eta_s"] == pytest.approx(90 * 2.0)

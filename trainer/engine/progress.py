@@ -64,6 +64,7 @@ class Progress:
         self.seconds_per_step: float | None = None
         self.pause_s: dict[str, float] = {}
         self._mark: tuple[int, float] | None = None
+        self._warming_up = True  # the first stretch holds one-time work (CUDA start-up, compiling)
         self.timing: dict | None = None
 
     def gpu_mem_gb(self) -> float | None:
@@ -82,8 +83,11 @@ class Progress:
         if self._mark is not None and step > self._mark[0] and now > self._mark[1]:
             per_step = (now - self._mark[1]) / (step - self._mark[0])
             previous = self.seconds_per_step
-            self.seconds_per_step = per_step if previous is None else (
-                RATE_SMOOTHING * previous + (1 - RATE_SMOOTHING) * per_step)
+            if previous is None or self._warming_up:  # a first, warm-up stretch is replaced, not averaged in
+                self.seconds_per_step = per_step
+                self._warming_up = previous is None
+            else:
+                self.seconds_per_step = RATE_SMOOTHING * previous + (1 - RATE_SMOOTHING) * per_step
         self._mark = (step, now)
 
     def paused(self, kind: str, seconds: float, step: int) -> None:
