@@ -38,5 +38,34 @@ def test_cuda_training_with_8bit_base_and_previews(tmp_path, make_settings, quan
     assert (job / "samples" / "step_000006" / "0.png").is_file()
     lora = load_file(result["lora_path"])
     assert all(torch.isfinite(v).all() and v.dtype == torch.float32 for v in lora.values())
-    if quantize != "none":
-        assert f"stored in {quantize}" in (job / "log.txt").read_text()
+    log = (job / "log.txt").read_text()
+    if quantize == "float8" and torch.cuda.get_device_capability() >= (8, 9):
+        assert "float8 with float8 matmuls" in log and "relative error against bf16" in log
+    elif quantize != "none":
+        assert f"stored in {quantize}" in log or "float8 matmuls are off" in log
+
+
+def test_cuda_speed_options_train_and_report_the_step_split(tmp_path, make_settings):
+    """compile, the attention kernel choice, float8 matmuls and deferred loss reads together on a GPU."""
+    import json
+
+    from studio.demo import ensure_demo_models
+    from tests.test_engine_train import make_dataset
+
+    paths = ensure_demo_models(make_settings(STUDIO_DEMO="1"), caption=False)
+    dataset = make_dataset(tmp_path / "datasets" / "toy")
+    job = tmp_path / "job"
+    config = get_recipe("zimage-turbo").config_from_dict({
+        "name": "toy", "trigger_word": "zkw", "steps": 8, "rank": 4, "learning_rate": 5e-3, "resolutions": [64],
+        "quantize_base": "float8", "compile": True, "attention_backend": "cudnn", "log_every": 3,
+        "gradient_checkpointing": "auto", "save_every": 4, "sample_every": 4, "sample_width": 64,
+        "sample_height": 64, "sample_steps": 2, "sample_prompts": ["[trigger] a square"],
+    })
+    result = train(config, dataset, job, paths, TrainingControl(job), None, device="cuda")
+    assert result["steps"] == 8 and math.isfinite(result["final_loss"])
+    lines = [json.loads(line) for line in (job / "metrics.jsonl").read_text().splitlines()]
+    assert [line["step"] for line in lines] == list(range(1, 9))
+    assert any("timing" in line and line["timing"]["step_ms"] > 0 for line in lines)
+    log = (job / "log.txt").read_text()
+    assert "Attention:" in log and ("torch.compile:" in log or "torch.compile is off" in log)
+    assert (job / "lora" / "proof_grid.png").is_file() and (job / "samples" / "base" / "0.png").is_file()
