@@ -2,6 +2,7 @@
 # One short run on a GPU machine: install the carried wheels offline, run benchmarks/gpu_zimage.py within
 # a time budget, leave the report (JSON + Markdown + log) in $OUT (or benchmarks/results).
 #   bash benchmarks/gpu_run.sh [WHEELS_DIR] [BUDGET_S]      defaults: benchmarks/wheels, 420
+#   CUDA_TESTS=1 bash benchmarks/gpu_run.sh ...              also runs tests/test_engine_cuda.py afterwards
 # The budget is when the benchmark stops starting new runs; a hard timeout 90 s later ends it for sure.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -24,4 +25,7 @@ timeout $((${budget%.*} + 90)) python3 benchmarks/gpu_zimage.py --budget-s "$bud
     | tee "$out/gpu_zimage.log"
 status=${PIPESTATUS[0]}
 rm -rf "$out/compile_cache"  # kernels for this machine only; keeps what comes back small
+if [ "${CUDA_TESTS:-0}" = 1 ]; then  # the engine's CUDA tests on the tiny model (about 1-2 minutes)
+    timeout 240 python3 -m pytest tests/test_engine_cuda.py -x -q -p no:cacheprovider 2>&1 | tee "$out/cuda_tests.log"
+fi
 exit "$status"
