@@ -57,7 +57,10 @@ class Report:
             row["floor_s"] = round(model_flops["model"] / rate, 4)
             row["x_floor"] = round(result.s_per_step / row["floor_s"], 2)
         if result.attention_kernels:
-            row["attention_backend_seen"] = zr.backend_seen(result.attention_kernels)
+            seen = row["attention_backend_seen"] = zr.backend_seen(result.attention_kernels)
+            wanted = result.attention_wanted
+            row["attention_check"] = ("ok" if wanted not in ("flash", "cudnn") or seen == wanted
+                                      else f"MISMATCH: {wanted} was put first but {seen} ran")
         self.data["runs"].append(row)
         print(line(row), flush=True)
         self.write()
@@ -103,7 +106,7 @@ def line(row: dict) -> str:
         parts.append(f"split data {sp['data_ms']:.1f} / fwd {sp['forward_ms']:.1f} / bwd {sp['backward_ms']:.1f} / "
                      f"opt {sp['optimizer_ms']:.1f} ms")
     if row.get("attention_backend_seen"):
-        parts.append(f"attention ran: {row['attention_backend_seen']}")
+        parts.append(f"attention ran: {row['attention_backend_seen']} ({row['attention_check']})")
     if row.get("checkpointed_blocks") is not None:
         parts.append(f"{row['checkpointed_blocks']} blocks recomputed")
     return ", ".join(parts)

@@ -111,6 +111,7 @@ class RunResult:
     split: dict | None = None
     loss: float | None = None
     attention_kernels: list[str] = field(default_factory=list)
+    attention_wanted: str = ""  # the kernel the engine put first (after its own fallback check)
     note: str = ""
     error: str | None = None
 
@@ -136,6 +137,7 @@ def engine_run(transformer, params, shape: dict, settings: RunSettings, args, de
     result.note = "; ".join(x for x in (settings.note, plan.reason) if x)
     heads = shape["n_heads"]
     attention = zattention.choose(settings.attention, device, model_dtype, heads, shape["dim"] // heads, log)
+    result.attention_wanted = attention.label
     config = get_recipe("zimage-turbo").config_from_dict({
         "rank": args.rank, "resolutions": [args.size], "caption_dropout": 0.0, "batch_size": settings.batch,
         "optimizer": "adamw8bit" if settings.optimizer == "adamw8bit" else "adamw", "log_every": settings.log_every,
