@@ -168,6 +168,12 @@ def measure(report: Report, transformer, params, shape: dict, settings: RunSetti
     if report.left_s() < cost_s:
         report.skip(settings.name, f"time budget: {report.left_s():.0f} s left, about {cost_s:.0f} s needed")
         return None
+    if settings.optimizer == "adamw8bit":
+        import importlib.util
+
+        if report.device.type != "cuda" or importlib.util.find_spec("bitsandbytes") is None:
+            report.skip(settings.name, "8-bit AdamW needs a CUDA GPU and the bitsandbytes wheel")
+            return None
     args = report.args if warmup is None else argparse.Namespace(**{**vars(report.args), "warmup": warmup})
     result = guarded(settings.name, lambda: zr.engine_run(transformer, params, shape, settings, args, report.device,
                                                           print))
@@ -213,7 +219,9 @@ def run_all(report: Report, shape: dict) -> None:
     best_attention = min(timed)[1] if timed else "auto"
     more = [replace(chain[-1], name="+ fused AdamW over the LoRA parameters", attention=best_attention,
                     optimizer="adamw-fused", profile=False)]
-    more.append(replace(more[-1], name="+ loss read every 10 steps (no host sync per step)", log_every=10))
+    more.append(replace(more[-1], name="8-bit AdamW instead (bitsandbytes: optimizer auto on a pod)",
+                        optimizer="adamw8bit"))
+    more.append(replace(more[-2], name="+ loss read every 10 steps (no host sync per step)", log_every=10))
     more.append(replace(more[-1], name="+ inputs resident on the GPU", resident=True))
     best = more[-1]
     more.append(replace(best, name="+ batch 2 from one bucket (per sample)", batch=2))
