@@ -188,7 +188,7 @@ class TrainingLoop:
         finite = torch.isfinite(total)
         if cfg.max_grad_norm > 0:
             norm = torch.nn.utils.clip_grad_norm_(self.params, cfg.max_grad_norm)
-            finite = finite & torch.isfinite(norm)
+            finite = finite & torch.isfinite(norm).to(finite.device)  # a step without gradients: a CPU zero
         if self.skip_on_device:
             self.optimizer.found_inf = (~finite).float()  # read by the fused kernel: no host sync
             self.optimizer.step()
