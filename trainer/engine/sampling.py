@@ -25,6 +25,7 @@ from pathlib import Path
 
 import torch
 
+from studio.atomic import atomic_write_json
 from trainer.engine import model as zmodel
 from trainer.engine.data import apply_trigger
 
@@ -155,7 +156,7 @@ class Sampler:
                 _save_png(image, image_path)
             entries.append({"index": index, "prompt": text, "seed": seed, "key": key, "file": image_path.name})
             keys.append(key)
-        index_path.write_text(json.dumps({"prompts": entries}, indent=1))
+        atomic_write_json(index_path, {"prompts": entries})
         return keys
 
     def save(self, transformer, job_dir: Path, step: int) -> Path:
