@@ -10,6 +10,7 @@ from flask import Flask, Request, jsonify
 
 from app.executor import DATASET_KINDS, JobExecutor
 from app.store import Conflict, DatasetStore, NotFound
+from studio.jobs import JobStateError
 from studio.settings import Settings
 from studio.upgrade import open_job_store
 from studio.web import create_base_app, error_response
@@ -50,6 +51,10 @@ def create_app(settings: Settings | None = None) -> Flask:
     def handle_not_found(exc: NotFound):
         return error_response(str(exc), 404)
 
+    @app.errorhandler(JobStateError)
+    def handle_job_state(exc: JobStateError):
+        return error_response(str(exc), 409)
+
     @app.errorhandler(Conflict)
     def handle_conflict(exc: Conflict):
         response = error_response(str(exc), 409)
@@ -60,11 +65,14 @@ def create_app(settings: Settings | None = None) -> Flask:
             response.status_code = 409
         return response
 
-    from app import autocaption, captions, datasets, export, images, uploads, versions
+    from app import autocaption, captions, datasets, export, express, express_api, images, uploads, versions
 
-    for module in (datasets, uploads, images, captions, autocaption, export, versions):
+    for module in (datasets, uploads, images, captions, autocaption, export, versions, express_api):
         app.register_blueprint(module.bp)
     from app import s3_import
 
     app.register_blueprint(s3_import.bp)
+    app.extensions["express_driver"] = express.ExpressDriver(app)
+    if jobs.count(("running",), kind="express"):  # chains a restart interrupted go on by themselves
+        app.extensions["express_driver"].ensure_running()
     return app

@@ -168,7 +168,7 @@ def run_captions(job: JobReporter, dataset: Dataset, settings: Settings, options
     return {"captioned": captioned, "skipped_edited": edited, "failed": failed}
 
 
-def _options(body: dict, dataset: Dataset) -> dict:
+def options_from(body: dict, dataset: Dataset) -> dict:
     mode = body.get("mode", "skip")
     style = body.get("style", "detailed")
     prompt = body.get("prompt") or ""
@@ -202,7 +202,11 @@ def caption_service_status():
 @bp.post("/api/datasets/<dataset_id>/caption")
 def start_captioning(dataset_id: str):
     dataset = context.dataset(dataset_id)
-    options = _options(json_body(), dataset)
+    return jsonify(start_caption_job(dataset, options_from(json_body(), dataset)).public()), 202
+
+
+def start_caption_job(dataset: Dataset, options: dict, parent_id: str | None = None):
+    """Queue a caption run (409 while one runs, 503 when the caption service cannot take it)."""
     current = context.jobs().latest("caption", dataset.id)
     if current and current.status in ACTIVE:
         raise ApiError("Auto-captioning is already running for this dataset.", 409)
@@ -211,10 +215,9 @@ def start_captioning(dataset_id: str):
     if not health["reachable"] or health.get("status") == "error":
         reason = health.get("reason") or "it reported an error"
         raise ApiError(f"Auto-caption cannot start: {reason}", 503, headers={"Retry-After": "10"})
-    job = context.executor().submit("caption", dataset.id, lambda j: run_captions(j, dataset, settings, options),
-                                    total=len(options["names"]),
-                                    config={k: v for k, v in options.items() if k != "names"})
-    return jsonify(job.public()), 202
+    return context.executor().submit("caption", dataset.id, lambda j: run_captions(j, dataset, settings, options),
+                                     total=len(options["names"]), parent_id=parent_id,
+                                     config={k: v for k, v in options.items() if k != "names"})
 
 
 @bp.get("/api/datasets/<dataset_id>/caption")

@@ -52,8 +52,11 @@ def _import_lock(dataset: Dataset) -> threading.Lock:
         return _import_locks.setdefault(str(dataset.folder), threading.Lock())
 
 
-def run_import(job: JobReporter, dataset: Dataset, sources: list[Source], settings: Settings, work_dir: Path) -> dict:
-    """Extract, verify, name and place every image; captions from `.txt` files go with their images."""
+def run_import(job: JobReporter, dataset: Dataset, sources: list[Source], settings: Settings, work_dir: Path,
+               skip_known: bool = False) -> dict:
+    """Extract, verify, name and place every image; captions from `.txt` files go with their images.
+    `skip_known` leaves out images the dataset already has (the same bytes): an import run again after
+    an interruption adds only what the first run had not placed."""
     skipped: list[dict] = []
     candidates: list[Candidate] = []
     loose_captions: dict[str, str] = {}
@@ -82,7 +85,7 @@ def run_import(job: JobReporter, dataset: Dataset, sources: list[Source], settin
             for candidate in candidates:
                 if candidate.caption is None:
                     candidate.caption = loose_captions.get(os.path.splitext(candidate.wanted)[0].casefold())
-            result = _place_all(job, dataset, candidates, settings, skipped)
+            result = _place_all(job, dataset, candidates, settings, skipped, skip_known)
     finally:
         shutil.rmtree(work_dir, ignore_errors=True)
     return result
@@ -102,15 +105,16 @@ def _check(candidate: Candidate, max_pixels: int):
 
 
 def _place_all(job: JobReporter, dataset: Dataset, candidates: list[Candidate], settings: Settings,
-               skipped: list[dict]) -> dict:
+               skipped: list[dict], skip_known: bool = False) -> dict:
     imported: list[str] = []
     renamed: list[dict] = []
     pending: dict[str, dict] = {}
     job.update(phase="importing", total=len(candidates), done=0, message=f"Checking {len(candidates)} images")
     with dataset.lock():
         taken = dataset.taken_stems()
+        known = {r.get("sha256") for r in dataset.meta()["images"].values()} if skip_known else set()
     try:
-        _place_loop(job, dataset, candidates, settings, skipped, taken, imported, renamed, pending)
+        _place_loop(job, dataset, candidates, settings, skipped, taken, imported, renamed, pending, known)
     finally:
         # placed images are recorded even when the job is cancelled half way
         _flush(dataset, pending, final=True)
@@ -124,13 +128,15 @@ def _place_all(job: JobReporter, dataset: Dataset, candidates: list[Candidate], 
     return {"imported": imported, "skipped": skipped, "renamed": renamed, "captions": captions}
 
 
-def _place_loop(job, dataset, candidates, settings, skipped, taken, imported, renamed, pending) -> None:
+def _place_loop(job, dataset, candidates, settings, skipped, taken, imported, renamed, pending, known) -> None:
     last_flush = time.monotonic()
     # decoding releases the GIL, so two threads keep both cores busy on big imports
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix="decode") as pool:
         for done, (candidate, checked, problem) in enumerate(
                 pool.map(lambda c: _check(c, settings.max_image_pixels), candidates), start=1):
             job.check_stop()
+            if not problem and checked[0].sha256 in known:
+                problem = "already in this dataset"
             if problem:
                 skipped.append({"name": candidate.label, "reason": problem})
                 job.update(done=done, current=candidate.label)

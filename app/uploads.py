@@ -51,14 +51,15 @@ def _check_name(filename) -> str:
     return filename
 
 
-def _start_import(dataset, sources: list[Source], cleanup: list, parent_id: str | None = None) -> Job:
+def _start_import(dataset, sources: list[Source], cleanup: list, parent_id: str | None = None,
+                  skip_known: bool = False) -> Job:
     job_dir_name = f"import-{secrets.token_hex(6)}"
     work_dir = confined(context.workspace().uploads, job_dir_name)
     settings = context.settings()
 
     def work(job):
         try:
-            return run_import(job, dataset, sources, settings, work_dir)
+            return run_import(job, dataset, sources, settings, work_dir, skip_known=skip_known)
         finally:
             for folder in cleanup:
                 shutil.rmtree(folder, ignore_errors=True)
@@ -118,6 +119,15 @@ def _session(dataset, sid: str) -> tuple[dict, object]:
     if not isinstance(info, dict) or info.get("dataset") != dataset.id:
         raise ApiError("Unknown or expired upload session: start the upload again.", 404)
     return info, folder
+
+
+def session_exists(dataset, sid: str) -> bool:
+    """True while an upload session of this dataset is on disk (it goes once its import finished)."""
+    try:
+        _session(dataset, sid)
+    except ApiError:
+        return False
+    return True
 
 
 def _received(folder, info) -> list[int]:
@@ -221,13 +231,12 @@ def _assembler(info: dict, folder):
     def assemble(job):
         job.update(phase="assembling", message=f"Assembling {info['filename']}")
         target = confined(folder, f"file-{clean_filename(info['filename'])}")
+        # the chunks stay until the import ends, so an import cut short by a restart can run again
         with open(target, "wb") as sink:
             for n in range(info["chunks"]):
                 job.check_stop()
-                chunk = folder / "chunks" / str(n)
-                with open(chunk, "rb") as source:
+                with open(folder / "chunks" / str(n), "rb") as source:
                     shutil.copyfileobj(source, sink, 1 << 20)
-                chunk.unlink()
         return target
 
     return assemble
@@ -236,7 +245,11 @@ def _assembler(info: dict, folder):
 @bp.post("/api/datasets/<dataset_id>/imports")
 def import_sessions(dataset_id: str):
     dataset = context.dataset(dataset_id)
-    sids = json_body().get("sessions")
+    return jsonify(import_from_sessions(dataset, json_body().get("sessions")).public()), 202
+
+
+def import_from_sessions(dataset, sids, parent_id: str | None = None, skip_known: bool = False) -> Job:
+    """One import job for finished upload sessions (ApiError when a session is unknown or incomplete)."""
     if not isinstance(sids, list) or not sids or not all(isinstance(s, str) for s in sids):
         raise ApiError("'sessions' must be a list of upload session ids.", 422)
     sources, cleanup = [], []
@@ -248,7 +261,7 @@ def import_sessions(dataset_id: str):
                            "send them before completing.", 409, details=described["missing"][:50])
         sources.append(Source(info["filename"], prepare=_assembler(info, folder)))
         cleanup.append(folder)
-    return jsonify(_start_import(dataset, sources, cleanup).public()), 202
+    return _start_import(dataset, sources, cleanup, parent_id, skip_known)
 
 
 @bp.post("/api/datasets/<dataset_id>/uploads/<sid>/complete")

@@ -73,16 +73,33 @@ def detect_gpu() -> Gpu | None:
         return _gpu_cache["gpu"]
 
 
-def _query_gpu() -> Gpu | None:
+def _nvidia_smi(fields: str) -> list[str] | None:
+    """The first GPU's values for `fields` (comma-separated nvidia-smi query names); None with no GPU."""
     if not shutil.which("nvidia-smi"):
         return None
     try:
-        out = subprocess.run(["nvidia-smi", "--query-gpu=name,memory.total", "--format=csv,noheader,nounits"],
+        out = subprocess.run(["nvidia-smi", f"--query-gpu={fields}", "--format=csv,noheader,nounits"],
                              capture_output=True, text=True, timeout=10, check=True).stdout
-        name, memory = out.strip().splitlines()[0].rsplit(",", 1)
-        return Gpu(name.strip(), float(memory) / 1024)
-    except (OSError, subprocess.SubprocessError, ValueError, IndexError) as exc:
+        return [value.strip() for value in out.strip().splitlines()[0].rsplit(",", fields.count(","))]
+    except (OSError, subprocess.SubprocessError, IndexError) as exc:
         log.info("no GPU found through nvidia-smi: %s", exc)
+        return None
+
+
+def _query_gpu() -> Gpu | None:
+    values = _nvidia_smi("name,memory.total")
+    try:
+        return Gpu(values[0], float(values[1]) / 1024) if values else None
+    except (ValueError, IndexError):
+        return None
+
+
+def free_gpu_memory_gb() -> float | None:
+    """GPU memory free right now (not cached: it changes as programs load and unload models)."""
+    values = _nvidia_smi("memory.free")
+    try:
+        return float(values[0]) / 1024 if values else None
+    except (ValueError, IndexError):
         return None
 
 

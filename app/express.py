@@ -1,0 +1,326 @@
+"""The express lane: one chain of the jobs the two apps make by hand (import, caption, export, train).
+
+The chain is an `express` row in the job store; its stages are ordinary jobs with `parent_id` pointing
+at it, so everything is state on disk: a page reload or a pod restart finds the chain where it was,
+and `advance` moves it on. The express row's `phase` names the stage it waits for:
+
+    upload -> import -> caption -> export -> train -> done
+
+A stage that completes starts the next; one interrupted by a restart is started again (at most
+MAX_RELAUNCHES times; each stage is safe to run twice); one that fails or is stopped stops the chain
+with its message, and `retry` runs that stage again. Nothing the user uploaded is removed on failure.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+import requests
+from flask import Flask
+
+from app import context
+from app.express_plan import Gpu, make_plan, unique_name
+from app.express_rules import ExpressInputError, caption_options
+from studio.jobs import ACTIVE, Job, JobStateError
+from studio.web import ApiError
+
+log = logging.getLogger(__name__)
+
+STAGES = ("import", "caption", "export", "train")
+STAGE_MESSAGES = {"import": "Checking the uploaded images.", "caption": "Captioning every image.",
+                  "export": "Exporting the dataset for training.", "train": "Training: waiting for the worker."}
+MAX_RELAUNCHES = 3
+TICK_S = 1.0
+
+
+class ExpressError(Exception):
+    """A stage cannot start; the chain stops with this message (the user can retry)."""
+
+
+def stages_of(express: Job) -> dict[str, Job]:
+    """The newest job of each stage of this chain."""
+    found: dict[str, Job] = {}
+    for job in context.jobs().list(parent_id=express.id, limit=100):
+        found.setdefault(job.kind, job)
+    return found
+
+
+def _settings(express: Job) -> dict:
+    return dict(express.config)
+
+
+def _set_phase(express: Job, phase: str, message: str) -> Job:
+    context.jobs().progress(express.id, {"phase": phase, "message": message,
+                                         "done": STAGES.index(phase) if phase in STAGES else len(STAGES)})
+    return context.jobs().get(express.id)
+
+
+# -- starting each stage ---------------------------------------------------------------------------
+def _start_import(express: Job, relaunch: bool) -> Job | None:
+    from app.uploads import import_from_sessions, session_exists
+
+    dataset = context.dataset(express.dataset)
+    sessions = [sid for sid in _settings(express).get("sessions") or [] if session_exists(dataset, sid)]
+    if not sessions:
+        return None  # uploaded to the dataset directly, or imported already (a finished import removes them)
+    try:
+        return import_from_sessions(dataset, sessions, express.id, skip_known=relaunch)
+    except ApiError as exc:
+        raise ExpressError(f"The upload cannot be imported: {exc.message}") from None
+
+
+def _start_caption(express: Job, relaunch: bool) -> Job:
+    from app.autocaption import start_caption_job
+
+    dataset = context.dataset(express.dataset)
+    options = {**caption_options(_settings(express)["kind"]), "names": dataset.image_names()}
+    try:
+        return start_caption_job(dataset, options, parent_id=express.id)
+    except ApiError as exc:
+        raise ExpressError(f"Captioning cannot start: {exc.message}") from None
+
+
+def _start_export(express: Job, relaunch: bool) -> Job:
+    from app.export import start_export
+
+    try:
+        return start_export(context.dataset(express.dataset), _settings(express)["export_name"], express.id)
+    except ApiError as exc:
+        raise ExpressError(f"The export cannot start: {exc.message}") from None
+
+
+def _gpu() -> Gpu | None:
+    from trainer.validation import detect_gpu, free_gpu_memory_gb
+
+    found = detect_gpu()
+    if found is None:
+        return None
+    free = free_gpu_memory_gb()
+    return Gpu(found.name, found.memory_gb, free if free is not None else found.memory_gb)
+
+
+def gpu_precheck() -> None:
+    """Before anything is uploaded: is there a GPU that any memory preset fits on?"""
+    from trainer.recipes import get_recipe
+
+    gpu = _gpu()
+    smallest = min(values.get("vram_budget_gb") or 0.0 for values in get_recipe("zimage-turbo").presets.values())
+    if gpu is None:
+        raise ExpressInputError("gpu", "No NVIDIA GPU was found: training Z-Image needs one with at least 16 GB. "
+                                       "Run the studio on a GPU pod (or in demo mode to try it).")
+    if gpu.total_gb < smallest:
+        raise ExpressInputError("gpu", f"{gpu.name} has {gpu.total_gb:.0f} GB, and even the smallest memory preset "
+                                       f"needs {smallest:.0f} GB: use a GPU with 16 GB or more.")
+
+
+def _unload_caption_model() -> None:
+    """Free the caption model's GPU memory before measuring what training can have."""
+    settings = context.settings()
+    headers = {"Authorization": f"Bearer {settings.password}"} if settings.password else {}
+    try:
+        requests.post(f"{settings.caption_url}/unload", json={}, headers=headers, timeout=10)
+    except requests.RequestException as exc:
+        log.info("caption service did not unload (%s)", exc)
+
+
+def plan_for(express: Job):
+    """The training plan from the dataset as it is now (images left out of the export are left out here)."""
+    dataset = context.dataset(express.dataset)
+    meta = dataset.meta()
+    records = {name: r for name, r in meta["images"].items() if "duplicate_of" not in (r.get("flags") or {})}
+    sizes = [(r.get("width", 0), r.get("height", 0)) for r in records.values()]
+    captions = [dataset.read_caption(name) or "" for name in records]
+    settings = _settings(express)
+    demo = context.settings().demo
+    if not demo:
+        _unload_caption_model()
+    return make_plan(name=settings["lora_name"], trigger=settings["trigger_word"], kind=settings["kind"],
+                     sizes=sizes, captions=captions, gpu=None if demo else _gpu(), demo=demo)
+
+
+def _start_train(express: Job, relaunch: bool) -> Job:
+    from trainer.submit import JobInvalid, submit_job
+
+    export = stages_of(express).get("export")
+    try:
+        plan = plan_for(express)
+    except ExpressInputError as exc:
+        raise ExpressError(exc.message) from None
+    context.jobs().update(express.id, config={**_settings(express), "plan": plan.to_dict()})
+    payload = {"name": plan.name, "dataset": _settings(express)["export_name"], "config": plan.config,
+               "dataset_version": export.dataset_version if export else None}
+    try:
+        job, _, _ = submit_job(context.settings(), context.jobs(), payload, parent_id=express.id)
+    except JobInvalid as exc:
+        raise ExpressError(str(exc)) from None
+    return job
+
+
+STARTERS = {"import": _start_import, "caption": _start_caption, "export": _start_export, "train": _start_train}
+
+
+# -- moving the chain on ---------------------------------------------------------------------------
+def _launch(express: Job, stage: str, relaunch: bool = False) -> Job:
+    """Start `stage` (or move past it when there is nothing to do) and record the phase."""
+    express = _set_phase(express, stage, STAGE_MESSAGES[stage])
+    try:
+        job = STARTERS[stage](express, relaunch)
+    except ExpressError as exc:
+        return context.jobs().finish(express.id, "failed", error=str(exc), resumable=True)
+    if job is None:
+        return _after(express, stage)
+    return context.jobs().get(express.id)
+
+
+def _after(express: Job, stage: str) -> Job:
+    """`stage` completed: check what it made, then start the next stage or finish the chain."""
+    if stage == "import":
+        images = len(context.dataset(express.dataset).image_names())
+        if images == 0:
+            return context.jobs().finish(express.id, "failed", resumable=True,
+                                         error="No usable images were found in the upload: add .jpg, .png or "
+                                               ".webp images (or a ZIP of them), then press Retry.")
+    index = STAGES.index(stage)
+    if index + 1 < len(STAGES):
+        return _launch(express, STAGES[index + 1])
+    train = stages_of(express)["train"]
+    context.jobs().progress(express.id, {"phase": "done", "done": len(STAGES)})
+    return context.jobs().finish(express.id, "completed", message=train.message or "Finished.",
+                                 result={"train_job": train.id, "lora_path": train.lora_path})
+
+
+# One chain moves one step at a time: the driver thread and a page's request may both look at it.
+_advancing = threading.Lock()
+
+
+def advance(express: Job) -> Job:
+    """Look at the current stage and act on it; returns the express row as it is now."""
+    with _advancing:
+        express = context.jobs().get(express.id)  # as it is now, not as the caller last saw it
+        if express.status != "running" or express.phase in (None, "upload"):
+            return express
+        return _advance(express)
+
+
+def _advance(express: Job) -> Job:
+    stage = express.phase
+    job = stages_of(express).get(stage)
+    if job is None:
+        return _launch(express, stage)
+    if job.status in ACTIVE:
+        return express
+    if job.status == "completed":
+        return _after(express, stage)
+    if job.status == "interrupted":
+        relaunches = int(express.details.get("relaunches", 0)) + 1
+        if relaunches > MAX_RELAUNCHES:
+            return context.jobs().finish(express.id, "failed", resumable=True,
+                                         error=f"The {stage} stage was interrupted {relaunches - 1} times; press "
+                                               "Retry to run it again.")
+        context.jobs().progress(express.id, {"relaunches": relaunches})
+        if stage == "train":
+            return express  # the training worker continues an interrupted job by itself
+        return _launch(express, stage, relaunch=True)
+    if job.status == "stopped":
+        return context.jobs().finish(express.id, "stopped", resumable=True,
+                                     message=f"Stopped during {stage}: press Retry to go on from there.")
+    return context.jobs().finish(express.id, "failed", resumable=True,
+                                 error=f"{stage.capitalize()} failed: {job.error or job.message}")
+
+
+def begin(express: Job, sessions: list[str]) -> Job:
+    """The upload is done (first time, or again after an import found no usable images): import it."""
+    store = context.jobs()
+    with _advancing:
+        express = store.get(express.id)
+        uploading = express.status == "running" and express.phase == "upload"
+        if not uploading and not (express.status == "failed" and express.phase == "import"):
+            raise JobStateError("This express run has already started.")
+        store.update(express.id, config={**express.config, "sessions": sessions})
+        if not uploading:
+            store.resume(express.id, "Checking the uploaded images.")
+            store.start(express.id, None)
+        return _launch(store.get(express.id), STAGES[0])
+
+
+def retry(express: Job) -> Job:
+    """Run the stage that failed or was stopped again, and go on from there."""
+    with _advancing:
+        return _retry(context.jobs().get(express.id))
+
+
+def _retry(express: Job) -> Job:
+    store = context.jobs()
+    if express.status not in ("failed", "stopped", "interrupted"):
+        raise JobStateError(f"This express run is {express.status}; only a failed or stopped one can be retried.")
+    stage = express.phase if express.phase in STAGES else "import"
+    job = stages_of(express).get(stage)
+    express = store.resume(express.id, f"{stage.capitalize()}: trying again.")
+    store.start(express.id, None)
+    store.progress(express.id, {"relaunches": 0})
+    if stage == "train" and job is not None and job.status in ("failed", "stopped", "interrupted"):
+        store.resume(job.id, "Waiting for the worker (continues from the last checkpoint).")
+        return store.get(express.id)
+    return _launch(store.get(express.id), stage, relaunch=True)
+
+
+def stop(express: Job) -> Job:
+    store = context.jobs()
+    job = stages_of(express).get(express.phase) if express.phase in STAGES else None
+    if job is not None and job.status in ACTIVE:
+        store.request_stop(job.id, reason="Stopping: you asked.")
+        return store.get(express.id)
+    if express.status in ACTIVE:
+        return store.finish(express.id, "stopped", resumable=True, message="Stopped before the next stage.")
+    raise JobStateError(f"This express run is already {express.status}.")
+
+
+def lora_name(dataset_name: str) -> str:
+    """A LoRA name from the dataset's name, unique among jobs and the LoRA library."""
+    from app.store import slugify
+
+    workspace = context.workspace()
+    taken = {job.config.get("name", "").lower() for job in context.jobs().list(kind="train", limit=100_000)}
+    taken |= {job.config.get("lora_name", "").lower() for job in context.jobs().list(kind="express", limit=100_000)}
+    taken |= {path.stem.lower() for path in workspace.loras.glob("*.safetensors")}
+    return unique_name(slugify(dataset_name), taken)
+
+
+class ExpressDriver:
+    """Advances every running chain about once a second in a background thread of the web process.
+    It runs only while a chain runs, and starts again when one is created or found at start-up."""
+
+    def __init__(self, app: Flask):
+        self.app = app
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def ensure_running(self) -> None:
+        with self._lock:
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._loop, name="express-driver", daemon=True)
+                self._thread.start()
+
+    def tick(self) -> int:
+        """Advance every running chain once; returns how many still run."""
+        with self.app.app_context():
+            running = context.jobs().list(("running",), kind="express", limit=1000)
+            for express in running:
+                try:
+                    advance(express)
+                except Exception:  # one broken chain must not stop the others
+                    log.exception("express %s could not advance", express.id)
+            return len(context.jobs().list(("running",), kind="express", limit=1000))
+
+    def _loop(self) -> None:
+        idle_since = time.monotonic()
+        while True:
+            if self.tick():
+                idle_since = time.monotonic()
+            elif time.monotonic() - idle_since > 30:
+                with self._lock:
+                    self._thread = None
+                return
+            time.sleep(TICK_S)

@@ -1,0 +1,161 @@
+"""The express lane's page and API: from a ZIP or images and a trigger word to a proven LoRA.
+
+    POST /api/express               {trigger_word, kind, name?} -> the chain and its (new) dataset
+    POST /api/express/<id>/start    {sessions: [...]} after the files are uploaded to the dataset
+    GET  /api/express/<id>          every stage with its progress and ETA, the plan, samples, the proof
+    POST /api/express/<id>/retry | /stop
+Files the trainer serves (samples, the LoRA) are given as trainer paths: the page prefixes the
+trainer's address.
+"""
+
+from __future__ import annotations
+
+from flask import Blueprint, current_app, jsonify, render_template
+
+from app import context, express
+from app.express_rules import ExpressInputError, check_kind, check_trigger
+from app.store import NotFound, slugify, summary
+from studio.jobs import ACTIVE, Job
+from studio.web import ApiError, json_body
+from trainer import library
+
+bp = Blueprint("express", __name__)
+
+
+def driver() -> express.ExpressDriver:
+    return current_app.extensions["express_driver"]
+
+
+def _load(express_id: str) -> Job:
+    job = context.jobs().find(express_id)
+    if job is None or job.kind != "express":
+        raise ApiError("There is no such express run.", 404)
+    return job
+
+
+@bp.get("/express")
+def express_page():
+    return render_template("express.html", express_id=None, page={"chunk_bytes": context.settings().upload_chunk_mb
+                                                                  * 2**20})
+
+
+@bp.get("/express/<express_id>")
+def express_progress_page(express_id: str):
+    _load(express_id)
+    return render_template("express.html", express_id=express_id, page={})
+
+
+@bp.get("/api/express")
+def list_express():
+    return jsonify({"runs": [job.public() for job in context.jobs().list(kind="express", limit=50)]})
+
+
+@bp.post("/api/express")
+def create_express():
+    body = json_body()
+    try:
+        trigger = check_trigger(body.get("trigger_word"))
+        kind = check_kind(body.get("kind", "other"))
+        name = body.get("name") or trigger
+        if not isinstance(name, str) or not name.strip():
+            raise ExpressInputError("name", "The name must be text.")
+        if not context.settings().demo:
+            express.gpu_precheck()
+    except ExpressInputError as exc:
+        raise ApiError(exc.message, 422, details=[{"field": exc.field, "message": exc.message}]) from None
+    try:
+        dataset = context.store().create(name, trigger)
+    except ValueError as exc:
+        raise ApiError(str(exc), 422) from None
+    settings = {"trigger_word": trigger, "kind": kind, "export_name": slugify(dataset.meta()["name"]),
+                "lora_name": express.lora_name(dataset.meta()["name"]), "sessions": []}
+    job, _ = context.jobs().create("express", name=settings["lora_name"], dataset=dataset.id, config=settings,
+                                   total=len(express.STAGES), message="Waiting for the upload.")
+    context.jobs().start(job.id, None)
+    context.jobs().progress(job.id, {"phase": "upload"})
+    return jsonify(describe(context.jobs().get(job.id))), 201
+
+
+@bp.post("/api/express/<express_id>/start")
+def start_express(express_id: str):
+    job = _load(express_id)
+    sessions = json_body().get("sessions", [])
+    if not isinstance(sessions, list) or not all(isinstance(s, str) for s in sessions):
+        raise ApiError("'sessions' must be a list of upload session ids.", 422)
+    if not sessions and not context.dataset(job.dataset).image_names():
+        raise ApiError("Upload a ZIP or images first: this run has none.", 422)
+    express.begin(job, sessions)
+    driver().ensure_running()
+    return jsonify(describe(context.jobs().get(job.id))), 202
+
+
+@bp.get("/api/express/<express_id>")
+def get_express(express_id: str):
+    job = _load(express_id)
+    if job.status == "running":
+        job = express.advance(job)
+        driver().ensure_running()
+    return jsonify(describe(job))
+
+
+@bp.post("/api/express/<express_id>/retry")
+def retry_express(express_id: str):
+    job = express.retry(_load(express_id))
+    driver().ensure_running()
+    return jsonify(describe(job))
+
+
+@bp.post("/api/express/<express_id>/stop")
+def stop_express(express_id: str):
+    return jsonify(describe(express.stop(_load(express_id))))
+
+
+def _stage(stage: str, job: Job | None, express_row: Job) -> dict:
+    if job is None:
+        done = express.STAGES.index(stage) < express.STAGES.index(express_row.phase) \
+            if express_row.phase in express.STAGES else express_row.phase == "done"
+        return {"stage": stage, "status": "skipped" if done else "waiting", "done": 0, "total": 0}
+    out = {"stage": stage, "job_id": job.id, "status": job.status, "done": job.done, "total": job.total,
+           "eta_s": job.eta_s, "message": job.message, "error": job.error, "stopping": job.stopping,
+           "errors": job.errors[:50], "result": job.result}
+    if stage == "train":
+        out.update({"loss": job.loss, "job_page": f"/jobs/{job.id}", "edit_settings": f"/new?from={job.id}",
+                    "dataset_version": job.dataset_version})
+    return out
+
+
+def _training_outputs(train: Job) -> dict:
+    """Samples (base / LoRA / LoRA without trigger) and, once finished, the downloadable proof."""
+    workspace = context.workspace()
+    job_dir = workspace.jobs / train.id
+    shots = library.samples(job_dir)
+    for group in shots:
+        group["pairs"] = library.pair_urls(train.id, group["pairs"])
+    out: dict = {"samples": shots}
+    if train.status == "completed":
+        lora = library.final_lora(train, job_dir)
+        found = library.proof(job_dir) or {}
+        comfy = workspace.comfyui_loras
+        out["proof"] = {
+            "lora": library.file_url(train.id, f"lora/{lora.name}") if lora else None,
+            "lora_file": lora.name if lora else None,
+            "lora_bytes": lora.stat().st_size if lora else None,
+            "grid": library.file_url(train.id, found["grid"]) if found.get("grid") else None,
+            "readme": library.file_url(train.id, found["readme"]) if found.get("readme") else None,
+            "library_path": str(workspace.loras / lora.name) if lora else None,
+            "comfyui_path": str(comfy / lora.name) if comfy and lora and (comfy / lora.name).exists() else None,
+        }
+    return out
+
+
+def describe(job: Job) -> dict:
+    stages = express.stages_of(job)
+    body = {"express": job.public(), "stages": [_stage(s, stages.get(s), job) for s in express.STAGES],
+            "plan": job.config.get("plan"), "active": job.status in ACTIVE}
+    try:
+        body["dataset"] = summary(context.dataset(job.dataset))
+    except NotFound:  # the dataset was deleted: the run's record stays readable
+        body["dataset"] = None
+    if stages.get("train"):
+        body.update(_training_outputs(stages["train"]))
+    return body

@@ -1,0 +1,208 @@
+// The express page: a ZIP or images + a trigger word -> upload, caption, export, train, proof.
+// Everything after the upload is state on the server: a reload (or a pod restart) shows the same run.
+(function () {
+  const { api, toast, esc, formatBytes, formatDuration } = window.studio;
+  const $ = (id) => document.getElementById(id);
+  const root = $("express");
+  const trainer = (path) => window.studio.toolUrl("trainer").replace(/\/$/, "") + path;
+  const STAGE_TITLES = { upload: "Upload", import: "Check images", caption: "Caption", export: "Export", train: "Train" };
+  let expressId = root.dataset.expressId || null;
+  let files = [];
+  let upload = null; // {done, total, text} while this page uploads
+  let timer = null;
+
+  // ---- the form
+  function chooseFiles(list) {
+    files = Array.from(list || []);
+    const bytes = files.reduce((n, f) => n + f.size, 0);
+    $("x-chosen").textContent = files.length ? `${files.length} file${files.length === 1 ? "" : "s"}, ${formatBytes(bytes)}` : "";
+  }
+  const drop = $("x-drop");
+  drop.addEventListener("click", () => $("x-files").click());
+  drop.addEventListener("keydown", (e) => { if (e.key === "Enter" || e.key === " ") { e.preventDefault(); $("x-files").click(); } });
+  $("x-files").addEventListener("change", (e) => chooseFiles(e.target.files));
+  drop.addEventListener("dragover", (e) => { e.preventDefault(); drop.classList.add("over"); });
+  drop.addEventListener("dragleave", () => drop.classList.remove("over"));
+  drop.addEventListener("drop", (e) => { e.preventDefault(); drop.classList.remove("over"); chooseFiles(e.dataTransfer.files); });
+
+  $("express-form").addEventListener("submit", async (e) => {
+    e.preventDefault();
+    $("x-error").textContent = "";
+    if (!files.length) { $("x-error").textContent = "Choose a ZIP or some images first."; return; }
+    const kind = (document.querySelector("input[name=kind]:checked") || {}).value || "other";
+    $("x-go").disabled = true;
+    try {
+      const made = await api("/api/express", { method: "POST", json: { trigger_word: $("x-trigger").value, kind } });
+      expressId = made.express.id;
+      history.replaceState(null, "", `/express/${expressId}`);
+      $("express-form").hidden = true;
+      $("x-run").hidden = false;
+      render(made);
+      await uploadAndStart(made);
+    } catch (err) {
+      $("x-error").textContent = err.message;
+    }
+    $("x-go").disabled = false;
+  });
+
+  async function uploadAndStart(run) {
+    const base = `/api/datasets/${encodeURIComponent(run.express.dataset)}`;
+    const total = files.reduce((n, f) => n + f.size, 0) || 1;
+    const started = performance.now();
+    let finished = 0;
+    const sessions = [];
+    upload = { done: 0, total, text: "starting" };
+    for (const file of files) {
+      const ui = {
+        set(fraction) {
+          const done = finished + fraction * file.size;
+          const elapsed = (performance.now() - started) / 1000;
+          const eta = done ? (elapsed * (total - done)) / done : null;
+          upload = { done, total, text: `${file.name} · ${formatBytes(done)} of ${formatBytes(total)}`, eta };
+          renderUpload();
+        },
+      };
+      try {
+        sessions.push(await window.chunkedUpload.uploadFile(base, file, ui));
+      } catch (err) {
+        toast(`${file.name}: ${err.message}`, "error", 8000);
+      }
+      finished += file.size;
+    }
+    upload = null;
+    if (!sessions.length) { showUploadAgain("Nothing could be uploaded: choose the files again."); return; }
+    render(await api(`/api/express/${expressId}/start`, { method: "POST", json: { sessions } }));
+    poll();
+  }
+
+  function showUploadAgain(message) {
+    $("x-message").textContent = message;
+    $("express-form").hidden = false;
+    $("x-trigger").closest("form").querySelectorAll("label[for=x-trigger], #x-trigger, .x-kinds").forEach((el) => { el.hidden = true; });
+    $("x-go").textContent = "Upload and go on";
+    $("express-form").onsubmit = async (e) => {
+      e.preventDefault();
+      if (!files.length) { $("x-error").textContent = "Choose a ZIP or some images first."; return; }
+      $("express-form").hidden = true;
+      await uploadAndStart(await api(`/api/express/${expressId}`));
+    };
+  }
+
+  // ---- the run
+  function bar(done, total) {
+    const pct = total ? Math.min(100, Math.round((100 * done) / total)) : 0;
+    return `<div class="progress"><div style="width:${pct}%"></div></div>`;
+  }
+
+  function renderUpload() {
+    const el = document.querySelector(".x-stage[data-stage=upload]");
+    if (!el || !upload) return;
+    el.className = "x-stage running";
+    el.querySelector(".state").textContent = upload.eta != null ? `${formatDuration(upload.eta)} left` : "uploading";
+    el.querySelector(".body").innerHTML = bar(upload.done, upload.total) + `<div class="msg">${esc(upload.text)}</div>`;
+  }
+
+  function stageCard(s) {
+    const running = s.status === "running" || s.status === "queued";
+    const state = running ? (s.eta_s != null ? `${formatDuration(s.eta_s)} left` : s.status) : s.status;
+    let body = s.total ? bar(s.done, s.total) + `<div class="msg">${s.done} / ${s.total}</div>` : "";
+    if (s.stage === "train" && s.loss != null) body += `<div class="msg">loss ${Number(s.loss).toFixed(4)}</div>`;
+    const text = s.error || s.message;
+    if (text && s.status !== "waiting") body += `<div class="msg">${esc(text)}</div>`;
+    if (s.errors && s.errors.length) body += `<div class="msg">${s.errors.length} image(s) could not be captioned</div>`;
+    if (s.stage === "train" && s.job_page) body += `<div class="msg"><a href="${esc(trainer(s.job_page))}" target="_blank" rel="noopener">Open the job page</a></div>`;
+    return `<li class="x-stage ${esc(s.status)}" data-stage="${esc(s.stage)}"><h3>${STAGE_TITLES[s.stage]}<span class="state">${esc(state)}</span></h3><div class="body">${body}</div></li>`;
+  }
+
+  function renderStages(run) {
+    const phase = run.express.phase;
+    const uploadStatus = phase === "upload" ? (upload ? "running" : "waiting") : "completed";
+    const uploadCard = { stage: "upload", status: uploadStatus, done: 0, total: 0,
+      message: phase === "upload" ? "" : `${(run.dataset || {}).images || 0} images in the dataset` };
+    $("x-stages").innerHTML = [uploadCard, ...run.stages].map(stageCard).join("");
+    renderUpload();
+  }
+
+  function renderPlan(run) {
+    if (!run.plan) { $("x-plan").hidden = true; return; }
+    $("x-plan").hidden = false;
+    const rows = run.plan.choices.map((c) => `<tr><td>${esc(c.setting)}</td><td><code>${esc(JSON.stringify(c.value))}</code></td><td>${esc(c.why)}</td></tr>`);
+    const where = { gpu: "on this GPU", cpu: "on the CPU", demo: "in demo mode" }[run.plan.estimate_device] || "";
+    rows.unshift(`<tr><td>estimate</td><td>${formatDuration(run.plan.estimated_s)}</td><td>a rough guess ${where}</td></tr>`);
+    $("x-plan-table").innerHTML = rows.join("");
+    const train = run.stages.find((s) => s.stage === "train");
+    if (train && train.edit_settings) $("x-edit").href = trainer(train.edit_settings);
+    $("x-edit").hidden = !(train && train.edit_settings);
+  }
+
+  function renderWarnings(run) {
+    const notes = (run.plan && run.plan.warnings) || [];
+    $("x-warnings").hidden = !notes.length;
+    $("x-warnings").innerHTML = notes.map((n) => `<p class="x-warn">⚠ ${esc(n)}</p>`).join("");
+  }
+
+  function figure(url, label) {
+    if (!url) return `<figure><figcaption>${esc(label)}: none</figcaption></figure>`;
+    return `<figure><img loading="lazy" src="${esc(trainer(url))}" alt="${esc(label)}"><figcaption>${esc(label)}</figcaption></figure>`;
+  }
+
+  function renderSamples(run) {
+    const steps = run.samples || [];
+    $("x-samples").hidden = !steps.length;
+    $("x-sample-steps").innerHTML = steps.slice(-2).reverse().map((group) => `<h4>Step ${group.step}</h4>` +
+      group.pairs.map((p) => `<div class="x-prompt">${esc(p.prompt)}</div><div class="x-pairs">
+        ${figure(p.base, "base model")}${figure(p.lora, "with the LoRA")}${figure(p.lora_no_trigger, "LoRA, no trigger word")}</div>`).join("")).join("");
+  }
+
+  function renderDone(run) {
+    const proof = run.proof;
+    $("x-done").hidden = !proof;
+    if (!proof) return;
+    const links = [];
+    if (proof.lora) links.push(`<a class="button primary" id="x-download" href="${esc(trainer(proof.lora))}" download>Download ${esc(proof.lora_file)} (${formatBytes(proof.lora_bytes)})</a>`);
+    if (proof.readme) links.push(`<a class="button" href="${esc(trainer(proof.readme))}" target="_blank" rel="noopener">README.txt</a>`);
+    $("x-done").innerHTML = `<h3>Your LoRA is ready</h3><div class="x-links">${links.join("")}</div>
+      <p class="muted">Copied to <code>${esc(proof.library_path || "")}</code>${proof.comfyui_path ? ` and to ComfyUI: <code>${esc(proof.comfyui_path)}</code>` : " (install ComfyUI in the workspace to have it copied there too)"}.</p>
+      ${proof.grid ? `<img class="x-grid" id="x-grid" src="${esc(trainer(proof.grid))}" alt="Base model and LoRA side by side">` : ""}`;
+  }
+
+  function render(run) {
+    const x = run.express;
+    $("x-title").textContent = `${x.name} · trigger word ${x.config.trigger_word}`;
+    const message = x.error || x.message || "";
+    if (!(x.phase === "upload" && upload)) $("x-message").textContent = message;
+    renderStages(run);
+    renderPlan(run);
+    renderWarnings(run);
+    renderSamples(run);
+    renderDone(run);
+    $("x-retry").hidden = !(x.status === "failed" || x.status === "stopped");
+    $("x-stop").hidden = !(x.status === "running" && x.phase !== "upload");
+    if (x.status === "running" && x.phase === "upload" && !upload && !files.length) {
+      showUploadAgain("The upload did not finish: choose the files again to go on.");
+    } else if (x.status === "failed" && x.phase === "import" && !upload) {
+      showUploadAgain(`${message} Choose other files to go on.`);
+    }
+  }
+
+  async function poll() {
+    clearTimeout(timer);
+    try {
+      const run = await api(`/api/express/${expressId}`);
+      render(run);
+      if (run.active || (run.express.status === "completed" && !run.proof)) timer = setTimeout(poll, 1500);
+    } catch (err) {
+      $("x-message").textContent = err.status === 404 ? "This express run does not exist." : `${err.message}: retrying…`;
+      if (err.status !== 404) timer = setTimeout(poll, 3000);
+    }
+  }
+
+  $("x-retry").onclick = async () => {
+    try { render(await api(`/api/express/${expressId}/retry`, { method: "POST" })); poll(); } catch (err) { toast(err.message, "error", 7000); }
+  };
+  $("x-stop").onclick = async () => {
+    try { render(await api(`/api/express/${expressId}/stop`, { method: "POST" })); poll(); } catch (err) { toast(err.message, "error", 7000); }
+  };
+
+  if (expressId) poll();
+})();

@@ -1,0 +1,326 @@
+"""The express lane: bad input is refused before anything starts, the chain moves through its stages,
+survives a restart in the middle of each one, and a failed stage can be retried with nothing lost.
+
+The caption service is the stand-in that speaks its HTTP contract (tests/test_datasets_autocaption.py);
+training runs the real engine on the tiny demo model through a real worker."""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import sys
+import time
+import zipfile
+
+import pytest
+
+import app as datasets_app
+from app.express_plan import Gpu, make_plan
+from app.express_rules import ExpressInputError, check_trigger, sample_prompts
+from studio.jobs import JobStore
+from studio.settings import load_settings
+from tests.test_datasets_autocaption import StandIn
+from tests.test_datasets_support import image_bytes
+
+
+def _dead_owner() -> str:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return f"{proc.pid}:1"
+
+
+@pytest.fixture
+def stand_in():
+    server = StandIn()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def studio(demo_root, stand_in):
+    def make(**env):
+        settings = load_settings({"STUDIO_ROOT": str(demo_root), "STUDIO_DEMO": "1", "CAPTION_URL": stand_in.url,
+                                  **{k: str(v) for k, v in env.items()}})
+        return settings, datasets_app.create_app(settings)
+
+    return make
+
+
+def _zip(count: int, size=(96, 80)) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for i in range(count):
+            archive.writestr(f"photos/cat{i}.png", image_bytes(i, size=size))
+        archive.writestr("notes/readme.md", b"not an image")
+    return buffer.getvalue()
+
+
+def _create(client, trigger="zxcat", kind="object") -> dict:
+    response = client.post("/api/express", json={"trigger_word": trigger, "kind": kind})
+    assert response.status_code == 201, response.get_json()
+    return response.get_json()
+
+
+def _upload_session(client, dataset_id: str, name: str, data: bytes) -> str:
+    session = client.post(f"/api/datasets/{dataset_id}/uploads", json={"filename": name, "size": len(data)}).get_json()
+    size = session["chunk_size"]
+    for n in range(session["chunks"]):
+        chunk = data[n * size:(n + 1) * size]
+        assert client.put(f"/api/datasets/{dataset_id}/uploads/{session['id']}/chunks/{n}", data=chunk,
+                          content_type="application/octet-stream").status_code == 200
+    return session["id"]
+
+
+def _drive(app, express_id: str, until, limit: int = 400):
+    """Advance the chain (as the driver thread does) until `until(run)` holds."""
+    client = app.test_client()
+    for _ in range(limit):
+        app.extensions["express_driver"].tick()
+        run = client.get(f"/api/express/{express_id}").get_json()
+        if until(run):
+            return run
+        time.sleep(0.05)
+    raise AssertionError(f"the chain did not get there: {run['express']}")
+
+
+def _run_worker(settings) -> None:
+    from trainer.worker import Worker
+
+    worker = Worker(settings, poll_s=0.1, unload_caption=False)
+    job = worker.run_once()
+    assert job is not None and job.status == "completed", job and (job.error or job.message)
+
+
+# -- input checked before anything starts ------------------------------------------------------------
+@pytest.mark.parametrize(("word", "says"), [
+    ("", "Type a trigger word"), ("   ", "Type a trigger word"), ("my cat", "without spaces: try 'my_cat'"),
+    ("cat", "common word"), ("Dogs", "common word"), ("photo", "common word"), ("ab", "3 to 40"),
+    ("zx/cat", "letters, digits"), (None, "Type a trigger word")])
+def test_bad_trigger_words_are_refused_with_a_suggestion(studio, word, says):
+    _, app = studio()
+    client = app.test_client()
+    response = client.post("/api/express", json={"trigger_word": word, "kind": "object"})
+    assert response.status_code == 422 and says in response.get_json()["error"]
+    assert client.get("/api/datasets").get_json()["datasets"] == []  # nothing was created
+
+
+def test_a_good_trigger_word_and_kinds():
+    assert check_trigger(" zxcat ") == "zxcat" and check_trigger("m1a_person") == "m1a_person"
+    with pytest.raises(ExpressInputError):
+        check_trigger("woman")
+
+
+def test_unknown_kind_is_refused(studio):
+    _, app = studio()
+    response = app.test_client().post("/api/express", json={"trigger_word": "zxcat", "kind": "landscape"})
+    assert response.status_code == 422 and "person, object, style, other" in response.get_json()["error"]
+
+
+def test_no_gpu_or_a_small_one_is_refused_before_the_upload(studio, tmp_path, monkeypatch):
+    from trainer import validation
+
+    _, app = studio(STUDIO_DEMO=0)
+    client = app.test_client()
+    monkeypatch.setattr(validation, "_gpu_cache", {})
+    monkeypatch.setenv("PATH", str(tmp_path))  # no nvidia-smi
+    response = client.post("/api/express", json={"trigger_word": "zxcat", "kind": "object"})
+    assert response.status_code == 422 and "No NVIDIA GPU" in response.get_json()["error"]
+    fake = tmp_path / "nvidia-smi"  # what nvidia-smi prints on an 8 GB card
+    fake.write_text("#!/bin/sh\ncase \"$1\" in *memory.free*) echo '7900';; *) echo 'NVIDIA RTX 2070, 8192';; esac\n")
+    fake.chmod(0o755)
+    monkeypatch.setattr(validation, "_gpu_cache", {})
+    response = client.post("/api/express", json={"trigger_word": "zxcat", "kind": "object"})
+    assert response.status_code == 422 and "smallest memory preset" in response.get_json()["error"]
+    assert client.get("/api/datasets").get_json()["datasets"] == []
+
+
+# -- the plan -----------------------------------------------------------------------------------------
+def test_plan_derives_steps_resolutions_and_preset_from_the_data_and_the_gpu():
+    big = [(1600, 1200)] * 12 + [(900, 800)] * 8
+    plan = make_plan(name="cat", trigger="zxcat", kind="object", sizes=big, captions=["a cat on a sofa"] * 20,
+                     gpu=Gpu("NVIDIA H100 80GB HBM3", 80, 79), demo=False)
+    chosen = {c["setting"]: c for c in plan.choices}
+    assert plan.config["steps"] == 2000 and "20 images x 100 steps" in chosen["steps"]["why"]
+    assert plan.preset == "48gb" and plan.config["quantize_base"] == "none"
+    assert plan.config["resolutions"] == [512, 768, 1024] and plan.config["sample_every"] == 500
+    assert plan.config["sample_prompts"][0] == "[trigger], a cat on a sofa" and plan.estimate_device == "gpu"
+    assert plan.warnings == []
+    small = make_plan(name="cat", trigger="zxcat", kind="object", sizes=[(700, 600)] * 3, captions=[],
+                      gpu=Gpu("NVIDIA RTX 4090", 24, 23), demo=False)
+    assert small.preset == "24gb" and small.config["resolutions"] == [512] and small.config["steps"] == 500
+    assert "Only 3 images" in small.warnings[0]
+    many = make_plan(name="cat", trigger="zxcat", kind="style", sizes=[(1024, 1024)] * 612, captions=["x"],
+                     gpu=Gpu("NVIDIA L4", 24, 16), demo=False)
+    assert many.preset == "16gb" and many.config["steps"] == 4000 and "612 images" in many.warnings[0]
+    with pytest.raises(ExpressInputError, match="only 9.0 GB free"):
+        make_plan(name="cat", trigger="zxcat", kind="object", sizes=big, captions=[], gpu=Gpu("RTX", 24, 9),
+                  demo=False)
+    with pytest.raises(ExpressInputError, match="No usable images"):
+        make_plan(name="cat", trigger="zxcat", kind="object", sizes=[], captions=[], gpu=None, demo=True)
+
+
+def test_sample_prompts_use_the_captions_and_a_new_scene_per_kind():
+    prompts = sample_prompts("person", ["a person in a red coat", "a person sitting on stairs in a park at noon"])
+    assert prompts[0] == "[trigger], a person in a red coat" and "stairs" in prompts[1]
+    assert "beach" in prompts[2] and all(p.startswith("[trigger]") for p in prompts)
+    assert sample_prompts("style", [])[-1].endswith("[trigger] style")
+
+
+# -- the whole chain ----------------------------------------------------------------------------------
+@pytest.mark.slow
+def test_zip_to_lora_with_base_and_lora_samples(studio):
+    settings, app = studio()
+    client = app.test_client()
+    made = _create(client)
+    express_id, dataset_id = made["express"]["id"], made["express"]["dataset"]
+    assert made["express"]["phase"] == "upload" and made["stages"][0]["status"] == "waiting"
+    session = _upload_session(client, dataset_id, "cats.zip", _zip(6))
+    assert client.post(f"/api/express/{express_id}/start", json={"sessions": [session]}).status_code == 202
+    run = _drive(app, express_id, lambda r: r["express"]["phase"] == "train")
+    assert [s["status"] for s in run["stages"][:3]] == ["completed"] * 3
+    dataset = run["dataset"]
+    assert dataset["images"] == 6 and dataset["captioned"] == 6 and dataset["trigger_word"] == "zxcat"
+    plan = run["plan"]
+    assert plan["config"]["trigger_word"] == "zxcat" and plan["images"] == 6 and plan["estimate_device"] == "demo"
+    train = run["stages"][3]
+    assert train["edit_settings"] == f"/new?from={train['job_id']}" and train["dataset_version"]
+    _run_worker(settings)
+    run = _drive(app, express_id, lambda r: r["express"]["status"] != "running")
+    assert run["express"]["status"] == "completed", run["express"]
+    proof = run["proof"]
+    assert proof["lora"].endswith(".safetensors") and proof["grid"] and proof["readme"]
+    assert proof["library_path"].endswith(proof["lora_file"])
+    last = run["samples"][-1]["pairs"]
+    assert all(p["base"] and p["lora"] for p in last) and any(p["lora_no_trigger"] for p in last)
+
+
+# -- a restart in the middle of each stage ------------------------------------------------------------
+def _orphan_stage(settings, express_id: str, kind: str, dataset: str) -> str:
+    """A stage job left running by a process that died (what a pod restart leaves behind)."""
+    store = JobStore(settings.root / "studio.db")
+    job, _ = store.create(kind, dataset=dataset, parent_id=express_id, total=3)
+    store.start(job.id, _dead_owner())
+    store.progress(express_id, {"phase": kind})
+    return job.id
+
+
+@pytest.mark.parametrize("stage", ["import", "caption", "export"])
+def test_a_restart_in_the_middle_of_a_dataset_stage_runs_it_again(studio, stage):
+    settings, app = studio()
+    client = app.test_client()
+    made = _create(client)
+    express_id, dataset_id = made["express"]["id"], made["express"]["dataset"]
+    session = _upload_session(client, dataset_id, "cats.zip", _zip(4))
+    store = JobStore(settings.root / "studio.db")
+    store.update(express_id, config={**made["express"]["config"], "sessions": [session]})
+    if stage != "import":  # the earlier stages finished before the restart
+        import_job = client.post(f"/api/datasets/{dataset_id}/imports", json={"sessions": [session]}).get_json()
+        _wait_for_job(store, import_job["id"])
+    if stage == "export":
+        client.post(f"/api/datasets/{dataset_id}/caption", json={"mode": "skip"})
+        _wait_for_job(store, store.latest("caption", dataset_id).id)
+    orphan = _orphan_stage(settings, express_id, stage, dataset_id)
+    restarted = datasets_app.create_app(settings)  # the pod starts again
+    assert store.get(orphan).status == "interrupted"
+    run = _drive(restarted, express_id, lambda r: r["express"]["phase"] == "train")
+    stage_row = next(s for s in run["stages"] if s["stage"] == stage)
+    assert stage_row["status"] == "completed" and stage_row["job_id"] != orphan
+    assert run["dataset"]["images"] == 4  # an import run twice adds nothing twice
+    assert run["express"]["relaunches"] == 1
+
+
+def _wait_for_job(store, job_id: str, timeout: float = 30.0):
+    deadline = time.monotonic() + timeout
+    while store.get(job_id).status in ("queued", "running") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert store.get(job_id).status == "completed", store.get(job_id).error
+
+
+@pytest.mark.slow
+def test_a_restart_in_the_middle_of_training_continues_it(studio):
+    settings, app = studio()
+    client = app.test_client()
+    made = _create(client)
+    express_id, dataset_id = made["express"]["id"], made["express"]["dataset"]
+    client.post(f"/api/datasets/{dataset_id}/upload?wait=20",
+                data={"files": [(io.BytesIO(image_bytes(i, size=(96, 80))), f"c{i}.png") for i in range(3)]},
+                content_type="multipart/form-data")
+    client.post(f"/api/express/{express_id}/start", json={})
+    run = _drive(app, express_id, lambda r: r["express"]["phase"] == "train")
+    store = JobStore(settings.root / "studio.db")
+    train_id = run["stages"][3]["job_id"]
+    store.claim("train", _dead_owner())  # a worker took it and died
+    from trainer.recovery import reconcile
+
+    reconcile(store, settings.root / "trainer" / "jobs")
+    assert store.get(train_id).status == "queued"
+    restarted = datasets_app.create_app(settings)
+    assert restarted.test_client().get(f"/api/express/{express_id}").get_json()["express"]["status"] == "running"
+    _run_worker(settings)
+    assert _drive(restarted, express_id, lambda r: r["express"]["status"] != "running")["express"]["status"] == \
+        "completed"
+
+
+# -- failures: a clear message, nothing lost, the stage can be retried --------------------------------
+def test_an_all_rejected_zip_fails_clearly_and_a_retry_goes_on(studio):
+    settings, app = studio()
+    client = app.test_client()
+    made = _create(client)
+    express_id, dataset_id = made["express"]["id"], made["express"]["dataset"]
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("broken.png", b"not really a png")
+        archive.writestr("notes.txt", b"hello")
+    session = _upload_session(client, dataset_id, "bad.zip", buffer.getvalue())
+    client.post(f"/api/express/{express_id}/start", json={"sessions": [session]})
+    run = _drive(app, express_id, lambda r: r["express"]["status"] != "running")
+    assert run["express"]["status"] == "failed" and "No usable images" in run["express"]["error"]
+    assert client.get(f"/api/datasets/{dataset_id}").status_code == 200  # the dataset is kept
+    client.post(f"/api/datasets/{dataset_id}/upload?wait=20",
+                data={"files": [(io.BytesIO(image_bytes(7)), "good.png")]}, content_type="multipart/form-data")
+    assert client.post(f"/api/express/{express_id}/retry").status_code == 200
+    run = _drive(app, express_id, lambda r: r["express"]["phase"] == "train")
+    assert run["dataset"]["images"] == 1 and "Only 1 image" in run["plan"]["warnings"][0]
+
+
+def test_an_empty_zip_fails_clearly(studio):
+    _, app = studio()
+    client = app.test_client()
+    made = _create(client)
+    buffer = io.BytesIO()
+    zipfile.ZipFile(buffer, "w").close()
+    session = _upload_session(client, made["express"]["dataset"], "empty.zip", buffer.getvalue())
+    client.post(f"/api/express/{made['express']['id']}/start", json={"sessions": [session]})
+    run = _drive(app, made["express"]["id"], lambda r: r["express"]["status"] != "running")
+    assert run["express"]["status"] == "failed"
+    assert "no images" in run["express"]["error"].lower() or "No usable images" in run["express"]["error"]
+
+
+def test_a_dead_caption_service_fails_the_stage_and_retry_continues(studio, stand_in):
+    settings, app = studio()
+    client = app.test_client()
+    made = _create(client)
+    express_id, dataset_id = made["express"]["id"], made["express"]["dataset"]
+    client.post(f"/api/datasets/{dataset_id}/upload?wait=20",
+                data={"files": [(io.BytesIO(image_bytes(i)), f"c{i}.png") for i in range(2)]},
+                content_type="multipart/form-data")
+    stand_in.status = "error"
+    client.post(f"/api/express/{express_id}/start", json={})
+    run = _drive(app, express_id, lambda r: r["express"]["status"] != "running")
+    assert run["express"]["status"] == "failed" and "Captioning cannot start" in run["express"]["error"]
+    assert run["dataset"]["images"] == 2
+    stand_in.status = "ready"
+    client.post(f"/api/express/{express_id}/retry")
+    run = _drive(app, express_id, lambda r: r["express"]["phase"] == "train")
+    assert run["dataset"]["captioned"] == 2
+
+
+def test_start_needs_images_and_happens_once(studio):
+    _, app = studio()
+    client = app.test_client()
+    made = _create(client)
+    express_id = made["express"]["id"]
+    assert client.post(f"/api/express/{express_id}/start", json={}).status_code == 422
+    assert client.post(f"/api/express/{express_id}/start", json={"sessions": "x"}).status_code == 422
+    assert client.get("/api/express/nope").status_code == 404
+    assert client.post(f"/api/express/{express_id}/retry").status_code == 409
