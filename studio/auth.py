@@ -1,7 +1,7 @@
 """Password protection shared by every web service.
 
 With STUDIO_PASSWORD unset the studio is open (pages show a banner saying so). With it set, every
-route except the health check, login and logout needs either `Authorization: Bearer <password>`
+route except the health check, the favicon, login and logout needs either `Authorization: Bearer <password>`
 or the signed session cookie the login page sets. API clients get 401, browsers a redirect.
 Every password try (the login form and Bearer; Basic is not accepted) goes through one limiter per
 client address (`studio.login_limiter`): too many wrong ones answer 429 with Retry-After.
@@ -19,7 +19,8 @@ from flask import Blueprint, Flask, current_app, g, jsonify, redirect, render_te
 
 from studio.login_limiter import LoginLimiter
 
-PUBLIC_ENDPOINTS = {"health", "auth.login", "auth.logout"}
+# The favicon is public like /health: browsers fetch it without credentials, and it is the same for everyone.
+PUBLIC_ENDPOINTS = {"health", "favicon", "auth.login", "auth.logout"}
 LIMITER_EXTENSION = "studio_login_limiter"
 TOO_MANY = "Too many wrong passwords from this address: try again in {wait} s."
 

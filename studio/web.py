@@ -12,6 +12,7 @@ from werkzeug.exceptions import HTTPException
 
 from studio.atomic import atomic_write_text
 from studio.auth import LIMITER_EXTENSION, create_auth_blueprint, require_login
+from studio.favicon import favicon
 from studio.json_limits import CONFIG_MAX_BYTES, DEFAULT_MAX_BYTES, JsonBodyError, read_json_request, request_json
 from studio.login_limiter import LoginLimiter
 from studio.origin_guard import guard_origin
@@ -123,6 +124,7 @@ def create_base_app(import_name: str, service: str, title: str, settings: Settin
     # One limiter file for all three services: a password guess on any of them counts for all.
     app.extensions[LIMITER_EXTENSION] = LoginLimiter(workspace.state / "login-failures.db")
     app.register_blueprint(create_auth_blueprint())
+    app.add_url_rule("/favicon.ico", "favicon", favicon)  # public, see studio.auth.PUBLIC_ENDPOINTS
     # In this order: who is asking, whether the change comes from the studio's own pages, then the body.
     app.before_request(require_login)
     app.before_request(guard_origin)

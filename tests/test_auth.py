@@ -8,7 +8,7 @@ import trainer
 from studio.auth import LoginLimiter, password_matches
 
 FACTORIES = {"datasets": datasets_pkg.create_app, "caption": caption_service.create_app, "trainer": trainer.create_app}
-PUBLIC = {"health", "auth.login", "auth.logout"}
+PUBLIC = {"health", "favicon", "auth.login", "auth.logout"}  # the favicon: the same for everyone, no data
 
 
 def routes_of(app):
@@ -50,6 +50,11 @@ def test_every_route_needs_the_password(locked_app):
 
 def test_health_is_public(locked_app):
     assert locked_app.test_client().get("/health").status_code == 200
+
+
+def test_favicon_is_public(locked_app):
+    response = locked_app.test_client().get("/favicon.ico")
+    assert response.status_code == 200 and response.mimetype == "image/vnd.microsoft.icon"
 
 
 def test_bearer_and_wrong_bearer(locked_app):
