@@ -19,6 +19,7 @@ from app.store import Dataset, text_hash
 from studio.job_reporter import JobReporter
 from studio.jobs import ACTIVE, JobError
 from studio.settings import Settings
+from studio.text import plural
 from studio.web import ApiError, json_body
 
 bp = Blueprint("autocaption", __name__)
@@ -130,7 +131,7 @@ def run_captions(job: JobReporter, dataset: Dataset, settings: Settings, options
     snapshot = {name: text_hash(dataset.read_caption(name)) for name in names}
     if options["mode"] == "skip":
         names = [n for n in names if not (dataset.read_caption(n) or "").strip()]
-    job.update(force=True, total=len(names), done=0, message=f"Captioning {len(names)} images")
+    job.update(force=True, total=len(names), done=0, message=f"Captioning {plural(len(names), 'image')}")
     client = CaptionClient(settings, job)
     before: dict[str, str | None] = {}
     captioned, edited = 0, []
@@ -159,9 +160,9 @@ def run_captions(job: JobReporter, dataset: Dataset, settings: Settings, options
     finally:
         save_undo(dataset, "auto-caption", before)
     failed = len(job.errors)
-    message = f"Captioned {captioned} of {len(names)} images"
+    message = f"Captioned {captioned} of {plural(len(names), 'image')}"
     if edited:
-        message += f"; kept {len(edited)} caption(s) you edited during the run"
+        message += f"; kept {plural(len(edited), 'caption')} you edited during the run"
     if failed:
         message += f"; {failed} failed"
     job.update(message=message + ".")

@@ -16,11 +16,12 @@ from flask import Blueprint, Response, jsonify, stream_with_context
 from PIL import Image
 
 from app import context
-from app.store import Dataset, slugify
+from app.store import Dataset, natural_key, slugify
 from studio import exports
 from studio.atomic import atomic_write_json
 from studio.job_reporter import JobReporter
 from studio.jobs import ACTIVE, JobError
+from studio.text import name_list, plural
 from studio.web import ApiError, json_body
 from studio.workspace import Workspace
 
@@ -43,19 +44,33 @@ def _place_image(source: Path, target: Path) -> None:
         shutil.copy2(source, target)
 
 
-def run_export(job: JobReporter, dataset: Dataset, name: str, workspace: Workspace) -> dict:
+def export_selection(meta: dict, include_duplicates: bool = False) -> tuple[list[str], list[str]]:
+    """(images to export, images left out). Exact duplicates flagged in the gallery are left out unless
+    asked for: a copy only makes the model see that picture twice as often. The first image of each
+    group is never flagged, so every picture is still exported once."""
+    records = meta["images"]
+    names = sorted(records, key=natural_key)
+    if include_duplicates:
+        return names, []
+    left_out = [n for n in names if "duplicate_of" in (records[n].get("flags") or {})]
+    skipped = set(left_out)
+    return [n for n in names if n not in skipped], left_out
+
+
+def run_export(job: JobReporter, dataset: Dataset, name: str, workspace: Workspace,
+               include_duplicates: bool = False) -> dict:
     """Build the export beside the versions (same disk, so storing it is a rename), name it by its
     content, then point `name` at it. An unchanged dataset exports to the version it already has."""
     meta = dataset.meta()
     trigger = meta.get("trigger_word", "")
-    names = dataset.image_names()
+    names, left_out = export_selection(meta, include_duplicates)
     if not names:
         raise JobError("This dataset has no images to export.")
     build = exports.versions_root(workspace) / f".build-{name}-{secrets.token_hex(4)}"
     build.mkdir(parents=True)
     content = exports.ContentHash()
     try:
-        job.update(total=len(names), done=0, message=f"Exporting {len(names)} images")
+        job.update(total=len(names), done=0, message=f"Exporting {plural(len(names), 'image')}")
         for index, image in enumerate(names, start=1):
             job.check_stop()
             source = dataset.image_path(image)
@@ -84,23 +99,30 @@ def run_export(job: JobReporter, dataset: Dataset, name: str, workspace: Workspa
     with dataset.lock():
         meta = dataset.meta()
         meta["last_export"] = {"name": name, "version": version, "at": time.time(), "images": len(names),
-                               "path": str(workspace.export_dir(name))}
+                               "left_out": len(left_out), "path": str(workspace.export_dir(name))}
         dataset.save_meta(meta)
     job.store.update(job.id, dataset_version=version)
-    job.update(message=f"Exported {len(names)} images to trainer/datasets/{name} (version {version}).")
-    return {"name": name, "version": version, "images": len(names), "path": str(workspace.export_dir(name))}
+    message = f"Exported {plural(len(names), 'image')} to trainer/datasets/{name} (version {version})."
+    if left_out:
+        message = message[:-1] + (f"; left out {plural(len(left_out), 'exact duplicate')} "
+                                  f"({name_list(left_out)}).")
+    job.update(message=message)
+    return {"name": name, "version": version, "images": len(names), "left_out": left_out,
+            "path": str(workspace.export_dir(name))}
 
 
-def start_export(dataset: Dataset, name: str, parent_id: str | None = None):
-    """Queue an export of `dataset` as `name` (409 while one runs)."""
+def start_export(dataset: Dataset, name: str, parent_id: str | None = None, include_duplicates: bool = False):
+    """Queue an export of `dataset` as `name` (409 while one runs); exact duplicates are left out
+    unless `include_duplicates`."""
     if not dataset.image_names():
         raise ApiError("This dataset has no images to export.", 409)
     current = context.jobs().latest("export", dataset.id)
     if current and current.status in ACTIVE:
         raise ApiError("An export of this dataset is already running.", 409)
     workspace = context.workspace()
-    return context.executor().submit("export", dataset.id, lambda j: run_export(j, dataset, name, workspace), name=name,
-                                     parent_id=parent_id)
+    return context.executor().submit("export", dataset.id,
+                                     lambda j: run_export(j, dataset, name, workspace, include_duplicates),
+                                     name=name, parent_id=parent_id)
 
 
 @bp.post("/api/datasets/<dataset_id>/export")
@@ -110,7 +132,10 @@ def export_dataset(dataset_id: str):
     raw = body.get("name") or dataset.meta().get("name") or dataset.id
     if not isinstance(raw, str):
         raise ApiError("'name' must be text.", 422)
-    return jsonify(start_export(dataset, slugify(raw)).public()), 202
+    include_duplicates = body.get("include_duplicates", False)
+    if not isinstance(include_duplicates, bool):
+        raise ApiError("'include_duplicates' must be true or false.", 422)
+    return jsonify(start_export(dataset, slugify(raw), include_duplicates=include_duplicates).public()), 202
 
 
 @bp.get("/api/datasets/<dataset_id>/export")

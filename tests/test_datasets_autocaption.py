@@ -194,4 +194,4 @@ def test_edit_during_a_run_is_never_lost(make_settings, stand_in):
     assert sorted(job["result"]["skipped_edited"]) == ["w61.png", "w62.png"]
     assert _captions(client, did) == {"w60.png": "60px detailed image", "w61.png": "my edit",
                                       "w62.png": "my other edit"}
-    assert "kept 2 caption(s) you edited" in job["message"]
+    assert "kept 2 captions you edited" in job["message"]
