@@ -138,6 +138,13 @@ def encode_for_caption(path: Path, max_pixels: int) -> bytes:
     return buffer.getvalue()
 
 
+def small_flag(width: int, height: int) -> dict | None:
+    """{"width", "height", "min_side"} for an image whose short side is below SMALL_SIDE, else None."""
+    if min(width, height) >= SMALL_SIDE:
+        return None
+    return {"width": width, "height": height, "min_side": SMALL_SIDE}
+
+
 def duplicate_flags(records: dict[str, dict]) -> dict[str, dict]:
     """name -> {"duplicate_of": name} for exact copies and {"similar_to": name} for near-duplicates.
 

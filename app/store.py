@@ -205,13 +205,16 @@ def natural_key(name: str):
 
 
 def refresh_flags(meta: dict) -> None:
-    """Recompute duplicate / near-duplicate / small flags for every image record."""
+    """Recompute duplicate / near-duplicate / small flags for every image record.
+
+    `small` carries the size and the limit, so the gallery can say how small ("320x240, below 512 px")."""
     images = meta["images"]
     dupes = imaging.duplicate_flags(images)
     for name, record in images.items():
         record["flags"] = dict(dupes.get(name, {}))
-        if min(record.get("width", 0), record.get("height", 0)) < imaging.SMALL_SIDE:
-            record["flags"]["small"] = True
+        small = imaging.small_flag(record.get("width", 0), record.get("height", 0))
+        if small:
+            record["flags"]["small"] = small
 
 
 class DatasetStore:

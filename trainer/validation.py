@@ -22,6 +22,7 @@ from studio import exports
 from studio.model_status import download_state
 from studio.registry import model_paths
 from studio.settings import Settings
+from studio.text import name_list, plural
 from studio.workspace import UnsafePathError, Workspace, safe_name
 
 log = logging.getLogger(__name__)
@@ -179,7 +180,8 @@ def _check_dataset(workspace: Workspace, payload: dict, config: dict | None, rep
         report.error("dataset", f"The dataset {name!r} has no images (.jpg, .png, .webp).")
         return
     if len(images) < 5:
-        report.warn("dataset", f"Only {len(images)} image(s): 10-30 varied images usually give a better LoRA.")
+        report.warn("dataset", f"Only {plural(len(images), 'image')}: 10-30 varied images usually give a better "
+                               "LoRA.")
     present = set(entries)
     uncaptioned = []
     for image in images:
@@ -187,14 +189,13 @@ def _check_dataset(workspace: Workspace, payload: dict, config: dict | None, rep
         if caption not in present or (folder / caption).stat().st_size == 0:
             uncaptioned.append(image)
     if uncaptioned:
-        names = ", ".join(uncaptioned[:3]) + ("…" if len(uncaptioned) > 3 else "")
+        names = name_list(uncaptioned)
+        count = f"{plural(len(uncaptioned), 'image')} {'has' if len(uncaptioned) == 1 else 'have'} no caption"
         if config and config.get("missing_captions") == "error":
-            report.error("dataset", f"{len(uncaptioned)} image(s) have no caption ({names}); caption them or set "
-                                    "missing captions to default_caption.")
+            report.error("dataset", f"{count} ({names}); caption them or set missing captions to default_caption.")
         else:
             default = (config or {}).get("default_caption", "[trigger]")
-            report.warn("dataset", f"{len(uncaptioned)} image(s) have no caption ({names}); they train with the "
-                                   f"default caption {default!r}.")
+            report.warn("dataset", f"{count} ({names}); they train with the default caption {default!r}.")
     _check_images(folder, images, config, report)
 
 
@@ -225,25 +226,41 @@ def image_size(path: Path) -> tuple[int, int] | None:
 
 
 def _check_images(folder: Path, images: list[str], config: dict | None, report: Report) -> None:
-    smallest_res = min((config or {}).get("resolutions") or [512])
-    broken, small = [], 0
+    resolutions = (config or {}).get("resolutions") or [512]
+    smallest_res = min(resolutions)
+    broken, small = [], []
     for image in images[:MAX_IMAGES_INSPECTED]:
         size = image_size(folder / image)
         if size is None:
             broken.append(image)
             continue
         width, height = size
-        if min(width, height) < smallest_res:
-            small += 1
+        # A bucket holds about res x res pixels and never upscales (trainer.engine.data.bucket_for), so
+        # an image with fewer pixels than the smallest bucket trains only at its own size.
+        if width * height < smallest_res * smallest_res:
+            small.append((width * height, image, width, height))
     if broken:
-        names = ", ".join(broken[:3]) + ("…" if len(broken) > 3 else "")
+        names = name_list(broken)
         if len(broken) == len(images):
             report.error("dataset", f"None of the images can be read ({names}).")
         else:
-            report.warn("dataset", f"{len(broken)} image(s) cannot be read and will be skipped ({names}).")
+            report.warn("dataset", f"{plural(len(broken), 'image')} cannot be read and will be skipped ({names}).")
     if small:
-        report.warn("resolutions", f"{small} image(s) are smaller than {smallest_res} px on their short side; they "
-                                   "train at their own size (never upscaled).")
+        report.warn("resolutions", small_images_message(small, len(images), smallest_res, len(resolutions)))
+
+
+def small_images_message(small: list[tuple], total: int, smallest_res: int, resolution_count: int) -> str:
+    """One sentence: how many images are below the smallest bucket, the smallest of them, what happens."""
+    _, name, width, height = min(small)
+    one = len(small) == 1
+    which = f"{name}, {width}x{height}" if one else f"smallest: {name}, {width}x{height}"
+    they, their = ("it", "its") if one else ("they", "their")
+    trains = "trains" if one else "train"
+    where = f"once at {their} own size instead of at all {resolution_count} resolutions" if resolution_count > 1 \
+        else f"at {their} own size"
+    return (f"{len(small)} of {plural(total, 'image')} {'is' if one else 'are'} below the smallest training size of "
+            f"{smallest_res}x{smallest_res} px ({which}): {they} {trains} {where}, never upscaled, so replace or "
+            f"remove {'it' if one else 'them'} for more detail.")
 
 
 def _check_models(settings: Settings, report: Report) -> None:
