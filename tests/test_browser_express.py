@@ -1,0 +1,136 @@
+"""Browser test of the express lane: the real dataset manager, caption service (tiny GGUF), trainer and
+worker as subprocesses in demo mode, driven through chromium from a ZIP to a downloaded LoRA.
+
+It reloads the page in the middle (the run is state on the server), checks every stage ends completed,
+that the base and LoRA previews exist and differ, downloads the LoRA and reads its keys, and checks
+the page fits a phone's width. Screenshots go to test-artifacts/.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import zipfile
+
+import pytest
+
+from tests.helpers import REPO, ServerProcess, free_port
+from tests.test_datasets_support import image_bytes
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync", "--no-first-run"]
+
+pytestmark = [pytest.mark.slow, pytest.mark.browser,
+              pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="Debian chromium is not installed")]
+
+
+@pytest.fixture
+def studio(demo_root, tmp_path):
+    ports = {"PORT": free_port(), "QWEN_PORT": free_port(), "TRAINER_PORT": free_port()}
+    env = {"STUDIO_ROOT": str(demo_root), "STUDIO_DEMO": "1", "HOST": "127.0.0.1", "PYTHONPATH": str(REPO),
+           "CAPTION_URL": f"http://127.0.0.1:{ports['QWEN_PORT']}", **{k: str(v) for k, v in ports.items()}}
+    servers = [ServerProcess("caption_service", env, port_var="QWEN_PORT", log_path=tmp_path / "caption.log"),
+               ServerProcess("app", env, port_var="PORT", log_path=tmp_path / "datasets.log"),
+               ServerProcess("trainer", env, port_var="TRAINER_PORT", log_path=tmp_path / "trainer.log")]
+    worker = None
+    try:
+        for server in servers:
+            server.start()
+        worker = subprocess.Popen([sys.executable, "-m", "trainer.worker"], cwd=REPO, env={**os.environ, **env},
+                                  stdout=open(tmp_path / "worker.log", "wb"), stderr=subprocess.STDOUT)
+        yield {"datasets": servers[1].url, "trainer": servers[2].url, "logs": tmp_path}
+    finally:
+        if worker is not None:
+            worker.send_signal(signal.SIGTERM)
+            try:
+                worker.wait(60)
+            except subprocess.TimeoutExpired:
+                worker.kill()
+        for server in servers:
+            server.stop()
+
+
+def _zip(path, count: int = 6) -> None:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for i in range(count):
+            archive.writestr(f"my cat/cat {i}.png", image_bytes(i, size=(96, 80)))
+    path.write_bytes(buffer.getvalue())
+
+
+WIDE_ELEMENTS = """() => Array.from(document.querySelectorAll('body *'))
+  .filter((e) => e.getBoundingClientRect().right > window.innerWidth + 1)
+  .slice(0, 6).map((e) => `${e.tagName}.${e.className}#${e.id} ${Math.round(e.getBoundingClientRect().right)}px`)"""
+
+
+def _no_sideways_scroll(page) -> None:
+    width = page.evaluate("() => [document.documentElement.scrollWidth, window.innerWidth]")
+    assert width[0] <= width[1], (f"the page is {width[0]} px wide in a {width[1]} px window: "
+                                  f"{page.evaluate(WIDE_ELEMENTS)}")
+
+
+def test_zip_to_downloaded_lora_with_base_and_lora_previews(studio, artifacts_dir, tmp_path):
+    from playwright.sync_api import expect, sync_playwright
+
+    archive = tmp_path / "cats.zip"
+    _zip(archive)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        page = browser.new_page(viewport={"width": 1280, "height": 800}, accept_downloads=True)
+        page.set_default_timeout(30_000)
+        page.goto(studio["datasets"] + "/express")
+        _no_sideways_scroll(page)
+        # a common word is refused before anything starts
+        page.set_input_files("#x-files", str(archive))
+        expect(page.locator("#x-chosen")).to_contain_text("1 file")
+        page.fill("#x-trigger", "cat")
+        page.click("#x-go")
+        expect(page.locator("#x-error")).to_contain_text("common word")
+        page.fill("#x-trigger", "zxcat")
+        page.check("input[name=kind][value=object]")
+        page.click("#x-go")
+        page.wait_for_url("**/express/express-*")
+        expect(page.locator(".x-stage[data-stage=caption]")).not_to_have_class("x-stage waiting", timeout=60_000)
+        page.reload()  # the run is state on the server: a reload shows the same run
+        expect(page.locator("#x-title")).to_contain_text("zxcat")
+        expect(page.locator("#x-done")).to_be_visible(timeout=300_000)
+        for stage in ("upload", "import", "caption", "export", "train"):
+            expect(page.locator(f".x-stage[data-stage={stage}]")).to_have_class("x-stage completed")
+        expect(page.locator("#x-plan-table")).to_contain_text("trigger_word")
+        expect(page.locator("#x-edit")).to_have_attribute("href", re.compile(r"/new\?from=\d"))
+        page.screenshot(path=str(artifacts_dir / "express-done.png"), full_page=True)
+
+        # base and LoRA previews exist and differ
+        pairs = page.locator("#x-sample-steps .x-pairs").first
+        base = pairs.locator("img[alt='base model']").get_attribute("src")
+        lora = pairs.locator("img[alt='with the LoRA']").get_attribute("src")
+        base_bytes, lora_bytes = page.request.get(base).body(), page.request.get(lora).body()
+        assert base_bytes[:4] == b"\x89PNG" and lora_bytes[:4] == b"\x89PNG" and base_bytes != lora_bytes
+        expect(page.locator("#x-grid")).to_be_visible()
+
+        # the LoRA downloads and has ComfyUI's key names
+        with page.expect_download() as info:
+            page.click("#x-download")
+        saved = tmp_path / info.value.suggested_filename
+        info.value.save_as(saved)
+        assert saved.name == "zxcat.safetensors"
+        header = json.loads(saved.read_bytes()[8:8 + int.from_bytes(saved.read_bytes()[:8], "little")])
+        assert any(key.startswith("diffusion_model.layers.") for key in header)
+        readme = page.request.get(page.locator("#x-done a", has_text="README").get_attribute("href")).text()
+        assert "zxcat" in readme
+
+        # the same page on a phone
+        phone = browser.new_page(viewport={"width": 390, "height": 844})
+        phone.goto(page.url)
+        expect(phone.locator("#x-done")).to_be_visible()
+        _no_sideways_scroll(phone)
+        phone.screenshot(path=str(artifacts_dir / "express-phone.png"), full_page=True)
+        phone.goto(studio["datasets"] + "/express")
+        _no_sideways_scroll(phone)
+        browser.close()
