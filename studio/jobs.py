@@ -423,13 +423,17 @@ class JobStore:
         row = self._conn().execute("SELECT control FROM jobs WHERE id = ?", (job_id,)).fetchone()
         return row is None or row["control"] in STOP_CONTROLS
 
-    def resume(self, job_id: str, message: str = "Queued again: it continues where it ended.") -> Job:
+    def resume(self, job_id: str, message: str = "Queued again: it continues where it ended.", *,
+               also_completed: bool = False) -> Job:
+        """Back into the queue to continue where it ended (a completed job only when it is given more work)."""
         now = time.time()
+        allowed = ("stopped", "failed", "interrupted", "completed") if also_completed else \
+            ("stopped", "failed", "interrupted")
         with self.write() as conn:
             row = conn.execute("SELECT status FROM jobs WHERE id = ?", (job_id,)).fetchone()
             if row is None:
                 raise JobNotFound(f"There is no job {job_id!r}.")
-            if row["status"] not in ("stopped", "failed", "interrupted"):
+            if row["status"] not in allowed:
                 raise JobStateError(f"Only a stopped, failed or interrupted job can be resumed; this one is "
                                     f"{row['status']}.")
             conn.execute("UPDATE jobs SET status = 'queued', error = NULL, control = NULL, resumable = 0, owner = NULL,"

@@ -167,6 +167,38 @@ def resume_job(job_id):
     return jsonify({"job": job.public()})
 
 
+@bp.post("/api/jobs/<job_id>/continue")
+def continue_job(job_id):
+    """Train a completed LoRA for more steps: the same job goes on from its final checkpoint."""
+    from trainer.recipes import ConfigError, get_recipe
+
+    job = load_job(job_id)
+    more = json_body().get("more_steps")
+    if not isinstance(more, int) or isinstance(more, bool) or not 1 <= more <= 1_000_000:
+        raise ApiError("'more_steps' must be a whole number of steps to add (1 to 1,000,000).", 422)
+    if job.status != "completed":
+        raise ApiError(f"The job is {job.status}: only a completed job is continued (a stopped one is resumed).",
+                       409)
+    if latest_checkpoint_step(workspace().jobs / job.id) != job.step:
+        raise ApiError(f"The job has no checkpoint at its last step ({job.step}) to continue from: clone it "
+                       "instead.", 409)
+    if job.dataset_version:
+        try:
+            exports.require_version(workspace(), job.dataset_version, job.dataset)
+        except exports.ExportMissing as exc:
+            raise ApiError(str(exc), 409) from None
+    total = job.step + more
+    try:
+        config = get_recipe(job.recipe).config_from_dict({**job.config, "steps": total}).to_dict()
+    except ConfigError as exc:
+        raise ApiError(f"The job cannot go on to {total} steps: {exc}", 422, details=exc.errors) from None
+    store().update(job.id, config=config, total=total)
+    job = store().resume(job.id, f"Waiting for the worker: {more} more steps, from step {job.step} to {total}.",
+                         also_completed=True)
+    announce(job)
+    return jsonify({"job": job.public()})
+
+
 @bp.post("/api/jobs/<job_id>/sample")
 def sample_now(job_id):
     return _request_action(job_id, "sample")

@@ -1,0 +1,34 @@
+"""A completed LoRA can be trained for more steps: the same job goes on from its final checkpoint."""
+
+from __future__ import annotations
+
+import trainer
+from tests.test_trainer_worker import _job, _worker
+
+
+def test_continue_a_completed_job_for_more_steps(settings):
+    worker = _worker(settings)
+    job = _job(worker.store, steps=4, save_every=2)
+    assert worker.run_once().status == "completed"
+    client = trainer.create_app(settings).test_client()
+    assert client.post(f"/api/jobs/{job.id}/continue", json={"more_steps": 0}).status_code == 422
+    assert client.post(f"/api/jobs/{job.id}/continue", json={}).status_code == 422
+    response = client.post(f"/api/jobs/{job.id}/continue", json={"more_steps": 3})
+    assert response.status_code == 200, response.get_json()
+    queued = response.get_json()["job"]
+    assert queued["status"] == "queued" and queued["total_steps"] == 7 and queued["config"]["steps"] == 7
+    assert "3 more steps, from step 4 to 7" in queued["message"]
+    assert client.post(f"/api/jobs/{job.id}/continue", json={"more_steps": 3}).status_code == 409  # not completed
+    done = worker.run_once()
+    assert done.id == job.id and done.status == "completed" and done.step == 7
+    log = (worker.workspace.jobs / job.id / "log.txt").read_text()
+    assert "fake: starting at step 4" in log
+
+
+def test_continue_needs_the_final_checkpoint(settings):
+    worker = _worker(settings)
+    job = _job(worker.store, steps=3, save_every=2)  # the last checkpoint is at step 2, not 3
+    assert worker.run_once().status == "completed"
+    response = trainer.create_app(settings).test_client().post(f"/api/jobs/{job.id}/continue",
+                                                               json={"more_steps": 5})
+    assert response.status_code == 409 and "no checkpoint at its last step (3)" in response.get_json()["error"]
