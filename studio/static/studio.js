@@ -10,23 +10,47 @@
     if (proxied) return `${loc.protocol}//${proxied[1]}-${port}${proxied[3]}/`;
     return `${loc.protocol}//${loc.hostname}:${port}/`;
   }
+  // A link to another tool goes to that tool's port; data-path picks a page there (e.g. "express").
   document.querySelectorAll(".tool-link").forEach((a) => {
-    if (a.dataset.tool !== body.dataset.service) a.href = toolUrl(a.dataset.tool);
+    if (a.dataset.tool !== body.dataset.service) a.href = toolUrl(a.dataset.tool) + (a.dataset.path || "");
   });
+  // Points the top bar's plain link to `tool` at one of its pages (e.g. the trainer's form for this dataset).
+  function linkTool(tool, path, title) {
+    document.querySelectorAll(`.tool-link[data-tool="${tool}"]:not([data-path])`).forEach((a) => {
+      a.href = (tool === body.dataset.service ? "/" : toolUrl(tool)) + (path || "");
+      if (title) a.title = title; else a.removeAttribute("title");
+    });
+  }
+  const MAX_TOASTS = 3;
+  const TOAST_MS = { error: 8000, info: 4000, ok: 3500 };  // the longest a toast of each level stays
 
   window.studio = {
     toolUrl,
+    linkTool,
+    // "1 duplicate", "2 duplicates"; `many` for irregular words.
+    plural(n, one, many) { return `${n} ${n === 1 ? one : many || one + "s"}`; },
     // HTML-escape text for templates, quotes included so it is safe inside attributes too.
     esc(text) {
       return String(text == null ? "" : text).replace(/[&<>"']/g, (c) => (
         { "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c]));
     },
-    toast(message, level = "info", ms = 4000) {
+    // A short note in the corner. It never stays long over the page (capped per level, a click dismisses
+    // it), a repeated message replaces its twin, and at most MAX_TOASTS show at once.
+    toast(message, level = "info", ms) {
+      const stack = document.getElementById("toasts");
+      const limit = TOAST_MS[level] || TOAST_MS.info;
+      ms = Math.min(ms || limit, limit);
+      [...stack.children].filter((t) => t.textContent === String(message)).forEach((t) => t.remove());
+      while (stack.children.length >= MAX_TOASTS) stack.firstElementChild.remove();
       const box = document.createElement("div");
       box.className = `toast toast-${level}`;
+      box.setAttribute("role", level === "error" ? "alert" : "status");
+      box.title = "Click to dismiss";
       box.textContent = message;
-      document.getElementById("toasts").appendChild(box);
-      setTimeout(() => box.remove(), ms);
+      const dismiss = () => { box.classList.add("leaving"); setTimeout(() => box.remove(), 250); };
+      box.addEventListener("click", dismiss);
+      stack.appendChild(box);
+      setTimeout(dismiss, ms);
     },
     async api(path, options = {}) {
       const opts = Object.assign({ headers: {} }, options);
