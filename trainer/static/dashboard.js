@@ -43,7 +43,7 @@
     document.getElementById("queue-count").textContent = queued.length ? `${queued.length} waiting` : "";
     document.getElementById("queue").innerHTML = queued.length ? `<table><tbody>${queued.map((j, i) => `
       <tr class="job-row"><td class="muted">${i + 1}</td><td><a href="/jobs/${esc(j.id)}">${esc(j.name)}</a>
-      <div class="muted" style="font-size:12px">${esc(j.dataset)} · ${j.total_steps} steps</div></td>
+      <div class="muted" style="font-size:12px">${esc(j.dataset)} · ${studio.plural(j.total_steps, "step")}</div></td>
       <td style="text-align:right"><button data-cancel="${esc(j.id)}">Cancel</button></td></tr>`).join("")}</tbody></table>`
       : `<div class="empty">The queue is empty.</div>`;
   }
@@ -52,18 +52,18 @@
     const body = document.querySelector("#recent tbody");
     document.getElementById("recent-empty").hidden = jobs.length > 0;
     document.getElementById("recent").hidden = jobs.length === 0;
-    document.getElementById("recent-count").textContent = jobs.length ? `${jobs.length} jobs` : "";
+    document.getElementById("recent-count").textContent = jobs.length ? studio.plural(jobs.length, "job") : "";
     body.innerHTML = jobs.map((j) => `<tr class="job-row" data-job="${esc(j.id)}">
-      <td><a href="/jobs/${esc(j.id)}">${esc(j.name)}</a></td><td class="muted">${esc(j.dataset)}</td>
+      <td><a href="/jobs/${esc(j.id)}">${esc(j.name)}</a></td><td class="muted narrow-hide">${esc(j.dataset)}</td>
       <td>${statusChip(j.status)}</td>
       <td><div class="progress mini-progress"><div style="width:${(j.progress || 0) * 100}%"></div></div>
         <span class="muted" style="font-size:12px"> ${j.step}/${j.total_steps}</span></td>
-      <td class="num">${fmtLoss(j.smooth_loss ?? j.loss)}</td><td class="muted">${fmtDate(j.created_at)}</td>
-      <td class="num muted">${fmtD(elapsed(j))}</td></tr>`).join("");
+      <td class="num">${fmtLoss(j.smooth_loss ?? j.loss)}</td><td class="muted narrow-hide">${fmtDate(j.created_at)}</td>
+      <td class="num muted narrow-hide">${fmtD(elapsed(j))}</td></tr>`).join("");
   }
 
   function render(data) {
-    workerChip(data.workers || []);
+    workerChip(data.workers || [], data.jobs);
     renderNow(data.jobs, data.workers || []);
     renderQueue(data.jobs);
     renderRecent(data.jobs);

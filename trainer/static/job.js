@@ -5,6 +5,7 @@
   const jobId = document.getElementById("job-root").dataset.job;
   const $ = (id) => document.getElementById(id);
   const chart = new LossChart($("loss-chart"), $("chart-tip"));
+  const logView = new LogView($("log"));
   let job = null, logOffset = -1, lastStep = -1, samples = [], view = "gallery", lastSamplesKey = "", stepSplit = null;
   let logBusy = false, metricsBusy = false, samplesBusy = false, lastLog = 0, lastSamples = 0;
 
@@ -74,14 +75,11 @@
     try {
       const data = await studio.api(`/api/jobs/${jobId}/log?offset=${logOffset}`);
       const box = $("log");
-      if (logOffset < 0 || data.offset < logOffset) box.textContent = "";
-      if (data.text) {
-        box.textContent += data.text;
-        if (box.textContent.length > 400000) box.textContent = box.textContent.slice(-300000);
-        if ($("follow").checked) box.scrollTop = box.scrollHeight;
-      }
+      if (logOffset < 0 || data.offset < logOffset) logView.reset();  // first read, or the log was replaced
+      if (data.text) logView.append(data.text);
       logOffset = data.offset;
-      if (!box.textContent) box.textContent = job && job.status === "queued" ? "Waiting for the worker…" : "";
+      logView.render(job && job.status === "queued" ? "Waiting for the worker…" : "");
+      if (data.text && $("follow").checked) box.scrollTop = box.scrollHeight;
     } catch (e) { /* the next update retries */ } finally { logBusy = false; lastLog = Date.now(); }
   }
 
@@ -156,6 +154,7 @@
     renderJob(detail);
     const now = Date.now();
     const stepChanged = !prev || prev.step !== job.step || prev.status !== job.status;
+    if (prev && prev.status !== job.status) trainer.pollWorkers();  // the worker chip follows at once
     if (stepChanged) refreshMetrics();
     if (stepChanged || now - lastLog > 3000) refreshLog();
     if (!prev || prev.status !== job.status || (stepChanged && now - lastSamples > 2000) || now - lastSamples > 8000) refreshSamples();

@@ -66,18 +66,27 @@
       return data;
     } catch (e) { studio.toast(e.message, "error", 7000); return null; }
   }
-  function workerChip(workers) {
+  const FINISHED = new Set(["completed", "failed", "stopped", "interrupted"]);
+  // `jobs`: what the page knows of recent jobs. The worker reports "idle" only after a job's bookkeeping,
+  // and the live stream sends nothing new then, so a worker still "busy" on a job that has ended is
+  // shown idle.
+  function workerChip(workers, jobs) {
     const chip = document.getElementById("worker-chip");
     if (!chip) return;
-    const busy = workers.find((w) => w.state === "busy");
+    const ended = new Set((jobs || []).filter((j) => FINISHED.has(j.status)).map((j) => j.id));
+    const busy = workers.find((w) => w.state === "busy" && !ended.has(w.job_id));
     chip.className = "chip worker-chip " + (workers.length ? "online" : "offline");
     chip.textContent = workers.length ? (busy ? "worker busy" : "worker idle") : "worker offline";
     chip.title = workers.length ? `pid ${workers.map((w) => w.pid).join(", ")}` :
       "No worker is running: jobs wait in the queue until the worker starts (python -m trainer.worker).";
   }
   async function pollWorkers() {
-    try { workerChip((await studio.api("/api/jobs?limit=1")).workers || []); } catch (e) { /* retried */ }
+    try {
+      const data = await studio.api("/api/jobs?limit=10");
+      workerChip(data.workers || [], data.jobs);
+    } catch (e) { /* retried */ }
   }
-  if (window.trainerPage !== "dashboard") { pollWorkers(); setInterval(pollWorkers, 5000); }
-  window.trainer = { esc, live, statusChip, fmtLoss, fmtDate, elapsed, phaseText, act, workerChip };
+  // Every page polls, the dashboard too: its live stream only speaks when a job changes, not a worker.
+  pollWorkers(); setInterval(pollWorkers, 5000);
+  window.trainer = { esc, live, statusChip, fmtLoss, fmtDate, elapsed, phaseText, act, workerChip, pollWorkers };
 })();
