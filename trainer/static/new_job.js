@@ -4,9 +4,12 @@
   const { esc } = trainer;
   const params = new URLSearchParams(location.search);
   const state = { recipe: null, config: {}, dataset: params.get("dataset") || "", format: "json",
-    idemKey: crypto.randomUUID ? crypto.randomUUID() : String(Math.random()).slice(2), submitting: false };
+    idemKey: crypto.randomUUID ? crypto.randomUUID() : String(Math.random()).slice(2), submitting: false,
+    datasets: [], taken: new Set(),
+    // the trigger word and LoRA name the form filled in itself: a field still holding one follows the dataset
+    auto: { trigger: null, name: null } };
   const $ = (id) => document.getElementById(id);
-  let validateTimer = null, textTimer = null, validateSeq = 0, renderSeq = 0;
+  let validateTimer = null, textTimer = null, validateSeq = 0, renderSeq = 0, nameSeq = 0;
 
   document.getElementById("datasets-link").href = studio.toolUrl("datasets");
 
@@ -106,6 +109,7 @@
 
   async function loadDatasets() {
     const { datasets } = await studio.api("/api/datasets");
+    state.datasets = datasets;
     const box = $("datasets");
     if (!datasets.length) {
       box.innerHTML = `<div class="empty">No exported datasets yet. Open the <a href="${studio.toolUrl("datasets")}">dataset
@@ -116,21 +120,68 @@
     box.innerHTML = datasets.map((d) => `<button type="button" class="dataset-card ${d.name === state.dataset ? "selected" : ""}"
         data-dataset="${esc(d.name)}" data-trigger="${esc(d.trigger_word)}">
         <strong>${esc(d.name)}</strong>
-        <span class="meta">${d.images} images · ${d.captioned} captioned${d.trigger_word ? ` · trigger <span class="chip">${esc(d.trigger_word)}</span>` : ""}</span>
+        <span class="meta">${studio.plural(d.images, "image")} · ${d.captioned} captioned${d.trigger_word ? ` · trigger <span class="chip">${esc(d.trigger_word)}</span>` : ""}</span>
         <div class="thumbs">${d.thumbs.map((t) => `<img loading="lazy" src="${esc(t)}" alt="">`).join("")}</div></button>`).join("");
   }
 
   function selectDataset(card) {
     state.dataset = card.dataset.dataset;
     document.querySelectorAll(".dataset-card").forEach((c) => c.classList.toggle("selected", c === card));
-    if (card.dataset.trigger && !state.config.trigger_word) {
-      state.config.trigger_word = card.dataset.trigger; syncFormFromConfig();
+    applyDatasetDefaults();
+  }
+
+  // The form follows the chosen dataset: its trigger word (so "[trigger]" in the sample prompts tests the
+  // concept) and a LoRA name derived from it that no job or library file uses yet. A field the user has
+  // typed into keeps what they typed.
+  async function applyDatasetDefaults() {
+    const d = state.datasets.find((x) => x.name === state.dataset);
+    if (!d) { changed(); return; }
+    const c = state.config;
+    if (!c.trigger_word || c.trigger_word === state.auto.trigger) {
+      c.trigger_word = d.trigger_word || ""; state.auto.trigger = c.trigger_word;
     }
-    if (state.config.name === state.recipe.defaults.name) {
-      state.config.name = state.dataset.replace(/[^A-Za-z0-9_.-]+/g, "-").replace(/^[^A-Za-z0-9]+/, "").slice(0, 80) || "my-lora";
-      syncFormFromConfig();
-    }
+    syncFormFromConfig();
+    if (c.name === state.recipe.defaults.name || c.name === state.auto.name) await suggestName(d.name);
     changed();
+  }
+
+  // Asks the trainer for a free LoRA name derived from `base` (my-cat, my-cat-2, ...) and uses it unless
+  // the user changed the name meanwhile.
+  async function suggestName(base) {
+    const seq = ++nameSeq, before = state.config.name;
+    try {
+      const data = await studio.api(`/api/lora-names?for=${encodeURIComponent(base)}`);
+      state.taken = new Set(data.taken);
+      if (seq !== nameSeq || state.config.name !== before) return;
+      state.config.name = data.suggested; state.auto.name = data.suggested;
+      syncFormFromConfig();
+    } catch (e) { /* the name stays as it is; validation still checks it */ }
+  }
+
+  function freeName(base) {
+    for (let n = 2; ; n++) {
+      const candidate = `${base.slice(0, 79 - String(n).length)}-${n}`;
+      if (!state.taken.has(candidate.toLowerCase())) return candidate;
+    }
+  }
+
+  // What the estimate is based on, said next to it: a CPU or demo-model guess is not a GPU pod's time.
+  function showEstimate(report) {
+    const kind = { cpu: "CPU", demo: "demo" }[report.estimate_device];
+    $("est-time").innerHTML = report.estimated_duration_s == null ? "–"
+      : `≈ ${esc(studio.formatDuration(report.estimated_duration_s))}${kind ? ` <span class="chip est-kind">${kind}</span>` : ""}`;
+    $("est-device").textContent = report.estimate_device === "demo"
+      ? "Demo estimate: the tiny demo model on this machine's CPU, not the real model on a GPU pod."
+      : report.estimate_device === "cpu"
+        ? "CPU estimate: no GPU was found, so this is the CPU's time; a GPU pod takes a small fraction of it."
+        : report.device ? `Estimates for ${report.device}; rough, for planning.` : "";
+    const steps = report.suggested_steps;
+    const offer = steps && report.images && steps !== state.config.steps;
+    $("steps-hint").hidden = !offer;
+    if (!offer) return;
+    $("steps-hint-text").textContent = `For ${studio.plural(report.images, "image")} the recipe suggests ${steps} steps.`;
+    $("use-steps").textContent = `Use ${steps} steps`;
+    $("use-steps").dataset.steps = steps;
   }
 
   function payload() {
@@ -155,11 +206,16 @@
       general.push(`<li class="err">${err.field ? `<strong>${esc(err.field)}</strong>: ` : ""}${esc(err.message)}</li>`);
     }
     for (const w of report.warnings || []) general.push(`<li class="warn">${esc(w.message)}</li>`);
+    const lora = String(state.config.name || "");
+    if (lora && state.taken.has(lora.toLowerCase())) {
+      const free = freeName(lora);
+      general.push(`<li class="warn" id="name-taken">A LoRA named ${esc(lora)} exists already, so this one would be saved
+        as ${esc(lora)}-&lt;job id&gt;.safetensors.<button type="button" data-use-name="${esc(free)}">Use ${esc(free)}</button></li>`);
+    }
     $("problems").innerHTML = general.join("");
-    $("est-time").textContent = report.estimated_duration_s != null ? "≈ " + studio.formatDuration(report.estimated_duration_s) : "–";
+    showEstimate(report);
     $("est-mem").textContent = report.estimated_memory_gb != null ? `≈ ${report.estimated_memory_gb} GB` : "–";
     $("est-images").textContent = report.images || "–";
-    $("est-device").textContent = report.device ? `Estimates for ${report.device}; rough, for planning.` : "";
     $("start").disabled = state.submitting || (report.errors || []).length > 0;
   }
 
@@ -226,6 +282,8 @@
     }
     renderPresets(); renderFields(); markPreset();
     await loadDatasets();
+    if (from) await suggestName(state.config.name);  // a copy needs a LoRA name of its own
+    else await applyDatasetDefaults();  // the dataset from ?dataset=, or the only one
     renderText(); runValidate();
   }
 
@@ -242,6 +300,11 @@
   document.addEventListener("click", (e) => {
     const card = e.target.closest(".dataset-card");
     if (card) { selectDataset(card); return; }
+    if (e.target.id === "use-steps") {
+      state.config.steps = Number(e.target.dataset.steps); syncFormFromConfig(); changed(); return;
+    }
+    const useName = e.target.closest("[data-use-name]");
+    if (useName) { state.config.name = useName.dataset.useName; syncFormFromConfig(); changed(); return; }
     const preset = e.target.closest("[data-preset]");
     if (preset) {
       Object.assign(state.config, JSON.parse(JSON.stringify(state.recipe.presets[preset.dataset.preset])));
