@@ -1,6 +1,6 @@
 // Gallery: paged grid with lazy thumbnails, preview + caption editor with autosave, filters, selection.
 (function () {
-  const { api, toast, formatBytes } = window.studio;
+  const { api, toast, formatBytes, plural } = window.studio;
   const $ = (id) => document.getElementById(id);
   const page = JSON.parse($("page-data").textContent);
   const base = `/api/datasets/${encodeURIComponent(page.id)}`;
@@ -18,12 +18,18 @@
   const thumbUrl = (name) => `${base}/thumbs/${enc(name)}`;
   const imageUrl = (name) => `${base}/images/${enc(name)}`;
 
+  // How small a flagged image is: "320×240, below 512 px" (older records flag `small: true` without sizes).
+  function smallText(img) {
+    const f = typeof img.flags.small === "object" ? img.flags.small : {};
+    return `${f.width || img.width}×${f.height || img.height}, below ${f.min_side || 512} px`;
+  }
+
   function badges(img) {
     const out = [];
     if (!img.caption.trim()) out.push('<span class="badge nocap">no caption</span>');
-    if (img.flags.duplicate_of) out.push('<span class="badge err" title="Exact copy of ' + esc(img.flags.duplicate_of) + '">duplicate</span>');
+    if (img.flags.duplicate_of) out.push('<span class="badge err" title="Exact copy of ' + esc(img.flags.duplicate_of) + ': left out of exports">duplicate</span>');
     if (img.flags.similar_to) out.push('<span class="badge warn" title="Looks like ' + esc(img.flags.similar_to) + '">similar</span>');
-    if (img.flags.small) out.push(`<span class="badge warn" title="${img.width}×${img.height}: under 512 px trains poorly">small</span>`);
+    if (img.flags.small) out.push(`<span class="badge warn small-badge" title="Short side ${esc(smallText(img))}: trains with less detail">small: ${esc(smallText(img))}</span>`);
     return out.join("");
   }
 
@@ -104,7 +110,19 @@
   }, { rootMargin: "600px" }).observe($("sentinel"));
 
   // ---- editor
-  function showEditor(show) { $("editor").hidden = !show; }
+  // On a phone the editor sits below a long grid: a tap opens it as a full-screen sheet instead, and
+  // closing the sheet returns to the same place in the grid.
+  const narrow = window.matchMedia("(max-width: 900px)");
+  function showEditor(show) {
+    $("editor").hidden = !show;
+    if (!show) openSheet(false);
+  }
+  function openSheet(open) {
+    document.body.classList.toggle("editor-open", open && narrow.matches);
+    if (open && narrow.matches) $("editor").scrollTop = 0;
+  }
+  $("ed-close").onclick = () => { flushSave(); openSheet(false); };
+  narrow.addEventListener("change", () => { if (!narrow.matches) openSheet(false); });
 
   function countText(text) {
     const words = (text.match(/\S+/g) || []).length;
@@ -138,7 +156,7 @@
     const flags = [];
     if (img.flags.duplicate_of) flags.push(`Exact duplicate of ${esc(img.flags.duplicate_of)}`);
     if (img.flags.similar_to) flags.push(`Looks like ${esc(img.flags.similar_to)}`);
-    if (img.flags.small) flags.push("Smaller than 512 px: consider a larger image");
+    if (img.flags.small) flags.push(`Small: ${esc(smallText(img))} on the short side; a larger image trains better`);
     $("ed-flags").innerHTML = flags.map((f) => `<span class="chip" style="background:#4a3a14;color:#ffd98a">${f}</span>`).join(" ");
     $("ed-conflict").hidden = true;
     $("caption").value = img.caption;
@@ -212,6 +230,7 @@
 
   document.addEventListener("keydown", (ev) => {
     if (document.querySelector("dialog[open]")) return;
+    if (ev.key === "Escape" && document.body.classList.contains("editor-open")) { flushSave(); openSheet(false); return; }
     const typing = ["INPUT", "TEXTAREA", "SELECT"].includes(document.activeElement.tagName);
     if ((ev.ctrlKey || ev.metaKey) && ev.key === "Enter") {
       ev.preventDefault();
@@ -239,6 +258,7 @@
       updateSelection();
     } else {
       select(index, false);
+      openSheet(true);
     }
   });
 
@@ -311,9 +331,12 @@
       chip.textContent = d.trigger_word || "+ trigger word";
       chip.classList.toggle("unset", !d.trigger_word);
       $("ds-stats").innerHTML = `<b>${d.images}</b> images · <b>${d.captioned}</b> captioned · ${formatBytes(d.bytes)}`;
-      const labels = { duplicates: "duplicates", similar: "near-duplicates", small: "small images" };
+      const labels = { duplicates: "duplicate", similar: "near-duplicate", small: "small image" };
       $("flag-actions").innerHTML = Object.entries(d.flag_counts || {}).filter(([, n]) => n > 0)
-        .map(([kind, n]) => `<button data-remove="${kind}" title="Remove ${n} ${labels[kind]} in one click">Remove ${n} ${labels[kind]}</button>`).join(" ");
+        .map(([kind, n]) => `<button data-remove="${kind}" title="Remove ${plural(n, labels[kind])} in one click">Remove ${plural(n, labels[kind])}</button>`).join(" ");
+      // The top bar's Trainer link opens a new job on this dataset's latest export.
+      const last = d.last_export;
+      if (last) window.studio.linkTool("trainer", `new?dataset=${enc(last.name)}`, `Train a LoRA on ${last.name}`);
       window.ds.onStats && window.ds.onStats(d);
     } catch (e) {
       toast(`Could not load the dataset: ${e.message}`, "error");
@@ -323,7 +346,9 @@
     const b = ev.target.closest("button[data-remove]");
     if (!b) return;
     const labels = { duplicates: "exact duplicates", similar: "near-duplicates", small: "images smaller than 512 px" };
-    if (!(await confirmDialog(`Remove ${labels[b.dataset.remove]}?`, "The first image of each group is kept."))) return;
+    const kept = b.dataset.remove === "small" ? "Each image with a short side below 512 px is removed with its caption."
+      : "The first image of each group is kept.";
+    if (!(await confirmDialog(`Remove ${labels[b.dataset.remove]}?`, kept))) return;
     try {
       const r = await api(`${base}/images/remove-flagged`, { method: "POST", json: { kind: b.dataset.remove } });
       toast(`Removed ${r.deleted.length} image${r.deleted.length === 1 ? "" : "s"}.`, "ok");

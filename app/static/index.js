@@ -47,7 +47,7 @@
     const images = datasets.reduce((n, d) => n + d.images, 0);
     const bytes = datasets.reduce((n, d) => n + d.bytes, 0);
     $("summary").textContent = datasets.length
-      ? `${datasets.length} dataset${datasets.length === 1 ? "" : "s"} · ${images} images · ${formatBytes(bytes)}` : "";
+      ? `${datasets.length} dataset${datasets.length === 1 ? "" : "s"} · ${images} image${images === 1 ? "" : "s"} · ${formatBytes(bytes)}` : "";
   }
 
   function openCreate() {
