@@ -1,7 +1,7 @@
 // Bulk tools: auto-caption (with service status and live progress), find & replace with preview,
 // prepend/append, undo of the last bulk change, export for training.
 (function () {
-  const { api, toast, formatDuration, formatBytes } = window.studio;
+  const { api, toast, formatDuration, formatBytes, plural } = window.studio;
   const ds = window.ds;
   const $ = (id) => document.getElementById(id);
   const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
@@ -12,7 +12,7 @@
     try {
       const u = await api(`${ds.base}/captions/undo`);
       $("btn-undo").disabled = !u.available;
-      $("btn-undo").title = u.available ? `Undo ${u.op} (${u.images} captions)` : "No bulk change to undo";
+      $("btn-undo").title = u.available ? `Undo ${u.op} (${plural(u.images, "caption")})` : "No bulk change to undo";
     } catch (e) { $("btn-undo").disabled = true; }
   }
   $("btn-undo").onclick = async () => {
@@ -64,7 +64,7 @@
     ev.preventDefault();
     try {
       const r = await api(`${ds.base}/captions/replace`, { method: "POST", json: replaceBody(true) });
-      toast(`Replaced ${r.replacements} match${r.replacements === 1 ? "" : "es"} in ${r.images} captions. Undo is available.`, "ok");
+      toast(`Replaced ${plural(r.replacements, "match", "matches")} in ${plural(r.images, "caption")}. Undo is available.`, "ok");
       $("replace-dialog").close();
       ds.reload();
       refreshUndo();
@@ -74,7 +74,7 @@
   // ---- prepend / append
   $("btn-affix").onclick = () => {
     const n = ds.state.meta ? ds.state.meta.images : 0;
-    $("affix-scope").textContent = `Applies to all ${n} images (uncaptioned ones get just this text).`;
+    $("affix-scope").textContent = `Applies to ${n === 1 ? "the image" : `all ${n} images`} (uncaptioned ones get just this text).`;
     $("affix-error").textContent = "";
     $("affix-dialog").showModal();
   };
@@ -110,10 +110,34 @@
   }
 
   // ---- auto-caption
-  let following = null;
+  let following = null, modeChosen = false;
   $("cap-preset").onchange = () => { if ($("cap-preset").value) $("cap-prompt").value = $("cap-preset").value; };
+
+  // The dialog offers what makes sense for the dataset now: with every image captioned, "only
+  // uncaptioned" would do nothing, so it says so and offers re-captioning (replacing) explicitly.
+  function refreshCaptionSetup() {
+    const meta = ds.state.meta || {};
+    const total = meta.images || 0, missing = total - (meta.captioned || 0);
+    const allDone = total > 0 && missing === 0;
+    const skip = $("cap-mode").querySelector('option[value="skip"]');
+    skip.disabled = allDone;
+    skip.textContent = allDone ? "Only uncaptioned (none left)" : `Only uncaptioned (${missing} of ${total})`;
+    if (allDone && $("cap-mode").value === "skip") $("cap-mode").value = "overwrite";
+    else if (!allDone && !modeChosen) $("cap-mode").value = "skip";
+    $("cap-all-done").hidden = !allDone;
+    $("cap-all-done").textContent = allDone ? `${total === 1 ? "The image has" : `All ${total} images have`} a caption. ` +
+      "Re-captioning replaces them (or adds to them); Undo brings the current ones back." : "";
+    const mode = $("cap-mode").value;
+    $("cap-start").textContent = mode === "skip" ? `Caption ${plural(missing, "image")}`
+      : mode === "overwrite" ? `Re-caption ${total === 1 ? "the image" : `all ${total}`} (replace)`
+        : `Caption ${total === 1 ? "the image" : `all ${total}`} (${mode})`;
+    $("cap-start").disabled = total === 0 || (mode === "skip" && missing === 0);
+  }
+  $("cap-mode").addEventListener("change", () => { modeChosen = true; refreshCaptionSetup(); });
+
   $("btn-autocaption").onclick = () => {
     $("caption-error").textContent = "";
+    refreshCaptionSetup();
     $("caption-dialog").showModal();
     checkService();
     clearInterval(serviceTimer);
@@ -192,7 +216,7 @@
       const state = v.current ? `current <code>${v.names.map(ds.esc).join(", ")}</code>`
         : users ? `needed by ${users}` : "";
       const remove = v.deletable ? `<button type="button" class="danger" data-version="${ds.esc(v.version)}">Delete</button>` : "";
-      return `<li><code>${ds.esc(v.version.slice(0, 8))}</code> · ${v.images} images · ${formatBytes(v.bytes)} ·
+      return `<li><code>${ds.esc(v.version.slice(0, 8))}</code> · ${plural(v.images, "image")} · ${formatBytes(v.bytes)} ·
         ${new Date(v.exported_at * 1000).toLocaleString()} <span class="muted">${state}</span> ${remove}</li>`;
     }).join("");
   }
@@ -211,8 +235,14 @@
     $("export-name").value = (last && last.name) || meta.id || "";
     $("export-error").textContent = "";
     $("export-result").innerHTML = last
-      ? `<span class="muted">Last export: ${last.images} images to <code>trainer/datasets/${ds.esc(last.name)}</code> on ${new Date(last.at * 1000).toLocaleString()}</span>${trainLink(last.name)}` : "";
+      ? `<span class="muted">Last export: ${plural(last.images, "image")} to <code>trainer/datasets/${ds.esc(last.name)}</code> on ${new Date(last.at * 1000).toLocaleString()}</span>${trainLink(last.name)}` : "";
     $("export-progress").hidden = true;
+    // Exact duplicates stay out of the export unless asked for: the dialog says so before it runs.
+    const dupes = (meta.flag_counts || {}).duplicates || 0;
+    $("export-dupes").hidden = !dupes;
+    $("export-include-dupes").checked = false;
+    $("export-dupes-text").textContent = dupes ? `${plural(dupes, "exact duplicate")} flagged in the gallery ` +
+      `${dupes === 1 ? "is" : "are"} left out: each picture is exported once.` : "";
     $("export-dialog").showModal();
     showVersions();
   };
@@ -221,7 +251,8 @@
     $("export-error").textContent = "";
     $("export-start").disabled = true;
     try {
-      const job = await api(`${ds.base}/export`, { method: "POST", json: { name: $("export-name").value } });
+      const job = await api(`${ds.base}/export`, { method: "POST", json: { name: $("export-name").value,
+        include_duplicates: $("export-include-dupes").checked } });
       $("export-progress").hidden = false;
       for (;;) {
         const s = (await api(`${ds.base}/export`)).job;
@@ -247,6 +278,7 @@
 
   window.dsPanels = {
     onStats(d) {
+      refreshCaptionSetup();
       const job = d.jobs && d.jobs.caption;
       if (job && ACTIVE.has(job.status)) followCaption(job.id);
       else if (job && job.status === "interrupted") {

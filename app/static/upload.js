@@ -1,11 +1,30 @@
 // Uploads: drag-and-drop or file picker; every file goes up in chunks (chunked_upload.js), then one import job.
 (function () {
-  const { api, toast, formatBytes, formatDuration } = window.studio;
+  const { api, toast, formatBytes, formatDuration, plural } = window.studio;
   const ds = window.ds;
   const $ = (id) => document.getElementById(id);
   const PARALLEL_FILES = 3;
   let active = 0;
   const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+  // A finished upload panel shrinks to its one-line result after this long, so it stops covering the
+  // gallery; clicking the line opens the details again.
+  const COMPACT_AFTER_MS = 6000;
+  let compactTimer = null;
+
+  function expandPanel() {
+    clearTimeout(compactTimer);
+    $("uploads").classList.remove("compact");
+    $("uploads-title").textContent = $("uploads-title").dataset.full || $("uploads-title").textContent;
+  }
+  function compactLater(summary) {
+    clearTimeout(compactTimer);
+    compactTimer = setTimeout(() => {
+      $("uploads-title").dataset.full = $("uploads-title").textContent;
+      $("uploads-title").textContent = summary;
+      $("uploads-title").title = "Show the details";
+      $("uploads").classList.add("compact");
+    }, COMPACT_AFTER_MS);
+  }
 
   function row(file) {
     const el = document.createElement("div");
@@ -27,7 +46,9 @@
     if (!files.length) return;
     const panel = $("uploads");
     panel.classList.add("open");
-    $("uploads-title").textContent = `Uploading ${files.length} file${files.length === 1 ? "" : "s"}`;
+    expandPanel();
+    delete $("uploads-title").dataset.full;
+    $("uploads-title").textContent = `Uploading ${plural(files.length, "file")}`;
     $("import-status").innerHTML = "";
     const tooBig = files.filter((f) => f.size > ds.page.max_upload_bytes);
     if (tooBig.length) {
@@ -55,7 +76,7 @@
       $("uploads-title").textContent = "Upload failed";
       return;
     }
-    $("uploads-title").textContent = failures ? `Uploaded with ${failures} failure(s)` : "Uploaded";
+    $("uploads-title").textContent = failures ? `Uploaded with ${plural(failures, "failure")}` : "Uploaded";
     try {
       const job = await api(`${ds.base}/imports`, { method: "POST", json: { sessions } });
       await followImport(job.id);
@@ -87,9 +108,10 @@
       const renamed = result.renamed || [];
       const ok = job.status === "completed";
       box.innerHTML = `<p style="color:var(${ok ? "--ok" : "--err"})">${ds.esc(job.message)}</p>
-        ${renamed.length ? `<details><summary>${renamed.length} renamed to avoid overwriting</summary><ul class="skipped">${renamed.slice(0, 200).map((r) => `<li>${ds.esc(r.from)} → ${ds.esc(r.to)}</li>`).join("")}</ul></details>` : ""}
+        ${renamed.length ? `<details><summary>${plural(renamed.length, "file")} renamed to avoid overwriting</summary><ul class="skipped">${renamed.slice(0, 200).map((r) => `<li>${ds.esc(r.from)} → ${ds.esc(r.to)}</li>`).join("")}</ul></details>` : ""}
         ${skipped.length ? `<details open><summary>${skipped.length} skipped</summary><ul class="skipped">${skipped.slice(0, 300).map((s) => `<li><b>${ds.esc(s.name)}</b>: ${ds.esc(s.reason)}</li>`).join("")}</ul></details>` : ""}`;
       $("uploads-title").textContent = ok ? "Import finished" : "Import failed";
+      compactLater(`${ok ? "✓" : "✕"} ${job.message}`);
       toast(job.message, ok ? "ok" : "error", 6000);
       ds.reload();
       return job;
@@ -102,7 +124,10 @@
   $("btn-upload").onclick = pick;
   $("btn-upload-empty").onclick = pick;
   input.addEventListener("change", () => { uploadAll([...input.files]); input.value = ""; });
-  $("uploads-close").onclick = () => { if (!active) { $("uploads").classList.remove("open"); $("upload-rows").replaceChildren(); } };
+  $("uploads-close").onclick = () => {
+    if (!active) { clearTimeout(compactTimer); $("uploads").classList.remove("open", "compact"); $("upload-rows").replaceChildren(); }
+  };
+  $("uploads-title").onclick = () => { if ($("uploads").classList.contains("compact")) expandPanel(); };
 
   // drag and drop anywhere on the page
   let depth = 0;
