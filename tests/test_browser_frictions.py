@@ -1,0 +1,202 @@
+"""Frictions a new user met, each proven in chromium at 1280x800 and at 390x844 against real servers:
+the new-job form follows the dataset (trigger word, a free LoRA name, the recipe's step count, a CPU or
+demo estimate said as such), the job log reads cleanly, the worker chip follows the job, the gallery
+says how small a small image is and leaves duplicates out of the export, the Trainer link opens a job
+on the exported dataset, the caption dialog knows when every image has a caption, and finished panels
+and toasts step aside."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from studio.processes import process_token
+from tests import browser_studio
+from tests.browser_studio import ARGS, CHROMIUM, VIEWPORTS, assert_no_sideways_scroll, browser_marks, login
+from tests.test_datasets_support import image_bytes
+
+pytestmark = browser_marks
+studio = browser_studio.studio  # the module's servers (a fixture)
+
+
+@pytest.fixture
+def page(studio, viewport):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        page = browser.new_page(viewport=viewport)
+        page.set_default_timeout(20_000)
+        errors: list[str] = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        login(page, studio.datasets)
+        yield page
+        browser.close()
+        assert errors == []
+
+
+def _value(page, field: str) -> str:
+    return page.locator(f"#f-{field}").input_value()
+
+
+@pytest.mark.parametrize("viewport", VIEWPORTS)
+def test_new_job_form_follows_the_dataset(studio, page, viewport, artifacts_dir):
+    from playwright.sync_api import expect
+
+    page.goto(studio.trainer + "/new?dataset=my-cat")
+    # the dataset's trigger word, and a LoRA name from the dataset that the seeded job's my-cat leaves free
+    expect(page.locator("#f-trigger_word")).to_have_value("mycat")
+    expect(page.locator("#f-name")).to_have_value("my-cat-2")
+    assert "[trigger]" in _value(page, "sample_prompts")  # previews now say "mycat ..."
+    # the estimate says what it is, and the recipe's step count for 7 images (the duplicate left out) is one click
+    expect(page.locator("#est-time .est-kind")).to_have_text("demo")
+    expect(page.locator("#est-device")).to_contain_text("Demo estimate")
+    expect(page.locator("#steps-hint-text")).to_have_text("For 7 images the recipe suggests 700 steps.")
+    page.click("#use-steps")
+    expect(page.locator("#f-steps")).to_have_value("700")
+    expect(page.locator("#steps-hint")).to_be_hidden()
+    expect(page.locator("#problems")).to_contain_text(
+        "1 of 7 images is below the smallest training size of 512x512 px (tiny.png, 320x240)")
+    assert_no_sideways_scroll(page)
+    page.screenshot(path=str(artifacts_dir / f"frictions-new-job-{viewport['width']}.png"), full_page=True)
+
+    # another dataset: both follow it
+    page.locator(".dataset-card", has_text="dog-set").click()
+    expect(page.locator("#f-trigger_word")).to_have_value("dogz")
+    expect(page.locator("#f-name")).to_have_value("dog-set")
+    # what the user typed stays typed
+    page.fill("#f-trigger_word", "my own word")
+    page.fill("#f-name", "my-cat")
+    expect(page.locator("#name-taken")).to_contain_text("A LoRA named my-cat exists already")
+    page.click("#name-taken [data-use-name]")
+    expect(page.locator("#f-name")).to_have_value("my-cat-2")
+    page.locator(".dataset-card", has_text="my-cat").click()
+    expect(page.locator(".dataset-card.selected")).to_contain_text("my-cat")
+    expect(page.locator("#f-trigger_word")).to_have_value("my own word")
+    expect(page.locator("#f-name")).to_have_value("my-cat-2")
+    assert '"trigger_word": "my own word"' in page.locator("#config-text").input_value()
+
+
+@pytest.mark.parametrize("viewport", VIEWPORTS)
+def test_job_log_reads_cleanly_and_the_worker_chip_follows_the_job(studio, page, viewport):
+    from playwright.sync_api import expect
+
+    # the seeded log: tqdm redraws collapse to their last state, one line each, no bar characters
+    page.goto(f"{studio.trainer}/jobs/{studio.job_id}")
+    log = page.locator("#log")
+    expect(log).to_have_text("[2026-12-01 10:00:00] worker 4242: starting attempt 1\n"
+                             "Loading pipeline components...: 100% (3/3, 00:00)\n"
+                             "dataset my-cat: 7 images\n"
+                             "Writing model shards: 100% (3/3, 00:01)\n"
+                             "step 1/10 loss 0.4210")
+    assert_no_sideways_scroll(page)
+
+    # a queued job shows a placeholder, which never ends up glued to the log's first line
+    job = studio.api(studio.trainer, "/api/jobs", {"name": f"chip {viewport['width']}", "dataset": "dog-set",
+                                                   "config": {"steps": 10}})["job"]
+    page.goto(f"{studio.trainer}/jobs/{job['id']}")
+    expect(log).to_have_text("Waiting for the worker…")
+    expect(log).to_have_class("log log-placeholder")
+    folder = studio.workspace.jobs / job["id"]
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "log.txt").write_text("[2026-12-01 10:05:00] worker 1: starting attempt 1\n", "utf-8")
+    store = studio.store()
+    pid = os.getpid()  # stands in for a worker: alive, and it owns the job
+    try:
+        store.start(job["id"], process_token())
+        store.worker_beat(pid, "busy", job["id"])
+        expect(log).to_have_text("[2026-12-01 10:05:00] worker 1: starting attempt 1")
+        expect(page.locator("#worker-chip")).to_have_text("worker busy", timeout=8000)
+        # the job ends; the worker's row still says busy until its next beat, the chip does not
+        store.finish(job["id"], "completed", message="Finished 10 steps.")
+        expect(page.locator("#job-status .status")).to_have_text("completed")
+        expect(page.locator("#worker-chip")).to_have_text("worker idle", timeout=3000)
+        page.goto(studio.trainer + "/")
+        expect(page.locator("#worker-chip")).to_have_text("worker idle")
+        assert_no_sideways_scroll(page)
+    finally:
+        store.worker_gone(pid)
+
+
+@pytest.mark.parametrize("viewport", VIEWPORTS)
+def test_gallery_flags_export_and_the_trainer_link(studio, page, viewport):
+    from playwright.sync_api import expect
+
+    datasets_port, trainer_port = studio.datasets.rsplit(":", 1)[1], studio.trainer.rsplit(":", 1)[1]
+    page.goto(f"{studio.datasets}/d/{studio.dataset_id}")
+    expect(page.locator('.tile[data-name="tiny.png"] .badge.small-badge')).to_have_text("small: 320×240, below 512 px")
+    expect(page.locator('.tile[data-name="dup.png"] .badge.err')).to_have_text("duplicate")
+    expect(page.locator("#flag-actions button")).to_have_text(["Remove 1 duplicate", "Remove 1 small image"])
+    # the top bar: Trainer opens a job on this dataset's export; Express goes to the dataset manager's page
+    expect(page.locator('.tool-link[data-tool="trainer"]')).to_have_attribute(
+        "href", f"http://127.0.0.1:{trainer_port}/new?dataset=my-cat")
+    assert page.locator('.tool-link[data-path="express"]').evaluate("(a) => a.href") == studio.datasets + "/express"
+
+    page.click("#btn-export")
+    expect(page.locator("#export-dupes-text")).to_have_text(
+        "1 exact duplicate flagged in the gallery is left out: each picture is exported once.")
+    page.click("#export-start")
+    expect(page.locator("#export-result")).to_contain_text("Exported 7 images")
+    expect(page.locator("#export-result")).to_contain_text("left out 1 exact duplicate (dup.png)")
+    expect(page.locator("#export-train-link")).to_have_attribute(
+        "href", f"http://127.0.0.1:{trainer_port}/new?dataset=my-cat")
+    assert_no_sideways_scroll(page)
+    page.click("#export-dialog [data-close]")
+
+    # uncaptioned images: the dialog offers to caption them
+    page.click("#btn-autocaption")
+    expect(page.locator("#cap-start")).to_have_text("Caption 8 images")
+    expect(page.locator("#cap-all-done")).to_be_hidden()
+    page.click("#caption-dialog [data-close]")
+
+    page.goto(f"{studio.trainer}/")
+    assert page.locator('.tool-link[data-path="express"]').evaluate("(a) => a.href") == \
+        f"http://127.0.0.1:{datasets_port}/express"
+
+
+@pytest.mark.parametrize("viewport", VIEWPORTS)
+def test_caption_dialog_when_every_image_has_a_caption(studio, page, viewport):
+    from playwright.sync_api import expect
+
+    dog = "dog-set"
+    for image in studio.api(studio.datasets, f"/api/datasets/{dog}/images")["images"]:
+        studio.api(studio.datasets, f"/api/datasets/{dog}/captions/{image['name']}", {"caption": "a dog"}, "PUT")
+    page.goto(f"{studio.datasets}/d/{dog}")
+    expect(page.locator("#count-uncaptioned")).to_have_text("0")
+    page.click("#btn-autocaption")
+    count = page.locator(".tile").count()
+    expect(page.locator("#cap-all-done")).to_contain_text(f"All {count} images have a caption.")
+    expect(page.locator("#cap-start")).to_have_text(f"Re-caption all {count} (replace)")
+    expect(page.locator("#cap-mode")).to_have_value("overwrite")
+    assert page.locator('#cap-mode option[value="skip"]').is_disabled()
+    assert_no_sideways_scroll(page)
+
+
+@pytest.mark.parametrize("viewport", VIEWPORTS)
+def test_finished_panels_and_toasts_step_aside(studio, page, viewport, tmp_path):
+    from playwright.sync_api import expect
+
+    photo = tmp_path / f"new dog {viewport['width']}.png"
+    photo.write_bytes(image_bytes(viewport["width"], size=(600, 600)))
+    page.goto(f"{studio.datasets}/d/dog-set")
+    expect(page.locator(".tile").first).to_be_visible()
+    page.set_input_files("#file-input", str(photo))
+    expect(page.locator("#import-status")).to_contain_text("Imported 1 image")
+    # after a few seconds the finished panel is one line; a click on it shows the details again
+    expect(page.locator("#uploads")).to_have_class("uploads open compact", timeout=10_000)
+    expect(page.locator("#uploads-title")).to_contain_text("✓ Imported 1 image")
+    assert page.locator("#uploads").bounding_box()["height"] < 60
+    page.click("#uploads-title")
+    expect(page.locator("#import-status")).to_be_visible()
+    page.click("#uploads-close")
+    expect(page.locator("#uploads")).to_be_hidden()
+
+    # toasts let clicks through around them, go by themselves soon, and a click dismisses one
+    assert page.evaluate("getComputedStyle(document.getElementById('toasts')).pointerEvents") == "none"
+    page.evaluate("studio.toast('Caption saved.', 'ok', 60000)")
+    expect(page.locator(".toast")).to_have_count(1)
+    expect(page.locator(".toast")).to_have_count(0, timeout=5000)
+    page.evaluate("studio.toast('Something failed.', 'error')")
+    page.click(".toast")
+    expect(page.locator(".toast")).to_have_count(0, timeout=1000)
