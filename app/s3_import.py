@@ -17,6 +17,7 @@ from studio.atomic import read_json
 from studio.job_reporter import JobReporter
 from studio.jobs import JobError
 from studio.s3 import Storage, StorageError, normalize_prefix, storage_configured
+from studio.text import plural
 from studio.web import ApiError, json_body
 from studio.workspace import UnsafePathError, confined, safe_name
 
@@ -67,7 +68,7 @@ def start_import(dataset_id: str):
                 job.check_stop()
                 job.update(phase="downloading", done=p["files_done"], total=p["files_total"],
                            bytes_done=p["bytes_done"], bytes_total=p["bytes_total"],
-                           message=f"Downloading {p['files_done']} of {p['files_total']} files")
+                           message=f"Downloading {p['files_done']} of {plural(p['files_total'], 'file')}")
 
             try:
                 files = storage.download_prefix(prefix, download, on_progress=progress,
@@ -127,13 +128,14 @@ def start_push(dataset_id: str):
         def progress(p: dict) -> None:
             job.check_stop()
             job.update(done=p["files_done"], total=p["files_total"], bytes_done=p["bytes_done"],
-                       bytes_total=p["bytes_total"], message=f"Uploaded {p['files_done']} of {p['files_total']} files")
+                       bytes_total=p["bytes_total"],
+                       message=f"Uploaded {p['files_done']} of {plural(p['files_total'], 'file')}")
 
         try:
             keys = storage.upload_folder(folder, prefix, on_progress=progress)
         except StorageError as exc:
             raise JobError(exc.message) from None
-        job.update(message=f"Pushed {len(keys)} files to {storage.bucket}/{prefix}.")
+        job.update(message=f"Pushed {plural(len(keys), 'file')} to {storage.bucket}/{prefix}.")
         return {"bucket": storage.bucket, "prefix": prefix, "files": len(keys), "export": name}
 
     return jsonify(context.executor().submit(PUSH_KIND, dataset.id, work).public()), 202

@@ -163,7 +163,7 @@
     $("caption-setup").hidden = running;
     $("cap-start").hidden = running;
     $("cap-cancel").hidden = !running;
-    $("cap-progress-text").textContent = `${job.done} / ${job.total} images`;
+    $("cap-progress-text").textContent = `${job.done} / ${plural(job.total, "image")}`;
     $("cap-eta").textContent = running ? (job.eta_s != null ? `${formatDuration(job.eta_s)} left` : "estimating…") : job.status;
     $("cap-bar").style.width = `${job.total ? Math.round((100 * job.done) / job.total) : 0}%`;
     $("cap-message").textContent = job.message || "";
