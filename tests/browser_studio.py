@@ -30,12 +30,15 @@ BEARER = {"Authorization": f"Bearer {PASSWORD}"}
 DESKTOP = {"width": 1280, "height": 800}
 PHONE = {"width": 390, "height": 844}
 VIEWPORTS = [pytest.param(DESKTOP, id="1280x800"), pytest.param(PHONE, id="390x844")]
-# What a worker writes while loading and saving: tqdm bars redrawn with carriage returns.
+# What a worker writes while loading and saving: tqdm bars redrawn with carriage returns, and one that
+# prints each update on a line of its own.
 NOISY_LOG = ("[2026-12-01 10:00:00] worker 4242: starting attempt 1\n"
              "Loading pipeline components...:   0%|          | 0/3 [00:00<?, ?it/s]\r"
              "Loading pipeline components...:  67%|██████▋   | 2/3 [00:00<00:00, 9.10it/s]\r"
              "Loading pipeline components...: 100%|██████████| 3/3 [00:00<00:00, 9.80it/s]\n"
              "dataset my-cat: 7 images\n"
+             "Caching latents:  50%|█████     | 1/2 [00:01<00:01, 1.00it/s]\n"
+             "Caching latents: 100%|██████████| 2/2 [00:02<00:00, 1.00it/s]\n"
              "Writing model shards: 100%|█████| 3/3 [00:01<00:00, 2.10it/s]\r\n"
              "step 1/10 loss 0.4210\n")
 

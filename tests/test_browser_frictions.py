@@ -77,6 +77,12 @@ def test_new_job_form_follows_the_dataset(studio, page, viewport, artifacts_dir)
     expect(page.locator("#f-name")).to_have_value("my-cat-2")
     assert '"trigger_word": "my own word"' in page.locator("#config-text").input_value()
 
+    # a copy of a job gets a LoRA name of its own
+    page.goto(f"{studio.trainer}/new?from={studio.job_id}")
+    expect(page.locator(".dataset-card.selected")).to_contain_text("my-cat")
+    expect(page.locator("#f-name")).to_have_value("my-cat-2")
+    expect(page.locator("#f-job-name")).to_have_value("first try (copy)")
+
 
 @pytest.mark.parametrize("viewport", VIEWPORTS)
 def test_job_log_reads_cleanly_and_the_worker_chip_follows_the_job(studio, page, viewport):
@@ -88,6 +94,7 @@ def test_job_log_reads_cleanly_and_the_worker_chip_follows_the_job(studio, page,
     expect(log).to_have_text("[2026-12-01 10:00:00] worker 4242: starting attempt 1\n"
                              "Loading pipeline components...: 100% (3/3, 00:00)\n"
                              "dataset my-cat: 7 images\n"
+                             "Caching latents: 100% (2/2, 00:02)\n"
                              "Writing model shards: 100% (3/3, 00:01)\n"
                              "step 1/10 loss 0.4210")
     assert_no_sideways_scroll(page)
