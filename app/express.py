@@ -21,7 +21,7 @@ import requests
 from flask import Flask
 
 from app import context
-from app.express_plan import Gpu, make_plan, unique_name
+from app.express_plan import Gpu, make_plan
 from app.express_rules import ExpressInputError, caption_options
 from studio.jobs import ACTIVE, Job, JobStateError
 from studio.web import ApiError
@@ -278,14 +278,13 @@ def stop(express: Job) -> Job:
 
 
 def lora_name(dataset_name: str) -> str:
-    """A LoRA name from the dataset's name, unique among jobs and the LoRA library."""
-    from app.store import slugify
+    """A LoRA name from the dataset's name, free among jobs, the LoRA library and other express runs
+    (whose training job may not exist yet)."""
+    from trainer.names import taken_names, unique_name
 
-    workspace = context.workspace()
-    taken = {job.config.get("name", "").lower() for job in context.jobs().list(kind="train", limit=100_000)}
-    taken |= {job.config.get("lora_name", "").lower() for job in context.jobs().list(kind="express", limit=100_000)}
-    taken |= {path.stem.lower() for path in workspace.loras.glob("*.safetensors")}
-    return unique_name(slugify(dataset_name), taken)
+    taken = taken_names(context.workspace(), context.jobs())
+    taken |= {str(job.config.get("lora_name", "")).lower() for job in context.jobs().list(kind="express", limit=5000)}
+    return unique_name(dataset_name, taken)
 
 
 class ExpressDriver:

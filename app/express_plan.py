@@ -108,11 +108,3 @@ def make_plan(*, name: str, trigger: str, kind: str, sizes: list[tuple[int, int]
     plan.estimated_s, plan.estimate_device = guess.seconds, guess.device
     return plan
 
-
-def unique_name(base: str, taken: set[str]) -> str:
-    """`base`, or `base-2`, `base-3`, ... when a LoRA of that name exists."""
-    candidate, n = base, 1
-    while candidate.lower() in taken:
-        n += 1
-        candidate = f"{base}-{n}"
-    return candidate

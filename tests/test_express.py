@@ -61,6 +61,13 @@ def _create(client, trigger="zxcat", kind="object") -> dict:
     return response.get_json()
 
 
+def _new_run(studio):
+    """A studio, its client, and a new express run (waiting for its upload)."""
+    settings, app = studio()
+    client = app.test_client()
+    return settings, app, client, _create(client)
+
+
 def _upload_session(client, dataset_id: str, name: str, data: bytes) -> str:
     session = client.post(f"/api/datasets/{dataset_id}/uploads", json={"filename": name, "size": len(data)}).get_json()
     size = session["chunk_size"]
@@ -169,9 +176,7 @@ def test_sample_prompts_use_the_captions_and_a_new_scene_per_kind():
 # -- the whole chain ----------------------------------------------------------------------------------
 @pytest.mark.slow
 def test_zip_to_lora_with_base_and_lora_samples(studio):
-    settings, app = studio()
-    client = app.test_client()
-    made = _create(client)
+    settings, app, client, made = _new_run(studio)
     express_id, dataset_id = made["express"]["id"], made["express"]["dataset"]
     assert made["express"]["phase"] == "upload" and made["stages"][0]["status"] == "waiting"
     session = _upload_session(client, dataset_id, "cats.zip", _zip(6))
@@ -206,9 +211,7 @@ def _orphan_stage(settings, express_id: str, kind: str, dataset: str) -> str:
 
 @pytest.mark.parametrize("stage", ["import", "caption", "export"])
 def test_a_restart_in_the_middle_of_a_dataset_stage_runs_it_again(studio, stage):
-    settings, app = studio()
-    client = app.test_client()
-    made = _create(client)
+    settings, app, client, made = _new_run(studio)
     express_id, dataset_id = made["express"]["id"], made["express"]["dataset"]
     session = _upload_session(client, dataset_id, "cats.zip", _zip(4))
     store = JobStore(settings.root / "studio.db")
@@ -238,9 +241,7 @@ def _wait_for_job(store, job_id: str, timeout: float = 30.0):
 
 @pytest.mark.slow
 def test_a_restart_in_the_middle_of_training_continues_it(studio):
-    settings, app = studio()
-    client = app.test_client()
-    made = _create(client)
+    settings, app, client, made = _new_run(studio)
     express_id, dataset_id = made["express"]["id"], made["express"]["dataset"]
     client.post(f"/api/datasets/{dataset_id}/upload?wait=20",
                 data={"files": [(io.BytesIO(image_bytes(i, size=(96, 80))), f"c{i}.png") for i in range(3)]},
@@ -263,9 +264,7 @@ def test_a_restart_in_the_middle_of_training_continues_it(studio):
 
 # -- failures: a clear message, nothing lost, the stage can be retried --------------------------------
 def test_an_all_rejected_zip_fails_clearly_and_a_retry_goes_on(studio):
-    settings, app = studio()
-    client = app.test_client()
-    made = _create(client)
+    settings, app, client, made = _new_run(studio)
     express_id, dataset_id = made["express"]["id"], made["express"]["dataset"]
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:
@@ -297,9 +296,7 @@ def test_an_empty_zip_fails_clearly(studio):
 
 
 def test_a_dead_caption_service_fails_the_stage_and_retry_continues(studio, stand_in):
-    settings, app = studio()
-    client = app.test_client()
-    made = _create(client)
+    settings, app, client, made = _new_run(studio)
     express_id, dataset_id = made["express"]["id"], made["express"]["dataset"]
     client.post(f"/api/datasets/{dataset_id}/upload?wait=20",
                 data={"files": [(io.BytesIO(image_bytes(i)), f"c{i}.png") for i in range(2)]},
