@@ -23,6 +23,7 @@ from flask import Flask
 from app import context
 from app.express_plan import Gpu, make_plan
 from app.express_rules import ExpressInputError, caption_options
+from app.store import NotFound
 from studio.jobs import ACTIVE, Job, JobStateError
 from studio.web import ApiError
 
@@ -126,12 +127,14 @@ def _unload_caption_model() -> None:
 
 
 def plan_for(express: Job):
-    """The training plan from the dataset as it is now (images left out of the export are left out here)."""
+    """The training plan from the images the export holds (duplicates are left out of both)."""
+    from app.export import export_selection
+
     dataset = context.dataset(express.dataset)
     meta = dataset.meta()
-    records = {name: r for name, r in meta["images"].items() if "duplicate_of" not in (r.get("flags") or {})}
-    sizes = [(r.get("width", 0), r.get("height", 0)) for r in records.values()]
-    captions = [dataset.read_caption(name) or "" for name in records]
+    names, _ = export_selection(meta)
+    sizes = [(meta["images"][name].get("width", 0), meta["images"][name].get("height", 0)) for name in names]
+    captions = [dataset.read_caption(name) or "" for name in names]
     settings = _settings(express)
     demo = context.settings().demo
     if not demo:
@@ -205,6 +208,10 @@ def advance(express: Job) -> Job:
 
 
 def _advance(express: Job) -> Job:
+    try:
+        context.dataset(express.dataset)
+    except NotFound:
+        return context.jobs().finish(express.id, "stopped", message="Stopped: its dataset was deleted.")
     stage = express.phase
     job = stages_of(express).get(stage)
     if job is None:

@@ -312,6 +312,18 @@ def test_a_dead_caption_service_fails_the_stage_and_retry_continues(studio, stan
     assert run["dataset"]["captioned"] == 2
 
 
+def test_deleting_the_dataset_stops_its_run(studio):
+    _, app, client, made = _new_run(studio)
+    express_id, dataset_id = made["express"]["id"], made["express"]["dataset"]
+    client.post(f"/api/datasets/{dataset_id}/upload?wait=20",
+                data={"files": [(io.BytesIO(image_bytes(1)), "c1.png")]}, content_type="multipart/form-data")
+    client.post(f"/api/express/{express_id}/start", json={})
+    assert client.delete(f"/api/datasets/{dataset_id}").status_code == 200
+    run = _drive(app, express_id, lambda r: r["express"]["status"] != "running")
+    assert run["express"]["status"] == "stopped" and "dataset was deleted" in run["express"]["message"]
+    assert run["dataset"] is None
+
+
 def test_start_needs_images_and_happens_once(studio):
     _, app = studio()
     client = app.test_client()
