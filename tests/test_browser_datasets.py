@@ -8,19 +8,14 @@ import json
 import os
 from pathlib import Path
 
-import pytest
 from PIL import Image
 
+from tests.browser_studio import ARGS, CHROMIUM, browser_marks
 from tests.helpers import ServerProcess
 from tests.test_datasets_autocaption import StandIn
 from tests.test_datasets_support import image_bytes, zip_bytes
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run"]
-
-pytestmark = [pytest.mark.browser, pytest.mark.slow,
-              pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="Debian chromium is not installed")]
+pytestmark = browser_marks
 
 DROP_JS = """([name, b64]) => {
   const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));

@@ -19,15 +19,11 @@ import zipfile
 
 import pytest
 
+from tests.browser_studio import ARGS, CHROMIUM, assert_no_sideways_scroll, browser_marks
 from tests.helpers import REPO, ServerProcess, free_port
 from tests.test_datasets_support import image_bytes
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run"]
-
-pytestmark = [pytest.mark.slow, pytest.mark.browser,
-              pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="Debian chromium is not installed")]
+pytestmark = browser_marks
 
 
 @pytest.fixture
@@ -64,17 +60,6 @@ def _zip(path, count: int = 6) -> None:
     path.write_bytes(buffer.getvalue())
 
 
-WIDE_ELEMENTS = """() => Array.from(document.querySelectorAll('body *'))
-  .filter((e) => e.getBoundingClientRect().right > window.innerWidth + 1)
-  .slice(0, 6).map((e) => `${e.tagName}.${e.className}#${e.id} ${Math.round(e.getBoundingClientRect().right)}px`)"""
-
-
-def _no_sideways_scroll(page) -> None:
-    width = page.evaluate("() => [document.documentElement.scrollWidth, window.innerWidth]")
-    assert width[0] <= width[1], (f"the page is {width[0]} px wide in a {width[1]} px window: "
-                                  f"{page.evaluate(WIDE_ELEMENTS)}")
-
-
 def test_zip_to_downloaded_lora_with_base_and_lora_previews(studio, artifacts_dir, tmp_path):
     from playwright.sync_api import expect, sync_playwright
 
@@ -85,7 +70,7 @@ def test_zip_to_downloaded_lora_with_base_and_lora_previews(studio, artifacts_di
         page = browser.new_page(viewport={"width": 1280, "height": 800}, accept_downloads=True)
         page.set_default_timeout(30_000)
         page.goto(studio["datasets"] + "/express")
-        _no_sideways_scroll(page)
+        assert_no_sideways_scroll(page)
         # a common word is refused before anything starts
         page.set_input_files("#x-files", str(archive))
         expect(page.locator("#x-chosen")).to_contain_text("1 file")
@@ -129,8 +114,8 @@ def test_zip_to_downloaded_lora_with_base_and_lora_previews(studio, artifacts_di
         phone = browser.new_page(viewport={"width": 390, "height": 844})
         phone.goto(page.url)
         expect(phone.locator("#x-done")).to_be_visible()
-        _no_sideways_scroll(phone)
+        assert_no_sideways_scroll(phone)
         phone.screenshot(path=str(artifacts_dir / "express-phone.png"), full_page=True)
         phone.goto(studio["datasets"] + "/express")
-        _no_sideways_scroll(phone)
+        assert_no_sideways_scroll(phone)
         browser.close()

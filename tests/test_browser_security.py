@@ -11,25 +11,21 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import threading
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from tests.browser_studio import ARGS, CHROMIUM, browser_marks
 from tests.helpers import ServerProcess, free_port
 from tests.test_datasets_support import image_bytes
 from tests.test_trainer_worker import TINY_CONFIG, make_export
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run"]
 PASSWORD = "correct horse"
 BEARER = {"Authorization": f"Bearer {PASSWORD}"}
 
-pytestmark = [pytest.mark.browser, pytest.mark.slow,
-              pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="Debian chromium is not installed")]
+pytestmark = browser_marks
 
 ATTACK_PAGE = """<!doctype html>
 <html><body>

@@ -17,15 +17,11 @@ import urllib.request
 
 import pytest
 
+from tests.browser_studio import ARGS, CHROMIUM, browser_marks
 from tests.helpers import REPO, ServerProcess, free_port
 from tests.test_trainer_worker import make_export
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run"]
-
-pytestmark = [pytest.mark.slow, pytest.mark.browser,
-              pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="Debian chromium is not installed")]
+pytestmark = browser_marks
 
 # Records every width the progress bar takes, so the test sees it move even between its own looks.
 RECORD_PROGRESS = """() => {
