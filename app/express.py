@@ -21,7 +21,7 @@ import requests
 from flask import Flask
 
 from app import context
-from app.express_plan import Gpu, make_plan
+from app.express_plan import Gpu, check_gpu, make_plan
 from app.express_rules import ExpressInputError, caption_options
 from app.store import NotFound
 from studio.jobs import ACTIVE, Job, JobStateError
@@ -104,16 +104,7 @@ def _gpu() -> Gpu | None:
 
 def gpu_precheck() -> None:
     """Before anything is uploaded: is there a GPU that any memory preset fits on?"""
-    from trainer.recipes import get_recipe
-
-    gpu = _gpu()
-    smallest = min(values.get("vram_budget_gb") or 0.0 for values in get_recipe("zimage-turbo").presets.values())
-    if gpu is None:
-        raise ExpressInputError("gpu", "No NVIDIA GPU was found: training Z-Image needs one with at least 16 GB. "
-                                       "Run the studio on a GPU pod (or in demo mode to try it).")
-    if gpu.total_gb < smallest:
-        raise ExpressInputError("gpu", f"{gpu.name} has {gpu.total_gb:.0f} GB, and even the smallest memory preset "
-                                       f"needs {smallest:.0f} GB: use a GPU with 16 GB or more.")
+    check_gpu(_gpu())
 
 
 def _unload_caption_model() -> None:

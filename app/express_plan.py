@@ -47,13 +47,32 @@ def _resolutions(short_sides: list[int]) -> tuple[list[int], str]:
     return chosen, f"at least half the images are {chosen[-1]} px or more on their short side (median {median} px)"
 
 
-def _preset(recipe, gpu: Gpu | None) -> tuple[str, str]:
-    """The largest memory preset that fits the GPU's free memory."""
+def _budgets(recipe) -> list[tuple[float, str]]:
+    """(GB a memory preset plans for, its name), largest first."""
+    return sorted(((values.get("vram_budget_gb") or 0.0, name) for name, values in recipe.presets.items()),
+                  reverse=True)
+
+
+def _require_gpu(gpu: Gpu | None) -> Gpu:
     if gpu is None:
         raise ExpressInputError("gpu", "No NVIDIA GPU was found: training Z-Image needs one with at least 16 GB. "
                                        "Run the studio on a GPU pod (or in demo mode to try it).")
-    fits = sorted(((values.get("vram_budget_gb") or 0.0, name) for name, values in recipe.presets.items()),
-                  reverse=True)
+    return gpu
+
+
+def check_gpu(gpu: Gpu | None) -> None:
+    """Before anything is uploaded: is there a GPU that any memory preset fits on (its whole memory)?"""
+    gpu = _require_gpu(gpu)
+    smallest = _budgets(get_recipe("zimage-turbo"))[-1][0]
+    if gpu.total_gb < smallest:
+        raise ExpressInputError("gpu", f"{gpu.name} has {gpu.total_gb:.0f} GB, and even the smallest memory preset "
+                                       f"needs {smallest:.0f} GB: use a GPU with 16 GB or more.")
+
+
+def _preset(recipe, gpu: Gpu | None) -> tuple[str, str]:
+    """The largest memory preset that fits the GPU's free memory."""
+    gpu = _require_gpu(gpu)
+    fits = _budgets(recipe)
     for budget, name in fits:
         if gpu.free_gb >= budget:
             return name, f"{gpu.name} has {gpu.free_gb:.0f} GB free; the {name} preset plans for {budget:.0f} GB"

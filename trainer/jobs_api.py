@@ -58,6 +58,15 @@ def load_job(job_id: str) -> Job:
     return job
 
 
+def _require_training_data(job: Job) -> None:
+    """409 when the dataset version the job trains on is no longer on disk (before queueing it again)."""
+    if job.dataset_version:
+        try:
+            exports.require_version(workspace(), job.dataset_version, job.dataset)
+        except exports.ExportMissing as exc:
+            raise ApiError(str(exc), 409) from None
+
+
 def _invalid(report) -> ApiError:
     return ApiError(str(JobInvalid(report)), 422, details=report.errors)
 
@@ -157,11 +166,7 @@ def stop_job(job_id):
 @bp.post("/api/jobs/<job_id>/resume")
 def resume_job(job_id):
     job = load_job(job_id)
-    if job.dataset_version:
-        try:
-            exports.require_version(workspace(), job.dataset_version, job.dataset)
-        except exports.ExportMissing as exc:
-            raise ApiError(str(exc), 409) from None
+    _require_training_data(job)
     job = store().resume(job.id, "Waiting for the worker (resumes from the last checkpoint).")
     announce(job)
     return jsonify({"job": job.public()})
@@ -182,11 +187,7 @@ def continue_job(job_id):
     if latest_checkpoint_step(workspace().jobs / job.id) != job.step:
         raise ApiError(f"The job has no checkpoint at its last step ({job.step}) to continue from: clone it "
                        "instead.", 409)
-    if job.dataset_version:
-        try:
-            exports.require_version(workspace(), job.dataset_version, job.dataset)
-        except exports.ExportMissing as exc:
-            raise ApiError(str(exc), 409) from None
+    _require_training_data(job)
     total = job.step + more
     try:
         config = get_recipe(job.recipe).config_from_dict({**job.config, "steps": total}).to_dict()
