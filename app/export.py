@@ -75,14 +75,18 @@ def run_export(job: JobReporter, dataset: Dataset, name: str, workspace: Workspa
             job.check_stop()
             source = dataset.image_path(image)
             stem, ext = os.path.splitext(image)
+            known = meta["images"].get(image, {}).get("sha256")
             if ext.lower() in TRAINER_EXTENSIONS:
                 placed = build / image
                 _place_image(source, placed)
             else:  # HEIC/AVIF: the trainer reads only jpg/png/webp
-                placed = build / f"{stem}.png"
+                placed, known = build / f"{stem}.png", None
                 with Image.open(source) as img:
                     img.convert("RGB").save(placed)
-            content.add_file(placed.name, placed)
+            if known:  # the same bytes the import hashed: files in a dataset are never changed in place
+                content.add_digest(placed.name, known)
+            else:
+                content.add_file(placed.name, placed)
             caption = apply_trigger(dataset.read_caption(image) or "", trigger) + "\n"
             (build / f"{stem}.txt").write_text(caption, "utf-8")
             content.add_text(f"{stem}.txt", caption)

@@ -48,6 +48,10 @@ class ContentHash:
                 digest.update(block)
         self._files[name] = digest.hexdigest()
 
+    def add_digest(self, name: str, sha256_hex: str) -> None:
+        """A file whose SHA-256 is already known (the import recorded it): no second read of its bytes."""
+        self._files[name] = sha256_hex
+
     def add_text(self, name: str, text: str) -> None:
         self._files[name] = hashlib.sha256(text.encode("utf-8")).hexdigest()
 

@@ -33,6 +33,8 @@ def test_reexport_never_changes_the_data_under_a_job(apps, studio_root):
     dataset_id = datasets.post("/api/datasets", json={"name": "Cat", "trigger_word": "tok"}).get_json()["id"]
     upload(datasets, dataset_id, [(f"c{i}.png", image_bytes(i)) for i in range(3)])
     first = _export(datasets, dataset_id)
+    # named by its content: hashing the stored files again gives the same version (what an adopted folder gets)
+    assert exports.hash_folder(exports.version_dir(Workspace(studio_root), first)) == first
     job = jobs.post("/api/jobs", json={"name": "j", "dataset": "cat", "config": TINY_CONFIG}).get_json()["job"]
     assert job["dataset_version"] == first
     upload(datasets, dataset_id, [("c9.png", image_bytes(9))])
