@@ -108,6 +108,7 @@ class RunResult:
     s_per_sample: float | None = None
     peak_gib: float | None = None
     checkpointed_blocks: int | None = None
+    block_gib: float | None = None  # one block's saved activations as the engine measured them (auto only)
     split: dict | None = None
     loss: float | None = None
     attention_kernels: list[str] = field(default_factory=list)
@@ -122,19 +123,13 @@ def engine_run(transformer, params, shape: dict, settings: RunSettings, args, de
     from trainer.engine import grad_checkpointing as gc_plan
     from trainer.engine.data import BatchPlan
     from trainer.engine.device_data import DeviceData
-    from trainer.engine.flops import image_tokens
     from trainer.engine.loop import TrainingLoop
+    from trainer.engine.speed_setup import longest_sequence, measure_block
     from trainer.recipes import get_recipe
 
     result = RunResult(settings.name, note=settings.note)
     autocast = torch.bfloat16 if device.type == "cuda" else None
     model_dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
-    tokens = (image_tokens(args.size, args.size) + args.caption_tokens) * settings.batch
-    plan = gc_plan.plan(settings.checkpointing, transformer, device, tokens, gc_plan.trainable_bytes(params),
-                        settings.budget_gb)
-    gc_plan.apply(transformer, plan)
-    result.checkpointed_blocks = plan.count
-    result.note = "; ".join(x for x in (settings.note, plan.reason) if x)
     heads = shape["n_heads"]
     attention = zattention.choose(settings.attention, device, model_dtype, heads, shape["dim"] // heads, log)
     result.attention_wanted = attention.label
@@ -145,6 +140,16 @@ def engine_run(transformer, params, shape: dict, settings: RunSettings, args, de
     })
     cached, samples = synthetic_data(shape, args.size, args.caption_tokens, settings.batch)
     data = DeviceData(cached, device, model_dtype, resident=settings.resident)
+    measured = None
+    if settings.checkpointing == "auto" and device.type == "cuda":  # as the engine plans: from one measured block
+        measured = measure_block(transformer, device, samples, data, model_dtype, autocast, attention, log)
+        result.block_gib = round(measured.saved_bytes / GIB, 3) if measured else None
+    tokens = longest_sequence(samples, cached, settings.batch)
+    plan = gc_plan.plan(settings.checkpointing, transformer, device, tokens, gc_plan.trainable_bytes(params),
+                        settings.budget_gb, measured)
+    gc_plan.apply(transformer, plan)
+    result.checkpointed_blocks = plan.count
+    result.note = "; ".join(x for x in (settings.note, plan.reason) if x)
     loop = TrainingLoop(config, transformer, params, cached, samples, BatchPlan(samples, settings.batch, 0), device,
                         autocast, attention=attention, data=data)
     loop.setup_optimizer(lambda _line: None)

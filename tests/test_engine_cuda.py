@@ -68,4 +68,5 @@ def test_cuda_speed_options_train_and_report_the_step_split(tmp_path, make_setti
     assert any("timing" in line and line["timing"]["step_ms"] > 0 for line in lines)
     log = (job / "log.txt").read_text()
     assert "Attention:" in log and ("torch.compile:" in log or "torch.compile is off" in log)
+    assert "GiB of activations per block" in log and "measured" in log  # planned from one measured block
     assert (job / "lora" / "proof_grid.png").is_file() and (job / "samples" / "base" / "0.png").is_file()

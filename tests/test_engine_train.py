@@ -336,9 +336,7 @@ def test_out_of_memory_names_the_setting_to_change(tmp_path, demo_paths, monkeyp
     with pytest.raises(TrainingError, match="OOM.*batch_size"):
         train(tiny_config(batch_size=4), dataset, tmp_path / "j1", demo_paths, None, None, device="cpu",
               cache_dir=tmp_path / "cache")
-    with pytest.raises(TrainingError, match="OOM.*gradient_checkpointing"):
-        train(tiny_config(), dataset, tmp_path / "j2", demo_paths, None, None, device="cpu",
-              cache_dir=tmp_path / "cache")
+    # without a batch to shrink, the run first recomputes every block (tests/test_engine_memory.py)
 
 
 def test_repeated_nan_fails_the_job(tmp_path, demo_paths, monkeypatch):

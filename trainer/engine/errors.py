@@ -11,12 +11,13 @@ class TrainingError(RuntimeError):
         self.message = message
 
 
-def oom_error(config, step: int, on_gpu: bool) -> TrainingError:
-    """Out-of-memory, naming the one setting most worth changing first."""
+def oom_error(config, step: int, on_gpu: bool, recomputing_all: bool = False) -> TrainingError:
+    """Out-of-memory, naming the one setting most worth changing first. `recomputing_all`: every block
+    already recomputed its activations (the run switched to that after a first out-of-memory)."""
     where = "GPU" if on_gpu else "machine"
     if config.batch_size > 1:
         advice = f"lower batch_size (now {config.batch_size}) to 1"
-    elif config.gradient_checkpointing == "off":
+    elif config.gradient_checkpointing == "off" and not recomputing_all:
         advice = "set gradient_checkpointing to auto or on"
     elif config.quantize_base == "none" and on_gpu:
         advice = "set quantize_base to float8"

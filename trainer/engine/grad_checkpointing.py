@@ -1,10 +1,11 @@
 """Gradient checkpointing per block, chosen from the GPU memory the job may use.
 
-Recomputing a block's forward in the backward pass saves its activations (about 1 GB per main block
-at 1024 px) at the cost of a third more arithmetic for that block. `auto` keeps as many blocks as fit
-un-checkpointed and recomputes only the rest: none at all on a card that holds everything, every
-block on a small one. The choice goes through diffusers' own hook (`_gradient_checkpointing_func`),
-so module names, LoRA keys and state dicts are unchanged.
+Recomputing a block's forward in the backward pass saves its activations (about 1.3 GiB per main
+block at 1024 px) at the cost of a third more arithmetic for that block. On a GPU the run measures that
+figure on its own block, kernels and settings (activation_memory.py); the rule below is the fallback.
+`auto` keeps as many blocks as fit un-checkpointed and recomputes only the rest: none at all on a
+card that holds everything, every block on a small one. The choice goes through diffusers' own hook
+(`_gradient_checkpointing_func`), so module names, LoRA keys and state dicts are unchanged.
 """
 
 from __future__ import annotations
@@ -15,12 +16,15 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from trainer.engine.activation_memory import BlockMemory
+
 GIB = 1 << 30
-# Saved activations of one main block per token, in units of dim and of the SwiGLU width, 2 bytes
-# each (bf16): normed inputs, q/k/v before and after RoPE, the attention output and its statistics,
-# the LoRA inputs, the gated feed-forward tensors. A rounded model, checked against the measured peak
-# by benchmarks/gpu_zimage.py (it prints predicted and measured memory side by side).
-DIM_UNITS, HIDDEN_UNITS, BYTES = 16, 5, 2
+# Bytes one main block saves per token, per unit of dim and of the SwiGLU width, as counted by
+# activation_memory.saved_bytes on the full-size block in bf16 autocast with a rank-32 LoRA
+# (benchmarks/activation_memory.py): per dim, four float32 RMSNorm tensors, eight bf16 hidden-state
+# tensors, six bf16 matmul inputs, q/k in float32 after RoPE and q/k/v/out in bf16 (64 bytes); per
+# SwiGLU unit, four bf16 tensors (8 bytes). 1.29 GiB at 1024 px; 1.30 measured with the LoRA casts.
+DIM_BYTES, HIDDEN_BYTES = 64, 8
 RESERVE_BYTES = 2 * GIB  # cuBLAS/attention workspaces, allocator fragmentation, the loss tensors
 
 
@@ -36,14 +40,15 @@ class CheckpointPlan:
 
 
 def block_activation_bytes(tokens: int, dim: int, hidden: int) -> int:
-    return tokens * (DIM_UNITS * dim + HIDDEN_UNITS * hidden) * BYTES
+    return tokens * (DIM_BYTES * dim + HIDDEN_BYTES * hidden)
 
 
 def plan(mode: str, transformer: nn.Module, device: torch.device, tokens: int, trainable_bytes: int,
-         budget_gb: float | None = None) -> CheckpointPlan:
+         budget_gb: float | None = None, measured: BlockMemory | None = None) -> CheckpointPlan:
     """Which main blocks recompute their activations. `tokens`: the largest sequence of a micro-batch
     (image + caption tokens, times the batch size); `trainable_bytes`: LoRA weights, gradients and
-    optimizer state that are still to be allocated or already are."""
+    optimizer state that are still to be allocated or already are; `measured`: one block's saved
+    activations as measured on this device (else the rule above)."""
     total = len(transformer.layers)
     if mode == "on":
         return CheckpointPlan(tuple(range(total)), total, "gradient_checkpointing is on")
@@ -57,12 +62,15 @@ def plan(mode: str, transformer: nn.Module, device: torch.device, tokens: int, t
     if budget_gb is not None and budget_gb * GIB < capacity:
         capacity, source = int(budget_gb * GIB), f"vram_budget_gb {budget_gb:g}"
     dim = transformer.config.dim
-    per_block = block_activation_bytes(tokens, dim, int(dim / 3 * 8))
+    if measured is not None:
+        per_block, how = measured.at(tokens), "measured"
+    else:
+        per_block, how = block_activation_bytes(tokens, dim, int(dim / 3 * 8)), "about"
     spare = capacity - torch.cuda.memory_allocated(device) - trainable_bytes - RESERVE_BYTES
     plain = max(0, min(total, int(spare // per_block)))
     if plain < total:  # a recomputed block briefly holds its full activations again
         plain = max(0, min(total, int((spare - per_block) // per_block)))
-    reason = (f"auto: {source}, about {per_block / GIB:.2f} GiB of activations per block at {tokens} tokens, "
+    reason = (f"auto: {source}, {how} {per_block / GIB:.2f} GiB of activations per block at {tokens} tokens, "
               f"{plain} of {total} blocks keep theirs")
     # all saved activations are alive when the backward pass starts, so which blocks recompute does not
     # change the peak; the first ones do
@@ -96,8 +104,9 @@ def trainable_bytes(params: list[torch.Tensor], optimizer_states: int = 2) -> in
     return sum(p.numel() for p in params) * 4 * (2 + optimizer_states)
 
 
-def log_plan(transformer, device, mode, tokens, params, budget_gb, log: Callable[[str], None]) -> CheckpointPlan:
-    chosen = plan(mode, transformer, device, tokens, trainable_bytes(params), budget_gb)
+def log_plan(transformer, device, mode, tokens, params, budget_gb, log: Callable[[str], None],
+             measured: BlockMemory | None = None) -> CheckpointPlan:
+    chosen = plan(mode, transformer, device, tokens, trainable_bytes(params), budget_gb, measured)
     apply(transformer, chosen)
     log(describe(chosen))
     return chosen

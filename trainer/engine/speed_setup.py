@@ -4,14 +4,15 @@ the attention kernel and regional torch.compile. Each falls back with a reason i
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
+from trainer.engine import activation_memory, compile_blocks
 from trainer.engine import attention as zattention
-from trainer.engine import compile_blocks
 from trainer.engine import grad_checkpointing as gc_plan
 from trainer.engine.fast_linear import error_summary, float8_factory, float8_matmul_support
 from trainer.engine.flops import image_tokens
@@ -52,19 +53,55 @@ def quantize(config, transformer, device: torch.device, compute_dtype: torch.dty
 def longest_sequence(samples, cached, batch_size: int) -> int:
     """Image + caption tokens of the biggest micro-batch this job can draw."""
     caption = max((len(v) for v in cached.embeddings.values()), default=0)
-    caption += (-caption) % 32
     biggest = max((image_tokens(w, h) for w, h in {s.bucket for s in samples}), default=0)
-    return (biggest + caption) * max(1, min(batch_size, len(samples)))
+    padded = biggest + (-biggest) % 32 + caption + (-caption) % 32  # the model pads both to multiples of 32
+    return padded * max(1, min(batch_size, len(samples)))
+
+
+def measure_block(transformer, device: torch.device, samples, data, compute_dtype: torch.dtype,
+                  autocast_dtype: torch.dtype | None, attention, log: Callable[[str], None]):
+    """One main block's saved activations for the job's biggest example, on this device and with these
+    kernels (None, with a log line, when it cannot be measured)."""
+    if not samples:
+        return None
+    index = max(range(len(samples)), key=lambda i: image_tokens(*samples[i].bucket))
+    latent = data.latent(index).to(compute_dtype).unsqueeze(1)  # [C, F=1, H, W]
+    caption = data.embedding(samples[index].item.caption)
+    t = torch.full((1,), 0.5, device=device)
+
+    def context():
+        stack = contextlib.ExitStack()
+        stack.enter_context(torch.autocast(device.type, dtype=autocast_dtype or torch.float32,
+                                           enabled=autocast_dtype is not None))
+        stack.enter_context(attention())
+        return stack
+
+    try:
+        return activation_memory.measure(transformer, lambda: transformer([latent], t, [caption], return_dict=False),
+                                         context)
+    except torch.OutOfMemoryError:
+        failed = "out of GPU memory while running one block"
+    except Exception as exc:  # a model without main blocks, a kernel refusing these shapes
+        failed = f"{type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''}"
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    log(f"Could not measure one block's activations ({failed}); planning from the rule of thumb.")
+    return None
 
 
 def configure(config, transformer, params, device: torch.device, samples, cached, cache_dir: Path,
-              compute_dtype: torch.dtype, log: Callable[[str], None]) -> SpeedSetup:
+              compute_dtype: torch.dtype, log: Callable[[str], None], data=None,
+              autocast_dtype: torch.dtype | None = None) -> SpeedSetup:
     fast8, errors = quantize(config, transformer, device, compute_dtype, log)
-    plan = gc_plan.log_plan(transformer, device, config.gradient_checkpointing,
-                            longest_sequence(samples, cached, config.batch_size), params, config.vram_budget_gb, log)
     heads = transformer.config.n_heads
     attention = zattention.choose(config.attention_backend, device, compute_dtype, heads,
                                   transformer.config.dim // heads, log)
+    measured = None
+    if config.gradient_checkpointing == "auto" and device.type == "cuda" and data is not None:
+        measured = measure_block(transformer, device, samples, data, compute_dtype, autocast_dtype, attention, log)
+    plan = gc_plan.log_plan(transformer, device, config.gradient_checkpointing,
+                            longest_sequence(samples, cached, config.batch_size), params, config.vram_budget_gb, log,
+                            measured)
     compiled = False
     if config.compile:
         compiled = compile_blocks.enable(transformer, device, Path(cache_dir) / "torch_compile", log)

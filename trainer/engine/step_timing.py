@@ -54,6 +54,11 @@ class StepTimer:
         out["steps"] = n
         return out
 
+    def drop_open_step(self) -> None:
+        """Forget the step begun last (it failed and runs again)."""
+        if self._steps:
+            self._steps.pop()
+
     def discard(self) -> None:
         """Forget the steps timed so far (after a compile warm-up, say)."""
         self._steps = []

@@ -13,6 +13,7 @@ import torch
 from studio.atomic import atomic_write_json
 from trainer.engine import cache as zcache
 from trainer.engine import checkpoints as ckpt
+from trainer.engine import grad_checkpointing as gc_plan
 from trainer.engine import model as zmodel
 from trainer.engine import proof, speed_setup
 from trainer.engine.control import TrainingControl
@@ -64,6 +65,10 @@ def _is_oom(exc: BaseException) -> bool:
     return isinstance(exc, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text)
 
 
+def _recomputing_all(exc: BaseException) -> bool:
+    return bool(getattr(exc, "studio_recomputing_all", False))
+
+
 def train(config, dataset_dir: Path, job_dir: Path, model_paths, control: TrainingControl | None = None,
           on_progress: Callable[[dict], None] | None = None, device: str | None = None,
           cache_dir: Path | None = None) -> dict:
@@ -85,7 +90,7 @@ def train(config, dataset_dir: Path, job_dir: Path, model_paths, control: Traini
         raise
     except Exception as exc:
         if _is_oom(exc):
-            error = oom_error(config, progress.step + 1, dev.type == "cuda")
+            error = oom_error(config, progress.step + 1, dev.type == "cuda", _recomputing_all(exc))
             log(f"Failed: {error.message}")
             raise error from exc
         log(f"Failed with an internal error: {type(exc).__name__}: {exc}")
@@ -154,7 +159,7 @@ class TrainingRun:
             "parameters; training adapter merged.")
         data = DeviceData(self.cached, dev, self.model_dtype)
         self.speed = speed_setup.configure(config, transformer, params, dev, self.samples, self.cached,
-                                           self.cache_dir, self.model_dtype, log)
+                                           self.cache_dir, self.model_dtype, log, data, self.autocast_dtype)
         transformer.train()
 
         plan = BatchPlan(self.samples, config.batch_size, config.seed)
@@ -180,7 +185,7 @@ class TrainingRun:
         if self.control.should_stop():
             return False
         requests = self.control.take_requests()
-        loop.step()
+        self.step()
         step = loop.state.step
         save = step % config.save_every == 0 or "save" in requests
         sample = (config.sample_every and step % config.sample_every == 0) or "sample" in requests
@@ -191,6 +196,40 @@ class TrainingRun:
         if sample:
             self.sample(step)
         return True
+
+    def step(self) -> None:
+        """One optimizer step. When it runs out of memory while some blocks still keep their activations,
+        every block recomputes them from then on and the same step runs again (same batch, same noise):
+        a plan that was too optimistic, or a fragmented GPU, costs a log line instead of the run."""
+        loop = self.loop
+        while True:
+            generator = loop.generator.get_state()
+            try:
+                loop.step()
+                return
+            except Exception as exc:
+                if not _is_oom(exc):
+                    raise
+                if self.speed.checkpointing.count >= self.speed.checkpointing.total:
+                    exc.studio_recomputing_all = True
+                    raise
+            # out of the except block: the failed step's tensors went with its traceback
+            loop.generator.set_state(generator)
+            self._recompute_every_block(loop.state.step + 1)
+
+    def _recompute_every_block(self, failed_at: int) -> None:
+        loop, plan = self.loop, self.speed.checkpointing
+        loop.optimizer.zero_grad(set_to_none=True)
+        loop.timer.drop_open_step()
+        if self.dev.type == "cuda":
+            torch.cuda.empty_cache()
+        self.speed.checkpointing = gc_plan.CheckpointPlan(
+            tuple(range(plan.total)), plan.total, f"out of memory at step {failed_at} with {plan.count} recomputed")
+        gc_plan.apply(self.transformer, self.speed.checkpointing)
+        message = (f"Out of memory at step {failed_at}; every block now recomputes its activations "
+                   "(gradient checkpointing on) and the step runs again.")
+        self.log(message)
+        self.progress.emit("training", loop.state.step, message=message, force=True)
 
     def flush(self, force: bool = False) -> None:
         """Read the queued steps back from the device: metrics lines, NaN notes, progress and timings."""

@@ -1,0 +1,152 @@
+"""Memory planning on the CPU: the measured activations of one block (what autograd saves, counted
+exactly), the plan built from that measurement, and a run that runs out of memory recovering by
+recomputing every block, with the same LoRA as a run that never ran out."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from tests.test_engine_train import _lora, _losses, make_dataset, tiny_config
+from trainer.engine import TrainingError, train
+from trainer.engine import activation_memory as am
+from trainer.engine import grad_checkpointing as gc_plan
+from trainer.engine import model as zmodel
+from trainer.engine.loop import TrainingLoop
+from trainer.engine.speed_setup import measure_block
+
+GIB = gc_plan.GIB
+
+
+class Pair(nn.Module):
+    """frozen Linear -> GELU -> trainable Linear, plus a shared input that must not count."""
+
+    def __init__(self, d_in=8, d_mid=16, d_out=4):
+        super().__init__()
+        self.frozen = nn.Linear(d_in, d_mid).requires_grad_(False)
+        self.trained = nn.Linear(d_mid, d_out)
+
+    def forward(self, x, scale):
+        return self.trained(nn.functional.gelu(self.frozen(x))) * scale
+
+
+def test_saved_bytes_counts_what_autograd_keeps_and_nothing_shared():
+    block, tokens = Pair(), 10
+    x, scale = torch.randn(tokens, 8), torch.randn(1)  # scale: an input every block shares
+    got = am.saved_bytes(block, (x, scale), {})
+    # the frozen linear keeps nothing but its weight (a parameter); GELU keeps its input [10, 16];
+    # the trainable linear keeps its input, the GELU output [10, 16]; the product keeps only the shared
+    # scale, which is not counted
+    assert got == tokens * (16 + 16) * 4
+
+
+def test_block_inputs_stop_at_the_first_main_block(demo_paths):
+    transformer = zmodel.load_transformer(demo_paths, torch.device("cpu"), torch.float32)
+    zmodel.add_lora(transformer, rank=4, alpha=4, seed=0)
+    ran = []
+    hook = transformer.layers[1].register_forward_pre_hook(lambda *_: ran.append(1))
+    latent, caption = torch.randn(16, 1, 8, 8), torch.randn(12, transformer.config.cap_feat_dim)
+    args, _ = am.block_inputs(transformer, lambda: transformer([latent], torch.tensor([0.5]), [caption]))
+    hook.remove()
+    assert not ran  # the rest of the model never ran
+    assert args[0].shape[-1] == transformer.config.dim and not args[0].requires_grad
+
+    small = am.measure(transformer, lambda: transformer([latent], torch.tensor([0.5]), [caption]))
+    big_latent = torch.randn(16, 1, 16, 16)
+    big = am.measure(transformer, lambda: transformer([big_latent], torch.tensor([0.5]), [caption]))
+    # 8x8 latent -> 16 image tokens padded to 32, 16x16 -> 64; the caption is padded to 32 in both
+    assert (small.tokens, big.tokens) == (32 + 32, 64 + 32)
+    assert small.saved_bytes > 0
+    # activations grow with the sequence (flash-style attention on the CPU keeps O(tokens))
+    assert big.saved_bytes / small.saved_bytes == pytest.approx(big.tokens / small.tokens, rel=0.15)
+    assert small.at(big.tokens) == pytest.approx(big.saved_bytes, rel=0.15)
+
+
+def test_measure_block_uses_the_biggest_example_and_never_fails_the_run(demo_paths):
+    from types import SimpleNamespace
+
+    from trainer.engine.cache import CachedData
+    from trainer.engine.data import ImageItem, Sample
+    from trainer.engine.device_data import DeviceData
+
+    transformer = zmodel.load_transformer(demo_paths, torch.device("cpu"), torch.float32)
+    zmodel.add_lora(transformer, rank=4, alpha=4, seed=0)
+    dim = transformer.config.cap_feat_dim
+    cached = CachedData(latents=[torch.randn(16, 8, 8), torch.randn(16, 16, 12)],
+                        embeddings={"a": torch.randn(5, dim), "b": torch.randn(40, dim)})
+    samples = [Sample(ImageItem(None, "a", "0", 64, 64), (64, 64)), Sample(ImageItem(None, "b", "1", 96, 128),
+                                                                         (96, 128))]
+    data = DeviceData(cached, torch.device("cpu"), torch.float32)
+    lines = []
+    got = measure_block(transformer, torch.device("cpu"), samples, data, torch.float32, None,
+                        lambda: torch.autocast("cpu", enabled=False), lines.append)
+    # the 96x128 example: 48 image tokens and a 40-token caption, each padded to a multiple of 32
+    assert got.tokens == 64 + 64 and not lines
+
+    broken = SimpleNamespace(layers=[], config=transformer.config)  # no main blocks
+    assert measure_block(broken, torch.device("cpu"), samples, data, torch.float32, None,
+                         lambda: torch.autocast("cpu", enabled=False), lines.append) is None
+    assert "rule of thumb" in lines[-1]
+
+
+def test_plan_from_a_measured_block(monkeypatch):
+    from types import SimpleNamespace
+
+    real = SimpleNamespace(layers=[None] * 30, config=SimpleNamespace(dim=3840))
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (40 * GIB, 48 * GIB))
+    monkeypatch.setattr(torch.cuda, "memory_reserved", lambda device=None: 0)
+    monkeypatch.setattr(torch.cuda, "memory_allocated", lambda device=None: 12 * GIB)
+    cuda = torch.device("cuda")
+    # the rule of thumb: 1.29 GiB per block at 1024 px (the figure measured on the full-size block)
+    assert gc_plan.block_activation_bytes(4224, 3840, 10240) / GIB == pytest.approx(1.289, abs=1e-3)
+    measured = am.BlockMemory(saved_bytes=2 * GIB, tokens=4224)
+    chosen = gc_plan.plan("auto", real, cuda, 2 * 4224, trainable_bytes=GIB, measured=measured)
+    # 40 GiB - 12 allocated - 1 LoRA - 2 reserve = 25 GiB; 4 GiB per block at batch 2 -> 6, one kept free -> 5
+    assert "measured 4.00 GiB" in chosen.reason and "5 of 30 blocks keep theirs" in chosen.reason
+    assert chosen.count == 25
+
+
+def _oom_once_at(step_index: int, monkeypatch) -> list[int]:
+    """The loss of step `step_index` (1-based) runs out of memory the first time it is computed."""
+    original, raised = TrainingLoop.loss, []
+
+    def loss(self, batch):
+        if self.state.step + 1 == step_index and not raised:
+            raised.append(self.state.step + 1)
+            self.generator.manual_seed(12345)  # the failed try used up random numbers: the retry must not care
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return original(self, batch)
+
+    monkeypatch.setattr(TrainingLoop, "loss", loss)
+    return raised
+
+
+def test_out_of_memory_recomputes_every_block_and_trains_the_same_lora(tmp_path, demo_paths, monkeypatch):
+    dataset = make_dataset(tmp_path / "datasets" / "toy", count=2)
+    cfg = tiny_config(steps=8, save_every=4)
+    clean = train(cfg, dataset, tmp_path / "clean", demo_paths, None, None, device="cpu", cache_dir=tmp_path / "c")
+
+    raised = _oom_once_at(3, monkeypatch)
+    recovered = train(cfg, dataset, tmp_path / "oom", demo_paths, None, None, device="cpu", cache_dir=tmp_path / "c")
+    assert raised == [3] and recovered["steps"] == 8
+    log = (tmp_path / "oom" / "log.txt").read_text()
+    assert "Out of memory at step 3; every block now recomputes its activations" in log
+    # recomputation changes no number: the same losses and the same LoRA as the run that never ran out
+    assert _losses(tmp_path / "oom") == _losses(tmp_path / "clean")
+    a, b = _lora(clean["lora_path"]), _lora(recovered["lora_path"])
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_out_of_memory_with_every_block_recomputed_fails_with_the_next_advice(tmp_path, demo_paths, monkeypatch):
+    def oom(self):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(TrainingLoop, "step", oom)
+    dataset = make_dataset(tmp_path / "datasets" / "toy", count=1)
+    with pytest.raises(TrainingError, match="OOM.*lower rank") as info:
+        train(tiny_config(), dataset, tmp_path / "job", demo_paths, None, None, device="cpu",
+              cache_dir=tmp_path / "cache")
+    assert "gradient_checkpointing" not in info.value.message  # it is already recomputing every block
+    log = (tmp_path / "job" / "log.txt").read_text()
+    assert log.count("Out of memory at step 1") == 1 and "ran out of memory at step 1" in log
