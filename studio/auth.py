@@ -3,8 +3,11 @@
 With STUDIO_PASSWORD unset the studio is open (pages show a banner saying so). With it set, every
 route except the health check, the favicon, login and logout needs either `Authorization: Bearer <password>`
 or the signed session cookie the login page sets. API clients get 401, browsers a redirect.
-Every password try (the login form and Bearer; Basic is not accepted) goes through one limiter per
-client address (`studio.login_limiter`): too many wrong ones answer 429 with Retry-After.
+Every password try (the login form and Bearer; Basic is not accepted) goes through one limiter
+(`studio.login_limiter`): too many wrong ones answer 429 with Retry-After. A browser that has logged
+in before carries a signed device cookie and is counted on its own; everyone else is counted per
+client address, so behind a shared proxy a stranger's guessing cannot lock out returning users (the
+"device cookie" defence against lockout attacks).
 How the request proved itself is kept in `g.studio_auth` ("open", "bearer" or "cookie") for the
 origin check (`studio.origin_guard`).
 """
@@ -13,9 +16,11 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import secrets
 from urllib.parse import urlparse
 
 from flask import Blueprint, Flask, current_app, g, jsonify, redirect, render_template, request, session, url_for
+from itsdangerous import BadSignature, URLSafeSerializer
 
 from studio.login_limiter import LoginLimiter
 
@@ -23,6 +28,8 @@ from studio.login_limiter import LoginLimiter
 PUBLIC_ENDPOINTS = {"health", "favicon", "auth.login", "auth.logout"}
 LIMITER_EXTENSION = "studio_login_limiter"
 TOO_MANY = "Too many wrong passwords from this address: try again in {wait} s."
+DEVICE_COOKIE = "studio_device"
+DEVICE_MAX_AGE_S = 365 * 24 * 3600
 
 
 def _digest(value: str) -> bytes:
@@ -74,6 +81,36 @@ def client_address() -> str:
     return request.remote_addr or "unknown"
 
 
+def _devices() -> URLSafeSerializer:
+    return URLSafeSerializer(current_app.secret_key, salt="studio-device")
+
+
+def _device_id() -> str | None:
+    """The id in a valid device cookie: signed by this studio, for the current password (a changed
+    password makes every browser a stranger again until it logs in)."""
+    try:
+        device, token = _devices().loads(request.cookies.get(DEVICE_COOKIE, ""))
+    except (BadSignature, ValueError, TypeError):
+        return None
+    if not isinstance(device, str) or not isinstance(token, str):
+        return None
+    return device if hmac.compare_digest(token, _session_token(current_app)[:32]) else None
+
+
+def limiter_key() -> str:
+    """Whose budget a password try counts against: this browser's, when it logged in before, else the
+    client address."""
+    device = _device_id()
+    return f"device:{device}" if device else client_address()
+
+
+def _remember_device(response) -> None:
+    device = _device_id() or secrets.token_urlsafe(16)
+    value = _devices().dumps([device, _session_token(current_app)[:32]])
+    response.set_cookie(DEVICE_COOKIE, value, max_age=DEVICE_MAX_AGE_S, httponly=True, samesite="Lax",
+                        secure=bool(current_app.config.get("SESSION_COOKIE_SECURE")))
+
+
 def _cookie_valid() -> bool:
     stored = session.get("auth")
     return isinstance(stored, str) and hmac.compare_digest(stored, _session_token(current_app))
@@ -88,7 +125,7 @@ def _too_many(wait: int):
 
 def _check_bearer(token: str, password: str):
     """None when the Bearer password is right; otherwise the 429 or 401 answer (a wrong one is counted)."""
-    client = client_address()
+    client = limiter_key()
     wait = limiter().retry_after(client)
     if wait:
         return _too_many(wait)
@@ -144,7 +181,7 @@ def create_auth_blueprint() -> Blueprint:
             return redirect(next_url)
         if request.method == "GET":
             return render_template("studio_login.html", next_url=next_url, error=None)
-        client = client_address()
+        client = limiter_key()
         wait = limiter().retry_after(client)
         if wait:
             if not _prefers_html():
@@ -159,7 +196,9 @@ def create_auth_blueprint() -> Blueprint:
         session.clear()
         session["auth"] = _session_token(current_app)
         session.permanent = True
-        return redirect(next_url)
+        response = redirect(next_url)
+        _remember_device(response)
+        return response
 
     @bp.route("/logout", methods=["GET", "POST"])
     def logout():

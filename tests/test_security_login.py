@@ -84,3 +84,67 @@ def test_limiter_store_is_shared_and_survives_a_broken_file(tmp_path):
     broken.fail("a")
     broken.fail("a")
     assert broken.retry_after("a") > 0
+
+
+def _login(client, password: str):
+    return client.post("/login", data={"password": password}, headers={"Accept": "application/json"})
+
+
+def _logout(client) -> None:
+    assert client.post("/logout", headers={"Origin": "http://localhost"}).status_code == 302
+
+
+def test_a_browser_that_logged_in_before_is_not_locked_out_by_a_stranger(make_settings):
+    """Behind one proxy every visitor has the same address: the device cookie a login sets gives that
+    browser its own budget, so someone guessing locks out only the browsers that never logged in."""
+    from studio.auth import DEVICE_COOKIE
+
+    settings = make_settings(STUDIO_PASSWORD="pw")
+    owner = datasets_pkg.create_app(settings).test_client()
+    first = _login(owner, "pw")
+    assert first.status_code == 302
+    device = owner.get_cookie(DEVICE_COOKIE)
+    assert device is not None and device.http_only and device.max_age > 300 * 24 * 3600
+    _logout(owner)  # the session ends; the device cookie stays
+    assert owner.get("/api/datasets").status_code == 401
+
+    stranger = trainer.create_app(settings).test_client()  # same address, another service
+    for i in range(MAX_FAILURES):
+        assert _login(stranger, f"guess{i}").status_code == 401
+    _assert_429(_login(stranger, "pw"))
+    _assert_429(stranger.get("/api/datasets", headers=BEARER))
+
+    assert _login(owner, "pw").status_code == 302  # the owner's browser still gets in
+    assert owner.get("/api/datasets").status_code == 200
+    assert owner.get_cookie(DEVICE_COOKIE).value == device.value  # the same device, not a new one
+
+    # the device's own budget still limits guessing from it
+    _logout(owner)
+    for i in range(MAX_FAILURES):
+        assert _login(owner, f"wrong{i}").status_code == 401
+    _assert_429(_login(owner, "pw"))
+
+
+def test_a_forged_or_outdated_device_cookie_counts_as_a_stranger(make_settings):
+    from studio.auth import DEVICE_COOKIE
+
+    settings = make_settings(STUDIO_PASSWORD="pw")
+    owner = datasets_pkg.create_app(settings).test_client()
+    assert _login(owner, "pw").status_code == 302
+    genuine = owner.get_cookie(DEVICE_COOKIE).value
+
+    stranger = datasets_pkg.create_app(settings).test_client()
+    for i in range(MAX_FAILURES):
+        assert _login(stranger, f"guess{i}").status_code == 401
+    forged = datasets_pkg.create_app(settings).test_client()
+    forged.set_cookie(DEVICE_COOKIE, genuine[:-3] + ("AAA" if not genuine.endswith("AAA") else "BBB"))
+    _assert_429(_login(forged, "pw"))
+
+    # after the password changes, a cookie from the old one is no device of this studio any more
+    changed = datasets_pkg.create_app(make_settings(STUDIO_PASSWORD="new-pw")).test_client()
+    changed.set_cookie(DEVICE_COOKIE, genuine)
+    _assert_429(_login(changed, "new-pw"))  # the same workspace: the stranger's count applies
+
+    same = datasets_pkg.create_app(settings).test_client()  # the genuine cookie, the same password
+    same.set_cookie(DEVICE_COOKIE, genuine)
+    assert _login(same, "pw").status_code == 302
