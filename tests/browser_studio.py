@@ -41,6 +41,11 @@ NOISY_LOG = ("[2026-12-01 10:00:00] worker 4242: starting attempt 1\n"
              "Caching latents: 100%|██████████| 2/2 [00:02<00:00, 1.00it/s]\n"
              "Writing model shards: 100%|█████| 3/3 [00:01<00:00, 2.10it/s]\r\n"
              "step 1/10 loss 0.4210\n")
+# What the engine reports when it changes something on its own (trainer/engine/training_run.py).
+NOTICES = ["Out of memory at step 3; every block now recomputes its activations (gradient checkpointing on) and "
+           "the step runs again.",
+           "Previews at step 250 skipped: out of memory while rendering 1024x1024; training goes on (lower "
+           "sample_width and sample_height for previews)."]
 
 browser_marks = [pytest.mark.browser, pytest.mark.slow,
                  pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="Debian chromium is not installed")]
@@ -123,6 +128,7 @@ def studio(tmp_path_factory):
         studio.job_id = job["id"]
         (studio.workspace.jobs / job["id"]).mkdir(parents=True, exist_ok=True)
         (studio.workspace.jobs / job["id"] / "log.txt").write_text(NOISY_LOG, "utf-8")
+        studio.store().progress(job["id"], {"notices": NOTICES})  # what a run changed on its own
         yield studio
     finally:
         for server in servers:

@@ -7,7 +7,16 @@ from __future__ import annotations
 import pytest
 
 from tests import browser_studio
-from tests.browser_studio import ARGS, CHROMIUM, PHONE, VIEWPORTS, assert_no_sideways_scroll, browser_marks, login
+from tests.browser_studio import (
+    ARGS,
+    CHROMIUM,
+    NOTICES,
+    PHONE,
+    VIEWPORTS,
+    assert_no_sideways_scroll,
+    browser_marks,
+    login,
+)
 
 pytestmark = browser_marks
 studio = browser_studio.studio  # the module's servers (a fixture)
@@ -50,6 +59,9 @@ def test_every_page_fits_the_window_with_its_top_bar(studio, viewport, artifacts
         for name, url, ready in _pages(studio):
             page.goto(url)
             page.wait_for_selector(ready, state="attached")
+            if name == "job":  # what the run changed on its own, each notice in full
+                page.wait_for_function(f"document.querySelectorAll('#notices li').length === {len(NOTICES)}")
+                assert page.locator("#notices li").first.inner_text() == NOTICES[0]
             page.wait_for_timeout(300)  # late layout: thumbnails, fonts
             assert_no_sideways_scroll(page)
             assert page.evaluate(OFFSCREEN_TOPBAR) == [], f"{name}: top-bar links off screen"

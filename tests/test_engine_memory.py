@@ -4,6 +4,8 @@ recomputing every block, with the same LoRA as a run that never ran out."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 from torch import nn
@@ -127,11 +129,17 @@ def test_out_of_memory_recomputes_every_block_and_trains_the_same_lora(tmp_path,
     cfg = tiny_config(steps=8, save_every=4)
     clean = train(cfg, dataset, tmp_path / "clean", demo_paths, None, None, device="cpu", cache_dir=tmp_path / "c")
 
-    raised = _oom_once_at(3, monkeypatch)
-    recovered = train(cfg, dataset, tmp_path / "oom", demo_paths, None, None, device="cpu", cache_dir=tmp_path / "c")
+    raised, events = _oom_once_at(3, monkeypatch), []
+    recovered = train(cfg, dataset, tmp_path / "oom", demo_paths, None, events.append, device="cpu",
+                      cache_dir=tmp_path / "c")
     assert raised == [3] and recovered["steps"] == 8
     log = (tmp_path / "oom" / "log.txt").read_text()
     assert "Out of memory at step 3; every block now recomputes its activations" in log
+    # the job page keeps it in view: every later report carries the notice
+    assert events[-1]["notices"] == ["Out of memory at step 3; every block now recomputes its activations "
+                                     "(gradient checkpointing on) and the step runs again."]
+    first = next(e for e in events if "notices" in e)  # reported at once, after step 2
+    assert first["step"] == 2 and first["message"] == first["notices"][0]
     # recomputation changes no number: the same losses and the same LoRA as the run that never ran out
     assert _losses(tmp_path / "oom") == _losses(tmp_path / "clean")
     a, b = _lora(clean["lora_path"]), _lora(recovered["lora_path"])
@@ -150,3 +158,41 @@ def test_out_of_memory_with_every_block_recomputed_fails_with_the_next_advice(tm
     assert "gradient_checkpointing" not in info.value.message  # it is already recomputing every block
     log = (tmp_path / "job" / "log.txt").read_text()
     assert log.count("Out of memory at step 1") == 1 and "ran out of memory at step 1" in log
+
+
+def test_previews_that_run_out_of_memory_decode_in_tiles_then_give_way_to_training(tmp_path, demo_paths,
+                                                                                 monkeypatch):
+    from trainer.engine.sampling import Sampler
+
+    original, calls = Sampler._render, []
+
+    def render(self, pipe, transformer, text, seed, kind):
+        calls.append((kind, self._vae.use_tiling))
+        if not self._vae.use_tiling:  # fails until the VAE decodes in tiles
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 4.00 GiB")
+        return original(self, pipe, transformer, text, seed, kind)
+
+    monkeypatch.setattr(Sampler, "_render", render)
+    dataset = make_dataset(tmp_path / "datasets" / "toy", count=1)
+    result = train(tiny_config(steps=4, sample_every=2, save_every=4), dataset, tmp_path / "job", demo_paths, None,
+                   None, device="cpu", cache_dir=tmp_path / "cache")
+    assert result["steps"] == 4
+    log = (tmp_path / "job" / "log.txt").read_text()
+    assert log.count("the VAE now decodes in tiles") == 1 and "Previews saved: samples/step_000002" in log
+    assert (tmp_path / "job" / "samples" / "step_000004" / "0.png").is_file()
+    assert (tmp_path / "job" / "lora" / "proof_grid.png").is_file()
+
+    def never(self, *args):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 4.00 GiB")
+
+    monkeypatch.setattr(Sampler, "_render", never)
+    result = train(tiny_config(steps=4, sample_every=2, save_every=4), dataset, tmp_path / "job2", demo_paths, None,
+                   None, device="cpu", cache_dir=tmp_path / "cache")
+    assert result["steps"] == 4 and Path(result["lora_path"]).is_file()  # the run finished without previews
+    log = (tmp_path / "job2" / "log.txt").read_text()
+    assert "Previews at step 2 skipped: out of memory while rendering 64x64; training goes on" in log
+    assert log.count("Previews at step 4 skipped") == 1  # the end of the run does not try the same step again
+    samples = tmp_path / "job2" / "samples"
+    assert not list(samples.glob("step_*")) and not list(samples.glob(".tmp*"))  # no half-written previews
+    lora_folder = tmp_path / "job2" / "lora"
+    assert (lora_folder / "README.txt").is_file() and not (lora_folder / "proof_grid.png").exists()

@@ -217,6 +217,14 @@ def test_eta_uses_the_measured_step_rate_plus_previews_and_checkpoints():
     progress.emit("training", 20, 0.4, 0.45, force=True, timing={"step_ms": 1900.0})
     assert events[-1]["eta_s"] == pytest.approx(80 * 2.0 + 2 * 30.0 + 4 * 4.0)
     assert events[-1]["step_time"] == {"step_ms": 1900.0}
+    # every block recomputes from step 20 (an out-of-memory): the new rate replaces the old at once
+    progress.notice("Out of memory at step 21; every block now recomputes its activations.", 20)
+    progress.rate_changed(20)
+    now[0] += 30.0
+    progress.steps_done(30)
+    assert progress.seconds_per_step == pytest.approx(3.0)
+    progress.emit("training", 30, force=True)
+    assert events[-1]["notices"] == ["Out of memory at step 21; every block now recomputes its activations."]
 
 
 # ---------------------------------------------------------------- NaN skip without a host sync

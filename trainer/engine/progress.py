@@ -66,6 +66,7 @@ class Progress:
         self._mark: tuple[int, float] | None = None
         self._warming_up = True  # the first stretch holds one-time work (CUDA start-up, compiling)
         self.timing: dict | None = None
+        self.notices: list[str] = []  # what the run changed on its own (and why), shown on the job page
 
     def gpu_mem_gb(self) -> float | None:
         if self.device.type != "cuda":
@@ -93,6 +94,12 @@ class Progress:
     def paused(self, kind: str, seconds: float, step: int) -> None:
         """A preview ("sample") or checkpoint ("save") took `seconds`; training goes on from `step`."""
         self.pause_s[kind] = seconds
+        self.restart_clock(step)
+
+    def rate_changed(self, step: int) -> None:
+        """The steps from `step` on run at another speed (every block recomputes now, say): the next
+        measured stretch replaces the rate instead of being averaged into it."""
+        self._warming_up = True
         self.restart_clock(step)
 
     def eta_s(self, step: int) -> float | None:
@@ -126,4 +133,10 @@ class Progress:
             "gpu_mem_gb": self.gpu_mem_gb(),
             "step_time": self.timing,
             "message": message,
+            **({"notices": list(self.notices)} if self.notices else {}),
         })
+
+    def notice(self, text: str, step: int, limit: int = 20) -> None:
+        """Something the user should know that did not stop the run; reported at once and kept."""
+        self.notices = [*self.notices, text][-limit:]
+        self.emit("training", step, message=text, force=True)

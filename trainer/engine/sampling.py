@@ -95,6 +95,14 @@ class Sampler:
         pipe.set_progress_bar_config(disable=True)
         return pipe
 
+    def lighten(self) -> bool:
+        """After running out of memory: decode in tiles from now on (the VAE's peak at 1024 px is several
+        GB). False when there is nothing left to lighten."""
+        if self._vae is None or getattr(self._vae, "use_tiling", False):
+            return False
+        self._vae.enable_tiling()
+        return True
+
     @torch.no_grad()
     def _render(self, pipe, transformer, text: str, seed: int, kind: str):
         cfg = self.config

@@ -229,7 +229,8 @@ class TrainingRun:
         message = (f"Out of memory at step {failed_at}; every block now recomputes its activations "
                    "(gradient checkpointing on) and the step runs again.")
         self.log(message)
-        self.progress.emit("training", loop.state.step, message=message, force=True)
+        self.progress.notice(message, loop.state.step)
+        self.progress.rate_changed(loop.state.step)
 
     def flush(self, force: bool = False) -> None:
         """Read the queued steps back from the device: metrics lines, NaN notes, progress and timings."""
@@ -263,18 +264,42 @@ class TrainingRun:
         self.log(f"Checkpoint saved: {path.name}.")
         self.progress.paused("save", time.monotonic() - started, step)
 
-    def sample(self, step: int) -> Path:
+    def sample(self, step: int) -> Path | None:
+        """Preview images for `step`; None (and training goes on) when they do not fit in memory."""
         self.flush()
         started = time.monotonic()
         self.progress.emit("sampling", step, message=f"Rendering previews at step {step}", force=True)
         before = sum(self.sampler.renders.values())
-        path = self.sampler.save(self.transformer, self.job_dir, step)
-        self.last_sampled = step
+        path = self._render_previews(step)
+        self.progress.paused("sample", time.monotonic() - started, step)
+        self.last_sampled = step  # tried: the end of the run does not try the same step again
+        if path is None:
+            return None
         rendered = sum(self.sampler.renders.values()) - before
         self.log(f"Previews saved: samples/{path.name} ({rendered} images: LoRA on, LoRA without the trigger word"
                  f"{', and the base model once per job' if self.sampler.renders['base'] else ''}).")
-        self.progress.paused("sample", time.monotonic() - started, step)
         return path
+
+    def _render_previews(self, step: int) -> Path | None:
+        """Out of memory while rendering: once more with the VAE decoding in tiles, then skip this step's
+        previews with a log line. A preview is never worth the run."""
+        while True:
+            try:
+                return self.sampler.save(self.transformer, self.job_dir, step)
+            except Exception as exc:
+                if not _is_oom(exc):
+                    raise
+            if self.dev.type == "cuda":
+                torch.cuda.empty_cache()
+            if self.sampler.lighten():
+                self.log(f"Out of memory while rendering previews at step {step}; the VAE now decodes in tiles.")
+                continue
+            cfg = self.config
+            message = (f"Previews at step {step} skipped: out of memory while rendering {cfg.sample_width}x"
+                       f"{cfg.sample_height}; training goes on (lower sample_width and sample_height for previews).")
+            self.log(message)
+            self.progress.notice(message, step)
+            return None
 
     # ------------------------------------------------------------ the end
     def finish(self, stopped: bool) -> dict:

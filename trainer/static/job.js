@@ -31,6 +31,9 @@
     if (detail.queue_position) msg += ` Position in the queue: ${detail.queue_position}.`;
     $("message").hidden = !msg; $("message").textContent = msg;
     $("error").hidden = !job.error; $("error").textContent = job.error || "";
+    const notices = job.notices || [];  // what the run changed on its own: recomputation, skipped previews
+    $("notices").hidden = !notices.length;
+    $("notices").innerHTML = notices.map((text) => `<li>${esc(text)}</li>`).join("");
     const running = job.status === "running";
     $("btn-sample").disabled = !running; $("btn-save").disabled = !running;
     $("btn-stop").hidden = !["queued", "running", "stopping"].includes(job.status);
