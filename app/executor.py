@@ -8,6 +8,7 @@ import logging
 import threading
 from collections.abc import Callable
 
+from studio.disk import disk_full_message, is_disk_full
 from studio.job_reporter import JobReporter
 from studio.jobs import Job, JobError, JobStopped, JobStore
 from studio.processes import process_token
@@ -71,10 +72,14 @@ class JobExecutor:
             reporter.flush()
             self.store.finish(job.id, "failed", error=str(exc), resumable=True)
         except Exception as exc:  # a bug in one job must never take the service down
-            log.exception("job %s failed", job.id)
             reporter.flush()
-            self.store.finish(job.id, "failed", resumable=True,
-                              error=f"Unexpected error: {type(exc).__name__}: {exc}. The service log has details.")
+            if is_disk_full(exc):
+                log.warning("job %s: disk full: %s", job.id, exc)
+                error = disk_full_message(self.store.db_path.parent, "Its last step")
+            else:
+                log.exception("job %s failed", job.id)
+                error = f"Unexpected error: {type(exc).__name__}: {exc}. The service log has details."
+            self.store.finish(job.id, "failed", resumable=True, error=error)
 
     def running(self, dataset: str | None = None) -> list[Job]:
         """Jobs this process is running or about to run (for `dataset`)."""

@@ -19,6 +19,7 @@ from studio.atomic import atomic_write_bytes
 from studio.job_reporter import JobReporter
 from studio.jobs import JobError
 from studio.settings import Settings
+from studio.text import name_list
 
 log = logging.getLogger(__name__)
 _import_locks: dict[str, threading.Lock] = {}
@@ -110,6 +111,7 @@ def _place_all(job: JobReporter, dataset: Dataset, candidates: list[Candidate], 
     renamed: list[dict] = []
     pending: dict[str, dict] = {}
     job.update(phase="importing", total=len(candidates), done=0, message=f"Checking {len(candidates)} images")
+    adopted = _adopt_strays(dataset, settings)
     with dataset.lock():
         taken = dataset.taken_stems()
         known = {r.get("sha256") for r in dataset.meta()["images"].values()} if skip_known else set()
@@ -124,8 +126,36 @@ def _place_all(job: JobReporter, dataset: Dataset, candidates: list[Candidate], 
     message = f"Imported {len(imported)} image{'s' if len(imported) != 1 else ''}"
     if skipped:
         message += f", skipped {len(skipped)}"
+    if adopted:
+        message += f"; recovered {name_list(adopted)} that an interrupted import had placed"
     job.update(message=message + ".")
-    return {"imported": imported, "skipped": skipped, "renamed": renamed, "captions": captions}
+    return {"imported": imported, "skipped": skipped, "renamed": renamed, "captions": captions, "adopted": adopted}
+
+
+def _adopt_strays(dataset: Dataset, settings: Settings) -> list[str]:
+    """Images an earlier import moved into the folder but could not record (the disk filled up, the
+    process was killed): recorded now, so none stays invisible and none is lost. A file that does not
+    decode is left where it is."""
+    with dataset.lock():
+        meta = dataset.meta()
+        strays = sorted(p for p in dataset.folder.iterdir() if not p.name.startswith(".") and p.is_file()
+                        and imaging.is_image_name(p.name) and p.name not in meta["images"])
+        adopted = []
+        for path in strays:
+            try:
+                info = imaging.inspect_image(path, settings.max_image_pixels)
+            except imaging.ImageRejected as exc:
+                log.warning("left %s in %s unrecorded: %s", path.name, dataset.id, exc)
+                continue
+            meta["images"][path.name] = {"width": info.width, "height": info.height, "bytes": info.bytes,
+                                         "sha256": info.sha256, "dhash": info.dhash,
+                                         "added_at": path.stat().st_mtime}
+            adopted.append(path.name)  # its thumbnail is made by the gallery on first view
+        if adopted:
+            refresh_flags(meta)
+            dataset.save_meta(meta)
+            log.info("recorded %d image(s) an interrupted import left in %s", len(adopted), dataset.id)
+    return adopted
 
 
 def _place_loop(job, dataset, candidates, settings, skipped, taken, imported, renamed, pending, known) -> None:

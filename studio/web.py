@@ -12,6 +12,7 @@ from werkzeug.exceptions import HTTPException
 
 from studio.atomic import atomic_write_text
 from studio.auth import LIMITER_EXTENSION, create_auth_blueprint, require_login
+from studio.disk import disk_full_message, is_disk_full
 from studio.favicon import favicon
 from studio.json_limits import CONFIG_MAX_BYTES, DEFAULT_MAX_BYTES, JsonBodyError, read_json_request, request_json
 from studio.login_limiter import LoginLimiter
@@ -159,6 +160,13 @@ def create_base_app(import_name: str, service: str, title: str, settings: Settin
         if request.path.startswith("/api/") or not request.accept_mimetypes.accept_html:
             return error_response(exc.description or exc.name, exc.code or 500)
         return exc
+
+    @app.errorhandler(OSError)
+    def handle_os_error(exc: OSError):
+        if is_disk_full(exc):
+            log.warning("disk full on %s %s: %s", request.method, request.path, exc)
+            return error_response(disk_full_message(workspace.root), 507)
+        return handle_unexpected(exc)
 
     @app.errorhandler(Exception)
     def handle_unexpected(exc: Exception):

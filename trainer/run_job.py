@@ -20,6 +20,7 @@ from pathlib import Path
 
 from studio import exports
 from studio.atomic import atomic_write_json
+from studio.disk import disk_full_message, is_disk_full
 from studio.job_reporter import JobReporter
 from studio.jobs import JobStore
 from studio.settings import Settings, SettingsError, load_settings
@@ -74,8 +75,10 @@ def _is_training_error(exc: BaseException) -> bool:
     return type(exc).__name__ in {"TrainingError", "ConfigError", "ExportMissing"}
 
 
-def _crash_message(exc: BaseException) -> str:
+def _crash_message(exc: BaseException, root: Path) -> str:
     name = type(exc).__name__
+    if is_disk_full(exc):
+        return disk_full_message(root, "The training's latest file") + " Resume the job then."
     if name == "OutOfMemoryError" or isinstance(exc, MemoryError):
         return ("The training ran out of memory. Pick a smaller memory preset (lower resolution, "
                 "quantized base weights, gradient checkpointing on) and resume.")
@@ -127,7 +130,7 @@ def execute(settings: Settings, job_id: str, *, train_fn: Callable | None = None
             print(f"error: {message}", file=sys.stderr, flush=True)
         else:
             traceback.print_exc()
-            message = _crash_message(exc)
+            message = _crash_message(exc, workspace.root)
             code = 1
         atomic_write_json(outcome_path, {"outcome": "error", "error": message, "step": reporter.values.get("step")})
         return code
