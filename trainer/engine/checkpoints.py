@@ -6,7 +6,6 @@ step_N is always complete; a crash mid-write leaves only a `.tmp-` folder that t
 
 from __future__ import annotations
 
-import errno
 import json
 import os
 import random
@@ -17,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from studio.disk import is_disk_full
 from trainer.engine.errors import TrainingError
 from trainer.step_dirs import complete_checkpoints
 
@@ -47,10 +47,6 @@ def restore_rng(state: dict) -> None:
     np.random.set_state(state["numpy"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def _disk_full(exc: OSError) -> bool:
-    return exc.errno in (errno.ENOSPC, errno.EDQUOT)
 
 
 def write_lora_file(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> None:
@@ -85,7 +81,7 @@ def save_checkpoint(job_dir: Path, step: int, lora: dict[str, torch.Tensor], met
         os.replace(tmp, final)
     except OSError as exc:
         shutil.rmtree(tmp, ignore_errors=True)
-        if _disk_full(exc):
+        if is_disk_full(exc):
             previous = latest_checkpoint(job_dir)
             kept = f"the checkpoint from step {previous[0]} is kept" if previous else "no earlier checkpoint exists"
             raise TrainingError(f"The disk is full: the checkpoint for step {step} could not be saved and {kept}; "
@@ -106,7 +102,7 @@ def save_final(job_dir: Path, name: str, lora: dict[str, torch.Tensor], metadata
     try:
         write_lora_file(path, lora, metadata)
     except OSError as exc:
-        if _disk_full(exc):
+        if is_disk_full(exc):
             raise TrainingError("The disk is full: the final LoRA could not be written; free space and resume the "
                                 "job (the last checkpoint is kept).") from exc
         raise
