@@ -19,7 +19,7 @@ from studio.atomic import atomic_write_bytes
 from studio.job_reporter import JobReporter
 from studio.jobs import JobError
 from studio.settings import Settings
-from studio.text import name_list
+from studio.text import name_list, plural
 
 log = logging.getLogger(__name__)
 _import_locks: dict[str, threading.Lock] = {}
@@ -123,7 +123,7 @@ def _place_all(job: JobReporter, dataset: Dataset, candidates: list[Candidate], 
     captions = sum(1 for c in candidates if c.caption)
     if not imported and not skipped:
         raise JobError("The upload held no images (.jpg, .jpeg, .png, .webp).")
-    message = f"Imported {len(imported)} image{'s' if len(imported) != 1 else ''}"
+    message = f"Imported {plural(len(imported), 'image')}"
     if skipped:
         message += f", skipped {len(skipped)}"
     if adopted:
