@@ -1,6 +1,7 @@
-"""What one full-size Z-Image main block keeps for the backward pass, measured by counting what
-autograd saves (trainer/engine/activation_memory.py), against the rule of thumb the checkpointing
-plan falls back on (trainer/engine/grad_checkpointing.py). Random weights in the real block shape
+"""What one full-size Z-Image main block keeps for the backward pass, plain and selectively
+checkpointed, measured by counting what autograd saves and what the selective checkpoint keeps
+(trainer/engine/activation_memory.py), against the rules of thumb the checkpointing plan falls back on
+(trainer/engine/grad_checkpointing.py). Random weights in the real block shape
 (dim 3840, 30 heads, SwiGLU 10240), one main block and one refiner each, LoRA rank 32, bf16 autocast.
 
     python benchmarks/activation_memory.py [--device cpu|cuda] [--sizes 512 1024] [--float8]
@@ -61,8 +62,9 @@ def main(argv=None) -> int:
 
     print(f"{device.type}, torch {torch.__version__}, rank {args.rank}, caption {args.caption_tokens} tokens"
           f"{', float8 matmuls' if args.float8 else ''}")
-    print("| size | tokens | measured GiB per block | rule of thumb GiB | measured / rule | 30 blocks GiB |")
-    print("|---|---|---|---|---|---|")
+    print("| size | tokens | measured GiB per block | rule of thumb GiB | measured / rule | 30 blocks GiB | "
+          "selective: measured GiB | rule GiB | 30 blocks GiB |")
+    print("|---|---|---|---|---|---|---|---|---|")
     g = torch.Generator("cpu").manual_seed(0)
     for size in args.sizes:
         latent = torch.randn(16, 1, size // 8, size // 8, generator=g).to(device, torch.bfloat16)
@@ -71,8 +73,10 @@ def main(argv=None) -> int:
         measured = am.measure(transformer, lambda x=latent, c=caption, t=t: transformer([x], t, [c], return_dict=False),
                               context)
         rule = gc_plan.block_activation_bytes(measured.tokens, dim, hidden)
+        kept, kept_rule = measured.selective_bytes, gc_plan.block_activation_bytes(measured.tokens, dim, hidden, True)
         print(f"| {size} | {measured.tokens} | {measured.saved_bytes / GIB:.3f} | {rule / GIB:.3f} | "
-              f"{measured.saved_bytes / rule:.3f} | {blocks * measured.saved_bytes / GIB:.1f} |", flush=True)
+              f"{measured.saved_bytes / rule:.3f} | {blocks * measured.saved_bytes / GIB:.1f} | {kept / GIB:.3f} | "
+              f"{kept_rule / GIB:.3f} | {blocks * kept / GIB:.1f} |", flush=True)
     return 0
 
 

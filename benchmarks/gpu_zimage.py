@@ -108,7 +108,7 @@ def line(row: dict) -> str:
     if row.get("attention_backend_seen"):
         parts.append(f"attention ran: {row['attention_backend_seen']} ({row['attention_check']})")
     if row.get("checkpointed_blocks") is not None:
-        parts.append(f"{row['checkpointed_blocks']} blocks recomputed")
+        parts.append(f"{row['checkpointed_blocks']} blocks recomputed, {row.get('selective_blocks') or 0} selective")
     return ", ".join(parts)
 
 
@@ -119,7 +119,7 @@ def markdown(data: dict) -> str:
             f"{(data.get('matmul_flops_per_s') or 0) / 1e12:.0f} TFLOP/s. Model FLOPs per step: "
             f"{(data.get('flops') or {}).get('model', 0):.3e}.\n\n")
     rows = ["| run | s/step | s/sample | peak GiB | MFU | HFU | x floor | data/fwd/bwd/opt ms | attention ran | "
-            "recomputed blocks | note |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+            "recomputed / selective blocks | note |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in data["runs"]:
         if r.get("error"):
             rows.append(f"| {r['name']} | {r['error']} |||||||||")
@@ -129,7 +129,8 @@ def markdown(data: dict) -> str:
         split = "/".join(f"{sp[k]:.0f}" for k in phases) if sp else "-"
         rows.append(f"| {r['name']} | {r['s_per_step']:.3f} | {r['s_per_sample']:.3f} | {r.get('peak_gib') or '-'} | "
                     f"{r.get('mfu', 0):.1%} | {r.get('hfu', 0):.1%} | {r.get('x_floor', '-')} | {split} | "
-                    f"{r.get('attention_backend_seen', '-')} | {r.get('checkpointed_blocks')} | {r.get('note', '')} |")
+                    f"{r.get('attention_backend_seen', '-')} | {r.get('checkpointed_blocks')} / "
+                    f"{r.get('selective_blocks') or 0} | {r.get('note', '')} |")
     tail = "".join(f"\n- skipped {s['name']}: {s['why']}" for s in data["skipped"])
     verdicts = "".join(f"\n- {v}" for v in data.get("verdicts", []))
     return head + "\n".join(rows) + "\n" + tail + ("\n\nGoals:" + verdicts if verdicts else "") + "\n"
@@ -226,6 +227,8 @@ def run_all(report: Report, shape: dict) -> None:
     best = more[-1]
     more.append(replace(best, name="+ batch 2 from one bucket (per sample)", batch=2))
     more.append(replace(best, name="+ checkpointing off (needs the big card)", checkpointing="off", budget_gb=None))
+    more.append(replace(best, name="+ selective recomputation in every block", checkpointing="selective",
+                        budget_gb=None))
     for settings in more:
         measure(report, bf16, params, shape, settings, step_cost * (settings.batch + 1))
     idle = allocated_gib(device)
@@ -272,9 +275,10 @@ def run_all(report: Report, shape: dict) -> None:
     # ---- E: torch.compile of each block (one-time compile cost reported as warmup_s)
     cache = Path(args.out) / "compile_cache"
     for model, model_params, settings, idle_now in (
-            (bf16, params, replace(best, name="+ torch.compile per block (bf16)"), fp8_gib),
+            (bf16, params, replace(best, name="+ torch.compile per block (bf16)", compiled=True), fp8_gib),
             (fp8, fp8_params if fp8 is not None else None,
-             replace(best, name="+ torch.compile per block (float8, 12 GiB)", budget_gb=GOAL_FLOAT8_GIB), bf16_gib)):
+             replace(best, name="+ torch.compile per block (float8, 12 GiB)", budget_gb=GOAL_FLOAT8_GIB,
+                     compiled=True), bf16_gib)):
         if model is None:
             continue
         if report.left_s() < 150 and args.shape == "real":

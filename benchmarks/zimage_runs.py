@@ -98,6 +98,7 @@ class RunSettings:
     batch: int = 1
     note: str = ""
     profile: bool = False  # list the attention kernels one step launches
+    compiled: bool = False  # the blocks are compiled: no selective recomputation
 
 
 @dataclass
@@ -108,7 +109,9 @@ class RunResult:
     s_per_sample: float | None = None
     peak_gib: float | None = None
     checkpointed_blocks: int | None = None
+    selective_blocks: int | None = None
     block_gib: float | None = None  # one block's saved activations as the engine measured them (auto only)
+    block_selective_gib: float | None = None  # the same, selectively checkpointed
     split: dict | None = None
     loss: float | None = None
     attention_kernels: list[str] = field(default_factory=list)
@@ -143,12 +146,14 @@ def engine_run(transformer, params, shape: dict, settings: RunSettings, args, de
     measured = None
     if settings.checkpointing == "auto" and device.type == "cuda":  # as the engine plans: from one measured block
         measured = measure_block(transformer, device, samples, data, model_dtype, autocast, attention, log)
-        result.block_gib = round(measured.saved_bytes / GIB, 3) if measured else None
+        if measured:
+            result.block_gib = round(measured.saved_bytes / GIB, 3)
+            result.block_selective_gib = round(measured.selective_bytes / GIB, 3)
     tokens = longest_sequence(samples, cached, settings.batch)
     plan = gc_plan.plan(settings.checkpointing, transformer, device, tokens, gc_plan.trainable_bytes(params),
-                        settings.budget_gb, measured)
+                        settings.budget_gb, measured, selective_ok=not settings.compiled)
     gc_plan.apply(transformer, plan)
-    result.checkpointed_blocks = plan.count
+    result.checkpointed_blocks, result.selective_blocks = plan.count, len(plan.selective)
     result.note = "; ".join(x for x in (settings.note, plan.reason) if x)
     loop = TrainingLoop(config, transformer, params, cached, samples, BatchPlan(samples, settings.batch, 0), device,
                         autocast, attention=attention, data=data)

@@ -1,6 +1,7 @@
 """Memory planning on the CPU: the measured activations of one block (what autograd saves, counted
-exactly), the plan built from that measurement, and a run that runs out of memory recovering by
-recomputing every block, with the same LoRA as a run that never ran out."""
+exactly, plain and selectively checkpointed), the plan built from that measurement, selective
+recomputation giving the same gradients, and a run that runs out of memory recovering by recomputing
+more, with the same LoRA as a run that never ran out."""
 
 from __future__ import annotations
 
@@ -96,17 +97,49 @@ def test_plan_from_a_measured_block(monkeypatch):
     from types import SimpleNamespace
 
     real = SimpleNamespace(layers=[None] * 30, config=SimpleNamespace(dim=3840))
-    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (40 * GIB, 48 * GIB))
+    free = {"gib": 40}
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (free["gib"] * GIB, 141 * GIB))
     monkeypatch.setattr(torch.cuda, "memory_reserved", lambda device=None: 0)
     monkeypatch.setattr(torch.cuda, "memory_allocated", lambda device=None: 12 * GIB)
     cuda = torch.device("cuda")
-    # the rule of thumb: 1.29 GiB per block at 1024 px (the figure measured on the full-size block)
-    assert gc_plan.block_activation_bytes(4224, 3840, 10240) / GIB == pytest.approx(1.289, abs=1e-3)
-    measured = am.BlockMemory(saved_bytes=2 * GIB, tokens=4224)
-    chosen = gc_plan.plan("auto", real, cuda, 2 * 4224, trainable_bytes=GIB, measured=measured)
-    # 40 GiB - 12 allocated - 1 LoRA - 2 reserve = 25 GiB; 4 GiB per block at batch 2 -> 6, one kept free -> 5
-    assert "measured 4.00 GiB" in chosen.reason and "5 of 30 blocks keep theirs" in chosen.reason
-    assert chosen.count == 25
+    measured = am.BlockMemory(saved_bytes=2 * GIB, tokens=4224, selective_bytes=GIB // 2)
+    tokens = 2 * 4224  # batch 2: 4 GiB per plain block, 1 GiB per selective one, 62 MB per recomputing one
+    inputs = tokens * 3840 * 2 / GIB
+
+    # 40 GiB - 12 allocated - 1 LoRA - 2 reserve - 4 set aside for a recomputing block = 21 GiB: not all
+    # 30 blocks fit even selectively, so as many as fit are selective and the rest recompute everything
+    chosen = gc_plan.plan("auto", real, cuda, tokens, trainable_bytes=GIB, measured=measured)
+    assert "measured 4.00 GiB" in chosen.reason and "(1.00 GiB selective)" in chosen.reason
+    selective = int((21 - 30 * inputs) // (1 - inputs))
+    assert (chosen.plain, len(chosen.selective), chosen.count) == (0, selective, 30 - selective) == (0, 20, 10)
+    assert chosen.checkpointed == tuple(range(10)) and chosen.selective == tuple(range(10, 30))
+
+    # compiled blocks cannot recompute selectively: plain and full only
+    compiled = gc_plan.plan("auto", real, cuda, tokens, trainable_bytes=GIB, measured=measured, selective_ok=False)
+    assert (compiled.plain, compiled.selective, compiled.count) == (int((21 - 30 * inputs) // (4 - inputs)), (), 26)
+
+    # 20 GiB more: every block fits selectively, and the room left turns 3 of them plain
+    free["gib"] = 60
+    roomy = gc_plan.plan("auto", real, cuda, tokens, trainable_bytes=GIB, measured=measured)
+    assert (roomy.plain, len(roomy.selective), roomy.count) == (3, 27, 0)
+    assert "3 of 30 blocks keep theirs" in roomy.reason
+
+    # without a measured selective figure the rule of thumb stands in for it
+    only_full = gc_plan.plan("auto", real, cuda, tokens, trainable_bytes=GIB,
+                             measured=am.BlockMemory(saved_bytes=2 * GIB, tokens=4224))
+    rule = gc_plan.block_activation_bytes(tokens, 3840, 10240, selective=True) / GIB
+    assert f"({rule:.2f} GiB selective)" in only_full.reason
+
+
+def test_the_next_lighter_plan_goes_selective_then_full():
+    plan = gc_plan.CheckpointPlan((0,), 4, "auto", (1,))  # one full, one selective, two plain
+    lighter, what = gc_plan.lighter(plan, True, "out of memory at step 3")
+    assert (lighter.checkpointed, lighter.selective, lighter.plain) == ((0,), (1, 2, 3), 0)
+    assert "selective recomputation" in what and lighter.reason == "out of memory at step 3"
+    lightest, what = gc_plan.lighter(lighter, True, "again")
+    assert lightest.checkpointed == (0, 1, 2, 3) and lightest.selective == () and "gradient checkpointing on" in what
+    assert gc_plan.lighter(lightest, True, "again") is None
+    assert gc_plan.lighter(plan, False, "compiled")[0].checkpointed == (0, 1, 2, 3)  # no selective step
 
 
 def _oom_once_at(step_index: int, monkeypatch) -> list[int]:
@@ -124,7 +157,8 @@ def _oom_once_at(step_index: int, monkeypatch) -> list[int]:
     return raised
 
 
-def test_out_of_memory_recomputes_every_block_and_trains_the_same_lora(tmp_path, demo_paths, monkeypatch):
+def test_out_of_memory_switches_to_selective_recomputation_and_trains_the_same_lora(tmp_path, demo_paths,
+                                                                                     monkeypatch):
     dataset = make_dataset(tmp_path / "datasets" / "toy", count=2)
     cfg = tiny_config(steps=8, save_every=4)
     clean = train(cfg, dataset, tmp_path / "clean", demo_paths, None, None, device="cpu", cache_dir=tmp_path / "c")
@@ -134,10 +168,10 @@ def test_out_of_memory_recomputes_every_block_and_trains_the_same_lora(tmp_path,
                       cache_dir=tmp_path / "c")
     assert raised == [3] and recovered["steps"] == 8
     log = (tmp_path / "oom" / "log.txt").read_text()
-    assert "Out of memory at step 3; every block now recomputes its activations" in log
+    assert "Out of memory at step 3; every block now keeps only its matmul and attention outputs" in log
     # the job page keeps it in view: every later report carries the notice
-    assert events[-1]["notices"] == ["Out of memory at step 3; every block now recomputes its activations "
-                                     "(gradient checkpointing on) and the step runs again."]
+    assert events[-1]["notices"] == ["Out of memory at step 3; every block now keeps only its matmul and attention "
+                                     "outputs (selective recomputation) and the step runs again."]
     first = next(e for e in events if "notices" in e)  # reported at once, after step 2
     assert first["step"] == 2 and first["message"] == first["notices"][0]
     # recomputation changes no number: the same losses and the same LoRA as the run that never ran out
@@ -157,7 +191,9 @@ def test_out_of_memory_with_every_block_recomputed_fails_with_the_next_advice(tm
               cache_dir=tmp_path / "cache")
     assert "gradient_checkpointing" not in info.value.message  # it is already recomputing every block
     log = (tmp_path / "job" / "log.txt").read_text()
-    assert log.count("Out of memory at step 1") == 1 and "ran out of memory at step 1" in log
+    # first every block turned selective, then every block recomputed everything, then the run gave up
+    assert log.count("Out of memory at step 1") == 2 and "ran out of memory at step 1" in log
+    assert log.index("(selective recomputation)") < log.index("(gradient checkpointing on)")
 
 
 def test_previews_that_run_out_of_memory_decode_in_tiles_then_give_way_to_training(tmp_path, demo_paths,
@@ -196,3 +232,45 @@ def test_previews_that_run_out_of_memory_decode_in_tiles_then_give_way_to_traini
     assert not list(samples.glob("step_*")) and not list(samples.glob(".tmp*"))  # no half-written previews
     lora_folder = tmp_path / "job2" / "lora"
     assert (lora_folder / "README.txt").is_file() and not (lora_folder / "proof_grid.png").exists()
+
+
+@pytest.mark.parametrize("float8", [False, True], ids=["products", "float8-products"])
+def test_selective_blocks_keep_less_and_give_the_same_gradients(demo_paths, monkeypatch, float8):
+    """The tiny model's products have short inner dimensions; lowering the bar makes the selective
+    blocks keep them (and the float8 kernel's), which is the path the full-size model takes."""
+    from tests.test_engine_speed import _grads
+    from trainer.engine import selective_checkpoint
+    from trainer.engine.fast_linear import float8_factory
+    from trainer.engine.quant import quantize_linears
+
+    monkeypatch.setattr(selective_checkpoint, "MIN_INNER", 8)
+    transformer = zmodel.load_transformer(demo_paths, torch.device("cpu"), torch.float32)
+    params = zmodel.add_lora(transformer, rank=4, alpha=4, seed=0)
+    if float8:  # torch._scaled_mm runs on the CPU too
+        assert quantize_linears(transformer, "float8", float8_factory(torch.float32)) > 0
+    with torch.no_grad():
+        for p in params:
+            p.add_(0.01)  # LoRA B starts at zero: make every gradient non-trivial
+    kept, original = set(), selective_checkpoint.keeps
+
+    def keeps(op, args):
+        if original(op, args):
+            kept.add(str(op))
+            return True
+        return False
+
+    monkeypatch.setattr(selective_checkpoint, "keeps", keeps)
+
+    plain = _grads(transformer, params)
+    every = tuple(range(len(transformer.layers)))
+    gc_plan.apply(transformer, gc_plan.CheckpointPlan((), len(every), "test", every))
+    kept.clear()
+    selective = _grads(transformer, params)
+    assert all(torch.equal(a, b) for a, b in zip(plain, selective, strict=True))
+    product = "aten._scaled_mm.default" if float8 else "aten.mm.default"
+    assert product in kept and any("attention" in op for op in kept)
+
+    gc_plan.apply(transformer, gc_plan.plan("off", transformer, torch.device("cpu"), 64, 0))
+    latent, caption = torch.randn(16, 1, 8, 8), torch.randn(12, transformer.config.cap_feat_dim)
+    measured = am.measure(transformer, lambda: transformer([latent], torch.tensor([0.5]), [caption]))
+    assert 0 < measured.selective_bytes < measured.saved_bytes / 2

@@ -163,17 +163,33 @@ def test_auto_checkpointing_keeps_as_many_blocks_as_the_budget_holds(monkeypatch
     monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (100 * gib, 141 * gib))
     monkeypatch.setattr(torch.cuda, "memory_reserved", lambda device=None: 0)
     monkeypatch.setattr(torch.cuda, "memory_allocated", lambda device=None: 12 * gib)
-    per_block = gc_plan.block_activation_bytes(4224, 3840, 10240)
-    assert per_block / gib == pytest.approx(1.289, abs=1e-3)  # about 1.3 GiB per block at 1024 px
+    full = gc_plan.block_activation_bytes(4224, 3840, 10240)
+    kept = gc_plan.block_activation_bytes(4224, 3840, 10240, selective=True)
+    inputs = 4224 * 3840 * 2
+    assert full / gib == pytest.approx(1.289, abs=1e-3)  # about 1.3 GiB per block at 1024 px
+    assert kept / gib == pytest.approx(0.372, abs=1e-3)  # a quarter of it when selective
     cuda = torch.device("cuda")
     roomy = gc_plan.plan("auto", real, cuda, 4224, trainable_bytes=gib)
-    assert roomy.count == 0 and "100.0 GiB usable" in roomy.reason
-    # room for 11 blocks' activations: one is kept free for a recomputed block, so 10 keep theirs
-    budget = (12 * gib + gib + gc_plan.RESERVE_BYTES + 11 * per_block + 1) / gib
-    tight = gc_plan.plan("auto", real, cuda, 4224, trainable_bytes=gib, budget_gb=budget)
-    assert tight.checkpointed == tuple(range(20)) and "vram_budget_gb" in tight.reason
-    assert "10 of 30 blocks keep theirs" in tight.reason
+    assert roomy.count == 0 and roomy.selective == () and "100.0 GiB usable" in roomy.reason
+
+    def budget(room: float) -> float:  # GiB that leave `room` bytes for activations after the rest
+        return (12 * gib + gib + gc_plan.RESERVE_BYTES + full + room + 1) / gib
+
+    # every block selective, and room for 5 of them to keep everything
+    mixed = gc_plan.plan("auto", real, cuda, 4224, trainable_bytes=gib, budget_gb=budget(30 * kept + 5 * (full - kept)))
+    assert (mixed.plain, mixed.selective, mixed.count) == (5, tuple(range(25)), 0)
+    assert "vram_budget_gb" in mixed.reason and "5 of 30 blocks keep theirs" in mixed.reason
+    # room for 10 selective blocks: the other 20 recompute everything
+    tight = gc_plan.plan("auto", real, cuda, 4224, trainable_bytes=gib,
+                         budget_gb=budget(30 * inputs + 10 * (kept - inputs)))
+    assert (tight.plain, tight.checkpointed, tight.selective) == (0, tuple(range(20)), tuple(range(20, 30)))
+    # the same room without selective blocks (compiled): fewer blocks keep anything
+    compiled = gc_plan.plan("auto", real, cuda, 4224, trainable_bytes=gib,
+                            budget_gb=budget(30 * inputs + 10 * (full - inputs)), selective_ok=False)
+    assert (compiled.plain, compiled.count, compiled.selective) == (10, 20, ())
     assert gc_plan.plan("auto", real, cuda, 4224, trainable_bytes=gib, budget_gb=14.0).count == 30
+    assert gc_plan.plan("selective", real, cuda, 4224, 0).selective == tuple(range(30))
+    assert gc_plan.plan("selective", real, cuda, 4224, 0, selective_ok=False).count == 30
 
 
 # ---------------------------------------------------------------- step timing and ETA

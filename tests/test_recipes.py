@@ -152,7 +152,7 @@ def test_speed_options_have_defaults_choices_and_legacy_booleans(recipe):
         "attention_backend", "log_every", "vram_budget_gb"}
     assert set(_errors(recipe, {"compile": "yes"})) == {"compile"}
     props = recipe.json_schema()["properties"]
-    assert props["gradient_checkpointing"]["anyOf"] == [{"type": "string", "enum": ["auto", "on", "off"]},
+    assert props["gradient_checkpointing"]["anyOf"] == [{"type": "string", "enum": ["auto", "selective", "on", "off"]},
                                                         {"type": "boolean"}]  # true/false: on/off
     assert props["attention_backend"]["enum"] == ["auto", "cudnn", "flash", "default"]
     assert props["log_every"]["type"] == ["integer", "null"] and props["compile"]["type"] == "boolean"

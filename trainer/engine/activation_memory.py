@@ -18,6 +18,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from trainer.engine.selective_checkpoint import kept_bytes
+
 
 class _Caught(Exception):
     def __init__(self, args: tuple, kwargs: dict):
@@ -29,10 +31,13 @@ class _Caught(Exception):
 class BlockMemory:
     saved_bytes: int  # what autograd keeps for one main block
     tokens: int  # the sequence length it was measured at (batch x image + caption tokens)
+    selective_bytes: int | None = None  # what it keeps when selectively checkpointed
 
-    def at(self, tokens: int) -> int:
-        """Bytes at another sequence length (linear: flash-style kernels keep O(tokens) per block)."""
-        return int(self.saved_bytes * tokens / max(1, self.tokens))
+    def at(self, tokens: int, selective: bool = False) -> int | None:
+        """Bytes at another sequence length (linear: flash-style kernels keep O(tokens) per block); None
+        for `selective` when that was not measured."""
+        value = self.selective_bytes if selective else self.saved_bytes
+        return None if value is None else int(value * tokens / max(1, self.tokens))
 
 
 def block_inputs(transformer: nn.Module, forward: Callable[[], object]) -> tuple[tuple, dict]:
@@ -87,8 +92,9 @@ def measure(transformer: nn.Module, forward: Callable[[], object],
     """BlockMemory of transformer.layers[0] for the example `forward()` feeds, at the sequence length
     the block sees (image + caption tokens as the model pads them, times the batch)."""
     args, kwargs = block_inputs(transformer, lambda: _in(context, forward))
-    hidden = args[0]
-    return BlockMemory(saved_bytes(transformer.layers[0], args, kwargs, context), hidden.shape[0] * hidden.shape[1])
+    hidden, block = args[0], transformer.layers[0]
+    return BlockMemory(saved_bytes(block, args, kwargs, context), hidden.shape[0] * hidden.shape[1],
+                       kept_bytes(block, args, kwargs, context))
 
 
 def _in(context, forward):

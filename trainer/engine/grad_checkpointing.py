@@ -1,11 +1,15 @@
 """Gradient checkpointing per block, chosen from the GPU memory the job may use.
 
-Recomputing a block's forward in the backward pass saves its activations (about 1.3 GiB per main
-block at 1024 px) at the cost of a third more arithmetic for that block. On a GPU the run measures that
-figure on its own block, kernels and settings (activation_memory.py); the rule below is the fallback.
-`auto` keeps as many blocks as fit un-checkpointed and recomputes only the rest: none at all on a
-card that holds everything, every block on a small one. The choice goes through diffusers' own hook
-(`_gradient_checkpointing_func`), so module names, LoRA keys and state dicts are unchanged.
+Each main block runs one of three ways:
+- plain: it keeps all its activations (about 1.3 GiB at 1024 px) and costs nothing extra;
+- selective: it keeps only its matmul and attention outputs (about a quarter of that) and recomputes
+  the element-wise work in the backward pass (selective_checkpoint.py): almost no extra arithmetic;
+- full: it keeps only its input and recomputes its whole forward (a third more arithmetic for it).
+`auto` picks the cheapest mix that fits: every block plain on a card that holds everything, then
+plain blocks turned selective, then selective blocks turned full on a small card. On a GPU the run
+measures one block's figures on its own kernels and settings (activation_memory.py); the rule below is
+the fallback. The choice goes through diffusers' own hook (`_gradient_checkpointing_func`), so module
+names, LoRA keys and state dicts are unchanged.
 """
 
 from __future__ import annotations
@@ -16,42 +20,61 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from trainer.engine import selective_checkpoint
 from trainer.engine.activation_memory import BlockMemory
 
 GIB = 1 << 30
 # Bytes one main block saves per token, per unit of dim and of the SwiGLU width, as counted by
-# activation_memory.saved_bytes on the full-size block in bf16 autocast with a rank-32 LoRA
-# (benchmarks/activation_memory.py): per dim, four float32 RMSNorm tensors, eight bf16 hidden-state
-# tensors, six bf16 matmul inputs, q/k in float32 after RoPE and q/k/v/out in bf16 (64 bytes); per
-# SwiGLU unit, four bf16 tensors (8 bytes). 1.29 GiB at 1024 px; 1.30 measured with the LoRA casts.
+# activation_memory on the full-size block in bf16 autocast with a rank-32 LoRA
+# (benchmarks/activation_memory.py). Plain: per dim, four float32 RMSNorm tensors, eight bf16
+# hidden-state tensors, six bf16 matmul inputs, q/k in float32 after RoPE and q/k/v/out in bf16 (64
+# bytes); per SwiGLU unit, four bf16 tensors (8 bytes): 1.29 GiB at 1024 px, 1.30 measured.
+# Selective: q, k, v, the attention output, the two output projections and the input (14 bytes per
+# dim), the two SwiGLU products (4 bytes per unit): 0.37 GiB at 1024 px, 0.375 measured.
 DIM_BYTES, HIDDEN_BYTES = 64, 8
+SELECTIVE_DIM_BYTES, SELECTIVE_HIDDEN_BYTES = 14, 4
 RESERVE_BYTES = 2 * GIB  # cuBLAS/attention workspaces, allocator fragmentation, the loss tensors
 
 
 @dataclass(frozen=True)
 class CheckpointPlan:
-    checkpointed: tuple[int, ...]  # indices into transformer.layers
+    checkpointed: tuple[int, ...]  # indices into transformer.layers that recompute everything
     total: int
     reason: str
+    selective: tuple[int, ...] = ()  # indices that keep their products and recompute the rest
 
     @property
     def count(self) -> int:
         return len(self.checkpointed)
 
+    @property
+    def plain(self) -> int:
+        return self.total - self.count - len(self.selective)
 
-def block_activation_bytes(tokens: int, dim: int, hidden: int) -> int:
+
+def block_activation_bytes(tokens: int, dim: int, hidden: int, selective: bool = False) -> int:
+    if selective:
+        return tokens * (SELECTIVE_DIM_BYTES * dim + SELECTIVE_HIDDEN_BYTES * hidden)
     return tokens * (DIM_BYTES * dim + HIDDEN_BYTES * hidden)
 
 
 def plan(mode: str, transformer: nn.Module, device: torch.device, tokens: int, trainable_bytes: int,
-         budget_gb: float | None = None, measured: BlockMemory | None = None) -> CheckpointPlan:
-    """Which main blocks recompute their activations. `tokens`: the largest sequence of a micro-batch
-    (image + caption tokens, times the batch size); `trainable_bytes`: LoRA weights, gradients and
-    optimizer state that are still to be allocated or already are; `measured`: one block's saved
-    activations as measured on this device (else the rule above)."""
+         budget_gb: float | None = None, measured: BlockMemory | None = None,
+         selective_ok: bool = True) -> CheckpointPlan:
+    """How each main block runs. `tokens`: the largest sequence of a micro-batch (image + caption
+    tokens, times the batch size); `trainable_bytes`: LoRA weights, gradients and optimizer state that
+    are still to be allocated or already are; `measured`: one block's activations as measured on this
+    device (else the rule above); `selective_ok`: False where selective recomputation cannot run
+    (compiled blocks), so only plain and full are planned."""
     total = len(transformer.layers)
+    every = tuple(range(total))
     if mode == "on":
-        return CheckpointPlan(tuple(range(total)), total, "gradient_checkpointing is on")
+        return CheckpointPlan(every, total, "gradient_checkpointing is on")
+    if mode == "selective":
+        if selective_ok:
+            return CheckpointPlan((), total, "gradient_checkpointing is selective", every)
+        return CheckpointPlan(every, total, "compiled blocks cannot recompute selectively, so every block "
+                                            "recomputes everything")
     if mode == "off":
         return CheckpointPlan((), total, "gradient_checkpointing is off")
     if device.type != "cuda":
@@ -62,41 +85,81 @@ def plan(mode: str, transformer: nn.Module, device: torch.device, tokens: int, t
     if budget_gb is not None and budget_gb * GIB < capacity:
         capacity, source = int(budget_gb * GIB), f"vram_budget_gb {budget_gb:g}"
     dim = transformer.config.dim
+    hidden = int(dim / 3 * 8)
+    full, how = block_activation_bytes(tokens, dim, hidden), "about"
+    kept = block_activation_bytes(tokens, dim, hidden, selective=True)
     if measured is not None:
-        per_block, how = measured.at(tokens), "measured"
-    else:
-        per_block, how = block_activation_bytes(tokens, dim, int(dim / 3 * 8)), "about"
+        full, how = measured.at(tokens), "measured"
+        kept = measured.at(tokens, selective=True) or kept
     spare = capacity - torch.cuda.memory_allocated(device) - trainable_bytes - RESERVE_BYTES
-    plain = max(0, min(total, int(spare // per_block)))
-    if plain < total:  # a recomputed block briefly holds its full activations again
-        plain = max(0, min(total, int((spare - per_block) // per_block)))
-    reason = (f"auto: {source}, {how} {per_block / GIB:.2f} GiB of activations per block at {tokens} tokens, "
-              f"{plain} of {total} blocks keep theirs")
+    plain, selective = _mix(total, spare, full, kept if selective_ok else None, tokens * dim * 2)
+    recomputed = total - plain - selective
+    reason = (f"auto: {source}, {how} {full / GIB:.2f} GiB of activations per block at {tokens} tokens"
+              + (f" ({kept / GIB:.2f} GiB selective)" if selective_ok else "")
+              + f", {plain} of {total} blocks keep theirs")
     # all saved activations are alive when the backward pass starts, so which blocks recompute does not
     # change the peak; the first ones do
-    return CheckpointPlan(tuple(range(total - plain)), total, reason)
+    return CheckpointPlan(tuple(range(recomputed)), total, reason, tuple(range(recomputed, recomputed + selective)))
+
+
+def _mix(total: int, spare: float, full: int, kept: int | None, inputs: int) -> tuple[int, int]:
+    """(plain, selective) blocks that fit in `spare` bytes; the rest recompute everything and keep only
+    their `inputs`. A recomputing block briefly holds a plain block's activations again, so that much
+    is set aside as soon as any block recomputes."""
+    if total * full <= spare:
+        return total, 0
+    spare -= full
+
+    def fit(lower: int, upper: int) -> int:  # blocks that can hold `upper` bytes while the rest hold `lower`
+        return min(total, max(0, int((spare - total * lower) // max(1, upper - lower))))
+
+    if kept is None:
+        return fit(inputs, full), 0
+    if total * kept <= spare:
+        plain = fit(kept, full)
+        return plain, total - plain
+    return 0, fit(inputs, kept)
+
+
+def lighter(current: CheckpointPlan, selective_ok: bool, why: str) -> tuple[CheckpointPlan, str] | None:
+    """The next plan that needs less memory, and what it does in words: blocks that keep everything
+    turn selective (almost free), then every block recomputes everything; None when nothing is left."""
+    every = tuple(range(current.total))
+    if current.plain and selective_ok:
+        return (CheckpointPlan(current.checkpointed, current.total, why,
+                               tuple(i for i in every if i not in current.checkpointed)),
+                "every block now keeps only its matmul and attention outputs (selective recomputation)")
+    if current.count < current.total:
+        return CheckpointPlan(every, current.total, why), "every block now recomputes its activations " \
+                                                         "(gradient checkpointing on)"
+    return None
 
 
 def apply(transformer: nn.Module, checkpoint_plan: CheckpointPlan) -> None:
-    """Route the chosen main blocks through torch.utils.checkpoint; everything else runs plainly
-    (the refiners and embedders take no gradient, so recomputing them would only cost time)."""
-    if not checkpoint_plan.checkpointed:
+    """Route the chosen main blocks through torch.utils.checkpoint (selectively or in full); everything
+    else runs plainly (the refiners and embedders take no gradient, so recomputing them would only cost
+    time)."""
+    if not checkpoint_plan.checkpointed and not checkpoint_plan.selective:
         if getattr(transformer, "gradient_checkpointing", False):
             transformer.disable_gradient_checkpointing()
         return
-    chosen = {id(transformer.layers[i]) for i in checkpoint_plan.checkpointed}
+    full = {id(transformer.layers[i]) for i in checkpoint_plan.checkpointed}
+    selective = {id(transformer.layers[i]) for i in checkpoint_plan.selective}
 
     def run(block: nn.Module, *args):
-        if id(block) in chosen:
+        if id(block) in full:
             return torch.utils.checkpoint.checkpoint(block.__call__, *args, use_reentrant=False)
+        if id(block) in selective:
+            return selective_checkpoint.run(block, *args)
         return block(*args)
 
     transformer.enable_gradient_checkpointing(gradient_checkpointing_func=run)
 
 
 def describe(checkpoint_plan: CheckpointPlan) -> str:
-    return (f"Gradient checkpointing: {checkpoint_plan.count} of {checkpoint_plan.total} blocks recompute their "
-            f"activations ({checkpoint_plan.reason}).")
+    p = checkpoint_plan
+    return (f"Gradient checkpointing: {p.count} of {p.total} blocks recompute their activations, "
+            f"{len(p.selective)} recompute only element-wise work, {p.plain} keep everything ({p.reason}).")
 
 
 def trainable_bytes(params: list[torch.Tensor], optimizer_states: int = 2) -> int:
@@ -105,8 +168,8 @@ def trainable_bytes(params: list[torch.Tensor], optimizer_states: int = 2) -> in
 
 
 def log_plan(transformer, device, mode, tokens, params, budget_gb, log: Callable[[str], None],
-             measured: BlockMemory | None = None) -> CheckpointPlan:
-    chosen = plan(mode, transformer, device, tokens, trainable_bytes(params), budget_gb, measured)
+             measured: BlockMemory | None = None, selective_ok: bool = True) -> CheckpointPlan:
+    chosen = plan(mode, transformer, device, tokens, trainable_bytes(params), budget_gb, measured, selective_ok)
     apply(transformer, chosen)
     log(describe(chosen))
     return chosen

@@ -101,7 +101,7 @@ def configure(config, transformer, params, device: torch.device, samples, cached
         measured = measure_block(transformer, device, samples, data, compute_dtype, autocast_dtype, attention, log)
     plan = gc_plan.log_plan(transformer, device, config.gradient_checkpointing,
                             longest_sequence(samples, cached, config.batch_size), params, config.vram_budget_gb, log,
-                            measured)
+                            measured, selective_ok=not config.compile)
     compiled = False
     if config.compile:
         compiled = compile_blocks.enable(transformer, device, Path(cache_dir) / "torch_compile", log)

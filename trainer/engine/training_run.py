@@ -210,24 +210,25 @@ class TrainingRun:
             except Exception as exc:
                 if not _is_oom(exc):
                     raise
-                if self.speed.checkpointing.count >= self.speed.checkpointing.total:
+                failed_at = loop.state.step + 1
+                lighter = gc_plan.lighter(self.speed.checkpointing, not self.speed.compiled,
+                                          f"out of memory at step {failed_at}")
+                if lighter is None:
                     exc.studio_recomputing_all = True
                     raise
             # out of the except block: the failed step's tensors went with its traceback
             loop.generator.set_state(generator)
-            self._recompute_every_block(loop.state.step + 1)
+            self._switch_plan(failed_at, *lighter)
 
-    def _recompute_every_block(self, failed_at: int) -> None:
-        loop, plan = self.loop, self.speed.checkpointing
+    def _switch_plan(self, failed_at: int, plan, what: str) -> None:
+        loop = self.loop
         loop.optimizer.zero_grad(set_to_none=True)
         loop.timer.drop_open_step()
         if self.dev.type == "cuda":
             torch.cuda.empty_cache()
-        self.speed.checkpointing = gc_plan.CheckpointPlan(
-            tuple(range(plan.total)), plan.total, f"out of memory at step {failed_at} with {plan.count} recomputed")
-        gc_plan.apply(self.transformer, self.speed.checkpointing)
-        message = (f"Out of memory at step {failed_at}; every block now recomputes its activations "
-                   "(gradient checkpointing on) and the step runs again.")
+        self.speed.checkpointing = plan
+        gc_plan.apply(self.transformer, plan)
+        message = f"Out of memory at step {failed_at}; {what} and the step runs again."
         self.log(message)
         self.progress.notice(message, loop.state.step)
         self.progress.rate_changed(loop.state.step)

@@ -14,6 +14,11 @@ GPU_SECONDS = {"H200": 0.9, "H100": 1.0, "A100": 1.7, "L40S": 2.0, "L40": 2.3, "
                "4070": 4.5, "A4000": 6.0, "L4": 5.5, "T4": 12.0}
 TRANSFORMER_PARAMS = 6.15e9
 LORA_PARAMS_PER_RANK = 2.65e6
+# gradient_checkpointing -> (step time against recomputing every block, GB of activations per
+# megapixel of the largest bucket): plain blocks 1.30 GiB each at 1024 px, selective 0.375, a fully
+# recomputing block only its 32 MB input plus one block's activations while it recomputes. The
+# selective time factor is an estimate until it is measured on a GPU (element-wise work only).
+CHECKPOINTING = {"off": (0.75, 42.0), "selective": (0.78, 12.1), "auto": (0.78, 12.1), "on": (1.0, 2.5)}
 CPU_STEP_SECONDS = 90.0  # the full model on a CPU: only sensible for the demo model
 
 # Steps from the image count. Sources: ai-toolkit's Z-Image-Turbo and FLUX LoRA examples train 3,000
@@ -61,10 +66,13 @@ def estimate(config, images: int, gpu_name: str | None, demo: bool) -> Estimate:
         step_s = 0.12 + 0.5 * area * 256
         seconds = 12 + config.steps * step_s * batch + sample_calls * 0.02 * max(1.0, sample_area * 64)
         return Estimate(round(seconds, 1), 0.3, "demo")
-    checkpointing = config.gradient_checkpointing != "off"  # auto recomputes what it needs to fit
+    # (step time factor, GB of activations at 1024 px) per gradient_checkpointing mode: the activations
+    # are measured (benchmarks/activation_memory.py), "on" is the mode the GPU speed was measured in, and
+    # auto usually lands on selective blocks on a 24-48 GB card
+    factor, per_megapixel = CHECKPOINTING[config.gradient_checkpointing]
     quantized = config.quantize_base != "none" and gpu_name is not None
     speed = _gpu_speed(gpu_name)
-    step_s = speed * area * batch * (1.0 if checkpointing else 0.75) * (1.15 if quantized else 1.0)
+    step_s = speed * area * batch * factor * (1.15 if quantized else 1.0)
     sample_s = sample_calls * speed * 0.3 * sample_area
     load_s = 90 + images * len(resolutions) * 0.25
     seconds = load_s + config.steps * step_s + sample_s
@@ -72,6 +80,6 @@ def estimate(config, images: int, gpu_name: str | None, demo: bool) -> Estimate:
     weights = TRANSFORMER_PARAMS * bytes_per_weight / 1e9
     lora = LORA_PARAMS_PER_RANK * config.rank * 16 / 1e9  # weights, grads, two Adam states
     largest = (max(resolutions) / 1024) ** 2 * config.batch_size
-    activations = largest * (7.0 if checkpointing else 24.0)
+    activations = largest * per_megapixel
     memory = weights + lora + activations + 2.5  # + CUDA context, cached embeddings, allocator slack
     return Estimate(round(seconds, 1), round(memory, 1), "gpu" if gpu_name else "cpu")

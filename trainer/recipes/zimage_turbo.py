@@ -72,10 +72,12 @@ class ZImageTurboConfig(RecipeConfig):
     )
     gradient_checkpointing: str = option(
         "auto",
-        "Recompute block activations in the backward pass: less GPU memory, a third more arithmetic per "
-        "recomputed block. auto: recompute only as many blocks as needed to fit the GPU's free memory (or "
-        "vram_budget_gb), none on the CPU; on: every block; off: none. true/false are read as on/off.",
-        choices=["auto", "on", "off"], accepts_bool=True,
+        "Recompute block activations in the backward pass to save GPU memory. selective: every block keeps "
+        "its matmul and attention outputs and recomputes only element-wise work (about a quarter of the "
+        "memory, almost no extra arithmetic); on: every block recomputes everything (least memory, a third "
+        "more arithmetic per block); off: none. auto: the cheapest mix that fits the GPU's free memory (or "
+        "vram_budget_gb), none on the CPU. true/false are read as on/off.",
+        choices=["auto", "selective", "on", "off"], accepts_bool=True,
     )
     vram_budget_gb: float | None = option(
         None, "GPU memory (GB) that gradient_checkpointing=auto plans for; empty: the GPU's free memory.",
