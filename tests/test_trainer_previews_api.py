@@ -5,22 +5,11 @@ from __future__ import annotations
 
 import json
 
-import pytest
-
-import trainer
+from tests import test_trainer_api
 from tests.test_trainer_worker import TINY_CONFIG, _fake_safetensors, make_export
 
 PNG = b"\x89PNG fake"
-
-
-@pytest.fixture
-def app(make_settings):
-    return trainer.create_app(make_settings(STUDIO_DEMO=1))
-
-
-@pytest.fixture
-def client(app):
-    return app.test_client()
+app, client = test_trainer_api.app, test_trainer_api.client  # the demo trainer app and its test client
 
 
 def _job(client, app):
