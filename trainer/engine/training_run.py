@@ -65,10 +65,6 @@ def _is_oom(exc: BaseException) -> bool:
     return isinstance(exc, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text)
 
 
-def _recomputing_all(exc: BaseException) -> bool:
-    return bool(getattr(exc, "studio_recomputing_all", False))
-
-
 def train(config, dataset_dir: Path, job_dir: Path, model_paths, control: TrainingControl | None = None,
           on_progress: Callable[[dict], None] | None = None, device: str | None = None,
           cache_dir: Path | None = None) -> dict:
@@ -90,7 +86,7 @@ def train(config, dataset_dir: Path, job_dir: Path, model_paths, control: Traini
         raise
     except Exception as exc:
         if _is_oom(exc):
-            error = oom_error(config, progress.step + 1, dev.type == "cuda", _recomputing_all(exc))
+            error = oom_error(config, progress.step + 1, dev.type == "cuda")
             log(f"Failed: {error.message}")
             raise error from exc
         log(f"Failed with an internal error: {type(exc).__name__}: {exc}")
@@ -198,9 +194,10 @@ class TrainingRun:
         return True
 
     def step(self) -> None:
-        """One optimizer step. When it runs out of memory while some blocks still keep their activations,
-        every block recomputes them from then on and the same step runs again (same batch, same noise):
-        a plan that was too optimistic, or a fragmented GPU, costs a log line instead of the run."""
+        """One optimizer step. When it runs out of memory, the blocks recompute more from then on (those
+        that kept everything turn selective, then every block recomputes everything) and the same step
+        runs again (same batch, same noise): a plan that was too optimistic, or a fragmented GPU, costs
+        a notice instead of the run. With nothing left to recompute, the run fails with advice."""
         loop = self.loop
         while True:
             generator = loop.generator.get_state()
@@ -214,8 +211,7 @@ class TrainingRun:
                 lighter = gc_plan.lighter(self.speed.checkpointing, not self.speed.compiled,
                                           f"out of memory at step {failed_at}")
                 if lighter is None:
-                    exc.studio_recomputing_all = True
-                    raise
+                    raise oom_error(self.config, failed_at, self.dev.type == "cuda", recomputing_all=True) from exc
             # out of the except block: the failed step's tensors went with its traceback
             loop.generator.set_state(generator)
             self._switch_plan(failed_at, *lighter)
