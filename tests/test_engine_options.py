@@ -22,9 +22,10 @@ SPEED_ON = {"gradient_checkpointing": "on", "compile": True, "attention_backend"
             "quantize_base": "float8", "float8_matmuls": True}
 SPEED_OFF = {"gradient_checkpointing": "off", "compile": False, "attention_backend": "default", "log_every": 1,
              "quantize_base": "none", "float8_matmuls": False}
+SELECTIVE = {**SPEED_OFF, "gradient_checkpointing": "selective", "log_every": 3}
 
 
-@pytest.mark.parametrize("options", [SPEED_ON, SPEED_OFF], ids=["options-on", "options-off"])
+@pytest.mark.parametrize("options", [SPEED_ON, SELECTIVE, SPEED_OFF], ids=["options-on", "selective", "options-off"])
 def test_exact_resume_with_the_speed_options(tmp_path, demo_paths, options):
     dataset = make_dataset(tmp_path / "datasets" / "toy")
     cfg = tiny_config(steps=8, save_every=4, keep_last=3, caption_dropout=0.3, timestep_sampling="weighted",
@@ -48,12 +49,15 @@ def test_exact_resume_with_the_speed_options(tmp_path, demo_paths, options):
         assert _losses(job) == _losses(straight) and [s for s, _ in _losses(job)] == list(range(1, 9))
         got = _lora(result["lora_path"])
         assert got.keys() == expected.keys() and all(torch.equal(got[k], expected[k]) for k in expected)
+    log = (straight / "log.txt").read_text()
     if options is SPEED_ON:
-        log = (straight / "log.txt").read_text()
         assert "quantize_base=float8 is ignored on the CPU." in log
         assert "torch.compile is off: compiled blocks are built for CUDA GPUs" in log
         assert "attention_backend=flash applies to CUDA GPUs" in log
         assert "Gradient checkpointing: 2 of 2 blocks recompute their activations" in log
+    if options is SELECTIVE:
+        assert "0 of 2 blocks recompute their activations, 2 recompute only element-wise work" in log
+    if options is not SPEED_OFF:
         # the same arithmetic with every option off: checkpointing and deferred loss reads change nothing
         off = tmp_path / "jobs" / "off"
         plain = train(tiny_config(**{**cfg.to_dict(), **SPEED_OFF}), dataset, off, demo_paths, None, None, **kwargs)
