@@ -22,8 +22,8 @@ export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 python3 -c "import diffusers, peft, trainer.engine.loop" || { echo "the benchmark's imports fail (see above)"; exit 1; }
 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv 2>&1 | tee "$out/nvidia-smi.txt"
 # one block's saved activations, bf16 and float8 matmuls, against the rule of thumb (about 20 s)
-{ timeout 60 python3 benchmarks/activation_memory.py --sizes 1024 && \
-  timeout 60 python3 benchmarks/activation_memory.py --sizes 1024 --float8; } 2>&1 | tee "$out/activation_memory.md"
+{ timeout 45 python3 benchmarks/activation_memory.py --sizes 1024 && \
+  timeout 45 python3 benchmarks/activation_memory.py --sizes 1024 --float8; } 2>&1 | tee "$out/activation_memory.md"
 timeout $((${budget%.*} + 90)) python3 benchmarks/gpu_zimage.py --budget-s "$budget" --out "$out" 2>&1 \
     | tee "$out/gpu_zimage.log"
 status=${PIPESTATUS[0]}
