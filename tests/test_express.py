@@ -222,13 +222,17 @@ def test_a_restart_in_the_middle_of_a_dataset_stage_runs_it_again(studio, stage)
     if stage == "export":
         client.post(f"/api/datasets/{dataset_id}/caption", json={"mode": "skip"})
         _wait_for_job(store, store.latest("caption", dataset_id).id)
+    if stage == "import":  # the killed import had moved one image in without recording it
+        (settings.root / "datasets" / dataset_id / "cat0.png").write_bytes(image_bytes(0, size=(96, 80)))
     orphan = _orphan_stage(settings, express_id, stage, dataset_id)
     restarted = datasets_app.create_app(settings)  # the pod starts again
     assert store.get(orphan).status == "interrupted"
     run = _drive(restarted, express_id, lambda r: r["express"]["phase"] == "train")
     stage_row = next(s for s in run["stages"] if s["stage"] == stage)
     assert stage_row["status"] == "completed" and stage_row["job_id"] != orphan
-    assert run["dataset"]["images"] == 4  # an import run twice adds nothing twice
+    assert run["dataset"]["images"] == 4  # an import run twice adds nothing twice (a placed image included)
+    names = [i["name"] for i in restarted.test_client().get(f"/api/datasets/{dataset_id}/images").get_json()["images"]]
+    assert sorted(names) == [f"cat{i}.png" for i in range(4)]
     assert run["express"]["relaunches"] == 1
 
 
