@@ -27,7 +27,7 @@ from studio.login_limiter import LoginLimiter
 # The favicon is public like /health: browsers fetch it without credentials, and it is the same for everyone.
 PUBLIC_ENDPOINTS = {"health", "favicon", "auth.login", "auth.logout"}
 LIMITER_EXTENSION = "studio_login_limiter"
-TOO_MANY = "Too many wrong passwords from this address: try again in {wait} s."
+TOO_MANY = "Too many wrong passwords from this {source}: try again in {wait} s."
 DEVICE_COOKIE = "studio_device"
 DEVICE_MAX_AGE_S = 365 * 24 * 3600
 
@@ -116,8 +116,12 @@ def _cookie_valid() -> bool:
     return isinstance(stored, str) and hmac.compare_digest(stored, _session_token(current_app))
 
 
-def _too_many(wait: int):
-    response = jsonify({"error": TOO_MANY.format(wait=wait), "details": []})
+def _too_many_text(client: str, wait: int) -> str:
+    return TOO_MANY.format(source="browser" if client.startswith("device:") else "address", wait=wait)
+
+
+def _too_many(client: str, wait: int):
+    response = jsonify({"error": _too_many_text(client, wait), "details": []})
     response.status_code = 429
     response.headers["Retry-After"] = str(wait)
     return response
@@ -128,7 +132,7 @@ def _check_bearer(token: str, password: str):
     client = limiter_key()
     wait = limiter().retry_after(client)
     if wait:
-        return _too_many(wait)
+        return _too_many(client, wait)
     if password_matches(token, password):
         g.studio_auth = "bearer"
         return None
@@ -185,8 +189,8 @@ def create_auth_blueprint() -> Blueprint:
         wait = limiter().retry_after(client)
         if wait:
             if not _prefers_html():
-                return _too_many(wait)
-            page = render_template("studio_login.html", next_url=next_url, error=TOO_MANY.format(wait=wait))
+                return _too_many(client, wait)
+            page = render_template("studio_login.html", next_url=next_url, error=_too_many_text(client, wait))
             return page, 429, {"Retry-After": str(wait)}
         if not password_matches(request.form.get("password"), settings.password):
             limiter().fail(client)

@@ -123,6 +123,8 @@ def test_a_browser_that_logged_in_before_is_not_locked_out_by_a_stranger(make_se
     for i in range(MAX_FAILURES):
         assert _login(owner, f"wrong{i}").status_code == 401
     _assert_429(_login(owner, "pw"))
+    assert "from this browser" in _login(owner, "pw").get_json()["error"]
+    assert "from this address" in _login(stranger, "pw").get_json()["error"]
 
 
 def test_a_forged_or_outdated_device_cookie_counts_as_a_stranger(make_settings):
