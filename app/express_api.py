@@ -4,8 +4,10 @@
     POST /api/express/<id>/start    {sessions: [...]} after the files are uploaded to the dataset
     GET  /api/express/<id>          every stage with its progress and ETA, the plan, samples, the proof
     POST /api/express/<id>/retry | /stop
-Files the trainer serves (samples, the LoRA) are given as trainer paths: the page prefixes the
-trainer's address.
+    GET  /api/express/<id>/files/<path>   a file of the run's training job (samples, the LoRA, the proof)
+The run's files are served here, on the page's own origin, from the workspace both services share:
+behind RunPod's proxy every port is a host of its own, and a login on this one does not reach the
+trainer's.
 """
 
 from __future__ import annotations
@@ -98,6 +100,14 @@ def get_express(express_id: str):
     return jsonify(describe(job))
 
 
+@bp.get("/api/express/<express_id>/files/<path:name>")
+def express_file(express_id: str, name: str):
+    train = express.stages_of(_load(express_id)).get("train")
+    if train is None:
+        raise ApiError("This express run has not started training yet.", 404)
+    return library.send_job_file(train, context.workspace().jobs / train.id, name)
+
+
 @bp.post("/api/express/<express_id>/retry")
 def retry_express(express_id: str):
     job = express.retry(_load(express_id))
@@ -124,24 +134,26 @@ def _stage(stage: str, job: Job | None, express_row: Job) -> dict:
     return out
 
 
-def _training_outputs(train: Job) -> dict:
-    """Samples (base / LoRA / LoRA without trigger) and, once finished, the downloadable proof."""
+def _training_outputs(express_id: str, train: Job) -> dict:
+    """Samples (base / LoRA / LoRA without trigger) and, once finished, the downloadable proof, as URLs
+    of this service (express_file)."""
     workspace = context.workspace()
     job_dir = workspace.jobs / train.id
+    here = f"/api/express/{express_id}"
     shots = library.samples(job_dir)
     for group in shots:
-        group["pairs"] = library.pair_urls(train.id, group["pairs"])
+        group["pairs"] = library.pair_urls(train.id, group["pairs"], here)
     out: dict = {"samples": shots}
     if train.status == "completed":
         lora = library.final_lora(train, job_dir)
         found = library.proof(job_dir) or {}
         comfy = workspace.comfyui_loras
         out["proof"] = {
-            "lora": library.file_url(train.id, f"lora/{lora.name}") if lora else None,
+            "lora": library.file_url(train.id, f"lora/{lora.name}", here) if lora else None,
             "lora_file": lora.name if lora else None,
             "lora_bytes": lora.stat().st_size if lora else None,
-            "grid": library.file_url(train.id, found["grid"]) if found.get("grid") else None,
-            "readme": library.file_url(train.id, found["readme"]) if found.get("readme") else None,
+            "grid": library.file_url(train.id, found["grid"], here) if found.get("grid") else None,
+            "readme": library.file_url(train.id, found["readme"], here) if found.get("readme") else None,
             "library_path": str(workspace.loras / lora.name) if lora else None,
             "comfyui_path": str(comfy / lora.name) if comfy and lora and (comfy / lora.name).exists() else None,
         }
@@ -157,5 +169,5 @@ def describe(job: Job) -> dict:
     except NotFound:  # the dataset was deleted: the run's record stays readable
         body["dataset"] = None
     if stages.get("train"):
-        body.update(_training_outputs(stages["train"]))
+        body.update(_training_outputs(job.id, stages["train"]))
     return body

@@ -197,6 +197,23 @@ def test_zip_to_lora_with_base_and_lora_samples(studio):
     assert proof["library_path"].endswith(proof["lora_file"])
     last = run["samples"][-1]["pairs"]
     assert all(p["base"] and p["lora"] for p in last) and any(p["lora_no_trigger"] for p in last)
+    # every file comes from this service's origin (behind RunPod's proxy each port is a host of its own)
+    here = f"/api/express/{express_id}/files/"
+    assert all(url.startswith(here) for url in (proof["lora"], proof["grid"], proof["readme"], last[0]["base"]))
+    lora = client.get(proof["lora"])
+    assert lora.status_code == 200 and lora.data[:8] and "attachment" in lora.headers["Content-Disposition"]
+    image = client.get(last[0]["lora"])
+    assert image.status_code == 200 and image.mimetype == "image/png" and image.data[:4] == b"\x89PNG"
+    assert client.get(here + "lora/nothing.png").status_code == 404
+    assert client.get(here + "../../studio.db").status_code in (400, 404)
+    assert client.get(here + "..%2F..%2Fstudio.db").status_code in (400, 404)
+
+
+def test_files_of_a_run_that_has_not_trained_yet_are_404(studio):
+    _, _, client, made = _new_run(studio)
+    missing = client.get(f"/api/express/{made['express']['id']}/files/lora/x.safetensors")
+    assert missing.status_code == 404 and "not started training" in missing.get_json()["error"]
+    assert client.get("/api/express/nope/files/lora/x.safetensors").status_code == 404
 
 
 # -- a restart in the middle of each stage ------------------------------------------------------------

@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import json
-import os
 import threading
 import time
 
-from flask import Blueprint, current_app, jsonify, request, send_file
+from flask import Blueprint, current_app, jsonify, request
 
 from studio import exports
 from studio.jobs import Job, JobNotFound, JobStore
 from studio.web import ApiError, json_body
-from studio.workspace import Workspace, confined, safe_name
+from studio.workspace import Workspace, safe_name
 from trainer import library
 from trainer.recovery import reconcile
 from trainer.step_dirs import latest_checkpoint_step
@@ -287,14 +286,4 @@ def job_samples(job_id):
 @bp.get("/api/jobs/<job_id>/files/<path:name>")
 def job_file(job_id, name):
     job = load_job(job_id)
-    path = confined(workspace().jobs / job.id, *name.split("/"))
-    if not path.is_file():
-        raise ApiError(f"The job has no file {name!r}.", 404)
-    inline = path.suffix.lower() in library.IMAGE_SUFFIXES or path.suffix in {".txt", ".json", ".jsonl"}
-    download_name = path.name
-    if path.name == "lora.safetensors":  # a checkpoint: name it after the job and step
-        download_name = f"{job.config.get('name', job.id)}-{path.parent.name}.safetensors"
-    response = send_file(os.fspath(path), as_attachment=not inline, download_name=download_name,
-                         conditional=True, max_age=0)
-    response.headers["Cache-Control"] = "no-cache"
-    return response
+    return library.send_job_file(job, workspace().jobs / job.id, name)

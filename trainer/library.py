@@ -10,8 +10,11 @@ import struct
 import tempfile
 from pathlib import Path
 
+from flask import send_file
+
 from studio.jobs import Job
-from studio.workspace import Workspace
+from studio.web import ApiError
+from studio.workspace import Workspace, confined
 from trainer.step_dirs import step_dirs
 
 log = logging.getLogger(__name__)
@@ -155,14 +158,32 @@ def _pairs(folder: Path, images: list[Path], entries: list[dict], base: dict[int
     return pairs
 
 
-def pair_urls(job_id: str, pairs: list[dict]) -> list[dict]:
-    """The same pairs with each image path turned into its /api/jobs/<id>/files/ URL."""
+def pair_urls(job_id: str, pairs: list[dict], base: str | None = None) -> list[dict]:
+    """The same pairs with each image path turned into its file URL (see file_url)."""
     keys = ("base", "lora", "lora_no_trigger")
-    return [{**p, **{k: file_url(job_id, p[k]) if p.get(k) else None for k in keys}} for p in pairs]
+    return [{**p, **{k: file_url(job_id, p[k], base) if p.get(k) else None for k in keys}} for p in pairs]
 
 
-def file_url(job_id: str, relative: str) -> str:
-    return f"/api/jobs/{job_id}/files/{relative}"
+def file_url(job_id: str, relative: str, base: str | None = None) -> str:
+    """The trainer's /api/jobs/<id>/files/ URL of a job file, or the same file under another service's
+    `base` (the dataset manager serves an express run's files on its own origin)."""
+    return f"{base or f'/api/jobs/{job_id}'}/files/{relative}"
+
+
+def send_job_file(job, job_dir: Path, name: str):
+    """One file of a job's folder (a request's path, confined to the folder): images and text inline,
+    LoRA files as downloads named after the job."""
+    path = confined(job_dir, *name.split("/"))
+    if not path.is_file():
+        raise ApiError(f"The job has no file {name!r}.", 404)
+    inline = path.suffix.lower() in IMAGE_SUFFIXES or path.suffix in {".txt", ".json", ".jsonl"}
+    download_name = path.name
+    if path.name == "lora.safetensors":  # a checkpoint: name it after the job and step
+        download_name = f"{job.config.get('name', job.id)}-{path.parent.name}.safetensors"
+    response = send_file(os.fspath(path), as_attachment=not inline, download_name=download_name,
+                         conditional=True, max_age=0)
+    response.headers["Cache-Control"] = "no-cache"
+    return response
 
 
 def proof(job_dir: Path) -> dict | None:

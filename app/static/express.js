@@ -143,7 +143,7 @@
 
   function figure(url, label) {
     if (!url) return `<figure><figcaption>${esc(label)}: none</figcaption></figure>`;
-    return `<figure><img loading="lazy" src="${esc(trainer(url))}" alt="${esc(label)}"><figcaption>${esc(label)}</figcaption></figure>`;
+    return `<figure><img loading="lazy" src="${esc(url)}" alt="${esc(label)}"><figcaption>${esc(label)}</figcaption></figure>`;
   }
 
   function renderSamples(run) {
@@ -159,11 +159,11 @@
     $("x-done").hidden = !proof;
     if (!proof) return;
     const links = [];
-    if (proof.lora) links.push(`<a class="button primary" id="x-download" href="${esc(trainer(proof.lora))}" download>Download ${esc(proof.lora_file)} (${formatBytes(proof.lora_bytes)})</a>`);
-    if (proof.readme) links.push(`<a class="button" href="${esc(trainer(proof.readme))}" target="_blank" rel="noopener">README.txt</a>`);
+    if (proof.lora) links.push(`<a class="button primary" id="x-download" href="${esc(proof.lora)}" download>Download ${esc(proof.lora_file)} (${formatBytes(proof.lora_bytes)})</a>`);
+    if (proof.readme) links.push(`<a class="button" href="${esc(proof.readme)}" target="_blank" rel="noopener">README.txt</a>`);
     $("x-done").innerHTML = `<h3>Your LoRA is ready</h3><div class="x-links">${links.join("")}</div>
       <p class="muted">Copied to <code>${esc(proof.library_path || "")}</code>${proof.comfyui_path ? ` and to ComfyUI: <code>${esc(proof.comfyui_path)}</code>` : " (install ComfyUI in the workspace to have it copied there too)"}.</p>
-      ${proof.grid ? `<img class="x-grid" id="x-grid" src="${esc(trainer(proof.grid))}" alt="Base model and LoRA side by side">` : ""}`;
+      ${proof.grid ? `<img class="x-grid" id="x-grid" src="${esc(proof.grid)}" alt="Base model and LoRA side by side">` : ""}`;
   }
 
   function render(run) {
