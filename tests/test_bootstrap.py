@@ -194,3 +194,19 @@ def test_run_script_uses_demo_mode_without_a_gpu(tmp_path):
     assert "[run] no NVIDIA GPU (nvidia-smi not found): demo mode" in result.stdout
     call = json.loads((tmp_path / "supervisord-call.json").read_text())
     assert call["env"]["STUDIO_DEMO"] == "1" and call["argv"] == ["-n", "-c", "supervisord.conf"]
+
+
+def test_the_dockerfile_copies_what_exists_and_sets_what_install_reads():
+    """The image is built on RunPod's side; here its recipe is checked against the repository: every
+    file it copies exists, every variable it hands install.sh is one install.sh reads, and the start
+    command is the template's start script."""
+    lines = [line.strip() for line in (REPO / "Dockerfile").read_text().splitlines()]
+    copies = [line.split()[1:-1] for line in lines if line.startswith("COPY ") and " . ." not in line]
+    assert copies and all((REPO / source).is_file() for sources in copies for source in sources)
+    install = (REPO / "scripts" / "install.sh").read_text()
+    run = next(line for line in lines if "bash scripts/install.sh" in line or line.startswith("RUN STUDIO_"))
+    handed = [word.split("=")[0] for word in run.split() if word.startswith("STUDIO_") and "=" in word]
+    assert handed and all(f"${{{name}" in install for name in handed), handed
+    cmd = next(line for line in lines if line.startswith("CMD "))
+    assert json.loads(cmd[4:]) == ["bash", "/opt/zimage-studio/runpod_start.sh"]
+    assert any(line == "WORKDIR /opt/zimage-studio" for line in lines) and (REPO / "runpod_start.sh").is_file()
