@@ -149,6 +149,24 @@ def test_lora_names_are_derived_and_unique(trainer_client):
     assert client.get("/api/lora-names?for=" + "x" * 201).status_code == 400
 
 
+def test_a_name_already_in_the_library_is_warned_about_with_a_free_one(trainer_client):
+    app, client = trainer_client
+    make_export(app.config["STUDIO_SETTINGS"].root, "tiny-set", count=2)
+    loras = app.config["STUDIO_WORKSPACE"].loras
+    loras.mkdir(parents=True, exist_ok=True)
+
+    def name_warnings():
+        body = {"dataset": "tiny-set", "config": {**TINY_CONFIG, "name": "my-cat"}}
+        return [w["message"] for w in client.post("/api/jobs/validate", json=body).get_json()["warnings"]
+                if w["field"] == "name"]
+
+    assert name_warnings() == []
+    (loras / "my-cat.safetensors").write_bytes(b"x")
+    (loras / "my-cat-2.safetensors").write_bytes(b"x")
+    assert name_warnings() == ["A LoRA named 'my-cat' is already in the library: this job's file will be kept "
+                               "there as my-cat-<job id>.safetensors. 'my-cat-3' is free."]
+
+
 def test_name_helpers():
     assert slug("My cat!") == "My-cat" and slug("__") == "lora" and slug("...a.b") == "a.b"
     assert len(unique_name("a" * 90, {"a" * 80})) == 80 and unique_name("a" * 90, {"a" * 80}).endswith("-2")

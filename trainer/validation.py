@@ -199,6 +199,18 @@ def _check_dataset(workspace: Workspace, payload: dict, config: dict | None, rep
     _check_images(folder, images, config, report)
 
 
+def _check_name(workspace: Workspace, config: dict | None, report: Report) -> None:
+    """A LoRA name already in the library: the new file would be kept beside it as <name>-<job id>."""
+    name = (config or {}).get("name")
+    if not isinstance(name, str) or not (workspace.loras / f"{name}.safetensors").exists():
+        return
+    from trainer.names import unique_name
+
+    taken = {path.stem.lower() for path in workspace.loras.glob("*.safetensors")}
+    report.warn("name", f"A LoRA named {name!r} is already in the library: this job's file will be kept there as "
+                        f"{name}-<job id>.safetensors. {unique_name(name, taken)!r} is free.")
+
+
 _sizes: dict[tuple, tuple[int, int] | None] = {}
 _sizes_lock = threading.Lock()
 
@@ -289,6 +301,7 @@ def validate(settings: Settings, payload: dict) -> Report:
     parsed = _check_config(payload, report)
     config = report.config
     _check_dataset(Workspace(settings.root), payload, config, report)
+    _check_name(Workspace(settings.root), config, report)
     _check_models(settings, report)
     gpu = detect_gpu()
     report.device = f"{gpu.name} ({gpu.memory_gb:.0f} GB)" if gpu else "CPU"
