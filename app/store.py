@@ -45,8 +45,9 @@ _held = threading.local()
 
 
 @contextmanager
-def dataset_lock(folder: Path):
-    """Exclusive, re-entrant within a thread; the file lock covers other processes."""
+def dataset_lock(folder: Path, create: bool = True):
+    """Exclusive, re-entrant within a thread; the file lock covers other processes. `create=False`: a
+    missing folder (a deleted dataset) raises NotFound instead of being made again."""
     key = str(folder)
     with _thread_locks_guard:
         lock = _thread_locks.setdefault(key, threading.RLock())
@@ -54,8 +55,12 @@ def dataset_lock(folder: Path):
         depth = getattr(_held, "depth", {})
         _held.depth = depth
         if depth.get(key, 0) == 0:
-            folder.mkdir(parents=True, exist_ok=True)
-            handle = open(folder / ".lock", "a+")
+            if create:
+                folder.mkdir(parents=True, exist_ok=True)
+            try:
+                handle = open(folder / ".lock", "a+")
+            except FileNotFoundError:
+                raise NotFound(f"Dataset {folder.name!r} does not exist (it was deleted).") from None
             fcntl.flock(handle, fcntl.LOCK_EX)
             depth[key + ":fd"] = handle
         depth[key] = depth.get(key, 0) + 1
@@ -116,7 +121,7 @@ class Dataset:
         return self.folder / ".thumbs"
 
     def lock(self):
-        return dataset_lock(self.folder)
+        return dataset_lock(self.folder, create=False)  # a job still holding a deleted dataset must not revive it
 
     def meta(self) -> dict:
         meta = read_json(self.meta_path, None)

@@ -7,10 +7,13 @@ import json
 import os
 import zipfile
 
+import pytest
 from PIL import Image
 
 from app.export import apply_trigger
+from app.store import DatasetStore, NotFound
 from studio.jobs import JobStore
+from studio.workspace import Workspace
 from tests import test_datasets_support as support
 from tests.test_datasets_support import image_bytes, upload, wait_job, zip_bytes
 
@@ -39,6 +42,18 @@ def test_dataset_crud(client):
     assert client.delete("/api/datasets/my-portraits").status_code == 200
     assert client.get("/api/datasets/my-portraits").status_code == 404
     assert client.delete("/api/datasets/my-portraits").status_code == 404
+
+
+def test_a_job_still_holding_a_deleted_dataset_cannot_bring_it_back(client, studio_root):
+    created = client.post("/api/datasets", json={"name": "Cats"}).get_json()
+    stale = DatasetStore(Workspace(studio_root)).get(created["id"])  # what a running job holds
+    assert client.delete(f"/api/datasets/{created['id']}").status_code == 200
+    with pytest.raises(NotFound, match="was deleted"):
+        with stale.lock():
+            pass
+    assert not (studio_root / "datasets" / created["id"]).exists()  # no empty folder left behind
+    again = client.post("/api/datasets", json={"name": "Cats"}).get_json()
+    assert again["id"] == created["id"]  # the name is free again
 
 
 def test_pages_render(client, dataset_id):
