@@ -88,6 +88,24 @@ def _triple_config(**overrides):
     return tiny_config(**{**base, **overrides})
 
 
+def test_the_base_model_previews_come_before_the_first_step(tmp_path, demo_paths):
+    from trainer import library
+
+    dataset = make_dataset(tmp_path / "datasets" / "toy")
+    job = tmp_path / "jobs" / "early"
+    events = []
+    train(_triple_config(), dataset, job, demo_paths, StopAfter(job, 1), events.append, device="cpu",
+          cache_dir=tmp_path / "c")
+    log = (job / "log.txt").read_text()
+    assert "Base model previews saved: samples/base (3 images)." in log
+    assert log.index("Base model previews saved") < log.index("Stopped at step 1")
+    assert any(e["message"] == "Rendering the base model's previews" and e["step"] == 0 for e in events)
+    groups = library.samples(job)  # one step in, long before the first preview step (3)
+    assert [(g["step"], g.get("base_only")) for g in groups] == [(0, True)]
+    assert groups[0]["images"] == ["samples/base/0.png", "samples/base/1.png", "samples/base/2.png"]
+    assert groups[0]["prompts"][0] == "zkw a yellow square"
+
+
 def test_previews_come_as_base_lora_and_no_trigger_triples(tmp_path, demo_paths, monkeypatch):
     renders = []
     original = Sampler._render

@@ -45,13 +45,19 @@ def _write_samples(job_dir):
 def test_samples_route_pairs_base_lora_and_no_trigger(client, app):
     job_id, job_dir = _job(client, app)
     _write_samples(job_dir)
-    old, new = client.get(f"/api/jobs/{job_id}/samples").get_json()["samples"]
+    before, old, new = client.get(f"/api/jobs/{job_id}/samples").get_json()["samples"]
+
+    # the base model's renders, made before the first step, come first as step 0
+    files = f"/api/jobs/{job_id}/files/samples"
+    assert before["step"] == 0 and before["base_only"] and before["prompts"] == ["zkw a cat", "a dog"]
+    assert before["urls"] == [f"{files}/base/0.png", f"{files}/base/1.png"]
+    assert [(p["base"], p["lora"]) for p in before["pairs"]] == [(f"{files}/base/0.png", None),
+                                                                 (f"{files}/base/1.png", None)]
 
     assert old["step"] == 2 and old["prompts"] == ["zkw a cat"] and len(old["urls"]) == 1
     assert old["pairs"] == [{"index": 0, "prompt": "zkw a cat", "seed": None, "no_trigger_prompt": None,
                              "base": None, "lora": old["urls"][0], "lora_no_trigger": None}]
 
-    files = f"/api/jobs/{job_id}/files/samples"
     assert new["images"] == ["samples/step_000004/0.png", "samples/step_000004/1.png"]  # LoRA-on images only
     first, second = new["pairs"]
     assert first == {"index": 0, "prompt": "zkw a cat", "seed": 42, "no_trigger_prompt": "a cat",

@@ -100,9 +100,17 @@ PROOF_FILES = {"grid": "proof_grid.png", "readme": "README.txt"}  # trainer.engi
 def samples(job_dir: Path) -> list[dict]:
     """Sample images per step, oldest first: {step, images: [LoRA-on image paths], prompts: [text],
     pairs: [{index, prompt, seed, no_trigger_prompt, base, lora, lora_no_trigger}]} with paths relative
-    to the job folder (None where an image does not exist: no trigger word, or an older job)."""
+    to the job folder (None where an image does not exist: no trigger word, or an older job). The base
+    model's renders, when there are any, come first as step 0 with `base_only`."""
     out = []
     base = _base_index(job_dir / "samples" / "base")
+    if base:  # rendered before the first step: "before training", shown until (and beside) the preview steps
+        order = sorted(base)
+        out.append({"step": 0, "base_only": True, "images": [f"samples/base/{i}.png" for i in order],
+                    "prompts": [base[i].get("prompt", "") for i in order],
+                    "pairs": [{"index": i, "prompt": base[i].get("prompt", ""), "seed": base[i].get("seed"),
+                               "no_trigger_prompt": None, "base": f"samples/base/{i}.png", "lora": None,
+                               "lora_no_trigger": None} for i in order]})
     for step, folder in step_dirs(job_dir / "samples"):
         images = sorted((p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES
                          and not p.stem.endswith(NO_TRIGGER_SUFFIX)), key=lambda p: (len(p.stem), p.stem))

@@ -3,7 +3,8 @@ off, so they look like what ComfyUI will render with the finished LoRA.
 
 Each prompt is shown three ways with the same seed, so the effect of the LoRA is visible at a glance:
 
-    samples/base/<i>.png               LoRA off: the Turbo base as ComfyUI renders it (once per job)
+    samples/base/<i>.png               LoRA off: the Turbo base as ComfyUI renders it (once per job,
+                                       before the first step, so the job page shows them at once)
     samples/step_N/<i>.png             LoRA on (the file name older jobs already use)
     samples/step_N/<i>_notrigger.png   LoRA on, trigger word removed from the prompt: does it leak?
 
@@ -137,6 +138,11 @@ class Sampler:
                 yield
         finally:
             transformer.train(was_training)
+
+    def render_base(self, transformer, job_dir: Path) -> list[str]:
+        """ensure_base on its own (before training starts), with the transformer set up for rendering."""
+        with self._eval(transformer):
+            return self.ensure_base(transformer, job_dir)
 
     def ensure_base(self, transformer, job_dir: Path) -> list[str]:
         """samples/base/<i>.png for every prompt, rendered with the LoRA off unless an image for the same

@@ -98,6 +98,7 @@ def _train(config, dataset_dir, job_dir, paths, control, progress, dev, cache_di
     run.prepare()
     stopped = False
     try:
+        run.preview_base()
         while run.loop.state.step < config.steps:
             if not run.run_step():
                 stopped = True
@@ -266,16 +267,38 @@ class TrainingRun:
         self.flush()
         started = time.monotonic()
         self.progress.emit("sampling", step, message=f"Rendering previews at step {step}", force=True)
-        before = sum(self.sampler.renders.values())
+        before, base_before = sum(self.sampler.renders.values()), self.sampler.renders["base"]
         path = self._render_previews(step)
         self.progress.paused("sample", time.monotonic() - started, step)
         self.last_sampled = step  # tried: the end of the run does not try the same step again
         if path is None:
             return None
         rendered = sum(self.sampler.renders.values()) - before
+        base = self.sampler.renders["base"] > base_before  # only when they could not be made before the start
         self.log(f"Previews saved: samples/{path.name} ({rendered} images: LoRA on, LoRA without the trigger word"
-                 f"{', and the base model once per job' if self.sampler.renders['base'] else ''}).")
+                 f"{', and the base model once per job' if base else ''}).")
         return path
+
+    def preview_base(self) -> None:
+        """Before the first step: the base model's render of every preview prompt, so the job page shows
+        what the prompts look like without the LoRA within seconds (rendered once per job; the preview
+        steps reuse them). Running out of memory here only postpones them to the first preview step."""
+        if not self.config.sample_every or not self.config.sample_prompts:
+            return
+        before = self.sampler.renders["base"]
+        self.progress.emit("sampling", self.loop.state.step, message="Rendering the base model's previews",
+                           force=True)
+        try:
+            self.sampler.render_base(self.transformer, self.job_dir)
+        except Exception as exc:
+            if not _is_oom(exc):
+                raise
+            self.log("Out of memory while rendering the base model's previews; they come with the first preview step.")
+            if self.dev.type == "cuda":
+                torch.cuda.empty_cache()
+        if self.sampler.renders["base"] > before:
+            self.log(f"Base model previews saved: samples/base ({self.sampler.renders['base'] - before} images).")
+        self.progress.restart_clock(self.loop.state.step)  # not training time
 
     def _render_previews(self, step: int) -> Path | None:
         """Out of memory while rendering: once more with the VAE decoding in tiles, then skip this step's

@@ -128,9 +128,13 @@
 
   function renderSamples() {
     const box = $("samples");
-    if (!samples.length) { box.innerHTML = `<div class="empty">Preview images appear here every few steps (and on “Sample now”).</div>`; return; }
+    if (!samples.length) { box.innerHTML = `<div class="empty">Preview images appear here: the base model's before the first step, then every few steps (and on “Sample now”).</div>`; return; }
     if (view === "gallery") {
       box.innerHTML = samples.slice().reverse().map((s) => {
+        if (s.base_only) {  // rendered before the first step: the prompts as the base model draws them
+          return `<div class="gallery-step"><h3>Before training: the base model</h3><div class="gallery-row">
+            ${s.urls.map((u, i) => figure(u, s.prompts[i], "0 (base model)")).join("")}</div></div>`;
+        }
         const paired = (s.pairs || []).some((p) => p.base || p.lora_no_trigger);
         const body = paired ? s.pairs.map((p) => triple(p, s.step)).join("")
           : `<div class="gallery-row">${s.urls.map((u, i) => figure(u, s.prompts[i], s.step)).join("")}</div>`;
@@ -141,7 +145,7 @@
     const steps = samples.map((s) => s.step);
     const a = Number(box.dataset.a ?? steps[0]), b = Number(box.dataset.b ?? steps[steps.length - 1]);
     const A = samples.find((s) => s.step === a) || samples[0], B = samples.find((s) => s.step === b) || samples[samples.length - 1];
-    const opts = (sel) => steps.map((s) => `<option value="${s}" ${s === sel ? "selected" : ""}>step ${s}</option>`).join("");
+    const opts = (sel) => steps.map((s) => `<option value="${s}" ${s === sel ? "selected" : ""}>${s === 0 ? "base model" : `step ${s}`}</option>`).join("");
     const rows = Math.max(A.urls.length, B.urls.length);
     let grid = "";
     for (let i = 0; i < rows; i++) {
