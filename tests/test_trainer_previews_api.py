@@ -4,6 +4,7 @@ GET /api/jobs/<id> proof, the library card; older jobs' sample folders still sho
 from __future__ import annotations
 
 import json
+import shutil
 
 from tests import test_trainer_api
 from tests.test_trainer_worker import TINY_CONFIG, _fake_safetensors, make_export
@@ -92,6 +93,12 @@ def test_finished_job_exposes_the_proof_files_and_the_library_shows_the_pairs(cl
     assert card["samples"]["step"] == 4
     assert card["samples"]["pairs"][0]["base"] == f"/api/jobs/{job_id}/files/samples/base/0.png"
     assert card["samples"]["pairs"][0]["lora_no_trigger"].endswith("/step_000004/0_notrigger.png")
+
+    # every preview step skipped (out of memory): the card shows no pairs rather than the base alone
+    for step in ("step_000002", "step_000004"):
+        shutil.rmtree(job_dir / "samples" / step)
+    (card,) = [e for e in client.get("/api/library").get_json()["loras"] if e["job_id"] == job_id]
+    assert card["samples"] is None
 
 
 def test_unfinished_job_has_no_proof(client, app):

@@ -230,9 +230,8 @@ def entry(job: Job, job_dir: Path) -> dict | None:
         relative = lora.resolve().relative_to(job_dir.resolve()).as_posix()
     except ValueError:
         return None
-    shots = samples(job_dir)
-    last = shots[-1] if shots else None
-    if last:  # the final base/LoRA pairs, ready to show
+    last = next((group for group in reversed(samples(job_dir)) if not group.get("base_only")), None)
+    if last:  # the final base/LoRA pairs, ready to show (none when every preview step was skipped)
         last["pairs"] = pair_urls(job.id, last["pairs"])
     found = proof(job_dir)
     return {
