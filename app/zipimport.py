@@ -20,7 +20,8 @@ from studio.jobs import JobError
 
 CAPTION_MAX_BYTES = 64 * 1024
 RATIO_FLOOR_BYTES = 1 << 20  # tiny entries (a caption of repeated words) may compress very well
-_DRIVE = re.compile(r"^[A-Za-z]:")
+# a drive-like prefix: any letter and a colon ("C:", and "º:" too: no image name needs one)
+_DRIVE = re.compile(r"^[^\W\d_]:")
 _JUNK = {".ds_store", "thumbs.db", "desktop.ini"}
 
 

@@ -123,6 +123,7 @@ def test_the_zip_guard_never_writes_outside_its_staging_folder(stems, suffixes):
 
 @PROPERTIES
 @given(NAMES)
+@example("º:")  # found by this test: a non-ASCII letter before a colon reads as a drive too
 def test_entry_problem_lets_through_only_relative_names_without_dot_dot(name):
     info = zipfile.ZipInfo("placeholder")
     info.filename = name
