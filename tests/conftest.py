@@ -6,11 +6,18 @@ import os
 from pathlib import Path
 
 import pytest
+from hypothesis import settings as hypothesis_settings
 
 from studio.settings import load_settings
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+# Property tests draw the same examples on every run, so the suite passes or fails the same way each
+# time; STUDIO_EXPLORE=1 draws new ones (worth a run now and then: that is how 'º:' was found). A case
+# found that way is kept as an @example in its test.
+hypothesis_settings.register_profile("studio", derandomize=os.environ.get("STUDIO_EXPLORE") != "1")
+hypothesis_settings.load_profile("studio")
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 
