@@ -300,8 +300,9 @@ def validate(settings: Settings, payload: dict) -> Report:
     _check_request(payload, report)
     parsed = _check_config(payload, report)
     config = report.config
-    _check_dataset(Workspace(settings.root), payload, config, report)
-    _check_name(Workspace(settings.root), config, report)
+    workspace = Workspace(settings.root)
+    _check_dataset(workspace, payload, config, report)
+    _check_name(workspace, config, report)
     _check_models(settings, report)
     gpu = detect_gpu()
     report.device = f"{gpu.name} ({gpu.memory_gb:.0f} GB)" if gpu else "CPU"
