@@ -123,7 +123,7 @@ def make_plan(*, name: str, trigger: str, kind: str, sizes: list[tuple[int, int]
         plan.warnings.append(f"{images} images: training stops at the {MAX_STEPS}-step cap, so each image is seen "
                              "only a few times; the time estimate below is for that cap.")
     config = recipe.config_from_dict(plan.config)
-    guess = recipe.estimate(config, images, gpu.name if gpu else None, demo)
+    guess = recipe.estimate(config, images, gpu.name if gpu else None, demo, sizes)
     plan.estimated_s, plan.estimate_device = guess.seconds, guess.device
     return plan
 

@@ -9,10 +9,11 @@ import pytest
 import torch
 from PIL import Image
 
+from trainer.buckets import bucket_for
 from trainer.engine import TrainingControl, TrainingError
 from trainer.engine import checkpoints as ckpt
 from trainer.engine import model as zmodel
-from trainer.engine.data import BatchPlan, ImageItem, Sample, apply_trigger, bucket_for, build_samples, load_pixels
+from trainer.engine.data import BatchPlan, ImageItem, Sample, apply_trigger, build_samples, load_pixels
 from trainer.engine.errors import oom_error
 from trainer.engine.quant import QuantizedLinear, quantize_linears
 from trainer.recipes import get_recipe

@@ -134,6 +134,19 @@ def test_validation_names_the_small_images_and_what_happens(trainer_client):
                    "its own size, never upscaled, so replace or remove it for more detail.")
 
 
+def test_the_estimate_counts_the_sizes_the_images_train_at(trainer_client):
+    """64 px images train at 64 px whatever the resolutions say (never upscaled): so the estimate is the same."""
+    app, client = trainer_client
+    make_export(app.config["STUDIO_SETTINGS"].root, "tiny-set", count=4)  # 64x64 px each
+
+    def estimate(resolutions):
+        body = {"dataset": "tiny-set", "config": {**TINY_CONFIG, "resolutions": resolutions}}
+        report = client.post("/api/jobs/validate", json=body).get_json()
+        return report["estimated_duration_s"], report["estimated_memory_gb"]
+
+    assert estimate([64, 512, 1024]) == estimate([64])
+
+
 def test_lora_names_are_derived_and_unique(trainer_client):
     app, client = trainer_client
     workspace = app.config["STUDIO_WORKSPACE"]

@@ -158,3 +158,39 @@ def test_speed_options_have_defaults_choices_and_legacy_booleans(recipe):
     assert props["log_every"]["type"] == ["integer", "null"] and props["compile"]["type"] == "boolean"
     assert props["vram_budget_gb"]["type"] == ["number", "null"]
     assert recipe.config_from_dict(recipe.presets["24gb"]).vram_budget_gb == 22.0
+
+
+def test_training_areas_count_each_image_at_the_sizes_it_really_trains_at():
+    from trainer.buckets import bucket_for
+    from trainer.recipes.zimage_plan import training_areas
+
+    assert training_areas([512, 1024], None) == [0.25, 1.0]  # no sizes known: every image reaches every size
+    # a 768 px image never upscales: at 1024 it trains at its own size, once, beside its 512 px bucket
+    assert training_areas([512, 768, 1024], [(768, 768)]) == [0.25, 0.5625]
+    w, h = bucket_for(2000, 1000, 1024)
+    assert training_areas([1024], [(2000, 1000), (300, 200)]) == [w * h / 1024**2, 288 * 192 / 1024**2]
+
+
+def test_estimates_follow_the_images_real_sizes(recipe):
+    config = recipe.config_from_dict({"resolutions": [512, 768, 1024], "trigger_word": "tok"})
+    gpu = "NVIDIA H100 80GB HBM3"
+    large = recipe.estimate(config, 20, gpu, False, [(1536, 1536)] * 20)
+    assert large == recipe.estimate(config, 20, gpu, False)  # images above every size: as if unknown
+    small = recipe.estimate(config, 20, gpu, False, [(768, 768)] * 20)
+    # fewer pixels per step, and the largest activations are a 768 px bucket's, not a 1024 px one's
+    assert small.seconds < large.seconds and small.memory_gb < large.memory_gb
+
+
+def test_demo_estimates_are_the_tiny_models_minutes_not_hours(recipe):
+    """The demo model's measured speed on a 2-core CPU (trainer.recipes.zimage_plan.demo_step_seconds):
+    a default job on six ~400 px images ran in 5.4 minutes; it was once estimated at 64 hours."""
+    default = recipe.config_from_dict({"trigger_word": "tok"})
+    photos = [(320 + 32 * i, 384) for i in range(6)]
+    guess = recipe.estimate(default, 6, None, True, photos)
+    assert guess.device == "demo" and 3 * 60 < guess.seconds < 10 * 60
+    # 60 steps at 1024 px with previews at 1024 px took 50 s; at 512 px, 10 s
+    big = [(1100, 1100)] * 2
+    for size, low, high in ((1024, 30, 80), (512, 5, 20)):
+        config = recipe.config_from_dict({"steps": 60, "resolutions": [size], "sample_every": 30, "save_every": 60,
+                                          "sample_width": size, "sample_height": size})
+        assert low < recipe.estimate(config, 2, None, True, big).seconds < high

@@ -148,11 +148,12 @@ def _check_config(payload: dict, report: Report):
     return parsed
 
 
-def _check_dataset(workspace: Workspace, payload: dict, config: dict | None, report: Report) -> None:
+def _check_dataset(workspace: Workspace, payload: dict, config: dict | None, report: Report) -> list[tuple[int, int]]:
+    """Checks the dataset; returns the (width, height) of each image it could read, for the estimate."""
     name = payload.get("dataset")
     if not name:
         report.error("dataset", "Pick an exported dataset to train on.")
-        return
+        return []
     version = payload.get("dataset_version")
     try:
         folder = workspace.export_dir(safe_name(name) if isinstance(name, str) else "")
@@ -160,7 +161,7 @@ def _check_dataset(workspace: Workspace, payload: dict, config: dict | None, rep
             folder = exports.version_dir(workspace, version)
     except UnsafePathError:
         report.error("dataset_version" if version is not None else "dataset", "That dataset name is not valid.")
-        return
+        return []
     if not folder.is_dir():
         if version is not None:
             report.error("dataset_version", f"Version {version} of {name!r} is no longer on disk: pick a current "
@@ -168,17 +169,17 @@ def _check_dataset(workspace: Workspace, payload: dict, config: dict | None, rep
         else:
             report.error("dataset", f"There is no exported dataset named {name!r}: export it from the dataset "
                                     "manager.")
-        return
+        return []
     try:
         entries = sorted(os.listdir(folder))
     except OSError as exc:
         report.error("dataset", f"The dataset folder cannot be read ({exc.strerror}).")
-        return
+        return []
     images = [e for e in entries if Path(e).suffix.lower() in IMAGE_SUFFIXES and not e.startswith(".")]
     report.images = len(images)
     if not images:
         report.error("dataset", f"The dataset {name!r} has no images (.jpg, .png, .webp).")
-        return
+        return []
     if len(images) < 5:
         report.warn("dataset", f"Only {plural(len(images), 'image')}: 10-30 varied images usually give a better "
                                "LoRA.")
@@ -196,7 +197,7 @@ def _check_dataset(workspace: Workspace, payload: dict, config: dict | None, rep
         else:
             default = (config or {}).get("default_caption", "[trigger]")
             report.warn("dataset", f"{count} ({names}); they train with the default caption {default!r}.")
-    _check_images(folder, images, config, report)
+    return _check_images(folder, images, config, report)
 
 
 def _check_name(workspace: Workspace, config: dict | None, report: Report) -> None:
@@ -237,17 +238,18 @@ def image_size(path: Path) -> tuple[int, int] | None:
     return size
 
 
-def _check_images(folder: Path, images: list[str], config: dict | None, report: Report) -> None:
+def _check_images(folder: Path, images: list[str], config: dict | None, report: Report) -> list[tuple[int, int]]:
     resolutions = (config or {}).get("resolutions") or [512]
     smallest_res = min(resolutions)
-    broken, small = [], []
+    broken, small, sizes = [], [], []
     for image in images[:MAX_IMAGES_INSPECTED]:
         size = image_size(folder / image)
         if size is None:
             broken.append(image)
             continue
         width, height = size
-        # A bucket holds about res x res pixels and never upscales (trainer.engine.data.bucket_for), so
+        sizes.append(size)
+        # A bucket holds about res x res pixels and never upscales (trainer.buckets.bucket_for), so
         # an image with fewer pixels than the smallest bucket trains only at its own size.
         if width * height < smallest_res * smallest_res:
             small.append((width * height, image, width, height))
@@ -259,6 +261,7 @@ def _check_images(folder: Path, images: list[str], config: dict | None, report: 
             report.warn("dataset", f"{plural(len(broken), 'image')} cannot be read and will be skipped ({names}).")
     if small:
         report.warn("resolutions", small_images_message(small, len(images), smallest_res, len(resolutions)))
+    return sizes
 
 
 def small_images_message(small: list[tuple], total: int, smallest_res: int, resolution_count: int) -> str:
@@ -301,7 +304,7 @@ def validate(settings: Settings, payload: dict) -> Report:
     parsed = _check_config(payload, report)
     config = report.config
     workspace = Workspace(settings.root)
-    _check_dataset(workspace, payload, config, report)
+    sizes = _check_dataset(workspace, payload, config, report)
     _check_name(workspace, config, report)
     _check_models(settings, report)
     gpu = detect_gpu()
@@ -311,7 +314,7 @@ def validate(settings: Settings, payload: dict) -> Report:
         from trainer.recipes import get_recipe
 
         recipe = get_recipe(payload.get("recipe") or "zimage-turbo")
-        guess = recipe.estimate(parsed, report.images, gpu.name if gpu else None, settings.demo)
+        guess = recipe.estimate(parsed, report.images, gpu.name if gpu else None, settings.demo, sizes)
         memory = guess.memory_gb
         report.estimated_duration_s, report.estimated_memory_gb = guess.seconds, memory
         report.estimate_device = guess.device

@@ -13,11 +13,11 @@ from pathlib import Path
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from trainer.buckets import example_buckets
 from trainer.engine.errors import TrainingError
 
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".webp"}
 TRIGGER = "[trigger]"
-BUCKET_STEP = 16  # Z-Image needs sides that are multiples of 16 (8x VAE, 2x2 patches)
 
 
 @dataclass(frozen=True)
@@ -106,27 +106,11 @@ def dataset_hash(items: list[ImageItem]) -> str:
     return digest.hexdigest()
 
 
-def bucket_for(width: int, height: int, resolution: int) -> tuple[int, int]:
-    """Largest multiple-of-16 size with about resolution**2 pixels and the image's aspect ratio, never
-    larger than the image itself."""
-    scale = min(1.0, math.sqrt(resolution * resolution / (width * height)))
-    w = max(BUCKET_STEP, int(width * scale) // BUCKET_STEP * BUCKET_STEP)
-    h = max(BUCKET_STEP, int(height * scale) // BUCKET_STEP * BUCKET_STEP)
-    return w, h
-
-
 def build_samples(items: list[ImageItem], resolutions: list[int]) -> list[Sample]:
     """Every image at every resolution; an image too small for several resolutions lands in the same
     bucket only once."""
-    samples, seen = [], set()
-    for item in items:
-        for res in sorted(resolutions):
-            bucket = bucket_for(item.width, item.height, res)
-            if (item.sha256, item.path, bucket) in seen:
-                continue
-            seen.add((item.sha256, item.path, bucket))
-            samples.append(Sample(item, bucket))
-    return samples
+    return [Sample(item, bucket) for item in items
+            for bucket in example_buckets(item.width, item.height, resolutions)]
 
 
 def load_pixels(sample: Sample) -> Image.Image:

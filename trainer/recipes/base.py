@@ -150,15 +150,17 @@ class Recipe:
     description: str
     config_class: type
     presets: dict[str, dict[str, Any]]
-    # (config, images, gpu name or None, demo) -> an estimate with .seconds, .memory_gb, .device
+    # (config, images, gpu name or None, demo, sizes=(width, height) of each image or None) -> an estimate
+    # with .seconds, .memory_gb, .device
     estimator: Callable[..., Any] | None = None
     # images -> steps: how long a dataset of that size should train
     step_rule: Callable[[int], int] | None = None
 
-    def estimate(self, config: Any, images: int, gpu_name: str | None, demo: bool) -> Any:
+    def estimate(self, config: Any, images: int, gpu_name: str | None, demo: bool,
+                 sizes: list[tuple[int, int]] | None = None) -> Any:
         if self.estimator is None:
             return None
-        return self.estimator(config, images, gpu_name, demo)
+        return self.estimator(config, images, gpu_name, demo, sizes)
 
     def suggested_steps(self, images: int) -> int:
         return self.step_rule(images) if self.step_rule else self.defaults()["steps"]

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from trainer.buckets import example_buckets
+
 # Relative seconds per 1024-px training step (bf16, gradient checkpointing on); rough, for planning only.
 GPU_SECONDS = {"H200": 0.9, "H100": 1.0, "A100": 1.7, "L40S": 2.0, "L40": 2.3, "RTX 6000 Ada": 2.1, "4090": 2.2,
                "5090": 1.6, "A6000": 3.2, "A40": 3.3, "3090": 3.6, "A5000": 4.2, "4080": 3.0, "A4500": 4.8,
@@ -53,18 +55,37 @@ def _gpu_speed(gpu_name: str | None) -> float:
     return 3.0
 
 
-def estimate(config, images: int, gpu_name: str | None, demo: bool) -> Estimate:
-    """(seconds, GB of GPU memory, or RAM on a CPU) for `config` (a ZImageTurboConfig)."""
-    resolutions = config.resolutions
+def training_areas(resolutions: list[int], sizes: list[tuple[int, int]] | None) -> list[float]:
+    """Area of every training example in megapixels of 1024x1024: each image at each resolution, never
+    upscaled, an image too small for several resolutions only once (as the engine buckets them). Without
+    `sizes` (width, height of each image), every image is taken to reach every resolution."""
+    if not sizes:
+        return [(r / 1024) ** 2 for r in resolutions]
+    return [w * h / 1024**2 for width, height in sizes for w, h in example_buckets(width, height, resolutions)]
+
+
+def demo_step_seconds(area: float) -> float:
+    """The tiny demo model's training step on a 2-core CPU, measured (2026-12): 23 ms at 64 px, 38 ms at
+    512 px, 0.30 s at 1024 px (attention grows with the square of the token count)."""
+    return 0.02 + 0.03 * area + 0.25 * area * area
+
+
+def estimate(config, images: int, gpu_name: str | None, demo: bool,
+             sizes: list[tuple[int, int]] | None = None) -> Estimate:
+    """(seconds, GB of GPU memory, or RAM on a CPU) for `config` (a ZImageTurboConfig); `sizes` (width,
+    height of the dataset's images) lets it count only the sizes they really train at."""
+    areas = training_areas(config.resolutions, sizes)
+    area = sum(areas) / len(areas)
     batch = config.batch_size * config.gradient_accumulation
-    area = sum((r / 1024) ** 2 for r in resolutions) / len(resolutions)
     sample_area = config.sample_width * config.sample_height / 1024**2
     samplings = config.steps // config.sample_every if config.sample_every else 0
     # each sample step renders every prompt with the LoRA, and without its trigger word; the base once
-    sample_calls = (samplings * 2 + 1) * len(config.sample_prompts) * config.sample_steps
-    if demo:  # the tiny model on a CPU: dominated by start-up and per-step overhead
-        step_s = 0.12 + 0.5 * area * 256
-        seconds = 12 + config.steps * step_s * batch + sample_calls * 0.02 * max(1.0, sample_area * 64)
+    per_prompt = 2 if config.trigger_word else 1
+    renders = (samplings * per_prompt + 1) * len(config.sample_prompts)
+    if demo:  # the tiny model on a CPU: a few seconds to start, then per-step overhead and attention
+        # a render: its denoising steps (a forward each, about a third of a training step) and the VAE decode
+        render_s = config.sample_steps * demo_step_seconds(sample_area) / 3 + 1.5 * sample_area
+        seconds = 5 + config.steps * batch * demo_step_seconds(area) + renders * render_s
         return Estimate(round(seconds, 1), 0.3, "demo")
     # (step time factor, GB of activations at 1024 px) per gradient_checkpointing mode: the activations
     # are measured (benchmarks/activation_memory.py), "on" is the mode the GPU speed was measured in, and
@@ -73,13 +94,14 @@ def estimate(config, images: int, gpu_name: str | None, demo: bool) -> Estimate:
     quantized = config.quantize_base != "none" and gpu_name is not None
     speed = _gpu_speed(gpu_name)
     step_s = speed * area * batch * factor * (1.15 if quantized else 1.0)
-    sample_s = sample_calls * speed * 0.3 * sample_area
-    load_s = 90 + images * len(resolutions) * 0.25
+    sample_s = renders * config.sample_steps * speed * 0.3 * sample_area
+    per_image = len(areas) / len(sizes) if sizes else len(areas)  # the training examples each image makes
+    load_s = 90 + images * per_image * 0.25  # loading the models, then encoding every example once
     seconds = load_s + config.steps * step_s + sample_s
     bytes_per_weight = 1 if quantized else (2 if gpu_name is not None else 4)
     weights = TRANSFORMER_PARAMS * bytes_per_weight / 1e9
     lora = LORA_PARAMS_PER_RANK * config.rank * 16 / 1e9  # weights, grads, two Adam states
-    largest = (max(resolutions) / 1024) ** 2 * config.batch_size
+    largest = max(areas) * config.batch_size
     activations = largest * per_megapixel
     memory = weights + lora + activations + 2.5  # + CUDA context, cached embeddings, allocator slack
     return Estimate(round(seconds, 1), round(memory, 1), "gpu" if gpu_name else "cpu")
