@@ -75,7 +75,8 @@ def main(argv=None) -> int:
     from studio.settings import load_settings
     from trainer.engine.control import TrainingControl
     from trainer.engine.loop import Progress
-    from trainer.engine.training_run import RunLog, TrainingRun, pick_device
+    from trainer.engine.training_run import TrainingRun, pick_device
+    from trainer.job_log import RunLog
     from trainer.recipes import get_recipe
 
     dev = pick_device(args.device)

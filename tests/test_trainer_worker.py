@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -368,6 +369,10 @@ def test_killed_worker_job_resumes_after_restart(settings, studio_root):
     log = (Workspace(settings.root).jobs / job.id / "log.txt").read_text()
     assert "fake: starting at step 0" in log and log.count("fake: starting at step") == 2
     assert "fake: starting at step 0" not in log.split("starting attempt 2")[1]
+    # the log says why a second attempt started, and from where
+    why = log.split("starting attempt 2")[0].splitlines()[-2]
+    assert re.search(r"Interrupted at \d+ of 30: the process running it ended \(a restart or a crash\)\. Queued "
+                     r"again: It continues from the checkpoint at step \d+\.$", why), why
 
 
 def _png(path: Path, size=(64, 64), color=(200, 40, 40)) -> None:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from studio.jobs import Job, JobStore
 from studio.processes import pid_alive, token_alive
+from trainer.job_log import RunLog
 from trainer.step_dirs import latest_checkpoint_step
 
 log = logging.getLogger(__name__)
@@ -47,6 +48,16 @@ def resume_hint(checkpoint: int | None) -> str:
     return f"It continues from the checkpoint at step {checkpoint}."
 
 
+def _tell_job_log(job_dir: Path, message: str) -> None:
+    """The job page's log says why the next attempt started (or why there is none)."""
+    if not job_dir.is_dir():
+        return  # it never started: nothing was lost and there is no log yet
+    try:
+        RunLog(job_dir / "log.txt")(message)
+    except OSError as exc:  # a full disk: the job store still has the message
+        log.warning("could not write to %s: %s", job_dir / "log.txt", exc)
+
+
 def reconcile(store: JobStore, jobs_root: Path, *, max_attempts: int = MAX_ATTEMPTS) -> list[Job]:
     """Fix every training job whose worker is gone; returns the jobs that changed."""
     for job in store.list(("running",), kind="train", limit=100_000):
@@ -62,5 +73,7 @@ def reconcile(store: JobStore, jobs_root: Path, *, max_attempts: int = MAX_ATTEM
                       "it was not retried again. Check the worker log, then resume it.")
         else:
             changed[job.id] = store.requeue(job.id, f"{job.message or 'Interrupted.'} Queued again: {hint}")
-        log.warning("job %s: %s", job.id, changed[job.id].message)
+        now = changed[job.id]
+        log.warning("job %s: %s", job.id, now.message)
+        _tell_job_log(jobs_root / job.id, now.error or now.message)
     return list(changed.values())

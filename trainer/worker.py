@@ -28,6 +28,7 @@ from studio.settings import Settings, SettingsError, load_settings
 from studio.upgrade import open_job_store
 from studio.workspace import Workspace
 from trainer import library, podstop
+from trainer.job_log import log_tail, stamped
 from trainer.recovery import STOP_TIMEOUT_S, reconcile, resume_hint
 from trainer.run_job import OUTCOME_FILE
 from trainer.step_dirs import latest_checkpoint_step
@@ -54,18 +55,6 @@ def describe_exit(returncode: int) -> str:
             return f"crashed ({name})"
         return f"was ended by {name}"
     return f"exited with code {returncode}"
-
-
-def log_tail(path: Path, lines: int = 6, max_bytes: int = 8192) -> list[str]:
-    try:
-        with open(path, "rb") as handle:
-            handle.seek(0, os.SEEK_END)
-            size = handle.tell()
-            handle.seek(max(0, size - max_bytes))
-            text = handle.read().decode("utf-8", "replace")
-    except OSError:
-        return []
-    return [line for line in text.splitlines() if line.strip()][-lines:]
 
 
 def _relative(path: Path, root: Path) -> str:
@@ -193,8 +182,7 @@ class Worker:
         (job_dir / OUTCOME_FILE).unlink(missing_ok=True)  # nor may its outcome be read as this run's
         log_path = job_dir / "log.txt"
         with open(log_path, "ab") as log_file:
-            stamp = time.strftime("%Y-%m-%d %H:%M:%S")
-            log_file.write(f"[{stamp}] worker {self.pid}: starting attempt {job.attempts}\n".encode())
+            log_file.write(stamped(f"worker {self.pid}: starting attempt {job.attempts}").encode())
             log_file.flush()
             proc = subprocess.Popen(self.child_command(job.id), cwd=REPO, env=self._child_env(job), stdout=log_file,
                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
@@ -23,18 +22,7 @@ from trainer.engine.errors import TrainingError, oom_error
 from trainer.engine.loop import TrainingLoop
 from trainer.engine.progress import MetricsWriter, Progress
 from trainer.engine.sampling import Sampler, all_sample_texts
-
-
-class RunLog:
-    """job_dir/log.txt, appended, one timestamped line per event."""
-
-    def __init__(self, path: Path):
-        self.path = path
-
-    def __call__(self, message: str) -> None:
-        stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
-        with open(self.path, "a", encoding="utf-8") as handle:
-            handle.write(f"[{stamp}] {message}\n")
+from trainer.job_log import RunLog
 
 
 def _as_config(config):
