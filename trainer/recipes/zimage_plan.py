@@ -10,10 +10,11 @@ from dataclasses import dataclass
 
 from trainer.buckets import example_buckets
 
-# Relative seconds per 1024-px training step (bf16, gradient checkpointing on); rough, for planning only.
-GPU_SECONDS = {"H200": 0.9, "H100": 1.0, "A100": 1.7, "L40S": 2.0, "L40": 2.3, "RTX 6000 Ada": 2.1, "4090": 2.2,
-               "5090": 1.6, "A6000": 3.2, "A40": 3.3, "3090": 3.6, "A5000": 4.2, "4080": 3.0, "A4500": 4.8,
-               "4070": 4.5, "A4000": 6.0, "L4": 5.5, "T4": 12.0}
+# Seconds per 1024-px training step (bf16, every block recomputed), for planning only: the H100 figure is
+# measured (0.703 s, benchmarks/RESULTS.md); the others keep their rough ratio to it.
+GPU_SECONDS = {"H200": 0.63, "H100": 0.7, "A100": 1.19, "L40S": 1.4, "L40": 1.61, "RTX 6000 Ada": 1.47,
+               "4090": 1.54, "5090": 1.12, "A6000": 2.24, "A40": 2.31, "3090": 2.52, "A5000": 2.94, "4080": 2.1,
+               "A4500": 3.36, "4070": 3.15, "A4000": 4.2, "L4": 3.85, "T4": 8.4}
 TRANSFORMER_PARAMS = 6.15e9
 LORA_PARAMS_PER_RANK = 2.65e6
 # gradient_checkpointing -> (step time against recomputing every block, GB of activations per
@@ -52,7 +53,7 @@ def _gpu_speed(gpu_name: str | None) -> float:
     for key, seconds in GPU_SECONDS.items():
         if key.lower() in gpu_name.lower():
             return seconds
-    return 3.0
+    return 2.1  # an unknown GPU: about an A6000
 
 
 def training_areas(resolutions: list[int], sizes: list[tuple[int, int]] | None) -> list[float]:
