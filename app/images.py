@@ -5,8 +5,9 @@ from __future__ import annotations
 from flask import Blueprint, jsonify, request, send_file
 from werkzeug.exceptions import NotFound as HttpNotFound
 
-from app import context, imaging
+from app import context
 from app.store import caption_version, natural_key
+from studio.thumbnails import cached_thumbnail
 from studio.web import ApiError, json_body
 
 bp = Blueprint("images", __name__)
@@ -83,12 +84,10 @@ def image_file(dataset_id: str, name: str):
 def thumbnail(dataset_id: str, name: str):
     dataset = context.dataset(dataset_id)
     source = dataset.require_image(name)
-    thumb = dataset.thumb_path(name)
-    if not thumb.is_file() or thumb.stat().st_mtime < source.stat().st_mtime:
-        try:
-            imaging.make_thumbnail(source, thumb)
-        except Exception:  # a broken file shows as a missing thumbnail, never a 500
-            raise HttpNotFound("This image cannot be shown.") from None
+    try:
+        thumb = cached_thumbnail(source, dataset.thumb_path(name))
+    except Exception:  # a broken file shows as a missing thumbnail, never a 500
+        raise HttpNotFound("This image cannot be shown.") from None
     response = send_file(thumb, mimetype="image/webp", conditional=True, max_age=86400)
     return response
 

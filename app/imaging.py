@@ -13,12 +13,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, features
 
-from studio.atomic import atomic_write_bytes
-
 log = logging.getLogger(__name__)
 
 BASE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".webp"}
-THUMB_SIZE = 384
 SMALL_SIDE = 512  # images with a shorter side than this train poorly at Z-Image's 1024 px
 NEAR_DUPLICATE_BITS = 4  # of 64 dHash bits
 
@@ -105,23 +102,6 @@ def inspect_image(path: Path, max_pixels: int) -> ImageInfo:
     except Exception as exc:  # Pillow raises many types for broken files
         raise ImageRejected(f"the file could not be decoded as an image ({type(exc).__name__})") from None
     return ImageInfo(width=width, height=height, sha256=_sha256(path), dhash=hashed, bytes=size)
-
-
-def make_thumbnail(source: Path, target: Path, size: int = THUMB_SIZE) -> None:
-    """A WebP thumbnail with EXIF orientation applied, written atomically."""
-    atomic_write_bytes(target, thumbnail_bytes(source, size))
-
-
-def thumbnail_bytes(source: Path, size: int = THUMB_SIZE) -> bytes:
-    with Image.open(source) as image:
-        image.draft("RGB", (size * 2, size * 2))  # JPEG: decode at reduced scale, much faster
-        oriented = ImageOps.exif_transpose(image)
-        if oriented.mode not in {"RGB", "RGBA"}:
-            oriented = oriented.convert("RGBA" if "A" in oriented.getbands() else "RGB")
-        oriented.thumbnail((size, size), Image.Resampling.LANCZOS)
-        buffer = io.BytesIO()
-        oriented.save(buffer, "WEBP", quality=82, method=2)
-    return buffer.getvalue()
 
 
 def encode_for_caption(path: Path, max_pixels: int) -> bytes:

@@ -20,6 +20,7 @@ from studio.job_reporter import JobReporter
 from studio.jobs import JobError
 from studio.settings import Settings
 from studio.text import name_list, plural
+from studio.thumbnails import thumbnail_bytes
 
 log = logging.getLogger(__name__)
 _import_locks: dict[str, threading.Lock] = {}
@@ -98,7 +99,7 @@ def _check(candidate: Candidate, max_pixels: int):
     except imaging.ImageRejected as exc:
         return candidate, None, str(exc)
     try:
-        thumb = imaging.thumbnail_bytes(candidate.path)
+        thumb = thumbnail_bytes(candidate.path)
     except Exception:  # the gallery regenerates a missing thumbnail on demand
         log.warning("thumbnail failed for %s", candidate.label, exc_info=True)
         thumb = None

@@ -93,12 +93,15 @@ def test_zip_to_downloaded_lora_with_base_and_lora_previews(studio, artifacts_di
 
         # base and LoRA previews exist and differ
         pairs = page.locator("#x-sample-steps .x-pairs").first
-        base = pairs.locator("img[alt='base model']").evaluate("img => img.src")
-        lora = pairs.locator("img[alt='with the LoRA']").evaluate("img => img.src")
+        # each shows its small preview and links to the full picture
+        base, base_thumb = pairs.locator("img[alt='base model']").evaluate("img => [img.closest('a').href, img.src]")
+        lora, lora_thumb = pairs.locator("img[alt='with the LoRA']").evaluate("img => [img.closest('a').href, img.src]")
         origin = page.evaluate("location.origin")
         assert base.startswith(origin) and lora.startswith(origin)  # one origin: one login covers them
         base_bytes, lora_bytes = page.request.get(base).body(), page.request.get(lora).body()
         assert base_bytes[:4] == b"\x89PNG" and lora_bytes[:4] == b"\x89PNG" and base_bytes != lora_bytes
+        assert base_thumb == base + "?thumb=1" and lora_thumb == lora + "?thumb=1"
+        assert page.request.get(lora_thumb).body()[8:12] == b"WEBP"
         expect(page.locator("#x-grid")).to_be_visible()
 
         # the LoRA downloads and has ComfyUI's key names

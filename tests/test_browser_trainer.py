@@ -117,6 +117,13 @@ def test_train_from_the_form_and_download_the_lora(studio, artifacts_dir, tmp_pa
         expect(page.locator("#samples .triple")).not_to_have_count(0)
         expect(page.locator("#samples .triple").first.locator("img")).not_to_have_count(0)
         expect(page.locator("#samples .triple").first).to_contain_text("Base (LoRA off)")
+        # previews load as small files; a click opens the full picture
+        first = page.locator("#samples .triple img").first
+        expect(first).to_have_attribute("src", re.compile(r"\.png\?thumb=1$"))
+        first.click()
+        expect(page.locator(".lightbox img")).to_have_attribute("src", re.compile(r"/samples/.+\.png$"))
+        page.wait_for_function("document.querySelector('.lightbox img').naturalWidth > 0")
+        page.locator(".lightbox").click()
         expect(page.locator("#s-split")).to_contain_text("ms/step")
         expect(page.locator("#proof-grid")).to_be_visible()
         expect(page.locator("#proof-readme")).to_have_attribute("href", re.compile(r"lora/README\.txt$"))
@@ -138,6 +145,8 @@ def test_train_from_the_form_and_download_the_lora(studio, artifacts_dir, tmp_pa
         page.goto(studio + "/library")
         expect(page.locator(".lora-card")).to_contain_text("browser-lora.safetensors")
         expect(page.locator(".lora-card .preview.pairs img")).not_to_have_count(0)
+        expect(page.locator(".lora-card .preview.pairs img").first).to_have_attribute("src", re.compile(r"thumb=1$"))
+        page.wait_for_function("[...document.querySelectorAll('.lora-card img')].every(i => i.naturalWidth > 0)")
         expect(page.locator(".lora-card .proof a")).not_to_have_count(0)
         page.screenshot(path=str(artifacts_dir / "trainer-library.png"), full_page=True)
         page.goto(studio + "/")

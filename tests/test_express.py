@@ -204,6 +204,8 @@ def test_zip_to_lora_with_base_and_lora_samples(studio):
     assert lora.status_code == 200 and lora.data[:8] and "attachment" in lora.headers["Content-Disposition"]
     image = client.get(last[0]["lora"])
     assert image.status_code == 200 and image.mimetype == "image/png" and image.data[:4] == b"\x89PNG"
+    thumb = client.get(last[0]["lora"] + "?thumb=1")  # what the page shows; the full file is a click away
+    assert thumb.status_code == 200 and thumb.mimetype == "image/webp"
     assert client.get(here + "lora/nothing.png").status_code == 404
     assert client.get(here + "../../studio.db").status_code in (400, 404)
     assert client.get(here + "..%2F..%2Fstudio.db").status_code in (400, 404)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import time
@@ -191,12 +192,40 @@ def test_log_metrics_samples_and_files(client, app, dataset):
     assert client.get(f"/api/jobs/{job_id}/files/nothing.txt").status_code == 404
 
 
+def test_previews_are_served_small_and_remade_when_the_image_changes(client, app, dataset):
+    from PIL import Image
+
+    job_id = client.post("/api/jobs", json=_body(dataset)).get_json()["job"]["id"]
+    job_dir = app.config["STUDIO_WORKSPACE"].jobs / job_id
+    sample = job_dir / "samples" / "step_000250" / "0.png"
+    sample.parent.mkdir(parents=True)
+    noise = Image.effect_noise((1024, 1024), 60).convert("RGB")  # a preview as large as the real ones
+    noise.save(sample)
+    url = f"/api/jobs/{job_id}/files/samples/step_000250/0.png"
+    thumb = client.get(url + "?thumb=1")
+    assert thumb.status_code == 200 and thumb.mimetype == "image/webp" and thumb.headers["Cache-Control"] == "no-cache"
+    assert Image.open(io.BytesIO(thumb.data)).size == (512, 512)
+    assert len(thumb.data) * 10 < sample.stat().st_size  # a tenth of the PNG or less
+    assert client.get(url).data == sample.read_bytes()  # without ?thumb the file itself
+    cached = job_dir / ".thumbs" / "samples" / "step_000250" / "0.webp"
+    assert cached.is_file()  # kept in the job folder: deleting the job deletes it
+    Image.new("RGB", (640, 320), "red").save(sample)  # rendered again ("Sample now" after a resume)
+    os.utime(sample, ns=(cached.stat().st_mtime_ns + 10**9,) * 2)  # newer, even on a coarse clock
+    assert Image.open(io.BytesIO(client.get(url + "?thumb=1").data)).size == (512, 256)
+    (job_dir / "samples" / "step_000250" / "1.png").write_bytes(b"\x89PNG broken")
+    broken = client.get(f"/api/jobs/{job_id}/files/samples/step_000250/1.png?thumb=1")
+    assert broken.status_code == 422 and "cannot be read" in broken.get_json()["error"]
+    (job_dir / "log.txt").write_text("text\n")  # not an image: ?thumb changes nothing
+    assert client.get(f"/api/jobs/{job_id}/files/log.txt?thumb=1").data == b"text\n"
+    assert client.get(f"/api/jobs/{job_id}/files/..%2F..%2Fstudio.db?thumb=1").status_code in (400, 404)
+
+
 def test_datasets_with_thumbnails(client, dataset):
     (listed,) = client.get("/api/datasets").get_json()["datasets"]
     assert listed["name"] == dataset and listed["images"] == 4 and listed["captioned"] == 4
     assert listed["trigger_word"] == "tok" and len(listed["thumbs"]) == 4
     thumb = client.get(listed["thumbs"][0])
-    assert thumb.status_code == 200 and thumb.mimetype == "image/jpeg"
+    assert thumb.status_code == 200 and thumb.mimetype == "image/webp"
     assert client.get(f"/api/datasets/{dataset}/thumbs/..%2fdataset.json").status_code in (400, 404)
 
 

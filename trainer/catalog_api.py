@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import io
 import os
 from pathlib import Path
 from urllib.parse import quote
 
 import yaml
 from flask import Blueprint, current_app, jsonify, send_file
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
-from studio.atomic import atomic_write_bytes, read_json
+from studio.atomic import read_json
+from studio.thumbnails import cached_thumbnail
 from studio.web import ApiError, json_body
 from studio.workspace import Workspace, confined, safe_name
 from trainer import library
@@ -19,7 +19,7 @@ from trainer.validation import IMAGE_SUFFIXES
 
 bp = Blueprint("catalog", __name__)
 THUMBS_IN_STRIP = 8
-THUMB_SIZE = 160
+DATASET_STRIP_SIZE = 160
 
 
 def workspace() -> Workspace:
@@ -118,20 +118,13 @@ def dataset_thumb(name, image):
     source = confined(folder, safe_name(image))
     if not source.is_file() or source.suffix.lower() not in IMAGE_SUFFIXES:
         raise ApiError(f"The dataset {name!r} has no image {image!r}.", 404)
-    stat = source.stat()
-    cached = workspace().cache / "thumbs" / safe_name(name) / f"{source.name}.{int(stat.st_mtime)}.{stat.st_size}.jpg"
-    if not cached.is_file():
-        try:
-            with Image.open(source) as img:
-                img = ImageOps.exif_transpose(img)
-                img.thumbnail((THUMB_SIZE, THUMB_SIZE))
-                out = io.BytesIO()
-                img.convert("RGB").save(out, "JPEG", quality=82)
-        except (OSError, UnidentifiedImageError, Image.DecompressionBombError):
-            raise ApiError(f"{image!r} cannot be read as an image.", 422) from None
-        atomic_write_bytes(cached, out.getvalue())
-    response = send_file(os.fspath(cached), mimetype="image/jpeg", max_age=3600)
-    return response
+    stat = source.stat()  # an export may bring back an older file under the same name: both are in the key
+    stamped = workspace().cache / "thumbs" / safe_name(name) / f"{source.name}.{int(stat.st_mtime)}.{stat.st_size}.webp"
+    try:
+        thumb = cached_thumbnail(source, stamped, DATASET_STRIP_SIZE)
+    except (OSError, UnidentifiedImageError, Image.DecompressionBombError):
+        raise ApiError(f"{image!r} cannot be read as an image.", 422) from None
+    return send_file(os.fspath(thumb), mimetype="image/webp", conditional=True, max_age=3600)
 
 
 @bp.get("/api/library")

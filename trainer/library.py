@@ -10,15 +10,18 @@ import struct
 import tempfile
 from pathlib import Path
 
-from flask import send_file
+from flask import request, send_file
+from PIL import Image, UnidentifiedImageError
 
 from studio.jobs import Job
+from studio.thumbnails import PREVIEW_SIZE, cached_thumbnail
 from studio.web import ApiError
 from studio.workspace import Workspace, confined
 from trainer.step_dirs import step_dirs
 
 log = logging.getLogger(__name__)
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp"}
+THUMBS_DIR = ".thumbs"  # in a job folder: previews of its images (send_job_file)
 
 
 def _place(source: Path, target: Path) -> None:
@@ -180,11 +183,19 @@ def file_url(job_id: str, relative: str, base: str | None = None) -> str:
 
 def send_job_file(job, job_dir: Path, name: str):
     """One file of a job's folder (a request's path, confined to the folder): images and text inline,
-    LoRA files as downloads named after the job."""
+    LoRA files as downloads named after the job. `?thumb=1` on an image answers with its small preview
+    (made once, kept in the job's .thumbs folder), for pages that show many at once."""
     path = confined(job_dir, *name.split("/"))
     if not path.is_file():
         raise ApiError(f"The job has no file {name!r}.", 404)
-    inline = path.suffix.lower() in IMAGE_SUFFIXES or path.suffix in {".txt", ".json", ".jsonl"}
+    image = path.suffix.lower() in IMAGE_SUFFIXES
+    if image and request.args.get("thumb") == "1":
+        try:
+            path = cached_thumbnail(path, confined(job_dir, THUMBS_DIR, *name.split("/")).with_suffix(".webp"),
+                                    PREVIEW_SIZE)
+        except (OSError, UnidentifiedImageError, Image.DecompressionBombError):
+            raise ApiError(f"{name!r} cannot be read as an image.", 422) from None
+    inline = image or path.suffix in {".txt", ".json", ".jsonl"}
     download_name = path.name
     if path.name == "lora.safetensors":  # a checkpoint: name it after the job and step
         download_name = f"{job.config.get('name', job.id)}-{path.parent.name}.safetensors"

@@ -143,7 +143,7 @@
 
   function figure(url, label) {
     if (!url) return `<figure><figcaption>${esc(label)}: none</figcaption></figure>`;
-    return `<figure><img loading="lazy" src="${esc(url)}" alt="${esc(label)}"><figcaption>${esc(label)}</figcaption></figure>`;
+    return `<figure><a href="${esc(url)}" target="_blank" rel="noopener" title="Full size"><img loading="lazy" src="${esc(studio.thumb(url))}" alt="${esc(label)}"></a><figcaption>${esc(label)}</figcaption></figure>`;
   }
 
   function renderSamples(run) {

@@ -29,6 +29,9 @@
     linkTool,
     // "1 duplicate", "2 duplicates"; `many` for irregular words.
     plural(n, one, many) { return `${n} ${n === 1 ? one : many || one + "s"}`; },
+    // The small preview of an image a training job made (?thumb=1 on the job's file routes): pages that show
+    // many load a few KB each; the full file stays one click away.
+    thumb(url) { return `${url}${url.includes("?") ? "&" : "?"}thumb=1`; },
     // HTML-escape text for templates, quotes included so it is safe inside attributes too.
     esc(text) {
       return String(text == null ? "" : text).replace(/[&<>"']/g, (c) => (

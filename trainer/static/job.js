@@ -108,14 +108,14 @@
   }
 
   function figure(url, prompt, step) {
-    return `<figure><img src="${esc(url)}" loading="lazy" alt="${esc(prompt || "sample")}" data-caption="step ${step}: ${esc(prompt || "")}">
+    return `<figure><img src="${esc(studio.thumb(url))}" data-full="${esc(url)}" loading="lazy" alt="${esc(prompt || "sample")}" data-caption="step ${step}: ${esc(prompt || "")}">
       <figcaption title="${esc(prompt || "")}">${esc(prompt || "")}</figcaption></figure>`;
   }
 
   // One prompt of one step: base (LoRA off, same seed), LoRA, and LoRA with the trigger word removed.
   function triple(p, step) {
     const cell = (url, label, prompt, note) => url
-      ? `<figure><img src="${esc(url)}" loading="lazy" alt="${esc(label)}" data-caption="step ${step}, ${esc(label)}: ${esc(prompt || "")}">
+      ? `<figure><img src="${esc(studio.thumb(url))}" data-full="${esc(url)}" loading="lazy" alt="${esc(label)}" data-caption="step ${step}, ${esc(label)}: ${esc(prompt || "")}">
           <figcaption title="${esc(prompt || "")}">${esc(label)}</figcaption></figure>`
       : `<figure class="missing"><div class="muted" style="font-size:11px;padding:1rem .4rem;text-align:center">${esc(note)}</div>
           <figcaption>${esc(label)}</figcaption></figure>`;
@@ -177,7 +177,7 @@
       renderSamples();
     } else if (t.matches(".gallery-row img, .compare img")) {
       const box = document.createElement("div"); box.className = "lightbox";
-      box.innerHTML = `<img src="${esc(t.src)}" alt=""><div class="caption">${esc(t.dataset.caption)}</div>`;
+      box.innerHTML = `<img src="${esc(t.dataset.full || t.src)}" alt=""><div class="caption">${esc(t.dataset.caption)}</div>`;
       box.addEventListener("click", () => box.remove()); document.body.appendChild(box);
     } else if (t.id === "btn-stop") {
       t.disabled = true; if (!(await act(jobId, "stop", job && job.status === "queued" ? null :

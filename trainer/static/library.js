@@ -15,12 +15,12 @@
       // the final previews: base (LoRA off) beside LoRA on for the first prompts, else the plain images
       const pairs = l.samples && (l.samples.pairs || []).filter((p) => p.base).slice(0, 2);
       const shots = pairs && pairs.length ? pairs.map((p) =>
-        `<img src="${esc(p.base)}" loading="lazy" alt="base: ${esc(p.prompt)}" title="Base (LoRA off): ${esc(p.prompt)}">` +
-        `<img src="${esc(p.lora)}" loading="lazy" alt="LoRA: ${esc(p.prompt)}" title="LoRA: ${esc(p.prompt)}">` +
-        (p.lora_no_trigger ? `<img src="${esc(p.lora_no_trigger)}" loading="lazy" alt="no trigger: ${esc(p.no_trigger_prompt)}" title="LoRA, no trigger word: ${esc(p.no_trigger_prompt)}">`
+        `<img src="${esc(studio.thumb(p.base))}" loading="lazy" alt="base: ${esc(p.prompt)}" title="Base (LoRA off): ${esc(p.prompt)}">` +
+        `<img src="${esc(studio.thumb(p.lora))}" loading="lazy" alt="LoRA: ${esc(p.prompt)}" title="LoRA: ${esc(p.prompt)}">` +
+        (p.lora_no_trigger ? `<img src="${esc(studio.thumb(p.lora_no_trigger))}" loading="lazy" alt="no trigger: ${esc(p.no_trigger_prompt)}" title="LoRA, no trigger word: ${esc(p.no_trigger_prompt)}">`
           : `<div class="muted" style="font-size:10px;align-self:center;text-align:center">no trigger word</div>`)).join("")
         : l.samples ? l.samples.urls.slice(0, 3).map((u, i) =>
-        `<img src="${esc(u)}" loading="lazy" alt="${esc(l.samples.prompts[i] || "sample")}" title="${esc(l.samples.prompts[i] || "")}">`).join("") : "";
+        `<img src="${esc(studio.thumb(u))}" loading="lazy" alt="${esc(l.samples.prompts[i] || "sample")}" title="${esc(l.samples.prompts[i] || "")}">`).join("") : "";
       const legend = pairs && pairs.length ? `<div class="muted pairs-legend" style="font-size:11px;display:grid;grid-template-columns:repeat(3,1fr);text-align:center">
         <span>base</span><span>LoRA</span><span>no trigger</span></div>` : "";
       const proof = l.proof ? [l.proof.grid && `<a href="${esc(l.proof.grid)}" target="_blank" rel="noopener">Base vs LoRA grid</a>`,

@@ -1,0 +1,36 @@
+"""Small previews for pages that show many pictures at once (dataset galleries and strips, training
+previews, library cards): a WebP of a few KB in place of a full-size PNG of 1-2 MB, which matters
+behind RunPod's proxy. Made on first request beside nothing the user owns, and made again when the
+source changes."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+from PIL import Image, ImageOps
+
+from studio.atomic import atomic_write_bytes
+
+GALLERY_SIZE = 384  # the dataset gallery's tiles
+PREVIEW_SIZE = 512  # training previews: about 250 CSS px wide, sharp on a 2x screen
+
+
+def thumbnail_bytes(source: Path, size: int = GALLERY_SIZE) -> bytes:
+    """A WebP fitting size x size, EXIF orientation applied. Raises what Pillow raises for a bad file."""
+    with Image.open(source) as image:
+        image.draft("RGB", (size * 2, size * 2))  # JPEG: decode at reduced scale, much faster
+        oriented = ImageOps.exif_transpose(image)
+        if oriented.mode not in {"RGB", "RGBA"}:
+            oriented = oriented.convert("RGBA" if "A" in oriented.getbands() else "RGB")
+        oriented.thumbnail((size, size), Image.Resampling.LANCZOS)
+        buffer = io.BytesIO()
+        oriented.save(buffer, "WEBP", quality=82, method=2)
+    return buffer.getvalue()
+
+
+def cached_thumbnail(source: Path, target: Path, size: int = GALLERY_SIZE) -> Path:
+    """`target`, (re)made from `source` when missing or older than it, written atomically."""
+    if not target.is_file() or target.stat().st_mtime_ns < source.stat().st_mtime_ns:
+        atomic_write_bytes(target, thumbnail_bytes(source, size))
+    return target
