@@ -7,7 +7,7 @@ from werkzeug.exceptions import NotFound as HttpNotFound
 
 from app import context
 from app.store import caption_version, natural_key
-from studio.thumbnails import cached_thumbnail
+from studio.thumbnails import UnreadableImage, cached_thumbnail
 from studio.web import ApiError, json_body
 
 bp = Blueprint("images", __name__)
@@ -86,9 +86,9 @@ def thumbnail(dataset_id: str, name: str):
     source = dataset.require_image(name)
     try:
         thumb = cached_thumbnail(source, dataset.thumb_path(name))
-    except Exception:  # a broken file shows as a missing thumbnail, never a 500
+    except UnreadableImage:  # a broken file shows as a missing thumbnail, never a 500
         raise HttpNotFound("This image cannot be shown.") from None
-    response = send_file(thumb, mimetype="image/webp", conditional=True, max_age=86400)
+    response = send_file(thumb, conditional=True, max_age=86400)  # a WebP, or the image itself on a full disk
     return response
 
 

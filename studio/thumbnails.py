@@ -6,11 +6,14 @@ source changes."""
 from __future__ import annotations
 
 import io
+import logging
 from pathlib import Path
 
 from PIL import Image, ImageOps
 
 from studio.atomic import atomic_write_bytes
+
+log = logging.getLogger(__name__)
 
 GALLERY_SIZE = 384  # the dataset gallery's tiles
 PREVIEW_SIZE = 512  # training previews: about 250 CSS px wide, sharp on a 2x screen
@@ -29,8 +32,23 @@ def thumbnail_bytes(source: Path, size: int = GALLERY_SIZE) -> bytes:
     return buffer.getvalue()
 
 
+class UnreadableImage(ValueError):
+    """The source cannot be decoded as an image."""
+
+
 def cached_thumbnail(source: Path, target: Path, size: int = GALLERY_SIZE) -> Path:
-    """`target`, (re)made from `source` when missing or older than it, written atomically."""
-    if not target.is_file() or target.stat().st_mtime_ns < source.stat().st_mtime_ns:
-        atomic_write_bytes(target, thumbnail_bytes(source, size))
+    """`target`, (re)made from `source` when missing or older than it, written atomically; `source` itself
+    when the thumbnail cannot be stored (a full disk): the picture still shows, only larger. Raises
+    UnreadableImage for a file that cannot be decoded."""
+    if target.is_file() and target.stat().st_mtime_ns >= source.stat().st_mtime_ns:
+        return target
+    try:
+        data = thumbnail_bytes(source, size)
+    except Exception as exc:  # Pillow raises many types for broken files
+        raise UnreadableImage(f"{source.name} cannot be read as an image ({type(exc).__name__})") from exc
+    try:
+        atomic_write_bytes(target, data)
+    except OSError as exc:
+        log.warning("could not store the thumbnail %s (%s): serving the image itself", target, exc)
+        return source
     return target

@@ -112,6 +112,20 @@ def test_an_upload_on_a_full_disk_fails_with_the_sentence_and_can_be_retried(cli
     assert _leftovers(studio_root / "datasets" / dataset_id) == []
 
 
+def test_a_thumbnail_that_cannot_be_stored_shows_the_image_itself(client, dataset_id, studio_root, full_disk):
+    upload(client, dataset_id, [("a.png", image_bytes(1))])
+    folder = studio_root / "datasets" / dataset_id
+    (stored,) = [p for p in folder.rglob("a.png.webp")]
+    stored.unlink()  # made at import; gone, so the gallery makes it again
+    full_disk["full"] = True
+    shown = client.get(f"/api/datasets/{dataset_id}/thumbs/a.png")
+    assert shown.status_code == 200 and shown.mimetype == "image/png" and shown.data == (folder / "a.png").read_bytes()
+    assert not stored.exists() and _leftovers(folder) == []
+    full_disk["full"] = False
+    again = client.get(f"/api/datasets/{dataset_id}/thumbs/a.png")
+    assert again.status_code == 200 and again.mimetype == "image/webp" and stored.is_file()
+
+
 def test_a_training_process_stopped_by_a_full_disk_says_so(tmp_path):
     from trainer.run_job import _crash_message
 

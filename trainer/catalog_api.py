@@ -8,10 +8,9 @@ from urllib.parse import quote
 
 import yaml
 from flask import Blueprint, current_app, jsonify, send_file
-from PIL import Image, UnidentifiedImageError
 
 from studio.atomic import read_json
-from studio.thumbnails import cached_thumbnail
+from studio.thumbnails import UnreadableImage, cached_thumbnail
 from studio.web import ApiError, json_body
 from studio.workspace import Workspace, confined, safe_name
 from trainer import library
@@ -122,9 +121,9 @@ def dataset_thumb(name, image):
     stamped = workspace().cache / "thumbs" / safe_name(name) / f"{source.name}.{int(stat.st_mtime)}.{stat.st_size}.webp"
     try:
         thumb = cached_thumbnail(source, stamped, DATASET_STRIP_SIZE)
-    except (OSError, UnidentifiedImageError, Image.DecompressionBombError):
+    except UnreadableImage:
         raise ApiError(f"{image!r} cannot be read as an image.", 422) from None
-    return send_file(os.fspath(thumb), mimetype="image/webp", conditional=True, max_age=3600)
+    return send_file(os.fspath(thumb), conditional=True, max_age=3600)
 
 
 @bp.get("/api/library")

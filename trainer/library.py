@@ -11,10 +11,9 @@ import tempfile
 from pathlib import Path
 
 from flask import request, send_file
-from PIL import Image, UnidentifiedImageError
 
 from studio.jobs import Job
-from studio.thumbnails import PREVIEW_SIZE, cached_thumbnail
+from studio.thumbnails import PREVIEW_SIZE, UnreadableImage, cached_thumbnail
 from studio.web import ApiError
 from studio.workspace import Workspace, confined
 from trainer.step_dirs import step_dirs
@@ -193,7 +192,7 @@ def send_job_file(job, job_dir: Path, name: str):
         try:
             path = cached_thumbnail(path, confined(job_dir, THUMBS_DIR, *name.split("/")).with_suffix(".webp"),
                                     PREVIEW_SIZE)
-        except (OSError, UnidentifiedImageError, Image.DecompressionBombError):
+        except UnreadableImage:
             raise ApiError(f"{name!r} cannot be read as an image.", 422) from None
     inline = image or path.suffix in {".txt", ".json", ".jsonl"}
     download_name = path.name
