@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, jsonify, request, send_file
 from werkzeug.exceptions import NotFound as HttpNotFound
 
-from app import context
+from app import context, trash
 from app.store import caption_version, natural_key
 from studio.thumbnails import UnreadableImage, cached_thumbnail
 from studio.web import ApiError, json_body
@@ -96,7 +96,7 @@ def thumbnail(dataset_id: str, name: str):
 def delete_image(dataset_id: str, name: str):
     dataset = context.dataset(dataset_id)
     dataset.require_image(name)
-    return jsonify({"deleted": dataset.delete_images([name])})
+    return _deleted(dataset, [name])
 
 
 @bp.post("/api/datasets/<dataset_id>/images/delete")
@@ -107,7 +107,7 @@ def delete_many(dataset_id: str):
         raise ApiError("'names' must be a list of image names.", 422)
     for name in names:
         dataset.image_path(name)  # every name is checked before anything is removed
-    return jsonify({"deleted": dataset.delete_images(names)})
+    return _deleted(dataset, names)
 
 
 @bp.post("/api/datasets/<dataset_id>/images/remove-flagged")
@@ -120,4 +120,10 @@ def remove_flagged(dataset_id: str):
         raise ApiError("'kind' must be 'duplicates', 'similar' or 'small'.", 422)
     records = dataset.meta()["images"]
     names = [n for n, r in records.items() if any(k in (r.get("flags") or {}) for k in keys[kind])]
-    return jsonify({"deleted": dataset.delete_images(names)})
+    return _deleted(dataset, names)
+
+
+def _deleted(dataset, names: list[str]):
+    """Deleted images go to the dataset's trash; `trash` is the batch that puts them back."""
+    deleted, batch = trash.delete_images(dataset, names)
+    return jsonify({"deleted": deleted, "trash": batch})

@@ -148,7 +148,7 @@ def _adopt_strays(dataset: Dataset, settings: Settings) -> list[str]:
             except imaging.ImageRejected as exc:
                 log.warning("left %s in %s unrecorded: %s", path.name, dataset.id, exc)
                 continue
-            meta["images"][path.name] = _record(info, path.stat().st_mtime)
+            meta["images"][path.name] = image_record(info, path.stat().st_mtime)
             adopted.append(path.name)  # its thumbnail is made by the gallery on first view
         if adopted:
             refresh_flags(meta)
@@ -181,7 +181,7 @@ def _place_loop(job, dataset, candidates, settings, skipped, taken, imported, re
             info, thumb = checked
             if thumb:
                 atomic_write_bytes(dataset.thumb_path(name), thumb)
-            pending[name] = _record(info, time.time())
+            pending[name] = image_record(info, time.time())
             imported.append(name)
             job.update(done=done, current=name, imported=len(imported))
             if len(pending) >= FLUSH_EVERY or time.monotonic() - last_flush > 2.0:
@@ -189,7 +189,7 @@ def _place_loop(job, dataset, candidates, settings, skipped, taken, imported, re
                 last_flush = time.monotonic()
 
 
-def _record(info: imaging.ImageInfo, added_at: float) -> dict:
+def image_record(info: imaging.ImageInfo, added_at: float) -> dict:
     """What dataset.json keeps of one image."""
     return {"width": info.width, "height": info.height, "bytes": info.bytes, "sha256": info.sha256,
             "dhash": info.dhash, "added_at": added_at}

@@ -184,22 +184,6 @@ class Dataset:
     def image_names(self) -> list[str]:
         return sorted(self.meta()["images"], key=natural_key)
 
-    def delete_images(self, names: list[str]) -> list[str]:
-        removed = []
-        with self.lock():
-            meta = self.meta()
-            for name in names:
-                path = self.image_path(name)
-                if name not in meta["images"] and not path.exists():
-                    continue
-                for victim in (path, self.caption_path(name), self.thumb_path(name)):
-                    victim.unlink(missing_ok=True)
-                meta["images"].pop(name, None)
-                removed.append(name)
-            refresh_flags(meta)
-            self.save_meta(meta)
-        return removed
-
 
 def stem_key(name: str) -> str:
     return os.path.splitext(name)[0].casefold()

@@ -292,10 +292,10 @@
   async function deleteNames(names) {
     if (!names.length) return;
     const what = names.length === 1 ? `“${names[0]}”` : `${names.length} images`;
-    if (!(await confirmDialog(`Delete ${what}?`, "The image and its caption are removed from this dataset."))) return;
+    if (!(await confirmDialog(`Delete ${what}?`, "The image and its caption move to Recently deleted for a week."))) return;
     try {
       const result = await api(`${base}/images/delete`, { method: "POST", json: { names } });
-      toast(`Deleted ${result.deleted.length} image${result.deleted.length === 1 ? "" : "s"}.`, "ok");
+      window.ds.offerUndo(result, `Deleted ${plural(result.deleted.length, "image")}.`);
       state.selected.clear();
       state.selecting = false;
       updateSelection();
@@ -348,10 +348,10 @@
     const labels = { duplicates: "exact duplicates", similar: "near-duplicates", small: "images smaller than 512 px" };
     const kept = b.dataset.remove === "small" ? "Each image with a short side below 512 px is removed with its caption."
       : "The first image of each group is kept.";
-    if (!(await confirmDialog(`Remove ${labels[b.dataset.remove]}?`, kept))) return;
+    if (!(await confirmDialog(`Remove ${labels[b.dataset.remove]}?`, `${kept} They stay in Recently deleted for a week.`))) return;
     try {
       const r = await api(`${base}/images/remove-flagged`, { method: "POST", json: { kind: b.dataset.remove } });
-      toast(`Removed ${r.deleted.length} image${r.deleted.length === 1 ? "" : "s"}.`, "ok");
+      window.ds.offerUndo(r, `Removed ${plural(r.deleted.length, "image")}.`);
       reload();
     } catch (e) { toast(e.message, "error"); }
   });

@@ -23,6 +23,7 @@
   }
   const MAX_TOASTS = 3;
   const TOAST_MS = { error: 8000, info: 4000, ok: 3500 };  // the longest a toast of each level stays
+  const ACTION_TOAST_MS = 10000;  // one with a button (Undo) stays until it can be reached
 
   window.studio = {
     toolUrl,
@@ -38,10 +39,11 @@
         { "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c]));
     },
     // A short note in the corner. It never stays long over the page (capped per level, a click dismisses
-    // it), a repeated message replaces its twin, and at most MAX_TOASTS show at once.
-    toast(message, level = "info", ms) {
+    // it), a repeated message replaces its twin, and at most MAX_TOASTS show at once. `action`
+    // ({label, run}) adds a button, e.g. Undo, and keeps the toast up long enough to reach it.
+    toast(message, level = "info", ms, action) {
       const stack = document.getElementById("toasts");
-      const limit = TOAST_MS[level] || TOAST_MS.info;
+      const limit = action ? ACTION_TOAST_MS : TOAST_MS[level] || TOAST_MS.info;
       ms = Math.min(ms || limit, limit);
       [...stack.children].filter((t) => t.textContent === String(message)).forEach((t) => t.remove());
       while (stack.children.length >= MAX_TOASTS) stack.firstElementChild.remove();
@@ -52,6 +54,12 @@
       box.textContent = message;
       const dismiss = () => { box.classList.add("leaving"); setTimeout(() => box.remove(), 250); };
       box.addEventListener("click", dismiss);
+      if (action) {
+        const button = document.createElement("button");
+        button.type = "button"; button.className = "toast-action"; button.textContent = action.label;
+        button.addEventListener("click", () => action.run());  // the click goes on to dismiss the toast
+        box.appendChild(button);
+      }
       stack.appendChild(box);
       setTimeout(dismiss, ms);
     },

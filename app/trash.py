@@ -1,0 +1,158 @@
+"""Recently deleted images: deleting moves each image and its caption into the dataset's .trash folder,
+one batch per delete, so a wrong click (or a one-click "remove small images") can be undone. Batches are
+kept for TRASH_DAYS, then removed; emptying the trash removes them at once.
+
+    GET    /api/datasets/<id>/trash                   the batches, newest first
+    POST   /api/datasets/<id>/trash/<batch>/restore   puts a batch's images back (renamed if a name is taken)
+    DELETE /api/datasets/<id>/trash                   empties it
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import time
+from pathlib import Path
+
+from flask import Blueprint, jsonify
+
+from app import context, imaging
+from app.importer import image_record
+from app.store import Dataset, NotFound, refresh_flags
+from studio.atomic import atomic_write_json, read_json
+from studio.workspace import UnsafePathError, confined
+
+bp = Blueprint("trash", __name__)
+
+TRASH_DIR = ".trash"
+MANIFEST = "deleted.json"
+TRASH_DAYS = 7
+
+
+def _root(dataset: Dataset) -> Path:
+    return dataset.folder / TRASH_DIR
+
+
+def _batch_folder(dataset: Dataset, batch: str) -> Path:
+    try:
+        folder = confined(_root(dataset), batch)
+    except UnsafePathError:
+        raise NotFound(f"There is no deleted batch {batch!r}.") from None
+    if not (folder / MANIFEST).is_file():
+        raise NotFound(f"There is no deleted batch {batch!r}: restored, emptied, or older than {TRASH_DAYS} days.")
+    return folder
+
+
+def delete_images(dataset: Dataset, names: list[str]) -> tuple[list[str], str | None]:
+    """Moves the images among `names` that the dataset has (and their captions) into a new trash batch;
+    returns (the names moved, the batch id)."""
+    with dataset.lock():
+        meta = dataset.meta()
+        present = [n for n in dict.fromkeys(names) if n in meta["images"] or dataset.image_path(n).exists()]
+        if not present:
+            return [], None
+        batch = f"{int(time.time())}-{secrets.token_hex(3)}"
+        folder = _root(dataset) / batch
+        folder.mkdir(parents=True)
+        atomic_write_json(folder / MANIFEST, {"deleted_at": time.time(),
+                                              "images": {n: meta["images"].get(n) for n in present}})
+        for name in present:
+            meta["images"].pop(name, None)
+        refresh_flags(meta)
+        # recorded as gone first: a crash before the moves leaves the files in place, and the next
+        # import records them again (nothing is lost either way)
+        dataset.save_meta(meta)
+        for name in present:
+            for path in (dataset.image_path(name), dataset.caption_path(name)):
+                if path.exists():
+                    os.replace(path, folder / path.name)
+            dataset.thumb_path(name).unlink(missing_ok=True)
+        purge_expired(dataset)
+    return present, batch
+
+
+def restore(dataset: Dataset, batch: str) -> dict:
+    """Puts a batch back; an image whose name was taken since comes back as name_2.ext (caption too)."""
+    with dataset.lock():
+        folder = _batch_folder(dataset, batch)
+        records = (read_json(folder / MANIFEST, {}) or {}).get("images") or {}
+        meta = dataset.meta()
+        taken = dataset.taken_stems()
+        restored, renamed = [], {}
+        for name, record in records.items():
+            source = confined(folder, name)
+            if not source.is_file():
+                continue
+            target = dataset.unique_name(name, taken)
+            caption = source.with_suffix(".txt")
+            os.replace(source, dataset.image_path(target))
+            if caption.is_file():
+                os.replace(caption, dataset.caption_path(target))
+            if record is None:  # an image the folder held but the dataset had not recorded
+                info = imaging.inspect_image(dataset.image_path(target), context.settings().max_image_pixels)
+                record = image_record(info, time.time())
+            meta["images"][target] = record
+            restored.append(target)
+            if target != name:
+                renamed[name] = target
+        refresh_flags(meta)
+        dataset.save_meta(meta)
+        shutil.rmtree(folder, ignore_errors=True)
+    return {"restored": restored, "renamed": renamed}
+
+
+def batches(dataset: Dataset) -> list[dict]:
+    """What the trash holds, newest first (expired batches are removed on the way)."""
+    purge_expired(dataset)
+    found = []
+    for folder in sorted(_subfolders(dataset), key=lambda f: f.name, reverse=True):
+        manifest = read_json(folder / MANIFEST, None)
+        if not isinstance(manifest, dict):
+            continue
+        files = [folder / name for name in manifest.get("images") or {} if (folder / name).is_file()]
+        if files:
+            deleted_at = manifest.get("deleted_at") or folder.stat().st_mtime
+            found.append({"id": folder.name, "deleted_at": deleted_at, "expires_at": deleted_at + TRASH_DAYS * 86400,
+                          "images": [f.name for f in files], "bytes": sum(f.stat().st_size for f in files)})
+    return found
+
+
+def _subfolders(dataset: Dataset) -> list[Path]:
+    root = _root(dataset)
+    return [f for f in root.iterdir() if f.is_dir()] if root.is_dir() else []
+
+
+def purge_expired(dataset: Dataset, now: float | None = None) -> None:
+    """Removes batches deleted more than TRASH_DAYS ago (and any a crash left without a manifest)."""
+    limit = (now or time.time()) - TRASH_DAYS * 86400
+    with dataset.lock():  # a delete in progress holds it between making its batch and writing the manifest
+        for folder in _subfolders(dataset):
+            manifest = read_json(folder / MANIFEST, None)
+            deleted_at = manifest.get("deleted_at") if isinstance(manifest, dict) else None
+            if (deleted_at or folder.stat().st_mtime) < limit or (deleted_at is None and _empty(folder)):
+                shutil.rmtree(folder, ignore_errors=True)
+
+
+def _empty(folder: Path) -> bool:
+    return not any(folder.iterdir())
+
+
+@bp.get("/api/datasets/<dataset_id>/trash")
+def list_trash(dataset_id: str):
+    found = batches(context.dataset(dataset_id))
+    return jsonify({"batches": found, "keep_days": TRASH_DAYS})
+
+
+@bp.post("/api/datasets/<dataset_id>/trash/<batch>/restore")
+def restore_batch(dataset_id: str, batch: str):
+    return jsonify(restore(context.dataset(dataset_id), batch))
+
+
+@bp.delete("/api/datasets/<dataset_id>/trash")
+def empty_trash(dataset_id: str):
+    dataset = context.dataset(dataset_id)
+    with dataset.lock():
+        removed = sum(len(b["images"]) for b in batches(dataset))
+        shutil.rmtree(_root(dataset), ignore_errors=True)
+    return jsonify({"removed": removed})

@@ -1,0 +1,101 @@
+"""Recently deleted: a delete moves images and captions into the dataset's trash, one batch per delete;
+a batch comes back whole (renamed where a name was taken since), expires after a week, and the trash
+can be emptied. Nothing a delete took is gone until then."""
+
+from __future__ import annotations
+
+import io
+import time
+import zipfile
+
+from app import trash
+from app.store import Dataset
+from tests import test_datasets_support as support
+from tests.test_datasets_support import image_bytes, upload
+
+ds_app, client, dataset_id = support.ds_app, support.client, support.dataset_id
+
+
+def _names(client, dataset_id) -> list[str]:
+    return [i["name"] for i in client.get(f"/api/datasets/{dataset_id}/images").get_json()["images"]]
+
+
+def test_a_delete_can_be_undone_with_captions_and_records(client, dataset_id, studio_root):
+    upload(client, dataset_id, [("a.png", image_bytes(1)), ("a.txt", b"a red cat"), ("b.png", image_bytes(2)),
+                                ("c.png", image_bytes(3, size=(40, 40)))])
+    before = client.get(f"/api/datasets/{dataset_id}/images").get_json()["images"]
+    deleted = client.post(f"/api/datasets/{dataset_id}/images/delete", json={"names": ["a.png", "b.png"]}).get_json()
+    assert deleted["deleted"] == ["a.png", "b.png"] and deleted["trash"]
+    folder = studio_root / "datasets" / dataset_id
+    assert not (folder / "a.png").exists() and not (folder / "a.txt").exists()
+    assert _names(client, dataset_id) == ["c.png"]
+    assert client.get(f"/api/datasets/{dataset_id}").get_json()["images"] == 1
+
+    listed = client.get(f"/api/datasets/{dataset_id}/trash").get_json()
+    (batch,) = listed["batches"]
+    assert batch["id"] == deleted["trash"] and batch["images"] == ["a.png", "b.png"] and batch["bytes"] > 0
+    assert listed["keep_days"] == 7 and batch["expires_at"] - batch["deleted_at"] == 7 * 86400
+
+    restored = client.post(f"/api/datasets/{dataset_id}/trash/{batch['id']}/restore").get_json()
+    assert restored == {"restored": ["a.png", "b.png"], "renamed": {}}
+    assert client.get(f"/api/datasets/{dataset_id}/images").get_json()["images"] == before  # records, flags, captions
+    assert (folder / "a.txt").read_text() == "a red cat"
+    assert client.get(f"/api/datasets/{dataset_id}/thumbs/a.png").status_code == 200
+    assert client.get(f"/api/datasets/{dataset_id}/trash").get_json()["batches"] == []
+    again = client.post(f"/api/datasets/{dataset_id}/trash/{batch['id']}/restore")
+    assert again.status_code == 404 and "restored, emptied" in again.get_json()["error"]
+
+
+def test_one_click_removals_go_to_the_trash_too(client, dataset_id):
+    upload(client, dataset_id, [("big.png", image_bytes(1, size=(520, 520))),
+                                ("tiny.png", image_bytes(2, size=(40, 40)))])
+    removed = client.post(f"/api/datasets/{dataset_id}/images/remove-flagged", json={"kind": "small"}).get_json()
+    assert removed["deleted"] == ["tiny.png"]
+    client.post(f"/api/datasets/{dataset_id}/trash/{removed['trash']}/restore")
+    assert _names(client, dataset_id) == ["big.png", "tiny.png"]
+    one = client.delete(f"/api/datasets/{dataset_id}/images/big.png").get_json()
+    assert one["deleted"] == ["big.png"] and one["trash"]
+
+
+def test_a_name_taken_since_the_delete_comes_back_renamed(client, dataset_id, studio_root):
+    upload(client, dataset_id, [("a.png", image_bytes(1)), ("a.txt", b"the old one")])
+    batch = client.post(f"/api/datasets/{dataset_id}/images/delete", json={"names": ["a.png"]}).get_json()["trash"]
+    upload(client, dataset_id, [("a.png", image_bytes(5)), ("a.txt", b"the new one")])
+    restored = client.post(f"/api/datasets/{dataset_id}/trash/{batch}/restore").get_json()
+    assert restored == {"restored": ["a_2.png"], "renamed": {"a.png": "a_2.png"}}
+    folder = studio_root / "datasets" / dataset_id
+    assert (folder / "a.txt").read_text() == "the new one" and (folder / "a_2.txt").read_text() == "the old one"
+    assert (folder / "a_2.png").read_bytes() == image_bytes(1) and _names(client, dataset_id) == ["a.png", "a_2.png"]
+
+
+def test_deleted_images_stay_out_of_exports_downloads_and_imports(client, dataset_id):
+    upload(client, dataset_id, [("a.png", image_bytes(1)), ("b.png", image_bytes(2))])
+    client.post(f"/api/datasets/{dataset_id}/images/delete", json={"names": ["b.png"]})
+    archive = zipfile.ZipFile(io.BytesIO(client.get(f"/api/datasets/{dataset_id}/download").data))
+    assert sorted(archive.namelist()) == ["a.png", "dataset.json"]
+    # an import after the delete does not take the deleted file back as an unrecorded stray
+    upload(client, dataset_id, [("c.png", image_bytes(3))])
+    assert _names(client, dataset_id) == ["a.png", "c.png"]
+
+
+def test_batches_expire_after_a_week_and_the_trash_can_be_emptied(client, dataset_id, studio_root):
+    upload(client, dataset_id, [("a.png", image_bytes(1)), ("b.png", image_bytes(2)), ("c.png", image_bytes(3))])
+    for name in ("a.png", "b.png"):
+        client.post(f"/api/datasets/{dataset_id}/images/delete", json={"names": [name]})
+    dataset = Dataset(dataset_id, studio_root / "datasets" / dataset_id)
+    assert len(trash.batches(dataset)) == 2
+    (dataset.folder / trash.TRASH_DIR / "123-crashed").mkdir()  # a delete that died before its manifest
+    trash.purge_expired(dataset, now=time.time() + 6 * 86400)
+    assert len(trash.batches(dataset)) == 2 and not (dataset.folder / trash.TRASH_DIR / "123-crashed").exists()
+    trash.purge_expired(dataset, now=time.time() + 8 * 86400)
+    assert trash.batches(dataset) == []
+    client.post(f"/api/datasets/{dataset_id}/images/delete", json={"names": ["c.png"]})
+    emptied = client.delete(f"/api/datasets/{dataset_id}/trash").get_json()
+    assert emptied == {"removed": 1} and not (dataset.folder / trash.TRASH_DIR).exists()
+    assert client.get(f"/api/datasets/{dataset_id}/trash").get_json()["batches"] == []
+
+
+def test_batch_ids_from_a_request_stay_inside_the_trash(client, dataset_id):
+    for batch in ("..%2F..%2Fsecret", "..", ".", ".lock", "..%5C..%5Csecret", "nope"):
+        response = client.post(f"/api/datasets/{dataset_id}/trash/{batch}/restore")
+        assert response.status_code in (400, 404), batch
