@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, jsonify, render_template
 
-from app import context, imaging
+from app import context, imaging, trash
 from app.store import summary, validate_name, validate_trigger
 from studio.web import ApiError, json_body
 
@@ -84,6 +84,6 @@ def delete_dataset(dataset_id: str):
     dataset = context.dataset(dataset_id)
     for job in context.executor().running(dataset.id):
         context.jobs().request_stop(job.id, reason="Stopping: the dataset was deleted.")
-    context.store().delete(dataset)
+    entry = trash.delete_dataset(context.store(), dataset)
     context.jobs().delete_dataset_jobs(dataset.id)
-    return jsonify({"deleted": dataset_id})
+    return jsonify({"deleted": dataset_id, "trash": entry})

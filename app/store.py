@@ -12,7 +12,6 @@ import hashlib
 import os
 import re
 import secrets
-import shutil
 import threading
 import time
 import unicodedata
@@ -238,13 +237,6 @@ class DatasetStore:
             dataset.save_meta({"id": dataset_id, "name": name, "trigger_word": validate_trigger(trigger_word),
                                "created_at": now, "images": {}})
         return dataset
-
-    def delete(self, dataset: Dataset) -> None:
-        with dataset.lock():
-            trash = self.root / f".deleted-{dataset.id}-{secrets.token_hex(4)}"
-            os.replace(dataset.folder, trash)
-        # the dataset is gone for every reader now; removing thousands of files can happen after the reply
-        threading.Thread(target=shutil.rmtree, args=(trash,), kwargs={"ignore_errors": True}, daemon=True).start()
 
 
 def validate_name(name) -> str:

@@ -1,10 +1,14 @@
-"""Recently deleted images: deleting moves each image and its caption into the dataset's .trash folder,
-one batch per delete, so a wrong click (or a one-click "remove small images") can be undone. Batches are
-kept for TRASH_DAYS, then removed; emptying the trash removes them at once.
+"""Recently deleted: deleting images moves each image and its caption into the dataset's .trash folder,
+one batch per delete, so a wrong click (or a one-click "remove small images") can be undone; deleting a
+dataset moves its whole folder into datasets/.trash. Both are kept for TRASH_DAYS, then removed;
+emptying removes them at once.
 
     GET    /api/datasets/<id>/trash                   the batches, newest first
     POST   /api/datasets/<id>/trash/<batch>/restore   puts a batch's images back (renamed if a name is taken)
     DELETE /api/datasets/<id>/trash                   empties it
+    GET    /api/deleted-datasets                      deleted datasets, newest first
+    POST   /api/deleted-datasets/<entry>/restore      brings one back (under a new id if its id was taken)
+    DELETE /api/deleted-datasets                      removes them for good
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from flask import Blueprint, jsonify
 
 from app import context, imaging
 from app.importer import image_record
-from app.store import Dataset, NotFound, refresh_flags
+from app.store import Dataset, DatasetStore, NotFound, dataset_lock, refresh_flags
 from studio.atomic import atomic_write_json, read_json
 from studio.workspace import UnsafePathError, confined
 
@@ -138,6 +142,77 @@ def _empty(folder: Path) -> bool:
     return not any(folder.iterdir())
 
 
+# -- whole datasets --------------------------------------------------------------------------------
+def _deleted_root(store: DatasetStore) -> Path:
+    return store.root / TRASH_DIR
+
+
+def delete_dataset(store: DatasetStore, dataset: Dataset) -> str:
+    """Moves the dataset's folder into datasets/.trash; every reader sees it gone at once. Returns the
+    entry that restores it."""
+    entry = f"{int(time.time())}-{dataset.id}"
+    with dataset.lock():
+        _deleted_root(store).mkdir(exist_ok=True)
+        os.replace(dataset.folder, _deleted_root(store) / entry)
+    purge_expired_datasets(store)
+    return entry
+
+
+def deleted_datasets(store: DatasetStore) -> list[dict]:
+    purge_expired_datasets(store)
+    found = []
+    for folder in sorted(_entries(store), key=lambda f: f.name, reverse=True):
+        meta = read_json(folder / "dataset.json", None)
+        if not isinstance(meta, dict):
+            continue
+        images = meta.get("images") or {}
+        deleted_at = _deleted_at(folder)
+        found.append({"id": folder.name, "dataset_id": folder.name.split("-", 1)[1], "name": meta.get("name"),
+                      "images": len(images), "bytes": sum(r.get("bytes") or 0 for r in images.values()),
+                      "deleted_at": deleted_at, "expires_at": deleted_at + TRASH_DAYS * 86400})
+    return found
+
+
+def restore_dataset(store: DatasetStore, entry: str) -> str:
+    """Brings a deleted dataset back; returns its id (a new one when a dataset took the old id since)."""
+    try:
+        folder = confined(_deleted_root(store), entry)
+    except UnsafePathError:
+        raise NotFound(f"There is no deleted dataset {entry!r}.") from None
+    if not (folder / "dataset.json").is_file() or "-" not in entry:
+        raise NotFound(f"There is no deleted dataset {entry!r}: restored, emptied, or older than {TRASH_DAYS} days.")
+    wanted = entry.split("-", 1)[1]
+    with dataset_lock(store.root):  # the same lock that picks ids for new datasets
+        dataset_id = wanted
+        while (store.root / dataset_id).exists():
+            dataset_id = f"{wanted}-{secrets.token_hex(2)}"
+        os.replace(folder, store.root / dataset_id)
+    if dataset_id != wanted:
+        dataset = Dataset(dataset_id, store.root / dataset_id)
+        with dataset.lock():
+            meta = dataset.meta()
+            meta["id"] = dataset_id
+            dataset.save_meta(meta)
+    return dataset_id
+
+
+def _entries(store: DatasetStore) -> list[Path]:
+    root = _deleted_root(store)
+    return [f for f in root.iterdir() if f.is_dir()] if root.is_dir() else []
+
+
+def _deleted_at(folder: Path) -> float:
+    stamp = folder.name.split("-", 1)[0]
+    return float(stamp) if stamp.isdigit() else folder.stat().st_mtime
+
+
+def purge_expired_datasets(store: DatasetStore, now: float | None = None) -> None:
+    limit = (now or time.time()) - TRASH_DAYS * 86400
+    for folder in _entries(store):
+        if _deleted_at(folder) < limit:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
 @bp.get("/api/datasets/<dataset_id>/trash")
 def list_trash(dataset_id: str):
     found = batches(context.dataset(dataset_id))
@@ -155,4 +230,22 @@ def empty_trash(dataset_id: str):
     with dataset.lock():
         removed = sum(len(b["images"]) for b in batches(dataset))
         shutil.rmtree(_root(dataset), ignore_errors=True)
+    return jsonify({"removed": removed})
+
+
+@bp.get("/api/deleted-datasets")
+def list_deleted_datasets():
+    return jsonify({"datasets": deleted_datasets(context.store()), "keep_days": TRASH_DAYS})
+
+
+@bp.post("/api/deleted-datasets/<entry>/restore")
+def restore_deleted_dataset(entry: str):
+    return jsonify({"restored": restore_dataset(context.store(), entry)})
+
+
+@bp.delete("/api/deleted-datasets")
+def empty_deleted_datasets():
+    store = context.store()
+    removed = len(deleted_datasets(store))
+    shutil.rmtree(_deleted_root(store), ignore_errors=True)
     return jsonify({"removed": removed})

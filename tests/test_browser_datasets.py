@@ -168,6 +168,23 @@ def test_dataset_manager_in_the_browser(studio_root, artifacts_dir, tmp_path):
         expect(page.locator(".card")).to_have_count(1)
         expect(page.locator(".card .meta").first).to_contain_text("9 images · 9 captioned")
         page.screenshot(path=str(shots / "09-index.png"))
+
+        # a deleted dataset comes back: from the toast's Undo, then from Recently deleted
+        for restore_from in ("toast", "section"):
+            page.locator(".card [data-act=delete]").click()
+            page.click("#delete-confirm")
+            expect(page.locator(".card")).to_have_count(0)
+            if restore_from == "toast":
+                page.locator(".toast-action", has_text="Undo").click()
+            else:
+                page.locator(".toast").first.click()
+                page.click("#deleted-summary")
+                expect(page.locator("#deleted-list")).to_contain_text("Browser Set")
+                page.screenshot(path=str(shots / "10-recently-deleted-datasets.png"))
+                page.click("#deleted-list button[data-restore]")
+            expect(page.locator(".card")).to_have_count(1)
+            expect(page.locator(".card .meta").first).to_contain_text("9 images · 9 captioned")
+            expect(page.locator("#deleted")).to_be_hidden()
         browser.close()
     stand_in.close()
 

@@ -99,3 +99,58 @@ def test_batch_ids_from_a_request_stay_inside_the_trash(client, dataset_id):
     for batch in ("..%2F..%2Fsecret", "..", ".", ".lock", "..%5C..%5Csecret", "nope"):
         response = client.post(f"/api/datasets/{dataset_id}/trash/{batch}/restore")
         assert response.status_code in (400, 404), batch
+
+
+# -- whole datasets --------------------------------------------------------------------------------
+def test_a_deleted_dataset_comes_back_whole(client, studio_root):
+    made = client.post("/api/datasets", json={"name": "Cats", "trigger_word": "zkcat"}).get_json()
+    upload(client, made["id"], [("a.png", image_bytes(1)), ("a.txt", b"a red cat"), ("b.png", image_bytes(2))])
+    before = client.get(f"/api/datasets/{made['id']}/images").get_json()["images"]
+    deleted = client.delete(f"/api/datasets/{made['id']}").get_json()
+    assert deleted["deleted"] == made["id"] and deleted["trash"]
+    assert client.get("/api/datasets").get_json()["datasets"] == []
+    listed = client.get("/api/deleted-datasets").get_json()
+    (entry,) = listed["datasets"]
+    assert entry["id"] == deleted["trash"] and entry["name"] == "Cats" and entry["images"] == 2 and entry["bytes"] > 0
+    assert entry["dataset_id"] == made["id"] and listed["keep_days"] == 7
+
+    restored = client.post(f"/api/deleted-datasets/{entry['id']}/restore").get_json()
+    assert restored == {"restored": made["id"]}
+    assert client.get(f"/api/datasets/{made['id']}/images").get_json()["images"] == before
+    assert client.get(f"/api/datasets/{made['id']}").get_json()["trigger_word"] == "zkcat"
+    assert (studio_root / "datasets" / made["id"] / "a.txt").read_text() == "a red cat"
+    assert client.get("/api/deleted-datasets").get_json()["datasets"] == []
+    assert client.post(f"/api/deleted-datasets/{entry['id']}/restore").status_code == 404
+
+
+def test_a_dataset_whose_id_was_taken_since_comes_back_under_a_new_one(client):
+    first = client.post("/api/datasets", json={"name": "Cats"}).get_json()
+    upload(client, first["id"], [("old.png", image_bytes(1))])
+    entry = client.delete(f"/api/datasets/{first['id']}").get_json()["trash"]
+    second = client.post("/api/datasets", json={"name": "Cats"}).get_json()
+    assert second["id"] == first["id"]  # the name was free again
+    restored = client.post(f"/api/deleted-datasets/{entry}/restore").get_json()["restored"]
+    assert restored != first["id"] and restored.startswith(first["id"] + "-")
+    assert client.get(f"/api/datasets/{restored}").get_json()["id"] == restored
+    assert [i["name"] for i in client.get(f"/api/datasets/{restored}/images").get_json()["images"]] == ["old.png"]
+    assert client.get(f"/api/datasets/{second['id']}").get_json()["images"] == 0
+
+
+def test_deleted_datasets_expire_after_a_week_and_can_be_removed_for_good(client, studio_root):
+    from app.store import DatasetStore
+    from studio.workspace import Workspace
+
+    for name in ("One", "Two"):
+        made = client.post("/api/datasets", json={"name": name}).get_json()
+        client.delete(f"/api/datasets/{made['id']}")
+    store = DatasetStore(Workspace(studio_root))
+    trash.purge_expired_datasets(store, now=time.time() + 6 * 86400)
+    assert len(trash.deleted_datasets(store)) == 2
+    trash.purge_expired_datasets(store, now=time.time() + 8 * 86400)
+    assert trash.deleted_datasets(store) == []
+    made = client.post("/api/datasets", json={"name": "Three"}).get_json()
+    client.delete(f"/api/datasets/{made['id']}")
+    assert client.delete("/api/deleted-datasets").get_json() == {"removed": 1}
+    assert not (studio_root / "datasets" / trash.TRASH_DIR).exists()
+    for entry in ("..", ".", "..%2F..%2Fstudio.db", "123", "nope"):
+        assert client.post(f"/api/deleted-datasets/{entry}/restore").status_code in (400, 404), entry

@@ -1,4 +1,5 @@
-// Dataset index: cards with cover, counts and size; create, rename and delete with confirmation.
+// Dataset index: cards with cover, counts and size; create, rename and delete with confirmation; restore
+// what was deleted in the last week.
 (function () {
   const { api, toast, formatBytes } = window.studio;
   const $ = (id) => document.getElementById(id);
@@ -44,11 +45,55 @@
     const cards = $("cards");
     cards.replaceChildren(...datasets.map(card));
     $("empty").hidden = datasets.length > 0;
+    loadDeleted();
     const images = datasets.reduce((n, d) => n + d.images, 0);
     const bytes = datasets.reduce((n, d) => n + d.bytes, 0);
     $("summary").textContent = datasets.length
       ? `${datasets.length} dataset${datasets.length === 1 ? "" : "s"} · ${images} image${images === 1 ? "" : "s"} · ${formatBytes(bytes)}` : "";
   }
+
+  // Recently deleted datasets: kept a week, each with Restore; "Empty now" asks for a second click.
+  async function loadDeleted() {
+    try {
+      const data = await api("/api/deleted-datasets");
+      $("deleted").hidden = !data.datasets.length;
+      $("deleted-summary").textContent = `Recently deleted (${data.datasets.length})`;
+      $("deleted-note").textContent = `Deleted datasets are kept ${data.keep_days} days, then removed.`;
+      $("deleted-list").innerHTML = data.datasets.map((d) => {
+        const when = new Date(d.deleted_at * 1000).toLocaleString([], { dateStyle: "medium", timeStyle: "short" });
+        return `<div class="trash-batch"><div><b>${esc(d.name)}</b> <span class="muted">· ${studio.plural(d.images, "image")}
+          · ${formatBytes(d.bytes)} · deleted ${esc(when)}</span></div>
+          <button type="button" data-restore="${esc(d.id)}">Restore</button></div>`;
+      }).join("");
+    } catch (e) { /* the section stays as it was */ }
+  }
+
+  async function restore(entry) {
+    try {
+      const r = await api(`/api/deleted-datasets/${encodeURIComponent(entry)}/restore`, { method: "POST" });
+      const back = (await api(`/api/datasets/${encodeURIComponent(r.restored)}`)).name;
+      toast(`Restored ${back}.`, "ok");
+    } catch (e) { toast(`Restore failed: ${e.message}`, "error"); }
+    load();
+  }
+
+  $("deleted-list").addEventListener("click", (ev) => {
+    const b = ev.target.closest("button[data-restore]");
+    if (b) { b.disabled = true; restore(b.dataset.restore); }
+  });
+  $("deleted-empty").onclick = async (ev) => {
+    const b = ev.target;
+    if (!b.dataset.armed) {
+      b.dataset.armed = "1"; b.textContent = "Click again: remove them for good";
+      setTimeout(() => { delete b.dataset.armed; b.textContent = "Empty now"; }, 4000);
+      return;
+    }
+    try {
+      const r = await api("/api/deleted-datasets", { method: "DELETE" });
+      toast(`Removed ${studio.plural(r.removed, "dataset")} for good.`, "ok");
+    } catch (e) { toast(e.message, "error"); }
+    loadDeleted();
+  };
 
   function openCreate() {
     $("create-form").reset();
@@ -102,9 +147,9 @@
   $("delete-form").addEventListener("submit", async (ev) => {
     ev.preventDefault();
     try {
-      await api(`/api/datasets/${encodeURIComponent(target.id)}`, { method: "DELETE" });
+      const result = await api(`/api/datasets/${encodeURIComponent(target.id)}`, { method: "DELETE" });
       $("delete-dialog").close();
-      toast(`Deleted ${target.name}.`, "ok");
+      toast(`Deleted ${target.name}.`, "ok", null, { label: "Undo", run: () => restore(result.trash) });
       load();
     } catch (e) {
       $("delete-error").textContent = e.message;
