@@ -59,8 +59,7 @@ def delete_images(dataset: Dataset, names: list[str]) -> tuple[list[str], str | 
         batch = f"{int(time.time())}-{secrets.token_hex(3)}"
         folder = _root(dataset) / batch
         folder.mkdir(parents=True)
-        atomic_write_json(folder / MANIFEST, {"deleted_at": time.time(),
-                                              "images": {n: meta["images"].get(n) for n in present}})
+        atomic_write_json(folder / MANIFEST, {"images": {n: meta["images"].get(n) for n in present}})
         for name in present:
             meta["images"].pop(name, None)
         refresh_flags(meta)
@@ -94,7 +93,10 @@ def restore(dataset: Dataset, batch: str) -> dict:
             if caption.is_file():
                 os.replace(caption, dataset.caption_path(target))
             if record is None:  # an image the folder held but the dataset had not recorded
-                info = imaging.inspect_image(dataset.image_path(target), context.settings().max_image_pixels)
+                try:
+                    info = imaging.inspect_image(dataset.image_path(target), context.settings().max_image_pixels)
+                except imaging.ImageRejected:
+                    continue  # back in the folder as it was before the delete: unrecorded
                 record = image_record(info, time.time())
             meta["images"][target] = record
             restored.append(target)
@@ -116,7 +118,7 @@ def batches(dataset: Dataset) -> list[dict]:
             continue
         files = [folder / name for name in manifest.get("images") or {} if (folder / name).is_file()]
         if files:
-            deleted_at = manifest.get("deleted_at") or folder.stat().st_mtime
+            deleted_at = _deleted_at(folder)
             found.append({"id": folder.name, "deleted_at": deleted_at, "expires_at": deleted_at + TRASH_DAYS * 86400,
                           "images": [f.name for f in files], "bytes": sum(f.stat().st_size for f in files)})
     return found
@@ -129,17 +131,24 @@ def _subfolders(dataset: Dataset) -> list[Path]:
 
 def purge_expired(dataset: Dataset, now: float | None = None) -> None:
     """Removes batches deleted more than TRASH_DAYS ago (and any a crash left without a manifest)."""
-    limit = (now or time.time()) - TRASH_DAYS * 86400
     with dataset.lock():  # a delete in progress holds it between making its batch and writing the manifest
+        _purge(_subfolders(dataset), now)
         for folder in _subfolders(dataset):
-            manifest = read_json(folder / MANIFEST, None)
-            deleted_at = manifest.get("deleted_at") if isinstance(manifest, dict) else None
-            if (deleted_at or folder.stat().st_mtime) < limit or (deleted_at is None and _empty(folder)):
+            if not (folder / MANIFEST).exists() and not any(folder.iterdir()):
                 shutil.rmtree(folder, ignore_errors=True)
 
 
-def _empty(folder: Path) -> bool:
-    return not any(folder.iterdir())
+def _deleted_at(folder: Path) -> float:
+    """When a batch or a dataset was deleted: its folder's name starts with that time."""
+    stamp = folder.name.split("-", 1)[0]
+    return float(stamp) if stamp.isdigit() else folder.stat().st_mtime
+
+
+def _purge(folders: list[Path], now: float | None) -> None:
+    limit = (now or time.time()) - TRASH_DAYS * 86400
+    for folder in folders:
+        if _deleted_at(folder) < limit:
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 # -- whole datasets --------------------------------------------------------------------------------
@@ -201,16 +210,8 @@ def _entries(store: DatasetStore) -> list[Path]:
     return [f for f in root.iterdir() if f.is_dir()] if root.is_dir() else []
 
 
-def _deleted_at(folder: Path) -> float:
-    stamp = folder.name.split("-", 1)[0]
-    return float(stamp) if stamp.isdigit() else folder.stat().st_mtime
-
-
 def purge_expired_datasets(store: DatasetStore, now: float | None = None) -> None:
-    limit = (now or time.time()) - TRASH_DAYS * 86400
-    for folder in _entries(store):
-        if _deleted_at(folder) < limit:
-            shutil.rmtree(folder, ignore_errors=True)
+    _purge(_entries(store), now)
 
 
 @bp.get("/api/datasets/<dataset_id>/trash")
