@@ -1,7 +1,7 @@
 """Small previews for pages that show many pictures at once (dataset galleries and strips, training
 previews, library cards): a WebP of a few KB in place of a full-size PNG of 1-2 MB, which matters
-behind RunPod's proxy. Made on first request beside nothing the user owns, and made again when the
-source changes."""
+behind RunPod's proxy. Each is made on first request, kept (in a hidden folder beside its picture, or
+in the workspace cache) and made again when its picture changes."""
 
 from __future__ import annotations
 
