@@ -154,4 +154,12 @@ def test_train_from_the_form_and_download_the_lora(studio, artifacts_dir, tmp_pa
         expect(page.locator("#worker-chip")).to_have_text("worker idle")
         time.sleep(0.3)
         page.screenshot(path=str(artifacts_dir / "trainer-dashboard.png"), full_page=True)
+
+        # deleting from the library takes the file and the job it came from, after a confirmation
+        page.goto(studio + "/library")
+        page.once("dialog", lambda dialog: dialog.accept())
+        page.locator(".lora-card button[data-delete]").click()
+        expect(page.locator("#library")).to_contain_text("No finished LoRA yet")
+        page.goto(studio + "/")
+        expect(page.locator("#recent-empty")).to_be_visible()
         browser.close()

@@ -282,6 +282,45 @@ def test_library_lists_finished_and_loose_loras(client, app, store, dataset):
     assert client.get("/api/library/files/..%2fstudio.db").status_code in (400, 404)
 
 
+def test_a_lora_deleted_from_the_library_leaves_comfyui_too_but_never_a_stranger(client, app, store, dataset):
+    import shutil
+
+    from tests.test_trainer_worker import _fake_safetensors
+    from trainer import library
+
+    workspace = app.config["STUDIO_WORKSPACE"]
+    (workspace.root / "ComfyUI" / "models" / "loras").mkdir(parents=True)
+    job_id = client.post("/api/jobs", json=_body(dataset)).get_json()["job"]["id"]
+    job = store.claim("train", "1:x")
+    lora = workspace.jobs / job_id / "lora" / "tiny-lora.safetensors"
+    _fake_safetensors(lora)
+    placed = library.publish(workspace, job, lora)  # hard links in the library and ComfyUI
+    store.finish(job_id, "completed", message="done", lora_path=str(lora))
+    _fake_safetensors(workspace.loras / "older.safetensors")
+    shutil.copyfile(workspace.loras / "older.safetensors", workspace.comfyui_loras / "older.safetensors")  # a copy
+    _fake_safetensors(workspace.loras / "mine.safetensors")
+    (workspace.comfyui_loras / "mine.safetensors").write_bytes(b"someone else's file of the same name")
+    listed = {e["file"]: e for e in client.get("/api/library").get_json()["loras"]}
+    assert listed["tiny-lora.safetensors"]["library_file"] == "tiny-lora.safetensors"
+    assert listed["older.safetensors"]["library_file"] == "older.safetensors"
+
+    gone = client.delete("/api/library/files/older.safetensors").get_json()
+    assert gone["deleted"] == "older.safetensors" and len(gone["removed"]) == 2
+    assert not (workspace.loras / "older.safetensors").exists()
+    assert not (workspace.comfyui_loras / "older.safetensors").exists()
+    assert len(client.delete("/api/library/files/mine.safetensors").get_json()["removed"]) == 1
+    assert (workspace.comfyui_loras / "mine.safetensors").read_bytes() == b"someone else's file of the same name"
+    # a job's LoRA: the library and ComfyUI copies go; the job keeps its own until the page deletes the job
+    client.delete("/api/library/files/tiny-lora.safetensors")
+    assert not any(p.exists() for p in placed) and lora.is_file()
+    (entry,) = client.get("/api/library").get_json()["loras"]
+    assert entry["job_id"] == job_id and entry["library_file"] is None
+    assert client.delete("/api/library/files/tiny-lora.safetensors").status_code == 404
+    assert client.delete("/api/library/files/..%2fstudio.db").status_code in (400, 404)
+    (workspace.loras / "notes.txt").write_text("x")
+    assert client.delete("/api/library/files/notes.txt").status_code == 404
+
+
 def test_event_stream_sends_heartbeats_while_nothing_changes(client, monkeypatch):
     from trainer import events
 

@@ -131,8 +131,12 @@ def library_list():
     from trainer.jobs_api import store
 
     jobs_root = workspace().jobs
-    entries = [library.entry(job, jobs_root / job.id) for job in store().list(("completed",), limit=1000)]
-    entries = [e for e in entries if e]
+    entries = []
+    for job in store().list(("completed",), limit=1000):
+        e = library.entry(job, jobs_root / job.id)
+        if e:  # its file in trainer/loras (None when it is not there: deleted by hand, or never placed)
+            copy = library.library_copy(workspace(), job, jobs_root / job.id / e["path"])
+            entries.append({**e, "library_file": copy.name if copy else None})
     for e in entries:
         e["download_url"] = f"/api/jobs/{e['job_id']}/files/{e['path']}"
         if e["samples"]:
@@ -145,25 +149,25 @@ def library_list():
 
 def _loose_files(entries: list[dict]) -> list[dict]:
     """LoRAs in the library folder that no listed job made (deleted jobs, files copied in by hand)."""
-    jobs_root = workspace().jobs
-    known = [jobs_root / e["job_id"] / e["path"] for e in entries]
+    known = {e["library_file"] for e in entries if e["library_file"]}
     loose = []
     for path in sorted(workspace().loras.glob("*.safetensors")):
-        if any(path.name == k.name or _same(path, k) for k in known):
+        if path.name in known:
             continue
         stat = path.stat()
         loose.append({"job_id": None, "name": path.stem, "file": path.name, "path": path.name, "size": stat.st_size,
                       "dataset": None, "recipe": None, "finished_at": stat.st_mtime, "steps": None, "loss": None,
                       "metadata": library.safetensors_metadata(path), "samples": None, "trigger_word": None,
-                      "download_url": f"/api/library/files/{quote(path.name)}"})
+                      "library_file": path.name, "download_url": f"/api/library/files/{quote(path.name)}"})
     return loose
 
 
-def _same(a: Path, b: Path) -> bool:
-    try:
-        return os.path.samefile(a, b)
-    except OSError:
-        return False
+@bp.delete("/api/library/files/<name>")
+def delete_library_file(name):
+    """The LoRA leaves the library (and ComfyUI's folder, when the copy there is the same file). The page
+    deletes the job it came from next (DELETE /api/jobs/<id>); an API client may keep the job."""
+    removed = library.remove_from_library(workspace(), safe_name(name))
+    return jsonify({"deleted": name, "removed": [str(p) for p in removed]})
 
 
 @bp.get("/api/library/files/<name>")

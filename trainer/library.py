@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import filecmp
 import json
 import logging
 import os
@@ -40,9 +41,17 @@ def _place(source: Path, target: Path) -> None:
         raise
 
 
-def _same_file(a: Path, b: Path) -> bool:
+def same_file(a: Path, b: Path) -> bool:
     try:
         return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def _same_bytes(a: Path, b: Path) -> bool:
+    """One file, or two copies with the same content (publish copies where it cannot hard-link)."""
+    try:
+        return same_file(a, b) or filecmp.cmp(a, b, shallow=False)
     except OSError:
         return False
 
@@ -50,9 +59,35 @@ def _same_file(a: Path, b: Path) -> bool:
 def library_name(workspace: Workspace, job: Job, lora: Path) -> str:
     """The file's own name, unless another job's LoRA already has it."""
     target = workspace.loras / lora.name
-    if not target.exists() or _same_file(target, lora):
+    if not target.exists() or same_file(target, lora):
         return lora.name
     return f"{lora.stem}-{job.id}{lora.suffix}"
+
+
+def library_copy(workspace: Workspace, job: Job, lora: Path) -> Path | None:
+    """The job's LoRA in trainer/loras (under its own name, or <name>-<job id> when the name was taken)."""
+    for name in (lora.name, f"{lora.stem}-{job.id}{lora.suffix}"):
+        path = workspace.loras / name
+        if path.is_file() and _same_bytes(path, lora):
+            return path
+    return None
+
+
+def remove_from_library(workspace: Workspace, name: str) -> list[Path]:
+    """Deletes a LoRA from trainer/loras and its copy in ComfyUI's models/loras (only when that copy is the
+    same file or the same bytes: a different file of the same name there is not ours). Returns what went."""
+    path = confined(workspace.loras, name)
+    if not path.is_file() or path.suffix != ".safetensors":
+        raise ApiError(f"The library has no LoRA {name!r}.", 404)
+    removed = []
+    comfy = workspace.comfyui_loras
+    if comfy is not None and (comfy / path.name).is_file() and _same_bytes(comfy / path.name, path):
+        (comfy / path.name).unlink()
+        removed.append(comfy / path.name)
+    path.unlink()
+    removed.append(path)
+    log.info("removed from the library: %s", ", ".join(map(str, removed)))
+    return removed
 
 
 def publish(workspace: Workspace, job: Job, lora: Path) -> list[Path]:

@@ -1,7 +1,8 @@
-// LoRA library: every finished LoRA with its final base-vs-LoRA previews, proof files, metadata, size and a
-// download button.
+// LoRA library: every finished LoRA with its final base-vs-LoRA previews, proof files, metadata, size, a
+// download button and a delete button.
 (function () {
   const { esc, fmtDate, fmtLoss } = trainer;
+  let loras = [], comfy = null;  // what the cards show, for their Delete buttons
   async function load() {
     const data = await studio.api("/api/library");
     document.getElementById("library-dirs").textContent = `Files in ${data.library_dir}` +
@@ -11,7 +12,7 @@
       box.innerHTML = `<div class="empty panel">No finished LoRA yet. <a href="/new">Train one</a>; it appears here when it completes.</div>`;
       return;
     }
-    box.innerHTML = data.loras.map((l) => {
+    box.innerHTML = data.loras.map((l, index) => {
       // the final previews: base (LoRA off) beside LoRA on for the first prompts, else the plain images
       const pairs = l.samples && (l.samples.pairs || []).filter((p) => p.base).slice(0, 2);
       const shots = pairs && pairs.length ? pairs.map((p) =>
@@ -36,8 +37,29 @@
           ${l.loss != null ? `<dt>final loss</dt><dd>${fmtLoss(l.loss)}</dd>` : ""}<dt>${l.job_id ? "finished" : "modified"}</dt><dd>${fmtDate(l.finished_at)}</dd></dl>
         ${meta ? `<details><summary class="muted" style="cursor:pointer;font-size:12px">File metadata</summary><dl>${meta}</dl></details>` : ""}
         <div class="buttons"><a class="button primary" href="${esc(l.download_url)}" download>Download</a>
-          ${l.job_id ? `<a class="button" href="/jobs/${esc(l.job_id)}">Open job</a>` : '<span class="muted" style="font-size:12px;align-self:center">job deleted</span>'}</div></article>`;
+          ${l.job_id ? `<a class="button" href="/jobs/${esc(l.job_id)}">Open job</a>` : '<span class="muted" style="font-size:12px;align-self:center">job deleted</span>'}
+          <button type="button" class="danger" data-delete="${index}">Delete</button></div></article>`;
     }).join("");
+    loras = data.loras; comfy = data.comfyui_dir;
   }
+
+  // Delete: the file leaves the library (and ComfyUI's folder), and the job it came from goes with it.
+  async function remove(index) {
+    const l = loras[index];
+    if (!l) return;
+    const where = l.library_file ? (comfy ? "the LoRA library and ComfyUI's folder" : "the LoRA library") : "";
+    const what = [where, l.job_id ? "its training job (checkpoints, previews, log)" : ""].filter(Boolean).join(", and ");
+    if (!confirm(`Delete ${l.file}? This removes it from ${what}. It cannot be undone.`)) return;
+    try {
+      if (l.library_file) await studio.api(`/api/library/files/${encodeURIComponent(l.library_file)}`, { method: "DELETE" });
+      if (l.job_id) await studio.api(`/api/jobs/${encodeURIComponent(l.job_id)}`, { method: "DELETE" });
+      studio.toast(`Deleted ${l.file}.`, "ok");
+    } catch (e) { studio.toast(`Delete failed: ${e.message}`, "error"); }
+    load();
+  }
+  document.getElementById("library").addEventListener("click", (ev) => {
+    const b = ev.target.closest("button[data-delete]");
+    if (b) remove(Number(b.dataset.delete));
+  });
   load().catch((e) => studio.toast(e.message, "error", 8000));
 })();
