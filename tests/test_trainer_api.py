@@ -321,6 +321,24 @@ def test_a_lora_deleted_from_the_library_leaves_comfyui_too_but_never_a_stranger
     assert client.delete("/api/library/files/notes.txt").status_code == 404
 
 
+def test_a_loose_lora_that_shares_a_name_with_a_jobs_lora_is_still_listed(client, app, store, dataset):
+    from tests.test_trainer_worker import _fake_safetensors
+    from trainer import library
+
+    workspace = app.config["STUDIO_WORKSPACE"]
+    (workspace.loras / "tiny-lora.safetensors").parent.mkdir(parents=True, exist_ok=True)
+    (workspace.loras / "tiny-lora.safetensors").write_bytes(b"a LoRA whose job was deleted")
+    job_id = client.post("/api/jobs", json=_body(dataset)).get_json()["job"]["id"]
+    job = store.claim("train", "1:x")
+    lora = workspace.jobs / job_id / "lora" / "tiny-lora.safetensors"
+    _fake_safetensors(lora)
+    library.publish(workspace, job, lora)  # the name is taken: kept as tiny-lora-<job id>
+    store.finish(job_id, "completed", message="done", lora_path=str(lora))
+    listed = client.get("/api/library").get_json()["loras"]
+    assert [(e["job_id"], e["library_file"]) for e in listed] == [
+        (job_id, f"tiny-lora-{job_id}.safetensors"), (None, "tiny-lora.safetensors")]
+
+
 def test_event_stream_sends_heartbeats_while_nothing_changes(client, monkeypatch):
     from trainer import events
 
