@@ -332,8 +332,8 @@ def test_a_loose_lora_that_shares_a_name_with_a_jobs_lora_is_still_listed(client
     job = store.claim("train", "1:x")
     lora = workspace.jobs / job_id / "lora" / "tiny-lora.safetensors"
     _fake_safetensors(lora)
-    library.publish(workspace, job, lora)  # the name is taken: kept as tiny-lora-<job id>
-    store.finish(job_id, "completed", message="done", lora_path=str(lora))
+    (placed, *_) = library.publish(workspace, job, lora)  # the name is taken: kept as tiny-lora-<job id>
+    store.finish(job_id, "completed", message="done", lora_path=str(lora), result={"library_file": placed.name})
     listed = client.get("/api/library").get_json()["loras"]
     assert [(e["job_id"], e["library_file"]) for e in listed] == [
         (job_id, f"tiny-lora-{job_id}.safetensors"), (None, "tiny-lora.safetensors")]

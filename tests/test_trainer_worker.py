@@ -185,7 +185,7 @@ def test_job_completes_publishes_lora_and_signs_webhooks(make_settings, receiver
     done = worker.run_once()
     assert done.status == "completed", done.error
     assert done.step == 4 and done.loss == pytest.approx(0.25)
-    assert (worker.workspace.loras / "fake.safetensors").is_file()
+    assert (worker.workspace.loras / "fake.safetensors").is_file() and done.result["library_file"] == "fake.safetensors"
     assert (settings.root / "ComfyUI" / "models" / "loras" / "fake.safetensors").is_file()
     unload = caption.wait(1)[0]
     assert unload["path"] == "/unload" and unload["headers"]["Authorization"] == "Bearer pw"

@@ -65,7 +65,12 @@ def library_name(workspace: Workspace, job: Job, lora: Path) -> str:
 
 
 def library_copy(workspace: Workspace, job: Job, lora: Path) -> Path | None:
-    """The job's LoRA in trainer/loras (under its own name, or <name>-<job id> when the name was taken)."""
+    """The job's LoRA in trainer/loras, as the worker recorded it when it placed it there; for jobs of
+    earlier releases, found under its own name or <name>-<job id> (the name was taken) by its content."""
+    recorded = (job.result or {}).get("library_file")
+    if recorded:
+        path = confined(workspace.loras, recorded)
+        return path if path.is_file() else None
     for name in (lora.name, f"{lora.stem}-{job.id}{lora.suffix}"):
         path = workspace.loras / name
         if path.is_file() and _same_bytes(path, lora):

@@ -274,6 +274,7 @@ class Worker:
         try:
             placed = library.publish(self.workspace, job, Path(lora))
             note = " Copied to " + " and ".join(_relative(p, self.settings.root) for p in placed) + "."
+            result = {**result, "library_file": placed[0].name}  # which library file is this job's
         except OSError as exc:
             log.error("job %s: could not copy the LoRA to the library: %s", job.id, exc)
             note = f" It stays in the job folder: copying it to the LoRA library failed ({exc.strerror or exc})."
