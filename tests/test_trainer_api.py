@@ -339,6 +339,33 @@ def test_a_loose_lora_that_shares_a_name_with_a_jobs_lora_is_still_listed(client
         (job_id, f"tiny-lora-{job_id}.safetensors"), (None, "tiny-lora.safetensors")]
 
 
+def test_queued_jobs_say_when_they_should_start_and_be_done(client, app, store, dataset):
+    from trainer.recipes import get_recipe
+
+    ids = [client.post("/api/jobs", json=_body(dataset, steps=steps)).get_json()["job"]["id"] for steps in (40, 20, 10)]
+    recipe = get_recipe("zimage-turbo")
+
+    def whole(steps):  # what the recipe says for the job: 4 images of 64x64 px, demo mode
+        config = recipe.config_from_dict({**TINY_CONFIG, "steps": steps})
+        return recipe.estimate(config, 4, None, True, [(64, 64)] * 4).seconds
+
+    idle = client.get("/api/jobs").get_json()["schedule"]  # nothing runs: the first starts now
+    assert idle[ids[0]] == {"starts_in_s": 0, "done_in_s": round(whole(40))}
+    running = store.claim("train", process_token())
+    assert running.id == ids[0]
+
+    # while the running job loads it has no measured ETA: its own estimate stands in
+    schedule = client.get("/api/jobs").get_json()["schedule"]
+    assert schedule[ids[1]]["starts_in_s"] == round(whole(40))
+    store.progress(running.id, {"step": 10, "eta_s": 100.0})  # measured from here on
+    schedule = client.get("/api/jobs").get_json()["schedule"]
+    assert schedule[ids[1]] == {"starts_in_s": 100, "done_in_s": round(100 + whole(20))}
+    assert schedule[ids[2]] == {"starts_in_s": round(100 + whole(20)), "done_in_s": round(100 + whole(20) + whole(10))}
+    detail = client.get(f"/api/jobs/{ids[2]}").get_json()
+    assert detail["queue_position"] == 2 and detail["schedule"] == schedule[ids[2]]
+    assert client.get(f"/api/jobs/{ids[0]}").get_json()["schedule"] is None
+
+
 def test_event_stream_sends_heartbeats_while_nothing_changes(client, monkeypatch):
     from trainer import events
 

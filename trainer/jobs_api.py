@@ -14,6 +14,7 @@ from studio.web import ApiError, json_body
 from studio.workspace import Workspace, safe_name
 from trainer import library
 from trainer.recovery import reconcile
+from trainer.schedule import schedule
 from trainer.step_dirs import latest_checkpoint_step
 from trainer.submit import JobInvalid, submit_job
 from trainer.validation import validate
@@ -94,8 +95,18 @@ def validate_job():
 def list_jobs():
     keep_states_honest()
     jobs = store().list(kind="train", limit=min(int(request.args.get("limit", 200)), 1000))
+    queue = store().queue()
     return jsonify({"jobs": [job.public() for job in jobs], "workers": store().workers(),
-                    "queue": [job.id for job in store().queue()]})
+                    "queue": [job.id for job in queue], "schedule": queue_schedule(queue)})
+
+
+def queue_schedule(queue: list[Job] | None = None) -> dict[str, dict]:
+    """When each queued job should start and be done (trainer.schedule): rough, from the estimates."""
+    queue = store().queue() if queue is None else queue
+    if not queue:
+        return {}
+    running = store().list(("running",), kind="train", limit=10)
+    return schedule(current_app.config["STUDIO_SETTINGS"], running, queue)
 
 
 @bp.post("/api/jobs")
@@ -120,12 +131,14 @@ def job_detail(job: Job) -> dict:
             lora_info = {"file": lora.name, "path": relative, "size": lora.stat().st_size}
         except (ValueError, OSError):
             lora_info = None
-    position = None
+    position = planned = None
     if job.status == "queued":
-        queue = [queued.id for queued in store().queue()]
-        position = queue.index(job.id) + 1 if job.id in queue else None
+        queue = store().queue()
+        ids = [queued.id for queued in queue]
+        position = ids.index(job.id) + 1 if job.id in ids else None
+        planned = queue_schedule(queue).get(job.id)
     return {"job": job.public(), "checkpoints": library.checkpoints(job_dir), "lora": lora_info,
-            "latest_checkpoint": latest_checkpoint_step(job_dir), "queue_position": position,
+            "latest_checkpoint": latest_checkpoint_step(job_dir), "queue_position": position, "schedule": planned,
             "proof": library.proof(job_dir) if lora_info else None}
 
 

@@ -38,12 +38,21 @@
     }).join('<hr style="border-color:var(--border)">');
   }
 
-  function renderQueue(jobs) {
+  // "≈ 25m (about 11:40)": a rough duration from now, with the clock time it lands on.
+  function fromNow(seconds) {
+    const at = new Date(Date.now() + seconds * 1000).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+    return `≈ ${fmtD(seconds)} (about ${at})`;
+  }
+
+  function renderQueue(jobs, schedule) {
     const queued = jobs.filter((j) => j.status === "queued").reverse();
-    document.getElementById("queue-count").textContent = queued.length ? `${queued.length} waiting` : "";
+    const last = queued.length && schedule[queued[queued.length - 1].id];
+    document.getElementById("queue-count").textContent = queued.length
+      ? `${queued.length} waiting${last ? ` · all done in ${fromNow(last.done_in_s)}` : ""}` : "";
     document.getElementById("queue").innerHTML = queued.length ? `<table><tbody>${queued.map((j, i) => `
       <tr class="job-row"><td class="muted">${i + 1}</td><td><a href="/jobs/${esc(j.id)}">${esc(j.name)}</a>
-      <div class="muted" style="font-size:12px">${esc(j.dataset)} · ${studio.plural(j.total_steps, "step")}</div></td>
+      <div class="muted" style="font-size:12px">${esc(j.dataset)} · ${studio.plural(j.total_steps, "step")}${!schedule[j.id] ? ""
+        : schedule[j.id].starts_in_s < 30 ? " · starts now" : ` · starts in ${fromNow(schedule[j.id].starts_in_s)}`}</div></td>
       <td style="text-align:right"><button data-cancel="${esc(j.id)}">Cancel</button></td></tr>`).join("")}</tbody></table>`
       : `<div class="empty">The queue is empty.</div>`;
   }
@@ -65,7 +74,7 @@
   function render(data) {
     workerChip(data.workers || [], data.jobs);
     renderNow(data.jobs, data.workers || []);
-    renderQueue(data.jobs);
+    renderQueue(data.jobs, data.schedule || {});
     renderRecent(data.jobs);
   }
 

@@ -29,6 +29,8 @@
     $("s-mem").textContent = job.gpu_mem_gb != null ? `${job.gpu_mem_gb.toFixed(1)} GB` : "–";
     let msg = job.status === "running" ? "" : job.message || "";
     if (detail.queue_position) msg += ` Position in the queue: ${detail.queue_position}.`;
+    if (detail.schedule) msg += ` It should start in about ${studio.formatDuration(detail.schedule.starts_in_s)} and be done ` +
+      `in about ${studio.formatDuration(detail.schedule.done_in_s)} (a rough estimate).`;
     $("message").hidden = !msg; $("message").textContent = msg;
     $("error").hidden = !job.error; $("error").textContent = job.error || "";
     const notices = job.notices || [];  // what the run changed on its own: recomputation, skipped previews

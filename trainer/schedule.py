@@ -1,0 +1,78 @@
+"""When each queued training job should start and be done, for people who queue several jobs and leave:
+the running job's measured ETA (its estimate while it loads), then each queued job's estimate in queue
+order. Estimates come from the recipe's model and the images each job trains on (rough, and said so)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+
+from studio.jobs import Job
+from studio.settings import Settings
+from studio.workspace import Workspace
+from trainer.validation import IMAGE_SUFFIXES, detect_gpu, image_size
+
+log = logging.getLogger(__name__)
+
+_estimates: dict[tuple[str, float], float | None] = {}  # (job id, updated_at) -> seconds for the whole run
+_lock = threading.Lock()
+
+
+def job_seconds(settings: Settings, job: Job) -> float | None:
+    """The recipe's estimate for the whole job (None when it cannot be made); cached while the job row
+    does not change, since queued jobs are listed on every update of the running one."""
+    key = (job.id, job.updated_at)
+    with _lock:
+        if key in _estimates:
+            return _estimates[key]
+    seconds = _estimate(settings, job)
+    with _lock:
+        if len(_estimates) > 1000:
+            _estimates.clear()
+        _estimates[key] = seconds
+    return seconds
+
+
+def _estimate(settings: Settings, job: Job) -> float | None:
+    from trainer.recipes import ConfigError, get_recipe
+    from trainer.run_job import training_data
+
+    try:
+        recipe = get_recipe(job.recipe or "zimage-turbo")
+        config = recipe.config_from_dict(job.config)
+        folder = training_data(Workspace(settings.root), job)
+        names = [n for n in os.listdir(folder) if os.path.splitext(n)[1].lower() in IMAGE_SUFFIXES]
+    except (ConfigError, LookupError, OSError, ValueError) as exc:
+        log.debug("no estimate for job %s: %s", job.id, exc)
+        return None
+    sizes = [size for size in (image_size(folder / name) for name in names) if size]
+    gpu = detect_gpu()
+    return recipe.estimate(config, len(names), gpu.name if gpu else None, settings.demo, sizes).seconds
+
+
+def _remaining(settings: Settings, job: Job) -> float | None:
+    if job.status == "running" and job.eta_s is not None:
+        return job.eta_s  # measured
+    whole = job_seconds(settings, job)
+    if whole is None:
+        return None
+    return whole * (1 - job.done / job.total) if job.total else whole  # a resumed job has steps behind it
+
+
+def schedule(settings: Settings, running: list[Job], queue: list[Job]) -> dict[str, dict]:
+    """{job id: {starts_in_s, done_in_s}} for the queued jobs, in queue order, as far as estimates go."""
+    clock = 0.0
+    for job in running:
+        left = _remaining(settings, job)
+        if left is None:
+            return {}
+        clock += left
+    out = {}
+    for job in queue:
+        left = _remaining(settings, job)
+        if left is None:
+            break
+        out[job.id] = {"starts_in_s": round(clock), "done_in_s": round(clock + left)}
+        clock += left
+    return out
