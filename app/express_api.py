@@ -20,6 +20,7 @@ from app.store import NotFound, slugify, summary
 from studio.jobs import ACTIVE, Job
 from studio.web import ApiError, json_body
 from trainer import library
+from trainer.schedule import schedule
 
 bp = Blueprint("express", __name__)
 
@@ -130,8 +131,17 @@ def _stage(stage: str, job: Job | None, express_row: Job) -> dict:
            "errors": job.errors[:50], "result": job.result}
     if stage == "train":
         out.update({"loss": job.loss, "job_page": f"/jobs/{job.id}", "edit_settings": f"/new?from={job.id}",
-                    "dataset_version": job.dataset_version})
+                    "dataset_version": job.dataset_version, "schedule": _train_schedule(job)})
     return out
+
+
+def _train_schedule(train: Job) -> dict | None:
+    """When a queued training stage should start and be done, behind the trainer's other jobs."""
+    if train.status != "queued":
+        return None
+    jobs = context.jobs()
+    running = jobs.list(("running",), kind="train", limit=10)
+    return schedule(context.settings(), running, jobs.queue()).get(train.id)
 
 
 def _training_outputs(express_id: str, train: Job) -> dict:
@@ -146,6 +156,7 @@ def _training_outputs(express_id: str, train: Job) -> dict:
     out: dict = {"samples": shots}
     if train.status == "completed":
         lora = library.final_lora(train, job_dir)
+        copy = library.library_copy(workspace, train, lora) if lora else None  # <name>-<job id> when taken
         found = library.proof(job_dir) or {}
         comfy = workspace.comfyui_loras
         out["proof"] = {
@@ -154,8 +165,8 @@ def _training_outputs(express_id: str, train: Job) -> dict:
             "lora_bytes": lora.stat().st_size if lora else None,
             "grid": library.file_url(train.id, found["grid"], here) if found.get("grid") else None,
             "readme": library.file_url(train.id, found["readme"], here) if found.get("readme") else None,
-            "library_path": str(workspace.loras / lora.name) if lora else None,
-            "comfyui_path": str(comfy / lora.name) if comfy and lora and (comfy / lora.name).exists() else None,
+            "library_path": str(copy) if copy else None,
+            "comfyui_path": str(comfy / copy.name) if comfy and copy and (comfy / copy.name).exists() else None,
         }
     return out
 

@@ -189,6 +189,8 @@ def test_zip_to_lora_with_base_and_lora_samples(studio):
     assert plan["config"]["trigger_word"] == "zxcat" and plan["images"] == 6 and plan["estimate_device"] == "demo"
     train = run["stages"][3]
     assert train["edit_settings"] == f"/new?from={train['job_id']}" and train["dataset_version"]
+    # queued with nothing ahead of it: it starts as soon as the worker is there, and says how long it takes
+    assert train["status"] == "queued" and train["schedule"]["starts_in_s"] == 0 and train["schedule"]["done_in_s"] > 0
     _run_worker(settings)
     run = _drive(app, express_id, lambda r: r["express"]["status"] != "running")
     assert run["express"]["status"] == "completed", run["express"]

@@ -110,6 +110,10 @@
     const text = s.error || s.message;
     if (text && s.status !== "waiting") body += `<div class="msg">${esc(text)}</div>`;
     if (s.errors && s.errors.length) body += `<div class="msg">${s.errors.length} image(s) could not be captioned</div>`;
+    if (s.schedule && s.schedule.starts_in_s >= 5) {  // queued behind other training jobs
+      body += `<div class="msg">Other training jobs run first: starts in about ${formatDuration(s.schedule.starts_in_s)}, ` +
+        `done in about ${formatDuration(s.schedule.done_in_s)}.</div>`;
+    }
     if (s.stage === "train" && s.job_page) body += `<div class="msg"><a href="${esc(trainer(s.job_page))}" target="_blank" rel="noopener">Open the job page</a></div>`;
     return `<li class="x-stage ${esc(s.status)}" data-stage="${esc(s.stage)}"><h3>${STAGE_TITLES[s.stage]}<span class="state">${esc(state)}</span></h3><div class="body">${body}</div></li>`;
   }
@@ -163,7 +167,8 @@
     if (proof.lora) links.push(`<a class="button primary" id="x-download" href="${esc(proof.lora)}" download>Download ${esc(proof.lora_file)} (${formatBytes(proof.lora_bytes)})</a>`);
     if (proof.readme) links.push(`<a class="button" href="${esc(proof.readme)}" target="_blank" rel="noopener">README.txt</a>`);
     $("x-done").innerHTML = `<h3>Your LoRA is ready</h3><div class="x-links">${links.join("")}</div>
-      <p class="muted">Copied to <code>${esc(proof.library_path || "")}</code>${proof.comfyui_path ? ` and to ComfyUI: <code>${esc(proof.comfyui_path)}</code>` : " (install ComfyUI in the workspace to have it copied there too)"}.</p>
+      <p class="muted">${!proof.library_path ? "It is no longer in the LoRA library (deleted from it); the download above still works."
+        : `Copied to <code>${esc(proof.library_path)}</code>${proof.comfyui_path ? ` and to ComfyUI: <code>${esc(proof.comfyui_path)}</code>` : " (install ComfyUI in the workspace to have it copied there too)"}.`}</p>
       ${proof.grid ? `<img class="x-grid" id="x-grid" src="${esc(proof.grid)}" alt="Base model and LoRA side by side">` : ""}`;
   }
 
