@@ -20,7 +20,7 @@ from app.store import NotFound, slugify, summary
 from studio.jobs import ACTIVE, Job
 from studio.web import ApiError, json_body
 from trainer import library
-from trainer.schedule import schedule
+from trainer.schedule import queue_schedule
 
 bp = Blueprint("express", __name__)
 
@@ -139,9 +139,7 @@ def _train_schedule(train: Job) -> dict | None:
     """When a queued training stage should start and be done, behind the trainer's other jobs."""
     if train.status != "queued":
         return None
-    jobs = context.jobs()
-    running = jobs.list(("running",), kind="train", limit=10)
-    return schedule(context.settings(), running, jobs.queue()).get(train.id)
+    return queue_schedule(context.settings(), context.jobs()).get(train.id)
 
 
 def _training_outputs(express_id: str, train: Job) -> dict:

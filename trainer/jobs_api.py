@@ -12,9 +12,8 @@ from studio import exports
 from studio.jobs import Job, JobNotFound, JobStore
 from studio.web import ApiError, json_body
 from studio.workspace import Workspace, safe_name
-from trainer import library
+from trainer import library, schedule
 from trainer.recovery import reconcile
-from trainer.schedule import schedule
 from trainer.step_dirs import latest_checkpoint_step
 from trainer.submit import JobInvalid, submit_job
 from trainer.validation import validate
@@ -102,11 +101,7 @@ def list_jobs():
 
 def queue_schedule(queue: list[Job] | None = None) -> dict[str, dict]:
     """When each queued job should start and be done (trainer.schedule): rough, from the estimates."""
-    queue = store().queue() if queue is None else queue
-    if not queue:
-        return {}
-    running = store().list(("running",), kind="train", limit=10)
-    return schedule(current_app.config["STUDIO_SETTINGS"], running, queue)
+    return schedule.queue_schedule(current_app.config["STUDIO_SETTINGS"], store(), queue)
 
 
 @bp.post("/api/jobs")

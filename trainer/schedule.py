@@ -8,7 +8,7 @@ import logging
 import os
 import threading
 
-from studio.jobs import Job
+from studio.jobs import Job, JobStore
 from studio.settings import Settings
 from studio.workspace import Workspace
 from trainer.validation import IMAGE_SUFFIXES, detect_gpu, image_size
@@ -76,3 +76,11 @@ def schedule(settings: Settings, running: list[Job], queue: list[Job]) -> dict[s
         out[job.id] = {"starts_in_s": round(clock), "done_in_s": round(clock + left)}
         clock += left
     return out
+
+
+def queue_schedule(settings: Settings, store: JobStore, queue: list[Job] | None = None) -> dict[str, dict]:
+    """The schedule of the training queue as it stands in `store` (`queue`: store.queue(), when at hand)."""
+    queue = store.queue() if queue is None else queue
+    if not queue:
+        return {}
+    return schedule(settings, store.list(("running",), kind="train", limit=10), queue)
