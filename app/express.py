@@ -146,9 +146,13 @@ def _start_train(express: Job, relaunch: bool) -> Job:
     payload = {"name": plan.name, "dataset": _settings(express)["export_name"], "config": plan.config,
                "dataset_version": export.dataset_version if export else None}
     try:
-        job, _, _ = submit_job(context.settings(), context.jobs(), payload, parent_id=express.id)
+        job, _, report = submit_job(context.settings(), context.jobs(), payload, parent_id=express.id)
     except JobInvalid as exc:
         raise ExpressError(str(exc)) from None
+    disk = [w["message"] for w in report.warnings if w["field"] == "keep_last"]  # it may not fit the volume
+    if disk:
+        plan.warnings.extend(disk)
+        context.jobs().update(express.id, config={**_settings(express), "plan": plan.to_dict()})
     return job
 
 

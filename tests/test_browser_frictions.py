@@ -52,6 +52,7 @@ def test_new_job_form_follows_the_dataset(studio, page, viewport, artifacts_dir)
     # the estimate says what it is, and the recipe's step count for 7 images (the duplicate left out) is one click
     expect(page.locator("#est-time .est-kind")).to_have_text("demo")
     expect(page.locator("#est-device")).to_contain_text("Demo estimate")
+    expect(page.locator("#est-device")).to_contain_text("On disk it takes up to")
     expect(page.locator("#steps-hint-text")).to_have_text("For 7 images the recipe suggests 700 steps.")
     page.click("#use-steps")
     expect(page.locator("#f-steps")).to_have_value("700")

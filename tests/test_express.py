@@ -175,7 +175,10 @@ def test_sample_prompts_use_the_captions_and_a_new_scene_per_kind():
 
 # -- the whole chain ----------------------------------------------------------------------------------
 @pytest.mark.slow
-def test_zip_to_lora_with_base_and_lora_samples(studio):
+def test_zip_to_lora_with_base_and_lora_samples(studio, monkeypatch):
+    from trainer import validation
+
+    monkeypatch.setattr(validation, "free_bytes", lambda root: 1000)  # a nearly full volume: the plan warns
     settings, app, client, made = _new_run(studio)
     express_id, dataset_id = made["express"]["id"], made["express"]["dataset"]
     assert made["express"]["phase"] == "upload" and made["stages"][0]["status"] == "waiting"
@@ -187,6 +190,7 @@ def test_zip_to_lora_with_base_and_lora_samples(studio):
     assert dataset["images"] == 6 and dataset["captioned"] == 6 and dataset["trigger_word"] == "zxcat"
     plan = run["plan"]
     assert plan["config"]["trigger_word"] == "zxcat" and plan["images"] == 6 and plan["estimate_device"] == "demo"
+    assert any(w.startswith("This job writes up to about") for w in plan["warnings"]), plan["warnings"]
     train = run["stages"][3]
     assert train["edit_settings"] == f"/new?from={train['job_id']}" and train["dataset_version"]
     # queued with nothing ahead of it: it starts as soon as the worker is there, and says how long it takes

@@ -185,3 +185,18 @@ def test_name_helpers():
     assert len(unique_name("a" * 90, {"a" * 80})) == 80 and unique_name("a" * 90, {"a" * 80}).endswith("-2")
     assert plural(1, "image") == "1 image" and plural(2, "match", "matches") == "2 matches"
     assert name_list(["a", "b", "c", "d", "e"]) == "a, b, c and 2 more" and name_list(["a"]) == "a"
+
+
+def test_a_job_that_would_fill_the_disk_is_warned_about(trainer_client, monkeypatch):
+    from trainer import validation
+
+    app, client = trainer_client
+    make_export(app.config["STUDIO_SETTINGS"].root, "tiny-set", count=4)
+    body = {"dataset": "tiny-set", "config": TINY_CONFIG}
+    roomy = client.post("/api/jobs/validate", json=body).get_json()
+    assert roomy["estimated_disk_gb"] > 0 and not [w for w in roomy["warnings"] if w["field"] == "keep_last"]
+    monkeypatch.setattr(validation, "free_bytes", lambda root: 1000)
+    tight = client.post("/api/jobs/validate", json=body).get_json()
+    (warning,) = [w["message"] for w in tight["warnings"] if w["field"] == "keep_last"]
+    assert warning.startswith("This job writes up to about 500.0 KB") and "has 1.0 KB free" in warning
+    assert "keep fewer checkpoints" in warning and tight["ok"]  # a warning: the job can still start

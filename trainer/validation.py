@@ -19,7 +19,8 @@ from urllib.parse import urlparse
 from PIL import Image, UnidentifiedImageError
 
 from studio import exports
-from studio.model_status import download_state
+from studio.disk import free_bytes
+from studio.model_status import download_state, format_bytes
 from studio.registry import model_paths
 from studio.settings import Settings
 from studio.text import name_list, plural
@@ -38,6 +39,7 @@ class Report:
     warnings: list[dict] = field(default_factory=list)
     estimated_duration_s: float | None = None
     estimated_memory_gb: float | None = None
+    estimated_disk_gb: float | None = None  # the most the job holds on disk at once
     estimate_device: str | None = None  # "gpu", "cpu" or "demo": what kind of guess the estimate is
     suggested_steps: int | None = None  # what the recipe's step rule gives for this many images
     device: str = "cpu"
@@ -297,6 +299,17 @@ def _check_models(settings: Settings, report: Report) -> None:
                                   "download (listed in models.txt) to finish.")
 
 
+def _check_disk(settings: Settings, needed_gb: float, report: Report) -> None:
+    """A job that cannot fit its checkpoints would fail when the disk fills, maybe hours in: say so first."""
+    free = free_bytes(settings.root)
+    if free is None or needed_gb * 1e9 <= free:
+        return
+    report.warn("keep_last", f"This job writes up to about {format_bytes(needed_gb * 1e9)} (its checkpoints, the "
+                             f"LoRA, the previews), but {settings.root} has {format_bytes(free)} free: it would stop "
+                             "when the disk fills. Free space (old jobs and their checkpoints, export versions no job "
+                             "needs, Recently deleted) or keep fewer checkpoints.")
+
+
 def validate(settings: Settings, payload: dict) -> Report:
     """The full check; `report.ok` is False when any error was found."""
     report = Report()
@@ -325,4 +338,6 @@ def validate(settings: Settings, payload: dict) -> Report:
                                          f"{gpu.memory_gb:.0f} GB: pick a smaller memory preset.")
         if gpu is None and not settings.demo:
             report.warn(None, "No GPU found: training the full model on the CPU would take days.")
+        report.estimated_disk_gb = guess.disk_gb
+        _check_disk(settings, guess.disk_gb, report)
     return report

@@ -39,6 +39,21 @@ class Estimate:
     seconds: float
     memory_gb: float
     device: str  # "gpu", "cpu" or "demo": the UI says which kind of guess it is
+    disk_gb: float = 0.0  # what the job writes at most: its kept checkpoints, the LoRA, the previews
+
+
+# LoRA parameters per rank of the demo model (measured: 98,176 at rank 32); the real one is LORA_PARAMS_PER_RANK
+DEMO_LORA_PARAMS_PER_RANK = 3068
+PNG_BYTES_PER_MEGAPIXEL = 2.5e6  # at most: a noisy 1024 px preview (the demo's) is 2.5 MB, photos 1-2 MB
+
+
+def disk_bytes(config, renders: int, demo: bool) -> float:
+    """The most a job holds on disk at once: `keep_last` checkpoints (the float32 LoRA plus the optimizer
+    state, measured at 4x the LoRA), the final LoRA, and its previews."""
+    lora = (DEMO_LORA_PARAMS_PER_RANK if demo else LORA_PARAMS_PER_RANK) * config.rank * 4
+    checkpoints = min(config.keep_last, max(1, config.steps // config.save_every))
+    previews = renders * config.sample_width * config.sample_height / 1024**2 * PNG_BYTES_PER_MEGAPIXEL
+    return checkpoints * lora * 4 + lora + previews
 
 
 def suggested_steps(images: int) -> int:
@@ -87,7 +102,7 @@ def estimate(config, images: int, gpu_name: str | None, demo: bool,
         # a render: its denoising steps (a forward each, about a third of a training step) and the VAE decode
         render_s = config.sample_steps * demo_step_seconds(sample_area) / 3 + 1.5 * sample_area
         seconds = 5 + config.steps * batch * demo_step_seconds(area) + renders * render_s
-        return Estimate(round(seconds, 1), 0.3, "demo")
+        return Estimate(round(seconds, 1), 0.3, "demo", round(disk_bytes(config, renders, True) / 1e9, 4))
     # (step time factor, GB of activations at 1024 px) per gradient_checkpointing mode: the activations
     # are measured (benchmarks/activation_memory.py), "on" is the mode the GPU speed was measured in, and
     # auto usually lands on selective blocks on a 24-48 GB card
@@ -105,4 +120,5 @@ def estimate(config, images: int, gpu_name: str | None, demo: bool,
     largest = max(areas) * config.batch_size
     activations = largest * per_megapixel
     memory = weights + lora + activations + 2.5  # + CUDA context, cached embeddings, allocator slack
-    return Estimate(round(seconds, 1), round(memory, 1), "gpu" if gpu_name else "cpu")
+    return Estimate(round(seconds, 1), round(memory, 1), "gpu" if gpu_name else "cpu",
+                    round(disk_bytes(config, renders, False) / 1e9, 4))

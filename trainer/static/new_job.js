@@ -175,6 +175,10 @@
       : report.estimate_device === "cpu"
         ? "CPU estimate: no GPU was found, so this is the CPU's time; a GPU pod takes a small fraction of it."
         : report.device ? `Estimates for ${report.device}; rough, for planning.` : "";
+    if (report.estimated_disk_gb) {  // the kept checkpoints dominate: keep_last x (LoRA + optimizer state)
+      $("est-device").textContent += ` On disk it takes up to ${studio.formatBytes(report.estimated_disk_gb * 1e9)} ` +
+        "(kept checkpoints, the LoRA, previews).";
+    }
     const steps = report.suggested_steps;
     const offer = steps && report.images && steps !== state.config.steps;
     $("steps-hint").hidden = !offer;
