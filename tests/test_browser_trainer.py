@@ -151,6 +151,8 @@ def test_train_from_the_form_and_download_the_lora(studio, artifacts_dir, tmp_pa
         page.screenshot(path=str(artifacts_dir / "trainer-library.png"), full_page=True)
         page.goto(studio + "/")
         expect(page.locator("#recent tbody tr")).to_have_count(1)
+        expect(page.locator("#storage-free")).to_contain_text("free of")
+        expect(page.locator("#storage tr[data-part=jobs]")).to_contain_text("Training jobs")
         expect(page.locator("#worker-chip")).to_have_text("worker idle")
         time.sleep(0.3)
         page.screenshot(path=str(artifacts_dir / "trainer-dashboard.png"), full_page=True)

@@ -85,5 +85,19 @@
     const row = e.target.closest("tr[data-job]");
     if (row && !e.target.closest("a, button")) location.href = `/jobs/${encodeURIComponent(row.dataset.job)}`;
   });
+  // Where the volume's space went (GET /api/storage, measured at most every 30 s), biggest part first.
+  async function loadStorage() {
+    try {
+      const d = await studio.api("/api/storage");
+      const used = d.total - d.free;
+      document.getElementById("storage-free").textContent = `${studio.formatBytes(d.free)} free of ${studio.formatBytes(d.total)}`;
+      document.getElementById("storage-bar").style.width = `${d.total ? (100 * used) / d.total : 0}%`;
+      document.getElementById("storage").innerHTML = d.parts.filter((p) => p.bytes > 0).sort((a, b) => b.bytes - a.bytes)
+        .map((p) => `<tr data-part="${esc(p.key)}"><td>${esc(p.label)}<div class="muted" style="font-size:11px">${esc(p.hint)}</div></td>
+          <td class="num">${studio.formatBytes(p.bytes)}</td></tr>`).join("");
+    } catch (e) { /* kept as it was; the next round retries */ }
+  }
+  loadStorage();
+  setInterval(loadStorage, 60_000);
   trainer.live("/api/events", { jobs: render }, "/api/jobs?limit=50", "jobs");
 })();
