@@ -98,11 +98,12 @@ def estimate(config, images: int, gpu_name: str | None, demo: bool,
     # each sample step renders every prompt with the LoRA, and without its trigger word; the base once
     per_prompt = 2 if config.trigger_word else 1
     renders = (samplings * per_prompt + 1) * len(config.sample_prompts)
+    disk_gb = round(disk_bytes(config, renders, demo) / 1e9, 4)
     if demo:  # the tiny model on a CPU: a few seconds to start, then per-step overhead and attention
         # a render: its denoising steps (a forward each, about a third of a training step) and the VAE decode
         render_s = config.sample_steps * demo_step_seconds(sample_area) / 3 + 1.5 * sample_area
         seconds = 5 + config.steps * batch * demo_step_seconds(area) + renders * render_s
-        return Estimate(round(seconds, 1), 0.3, "demo", round(disk_bytes(config, renders, True) / 1e9, 4))
+        return Estimate(round(seconds, 1), 0.3, "demo", disk_gb)
     # (step time factor, GB of activations at 1024 px) per gradient_checkpointing mode: the activations
     # are measured (benchmarks/activation_memory.py), "on" is the mode the GPU speed was measured in, and
     # auto usually lands on selective blocks on a 24-48 GB card
@@ -120,5 +121,4 @@ def estimate(config, images: int, gpu_name: str | None, demo: bool,
     largest = max(areas) * config.batch_size
     activations = largest * per_megapixel
     memory = weights + lora + activations + 2.5  # + CUDA context, cached embeddings, allocator slack
-    return Estimate(round(seconds, 1), round(memory, 1), "gpu" if gpu_name else "cpu",
-                    round(disk_bytes(config, renders, False) / 1e9, 4))
+    return Estimate(round(seconds, 1), round(memory, 1), "gpu" if gpu_name else "cpu", disk_gb)
