@@ -337,7 +337,10 @@ def test_sigterm_checkpoints_and_the_next_worker_continues(settings, studio_root
         second.send_signal(signal.SIGTERM)
         second.wait(30)
     assert done.status == "completed", done.error
-    assert f"fake: starting at step {at}" in (Workspace(settings.root).jobs / job.id / "log.txt").read_text()
+    log = (Workspace(settings.root).jobs / job.id / "log.txt").read_text()
+    assert f"fake: starting at step {at}" in log
+    (requeued,) = [line for line in log.splitlines() if "Queued again" in line]  # says where it goes on, once
+    assert requeued.endswith(f"It continues from the checkpoint at step {at}. Queued again."), requeued
 
 
 @pytest.mark.slow

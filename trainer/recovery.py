@@ -72,7 +72,9 @@ def reconcile(store: JobStore, jobs_root: Path, *, max_attempts: int = MAX_ATTEM
                 error=f"The worker stopped {job.attempts} times while running this job (last at step {job.step}); "
                       "it was not retried again. Check the worker log, then resume it.")
         else:
-            changed[job.id] = store.requeue(job.id, f"{job.message or 'Interrupted.'} Queued again: {hint}")
+            said = job.message or "Interrupted."  # a pod stop's message already says where it continues
+            changed[job.id] = store.requeue(job.id, f"{said} Queued again." if hint in said
+                                            else f"{said} Queued again: {hint}")
         now = changed[job.id]
         log.warning("job %s: %s", job.id, now.message)
         _tell_job_log(jobs_root / job.id, now.error or now.message)
