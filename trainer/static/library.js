@@ -47,9 +47,10 @@
   async function remove(index) {
     const l = loras[index];
     if (!l) return;
-    const where = l.library_file ? (comfy ? "the LoRA library and ComfyUI's folder" : "the LoRA library") : "";
-    const what = [where, l.job_id ? "its training job (checkpoints, previews, log)" : ""].filter(Boolean).join(", and ");
-    if (!confirm(`Delete ${l.file}? This removes it from ${what}. It cannot be undone.`)) return;
+    const parts = [];
+    if (l.library_file) parts.push(`removes it from ${comfy ? "the LoRA library and ComfyUI's folder" : "the LoRA library"}`);
+    if (l.job_id) parts.push("deletes its training job (checkpoints, previews, log)");
+    if (!confirm(`Delete ${l.file}? This ${parts.join(" and ")}. It cannot be undone.`)) return;
     try {
       if (l.library_file) await studio.api(`/api/library/files/${encodeURIComponent(l.library_file)}`, { method: "DELETE" });
       if (l.job_id) await studio.api(`/api/jobs/${encodeURIComponent(l.job_id)}`, { method: "DELETE" });
