@@ -172,11 +172,12 @@ def deleted_datasets(store: DatasetStore) -> list[dict]:
     found = []
     for folder in sorted(_entries(store), key=lambda f: f.name, reverse=True):
         meta = read_json(folder / "dataset.json", None)
-        if not isinstance(meta, dict):
-            continue
+        dataset_id = folder.name.partition("-")[2]
+        if not isinstance(meta, dict) or not dataset_id:
+            continue  # not one of ours: "<time>-<id>" with the dataset inside
         images = meta.get("images") or {}
         deleted_at = _deleted_at(folder)
-        found.append({"id": folder.name, "dataset_id": folder.name.split("-", 1)[1], "name": meta.get("name"),
+        found.append({"id": folder.name, "dataset_id": dataset_id, "name": meta.get("name"),
                       "images": len(images), "bytes": sum(r.get("bytes") or 0 for r in images.values()),
                       "deleted_at": deleted_at, "expires_at": deleted_at + TRASH_DAYS * 86400})
     return found
@@ -188,9 +189,9 @@ def restore_dataset(store: DatasetStore, entry: str) -> str:
         folder = confined(_deleted_root(store), entry)
     except UnsafePathError:
         raise NotFound(f"There is no deleted dataset {entry!r}.") from None
-    if not (folder / "dataset.json").is_file() or "-" not in entry:
+    wanted = entry.partition("-")[2]
+    if not (folder / "dataset.json").is_file() or not wanted:
         raise NotFound(f"There is no deleted dataset {entry!r}: restored, emptied, or older than {TRASH_DAYS} days.")
-    wanted = entry.split("-", 1)[1]
     with dataset_lock(store.root):  # the same lock that picks ids for new datasets
         dataset_id = wanted
         while (store.root / dataset_id).exists():

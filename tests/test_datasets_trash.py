@@ -152,5 +152,9 @@ def test_deleted_datasets_expire_after_a_week_and_can_be_removed_for_good(client
     client.delete(f"/api/datasets/{made['id']}")
     assert client.delete("/api/deleted-datasets").get_json() == {"removed": 1}
     assert not (studio_root / "datasets" / trash.TRASH_DIR).exists()
-    for entry in ("..", ".", "..%2F..%2Fstudio.db", "123", "nope"):
+    stray = studio_root / "datasets" / trash.TRASH_DIR / "stray"  # not "<time>-<id>": never listed or restored
+    stray.mkdir(parents=True)
+    (stray / "dataset.json").write_text("{}")
+    assert client.get("/api/deleted-datasets").get_json()["datasets"] == []
+    for entry in ("..", ".", "..%2F..%2Fstudio.db", "123", "nope", "stray"):
         assert client.post(f"/api/deleted-datasets/{entry}/restore").status_code in (400, 404), entry
