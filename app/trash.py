@@ -4,6 +4,7 @@ dataset moves its whole folder into datasets/.trash. Both are kept for TRASH_DAY
 emptying removes them at once.
 
     GET    /api/datasets/<id>/trash                   the batches, newest first
+    GET    /api/datasets/<id>/trash/<batch>/thumbs/<image>   a deleted image's thumbnail
     POST   /api/datasets/<id>/trash/<batch>/restore   puts a batch's images back (renamed if a name is taken)
     DELETE /api/datasets/<id>/trash                   empties it
     GET    /api/deleted-datasets                      deleted datasets, newest first
@@ -19,13 +20,14 @@ import shutil
 import time
 from pathlib import Path
 
-from flask import Blueprint, jsonify
+from flask import Blueprint, jsonify, send_file
 
 from app import context, imaging
 from app.importer import image_record
 from app.store import Dataset, DatasetStore, NotFound, dataset_lock, refresh_flags
 from studio.atomic import atomic_write_json, read_json
-from studio.workspace import UnsafePathError, confined
+from studio.thumbnails import UnreadableImage, cached_thumbnail
+from studio.workspace import UnsafePathError, confined, safe_name
 
 bp = Blueprint("trash", __name__)
 
@@ -219,6 +221,20 @@ def purge_expired_datasets(store: DatasetStore, now: float | None = None) -> Non
 def list_trash(dataset_id: str):
     found = batches(context.dataset(dataset_id))
     return jsonify({"batches": found, "keep_days": TRASH_DAYS})
+
+
+@bp.get("/api/datasets/<dataset_id>/trash/<batch>/thumbs/<name>")
+def trash_thumb(dataset_id: str, batch: str, name: str):
+    """A deleted image's thumbnail, so the list shows what a batch holds (kept in the batch, gone with it)."""
+    folder = _batch_folder(context.dataset(dataset_id), batch)
+    source = confined(folder, safe_name(name))
+    if not imaging.is_image_name(source.name) or not source.is_file():
+        raise NotFound(f"The batch has no image {name!r}.")
+    try:
+        thumb = cached_thumbnail(source, folder / ".thumbs" / f"{source.name}.webp")
+    except UnreadableImage:
+        raise NotFound("This image cannot be shown.") from None
+    return send_file(thumb, conditional=True, max_age=3600)
 
 
 @bp.post("/api/datasets/<dataset_id>/trash/<batch>/restore")

@@ -158,6 +158,8 @@ def test_dataset_manager_in_the_browser(studio_root, artifacts_dir, tmp_path):
         page.click("#btn-trash")
         expect(page.locator("#trash-list .trash-batch")).to_have_count(1)
         expect(page.locator("#trash-list")).to_contain_text("photo 03.png, photo 04.png")
+        expect(page.locator("#trash-list .trash-thumbs img")).to_have_count(2)
+        page.wait_for_function("[...document.querySelectorAll('#trash-list img')].every(i => i.naturalWidth > 0)")
         page.screenshot(path=str(shots / "08b-recently-deleted.png"))
         page.click("#trash-list button[data-restore]")
         expect(page.locator(".tile")).to_have_count(9)

@@ -35,6 +35,11 @@ def test_a_delete_can_be_undone_with_captions_and_records(client, dataset_id, st
     (batch,) = listed["batches"]
     assert batch["id"] == deleted["trash"] and batch["images"] == ["a.png", "b.png"] and batch["bytes"] > 0
     assert listed["keep_days"] == 7 and batch["expires_at"] - batch["deleted_at"] == 7 * 86400
+    thumbs = f"/api/datasets/{dataset_id}/trash/{batch['id']}/thumbs/"
+    shown = client.get(thumbs + "a.png")  # the list shows what a batch holds
+    assert shown.status_code == 200 and shown.mimetype == "image/webp"
+    for name in ("c.png", "..%2Fa.png", "deleted.json", ".thumbs"):
+        assert client.get(thumbs + name).status_code in (400, 404), name
 
     restored = client.post(f"/api/datasets/{dataset_id}/trash/{batch['id']}/restore").get_json()
     assert restored == {"restored": ["a.png", "b.png"], "renamed": {}}
@@ -42,6 +47,7 @@ def test_a_delete_can_be_undone_with_captions_and_records(client, dataset_id, st
     assert (folder / "a.txt").read_text() == "a red cat"
     assert client.get(f"/api/datasets/{dataset_id}/thumbs/a.png").status_code == 200
     assert client.get(f"/api/datasets/{dataset_id}/trash").get_json()["batches"] == []
+    assert client.get(thumbs + "a.png").status_code == 404  # the batch went back whole
     again = client.post(f"/api/datasets/{dataset_id}/trash/{batch['id']}/restore")
     assert again.status_code == 404 and "restored, emptied" in again.get_json()["error"]
 

@@ -21,6 +21,8 @@
         const when = new Date(b.deleted_at * 1000).toLocaleString([], { dateStyle: "medium", timeStyle: "short" });
         return `<div class="trash-batch"><div><b>${plural(b.images.length, "image")}</b>
           <span class="muted">· deleted ${esc(when)} · ${formatBytes(b.bytes)}</span>
+          <div class="trash-thumbs">${b.images.slice(0, 8).map((n) => `<img loading="lazy" alt="${esc(n)}" title="${esc(n)}"
+            src="${ds.base}/trash/${encodeURIComponent(b.id)}/thumbs/${encodeURIComponent(n)}">`).join("")}</div>
           <div class="muted trash-names">${esc(names(b.images))}</div></div>
           <button type="button" data-restore="${esc(b.id)}">Restore</button></div>`;
       }).join("") || `<p class="muted">Nothing was deleted.</p>`;
