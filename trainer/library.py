@@ -41,7 +41,7 @@ def _place(source: Path, target: Path) -> None:
         raise
 
 
-def same_file(a: Path, b: Path) -> bool:
+def _same_file(a: Path, b: Path) -> bool:
     try:
         return os.path.samefile(a, b)
     except OSError:
@@ -51,7 +51,7 @@ def same_file(a: Path, b: Path) -> bool:
 def _same_bytes(a: Path, b: Path) -> bool:
     """One file, or two copies with the same content (publish copies where it cannot hard-link)."""
     try:
-        return same_file(a, b) or filecmp.cmp(a, b, shallow=False)
+        return _same_file(a, b) or filecmp.cmp(a, b, shallow=False)
     except OSError:
         return False
 
@@ -59,7 +59,7 @@ def _same_bytes(a: Path, b: Path) -> bool:
 def library_name(workspace: Workspace, job: Job, lora: Path) -> str:
     """The file's own name, unless another job's LoRA already has it."""
     target = workspace.loras / lora.name
-    if not target.exists() or same_file(target, lora):
+    if not target.exists() or _same_file(target, lora):
         return lora.name
     return f"{lora.stem}-{job.id}{lora.suffix}"
 

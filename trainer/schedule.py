@@ -11,7 +11,7 @@ import threading
 from studio.jobs import Job, JobStore
 from studio.settings import Settings
 from studio.workspace import Workspace
-from trainer.validation import IMAGE_SUFFIXES, detect_gpu, image_size
+from trainer.validation import detect_gpu, image_names, image_size
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +42,7 @@ def _estimate(settings: Settings, job: Job) -> float | None:
         recipe = get_recipe(job.recipe or "zimage-turbo")
         config = recipe.config_from_dict(job.config)
         folder = training_data(Workspace(settings.root), job)
-        names = [n for n in os.listdir(folder) if os.path.splitext(n)[1].lower() in IMAGE_SUFFIXES]
+        names = image_names(os.listdir(folder))
     except (ConfigError, LookupError, OSError, ValueError) as exc:
         log.debug("no estimate for job %s: %s", job.id, exc)
         return None

@@ -150,6 +150,11 @@ def _check_config(payload: dict, report: Report):
     return parsed
 
 
+def image_names(entries: list[str]) -> list[str]:
+    """The images among a dataset folder's entries (hidden files left out)."""
+    return [e for e in entries if Path(e).suffix.lower() in IMAGE_SUFFIXES and not e.startswith(".")]
+
+
 def _check_dataset(workspace: Workspace, payload: dict, config: dict | None, report: Report) -> list[tuple[int, int]]:
     """Checks the dataset; returns the (width, height) of each image it could read, for the estimate."""
     name = payload.get("dataset")
@@ -177,7 +182,7 @@ def _check_dataset(workspace: Workspace, payload: dict, config: dict | None, rep
     except OSError as exc:
         report.error("dataset", f"The dataset folder cannot be read ({exc.strerror}).")
         return []
-    images = [e for e in entries if Path(e).suffix.lower() in IMAGE_SUFFIXES and not e.startswith(".")]
+    images = image_names(entries)
     report.images = len(images)
     if not images:
         report.error("dataset", f"The dataset {name!r} has no images (.jpg, .png, .webp).")
