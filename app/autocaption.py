@@ -187,7 +187,7 @@ def options_from(body: dict, dataset: Dataset) -> dict:
     names = dataset.image_names()
     wanted = body.get("names")
     if wanted is not None:
-        if not isinstance(wanted, list):
+        if not isinstance(wanted, list) or not all(isinstance(n, str) for n in wanted):
             raise ApiError("'names' must be a list of image names.", 422)
         names = [n for n in names if n in set(wanted)]
     if not names:

@@ -72,7 +72,7 @@ def update_dataset(dataset_id: str):
         except ValueError as exc:
             raise ApiError(str(exc), 422) from None
         if "cover" in body:
-            if body["cover"] not in meta["images"]:
+            if not isinstance(body["cover"], str) or body["cover"] not in meta["images"]:
                 raise ApiError("The cover must be an image of this dataset.", 422)
             meta["cover"] = body["cover"]
         dataset.save_meta(meta)

@@ -8,21 +8,11 @@ from werkzeug.exceptions import NotFound as HttpNotFound
 from app import context, trash
 from app.store import caption_version, natural_key
 from studio.thumbnails import UnreadableImage, cached_thumbnail
-from studio.web import ApiError, json_body
+from studio.web import ApiError, int_arg, json_body
 
 bp = Blueprint("images", __name__)
 FILTERS = {"all", "uncaptioned", "captioned", "flagged", "duplicates", "small"}
 MAX_LIMIT = 500
-
-
-def _int_arg(name: str, default: int, low: int, high: int) -> int:
-    raw = request.args.get(name)
-    if raw in (None, ""):
-        return default
-    try:
-        return max(low, min(high, int(raw)))
-    except ValueError:
-        raise ApiError(f"'{name}' must be a whole number.", 400) from None
 
 
 def _matches(kind: str, caption: str | None, flags: dict) -> bool:
@@ -47,8 +37,8 @@ def list_images(dataset_id: str):
     if kind not in FILTERS:
         raise ApiError(f"Unknown filter {kind!r}: use one of {', '.join(sorted(FILTERS))}.", 400)
     query = (request.args.get("q") or "").strip().casefold()
-    offset = _int_arg("offset", 0, 0, 10**9)
-    limit = _int_arg("limit", 100, 1, MAX_LIMIT)
+    offset = int_arg("offset", 0, 0, 10**9)
+    limit = int_arg("limit", 100, 1, MAX_LIMIT)
     records = dataset.meta()["images"]
     rows = []
     counts = {"all": 0, "uncaptioned": 0, "flagged": 0}
@@ -116,7 +106,7 @@ def remove_flagged(dataset_id: str):
     dataset = context.dataset(dataset_id)
     kind = json_body().get("kind")
     keys = {"duplicates": ("duplicate_of",), "similar": ("similar_to",), "small": ("small",)}
-    if kind not in keys:
+    if not isinstance(kind, str) or kind not in keys:
         raise ApiError("'kind' must be 'duplicates', 'similar' or 'small'.", 422)
     records = dataset.meta()["images"]
     names = [n for n, r in records.items() if any(k in (r.get("flags") or {}) for k in keys[kind])]

@@ -56,6 +56,17 @@ def json_body(optional: bool = False) -> dict:
     return data
 
 
+def int_arg(name: str, default: int, low: int, high: int, unit: str = "") -> int:
+    """A whole-number query argument clamped to [low, high]; missing or empty gives `default`, junk a 400."""
+    raw = request.args.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        return max(low, min(high, int(raw)))
+    except ValueError:
+        raise ApiError(f"'{name}' must be a whole number{unit}.", 400) from None
+
+
 def _secret_key(workspace: Workspace) -> str:
     """One random key per workspace, kept private, shared by all services so one login serves all."""
     path = workspace.state / "secret_key"

@@ -10,7 +10,7 @@ from flask import Blueprint, current_app, jsonify, request
 
 from studio import exports
 from studio.jobs import Job, JobNotFound, JobStore
-from studio.web import ApiError, json_body
+from studio.web import ApiError, int_arg, json_body
 from studio.workspace import Workspace, safe_name
 from trainer import library, schedule
 from trainer.recovery import reconcile
@@ -93,7 +93,7 @@ def validate_job():
 @bp.get("/api/jobs")
 def list_jobs():
     keep_states_honest()
-    jobs = store().list(kind="train", limit=min(int(request.args.get("limit", 200)), 1000))
+    jobs = store().list(kind="train", limit=int_arg("limit", 200, 1, 1000))
     queue = store().queue()
     return jsonify({"jobs": [job.public() for job in jobs], "workers": store().workers(),
                     "queue": [job.id for job in queue], "schedule": queue_schedule(queue)})
@@ -230,8 +230,8 @@ def _request_action(job_id: str, action: str):
 def clone_job(job_id):
     source = load_job(job_id)
     overrides = json_body(optional=True)
-    if not isinstance(overrides, dict):
-        raise ApiError("The request body must be a JSON object.", 400)
+    if not isinstance(overrides.get("config") or {}, dict):
+        raise ApiError("'config' must be an object of the fields to change.", 422)
     payload = {"name": overrides.get("name") or f"{source.name} (copy)", "recipe": source.recipe,
                "dataset": overrides.get("dataset") or source.dataset,
                "config": {**source.config, **(overrides.get("config") or {})},
@@ -244,10 +244,7 @@ def clone_job(job_id):
 def job_log(job_id):
     job = load_job(job_id)
     path = workspace().jobs / job.id / "log.txt"
-    try:
-        offset = int(request.args.get("offset", 0))
-    except ValueError:
-        raise ApiError("offset must be a whole number of bytes.", 400) from None
+    offset = int_arg("offset", 0, -1, 2**62, unit=" of bytes")
     try:
         size = path.stat().st_size
     except OSError:
