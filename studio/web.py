@@ -93,6 +93,15 @@ def _open_studio_banner(settings: Settings) -> list[dict]:
                                       "Set STUDIO_PASSWORD to require a password."}]
 
 
+def _demo_banner(settings: Settings) -> list[dict]:
+    if not settings.demo:
+        return []
+    return [{"level": "info", "id": "demo-banner",
+             "text": "Demo mode: tiny, randomly initialised models stand in for Qwen2.5-VL and Z-Image-Turbo (no GPU "
+                     "or no model hub here). Every tool works end to end, but captions are gibberish and previews "
+                     "are noise. On a GPU pod that reaches the hub the real models are downloaded and used."}]
+
+
 def _model_banners(settings: Settings) -> list[dict]:
     try:
         from studio.model_status import banners
@@ -147,7 +156,7 @@ def create_base_app(import_name: str, service: str, title: str, settings: Settin
         return {
             "studio_service": service,
             "studio_title": title,
-            "studio_banners": _open_studio_banner(settings) + _model_banners(settings),
+            "studio_banners": _open_studio_banner(settings) + _demo_banner(settings) + _model_banners(settings),
             "studio_ports": {"datasets": settings.port, "trainer": settings.trainer_port},
             "studio_auth": settings.auth_enabled,
         }

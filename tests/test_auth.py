@@ -122,3 +122,13 @@ def test_open_studio_shows_banner(name, make_settings):
     app = FACTORIES[name](make_settings())
     page = app.test_client().get("/", headers={"Accept": "text/html"}).get_data(as_text=True)
     assert "Open studio" in page and "STUDIO_PASSWORD" in page
+    assert "Demo mode" not in page
+
+
+@pytest.mark.parametrize("name", ["datasets", "trainer"])
+def test_demo_mode_says_so_on_every_page(name, make_settings):
+    """Gibberish captions and noise previews are what the tiny models make, not a fault: the page says so."""
+    app = FACTORIES[name](make_settings(STUDIO_DEMO=1, STUDIO_PASSWORD="pw"))
+    client = app.test_client()
+    page = client.get("/", headers={"Authorization": "Bearer pw"}).get_data(as_text=True)
+    assert "Demo mode" in page and "captions are gibberish" in page and "Open studio" not in page

@@ -47,6 +47,8 @@ def test_dataset_manager_in_the_browser(studio_root, artifacts_dir, tmp_path):
         browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
         page = browser.new_page(viewport={"width": 1400, "height": 900})
         page.on("pageerror", lambda exc: errors.append(str(exc)))
+        missing: list[str] = []  # an API call the page makes to a route or id that does not exist is a bug
+        page.on("response", lambda r: missing.append(r.url) if r.status == 404 and "/api/" in r.url else None)
         page.set_default_timeout(20_000)
 
         page.goto(server.url + "/")
@@ -136,6 +138,7 @@ def test_dataset_manager_in_the_browser(studio_root, artifacts_dir, tmp_path):
         expect(page.locator("#export-result")).to_contain_text("Exported 9 images", timeout=30_000)
         train_link = page.locator("#export-train-link").get_attribute("href")
         assert train_link.endswith("/new?dataset=browser-set") and ":8675/" in train_link
+        expect(page.locator("#export-versions-summary")).to_have_text("(1)")  # the versions on disk, each deletable
         page.screenshot(path=str(shots / "08-export.png"))
         page.click("#export-dialog [data-close]")
 
@@ -195,3 +198,4 @@ def test_dataset_manager_in_the_browser(studio_root, artifacts_dir, tmp_path):
     assert json.loads((out / "dataset.json").read_text())["images"] == 9
     assert (out / "photo 05.txt").read_text().strip() == "brs, 96px short image"
     assert errors == []
+    assert missing == []

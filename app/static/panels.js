@@ -206,7 +206,7 @@
   }
   async function showVersions() {
     let data;
-    try { data = await api(`/api/exports?dataset=${encodeURIComponent(ds.id)}`); } catch (e) { return; }
+    try { data = await api(`/api/exports?dataset=${encodeURIComponent(ds.page.id)}`); } catch (e) { return; }
     const box = $("export-versions");
     box.hidden = !data.versions.length;
     $("export-versions-summary").textContent = `(${data.versions.length}` +
