@@ -151,3 +151,16 @@ WIDE_ELEMENTS = """() => Array.from(document.querySelectorAll('body *'))
 def assert_no_sideways_scroll(page) -> None:
     scroll, inner = page.evaluate("() => [document.documentElement.scrollWidth, window.innerWidth]")
     assert scroll <= inner, f"{page.url} is {scroll} px wide in a {inner} px window: {page.evaluate(WIDE_ELEMENTS)}"
+
+
+def watch_page(page) -> list[str]:
+    """Script errors on the page and API calls it makes that answer 404 or 5xx: each is a bug, the list stays empty."""
+    problems: list[str] = []
+    page.on("pageerror", lambda exc: problems.append(f"script error: {exc}"))
+
+    def answered(response):
+        if "/api/" in response.url and (response.status == 404 or response.status >= 500):
+            problems.append(f"{response.status} {response.request.method} {response.url}")
+
+    page.on("response", answered)
+    return problems

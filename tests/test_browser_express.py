@@ -19,7 +19,7 @@ import zipfile
 
 import pytest
 
-from tests.browser_studio import ARGS, CHROMIUM, assert_no_sideways_scroll, browser_marks
+from tests.browser_studio import ARGS, CHROMIUM, assert_no_sideways_scroll, browser_marks, watch_page
 from tests.helpers import REPO, ServerProcess, free_port
 from tests.test_datasets_support import image_bytes
 
@@ -68,6 +68,7 @@ def test_zip_to_downloaded_lora_with_base_and_lora_previews(studio, artifacts_di
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
         page = browser.new_page(viewport={"width": 1280, "height": 800}, accept_downloads=True)
+        problems = watch_page(page)
         page.set_default_timeout(30_000)
         page.goto(studio["datasets"] + "/express")
         assert_no_sideways_scroll(page)
@@ -123,4 +124,5 @@ def test_zip_to_downloaded_lora_with_base_and_lora_previews(studio, artifacts_di
         phone.screenshot(path=str(artifacts_dir / "express-phone.png"), full_page=True)
         phone.goto(studio["datasets"] + "/express")
         assert_no_sideways_scroll(phone)
+        assert problems == []
         browser.close()

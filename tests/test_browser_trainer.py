@@ -17,7 +17,7 @@ import urllib.request
 
 import pytest
 
-from tests.browser_studio import ARGS, CHROMIUM, browser_marks
+from tests.browser_studio import ARGS, CHROMIUM, browser_marks, watch_page
 from tests.helpers import REPO, ServerProcess, free_port
 from tests.test_trainer_worker import make_export
 
@@ -58,6 +58,7 @@ def test_train_from_the_form_and_download_the_lora(studio, artifacts_dir, tmp_pa
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
         page = browser.new_page(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
+        problems = watch_page(page)
         page.set_default_timeout(30_000)
         page.goto(studio + "/new")
         page.locator(".dataset-card", has_text="tiny-set").click()
@@ -73,13 +74,13 @@ def test_train_from_the_form_and_download_the_lora(studio, artifacts_dir, tmp_pa
         expect(page.locator("#start")).to_be_disabled()
         page.fill("#f-job-name", "browser job")
         page.fill("#f-name", "browser-lora")
-        page.fill("#f-steps", "60")
+        page.fill("#f-steps", "240")  # long enough (about 10 s here) for the page to see it part-way
         page.fill("#f-rank", "4")
         page.fill("#f-learning_rate", "0.001")
         page.fill("#f-resolutions", "64")
         page.fill("#f-sample_prompts", "tok, a red circle\ntok, a blue square")
         page.locator("#advanced > summary").click()
-        for field, value in (("sample_every", "20"), ("save_every", "30"), ("sample_width", "64"),
+        for field, value in (("sample_every", "80"), ("save_every", "120"), ("sample_width", "64"),
                              ("sample_height", "64"), ("sample_steps", "2")):
             page.fill(f"#f-{field}", value)
         expect(page.locator("#err-steps")).to_be_empty()
@@ -87,10 +88,10 @@ def test_train_from_the_form_and_download_the_lora(studio, artifacts_dir, tmp_pa
         expect(page.locator("#est-time")).to_contain_text("≈")
         # the JSON view shows the same config
         config = json.loads(page.locator("#config-text").input_value())
-        assert config["steps"] == 60 and config["resolutions"] == [64] and config["sample_every"] == 20
+        assert config["steps"] == 240 and config["resolutions"] == [64] and config["sample_every"] == 80
         assert list(config)[:3] == ["name", "trigger_word", "steps"]  # the form's order
         page.locator("[data-format='yaml']").click()
-        page.wait_for_function("document.querySelector('#config-text').value.includes('steps: 60')")
+        page.wait_for_function("document.querySelector('#config-text').value.includes('steps: 240')")
         page.screenshot(path=str(artifacts_dir / "trainer-new-job.png"), full_page=True)
 
         page.locator("#start").dblclick()  # a double-click must create one job
@@ -164,4 +165,5 @@ def test_train_from_the_form_and_download_the_lora(studio, artifacts_dir, tmp_pa
         expect(page.locator("#library")).to_contain_text("No finished LoRA yet")
         page.goto(studio + "/")
         expect(page.locator("#recent-empty")).to_be_visible()
+        assert problems == []
         browser.close()
