@@ -241,6 +241,9 @@ def test_eta_uses_the_measured_step_rate_plus_previews_and_checkpoints():
     assert progress.seconds_per_step == pytest.approx(3.0)
     progress.emit("training", 30, force=True)
     assert events[-1]["notices"] == ["Out of memory at step 21; every block now recomputes its activations."]
+    # a report with no loss (a preview, a checkpoint) keeps the latest one: the page never shows the loss vanish
+    progress.emit("sampling", 30, message="Rendering previews at step 30", force=True)
+    assert (events[-1]["loss"], events[-1]["smooth_loss"]) == (0.4, 0.45)
 
 
 # ---------------------------------------------------------------- NaN skip without a host sync

@@ -67,6 +67,8 @@ class Progress:
         self._warming_up = True  # the first stretch holds one-time work (CUDA start-up, compiling)
         self.timing: dict | None = None
         self.notices: list[str] = []  # what the run changed on its own (and why), shown on the job page
+        self.loss: float | None = None  # the latest loss, kept on reports that carry none (previews, saves)
+        self.smooth_loss: float | None = None
 
     def gpu_mem_gb(self) -> float | None:
         if self.device.type != "cuda":
@@ -115,6 +117,8 @@ class Progress:
              timing: dict | None = None) -> None:
         now = self.clock()
         self.step = step
+        if loss is not None:
+            self.loss, self.smooth_loss = loss, smooth
         if timing is not None:
             self.timing = timing
         if not force and now - self.last_emit < PROGRESS_EVERY_S:
@@ -126,8 +130,8 @@ class Progress:
             "phase": phase,
             "step": step,
             "total_steps": self.total,
-            "loss": loss,
-            "smooth_loss": smooth,
+            "loss": self.loss,
+            "smooth_loss": self.smooth_loss,
             "it_per_s": round(rate, 4) if rate else None,
             "eta_s": round(eta, 1) if eta is not None else None,
             "gpu_mem_gb": self.gpu_mem_gb(),
