@@ -126,6 +126,9 @@ def test_train_from_the_form_and_download_the_lora(studio, artifacts_dir, tmp_pa
         page.wait_for_function("document.querySelector('.lightbox img').naturalWidth > 0")
         page.locator(".lightbox").click()
         expect(page.locator("#s-split")).to_contain_text("ms/step")
+        # the loss tile shows the dashboard's figure (smoothed) and the latest step's loss under it
+        expect(page.locator("#s-loss-raw")).to_contain_text("latest step: ")
+        assert page.locator("#s-loss").inner_text() != "–"
         expect(page.locator("#proof-grid")).to_be_visible()
         expect(page.locator("#proof-readme")).to_have_attribute("href", re.compile(r"lora/README\.txt$"))
         page.locator("[data-view='compare']").click()

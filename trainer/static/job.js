@@ -20,8 +20,10 @@
     $("pct-text").textContent = `${pct}%`;
     $("step-text").textContent = `step ${job.step} / ${job.total_steps || "?"}`;
     $("phase").textContent = phaseText(job);
-    $("s-loss").textContent = fmtLoss(job.loss);
-    $("s-loss").title = job.smooth_loss != null ? `smoothed: ${fmtLoss(job.smooth_loss)}` : "";
+    // the same figure as the dashboard (the smoothed loss); the latest step's own loss under it
+    $("s-loss").textContent = fmtLoss(job.smooth_loss ?? job.loss);
+    $("s-loss-raw").hidden = job.loss == null || job.smooth_loss == null;
+    $("s-loss-raw").textContent = `latest step: ${fmtLoss(job.loss)}`;
     $("s-speed").textContent = job.it_per_s ? `${job.it_per_s.toFixed(2)} it/s` : "–";
     $("s-split").hidden = !stepSplit;
     $("s-eta").textContent = job.status === "running" ? studio.formatDuration(job.eta_s) : "–";
