@@ -411,6 +411,11 @@ def test_real_engine_job(demo_root):
     done = worker.run_once()
     assert done.id == job.id and done.status == "completed", done.error
     assert done.step == 6 and done.details["loss"] is not None
+    # runs are compared by the smoothed loss: the message, the README and the library all give that figure
+    smooth = done.details["smooth_loss"]
+    assert done.result["final_smooth_loss"] == pytest.approx(smooth) and f"final loss {smooth:.4f}" in done.message
+    readme = (worker.workspace.jobs / job.id / "lora" / "README.txt").read_text()
+    assert f"Final loss:        {smooth:.4f} (smoothed)" in readme
     assert Path(done.lora_path).is_file() and (worker.workspace.loras / Path(done.lora_path).name).is_file()
     job_dir = worker.workspace.jobs / job.id
     assert list((job_dir / "samples").glob("step_*/*.png"))

@@ -287,8 +287,14 @@ def entry(job: Job, job_dir: Path) -> dict | None:
     return {
         "job_id": job.id, "name": job.name, "file": lora.name, "path": relative, "size": lora.stat().st_size,
         "dataset": job.dataset, "recipe": job.recipe, "finished_at": job.finished_at, "steps": job.step,
-        "loss": job.loss, "metadata": safetensors_metadata(lora),
+        "loss": _smoothed_loss(job), "metadata": safetensors_metadata(lora),
         "samples": last,
         "trigger_word": job.config.get("trigger_word"),
         "proof": {k: file_url(job.id, v) if v else None for k, v in found.items()} if found else None,
     }
+
+
+def _smoothed_loss(job: Job) -> float | None:
+    """The figure the dashboard and the job page show: the smoothed loss, else the last step's."""
+    smooth = job.details.get("smooth_loss")
+    return smooth if isinstance(smooth, int | float) else job.loss

@@ -279,7 +279,7 @@ class Worker:
             log.error("job %s: could not copy the LoRA to the library: %s", job.id, exc)
             note = f" It stays in the job folder: copying it to the LoRA library failed ({exc.strerror or exc})."
         note += self._push_outputs(job)
-        loss = result.get("final_loss")
+        loss = result.get("final_smooth_loss", result.get("final_loss"))
         loss_text = f", final loss {loss:.4f}" if isinstance(loss, int | float) else ""
         message = f"Finished {result.get('steps', job.step)} steps{loss_text}.{note}"
         return self.store.finish(job.id, "completed", message=message, lora_path=str(lora), result=result)

@@ -108,7 +108,7 @@ Steps:             {steps}
 Rank / alpha:      {config.rank} / {config.lora_alpha:g} (alpha is folded into the weights: loaders use scale 1)
 Resolutions:       {", ".join(str(r) for r in config.resolutions)}
 Learning rate:     {config.learning_rate:g}
-Final loss:        {loss}
+Final loss:        {loss} (smoothed)
 Suggested strength: 1.0 (lower to 0.6-0.8 if it overpowers the prompt)
 
 {use}

@@ -325,7 +325,8 @@ class TrainingRun:
                 final_samples = self.sample(step)  # the proof grid needs the final step, previews on or off
             lora = zmodel.lora_state_dict(self.transformer, config.rank, config.lora_alpha)
             lora_path = ckpt.save_final(self.job_dir, config.name, lora, {**self.metadata, "steps": str(step)})
-            written = proof.write(self.job_dir, config, lora_path, final_samples, step, loop.state.last_loss)
+            written = proof.write(self.job_dir, config, lora_path, final_samples, step,
+                                  _shown_loss(loop.state.smooth_loss, loop.state.last_loss))
             self.log(f"Done: {lora_path.name} after {step} steps; beside it: "
                      + ", ".join(p.name for p in written.values()) + ".")
         final_loss = loop.state.last_loss
@@ -335,6 +336,7 @@ class TrainingRun:
             "lora_path": str(lora_path),
             "steps": step,
             "final_loss": float(final_loss) if final_loss is not None else float("nan"),
+            "final_smooth_loss": _shown_loss(loop.state.smooth_loss, final_loss),
             "seconds": round(time.monotonic() - self.started, 3),
             "stopped": stopped,
             "resumed_from": self.start,
@@ -361,3 +363,9 @@ def _metadata(config, paths, data_hash: str) -> dict[str, str]:
         "training_adapter": f"{zmodel.ADAPTER_REPO} merged during training, not included",
         "demo": str(bool(getattr(paths, "demo", False))).lower(),
     }
+
+
+def _shown_loss(smooth, last) -> float | None:
+    """The loss people compare runs by: smoothed (one step's loss swings with its noise level), else the last."""
+    value = smooth if smooth is not None else last
+    return float(value) if value is not None else None
