@@ -66,6 +66,10 @@ def test_lora_state_dict_folds_alpha_and_uses_comfyui_keys(demo_paths):
         for p in params:
             p.fill_(0.5)
     sd = zmodel.lora_state_dict(transformer, rank=4, alpha=8)
+    assert {value.dtype for value in sd.values()} == {torch.float32}
+    halves = zmodel.lora_state_dict(transformer, rank=4, alpha=8, dtype="bf16")
+    assert all(halves[key].dtype == torch.bfloat16 and torch.allclose(halves[key].float(), sd[key], rtol=1e-2)
+               for key in sd)
     assert "diffusion_model.layers.0.feed_forward.w1.lora_A.weight" in sd
     assert torch.all(sd["diffusion_model.layers.0.feed_forward.w1.lora_B.weight"] == 1.0)  # 0.5 * 8/4
     assert torch.all(sd["diffusion_model.layers.0.feed_forward.w1.lora_A.weight"] == 0.5)

@@ -167,6 +167,8 @@ def test_twenty_steps_reduce_loss_and_write_a_comfyui_lora(tmp_path, demo_paths)
 
     with safe_open(str(lora_path), "pt") as handle:
         keys, meta = sorted(handle.keys()), handle.metadata()
+        dtypes = {handle.get_tensor(key).dtype for key in keys}
+    assert dtypes == {torch.bfloat16} and meta["dtype"] == "bf16"  # half the size of fp32, as ComfyUI computes
     assert "diffusion_model.layers.0.attention.to_q.lora_A.weight" in keys
     assert "diffusion_model.layers.1.feed_forward.w2.lora_B.weight" in keys
     assert "diffusion_model.layers.0.adaLN_modulation.0.lora_A.weight" in keys

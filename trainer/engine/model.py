@@ -218,18 +218,21 @@ def add_lora(model: nn.Module, rank: int, alpha: float, seed: int) -> list[nn.Pa
     return params
 
 
-def lora_state_dict(model: nn.Module, rank: int, alpha: float) -> dict[str, torch.Tensor]:
+SAVE_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
+
+
+def lora_state_dict(model: nn.Module, rank: int, alpha: float, dtype: str = "fp32") -> dict[str, torch.Tensor]:
     """ComfyUI / ai-toolkit keys (`diffusion_model.layers.N.<module>.lora_A.weight`), alpha folded into
-    lora_B because those loaders assume alpha == rank."""
+    lora_B because those loaders assume alpha == rank; stored as `dtype` (a SAVE_DTYPES key), scaled first."""
     from peft.utils import get_peft_model_state_dict
 
     scale = alpha / rank
     out = {}
     for key, value in get_peft_model_state_dict(model).items():
-        value = value.detach().float().cpu().contiguous()
+        value = value.detach().float().cpu()
         if ".lora_B." in key and scale != 1.0:
             value = value * scale
-        out[COMFY_PREFIX + key] = value
+        out[COMFY_PREFIX + key] = value.to(SAVE_DTYPES[dtype]).contiguous()
     return out
 
 

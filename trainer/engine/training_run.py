@@ -243,7 +243,8 @@ class TrainingRun:
         self.progress.emit("saving", step, message=f"Saving checkpoint at step {step}", force=True)
         state = self.loop.state_dict()
         state["rng"] = ckpt.rng_state()
-        lora = zmodel.lora_state_dict(self.transformer, self.config.rank, self.config.lora_alpha)
+        lora = zmodel.lora_state_dict(self.transformer, self.config.rank, self.config.lora_alpha,
+                                      self.config.save_dtype)
         path = ckpt.save_checkpoint(self.job_dir, step, lora, {**self.metadata, "steps": str(step)}, state,
                                     self.config.keep_last)
         self.last_saved = step
@@ -323,7 +324,7 @@ class TrainingRun:
             final_samples = self.job_dir / "samples" / f"step_{step:06d}"
             if step != self.last_sampled and (step > self.start or not final_samples.is_dir()):
                 final_samples = self.sample(step)  # the proof grid needs the final step, previews on or off
-            lora = zmodel.lora_state_dict(self.transformer, config.rank, config.lora_alpha)
+            lora = zmodel.lora_state_dict(self.transformer, config.rank, config.lora_alpha, config.save_dtype)
             lora_path = ckpt.save_final(self.job_dir, config.name, lora, {**self.metadata, "steps": str(step)})
             written = proof.write(self.job_dir, config, lora_path, final_samples, step,
                                   _shown_loss(loop.state.smooth_loss, loop.state.last_loss))
@@ -360,6 +361,7 @@ def _metadata(config, paths, data_hash: str) -> dict[str, str]:
         "dataset_hash": data_hash,
         "learning_rate": f"{config.learning_rate:g}",
         "seed": str(config.seed),
+        "dtype": config.save_dtype,
         "training_adapter": f"{zmodel.ADAPTER_REPO} merged during training, not included",
         "demo": str(bool(getattr(paths, "demo", False))).lower(),
     }

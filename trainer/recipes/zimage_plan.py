@@ -44,16 +44,21 @@ class Estimate:
 
 # LoRA parameters per rank of the demo model (measured: 98,176 at rank 32); the real one is LORA_PARAMS_PER_RANK
 DEMO_LORA_PARAMS_PER_RANK = 3068
+FILE_BYTES_PER_PARAM = {"bf16": 2, "fp16": 2, "fp32": 4}
+# a checkpoint's training state (state.pt): float32 weights and AdamW's two moments, plus RNG and the
+# step (measured: 1,227,051 bytes for the demo's 98,176 parameters)
+STATE_BYTES_PER_PARAM = 12.5
 PNG_BYTES_PER_MEGAPIXEL = 2.5e6  # at most: a noisy 1024 px preview (the demo's) is 2.5 MB, photos 1-2 MB
 
 
 def disk_bytes(config, renders: int, demo: bool) -> float:
-    """The most a job holds on disk at once: `keep_last` checkpoints (the float32 LoRA plus the optimizer
-    state, measured at 4x the LoRA), the final LoRA, and its previews."""
-    lora = (DEMO_LORA_PARAMS_PER_RANK if demo else LORA_PARAMS_PER_RANK) * config.rank * 4
+    """The most a job holds on disk at once: `keep_last` checkpoints (each the training state, float32
+    weights plus two optimizer moments, and a LoRA file), the final LoRA, and its previews."""
+    params = (DEMO_LORA_PARAMS_PER_RANK if demo else LORA_PARAMS_PER_RANK) * config.rank
+    lora = params * FILE_BYTES_PER_PARAM[config.save_dtype]
     checkpoints = min(config.keep_last, max(1, config.steps // config.save_every))
     previews = renders * config.sample_width * config.sample_height / 1024**2 * PNG_BYTES_PER_MEGAPIXEL
-    return checkpoints * lora * 4 + lora + previews
+    return checkpoints * (params * STATE_BYTES_PER_PARAM + lora) + lora + previews
 
 
 def suggested_steps(images: int) -> int:

@@ -124,6 +124,12 @@ class ZImageTurboConfig(RecipeConfig):
     default_caption: str = option("[trigger]", "Caption for images without one ([trigger] is the trigger word).")
     save_every: int = option(250, "Save a checkpoint every N steps.", min=1)
     keep_last: int = option(4, "Checkpoints to keep (older ones are deleted).", min=1, max=1000)
+    save_dtype: str = option(
+        "bf16", "Precision of the LoRA files you download (the final one and each checkpoint's): bf16 is half "
+                "the size of fp32 and what ComfyUI computes in; fp16, fp32. Resuming always uses the full-"
+                "precision training state.",
+        choices=["bf16", "fp16", "fp32"], label="LoRA file precision",
+    )
     sample_every: int = option(250, "Render preview images every N steps; 0 turns previews off.", min=0)
     sample_width: int = option(1024, "Preview width in pixels (multiple of 16).", min=64, max=4096, multiple_of=16)
     sample_height: int = option(1024, "Preview height in pixels (multiple of 16).", min=64, max=4096,
