@@ -204,6 +204,7 @@ def run(job: dict, settings: Settings, send: Callable[[dict], None]) -> dict:
         "lora_url": url,
         "steps": int(result["steps"]),
         "final_loss": float(result["final_loss"]),
+        "final_smooth_loss": result.get("final_smooth_loss"),  # the figure to compare runs by
         "seconds": round(float(result["seconds"]), 2),
         "total_seconds": round(time.monotonic() - started, 2),
         "bucket": pushed["bucket"],

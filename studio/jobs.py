@@ -125,6 +125,12 @@ class JobStore:
         sql = "SELECT * FROM jobs" + (" WHERE " + " AND ".join(where) if where else "")
         return self._rows(sql + " ORDER BY created_at DESC, id DESC LIMIT ?", (*args, limit))
 
+    def holders(self, kind: str, key: str, value: str) -> list[str]:
+        """Ids of the jobs of `kind` whose result has `key` equal to `value` (which job holds a file, say)."""
+        rows = self._conn().execute("SELECT id FROM jobs WHERE kind = ? AND json_extract(result, '$.' || ?) = ?",
+                                    (kind, key, value)).fetchall()
+        return [row["id"] for row in rows]
+
     def latest(self, kind: str | tuple[str, ...], dataset: str) -> Job | None:
         found = self.list(kind=kind, dataset=dataset, limit=1)
         return found[0] if found else None

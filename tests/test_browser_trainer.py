@@ -146,6 +146,19 @@ def test_train_from_the_form_and_download_the_lora(studio, artifacts_dir, tmp_pa
         header = json.loads(data[8:8 + int.from_bytes(data[:8], "little")])
         assert any(key.startswith("diffusion_model.layers.") for key in header)
 
+        # train more steps: a dialog says from where to where and about how long, then the same job goes on
+        page.locator("#btn-continue").click()
+        expect(page.locator("#continue-from")).to_have_text("240")
+        page.fill("#continue-steps", "0")
+        expect(page.locator("#continue-start")).to_be_disabled()
+        page.fill("#continue-steps", "20")
+        expect(page.locator("#continue-plan")).to_contain_text("From step 240 to 260: about")
+        page.locator("#continue-start").click()
+        expect(page.locator("#continue-dialog")).not_to_be_visible()
+        expect(page.locator("#step-text")).to_have_text("step 260 / 260", timeout=120_000)
+        expect(page.locator("#job-status .status")).to_have_text("completed", timeout=120_000)
+        expect(page.locator("#btn-continue")).to_be_visible()
+
         page.goto(studio + "/library")
         expect(page.locator(".lora-card")).to_contain_text("browser-lora.safetensors")
         expect(page.locator(".lora-card .preview.pairs img")).not_to_have_count(0)

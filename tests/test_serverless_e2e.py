@@ -95,6 +95,7 @@ def test_serverless_trains_tiny_model_from_moto_bucket(demo_root, progress_webho
         result = job_result(done.stdout)["output"]
         assert result["steps"] == 4
         assert isinstance(result["final_loss"], float) and result["seconds"] > 0
+        assert isinstance(result["final_smooth_loss"], float)
         assert result["images"] == 3
         assert {s["file"] for s in result["skipped"]} == {"readme.md", "broken.png"}
         assert result["lora_key"] == "runs/sls-e2e-1/anna-sls.safetensors"

@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import trainer
 from tests.test_trainer_worker import _job, _worker
+from trainer.library import safetensors_metadata
+
+
+def job_lora_name(job) -> str:
+    return f"{job.config.get('name', 'fake')}.safetensors"
 
 
 def test_continue_a_completed_job_for_more_steps(settings):
@@ -21,6 +26,10 @@ def test_continue_a_completed_job_for_more_steps(settings):
     assert client.post(f"/api/jobs/{job.id}/continue", json={"more_steps": 3}).status_code == 409  # not completed
     done = worker.run_once()
     assert done.id == job.id and done.status == "completed" and done.step == 7
+    # the library holds the longer-trained LoRA under the same name: no orphan of the first finish
+    (library_file,) = worker.workspace.loras.iterdir()
+    assert library_file.name == done.result["library_file"] == job_lora_name(done)
+    assert safetensors_metadata(library_file)["steps"] == "7"
     log = (worker.workspace.jobs / job.id / "log.txt").read_text()
     assert "fake: starting at step 4" in log
 
@@ -32,3 +41,17 @@ def test_continue_needs_the_final_checkpoint(settings):
     response = trainer.create_app(settings).test_client().post(f"/api/jobs/{job.id}/continue",
                                                                json={"more_steps": 5})
     assert response.status_code == 409 and "no checkpoint at its last step (3)" in response.get_json()["error"]
+
+
+def test_a_continued_job_never_takes_the_library_name_another_job_holds_now(settings):
+    worker = _worker(settings)
+    first = _job(worker.store, steps=4, save_every=2)
+    assert worker.run_once().result["library_file"] == "fake.safetensors"
+    client = trainer.create_app(settings).test_client()
+    assert client.delete("/api/library/files/fake.safetensors").status_code == 200  # the file, not the job
+    _job(worker.store, steps=2, save_every=2)  # another job with the same LoRA name
+    assert worker.run_once().result["library_file"] == "fake.safetensors"  # the name was free again
+    assert client.post(f"/api/jobs/{first.id}/continue", json={"more_steps": 2}).status_code == 200
+    done = worker.run_once()
+    assert done.id == first.id and done.result["library_file"] == f"fake-{first.id}.safetensors"
+    assert safetensors_metadata(worker.workspace.loras / "fake.safetensors")["steps"] == "2"  # still the second's

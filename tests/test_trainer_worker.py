@@ -51,10 +51,13 @@ class TrainingError(RuntimeError):
     """Named like the engine's: the child reports its message as the job's error."""
 
 
-def _fake_safetensors(path: Path) -> None:
-    header = json.dumps({"__metadata__": {"rank": "4"}, "w": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}})
+def _fake_safetensors(path: Path, steps: int = 0) -> None:
+    """A tiny LoRA file, written as the engine writes its files (a new file replaces the old one)."""
+    header = json.dumps({"__metadata__": {"rank": "4", "steps": str(steps)},
+                         "w": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}})
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(len(header).to_bytes(8, "little") + header.encode() + b"\0\0\0\0")
+    path.with_suffix(".tmp").write_bytes(len(header).to_bytes(8, "little") + header.encode() + b"\0\0\0\0")
+    path.with_suffix(".tmp").replace(path)
 
 
 def _save_checkpoint(job_dir: Path, step: int) -> None:
@@ -87,7 +90,7 @@ def fake_train(config, dataset_dir, job_dir, paths, control, on_progress):
         if step % config.get("save_every", 2) == 0 or "save" in requests:
             _save_checkpoint(job_dir, step)
     lora = job_dir / "lora" / f"{config.get('name', 'fake')}.safetensors"
-    _fake_safetensors(lora)
+    _fake_safetensors(lora, total)
     return {"lora_path": str(lora), "steps": total, "final_loss": 1.0 / total}
 
 

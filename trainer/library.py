@@ -56,8 +56,11 @@ def _same_bytes(a: Path, b: Path) -> bool:
         return False
 
 
-def library_name(workspace: Workspace, job: Job, lora: Path) -> str:
-    """The file's own name, unless another job's LoRA already has it."""
+def library_name(workspace: Workspace, job: Job, lora: Path, own: str | None = None) -> str:
+    """`own` (the job's library file from an earlier finish: a LoRA trained further replaces it), else the
+    file's own name, unless another job's LoRA already has it."""
+    if own:
+        return confined(workspace.loras, own).name
     target = workspace.loras / lora.name
     if not target.exists() or _same_file(target, lora):
         return lora.name
@@ -95,9 +98,10 @@ def remove_from_library(workspace: Workspace, name: str) -> list[Path]:
     return removed
 
 
-def publish(workspace: Workspace, job: Job, lora: Path) -> list[Path]:
-    """Put the finished LoRA into trainer/loras (and ComfyUI's models/loras when ComfyUI is installed)."""
-    name = library_name(workspace, job, lora)
+def publish(workspace: Workspace, job: Job, lora: Path, own: str | None = None) -> list[Path]:
+    """Put the finished LoRA into trainer/loras (and ComfyUI's models/loras when ComfyUI is installed), under
+    the job's `own` library name when it has one (see library_name)."""
+    name = library_name(workspace, job, lora, own)
     placed = []
     targets = [workspace.loras / name]
     if workspace.comfyui_loras is not None:

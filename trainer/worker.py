@@ -266,13 +266,21 @@ class Worker:
         log.error("job %s failed: %s", job.id, error)
         return self.store.finish(job.id, "failed", resumable=checkpoint is not None, error=error)
 
+    def _own_library_file(self, job: Job) -> str | None:
+        """The library file this job placed when it finished before (it was trained further since), unless
+        another job's LoRA took that name after it was deleted from the library."""
+        own = (job.result or {}).get("library_file")
+        if not isinstance(own, str) or set(self.store.holders("train", "library_file", own)) - {job.id}:
+            return None
+        return own
+
     def _complete(self, job: Job, result: dict) -> Job:
         lora = result.get("lora_path")
         if not lora or not Path(lora).is_file():
             return self.store.finish(job.id, "failed", error="The training finished but its LoRA file is missing.")
         note = ""
         try:
-            placed = library.publish(self.workspace, job, Path(lora))
+            placed = library.publish(self.workspace, job, Path(lora), self._own_library_file(job))
             note = " Copied to " + " and ".join(_relative(p, self.settings.root) for p in placed) + "."
             result = {**result, "library_file": placed[0].name}  # which library file is this job's
         except OSError as exc:
