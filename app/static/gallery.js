@@ -164,7 +164,16 @@
     $("ed-pos").textContent = `${index + 1} / ${state.total}`;
     setSaveState("saved", img.caption ? "Saved" : "");
     state.dirty = false;
+    if (!narrow.matches) keepCaptionInView();
     if (index >= state.images.length - 5) loadMore();
+  }
+
+  // On a short screen (or under a banner) the editor can start too low for its caption box to show:
+  // scroll the page just enough to bring the box in, never its top out of view.
+  function keepCaptionInView() {
+    const box = $("caption").getBoundingClientRect();
+    const below = box.bottom + 12 - window.innerHeight;
+    if (below > 0) window.scrollBy({ top: Math.min(below, box.top - 60), behavior: "instant" });
   }
 
   async function save(force = false) {
