@@ -127,8 +127,9 @@ class JobStore:
 
     def holders(self, kind: str, key: str, value: str) -> list[str]:
         """Ids of the jobs of `kind` whose result has `key` equal to `value` (which job holds a file, say)."""
-        rows = self._conn().execute("SELECT id FROM jobs WHERE kind = ? AND json_extract(result, '$.' || ?) = ?",
-                                    (kind, key, value)).fetchall()
+        sql = ("SELECT id FROM jobs WHERE kind = ?"
+               " AND CASE WHEN json_valid(result) THEN json_extract(result, '$.' || ?) END = ?")
+        rows = self._conn().execute(sql, (kind, key, value)).fetchall()
         return [row["id"] for row in rows]
 
     def latest(self, kind: str | tuple[str, ...], dataset: str) -> Job | None:
