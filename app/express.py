@@ -25,6 +25,7 @@ from app.express_plan import Gpu, check_gpu, make_plan
 from app.express_rules import ExpressInputError, caption_options
 from app.store import NotFound
 from studio.jobs import ACTIVE, Job, JobStateError
+from studio.model_status import ACTIVE as DOWNLOAD_ACTIVE
 from studio.web import ApiError
 
 log = logging.getLogger(__name__)
@@ -34,6 +35,9 @@ STAGE_MESSAGES = {"import": "Checking the uploaded images.", "caption": "Caption
                   "export": "Exporting the dataset for training.", "train": "Training: waiting for the worker."}
 MAX_RELAUNCHES = 3
 TICK_S = 1.0
+# What each stage needs downloaded (models.txt keys): while a download is still going, the stage waits
+STAGE_MODELS = {"caption": (("caption", "caption model"),),
+                "train": (("zimage", "Z-Image-Turbo model"), ("adapter", "Z-Image training adapter"))}
 
 
 class ExpressError(Exception):
@@ -160,8 +164,26 @@ STARTERS = {"import": _start_import, "caption": _start_caption, "export": _start
 
 
 # -- moving the chain on ---------------------------------------------------------------------------
+def _download_wait(stage: str) -> str | None:
+    """While a model `stage` needs is still downloading (or retrying a failed download): what the page says.
+    A download that failed for good, or stopped, lets the stage start and fail with its own reason."""
+    from studio.model_status import download_state
+
+    for key, label in STAGE_MODELS.get(stage, ()):
+        state = download_state(context.settings(), key)
+        if not state or state["message"] == "download stopped unexpectedly":
+            continue
+        if state.get("state") in DOWNLOAD_ACTIVE or (state.get("state") == "error" and state.get("retrying")):
+            return f"Waiting for the {label}: {state['message']}. This goes on by itself when it is ready."
+    return None
+
+
 def _launch(express: Job, stage: str, relaunch: bool = False) -> Job:
-    """Start `stage` (or move past it when there is nothing to do) and record the phase."""
+    """Start `stage` (or move past it when there is nothing to do) and record the phase; a stage whose model
+    is still downloading waits (the driver calls again every tick)."""
+    waiting = _download_wait(stage)
+    if waiting:
+        return _set_phase(express, stage, waiting)
     express = _set_phase(express, stage, STAGE_MESSAGES[stage])
     try:
         job = STARTERS[stage](express, relaunch)

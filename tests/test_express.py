@@ -341,6 +341,38 @@ def test_a_dead_caption_service_fails_the_stage_and_retry_continues(studio, stan
     assert run["dataset"]["captioned"] == 2
 
 
+def test_a_stage_waits_for_its_model_download_then_goes_on(studio):
+    """Right after the pod starts the models are still downloading: the chain waits, it does not fail."""
+    from studio.atomic import atomic_write_json
+    from studio.workspace import Workspace
+
+    settings, app, client, made = _new_run(studio)
+    express_id, dataset_id = made["express"]["id"], made["express"]["dataset"]
+    status_file = Workspace(settings.root).model_status_file
+
+    def downloads(caption: str, percent: float = 40.0) -> None:
+        atomic_write_json(status_file, {"state": "downloading", "models": [
+            {"key": "caption", "name": "Qwen2.5-VL-7B-Instruct-GGUF", "state": caption, "percent": percent,
+             "eta_s": 120}]})
+
+    downloads("downloading")
+    client.post(f"/api/datasets/{dataset_id}/upload?wait=20",
+                data={"files": [(io.BytesIO(image_bytes(i)), f"c{i}.png") for i in range(2)]},
+                content_type="multipart/form-data")
+    client.post(f"/api/express/{express_id}/start", json={})
+    run = _drive(app, express_id, lambda r: r["express"]["phase"] == "caption")
+    for _ in range(5):
+        app.extensions["express_driver"].tick()
+    run = client.get(f"/api/express/{express_id}").get_json()
+    assert run["express"]["status"] == "running" and run["express"]["phase"] == "caption"
+    assert run["express"]["message"] == ("Waiting for the caption model: downloading, 40% (ETA 2 min). This goes on "
+                                         "by itself when it is ready.")
+    assert {s["stage"]: s["status"] for s in run["stages"]}["caption"] == "waiting"  # no caption job yet
+    downloads("ready", 100.0)
+    run = _drive(app, express_id, lambda r: r["express"]["phase"] == "train")
+    assert run["dataset"]["captioned"] == 2
+
+
 def test_deleting_the_dataset_stops_its_run(studio):
     _, app, client, made = _new_run(studio)
     express_id, dataset_id = made["express"]["id"], made["express"]["dataset"]
