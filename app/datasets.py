@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, jsonify, render_template
 
-from app import context, imaging, trash
+from app import context, express, imaging, trash
 from app.store import summary, validate_name, validate_trigger
 from studio.web import ApiError, json_body
 
@@ -82,6 +82,7 @@ def update_dataset(dataset_id: str):
 @bp.delete("/api/datasets/<dataset_id>")
 def delete_dataset(dataset_id: str):
     dataset = context.dataset(dataset_id)
+    express.dataset_deleted(dataset.id)
     for job in context.executor().running(dataset.id):
         context.jobs().request_stop(job.id, reason="Stopping: the dataset was deleted.")
     entry = trash.delete_dataset(context.store(), dataset)

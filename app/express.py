@@ -25,8 +25,9 @@ from app.express_plan import Gpu, check_gpu, make_plan
 from app.express_rules import ExpressInputError, caption_options
 from app.store import NotFound
 from studio.jobs import ACTIVE, Job, JobStateError
-from studio.model_status import ACTIVE as DOWNLOAD_ACTIVE
+from studio.model_status import waiting_for
 from studio.web import ApiError
+from trainer.validation import TRAINING_MODELS
 
 log = logging.getLogger(__name__)
 
@@ -34,10 +35,10 @@ STAGES = ("import", "caption", "export", "train")
 STAGE_MESSAGES = {"import": "Checking the uploaded images.", "caption": "Captioning every image.",
                   "export": "Exporting the dataset for training.", "train": "Training: waiting for the worker."}
 MAX_RELAUNCHES = 3
+DATASET_DELETED = "Stopped: its dataset was deleted."
 TICK_S = 1.0
 # What each stage needs downloaded (models.txt keys): while a download is still going, the stage waits
-STAGE_MODELS = {"caption": (("caption", "caption model"),),
-                "train": (("zimage", "Z-Image-Turbo model"), ("adapter", "Z-Image training adapter"))}
+STAGE_MODELS = {"caption": (("caption", "caption model"),), "train": TRAINING_MODELS}
 
 
 class ExpressError(Exception):
@@ -164,26 +165,12 @@ STARTERS = {"import": _start_import, "caption": _start_caption, "export": _start
 
 
 # -- moving the chain on ---------------------------------------------------------------------------
-def _download_wait(stage: str) -> str | None:
-    """While a model `stage` needs is still downloading (or retrying a failed download): what the page says.
-    A download that failed for good, or stopped, lets the stage start and fail with its own reason."""
-    from studio.model_status import download_state
-
-    for key, label in STAGE_MODELS.get(stage, ()):
-        state = download_state(context.settings(), key)
-        if not state or state["message"] == "download stopped unexpectedly":
-            continue
-        if state.get("state") in DOWNLOAD_ACTIVE or (state.get("state") == "error" and state.get("retrying")):
-            return f"Waiting for the {label}: {state['message']}. This goes on by itself when it is ready."
-    return None
-
-
 def _launch(express: Job, stage: str, relaunch: bool = False) -> Job:
     """Start `stage` (or move past it when there is nothing to do) and record the phase; a stage whose model
     is still downloading waits (the driver calls again every tick)."""
-    waiting = _download_wait(stage)
+    waiting = waiting_for(context.settings(), STAGE_MODELS.get(stage, ()))
     if waiting:
-        return _set_phase(express, stage, waiting)
+        return _set_phase(express, stage, f"{waiting} This goes on by itself when it is ready.")
     express = _set_phase(express, stage, STAGE_MESSAGES[stage])
     try:
         job = STARTERS[stage](express, relaunch)
@@ -228,7 +215,7 @@ def _advance(express: Job) -> Job:
     try:
         context.dataset(express.dataset)
     except NotFound:
-        return context.jobs().finish(express.id, "stopped", message="Stopped: its dataset was deleted.")
+        return context.jobs().finish(express.id, "stopped", message=DATASET_DELETED)
     stage = express.phase
     job = stages_of(express).get(stage)
     if job is None:
@@ -252,6 +239,14 @@ def _advance(express: Job) -> Job:
                                      message=f"Stopped during {stage}: press Retry to go on from there.")
     return context.jobs().finish(express.id, "failed", resumable=True,
                                  error=f"{stage.capitalize()} failed: {job.error or job.message}")
+
+
+def dataset_deleted(dataset_id: str) -> None:
+    """Its dataset is being deleted: every run on it stops now, before its stage jobs are stopped, so the run
+    says why ("Stopped during caption" would send the user to a Retry that cannot work)."""
+    with _advancing:  # not while the driver is moving a chain on
+        for run in context.jobs().list(tuple(ACTIVE), kind="express", dataset=dataset_id):
+            context.jobs().finish(run.id, "stopped", message=DATASET_DELETED)
 
 
 def begin(express: Job, sessions: list[str]) -> Job:

@@ -102,6 +102,20 @@ def banners(settings: Settings) -> list[dict]:
     return out
 
 
+def waiting_for(settings: Settings, needs) -> str | None:
+    """What work needing `needs` ((key, label) pairs) waits for while one is still downloading, or retrying a
+    failed download: "Waiting for the caption model: downloading, 40% (ETA 2 min)." None when nothing is
+    worth waiting for: every model ready, or a download failed for good or stopped (the work then starts and
+    fails with that reason)."""
+    for key, label in needs:
+        state = download_state(settings, key)
+        if not state or state["message"] == "download stopped unexpectedly":
+            continue
+        if state.get("state") in ACTIVE or (state.get("state") == "error" and state.get("retrying")):
+            return f"Waiting for the {label}: {state['message']}."
+    return None
+
+
 def download_state(settings: Settings, key: str) -> dict | None:
     """While one model ('caption', 'zimage', 'adapter', or its folder/name) is not ready: its fetcher entry.
 

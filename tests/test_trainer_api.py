@@ -113,8 +113,11 @@ def test_missing_model_still_downloading_says_how_far(make_settings):
         {"key": "adapter", "name": "adapter", "state": "ready", "percent": 100.0},
     ]})
     report = app.test_client().post("/api/jobs/validate", json=_body(name)).get_json()
-    messages = [e["message"] for e in report["errors"] if e["field"] == "model"]
-    assert any("downloading, 63%" in m for m in messages), messages
+    waits = [w["message"] for w in report["warnings"] if w["field"] == "model"]  # queued, it waits for it
+    assert any("downloading, 63%" in m and "waits in the queue" in m for m in waits), waits
+    errors = [e["message"] for e in report["errors"] if e["field"] == "model"]  # "ready", yet not on disk
+    assert errors and "training adapter is not on disk yet" in errors[0]
+
 
 def test_double_submit_creates_one_job(client, dataset):
     first = client.post("/api/jobs", json=_body(dataset))

@@ -20,13 +20,15 @@ from PIL import Image, UnidentifiedImageError
 
 from studio import exports
 from studio.disk import free_bytes
-from studio.model_status import download_state, format_bytes
+from studio.model_status import download_state, format_bytes, waiting_for
 from studio.registry import model_paths
 from studio.settings import Settings
 from studio.text import name_list, plural
 from studio.workspace import UnsafePathError, Workspace, safe_name
 
 log = logging.getLogger(__name__)
+# What a training job needs downloaded (models.txt keys and what people call them)
+TRAINING_MODELS = (("zimage", "Z-Image-Turbo model"), ("adapter", "Z-Image training adapter"))
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp"}
 MAX_IMAGES_INSPECTED = 5000
 REQUEST_KEYS = {"name", "recipe", "dataset", "dataset_version", "config", "webhook_url", "idempotency_key"}
@@ -285,11 +287,22 @@ def small_images_message(small: list[tuple], total: int, smallest_res: int, reso
             f"remove {'it' if one else 'them'} for more detail.")
 
 
-def _check_models(settings: Settings, report: Report) -> None:
+def _missing_models(settings: Settings) -> list[tuple[Path, str, str]]:
+    """(file, label, key) of each model a training job needs that is not on disk."""
     paths = model_paths(settings)
-    needed = [(paths.zimage_dir / "model_index.json", "Z-Image-Turbo model", "zimage"),
-              (paths.training_adapter, "Z-Image training adapter", "adapter")]
-    missing = [(path, label, key) for path, label, key in needed if not path.is_file()]
+    files = {"zimage": paths.zimage_dir / "model_index.json", "adapter": paths.training_adapter}
+    return [(files[key], label, key) for key, label in TRAINING_MODELS if not files[key].is_file()]
+
+
+def models_download_wait(settings: Settings) -> str | None:
+    """While a model training needs is missing and still downloading: what a queued job waits for."""
+    if settings.demo:  # the job builds the tiny models itself
+        return None
+    return waiting_for(settings, [(key, label) for _, label, key in _missing_models(settings)])
+
+
+def _check_models(settings: Settings, report: Report) -> None:
+    missing = _missing_models(settings)
     if not missing:
         return
     if settings.demo:
@@ -297,8 +310,12 @@ def _check_models(settings: Settings, report: Report) -> None:
         return
     for path, label, key in missing:
         state = download_state(settings, key)
-        if state is not None:
-            report.error("model", f"The {label} is {state['message']}: start the job when the download is done.")
+        if state is not None and waiting_for(settings, [(key, label)]):
+            report.warn("model", f"The {label} is {state['message']}: the job waits in the queue and starts by "
+                                 "itself when the download is done.")
+        elif state is not None:
+            report.error("model", f"The {label} is not on disk ({state['message']}): the banner above says what to "
+                                  "do; start the job when it is there.")
         else:
             report.error("model", f"The {label} is not on disk yet ({path} is missing): wait for the model "
                                   "download (listed in models.txt) to finish.")

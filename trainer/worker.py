@@ -32,6 +32,7 @@ from trainer.job_log import log_tail, stamped
 from trainer.recovery import STOP_TIMEOUT_S, reconcile, resume_hint
 from trainer.run_job import OUTCOME_FILE
 from trainer.step_dirs import latest_checkpoint_step
+from trainer.validation import models_download_wait
 from trainer.webhooks import WebhookDispatcher
 
 log = logging.getLogger("trainer.worker")
@@ -129,6 +130,8 @@ class Worker:
         """Claim and run the oldest queued job; None when the queue is empty."""
         if self.shutdown:
             return None
+        if self._waiting_for_models():
+            return None
         job = self.store.claim("train", self.owner)
         if job is None:
             return None
@@ -150,6 +153,17 @@ class Worker:
         self._idle_since = time.monotonic()
         self.store.worker_beat(self.pid, "idle")
         return final or job
+
+    def _waiting_for_models(self) -> bool:
+        """A model training needs is still downloading: queued jobs wait (the first one says for what)."""
+        waiting = models_download_wait(self.settings)
+        if waiting is None:
+            return False
+        queue = self.store.queue("train")
+        message = f"{waiting} It starts by itself when the download is done."
+        if queue and queue[0].message != message:
+            self.store.update(queue[0].id, message=message)
+        return True
 
     # -- one job -------------------------------------------------------------------------------
     def _ask_caption_service_to_unload(self) -> None:
