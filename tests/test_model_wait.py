@@ -21,7 +21,8 @@ def _downloads(settings, zimage: dict, adapter: dict) -> None:
 
 def test_a_job_started_while_the_model_downloads_waits_in_the_queue(settings):
     make_export(settings.root)
-    _downloads(settings, {"state": "downloading", "percent": 63.0, "eta_s": 180}, {"state": "pending"})
+    _downloads(settings, {"state": "downloading", "percent": 63.0, "eta_s": 180},
+               {"state": "downloading", "percent": 10.0, "eta_s": 60})
     client = trainer.create_app(settings).test_client()
     body = {"name": "early", "recipe": "zimage-turbo", "dataset": "tiny-set", "config": TINY_CONFIG}
     report = client.post("/api/jobs/validate", json=body).get_json()
@@ -37,6 +38,8 @@ def test_a_job_started_while_the_model_downloads_waits_in_the_queue(settings):
     assert waiting["status"] == "queued"
     assert waiting["message"] == ("Waiting for the Z-Image-Turbo model: downloading, 63% (ETA 3 min). It starts by "
                                   "itself when the download is done.")
+    listed = client.get("/api/jobs").get_json()
+    assert listed["schedule"][job["id"]]["starts_in_s"] == 180  # after the download, not "now"
 
     paths = model_paths(settings)  # the download finishes
     for path in (paths.zimage_dir / "model_index.json", paths.training_adapter):

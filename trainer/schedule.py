@@ -11,7 +11,7 @@ import threading
 from studio.jobs import Job, JobStore
 from studio.settings import Settings
 from studio.workspace import Workspace
-from trainer.validation import detect_gpu, image_names, image_size
+from trainer.validation import detect_gpu, image_names, image_size, models_download_left_s
 
 log = logging.getLogger(__name__)
 
@@ -60,9 +60,10 @@ def _remaining(settings: Settings, job: Job) -> float | None:
     return whole * (1 - job.done / job.total) if job.total else whole  # a resumed job has steps behind it
 
 
-def schedule(settings: Settings, running: list[Job], queue: list[Job]) -> dict[str, dict]:
-    """{job id: {starts_in_s, done_in_s}} for the queued jobs, in queue order, as far as estimates go."""
-    clock = 0.0
+def schedule(settings: Settings, running: list[Job], queue: list[Job], start_s: float = 0.0) -> dict[str, dict]:
+    """{job id: {starts_in_s, done_in_s}} for the queued jobs, in queue order, as far as estimates go; the
+    queue moves `start_s` from now at the earliest (a model download it waits for)."""
+    clock = start_s
     for job in running:
         left = _remaining(settings, job)
         if left is None:
@@ -83,4 +84,7 @@ def queue_schedule(settings: Settings, store: JobStore, queue: list[Job] | None 
     queue = store.queue() if queue is None else queue
     if not queue:
         return {}
-    return schedule(settings, store.list(("running",), kind="train", limit=10), queue)
+    download_s = models_download_left_s(settings)
+    if download_s is None:  # waiting for a download with no ETA yet: no honest start time
+        return {}
+    return schedule(settings, store.list(("running",), kind="train", limit=10), queue, download_s)

@@ -301,6 +301,18 @@ def models_download_wait(settings: Settings) -> str | None:
     return waiting_for(settings, [(key, label) for _, label, key in _missing_models(settings)])
 
 
+def models_download_left_s(settings: Settings) -> float | None:
+    """Seconds until the models a queued job waits for are downloaded: 0 when it waits for none, None while
+    one has no ETA yet."""
+    if models_download_wait(settings) is None:
+        return 0.0
+    left = [download_state(settings, key) for _, _, key in _missing_models(settings)]
+    etas = [state.get("eta_s") for state in left if state]
+    if not etas or not all(isinstance(eta, int | float) for eta in etas):
+        return None
+    return float(max(etas))
+
+
 def _check_models(settings: Settings, report: Report) -> None:
     missing = _missing_models(settings)
     if not missing:

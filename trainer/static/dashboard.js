@@ -52,7 +52,8 @@
     document.getElementById("queue").innerHTML = queued.length ? `<table><tbody>${queued.map((j, i) => `
       <tr class="job-row"><td class="muted">${i + 1}</td><td><a href="/jobs/${esc(j.id)}">${esc(j.name)}</a>
       <div class="muted" style="font-size:12px">${esc(j.dataset)} · ${studio.plural(j.total_steps, "step")}${!schedule[j.id] ? ""
-        : schedule[j.id].starts_in_s < 5 ? " · starts now" : ` · starts in ${fromNow(schedule[j.id].starts_in_s)}`}</div></td>
+        : schedule[j.id].starts_in_s < 5 ? " · starts now" : ` · starts in ${fromNow(schedule[j.id].starts_in_s)}`}</div>
+      ${(j.message || "").startsWith("Waiting for the") ? `<div class="muted" style="font-size:12px">${esc(j.message)}</div>` : ""}</td>
       <td style="text-align:right"><button data-cancel="${esc(j.id)}">Cancel</button></td></tr>`).join("")}</tbody></table>`
       : `<div class="empty">The queue is empty.</div>`;
   }
