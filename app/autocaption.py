@@ -18,6 +18,7 @@ from app.captions import save_undo, set_caption
 from app.store import Dataset, text_hash
 from studio.job_reporter import JobReporter
 from studio.jobs import ACTIVE, JobError
+from studio.model_status import waiting_for
 from studio.settings import Settings
 from studio.text import plural
 from studio.web import ApiError, json_body
@@ -27,6 +28,8 @@ MODES = ("skip", "overwrite", "append", "prepend")
 STYLES = ("detailed", "short", "tags", "custom")
 CONNECT_RETRIES = 3
 LOADING_WAIT_S = 900.0
+CAPTION_MODEL = (("caption", "caption model"),)  # what a caption run needs downloaded (models.txt key)
+DOWNLOAD_POLL_S = 2.0
 
 
 def _headers(settings: Settings) -> dict:
@@ -46,6 +49,9 @@ def service_health(settings: Settings) -> dict:
     if not data:
         return {"reachable": False, "status": "error", "url": url,
                 "reason": f"The caption service at {url} answered HTTP {response.status_code}."}
+    waiting = waiting_for(settings, CAPTION_MODEL) if data.get("status") != "ready" else None
+    if waiting:  # not an error: a run started now waits for the download
+        data = {**data, "status": "downloading", "reason": waiting}
     return {"reachable": True, "url": url, **data}
 
 
@@ -74,7 +80,7 @@ class CaptionClient:
                 if connect_failures > CONNECT_RETRIES:
                     raise JobError(f"The caption service stopped answering at {self.settings.caption_url}: "
                                    "the run was stopped. Start it again when the service is up.") from None
-                self._sleep(2.0)
+                self.sleep(2.0)
                 continue
             if response.status_code == 503:
                 delay = _retry_after(response)
@@ -82,7 +88,7 @@ class CaptionClient:
                 if waited > LOADING_WAIT_S:
                     raise JobError("The caption service stayed busy or loading for too long: try again later.")
                 self.job.update(message=f"Caption service busy or loading the model: waiting {delay:.0f} s")
-                self._sleep(delay)
+                self.sleep(delay)
                 continue
             if response.status_code == 200:
                 try:
@@ -94,7 +100,7 @@ class CaptionClient:
                 return text
             raise ValueError(_error_text(response))
 
-    def _sleep(self, seconds: float) -> None:
+    def sleep(self, seconds: float) -> None:
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:
             self.job.check_stop()
@@ -131,8 +137,11 @@ def run_captions(job: JobReporter, dataset: Dataset, settings: Settings, options
     snapshot = {name: text_hash(dataset.read_caption(name)) for name in names}
     if options["mode"] == "skip":
         names = [n for n in names if not (dataset.read_caption(n) or "").strip()]
-    job.update(force=True, total=len(names), done=0, message=f"Captioning {plural(len(names), 'image')}")
     client = CaptionClient(settings, job)
+    while waiting := waiting_for(settings, CAPTION_MODEL):  # queued while the model still downloads
+        job.update(force=True, total=len(names), message=f"{waiting} Captioning starts by itself when it is ready.")
+        client.sleep(DOWNLOAD_POLL_S)
+    job.update(force=True, total=len(names), done=0, message=f"Captioning {plural(len(names), 'image')}")
     before: dict[str, str | None] = {}
     captioned, edited = 0, []
     try:
@@ -213,7 +222,7 @@ def start_caption_job(dataset: Dataset, options: dict, parent_id: str | None = N
         raise ApiError("Auto-captioning is already running for this dataset.", 409)
     settings = context.settings()
     health = service_health(settings)
-    if not health["reachable"] or health.get("status") == "error":
+    if not health["reachable"] or health.get("status") == "error":  # "downloading": the run waits for it
         reason = health.get("reason") or "it reported an error"
         raise ApiError(f"Auto-caption cannot start: {reason}", 503, headers={"Retry-After": "10"})
     return context.executor().submit("caption", dataset.id, lambda j: run_captions(j, dataset, settings, options),

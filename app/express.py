@@ -25,9 +25,7 @@ from app.express_plan import Gpu, check_gpu, make_plan
 from app.express_rules import ExpressInputError, caption_options
 from app.store import NotFound
 from studio.jobs import ACTIVE, Job, JobStateError
-from studio.model_status import waiting_for
 from studio.web import ApiError
-from trainer.validation import TRAINING_MODELS
 
 log = logging.getLogger(__name__)
 
@@ -37,8 +35,6 @@ STAGE_MESSAGES = {"import": "Checking the uploaded images.", "caption": "Caption
 MAX_RELAUNCHES = 3
 DATASET_DELETED = "Stopped: its dataset was deleted."
 TICK_S = 1.0
-# What each stage needs downloaded (models.txt keys): while a download is still going, the stage waits
-STAGE_MODELS = {"caption": (("caption", "caption model"),), "train": TRAINING_MODELS}
 
 
 class ExpressError(Exception):
@@ -166,11 +162,8 @@ STARTERS = {"import": _start_import, "caption": _start_caption, "export": _start
 
 # -- moving the chain on ---------------------------------------------------------------------------
 def _launch(express: Job, stage: str, relaunch: bool = False) -> Job:
-    """Start `stage` (or move past it when there is nothing to do) and record the phase; a stage whose model
-    is still downloading waits (the driver calls again every tick)."""
-    waiting = waiting_for(context.settings(), STAGE_MODELS.get(stage, ()))
-    if waiting:
-        return _set_phase(express, stage, f"{waiting} This goes on by itself when it is ready.")
+    """Start `stage` (or move past it when there is nothing to do) and record the phase. A stage whose model
+    is still downloading starts anyway: its job waits for the download and says so."""
     express = _set_phase(express, stage, STAGE_MESSAGES[stage])
     try:
         job = STARTERS[stage](express, relaunch)

@@ -128,6 +128,32 @@ def test_append_mode_and_waiting_for_a_loading_service(make_settings, stand_in):
     assert _captions(client, did) == {"w60.png": "mine, 60px tags image", "w61.png": "61px tags image"}
 
 
+def test_a_run_started_while_the_model_downloads_waits_for_it(make_settings, stand_in, monkeypatch):
+    """Right after the pod starts: the service has no model yet (error), the download is under way."""
+    from app import autocaption
+    from studio.atomic import atomic_write_json
+    from studio.workspace import Workspace
+
+    monkeypatch.setattr(autocaption, "DOWNLOAD_POLL_S", 0.1)
+    client, did = _setup(make_settings, stand_in.url, widths=(60,))
+    status_file = Workspace(make_settings().root).model_status_file
+    atomic_write_json(status_file, {"models": [{"key": "caption", "name": "Qwen2.5-VL-7B-Instruct-GGUF",
+                                                "state": "downloading", "percent": 40.0}]})
+    stand_in.status = "error"
+    service = client.get("/api/caption-service").get_json()  # the dialog says so, and offers to start
+    assert service["status"] == "downloading"
+    assert service["reason"] == "Waiting for the caption model: downloading, 40%."
+    assert client.post(f"/api/datasets/{did}/caption", json={"mode": "skip"}).status_code == 202
+    waiting = "Waiting for the caption model: downloading, 40%. Captioning starts by itself when it is ready."
+    wait_job(client, f"/api/datasets/{did}/caption", key="job", until=lambda j: j["message"] == waiting)
+    assert stand_in.requests == []
+    stand_in.status = "ready"
+    atomic_write_json(status_file, {"models": [{"key": "caption", "name": "Qwen2.5-VL-7B-Instruct-GGUF",
+                                                "state": "ready", "percent": 100.0}]})
+    job = wait_job(client, f"/api/datasets/{did}/caption", key="job")
+    assert job["status"] == "completed" and _captions(client, did) == {"w60.png": "60px detailed image"}
+
+
 def test_modes_combine():
     assert combine("overwrite", "old", "new", "detailed") == "new"
     assert combine("append", "old", "new", "detailed") == "old new"

@@ -37,12 +37,13 @@ def zip_bytes(entries: list[tuple], compression=zipfile.ZIP_DEFLATED) -> bytes:
     return buffer.getvalue()
 
 
-def wait_job(client, url: str, timeout: float = 30.0, key: str | None = None) -> dict:
+def wait_job(client, url: str, timeout: float = 30.0, key: str | None = None, until=None) -> dict:
+    """Poll until the job has ended (or `until(job)` holds); returns the job."""
     deadline = time.monotonic() + timeout
     while True:
         body = client.get(url).get_json()
         job = body.get(key) if key else body
-        if job and job["status"] not in {"queued", "running"}:
+        if job and (until(job) if until else job["status"] not in {"queued", "running"}):
             return job
         if time.monotonic() > deadline:
             raise TimeoutError(f"job at {url} still {job and job['status']}")
