@@ -138,8 +138,9 @@ def run_captions(job: JobReporter, dataset: Dataset, settings: Settings, options
     if options["mode"] == "skip":
         names = [n for n in names if not (dataset.read_caption(n) or "").strip()]
     client = CaptionClient(settings, job)
-    while waiting := waiting_for(settings, CAPTION_MODEL):  # queued while the model still downloads
-        job.update(force=True, total=len(names), message=f"{waiting} Captioning starts by itself when it is ready.")
+    while (health := service_health(settings)).get("status") == "downloading":  # started before the model came
+        job.update(force=True, total=len(names),
+                   message=f"{health['reason']} Captioning starts by itself when it is ready.")
         client.sleep(DOWNLOAD_POLL_S)
     job.update(force=True, total=len(names), done=0, message=f"Captioning {plural(len(names), 'image')}")
     before: dict[str, str | None] = {}

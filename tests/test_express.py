@@ -341,7 +341,7 @@ def test_a_dead_caption_service_fails_the_stage_and_retry_continues(studio, stan
     assert run["dataset"]["captioned"] == 2
 
 
-def test_a_stage_waits_for_its_model_download_then_goes_on(studio):
+def test_a_stage_waits_for_its_model_download_then_goes_on(studio, stand_in):
     """Right after the pod starts the models are still downloading: the chain waits, it does not fail."""
     from studio.atomic import atomic_write_json
     from studio.workspace import Workspace
@@ -356,6 +356,7 @@ def test_a_stage_waits_for_its_model_download_then_goes_on(studio):
              "eta_s": 120}]})
 
     downloads("downloading")
+    stand_in.status = "error"  # the service cannot load a model that is not there yet
     client.post(f"/api/datasets/{dataset_id}/upload?wait=20",
                 data={"files": [(io.BytesIO(image_bytes(i)), f"c{i}.png") for i in range(2)]},
                 content_type="multipart/form-data")
@@ -367,6 +368,7 @@ def test_a_stage_waits_for_its_model_download_then_goes_on(studio):
     assert run["express"]["status"] == "running" and run["express"]["phase"] == "caption"
     assert run["dataset"]["captioned"] == 0
     downloads("ready", 100.0)
+    stand_in.status = "ready"
     run = _drive(app, express_id, lambda r: r["express"]["phase"] == "train")
     assert run["dataset"]["captioned"] == 2
 
