@@ -172,8 +172,8 @@
   // scroll the page just enough to bring the box in, never its top out of view.
   function keepCaptionInView() {
     const box = $("caption").getBoundingClientRect();
-    const below = box.bottom + 12 - window.innerHeight;
-    if (below > 0) window.scrollBy({ top: Math.min(below, box.top - 60), behavior: "instant" });
+    const by = Math.min(box.bottom + 12 - window.innerHeight, box.top - 60);
+    if (by > 0) window.scrollBy({ top: by, behavior: "instant" });
   }
 
   async function save(force = false) {
