@@ -40,6 +40,7 @@ def test_a_job_started_while_the_model_downloads_waits_in_the_queue(settings):
                                   "itself when the download is done.")
     listed = client.get("/api/jobs").get_json()
     assert listed["schedule"][job["id"]]["starts_in_s"] == 180  # after the download, not "now"
+    assert [w["state"] for w in listed["workers"]] == ["waiting"]  # the worker chip: "worker waiting for models"
 
     paths = model_paths(settings)  # the download finishes
     for path in (paths.zimage_dir / "model_index.json", paths.training_adapter):

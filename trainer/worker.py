@@ -87,6 +87,7 @@ class Worker:
         self._pod_stop_pending = False
         self._last_lora: str | None = None
         self._idle_since = time.monotonic()
+        self._waiting = False  # queued jobs wait for a model download (the worker chip says so)
         self._last_idle_beat = 0.0
 
     # -- the loop ------------------------------------------------------------------------------
@@ -105,7 +106,7 @@ class Worker:
                 if job is not None:
                     continue
                 if time.monotonic() - self._last_idle_beat > 5:
-                    self.store.worker_beat(self.pid, "idle")
+                    self.store.worker_beat(self.pid, "waiting" if self._waiting else "idle")
                     self._last_idle_beat = time.monotonic()
                 self._maybe_stop_pod()
                 if time.monotonic() - last_reconcile > 10:
@@ -157,9 +158,12 @@ class Worker:
     def _waiting_for_models(self) -> bool:
         """A model training needs is still downloading: queued jobs wait (the first one says for what)."""
         waiting = models_download_wait(self.settings)
+        queue = self.store.queue("train") if waiting else []
+        if self._waiting != bool(queue):  # the worker chip says "waiting for models" at once
+            self._waiting = bool(queue)
+            self.store.worker_beat(self.pid, "waiting" if self._waiting else "idle")
         if waiting is None:
             return False
-        queue = self.store.queue("train")
         message = f"{waiting} It starts by itself when the download is done."
         if queue and queue[0].message != message:
             self.store.update(queue[0].id, message=message)
