@@ -22,6 +22,7 @@ from studio.workspace import UnsafePathError, Workspace
 
 log = logging.getLogger(__name__)
 STUDIO_DIR = Path(__file__).parent
+COMFYUI_PORT = 8188  # where runpod_start.sh starts ComfyUI when INSTALL_COMFYUI=1 installed it
 
 
 class ApiError(Exception):
@@ -157,7 +158,8 @@ def create_base_app(import_name: str, service: str, title: str, settings: Settin
             "studio_service": service,
             "studio_title": title,
             "studio_banners": _open_studio_banner(settings) + _demo_banner(settings) + _model_banners(settings),
-            "studio_ports": {"datasets": settings.port, "trainer": settings.trainer_port},
+            "studio_ports": {"datasets": settings.port, "trainer": settings.trainer_port, "comfyui": COMFYUI_PORT},
+            "studio_comfyui": workspace.comfyui_loras is not None,  # installed in the workspace (INSTALL_COMFYUI=1)
             "studio_auth": settings.auth_enabled,
         }
 

@@ -1,7 +1,7 @@
 // Shared page helpers: links between the tools (also behind RunPod's proxy), toasts, JSON fetch.
 (function () {
   const body = document.body;
-  const ports = { datasets: body.dataset.portDatasets, trainer: body.dataset.portTrainer };
+  const ports = { datasets: body.dataset.portDatasets, trainer: body.dataset.portTrainer, comfyui: body.dataset.portComfyui };
   function toolUrl(tool) {
     const port = ports[tool];
     const loc = window.location;
