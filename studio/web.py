@@ -98,9 +98,8 @@ def _demo_banner(settings: Settings) -> list[dict]:
     if not settings.demo:
         return []
     return [{"level": "info", "id": "demo-banner",
-             "text": "Demo mode: tiny, randomly initialised models stand in for Qwen2.5-VL and Z-Image-Turbo (no GPU "
-                     "or no model hub here). Every tool works end to end, but captions are gibberish and previews "
-                     "are noise. On a GPU pod that reaches the hub the real models are downloaded and used."}]
+             "text": "Demo mode (no GPU or no model hub here): tiny random models stand in for the real ones. "
+                     "Everything works end to end, but captions are gibberish and previews are noise."}]
 
 
 def _model_banners(settings: Settings) -> list[dict]:
