@@ -251,8 +251,12 @@ def test_resume_after_stop_and_after_crash_matches_an_uninterrupted_run(tmp_path
         train(cfg, dataset, crashed, demo_paths, CrashAfter(crashed, 6), None, **kwargs)
     assert [s for s, _ in _losses(crashed)] == list(range(1, 7))
     (crashed / "checkpoints" / ".tmp-step_000006-half-written").mkdir()  # a save cut off mid-write
-    again = train(cfg, dataset, crashed, demo_paths, TrainingControl(crashed), None, **kwargs)
+    events = []
+    again = train(cfg, dataset, crashed, demo_paths, TrainingControl(crashed), events.append, **kwargs)
     assert again["resumed_from"] == 4 and again["steps"] == 8
+    step4 = json.loads((crashed / "metrics.jsonl").read_text().splitlines()[3])
+    assert (events[0]["phase"], events[0]["loss"], events[0]["smooth_loss"]) == (
+        "loading", step4["loss"], step4["smooth_loss"])  # the page keeps the loss while the run loads again
 
     expected = _lora(reference["lora_path"])
     for job, result in ((stopped, resumed), (crashed, again)):

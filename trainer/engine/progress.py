@@ -35,6 +35,23 @@ class MetricsWriter:
         self.handle.close()
 
 
+def last_losses(path, up_to_step: int) -> tuple[float | None, float | None]:
+    """(loss, smooth_loss) of the last metrics line at or before `up_to_step`: what a resumed run shows
+    until its first step."""
+    try:
+        lines = path.read_text("utf-8").splitlines()
+    except OSError:
+        return None, None
+    for line in reversed(lines):
+        if _step_of(line) <= up_to_step:
+            try:
+                record = json.loads(line)
+                return record.get("loss"), record.get("smooth_loss")
+            except ValueError:
+                return None, None
+    return None, None
+
+
 def _step_of(line: str) -> int:
     try:
         return int(json.loads(line)["step"])

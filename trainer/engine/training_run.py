@@ -20,7 +20,7 @@ from trainer.engine.data import BatchPlan, build_samples, dataset_hash, dataset_
 from trainer.engine.device_data import DeviceData
 from trainer.engine.errors import TrainingError, oom_error
 from trainer.engine.loop import TrainingLoop
-from trainer.engine.progress import MetricsWriter, Progress
+from trainer.engine.progress import MetricsWriter, Progress, last_losses
 from trainer.engine.sampling import Sampler, all_sample_texts
 from trainer.job_log import RunLog
 
@@ -116,6 +116,8 @@ class TrainingRun:
         log(f"Job {config.name}: {'resuming from step ' + str(resume[0]) if resume else 'starting'} on {dev.type} "
             f"({'bf16' if self.autocast_dtype else 'float32'}), {config.steps} steps, dataset "
             f"{dataset_label(self.dataset_dir)}.")
+        if resume:  # the loss stays on the page while the run loads again
+            progress.loss, progress.smooth_loss = last_losses(self.job_dir / "metrics.jsonl", resume[0])
         progress.emit("loading", resume[0] if resume else 0, message="Checking model files and dataset", force=True)
 
         zmodel.check_model_files(self.paths)
