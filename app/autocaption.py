@@ -18,7 +18,7 @@ from app.captions import save_undo, set_caption
 from app.store import Dataset, text_hash
 from studio.job_reporter import JobReporter
 from studio.jobs import ACTIVE, JobError
-from studio.model_status import waiting_for
+from studio.model_status import download_state, waiting_for
 from studio.settings import Settings
 from studio.text import plural
 from studio.web import ApiError, json_body
@@ -51,7 +51,8 @@ def service_health(settings: Settings) -> dict:
                 "reason": f"The caption service at {url} answered HTTP {response.status_code}."}
     waiting = waiting_for(settings, CAPTION_MODEL) if data.get("status") != "ready" else None
     if waiting:  # not an error: a run started now waits for the download
-        data = {**data, "status": "downloading", "reason": waiting}
+        data = {**data, "status": "downloading", "reason": waiting,
+                "download": (download_state(settings, CAPTION_MODEL[0][0]) or {}).get("message")}
     return {"reachable": True, "url": url, **data}
 
 

@@ -143,6 +143,7 @@ def test_a_run_started_while_the_model_downloads_waits_for_it(make_settings, sta
     service = client.get("/api/caption-service").get_json()  # the dialog says so, and offers to start
     assert service["status"] == "downloading"
     assert service["reason"] == "Waiting for the caption model: downloading, 40%."
+    assert service["download"] == "downloading, 40%"  # the dialog: "Caption model downloading, 40%: start now…"
     assert client.post(f"/api/datasets/{did}/caption", json={"mode": "skip"}).status_code == 202
     waiting = "Waiting for the caption model: downloading, 40%. Captioning starts by itself when it is ready."
     wait_job(client, f"/api/datasets/{did}/caption", key="job", until=lambda j: j["message"] == waiting)

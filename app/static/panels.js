@@ -99,11 +99,11 @@
       ready: "Caption service ready", loading: "Caption service is loading the model: captions start when it is ready",
       unloaded: "Caption service idle (model unloaded): it loads on the first caption, which takes a moment",
       error: "Caption service error", down: "Caption service is not running",
-      downloading: "Caption model still downloading: start now and captioning begins when it is ready",
+      downloading: `Caption model ${s.download || "downloading"}: start now and captioning begins when it is ready`,
     };
     const status = s.reachable ? s.status : (s.status || "down");
     const text = labels[status] || status;
-    const detail = s.reason ? `: ${s.reason}` : s.device ? ` (${s.device})` : "";
+    const detail = status === "downloading" ? "" : s.reason ? `: ${s.reason}` : s.device ? ` (${s.device})` : "";
     const dot = status === "downloading" ? "loading" : status;
     $("svc-status").innerHTML = `<span class="dot ${dot}"></span><span>${ds.esc(text + detail)}</span>`;
     $("btn-autocaption").title = text;
