@@ -109,11 +109,16 @@ def waiting_for(settings: Settings, needs) -> str | None:
     fails with that reason)."""
     for key, label in needs:
         state = download_state(settings, key)
-        if not state or state["message"] == "download stopped unexpectedly":
-            continue
-        if state.get("state") in ACTIVE or (state.get("state") == "error" and state.get("retrying")):
+        if worth_waiting(state):
             return f"Waiting for the {label}: {state['message']}."
     return None
+
+
+def worth_waiting(state: dict | None) -> bool:
+    """A download_state() still going or retrying a failure (not ready, failed for good, or stopped)."""
+    if not state or state["message"] == "download stopped unexpectedly":
+        return False
+    return state.get("state") in ACTIVE or (state.get("state") == "error" and bool(state.get("retrying")))
 
 
 def download_state(settings: Settings, key: str) -> dict | None:

@@ -20,7 +20,7 @@ from PIL import Image, UnidentifiedImageError
 
 from studio import exports
 from studio.disk import free_bytes
-from studio.model_status import download_state, format_bytes, waiting_for
+from studio.model_status import download_state, format_bytes, waiting_for, worth_waiting
 from studio.registry import model_paths
 from studio.settings import Settings
 from studio.text import name_list, plural
@@ -307,7 +307,7 @@ def models_download_left_s(settings: Settings) -> float | None:
     if models_download_wait(settings) is None:
         return 0.0
     left = [download_state(settings, key) for _, _, key in _missing_models(settings)]
-    etas = [state.get("eta_s") for state in left if state]
+    etas = [state.get("eta_s") for state in left if worth_waiting(state)]
     if not etas or not all(isinstance(eta, int | float) for eta in etas):
         return None
     return float(max(etas))
@@ -322,7 +322,7 @@ def _check_models(settings: Settings, report: Report) -> None:
         return
     for path, label, key in missing:
         state = download_state(settings, key)
-        if state is not None and waiting_for(settings, [(key, label)]):
+        if worth_waiting(state):
             report.warn("model", f"The {label} is {state['message']}: the job waits in the queue and starts by "
                                  "itself when the download is done.")
         elif state is not None:
