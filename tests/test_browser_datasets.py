@@ -10,7 +10,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from tests.browser_studio import ARGS, CHROMIUM, browser_marks
+from tests.browser_studio import ARGS, CHROMIUM, browser_marks, watch_page
 from tests.helpers import ServerProcess
 from tests.test_datasets_autocaption import StandIn
 from tests.test_datasets_support import image_bytes, zip_bytes
@@ -39,16 +39,13 @@ def test_dataset_manager_in_the_browser(studio_root, artifacts_dir, tmp_path):
     archive = zip_bytes(entries)
     extra = tmp_path / "single shot.png"
     Image.frombytes("RGB", (800, 800), os.urandom(800 * 800 * 3)).save(extra)  # noise: ~1.9 MB, 2 chunks
-    errors: list[str] = []
     stand_in = StandIn()
     stand_in.delay = 0.25
     env = {"STUDIO_ROOT": str(studio_root), "UPLOAD_CHUNK_MB": "1", "CAPTION_URL": stand_in.url}
     with ServerProcess("app", env, log_path=tmp_path / "server.log") as server, sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
         page = browser.new_page(viewport={"width": 1400, "height": 900})
-        page.on("pageerror", lambda exc: errors.append(str(exc)))
-        missing: list[str] = []  # an API call the page makes to a route or id that does not exist is a bug
-        page.on("response", lambda r: missing.append(r.url) if r.status == 404 and "/api/" in r.url else None)
+        problems = watch_page(page)  # script errors, API 404s and 5xx the page causes
         page.set_default_timeout(20_000)
 
         page.goto(server.url + "/")
@@ -197,5 +194,4 @@ def test_dataset_manager_in_the_browser(studio_root, artifacts_dir, tmp_path):
     assert (out / "photo 02.txt").read_text().strip() == "brs, a blue bicycle leaning on a wall"
     assert json.loads((out / "dataset.json").read_text())["images"] == 9
     assert (out / "photo 05.txt").read_text().strip() == "brs, 96px short image"
-    assert errors == []
-    assert missing == []
+    assert problems == []

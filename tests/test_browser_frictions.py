@@ -13,7 +13,7 @@ import pytest
 
 from studio.processes import process_token
 from tests import browser_studio
-from tests.browser_studio import ARGS, CHROMIUM, VIEWPORTS, assert_no_sideways_scroll, browser_marks, login
+from tests.browser_studio import ARGS, CHROMIUM, VIEWPORTS, assert_no_sideways_scroll, browser_marks, login, watch_page
 from tests.test_datasets_support import image_bytes
 
 pytestmark = browser_marks
@@ -28,12 +28,11 @@ def page(studio, viewport):
         browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
         page = browser.new_page(viewport=viewport)
         page.set_default_timeout(20_000)
-        errors: list[str] = []
-        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        problems = watch_page(page)
         login(page, studio.datasets)
         yield page
         browser.close()
-        assert errors == []
+        assert problems == []
 
 
 def _value(page, field: str) -> str:
