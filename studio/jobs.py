@@ -354,6 +354,13 @@ class JobStore:
             cur = conn.execute("DELETE FROM jobs WHERE id = ? AND status != 'running'", (job_id,))
             return cur.rowcount == 1
 
+    def delete_children(self, parent_id: str, kind: str) -> int:
+        """The jobs of `kind` under a deleted job (a running one ends first and its executor removes it)."""
+        with self.write() as conn:
+            cur = conn.execute("DELETE FROM jobs WHERE parent_id = ? AND kind = ? AND status != 'running'",
+                               (parent_id, kind))
+            return cur.rowcount
+
     def delete_dataset_jobs(self, dataset: str) -> int:
         """A deleted dataset takes the history of its own jobs with it (training jobs stay)."""
         with self.write() as conn:

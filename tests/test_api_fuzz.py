@@ -2,8 +2,8 @@
 
 The route list comes from each app's url_map, so a new route is covered the day it lands. Ids are real (a
 dataset with images and a caption, a deleted image batch, a deleted dataset, an upload session, a queued
-job, an express run), so the views get past their 404s and read the body. Deletes go last, so they do not
-turn the other routes into 404s.
+job and a render of it, an express run), so the views get past their 404s and read the body. Deletes go
+last, the deepest first, so they do not turn the other routes into 404s.
 """
 
 from __future__ import annotations
@@ -25,7 +25,8 @@ from tests.test_trainer_worker import TINY_CONFIG, make_export
 KEYS = ["name", "dataset", "files", "recipe", "config", "webhook_url", "trigger_word", "dataset_version", "apply",
         "regex", "prompts", "names", "cover", "prompt", "prepend", "append", "prefix", "mode", "style", "kind",
         "export", "bucket", "find", "replace", "case_sensitive", "caption", "include_duplicates", "more_steps",
-        "sessions", "separator", "filename", "size", "image", "max_tokens", "steps", "resumable", "label"]
+        "sessions", "separator", "filename", "size", "image", "max_tokens", "steps", "resumable", "label",
+        "strengths", "seed", "width", "height", "lora", "guidance_scale"]
 VALUES = [None, 5, -1, 1.5, 10**30, "", "x", [], {}, [None], [5], [[1]], {"a": 1}, True, "../../etc/passwd",
           ["../../etc/passwd"], "a\x00b", "é" * 3000]
 BODIES = ["[]", '"text"', "5", "null", "{}", "true"]
@@ -49,15 +50,17 @@ def studio(make_settings, caplog):
     make_export(settings.root)
     job = t.post("/api/jobs", json={"name": "j", "recipe": "zimage-turbo", "dataset": "tiny-set",
                                     "config": TINY_CONFIG}).get_json()["job"]["id"]
+    render = apps["trainer"].extensions["job_store"].create("render", parent_id=job, config={})[0].id
     express = d.post("/api/express", json={"trigger_word": "tok", "kind": "person"}).get_json()["express"]["id"]
     ids = {"dataset_id": dataset, "job_id": job, "express_id": express, "name": "i0.png", "image": "i0.png",
-           "sid": sid, "batch": batch, "entry": entry, "recipe_id": "zimage-turbo", "n": "0", "filename": "studio.css"}
+           "sid": sid, "batch": batch, "entry": entry, "render_id": render, "recipe_id": "zimage-turbo", "n": "0",
+           "filename": "studio.css"}
     caplog.set_level(logging.ERROR)
     return apps, ids, caplog
 
 
 def _calls(apps: dict, ids: dict):
-    """(service, endpoint, method, url) for every route, deletes last."""
+    """(service, endpoint, method, url) for every route."""
     calls = []
     for service, flask_app in apps.items():
         for rule in flask_app.url_map.iter_rules():
@@ -66,7 +69,9 @@ def _calls(apps: dict, ids: dict):
             with flask_app.test_request_context():
                 url = url_for(rule.endpoint, **{name: ids.get(name, "x1") for name in rule.arguments})
             calls += [(service, rule.endpoint, method, url) for method in rule.methods - {"HEAD", "OPTIONS"}]
-    return sorted(calls, key=lambda call: (call[2] == "DELETE", call[0], call[3], call[2]))
+    # deletes last, the deepest first (a render before the job that holds it)
+    return sorted(calls, key=lambda call: (call[2] == "DELETE", call[0], -call[3].count("/") * (call[2] == "DELETE"),
+                                           call[3], call[2]))
 
 
 def _requests(method: str):
@@ -102,5 +107,6 @@ def test_no_route_answers_500_to_junk(studio):
     assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
     # the real ids were found: the views read the bodies instead of answering 404
     for endpoint in ("datasets.update_dataset", "images.delete_many", "captions.put_caption", "trash.restore_batch",
-                     "uploads.put_chunk", "jobs.continue_job", "jobs.job_log", "express.start_express"):
+                     "uploads.put_chunk", "jobs.continue_job", "jobs.job_log", "express.start_express",
+                     "renders.create_render", "renders.delete_render"):
         assert endpoint in answered, endpoint

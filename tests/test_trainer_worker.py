@@ -99,9 +99,9 @@ def fake_command(job_id: str) -> list[str]:
 
 
 def _fake_main(job_id: str) -> int:
-    from trainer.run_job import _die_with_parent, execute
+    from trainer.run_job import die_with_parent, execute
 
-    _die_with_parent()
+    die_with_parent()
     return execute(load_settings(), job_id, train_fn=fake_train, parse_config=lambda recipe, config: config,
                    control_factory=FileControl)
 

@@ -152,6 +152,7 @@ def delete_job(job_id):
     if not store().delete(job.id):  # it was claimed a moment ago: stop it, then delete
         job = store().request_stop(job.id, delete=True, reason="Stopping, then deleting.")
         return jsonify({"deleted": False, "stopping": True, "job": job.public()}), 202
+    store().delete_children(job.id, "render")
     library.remove_job_files(workspace(), job.id)
     current_app.extensions["trainer_webhooks"].job_deleted(job)
     return jsonify({"deleted": True, "id": job.id})

@@ -17,6 +17,7 @@ from pathlib import Path
 from studio.jobs import Job, JobStore
 from studio.processes import pid_alive, token_alive
 from trainer.job_log import RunLog
+from trainer.renders import KIND as RENDER
 from trainer.step_dirs import latest_checkpoint_step
 
 log = logging.getLogger(__name__)
@@ -33,7 +34,7 @@ def kill_orphan_child(pid: int | None) -> None:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
     except OSError:
         return
-    if b"trainer.run_job" not in cmdline and b"tests.test_trainer_" not in cmdline:
+    if not any(name in cmdline for name in (b"trainer.run_job", b"trainer.render_job", b"tests.test_trainer_")):
         return  # the pid was reused by something else
     log.warning("ending training process %s left behind by a dead worker", pid)
     try:
@@ -58,11 +59,28 @@ def _tell_job_log(job_dir: Path, message: str) -> None:
         log.warning("could not write to %s: %s", job_dir / "log.txt", exc)
 
 
-def reconcile(store: JobStore, jobs_root: Path, *, max_attempts: int = MAX_ATTEMPTS) -> list[Job]:
-    """Fix every training job whose worker is gone; returns the jobs that changed."""
-    for job in store.list(("running",), kind="train", limit=100_000):
+def _end_orphan_children(store: JobStore, kind: str) -> None:
+    for job in store.list(("running",), kind=kind, limit=100_000):
         if job.owner and not token_alive(job.owner):
             kill_orphan_child(job.child_pid)
+
+
+def reconcile_renders(store: JobStore, max_attempts: int = 2) -> None:
+    """A render whose worker died renders again from nothing (it takes seconds), at most twice."""
+    _end_orphan_children(store, RENDER)
+    store.interrupt_orphans((RENDER,))
+    for render in store.list(("interrupted",), kind=RENDER, limit=100_000):
+        if render.attempts >= max_attempts:
+            store.finish(render.id, "failed", error=f"The worker stopped {render.attempts} times while rendering "
+                                                    "this; it was not tried again. Render it again.")
+        else:
+            store.requeue(render.id, "The worker stopped while rendering this; it renders again.")
+
+
+def reconcile(store: JobStore, jobs_root: Path, *, max_attempts: int = MAX_ATTEMPTS) -> list[Job]:
+    """Fix every training job (and render) whose worker is gone; returns the training jobs that changed."""
+    reconcile_renders(store)
+    _end_orphan_children(store, "train")
     changed = {job.id: job for job in store.interrupt_orphans(("train",))}
     for job in store.list(("interrupted",), kind="train", limit=100_000):
         hint = resume_hint(latest_checkpoint_step(jobs_root / job.id))

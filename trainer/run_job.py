@@ -40,7 +40,7 @@ def training_data(workspace: Workspace, job) -> Path:
     return workspace.export_dir(job.dataset)
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     """Linux: end this process when the worker dies, so a job never runs twice in one folder."""
     try:
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
@@ -70,7 +70,7 @@ def _make_control(job_dir: Path):
     return TrainingControl(job_dir)
 
 
-def _is_training_error(exc: BaseException) -> bool:
+def is_training_error(exc: BaseException) -> bool:
     """The engine's user-facing errors (by name: importing the engine here would load torch for nothing)."""
     return type(exc).__name__ in {"TrainingError", "ConfigError", "ExportMissing"}
 
@@ -120,11 +120,11 @@ def execute(settings: Settings, job_id: str, *, train_fn: Callable | None = None
                                                  reporter)
     except BaseException as exc:  # noqa: B036 - every way out must leave an outcome for the worker
         reporter.flush()
-        if isinstance(exc, KeyboardInterrupt | SystemExit) and not _is_training_error(exc):
+        if isinstance(exc, KeyboardInterrupt | SystemExit) and not is_training_error(exc):
             traceback.print_exc()
             message = "The training process was interrupted."
             code = 1
-        elif _is_training_error(exc):
+        elif is_training_error(exc):
             message = str(exc)
             code = EXIT_TRAINING_ERROR
             print(f"error: {message}", file=sys.stderr, flush=True)
@@ -156,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     if len(argv) != 1:
         print("usage: python -m trainer.run_job <job_id>", file=sys.stderr)
         return 2
-    _die_with_parent()
+    die_with_parent()
     try:
         settings = load_settings()
     except SettingsError as exc:

@@ -27,9 +27,10 @@ from studio.processes import process_token
 from studio.settings import Settings, SettingsError, load_settings
 from studio.upgrade import open_job_store
 from studio.workspace import Workspace
-from trainer import library, podstop
+from trainer import library, podstop, renders
 from trainer.job_log import log_tail, stamped
 from trainer.recovery import STOP_TIMEOUT_S, reconcile, resume_hint
+from trainer.render_runner import default_render_command, run_render
 from trainer.run_job import OUTCOME_FILE
 from trainer.step_dirs import latest_checkpoint_step
 from trainer.validation import models_download_wait
@@ -67,6 +68,7 @@ def _relative(path: Path, root: Path) -> str:
 
 class Worker:
     def __init__(self, settings: Settings, *, child_command: Callable[[str], list[str]] = default_child_command,
+                 render_command: Callable[[str], list[str]] = default_render_command,
                  poll_s: float = 1.0, heartbeat_s: float = 2.0, stop_timeout_s: float = STOP_TIMEOUT_S,
                  shutdown_grace_s: float = 60.0, pod_stop_grace_s: float = 60.0,
                  webhooks: WebhookDispatcher | None = None, unload_caption: bool = True):
@@ -74,6 +76,7 @@ class Worker:
         self.workspace = Workspace(settings.root).ensure()
         self.store = open_job_store(self.workspace)
         self.child_command = child_command
+        self.render_command = render_command
         self.poll_s = poll_s
         self.heartbeat_s = heartbeat_s
         self.stop_timeout_s = stop_timeout_s
@@ -128,11 +131,15 @@ class Worker:
             self.webhooks.job_status(job)
 
     def run_once(self) -> Job | None:
-        """Claim and run the oldest queued job; None when the queue is empty."""
+        """Claim and run the oldest queued render, else the oldest queued training job; None when both
+        queues are empty. Renders go first: they take seconds, and someone is watching for them."""
         if self.shutdown:
             return None
         if self._waiting_for_models():
             return None
+        render = self.store.claim(renders.KIND, self.owner)
+        if render is not None:
+            return self._render(render)
         job = self.store.claim("train", self.owner)
         if job is None:
             return None
@@ -154,6 +161,18 @@ class Worker:
         self._idle_since = time.monotonic()
         self.store.worker_beat(self.pid, "idle")
         return final or job
+
+    def _render(self, render: Job) -> Job:
+        self.store.worker_beat(self.pid, "busy", render.id)
+        log.info("render %s of job %s claimed", render.id, render.parent_id)
+        try:
+            final = run_render(self, render)
+        except Exception as exc:  # the worker must outlive anything one render does
+            log.exception("render %s: the worker could not run it", render.id)
+            final = self.store.finish(render.id, "failed", error=f"The worker could not run this render ({exc}).")
+        self._idle_since = time.monotonic()  # the pod is in use: an idle stop counts from here
+        self.store.worker_beat(self.pid, "idle")
+        return final or render
 
     def _waiting_for_models(self) -> bool:
         """A model training needs is still downloading: queued jobs wait (the first one says for what)."""
@@ -255,6 +274,7 @@ class Worker:
         if current.control == "delete":
             self.store.finish(job.id, "stopped", message="Stopped before deletion.")
             if self.store.delete(job.id):
+                self.store.delete_children(job.id, renders.KIND)
                 library.remove_job_files(self.workspace, job.id)
             return None
         kind = outcome.get("outcome")

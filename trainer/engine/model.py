@@ -121,24 +121,32 @@ def load_scheduler(paths):
 class LoraDelta:
     """A LoRA file held as (down, up, scale) per module name of the diffusers transformer."""
 
-    def __init__(self, modules: dict[str, tuple[torch.Tensor, torch.Tensor, float]]):
+    def __init__(self, modules: dict[str, tuple[torch.Tensor, torch.Tensor, float]],
+                 label: str = "The training adapter"):
         self.modules = modules
+        self.label = label  # how errors name it
 
     @classmethod
-    def load(cls, path: Path) -> LoraDelta:
+    def load(cls, path: Path, label: str | None = None) -> LoraDelta:
+        """`label` names the file in errors; without one it is the training adapter, and the errors say
+        how to fetch it again."""
         from safetensors.torch import load_file
 
+        fix = "" if label else f"; delete it and let the download ({ADAPTER_REPO} in models.txt) run again"
+        label = label or "The training adapter"
+        shown = path.name if fix == "" else str(path)
         try:
             tensors = load_file(str(path))
         except Exception as exc:  # safetensors raises its own error types for damaged files
-            raise TrainingError(f"The training adapter {path} cannot be read ({exc}); delete it and let the "
-                                f"download ({ADAPTER_REPO} in models.txt) run again.") from exc
+            raise TrainingError(f"{label} {shown} cannot be read ({exc}){fix}.") from exc
         modules = {}
         for key, down in tensors.items():
             if not key.endswith(".lora_A.weight"):
                 continue
             name = key[: -len(".lora_A.weight")]
-            up = tensors[f"{name}.lora_B.weight"]
+            up = tensors.get(f"{name}.lora_B.weight")
+            if up is None:
+                raise TrainingError(f"{label} {shown} has {key} without its lora_B half{fix}.")
             alpha = tensors.get(f"{name}.alpha")
             scale = float(alpha) / down.shape[0] if alpha is not None else 1.0
             for prefix in (COMFY_PREFIX, "transformer."):
@@ -146,9 +154,8 @@ class LoraDelta:
                     name = name[len(prefix) :]
             modules[name] = (down.float(), up.float(), scale)
         if not modules:
-            raise TrainingError(f"The training adapter {path} holds no LoRA weights; delete it and download "
-                                f"{ADAPTER_REPO} again.")
-        return cls(modules)
+            raise TrainingError(f"{label} {shown} holds no LoRA weights{fix}.")
+        return cls(modules, label)
 
     def delta(self, name: str) -> torch.Tensor:
         down, up, scale = self.modules[name]
@@ -179,19 +186,41 @@ def merge_adapter(model: nn.Module, adapter: LoraDelta, weight: float = 1.0) -> 
         linear.weight.copy_((linear.weight.float() + weight * delta).to(linear.weight.dtype))
 
 
+def _adapter_module(model: nn.Module, adapter: LoraDelta, name: str) -> nn.Module:
+    """The module an adapter entry applies to, checked to have the entry's shape."""
+    down, up, _scale = adapter.modules[name]
+    try:
+        module = model.get_submodule(name)
+    except AttributeError as exc:
+        raise TrainingError(f"{adapter.label} names {name}, which this transformer does not have; it is "
+                            f"not a LoRA for {BASE_REPO}.") from exc
+    fits = (getattr(module, "in_features", None), getattr(module, "out_features", None))
+    if fits != (down.shape[1], up.shape[0]):
+        raise TrainingError(f"{adapter.label} does not fit this transformer ({name}: {down.shape[1]} in, "
+                            f"{up.shape[0]} out; the model has {fits[0]} in, {fits[1]} out).")
+    return module
+
+
+def check_fits(model: nn.Module, adapter: LoraDelta) -> None:
+    """Raise TrainingError unless every module of the adapter exists in `model` with its shape."""
+    for name in adapter.modules:
+        _adapter_module(model, adapter, name)
+
+
 @contextmanager
-def adapter_cancelled(model: nn.Module, adapter: LoraDelta) -> Iterator[None]:
-    """Run `model` as if the merged adapter were not there (what ComfyUI will show): each adapter module
-    subtracts its own low-rank delta from its output. Works with 8-bit base weights too."""
+def adapter_applied(model: nn.Module, adapter: LoraDelta, weight: float) -> Iterator[None]:
+    """Run `model` with `weight` times the adapter added to each of its modules' outputs, without
+    touching the weights: a LoRA file tried at several strengths, or (weight -1) a merged adapter taken
+    back out. Works with 8-bit base weights too."""
     handles = []
     for name, (down, up, scale) in adapter.modules.items():
-        module = model.get_submodule(name)
+        module = _adapter_module(model, adapter, name)
         device = next(module.parameters()).device
         d, u = down.to(device), up.to(device)
 
-        def hook(_module, args, output, d=d, u=u, scale=scale):
+        def hook(_module, args, output, d=d, u=u, factor=scale * weight):
             x = args[0]
-            return output - ((x.float() @ d.T) @ u.T * scale).to(output.dtype)
+            return output + ((x.float() @ d.T) @ u.T * factor).to(output.dtype)
 
         handles.append(module.register_forward_hook(hook))
     try:
@@ -199,6 +228,11 @@ def adapter_cancelled(model: nn.Module, adapter: LoraDelta) -> Iterator[None]:
     finally:
         for handle in handles:
             handle.remove()
+
+
+def adapter_cancelled(model: nn.Module, adapter: LoraDelta):
+    """Run `model` as if the merged adapter were not there (what ComfyUI will show)."""
+    return adapter_applied(model, adapter, -1.0)
 
 
 # ---------------------------------------------------------------- trainable LoRA

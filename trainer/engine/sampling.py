@@ -66,7 +66,7 @@ def base_key(config, prompt: str, seed: int) -> str:
     return hashlib.sha256(json.dumps(basis).encode()).hexdigest()[:16]
 
 
-def _save_png(image, path: Path) -> None:
+def save_png(image, path: Path) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".png")
     os.close(fd)
     try:
@@ -139,6 +139,11 @@ class Sampler:
         finally:
             transformer.train(was_training)
 
+    def render_image(self, transformer, text: str, seed: int, kind: str):
+        """One image of `text` (an embedding this sampler holds) with the transformer as it is now."""
+        with self._eval(transformer):
+            return self._render(self._pipeline(transformer), transformer, text, seed, kind)
+
     def render_base(self, transformer, job_dir: Path) -> list[str]:
         """ensure_base on its own (before training starts), with the transformer set up for rendering."""
         with self._eval(transformer):
@@ -167,7 +172,7 @@ class Sampler:
                     image = self._render(pipe, transformer, text, seed, "base")
                 finally:
                     transformer.enable_adapters()
-                _save_png(image, image_path)
+                save_png(image, image_path)
             entries.append({"index": index, "prompt": text, "seed": seed, "key": key, "file": image_path.name})
             keys.append(key)
         atomic_write_json(index_path, {"prompts": entries})

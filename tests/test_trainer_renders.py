@@ -1,0 +1,240 @@
+"""Try the LoRA: renders of a training job's LoRA at several strengths, through the API and the worker,
+on the real tiny Z-Image pipeline; bad requests, a LoRA for another model, crashes and orphans."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+import trainer
+from studio.jobs import JobStore
+from studio.settings import load_settings
+from studio.workspace import Workspace
+from tests.test_trainer_worker import TINY_CONFIG
+from trainer import renders
+from trainer.engine import model as zmodel
+from trainer.engine.checkpoints import write_lora_file
+from trainer.engine.errors import TrainingError
+from trainer.engine.try_lora import TryRequest, render
+from trainer.recovery import reconcile
+from trainer.worker import Worker
+
+REQUEST = {"prompt": "[trigger], a red circle", "strengths": [0, 1], "seed": 7, "width": 80, "height": 64,
+           "steps": 2}
+
+
+def make_lora(paths, path: Path, rank: int = 4) -> Path:
+    """A LoRA for the tiny transformer whose up weights are not zero, so it changes the image."""
+    transformer = zmodel.load_transformer(paths, torch.device("cpu"), torch.float32)
+    zmodel.add_lora(transformer, rank, rank, seed=1)
+    with torch.no_grad():
+        for name, param in transformer.named_parameters():
+            if ".lora_B." in name:
+                param.copy_(torch.randn_like(param) * 0.5)
+    write_lora_file(path, zmodel.lora_state_dict(transformer, rank, rank, "bf16"), {"rank": str(rank)})
+    return path
+
+
+def finished_job(store: JobStore, root: Path, paths, status: str = "completed", checkpoint: int | None = 3):
+    """A training job row with its LoRA file (when completed) and one checkpoint's LoRA on disk."""
+    job = store.create("train", name="tiny", recipe="zimage-turbo", config=TINY_CONFIG, dataset="tiny-set", total=6)[0]
+    job_dir = Workspace(root).jobs / job.id
+    lora = None
+    if checkpoint is not None:
+        make_lora(paths, job_dir / "checkpoints" / f"step_{checkpoint:06d}" / "lora.safetensors")
+    if status == "completed":
+        lora = make_lora(paths, job_dir / "lora" / "tiny-lora.safetensors")
+    store.progress(job.id, {"done": 6 if status == "completed" else 3})
+    return store.finish(job.id, status, lora_path=str(lora) if lora else None)
+
+
+@pytest.fixture
+def settings(demo_root):
+    return load_settings({"STUDIO_ROOT": str(demo_root), "STUDIO_DEMO": "1", "CAPTION_URL": "http://127.0.0.1:9"})
+
+
+@pytest.fixture
+def app(settings):
+    return trainer.create_app(settings)
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def store(app):
+    return app.extensions["job_store"]
+
+
+# -- the engine ---------------------------------------------------------------------------------
+def test_render_at_several_strengths(demo_paths, tmp_path):
+    lora = make_lora(demo_paths, tmp_path / "lora.safetensors")
+    request = TryRequest(prompt="tok, a red circle", strengths=(0.0, 1.0, -1.0), seed=3, width=64, height=48,
+                         steps=2, guidance_scale=0.0)
+    reports = []
+    images = render(request, lora, demo_paths, tmp_path / "out", device="cpu", on_progress=reports.append,
+                    log=lambda _line: None)
+    assert [image["strength"] for image in images] == [0.0, 1.0, -1.0]
+    pixels = [Image.open(tmp_path / "out" / image["file"]).convert("RGB") for image in images]
+    assert all(p.size == (64, 48) for p in pixels)
+    assert pixels[0].tobytes() != pixels[1].tobytes() != pixels[2].tobytes()  # the LoRA changes the image
+    assert reports[-1]["done"] == 3 and [r["message"] for r in reports if r.get("message")][-1].endswith("LoRA at -1")
+    # same seed, same strength: the same image (the hooks leave the transformer as it was)
+    again = render(TryRequest(**{**request.__dict__, "strengths": (0.0,)}), lora, demo_paths, tmp_path / "again",
+                   device="cpu", log=lambda _line: None)
+    assert Image.open(tmp_path / "again" / again[0]["file"]).convert("RGB").tobytes() == pixels[0].tobytes()
+
+
+def test_a_lora_for_another_model_is_refused_before_rendering(demo_paths, tmp_path):
+    bad = tmp_path / "other.safetensors"
+    write_lora_file(bad, {"diffusion_model.layers.0.attention.to_q.lora_A.weight": torch.zeros(4, 7),
+                          "diffusion_model.layers.0.attention.to_q.lora_B.weight": torch.zeros(7, 4)}, {})
+    request = TryRequest(prompt="x", strengths=(0.0, 1.0), seed=1, width=64, height=64, steps=1, guidance_scale=0)
+    with pytest.raises(TrainingError, match="does not fit this transformer"):
+        render(request, bad, demo_paths, tmp_path / "out", device="cpu", log=lambda _line: None)
+    assert not list((tmp_path / "out").glob("*.png"))
+    (tmp_path / "junk.safetensors").write_bytes(b"not a safetensors file")
+    with pytest.raises(TrainingError, match="The LoRA file .* cannot be read"):
+        render(request, tmp_path / "junk.safetensors", demo_paths, tmp_path / "out2", device="cpu")
+
+
+# -- the API -------------------------------------------------------------------------------------
+def test_render_requests_are_checked(client, store, settings, demo_paths):
+    job = finished_job(store, settings.root, demo_paths)
+    url = f"/api/jobs/{job.id}/renders"
+    cases = [({}, "Type a prompt"), ({"prompt": "  "}, "Type a prompt"), ({"prompt": 5}, "Type a prompt"),
+             ({**REQUEST, "strengths": []}, "one or more numbers"), ({**REQUEST, "strengths": [0, "1"]}, "number"),
+             ({**REQUEST, "strengths": [0, 3]}, "between -2 and 2"),
+             ({**REQUEST, "strengths": [0, .1, .2, .3, .4, .5, .6]}, "At most 6"),
+             ({**REQUEST, "width": 100}, "multiple of 16"), ({**REQUEST, "height": 4096}, "between 64 and 2048"),
+             ({**REQUEST, "seed": -1}, "seed"), ({**REQUEST, "steps": 1.5}, "whole number"),
+             ({**REQUEST, "lora": 5}, "no checkpoint at step 5"), ({**REQUEST, "lora": "best"}, "'lora' must be"),
+             ({**REQUEST, "prompt": "x" * 2001}, "longer than 2000")]
+    for body, words in cases:
+        response = client.post(url, json=body)
+        assert response.status_code == 422, body
+        assert words in response.get_json()["error"], (body, response.get_json())
+    assert client.post("/api/jobs/nope/renders", json=REQUEST).status_code == 404
+    assert client.get(url).get_json()["renders"] == []
+
+
+def test_a_render_is_queued_listed_and_deleted(client, store, settings, demo_paths):
+    job = finished_job(store, settings.root, demo_paths)
+    url = f"/api/jobs/{job.id}/renders"
+    response = client.post(url, json=REQUEST)
+    assert response.status_code == 202
+    queued = response.get_json()["render"]
+    assert queued["status"] == "queued" and queued["prompt"] == "tok, a red circle"  # [trigger] filled in
+    assert queued["lora"] == "lora/tiny-lora.safetensors" and queued["lora_step"] == 6
+    assert queued["message"] == "Waiting for the worker."
+    # a double click gives the first render back; another seed is another render
+    assert client.post(url, json=REQUEST).get_json()["render"]["id"] == queued["id"]
+    other = client.post(url, json={**REQUEST, "seed": 8, "lora": 3}).get_json()["render"]
+    assert other["lora"] == "checkpoints/step_000003/lora.safetensors" and other["lora_step"] == 3
+    listing = client.get(url).get_json()
+    assert [r["id"] for r in listing["renders"]] == [other["id"], queued["id"]]
+    assert [c["value"] for c in listing["loras"]] == ["final", 3]
+    assert listing["defaults"]["trigger_word"] == "tok"
+    # no seed: the server draws one
+    assert isinstance(client.post(url, json={"prompt": "tok"}).get_json()["render"]["seed"], int)
+    # a running render cannot be deleted; a queued one can
+    store.start(other["id"], "someone")
+    assert client.delete(f"{url}/{other['id']}").status_code == 409
+    assert client.delete(f"{url}/{queued['id']}").get_json() == {"deleted": True, "id": queued["id"]}
+    assert client.delete(f"{url}/{queued['id']}").status_code == 404
+    assert client.delete(f"{url}/../../x").status_code in (400, 404)
+
+
+def test_the_queue_of_renders_is_bounded_and_says_what_it_waits_for(client, store, settings, demo_paths):
+    job = finished_job(store, settings.root, demo_paths)
+    busy = store.create("train", name="Big run", recipe="zimage-turbo", config=TINY_CONFIG, total=100)[0]
+    store.start(busy.id, "someone")
+    store.progress(busy.id, {"eta_s": 600})
+    url = f"/api/jobs/{job.id}/renders"
+    first = client.post(url, json=REQUEST).get_json()["render"]
+    assert first["message"].startswith("Waits for the training job “Big run” to finish (about 10 min left)")
+    for seed in range(100, 99 + renders.MAX_WAITING):
+        assert client.post(url, json={**REQUEST, "seed": seed}).status_code == 202
+    response = client.post(url, json={**REQUEST, "seed": 99_999})
+    assert response.status_code == 429 and "waiting already" in response.get_json()["error"]
+
+
+def test_a_job_without_a_lora_yet_says_when_it_has_one(client, store, settings, demo_paths):
+    job = finished_job(store, settings.root, demo_paths, status="stopped", checkpoint=None)
+    response = client.post(f"/api/jobs/{job.id}/renders", json=REQUEST)
+    assert response.status_code == 422 and "no LoRA to try yet" in response.get_json()["error"]
+    stopped = finished_job(store, settings.root, demo_paths, status="stopped", checkpoint=3)
+    made = client.post(f"/api/jobs/{stopped.id}/renders", json=REQUEST).get_json()["render"]
+    assert made["lora_step"] == 3  # its newest checkpoint
+    assert [c["value"] for c in client.get(f"/api/jobs/{stopped.id}/renders").get_json()["loras"]] == [3]
+
+
+def test_deleting_the_training_job_takes_its_renders(client, store, settings, demo_paths):
+    job = finished_job(store, settings.root, demo_paths)
+    made = client.post(f"/api/jobs/{job.id}/renders", json=REQUEST).get_json()["render"]
+    assert client.delete(f"/api/jobs/{job.id}").get_json()["deleted"] is True
+    assert store.find(made["id"]) is None
+
+
+# -- the worker ----------------------------------------------------------------------------------
+@pytest.mark.slow
+def test_the_worker_renders_before_queued_training_and_serves_the_images(client, store, settings, demo_paths):
+    job = finished_job(store, settings.root, demo_paths)
+    waiting = store.create("train", name="later", recipe="zimage-turbo", config=TINY_CONFIG, dataset="tiny-set",
+                           total=6)[0]
+    made = client.post(f"/api/jobs/{job.id}/renders", json=REQUEST).get_json()["render"]
+    worker = Worker(settings, poll_s=0.1, unload_caption=False)
+    done = worker.run_once()
+    assert done.id == made["id"] and done.status == "completed", done.error
+    assert store.get(waiting.id).status == "queued"
+    shown = client.get(f"/api/jobs/{job.id}/renders").get_json()["renders"][0]
+    assert shown["status"] == "completed" and shown["message"].startswith("Rendered 2 images in")
+    assert [image["strength"] for image in shown["images"]] == [0, 1]
+    for image in shown["images"]:
+        response = client.get(image["url"])
+        assert response.status_code == 200 and response.mimetype == "image/png"
+        assert Image.open(__import__("io").BytesIO(response.data)).size == (80, 64)
+    log = (Workspace(settings.root).jobs / job.id / "renders" / made["id"] / "log.txt").read_text()
+    assert "Rendering 'tok, a red circle' with lora/tiny-lora.safetensors at strengths 0, 1, seed 7" in log
+
+
+def test_a_render_whose_process_dies_fails_with_the_cause(store, settings, demo_paths):
+    job = finished_job(store, settings.root, demo_paths)
+    config = renders.parse(REQUEST, job, Workspace(settings.root).jobs / job.id)
+    made = store.create(renders.KIND, name="x", parent_id=job.id, config=config, total=2)[0]
+    crash = [sys.executable, "-c", "import os; print('rendering...', flush=True); os._exit(9)"]
+    worker = Worker(settings, poll_s=0.1, unload_caption=False, render_command=lambda _id: crash)
+    done = worker.run_once()
+    assert done.id == made.id and done.status == "failed"
+    assert done.error.startswith("The render process exited with code 9.") and "rendering..." in done.error
+
+
+def test_a_render_of_a_deleted_job_is_dropped(store, settings, demo_paths):
+    job = finished_job(store, settings.root, demo_paths)
+    config = renders.parse(REQUEST, job, Workspace(settings.root).jobs / job.id)
+    made = store.create(renders.KIND, name="x", parent_id=job.id, config=config, total=2)[0]
+    store.delete(job.id)  # as if deleted while the render waited
+    worker = Worker(settings, poll_s=0.1, unload_caption=False)
+    worker.run_once()
+    assert store.find(made.id) is None
+
+
+def test_a_render_whose_worker_died_renders_again_then_gives_up(store, settings, demo_paths):
+    job = finished_job(store, settings.root, demo_paths)
+    made = store.create(renders.KIND, name="x", parent_id=job.id, config={}, total=2)[0]
+    dead = "999999999:1"  # a process token whose process is gone
+    for attempt in (1, 2):
+        assert store.start(made.id, dead) is not None
+        reconcile(store, Workspace(settings.root).jobs)
+        now = store.get(made.id)
+        if attempt == 1:
+            assert now.status == "queued" and "renders again" in now.message
+    assert now.status == "failed" and "stopped 2 times" in now.error
+    assert time.time() - now.finished_at < 60

@@ -1,0 +1,84 @@
+"""Try a LoRA: one prompt rendered with one seed at several LoRA strengths, side by side.
+
+Strength 0 is the base model; the others add the LoRA file that many times to each module's output
+(hooks, so one loaded transformer serves every strength and the weights never change). Rendered as
+ComfyUI renders a Z-Image-Turbo LoRA: no training adapter, the job's preview steps and guidance.
+The text encoder is loaded first and freed before the transformer, so the peak is the transformer's.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from types import SimpleNamespace
+
+import torch
+
+from trainer.engine import model as zmodel
+from trainer.engine.cache import free_memory
+from trainer.engine.sampling import Sampler, save_png
+from trainer.engine.speed_setup import quantize
+
+
+@dataclass(frozen=True)
+class TryRequest:
+    prompt: str
+    strengths: tuple[float, ...]
+    seed: int
+    width: int
+    height: int
+    steps: int
+    guidance_scale: float
+    quantize_base: str = "none"  # the training job's memory setting, so what trained on a card renders on it
+    float8_matmuls: bool = False
+
+
+def image_name(index: int) -> str:
+    return f"{index}.png"
+
+
+def render(request: TryRequest, lora_path: Path, paths, out_dir: Path, device: str | None = None,
+           on_progress: Callable[[dict], None] | None = None, log: Callable[[str], None] = print) -> list[dict]:
+    """Render `request` into out_dir/<i>.png (one per strength, each written whole); returns one entry
+    per image: {strength, file, seconds}."""
+    report = on_progress or (lambda _values: None)
+    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    dtype = torch.bfloat16 if dev.type == "cuda" else torch.float32
+    total = len(request.strengths)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    lora = zmodel.LoraDelta.load(lora_path, label=f"The LoRA file {lora_path.parent.name}/")
+
+    zmodel.check_model_files(paths)
+    report({"phase": "loading", "done": 0, "total": total, "message": "Encoding the prompt"})
+    tokenizer, encoder = zmodel.load_text_encoder(paths, dev, dtype)
+    texts = [request.prompt] + ([""] if request.guidance_scale > 0 else [])
+    embeddings = dict(zip(texts, zmodel.encode_prompts(tokenizer, encoder, texts), strict=True))
+    del tokenizer, encoder
+    free_memory(dev)
+
+    report({"phase": "loading", "done": 0, "total": total, "message": "Loading the transformer"})
+    transformer = zmodel.load_transformer(paths, dev, dtype)
+    zmodel.check_fits(transformer, lora)  # a LoRA for another model fails before anything renders
+    quantize(request, transformer, dev, dtype, log, check_errors=False)
+    settings = SimpleNamespace(sample_width=request.width, sample_height=request.height,
+                               sample_steps=request.steps, guidance_scale=request.guidance_scale)
+    sampler = Sampler(settings, paths, dev, embeddings, None, torch.bfloat16 if dev.type == "cuda" else None)
+
+    images = []
+    for index, strength in enumerate(request.strengths):
+        label = "base model" if strength == 0 else f"LoRA at {strength:g}"
+        report({"phase": "rendering", "done": index, "total": total,
+                "message": f"Rendering {index + 1} of {total}: {label}"})
+        started = time.monotonic()
+        applied = zmodel.adapter_applied(transformer, lora, strength) if strength else contextlib.nullcontext()
+        with applied:
+            image = sampler.render_image(transformer, request.prompt, request.seed, "try")
+        save_png(image, out_dir / image_name(index))
+        seconds = round(time.monotonic() - started, 2)
+        images.append({"strength": strength, "file": image_name(index), "seconds": seconds})
+        log(f"Rendered {label} in {seconds:.1f} s.")
+        report({"phase": "rendering", "done": index + 1, "total": total, "images": images})
+    return images

@@ -1,0 +1,147 @@
+"""Renders ("Try the LoRA"): one prompt, one seed, several LoRA strengths, rendered by the worker.
+
+A render is a job of kind "render" in the shared job store, whose parent is the training job it tries.
+Its settings are in its config; its images go to jobs/<training job>/renders/<render id>/<i>.png, so
+they are served, listed and deleted with the training job. The worker runs renders before queued
+training jobs (they take seconds), one job at a time on the one GPU.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from pathlib import Path
+
+from studio.jobs import Job
+from studio.workspace import Workspace, confined
+from trainer import library
+
+KIND = "render"
+DEFAULT_STRENGTHS = [0.0, 0.8, 1.0]
+MAX_STRENGTHS = 6
+MAX_STRENGTH = 2.0
+MAX_PROMPT = 2000
+MAX_WAITING = 12  # queued renders per training job
+SIZE_RANGE = (64, 2048)
+TRIGGER = "[trigger]"
+
+
+class RenderInvalid(ValueError):
+    """A render request that cannot run; the message says which field and why."""
+
+
+def folder(workspace: Workspace, render: Job) -> Path:
+    return confined(workspace.jobs, render.parent_id or "_", "renders", render.id)
+
+
+def _number(value, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise RenderInvalid(f"'{name}' must be a number.")
+    return float(value)
+
+
+def _whole(body: dict, name: str, default: int, low: int, high: int, multiple: int = 1) -> int:
+    value = body.get(name, default)
+    if value is None:
+        value = default
+    if isinstance(value, bool) or not isinstance(value, int | float) or value != int(value):
+        raise RenderInvalid(f"'{name}' must be a whole number.")
+    value = int(value)
+    if not low <= value <= high:
+        raise RenderInvalid(f"'{name}' must be between {low} and {high}.")
+    if value % multiple:
+        raise RenderInvalid(f"'{name}' must be a multiple of {multiple} (e.g. {value - value % multiple or multiple}).")
+    return value
+
+
+def strengths_of(value) -> list[float]:
+    if value is None:
+        return list(DEFAULT_STRENGTHS)
+    if not isinstance(value, list) or not value:
+        raise RenderInvalid("'strengths' must be a list of one or more numbers (0 is the base model).")
+    found = sorted({round(_number(v, "strengths"), 3) for v in value})
+    if len(found) > MAX_STRENGTHS:
+        raise RenderInvalid(f"At most {MAX_STRENGTHS} strengths per render.")
+    if found[0] < -MAX_STRENGTH or found[-1] > MAX_STRENGTH:
+        raise RenderInvalid(f"Strengths must be between -{MAX_STRENGTH:g} and {MAX_STRENGTH:g}.")
+    return found
+
+
+def lora_choices(job: Job, job_dir: Path) -> list[dict]:
+    """The LoRA files a render can try: the final one (a completed job) and every checkpoint's."""
+    choices = []
+    final = library.final_lora(job, job_dir) if job.status == "completed" else None
+    if final is not None:
+        choices.append({"value": "final", "label": f"Final LoRA (step {job.step})", "step": job.step})
+    for entry in reversed(library.checkpoints(job_dir)):
+        choices.append({"value": entry["step"], "label": f"Checkpoint at step {entry['step']}", "step": entry["step"]})
+    return choices
+
+
+def lora_file(job: Job, job_dir: Path, which) -> Path:
+    """The file `which` ("final" or a checkpoint's step) names; RenderInvalid when there is none."""
+    if which in (None, "final") and job.status == "completed":
+        final = library.final_lora(job, job_dir)
+        if final is not None:
+            return final
+    if which in (None, "final"):  # not finished: its newest checkpoint
+        steps = [entry["step"] for entry in library.checkpoints(job_dir)]
+        if not steps:
+            raise RenderInvalid("This job has no LoRA to try yet: the first checkpoint is saved at step "
+                                f"{job.config.get('save_every', '?')}, or press Save now.")
+        which = steps[-1]
+    if isinstance(which, bool) or not isinstance(which, int):
+        raise RenderInvalid("'lora' must be \"final\" or the step of a checkpoint.")
+    path = job_dir / "checkpoints" / f"step_{which:06d}" / "lora.safetensors"
+    if not path.is_file():
+        raise RenderInvalid(f"This job has no checkpoint at step {which}.")
+    return path
+
+
+def parse(body: dict, job: Job, job_dir: Path) -> dict:
+    """The config of a new render of `job` from a request body (missing values from the job's previews)."""
+    config = job.config
+    prompt = body.get("prompt")
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise RenderInvalid("Type a prompt to render.")
+    if len(prompt) > MAX_PROMPT:
+        raise RenderInvalid(f"The prompt is longer than {MAX_PROMPT} characters.")
+    trigger = str(config.get("trigger_word") or "")
+    text = " ".join(prompt.replace(TRIGGER, trigger).split())
+    which = body.get("lora", "final")
+    path = lora_file(job, job_dir, which)
+    seed = body.get("seed")
+    low, high = SIZE_RANGE
+    guidance = body.get("guidance_scale", config.get("guidance_scale", 0.0))
+    guidance = _number(guidance if guidance is not None else 0.0, "guidance_scale")
+    if not 0 <= guidance <= 20:
+        raise RenderInvalid("'guidance_scale' must be between 0 and 20.")
+    return {
+        "prompt": text,
+        "strengths": strengths_of(body.get("strengths")),
+        "seed": random.randrange(2**31) if seed is None else _whole(body, "seed", 0, 0, 2**31 - 1),
+        "width": _whole(body, "width", int(config.get("sample_width") or 1024), low, high, 16),
+        "height": _whole(body, "height", int(config.get("sample_height") or 1024), low, high, 16),
+        "steps": _whole(body, "steps", int(config.get("sample_steps") or 9), 1, 100),
+        "guidance_scale": guidance,
+        "lora": path.relative_to(job_dir).as_posix(),
+        "lora_step": int(job.step) if path.parent.name == "lora" else int(path.parent.name.split("_")[-1]),
+        "quantize_base": config.get("quantize_base", "none"),
+        "float8_matmuls": bool(config.get("float8_matmuls", False)),
+    }
+
+
+def public(render: Job) -> dict:
+    """What the job page shows of a render: its settings, state and the images made so far."""
+    config = render.config
+    images = (render.result or {}).get("images") or render.details.get("images") or []
+    base = f"/api/jobs/{render.parent_id}/files/renders/{render.id}"
+    return {
+        "id": render.id, "status": render.status, "message": render.message, "error": render.error,
+        "done": render.done, "total": render.total, "created_at": render.created_at,
+        "started_at": render.started_at, "finished_at": render.finished_at,
+        **{key: config.get(key) for key in ("prompt", "strengths", "seed", "width", "height", "steps",
+                                            "guidance_scale", "lora", "lora_step")},
+        "images": [{"strength": image.get("strength"), "seconds": image.get("seconds"),
+                    "url": f"{base}/{image.get('file')}"} for image in images if isinstance(image, dict)],
+    }

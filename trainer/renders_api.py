@@ -1,0 +1,69 @@
+"""JSON API for "Try the LoRA": queue a render of a training job's LoRA, list them, delete one."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+
+from flask import Blueprint, jsonify
+
+from studio.web import ApiError, json_body
+from studio.workspace import safe_name
+from trainer import renders
+from trainer.jobs_api import keep_states_honest, load_job, store, workspace
+
+bp = Blueprint("renders", __name__)
+
+
+def _waiting_note() -> str:
+    """Why a new render may not start at once: the one GPU is training."""
+    running = store().list(("running",), kind="train", limit=1)
+    if not running:
+        return "Waiting for the worker."
+    job = running[0]
+    eta = f" (about {round(job.eta_s / 60) or 1} min left)" if job.eta_s else ""
+    return f"Waits for the training job “{job.name}” to finish{eta}: the GPU trains one thing at a time."
+
+
+@bp.get("/api/jobs/<job_id>/renders")
+def list_renders(job_id):
+    keep_states_honest()
+    job = load_job(job_id)
+    found = store().list(parent_id=job.id, kind=renders.KIND, limit=200)
+    choices = renders.lora_choices(job, workspace().jobs / job.id)
+    return jsonify({"renders": [renders.public(render) for render in found], "loras": choices,
+                    "defaults": {"strengths": renders.DEFAULT_STRENGTHS, "width": job.config.get("sample_width"),
+                                 "height": job.config.get("sample_height"), "steps": job.config.get("sample_steps"),
+                                 "trigger_word": job.config.get("trigger_word") or ""}})
+
+
+@bp.post("/api/jobs/<job_id>/renders")
+def create_render(job_id):
+    job = load_job(job_id)
+    body = json_body()
+    try:
+        config = renders.parse(body, job, workspace().jobs / job.id)
+    except renders.RenderInvalid as exc:
+        raise ApiError(str(exc), 422) from None
+    waiting = store().list(("queued",), parent_id=job.id, kind=renders.KIND, limit=renders.MAX_WAITING + 1)
+    if len(waiting) >= renders.MAX_WAITING:
+        raise ApiError(f"{len(waiting)} renders of this job are waiting already; let them finish first.", 429)
+    # a double click returns the first render (the page sends the seed, so a new click is a new render)
+    fingerprint = hashlib.sha256(json.dumps([job.id, config], sort_keys=True).encode()).hexdigest()
+    render, _created = store().create(renders.KIND, name=config["prompt"][:80], parent_id=job.id, config=config,
+                                      total=len(config["strengths"]), message=_waiting_note(),
+                                      fingerprint=fingerprint, dedup_window_s=5.0)
+    return jsonify({"render": renders.public(render)}), 202
+
+
+@bp.delete("/api/jobs/<job_id>/renders/<render_id>")
+def delete_render(job_id, render_id):
+    job = load_job(job_id)
+    render = store().find(safe_name(render_id))
+    if render is None or render.kind != renders.KIND or render.parent_id != job.id:
+        raise ApiError(f"This job has no render {render_id!r}.", 404)
+    if not store().delete(render.id):
+        raise ApiError("It is rendering now; delete it when it is done (it takes seconds).", 409)
+    shutil.rmtree(renders.folder(workspace(), render), ignore_errors=True)
+    return jsonify({"deleted": True, "id": render.id})
