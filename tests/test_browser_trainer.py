@@ -146,6 +146,34 @@ def test_train_from_the_form_and_download_the_lora(studio, artifacts_dir, tmp_pa
         header = json.loads(data[8:8 + int.from_bytes(data[:8], "little")])
         assert any(key.startswith("diffusion_model.layers.") for key in header)
 
+        # try the LoRA: one prompt and seed at the chosen strengths side by side, rendered by the worker
+        expect(page.locator("#try-form")).to_be_visible()
+        expect(page.locator("#try-lora option").first).to_have_text("Final LoRA (step 240)")
+        expect(page.locator("#try-lora option")).to_have_count(3)  # and the checkpoints at steps 120 and 240
+        page.fill("#try-prompt", "[trigger], a blue square")
+        page.locator("[data-strength='0.8']").click()  # off: Base and 1 stay
+        page.locator("[data-strength='1.5']").click()
+        expect(page.locator("#try-strengths .active")).to_have_text(["Base", "1", "1.5"])
+        page.fill("#try-seed", "1234")
+        page.locator("#try-go").click()
+        card = page.locator(".try-card").first
+        expect(card).to_contain_text("Rendered 3 images", timeout=120_000)
+        expect(card.locator("figcaption")).to_have_text(["Base (LoRA off)", "LoRA 1", "LoRA 1.5"])
+        page.wait_for_function("[...document.querySelectorAll('.try-card img')].every(i => i.naturalWidth > 0)")
+        expect(card.locator(".try-meta").first).to_contain_text("seed 1234 · 64×64 · 2 steps · final LoRA (step 240)")
+        expect(card.locator(".prompt")).to_have_text("tok, a blue square")
+        card.locator("img").nth(1).click()  # full size in the lightbox
+        expect(page.locator(".lightbox img")).to_have_attribute("src", re.compile(r"/renders/.+/1\.png$"))
+        page.locator(".lightbox").click()
+        page.locator("#try-panel").screenshot(path=str(artifacts_dir / "trainer-try-lora.png"))
+        # a render's settings go back into the form; a render can be deleted
+        page.fill("#try-seed", "5")
+        card.locator("[data-try-reuse]").click()
+        expect(page.locator("#try-seed")).to_have_value("1234")
+        expect(page.locator("#try-prompt")).to_have_value("tok, a blue square")
+        card.locator("[data-try-delete]").click()
+        expect(page.locator(".try-card")).to_have_count(0)
+
         # train more steps: a dialog says from where to where and about how long, then the same job goes on
         page.locator("#btn-continue").click()
         expect(page.locator("#continue-from")).to_have_text("240")
@@ -166,6 +194,11 @@ def test_train_from_the_form_and_download_the_lora(studio, artifacts_dir, tmp_pa
         page.wait_for_function("[...document.querySelectorAll('.lora-card img')].every(i => i.naturalWidth > 0)")
         expect(page.locator(".lora-card .proof a")).not_to_have_count(0)
         page.screenshot(path=str(artifacts_dir / "trainer-library.png"), full_page=True)
+        # "Try it" opens the job page at its Try the LoRA panel, ready to type
+        page.locator(".lora-card a", has_text="Try it").click()
+        page.wait_for_url("**/jobs/*#try-panel")
+        expect(page.locator("#try-prompt")).to_be_focused()
+        expect(page.locator("#try-panel")).to_be_in_viewport()
         page.goto(studio + "/")
         expect(page.locator("#recent tbody tr")).to_have_count(1)
         expect(page.locator("#storage-free")).to_contain_text("free of")

@@ -37,7 +37,8 @@
           ${l.loss != null ? `<dt>final loss</dt><dd title="smoothed, as on the dashboard">${fmtLoss(l.loss)}</dd>` : ""}<dt>${l.job_id ? "finished" : "modified"}</dt><dd>${fmtDate(l.finished_at)}</dd></dl>
         ${meta ? `<details><summary class="muted" style="cursor:pointer;font-size:12px">File metadata</summary><dl>${meta}</dl></details>` : ""}
         <div class="buttons"><a class="button primary" href="${esc(l.download_url)}" download>Download</a>
-          ${l.job_id ? `<a class="button" href="/jobs/${esc(l.job_id)}">Open job</a>` : '<span class="muted" style="font-size:12px;align-self:center">job deleted</span>'}
+          ${l.job_id ? `<a class="button" href="/jobs/${esc(l.job_id)}#try-panel" title="Render your own prompt with it at several strengths">Try it</a>
+          <a class="button" href="/jobs/${esc(l.job_id)}">Open job</a>` : '<span class="muted" style="font-size:12px;align-self:center">job deleted</span>'}
           <button type="button" class="danger" data-delete="${index}">Delete</button></div></article>`;
     }).join("");
     loras = data.loras; comfy = data.comfyui_dir;

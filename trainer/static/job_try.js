@@ -1,0 +1,166 @@
+// "Try the LoRA" on the job page: one prompt and seed rendered at several LoRA strengths side by side
+// (Base is strength 0), from the final LoRA or any checkpoint. The worker renders; the list follows.
+(function () {
+  const $ = (id) => document.getElementById(id);
+  const root = $("job-root");
+  const form = $("try-form");
+  if (!root || !form) return;
+  const { esc, statusChip } = window.trainer;
+  const jobId = root.dataset.job;
+  const STRENGTHS = [0, 0.4, 0.6, 0.8, 1, 1.2, 1.5];
+  const MAX_CHOSEN = 6;
+  let chosen = new Set([0, 0.8, 1]);
+  let renders = [], loras = [], filled = false, lastKey = "", timer = null, busy = false;
+
+  const strengthLabel = (s) => (s === 0 ? "Base" : String(s));
+  const newSeed = () => { $("try-seed").value = String(Math.floor(Math.random() * 2147483647)); };
+
+  function drawStrengths() {
+    $("try-strengths").innerHTML = STRENGTHS.map((s) => `<button type="button" data-strength="${s}"
+      class="${chosen.has(s) ? "active" : ""}" aria-pressed="${chosen.has(s)}"
+      title="${s === 0 ? "The base model: the same prompt and seed without the LoRA" : `LoRA at strength ${s}`}">${strengthLabel(s)}</button>`).join("");
+  }
+
+  function sizes(defaults) {
+    const own = defaults.width && defaults.height ? [[defaults.width, defaults.height]] : [];
+    const seen = new Set();
+    return own.concat([[1024, 1024], [768, 768], [512, 512], [832, 1216], [1216, 832]]).filter(([w, h]) => {
+      const key = `${w}x${h}`; if (seen.has(key)) return false; seen.add(key); return true;
+    });
+  }
+
+  // The first listing fills the form: the job's first preview prompt, its preview size, a random seed.
+  async function fill(data) {
+    filled = true;
+    const config = (await window.studio.api(`/api/jobs/${jobId}`)).job.config || {};
+    $("try-prompt").value = (config.sample_prompts || [])[0] || "[trigger], ";
+    $("try-size").innerHTML = sizes(data.defaults).map(([w, h], i) =>
+      `<option value="${w}x${h}">${w}×${h}${i === 0 ? " (previews)" : ""}</option>`).join("");
+    newSeed();
+    drawStrengths();
+    if (location.hash === "#try-panel") {  // from the library's "Try it": once the panels above have drawn
+      setTimeout(() => { $("try-panel").scrollIntoView({ block: "start" }); $("try-prompt").focus({ preventScroll: true }); }, 500);
+    }
+  }
+
+  function drawLoras() {
+    const current = $("try-lora").value;
+    $("try-lora").innerHTML = loras.map((c) => `<option value="${esc(c.value)}">${esc(c.label)}</option>`).join("");
+    if (loras.some((c) => String(c.value) === current)) $("try-lora").value = current;
+  }
+
+  function figure(render, strength, index) {
+    const image = render.images.find((im) => im.strength === strength);
+    const label = strength === 0 ? "Base (LoRA off)" : `LoRA ${strength}`;
+    const caption = `${label}, seed ${render.seed}: ${render.prompt}`;
+    if (image) {
+      return `<figure><img src="${esc(window.studio.thumb(image.url))}" data-full="${esc(image.url)}" alt="${esc(label)}"
+        data-caption="${esc(caption)}" loading="lazy"><figcaption>${esc(label)}</figcaption></figure>`;
+    }
+    const note = render.status === "failed" ? "not rendered" : render.status === "running" && index === render.done
+      ? "rendering…" : "waiting";
+    return `<figure class="pending"><div class="slot">${note}</div><figcaption>${esc(label)}</figcaption></figure>`;
+  }
+
+  function card(render) {
+    const lora = render.lora_step != null ? (render.lora.startsWith("lora/") ? `final LoRA (step ${render.lora_step})`
+      : `checkpoint at step ${render.lora_step}`) : render.lora;
+    const active = render.status === "queued" || render.status === "running";
+    const note = render.status === "failed" ? `<div class="error-box">${esc(render.error || "It failed.")}</div>`
+      : active || render.status === "completed" ? `<div class="try-meta">${esc(render.message || "")}</div>` : "";
+    return `<div class="try-card" data-render="${esc(render.id)}">
+      <div class="try-head">${statusChip(render.status)}<span class="prompt">${esc(render.prompt)}</span>
+        <span class="actions"><button type="button" data-try-reuse="${esc(render.id)}" title="Put these settings in the form">Use settings</button>
+        <button type="button" data-try-delete="${esc(render.id)}" ${render.status === "running" ? "disabled" : ""}>Delete</button></span></div>
+      <div class="try-meta">seed ${render.seed} · ${render.width}×${render.height} · ${render.steps} steps · ${esc(lora)}</div>
+      ${note}<div class="gallery-row">${render.strengths.map((s, i) => figure(render, s, i)).join("")}</div></div>`;
+  }
+
+  function draw() {
+    const key = JSON.stringify([renders, loras]);
+    if (key === lastKey) return;
+    lastKey = key;
+    form.hidden = !loras.length;
+    drawLoras();
+    const active = renders.filter((r) => r.status === "queued" || r.status === "running").length;
+    $("try-hint").textContent = active ? `${active} rendering or waiting` : "";
+    $("try-list").innerHTML = renders.length ? renders.map(card).join("")
+      : `<div class="empty">${loras.length ? "Type a prompt and press Render: the same seed at each strength, side by side, Base being the model without the LoRA."
+        : "Once the first checkpoint is saved, try it here with a prompt of your own."}</div>`;
+  }
+
+  async function refresh() {
+    if (busy) return;
+    busy = true;
+    try {
+      const data = await window.studio.api(`/api/jobs/${jobId}/renders`);
+      renders = data.renders; loras = data.loras;
+      if (!filled && loras.length) await fill(data);
+      draw();
+    } catch (e) { /* the next round retries */ } finally { busy = false; schedule(); }
+  }
+
+  function schedule() {
+    clearTimeout(timer);
+    const active = renders.some((r) => r.status === "queued" || r.status === "running");
+    timer = setTimeout(() => { if (document.hidden) schedule(); else refresh(); }, active ? 1500 : 10000);
+  }
+
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const [width, height] = $("try-size").value.split("x").map(Number);
+    const lora = $("try-lora").value;
+    const body = { prompt: $("try-prompt").value, strengths: [...chosen].sort((a, b) => a - b),
+      seed: Number($("try-seed").value), width, height, lora: lora === "final" ? "final" : Number(lora) };
+    $("try-error").textContent = "";
+    if (!body.prompt.trim()) { $("try-error").textContent = "Type a prompt to render."; return; }
+    if (!chosen.size) { $("try-error").textContent = "Pick at least one strength."; return; }
+    $("try-go").disabled = true;
+    try {
+      await window.studio.api(`/api/jobs/${jobId}/renders`, { method: "POST", json: body });
+      lastKey = "";
+      await refresh();
+    } catch (e) {
+      $("try-error").textContent = e.message;
+    } finally {
+      $("try-go").disabled = false;
+    }
+  });
+
+  $("try-dice").addEventListener("click", newSeed);
+  $("try-strengths").addEventListener("click", (event) => {
+    const button = event.target.closest("[data-strength]");
+    if (!button) return;
+    const s = Number(button.dataset.strength);
+    if (chosen.has(s)) chosen.delete(s);
+    else if (chosen.size < MAX_CHOSEN) chosen.add(s);
+    else window.studio.toast(`At most ${MAX_CHOSEN} strengths per render.`, "info");
+    drawStrengths();
+  });
+  $("try-list").addEventListener("click", async (event) => {
+    const reuse = event.target.closest("[data-try-reuse]");
+    const remove = event.target.closest("[data-try-delete]");
+    const id = reuse ? reuse.dataset.tryReuse : remove ? remove.dataset.tryDelete : null;
+    const render = renders.find((r) => r.id === id);
+    if (!render) return;
+    if (reuse) {
+      $("try-prompt").value = render.prompt;
+      $("try-seed").value = String(render.seed);
+      chosen = new Set(render.strengths); drawStrengths();
+      const size = `${render.width}x${render.height}`;
+      if (![...$("try-size").options].some((o) => o.value === size)) {
+        $("try-size").insertAdjacentHTML("beforeend", `<option value="${size}">${render.width}×${render.height}</option>`);
+      }
+      $("try-size").value = size;
+      const lora = render.lora.startsWith("lora/") ? "final" : String(render.lora_step);
+      if (loras.some((c) => String(c.value) === lora)) $("try-lora").value = lora;
+      $("try-prompt").focus();
+    } else {
+      try {
+        await window.studio.api(`/api/jobs/${jobId}/renders/${render.id}`, { method: "DELETE" });
+        renders = renders.filter((r) => r.id !== render.id); lastKey = ""; draw();
+      } catch (e) { window.studio.toast(e.message, "error"); }
+    }
+  });
+  refresh();
+})();
