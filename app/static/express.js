@@ -166,6 +166,11 @@
     const links = [];
     if (proof.lora) links.push(`<a class="button primary" id="x-download" href="${esc(proof.lora)}" download>Download ${esc(proof.lora_file)} (${formatBytes(proof.lora_bytes)})</a>`);
     if (proof.readme) links.push(`<a class="button" href="${esc(proof.readme)}" target="_blank" rel="noopener">README.txt</a>`);
+    const train = run.stages.find((s) => s.stage === "train");
+    if (train && train.job_page) {
+      links.push(`<a class="button" id="x-try" href="${esc(trainer(train.job_page + "#try-panel"))}" target="_blank" rel="noopener"
+        title="Render prompts of your own with it, at several strengths">Try it with your own prompt</a>`);
+    }
     $("x-done").innerHTML = `<h3>Your LoRA is ready</h3><div class="x-links">${links.join("")}</div>
       <p class="muted">${!proof.library_path ? "It is no longer in the LoRA library (deleted from it); the download above still works."
         : `Copied to <code>${esc(proof.library_path)}</code>${proof.comfyui_path ? ` and to ComfyUI: <code>${esc(proof.comfyui_path)}</code>` : " (install ComfyUI in the workspace to have it copied there too)"}.`}</p>
