@@ -92,6 +92,27 @@ def test_render_at_several_strengths(demo_paths, tmp_path):
     assert Image.open(tmp_path / "again" / again[0]["file"]).convert("RGB").tobytes() == pixels[0].tobytes()
 
 
+def test_out_of_memory_renders_again_with_a_tiled_decoder(demo_paths, tmp_path, monkeypatch):
+    from trainer.engine.sampling import Sampler
+
+    real, calls = Sampler.render_image, []
+
+    def short_of_memory(self, *args):
+        calls.append(getattr(self._vae, "use_tiling", False))
+        if len(calls) == 1:
+            self._pipeline(args[0])  # the decoder is loaded by then
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 4.00 GiB")
+        return real(self, *args)
+
+    monkeypatch.setattr(Sampler, "render_image", short_of_memory)
+    lines = []
+    request = TryRequest(prompt="x", strengths=(0.0, 1.0), seed=1, width=64, height=64, steps=1, guidance_scale=0)
+    images = render(request, make_lora(demo_paths, tmp_path / "l.safetensors"), demo_paths, tmp_path / "out",
+                    device="cpu", log=lines.append)
+    assert len(images) == 2 and calls == [False, True, True]
+    assert any("decodes in tiles" in line for line in lines)
+
+
 def test_a_lora_for_another_model_is_refused_before_rendering(demo_paths, tmp_path):
     bad = tmp_path / "other.safetensors"
     write_lora_file(bad, {"diffusion_model.layers.0.attention.to_q.lora_A.weight": torch.zeros(4, 7),

@@ -11,6 +11,16 @@ class TrainingError(RuntimeError):
         self.message = message
 
 
+def is_oom(exc: BaseException) -> bool:
+    """Out of GPU (or host) memory, whichever way torch says it."""
+    import torch
+
+    if isinstance(exc, torch.OutOfMemoryError):
+        return True
+    text = str(exc)
+    return isinstance(exc, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text)
+
+
 def oom_error(config, step: int, on_gpu: bool, recomputing_all: bool = False) -> TrainingError:
     """Out-of-memory, naming the one setting most worth changing first. `recomputing_all`: every block
     already recomputed its activations (the run switched to that after a first out-of-memory)."""

@@ -18,7 +18,7 @@ from trainer.engine import proof, speed_setup
 from trainer.engine.control import TrainingControl
 from trainer.engine.data import BatchPlan, build_samples, dataset_hash, dataset_label, read_dataset
 from trainer.engine.device_data import DeviceData
-from trainer.engine.errors import TrainingError, oom_error
+from trainer.engine.errors import TrainingError, is_oom, oom_error
 from trainer.engine.loop import TrainingLoop
 from trainer.engine.progress import MetricsWriter, Progress, last_losses
 from trainer.engine.sampling import Sampler, all_sample_texts
@@ -46,13 +46,6 @@ def pick_device(device: str | None) -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def _is_oom(exc: BaseException) -> bool:
-    if isinstance(exc, torch.OutOfMemoryError):
-        return True
-    text = str(exc)
-    return isinstance(exc, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text)
-
-
 def train(config, dataset_dir: Path, job_dir: Path, model_paths, control: TrainingControl | None = None,
           on_progress: Callable[[dict], None] | None = None, device: str | None = None,
           cache_dir: Path | None = None) -> dict:
@@ -73,7 +66,7 @@ def train(config, dataset_dir: Path, job_dir: Path, model_paths, control: Traini
         log(f"Failed: {exc.message}")
         raise
     except Exception as exc:
-        if _is_oom(exc):
+        if is_oom(exc):
             error = oom_error(config, progress.step + 1, dev.type == "cuda")
             log(f"Failed: {error.message}")
             raise error from exc
@@ -196,7 +189,7 @@ class TrainingRun:
                 loop.step()
                 return
             except Exception as exc:
-                if not _is_oom(exc):
+                if not is_oom(exc):
                     raise
                 failed_at = loop.state.step + 1
                 lighter = gc_plan.lighter(self.speed.checkpointing, not self.speed.compiled,
@@ -282,7 +275,7 @@ class TrainingRun:
         try:
             self.sampler.render_base(self.transformer, self.job_dir)
         except Exception as exc:
-            if not _is_oom(exc):
+            if not is_oom(exc):
                 raise
             self.log("Out of memory while rendering the base model's previews; they come with the first preview step.")
             if self.dev.type == "cuda":
@@ -298,7 +291,7 @@ class TrainingRun:
             try:
                 return self.sampler.save(self.transformer, self.job_dir, step)
             except Exception as exc:
-                if not _is_oom(exc):
+                if not is_oom(exc):
                     raise
             if self.dev.type == "cuda":
                 torch.cuda.empty_cache()

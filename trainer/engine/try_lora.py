@@ -19,6 +19,7 @@ import torch
 
 from trainer.engine import model as zmodel
 from trainer.engine.cache import free_memory
+from trainer.engine.errors import is_oom
 from trainer.engine.sampling import Sampler, save_png
 from trainer.engine.speed_setup import quantize
 
@@ -75,10 +76,23 @@ def render(request: TryRequest, lora_path: Path, paths, out_dir: Path, device: s
         started = time.monotonic()
         applied = zmodel.adapter_applied(transformer, lora, strength) if strength else contextlib.nullcontext()
         with applied:
-            image = sampler.render_image(transformer, request.prompt, request.seed, "try")
+            image = _render_one(sampler, transformer, request, dev, log)
         save_png(image, out_dir / image_name(index))
         seconds = round(time.monotonic() - started, 2)
         images.append({"strength": strength, "file": image_name(index), "seconds": seconds})
         log(f"Rendered {label} in {seconds:.1f} s.")
         report({"phase": "rendering", "done": index + 1, "total": total, "images": images})
     return images
+
+
+def _render_one(sampler: Sampler, transformer, request: TryRequest, dev: torch.device, log: Callable[[str], None]):
+    """Out of memory (the VAE's peak at a large size is several GB): once more with the VAE decoding in
+    tiles, which is what the rest of the render then uses."""
+    while True:
+        try:
+            return sampler.render_image(transformer, request.prompt, request.seed, "try")
+        except Exception as exc:
+            if not is_oom(exc) or not sampler.lighten():
+                raise
+        free_memory(dev)
+        log("Out of memory while rendering; the VAE decodes in tiles from now on and the image is rendered again.")
