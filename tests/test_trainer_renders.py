@@ -224,6 +224,13 @@ def test_the_worker_renders_before_queued_training_and_serves_the_images(client,
         assert Image.open(__import__("io").BytesIO(response.data)).size == (80, 64)
     log = (Workspace(settings.root).jobs / job.id / "renders" / made["id"] / "log.txt").read_text()
     assert "Rendering 'tok, a red circle' with lora/tiny-lora.safetensors at strengths 0, 1, seed 7" in log
+    # deleting it takes its images and their small previews
+    assert client.get(shown["images"][0]["url"] + "?thumb=1").status_code == 200
+    job_dir = Workspace(settings.root).jobs / job.id
+    assert (job_dir / ".thumbs" / "renders" / made["id"]).is_dir()
+    assert client.delete(f"/api/jobs/{job.id}/renders/{made['id']}").status_code == 200
+    assert not (job_dir / "renders" / made["id"]).exists()
+    assert not (job_dir / ".thumbs" / "renders" / made["id"]).exists()
 
 
 def test_a_render_whose_process_dies_fails_with_the_cause(store, settings, demo_paths):
@@ -259,3 +266,27 @@ def test_a_render_whose_worker_died_renders_again_then_gives_up(store, settings,
             assert now.status == "queued" and "renders again" in now.message
     assert now.status == "failed" and "stopped 2 times" in now.error
     assert time.time() - now.finished_at < 60
+
+
+@pytest.mark.parametrize("raised, said", [
+    (TrainingError("The LoRA file lora/ cannot be read (bad header)."), "The LoRA file lora/ cannot be read"),
+    (OSError(28, "No space left on device"), "disk"),
+    (torch.OutOfMemoryError("CUDA out of memory"), "ran out of GPU memory. Try a smaller size"),
+    (ValueError("boom"), "unexpected error (ValueError: boom)"),
+])
+def test_a_failed_render_says_why_and_keeps_its_log(store, settings, demo_paths, raised, said):
+    from trainer.render_job import execute
+
+    job = finished_job(store, settings.root, demo_paths)
+    config = renders.parse(REQUEST, job, Workspace(settings.root).jobs / job.id)
+    made = store.create(renders.KIND, name="x", parent_id=job.id, config=config, total=2)[0]
+    store.start(made.id, "me")
+
+    def failing(*_args, **_kwargs):
+        raise raised
+
+    code = execute(settings, made.id, render_fn=failing)
+    ended = store.get(made.id)
+    assert code in (1, 3) and ended.status == "failed" and said in ended.error, ended.error
+    log = (renders.folder(Workspace(settings.root), ended) / "log.txt").read_text()
+    assert "Rendering 'tok, a red circle'" in log and f"Failed: {ended.error}" in log

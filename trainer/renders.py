@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import random
+import shutil
 from pathlib import Path
 
 from studio.jobs import Job
@@ -32,6 +33,13 @@ class RenderInvalid(ValueError):
 
 def folder(workspace: Workspace, render: Job) -> Path:
     return confined(workspace.jobs, render.parent_id or "_", "renders", render.id)
+
+
+def remove_files(workspace: Workspace, render: Job) -> None:
+    """A deleted render's images, log and the small previews made of them."""
+    shutil.rmtree(folder(workspace, render), ignore_errors=True)
+    shutil.rmtree(confined(workspace.jobs, render.parent_id or "_", library.THUMBS_DIR, "renders", render.id),
+                  ignore_errors=True)
 
 
 def _number(value, name: str) -> float:

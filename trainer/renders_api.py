@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 
 from flask import Blueprint, jsonify
 
@@ -65,5 +64,5 @@ def delete_render(job_id, render_id):
         raise ApiError(f"This job has no render {render_id!r}.", 404)
     if not store().delete(render.id):
         raise ApiError("It is rendering now; delete it when it is done (it takes seconds).", 409)
-    shutil.rmtree(renders.folder(workspace(), render), ignore_errors=True)
+    renders.remove_files(workspace(), render)
     return jsonify({"deleted": True, "id": render.id})
