@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from trainer.engine.errors import TrainingError
@@ -216,11 +217,10 @@ def adapter_applied(model: nn.Module, adapter: LoraDelta, weight: float) -> Iter
     for name, (down, up, scale) in adapter.modules.items():
         module = _adapter_module(model, adapter, name)
         device = next(module.parameters()).device
-        d, u = down.to(device), up.to(device)
+        d, u = down.to(device), (up * (scale * weight)).to(device)  # the strength folded into the up weights
 
-        def hook(_module, args, output, d=d, u=u, factor=scale * weight):
-            x = args[0]
-            return output + ((x.float() @ d.T) @ u.T * factor).to(output.dtype)
+        def hook(_module, args, output, d=d, u=u):
+            return output + F.linear(F.linear(args[0].float(), d), u).to(output.dtype)
 
         handles.append(module.register_forward_hook(hook))
     try:

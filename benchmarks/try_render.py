@@ -1,0 +1,128 @@
+"""Try the LoRA: one image with the LoRA applied by hooks (what a render does) vs the same LoRA merged into
+the weights (the bare baseline: what ComfyUI does), and a whole render against its parts.
+
+    python benchmarks/try_render.py [--size 256] [--steps 9] [--rounds 5] [--device cpu|cuda]
+
+Both kinds of image come from one loaded tiny demo Z-Image transformer with one LoRA, the same prompt and
+seed, alternating so machine noise hits both alike; merging and unmerging is not timed. Hooks let one
+loaded model render every strength without touching its weights. Goal: hooks/merged <= 1.10. The tiny
+model's layers are 64 wide, so even rank 8 is an eighth of a layer's work (rank 32 of the real 3,840-wide
+layers is under 2%): the ratio here is an upper bound.
+Then one whole render (trainer.engine.try_lora.render: load, encode, three strengths, PNGs) is timed
+against its image time, to show what loading costs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import torch  # noqa: E402
+
+
+def random_lora(paths, path: Path, rank: int) -> Path:
+    from trainer.engine import model as zmodel
+    from trainer.engine.checkpoints import write_lora_file
+
+    transformer = zmodel.load_transformer(paths, torch.device("cpu"), torch.float32)
+    zmodel.add_lora(transformer, rank, rank, seed=1)
+    with torch.no_grad():
+        for name, param in transformer.named_parameters():
+            if ".lora_B." in name:
+                param.copy_(torch.randn_like(param) * 0.2)
+    write_lora_file(path, zmodel.lora_state_dict(transformer, rank, rank), {})
+    return path
+
+
+def time_images(paths, lora, dev: torch.device, dtype: torch.dtype, args, prompt: str, seed: int, timed):
+    """Seconds per image with the LoRA by hooks and merged, alternating; the models go when it returns."""
+    from trainer.engine import model as zmodel
+    from trainer.engine.sampling import Sampler
+
+    tokenizer, encoder = zmodel.load_text_encoder(paths, dev, dtype)
+    embeddings = {prompt: zmodel.encode_prompts(tokenizer, encoder, [prompt])[0]}
+    del tokenizer, encoder
+    transformer = zmodel.load_transformer(paths, dev, dtype)
+    settings = SimpleNamespace(sample_width=args.size, sample_height=args.size, sample_steps=args.steps,
+                               guidance_scale=0.0)
+    sampler = Sampler(settings, paths, dev, embeddings, None, torch.bfloat16 if dev.type == "cuda" else None)
+
+    def with_hooks():
+        with zmodel.adapter_applied(transformer, lora, 1.0):
+            sampler.render_image(transformer, prompt, seed, "hooks")
+
+    def merged():
+        sampler.render_image(transformer, prompt, seed, "merged")
+
+    with_hooks()  # warm-up: the VAE loads, kernels are chosen
+    hooks_s, merged_s = [], []
+    for _ in range(args.rounds):
+        hooks_s.append(timed(with_hooks))
+        zmodel.merge_adapter(transformer, lora, 1.0)
+        merged_s.append(timed(merged))
+        zmodel.merge_adapter(transformer, lora, -1.0)
+    return hooks_s, merged_s
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--size", type=int, default=256)
+    ap.add_argument("--steps", type=int, default=9)
+    ap.add_argument("--rounds", type=int, default=9)
+    ap.add_argument("--rank", type=int, default=8)
+    ap.add_argument("--device", default=None)
+    args = ap.parse_args(argv)
+
+    from studio.demo import ensure_demo_models
+    from studio.settings import load_settings
+    from trainer.engine import model as zmodel
+    from trainer.engine.try_lora import TryRequest, render
+
+    dev = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    dtype = torch.bfloat16 if dev.type == "cuda" else torch.float32
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
+    prompt, seed = "tok, a red circle on a table", 5
+
+    def timed(run) -> float:
+        sync()
+        started = time.perf_counter()
+        run()
+        sync()
+        return time.perf_counter() - started
+
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        paths = ensure_demo_models(load_settings({"STUDIO_ROOT": str(root), "STUDIO_DEMO": "1"}), caption=False)
+        lora_path = random_lora(paths, root / "lora.safetensors", args.rank)
+        lora = zmodel.LoraDelta.load(lora_path, label="The LoRA")
+        hooks_s, merged_s = time_images(paths, lora, dev, dtype, args, prompt, seed, timed)
+
+        request = TryRequest(prompt=prompt, strengths=(0.0, 0.8, 1.0), seed=seed, width=args.size, height=args.size,
+                             steps=args.steps, guidance_scale=0.0)
+        images = []
+        whole_s = timed(lambda: images.extend(render(request, lora_path, paths, root / "out", device=str(dev),
+                                                     log=lambda _line: None)))
+    hook, plain = statistics.median(hooks_s), statistics.median(merged_s)
+    ratio = hook / plain
+    image_s = sum(image["seconds"] for image in images)
+    print(f"device: {dev.type}; tiny Z-Image transformer, LoRA rank {args.rank}, {args.size}x{args.size}, "
+          f"{args.steps} steps; {args.rounds} images of each kind, alternating")
+    print(f"image, LoRA by hooks:      median {hook * 1000:.1f} ms")
+    print(f"image, LoRA merged (bare): median {plain * 1000:.1f} ms")
+    print(f"ratio hooks/merged: {ratio:.3f}  (goal <= 1.10: {'met' if ratio <= 1.10 else 'NOT met'})")
+    print(f"whole render of 3 strengths: {whole_s:.2f} s, of which images {image_s:.2f} s "
+          f"(loading and encoding {whole_s - image_s:.2f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
