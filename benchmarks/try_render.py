@@ -109,7 +109,7 @@ def main(argv=None) -> int:
         request = TryRequest(prompt=prompt, strengths=(0.0, 0.8, 1.0), seed=seed, width=args.size, height=args.size,
                              steps=args.steps, guidance_scale=0.0)
         images = []
-        whole_s = timed(lambda: images.extend(render(request, lora_path, paths, root / "out", device=str(dev),
+        whole_s = timed(lambda: images.extend(render(request, [lora_path], paths, root / "out", device=str(dev),
                                                      log=lambda _line: None)))
     hook, plain = statistics.median(hooks_s), statistics.median(merged_s)
     ratio = hook / plain

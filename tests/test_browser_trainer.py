@@ -149,7 +149,8 @@ def test_train_from_the_form_and_download_the_lora(studio, artifacts_dir, tmp_pa
         # try the LoRA: one prompt and seed at the chosen strengths side by side, rendered by the worker
         expect(page.locator("#try-form")).to_be_visible()
         expect(page.locator("#try-lora option").first).to_have_text("Final LoRA (step 240)")
-        expect(page.locator("#try-lora option")).to_have_count(3)  # and the checkpoints at steps 120 and 240
+        # the checkpoints at steps 240 and 120, and every LoRA file side by side
+        expect(page.locator("#try-lora option")).to_have_count(4)
         page.fill("#try-prompt", "[trigger], a blue square")
         page.locator("[data-strength='0.8']").click()  # off: Base and 1 stay
         page.locator("[data-strength='1.5']").click()
@@ -173,6 +174,24 @@ def test_train_from_the_form_and_download_the_lora(studio, artifacts_dir, tmp_pa
         expect(page.locator("#try-prompt")).to_have_value("tok, a blue square")
         card.locator("[data-try-delete]").click()
         expect(page.locator(".try-card")).to_have_count(0)
+        # every checkpoint side by side: the base once, then each LoRA file in training order; at several
+        # strengths, a row per file
+        page.select_option("#try-lora", "all")
+        page.locator("[data-strength='1.5']").click()  # Base and 1
+        page.locator("#try-go").click()
+        expect(card).to_contain_text("Rendered 3 images", timeout=120_000)
+        expect(card.locator("figcaption")).to_have_text(["Base (LoRA off)", "checkpoint at step 120",
+                                                         "final LoRA (step 240)"])
+        expect(card.locator(".try-meta").first).to_contain_text("2 LoRA files, steps 120 to 240")
+        page.wait_for_function("[...document.querySelectorAll('.try-card img')].every(i => i.naturalWidth > 0)")
+        page.locator("[data-strength='0.8']").click()  # Base, 0.8 and 1
+        page.fill("#try-seed", "99")
+        page.locator("#try-go").click()
+        expect(card).to_contain_text("Rendered 5 images", timeout=120_000)
+        expect(card.locator(".try-sweep-title")).to_have_text(["Base model", "checkpoint at step 120",
+                                                               "final LoRA (step 240)"])
+        page.wait_for_function("[...document.querySelectorAll('.try-card img')].every(i => i.naturalWidth > 0)")
+        page.locator("#try-panel").screenshot(path=str(artifacts_dir / "trainer-try-checkpoints.png"))
 
         # train more steps: a dialog says from where to where and about how long, then the same job goes on
         page.locator("#btn-continue").click()

@@ -79,7 +79,7 @@ def test_render_at_several_strengths(demo_paths, tmp_path):
     request = TryRequest(prompt="tok, a red circle", strengths=(0.0, 1.0, -1.0), seed=3, width=64, height=48,
                          steps=2, guidance_scale=0.0)
     reports = []
-    images = render(request, lora, demo_paths, tmp_path / "out", device="cpu", on_progress=reports.append,
+    images = render(request, [lora], demo_paths, tmp_path / "out", device="cpu", on_progress=reports.append,
                     log=lambda _line: None)
     assert [image["strength"] for image in images] == [0.0, 1.0, -1.0]
     pixels = [Image.open(tmp_path / "out" / image["file"]).convert("RGB") for image in images]
@@ -87,9 +87,21 @@ def test_render_at_several_strengths(demo_paths, tmp_path):
     assert pixels[0].tobytes() != pixels[1].tobytes() != pixels[2].tobytes()  # the LoRA changes the image
     assert reports[-1]["done"] == 3 and [r["message"] for r in reports if r.get("message")][-1].endswith("LoRA at -1")
     # same seed, same strength: the same image (the hooks leave the transformer as it was)
-    again = render(TryRequest(**{**request.__dict__, "strengths": (0.0,)}), lora, demo_paths, tmp_path / "again",
+    again = render(TryRequest(**{**request.__dict__, "strengths": (0.0,)}), [lora], demo_paths, tmp_path / "again",
                    device="cpu", log=lambda _line: None)
     assert Image.open(tmp_path / "again" / again[0]["file"]).convert("RGB").tobytes() == pixels[0].tobytes()
+
+
+def test_several_lora_files_render_the_base_once(demo_paths, tmp_path):
+    first = make_lora(demo_paths, tmp_path / "step_000100" / "lora.safetensors")
+    second = make_lora(demo_paths, tmp_path / "step_000200" / "lora.safetensors")
+    request = TryRequest(prompt="tok", strengths=(0.0, 1.0), seed=3, width=64, height=64, steps=2, guidance_scale=0)
+    lines = []
+    images = render(request, [first, second], demo_paths, tmp_path / "out", device="cpu", log=lines.append)
+    assert [(image["lora"], image["strength"]) for image in images] == [(None, 0.0), (0, 1.0), (1, 1.0)]
+    pixels = [Image.open(tmp_path / "out" / image["file"]).tobytes() for image in images]
+    assert len(set(pixels)) == 3
+    assert any("LoRA at 1 (step_000200)" in line for line in lines)
 
 
 def test_out_of_memory_renders_again_with_a_tiled_decoder(demo_paths, tmp_path, monkeypatch):
@@ -107,7 +119,7 @@ def test_out_of_memory_renders_again_with_a_tiled_decoder(demo_paths, tmp_path, 
     monkeypatch.setattr(Sampler, "render_image", short_of_memory)
     lines = []
     request = TryRequest(prompt="x", strengths=(0.0, 1.0), seed=1, width=64, height=64, steps=1, guidance_scale=0)
-    images = render(request, make_lora(demo_paths, tmp_path / "l.safetensors"), demo_paths, tmp_path / "out",
+    images = render(request, [make_lora(demo_paths, tmp_path / "l.safetensors")], demo_paths, tmp_path / "out",
                     device="cpu", log=lines.append)
     assert len(images) == 2 and calls == [False, True, True]
     assert any("decodes in tiles" in line for line in lines)
@@ -119,11 +131,11 @@ def test_a_lora_for_another_model_is_refused_before_rendering(demo_paths, tmp_pa
                           "diffusion_model.layers.0.attention.to_q.lora_B.weight": torch.zeros(7, 4)}, {})
     request = TryRequest(prompt="x", strengths=(0.0, 1.0), seed=1, width=64, height=64, steps=1, guidance_scale=0)
     with pytest.raises(TrainingError, match="does not fit this transformer"):
-        render(request, bad, demo_paths, tmp_path / "out", device="cpu", log=lambda _line: None)
+        render(request, [bad], demo_paths, tmp_path / "out", device="cpu", log=lambda _line: None)
     assert not list((tmp_path / "out").glob("*.png"))
     (tmp_path / "junk.safetensors").write_bytes(b"not a safetensors file")
     with pytest.raises(TrainingError, match="The LoRA file .* cannot be read"):
-        render(request, tmp_path / "junk.safetensors", demo_paths, tmp_path / "out2", device="cpu")
+        render(request, [tmp_path / "junk.safetensors"], demo_paths, tmp_path / "out2", device="cpu")
 
 
 # -- the API -------------------------------------------------------------------------------------
@@ -153,15 +165,16 @@ def test_a_render_is_queued_listed_and_deleted(client, store, settings, demo_pat
     assert response.status_code == 202
     queued = response.get_json()["render"]
     assert queued["status"] == "queued" and queued["prompt"] == "tok, a red circle"  # [trigger] filled in
-    assert queued["lora"] == "lora/tiny-lora.safetensors" and queued["lora_step"] == 6
+    assert queued["loras"] == [{"file": "lora/tiny-lora.safetensors", "step": 6, "label": "final LoRA (step 6)"}]
     assert queued["message"] == "Waiting for the worker."
     # a double click gives the first render back; another seed is another render
     assert client.post(url, json=REQUEST).get_json()["render"]["id"] == queued["id"]
     other = client.post(url, json={**REQUEST, "seed": 8, "lora": 3}).get_json()["render"]
-    assert other["lora"] == "checkpoints/step_000003/lora.safetensors" and other["lora_step"] == 3
+    assert other["loras"] == [{"file": "checkpoints/step_000003/lora.safetensors", "step": 3,
+                               "label": "checkpoint at step 3"}]
     listing = client.get(url).get_json()
     assert [r["id"] for r in listing["renders"]] == [other["id"], queued["id"]]
-    assert [c["value"] for c in listing["loras"]] == ["final", 3]
+    assert [c["value"] for c in listing["loras"]] == ["final", 3, "all"]
     assert listing["defaults"]["trigger_word"] == "tok"
     # no seed: the server draws one
     assert isinstance(client.post(url, json={"prompt": "tok"}).get_json()["render"]["seed"], int)
@@ -187,13 +200,36 @@ def test_the_queue_of_renders_is_bounded_and_says_what_it_waits_for(client, stor
     assert response.status_code == 429 and "waiting already" in response.get_json()["error"]
 
 
+def test_every_checkpoint_side_by_side(client, store, settings, demo_paths):
+    job = finished_job(store, settings.root, demo_paths)  # a checkpoint at step 3, the final LoRA at step 6
+    job_dir = Workspace(settings.root).jobs / job.id
+    make_lora(demo_paths, job_dir / "checkpoints" / "step_000006" / "lora.safetensors")  # the final step's own
+    url = f"/api/jobs/{job.id}/renders"
+    made = client.post(url, json={**REQUEST, "lora": "all", "strengths": [0, 0.5, 1]}).get_json()["render"]
+    # training order; the final LoRA stands for the checkpoint at its step
+    assert [(lora["step"], lora["file"]) for lora in made["loras"]] == [
+        (3, "checkpoints/step_000003/lora.safetensors"), (6, "lora/tiny-lora.safetensors")]
+    assert made["total"] == 1 + 2 * 2  # the base once, two strengths per file
+    six = client.post(url, json={**REQUEST, "lora": "all", "strengths": [0, .2, .4, .6, .8, 1]})
+    assert six.status_code == 202 and six.get_json()["render"]["total"] == 11  # 1 + 2 * 5
+    for step in (9, 12, 15, 18, 21):
+        make_lora(demo_paths, job_dir / "checkpoints" / f"step_{step:06d}" / "lora.safetensors")
+    response = client.post(url, json={**REQUEST, "lora": "all", "strengths": [0, .2, .4, .6, .8, 1], "seed": 2})
+    assert response.status_code == 422
+    assert response.get_json()["error"].startswith("That is 36 images; at most 24 per render")
+    only = finished_job(store, settings.root, demo_paths, status="stopped", checkpoint=3)
+    assert "all" not in [c["value"] for c in client.get(f"/api/jobs/{only.id}/renders").get_json()["loras"]]
+    response = client.post(f"/api/jobs/{only.id}/renders", json={**REQUEST, "lora": "all"})
+    assert response.status_code == 422 and "only one LoRA file" in response.get_json()["error"]
+
+
 def test_a_job_without_a_lora_yet_says_when_it_has_one(client, store, settings, demo_paths):
     job = finished_job(store, settings.root, demo_paths, status="stopped", checkpoint=None)
     response = client.post(f"/api/jobs/{job.id}/renders", json=REQUEST)
     assert response.status_code == 422 and "no LoRA to try yet" in response.get_json()["error"]
     stopped = finished_job(store, settings.root, demo_paths, status="stopped", checkpoint=3)
     made = client.post(f"/api/jobs/{stopped.id}/renders", json=REQUEST).get_json()["render"]
-    assert made["lora_step"] == 3  # its newest checkpoint
+    assert [lora["step"] for lora in made["loras"]] == [3]  # its newest checkpoint
     assert [c["value"] for c in client.get(f"/api/jobs/{stopped.id}/renders").get_json()["loras"]] == [3]
 
 
@@ -269,7 +305,7 @@ def test_a_render_whose_worker_died_renders_again_then_gives_up(store, settings,
 
 
 @pytest.mark.parametrize("raised, said", [
-    (TrainingError("The LoRA file lora/ cannot be read (bad header)."), "The LoRA file lora/ cannot be read"),
+    (TrainingError("The LoRA file lora/x.safetensors cannot be read (bad header)."), "cannot be read (bad header)"),
     (OSError(28, "No space left on device"), "disk"),
     (torch.OutOfMemoryError("CUDA out of memory"), "ran out of GPU memory. Try a smaller size"),
     (ValueError("boom"), "unexpected error (ValueError: boom)"),

@@ -76,10 +76,11 @@ def execute(settings: Settings, render_id: str, *, render_fn: Callable | None = 
             ensure_demo_models(settings, caption=False, zimage=True)
         from studio.registry import model_paths
 
-        lora = workspace.jobs / parent.id / render.config["lora"]
-        run_log(f"Rendering {render.config['prompt']!r} with {render.config['lora']} at strengths "
-                f"{', '.join(f'{s:g}' for s in render.config['strengths'])}, seed {render.config['seed']}.")
-        images = (render_fn or _default_render())(_request(render.config), lora, model_paths(settings), out_dir,
+        loras = render.config["loras"]
+        run_log(f"Rendering {render.config['prompt']!r} with {', '.join(lora['file'] for lora in loras)} at "
+                f"strengths {', '.join(f'{s:g}' for s in render.config['strengths'])}, seed {render.config['seed']}.")
+        files = [workspace.jobs / parent.id / lora["file"] for lora in loras]
+        images = (render_fn or _default_render())(_request(render.config), files, model_paths(settings), out_dir,
                                                   on_progress=reporter, log=run_log)
     except BaseException as exc:  # noqa: B036 - every way out must end the render with a reason
         reporter.flush()

@@ -23,6 +23,7 @@ MAX_STRENGTHS = 6
 MAX_STRENGTH = 2.0
 MAX_PROMPT = 2000
 MAX_WAITING = 12  # queued renders per training job
+MAX_IMAGES = 24  # per render
 SIZE_RANGE = (64, 2048)
 TRIGGER = "[trigger]"
 
@@ -76,34 +77,69 @@ def strengths_of(value) -> list[float]:
 
 
 def lora_choices(job: Job, job_dir: Path) -> list[dict]:
-    """The LoRA files a render can try: the final one (a completed job) and every checkpoint's."""
+    """The LoRA files a render can try: the final one (a completed job) and every checkpoint's, newest
+    first; "all" (every one of them side by side) when there are several."""
     choices = []
     final = library.final_lora(job, job_dir) if job.status == "completed" else None
     if final is not None:
         choices.append({"value": "final", "label": f"Final LoRA (step {job.step})", "step": job.step})
     for entry in reversed(library.checkpoints(job_dir)):
         choices.append({"value": entry["step"], "label": f"Checkpoint at step {entry['step']}", "step": entry["step"]})
+    if len(_every_lora(job, job_dir)) > 1:
+        choices.append({"value": "all", "label": "Every checkpoint, side by side", "step": None})
     return choices
 
 
-def lora_file(job: Job, job_dir: Path, which) -> Path:
-    """The file `which` ("final" or a checkpoint's step) names; RenderInvalid when there is none."""
-    if which in (None, "final") and job.status == "completed":
-        final = library.final_lora(job, job_dir)
+def _final(job: Job, job_dir: Path) -> dict | None:
+    final = library.final_lora(job, job_dir) if job.status == "completed" else None
+    if final is None:
+        return None
+    return {"file": final.relative_to(job_dir).as_posix(), "step": int(job.step),
+            "label": f"final LoRA (step {job.step})"}
+
+
+def _checkpoint(job_dir: Path, step: int) -> dict | None:
+    path = job_dir / "checkpoints" / f"step_{step:06d}" / "lora.safetensors"
+    if not path.is_file():
+        return None
+    return {"file": path.relative_to(job_dir).as_posix(), "step": step, "label": f"checkpoint at step {step}"}
+
+
+def _every_lora(job: Job, job_dir: Path) -> list[dict]:
+    """Every checkpoint's LoRA in training order, the final LoRA in place of the checkpoint at its step."""
+    final = _final(job, job_dir)
+    found = [entry for entry in (_checkpoint(job_dir, c["step"]) for c in library.checkpoints(job_dir))
+             if entry and not (final and entry["step"] == final["step"])]
+    return sorted(found + ([final] if final else []), key=lambda entry: entry["step"])
+
+
+def loras_for(job: Job, job_dir: Path, which) -> list[dict]:
+    """The files `which` names ("final", a checkpoint's step, or "all"): [{file, step, label}]."""
+    if which == "all":
+        found = _every_lora(job, job_dir)
+        if len(found) < 2:
+            raise RenderInvalid("This job has only one LoRA file to try: pick it instead of every checkpoint.")
+        return found
+    if which in (None, "final"):
+        final = _final(job, job_dir)
         if final is not None:
-            return final
-    if which in (None, "final"):  # not finished: its newest checkpoint
-        steps = [entry["step"] for entry in library.checkpoints(job_dir)]
+            return [final]
+        steps = [entry["step"] for entry in library.checkpoints(job_dir)]  # not finished: its newest checkpoint
         if not steps:
             raise RenderInvalid("This job has no LoRA to try yet: the first checkpoint is saved at step "
                                 f"{job.config.get('save_every', '?')}, or press Save now.")
         which = steps[-1]
     if isinstance(which, bool) or not isinstance(which, int):
-        raise RenderInvalid("'lora' must be \"final\" or the step of a checkpoint.")
-    path = job_dir / "checkpoints" / f"step_{which:06d}" / "lora.safetensors"
-    if not path.is_file():
+        raise RenderInvalid("'lora' must be \"final\", \"all\" or the step of a checkpoint.")
+    found = _checkpoint(job_dir, which)
+    if found is None:
         raise RenderInvalid(f"This job has no checkpoint at step {which}.")
-    return path
+    return [found]
+
+
+def image_count(strengths: list[float], loras: list) -> int:
+    """Base once (strength 0), every other strength once per LoRA file."""
+    return (0 in strengths) + len(loras) * sum(1 for s in strengths if s != 0)
 
 
 def parse(body: dict, job: Job, job_dir: Path) -> dict:
@@ -116,8 +152,11 @@ def parse(body: dict, job: Job, job_dir: Path) -> dict:
         raise RenderInvalid(f"The prompt is longer than {MAX_PROMPT} characters.")
     trigger = str(config.get("trigger_word") or "")
     text = " ".join(prompt.replace(TRIGGER, trigger).split())
-    which = body.get("lora", "final")
-    path = lora_file(job, job_dir, which)
+    loras = loras_for(job, job_dir, body.get("lora", "final"))
+    strengths = strengths_of(body.get("strengths"))
+    if image_count(strengths, loras) > MAX_IMAGES:
+        raise RenderInvalid(f"That is {image_count(strengths, loras)} images; at most {MAX_IMAGES} per render: pick "
+                            "fewer strengths or fewer LoRA files.")
     seed = body.get("seed")
     low, high = SIZE_RANGE
     guidance = body.get("guidance_scale", config.get("guidance_scale", 0.0))
@@ -126,21 +165,21 @@ def parse(body: dict, job: Job, job_dir: Path) -> dict:
         raise RenderInvalid("'guidance_scale' must be between 0 and 20.")
     return {
         "prompt": text,
-        "strengths": strengths_of(body.get("strengths")),
+        "strengths": strengths,
         "seed": random.randrange(2**31) if seed is None else _whole(body, "seed", 0, 0, 2**31 - 1),
         "width": _whole(body, "width", int(config.get("sample_width") or 1024), low, high, 16),
         "height": _whole(body, "height", int(config.get("sample_height") or 1024), low, high, 16),
         "steps": _whole(body, "steps", int(config.get("sample_steps") or 9), 1, 100),
         "guidance_scale": guidance,
-        "lora": path.relative_to(job_dir).as_posix(),
-        "lora_step": int(job.step) if path.parent.name == "lora" else int(path.parent.name.split("_")[-1]),
+        "loras": loras,
         "quantize_base": config.get("quantize_base", "none"),
         "float8_matmuls": bool(config.get("float8_matmuls", False)),
     }
 
 
 def public(render: Job) -> dict:
-    """What the job page shows of a render: its settings, state and the images made so far."""
+    """What the job page shows of a render: its settings, state and the images made so far (each with the
+    index of its LoRA file in `loras`; None for the base model)."""
     config = render.config
     images = (render.result or {}).get("images") or render.details.get("images") or []
     base = f"/api/jobs/{render.parent_id}/files/renders/{render.id}"
@@ -149,7 +188,8 @@ def public(render: Job) -> dict:
         "done": render.done, "total": render.total, "created_at": render.created_at,
         "started_at": render.started_at, "finished_at": render.finished_at,
         **{key: config.get(key) for key in ("prompt", "strengths", "seed", "width", "height", "steps",
-                                            "guidance_scale", "lora", "lora_step")},
-        "images": [{"strength": image.get("strength"), "seconds": image.get("seconds"),
+                                            "guidance_scale")},
+        "loras": config.get("loras") or [],
+        "images": [{"strength": image.get("strength"), "lora": image.get("lora"), "seconds": image.get("seconds"),
                     "url": f"{base}/{image.get('file')}"} for image in images if isinstance(image, dict)],
     }

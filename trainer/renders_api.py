@@ -51,7 +51,8 @@ def create_render(job_id):
     # a double click returns the first render (the page sends the seed, so a new click is a new render)
     fingerprint = hashlib.sha256(json.dumps([job.id, config], sort_keys=True).encode()).hexdigest()
     render, _created = store().create(renders.KIND, name=config["prompt"][:80], parent_id=job.id, config=config,
-                                      total=len(config["strengths"]), message=_waiting_note(),
+                                      total=renders.image_count(config["strengths"], config["loras"]),
+                                      message=_waiting_note(),
                                       fingerprint=fingerprint, dedup_window_s=5.0)
     return jsonify({"render": renders.public(render)}), 202
 

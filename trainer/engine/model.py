@@ -129,17 +129,16 @@ class LoraDelta:
 
     @classmethod
     def load(cls, path: Path, label: str | None = None) -> LoraDelta:
-        """`label` names the file in errors; without one it is the training adapter, and the errors say
-        how to fetch it again."""
+        """`label` names the file in errors ("The LoRA file step_000500/lora.safetensors"); without one it
+        is the training adapter, and the errors say how to fetch it again."""
         from safetensors.torch import load_file
 
         fix = "" if label else f"; delete it and let the download ({ADAPTER_REPO} in models.txt) run again"
-        label = label or "The training adapter"
-        shown = path.name if fix == "" else str(path)
+        label = label or f"The training adapter {path}"
         try:
             tensors = load_file(str(path))
         except Exception as exc:  # safetensors raises its own error types for damaged files
-            raise TrainingError(f"{label} {shown} cannot be read ({exc}){fix}.") from exc
+            raise TrainingError(f"{label} cannot be read ({exc}){fix}.") from exc
         modules = {}
         for key, down in tensors.items():
             if not key.endswith(".lora_A.weight"):
@@ -147,7 +146,7 @@ class LoraDelta:
             name = key[: -len(".lora_A.weight")]
             up = tensors.get(f"{name}.lora_B.weight")
             if up is None:
-                raise TrainingError(f"{label} {shown} has {key} without its lora_B half{fix}.")
+                raise TrainingError(f"{label} has {key} without its lora_B half{fix}.")
             alpha = tensors.get(f"{name}.alpha")
             scale = float(alpha) / down.shape[0] if alpha is not None else 1.0
             for prefix in (COMFY_PREFIX, "transformer."):
@@ -155,7 +154,7 @@ class LoraDelta:
                     name = name[len(prefix) :]
             modules[name] = (down.float(), up.float(), scale)
         if not modules:
-            raise TrainingError(f"{label} {shown} holds no LoRA weights{fix}.")
+            raise TrainingError(f"{label} holds no LoRA weights{fix}.")
         return cls(modules, label)
 
     def delta(self, name: str) -> torch.Tensor:

@@ -1,7 +1,9 @@
-"""Try a LoRA: one prompt rendered with one seed at several LoRA strengths, side by side.
+"""Try a LoRA: one prompt rendered with one seed at several LoRA strengths, side by side, from one LoRA
+file or several (a job's checkpoints, to see which step is best).
 
-Strength 0 is the base model; the others add the LoRA file that many times to each module's output
-(hooks, so one loaded transformer serves every strength and the weights never change). Rendered as
+Strength 0 is the base model, rendered once; the others add each LoRA file that many times to each
+module's output (hooks, so one loaded transformer serves every file and strength and its weights never
+change). Rendered as
 ComfyUI renders a Z-Image-Turbo LoRA: no training adapter, the job's preview steps and guidance.
 The text encoder is loaded first and freed before the transformer, so the peak is the transformer's.
 """
@@ -41,16 +43,19 @@ def image_name(index: int) -> str:
     return f"{index}.png"
 
 
-def render(request: TryRequest, lora_path: Path, paths, out_dir: Path, device: str | None = None,
+def render(request: TryRequest, lora_paths: list[Path], paths, out_dir: Path, device: str | None = None,
            on_progress: Callable[[dict], None] | None = None, log: Callable[[str], None] = print) -> list[dict]:
-    """Render `request` into out_dir/<i>.png (one per strength, each written whole); returns one entry
-    per image: {strength, file, seconds}."""
+    """Render `request` into out_dir/<i>.png, each written whole: the base model once (strength 0), then
+    every other strength for each LoRA file in turn. Returns one entry per image: {strength, lora (the
+    file's index in lora_paths, None for the base model), file, seconds}."""
     report = on_progress or (lambda _values: None)
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     dtype = torch.bfloat16 if dev.type == "cuda" else torch.float32
-    total = len(request.strengths)
+    plan = [(None, 0.0)] if 0 in request.strengths else []
+    plan += [(index, s) for index in range(len(lora_paths)) for s in request.strengths if s != 0]
+    total = len(plan)
     out_dir.mkdir(parents=True, exist_ok=True)
-    lora = zmodel.LoraDelta.load(lora_path, label=f"The LoRA file {lora_path.parent.name}/")
+    loras = [zmodel.LoraDelta.load(path, label=f"The LoRA file {path.parent.name}/{path.name}") for path in lora_paths]
 
     zmodel.check_model_files(paths)
     report({"phase": "loading", "done": 0, "total": total, "message": "Encoding the prompt"})
@@ -62,24 +67,28 @@ def render(request: TryRequest, lora_path: Path, paths, out_dir: Path, device: s
 
     report({"phase": "loading", "done": 0, "total": total, "message": "Loading the transformer"})
     transformer = zmodel.load_transformer(paths, dev, dtype)
-    zmodel.check_fits(transformer, lora)  # a LoRA for another model fails before anything renders
+    for lora in loras:  # a LoRA for another model fails before anything renders
+        zmodel.check_fits(transformer, lora)
     quantize(request, transformer, dev, dtype, log, check_errors=False)
     settings = SimpleNamespace(sample_width=request.width, sample_height=request.height,
                                sample_steps=request.steps, guidance_scale=request.guidance_scale)
     sampler = Sampler(settings, paths, dev, embeddings, None, torch.bfloat16 if dev.type == "cuda" else None)
 
     images = []
-    for index, strength in enumerate(request.strengths):
-        label = "base model" if strength == 0 else f"LoRA at {strength:g}"
+    for index, (which, strength) in enumerate(plan):
+        label = "base model" if which is None else f"LoRA at {strength:g}"
+        if which is not None and len(loras) > 1:
+            label += f" ({lora_paths[which].parent.name})"
         report({"phase": "rendering", "done": index, "total": total,
                 "message": f"Rendering {index + 1} of {total}: {label}"})
         started = time.monotonic()
-        applied = zmodel.adapter_applied(transformer, lora, strength) if strength else contextlib.nullcontext()
+        applied = zmodel.adapter_applied(transformer, loras[which], strength) if which is not None \
+            else contextlib.nullcontext()
         with applied:
             image = _render_one(sampler, transformer, request, dev, log)
         save_png(image, out_dir / image_name(index))
         seconds = round(time.monotonic() - started, 2)
-        images.append({"strength": strength, "file": image_name(index), "seconds": seconds})
+        images.append({"strength": strength, "lora": which, "file": image_name(index), "seconds": seconds})
         log(f"Rendered {label} in {seconds:.1f} s.")
         report({"phase": "rendering", "done": index + 1, "total": total, "images": images})
     return images

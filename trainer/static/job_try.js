@@ -1,5 +1,6 @@
 // "Try the LoRA" on the job page: one prompt and seed rendered at several LoRA strengths side by side
-// (Base is strength 0), from the final LoRA or any checkpoint. The worker renders; the list follows.
+// (Base is strength 0), from the final LoRA, any checkpoint, or every checkpoint (a row each). The worker
+// renders; the list follows.
 (function () {
   const $ = (id) => document.getElementById(id);
   const root = $("job-root");
@@ -49,22 +50,49 @@
     if (loras.some((c) => String(c.value) === current)) $("try-lora").value = current;
   }
 
-  function figure(render, strength, index) {
-    const image = render.images.find((im) => im.strength === strength);
-    const label = strength === 0 ? "Base (LoRA off)" : `LoRA ${strength}`;
-    const caption = `${label}, seed ${render.seed}: ${render.prompt}`;
+  // The order the worker renders in: the base model once, then each LoRA file's other strengths.
+  function plan(render) {
+    const out = render.strengths.includes(0) ? [{ lora: null, strength: 0 }] : [];
+    render.loras.forEach((_, i) => render.strengths.filter((s) => s !== 0).forEach((s) => out.push({ lora: i, strength: s })));
+    return out.map((p, index) => ({ ...p, index }));
+  }
+
+  function figure(render, p, label) {
+    const image = render.images.find((im) => im.strength === p.strength && (im.lora ?? null) === p.lora);
+    const which = p.lora === null ? "Base (LoRA off)" : `${render.loras[p.lora].label}, strength ${p.strength}`;
+    const caption = `${which}, seed ${render.seed}: ${render.prompt}`;
     if (image) {
-      return `<figure><img src="${esc(window.studio.thumb(image.url))}" data-full="${esc(image.url)}" alt="${esc(label)}"
-        data-caption="${esc(caption)}" loading="lazy"><figcaption>${esc(label)}</figcaption></figure>`;
+      return `<figure><img src="${esc(window.studio.thumb(image.url))}" data-full="${esc(image.url)}" alt="${esc(which)}"
+        data-caption="${esc(caption)}" loading="lazy"><figcaption title="${esc(which)}">${esc(label)}</figcaption></figure>`;
     }
-    const note = render.status === "failed" ? "not rendered" : render.status === "running" && index === render.done
+    const note = render.status === "failed" ? "not rendered" : render.status === "running" && p.index === render.done
       ? "rendering…" : "waiting";
     return `<figure class="pending"><div class="slot">${note}</div><figcaption>${esc(label)}</figcaption></figure>`;
   }
 
+  // One LoRA file: one row, Base first. Several (every checkpoint) at one strength: one row, a picture per
+  // file in training order; at several strengths: a row per file, its strengths across.
+  function images(render) {
+    const steps = plan(render);
+    const base = steps.filter((p) => p.lora === null).map((p) => figure(render, p, "Base (LoRA off)"));
+    const row = (items) => `<div class="gallery-row">${items.join("")}</div>`;
+    if (render.loras.length === 1) return row(base.concat(steps.filter((p) => p.lora !== null).map((p) => figure(render, p, `LoRA ${p.strength}`))));
+    const strengths = render.strengths.filter((s) => s !== 0);
+    if (strengths.length === 1) {
+      return row(base.concat(steps.filter((p) => p.lora !== null).map((p) => figure(render, p, render.loras[p.lora].label))));
+    }
+    const titled = (title, items) => `<div class="try-sweep-row"><div class="try-sweep-title">${esc(title)}</div>${row(items)}</div>`;
+    return (base.length ? titled("Base model", base) : "") + render.loras.map((lora, i) =>
+      titled(lora.label, steps.filter((p) => p.lora === i).map((p) => figure(render, p, `LoRA ${p.strength}`)))).join("");
+  }
+
+  function loraText(render) {
+    const loras = render.loras;
+    if (loras.length === 1) return loras[0].label;
+    return `${loras.length} LoRA files, steps ${loras[0].step} to ${loras[loras.length - 1].step}`;
+  }
+
   function card(render) {
-    const lora = render.lora_step != null ? (render.lora.startsWith("lora/") ? `final LoRA (step ${render.lora_step})`
-      : `checkpoint at step ${render.lora_step}`) : render.lora;
     const active = render.status === "queued" || render.status === "running";
     const note = render.status === "failed" ? `<div class="error-box">${esc(render.error || "It failed.")}</div>`
       : active || render.status === "completed" ? `<div class="try-meta">${esc(render.message || "")}</div>` : "";
@@ -72,8 +100,8 @@
       <div class="try-head">${statusChip(render.status)}<span class="prompt">${esc(render.prompt)}</span>
         <span class="actions"><button type="button" data-try-reuse="${esc(render.id)}" title="Put these settings in the form">Use settings</button>
         <button type="button" data-try-delete="${esc(render.id)}" ${render.status === "running" ? "disabled" : ""}>Delete</button></span></div>
-      <div class="try-meta">seed ${render.seed} · ${render.width}×${render.height} · ${render.steps} steps · ${esc(lora)}</div>
-      ${note}<div class="gallery-row">${render.strengths.map((s, i) => figure(render, s, i)).join("")}</div></div>`;
+      <div class="try-meta">seed ${render.seed} · ${render.width}×${render.height} · ${render.steps} steps · ${esc(loraText(render))}</div>
+      ${note}${images(render)}</div>`;
   }
 
   function draw() {
@@ -111,7 +139,7 @@
     const [width, height] = $("try-size").value.split("x").map(Number);
     const lora = $("try-lora").value;
     const body = { prompt: $("try-prompt").value, strengths: [...chosen].sort((a, b) => a - b),
-      seed: Number($("try-seed").value), width, height, lora: lora === "final" ? "final" : Number(lora) };
+      seed: Number($("try-seed").value), width, height, lora: ["final", "all"].includes(lora) ? lora : Number(lora) };
     $("try-error").textContent = "";
     if (!body.prompt.trim()) { $("try-error").textContent = "Type a prompt to render."; return; }
     if (!chosen.size) { $("try-error").textContent = "Pick at least one strength."; return; }
@@ -152,7 +180,8 @@
         $("try-size").insertAdjacentHTML("beforeend", `<option value="${size}">${render.width}×${render.height}</option>`);
       }
       $("try-size").value = size;
-      const lora = render.lora.startsWith("lora/") ? "final" : String(render.lora_step);
+      const lora = render.loras.length > 1 ? "all" : render.loras[0].file.startsWith("lora/") ? "final"
+        : String(render.loras[0].step);
       if (loras.some((c) => String(c.value) === lora)) $("try-lora").value = lora;
       $("try-prompt").focus();
     } else {
