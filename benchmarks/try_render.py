@@ -29,20 +29,6 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import torch  # noqa: E402
 
 
-def random_lora(paths, path: Path, rank: int) -> Path:
-    from trainer.engine import model as zmodel
-    from trainer.engine.checkpoints import write_lora_file
-
-    transformer = zmodel.load_transformer(paths, torch.device("cpu"), torch.float32)
-    zmodel.add_lora(transformer, rank, rank, seed=1)
-    with torch.no_grad():
-        for name, param in transformer.named_parameters():
-            if ".lora_B." in name:
-                param.copy_(torch.randn_like(param) * 0.2)
-    write_lora_file(path, zmodel.lora_state_dict(transformer, rank, rank), {})
-    return path
-
-
 def time_images(paths, lora, dev: torch.device, dtype: torch.dtype, args, prompt: str, seed: int, timed):
     """Seconds per image with the LoRA by hooks and merged, alternating; the models go when it returns."""
     from trainer.engine import model as zmodel
@@ -83,6 +69,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
 
     from studio.demo import ensure_demo_models
+    from studio.demo.tiny_zimage import write_tiny_lora
     from studio.settings import load_settings
     from trainer.engine import model as zmodel
     from trainer.engine.try_lora import TryRequest, render
@@ -102,7 +89,7 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         paths = ensure_demo_models(load_settings({"STUDIO_ROOT": str(root), "STUDIO_DEMO": "1"}), caption=False)
-        lora_path = random_lora(paths, root / "lora.safetensors", args.rank)
+        lora_path = write_tiny_lora(paths.zimage_dir, root / "lora.safetensors", args.rank, seed=7, scale=0.2)
         lora = zmodel.LoraDelta.load(lora_path, label="The LoRA")
         hooks_s, merged_s = time_images(paths, lora, dev, dtype, args, prompt, seed, timed)
 

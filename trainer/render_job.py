@@ -7,7 +7,6 @@ render itself (completed or failed with a sentence); the worker fails it only wh
 
 from __future__ import annotations
 
-import logging
 import sys
 import time
 import traceback
@@ -17,13 +16,11 @@ from pathlib import Path
 from studio.disk import disk_full_message, is_disk_full
 from studio.job_reporter import JobReporter
 from studio.jobs import JobStore
-from studio.settings import Settings, SettingsError, load_settings
+from studio.settings import Settings
 from studio.workspace import Workspace
 from trainer import renders
 from trainer.job_log import RunLog
-from trainer.run_job import die_with_parent, is_training_error
-
-log = logging.getLogger("trainer.render_job")
+from trainer.run_job import child_main, is_training_error
 
 
 def _default_render() -> Callable:
@@ -99,18 +96,7 @@ def execute(settings: Settings, render_id: str, *, render_fn: Callable | None = 
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if len(argv) != 1:
-        print("usage: python -m trainer.render_job <render_id>", file=sys.stderr)
-        return 2
-    die_with_parent()
-    try:
-        settings = load_settings()
-    except SettingsError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    return execute(settings, argv[0])
+    return child_main(argv, "python -m trainer.render_job <render_id>", execute)
 
 
 if __name__ == "__main__":

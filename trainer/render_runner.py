@@ -28,11 +28,11 @@ def run_render(worker, render: Job) -> Job | None:
     store = worker.store
     out_dir = renders.folder(worker.workspace, render)
     out_dir.mkdir(parents=True, exist_ok=True)
-    worker._ask_caption_service_to_unload()
+    worker.ask_caption_service_to_unload()
     with open(out_dir / "log.txt", "ab") as log_file:
         log_file.write(stamped(f"worker {worker.pid}: starting render attempt {render.attempts}").encode())
         log_file.flush()
-        proc = subprocess.Popen(worker.render_command(render.id), cwd=REPO, env=worker._child_env(render),
+        proc = subprocess.Popen(worker.render_command(render.id), cwd=REPO, env=worker.child_env(render),
                                 stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     store.heartbeat(render.id, child_pid=proc.pid)
     gone = _watch(worker, render, proc)

@@ -150,11 +150,13 @@ def execute(settings: Settings, job_id: str, *, train_fn: Callable | None = None
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
+def child_main(argv: list[str] | None, usage: str, run: Callable[[Settings, str], int]) -> int:
+    """A process the worker starts for one job (`usage` names it): it ends with the worker, reads the
+    settings and runs `run(settings, id)`."""
     argv = sys.argv[1:] if argv is None else argv
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if len(argv) != 1:
-        print("usage: python -m trainer.run_job <job_id>", file=sys.stderr)
+        print(f"usage: {usage}", file=sys.stderr)
         return 2
     die_with_parent()
     try:
@@ -162,7 +164,11 @@ def main(argv: list[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    return execute(settings, argv[0])
+    return run(settings, argv[0])
+
+
+def main(argv: list[str] | None = None) -> int:
+    return child_main(argv, "python -m trainer.run_job <job_id>", execute)
 
 
 if __name__ == "__main__":

@@ -189,7 +189,7 @@ class Worker:
         return True
 
     # -- one job -------------------------------------------------------------------------------
-    def _ask_caption_service_to_unload(self) -> None:
+    def ask_caption_service_to_unload(self) -> None:
         """The caption model and training cannot share a 24 GB GPU; a failure here is only logged."""
         if not self.unload_caption or not self.settings.caption_url:
             return
@@ -204,7 +204,7 @@ class Worker:
         except (urllib.error.URLError, OSError) as exc:
             log.info("caption service did not unload (%s); training goes on", getattr(exc, "reason", exc))
 
-    def _child_env(self, job: Job) -> dict:
+    def child_env(self, job: Job) -> dict:
         env = dict(os.environ)
         env.update({"STUDIO_ROOT": str(self.settings.root), "STUDIO_DEMO": "1" if self.settings.demo else "0",
                     "TRAINER_PARENT_PID": str(self.pid), "PYTHONUNBUFFERED": "1"})
@@ -212,7 +212,7 @@ class Worker:
         return env
 
     def _run(self, job: Job) -> Job | None:
-        self._ask_caption_service_to_unload()
+        self.ask_caption_service_to_unload()
         job_dir = self.workspace.job_dir(job.id)
         (job_dir / "control").mkdir(parents=True, exist_ok=True)
         (job_dir / "control" / "stop").unlink(missing_ok=True)  # a stop from an earlier run must not end this one
@@ -221,7 +221,7 @@ class Worker:
         with open(log_path, "ab") as log_file:
             log_file.write(stamped(f"worker {self.pid}: starting attempt {job.attempts}").encode())
             log_file.flush()
-            proc = subprocess.Popen(self.child_command(job.id), cwd=REPO, env=self._child_env(job), stdout=log_file,
+            proc = subprocess.Popen(self.child_command(job.id), cwd=REPO, env=self.child_env(job), stdout=log_file,
                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         self.store.heartbeat(job.id, child_pid=proc.pid)
         forced = self._watch(job, proc, job_dir)

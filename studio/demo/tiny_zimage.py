@@ -193,19 +193,16 @@ def adapter_shapes(pipeline_dir: Path) -> dict[str, tuple[int, int]]:
     }
 
 
-def write_tiny_training_adapter(pipeline_dir: Path, out_file: Path) -> Path:
-    """Write a small deterministic stand-in for zimage_turbo_training_adapter_v2.safetensors.
-
-    Keys follow the real file's format, `diffusion_model.layers.N.<module>.lora_A.weight` ([r, in]) and
-    `.lora_B.weight` ([out, r]), with no `.alpha` keys (alpha == rank, scale 1).
-    """
+def write_tiny_lora(pipeline_dir: Path, out_file: Path, rank: int, seed: int, scale: float) -> Path:
+    """A random LoRA for the tiny transformer, in the real files' format: `diffusion_model.layers.N.<module>
+    .lora_A.weight` ([r, in]) and `.lora_B.weight` ([out, r]), no `.alpha` keys (alpha == rank, scale 1)."""
     from safetensors.torch import save_file
 
-    generator = torch.Generator("cpu").manual_seed(ADAPTER_SEED)
+    generator = torch.Generator("cpu").manual_seed(seed)
     tensors: dict[str, torch.Tensor] = {}
     for name, (out_features, in_features) in sorted(adapter_shapes(pipeline_dir).items()):
-        down = torch.randn(ADAPTER_RANK, in_features, generator=generator) * ADAPTER_SCALE
-        up = torch.randn(out_features, ADAPTER_RANK, generator=generator) * ADAPTER_SCALE
+        down = torch.randn(rank, in_features, generator=generator) * scale
+        up = torch.randn(out_features, rank, generator=generator) * scale
         tensors[f"diffusion_model.{name}.lora_A.weight"] = down.contiguous()
         tensors[f"diffusion_model.{name}.lora_B.weight"] = up.contiguous()
     out_file = Path(out_file)
@@ -213,3 +210,8 @@ def write_tiny_training_adapter(pipeline_dir: Path, out_file: Path) -> Path:
     # one metadata key only: safetensors writes several in hash order, which would make builds differ
     save_file(tensors, str(out_file), metadata={"format": "pt"})
     return out_file
+
+
+def write_tiny_training_adapter(pipeline_dir: Path, out_file: Path) -> Path:
+    """A small deterministic stand-in for zimage_turbo_training_adapter_v2.safetensors (write_tiny_lora)."""
+    return write_tiny_lora(pipeline_dir, out_file, ADAPTER_RANK, ADAPTER_SEED, ADAPTER_SCALE)
