@@ -147,7 +147,8 @@ def test_train_from_the_form_and_download_the_lora(studio, artifacts_dir, tmp_pa
         assert any(key.startswith("diffusion_model.layers.") for key in header)
 
         # try the LoRA: one prompt and seed at the chosen strengths side by side, rendered by the worker
-        expect(page.locator("#try-form")).to_be_visible()
+        page.locator("#try-link").click()  # beside the download
+        expect(page.locator("#try-form")).to_be_in_viewport()
         expect(page.locator("#try-lora option").first).to_have_text("Final LoRA (step 240)")
         # the checkpoints at steps 240 and 120, and every LoRA file side by side
         expect(page.locator("#try-lora option")).to_have_count(4)
@@ -186,7 +187,7 @@ def test_train_from_the_form_and_download_the_lora(studio, artifacts_dir, tmp_pa
         page.wait_for_function("[...document.querySelectorAll('.try-card img')].every(i => i.naturalWidth > 0)")
         page.locator("[data-strength='0.8']").click()  # Base, 0.8 and 1
         page.fill("#try-seed", "99")
-        page.locator("#try-go").click()
+        page.locator("#try-prompt").press("Control+Enter")
         expect(card).to_contain_text("Rendered 5 images", timeout=120_000)
         expect(card.locator(".try-sweep-title")).to_have_text(["Base model", "checkpoint at step 120",
                                                                "final LoRA (step 240)"])

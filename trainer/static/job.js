@@ -55,7 +55,8 @@
     if (!proof) return "";
     const link = (path, id, text) => path ? `<a id="${id}" href="/api/jobs/${esc(jobId)}/files/${esc(path)}" target="_blank" rel="noopener">${text}</a>` : "";
     return `<div style="font-size:12px;margin-top:.25rem">${[link(proof.grid, "proof-grid", "Base vs LoRA grid"),
-      link(proof.readme, "proof-readme", "README.txt")].filter(Boolean).join(" · ")}</div>`;
+      link(proof.readme, "proof-readme", "README.txt"), `<a href="#try-panel" id="try-link">Try it with your own prompt</a>`]
+      .filter(Boolean).join(" · ")}</div>`;
   }
 
   // Where a step's time goes, measured by the engine every few steps (GPU events on a GPU).

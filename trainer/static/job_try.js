@@ -155,6 +155,9 @@
     }
   });
 
+  $("try-prompt").addEventListener("keydown", (event) => {  // Ctrl+Enter renders, as Enter saves a caption
+    if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) { event.preventDefault(); form.requestSubmit(); }
+  });
   $("try-dice").addEventListener("click", newSeed);
   $("try-strengths").addEventListener("click", (event) => {
     const button = event.target.closest("[data-strength]");

@@ -77,8 +77,9 @@
     const busy = workers.find((w) => w.state === "busy" && !ended.has(w.job_id));
     chip.className = "chip worker-chip " + (workers.length ? "online" : "offline");
     const waiting = !busy && workers.some((w) => w.state === "waiting");
-    chip.textContent = workers.length ? (busy ? "worker busy" : waiting ? "worker waiting for models" : "worker idle")
-      : "worker offline";
+    const rendering = busy && String(busy.job_id || "").startsWith("render-");  // Try the LoRA
+    chip.textContent = workers.length ? (rendering ? "worker rendering" : busy ? "worker busy"
+      : waiting ? "worker waiting for models" : "worker idle") : "worker offline";
     chip.title = workers.length ? `pid ${workers.map((w) => w.pid).join(", ")}` :
       "No worker is running: jobs wait in the queue until the worker starts (python -m trainer.worker).";
   }
