@@ -205,6 +205,8 @@ def test_every_checkpoint_side_by_side(client, store, settings, demo_paths):
     job_dir = Workspace(settings.root).jobs / job.id
     make_lora(demo_paths, job_dir / "checkpoints" / "step_000006" / "lora.safetensors")  # the final step's own
     url = f"/api/jobs/{job.id}/renders"
+    # the checkpoint at the final step is the final LoRA: offered once
+    assert [c["value"] for c in client.get(url).get_json()["loras"]] == ["final", 3, "all"]
     made = client.post(url, json={**REQUEST, "lora": "all", "strengths": [0, 0.5, 1]}).get_json()["render"]
     # training order; the final LoRA stands for the checkpoint at its step
     assert [(lora["step"], lora["file"]) for lora in made["loras"]] == [

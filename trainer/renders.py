@@ -77,14 +77,16 @@ def strengths_of(value) -> list[float]:
 
 
 def lora_choices(job: Job, job_dir: Path) -> list[dict]:
-    """The LoRA files a render can try: the final one (a completed job) and every checkpoint's, newest
-    first; "all" (every one of them side by side) when there are several."""
+    """The LoRA files a render can try: the final one (a completed job) and every other checkpoint's,
+    newest first; "all" (every one of them side by side) when there are several."""
     choices = []
-    final = library.final_lora(job, job_dir) if job.status == "completed" else None
+    final = _final(job, job_dir)
     if final is not None:
         choices.append({"value": "final", "label": f"Final LoRA (step {job.step})", "step": job.step})
     for entry in reversed(library.checkpoints(job_dir)):
-        choices.append({"value": entry["step"], "label": f"Checkpoint at step {entry['step']}", "step": entry["step"]})
+        if final is None or entry["step"] != final["step"]:  # the final LoRA is that checkpoint's weights
+            choices.append({"value": entry["step"], "label": f"Checkpoint at step {entry['step']}",
+                            "step": entry["step"]})
     if len(_every_lora(job, job_dir)) > 1:
         choices.append({"value": "all", "label": "Every checkpoint, side by side", "step": None})
     return choices

@@ -59,7 +59,7 @@
 
   function figure(render, p, label) {
     const image = render.images.find((im) => im.strength === p.strength && (im.lora ?? null) === p.lora);
-    const which = p.lora === null ? "Base (LoRA off)" : `${render.loras[p.lora].label}, strength ${p.strength}`;
+    const which = p.lora === null ? "Base (LoRA off)" : `${(render.loras[p.lora] || {}).label || "LoRA"}, strength ${p.strength}`;
     const caption = `${which}, seed ${render.seed}: ${render.prompt}`;
     if (image) {
       return `<figure><img src="${esc(window.studio.thumb(image.url))}" data-full="${esc(image.url)}" alt="${esc(which)}"
@@ -67,7 +67,8 @@
     }
     const note = render.status === "failed" ? "not rendered" : render.status === "running" && p.index === render.done
       ? "rendering…" : "waiting";
-    return `<figure class="pending"><div class="slot">${note}</div><figcaption>${esc(label)}</figcaption></figure>`;
+    return `<figure class="pending"><div class="slot" style="aspect-ratio:${Number(render.width)} / ${Number(render.height)}">${note}</div>
+      <figcaption>${esc(label)}</figcaption></figure>`;
   }
 
   // One LoRA file: one row, Base first. Several (every checkpoint) at one strength: one row, a picture per
@@ -76,7 +77,7 @@
     const steps = plan(render);
     const base = steps.filter((p) => p.lora === null).map((p) => figure(render, p, "Base (LoRA off)"));
     const row = (items) => `<div class="gallery-row">${items.join("")}</div>`;
-    if (render.loras.length === 1) return row(base.concat(steps.filter((p) => p.lora !== null).map((p) => figure(render, p, `LoRA ${p.strength}`))));
+    if (render.loras.length <= 1) return row(base.concat(steps.filter((p) => p.lora !== null).map((p) => figure(render, p, `LoRA ${p.strength}`))));
     const strengths = render.strengths.filter((s) => s !== 0);
     if (strengths.length === 1) {
       return row(base.concat(steps.filter((p) => p.lora !== null).map((p) => figure(render, p, render.loras[p.lora].label))));
@@ -88,7 +89,7 @@
 
   function loraText(render) {
     const loras = render.loras;
-    if (loras.length === 1) return loras[0].label;
+    if (loras.length <= 1) return loras.length ? loras[0].label : "";
     return `${loras.length} LoRA files, steps ${loras[0].step} to ${loras[loras.length - 1].step}`;
   }
 
@@ -121,11 +122,12 @@
     if (busy) return;
     busy = true;
     try {
-      const data = await window.studio.api(`/api/jobs/${jobId}/renders`);
+      let data;
+      try { data = await window.studio.api(`/api/jobs/${jobId}/renders`); } catch (e) { return; }  // retried
       renders = data.renders; loras = data.loras;
       if (!filled && loras.length) await fill(data);
-      draw();
-    } catch (e) { /* the next round retries */ } finally { busy = false; schedule(); }
+      draw();  // a mistake here is a script error, not swallowed as a network one
+    } finally { busy = false; schedule(); }
   }
 
   function schedule() {
