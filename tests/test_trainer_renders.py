@@ -328,3 +328,18 @@ def test_a_failed_render_says_why_and_keeps_its_log(store, settings, demo_paths,
     assert code in (1, 3) and ended.status == "failed" and said in ended.error, ended.error
     log = (renders.folder(Workspace(settings.root), ended) / "log.txt").read_text()
     assert "Rendering 'tok, a red circle'" in log and f"Failed: {ended.error}" in log
+
+
+def test_a_stuck_render_is_ended_and_the_queue_goes_on(store, settings, demo_paths):
+    job = finished_job(store, settings.root, demo_paths)
+    config = renders.parse(REQUEST, job, Workspace(settings.root).jobs / job.id)
+    made = store.create(renders.KIND, name="x", parent_id=job.id, config=config, total=2)[0]
+    waiting = store.create("train", name="next", recipe="zimage-turbo", config=TINY_CONFIG, total=6)[0]
+    hang = [sys.executable, "-c", "import time; print('stuck in a GPU call', flush=True); time.sleep(600)"]
+    worker = Worker(settings, poll_s=0.1, unload_caption=False, render_command=lambda _id: hang,
+                    render_timeout_s=2.0)
+    done = worker.run_once()
+    assert done.id == made.id and done.status == "failed"
+    assert done.error.startswith("The render took longer than 2 s and was ended")
+    assert "stuck in a GPU call" in done.error
+    assert store.get(waiting.id).status == "queued"  # the next run_once takes it

@@ -15,6 +15,7 @@ from trainer.job_log import log_tail, stamped
 
 log = logging.getLogger("trainer.worker")
 SHUTDOWN_GRACE_S = 10.0
+TIMEOUT_S = 1800.0  # a render longer than this is stuck (a hung GPU call): it must not hold the queue
 
 
 def default_render_command(render_id: str) -> list[str]:
@@ -35,8 +36,9 @@ def run_render(worker, render: Job) -> Job | None:
         proc = subprocess.Popen(worker.render_command(render.id), cwd=REPO, env=worker.child_env(render),
                                 stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     store.heartbeat(render.id, child_pid=proc.pid)
-    gone = _watch(worker, render, proc)
+    ended = _watch(worker, render, proc, worker.render_timeout_s)
     current = store.find(render.id)
+    gone = ended == "deleted"
     if current is None or gone:
         return current
     if store.find(render.parent_id or "") is None:  # its training job was deleted while it rendered
@@ -49,7 +51,10 @@ def run_render(worker, render: Job) -> Job | None:
                                         "is back.")
     if current.status == "running":  # the child died before it could end the render
         tail = log_tail(out_dir / "log.txt")
-        error = f"The render process {describe_exit(proc.returncode)}."
+        limit = worker.render_timeout_s
+        took = f"{limit / 60:.0f} min" if limit >= 60 else f"{limit:.0f} s"
+        error = f"The render process {describe_exit(proc.returncode)}." if ended != "timeout" else \
+            f"The render took longer than {took} and was ended (a stuck GPU call?); render it again."
         if tail:
             error += " Last log lines:\n" + "\n".join(tail)
         log.error("render %s failed: %s", render.id, error)
@@ -57,23 +62,28 @@ def run_render(worker, render: Job) -> Job | None:
     return current
 
 
-def _watch(worker, render: Job, proc: subprocess.Popen) -> bool:
-    """Wait for the child with heartbeats; True when the render was deleted under it (the child is ended)."""
+def _watch(worker, render: Job, proc: subprocess.Popen, timeout_s: float) -> str | None:
+    """Wait for the child with heartbeats. "deleted": the render was deleted under it; "timeout": it ran
+    past `timeout_s`; both end the child. None: it ended by itself (or at a shutdown)."""
     last_beat = 0.0
+    started = time.monotonic()
     shutdown_at = None
     while True:
         try:
             proc.wait(timeout=0.25)
-            return False
+            return None
         except subprocess.TimeoutExpired:
             pass
         now = time.monotonic()
         if worker.shutdown:
             shutdown_at = shutdown_at or now
             if now - shutdown_at > SHUTDOWN_GRACE_S:  # a render starts again from nothing: no need to wait
-                proc.kill()
-                proc.wait()
-                return False
+                _end(proc)
+                return None
+        if now - started > timeout_s:
+            log.error("render %s ran past %.0f s; ending it", render.id, timeout_s)
+            _end(proc)
+            return "timeout"
         if now - last_beat < worker.heartbeat_s:
             continue
         last_beat = now
@@ -85,6 +95,10 @@ def _watch(worker, render: Job, proc: subprocess.Popen) -> bool:
             log.warning("render %s: could not reach the job store (%s); retrying", render.id, exc)
             continue
         if current is None:
-            proc.kill()
-            proc.wait()
-            return True
+            _end(proc)
+            return "deleted"
+
+
+def _end(proc: subprocess.Popen) -> None:
+    proc.kill()
+    proc.wait()

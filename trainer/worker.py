@@ -30,6 +30,7 @@ from studio.workspace import Workspace
 from trainer import library, podstop, renders
 from trainer.job_log import log_tail, stamped
 from trainer.recovery import STOP_TIMEOUT_S, reconcile, resume_hint
+from trainer.render_runner import TIMEOUT_S as RENDER_TIMEOUT_S
 from trainer.render_runner import default_render_command, run_render
 from trainer.run_job import OUTCOME_FILE
 from trainer.step_dirs import latest_checkpoint_step
@@ -69,6 +70,7 @@ def _relative(path: Path, root: Path) -> str:
 class Worker:
     def __init__(self, settings: Settings, *, child_command: Callable[[str], list[str]] = default_child_command,
                  render_command: Callable[[str], list[str]] = default_render_command,
+                 render_timeout_s: float = RENDER_TIMEOUT_S,
                  poll_s: float = 1.0, heartbeat_s: float = 2.0, stop_timeout_s: float = STOP_TIMEOUT_S,
                  shutdown_grace_s: float = 60.0, pod_stop_grace_s: float = 60.0,
                  webhooks: WebhookDispatcher | None = None, unload_caption: bool = True):
@@ -77,6 +79,7 @@ class Worker:
         self.store = open_job_store(self.workspace)
         self.child_command = child_command
         self.render_command = render_command
+        self.render_timeout_s = render_timeout_s
         self.poll_s = poll_s
         self.heartbeat_s = heartbeat_s
         self.stop_timeout_s = stop_timeout_s
