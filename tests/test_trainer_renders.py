@@ -303,7 +303,7 @@ def test_a_render_whose_worker_died_renders_again_then_gives_up(store, settings,
         if attempt == 1:
             assert now.status == "queued" and "renders again" in now.message
     assert now.status == "failed" and "stopped 2 times" in now.error
-    assert time.time() - now.finished_at < 60
+    assert now.finished_at is not None
 
 
 @pytest.mark.parametrize("raised, said", [
