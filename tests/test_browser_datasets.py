@@ -65,6 +65,11 @@ def test_dataset_manager_in_the_browser(studio_root, artifacts_dir, tmp_path):
         page.evaluate(DROP_JS, ["shoot.zip", base64.b64encode(archive).decode()])
         expect(page.locator("#import-status")).to_contain_text("Imported 8 images, skipped 1", timeout=30_000)
         expect(page.locator("#import-status")).to_contain_text("notes.pdf")
+        # every image is small here: removing them all says so before anything goes
+        page.locator("#flag-actions button[data-remove='small']").click()
+        expect(page.locator("#confirm-text")).to_contain_text("That is every image in this dataset")
+        page.locator("#confirm-dialog [data-close]").click()
+        expect(page.locator(".tile")).to_have_count(8)
         # the connection drops during the second chunk of the next file: the page retries it
         dropped: list[str] = []
 

@@ -135,6 +135,10 @@ def test_gallery_flags_export_and_the_trainer_link(studio, page, viewport):
     expect(page.locator('.tile[data-name="tiny.png"] .badge.small-badge')).to_have_text("small: 320×240, below 512 px")
     expect(page.locator('.tile[data-name="dup.png"] .badge.err')).to_have_text("duplicate")
     expect(page.locator("#flag-actions button")).to_have_text(["Remove 1 duplicate", "Remove 1 small image"])
+    page.locator("#flag-actions button[data-remove='small']").click()
+    expect(page.locator("#confirm-text")).to_have_text("Each image with a short side below 512 px is removed with its "
+                                                       "caption. They stay in Recently deleted for a week.")
+    page.locator("#confirm-dialog [data-close]").click()
     # the top bar: Trainer opens a job on this dataset's export; Express goes to the dataset manager's page
     expect(page.locator('.tool-link[data-tool="trainer"]')).to_have_attribute(
         "href", f"http://127.0.0.1:{trainer_port}/new?dataset=my-cat")

@@ -4,7 +4,6 @@ on the real tiny Z-Image pipeline; bad requests, a LoRA for another model, crash
 from __future__ import annotations
 
 import sys
-import time
 from pathlib import Path
 
 import pytest

@@ -357,7 +357,10 @@
     const labels = { duplicates: "exact duplicates", similar: "near-duplicates", small: "images smaller than 512 px" };
     const kept = b.dataset.remove === "small" ? "Each image with a short side below 512 px is removed with its caption."
       : "The first image of each group is kept.";
-    if (!(await confirmDialog(`Remove ${labels[b.dataset.remove]}?`, `${kept} They stay in Recently deleted for a week.`))) return;
+    const meta = state.meta || {};
+    const every = b.dataset.remove === "small" && meta.images > 0 && (meta.flag_counts || {}).small >= meta.images
+      ? ` That is every image in this dataset: a small image still trains, with less detail.` : "";
+    if (!(await confirmDialog(`Remove ${labels[b.dataset.remove]}?`, `${kept} They stay in Recently deleted for a week.${every}`))) return;
     try {
       const r = await api(`${base}/images/remove-flagged`, { method: "POST", json: { kind: b.dataset.remove } });
       window.ds.offerUndo(r, `Removed ${plural(r.deleted.length, "image")}.`);
