@@ -114,6 +114,9 @@ def make_plan(*, name: str, trigger: str, kind: str, sizes: list[tuple[int, int]
     every = max(1, plan.config["steps"] // PREVIEWS)
     choose("sample_every", every, f"{PREVIEWS} previews during the run, and one at the end")
     choose("save_every", every, "a checkpoint at every preview, so a stop loses little")
+    if kind == "style":
+        choose("flip_horizontal", True, "a style has no left and right: each picture also trains mirrored, twice "
+                                        "the examples from the same images")
     choose("sample_prompts", sample_prompts(kind, captions),
            "two of your captions (does it reproduce them?) and a new scene (does it carry the subject?)")
     if images < MIN_IMAGES:

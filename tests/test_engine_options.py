@@ -6,6 +6,7 @@ proof grid and README.txt beside the LoRA."""
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -23,9 +24,11 @@ SPEED_ON = {"gradient_checkpointing": "on", "compile": True, "attention_backend"
 SPEED_OFF = {"gradient_checkpointing": "off", "compile": False, "attention_backend": "default", "log_every": 1,
              "quantize_base": "none", "float8_matmuls": False}
 SELECTIVE = {**SPEED_OFF, "gradient_checkpointing": "selective", "log_every": 3}
+MIRRORED = {**SPEED_OFF, "flip_horizontal": True}
 
 
-@pytest.mark.parametrize("options", [SPEED_ON, SELECTIVE, SPEED_OFF], ids=["options-on", "selective", "options-off"])
+@pytest.mark.parametrize("options", [SPEED_ON, SELECTIVE, SPEED_OFF, MIRRORED],
+                         ids=["options-on", "selective", "options-off", "mirrored"])
 def test_exact_resume_with_the_speed_options(tmp_path, demo_paths, options):
     dataset = make_dataset(tmp_path / "datasets" / "toy")
     cfg = tiny_config(steps=8, save_every=4, keep_last=3, caption_dropout=0.3, timestep_sampling="weighted",
@@ -57,6 +60,9 @@ def test_exact_resume_with_the_speed_options(tmp_path, demo_paths, options):
         assert "Gradient checkpointing: 2 of 2 blocks recompute their activations" in log
     if options is SELECTIVE:
         assert "0 of 2 blocks recompute their activations, 2 recompute only element-wise work" in log
+    if options is MIRRORED:  # every mirror image is an example of its own, with its own cached latent
+        examples = re.search(r"Dataset: 3 image\(s\), (\d+) training example\(s\), each also mirrored in", log)
+        assert examples and f"(VAE encoder calls {examples.group(1)}," in log
     if options is not SPEED_OFF:
         # the same arithmetic with every option off: checkpointing and deferred loss reads change nothing
         off = tmp_path / "jobs" / "off"

@@ -126,6 +126,19 @@ def test_samples_dedupe_small_images_and_crop_to_bucket(tmp_path):
     assert load_pixels(Sample(big, (128, 96))).size == (128, 96)
 
 
+def test_mirrored_examples_are_the_mirror_images(tmp_path):
+    path = tmp_path / "a.png"
+    picture = Image.new("RGB", (64, 64), (0, 0, 0))
+    picture.paste((255, 0, 0), (0, 0, 16, 64))  # a red band on the left
+    picture.save(path)
+    item = ImageItem(path, "cap", "z" * 64, 64, 64)
+    plain, mirrored = build_samples([item], [64], flip=True)
+    assert (plain.flip, mirrored.flip) == (False, True) and plain.bucket == mirrored.bucket
+    assert load_pixels(plain).getpixel((2, 30)) == (255, 0, 0) and load_pixels(plain).getpixel((61, 30)) == (0, 0, 0)
+    assert load_pixels(mirrored).getpixel((61, 30)) == (255, 0, 0)  # the band is on the right
+    assert build_samples([item], [64]) == [plain]
+
+
 def test_trigger_word_handling():
     assert apply_trigger("[trigger] on a beach", "zkw") == "zkw on a beach"
     assert apply_trigger("a photo of zkw", "zkw") == "a photo of zkw"

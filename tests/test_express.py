@@ -159,6 +159,8 @@ def test_plan_derives_steps_resolutions_and_preset_from_the_data_and_the_gpu():
     many = make_plan(name="cat", trigger="zxcat", kind="style", sizes=[(1024, 1024)] * 612, captions=["x"],
                      gpu=Gpu("NVIDIA L4", 24, 16), demo=False)
     assert many.preset == "16gb" and many.config["steps"] == 4000 and "612 images" in many.warnings[0]
+    # a style trains on mirror images too; a subject (an object, a person) keeps its left and right
+    assert many.config["flip_horizontal"] is True and "flip_horizontal" not in plan.config
     with pytest.raises(ExpressInputError, match="only 9.0 GB free"):
         make_plan(name="cat", trigger="zxcat", kind="object", sizes=big, captions=[], gpu=Gpu("RTX", 24, 9),
                   demo=False)

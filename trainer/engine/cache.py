@@ -82,7 +82,8 @@ def prepare(samples: list[Sample], texts: list[str], paths, device: torch.device
     root = Path(paths.zimage_dir)
 
     vae_id = zmodel.model_fingerprint(root / "vae")
-    keys = [_key("latent", s.item.sha256, vae_id, f"{s.bucket[0]}x{s.bucket[1]}") for s in samples]
+    keys = [_key("latent", s.item.sha256, vae_id, f"{s.bucket[0]}x{s.bucket[1]}", *(["mirrored"] if s.flip else []))
+            for s in samples]
     found = [cache.get("latents", k) for k in keys]
     missing = [i for i, t in enumerate(found) if t is None]
     if missing:

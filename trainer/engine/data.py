@@ -35,6 +35,7 @@ class Sample:
 
     item: ImageItem
     bucket: tuple[int, int]  # (width, height)
+    flip: bool = False  # the mirror image (flip_horizontal)
 
 
 def apply_trigger(text: str, trigger: str) -> str:
@@ -106,11 +107,12 @@ def dataset_hash(items: list[ImageItem]) -> str:
     return digest.hexdigest()
 
 
-def build_samples(items: list[ImageItem], resolutions: list[int]) -> list[Sample]:
-    """Every image at every resolution; an image too small for several resolutions lands in the same
-    bucket only once."""
-    return [Sample(item, bucket) for item in items
-            for bucket in example_buckets(item.width, item.height, resolutions)]
+def build_samples(items: list[ImageItem], resolutions: list[int], flip: bool = False) -> list[Sample]:
+    """Every image at every resolution (and its mirror image with `flip`); an image too small for several
+    resolutions lands in the same bucket only once."""
+    return [Sample(item, bucket, mirrored) for item in items
+            for bucket in example_buckets(item.width, item.height, resolutions)
+            for mirrored in ((False, True) if flip else (False,))]
 
 
 def load_pixels(sample: Sample) -> Image.Image:
@@ -123,7 +125,8 @@ def load_pixels(sample: Sample) -> Image.Image:
     if size != im.size:
         im = im.resize(size, Image.Resampling.LANCZOS)
     left, top = (im.width - w) // 2, (im.height - h) // 2
-    return im.crop((left, top, left + w, top + h))
+    im = im.crop((left, top, left + w, top + h))
+    return ImageOps.mirror(im) if sample.flip else im
 
 
 class BatchPlan:

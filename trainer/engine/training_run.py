@@ -115,10 +115,11 @@ class TrainingRun:
 
         zmodel.check_model_files(self.paths)
         items = read_dataset(self.dataset_dir, config, log)
-        self.samples = build_samples(items, config.resolutions)
+        self.samples = build_samples(items, config.resolutions, config.flip_horizontal)
         buckets = sorted({s.bucket for s in self.samples})
-        log(f"Dataset: {len(items)} image(s), {len(self.samples)} training example(s) in {len(buckets)} bucket(s): "
-            + ", ".join(f"{w}x{h}" for w, h in buckets))
+        mirrored = ", each also mirrored" if config.flip_horizontal else ""
+        log(f"Dataset: {len(items)} image(s), {len(self.samples)} training example(s){mirrored} in {len(buckets)} "
+            "bucket(s): " + ", ".join(f"{w}x{h}" for w, h in buckets))
 
         texts = [s.item.caption for s in self.samples] + all_sample_texts(config) + [""]
 

@@ -118,6 +118,7 @@ def estimate(config, images: int, gpu_name: str | None, demo: bool,
     step_s = speed * area * batch * factor * (1.15 if quantized else 1.0)
     sample_s = renders * config.sample_steps * speed * 0.3 * sample_area
     per_image = len(areas) / len(sizes) if sizes else len(areas)  # the training examples each image makes
+    per_image *= 2 if config.flip_horizontal else 1  # and their mirror images
     load_s = 90 + images * per_image * 0.25  # loading the models, then encoding every example once
     seconds = load_s + config.steps * step_s + sample_s
     bytes_per_weight = 1 if quantized else (2 if gpu_name is not None else 4)

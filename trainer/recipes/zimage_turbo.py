@@ -109,6 +109,11 @@ class ZImageTurboConfig(RecipeConfig):
         min=1, max=1000,
     )
     caption_dropout: float = option(0.05, "Fraction of steps trained with an empty caption.", min=0.0, max=1.0)
+    flip_horizontal: bool = option(
+        False, "Also train on a mirror image of every picture: twice the examples from the same images. Good for "
+               "styles and symmetric subjects; leave it off when text, a logo or a side parting must stay the right "
+               "way round.", label="Mirror images",
+    )
     timestep_sampling: str = option(
         "weighted",
         "How noise levels are drawn: weighted (uniform with ai-toolkit's bell-shaped loss weights, its Turbo "
