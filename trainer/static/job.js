@@ -193,7 +193,7 @@
     else if (t.id === "btn-delete") {
       const running = job && ["running", "stopping"].includes(job.status);
       const res = await act(jobId, "delete", running ? "Delete this job? It is stopped first, then its files are removed." :
-        "Delete this job and its folder (checkpoints, samples, log)? The finished LoRA stays in the LoRA library.");
+        "Delete this job and its folder (checkpoints, samples, renders, log)? The finished LoRA stays in the LoRA library.");
       if (res && res.deleted) location.href = "/";
     }
   });

@@ -50,7 +50,7 @@
     if (!l) return;
     const parts = [];
     if (l.library_file) parts.push(`removes it from ${comfy ? "the LoRA library and ComfyUI's folder" : "the LoRA library"}`);
-    if (l.job_id) parts.push("deletes its training job (checkpoints, previews, log)");
+    if (l.job_id) parts.push("deletes its training job (checkpoints, previews, renders, log)");
     if (!confirm(`Delete ${l.file}? This ${parts.join(" and ")}. It cannot be undone.`)) return;
     try {
       if (l.library_file) await studio.api(`/api/library/files/${encodeURIComponent(l.library_file)}`, { method: "DELETE" });
