@@ -163,6 +163,7 @@ def _training_outputs(express_id: str, train: Job) -> dict:
             "lora_bytes": lora.stat().st_size if lora else None,
             "grid": library.file_url(train.id, found["grid"], here) if found.get("grid") else None,
             "readme": library.file_url(train.id, found["readme"], here) if found.get("readme") else None,
+            "workflow": library.file_url(train.id, found["workflow"], here) if found.get("workflow") else None,
             "library_path": str(copy) if copy else None,
             "comfyui_path": str(comfy / copy.name) if comfy and copy and (comfy / copy.name).exists() else None,
         }

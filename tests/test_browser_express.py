@@ -104,6 +104,7 @@ def test_zip_to_downloaded_lora_with_base_and_lora_previews(studio, artifacts_di
         assert base_thumb == base + "?thumb=1" and lora_thumb == lora + "?thumb=1"
         assert page.request.get(lora_thumb).body()[8:12] == b"WEBP"
         expect(page.locator("#x-grid")).to_be_visible()
+        expect(page.locator("#x-workflow")).to_have_attribute("download", "zxcat-comfyui-workflow.json")
         # "Try it" opens the training job's page at its Try the LoRA panel (in the trainer)
         expect(page.locator("#x-try")).to_have_attribute("href", re.compile(r":\d+/jobs/[^/#]+#try-panel$"))
 

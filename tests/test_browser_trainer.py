@@ -131,6 +131,11 @@ def test_train_from_the_form_and_download_the_lora(studio, artifacts_dir, tmp_pa
         assert page.locator("#s-loss").inner_text() != "–"
         expect(page.locator("#proof-grid")).to_be_visible()
         expect(page.locator("#proof-readme")).to_have_attribute("href", re.compile(r"lora/README\.txt$"))
+        # the ComfyUI workflow downloads under the LoRA's name and loads this LoRA
+        expect(page.locator("#proof-workflow")).to_have_attribute("download", "browser-lora-comfyui-workflow.json")
+        graph = page.request.get(page.locator("#proof-workflow").evaluate("a => a.href")).json()
+        assert {"LoraLoaderModelOnly", "KSampler"} <= {node["class_type"] for node in graph.values()}
+        assert "browser-lora.safetensors" in json.dumps(graph)
         page.locator("[data-view='compare']").click()
         expect(page.locator(".compare img")).not_to_have_count(0)
         page.locator("[data-view='gallery']").click()
@@ -213,6 +218,8 @@ def test_train_from_the_form_and_download_the_lora(studio, artifacts_dir, tmp_pa
         expect(page.locator(".lora-card .preview.pairs img").first).to_have_attribute("src", re.compile(r"thumb=1$"))
         page.wait_for_function("[...document.querySelectorAll('.lora-card img')].every(i => i.naturalWidth > 0)")
         expect(page.locator(".lora-card .proof a")).not_to_have_count(0)
+        expect(page.locator(".lora-card .proof a", has_text="ComfyUI workflow")).to_have_attribute(
+            "download", "browser-lora-comfyui-workflow.json")
         page.screenshot(path=str(artifacts_dir / "trainer-library.png"), full_page=True)
         # "Try it" opens the job page at its Try the LoRA panel, ready to type
         page.locator(".lora-card a", has_text="Try it").click()

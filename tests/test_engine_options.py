@@ -147,15 +147,57 @@ def test_previews_come_as_base_lora_and_no_trigger_triples(tmp_path, demo_paths,
     lora = np.asarray(Image.open(step / "0.png"), dtype=np.float32)
     assert np.abs(base - lora).mean() > 0.5  # six steps at a high learning rate changed the image
 
-    # the proof beside the LoRA: grid (3 rows x 3 columns) and README
+    # the proof beside the LoRA: grid (3 rows x 3 columns), README and the ComfyUI workflow
     lora_dir = job / "lora"
-    assert {p.name for p in lora_dir.iterdir()} == {"toy.safetensors", "proof_grid.png", "README.txt"}
+    assert {p.name for p in lora_dir.iterdir()} == {"toy.safetensors", "proof_grid.png", "README.txt",
+                                                    "comfyui_workflow.json"}
+    graph = json.loads((lora_dir / "comfyui_workflow.json").read_text())
+    assert_comfyui_graph(graph)
+    lora_node = next(node for node in graph.values() if node["class_type"] == "LoraLoaderModelOnly")
+    assert lora_node["inputs"]["lora_name"] == "toy.safetensors" and lora_node["inputs"]["strength_model"] == 1.0
+    prompt = next(node for node in graph.values() if node["class_type"] == "CLIPTextEncode")["inputs"]["text"]
+    sampler = next(node for node in graph.values() if node["class_type"] == "KSampler")["inputs"]
+    assert prompt == "zkw a yellow square" and sampler["seed"] == 42 and sampler["steps"] == 2 and sampler["cfg"] == 1.0
     with Image.open(lora_dir / "proof_grid.png") as grid:
         assert grid.width > 3 * 320 and grid.height > 3 * 320
     readme = (lora_dir / "README.txt").read_text()
     for text in ("Trigger word:      zkw", "Steps:             6", "Rank / alpha:      4 / 4",
-                 "Tongyi-MAI/Z-Image-Turbo", "Suggested strength: 1.0", "ComfyUI/models/loras", "LoraLoaderModelOnly"):
+                 "Tongyi-MAI/Z-Image-Turbo", "Suggested strength: 1.0", "ComfyUI/models/loras", "LoraLoaderModelOnly",
+                 "Drop comfyui_workflow.json onto ComfyUI", "models/diffusion_models/z_image_turbo_bf16.safetensors"):
         assert text in readme
+
+
+# What each node of ComfyUI's API format takes (its INPUT_TYPES) and gives (RETURN_TYPES), for the nodes
+# the workflow uses: every input is given, and every link points at an output of the right type.
+COMFY_NODES = {
+    "UNETLoader": ({"unet_name": str, "weight_dtype": str}, ["MODEL"]),
+    "CLIPLoader": ({"clip_name": str, "type": str, "device": str}, ["CLIP"]),
+    "VAELoader": ({"vae_name": str}, ["VAE"]),
+    "LoraLoaderModelOnly": ({"model": "MODEL", "lora_name": str, "strength_model": float}, ["MODEL"]),
+    "ModelSamplingAuraFlow": ({"model": "MODEL", "shift": float}, ["MODEL"]),
+    "CLIPTextEncode": ({"text": str, "clip": "CLIP"}, ["CONDITIONING"]),
+    "ConditioningZeroOut": ({"conditioning": "CONDITIONING"}, ["CONDITIONING"]),
+    "EmptySD3LatentImage": ({"width": int, "height": int, "batch_size": int}, ["LATENT"]),
+    "KSampler": ({"model": "MODEL", "seed": int, "steps": int, "cfg": float, "sampler_name": str, "scheduler": str,
+                  "positive": "CONDITIONING", "negative": "CONDITIONING", "latent_image": "LATENT", "denoise": float},
+                 ["LATENT"]),
+    "VAEDecode": ({"samples": "LATENT", "vae": "VAE"}, ["IMAGE"]),
+    "SaveImage": ({"images": "IMAGE", "filename_prefix": str}, []),
+}
+
+
+def assert_comfyui_graph(graph: dict) -> None:
+    for node_id, node in graph.items():
+        inputs, _outputs = COMFY_NODES[node["class_type"]]
+        assert set(node["inputs"]) == set(inputs), node_id
+        for name, kind in inputs.items():
+            value = node["inputs"][name]
+            if isinstance(kind, str):  # a link: [node id, output index] to an output of that type
+                source, index = value
+                assert COMFY_NODES[graph[source]["class_type"]][1][index] == kind, (node_id, name)
+            else:
+                assert isinstance(value, kind) or (kind is float and isinstance(value, int)), (node_id, name)
+    assert sum(node["class_type"] == "SaveImage" for node in graph.values()) == 1
 
 
 def test_no_trigger_column_is_left_out_without_a_trigger_word(tmp_path, demo_paths):

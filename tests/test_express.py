@@ -202,6 +202,7 @@ def test_zip_to_lora_with_base_and_lora_samples(studio, monkeypatch):
     assert run["express"]["status"] == "completed", run["express"]
     proof = run["proof"]
     assert proof["lora"].endswith(".safetensors") and proof["grid"] and proof["readme"]
+    assert proof["workflow"].endswith("/lora/comfyui_workflow.json")
     assert proof["library_path"].endswith(proof["lora_file"])
     last = run["samples"][-1]["pairs"]
     assert all(p["base"] and p["lora"] for p in last) and any(p["lora_no_trigger"] for p in last)

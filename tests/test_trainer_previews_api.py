@@ -83,7 +83,7 @@ def test_finished_job_exposes_the_proof_files_and_the_library_shows_the_pairs(cl
     store.finish(job_id, "completed", message="done", lora_path=str(lora))
 
     detail = client.get(f"/api/jobs/{job_id}").get_json()
-    assert detail["proof"] == {"grid": "lora/proof_grid.png", "readme": "lora/README.txt"}
+    assert detail["proof"] == {"grid": "lora/proof_grid.png", "readme": "lora/README.txt", "workflow": None}
     readme = client.get(f"/api/jobs/{job_id}/files/{detail['proof']['readme']}")
     assert readme.status_code == 200 and b"Z-Image-Turbo" in readme.data
     assert client.get(f"/api/jobs/{job_id}/files/{detail['proof']['grid']}").data == PNG + b" grid"

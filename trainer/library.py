@@ -140,7 +140,8 @@ def safetensors_metadata(path: Path) -> dict:
 
 
 NO_TRIGGER_SUFFIX = "_notrigger"  # trainer.engine.sampling writes <i>.png (LoRA on) and <i>_notrigger.png
-PROOF_FILES = {"grid": "proof_grid.png", "readme": "README.txt"}  # trainer.engine.proof, in lora/
+PROOF_FILES = {"grid": "proof_grid.png", "readme": "README.txt",  # trainer.engine.proof, in lora/
+               "workflow": "comfyui_workflow.json"}
 
 
 def samples(job_dir: Path) -> list[dict]:

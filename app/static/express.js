@@ -166,6 +166,8 @@
     const links = [];
     if (proof.lora) links.push(`<a class="button primary" id="x-download" href="${esc(proof.lora)}" download>Download ${esc(proof.lora_file)} (${formatBytes(proof.lora_bytes)})</a>`);
     if (proof.readme) links.push(`<a class="button" href="${esc(proof.readme)}" target="_blank" rel="noopener">README.txt</a>`);
+    if (proof.workflow) links.push(`<a class="button" id="x-workflow" href="${esc(proof.workflow)}"
+      download="${esc(String(proof.lora_file || "lora").replace(/\.safetensors$/, ""))}-comfyui-workflow.json" title="Drop it onto ComfyUI">ComfyUI workflow</a>`);
     const train = run.stages.find((s) => s.stage === "train");
     if (train && train.job_page) {
       links.push(`<a class="button" id="x-try" href="${esc(trainer(train.job_page + "#try-panel"))}" target="_blank" rel="noopener"

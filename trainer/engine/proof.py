@@ -3,6 +3,7 @@
     lora/<name>.safetensors
     lora/proof_grid.png   rows = sample prompts; columns = base, LoRA, LoRA without the trigger word
     lora/README.txt       trigger word, steps, rank, base model, suggested strength, how to load it
+    lora/comfyui_workflow.json   the LoRA in ComfyUI's Z-Image-Turbo workflow (comfy_workflow.py)
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from studio.atomic import atomic_write_bytes
 from trainer.engine import model as zmodel
+from trainer.engine.comfy_workflow import MODEL_FILES, WORKFLOW_NAME, workflow
 
 GRID_NAME = "proof_grid.png"
 README_NAME = "README.txt"
@@ -99,6 +101,7 @@ def readme(config, lora_file: str, steps: int, final_loss: float | None) -> str:
     use = (f'Put the trigger word "{trigger}" in your prompt.' if trigger
            else "This LoRA has no trigger word: it applies to every prompt.")
     loss = f"{final_loss:.4f}" if final_loss is not None else "n/a"
+    models = ", ".join(f"models/{folder}/{name}" for folder, name in MODEL_FILES.items())
     return f"""{config.name}: a LoRA for {zmodel.BASE_REPO}
 
 File:              {lora_file}
@@ -116,8 +119,11 @@ Render like the previews: {config.sample_steps} steps, CFG {config.guidance_scal
 
 ComfyUI
   1. Copy {lora_file} into ComfyUI/models/loras/.
-  2. In a Z-Image-Turbo workflow, add a "LoraLoaderModelOnly" node between the model loader and the
-     sampler, pick {lora_file}, strength_model 1.0.
+  2. Drop {WORKFLOW_NAME} onto ComfyUI's page: Z-Image-Turbo with this LoRA at strength 1.0 and
+     the first preview prompt. It expects the Comfy-Org/z_image_turbo files:
+     {models}.
+     (Or, in a workflow of your own, add a "LoraLoaderModelOnly" node between the model loader and
+     the sampler and pick {lora_file}.)
   3. Queue the prompt.
 
 diffusers
@@ -134,7 +140,7 @@ The training adapter ({zmodel.ADAPTER_REPO}) was used only during training and i
 
 def write(job_dir: Path, config, lora_path: Path, step_folder: Path | None, steps: int,
           final_loss: float | None) -> dict[str, Path]:
-    """Writes the grid (when a preview step exists) and the README next to the LoRA file."""
+    """Writes the grid (when a preview step exists), the README and the ComfyUI workflow next to the LoRA."""
     folder = Path(lora_path).parent
     written = {}
     if step_folder is not None and (step_folder / "prompts.json").is_file():
@@ -147,4 +153,7 @@ def write(job_dir: Path, config, lora_path: Path, step_folder: Path | None, step
         written["grid"] = folder / GRID_NAME
     atomic_write_bytes(folder / README_NAME, readme(config, Path(lora_path).name, steps, final_loss).encode())
     written["readme"] = folder / README_NAME
+    graph = workflow(config, Path(lora_path).name)
+    atomic_write_bytes(folder / WORKFLOW_NAME, (json.dumps(graph, indent=1, ensure_ascii=False) + "\n").encode())
+    written["workflow"] = folder / WORKFLOW_NAME
     return written

@@ -54,8 +54,10 @@
   function proofLinks(proof) {
     if (!proof) return "";
     const link = (path, id, text) => path ? `<a id="${id}" href="/api/jobs/${esc(jobId)}/files/${esc(path)}" target="_blank" rel="noopener">${text}</a>` : "";
+    const workflow = proof.workflow ? `<a id="proof-workflow" href="/api/jobs/${esc(jobId)}/files/${esc(proof.workflow)}"
+      download="${esc(((job && job.config && job.config.name) || "lora") + "-comfyui-workflow.json")}" title="Drop it onto ComfyUI: Z-Image-Turbo with this LoRA and its first preview prompt">ComfyUI workflow</a>` : "";
     return `<div style="font-size:12px;margin-top:.25rem">${[link(proof.grid, "proof-grid", "Base vs LoRA grid"),
-      link(proof.readme, "proof-readme", "README.txt"), `<a href="#try-panel" id="try-link">Try it with your own prompt</a>`]
+      link(proof.readme, "proof-readme", "README.txt"), workflow, `<a href="#try-panel" id="try-link">Try it with your own prompt</a>`]
       .filter(Boolean).join(" · ")}</div>`;
   }
 

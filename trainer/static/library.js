@@ -25,7 +25,10 @@
       const legend = pairs && pairs.length ? `<div class="muted pairs-legend" style="font-size:11px;display:grid;grid-template-columns:repeat(3,1fr);text-align:center">
         <span>base</span><span>LoRA</span><span>no trigger</span></div>` : "";
       const proof = l.proof ? [l.proof.grid && `<a href="${esc(l.proof.grid)}" target="_blank" rel="noopener">Base vs LoRA grid</a>`,
-        l.proof.readme && `<a href="${esc(l.proof.readme)}" target="_blank" rel="noopener">README</a>`].filter(Boolean).join(" · ") : "";
+        l.proof.readme && `<a href="${esc(l.proof.readme)}" target="_blank" rel="noopener">README</a>`,
+        l.proof.workflow && `<a href="${esc(l.proof.workflow)}" download="${esc(l.file.replace(/\.safetensors$/, ""))}-comfyui-workflow.json"
+          title="Drop it onto ComfyUI">ComfyUI workflow</a>`]
+        .filter(Boolean).join(" · ") : "";
       const meta = Object.entries(l.metadata || {}).filter(([k]) => !k.startsWith("_")).slice(0, 12)
         .map(([k, v]) => `<dt>${esc(k)}</dt><dd title="${esc(v)}">${esc(v)}</dd>`).join("");
       return `<article class="panel lora-card" data-job="${esc(l.job_id)}">
