@@ -164,12 +164,13 @@ def test_a_render_is_queued_listed_and_deleted(client, store, settings, demo_pat
     assert response.status_code == 202
     queued = response.get_json()["render"]
     assert queued["status"] == "queued" and queued["prompt"] == "tok, a red circle"  # [trigger] filled in
-    assert queued["loras"] == [{"file": "lora/tiny-lora.safetensors", "step": 6, "label": "final LoRA (step 6)"}]
+    assert queued["loras"] == [{"file": "lora/tiny-lora.safetensors", "step": 6, "final": True,
+                                "label": "final LoRA (step 6)"}]
     assert queued["message"] == "Waiting for the worker."
     # a double click gives the first render back; another seed is another render
     assert client.post(url, json=REQUEST).get_json()["render"]["id"] == queued["id"]
     other = client.post(url, json={**REQUEST, "seed": 8, "lora": 3}).get_json()["render"]
-    assert other["loras"] == [{"file": "checkpoints/step_000003/lora.safetensors", "step": 3,
+    assert other["loras"] == [{"file": "checkpoints/step_000003/lora.safetensors", "step": 3, "final": False,
                                "label": "checkpoint at step 3"}]
     listing = client.get(url).get_json()
     assert [r["id"] for r in listing["renders"]] == [other["id"], queued["id"]]

@@ -38,9 +38,8 @@ def run_render(worker, render: Job) -> Job | None:
     store.heartbeat(render.id, child_pid=proc.pid)
     ended = _watch(worker, render, proc, worker.render_timeout_s)
     current = store.find(render.id)
-    gone = ended == "deleted"
-    if current is None or gone:
-        return current
+    if current is None:  # deleted while it rendered
+        return None
     if store.find(render.parent_id or "") is None:  # its training job was deleted while it rendered
         if current.status == "running":
             store.finish(render.id, "failed", error="Its training job was deleted.")

@@ -77,17 +77,12 @@ def strengths_of(value) -> list[float]:
 
 
 def lora_choices(job: Job, job_dir: Path) -> list[dict]:
-    """The LoRA files a render can try: the final one (a completed job) and every other checkpoint's,
-    newest first; "all" (every one of them side by side) when there are several."""
-    choices = []
-    final = _final(job, job_dir)
-    if final is not None:
-        choices.append({"value": "final", "label": f"Final LoRA (step {job.step})", "step": job.step})
-    for entry in reversed(library.checkpoints(job_dir)):
-        if final is None or entry["step"] != final["step"]:  # the final LoRA is that checkpoint's weights
-            choices.append({"value": entry["step"], "label": f"Checkpoint at step {entry['step']}",
-                            "step": entry["step"]})
-    if len(_every_lora(job, job_dir)) > 1:
+    """The LoRA files a render can try, newest first: the final one (a completed job) and every other
+    checkpoint's; "all" (every one of them side by side) when there are several."""
+    every = _every_lora(job, job_dir)
+    choices = [{"value": "final" if entry["final"] else entry["step"], "step": entry["step"],
+                "label": entry["label"][:1].upper() + entry["label"][1:]} for entry in reversed(every)]
+    if len(every) > 1:
         choices.append({"value": "all", "label": "Every checkpoint, side by side", "step": None})
     return choices
 
@@ -96,22 +91,25 @@ def _final(job: Job, job_dir: Path) -> dict | None:
     final = library.final_lora(job, job_dir) if job.status == "completed" else None
     if final is None:
         return None
-    return {"file": final.relative_to(job_dir).as_posix(), "step": int(job.step),
+    return {"file": final.relative_to(job_dir).as_posix(), "step": int(job.step), "final": True,
             "label": f"final LoRA (step {job.step})"}
+
+
+def _checkpoint_entry(step: int, file: str) -> dict:
+    return {"file": file, "step": step, "final": False, "label": f"checkpoint at step {step}"}
 
 
 def _checkpoint(job_dir: Path, step: int) -> dict | None:
     path = job_dir / "checkpoints" / f"step_{step:06d}" / "lora.safetensors"
-    if not path.is_file():
-        return None
-    return {"file": path.relative_to(job_dir).as_posix(), "step": step, "label": f"checkpoint at step {step}"}
+    return _checkpoint_entry(step, path.relative_to(job_dir).as_posix()) if path.is_file() else None
 
 
 def _every_lora(job: Job, job_dir: Path) -> list[dict]:
-    """Every checkpoint's LoRA in training order, the final LoRA in place of the checkpoint at its step."""
+    """Every checkpoint's LoRA in training order, the final LoRA in place of the checkpoint at its step
+    (the same weights)."""
     final = _final(job, job_dir)
-    found = [entry for entry in (_checkpoint(job_dir, c["step"]) for c in library.checkpoints(job_dir))
-             if entry and not (final and entry["step"] == final["step"])]
+    found = [_checkpoint_entry(c["step"], c["file"]) for c in library.checkpoints(job_dir)
+             if not (final and c["step"] == final["step"])]
     return sorted(found + ([final] if final else []), key=lambda entry: entry["step"])
 
 
@@ -156,9 +154,10 @@ def parse(body: dict, job: Job, job_dir: Path) -> dict:
     text = " ".join(prompt.replace(TRIGGER, trigger).split())
     loras = loras_for(job, job_dir, body.get("lora", "final"))
     strengths = strengths_of(body.get("strengths"))
-    if image_count(strengths, loras) > MAX_IMAGES:
-        raise RenderInvalid(f"That is {image_count(strengths, loras)} images; at most {MAX_IMAGES} per render: pick "
-                            "fewer strengths or fewer LoRA files.")
+    count = image_count(strengths, loras)
+    if count > MAX_IMAGES:
+        raise RenderInvalid(f"That is {count} images; at most {MAX_IMAGES} per render: pick fewer strengths or "
+                            "fewer LoRA files.")
     seed = body.get("seed")
     low, high = SIZE_RANGE
     guidance = body.get("guidance_scale", config.get("guidance_scale", 0.0))

@@ -185,8 +185,7 @@
         $("try-size").insertAdjacentHTML("beforeend", `<option value="${size}">${render.width}×${render.height}</option>`);
       }
       $("try-size").value = size;
-      const lora = render.loras.length > 1 ? "all" : render.loras[0].file.startsWith("lora/") ? "final"
-        : String(render.loras[0].step);
+      const lora = render.loras.length > 1 ? "all" : render.loras[0].final ? "final" : String(render.loras[0].step);
       if (loras.some((c) => String(c.value) === lora)) $("try-lora").value = lora;
       $("try-prompt").focus();
     } else {
