@@ -96,11 +96,12 @@ def test_several_lora_files_render_the_base_once(demo_paths, tmp_path):
     second = make_lora(demo_paths, tmp_path / "step_000200" / "lora.safetensors")
     request = TryRequest(prompt="tok", strengths=(0.0, 1.0), seed=3, width=64, height=64, steps=2, guidance_scale=0)
     lines = []
-    images = render(request, [first, second], demo_paths, tmp_path / "out", device="cpu", log=lines.append)
+    images = render(request, [first, second], demo_paths, tmp_path / "out", device="cpu", log=lines.append,
+                    labels=["checkpoint at step 100", "final LoRA (step 200)"])
     assert [(image["lora"], image["strength"]) for image in images] == [(None, 0.0), (0, 1.0), (1, 1.0)]
     pixels = [Image.open(tmp_path / "out" / image["file"]).tobytes() for image in images]
     assert len(set(pixels)) == 3
-    assert any("LoRA at 1 (step_000200)" in line for line in lines)
+    assert any("LoRA at 1, final LoRA (step 200)" in line for line in lines)
 
 
 def test_out_of_memory_renders_again_with_a_tiled_decoder(demo_paths, tmp_path, monkeypatch):

@@ -78,7 +78,8 @@ def execute(settings: Settings, render_id: str, *, render_fn: Callable | None = 
                 f"strengths {', '.join(f'{s:g}' for s in render.config['strengths'])}, seed {render.config['seed']}.")
         files = [workspace.jobs / parent.id / lora["file"] for lora in loras]
         images = (render_fn or _default_render())(_request(render.config), files, model_paths(settings), out_dir,
-                                                  on_progress=reporter, log=run_log)
+                                                  on_progress=reporter, log=run_log,
+                                                  labels=[lora["label"] for lora in loras])
     except BaseException as exc:  # noqa: B036 - every way out must end the render with a reason
         reporter.flush()
         if not is_training_error(exc):

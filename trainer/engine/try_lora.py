@@ -44,10 +44,11 @@ def image_name(index: int) -> str:
 
 
 def render(request: TryRequest, lora_paths: list[Path], paths, out_dir: Path, device: str | None = None,
-           on_progress: Callable[[dict], None] | None = None, log: Callable[[str], None] = print) -> list[dict]:
+           on_progress: Callable[[dict], None] | None = None, log: Callable[[str], None] = print,
+           labels: list[str] | None = None) -> list[dict]:
     """Render `request` into out_dir/<i>.png, each written whole: the base model once (strength 0), then
-    every other strength for each LoRA file in turn. Returns one entry per image: {strength, lora (the
-    file's index in lora_paths, None for the base model), file, seconds}."""
+    every other strength for each LoRA file in turn (`labels` name them in messages). Returns one entry
+    per image: {strength, lora (the file's index in lora_paths, None for the base model), file, seconds}."""
     report = on_progress or (lambda _values: None)
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     dtype = torch.bfloat16 if dev.type == "cuda" else torch.float32
@@ -78,7 +79,7 @@ def render(request: TryRequest, lora_paths: list[Path], paths, out_dir: Path, de
     for index, (which, strength) in enumerate(plan):
         label = "base model" if which is None else f"LoRA at {strength:g}"
         if which is not None and len(loras) > 1:
-            label += f" ({lora_paths[which].parent.name})"
+            label += f", {labels[which] if labels else lora_paths[which].parent.name}"
         report({"phase": "rendering", "done": index, "total": total,
                 "message": f"Rendering {index + 1} of {total}: {label}"})
         started = time.monotonic()
