@@ -27,7 +27,7 @@ STOP_TIMEOUT_S = 180.0
 
 
 def kill_orphan_child(pid: int | None) -> None:
-    """A training process whose worker died would keep writing into the job folder: end it."""
+    """A training or render process whose worker died would keep writing into the job folder: end it."""
     if not pid_alive(pid):
         return
     try:
@@ -36,7 +36,7 @@ def kill_orphan_child(pid: int | None) -> None:
         return
     if not any(name in cmdline for name in (b"trainer.run_job", b"trainer.render_job", b"tests.test_trainer_")):
         return  # the pid was reused by something else
-    log.warning("ending training process %s left behind by a dead worker", pid)
+    log.warning("ending process %s (a training run or a render) left behind by a dead worker", pid)
     try:
         os.kill(pid, signal.SIGKILL)
     except OSError as exc:
