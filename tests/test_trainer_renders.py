@@ -176,7 +176,7 @@ def test_a_render_is_queued_listed_and_deleted(client, store, settings, demo_pat
     listing = client.get(url).get_json()
     assert [r["id"] for r in listing["renders"]] == [other["id"], queued["id"]]
     assert [c["value"] for c in listing["loras"]] == ["final", 3, "all"]
-    assert listing["defaults"]["trigger_word"] == "tok"
+    assert listing["defaults"]["trigger_word"] == "tok" and listing["defaults"]["prompt"] == "tok, a red circle"
     # no seed: the server draws one
     assert isinstance(client.post(url, json={"prompt": "tok"}).get_json()["render"]["seed"], int)
     # a running render cannot be deleted; a queued one can

@@ -31,10 +31,13 @@ def list_renders(job_id):
     job = load_job(job_id)
     found = store().list(parent_id=job.id, kind=renders.KIND, limit=200)
     choices = renders.lora_choices(job, workspace().jobs / job.id)
+    config = job.config
+    prompts = config.get("sample_prompts") or []
     return jsonify({"renders": [renders.public(render) for render in found], "loras": choices,
-                    "defaults": {"strengths": renders.DEFAULT_STRENGTHS, "width": job.config.get("sample_width"),
-                                 "height": job.config.get("sample_height"), "steps": job.config.get("sample_steps"),
-                                 "trigger_word": job.config.get("trigger_word") or ""}})
+                    "defaults": {"strengths": renders.DEFAULT_STRENGTHS, "width": config.get("sample_width"),
+                                 "height": config.get("sample_height"), "steps": config.get("sample_steps"),
+                                 "trigger_word": config.get("trigger_word") or "",
+                                 "prompt": prompts[0] if prompts and isinstance(prompts[0], str) else ""}})
 
 
 @bp.post("/api/jobs/<job_id>/renders")

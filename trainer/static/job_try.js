@@ -10,7 +10,7 @@
   const jobId = root.dataset.job;
   const STRENGTHS = [0, 0.4, 0.6, 0.8, 1, 1.2, 1.5];
   const MAX_CHOSEN = 6;
-  let chosen = new Set([0, 0.8, 1]);
+  let chosen = new Set();
   let renders = [], loras = [], filled = false, lastKey = "", timer = null, busy = false;
 
   const strengthLabel = (s) => (s === 0 ? "Base" : String(s));
@@ -30,13 +30,15 @@
     });
   }
 
-  // The first listing fills the form: the job's first preview prompt, its preview size, a random seed.
-  async function fill(data) {
+  // The first listing fills the form: the job's first preview prompt, its preview size, the default
+  // strengths, a random seed.
+  function fill(defaults) {
     filled = true;
-    const config = (await window.studio.api(`/api/jobs/${jobId}`)).job.config || {};
-    $("try-prompt").value = (config.sample_prompts || [])[0] || "[trigger], ";
-    $("try-size").innerHTML = sizes(data.defaults).map(([w, h], i) =>
-      `<option value="${w}x${h}">${w}×${h}${i === 0 ? " (previews)" : ""}</option>`).join("");
+    $("try-prompt").value = defaults.prompt || "[trigger], ";
+    const previews = defaults.width && defaults.height ? `${defaults.width}x${defaults.height}` : null;
+    $("try-size").innerHTML = sizes(defaults).map(([w, h]) =>
+      `<option value="${w}x${h}">${w}×${h}${`${w}x${h}` === previews ? " (previews)" : ""}</option>`).join("");
+    chosen = new Set(defaults.strengths || [0, 1]);
     newSeed();
     drawStrengths();
     if (location.hash === "#try-panel") {  // from the library's "Try it": once the panels above have drawn
@@ -125,7 +127,7 @@
       let data;
       try { data = await window.studio.api(`/api/jobs/${jobId}/renders`); } catch (e) { return; }  // retried
       renders = data.renders; loras = data.loras;
-      if (!filled && loras.length) await fill(data);
+      if (!filled && loras.length) fill(data.defaults);
       draw();  // a mistake here is a script error, not swallowed as a network one
     } finally { busy = false; schedule(); }
   }
