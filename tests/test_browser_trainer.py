@@ -109,6 +109,7 @@ def test_train_from_the_form_and_download_the_lora(studio, artifacts_dir, tmp_pa
         page.wait_for_function("[...document.querySelectorAll('.gallery-row img')].some(i => i.naturalWidth > 0)")
         page.screenshot(path=str(artifacts_dir / "trainer-job-running.png"), full_page=True)
         expect(page.locator("#job-status .status")).to_have_text("completed", timeout=240_000)
+        expect(page).to_have_title("✓ browser job · Trainer")  # the tab says it is done
         widths = page.evaluate("window.__widths")
         moving = [w for w in widths if 0 < w < 100]
         assert widths[-1] == 100 and len(set(moving)) >= 1, widths
@@ -243,3 +244,69 @@ def test_train_from_the_form_and_download_the_lora(studio, artifacts_dir, tmp_pa
         expect(page.locator("#recent-empty")).to_be_visible()
         assert problems == []
         browser.close()
+
+
+def _post(url: str, body: dict) -> dict:
+    request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
+                                     headers={"Content-Type": "application/json", "Origin": url.split("/api/")[0]})
+    return json.loads(urllib.request.urlopen(request).read())
+
+
+def test_compare_two_runs(studio, artifacts_dir):
+    """Two runs that differ in learning rate and rank: ticked on the dashboard, then their loss curves,
+    what differs, and each prompt's latest previews side by side."""
+    from playwright.sync_api import expect, sync_playwright
+
+    config = {"trigger_word": "tok", "steps": 30, "rank": 4, "resolutions": [64], "sample_every": 15,
+              "save_every": 15, "sample_width": 64, "sample_height": 64, "sample_steps": 2,
+              "sample_prompts": ["tok, a red circle", "tok, a blue square"]}
+    ids = [_post(f"{studio}/api/jobs", {"name": name, "dataset": "tiny-set",
+                                        "config": {**config, **extra}})["job"]["id"]
+           for name, extra in (("slow lr", {"name": "slow-lr", "learning_rate": 0.0001}),
+                               ("fast lr", {"name": "fast-lr", "learning_rate": 0.002, "rank": 8}))]
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline:
+        statuses = [json.loads(urllib.request.urlopen(f"{studio}/api/jobs/{i}").read())["job"]["status"] for i in ids]
+        if all(s in ("completed", "failed") for s in statuses):
+            break
+        time.sleep(1)
+    assert statuses == ["completed", "completed"]
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        problems = watch_page(page)
+        page.set_default_timeout(30_000)
+        page.goto(studio + "/")
+        expect(page.locator("#recent tbody tr")).to_have_count(2)
+        expect(page.locator("#compare-btn")).to_be_hidden()
+        page.locator(f"[data-pick='{ids[0]}']").check()
+        expect(page.locator("#compare-btn")).to_be_disabled()
+        page.locator(f"[data-pick='{ids[1]}']").check()
+        expect(page.locator("#compare-btn")).to_have_text("Compare 2 runs")
+        page.locator("#compare-btn").click()
+        page.wait_for_url("**/compare?jobs=*")
+        expect(page.locator("#compare-legend .legend-item")).to_have_text(["slow lr", "fast lr"])
+        page.wait_for_function("document.querySelector('#compare-chart').dataset.series === '2'")
+        assert int(page.locator("#compare-chart").get_attribute("data-points")) == 60  # 30 steps each
+        # results first, then only the settings that differ
+        table = page.locator("#compare-settings")
+        expect(table.locator("tr.result").first).to_contain_text("completed")
+        expect(table.locator("tr", has_text="learning_rate")).to_contain_text("0.0001")
+        expect(table.locator("tr", has_text="learning_rate")).to_contain_text("0.002")
+        expect(table.locator("tr", has_text="rank")).to_contain_text("8")
+        expect(table).not_to_contain_text("sample_every")
+        expect(table).to_contain_text("other settings are the same in every run")
+        # each prompt: the base, then each run's latest preview
+        expect(page.locator(".compare-prompt")).to_have_count(2)
+        first = page.locator(".compare-prompt").first
+        expect(first.locator("figcaption")).to_have_text(["Base (LoRA off)", "slow lr · step 30", "fast lr · step 30"])
+        page.wait_for_function("[...document.querySelectorAll('.compare-prompt img')].every(i => i.naturalWidth > 0)")
+        first.locator("img").nth(2).click()
+        expect(page.locator(".lightbox img")).to_have_attribute("src", re.compile(r"/samples/step_000030/0\.png$"))
+        page.locator(".lightbox").click()
+        page.screenshot(path=str(artifacts_dir / "trainer-compare.png"), full_page=True)
+        # an unknown job in the address is a 404, not a broken page
+        assert page.request.get(f"{studio}/compare?jobs={ids[0]},nope").status == 404
+        browser.close()
+    assert problems == []

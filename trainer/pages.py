@@ -1,9 +1,9 @@
-"""The trainer's pages: dashboard, new job form, job page, LoRA library. Each is filled by its own script
-from the same JSON API that API clients use."""
+"""The trainer's pages: dashboard, new job form, job page, compare runs, LoRA library. Each is filled by
+its own script from the same JSON API that API clients use."""
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app, render_template
+from flask import Blueprint, current_app, render_template, request
 
 from studio.workspace import safe_name
 from trainer.jobs_api import load_job
@@ -31,3 +31,15 @@ def job_page(job_id):
 @bp.get("/library")
 def library_page():
     return render_template("trainer_library.html", page="library")
+
+
+MAX_COMPARED = 4
+
+
+@bp.get("/compare")
+def compare_page():
+    """Runs side by side: ?jobs=<id>,<id>[,...] (two to four training jobs)."""
+    ids = list(dict.fromkeys(part.strip() for part in request.args.get("jobs", "").split(",") if part.strip()))
+    jobs = [load_job(safe_name(job_id)) for job_id in ids[:MAX_COMPARED]]
+    return render_template("trainer_compare.html", page="compare",
+                           jobs=[{"id": job.id, "name": job.name} for job in jobs])

@@ -63,7 +63,9 @@
     document.getElementById("recent-empty").hidden = jobs.length > 0;
     document.getElementById("recent").hidden = jobs.length === 0;
     document.getElementById("recent-count").textContent = jobs.length ? studio.plural(jobs.length, "job") : "";
+    for (const id of [...picked]) if (!jobs.some((j) => j.id === id)) picked.delete(id);
     body.innerHTML = jobs.map((j) => `<tr class="job-row" data-job="${esc(j.id)}">
+      <td class="pick"><input type="checkbox" data-pick="${esc(j.id)}" aria-label="Compare ${esc(j.name)}" ${picked.has(j.id) ? "checked" : ""}></td>
       <td><a href="/jobs/${esc(j.id)}">${esc(j.name)}</a></td><td class="muted narrow-hide">${esc(j.dataset)}</td>
       <td>${statusChip(j.status)}</td>
       <td><div class="progress mini-progress"><div style="width:${(j.progress || 0) * 100}%"></div></div>
@@ -72,19 +74,43 @@
       <td class="num muted narrow-hide">${fmtD(elapsed(j))}</td></tr>`).join("");
   }
 
+  // Jobs ticked in Recent jobs, to compare side by side (two to four).
+  const picked = new Set();
+  const MAX_COMPARED = 4;
+  function renderCompare() {
+    const button = document.getElementById("compare-btn");
+    button.hidden = picked.size === 0;
+    button.disabled = picked.size < 2;
+    button.textContent = picked.size < 2 ? "Tick one more to compare" : `Compare ${picked.size} runs`;
+    button.dataset.href = `/compare?jobs=${[...picked].map(encodeURIComponent).join(",")}`;
+  }
+
   function render(data) {
     workerChip(data.workers || [], data.jobs);
     renderNow(data.jobs, data.workers || []);
     renderQueue(data.jobs, data.schedule || {});
     renderRecent(data.jobs);
+    renderCompare();
   }
 
   document.addEventListener("click", async (e) => {
     const stop = e.target.closest("[data-stop]"), cancel = e.target.closest("[data-cancel]");
     if (stop) { stop.disabled = true; await act(stop.dataset.stop, "stop", "Stop this job? It saves a checkpoint first and can be resumed."); }
     if (cancel) { cancel.disabled = true; await act(cancel.dataset.cancel, "stop"); }
+    if (e.target.id === "compare-btn") { location.href = e.target.dataset.href; return; }
     const row = e.target.closest("tr[data-job]");
-    if (row && !e.target.closest("a, button")) location.href = `/jobs/${encodeURIComponent(row.dataset.job)}`;
+    if (row && !e.target.closest("a, button, input, td.pick")) location.href = `/jobs/${encodeURIComponent(row.dataset.job)}`;
+  });
+  document.addEventListener("change", (e) => {
+    const box = e.target.closest("[data-pick]");
+    if (!box) return;
+    if (box.checked && picked.size >= MAX_COMPARED) {
+      box.checked = false;
+      studio.toast(`At most ${MAX_COMPARED} runs at once.`, "info");
+      return;
+    }
+    if (box.checked) picked.add(box.dataset.pick); else picked.delete(box.dataset.pick);
+    renderCompare();
   });
   // Where the volume's space went (GET /api/storage, measured at most every 30 s), biggest part first.
   async function loadStorage() {

@@ -12,7 +12,9 @@
   function renderJob(detail) {
     job = detail.job;
     $("job-name").textContent = job.name;
-    document.title = `${job.name} · Trainer`;
+    // the tab says how far it is, so a run can be followed from another tab
+    const mark = { running: `${Math.floor((job.progress || 0) * 100)}% · `, completed: "✓ ", failed: "✗ " }[job.status] || "";
+    document.title = `${mark}${job.name} · Trainer`;
     $("job-status").innerHTML = statusChip(job.status);
     const pct = Math.round((job.progress || 0) * 1000) / 10;
     $("progress").firstElementChild.style.width = `${pct}%`;
@@ -183,9 +185,7 @@
       view = t.dataset.view; document.querySelectorAll("[data-view]").forEach((b) => b.classList.toggle("active", b === t));
       renderSamples();
     } else if (t.matches(".gallery-row img, .compare img")) {
-      const box = document.createElement("div"); box.className = "lightbox";
-      box.innerHTML = `<img src="${esc(t.dataset.full || t.src)}" alt=""><div class="caption">${esc(t.dataset.caption)}</div>`;
-      box.addEventListener("click", () => box.remove()); document.body.appendChild(box);
+      trainer.lightbox(t.dataset.full || t.src, t.dataset.caption);
     } else if (t.id === "btn-stop") {
       t.disabled = true; if (!(await act(jobId, "stop", job && job.status === "queued" ? null :
         "Stop this job? It saves a checkpoint first; you can resume it later."))) t.disabled = false;

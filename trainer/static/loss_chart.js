@@ -1,5 +1,6 @@
-// Loss chart on a <canvas>: raw loss faint, exponentially smoothed loss bold; wheel zooms around the
-// cursor, drag pans, double-click resets, range buttons show the last N steps. No libraries.
+// Loss chart on a <canvas>: raw loss faint, exponentially smoothed loss bold (or, to compare runs, one
+// smoothed line per run in its colour); wheel zooms around the cursor, drag pans, double-click resets,
+// range buttons show the last N steps. No libraries.
 (function () {
   class LossChart {
     constructor(canvas, tip) {
@@ -28,10 +29,17 @@
       }
       this.draw();
     }
-    smoothed() {
+    // Several runs in one chart (the compare page): [{name, color, points}], each drawn smoothed.
+    setSeries(series) {
+      this.series = series.map((one) => ({ ...one, points: one.points.filter((p) => p.loss != null)
+        .map((p) => ({ step: p.step, loss: p.loss })).sort((a, b) => a.step - b.step) }));
+      this.points = [].concat(...this.series.map((one) => one.points)).sort((a, b) => a.step - b.step);
+      this.draw();
+    }
+    smoothed(points = this.points) {
       // exponential moving average, de-biased like TensorBoard so the line starts at the data
       const a = this.smoothing; let s = 0;
-      return this.points.map((p, i) => {
+      return points.map((p, i) => {
         s = a * s + (1 - a) * p.loss;
         const debias = 1 - Math.pow(a, i + 1);
         return { step: p.step, loss: debias > 0 ? s / debias : p.loss };
@@ -71,13 +79,20 @@
       if (!this.last || !this.last.length) return;
       const [a, b] = this.currentView();
       const step = a + (e.offsetX - g.left) / (g.w - g.left - g.right) * (b - a);
-      let best = null;
-      for (const p of this.last) if (!best || Math.abs(p.step - step) < Math.abs(best.step - step)) best = p;
+      const nearest = (pts) => pts.reduce((best, p) => (!best || Math.abs(p.step - step) < Math.abs(best.step - step) ? p : best), null);
+      const best = nearest(this.last);
       if (!best) return;
-      const raw = this.points.find((p) => p.step === best.step);
       this.tip.style.display = "block";
       this.tip.style.left = `${Math.min(e.offsetX + 12, g.w - 150)}px`;
       this.tip.style.top = `${e.offsetY + 10}px`;
+      if (this.series) {
+        this.tip.textContent = `step ${best.step} · ` + this.series.map((one) => {
+          const p = nearest(one.smooth || []);
+          return `${one.name} ${p ? p.loss.toFixed(4) : "–"}`;
+        }).join(" · ");
+        return;
+      }
+      const raw = this.points.find((p) => p.step === best.step);
       this.tip.textContent = `step ${best.step} · loss ${raw ? raw.loss.toFixed(4) : "–"} · smooth ${best.loss.toFixed(4)}`;
     }
     draw() {
@@ -93,10 +108,15 @@
         this.canvas.dataset.points = "0"; return;
       }
       const [a, b] = this.currentView();
-      const visible = this.points.filter((p) => p.step >= a && p.step <= b);
-      const smooth = this.smoothed().filter((p) => p.step >= a && p.step <= b);
+      const inView = (pts) => pts.filter((p) => p.step >= a && p.step <= b);
+      const visible = inView(this.points);
+      let smooth = inView(this.smoothed());
+      if (this.series) {  // the smoothed lines only, and the axis fits them rather than the noise
+        this.series.forEach((one) => { one.smooth = inView(this.smoothed(one.points)); });
+        smooth = [].concat(...this.series.map((one) => one.smooth)).sort((p, q) => p.step - q.step);
+      }
       this.last = smooth;
-      const values = visible.map((p) => p.loss).filter(Number.isFinite);
+      const values = (this.series ? smooth : visible).map((p) => p.loss).filter(Number.isFinite);
       let lo = Math.min(...values), hi = Math.max(...values);
       if (!(hi > lo)) { hi = lo + 1e-3; lo -= 1e-3; }
       const pad = (hi - lo) * 0.06; lo = lo >= 0 ? Math.max(0, lo - pad) : lo - pad; hi += pad;
@@ -118,6 +138,12 @@
         pts.forEach((p, i) => (i ? ctx.lineTo(x(p.step), y(p.loss)) : ctx.moveTo(x(p.step), y(p.loss))));
         ctx.stroke();
       };
+      if (this.series) {
+        this.series.forEach((one) => line(one.smooth, one.color, 2));
+        this.canvas.dataset.series = String(this.series.filter((one) => one.points.length).length);
+        this.canvas.dataset.points = String(this.points.length);
+        return;
+      }
       ctx.globalAlpha = 0.35; line(visible, accent, 1); ctx.globalAlpha = 1;
       line(smooth, "#4cc38a", 2);
       if (visible.length === 1) { ctx.fillStyle = accent; ctx.beginPath(); ctx.arc(x(visible[0].step), y(visible[0].loss), 3, 0, 7); ctx.fill(); }

@@ -91,5 +91,11 @@
   }
   // Every page polls, the dashboard too: its live stream only speaks when a job changes, not a worker.
   pollWorkers(); setInterval(pollWorkers, 5000);
-  window.trainer = { esc, live, statusChip, fmtLoss, fmtDate, elapsed, phaseText, act, workerChip, pollWorkers };
+  // A picture full size over the page; a click closes it.
+  function lightbox(src, caption) {
+    const box = document.createElement("div"); box.className = "lightbox";
+    box.innerHTML = `<img src="${esc(src)}" alt=""><div class="caption">${esc(caption || "")}</div>`;
+    box.addEventListener("click", () => box.remove()); document.body.appendChild(box);
+  }
+  window.trainer = { esc, live, statusChip, fmtLoss, fmtDate, elapsed, phaseText, act, workerChip, pollWorkers, lightbox };
 })();

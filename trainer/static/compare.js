@@ -1,0 +1,85 @@
+// Compare runs: the smoothed loss of two to four jobs in one chart, the settings and results where they
+// differ, and each prompt's latest preview from every run side by side (matched by prompt text).
+(function () {
+  const root = document.getElementById("compare-root");
+  const chartCanvas = document.getElementById("compare-chart");
+  if (!root || !chartCanvas) return;
+  const { esc, fmtLoss, elapsed } = window.trainer;
+  const jobs = JSON.parse(root.dataset.jobs);
+  const COLORS = ["#4cc38a", "#6e9bff", "#f0a34a", "#e06ad0"];
+  const chart = new LossChart(chartCanvas, document.getElementById("compare-tip"));
+
+  // Results first (what you compare runs for), then every setting that is not the same in all of them.
+  const RESULTS = [
+    ["Status", (d) => d.job.status],
+    ["Final loss (smoothed)", (d) => fmtLoss(d.job.smooth_loss ?? d.job.loss)],
+    ["Steps", (d) => `${d.job.step} / ${d.job.total_steps}`],
+    ["Speed", (d) => (d.job.it_per_s ? `${d.job.it_per_s.toFixed(2)} it/s` : "–")],
+    ["Training time", (d) => window.studio.formatDuration(elapsed(d.job))],
+    ["Dataset", (d) => `${d.job.dataset}${d.job.dataset_version ? ` (${d.job.dataset_version.slice(0, 8)})` : ""}`],
+  ];
+
+  function settingsTable(details) {
+    const head = `<tr><th></th>${details.map((d, i) => `<th><span class="swatch" style="background:${COLORS[i]}"></span>
+      <a href="/jobs/${esc(d.job.id)}">${esc(d.job.name)}</a></th>`).join("")}</tr>`;
+    const row = (label, values, cls = "") => `<tr class="${cls}"><td class="muted">${esc(label)}</td>${values
+      .map((v) => `<td>${esc(v)}</td>`).join("")}</tr>`;
+    const results = RESULTS.map(([label, get]) => row(label, details.map(get), "result"));
+    const keys = [...new Set(details.flatMap((d) => Object.keys(d.job.config || {})))];
+    const text = (v) => (v === undefined ? "–" : typeof v === "string" ? v : JSON.stringify(v));
+    const differ = keys.filter((k) => new Set(details.map((d) => JSON.stringify(d.job.config[k]))).size > 1);
+    const settings = differ.map((k) => row(k, details.map((d) => text(d.job.config[k]))));
+    const same = keys.length - differ.length;
+    document.getElementById("compare-settings").innerHTML = head + results.join("") + settings.join("") +
+      `<tr><td class="muted" colspan="${details.length + 1}">${differ.length ? "" : "Every setting is the same. "}` +
+      `${same} other setting${same === 1 ? " is" : "s are"} the same in every run.</td></tr>`;
+  }
+
+  // The latest preview step of each run that has one (before training, only the base model exists).
+  function latest(groups) {
+    return [...groups].reverse().find((g) => !g.base_only) || null;
+  }
+
+  function previews(details, samples) {
+    const steps = samples.map(latest);
+    const prompts = [...new Set(steps.flatMap((g) => (g ? g.pairs.map((p) => p.prompt) : [])))];
+    const box = document.getElementById("compare-previews");
+    document.getElementById("compare-previews-note").textContent = steps.map((g, i) =>
+      `${details[i].job.name}: ${g ? `step ${g.step}` : "no previews yet"}`).join(" · ");
+    if (!prompts.length) { box.innerHTML = `<div class="empty">No run has previews yet.</div>`; return; }
+    const cell = (url, label, caption) => url
+      ? `<figure><img src="${esc(window.studio.thumb(url))}" data-full="${esc(url)}" alt="${esc(label)}" data-caption="${esc(caption)}"
+          loading="lazy"><figcaption title="${esc(label)}">${esc(label)}</figcaption></figure>`
+      : `<figure class="missing"><div class="muted" style="font-size:11px;padding:1rem .4rem;text-align:center">not in this run</div>
+          <figcaption>${esc(label)}</figcaption></figure>`;
+    box.innerHTML = prompts.map((prompt) => {
+      const pairs = steps.map((g) => (g ? g.pairs.find((p) => p.prompt === prompt) : null));
+      const base = pairs.find((p) => p && p.base);
+      const cells = [cell(base && base.base, "Base (LoRA off)", `Base: ${prompt}`)].concat(pairs.map((p, i) =>
+        cell(p && p.lora, `${details[i].job.name} · step ${steps[i] ? steps[i].step : "–"}`, `${details[i].job.name}: ${prompt}`)));
+      return `<div class="compare-prompt"><div class="muted" style="font-size:12px;margin:.3rem 0 .2rem">${esc(prompt)}</div>
+        <div class="gallery-row" style="grid-template-columns:repeat(${cells.length},minmax(0,240px))">${cells.join("")}</div></div>`;
+    }).join("");
+  }
+
+  async function load() {
+    const api = window.studio.api;
+    const [details, metrics, samples] = await Promise.all([
+      Promise.all(jobs.map((j) => api(`/api/jobs/${j.id}`))),
+      Promise.all(jobs.map((j) => api(`/api/jobs/${j.id}/metrics`))),
+      Promise.all(jobs.map((j) => api(`/api/jobs/${j.id}/samples`))),
+    ]);
+    document.getElementById("compare-sub").textContent = details.map((d) => d.job.name).join(" · ");
+    document.getElementById("compare-legend").innerHTML = details.map((d, i) =>
+      `<span class="legend-item"><span class="swatch" style="background:${COLORS[i]}"></span>${esc(d.job.name)}</span>`).join("");
+    chart.setSeries(details.map((d, i) => ({ name: d.job.name, color: COLORS[i], points: metrics[i].points })));
+    settingsTable(details);
+    previews(details, samples.map((s) => s.samples));
+  }
+
+  document.addEventListener("click", (e) => {  // a preview opens full size, as on the job page
+    const img = e.target.closest(".gallery-row img");
+    if (img) window.trainer.lightbox(img.dataset.full || img.src, img.dataset.caption);
+  });
+  load().catch((e) => window.studio.toast(`Could not load the runs: ${e.message}`, "error", 8000));
+})();
