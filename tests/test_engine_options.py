@@ -171,7 +171,7 @@ def test_previews_come_as_base_lora_and_no_trigger_triples(tmp_path, demo_paths,
 # the workflow uses: every input is given, and every link points at an output of the right type.
 COMFY_NODES = {
     "UNETLoader": ({"unet_name": str, "weight_dtype": str}, ["MODEL"]),
-    "CLIPLoader": ({"clip_name": str, "type": str, "device": str}, ["CLIP"]),
+    "CLIPLoader": ({"clip_name": str, "type": str}, ["CLIP"]),  # its optional device input left at its default
     "VAELoader": ({"vae_name": str}, ["VAE"]),
     "LoraLoaderModelOnly": ({"model": "MODEL", "lora_name": str, "strength_model": float}, ["MODEL"]),
     "ModelSamplingAuraFlow": ({"model": "MODEL", "shift": float}, ["MODEL"]),

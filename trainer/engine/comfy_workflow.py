@@ -28,7 +28,7 @@ def workflow(config, lora_file: str, strength: float = 1.0) -> dict:
         "1": {"class_type": "UNETLoader", "_meta": {"title": "Z-Image-Turbo"},
               "inputs": {"unet_name": MODEL_FILES["diffusion_models"], "weight_dtype": "default"}},
         "2": {"class_type": "CLIPLoader", "_meta": {"title": "Qwen3-4B text encoder"},
-              "inputs": {"clip_name": MODEL_FILES["text_encoders"], "type": "lumina2", "device": "default"}},
+              "inputs": {"clip_name": MODEL_FILES["text_encoders"], "type": "lumina2"}},
         "3": {"class_type": "VAELoader", "inputs": {"vae_name": MODEL_FILES["vae"]}},
         "4": {"class_type": "LoraLoaderModelOnly", "_meta": {"title": f"LoRA: {config.name}"},
               "inputs": {"model": ["1", 0], "lora_name": lora_file, "strength_model": strength}},
