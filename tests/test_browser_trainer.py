@@ -252,7 +252,7 @@ def _post(url: str, body: dict) -> dict:
     return json.loads(urllib.request.urlopen(request).read())
 
 
-def test_compare_two_runs(studio, artifacts_dir):
+def test_compare_two_runs(studio, demo_root, artifacts_dir):
     """Two runs that differ in learning rate and rank: ticked on the dashboard, then their loss curves,
     what differs, and each prompt's latest previews side by side."""
     from playwright.sync_api import expect, sync_playwright
@@ -271,6 +271,13 @@ def test_compare_two_runs(studio, artifacts_dir):
             break
         time.sleep(1)
     assert statuses == ["completed", "completed"]
+    # a job made before a setting existed ran with its default: it does not show as a difference
+    from studio.jobs import JobStore
+    from studio.workspace import Workspace
+
+    store = JobStore(Workspace(demo_root).db_path)
+    older = {key: value for key, value in store.get(ids[0]).config.items() if key != "flip_horizontal"}
+    store.update(ids[0], config=older)
 
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
@@ -296,6 +303,7 @@ def test_compare_two_runs(studio, artifacts_dir):
         expect(table.locator("tr", has_text="learning_rate")).to_contain_text("0.002")
         expect(table.locator("tr", has_text="rank")).to_contain_text("8")
         expect(table).not_to_contain_text("sample_every")
+        expect(table).not_to_contain_text("flip_horizontal")
         expect(table).to_contain_text("other settings are the same in every run")
         # each prompt: the base, then each run's latest preview
         expect(page.locator(".compare-prompt")).to_have_count(2)

@@ -25,10 +25,11 @@
     const row = (label, values, cls = "") => `<tr class="${cls}"><td class="muted">${esc(label)}</td>${values
       .map((v) => `<td>${esc(v)}</td>`).join("")}</tr>`;
     const results = RESULTS.map(([label, get]) => row(label, details.map(get), "result"));
-    const keys = [...new Set(details.flatMap((d) => Object.keys(d.job.config || {})))];
+    const configs = details.map((d) => d.config);
+    const keys = [...new Set(configs.flatMap((c) => Object.keys(c)))];
     const text = (v) => (v === undefined ? "–" : typeof v === "string" ? v : JSON.stringify(v));
-    const differ = keys.filter((k) => new Set(details.map((d) => JSON.stringify(d.job.config[k]))).size > 1);
-    const settings = differ.map((k) => row(k, details.map((d) => text(d.job.config[k]))));
+    const differ = keys.filter((k) => new Set(configs.map((c) => JSON.stringify(c[k]))).size > 1);
+    const settings = differ.map((k) => row(k, configs.map((c) => text(c[k]))));
     const same = keys.length - differ.length;
     document.getElementById("compare-settings").innerHTML = head + results.join("") + settings.join("") +
       `<tr><td class="muted" colspan="${details.length + 1}">${differ.length ? "" : "Every setting is the same. "}` +
@@ -64,11 +65,15 @@
 
   async function load() {
     const api = window.studio.api;
-    const [details, metrics, samples] = await Promise.all([
+    const [details, metrics, samples, catalog] = await Promise.all([
       Promise.all(jobs.map((j) => api(`/api/jobs/${j.id}`))),
       Promise.all(jobs.map((j) => api(`/api/jobs/${j.id}/metrics`))),
       Promise.all(jobs.map((j) => api(`/api/jobs/${j.id}/samples`))),
+      api("/api/recipes"),
     ]);
+    // a job made before a setting existed ran with its default: compare it as such
+    const defaults = Object.fromEntries(catalog.recipes.map((r) => [r.name, r.defaults]));
+    details.forEach((d) => { d.config = { ...(defaults[d.job.recipe] || {}), ...(d.job.config || {}) }; });
     document.getElementById("compare-sub").textContent = details.map((d) => d.job.name).join(" · ");
     document.getElementById("compare-legend").innerHTML = details.map((d, i) =>
       `<span class="legend-item"><span class="swatch" style="background:${COLORS[i]}"></span>${esc(d.job.name)}</span>`).join("");
