@@ -199,6 +199,12 @@ def test_the_queue_of_renders_is_bounded_and_says_what_it_waits_for(client, stor
         assert client.post(url, json={**REQUEST, "seed": seed}).status_code == 202
     response = client.post(url, json={**REQUEST, "seed": 99_999})
     assert response.status_code == 429 and "waiting already" in response.get_json()["error"]
+    # the list says what they wait for now: the training job's time left, then the worker once it is done
+    store.progress(busy.id, {"eta_s": 120})
+    assert client.get(url).get_json()["renders"][0]["message"].startswith(
+        "Waits for the training job “Big run” to finish (about 2 min left)")
+    store.finish(busy.id, "completed")
+    assert {r["message"] for r in client.get(url).get_json()["renders"]} == {"Waiting for the worker."}
 
 
 def test_every_checkpoint_side_by_side(client, store, settings, demo_paths):

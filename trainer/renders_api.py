@@ -33,7 +33,11 @@ def list_renders(job_id):
     choices = renders.lora_choices(job, workspace().jobs / job.id)
     config = job.config
     prompts = config.get("sample_prompts") or []
-    return jsonify({"renders": [renders.public(render) for render in found], "loras": choices,
+    shown = [renders.public(render) for render in found]
+    if any(render["status"] == "queued" for render in shown):  # what they wait for now, not when they were made
+        note = _waiting_note()
+        shown = [{**render, "message": note} if render["status"] == "queued" else render for render in shown]
+    return jsonify({"renders": shown, "loras": choices,
                     "defaults": {"strengths": renders.DEFAULT_STRENGTHS, "width": config.get("sample_width"),
                                  "height": config.get("sample_height"), "steps": config.get("sample_steps"),
                                  "trigger_word": config.get("trigger_word") or "",
