@@ -12,6 +12,7 @@ from PIL import Image
 
 import trainer
 from studio.jobs import JobStore
+from studio.processes import process_token
 from studio.settings import load_settings
 from studio.workspace import Workspace
 from tests.test_trainer_worker import TINY_CONFIG
@@ -190,7 +191,7 @@ def test_a_render_is_queued_listed_and_deleted(client, store, settings, demo_pat
 def test_the_queue_of_renders_is_bounded_and_says_what_it_waits_for(client, store, settings, demo_paths):
     job = finished_job(store, settings.root, demo_paths)
     busy = store.create("train", name="Big run", recipe="zimage-turbo", config=TINY_CONFIG, total=100)[0]
-    store.start(busy.id, "someone")
+    store.start(busy.id, process_token())  # this process: a live owner
     store.progress(busy.id, {"eta_s": 600})
     url = f"/api/jobs/{job.id}/renders"
     first = client.post(url, json=REQUEST).get_json()["render"]
