@@ -351,3 +351,17 @@ def test_a_stuck_render_is_ended_and_the_queue_goes_on(store, settings, demo_pat
     assert done.error.startswith("The render took longer than 2 s and was ended")
     assert "stuck in a GPU call" in done.error
     assert store.get(waiting.id).status == "queued"  # the next run_once takes it
+
+
+def test_a_render_never_reads_outside_its_job_folder(store, settings, demo_paths):
+    from trainer.render_job import execute
+
+    job = finished_job(store, settings.root, demo_paths)
+    config = renders.parse(REQUEST, job, Workspace(settings.root).jobs / job.id)
+    config["loras"] = [{"file": "../../../studio.db", "step": 1, "final": False, "label": "x"}]
+    made = store.create(renders.KIND, name="x", parent_id=job.id, config=config, total=2)[0]
+    store.start(made.id, "me")
+    called = []
+    assert execute(settings, made.id, render_fn=lambda *args, **kwargs: called.append(args)) == 1
+    ended = store.get(made.id)
+    assert ended.status == "failed" and "points outside its folder" in ended.error and called == []

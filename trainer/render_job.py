@@ -17,7 +17,7 @@ from studio.disk import disk_full_message, is_disk_full
 from studio.job_reporter import JobReporter
 from studio.jobs import JobStore
 from studio.settings import Settings
-from studio.workspace import Workspace
+from studio.workspace import Workspace, confined
 from trainer import renders
 from trainer.job_log import RunLog
 from trainer.run_job import child_main, is_training_error
@@ -76,7 +76,7 @@ def execute(settings: Settings, render_id: str, *, render_fn: Callable | None = 
         loras = render.config["loras"]
         run_log(f"Rendering {render.config['prompt']!r} with {', '.join(lora['file'] for lora in loras)} at "
                 f"strengths {', '.join(f'{s:g}' for s in render.config['strengths'])}, seed {render.config['seed']}.")
-        files = [workspace.jobs / parent.id / lora["file"] for lora in loras]
+        files = [confined(workspace.jobs / parent.id, *lora["file"].split("/")) for lora in loras]
         images = (render_fn or _default_render())(_request(render.config), files, model_paths(settings), out_dir,
                                                   on_progress=reporter, log=run_log,
                                                   labels=[lora["label"] for lora in loras])
