@@ -27,6 +27,8 @@ nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=c
 timeout $((${budget%.*} + 90)) python3 benchmarks/gpu_zimage.py --budget-s "$budget" --out "$out" 2>&1 \
     | tee "$out/gpu_zimage.log"
 status=${PIPESTATUS[0]}
+# Try the LoRA on the full-size architecture: an image's denoising with the LoRA by hooks vs merged (~30 s)
+timeout 90 python3 benchmarks/try_render.py --shape real --size 1024 --rank 32 --rounds 3 2>&1 | tee "$out/try_render.md"
 rm -rf "$out/compile_cache"  # kernels for this machine only; keeps what comes back small
 if [ "${CUDA_TESTS:-0}" = 1 ]; then  # the engine's CUDA tests on the tiny model (about 1-2 minutes)
     timeout 240 python3 -m pytest tests/test_engine_cuda.py -x -q -p no:cacheprovider 2>&1 | tee "$out/cuda_tests.log"

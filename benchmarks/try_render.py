@@ -1,7 +1,8 @@
 """Try the LoRA: one image with the LoRA applied by hooks (what a render does) vs the same LoRA merged into
 the weights (the bare baseline: what ComfyUI does), and a whole render against its parts.
 
-    python benchmarks/try_render.py [--size 256] [--steps 9] [--rounds 5] [--device cpu|cuda]
+    python benchmarks/try_render.py [--size 256] [--steps 9] [--rounds 9] [--device cpu|cuda]
+    python benchmarks/try_render.py --shape real --size 1024 --rank 32 --rounds 3    # on a GPU
 
 Both kinds of image come from one loaded tiny demo Z-Image transformer with one LoRA, the same prompt and
 seed, alternating so machine noise hits both alike; merging and unmerging is not timed. Hooks let one
@@ -10,6 +11,10 @@ model's layers are 64 wide, so even rank 8 is an eighth of a layer's work (rank 
 layers is under 2%): the ratio here is an upper bound.
 Then one whole render (trainer.engine.try_lora.render: load, encode, three strengths, PNGs) is timed
 against its image time, to show what loading costs.
+
+`--shape real` (a GPU) times the same two kinds of image on the full-size architecture with random
+weights (6.15 B parameters, no download): the transformer's denoising passes of one image, without the
+text encoder and the VAE, which are the same for both. `--shape tiny` runs that path on a CPU.
 """
 
 from __future__ import annotations
@@ -59,6 +64,51 @@ def time_images(paths, lora, dev: torch.device, dtype: torch.dtype, args, prompt
     return hooks_s, merged_s
 
 
+def random_lora(transformer, rank: int, scale: float = 0.01):
+    """A LoRA of `rank` for every module the engine trains, with random up and down weights."""
+    from trainer.engine import model as zmodel
+
+    generator = torch.Generator("cpu").manual_seed(3)
+    modules = {}
+    for name, module in transformer.named_modules():
+        if zmodel.lora_module_names().match(name):
+            down = torch.randn(rank, module.in_features, generator=generator) * scale
+            modules[name] = (down, torch.randn(module.out_features, rank, generator=generator) * scale, 1.0)
+    return zmodel.LoraDelta(modules, "A random LoRA")
+
+
+def full_size(args, dev: torch.device, timed) -> tuple[list[float], list[float]]:
+    """Seconds per image's denoising passes, LoRA by hooks and merged, on the real (or tiny) architecture."""
+    from benchmarks import zimage_runs as zr
+    from trainer.engine import model as zmodel
+
+    shape = zr.REAL_CONFIG if args.shape == "real" else zr.TINY_CONFIG
+    dtype = torch.bfloat16 if dev.type == "cuda" else torch.float32
+    transformer = zr.build_transformer(shape, dev, dtype).eval()
+    lora = random_lora(transformer, args.rank)
+    generator = torch.Generator("cpu").manual_seed(5)
+    latent = torch.randn(shape["in_channels"], 1, args.size // 8, args.size // 8, generator=generator).to(dev, dtype)
+    caption = torch.randn(128, shape["cap_feat_dim"], generator=generator).to(dev, dtype)
+
+    @torch.no_grad()
+    def denoise():
+        for i in range(args.steps):
+            transformer([latent], torch.tensor([1.0 - i / args.steps], device=dev), [caption], return_dict=False)
+
+    def with_hooks():
+        with zmodel.adapter_applied(transformer, lora, 1.0):
+            denoise()
+
+    with_hooks()  # warm-up: kernels are chosen
+    hooks_s, merged_s = [], []
+    for _ in range(args.rounds):
+        hooks_s.append(timed(with_hooks))
+        zmodel.merge_adapter(transformer, lora, 1.0)
+        merged_s.append(timed(denoise))
+        zmodel.merge_adapter(transformer, lora, -1.0)
+    return hooks_s, merged_s
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--size", type=int, default=256)
@@ -66,13 +116,9 @@ def main(argv=None) -> int:
     ap.add_argument("--rounds", type=int, default=9)
     ap.add_argument("--rank", type=int, default=8)
     ap.add_argument("--device", default=None)
+    ap.add_argument("--shape", choices=["demo", "real", "tiny"], default="demo",
+                    help="demo: whole renders on the demo model; real/tiny: the architecture with random weights")
     args = ap.parse_args(argv)
-
-    from studio.demo import ensure_demo_models
-    from studio.demo.tiny_zimage import write_tiny_lora
-    from studio.settings import load_settings
-    from trainer.engine import model as zmodel
-    from trainer.engine.try_lora import TryRequest, render
 
     dev = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     dtype = torch.bfloat16 if dev.type == "cuda" else torch.float32
@@ -85,6 +131,22 @@ def main(argv=None) -> int:
         run()
         sync()
         return time.perf_counter() - started
+
+    if args.shape != "demo":
+        hooks_s, merged_s = full_size(args, dev, timed)
+        hook, plain = statistics.median(hooks_s), statistics.median(merged_s)
+        print(f"device: {dev.type}; {args.shape} Z-Image transformer, random weights, LoRA rank {args.rank}, "
+              f"{args.size}x{args.size}, {args.steps} denoising passes per image; {args.rounds} images of each kind")
+        print(f"image, LoRA by hooks:      median {hook:.3f} s")
+        print(f"image, LoRA merged (bare): median {plain:.3f} s")
+        print(f"ratio hooks/merged: {hook / plain:.3f}  (goal <= 1.10: {'met' if hook / plain <= 1.10 else 'NOT met'})")
+        return 0
+
+    from studio.demo import ensure_demo_models
+    from studio.demo.tiny_zimage import write_tiny_lora
+    from studio.settings import load_settings
+    from trainer.engine import model as zmodel
+    from trainer.engine.try_lora import TryRequest, render
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)

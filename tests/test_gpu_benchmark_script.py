@@ -31,3 +31,14 @@ def test_the_gpu_benchmark_runs_end_to_end_on_the_tiny_shape(tmp_path, capsys):
     markdown = (tmp_path / "gpu_zimage.md").read_text()
     assert "| run | s/step | s/sample | peak GiB | MFU |" in markdown
     assert "MFU" in capsys.readouterr().out
+
+
+def test_the_render_benchmark_runs_on_the_tiny_shape(capsys):
+    """benchmarks/try_render.py's full-size path (hooks vs merged on the architecture with random weights),
+    checked with the tiny shape on the CPU; gpu_run.sh runs it with the real shape."""
+    from benchmarks import try_render
+
+    assert try_render.main(["--shape", "tiny", "--device", "cpu", "--size", "64", "--steps", "2",
+                            "--rounds", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "tiny Z-Image transformer, random weights" in out and "ratio hooks/merged: " in out
