@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # One short run on a GPU machine: install the carried wheels offline, run benchmarks/gpu_zimage.py within
-# a time budget, leave the report (JSON + Markdown + log) in $OUT (or benchmarks/results).
+# a time budget, leave the report (JSON + Markdown + log) in $OUT (or benchmarks/results), then the
+# render benchmark on the full-size architecture (try_render.md, at most 90 s more).
 #   bash benchmarks/gpu_run.sh [WHEELS_DIR] [BUDGET_S]      defaults: benchmarks/wheels, 420
 #   CUDA_TESTS=1 bash benchmarks/gpu_run.sh ...              also runs tests/test_engine_cuda.py afterwards
 # The budget is when the benchmark stops starting new runs; a hard timeout 90 s later ends it for sure.
