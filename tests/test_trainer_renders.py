@@ -365,3 +365,20 @@ def test_a_render_never_reads_outside_its_job_folder(store, settings, demo_paths
     assert execute(settings, made.id, render_fn=lambda *args, **kwargs: called.append(args)) == 1
     ended = store.get(made.id)
     assert ended.status == "failed" and "points outside its folder" in ended.error and called == []
+
+
+def test_a_pod_stop_during_a_render_queues_it_again(store, settings, demo_paths, monkeypatch):
+    import threading
+
+    from trainer import render_runner
+
+    monkeypatch.setattr(render_runner, "SHUTDOWN_GRACE_S", 0.5)
+    job = finished_job(store, settings.root, demo_paths)
+    config = renders.parse(REQUEST, job, Workspace(settings.root).jobs / job.id)
+    made = store.create(renders.KIND, name="x", parent_id=job.id, config=config, total=2)[0]
+    slow = [sys.executable, "-c", "import time; time.sleep(600)"]
+    worker = Worker(settings, poll_s=0.1, unload_caption=False, render_command=lambda _id: slow)
+    threading.Timer(1.0, worker.request_shutdown).start()  # SIGTERM from supervisord, as at a pod stop
+    done = worker.run_once()
+    assert done.id == made.id and done.status == "queued"
+    assert done.message.startswith("The worker shut down while rendering; it renders again")
