@@ -105,6 +105,16 @@ def test_several_lora_files_render_the_base_once(demo_paths, tmp_path):
     assert any("LoRA at 1, final LoRA (step 200)" in line for line in lines)
 
 
+def test_rendering_needs_no_training_adapter(demo_paths, tmp_path):
+    import dataclasses
+
+    paths = dataclasses.replace(demo_paths, training_adapter=tmp_path / "deleted.safetensors")
+    request = TryRequest(prompt="tok", strengths=(1.0,), seed=1, width=64, height=64, steps=1, guidance_scale=0)
+    images = render(request, [make_lora(demo_paths, tmp_path / "l.safetensors")], paths, tmp_path / "out",
+                    device="cpu", log=lambda _line: None)
+    assert [image["strength"] for image in images] == [1.0]
+
+
 def test_out_of_memory_renders_again_with_a_tiled_decoder(demo_paths, tmp_path, monkeypatch):
     from trainer.engine.sampling import Sampler
 

@@ -30,8 +30,9 @@ def _missing(path: Path, repo: str) -> TrainingError:
                          "model download finish (or run it again) and retry.")
 
 
-def check_model_files(paths) -> None:
-    """Fail early, naming the first missing file and the models.txt line that provides it."""
+def check_model_files(paths, adapter: bool = True) -> None:
+    """Fail early, naming the first missing file and the models.txt line that provides it (the training
+    adapter too unless `adapter` is False: rendering does not use it)."""
     root = Path(paths.zimage_dir)
     required = [root / "model_index.json", root / "scheduler" / "scheduler_config.json"]
     for sub in ("transformer", "text_encoder", "vae"):
@@ -43,7 +44,7 @@ def check_model_files(paths) -> None:
     for sub in ("transformer", "text_encoder", "vae"):
         if not any((root / sub).glob("*.safetensors")):
             raise _missing(root / sub / "diffusion_pytorch_model.safetensors", BASE_REPO)
-    if not Path(paths.training_adapter).is_file():
+    if adapter and not Path(paths.training_adapter).is_file():
         raise _missing(Path(paths.training_adapter), ADAPTER_REPO)
 
 

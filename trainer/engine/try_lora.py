@@ -58,7 +58,7 @@ def render(request: TryRequest, lora_paths: list[Path], paths, out_dir: Path, de
     out_dir.mkdir(parents=True, exist_ok=True)
     loras = [zmodel.LoraDelta.load(path, label=f"The LoRA file {path.parent.name}/{path.name}") for path in lora_paths]
 
-    zmodel.check_model_files(paths)
+    zmodel.check_model_files(paths, adapter=False)
     report({"phase": "loading", "done": 0, "total": total, "message": "Encoding the prompt"})
     tokenizer, encoder = zmodel.load_text_encoder(paths, dev, dtype)
     texts = [request.prompt] + ([""] if request.guidance_scale > 0 else [])
