@@ -22,6 +22,7 @@ from trainer.engine.checkpoints import write_lora_file
 from trainer.engine.errors import TrainingError
 from trainer.engine.try_lora import TryRequest, render
 from trainer.recovery import reconcile
+from trainer.step_dirs import latest_checkpoint_step
 from trainer.worker import Worker
 
 REQUEST = {"prompt": "[trigger], a red circle", "strengths": [0, 1], "seed": 7, "width": 80, "height": 64,
@@ -392,3 +393,38 @@ def test_a_pod_stop_during_a_render_queues_it_again(store, settings, demo_paths,
     done = worker.run_once()
     assert done.id == made.id and done.status == "queued"
     assert done.message.startswith("The worker shut down while rendering; it renders again")
+
+
+def test_pausing_a_training_run_lets_the_renders_go_first_then_it_goes_on(client, store, settings, demo_paths):
+    """The Try panel's "Pause and render now": the running job saves a checkpoint and stops, the waiting
+    render runs, then the job continues from that checkpoint by itself (the fake engine of the worker
+    tests stands in for training)."""
+    import threading
+
+    from tests.test_trainer_worker import _job, _wait, _worker
+
+    tried = finished_job(store, settings.root, demo_paths)
+    busy = _job(store, steps=60, delay=0.05, save_every=100)
+    worker = _worker(settings, unload_caption=False,
+                     render_command=lambda _id: [sys.executable, "-c", "print('rendered', flush=True)"])
+    assert client.post(f"/api/jobs/{busy.id}/pause").status_code == 409  # queued: nothing to pause
+    thread = threading.Thread(target=worker.run_once)
+    thread.start()
+    _wait(lambda: store.get(busy.id).step >= 3, what="steps")
+    render = client.post(f"/api/jobs/{tried.id}/renders", json=REQUEST).get_json()["render"]
+    listing = client.get(f"/api/jobs/{tried.id}/renders").get_json()
+    assert listing["training"] == {"id": busy.id, "name": "fake job", "stopping": False}
+    response = client.post(f"/api/jobs/{busy.id}/pause")
+    assert response.status_code == 202 and response.get_json()["job"]["stopping"] is True
+    assert client.post(f"/api/jobs/{busy.id}/pause").status_code == 409  # already stopping
+    thread.join(30)
+    paused = store.get(busy.id)
+    at = latest_checkpoint_step(Workspace(settings.root).jobs / busy.id)
+    assert paused.status == "queued" and at is not None and at >= 3
+    assert paused.message.startswith(f"Paused at step {at} for the renders; it continues from step {at}")
+    assert renders.PAUSED not in paused.details
+    assert worker.run_once().id == render["id"]  # the render first
+    with store.write() as conn:  # make the rest short
+        conn.execute("UPDATE jobs SET config = json_set(config, '$.delay', 0.0) WHERE id = ?", (busy.id,))
+    assert worker.run_once().status == "completed"
+    assert f"fake: starting at step {at}" in (Workspace(settings.root).jobs / busy.id / "log.txt").read_text()

@@ -18,6 +18,7 @@ from studio.workspace import Workspace, confined
 from trainer import library
 
 KIND = "render"
+PAUSED = "paused_for_renders"  # in a training job's details: its stop queues it again behind the renders
 DEFAULT_STRENGTHS = [0.0, 0.8, 1.0]
 MAX_STRENGTHS = 6
 MAX_STRENGTH = 2.0

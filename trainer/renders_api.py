@@ -10,7 +10,8 @@ from flask import Blueprint, jsonify
 from studio.web import ApiError, json_body
 from studio.workspace import safe_name
 from trainer import renders
-from trainer.jobs_api import keep_states_honest, load_job, store, workspace
+from trainer.jobs_api import announce, keep_states_honest, load_job, store, workspace
+from trainer.renders import PAUSED
 
 bp = Blueprint("renders", __name__)
 
@@ -25,6 +26,20 @@ def _waiting_note() -> str:
     return f"Waits for the training job “{job.name}” to finish{eta}: the GPU trains one thing at a time."
 
 
+@bp.post("/api/jobs/<job_id>/pause")
+def pause_for_renders(job_id):
+    """Stop a running training job at its next step (a checkpoint is saved) and queue it again at once:
+    the queued renders run first, then it continues from that step by itself."""
+    job = load_job(job_id)
+    if job.status != "running" or job.stopping:
+        raise ApiError(f"The job is {'stopping' if job.stopping else job.status}; only a running job can pause.", 409)
+    store().progress(job.id, {PAUSED: True})
+    job = store().request_stop(job.id, reason="Pausing for the renders: saving a checkpoint, then they run and "
+                                              "it continues by itself.")
+    announce(job)
+    return jsonify({"job": job.public()}), 202
+
+
 @bp.get("/api/jobs/<job_id>/renders")
 def list_renders(job_id):
     keep_states_honest()
@@ -37,7 +52,9 @@ def list_renders(job_id):
     if any(render["status"] == "queued" for render in shown):  # what they wait for now, not when they were made
         note = _waiting_note()
         shown = [{**render, "message": note} if render["status"] == "queued" else render for render in shown]
-    return jsonify({"renders": shown, "loras": choices,
+    running = store().list(("running",), kind="train", limit=1)
+    training = {"id": running[0].id, "name": running[0].name, "stopping": running[0].stopping} if running else None
+    return jsonify({"renders": shown, "loras": choices, "training": training,
                     "defaults": {"strengths": renders.DEFAULT_STRENGTHS, "width": config.get("sample_width"),
                                  "height": config.get("sample_height"), "steps": config.get("sample_steps"),
                                  "trigger_word": config.get("trigger_word") or "",

@@ -271,6 +271,9 @@ class Worker:
         if current is None:  # deleted while it ran: the row is gone, remove what is left
             library.remove_job_files(self.workspace, job.id)
             return None
+        paused = current.details.get(renders.PAUSED)
+        if paused:  # asked for this run only, however it ends
+            self.store.progress(job.id, {renders.PAUSED: None})
         checkpoint = latest_checkpoint_step(job_dir)
         hint = resume_hint(checkpoint)
         step = outcome.get("step") or current.step
@@ -286,8 +289,12 @@ class Worker:
             return self._complete(current, result)
         detail = f" ({forced})" if forced else ""
         if current.stopping and (kind == "stopped" or kind is None):  # a child ended by the stop itself counts too
-            return self.store.finish(job.id, "stopped", resumable=True,
-                                     message=f"Stopped at step {step} because you asked{detail}. {hint}")
+            self.store.finish(job.id, "stopped", resumable=True,
+                              message=f"Stopped at step {step} because you asked{detail}. {hint}")
+            if paused:  # paused for renders: they go first, then it goes on
+                return self.store.resume(job.id, f"Paused at step {step} for the renders; it continues from "
+                                                 f"step {checkpoint or 0} by itself once they are done.")
+            return self.store.get(job.id)
         if self.shutdown and (kind == "stopped" or kind is None):
             # not the user's wish: the next worker continues it, and this run does not count as a failed attempt
             self.store.update(job.id, attempts=0)

@@ -11,7 +11,7 @@
   const STRENGTHS = [0, 0.4, 0.6, 0.8, 1, 1.2, 1.5];
   const MAX_CHOSEN = 6;
   let chosen = new Set();
-  let renders = [], loras = [], filled = false, lastKey = "", timer = null, busy = false;
+  let renders = [], loras = [], training = null, filled = false, lastKey = "", timer = null, busy = false;
 
   const strengthLabel = (s) => (s === 0 ? "Base" : String(s));
   const newSeed = () => { $("try-seed").value = String(Math.floor(Math.random() * 2147483647)); };
@@ -97,8 +97,11 @@
 
   function card(render) {
     const active = render.status === "queued" || render.status === "running";
+    // waiting behind a training run: it can pause (a checkpoint), let the renders run, then go on by itself
+    const pause = render.status === "queued" && training && !training.stopping
+      ? ` <button type="button" data-try-pause="${esc(training.id)}" title="It saves a checkpoint now, the renders run, then it continues from that step by itself">Pause “${esc(training.name)}” and render now</button>` : "";
     const note = render.status === "failed" ? `<div class="error-box">${esc(render.error || "It failed.")}</div>`
-      : active || render.status === "completed" ? `<div class="try-meta">${esc(render.message || "")}</div>` : "";
+      : active || render.status === "completed" ? `<div class="try-meta">${esc(render.message || "")}${pause}</div>` : "";
     return `<div class="try-card" data-render="${esc(render.id)}">
       <div class="try-head">${statusChip(render.status)}<span class="prompt">${esc(render.prompt)}</span>
         <span class="actions"><button type="button" data-try-reuse="${esc(render.id)}" title="Put these settings in the form">Use settings</button>
@@ -108,7 +111,7 @@
   }
 
   function draw() {
-    const key = JSON.stringify([renders, loras]);
+    const key = JSON.stringify([renders, loras, training]);
     if (key === lastKey) return;
     lastKey = key;
     form.hidden = !loras.length;
@@ -126,7 +129,7 @@
     try {
       let data;
       try { data = await window.studio.api(`/api/jobs/${jobId}/renders`); } catch (e) { return; }  // retried
-      renders = data.renders; loras = data.loras;
+      renders = data.renders; loras = data.loras; training = data.training;
       if (!filled && loras.length) fill(data.defaults);
       draw();  // a mistake here is a script error, not swallowed as a network one
     } finally { busy = false; schedule(); }
@@ -173,6 +176,16 @@
     drawStrengths();
   });
   $("try-list").addEventListener("click", async (event) => {
+    const pauseButton = event.target.closest("[data-try-pause]");
+    if (pauseButton) {
+      pauseButton.disabled = true;
+      try {
+        await window.studio.api(`/api/jobs/${pauseButton.dataset.tryPause}/pause`, { method: "POST" });
+        window.studio.toast("Pausing the training: a checkpoint first, then the renders, then it goes on.", "ok", 6000);
+        lastKey = ""; refresh();
+      } catch (e) { window.studio.toast(e.message, "error"); pauseButton.disabled = false; }
+      return;
+    }
     const reuse = event.target.closest("[data-try-reuse]");
     const remove = event.target.closest("[data-try-delete]");
     const id = reuse ? reuse.dataset.tryReuse : remove ? remove.dataset.tryDelete : null;
