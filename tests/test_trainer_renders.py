@@ -428,3 +428,19 @@ def test_pausing_a_training_run_lets_the_renders_go_first_then_it_goes_on(client
         conn.execute("UPDATE jobs SET config = json_set(config, '$.delay', 0.0) WHERE id = ?", (busy.id,))
     assert worker.run_once().status == "completed"
     assert f"fake: starting at step {at}" in (Workspace(settings.root).jobs / busy.id / "log.txt").read_text()
+
+
+def test_a_pause_left_by_a_dead_worker_does_not_pause_the_next_run(store, settings):
+    import threading
+
+    from tests.test_trainer_worker import _job, _wait, _worker
+
+    busy = _job(store, steps=60, delay=0.05, save_every=100)
+    store.progress(busy.id, {renders.PAUSED: True})  # asked for in a run whose worker then died
+    worker = _worker(settings, unload_caption=False)
+    thread = threading.Thread(target=worker.run_once)
+    thread.start()
+    _wait(lambda: store.get(busy.id).step >= 3, what="steps")
+    store.request_stop(busy.id)  # an ordinary stop
+    thread.join(30)
+    assert store.get(busy.id).status == "stopped"

@@ -219,6 +219,8 @@ class Worker:
         job_dir = self.workspace.job_dir(job.id)
         (job_dir / "control").mkdir(parents=True, exist_ok=True)
         (job_dir / "control" / "stop").unlink(missing_ok=True)  # a stop from an earlier run must not end this one
+        if job.details.get(renders.PAUSED):  # nor may a pause left by a run whose worker died pause this one
+            self.store.progress(job.id, {renders.PAUSED: None})
         (job_dir / OUTCOME_FILE).unlink(missing_ok=True)  # nor may its outcome be read as this run's
         log_path = job_dir / "log.txt"
         with open(log_path, "ab") as log_file:
@@ -272,7 +274,7 @@ class Worker:
             library.remove_job_files(self.workspace, job.id)
             return None
         paused = current.details.get(renders.PAUSED)
-        if paused:  # asked for this run only, however it ends
+        if paused:  # asked for this run only, however it ends (and cleared again when a run starts)
             self.store.progress(job.id, {renders.PAUSED: None})
         checkpoint = latest_checkpoint_step(job_dir)
         hint = resume_hint(checkpoint)
