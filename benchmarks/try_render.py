@@ -47,19 +47,25 @@ def time_images(paths, lora, dev: torch.device, dtype: torch.dtype, args, prompt
                                guidance_scale=0.0)
     sampler = Sampler(settings, paths, dev, embeddings, None, torch.bfloat16 if dev.type == "cuda" else None)
 
+    return alternate(transformer, lora, lambda: sampler.render_image(transformer, prompt, seed, "image"),
+                     args.rounds, timed)
+
+
+def alternate(transformer, lora, image, rounds: int, timed) -> tuple[list[float], list[float]]:
+    """Seconds of `image()` with the LoRA by hooks and merged into the weights, one of each per round (a
+    warm-up first: the VAE loads, kernels are chosen); merging and unmerging is not timed."""
+    from trainer.engine import model as zmodel
+
     def with_hooks():
         with zmodel.adapter_applied(transformer, lora, 1.0):
-            sampler.render_image(transformer, prompt, seed, "hooks")
+            image()
 
-    def merged():
-        sampler.render_image(transformer, prompt, seed, "merged")
-
-    with_hooks()  # warm-up: the VAE loads, kernels are chosen
+    with_hooks()
     hooks_s, merged_s = [], []
-    for _ in range(args.rounds):
+    for _ in range(rounds):
         hooks_s.append(timed(with_hooks))
         zmodel.merge_adapter(transformer, lora, 1.0)
-        merged_s.append(timed(merged))
+        merged_s.append(timed(image))
         zmodel.merge_adapter(transformer, lora, -1.0)
     return hooks_s, merged_s
 
@@ -80,7 +86,6 @@ def random_lora(transformer, rank: int, scale: float = 0.01):
 def full_size(args, dev: torch.device, timed) -> tuple[list[float], list[float]]:
     """Seconds per image's denoising passes, LoRA by hooks and merged, on the real (or tiny) architecture."""
     from benchmarks import zimage_runs as zr
-    from trainer.engine import model as zmodel
 
     shape = zr.REAL_CONFIG if args.shape == "real" else zr.TINY_CONFIG
     dtype = torch.bfloat16 if dev.type == "cuda" else torch.float32
@@ -95,18 +100,7 @@ def full_size(args, dev: torch.device, timed) -> tuple[list[float], list[float]]
         for i in range(args.steps):
             transformer([latent], torch.tensor([1.0 - i / args.steps], device=dev), [caption], return_dict=False)
 
-    def with_hooks():
-        with zmodel.adapter_applied(transformer, lora, 1.0):
-            denoise()
-
-    with_hooks()  # warm-up: kernels are chosen
-    hooks_s, merged_s = [], []
-    for _ in range(args.rounds):
-        hooks_s.append(timed(with_hooks))
-        zmodel.merge_adapter(transformer, lora, 1.0)
-        merged_s.append(timed(denoise))
-        zmodel.merge_adapter(transformer, lora, -1.0)
-    return hooks_s, merged_s
+    return alternate(transformer, lora, denoise, args.rounds, timed)
 
 
 def main(argv=None) -> int:
