@@ -7,6 +7,7 @@ import json
 
 from flask import Blueprint, jsonify
 
+from studio.jobs import Job
 from studio.web import ApiError, json_body
 from studio.workspace import safe_name
 from trainer import renders
@@ -16,12 +17,16 @@ from trainer.renders import PAUSED
 bp = Blueprint("renders", __name__)
 
 
-def _waiting_note() -> str:
-    """Why a new render may not start at once: the one GPU is training."""
+def _training() -> Job | None:
+    """The training job on the GPU now, if any."""
     running = store().list(("running",), kind="train", limit=1)
-    if not running:
+    return running[0] if running else None
+
+
+def _waiting_note(job: Job | None) -> str:
+    """Why a new render may not start at once: the one GPU is training `job`."""
+    if job is None:
         return "Waiting for the worker."
-    job = running[0]
     eta = f" (about {round(job.eta_s / 60) or 1} min left)" if job.eta_s else ""
     return f"Waits for the training job “{job.name}” to finish{eta}: the GPU trains one thing at a time."
 
@@ -49,11 +54,11 @@ def list_renders(job_id):
     config = job.config
     prompts = config.get("sample_prompts") or []
     shown = [renders.public(render) for render in found]
+    running = _training()
     if any(render["status"] == "queued" for render in shown):  # what they wait for now, not when they were made
-        note = _waiting_note()
+        note = _waiting_note(running)
         shown = [{**render, "message": note} if render["status"] == "queued" else render for render in shown]
-    running = store().list(("running",), kind="train", limit=1)
-    training = {"id": running[0].id, "name": running[0].name, "stopping": running[0].stopping} if running else None
+    training = {"id": running.id, "name": running.name, "stopping": running.stopping} if running else None
     return jsonify({"renders": shown, "loras": choices, "training": training,
                     "defaults": {"strengths": renders.DEFAULT_STRENGTHS, "width": config.get("sample_width"),
                                  "height": config.get("sample_height"), "steps": config.get("sample_steps"),
@@ -76,7 +81,7 @@ def create_render(job_id):
     fingerprint = hashlib.sha256(json.dumps([job.id, config], sort_keys=True).encode()).hexdigest()
     render, _created = store().create(renders.KIND, name=config["prompt"][:80], parent_id=job.id, config=config,
                                       total=renders.image_count(config["strengths"], config["loras"]),
-                                      message=_waiting_note(),
+                                      message=_waiting_note(_training()),
                                       fingerprint=fingerprint, dedup_window_s=5.0)
     return jsonify({"render": renders.public(render)}), 202
 
