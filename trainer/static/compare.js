@@ -48,11 +48,7 @@
     document.getElementById("compare-previews-note").textContent = steps.map((g, i) =>
       `${details[i].job.name}: ${g ? `step ${g.step}` : "no previews yet"}`).join(" · ");
     if (!prompts.length) { box.innerHTML = `<div class="empty">No run has previews yet.</div>`; return; }
-    const cell = (url, label, caption) => url
-      ? `<figure><img src="${esc(window.studio.thumb(url))}" data-full="${esc(url)}" alt="${esc(label)}" data-caption="${esc(caption)}"
-          loading="lazy"><figcaption title="${esc(label)}">${esc(label)}</figcaption></figure>`
-      : `<figure class="missing"><div class="muted" style="font-size:11px;padding:1rem .4rem;text-align:center">not in this run</div>
-          <figcaption>${esc(label)}</figcaption></figure>`;
+    const cell = (url, label, caption) => window.trainer.picture(url, label, caption, label, "not in this run");
     box.innerHTML = prompts.map((prompt) => {
       const pairs = steps.map((g) => (g ? g.pairs.find((p) => p.prompt === prompt) : null));
       const base = pairs.find((p) => p && p.base);

@@ -123,11 +123,8 @@
 
   // One prompt of one step: base (LoRA off, same seed), LoRA, and LoRA with the trigger word removed.
   function triple(p, step) {
-    const cell = (url, label, prompt, note) => url
-      ? `<figure><img src="${esc(studio.thumb(url))}" data-full="${esc(url)}" loading="lazy" alt="${esc(label)}" data-caption="step ${step}, ${esc(label)}: ${esc(prompt || "")}">
-          <figcaption title="${esc(prompt || "")}">${esc(label)}</figcaption></figure>`
-      : `<figure class="missing"><div class="muted" style="font-size:11px;padding:1rem .4rem;text-align:center">${esc(note)}</div>
-          <figcaption>${esc(label)}</figcaption></figure>`;
+    const cell = (url, label, prompt, note) =>
+      trainer.picture(url, label, `step ${step}, ${label}: ${prompt || ""}`, prompt || "", note);
     const noTrigger = p.no_trigger_prompt == null ? "no trigger word in this prompt" : "not rendered";
     return `<div class="triple"><div class="muted" style="font-size:12px;margin:.3rem 0 .2rem" title="${esc(p.prompt)}">${esc(p.prompt)}</div>
       <div class="gallery-row" style="grid-template-columns:repeat(3,minmax(0,1fr))">

@@ -91,11 +91,21 @@
   }
   // Every page polls, the dashboard too: its live stream only speaks when a job changes, not a worker.
   pollWorkers(); setInterval(pollWorkers, 5000);
+  // One picture of a gallery row: its small preview (the full one opens in the lightbox), or a note where
+  // there is none.
+  function picture(url, label, caption, title, missing) {
+    if (!url) {
+      return `<figure class="missing"><div class="muted" style="font-size:11px;padding:1rem .4rem;text-align:center">${esc(missing)}</div>
+        <figcaption>${esc(label)}</figcaption></figure>`;
+    }
+    return `<figure><img src="${esc(studio.thumb(url))}" data-full="${esc(url)}" loading="lazy" alt="${esc(label)}" data-caption="${esc(caption)}">
+      <figcaption title="${esc(title)}">${esc(label)}</figcaption></figure>`;
+  }
   // A picture full size over the page; a click closes it.
   function lightbox(src, caption) {
     const box = document.createElement("div"); box.className = "lightbox";
     box.innerHTML = `<img src="${esc(src)}" alt=""><div class="caption">${esc(caption || "")}</div>`;
     box.addEventListener("click", () => box.remove()); document.body.appendChild(box);
   }
-  window.trainer = { esc, live, statusChip, fmtLoss, fmtDate, elapsed, phaseText, act, workerChip, pollWorkers, lightbox };
+  window.trainer = { esc, live, statusChip, fmtLoss, fmtDate, elapsed, phaseText, act, workerChip, pollWorkers, lightbox, picture };
 })();
