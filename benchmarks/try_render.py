@@ -10,7 +10,8 @@ loaded model render every strength without touching its weights. Goal: hooks/mer
 model's layers are 64 wide, so even rank 8 is an eighth of a layer's work (rank 32 of the real 3,840-wide
 layers is under 2%): the ratio here is an upper bound.
 Then one whole render (trainer.engine.try_lora.render: load, encode, three strengths, PNGs) is timed
-against its image time, to show what loading costs.
+against its image time, to show what loading costs, and against the next render of a session that keeps
+the models loaded (what the worker's render process does between renders).
 
 `--shape real` (a GPU) times the same two kinds of image on the full-size architecture with random
 weights (6.15 B parameters, no download): the transformer's denoising passes of one image, without the
@@ -154,6 +155,7 @@ def main(argv=None) -> int:
         images = []
         whole_s = timed(lambda: images.extend(render(request, [lora_path], paths, root / "out", device=str(dev),
                                                      log=lambda _line: None)))
+        warm_new_s, warm_seen_s = warm_renders(request, lora_path, paths, root, dev, timed)
     hook, plain = statistics.median(hooks_s), statistics.median(merged_s)
     ratio = hook / plain
     image_s = sum(image["seconds"] for image in images)
@@ -164,7 +166,27 @@ def main(argv=None) -> int:
     print(f"ratio hooks/merged: {ratio:.3f}  (goal <= 1.10: {'met' if ratio <= 1.10 else 'NOT met'})")
     print(f"whole render of 3 strengths: {whole_s:.2f} s, of which images {image_s:.2f} s "
           f"(loading and encoding {whole_s - image_s:.2f} s)")
+    print(f"the next render with the models kept loaded: {warm_new_s:.2f} s with a new prompt "
+          f"({warm_new_s / whole_s:.2f} of a render that loads them), {warm_seen_s:.2f} s with a prompt seen before "
+          f"({warm_seen_s / whole_s:.2f})")
     return 0
+
+
+def warm_renders(request, lora_path, paths, root: Path, dev: torch.device, timed) -> tuple[float, float]:
+    """Seconds of a render in a session that rendered once already: a new prompt (the encoder waits in
+    host memory), then the first prompt again at another seed (no encoder at all)."""
+    from trainer.engine.try_lora import RenderSession
+
+    session = RenderSession(paths, str(dev), log=lambda _line: None)
+    try:
+        session.render(request, [lora_path], root / "warm-0")
+        new = type(request)(**{**request.__dict__, "prompt": request.prompt + ", at night"})
+        new_s = timed(lambda: session.render(new, [lora_path], root / "warm-1"))
+        seen = type(request)(**{**request.__dict__, "seed": request.seed + 1})
+        seen_s = timed(lambda: session.render(seen, [lora_path], root / "warm-2"))
+    finally:
+        session.close()
+    return new_s, seen_s
 
 
 if __name__ == "__main__":

@@ -141,6 +141,7 @@ class Settings:
     runpod_pod_id: str | None = None
     runpod_api_key: str | None = field(default=None, repr=False)
     runpod_api_url: str = "https://rest.runpod.io/v1"
+    render_keep_warm_s: float = 180.0
     # object storage (S3, R2, MinIO)
     s3_endpoint: str | None = None
     s3_bucket: str | None = None
@@ -208,6 +209,7 @@ def load_settings(environ=None) -> Settings:
         runpod_pod_id=_env(environ, "RUNPOD_POD_ID"),
         runpod_api_key=_env(environ, "RUNPOD_API_KEY"),
         runpod_api_url=_env(environ, "RUNPOD_API_URL", "https://rest.runpod.io/v1").rstrip("/"),
+        render_keep_warm_s=_float(environ, "RENDER_KEEP_WARM_S", 180.0),
         s3_endpoint=_env(environ, "S3_ENDPOINT_URL", _env(environ, "R2_ENDPOINT_URL")),
         s3_bucket=_env(environ, "S3_BUCKET", _env(environ, "R2_BUCKET")),
         s3_access_key=_env(environ, "S3_ACCESS_KEY_ID", _env(environ, "R2_ACCESS_KEY_ID")),
@@ -248,6 +250,7 @@ ENV_VARS = {
     "RUNPOD_POD_ID": "set by RunPod; used to stop the pod when idle",
     "RUNPOD_API_KEY": "set by RunPod; used to stop the pod when idle",
     "RUNPOD_API_URL": "RunPod REST API address",
+    "RENDER_KEEP_WARM_S": "Try the LoRA keeps its models loaded this long for the next render, in s (180; 0 = unload)",
     "S3_ENDPOINT_URL": "S3-compatible endpoint (R2_ENDPOINT_URL accepted)",
     "S3_BUCKET": "bucket for datasets and outputs (R2_BUCKET accepted)",
     "S3_ACCESS_KEY_ID": "access key (R2_ACCESS_KEY_ID accepted)",

@@ -3,6 +3,7 @@ on the real tiny Z-Image pipeline; bad requests, a LoRA for another model, crash
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -54,9 +55,31 @@ def finished_job(store: JobStore, root: Path, paths, status: str = "completed", 
     return store.finish(job.id, status, lora_path=str(lora) if lora else None)
 
 
+class FakeSession:
+    """Stands in for the engine's RenderSession in the child's bookkeeping tests: it raises `raised`, or
+    writes one image per strength."""
+
+    def __init__(self, raised: BaseException | None = None):
+        self.raised, self.calls, self.closed, self.log = raised, [], False, print
+
+    def fits(self, request) -> bool:
+        return request.quantize_base == "none"
+
+    def render(self, request, files, out_dir, on_progress, labels):
+        self.calls.append(request.prompt)
+        if self.raised is not None:
+            raise self.raised
+        on_progress({"phase": "rendering", "done": 1, "total": 1})
+        return [{"strength": s, "lora": 0, "file": f"{i}.png", "seconds": 0.0} for i, s in enumerate(request.strengths)]
+
+    def close(self) -> None:
+        self.closed = True
+
+
 @pytest.fixture
 def settings(demo_root):
-    return load_settings({"STUDIO_ROOT": str(demo_root), "STUDIO_DEMO": "1", "CAPTION_URL": "http://127.0.0.1:9"})
+    return load_settings({"STUDIO_ROOT": str(demo_root), "STUDIO_DEMO": "1", "CAPTION_URL": "http://127.0.0.1:9",
+                          "RENDER_KEEP_WARM_S": "0"})
 
 
 @pytest.fixture
@@ -189,6 +212,10 @@ def test_a_render_is_queued_listed_and_deleted(client, store, settings, demo_pat
     assert [r["id"] for r in listing["renders"]] == [other["id"], queued["id"]]
     assert [c["value"] for c in listing["loras"]] == ["final", 3, "all"]
     assert listing["defaults"]["trigger_word"] == "tok" and listing["defaults"]["prompt"] == "tok, a red circle"
+    # whether a render would start at once: the worker keeps the models loaded a while after one
+    assert listing["warm"] is False
+    store.worker_beat(os.getpid(), "warm")
+    assert client.get(url).get_json()["warm"] is True
     # no seed: the server draws one
     assert isinstance(client.post(url, json={"prompt": "tok"}).get_json()["render"]["seed"], int)
     # a running render cannot be deleted; a queued one can
@@ -339,10 +366,7 @@ def test_a_failed_render_says_why_and_keeps_its_log(store, settings, demo_paths,
     made = store.create(renders.KIND, name="x", parent_id=job.id, config=config, total=2)[0]
     store.start(made.id, "me")
 
-    def failing(*_args, **_kwargs):
-        raise raised
-
-    code = execute(settings, made.id, render_fn=failing)
+    code = execute(settings, made.id, session=FakeSession(raised))
     ended = store.get(made.id)
     assert code in (1, 3) and ended.status == "failed" and said in ended.error, ended.error
     log = (renders.folder(Workspace(settings.root), ended) / "log.txt").read_text()
@@ -372,10 +396,11 @@ def test_a_render_never_reads_outside_its_job_folder(store, settings, demo_paths
     config["loras"] = [{"file": "../../../studio.db", "step": 1, "final": False, "label": "x"}]
     made = store.create(renders.KIND, name="x", parent_id=job.id, config=config, total=2)[0]
     store.start(made.id, "me")
-    called = []
-    assert execute(settings, made.id, render_fn=lambda *args, **kwargs: called.append(args)) == 1
+    session = FakeSession()
+    assert execute(settings, made.id, session=session) == 1
     ended = store.get(made.id)
-    assert ended.status == "failed" and "points outside its folder" in ended.error and called == []
+    assert ended.status == "failed" and "points outside its folder" in ended.error and session.calls == []
+    assert session.closed
 
 
 def test_a_pod_stop_during_a_render_queues_it_again(store, settings, demo_paths, monkeypatch):

@@ -1,12 +1,19 @@
-"""`python -m trainer.render_job <render_id>`: one "Try the LoRA" render in its own process.
+"""`python -m trainer.render_job <render_id>`: "Try the LoRA" renders in their own process.
 
 The worker starts it like a training run, so a crash or an out-of-memory kill ends only this process
-and the GPU memory is given back when it exits. It reports progress into the job store and ends the
-render itself (completed or failed with a sentence); the worker fails it only when it died first.
+and the GPU memory is given back when it exits. It reports progress into the job store and ends each
+render itself (completed or failed with a sentence); the worker fails one only when the process died.
+
+The process keeps its models for the next render (`RenderSession`): when it has rendered the one the
+worker claimed, it claims the next queued render itself (for the same worker) if the loaded models
+suit it, and waits up to RENDER_KEEP_WARM_S for one while nothing else needs the GPU. A queued
+training job, a caption job, a failed render or a render for other memory settings ends it, and the
+worker goes on as usual.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 import traceback
@@ -15,21 +22,20 @@ from pathlib import Path
 
 from studio.disk import disk_full_message, is_disk_full
 from studio.job_reporter import JobReporter
-from studio.jobs import JobStore
+from studio.jobs import Job, JobStore
 from studio.settings import Settings
 from studio.workspace import Workspace, confined
 from trainer import renders
 from trainer.job_log import RunLog
 from trainer.run_job import child_main, is_training_error
 
+POLL_S = 0.5
+# work that needs the GPU (or the caption model's memory) more than a warm render process does
+GPU_WORK = (("queued", "train"), ("queued", "caption"), ("running", "caption"), ("queued", "express"),
+            ("running", "express"))
 
-def _default_render() -> Callable:
-    from trainer.engine.try_lora import render
 
-    return render
-
-
-def _request(config: dict):
+def request_of(config: dict):
     from trainer.engine.try_lora import TryRequest
 
     return TryRequest(prompt=config["prompt"], strengths=tuple(config["strengths"]), seed=int(config["seed"]),
@@ -37,6 +43,17 @@ def _request(config: dict):
                       guidance_scale=float(config["guidance_scale"]),
                       quantize_base=config.get("quantize_base") or "none",
                       float8_matmuls=bool(config.get("float8_matmuls")))
+
+
+def _default_session(settings: Settings):
+    from studio.registry import model_paths
+    from trainer.engine.try_lora import RenderSession
+
+    if settings.demo:
+        from studio.demo import ensure_demo_models
+
+        ensure_demo_models(settings, caption=False, zimage=True)
+    return RenderSession(model_paths(settings))
 
 
 def _failure(exc: BaseException, root: Path) -> str:
@@ -51,14 +68,12 @@ def _failure(exc: BaseException, root: Path) -> str:
     return f"The render stopped with an unexpected error ({name}: {exc}). Its log has the details."
 
 
-def execute(settings: Settings, render_id: str, *, render_fn: Callable | None = None) -> int:
-    """Render one queued-and-claimed render to its end; returns the process exit code."""
-    workspace = Workspace(settings.root)
-    store = JobStore(workspace.db_path)
-    render = store.get(render_id)
+def render_one(workspace: Workspace, store: JobStore, session, render: Job) -> int:
+    """Render one claimed render to its end with `session`; returns an exit code (0: completed)."""
     parent = store.find(render.parent_id) if render.parent_id else None
-    if parent is None:
+    if parent is None:  # deleted while the render waited: nothing is left to show it
         store.finish(render.id, "failed", error="Its training job was deleted.")
+        store.delete(render.id)
         return 1
     out_dir = renders.folder(workspace, render)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -66,24 +81,17 @@ def execute(settings: Settings, render_id: str, *, render_fn: Callable | None = 
     reporter = JobReporter(store, render.id, every_s=0.5)
     started = time.monotonic()
     try:
-        if settings.demo:
-            from studio.demo import ensure_demo_models
-
-            reporter({"phase": "loading", "message": "Preparing the tiny demo models."})
-            ensure_demo_models(settings, caption=False, zimage=True)
-        from studio.registry import model_paths
-
         loras = render.config["loras"]
         run_log(f"Rendering {render.config['prompt']!r} with {', '.join(lora['file'] for lora in loras)} at "
                 f"strengths {', '.join(f'{s:g}' for s in render.config['strengths'])}, seed {render.config['seed']}.")
         files = [confined(workspace.jobs / parent.id, *lora["file"].split("/")) for lora in loras]
-        images = (render_fn or _default_render())(_request(render.config), files, model_paths(settings), out_dir,
-                                                  on_progress=reporter, log=run_log,
-                                                  labels=[lora["label"] for lora in loras])
+        session.log = run_log
+        images = session.render(request_of(render.config), files, out_dir, reporter,
+                                [lora["label"] for lora in loras])
     except BaseException as exc:  # noqa: B036 - every way out must end the render with a reason
         reporter.flush()
         if not is_training_error(exc):
-            traceback.print_exc()
+            run_log(traceback.format_exc().rstrip())
         message = _failure(exc, workspace.root)
         run_log(f"Failed: {message}")
         store.finish(render.id, "failed", error=message)
@@ -94,6 +102,54 @@ def execute(settings: Settings, render_id: str, *, render_fn: Callable | None = 
     store.finish(render.id, "completed", message=f"Rendered {count} image{'s' * (count != 1)} in {seconds:.0f} s.",
                  result={"images": images, "seconds": round(seconds, 1)})
     return 0
+
+
+def gpu_wanted(store: JobStore) -> bool:
+    """Other work waits for the GPU (training), or may load a model onto it (captioning)."""
+    return any(store.count((status,), kind=kind) for status, kind in GPU_WORK)
+
+
+def next_render(store: JobStore, owner: str, session, keep_warm_s: float, *,
+                clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep) -> Job | None:
+    """Claim the next queued render for this process (as `owner`, the worker that started it), waiting up
+    to `keep_warm_s` for one; None when this process should end (see the module's docstring)."""
+    deadline = clock() + keep_warm_s
+    while True:
+        queued = store.queue(renders.KIND)
+        if queued:
+            if not session.fits(request_of(queued[0].config)):
+                return None  # other memory settings: a fresh process serves it
+            claimed = store.start(queued[0].id, owner)
+            if claimed is None:
+                continue  # deleted meanwhile
+            store.heartbeat(claimed.id, child_pid=os.getpid())
+            store.progress(claimed.id, {"phase": "starting", "message": "Starting (the model is loaded already)."})
+            return store.get(claimed.id)
+        if clock() >= deadline or gpu_wanted(store):
+            return None
+        sleep(POLL_S)
+
+
+def execute(settings: Settings, render_id: str, *, session=None) -> int:
+    """Render the claimed render, then every next one this process may take; returns the last exit code."""
+    workspace = Workspace(settings.root)
+    store = JobStore(workspace.db_path)
+    render = store.get(render_id)
+    try:
+        session = session or _default_session(settings)
+    except BaseException as exc:  # noqa: B036 - the demo models could not be made: say why
+        store.finish(render.id, "failed", error=_failure(exc, workspace.root))
+        raise
+    try:
+        code = render_one(workspace, store, session, render)
+        while code == 0 and render.owner:
+            render = next_render(store, render.owner, session, settings.render_keep_warm_s)
+            if render is None:
+                break
+            code = render_one(workspace, store, session, render)
+    finally:
+        session.close()
+    return code
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,5 +1,10 @@
-"""The worker's side of a render: start `trainer.render_job` in a child process, keep its heart beating,
-and end the render when the child could not (it died, or the worker is shutting down)."""
+"""The worker's side of renders: start `trainer.render_job` in a child process, keep the hearts of its
+renders beating, and end a render when the child could not (it died, or the worker is shutting down).
+
+The child may render several in a row with its models loaded (it claims the next ones itself, for this
+worker), so the worker watches every running render it owns, not only the one it claimed. While the
+child waits for a next render with nothing running, the worker reports itself "warm".
+"""
 
 from __future__ import annotations
 
@@ -22,9 +27,16 @@ def default_render_command(render_id: str) -> list[str]:
     return [sys.executable, "-m", "trainer.render_job", render_id]
 
 
+def _mine(worker) -> list[Job]:
+    """The renders this worker's child is rendering now."""
+    return [job for job in worker.store.list(("running",), kind=renders.KIND, limit=100)
+            if job.owner == worker.owner]
+
+
 def run_render(worker, render: Job) -> Job | None:
-    """Run one claimed render; returns it as it ended (None when it was deleted meanwhile)."""
-    from trainer.worker import REPO, describe_exit
+    """Run one claimed render (and whatever its process renders next); returns the claimed one as it
+    ended (None when it was deleted meanwhile)."""
+    from trainer.worker import REPO
 
     store = worker.store
     out_dir = renders.folder(worker.workspace, render)
@@ -36,37 +48,47 @@ def run_render(worker, render: Job) -> Job | None:
         proc = subprocess.Popen(worker.render_command(render.id), cwd=REPO, env=worker.child_env(render),
                                 stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     store.heartbeat(render.id, child_pid=proc.pid)
-    ended = _watch(worker, render, proc, worker.render_timeout_s)
+    ended = _watch(worker, proc)
+    for left in [render, *(job for job in _mine(worker) if job.id != render.id)]:
+        _settle(worker, left, proc.returncode, ended, out_dir)
+    return store.find(render.id)
+
+
+def _settle(worker, render: Job, returncode: int | None, ended: str | None, process_log_dir) -> None:
+    """After the child ended: a render it left running, or whose training job went away, is ended here."""
+    from trainer.worker import describe_exit
+
+    store = worker.store
     current = store.find(render.id)
     if current is None:  # deleted while it rendered
-        return None
+        return
     if store.find(render.parent_id or "") is None:  # its training job was deleted while it rendered
         if current.status == "running":
             store.finish(render.id, "failed", error="Its training job was deleted.")
         store.delete(render.id)
-        return None
-    if current.status == "running" and worker.shutdown:
-        return store.requeue(render.id, "The worker shut down while rendering; it renders again when the worker "
-                                        "is back.")
-    if current.status == "running":  # the child died before it could end the render
-        tail = log_tail(out_dir / "log.txt")
-        limit = worker.render_timeout_s
-        took = f"{limit / 60:.0f} min" if limit >= 60 else f"{limit:.0f} s"
-        error = f"The render process {describe_exit(proc.returncode)}." if ended != "timeout" else \
-            f"The render took longer than {took} and was ended (a stuck GPU call?); render it again."
-        if tail:
-            error += " Last log lines:\n" + "\n".join(tail)
-        log.error("render %s failed: %s", render.id, error)
-        return store.finish(render.id, "failed", error=error)
-    return current
+        return
+    if current.status != "running" or current.owner != worker.owner:
+        return
+    if worker.shutdown:
+        store.requeue(render.id, "The worker shut down while rendering; it renders again when the worker is back.")
+        return
+    tail = log_tail(renders.folder(worker.workspace, render) / "log.txt") or log_tail(process_log_dir / "log.txt")
+    limit = worker.render_timeout_s
+    took = f"{limit / 60:.0f} min" if limit >= 60 else f"{limit:.0f} s"
+    error = f"The render process {describe_exit(returncode)}." if ended != "timeout" else \
+        f"The render took longer than {took} and was ended (a stuck GPU call?); render it again."
+    if tail:
+        error += " Last log lines:\n" + "\n".join(tail)
+    log.error("render %s failed: %s", render.id, error)
+    store.finish(render.id, "failed", error=error)
 
 
-def _watch(worker, render: Job, proc: subprocess.Popen, timeout_s: float) -> str | None:
-    """Wait for the child with heartbeats. "deleted": the render was deleted under it; "timeout": it ran
-    past `timeout_s`; both end the child. None: it ended by itself (or at a shutdown)."""
+def _watch(worker, proc: subprocess.Popen) -> str | None:
+    """Wait for the child with heartbeats. "deleted": a render was deleted under it; "timeout": one ran
+    past the worker's render_timeout_s; both end the child. None: it ended by itself (or at a shutdown)."""
     last_beat = 0.0
-    started = time.monotonic()
     shutdown_at = None
+    running: list[Job] = []
     while True:
         try:
             proc.wait(timeout=0.25)
@@ -76,26 +98,31 @@ def _watch(worker, render: Job, proc: subprocess.Popen, timeout_s: float) -> str
         now = time.monotonic()
         if worker.shutdown:
             shutdown_at = shutdown_at or now
-            if now - shutdown_at > SHUTDOWN_GRACE_S:  # a render starts again from nothing: no need to wait
+            # nothing rendering (it waits for a next render), or past the grace: a render starts again from nothing
+            if not running or now - shutdown_at > SHUTDOWN_GRACE_S:
                 _end(proc)
                 return None
-        if now - started > timeout_s:
-            log.error("render %s ran past %.0f s; ending it", render.id, timeout_s)
-            _end(proc)
-            return "timeout"
         if now - last_beat < worker.heartbeat_s:
             continue
         last_beat = now
         try:
-            worker.store.heartbeat(render.id)
-            worker.store.worker_beat(worker.pid, "busy", render.id)
-            current = worker.store.find(render.id)
+            before, running = running, _mine(worker)
+            for job in running:
+                worker.store.heartbeat(job.id)
+            worker.store.worker_beat(worker.pid, "busy" if running else "warm", running[0].id if running else None)
+            # deleted with its training job (a finished render deleted on its own is no reason to stop)
+            gone = [job for job in before if worker.store.find(job.id) is None
+                    and worker.store.find(job.parent_id or "") is None]
         except sqlite3.Error as exc:  # a full disk or a long lock must not abandon the child
-            log.warning("render %s: could not reach the job store (%s); retrying", render.id, exc)
+            log.warning("renders: could not reach the job store (%s); retrying", exc)
             continue
-        if current is None:
+        if gone:
             _end(proc)
             return "deleted"
+        if any(time.time() - (job.started_at or time.time()) > worker.render_timeout_s for job in running):
+            log.error("a render ran past %.0f s; ending it", worker.render_timeout_s)
+            _end(proc)
+            return "timeout"
 
 
 def _end(proc: subprocess.Popen) -> None:

@@ -59,7 +59,8 @@ def list_renders(job_id):
         note = _waiting_note(running)
         shown = [{**render, "message": note} if render["status"] == "queued" else render for render in shown]
     training = {"id": running.id, "name": running.name, "stopping": running.stopping} if running else None
-    return jsonify({"renders": shown, "loras": choices, "training": training,
+    warm = any(worker["state"] == "warm" for worker in store().workers())  # models loaded: a render starts at once
+    return jsonify({"renders": shown, "loras": choices, "training": training, "warm": warm,
                     "defaults": {"strengths": renders.DEFAULT_STRENGTHS, "width": config.get("sample_width"),
                                  "height": config.get("sample_height"), "steps": config.get("sample_steps"),
                                  "trigger_word": config.get("trigger_word") or "",

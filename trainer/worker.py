@@ -210,7 +210,8 @@ class Worker:
     def child_env(self, job: Job) -> dict:
         env = dict(os.environ)
         env.update({"STUDIO_ROOT": str(self.settings.root), "STUDIO_DEMO": "1" if self.settings.demo else "0",
-                    "TRAINER_PARENT_PID": str(self.pid), "PYTHONUNBUFFERED": "1"})
+                    "TRAINER_PARENT_PID": str(self.pid), "PYTHONUNBUFFERED": "1",
+                    "RENDER_KEEP_WARM_S": str(self.settings.render_keep_warm_s)})
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH")) if p)
         return env
 

@@ -11,7 +11,7 @@
   const STRENGTHS = [0, 0.4, 0.6, 0.8, 1, 1.2, 1.5];
   const MAX_CHOSEN = 6;
   let chosen = new Set();
-  let renders = [], loras = [], training = null, filled = false, lastKey = "", timer = null, busy = false;
+  let renders = [], loras = [], training = null, warm = false, filled = false, lastKey = "", timer = null, busy = false;
 
   const strengthLabel = (s) => (s === 0 ? "Base" : String(s));
   const newSeed = () => { $("try-seed").value = String(Math.floor(Math.random() * 2147483647)); };
@@ -111,13 +111,15 @@
   }
 
   function draw() {
-    const key = JSON.stringify([renders, loras, training]);
+    const key = JSON.stringify([renders, loras, training, warm]);
     if (key === lastKey) return;
     lastKey = key;
     form.hidden = !loras.length;
     drawLoras();
     const active = renders.filter((r) => r.status === "queued" || r.status === "running").length;
-    $("try-hint").textContent = active ? `${active} rendering or waiting` : "";
+    // the worker keeps the models loaded for a while after a render: the next one starts at once
+    $("try-hint").textContent = active ? `${active} rendering or waiting`
+      : warm ? "Model loaded: a new render starts at once." : "";
     $("try-list").innerHTML = renders.length ? renders.map(card).join("")
       : `<div class="empty">${loras.length ? "Type a prompt and press Render: the same seed at each strength, side by side, Base being the model without the LoRA."
         : "Once the first checkpoint is saved, try it here with a prompt of your own."}</div>`;
@@ -129,7 +131,7 @@
     try {
       let data;
       try { data = await window.studio.api(`/api/jobs/${jobId}/renders`); } catch (e) { return; }  // retried
-      renders = data.renders; loras = data.loras; training = data.training;
+      renders = data.renders; loras = data.loras; training = data.training; warm = !!data.warm;
       if (!filled && loras.length) fill(data.defaults);
       draw();  // a mistake here is a script error, not swallowed as a network one
     } finally { busy = false; schedule(); }

@@ -78,9 +78,11 @@
     chip.className = "chip worker-chip " + (workers.length ? "online" : "offline");
     const waiting = !busy && workers.some((w) => w.state === "waiting");
     const rendering = busy && String(busy.job_id || "").startsWith("render-");  // Try the LoRA
+    const warm = !busy && workers.some((w) => w.state === "warm");  // Try the LoRA's models stay loaded a while
     chip.textContent = workers.length ? (rendering ? "worker rendering" : busy ? "worker busy"
-      : waiting ? "worker waiting for models" : "worker idle") : "worker offline";
-    chip.title = workers.length ? `pid ${workers.map((w) => w.pid).join(", ")}` :
+      : waiting ? "worker waiting for models" : warm ? "worker idle · model loaded" : "worker idle") : "worker offline";
+    chip.title = warm ? "Try the LoRA keeps its models loaded for a few minutes, so the next render starts at once; "
+      + "a training or caption job takes the GPU back at once." : workers.length ? `pid ${workers.map((w) => w.pid).join(", ")}` :
       "No worker is running: jobs wait in the queue until the worker starts (python -m trainer.worker).";
   }
   async function pollWorkers() {
