@@ -99,7 +99,8 @@ def render_one(workspace: Workspace, store: JobStore, session, render: Job) -> i
     reporter.flush()
     seconds = time.monotonic() - started
     count = len(images)
-    store.finish(render.id, "completed", message=f"Rendered {count} image{'s' * (count != 1)} in {seconds:.0f} s.",
+    took = f"{seconds:.1f}" if seconds < 10 else f"{seconds:.0f}"
+    store.finish(render.id, "completed", message=f"Rendered {count} image{'s' * (count != 1)} in {took} s.",
                  result={"images": images, "seconds": round(seconds, 1)})
     return 0
 
