@@ -469,3 +469,22 @@ def test_a_pause_left_by_a_dead_worker_does_not_pause_the_next_run(store, settin
     store.request_stop(busy.id)  # an ordinary stop
     thread.join(30)
     assert store.get(busy.id).status == "stopped"
+
+
+def test_a_pause_whose_worker_died_while_it_saved_still_goes_on_after_the_renders(store, settings):
+    from tests.test_trainer_worker import _job
+
+    busy = _job(store, steps=60)
+    store.start(busy.id, "999999999:1")  # a worker that died while the pause saved its checkpoint
+    store.progress(busy.id, {renders.PAUSED: True})
+    store.request_stop(busy.id)
+    reconcile(store, Workspace(settings.root).jobs)
+    now = store.get(busy.id)
+    assert now.status == "queued" and renders.PAUSED not in now.details
+    assert now.message.startswith("Paused for the renders, but the worker stopped while it saved; queued again")
+    # an ordinary stop whose worker died stays stopped
+    other = _job(store, steps=60)
+    store.start(other.id, "999999999:1")
+    store.request_stop(other.id)
+    reconcile(store, Workspace(settings.root).jobs)
+    assert store.get(other.id).status == "stopped"

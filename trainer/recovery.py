@@ -18,6 +18,7 @@ from studio.jobs import Job, JobStore
 from studio.processes import pid_alive, token_alive
 from trainer.job_log import RunLog
 from trainer.renders import KIND as RENDER
+from trainer.renders import PAUSED
 from trainer.step_dirs import latest_checkpoint_step
 
 log = logging.getLogger(__name__)
@@ -82,6 +83,13 @@ def reconcile(store: JobStore, jobs_root: Path, *, max_attempts: int = MAX_ATTEM
     reconcile_renders(store)
     _end_orphan_children(store, "train")
     changed = {job.id: job for job in store.interrupt_orphans(("train",))}
+    for job in list(changed.values()):
+        if job.status == "stopped" and job.details.get(PAUSED):  # paused for renders: it still goes on after them
+            store.progress(job.id, {PAUSED: None})
+            hint = resume_hint(latest_checkpoint_step(jobs_root / job.id))
+            changed[job.id] = store.resume(job.id, "Paused for the renders, but the worker stopped while it saved; "
+                                                   f"queued again behind them. {hint}")
+            _tell_job_log(jobs_root / job.id, changed[job.id].message)
     for job in store.list(("interrupted",), kind="train", limit=100_000):
         hint = resume_hint(latest_checkpoint_step(jobs_root / job.id))
         if job.attempts >= max_attempts:
