@@ -12,7 +12,7 @@
 # - Only STUDIO_ROOT (/workspace) survives a pod stop: everything the user makes or downloads lives there.
 #   This script writes nothing outside STUDIO_ROOT and the venv (supervisord's socket sits in a temp folder).
 # - INSTALL_COMFYUI=1 also installs ComfyUI into STUDIO_ROOT/ComfyUI (started on port 8188; finished LoRAs
-#   are copied into its models/loras).
+#   are copied into its models/loras; the files in models-comfyui.txt are downloaded for it).
 # - Services start at once; models.txt is downloaded in the background and every page shows the progress.
 set -euo pipefail
 cd "$(dirname "$0")"

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from studio.atomic import atomic_write_json, read_json
+from studio.comfyui_models import comfyui_specs
 from studio.fetch_progress import ProgressMeter, StatusFile
 from studio.hub_files import (
     FetchError,
@@ -261,14 +262,16 @@ def fetch_demo(settings: Settings, status_path: Path) -> int:
 
 
 def run(settings: Settings, models_file: Path | None = None, refresh: bool = False,
-        policy: RetryPolicy | None = None, progress_interval: float = 1.0) -> int:
-    """Fetch every model; return the process exit code."""
+        policy: RetryPolicy | None = None, progress_interval: float = 1.0, comfyui_file: Path | None = None) -> int:
+    """Fetch every model (and ComfyUI's, after them, when ComfyUI is installed); return the exit code."""
     workspace = Workspace(settings.root).ensure()
     status_path = workspace.model_status_file
     if settings.demo:
         return fetch_demo(settings, status_path)
     try:
         specs = load_models_txt(models_file)
+        if workspace.comfyui_loras is not None:  # ComfyUI is installed: the files its workflow names
+            specs += comfyui_specs(specs, comfyui_file)
     except ModelsFileError as exc:
         atomic_write_json(status_path, {"state": "error", "demo": False, "pid": os.getpid(),
                                         "updated_at": time.time(), "error": str(exc), "models": []})

@@ -28,6 +28,9 @@ KNOWN_TARGETS = {
 }
 
 
+COMFYUI_TARGET = "comfyui"  # models-comfyui.txt's folder: the same model in ComfyUI's files
+
+
 class ModelsFileError(ValueError):
     """models.txt cannot be used; the message names the file and line."""
 
@@ -47,8 +50,9 @@ class ModelSpec:
 
     @property
     def name(self) -> str:
-        """What a person calls it: the repo's name without its owner."""
-        return self.repo.split("/", 1)[1]
+        """What a person calls it: the repo's name without its owner (ComfyUI's copy says so)."""
+        name = self.repo.split("/", 1)[1]
+        return f"{name} for ComfyUI" if self.target == COMFYUI_TARGET else name
 
     def is_exact(self, pattern: str) -> bool:
         return not (_GLOB_CHARS & set(pattern))

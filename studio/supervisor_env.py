@@ -22,6 +22,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from studio.comfyui_models import comfyui_specs, write_paths_file
+from studio.models_txt import ModelsFileError, load_models_txt
 from studio.settings import SettingsError, resolve_root
 from studio.workspace import Workspace
 
@@ -32,7 +34,7 @@ COMFYUI_PORT = 8188
 COMFYUI_PROGRAM = """\
 ; Written at start because ComfyUI is installed in {comfy_dir}.
 [program:comfyui]
-command={python} main.py --listen 0.0.0.0 --port {port}
+command={python} main.py --listen 0.0.0.0 --port {port}{model_paths}
 directory={comfy_dir}
 priority=40
 autostart=true
@@ -76,11 +78,25 @@ def write_optional_programs(env: dict, run_dir: Path, root: Path) -> list[str]:
     if (comfy_dir / "main.py").is_file() and python:
         comfy_conf.write_text(COMFYUI_PROGRAM.format(
             python=shlex.quote(_supervisor_value(python)), comfy_dir=_supervisor_value(str(comfy_dir)),
-            port=COMFYUI_PORT, logs=_supervisor_value(str(root / "logs"))))
+            port=COMFYUI_PORT, logs=_supervisor_value(str(root / "logs")),
+            model_paths=_comfyui_model_paths(run_dir, root)))
         written.append("comfyui")
     else:
         comfy_conf.unlink(missing_ok=True)
     return written
+
+
+def _comfyui_model_paths(run_dir: Path, root: Path) -> str:
+    """The option that shows ComfyUI the Z-Image-Turbo files the fetcher downloads for it ("" when
+    models-comfyui.txt cannot be read: ComfyUI then starts with its own folders only)."""
+    try:
+        specs = comfyui_specs(load_models_txt())
+    except ModelsFileError as exc:
+        print(f"ComfyUI starts without the studio's model folders: {exc}", file=sys.stderr)
+        return ""
+    paths_file = run_dir / "comfyui-model-paths.yaml"
+    write_paths_file(paths_file, Workspace(root).models, specs)
+    return " --extra-model-paths-config " + shlex.quote(_supervisor_value(str(paths_file)))
 
 
 def prepare(environ: dict | None = None, python: str | None = None) -> dict:

@@ -88,8 +88,23 @@ def test_comfyui_program_appears_only_when_comfyui_is_installed(studio_root, mon
     env = supervisor_env.prepare({**_root_env(studio_root), "COMFYUI_PYTHON": "/opt/comfy venv/bin/python"},
                                  python=sys.executable)
     program = programs(read_supervisor_config(env, monkeypatch))["comfyui"]
-    assert program.command == "'/opt/comfy venv/bin/python' main.py --listen 0.0.0.0 --port 8188"
+    paths_file = Path(env["STUDIO_RUN_DIR"]) / "comfyui-model-paths.yaml"
+    assert program.command == ("'/opt/comfy venv/bin/python' main.py --listen 0.0.0.0 --port 8188"
+                               f" --extra-model-paths-config {paths_file}")
     assert program.directory == str(comfy)
+    # the model paths file shows ComfyUI every file its workflow names, where the fetcher puts it
+    import yaml
+
+    from studio.comfyui_models import comfyui_specs
+    from studio.models_txt import load_models_txt
+    from trainer.engine.comfy_workflow import MODEL_FILES
+
+    section = yaml.safe_load(paths_file.read_text())["zimage_studio"]
+    spec, = comfyui_specs(load_models_txt())
+    downloaded = {studio_root / "models" / spec.target / pattern for pattern in spec.patterns}
+    for category, name in MODEL_FILES.items():
+        folders = [Path(section["base_path"]) / folder for folder in section[category].splitlines()]
+        assert [folder / name for folder in folders if folder / name in downloaded], (category, name)
     assert Path(program.stdout_logfile) == studio_root / "logs" / "comfyui.log"
     (comfy / "main.py").unlink()  # removed again: the program goes away at the next start
     env = supervisor_env.prepare(_root_env(studio_root), python=sys.executable)

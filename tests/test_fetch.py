@@ -510,3 +510,41 @@ def test_module_entry_point_downloads_as_supervisord_runs_it(hub, models_file, s
     assert "caption-GGUF: ready (2 files, 800000 bytes)" in result.stderr
     assert "Image-Turbo: ready (4 files" in result.stderr
     assert read_json(studio_root / ".studio" / "models-status.json")["state"] == "ready"
+
+
+def test_comfyuis_files_come_after_the_studios_once_comfyui_is_installed(make_settings, hub, models_file, tmp_path):
+    hub.add("Comfy-Org/turbo", {"split_files/diffusion_models/turbo_bf16.safetensors": _payload(50_000, 5),
+                                "split_files/vae/ae.safetensors": _payload(20_000, 6)},
+            lfs=("split_files/diffusion_models/turbo_bf16.safetensors",))
+    comfy_file = tmp_path / "models-comfyui.txt"
+    comfy_file.write_text("Comfy-Org/turbo main split_files/diffusion_models/turbo_bf16.safetensors,"
+                          "split_files/vae/ae.safetensors comfyui\n")
+    settings, code = _run(make_settings, hub, models_file, comfyui_file=comfy_file)
+    models = Workspace(settings.root).models
+    assert code == 0 and not (models / "comfyui").exists()  # no ComfyUI in the workspace: not downloaded
+    (settings.root / "ComfyUI").mkdir()
+    _, code = _run(make_settings, hub, models_file, comfyui_file=comfy_file)
+    assert code == 0
+    assert (models / "comfyui" / "split_files" / "vae" / "ae.safetensors").read_bytes() == _payload(20_000, 6)
+    status = read_json(Workspace(settings.root).model_status_file)
+    assert [m["key"] for m in status["models"]] == ["caption", "zimage", "comfyui"]  # after the studio's own
+    assert status["models"][2]["name"] == "turbo for ComfyUI"
+    assert status["state"] == "ready"
+    # a target folder that models.txt uses already is refused, with the line named, in the banner
+    comfy_file.write_text("Comfy-Org/turbo main split_files/vae/ae.safetensors Z-Image-Turbo\n")
+    _, code = _run(make_settings, hub, models_file, comfyui_file=comfy_file)
+    status = read_json(Workspace(settings.root).model_status_file)
+    assert code == 0 and status["state"] == "error"
+    assert "models-comfyui.txt, line 1: target folder 'Z-Image-Turbo' is already used by models.txt" in status["error"]
+
+
+def test_the_shipped_comfyui_models_file_names_the_workflows_files():
+    from studio.comfyui_models import category_folders, comfyui_specs
+    from studio.models_txt import load_models_txt
+    from trainer.engine.comfy_workflow import MODEL_FILES
+
+    specs = comfyui_specs(load_models_txt())
+    assert [spec.repo for spec in specs] == ["Comfy-Org/z_image_turbo"]
+    names = {pattern.rsplit("/", 1)[-1] for spec in specs for pattern in spec.patterns}
+    assert set(MODEL_FILES.values()) <= names
+    assert set(MODEL_FILES) <= set(category_folders(specs))

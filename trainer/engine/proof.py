@@ -121,7 +121,8 @@ ComfyUI
   1. Copy {lora_file} into ComfyUI/models/loras/.
   2. Drop {WORKFLOW_NAME} onto ComfyUI's page: Z-Image-Turbo with this LoRA at strength 1.0 and
      the first preview prompt. It expects the Comfy-Org/z_image_turbo files:
-     {models}.
+     {models}
+     (the studio's own ComfyUI, INSTALL_COMFYUI=1, downloads them by itself).
      (Or, in a workflow of your own, add a "LoraLoaderModelOnly" node between the model loader and
      the sampler and pick {lora_file}.)
   3. Queue the prompt.
