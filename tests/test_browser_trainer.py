@@ -313,7 +313,23 @@ def test_compare_two_runs(studio, demo_root, artifacts_dir):
         first.locator("img").nth(2).click()
         expect(page.locator(".lightbox img")).to_have_attribute("src", re.compile(r"/samples/step_000030/0\.png$"))
         page.locator(".lightbox").click()
+        # a prompt of your own: the same seed and strength with every run's LoRA, Base once, side by side
+        page.fill("#ctry-prompt", "[trigger], a green triangle")
+        page.fill("#ctry-seed", "77")
+        page.locator("#ctry-go").click()
+        row = page.locator(".ctry-row").first
+        expect(row).to_contain_text("[trigger], a green triangle · seed 77 · strength 1")  # as typed
+        expect(row.locator("figcaption")).to_have_text(["Base (LoRA off)", "slow lr · final LoRA (step 30)",
+                                                        "fast lr · final LoRA (step 30)"])
+        page.wait_for_function("[...document.querySelectorAll('.ctry-row img')].length === 3 && "
+                               "[...document.querySelectorAll('.ctry-row img')].every(i => i.naturalWidth > 0)",
+                               timeout=120_000)
+        # each run's image is a render of that job (its own Try panel lists it), Base rendered once
+        listing = page.request.get(f"{studio}/api/jobs/{ids[1]}/renders").json()["renders"]
+        assert [(r["prompt"], r["strengths"], r["seed"]) for r in listing] == [("tok, a green triangle", [1], 77)]
         page.screenshot(path=str(artifacts_dir / "trainer-compare.png"), full_page=True)
+        page.reload()  # remembered in this browser for these runs
+        expect(page.locator(".ctry-row img")).to_have_count(3)
         # an unknown job in the address is a 404, not a broken page
         assert page.request.get(f"{studio}/compare?jobs={ids[0]},nope").status == 404
         browser.close()
