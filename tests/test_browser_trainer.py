@@ -199,6 +199,12 @@ def test_train_from_the_form_and_download_the_lora(studio, artifacts_dir, tmp_pa
                                                                "final LoRA (step 240)"])
         page.wait_for_function("[...document.querySelectorAll('.try-card img')].every(i => i.naturalWidth > 0)")
         page.locator("#try-panel").screenshot(path=str(artifacts_dir / "trainer-try-checkpoints.png"))
+        # the checkpoint that looked best goes to the LoRA library under a name that says its step
+        checkpoint = page.locator("#checkpoints tr", has_text="120")
+        expect(checkpoint.locator("a", has_text="Download")).to_have_attribute("download",
+                                                                              "browser-lora-step120.safetensors")
+        checkpoint.locator("[data-publish]").click()
+        expect(checkpoint).to_contain_text("✓ browser-lora-step120.safetensors")
 
         # train more steps: a dialog says from where to where and about how long, then the same job goes on
         page.locator("#btn-continue").click()
@@ -214,7 +220,8 @@ def test_train_from_the_form_and_download_the_lora(studio, artifacts_dir, tmp_pa
         expect(page.locator("#btn-continue")).to_be_visible()
 
         page.goto(studio + "/library")
-        expect(page.locator(".lora-card")).to_contain_text("browser-lora.safetensors")
+        expect(page.locator(".lora-card").first).to_contain_text("browser-lora.safetensors")
+        expect(page.locator(".lora-card").nth(1)).to_contain_text("browser-lora-step120.safetensors")  # a checkpoint
         expect(page.locator(".lora-card .preview.pairs img")).not_to_have_count(0)
         expect(page.locator(".lora-card .preview.pairs img").first).to_have_attribute("src", re.compile(r"thumb=1$"))
         page.wait_for_function("[...document.querySelectorAll('.lora-card img')].every(i => i.naturalWidth > 0)")
@@ -237,8 +244,10 @@ def test_train_from_the_form_and_download_the_lora(studio, artifacts_dir, tmp_pa
 
         # deleting from the library takes the file and the job it came from, after a confirmation
         page.goto(studio + "/library")
-        page.once("dialog", lambda dialog: dialog.accept())
-        page.locator(".lora-card button[data-delete]").click()
+        for name in ("browser-lora-step120.safetensors", "browser-lora.safetensors"):
+            page.once("dialog", lambda dialog: dialog.accept())
+            page.locator(".lora-card", has_text=name).first.locator("button[data-delete]").click()
+            expect(page.locator(".lora-card", has_text=name)).to_have_count(0)
         expect(page.locator("#library")).to_contain_text("No finished LoRA yet")
         page.goto(studio + "/")
         expect(page.locator("#recent-empty")).to_be_visible()

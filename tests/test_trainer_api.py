@@ -324,6 +324,44 @@ def test_a_lora_deleted_from_the_library_leaves_comfyui_too_but_never_a_stranger
     assert client.delete("/api/library/files/notes.txt").status_code == 404
 
 
+def test_a_checkpoint_goes_to_the_library_and_comfyui_under_a_name_that_says_its_step(client, app, store, dataset):
+    from tests.test_trainer_worker import _fake_safetensors
+
+    workspace = app.config["STUDIO_WORKSPACE"]
+    (workspace.root / "ComfyUI" / "models" / "loras").mkdir(parents=True)
+    job_id = client.post("/api/jobs", json=_body(dataset)).get_json()["job"]["id"]
+    checkpoint = workspace.jobs / job_id / "checkpoints" / "step_000120" / "lora.safetensors"
+    _fake_safetensors(checkpoint)
+    (entry,) = client.get(f"/api/jobs/{job_id}").get_json()["checkpoints"]
+    assert entry["download_name"] == "tiny-lora-step120.safetensors" and entry["library_file"] is None
+    response = client.post(f"/api/jobs/{job_id}/checkpoints/120/publish")
+    assert response.status_code == 200
+    assert response.get_json()["file"] == "tiny-lora-step120.safetensors" and response.get_json()["comfyui"] is True
+    for folder in (workspace.loras, workspace.comfyui_loras):
+        assert (folder / "tiny-lora-step120.safetensors").read_bytes() == checkpoint.read_bytes()
+    (entry,) = client.get(f"/api/jobs/{job_id}").get_json()["checkpoints"]
+    assert entry["library_file"] == "tiny-lora-step120.safetensors"
+    # again: the same file, nothing new; the library lists it, and keeps it when the checkpoint is rotated out
+    assert client.post(f"/api/jobs/{job_id}/checkpoints/120/publish").get_json()["file"] == \
+        "tiny-lora-step120.safetensors"
+    checkpoint.unlink()
+    listed = {e["file"] for e in client.get("/api/library").get_json()["loras"]}
+    assert "tiny-lora-step120.safetensors" in listed
+    assert (workspace.loras / "tiny-lora-step120.safetensors").stat().st_size > 0
+    # another job's file of that name is never overwritten
+    _fake_safetensors(checkpoint)
+    (workspace.loras / "tiny-lora-step120.safetensors").unlink()
+    (workspace.loras / "tiny-lora-step120.safetensors").write_bytes(b"another job's LoRA")
+    assert client.post(f"/api/jobs/{job_id}/checkpoints/120/publish").get_json()["file"] == \
+        f"tiny-lora-step120-{job_id}.safetensors"
+    assert (workspace.loras / "tiny-lora-step120.safetensors").read_bytes() == b"another job's LoRA"
+    assert client.get(f"/api/jobs/{job_id}").get_json()["checkpoints"][0]["library_file"] == \
+        f"tiny-lora-step120-{job_id}.safetensors"
+    # a step without a checkpoint, or no such job
+    assert client.post(f"/api/jobs/{job_id}/checkpoints/7/publish").status_code == 404
+    assert client.post("/api/jobs/nope/checkpoints/120/publish").status_code == 404
+
+
 def test_a_loose_lora_that_shares_a_name_with_a_jobs_lora_is_still_listed(client, app, store, dataset):
     from tests.test_trainer_worker import _fake_safetensors
     from trainer import library

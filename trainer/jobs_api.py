@@ -132,7 +132,9 @@ def job_detail(job: Job) -> dict:
         ids = [queued.id for queued in queue]
         position = ids.index(job.id) + 1 if job.id in ids else None
         planned = queue_schedule(queue).get(job.id)
-    return {"job": job.public(), "checkpoints": library.checkpoints(job_dir), "lora": lora_info,
+    checkpoints = [{**c, "library_file": library.published_checkpoint(workspace(), job, c["step"]),
+                    "download_name": library.checkpoint_name(job, c["step"])} for c in library.checkpoints(job_dir)]
+    return {"job": job.public(), "checkpoints": checkpoints, "lora": lora_info,
             "latest_checkpoint": latest_checkpoint_step(job_dir), "queue_position": position, "schedule": planned,
             "proof": library.proof(job_dir) if lora_info else None}
 
@@ -206,6 +208,15 @@ def continue_job(job_id):
                          also_completed=True)
     announce(job)
     return jsonify({"job": job.public()})
+
+
+@bp.post("/api/jobs/<job_id>/checkpoints/<int:step>/publish")
+def publish_checkpoint(job_id, step):
+    """A checkpoint's LoRA (the step that looked best in Try the LoRA) into the LoRA library and ComfyUI."""
+    job = load_job(job_id)
+    name, placed = library.publish_checkpoint(workspace(), job, step)
+    return jsonify({"file": name, "placed": [str(path) for path in placed],
+                    "comfyui": workspace().comfyui_loras is not None})
 
 
 @bp.post("/api/jobs/<job_id>/sample")

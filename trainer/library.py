@@ -113,6 +113,37 @@ def publish(workspace: Workspace, job: Job, lora: Path, own: str | None = None) 
     return placed
 
 
+def checkpoint_name(job: Job, step: int) -> str:
+    """A checkpoint's LoRA under a name that says what it is: <LoRA name>-step<N>.safetensors."""
+    return f"{job.config.get('name') or 'lora'}-step{step}.safetensors"
+
+
+def checkpoint_file(workspace: Workspace, job: Job, step: int) -> Path:
+    path = confined(workspace.jobs, job.id, "checkpoints", f"step_{step:06d}", "lora.safetensors")
+    if not path.is_file():
+        raise ApiError(f"This job has no checkpoint at step {step} (only the last `keep_last` are kept).", 404)
+    return path
+
+
+def published_checkpoint(workspace: Workspace, job: Job, step: int) -> str | None:
+    """The library's copy of a checkpoint's LoRA, when it was added there (publish_checkpoint)."""
+    source = workspace.jobs / job.id / "checkpoints" / f"step_{step:06d}" / "lora.safetensors"
+    for name in (checkpoint_name(job, step), f"{Path(checkpoint_name(job, step)).stem}-{job.id}.safetensors"):
+        if _same_bytes(workspace.loras / name, source):
+            return name
+    return None
+
+
+def publish_checkpoint(workspace: Workspace, job: Job, step: int) -> tuple[str, list[Path]]:
+    """Put a checkpoint's LoRA into the library (and ComfyUI's loras) as <name>-step<N>.safetensors, or
+    <name>-step<N>-<job id>.safetensors when another file has that name. Returns the name and the paths."""
+    source = checkpoint_file(workspace, job, step)
+    name = published_checkpoint(workspace, job, step) or checkpoint_name(job, step)
+    if (workspace.loras / name).exists() and not _same_bytes(workspace.loras / name, source):
+        name = f"{Path(name).stem}-{job.id}.safetensors"
+    return name, publish(workspace, job, source, own=name)
+
+
 def remove_job_files(workspace: Workspace, job_id: str) -> None:
     folder = workspace.job_dir(job_id)
     try:

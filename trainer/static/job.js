@@ -8,6 +8,7 @@
   const logView = new LogView($("log"));
   let job = null, logOffset = -1, lastStep = -1, samples = [], view = "gallery", lastSamplesKey = "", stepSplit = null;
   let logBusy = false, metricsBusy = false, samplesBusy = false, lastLog = 0, lastSamples = 0;
+  const comfyui = !!document.querySelector("[data-tool='comfyui']");  // installed: the top bar links it
 
   function renderJob(detail) {
     job = detail.job;
@@ -78,7 +79,9 @@
     $("checkpoints").innerHTML = list.length ? `<table><thead><tr><th>Step</th><th class="num">Size</th><th></th></tr></thead>
       <tbody>${list.slice().reverse().map((c) => `<tr><td>${c.step}${c.complete ? "" : ' <span class="muted">(partial)</span>'}</td>
       <td class="num muted">${studio.formatBytes(c.size)}</td>
-      <td style="text-align:right"><a class="button" href="/api/jobs/${esc(jobId)}/files/${esc(c.file)}" download>Download</a></td></tr>`).join("")}
+      <td style="text-align:right">${c.library_file ? `<span class="muted" title="In the LoRA library${comfyui ? " and ComfyUI's loras" : ""}">✓ ${esc(c.library_file)}</span>`
+        : `<button type="button" data-publish="${c.step}" title="Add this checkpoint's LoRA to the LoRA library${comfyui ? " and ComfyUI's loras" : ""} as ${esc(c.download_name)}">${comfyui ? "To ComfyUI" : "To library"}</button>`}
+      <a class="button" href="/api/jobs/${esc(jobId)}/files/${esc(c.file)}" download="${esc(c.download_name)}">Download</a></td></tr>`).join("")}
       </tbody></table>` : `<div class="empty">No checkpoint yet.</div>`;
   }
 
@@ -183,6 +186,13 @@
       renderSamples();
     } else if (t.matches(".gallery-row img, .compare img")) {
       trainer.lightbox(t.dataset.full || t.src, t.dataset.caption);
+    } else if (t.matches("[data-publish]")) {  // the checkpoint that looked best, into the library (and ComfyUI)
+      t.disabled = true;
+      try {
+        const res = await studio.api(`/api/jobs/${jobId}/checkpoints/${t.dataset.publish}/publish`, { method: "POST" });
+        studio.toast(`Added to the LoRA library${res.comfyui ? " and ComfyUI's loras" : ""} as ${res.file}.`, "ok", 6000);
+        update(await studio.api(`/api/jobs/${jobId}`));
+      } catch (err) { studio.toast(err.message, "error"); t.disabled = false; }
     } else if (t.id === "btn-stop") {
       t.disabled = true; if (!(await act(jobId, "stop", job && job.status === "queued" ? null :
         "Stop this job? It saves a checkpoint first; you can resume it later."))) t.disabled = false;
