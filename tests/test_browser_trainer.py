@@ -195,15 +195,17 @@ def test_train_from_the_form_and_download_the_lora(studio, artifacts_dir, tmp_pa
         page.fill("#try-seed", "99")
         page.locator("#try-prompt").press("Control+Enter")
         expect(card).to_contain_text("Rendered 5 images", timeout=120_000)
-        expect(card.locator(".try-sweep-title")).to_have_text(["Base model", "checkpoint at step 120",
+        expect(card.locator(".try-sweep-title span")).to_have_text(["Base model", "checkpoint at step 120",
                                                                "final LoRA (step 240)"])
         page.wait_for_function("[...document.querySelectorAll('.try-card img')].every(i => i.naturalWidth > 0)")
         page.locator("#try-panel").screenshot(path=str(artifacts_dir / "trainer-try-checkpoints.png"))
-        # the checkpoint that looked best goes to the LoRA library under a name that says its step
+        # the checkpoint that looked best goes to the LoRA library under a name that says its step, from
+        # its row in the sweep (or the checkpoint list)
         checkpoint = page.locator("#checkpoints tr", has_text="120")
         expect(checkpoint.locator("a", has_text="Download")).to_have_attribute("download",
                                                                               "browser-lora-step120.safetensors")
-        checkpoint.locator("[data-publish]").click()
+        expect(card.locator(".try-sweep-title [data-publish]")).to_have_count(1)  # the final LoRA is there already
+        card.locator(".try-sweep-title [data-publish='120']").click()
         expect(checkpoint).to_contain_text("✓ browser-lora-step120.safetensors")
 
         # train more steps: a dialog says from where to where and about how long, then the same job goes on

@@ -84,9 +84,15 @@
     if (strengths.length === 1) {
       return row(base.concat(steps.filter((p) => p.lora !== null).map((p) => figure(render, p, render.loras[p.lora].label))));
     }
-    const titled = (title, items) => `<div class="try-sweep-row"><div class="try-sweep-title">${esc(title)}</div>${row(items)}</div>`;
+    const titled = (title, items, lora) => `<div class="try-sweep-row"><div class="try-sweep-title"><span>${esc(title)}</span>${lora ? toLibrary(lora) : ""}</div>${row(items)}</div>`;
     return (base.length ? titled("Base model", base) : "") + render.loras.map((lora, i) =>
-      titled(lora.label, steps.filter((p) => p.lora === i).map((p) => figure(render, p, `LoRA ${p.strength}`)))).join("");
+      titled(lora.label, steps.filter((p) => p.lora === i).map((p) => figure(render, p, `LoRA ${p.strength}`)), lora)).join("");
+  }
+
+  // A checkpoint that looks best goes to the library (job.js handles [data-publish], as in its checkpoint list).
+  function toLibrary(lora) {
+    return lora.final ? "" : ` <button type="button" class="small" data-publish="${Number(lora.step)}"
+      title="Add this checkpoint's LoRA to the LoRA library (and ComfyUI's loras)">To library</button>`;
   }
 
   function loraText(render) {
@@ -106,7 +112,8 @@
       <div class="try-head">${statusChip(render.status)}<span class="prompt">${esc(render.prompt)}</span>
         <span class="actions"><button type="button" data-try-reuse="${esc(render.id)}" title="Put these settings in the form">Use settings</button>
         <button type="button" data-try-delete="${esc(render.id)}" ${render.status === "running" ? "disabled" : ""}>Delete</button></span></div>
-      <div class="try-meta">seed ${render.seed} · ${render.width}×${render.height} · ${render.steps} steps · ${esc(loraText(render))}</div>
+      <div class="try-meta">seed ${render.seed} · ${render.width}×${render.height} · ${render.steps} steps · ${esc(loraText(render))}${
+        render.loras.length === 1 && render.status === "completed" ? toLibrary(render.loras[0]) : ""}</div>
       ${note}${images(render)}</div>`;
   }
 
