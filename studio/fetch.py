@@ -42,7 +42,7 @@ from studio.hub_files import (
     resolve_files,
     verify_file,
 )
-from studio.models_txt import ModelsFileError, ModelSpec, load_models_txt
+from studio.models_txt import COMFYUI_TARGET, ModelsFileError, ModelSpec, load_models_txt
 from studio.settings import Settings, SettingsError, load_settings
 from studio.workspace import Workspace, confined
 
@@ -50,6 +50,7 @@ log = logging.getLogger("studio.fetch")
 
 MANIFEST_NAME = ".studio-verified.json"
 EXIT_TEMPORARY = 75  # EX_TEMPFAIL: supervisord restarts the fetcher
+OPTIONAL_RESERVE = 15 * 10**9  # ComfyUI's copy of the model must leave this much for datasets and training
 __all__ = ["FetchError", "ProgressMeter", "RetryPolicy", "StatusFile", "fetch_model", "main", "run"]
 
 
@@ -208,12 +209,16 @@ def _check_disk_space(target_dir: Path, remotes: list[RemoteFile], manifest: Man
             have = 0
         missing += max(0, (remote.size or 0) - have)
     free = shutil.disk_usage(target_dir).free
-    if missing > free:
-        from studio.model_status import format_bytes
+    from studio.model_status import format_bytes
 
+    if missing > free:
         raise FetchError(f"Not enough disk space for {spec.name}: it needs {format_bytes(missing)} more and "
                          f"{target_dir} has {format_bytes(free)} free; enlarge the volume or free space.",
                          permanent=True)
+    if spec.target == COMFYUI_TARGET and missing and free - missing < OPTIONAL_RESERVE:
+        raise FetchError(f"{spec.name} was not downloaded: its {format_bytes(missing)} would leave less than "
+                         f"{format_bytes(OPTIONAL_RESERVE)} of the {format_bytes(free)} free for datasets and "
+                         "training. Enlarge the volume, or give ComfyUI model files of your own.", permanent=True)
 
 
 def _download(spec: ModelSpec, commit: str, remote: RemoteFile, target_dir: Path, settings: Settings,

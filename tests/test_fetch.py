@@ -538,6 +538,27 @@ def test_comfyuis_files_come_after_the_studios_once_comfyui_is_installed(make_se
     assert "models-comfyui.txt, line 1: target folder 'Z-Image-Turbo' is already used by models.txt" in status["error"]
 
 
+def test_comfyuis_files_never_take_the_space_training_needs(make_settings, hub, models_file, tmp_path, monkeypatch):
+    import shutil
+    from collections import namedtuple
+
+    hub.add("Comfy-Org/turbo", {"split_files/vae/ae.safetensors": _payload(70_000, 6)})
+    comfy_file = tmp_path / "models-comfyui.txt"
+    comfy_file.write_text("Comfy-Org/turbo main split_files/vae/ae.safetensors comfyui\n")
+    usage = namedtuple("usage", "total used free")
+    free = fetch.OPTIONAL_RESERVE + 50_000  # room for everything, but ComfyUI's copy would eat into the reserve
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(10 * free, 9 * free, free))
+    settings = make_settings(HF_ENDPOINT=hub.url)
+    (settings.root / "ComfyUI").mkdir(parents=True)
+    assert fetch.run(settings, models_file, policy=FAST, progress_interval=0.05, comfyui_file=comfy_file) == 0
+    entries = {m["key"]: m for m in read_json(Workspace(settings.root).model_status_file)["models"]}
+    assert entries["zimage"]["state"] == "ready" and entries["caption"]["state"] == "ready"
+    assert entries["comfyui"]["state"] == "error"
+    assert entries["comfyui"]["error"].startswith("turbo for ComfyUI was not downloaded: its 70.0 KB would leave less "
+                                                  "than 15.0 GB of the")
+    assert not (Workspace(settings.root).models / "comfyui" / "split_files" / "vae" / "ae.safetensors").exists()
+
+
 def test_the_shipped_comfyui_models_file_names_the_workflows_files():
     from studio.comfyui_models import category_folders, comfyui_specs
     from studio.models_txt import load_models_txt
