@@ -52,12 +52,22 @@ def studio(demo_root, tmp_path):
         web.stop()
 
 
+# Headless chromium shows no desktop notifications: a stand-in records what the page asks for.
+NOTIFICATIONS = """
+window.__notes = [];
+window.Notification = class { constructor(title, options) { window.__notes.push({ title, tag: options.tag }); }
+  close() {} static get permission() { return 'granted'; }
+  static requestPermission() { return Promise.resolve('granted'); } };
+"""
+
+
 def test_train_from_the_form_and_download_the_lora(studio, artifacts_dir, tmp_path):
     from playwright.sync_api import expect, sync_playwright
 
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
         page = browser.new_page(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
+        page.add_init_script(NOTIFICATIONS)
         problems = watch_page(page)
         page.set_default_timeout(30_000)
         page.goto(studio + "/new")
@@ -100,6 +110,9 @@ def test_train_from_the_form_and_download_the_lora(studio, artifacts_dir, tmp_pa
         assert len(jobs) == 1
         page.wait_for_selector("#progress > div")
         page.evaluate(RECORD_PROGRESS)
+        # a desktop notification when it ends, asked for once
+        page.locator("#btn-notify").click()
+        expect(page.locator("#btn-notify")).to_have_text("🔔 Notifying")
 
         # while it trains: the bar stands part-way and the chart has points
         page.wait_for_function("window.__widths.some(w => w > 0 && w < 100)", timeout=180_000)
@@ -110,6 +123,8 @@ def test_train_from_the_form_and_download_the_lora(studio, artifacts_dir, tmp_pa
         page.screenshot(path=str(artifacts_dir / "trainer-job-running.png"), full_page=True)
         expect(page.locator("#job-status .status")).to_have_text("completed", timeout=240_000)
         expect(page).to_have_title("✓ browser job · Trainer")  # the tab says it is done
+        assert page.evaluate("window.__notes") == [{"title": "✓ browser job: completed", "tag": "job-" + jobs[0]["id"]}]
+        expect(page.locator("#btn-notify")).to_be_hidden()
         widths = page.evaluate("window.__widths")
         moving = [w for w in widths if 0 < w < 100]
         assert widths[-1] == 100 and len(set(moving)) >= 1, widths

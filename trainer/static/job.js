@@ -168,6 +168,7 @@
   function update(detail) {
     const prev = job;
     renderJob(detail);
+    if (window.jobNotify) window.jobNotify(job);  // a desktop notification when it ends, if asked for
     const now = Date.now();
     const stepChanged = !prev || prev.step !== job.step || prev.status !== job.status;
     if (prev && prev.status !== job.status) trainer.pollWorkers();  // the worker chip follows at once
