@@ -72,6 +72,7 @@ class Job:
     idem_key: str | None = None
     fingerprint: str | None = None
     created_at: float = 0.0
+    queue_key: float | None = None  # its place in the queue: created_at, or earlier once moved to the front
     started_at: float | None = None
     stop_requested_at: float | None = None
     finished_at: float | None = None

@@ -1,8 +1,10 @@
 """The job store's schema and its migrations, numbered by SQLite's `user_version`.
 
 Version 1 is the first release's table of training jobs; version 2 is the one table of every kind of
-job. A database opens at any older version and is upgraded in one transaction, so a service that
-starts during the upgrade waits for it instead of reading half of it. A database newer than this code
+job; version 3 gives each job its place in its queue (`queue_key`). A new database is made at version 2
+and upgraded like any other, so every version's schema is built one way. A database opens at any
+older version and is upgraded in one transaction, so a service that starts during the upgrade waits
+for it instead of reading half of it. A database newer than this code
 is refused with a sentence saying so (an older release must not write into a schema it does not know).
 """
 
@@ -11,7 +13,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 
 class SchemaTooNew(RuntimeError):
@@ -97,8 +99,15 @@ def _to_v2(conn: sqlite3.Connection) -> None:
     conn.execute("DROP TABLE jobs_v1")
 
 
+def _to_v3(conn: sqlite3.Connection) -> None:
+    """Each job's place in its queue: its creation time, earlier once it is moved to the front."""
+    conn.execute("ALTER TABLE jobs ADD COLUMN queue_key REAL")
+    conn.execute("UPDATE jobs SET queue_key = created_at")
+    conn.execute("CREATE INDEX jobs_queue ON jobs(kind, status, queue_key)")
+
+
 # MIGRATIONS[n] upgrades a database at version n - 1 to version n.
-MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {2: _to_v2}
+MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {2: _to_v2, 3: _to_v3}
 
 
 def _has_table(conn: sqlite3.Connection, name: str) -> bool:
@@ -120,11 +129,12 @@ def migrate(conn: sqlite3.Connection) -> int:
         if found > SCHEMA_VERSION:
             raise SchemaTooNew(f"studio.db has job store version {found}, newer than this release knows "
                                f"({SCHEMA_VERSION}): update the studio's code instead of downgrading it.")
+        start = found
         if found == 0:
             _create(conn)
-        else:
-            for version in range(found + 1, SCHEMA_VERSION + 1):
-                MIGRATIONS[version](conn)
+            start = 2
+        for version in range(start + 1, SCHEMA_VERSION + 1):
+            MIGRATIONS[version](conn)
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
     except BaseException:
         conn.execute("ROLLBACK")

@@ -138,7 +138,7 @@ class JobStore:
 
     def queue(self, kind: str = "train") -> list[Job]:
         """Queued jobs of a kind in the order they will run."""
-        return self._rows("SELECT * FROM jobs WHERE status = 'queued' AND kind = ? ORDER BY created_at, id", (kind,))
+        return self._rows("SELECT * FROM jobs WHERE status = 'queued' AND kind = ? ORDER BY queue_key, id", (kind,))
 
     def count(self, statuses: tuple[str, ...], kind: str | None = None) -> int:
         sql = f"SELECT COUNT(*) FROM jobs WHERE status IN ({','.join('?' * len(statuses))})"
@@ -188,15 +188,16 @@ class JobStore:
             job_id = new_job_id(kind)
             row = conn.execute(
                 "INSERT INTO jobs (id, kind, name, dataset, dataset_version, parent_id, after_id, recipe, config,"
-                " total, message, owner, webhook_url, idem_key, fingerprint, created_at, updated_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING *",
+                " total, message, owner, webhook_url, idem_key, fingerprint, created_at, queue_key, updated_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING *",
                 (job_id, kind, name, dataset, dataset_version, parent_id, after_id, recipe, _dump(config or {}),
-                 total, message or "Queued.", owner, webhook_url, idem_key, fingerprint, now, now)).fetchone()
+                 total, message or "Queued.", owner, webhook_url, idem_key, fingerprint, now, now, now)).fetchone()
         return Job.from_row(row), True
 
     def restore(self, values: dict) -> int:
         """Insert a job with all its fields as given (history brought over from an older release);
         returns 1, or 0 when a job with that id is already here."""
+        values = {"queue_key": values.get("created_at"), **values}  # its place in a queue: when it was made
         values = {key: _dump(value) if key in JSON_COLUMNS else value for key, value in values.items()}
         names = ", ".join(values)
         with self.write() as conn:
@@ -229,10 +230,25 @@ class JobStore:
                 " stop_requested_at = NULL, finished_at = NULL, updated_at = ?"
                 " WHERE id = (SELECT id FROM jobs AS q WHERE q.status = 'queued' AND q.kind = ? AND (q.after_id IS NULL"
                 " OR EXISTS (SELECT 1 FROM jobs AS p WHERE p.id = q.after_id AND p.status = 'completed'))"
-                " ORDER BY q.created_at, q.id LIMIT 1) AND status = 'queued' RETURNING *",
+                " ORDER BY q.queue_key, q.id LIMIT 1) AND status = 'queued' RETURNING *",
                 (owner, now, now, now, kind),
             ).fetchone()
         return Job.from_row(row) if row else None
+
+    def move_to_front(self, job_id: str) -> Job:
+        """A queued job runs next (before every other queued job of its kind); 409 when it is not queued."""
+        with self.write() as conn:
+            row = conn.execute("SELECT kind, status FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            if row is None:
+                raise JobNotFound(f"There is no job {job_id!r}.")
+            if row["status"] != "queued":
+                raise JobStateError(f"Only a queued job can be moved; this one is {row['status']}.")
+            first = conn.execute("SELECT MIN(queue_key) FROM jobs WHERE status = 'queued' AND kind = ? AND id != ?",
+                                 (row["kind"], job_id)).fetchone()[0]
+            if first is not None:
+                conn.execute("UPDATE jobs SET queue_key = MIN(queue_key, ?), updated_at = ? WHERE id = ?",
+                             (first - 1.0, time.time(), job_id))
+        return self.get(job_id)
 
     def start(self, job_id: str, owner: str) -> Job | None:
         """queued -> running for one given job (an executor slot came free); None when it is no longer

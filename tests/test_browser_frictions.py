@@ -211,3 +211,22 @@ def test_finished_panels_and_toasts_step_aside(studio, page, viewport, tmp_path)
     page.evaluate("studio.toast('Something failed.', 'error')")
     page.click(".toast")
     expect(page.locator(".toast")).to_have_count(0, timeout=1000)
+
+
+@pytest.mark.parametrize("viewport", VIEWPORTS)
+def test_a_queued_job_can_run_next(studio, page, viewport):
+    from playwright.sync_api import expect
+
+    made = [studio.api(studio.trainer, "/api/jobs", {"name": f"{which} {viewport['width']}", "dataset": "dog-set",
+                                                     "config": {"steps": 10}})["job"]
+            for which in ("first", "second")]
+    page.goto(studio.trainer + "/")
+    rows = page.locator("#queue tr")
+    expect(rows.last).to_contain_text(made[1]["name"])  # the queue's order: the last made, last
+    rows.last.locator("[data-run-next]").click()
+    expect(rows.first).to_contain_text(made[1]["name"])  # it starts when the running job ends
+    expect(rows.first.locator("[data-run-next]")).to_have_count(0)
+    assert [job.id for job in studio.store().queue()][0] == made[1]["id"]
+    assert_no_sideways_scroll(page)
+    for job in made:
+        studio.store().request_stop(job["id"])  # out of the other tests' way

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from studio.jobs import JobStateError, JobStore
+from studio.jobs import JobNotFound, JobStateError, JobStore
 from studio.processes import process_token
 from studio.workspace import Workspace
 from trainer.recovery import reconcile
@@ -213,3 +213,39 @@ def test_versions_in_use_are_those_a_job_may_still_read(store):
     store.finish(done.id, "completed")
     store.finish(dead_end.id, "failed", resumable=False)
     assert set(store.versions_in_use()) == {"a" * 16, "b" * 16}
+
+
+def test_a_queued_job_can_run_next(store):
+    first, second, third = (store.create("train", name=n, recipe="r", dataset="d")[0] for n in "abc")
+    caption, _ = store.create("caption", dataset="d")
+    assert store.move_to_front(third.id).status == "queued"
+    assert [job.id for job in store.queue()] == [third.id, first.id, second.id]
+    assert store.move_to_front(third.id).queue_key == store.get(third.id).queue_key  # first already: no change
+    assert [job.id for job in store.queue("caption")] == [caption.id]  # other kinds keep their own queue
+    assert store.claim("train", "1:a").id == third.id
+    with pytest.raises(JobStateError):
+        store.move_to_front(third.id)  # running
+    with pytest.raises(JobNotFound):
+        store.move_to_front("nope")
+    # a stopped job resumed later keeps the place it had
+    store.finish(third.id, "stopped", resumable=True)
+    store.resume(third.id)
+    assert [job.id for job in store.queue()] == [third.id, first.id, second.id]
+
+
+def test_a_version_2_database_gets_queue_places_in_creation_order(tmp_path):
+    import sqlite3
+
+    from studio import job_schema
+
+    conn = sqlite3.connect(tmp_path / "studio.db", isolation_level=None)
+    job_schema._create(conn)  # the version 2 table, as the previous release made it
+    conn.execute("PRAGMA user_version = 2")
+    for index, job_id in enumerate(("b-later", "a-earlier")):
+        conn.execute("INSERT INTO jobs (id, kind, created_at, updated_at) VALUES (?, 'train', ?, ?)",
+                     (job_id, 100.0 - index, 100.0))
+    conn.close()
+    store = JobStore(tmp_path / "studio.db")
+    assert [job.id for job in store.queue()] == ["a-earlier", "b-later"]
+    assert store.get("b-later").queue_key == 100.0
+    assert store._conn().execute("PRAGMA user_version").fetchone()[0] == job_schema.SCHEMA_VERSION

@@ -173,6 +173,14 @@ def stop_job(job_id):
     return jsonify({"job": job.public()})
 
 
+@bp.post("/api/jobs/<job_id>/run-next")
+def run_next(job_id):
+    """A queued job moves to the front of the queue: it starts when the running one ends."""
+    job = store().move_to_front(load_job(job_id).id)
+    announce(job)
+    return jsonify({"job": job.public()})
+
+
 @bp.post("/api/jobs/<job_id>/resume")
 def resume_job(job_id):
     job = load_job(job_id)

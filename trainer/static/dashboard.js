@@ -45,7 +45,7 @@
   }
 
   function renderQueue(jobs, schedule) {
-    const queued = jobs.filter((j) => j.status === "queued").reverse();
+    const queued = jobs.filter((j) => j.status === "queued").sort((a, b) => a.queue_key - b.queue_key);  // run order
     const last = queued.length && schedule[queued[queued.length - 1].id];
     document.getElementById("queue-count").textContent = queued.length
       ? `${queued.length} waiting${last ? ` · all done in ${fromNow(last.done_in_s)}` : ""}` : "";
@@ -54,7 +54,7 @@
       <div class="muted" style="font-size:12px">${esc(j.dataset)} · ${studio.plural(j.total_steps, "step")}${!schedule[j.id] ? ""
         : schedule[j.id].starts_in_s < 5 ? " · starts now" : ` · starts in ${fromNow(schedule[j.id].starts_in_s)}`}</div>
       ${(j.message || "").startsWith("Waiting for the") ? `<div class="muted" style="font-size:12px">${esc(j.message)}</div>` : ""}</td>
-      <td style="text-align:right"><button data-cancel="${esc(j.id)}">Cancel</button></td></tr>`).join("")}</tbody></table>`
+      <td style="text-align:right">${i ? `<button data-run-next="${esc(j.id)}" title="Move it to the front: it starts when the running job ends">Run next</button> ` : ""}<button data-cancel="${esc(j.id)}">Cancel</button></td></tr>`).join("")}</tbody></table>`
       : `<div class="empty">The queue is empty.</div>`;
   }
 
@@ -97,6 +97,11 @@
     const stop = e.target.closest("[data-stop]"), cancel = e.target.closest("[data-cancel]");
     if (stop) { stop.disabled = true; await act(stop.dataset.stop, "stop", "Stop this job? It saves a checkpoint first and can be resumed."); }
     if (cancel) { cancel.disabled = true; await act(cancel.dataset.cancel, "stop"); }
+    const next = e.target.closest("[data-run-next]");
+    if (next) {
+      next.disabled = true;
+      if (await act(next.dataset.runNext, "run-next")) render(await studio.api("/api/jobs?limit=50"));
+    }
     if (e.target.id === "compare-btn") { location.href = e.target.dataset.href; return; }
     const row = e.target.closest("tr[data-job]");
     if (row && !e.target.closest("a, button, input, td.pick")) location.href = `/jobs/${encodeURIComponent(row.dataset.job)}`;
