@@ -177,6 +177,11 @@ def test_twenty_steps_reduce_loss_and_write_a_comfyui_lora(tmp_path, demo_paths)
     assert meta["base_model"] == "Tongyi-MAI/Z-Image-Turbo" and meta["lora_rank"] == "4"
     assert meta["steps"] == "20" and meta["trigger_word"] == "zkw" and json.loads(meta["resolution"]) == [64]
     assert len(meta["dataset_hash"]) == 64
+    # what LoRA managers and model sites read: base model, title, trigger word
+    assert meta["modelspec.architecture"] == "z-image-turbo/lora" and meta["ss_base_model_version"] == "z-image-turbo"
+    assert meta["modelspec.title"] == meta["ss_output_name"] == lora_path.stem
+    assert meta["modelspec.trigger_phrase"] == "zkw" and meta["modelspec.resolution"] == "64x64"
+    assert json.loads(meta["ss_tag_frequency"]) == {lora_path.stem: {"zkw": int(meta["ss_num_train_images"])}}
     adapter = _lora(demo_paths.training_adapter)
     trained = _lora(lora_path)
     assert not any(torch.equal(trained[k], adapter[k]) for k in keys if k in adapter)

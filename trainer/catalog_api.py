@@ -155,9 +155,11 @@ def _loose_files(entries: list[dict]) -> list[dict]:
         if path.name in known:
             continue
         stat = path.stat()
+        meta = library.safetensors_metadata(path)
         loose.append({"job_id": None, "name": path.stem, "file": path.name, "path": path.name, "size": stat.st_size,
                       "dataset": None, "recipe": None, "finished_at": stat.st_mtime, "steps": None, "loss": None,
-                      "metadata": library.safetensors_metadata(path), "samples": None, "trigger_word": None,
+                      "metadata": meta, "samples": None,
+                      "trigger_word": meta.get("modelspec.trigger_phrase") or meta.get("trigger_word") or None,
                       "library_file": path.name, "download_url": f"/api/library/files/{quote(path.name)}"})
     return loose
 

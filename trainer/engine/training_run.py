@@ -156,7 +156,7 @@ class TrainingRun:
         progress.start_step = self.start
         progress.restart_clock(self.start)
         self.sampler = Sampler(config, self.paths, dev, self.cached.embeddings, self.adapter, self.autocast_dtype)
-        self.metadata = _metadata(config, self.paths, dataset_hash(items))
+        self.metadata = _metadata(config, self.paths, dataset_hash(items), len(items))
         self.metrics = MetricsWriter(self.job_dir / "metrics.jsonl", self.start)
 
     # ------------------------------------------------------------ one step of the job
@@ -342,8 +342,12 @@ class TrainingRun:
         }
 
 
-def _metadata(config, paths, data_hash: str) -> dict[str, str]:
-    """safetensors metadata (all strings). The LoRA never includes the training adapter."""
+def _metadata(config, paths, data_hash: str, images: int) -> dict[str, str]:
+    """safetensors metadata (all strings). The LoRA never includes the training adapter. Then the
+    modelspec.* and ss_* keys that LoRA managers, ComfyUI extensions and model sites read to show the base
+    model, the title and the trigger word."""
+    trigger = config.trigger_word.strip()
+    side = max(config.resolutions)
     return {
         "format": "pt",
         "name": config.name,
@@ -360,6 +364,17 @@ def _metadata(config, paths, data_hash: str) -> dict[str, str]:
         "dtype": config.save_dtype,
         "training_adapter": f"{zmodel.ADAPTER_REPO} merged during training, not included",
         "demo": str(bool(getattr(paths, "demo", False))).lower(),
+        "software": "Z-Image Studio",
+        "modelspec.sai_model_spec": "1.0.0",
+        "modelspec.architecture": "z-image-turbo/lora",
+        "modelspec.title": config.name,
+        "modelspec.resolution": f"{side}x{side}",
+        "modelspec.date": time.strftime("%Y-%m-%d", time.gmtime()),
+        **({"modelspec.trigger_phrase": trigger} if trigger else {}),
+        "ss_base_model_version": "z-image-turbo",
+        "ss_output_name": config.name,
+        "ss_num_train_images": str(images),
+        **({"ss_tag_frequency": json.dumps({config.name: {trigger: images}})} if trigger else {}),
     }
 
 

@@ -29,7 +29,7 @@
         l.proof.workflow && `<a href="${esc(l.proof.workflow)}" download="${esc(l.file.replace(/\.safetensors$/, ""))}-comfyui-workflow.json"
           title="Drop it onto ComfyUI">ComfyUI workflow</a>`]
         .filter(Boolean).join(" · ") : "";
-      const meta = Object.entries(l.metadata || {}).filter(([k]) => !k.startsWith("_")).slice(0, 12)
+      const meta = Object.entries(l.metadata || {}).filter(([k]) => !k.startsWith("_")).slice(0, 40)
         .map(([k, v]) => `<dt>${esc(k)}</dt><dd title="${esc(v)}">${esc(v)}</dd>`).join("");
       return `<article class="panel lora-card" data-job="${esc(l.job_id)}">
         ${shots ? `<div class="preview${pairs && pairs.length ? " pairs" : ""}">${shots}</div>${legend}` : ""}
