@@ -54,7 +54,7 @@
       <div class="muted" style="font-size:12px">${esc(j.dataset)} · ${studio.plural(j.total_steps, "step")}${!schedule[j.id] ? ""
         : schedule[j.id].starts_in_s < 5 ? " · starts now" : ` · starts in ${fromNow(schedule[j.id].starts_in_s)}`}</div>
       ${(j.message || "").startsWith("Waiting for the") ? `<div class="muted" style="font-size:12px">${esc(j.message)}</div>` : ""}</td>
-      <td style="text-align:right">${i ? `<button data-run-next="${esc(j.id)}" title="Move it to the front: it starts when the running job ends">Run next</button> ` : ""}<button data-cancel="${esc(j.id)}">Cancel</button></td></tr>`).join("")}</tbody></table>`
+      <td style="text-align:right;white-space:nowrap">${i ? `<button data-run-next="${esc(j.id)}" title="Move it to the front: it starts when the running job ends">Run next</button> ` : ""}<button data-cancel="${esc(j.id)}">Cancel</button></td></tr>`).join("")}</tbody></table>`
       : `<div class="empty">The queue is empty.</div>`;
   }
 

@@ -20,7 +20,7 @@
     const on = wanted() && Notification.permission === "granted";
     button.classList.toggle("active", on);
     button.setAttribute("aria-pressed", String(on));
-    button.textContent = on ? "🔔 Notifying" : "🔔 Notify me";
+    button.textContent = on ? "Notifying ✓" : "Notify me";
     button.title = on ? "A desktop notification comes when this job ends; click to turn it off"
       : "Get a desktop notification when this job ends, even with this tab in the background";
   }
