@@ -150,6 +150,8 @@ def test_the_process_waits_for_a_next_render_only_while_nothing_else_needs_the_g
     store.update(other.id, config={**other.config, "quantize_base": "float8"})
     assert render_job.next_render(store, owner, session, 60.0) is None
     assert store.get(other.id).status == "queued"
+    store.update(other.id, config={"prompt": "no strengths"})  # unreadable: left to a fresh process, which fails it
+    assert render_job.next_render(store, owner, session, 60.0) is None
     store.delete(other.id)
     # training or captioning waiting: no waiting at all; nothing queued: it waits, then ends
     naps, clock = [], iter(range(1000))  # the clock ticks a second at each look at the queue

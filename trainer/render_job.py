@@ -118,8 +118,12 @@ def next_render(store: JobStore, owner: str, session, keep_warm_s: float, *,
     while True:
         queued = store.queue(renders.KIND)
         if queued:
-            if not session.fits(request_of(queued[0].config)):
-                return None  # other memory settings: a fresh process serves it
+            try:
+                fits = session.fits(request_of(queued[0].config))
+            except (KeyError, TypeError, ValueError):
+                fits = False  # not a render this code can read: a fresh process fails it with a reason
+            if not fits:
+                return None  # or other memory settings: a fresh process serves it
             claimed = store.start(queued[0].id, owner)
             if claimed is None:
                 continue  # deleted meanwhile
