@@ -9,10 +9,9 @@ import re
 import secrets
 import shutil
 import time
-import zipfile
 from pathlib import Path
 
-from flask import Blueprint, Response, jsonify, stream_with_context
+from flask import Blueprint, jsonify
 from PIL import Image
 
 from app import context
@@ -24,6 +23,7 @@ from studio.jobs import ACTIVE, JobError
 from studio.text import name_list, plural
 from studio.web import ApiError, json_body
 from studio.workspace import Workspace
+from studio.zip_stream import zip_response
 
 bp = Blueprint("export", __name__)
 TRAINER_EXTENSIONS = {".jpg", ".jpeg", ".png", ".webp"}
@@ -148,58 +148,21 @@ def export_progress(dataset_id: str):
     return jsonify({"job": context.latest_job(dataset, "export"), "last_export": dataset.meta().get("last_export")})
 
 
-class _Sink:
-    """A write-only file for zipfile that hands written bytes to the response as they come."""
-
-    def __init__(self):
-        self.parts: list[bytes] = []
-        self.offset = 0
-
-    def write(self, data) -> int:
-        self.parts.append(bytes(data))
-        self.offset += len(data)
-        return len(data)
-
-    def tell(self) -> int:
-        return self.offset
-
-    def flush(self) -> None:
-        return None
-
-    def take(self) -> bytes:
-        data = b"".join(self.parts)
-        self.parts.clear()
-        return data
-
-
 @bp.get("/api/datasets/<dataset_id>/download")
 def download(dataset_id: str):
     dataset = context.dataset(dataset_id)
     meta = dataset.meta()
     names = dataset.image_names()
 
-    def generate():
-        sink = _Sink()
-        with zipfile.ZipFile(sink, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as archive:
-            for image in names:
-                path = dataset.image_path(image)
-                if not path.is_file():
-                    continue
-                with open(path, "rb") as source, archive.open(image, "w", force_zip64=True) as entry:
-                    for block in iter(lambda s=source: s.read(1 << 20), b""):
-                        entry.write(block)
-                        yield sink.take()
-                caption = dataset.read_caption(image)
-                if caption is not None:
-                    archive.writestr(os.path.splitext(image)[0] + ".txt", caption)
-                yield sink.take()
-            archive.writestr("dataset.json", _public_meta(meta))
-        yield sink.take()
+    def entries():
+        for image in names:
+            yield image, dataset.image_path(image)
+            caption = dataset.read_caption(image)
+            if caption is not None:
+                yield os.path.splitext(image)[0] + ".txt", caption.encode()
+        yield "dataset.json", _public_meta(meta).encode()
 
-    filename = slugify(meta.get("name") or dataset.id) + ".zip"
-    headers = {"Content-Disposition": f'attachment; filename="{filename}"', "X-Accel-Buffering": "no",
-               "Cache-Control": "no-cache, no-transform"}
-    return Response(stream_with_context(generate()), mimetype="application/zip", headers=headers)
+    return zip_response(slugify(meta.get("name") or dataset.id) + ".zip", entries())
 
 
 def _public_meta(meta: dict) -> str:

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+import zipfile
 
 import pytest
 
@@ -166,6 +167,13 @@ def test_train_from_the_form_and_download_the_lora(studio, artifacts_dir, tmp_pa
         data = target.read_bytes()
         header = json.loads(data[8:8 + int.from_bytes(data[:8], "little")])
         assert any(key.startswith("diffusion_model.layers.") for key in header)
+        # everything the job made, in one ZIP, before the pod goes
+        expect(page.locator("#btn-bundle")).to_have_text(re.compile(r"^Download all \(\d"))
+        with page.expect_download() as info:
+            page.locator("#btn-bundle").click()
+        names = zipfile.ZipFile(info.value.path()).namelist()
+        assert {"browser-lora/browser-lora.safetensors", "browser-lora/checkpoints/browser-lora-step120.safetensors",
+                "browser-lora/comfyui_workflow.json", "browser-lora/log.txt"} <= set(names)
 
         # try the LoRA: one prompt and seed at the chosen strengths side by side, rendered by the worker
         page.locator("#try-link").click()  # beside the download

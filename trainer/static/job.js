@@ -9,6 +9,8 @@
   let job = null, logOffset = -1, lastStep = -1, samples = [], view = "gallery", lastSamplesKey = "", stepSplit = null;
   let logBusy = false, metricsBusy = false, samplesBusy = false, lastLog = 0, lastSamples = 0;
   const comfyui = !!document.querySelector("[data-tool='comfyui']");  // installed: the top bar links it
+  const FINISHED = new Set(["completed", "failed", "stopped", "interrupted"]);
+  let bundleFor = null;
 
   function renderJob(detail) {
     job = detail.job;
@@ -46,6 +48,8 @@
     $("btn-stop").hidden = !["queued", "running", "stopping"].includes(job.status);
     $("btn-stop").disabled = job.status === "stopping";
     $("btn-resume").hidden = !["stopped", "failed"].includes(job.status);
+    $("btn-bundle").hidden = job.status === "queued" && !job.started_at;  // nothing on disk yet
+    if (FINISHED.has(job.status) && bundleFor !== `${job.status}:${job.step}`) labelBundle(`${job.status}:${job.step}`);
     $("lora-box").innerHTML = detail.lora ? `<div class="download-lora"><div><strong>${esc(detail.lora.file)}</strong>
       <div class="muted" style="font-size:12px">${studio.formatBytes(detail.lora.size)} · loads in ComfyUI and diffusers</div>
       ${proofLinks(detail.proof)}</div>
@@ -73,6 +77,15 @@
       `bwd ${ms(t.backward_ms)} · opt ${ms(t.optimizer_ms)}`;
     $("s-split").title = `Average over the last ${t.steps} step(s): data, forward, backward and optimizer time`;
     $("s-split").hidden = false;
+  }
+
+  // "Download all" says how big the archive is once the job has ended (its files no longer change).
+  async function labelBundle(key) {
+    bundleFor = key;
+    try {
+      const info = await studio.api(`/api/jobs/${jobId}/bundle`);
+      $("btn-bundle").textContent = `Download all (${studio.formatBytes(info.size)})`;
+    } catch (e) { bundleFor = null; }
   }
 
   function renderCheckpoints(list) {

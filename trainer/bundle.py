@@ -1,0 +1,77 @@
+"""Everything a job made, in one ZIP, so nothing is lost when the pod goes: the LoRA with its README,
+proof and ComfyUI workflow, every checkpoint's LoRA under a name that says its step, every preview, the
+Try-the-LoRA renders with their prompts, and the run's config, metrics and log.
+
+    GET /api/jobs/<id>/download.zip   the archive, streamed as it is written
+    GET /api/jobs/<id>/bundle         what it holds: {"files", "size"} (the page labels its link)
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from flask import Blueprint, jsonify
+
+from studio.jobs import Job
+from studio.workspace import Workspace
+from studio.zip_stream import Entry, zip_response
+from trainer import library, renders
+from trainer.jobs_api import load_job, store, workspace
+
+bp = Blueprint("bundle", __name__)
+
+
+def _files(folder: Path) -> list[Path]:
+    """Files under `folder`, in order, without hidden ones (half-written files and small previews)."""
+    if not folder.is_dir():
+        return []
+    return sorted(path for path in folder.rglob("*") if path.is_file()
+                  and not any(part.startswith(".") for part in path.relative_to(folder).parts))
+
+
+def entries(space: Workspace, job: Job) -> list[Entry]:
+    job_dir = space.jobs / job.id
+    top = job.config.get("name") or job.id
+    out: list[Entry] = [(f"{top}/{path.name}", path) for path in _files(job_dir / "lora")]
+    out += [(f"{top}/checkpoints/{library.checkpoint_name(job, entry['step'])}", job_dir / entry["file"])
+            for entry in library.checkpoints(job_dir)]
+    out += [(f"{top}/previews/{path.relative_to(job_dir / 'samples').as_posix()}", path)
+            for path in _files(job_dir / "samples")]
+    made = store().list(("completed",), parent_id=job.id, kind=renders.KIND, limit=200)
+    for render in made:
+        folder = job_dir / "renders" / render.id
+        files = [image.get("file") for image in (render.result or {}).get("images") or [] if isinstance(image, dict)]
+        out += [(f"{top}/renders/{render.id}/{file}", folder / file)
+                for file in files if isinstance(file, str) and file and Path(file).name == file]
+    if made:
+        listing = [{key: value for key, value in renders.public(render).items() if key != "images"}
+                   | {"images": (render.result or {}).get("images") or []} for render in made]
+        out.append((f"{top}/renders/renders.json", json.dumps(listing, indent=1).encode()))
+    out.append((f"{top}/config.json", json.dumps({"name": job.name, "recipe": job.recipe, "dataset": job.dataset,
+                                                  "dataset_version": job.dataset_version, "config": job.config},
+                                                 indent=1).encode()))
+    out += [(f"{top}/{name}", job_dir / name) for name in ("metrics.jsonl", "log.txt") if (job_dir / name).is_file()]
+    return out
+
+
+def size_of(items: list[Entry]) -> int:
+    total = 0
+    for _, content in items:
+        try:
+            total += len(content) if isinstance(content, bytes) else content.stat().st_size
+        except OSError:
+            continue
+    return total
+
+
+@bp.get("/api/jobs/<job_id>/bundle")
+def bundle_info(job_id):
+    items = entries(workspace(), load_job(job_id))
+    return jsonify({"files": len(items), "size": size_of(items)})
+
+
+@bp.get("/api/jobs/<job_id>/download.zip")
+def bundle_download(job_id):
+    job = load_job(job_id)
+    return zip_response(f"{job.config.get('name') or job.id}.zip", entries(workspace(), job))
