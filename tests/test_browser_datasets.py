@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 from pathlib import Path
 
 from PIL import Image
@@ -132,6 +133,30 @@ def test_dataset_manager_in_the_browser(studio_root, artifacts_dir, tmp_path):
         expect(page.locator("#cap-message")).to_contain_text("Captioned 6 of 6 images", timeout=30_000)
         page.click("#caption-dialog [data-close]")
         expect(page.locator("#count-uncaptioned")).to_have_text("0")
+        # one image again, from the editor: only it is re-captioned, and the editor shows the new caption
+        page.locator('.tile[data-name="photo 02.png"]').click()
+        expect(page.locator("#caption")).to_have_value("a blue bicycle leaning on a wall")
+        page.click("#ed-caption")
+        expect(page.locator("#cap-target")).to_contain_text("Only photo 02.png")
+        expect(page.locator("#cap-start")).to_have_text("Re-caption the image (replace)")
+        page.click("#cap-start")
+        expect(page.locator("#cap-message")).to_contain_text("Captioned 1 of 1 image", timeout=30_000)
+        page.click("#caption-dialog [data-close]")
+        expect(page.locator("#caption")).to_have_value(re.compile(r"^\d+px "))  # the caption service's answer
+        expect(page.locator('.tile[data-name="photo 01.png"] .cap')).not_to_contain_text("px ")
+        page.click("#btn-undo")  # the caption it replaced comes back
+        expect(page.locator("#caption")).to_have_value("a blue bicycle leaning on a wall")
+        # the selected images only
+        page.keyboard.press("Escape")
+        page.click("#btn-select")
+        for name in ("photo 05.png", "photo 06.png"):
+            page.locator(f'.tile[data-name="{name}"]').click()
+        page.click("#btn-caption-selected")
+        expect(page.locator("#cap-target")).to_contain_text("Only the 2 selected images")
+        page.click("#cap-start")
+        expect(page.locator("#cap-message")).to_contain_text("Captioned 2 of 2 images", timeout=30_000)
+        page.click("#caption-dialog [data-close]")
+        page.click("#btn-select")  # done selecting
 
         # export for the trainer
         page.click("#btn-export")

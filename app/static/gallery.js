@@ -275,6 +275,8 @@
     const n = state.selected.size;
     $("btn-delete-selected").hidden = n === 0;
     $("btn-delete-selected").textContent = `Delete ${n} selected`;
+    $("btn-caption-selected").hidden = n === 0;
+    $("btn-caption-selected").textContent = `Caption ${n} selected`;
     $("btn-select").textContent = state.selecting ? "Done selecting" : "Select";
     $("grid").classList.toggle("selecting", state.selecting);
   }

@@ -117,9 +117,18 @@
 
   // The dialog offers what makes sense for the dataset now: with every image captioned, "only
   // uncaptioned" would do nothing, so it says so and offers re-captioning (replacing) explicitly.
+  // `target`: the images a run is for (the selection, or the image open in the editor); null: all of them.
+  let target = null;
   function refreshCaptionSetup() {
     const meta = ds.state.meta || {};
-    const total = meta.images || 0, missing = total - (meta.captioned || 0);
+    let total = meta.images || 0, missing = total - (meta.captioned || 0);
+    if (target) {
+      const known = new Map(ds.state.images.map((img) => [img.name, img]));
+      total = target.length;
+      missing = target.filter((name) => !((known.get(name) || {}).caption || "").trim()).length;
+      $("cap-target-text").textContent = total === 1 ? `Only ${target[0]}, ` : `Only the ${total} selected images, `;
+    }
+    $("cap-target").hidden = !target;
     const allDone = total > 0 && missing === 0;
     const skip = $("cap-mode").querySelector('option[value="skip"]');
     skip.disabled = allDone;
@@ -137,20 +146,29 @@
   }
   $("cap-mode").addEventListener("change", () => { modeChosen = true; refreshCaptionSetup(); });
 
-  $("btn-autocaption").onclick = () => {
+  $("btn-autocaption").onclick = () => openCaption(ds.state.selecting && ds.state.selected.size ? [...ds.state.selected] : null);
+  $("btn-caption-selected").onclick = () => openCaption([...ds.state.selected]);
+  $("ed-caption").onclick = () => {
+    const img = ds.state.images[ds.state.current];
+    if (img) openCaption([img.name]);
+  };
+  $("cap-target-all").onclick = (ev) => { ev.preventDefault(); target = null; modeChosen = false; refreshCaptionSetup(); };
+  function openCaption(names) {
+    target = names; modeChosen = false;
     $("caption-error").textContent = "";
     refreshCaptionSetup();
     $("caption-dialog").showModal();
     checkService();
     clearInterval(serviceTimer);
     serviceTimer = setInterval(() => { if ($("caption-dialog").open) checkService(); else clearInterval(serviceTimer); }, 5000);
-  };
+  }
   $("caption-form").onsubmit = async (ev) => {
     ev.preventDefault();
     $("caption-error").textContent = "";
     try {
       const job = await api(`${ds.base}/caption`, { method: "POST", json: {
-        mode: $("cap-mode").value, style: $("cap-style").value, prompt: $("cap-prompt").value } });
+        mode: $("cap-mode").value, style: $("cap-style").value, prompt: $("cap-prompt").value,
+        ...(target ? { names: target } : {}) } });
       followCaption(job.id);
     } catch (e) { $("caption-error").textContent = e.message; }
   };
