@@ -149,6 +149,10 @@ def test_dataset_manager_in_the_browser(studio_root, artifacts_dir, tmp_path):
         # the selected images only
         page.keyboard.press("Escape")
         page.click("#btn-select")
+        page.click("#btn-select-all")  # every image the filter shows
+        expect(page.locator("#btn-caption-selected")).to_have_text("Caption 9 selected")
+        page.click("#btn-select")  # done selecting: the selection goes
+        page.click("#btn-select")
         for name in ("photo 05.png", "photo 06.png"):
             page.locator(f'.tile[data-name="{name}"]').click()
         page.click("#btn-caption-selected")

@@ -277,6 +277,8 @@
     $("btn-delete-selected").textContent = `Delete ${n} selected`;
     $("btn-caption-selected").hidden = n === 0;
     $("btn-caption-selected").textContent = `Caption ${n} selected`;
+    $("btn-select-all").hidden = !state.selecting;
+    $("btn-select-all").textContent = `Select all ${state.total}`;
     $("btn-select").textContent = state.selecting ? "Done selecting" : "Select";
     $("grid").classList.toggle("selecting", state.selecting);
   }
@@ -286,6 +288,20 @@
     updateSelection();
   };
   $("btn-delete-selected").onclick = () => deleteNames([...state.selected]);
+  // Every image the filter and search show, the pages not scrolled to yet included.
+  $("btn-select-all").onclick = async () => {
+    const gen = state.gen;
+    while (state.loading) await new Promise((r) => setTimeout(r, 100));  // a page on its way
+    let before = -1;
+    while (gen === state.gen && state.images.length < state.total && state.images.length !== before) {
+      before = state.images.length;
+      await loadMore();  // a page that does not come (an error, already said) ends the loop
+    }
+    if (gen !== state.gen) return;
+    state.images.forEach((img) => state.selected.add(img.name));
+    $("grid").querySelectorAll(".tile").forEach((t) => t.classList.add("selected"));
+    updateSelection();
+  };
 
   function confirmDialog(title, text, ok = "Delete") {
     return new Promise((resolve) => {
