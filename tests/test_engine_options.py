@@ -25,10 +25,11 @@ SPEED_OFF = {"gradient_checkpointing": "off", "compile": False, "attention_backe
              "quantize_base": "none", "float8_matmuls": False}
 SELECTIVE = {**SPEED_OFF, "gradient_checkpointing": "selective", "log_every": 3}
 MIRRORED = {**SPEED_OFF, "flip_horizontal": True}
+AVERAGED = {**SPEED_OFF, "ema_decay": 0.9, "log_every": 3}
 
 
-@pytest.mark.parametrize("options", [SPEED_ON, SELECTIVE, SPEED_OFF, MIRRORED],
-                         ids=["options-on", "selective", "options-off", "mirrored"])
+@pytest.mark.parametrize("options", [SPEED_ON, SELECTIVE, SPEED_OFF, MIRRORED, AVERAGED],
+                         ids=["options-on", "selective", "options-off", "mirrored", "ema"])
 def test_exact_resume_with_the_speed_options(tmp_path, demo_paths, options):
     dataset = make_dataset(tmp_path / "datasets" / "toy")
     cfg = tiny_config(steps=8, save_every=4, keep_last=3, caption_dropout=0.3, timestep_sampling="weighted",
@@ -224,3 +225,48 @@ def test_a_changed_preview_setting_renders_the_base_again(tmp_path, demo_paths):
     assert [p["key"] for p in first] != [p["key"] for p in second]
     step4 = json.loads((job / "samples" / "step_000004" / "prompts.json").read_text())["prompts"]
     assert [p["base_key"] for p in step4] == [p["key"] for p in second]
+
+
+def test_with_ema_decay_the_lora_written_is_the_average_and_training_goes_on_with_its_own_weights(tmp_path,
+                                                                                                   demo_paths):
+    from safetensors.torch import load_file
+
+    from trainer.engine import model as zmodel
+
+    dataset = make_dataset(tmp_path / "datasets" / "toy")
+    cfg = tiny_config(steps=6, save_every=3, ema_decay=0.8, save_dtype="fp32", learning_rate=1e-2)
+    job = tmp_path / "jobs" / "ema"
+    result = train(cfg, dataset, job, demo_paths, TrainingControl(job), None, device="cpu", cache_dir=tmp_path / "c")
+    state = torch.load(job / "checkpoints" / "step_000006" / "state.pt", weights_only=False)
+    names = list(state["lora"])
+    written = load_file(str(result["lora_path"]))
+    for name, own, average in zip(names, state["lora"].values(), state["ema"], strict=True):
+        key = zmodel.COMFY_PREFIX + name.replace(".default", "")
+        if key not in written:
+            continue
+        scale = 1.0 if ".lora_A." in name else cfg.lora_alpha / cfg.rank
+        assert torch.allclose(written[key], average * scale)  # the average, not the last step's weights
+        if ".lora_B." in name:
+            assert not torch.allclose(own, average)
+    assert written.keys() == load_file(str(job / "checkpoints" / "step_000006" / "lora.safetensors")).keys()
+
+
+def test_the_moving_average_warms_up_and_gives_the_weights_back():
+    from trainer.engine.ema import LoraEMA, decay_at
+
+    param = torch.nn.Parameter(torch.zeros(3))
+    ema = LoraEMA([param], 0.9)
+    with torch.no_grad():
+        param.fill_(1.0)
+    ema.update(1)  # warm-up: decay (1 + 1) / (10 + 1)
+    assert torch.allclose(ema.shadow[0], torch.full((3,), 1 - decay_at(0.9, 1)))
+    assert decay_at(0.9, 1000) == 0.9
+    with ema.applied():
+        assert torch.equal(param.detach(), ema.shadow[0])
+    assert torch.equal(param.detach(), torch.ones(3))
+    saved = ema.state_dict()
+    other = LoraEMA([param], 0.9)
+    other.load_state_dict(saved)
+    assert torch.equal(other.shadow[0], ema.shadow[0])
+    with pytest.raises(ValueError):
+        other.load_state_dict([torch.zeros(4)])

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import torch
 
 from trainer.engine.device_data import DeviceData
+from trainer.engine.ema import LoraEMA
 from trainer.engine.errors import TrainingError
 from trainer.engine.progress import MetricsWriter, Progress  # noqa: F401 - re-exported for callers
 from trainer.engine.step_timing import StepTimer
@@ -134,6 +135,12 @@ class TrainingLoop:
         self.skip_on_device = False  # set by setup_optimizer
         default_every = 1 if device.type != "cuda" else GPU_LOG_EVERY
         self.log_every = getattr(config, "log_every", None) or default_every
+        decay = getattr(config, "ema_decay", 0.0) or 0.0
+        self.ema = LoraEMA(params, decay) if decay > 0 else None
+
+    def averaged(self):
+        """Inside: the LoRA holds its moving average (ema_decay), to write or render it; else unchanged."""
+        return self.ema.applied() if self.ema is not None else contextlib.nullcontext()
 
     def setup_optimizer(self, log: Callable[[str], None]) -> None:
         self.optimizer = make_optimizer(self.config, self.params, self.device, log)
@@ -194,6 +201,8 @@ class TrainingLoop:
             self.optimizer.step()
         elif bool(finite):  # waits for the GPU; free on the CPU
             self.optimizer.step()
+        if self.ema is not None:
+            self.ema.update(st.step + 1)
         timer.mark("optimizer")
         st.step += 1
         self.pending.append((st.step, total, finite, lr, time.time()))
@@ -232,6 +241,7 @@ class TrainingLoop:
             "optimizer": self.optimizer.state_dict(),
             "generator": self.generator.get_state(),
             "lora": {n: p.detach().cpu().clone() for n, p in self.transformer.named_parameters() if p.requires_grad},
+            **({"ema": self.ema.state_dict()} if self.ema is not None else {}),
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -248,3 +258,8 @@ class TrainingLoop:
         self.optimizer.load_state_dict(state["optimizer"])
         self.generator.set_state(state["generator"])
         self.state = LoopState(**state["loop"])
+        if self.ema is not None:  # a checkpoint from before ema_decay was set starts its average here
+            if "ema" in state:
+                self.ema.load_state_dict(state["ema"])
+            else:
+                self.ema = LoraEMA(self.params, self.ema.decay)

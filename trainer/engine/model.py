@@ -263,7 +263,7 @@ def lora_state_dict(model: nn.Module, rank: int, alpha: float, dtype: str = "fp3
     scale = alpha / rank
     out = {}
     for key, value in get_peft_model_state_dict(model).items():
-        value = value.detach().float().cpu()
+        value = value.detach().to("cpu", torch.float32, copy=True)  # never a view of the live weights
         if ".lora_B." in key and scale != 1.0:
             value = value * scale
         out[COMFY_PREFIX + key] = value.to(SAVE_DTYPES[dtype]).contiguous()

@@ -239,8 +239,9 @@ class TrainingRun:
         self.progress.emit("saving", step, message=f"Saving checkpoint at step {step}", force=True)
         state = self.loop.state_dict()
         state["rng"] = ckpt.rng_state()
-        lora = zmodel.lora_state_dict(self.transformer, self.config.rank, self.config.lora_alpha,
-                                      self.config.save_dtype)
+        with self.loop.averaged():  # the file holds what the job shows (the average with ema_decay)
+            lora = zmodel.lora_state_dict(self.transformer, self.config.rank, self.config.lora_alpha,
+                                          self.config.save_dtype)
         path = ckpt.save_checkpoint(self.job_dir, step, lora, {**self.metadata, "steps": str(step)}, state,
                                     self.config.keep_last)
         self.last_saved = step
@@ -290,7 +291,8 @@ class TrainingRun:
         previews with a log line. A preview is never worth the run."""
         while True:
             try:
-                return self.sampler.save(self.transformer, self.job_dir, step)
+                with self.loop.averaged():
+                    return self.sampler.save(self.transformer, self.job_dir, step)
             except Exception as exc:
                 if not is_oom(exc):
                     raise
@@ -320,7 +322,8 @@ class TrainingRun:
             final_samples = self.job_dir / "samples" / f"step_{step:06d}"
             if step != self.last_sampled and (step > self.start or not final_samples.is_dir()):
                 final_samples = self.sample(step)  # the proof grid needs the final step, previews on or off
-            lora = zmodel.lora_state_dict(self.transformer, config.rank, config.lora_alpha, config.save_dtype)
+            with loop.averaged():
+                lora = zmodel.lora_state_dict(self.transformer, config.rank, config.lora_alpha, config.save_dtype)
             lora_path = ckpt.save_final(self.job_dir, config.name, lora, {**self.metadata, "steps": str(step)})
             written = proof.write(self.job_dir, config, lora_path, final_samples, step,
                                   _shown_loss(loop.state.smooth_loss, loop.state.last_loss))

@@ -64,6 +64,11 @@ class ZImageTurboConfig(RecipeConfig):
     lr_schedule: str = option("constant", "Learning-rate schedule after warm-up.", choices=["constant", "cosine"])
     warmup_steps: int = option(0, "Steps to ramp the learning rate up from zero.", min=0)
     max_grad_norm: float = option(1.0, "Gradient clipping norm; 0 turns clipping off.", min=0.0)
+    ema_decay: float = option(
+        0.0, "Keep a moving average of the LoRA weights with this decay (e.g. 0.99, or 0.999 for long runs) and "
+             "write and preview it instead of the last step's weights: smoother, and less sensitive to the step "
+             "the run stops at. 0 turns it off.", min=0.0, max=0.9999, label="EMA decay",
+    )
     batch_size: int = option(1, "Images per micro-batch (all from one aspect-ratio bucket).", min=1, max=64)
     gradient_accumulation: int = option(1, "Micro-batches summed per optimizer step.", min=1, max=256)
     mixed_precision: str = option(
