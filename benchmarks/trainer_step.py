@@ -69,6 +69,7 @@ def main(argv=None) -> int:
     ap.add_argument("--warmup", type=int, default=5)
     ap.add_argument("--device", default=None)
     ap.add_argument("--gradient-checkpointing", action="store_true")
+    ap.add_argument("--ema-decay", type=float, default=0.0, help="the real loop with ema_decay (0: off)")
     args = ap.parse_args(argv)
 
     from studio.demo import ensure_demo_models
@@ -89,6 +90,7 @@ def main(argv=None) -> int:
         config = get_recipe("zimage-turbo").config_from_dict({
             "name": "bench", "trigger_word": "zkw", "steps": 10**6, "rank": 32, "resolutions": [args.size],
             "save_every": 10**6, "sample_every": 0, "gradient_checkpointing": args.gradient_checkpointing,
+            "ema_decay": args.ema_decay,
         })
         progress = Progress(lambda event: None, config.steps, dev, 0)
         run = TrainingRun(config, dataset, job_dir, paths, TrainingControl(job_dir), progress, dev,
