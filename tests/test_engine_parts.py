@@ -75,6 +75,30 @@ def test_lora_state_dict_folds_alpha_and_uses_comfyui_keys(demo_paths):
     assert torch.all(sd["diffusion_model.layers.0.feed_forward.w1.lora_A.weight"] == 0.5)
 
 
+ATTENTION = {"attention.to_q", "attention.to_k", "attention.to_v", "attention.to_out.0"}
+FEED_FORWARD = {"feed_forward.w1", "feed_forward.w2", "feed_forward.w3"}
+
+
+@pytest.mark.parametrize("targets, modules", [
+    ("all", ATTENTION | FEED_FORWARD | {"adaLN_modulation.0"}),
+    ("attention+feed_forward", ATTENTION | FEED_FORWARD),
+    ("attention", ATTENTION),
+])
+def test_lora_targets_choose_the_layers_and_the_file_renders_on_the_base(demo_paths, tmp_path, targets, modules):
+    from trainer.engine.checkpoints import write_lora_file
+
+    transformer = zmodel.load_transformer(demo_paths, torch.device("cpu"), torch.float32)
+    zmodel.add_lora(transformer, rank=4, alpha=4, seed=1, targets=targets)
+    sd = zmodel.lora_state_dict(transformer, rank=4, alpha=4)
+    found = {key.split(".", 3)[3].rsplit(".lora_", 1)[0] for key in sd}  # after diffusion_model.layers.N.
+    assert found == modules
+    assert all(key.startswith("diffusion_model.layers.") for key in sd)  # the refiners never get one
+    path = tmp_path / "lora.safetensors"
+    write_lora_file(path, sd, {})
+    base = zmodel.load_transformer(demo_paths, torch.device("cpu"), torch.float32)
+    zmodel.check_fits(base, zmodel.LoraDelta.load(path))  # Try the LoRA and ComfyUI load any subset
+
+
 def test_quantized_linear_matches_and_passes_input_gradients():
     torch.manual_seed(0)
     linear = torch.nn.Linear(64, 32)

@@ -21,6 +21,12 @@ BASE_REPO = "Tongyi-MAI/Z-Image-Turbo"
 ADAPTER_REPO = "ostris/zimage_turbo_training_adapter"
 # Every Linear of the main `layers.N` blocks: attention q/k/v/out, SwiGLU w1/w2/w3, adaLN (ai-toolkit's set)
 LORA_TARGET = r"^layers\.\d+\.(attention\.(to_q|to_k|to_v|to_out\.0)|feed_forward\.(w1|w2|w3)|adaLN_modulation\.0)$"
+# lora_targets -> the main blocks' modules that get a LoRA ("all" is what ai-toolkit trains)
+LORA_TARGETS = {
+    "all": LORA_TARGET,
+    "attention+feed_forward": r"^layers\.\d+\.(attention\.(to_q|to_k|to_v|to_out\.0)|feed_forward\.(w1|w2|w3))$",
+    "attention": r"^layers\.\d+\.attention\.(to_q|to_k|to_v|to_out\.0)$",
+}
 COMFY_PREFIX = "diffusion_model."
 MAX_SEQUENCE_LENGTH = 512  # ZImagePipeline's default
 
@@ -236,13 +242,14 @@ def adapter_cancelled(model: nn.Module, adapter: LoraDelta):
 
 
 # ---------------------------------------------------------------- trainable LoRA
-def add_lora(model: nn.Module, rank: int, alpha: float, seed: int) -> list[nn.Parameter]:
+def add_lora(model: nn.Module, rank: int, alpha: float, seed: int, targets: str = "all") -> list[nn.Parameter]:
     from peft import LoraConfig
 
     # the LoRA init draws from the global RNG: seed it so a job is reproducible
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model.add_adapter(LoraConfig(r=rank, lora_alpha=alpha, init_lora_weights=True, target_modules=LORA_TARGET))
+        model.add_adapter(LoraConfig(r=rank, lora_alpha=alpha, init_lora_weights=True,
+                                     target_modules=LORA_TARGETS[targets]))
     params = []
     for name, param in model.named_parameters():
         if ".lora_" in name:

@@ -135,9 +135,10 @@ class TrainingRun:
         self.transformer = transformer = zmodel.load_transformer(self.paths, dev, self.model_dtype)
         self.adapter = zmodel.LoraDelta.load(self.paths.training_adapter)
         zmodel.merge_adapter(transformer, self.adapter)  # before quantizing: merged at full precision
-        params = zmodel.add_lora(transformer, config.rank, config.lora_alpha, config.seed)
-        log(f"LoRA rank {config.rank}, alpha {config.lora_alpha:g}: {sum(p.numel() for p in params):,} trainable "
-            "parameters; training adapter merged.")
+        targets = getattr(config, "lora_targets", "all")
+        params = zmodel.add_lora(transformer, config.rank, config.lora_alpha, config.seed, targets)
+        log(f"LoRA rank {config.rank}, alpha {config.lora_alpha:g} on {targets} layers: "
+            f"{sum(p.numel() for p in params):,} trainable parameters; training adapter merged.")
         data = DeviceData(self.cached, dev, self.model_dtype)
         self.speed = speed_setup.configure(config, transformer, params, dev, self.samples, self.cached,
                                            self.cache_dir, self.model_dtype, log, data, self.autocast_dtype)
@@ -358,6 +359,7 @@ def _metadata(config, paths, data_hash: str, images: int) -> dict[str, str]:
         "architecture": "zimage",
         "lora_rank": str(config.rank),
         "lora_alpha": str(config.rank),  # alpha / rank is folded into lora_B, so loaders use alpha = rank
+        "lora_targets": getattr(config, "lora_targets", "all"),
         "training_alpha": f"{config.lora_alpha:g}",
         "resolution": json.dumps(config.resolutions),
         "trigger_word": config.trigger_word,

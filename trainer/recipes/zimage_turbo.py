@@ -41,6 +41,12 @@ class ZImageTurboConfig(RecipeConfig):
     learning_rate: float = option(1e-4, "AdamW learning rate.", "basic", exclusive_min=0.0, max=1.0)
     rank: int = option(32, "LoRA rank (dimension). Higher learns more detail and makes a bigger file.", "basic",
                        min=1, max=512, label="LoRA rank")
+    lora_targets: str = option(
+        "all", "Which layers of each block get a LoRA. all: attention, feed-forward and the timestep modulation "
+               "(what ai-toolkit trains); attention+feed_forward; attention: the attention projections only, a "
+               "smaller file that changes less beyond the concept (styles often need more).",
+        choices=["all", "attention+feed_forward", "attention"], label="LoRA layers",
+    )
     alpha: float | None = option(
         None, "LoRA alpha; empty means alpha = rank (scale 1, what ComfyUI and ai-toolkit assume).",
         exclusive_min=0.0, label="LoRA alpha",
