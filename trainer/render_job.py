@@ -22,7 +22,7 @@ from pathlib import Path
 
 from studio.disk import disk_full_message, is_disk_full
 from studio.job_reporter import JobReporter
-from studio.jobs import Job, JobStore
+from studio.jobs import ACTIVE, Job, JobStore
 from studio.settings import Settings
 from studio.workspace import Workspace, confined
 from trainer import renders
@@ -31,8 +31,7 @@ from trainer.run_job import child_main, is_training_error
 
 POLL_S = 0.5
 # work that needs the GPU (or the caption model's memory) more than a warm render process does
-GPU_WORK = (("queued", "train"), ("queued", "caption"), ("running", "caption"), ("queued", "express"),
-            ("running", "express"))
+GPU_WORK = {"train": ("queued",), "caption": ACTIVE, "express": ACTIVE}
 
 
 def request_of(config: dict):
@@ -107,7 +106,7 @@ def render_one(workspace: Workspace, store: JobStore, session, render: Job) -> i
 
 def gpu_wanted(store: JobStore) -> bool:
     """Other work waits for the GPU (training), or may load a model onto it (captioning)."""
-    return any(store.count((status,), kind=kind) for status, kind in GPU_WORK)
+    return any(store.count(statuses, kind=kind) for kind, statuses in GPU_WORK.items())
 
 
 def next_render(store: JobStore, owner: str, session, keep_warm_s: float, *,
