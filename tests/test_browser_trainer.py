@@ -197,6 +197,15 @@ def test_train_from_the_form_and_download_the_lora(studio, artifacts_dir, tmp_pa
         expect(page.locator(".lightbox img")).to_have_attribute("src", re.compile(r"/renders/.+/1\.png$"))
         page.locator(".lightbox").click()
         page.locator("#try-panel").screenshot(path=str(artifacts_dir / "trainer-try-lora.png"))
+        card.locator("[data-try-reroll]").click()  # the same render with a new seed, in one click
+        expect(page.locator(".try-card")).to_have_count(2)
+        rerolled = page.locator(".try-card").first
+        expect(rerolled).to_contain_text("Rendered 3 images", timeout=120_000)
+        expect(rerolled.locator(".prompt")).to_have_text("tok, a blue square")
+        expect(rerolled.locator(".try-meta").first).to_contain_text("64×64 · 2 steps · final LoRA (step 240)")
+        expect(rerolled.locator(".try-meta").first).not_to_contain_text("seed 1234 ")
+        rerolled.locator("[data-try-delete]").click()
+        expect(page.locator(".try-card")).to_have_count(1)
         # a render's settings go back into the form; a render can be deleted
         page.fill("#try-seed", "5")
         card.locator("[data-try-reuse]").click()

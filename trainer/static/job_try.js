@@ -110,7 +110,8 @@
       : active || render.status === "completed" ? `<div class="try-meta">${esc(render.message || "")}${pause}</div>` : "";
     return `<div class="try-card" data-render="${esc(render.id)}">
       <div class="try-head">${statusChip(render.status)}<span class="prompt">${esc(render.prompt)}</span>
-        <span class="actions"><button type="button" data-try-reuse="${esc(render.id)}" title="Put these settings in the form">Use settings</button>
+        <span class="actions"><button type="button" data-try-reroll="${esc(render.id)}" title="The same prompt, strengths and LoRA with a new random seed">New seed</button>
+        <button type="button" data-try-reuse="${esc(render.id)}" title="Put these settings in the form">Use settings</button>
         <button type="button" data-try-delete="${esc(render.id)}" ${render.status === "running" ? "disabled" : ""}>Delete</button></span></div>
       <div class="try-meta">seed ${render.seed} · ${render.width}×${render.height} · ${render.steps} steps · ${esc(loraText(render))}${
         render.loras.length === 1 && render.status === "completed" ? toLibrary(render.loras[0]) : ""}</div>
@@ -160,16 +161,21 @@
     if (!body.prompt.trim()) { $("try-error").textContent = "Type a prompt to render."; return; }
     if (!chosen.size) { $("try-error").textContent = "Pick at least one strength."; return; }
     $("try-go").disabled = true;
+    try { await post(body); } finally { $("try-go").disabled = false; }
+  });
+
+  async function post(body) {
     try {
       await window.studio.api(`/api/jobs/${jobId}/renders`, { method: "POST", json: body });
       lastKey = "";
       await refresh();
     } catch (e) {
       $("try-error").textContent = e.message;
-    } finally {
-      $("try-go").disabled = false;
     }
-  });
+  }
+
+  // The LoRA choice a render was made with, as the form and the API name it.
+  const loraOf = (render) => (render.loras.length > 1 ? "all" : render.loras[0].final ? "final" : render.loras[0].step);
 
   $("try-prompt").addEventListener("keydown", (event) => {  // Ctrl+Enter renders, as Enter saves a caption
     if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) { event.preventDefault(); form.requestSubmit(); }
@@ -197,10 +203,15 @@
     }
     const reuse = event.target.closest("[data-try-reuse]");
     const remove = event.target.closest("[data-try-delete]");
-    const id = reuse ? reuse.dataset.tryReuse : remove ? remove.dataset.tryDelete : null;
+    const reroll = event.target.closest("[data-try-reroll]");
+    const id = reuse ? reuse.dataset.tryReuse : remove ? remove.dataset.tryDelete : reroll ? reroll.dataset.tryReroll : null;
     const render = renders.find((r) => r.id === id);
     if (!render) return;
-    if (reuse) {
+    if (reroll) {
+      reroll.disabled = true;
+      await post({ prompt: render.prompt, strengths: render.strengths, width: render.width, height: render.height,
+        seed: Math.floor(Math.random() * 2147483647), lora: loraOf(render) });
+    } else if (reuse) {
       $("try-prompt").value = render.prompt;
       $("try-seed").value = String(render.seed);
       chosen = new Set(render.strengths); drawStrengths();
@@ -209,7 +220,7 @@
         $("try-size").insertAdjacentHTML("beforeend", `<option value="${size}">${render.width}×${render.height}</option>`);
       }
       $("try-size").value = size;
-      const lora = render.loras.length > 1 ? "all" : render.loras[0].final ? "final" : String(render.loras[0].step);
+      const lora = String(loraOf(render));
       if (loras.some((c) => String(c.value) === lora)) $("try-lora").value = lora;
       $("try-prompt").focus();
     } else {
