@@ -164,3 +164,12 @@ def watch_page(page) -> list[str]:
 
     page.on("response", answered)
     return problems
+
+
+# Headless chromium shows no desktop notifications: a stand-in records what the page asks for.
+NOTIFICATIONS = """
+window.__notes = [];
+window.Notification = class { constructor(title, options) { window.__notes.push({ title, tag: options.tag }); }
+  close() {} static get permission() { return 'granted'; }
+  static requestPermission() { return Promise.resolve('granted'); } };
+"""

@@ -19,7 +19,7 @@ import zipfile
 
 import pytest
 
-from tests.browser_studio import ARGS, CHROMIUM, assert_no_sideways_scroll, browser_marks, watch_page
+from tests.browser_studio import ARGS, CHROMIUM, NOTIFICATIONS, assert_no_sideways_scroll, browser_marks, watch_page
 from tests.helpers import REPO, ServerProcess, free_port
 from tests.test_datasets_support import image_bytes
 
@@ -68,6 +68,7 @@ def test_zip_to_downloaded_lora_with_base_and_lora_previews(studio, artifacts_di
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
         page = browser.new_page(viewport={"width": 1280, "height": 800}, accept_downloads=True)
+        page.add_init_script(NOTIFICATIONS)
         problems = watch_page(page)
         page.set_default_timeout(30_000)
         page.goto(studio["datasets"] + "/express")
@@ -85,7 +86,13 @@ def test_zip_to_downloaded_lora_with_base_and_lora_previews(studio, artifacts_di
         expect(page.locator(".x-stage[data-stage=caption]")).not_to_have_class("x-stage waiting", timeout=60_000)
         page.reload()  # the run is state on the server: a reload shows the same run
         expect(page.locator("#x-title")).to_contain_text("zxcat")
+        page.locator("#x-notify").click()  # a desktop notification when it is done
+        expect(page.locator("#x-notify")).to_have_text("Notifying ✓")
         expect(page.locator("#x-done")).to_be_visible(timeout=300_000)
+        expect(page).to_have_title(re.compile(r"^✓ .*zxcat.* · Express$"))
+        assert [note["title"] for note in page.evaluate("window.__notes")] == [
+            page.title().removesuffix(" · Express") + ": your LoRA is ready"]
+        expect(page.locator("#x-notify")).to_be_hidden()
         for stage in ("upload", "import", "caption", "export", "train"):
             expect(page.locator(f".x-stage[data-stage={stage}]")).to_have_class("x-stage completed")
         expect(page.locator("#x-plan-table")).to_contain_text("trigger_word")

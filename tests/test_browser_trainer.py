@@ -18,7 +18,7 @@ import zipfile
 
 import pytest
 
-from tests.browser_studio import ARGS, CHROMIUM, browser_marks, watch_page
+from tests.browser_studio import ARGS, CHROMIUM, NOTIFICATIONS, browser_marks, watch_page
 from tests.helpers import REPO, ServerProcess, free_port
 from tests.test_trainer_worker import make_export
 
@@ -51,15 +51,6 @@ def studio(demo_root, tmp_path):
         except subprocess.TimeoutExpired:
             worker.kill()
         web.stop()
-
-
-# Headless chromium shows no desktop notifications: a stand-in records what the page asks for.
-NOTIFICATIONS = """
-window.__notes = [];
-window.Notification = class { constructor(title, options) { window.__notes.push({ title, tag: options.tag }); }
-  close() {} static get permission() { return 'granted'; }
-  static requestPermission() { return Promise.resolve('granted'); } };
-"""
 
 
 def test_train_from_the_form_and_download_the_lora(studio, artifacts_dir, tmp_path):
@@ -124,7 +115,8 @@ def test_train_from_the_form_and_download_the_lora(studio, artifacts_dir, tmp_pa
         page.screenshot(path=str(artifacts_dir / "trainer-job-running.png"), full_page=True)
         expect(page.locator("#job-status .status")).to_have_text("completed", timeout=240_000)
         expect(page).to_have_title("✓ browser job · Trainer")  # the tab says it is done
-        assert page.evaluate("window.__notes") == [{"title": "✓ browser job: completed", "tag": "job-" + jobs[0]["id"]}]
+        assert page.evaluate("window.__notes") == [{"title": "✓ browser job: completed",
+                                                    "tag": "notify:" + jobs[0]["id"]}]
         expect(page.locator("#btn-notify")).to_be_hidden()
         widths = page.evaluate("window.__widths")
         moving = [w for w in widths if 0 < w < 100]

@@ -179,8 +179,21 @@
       ${proof.grid ? `<img class="x-grid" id="x-grid" src="${esc(proof.grid)}" alt="Base model and LoRA side by side">` : ""}`;
   }
 
+  // The tab says how far it is, and Notify me brings a desktop notification when the run ends.
+  const notify = expressId ? window.studio.notifier($("x-notify"), `notify:express:${expressId}`) : null;
+  function tell(run) {
+    const x = run.express;
+    const train = run.stages.find((s) => s.stage === "train");
+    const pct = train && train.status === "running" && train.total ? Math.floor((100 * train.done) / train.total) : null;
+    const mark = { completed: "✓ ", failed: "✗ " }[x.status] || "";
+    document.title = `${run.active ? (pct != null ? `${pct}% · ` : "… ") : mark}${x.name} · Express`;
+    notify({ active: run.active, title: `${mark || "■ "}${x.name}: ${x.status === "completed" ? "your LoRA is ready" : x.status}`,
+      body: x.error || x.message });
+  }
+
   function render(run) {
     const x = run.express;
+    if (notify) tell(run);
     $("x-title").textContent = `${x.name} · trigger word ${x.config.trigger_word}`;
     const message = x.error || x.message || "";
     if (!(x.phase === "upload" && upload)) $("x-message").textContent = message;

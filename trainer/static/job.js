@@ -11,6 +11,7 @@
   const comfyui = !!document.querySelector("[data-tool='comfyui']");  // installed: the top bar links it
   const FINISHED = new Set(["completed", "failed", "stopped", "interrupted"]);
   let bundleFor = null;
+  const notify = studio.notifier($("btn-notify"), `notify:${jobId}`);
 
   function renderJob(detail) {
     job = detail.job;
@@ -181,7 +182,8 @@
   function update(detail) {
     const prev = job;
     renderJob(detail);
-    if (window.jobNotify) window.jobNotify(job);  // a desktop notification when it ends, if asked for
+    const mark = { completed: "✓", failed: "✗" }[job.status] || "■";  // a desktop notification when it ends
+    notify({ active: !FINISHED.has(job.status), title: `${mark} ${job.name}: ${job.status}`, body: job.error || job.message });
     const now = Date.now();
     const stepChanged = !prev || prev.step !== job.step || prev.status !== job.status;
     if (prev && prev.status !== job.status) trainer.pollWorkers();  // the worker chip follows at once
