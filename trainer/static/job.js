@@ -1,7 +1,7 @@
 // Job page: live progress with the step-time split, log tail, loss chart, sample gallery (base / LoRA /
 // LoRA without the trigger word per prompt) with step comparison, checkpoints, proof files, actions.
 (function () {
-  const { esc, statusChip, fmtLoss, elapsed, phaseText, act } = trainer;
+  const { esc, statusChip, fmtLoss, elapsed, phaseText, act, FINISHED } = trainer;
   const jobId = document.getElementById("job-root").dataset.job;
   const $ = (id) => document.getElementById(id);
   const chart = new LossChart($("loss-chart"), $("chart-tip"));
@@ -9,7 +9,6 @@
   let job = null, logOffset = -1, lastStep = -1, samples = [], view = "gallery", lastSamplesKey = "", stepSplit = null;
   let logBusy = false, metricsBusy = false, samplesBusy = false, lastLog = 0, lastSamples = 0;
   const comfyui = !!document.querySelector("[data-tool='comfyui']");  // installed: the top bar links it
-  const FINISHED = new Set(["completed", "failed", "stopped", "interrupted"]);
   let bundleFor = null;
   const notify = studio.notifier($("btn-notify"), `notify:${jobId}`);
 

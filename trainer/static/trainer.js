@@ -110,5 +110,6 @@
     box.innerHTML = `<img src="${esc(src)}" alt=""><div class="caption">${esc(caption || "")}</div>`;
     box.addEventListener("click", () => box.remove()); document.body.appendChild(box);
   }
-  window.trainer = { esc, live, statusChip, fmtLoss, fmtDate, elapsed, phaseText, act, workerChip, pollWorkers, lightbox, picture };
+  window.trainer = { esc, live, statusChip, fmtLoss, fmtDate, elapsed, phaseText, act, workerChip, pollWorkers, lightbox,
+    picture, FINISHED };
 })();
