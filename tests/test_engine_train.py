@@ -156,7 +156,12 @@ def test_twenty_steps_reduce_loss_and_write_a_comfyui_lora(tmp_path, demo_paths)
     assert [s for s, _ in _losses(job)] == list(range(1, 21))
     assert "Done" in (job / "log.txt").read_text()
     assert sorted(p.name for p in (job / "checkpoints").iterdir()) == ["step_000010", "step_000020"]
-    assert (job / "checkpoints" / "step_000010" / "state.pt").is_file()
+    # finished: the earlier checkpoint keeps its LoRA, its training state goes; the last one stays whole
+    assert (job / "checkpoints" / "step_000010" / "lora.safetensors").is_file()
+    assert not (job / "checkpoints" / "step_000010" / "state.pt").exists()
+    assert (job / "checkpoints" / "step_000020" / "state.pt").is_file()
+    assert "Freed " in (job / "log.txt").read_text() and "the training state of 1 earlier checkpoint " in \
+        (job / "log.txt").read_text()
     for step in ("step_000010", "step_000020"):
         assert (job / "samples" / step / "0.png").is_file()
         assert json.loads((job / "samples" / step / "prompts.json").read_text())["prompts"][0]["prompt"] == (

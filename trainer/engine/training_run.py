@@ -10,6 +10,7 @@ from pathlib import Path
 import torch
 
 from studio.atomic import atomic_write_json
+from studio.model_status import format_bytes
 from trainer.engine import cache as zcache
 from trainer.engine import checkpoints as ckpt
 from trainer.engine import grad_checkpointing as gc_plan
@@ -328,6 +329,11 @@ class TrainingRun:
             lora_path = ckpt.save_final(self.job_dir, config.name, lora, {**self.metadata, "steps": str(step)})
             written = proof.write(self.job_dir, config, lora_path, final_samples, step,
                                   _shown_loss(loop.state.smooth_loss, loop.state.last_loss))
+            thinned, freed = ckpt.free_training_states(self.job_dir)
+            if thinned:
+                self.log(f"Freed {format_bytes(freed)}: the training state of {thinned} earlier checkpoint"
+                         f"{'s' * (thinned != 1)} (their LoRA files stay; the last checkpoint stays whole for "
+                         "Train more steps).")
             self.log(f"Done: {lora_path.name} after {step} steps; beside it: "
                      + ", ".join(p.name for p in written.values()) + ".")
         final_loss = loop.state.last_loss

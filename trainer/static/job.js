@@ -90,7 +90,7 @@
 
   function renderCheckpoints(list) {
     $("checkpoints").innerHTML = list.length ? `<table><thead><tr><th>Step</th><th class="num">Size</th><th></th></tr></thead>
-      <tbody>${list.slice().reverse().map((c) => `<tr><td>${c.step}${c.complete ? "" : ' <span class="muted">(partial)</span>'}</td>
+      <tbody>${list.slice().reverse().map((c) => `<tr><td>${c.step}${c.complete ? "" : ' <span class="muted" title="Its training state was freed when the job finished; its LoRA file is whole">(LoRA only)</span>'}</td>
       <td class="num muted">${studio.formatBytes(c.size)}</td>
       <td style="text-align:right">${c.library_file ? `<span class="muted" title="In the LoRA library${comfyui ? " and ComfyUI's loras" : ""}">✓ ${esc(c.library_file)}</span>`
         : `<button type="button" data-publish="${c.step}" title="Add this checkpoint's LoRA to the LoRA library${comfyui ? " and ComfyUI's loras" : ""} as ${esc(c.download_name)}">${comfyui ? "To ComfyUI" : "To library"}</button>`}
