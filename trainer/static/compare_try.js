@@ -34,9 +34,7 @@
     const note = !render ? "no LoRA yet" : render.status === "failed" ? "not rendered"
       : render.status === "running" ? "rendering…" : "waiting";
     const title = render && render.status === "failed" ? render.error || "" : render ? render.message || "" : "";
-    const ratio = render ? `${Number(render.width)} / ${Number(render.height)}` : "1";
-    return `<figure class="pending"><div class="slot" style="aspect-ratio:${ratio}" title="${esc(title)}">${esc(note)}</div>
-      <figcaption>${esc(label)}</figcaption></figure>`;
+    return window.trainer.pending(render, label, note, title);
   }
 
   function draw() {

@@ -69,8 +69,7 @@
     }
     const note = render.status === "failed" ? "not rendered" : render.status === "running" && p.index === render.done
       ? "rendering…" : "waiting";
-    return `<figure class="pending"><div class="slot" style="aspect-ratio:${Number(render.width)} / ${Number(render.height)}">${note}</div>
-      <figcaption>${esc(label)}</figcaption></figure>`;
+    return window.trainer.pending(render, label, note);
   }
 
   // One LoRA file: one row, Base first. Several (every checkpoint) at one strength: one row, a picture per

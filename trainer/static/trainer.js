@@ -104,6 +104,12 @@
     return `<figure><img src="${esc(studio.thumb(url))}" data-full="${esc(url)}" loading="lazy" alt="${esc(label)}" data-caption="${esc(caption)}">
       <figcaption title="${esc(title)}">${esc(label)}</figcaption></figure>`;
   }
+  // A render's picture that is not there yet: a slot of its size saying what it waits for.
+  function pending(render, label, note, title = "") {
+    const ratio = render ? `${Number(render.width)} / ${Number(render.height)}` : "1";
+    return `<figure class="pending"><div class="slot" style="aspect-ratio:${ratio}" title="${esc(title)}">${esc(note)}</div>
+      <figcaption>${esc(label)}</figcaption></figure>`;
+  }
   // A picture full size over the page; a click closes it.
   function lightbox(src, caption) {
     const box = document.createElement("div"); box.className = "lightbox";
@@ -111,5 +117,5 @@
     box.addEventListener("click", () => box.remove()); document.body.appendChild(box);
   }
   window.trainer = { esc, live, statusChip, fmtLoss, fmtDate, elapsed, phaseText, act, workerChip, pollWorkers, lightbox,
-    picture, FINISHED };
+    picture, pending, FINISHED };
 })();
