@@ -126,10 +126,13 @@ def checkpoint_file(workspace: Workspace, job: Job, step: int) -> Path:
 
 
 def published_checkpoint(workspace: Workspace, job: Job, step: int) -> str | None:
-    """The library's copy of a checkpoint's LoRA, when it was added there (publish_checkpoint)."""
+    """The library's link to a checkpoint's LoRA, when it was added there (publish_checkpoint). Asked on
+    every job update, so by the file's identity only: another job's file of the same name and size is
+    never read through (a copy made where the disk cannot link is not recognised; adding it again is
+    harmless)."""
     source = workspace.jobs / job.id / "checkpoints" / f"step_{step:06d}" / "lora.safetensors"
     for name in (checkpoint_name(job, step), f"{Path(checkpoint_name(job, step)).stem}-{job.id}.safetensors"):
-        if _same_bytes(workspace.loras / name, source):
+        if _same_file(workspace.loras / name, source):
             return name
     return None
 
@@ -138,7 +141,7 @@ def publish_checkpoint(workspace: Workspace, job: Job, step: int) -> tuple[str, 
     """Put a checkpoint's LoRA into the library (and ComfyUI's loras) as <name>-step<N>.safetensors, or
     <name>-step<N>-<job id>.safetensors when another file has that name. Returns the name and the paths."""
     source = checkpoint_file(workspace, job, step)
-    name = published_checkpoint(workspace, job, step) or checkpoint_name(job, step)
+    name = checkpoint_name(job, step)
     if (workspace.loras / name).exists() and not _same_bytes(workspace.loras / name, source):
         name = f"{Path(name).stem}-{job.id}.safetensors"
     return name, publish(workspace, job, source, own=name)
