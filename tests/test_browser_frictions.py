@@ -230,3 +230,29 @@ def test_a_queued_job_can_run_next(studio, page, viewport):
     assert_no_sideways_scroll(page)
     for job in made:
         studio.store().request_stop(job["id"])  # out of the other tests' way
+
+
+@pytest.mark.parametrize("viewport", VIEWPORTS[:1])
+def test_the_storage_card_frees_the_training_state_nothing_uses(studio, page, viewport):
+    from playwright.sync_api import expect
+
+    job = studio.api(studio.trainer, "/api/jobs", {"name": "old run", "dataset": "dog-set",
+                                                   "config": {"steps": 10}})["job"]
+    studio.api(studio.trainer, "/api/storage/free-states", method="POST")  # nothing to free yet: measured afresh
+    store = studio.store()
+    store.start(job["id"], "1:x")
+    store.finish(job["id"], "stopped", resumable=True)
+    for step in (5, 10):
+        folder = studio.workspace.jobs / job["id"] / "checkpoints" / f"step_{step:06d}"
+        folder.mkdir(parents=True)
+        (folder / "state.pt").write_bytes(b"s" * 3_000_000)
+        (folder / "lora.safetensors").write_bytes(b"l" * 1000)
+    page.goto(studio.trainer + "/")
+    row = page.locator("#storage tr[data-part=freeable]")
+    expect(row).to_contain_text("training state of 1 earlier checkpoint")
+    expect(row.locator("#free-states")).to_have_text("Free 2.9 MB")
+    row.locator("#free-states").click()
+    expect(page.locator(".toast", has_text="Freed 2.9 MB from 1 checkpoint.")).to_be_visible()
+    expect(row).to_have_count(0)
+    assert (studio.workspace.jobs / job["id"] / "checkpoints" / "step_000010" / "state.pt").is_file()
+    assert not (studio.workspace.jobs / job["id"] / "checkpoints" / "step_000005" / "state.pt").exists()

@@ -35,3 +35,23 @@ def latest_checkpoint_step(job_dir: Path) -> int | None:
     """The step of the newest complete checkpoint, if any."""
     found = complete_checkpoints(job_dir)
     return found[-1][0] if found else None
+
+
+def earlier_states(job_dir: Path) -> list[Path]:
+    """The training states (state.pt) of every complete checkpoint but the last."""
+    return [path / "state.pt" for _, path in complete_checkpoints(job_dir)[:-1]]
+
+
+def free_training_states(job_dir: Path) -> tuple[int, int]:
+    """A job that is not running needs the training state (optimizer, RNG) of its last checkpoint only:
+    resuming and Train more steps go on from it. The earlier checkpoints' state.pt go, each several times
+    the LoRA's size; their LoRA files stay (Try the LoRA, the library). Returns (checkpoints, bytes freed)."""
+    count = freed = 0
+    for state in earlier_states(job_dir):
+        try:
+            size = state.stat().st_size
+            state.unlink()
+        except OSError:
+            continue
+        count, freed = count + 1, freed + size
+    return count, freed

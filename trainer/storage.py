@@ -3,11 +3,17 @@ deleted recently, caches. Pod volumes are small and a full disk stops a job, so 
 with the place to free each part. A file with several names (the library hard-links a job's LoRA) is
 counted once, in the first part that reaches it.
 
-    GET /api/storage   {root, total, free, parts: [{key, label, bytes, hint}]}
+    GET /api/storage   {root, total, free, parts: [{key, label, bytes, hint}], freeable: {bytes, checkpoints}}
+    POST /api/storage/free-states   frees what `freeable` counts
+
+`freeable`: the training state (optimizer, RNG) of every checkpoint but the last of jobs that are not
+running. Nothing uses it (resuming and Train more steps go on from the last checkpoint); a job frees
+its own when it finishes, so this is what older jobs, stopped and failed ones still hold.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import threading
@@ -16,7 +22,9 @@ from pathlib import Path
 
 from flask import Blueprint, current_app, jsonify
 
+from studio.jobs import FINISHED
 from studio.workspace import Workspace
+from trainer.step_dirs import earlier_states, free_training_states
 
 bp = Blueprint("storage", __name__)
 FRESH_S = 30.0  # walking a workspace of many thousands of files takes a moment: reuse it for a while
@@ -58,27 +66,56 @@ def _walk(folder: Path, seen: set[tuple[int, int]]) -> int:
     return total
 
 
-def measure(workspace: Workspace) -> dict:
+def _idle_job_dirs(workspace: Workspace) -> list[Path]:
+    """The folders of training jobs that are not queued or running."""
+    from trainer.jobs_api import store
+
+    return [workspace.jobs / job.id for job in store().list(FINISHED, kind="train", limit=100_000)]
+
+
+def freeable(job_dirs: list[Path]) -> dict:
+    states = [state for folder in job_dirs for state in earlier_states(folder)]
+    total = 0
+    for state in states:
+        with contextlib.suppress(OSError):
+            total += state.stat().st_size
+    return {"bytes": total, "checkpoints": len(states)}
+
+
+def measure(workspace: Workspace, job_dirs: list[Path] | None = None) -> dict:
     seen: set[tuple[int, int]] = set()
     parts = [{"key": key, "label": label, "bytes": sum(_walk(f, seen) for f in folders), "hint": hint}
              for key, label, folders, hint in _parts(workspace)]
     usage = shutil.disk_usage(workspace.root)
     return {"root": str(workspace.root), "total": usage.total, "free": usage.free, "parts": parts,
-            "measured_at": time.time()}
+            "freeable": freeable(job_dirs or []), "measured_at": time.time()}
 
 
-def cached_measure(workspace: Workspace, now: float | None = None) -> dict:
+def cached_measure(workspace: Workspace, now: float | None = None, job_dirs: list[Path] | None = None) -> dict:
     now = time.monotonic() if now is None else now
     key = str(workspace.root)
     with _lock:
         hit = _cache.get(key)
         if hit and now - hit[0] < FRESH_S:
             return hit[1]
-        found = measure(workspace)
+        found = measure(workspace, job_dirs)
         _cache[key] = (now, found)
         return found
 
 
 @bp.get("/api/storage")
 def storage():
-    return jsonify(cached_measure(current_app.config["STUDIO_WORKSPACE"]))
+    workspace = current_app.config["STUDIO_WORKSPACE"]
+    return jsonify(cached_measure(workspace, job_dirs=_idle_job_dirs(workspace)))
+
+
+@bp.post("/api/storage/free-states")
+def free_states():
+    workspace = current_app.config["STUDIO_WORKSPACE"]
+    count = freed = 0
+    for folder in _idle_job_dirs(workspace):
+        thinned, size = free_training_states(folder)
+        count, freed = count + thinned, freed + size
+    with _lock:
+        _cache.pop(str(workspace.root), None)  # the next look measures again
+    return jsonify({"checkpoints": count, "freed": freed})

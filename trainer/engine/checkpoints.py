@@ -92,22 +92,6 @@ def save_checkpoint(job_dir: Path, step: int, lora: dict[str, torch.Tensor], met
     return final
 
 
-def free_training_states(job_dir: Path) -> tuple[int, int]:
-    """A finished job needs the training state (optimizer, RNG) of its last checkpoint only: Train more
-    steps goes on from it. The earlier checkpoints' state.pt go, each several times the LoRA's size; their
-    LoRA files stay (Try the LoRA, the library). Returns (checkpoints thinned, bytes freed)."""
-    count = freed = 0
-    for _, folder in list_checkpoints(job_dir)[:-1]:
-        state = folder / "state.pt"
-        try:
-            size = state.stat().st_size
-            state.unlink()
-        except OSError:
-            continue
-        count, freed = count + 1, freed + size
-    return count, freed
-
-
 def load_state(path: Path) -> dict:
     # our own file, written by save_checkpoint; it holds numpy/python RNG states, hence weights_only=False
     return torch.load(path / "state.pt", map_location="cpu", weights_only=False)

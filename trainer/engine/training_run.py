@@ -24,6 +24,7 @@ from trainer.engine.loop import TrainingLoop
 from trainer.engine.progress import MetricsWriter, Progress, last_losses
 from trainer.engine.sampling import Sampler, all_sample_texts
 from trainer.job_log import RunLog
+from trainer.step_dirs import free_training_states
 
 
 def _as_config(config):
@@ -329,7 +330,7 @@ class TrainingRun:
             lora_path = ckpt.save_final(self.job_dir, config.name, lora, {**self.metadata, "steps": str(step)})
             written = proof.write(self.job_dir, config, lora_path, final_samples, step,
                                   _shown_loss(loop.state.smooth_loss, loop.state.last_loss))
-            thinned, freed = ckpt.free_training_states(self.job_dir)
+            thinned, freed = free_training_states(self.job_dir)
             if thinned:
                 self.log(f"Freed {format_bytes(freed)}: the training state of {thinned} earlier checkpoint"
                          f"{'s' * (thinned != 1)} (their LoRA files stay; the last checkpoint stays whole for "

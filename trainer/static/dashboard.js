@@ -124,11 +124,24 @@
       const used = d.total - d.free;
       document.getElementById("storage-free").textContent = `${studio.formatBytes(d.free)} free of ${studio.formatBytes(d.total)}`;
       document.getElementById("storage-bar").style.width = `${d.total ? (100 * used) / d.total : 0}%`;
+      const spare = d.freeable || { bytes: 0 };  // older jobs' earlier checkpoints: their training state only
       document.getElementById("storage").innerHTML = d.parts.filter((p) => p.bytes > 0).sort((a, b) => b.bytes - a.bytes)
         .map((p) => `<tr data-part="${esc(p.key)}"><td>${esc(p.label)}<div class="muted" style="font-size:11px">${esc(p.hint)}</div></td>
-          <td class="num">${studio.formatBytes(p.bytes)}</td></tr>`).join("");
+          <td class="num">${studio.formatBytes(p.bytes)}</td></tr>`).join("") + (spare.bytes > 0 ? `<tr data-part="freeable">
+          <td>Of which: training state of ${studio.plural(spare.checkpoints, "earlier checkpoint")}<div class="muted" style="font-size:11px">
+          nothing uses it (resuming and Train more steps go on from each job's last checkpoint); their LoRA files stay</div></td>
+          <td class="num"><button id="free-states">Free ${studio.formatBytes(spare.bytes)}</button></td></tr>` : "");
     } catch (e) { /* kept as it was; the next round retries */ }
   }
+  document.getElementById("storage").addEventListener("click", async (e) => {
+    if (e.target.id !== "free-states") return;
+    e.target.disabled = true;
+    try {
+      const done = await studio.api("/api/storage/free-states", { method: "POST" });
+      studio.toast(`Freed ${studio.formatBytes(done.freed)} from ${studio.plural(done.checkpoints, "checkpoint")}.`, "ok");
+    } catch (err) { studio.toast(err.message, "error"); }
+    loadStorage();
+  });
   loadStorage();
   setInterval(loadStorage, 60_000);
   trainer.live("/api/events", { jobs: render }, "/api/jobs?limit=50", "jobs");
