@@ -365,6 +365,9 @@ def test_compare_two_runs(studio, demo_root, artifacts_dir):
         page.screenshot(path=str(artifacts_dir / "trainer-compare.png"), full_page=True)
         page.reload()  # remembered in this browser for these runs
         expect(page.locator(".ctry-row img")).to_have_count(3)
+        page.locator(".ctry-row [data-ctry-delete]").click()  # the row goes, and its renders from each run
+        expect(page.locator(".ctry-row")).to_have_count(0)
+        assert page.request.get(f"{studio}/api/jobs/{ids[1]}/renders").json()["renders"] == []
         # an unknown job in the address is a 404, not a broken page
         assert page.request.get(f"{studio}/compare?jobs={ids[0]},nope").status == 404
         browser.close()

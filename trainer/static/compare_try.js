@@ -45,8 +45,11 @@
       const cells = [cell(base, 0, "Base (LoRA off)", "")].concat(renders.map((r, i) =>
         cell(r, t.strength, `${jobs[i].name} · ${r ? (r.loras[0] || {}).label || "" : "–"}`, jobs[i].name)));
       const failed = renders.filter((r) => r && r.status === "failed");
+      const busy = renders.some((r) => r && r.status === "running");
       return `<div class="compare-prompt ctry-row"><div class="muted" style="font-size:12px;margin:.3rem 0 .2rem">
-        ${esc(t.prompt)} · seed ${t.seed} · strength ${t.strength}</div>
+        ${esc(t.prompt)} · seed ${t.seed} · strength ${t.strength}
+        <button type="button" class="small" data-ctry-delete="${tries.indexOf(t)}" ${busy ? "disabled" : ""}
+          title="Delete these renders (from each run's Try panel too)">Delete</button></div>
         ${failed.map((r) => `<div class="error-box">${esc(r.error || "It failed.")}</div>`).join("")}
         <div class="gallery-row" style="grid-template-columns:repeat(${cells.length},minmax(0,240px))">${cells.join("")}</div></div>`;
     }).join("") || `<div class="empty">Type a prompt and press Render: every run's LoRA with the same seed, side by side.</div>`;
@@ -92,6 +95,18 @@
     if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) { event.preventDefault(); form.requestSubmit(); }
   });
   $("ctry-dice").addEventListener("click", newSeed);
+  $("ctry-list").addEventListener("click", async (event) => {
+    const button = event.target.closest("[data-ctry-delete]");
+    if (!button) return;
+    const row = tries[Number(button.dataset.ctryDelete)];
+    button.disabled = true;
+    try {
+      await Promise.all(row.renders.map((id, i) => (id && renderOf(i, id)
+        ? window.studio.api(`/api/jobs/${jobs[i].id}/renders/${id}`, { method: "DELETE" }) : null)));
+      tries = tries.filter((t) => t !== row); save();
+    } catch (e) { window.studio.toast(e.message, "error"); }
+    refresh();
+  });
 
   // the form starts from the first run's own defaults: its first preview prompt and preview size
   (async function start() {
