@@ -18,6 +18,7 @@ import os
 import shutil
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from flask import Blueprint, current_app, jsonify
@@ -82,16 +83,18 @@ def freeable(job_dirs: list[Path]) -> dict:
     return {"bytes": total, "checkpoints": len(states)}
 
 
-def measure(workspace: Workspace, job_dirs: list[Path] | None = None) -> dict:
+def measure(workspace: Workspace, job_dirs: Callable[[], list[Path]] | None = None) -> dict:
+    """`job_dirs`: the folders whose spare training state counts as freeable (asked for only here)."""
     seen: set[tuple[int, int]] = set()
     parts = [{"key": key, "label": label, "bytes": sum(_walk(f, seen) for f in folders), "hint": hint}
              for key, label, folders, hint in _parts(workspace)]
     usage = shutil.disk_usage(workspace.root)
     return {"root": str(workspace.root), "total": usage.total, "free": usage.free, "parts": parts,
-            "freeable": freeable(job_dirs or []), "measured_at": time.time()}
+            "freeable": freeable(job_dirs() if job_dirs else []), "measured_at": time.time()}
 
 
-def cached_measure(workspace: Workspace, now: float | None = None, job_dirs: list[Path] | None = None) -> dict:
+def cached_measure(workspace: Workspace, now: float | None = None,
+                   job_dirs: Callable[[], list[Path]] | None = None) -> dict:
     now = time.monotonic() if now is None else now
     key = str(workspace.root)
     with _lock:
@@ -106,7 +109,7 @@ def cached_measure(workspace: Workspace, now: float | None = None, job_dirs: lis
 @bp.get("/api/storage")
 def storage():
     workspace = current_app.config["STUDIO_WORKSPACE"]
-    return jsonify(cached_measure(workspace, job_dirs=_idle_job_dirs(workspace)))
+    return jsonify(cached_measure(workspace, job_dirs=lambda: _idle_job_dirs(workspace)))  # a cache hit asks no one
 
 
 @bp.post("/api/storage/free-states")
