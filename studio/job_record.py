@@ -20,7 +20,8 @@ STOP_CONTROLS = ("stop", "delete")
 # progress values with a column of their own; every other value goes into `details`
 PROGRESS_COLUMNS = ("phase", "done", "total", "eta_s", "message", "current")
 PROGRESS_ALIASES = {"step": "done", "total_steps": "total"}
-JSON_COLUMNS = ("config", "errors", "details", "result")
+JSON_COLUMNS = ("config", "errors", "details", "result", "datasets")
+LIST_COLUMNS = ("errors", "datasets")
 
 
 class JobNotFound(LookupError):
@@ -47,6 +48,9 @@ class Job:
     status: str = "queued"
     dataset: str | None = None
     dataset_version: str | None = None
+    # a training job of several datasets: [{"name", "version", "repeats"}, ...], the first one also in
+    # `dataset` and `dataset_version`; empty for a job of one dataset
+    datasets: list = field(default_factory=list)
     parent_id: str | None = None
     after_id: str | None = None
     recipe: str | None = None
@@ -82,7 +86,7 @@ class Job:
     def from_row(cls, row: sqlite3.Row) -> Job:
         data = dict(row)
         for key in JSON_COLUMNS:
-            data[key] = json.loads(data[key]) if data[key] else ({} if key != "errors" else [])
+            data[key] = json.loads(data[key]) if data[key] else ([] if key in LIST_COLUMNS else {})
         data["resumable"] = bool(data["resumable"])
         return cls(**data)
 
@@ -94,6 +98,19 @@ class Job:
     @property
     def total_steps(self) -> int:
         return self.total
+
+    @property
+    def sources(self) -> list[dict]:
+        """Every dataset the job reads: [{"name", "version", "repeats"}], one entry for a one-dataset job."""
+        if self.datasets:
+            return self.datasets
+        return [{"name": self.dataset, "version": self.dataset_version, "repeats": 1}] if self.dataset else []
+
+    @property
+    def dataset_label(self) -> str:
+        """The datasets as people read them: `cats`, or `close-ups ×3 + full-body` for a mix."""
+        return " + ".join(f"{s['name']} ×{s['repeats']}" if s.get("repeats", 1) != 1 else str(s["name"])
+                          for s in self.sources)
 
     @property
     def loss(self) -> float | None:
@@ -119,7 +136,7 @@ class Job:
         out = {key: value for key, value in self.details.items() if value is not None}
         out.update({f.name: getattr(self, f.name) for f in fields(self) if f.name not in hidden})
         out.update({"step": self.done, "total_steps": self.total, "progress": round(self.progress, 4),
-                    "stopping": self.stopping, "worker_pid": self.owner_pid,
+                    "stopping": self.stopping, "worker_pid": self.owner_pid, "dataset_label": self.dataset_label,
                     "lora_file": Path(self.lora_path).name if self.lora_path else None})
         return out
 

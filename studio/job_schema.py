@@ -1,7 +1,8 @@
 """The job store's schema and its migrations, numbered by SQLite's `user_version`.
 
 Version 1 is the first release's table of training jobs; version 2 is the one table of every kind of
-job; version 3 gives each job its place in its queue (`queue_key`). A new database is made at version 2
+job; version 3 gives each job its place in its queue (`queue_key`); version 4 lets a training job name
+several datasets (`datasets`). A new database is made at version 2
 and upgraded like any other, so every version's schema is built one way. A database opens at any
 older version and is upgraded in one transaction, so a service that starts during the upgrade waits
 for it instead of reading half of it. A database newer than this code
@@ -13,7 +14,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 
 class SchemaTooNew(RuntimeError):
@@ -106,8 +107,14 @@ def _to_v3(conn: sqlite3.Connection) -> None:
     conn.execute("CREATE INDEX jobs_queue ON jobs(kind, status, queue_key)")
 
 
+def _to_v4(conn: sqlite3.Connection) -> None:
+    """Every dataset a training job reads, with its pinned version and repeats, as a JSON list; empty for a
+    job of one dataset (`dataset` and `dataset_version` say which), as every older job is."""
+    conn.execute("ALTER TABLE jobs ADD COLUMN datasets TEXT NOT NULL DEFAULT '[]'")
+
+
 # MIGRATIONS[n] upgrades a database at version n - 1 to version n.
-MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {2: _to_v2, 3: _to_v3}
+MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {2: _to_v2, 3: _to_v3, 4: _to_v4}
 
 
 def _has_table(conn: sqlite3.Connection, name: str) -> bool:

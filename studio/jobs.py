@@ -158,19 +158,21 @@ class JobStore:
 
     def versions_in_use(self) -> dict[str, list[Job]]:
         """Dataset versions that a job may still read (queued, running, or resumable), with those jobs."""
-        rows = self._rows("SELECT * FROM jobs WHERE dataset_version IS NOT NULL AND (status IN ('queued', 'running')"
+        rows = self._rows("SELECT * FROM jobs WHERE (dataset_version IS NOT NULL OR datasets != '[]')"
+                          " AND (status IN ('queued', 'running')"
                           " OR (status IN ('stopped', 'failed', 'interrupted') AND resumable = 1))")
         used: dict[str, list[Job]] = {}
         for job in rows:
-            used.setdefault(job.dataset_version, []).append(job)
+            for version in dict.fromkeys(source["version"] for source in job.sources if source.get("version")):
+                used.setdefault(version, []).append(job)
         return used
 
     # -- creating ------------------------------------------------------------------------------
     def create(self, kind: str, *, name: str = "", dataset: str | None = None, dataset_version: str | None = None,
-               parent_id: str | None = None, after_id: str | None = None, recipe: str | None = None,
-               config: dict | None = None, total: int = 0, message: str | None = None, owner: str | None = None,
-               webhook_url: str | None = None, idem_key: str | None = None, fingerprint: str | None = None,
-               dedup_window_s: float = 10.0) -> tuple[Job, bool]:
+               datasets: list[dict] | None = None, parent_id: str | None = None, after_id: str | None = None,
+               recipe: str | None = None, config: dict | None = None, total: int = 0, message: str | None = None,
+               owner: str | None = None, webhook_url: str | None = None, idem_key: str | None = None,
+               fingerprint: str | None = None, dedup_window_s: float = 10.0) -> tuple[Job, bool]:
         """Insert a queued job; returns (job, created). A repeat of the same request returns the first job."""
         if kind not in KINDS:
             raise ValueError(f"unknown job kind {kind!r}")
@@ -187,10 +189,11 @@ class JobStore:
                     return Job.from_row(row), False
             job_id = new_job_id(kind)
             row = conn.execute(
-                "INSERT INTO jobs (id, kind, name, dataset, dataset_version, parent_id, after_id, recipe, config,"
-                " total, message, owner, webhook_url, idem_key, fingerprint, created_at, queue_key, updated_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING *",
-                (job_id, kind, name, dataset, dataset_version, parent_id, after_id, recipe, _dump(config or {}),
+                "INSERT INTO jobs (id, kind, name, dataset, dataset_version, datasets, parent_id, after_id, recipe,"
+                " config, total, message, owner, webhook_url, idem_key, fingerprint, created_at, queue_key, updated_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING *",
+                (job_id, kind, name, dataset, dataset_version, _dump(datasets or []), parent_id, after_id, recipe,
+                 _dump(config or {}),
                  total, message or "Queued.", owner, webhook_url, idem_key, fingerprint, now, now, now)).fetchone()
         return Job.from_row(row), True
 

@@ -2,8 +2,8 @@
 the new-job form follows the dataset (trigger word, a free LoRA name, the recipe's step count, a CPU or
 demo estimate said as such), the job log reads cleanly, the worker chip follows the job, the gallery
 says how small a small image is and leaves duplicates out of the export, the Trainer link opens a job
-on the exported dataset, the caption dialog knows when every image has a caption, and finished panels
-and toasts step aside."""
+on the exported dataset, the caption dialog knows when every image has a caption, finished panels
+and toasts step aside, and a job trains on several datasets with their repeats."""
 
 from __future__ import annotations
 
@@ -82,6 +82,49 @@ def test_new_job_form_follows_the_dataset(studio, page, viewport, artifacts_dir)
     expect(page.locator(".dataset-card.selected")).to_contain_text("my-cat")
     expect(page.locator("#f-name")).to_have_value("my-cat-2")
     expect(page.locator("#f-job-name")).to_have_value("first try (copy)")
+
+
+@pytest.mark.parametrize("viewport", VIEWPORTS)
+def test_a_job_trains_on_several_datasets_each_with_its_repeats(studio, page, viewport, artifacts_dir):
+    from playwright.sync_api import expect
+
+    page.goto(studio.trainer + "/new?dataset=my-cat")
+    expect(page.locator("#est-images")).to_have_text("7")
+    expect(page.locator("#mix")).to_be_hidden()
+    expect(page.locator(".dataset-pick", has_text="my-cat").locator(".dataset-add")).to_be_hidden()
+    page.locator(".dataset-pick", has_text="dog-set").locator(".dataset-add").click()
+    expect(page.locator(".dataset-card.selected")).to_have_count(2)
+    rows = page.locator("#mix tr")
+    expect(rows).to_have_count(2)
+    expect(rows.first).to_contain_text("my-cat")
+    expect(page.locator("#mix")).to_contain_text("dog-set: captions carry the trigger word dogz")
+    expect(page.locator("#est-images")).not_to_have_text("7")  # checked together
+    dogs = int(page.locator("#est-images").inner_text()) - 7
+    page.fill("[data-repeats='dog-set']", "3")
+    expect(rows.last.locator("[data-epoch]")).to_have_text(f"{dogs * 3} an epoch")
+    expect(page.locator("#mix-epoch")).to_have_text(f"Each epoch trains on {7 + dogs * 3} images")
+    expect(page.locator("#start")).to_be_enabled()
+    # the trigger word and the LoRA name still follow the first dataset
+    expect(page.locator("#f-trigger_word")).to_have_value("mycat")
+    assert_no_sideways_scroll(page)
+    page.screenshot(path=str(artifacts_dir / f"new-job-mix-{viewport['width']}.png"), full_page=True)
+
+    page.fill("#f-job-name", f"mix {viewport['width']}")
+    page.click("#start")
+    page.wait_for_url("**/jobs/*")
+    expect(page.locator("#job-sub")).to_contain_text("my-cat + dog-set ×3")
+    job_id = page.url.rsplit("/", 1)[-1]
+    job = studio.store().get(job_id)
+    assert [(d["name"], d["repeats"]) for d in job.datasets] == [("my-cat", 1), ("dog-set", 3)]
+    # its copy trains on the same mix; removing the first dataset leaves the other one
+    page.goto(f"{studio.trainer}/new?from={job_id}")
+    expect(page.locator("[data-repeats='dog-set']")).to_have_value("3")
+    page.locator("[data-unmix='my-cat']").click()
+    expect(page.locator("#mix")).to_be_hidden()
+    expect(page.locator(".dataset-card.selected")).to_have_count(1)
+    expect(page.locator(".dataset-card.selected")).to_contain_text("dog-set")
+    expect(page.locator("#f-trigger_word")).to_have_value("mycat")  # a copy keeps the config it copied
+    studio.store().request_stop(job_id)  # out of the other tests' way
 
 
 @pytest.mark.parametrize("viewport", VIEWPORTS)

@@ -185,6 +185,43 @@ def test_batch_plan_is_per_bucket_and_reproducible():
     assert [again.batch(i) for i in range(4, 12)] == [plan.batch(i) for i in range(4, 12)]
 
 
+def test_batch_plan_trains_each_image_as_often_as_its_repeats():
+    once = [ImageItem(None, f"a{i}", f"a{i}", 10, 10) for i in range(3)]
+    thrice = [ImageItem(None, f"b{i}", f"b{i}", 10, 10, repeats=3) for i in range(2)]
+    samples = [Sample(item, (64, 64)) for item in once + thrice]
+    plan = BatchPlan(samples, batch_size=1, seed=5)
+    assert len(plan) == 3 + 2 * 3
+    epoch = [i for b in (plan.batch(n) for n in range(len(plan))) for i in b]
+    assert sorted(epoch) == [0, 1, 2, 3, 3, 3, 4, 4, 4]
+    assert [plan.batch(n) for n in range(9, 30)] == [BatchPlan(samples, 1, 5).batch(n) for n in range(9, 30)]
+
+
+def test_sources_read_every_dataset_with_its_repeats(tmp_path):
+    from trainer.engine.data import DatasetSource, as_sources, dataset_hash, read_datasets, sources_label
+
+    for name, count in (("close", 2), ("wide", 3)):
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "dataset.json").write_text(f'{{"name": "{name}-set"}}')
+        for i in range(count):
+            Image.new("RGB", (16, 12), (i * 40, 0, 0)).save(folder / f"img{i}.png")  # the same names in both
+            (folder / f"img{i}.txt").write_text(f"{name} {i}")
+    config = get_recipe("zimage-turbo").config_from_dict({"trigger_word": "zkw"})
+    assert as_sources(tmp_path / "close") == [DatasetSource(tmp_path / "close", 1)]
+    sources = as_sources([(tmp_path / "close", 4), DatasetSource(tmp_path / "wide")])
+    items = read_datasets(sources, config, print)
+    assert [(i.path.parent.name, i.path.name, i.repeats) for i in items] == [
+        ("close", "img0.png", 4), ("close", "img1.png", 4), ("wide", "img0.png", 1), ("wide", "img1.png", 1),
+        ("wide", "img2.png", 1)]
+    assert items[0].caption == "zkw, close 0"
+    assert sources_label(sources) == "close-set (version close) x4 + wide-set (version wide)"
+    one = read_datasets(as_sources(tmp_path / "wide"), config, print)
+    assert dataset_hash(one) == dataset_hash(items[2:])  # repeats 1 hashes as a one-dataset job always did
+    assert dataset_hash(items[:2]) != dataset_hash(read_datasets(as_sources(tmp_path / "close"), config, print))
+    with pytest.raises(TrainingError, match="names no dataset"):
+        as_sources([])
+
+
 def _save(job, step, keep=2):
     return ckpt.save_checkpoint(job, step, {"w": torch.ones(2)}, {"steps": str(step)}, {"step": step}, keep)
 

@@ -287,6 +287,27 @@ def test_caching_means_no_encoder_calls_on_a_second_job(tmp_path, demo_paths):
     assert second["encoder_calls"] == {"text_encoder": 0, "vae_encoder": 0}
 
 
+def test_several_datasets_with_repeats_train_into_one_lora(tmp_path, demo_paths):
+    from safetensors import safe_open
+
+    close = make_dataset(tmp_path / "datasets" / "close", count=2)
+    wide = make_dataset(tmp_path / "datasets" / "wide", count=3, size=(64, 80))
+    job = tmp_path / "jobs" / "mix"
+    result = train(tiny_config(steps=9), [(close, 3), (wide, 1)], job, demo_paths, None, None, device="cpu",
+                   cache_dir=tmp_path / "cache")
+    assert result["steps"] == 9
+    assert result["encoder_calls"]["vae_encoder"] == 5  # each image encoded once, however often it repeats
+    log = (job / "log.txt").read_text()
+    assert "dataset close x3 + wide." in log
+    assert "Dataset: 5 image(s), 5 training example(s) in 2 bucket(s)" in log
+    assert "With repeats, an epoch trains on 9 image(s): close x3, wide x1." in log
+    with safe_open(result["lora_path"], "pt") as handle:
+        meta = handle.metadata()
+    assert meta["ss_num_train_images"] == "9"
+    assert json.loads(meta["ss_dataset_dirs"]) == {"close": {"n_repeats": 3, "img_count": 2},
+                                                   "wide": {"n_repeats": 1, "img_count": 3}}
+
+
 # ---------------------------------------------------------------- bad input
 
 

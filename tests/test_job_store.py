@@ -215,6 +215,18 @@ def test_versions_in_use_are_those_a_job_may_still_read(store):
     assert set(store.versions_in_use()) == {"a" * 16, "b" * 16}
 
 
+def test_every_dataset_of_a_job_keeps_its_version_in_use(store):
+    mix = [{"name": "close", "version": "e" * 16, "repeats": 3}, {"name": "wide", "version": "f" * 16, "repeats": 1}]
+    job, _ = store.create("train", dataset="close", dataset_version="e" * 16, datasets=mix)
+    assert store.get(job.id).datasets == mix and store.get(job.id).sources == mix
+    one, _ = store.create("train", dataset="solo", dataset_version="9" * 16)
+    assert store.get(one.id).datasets == []
+    assert store.get(one.id).sources == [{"name": "solo", "version": "9" * 16, "repeats": 1}]
+    used = store.versions_in_use()
+    assert [j.id for j in used["e" * 16]] == [job.id] and [j.id for j in used["f" * 16]] == [job.id]
+    assert job.public()["datasets"] == mix
+
+
 def test_a_queued_job_can_run_next(store):
     first, second, third = (store.create("train", name=n, recipe="r", dataset="d")[0] for n in "abc")
     caption, _ = store.create("caption", dataset="d")
@@ -249,3 +261,22 @@ def test_a_version_2_database_gets_queue_places_in_creation_order(tmp_path):
     assert [job.id for job in store.queue()] == ["a-earlier", "b-later"]
     assert store.get("b-later").queue_key == 100.0
     assert store._conn().execute("PRAGMA user_version").fetchone()[0] == job_schema.SCHEMA_VERSION
+
+
+def test_a_version_3_database_gets_an_empty_dataset_list_for_every_job(tmp_path):
+    import sqlite3
+
+    from studio import job_schema
+
+    conn = sqlite3.connect(tmp_path / "studio.db", isolation_level=None)
+    job_schema._create(conn)
+    job_schema._to_v3(conn)  # the previous release's schema
+    conn.execute("PRAGMA user_version = 3")
+    conn.execute("INSERT INTO jobs (id, kind, dataset, dataset_version, created_at, queue_key, updated_at)"
+                 " VALUES ('old', 'train', 'cats', ?, 1.0, 1.0, 1.0)", ("a" * 16,))
+    conn.close()
+    store = JobStore(tmp_path / "studio.db")
+    assert store.upgraded_from == 3
+    old = store.get("old")
+    assert old.datasets == [] and old.sources == [{"name": "cats", "version": "a" * 16, "repeats": 1}]
+    assert list(store.versions_in_use()) == ["a" * 16]

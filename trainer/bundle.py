@@ -48,8 +48,9 @@ def entries(space: Workspace, job: Job) -> list[Entry]:
         listing = [{key: value for key, value in renders.public(render).items() if key != "images"}
                    | {"images": (render.result or {}).get("images") or []} for render in made]
         out.append((f"{top}/renders/renders.json", json.dumps(listing, indent=1).encode()))
-    out.append((f"{top}/config.json", json.dumps({"name": job.name, "recipe": job.recipe, "dataset": job.dataset,
-                                                  "dataset_version": job.dataset_version, "config": job.config},
+    data = {"datasets": job.datasets} if job.datasets else {"dataset": job.dataset,
+                                                           "dataset_version": job.dataset_version}
+    out.append((f"{top}/config.json", json.dumps({"name": job.name, "recipe": job.recipe, **data, "config": job.config},
                                                  indent=1).encode()))
     out += [(f"{top}/{name}", job_dir / name) for name in ("metrics.jsonl", "log.txt") if (job_dir / name).is_file()]
     return out

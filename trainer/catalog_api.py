@@ -14,7 +14,7 @@ from studio.thumbnails import UnreadableImage, cached_thumbnail
 from studio.web import ApiError, json_body
 from studio.workspace import Workspace, confined, safe_name
 from trainer import library
-from trainer.validation import IMAGE_SUFFIXES
+from trainer.dataset_checks import IMAGE_SUFFIXES
 
 bp = Blueprint("catalog", __name__)
 THUMBS_IN_STRIP = 8

@@ -14,6 +14,7 @@ from studio.web import ApiError, int_arg, json_body
 from studio.workspace import Workspace, safe_name
 from trainer import library, schedule
 from trainer.recovery import reconcile
+from trainer.run_job import training_sources
 from trainer.step_dirs import latest_checkpoint_step
 from trainer.submit import JobInvalid, submit_job
 from trainer.validation import validate
@@ -58,12 +59,11 @@ def load_job(job_id: str) -> Job:
 
 
 def _require_training_data(job: Job) -> None:
-    """409 when the dataset version the job trains on is no longer on disk (before queueing it again)."""
-    if job.dataset_version:
-        try:
-            exports.require_version(workspace(), job.dataset_version, job.dataset)
-        except exports.ExportMissing as exc:
-            raise ApiError(str(exc), 409) from None
+    """409 when a dataset version the job trains on is no longer on disk (before queueing it again)."""
+    try:
+        training_sources(workspace(), job)
+    except exports.ExportMissing as exc:
+        raise ApiError(str(exc), 409) from None
 
 
 def _invalid(report) -> ApiError:
@@ -246,6 +246,15 @@ def _request_action(job_id: str, action: str):
     return jsonify({"requested": action, "message": f"{what} made after the current step."}), 202
 
 
+def _clone_datasets(source: Job, overrides: dict) -> dict:
+    """What a copy trains on: the datasets the request names, else the source's (their current exports)."""
+    if overrides.get("datasets") is not None:
+        return {"datasets": overrides["datasets"]}
+    if overrides.get("dataset") or not source.datasets:
+        return {"dataset": overrides.get("dataset") or source.dataset}
+    return {"datasets": [{"name": entry["name"], "repeats": entry["repeats"]} for entry in source.datasets]}
+
+
 @bp.post("/api/jobs/<job_id>/clone")
 def clone_job(job_id):
     source = load_job(job_id)
@@ -253,8 +262,7 @@ def clone_job(job_id):
     if not isinstance(overrides.get("config") or {}, dict):
         raise ApiError("'config' must be an object of the fields to change.", 422)
     payload = {"name": overrides.get("name") or f"{source.name} (copy)", "recipe": source.recipe,
-               "dataset": overrides.get("dataset") or source.dataset,
-               "config": {**source.config, **(overrides.get("config") or {})},
+               **_clone_datasets(source, overrides), "config": {**source.config, **(overrides.get("config") or {})},
                "webhook_url": overrides.get("webhook_url", source.webhook_url)}
     job, created, report = create_job(payload)
     return jsonify({"job": job.public(), "created": created, "warnings": report["warnings"]}), 201

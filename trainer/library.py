@@ -325,7 +325,7 @@ def entry(job: Job, job_dir: Path) -> dict | None:
     found = proof(job_dir)
     return {
         "job_id": job.id, "name": job.name, "file": lora.name, "path": relative, "size": lora.stat().st_size,
-        "dataset": job.dataset, "recipe": job.recipe, "finished_at": job.finished_at, "steps": job.step,
+        "dataset": job.dataset_label, "recipe": job.recipe, "finished_at": job.finished_at, "steps": job.step,
         "loss": _smoothed_loss(job), "metadata": safetensors_metadata(lora),
         "samples": last,
         "trigger_word": job.config.get("trigger_word"),

@@ -32,12 +32,25 @@ EXIT_TRAINING_ERROR = 3
 PROGRESS_EVERY_S = 1.0
 
 
-def training_data(workspace: Workspace, job) -> Path:
-    """The exported data a job trains on: the version it recorded (re-exporting the name never changes
-    it); jobs of the first release, which recorded only the name, read the name's current export."""
-    if job.dataset_version:
-        return exports.require_version(workspace, job.dataset_version, job.dataset)
-    return workspace.export_dir(job.dataset)
+def training_sources(workspace: Workspace, job) -> list[tuple[Path, int]]:
+    """Every exported folder a job trains on, with its repeats: the version it recorded (re-exporting the
+    name never changes it); jobs of the first release, which recorded only the name, read the name's current
+    export. ExportMissing when a version is no longer on disk."""
+    out = []
+    for source in job.sources:
+        if source.get("version"):
+            folder = exports.require_version(workspace, source["version"], source["name"])
+        else:
+            folder = workspace.export_dir(source["name"])
+        out.append((folder, int(source.get("repeats") or 1)))
+    return out
+
+
+def training_data(workspace: Workspace, job) -> Path | list[tuple[Path, int]]:
+    """What the engine trains on: the folder of a one-dataset job, the (folder, repeats) list of one with
+    several."""
+    sources = training_sources(workspace, job)
+    return sources if job.datasets else sources[0][0]
 
 
 def die_with_parent() -> None:

@@ -11,7 +11,8 @@ import threading
 from studio.jobs import Job, JobStore
 from studio.settings import Settings
 from studio.workspace import Workspace
-from trainer.validation import detect_gpu, image_names, image_size, models_download_left_s
+from trainer.dataset_checks import image_names, image_size
+from trainer.validation import detect_gpu, models_download_left_s
 
 log = logging.getLogger(__name__)
 
@@ -36,19 +37,21 @@ def job_seconds(settings: Settings, job: Job) -> float | None:
 
 def _estimate(settings: Settings, job: Job) -> float | None:
     from trainer.recipes import ConfigError, get_recipe
-    from trainer.run_job import training_data
+    from trainer.run_job import training_sources
 
     try:
         recipe = get_recipe(job.recipe or "zimage-turbo")
         config = recipe.config_from_dict(job.config)
-        folder = training_data(Workspace(settings.root), job)
-        names = image_names(os.listdir(folder))
+        sources = [(folder, repeats, image_names(os.listdir(folder)))
+                   for folder, repeats in training_sources(Workspace(settings.root), job)]
     except (ConfigError, LookupError, OSError, ValueError) as exc:
         log.debug("no estimate for job %s: %s", job.id, exc)
         return None
-    sizes = [size for size in (image_size(folder / name) for name in names) if size]
+    sizes = [size for folder, repeats, names in sources
+             for size in (image_size(folder / name) for name in names) if size for _ in range(repeats)]
     gpu = detect_gpu()
-    return recipe.estimate(config, len(names), gpu.name if gpu else None, settings.demo, sizes).seconds
+    images = sum(len(names) for _, _, names in sources)
+    return recipe.estimate(config, images, gpu.name if gpu else None, settings.demo, sizes).seconds
 
 
 def _remaining(settings: Settings, job: Job) -> float | None:

@@ -13,6 +13,7 @@ from studio import exports
 from studio.jobs import Job, JobStore
 from studio.settings import Settings
 from studio.workspace import Workspace
+from trainer.dataset_checks import requested
 from trainer.validation import Report, validate
 
 DEDUP_WINDOW_S = 10.0
@@ -28,17 +29,21 @@ class JobInvalid(ValueError):
         self.report = report
 
 
-def dataset_version(workspace: Workspace, payload: dict) -> str:
-    """The version of the export a new job trains on: the one the request names, else the one the
+def pinned_version(workspace: Workspace, name: str, version: str | None = None) -> str:
+    """The version of an export a new job trains on: the one the request names, else the one the
     export name points at now (an export folder copied in by hand becomes a version here)."""
-    if payload.get("dataset_version"):
-        return payload["dataset_version"]
-    name = payload["dataset"]
-    return exports.resolve(workspace, name) or exports.adopt_folder(workspace, name)
+    return version or exports.resolve(workspace, name) or exports.adopt_folder(workspace, name)
+
+
+def pinned_sources(workspace: Workspace, payload: dict) -> list[dict]:
+    """The datasets of a valid request, each with the version the job will read."""
+    return [{**source, "version": pinned_version(workspace, source["name"], source.get("version"))}
+            for source in requested(payload, Report())]
 
 
 def _fingerprint(payload: dict, config: dict) -> str:
     basis = {"recipe": payload.get("recipe") or "zimage-turbo", "dataset": payload.get("dataset"), "config": config,
+             **({"datasets": payload["datasets"]} if payload.get("datasets") else {}),
              "name": payload.get("name"), "webhook_url": payload.get("webhook_url")}
     return hashlib.sha256(json.dumps(basis, sort_keys=True).encode()).hexdigest()
 
@@ -50,9 +55,11 @@ def submit_job(settings: Settings, store: JobStore, payload: dict, *, idem_key: 
     if not report.ok:
         raise JobInvalid(report)
     config = report.config or {}
+    sources = pinned_sources(Workspace(settings.root), payload)
     job, created = store.create(
         "train", name=(report.name or "job")[:120], recipe=payload.get("recipe") or "zimage-turbo", config=config,
-        dataset=payload["dataset"], dataset_version=dataset_version(Workspace(settings.root), payload),
+        dataset=sources[0]["name"], dataset_version=sources[0]["version"],
+        datasets=sources if payload.get("datasets") else None,
         parent_id=parent_id, webhook_url=payload.get("webhook_url") or None, idem_key=idem_key,
         fingerprint=_fingerprint(payload, config), dedup_window_s=DEDUP_WINDOW_S,
         total=int(config.get("steps") or 0))

@@ -7,7 +7,6 @@ image count and sizes, captions), the model files, and estimates duration and GP
 from __future__ import annotations
 
 import logging
-import os
 import re
 import shutil
 import subprocess
@@ -16,22 +15,17 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
 
-from PIL import Image, UnidentifiedImageError
-
-from studio import exports
 from studio.disk import free_bytes
 from studio.model_status import download_state, format_bytes, waiting_for, worth_waiting
 from studio.registry import model_paths
 from studio.settings import Settings
-from studio.text import name_list, plural
-from studio.workspace import UnsafePathError, Workspace, safe_name
+from studio.workspace import Workspace
+from trainer.dataset_checks import check_datasets, requested
 
 log = logging.getLogger(__name__)
 # What a training job needs downloaded (models.txt keys and what people call them)
 TRAINING_MODELS = (("zimage", "Z-Image-Turbo model"), ("adapter", "Z-Image training adapter"))
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp"}
-MAX_IMAGES_INSPECTED = 5000
-REQUEST_KEYS = {"name", "recipe", "dataset", "dataset_version", "config", "webhook_url", "idempotency_key"}
+REQUEST_KEYS = {"name", "recipe", "dataset", "dataset_version", "datasets", "config", "webhook_url", "idempotency_key"}
 
 
 @dataclass
@@ -46,6 +40,7 @@ class Report:
     suggested_steps: int | None = None  # what the recipe's step rule gives for this many images
     device: str = "cpu"
     images: int = 0
+    datasets: list[dict] = field(default_factory=list)  # [{"name", "images", "repeats"}] as checked
     config: dict | None = None
     name: str | None = None
 
@@ -110,8 +105,8 @@ def free_gpu_memory_gb() -> float | None:
 
 def _check_request(payload: dict, report: Report) -> None:
     for key in sorted(set(payload) - REQUEST_KEYS):
-        report.error(key, f"Unknown field {key!r}; a job has name, recipe, dataset (and optionally dataset_version), "
-                          "config and webhook_url.")
+        report.error(key, f"Unknown field {key!r}; a job has name, recipe, dataset (and optionally dataset_version) "
+                          "or datasets, config and webhook_url.")
     name = payload.get("name")
     if name is not None and (not isinstance(name, str) or len(name) > 120):
         report.error("job_name", "The job name must be text of at most 120 characters.")
@@ -152,63 +147,6 @@ def _check_config(payload: dict, report: Report):
     return parsed
 
 
-def image_names(entries: list[str]) -> list[str]:
-    """The images among a dataset folder's entries (hidden files left out)."""
-    return [e for e in entries if Path(e).suffix.lower() in IMAGE_SUFFIXES and not e.startswith(".")]
-
-
-def _check_dataset(workspace: Workspace, payload: dict, config: dict | None, report: Report) -> list[tuple[int, int]]:
-    """Checks the dataset; returns the (width, height) of each image it could read, for the estimate."""
-    name = payload.get("dataset")
-    if not name:
-        report.error("dataset", "Pick an exported dataset to train on.")
-        return []
-    version = payload.get("dataset_version")
-    try:
-        folder = workspace.export_dir(safe_name(name) if isinstance(name, str) else "")
-        if version is not None:
-            folder = exports.version_dir(workspace, version)
-    except UnsafePathError:
-        report.error("dataset_version" if version is not None else "dataset", "That dataset name is not valid.")
-        return []
-    if not folder.is_dir():
-        if version is not None:
-            report.error("dataset_version", f"Version {version} of {name!r} is no longer on disk: pick a current "
-                                            "export.")
-        else:
-            report.error("dataset", f"There is no exported dataset named {name!r}: export it from the dataset "
-                                    "manager.")
-        return []
-    try:
-        entries = sorted(os.listdir(folder))
-    except OSError as exc:
-        report.error("dataset", f"The dataset folder cannot be read ({exc.strerror}).")
-        return []
-    images = image_names(entries)
-    report.images = len(images)
-    if not images:
-        report.error("dataset", f"The dataset {name!r} has no images (.jpg, .png, .webp).")
-        return []
-    if len(images) < 5:
-        report.warn("dataset", f"Only {plural(len(images), 'image')}: 10-30 varied images usually give a better "
-                               "LoRA.")
-    present = set(entries)
-    uncaptioned = []
-    for image in images:
-        caption = Path(image).stem + ".txt"
-        if caption not in present or (folder / caption).stat().st_size == 0:
-            uncaptioned.append(image)
-    if uncaptioned:
-        names = name_list(uncaptioned)
-        count = f"{plural(len(uncaptioned), 'image')} {'has' if len(uncaptioned) == 1 else 'have'} no caption"
-        if config and config.get("missing_captions") == "error":
-            report.error("dataset", f"{count} ({names}); caption them or set missing captions to default_caption.")
-        else:
-            default = (config or {}).get("default_caption", "[trigger]")
-            report.warn("dataset", f"{count} ({names}); they train with the default caption {default!r}.")
-    return _check_images(folder, images, config, report)
-
-
 def _check_name(workspace: Workspace, config: dict | None, report: Report) -> None:
     """A LoRA name already in the library: the new file would be kept beside it as <name>-<job id>."""
     name = (config or {}).get("name")
@@ -219,72 +157,6 @@ def _check_name(workspace: Workspace, config: dict | None, report: Report) -> No
     taken = {path.stem.lower() for path in workspace.loras.glob("*.safetensors")}
     report.warn("name", f"A LoRA named {name!r} is already in the library: this job's file will be kept there as "
                         f"{name}-<job id>.safetensors. {unique_name(name, taken)!r} is free.")
-
-
-_sizes: dict[tuple, tuple[int, int] | None] = {}
-_sizes_lock = threading.Lock()
-
-
-def image_size(path: Path) -> tuple[int, int] | None:
-    """Width and height from the file header (None when unreadable); cached, since the form validates often."""
-    try:
-        stat = path.stat()
-    except OSError:
-        return None
-    key = (str(path), stat.st_mtime_ns, stat.st_size)
-    with _sizes_lock:
-        if key in _sizes:
-            return _sizes[key]
-    try:
-        with Image.open(path) as img:
-            size = img.size
-    except (OSError, UnidentifiedImageError, Image.DecompressionBombError):
-        size = None
-    with _sizes_lock:
-        if len(_sizes) > 100_000:
-            _sizes.clear()
-        _sizes[key] = size
-    return size
-
-
-def _check_images(folder: Path, images: list[str], config: dict | None, report: Report) -> list[tuple[int, int]]:
-    resolutions = (config or {}).get("resolutions") or [512]
-    smallest_res = min(resolutions)
-    broken, small, sizes = [], [], []
-    for image in images[:MAX_IMAGES_INSPECTED]:
-        size = image_size(folder / image)
-        if size is None:
-            broken.append(image)
-            continue
-        width, height = size
-        sizes.append(size)
-        # A bucket holds about res x res pixels and never upscales (trainer.buckets.bucket_for), so
-        # an image with fewer pixels than the smallest bucket trains only at its own size.
-        if width * height < smallest_res * smallest_res:
-            small.append((width * height, image, width, height))
-    if broken:
-        names = name_list(broken)
-        if len(broken) == len(images):
-            report.error("dataset", f"None of the images can be read ({names}).")
-        else:
-            report.warn("dataset", f"{plural(len(broken), 'image')} cannot be read and will be skipped ({names}).")
-    if small:
-        report.warn("resolutions", small_images_message(small, len(images), smallest_res, len(resolutions)))
-    return sizes
-
-
-def small_images_message(small: list[tuple], total: int, smallest_res: int, resolution_count: int) -> str:
-    """One sentence: how many images are below the smallest bucket, the smallest of them, what happens."""
-    _, name, width, height = min(small)
-    one = len(small) == 1
-    which = f"{name}, {width}x{height}" if one else f"smallest: {name}, {width}x{height}"
-    they, their = ("it", "its") if one else ("they", "their")
-    trains = "trains" if one else "train"
-    where = f"once at {their} own size instead of at all {resolution_count} resolutions" if resolution_count > 1 \
-        else f"at {their} own size"
-    return (f"{len(small)} of {plural(total, 'image')} {'is' if one else 'are'} below the smallest training size of "
-            f"{smallest_res}x{smallest_res} px ({which}): {they} {trains} {where}, never upscaled, so replace or "
-            f"remove {'it' if one else 'them'} for more detail.")
 
 
 def _missing_models(settings: Settings) -> list[tuple[Path, str, str]]:
@@ -351,12 +223,16 @@ def validate(settings: Settings, payload: dict) -> Report:
     parsed = _check_config(payload, report)
     config = report.config
     workspace = Workspace(settings.root)
-    sizes = _check_dataset(workspace, payload, config, report)
+    sources = requested(payload, report)
+    checked = check_datasets(workspace, sources, config, report)
+    report.datasets = [{"name": c.name, "images": c.images, "repeats": c.repeats} for c in checked]
+    sizes = [size for c in checked for size in c.sizes or [] for _ in range(c.repeats)]  # as often as trained
     _check_name(workspace, config, report)
     _check_models(settings, report)
     gpu = detect_gpu()
     report.device = f"{gpu.name} ({gpu.memory_gb:.0f} GB)" if gpu else "CPU"
-    report.name = (payload.get("name") or (config or {}).get("name") or payload.get("dataset") or "job")
+    report.name = (payload.get("name") or (config or {}).get("name") or (sources[0]["name"] if sources else "")
+                   or "job")
     if parsed is not None:
         from trainer.recipes import get_recipe
 

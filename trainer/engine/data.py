@@ -1,14 +1,18 @@
-"""Reading an exported dataset: images + same-stem .txt captions, trigger words, aspect-ratio buckets,
-and a stateless batch order (batch i depends only on the seed and i, which makes resume exact)."""
+"""Reading exported datasets: images + same-stem .txt captions, trigger words, aspect-ratio buckets,
+and a stateless batch order (batch i depends only on the seed and i, which makes resume exact).
+
+A job trains on one dataset folder or on several, each with its repeats: an image of a dataset with
+repeats 3 is seen three times an epoch, so a small set of close-ups weighs as much as a larger one."""
 
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import random
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -27,6 +31,26 @@ class ImageItem:
     sha256: str
     width: int
     height: int
+    repeats: int = 1  # how many times an epoch it is trained on (its dataset's repeats)
+
+
+@dataclass(frozen=True)
+class DatasetSource:
+    """One dataset folder of a job and how many times an epoch its images are seen."""
+
+    folder: Path
+    repeats: int = 1
+
+
+def as_sources(data) -> list[DatasetSource]:
+    """A job's data as a list of sources: a folder (one dataset, repeats 1), or a list of sources or
+    (folder, repeats) pairs."""
+    if isinstance(data, str | Path):
+        return [DatasetSource(Path(data))]
+    out = [s if isinstance(s, DatasetSource) else DatasetSource(Path(s[0]), int(s[1])) for s in data]
+    if not out:
+        raise TrainingError("The job names no dataset to train on.")
+    return out
 
 
 @dataclass(frozen=True)
@@ -84,26 +108,44 @@ def read_dataset(dataset_dir: Path, config, warn: Callable[[str], None]) -> list
     return items
 
 
-def dataset_label(dataset_dir: Path) -> str:
-    """The dataset's name for the log: dataset.json's name, with the export version when the folder is
-    one (exported versions are folders named by their content hash)."""
-    import json
+def read_datasets(sources: list[DatasetSource], config, warn: Callable[[str], None]) -> list[ImageItem]:
+    """The images of every source, in source order, each carrying its source's repeats."""
+    items = []
+    for source in sources:
+        found = read_dataset(source.folder, config, warn)
+        items.extend(found if source.repeats == 1 else [replace(item, repeats=source.repeats) for item in found])
+    return items
 
+
+def sources_label(sources: list[DatasetSource]) -> str:
+    """The datasets for the log: `a (version v)`, or `a (version v) x3 + b (version w)`."""
+    return " + ".join(dataset_label(s.folder) + (f" x{s.repeats}" if s.repeats != 1 else "") for s in sources)
+
+
+def dataset_name(dataset_dir: Path) -> str:
+    """The name the dataset was exported under (dataset.json), else the folder's name."""
     dataset_dir = Path(dataset_dir)
     try:
         meta = json.loads((dataset_dir / "dataset.json").read_text("utf-8"))
     except (OSError, ValueError):
         meta = {}
     name = meta.get("name") if isinstance(meta, dict) else None
-    if not isinstance(name, str) or not name or name == dataset_dir.name:
-        return dataset_dir.name
-    return f"{name} (version {dataset_dir.name})"
+    return name if isinstance(name, str) and name else dataset_dir.name
+
+
+def dataset_label(dataset_dir: Path) -> str:
+    """The dataset's name for the log: dataset.json's name, with the export version when the folder is
+    one (exported versions are folders named by their content hash)."""
+    dataset_dir = Path(dataset_dir)
+    name = dataset_name(dataset_dir)
+    return name if name == dataset_dir.name else f"{name} (version {dataset_dir.name})"
 
 
 def dataset_hash(items: list[ImageItem]) -> str:
     digest = hashlib.sha256()
     for item in items:
-        digest.update(f"{item.path.name}\0{item.sha256}\0{item.caption}\n".encode())
+        repeats = f"\0x{item.repeats}" if item.repeats != 1 else ""  # a single-dataset job hashes as before
+        digest.update(f"{item.path.name}\0{item.sha256}\0{item.caption}{repeats}\n".encode())
     return digest.hexdigest()
 
 
@@ -131,13 +173,14 @@ def load_pixels(sample: Sample) -> Image.Image:
 
 class BatchPlan:
     """Groups sample indices into per-bucket batches and shuffles them each epoch, seeded; batch i
-    is a pure function of (seed, i), so a resumed job sees the same batches as an uninterrupted one."""
+    is a pure function of (seed, i), so a resumed job sees the same batches as an uninterrupted one.
+    A sample whose image has repeats r is in an epoch r times (its latents are cached once)."""
 
     def __init__(self, samples: list[Sample], batch_size: int, seed: int):
         self.seed = seed
         by_bucket: dict[tuple[int, int], list[int]] = {}
         for index, sample in enumerate(samples):
-            by_bucket.setdefault(sample.bucket, []).append(index)
+            by_bucket.setdefault(sample.bucket, []).extend([index] * sample.item.repeats)
         self.buckets = by_bucket
         self.batch_size = batch_size
         self._epoch_cache: tuple[int, list[list[int]]] | None = None

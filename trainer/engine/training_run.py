@@ -17,7 +17,15 @@ from trainer.engine import grad_checkpointing as gc_plan
 from trainer.engine import model as zmodel
 from trainer.engine import proof, speed_setup
 from trainer.engine.control import TrainingControl
-from trainer.engine.data import BatchPlan, build_samples, dataset_hash, dataset_label, read_dataset
+from trainer.engine.data import (
+    BatchPlan,
+    as_sources,
+    build_samples,
+    dataset_hash,
+    dataset_name,
+    read_datasets,
+    sources_label,
+)
 from trainer.engine.device_data import DeviceData
 from trainer.engine.errors import TrainingError, is_oom, oom_error
 from trainer.engine.loop import TrainingLoop
@@ -48,13 +56,14 @@ def pick_device(device: str | None) -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def train(config, dataset_dir: Path, job_dir: Path, model_paths, control: TrainingControl | None = None,
+def train(config, dataset_dir, job_dir: Path, model_paths, control: TrainingControl | None = None,
           on_progress: Callable[[dict], None] | None = None, device: str | None = None,
           cache_dir: Path | None = None) -> dict:
-    """Train (or resume) one LoRA job. Returns {"lora_path", "steps", "final_loss", "seconds", ...};
+    """Train (or resume) one LoRA job on `dataset_dir` (a folder, or a list of DatasetSource or
+    (folder, repeats) for several datasets). Returns {"lora_path", "steps", "final_loss", "seconds", ...};
     "stopped" is True when the control asked to stop (a checkpoint for that step is saved first)."""
     config = _as_config(config)
-    job_dir, dataset_dir = Path(job_dir), Path(dataset_dir)
+    job_dir, dataset_dir = Path(job_dir), as_sources(dataset_dir)
     job_dir.mkdir(parents=True, exist_ok=True)
     control = control or TrainingControl(job_dir)
     dev = pick_device(device)
@@ -94,9 +103,10 @@ def _train(config, dataset_dir, job_dir, paths, control, progress, dev, cache_di
 class TrainingRun:
     """The pieces of one job, so that train() and the step benchmark run exactly the same code."""
 
-    def __init__(self, config, dataset_dir: Path, job_dir: Path, paths, control: TrainingControl,
+    def __init__(self, config, dataset_dir, job_dir: Path, paths, control: TrainingControl,
                  progress: Progress, dev: torch.device, cache_dir: Path, log: Callable[[str], None]):
-        self.config, self.dataset_dir, self.job_dir, self.paths = config, dataset_dir, job_dir, paths
+        self.config, self.job_dir, self.paths = config, job_dir, paths
+        self.sources = as_sources(dataset_dir)
         self.control, self.progress, self.dev, self.cache_dir, self.log = control, progress, dev, cache_dir, log
         self.autocast_dtype = torch.bfloat16 if dev.type == "cuda" and config.mixed_precision == "bf16" else None
         self.model_dtype = torch.bfloat16 if self.autocast_dtype is not None else torch.float32
@@ -110,18 +120,22 @@ class TrainingRun:
         resume = ckpt.latest_checkpoint(self.job_dir)
         log(f"Job {config.name}: {'resuming from step ' + str(resume[0]) if resume else 'starting'} on {dev.type} "
             f"({'bf16' if self.autocast_dtype else 'float32'}), {config.steps} steps, dataset "
-            f"{dataset_label(self.dataset_dir)}.")
+            f"{sources_label(self.sources)}.")
         if resume:  # the loss stays on the page while the run loads again
             progress.loss, progress.smooth_loss = last_losses(self.job_dir / "metrics.jsonl", resume[0])
         progress.emit("loading", resume[0] if resume else 0, message="Checking model files and dataset", force=True)
 
         zmodel.check_model_files(self.paths)
-        items = read_dataset(self.dataset_dir, config, log)
+        items = read_datasets(self.sources, config, log)
         self.samples = build_samples(items, config.resolutions, config.flip_horizontal)
         buckets = sorted({s.bucket for s in self.samples})
         mirrored = ", each also mirrored" if config.flip_horizontal else ""
         log(f"Dataset: {len(items)} image(s), {len(self.samples)} training example(s){mirrored} in {len(buckets)} "
             "bucket(s): " + ", ".join(f"{w}x{h}" for w, h in buckets))
+        if any(item.repeats != 1 for item in items):
+            seen = sum(item.repeats for item in items)
+            log(f"With repeats, an epoch trains on {seen} image(s): " + ", ".join(
+                f"{dataset_name(s.folder)} x{s.repeats}" for s in self.sources) + ".")
 
         texts = [s.item.caption for s in self.samples] + all_sample_texts(config) + [""]
 
@@ -159,7 +173,7 @@ class TrainingRun:
         progress.start_step = self.start
         progress.restart_clock(self.start)
         self.sampler = Sampler(config, self.paths, dev, self.cached.embeddings, self.adapter, self.autocast_dtype)
-        self.metadata = _metadata(config, self.paths, dataset_hash(items), len(items))
+        self.metadata = _metadata(config, self.paths, dataset_hash(items), items, self.sources)
         self.metrics = MetricsWriter(self.job_dir / "metrics.jsonl", self.start)
 
     # ------------------------------------------------------------ one step of the job
@@ -353,12 +367,16 @@ class TrainingRun:
         }
 
 
-def _metadata(config, paths, data_hash: str, images: int) -> dict[str, str]:
+def _metadata(config, paths, data_hash: str, items, sources) -> dict[str, str]:
     """safetensors metadata (all strings). The LoRA never includes the training adapter. Then the
     modelspec.* and ss_* keys that LoRA managers, ComfyUI extensions and model sites read to show the base
     model, the title and the trigger word."""
     trigger = config.trigger_word.strip()
     side = max(config.resolutions)
+    images = sum(item.repeats for item in items)  # as kohya counts it: each image times its repeats
+    folders = {dataset_name(s.folder): {"n_repeats": s.repeats,
+                                        "img_count": sum(item.path.parent == s.folder for item in items)}
+               for s in sources}
     return {
         "format": "pt",
         "name": config.name,
@@ -386,6 +404,7 @@ def _metadata(config, paths, data_hash: str, images: int) -> dict[str, str]:
         "ss_base_model_version": "z-image-turbo",
         "ss_output_name": config.name,
         "ss_num_train_images": str(images),
+        "ss_dataset_dirs": json.dumps(folders),
         **({"ss_tag_frequency": json.dumps({config.name: {trigger: images}})} if trigger else {}),
     }
 

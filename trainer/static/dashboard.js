@@ -51,7 +51,7 @@
       ? `${queued.length} waiting${last ? ` · all done in ${fromNow(last.done_in_s)}` : ""}` : "";
     document.getElementById("queue").innerHTML = queued.length ? `<table><tbody>${queued.map((j, i) => `
       <tr class="job-row"><td class="muted">${i + 1}</td><td><a href="/jobs/${esc(j.id)}">${esc(j.name)}</a>
-      <div class="muted" style="font-size:12px">${esc(j.dataset)} · ${studio.plural(j.total_steps, "step")}${!schedule[j.id] ? ""
+      <div class="muted" style="font-size:12px">${esc(j.dataset_label)} · ${studio.plural(j.total_steps, "step")}${!schedule[j.id] ? ""
         : schedule[j.id].starts_in_s < 5 ? " · starts now" : ` · starts in ${fromNow(schedule[j.id].starts_in_s)}`}</div>
       ${(j.message || "").startsWith("Waiting for the") ? `<div class="muted" style="font-size:12px">${esc(j.message)}</div>` : ""}</td>
       <td style="text-align:right;white-space:nowrap">${i ? `<button data-run-next="${esc(j.id)}" title="Move it to the front: it starts when the running job ends">Run next</button> ` : ""}<button data-cancel="${esc(j.id)}">Cancel</button></td></tr>`).join("")}</tbody></table>`
@@ -66,7 +66,7 @@
     for (const id of [...picked]) if (!jobs.some((j) => j.id === id)) picked.delete(id);
     body.innerHTML = jobs.map((j) => `<tr class="job-row" data-job="${esc(j.id)}">
       <td class="pick"><input type="checkbox" data-pick="${esc(j.id)}" aria-label="Compare ${esc(j.name)}" ${picked.has(j.id) ? "checked" : ""}></td>
-      <td><a href="/jobs/${esc(j.id)}">${esc(j.name)}</a></td><td class="muted narrow-hide">${esc(j.dataset)}</td>
+      <td><a href="/jobs/${esc(j.id)}">${esc(j.name)}</a></td><td class="muted narrow-hide">${esc(j.dataset_label)}</td>
       <td>${statusChip(j.status)}</td>
       <td><div class="progress mini-progress"><div style="width:${(j.progress || 0) * 100}%"></div></div>
         <span class="muted" style="font-size:12px"> ${j.step}/${j.total_steps}</span></td>

@@ -3,13 +3,19 @@
 (function () {
   const { esc } = trainer;
   const params = new URLSearchParams(location.search);
-  const state = { recipe: null, config: {}, dataset: params.get("dataset") || "", format: "json",
+  const state = { recipe: null, config: {}, format: "json",
     idemKey: crypto.randomUUID ? crypto.randomUUID() : String(Math.random()).slice(2), submitting: false,
     datasets: [], taken: new Set(),
     // the trigger word and LoRA name the form filled in itself: a field still holding one follows the dataset
     auto: { trigger: null, name: null } };
   const $ = (id) => document.getElementById(id);
-  let validateTimer = null, textTimer = null, validateSeq = 0, renderSeq = 0, nameSeq = 0;
+  let validateTimer = null, textTimer = null, validateSeq = 0, renderSeq = 0, nameSeq = 0, shownPrimary = null;
+  // the datasets to train on: one, or a mix with repeats (dataset_mix.js)
+  const mix = trainer.datasetMix($("mix"), (picksChanged) => {
+    if (!picksChanged) { scheduleValidate(); return; }  // a repeats field: the mix panel updated itself
+    paintCards(); followPrimary();
+  });
+  if (params.get("dataset")) mix.only(params.get("dataset"));
 
   document.getElementById("datasets-link").href = studio.toolUrl("datasets");
 
@@ -89,7 +95,7 @@
     } catch (e) { $("config-text-error").textContent = e.message; }
   }
 
-  function changed() { renderText(); markPreset(); scheduleValidate(); }
+  function changed() { renderText(); markPreset(); mix.render(state.config.trigger_word); scheduleValidate(); }
 
   function markPreset() {
     document.querySelectorAll("#presets button").forEach((b) => {
@@ -110,31 +116,55 @@
   async function loadDatasets() {
     const { datasets } = await studio.api("/api/datasets");
     state.datasets = datasets;
+    mix.setKnown(datasets);
     const box = $("datasets");
     if (!datasets.length) {
       box.innerHTML = `<div class="empty">No exported datasets yet. Open the <a href="${studio.toolUrl("datasets")}">dataset
         manager</a>, caption your images and press Export; the dataset then appears here.</div>`;
       return;
     }
-    if (!state.dataset && datasets.length === 1) state.dataset = datasets[0].name;
-    box.innerHTML = datasets.map((d) => `<button type="button" class="dataset-card ${d.name === state.dataset ? "selected" : ""}"
+    if (!mix.picks.length && datasets.length === 1) mix.only(datasets[0].name);
+    box.innerHTML = datasets.map((d) => `<div class="dataset-pick"><button type="button" class="dataset-card"
         data-dataset="${esc(d.name)}" data-trigger="${esc(d.trigger_word)}">
         <strong>${esc(d.name)}</strong>
         <span class="meta">${studio.plural(d.images, "image")} · ${d.captioned} captioned${d.trigger_word ? ` · trigger <span class="chip">${esc(d.trigger_word)}</span>` : ""}</span>
-        <div class="thumbs">${d.thumbs.map((t) => `<img loading="lazy" src="${esc(t)}" alt="">`).join("")}</div></button>`).join("");
+        <div class="thumbs">${d.thumbs.map((t) => `<img loading="lazy" src="${esc(t)}" alt="">`).join("")}</div></button>
+        <button type="button" class="dataset-add" data-add="${esc(d.name)}"></button></div>`).join("");
+    $("mix-help").hidden = datasets.length < 2;
+    paintCards();
+  }
+
+  // Which cards are picked; "+ Add" trains on a dataset too, "Remove" no longer (shown once there are several).
+  function paintCards() {
+    const several = mix.picks.length > 1;
+    document.querySelectorAll(".dataset-pick").forEach((pick) => {
+      const name = pick.querySelector(".dataset-card").dataset.dataset, picked = mix.has(name);
+      pick.querySelector(".dataset-card").classList.toggle("selected", picked);
+      const add = pick.querySelector(".dataset-add");
+      add.textContent = picked ? "Remove" : "+ Add";
+      add.title = picked ? "Train without this dataset" : "Train on this dataset too, beside the one picked";
+      add.hidden = picked ? !several : !mix.picks.length;
+    });
+  }
+
+  // A new first dataset fills in its trigger word and a LoRA name; any other change of picks only re-checks.
+  function followPrimary() {
+    if (mix.primary === shownPrimary) { changed(); return; }
+    shownPrimary = mix.primary;
+    applyDatasetDefaults();
   }
 
   function selectDataset(card) {
-    state.dataset = card.dataset.dataset;
-    document.querySelectorAll(".dataset-card").forEach((c) => c.classList.toggle("selected", c === card));
-    applyDatasetDefaults();
+    mix.only(card.dataset.dataset);
+    paintCards(); followPrimary();
   }
 
   // The form follows the chosen dataset: its trigger word (so "[trigger]" in the sample prompts tests the
   // concept) and a LoRA name derived from it that no job or library file uses yet. A field the user has
   // typed into keeps what they typed.
   async function applyDatasetDefaults() {
-    const d = state.datasets.find((x) => x.name === state.dataset);
+    shownPrimary = mix.primary;
+    const d = state.datasets.find((x) => x.name === mix.primary);
     if (!d) { changed(); return; }
     const c = state.config;
     if (!c.trigger_word || c.trigger_word === state.auto.trigger) {
@@ -189,7 +219,7 @@
   }
 
   function payload() {
-    const body = { recipe: state.recipe.name, dataset: state.dataset, config: state.config };
+    const body = { recipe: state.recipe.name, ...mix.payload(), config: state.config };
     const name = $("f-job-name").value.trim(), hook = $("f-webhook").value.trim();
     if (name) body.name = name;
     if (hook) body.webhook_url = hook;
@@ -280,7 +310,7 @@
     if (from) {
       try {
         const { job } = await studio.api(`/api/jobs/${encodeURIComponent(from)}`);
-        Object.assign(state.config, job.config); state.dataset = job.dataset;
+        Object.assign(state.config, job.config); mix.fromJob(job); shownPrimary = mix.primary;
         $("f-job-name").value = `${job.name} (copy)`; if (job.webhook_url) $("f-webhook").value = job.webhook_url;
       } catch (err) { studio.toast(`Could not copy that job: ${err.message}`, "error"); }
     }
@@ -288,7 +318,7 @@
     await loadDatasets();
     if (from) await suggestName(state.config.name);  // a copy needs a LoRA name of its own
     else await applyDatasetDefaults();  // the dataset from ?dataset=, or the only one
-    renderText(); runValidate();
+    renderText(); mix.render(state.config.trigger_word); runValidate();
   }
 
   document.addEventListener("input", (e) => {
@@ -304,6 +334,8 @@
   document.addEventListener("click", (e) => {
     const card = e.target.closest(".dataset-card");
     if (card) { selectDataset(card); return; }
+    const add = e.target.closest("[data-add]");
+    if (add) { mix.toggle(add.dataset.add); paintCards(); followPrimary(); return; }
     if (e.target.id === "use-steps") {
       state.config.steps = Number(e.target.dataset.steps); syncFormFromConfig(); changed(); return;
     }

@@ -1,0 +1,202 @@
+"""Checking the exported datasets a job request names: which ones (one, or several with repeats), that
+each exists and is readable, its images and captions, and the image sizes the estimate needs."""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from PIL import Image, UnidentifiedImageError
+
+from studio import exports
+from studio.text import name_list, plural
+from studio.workspace import UnsafePathError, Workspace, safe_name
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp"}
+MAX_IMAGES_INSPECTED = 5000
+MAX_DATASETS = 8
+MAX_REPEATS = 100
+SOURCE_KEYS = {"name", "version", "repeats"}
+
+
+@dataclass
+class Checked:
+    """What the checks found in one dataset: its image count and the sizes of the images they could read."""
+
+    name: str
+    repeats: int
+    images: int = 0
+    sizes: list[tuple[int, int]] | None = None
+
+
+def image_names(entries: list[str]) -> list[str]:
+    """The images among a dataset folder's entries (hidden files left out)."""
+    return [e for e in entries if Path(e).suffix.lower() in IMAGE_SUFFIXES and not e.startswith(".")]
+
+
+def requested(payload: dict, report) -> list[dict]:
+    """The datasets a request names, as [{"name", "version", "repeats"}]: its `datasets` list, else its
+    `dataset` (and `dataset_version`). Errors for a malformed list go to `report`; [] then."""
+    many = payload.get("datasets")
+    if many is None:
+        name = payload.get("dataset")
+        if not name:
+            report.error("dataset", "Pick an exported dataset to train on.")
+            return []
+        return [{"name": name, "version": payload.get("dataset_version"), "repeats": 1}]
+    if payload.get("dataset") or payload.get("dataset_version"):
+        report.error("datasets", "Name the datasets either in 'datasets' or in 'dataset', not in both.")
+        return []
+    if not isinstance(many, list) or not many:
+        report.error("datasets", "'datasets' must be a list of {name, repeats} objects, at least one.")
+        return []
+    if len(many) > MAX_DATASETS:
+        report.error("datasets", f"A job trains on at most {MAX_DATASETS} datasets ({len(many)} given).")
+        return []
+    out, seen = [], set()
+    for index, entry in enumerate(many):
+        where = f"Dataset {index + 1}"
+        if not isinstance(entry, dict) or set(entry) - SOURCE_KEYS or not isinstance(entry.get("name"), str):
+            report.error("datasets", f"{where} must be an object with a name, and optionally repeats and version.")
+            continue
+        repeats = entry.get("repeats", 1)
+        if isinstance(repeats, bool) or not isinstance(repeats, int) or not 1 <= repeats <= MAX_REPEATS:
+            report.error("datasets", f"{where} ({entry['name']}): repeats must be a whole number from 1 to "
+                                     f"{MAX_REPEATS}.")
+            continue
+        if entry["name"] in seen:
+            report.error("datasets", f"{entry['name']!r} is named twice: give it more repeats instead.")
+            continue
+        seen.add(entry["name"])
+        out.append({"name": entry["name"], "version": entry.get("version"), "repeats": repeats})
+    return out if len(out) == len(many) else []
+
+
+def check_datasets(workspace: Workspace, sources: list[dict], config: dict | None, report) -> list[Checked]:
+    """Checks every dataset; the few-images warning judges them together."""
+    several = len(sources) > 1
+    found = [check_dataset(workspace, source, config, report, several) for source in sources]
+    report.images = sum(item.images for item in found)
+    if 0 < report.images < 5:
+        report.warn("dataset", f"Only {plural(report.images, 'image')}: 10-30 varied images usually give a better "
+                               "LoRA.")
+    return found
+
+
+def check_dataset(workspace: Workspace, source: dict, config: dict | None, report, several: bool = False) -> Checked:
+    """One dataset: exists, readable, has images, their captions and sizes. Messages about a dataset of
+    several start with its name."""
+    name, version = source["name"], source.get("version")
+    checked = Checked(name if isinstance(name, str) else "", source.get("repeats", 1))
+    prefix = f"{name}: " if several else ""
+
+    def error(field_name: str, message: str) -> Checked:
+        report.error(field_name, prefix + message)
+        return checked
+
+    try:
+        folder = workspace.export_dir(safe_name(name) if isinstance(name, str) else "")
+        if version is not None:
+            folder = exports.version_dir(workspace, version)
+    except UnsafePathError:
+        return error("dataset_version" if version is not None else "dataset", "That dataset name is not valid.")
+    if not folder.is_dir():
+        if version is not None:
+            return error("dataset_version", f"Version {version} of {name!r} is no longer on disk: pick a current "
+                                            "export.")
+        return error("dataset", f"There is no exported dataset named {name!r}: export it from the dataset manager.")
+    try:
+        entries = sorted(os.listdir(folder))
+    except OSError as exc:
+        return error("dataset", f"The dataset folder cannot be read ({exc.strerror}).")
+    images = image_names(entries)
+    checked.images = len(images)
+    if not images:
+        return error("dataset", f"The dataset {name!r} has no images (.jpg, .png, .webp).")
+    present = set(entries)
+    uncaptioned = []
+    for image in images:
+        caption = Path(image).stem + ".txt"
+        if caption not in present or (folder / caption).stat().st_size == 0:
+            uncaptioned.append(image)
+    if uncaptioned:
+        names = name_list(uncaptioned)
+        count = f"{plural(len(uncaptioned), 'image')} {'has' if len(uncaptioned) == 1 else 'have'} no caption"
+        if config and config.get("missing_captions") == "error":
+            report.error("dataset", f"{prefix}{count} ({names}); caption them or set missing captions to "
+                                    "default_caption.")
+        else:
+            default = (config or {}).get("default_caption", "[trigger]")
+            report.warn("dataset", f"{prefix}{count} ({names}); they train with the default caption {default!r}.")
+    checked.sizes = _check_images(folder, images, config, report, prefix)
+    return checked
+
+
+_sizes: dict[tuple, tuple[int, int] | None] = {}
+_sizes_lock = threading.Lock()
+
+
+def image_size(path: Path) -> tuple[int, int] | None:
+    """Width and height from the file header (None when unreadable); cached, since the form validates often."""
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    key = (str(path), stat.st_mtime_ns, stat.st_size)
+    with _sizes_lock:
+        if key in _sizes:
+            return _sizes[key]
+    try:
+        with Image.open(path) as img:
+            size = img.size
+    except (OSError, UnidentifiedImageError, Image.DecompressionBombError):
+        size = None
+    with _sizes_lock:
+        if len(_sizes) > 100_000:
+            _sizes.clear()
+        _sizes[key] = size
+    return size
+
+
+def _check_images(folder: Path, images: list[str], config: dict | None, report,
+                  prefix: str = "") -> list[tuple[int, int]]:
+    resolutions = (config or {}).get("resolutions") or [512]
+    smallest_res = min(resolutions)
+    broken, small, sizes = [], [], []
+    for image in images[:MAX_IMAGES_INSPECTED]:
+        size = image_size(folder / image)
+        if size is None:
+            broken.append(image)
+            continue
+        width, height = size
+        sizes.append(size)
+        # A bucket holds about res x res pixels and never upscales (trainer.buckets.bucket_for), so
+        # an image with fewer pixels than the smallest bucket trains only at its own size.
+        if width * height < smallest_res * smallest_res:
+            small.append((width * height, image, width, height))
+    if broken:
+        names = name_list(broken)
+        if len(broken) == len(images):
+            report.error("dataset", f"{prefix}None of the images can be read ({names}).")
+        else:
+            report.warn("dataset", f"{prefix}{plural(len(broken), 'image')} cannot be read and will be skipped "
+                                   f"({names}).")
+    if small:
+        report.warn("resolutions", prefix + small_images_message(small, len(images), smallest_res, len(resolutions)))
+    return sizes
+
+
+def small_images_message(small: list[tuple], total: int, smallest_res: int, resolution_count: int) -> str:
+    """One sentence: how many images are below the smallest bucket, the smallest of them, what happens."""
+    _, name, width, height = min(small)
+    one = len(small) == 1
+    which = f"{name}, {width}x{height}" if one else f"smallest: {name}, {width}x{height}"
+    they, their = ("it", "its") if one else ("they", "their")
+    trains = "trains" if one else "train"
+    where = f"once at {their} own size instead of at all {resolution_count} resolutions" if resolution_count > 1 \
+        else f"at {their} own size"
+    return (f"{len(small)} of {plural(total, 'image')} {'is' if one else 'are'} below the smallest training size of "
+            f"{smallest_res}x{smallest_res} px ({which}): {they} {trains} {where}, never upscaled, so replace or "
+            f"remove {'it' if one else 'them'} for more detail.")
