@@ -308,6 +308,21 @@ def test_several_datasets_with_repeats_train_into_one_lora(tmp_path, demo_paths)
                                                    "wide": {"n_repeats": 1, "img_count": 3}}
 
 
+def test_a_mix_resumes_exactly(tmp_path, demo_paths):
+    mix = [(make_dataset(tmp_path / "datasets" / "close", count=2), 3),
+           (make_dataset(tmp_path / "datasets" / "wide", count=3, size=(64, 80)), 1)]
+    cfg = tiny_config(steps=6, save_every=3, batch_size=2, caption_dropout=0.3)
+    kwargs = {"device": "cpu", "cache_dir": tmp_path / "cache"}
+    straight = tmp_path / "jobs" / "straight"
+    reference = train(cfg, mix, straight, demo_paths, None, None, **kwargs)
+    stopped = tmp_path / "jobs" / "stopped"
+    assert train(cfg, mix, stopped, demo_paths, StopAfter(stopped, 3), None, **kwargs)["stopped"]
+    resumed = train(cfg, mix, stopped, demo_paths, None, None, **kwargs)
+    assert resumed["resumed_from"] == 3 and _losses(stopped) == _losses(straight)
+    expected, got = _lora(reference["lora_path"]), _lora(resumed["lora_path"])
+    assert all(torch.equal(got[k], expected[k]) for k in expected)
+
+
 # ---------------------------------------------------------------- bad input
 
 
