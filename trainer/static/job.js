@@ -9,7 +9,7 @@
   let job = null, logOffset = -1, lastStep = -1, samples = [], view = "gallery", lastSamplesKey = "", stepSplit = null;
   let logBusy = false, metricsBusy = false, samplesBusy = false, lastLog = 0, lastSamples = 0;
   const comfyui = !!document.querySelector("[data-tool='comfyui']");  // installed: the top bar links it
-  let bundleFor = null;
+  let bundleFor = null, lastCkptKey = null;
   const notify = studio.notifier($("btn-notify"), `notify:${jobId}`);
 
   function renderJob(detail) {
@@ -55,6 +55,10 @@
       ${proofLinks(detail.proof)}</div>
       <a class="button primary" id="download-lora" style="margin-left:auto" href="/api/jobs/${esc(job.id)}/files/${esc(detail.lora.path)}" download>Download LoRA</a></div>` : "";
     renderCheckpoints(detail.checkpoints || []);
+    // a new checkpoint or the end of the run: Try the LoRA (job_try.js) offers it at once, not at its next poll
+    const ckptKey = `${job.status}:${(detail.checkpoints || []).map((c) => c.step).join(",")}`;
+    if (lastCkptKey !== null && ckptKey !== lastCkptKey) document.dispatchEvent(new CustomEvent("trainer:checkpoints"));
+    lastCkptKey = ckptKey;
   }
 
   // The finished job's proof beside the LoRA: the base-vs-LoRA grid and the README.

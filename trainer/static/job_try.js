@@ -150,6 +150,8 @@
     timer = setTimeout(() => { if (document.hidden) schedule(); else refresh(); }, active ? 1500 : 10000);
   }
 
+  document.addEventListener("trainer:checkpoints", () => refresh());  // job.js: a checkpoint was saved, or the run ended
+
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
     const [width, height] = $("try-size").value.split("x").map(Number);
