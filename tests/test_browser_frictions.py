@@ -3,12 +3,14 @@ the new-job form follows the dataset (trigger word, a free LoRA name, the recipe
 demo estimate said as such), the job log reads cleanly, the worker chip follows the job, the gallery
 says how small a small image is and leaves duplicates out of the export, the Trainer link opens a job
 on the exported dataset, the caption dialog knows when every image has a caption, finished panels
-and toasts step aside, and a job trains on several datasets with their repeats."""
+and toasts step aside, a job trains on several datasets with their repeats, and one starts from a
+LoRA of the library."""
 
 from __future__ import annotations
 
 import os
 
+import numpy as np
 import pytest
 
 from studio.processes import process_token
@@ -125,6 +127,37 @@ def test_a_job_trains_on_several_datasets_each_with_its_repeats(studio, page, vi
     expect(page.locator(".dataset-card.selected")).to_contain_text("dog-set")
     expect(page.locator("#f-trigger_word")).to_have_value("mycat")  # a copy keeps the config it copied
     studio.store().request_stop(job_id)  # out of the other tests' way
+
+
+@pytest.mark.parametrize("viewport", VIEWPORTS[:1])
+def test_a_job_starts_from_a_library_lora_of_its_own_shape(studio, page, viewport):
+    from playwright.sync_api import expect
+    from safetensors.numpy import save_file
+
+    tensors = {}
+    for i in range(2):
+        for module in ("to_q", "to_k", "to_v", "to_out.0"):
+            tensors[f"diffusion_model.layers.{i}.attention.{module}.lora_A.weight"] = np.zeros((8, 16), np.float32)
+            tensors[f"diffusion_model.layers.{i}.attention.{module}.lora_B.weight"] = np.zeros((16, 8), np.float32)
+    path = studio.workspace.loras / "cat-attention.safetensors"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file(tensors, str(path), metadata={"lora_targets": "attention", "trigger_word": "mycat"})
+    try:
+        page.goto(studio.trainer + "/new?dataset=my-cat")
+        page.locator("#advanced > summary").click()
+        expect(page.locator("#library-loras option[value='cat-attention']")).to_have_count(1)
+        page.fill("#f-init_lora", "cat-attention")
+        page.locator("#f-init_lora").dispatch_event("change")  # what picking it from the list does
+        expect(page.locator("#f-rank")).to_have_value("8")
+        expect(page.locator("#f-lora_targets")).to_have_value("attention")
+        expect(page.locator(".toast").last).to_contain_text("LoRA rank 8 and layers attention, as cat-attention was")
+        expect(page.locator("#start")).to_be_enabled()
+        assert '"init_lora": "cat-attention"' in page.locator("#config-text").input_value()
+        page.fill("#f-rank", "16")  # another rank cannot go on from it
+        expect(page.locator("#err-init_lora")).to_contain_text("has rank 8, not 16: set the LoRA rank to 8")
+        expect(page.locator("#start")).to_be_disabled()
+    finally:
+        path.unlink()
 
 
 @pytest.mark.parametrize("viewport", VIEWPORTS)

@@ -323,6 +323,40 @@ def test_a_mix_resumes_exactly(tmp_path, demo_paths):
     assert all(torch.equal(got[k], expected[k]) for k in expected)
 
 
+def test_a_job_can_start_from_a_lora_file(tmp_path, demo_paths):
+    from safetensors import safe_open
+
+    from trainer.lora_file import START_LORA_FILE
+
+    dataset = make_dataset(tmp_path / "datasets" / "toy")
+    kwargs = {"device": "cpu", "cache_dir": tmp_path / "cache"}
+    first = train(tiny_config(steps=10, save_dtype="fp32"), dataset, tmp_path / "jobs" / "a", demo_paths, None, None,
+                  **kwargs)
+    job = tmp_path / "jobs" / "b"
+    job.mkdir(parents=True)
+    shutil.copy(first["lora_path"], job / START_LORA_FILE)
+    # alpha 8 at rank 4: the file's weights still give the same LoRA (the scale is folded back)
+    cfg = tiny_config(steps=1, learning_rate=1e-12, weight_decay=0.0, init_lora="toy", alpha=8, save_dtype="fp32")
+    second = train(cfg, dataset, job, demo_paths, None, None, **kwargs)
+    before, after = _lora(first["lora_path"]), _lora(second["lora_path"])
+    assert before.keys() == after.keys()
+    assert all(torch.allclose(before[k], after[k], atol=1e-6) for k in before)
+    assert "Starting from the LoRA toy (16 modules) instead of from zero." in (job / "log.txt").read_text()
+    with safe_open(second["lora_path"], "pt") as handle:
+        assert handle.metadata()["started_from"] == "toy"
+
+    # a job of another rank cannot start from it, and says which rank to set
+    other = tmp_path / "jobs" / "c"
+    other.mkdir()
+    shutil.copy(first["lora_path"], other / START_LORA_FILE)
+    with pytest.raises(TrainingError, match="this job 8: set the LoRA rank to 4"):
+        train(tiny_config(steps=1, rank=8, init_lora="toy"), dataset, other, demo_paths, None, None, **kwargs)
+    # nor a job whose LoRA layers leave some of its modules out
+    with pytest.raises(TrainingError, match="leave out: set LoRA layers to all"):
+        train(tiny_config(steps=1, init_lora="toy", lora_targets="attention"), dataset, other, demo_paths, None,
+              None, **kwargs)
+
+
 # ---------------------------------------------------------------- bad input
 
 

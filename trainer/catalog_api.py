@@ -15,6 +15,7 @@ from studio.web import ApiError, json_body
 from studio.workspace import Workspace, confined, safe_name
 from trainer import library
 from trainer.dataset_checks import IMAGE_SUFFIXES
+from trainer.lora_file import LoraFileError, lora_ranks, read_header
 
 bp = Blueprint("catalog", __name__)
 THUMBS_IN_STRIP = 8
@@ -162,6 +163,25 @@ def _loose_files(entries: list[dict]) -> list[dict]:
                       "trigger_word": meta.get("modelspec.trigger_phrase") or meta.get("trigger_word") or None,
                       "library_file": path.name, "download_url": f"/api/library/files/{quote(path.name)}"})
     return loose
+
+
+@bp.get("/api/library/files")
+def library_files():
+    """Every LoRA file of the library with what a job needs to start from it: its rank and layers (from the
+    file's header, nothing loaded), newest first. The new job form offers them for "Start from LoRA"."""
+    files = []
+    for path in workspace().loras.glob("*.safetensors"):
+        try:
+            header = read_header(path)
+            stat = path.stat()
+        except (LoraFileError, OSError):
+            continue
+        ranks = sorted(set(lora_ranks(header).values()))
+        meta = header.get("__metadata__") if isinstance(header.get("__metadata__"), dict) else {}
+        files.append({"name": path.stem, "size": stat.st_size, "modified": stat.st_mtime,
+                      "rank": ranks[0] if len(ranks) == 1 else None, "lora_targets": meta.get("lora_targets"),
+                      "trigger_word": meta.get("modelspec.trigger_phrase") or meta.get("trigger_word") or None})
+    return jsonify({"files": sorted(files, key=lambda f: -f["modified"])})
 
 
 @bp.delete("/api/library/files/<name>")

@@ -7,7 +7,6 @@ import json
 import logging
 import os
 import shutil
-import struct
 import tempfile
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from studio.jobs import Job
 from studio.thumbnails import PREVIEW_SIZE, UnreadableImage, cached_thumbnail
 from studio.web import ApiError
 from studio.workspace import Workspace, confined
+from trainer.lora_file import LoraFileError, read_header
 from trainer.step_dirs import step_dirs
 
 log = logging.getLogger(__name__)
@@ -160,12 +160,8 @@ def remove_job_files(workspace: Workspace, job_id: str) -> None:
 def safetensors_metadata(path: Path) -> dict:
     """The `__metadata__` of a .safetensors header, read without loading any tensor."""
     try:
-        with open(path, "rb") as handle:
-            (length,) = struct.unpack("<Q", handle.read(8))
-            if length > 50_000_000:
-                return {}
-            header = json.loads(handle.read(length))
-    except (OSError, ValueError, struct.error):
+        header = read_header(path)
+    except LoraFileError:
         return {}
     meta = header.get("__metadata__") or {}
     meta = {str(k): str(v) for k, v in meta.items()}

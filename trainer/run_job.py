@@ -11,6 +11,7 @@ from __future__ import annotations
 import ctypes
 import logging
 import os
+import shutil
 import signal
 import sys
 import time
@@ -24,7 +25,8 @@ from studio.disk import disk_full_message, is_disk_full
 from studio.job_reporter import JobReporter
 from studio.jobs import JobStore
 from studio.settings import Settings, SettingsError, load_settings
-from studio.workspace import Workspace
+from studio.workspace import Workspace, confined
+from trainer.lora_file import START_LORA_FILE, LoraFileError
 
 log = logging.getLogger("trainer.run_job")
 OUTCOME_FILE = "outcome.json"
@@ -51,6 +53,27 @@ def training_data(workspace: Workspace, job) -> Path | list[tuple[Path, int]]:
     several."""
     sources = training_sources(workspace, job)
     return sources if job.datasets else sources[0][0]
+
+
+def stage_start_lora(workspace: Workspace, job, job_dir: Path) -> None:
+    """A job that starts from a LoRA of the library (config `init_lora`) gets its own copy in its folder
+    the first time it runs, so a later change in the library never changes what it resumes with."""
+    name = (job.config or {}).get("init_lora")
+    target = job_dir / START_LORA_FILE
+    if not name or target.is_file():
+        return
+    source = confined(workspace.loras, f"{name}.safetensors")
+    if not source.is_file():
+        raise LoraFileError(f"The LoRA {name} to start from is no longer in the LoRA library: put it back (or "
+                            "clone the job and pick another one).")
+    job_dir.mkdir(parents=True, exist_ok=True)
+    staging = job_dir / f".{START_LORA_FILE}.tmp"
+    staging.unlink(missing_ok=True)
+    try:
+        os.link(source, staging)  # the library replaces files, never writes into them: a link is a copy
+    except OSError:
+        shutil.copy2(source, staging)
+    os.replace(staging, target)
 
 
 def die_with_parent() -> None:
@@ -85,7 +108,7 @@ def _make_control(job_dir: Path):
 
 def is_training_error(exc: BaseException) -> bool:
     """The engine's user-facing errors (by name: importing the engine here would load torch for nothing)."""
-    return type(exc).__name__ in {"TrainingError", "ConfigError", "ExportMissing"}
+    return type(exc).__name__ in {"TrainingError", "ConfigError", "ExportMissing", "LoraFileError"}
 
 
 def _crash_message(exc: BaseException, root: Path) -> str:
@@ -129,6 +152,7 @@ def execute(settings: Settings, job_id: str, *, train_fn: Callable | None = None
 
         control = (control_factory or _make_control)(job_dir)
         dataset_dir = training_data(workspace, job)
+        stage_start_lora(workspace, job, job_dir)
         result = (train_fn or _default_train())(config, dataset_dir, job_dir, model_paths(settings), control,
                                                  reporter)
     except BaseException as exc:  # noqa: B036 - every way out must leave an outcome for the worker

@@ -19,8 +19,9 @@ from studio.disk import free_bytes
 from studio.model_status import download_state, format_bytes, waiting_for, worth_waiting
 from studio.registry import model_paths
 from studio.settings import Settings
-from studio.workspace import Workspace
+from studio.workspace import Workspace, confined
 from trainer.dataset_checks import check_datasets, requested
+from trainer.lora_file import LoraFileError, check_start_lora
 
 log = logging.getLogger(__name__)
 # What a training job needs downloaded (models.txt keys and what people call them)
@@ -159,6 +160,22 @@ def _check_name(workspace: Workspace, config: dict | None, report: Report) -> No
                         f"{name}-<job id>.safetensors. {unique_name(name, taken)!r} is free.")
 
 
+def _check_start_lora(workspace: Workspace, config: dict | None, report: Report) -> None:
+    """A LoRA to start from: in the library, and of this job's rank and layers."""
+    name = (config or {}).get("init_lora")
+    if not name:
+        return
+    path = confined(workspace.loras, f"{name}.safetensors")
+    if not path.is_file():
+        report.error("init_lora", f"There is no LoRA named {name!r} in the LoRA library: pick one of its names "
+                                  "(a .safetensors file put into trainer/loras counts too).")
+        return
+    try:
+        check_start_lora(path, config["rank"], config.get("lora_targets") or "all")
+    except LoraFileError as exc:
+        report.error("init_lora", str(exc))
+
+
 def _missing_models(settings: Settings) -> list[tuple[Path, str, str]]:
     """(file, label, key) of each model a training job needs that is not on disk."""
     paths = model_paths(settings)
@@ -228,6 +245,7 @@ def validate(settings: Settings, payload: dict) -> Report:
     report.datasets = [{"name": c.name, "images": c.images, "repeats": c.repeats} for c in checked]
     sizes = [size for c in checked for size in c.sizes or [] for _ in range(c.repeats)]  # as often as trained
     _check_name(workspace, config, report)
+    _check_start_lora(workspace, config, report)
     _check_models(settings, report)
     gpu = detect_gpu()
     report.device = f"{gpu.name} ({gpu.memory_gb:.0f} GB)" if gpu else "CPU"

@@ -13,20 +13,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from trainer.engine.errors import TrainingError
+from trainer.lora_file import LORA_TARGET, LORA_TARGETS
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # everything comes from local folders
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 BASE_REPO = "Tongyi-MAI/Z-Image-Turbo"
 ADAPTER_REPO = "ostris/zimage_turbo_training_adapter"
-# Every Linear of the main `layers.N` blocks: attention q/k/v/out, SwiGLU w1/w2/w3, adaLN (ai-toolkit's set)
-LORA_TARGET = r"^layers\.\d+\.(attention\.(to_q|to_k|to_v|to_out\.0)|feed_forward\.(w1|w2|w3)|adaLN_modulation\.0)$"
-# lora_targets -> the main blocks' modules that get a LoRA ("all" is what ai-toolkit trains)
-LORA_TARGETS = {
-    "all": LORA_TARGET,
-    "attention+feed_forward": r"^layers\.\d+\.(attention\.(to_q|to_k|to_v|to_out\.0)|feed_forward\.(w1|w2|w3))$",
-    "attention": r"^layers\.\d+\.attention\.(to_q|to_k|to_v|to_out\.0)$",
-}
 COMFY_PREFIX = "diffusion_model."
 MAX_SEQUENCE_LENGTH = 512  # ZImagePipeline's default
 
@@ -257,6 +250,25 @@ def add_lora(model: nn.Module, rank: int, alpha: float, seed: int, targets: str 
             param.requires_grad_(True)
             params.append(param)
     return params
+
+
+@torch.no_grad()
+def start_from(model: nn.Module, lora: LoraDelta, rank: int, alpha: float) -> int:
+    """Set the trainable LoRA (added by add_lora) to a LoRA file's weights, so training goes on from it;
+    modules the file leaves out start from zero as usual. Returns how many modules were set."""
+    scale = alpha / rank  # peft multiplies B @ A by it; the file's own scale is folded into B here
+    for name, (down, up, file_scale) in lora.modules.items():
+        module = _adapter_module(model, lora, name)
+        if not hasattr(module, "lora_A") or "default" not in module.lora_A:
+            raise TrainingError(f"{lora.label} trains {name}, which this job's LoRA layers leave out: set LoRA "
+                                "layers to all.")
+        a, b = module.lora_A["default"].weight, module.lora_B["default"].weight
+        if a.shape != down.shape or b.shape != up.shape:
+            raise TrainingError(f"{lora.label} has rank {down.shape[0]} at {name}, this job {a.shape[0]}: set the "
+                                f"LoRA rank to {down.shape[0]}.")
+        a.copy_(down.to(a.device, a.dtype))
+        b.copy_((up * (file_scale / scale)).to(b.device, b.dtype))
+    return len(lora.modules)
 
 
 SAVE_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}

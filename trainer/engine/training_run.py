@@ -32,6 +32,7 @@ from trainer.engine.loop import TrainingLoop
 from trainer.engine.progress import MetricsWriter, Progress, last_losses
 from trainer.engine.sampling import Sampler, all_sample_texts
 from trainer.job_log import RunLog
+from trainer.lora_file import START_LORA_FILE
 from trainer.step_dirs import free_training_states
 
 
@@ -155,6 +156,8 @@ class TrainingRun:
         params = zmodel.add_lora(transformer, config.rank, config.lora_alpha, config.seed, targets)
         log(f"LoRA rank {config.rank}, alpha {config.lora_alpha:g} on {targets} layers: "
             f"{sum(p.numel() for p in params):,} trainable parameters; training adapter merged.")
+        if getattr(config, "init_lora", "") and not resume:
+            self._start_from(transformer)
         data = DeviceData(self.cached, dev, self.model_dtype)
         self.speed = speed_setup.configure(config, transformer, params, dev, self.samples, self.cached,
                                            self.cache_dir, self.model_dtype, log, data, self.autocast_dtype)
@@ -175,6 +178,16 @@ class TrainingRun:
         self.sampler = Sampler(config, self.paths, dev, self.cached.embeddings, self.adapter, self.autocast_dtype)
         self.metadata = _metadata(config, self.paths, dataset_hash(items), items, self.sources)
         self.metrics = MetricsWriter(self.job_dir / "metrics.jsonl", self.start)
+
+    def _start_from(self, transformer) -> None:
+        """The trainable LoRA starts as the LoRA the job names (staged in its folder when it was claimed)."""
+        name, path = self.config.init_lora, self.job_dir / START_LORA_FILE
+        if not path.is_file():
+            raise TrainingError(f"The LoRA {name} to start from is not in the job folder ({path.name}): start the "
+                                "job again from the form, with the LoRA in the library.")
+        count = zmodel.start_from(transformer, zmodel.LoraDelta.load(path, f"The LoRA {name} to start from"),
+                                  self.config.rank, self.config.lora_alpha)
+        self.log(f"Starting from the LoRA {name} ({count} modules) instead of from zero.")
 
     # ------------------------------------------------------------ one step of the job
     def run_step(self) -> bool:
@@ -393,6 +406,7 @@ def _metadata(config, paths, data_hash: str, items, sources) -> dict[str, str]:
         "seed": str(config.seed),
         "dtype": config.save_dtype,
         "training_adapter": f"{zmodel.ADAPTER_REPO} merged during training, not included",
+        **({"started_from": config.init_lora} if getattr(config, "init_lora", "") else {}),
         "demo": str(bool(getattr(paths, "demo", False))).lower(),
         "software": "Z-Image Studio",
         "modelspec.sai_model_spec": "1.0.0",

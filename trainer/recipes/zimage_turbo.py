@@ -47,6 +47,13 @@ class ZImageTurboConfig(RecipeConfig):
                "smaller file that changes less beyond the concept (styles often need more).",
         choices=["all", "attention+feed_forward", "attention"], label="LoRA layers",
     )
+    init_lora: str = option(
+        "", "Start from a LoRA of the library (its name) instead of from zero: more steps on new or more images, "
+            "or a LoRA from elsewhere taken further. Its rank and layers must match the ones above. Empty: start "
+            "from zero.",
+        label="Start from LoRA", pattern=r"^$|" + NAME_PATTERN,
+        pattern_help="The name of a LoRA in the library (its file name without .safetensors).",
+    )
     alpha: float | None = option(
         None, "LoRA alpha; empty means alpha = rank (scale 1, what ComfyUI and ai-toolkit assume).",
         exclusive_min=0.0, label="LoRA alpha",

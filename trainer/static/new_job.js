@@ -315,6 +315,7 @@
       } catch (err) { studio.toast(`Could not copy that job: ${err.message}`, "error"); }
     }
     renderPresets(); renderFields(); markPreset();
+    trainer.startLora(() => state.config, () => { syncFormFromConfig(); changed(); });
     await loadDatasets();
     if (from) await suggestName(state.config.name);  // a copy needs a LoRA name of its own
     else await applyDatasetDefaults();  // the dataset from ?dataset=, or the only one

@@ -1,0 +1,94 @@
+"""What a Z-Image LoRA file holds, read from its .safetensors header without loading a tensor (and without
+torch, so the web process can check one): which modules of the transformer it trains and at which rank.
+
+The module names are those of the diffusers transformer (`layers.N.attention.to_q`, ...); a file may prefix
+them with `diffusion_model.` (ComfyUI, ai-toolkit, this studio) or `transformer.` (diffusers).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import struct
+from pathlib import Path
+
+# Every Linear of the main `layers.N` blocks: attention q/k/v/out, SwiGLU w1/w2/w3, adaLN (ai-toolkit's set)
+LORA_TARGET = r"^layers\.\d+\.(attention\.(to_q|to_k|to_v|to_out\.0)|feed_forward\.(w1|w2|w3)|adaLN_modulation\.0)$"
+# lora_targets -> the main blocks' modules that get a LoRA ("all" is what ai-toolkit trains)
+LORA_TARGETS = {
+    "all": LORA_TARGET,
+    "attention+feed_forward": r"^layers\.\d+\.(attention\.(to_q|to_k|to_v|to_out\.0)|feed_forward\.(w1|w2|w3))$",
+    "attention": r"^layers\.\d+\.attention\.(to_q|to_k|to_v|to_out\.0)$",
+}
+PREFIXES = ("diffusion_model.", "transformer.")
+START_LORA_FILE = "start_lora.safetensors"  # in a job's folder: the LoRA it starts from (config init_lora)
+MAX_HEADER = 50_000_000
+
+
+class LoraFileError(ValueError):
+    """The file is not a readable LoRA of this model; the message says what to do."""
+
+
+def read_header(path: Path) -> dict:
+    """The JSON header of a .safetensors file: {key: {dtype, shape, data_offsets}, "__metadata__": {...}}."""
+    try:
+        with open(path, "rb") as handle:
+            (length,) = struct.unpack("<Q", handle.read(8))
+            if length > MAX_HEADER:
+                raise LoraFileError(f"{path.name} is not a .safetensors file (its header is {length} bytes).")
+            header = json.loads(handle.read(length))
+    except (OSError, ValueError, struct.error) as exc:
+        if isinstance(exc, LoraFileError):
+            raise
+        raise LoraFileError(f"{path.name} cannot be read as a .safetensors file ({exc}).") from None
+    if not isinstance(header, dict):
+        raise LoraFileError(f"{path.name} is not a .safetensors file.")
+    return header
+
+
+def module_name(key: str) -> str:
+    """`diffusion_model.layers.0.attention.to_q.lora_A.weight` -> `layers.0.attention.to_q`."""
+    for suffix in (".lora_A.weight", ".lora_B.weight", ".alpha"):
+        if key.endswith(suffix):
+            key = key[: -len(suffix)]
+            break
+    for prefix in PREFIXES:
+        if key.startswith(prefix):
+            return key[len(prefix) :]
+    return key
+
+
+def lora_ranks(header: dict) -> dict[str, int]:
+    """{module name: rank} for every lora_A in the header."""
+    out = {}
+    for key, info in header.items():
+        if key.endswith(".lora_A.weight") and isinstance(info, dict):
+            shape = info.get("shape") or []
+            out[module_name(key)] = int(shape[0]) if shape else 0
+    return out
+
+
+def check_start_lora(path: Path, rank: int, targets: str) -> None:
+    """LoraFileError unless the file at `path` can start a job of LoRA rank `rank` on `targets` (a
+    LORA_TARGETS key): a LoRA of the main blocks, every module at that rank, none outside the targets."""
+    ranks = lora_ranks(read_header(path))
+    name = path.stem
+    if not ranks:
+        raise LoraFileError(f"{name} holds no LoRA weights (no lora_A / lora_B pairs).")
+    every, chosen = re.compile(LORA_TARGET), re.compile(LORA_TARGETS[targets])
+    foreign = sorted(m for m in ranks if not every.match(m))
+    if foreign:
+        raise LoraFileError(f"{name} trains modules a Z-Image-Turbo LoRA of the main blocks does not have "
+                            f"({', '.join(foreign[:3])}): it is not a LoRA for this model, or not one this studio "
+                            "can go on training.")
+    outside = sorted(m for m in ranks if not chosen.match(m))
+    if outside:
+        raise LoraFileError(f"{name} also trains {outside[0]}, outside the LoRA layers '{targets}': set LoRA layers "
+                            "to all (or to what it was trained on).")
+    found = sorted(set(ranks.values()))
+    if len(found) > 1:
+        raise LoraFileError(f"{name} has modules of ranks {found[0]} to {found[-1]}: a job trains one rank, so it "
+                            "cannot start from it.")
+    if found != [rank]:
+        raise LoraFileError(f"{name} has rank {found[0]}, not {rank}: set the LoRA rank to {found[0]} to start "
+                            "from it.")

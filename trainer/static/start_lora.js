@@ -1,0 +1,31 @@
+// "Start from LoRA" in the new job form: the library's LoRA files are offered as the field is typed in,
+// and picking one sets the LoRA rank and layers to the file's (a job can only go on from a LoRA of its own
+// shape), saying so in a toast.
+(function () {
+  trainer.startLora = async function (config, onChange) {
+    const input = document.getElementById("f-init_lora");
+    if (!input) return;
+    let files = [];
+    try { files = (await studio.api("/api/library/files")).files; } catch (e) { return; }  // the field still works
+    const list = document.createElement("datalist");
+    list.id = "library-loras";
+    list.innerHTML = files.map((f) => `<option value="${trainer.esc(f.name)}">${f.rank ? `rank ${f.rank}` : ""}${
+      f.trigger_word ? ` · ${trainer.esc(f.trigger_word)}` : ""}</option>`).join("");
+    input.after(list);
+    input.setAttribute("list", list.id);
+    input.placeholder = files.length ? "a LoRA of the library (type to pick)" : "no LoRA in the library yet";
+
+    input.addEventListener("change", () => {
+      const file = files.find((f) => f.name === input.value.trim());
+      if (!file) return;
+      const c = config(), set = [];
+      if (file.rank && c.rank !== file.rank) { c.rank = file.rank; set.push(`rank ${file.rank}`); }
+      if (file.lora_targets && c.lora_targets !== file.lora_targets) {
+        c.lora_targets = file.lora_targets; set.push(`layers ${file.lora_targets}`);
+      }
+      if (!set.length) return;
+      onChange();
+      studio.toast(`LoRA ${set.join(" and ")}, as ${file.name} was trained.`, "ok", 4000);
+    });
+  };
+})();
