@@ -46,6 +46,19 @@ def settings(make_settings):
     return make_settings()
 
 
+@pytest.fixture
+def trainer_app(make_settings):
+    """The trainer's Flask app in demo mode on this test's root."""
+    import trainer
+
+    return trainer.create_app(make_settings(STUDIO_DEMO=1))
+
+
+@pytest.fixture
+def trainer_client(trainer_app):
+    return trainer_app.test_client()
+
+
 @pytest.fixture(scope="session")
 def demo_models_root(tmp_path_factory) -> Path:
     """A STUDIO_ROOT whose models/demo holds the tiny demo models, built once per test session."""

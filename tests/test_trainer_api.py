@@ -15,13 +15,13 @@ from tests.test_trainer_worker import TINY_CONFIG, make_export
 
 
 @pytest.fixture
-def app(make_settings):
-    return trainer.create_app(make_settings(STUDIO_DEMO=1))
+def app(trainer_app):
+    return trainer_app
 
 
 @pytest.fixture
-def client(app):
-    return app.test_client()
+def client(trainer_client):
+    return trainer_client
 
 
 @pytest.fixture

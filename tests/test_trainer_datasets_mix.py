@@ -17,8 +17,10 @@ from trainer.worker import Worker
 
 
 @pytest.fixture
-def app(make_settings):
-    return trainer.create_app(make_settings(STUDIO_DEMO=1))
+def app(trainer_app):
+    make_export(trainer_app.config["STUDIO_SETTINGS"].root, "close-ups", count=2)
+    make_export(trainer_app.config["STUDIO_SETTINGS"].root, "full-body", count=4)
+    return trainer_app
 
 
 @pytest.fixture
@@ -28,8 +30,6 @@ def client(app):
 
 @pytest.fixture
 def root(app):
-    make_export(app.config["STUDIO_SETTINGS"].root, "close-ups", count=2)
-    make_export(app.config["STUDIO_SETTINGS"].root, "full-body", count=4)
     return app.config["STUDIO_SETTINGS"].root
 
 
