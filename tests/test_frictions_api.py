@@ -107,14 +107,8 @@ def test_small_flag_says_how_small(datasets):
     assert images[0]["flags"]["small"] == {"width": 320, "height": 240, "min_side": 512}
 
 
-@pytest.fixture
-def trainer_client(make_settings):
-    app = trainer.create_app(make_settings(STUDIO_DEMO=1))
-    return app, app.test_client()
-
-
-def test_validation_names_the_small_images_and_what_happens(trainer_client):
-    app, client = trainer_client
+def test_validation_names_the_small_images_and_what_happens(trainer_app, trainer_client):
+    app, client = trainer_app, trainer_client
     folder = make_export(app.config["STUDIO_SETTINGS"].root, "tiny-set", count=4)  # 64x64 px each
     Image.new("RGB", (40, 24)).save(folder / "img9.png")
     (folder / "img9.txt").write_text("tok")
@@ -134,9 +128,9 @@ def test_validation_names_the_small_images_and_what_happens(trainer_client):
                    "its own size, never upscaled, so replace or remove it for more detail.")
 
 
-def test_the_estimate_counts_the_sizes_the_images_train_at(trainer_client):
+def test_the_estimate_counts_the_sizes_the_images_train_at(trainer_app, trainer_client):
     """64 px images train at 64 px whatever the resolutions say (never upscaled): so the estimate is the same."""
-    app, client = trainer_client
+    app, client = trainer_app, trainer_client
     make_export(app.config["STUDIO_SETTINGS"].root, "tiny-set", count=4)  # 64x64 px each
 
     def estimate(resolutions):
@@ -147,8 +141,8 @@ def test_the_estimate_counts_the_sizes_the_images_train_at(trainer_client):
     assert estimate([64, 512, 1024]) == estimate([64])
 
 
-def test_lora_names_are_derived_and_unique(trainer_client):
-    app, client = trainer_client
+def test_lora_names_are_derived_and_unique(trainer_app, trainer_client):
+    app, client = trainer_app, trainer_client
     workspace = app.config["STUDIO_WORKSPACE"]
     store = app.extensions["job_store"]
     assert client.get("/api/lora-names?for=my-cat").get_json()["suggested"] == "my-cat"
@@ -162,8 +156,8 @@ def test_lora_names_are_derived_and_unique(trainer_client):
     assert client.get("/api/lora-names?for=" + "x" * 201).status_code == 400
 
 
-def test_a_name_already_in_the_library_is_warned_about_with_a_free_one(trainer_client):
-    app, client = trainer_client
+def test_a_name_already_in_the_library_is_warned_about_with_a_free_one(trainer_app, trainer_client):
+    app, client = trainer_app, trainer_client
     make_export(app.config["STUDIO_SETTINGS"].root, "tiny-set", count=2)
     loras = app.config["STUDIO_WORKSPACE"].loras
     loras.mkdir(parents=True, exist_ok=True)
@@ -187,10 +181,10 @@ def test_name_helpers():
     assert name_list(["a", "b", "c", "d", "e"]) == "a, b, c and 2 more" and name_list(["a"]) == "a"
 
 
-def test_a_job_that_would_fill_the_disk_is_warned_about(trainer_client, monkeypatch):
+def test_a_job_that_would_fill_the_disk_is_warned_about(trainer_app, trainer_client, monkeypatch):
     from trainer import validation
 
-    app, client = trainer_client
+    app, client = trainer_app, trainer_client
     make_export(app.config["STUDIO_SETTINGS"].root, "tiny-set", count=4)
     body = {"dataset": "tiny-set", "config": TINY_CONFIG}
     roomy = client.post("/api/jobs/validate", json=body).get_json()
