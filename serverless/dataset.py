@@ -78,17 +78,20 @@ def parse_dataset_spec(spec) -> dict:
         raise DatasetInputError(exc.message, [{"field": "dataset.prefix", "message": "Not a valid prefix."}]) from None
 
 
-def download_url_zip(url: str, target: Path, max_bytes: int, on_bytes: Callable[[int], None] | None = None) -> Path:
+def download_url(url: str, target: Path, max_bytes: int, on_bytes: Callable[[int], None] | None = None,
+                 what: str = "dataset", file: str = "dataset ZIP") -> Path:
+    """Stream `url` into `target`, refusing more than `max_bytes`; errors name it as `what` (its URL) and
+    `file` (its bytes): "The dataset URL on host ...", "The dataset ZIP is ... MB"."""
     import requests
 
     host = urlsplit(url).hostname
     try:
         with requests.get(url, stream=True, timeout=(15, 120), allow_redirects=True) as response:
             if response.status_code != 200:
-                raise DatasetInputError(f"The dataset URL on {host} answered HTTP {response.status_code}.")
+                raise DatasetInputError(f"The {what} URL on {host} answered HTTP {response.status_code}.")
             length = int(response.headers.get("Content-Length") or 0)
             if length > max_bytes:
-                raise DatasetInputError(f"The dataset ZIP is {length / 1e6:.0f} MB, over the "
+                raise DatasetInputError(f"The {file} is {length / 1e6:.0f} MB, over the "
                                         f"{max_bytes / 1e6:.0f} MB limit (MAX_UPLOAD_MB).")
             done = 0
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -96,13 +99,13 @@ def download_url_zip(url: str, target: Path, max_bytes: int, on_bytes: Callable[
                 for block in response.iter_content(1 << 20):
                     done += len(block)
                     if done > max_bytes:
-                        raise DatasetInputError(f"The dataset ZIP is over the {max_bytes / 1e6:.0f} MB limit "
+                        raise DatasetInputError(f"The {file} is over the {max_bytes / 1e6:.0f} MB limit "
                                                 "(MAX_UPLOAD_MB).")
                     handle.write(block)
                     if on_bytes:
                         on_bytes(done)
     except requests.RequestException as exc:
-        raise DatasetInputError(f"The dataset URL on {host} could not be downloaded ({type(exc).__name__}).") from None
+        raise DatasetInputError(f"The {what} URL on {host} could not be downloaded ({type(exc).__name__}).") from None
     return target
 
 
@@ -151,7 +154,7 @@ def fetch_dataset(spec: dict, settings: Settings, raw_dir: Path,
             if on_progress:
                 on_progress({"phase": "downloading", "bytes_done": done})
 
-        download_url_zip(spec["url"], archive, max_bytes, report)
+        download_url(spec["url"], archive, max_bytes, report)
         extract_zip(archive, raw_dir, settings.zip_max_total_mb * 1024 * 1024, settings.zip_max_ratio)
         archive.unlink(missing_ok=True)
         return

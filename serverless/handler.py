@@ -2,6 +2,8 @@
 
 Input:  {"job_config": {...recipe config, same schema as the pod...},
          "dataset": {"bucket"?: str, "prefix": str} | {"url": "https://.../dataset.zip"},
+           or "datasets": [{...one of those..., "repeats"?: 1-100}, ...] (up to 8, trained as one mix),
+         "start_lora"?: {"bucket"?: str, "key": "....safetensors"} | {"url": "https://....safetensors"},
          "recipe"?: "zimage-turbo", "output_prefix"?: str}
 Output: {"lora_key", "lora_url", "steps", "final_loss", "seconds", ...} or {"error": str, "details": [...]}.
 
@@ -11,6 +13,7 @@ job inputs and outputs.
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import logging
 import os
@@ -21,13 +24,14 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from serverless.dataset import DatasetInputError, fetch_dataset, parse_dataset_spec, prepare_images
+from serverless.dataset import DatasetInputError, fetch_dataset, prepare_images
+from serverless.sources import fetch_start_lora, parse_datasets, parse_start_lora, start_lora_name
 from studio.s3 import Storage, StorageError, join_key, normalize_prefix, storage_configured, upload_job_outputs
 from studio.settings import Settings, SettingsError, load_settings
 
 log = logging.getLogger(__name__)
 
-INPUT_KEYS = {"job_config", "dataset", "recipe", "output_prefix"}
+INPUT_KEYS = {"job_config", "dataset", "datasets", "start_lora", "recipe", "output_prefix"}
 DEFAULT_RECIPE = "zimage-turbo"
 DEFAULT_OUTPUT_PREFIX = "loras"
 PROGRESS_INTERVAL_S = 2.0
@@ -102,13 +106,16 @@ def _job_folder_name(job: dict) -> str:
 
 
 def parse_input(data, settings: Settings):
-    """Check the whole input before any download: returns (recipe, config, dataset spec, output prefix)."""
+    """Check the whole input before any download: returns (recipe, config, [(dataset spec, repeats)], start
+    LoRA spec or None, output prefix)."""
     from trainer.recipes import ConfigError, get_recipe
 
     if not isinstance(data, dict):
         raise InputError("The job input must be an object with `job_config` and `dataset`.")
     details = [{"field": k, "message": "Unknown key."} for k in sorted(set(data) - INPUT_KEYS)]
-    details += [{"field": k, "message": "Required."} for k in ("job_config", "dataset") if k not in data]
+    details += [{"field": "job_config", "message": "Required."}] if "job_config" not in data else []
+    details += [{"field": "dataset", "message": "Required."}] if "dataset" not in data and "datasets" not in data \
+        else []
     if details:
         raise InputError("The job input is invalid.", details)
     recipe_id = data.get("recipe", DEFAULT_RECIPE)
@@ -124,16 +131,58 @@ def parse_input(data, settings: Settings):
     except ConfigError as exc:
         raise InputError("The job config is invalid.", list(exc.errors)) from None
     try:
-        spec = parse_dataset_spec(data["dataset"])
+        sources = parse_datasets(data)
+        start = parse_start_lora(data.get("start_lora"))
     except DatasetInputError as exc:
         raise InputError(exc.message, exc.details) from None
+    if start:
+        config = dataclasses.replace(config, init_lora=start_lora_name(start))
+    elif config.init_lora:
+        raise InputError("`init_lora` names a LoRA in a pod's library; a serverless job gets the file as "
+                         "`start_lora`: {\"key\"} in the bucket or {\"url\"}.",
+                         [{"field": "init_lora", "message": "Use start_lora."}])
     output_prefix = data.get("output_prefix", settings.s3_output_prefix or DEFAULT_OUTPUT_PREFIX)
     if not isinstance(output_prefix, str):
         raise InputError("`output_prefix` must be a string.", [{"field": "output_prefix", "message": "Not a string."}])
-    return recipe, config, spec, normalize_prefix(output_prefix)
+    return recipe, config, sources, start, normalize_prefix(output_prefix)
 
 
-def _train(config, dataset_dir: Path, job_dir: Path, settings: Settings, on_progress) -> dict:
+def _fetch_dataset(spec: dict, settings: Settings, raw_dir: Path, dataset_dir: Path, name: str, label: str,
+                   progress):
+    """One dataset downloaded and decoded into a flat folder of images and captions (`name` in its
+    dataset.json, `label` in messages: "dataset", or "dataset 2" of several)."""
+    shutil.rmtree(raw_dir, ignore_errors=True)
+    shutil.rmtree(dataset_dir, ignore_errors=True)
+    progress({"phase": "downloading", "message": f"Downloading the {label}"})
+    try:
+        fetch_dataset(spec, settings, raw_dir, progress)
+        prepared = prepare_images(raw_dir, dataset_dir, settings.max_image_pixels, name=name)
+    except DatasetInputError as exc:
+        raise InputError(exc.message, exc.details) from None
+    finally:
+        shutil.rmtree(raw_dir, ignore_errors=True)
+    if prepared.images == 0:
+        raise InputError(f"The {label} holds no usable images.", prepared.skipped[:50])
+    log.info("%s ready: %d images, %d captions, %d files skipped", label, prepared.images,
+             prepared.captions, len(prepared.skipped))
+    return prepared
+
+
+def _fetch_start_lora(spec: dict, config, settings: Settings, job_dir: Path, progress) -> None:
+    """The LoRA to start from, into the job folder where the engine reads it, checked against the config."""
+    from trainer.lora_file import START_LORA_FILE, LoraFileError, check_start_lora
+
+    try:
+        path = fetch_start_lora(spec, settings, job_dir / START_LORA_FILE, progress)
+        check_start_lora(path, config.rank, config.lora_targets, config.init_lora)
+    except DatasetInputError as exc:
+        raise InputError(exc.message, exc.details) from None
+    except LoraFileError as exc:
+        (job_dir / START_LORA_FILE).unlink(missing_ok=True)
+        raise InputError(str(exc), [{"field": "start_lora", "message": str(exc)}]) from None
+
+
+def _train(config, dataset_dir, job_dir: Path, settings: Settings, on_progress) -> dict:
     from studio.registry import model_paths
     from trainer.engine import TrainingControl, train
 
@@ -158,7 +207,7 @@ def _train(config, dataset_dir: Path, job_dir: Path, settings: Settings, on_prog
 def run(job: dict, settings: Settings, send: Callable[[dict], None]) -> dict:
     started = time.monotonic()
     progress = ProgressReporter(send)
-    _recipe, config, spec, output_prefix = parse_input(job.get("input"), settings)
+    _recipe, config, sources, start, output_prefix = parse_input(job.get("input"), settings)
     if not storage_configured(settings):
         raise StorageError("Object storage is not configured on this worker: set S3_BUCKET, S3_ACCESS_KEY_ID "
                            "and S3_SECRET_ACCESS_KEY (or the R2_* names).", code="not_configured")
@@ -167,30 +216,28 @@ def run(job: dict, settings: Settings, send: Callable[[dict], None]) -> dict:
 
     name = _job_folder_name(job)
     work = settings.root / "serverless" / name
-    raw_dir, dataset_dir, job_dir = work / "download", work / "dataset", work / "job"
-    shutil.rmtree(raw_dir, ignore_errors=True)
-    shutil.rmtree(dataset_dir, ignore_errors=True)
-    progress({"phase": "downloading", "message": "Downloading the dataset"})
-    try:
-        fetch_dataset(spec, settings, raw_dir, progress)
-        prepared = prepare_images(raw_dir, dataset_dir, settings.max_image_pixels, name=name)
-    except DatasetInputError as exc:
-        raise InputError(exc.message, exc.details) from None
-    finally:
-        shutil.rmtree(raw_dir, ignore_errors=True)
-    if prepared.images == 0:
-        raise InputError("The dataset holds no usable images.", prepared.skipped[:50])
-    log.info("dataset ready: %d images, %d captions, %d files skipped", prepared.images, prepared.captions,
-             len(prepared.skipped))
+    job_dir = work / "job"
+    if start:
+        _fetch_start_lora(start, config, settings, job_dir, progress)
+    several = len(sources) > 1
+    folders, images, skipped = [], 0, []
 
     def training_progress(update: dict) -> None:
         # the engine's "done" means trained; the job is done once the LoRA is uploaded
         progress({**update, "phase": "trained"} if update.get("phase") == "done" else update)
 
+    suffixes = [f"-{index + 1}" for index in range(len(sources))] if several else [""]
     try:
-        result = _train(config, dataset_dir, job_dir, settings, training_progress)
+        for suffix, (spec, repeats) in zip(suffixes, sources, strict=True):
+            prepared = _fetch_dataset(spec, settings, work / f"download{suffix}", work / f"dataset{suffix}",
+                                      name + suffix, f"dataset {suffix[1:]}" if several else "dataset", progress)
+            folders.append((prepared.folder, repeats))
+            images += prepared.images
+            skipped += prepared.skipped
+        result = _train(config, folders if several else folders[0][0], job_dir, settings, training_progress)
     finally:
-        shutil.rmtree(dataset_dir, ignore_errors=True)  # fetched again by a retry; checkpoints stay
+        for suffix in suffixes:  # fetched again by a retry; checkpoints stay
+            shutil.rmtree(work / f"dataset{suffix}", ignore_errors=True)
 
     progress({"phase": "uploading", "message": "Uploading the LoRA"})
     pushed = upload_job_outputs(storage, job_dir, join_key(output_prefix, name) + "/",
@@ -209,8 +256,8 @@ def run(job: dict, settings: Settings, send: Callable[[dict], None]) -> dict:
         "total_seconds": round(time.monotonic() - started, 2),
         "bucket": pushed["bucket"],
         "output_prefix": pushed["prefix"],
-        "images": prepared.images,
-        "skipped": prepared.skipped[:50],
+        "images": images,
+        "skipped": skipped[:50],
     }
 
 

@@ -47,6 +47,20 @@ GOOD_CONFIG = {"name": "anna", "steps": 2, "resolutions": [64]}
     ({"job_config": GOOD_CONFIG, "dataset": {"url": "https://x/a.zip", "prefix": "p"}}, None),
     ({"job_config": GOOD_CONFIG, "dataset": {"bucket": "b"}}, "dataset.prefix"),
     ({"job_config": "steps=3", "dataset": {"prefix": "x"}}, "job_config"),
+    ({"job_config": GOOD_CONFIG, "dataset": {"prefix": "x"}, "datasets": [{"prefix": "y"}]}, "dataset"),
+    ({"job_config": GOOD_CONFIG, "datasets": []}, "datasets"),
+    ({"job_config": GOOD_CONFIG, "datasets": [{"prefix": f"s{i}"} for i in range(9)]}, "datasets"),
+    ({"job_config": GOOD_CONFIG, "datasets": ["sets/a"]}, "datasets[0]"),
+    ({"job_config": GOOD_CONFIG, "datasets": [{"prefix": "a"}, {"prefix": "b", "repeats": 0}]}, "datasets[1].repeats"),
+    ({"job_config": GOOD_CONFIG, "datasets": [{"prefix": "a", "repeats": "3"}]}, "datasets[0].repeats"),
+    ({"job_config": GOOD_CONFIG, "datasets": [{"bucket": "b"}]}, "datasets[0].prefix"),
+    ({"job_config": GOOD_CONFIG, "datasets": [{"url": "file:///etc/passwd"}]}, "datasets[0].url"),
+    ({"job_config": GOOD_CONFIG, "dataset": {"prefix": "x"}, "start_lora": {"key": "a.ckpt"}}, "start_lora"),
+    ({"job_config": GOOD_CONFIG, "dataset": {"prefix": "x"}, "start_lora": {"url": "file:///a.safetensors"}},
+     "start_lora"),
+    ({"job_config": GOOD_CONFIG, "dataset": {"prefix": "x"}, "start_lora": {"key": "a.safetensors", "url": "x"}},
+     "start_lora"),
+    ({"job_config": {**GOOD_CONFIG, "init_lora": "mine"}, "dataset": {"prefix": "x"}}, "init_lora"),
 ])
 def test_bad_input_returns_structured_error(worker_env, job_input, field):
     result = handler({"id": "bad-1", "input": job_input})
@@ -109,6 +123,43 @@ def test_prepare_images_decodes_and_skips(tmp_path):
     assert "a.png" in names and "a.txt" in names and "sub_a.jpg" in names
     assert {s["file"] for s in prepared.skipped} >= {"broken.png", "notes.md"}
     assert '"trigger_word": "annaxyz"' in (tmp_path / "out" / "dataset.json").read_text()
+
+
+def test_several_datasets_and_a_lora_to_start_from_are_read_from_the_input(worker_env):
+    from serverless.handler import parse_input
+    from studio.settings import load_settings
+
+    data = {"job_config": GOOD_CONFIG, "datasets": [{"prefix": "sets/close", "repeats": 3}, {"url": "https://h/w.zip"}],
+            "start_lora": {"bucket": "old-runs", "key": "runs/job-7/anna v1.safetensors"}}
+    _recipe, config, sources, start, _prefix = parse_input(data, load_settings())
+    assert sources == [({"bucket": None, "prefix": "sets/close/"}, 3), ({"url": "https://h/w.zip"}, 1)]
+    assert start == {"bucket": "old-runs", "key": "runs/job-7/anna v1.safetensors"}
+    assert config.init_lora == "anna-v1"  # the job's name for it, as the form's field would hold
+    data = {"job_config": GOOD_CONFIG, "dataset": {"prefix": "a"},
+            "start_lora": {"url": "https://cdn.example/loras/Cat%20LoRA.safetensors?sig=1"}}
+    assert parse_input(data, load_settings())[1].init_lora == "Cat-LoRA"
+
+
+def test_a_start_lora_of_another_rank_fails_before_the_datasets_download(worker_env, tmp_path):
+    import numpy as np
+    from safetensors.numpy import save_file
+
+    moto = MotoS3().start()
+    try:
+        lora = tmp_path / "r8.safetensors"
+        save_file({"diffusion_model.layers.0.attention.to_q.lora_A.weight": np.zeros((8, 4), np.float32),
+                   "diffusion_model.layers.0.attention.to_q.lora_B.weight": np.zeros((4, 8), np.float32)}, str(lora))
+        moto.make_bucket("worker-start", {"loras/r8.safetensors": lora.read_bytes()})
+        for key, value in moto.env(S3_BUCKET="worker-start").items():
+            worker_env.setenv(key, value)
+        job = {"job_config": {**GOOD_CONFIG, "rank": 4}, "dataset": {"prefix": "never/fetched"}}
+        result = handler({"id": "x", "input": {**job, "start_lora": {"key": "loras/r8.safetensors"}}})
+        assert result["error"] == "r8 has rank 8, not 4: set the LoRA rank to 8 to start from it."
+        missing = handler({"id": "y", "input": {**job, "start_lora": {"key": "loras/gone.safetensors"}}})
+        assert missing["error"].startswith("The LoRA to start from (worker-start/loras/gone.safetensors) could not "
+                                           "be downloaded: Nothing was found")
+    finally:
+        moto.stop()
 
 
 def test_dataset_spec_rules():

@@ -76,6 +76,8 @@ def test_serverless_trains_tiny_model_from_moto_bucket(demo_root, progress_webho
             "datasets/anna/3.png": png((40, 40, 200)),
             "datasets/anna/readme.md": b"not an image",
             "datasets/anna/broken.png": b"\x89PNG broken",
+            "datasets/close/1.png": png((230, 200, 40)),
+            "datasets/close/1.txt": "[trigger] close up",
         })
         env = {
             **{k: v for k, v in __import__("os").environ.items() if not k.startswith(("S3_", "R2_"))},
@@ -116,6 +118,21 @@ def test_serverless_trains_tiny_model_from_moto_bucket(demo_root, progress_webho
             assert secret not in output and secret not in json.dumps(result)
         # the work folder is cleaned after a successful upload
         assert not (demo_root / "serverless" / "sls-e2e-1").exists()
+
+        # the next run goes on from that LoRA, on two datasets with their repeats
+        more = {**job_config, "name": "anna-sls-2", "steps": 2, "sample_every": 0}
+        job = {"id": "sls-e2e-2", "input": {"job_config": more, "start_lora": {"key": result["lora_key"]},
+                                            "datasets": [{"prefix": "datasets/anna"},
+                                                         {"prefix": "datasets/close", "repeats": 3}]}}
+        done = run_worker(job, env)
+        assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
+        second = job_result(done.stdout)["output"]
+        assert second["steps"] == 2 and second["images"] == 4, second
+        stored = moto.client().get_object(Bucket="serverless-e2e", Key=second["lora_key"])["Body"].read()
+        header = json.loads(stored[8:8 + int.from_bytes(stored[:8], "little")])
+        assert header["__metadata__"]["started_from"] == "anna-sls"
+        assert json.loads(header["__metadata__"]["ss_dataset_dirs"]) == {
+            "sls-e2e-2-1": {"n_repeats": 1, "img_count": 3}, "sls-e2e-2-2": {"n_repeats": 3, "img_count": 1}}
 
         bad = run_worker({"id": "sls-bad", "input": {"job_config": {"stepz": 1}, "dataset": {"prefix": "x"}}},
                          env, timeout=120)

@@ -68,11 +68,12 @@ def lora_ranks(header: dict) -> dict[str, int]:
     return out
 
 
-def check_start_lora(path: Path, rank: int, targets: str) -> None:
+def check_start_lora(path: Path, rank: int, targets: str, name: str | None = None) -> None:
     """LoraFileError unless the file at `path` can start a job of LoRA rank `rank` on `targets` (a
-    LORA_TARGETS key): a LoRA of the main blocks, every module at that rank, none outside the targets."""
+    LORA_TARGETS key): a LoRA of the main blocks, every module at that rank, none outside the targets.
+    Messages call it `name` (its file name by default)."""
     ranks = lora_ranks(read_header(path))
-    name = path.stem
+    name = name or path.stem
     if not ranks:
         raise LoraFileError(f"{name} holds no LoRA weights (no lora_A / lora_B pairs).")
     every, chosen = re.compile(LORA_TARGET), re.compile(LORA_TARGETS[targets])
