@@ -150,12 +150,22 @@ def test_a_job_starts_from_a_library_lora_of_its_own_shape(studio, page, viewpor
         page.locator("#f-init_lora").dispatch_event("change")  # what picking it from the list does
         expect(page.locator("#f-rank")).to_have_value("8")
         expect(page.locator("#f-lora_targets")).to_have_value("attention")
+
+        expect(page.locator("#f-lora_targets")).to_have_value("attention")
         expect(page.locator(".toast").last).to_contain_text("LoRA rank 8 and layers attention, as cat-attention was")
         expect(page.locator("#start")).to_be_enabled()
         assert '"init_lora": "cat-attention"' in page.locator("#config-text").input_value()
         page.fill("#f-rank", "16")  # another rank cannot go on from it
         expect(page.locator("#err-init_lora")).to_contain_text("has rank 8, not 16: set the LoRA rank to 8")
         expect(page.locator("#start")).to_be_disabled()
+
+        # the library's "Train further" opens the form that way
+        page.goto(studio.trainer + "/library")
+        page.locator(".lora-card", has_text="cat-attention").get_by_role("link", name="Train further").click()
+        page.wait_for_url("**/new?start=cat-attention")
+        expect(page.locator("#advanced")).to_have_attribute("open", "")
+        expect(page.locator("#f-init_lora")).to_have_value("cat-attention")
+        expect(page.locator("#f-rank")).to_have_value("8")
     finally:
         path.unlink()
 

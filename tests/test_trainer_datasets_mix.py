@@ -109,6 +109,10 @@ def test_a_job_pins_every_version_and_keeps_them_from_deletion(client, app, root
     with pytest.raises(exports.ExportInUse):
         exports.delete_version(workspace, versions[1], [j.id for j in store.versions_in_use()[versions[1]]])
 
+    # the job page says what it trains on
+    page = client.get(f"/jobs/{job.id}").get_data(as_text=True)
+    assert "<strong>close-ups</strong> ×3" in page and f"({versions[1][:8]})" in page
+
     # the queue can say how long it takes
     assert schedule.job_seconds(app.config["STUDIO_SETTINGS"], job) > 0
 

@@ -12,6 +12,7 @@
   const MAX_CHOSEN = 6;
   let chosen = new Set();
   let renders = [], loras = [], training = null, warm = false, filled = false, lastKey = "", timer = null, busy = false;
+  let loraPicked = false;  // the LoRA list was chosen from: keep that choice; else follow the newest (the final LoRA)
 
   const strengthLabel = (s) => (s === 0 ? "Base" : String(s));
   const newSeed = () => { $("try-seed").value = String(Math.floor(Math.random() * 2147483647)); };
@@ -49,7 +50,7 @@
   function drawLoras() {
     const current = $("try-lora").value;
     $("try-lora").innerHTML = loras.map((c) => `<option value="${esc(c.value)}">${esc(c.label)}</option>`).join("");
-    if (loras.some((c) => String(c.value) === current)) $("try-lora").value = current;
+    if (loraPicked && loras.some((c) => String(c.value) === current)) $("try-lora").value = current;
   }
 
   // The order the worker renders in: the base model once, then each LoRA file's other strengths.
@@ -182,6 +183,7 @@
     if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) { event.preventDefault(); form.requestSubmit(); }
   });
   $("try-dice").addEventListener("click", newSeed);
+  $("try-lora").addEventListener("change", () => { loraPicked = true; });
   $("try-strengths").addEventListener("click", (event) => {
     const button = event.target.closest("[data-strength]");
     if (!button) return;
@@ -222,7 +224,7 @@
       }
       $("try-size").value = size;
       const lora = String(loraOf(render));
-      if (loras.some((c) => String(c.value) === lora)) $("try-lora").value = lora;
+      if (loras.some((c) => String(c.value) === lora)) { $("try-lora").value = lora; loraPicked = true; }
       $("try-prompt").focus();
     } else {
       try {

@@ -42,6 +42,8 @@
         <div class="buttons"><a class="button primary" href="${esc(l.download_url)}" download>Download</a>
           ${l.job_id ? `<a class="button" href="/jobs/${esc(l.job_id)}#try-panel" title="Render your own prompt with it at several strengths">Try it</a>
           <a class="button" href="/jobs/${esc(l.job_id)}">Open job</a>` : '<span class="muted" style="font-size:12px;align-self:center">job deleted</span>'}
+          ${l.library_file ? `<a class="button" href="/new?start=${encodeURIComponent(l.library_file.replace(/\.safetensors$/, ""))}${
+            l.job_id ? `&from=${encodeURIComponent(l.job_id)}` : ""}" title="A new job that goes on from this LoRA (new images, more steps)">Train further</a>` : ""}
           <button type="button" class="danger" data-delete="${index}">Delete</button></div></article>`;
     }).join("");
     loras = data.loras; comfy = data.comfyui_dir;

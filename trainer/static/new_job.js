@@ -314,7 +314,10 @@
         $("f-job-name").value = `${job.name} (copy)`; if (job.webhook_url) $("f-webhook").value = job.webhook_url;
       } catch (err) { studio.toast(`Could not copy that job: ${err.message}`, "error"); }
     }
+    // the library's "Train further": a new job that goes on from that LoRA
+    if (params.get("start")) state.config.init_lora = params.get("start");
     renderPresets(); renderFields(); markPreset();
+    if (state.config.init_lora) $("advanced").open = true;
     trainer.startLora(() => state.config, () => { syncFormFromConfig(); changed(); });
     await loadDatasets();
     if (from) await suggestName(state.config.name);  // a copy needs a LoRA name of its own

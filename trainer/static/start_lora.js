@@ -15,7 +15,8 @@
     input.setAttribute("list", list.id);
     input.placeholder = files.length ? "a LoRA of the library (type to pick)" : "no LoRA in the library yet";
 
-    input.addEventListener("change", () => {
+    // the file's rank and layers, when the config has others (the field set by hand, or by the page's URL)
+    function match() {
       const file = files.find((f) => f.name === input.value.trim());
       if (!file) return;
       const c = config(), set = [];
@@ -26,6 +27,8 @@
       if (!set.length) return;
       onChange();
       studio.toast(`LoRA ${set.join(" and ")}, as ${file.name} was trained.`, "ok", 4000);
-    });
+    }
+    input.addEventListener("change", match);
+    if (input.value) match();
   };
 })();
