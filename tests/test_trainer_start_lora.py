@@ -60,6 +60,7 @@ def client(make_settings):
     settings = make_settings(STUDIO_DEMO=1)
     make_export(settings.root)
     write_lora(Workspace(settings.root).loras / "cat-v1.safetensors", ATTENTION)
+    write_lora(Workspace(settings.root).loras / "cat v1 (by hand).safetensors", ATTENTION)
     return trainer.create_app(settings).test_client()
 
 
@@ -70,6 +71,7 @@ def _check(client, **config) -> dict:
 
 def test_the_request_names_a_library_lora_of_its_rank_and_layers(client):
     assert _check(client, init_lora="cat-v1")["ok"]
+    assert _check(client, init_lora="cat v1 (by hand)")["ok"]  # a file copied in by hand keeps its name
     errors = {e["field"]: e["message"] for e in _check(client, init_lora="cat-v2")["errors"]}
     assert errors["init_lora"].startswith("There is no LoRA named 'cat-v2' in the LoRA library")
     errors = {e["field"]: e["message"] for e in _check(client, init_lora="cat-v1", rank=16)["errors"]}

@@ -17,6 +17,8 @@ DEFAULT_SAMPLE_PROMPTS = [
 ]
 # `$(?!\n)`: the end of the text, also in Python, where `$` alone allows a trailing newline
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,79}$(?!\n)"
+# a file of the LoRA library without .safetensors (a file copied in by hand may have spaces), or empty
+LIBRARY_NAME = r"^$|^(?![.\s])[^/\\\x00-\x1f]{1,200}$(?!\n)"
 ONE_LINE = r"^[^\n\r\t]*$(?!\n)"
 NOT_BLANK = r"\S"
 
@@ -51,7 +53,7 @@ class ZImageTurboConfig(RecipeConfig):
         "", "Start from a LoRA of the library (its name) instead of from zero: more steps on new or more images, "
             "or a LoRA from elsewhere taken further. Its rank and layers must match the ones above. Empty: start "
             "from zero.",
-        label="Start from LoRA", pattern=r"^$|" + NAME_PATTERN,
+        label="Start from LoRA", pattern=LIBRARY_NAME,
         pattern_help="The name of a LoRA in the library (its file name without .safetensors).",
     )
     alpha: float | None = option(
