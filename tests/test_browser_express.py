@@ -114,6 +114,7 @@ def test_zip_to_downloaded_lora_with_base_and_lora_previews(studio, artifacts_di
         expect(page.locator("#x-workflow")).to_have_attribute("download", "zxcat-comfyui-workflow.json")
         # "Try it" opens the training job's page at its Try the LoRA panel (in the trainer)
         expect(page.locator("#x-try")).to_have_attribute("href", re.compile(r":\d+/jobs/[^/#]+#try-panel$"))
+        expect(page.locator("#x-further")).to_have_attribute("href", re.compile(r":\d+/new\?from=[^&]+&start=[\w.-]+$"))
 
         # the LoRA downloads and has ComfyUI's key names
         with page.expect_download() as info:

@@ -172,6 +172,11 @@
     if (train && train.job_page) {
       links.push(`<a class="button" id="x-try" href="${esc(trainer(train.job_page + "#try-panel"))}" target="_blank" rel="noopener"
         title="Render prompts of your own with it, at several strengths">Try it with your own prompt</a>`);
+      if (proof.library_path && train.edit_settings) {  // a new job that goes on from it, in the full form
+        const name = proof.library_path.split("/").pop().replace(/\.safetensors$/, "");
+        links.push(`<a class="button" id="x-further" href="${esc(trainer(`${train.edit_settings}&start=${encodeURIComponent(name)}`))}"
+          target="_blank" rel="noopener" title="A new job that goes on from this LoRA: more images, more steps">Train further</a>`);
+      }
     }
     $("x-done").innerHTML = `<h3>Your LoRA is ready</h3><div class="x-links">${links.join("")}</div>
       <p class="muted">${!proof.library_path ? "It is no longer in the LoRA library (deleted from it); the download above still works."
