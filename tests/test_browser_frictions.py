@@ -3,8 +3,8 @@ the new-job form follows the dataset (trigger word, a free LoRA name, the recipe
 demo estimate said as such), the job log reads cleanly, the worker chip follows the job, the gallery
 says how small a small image is and leaves duplicates out of the export, the Trainer link opens a job
 on the exported dataset, the caption dialog knows when every image has a caption, finished panels
-and toasts step aside, a job trains on several datasets with their repeats, and one starts from a
-LoRA of the library."""
+and toasts step aside, a job trains on several datasets with their repeats, one starts from a
+LoRA of the library, and variants of one setting are queued and compared."""
 
 from __future__ import annotations
 
@@ -168,6 +168,33 @@ def test_a_job_starts_from_a_library_lora_of_its_own_shape(studio, page, viewpor
         expect(page.locator("#f-rank")).to_have_value("8")
     finally:
         path.unlink()
+
+
+@pytest.mark.parametrize("viewport", VIEWPORTS[:1])
+def test_variants_of_one_setting_are_queued_and_compared(studio, page, viewport, artifacts_dir):
+    from playwright.sync_api import expect
+
+    page.goto(studio.trainer + "/new?dataset=dog-set")
+    page.locator("#variants > summary").click()
+    page.select_option("#vary-field", "rank")
+    expect(page.locator("#vary-values")).to_have_value("16, 32, 64")  # half, as is, double
+    page.fill("#vary-values", "8, 0")
+    page.click("#vary-start")
+    expect(page.locator("#problems")).to_contain_text("rank 0:")
+    assert not [job for job in studio.store().list(kind="train") if "·" in job.name]  # none queued
+    page.select_option("#vary-field", "learning_rate")
+    expect(page.locator("#vary-values")).to_have_value("0.00005, 0.0001, 0.0002")
+    expect(page.locator("#vary-start")).to_have_text("Queue 3 variants")
+    page.locator("#variants").screenshot(path=str(artifacts_dir / "new-job-variants.png"))
+    page.click("#vary-start")
+    page.wait_for_url("**/compare?jobs=*")
+    expect(page.locator("#compare-settings")).to_contain_text("learning_rate")
+    for value in ("5e-05", "0.0001", "0.0002"):
+        expect(page.locator("#compare-settings")).to_contain_text(f"dog-set · learning_rate {value}")
+    expect(page.locator("#compare-settings tr", has_text="Status")).to_contain_text("queued")
+    page.screenshot(path=str(artifacts_dir / "compare-variants.png"), full_page=True)
+    for job_id in page.url.split("jobs=")[1].split(","):
+        studio.store().request_stop(job_id)  # out of the other tests' way
 
 
 @pytest.mark.parametrize("viewport", VIEWPORTS)

@@ -43,8 +43,12 @@ def recipes():
 
 
 def _describe(recipe) -> dict:
-    """What the form needs (the recipe's own description) and where its JSON Schema is."""
-    return {**recipe.describe(), "schema_url": f"/api/recipes/{recipe.name}/schema"}
+    """What the form needs (the recipe's own description), where its JSON Schema is, and the settings
+    variants may change (POST /api/jobs/variants)."""
+    from trainer.variants import FIXED
+
+    return {**recipe.describe(), "schema_url": f"/api/recipes/{recipe.name}/schema",
+            "variant_fields": [f["name"] for f in recipe.form_fields() if f["name"] not in FIXED]}
 
 
 @bp.get("/api/recipes/<recipe_id>/schema")

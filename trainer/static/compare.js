@@ -60,6 +60,7 @@
     }).join("");
   }
 
+  let shown = "";  // what the page shows: redrawn only when a run moved
   async function load() {
     const api = window.studio.api;
     const [details, metrics, samples, catalog] = await Promise.all([
@@ -68,6 +69,11 @@
       Promise.all(jobs.map((j) => api(`/api/jobs/${j.id}/samples`))),
       api("/api/recipes"),
     ]);
+    // while a run is queued or training (variants just queued, say), the page follows it
+    if (details.some((d) => ["queued", "running"].includes(d.job.status))) setTimeout(follow, 5000);
+    const key = JSON.stringify([details.map((d) => [d.job.status, d.job.step]), samples.map((s) => s.samples.length)]);
+    if (key === shown) return;
+    shown = key;
     // a job made before a setting existed ran with its default: compare it as such
     const defaults = Object.fromEntries(catalog.recipes.map((r) => [r.name, r.defaults]));
     details.forEach((d) => { d.config = { ...(defaults[d.job.recipe] || {}), ...(d.job.config || {}) }; });
@@ -83,5 +89,9 @@
     const img = e.target.closest(".gallery-row img");
     if (img) window.trainer.lightbox(img.dataset.full || img.src, img.dataset.caption);
   });
+  function follow() {
+    if (document.hidden) { setTimeout(follow, 5000); return; }
+    load().catch(() => setTimeout(follow, 10000));  // a failed look is tried again, quietly
+  }
   load().catch((e) => window.studio.toast(`Could not load the runs: ${e.message}`, "error", 8000));
 })();

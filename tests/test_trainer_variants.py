@@ -1,0 +1,75 @@
+"""Variants: one request queued two to four times with one setting changed, all or none, each named for
+its value, the rest (data, seed) the same; the compare page opens on them."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.test_trainer_worker import TINY_CONFIG, make_export
+
+
+@pytest.fixture
+def client(trainer_app):
+    make_export(trainer_app.config["STUDIO_SETTINGS"].root)
+    return trainer_app.test_client()
+
+
+def _body(**vary):
+    return {"name": "cat", "dataset": "tiny-set", "config": {**TINY_CONFIG, "name": "cat"}, "vary": vary}
+
+
+def test_three_learning_rates_are_queued_side_by_side(client):
+    response = client.post("/api/jobs/variants", json=_body(field="learning_rate", values=[1e-4, 2e-4, 4e-4]))
+    assert response.status_code == 201, response.get_json()
+    data = response.get_json()
+    jobs = data["jobs"]
+    assert [j["config"]["learning_rate"] for j in jobs] == [1e-4, 2e-4, 4e-4]
+    assert [j["config"]["name"] for j in jobs] == ["cat-lr0.0001", "cat-lr0.0002", "cat-lr0.0004"]
+    assert [j["name"] for j in jobs] == ["cat · learning_rate 0.0001", "cat · learning_rate 0.0002",
+                                         "cat · learning_rate 0.0004"]
+    assert len({j["config"]["seed"] for j in jobs}) == 1 and len({j["dataset_version"] for j in jobs}) == 1
+    assert all(j["status"] == "queued" for j in jobs)
+    assert data["compare_url"] == "/compare?jobs=" + ",".join(j["id"] for j in jobs)
+    assert data["estimated_duration_s"] > 0
+    assert client.get(data["compare_url"]).status_code == 200
+    assert len(client.get("/api/jobs").get_json()["queue"]) == 3
+
+
+def test_choices_and_lists_name_their_variants_too(client):
+    jobs = client.post("/api/jobs/variants", json=_body(field="lora_targets", values=["all", "attention"])
+                       ).get_json()["jobs"]
+    assert [j["config"]["name"] for j in jobs] == ["cat-layersall", "cat-layersattention"]
+    body = _body(field="resolutions", values=[[64], [64, 96]])
+    jobs = client.post("/api/jobs/variants", json=body).get_json()["jobs"]
+    assert [j["config"]["name"] for j in jobs] == ["cat-res64", "cat-res64_96"]
+
+
+def test_a_bad_value_queues_none_of_them(client):
+    response = client.post("/api/jobs/variants", json=_body(field="rank", values=[8, 0, 9999]))
+    assert response.status_code == 422
+    data = response.get_json()
+    assert data["error"].startswith("Not queued: rank 0:")
+    assert [d["variant"] for d in data["details"]] == ["0", "9999"]
+    assert client.get("/api/jobs").get_json()["jobs"] == []
+
+
+@pytest.mark.parametrize("vary, message", [
+    ({"field": "learning_rate", "values": [1e-4]}, "Give 2 to 4 values"),
+    ({"field": "learning_rate", "values": [1e-4, 2e-4, 3e-4, 4e-4, 5e-4]}, "Give 2 to 4 values"),
+    ({"field": "learning_rate", "values": [1e-4, 0.0001]}, "must differ"),
+    ({"field": "name", "values": ["a", "b"]}, "not a training setting that variants can change"),
+    ({"field": "colour", "values": [1, 2]}, "not a training setting"),
+    ({"field": "rank"}, "'vary' must be"),
+])
+def test_what_cannot_vary_is_said(client, vary, message):
+    response = client.post("/api/jobs/variants", json=_body(**vary))
+    assert response.status_code == 422 and message in response.get_json()["error"]
+
+
+def test_a_repeated_request_with_its_key_queues_them_once(client):
+    headers = {"Idempotency-Key": "variants-1"}
+    first = client.post("/api/jobs/variants", json=_body(field="rank", values=[4, 8]), headers=headers)
+    again = client.post("/api/jobs/variants", json=_body(field="rank", values=[4, 8]), headers=headers)
+    assert [j["id"] for j in first.get_json()["jobs"]] == [j["id"] for j in again.get_json()["jobs"]]
+    assert again.get_json()["created"] is False
+    assert len(client.get("/api/jobs").get_json()["jobs"]) == 2

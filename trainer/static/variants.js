@@ -1,0 +1,81 @@
+// "Try several values of one setting" in the new job form: the job queued two to four times with one
+// setting changed (same data, same seed), then the compare page opens on the runs. The server checks every
+// variant first and queues all of them or none (POST /api/jobs/variants).
+(function () {
+  const { esc } = trainer;
+  const MAX = 4;
+
+  trainer.variants = function ({ recipe, config, payload, showErrors }) {
+    const $ = (id) => document.getElementById(id);
+    const fields = recipe.fields.filter((f) => (recipe.variant_fields || []).includes(f.name));
+    if (!$("vary-field") || !fields.length) return;
+    const idemKey = () => (crypto.randomUUID ? crypto.randomUUID() : String(Math.random()).slice(2));
+    let key = idemKey();
+    $("vary-field").innerHTML = fields.map((f) => `<option value="${esc(f.name)}">${esc(f.label || f.name)}</option>`).join("");
+
+    const field = () => fields.find((f) => f.name === $("vary-field").value);
+    const show = (v) => (Array.isArray(v) ? v.join(", ") : String(v));
+
+    // Values to start from: half, as is and double for a rate or a rank, every choice of a choice.
+    function suggest() {
+      const f = field(), now = config()[f.name];
+      let values;
+      if (f.choices) values = f.choices.slice(0, MAX);
+      else if (f.type === "boolean") values = [false, true];
+      else if (f.name === "learning_rate" || f.name === "rank") {
+        values = [now / 2, now, now * 2].map((v) => (f.type === "integer" ? Math.max(1, Math.round(v)) : Number(v.toPrecision(3))));
+      } else values = [now];
+      $("vary-values").value = values.map(show).join(f.type === "array" ? "; " : ", ");
+      $("vary-help").textContent = f.type === "array" ? "Variants separated by ; (each a list, e.g. 512; 512, 768)."
+        : f.choices ? `Any of: ${f.choices.join(", ")}.` : "Separated by commas.";
+      count();
+    }
+
+    function parse() {
+      const f = field(), raw = $("vary-values").value.trim();
+      if (!raw) return [];
+      const one = (text) => {
+        const t = text.trim();
+        if (f.type === "boolean") return t === "true" || t === "on";
+        if (f.type === "integer" || f.type === "number") return t === "" ? null : Number(t);
+        return t;
+      };
+      if (f.type === "array") {
+        return raw.split(";").map((part) => part.split(/[,\s]+/).filter(Boolean).map((t) => (f.items === "string" ? t : Number(t))));
+      }
+      return raw.split(f.type === "string" && !f.choices ? /\s*,\s*/ : /[,\s]+/).filter(Boolean).map(one);
+    }
+
+    function count() {
+      const values = parse();
+      const ok = values.length >= 2 && values.length <= MAX;
+      $("vary-start").disabled = !ok;
+      $("vary-start").textContent = ok ? `Queue ${values.length} variants` : "Queue variants";
+      $("vary-note").textContent = values.length > MAX ? `At most ${MAX} (the compare page shows ${MAX} runs).`
+        : values.length < 2 ? "Give two to four values." : "Same data and seed; only this setting differs.";
+    }
+
+    async function start() {
+      $("vary-start").disabled = true;
+      try {
+        const res = await fetch("/api/jobs/variants", { method: "POST", headers: { "Content-Type": "application/json",
+          "Idempotency-Key": key }, body: JSON.stringify({ ...payload(), vary: { field: field().name, values: parse() } }) });
+        const data = await res.json();
+        if (!res.ok) {
+          if (data.details) showErrors(data.details);
+          throw new Error(data.error || `HTTP ${res.status}`);
+        }
+        key = idemKey();
+        location.href = data.compare_url;
+      } catch (err) {
+        studio.toast(err.message, "error", 8000);
+        count();
+      }
+    }
+
+    $("vary-field").addEventListener("change", suggest);
+    $("vary-values").addEventListener("input", count);
+    $("vary-start").addEventListener("click", start);
+    suggest();
+  };
+})();

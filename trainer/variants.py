@@ -1,0 +1,98 @@
+"""Variants: one job request queued two to four times with one setting changed (three learning rates, two
+ranks, ...), the same data, seed and everything else, so the compare page shows what that setting does.
+
+`POST /api/jobs/variants` takes a job request plus `"vary": {"field": "learning_rate", "values": [...]}`.
+Every variant is checked before any is queued: all are queued, or none (422 naming the variant and field).
+Each gets a LoRA name and a job name of its own that say its value.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+
+from flask import Blueprint, current_app, jsonify, request
+
+from studio.web import ApiError, json_body
+from trainer.jobs_api import create_job
+from trainer.pages import MAX_COMPARED
+from trainer.validation import validate
+
+bp = Blueprint("variants", __name__)
+
+MIN_VARIANTS = 2
+# settings that name or describe the run, or change only its speed and memory, not what it learns
+FIXED = {"name", "sample_prompts", "default_caption", "init_lora", "trigger_word", "sample_width", "sample_height",
+         "sample_steps", "sample_every", "save_every", "keep_last", "log_every", "missing_captions", "guidance_scale",
+         "mixed_precision", "gradient_checkpointing", "vram_budget_gb", "compile", "attention_backend",
+         "float8_matmuls", "save_dtype"}
+SHORT = {"learning_rate": "lr", "lora_targets": "layers", "gradient_accumulation": "accum", "caption_dropout": "drop",
+         "timestep_sampling": "t", "weight_decay": "wd", "batch_size": "batch", "resolutions": "res"}
+
+
+def value_text(value) -> str:
+    """A value as a name part: 0.0002 -> 2e-04, [512, 768] -> 512+768, attention+feed_forward as is."""
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, list):
+        return "+".join(value_text(v) for v in value)
+    return str(value)
+
+
+def variant_payloads(payload: dict, field: str, values: list) -> list[dict]:
+    """The request once per value: config[field] = value, and names that say it."""
+    config = payload.get("config") if isinstance(payload.get("config"), dict) else {}
+    lora = str(config.get("name") or payload.get("name") or "lora")
+    label = payload.get("name") or lora
+    out = []
+    for value in values:
+        part = re.sub(r"[^A-Za-z0-9_.+-]+", "-", f"{SHORT.get(field, field)}{value_text(value)}").replace("+", "_")
+        variant = copy.deepcopy(payload)
+        variant["config"] = {**copy.deepcopy(config), field: value,
+                             "name": f"{lora[: 79 - len(part)]}-{part}".strip("-")[:80]}
+        variant["name"] = f"{label} · {field} {value_text(value)}"[:120]
+        out.append(variant)
+    return out
+
+
+def check_vary(vary, fields: set[str]) -> tuple[str, list]:
+    if not isinstance(vary, dict) or set(vary) != {"field", "values"}:
+        raise ApiError("'vary' must be {\"field\": a setting, \"values\": [two to four values]}.", 422)
+    field, values = vary["field"], vary["values"]
+    if field not in fields or field in FIXED:
+        raise ApiError(f"{field!r} is not a training setting that variants can change.", 422)
+    if not isinstance(values, list) or not MIN_VARIANTS <= len(values) <= MAX_COMPARED:
+        raise ApiError(f"Give {MIN_VARIANTS} to {MAX_COMPARED} values (the compare page shows up to "
+                       f"{MAX_COMPARED} runs).", 422)
+    if len({repr(v) for v in values}) != len(values):
+        raise ApiError("The values must differ from each other.", 422)
+    return field, values
+
+
+@bp.post("/api/jobs/variants")
+def post_variants():
+    from trainer.recipes import ConfigError, get_recipe
+
+    payload = json_body()
+    vary = payload.pop("vary", None)
+    try:
+        recipe = get_recipe(payload.get("recipe") or "zimage-turbo")
+    except ConfigError as exc:
+        raise ApiError(str(exc), 422) from None
+    field, values = check_vary(vary, {f["name"] for f in recipe.form_fields()})
+    settings = current_app.config["STUDIO_SETTINGS"]
+    variants = variant_payloads(payload, field, values)
+    problems = []
+    for value, variant in zip(values, variants, strict=True):
+        report = validate(settings, variant)
+        problems += [{**error, "variant": value_text(value),
+                      "message": f"{field} {value_text(value)}: {error['message']}"} for error in report.errors]
+    if problems:
+        raise ApiError(f"Not queued: {problems[0]['message']}", 422, details=problems)
+    key = request.headers.get("Idempotency-Key")
+    made = [create_job(variant, f"{key}:{index}" if key else None) for index, variant in enumerate(variants)]
+    jobs = [job.public() for job, _created, _report in made]
+    seconds = [report["estimated_duration_s"] for _job, _created, report in made]
+    return jsonify({"jobs": jobs, "created": any(created for _job, created, _report in made),
+                    "compare_url": "/compare?jobs=" + ",".join(job["id"] for job in jobs),
+                    "estimated_duration_s": sum(seconds) if all(s is not None for s in seconds) else None}), 201
