@@ -65,9 +65,22 @@ def create_app(settings: Settings | None = None) -> Flask:
             response.status_code = 409
         return response
 
-    from app import autocaption, captions, datasets, export, express, express_api, images, trash, uploads, versions
+    from app import (
+        autocaption,
+        caption_words,
+        captions,
+        datasets,
+        export,
+        express,
+        express_api,
+        images,
+        trash,
+        uploads,
+        versions,
+    )
 
-    for module in (datasets, uploads, images, trash, captions, autocaption, export, versions, express_api):
+    for module in (datasets, uploads, images, trash, captions, caption_words, autocaption, export, versions,
+                   express_api):
         app.register_blueprint(module.bp)
     from app import s3_import
 

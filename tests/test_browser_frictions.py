@@ -4,11 +4,13 @@ demo estimate said as such), the job log reads cleanly, the worker chip follows 
 says how small a small image is and leaves duplicates out of the export, the Trainer link opens a job
 on the exported dataset, the caption dialog knows when every image has a caption, finished panels
 and toasts step aside, a job trains on several datasets with their repeats, one starts from a
-LoRA of the library, and variants of one setting are queued and compared."""
+LoRA of the library, variants of one setting are queued and compared, and the caption words
+show what the captions share."""
 
 from __future__ import annotations
 
 import os
+import re
 
 import numpy as np
 import pytest
@@ -369,3 +371,42 @@ def test_the_storage_card_frees_the_training_state_nothing_uses(studio, page, vi
     expect(row).to_have_count(0)
     assert (studio.workspace.jobs / job["id"] / "checkpoints" / "step_000010" / "state.pt").is_file()
     assert not (studio.workspace.jobs / job["id"] / "checkpoints" / "step_000005" / "state.pt").exists()
+
+
+@pytest.mark.parametrize("viewport", VIEWPORTS)
+def test_caption_words_show_what_the_captions_share(studio, page, viewport, artifacts_dir):
+    from playwright.sync_api import expect
+
+    dataset_id = studio.extra.get("words")
+    if not dataset_id:
+        dataset_id = studio.extra["words"] = browser_studio._seed_dataset(
+            studio.datasets, "Words", "wrd", [(f"w{i}.png", image_bytes(40 + i, size=(600, 600))) for i in range(4)],
+            "words-set")
+        for i, caption in enumerate(["wrd, a woman, red hair, smiling", "wrd, woman, red hair, outdoors",
+                                     "woman, red hair, smiling", "wrd, woman at the beach"]):
+            studio.api(studio.datasets, f"/api/datasets/{dataset_id}/captions/w{i}.png", {"caption": caption}, "PUT")
+    page.goto(f"{studio.datasets}/d/{dataset_id}")
+    page.click("#btn-words")
+    rows = page.locator("#words-list .word-row")
+    expect(rows.first).to_contain_text("woman")
+    expect(rows.first).to_contain_text("4 of 4")
+    expect(rows.first).to_have_class(re.compile(r"\bcommon\b"))  # in almost every caption: marked
+    expect(page.locator("#words-summary")).to_have_text(
+        "4 captioned images of 4. The trigger word wrd is in 3 of them; Export adds it to the other 1.")
+    page.locator("#words-tabs [data-words='phrases']").click()
+    expect(rows.first).to_contain_text("red hair")
+    expect(rows.first).to_contain_text("3 of 4")
+    assert_no_sideways_scroll(page)
+    page.screenshot(path=str(artifacts_dir / f"caption-words-{viewport['width']}.png"))
+    # Remove opens Find & replace with the phrase and its comma, previewed before anything changes
+    rows.first.locator("[data-remove]").click()
+    expect(page.locator("#replace-dialog")).to_be_visible()
+    expect(page.locator("#find-regex")).to_be_checked()
+    expect(page.locator("#replace-summary")).to_have_text("3 matches in 3 captions")
+    page.locator("#replace-dialog [data-close]").click()
+    # a word shows its images
+    page.click("#btn-words")
+    page.locator("#words-tabs [data-words='words']").click()
+    page.locator("#words-list [data-search='smiling']").click()
+    expect(page.locator("#search")).to_have_value("smiling")
+    expect(page.locator("#grid .tile")).to_have_count(2)

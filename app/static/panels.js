@@ -60,6 +60,12 @@
   ["find-input", "replace-input", "find-regex", "find-case"].forEach((id) =>
     $(id).addEventListener("input", () => { clearTimeout(previewTimer); previewTimer = setTimeout(preview, 250); }));
   $("btn-replace").onclick = () => { $("replace-dialog").showModal(); $("find-input").focus(); preview(); };
+  // the dialog with a search filled in (the caption words' Remove: a regular expression, replaced by nothing)
+  ds.openReplace = (find, regex) => {
+    $("find-input").value = find; $("replace-input").value = "";
+    $("find-regex").checked = !!regex; $("find-case").checked = false;
+    $("replace-dialog").showModal(); preview();
+  };
   $("replace-form").onsubmit = async (ev) => {
     ev.preventDefault();
     try {
