@@ -172,29 +172,33 @@ def test_a_job_starts_from_a_library_lora_of_its_own_shape(studio, page, viewpor
         path.unlink()
 
 
-@pytest.mark.parametrize("viewport", VIEWPORTS[:1])
+@pytest.mark.parametrize("viewport", VIEWPORTS)
 def test_variants_of_one_setting_are_queued_and_compared(studio, page, viewport, artifacts_dir):
     from playwright.sync_api import expect
 
     page.goto(studio.trainer + "/new?dataset=dog-set")
+    page.fill("#f-job-name", f"dogs {viewport['width']}")
     page.locator("#variants > summary").click()
     page.select_option("#vary-field", "rank")
     expect(page.locator("#vary-values")).to_have_value("16, 32, 64")  # half, as is, double
     page.fill("#vary-values", "8, 0")
     page.click("#vary-start")
-    expect(page.locator("#problems")).to_contain_text("rank 0:")
-    assert not [job for job in studio.store().list(kind="train") if "·" in job.name]  # none queued
+    expect(page.locator("#vary-note")).to_contain_text("Not queued: rank 0:")
+    expect(page.locator("#start")).to_be_enabled()  # the job in the form is fine: only the variant is not
+    assert not [job for job in studio.store().queue() if "·" in job.name]  # none queued
     page.select_option("#vary-field", "learning_rate")
     expect(page.locator("#vary-values")).to_have_value("0.00005, 0.0001, 0.0002")
     expect(page.locator("#vary-start")).to_have_text("Queue 3 variants")
-    page.locator("#variants").screenshot(path=str(artifacts_dir / "new-job-variants.png"))
+    assert_no_sideways_scroll(page)
+    page.screenshot(path=str(artifacts_dir / f"new-job-variants-{viewport['width']}.png"), full_page=True)
     page.click("#vary-start")
     page.wait_for_url("**/compare?jobs=*")
     expect(page.locator("#compare-settings")).to_contain_text("learning_rate")
     for value in ("5e-05", "0.0001", "0.0002"):
-        expect(page.locator("#compare-settings")).to_contain_text(f"dog-set · learning_rate {value}")
+        expect(page.locator("#compare-settings")).to_contain_text(f"dogs {viewport['width']} · learning_rate {value}")
     expect(page.locator("#compare-settings tr", has_text="Status")).to_contain_text("queued")
-    page.screenshot(path=str(artifacts_dir / "compare-variants.png"), full_page=True)
+    assert_no_sideways_scroll(page)
+    page.screenshot(path=str(artifacts_dir / f"compare-variants-{viewport['width']}.png"), full_page=True)
     for job_id in page.url.split("jobs=")[1].split(","):
         studio.store().request_stop(job_id)  # out of the other tests' way
 

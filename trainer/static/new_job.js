@@ -319,8 +319,7 @@
     renderPresets(); renderFields(); markPreset();
     if (state.config.init_lora) $("advanced").open = true;
     trainer.startLora(() => state.config, () => { syncFormFromConfig(); changed(); });
-    trainer.variants({ recipe: state.recipe, config: () => state.config, payload,
-      showErrors: (errors) => showReport({ errors, warnings: [] }) });
+    trainer.variants({ recipe: state.recipe, config: () => state.config, payload });
     await loadDatasets();
     if (from) await suggestName(state.config.name);  // a copy needs a LoRA name of its own
     else await applyDatasetDefaults();  // the dataset from ?dataset=, or the only one

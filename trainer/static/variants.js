@@ -5,7 +5,7 @@
   const { esc } = trainer;
   const MAX = 4;
 
-  trainer.variants = function ({ recipe, config, payload, showErrors }) {
+  trainer.variants = function ({ recipe, config, payload }) {
     const $ = (id) => document.getElementById(id);
     const fields = recipe.fields.filter((f) => (recipe.variant_fields || []).includes(f.name));
     if (!$("vary-field") || !fields.length) return;
@@ -51,6 +51,7 @@
       const ok = values.length >= 2 && values.length <= MAX;
       $("vary-start").disabled = !ok;
       $("vary-start").textContent = ok ? `Queue ${values.length} variants` : "Queue variants";
+      $("vary-note").classList.remove("field-error");
       $("vary-note").textContent = values.length > MAX ? `At most ${MAX} (the compare page shows ${MAX} runs).`
         : values.length < 2 ? "Give two to four values." : "Same data and seed; only this setting differs.";
     }
@@ -61,15 +62,13 @@
         const res = await fetch("/api/jobs/variants", { method: "POST", headers: { "Content-Type": "application/json",
           "Idempotency-Key": key }, body: JSON.stringify({ ...payload(), vary: { field: field().name, values: parse() } }) });
         const data = await res.json();
-        if (!res.ok) {
-          if (data.details) showErrors(data.details);
-          throw new Error(data.error || `HTTP ${res.status}`);
-        }
+        if (!res.ok) throw new Error(data.error || `HTTP ${res.status}`);
         key = idemKey();
         location.href = data.compare_url;
-      } catch (err) {
-        studio.toast(err.message, "error", 8000);
+      } catch (err) {  // said here, beside the values: the job in the form itself may be fine
         count();
+        $("vary-note").textContent = err.message;
+        $("vary-note").classList.add("field-error");
       }
     }
 
