@@ -73,3 +73,21 @@ def test_a_repeated_request_with_its_key_queues_them_once(client):
     assert [j["id"] for j in first.get_json()["jobs"]] == [j["id"] for j in again.get_json()["jobs"]]
     assert again.get_json()["created"] is False
     assert len(client.get("/api/jobs").get_json()["jobs"]) == 2
+
+
+def test_a_variant_that_fails_to_be_queued_takes_the_others_back(client, monkeypatch):
+    from trainer import variants
+
+    calls = []
+
+    def flaky(payload, key=None):
+        calls.append(payload["name"])
+        if len(calls) == 2:
+            raise OSError(28, "No space left on device")
+        return real(payload, key)
+
+    real = variants.create_job
+    monkeypatch.setattr(variants, "create_job", flaky)
+    response = client.post("/api/jobs/variants", json=_body(field="rank", values=[4, 8, 16]))
+    assert response.status_code >= 500  # the disk-full answer (507), with its sentence
+    assert client.get("/api/jobs").get_json()["jobs"] == []  # the first one was taken back

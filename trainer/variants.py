@@ -14,7 +14,7 @@ import re
 from flask import Blueprint, current_app, jsonify, request
 
 from studio.web import ApiError, json_body
-from trainer.jobs_api import create_job
+from trainer.jobs_api import create_job, store
 from trainer.pages import MAX_COMPARED
 from trainer.validation import validate
 
@@ -69,6 +69,17 @@ def check_vary(vary, fields: set[str]) -> tuple[str, list]:
     return field, values
 
 
+def withdraw(job_id: str) -> None:
+    """A variant queued by a request that failed part way: deleted while still queued, else stopped."""
+    job = store().find(job_id)
+    if job is None:
+        return
+    if job.status == "queued":
+        store().delete(job_id)
+    elif job.status == "running":
+        store().request_stop(job_id, delete=True, reason="Its other variants could not be queued.")
+
+
 @bp.post("/api/jobs/variants")
 def post_variants():
     from trainer.recipes import ConfigError, get_recipe
@@ -90,7 +101,15 @@ def post_variants():
     if problems:
         raise ApiError(f"Not queued: {problems[0]['message']}", 422, details=problems)
     key = request.headers.get("Idempotency-Key")
-    made = [create_job(variant, f"{key}:{index}" if key else None) for index, variant in enumerate(variants)]
+    made = []
+    try:
+        for index, variant in enumerate(variants):
+            made.append(create_job(variant, f"{key}:{index}" if key else None))
+    except Exception:  # checked, yet not queued (the disk, the database): take back the ones that were
+        for job, created, _report in made:
+            if created:
+                withdraw(job.id)
+        raise
     jobs = [job.public() for job, _created, _report in made]
     seconds = [report["estimated_duration_s"] for _job, _created, report in made]
     return jsonify({"jobs": jobs, "created": any(created for _job, created, _report in made),
