@@ -80,6 +80,14 @@ def test_the_request_names_a_library_lora_of_its_rank_and_layers(client):
     assert "The name of a LoRA in the library" in errors["init_lora"]
 
 
+def test_a_queued_job_keeps_the_lora_even_when_the_library_loses_it(client, make_settings):
+    response = client.post("/api/jobs", json={"dataset": "tiny-set", "config": {**TINY_CONFIG, "init_lora": "cat-v1"}})
+    assert response.status_code == 201, response.get_json()
+    workspace = Workspace(make_settings().root)
+    (workspace.loras / "cat-v1.safetensors").unlink()
+    assert (workspace.job_dir(response.get_json()["job"]["id"]) / START_LORA_FILE).is_file()
+
+
 def test_the_job_keeps_its_own_copy_of_the_lora_it_starts_from(tmp_path):
     workspace = Workspace(tmp_path)
     write_lora(workspace.loras / "cat-v1.safetensors", ATTENTION)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 
 from studio import exports
 from studio.jobs import Job, JobStore
@@ -17,6 +18,7 @@ from trainer.dataset_checks import requested
 from trainer.validation import Report, validate
 
 DEDUP_WINDOW_S = 10.0
+log = logging.getLogger(__name__)
 
 
 class JobInvalid(ValueError):
@@ -63,4 +65,17 @@ def submit_job(settings: Settings, store: JobStore, payload: dict, *, idem_key: 
         parent_id=parent_id, webhook_url=payload.get("webhook_url") or None, idem_key=idem_key,
         fingerprint=_fingerprint(payload, config), dedup_window_s=DEDUP_WINDOW_S,
         total=int(config.get("steps") or 0))
+    if created and config.get("init_lora"):
+        _keep_start_lora(Workspace(settings.root), job)
     return job, created, report
+
+
+def _keep_start_lora(workspace: Workspace, job: Job) -> None:
+    """The job's own copy of the LoRA it starts from, made when it is queued (a link: no space), so the library
+    may change while it waits; when that fails, the job makes it when it starts."""
+    from trainer.run_job import stage_start_lora
+
+    try:
+        stage_start_lora(workspace, job, workspace.job_dir(job.id))
+    except (OSError, ValueError) as exc:
+        log.warning("job %s: the LoRA to start from is copied when it starts instead (%s)", job.id, exc)
