@@ -121,18 +121,20 @@ def _unload_caption_model() -> None:
 def plan_for(express: Job):
     """The training plan from the images the export holds (duplicates are left out of both)."""
     from app.export import export_selection
+    from trainer.dataset_checks import image_header
 
     dataset = context.dataset(express.dataset)
     meta = dataset.meta()
     names, _ = export_selection(meta)
     sizes = [(meta["images"][name].get("width", 0), meta["images"][name].get("height", 0)) for name in names]
     captions = [dataset.read_caption(name) or "" for name in names]
+    transparent = sum(bool((image_header(dataset.image_path(name)) or (0, 0, False))[2]) for name in names)
     settings = _settings(express)
     demo = context.settings().demo
     if not demo:
         _unload_caption_model()
     return make_plan(name=settings["lora_name"], trigger=settings["trigger_word"], kind=settings["kind"],
-                     sizes=sizes, captions=captions, gpu=None if demo else _gpu(), demo=demo)
+                     sizes=sizes, captions=captions, gpu=None if demo else _gpu(), demo=demo, transparent=transparent)
 
 
 def _start_train(express: Job, relaunch: bool) -> Job:

@@ -83,8 +83,9 @@ def _preset(recipe, gpu: Gpu | None) -> tuple[str, str]:
 
 
 def make_plan(*, name: str, trigger: str, kind: str, sizes: list[tuple[int, int]], captions: list[str],
-              gpu: Gpu | None, demo: bool) -> Plan:
-    """The job config for `sizes` (width, height of each image to train on) and `captions`."""
+              gpu: Gpu | None, demo: bool, transparent: int = 0) -> Plan:
+    """The job config for `sizes` (width, height of each image to train on) and `captions`; `transparent` of
+    the images have an alpha channel."""
     recipe = get_recipe("zimage-turbo")
     images = len(sizes)
     if images == 0:
@@ -117,6 +118,9 @@ def make_plan(*, name: str, trigger: str, kind: str, sizes: list[tuple[int, int]
     if kind == "style":
         choose("flip_horizontal", True, "a style has no left and right: each picture also trains mirrored, twice "
                                         "the examples from the same images")
+    if transparent and transparent * 2 >= images:
+        choose("alpha_mask", True, f"{transparent} of {images} images have transparency (a cut-out subject): they "
+                                   "train on their visible part, so the LoRA does not learn the background")
     choose("sample_prompts", sample_prompts(kind, captions),
            "two of your captions (does it reproduce them?) and a new scene (does it carry the subject?)")
     if images < MIN_IMAGES:

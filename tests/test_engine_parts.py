@@ -270,3 +270,47 @@ def test_oom_advice_follows_the_settings():
     assert "quantize_base to float8" in str(oom_error(recipe.default_config(), 3, True))
     message = str(oom_error(recipe.config_from_dict({"quantize_base": "float8"}), 3, True))
     assert "resolutions" in message and "OOM" in message
+
+
+def _rgba(path, size=(40, 20), transparent_left: bool = True):
+    import numpy as np
+
+    pixels = np.zeros((size[1], size[0], 4), np.uint8)
+    pixels[..., :3] = 200
+    pixels[..., 3] = 255
+    if transparent_left:
+        pixels[:, : size[0] // 2, 3] = 0
+    Image.fromarray(pixels, "RGBA").save(path)
+    return ImageItem(path, "x", "x", *size)
+
+
+def test_an_alpha_mask_follows_the_pixels_crop_and_mirror(tmp_path):
+    from trainer.engine.masks import load_mask
+
+    item = _rgba(tmp_path / "cut.png")
+    mask = load_mask(Sample(item, (40, 20)), (4, 8))  # a latent grid of 8 x 4
+    assert mask.shape == (1, 4, 8)
+    assert mask[0, :, :4].max() == 0 and mask[0, :, 4:].min() == 1  # left half transparent
+    mirrored = load_mask(Sample(item, (40, 20), flip=True), (4, 8))
+    assert torch.equal(mirrored, mask.flip(-1))
+    cropped = load_mask(Sample(item, (20, 20)), (2, 2))  # the centre square: half on each side
+    assert cropped[0, :, 0].max() == 0 and cropped[0, :, 1].min() == 1
+    assert load_mask(Sample(_rgba(tmp_path / "opaque.png", transparent_left=False), (40, 20)), (4, 8)) is None
+    Image.new("RGB", (40, 20)).save(tmp_path / "rgb.png")
+    assert load_mask(Sample(ImageItem(tmp_path / "rgb.png", "x", "x", 40, 20), (40, 20)), (4, 8)) is None
+
+
+def test_the_masked_loss_counts_only_the_visible_part():
+    from trainer.engine.masks import masked_mse
+
+    squared = torch.rand(2, 3, 4, 4)
+    assert torch.equal(masked_mse(squared, None), squared.mean(dim=(1, 2, 3)))
+    assert torch.equal(masked_mse(squared, [None, None]), squared.mean(dim=(1, 2, 3)))
+    half = torch.zeros(1, 4, 4)
+    half[..., 2:] = 1
+    loss = masked_mse(squared, [half, None])
+    assert torch.allclose(loss[0], squared[0, :, :, 2:].mean())
+    assert torch.allclose(loss[1], squared[1].mean())
+    squared[0, :, :, :2] = 1e6  # what the transparent part holds does not count
+    assert torch.allclose(masked_mse(squared, [half, None])[0], loss[0])
+    assert masked_mse(squared, [torch.zeros(1, 4, 4), None])[0] == 0  # nothing visible: no loss

@@ -357,6 +357,32 @@ def test_a_job_can_start_from_a_lora_file(tmp_path, demo_paths):
               None, **kwargs)
 
 
+def test_alpha_mask_trains_the_visible_part_and_leaves_opaque_images_as_they_were(tmp_path, demo_paths):
+    kwargs = {"device": "cpu", "cache_dir": tmp_path / "cache"}
+    opaque = make_dataset(tmp_path / "datasets" / "opaque")
+    plain = train(tiny_config(steps=3), opaque, tmp_path / "jobs" / "plain", demo_paths, None, None, **kwargs)
+    masked = train(tiny_config(steps=3, alpha_mask=True), opaque, tmp_path / "jobs" / "masked", demo_paths, None,
+                   None, **kwargs)
+    assert _losses(tmp_path / "jobs" / "plain") == _losses(tmp_path / "jobs" / "masked")  # bit for bit
+    assert "no image has transparency: every image trains whole" in (tmp_path / "jobs" / "masked" / "log.txt"
+                                                                      ).read_text()
+    assert plain["final_loss"] == masked["final_loss"]
+
+    cutouts = make_dataset(tmp_path / "datasets" / "cutouts")
+    for path in sorted(cutouts.glob("*.png")):  # the subject kept, the background made transparent
+        pixels = np.array(Image.open(path).convert("RGBA"))
+        pixels[:, :12, 3] = 0
+        Image.fromarray(pixels, "RGBA").save(path)
+    runs = {}
+    for flag in (False, True):
+        job = tmp_path / "jobs" / f"cutouts-{flag}"
+        train(tiny_config(steps=3, alpha_mask=flag), cutouts, job, demo_paths, None, None, **kwargs)
+        runs[flag] = _losses(job)
+    log = (tmp_path / "jobs" / "cutouts-True" / "log.txt").read_text()
+    assert "Alpha mask: 3 of 3 image(s) have transparency and train on their visible part only." in log
+    assert runs[True] != runs[False]  # the transparent part no longer counts
+
+
 # ---------------------------------------------------------------- bad input
 
 

@@ -161,6 +161,15 @@ def test_plan_derives_steps_resolutions_and_preset_from_the_data_and_the_gpu():
     assert many.preset == "16gb" and many.config["steps"] == 4000 and "612 images" in many.warnings[0]
     # a style trains on mirror images too; a subject (an object, a person) keeps its left and right
     assert many.config["flip_horizontal"] is True and "flip_horizontal" not in plan.config
+    assert "alpha_mask" not in plan.config
+    # cut-out subjects (transparent backgrounds) train on their visible part, when most images are such
+    cutouts = make_plan(name="cat", trigger="zxcat", kind="object", sizes=big, captions=["x"], transparent=15,
+                        gpu=Gpu("NVIDIA H100 80GB HBM3", 80, 79), demo=False)
+    assert cutouts.config["alpha_mask"] is True
+    assert "15 of 20 images have transparency" in {c["setting"]: c for c in cutouts.choices}["alpha_mask"]["why"]
+    few = make_plan(name="cat", trigger="zxcat", kind="object", sizes=big, captions=["x"], transparent=3,
+                    gpu=Gpu("NVIDIA H100 80GB HBM3", 80, 79), demo=False)
+    assert "alpha_mask" not in few.config
     with pytest.raises(ExpressInputError, match="only 9.0 GB free"):
         make_plan(name="cat", trigger="zxcat", kind="object", sizes=big, captions=[], gpu=Gpu("RTX", 24, 9),
                   demo=False)

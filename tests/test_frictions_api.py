@@ -194,3 +194,14 @@ def test_a_job_that_would_fill_the_disk_is_warned_about(trainer_app, trainer_cli
     (warning,) = [w["message"] for w in tight["warnings"] if w["field"] == "keep_last"]
     assert warning.startswith("This job writes up to about 400.0 KB") and "has 1.0 KB free" in warning
     assert "keep fewer checkpoints" in warning and tight["ok"]  # a warning: the job can still start
+
+
+def test_train_on_the_visible_part_says_when_no_image_has_transparency(trainer_app, trainer_client):
+    folder = make_export(trainer_app.config["STUDIO_SETTINGS"].root, "tiny-set", count=2)
+    body = {"dataset": "tiny-set", "config": {**TINY_CONFIG, "alpha_mask": True}}
+    report = trainer_client.post("/api/jobs/validate", json=body).get_json()
+    (warning,) = [w["message"] for w in report["warnings"] if w["field"] == "alpha_mask"]
+    assert warning.startswith("Train on the visible part is on, but no image has transparency") and report["ok"]
+    Image.new("RGBA", (64, 64), (0, 0, 0, 0)).save(folder / "cutout.png")
+    report = trainer_client.post("/api/jobs/validate", json=body).get_json()
+    assert not [w for w in report["warnings"] if w["field"] == "alpha_mask"]

@@ -134,30 +134,38 @@ def check_dataset(workspace: Workspace, source: dict, config: dict | None, repor
     return checked
 
 
-_sizes: dict[tuple, tuple[int, int] | None] = {}
-_sizes_lock = threading.Lock()
+_headers: dict[tuple, tuple[int, int, bool] | None] = {}
+_headers_lock = threading.Lock()
+ALPHA_MODES = {"RGBA", "LA", "PA", "RGBa", "La"}
 
 
-def image_size(path: Path) -> tuple[int, int] | None:
-    """Width and height from the file header (None when unreadable); cached, since the form validates often."""
+def image_header(path: Path) -> tuple[int, int, bool] | None:
+    """(width, height, has an alpha channel) from the file header (None when unreadable); cached, since the
+    form validates often."""
     try:
         stat = path.stat()
     except OSError:
         return None
     key = (str(path), stat.st_mtime_ns, stat.st_size)
-    with _sizes_lock:
-        if key in _sizes:
-            return _sizes[key]
+    with _headers_lock:
+        if key in _headers:
+            return _headers[key]
     try:
         with Image.open(path) as img:
-            size = img.size
+            found = (*img.size, img.mode in ALPHA_MODES or (img.mode == "P" and "transparency" in img.info))
     except (OSError, UnidentifiedImageError, Image.DecompressionBombError):
-        size = None
-    with _sizes_lock:
-        if len(_sizes) > 100_000:
-            _sizes.clear()
-        _sizes[key] = size
-    return size
+        found = None
+    with _headers_lock:
+        if len(_headers) > 100_000:
+            _headers.clear()
+        _headers[key] = found
+    return found
+
+
+def image_size(path: Path) -> tuple[int, int] | None:
+    """Width and height from the file header (None when unreadable)."""
+    found = image_header(path)
+    return found[:2] if found else None
 
 
 def _check_images(folder: Path, images: list[str], config: dict | None, report,
@@ -165,13 +173,15 @@ def _check_images(folder: Path, images: list[str], config: dict | None, report,
     resolutions = (config or {}).get("resolutions") or [512]
     smallest_res = min(resolutions)
     broken, small, sizes = [], [], []
+    alpha = 0
     for image in images[:MAX_IMAGES_INSPECTED]:
-        size = image_size(folder / image)
-        if size is None:
+        header = image_header(folder / image)
+        if header is None:
             broken.append(image)
             continue
-        width, height = size
-        sizes.append(size)
+        width, height, transparent = header
+        alpha += transparent
+        sizes.append((width, height))
         # A bucket holds about res x res pixels and never upscales (trainer.buckets.bucket_for), so
         # an image with fewer pixels than the smallest bucket trains only at its own size.
         if width * height < smallest_res * smallest_res:
@@ -185,6 +195,9 @@ def _check_images(folder: Path, images: list[str], config: dict | None, report,
                                    f"({names}).")
     if small:
         report.warn("resolutions", prefix + small_images_message(small, len(images), smallest_res, len(resolutions)))
+    if (config or {}).get("alpha_mask") and sizes and not alpha:
+        report.warn("alpha_mask", f"{prefix}Train on the visible part is on, but no image has transparency (a PNG or "
+                                  "WebP with an alpha channel): every image trains whole.")
     return sizes
 
 

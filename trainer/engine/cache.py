@@ -15,6 +15,7 @@ import torch
 
 from trainer.engine import model as zmodel
 from trainer.engine.data import Sample, load_pixels
+from trainer.engine.masks import load_mask
 
 CACHE_VERSION = "1"
 
@@ -63,6 +64,7 @@ def _key(*parts: str) -> str:
 class CachedData:
     latents: list[torch.Tensor]  # per sample, [16, h, w] float32
     embeddings: dict[str, torch.Tensor]  # caption or prompt -> [L, cap_dim] float32
+    masks: list[torch.Tensor | None] = field(default_factory=list)  # alpha_mask: per sample [1, h, w], or none
     encoder_calls: dict[str, int] = field(default_factory=lambda: {"text_encoder": 0, "vae_encoder": 0})
 
 
@@ -74,9 +76,10 @@ def _count_calls(module: torch.nn.Module, counter: dict[str, int], name: str):
 
 
 def prepare(samples: list[Sample], texts: list[str], paths, device: torch.device, text_dtype: torch.dtype,
-            cache_dir: Path, report: Callable[[str, int, int], None]) -> CachedData:
+            cache_dir: Path, report: Callable[[str, int, int], None], alpha_mask: bool = False) -> CachedData:
     """Latents for every sample and embeddings for every text, from the disk cache or computed once.
-    The VAE and the text encoder are loaded only when something is missing and freed afterwards."""
+    The VAE and the text encoder are loaded only when something is missing and freed afterwards. With
+    `alpha_mask`, each sample's alpha mask on its latent grid (None for an opaque image; cheap, not cached)."""
     cache = TensorCache(cache_dir)
     data = CachedData(latents=[], embeddings={})
     root = Path(paths.zimage_dir)
@@ -100,6 +103,9 @@ def prepare(samples: list[Sample], texts: list[str], paths, device: torch.device
         handle.remove()
         del vae
     data.latents = found
+    if alpha_mask:
+        data.masks = [load_mask(sample, tuple(latent.shape[-2:])) for sample, latent in zip(samples, found,
+                                                                                             strict=True)]
 
     te_id = zmodel.model_fingerprint(root / "text_encoder") + zmodel.model_fingerprint(root / "tokenizer")
     unique = list(dict.fromkeys(texts))

@@ -157,10 +157,9 @@ def build_samples(items: list[ImageItem], resolutions: list[int], flip: bool = F
             for mirrored in ((False, True) if flip else (False,))]
 
 
-def load_pixels(sample: Sample) -> Image.Image:
-    """The image resized to cover its bucket and centre-cropped to it, RGB."""
-    with Image.open(sample.item.path) as raw:
-        im = ImageOps.exif_transpose(raw).convert("RGB")
+def fit_to_bucket(im: Image.Image, sample: Sample) -> Image.Image:
+    """`im` resized to cover the sample's bucket, centre-cropped to it, mirrored for a mirrored sample: the
+    one geometry of the pixels and of their alpha mask."""
     w, h = sample.bucket
     scale = max(w / im.width, h / im.height)
     size = (max(w, round(im.width * scale)), max(h, round(im.height * scale)))
@@ -169,6 +168,13 @@ def load_pixels(sample: Sample) -> Image.Image:
     left, top = (im.width - w) // 2, (im.height - h) // 2
     im = im.crop((left, top, left + w, top + h))
     return ImageOps.mirror(im) if sample.flip else im
+
+
+def load_pixels(sample: Sample) -> Image.Image:
+    """The image resized to cover its bucket and centre-cropped to it, RGB."""
+    with Image.open(sample.item.path) as raw:
+        im = ImageOps.exif_transpose(raw).convert("RGB")
+    return fit_to_bucket(im, sample)
 
 
 class BatchPlan:

@@ -31,6 +31,9 @@ class DeviceData:
         else:
             self.resident = False
         self.latents, self.embeddings = latents, embeddings
+        masks = getattr(cached, "masks", None) or []
+        self.masks = [m.to(device) if m is not None and self.resident else m for m in masks]
+        self.has_masks = any(m is not None for m in self.masks)
 
     def to_device(self, tensor: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
         """A host tensor on the device, copied without blocking the host on a GPU."""
@@ -42,6 +45,11 @@ class DeviceData:
 
     def latent(self, index: int) -> torch.Tensor:
         return self.to_device(self.latents[index])
+
+    def mask(self, index: int) -> torch.Tensor | None:
+        """The sample's alpha mask on the device (alpha_mask), None for an opaque image."""
+        mask = self.masks[index] if index < len(self.masks) else None
+        return None if mask is None else self.to_device(mask)
 
     def embedding(self, text: str) -> torch.Tensor:
         return self.to_device(self.embeddings[text], self.embed_dtype)

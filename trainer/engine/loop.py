@@ -18,6 +18,7 @@ import torch
 from trainer.engine.device_data import DeviceData
 from trainer.engine.ema import LoraEMA
 from trainer.engine.errors import TrainingError
+from trainer.engine.masks import masked_mse
 from trainer.engine.progress import MetricsWriter, Progress  # noqa: F401 - re-exported for callers
 from trainer.engine.step_timing import StepTimer
 
@@ -171,7 +172,8 @@ class TrainingLoop:
             # Z-Image takes t = 1 - sigma (1 = clean) and predicts the negated velocity
             out = self.transformer(inputs, 1 - sigma, embeds, return_dict=False)[0]
         velocity = -torch.stack([o.float() for o in out]).squeeze(2)
-        per_example = ((velocity - (noise - x0)) ** 2).mean(dim=(1, 2, 3))
+        masks = [data.mask(i) for i in batch] if data.has_masks else None  # alpha_mask: the visible part
+        per_example = masked_mse((velocity - (noise - x0)) ** 2, masks)
         return (per_example * weight).mean()
 
     # ------------------------------------------------------------ one optimizer step

@@ -144,7 +144,13 @@ class TrainingRun:
             progress.emit("caching", 0, message=f"Encoding {kind}: {done}/{total}", force=done == total)
 
         progress.emit("caching", 0, message="Encoding images and captions", force=True)
-        self.cached = zcache.prepare(self.samples, texts, self.paths, dev, self.model_dtype, self.cache_dir, report)
+        alpha_mask = bool(getattr(config, "alpha_mask", False))
+        self.cached = zcache.prepare(self.samples, texts, self.paths, dev, self.model_dtype, self.cache_dir, report,
+                                     alpha_mask)
+        if alpha_mask:
+            masked = len({s.item.path for s, m in zip(self.samples, self.cached.masks, strict=True) if m is not None})
+            log(f"Alpha mask: {masked} of {len(items)} image(s) have transparency and train on their visible part "
+                "only." if masked else "Alpha mask is on, but no image has transparency: every image trains whole.")
         log(f"Cache ready in {self.cache_dir} (VAE encoder calls {self.cached.encoder_calls['vae_encoder']}, "
             f"text encoder calls {self.cached.encoder_calls['text_encoder']}).")
 

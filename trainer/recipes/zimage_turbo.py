@@ -134,6 +134,11 @@ class ZImageTurboConfig(RecipeConfig):
                "styles and symmetric subjects; leave it off when text, a logo or a side parting must stay the right "
                "way round.", label="Mirror images",
     )
+    alpha_mask: bool = option(
+        False, "Images with transparency (PNG or WebP with an alpha channel) train on their visible part only: cut "
+               "a subject out of its background and the LoRA learns the subject, not the background. Opaque "
+               "images train whole.", label="Train on the visible part",
+    )
     timestep_sampling: str = option(
         "weighted",
         "How noise levels are drawn: weighted (uniform with ai-toolkit's bell-shaped loss weights, its Turbo "
