@@ -107,7 +107,14 @@ def inspect_image(path: Path, max_pixels: int) -> ImageInfo:
 def encode_for_caption(path: Path, max_pixels: int) -> bytes:
     """JPEG bytes of the image, oriented and downscaled to about `max_pixels` (saves upload time)."""
     with Image.open(path) as image:
-        oriented = ImageOps.exif_transpose(image).convert("RGB")
+        oriented = ImageOps.exif_transpose(image)
+        if oriented.mode in ("RGBA", "LA", "PA") or (oriented.mode == "P" and "transparency" in oriented.info):
+            # a cut-out: on white, as people see it, not on whatever colour hides under the transparent part
+            rgba = oriented.convert("RGBA")
+            oriented = Image.new("RGB", rgba.size, (255, 255, 255))
+            oriented.paste(rgba, mask=rgba.getchannel("A"))
+        else:
+            oriented = oriented.convert("RGB")
         pixels = oriented.width * oriented.height
         if pixels > max_pixels:
             scale = (max_pixels / pixels) ** 0.5

@@ -222,3 +222,21 @@ def test_edit_during_a_run_is_never_lost(make_settings, stand_in):
     assert _captions(client, did) == {"w60.png": "60px detailed image", "w61.png": "my edit",
                                       "w62.png": "my other edit"}
     assert "kept 2 captions you edited" in job["message"]
+
+
+def test_a_cut_out_is_captioned_on_white_not_on_what_hides_under_its_transparency(tmp_path):
+    import io as _io
+
+    import numpy as np
+    from PIL import Image
+
+    from app.imaging import encode_for_caption
+
+    pixels = np.zeros((32, 32, 4), np.uint8)
+    pixels[..., :3] = (0, 255, 0)  # green hidden under the transparent half
+    pixels[:, 16:] = (200, 0, 0, 255)  # the visible subject
+    Image.fromarray(pixels, "RGBA").save(tmp_path / "cut.png")
+    sent = Image.open(_io.BytesIO(encode_for_caption(tmp_path / "cut.png", 10_000)))
+    assert sent.mode == "RGB"
+    left, right = sent.getpixel((4, 16)), sent.getpixel((28, 16))
+    assert min(left) > 240 and right[0] > 180 and right[1] < 40  # white where transparent, the subject as is
