@@ -101,7 +101,8 @@ def test_a_job_trains_on_several_datasets_each_with_its_repeats(studio, page, vi
     rows = page.locator("#mix tr")
     expect(rows).to_have_count(2)
     expect(rows.first).to_contain_text("my-cat")
-    expect(page.locator("#mix")).to_contain_text("dog-set: captions carry the trigger word dogz")
+    expect(page.locator("#mix")).to_contain_text("dog-set keeps its own trigger word dogz: one LoRA that learns "
+                                                 "mycat and it.")
     expect(page.locator("#est-images")).not_to_have_text("7")  # checked together
     dogs = int(page.locator("#est-images").inner_text()) - 7
     page.fill("[data-repeats='dog-set']", "3")

@@ -222,6 +222,26 @@ def test_sources_read_every_dataset_with_its_repeats(tmp_path):
         as_sources([])
 
 
+def test_each_further_dataset_keeps_its_own_trigger_word(tmp_path):
+    from trainer.engine.data import as_sources, read_datasets, source_triggers
+
+    for name, trigger in (("anna", "annax"), ("bob", "bobx"), ("more-anna", "")):
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "dataset.json").write_text(f'{{"name": "{name}", "trigger_word": "{trigger}"}}')
+        Image.new("RGB", (16, 12)).save(folder / "a.png")
+        (folder / "a.txt").write_text("[trigger] at the beach" if name != "bob" else "bobx at the beach")
+    config = get_recipe("zimage-turbo").config_from_dict({"trigger_word": "annax"})
+    sources = as_sources([tmp_path / "anna", tmp_path / "bob", tmp_path / "more-anna"])
+    assert source_triggers(sources, config) == ["annax", "bobx", "annax"]  # none of its own: the job's
+    captions = [item.caption for item in read_datasets(sources, config, print)]
+    assert captions == ["annax at the beach", "bobx at the beach", "annax at the beach"]  # no "annax, bobx ..."
+    # one dataset: the job's trigger word, whatever the export had (the form may have changed it)
+    config = get_recipe("zimage-turbo").config_from_dict({"trigger_word": "newword"})
+    assert [i.caption for i in read_datasets(as_sources(tmp_path / "bob"), config, print)] == [
+        "newword, bobx at the beach"]
+
+
 def _save(job, step, keep=2):
     return ckpt.save_checkpoint(job, step, {"w": torch.ones(2)}, {"steps": str(step)}, {"step": step}, keep)
 

@@ -292,6 +292,7 @@ def test_several_datasets_with_repeats_train_into_one_lora(tmp_path, demo_paths)
 
     close = make_dataset(tmp_path / "datasets" / "close", count=2)
     wide = make_dataset(tmp_path / "datasets" / "wide", count=3, size=(64, 80))
+    (wide / "dataset.json").write_text(json.dumps({"name": "wide", "trigger_word": "wkz"}))  # a second concept
     job = tmp_path / "jobs" / "mix"
     result = train(tiny_config(steps=9), [(close, 3), (wide, 1)], job, demo_paths, None, None, device="cpu",
                    cache_dir=tmp_path / "cache")
@@ -306,6 +307,9 @@ def test_several_datasets_with_repeats_train_into_one_lora(tmp_path, demo_paths)
     assert meta["ss_num_train_images"] == "9"
     assert json.loads(meta["ss_dataset_dirs"]) == {"close": {"n_repeats": 3, "img_count": 2},
                                                    "wide": {"n_repeats": 1, "img_count": 3}}
+    assert "Trigger words: zkw (close), wkz (wide)." in log
+    assert json.loads(meta["trigger_words"]) == ["zkw", "wkz"] and meta["modelspec.trigger_phrase"] == "zkw, wkz"
+    assert json.loads(meta["ss_tag_frequency"]) == {"toy": {"zkw": 6, "wkz": 3}}
 
 
 def test_a_mix_resumes_exactly(tmp_path, demo_paths):

@@ -43,11 +43,12 @@ class DatasetSource:
 
 
 def as_sources(data) -> list[DatasetSource]:
-    """A job's data as a list of sources: a folder (one dataset, repeats 1), or a list of sources or
+    """A job's data as a list of sources: a folder (one dataset, repeats 1), or a list of sources, folders or
     (folder, repeats) pairs."""
     if isinstance(data, str | Path):
         return [DatasetSource(Path(data))]
-    out = [s if isinstance(s, DatasetSource) else DatasetSource(Path(s[0]), int(s[1])) for s in data]
+    out = [s if isinstance(s, DatasetSource) else DatasetSource(Path(s)) if isinstance(s, str | Path)
+           else DatasetSource(Path(s[0]), int(s[1])) for s in data]
     if not out:
         raise TrainingError("The job names no dataset to train on.")
     return out
@@ -73,7 +74,10 @@ def apply_trigger(text: str, trigger: str) -> str:
     return f"{trigger}, {text}" if text.strip() else trigger
 
 
-def read_dataset(dataset_dir: Path, config, warn: Callable[[str], None]) -> list[ImageItem]:
+def read_dataset(dataset_dir: Path, config, warn: Callable[[str], None], trigger: str | None = None
+                 ) -> list[ImageItem]:
+    """The images of one folder with their captions, `trigger` (default: the job's trigger word) applied."""
+    trigger = config.trigger_word if trigger is None else trigger
     dataset_dir = Path(dataset_dir)
     if not dataset_dir.is_dir():
         raise TrainingError(f"The dataset folder {dataset_dir} does not exist; export the dataset first.")
@@ -100,8 +104,8 @@ def read_dataset(dataset_dir: Path, config, warn: Callable[[str], None]) -> list
         caption = txt.read_text("utf-8", errors="replace").strip() if txt.is_file() else ""
         if not caption:
             caption = config.default_caption
-        items.append(ImageItem(path, apply_trigger(caption, config.trigger_word), hashlib.sha256(data).hexdigest(),
-                               width, height))
+        items.append(ImageItem(path, apply_trigger(caption, trigger), hashlib.sha256(data).hexdigest(), width,
+                               height))
     if not items:
         raise TrainingError(f"None of the {len(images)} image(s) in {dataset_dir.name} could be read; "
                             "re-export the dataset with valid images.")
@@ -109,12 +113,33 @@ def read_dataset(dataset_dir: Path, config, warn: Callable[[str], None]) -> list
 
 
 def read_datasets(sources: list[DatasetSource], config, warn: Callable[[str], None]) -> list[ImageItem]:
-    """The images of every source, in source order, each carrying its source's repeats."""
+    """The images of every source, in source order, each carrying its source's repeats and trigger word."""
     items = []
-    for source in sources:
-        found = read_dataset(source.folder, config, warn)
+    for source, trigger in zip(sources, source_triggers(sources, config), strict=True):
+        found = read_dataset(source.folder, config, warn, trigger)
         items.extend(found if source.repeats == 1 else [replace(item, repeats=source.repeats) for item in found])
     return items
+
+
+def source_triggers(sources: list[DatasetSource], config) -> list[str]:
+    """The trigger word of each source: the job's for the first dataset (or the only one); each other
+    dataset keeps the one it was exported with (its captions carry it: one LoRA, several concepts), or takes
+    the job's when it has none."""
+    out = [config.trigger_word]
+    for source in sources[1:]:
+        own = export_trigger(source.folder)
+        out.append(own if own else config.trigger_word)
+    return out
+
+
+def export_trigger(dataset_dir: Path) -> str:
+    """The trigger word a dataset was exported with (dataset.json), else ""."""
+    try:
+        meta = json.loads((Path(dataset_dir) / "dataset.json").read_text("utf-8"))
+    except (OSError, ValueError):
+        return ""
+    word = meta.get("trigger_word") if isinstance(meta, dict) else None
+    return word.strip() if isinstance(word, str) else ""
 
 
 def sources_label(sources: list[DatasetSource]) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -24,6 +25,7 @@ from trainer.engine.data import (
     dataset_hash,
     dataset_name,
     read_datasets,
+    source_triggers,
     sources_label,
 )
 from trainer.engine.device_data import DeviceData
@@ -133,6 +135,10 @@ class TrainingRun:
         mirrored = ", each also mirrored" if config.flip_horizontal else ""
         log(f"Dataset: {len(items)} image(s), {len(self.samples)} training example(s){mirrored} in {len(buckets)} "
             "bucket(s): " + ", ".join(f"{w}x{h}" for w, h in buckets))
+        triggers = source_triggers(self.sources, config)
+        if len(set(triggers)) > 1:
+            log("Trigger words: " + ", ".join(f"{word or '(none)'} ({dataset_name(source.folder)})"
+                                              for source, word in zip(self.sources, triggers, strict=True)) + ".")
         if any(item.repeats != 1 for item in items):
             seen = sum(item.repeats for item in items)
             log(f"With repeats, an epoch trains on {seen} image(s): " + ", ".join(
@@ -182,7 +188,7 @@ class TrainingRun:
         progress.start_step = self.start
         progress.restart_clock(self.start)
         self.sampler = Sampler(config, self.paths, dev, self.cached.embeddings, self.adapter, self.autocast_dtype)
-        self.metadata = _metadata(config, self.paths, dataset_hash(items), items, self.sources)
+        self.metadata = _metadata(config, self.paths, dataset_hash(items), items, self.sources, triggers)
         self.metrics = MetricsWriter(self.job_dir / "metrics.jsonl", self.start)
 
     def _start_from(self, transformer) -> None:
@@ -386,11 +392,13 @@ class TrainingRun:
         }
 
 
-def _metadata(config, paths, data_hash: str, items, sources) -> dict[str, str]:
+def _metadata(config, paths, data_hash: str, items, sources, triggers: list[str] | None = None) -> dict[str, str]:
     """safetensors metadata (all strings). The LoRA never includes the training adapter. Then the
     modelspec.* and ss_* keys that LoRA managers, ComfyUI extensions and model sites read to show the base
     model, the title and the trigger word."""
     trigger = config.trigger_word.strip()
+    words = list(dict.fromkeys(w.strip() for w in (triggers or [trigger]) if w.strip()))  # several concepts
+    phrase = ", ".join(words)
     side = max(config.resolutions)
     images = sum(item.repeats for item in items)  # as kohya counts it: each image times its repeats
     folders = {dataset_name(s.folder): {"n_repeats": s.repeats,
@@ -407,6 +415,7 @@ def _metadata(config, paths, data_hash: str, items, sources) -> dict[str, str]:
         "training_alpha": f"{config.lora_alpha:g}",
         "resolution": json.dumps(config.resolutions),
         "trigger_word": config.trigger_word,
+        **({"trigger_words": json.dumps(words)} if len(words) > 1 else {}),
         "dataset_hash": data_hash,
         "learning_rate": f"{config.learning_rate:g}",
         "seed": str(config.seed),
@@ -420,13 +429,19 @@ def _metadata(config, paths, data_hash: str, items, sources) -> dict[str, str]:
         "modelspec.title": config.name,
         "modelspec.resolution": f"{side}x{side}",
         "modelspec.date": time.strftime("%Y-%m-%d", time.gmtime()),
-        **({"modelspec.trigger_phrase": trigger} if trigger else {}),
+        **({"modelspec.trigger_phrase": phrase} if phrase else {}),
         "ss_base_model_version": "z-image-turbo",
         "ss_output_name": config.name,
         "ss_num_train_images": str(images),
         "ss_dataset_dirs": json.dumps(folders),
-        **({"ss_tag_frequency": json.dumps({config.name: {trigger: images}})} if trigger else {}),
+        **({"ss_tag_frequency": json.dumps({config.name: _trigger_counts(items, words)})} if words else {}),
     }
+
+
+def _trigger_counts(items, words: list[str]) -> dict[str, int]:
+    """How many training images (with repeats) each trigger word's captions have."""
+    return {word: sum(item.repeats for item in items if re.search(rf"(?<!\w){re.escape(word)}(?!\w)", item.caption,
+                                                              re.IGNORECASE)) for word in words}
 
 
 def _shown_loss(smooth, last) -> float | None:

@@ -46,10 +46,18 @@
           <td class="muted narrow-hide" data-epoch="${esc(p.name)}">${d.images * p.repeats} an epoch</td>
           <td><button type="button" data-unmix="${esc(p.name)}" title="Train without this dataset">Remove</button></td></tr>`;
       }).join("");
-      const others = picks.map((p) => find(p.name)).filter((d) => d && d.trigger_word && trigger && d.trigger_word !== trigger);
-      const note = others.length ? `<div class="help warn-text">${others.map((d) => esc(d.name)).join(", ")}: captions carry the
-        trigger word ${others.map((d) => `<span class="chip">${esc(d.trigger_word)}</span>`).join(", ")}; this job also adds
-        <span class="chip">${esc(trigger)}</span> to captions without it.</div>` : "";
+      // the first dataset takes the job's trigger word; each other one keeps its own (several concepts), or
+      // takes the job's when it has none (the engine's rule: trainer/engine/data.source_triggers)
+      const chip = (word) => `<span class="chip">${esc(word)}</span>`;
+      const further = picks.slice(1).map((p) => find(p.name)).filter(Boolean);
+      const own = further.filter((d) => d.trigger_word && d.trigger_word !== trigger);
+      const none = further.filter((d) => !d.trigger_word);
+      const note = [
+        own.length ? `${own.map((d) => esc(d.name)).join(", ")} ${own.length === 1 ? "keeps its own trigger word" : "keep their own trigger words"}
+          ${own.map((d) => chip(d.trigger_word)).join(", ")}: one LoRA that learns ${trigger ? chip(trigger) : "the first dataset"} and ${own.length === 1 ? "it" : "them"}.` : "",
+        none.length && trigger ? `${none.map((d) => esc(d.name)).join(", ")} ${none.length === 1 ? "has" : "have"} no trigger word of
+          ${none.length === 1 ? "its" : "their"} own: the captions get ${chip(trigger)}.` : "",
+      ].filter(Boolean).map((text) => `<div class="help">${text}</div>`).join("");
       box.innerHTML = `<table class="mix-table"><tbody>${rows}</tbody></table>
         <div class="help"><span id="mix-epoch"></span>: raise a dataset's repeats to give its images more weight (a few
           close-ups beside many wide shots, say).</div>${note}`;
