@@ -310,6 +310,9 @@ def test_several_datasets_with_repeats_train_into_one_lora(tmp_path, demo_paths)
     assert "Trigger words: zkw (close), wkz (wide)." in log
     assert json.loads(meta["trigger_words"]) == ["zkw", "wkz"] and meta["modelspec.trigger_phrase"] == "zkw, wkz"
     assert json.loads(meta["ss_tag_frequency"]) == {"toy": {"zkw": 6, "wkz": 3}}
+    readme = (job / "lora" / "README.txt").read_text()
+    assert "Trigger words:     zkw, wkz" in readme and "Trained on:        close x3 + wide" in readme
+    assert "Put one of the trigger words ('zkw', 'wkz') in your prompt" in readme
 
 
 def test_a_mix_resumes_exactly(tmp_path, demo_paths):
@@ -348,6 +351,7 @@ def test_a_job_can_start_from_a_lora_file(tmp_path, demo_paths):
     assert "Starting from the LoRA toy (16 modules) instead of from zero." in (job / "log.txt").read_text()
     with safe_open(second["lora_path"], "pt") as handle:
         assert handle.metadata()["started_from"] == "toy"
+    assert "Started from:      toy" in (job / "lora" / "README.txt").read_text()
 
     # a job of another rank cannot start from it, and says which rank to set
     other = tmp_path / "jobs" / "c"

@@ -96,17 +96,27 @@ def rows_from_step(step_folder: Path) -> list[dict]:
     return rows
 
 
-def readme(config, lora_file: str, steps: int, final_loss: float | None) -> str:
+def readme(config, lora_file: str, steps: int, final_loss: float | None, triggers: list[str] | None = None,
+           trained_on: str = "") -> str:
+    """`triggers`: every concept's trigger word (a job of several datasets may have several); `trained_on`:
+    the datasets, as the log names them."""
     trigger = config.trigger_word.strip()
-    use = (f'Put the trigger word "{trigger}" in your prompt.' if trigger
-           else "This LoRA has no trigger word: it applies to every prompt.")
+    words = list(dict.fromkeys(w.strip() for w in (triggers or [trigger]) if w.strip()))
+    if len(words) > 1:
+        use = (f"Put one of the trigger words ({', '.join(repr(w) for w in words)}) in your prompt: each calls up "
+               "the concept its dataset taught.")
+    else:
+        use = (f'Put the trigger word "{trigger}" in your prompt.' if trigger
+               else "This LoRA has no trigger word: it applies to every prompt.")
+    extra = (f"Trained on:        {trained_on}\n" if trained_on else "") + (
+        f"Started from:      {config.init_lora}\n" if getattr(config, "init_lora", "") else "")
     loss = f"{final_loss:.4f}" if final_loss is not None else "n/a"
     models = ", ".join(f"models/{folder}/{name}" for folder, name in MODEL_FILES.items())
     return f"""{config.name}: a LoRA for {zmodel.BASE_REPO}
 
 File:              {lora_file}
-Trigger word:      {trigger or "(none)"}
-Base model:        {zmodel.BASE_REPO} (Z-Image-Turbo)
+Trigger word{"s:    " if len(words) > 1 else ":     "} {", ".join(words) or "(none)"}
+{extra}Base model:        {zmodel.BASE_REPO} (Z-Image-Turbo)
 Steps:             {steps}
 Rank / alpha:      {config.rank} / {config.lora_alpha:g} (alpha is folded into the weights: loaders use scale 1)
 Resolutions:       {", ".join(str(r) for r in config.resolutions)}
@@ -140,7 +150,7 @@ The training adapter ({zmodel.ADAPTER_REPO}) was used only during training and i
 
 
 def write(job_dir: Path, config, lora_path: Path, step_folder: Path | None, steps: int,
-          final_loss: float | None) -> dict[str, Path]:
+          final_loss: float | None, triggers: list[str] | None = None, trained_on: str = "") -> dict[str, Path]:
     """Writes the grid (when a preview step exists), the README and the ComfyUI workflow next to the LoRA."""
     folder = Path(lora_path).parent
     written = {}
@@ -152,7 +162,8 @@ def write(job_dir: Path, config, lora_path: Path, step_folder: Path | None, step
         image.save(buffer, format="PNG", optimize=True)
         atomic_write_bytes(folder / GRID_NAME, buffer.getvalue())
         written["grid"] = folder / GRID_NAME
-    atomic_write_bytes(folder / README_NAME, readme(config, Path(lora_path).name, steps, final_loss).encode())
+    text = readme(config, Path(lora_path).name, steps, final_loss, triggers, trained_on)
+    atomic_write_bytes(folder / README_NAME, text.encode())
     written["readme"] = folder / README_NAME
     graph = workflow(config, Path(lora_path).name)
     atomic_write_bytes(folder / WORKFLOW_NAME, (json.dumps(graph, indent=1, ensure_ascii=False) + "\n").encode())

@@ -135,7 +135,7 @@ class TrainingRun:
         mirrored = ", each also mirrored" if config.flip_horizontal else ""
         log(f"Dataset: {len(items)} image(s), {len(self.samples)} training example(s){mirrored} in {len(buckets)} "
             "bucket(s): " + ", ".join(f"{w}x{h}" for w, h in buckets))
-        triggers = source_triggers(self.sources, config)
+        self.triggers = triggers = source_triggers(self.sources, config)
         if len(set(triggers)) > 1:
             log("Trigger words: " + ", ".join(f"{word or '(none)'} ({dataset_name(source.folder)})"
                                               for source, word in zip(self.sources, triggers, strict=True)) + ".")
@@ -368,7 +368,8 @@ class TrainingRun:
                 lora = zmodel.lora_state_dict(self.transformer, config.rank, config.lora_alpha, config.save_dtype)
             lora_path = ckpt.save_final(self.job_dir, config.name, lora, {**self.metadata, "steps": str(step)})
             written = proof.write(self.job_dir, config, lora_path, final_samples, step,
-                                  _shown_loss(loop.state.smooth_loss, loop.state.last_loss))
+                                  _shown_loss(loop.state.smooth_loss, loop.state.last_loss), self.triggers,
+                                  sources_label(self.sources) if len(self.sources) > 1 else "")
             thinned, freed = free_training_states(self.job_dir)
             if thinned:
                 self.log(f"Freed {format_bytes(freed)}: the training state of {thinned} earlier checkpoint"
