@@ -144,7 +144,8 @@ def test_a_job_starts_from_a_library_lora_of_its_own_shape(studio, page, viewpor
             tensors[f"diffusion_model.layers.{i}.attention.{module}.lora_B.weight"] = np.zeros((16, 8), np.float32)
     path = studio.workspace.loras / "cat-attention.safetensors"
     path.parent.mkdir(parents=True, exist_ok=True)
-    save_file(tensors, str(path), metadata={"lora_targets": "attention", "trigger_word": "mycat"})
+    save_file(tensors, str(path), metadata={"lora_targets": "attention", "trigger_word": "mycat",
+                                            "trigger_words": '["mycat", "dogz"]'})
     try:
         page.goto(studio.trainer + "/new?dataset=my-cat")
         page.locator("#advanced > summary").click()
@@ -164,7 +165,9 @@ def test_a_job_starts_from_a_library_lora_of_its_own_shape(studio, page, viewpor
 
         # the library's "Train further" opens the form that way
         page.goto(studio.trainer + "/library")
-        page.locator(".lora-card", has_text="cat-attention").get_by_role("link", name="Train further").click()
+        card = page.locator(".lora-card", has_text="cat-attention")
+        expect(card.locator(".chip")).to_have_text(["mycat", "dogz"])  # a LoRA of two concepts: both words
+        card.get_by_role("link", name="Train further").click()
         page.wait_for_url("**/new?start=cat-attention")
         expect(page.locator("#advanced")).to_have_attribute("open", "")
         expect(page.locator("#f-init_lora")).to_have_value("cat-attention")

@@ -3,6 +3,14 @@
 (function () {
   const { esc, fmtDate, fmtLoss } = trainer;
   let loras = [], comfy = null;  // what the cards show, for their Delete buttons
+  // every trigger word of the file (a LoRA of several datasets may have one per concept), else the job's
+  function triggers(l) {
+    try {
+      const words = JSON.parse((l.metadata || {}).trigger_words || "null");
+      if (Array.isArray(words) && words.length) return words.map(String);
+    } catch (e) { /* not a list: the one trigger word below */ }
+    return l.trigger_word ? [l.trigger_word] : [];
+  }
   async function load() {
     const data = await studio.api("/api/library");
     document.getElementById("library-dirs").textContent = `Files in ${data.library_dir}` +
@@ -34,7 +42,7 @@
       return `<article class="panel lora-card" data-job="${esc(l.job_id)}">
         ${shots ? `<div class="preview${pairs && pairs.length ? " pairs" : ""}">${shots}</div>${legend}` : ""}
         <div><h3>${esc(l.name)}</h3><div class="muted" style="font-size:12px">${esc(l.file)} · ${studio.formatBytes(l.size)}</div></div>
-        ${l.trigger_word ? `<div>trigger <span class="chip">${esc(l.trigger_word)}</span></div>` : ""}
+        ${triggers(l).length ? `<div>${triggers(l).length > 1 ? "triggers" : "trigger"} ${triggers(l).map((w) => `<span class="chip">${esc(w)}</span>`).join(" ")}</div>` : ""}
         ${proof ? `<div class="proof" style="font-size:12px">${proof}</div>` : ""}
         <dl>${l.dataset ? `<dt>dataset</dt><dd>${esc(l.dataset)}</dd>` : ""}${l.steps != null ? `<dt>steps</dt><dd>${l.steps}</dd>` : ""}
           ${l.loss != null ? `<dt>final loss</dt><dd title="smoothed, as on the dashboard">${fmtLoss(l.loss)}</dd>` : ""}<dt>${l.job_id ? "finished" : "modified"}</dt><dd>${fmtDate(l.finished_at)}</dd></dl>
