@@ -16,15 +16,16 @@
     const field = () => fields.find((f) => f.name === $("vary-field").value);
     const show = (v) => (Array.isArray(v) ? v.join(", ") : String(v));
 
-    // Values to start from: half, as is and double for a rate or a rank, every choice of a choice.
+    // Values to start from: half, as is and double for a rate, a rank or the steps, three seeds, every choice.
     function suggest() {
       const f = field(), now = config()[f.name];
       let values;
       if (f.choices) values = f.choices.slice(0, MAX);
       else if (f.type === "boolean") values = [false, true];
-      else if (f.name === "learning_rate" || f.name === "rank") {
+      else if (["learning_rate", "rank", "steps"].includes(f.name)) {
         values = [now / 2, now, now * 2].map((v) => (f.type === "integer" ? Math.max(1, Math.round(v)) : Number(v.toPrecision(3))));
-      } else values = [now];
+      } else if (f.name === "seed") values = [now, now + 1, now + 2];  // the same run three times: how much is luck?
+      else values = [now];
       $("vary-values").value = values.map(show).join(f.type === "array" ? "; " : ", ");
       $("vary-help").textContent = f.type === "array" ? "Variants separated by ; (each a list, e.g. 512; 512, 768)."
         : f.choices ? `Any of: ${f.choices.join(", ")}.` : "Separated by commas.";
