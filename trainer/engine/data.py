@@ -132,14 +132,19 @@ def source_triggers(sources: list[DatasetSource], config) -> list[str]:
     return out
 
 
-def export_trigger(dataset_dir: Path) -> str:
-    """The trigger word a dataset was exported with (dataset.json), else ""."""
+def export_meta(dataset_dir: Path, key: str) -> str:
+    """A text field of the dataset.json an export carries (its name, its trigger word), else ""."""
     try:
         meta = json.loads((Path(dataset_dir) / "dataset.json").read_text("utf-8"))
     except (OSError, ValueError):
         return ""
-    word = meta.get("trigger_word") if isinstance(meta, dict) else None
-    return word.strip() if isinstance(word, str) else ""
+    value = meta.get(key) if isinstance(meta, dict) else None
+    return value.strip() if isinstance(value, str) else ""
+
+
+def export_trigger(dataset_dir: Path) -> str:
+    """The trigger word a dataset was exported with, else ""."""
+    return export_meta(dataset_dir, "trigger_word")
 
 
 def sources_label(sources: list[DatasetSource]) -> str:
@@ -148,14 +153,8 @@ def sources_label(sources: list[DatasetSource]) -> str:
 
 
 def dataset_name(dataset_dir: Path) -> str:
-    """The name the dataset was exported under (dataset.json), else the folder's name."""
-    dataset_dir = Path(dataset_dir)
-    try:
-        meta = json.loads((dataset_dir / "dataset.json").read_text("utf-8"))
-    except (OSError, ValueError):
-        meta = {}
-    name = meta.get("name") if isinstance(meta, dict) else None
-    return name if isinstance(name, str) and name else dataset_dir.name
+    """The name the dataset was exported under, else the folder's name."""
+    return export_meta(dataset_dir, "name") or Path(dataset_dir).name
 
 
 def dataset_label(dataset_dir: Path) -> str:
