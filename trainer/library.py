@@ -7,11 +7,11 @@ import json
 import logging
 import os
 import shutil
-import tempfile
 from pathlib import Path
 
 from flask import request, send_file
 
+from studio.atomic import place_file
 from studio.jobs import Job
 from studio.thumbnails import PREVIEW_SIZE, UnreadableImage, cached_thumbnail
 from studio.web import ApiError
@@ -22,23 +22,6 @@ from trainer.step_dirs import step_dirs
 log = logging.getLogger(__name__)
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp"}
 THUMBS_DIR = ".thumbs"  # in a job folder: previews of its images (send_job_file)
-
-
-def _place(source: Path, target: Path) -> None:
-    """Hard-link when the disk allows (no extra space), else copy; atomic either way."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    os.close(fd)
-    os.unlink(tmp)
-    try:
-        try:
-            os.link(source, tmp)
-        except OSError:
-            shutil.copyfile(source, tmp)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _same_file(a: Path, b: Path) -> bool:
@@ -107,7 +90,7 @@ def publish(workspace: Workspace, job: Job, lora: Path, own: str | None = None) 
     if workspace.comfyui_loras is not None:
         targets.append(workspace.comfyui_loras / name)
     for target in targets:
-        _place(lora, target)
+        place_file(lora, target)
         placed.append(target)
     log.info("job %s: LoRA placed at %s", job.id, ", ".join(map(str, placed)))
     return placed

@@ -11,7 +11,6 @@ from __future__ import annotations
 import ctypes
 import logging
 import os
-import shutil
 import signal
 import sys
 import time
@@ -20,13 +19,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 from studio import exports
-from studio.atomic import atomic_write_json
+from studio.atomic import atomic_write_json, place_file
 from studio.disk import disk_full_message, is_disk_full
 from studio.job_reporter import JobReporter
 from studio.jobs import JobStore
 from studio.settings import Settings, SettingsError, load_settings
 from studio.workspace import Workspace, confined
 from trainer.lora_file import START_LORA_FILE, LoraFileError
+from trainer.step_dirs import latest_checkpoint_step
 
 log = logging.getLogger("trainer.run_job")
 OUTCOME_FILE = "outcome.json"
@@ -60,20 +60,13 @@ def stage_start_lora(workspace: Workspace, job, job_dir: Path) -> None:
     the first time it runs, so a later change in the library never changes what it resumes with."""
     name = (job.config or {}).get("init_lora")
     target = job_dir / START_LORA_FILE
-    if not name or target.is_file():
+    if not name or target.is_file() or latest_checkpoint_step(job_dir):  # a resume reads its checkpoint
         return
     source = confined(workspace.loras, f"{name}.safetensors")
     if not source.is_file():
         raise LoraFileError(f"The LoRA {name} to start from is no longer in the LoRA library: put it back (or "
                             "clone the job and pick another one).")
-    job_dir.mkdir(parents=True, exist_ok=True)
-    staging = job_dir / f".{START_LORA_FILE}.tmp"
-    staging.unlink(missing_ok=True)
-    try:
-        os.link(source, staging)  # the library replaces files, never writes into them: a link is a copy
-    except OSError:
-        shutil.copy2(source, staging)
-    os.replace(staging, target)
+    place_file(source, target)
 
 
 def die_with_parent() -> None:
