@@ -31,7 +31,8 @@ SHORT = {"learning_rate": "lr", "lora_targets": "layers", "gradient_accumulation
 
 
 def value_text(value) -> str:
-    """A value as a name part: 0.0002 -> 2e-04, [512, 768] -> 512+768, attention+feed_forward as is."""
+    """A value as a name part: 0.0002 and 5e-05 as Python's shortest form gives them, [512, 768] -> 512+768,
+    a choice (attention+feed_forward) as it is."""
     if isinstance(value, float):
         return f"{value:g}"
     if isinstance(value, list):
