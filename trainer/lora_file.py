@@ -34,13 +34,15 @@ def read_header(path: Path) -> dict:
     try:
         with open(path, "rb") as handle:
             (length,) = struct.unpack("<Q", handle.read(8))
-            if length > MAX_HEADER:
-                raise LoraFileError(f"{path.name} is not a .safetensors file (its header is {length} bytes).")
-            header = json.loads(handle.read(length))
-    except (OSError, ValueError, struct.error) as exc:
-        if isinstance(exc, LoraFileError):
-            raise
+            raw = handle.read(length) if length <= MAX_HEADER else None
+    except (OSError, struct.error) as exc:
         raise LoraFileError(f"{path.name} cannot be read as a .safetensors file ({exc}).") from None
+    if raw is None:
+        raise LoraFileError(f"{path.name} is not a .safetensors file (its header would be {length} bytes).")
+    try:
+        header = json.loads(raw)
+    except ValueError:
+        raise LoraFileError(f"{path.name} is not a .safetensors file (its header is not JSON).") from None
     if not isinstance(header, dict):
         raise LoraFileError(f"{path.name} is not a .safetensors file.")
     return header
