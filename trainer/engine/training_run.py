@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import re
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -31,6 +29,7 @@ from trainer.engine.data import (
 from trainer.engine.device_data import DeviceData
 from trainer.engine.errors import TrainingError, is_oom, oom_error
 from trainer.engine.loop import TrainingLoop
+from trainer.engine.lora_metadata import lora_metadata
 from trainer.engine.progress import MetricsWriter, Progress, last_losses
 from trainer.engine.sampling import Sampler, all_sample_texts
 from trainer.job_log import RunLog
@@ -188,7 +187,7 @@ class TrainingRun:
         progress.start_step = self.start
         progress.restart_clock(self.start)
         self.sampler = Sampler(config, self.paths, dev, self.cached.embeddings, self.adapter, self.autocast_dtype)
-        self.metadata = _metadata(config, self.paths, dataset_hash(items), items, self.sources, triggers)
+        self.metadata = lora_metadata(config, self.paths, dataset_hash(items), items, self.sources, triggers)
         self.metrics = MetricsWriter(self.job_dir / "metrics.jsonl", self.start)
 
     def _start_from(self, transformer) -> None:
@@ -391,58 +390,6 @@ class TrainingRun:
             "nan_steps": loop.state.nan_total,
             "encoder_calls": dict(self.cached.encoder_calls),
         }
-
-
-def _metadata(config, paths, data_hash: str, items, sources, triggers: list[str] | None = None) -> dict[str, str]:
-    """safetensors metadata (all strings). The LoRA never includes the training adapter. Then the
-    modelspec.* and ss_* keys that LoRA managers, ComfyUI extensions and model sites read to show the base
-    model, the title and the trigger word."""
-    trigger = config.trigger_word.strip()
-    words = list(dict.fromkeys(w.strip() for w in (triggers or [trigger]) if w.strip()))  # several concepts
-    phrase = ", ".join(words)
-    side = max(config.resolutions)
-    images = sum(item.repeats for item in items)  # as kohya counts it: each image times its repeats
-    folders = {dataset_name(s.folder): {"n_repeats": s.repeats,
-                                        "img_count": sum(item.path.parent == s.folder for item in items)}
-               for s in sources}
-    return {
-        "format": "pt",
-        "name": config.name,
-        "base_model": zmodel.BASE_REPO,
-        "architecture": "zimage",
-        "lora_rank": str(config.rank),
-        "lora_alpha": str(config.rank),  # alpha / rank is folded into lora_B, so loaders use alpha = rank
-        "lora_targets": getattr(config, "lora_targets", "all"),
-        "training_alpha": f"{config.lora_alpha:g}",
-        "resolution": json.dumps(config.resolutions),
-        "trigger_word": config.trigger_word,
-        **({"trigger_words": json.dumps(words)} if len(words) > 1 else {}),
-        "dataset_hash": data_hash,
-        "learning_rate": f"{config.learning_rate:g}",
-        "seed": str(config.seed),
-        "dtype": config.save_dtype,
-        "training_adapter": f"{zmodel.ADAPTER_REPO} merged during training, not included",
-        **({"started_from": config.init_lora} if getattr(config, "init_lora", "") else {}),
-        "demo": str(bool(getattr(paths, "demo", False))).lower(),
-        "software": "Z-Image Studio",
-        "modelspec.sai_model_spec": "1.0.0",
-        "modelspec.architecture": "z-image-turbo/lora",
-        "modelspec.title": config.name,
-        "modelspec.resolution": f"{side}x{side}",
-        "modelspec.date": time.strftime("%Y-%m-%d", time.gmtime()),
-        **({"modelspec.trigger_phrase": phrase} if phrase else {}),
-        "ss_base_model_version": "z-image-turbo",
-        "ss_output_name": config.name,
-        "ss_num_train_images": str(images),
-        "ss_dataset_dirs": json.dumps(folders),
-        **({"ss_tag_frequency": json.dumps({config.name: _trigger_counts(items, words)})} if words else {}),
-    }
-
-
-def _trigger_counts(items, words: list[str]) -> dict[str, int]:
-    """How many training images (with repeats) each trigger word's captions have."""
-    return {word: sum(item.repeats for item in items if re.search(rf"(?<!\w){re.escape(word)}(?!\w)", item.caption,
-                                                              re.IGNORECASE)) for word in words}
 
 
 def _shown_loss(smooth, last) -> float | None:
