@@ -103,6 +103,10 @@ def test_a_job_trains_on_several_datasets_each_with_its_repeats(studio, page, vi
     expect(rows.first).to_contain_text("my-cat")
     expect(page.locator("#mix")).to_contain_text("dog-set keeps its own trigger word dogz: one LoRA that learns "
                                                  "mycat and it.")
+    # its concept gets a preview prompt of its own in one click
+    page.locator("[data-prompt-for='dogz']").click()
+    expect(page.locator("#f-sample_prompts")).to_have_value(re.compile(r"\ndogz a portrait photo, soft window light$"))
+    expect(page.locator("[data-prompt-for='dogz']")).to_have_count(0)
     expect(page.locator("#est-images")).not_to_have_text("7")  # checked together
     dogs = int(page.locator("#est-images").inner_text()) - 7
     page.fill("[data-repeats='dog-set']", "3")

@@ -6,7 +6,7 @@
   const { esc } = trainer;
   const MAX = 8, MAX_REPEATS = 100;
 
-  trainer.datasetMix = function (box, onChange) {
+  trainer.datasetMix = function (box, onChange, onPrompt) {
     let picks = [];  // [{name, repeats}], the first one is the primary (its trigger word and name fill the form)
     let known = [];  // the exported datasets, as /api/datasets lists them
 
@@ -33,8 +33,9 @@
       return { dataset: picks[0] ? picks[0].name : "" };
     }
 
-    // The panel under the cards, for a mix: each dataset's repeats and what an epoch trains on.
-    function render(trigger) {
+    // The panel under the cards, for a mix: each dataset's repeats and what an epoch holds; a concept of its
+    // own (a further dataset's trigger word) that no preview prompt names can get one in a click.
+    function render(trigger, prompts = []) {
       box.hidden = picks.length < 2;
       if (box.hidden) { box.innerHTML = ""; return; }
       const rows = picks.map((p, i) => {
@@ -58,9 +59,13 @@
         none.length && trigger ? `${none.map((d) => esc(d.name)).join(", ")} ${none.length === 1 ? "has" : "have"} no trigger word of
           ${none.length === 1 ? "its" : "their"} own: the captions get ${chip(trigger)}.` : "",
       ].filter(Boolean).map((text) => `<div class="help">${text}</div>`).join("");
+      const named = (word) => prompts.some((text) => new RegExp(`(^|[^\\w])${word.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}($|[^\\w])`, "i").test(text));
+      const unpreviewed = [...new Set(own.map((d) => d.trigger_word))].filter((word) => !named(word));
+      const buttons = unpreviewed.map((word) => `<button type="button" data-prompt-for="${esc(word)}"
+        title="Add a preview prompt with ${esc(word)}, so the previews and the proof grid show that concept too">Preview ${esc(word)} too</button>`).join(" ");
       box.innerHTML = `<table class="mix-table"><tbody>${rows}</tbody></table>
         <div class="help"><span id="mix-epoch"></span>: raise a dataset's repeats to give its images more weight (a few
-          close-ups beside many wide shots, say).</div>${note}`;
+          close-ups beside many wide shots, say).</div>${note}${buttons ? `<div class="mix-prompts">${buttons}</div>` : ""}`;
       counts();
     }
 
@@ -88,6 +93,8 @@
     box.addEventListener("click", (e) => {
       const name = e.target.dataset.unmix;
       if (name) { toggle(name); onChange(true); }
+      const word = e.target.dataset.promptFor;
+      if (word && onPrompt) onPrompt(word);
     });
 
     return {

@@ -14,6 +14,11 @@
   const mix = trainer.datasetMix($("mix"), (picksChanged) => {
     if (!picksChanged) { scheduleValidate(); return; }  // a repeats field: the mix panel updated itself
     paintCards(); followPrimary();
+  }, (word) => {  // a preview prompt for a further dataset's concept: the first prompt with its word
+    const prompts = state.config.sample_prompts || [];
+    const first = prompts.find((text) => text.includes("[trigger]")) || "[trigger] a portrait photo";
+    state.config.sample_prompts = [...prompts, first.replace(/\[trigger\]/g, word)];
+    syncFormFromConfig(); changed();
   });
   if (params.get("dataset")) mix.only(params.get("dataset"));
 
@@ -95,7 +100,8 @@
     } catch (e) { $("config-text-error").textContent = e.message; }
   }
 
-  function changed() { renderText(); markPreset(); mix.render(state.config.trigger_word); scheduleValidate(); }
+  function changed() { renderText(); markPreset(); renderMix(); scheduleValidate(); }
+  function renderMix() { mix.render(state.config.trigger_word, state.config.sample_prompts || []); }
 
   function markPreset() {
     document.querySelectorAll("#presets button").forEach((b) => {
@@ -323,7 +329,7 @@
     await loadDatasets();
     if (from) await suggestName(state.config.name);  // a copy needs a LoRA name of its own
     else await applyDatasetDefaults();  // the dataset from ?dataset=, or the only one
-    renderText(); mix.render(state.config.trigger_word); runValidate();
+    renderText(); renderMix(); runValidate();
   }
 
   document.addEventListener("input", (e) => {
