@@ -13,6 +13,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, features
 
+from trainer.dataset_checks import has_alpha
+
 log = logging.getLogger(__name__)
 
 BASE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".webp"}
@@ -108,7 +110,7 @@ def encode_for_caption(path: Path, max_pixels: int) -> bytes:
     """JPEG bytes of the image, oriented and downscaled to about `max_pixels` (saves upload time)."""
     with Image.open(path) as image:
         oriented = ImageOps.exif_transpose(image)
-        if oriented.mode in ("RGBA", "LA", "PA") or (oriented.mode == "P" and "transparency" in oriented.info):
+        if has_alpha(oriented):
             # a cut-out: on white, as people see it, not on whatever colour hides under the transparent part
             rgba = oriented.convert("RGBA")
             oriented = Image.new("RGB", rgba.size, (255, 255, 255))

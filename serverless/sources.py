@@ -14,7 +14,7 @@ from urllib.parse import unquote, urlsplit
 from serverless.dataset import DatasetInputError, download_url, parse_dataset_spec
 from studio.s3 import Storage, StorageError
 from studio.settings import Settings
-from trainer.dataset_checks import MAX_DATASETS, MAX_REPEATS
+from trainer.dataset_checks import MAX_DATASETS, MAX_REPEATS, valid_repeats
 
 START_NAME = re.compile(r"[^A-Za-z0-9_.-]+")
 
@@ -38,7 +38,7 @@ def parse_datasets(data: dict) -> list[tuple[dict, int]]:
         if not isinstance(entry, dict):
             raise DatasetInputError(f"`{where}` must be an object.", [{"field": where, "message": "Not an object."}])
         repeats = entry.get("repeats", 1)
-        if isinstance(repeats, bool) or not isinstance(repeats, int) or not 1 <= repeats <= MAX_REPEATS:
+        if not valid_repeats(repeats):
             raise DatasetInputError(f"`{where}.repeats` must be a whole number from 1 to {MAX_REPEATS}.",
                                     [{"field": f"{where}.repeats", "message": f"1 to {MAX_REPEATS}."}])
         try:

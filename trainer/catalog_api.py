@@ -164,9 +164,14 @@ def _loose_files(entries: list[dict]) -> list[dict]:
         loose.append({"job_id": None, "name": path.stem, "file": path.name, "path": path.name, "size": stat.st_size,
                       "dataset": None, "recipe": None, "finished_at": stat.st_mtime, "steps": None, "loss": None,
                       "metadata": meta, "samples": None,
-                      "trigger_word": meta.get("modelspec.trigger_phrase") or meta.get("trigger_word") or None,
+                      "trigger_word": _trigger_of(meta),
                       "library_file": path.name, "download_url": f"/api/library/files/{quote(path.name)}"})
     return loose
+
+
+def _trigger_of(meta: dict) -> str | None:
+    """A LoRA file's trigger word(s) from its metadata: modelspec's phrase, else the studio's key."""
+    return meta.get("modelspec.trigger_phrase") or meta.get("trigger_word") or None
 
 
 @bp.get("/api/library/files")
@@ -184,7 +189,7 @@ def library_files():
         meta = header.get("__metadata__") if isinstance(header.get("__metadata__"), dict) else {}
         files.append({"name": path.stem, "size": stat.st_size, "modified": stat.st_mtime,
                       "rank": ranks[0] if len(ranks) == 1 else None, "lora_targets": meta.get("lora_targets"),
-                      "trigger_word": meta.get("modelspec.trigger_phrase") or meta.get("trigger_word") or None})
+                      "trigger_word": _trigger_of(meta)})
     return jsonify({"files": sorted(files, key=lambda f: -f["modified"])})
 
 

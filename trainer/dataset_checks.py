@@ -36,6 +36,11 @@ def image_names(entries: list[str]) -> list[str]:
     return [e for e in entries if Path(e).suffix.lower() in IMAGE_SUFFIXES and not e.startswith(".")]
 
 
+def valid_repeats(value) -> bool:
+    """A dataset's repeats: a whole number from 1 to MAX_REPEATS (true and false are not numbers here)."""
+    return not isinstance(value, bool) and isinstance(value, int) and 1 <= value <= MAX_REPEATS
+
+
 def requested(payload: dict, report) -> list[dict]:
     """The datasets a request names, as [{"name", "version", "repeats"}]: its `datasets` list, else its
     `dataset` (and `dataset_version`). Errors for a malformed list go to `report`; [] then."""
@@ -62,7 +67,7 @@ def requested(payload: dict, report) -> list[dict]:
             report.error("datasets", f"{where} must be an object with a name, and optionally repeats and version.")
             continue
         repeats = entry.get("repeats", 1)
-        if isinstance(repeats, bool) or not isinstance(repeats, int) or not 1 <= repeats <= MAX_REPEATS:
+        if not valid_repeats(repeats):
             report.error("datasets", f"{where} ({entry['name']}): repeats must be a whole number from 1 to "
                                      f"{MAX_REPEATS}.")
             continue
@@ -139,6 +144,11 @@ _headers_lock = threading.Lock()
 ALPHA_MODES = {"RGBA", "LA", "PA", "RGBa", "La"}
 
 
+def has_alpha(img: Image.Image) -> bool:
+    """Whether an image has transparency to speak of: an alpha channel, or a palette with a transparent colour."""
+    return img.mode in ALPHA_MODES or (img.mode == "P" and "transparency" in img.info)
+
+
 def image_header(path: Path) -> tuple[int, int, bool] | None:
     """(width, height, has an alpha channel) from the file header (None when unreadable); cached, since the
     form validates often."""
@@ -152,7 +162,7 @@ def image_header(path: Path) -> tuple[int, int, bool] | None:
             return _headers[key]
     try:
         with Image.open(path) as img:
-            found = (*img.size, img.mode in ALPHA_MODES or (img.mode == "P" and "transparency" in img.info))
+            found = (*img.size, has_alpha(img))
     except (OSError, UnidentifiedImageError, Image.DecompressionBombError):
         found = None
     with _headers_lock:

@@ -12,13 +12,8 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps
 
+from trainer.dataset_checks import has_alpha
 from trainer.engine.data import Sample, fit_to_bucket
-
-ALPHA_MODES = {"RGBA", "LA", "PA", "RGBa", "La"}
-
-
-def has_alpha(im: Image.Image) -> bool:
-    return im.mode in ALPHA_MODES or (im.mode == "P" and "transparency" in im.info)
 
 
 def load_mask(sample: Sample, latent_size: tuple[int, int]) -> torch.Tensor | None:
