@@ -33,7 +33,7 @@
   function highlight(text, body) {
     const flags = body.case_sensitive ? "g" : "gi";
     let re;
-    try { re = new RegExp(body.regex ? body.find : body.find.replace(/[.*+?^${}()|[\]\\]/g, "\\$&"), flags); } catch (e) { return ds.esc(text); }
+    try { re = new RegExp(body.regex ? body.find : window.studio.escapeRegex(body.find), flags); } catch (e) { return ds.esc(text); }
     let out = "", last = 0, m;
     while ((m = re.exec(text)) && m[0].length) {
       out += ds.esc(text.slice(last, m.index)) + `<del>${ds.esc(m[0])}</del>`;

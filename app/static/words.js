@@ -2,13 +2,11 @@
 // number of captions it is in. A word in nearly every caption is marked; a click shows its images (the
 // gallery's search); Remove opens Find & replace with it filled in, to preview, apply and undo.
 (function () {
-  const { api, plural, toast } = window.studio;
+  const { api, plural, toast, escapeRegex } = window.studio;
   const ds = window.ds;
   const $ = (id) => document.getElementById(id);
   const COMMON = 0.8;  // in at least this share of the captions (and three or more): marked
   let data = null, view = "words";
-
-  const escapeRegex = (text) => text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
 
   function draw() {
     const rows = (data && data[view]) || [];

@@ -33,6 +33,8 @@
     // The small preview of an image a training job made (?thumb=1 on the job's file routes): pages that show
     // many load a few KB each; the full file stays one click away.
     thumb(url) { return `${url}${url.includes("?") ? "&" : "?"}thumb=1`; },
+    // Text to match literally inside a regular expression.
+    escapeRegex(text) { return String(text).replace(/[.*+?^${}()|[\]\\]/g, "\\$&"); },
     // HTML-escape text for templates, quotes included so it is safe inside attributes too.
     esc(text) {
       return String(text == null ? "" : text).replace(/[&<>"']/g, (c) => (

@@ -59,7 +59,7 @@
         none.length && trigger ? `${none.map((d) => esc(d.name)).join(", ")} ${none.length === 1 ? "has" : "have"} no trigger word of
           ${none.length === 1 ? "its" : "their"} own: the captions get ${chip(trigger)}.` : "",
       ].filter(Boolean).map((text) => `<div class="help">${text}</div>`).join("");
-      const named = (word) => prompts.some((text) => new RegExp(`(^|[^\\w])${word.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}($|[^\\w])`, "i").test(text));
+      const named = (word) => prompts.some((text) => new RegExp(`(^|[^\\w])${studio.escapeRegex(word)}($|[^\\w])`, "i").test(text));
       const unpreviewed = [...new Set(own.map((d) => d.trigger_word))].filter((word) => !named(word));
       const buttons = unpreviewed.map((word) => `<button type="button" data-prompt-for="${esc(word)}"
         title="Add a preview prompt with ${esc(word)}, so the previews and the proof grid show that concept too">Preview ${esc(word)} too</button>`).join(" ");
