@@ -73,14 +73,15 @@ def create_app(settings: Settings | None = None) -> Flask:
         export,
         express,
         express_api,
+        image_edits,
         images,
         trash,
         uploads,
         versions,
     )
 
-    for module in (datasets, uploads, images, trash, captions, caption_words, autocaption, export, versions,
-                   express_api):
+    for module in (datasets, uploads, images, image_edits, trash, captions, caption_words, autocaption, export,
+                   versions, express_api):
         app.register_blueprint(module.bp)
     from app import s3_import
 

@@ -54,13 +54,28 @@ def list_images(dataset_id: str):
         if query and query not in (caption or "").casefold() and query not in name.casefold():
             continue
         rows.append((name, record, caption, flags))
-    page = rows[offset:offset + limit]
-    images = [{
+    images = [image_row(dataset, name, record, caption) for name, record, caption, _ in rows[offset:offset + limit]]
+    return jsonify({"total": len(rows), "offset": offset, "limit": limit, "images": images, "counts": counts})
+
+
+def image_row(dataset, name: str, record: dict, caption: str | None = ...) -> dict:
+    """One image as the gallery lists it; `rev` changes whenever the file does (crop, rotate, revert)."""
+    if caption is ...:
+        caption = dataset.read_caption(name)
+    edits = record.get("edits") or []
+    return {
         "name": name, "width": record.get("width"), "height": record.get("height"), "bytes": record.get("bytes"),
         "caption": caption or "", "has_caption": caption is not None,
-        "version": caption_version(dataset.caption_path(name)), "flags": flags,
-    } for name, record, caption, flags in page]
-    return jsonify({"total": len(rows), "offset": offset, "limit": limit, "images": images, "counts": counts})
+        "version": caption_version(dataset.caption_path(name)), "flags": record.get("flags") or {},
+        "rev": (record.get("sha256") or "")[:12], "edits": describe_edits(edits),
+        "original_size": record.get("original_size") if edits else None,
+    }
+
+
+def describe_edits(edits: list[dict]) -> list[str]:
+    """What was done, in words: ["cropped", "rotated", "mirrored"] (each once, in the order first done)."""
+    words = {"crop": "cropped", "rotate": "rotated", "flip": "mirrored"}
+    return list(dict.fromkeys(words[e["op"]] for e in edits if e.get("op") in words))
 
 
 @bp.get("/api/datasets/<dataset_id>/images/<name>")

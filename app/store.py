@@ -37,6 +37,7 @@ class Conflict(RuntimeError):
 
 
 META_FILE = "dataset.json"
+ORIGINALS_DIR = ".originals"
 NAME_MAX = 80
 _thread_locks: dict[str, threading.RLock] = {}
 _thread_locks_guard = threading.Lock()
@@ -162,6 +163,10 @@ class Dataset:
         path = self.caption_path(name)
         atomic_write_text(path, text)
         return caption_version(path)
+
+    def original_path(self, name: str) -> Path:
+        """Where an edited image's file as it came is kept (until Revert, or its deletion)."""
+        return confined(self.folder / ORIGINALS_DIR, safe_name(name))
 
     def thumb_path(self, name: str) -> Path:
         return confined(self.thumbs, safe_name(name) + ".webp")

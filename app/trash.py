@@ -24,7 +24,7 @@ from flask import Blueprint, jsonify, send_file
 
 from app import context, imaging
 from app.importer import image_record
-from app.store import Dataset, DatasetStore, NotFound, dataset_lock, refresh_flags
+from app.store import ORIGINALS_DIR, Dataset, DatasetStore, NotFound, dataset_lock, refresh_flags
 from studio.atomic import atomic_write_json, read_json
 from studio.thumbnails import UnreadableImage, cached_thumbnail
 from studio.workspace import UnsafePathError, confined, safe_name
@@ -73,6 +73,9 @@ def delete_images(dataset: Dataset, names: list[str]) -> tuple[list[str], str | 
                 if path.exists():
                     os.replace(path, folder / path.name)
             dataset.thumb_path(name).unlink(missing_ok=True)
+            if dataset.original_path(name).is_file():  # an edited image's original goes with it
+                (folder / ORIGINALS_DIR).mkdir(exist_ok=True)
+                os.replace(dataset.original_path(name), folder / ORIGINALS_DIR / name)
         purge_expired(dataset)
     return present, batch
 
@@ -94,6 +97,9 @@ def restore(dataset: Dataset, batch: str) -> dict:
             os.replace(source, dataset.image_path(target))
             if caption.is_file():
                 os.replace(caption, dataset.caption_path(target))
+            if (folder / ORIGINALS_DIR / name).is_file():
+                dataset.original_path(target).parent.mkdir(exist_ok=True)
+                os.replace(folder / ORIGINALS_DIR / name, dataset.original_path(target))
             if record is None:  # an image the folder held but the dataset had not recorded
                 try:
                     info = imaging.inspect_image(dataset.image_path(target), context.settings().max_image_pixels)
