@@ -293,6 +293,7 @@ def summary(dataset: Dataset) -> dict:
         "flag_counts": flag_counts,
         "bytes": total_bytes,
         "cover": cover,
+        "cover_rev": (images[cover].get("sha256") or "")[:12] if cover else None,  # changes when it is edited
         "created_at": meta.get("created_at"),
         "updated_at": meta.get("updated_at"),
         "last_export": meta.get("last_export"),

@@ -15,8 +15,10 @@
 
   const esc = window.studio.esc;
 
-  const thumbUrl = (name) => `${base}/thumbs/${enc(name)}`;
-  const imageUrl = (name) => `${base}/images/${enc(name)}`;
+  // `rev` changes with the file (crop, rotate, revert), so a browser never shows an edited image's old picture.
+  const revQuery = (rev) => (rev ? `?v=${enc(rev)}` : "");
+  const thumbUrl = (name, rev) => `${base}/thumbs/${enc(name)}${revQuery(rev)}`;
+  const imageUrl = (name, rev) => `${base}/images/${enc(name)}${revQuery(rev)}`;
 
   // How small a flagged image is: "320×240, below 512 px" (older records flag `small: true` without sizes).
   function smallText(img) {
@@ -24,11 +26,19 @@
     return `${f.width || img.width}×${f.height || img.height}, below ${f.min_side || 512} px`;
   }
 
+  // "Cropped and rotated; the original (1200×800) is kept: Revert brings it back"
+  function editedText(img) {
+    const done = img.edits.join(" and ");
+    const size = img.original_size ? ` (${img.original_size[0]}×${img.original_size[1]})` : "";
+    return `${done.charAt(0).toUpperCase()}${done.slice(1)}; the original${size} is kept: Revert brings it back`;
+  }
+
   function badges(img) {
     const out = [];
     if (!img.caption.trim()) out.push('<span class="badge nocap">no caption</span>');
     if (img.flags.duplicate_of) out.push('<span class="badge err" title="Exact copy of ' + esc(img.flags.duplicate_of) + ': left out of exports">duplicate</span>');
     if (img.flags.similar_to) out.push('<span class="badge warn" title="Looks like ' + esc(img.flags.similar_to) + '">similar</span>');
+    if (img.edits && img.edits.length) out.push(`<span class="badge edited" title="${esc(editedText(img))}">edited</span>`);
     if (img.flags.small) out.push(`<span class="badge warn small-badge" title="Short side ${esc(smallText(img))}: trains with less detail">small: ${esc(smallText(img))}</span>`);
     return out.join("");
   }
@@ -39,7 +49,7 @@
     el.dataset.index = index;
     el.dataset.name = img.name;
     el.title = img.name;
-    el.innerHTML = `<img loading="lazy" decoding="async" src="${thumbUrl(img.name)}" alt="${esc(img.name)}">
+    el.innerHTML = `<img loading="lazy" decoding="async" src="${thumbUrl(img.name, img.rev)}" alt="${esc(img.name)}">
       <div class="badges">${badges(img)}</div><span class="check"></span>
       <div class="cap">${esc(img.caption.slice(0, 140))}</div>`;
     if (state.selected.has(img.name)) el.classList.add("selected");
@@ -136,6 +146,20 @@
     el.textContent = text;
   }
 
+  // The picture and what is known of it (size, edits, flags): on select, and again after an edit.
+  function showPicture(img) {
+    $("preview-img").src = imageUrl(img.name, img.rev);
+    $("preview-img").alt = img.name;
+    $("ed-name").textContent = img.name;
+    $("ed-size").textContent = `${img.width}×${img.height} · ${formatBytes(img.bytes)}${img.edits && img.edits.length ? ` · ${img.edits.join(", ")}` : ""}`;
+    const flags = [];
+    if (img.flags.duplicate_of) flags.push(`Exact duplicate of ${esc(img.flags.duplicate_of)}`);
+    if (img.flags.similar_to) flags.push(`Looks like ${esc(img.flags.similar_to)}`);
+    if (img.flags.small) flags.push(`Small: ${esc(smallText(img))} on the short side; a larger image trains better`);
+    $("ed-flags").innerHTML = flags.map((f) => `<span class="chip" style="background:#4a3a14;color:#ffd98a">${f}</span>`).join(" ");
+    if (window.ds.onPicture) window.ds.onPicture(img);
+  }
+
   function select(index, scroll = true) {
     if (index < 0 || index >= state.images.length) return;
     flushSave();
@@ -149,15 +173,7 @@
       if (scroll) el.scrollIntoView({ block: "nearest", behavior: "smooth" });
     }
     showEditor(true);
-    $("preview-img").src = imageUrl(img.name);
-    $("preview-img").alt = img.name;
-    $("ed-name").textContent = img.name;
-    $("ed-size").textContent = `${img.width}×${img.height} · ${formatBytes(img.bytes)}`;
-    const flags = [];
-    if (img.flags.duplicate_of) flags.push(`Exact duplicate of ${esc(img.flags.duplicate_of)}`);
-    if (img.flags.similar_to) flags.push(`Looks like ${esc(img.flags.similar_to)}`);
-    if (img.flags.small) flags.push(`Small: ${esc(smallText(img))} on the short side; a larger image trains better`);
-    $("ed-flags").innerHTML = flags.map((f) => `<span class="chip" style="background:#4a3a14;color:#ffd98a">${f}</span>`).join(" ");
+    showPicture(img);
     $("ed-conflict").hidden = true;
     $("caption").value = img.caption;
     $("ed-count").textContent = countText(img.caption);
@@ -166,6 +182,17 @@
     state.dirty = false;
     if (!narrow.matches) keepCaptionInView();
     if (index >= state.images.length - 5) loadMore();
+  }
+
+  // An image the server changed (an edit, or what another tab did): its tile, and the editor when it shows it.
+  // Only the picture's fields: its caption may have an edit on its way.
+  function updateImage(row) {
+    const index = state.images.findIndex((img) => img.name === row.name);
+    if (index < 0) return;
+    const img = state.images[index];
+    for (const key of ["width", "height", "bytes", "flags", "rev", "edits", "original_size"]) img[key] = row[key];
+    refreshTile(index);
+    if (index === state.current) showPicture(img);
   }
 
   // On a short screen (or under a banner) the editor can start too low for its caption box to show:
@@ -401,6 +428,6 @@
   document.querySelectorAll("dialog [data-close]").forEach((b) => (b.onclick = () => b.closest("dialog").close()));
   window.addEventListener("beforeunload", (ev) => { if (state.dirty) { save(); ev.preventDefault(); } });
 
-  window.ds = { page, base, state, reload, refreshStats, confirmDialog, esc, thumbUrl };
+  window.ds = { page, base, state, reload, refreshStats, confirmDialog, esc, thumbUrl, updateImage };
   reload();
 })();

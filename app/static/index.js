@@ -14,7 +14,7 @@
     el.dataset.id = d.id;
     const href = `/d/${encodeURIComponent(d.id)}`;
     const cover = d.cover
-      ? `<a class="cover" href="${href}" style="background-image:url('/api/datasets/${encodeURIComponent(d.id)}/thumbs/${encodeURIComponent(d.cover)}')" aria-label="Open ${esc(d.name)}"></a>`
+      ? `<a class="cover" href="${href}" style="background-image:url('/api/datasets/${encodeURIComponent(d.id)}/thumbs/${encodeURIComponent(d.cover)}${d.cover_rev ? `?v=${d.cover_rev}` : ""}')" aria-label="Open ${esc(d.name)}"></a>`
       : `<a class="cover none" href="${href}">No images yet</a>`;
     const pct = d.images ? Math.round((100 * d.captioned) / d.images) : 0;
     el.innerHTML = `${cover}

@@ -1,0 +1,199 @@
+// Crop, rotate and mirror the image in the editor. Rotate and mirror apply at once; Crop puts a box over the
+// picture (drag to draw it, drag inside it to move it, a corner to resize it; a shape keeps its
+// proportions) and applies on Crop or Enter. The server makes every edit from the original, which
+// "Revert to original" brings back.
+(function () {
+  const { api, toast } = window.studio;
+  const ds = window.ds;
+  const $ = (id) => document.getElementById(id);
+  const MIN_SIDE = 64;  // the server refuses smaller crops
+  const SMALL_SIDE = 512;  // below this the gallery flags an image as small
+  let busy = false;
+  let crop = null;  // {name, box: {x, y, w, h} in the image's pixels, drag}
+
+  const current = () => ds.state.images[ds.state.current];
+
+  function setBusy(on) {
+    busy = on;
+    document.querySelectorAll("#edit-tools button, #crop-bar button").forEach((b) => { b.disabled = on; });
+    if (!on && crop) showSize();
+  }
+
+  async function send(body, done) {
+    const img = current();
+    if (!img || busy) return false;
+    setBusy(true);
+    try {
+      const row = await api(`${ds.base}/images/${encodeURIComponent(img.name)}/edit`,
+        { method: "POST", json: { ...body, rev: img.rev } });
+      ds.updateImage(row);
+      ds.refreshStats();  // the small and similar flags follow the new picture
+      toast(done(row), "ok", 3000);
+      return true;
+    } catch (e) {
+      if (e.status === 409 && e.data && e.data.current) ds.updateImage(e.data.current);
+      toast(e.message, "error");
+      return false;
+    } finally {
+      setBusy(false);
+    }
+  }
+
+  const kept = " Revert to original brings it back.";
+  $("ed-rotl").onclick = () => send({ op: "rotate", degrees: -90 }, () => "Rotated left." + kept);
+  $("ed-rotr").onclick = () => send({ op: "rotate", degrees: 90 }, () => "Rotated right." + kept);
+  $("ed-mirror").onclick = () => send({ op: "flip", axis: "horizontal" }, () => "Mirrored." + kept);
+  $("ed-revert").onclick = async () => {
+    const img = current();
+    if (!img) return;
+    const ok = await ds.confirmDialog(`Revert ${img.name} to the original?`,
+      `The picture goes back as it was uploaded (${img.edits.join(", ")} undone); its caption stays.`, "Revert");
+    if (ok) send({ op: "revert" }, (row) => `Back to the original, ${row.width}×${row.height}.`);
+  };
+
+  // Called by the gallery whenever the editor shows a picture (another image, or this one after an edit).
+  ds.onPicture = (img) => {
+    const edited = img.edits && img.edits.length;
+    $("ed-revert").hidden = !edited;
+    $("ed-revert").title = edited ? `Put the image back as it was uploaded${img.original_size ? ` (${img.original_size.join("×")})` : ""}` : "";
+    if (crop && crop.name !== img.name) stopCrop();
+    else if (crop) { crop.box = fullBox(); layout(); }
+  };
+
+  // ---- crop box
+  const layer = $("crop-layer"), box = $("crop-box");
+  const ratio = () => Number($("crop-aspect").value) || 0;  // width / height; 0 is free
+
+  // Where the picture shows inside the preview (object-fit: contain), and its scale.
+  function shown() {
+    const el = $("preview-img"), img = current();
+    const scale = Math.min(el.clientWidth / img.width, el.clientHeight / img.height);
+    const w = img.width * scale, h = img.height * scale;
+    return { left: el.offsetLeft + (el.clientWidth - w) / 2, top: el.offsetTop + (el.clientHeight - h) / 2, w, h, scale };
+  }
+
+  // The largest box of the chosen shape, centred; a free box starts a little inside the edges.
+  function fullBox() {
+    const img = current(), r = ratio();
+    let w = img.width, h = img.height;
+    if (!r) { w = Math.round(w * 0.9); h = Math.round(h * 0.9); }
+    else if (w / h > r) w = Math.round(h * r);
+    else h = Math.round(w / r);
+    return { x: Math.floor((img.width - w) / 2), y: Math.floor((img.height - h) / 2), w, h };
+  }
+
+  function layout() {
+    if (!crop) return;
+    const s = shown(), b = crop.box;
+    Object.assign(layer.style, { left: `${s.left}px`, top: `${s.top}px`, width: `${s.w}px`, height: `${s.h}px` });
+    Object.assign(box.style, { left: `${b.x * s.scale}px`, top: `${b.y * s.scale}px`, width: `${b.w * s.scale}px`,
+      height: `${b.h * s.scale}px` });
+    showSize();
+  }
+
+  function showSize() {
+    const b = crop.box, short = Math.min(b.w, b.h);
+    const el = $("crop-size");
+    const tooSmall = b.w < MIN_SIDE || b.h < MIN_SIDE;
+    el.textContent = `${Math.round(b.w)}×${Math.round(b.h)} px` + (tooSmall ? ` · at least ${MIN_SIDE}×${MIN_SIDE}`
+      : short < SMALL_SIDE ? ` · short side below ${SMALL_SIDE} px: trains with less detail` : "");
+    el.classList.toggle("low", short < SMALL_SIDE);
+    $("crop-apply").disabled = busy || tooSmall;
+  }
+
+  function startCrop() {
+    const img = current();
+    if (!img || busy) return;
+    crop = { name: img.name, box: null, drag: null };
+    crop.box = fullBox();
+    $("edit-tools").hidden = true;
+    $("crop-bar").hidden = false;
+    layer.hidden = false;
+    layout();
+  }
+
+  function stopCrop() {
+    crop = null;
+    layer.hidden = true;
+    $("crop-bar").hidden = true;
+    $("edit-tools").hidden = false;
+  }
+
+  async function applyCrop() {
+    if (!crop || busy) return;
+    const img = current(), b = crop.box;
+    const x = Math.max(0, Math.floor(b.x)), y = Math.max(0, Math.floor(b.y));
+    const w = Math.min(Math.round(b.w), img.width - x), h = Math.min(Math.round(b.h), img.height - y);
+    if (await send({ op: "crop", box: [x, y, w, h] }, (row) => `Cropped to ${row.width}×${row.height}.` + kept)) stopCrop();
+  }
+
+  $("ed-crop").onclick = startCrop;
+  $("crop-cancel").onclick = stopCrop;
+  $("crop-apply").onclick = applyCrop;
+  $("crop-aspect").onchange = () => { if (crop) { crop.box = fullBox(); layout(); } };
+  window.addEventListener("resize", layout);
+
+  function point(ev) {  // the pointer in the image's pixels, kept on the picture
+    const rect = layer.getBoundingClientRect(), img = current(), s = shown();
+    const clamp = (v, high) => Math.min(Math.max(v, 0), high);
+    return { x: clamp((ev.clientX - rect.left) / s.scale, img.width), y: clamp((ev.clientY - rect.top) / s.scale, img.height) };
+  }
+
+  // A box from the anchor towards the pointer, as large as the pointer asks and the picture allows.
+  function drawn(ax, ay, p) {
+    const img = current(), r = ratio();
+    const sx = p.x >= ax ? 1 : -1, sy = p.y >= ay ? 1 : -1;
+    const roomW = sx > 0 ? img.width - ax : ax, roomH = sy > 0 ? img.height - ay : ay;
+    let w = Math.min(Math.abs(p.x - ax), roomW), h = Math.min(Math.abs(p.y - ay), roomH);
+    if (r) { w = Math.min(Math.max(w, h * r), roomW, roomH * r); h = w / r; }
+    return { x: sx > 0 ? ax : ax - w, y: sy > 0 ? ay : ay - h, w, h };
+  }
+
+  layer.addEventListener("pointerdown", (ev) => {
+    if (!crop || busy) return;
+    ev.preventDefault();
+    layer.setPointerCapture(ev.pointerId);
+    const p = point(ev), b = crop.box;
+    const inside = p.x >= b.x && p.x <= b.x + b.w && p.y >= b.y && p.y <= b.y + b.h;
+    const corner = ev.target.dataset.corner;  // a corner resizes, the opposite one staying put
+    if (corner) crop.drag = { mode: "resize", ax: corner.includes("w") ? b.x + b.w : b.x, ay: corner[0] === "n" ? b.y + b.h : b.y, before: b };
+    else if (inside) crop.drag = { mode: "move", from: p, before: b };
+    else crop.drag = { mode: "draw", ax: p.x, ay: p.y, before: b };
+  });
+  layer.addEventListener("pointermove", (ev) => {
+    if (!crop || !crop.drag) return;
+    const d = crop.drag, p = point(ev), img = current();
+    if (d.mode === "move") {
+      const b = d.before;
+      crop.box = { ...b, x: Math.min(Math.max(b.x + p.x - d.from.x, 0), img.width - b.w),
+        y: Math.min(Math.max(b.y + p.y - d.from.y, 0), img.height - b.h) };
+    } else {
+      crop.box = drawn(d.ax, d.ay, p);
+    }
+    layout();
+  });
+  const endDrag = () => {
+    if (!crop || !crop.drag) return;
+    const b = crop.box;
+    if (crop.drag.mode === "draw" && (b.w < 4 || b.h < 4)) crop.box = crop.drag.before;  // a click, not a drag
+    crop.drag = null;
+    layout();
+  };
+  layer.addEventListener("pointerup", endDrag);
+  layer.addEventListener("pointercancel", endDrag);
+
+  // Enter crops and Escape cancels while the box shows; C starts it (when not typing).
+  document.addEventListener("keydown", (ev) => {
+    if (document.querySelector("dialog[open]")) return;
+    const typing = ["INPUT", "TEXTAREA", "SELECT"].includes(document.activeElement.tagName);
+    if (crop && (ev.key === "Enter" || ev.key === "Escape") && document.activeElement.tagName !== "TEXTAREA") {
+      ev.preventDefault();
+      ev.stopImmediatePropagation();
+      if (ev.key === "Enter") applyCrop(); else stopCrop();
+    } else if (!crop && !typing && (ev.key === "c" || ev.key === "C") && !ev.ctrlKey && !ev.metaKey && !ev.altKey
+               && !$("editor").hidden) {
+      ev.preventDefault();
+      startCrop();
+    }
+  }, true);
+})();

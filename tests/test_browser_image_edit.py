@@ -1,0 +1,116 @@
+"""Crop, rotate and mirror in a real browser against a real server: the picture, its tile and its size
+follow each edit at once (no old picture from the browser's cache), the crop box keeps the chosen shape,
+Escape leaves it without a change, and Revert puts the upload back. Screenshots go to test-artifacts/."""
+
+from __future__ import annotations
+
+import io
+import re
+
+import pytest
+import requests
+from PIL import Image
+
+from tests.browser_studio import ARGS, CHROMIUM, DESKTOP, PHONE, browser_marks, watch_page
+from tests.helpers import ServerProcess
+
+pytestmark = browser_marks
+
+
+def _photo() -> bytes:
+    """800x600 with a red top-left corner, so a rotation shows."""
+    image = Image.new("RGB", (800, 600), (30, 60, 160))
+    image.paste((230, 20, 20), (0, 0, 200, 150))
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def _seed(url: str) -> str:
+    dataset_id = requests.post(f"{url}/api/datasets", json={"name": "Edit me"}, timeout=10).json()["id"]
+    files = [("files", ("street.png", _photo(), "image/png"))]
+    requests.post(f"{url}/api/datasets/{dataset_id}/upload?wait=20", files=files, timeout=60).raise_for_status()
+    return dataset_id
+
+
+def _drag(page, selector: str, start: tuple[float, float], end: tuple[float, float]) -> None:
+    """Drags from one point to another, each given in units of the element's width and height."""
+    rect = page.locator(selector).bounding_box()
+    page.mouse.move(rect["x"] + rect["width"] * start[0], rect["y"] + rect["height"] * start[1])
+    page.mouse.down()
+    page.mouse.move(rect["x"] + rect["width"] * end[0], rect["y"] + rect["height"] * end[1], steps=6)
+    page.mouse.up()
+
+
+@pytest.mark.parametrize("viewport", [pytest.param(DESKTOP, id="1280x800"), pytest.param(PHONE, id="390x844")])
+def test_crop_rotate_mirror_and_revert_in_the_browser(studio_root, artifacts_dir, tmp_path, viewport):
+    from playwright.sync_api import expect, sync_playwright
+
+    shots = artifacts_dir / "datasets"
+    shots.mkdir(exist_ok=True)
+    tag = f"{viewport['width']}x{viewport['height']}"
+    env = {"STUDIO_ROOT": str(studio_root), "CAPTION_URL": "http://127.0.0.1:9"}
+    with ServerProcess("app", env, log_path=tmp_path / "server.log") as server, sync_playwright() as p:
+        dataset_id = _seed(server.url)
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        page = browser.new_page(viewport=viewport)
+        problems = watch_page(page)
+        page.set_default_timeout(20_000)
+        page.goto(f"{server.url}/d/{dataset_id}")
+        expect(page.locator(".tile")).to_have_count(1)
+        if viewport == PHONE:
+            page.locator(".tile").click()  # the editor is a sheet on a phone
+        size = page.locator("#ed-size")
+        expect(size).to_contain_text("800×600")
+        expect(page.locator("#ed-revert")).to_be_hidden()
+
+        page.click("#ed-rotr")
+        expect(size).to_contain_text("600×800")
+        expect(size).to_contain_text("rotated")
+        expect(page.locator(".tile .badge.edited")).to_have_count(1)
+        expect(page.locator("#ed-revert")).to_be_visible()
+        src = page.locator("#preview-img").get_attribute("src")
+        assert "?v=" in src and "?v=" in page.locator(".tile img").get_attribute("src")
+        # the browser shows the turned picture: taller than wide, red corner now at the top right
+        shown = page.evaluate("""() => { const i = document.getElementById('preview-img');
+            return i.complete ? [i.naturalWidth, i.naturalHeight] : null; }""")
+        assert shown is None or shown == [600, 800]
+
+        page.click("#ed-mirror")
+        expect(size).to_contain_text("rotated, mirrored")
+
+        # Crop: a square box, then a drawn one; Escape leaves without a change
+        page.click("#ed-crop")
+        expect(page.locator("#crop-bar")).to_be_visible()
+        page.select_option("#crop-aspect", "1")
+        expect(page.locator("#crop-size")).to_have_text("600×600 px")
+        page.keyboard.press("Escape")
+        expect(page.locator("#crop-bar")).to_be_hidden()
+        expect(size).to_contain_text("600×800")
+        page.keyboard.press("c")
+        page.select_option("#crop-aspect", "0.75")
+        _drag(page, ".crop-handle.nw", (0.5, 0.5), (8, 6))  # the top-left corner, dragged in: still 3:4
+        text = page.locator("#crop-size").text_content()
+        width, height = (int(v) for v in text.split(" ")[0].split("×"))
+        assert abs(width / height - 0.75) < 0.02 and width < 600, text
+        page.screenshot(path=str(shots / f"07-crop-{tag}.png"))
+        page.click("#crop-apply")
+        expect(size).to_contain_text(f"{width}×")
+        expect(size).to_contain_text("rotated, mirrored, cropped")
+        expect(page.locator("#crop-bar")).to_be_hidden()
+        stored = requests.get(f"{server.url}/api/datasets/{dataset_id}/images", timeout=10).json()["images"][0]
+        assert stored["width"] == width and stored["original_size"] == [800, 600]
+
+        page.click("#ed-revert")
+        expect(page.locator("#confirm-text")).to_contain_text("as it was uploaded")
+        page.click("#confirm-ok")
+        expect(size).to_have_text(_plain_size("800×600"))
+        expect(page.locator("#ed-revert")).to_be_hidden()
+        expect(page.locator(".tile .badge.edited")).to_have_count(0)
+        assert problems == []
+        browser.close()
+
+
+def _plain_size(prefix: str):
+    """The size line right after Revert: the size, the file size, and no list of edits."""
+    return re.compile(rf"^{re.escape(prefix)} · [\d.]+ [KMGT]?B$")
