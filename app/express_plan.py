@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from app.express_rules import MANY_IMAGES, MIN_IMAGES, ExpressInputError, sample_prompts
+from studio.text import name_list
 from trainer.recipes import get_recipe
 from trainer.recipes.zimage_plan import MAX_STEPS
 
@@ -83,9 +84,9 @@ def _preset(recipe, gpu: Gpu | None) -> tuple[str, str]:
 
 
 def make_plan(*, name: str, trigger: str, kind: str, sizes: list[tuple[int, int]], captions: list[str],
-              gpu: Gpu | None, demo: bool, transparent: int = 0) -> Plan:
+              gpu: Gpu | None, demo: bool, transparent: int = 0, soft: tuple[str, ...] = ()) -> Plan:
     """The job config for `sizes` (width, height of each image to train on) and `captions`; `transparent` of
-    the images have an alpha channel."""
+    the images have an alpha channel; `soft` names those the gallery flags as soft."""
     recipe = get_recipe("zimage-turbo")
     images = len(sizes)
     if images == 0:
@@ -129,6 +130,10 @@ def make_plan(*, name: str, trigger: str, kind: str, sizes: list[tuple[int, int]
     if images > MANY_IMAGES:
         plan.warnings.append(f"{images} images: training stops at the {MAX_STEPS}-step cap, so each image is seen "
                              "only a few times; the time estimate below is for that cap.")
+    if soft:
+        plan.warnings.append(f"{len(soft)} of {images} images look soft (out of focus, blurred or upscaled): "
+                             f"{name_list(list(soft))}. A LoRA learns the softness too; the dataset's Flagged filter "
+                             "shows them, to crop, replace or remove before a next run.")
     config = recipe.config_from_dict(plan.config)
     guess = recipe.estimate(config, images, gpu.name if gpu else None, demo, sizes)
     plan.estimated_s, plan.estimate_device = guess.seconds, guess.device

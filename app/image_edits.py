@@ -147,7 +147,8 @@ def edit_image(dataset: Dataset, name: str, edit: dict, rev: str | None = None) 
 
 def _record(dataset: Dataset, name: str, record: dict, edits: list[dict]) -> None:
     info = imaging.inspect_image(dataset.image_path(name), context.settings().max_image_pixels)
-    record.update(width=info.width, height=info.height, bytes=info.bytes, sha256=info.sha256, dhash=info.dhash)
+    record.update(width=info.width, height=info.height, bytes=info.bytes, sha256=info.sha256, dhash=info.dhash,
+                  sharpness=info.sharpness)
     if edits:
         record["edits"] = edits
         record["edited_at"] = time.time()

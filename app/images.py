@@ -11,7 +11,7 @@ from studio.thumbnails import UnreadableImage, cached_thumbnail
 from studio.web import ApiError, int_arg, json_body
 
 bp = Blueprint("images", __name__)
-FILTERS = {"all", "uncaptioned", "captioned", "flagged", "duplicates", "small"}
+FILTERS = {"all", "uncaptioned", "captioned", "flagged", "duplicates", "small", "soft"}
 MAX_LIMIT = 500
 
 
@@ -25,8 +25,8 @@ def _matches(kind: str, caption: str | None, flags: dict) -> bool:
         return bool(flags)
     if kind == "duplicates":
         return "duplicate_of" in flags or "similar_to" in flags
-    if kind == "small":
-        return bool(flags.get("small"))
+    if kind in ("small", "soft"):
+        return bool(flags.get(kind))
     return True
 
 
@@ -117,12 +117,12 @@ def delete_many(dataset_id: str):
 
 @bp.post("/api/datasets/<dataset_id>/images/remove-flagged")
 def remove_flagged(dataset_id: str):
-    """One click: remove exact duplicates, near-duplicates or small images."""
+    """One click: remove exact duplicates, near-duplicates, small or soft images."""
     dataset = context.dataset(dataset_id)
     kind = json_body().get("kind")
-    keys = {"duplicates": ("duplicate_of",), "similar": ("similar_to",), "small": ("small",)}
+    keys = {"duplicates": ("duplicate_of",), "similar": ("similar_to",), "small": ("small",), "soft": ("soft",)}
     if not isinstance(kind, str) or kind not in keys:
-        raise ApiError("'kind' must be 'duplicates', 'similar' or 'small'.", 422)
+        raise ApiError("'kind' must be 'duplicates', 'similar', 'small' or 'soft'.", 422)
     records = dataset.meta()["images"]
     names = [n for n, r in records.items() if any(k in (r.get("flags") or {}) for k in keys[kind])]
     return _deleted(dataset, names)

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, features
 
+from app.sharpness import sharpness
 from trainer.dataset_checks import has_alpha
 
 log = logging.getLogger(__name__)
@@ -54,6 +55,7 @@ class ImageInfo:
     sha256: str
     dhash: str
     bytes: int
+    sharpness: float | None = None
 
 
 def is_image_name(name: str) -> bool:
@@ -97,13 +99,14 @@ def inspect_image(path: Path, max_pixels: int) -> ImageInfo:
                 oriented = ImageOps.exif_transpose(image)
                 width, height = oriented.size
                 hashed = dhash(oriented)
+                sharp = sharpness(oriented)
     except ImageRejected:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise ImageRejected(f"the image has more pixels than the limit of {max_pixels:,} (MAX_IMAGE_PIXELS)") from None
     except Exception as exc:  # Pillow raises many types for broken files
         raise ImageRejected(f"the file could not be decoded as an image ({type(exc).__name__})") from None
-    return ImageInfo(width=width, height=height, sha256=_sha256(path), dhash=hashed, bytes=size)
+    return ImageInfo(width=width, height=height, sha256=_sha256(path), dhash=hashed, bytes=size, sharpness=sharp)
 
 
 def encode_for_caption(path: Path, max_pixels: int) -> bytes:

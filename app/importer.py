@@ -192,7 +192,7 @@ def _place_loop(job, dataset, candidates, settings, skipped, taken, imported, re
 def image_record(info: imaging.ImageInfo, added_at: float) -> dict:
     """What dataset.json keeps of one image."""
     return {"width": info.width, "height": info.height, "bytes": info.bytes, "sha256": info.sha256,
-            "dhash": info.dhash, "added_at": added_at}
+            "dhash": info.dhash, "sharpness": info.sharpness, "added_at": added_at}
 
 
 def _flush(dataset: Dataset, pending: dict[str, dict], final: bool = False) -> None:

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from app import imaging
+from app.sharpness import soft_flag
 from studio.atomic import atomic_write_json, atomic_write_text, read_json
 from studio.workspace import UnsafePathError, Workspace, confined, safe_name
 
@@ -198,7 +199,7 @@ def natural_key(name: str):
 
 
 def refresh_flags(meta: dict) -> None:
-    """Recompute duplicate / near-duplicate / small flags for every image record.
+    """Recompute duplicate / near-duplicate / small / soft flags for every image record.
 
     `small` carries the size and the limit, so the gallery can say how small ("320x240, below 512 px")."""
     images = meta["images"]
@@ -208,6 +209,9 @@ def refresh_flags(meta: dict) -> None:
         small = imaging.small_flag(record.get("width", 0), record.get("height", 0))
         if small:
             record["flags"]["small"] = small
+        soft = soft_flag(record.get("sharpness"))
+        if soft:
+            record["flags"]["soft"] = soft
 
 
 class DatasetStore:
@@ -282,6 +286,7 @@ def summary(dataset: Dataset) -> dict:
         "duplicates": sum(1 for r in images.values() if "duplicate_of" in (r.get("flags") or {})),
         "similar": sum(1 for r in images.values() if "similar_to" in (r.get("flags") or {})),
         "small": sum(1 for r in images.values() if (r.get("flags") or {}).get("small")),
+        "soft": sum(1 for r in images.values() if (r.get("flags") or {}).get("soft")),
     }
     return {
         "id": dataset.id,

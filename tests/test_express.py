@@ -169,7 +169,13 @@ def test_plan_derives_steps_resolutions_and_preset_from_the_data_and_the_gpu():
     assert "15 of 20 images have transparency" in {c["setting"]: c for c in cutouts.choices}["alpha_mask"]["why"]
     few = make_plan(name="cat", trigger="zxcat", kind="object", sizes=big, captions=["x"], transparent=3,
                     gpu=Gpu("NVIDIA H100 80GB HBM3", 80, 79), demo=False)
-    assert "alpha_mask" not in few.config
+    assert "alpha_mask" not in few.config and not few.warnings
+    # images the gallery flags as soft are named before the run, with what to do about them
+    soft = make_plan(name="cat", trigger="zxcat", kind="object", sizes=big, captions=["x"], soft=("a.jpg", "b.jpg"),
+                     gpu=Gpu("NVIDIA H100 80GB HBM3", 80, 79), demo=False)
+    assert soft.warnings == ["2 of 20 images look soft (out of focus, blurred or upscaled): a.jpg, b.jpg. A LoRA "
+                             "learns the softness too; the dataset's Flagged filter shows them, to crop, replace or "
+                             "remove before a next run."]
     with pytest.raises(ExpressInputError, match="only 9.0 GB free"):
         make_plan(name="cat", trigger="zxcat", kind="object", sizes=big, captions=[], gpu=Gpu("RTX", 24, 9),
                   demo=False)

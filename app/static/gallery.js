@@ -26,6 +26,8 @@
     return `${f.width || img.width}×${f.height || img.height}, below ${f.min_side || 512} px`;
   }
 
+  const SOFT_TEXT = "Looks out of focus, blurred or upscaled: a LoRA learns the softness too";
+
   // "Cropped and rotated; the original (1200×800) is kept: Revert brings it back"
   function editedText(img) {
     const done = img.edits.join(" and ");
@@ -38,6 +40,7 @@
     if (!img.caption.trim()) out.push('<span class="badge nocap">no caption</span>');
     if (img.flags.duplicate_of) out.push('<span class="badge err" title="Exact copy of ' + esc(img.flags.duplicate_of) + ': left out of exports">duplicate</span>');
     if (img.flags.similar_to) out.push('<span class="badge warn" title="Looks like ' + esc(img.flags.similar_to) + '">similar</span>');
+    if (img.flags.soft) out.push(`<span class="badge warn" title="${esc(SOFT_TEXT)}">soft</span>`);
     if (img.edits && img.edits.length) out.push(`<span class="badge edited" title="${esc(editedText(img))}">edited</span>`);
     if (img.flags.small) out.push(`<span class="badge warn small-badge" title="Short side ${esc(smallText(img))}: trains with less detail">small: ${esc(smallText(img))}</span>`);
     return out.join("");
@@ -156,6 +159,7 @@
     if (img.flags.duplicate_of) flags.push(`Exact duplicate of ${esc(img.flags.duplicate_of)}`);
     if (img.flags.similar_to) flags.push(`Looks like ${esc(img.flags.similar_to)}`);
     if (img.flags.small) flags.push(`Small: ${esc(smallText(img))} on the short side; a larger image trains better`);
+    if (img.flags.soft) flags.push(`${SOFT_TEXT} (sharpness ${img.flags.soft.sharpness}, below ${img.flags.soft.below}); a crop of its sharpest part may do`);
     $("ed-flags").innerHTML = flags.map((f) => `<span class="chip" style="background:#4a3a14;color:#ffd98a">${f}</span>`).join(" ");
     if (window.ds.onPicture) window.ds.onPicture(img);
   }
@@ -385,7 +389,7 @@
       chip.textContent = d.trigger_word || "+ trigger word";
       chip.classList.toggle("unset", !d.trigger_word);
       $("ds-stats").innerHTML = `<b>${d.images}</b> images · <b>${d.captioned}</b> captioned · ${formatBytes(d.bytes)}`;
-      const labels = { duplicates: "duplicate", similar: "near-duplicate", small: "small image" };
+      const labels = { duplicates: "duplicate", similar: "near-duplicate", small: "small image", soft: "soft image" };
       $("flag-actions").innerHTML = Object.entries(d.flag_counts || {}).filter(([, n]) => n > 0)
         .map(([kind, n]) => `<button data-remove="${kind}" title="Remove ${plural(n, labels[kind])} in one click">Remove ${plural(n, labels[kind])}</button>`).join(" ");
       // The top bar's Trainer link opens a new job on this dataset's latest export.
@@ -399,9 +403,12 @@
   $("flag-actions").addEventListener("click", async (ev) => {
     const b = ev.target.closest("button[data-remove]");
     if (!b) return;
-    const labels = { duplicates: "exact duplicates", similar: "near-duplicates", small: "images smaller than 512 px" };
-    const kept = b.dataset.remove === "small" ? "Each image with a short side below 512 px is removed with its caption."
-      : "The first image of each group is kept.";
+    const labels = { duplicates: "exact duplicates", similar: "near-duplicates", small: "images smaller than 512 px",
+      soft: "soft images" };
+    const kept = {
+      small: "Each image with a short side below 512 px is removed with its caption.",
+      soft: "Each image that looks out of focus, blurred or upscaled is removed with its caption: look at them first (Flagged).",
+    }[b.dataset.remove] || "The first image of each group is kept.";
     const meta = state.meta || {};
     const every = b.dataset.remove === "small" && meta.images > 0 && (meta.flag_counts || {}).small >= meta.images
       ? ` That is every image in this dataset: a small image still trains, with less detail.` : "";

@@ -1,0 +1,92 @@
+"""Soft images: out-of-focus, blurred and upscaled pictures are flagged in the gallery, sharp ones (a small
+sharp subject before a blurred background included, dark or low-contrast ones too) are not, and the flag
+is a filter, a count and a one-click removal to the trash like the other flags."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFilter
+
+from app.sharpness import SOFT_BELOW, sharpness, soft_flag
+from tests import test_datasets_support as support
+from tests.test_datasets_support import upload
+
+ds_app, client, dataset_id = support.ds_app, support.client, support.dataset_id
+
+
+def _drawing(size=(768, 768), seed=0) -> Image.Image:
+    """Shapes and lines with hard edges, like a photo's in-focus detail or an illustration's outlines."""
+    rng = np.random.default_rng(seed)
+    image = Image.new("RGB", size, (200, 190, 170))
+    draw = ImageDraw.Draw(image)
+    for _ in range(120):
+        x, y = (int(v) for v in rng.integers(0, size[0], 2))
+        colour = tuple(int(v) for v in rng.integers(0, 255, 3))
+        draw.rectangle((x, y, x + int(rng.integers(8, 90)), y + int(rng.integers(8, 90))), outline=colour, width=2)
+        draw.line((x, y, int(rng.integers(0, size[0])), int(rng.integers(0, size[1]))), fill=colour, width=1)
+    return image
+
+
+def _png(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def test_sharp_pictures_pass_and_soft_ones_are_flagged():
+    sharp = _drawing()
+    assert sharpness(sharp) > 5 * SOFT_BELOW
+    assert sharpness(sharp.filter(ImageFilter.GaussianBlur(2))) < SOFT_BELOW  # out of focus
+    tiny = sharp.resize((128, 128), Image.Resampling.LANCZOS)
+    assert sharpness(tiny.resize((768, 768), Image.Resampling.BICUBIC)) < SOFT_BELOW  # upscaled
+    dark = sharp.point(lambda v: v // 5)  # the score is relative to the picture's own contrast
+    assert sharpness(dark) > 5 * SOFT_BELOW
+    bokeh = sharp.filter(ImageFilter.GaussianBlur(4))
+    bokeh.paste(sharp.crop((300, 300, 400, 400)), (300, 300))  # a subject a seventh of the width
+    assert sharpness(bokeh) > SOFT_BELOW
+    big = _drawing((2400, 1600))  # judged at the size it trains at
+    assert sharpness(big) > SOFT_BELOW
+    assert sharpness(Image.new("RGB", (600, 400), (90, 90, 90))) is None  # nothing to judge: no flag
+    assert sharpness(Image.new("RGB", (20, 20))) is None
+    assert soft_flag(None) is None and soft_flag(1.0) is None
+    assert soft_flag(0.02) == {"sharpness": 0.02, "below": SOFT_BELOW}
+
+
+def test_soft_images_are_flagged_filtered_counted_and_removed_in_one_click(client, dataset_id):
+    sharp = _drawing(seed=1)
+    upload(client, dataset_id, [("sharp.png", _png(sharp)),
+                                ("blurred.png", _png(_drawing(seed=2).filter(ImageFilter.GaussianBlur(3)))),
+                                ("blurred.txt", b"a soft picture")])
+    images = {i["name"]: i for i in client.get(f"/api/datasets/{dataset_id}/images").get_json()["images"]}
+    assert "soft" not in images["sharp.png"]["flags"]
+    assert images["blurred.png"]["flags"]["soft"]["below"] == SOFT_BELOW
+    listed = client.get(f"/api/datasets/{dataset_id}/images?filter=soft").get_json()
+    assert [i["name"] for i in listed["images"]] == ["blurred.png"]
+    summary = client.get(f"/api/datasets/{dataset_id}").get_json()
+    assert summary["flag_counts"]["soft"] == 1 and summary["flagged"] == 1
+
+    # an edit measures the new picture again
+    row = client.post(f"/api/datasets/{dataset_id}/images/blurred.png/edit", json={"op": "rotate", "degrees": 90})
+    assert row.get_json()["flags"]["soft"]
+
+    removed = client.post(f"/api/datasets/{dataset_id}/images/remove-flagged", json={"kind": "soft"}).get_json()
+    assert removed["deleted"] == ["blurred.png"]
+    restored = client.post(f"/api/datasets/{dataset_id}/trash/{removed['trash']}/restore").get_json()
+    assert restored["restored"] == ["blurred.png"]
+    back = client.get(f"/api/datasets/{dataset_id}/images?filter=soft").get_json()["images"]
+    assert [i["name"] for i in back] == ["blurred.png"] and back[0]["caption"] == "a soft picture"
+    refused = client.post(f"/api/datasets/{dataset_id}/images/remove-flagged", json={"kind": "blurry"})
+    assert refused.status_code == 422 and "'soft'" in refused.get_json()["error"]
+
+
+def test_images_recorded_before_the_check_are_not_flagged(client, dataset_id, ds_app):
+    upload(client, dataset_id, [("old.png", _png(_drawing(seed=3).filter(ImageFilter.GaussianBlur(3))))])
+    dataset = ds_app.extensions["dataset_store"].get(dataset_id)
+    with dataset.lock():
+        meta = dataset.meta()
+        meta["images"]["old.png"].pop("sharpness")
+        support.datasets_app.store.refresh_flags(meta)
+        dataset.save_meta(meta)
+    assert client.get(f"/api/datasets/{dataset_id}/images").get_json()["images"][0]["flags"] == {}
