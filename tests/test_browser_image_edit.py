@@ -9,10 +9,11 @@ import re
 
 import pytest
 import requests
-from PIL import Image
+from PIL import Image, ImageFilter
 
 from tests.browser_studio import ARGS, CHROMIUM, DESKTOP, PHONE, browser_marks, watch_page
 from tests.helpers import ServerProcess
+from tests.test_datasets_sharpness import drawing
 
 pytestmark = browser_marks
 
@@ -26,9 +27,15 @@ def _photo() -> bytes:
     return buffer.getvalue()
 
 
+def _out_of_focus() -> bytes:
+    buffer = io.BytesIO()
+    drawing().filter(ImageFilter.GaussianBlur(3)).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
 def _seed(url: str) -> str:
     dataset_id = requests.post(f"{url}/api/datasets", json={"name": "Edit me"}, timeout=10).json()["id"]
-    files = [("files", ("street.png", _photo(), "image/png"))]
+    files = [("files", ("street.png", _photo(), "image/png")), ("files", ("zz soft.png", _out_of_focus(), "image/png"))]
     requests.post(f"{url}/api/datasets/{dataset_id}/upload?wait=20", files=files, timeout=60).raise_for_status()
     return dataset_id
 
@@ -57,9 +64,12 @@ def test_crop_rotate_mirror_and_revert_in_the_browser(studio_root, artifacts_dir
         problems = watch_page(page)
         page.set_default_timeout(20_000)
         page.goto(f"{server.url}/d/{dataset_id}")
-        expect(page.locator(".tile")).to_have_count(1)
+        expect(page.locator(".tile")).to_have_count(2)
+        # the out-of-focus one is flagged, with its one-click removal
+        expect(page.locator(".tile[data-name='zz soft.png'] .badge", has_text="soft")).to_be_visible()
+        expect(page.locator("#flag-actions button[data-remove=soft]")).to_have_text("Remove 1 soft image")
         if viewport == PHONE:
-            page.locator(".tile").click()  # the editor is a sheet on a phone
+            page.locator(".tile").first.click()  # the editor is a sheet on a phone
         size = page.locator("#ed-size")
         expect(size).to_contain_text("800×600")
         expect(page.locator("#ed-revert")).to_be_hidden()
@@ -68,9 +78,10 @@ def test_crop_rotate_mirror_and_revert_in_the_browser(studio_root, artifacts_dir
         expect(size).to_contain_text("600×800")
         expect(size).to_contain_text("rotated")
         expect(page.locator(".tile .badge.edited")).to_have_count(1)
+        expect(page.locator(".tile[data-name='street.png'] .badge.edited")).to_be_visible()
         expect(page.locator("#ed-revert")).to_be_visible()
         src = page.locator("#preview-img").get_attribute("src")
-        assert "?v=" in src and "?v=" in page.locator(".tile img").get_attribute("src")
+        assert "?v=" in src and "?v=" in page.locator(".tile img").first.get_attribute("src")
         # the browser shows the turned picture: taller than wide, red corner now at the top right
         shown = page.evaluate("""() => { const i = document.getElementById('preview-img');
             return i.complete ? [i.naturalWidth, i.naturalHeight] : null; }""")
@@ -99,6 +110,7 @@ def test_crop_rotate_mirror_and_revert_in_the_browser(studio_root, artifacts_dir
         expect(size).to_contain_text("rotated, mirrored, cropped")
         expect(page.locator("#crop-bar")).to_be_hidden()
         stored = requests.get(f"{server.url}/api/datasets/{dataset_id}/images", timeout=10).json()["images"][0]
+        assert stored["name"] == "street.png"
         assert stored["width"] == width and stored["original_size"] == [800, 600]
 
         page.click("#ed-revert")

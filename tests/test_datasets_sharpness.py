@@ -16,7 +16,7 @@ from tests.test_datasets_support import upload
 ds_app, client, dataset_id = support.ds_app, support.client, support.dataset_id
 
 
-def _drawing(size=(768, 768), seed=0) -> Image.Image:
+def drawing(size=(768, 768), seed=0) -> Image.Image:
     """Shapes and lines with hard edges, like a photo's in-focus detail or an illustration's outlines."""
     rng = np.random.default_rng(seed)
     image = Image.new("RGB", size, (200, 190, 170))
@@ -36,7 +36,7 @@ def _png(image: Image.Image) -> bytes:
 
 
 def test_sharp_pictures_pass_and_soft_ones_are_flagged():
-    sharp = _drawing()
+    sharp = drawing()
     assert sharpness(sharp) > 5 * SOFT_BELOW
     assert sharpness(sharp.filter(ImageFilter.GaussianBlur(2))) < SOFT_BELOW  # out of focus
     tiny = sharp.resize((128, 128), Image.Resampling.LANCZOS)
@@ -46,7 +46,7 @@ def test_sharp_pictures_pass_and_soft_ones_are_flagged():
     bokeh = sharp.filter(ImageFilter.GaussianBlur(4))
     bokeh.paste(sharp.crop((300, 300, 400, 400)), (300, 300))  # a subject a seventh of the width
     assert sharpness(bokeh) > SOFT_BELOW
-    big = _drawing((2400, 1600))  # judged at the size it trains at
+    big = drawing((2400, 1600))  # judged at the size it trains at
     assert sharpness(big) > SOFT_BELOW
     assert sharpness(Image.new("RGB", (600, 400), (90, 90, 90))) is None  # nothing to judge: no flag
     assert sharpness(Image.new("RGB", (20, 20))) is None
@@ -55,9 +55,9 @@ def test_sharp_pictures_pass_and_soft_ones_are_flagged():
 
 
 def test_soft_images_are_flagged_filtered_counted_and_removed_in_one_click(client, dataset_id):
-    sharp = _drawing(seed=1)
+    sharp = drawing(seed=1)
     upload(client, dataset_id, [("sharp.png", _png(sharp)),
-                                ("blurred.png", _png(_drawing(seed=2).filter(ImageFilter.GaussianBlur(3)))),
+                                ("blurred.png", _png(drawing(seed=2).filter(ImageFilter.GaussianBlur(3)))),
                                 ("blurred.txt", b"a soft picture")])
     images = {i["name"]: i for i in client.get(f"/api/datasets/{dataset_id}/images").get_json()["images"]}
     assert "soft" not in images["sharp.png"]["flags"]
@@ -82,7 +82,7 @@ def test_soft_images_are_flagged_filtered_counted_and_removed_in_one_click(clien
 
 
 def test_images_recorded_before_the_check_are_not_flagged(client, dataset_id, ds_app):
-    upload(client, dataset_id, [("old.png", _png(_drawing(seed=3).filter(ImageFilter.GaussianBlur(3))))])
+    upload(client, dataset_id, [("old.png", _png(drawing(seed=3).filter(ImageFilter.GaussianBlur(3))))])
     dataset = ds_app.extensions["dataset_store"].get(dataset_id)
     with dataset.lock():
         meta = dataset.meta()
