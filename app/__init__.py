@@ -86,6 +86,9 @@ def create_app(settings: Settings | None = None) -> Flask:
     from app import s3_import
 
     app.register_blueprint(s3_import.bp)
+    from app import measure
+
+    measure.start(app.extensions["dataset_store"], app.config["STUDIO_SETTINGS"].max_image_pixels)
     app.extensions["express_driver"] = express.ExpressDriver(app)
     if jobs.count(("running",), kind="express"):  # chains a restart interrupted go on by themselves
         app.extensions["express_driver"].ensure_running()

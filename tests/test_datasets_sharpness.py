@@ -9,6 +9,7 @@ import io
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
+from app import measure
 from app.sharpness import SOFT_BELOW, sharpness, soft_flag
 from tests import test_datasets_support as support
 from tests.test_datasets_support import upload
@@ -81,12 +82,26 @@ def test_soft_images_are_flagged_filtered_counted_and_removed_in_one_click(clien
     assert refused.status_code == 422 and "'soft'" in refused.get_json()["error"]
 
 
-def test_images_recorded_before_the_check_are_not_flagged(client, dataset_id, ds_app):
-    upload(client, dataset_id, [("old.png", _png(drawing(seed=3).filter(ImageFilter.GaussianBlur(3))))])
-    dataset = ds_app.extensions["dataset_store"].get(dataset_id)
-    with dataset.lock():
+def test_images_recorded_before_the_check_are_measured_once_after_a_start(client, dataset_id, ds_app, settings):
+    soft = drawing(seed=3).filter(ImageFilter.GaussianBlur(3))
+    upload(client, dataset_id, [("old.png", _png(soft)), ("sharp.png", _png(drawing(seed=4))),
+                                ("broken.png", _png(drawing(seed=5))), ("changed.png", _png(soft.rotate(90)))])
+    store = ds_app.extensions["dataset_store"]
+    dataset = store.get(dataset_id)
+    with dataset.lock():  # as an older studio recorded them
         meta = dataset.meta()
-        meta["images"]["old.png"].pop("sharpness")
+        for record in meta["images"].values():
+            record.pop("sharpness")
+        meta["images"]["changed.png"]["sha256"] = "0" * 64  # replaced on disk since
         support.datasets_app.store.refresh_flags(meta)
         dataset.save_meta(meta)
-    assert client.get(f"/api/datasets/{dataset_id}/images").get_json()["images"][0]["flags"] == {}
+    (dataset.folder / "broken.png").write_bytes(b"not a png")
+    assert client.get(f"/api/datasets/{dataset_id}").get_json()["flag_counts"]["soft"] == 0
+
+    assert measure.measure_missing(store, settings.max_image_pixels) == 4
+    records = dataset.meta()["images"]
+    assert records["old.png"]["flags"]["soft"] and records["sharp.png"]["sharpness"] > SOFT_BELOW
+    assert records["broken.png"]["sharpness"] is None  # measured: not tried again at every start
+    assert "sharpness" not in records["changed.png"]  # not the file that was measured
+    assert measure.measure_missing(store, settings.max_image_pixels) == 1  # only the one left
+    assert client.get(f"/api/datasets/{dataset_id}").get_json()["flag_counts"]["soft"] == 1
