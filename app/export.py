@@ -92,11 +92,14 @@ def run_export(job: JobReporter, dataset: Dataset, name: str, workspace: Workspa
             content.add_text(f"{stem}.txt", caption)
             job.update(done=index, current=image)
         version = content.version()
+        soft = [n for n in names if (meta["images"].get(n, {}).get("flags") or {}).get("soft")]
         atomic_write_json(build / "dataset.json", {"name": name, "trigger_word": trigger, "images": len(names),
                                                    "exported_at": time.time(), "source_dataset_id": dataset.id,
-                                                   "version": version})
-        exports.store_version(workspace, build, version)
-        exports.point(workspace, name, version)
+                                                   "version": version, "soft": soft})
+        with dataset.lock():  # an image edited meanwhile would not match the version's name
+            _unchanged(meta, dataset.meta(), names)
+            exports.store_version(workspace, build, version)
+            exports.point(workspace, name, version)
     finally:
         if build.exists():
             shutil.rmtree(build, ignore_errors=True)
@@ -113,6 +116,13 @@ def run_export(job: JobReporter, dataset: Dataset, name: str, workspace: Workspa
     job.update(message=message)
     return {"name": name, "version": version, "images": len(names), "left_out": left_out,
             "path": str(workspace.export_dir(name))}
+
+
+def _unchanged(before: dict, now: dict, names: list[str]) -> None:
+    changed = [n for n in names if (now["images"].get(n) or {}).get("sha256") != before["images"][n].get("sha256")]
+    if changed:
+        raise JobError(f"{plural(len(changed), 'image')} changed while the export ran ({name_list(changed)}, "
+                       "edited or replaced): export again.")
 
 
 def start_export(dataset: Dataset, name: str, parent_id: str | None = None, include_duplicates: bool = False):

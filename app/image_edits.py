@@ -26,6 +26,7 @@ from app import context, imaging
 from app.images import image_row
 from app.store import Conflict, Dataset, refresh_flags
 from studio.atomic import atomic_write_bytes, place_file
+from studio.jobs import ACTIVE
 from studio.web import ApiError, json_body
 
 bp = Blueprint("image_edits", __name__)
@@ -111,6 +112,9 @@ def edit_image(dataset: Dataset, name: str, edit: dict, rev: str | None = None) 
     fmt = EDITABLE.get(os.path.splitext(name)[1].lower())
     if fmt is None:
         raise ApiError("Only JPEG, PNG and WebP images can be cropped or rotated here.", 422)
+    export = context.jobs().latest("export", dataset.id)
+    if export and export.status in ACTIVE:
+        raise ApiError("An export of this dataset is running: edit the image when it is done.", 409)
     with dataset.lock():
         path = dataset.require_image(name)
         meta = dataset.meta()

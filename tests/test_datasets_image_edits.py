@@ -207,3 +207,33 @@ def test_edits_at_the_same_time_both_land(ds_app, client, dataset_id):
     assert record["edits"] == ["rotated"]
     meta = ds_app.extensions["dataset_store"].get(dataset_id).meta()["images"]["a.png"]
     assert [e["degrees"] for e in meta["edits"]] == [90, 90]
+
+
+def test_no_edit_while_an_export_runs_and_an_export_sees_an_edit_it_missed(ds_app, client, dataset_id, monkeypatch):
+    from app import export
+
+    upload(client, dataset_id, [("a.png", _marked()), ("b.png", image_bytes(2, size=(96, 96)))])
+    jobs = ds_app.extensions["job_store"]
+    running, _ = jobs.create("export", name="busy", dataset=dataset_id)  # queued counts as running
+    refused = _edit(client, dataset_id, "a.png", op="rotate", degrees=90)
+    assert refused.status_code == 409 and "export of this dataset is running" in refused.get_json()["error"]
+    jobs.finish(running.id, "completed", message="Exported.")
+
+    # an edit that lands between the export's start and its end (it checked before the export began)
+    place = export._place_image
+
+    def edited_meanwhile(source, target):
+        place(source, target)
+        if source.name == "b.png":
+            with ds_app.app_context(), monkeypatch.context() as past_the_check:
+                past_the_check.setattr(image_edits, "ACTIVE", ())
+                image_edits.edit_image(ds_app.extensions["dataset_store"].get(dataset_id), "a.png",
+                                       {"op": "rotate", "degrees": 180})
+
+    monkeypatch.setattr(export, "_place_image", edited_meanwhile)
+    assert client.post(f"/api/datasets/{dataset_id}/export", json={"name": "race"}).status_code == 202
+    job = wait_job(client, f"/api/datasets/{dataset_id}/export", key="job")
+    assert job["status"] == "failed" and "1 image changed while the export ran (a.png" in job["error"], job
+    monkeypatch.undo()
+    assert client.post(f"/api/datasets/{dataset_id}/export", json={"name": "race"}).status_code == 202
+    assert wait_job(client, f"/api/datasets/{dataset_id}/export", key="job")["status"] == "completed"

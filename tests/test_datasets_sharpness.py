@@ -105,3 +105,21 @@ def test_images_recorded_before_the_check_are_measured_once_after_a_start(client
     assert "sharpness" not in records["changed.png"]  # not the file that was measured
     assert measure.measure_missing(store, settings.max_image_pixels) == 1  # only the one left
     assert client.get(f"/api/datasets/{dataset_id}").get_json()["flag_counts"]["soft"] == 1
+
+
+def test_the_trainer_warns_of_the_soft_images_an_export_holds(make_settings):
+    import trainer
+    from tests.test_datasets_support import wait_job
+
+    settings = make_settings(STUDIO_DEMO=1)
+    datasets = support.datasets_app.create_app(settings).test_client()
+    jobs = trainer.create_app(settings).test_client()
+    dataset_id = datasets.post("/api/datasets", json={"name": "Mixed"}).get_json()["id"]
+    upload(datasets, dataset_id, [("a.png", _png(drawing(seed=6))), ("b.png", _png(drawing(seed=7))),
+                                  ("c.png", _png(drawing(seed=8).filter(ImageFilter.GaussianBlur(3))))])
+    assert datasets.post(f"/api/datasets/{dataset_id}/export", json={"name": "mixed"}).status_code == 202
+    assert wait_job(datasets, f"/api/datasets/{dataset_id}/export", key="job")["status"] == "completed"
+    report = jobs.post("/api/jobs/validate", json={"name": "m", "dataset": "mixed", "config": {"steps": 6}}).get_json()
+    warnings = [w["message"] for w in report["warnings"]]
+    soft = "1 image looks soft (out of focus, blurred or upscaled: c.png)"
+    assert any(w.startswith(soft) for w in warnings), warnings

@@ -11,6 +11,7 @@ from pathlib import Path
 from PIL import Image, UnidentifiedImageError
 
 from studio import exports
+from studio.atomic import read_json
 from studio.text import name_list, plural
 from studio.workspace import UnsafePathError, Workspace, safe_name
 
@@ -136,7 +137,19 @@ def check_dataset(workspace: Workspace, source: dict, config: dict | None, repor
             default = (config or {}).get("default_caption", "[trigger]")
             report.warn("dataset", f"{prefix}{count} ({names}); they train with the default caption {default!r}.")
     checked.sizes = _check_images(folder, images, config, report, prefix)
+    soft = _flagged_soft(folder, present)
+    if soft:
+        report.warn("dataset", f"{prefix}{plural(len(soft), 'image')} {'looks' if len(soft) == 1 else 'look'} soft "
+                               f"(out of focus, blurred or upscaled: {name_list(soft)}); a LoRA learns the softness "
+                               "too. The dataset manager shows them under Flagged.")
     return checked
+
+
+def _flagged_soft(folder: Path, present: set[str]) -> list[str]:
+    """The images the dataset manager flagged soft when it exported them (its dataset.json lists them)."""
+    about = read_json(folder / "dataset.json", None)
+    listed = about.get("soft") if isinstance(about, dict) else None
+    return [n for n in listed if isinstance(n, str) and n in present] if isinstance(listed, list) else []
 
 
 _headers: dict[tuple, tuple[int, int, bool] | None] = {}
