@@ -73,6 +73,13 @@ def test_crop_rotate_mirror_and_revert_in_the_browser(studio_root, artifacts_dir
         size = page.locator("#ed-size")
         expect(size).to_contain_text("800×600")
         expect(page.locator("#ed-revert")).to_be_hidden()
+        # a click shows the picture at its own pixels (to judge focus), another click whole again
+        page.click("#preview-img")
+        expect(page.locator("#preview.zoomed")).to_have_count(1)
+        assert page.evaluate("() => document.getElementById('preview-img').clientWidth") == 800
+        page.screenshot(path=str(shots / f"07-zoomed-{tag}.png"))
+        page.click("#preview-img")
+        expect(page.locator("#preview.zoomed")).to_have_count(0)
 
         page.click("#ed-rotr")
         expect(size).to_contain_text("600×800")

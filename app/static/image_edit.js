@@ -51,8 +51,23 @@
     if (ok) send({ op: "revert" }, (row) => `Back to the original, ${row.width}×${row.height}.`);
   };
 
+  // A click on the picture shows it at full size (to judge focus and detail), centred where it was clicked;
+  // another click, another picture or Crop shows it whole again.
+  const preview = $("preview"), picture = $("preview-img");
+  function zoom(on, ev) {
+    if (!on) { preview.classList.remove("zoomed"); return; }
+    const img = current(), s = shown(), rect = preview.getBoundingClientRect();
+    const fx = ev ? (ev.clientX - rect.left - s.left) / s.w : 0.5, fy = ev ? (ev.clientY - rect.top - s.top) / s.h : 0.5;
+    preview.classList.add("zoomed");
+    preview.scrollLeft = fx * img.width - preview.clientWidth / 2;
+    preview.scrollTop = fy * img.height - preview.clientHeight / 2;
+  }
+  picture.title = "Click to see it at full size";
+  picture.addEventListener("click", (ev) => { if (!crop && current()) zoom(!preview.classList.contains("zoomed"), ev); });
+
   // Called by the gallery whenever the editor shows a picture (another image, or this one after an edit).
   ds.onPicture = (img) => {
+    zoom(false);
     const edited = img.edits && img.edits.length;
     $("ed-revert").hidden = !edited;
     $("ed-revert").title = edited ? `Put the image back as it was uploaded${img.original_size ? ` (${img.original_size.join("×")})` : ""}` : "";
@@ -104,6 +119,7 @@
   function startCrop() {
     const img = current();
     if (!img || busy) return;
+    zoom(false);
     crop = { name: img.name, box: null, drag: null };
     crop.box = fullBox();
     $("edit-tools").hidden = true;
