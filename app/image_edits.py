@@ -15,6 +15,7 @@ replaced, never written into: an export's hard link to the old file keeps the ol
 from __future__ import annotations
 
 import io
+import math
 import os
 import time
 from pathlib import Path
@@ -43,18 +44,18 @@ def parse_edit(body: dict) -> dict:
     op = body.get("op")
     if op == "rotate":
         degrees = body.get("degrees")
-        if isinstance(degrees, bool) or degrees not in ROTATIONS:
+        if not isinstance(degrees, int) or isinstance(degrees, bool) or degrees not in ROTATIONS:
             raise ApiError("'degrees' must be 90 (clockwise), -90 (counter-clockwise) or 180.", 422)
         return {"op": "rotate", "degrees": degrees}
     if op == "flip":
         axis = body.get("axis", "horizontal")
-        if axis not in FLIPS:
+        if not isinstance(axis, str) or axis not in FLIPS:
             raise ApiError("'axis' must be 'horizontal' or 'vertical'.", 422)
         return {"op": "flip", "axis": axis}
     if op == "crop":
         box = body.get("box")
         if (not isinstance(box, list) or len(box) != 4
-                or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in box)):
+                or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in box)):
             raise ApiError("'box' must be [left, top, width, height] in pixels.", 422)
         return {"op": "crop", "box": [round(v) for v in box]}
     if op == "revert":
@@ -78,10 +79,14 @@ def apply_edit(image: Image.Image, edit: dict) -> Image.Image:
 
 def render(original: Path, edits: list[dict]) -> Image.Image:
     """The original, as people see it (EXIF orientation applied), with every edit in turn."""
-    with Image.open(original) as opened:
-        opened.load()
-        image = ImageOps.exif_transpose(opened)
-        icc = opened.info.get("icc_profile")
+    try:
+        with Image.open(original) as opened:
+            opened.load()
+            image = ImageOps.exif_transpose(opened)
+            icc = opened.info.get("icc_profile")
+    except (OSError, ValueError, Image.DecompressionBombError) as exc:  # changed on disk since its import
+        raise ApiError(f"{original.name} cannot be read as an image any more ({type(exc).__name__}): "
+                       "delete it and upload it again.", 422) from None
     for edit in edits:
         image = apply_edit(image, edit)
     if icc:

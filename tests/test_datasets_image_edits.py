@@ -99,6 +99,9 @@ def test_crop_coordinates_are_those_of_the_picture_as_shown(client, dataset_id, 
     ({"op": "spin"}, 422, "'op' must be"),
     ({"op": "rotate", "degrees": 45}, 422, "90 (clockwise)"),
     ({"op": "rotate", "degrees": True}, 422, "90 (clockwise)"),
+    ({"op": "rotate", "degrees": [90]}, 422, "90 (clockwise)"),
+    ({"op": "flip", "axis": ["horizontal"]}, 422, "'axis'"),
+    ({"op": ["crop"]}, 422, "'op' must be"),
     ({"op": "flip", "axis": "diagonal"}, 422, "'axis'"),
     ({"op": "crop", "box": [0, 0, 10]}, 422, "[left, top, width, height]"),
     ({"op": "crop", "box": [0, 0, "a", 10]}, 422, "[left, top, width, height]"),
@@ -237,3 +240,18 @@ def test_no_edit_while_an_export_runs_and_an_export_sees_an_edit_it_missed(ds_ap
     monkeypatch.undo()
     assert client.post(f"/api/datasets/{dataset_id}/export", json={"name": "race"}).status_code == 202
     assert wait_job(client, f"/api/datasets/{dataset_id}/export", key="job")["status"] == "completed"
+
+
+def test_a_crop_box_that_is_not_a_number_is_refused(client, dataset_id):
+    upload(client, dataset_id, [("a.png", _marked())])
+    body = '{"op": "crop", "box": [0, 0, NaN, Infinity]}'
+    response = client.post(f"/api/datasets/{dataset_id}/images/a.png/edit", data=body, content_type="application/json")
+    assert response.status_code in (400, 422) and response.get_json()["error"]
+
+
+def test_an_image_broken_on_disk_since_its_import_says_so(client, dataset_id, studio_root):
+    upload(client, dataset_id, [("a.png", _marked())])
+    (studio_root / "datasets" / dataset_id / "a.png").write_bytes(b"\x89PNG broken")
+    response = _edit(client, dataset_id, "a.png", op="rotate", degrees=90)
+    assert response.status_code == 422 and "cannot be read as an image any more" in response.get_json()["error"]
+    assert not (studio_root / "datasets" / dataset_id / ".originals").exists()
