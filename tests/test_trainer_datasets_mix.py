@@ -3,6 +3,7 @@ pins (and keeps from deletion), copies, the queue's estimate, and a real run thr
 
 from __future__ import annotations
 
+import json
 import shutil
 
 import pytest
@@ -112,6 +113,7 @@ def test_a_job_pins_every_version_and_keeps_them_from_deletion(client, app, root
     # the job page says what it trains on
     page = client.get(f"/jobs/{job.id}").get_data(as_text=True)
     assert "<strong>close-ups</strong> ×3" in page and f"({versions[1][:8]})" in page
+    assert page.count('the trigger word of this dataset\'s images">tok</code>') == 2  # each dataset's word
 
     # the queue can say how long it takes
     assert schedule.job_seconds(app.config["STUDIO_SETTINGS"], job) > 0
@@ -148,3 +150,24 @@ def test_the_worker_trains_one_lora_on_two_datasets(demo_root):
     log = (Workspace(demo_root).jobs / job_id / "log.txt").read_text()
     assert "With repeats, an epoch trains on 9 image(s): close-ups x3, full-body x1." in log
     assert "Dataset: 5 image(s)" in log
+
+
+def test_the_job_page_says_which_trigger_word_each_dataset_trains_with(trainer_client, studio_root):
+    from studio.workspace import Workspace
+    from trainer.pages import _trigger_words
+
+    workspace = Workspace(studio_root)
+    for name, trigger in (("annas", "annax"), ("bobs", "bobx"), ("plain", "")):
+        folder = workspace.export_dir(name)
+        folder.mkdir(parents=True)
+        (folder / "dataset.json").write_text(json.dumps({"name": name, "trigger_word": trigger}))
+
+    class Job:
+        sources = [{"name": "annas", "repeats": 2}, {"name": "bobs", "repeats": 1}, {"name": "plain", "repeats": 1},
+                   {"name": "../gone", "repeats": 1}]
+        config = {"trigger_word": "annax"}
+
+    with trainer_client.application.app_context():
+        assert _trigger_words(Job) == ["annax", "bobx", "annax", "annax"]
+        Job.sources = Job.sources[:1]
+        assert _trigger_words(Job) == []  # one dataset: the job's word, shown elsewhere

@@ -3,9 +3,13 @@ its own script from the same JSON API that API clients use."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from flask import Blueprint, current_app, render_template, request
 
-from studio.workspace import safe_name
+from studio import exports
+from studio.workspace import UnsafePathError, safe_name
+from trainer.export_triggers import trigger_words
 from trainer.jobs_api import load_job
 
 bp = Blueprint("pages", __name__)
@@ -25,7 +29,23 @@ def new_job():
 @bp.get("/jobs/<job_id>")
 def job_page(job_id):
     job = load_job(safe_name(job_id))
-    return render_template("trainer_job.html", page="job", job=job)
+    return render_template("trainer_job.html", page="job", job=job, triggers=_trigger_words(job))
+
+
+def _trigger_words(job) -> list[str]:
+    """For a job on several datasets: the trigger word each one trains with, picked as the engine picks them
+    (the job's for the first, each other's own from its export); [] for a job on one dataset."""
+    if len(job.sources) < 2:
+        return []
+    workspace = current_app.config["STUDIO_WORKSPACE"]
+    folders = []
+    for source in job.sources:
+        try:
+            folders.append(exports.version_dir(workspace, source["version"]) if source.get("version")
+                           else workspace.export_dir(safe_name(source["name"])))
+        except (UnsafePathError, ValueError):
+            folders.append(Path("/nonexistent"))  # gone or never valid: the job's word, as the engine would
+    return trigger_words(folders, (job.config or {}).get("trigger_word") or "")
 
 
 @bp.get("/library")

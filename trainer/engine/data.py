@@ -7,7 +7,6 @@ repeats 3 is seen three times an epoch, so a small set of close-ups weighs as mu
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import random
 import re
@@ -19,6 +18,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from trainer.buckets import example_buckets
 from trainer.engine.errors import TrainingError
+from trainer.export_triggers import export_meta, trigger_words
 
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".webp"}
 TRIGGER = "[trigger]"
@@ -122,29 +122,8 @@ def read_datasets(sources: list[DatasetSource], config, warn: Callable[[str], No
 
 
 def source_triggers(sources: list[DatasetSource], config) -> list[str]:
-    """The trigger word of each source: the job's for the first dataset (or the only one); each other
-    dataset keeps the one it was exported with (its captions carry it: one LoRA, several concepts), or takes
-    the job's when it has none."""
-    out = [config.trigger_word]
-    for source in sources[1:]:
-        own = export_trigger(source.folder)
-        out.append(own if own else config.trigger_word)
-    return out
-
-
-def export_meta(dataset_dir: Path, key: str) -> str:
-    """A text field of the dataset.json an export carries (its name, its trigger word), else ""."""
-    try:
-        meta = json.loads((Path(dataset_dir) / "dataset.json").read_text("utf-8"))
-    except (OSError, ValueError):
-        return ""
-    value = meta.get(key) if isinstance(meta, dict) else None
-    return value.strip() if isinstance(value, str) else ""
-
-
-def export_trigger(dataset_dir: Path) -> str:
-    """The trigger word a dataset was exported with, else ""."""
-    return export_meta(dataset_dir, "trigger_word")
+    """The trigger word of each source (see trainer.export_triggers)."""
+    return trigger_words([source.folder for source in sources], config.trigger_word)
 
 
 def sources_label(sources: list[DatasetSource]) -> str:
