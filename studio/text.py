@@ -2,6 +2,14 @@
 
 from __future__ import annotations
 
+import math
+import re
+
+# The text encoder reads a caption's first 512 tokens (ZImagePipeline's max_sequence_length, the chat template's
+# dozen included) and drops the rest; people see an estimate, the same as the gallery's counter shows.
+CAPTION_TOKENS = 512
+_PIECES = re.compile(r"\w+|[^\w\s]", re.ASCII)
+
 
 def plural(count: int, one: str, many: str | None = None) -> str:
     """"1 image", "3 images" (`many` for irregular words: plural(n, "match", "matches"))."""
@@ -13,3 +21,15 @@ def name_list(names: list[str], shown: int = 3) -> str:
     head = ", ".join(names[:shown])
     rest = len(names) - shown
     return f"{head} and {rest} more" if rest > 0 else head
+
+
+def estimated_tokens(text: str) -> int:
+    """About how many tokens the text encoder makes of `text` (words and signs x 1.25, as the gallery counts)."""
+    return math.ceil(len(_PIECES.findall(text)) * 1.25)
+
+
+def over_caption_limit(text: str) -> int | None:
+    """The estimate for a caption the text encoder would cut short (above CAPTION_TOKENS less the template's
+    dozen), else None."""
+    tokens = estimated_tokens(text)
+    return tokens if tokens > CAPTION_TOKENS - 12 else None

@@ -57,6 +57,29 @@ def test_validate_a_good_job(client, dataset):
     assert report["config"]["steps"] == 6
 
 
+def test_captions_longer_than_the_text_encoder_reads_are_named(client, dataset, app):
+    from studio.text import estimated_tokens, over_caption_limit
+
+    folder = trainer_export_dir(app, dataset)
+    long = "tok, " + "a very long caption about a red door, " * 60  # about 540 tokens
+    (folder / "img1.txt").write_text(long)
+    (folder / "img2.txt").write_text("tok, " + "a red door " * 100)  # 300 words but fewer tokens: fine
+    report = client.post("/api/jobs/validate", json=_body(dataset)).get_json()
+    messages = [w["message"] for w in report["warnings"] if "text encoder" in w["message"]]
+    assert messages == [f"1 caption is longer than the text encoder reads (about 512 tokens: img1.txt "
+                        f"~{estimated_tokens(long)}); the end of each is cut off. Shorten them in the dataset "
+                        "manager (its counter shows the tokens)."]
+    assert report["ok"]  # a warning: it trains anyway
+    assert over_caption_limit("a b c") is None and estimated_tokens("a red door, 3.5") == 9  # as the gallery counts
+    assert estimated_tokens("猫が好き") == 5  # every sign outside ASCII words counts, as in the gallery
+
+
+def trainer_export_dir(app, name):
+    from studio.workspace import Workspace
+
+    return Workspace(app.config["STUDIO_SETTINGS"].root).export_dir(name)
+
+
 def test_malformed_json_is_400(client):
     response = client.post("/api/jobs/validate", data="{not json", content_type="application/json")
     assert response.status_code == 400 and response.get_json()["error"]

@@ -12,11 +12,12 @@ from PIL import Image, UnidentifiedImageError
 
 from studio import exports
 from studio.atomic import read_json
-from studio.text import name_list, plural
+from studio.text import CAPTION_TOKENS, name_list, over_caption_limit, plural
 from studio.workspace import UnsafePathError, Workspace, safe_name
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp"}
 MAX_IMAGES_INSPECTED = 5000
+LONG_CAPTION_BYTES = 380  # a shorter caption cannot reach the text encoder's limit: it is not read
 MAX_DATASETS = 8
 MAX_REPEATS = 100
 SOURCE_KEYS = {"name", "version", "repeats"}
@@ -122,11 +123,19 @@ def check_dataset(workspace: Workspace, source: dict, config: dict | None, repor
     if not images:
         return error("dataset", f"The dataset {name!r} has no images (.jpg, .png, .webp).")
     present = set(entries)
-    uncaptioned = []
+    uncaptioned, too_long = [], []
     for image in images:
         caption = Path(image).stem + ".txt"
-        if caption not in present or (folder / caption).stat().st_size == 0:
+        size = (folder / caption).stat().st_size if caption in present else 0
+        if size == 0:
             uncaptioned.append(image)
+        elif size > LONG_CAPTION_BYTES and (tokens := _caption_tokens(folder / caption)):
+            too_long.append(f"{caption} ~{tokens}")
+    if too_long:
+        report.warn("dataset", f"{prefix}{plural(len(too_long), 'caption')} {'is' if len(too_long) == 1 else 'are'} "
+                               f"longer than the text encoder reads (about {CAPTION_TOKENS} tokens: "
+                               f"{name_list(too_long)}); the end of each is cut off. Shorten them in the dataset "
+                               "manager (its counter shows the tokens).")
     if uncaptioned:
         names = name_list(uncaptioned)
         count = f"{plural(len(uncaptioned), 'image')} {'has' if len(uncaptioned) == 1 else 'have'} no caption"
@@ -143,6 +152,13 @@ def check_dataset(workspace: Workspace, source: dict, config: dict | None, repor
                                f"(out of focus, blurred or upscaled: {name_list(soft)}); a LoRA learns the softness "
                                "too. The dataset manager shows them under Flagged.")
     return checked
+
+
+def _caption_tokens(path: Path) -> int | None:
+    try:
+        return over_caption_limit(path.read_text("utf-8", errors="replace"))
+    except OSError:
+        return None
 
 
 def _flagged_soft(folder: Path, present: set[str]) -> list[str]:

@@ -137,10 +137,15 @@
   $("ed-close").onclick = () => { flushSave(); openSheet(false); };
   narrow.addEventListener("change", () => { if (!narrow.matches) openSheet(false); });
 
-  function countText(text) {
+  // Words and estimated tokens (as the trainer's check counts them); over what the text encoder reads, it says so.
+  const CAPTION_TOKENS = 512;
+  function showCount(text) {
     const words = (text.match(/\S+/g) || []).length;
     const tokens = Math.ceil((text.match(/\w+|[^\w\s]/g) || []).length * 1.25);
-    return `${words} word${words === 1 ? "" : "s"} · ~${tokens} tokens`;
+    const over = tokens > CAPTION_TOKENS - 12;
+    const el = $("ed-count");
+    el.textContent = `${words} word${words === 1 ? "" : "s"} · ~${tokens} tokens` + (over ? ` · over the ${CAPTION_TOKENS} the text encoder reads: the end is cut off` : "");
+    el.classList.toggle("over", over);
   }
 
   function setSaveState(kind, text) {
@@ -180,7 +185,7 @@
     showPicture(img);
     $("ed-conflict").hidden = true;
     $("caption").value = img.caption;
-    $("ed-count").textContent = countText(img.caption);
+    showCount(img.caption);
     $("ed-pos").textContent = `${index + 1} / ${state.total}`;
     setSaveState("saved", img.caption ? "Saved" : "");
     state.dirty = false;
@@ -261,7 +266,7 @@
 
   $("caption").addEventListener("input", () => {
     state.dirty = true;
-    $("ed-count").textContent = countText($("caption").value);
+    showCount($("caption").value);
     setSaveState("saving", "Editing…");
     clearTimeout(state.saveTimer);
     state.saveTimer = setTimeout(() => save(), 900);
