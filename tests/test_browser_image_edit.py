@@ -126,6 +126,11 @@ def test_crop_rotate_mirror_and_revert_in_the_browser(studio_root, artifacts_dir
         expect(size).to_have_text(_plain_size("800×600"))
         expect(page.locator("#ed-revert")).to_be_hidden()
         expect(page.locator(".tile .badge.edited")).to_have_count(0)
+        # a caption longer than the text encoder reads says so as it is typed
+        page.fill("#caption", "a red corner on a blue wall, " * 70)
+        expect(page.locator("#ed-count.over")).to_contain_text("the end is cut off")
+        page.fill("#caption", "a red corner on a blue wall")
+        expect(page.locator("#ed-count")).not_to_have_class(re.compile("over"))
         assert problems == []
         browser.close()
 
