@@ -7,11 +7,12 @@ from werkzeug.exceptions import NotFound as HttpNotFound
 
 from app import context, trash
 from app.store import caption_version, natural_key
+from studio.text import over_caption_limit
 from studio.thumbnails import UnreadableImage, cached_thumbnail
 from studio.web import ApiError, int_arg, json_body
 
 bp = Blueprint("images", __name__)
-FILTERS = {"all", "uncaptioned", "captioned", "flagged", "duplicates", "small", "soft"}
+FILTERS = {"all", "uncaptioned", "captioned", "flagged", "duplicates", "small", "soft", "long"}
 MAX_LIMIT = 500
 
 
@@ -25,6 +26,8 @@ def _matches(kind: str, caption: str | None, flags: dict) -> bool:
         return bool(flags)
     if kind == "duplicates":
         return "duplicate_of" in flags or "similar_to" in flags
+    if kind == "long":  # longer than the text encoder reads
+        return has_caption and over_caption_limit(caption) is not None
     if kind in ("small", "soft"):
         return bool(flags.get(kind))
     return True

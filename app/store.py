@@ -22,6 +22,7 @@ from pathlib import Path
 from app import imaging
 from app.sharpness import soft_flag
 from studio.atomic import atomic_write_json, atomic_write_text, read_json
+from studio.text import over_caption_limit
 from studio.workspace import UnsafePathError, Workspace, confined, safe_name
 
 
@@ -272,13 +273,14 @@ def summary(dataset: Dataset) -> dict:
     """What the index page shows for one dataset."""
     meta = dataset.meta()
     images = meta["images"]
-    captioned = 0
+    captioned = long_captions = 0
     total_bytes = 0
     for name, record in images.items():
         total_bytes += record.get("bytes", 0)
         text = dataset.read_caption(name)
         if text and text.strip():
             captioned += 1
+            long_captions += over_caption_limit(text) is not None
     names = sorted(images, key=natural_key)
     cover = meta.get("cover") if meta.get("cover") in images else (names[0] if names else None)
     flagged = sum(1 for r in images.values() if r.get("flags"))
@@ -294,6 +296,7 @@ def summary(dataset: Dataset) -> dict:
         "trigger_word": meta.get("trigger_word", ""),
         "images": len(images),
         "captioned": captioned,
+        "long_captions": long_captions,  # longer than the text encoder reads
         "flagged": flagged,
         "flag_counts": flag_counts,
         "bytes": total_bytes,

@@ -131,6 +131,20 @@ def test_crop_rotate_mirror_and_revert_in_the_browser(studio_root, artifacts_dir
         expect(page.locator("#ed-count.over")).to_contain_text("the end is cut off")
         page.fill("#caption", "a red corner on a blue wall")
         expect(page.locator("#ed-count")).not_to_have_class(re.compile("over"))
+
+        # Export's "Before you train" says what trains poorly, and shows those images
+        if viewport == PHONE:
+            page.click("#ed-close")  # back to the gallery from the editor's sheet
+        page.click("#btn-export")
+        checks = page.locator("#export-checks")
+        expect(checks).to_contain_text("1 of 2 images has no caption")  # the caption typed just before counts
+        expect(checks).to_contain_text("No trigger word")
+        expect(checks).to_contain_text("1 image looks soft")
+        page.screenshot(path=str(shots / f"08-export-checks-{tag}.png"))
+        checks.locator("li", has_text="looks soft").get_by_role("button", name="Show").click()
+        expect(page.locator("#export-dialog")).not_to_be_visible()
+        expect(page.locator("#filters button.active")).to_contain_text("Flagged")
+        expect(page.locator(".tile")).to_have_count(1)
         assert problems == []
         browser.close()
 

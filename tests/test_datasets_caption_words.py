@@ -50,3 +50,15 @@ def test_the_api_counts_the_datasets_captions(client, dataset_id):
     assert client.get(f"/api/datasets/{dataset_id}/captions/words").get_json()["phrases"] == [
         {"word": "red hair", "images": 2}]
     assert client.get("/api/datasets/nope/captions/words").status_code == 404
+
+
+def test_captions_longer_than_the_text_encoder_reads_are_counted_and_listed(client, dataset_id):
+    long = "tok, " + "a woman with red hair, smiling, outdoors, " * 50
+    upload(client, dataset_id, [("a.png", image_bytes(1)), ("a.txt", long.encode()),
+                                ("b.png", image_bytes(2)), ("b.txt", b"tok, a short one")])
+    assert client.get(f"/api/datasets/{dataset_id}").get_json()["long_captions"] == 1
+    listed = client.get(f"/api/datasets/{dataset_id}/images?filter=long").get_json()["images"]
+    assert [i["name"] for i in listed] == ["a.png"]
+    client.put(f"/api/datasets/{dataset_id}/captions/a.png", json={"caption": "tok, shorter now",
+                                                                   "base_version": listed[0]["version"]})
+    assert client.get(f"/api/datasets/{dataset_id}").get_json()["long_captions"] == 0

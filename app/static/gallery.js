@@ -393,6 +393,8 @@
       const chip = $("trigger-chip");
       chip.textContent = d.trigger_word || "+ trigger word";
       chip.classList.toggle("unset", !d.trigger_word);
+      $("tab-long").hidden = !d.long_captions && state.filter !== "long";
+      $("count-long").textContent = d.long_captions || "";
       $("ds-stats").innerHTML = `<b>${d.images}</b> images · <b>${d.captioned}</b> captioned · ${formatBytes(d.bytes)}`;
       const labels = { duplicates: "duplicate", similar: "near-duplicate", small: "small image", soft: "soft image" };
       $("flag-actions").innerHTML = Object.entries(d.flag_counts || {}).filter(([, n]) => n > 0)
@@ -440,6 +442,6 @@
   document.querySelectorAll("dialog [data-close]").forEach((b) => (b.onclick = () => b.closest("dialog").close()));
   window.addEventListener("beforeunload", (ev) => { if (state.dirty) { save(); ev.preventDefault(); } });
 
-  window.ds = { page, base, state, reload, refreshStats, confirmDialog, esc, thumbUrl, updateImage };
+  window.ds = { page, base, state, reload, refreshStats, confirmDialog, esc, thumbUrl, updateImage, flushSave };
   reload();
 })();

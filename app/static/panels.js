@@ -269,8 +269,11 @@
     $("export-include-dupes").checked = false;
     $("export-dupes-text").textContent = dupes ? `${plural(dupes, "exact duplicate")} flagged in the gallery ` +
       `${dupes === 1 ? "is" : "are"} left out: each picture is exported once.` : "";
+    $("export-checks").innerHTML = ds.exportChecks(meta);
     $("export-dialog").showModal();
     showVersions();
+    // a caption typed a moment ago counts: saved, then the checks again on fresh counts
+    ds.flushSave().then(ds.refreshStats).then(() => { $("export-checks").innerHTML = ds.exportChecks(ds.state.meta || {}); });
   };
   $("export-form").onsubmit = async (ev) => {
     ev.preventDefault();
