@@ -95,6 +95,15 @@
       try { job = await api(`${ds.base}/imports/${jobId}`); } catch (e) { await sleep(1500); continue; }
       const pct = job.total ? Math.round((100 * job.done) / job.total) : 0;
       const phase = { assembling: "Assembling", extracting: "Unpacking", importing: "Checking images" }[job.phase] || "Importing";
+      if ((job.status === "queued" || job.status === "running") && job.phase === "downloading") {
+        const part = job.bytes_total ? Math.round((100 * job.bytes_done) / job.bytes_total) : 0;
+        const size = `${formatBytes(job.bytes_done || 0)}${job.bytes_total ? ` of ${formatBytes(job.bytes_total)}` : ""}`;
+        box.innerHTML = `<div class="upload-row"><span class="fname">${ds.esc(job.message || "Downloading")}… ${size}</span>
+          <span class="muted">${job.eta_s ? formatDuration(job.eta_s) + " left" : ""}</span>
+          <div class="progress"><div style="width:${part}%"></div></div></div>`;
+        await sleep(700);
+        continue;
+      }
       if (job.status === "queued" || job.status === "running") {
         box.innerHTML = `<div class="upload-row"><span class="fname">${phase}… ${job.done}/${job.total || "?"}</span>
           <span class="muted">${job.eta_s ? formatDuration(job.eta_s) + " left" : ""}</span>
@@ -129,13 +138,55 @@
   };
   $("uploads-title").onclick = () => { if ($("uploads").classList.contains("compact")) expandPanel(); };
 
+  // from a link: the button, a link dropped on the page (from another tab), or one pasted outside a text field
+  function openLink(url) {
+    $("link-url").value = url || "";
+    $("link-error").textContent = "";
+    $("link-dialog").showModal();
+  }
+  $("btn-link").onclick = () => openLink("");
+  $("btn-link-empty").onclick = () => openLink("");
+  $("link-form").onsubmit = async (ev) => {
+    ev.preventDefault();
+    $("link-start").disabled = true;
+    try {
+      const job = await api(`${ds.base}/import-url`, { method: "POST", json: { url: $("link-url").value } });
+      $("link-dialog").close();
+      $("uploads").classList.add("open");
+      expandPanel();
+      delete $("uploads-title").dataset.full;
+      $("upload-rows").replaceChildren();
+      $("uploads-title").textContent = "Importing from a link";
+      $("import-status").innerHTML = "";
+      followImport(job.id);
+    } catch (e) {
+      $("link-error").textContent = e.message;
+    } finally {
+      $("link-start").disabled = false;
+    }
+  };
+  const isLink = (text) => /^https?:\/\/\S+$/i.test((text || "").trim());
+  document.addEventListener("paste", (ev) => {
+    const typing = ["INPUT", "TEXTAREA", "SELECT"].includes(document.activeElement.tagName);
+    const text = ev.clipboardData && ev.clipboardData.getData("text/plain");
+    if (!typing && !document.querySelector("dialog[open]") && isLink(text)) { ev.preventDefault(); openLink(text.trim()); }
+  });
+
   // drag and drop anywhere on the page
   let depth = 0;
   const hasFiles = (ev) => ev.dataTransfer && [...ev.dataTransfer.types].includes("Files");
   window.addEventListener("dragenter", (ev) => { if (hasFiles(ev)) { depth++; document.body.classList.add("dragging"); } });
   window.addEventListener("dragleave", () => { depth = Math.max(0, depth - 1); if (!depth) document.body.classList.remove("dragging"); });
-  window.addEventListener("dragover", (ev) => { if (hasFiles(ev)) ev.preventDefault(); });
+  window.addEventListener("dragover", (ev) => {
+    if (hasFiles(ev) || (ev.dataTransfer && [...ev.dataTransfer.types].includes("text/uri-list"))) ev.preventDefault();
+  });
   window.addEventListener("drop", (ev) => {
+    const link = ev.dataTransfer && (ev.dataTransfer.getData("text/uri-list") || "").split(/\r?\n/).find(isLink);
+    if (ev.dataTransfer && !ev.dataTransfer.files.length && link) {
+      ev.preventDefault();
+      openLink(link.trim());
+      return;
+    }
     if (!ev.dataTransfer || !ev.dataTransfer.files.length) return;
     ev.preventDefault();
     depth = 0;

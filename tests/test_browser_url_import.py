@@ -1,0 +1,57 @@
+"""Import from a link in a real browser against a real server: the button, a pasted link, the download's
+progress and result in the uploads panel, and a share page's sentence. A local HTTP server stands in for the
+web (the studio runs with ALLOW_PRIVATE_URLS=1 to reach it)."""
+
+from __future__ import annotations
+
+import requests
+
+from tests.browser_studio import ARGS, CHROMIUM, DESKTOP, browser_marks, watch_page
+from tests.helpers import ServerProcess
+from tests.test_datasets_url_import import web  # noqa: F401 - the stand-in web, a fixture
+
+pytestmark = browser_marks
+
+PASTE_JS = """(text) => {
+  const data = new DataTransfer();
+  data.setData('text/plain', text);
+  document.dispatchEvent(new ClipboardEvent('paste', { clipboardData: data, bubbles: true, cancelable: true }));
+}"""
+
+
+def test_import_from_a_link_in_the_browser(studio_root, artifacts_dir, tmp_path, web):  # noqa: F811
+    from playwright.sync_api import expect, sync_playwright
+
+    shots = artifacts_dir / "datasets"
+    shots.mkdir(exist_ok=True)
+    env = {"STUDIO_ROOT": str(studio_root), "CAPTION_URL": "http://127.0.0.1:9", "ALLOW_PRIVATE_URLS": "1"}
+    with ServerProcess("app", env, log_path=tmp_path / "server.log") as server, sync_playwright() as p:
+        dataset_id = requests.post(f"{server.url}/api/datasets", json={"name": "Linked"}, timeout=10).json()["id"]
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        page = browser.new_page(viewport=DESKTOP)
+        problems = watch_page(page)
+        page.set_default_timeout(20_000)
+        page.goto(f"{server.url}/d/{dataset_id}")
+        page.click("#btn-link-empty")
+        page.fill("#link-url", f"{web}/set.zip")
+        page.screenshot(path=str(shots / "09-link-dialog.png"))
+        page.click("#link-start")
+        expect(page.locator("#import-status")).to_contain_text("Imported 2 images")
+        expect(page.locator(".tile")).to_have_count(2)
+
+        # a link pasted on the page opens the dialog with it; a share page says what to give instead
+        page.evaluate("() => document.activeElement.blur()")  # focus outside any text field
+        page.evaluate(PASTE_JS, f"{web}/share")
+        expect(page.locator("#link-dialog")).to_be_visible()
+        expect(page.locator("#link-url")).to_have_value(f"{web}/share")
+        page.click("#link-start")
+        expect(page.locator("#import-status")).to_contain_text("use a direct download link")
+        expect(page.locator(".tile")).to_have_count(2)
+        page.screenshot(path=str(shots / "09-link-failed.png"))
+        # a malformed link is answered in the dialog itself
+        page.click("#btn-link")
+        page.fill("#link-url", "ftp://example.com/set.zip")
+        page.click("#link-start")
+        expect(page.locator("#link-error")).to_contain_text("http:// or https://")
+        assert problems == []
+        browser.close()

@@ -1,0 +1,175 @@
+"""Import from a link: a ZIP or an image the pod downloads itself goes through the same import as an upload;
+share pages of common hosts become their direct download; web pages, errors, oversize files and private
+addresses (the pod's own services, a cloud's metadata service) each get a sentence, and every redirect hop is
+checked before it is fetched. A real HTTP server on this machine stands in for the web."""
+
+from __future__ import annotations
+
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+import app as datasets_app
+from app import url_import
+from tests import test_datasets_support as support
+from tests.test_datasets_support import image_bytes, wait_job, zip_bytes
+
+ds_app, client = support.ds_app, support.client
+
+FILES = {
+    "/set.zip": ("application/zip", {}, zip_bytes([("set/a.png", image_bytes(1, size=(96, 96))),
+                                                   ("set/a.txt", b"tok, a red square"),
+                                                   ("set/b.png", image_bytes(2, size=(96, 96)))])),
+    "/photo": ("image/png", {"Content-Disposition": 'attachment; filename="cat photo.png"'}, image_bytes(3)),
+    "/wrong.png": ("image/jpeg", {}, image_bytes(4, fmt="JPEG")),
+    "/share": ("text/html; charset=utf-8", {}, b"<!doctype html><html><body>Download</body></html>"),
+    "/big.zip": ("application/zip", {}, b"PK\x03\x04" + b"\0" * (2 * 2**20)),
+}
+REDIRECTS = {"/r1": "/r2", "/r2": "/set.zip", "/to-secret": "/secret", "/loop": "/loop"}
+
+
+class Handler(BaseHTTPRequestHandler):
+    seen: list[str] = []
+
+    def do_GET(self):  # noqa: N802 - the standard library's name
+        Handler.seen.append(self.path)
+        if self.path in REDIRECTS:
+            self.send_response(302)
+            self.send_header("Location", REDIRECTS[self.path])
+            self.end_headers()
+            return
+        if self.path not in FILES:
+            self.send_error(404, "Not Found")
+            return
+        kind, headers, body = FILES[self.path]
+        self.send_response(200)
+        self.send_header("Content-Type", kind)
+        self.send_header("Content-Length", str(len(body)))
+        for key, value in headers.items():
+            self.send_header(key, value)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        return None
+
+
+@pytest.fixture(scope="module")
+def web():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+@pytest.fixture
+def lan_client(make_settings):
+    """A studio that may fetch from this machine (the stand-in web is on 127.0.0.1)."""
+    return datasets_app.create_app(make_settings(ALLOW_PRIVATE_URLS="1", MAX_UPLOAD_MB="1")).test_client()
+
+
+def _dataset(client) -> str:
+    return client.post("/api/datasets", json={"name": "Linked", "trigger_word": "tok"}).get_json()["id"]
+
+
+def _import(client, dataset_id: str, url: str) -> dict:
+    response = client.post(f"/api/datasets/{dataset_id}/import-url", json={"url": url})
+    assert response.status_code == 202, response.get_json()
+    return wait_job(client, f"/api/datasets/{dataset_id}/imports/{response.get_json()['id']}")
+
+
+def _names(client, dataset_id) -> list[str]:
+    return [i["name"] for i in client.get(f"/api/datasets/{dataset_id}/images").get_json()["images"]]
+
+
+def test_a_zip_an_image_and_a_redirect_import_like_uploads(lan_client, web):
+    dataset_id = _dataset(lan_client)
+    job = _import(lan_client, dataset_id, f"{web}/set.zip")
+    assert job["status"] == "completed", job
+    assert job["result"]["source"] == {"url": f"{web}/set.zip", "file": "set.zip"}
+    assert _names(lan_client, dataset_id) == ["a.png", "b.png"]
+    images = lan_client.get(f"/api/datasets/{dataset_id}/images").get_json()["images"]
+    assert images[0]["caption"] == "tok, a red square"  # captions in the ZIP come along
+    assert job["bytes_done"] == len(FILES["/set.zip"][2])  # the page showed the download's progress
+
+    assert _import(lan_client, dataset_id, f"{web}/photo")["status"] == "completed"
+    assert _import(lan_client, dataset_id, f"{web}/wrong.png")["status"] == "completed"  # a JPEG, named so
+    assert _names(lan_client, dataset_id) == ["a.png", "b.png", "cat photo.png", "wrong.jpg"]
+    redirected = _dataset(lan_client)
+    assert _import(lan_client, redirected, f"{web}/r1")["status"] == "completed"  # two redirects to the ZIP
+    assert _names(lan_client, redirected) == ["a.png", "b.png"]
+
+
+@pytest.mark.parametrize("path, words", [
+    ("/share", "The link gave text/html, not a ZIP or an image: use a direct download link"),
+    ("/missing.zip", "answered 404 Not Found: check that the link is right and public"),
+    ("/big.zip", "over the limit of 1 MB (MAX_UPLOAD_MB)"),
+    ("/loop", "redirects more than 5 times"),
+])
+def test_what_cannot_be_imported_says_why_and_adds_nothing(lan_client, web, path, words):
+    dataset_id = _dataset(lan_client)
+    job = _import(lan_client, dataset_id, web + path)
+    assert job["status"] == "failed" and words in job["error"], job
+    assert _names(lan_client, dataset_id) == []
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:11435/health", "http://169.254.169.254/latest/meta-data/",
+                                 "http://10.1.2.3/set.zip", "http://[::1]/x.zip", "http://localhost:3000/"])
+def test_private_and_local_addresses_are_refused_by_default(client, url):
+    dataset_id = _dataset(client)
+    response = client.post(f"/api/datasets/{dataset_id}/import-url", json={"url": url})
+    assert response.status_code == 422 and "only fetches public links" in response.get_json()["error"]
+    assert "ALLOW_PRIVATE_URLS=1" in response.get_json()["error"]
+
+
+def test_every_redirect_hop_is_checked_before_it_is_fetched(web, monkeypatch, tmp_path):
+    def guard(url, allow_private):
+        if url.endswith("/secret"):
+            raise url_import.BlockedAddress("internal")
+
+    monkeypatch.setattr(url_import, "guard", guard)
+    Handler.seen.clear()
+
+    class Job:
+        def check_stop(self):
+            return None
+
+        def update(self, **values):
+            return None
+
+    with pytest.raises(url_import.JobError, match="internal"):
+        url_import.download(Job(), f"{web}/to-secret", tmp_path, 2**20, allow_private=False)
+    assert Handler.seen == ["/to-secret"]  # the redirect's target was never asked for
+
+
+@pytest.mark.parametrize("body, words", [
+    ({}, "'url' must be a link"),
+    ({"url": 7}, "'url' must be a link"),
+    ({"url": "ftp://example.com/set.zip"}, "http:// or https://"),
+    ({"url": "set.zip"}, "http:// or https://"),
+    ({"url": "https://example.com/" + "a" * 5000}, "http:// or https://"),
+])
+def test_a_malformed_link_is_refused(client, body, words):
+    dataset_id = _dataset(client)
+    response = client.post(f"/api/datasets/{dataset_id}/import-url", json=body)
+    assert response.status_code == 422 and words in response.get_json()["error"]
+
+
+def test_share_pages_become_direct_downloads():
+    assert url_import.direct_link("https://huggingface.co/datasets/me/cats/blob/main/cats.zip") == \
+        "https://huggingface.co/datasets/me/cats/resolve/main/cats.zip"
+    assert url_import.direct_link("https://www.dropbox.com/scl/fi/abc/cats.zip?rlkey=x&dl=0") == \
+        "https://www.dropbox.com/scl/fi/abc/cats.zip?rlkey=x&dl=1"
+    assert url_import.direct_link("https://drive.google.com/file/d/1AbC-d_9/view?usp=sharing") == \
+        "https://drive.usercontent.google.com/download?id=1AbC-d_9&export=download&confirm=t"
+    plain = "https://example.com/files/cats.zip?sig=1"
+    assert url_import.direct_link(plain) == plain
+
+
+def test_public_addresses_pass_the_guard():
+    url_import.guard("http://1.1.1.1/x.zip", allow_private=False)  # an address needs no DNS
+    url_import.guard("http://127.0.0.1/x.zip", allow_private=True)
+    with pytest.raises(url_import.BlockedAddress):
+        url_import.guard("http://192.168.1.20/x.zip", allow_private=False)
