@@ -62,8 +62,15 @@ def _set_phase(express: Job, phase: str, message: str) -> Job:
 # -- starting each stage ---------------------------------------------------------------------------
 def _start_import(express: Job, relaunch: bool) -> Job | None:
     from app.uploads import import_from_sessions, session_exists
+    from app.url_import import start_url_import
 
     dataset = context.dataset(express.dataset)
+    link = _settings(express).get("url")
+    if link:  # the files are a link: the pod downloads them (again, after a failed try)
+        try:
+            return start_url_import(dataset, link, express.id, skip_known=relaunch)
+        except ApiError as exc:
+            raise ExpressError(f"The link cannot be imported: {exc.message}") from None
     sessions = [sid for sid in _settings(express).get("sessions") or [] if session_exists(dataset, sid)]
     if not sessions:
         return None  # uploaded to the dataset directly, or imported already (a finished import removes them)
@@ -246,15 +253,16 @@ def dataset_deleted(dataset_id: str) -> None:
             context.jobs().finish(run.id, "stopped", message=DATASET_DELETED)
 
 
-def begin(express: Job, sessions: list[str]) -> Job:
-    """The upload is done (first time, or again after an import found no usable images): import it."""
+def begin(express: Job, sessions: list[str], url: str | None = None) -> Job:
+    """The upload is done, or a link given (first time, or again after an import found no usable images):
+    import it."""
     store = context.jobs()
     with _advancing:
         express = store.get(express.id)
         uploading = express.status == "running" and express.phase == "upload"
         if not uploading and not (express.status == "failed" and express.phase == "import"):
             raise JobStateError("This express run has already started.")
-        store.update(express.id, config={**express.config, "sessions": sessions})
+        store.update(express.id, config={**express.config, "sessions": sessions, "url": url})
         if not uploading:
             store.resume(express.id, "Checking the uploaded images.")
             store.start(express.id, None)

@@ -1,7 +1,7 @@
 """The express lane's page and API: from a ZIP or images and a trigger word to a proven LoRA.
 
     POST /api/express               {trigger_word, kind, name?} -> the chain and its (new) dataset
-    POST /api/express/<id>/start    {sessions: [...]} after the files are uploaded to the dataset
+    POST /api/express/<id>/start    {sessions: [...]} after the files are uploaded to the dataset, or {url}
     GET  /api/express/<id>          every stage with its progress and ETA, the plan, samples, the proof
     POST /api/express/<id>/retry | /stop
     GET  /api/express/<id>/files/<path>   a file of the run's training job (samples, the LoRA, the proof)
@@ -17,6 +17,7 @@ from flask import Blueprint, current_app, jsonify, render_template
 from app import context, express
 from app.express_rules import ExpressInputError, check_kind, check_trigger
 from app.store import NotFound, slugify, summary
+from app.url_import import check_url
 from studio.jobs import ACTIVE, Job
 from studio.web import ApiError, json_body
 from trainer import library
@@ -82,12 +83,18 @@ def create_express():
 @bp.post("/api/express/<express_id>/start")
 def start_express(express_id: str):
     job = _load(express_id)
-    sessions = json_body().get("sessions", [])
+    body = json_body()
+    sessions = body.get("sessions", [])
     if not isinstance(sessions, list) or not all(isinstance(s, str) for s in sessions):
         raise ApiError("'sessions' must be a list of upload session ids.", 422)
-    if not sessions and not context.dataset(job.dataset).image_names():
+    url = body.get("url")
+    if url is not None:  # a link instead of uploaded files: checked now, downloaded by the import stage
+        url = check_url(url)
+        if sessions:
+            raise ApiError("Give either uploaded files ('sessions') or a 'url', not both.", 422)
+    elif not sessions and not context.dataset(job.dataset).image_names():
         raise ApiError("Upload a ZIP or images first: this run has none.", 422)
-    express.begin(job, sessions)
+    express.begin(job, sessions, url)
     driver().ensure_running()
     return jsonify(describe(context.jobs().get(job.id))), 202
 
@@ -129,6 +136,9 @@ def _stage(stage: str, job: Job | None, express_row: Job) -> dict:
     out = {"stage": stage, "job_id": job.id, "status": job.status, "done": job.done, "total": job.total,
            "eta_s": job.eta_s, "message": job.message, "error": job.error, "stopping": job.stopping,
            "errors": job.errors[:50], "result": job.result}
+    if stage == "import":  # a link's download, before the images are checked
+        progress = job.public()
+        out.update({key: progress.get(key) for key in ("phase", "bytes_done", "bytes_total")})
     if stage == "train":
         out.update({"loss": job.loss, "job_page": f"/jobs/{job.id}", "edit_settings": f"/new?from={job.id}",
                     "dataset_version": job.dataset_version, "schedule": _train_schedule(job)})

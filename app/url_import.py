@@ -25,7 +25,7 @@ from flask import Blueprint, jsonify
 from app import context
 from app.importer import Source, run_import
 from app.store import clean_filename
-from studio.jobs import JobError
+from studio.jobs import Job, JobError
 from studio.web import ApiError, json_body
 from studio.workspace import confined
 
@@ -159,8 +159,12 @@ def download(job, url: str, folder: Path, max_bytes: int, allow_private: bool) -
 
 @bp.post("/api/datasets/<dataset_id>/import-url")
 def import_url(dataset_id: str):
-    dataset = context.dataset(dataset_id)
-    given = check_url(json_body().get("url"))
+    return jsonify(start_url_import(context.dataset(dataset_id), json_body().get("url")).public()), 202
+
+
+def start_url_import(dataset, url_given, parent_id: str | None = None, skip_known: bool = False) -> Job:
+    """The import job for a link (ApiError, before any job, for a malformed link or a refused address)."""
+    given = check_url(url_given)
     url = direct_link(given)
     settings = context.settings()
     try:
@@ -182,11 +186,11 @@ def import_url(dataset_id: str):
 
     def work(job) -> dict:
         try:
-            result = run_import(job, dataset, [source], settings, work_dir / "import")
+            result = run_import(job, dataset, [source], settings, work_dir / "import", skip_known=skip_known)
             result["source"] = {"url": given, "file": source.name}
             return result
         finally:
             shutil.rmtree(work_dir, ignore_errors=True)
 
-    return jsonify(context.executor().submit("import", dataset.id, work).public()), 202
+    return context.executor().submit("import", dataset.id, work, parent_id=parent_id)
 

@@ -21,6 +21,7 @@ from studio.jobs import JobStore
 from studio.settings import load_settings
 from tests.test_datasets_autocaption import StandIn
 from tests.test_datasets_support import image_bytes
+from tests.test_datasets_url_import import web  # noqa: F401 - the stand-in web, a fixture
 
 
 def _dead_owner() -> str:
@@ -412,3 +413,32 @@ def test_start_needs_images_and_happens_once(studio):
     assert client.post(f"/api/express/{express_id}/start", json={"sessions": "x"}).status_code == 422
     assert client.get("/api/express/nope").status_code == 404
     assert client.post(f"/api/express/{express_id}/retry").status_code == 409
+
+
+def test_a_link_instead_of_an_upload_goes_through_to_training(studio, web):  # noqa: F811
+    settings, app = studio(ALLOW_PRIVATE_URLS=1)
+    client = app.test_client()
+    made = _create(client)
+    express_id = made["express"]["id"]
+    bad = client.post(f"/api/express/{express_id}/start", json={"url": "ftp://example.com/set.zip"})
+    assert bad.status_code == 422 and "http:// or https://" in bad.get_json()["error"]
+    both = client.post(f"/api/express/{express_id}/start", json={"url": f"{web}/set.zip", "sessions": ["x"]})
+    assert both.status_code == 422 and "not both" in both.get_json()["error"]
+    assert client.post(f"/api/express/{express_id}/start", json={"url": f"{web}/set.zip"}).status_code == 202
+    run = _drive(app, express_id, lambda r: r["express"]["phase"] == "train")
+    imported = next(s for s in run["stages"] if s["stage"] == "import")
+    assert imported["status"] == "completed" and imported["result"]["source"]["file"] == "set.zip"
+    assert run["dataset"]["images"] == 2
+
+
+def test_a_link_that_is_no_zip_fails_the_import_and_another_link_goes_on(studio, web):  # noqa: F811
+    settings, app = studio(ALLOW_PRIVATE_URLS=1)
+    client = app.test_client()
+    made = _create(client)
+    express_id = made["express"]["id"]
+    client.post(f"/api/express/{express_id}/start", json={"url": f"{web}/share"})
+    run = _drive(app, express_id, lambda r: r["express"]["status"] != "running")
+    assert run["express"]["status"] == "failed" and "use a direct download link" in run["express"]["error"]
+    assert client.post(f"/api/express/{express_id}/start", json={"url": f"{web}/set.zip"}).status_code == 202
+    run = _drive(app, express_id, lambda r: r["express"]["phase"] == "train")
+    assert run["dataset"]["images"] == 2

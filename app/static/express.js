@@ -25,10 +25,25 @@
   drop.addEventListener("dragleave", () => drop.classList.remove("over"));
   drop.addEventListener("drop", (e) => { e.preventDefault(); drop.classList.remove("over"); chooseFiles(e.dataTransfer.files); });
 
+  const link = () => $("x-link").value.trim();
+  const NOTHING = "Choose a ZIP or some images first, or paste a link to a ZIP.";
+  function checkInput() {
+    if (!files.length && !link()) return NOTHING;
+    if (!files.length && !/^https?:\/\/\S+$/i.test(link())) return "The link must start with http:// or https://.";
+    return "";
+  }
+
+  // Files go up in chunks; a link goes to the server, whose import stage downloads it.
+  async function startWith(run) {
+    if (files.length) return uploadAndStart(run);
+    render(await api(`/api/express/${expressId}/start`, { method: "POST", json: { url: link() } }));
+    poll();
+  }
+
   $("express-form").addEventListener("submit", async (e) => {
     e.preventDefault();
-    $("x-error").textContent = "";
-    if (!files.length) { $("x-error").textContent = "Choose a ZIP or some images first."; return; }
+    $("x-error").textContent = checkInput();
+    if ($("x-error").textContent) return;
     const kind = (document.querySelector("input[name=kind]:checked") || {}).value || "other";
     $("x-go").disabled = true;
     try {
@@ -38,7 +53,7 @@
       $("express-form").hidden = true;
       $("x-run").hidden = false;
       render(made);
-      await uploadAndStart(made);
+      await startWith(made);
     } catch (err) {
       $("x-error").textContent = err.message;
     }
@@ -82,9 +97,10 @@
     $("x-go").textContent = "Upload and go on";
     $("express-form").onsubmit = async (e) => {
       e.preventDefault();
-      if (!files.length) { $("x-error").textContent = "Choose a ZIP or some images first."; return; }
+      $("x-error").textContent = checkInput();
+      if ($("x-error").textContent) return;
       $("express-form").hidden = true;
-      await uploadAndStart(await api(`/api/express/${expressId}`));
+      try { await startWith(await api(`/api/express/${expressId}`)); } catch (err) { showUploadAgain(err.message); }
     };
   }
 
@@ -106,6 +122,10 @@
     const running = s.status === "running" || s.status === "queued";
     const state = running ? (s.eta_s != null ? `${formatDuration(s.eta_s)} left` : s.status) : s.status;
     let body = s.total ? bar(s.done, s.total) + `<div class="msg">${s.done} / ${s.total}</div>` : "";
+    if (s.phase === "downloading" && running) {  // a link, on its way to the pod
+      body = bar(s.bytes_done || 0, s.bytes_total || 0) +
+        `<div class="msg">${formatBytes(s.bytes_done || 0)}${s.bytes_total ? ` of ${formatBytes(s.bytes_total)}` : ""}</div>`;
+    }
     if (s.stage === "train" && s.loss != null) body += `<div class="msg">loss ${Number(s.loss).toFixed(4)}</div>`;
     const text = s.error || s.message;
     if (text && s.status !== "waiting") body += `<div class="msg">${esc(text)}</div>`;
@@ -212,7 +232,7 @@
     if (x.status === "running" && x.phase === "upload" && !upload && !files.length) {
       showUploadAgain("The upload did not finish: choose the files again to go on.");
     } else if (x.status === "failed" && x.phase === "import" && !upload) {
-      showUploadAgain(`${message} Choose other files to go on.`);
+      showUploadAgain(`${message} Choose other files or another link to go on.`);
     }
   }
 
