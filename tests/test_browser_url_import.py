@@ -4,6 +4,8 @@ web (the studio runs with ALLOW_PRIVATE_URLS=1 to reach it)."""
 
 from __future__ import annotations
 
+import re
+
 import requests
 
 from tests.browser_studio import ARGS, CHROMIUM, DESKTOP, browser_marks, watch_page
@@ -53,5 +55,27 @@ def test_import_from_a_link_in_the_browser(studio_root, artifacts_dir, tmp_path,
         page.fill("#link-url", "ftp://example.com/set.zip")
         page.click("#link-start")
         expect(page.locator("#link-error")).to_contain_text("http:// or https://")
+        assert problems == []
+        browser.close()
+
+
+def test_express_takes_a_link_instead_of_files(studio_root, tmp_path, web):  # noqa: F811
+    from playwright.sync_api import expect, sync_playwright
+
+    env = {"STUDIO_ROOT": str(studio_root), "STUDIO_DEMO": "1", "CAPTION_URL": "http://127.0.0.1:9",
+           "ALLOW_PRIVATE_URLS": "1"}
+    with ServerProcess("app", env, log_path=tmp_path / "server.log") as server, sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        page = browser.new_page(viewport=DESKTOP)
+        problems = watch_page(page)
+        page.set_default_timeout(20_000)
+        page.goto(f"{server.url}/express")
+        page.fill("#x-trigger", "zxlinked")
+        page.click("#x-go")
+        expect(page.locator("#x-error")).to_contain_text("or paste a link to a ZIP")  # nothing chosen yet
+        page.fill("#x-link", f"{web}/set.zip")
+        page.click("#x-go")
+        expect(page.locator(".x-stage[data-stage=import]")).to_have_class(re.compile("completed"))
+        expect(page.locator(".x-stage[data-stage=upload]")).to_contain_text("2 images in the dataset")
         assert problems == []
         browser.close()
