@@ -128,7 +128,7 @@ def edit_image(dataset: Dataset, name: str, edit: dict, rev: str | None = None) 
             raise ApiError(f"{name} is still being imported; edit it in a moment.", 409)
         if rev and rev != (record.get("sha256") or "")[:12]:
             raise Conflict(f"{name} changed in another tab or window: it now shows the new version.",
-                           current=image_row(dataset, name, record))
+                           current=image_row(dataset, name, record, dataset.read_caption(name)))
         original = dataset.original_path(name)
         edits = list(record.get("edits") or []) if original.is_file() else []
         if edit["op"] == "revert":
@@ -151,7 +151,7 @@ def edit_image(dataset: Dataset, name: str, edit: dict, rev: str | None = None) 
         refresh_flags(meta)
         dataset.save_meta(meta)
         dataset.thumb_path(name).unlink(missing_ok=True)
-        return image_row(dataset, name, record)
+        return image_row(dataset, name, record, dataset.read_caption(name))
 
 
 def _record(dataset: Dataset, name: str, record: dict, edits: list[dict]) -> None:

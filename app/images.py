@@ -61,10 +61,8 @@ def list_images(dataset_id: str):
     return jsonify({"total": len(rows), "offset": offset, "limit": limit, "images": images, "counts": counts})
 
 
-def image_row(dataset, name: str, record: dict, caption: str | None = ...) -> dict:
+def image_row(dataset, name: str, record: dict, caption: str | None) -> dict:
     """One image as the gallery lists it; `rev` changes whenever the file does (crop, rotate, revert)."""
-    if caption is ...:
-        caption = dataset.read_caption(name)
     edits = record.get("edits") or []
     return {
         "name": name, "width": record.get("width"), "height": record.get("height"), "bytes": record.get("bytes"),

@@ -93,21 +93,16 @@
     for (;;) {
       let job;
       try { job = await api(`${ds.base}/imports/${jobId}`); } catch (e) { await sleep(1500); continue; }
-      const pct = job.total ? Math.round((100 * job.done) / job.total) : 0;
-      const phase = { assembling: "Assembling", extracting: "Unpacking", importing: "Checking images" }[job.phase] || "Importing";
-      if ((job.status === "queued" || job.status === "running") && job.phase === "downloading") {
-        const part = job.bytes_total ? Math.round((100 * job.bytes_done) / job.bytes_total) : 0;
-        const size = `${formatBytes(job.bytes_done || 0)}${job.bytes_total ? ` of ${formatBytes(job.bytes_total)}` : ""}`;
-        box.innerHTML = `<div class="upload-row"><span class="fname">${ds.esc(job.message || "Downloading")}… ${size}</span>
-          <span class="muted">${job.eta_s ? formatDuration(job.eta_s) + " left" : ""}</span>
-          <div class="progress"><div style="width:${part}%"></div></div></div>`;
-        await sleep(700);
-        continue;
-      }
       if (job.status === "queued" || job.status === "running") {
-        box.innerHTML = `<div class="upload-row"><span class="fname">${phase}… ${job.done}/${job.total || "?"}</span>
+        // a link's download counts bytes; then every import counts images
+        const downloading = job.phase === "downloading";
+        const [done, total] = downloading ? [job.bytes_done || 0, job.bytes_total || 0] : [job.done, job.total];
+        const phase = { assembling: "Assembling", extracting: "Unpacking", importing: "Checking images" }[job.phase] || "Importing";
+        const label = downloading ? `${ds.esc(job.message || "Downloading")}… ${formatBytes(done)}${total ? ` of ${formatBytes(total)}` : ""}`
+          : `${phase}… ${done}/${total || "?"}`;
+        box.innerHTML = `<div class="upload-row"><span class="fname">${label}</span>
           <span class="muted">${job.eta_s ? formatDuration(job.eta_s) + " left" : ""}</span>
-          <div class="progress"><div style="width:${pct}%"></div></div></div>`;
+          <div class="progress"><div style="width:${total ? Math.round((100 * done) / total) : 0}%"></div></div></div>`;
         if ((job.imported || 0) - lastImported >= 60) { lastImported = job.imported; ds.reload(); }
         await sleep(700);
         continue;
