@@ -98,8 +98,9 @@ def inspect_image(path: Path, max_pixels: int) -> ImageInfo:
                 image.load()
                 oriented = ImageOps.exif_transpose(image)
                 width, height = oriented.size
-                hashed = dhash(oriented)
-                sharp = sharpness(oriented)
+                gray = oriented.convert("L")  # once, for both
+                hashed = dhash(gray)
+                sharp = sharpness(gray)
     except ImageRejected:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):

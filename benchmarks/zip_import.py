@@ -85,12 +85,12 @@ def http_import_seconds(base: str, archive: Path) -> tuple[float, dict]:
     job = requests.post(f"{api}/uploads/{session['id']}/complete").json()
     while True:
         state = requests.get(f"{api}/imports/{job['id']}").json()
-        if state["state"] not in {"queued", "running"}:
+        if state["status"] not in {"queued", "running"}:
             break
         time.sleep(0.05)
     elapsed = time.perf_counter() - start
-    if state["state"] != "done":
-        raise SystemExit(f"import failed: {state['message']}")
+    if state["status"] != "completed":
+        raise SystemExit(f"import failed: {state.get('error') or state['message']}")
     return elapsed, state
 
 
