@@ -5,13 +5,15 @@ checked before it is fetched. A real HTTP server on this machine stands in for t
 
 from __future__ import annotations
 
+import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import urlsplit
 
 import pytest
 
 import app as datasets_app
-from app import url_import
+from app import link_fetch, url_import
 from tests import test_datasets_support as support
 from tests.test_datasets_support import image_bytes, wait_job, zip_bytes
 
@@ -124,24 +126,45 @@ def test_private_and_local_addresses_are_refused_by_default(client, url):
     assert "ALLOW_PRIVATE_URLS=1" in response.get_json()["error"]
 
 
+class _Job:
+    def check_stop(self):
+        return None
+
+    def update(self, **values):
+        return None
+
+
 def test_every_redirect_hop_is_checked_before_it_is_fetched(web, monkeypatch, tmp_path):
-    def guard(url, allow_private):
+    def checked(url, allow_private):
         if url.endswith("/secret"):
-            raise url_import.BlockedAddress("internal")
+            raise link_fetch.BlockedAddress("internal")
+        return "127.0.0.1"
 
-    monkeypatch.setattr(url_import, "guard", guard)
+    monkeypatch.setattr(link_fetch, "checked_address", checked)
     Handler.seen.clear()
-
-    class Job:
-        def check_stop(self):
-            return None
-
-        def update(self, **values):
-            return None
-
     with pytest.raises(url_import.JobError, match="internal"):
-        url_import.download(Job(), f"{web}/to-secret", tmp_path, 2**20, allow_private=False)
+        url_import.download(_Job(), f"{web}/to-secret", tmp_path, 2**20, allow_private=False)
     assert Handler.seen == ["/to-secret"]  # the redirect's target was never asked for
+
+
+def test_the_connection_goes_to_the_address_that_was_checked(web, monkeypatch, tmp_path):
+    """A name that resolves to a public address at the check must not reach another one at the connection
+    (DNS rebinding): the download connects to the checked address itself, never asking DNS again."""
+    port = urlsplit(web).port
+    looked_up = []
+    real = socket.getaddrinfo
+
+    def resolve(host, *args, **kwargs):
+        looked_up.append(host)
+        if host == "files.example":  # this name is nowhere in DNS: only the check may ask for it
+            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", 0))]
+        return real(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", resolve)
+    name, path = url_import.download(_Job(), f"http://files.example:{port}/photo", tmp_path, 2**20,
+                                     allow_private=True)
+    assert name == "cat photo.png" and path.read_bytes() == FILES["/photo"][2]
+    assert looked_up == ["files.example", "127.0.0.1"]  # the name once, at the check; then the address itself
 
 
 @pytest.mark.parametrize("body, words", [
@@ -168,8 +191,63 @@ def test_share_pages_become_direct_downloads():
     assert url_import.direct_link(plain) == plain
 
 
-def test_public_addresses_pass_the_guard():
-    url_import.guard("http://1.1.1.1/x.zip", allow_private=False)  # an address needs no DNS
-    url_import.guard("http://127.0.0.1/x.zip", allow_private=True)
-    with pytest.raises(url_import.BlockedAddress):
-        url_import.guard("http://192.168.1.20/x.zip", allow_private=False)
+def test_public_addresses_pass_the_check():
+    assert link_fetch.checked_address("http://1.1.1.1/x.zip", allow_private=False) == "1.1.1.1"  # no DNS needed
+    assert link_fetch.checked_address("http://127.0.0.1/x.zip", allow_private=True) == "127.0.0.1"
+    with pytest.raises(link_fetch.BlockedAddress):
+        link_fetch.checked_address("http://192.168.1.20/x.zip", allow_private=False)
+
+
+def _certificate(tmp_path, host: str):
+    """A self-signed certificate for `host` (cert file, key file)."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(days=1))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName(host)]), critical=False)
+            .sign(key, hashes.SHA256()))
+    cert_file, key_file = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return cert_file, key_file
+
+
+def test_https_on_the_checked_address_still_verifies_the_host_name(monkeypatch, tmp_path):
+    import ssl
+
+    cert_file, key_file = _certificate(tmp_path, "files.example")
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    tls.load_cert_chain(cert_file, key_file)
+    server.socket = tls.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        real = socket.getaddrinfo
+
+        def resolve(host, *args, **kwargs):
+            if host in {"files.example", "other.example"}:
+                return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", 0))]
+            return real(host, *args, **kwargs)
+
+        monkeypatch.setattr(socket, "getaddrinfo", resolve)
+        monkeypatch.setattr(link_fetch, "_tls", lambda: ssl.create_default_context(cafile=str(cert_file)))
+        port = server.server_address[1]
+        name, path = url_import.download(_Job(), f"https://files.example:{port}/photo", tmp_path / "ok", 2**20,
+                                         allow_private=True)
+        assert name == "cat photo.png" and path.read_bytes() == FILES["/photo"][2]
+        # the same address under a name the certificate does not carry: refused, as any client refuses it
+        with pytest.raises(url_import.JobError, match="could not be reached"):
+            url_import.download(_Job(), f"https://other.example:{port}/photo", tmp_path / "no", 2**20,
+                                allow_private=True)
+    finally:
+        server.shutdown()

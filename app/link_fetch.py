@@ -1,0 +1,114 @@
+"""Fetching a link someone gave without letting it reach the pod's own side: every hop of a redirect is resolved
+once, refused when any address is private, loopback or link-local (the pod's services, a cloud's metadata
+service, a LAN) unless that is allowed, and the connection goes to the very address that was checked. A host
+whose DNS answer changes between the check and the connection (rebinding) cannot slip past.
+
+TLS still checks the certificate against the link's host name (SNI), as any client does.
+"""
+
+from __future__ import annotations
+
+import http.client
+import ipaddress
+import socket
+import ssl
+from collections.abc import Iterator
+from contextlib import contextmanager
+from urllib.parse import urljoin, urlsplit
+
+from studio.jobs import JobError
+
+MAX_REDIRECTS = 5
+CONNECT_TIMEOUT_S = 15
+READ_TIMEOUT_S = 60  # between two blocks of the body
+REDIRECTS = {301, 302, 303, 307, 308}
+
+
+class BlockedAddress(ValueError):
+    """The link points at an address the studio does not fetch from."""
+
+
+def checked_address(url: str, allow_private: bool) -> str:
+    """The address to connect to for `url`'s host; BlockedAddress when any of its addresses is not public
+    (and private ones are not allowed), JobError when the name does not resolve."""
+    host = urlsplit(url).hostname or ""
+    try:
+        infos = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError):
+        raise JobError(f"{host} could not be found (DNS): check the link.") from None
+    addresses = [ipaddress.ip_address(info[4][0].split("%", 1)[0]) for info in infos]
+    for address in addresses:
+        if not allow_private and not address.is_global:
+            raise BlockedAddress(f"{host} is a private or local address ({address}): the studio only fetches "
+                                 "public links (set ALLOW_PRIVATE_URLS=1 to allow your own network).")
+    return str(addresses[0])
+
+
+class _Pinned(http.client.HTTPConnection):
+    """HTTP to a host name, connected to an address checked beforehand."""
+
+    def __init__(self, host: str, port: int, address: str):
+        super().__init__(host, port, timeout=READ_TIMEOUT_S)
+        self.address = address
+
+    def connect(self) -> None:
+        self.sock = socket.create_connection((self.address, self.port), CONNECT_TIMEOUT_S)
+        self.sock.settimeout(READ_TIMEOUT_S)
+
+
+class _PinnedTLS(_Pinned):
+    default_port = 443
+
+    def __init__(self, host: str, port: int, address: str, tls: ssl.SSLContext):
+        super().__init__(host, port, address)
+        self.tls = tls
+
+    def connect(self) -> None:
+        super().connect()
+        self.sock = self.tls.wrap_socket(self.sock, server_hostname=self.host)
+
+
+def _tls() -> ssl.SSLContext:
+    try:
+        import certifi  # what requests trusts, where the system's own list may be missing
+
+        return ssl.create_default_context(cafile=certifi.where())
+    except ImportError:
+        return ssl.create_default_context()
+
+
+@contextmanager
+def opened(url: str, allow_private: bool) -> Iterator[tuple[http.client.HTTPResponse, str]]:
+    """(the response of the link's last redirect hop, that hop's URL); every hop checked before it is asked."""
+    for _ in range(MAX_REDIRECTS + 1):
+        parts = urlsplit(url)
+        try:
+            address = checked_address(url, allow_private)
+        except BlockedAddress as exc:
+            raise JobError(str(exc)) from None
+        secure = parts.scheme == "https"
+        port = parts.port or (443 if secure else 80)
+        conn = _PinnedTLS(parts.hostname, port, address, _tls()) if secure else _Pinned(parts.hostname, port, address)
+        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        try:
+            conn.request("GET", target, headers={"User-Agent": "z-image-studio", "Accept-Encoding": "identity"})
+            response = conn.getresponse()
+        except (OSError, http.client.HTTPException) as exc:
+            conn.close()
+            raise JobError(f"{parts.hostname} could not be reached ({type(exc).__name__}): try again, or check "
+                           "the link.") from None
+        location = response.getheader("Location")
+        if response.status in REDIRECTS and location:
+            response.close()
+            conn.close()
+            url = urljoin(url, location)
+            if urlsplit(url).scheme not in {"http", "https"}:
+                raise JobError("The link redirects to something that is not a web address.")
+            continue
+        try:
+            yield response, url
+        finally:
+            response.close()
+            conn.close()
+        return
+    raise JobError(f"The link redirects more than {MAX_REDIRECTS} times.")
