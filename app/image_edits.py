@@ -5,6 +5,7 @@
                                                  {"op": "crop", "box": [left, top, width, height]}
                                                  {"op": "revert"}
                                                  optional "rev": the image's rev the client sees (409 if it changed)
+    GET  /api/datasets/<id>/images/<name>/original   an edited image as it was uploaded
 
 Every edit is one more step in the image's list of edits, and the file is made again from the original
 each time, so ten edits cost one re-encoding, not ten. The original is kept in `.originals/` beside the
@@ -20,7 +21,7 @@ import os
 import time
 from pathlib import Path
 
-from flask import Blueprint, jsonify
+from flask import Blueprint, jsonify, send_file
 from PIL import Image, ImageOps
 
 from app import context, imaging
@@ -164,6 +165,18 @@ def _record(dataset: Dataset, name: str, record: dict, edits: list[dict]) -> Non
     else:
         for key in ("edits", "edited_at", "original_size"):
             record.pop(key, None)
+
+
+@bp.get("/api/datasets/<dataset_id>/images/<name>/original")
+def original(dataset_id: str, name: str):
+    """An edited image's file as it was uploaded (404 for an image without edits), to compare with."""
+    dataset = context.dataset(dataset_id)
+    dataset.require_image(name)
+    record = dataset.meta()["images"].get(name) or {}
+    kept = dataset.original_path(name)
+    if not record.get("edits") or not kept.is_file():
+        raise ApiError(f"{name} has no edits: it is its original.", 404)
+    return send_file(kept, conditional=True, max_age=0)
 
 
 @bp.post("/api/datasets/<dataset_id>/images/<name>/edit")

@@ -94,6 +94,13 @@ def test_crop_rotate_mirror_and_revert_in_the_browser(studio_root, artifacts_dir
             return i.complete ? [i.naturalWidth, i.naturalHeight] : null; }""")
         assert shown is None or shown == [600, 800]
 
+        # held down, "original" shows the upload; let go, the edit again
+        page.hover("#ed-original")
+        page.mouse.down()
+        expect(page.locator("#preview-img")).to_have_attribute("src", re.compile(r"/original$"))
+        page.mouse.up()
+        expect(page.locator("#preview-img")).to_have_attribute("src", re.compile(r"\?v="))
+
         page.click("#ed-mirror")
         expect(size).to_contain_text("rotated, mirrored")
 

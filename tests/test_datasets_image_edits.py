@@ -64,9 +64,12 @@ def test_rotate_keeps_the_original_and_revert_brings_it_back_byte_for_byte(clien
     with Image.open(io.BytesIO(thumb.data)) as shown:
         assert shown.height > shown.width  # made again for the new file
 
+    kept = client.get(f"/api/datasets/{dataset_id}/images/a.png/original")  # to compare with
+    assert kept.status_code == 200 and kept.data == came
     reverted = _edit(client, dataset_id, "a.png", op="revert").get_json()
     assert (folder / "a.png").read_bytes() == came and not (folder / ".originals" / "a.png").exists()
     assert reverted == before
+    assert client.get(f"/api/datasets/{dataset_id}/images/a.png/original").status_code == 404
     again = _edit(client, dataset_id, "a.png", op="revert")
     assert again.status_code == 409 and "no edits" in again.get_json()["error"]
 
@@ -129,6 +132,7 @@ def test_names_are_confined_and_only_plain_formats_are_edited(client, dataset_id
     for name in ("..%2F..%2Fsecret.png", "missing.png", "a.txt", ".originals%2Fa.png"):
         response = _edit(client, dataset_id, name, op="rotate", degrees=90)
         assert response.status_code in (400, 404), (name, response.get_json())
+        assert client.get(f"/api/datasets/{dataset_id}/images/{name}/original").status_code in (400, 404), name
     assert _edit(client, "nope", "a.png", op="rotate", degrees=90).status_code == 404
     with pytest.raises(image_edits.ApiError, match="JPEG, PNG and WebP"):
         image_edits.edit_image(_AnyName(), "photo.heic", {"op": "rotate", "degrees": 90})

@@ -442,6 +442,6 @@
   document.querySelectorAll("dialog [data-close]").forEach((b) => (b.onclick = () => b.closest("dialog").close()));
   window.addEventListener("beforeunload", (ev) => { if (state.dirty) { save(); ev.preventDefault(); } });
 
-  window.ds = { page, base, state, reload, refreshStats, confirmDialog, esc, thumbUrl, updateImage, flushSave };
+  window.ds = { page, base, state, reload, refreshStats, confirmDialog, esc, thumbUrl, imageUrl, updateImage, flushSave };
   reload();
 })();

@@ -65,11 +65,26 @@
   picture.title = "Click to see it at full size";
   picture.addEventListener("click", (ev) => { if (!crop && current()) zoom(!preview.classList.contains("zoomed"), ev); });
 
+  // Held down, "original" shows the upload in place of the edited picture, to compare.
+  let comparing = false;
+  const showOriginal = (on) => {
+    const img = current();
+    if (!img || !img.edits || !img.edits.length || on === comparing) return;
+    comparing = on;
+    picture.src = on ? `${ds.base}/images/${encodeURIComponent(img.name)}/original` : ds.imageUrl(img.name, img.rev);
+  };
+  $("ed-original").addEventListener("pointerdown", () => showOriginal(true));
+  for (const type of ["pointerup", "pointerleave", "pointercancel"]) {
+    $("ed-original").addEventListener(type, () => showOriginal(false));
+  }
+
   // Called by the gallery whenever the editor shows a picture (another image, or this one after an edit).
   ds.onPicture = (img) => {
     zoom(false);
+    comparing = false;
     const edited = img.edits && img.edits.length;
     $("ed-revert").hidden = !edited;
+    $("ed-original").hidden = !edited;
     $("ed-revert").title = edited ? `Put the image back as it was uploaded${img.original_size ? ` (${img.original_size.join("×")})` : ""}` : "";
     if (crop && crop.name !== img.name) stopCrop();
     else if (crop) { crop.box = fullBox(); layout(); }
