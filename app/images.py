@@ -14,6 +14,13 @@ from studio.web import ApiError, int_arg, json_body
 bp = Blueprint("images", __name__)
 FILTERS = {"all", "uncaptioned", "captioned", "flagged", "duplicates", "small", "soft", "long"}
 MAX_LIMIT = 500
+# the gallery's orders: by name, the newest upload first, the softest first, the smallest first
+SORTS = {
+    "name": lambda name, record: (0, natural_key(name)),
+    "newest": lambda name, record: (-(record.get("added_at") or 0), natural_key(name)),
+    "softest": lambda name, record: (record.get("sharpness") is None, record.get("sharpness") or 0, natural_key(name)),
+    "smallest": lambda name, record: (min(record.get("width") or 0, record.get("height") or 0), natural_key(name)),
+}
 
 
 def _matches(kind: str, caption: str | None, flags: dict) -> bool:
@@ -39,13 +46,16 @@ def list_images(dataset_id: str):
     kind = request.args.get("filter") or "all"
     if kind not in FILTERS:
         raise ApiError(f"Unknown filter {kind!r}: use one of {', '.join(sorted(FILTERS))}.", 400)
+    order = request.args.get("sort") or "name"
+    if order not in SORTS:
+        raise ApiError(f"Unknown sort {order!r}: use one of {', '.join(SORTS)}.", 400)
     query = (request.args.get("q") or "").strip().casefold()
     offset = int_arg("offset", 0, 0, 10**9)
     limit = int_arg("limit", 100, 1, MAX_LIMIT)
     records = dataset.meta()["images"]
     rows = []
     counts = {"all": 0, "uncaptioned": 0, "flagged": 0}
-    for name in sorted(records, key=natural_key):
+    for name in sorted(records, key=lambda n: SORTS[order](n, records[n])):
         record = records[name]
         caption = dataset.read_caption(name)
         flags = record.get("flags") or {}

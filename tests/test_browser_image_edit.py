@@ -68,6 +68,10 @@ def test_crop_rotate_mirror_and_revert_in_the_browser(studio_root, artifacts_dir
         # the out-of-focus one is flagged, with its one-click removal
         expect(page.locator(".tile[data-name='zz soft.png'] .badge", has_text="soft")).to_be_visible()
         expect(page.locator("#flag-actions button[data-remove=soft]")).to_have_text("Remove 1 soft image")
+        page.select_option("#sort", "softest")  # to look at the softest first
+        expect(page.locator(".tile").first).to_have_attribute("data-name", "zz soft.png")
+        page.select_option("#sort", "name")
+        expect(page.locator(".tile").first).to_have_attribute("data-name", "street.png")
         if viewport == PHONE:
             page.locator(".tile").first.click()  # the editor is a sheet on a phone
         size = page.locator("#ed-size")

@@ -123,3 +123,19 @@ def test_the_trainer_warns_of_the_soft_images_an_export_holds(make_settings):
     warnings = [w["message"] for w in report["warnings"]]
     soft = "1 image looks soft (out of focus, blurred or upscaled: c.png)"
     assert any(w.startswith(soft) for w in warnings), warnings
+
+
+def test_the_gallery_orders_by_name_newest_softest_or_smallest(client, dataset_id):
+    upload(client, dataset_id, [("b sharp.png", _png(drawing(seed=9)))])
+    upload(client, dataset_id, [("a soft.png", _png(drawing(seed=10).filter(ImageFilter.GaussianBlur(3))))])
+    upload(client, dataset_id, [("c small.png", _png(drawing(size=(300, 200), seed=11)))])
+
+    def order(sort):
+        return [i["name"] for i in client.get(f"/api/datasets/{dataset_id}/images?sort={sort}").get_json()["images"]]
+
+    assert order("name") == ["a soft.png", "b sharp.png", "c small.png"]
+    assert order("newest") == ["c small.png", "a soft.png", "b sharp.png"]
+    assert order("softest")[0] == "a soft.png"
+    assert order("smallest")[0] == "c small.png"
+    refused = client.get(f"/api/datasets/{dataset_id}/images?sort=random")
+    assert refused.status_code == 400 and "name, newest, softest, smallest" in refused.get_json()["error"]

@@ -8,7 +8,7 @@
   const enc = encodeURIComponent;
 
   const state = {
-    filter: "all", q: "", images: [], total: 0, loading: false, gen: 0,
+    filter: "all", q: "", sort: "name", images: [], total: 0, loading: false, gen: 0,
     current: -1, selecting: false, selected: new Set(), dirty: false, saving: null, saveTimer: null,
     meta: null,
   };
@@ -71,7 +71,8 @@
     const gen = state.gen;
     $("more").textContent = "Loading…";
     try {
-      const params = new URLSearchParams({ offset: state.images.length, limit: PAGE_SIZE, filter: state.filter, q: state.q });
+      const params = new URLSearchParams({ offset: state.images.length, limit: PAGE_SIZE, filter: state.filter, q: state.q,
+        sort: state.sort });
       const data = await api(`${base}/images?${params}`);
       if (gen !== state.gen) return;
       const start = state.images.length;
@@ -377,6 +378,7 @@
     state.filter = b.dataset.filter;
     reload();
   });
+  $("sort").addEventListener("change", () => { state.sort = $("sort").value; reload(); });
   let searchTimer = null;
   $("search").addEventListener("input", () => {
     clearTimeout(searchTimer);
