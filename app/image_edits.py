@@ -26,7 +26,8 @@ from PIL import Image, ImageOps
 
 from app import context, imaging
 from app.images import image_row
-from app.store import Conflict, Dataset, refresh_flags
+from app.importer import image_record
+from app.store import Conflict, Dataset, refresh_flags, rev_of
 from studio.atomic import atomic_write_bytes, place_file
 from studio.jobs import ACTIVE
 from studio.web import ApiError, json_body
@@ -127,7 +128,7 @@ def edit_image(dataset: Dataset, name: str, edit: dict, rev: str | None = None) 
         record = meta["images"].get(name)
         if record is None:
             raise ApiError(f"{name} is still being imported; edit it in a moment.", 409)
-        if rev and rev != (record.get("sha256") or "")[:12]:
+        if rev and rev != rev_of(record):
             raise Conflict(f"{name} changed in another tab or window: it now shows the new version.",
                            current=image_row(dataset, name, record, dataset.read_caption(name)))
         original = dataset.original_path(name)
@@ -157,8 +158,7 @@ def edit_image(dataset: Dataset, name: str, edit: dict, rev: str | None = None) 
 
 def _record(dataset: Dataset, name: str, record: dict, edits: list[dict]) -> None:
     info = imaging.inspect_image(dataset.image_path(name), context.settings().max_image_pixels)
-    record.update(width=info.width, height=info.height, bytes=info.bytes, sha256=info.sha256, dhash=info.dhash,
-                  sharpness=info.sharpness)
+    record.update(image_record(info, record.get("added_at") or time.time()))  # what an import records
     if edits:
         record["edits"] = edits
         record["edited_at"] = time.time()

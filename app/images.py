@@ -6,7 +6,7 @@ from flask import Blueprint, jsonify, request, send_file
 from werkzeug.exceptions import NotFound as HttpNotFound
 
 from app import context, trash
-from app.store import caption_version, natural_key
+from app.store import caption_version, natural_key, rev_of
 from studio.text import over_caption_limit
 from studio.thumbnails import UnreadableImage, cached_thumbnail
 from studio.web import ApiError, int_arg, json_body
@@ -78,7 +78,7 @@ def image_row(dataset, name: str, record: dict, caption: str | None) -> dict:
         "name": name, "width": record.get("width"), "height": record.get("height"), "bytes": record.get("bytes"),
         "caption": caption or "", "has_caption": caption is not None,
         "version": caption_version(dataset.caption_path(name)), "flags": record.get("flags") or {},
-        "rev": (record.get("sha256") or "")[:12], "edits": describe_edits(edits),
+        "rev": rev_of(record), "edits": describe_edits(edits),
         "original_size": record.get("original_size") if edits else None,
     }
 

@@ -195,6 +195,11 @@ def stem_key(name: str) -> str:
     return os.path.splitext(name)[0].casefold()
 
 
+def rev_of(record: dict) -> str:
+    """What changes with an image's file (an edit, a revert): the start of its SHA-256."""
+    return (record.get("sha256") or "")[:12]
+
+
 def natural_key(name: str):
     return [int(part) if part.isdigit() else part.casefold() for part in re.split(r"(\d+)", name)]
 
@@ -301,7 +306,7 @@ def summary(dataset: Dataset) -> dict:
         "flag_counts": flag_counts,
         "bytes": total_bytes,
         "cover": cover,
-        "cover_rev": (images[cover].get("sha256") or "")[:12] if cover else None,  # changes when it is edited
+        "cover_rev": rev_of(images[cover]) if cover else None,  # changes when it is edited
         "created_at": meta.get("created_at"),
         "updated_at": meta.get("updated_at"),
         "last_export": meta.get("last_export"),

@@ -104,9 +104,7 @@ def download(job, url: str, folder: Path, max_bytes: int, allow_private: bool) -
                     sink.write(block)
                     job.update(phase="downloading", bytes_done=done, bytes_total=total or None,
                                message=f"Downloading {name}")
-        except (OSError, http.client.HTTPException) as exc:
-            if isinstance(exc, OSError) and not isinstance(exc, (TimeoutError, ConnectionError, ssl.SSLError)):
-                raise  # the disk, not the network (a full disk is said as such)
+        except (TimeoutError, ConnectionError, ssl.SSLError, http.client.HTTPException) as exc:  # not the disk's
             raise JobError(f"{host} stopped answering ({type(exc).__name__}): try again.") from None
     ext = kind_of(head)
     if ext is None:
