@@ -228,7 +228,7 @@ def _download(spec: ModelSpec, commit: str, remote: RemoteFile, target_dir: Path
     except FetchError:
         raise
     except Exception as exc:
-        error = hub_error(exc, spec)
+        error = hub_error(exc, spec.repo, spec.revision, f"models.txt line {spec.line}")
         if error.permanent:
             raise error from exc
         raise

@@ -42,7 +42,9 @@ class RemoteFile:
     blob_id: str | None
 
 
-def hub_error(exc: Exception, spec: ModelSpec) -> FetchError:
+def hub_error(exc: Exception, repo: str, revision: str, where: str = "") -> FetchError:
+    """One sentence for a failed hub request about `repo`; `where` (e.g. "models.txt line 3") ends it."""
+    import httpx2
     from huggingface_hub.errors import (
         GatedRepoError,
         HfHubHTTPError,
@@ -51,19 +53,21 @@ def hub_error(exc: Exception, spec: ModelSpec) -> FetchError:
         RevisionNotFoundError,
     )
 
-    where = f"models.txt line {spec.line}"
+    at = f" ({where})" if where else ""
     if isinstance(exc, GatedRepoError):
-        return FetchError(f"{spec.repo} is gated: accept its terms on the hub and set HF_TOKEN ({where}).", True)
+        return FetchError(f"{repo} is gated: accept its terms on the hub and set HF_TOKEN{at}.", True)
     if isinstance(exc, RepositoryNotFoundError):
-        return FetchError(f"{spec.repo} was not found on the hub, or it is private and HF_TOKEN is missing "
-                          f"({where}).", True)
+        return FetchError(f"{repo} was not found on the hub, or it is private and HF_TOKEN is missing{at}.", True)
     if isinstance(exc, RevisionNotFoundError):
-        return FetchError(f"{spec.repo} has no revision {spec.revision!r} ({where}).", True)
+        return FetchError(f"{repo} has no revision {revision!r}{at}.", True)
     if isinstance(exc, RemoteEntryNotFoundError):
-        return FetchError(f"A file listed for {spec.repo} is not in the repo ({where}).", True)
+        return FetchError(f"A file listed for {repo} is not in the repo{at}.", True)
     if isinstance(exc, HfHubHTTPError) and exc.response is not None and exc.response.status_code in (401, 403):
-        return FetchError(f"The hub refused access to {spec.repo}: check HF_TOKEN ({where}).", True)
-    return FetchError(f"{spec.repo}: {type(exc).__name__}: {exc}".splitlines()[0])
+        return FetchError(f"The hub refused access to {repo}: check HF_TOKEN{at}.", True)
+    if isinstance(exc, (httpx2.TransportError, OSError)):
+        return FetchError(f"The hub could not be reached for {repo} ({type(exc).__name__}): check the network, "
+                          f"or HF_ENDPOINT{at}.")
+    return FetchError(f"{repo}: {type(exc).__name__}: {exc}".splitlines()[0])
 
 
 def resolve_files(spec: ModelSpec, settings: Settings) -> tuple[str, list[RemoteFile]]:
@@ -74,7 +78,7 @@ def resolve_files(spec: ModelSpec, settings: Settings) -> tuple[str, list[Remote
     try:
         info = api.model_info(spec.repo, revision=spec.revision, files_metadata=True)
     except Exception as exc:  # every hub failure becomes one sentence with its models.txt line
-        raise hub_error(exc, spec) from exc
+        raise hub_error(exc, spec.repo, spec.revision, f"models.txt line {spec.line}") from exc
     siblings = {s.rfilename: s for s in info.siblings or []}
     chosen: dict[str, RemoteFile] = {}
     for pattern in spec.patterns:

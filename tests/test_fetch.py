@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import re
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import unquote, urlparse
 
 import pytest
 
@@ -18,142 +15,7 @@ from studio import fetch
 from studio.atomic import read_json
 from studio.model_status import banners, download_state
 from studio.workspace import Workspace
-
-COMMIT = "c0ffee" * 6 + "c0ff"
-
-
-def _blob_id(data: bytes) -> str:
-    return hashlib.sha1(b"blob %d\x00" % len(data) + data).hexdigest()
-
-
-class FakeHub:
-    """Enough of the hub for huggingface-hub 2.4: model info with file metadata, HEAD/GET /resolve with ranges."""
-
-    def __init__(self):
-        self.repos: dict[str, dict[str, bytes]] = {}
-        self.lfs: set[tuple[str, str]] = set()
-        self.drop_once: dict[tuple[str, str], int] = {}  # (repo, file) -> byte offset to cut the connection at
-        self.cut_every: dict[tuple[str, str], int] = {}  # (repo, file) -> bytes sent per response before a cut
-        self.corrupt: set[tuple[str, str]] = set()  # served bytes differ from the advertised hash
-        self.slow: dict[tuple[str, str], float] = {}  # seconds to sleep per 64 KB chunk
-        self.cdn = False  # LFS files redirect to another host (as the hub does to its CDN)
-        self.requests: list[dict] = []
-        self.lock = threading.Lock()
-        hub = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args):
-                pass
-
-            def do_HEAD(self):
-                hub.serve(self, head=True)
-
-            def do_GET(self):
-                hub.serve(self, head=False)
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}"
-
-    def add(self, repo: str, files: dict[str, bytes], lfs: tuple[str, ...] = ()):
-        self.repos[repo] = files
-        self.lfs.update((repo, name) for name in lfs)
-
-    def file_requests(self, method: str = "GET") -> list[dict]:
-        return [r for r in self.requests if r["method"] == method and "/resolve/" in r["path"]]
-
-    def _send(self, handler, status: int, body: bytes = b"", headers: dict | None = None, head: bool = False):
-        handler.send_response(status)
-        for key, value in (headers or {}).items():
-            handler.send_header(key, value)
-        handler.send_header("Content-Length", str(len(body)))
-        handler.end_headers()
-        if not head:
-            handler.wfile.write(body)
-
-    def serve(self, handler, head: bool):
-        path = unquote(urlparse(handler.path).path)
-        with self.lock:
-            self.requests.append({"method": handler.command, "path": path, "range": handler.headers.get("Range"),
-                                  "auth": handler.headers.get("Authorization")})
-        info = re.fullmatch(r"/api/models/([^/]+/[^/]+)/revision/(.+)", path)
-        if info:
-            repo = info.group(1)
-            if repo not in self.repos:
-                return self._send(handler, 404, b'{"error":"Repository not found"}',
-                                  {"X-Error-Code": "RepoNotFound", "Content-Type": "application/json"}, head)
-            siblings = []
-            for name, data in self.repos[repo].items():
-                sibling = {"rfilename": name, "size": len(data), "blobId": _blob_id(data)}
-                if (repo, name) in self.lfs:
-                    sibling["lfs"] = {"size": len(data), "sha256": hashlib.sha256(data).hexdigest(), "pointerSize": 134}
-                siblings.append(sibling)
-            body = json.dumps({"id": repo, "modelId": repo, "sha": COMMIT, "private": False,
-                               "siblings": siblings}).encode()
-            return self._send(handler, 200, body, {"Content-Type": "application/json"}, head)
-        cdn = re.fullmatch(r"/cdn/([^/]+/[^/]+)/(.+)", path)
-        resolve = re.fullmatch(r"/([^/]+/[^/]+)/resolve/([^/]+)/(.+)", path)
-        if cdn:
-            repo, name = cdn.group(1), cdn.group(2)
-        elif not resolve or resolve.group(1) not in self.repos:
-            return self._send(handler, 404, b"not found", {"X-Error-Code": "RepoNotFound"}, head)
-        else:
-            repo, name = resolve.group(1), resolve.group(3)
-        data = self.repos[repo].get(name)
-        if data is None:
-            return self._send(handler, 404, b"no such file", {"X-Error-Code": "EntryNotFound",
-                                                               "X-Repo-Commit": COMMIT}, head)
-        key = (repo, name)
-        etag = hashlib.sha256(data).hexdigest() if key in self.lfs else _blob_id(data)
-        if self.cdn and resolve and key in self.lfs:
-            location = f"http://localhost:{self.server.server_address[1]}/cdn/{repo}/{name}"
-            return self._send(handler, 302, b"", {"Location": location, "X-Repo-Commit": COMMIT,
-                                                  "X-Linked-Etag": f'"{etag}"', "X-Linked-Size": str(len(data))},
-                              head)
-        served = data[:-1] + bytes([data[-1] ^ 0xFF]) if key in self.corrupt else data
-        headers = {"X-Repo-Commit": COMMIT, "ETag": f'"{etag}"', "Accept-Ranges": "bytes",
-                   "Content-Type": "application/octet-stream"}
-        start = 0
-        match = re.fullmatch(r"bytes=(\d+)-", handler.headers.get("Range") or "")
-        if match and not head:
-            start = int(match.group(1))
-            headers["Content-Range"] = f"bytes {start}-{len(data) - 1}/{len(data)}"
-        body = served[start:]
-        handler.send_response(206 if start else 200)
-        for k, v in headers.items():
-            handler.send_header(k, v)
-        handler.send_header("Content-Length", str(len(body)))
-        handler.end_headers()
-        if head:
-            return
-        cut = self.drop_once.pop(key, None)
-        if key in self.cut_every:
-            cut = start + self.cut_every[key]
-        delay = self.slow.get(key, 0.0)
-        for offset in range(0, len(body), 65536):
-            if cut is not None and start + offset >= cut:
-                handler.wfile.flush()
-                handler.close_connection = True
-                handler.connection.shutdown(2)  # the connection drops mid-file, as a flaky network does
-                return
-            handler.wfile.write(body[offset:offset + 65536])
-            if delay:
-                handler.wfile.flush()
-                time.sleep(delay)
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.server.shutdown()
-        self.server.server_close()
+from tests.fake_hub import FakeHub
 
 
 def _payload(size: int, seed: int) -> bytes:
