@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 import threading
 import time
@@ -13,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from app import imaging
+from app.caption_files import caption_key, is_metadata_name, metadata_captions
 from app.store import Dataset, clean_filename, refresh_flags
 from app.zipimport import extract_zip
 from studio.atomic import atomic_write_bytes
@@ -46,6 +46,7 @@ class Candidate:
     wanted: str  # the file name it should get
     path: Path
     caption: str | None
+    key: tuple[str, str] = ("", "")  # folder and stem, to pair it with a loose caption (caption_files.caption_key)
 
 
 def _import_lock(dataset: Dataset) -> threading.Lock:
@@ -61,7 +62,8 @@ def run_import(job: JobReporter, dataset: Dataset, sources: list[Source], settin
     an interruption adds only what the first run had not placed."""
     skipped: list[dict] = []
     candidates: list[Candidate] = []
-    loose_captions: dict[str, str] = {}
+    loose_captions: dict[tuple[str, str], str] = {}
+    listed_captions: dict[tuple[str, str], str] = {}  # from metadata.jsonl / metadata.csv files
     try:
         with _import_lock(dataset):
             for index, source in enumerate(sources):
@@ -74,19 +76,24 @@ def run_import(job: JobReporter, dataset: Dataset, sources: list[Source], settin
                                          settings.zip_max_total_mb * 2**20, settings.zip_max_ratio, source.name)
                     skipped.extend(staged.skipped)
                     for inner, path in staged.images:
-                        folder, base = os.path.split(inner)
-                        text = staged.captions.get((folder, os.path.splitext(base)[0].casefold()))
-                        candidates.append(Candidate(f"{source.name}/{inner}", clean_filename(base), path, text))
+                        candidates.append(Candidate(f"{source.name}/{inner}", clean_filename(inner), path,
+                                                    staged.captions.get(caption_key(inner))))
                 elif lower.endswith(".txt"):
                     text = source.path.read_bytes()[:64 * 1024].decode("utf-8-sig", "replace").strip()
-                    loose_captions[os.path.splitext(clean_filename(source.name))[0].casefold()] = text
+                    loose_captions[caption_key(source.name)] = text
+                elif is_metadata_name(lower):
+                    listed, problem = metadata_captions(source.path, source.name)
+                    listed_captions.update(listed)
+                    if problem:
+                        skipped.append({"name": source.name, "reason": problem})
                 elif imaging.is_image_name(lower):
-                    candidates.append(Candidate(source.name, clean_filename(source.name), source.path, None))
+                    candidates.append(Candidate(source.name, clean_filename(source.name), source.path, None,
+                                                caption_key(source.name)))
                 else:
                     skipped.append({"name": source.name, "reason": "not an image or ZIP (skipped)"})
             for candidate in candidates:
                 if candidate.caption is None:
-                    candidate.caption = loose_captions.get(os.path.splitext(candidate.wanted)[0].casefold())
+                    candidate.caption = loose_captions.get(candidate.key, listed_captions.get(candidate.key))
             result = _place_all(job, dataset, candidates, settings, skipped, skip_known)
     finally:
         shutil.rmtree(work_dir, ignore_errors=True)

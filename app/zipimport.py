@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from app import imaging
+from app.caption_files import METADATA_MAX_BYTES, caption_key, is_metadata_name, metadata_captions
 from studio.job_reporter import JobReporter
 from studio.jobs import JobError
 
@@ -28,7 +29,7 @@ _JUNK = {".ds_store", "thumbs.db", "desktop.ini"}
 @dataclass
 class Extracted:
     images: list[tuple[str, Path]] = field(default_factory=list)  # (path in archive, staged file)
-    captions: dict[tuple[str, str], str] = field(default_factory=dict)  # (folder, stem casefold) -> text
+    captions: dict[tuple[str, str], str] = field(default_factory=dict)  # caption_files.caption_key -> text
     skipped: list[dict] = field(default_factory=list)
 
 
@@ -58,8 +59,10 @@ def _is_junk(name: str) -> bool:
 
 def extract_zip(archive: Path, staging: Path, job: JobReporter, max_total_bytes: int, max_ratio: int,
                 label: str) -> Extracted:
-    """Extract images and `.txt` captions of `archive` into `staging` (flat, numbered names)."""
+    """Extract images and captions (`.txt` files, metadata.jsonl/.csv) of `archive` into `staging` (flat, numbered
+    names)."""
     out = Extracted()
+    listed: dict[tuple[str, str], str] = {}
     try:
         zf = zipfile.ZipFile(archive)
     except (zipfile.BadZipFile, OSError, ValueError):
@@ -86,10 +89,13 @@ def extract_zip(archive: Path, staging: Path, job: JobReporter, max_total_bytes:
             if problem is None and _is_junk(name):
                 continue
             ext = os.path.splitext(name)[1].lower()
-            if problem is None and not (imaging.is_image_name(name) or ext == ".txt"):
+            metadata = is_metadata_name(name)
+            if problem is None and not (imaging.is_image_name(name) or ext == ".txt" or metadata):
                 problem = "not an image (skipped)"
             if problem is None and ext == ".txt" and info.file_size > CAPTION_MAX_BYTES:
                 problem = "caption file larger than 64 KB (skipped)"
+            if problem is None and metadata and info.file_size > METADATA_MAX_BYTES:
+                problem = f"larger than {METADATA_MAX_BYTES // 2**20} MB (its captions were not imported)"
             if problem:
                 out.skipped.append({"name": f"{label}/{name}", "reason": problem})
                 continue
@@ -100,14 +106,21 @@ def extract_zip(archive: Path, staging: Path, job: JobReporter, max_total_bytes:
                 target.unlink(missing_ok=True)
                 out.skipped.append({"name": f"{label}/{name}", "reason": "damaged entry (checksum or data error)"})
                 continue
-            folder, base = os.path.split(name)
-            if ext == ".txt":
+            if metadata:
+                captions, trouble = metadata_captions(target, name)
+                target.unlink()
+                listed.update(captions)
+                if trouble:
+                    out.skipped.append({"name": f"{label}/{name}", "reason": trouble})
+            elif ext == ".txt":
                 text = target.read_bytes().decode("utf-8-sig", "replace").strip()
                 target.unlink()
-                out.captions[(folder, os.path.splitext(base)[0].casefold())] = text
+                out.captions[caption_key(name)] = text
             else:
                 out.images.append((name, target))
             job.update(done=index + 1, current=name)
+    for key, text in listed.items():  # a .txt beside the image wins
+        out.captions.setdefault(key, text)
     return out
 
 

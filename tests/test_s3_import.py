@@ -47,6 +47,7 @@ def test_import_prefix_into_dataset_then_push_export(moto, make_settings):
         "people/anna/a.png": png((250, 0, 0)),
         "people/anna/a.txt": b"anna in red",
         "people/anna/more/b.png": png((0, 250, 0)),
+        "people/anna/more/a.txt": b"a caption of more/a.png, which is not there",  # not a.png's caption
         "people/anna/fake.jpg": b"not really a jpeg",
         "people/anna/notes.md": b"hello",
         "people/other/c.png": png((0, 0, 250)),
@@ -60,8 +61,10 @@ def test_import_prefix_into_dataset_then_push_export(moto, make_settings):
     result = state["result"]
     assert sorted(result["imported"]) == ["a.png", "b.png"]
     assert {s["name"] for s in result["skipped"]} == {"fake.jpg", "notes.md"}
-    assert result["source"] == {"bucket": "ds-bucket", "prefix": "people/anna/", "files": 5}
+    assert result["source"] == {"bucket": "ds-bucket", "prefix": "people/anna/", "files": 6}
     assert client.get(f"/api/datasets/{dataset['id']}").get_json()["images"] == 2
+    images = client.get(f"/api/datasets/{dataset['id']}/images").get_json()["images"]
+    assert {image["name"]: image["caption"] for image in images} == {"a.png": "anna in red", "b.png": ""}
 
     # push: before any export there is nothing to push
     early = client.post(f"/api/datasets/{dataset['id']}/push-s3", json={})
