@@ -6,7 +6,7 @@ connection through the proxy), then the same import job as an upload checks and 
 Share pages of common hosts become their direct download (Hugging Face `blob` -> `resolve`, Dropbox `dl=0` ->
 `dl=1`, a Google Drive file page -> its download). The studio fetches only public addresses (see link_fetch:
 every redirect hop checked, the connection pinned to the checked address), unless ALLOW_PRIVATE_URLS=1 (a NAS on
-your own network).
+your own network). A Hugging Face dataset link (the repo, a folder, a file) goes through the hub (hub_import).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 from flask import Blueprint, jsonify
 
-from app import context, link_fetch
+from app import context, hub_import, link_fetch
 from app.importer import Source, run_import
 from app.store import clean_filename
 from studio.jobs import Job, JobError
@@ -122,32 +122,47 @@ def import_url(dataset_id: str):
 
 
 def start_url_import(dataset, url_given, parent_id: str | None = None, skip_known: bool = False) -> Job:
-    """The import job for a link (ApiError, before any job, for a malformed link or a refused address)."""
+    """The import job for a link (ApiError, before any job, for a malformed link or a refused address). A Hugging
+    Face dataset link (the repo, a folder, a file) imports through the hub with the pod's HF_TOKEN."""
     given = check_url(url_given)
-    url = direct_link(given)
     settings = context.settings()
-    try:
-        link_fetch.checked_address(url, settings.allow_private_urls)  # a refused address answers now, not in a job
-    except (link_fetch.BlockedAddress, JobError) as exc:
-        raise ApiError(str(exc), 422) from None
     work_dir = confined(context.workspace().uploads, f"url-{secrets.token_hex(8)}")
-    source = Source("link")
+    dataset_link = hub_import.hub_link(given)
+    if dataset_link is not None:
+        def sources(job) -> list[Source]:
+            return hub_import.download(job, dataset_link, settings, work_dir / "download")
 
-    def fetch(job) -> Path:
-        job.update(phase="downloading", message=f"Connecting to {urlsplit(url).hostname}")
-        source.name, path = download(job, url, work_dir / "download", settings.max_upload_mb * 2**20,
-                                     settings.allow_private_urls)
-        return path
+        def described(found: list[Source]) -> dict:
+            return {"url": given, "dataset": dataset_link.repo, "files": len(found)}
+    else:
+        url = direct_link(given)
+        try:
+            link_fetch.checked_address(url, settings.allow_private_urls)  # a refused address answers now
+        except (link_fetch.BlockedAddress, JobError) as exc:
+            raise ApiError(str(exc), 422) from None
+        source = Source("link")
 
-    source.prepare = fetch
+        def fetch(job) -> Path:
+            job.update(phase="downloading", message=f"Connecting to {urlsplit(url).hostname}")
+            source.name, path = download(job, url, work_dir / "download", settings.max_upload_mb * 2**20,
+                                         settings.allow_private_urls)
+            return path
+
+        source.prepare = fetch
+
+        def sources(job) -> list[Source]:
+            return [source]
+
+        def described(found: list[Source]) -> dict:
+            return {"url": given, "file": source.name}
 
     def work(job) -> dict:
         try:
-            result = run_import(job, dataset, [source], settings, work_dir / "import", skip_known=skip_known)
-            result["source"] = {"url": given, "file": source.name}
+            found = sources(job)
+            result = run_import(job, dataset, found, settings, work_dir / "import", skip_known=skip_known)
+            result["source"] = described(found)
             return result
         finally:
             shutil.rmtree(work_dir, ignore_errors=True)
 
     return context.executor().submit("import", dataset.id, work, parent_id=parent_id)
-

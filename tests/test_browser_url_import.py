@@ -10,6 +10,7 @@ import requests
 
 from tests.browser_studio import ARGS, CHROMIUM, DESKTOP, browser_marks, watch_page
 from tests.helpers import ServerProcess
+from tests.test_datasets_hub_import import hub  # noqa: F401 - the stand-in hub, a fixture
 from tests.test_datasets_url_import import web  # noqa: F401 - the stand-in web, a fixture
 
 pytestmark = browser_marks
@@ -77,5 +78,35 @@ def test_express_takes_a_link_instead_of_files(studio_root, tmp_path, web):  # n
         page.click("#x-go")
         expect(page.locator(".x-stage[data-stage=import]")).to_have_class(re.compile("completed"))
         expect(page.locator(".x-stage[data-stage=upload]")).to_contain_text("2 images in the dataset")
+        assert problems == []
+        browser.close()
+
+
+def test_a_hugging_face_dataset_link_imports_the_dataset_with_its_captions(studio_root, artifacts_dir, tmp_path,
+                                                                          hub):  # noqa: F811
+    from playwright.sync_api import expect, sync_playwright
+
+    (artifacts_dir / "datasets").mkdir(exist_ok=True)
+    env = {"STUDIO_ROOT": str(studio_root), "CAPTION_URL": "http://127.0.0.1:9", "HF_ENDPOINT": hub.url,
+           "HF_HUB_OFFLINE": "0"}
+    with ServerProcess("app", env, log_path=tmp_path / "server.log") as server, sync_playwright() as p:
+        dataset_id = requests.post(f"{server.url}/api/datasets", json={"name": "Portraits"}, timeout=10).json()["id"]
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        page = browser.new_page(viewport=DESKTOP)
+        problems = watch_page(page)
+        page.set_default_timeout(20_000)
+        page.goto(f"{server.url}/d/{dataset_id}")
+        page.evaluate(PASTE_JS, "https://huggingface.co/datasets/me/portraits/tree/main/extra")
+        expect(page.locator("#link-dialog")).to_be_visible()
+        page.click("#link-start")
+        expect(page.locator("#import-status")).to_contain_text("Imported 2 images")
+        expect(page.locator(".tile")).to_have_count(2)
+        expect(page.locator(".tile").first).to_contain_text("a man in a hat")  # from the folder's metadata.jsonl
+        page.screenshot(path=str(artifacts_dir / "datasets" / "09-hub-dataset.png"))
+        # a dataset that keeps its images in Parquet files says so
+        page.click("#btn-link")
+        page.fill("#link-url", "https://huggingface.co/datasets/me/tables")
+        page.click("#link-start")
+        expect(page.locator("#import-status")).to_contain_text("inside Parquet files")
         assert problems == []
         browser.close()

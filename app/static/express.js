@@ -26,7 +26,7 @@
   drop.addEventListener("drop", (e) => { e.preventDefault(); drop.classList.remove("over"); chooseFiles(e.dataTransfer.files); });
 
   const link = () => $("x-link").value.trim();
-  const NOTHING = "Choose a ZIP or some images first, or paste a link to a ZIP.";
+  const NOTHING = "Choose a ZIP or some images first, or paste a link to a ZIP or a Hugging Face dataset.";
   function checkInput() {
     if (!files.length && !link()) return NOTHING;
     if (!files.length && !/^https?:\/\/\S+$/i.test(link())) return "The link must start with http:// or https://.";

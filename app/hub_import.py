@@ -1,0 +1,249 @@
+"""Import a Hugging Face dataset, a folder of one or one file of one, from its link.
+
+    https://huggingface.co/datasets/<owner>/<name>                       the whole repo
+    https://huggingface.co/datasets/<owner>/<name>/tree/<rev>/<folder>   one folder
+    https://huggingface.co/datasets/<owner>/<name>/blob/<rev>/<file>     one file (a ZIP, an image; /resolve/ too)
+
+The pod lists the repo with huggingface-hub and downloads its images, captions (`.txt` beside each image, or a
+`metadata.jsonl` / `metadata.csv`) and ZIPs with its own HF_TOKEN, so a private or gated dataset imports as well
+as a public one. Everything is read at one commit, so a push during the download cannot mix two versions. Then
+the same import job as an upload checks and places every image.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import re
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+from app import imaging
+from app.caption_files import is_metadata_name
+from app.importer import Source
+from studio.hub_files import FetchError, hub_error
+from studio.jobs import JobError, JobStopped
+from studio.settings import Settings
+from studio.text import name_list, plural
+from studio.web import ApiError
+from studio.workspace import UnsafePathError, confined
+
+HUB_HOSTS = {"huggingface.co", "www.huggingface.co", "hf.co"}
+PARALLEL = 8
+_PART = re.compile(r"^[\w.-]+$")
+
+
+@dataclass(frozen=True)
+class HubLink:
+    repo: str  # owner/name
+    revision: str
+    path: str  # a folder or a file in the repo; "" for all of it
+    is_file: bool = False
+
+    @property
+    def label(self) -> str:
+        return f"{self.repo}/{self.path}" if self.path else self.repo
+
+
+def hub_link(url: str) -> HubLink | None:
+    """The dataset a huggingface.co/datasets/... link names; None for any other link (a model's file, another
+    host), which downloads as a plain link. ApiError for a dataset link the studio cannot follow."""
+    parts = urlsplit(url)
+    segments = [unquote(part) for part in parts.path.split("/") if part]
+    if (parts.hostname or "").lower() not in HUB_HOSTS or len(segments) < 3 or segments[0] != "datasets":
+        return None
+    owner, name, rest = segments[1], segments[2], segments[3:]
+    if not (_PART.match(owner) and _PART.match(name)) or ".." in (owner, name):
+        raise ApiError(f"{owner}/{name} is not a Hugging Face dataset name.", 422)
+    repo = f"{owner}/{name}"
+    if not rest or rest[0] == "viewer":  # the dataset's page or its viewer: the whole repo
+        return HubLink(repo, "main", "")
+    if rest[0] not in {"tree", "blob", "resolve"} or len(rest) < 2:
+        raise ApiError("Link the dataset itself, one of its folders (…/tree/main/<folder>) or one of its files "
+                       "(…/blob/main/<file>).", 422)
+    path = "/".join(rest[2:])
+    if any(part in {".", ".."} for part in rest[2:]) or "\\" in path:
+        raise ApiError("That link's path leaves the dataset.", 422)
+    is_file = rest[0] != "tree"
+    if is_file and not path:
+        raise ApiError("That link names no file of the dataset.", 422)
+    return HubLink(repo, rest[1], path, is_file)
+
+
+def _wanted(path: str) -> bool:
+    lower = path.lower()
+    return imaging.is_image_name(lower) or lower.endswith((".txt", ".zip")) or is_metadata_name(lower)
+
+
+def _size(entry) -> int:
+    return entry.lfs.size if entry.lfs else entry.size
+
+
+def _nothing_there(link: HubLink, others: list[str]) -> JobError:
+    where = f"{link.label} at {link.revision}"
+    if any(path.lower().endswith(".parquet") for path in others):
+        return JobError(f"{where} keeps its images inside Parquet files, which the studio does not read: link a "
+                        "dataset (or a folder of one) with image files, ZIPs or a metadata.jsonl.")
+    if others:
+        return JobError(f"{where} has no images, ZIPs or captions ({plural(len(others), 'other file')}: "
+                        f"{name_list(sorted(others))}).")
+    return JobError(f"{where} has no files.")
+
+
+def list_files(api, link: HubLink, commit: str, max_bytes: int) -> list:
+    """The repo files to download (images, captions, metadata, ZIPs) under the link, sorted; JobError otherwise."""
+    from huggingface_hub import RepoFile
+
+    folder = posixpath.dirname(link.path) if link.is_file else link.path
+    entries = [entry for entry in api.list_repo_tree(link.repo, path_in_repo=folder or None, revision=commit,
+                                                     repo_type="dataset", recursive=not link.is_file)
+               if isinstance(entry, RepoFile)]
+    if link.is_file:
+        entries = [entry for entry in entries if entry.path == link.path]
+        if not entries:
+            raise JobError(f"{link.repo} has no file {link.path!r} at {link.revision}.")
+    chosen = sorted((entry for entry in entries if _wanted(entry.path)), key=lambda entry: entry.path)
+    if not chosen:
+        raise _nothing_there(link, [entry.path for entry in entries])
+    total = sum(_size(entry) for entry in chosen)
+    if total > max_bytes:
+        raise JobError(f"{link.label} has {total / 2**20:,.0f} MB of images and captions, over the limit of "
+                       f"{max_bytes / 2**20:,.0f} MB (MAX_UPLOAD_MB): link one folder of it "
+                       "(…/tree/main/<folder>), or raise MAX_UPLOAD_MB.")
+    return chosen
+
+
+class _Progress:
+    """Bytes downloaded so far, counted from huggingface-hub's progress bars (several files at once)."""
+
+    def __init__(self, job, total_bytes: int, files: int, label: str):
+        self.job, self.total_bytes, self.files, self.label = job, total_bytes, files, label
+        self.lock = threading.Lock()
+        self.finished_bytes = 0
+        self.files_done = 0
+        self.partial: dict[str, int] = {}
+        self.aborted = False  # a file failed or the job stops: the others stop at their next block
+
+    def bar_class(self, path: str):
+        from huggingface_hub.utils import tqdm as hub_tqdm
+
+        progress = self
+
+        class CountingBar(hub_tqdm):
+            def update(self, n=1):
+                if n:
+                    with progress.lock:
+                        progress.partial[path] = progress.partial.get(path, 0) + n
+                    progress.report()
+                return super().update(n)
+
+        return CountingBar
+
+    def file_done(self, path: str, size: int) -> None:
+        with self.lock:
+            self.partial.pop(path, None)
+            self.finished_bytes += size
+            self.files_done += 1
+        self.report()
+
+    def report(self) -> None:
+        if self.aborted:
+            raise JobStopped()
+        self.job.check_stop()  # from a progress callback too, so a stop ends a large file's download
+        with self.lock:
+            done = min(self.total_bytes, self.finished_bytes + sum(self.partial.values()))
+            files_done = self.files_done
+        self.job.update(phase="downloading", bytes_done=done, bytes_total=self.total_bytes, done=files_done,
+                        total=self.files, message=f"Downloading {self.label}: {files_done} of "
+                                                  f"{plural(self.files, 'file')}")
+
+
+def download(job, link: HubLink, settings: Settings, folder: Path) -> list[Source]:
+    """Every wanted file of the link, downloaded into `folder`, as import sources named by their repo path."""
+    from huggingface_hub import HfApi, hf_hub_download
+
+    token = settings.hf_token or False
+    api = HfApi(endpoint=settings.hf_endpoint, token=token)
+    job.update(phase="downloading", message=f"Listing {link.label} on Hugging Face")
+    try:
+        commit = api.dataset_info(link.repo, revision=link.revision).sha or link.revision
+        files = list_files(api, link, commit, settings.max_upload_mb * 2**20)
+    except JobError:
+        raise
+    except Exception as exc:  # every hub failure is one sentence
+        raise _job_error(exc, link) from None
+    progress = _Progress(job, sum(_size(entry) for entry in files), len(files), link.label)
+    targets = {}
+    for entry in files:
+        try:
+            targets[entry.path] = confined(folder, entry.path)
+        except UnsafePathError:
+            raise JobError(f"{link.repo} lists a file with an unsafe path ({entry.path!r}): nothing was "
+                           "imported.") from None
+
+    def fetch(entry) -> None:
+        hf_hub_download(link.repo, entry.path, repo_type="dataset", revision=commit, local_dir=folder, token=token,
+                        endpoint=settings.hf_endpoint, tqdm_class=progress.bar_class(entry.path))
+        progress.file_done(entry.path, _size(entry))
+
+    progress.report()
+    try:
+        _in_parallel(files, fetch, progress)
+    except (JobError, JobStopped):
+        raise
+    except Exception as exc:
+        raise _job_error(exc, link) from None
+    return [Source(entry.path, targets[entry.path]) for entry in files]
+
+
+def _in_parallel(files: list, fetch, progress: _Progress) -> None:
+    """`fetch` every file on PARALLEL daemon threads. A stop or a failure returns at once: a download in flight
+    cannot be interrupted, so it is left to end on its own (its folder is removed) instead of being waited for."""
+    todo = list(reversed(files))
+    errors: list[BaseException] = []
+    lock = threading.Lock()
+
+    def worker() -> None:
+        while not progress.aborted:
+            with lock:
+                if not todo:
+                    return
+                entry = todo.pop()
+            try:
+                fetch(entry)
+            except BaseException as exc:  # handed to the job's thread, which raises the first one
+                errors.append(exc)
+                progress.aborted = True
+                return
+
+    threads = [threading.Thread(target=worker, daemon=True, name="hub-import") for _ in range(min(PARALLEL,
+                                                                                                    len(files)))]
+    for thread in threads:
+        thread.start()
+    try:
+        for thread in threads:
+            while thread.is_alive() and not errors:
+                thread.join(0.5)
+                progress.report()  # also between a large file's progress callbacks
+    except JobStopped:
+        progress.aborted = True
+        if not errors:
+            raise
+    except BaseException:
+        progress.aborted = True
+        raise
+    if errors:
+        raise errors[0]
+
+
+def _job_error(exc: Exception, link: HubLink) -> JobError:
+    from huggingface_hub.errors import OfflineModeIsEnabled, RemoteEntryNotFoundError
+
+    if isinstance(exc, OfflineModeIsEnabled):
+        return JobError("The studio runs offline (HF_HUB_OFFLINE=1): it cannot download from Hugging Face.")
+    if isinstance(exc, RemoteEntryNotFoundError):
+        return JobError(f"{link.repo} has no folder {link.path!r} at {link.revision}.")
+    if isinstance(exc, FetchError):
+        return JobError(str(exc))
+    return JobError(str(hub_error(exc, link.repo, link.revision)))
