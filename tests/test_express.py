@@ -20,6 +20,7 @@ from app.express_rules import ExpressInputError, check_trigger, sample_prompts
 from studio.jobs import JobStore
 from studio.settings import load_settings
 from tests.test_datasets_autocaption import StandIn
+from tests.test_datasets_hub_import import hub  # noqa: F401 - the stand-in hub, a fixture
 from tests.test_datasets_support import image_bytes
 from tests.test_datasets_url_import import web  # noqa: F401 - the stand-in web, a fixture
 
@@ -428,6 +429,18 @@ def test_a_link_instead_of_an_upload_goes_through_to_training(studio, web):  # n
     run = _drive(app, express_id, lambda r: r["express"]["phase"] == "train")
     imported = next(s for s in run["stages"] if s["stage"] == "import")
     assert imported["status"] == "completed" and imported["result"]["source"]["file"] == "set.zip"
+    assert run["dataset"]["images"] == 2
+
+
+def test_a_hugging_face_dataset_link_goes_through_to_training(studio, hub):  # noqa: F811
+    settings, app = studio(HF_ENDPOINT=hub.url)
+    client = app.test_client()
+    express_id = _create(client)["express"]["id"]
+    link = "https://huggingface.co/datasets/me/portraits/tree/main/extra"
+    assert client.post(f"/api/express/{express_id}/start", json={"url": link}).status_code == 202
+    run = _drive(app, express_id, lambda r: r["express"]["phase"] == "train")
+    imported = next(s for s in run["stages"] if s["stage"] == "import")
+    assert imported["status"] == "completed" and imported["result"]["source"]["dataset"] == "me/portraits"
     assert run["dataset"]["images"] == 2
 
 
