@@ -3,13 +3,12 @@
 A dataset is an S3 prefix (`{"bucket"?, "prefix"}`) or a ZIP at an http(s) URL (`{"url"}`); the URL is
 fetched only because the job input asks for it. Every file is decoded with Pillow exactly like an
 upload to the dataset manager; what is not an image is skipped, and each image keeps its same-stem
-`.txt` caption.
+`.txt` caption, or the one a metadata.jsonl / metadata.csv in its folder gives.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 import zipfile
 from collections.abc import Callable
@@ -113,6 +112,7 @@ def extract_zip(archive: Path, dest: Path, max_total_bytes: int, max_ratio: int)
     """Extract with the dataset manager's own guard (unsafe names skipped, sizes and ratios counted while
     decompressing), then lay the images out under `dest` by their archive paths with their captions."""
     from app import zipimport
+    from app.caption_files import caption_key
     from studio.job_reporter import QuietReporter
     from studio.jobs import JobError
 
@@ -128,14 +128,13 @@ def extract_zip(archive: Path, dest: Path, max_total_bytes: int, max_ratio: int)
         for item in extracted.skipped:
             log.warning("skipping ZIP entry: %s", item["reason"])
         for name, staged in extracted.images:
-            folder, base = os.path.split(name)
             try:
                 target = confined(dest, *[part for part in name.split("/") if part])
             except UnsafePathError:
                 continue
             target.parent.mkdir(parents=True, exist_ok=True)
             staged.replace(target)
-            caption = extracted.captions.get((folder, os.path.splitext(base)[0].casefold()))
+            caption = extracted.captions.get(caption_key(name))
             if caption is not None:
                 target.with_suffix(".txt").write_text(caption, "utf-8")
     finally:
@@ -169,13 +168,23 @@ def fetch_dataset(spec: dict, settings: Settings, raw_dir: Path,
 
 def prepare_images(raw_dir: Path, out_dir: Path, max_pixels: int, name: str = "dataset") -> PreparedDataset:
     """Copy every decodable image (+ same-stem .txt caption) from `raw_dir` into a flat `out_dir`."""
+    from app.caption_files import caption_key, is_metadata_name, metadata_captions
+
     out_dir.mkdir(parents=True, exist_ok=True)
     prepared = PreparedDataset(folder=out_dir, images=0, captions=0)
     taken: set[str] = set()
-    for path in sorted(p for p in raw_dir.rglob("*") if p.is_file() and not p.is_symlink()):
+    files = sorted(p for p in raw_dir.rglob("*") if p.is_file() and not p.is_symlink())
+    listed: dict = {}  # captions from metadata.jsonl / metadata.csv files, for images without a .txt
+    for path in files:
+        if is_metadata_name(path.name):
+            captions, problem = metadata_captions(path, path.relative_to(raw_dir).as_posix())
+            listed.update(captions)
+            if problem:
+                prepared.skipped.append({"file": path.relative_to(raw_dir).as_posix(), "reason": problem})
+    for path in files:
         relative = path.relative_to(raw_dir).as_posix()
         suffix = path.suffix.lower()
-        if suffix == ".txt" or path.name == "dataset.json":
+        if suffix == ".txt" or path.name == "dataset.json" or is_metadata_name(path.name):
             continue  # captions travel with their image; the source's metadata is rewritten below
         if suffix not in IMAGE_EXTENSIONS:
             prepared.skipped.append({"file": relative, "reason": "not an image file type"})
@@ -196,6 +205,9 @@ def prepare_images(raw_dir: Path, out_dir: Path, max_pixels: int, name: str = "d
         caption = path.with_suffix(".txt")
         if caption.is_file():
             shutil.copyfile(caption, out_dir / f"{stem}.txt")
+            prepared.captions += 1
+        elif caption_key(relative) in listed:
+            (out_dir / f"{stem}.txt").write_text(listed[caption_key(relative)], "utf-8")
             prepared.captions += 1
         prepared.images += 1
     source_meta = read_json(raw_dir / "dataset.json", {}) or {}

@@ -113,14 +113,20 @@ def test_prepare_images_decodes_and_skips(tmp_path):
     (raw / "a.png").write_bytes(image_bytes())
     (raw / "a.txt").write_text("a photo of anna")
     (raw / "sub" / "a.jpg").write_bytes(image_bytes("JPEG"))  # same stem in a sub-folder: renamed
+    (raw / "sub" / "b.png").write_bytes(image_bytes())
+    (raw / "sub" / "metadata.jsonl").write_text('{"file_name": "b.png", "text": "anna, from the metadata"}\n'
+                                                '{"file_name": "a.jpg", "text": "anna in the sub-folder"}\n')
     (raw / "old.bmp").write_bytes(image_bytes("BMP"))  # decodable, re-encoded as PNG
     (raw / "broken.png").write_bytes(b"\x89PNG not really")
     (raw / "notes.md").write_text("hello")
     (raw / "dataset.json").write_text('{"trigger_word": "annaxyz"}')
     prepared = prepare_images(raw, tmp_path / "out", max_pixels=10_000_000)
     names = sorted(p.name for p in (tmp_path / "out").iterdir())
-    assert prepared.images == 2 + ("old.png" in names)
+    assert prepared.images == 3 + ("old.png" in names)
     assert "a.png" in names and "a.txt" in names and "sub_a.jpg" in names
+    assert (tmp_path / "out" / "a.txt").read_text() == "a photo of anna"
+    assert (tmp_path / "out" / "sub_a.txt").read_text() == "anna in the sub-folder"  # its folder's metadata
+    assert (tmp_path / "out" / "sub_b.txt").read_text() == "anna, from the metadata"
     assert {s["file"] for s in prepared.skipped} >= {"broken.png", "notes.md"}
     assert '"trigger_word": "annaxyz"' in (tmp_path / "out" / "dataset.json").read_text()
 
@@ -192,6 +198,8 @@ def test_url_zip_dataset(file_server, make_settings, tmp_path):
     with zipfile.ZipFile(folder / "ds.zip", "w") as zf:
         zf.writestr("set/one.png", image_bytes())
         zf.writestr("set/one.txt", "one")
+        zf.writestr("set/two:three.png", image_bytes())  # a name the importer cleans: its caption still pairs
+        zf.writestr("set/metadata.csv", "file_name,text\ntwo:three.png,two\n")
         zf.writestr("../escape.png", image_bytes())
         zf.writestr("__MACOSX/set/._one.png", b"junk")
     (folder / "not-a-zip.zip").write_text("<html>")
@@ -199,7 +207,7 @@ def test_url_zip_dataset(file_server, make_settings, tmp_path):
     updates = []
     fetch_dataset({"url": f"{base}/ds.zip"}, settings, tmp_path / "work" / "raw", updates.append)
     prepared = prepare_images(tmp_path / "work" / "raw", tmp_path / "work" / "ds", settings.max_image_pixels)
-    assert prepared.images == 1 and prepared.captions == 1
+    assert prepared.images == 2 and prepared.captions == 2
     assert not (tmp_path / "work" / "escape.png").exists()
     assert updates and updates[-1]["phase"] == "downloading"
     with pytest.raises(DatasetInputError, match="ZIP"):
