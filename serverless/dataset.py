@@ -1,6 +1,7 @@
 """Fetch a training dataset for one serverless job and turn it into an exported-dataset folder.
 
-A dataset is an S3 prefix (`{"bucket"?, "prefix"}`) or a ZIP at an http(s) URL (`{"url"}`); the URL is
+A dataset is an S3 prefix (`{"bucket"?, "prefix"}`), a ZIP at an http(s) URL (`{"url"}`) or a Hugging Face
+dataset's link (`{"url": "https://huggingface.co/datasets/..."}`, downloaded with HF_TOKEN); the URL is
 fetched only because the job input asks for it. Every file is decoded with Pillow exactly like an
 upload to the dataset manager; what is not an image is skipped, and each image keeps its same-stem
 `.txt` caption, or the one a metadata.jsonl / metadata.csv in its folder gives.
@@ -17,10 +18,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from app.hub_import import hub_link
 from app.imaging import IMAGE_EXTENSIONS, ImageRejected, inspect_image
 from studio.atomic import atomic_write_json, read_json
 from studio.s3 import Storage, StorageError, normalize_prefix
 from studio.settings import Settings
+from studio.web import ApiError
 from studio.workspace import UnsafePathError, confined
 
 log = logging.getLogger(__name__)
@@ -60,8 +63,13 @@ def parse_dataset_spec(spec) -> dict:
         url = spec["url"]
         parts = urlsplit(url) if isinstance(url, str) else None
         if parts is None or parts.scheme not in {"http", "https"} or not parts.hostname:
-            raise DatasetInputError("`dataset.url` must be an http(s) address of a ZIP file.",
+            raise DatasetInputError("`dataset.url` must be an http(s) address of a ZIP file or a Hugging Face "
+                                    "dataset.",
                                     [{"field": "dataset.url", "message": "Use an https:// link to a .zip."}])
+        try:
+            hub_link(url)
+        except ApiError as exc:
+            raise DatasetInputError(exc.message, [{"field": "dataset.url", "message": exc.message}]) from None
         return {"url": url}
     prefix = spec.get("prefix")
     if not isinstance(prefix, str):
@@ -146,6 +154,10 @@ def fetch_dataset(spec: dict, settings: Settings, raw_dir: Path,
     """Download the dataset named by a parsed spec into `raw_dir` (files as they come)."""
     raw_dir.mkdir(parents=True, exist_ok=True)
     max_bytes = settings.max_upload_mb * 1024 * 1024
+    dataset_link = hub_link(spec["url"]) if "url" in spec else None
+    if dataset_link is not None:
+        _fetch_hub_dataset(dataset_link, settings, raw_dir, on_progress)
+        return
     if "url" in spec:
         archive = raw_dir.parent / "dataset.zip"
 
@@ -164,6 +176,29 @@ def fetch_dataset(spec: dict, settings: Settings, raw_dir: Path,
     if not files:
         raise DatasetInputError(f"Nothing was found under {storage.bucket}/{spec['prefix']}: check the prefix.",
                                 [{"field": "dataset.prefix", "message": "Empty prefix."}])
+
+
+def _fetch_hub_dataset(link, settings: Settings, raw_dir: Path, on_progress) -> None:
+    """A Hugging Face dataset (or a folder or file of one) into `raw_dir` as the repo lays it out, its ZIPs
+    unpacked where they lie, through the dataset manager's hub download (HF_TOKEN, one commit)."""
+    from app.hub_import import download
+    from studio.job_reporter import QuietReporter
+    from studio.jobs import JobError
+
+    def report(values: dict) -> None:
+        if on_progress and values.get("phase") == "downloading":
+            on_progress({key: values[key] for key in ("phase", "bytes_done", "bytes_total") if key in values})
+
+    try:
+        sources = download(QuietReporter(report), link, settings, raw_dir)
+    except JobError as exc:
+        raise DatasetInputError(str(exc)) from None
+    shutil.rmtree(raw_dir / ".cache", ignore_errors=True)  # huggingface-hub's bookkeeping, not the dataset's
+    for source in sources:
+        if source.name.lower().endswith(".zip"):
+            extract_zip(source.path, source.path.with_suffix(""), settings.zip_max_total_mb * 1024 * 1024,
+                        settings.zip_max_ratio)
+            source.path.unlink(missing_ok=True)
 
 
 def prepare_images(raw_dir: Path, out_dir: Path, max_pixels: int, name: str = "dataset") -> PreparedDataset:

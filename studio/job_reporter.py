@@ -101,16 +101,21 @@ class JobReporter:
 
 
 class QuietReporter:
-    """A reporter for the same work run outside the job store (the serverless worker's ZIP guard)."""
+    """A reporter for the same work run outside the job store (the serverless worker's ZIP guard and hub
+    download); `on_update`, when given, receives each report's values."""
 
     message = ""
     errors: list = []
 
+    def __init__(self, on_update=None):
+        self.on_update = on_update
+
     def __call__(self, values: dict) -> None:
-        return None
+        self.update(**values)
 
     def update(self, force: bool = False, **values) -> None:
-        return None
+        if self.on_update is not None:
+            self.on_update(values)
 
     def add_error(self, item: str, message: str) -> None:
         return None

@@ -14,6 +14,7 @@ from PIL import Image
 from serverless.dataset import DatasetInputError, fetch_dataset, parse_dataset_spec, prepare_images
 from serverless.handler import ProgressReporter, handler
 from tests.moto_s3 import MotoS3
+from tests.test_datasets_hub_import import hub  # noqa: F401 - the stand-in hub, a fixture
 
 
 def image_bytes(fmt="PNG", size=(40, 32), color=(10, 120, 200)) -> bytes:
@@ -234,3 +235,22 @@ def test_progress_reporter_throttles_but_keeps_phase_changes():
     report({"phase": "done", "step": 2})
     assert [u["phase"] for u in sent] == ["training", "saving", "done"]
     assert sent[0] == {"phase": "training", "step": 1, "loss": 0.5, "eta_s": 10}
+
+
+def test_a_hugging_face_dataset_is_a_dataset_too(hub, make_settings, tmp_path):  # noqa: F811
+    settings = make_settings(HF_ENDPOINT=hub.url)
+    link = "https://huggingface.co/datasets/me/portraits"
+    updates = []
+    fetch_dataset(parse_dataset_spec({"url": link}), settings, tmp_path / "work" / "raw", updates.append)
+    prepared = prepare_images(tmp_path / "work" / "raw", tmp_path / "work" / "ds", settings.max_image_pixels)
+    captions = {p.name: p.read_text() for p in (tmp_path / "work" / "ds").glob("*.txt")}
+    assert prepared.images == 5 and captions == {
+        "extra_001.txt": "tok, a man in a hat", "extra_003.txt": "tok, a dog",
+        "train_001.txt": "tok, a woman in a red coat",
+        "packs_more_more_a.txt": "tok, a child, smiling"}  # the repo's ZIP, unpacked where it lay
+    assert updates[-1]["bytes_done"] == updates[-1]["bytes_total"]
+    assert prepared.skipped == []  # README.md and the hub's bookkeeping are not the dataset's
+    with pytest.raises(DatasetInputError, match="Parquet"):
+        fetch_dataset({"url": "https://huggingface.co/datasets/me/tables"}, settings, tmp_path / "w2" / "raw")
+    with pytest.raises(DatasetInputError, match="Link the dataset itself"):
+        parse_dataset_spec({"url": "https://huggingface.co/datasets/me/portraits/discussions"})
