@@ -105,7 +105,7 @@ def test_crop_rotate_mirror_and_revert_in_the_browser(studio_root, artifacts_dir
         page.mouse.up()
         expect(page.locator("#preview-img")).to_have_attribute("src", re.compile(r"\?v="))
 
-        page.click("#ed-mirror")
+        page.keyboard.press("m")  # M mirrors, as the button does
         expect(size).to_contain_text("rotated, mirrored")
 
         # Crop: a square box, then a drawn one; Escape leaves without a change
@@ -137,6 +137,17 @@ def test_crop_rotate_mirror_and_revert_in_the_browser(studio_root, artifacts_dir
         expect(size).to_have_text(_plain_size("800×600"))
         expect(page.locator("#ed-revert")).to_be_hidden()
         expect(page.locator(".tile .badge.edited")).to_have_count(0)
+        page.keyboard.press("Shift+R")  # rotates left; ? lists every key
+        expect(size).to_contain_text("600×800")
+        page.keyboard.press("?")
+        expect(page.locator("#keys-dialog")).to_be_visible()
+        expect(page.locator("#keys-dialog")).to_contain_text("rotate right / left")
+        page.screenshot(path=str(shots / f"07-keys-{tag}.png"))
+        page.keyboard.press("Escape")
+        expect(page.locator("#keys-dialog")).to_be_hidden()
+        page.click("#ed-revert")
+        page.click("#confirm-ok")
+        expect(size).to_have_text(_plain_size("800×600"))
         # a caption longer than the text encoder reads says so as it is typed
         page.fill("#caption", "a red corner on a blue wall, " * 70)
         expect(page.locator("#ed-count.over")).to_contain_text("the end is cut off")

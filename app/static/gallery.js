@@ -284,10 +284,12 @@
       return;
     }
     if (typing && !ev.altKey) return;
+    if (ev.key === "?" && !typing) { ev.preventDefault(); $("keys-dialog").showModal(); return; }
     if (ev.key === "ArrowRight" || ev.key === "ArrowDown") { ev.preventDefault(); select(state.current + 1); }
     else if (ev.key === "ArrowLeft" || ev.key === "ArrowUp") { ev.preventDefault(); select(state.current - 1); }
     else if (ev.key === "Delete" && state.current >= 0 && !typing) { ev.preventDefault(); deleteNames([state.images[state.current].name]); }
   });
+  $("btn-keys").onclick = () => $("keys-dialog").showModal();
   $("ed-prev").onclick = () => select(state.current - 1);
   $("ed-next").onclick = () => select(state.current + 1);
   $("ed-delete").onclick = () => state.current >= 0 && deleteNames([state.images[state.current].name]);

@@ -213,7 +213,7 @@
   layer.addEventListener("pointerup", endDrag);
   layer.addEventListener("pointercancel", endDrag);
 
-  // Enter crops and Escape cancels while the box shows; C starts it (when not typing).
+  // Enter crops and Escape cancels while the box shows; C starts it, R / Shift+R rotate, M mirrors (when not typing).
   document.addEventListener("keydown", (ev) => {
     if (document.querySelector("dialog[open]")) return;
     const typing = ["INPUT", "TEXTAREA", "SELECT"].includes(document.activeElement.tagName);
@@ -221,10 +221,12 @@
       ev.preventDefault();
       ev.stopImmediatePropagation();
       if (ev.key === "Enter") applyCrop(); else stopCrop();
-    } else if (!crop && !typing && (ev.key === "c" || ev.key === "C") && !ev.ctrlKey && !ev.metaKey && !ev.altKey
-               && !$("editor").hidden) {
+    } else if (!crop && !typing && !ev.ctrlKey && !ev.metaKey && !ev.altKey && !$("editor").hidden) {
+      const key = ev.key.toLowerCase();
+      const button = { c: "ed-crop", r: ev.shiftKey ? "ed-rotl" : "ed-rotr", m: "ed-mirror" }[key];
+      if (!button) return;
       ev.preventDefault();
-      startCrop();
+      $(button).click();  // a busy editor's buttons are disabled: a key does nothing then either
     }
   }, true);
 })();
