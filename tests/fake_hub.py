@@ -3,6 +3,7 @@ dataset trees, HEAD/GET /resolve with ranges, an optional CDN redirect, and faul
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import re
@@ -30,6 +31,10 @@ class FakeHub:
         self.slow: dict[tuple[str, str], float] = {}  # seconds to sleep per 64 KB chunk
         self.cdn = False  # LFS files redirect to another host (as the hub does to its CDN)
         self.gated: set[str] = set()  # repos that answer 403 GatedRepo (terms not accepted)
+        self.private: set[str] = set()  # repos created private
+        self.user = "me"  # whoami's answer for any token; None: every token is refused (401)
+        self.commits: list[dict] = []  # {"repo", "summary", "files"} per commit received
+        self.cards: list[dict] = []  # model card front matter, as validated (parsed YAML)
         self.requests: list[dict] = []
         self.lock = threading.Lock()
         hub = self
@@ -45,6 +50,9 @@ class FakeHub:
 
             def do_GET(self):
                 hub.serve(self, head=False)
+
+            def do_POST(self):
+                hub.receive(self)
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
@@ -76,6 +84,12 @@ class FakeHub:
         with self.lock:
             self.requests.append({"method": handler.command, "path": path, "range": handler.headers.get("Range"),
                                   "auth": handler.headers.get("Authorization")})
+        if path == "/api/whoami-v2":
+            plain = {"Content-Type": "application/json"}
+            if self.user is None or not handler.headers.get("Authorization"):
+                return self._send(handler, 401, b'{"error":"Invalid credentials"}', plain)
+            body = json.dumps({"name": self.user, "type": "user", "orgs": [], "auth": {"type": "access_token"}})
+            return self._send(handler, 200, body.encode(), plain, head)
         tree = re.fullmatch(r"/api/datasets/([^/]+/[^/]+)/tree/([^/]+)(?:/(.*))?", path)
         if tree:
             return self._tree(handler, f"datasets/{tree.group(1)}", tree.group(2), (tree.group(3) or "").strip("/"),
@@ -150,6 +164,56 @@ class FakeHub:
             if delay:
                 handler.wfile.flush()
                 time.sleep(delay)
+
+    def receive(self, handler):
+        """Uploads as huggingface-hub makes them: whoami, create a repo, preupload (every file "regular"), commit."""
+        path = unquote(urlparse(handler.path).path)
+        body = handler.rfile.read(int(handler.headers.get("Content-Length") or 0))
+        auth = handler.headers.get("Authorization")
+        with self.lock:
+            self.requests.append({"method": "POST", "path": path, "range": None, "auth": auth})
+        plain = {"Content-Type": "application/json"}
+        if not auth or self.user is None:
+            return self._send(handler, 401, b'{"error":"Invalid credentials in Authorization header"}', plain)
+        if path == "/api/validate-yaml":  # the model card's front matter must be YAML the hub can read
+            import yaml
+
+            content = json.loads(body)["content"]
+            try:
+                meta = yaml.safe_load(content.split("---\n")[1]) if content.startswith("---\n") else {}
+                assert isinstance(meta, dict), "the front matter is not a mapping"
+            except (yaml.YAMLError, AssertionError, IndexError) as exc:
+                return self._send(handler, 400, json.dumps({"errors": [{"message": str(exc)}]}).encode(), plain)
+            self.cards.append(meta)
+            return self._send(handler, 200, b'{"errors": [], "warnings": []}', plain)
+        if path == "/api/repos/create":
+            request = json.loads(body)
+            kind = {"model": "", "dataset": "datasets/"}[request.get("type") or "model"]
+            repo = f"{kind}{request.get('organization') or self.user}/{request['name']}"
+            if repo in self.repos:
+                return self._send(handler, 409, json.dumps({"error": "You already created this repo",
+                                                            "url": f"{self.url}/{repo}"}).encode(), plain)
+            self.repos[repo] = {}
+            if request.get("visibility") == "private":
+                self.private.add(repo)
+            return self._send(handler, 200, json.dumps({"url": f"{self.url}/{repo}"}).encode(), plain)
+        upload = re.fullmatch(r"/api/(models|datasets)/([^/]+/[^/]+)/(preupload|commit)/([^/]+)", path)
+        repo = upload and (upload.group(2) if upload.group(1) == "models" else f"datasets/{upload.group(2)}")
+        if not upload or repo not in self.repos:
+            return self._send(handler, 404, b'{"error":"Repository not found"}',
+                              {**plain, "X-Error-Code": "RepoNotFound"})
+        if upload.group(3) == "preupload":
+            files = [{"path": f["path"], "uploadMode": "regular", "shouldIgnore": False}
+                     for f in json.loads(body)["files"]]
+            return self._send(handler, 200, json.dumps({"files": files}).encode(), plain)
+        lines = [json.loads(line) for line in body.splitlines() if line.strip()]
+        header = next(line["value"] for line in lines if line["key"] == "header")
+        added = {line["value"]["path"]: base64.b64decode(line["value"]["content"])
+                 for line in lines if line["key"] == "file"}
+        self.repos[repo].update(added)
+        self.commits.append({"repo": repo, "summary": header.get("summary"), "files": sorted(added)})
+        return self._send(handler, 200, json.dumps({"commitUrl": f"{self.url}/{repo}/commit/{COMMIT}",
+                                                    "commitOid": COMMIT}).encode(), plain)
 
     def _tree(self, handler, repo: str, revision: str, folder: str, recursive: bool, head: bool):
         error = {"Content-Type": "application/json"}

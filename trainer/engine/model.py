@@ -13,12 +13,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from trainer.engine.errors import TrainingError
-from trainer.lora_file import LORA_TARGET, LORA_TARGETS
+from trainer.lora_file import BASE_REPO, LORA_TARGET, LORA_TARGETS
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # everything comes from local folders
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-BASE_REPO = "Tongyi-MAI/Z-Image-Turbo"
 ADAPTER_REPO = "ostris/zimage_turbo_training_adapter"
 COMFY_PREFIX = "diffusion_model."
 MAX_SEQUENCE_LENGTH = 512  # ZImagePipeline's default

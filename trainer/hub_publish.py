@@ -1,0 +1,192 @@
+"""Publish a finished job's LoRA to Hugging Face: a model repo (private unless asked otherwise) holding the LoRA,
+a model card (README.md: base model, trigger word, settings, how to load it, the last previews as its gallery),
+the proof grid, the ComfyUI workflow and those previews, in one commit. With the pod's HF_TOKEN (write access).
+
+    POST /api/jobs/<id>/publish-hub  {"repo": "name" or "owner/name", "private": true}  -> 202 {"publish"}
+    GET  /api/jobs/<id>/publish-hub                                                     -> {"publish"}
+
+The upload runs in the background (a LoRA of a few hundred MB outlasts the proxy's 100 s); its state is a small
+file in the job folder, so the page shows the last publication after a restart too. Publishing again to the same
+repo adds a commit with the files as they are now.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import time
+from pathlib import Path
+
+from flask import Blueprint, jsonify
+
+from studio.atomic import atomic_write_json, read_json
+from studio.hub_files import hub_error
+from studio.settings import Settings
+from studio.web import ApiError, json_body
+from trainer import library
+from trainer.jobs_api import load_job, workspace
+from trainer.lora_file import BASE_REPO
+
+log = logging.getLogger(__name__)
+bp = Blueprint("hub_publish", __name__)
+STATE_NAME = ".hub_publish.json"
+PREVIEWS = 4  # the last preview step's first images: the card's gallery
+_NAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9_])?$")
+_running: set[str] = set()
+_running_lock = threading.Lock()
+
+
+def settings() -> Settings:
+    from flask import current_app
+
+    return current_app.config["STUDIO_SETTINGS"]
+
+
+def check_repo(repo) -> str:
+    """`name` or `owner/name` as the hub allows them; ApiError with a sentence otherwise."""
+    if not isinstance(repo, str) or not repo.strip():
+        raise ApiError("'repo' must name the model repo: my-lora, or you/my-lora.", 422)
+    parts = repo.strip().split("/")
+    if len(parts) > 2 or not all(_NAME.match(part) and "--" not in part and ".." not in part for part in parts):
+        raise ApiError(f"{repo.strip()!r} is not a valid repo name: letters, digits, '-', '_' and '.', up to 96, "
+                       "as name or owner/name.", 422)
+    return "/".join(parts)
+
+
+def state(job_dir: Path) -> dict | None:
+    return read_json(job_dir / STATE_NAME, None)
+
+
+def _save(job_dir: Path, **values) -> dict:
+    current = {**(state(job_dir) or {}), **values}
+    atomic_write_json(job_dir / STATE_NAME, current)
+    return current
+
+
+def card(job, lora: Path, job_dir: Path, previews: list[tuple[str, str]]) -> str:
+    """README.md for the hub: front matter the hub reads (base model, tags, trigger word, gallery), then the
+    README.txt the trainer wrote beside the LoRA."""
+    import json
+
+    trigger = (job.config.get("trigger_word") or "").strip()
+    lines = ["---", f"base_model: {BASE_REPO}", "library_name: diffusers",
+             "pipeline_tag: text-to-image", "tags:", "- lora", "- text-to-image", "- z-image-turbo",
+             "- template:sd-lora"]
+    if trigger:
+        lines.append(f"instance_prompt: {json.dumps(trigger)}")
+    if previews:
+        lines.append("widget:")
+        for path, prompt in previews:
+            lines += [f"- text: {json.dumps(prompt)}", "  output:", f"    url: {path}"]
+    lines.append("---")
+    readme = job_dir / "lora" / library.PROOF_FILES["readme"]
+    body = readme.read_text("utf-8") if readme.is_file() else ""
+    title = job.config.get("name") or job.id
+    intro = (f"# {title}\n\nA LoRA for [{BASE_REPO}](https://huggingface.co/{BASE_REPO}), "
+             f"file `{lora.name}`" + (f", trigger word `{trigger}`" if trigger else "") + ".\n")
+    gallery = "".join(f"\n![{prompt}]({path})\n" for path, prompt in previews)
+    return "\n".join(lines) + "\n\n" + intro + gallery + (f"\n```text\n{body.rstrip()}\n```\n" if body else "")
+
+
+def files_to_publish(job, job_dir: Path) -> tuple[Path, list[tuple[str, Path]], list[tuple[str, str]]]:
+    """(the LoRA, [(path in repo, file)], [(preview path in repo, its prompt)]); ApiError when there is no LoRA."""
+    lora = library.final_lora(job, job_dir)
+    if lora is None:
+        raise ApiError("This job has no finished LoRA to publish.", 409)
+    files = [(lora.name, lora)]
+    for key in ("grid", "workflow"):
+        path = job_dir / "lora" / library.PROOF_FILES[key]
+        if path.is_file():
+            files.append((path.name, path))
+    last = next((group for group in reversed(library.samples(job_dir)) if not group.get("base_only")), None)
+    previews = []
+    for index, relative in enumerate((last or {}).get("images", [])[:PREVIEWS]):
+        path = job_dir / relative
+        prompts = last.get("prompts") or []
+        files.append((f"images/{index + 1}{path.suffix.lower()}", path))
+        previews.append((f"images/{index + 1}{path.suffix.lower()}", prompts[index] if index < len(prompts) else ""))
+    return lora, files, previews
+
+
+def _refusal(exc: Exception, repo: str) -> str:
+    from huggingface_hub.errors import HfHubHTTPError
+
+    response = getattr(exc, "response", None) if isinstance(exc, HfHubHTTPError) else None
+    if response is not None and response.status_code in (401, 403):
+        return (f"Hugging Face refused to write {repo}: HF_TOKEN needs write access (a token of the 'write' role, "
+                "or a fine-grained one that may write to that namespace).")
+    return str(hub_error(exc, repo, "main"))
+
+
+def _publish(job, job_dir: Path, repo: str, private: bool, conf: Settings) -> None:
+    from huggingface_hub import CommitOperationAdd, HfApi
+
+    api = HfApi(endpoint=conf.hf_endpoint, token=conf.hf_token)
+    try:
+        if "/" not in repo:
+            _save(job_dir, message="Asking Hugging Face who the token belongs to")
+            repo = f"{api.whoami()['name']}/{repo}"
+            _save(job_dir, repo=repo)
+        lora, files, previews = files_to_publish(job, job_dir)
+        _save(job_dir, message=f"Creating {repo}")
+        api.create_repo(repo, private=private, exist_ok=True, repo_type="model")
+        size = sum(path.stat().st_size for _, path in files)
+        _save(job_dir, message=f"Uploading {len(files) + 1} files ({size / 2**20:,.1f} MB) to {repo}")
+        operations = [CommitOperationAdd(path_in_repo=name, path_or_fileobj=str(path)) for name, path in files]
+        operations.append(CommitOperationAdd(path_in_repo="README.md",
+                                             path_or_fileobj=card(job, lora, job_dir, previews).encode()))
+        info = api.create_commit(repo, operations, commit_message=f"{job.config.get('name') or job.id}: "
+                                                                  f"{lora.name} ({job.step} steps)")
+        base = (conf.hf_endpoint or "https://huggingface.co").rstrip("/")
+        _save(job_dir, status="completed", message=f"Published to {repo}.", url=f"{base}/{repo}",
+              commit=info.oid, files=[name for name, _ in files] + ["README.md"], finished_at=time.time())
+        log.info("published job %s to %s", job.id, repo)
+    except ApiError as exc:
+        _save(job_dir, status="failed", message=exc.message, finished_at=time.time())
+    except Exception as exc:  # every hub failure is one sentence on the page
+        log.warning("publishing job %s to %s failed", job.id, repo, exc_info=True)
+        _save(job_dir, status="failed", message=_refusal(exc, repo), finished_at=time.time())
+    finally:
+        with _running_lock:
+            _running.discard(job.id)
+
+
+@bp.post("/api/jobs/<job_id>/publish-hub")
+def start_publish(job_id: str):
+    job = load_job(job_id)
+    conf = settings()
+    body = json_body()
+    repo = check_repo(body.get("repo", job.config.get("name") or job.id))
+    private = body.get("private", True)
+    if not isinstance(private, bool):
+        raise ApiError("'private' must be true or false.", 422)
+    if not conf.hf_token:
+        raise ApiError("Set HF_TOKEN (a Hugging Face token with write access) in the pod's environment and restart "
+                       "it to publish.", 409)
+    if job.status != "completed":
+        raise ApiError("Only a finished job's LoRA can be published.", 409)
+    job_dir = workspace().jobs / job.id
+    files_to_publish(job, job_dir)  # no LoRA answers now
+    with _running_lock:
+        if job.id in _running:
+            raise ApiError("This job's LoRA is being published already.", 409)
+        _running.add(job.id)
+    current = {"status": "running", "repo": repo, "private": private, "message": "Starting", "url": None,
+               "started_at": time.time(), "finished_at": None, "files": [], "commit": None}
+    atomic_write_json(job_dir / STATE_NAME, current)
+    threading.Thread(target=_publish, args=(job, job_dir, repo, private, conf), daemon=True,
+                     name=f"publish-{job.id}").start()
+    return jsonify({"publish": current}), 202
+
+
+@bp.get("/api/jobs/<job_id>/publish-hub")
+def publish_state(job_id: str):
+    job = load_job(job_id)
+    found = state(workspace().jobs / job.id)
+    if found and found.get("status") == "running":
+        with _running_lock:
+            if job.id not in _running:  # the process that uploaded is gone (a restart): say so
+                found = _save(workspace().jobs / job.id, status="failed", finished_at=time.time(),
+                              message="The upload was cut off by a restart: publish again.")
+    return jsonify({"publish": found, "token": bool(settings().hf_token)})
