@@ -1,0 +1,48 @@
+"""Publish to Hugging Face from the job page in a real browser against a real trainer server: the button on a
+finished job, the dialog, the progress line and the link to the repo. A local server stands in for the hub."""
+
+from __future__ import annotations
+
+import trainer
+from studio.settings import load_settings
+from tests.browser_studio import ARGS, CHROMIUM, DESKTOP, browser_marks, watch_page
+from tests.helpers import REPO, ServerProcess, free_port
+from tests.test_datasets_hub_import import hub  # noqa: F401 - the stand-in hub, a fixture
+from tests.test_trainer_renders import finished_job
+
+pytestmark = browser_marks
+
+
+def test_publish_a_finished_lora_from_the_job_page(demo_root, demo_paths, artifacts_dir, tmp_path, hub):  # noqa: F811
+    from playwright.sync_api import expect, sync_playwright
+
+    app = trainer.create_app(load_settings({"STUDIO_ROOT": str(demo_root), "STUDIO_DEMO": "1"}))
+    job = finished_job(app.extensions["job_store"], demo_root, demo_paths)
+    env = {"STUDIO_ROOT": str(demo_root), "STUDIO_DEMO": "1", "HOST": "127.0.0.1", "TRAINER_PORT": str(free_port()),
+           "CAPTION_URL": "http://127.0.0.1:9", "PYTHONPATH": str(REPO), "HF_ENDPOINT": hub.url,
+           "HF_TOKEN": "hf_write", "HF_HUB_OFFLINE": "0"}
+    with ServerProcess("trainer", env, port_var="TRAINER_PORT", log_path=tmp_path / "web.log") as web, \
+            sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        page = browser.new_page(viewport=DESKTOP)
+        problems = watch_page(page)
+        page.set_default_timeout(20_000)
+        page.goto(f"{web.url}/jobs/{job.id}")
+        page.click("#btn-publish")
+        expect(page.locator("#publish-repo")).to_have_value("tiny-lora")
+        expect(page.locator("#publish-private")).to_be_checked()
+        page.fill("#publish-repo", "bad/name/here")
+        page.click("#publish-start")
+        expect(page.locator("#publish-error")).to_contain_text("not a valid repo name")
+        page.fill("#publish-repo", "tiny-lora")
+        page.screenshot(path=str(artifacts_dir / "trainer-publish-dialog.png"))
+        page.click("#publish-start")
+        expect(page.locator("#publish-link")).to_have_text("me/tiny-lora")
+        expect(page.locator("#publish-status")).to_contain_text("(private)")
+        assert page.locator("#publish-link").get_attribute("href") == f"{hub.url}/me/tiny-lora"
+        assert "tiny-lora.safetensors" in hub.repos["me/tiny-lora"]
+        page.reload()  # the page shows the last publication when opened again
+        expect(page.locator("#publish-link")).to_have_text("me/tiny-lora")
+        page.screenshot(path=str(artifacts_dir / "trainer-published.png"), full_page=True)
+        assert problems == []
+        browser.close()
