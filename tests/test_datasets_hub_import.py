@@ -14,6 +14,7 @@ from app import hub_import
 from studio.web import ApiError
 from tests.fake_hub import COMMIT, FakeHub
 from tests.test_datasets_support import image_bytes, wait_job, zip_bytes
+from tests.test_datasets_url_import import _dataset, _import
 
 HF = "https://huggingface.co/datasets"
 REPO = {
@@ -52,16 +53,6 @@ def hub(monkeypatch):
 def client(make_settings, hub):
     settings = make_settings(HF_ENDPOINT=hub.url, HF_TOKEN="hf_pod_token", MAX_UPLOAD_MB="1")
     return datasets_app.create_app(settings).test_client()
-
-
-def _dataset(client) -> str:
-    return client.post("/api/datasets", json={"name": "From the hub", "trigger_word": "tok"}).get_json()["id"]
-
-
-def _import(client, dataset_id: str, url: str) -> dict:
-    response = client.post(f"/api/datasets/{dataset_id}/import-url", json={"url": url})
-    assert response.status_code == 202, response.get_json()
-    return wait_job(client, f"/api/datasets/{dataset_id}/imports/{response.get_json()['id']}")
 
 
 def _captions(client, dataset_id) -> dict[str, str]:
