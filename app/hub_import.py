@@ -22,6 +22,7 @@ from urllib.parse import unquote, urlsplit
 from app import imaging
 from app.caption_files import is_metadata_name
 from app.importer import Source
+from studio.fetch_progress import counting_bar
 from studio.hub_files import FetchError, hub_error
 from studio.jobs import JobError, JobStopped
 from studio.settings import Settings
@@ -126,19 +127,12 @@ class _Progress:
         self.aborted = False  # a file failed or the job stops: the others stop at their next block
 
     def bar_class(self, path: str):
-        from huggingface_hub.utils import tqdm as hub_tqdm
+        def count(n: int) -> None:
+            with self.lock:
+                self.partial[path] = self.partial.get(path, 0) + n
+            self.report()
 
-        progress = self
-
-        class CountingBar(hub_tqdm):
-            def update(self, n=1):
-                if n:
-                    with progress.lock:
-                        progress.partial[path] = progress.partial.get(path, 0) + n
-                    progress.report()
-                return super().update(n)
-
-        return CountingBar
+        return counting_bar(count)
 
     def file_done(self, path: str, size: int) -> None:
         with self.lock:

@@ -69,6 +69,20 @@ class StatusFile:
         })
 
 
+def counting_bar(on_bytes):
+    """A tqdm class for huggingface-hub's downloads that hands every block's byte count to `on_bytes` (which may
+    raise, e.g. to stop a download at its next block)."""
+    from huggingface_hub.utils import tqdm as hub_tqdm
+
+    class CountingBar(hub_tqdm):
+        def update(self, n=1):
+            if n:
+                on_bytes(n)
+            return super().update(n)
+
+    return CountingBar
+
+
 class ProgressMeter(threading.Thread):
     """Samples bytes on disk (done files + partial downloads) to report speed and ETA for one model."""
 
@@ -85,17 +99,11 @@ class ProgressMeter(threading.Thread):
 
     def progress_bar_class(self):
         """A tqdm class for huggingface-hub that counts bytes here (Xet transfers may not grow a file on disk)."""
-        from huggingface_hub.utils import tqdm as hub_tqdm
 
-        meter = self
+        def count(n: int) -> None:
+            self.current_file_bytes += n
 
-        class CountingBar(hub_tqdm):
-            def update(self, n=1):
-                if n:
-                    meter.current_file_bytes += n
-                return super().update(n)
-
-        return CountingBar
+        return counting_bar(count)
 
     def partial_bytes(self) -> int:
         total = 0
