@@ -241,8 +241,8 @@ def prepare_images(raw_dir: Path, out_dir: Path, max_pixels: int, name: str = "d
         if caption.is_file():
             shutil.copyfile(caption, out_dir / f"{stem}.txt")
             prepared.captions += 1
-        elif caption_key(relative) in listed:
-            (out_dir / f"{stem}.txt").write_text(listed[caption_key(relative)], "utf-8")
+        elif (text := listed.get(caption_key(relative))) is not None:
+            (out_dir / f"{stem}.txt").write_text(text, "utf-8")
             prepared.captions += 1
         prepared.images += 1
     source_meta = read_json(raw_dir / "dataset.json", {}) or {}

@@ -25,7 +25,7 @@ from studio.hub_files import hub_error
 from studio.settings import Settings
 from studio.web import ApiError, json_body
 from trainer import library
-from trainer.jobs_api import load_job, workspace
+from trainer.jobs_api import load_job, settings, workspace
 from trainer.lora_file import BASE_REPO
 
 log = logging.getLogger(__name__)
@@ -35,12 +35,6 @@ PREVIEWS = 4  # the last preview step's first images: the card's gallery
 _NAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9_])?$")
 _running: set[str] = set()
 _running_lock = threading.Lock()
-
-
-def settings() -> Settings:
-    from flask import current_app
-
-    return current_app.config["STUDIO_SETTINGS"]
 
 
 def check_repo(repo) -> str:
@@ -99,7 +93,7 @@ def files_to_publish(job, job_dir: Path) -> tuple[Path, list[tuple[str, Path]], 
         path = job_dir / "lora" / library.PROOF_FILES[key]
         if path.is_file():
             files.append((path.name, path))
-    last = next((group for group in reversed(library.samples(job_dir)) if not group.get("base_only")), None)
+    last = library.last_samples(job_dir)
     previews = []
     for index, relative in enumerate((last or {}).get("images", [])[:PREVIEWS]):
         path = job_dir / relative

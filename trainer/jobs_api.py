@@ -10,6 +10,7 @@ from flask import Blueprint, current_app, jsonify, request
 
 from studio import exports
 from studio.jobs import Job, JobNotFound, JobStore
+from studio.settings import Settings
 from studio.web import ApiError, int_arg, json_body
 from studio.workspace import Workspace, safe_name
 from trainer import library, schedule
@@ -31,6 +32,10 @@ def store() -> JobStore:
 
 def workspace() -> Workspace:
     return current_app.config["STUDIO_WORKSPACE"]
+
+
+def settings() -> Settings:
+    return current_app.config["STUDIO_SETTINGS"]
 
 
 def announce(job: Job) -> None:
@@ -72,7 +77,7 @@ def _invalid(report) -> ApiError:
 
 def create_job(payload: dict, idem_key: str | None = None) -> tuple[Job, bool, dict]:
     try:
-        job, created, report = submit_job(current_app.config["STUDIO_SETTINGS"], store(), payload, idem_key=idem_key)
+        job, created, report = submit_job(settings(), store(), payload, idem_key=idem_key)
     except JobInvalid as exc:
         raise _invalid(exc.report) from None
     if created:
@@ -83,7 +88,7 @@ def create_job(payload: dict, idem_key: str | None = None) -> tuple[Job, bool, d
 @bp.post("/api/jobs/validate")
 def validate_job():
     payload = json_body()
-    report = validate(current_app.config["STUDIO_SETTINGS"], payload)
+    report = validate(settings(), payload)
     body = report.to_dict()
     if not report.ok:
         body.update({"error": _invalid(report).message, "details": report.errors})
@@ -101,7 +106,7 @@ def list_jobs():
 
 def queue_schedule(queue: list[Job] | None = None) -> dict[str, dict]:
     """When each queued job should start and be done (trainer.schedule): rough, from the estimates."""
-    return schedule.queue_schedule(current_app.config["STUDIO_SETTINGS"], store(), queue)
+    return schedule.queue_schedule(settings(), store(), queue)
 
 
 @bp.post("/api/jobs")

@@ -183,6 +183,11 @@ def samples(job_dir: Path) -> list[dict]:
     return out
 
 
+def last_samples(job_dir: Path) -> dict | None:
+    """The last preview step's group of `samples` (None when no preview step was rendered)."""
+    return next((group for group in reversed(samples(job_dir)) if not group.get("base_only")), None)
+
+
 def _prompt_entries(path: Path) -> list[dict]:
     try:
         data = json.loads(path.read_text("utf-8"))
@@ -298,7 +303,7 @@ def entry(job: Job, job_dir: Path) -> dict | None:
         relative = lora.resolve().relative_to(job_dir.resolve()).as_posix()
     except ValueError:
         return None
-    last = next((group for group in reversed(samples(job_dir)) if not group.get("base_only")), None)
+    last = last_samples(job_dir)
     if last:  # the final base/LoRA pairs, ready to show (none when every preview step was skipped)
         last["pairs"] = pair_urls(job.id, last["pairs"])
     found = proof(job_dir)
