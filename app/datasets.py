@@ -24,7 +24,7 @@ def gallery(dataset_id: str):
         "id": dataset.id,
         "chunk_bytes": settings.upload_chunk_mb * 2**20,
         "max_upload_bytes": settings.max_upload_mb * 2**20,
-        "extensions": sorted(imaging.IMAGE_EXTENSIONS | {".zip", ".txt"}),
+        "extensions": sorted(imaging.IMAGE_EXTENSIONS | {".zip", ".parquet", ".txt"}),
     }
     return render_template("dataset.html", page=page, name=dataset.meta().get("name", dataset.id))
 

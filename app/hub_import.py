@@ -5,9 +5,9 @@
     https://huggingface.co/datasets/<owner>/<name>/blob/<rev>/<file>     one file (a ZIP, an image; /resolve/ too)
 
 The pod lists the repo with huggingface-hub and downloads its images, captions (`.txt` beside each image, or a
-`metadata.jsonl` / `metadata.csv`) and ZIPs with its own HF_TOKEN, so a private or gated dataset imports as well
-as a public one. Everything is read at one commit, so a push during the download cannot mix two versions. Then
-the same import job as an upload checks and places every image.
+`metadata.jsonl` / `metadata.csv`), ZIPs and Parquet files with its own HF_TOKEN, so a private or gated dataset
+imports as well as a public one. Everything is read at one commit, so a push during the download cannot mix two
+versions. Then the same import job as an upload checks and places every image (and every row of a Parquet file).
 """
 
 from __future__ import annotations
@@ -74,7 +74,7 @@ def hub_link(url: str) -> HubLink | None:
 
 def _wanted(path: str) -> bool:
     lower = path.lower()
-    return imaging.is_image_name(lower) or lower.endswith((".txt", ".zip")) or is_metadata_name(lower)
+    return imaging.is_image_name(lower) or lower.endswith((".txt", ".zip", ".parquet")) or is_metadata_name(lower)
 
 
 def _size(entry) -> int:
@@ -83,17 +83,15 @@ def _size(entry) -> int:
 
 def _nothing_there(link: HubLink, others: list[str]) -> JobError:
     where = f"{link.label} at {link.revision}"
-    if any(path.lower().endswith(".parquet") for path in others):
-        return JobError(f"{where} keeps its images inside Parquet files, which the studio does not read: link a "
-                        "dataset (or a folder of one) with image files, ZIPs or a metadata.jsonl.")
     if others:
-        return JobError(f"{where} has no images, ZIPs or captions ({plural(len(others), 'other file')}: "
+        return JobError(f"{where} has no images, ZIPs, Parquet files or captions ({plural(len(others), 'other file')}: "
                         f"{name_list(sorted(others))}).")
     return JobError(f"{where} has no files.")
 
 
 def list_files(api, link: HubLink, commit: str, max_bytes: int) -> list:
-    """The repo files to download (images, captions, metadata, ZIPs) under the link, sorted; JobError otherwise."""
+    """The repo files to download (images, captions, metadata, ZIPs, Parquet) under the link, sorted; JobError
+    otherwise."""
     from huggingface_hub import RepoFile
 
     folder = posixpath.dirname(link.path) if link.is_file else link.path

@@ -1,4 +1,4 @@
-"""The import job: uploaded files (ZIPs and images) become verified dataset images with thumbnails."""
+"""The import job: uploaded files (ZIPs, Parquet files and images) become verified dataset images with thumbnails."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from pathlib import Path
 
 from app import imaging
 from app.caption_files import caption_key, is_metadata_name, metadata_captions
+from app.parquet_import import extract_parquet, is_parquet_name
 from app.store import Dataset, clean_filename, refresh_flags
 from app.zipimport import extract_zip
 from studio.atomic import atomic_write_bytes
@@ -78,6 +79,11 @@ def run_import(job: JobReporter, dataset: Dataset, sources: list[Source], settin
                     for inner, path in staged.images:
                         candidates.append(Candidate(f"{source.name}/{inner}", clean_filename(inner), path,
                                                     staged.captions.get(caption_key(inner))))
+                elif is_parquet_name(lower):
+                    unpacked = extract_parquet(source.path, work_dir / f"parquet-{index}", job,
+                                               settings.zip_max_total_mb * 2**20, source.name)
+                    skipped.extend(unpacked.skipped)
+                    candidates.extend(Candidate(row.label, row.name, row.path, row.caption) for row in unpacked.rows)
                 elif lower.endswith(".txt"):
                     text = source.path.read_bytes()[:64 * 1024].decode("utf-8-sig", "replace").strip()
                     loose_captions[caption_key(source.name)] = text

@@ -28,7 +28,7 @@ bp = Blueprint("uploads", __name__)
 SESSION_ID = re.compile(r"^[0-9a-f]{16}$")
 SESSION_MAX_AGE_S = 48 * 3600
 ORPHAN_MAX_AGE_S = 6 * 3600
-ACCEPTED = ("zip", "txt", *sorted(e.lstrip(".") for e in imaging.IMAGE_EXTENSIONS))
+ACCEPTED = ("zip", "parquet", "txt", *sorted(e.lstrip(".") for e in imaging.IMAGE_EXTENSIONS))
 
 
 def _limit_bytes() -> int:
@@ -46,8 +46,9 @@ def _check_name(filename) -> str:
         raise ApiError("Each file needs a name.", 422)
     ext = os.path.splitext(filename)[1].lower().lstrip(".")
     if ext not in ACCEPTED:
-        raise ApiError(f"{filename!r} is not a supported file: upload .zip archives or images "
-                       f"({', '.join('.' + e for e in ACCEPTED if e not in {'zip', 'txt'})}).", 415)
+        raise ApiError(f"{filename!r} is not a supported file: upload .zip archives, images "
+                       f"({', '.join('.' + e for e in ACCEPTED if e not in {'zip', 'parquet', 'txt'})}) or "
+                       "Parquet files of a Hugging Face dataset.", 415)
     return filename
 
 

@@ -30,7 +30,8 @@ from studio.workspace import confined
 
 bp = Blueprint("url_import", __name__)
 MAX_URL = 4096
-SIGNATURES = [(b"PK\x03\x04", ".zip"), (b"\xff\xd8\xff", ".jpg"), (b"\x89PNG\r\n\x1a\n", ".png")]
+SIGNATURES = [(b"PK\x03\x04", ".zip"), (b"PAR1", ".parquet"), (b"\xff\xd8\xff", ".jpg"),
+              (b"\x89PNG\r\n\x1a\n", ".png")]
 
 
 def check_url(url) -> str:
@@ -69,7 +70,8 @@ def file_name(response: http.client.HTTPResponse, url: str) -> str:
 
 
 def kind_of(head: bytes) -> str | None:
-    """".zip", ".jpg", ".png" or ".webp" from a file's first bytes, else None (a web page, something else)."""
+    """".zip", ".parquet", ".jpg", ".png" or ".webp" from a file's first bytes, else None (a web page, something
+    else)."""
     for signature, ext in SIGNATURES:
         if head.startswith(signature):
             return ext
@@ -108,8 +110,8 @@ def download(job, url: str, folder: Path, max_bytes: int, allow_private: bool) -
             raise JobError(f"{host} stopped answering ({type(exc).__name__}): try again.") from None
     ext = kind_of(head)
     if ext is None:
-        raise JobError(f"The link gave {kind}, not a ZIP or an image: use a direct download link (a share page "
-                       "shows the file, it is not the file).")
+        raise JobError(f"The link gave {kind}, not a ZIP, a Parquet file or an image: use a direct download link "
+                       "(a share page shows the file, it is not the file).")
     stem, own = name.rsplit(".", 1) if "." in name else (name, "")
     if f".{own.lower()}" != ext and not (ext == ".jpg" and own.lower() == "jpeg"):
         name = f"{stem}{ext}"

@@ -1,10 +1,11 @@
 """Fetch a training dataset for one serverless job and turn it into an exported-dataset folder.
 
-A dataset is an S3 prefix (`{"bucket"?, "prefix"}`), a ZIP at an http(s) URL (`{"url"}`) or a Hugging Face
-dataset's link (`{"url": "https://huggingface.co/datasets/..."}`, downloaded with HF_TOKEN); the URL is
-fetched only because the job input asks for it. Every file is decoded with Pillow exactly like an
-upload to the dataset manager; what is not an image is skipped, and each image keeps its same-stem
-`.txt` caption, or the one a metadata.jsonl / metadata.csv in its folder gives.
+A dataset is an S3 prefix (`{"bucket"?, "prefix"}`), a ZIP or a Parquet file at an http(s) URL (`{"url"}`) or a
+Hugging Face dataset's link (`{"url": "https://huggingface.co/datasets/..."}`, downloaded with HF_TOKEN); the URL
+is fetched only because the job input asks for it. ZIPs and Parquet files (a hub dataset's tables: one image and
+its caption per row) found in a prefix or a hub dataset are unpacked where they lie. Every file is decoded with
+Pillow exactly like an upload to the dataset manager; what is not an image is skipped, and each image keeps its
+same-stem `.txt` caption, or the one a metadata.jsonl / metadata.csv in its folder gives.
 """
 
 from __future__ import annotations
@@ -125,7 +126,7 @@ def extract_zip(archive: Path, dest: Path, max_total_bytes: int, max_ratio: int)
     from studio.jobs import JobError
 
     if not zipfile.is_zipfile(archive):
-        raise DatasetInputError("The dataset URL did not return a ZIP file.")
+        raise DatasetInputError("The dataset URL did not return a ZIP or a Parquet file.")
     staging = dest.parent / ".zip-staging"
     try:
         try:
@@ -149,6 +150,46 @@ def extract_zip(archive: Path, dest: Path, max_total_bytes: int, max_ratio: int)
         shutil.rmtree(staging, ignore_errors=True)
 
 
+def unpack_parquet(table: Path, dest: Path, max_total_bytes: int) -> None:
+    """The row images of a Parquet file under `dest`, each with its caption as a same-stem `.txt`, through the
+    dataset manager's reader (sizes checked from the footer and counted while writing)."""
+    from app.parquet_import import extract_parquet
+    from studio.job_reporter import QuietReporter
+    from studio.jobs import JobError
+
+    staging = dest.parent / ".parquet-staging"
+    try:
+        try:
+            unpacked = extract_parquet(table, staging, QuietReporter(), max_total_bytes, f"The dataset's {table.name}",
+                                       table.stem)
+        except JobError as exc:
+            raise DatasetInputError(str(exc)) from None
+        for item in unpacked.skipped:
+            log.warning("skipping %s: %s", item["name"], item["reason"])
+        dest.mkdir(parents=True, exist_ok=True)
+        for row in unpacked.rows:
+            target = confined(dest, row.name)
+            row.path.replace(target)
+            if row.caption is not None:
+                target.with_suffix(".txt").write_text(row.caption, "utf-8")
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _unpack_containers(files: list[Path], settings: Settings) -> None:
+    """ZIPs and Parquet files among the downloaded ones, unpacked where they lie (then removed)."""
+    max_total = settings.zip_max_total_mb * 1024 * 1024
+    for path in files:
+        suffix = path.suffix.lower()
+        if suffix == ".zip":
+            extract_zip(path, path.with_suffix(""), max_total, settings.zip_max_ratio)
+        elif suffix == ".parquet":
+            unpack_parquet(path, path.with_suffix(""), max_total)
+        else:
+            continue
+        path.unlink(missing_ok=True)
+
+
 def fetch_dataset(spec: dict, settings: Settings, raw_dir: Path,
                   on_progress: Callable[[dict], None] | None = None) -> None:
     """Download the dataset named by a parsed spec into `raw_dir` (files as they come)."""
@@ -166,7 +207,12 @@ def fetch_dataset(spec: dict, settings: Settings, raw_dir: Path,
                 on_progress({"phase": "downloading", "bytes_done": done})
 
         download_url(spec["url"], archive, max_bytes, report)
-        extract_zip(archive, raw_dir, settings.zip_max_total_mb * 1024 * 1024, settings.zip_max_ratio)
+        with open(archive, "rb") as handle:
+            is_parquet = handle.read(4) == b"PAR1"
+        if is_parquet:
+            unpack_parquet(archive, raw_dir, settings.zip_max_total_mb * 1024 * 1024)
+        else:
+            extract_zip(archive, raw_dir, settings.zip_max_total_mb * 1024 * 1024, settings.zip_max_ratio)
         archive.unlink(missing_ok=True)
         return
     storage = Storage.from_settings(settings, bucket=spec.get("bucket"))
@@ -176,11 +222,12 @@ def fetch_dataset(spec: dict, settings: Settings, raw_dir: Path,
     if not files:
         raise DatasetInputError(f"Nothing was found under {storage.bucket}/{spec['prefix']}: check the prefix.",
                                 [{"field": "dataset.prefix", "message": "Empty prefix."}])
+    _unpack_containers(files, settings)
 
 
 def _fetch_hub_dataset(link, settings: Settings, raw_dir: Path, on_progress) -> None:
-    """A Hugging Face dataset (or a folder or file of one) into `raw_dir` as the repo lays it out, its ZIPs
-    unpacked where they lie, through the dataset manager's hub download (HF_TOKEN, one commit)."""
+    """A Hugging Face dataset (or a folder or file of one) into `raw_dir` as the repo lays it out, its ZIPs and
+    Parquet files unpacked where they lie, through the dataset manager's hub download (HF_TOKEN, one commit)."""
     from app.hub_import import download
     from studio.job_reporter import QuietReporter
     from studio.jobs import JobError
@@ -194,11 +241,7 @@ def _fetch_hub_dataset(link, settings: Settings, raw_dir: Path, on_progress) -> 
     except JobError as exc:
         raise DatasetInputError(str(exc)) from None
     shutil.rmtree(raw_dir / ".cache", ignore_errors=True)  # huggingface-hub's bookkeeping, not the dataset's
-    for source in sources:
-        if source.name.lower().endswith(".zip"):
-            extract_zip(source.path, source.path.with_suffix(""), settings.zip_max_total_mb * 1024 * 1024,
-                        settings.zip_max_ratio)
-            source.path.unlink(missing_ok=True)
+    _unpack_containers([source.path for source in sources], settings)
 
 
 def prepare_images(raw_dir: Path, out_dir: Path, max_pixels: int, name: str = "dataset") -> PreparedDataset:

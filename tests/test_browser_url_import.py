@@ -103,10 +103,12 @@ def test_a_hugging_face_dataset_link_imports_the_dataset_with_its_captions(studi
         expect(page.locator(".tile")).to_have_count(2)
         expect(page.locator(".tile").first).to_contain_text("a man in a hat")  # from the folder's metadata.jsonl
         page.screenshot(path=str(artifacts_dir / "datasets" / "09-hub-dataset.png"))
-        # a dataset that keeps its images in Parquet files says so
+        # a dataset that keeps its images in Parquet files imports row by row, captions and all
         page.click("#btn-link")
         page.fill("#link-url", "https://huggingface.co/datasets/me/tables")
         page.click("#link-start")
-        expect(page.locator("#import-status")).to_contain_text("inside Parquet files")
+        expect(page.locator("#import-status")).to_contain_text("Imported 3 images")
+        expect(page.locator(".tile")).to_have_count(5)
+        expect(page.locator(".tile", has_text="a green door")).to_have_count(1)
         assert problems == []
         browser.close()

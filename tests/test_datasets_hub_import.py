@@ -13,6 +13,7 @@ import app as datasets_app
 from app import hub_import
 from studio.web import ApiError
 from tests.fake_hub import COMMIT, FakeHub
+from tests.parquet_files import HF_FEATURES, parquet_bytes
 from tests.test_datasets_support import image_bytes, wait_job, zip_bytes
 from tests.test_datasets_url_import import _dataset, _import
 
@@ -33,6 +34,16 @@ REPO = {
 }
 
 
+TABLES = {  # what datasets.push_to_hub makes: the images inside Parquet files, one per split
+    "README.md": b"---\ndataset_info:\n  features:\n  - name: image\n    dtype: image\n---\n",
+    "data/train-00000-of-00001.parquet": parquet_bytes([
+        {"image": (image_bytes(11, size=(96, 96)), "a.png"), "text": "tok, a red door"},
+        {"image": (image_bytes(12, size=(96, 96)), None), "text": "tok, a blue door"}], features=HF_FEATURES),
+    "data/test-00000-of-00001.parquet": parquet_bytes([
+        {"image": (image_bytes(13, size=(96, 96)), "b.png"), "text": "tok, a green door"}], features=HF_FEATURES),
+}
+
+
 @pytest.fixture
 def hub(monkeypatch):
     from huggingface_hub import constants
@@ -40,7 +51,7 @@ def hub(monkeypatch):
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)  # conftest sets HF_HUB_OFFLINE=1 for everything else
     with FakeHub() as server:
         server.add("datasets/me/portraits", REPO, lfs=("train/001.png", "packs/more.zip"))
-        server.add("datasets/me/tables", {"data/train-00000.parquet": b"PAR1" + b"\0" * 64, "README.md": b"#\n"})
+        server.add("datasets/me/tables", TABLES, lfs=("data/train-00000-of-00001.parquet",))
         server.add("datasets/me/gated", {"a.png": image_bytes(5)})
         server.gated.add("datasets/me/gated")
         server.add("datasets/me/big", {"huge.png": b"\0" * (2 * 2**20)}, lfs=("huge.png",))
@@ -93,13 +104,23 @@ def test_a_folder_or_a_file_of_a_dataset_imports_alone(client):
     assert list(_captions(client, image)) == ["001.png"]
 
 
+def test_a_dataset_kept_in_parquet_files_imports_row_by_row(client):
+    dataset_id = _dataset(client)
+    job = _import(client, dataset_id, f"{HF}/me/tables")
+    assert job["status"] == "completed", job.get("error")
+    assert _captions(client, dataset_id) == {"a.png": "tok, a red door", "b.png": "tok, a green door",
+                                             "train-00000-of-00001-000001.png": "tok, a blue door"}
+    one_split = _dataset(client)  # a split alone: the link of its file
+    job = _import(client, one_split, f"{HF}/me/tables/blob/main/data/test-00000-of-00001.parquet")
+    assert job["status"] == "completed" and _captions(client, one_split) == {"b.png": "tok, a green door"}
+
+
 @pytest.mark.parametrize("url, words", [
     (f"{HF}/me/nothing-here", "me/nothing-here was not found on the hub, or it is private and HF_TOKEN is missing"),
     (f"{HF}/me/gated", "me/gated is gated: accept its terms on the hub and set HF_TOKEN"),
     (f"{HF}/me/portraits/tree/v9", "me/portraits has no revision 'v9'"),
     (f"{HF}/me/portraits/tree/main/missing", "me/portraits has no folder 'missing' at main"),
     (f"{HF}/me/portraits/blob/main/train/009.png", "me/portraits has no file 'train/009.png' at main"),
-    (f"{HF}/me/tables", "keeps its images inside Parquet files, which the studio does not read"),
     (f"{HF}/me/big", "over the limit of 1 MB (MAX_UPLOAD_MB): link one folder of it"),
 ])
 def test_what_cannot_be_imported_from_the_hub_says_why_and_adds_nothing(client, hub, url, words):

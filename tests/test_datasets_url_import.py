@@ -15,6 +15,7 @@ import pytest
 import app as datasets_app
 from app import link_fetch, url_import
 from tests import test_datasets_support as support
+from tests.parquet_files import HF_FEATURES, parquet_bytes
 from tests.test_datasets_support import image_bytes, wait_job, zip_bytes
 
 ds_app, client = support.ds_app, support.client
@@ -27,6 +28,8 @@ FILES = {
     "/wrong.png": ("image/jpeg", {}, image_bytes(4, fmt="JPEG")),
     "/share": ("text/html; charset=utf-8", {}, b"<!doctype html><html><body>Download</body></html>"),
     "/big.zip": ("application/zip", {}, b"PK\x03\x04" + b"\0" * (2 * 2**20)),
+    "/rows": ("application/octet-stream", {},
+              parquet_bytes([{"image": (image_bytes(5), "row.png"), "text": "tok, a row"}], features=HF_FEATURES)),
 }
 REDIRECTS = {"/r1": "/r2", "/r2": "/set.zip", "/to-secret": "/secret", "/loop": "/loop"}
 
@@ -99,13 +102,16 @@ def test_a_zip_an_image_and_a_redirect_import_like_uploads(lan_client, web):
     assert _import(lan_client, dataset_id, f"{web}/photo")["status"] == "completed"
     assert _import(lan_client, dataset_id, f"{web}/wrong.png")["status"] == "completed"  # a JPEG, named so
     assert _names(lan_client, dataset_id) == ["a.png", "b.png", "cat photo.png", "wrong.jpg"]
+    job = _import(lan_client, dataset_id, f"{web}/rows")  # a Parquet file, known by its first bytes
+    assert job["status"] == "completed" and job["result"]["source"]["file"] == "rows.parquet", job
+    assert "row.png" in _names(lan_client, dataset_id)
     redirected = _dataset(lan_client)
     assert _import(lan_client, redirected, f"{web}/r1")["status"] == "completed"  # two redirects to the ZIP
     assert _names(lan_client, redirected) == ["a.png", "b.png"]
 
 
 @pytest.mark.parametrize("path, words", [
-    ("/share", "The link gave text/html, not a ZIP or an image: use a direct download link"),
+    ("/share", "The link gave text/html, not a ZIP, a Parquet file or an image: use a direct download link"),
     ("/missing.zip", "answered 404 Not Found: check that the link is right and public"),
     ("/big.zip", "over the limit of 1 MB (MAX_UPLOAD_MB)"),
     ("/loop", "redirects more than 5 times"),

@@ -14,6 +14,7 @@ from PIL import Image
 from serverless.dataset import DatasetInputError, fetch_dataset, parse_dataset_spec, prepare_images
 from serverless.handler import ProgressReporter, handler
 from tests.moto_s3 import MotoS3
+from tests.parquet_files import HF_FEATURES, parquet_bytes
 from tests.test_datasets_hub_import import hub  # noqa: F401 - the stand-in hub, a fixture
 
 
@@ -218,6 +219,44 @@ def test_url_zip_dataset(file_server, make_settings, tmp_path):
 
 
 
+def test_a_parquet_file_at_a_url_or_in_a_prefix_is_unpacked_row_by_row(file_server, make_settings, tmp_path,
+                                                                      monkeypatch):
+    folder, base = file_server
+    table = parquet_bytes([{"image": (image_bytes(), "one.png"), "text": "anna at the door"},
+                           {"image": (image_bytes(size=(48, 32)), None), "text": "anna in the rain"}],
+                          features=HF_FEATURES)
+    (folder / "train.parquet").write_bytes(table)
+    settings = make_settings()
+    fetch_dataset({"url": f"{base}/train.parquet"}, settings, tmp_path / "url" / "raw")
+    prepared = prepare_images(tmp_path / "url" / "raw", tmp_path / "url" / "ds", settings.max_image_pixels)
+    assert prepared.images == 2 and {p.name: p.read_text() for p in (tmp_path / "url" / "ds").glob("*.txt")} == {
+        "one.txt": "anna at the door", "dataset-000001.txt": "anna in the rain"}
+    moto = MotoS3().start()
+    try:
+        moto.make_bucket("sets", {"anna/train.parquet": table, "anna/more.zip": _zip({"two.png": image_bytes()}),
+                                  "anna/three.png": image_bytes()})
+        for key, value in moto.env(S3_BUCKET="sets").items():
+            monkeypatch.setenv(key, value)
+        from studio.settings import load_settings
+
+        fetch_dataset({"prefix": "anna"}, load_settings(), tmp_path / "s3" / "raw")
+        prepared = prepare_images(tmp_path / "s3" / "raw", tmp_path / "s3" / "ds", settings.max_image_pixels)
+        assert prepared.images == 4 and prepared.skipped == []  # the ZIP and the table unpacked where they lay
+    finally:
+        moto.stop()
+    (folder / "broken.parquet").write_bytes(b"PAR1" + b"\1" * 100)
+    with pytest.raises(DatasetInputError, match="is damaged or not a Parquet file"):
+        fetch_dataset({"url": f"{base}/broken.parquet"}, settings, tmp_path / "bad" / "raw")
+
+
+def _zip(files: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as zf:
+        for name, data in files.items():
+            zf.writestr(name, data)
+    return buffer.getvalue()
+
+
 def test_url_zip_bomb_is_stopped_while_unpacking(file_server, make_settings, tmp_path):
     folder, base = file_server
     with zipfile.ZipFile(folder / "bomb.zip", "w", zipfile.ZIP_DEFLATED) as zf:
@@ -250,7 +289,11 @@ def test_a_hugging_face_dataset_is_a_dataset_too(hub, make_settings, tmp_path): 
         "packs_more_more_a.txt": "tok, a child, smiling"}  # the repo's ZIP, unpacked where it lay
     assert updates[-1]["bytes_done"] == updates[-1]["bytes_total"]
     assert prepared.skipped == []  # README.md and the hub's bookkeeping are not the dataset's
-    with pytest.raises(DatasetInputError, match="Parquet"):
-        fetch_dataset({"url": "https://huggingface.co/datasets/me/tables"}, settings, tmp_path / "w2" / "raw")
+    tables = tmp_path / "w2"
+    fetch_dataset({"url": "https://huggingface.co/datasets/me/tables"}, settings, tables / "raw")
+    prepared = prepare_images(tables / "raw", tables / "ds", settings.max_image_pixels)
+    assert prepared.images == 3 and {p.name: p.read_text() for p in (tables / "ds").glob("*.txt")} == {
+        "data_test-00000-of-00001_b.txt": "tok, a green door", "data_train-00000-of-00001_a.txt": "tok, a red door",
+        "data_train-00000-of-00001_train-00000-of-00001-000001.txt": "tok, a blue door"}  # rows unpacked in place
     with pytest.raises(DatasetInputError, match="Link the dataset itself"):
         parse_dataset_spec({"url": "https://huggingface.co/datasets/me/portraits/discussions"})

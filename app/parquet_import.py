@@ -1,0 +1,223 @@
+"""Images kept inside a Parquet file (what `datasets.push_to_hub` and the hub's converter write): each row's image
+becomes a file, its caption column the image's caption.
+
+The image column is the one the file's Hugging Face features call an Image (a struct of `bytes` and `path`), else
+the first such struct, else a binary column named like an image. The caption column is the first of `text`,
+`caption`, `prompt`, `description` (a list of captions takes the first), else the first text column whose name
+holds one of them ("blip_caption", "text_en").
+
+Nothing in the file is trusted: sizes are checked from the footer before a row is read and counted again while
+writing (ZIP_MAX_TOTAL_MB, like a ZIP), rows are read a few at a time, the kind of each image is taken from its
+bytes (the importer then decodes every one), and names from the rows are reduced to plain file names.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from PIL import Image
+
+from app import imaging
+from app.caption_files import CAPTION_COLUMNS
+from app.store import clean_filename
+from studio.job_reporter import JobReporter
+from studio.jobs import JobError
+
+BATCH_ROWS = 16
+BATCH_BYTES = 256 * 2**20  # rows are read a few at a time, so a file's size never becomes the memory it takes
+IMAGE_NAMES = ("image", "img", "picture", "photo", "png", "jpg", "jpeg")
+FORMATS = {"JPEG": ".jpg", "PNG": ".png", "WEBP": ".webp", "AVIF": ".avif", "HEIF": ".heic"}
+
+
+@dataclass
+class Row:
+    name: str  # a plain file name, unique within the file
+    path: Path  # the staged image
+    caption: str | None
+    label: str  # "train.parquet row 12 (cat.jpg)", for messages
+
+
+@dataclass
+class Unpacked:
+    rows: list[Row] = field(default_factory=list)
+    skipped: list[dict] = field(default_factory=list)
+    image_column: str = ""
+    caption_column: str | None = None
+
+
+def is_parquet_name(name: str) -> bool:
+    return name.lower().endswith(".parquet")
+
+
+def _features(schema) -> dict:
+    """The Hugging Face features the file declares ({} when it declares none)."""
+    try:
+        features = json.loads((schema.metadata or {})[b"huggingface"])["info"]["features"]
+    except (KeyError, TypeError, ValueError):
+        return {}
+    return features if isinstance(features, dict) else {}
+
+
+def _is_image_struct(arrow_type) -> bool:
+    import pyarrow as pa
+
+    if not pa.types.is_struct(arrow_type):
+        return False
+    fields = {arrow_type.field(i).name: arrow_type.field(i).type for i in range(arrow_type.num_fields)}
+    return "bytes" in fields and (pa.types.is_binary(fields["bytes"]) or pa.types.is_large_binary(fields["bytes"]))
+
+
+def _is_text(arrow_type) -> bool:
+    import pyarrow as pa
+
+    if pa.types.is_list(arrow_type) or pa.types.is_large_list(arrow_type):
+        arrow_type = arrow_type.value_type
+    return pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type)
+
+
+def choose_columns(schema) -> tuple[str | None, str | None]:
+    """(the image column, the caption column) of an Arrow schema; either may be None."""
+    import pyarrow as pa
+
+    features = _features(schema)
+    columns = {name: schema.field(name).type for name in schema.names}
+    declared = [name for name, feature in features.items()
+                if isinstance(feature, dict) and feature.get("_type") == "Image" and name in columns]
+    structs = [name for name, kind in columns.items() if _is_image_struct(kind)]
+    binaries = [name for name, kind in columns.items() if (pa.types.is_binary(kind) or pa.types.is_large_binary(kind))
+                and name.lower() in IMAGE_NAMES]
+    images = declared or structs or binaries
+    image = "image" if "image" in images else (images[0] if images else None)
+    texts = [name for name, kind in columns.items() if _is_text(kind)]
+    caption = next((name for wanted in CAPTION_COLUMNS for name in texts if name.lower() == wanted), None)
+    if caption is None:
+        caption = next((name for name in texts if any(word in name.lower() for word in CAPTION_COLUMNS)), None)
+    return image, caption
+
+
+def _chunk_sizes(parquet, columns: list[str]) -> list[int]:
+    """What each column chunk of the chosen columns unpacks to, by the footer (a page never decompresses to more
+    than it declares; a dictionary-encoded value repeated in many rows is counted once here, so the rows are
+    counted again while they are written)."""
+    metadata = parquet.metadata
+    sizes = []
+    for group in range(metadata.num_row_groups):
+        row_group = metadata.row_group(group)
+        for index in range(row_group.num_columns):
+            chunk = row_group.column(index)
+            if chunk.path_in_schema.split(".")[0] in columns:
+                sizes.append(chunk.total_uncompressed_size)
+    return sizes
+
+
+def _declared_bytes(parquet, columns: list[str]) -> int:
+    return sum(_chunk_sizes(parquet, columns))
+
+
+def _batch_rows(parquet, columns: list[str]) -> int:
+    """Rows per read: one value is at most its column chunk, so a batch of these stays within BATCH_BYTES."""
+    largest = max(_chunk_sizes(parquet, columns), default=0)
+    return max(1, min(BATCH_ROWS, BATCH_BYTES // max(largest, 1)))
+
+
+def _image_bytes(value) -> tuple[bytes | None, str]:
+    """(the image's bytes, the name it had) of one cell."""
+    if isinstance(value, dict):
+        path = value.get("path")
+        return value.get("bytes"), path if isinstance(path, str) else ""
+    return (value, "") if isinstance(value, bytes) else (None, "")
+
+
+def _caption(value) -> str | None:
+    if isinstance(value, list):
+        value = next((v for v in value if isinstance(v, str) and v.strip()), None)
+    return value.strip() if isinstance(value, str) and value.strip() else None
+
+
+def _extension(data: bytes) -> tuple[str | None, str]:
+    """The image's extension from its bytes, or (None, why it is not taken)."""
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            kind = image.format or "unknown"
+    except Exception:  # Pillow raises many types for what is not an image
+        return None, "not an image"
+    ext = FORMATS.get(kind)
+    if ext is None or ext not in imaging.IMAGE_EXTENSIONS:
+        return None, f"a {kind} image (the studio takes {', '.join(sorted(imaging.IMAGE_EXTENSIONS))})"
+    return ext, ""
+
+
+class _Names:
+    """Plain file names for the rows, no two with the same stem (so captions beside them cannot mix): the name a
+    row's image had, else `<file>-<row>`."""
+
+    def __init__(self, stem: str):
+        self.stem, self.taken = stem, set()
+
+    def __call__(self, original: str, row: int, ext: str) -> str:
+        stem = os.path.splitext(clean_filename(original))[0] if original.strip() else ""
+        stem = stem if stem and stem != "image" else f"{self.stem}-{row:06d}"
+        if stem.casefold() in self.taken:
+            stem = f"{stem}-{row:06d}"
+        self.taken.add(stem.casefold())
+        return f"{stem}{ext}"
+
+
+def extract_parquet(source: Path, staging: Path, job: JobReporter, max_total_bytes: int, label: str,
+                    stem: str | None = None) -> Unpacked:
+    """Every row's image of `source` staged in `staging` (numbered files) with its caption; JobError when the file
+    cannot be read, holds no image column or unpacks to more than `max_total_bytes`. Rows without a name of their
+    own are named `<stem>-<row>` (the label's stem unless given)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        parquet = pq.ParquetFile(source)
+        image_column, caption_column = choose_columns(parquet.schema_arrow)
+    except (pa.ArrowException, OSError, ValueError):
+        raise JobError(f"{label} is damaged or not a Parquet file: nothing was imported from it.") from None
+    if image_column is None:
+        raise JobError(f"{label} has no image column (columns: {', '.join(parquet.schema_arrow.names) or 'none'}): "
+                       "nothing was imported from it.")
+    columns = [image_column] + ([caption_column] if caption_column else [])
+    declared = _declared_bytes(parquet, columns)
+    if declared > max_total_bytes:
+        raise JobError(f"{label} would unpack to {declared / 2**20:,.0f} MB, over the limit of "
+                       f"{max_total_bytes / 2**20:,.0f} MB (ZIP_MAX_TOTAL_MB).")
+    out = Unpacked(image_column=image_column, caption_column=caption_column)
+    staging.mkdir(parents=True, exist_ok=True)
+    names = _Names(clean_filename(stem or Path(label).stem) or "row")
+    total_rows = parquet.metadata.num_rows
+    job.update(phase="extracting", total=total_rows, done=0, message=f"Reading {label}")
+    written, row = 0, 0
+    try:
+        for batch in parquet.iter_batches(batch_size=_batch_rows(parquet, columns), columns=columns):
+            job.check_stop()
+            for values in batch.to_pylist():
+                data, original = _image_bytes(values.get(image_column))
+                where = f"{label} row {row}" + (f" ({original})" if original else "")
+                ext, problem = _extension(data) if data else (None, "no image in this row" if not original else
+                                                             "the image is not inside the file, only its path")
+                if ext is None:
+                    out.skipped.append({"name": where, "reason": problem})
+                    row += 1
+                    continue
+                written += len(data)
+                if written > max_total_bytes:
+                    raise JobError(f"{label} unpacks to more than the limit of {max_total_bytes / 2**20:,.0f} MB "
+                                   "(ZIP_MAX_TOTAL_MB): nothing was imported from it.")
+                target = staging / f"{row:06d}{ext}"
+                target.write_bytes(data)
+                caption = _caption(values.get(caption_column)) if caption_column else None
+                out.rows.append(Row(names(original, row, ext), target, caption, where))
+                row += 1
+            job.update(done=row, current=f"row {row}")
+    except (pa.ArrowException, OSError) as exc:
+        if isinstance(exc, OSError) and exc.errno is not None:  # the disk's, not the file's
+            raise
+        raise JobError(f"{label} is damaged (row {row} could not be read): nothing was imported from it.") from None
+    return out
