@@ -15,7 +15,7 @@ from studio.processes import process_token
 
 log = logging.getLogger(__name__)
 
-DATASET_KINDS = ("import", "caption", "export", "s3-import", "s3-push")
+DATASET_KINDS = ("import", "caption", "export", "s3-import", "s3-push", "hub-push")
 Work = Callable[[JobReporter], dict | None]
 
 

@@ -17,12 +17,12 @@ from PIL import Image
 from app import context
 from app.store import Dataset, natural_key, slugify
 from studio import exports
-from studio.atomic import atomic_write_json
+from studio.atomic import atomic_write_json, read_json
 from studio.job_reporter import JobReporter
 from studio.jobs import ACTIVE, JobError
 from studio.text import name_list, plural
 from studio.web import ApiError, json_body
-from studio.workspace import Workspace
+from studio.workspace import UnsafePathError, Workspace, safe_name
 from studio.zip_stream import zip_response
 
 bp = Blueprint("export", __name__)
@@ -123,6 +123,27 @@ def _unchanged(before: dict, now: dict, names: list[str]) -> None:
     if changed:
         raise JobError(f"{plural(len(changed), 'image')} changed while the export ran ({name_list(changed)}, "
                        "edited or replaced): export again.")
+
+
+def export_folder(dataset: Dataset, name) -> tuple[str, Path]:
+    """(name, folder) of the export to push or publish: the one named in the request, else this dataset's latest
+    export; ApiError when there is none."""
+    workspace = context.workspace()
+    if name is None:
+        last = dataset.meta().get("last_export") or {}
+        name = last.get("name")
+        if not name:
+            raise ApiError("This dataset has not been exported yet: export it, then push.", 409)
+    if not isinstance(name, str):
+        raise ApiError("'export' must be the name of an export.", 422)
+    try:
+        folder = workspace.export_dir(name)
+    except UnsafePathError:
+        raise ApiError(f"{name!r} is not a valid export name.", 422) from None
+    meta = read_json(folder / "dataset.json", None)
+    if not isinstance(meta, dict) or meta.get("source_dataset_id") != dataset.id:
+        raise ApiError(f"There is no export {name!r} of this dataset.", 404)
+    return safe_name(name), folder
 
 
 def start_export(dataset: Dataset, name: str, parent_id: str | None = None, include_duplicates: bool = False):

@@ -12,14 +12,14 @@ import shutil
 from flask import Blueprint, jsonify
 
 from app import context
+from app.export import export_folder
 from app.importer import Source, run_import
-from studio.atomic import read_json
 from studio.job_reporter import JobReporter
 from studio.jobs import JobError
 from studio.s3 import Storage, StorageError, normalize_prefix, storage_configured
 from studio.text import plural
 from studio.web import ApiError, json_body
-from studio.workspace import UnsafePathError, confined, safe_name
+from studio.workspace import confined
 
 bp = Blueprint("s3_import", __name__)
 IMPORT_KIND = "s3-import"
@@ -92,31 +92,11 @@ def import_progress(dataset_id: str, job_id: str):
     return jsonify(_job_state(dataset_id, job_id, IMPORT_KIND))
 
 
-def _export_folder(dataset, name) -> tuple[str, object]:
-    """The export to push: the one named in the request, else this dataset's latest export."""
-    workspace = context.workspace()
-    if name is None:
-        last = dataset.meta().get("last_export") or {}
-        name = last.get("name")
-        if not name:
-            raise ApiError("This dataset has not been exported yet: export it, then push.", 409)
-    if not isinstance(name, str):
-        raise ApiError("'export' must be the name of an export.", 422)
-    try:
-        folder = workspace.export_dir(name)
-    except UnsafePathError:
-        raise ApiError(f"{name!r} is not a valid export name.", 422) from None
-    meta = read_json(folder / "dataset.json", None)
-    if not isinstance(meta, dict) or meta.get("source_dataset_id") != dataset.id:
-        raise ApiError(f"There is no export {name!r} of this dataset.", 404)
-    return safe_name(name), folder
-
-
 @bp.post("/api/datasets/<dataset_id>/push-s3")
 def start_push(dataset_id: str):
     dataset = context.dataset(dataset_id)
     body = json_body()
-    name, folder = _export_folder(dataset, body.get("export"))
+    name, folder = export_folder(dataset, body.get("export"))
     body.setdefault("prefix", f"datasets/{name}/")
     storage, prefix = _request_storage(body)
     if not prefix:

@@ -210,8 +210,12 @@ class FakeHub:
         header = next(line["value"] for line in lines if line["key"] == "header")
         added = {line["value"]["path"]: base64.b64decode(line["value"]["content"])
                  for line in lines if line["key"] == "file"}
+        deleted = [line["value"]["path"] for line in lines if line["key"] == "deletedFile"]
         self.repos[repo].update(added)
-        self.commits.append({"repo": repo, "summary": header.get("summary"), "files": sorted(added)})
+        for name in deleted:
+            self.repos[repo].pop(name, None)
+        self.commits.append({"repo": repo, "summary": header.get("summary"), "files": sorted(added),
+                             **({"deleted": sorted(deleted)} if deleted else {})})
         return self._send(handler, 200, json.dumps({"commitUrl": f"{self.url}/{repo}/commit/{COMMIT}",
                                                     "commitOid": COMMIT}).encode(), plain)
 

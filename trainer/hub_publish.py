@@ -13,7 +13,6 @@ repo adds a commit with the files as they are now.
 from __future__ import annotations
 
 import logging
-import re
 import threading
 import time
 from pathlib import Path
@@ -21,7 +20,7 @@ from pathlib import Path
 from flask import Blueprint, jsonify
 
 from studio.atomic import atomic_write_json, read_json
-from studio.hub_files import hub_error
+from studio.hub_write import NO_TOKEN, check_repo, full_name, write_error
 from studio.settings import Settings
 from studio.web import ApiError, json_body
 from trainer import library
@@ -32,20 +31,8 @@ log = logging.getLogger(__name__)
 bp = Blueprint("hub_publish", __name__)
 STATE_NAME = ".hub_publish.json"
 PREVIEWS = 4  # the last preview step's first images: the card's gallery
-_NAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9_])?$")
 _running: set[str] = set()
 _running_lock = threading.Lock()
-
-
-def check_repo(repo) -> str:
-    """`name` or `owner/name` as the hub allows them; ApiError with a sentence otherwise."""
-    if not isinstance(repo, str) or not repo.strip():
-        raise ApiError("'repo' must name the model repo: my-lora, or you/my-lora.", 422)
-    parts = repo.strip().split("/")
-    if len(parts) > 2 or not all(_NAME.match(part) and "--" not in part and ".." not in part for part in parts):
-        raise ApiError(f"{repo.strip()!r} is not a valid repo name: letters, digits, '-', '_' and '.', up to 96, "
-                       "as name or owner/name.", 422)
-    return "/".join(parts)
 
 
 def state(job_dir: Path) -> dict | None:
@@ -103,16 +90,6 @@ def files_to_publish(job, job_dir: Path) -> tuple[Path, list[tuple[str, Path]], 
     return lora, files, previews
 
 
-def _refusal(exc: Exception, repo: str) -> str:
-    from huggingface_hub.errors import HfHubHTTPError
-
-    response = getattr(exc, "response", None) if isinstance(exc, HfHubHTTPError) else None
-    if response is not None and response.status_code in (401, 403):
-        return (f"Hugging Face refused to write {repo}: HF_TOKEN needs write access (a token of the 'write' role, "
-                "or a fine-grained one that may write to that namespace).")
-    return str(hub_error(exc, repo, "main"))
-
-
 def _publish(job, job_dir: Path, repo: str, private: bool, conf: Settings) -> None:
     from huggingface_hub import CommitOperationAdd, HfApi
 
@@ -120,7 +97,7 @@ def _publish(job, job_dir: Path, repo: str, private: bool, conf: Settings) -> No
     try:
         if "/" not in repo:
             _save(job_dir, message="Asking Hugging Face who the token belongs to")
-            repo = f"{api.whoami()['name']}/{repo}"
+            repo = full_name(api, repo)
             _save(job_dir, repo=repo)
         lora, files, previews = files_to_publish(job, job_dir)
         _save(job_dir, message=f"Creating {repo}")
@@ -140,7 +117,7 @@ def _publish(job, job_dir: Path, repo: str, private: bool, conf: Settings) -> No
         _save(job_dir, status="failed", message=exc.message, finished_at=time.time())
     except Exception as exc:  # every hub failure is one sentence on the page
         log.warning("publishing job %s to %s failed", job.id, repo, exc_info=True)
-        _save(job_dir, status="failed", message=_refusal(exc, repo), finished_at=time.time())
+        _save(job_dir, status="failed", message=write_error(exc, repo), finished_at=time.time())
     finally:
         with _running_lock:
             _running.discard(job.id)
@@ -156,8 +133,7 @@ def start_publish(job_id: str):
     if not isinstance(private, bool):
         raise ApiError("'private' must be true or false.", 422)
     if not conf.hf_token:
-        raise ApiError("Set HF_TOKEN (a Hugging Face token with write access) in the pod's environment and restart "
-                       "it to publish.", 409)
+        raise ApiError(NO_TOKEN, 409)
     if job.status != "completed":
         raise ApiError("Only a finished job's LoRA can be published.", 409)
     job_dir = workspace().jobs / job.id

@@ -272,6 +272,7 @@
     $("export-checks").innerHTML = ds.exportChecks(meta);
     $("export-dialog").showModal();
     showVersions();
+    if (window.hubPush) window.hubPush.show(last && last.name);
     // a caption typed a moment ago counts: saved, then the checks again on fresh counts
     ds.flushSave().then(ds.refreshStats).then(() => { $("export-checks").innerHTML = ds.exportChecks(ds.state.meta || {}); });
   };
@@ -294,6 +295,7 @@
             toast(s.message, "ok");
             ds.refreshStats();
             showVersions();
+            if (window.hubPush) window.hubPush.show(s.result.name);
           } else {
             $("export-error").textContent = s.message;
           }

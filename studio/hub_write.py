@@ -1,0 +1,39 @@
+"""Writing to Hugging Face with the pod's HF_TOKEN (a LoRA from the trainer, a dataset from the dataset manager):
+repo names as the hub allows them, a bare name under the token's account, refusals as one sentence."""
+
+from __future__ import annotations
+
+import re
+
+from studio.hub_files import hub_error
+from studio.web import ApiError
+
+_NAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9_])?$")
+NO_TOKEN = "Set HF_TOKEN (a Hugging Face token with write access) in the pod's environment and restart it to publish."
+
+
+def check_repo(repo, kind: str = "model", example: str = "my-lora") -> str:
+    """`name` or `owner/name` as the hub allows them; ApiError with a sentence otherwise."""
+    if not isinstance(repo, str) or not repo.strip():
+        raise ApiError(f"'repo' must name the {kind} repo: {example}, or you/{example}.", 422)
+    parts = repo.strip().split("/")
+    if len(parts) > 2 or not all(_NAME.match(part) and "--" not in part and ".." not in part for part in parts):
+        raise ApiError(f"{repo.strip()!r} is not a valid repo name: letters, digits, '-', '_' and '.', up to 96, "
+                       "as name or owner/name.", 422)
+    return "/".join(parts)
+
+
+def full_name(api, repo: str) -> str:
+    """`owner/name`: a bare name goes under the account the token belongs to."""
+    return repo if "/" in repo else f"{api.whoami()['name']}/{repo}"
+
+
+def write_error(exc: Exception, repo: str) -> str:
+    """Why the hub refused to create or write `repo`, in one sentence."""
+    from huggingface_hub.errors import HfHubHTTPError
+
+    response = getattr(exc, "response", None) if isinstance(exc, HfHubHTTPError) else None
+    if response is not None and response.status_code in (401, 403):
+        return (f"Hugging Face refused to write {repo}: HF_TOKEN needs write access (a token of the 'write' role, "
+                "or a fine-grained one that may write to that namespace).")
+    return str(hub_error(exc, repo, "main"))

@@ -1,0 +1,87 @@
+"""Publish a dataset to Hugging Face from the export dialog in a real browser against a real dataset server: the
+section after an export, a refused name, the progress, the link to the repo, and the state after a reload. A local
+server stands in for the hub."""
+
+from __future__ import annotations
+
+import io
+import time
+
+import requests
+
+from tests.browser_studio import ARGS, CHROMIUM, DESKTOP, browser_marks, watch_page
+from tests.helpers import ServerProcess
+from tests.test_datasets_hub_import import hub  # noqa: F401 - the stand-in hub, a fixture
+from tests.test_datasets_support import image_bytes
+
+pytestmark = browser_marks
+
+
+def _exported(url: str) -> str:
+    dataset_id = requests.post(f"{url}/api/datasets", json={"name": "Cats", "trigger_word": "tok"},
+                               timeout=10).json()["id"]
+    files = [("files", (name, io.BytesIO(data))) for name, data in
+             [("a.png", image_bytes(1, size=(96, 96))), ("b.png", image_bytes(2, size=(96, 96))),
+              ("a.txt", b"a cat on a chair")]]
+    assert requests.post(f"{url}/api/datasets/{dataset_id}/upload?wait=20", files=files, timeout=30).ok
+    requests.post(f"{url}/api/datasets/{dataset_id}/export", json={"name": "cats-v1"}, timeout=10).raise_for_status()
+    deadline = time.monotonic() + 30
+    while requests.get(f"{url}/api/datasets/{dataset_id}/export", timeout=10).json()["job"]["status"] != "completed":
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    return dataset_id
+
+
+def test_publish_a_dataset_from_the_export_dialog(studio_root, artifacts_dir, tmp_path, hub):  # noqa: F811
+    from playwright.sync_api import expect, sync_playwright
+
+    env = {"STUDIO_ROOT": str(studio_root), "CAPTION_URL": "http://127.0.0.1:9", "HF_ENDPOINT": hub.url,
+           "HF_TOKEN": "hf_write", "HF_HUB_OFFLINE": "0"}
+    with ServerProcess("app", env, log_path=tmp_path / "server.log") as server, sync_playwright() as p:
+        dataset_id = _exported(server.url)
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        page = browser.new_page(viewport=DESKTOP)
+        problems = watch_page(page)
+        page.set_default_timeout(20_000)
+        page.goto(f"{server.url}/d/{dataset_id}")
+        page.click("#btn-export")
+        page.click("#hub-push summary")
+        expect(page.locator("#hub-repo")).to_have_value("cats-v1")
+        expect(page.locator("#hub-private")).to_be_checked()
+        page.fill("#hub-repo", "not/a/name")
+        page.click("#hub-start")
+        expect(page.locator("#hub-error")).to_contain_text("not a valid repo name")
+        page.fill("#hub-repo", "cats")
+        page.screenshot(path=str(artifacts_dir / "datasets" / "10-publish-dataset.png"))
+        page.click("#hub-start")
+        expect(page.locator("#hub-link")).to_have_text("me/cats")
+        expect(page.locator("#hub-result")).to_contain_text("Published 2 images to me/cats")
+        expect(page.locator("#hub-result")).to_contain_text("private, export cats-v1")
+        assert page.locator("#hub-link").get_attribute("href") == f"{hub.url}/datasets/me/cats"
+        assert sorted(hub.repos["datasets/me/cats"]) == ["README.md", "train/a.png", "train/a.txt", "train/b.png",
+                                                         "train/b.txt", "train/metadata.jsonl"]
+        page.reload()  # the dialog shows the last publication when opened again
+        page.click("#btn-export")
+        page.click("#hub-push summary")
+        expect(page.locator("#hub-link")).to_have_text("me/cats")
+        expect(page.locator("#hub-push-summary")).to_have_text("(last: me/cats)")
+        assert problems == []
+        browser.close()
+
+
+def test_without_a_token_the_section_says_why(studio_root, tmp_path, hub):  # noqa: F811
+    from playwright.sync_api import expect, sync_playwright
+
+    env = {"STUDIO_ROOT": str(studio_root), "CAPTION_URL": "http://127.0.0.1:9", "HF_ENDPOINT": hub.url}
+    with ServerProcess("app", env, log_path=tmp_path / "server.log") as server, sync_playwright() as p:
+        dataset_id = _exported(server.url)
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        page = browser.new_page(viewport=DESKTOP)
+        problems = watch_page(page)
+        page.goto(f"{server.url}/d/{dataset_id}")
+        page.click("#btn-export")
+        page.click("#hub-push summary")
+        expect(page.locator("#hub-start")).to_be_disabled()
+        expect(page.locator("#hub-error")).to_contain_text("The pod has no HF_TOKEN")
+        assert problems == []
+        browser.close()
