@@ -10,12 +10,16 @@ from __future__ import annotations
 
 import http.client
 import ipaddress
+import re
 import socket
 import ssl
 from collections.abc import Iterator
 from contextlib import contextmanager
-from urllib.parse import urljoin, urlsplit
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import unquote, urljoin, urlsplit
 
+from app.store import clean_filename
 from studio.jobs import JobError
 
 MAX_REDIRECTS = 5
@@ -112,3 +116,52 @@ def opened(url: str, allow_private: bool) -> Iterator[tuple[http.client.HTTPResp
             conn.close()
         return
     raise JobError(f"The link redirects more than {MAX_REDIRECTS} times.")
+
+
+def file_name(response: http.client.HTTPResponse, url: str) -> str:
+    """The name the server gives (Content-Disposition), else the link's last path part; made safe."""
+    disposition = response.getheader("Content-Disposition") or ""
+    match = re.search(r"filename\*=(?:UTF-8'')?([^;]+)", disposition, re.IGNORECASE) or \
+        re.search(r'filename="?([^";]+)"?', disposition, re.IGNORECASE)
+    name = unquote(match.group(1).strip()) if match else unquote(urlsplit(url).path.rsplit("/", 1)[-1])
+    return clean_filename(name or "download")
+
+
+@dataclass
+class Fetched:
+    name: str  # the server's name for the file, else the link's last part; made safe
+    head: bytes  # its first bytes, to tell what it is
+    kind: str  # the Content-Type it came with
+
+
+def fetch_to(job, url: str, target: Path, max_bytes: int, allow_private: bool) -> Fetched:
+    """Streams the link into `target` with byte progress and stop checks on `job`, refusing more than
+    `max_bytes`; JobError says what went wrong (the link's host, its answer, the limit)."""
+    with opened(url, allow_private) as (response, final_url):
+        host = urlsplit(final_url).hostname
+        if response.status != 200:
+            raise JobError(f"{host} answered {response.status} {response.reason or ''}".rstrip()
+                           + ": check that the link is right and public.")
+        total = int(response.getheader("Content-Length") or 0)
+        if total > max_bytes:
+            raise JobError(f"The file is {total / 2**20:,.0f} MB, over the limit of {max_bytes / 2**20:,.0f} MB "
+                           "(MAX_UPLOAD_MB).")
+        name = file_name(response, final_url)
+        kind = (response.getheader("Content-Type") or "unknown").split(";")[0]
+        target.parent.mkdir(parents=True, exist_ok=True)
+        done, head = 0, b""
+        try:
+            with open(target, "wb") as sink:
+                while block := response.read(1 << 20):
+                    job.check_stop()
+                    done += len(block)
+                    if done > max_bytes:
+                        raise JobError(f"The file is over the limit of {max_bytes / 2**20:,.0f} MB (MAX_UPLOAD_MB).")
+                    if len(head) < 16:
+                        head += block[:16]
+                    sink.write(block)
+                    job.update(phase="downloading", bytes_done=done, bytes_total=total or None,
+                               message=f"Downloading {name}")
+        except (TimeoutError, ConnectionError, ssl.SSLError, http.client.HTTPException) as exc:  # not the disk's
+            raise JobError(f"{host} stopped answering ({type(exc).__name__}): try again.") from None
+    return Fetched(name, head, kind)

@@ -11,19 +11,16 @@ your own network). A Hugging Face dataset link (the repo, a folder, a file) goes
 
 from __future__ import annotations
 
-import http.client
 import re
 import secrets
 import shutil
-import ssl
 from pathlib import Path
-from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from flask import Blueprint, jsonify
 
 from app import context, hub_import, link_fetch
 from app.importer import Source, run_import
-from app.store import clean_filename
 from studio.jobs import Job, JobError
 from studio.web import ApiError, json_body
 from studio.workspace import confined
@@ -60,15 +57,6 @@ def direct_link(url: str) -> str:
     return url
 
 
-def file_name(response: http.client.HTTPResponse, url: str) -> str:
-    """The name the server gives (Content-Disposition), else the link's last path part; made safe."""
-    disposition = response.getheader("Content-Disposition") or ""
-    match = re.search(r"filename\*=(?:UTF-8'')?([^;]+)", disposition, re.IGNORECASE) or \
-        re.search(r'filename="?([^";]+)"?', disposition, re.IGNORECASE)
-    name = unquote(match.group(1).strip()) if match else unquote(urlsplit(url).path.rsplit("/", 1)[-1])
-    return clean_filename(name or "download")
-
-
 def kind_of(head: bytes) -> str | None:
     """".zip", ".parquet", ".jpg", ".png" or ".webp" from a file's first bytes, else None (a web page, something
     else)."""
@@ -80,34 +68,9 @@ def kind_of(head: bytes) -> str | None:
 
 def download(job, url: str, folder: Path, max_bytes: int, allow_private: bool) -> tuple[str, Path]:
     """Streams the link into `folder`; returns (the file's name, its path). JobError says what went wrong."""
-    with link_fetch.opened(url, allow_private) as (response, final_url):
-        host = urlsplit(final_url).hostname
-        if response.status != 200:
-            raise JobError(f"{host} answered {response.status} {response.reason or ''}".rstrip()
-                           + ": check that the link is right and public.")
-        total = int(response.getheader("Content-Length") or 0)
-        if total > max_bytes:
-            raise JobError(f"The file is {total / 2**20:,.0f} MB, over the limit of {max_bytes / 2**20:,.0f} MB "
-                           "(MAX_UPLOAD_MB).")
-        name = file_name(response, final_url)
-        kind = (response.getheader("Content-Type") or "unknown").split(";")[0]
-        folder.mkdir(parents=True, exist_ok=True)
-        target = confined(folder, "download")
-        done, head = 0, b""
-        try:
-            with open(target, "wb") as sink:
-                while block := response.read(1 << 20):
-                    job.check_stop()
-                    done += len(block)
-                    if done > max_bytes:
-                        raise JobError(f"The file is over the limit of {max_bytes / 2**20:,.0f} MB (MAX_UPLOAD_MB).")
-                    if len(head) < 16:
-                        head += block[:16]
-                    sink.write(block)
-                    job.update(phase="downloading", bytes_done=done, bytes_total=total or None,
-                               message=f"Downloading {name}")
-        except (TimeoutError, ConnectionError, ssl.SSLError, http.client.HTTPException) as exc:  # not the disk's
-            raise JobError(f"{host} stopped answering ({type(exc).__name__}): try again.") from None
+    target = confined(folder, "download")
+    fetched = link_fetch.fetch_to(job, url, target, max_bytes, allow_private)
+    name, head, kind = fetched.name, fetched.head, fetched.kind
     ext = kind_of(head)
     if ext is None:
         raise JobError(f"The link gave {kind}, not a ZIP, a Parquet file or an image: use a direct download link "

@@ -64,8 +64,8 @@ def parse_dataset_spec(spec) -> dict:
         url = spec["url"]
         parts = urlsplit(url) if isinstance(url, str) else None
         if parts is None or parts.scheme not in {"http", "https"} or not parts.hostname:
-            raise DatasetInputError("`dataset.url` must be an http(s) address of a ZIP file or a Hugging Face "
-                                    "dataset.",
+            raise DatasetInputError("`dataset.url` must be an http(s) address of a ZIP or Parquet file or a "
+                                    "Hugging Face dataset.",
                                     [{"field": "dataset.url", "message": "Use an https:// link to a .zip."}])
         try:
             hub_link(url)
@@ -86,34 +86,25 @@ def parse_dataset_spec(spec) -> dict:
         raise DatasetInputError(exc.message, [{"field": "dataset.prefix", "message": "Not a valid prefix."}]) from None
 
 
-def download_url(url: str, target: Path, max_bytes: int, on_bytes: Callable[[int], None] | None = None,
-                 what: str = "dataset", file: str = "dataset ZIP") -> Path:
-    """Stream `url` into `target`, refusing more than `max_bytes`; errors name it as `what` (its URL) and
-    `file` (its bytes): "The dataset URL on host ...", "The dataset ZIP is ... MB"."""
-    import requests
+def download_url(url: str, target: Path, max_bytes: int, allow_private: bool,
+                 on_bytes: Callable[[int], None] | None = None, what: str = "dataset") -> Path:
+    """Stream `url` into `target` with the dataset manager's link download (a share page of a common host becomes
+    its download; every redirect hop checked, private addresses refused unless ALLOW_PRIVATE_URLS=1), refusing
+    more than `max_bytes`; errors name it as `what` ("The dataset link: ...")."""
+    from app import link_fetch
+    from app.url_import import direct_link
+    from studio.job_reporter import QuietReporter
+    from studio.jobs import JobError
 
-    host = urlsplit(url).hostname
+    def report(values: dict) -> None:
+        if on_bytes and "bytes_done" in values:
+            on_bytes(values["bytes_done"])
+
     try:
-        with requests.get(url, stream=True, timeout=(15, 120), allow_redirects=True) as response:
-            if response.status_code != 200:
-                raise DatasetInputError(f"The {what} URL on {host} answered HTTP {response.status_code}.")
-            length = int(response.headers.get("Content-Length") or 0)
-            if length > max_bytes:
-                raise DatasetInputError(f"The {file} is {length / 1e6:.0f} MB, over the "
-                                        f"{max_bytes / 1e6:.0f} MB limit (MAX_UPLOAD_MB).")
-            done = 0
-            target.parent.mkdir(parents=True, exist_ok=True)
-            with open(target, "wb") as handle:
-                for block in response.iter_content(1 << 20):
-                    done += len(block)
-                    if done > max_bytes:
-                        raise DatasetInputError(f"The {file} is over the {max_bytes / 1e6:.0f} MB limit "
-                                                "(MAX_UPLOAD_MB).")
-                    handle.write(block)
-                    if on_bytes:
-                        on_bytes(done)
-    except requests.RequestException as exc:
-        raise DatasetInputError(f"The {what} URL on {host} could not be downloaded ({type(exc).__name__}).") from None
+        link_fetch.fetch_to(QuietReporter(report), direct_link(url), target, max_bytes, allow_private)
+    except JobError as exc:
+        target.unlink(missing_ok=True)
+        raise DatasetInputError(f"The {what} link: {exc}") from None
     return target
 
 
@@ -206,7 +197,7 @@ def fetch_dataset(spec: dict, settings: Settings, raw_dir: Path,
             if on_progress:
                 on_progress({"phase": "downloading", "bytes_done": done})
 
-        download_url(spec["url"], archive, max_bytes, report)
+        download_url(spec["url"], archive, max_bytes, settings.allow_private_urls, report)
         with open(archive, "rb") as handle:
             is_parquet = handle.read(4) == b"PAR1"
         if is_parquet:

@@ -89,8 +89,8 @@ def fetch_start_lora(spec: dict, settings: Settings, target: Path,
     if on_progress:
         on_progress({"phase": "downloading", "message": "Downloading the LoRA to start from"})
     if "url" in spec:
-        download_url(spec["url"], staging, settings.max_upload_mb * 1024 * 1024, what="start LoRA",
-                     file="LoRA to start from")
+        download_url(spec["url"], staging, settings.max_upload_mb * 1024 * 1024, settings.allow_private_urls,
+                     what="start LoRA")
     else:
         storage = Storage.from_settings(settings, bucket=spec.get("bucket"))
         try:

@@ -205,7 +205,9 @@ def test_url_zip_dataset(file_server, make_settings, tmp_path):
         zf.writestr("../escape.png", image_bytes())
         zf.writestr("__MACOSX/set/._one.png", b"junk")
     (folder / "not-a-zip.zip").write_text("<html>")
-    settings = make_settings()
+    with pytest.raises(DatasetInputError, match="The dataset link: 127.0.0.1 is a private or local address"):
+        fetch_dataset({"url": f"{base}/ds.zip"}, make_settings(), tmp_path / "w0" / "raw")  # the pod's rule
+    settings = make_settings(ALLOW_PRIVATE_URLS=1)  # the test's server is local
     updates = []
     fetch_dataset({"url": f"{base}/ds.zip"}, settings, tmp_path / "work" / "raw", updates.append)
     prepared = prepare_images(tmp_path / "work" / "raw", tmp_path / "work" / "ds", settings.max_image_pixels)
@@ -226,7 +228,7 @@ def test_a_parquet_file_at_a_url_or_in_a_prefix_is_unpacked_row_by_row(file_serv
                            {"image": (image_bytes(size=(48, 32)), None), "text": "anna in the rain"}],
                           features=HF_FEATURES)
     (folder / "train.parquet").write_bytes(table)
-    settings = make_settings()
+    settings = make_settings(ALLOW_PRIVATE_URLS=1)
     fetch_dataset({"url": f"{base}/train.parquet"}, settings, tmp_path / "url" / "raw")
     prepared = prepare_images(tmp_path / "url" / "raw", tmp_path / "url" / "ds", settings.max_image_pixels)
     assert prepared.images == 2 and {p.name: p.read_text() for p in (tmp_path / "url" / "ds").glob("*.txt")} == {
@@ -262,7 +264,7 @@ def test_url_zip_bomb_is_stopped_while_unpacking(file_server, make_settings, tmp
     with zipfile.ZipFile(folder / "bomb.zip", "w", zipfile.ZIP_DEFLATED) as zf:
         zf.writestr("set/big.png", b"\0" * (24 << 20))  # about 1000:1, far over ZIP_MAX_RATIO
     with pytest.raises(DatasetInputError, match="ZIP bomb"):
-        fetch_dataset({"url": f"{base}/bomb.zip"}, make_settings(), tmp_path / "work" / "raw")
+        fetch_dataset({"url": f"{base}/bomb.zip"}, make_settings(ALLOW_PRIVATE_URLS=1), tmp_path / "work" / "raw")
     assert not list((tmp_path / "work").rglob("*.png"))  # the staging folder is gone too
 
 def test_progress_reporter_throttles_but_keeps_phase_changes():
