@@ -177,47 +177,53 @@ def extract_parquet(source: Path, staging: Path, job: JobReporter, max_total_byt
 
     try:
         parquet = pq.ParquetFile(source)
-        image_column, caption_column = choose_columns(parquet.schema_arrow)
     except (pa.ArrowException, OSError, ValueError):
         raise JobError(f"{label} is damaged or not a Parquet file: nothing was imported from it.") from None
-    if image_column is None:
-        raise JobError(f"{label} has no image column (columns: {', '.join(parquet.schema_arrow.names) or 'none'}): "
-                       "nothing was imported from it.")
-    columns = [image_column] + ([caption_column] if caption_column else [])
-    declared = _declared_bytes(parquet, columns)
-    if declared > max_total_bytes:
-        raise JobError(f"{label} would unpack to {declared / 2**20:,.0f} MB, over the limit of "
-                       f"{max_total_bytes / 2**20:,.0f} MB (ZIP_MAX_TOTAL_MB).")
-    out = Unpacked(image_column=image_column, caption_column=caption_column)
-    staging.mkdir(parents=True, exist_ok=True)
-    names = _Names(clean_filename(stem or Path(label).stem) or "row")
-    total_rows = parquet.metadata.num_rows
-    job.update(phase="extracting", total=total_rows, done=0, message=f"Reading {label}")
-    written, row = 0, 0
-    try:
-        for batch in parquet.iter_batches(batch_size=_batch_rows(parquet, columns), columns=columns):
-            job.check_stop()
-            for values in batch.to_pylist():
-                data, original = _image_bytes(values.get(image_column))
-                where = f"{label} row {row}" + (f" ({original})" if original else "")
-                ext, problem = _extension(data) if data else (None, "no image in this row" if not original else
-                                                             "the image is not inside the file, only its path")
-                if ext is None:
-                    out.skipped.append({"name": where, "reason": problem})
-                    row += 1
-                    continue
-                written += len(data)
-                if written > max_total_bytes:
-                    raise JobError(f"{label} unpacks to more than the limit of {max_total_bytes / 2**20:,.0f} MB "
-                                   "(ZIP_MAX_TOTAL_MB): nothing was imported from it.")
-                target = staging / f"{row:06d}{ext}"
-                target.write_bytes(data)
-                caption = _caption(values.get(caption_column)) if caption_column else None
-                out.rows.append(Row(names(original, row, ext), target, caption, where))
-                row += 1
-            job.update(done=row, current=f"row {row}")
-    except (pa.ArrowException, OSError) as exc:
-        if isinstance(exc, OSError) and exc.errno is not None:  # the disk's, not the file's
-            raise
-        raise JobError(f"{label} is damaged (row {row} could not be read): nothing was imported from it.") from None
+    with parquet:
+        image_column, caption_column = choose_columns(parquet.schema_arrow)
+        if image_column is None:
+            raise JobError(f"{label} has no image column (columns: {', '.join(parquet.schema_arrow.names) or 'none'})"
+                           ": nothing was imported from it.")
+        columns = [image_column] + ([caption_column] if caption_column else [])
+        declared = _declared_bytes(parquet, columns)
+        if declared > max_total_bytes:
+            raise JobError(f"{label} would unpack to {declared / 2**20:,.0f} MB, over the limit of "
+                           f"{max_total_bytes / 2**20:,.0f} MB (ZIP_MAX_TOTAL_MB).")
+        out = Unpacked(image_column=image_column, caption_column=caption_column)
+        staging.mkdir(parents=True, exist_ok=True)
+        job.update(phase="extracting", total=parquet.metadata.num_rows, done=0, message=f"Reading {label}")
+        try:
+            _read_rows(parquet, columns, out, staging, job, max_total_bytes, label,
+                       _Names(clean_filename(stem or Path(label).stem) or "row"))
+        except (pa.ArrowException, OSError) as exc:
+            if isinstance(exc, OSError) and exc.errno is not None:  # the disk's, not the file's
+                raise
+            raise JobError(f"{label} is damaged (row {len(out.rows) + len(out.skipped)} could not be read): "
+                           "nothing was imported from it.") from None
     return out
+
+
+def _read_rows(parquet, columns: list[str], out: Unpacked, staging: Path, job: JobReporter, max_total_bytes: int,
+               label: str, names: _Names) -> None:
+    image_column, caption_column = out.image_column, out.caption_column
+    written, row = 0, -1
+    for batch in parquet.iter_batches(batch_size=_batch_rows(parquet, columns), columns=columns):
+        job.check_stop()
+        for values in batch.to_pylist():
+            row += 1
+            data, original = _image_bytes(values.get(image_column))
+            where = f"{label} row {row}" + (f" ({original})" if original else "")
+            ext, problem = _extension(data) if data else (None, "no image in this row" if not original else
+                                                         "the image is not inside the file, only its path")
+            if ext is None:
+                out.skipped.append({"name": where, "reason": problem})
+                continue
+            written += len(data)
+            if written > max_total_bytes:
+                raise JobError(f"{label} unpacks to more than the limit of {max_total_bytes / 2**20:,.0f} MB "
+                               "(ZIP_MAX_TOTAL_MB): nothing was imported from it.")
+            target = staging / f"{row:06d}{ext}"
+            target.write_bytes(data)
+            caption = _caption(values.get(caption_column)) if caption_column else None
+            out.rows.append(Row(names(original, row, ext), target, caption, where))
+        job.update(done=row + 1, current=f"row {row + 1}")

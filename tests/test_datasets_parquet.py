@@ -108,6 +108,16 @@ def _noise_png(seed: int) -> bytes:
     return buffer.getvalue()  # noise does not compress: ~530 KB
 
 
+def test_a_file_damaged_after_its_footer_was_read_says_so(client, dataset_id):
+    table = bytearray(parquet_bytes([{"image": (image_bytes(n, size=(96, 96)), f"{n}.png"), "text": "t"}
+                                     for n in range(6)], features=HF_FEATURES))
+    start = len(table) // 3  # inside the first row group's data pages; the footer is intact
+    table[start:start + 64] = b"\xff" * 64
+    job = upload(client, dataset_id, [("cut.parquet", bytes(table))])
+    assert job["status"] == "failed" and "cut.parquet is damaged (row 0 could not be read)" in job["message"], job
+    assert _images(client, dataset_id) == {}
+
+
 def test_a_table_over_the_unpack_limit_is_refused_before_a_row_is_read(make_settings, monkeypatch):
     client = datasets_app.create_app(make_settings(ZIP_MAX_TOTAL_MB=1)).test_client()
     dataset_id = client.post("/api/datasets", json={"name": "t"}).get_json()["id"]
