@@ -65,6 +65,7 @@ def run_import(job: JobReporter, dataset: Dataset, sources: list[Source], settin
     candidates: list[Candidate] = []
     loose_captions: dict[tuple[str, str], str] = {}
     listed_captions: dict[tuple[str, str], str] = {}  # from metadata.jsonl / metadata.csv files
+    tables: list[dict] = []  # what each Parquet file gave: its rows, the columns read
     try:
         with _import_lock(dataset):
             for index, source in enumerate(sources):
@@ -84,6 +85,9 @@ def run_import(job: JobReporter, dataset: Dataset, sources: list[Source], settin
                                                settings.zip_max_total_mb * 2**20, source.name)
                     skipped.extend(unpacked.skipped)
                     candidates.extend(Candidate(row.label, row.name, row.path, row.caption) for row in unpacked.rows)
+                    tables.append({"file": source.name, "rows": len(unpacked.rows) + len(unpacked.skipped),
+                                   "image_column": unpacked.image_column,
+                                   "caption_column": unpacked.caption_column})
                 elif lower.endswith(".txt"):
                     text = source.path.read_bytes()[:64 * 1024].decode("utf-8-sig", "replace").strip()
                     loose_captions[caption_key(source.name)] = text
@@ -100,7 +104,9 @@ def run_import(job: JobReporter, dataset: Dataset, sources: list[Source], settin
             for candidate in candidates:
                 if candidate.caption is None:
                     candidate.caption = loose_captions.get(candidate.key, listed_captions.get(candidate.key))
-            result = _place_all(job, dataset, candidates, settings, skipped, skip_known)
+            result = _place_all(job, dataset, candidates, settings, skipped, skip_known, _table_note(tables))
+            if tables:
+                result["tables"] = tables
     finally:
         shutil.rmtree(work_dir, ignore_errors=True)
     return result
@@ -119,8 +125,20 @@ def _check(candidate: Candidate, max_pixels: int):
     return candidate, (info, thumb), None
 
 
+def _table_note(tables: list[dict]) -> str:
+    """What the message says of Parquet files: the caption column read, or that there was none."""
+    if not tables:
+        return ""
+    columns = sorted({t["caption_column"] for t in tables if t["caption_column"]})
+    if not columns:
+        return "; the table has no caption column: auto-caption the images"
+    quoted = ", ".join(f"'{c}'" for c in columns)
+    return f"; captions from the table's column {quoted}" if len(columns) == 1 else \
+        f"; captions from the tables' columns {quoted}"
+
+
 def _place_all(job: JobReporter, dataset: Dataset, candidates: list[Candidate], settings: Settings,
-               skipped: list[dict], skip_known: bool = False) -> dict:
+               skipped: list[dict], skip_known: bool = False, note: str = "") -> dict:
     imported: list[str] = []
     renamed: list[dict] = []
     pending: dict[str, dict] = {}
@@ -142,7 +160,7 @@ def _place_all(job: JobReporter, dataset: Dataset, candidates: list[Candidate], 
         message += f", skipped {len(skipped)}"
     if adopted:
         message += f"; recovered {name_list(adopted)} that an interrupted import had placed"
-    job.update(message=message + ".")
+    job.update(message=message + note + ".")
     return {"imported": imported, "skipped": skipped, "renamed": renamed, "captions": captions, "adopted": adopted}
 
 

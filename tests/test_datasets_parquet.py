@@ -46,6 +46,9 @@ def test_each_row_becomes_an_image_with_its_caption(client, dataset_id, studio_r
         "x.webp": "tok, a bird",
     }
     assert job["result"]["captions"] == 3 and job["result"]["skipped"] == []
+    assert job["message"] == "Imported 4 images; captions from the table's column 'text'."
+    assert job["result"]["tables"] == [{"file": "train-00000-of-00001.parquet", "rows": 4, "image_column": "image",
+                                        "caption_column": "text"}]
     assert not list((studio_root / ".uploads").iterdir())  # the staged rows are gone
 
 
@@ -68,6 +71,9 @@ def test_a_list_of_captions_takes_the_first_and_a_plain_binary_column_works(clie
                            {"img": image_bytes(6), "captions": None}])
     assert upload(client, dataset_id, [("rows.parquet", table)])["status"] == "completed"
     assert _images(client, dataset_id) == {"rows-000000.png": "tok, first", "rows-000001.png": ""}
+    bare = parquet_bytes([{"picture": (image_bytes(7), "p.png"), "id": 3}])
+    job = upload(client, dataset_id, [("bare.parquet", bare)])
+    assert job["message"] == "Imported 1 image; the table has no caption column: auto-caption the images.", job
 
 
 def test_rows_without_a_usable_image_are_listed_as_skipped(client, dataset_id):
