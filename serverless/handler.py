@@ -4,8 +4,10 @@ Input:  {"job_config": {...recipe config, same schema as the pod...},
          "dataset": {"bucket"?: str, "prefix": str} | {"url": "https://.../dataset.zip"},
            or "datasets": [{...one of those..., "repeats"?: 1-100}, ...] (up to 8, trained as one mix),
          "start_lora"?: {"bucket"?: str, "key": "....safetensors"} | {"url": "https://....safetensors"},
-         "recipe"?: "zimage-turbo", "output_prefix"?: str}
-Output: {"lora_key", "lora_url", "steps", "final_loss", "seconds", ...} or {"error": str, "details": [...]}.
+         "recipe"?: "zimage-turbo", "output_prefix"?: str,
+         "hub"?: {"repo": "name" or "owner/name", "private"?: true}}   (also publish to Hugging Face, HF_TOKEN)
+Output: {"lora_key", "lora_url", "steps", "final_loss", "seconds", ..., "hub"?: {"repo", "url", "commit"} or
+         {"error"}} or {"error": str, "details": [...]}.
 
 Storage keys come from the worker's environment (S3_* / R2_*), never from the job input: the SDK logs
 job inputs and outputs.
@@ -25,13 +27,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 from serverless.dataset import DatasetInputError, fetch_dataset, prepare_images
+from serverless.publish import HubInputError, parse_hub, publish_lora
 from serverless.sources import fetch_start_lora, parse_datasets, parse_start_lora, start_lora_name
 from studio.s3 import Storage, StorageError, join_key, normalize_prefix, storage_configured, upload_job_outputs
 from studio.settings import Settings, SettingsError, load_settings
 
 log = logging.getLogger(__name__)
 
-INPUT_KEYS = {"job_config", "dataset", "datasets", "start_lora", "recipe", "output_prefix"}
+INPUT_KEYS = {"job_config", "dataset", "datasets", "start_lora", "recipe", "output_prefix", "hub"}
 DEFAULT_RECIPE = "zimage-turbo"
 DEFAULT_OUTPUT_PREFIX = "loras"
 PROGRESS_INTERVAL_S = 2.0
@@ -208,6 +211,10 @@ def run(job: dict, settings: Settings, send: Callable[[dict], None]) -> dict:
     started = time.monotonic()
     progress = ProgressReporter(send)
     _recipe, config, sources, start, output_prefix = parse_input(job.get("input"), settings)
+    try:
+        hub = parse_hub(job["input"].get("hub"), settings)
+    except HubInputError as exc:
+        raise InputError(exc.message, exc.details) from None
     if not storage_configured(settings):
         raise StorageError("Object storage is not configured on this worker: set S3_BUCKET, S3_ACCESS_KEY_ID "
                            "and S3_SECRET_ACCESS_KEY (or the R2_* names).", code="not_configured")
@@ -243,6 +250,10 @@ def run(job: dict, settings: Settings, send: Callable[[dict], None]) -> dict:
     pushed = upload_job_outputs(storage, job_dir, join_key(output_prefix, name) + "/",
                                 lora_path=Path(result["lora_path"]))
     url = storage.presigned_url(pushed["lora_key"], LINK_EXPIRES_S)
+    published = None
+    if hub:
+        progress({"phase": "uploading", "message": f"Publishing the LoRA to {hub['repo']} on Hugging Face"})
+        published = publish_lora(hub, settings, config, name, result, job_dir)
     progress({"phase": "done", "step": result["steps"], "loss": result["final_loss"], "message": "Done"})
     # The job folder is kept on failure so a retried job resumes from its last checkpoint.
     shutil.rmtree(work, ignore_errors=True)
@@ -258,6 +269,7 @@ def run(job: dict, settings: Settings, send: Callable[[dict], None]) -> dict:
         "output_prefix": pushed["prefix"],
         "images": images,
         "skipped": skipped[:50],
+        **({"hub": published} if published else {}),
     }
 
 

@@ -72,6 +72,22 @@ def test_bad_input_returns_structured_error(worker_env, job_input, field):
         assert field in [d["field"] for d in result["details"]]
 
 
+@pytest.mark.parametrize("spec, token, field, words", [
+    ({"repo": "a/b/c"}, "hf_x", "hub.repo", "is not a valid repo name"),
+    ({"repo": "anna-lora", "private": "no"}, "hf_x", "hub.private", "must be true or false"),
+    ({"repo": "anna-lora", "public": True}, "hf_x", "hub", "`hub` must be"),
+    ("anna-lora", "hf_x", "hub", "`hub` must be"),
+    ({"repo": "anna-lora"}, None, "hub", "Set HF_TOKEN"),
+])
+def test_a_hub_publication_is_checked_before_anything_downloads(worker_env, spec, token, field, words):
+    if token:
+        worker_env.setenv("HF_TOKEN", token)
+    else:
+        worker_env.delenv("HF_TOKEN", raising=False)
+    result = handler({"id": "x", "input": {"job_config": GOOD_CONFIG, "dataset": {"prefix": "x"}, "hub": spec}})
+    assert words in result["error"] and result["details"][0]["field"] == field, result
+
+
 def test_non_object_input(worker_env):
     assert "error" in handler({"id": "x", "input": ["not", "an", "object"]})
     assert "error" in handler({"id": "x"})

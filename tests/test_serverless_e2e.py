@@ -15,8 +15,10 @@ import pytest
 import requests
 from PIL import Image
 
+from tests.fake_hub import COMMIT
 from tests.helpers import REPO
 from tests.moto_s3 import MotoS3
+from tests.test_datasets_hub_import import hub  # noqa: F401 - the stand-in hub, a fixture
 
 pytestmark = pytest.mark.slow
 
@@ -64,7 +66,7 @@ def job_result(stdout: str) -> dict:
     return ast.literal_eval(line.split("Job result: ", 1)[1].strip())
 
 
-def test_serverless_trains_tiny_model_from_moto_bucket(demo_root, progress_webhook, tmp_path):
+def test_serverless_trains_tiny_model_from_moto_bucket(demo_root, progress_webhook, tmp_path, hub):  # noqa: F811
     webhook, received = progress_webhook
     moto = MotoS3().start()
     try:
@@ -123,11 +125,17 @@ def test_serverless_trains_tiny_model_from_moto_bucket(demo_root, progress_webho
         more = {**job_config, "name": "anna-sls-2", "steps": 2, "sample_every": 0}
         job = {"id": "sls-e2e-2", "input": {"job_config": more, "start_lora": {"key": result["lora_key"]},
                                             "datasets": [{"prefix": "datasets/anna"},
-                                                         {"prefix": "datasets/close", "repeats": 3}]}}
-        done = run_worker(job, env)
+                                                         {"prefix": "datasets/close", "repeats": 3}],
+                                            "hub": {"repo": "anna-sls-2"}}}  # and to Hugging Face
+        done = run_worker(job, {**env, "HF_ENDPOINT": hub.url, "HF_TOKEN": "hf_write", "HF_HUB_OFFLINE": "0"})
         assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
         second = job_result(done.stdout)["output"]
         assert second["steps"] == 2 and second["images"] == 4, second
+        assert second["hub"] == {"repo": "me/anna-sls-2", "url": f"{hub.url}/me/anna-sls-2", "commit": COMMIT,
+                                 "private": True}, second
+        assert hub.repos["me/anna-sls-2"]["anna-sls-2.safetensors"] == \
+            moto.client().get_object(Bucket="serverless-e2e", Key=second["lora_key"])["Body"].read()
+        assert hub.cards[-1]["instance_prompt"] == "annaxyz" and "me/anna-sls-2" in hub.private
         stored = moto.client().get_object(Bucket="serverless-e2e", Key=second["lora_key"])["Body"].read()
         header = json.loads(stored[8:8 + int.from_bytes(stored[:8], "little")])
         assert header["__metadata__"]["started_from"] == "anna-sls"

@@ -90,29 +90,41 @@ def files_to_publish(job, job_dir: Path) -> tuple[Path, list[tuple[str, Path]], 
     return lora, files, previews
 
 
-def _publish(job, job_dir: Path, repo: str, private: bool, conf: Settings) -> None:
+def publish(conf: Settings, repo: str, private: bool, job, job_dir: Path, say=None) -> dict:
+    """The LoRA of `job` (a job record, or the serverless worker's stand-in: `config` as a dict, `id`, `step`,
+    `lora_path`) published in one commit; {"repo", "url", "commit", "files"}. `say(message, repo=None)` hears each
+    stage. ApiError when there is no LoRA; the hub's own exceptions otherwise (`write_error` words them)."""
     from huggingface_hub import CommitOperationAdd, HfApi
 
+    say = say or (lambda message, repo=None: None)
     api = HfApi(endpoint=conf.hf_endpoint, token=conf.hf_token)
+    if "/" not in repo:
+        say("Asking Hugging Face who the token belongs to")
+        repo = full_name(api, repo)
+    lora, files, previews = files_to_publish(job, job_dir)
+    say(f"Creating {repo}", repo)
+    api.create_repo(repo, private=private, exist_ok=True, repo_type="model")
+    size = sum(path.stat().st_size for _, path in files)
+    say(f"Uploading {len(files) + 1} files ({size / 2**20:,.1f} MB) to {repo}")
+    operations = [CommitOperationAdd(path_in_repo=name, path_or_fileobj=str(path)) for name, path in files]
+    operations.append(CommitOperationAdd(path_in_repo="README.md",
+                                         path_or_fileobj=card(job, lora, job_dir, previews).encode()))
+    info = api.create_commit(repo, operations, commit_message=f"{job.config.get('name') or job.id}: "
+                                                              f"{lora.name} ({job.step} steps)")
+    base = (conf.hf_endpoint or "https://huggingface.co").rstrip("/")
+    log.info("published job %s to %s", job.id, repo)
+    return {"repo": repo, "url": f"{base}/{repo}", "commit": info.oid,
+            "files": [name for name, _ in files] + ["README.md"]}
+
+
+def _publish(job, job_dir: Path, repo: str, private: bool, conf: Settings) -> None:
+    def say(message: str, named: str | None = None) -> None:
+        _save(job_dir, message=message, **({"repo": named} if named else {}))
+
     try:
-        if "/" not in repo:
-            _save(job_dir, message="Asking Hugging Face who the token belongs to")
-            repo = full_name(api, repo)
-            _save(job_dir, repo=repo)
-        lora, files, previews = files_to_publish(job, job_dir)
-        _save(job_dir, message=f"Creating {repo}")
-        api.create_repo(repo, private=private, exist_ok=True, repo_type="model")
-        size = sum(path.stat().st_size for _, path in files)
-        _save(job_dir, message=f"Uploading {len(files) + 1} files ({size / 2**20:,.1f} MB) to {repo}")
-        operations = [CommitOperationAdd(path_in_repo=name, path_or_fileobj=str(path)) for name, path in files]
-        operations.append(CommitOperationAdd(path_in_repo="README.md",
-                                             path_or_fileobj=card(job, lora, job_dir, previews).encode()))
-        info = api.create_commit(repo, operations, commit_message=f"{job.config.get('name') or job.id}: "
-                                                                  f"{lora.name} ({job.step} steps)")
-        base = (conf.hf_endpoint or "https://huggingface.co").rstrip("/")
-        _save(job_dir, status="completed", message=f"Published to {repo}.", url=f"{base}/{repo}",
-              commit=info.oid, files=[name for name, _ in files] + ["README.md"], finished_at=time.time())
-        log.info("published job %s to %s", job.id, repo)
+        done = publish(conf, repo, private, job, job_dir, say)
+        _save(job_dir, status="completed", message=f"Published to {done['repo']}.", url=done["url"],
+              commit=done["commit"], files=done["files"], finished_at=time.time())
     except ApiError as exc:
         _save(job_dir, status="failed", message=exc.message, finished_at=time.time())
     except Exception as exc:  # every hub failure is one sentence on the page
