@@ -93,17 +93,15 @@ def run_push(job: JobReporter, folder: Path, name: str, repo: str, private: bool
         job.update(phase="uploading", message=f"Creating {repo}")
         api.create_repo(repo, repo_type="dataset", private=private, exist_ok=True)
         additions = [CommitOperationAdd(path_in_repo=path, path_or_fileobj=str(file)) for path, file in files]
-        total = sum(file.stat().st_size for _, file in files)
-        done_bytes = 0
+        sizes = [file.stat().st_size for _, file in files]
         for start in range(0, len(additions), GROUP_FILES):
             job.check_stop()
             group = additions[start:start + GROUP_FILES]
-            job.update(done=start, total=len(additions), bytes_done=done_bytes, bytes_total=total,
+            job.update(done=start, total=len(additions), bytes_done=sum(sizes[:start]), bytes_total=sum(sizes),
                        message=f"Uploading {start + len(group)} of {plural(len(additions), 'file')} to {repo}")
             api.preupload_lfs_files(repo, additions=group, repo_type="dataset", free_memory=False)
-            done_bytes += sum(file.stat().st_size for _, file in files[start:start + GROUP_FILES])
         job.check_stop()
-        job.update(done=len(additions), bytes_done=total, message=f"Committing to {repo}")
+        job.update(done=len(additions), bytes_done=sum(sizes), message=f"Committing to {repo}")
         keep = {path for path, _ in files} | {f"{FOLDER}/metadata.jsonl"}
         stale = [path for path in api.list_repo_files(repo, repo_type="dataset")
                  if path.startswith(f"{FOLDER}/") and path not in keep]

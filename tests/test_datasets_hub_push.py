@@ -53,6 +53,8 @@ def test_an_export_is_published_in_one_commit_and_imports_back_the_same(client, 
                                "train/c.png", "train/c.txt", "train/metadata.jsonl"]
     assert commit["summary"].startswith("anna-v1: 3 images (version ")
     files = hub.repos["datasets/me/anna-photos"]
+    uploaded = sum(len(data) for name, data in files.items() if name.endswith((".png", ".txt")))
+    assert job["bytes_done"] == job["bytes_total"] == uploaded  # byte progress over the images and captions
     assert files["train/a.txt"].decode().strip() == "anna, a woman in a red coat"  # the trigger word, as exported
     rows = [json.loads(line) for line in files["train/metadata.jsonl"].decode().splitlines()]
     assert rows == [{"file_name": "a.png", "text": "anna, a woman in a red coat"},
