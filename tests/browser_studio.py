@@ -153,6 +153,15 @@ def assert_no_sideways_scroll(page) -> None:
     assert scroll <= inner, f"{page.url} is {scroll} px wide in a {inner} px window: {page.evaluate(WIDE_ELEMENTS)}"
 
 
+def open_page(playwright, viewport: dict = DESKTOP):
+    """(browser, page, problems): chromium with a page of `viewport` watched by `watch_page`, 20 s per wait."""
+    browser = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+    page = browser.new_page(viewport=viewport)
+    problems = watch_page(page)
+    page.set_default_timeout(20_000)
+    return browser, page, problems
+
+
 def watch_page(page) -> list[str]:
     """Script errors on the page and API calls it makes that answer 404 or 5xx: each is a bug, the list stays empty."""
     problems: list[str] = []

@@ -9,7 +9,7 @@ import time
 
 import requests
 
-from tests.browser_studio import ARGS, CHROMIUM, DESKTOP, browser_marks, watch_page
+from tests.browser_studio import browser_marks, open_page
 from tests.helpers import ServerProcess
 from tests.test_datasets_hub_import import hub  # noqa: F401 - the stand-in hub, a fixture
 from tests.test_datasets_support import image_bytes
@@ -39,10 +39,7 @@ def test_publish_a_dataset_from_the_export_dialog(studio_root, artifacts_dir, tm
            "HF_TOKEN": "hf_write", "HF_HUB_OFFLINE": "0"}
     with ServerProcess("app", env, log_path=tmp_path / "server.log") as server, sync_playwright() as p:
         dataset_id = _exported(server.url)
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        page = browser.new_page(viewport=DESKTOP)
-        problems = watch_page(page)
-        page.set_default_timeout(20_000)
+        browser, page, problems = open_page(p)
         page.goto(f"{server.url}/d/{dataset_id}")
         page.click("#btn-export")
         page.click("#hub-push summary")
@@ -75,9 +72,7 @@ def test_without_a_token_the_section_says_why(studio_root, tmp_path, hub):  # no
     env = {"STUDIO_ROOT": str(studio_root), "CAPTION_URL": "http://127.0.0.1:9", "HF_ENDPOINT": hub.url}
     with ServerProcess("app", env, log_path=tmp_path / "server.log") as server, sync_playwright() as p:
         dataset_id = _exported(server.url)
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        page = browser.new_page(viewport=DESKTOP)
-        problems = watch_page(page)
+        browser, page, problems = open_page(p)
         page.goto(f"{server.url}/d/{dataset_id}")
         page.click("#btn-export")
         page.click("#hub-push summary")

@@ -11,7 +11,7 @@ import pytest
 import requests
 from PIL import Image, ImageFilter
 
-from tests.browser_studio import ARGS, CHROMIUM, DESKTOP, PHONE, browser_marks, watch_page
+from tests.browser_studio import DESKTOP, PHONE, browser_marks, open_page
 from tests.helpers import ServerProcess
 from tests.test_datasets_sharpness import drawing
 
@@ -59,10 +59,7 @@ def test_crop_rotate_mirror_and_revert_in_the_browser(studio_root, artifacts_dir
     env = {"STUDIO_ROOT": str(studio_root), "CAPTION_URL": "http://127.0.0.1:9"}
     with ServerProcess("app", env, log_path=tmp_path / "server.log") as server, sync_playwright() as p:
         dataset_id = _seed(server.url)
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        page = browser.new_page(viewport=viewport)
-        problems = watch_page(page)
-        page.set_default_timeout(20_000)
+        browser, page, problems = open_page(p, viewport)
         page.goto(f"{server.url}/d/{dataset_id}")
         expect(page.locator(".tile")).to_have_count(2)
         # the out-of-focus one is flagged, with its one-click removal

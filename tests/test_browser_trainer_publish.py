@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import trainer
 from studio.settings import load_settings
-from tests.browser_studio import ARGS, CHROMIUM, DESKTOP, browser_marks, watch_page
+from tests.browser_studio import browser_marks, open_page
 from tests.helpers import REPO, ServerProcess, free_port
 from tests.test_datasets_hub_import import hub  # noqa: F401 - the stand-in hub, a fixture
 from tests.test_trainer_renders import finished_job
@@ -23,10 +23,7 @@ def test_publish_a_finished_lora_from_the_job_page(demo_root, demo_paths, artifa
            "HF_TOKEN": "hf_write", "HF_HUB_OFFLINE": "0"}
     with ServerProcess("trainer", env, port_var="TRAINER_PORT", log_path=tmp_path / "web.log") as web, \
             sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        page = browser.new_page(viewport=DESKTOP)
-        problems = watch_page(page)
-        page.set_default_timeout(20_000)
+        browser, page, problems = open_page(p)
         page.goto(f"{web.url}/jobs/{job.id}")
         page.click("#btn-publish")
         expect(page.locator("#publish-repo")).to_have_value("tiny-lora")

@@ -8,7 +8,7 @@ import re
 
 import requests
 
-from tests.browser_studio import ARGS, CHROMIUM, DESKTOP, browser_marks, watch_page
+from tests.browser_studio import browser_marks, open_page
 from tests.helpers import ServerProcess
 from tests.test_datasets_hub_import import hub  # noqa: F401 - the stand-in hub, a fixture
 from tests.test_datasets_url_import import web  # noqa: F401 - the stand-in web, a fixture
@@ -30,10 +30,7 @@ def test_import_from_a_link_in_the_browser(studio_root, artifacts_dir, tmp_path,
     env = {"STUDIO_ROOT": str(studio_root), "CAPTION_URL": "http://127.0.0.1:9", "ALLOW_PRIVATE_URLS": "1"}
     with ServerProcess("app", env, log_path=tmp_path / "server.log") as server, sync_playwright() as p:
         dataset_id = requests.post(f"{server.url}/api/datasets", json={"name": "Linked"}, timeout=10).json()["id"]
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        page = browser.new_page(viewport=DESKTOP)
-        problems = watch_page(page)
-        page.set_default_timeout(20_000)
+        browser, page, problems = open_page(p)
         page.goto(f"{server.url}/d/{dataset_id}")
         page.click("#btn-link-empty")
         page.fill("#link-url", f"{web}/set.zip")
@@ -66,10 +63,7 @@ def test_express_takes_a_link_instead_of_files(studio_root, tmp_path, web):  # n
     env = {"STUDIO_ROOT": str(studio_root), "STUDIO_DEMO": "1", "CAPTION_URL": "http://127.0.0.1:9",
            "ALLOW_PRIVATE_URLS": "1"}
     with ServerProcess("app", env, log_path=tmp_path / "server.log") as server, sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        page = browser.new_page(viewport=DESKTOP)
-        problems = watch_page(page)
-        page.set_default_timeout(20_000)
+        browser, page, problems = open_page(p)
         page.goto(f"{server.url}/express")
         page.fill("#x-trigger", "zxlinked")
         page.click("#x-go")
@@ -91,10 +85,7 @@ def test_a_hugging_face_dataset_link_imports_the_dataset_with_its_captions(studi
            "HF_HUB_OFFLINE": "0"}
     with ServerProcess("app", env, log_path=tmp_path / "server.log") as server, sync_playwright() as p:
         dataset_id = requests.post(f"{server.url}/api/datasets", json={"name": "Portraits"}, timeout=10).json()["id"]
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        page = browser.new_page(viewport=DESKTOP)
-        problems = watch_page(page)
-        page.set_default_timeout(20_000)
+        browser, page, problems = open_page(p)
         page.goto(f"{server.url}/d/{dataset_id}")
         page.evaluate(PASTE_JS, "https://huggingface.co/datasets/me/portraits/tree/main/extra")
         expect(page.locator("#link-dialog")).to_be_visible()
