@@ -191,6 +191,8 @@ def fetch_dataset(spec: dict, settings: Settings, raw_dir: Path,
         _fetch_hub_dataset(dataset_link, settings, raw_dir, on_progress)
         return
     if "url" in spec:
+        from app.url_import import kind_of
+
         archive = raw_dir.parent / "dataset.zip"
 
         def report(done: int) -> None:
@@ -199,7 +201,7 @@ def fetch_dataset(spec: dict, settings: Settings, raw_dir: Path,
 
         download_url(spec["url"], archive, max_bytes, settings.allow_private_urls, report)
         with open(archive, "rb") as handle:
-            is_parquet = handle.read(4) == b"PAR1"
+            is_parquet = kind_of(handle.read(16)) == ".parquet"  # the link import's own signatures
         if is_parquet:
             unpack_parquet(archive, raw_dir, settings.zip_max_total_mb * 1024 * 1024)
         else:
