@@ -31,6 +31,7 @@ from serverless.publish import HubInputError, parse_hub, publish_lora
 from serverless.sources import fetch_start_lora, parse_datasets, parse_start_lora, start_lora_name
 from studio.s3 import Storage, StorageError, join_key, normalize_prefix, storage_configured, upload_job_outputs
 from studio.settings import Settings, SettingsError, load_settings
+from trainer.evaluation_set import EVAL_RESULT_KEYS
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +69,7 @@ class ProgressReporter:
             return
         self._last_phase, self._last_time = phase, now
         keys = ("phase", "step", "total_steps", "loss", "smooth_loss", "eta_s", "it_per_s", "message",
-                "files_done", "files_total", "bytes_done", "bytes_total")
+                "files_done", "files_total", "bytes_done", "bytes_total", "evaluation")
         payload = {k: update[k] for k in keys if update.get(k) not in (None, "")}
         try:
             self._send(payload)
@@ -262,7 +263,8 @@ def run(job: dict, settings: Settings, send: Callable[[dict], None]) -> dict:
         "lora_url": url,
         "steps": int(result["steps"]),
         "final_loss": float(result["final_loss"]),
-        "final_smooth_loss": result.get("final_smooth_loss"),  # the figure to compare runs by
+        "final_smooth_loss": result.get("final_smooth_loss"),
+        **{key: result[key] for key in EVAL_RESULT_KEYS if key in result},  # the figures to compare runs by
         "seconds": round(float(result["seconds"]), 2),
         "total_seconds": round(time.monotonic() - started, 2),
         "bucket": pushed["bucket"],

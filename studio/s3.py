@@ -298,7 +298,7 @@ def job_output_files(job_dir: Path, lora_path: Path | None = None) -> list[tuple
     pairs: list[tuple[Path, str]] = []
     loras = [Path(lora_path)] if lora_path else sorted((job_dir / "lora").glob("*.safetensors"))
     pairs += [(p, p.name) for p in loras if p.is_file()]
-    for name in ("config.json", "metrics.jsonl"):
+    for name in ("config.json", "metrics.jsonl", "eval.jsonl"):
         if (job_dir / name).is_file():
             pairs.append((job_dir / name, name))
     samples = job_dir / "samples"

@@ -138,6 +138,12 @@ def test_train_from_the_form_and_download_the_lora(studio, artifacts_dir, tmp_pa
         # the loss tile shows the dashboard's figure (smoothed) and the latest step's loss under it
         expect(page.locator("#s-loss-raw")).to_contain_text("latest step: ")
         assert page.locator("#s-loss").inner_text() != "–"
+        # the evaluation loss (before the first step, every 100 steps, after the last) in its tile and the chart
+        page.wait_for_function("document.querySelector('#loss-chart').dataset.evals === '4'")
+        expect(page.locator("#s-eval-sub")).to_have_text("at step 240")
+        assert re.fullmatch(r"\d+\.\d+", page.locator("#s-eval").inner_text())
+        expect(page.locator("#chart-legend-evals")).to_contain_text("evaluation loss")
+        expect(page.locator("#legend-held")).to_be_hidden()
         expect(page.locator("#proof-grid")).to_be_visible()
         expect(page.locator("#proof-readme")).to_have_attribute("href", re.compile(r"lora/README\.txt$"))
         # the ComfyUI workflow downloads under the LoRA's name and loads this LoRA
@@ -294,7 +300,7 @@ def test_compare_two_runs(studio, demo_root, artifacts_dir):
 
     config = {"trigger_word": "tok", "steps": 30, "rank": 4, "resolutions": [64], "sample_every": 15,
               "save_every": 15, "sample_width": 64, "sample_height": 64, "sample_steps": 2,
-              "sample_prompts": ["tok, a red circle", "tok, a blue square"]}
+              "sample_prompts": ["tok, a red circle", "tok, a blue square"], "eval_every": 10, "holdout_images": 1}
     ids = [_post(f"{studio}/api/jobs", {"name": name, "dataset": "tiny-set",
                                         "config": {**config, **extra}})["job"]["id"]
            for name, extra in (("slow lr", {"name": "slow-lr", "learning_rate": 0.0001}),
@@ -340,6 +346,18 @@ def test_compare_two_runs(studio, demo_root, artifacts_dir):
         expect(table).not_to_contain_text("sample_every")
         expect(table).not_to_contain_text("flip_horizontal")
         expect(table).to_contain_text("other settings are the same in every run")
+        expect(table.locator("tr.result", has_text="Evaluation loss")).to_contain_text("(step 30)")
+        expect(table.locator("tr.result", has_text="Held-out loss, lowest")).to_contain_text("at step")
+        # the evaluations as measured (before the first step, every 10 steps), then the held-out images'
+        page.locator("#compare-modes [data-mode='eval']").click()
+        expect(page.locator("#compare-chart-title")).to_have_text("Evaluation loss")
+        page.wait_for_function("document.querySelector('#compare-chart').dataset.points === '8'")
+        page.locator("#compare-modes [data-mode='holdout']").click()
+        expect(page.locator("#compare-chart-title")).to_have_text("Held-out images' loss")
+        page.wait_for_function("document.querySelector('#compare-chart').dataset.points === '8'")
+        page.locator("#compare-chart").screenshot(path=str(artifacts_dir / "trainer-compare-holdout.png"))
+        page.locator("#compare-modes [data-mode='loss']").click()
+        page.wait_for_function("document.querySelector('#compare-chart').dataset.points === '60'")
         # each prompt: the base, then each run's latest preview
         expect(page.locator(".compare-prompt")).to_have_count(2)
         first = page.locator(".compare-prompt").first

@@ -100,11 +100,13 @@ def test_serverless_trains_tiny_model_from_moto_bucket(demo_root, progress_webho
         assert result["steps"] == 4
         assert isinstance(result["final_loss"], float) and result["seconds"] > 0
         assert isinstance(result["final_smooth_loss"], float)
+        assert result["eval_loss"] > 0  # measured before the first step and after the last
         assert result["images"] == 3
         assert {s["file"] for s in result["skipped"]} == {"readme.md", "broken.png"}
         assert result["lora_key"] == "runs/sls-e2e-1/anna-sls.safetensors"
         keys = moto.keys("serverless-e2e", "runs/sls-e2e-1/")
         assert result["lora_key"] in keys and "runs/sls-e2e-1/config.json" in keys
+        assert "runs/sls-e2e-1/eval.jsonl" in keys
         assert any(key.startswith("runs/sls-e2e-1/samples/") for key in keys)
         # the presigned link downloads the same LoRA
         stored = moto.client().get_object(Bucket="serverless-e2e", Key=result["lora_key"])["Body"].read()

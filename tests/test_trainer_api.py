@@ -101,6 +101,23 @@ def test_invalid_content_is_422_with_field_details(client, dataset):
     assert client.get("/api/jobs").get_json()["jobs"] == []
 
 
+def test_held_out_images_must_leave_images_to_train_on(client, dataset):
+    def messages(report, kind):
+        return {e["field"]: e["message"] for e in report[kind]}
+
+    every = client.post("/api/jobs/validate", json=_body(dataset, holdout_images=4))
+    assert every.status_code == 422
+    assert "keep at least one to train on" in messages(every.get_json(), "errors")["holdout_images"]
+    many = client.post("/api/jobs/validate", json=_body(dataset, holdout_images=2)).get_json()
+    assert many["ok"] and "2 images of 4 are held out" in messages(many, "warnings")["holdout_images"]
+    one = client.post("/api/jobs/validate", json=_body(dataset, holdout_images=1)).get_json()
+    assert one["ok"] and "holdout_images" not in messages(one, "warnings")
+    # measuring costs time, and the estimate counts it
+    quiet = client.post("/api/jobs/validate", json=_body(dataset, eval_every=0)).get_json()
+    measured = client.post("/api/jobs/validate", json=_body(dataset, eval_every=1)).get_json()
+    assert measured["estimated_duration_s"] > quiet["estimated_duration_s"]
+
+
 def test_dataset_problems(client, app, dataset):
     root = app.config["STUDIO_SETTINGS"].root
     missing = client.post("/api/jobs/validate", json=_body("no-such-set")).get_json()
@@ -205,6 +222,10 @@ def test_log_metrics_samples_and_files(client, app, dataset):
                                            + '{"step": 4, "lo')
     points = client.get(f"/api/jobs/{job_id}/metrics?after=1").get_json()["points"]
     assert [p["step"] for p in points] == [2, 3]
+    (job_dir / "eval.jsonl").write_text("".join(json.dumps({"step": s, "eval_loss": 0.5}) + "\n" for s in (0, 2))
+                                        + "not json\n" + '{"step": 3, "ev')
+    metrics = client.get(f"/api/jobs/{job_id}/metrics?after=2").get_json()
+    assert [p["step"] for p in metrics["evals"]] == [0, 2]  # every evaluation, whatever `after` says
     sample_dir = job_dir / "samples" / "step_000003"
     sample_dir.mkdir(parents=True)
     (sample_dir / "0.png").write_bytes(b"\x89PNG fake")

@@ -52,7 +52,8 @@ def entries(space: Workspace, job: Job) -> list[Entry]:
                                                            "dataset_version": job.dataset_version}
     out.append((f"{top}/config.json", json.dumps({"name": job.name, "recipe": job.recipe, **data, "config": job.config},
                                                  indent=1).encode()))
-    out += [(f"{top}/{name}", job_dir / name) for name in ("metrics.jsonl", "log.txt") if (job_dir / name).is_file()]
+    out += [(f"{top}/{name}", job_dir / name) for name in ("metrics.jsonl", "eval.jsonl", "log.txt")
+            if (job_dir / name).is_file()]
     return out
 
 

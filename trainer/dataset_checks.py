@@ -89,7 +89,22 @@ def check_datasets(workspace: Workspace, sources: list[dict], config: dict | Non
     if 0 < report.images < 5:
         report.warn("dataset", f"Only {plural(report.images, 'image')}: 10-30 varied images usually give a better "
                                "LoRA.")
+    _check_holdout(config, report)
     return found
+
+
+def _check_holdout(config: dict | None, report) -> None:
+    """holdout_images must leave images to train on; holding out many of few images costs the LoRA."""
+    held = (config or {}).get("holdout_images") or 0
+    if not isinstance(held, int) or held <= 0 or not report.images:
+        return
+    if held >= report.images:
+        report.error("holdout_images", f"holdout_images is {held}, but the dataset has "
+                                       f"{plural(report.images, 'image')}: keep at least one to train on.")
+    elif held * 4 > report.images:
+        report.warn("holdout_images", f"{plural(held, 'image')} of {report.images} are held out of training: "
+                                      "with few images, one or two held out tell as much and the LoRA learns from "
+                                      "the rest.")
 
 
 def check_dataset(workspace: Workspace, source: dict, config: dict | None, report, several: bool = False) -> Checked:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from pathlib import Path
 
 from flask import Blueprint, current_app, jsonify, request
 
@@ -14,6 +15,7 @@ from studio.settings import Settings
 from studio.web import ApiError, int_arg, json_body
 from studio.workspace import Workspace, safe_name
 from trainer import library, schedule
+from trainer.evaluation_set import EVAL_FILE
 from trainer.recovery import reconcile
 from trainer.run_job import training_sources
 from trainer.step_dirs import latest_checkpoint_step
@@ -292,23 +294,32 @@ def job_log(job_id):
 
 @bp.get("/api/jobs/<job_id>/metrics")
 def job_metrics(job_id):
+    """The step losses after `after`, and every evaluation (a few dozen lines: sent whole, so one measured
+    just after the page read its step is never missed)."""
     job = load_job(job_id)
     after = request.args.get("after", default=-1, type=int)
+    job_dir = workspace().jobs / job.id
+    return jsonify({"points": _json_lines(job_dir / "metrics.jsonl", after), "evals": _json_lines(job_dir / EVAL_FILE),
+                    "total_steps": job.total_steps})
+
+
+def _json_lines(path: Path, after: int = -1) -> list[dict]:
+    """The complete lines of a metrics file whose step is above `after` (a line being written is left out)."""
     points = []
     try:
-        with open(workspace().jobs / job.id / "metrics.jsonl", "rb") as handle:
+        with open(path, "rb") as handle:
             for line in handle:
                 if not line.endswith(b"\n"):
                     break  # being written
                 try:
                     point = json.loads(line)
-                except ValueError:
+                    if isinstance(point, dict) and int(point.get("step", -1)) > after:
+                        points.append(point)
+                except (ValueError, TypeError):
                     continue
-                if isinstance(point, dict) and int(point.get("step", -1)) > after:
-                    points.append(point)
     except OSError:
         pass
-    return jsonify({"points": points, "total_steps": job.total_steps})
+    return points
 
 
 @bp.get("/api/jobs/<job_id>/samples")

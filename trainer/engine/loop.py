@@ -154,7 +154,7 @@ class TrainingLoop:
 
     # ------------------------------------------------------------ one micro-batch
     def loss(self, batch: list[int]) -> torch.Tensor:
-        cfg, gen, dev, data = self.config, self.generator, self.device, self.data
+        cfg, gen, data = self.config, self.generator, self.data
         x0 = torch.stack([data.latent(i) for i in batch])
         dropped = torch.rand(len(batch), generator=gen) < cfg.caption_dropout
         texts = [self.empty_text if drop else self.samples[i].item.caption for i, drop in zip(batch, dropped.tolist(),
@@ -164,17 +164,22 @@ class TrainingLoop:
         noise = data.to_device(torch.randn(x0.shape, generator=gen))
         sigma, weight = data.to_device(sigma), data.to_device(weight)
         self.timer.mark("data")
+        masks = [data.mask(i) for i in batch] if data.has_masks else None  # alpha_mask: the visible part
+        return (self.flow_loss(x0, noise, sigma, embeds, masks) * weight).mean()
+
+    def flow_loss(self, x0: torch.Tensor, noise: torch.Tensor, sigma: torch.Tensor, embeds: list[torch.Tensor],
+                  masks: list[torch.Tensor | None] | None) -> torch.Tensor:
+        """Per-example flow-matching loss of clean latents `x0` noised to `sigma` with `noise` (the training
+        step's and the evaluation's one formula)."""
         s = sigma.view(-1, 1, 1, 1)
         x_t = (1 - s) * x0 + s * noise
         inputs = list(x_t.to(self.model_dtype).unsqueeze(2).unbind(0))  # each [C, F=1, H, W]
-        with torch.autocast(dev.type, dtype=self.autocast_dtype or torch.float32,
+        with torch.autocast(self.device.type, dtype=self.autocast_dtype or torch.float32,
                             enabled=self.autocast_dtype is not None):
             # Z-Image takes t = 1 - sigma (1 = clean) and predicts the negated velocity
             out = self.transformer(inputs, 1 - sigma, embeds, return_dict=False)[0]
         velocity = -torch.stack([o.float() for o in out]).squeeze(2)
-        masks = [data.mask(i) for i in batch] if data.has_masks else None  # alpha_mask: the visible part
-        per_example = masked_mse((velocity - (noise - x0)) ** 2, masks)
-        return (per_example * weight).mean()
+        return masked_mse((velocity - (noise - x0)) ** 2, masks)
 
     # ------------------------------------------------------------ one optimizer step
     def step(self) -> None:

@@ -72,9 +72,12 @@ class Progress:
     (`paused`) and added to the ETA once per remaining preview/checkpoint."""
 
     def __init__(self, callback: Callable[[dict], None], total_steps: int, device: torch.device, start_step: int,
-                 sample_every: int = 0, save_every: int = 0, clock: Callable[[], float] = time.monotonic):
+                 sample_every: int = 0, save_every: int = 0, clock: Callable[[], float] = time.monotonic,
+                 eval_every: int = 0):
         self.callback, self.total, self.device = callback, total_steps, device
         self.sample_every, self.save_every, self.clock = sample_every, save_every, clock
+        self.eval_every = eval_every
+        self.evaluation: dict | None = None  # the latest evaluation loss (see trainer.engine.evaluation)
         self.start_step, self.started = start_step, clock()
         self.last_emit = -1e18
         self.step = start_step  # the latest step reported, for error messages
@@ -127,6 +130,7 @@ class Progress:
         eta = (self.total - step) * self.seconds_per_step
         eta += _events_after(step, self.total, self.sample_every) * self.pause_s.get("sample", 0.0)
         eta += _events_after(step, self.total, self.save_every) * self.pause_s.get("save", 0.0)
+        eta += _events_after(step, self.total, self.eval_every) * self.pause_s.get("eval", 0.0)
         return eta
 
     # ------------------------------------------------------------ reporting
@@ -155,6 +159,7 @@ class Progress:
             "step_time": self.timing,
             "message": message,
             **({"notices": list(self.notices)} if self.notices else {}),
+            **({"evaluation": dict(self.evaluation)} if self.evaluation else {}),
         })
 
     def notice(self, text: str, step: int, limit: int = 20) -> None:

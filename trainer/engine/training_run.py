@@ -28,6 +28,7 @@ from trainer.engine.data import (
 )
 from trainer.engine.device_data import DeviceData
 from trainer.engine.errors import TrainingError, is_oom, oom_error
+from trainer.engine.evaluation import JobEvaluation, split_holdout
 from trainer.engine.loop import TrainingLoop
 from trainer.engine.lora_metadata import lora_metadata
 from trainer.engine.progress import MetricsWriter, Progress, last_losses
@@ -70,7 +71,7 @@ def train(config, dataset_dir, job_dir: Path, model_paths, control: TrainingCont
     control = control or TrainingControl(job_dir)
     dev = pick_device(device)
     progress = Progress(on_progress or (lambda _event: None), config.steps, dev, 0, config.sample_every,
-                        config.save_every)
+                        config.save_every, eval_every=getattr(config, "eval_every", 0))
     log = RunLog(job_dir / "log.txt")
     try:
         return _train(config, dataset_dir, job_dir, model_paths, control, progress, dev,
@@ -93,13 +94,14 @@ def _train(config, dataset_dir, job_dir, paths, control, progress, dev, cache_di
     stopped = False
     try:
         run.preview_base()
+        run.evaluate_base()
         while run.loop.state.step < config.steps:
             if not run.run_step():
                 stopped = True
                 break
         return run.finish(stopped)
     finally:
-        run.metrics.close()
+        run.close()
 
 
 class TrainingRun:
@@ -128,8 +130,12 @@ class TrainingRun:
         progress.emit("loading", resume[0] if resume else 0, message="Checking model files and dataset", force=True)
 
         zmodel.check_model_files(self.paths)
-        items = read_datasets(self.sources, config, log)
+        items, held = split_holdout(read_datasets(self.sources, config, log), getattr(config, "holdout_images", 0))
+        if held:
+            names = ", ".join(sorted({item.path.name for item in held}))
+            log(f"Held out of training to measure how well the LoRA generalises: {len(held)} image(s) ({names}).")
         self.samples = build_samples(items, config.resolutions, config.flip_horizontal)
+        held_samples = build_samples(held, config.resolutions)
         buckets = sorted({s.bucket for s in self.samples})
         mirrored = ", each also mirrored" if config.flip_horizontal else ""
         log(f"Dataset: {len(items)} image(s), {len(self.samples)} training example(s){mirrored} in {len(buckets)} "
@@ -143,19 +149,21 @@ class TrainingRun:
             log(f"With repeats, an epoch trains on {seen} image(s): " + ", ".join(
                 f"{dataset_name(s.folder)} x{s.repeats}" for s in self.sources) + ".")
 
-        texts = [s.item.caption for s in self.samples] + all_sample_texts(config) + [""]
+        measured = self.samples + held_samples  # the training examples first: the batch plan's indices
+        texts = [s.item.caption for s in measured] + all_sample_texts(config) + [""]
 
         def report(kind: str, done: int, total: int) -> None:
             progress.emit("caching", 0, message=f"Encoding {kind}: {done}/{total}", force=done == total)
 
         progress.emit("caching", 0, message="Encoding images and captions", force=True)
         alpha_mask = bool(getattr(config, "alpha_mask", False))
-        self.cached = zcache.prepare(self.samples, texts, self.paths, dev, self.model_dtype, self.cache_dir, report,
+        self.cached = zcache.prepare(measured, texts, self.paths, dev, self.model_dtype, self.cache_dir, report,
                                      alpha_mask)
         if alpha_mask:
-            masked = len({s.item.path for s, m in zip(self.samples, self.cached.masks, strict=True) if m is not None})
-            log(f"Alpha mask: {masked} of {len(items)} image(s) have transparency and train on their visible part "
-                "only." if masked else "Alpha mask is on, but no image has transparency: every image trains whole.")
+            masked = len({s.item.path for s, m in zip(measured, self.cached.masks, strict=True) if m is not None})
+            log(f"Alpha mask: {masked} of {len(items) + len(held)} image(s) have transparency and train on their "
+                "visible part only." if masked
+                else "Alpha mask is on, but no image has transparency: every image trains whole.")
         log(f"Cache ready in {self.cache_dir} (VAE encoder calls {self.cached.encoder_calls['vae_encoder']}, "
             f"text encoder calls {self.cached.encoder_calls['text_encoder']}).")
 
@@ -189,6 +197,13 @@ class TrainingRun:
         self.sampler = Sampler(config, self.paths, dev, self.cached.embeddings, self.adapter, self.autocast_dtype)
         self.metadata = lora_metadata(config, self.paths, dataset_hash(items), items, self.sources, triggers)
         self.metrics = MetricsWriter(self.job_dir / "metrics.jsonl", self.start)
+        self.evaluation = JobEvaluation(self.loop, measured, len(self.samples), self.job_dir, self.start, log,
+                                        progress)
+
+    def close(self) -> None:
+        for part in (getattr(self, "metrics", None), getattr(self, "evaluation", None)):
+            if part is not None:
+                part.close()
 
     def _start_from(self, transformer) -> None:
         """The trainable LoRA starts as the LoRA the job names (staged in its folder when it was claimed)."""
@@ -217,7 +232,16 @@ class TrainingRun:
             self.save(step)
         if sample:
             self.sample(step)
+        if self.evaluation.due(step):
+            self.flush()
+            self.evaluation.run(step)
         return True
+
+    def evaluate_base(self) -> None:
+        """Before the first step of a new job: the evaluation loss before any training, where the curve starts."""
+        if self.loop.state.step == 0 and self.evaluation.due(0):
+            self.evaluation.run(0)
+            self.progress.restart_clock(0)  # not training time
 
     def step(self) -> None:
         """One optimizer step. When it runs out of memory, the blocks recompute more from then on (those
@@ -389,6 +413,7 @@ class TrainingRun:
             "resumed_from": self.start,
             "nan_steps": loop.state.nan_total,
             "encoder_calls": dict(self.cached.encoder_calls),
+            **self.evaluation.result(),
         }
 
 

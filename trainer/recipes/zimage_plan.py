@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from trainer.buckets import example_buckets
+from trainer.evaluation_set import EVAL_IMAGES, EVAL_SIGMAS, HOLDOUT_MEASURED
 
 # Seconds per 1024-px training step (bf16, every block recomputed), for planning only: the H100 figure is
 # measured (0.703 s, benchmarks/RESULTS.md); the others keep their rough ratio to it.
@@ -91,6 +92,18 @@ def demo_step_seconds(area: float) -> float:
     return 0.02 + 0.03 * area + 0.25 * area * area
 
 
+def eval_forwards(config, images: int) -> int:
+    """Forward passes the job's evaluations make (trainer.engine.evaluation): every `eval_every` steps plus before
+    the first and after the last, each measuring a few training images and the held-out ones at three noise
+    levels."""
+    every = getattr(config, "eval_every", 0)
+    if not every:
+        return 0
+    held = min(getattr(config, "holdout_images", 0), HOLDOUT_MEASURED)
+    measured = min(max(images - held, 1), EVAL_IMAGES) + held
+    return (config.steps // every + 2) * measured * len(EVAL_SIGMAS)
+
+
 def estimate(config, images: int, gpu_name: str | None, demo: bool,
              sizes: list[tuple[int, int]] | None = None) -> Estimate:
     """(seconds, GB of GPU memory, or RAM on a CPU) for `config` (a ZImageTurboConfig); `sizes` (width,
@@ -104,10 +117,12 @@ def estimate(config, images: int, gpu_name: str | None, demo: bool,
     per_prompt = 2 if config.trigger_word else 1
     renders = (samplings * per_prompt + 1) * len(config.sample_prompts)
     disk_gb = round(disk_bytes(config, renders, demo) / 1e9, 4)
+    forwards = eval_forwards(config, images)  # the evaluation loss: forward passes at the largest size, no backward
     if demo:  # the tiny model on a CPU: a few seconds to start, then per-step overhead and attention
         # a render: its denoising steps (a forward each, about a third of a training step) and the VAE decode
         render_s = config.sample_steps * demo_step_seconds(sample_area) / 3 + 1.5 * sample_area
-        seconds = 5 + config.steps * batch * demo_step_seconds(area) + renders * render_s
+        seconds = (5 + config.steps * batch * demo_step_seconds(area) + renders * render_s
+                   + forwards * demo_step_seconds(max(areas)) / 3)
         return Estimate(round(seconds, 1), 0.3, "demo", disk_gb)
     # (step time factor, GB of activations at 1024 px) per gradient_checkpointing mode: the activations
     # are measured (benchmarks/activation_memory.py), "on" is the mode the GPU speed was measured in, and
@@ -120,7 +135,7 @@ def estimate(config, images: int, gpu_name: str | None, demo: bool,
     per_image = len(areas) / len(sizes) if sizes else len(areas)  # the training examples each image makes
     per_image *= 2 if config.flip_horizontal else 1  # and their mirror images
     load_s = 90 + images * per_image * 0.25  # loading the models, then encoding every example once
-    seconds = load_s + config.steps * step_s + sample_s
+    seconds = load_s + config.steps * step_s + sample_s + forwards * speed * 0.3 * max(areas)
     bytes_per_weight = 1 if quantized else (2 if gpu_name is not None else 4)
     weights = TRANSFORMER_PARAMS * bytes_per_weight / 1e9
     lora = LORA_PARAMS_PER_RANK * config.rank * 16 / 1e9  # weights, grads, two Adam states

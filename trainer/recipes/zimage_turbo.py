@@ -169,6 +169,16 @@ class ZImageTurboConfig(RecipeConfig):
         0.0, "Classifier-free guidance for previews; Turbo uses 0 (off). Note 1.0 still runs guidance.",
         min=0.0, max=30.0,
     )
+    eval_every: int = option(
+        100, "Measure the evaluation loss every N steps (and before the first and after the last): a few of your "
+             "images at fixed noise levels with fixed noise, so the curve shows learning without the step loss's "
+             "noise. 0 turns it off.", min=0, label="Evaluate every",
+    )
+    holdout_images: int = option(
+        0, "Images kept out of training and measured beside the evaluation loss: when their loss rises while the "
+           "training images' falls, the LoRA memorises its images (overfitting) and the job says from which step. "
+           "0 holds none out.", min=0, max=1000, label="Held-out images",
+    )
     seed: int = option(42, "Random seed for LoRA init, data order, noise and previews.", min=0, max=2**31 - 1)
 
     def __post_init__(self) -> None:

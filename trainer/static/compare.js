@@ -1,5 +1,6 @@
-// Compare runs: the smoothed loss of two to four jobs in one chart, the settings and results where they
-// differ, and each prompt's latest preview from every run side by side (matched by prompt text).
+// Compare runs: the smoothed loss of two to four jobs in one chart (or their evaluation loss, or their held-out
+// images' loss), the settings and results where they differ, and each prompt's latest preview from every run
+// side by side (matched by prompt text).
 (function () {
   const root = document.getElementById("compare-root");
   const chartCanvas = document.getElementById("compare-chart");
@@ -13,6 +14,13 @@
   const RESULTS = [
     ["Status", (d) => d.job.status],
     ["Final loss (smoothed)", (d) => fmtLoss(d.job.smooth_loss ?? d.job.loss)],
+    ["Evaluation loss", (d) => { const e = d.evals[d.evals.length - 1]; return e ? `${fmtLoss(e.eval_loss)} (step ${e.step})` : "–"; }],
+    ["Held-out loss, lowest", (d) => {
+      const held = d.evals.filter((e) => Number.isFinite(e.holdout_loss));
+      if (!held.length) return "–";
+      const best = held.reduce((b, e) => (e.holdout_loss < b.holdout_loss ? e : b));
+      return `${fmtLoss(best.holdout_loss)} at step ${best.step}`;
+    }],
     ["Steps", (d) => `${d.job.step} / ${d.job.total_steps}`],
     ["Speed", (d) => (d.job.it_per_s ? `${d.job.it_per_s.toFixed(2)} it/s` : "–")],
     ["Training time", (d) => window.studio.formatDuration(elapsed(d.job))],
@@ -25,7 +33,8 @@
       <a href="/jobs/${esc(d.job.id)}">${esc(d.job.name)}</a></th>`).join("")}</tr>`;
     const row = (label, values, cls = "") => `<tr class="${cls}"><td class="muted">${esc(label)}</td>${values
       .map((v) => `<td>${esc(v)}</td>`).join("")}</tr>`;
-    const results = RESULTS.map(([label, get]) => row(label, details.map(get), "result"));
+    const results = RESULTS.filter(([label, get]) => details.some((d) => get(d) !== "–"))
+      .map(([label, get]) => row(label, details.map(get), "result"));
     const configs = details.map((d) => d.config);
     const keys = [...new Set(configs.flatMap((c) => Object.keys(c)))];
     const text = (v) => (v === undefined ? "–" : typeof v === "string" ? v : JSON.stringify(v));
@@ -60,6 +69,29 @@
     }).join("");
   }
 
+  // What the chart shows: each run's smoothed step loss, or its evaluations as measured.
+  const MODES = {
+    loss: { title: "Loss (smoothed)", points: (m) => m.points, raw: false },
+    eval: { title: "Evaluation loss", points: (m) => (m.evals || []).map((e) => ({ step: e.step, loss: e.eval_loss })), raw: true },
+    holdout: { title: "Held-out images' loss", raw: true,
+      points: (m) => (m.evals || []).filter((e) => e.holdout_loss != null).map((e) => ({ step: e.step, loss: e.holdout_loss })) },
+  };
+  let mode = "loss", last = null;
+  function drawChart() {
+    if (!last) return;
+    const { details, metrics } = last, chosen = MODES[mode];
+    document.getElementById("compare-chart-title").textContent = chosen.title;
+    const box = document.getElementById("compare-modes");
+    box.hidden = !metrics.some((m) => (m.evals || []).length);
+    box.querySelector('[data-mode="holdout"]').hidden = !metrics.some((m) => MODES.holdout.points(m).length);
+    box.querySelectorAll("button").forEach((b) => b.classList.toggle("active", b.dataset.mode === mode));
+    chart.setSeries(details.map((d, i) => ({ name: d.job.name, color: COLORS[i], points: chosen.points(metrics[i]) })), chosen.raw);
+  }
+  document.getElementById("compare-modes").addEventListener("click", (e) => {
+    const button = e.target.closest("button[data-mode]");
+    if (button) { mode = button.dataset.mode; drawChart(); }
+  });
+
   let shown = "";  // what the page shows: redrawn only when a run moved
   async function load() {
     const api = window.studio.api;
@@ -71,16 +103,21 @@
     ]);
     // while a run is queued or training (variants just queued, say), the page follows it
     if (details.some((d) => ["queued", "running"].includes(d.job.status))) setTimeout(follow, 5000);
-    const key = JSON.stringify([details.map((d) => [d.job.status, d.job.step]), samples.map((s) => s.samples.length)]);
+    const key = JSON.stringify([details.map((d) => [d.job.status, d.job.step]), samples.map((s) => s.samples.length),
+      metrics.map((m) => (m.evals || []).length)]);
     if (key === shown) return;
     shown = key;
     // a job made before a setting existed ran with its default: compare it as such
     const defaults = Object.fromEntries(catalog.recipes.map((r) => [r.name, r.defaults]));
-    details.forEach((d) => { d.config = { ...(defaults[d.job.recipe] || {}), ...(d.job.config || {}) }; });
+    details.forEach((d, i) => {
+      d.config = { ...(defaults[d.job.recipe] || {}), ...(d.job.config || {}) };
+      d.evals = metrics[i].evals || [];
+    });
     document.getElementById("compare-sub").textContent = details.map((d) => d.job.name).join(" · ");
     document.getElementById("compare-legend").innerHTML = details.map((d, i) =>
       `<span class="legend-item"><span class="swatch" style="background:${COLORS[i]}"></span>${esc(d.job.name)}</span>`).join("");
-    chart.setSeries(details.map((d, i) => ({ name: d.job.name, color: COLORS[i], points: metrics[i].points })));
+    last = { details, metrics };
+    drawChart();
     settingsTable(details);
     previews(details, samples.map((s) => s.samples));
   }

@@ -7,6 +7,7 @@
   const chart = new LossChart($("loss-chart"), $("chart-tip"));
   const logView = new LogView($("log"));
   let job = null, logOffset = -1, lastStep = -1, samples = [], view = "gallery", lastSamplesKey = "", stepSplit = null;
+  let lastEvalKey = "";
   let logBusy = false, metricsBusy = false, samplesBusy = false, lastLog = 0, lastSamples = 0;
   const comfyui = !!document.querySelector("[data-tool='comfyui']");  // installed: the top bar links it
   let bundleFor = null, lastCkptKey = null;
@@ -115,6 +116,21 @@
     } catch (e) { /* the next update retries */ } finally { logBusy = false; lastLog = Date.now(); }
   }
 
+  // The evaluation loss (fixed images, noise levels and noise) and the held-out images': the stat and the legend.
+  function renderEvals(evals) {
+    const last = evals[evals.length - 1];
+    $("s-eval-box").hidden = !last;
+    $("chart-legend-evals").hidden = !last;
+    if (!last) return;
+    const held = evals.filter((e) => Number.isFinite(e.holdout_loss));
+    $("s-eval").textContent = fmtLoss(last.eval_loss);
+    $("legend-held").hidden = !held.length;
+    if (!held.length) { $("s-eval-sub").textContent = `at step ${last.step}`; return; }
+    const best = held.reduce((b, e) => (e.holdout_loss < b.holdout_loss ? e : b));
+    $("s-eval-sub").textContent = `held-out ${fmtLoss(last.holdout_loss)}` +
+      (best !== held[held.length - 1] ? ` · lowest ${fmtLoss(best.holdout_loss)} at step ${best.step}` : "");
+  }
+
   async function refreshMetrics() {
     if (metricsBusy) return; metricsBusy = true;
     try {
@@ -124,6 +140,8 @@
         const timed = data.points.filter((p) => p.timing);
         if (timed.length) { stepSplit = timed[timed.length - 1].timing; renderSplit(); }
       }
+      const evalKey = JSON.stringify((data.evals || []).map((e) => e.step));
+      if (evalKey !== lastEvalKey) { lastEvalKey = evalKey; chart.setEvals(data.evals); renderEvals(data.evals); }
     } catch (e) { /* retried */ } finally { metricsBusy = false; }
   }
 

@@ -1,10 +1,11 @@
-// Loss chart on a <canvas>: raw loss faint, exponentially smoothed loss bold (or, to compare runs, one
-// smoothed line per run in its colour); wheel zooms around the cursor, drag pans, double-click resets,
-// range buttons show the last N steps. No libraries.
+// Loss chart on a <canvas>: raw loss faint, exponentially smoothed loss bold, the evaluation loss (fixed
+// images and noise) and the held-out images' loss as lines with dots (or, to compare runs, one line per run
+// in its colour); wheel zooms around the cursor, drag pans, double-click resets, range buttons show the
+// last N steps. No libraries.
 (function () {
   class LossChart {
     constructor(canvas, tip) {
-      this.canvas = canvas; this.tip = tip; this.points = []; this.smoothing = 0.9;
+      this.canvas = canvas; this.tip = tip; this.points = []; this.smoothing = 0.9; this.evals = [];
       this.view = null; // [minStep, maxStep] or null for all
       this.drag = null;
       canvas.addEventListener("wheel", (e) => this.onWheel(e), { passive: false });
@@ -22,6 +23,13 @@
       this.draw();
     }
     setSmoothing(v) { this.smoothing = v; this.draw(); }
+    // The job's evaluations: [{step, eval_loss, holdout_loss?}], each a measurement (drawn as it is, not smoothed).
+    setEvals(evals) {
+      this.evals = (evals || []).filter((e) => Number.isFinite(e.eval_loss)).sort((a, b) => a.step - b.step);
+      const held = this.evals.filter((e) => Number.isFinite(e.holdout_loss));
+      this.bestHeld = held.length ? held.reduce((best, e) => (e.holdout_loss < best.holdout_loss ? e : best)) : null;
+      this.draw();
+    }
     setRange(lastN) {
       if (!lastN || !this.points.length) { this.view = null; } else {
         const max = this.points[this.points.length - 1].step;
@@ -29,8 +37,10 @@
       }
       this.draw();
     }
-    // Several runs in one chart (the compare page): [{name, color, points}], each drawn smoothed.
-    setSeries(series) {
+    // Several runs in one chart (the compare page): [{name, color, points}], each drawn smoothed, or as measured
+    // with `raw` (evaluations: points with dots).
+    setSeries(series, raw = false) {
+      this.raw = raw;
       this.series = series.map((one) => ({ ...one, points: one.points.filter((p) => p.loss != null)
         .map((p) => ({ step: p.step, loss: p.loss })).sort((a, b) => a.step - b.step) }));
       this.points = [].concat(...this.series.map((one) => one.points)).sort((a, b) => a.step - b.step);
@@ -47,8 +57,15 @@
     }
     currentView() {
       if (this.view) return this.view;
-      if (!this.points.length) return [0, 1];
-      return [this.points[0].step, Math.max(this.points[this.points.length - 1].step, this.points[0].step + 1)];
+      const steps = this.points.map((p) => p.step).concat(this.series ? [] : this.evals.map((e) => e.step));
+      if (!steps.length) return [0, 1];
+      const first = Math.min(...steps), last = Math.max(...steps);
+      return [first, Math.max(last, first + 1)];
+    }
+    // The evaluation nearest `step` in the view, for the tooltip.
+    nearestEval(step, a, b) {
+      const shown = this.evals.filter((e) => e.step >= a && e.step <= b);
+      return shown.reduce((best, e) => (!best || Math.abs(e.step - step) < Math.abs(best.step - step) ? e : best), null);
     }
     geometry() {
       const r = this.canvas.getBoundingClientRect();
@@ -76,12 +93,11 @@
         let na = a + shift; na = Math.max(full[0], Math.min(na, full[1] - span));
         this.view = [na, na + span]; this.draw(); return;
       }
-      if (!this.last || !this.last.length) return;
+      if (!this.last || (!this.last.length && !this.evals.length)) return;
       const [a, b] = this.currentView();
       const step = a + (e.offsetX - g.left) / (g.w - g.left - g.right) * (b - a);
       const nearest = (pts) => pts.reduce((best, p) => (!best || Math.abs(p.step - step) < Math.abs(best.step - step) ? p : best), null);
-      const best = nearest(this.last);
-      if (!best) return;
+      const best = nearest(this.last) || { step, loss: NaN };
       this.tip.style.display = "block";
       this.tip.style.left = `${Math.min(e.offsetX + 12, g.w - 150)}px`;
       this.tip.style.top = `${e.offsetY + 10}px`;
@@ -93,7 +109,13 @@
         return;
       }
       const raw = this.points.find((p) => p.step === best.step);
-      this.tip.textContent = `step ${best.step} · loss ${raw ? raw.loss.toFixed(4) : "–"} · smooth ${best.loss.toFixed(4)}`;
+      const ev = this.nearestEval(step, a, b);
+      const near = ev && Math.abs(ev.step - step) <= Math.abs(best.step - step) + (b - a) / 50;
+      if (!near && !Number.isFinite(best.loss)) { this.tip.style.display = "none"; return; }
+      this.tip.textContent = near
+        ? `step ${ev.step} · evaluation ${ev.eval_loss.toFixed(4)}` +
+          (Number.isFinite(ev.holdout_loss) ? ` · held-out ${ev.holdout_loss.toFixed(4)}` : "")
+        : `step ${best.step} · loss ${raw ? raw.loss.toFixed(4) : "–"} · smooth ${best.loss.toFixed(4)}`;
     }
     draw() {
       const c = this.canvas, g = this.geometry(), dpr = window.devicePixelRatio || 1;
@@ -103,7 +125,8 @@
       const css = getComputedStyle(document.documentElement);
       const muted = css.getPropertyValue("--muted").trim() || "#999", accent = css.getPropertyValue("--accent").trim() || "#68f";
       ctx.font = "11px system-ui, sans-serif"; ctx.fillStyle = muted;
-      if (!this.points.length) {
+      const evals = this.series ? [] : this.evals;
+      if (!this.points.length && !evals.length) {
         ctx.textAlign = "center"; ctx.fillText("The loss appears here once training steps run.", g.w / 2, g.h / 2);
         this.canvas.dataset.points = "0"; return;
       }
@@ -112,11 +135,13 @@
       const visible = inView(this.points);
       let smooth = inView(this.smoothed());
       if (this.series) {  // the smoothed lines only, and the axis fits them rather than the noise
-        this.series.forEach((one) => { one.smooth = inView(this.smoothed(one.points)); });
+        this.series.forEach((one) => { one.smooth = inView(this.raw ? one.points : this.smoothed(one.points)); });
         smooth = [].concat(...this.series.map((one) => one.smooth)).sort((p, q) => p.step - q.step);
       }
       this.last = smooth;
-      const values = (this.series ? smooth : visible).map((p) => p.loss).filter(Number.isFinite);
+      const shownEvals = inView(evals);
+      const values = (this.series ? smooth : visible).map((p) => p.loss)
+        .concat(shownEvals.flatMap((e) => [e.eval_loss, e.holdout_loss])).filter(Number.isFinite);
       let lo = Math.min(...values), hi = Math.max(...values);
       if (!(hi > lo)) { hi = lo + 1e-3; lo -= 1e-3; }
       const pad = (hi - lo) * 0.06; lo = lo >= 0 ? Math.max(0, lo - pad) : lo - pad; hi += pad;
@@ -138,8 +163,12 @@
         pts.forEach((p, i) => (i ? ctx.lineTo(x(p.step), y(p.loss)) : ctx.moveTo(x(p.step), y(p.loss))));
         ctx.stroke();
       };
+      const dots = (pts, color) => {
+        ctx.fillStyle = color;
+        pts.forEach((p) => { ctx.beginPath(); ctx.arc(x(p.step), y(p.loss), 2.5, 0, 7); ctx.fill(); });
+      };
       if (this.series) {
-        this.series.forEach((one) => line(one.smooth, one.color, 2));
+        this.series.forEach((one) => { line(one.smooth, one.color, 2); if (this.raw) dots(one.smooth, one.color); });
         this.canvas.dataset.series = String(this.series.filter((one) => one.points.length).length);
         this.canvas.dataset.points = String(this.points.length);
         return;
@@ -147,8 +176,20 @@
       ctx.globalAlpha = 0.35; line(visible, accent, 1); ctx.globalAlpha = 1;
       line(smooth, "#4cc38a", 2);
       if (visible.length === 1) { ctx.fillStyle = accent; ctx.beginPath(); ctx.arc(x(visible[0].step), y(visible[0].loss), 3, 0, 7); ctx.fill(); }
+      const measured = shownEvals.map((e) => ({ step: e.step, loss: e.eval_loss }));
+      const held = shownEvals.filter((e) => Number.isFinite(e.holdout_loss)).map((e) => ({ step: e.step, loss: e.holdout_loss }));
+      if (this.bestHeld && this.bestHeld.step >= a && this.bestHeld.step <= b) {  // where the held-out loss was lowest
+        ctx.strokeStyle = EVAL_COLORS.held; ctx.globalAlpha = 0.5; ctx.setLineDash([2, 3]); ctx.lineWidth = 1;
+        ctx.beginPath(); ctx.moveTo(x(this.bestHeld.step), g.top); ctx.lineTo(x(this.bestHeld.step), g.h - g.bottom); ctx.stroke();
+        ctx.setLineDash([]); ctx.globalAlpha = 1;
+      }
+      line(measured, EVAL_COLORS.eval, 2); dots(measured, EVAL_COLORS.eval);
+      ctx.setLineDash([5, 3]); line(held, EVAL_COLORS.held, 2); ctx.setLineDash([]); dots(held, EVAL_COLORS.held);
       this.canvas.dataset.points = String(this.points.length);
+      this.canvas.dataset.evals = String(evals.length);
     }
   }
+  const EVAL_COLORS = { eval: "#f0a34a", held: "#e06ad0" };
+  LossChart.EVAL_COLORS = EVAL_COLORS;
   window.LossChart = LossChart;
 })();
