@@ -388,5 +388,10 @@ def test_compare_two_runs(studio, demo_root, artifacts_dir):
         assert page.request.get(f"{studio}/api/jobs/{ids[1]}/renders").json()["renders"] == []
         # an unknown job in the address is a 404, not a broken page
         assert page.request.get(f"{studio}/compare?jobs={ids[0]},nope").status == 404
+        # a job with held-out images: their line in the legend, and the checkpoint nearest their lowest loss marked
+        page.goto(f"{studio}/jobs/{ids[1]}")
+        expect(page.locator("#legend-held")).to_be_visible()
+        expect(page.locator("#checkpoints .chip.best-held")).to_have_count(1)
+        expect(page.locator("#s-eval-sub")).to_contain_text("held-out")
         browser.close()
     assert problems == []

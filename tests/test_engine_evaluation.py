@@ -13,6 +13,7 @@ from safetensors.torch import load_file
 
 from tests.test_engine_train import StopAfter, make_dataset, tiny_config
 from trainer.engine import TrainingError, train
+from trainer.engine import checkpoints as ckpt
 from trainer.engine.data import ImageItem, Sample
 from trainer.engine.evaluation import (
     RISEN_EVALS,
@@ -188,3 +189,13 @@ def test_holding_out_every_image_fails_the_job_with_the_reason(tmp_path, demo_pa
     data = make_dataset(tmp_path / "data", count=2)
     with pytest.raises(TrainingError, match="keep at least one to train on"):
         train(tiny_config(holdout_images=2), data, tmp_path / "job", demo_paths)
+
+
+def test_the_checkpoint_nearest_the_lowest_held_out_loss_outlives_keep_last(tmp_path):
+    lora = {"w": torch.zeros(2)}
+    for step in (100, 200, 300, 400, 500):
+        ckpt.save_checkpoint(tmp_path, step, lora, {}, {"step": step}, keep_last=2, protect=180)
+    assert [s for s, _ in ckpt.list_checkpoints(tmp_path)] == [200, 400, 500]
+    ckpt.save_checkpoint(tmp_path, 600, lora, {}, {"step": 600}, keep_last=2, protect=None)  # no longer the best
+    assert [s for s, _ in ckpt.list_checkpoints(tmp_path)] == [500, 600]
+    assert ckpt.nearest_step([100, 200], 150) == 100 and ckpt.nearest_step([], 5) is None

@@ -64,8 +64,17 @@ def write_lora_file(path: Path, tensors: dict[str, torch.Tensor], metadata: dict
         raise
 
 
+def nearest_step(steps: list[int], target: int | None) -> int | None:
+    """The step of `steps` nearest `target` (the earlier one on a tie); None without either."""
+    if target is None or not steps:
+        return None
+    return min(steps, key=lambda step: (abs(step - target), step))
+
+
 def save_checkpoint(job_dir: Path, step: int, lora: dict[str, torch.Tensor], metadata: dict[str, str],
-                    state: dict, keep_last: int) -> Path:
+                    state: dict, keep_last: int, protect: int | None = None) -> Path:
+    """Writes checkpoint `step` and deletes all but the last `keep_last`, except the one nearest step `protect`
+    (where the held-out images' loss was lowest: the checkpoint most likely to generalise)."""
     root = checkpoint_dir(job_dir)
     root.mkdir(parents=True, exist_ok=True)
     for stale in root.glob(".tmp-*"):
@@ -87,8 +96,11 @@ def save_checkpoint(job_dir: Path, step: int, lora: dict[str, torch.Tensor], met
             raise TrainingError(f"The disk is full: the checkpoint for step {step} could not be saved and {kept}; "
                                 "free space (old jobs, cache) and resume the job.") from exc
         raise
-    for _, old in list_checkpoints(job_dir)[:-keep_last]:
-        shutil.rmtree(old, ignore_errors=True)
+    found = list_checkpoints(job_dir)
+    kept = nearest_step([s for s, _ in found], protect)
+    for old_step, old in found[:-keep_last]:
+        if old_step != kept:
+            shutil.rmtree(old, ignore_errors=True)
     return final
 
 

@@ -151,8 +151,8 @@ class Evaluator:
         self.warned = True
         return (f"The held-out images' loss has risen since step {best.step} ({best.holdout_loss:.4f} to "
                 f"{recent[-1].holdout_loss:.4f}) while the training images' keeps falling: the LoRA is starting to "
-                f"memorise its images. The checkpoint nearest step {best.step} may generalise better; compare it "
-                "in Try the LoRA.")
+                f"memorise its images. The checkpoint nearest step {best.step} may generalise better: the job keeps it "
+                "(marked in its checkpoint list); compare it in Try the LoRA.")
 
     def best_holdout(self) -> EvalPoint | None:
         held = [p for p in self.points if p.holdout_loss is not None and math.isfinite(p.holdout_loss)]

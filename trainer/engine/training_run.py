@@ -307,8 +307,9 @@ class TrainingRun:
         with self.loop.averaged():  # the file holds what the job shows (the average with ema_decay)
             lora = zmodel.lora_state_dict(self.transformer, self.config.rank, self.config.lora_alpha,
                                           self.config.save_dtype)
+        best = self.evaluation.evaluator.best_holdout()
         path = ckpt.save_checkpoint(self.job_dir, step, lora, {**self.metadata, "steps": str(step)}, state,
-                                    self.config.keep_last)
+                                    self.config.keep_last, best.step if best else None)
         self.last_saved = step
         self.log(f"Checkpoint saved: {path.name}.")
         self.progress.paused("save", time.monotonic() - started, step)

@@ -53,11 +53,14 @@ PNG_BYTES_PER_MEGAPIXEL = 2.5e6  # at most: a noisy 1024 px preview (the demo's)
 
 
 def disk_bytes(config, renders: int, demo: bool) -> float:
-    """The most a job holds on disk at once: `keep_last` checkpoints (each the training state, float32
-    weights plus two optimizer moments, and a LoRA file), the final LoRA, and its previews."""
+    """The most a job holds on disk at once: `keep_last` checkpoints (one more with held-out images; each the
+    training state, float32 weights plus two optimizer moments, and a LoRA file), the final LoRA, and its
+    previews."""
     params = (DEMO_LORA_PARAMS_PER_RANK if demo else LORA_PARAMS_PER_RANK) * config.rank
     lora = params * FILE_BYTES_PER_PARAM[config.save_dtype]
-    checkpoints = min(config.keep_last, max(1, config.steps // config.save_every))
+    saved = max(1, config.steps // config.save_every)
+    # with held-out images, the checkpoint nearest their lowest loss is kept beside the last keep_last
+    checkpoints = min(config.keep_last + (1 if getattr(config, "holdout_images", 0) else 0), saved)
     previews = renders * config.sample_width * config.sample_height / 1024**2 * PNG_BYTES_PER_MEGAPIXEL
     return checkpoints * (params * STATE_BYTES_PER_PARAM + lora) + lora + previews
 

@@ -153,7 +153,8 @@ class ZImageTurboConfig(RecipeConfig):
     )
     default_caption: str = option("[trigger]", "Caption for images without one ([trigger] is the trigger word).")
     save_every: int = option(250, "Save a checkpoint every N steps.", min=1)
-    keep_last: int = option(4, "Checkpoints to keep (older ones are deleted).", min=1, max=1000)
+    keep_last: int = option(4, "Checkpoints to keep (older ones are deleted; with holdout_images, the one nearest the "
+                                  "lowest held-out loss is kept too).", min=1, max=1000)
     save_dtype: str = option(
         "bf16", "Precision of the LoRA files you download (the final one and each checkpoint's): bf16 is half "
                 "the size of fp32 and what ComfyUI computes in; fp16, fp32. Resuming always uses the full-"

@@ -7,7 +7,7 @@
   const chart = new LossChart($("loss-chart"), $("chart-tip"));
   const logView = new LogView($("log"));
   let job = null, logOffset = -1, lastStep = -1, samples = [], view = "gallery", lastSamplesKey = "", stepSplit = null;
-  let lastEvalKey = "";
+  let lastEvalKey = "", bestHeldStep = null, shownCheckpoints = [];
   let logBusy = false, metricsBusy = false, samplesBusy = false, lastLog = 0, lastSamples = 0;
   const comfyui = !!document.querySelector("[data-tool='comfyui']");  // installed: the top bar links it
   let bundleFor = null, lastCkptKey = null;
@@ -93,9 +93,19 @@
     } catch (e) { bundleFor = null; }
   }
 
+  // The checkpoint nearest the lowest held-out loss (the job keeps it whatever keep_last says) is marked.
+  function nearestCheckpoint(list, step) {
+    if (step == null || !list.length) return null;
+    return list.reduce((b, c) => (Math.abs(c.step - step) < Math.abs(b.step - step) ||
+      (Math.abs(c.step - step) === Math.abs(b.step - step) && c.step < b.step) ? c : b)).step;
+  }
+
   function renderCheckpoints(list) {
+    shownCheckpoints = list;
+    const best = nearestCheckpoint(list, bestHeldStep);
+    const mark = (c) => (c.step === best ? ` <span class="chip best-held" title="Nearest the lowest loss of the held-out images (step ${bestHeldStep}): the checkpoint most likely to generalise. It is kept whatever keep_last says.">lowest held-out loss</span>` : "");
     $("checkpoints").innerHTML = list.length ? `<table><thead><tr><th>Step</th><th class="num">Size</th><th></th></tr></thead>
-      <tbody>${list.slice().reverse().map((c) => `<tr><td>${c.step}${c.complete ? "" : ' <span class="muted" title="Its training state was freed when the job finished; its LoRA file is whole">(LoRA only)</span>'}</td>
+      <tbody>${list.slice().reverse().map((c) => `<tr><td>${c.step}${mark(c)}${c.complete ? "" : ' <span class="muted" title="Its training state was freed when the job finished; its LoRA file is whole">(LoRA only)</span>'}</td>
       <td class="num muted">${studio.formatBytes(c.size)}</td>
       <td style="text-align:right">${c.library_file ? `<span class="muted" title="In the LoRA library${comfyui ? " and ComfyUI's loras" : ""}">✓ ${esc(c.library_file)}</span>`
         : `<button type="button" data-publish="${c.step}" title="Add this checkpoint's LoRA to the LoRA library${comfyui ? " and ComfyUI's loras" : ""} as ${esc(c.download_name)}">${comfyui ? "To ComfyUI" : "To library"}</button>`}
@@ -127,6 +137,7 @@
     $("legend-held").hidden = !held.length;
     if (!held.length) { $("s-eval-sub").textContent = `at step ${last.step}`; return; }
     const best = held.reduce((b, e) => (e.holdout_loss < b.holdout_loss ? e : b));
+    if (best.step !== bestHeldStep) { bestHeldStep = best.step; renderCheckpoints(shownCheckpoints); }
     $("s-eval-sub").textContent = `held-out ${fmtLoss(last.holdout_loss)}` +
       (best !== held[held.length - 1] ? ` · lowest ${fmtLoss(best.holdout_loss)} at step ${best.step}` : "");
   }
