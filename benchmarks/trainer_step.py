@@ -6,7 +6,9 @@ Both run in one process on the same LoRA-wrapped transformer (tiny demo Z-Image,
 and the same optimizer; the two alternate step by step so machine noise hits both alike. The real step is the engine's
 TrainingRun.run_step() (cached data, caption dropout, timestep sampling, NaN guard, gradient clipping,
 metrics line, progress, control checks); the bare step is the minimum a training step must do. Goal:
-ratio <= 1.05. It also counts text-encoder and VAE-encoder forward calls during the steps (goal: 0).
+ratio <= 1.05. It also counts text-encoder and VAE-encoder forward calls during the steps (goal: 0), and times
+one evaluation (the evaluation loss: 4 images x 3 noise levels, forward only) against the bare step, with
+what it adds to training when it runs every 250 steps (the default: at every checkpoint).
 """
 
 from __future__ import annotations
@@ -77,6 +79,7 @@ def main(argv=None) -> int:
     from trainer.engine.control import TrainingControl
     from trainer.engine.loop import Progress
     from trainer.engine.training_run import TrainingRun, pick_device
+    from trainer.evaluation_set import EVAL_SIGMAS
     from trainer.job_log import RunLog
     from trainer.recipes import get_recipe
 
@@ -90,7 +93,7 @@ def main(argv=None) -> int:
         config = get_recipe("zimage-turbo").config_from_dict({
             "name": "bench", "trigger_word": "zkw", "steps": 10**6, "rank": 32, "resolutions": [args.size],
             "save_every": 10**6, "sample_every": 0, "gradient_checkpointing": args.gradient_checkpointing,
-            "ema_decay": args.ema_decay,
+            "ema_decay": args.ema_decay, "eval_every": 0,  # the evaluation is timed apart, below
         })
         progress = Progress(lambda event: None, config.steps, dev, 0)
         run = TrainingRun(config, dataset, job_dir, paths, TrainingControl(job_dir), progress, dev,
@@ -142,9 +145,12 @@ def main(argv=None) -> int:
                 for _ in range(args.steps):  # alternate step by step so load changes hit both alike
                     real += timed(run.run_step, 1)
                     bare += timed(bare_step, 1)
+            evaluator = run.evaluation.evaluator
+            evaluated = timed(lambda: evaluator.measure(loop.state.step), args.rounds)
+            forwards = len(evaluator.examples) * len(EVAL_SIGMAS)
         finally:
             counter.restore()
-            run.metrics.close()
+            run.close()
         steps_run = args.warmup + args.rounds * args.steps
 
     real_med, bare_med = statistics.median(real), statistics.median(bare)
@@ -156,6 +162,10 @@ def main(argv=None) -> int:
     print(f"real loop step:  median {real_med * 1000:.2f} ms  (mean {statistics.mean(real) * 1000:.2f} ms)")
     print(f"bare step:       median {bare_med * 1000:.2f} ms  (mean {statistics.mean(bare) * 1000:.2f} ms)")
     print(f"ratio real/bare: {ratio:.3f}  (goal <= 1.05: {'met' if ratio <= 1.05 else 'NOT met'})")
+    eval_med = statistics.median(evaluated)
+    print(f"one evaluation ({forwards} forward passes): median {eval_med * 1000:.2f} ms = "
+          f"{eval_med / bare_med:.2f} bare steps; every 250 steps it adds {eval_med / (250 * real_med) * 100:.1f}% "
+          "to training")
     per_step = {k: v / steps_run for k, v in counter.counts.items()}
     print(f"encoder calls per step after caching: text encoder {per_step['text_encoder']:.2f}, "
           f"VAE encoder {per_step['vae_encoder']:.2f}  (goal 0: "

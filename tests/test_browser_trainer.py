@@ -138,8 +138,8 @@ def test_train_from_the_form_and_download_the_lora(studio, artifacts_dir, tmp_pa
         # the loss tile shows the dashboard's figure (smoothed) and the latest step's loss under it
         expect(page.locator("#s-loss-raw")).to_contain_text("latest step: ")
         assert page.locator("#s-loss").inner_text() != "–"
-        # the evaluation loss (before the first step, every 100 steps, after the last) in its tile and the chart
-        page.wait_for_function("document.querySelector('#loss-chart').dataset.evals === '4'")
+        # the evaluation loss (before the first step and at each checkpoint) in its tile and the chart
+        page.wait_for_function("document.querySelector('#loss-chart').dataset.evals === '3'")
         expect(page.locator("#s-eval-sub")).to_have_text("at step 240")
         assert re.fullmatch(r"\d+\.\d+", page.locator("#s-eval").inner_text())
         expect(page.locator("#chart-legend-evals")).to_contain_text("evaluation loss")

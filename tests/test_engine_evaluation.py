@@ -199,3 +199,23 @@ def test_the_checkpoint_nearest_the_lowest_held_out_loss_outlives_keep_last(tmp_
     ckpt.save_checkpoint(tmp_path, 600, lora, {}, {"step": 600}, keep_last=2, protect=None)  # no longer the best
     assert [s for s, _ in ckpt.list_checkpoints(tmp_path)] == [500, 600]
     assert ckpt.nearest_step([100, 200], 150) == 100 and ckpt.nearest_step([], 5) is None
+
+
+def test_by_default_it_measures_at_every_checkpoint_and_out_of_memory_skips_one(tmp_path, demo_paths, monkeypatch):
+    data = make_dataset(tmp_path / "data")
+    real, calls = Evaluator._total, []
+
+    def total(self, indices):
+        calls.append(len(calls))
+        if len(calls) == 2:  # the evaluation at the first checkpoint
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return real(self, indices)
+
+    monkeypatch.setattr(Evaluator, "_total", total)
+    events = []
+    result = train(tiny_config(), data, tmp_path / "job", demo_paths, on_progress=events.append)  # save_every 10
+    assert [p["step"] for p in _evals(tmp_path / "job")] == [0, 20]
+    assert result["steps"] == 20 and result["eval_loss"] > 0
+    log = (tmp_path / "job" / "log.txt").read_text()
+    assert "The evaluation at step 10 was skipped: out of memory (training goes on" in log
+    assert any("evaluation at step 10 was skipped" in n for n in events[-1].get("notices", []))

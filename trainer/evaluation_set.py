@@ -7,3 +7,9 @@ HOLDOUT_MEASURED = 16  # held-out images measured at most
 EVAL_FILE = "eval.jsonl"  # one line per evaluation in the job folder: step, eval_loss, holdout_loss, seconds
 # what a job's result says of its evaluations (the last ones; with held-out images, where theirs was lowest)
 EVAL_RESULT_KEYS = ("eval_loss", "holdout_loss", "best_holdout_step", "best_holdout_loss")
+
+
+def eval_interval(config) -> int:
+    """Steps between evaluations: eval_every, or save_every when it is empty (0: none)."""
+    every = getattr(config, "eval_every", 0)
+    return int(config.save_every if every is None else every)

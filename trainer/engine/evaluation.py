@@ -22,8 +22,8 @@ from dataclasses import dataclass
 import torch
 
 from trainer.engine.data import ImageItem, Sample
-from trainer.engine.errors import TrainingError
-from trainer.evaluation_set import EVAL_FILE, EVAL_IMAGES, EVAL_SIGMAS, HOLDOUT_MEASURED
+from trainer.engine.errors import TrainingError, is_oom
+from trainer.evaluation_set import EVAL_FILE, EVAL_IMAGES, EVAL_SIGMAS, HOLDOUT_MEASURED, eval_interval
 
 NOISE_SEED = 20_251_201
 RISE = 1.02  # a held-out loss this far above its lowest counts as risen ...
@@ -185,7 +185,7 @@ class JobEvaluation:
         self.total, self.log, self.progress = config.steps, log, progress
         self.evaluator = Evaluator(loop, samples, pick_examples(samples[:trained], EVAL_IMAGES),
                                    pick_examples(samples[trained:], HOLDOUT_MEASURED, trained),
-                                   getattr(config, "eval_every", 0))
+                                   eval_interval(config))
         self.writer = MetricsWriter(job_dir / EVAL_FILE, start_step)
         self.evaluator.load((job_dir / EVAL_FILE).read_text("utf-8").splitlines())
         if self.evaluator.points:
@@ -194,8 +194,23 @@ class JobEvaluation:
     def due(self, step: int) -> bool:
         return self.evaluator.due(step, self.total)
 
-    def run(self, step: int) -> EvalPoint:
-        point = self.evaluator.measure(step)
+    def run(self, step: int) -> EvalPoint | None:
+        """One evaluation; None (and training goes on) when it does not fit in memory: a measurement is never worth
+        the run."""
+        try:
+            point = self.evaluator.measure(step)
+        except Exception as exc:
+            if not is_oom(exc):
+                raise
+            point = None
+        if point is None:  # out of the except block: the failed evaluation's tensors went with its traceback
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+            message = (f"The evaluation at step {step} was skipped: out of memory (training goes on; eval_every 0 "
+                       "turns evaluations off).")
+            self.log(message)
+            self.progress.notice(message, step)
+            return None
         record = point.to_dict()
         self.writer.write(record)
         held = f", held-out images {point.holdout_loss:.4f}" if point.holdout_loss is not None else ""

@@ -33,6 +33,7 @@ from trainer.engine.loop import TrainingLoop
 from trainer.engine.lora_metadata import lora_metadata
 from trainer.engine.progress import MetricsWriter, Progress, last_losses
 from trainer.engine.sampling import Sampler, all_sample_texts
+from trainer.evaluation_set import eval_interval
 from trainer.job_log import RunLog
 from trainer.lora_file import START_LORA_FILE
 from trainer.step_dirs import free_training_states
@@ -71,7 +72,7 @@ def train(config, dataset_dir, job_dir: Path, model_paths, control: TrainingCont
     control = control or TrainingControl(job_dir)
     dev = pick_device(device)
     progress = Progress(on_progress or (lambda _event: None), config.steps, dev, 0, config.sample_every,
-                        config.save_every, eval_every=getattr(config, "eval_every", 0))
+                        config.save_every, eval_every=eval_interval(config))
     log = RunLog(job_dir / "log.txt")
     try:
         return _train(config, dataset_dir, job_dir, model_paths, control, progress, dev,

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from trainer.buckets import example_buckets
-from trainer.evaluation_set import EVAL_IMAGES, EVAL_SIGMAS, HOLDOUT_MEASURED
+from trainer.evaluation_set import EVAL_IMAGES, EVAL_SIGMAS, HOLDOUT_MEASURED, eval_interval
 
 # Seconds per 1024-px training step (bf16, every block recomputed), for planning only: the H100 figure is
 # measured (0.703 s, benchmarks/RESULTS.md); the others keep their rough ratio to it.
@@ -99,7 +99,7 @@ def eval_forwards(config, images: int) -> int:
     """Forward passes the job's evaluations make (trainer.engine.evaluation): every `eval_every` steps plus before
     the first and after the last, each measuring a few training images and the held-out ones at three noise
     levels."""
-    every = getattr(config, "eval_every", 0)
+    every = eval_interval(config)
     if not every:
         return 0
     held = min(getattr(config, "holdout_images", 0), HOLDOUT_MEASURED)

@@ -170,10 +170,11 @@ class ZImageTurboConfig(RecipeConfig):
         0.0, "Classifier-free guidance for previews; Turbo uses 0 (off). Note 1.0 still runs guidance.",
         min=0.0, max=30.0,
     )
-    eval_every: int = option(
-        100, "Measure the evaluation loss every N steps (and before the first and after the last): a few of your "
-             "images at fixed noise levels with fixed noise, so the curve shows learning without the step loss's "
-             "noise. 0 turns it off.", min=0, label="Evaluate every",
+    eval_every: int | None = option(
+        None, "Measure the evaluation loss every N steps (and before the first and after the last): a few of your "
+              "images at fixed noise levels with fixed noise, so the curve shows learning without the step loss's "
+              "noise. Empty: at every checkpoint (save_every), so the lowest held-out loss falls on a checkpoint; "
+              "0 turns it off.", min=0, label="Evaluate every",
     )
     holdout_images: int = option(
         0, "Images kept out of training and measured beside the evaluation loss: when their loss rises while the "
