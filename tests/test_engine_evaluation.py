@@ -219,3 +219,50 @@ def test_by_default_it_measures_at_every_checkpoint_and_out_of_memory_skips_one(
     log = (tmp_path / "job" / "log.txt").read_text()
     assert "The evaluation at step 10 was skipped: out of memory (training goes on" in log
     assert any("evaluation at step 10 was skipped" in n for n in events[-1].get("notices", []))
+
+
+def _scripted(monkeypatch, held_by_step: dict[int, float]):
+    """Evaluations that say what the test needs: the training images' loss falls, the held-out one follows
+    `held_by_step`."""
+    def measure(self, step):
+        point = EvalPoint(step, 1.0 / (step + 1), held_by_step.get(step, 0.5), 0.0)
+        self.points.append(point)
+        return point
+
+    monkeypatch.setattr(Evaluator, "measure", measure)
+
+
+def test_stop_when_overfitting_ends_the_job_at_the_best_checkpoint(tmp_path, demo_paths, monkeypatch):
+    _scripted(monkeypatch, {0: 0.50, 5: 0.45, 10: 0.40, 15: 0.45, 20: 0.47})
+    data = make_dataset(tmp_path / "data")
+    job = tmp_path / "job"
+    config = tiny_config(steps=40, save_every=5, keep_last=10, holdout_images=1, stop_when_overfitting=True)
+    result = train(config, data, job, demo_paths)
+    assert not result["stopped"] and result["steps"] == 10 and result["stopped_early_at"] == 20
+    assert result["best_holdout_step"] == 10
+    kept = sorted(p.name for p in (job / "checkpoints").iterdir())
+    assert kept == ["step_000005", "step_000010"]  # the memorising ones are gone
+    assert [s for s, _ in ckpt.list_checkpoints(job)] == [10]  # whole, to train further from
+    final = load_file(str(job / "lora" / "toy.safetensors"))
+    at_best = load_file(str(job / "checkpoints" / "step_000010" / "lora.safetensors"))
+    assert all(torch.equal(final[k], at_best[k]) for k in final)
+    log = (job / "log.txt").read_text()
+    assert "Stopped early at step 20 (stop_when_overfitting): the LoRA is the checkpoint at step 10" in log
+    assert "memorise its images" in log
+    with safe_open(str(job / "lora" / "toy.safetensors"), "pt") as lora:
+        assert lora.metadata()["steps"] == "10"
+
+
+def test_without_the_option_the_job_only_says_so(tmp_path, demo_paths, monkeypatch):
+    _scripted(monkeypatch, {0: 0.50, 5: 0.45, 10: 0.40, 15: 0.45, 20: 0.47})
+    data = make_dataset(tmp_path / "data")
+    result = train(tiny_config(steps=25, save_every=5, holdout_images=1), data, tmp_path / "job", demo_paths)
+    assert result["steps"] == 25 and "stopped_early_at" not in result
+    assert "memorise its images" in (tmp_path / "job" / "log.txt").read_text()
+
+
+def test_stop_when_overfitting_without_held_out_images_says_it_watches_nothing(tmp_path, demo_paths):
+    data = make_dataset(tmp_path / "data")
+    result = train(tiny_config(steps=4, stop_when_overfitting=True), data, tmp_path / "job", demo_paths)
+    assert result["steps"] == 4
+    assert "no image is held out (holdout_images is 0)" in (tmp_path / "job" / "log.txt").read_text()

@@ -112,6 +112,11 @@ def test_held_out_images_must_leave_images_to_train_on(client, dataset):
     assert many["ok"] and "2 images of 4 are held out" in messages(many, "warnings")["holdout_images"]
     one = client.post("/api/jobs/validate", json=_body(dataset, holdout_images=1)).get_json()
     assert one["ok"] and "holdout_images" not in messages(one, "warnings")
+    blind = client.post("/api/jobs/validate", json=_body(dataset, stop_when_overfitting=True))
+    assert blind.status_code == 422 and "set holdout_images" in messages(blind.get_json(), "errors")[
+        "stop_when_overfitting"]
+    assert client.post("/api/jobs/validate", json=_body(dataset, stop_when_overfitting=True,
+                                                        holdout_images=1)).get_json()["ok"]
     # measuring costs time, and the estimate counts it
     quiet = client.post("/api/jobs/validate", json=_body(dataset, eval_every=0)).get_json()
     measured = client.post("/api/jobs/validate", json=_body(dataset, eval_every=1)).get_json()

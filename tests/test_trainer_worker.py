@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -91,6 +92,12 @@ def fake_train(config, dataset_dir, job_dir, paths, control, on_progress):
             _save_checkpoint(job_dir, step)
     lora = job_dir / "lora" / f"{config.get('name', 'fake')}.safetensors"
     _fake_safetensors(lora, total)
+    if mode == "early":  # stop_when_overfitting: back to the checkpoint at step 2, the later ones deleted
+        for folder in (job_dir / "checkpoints").glob("step_*"):
+            if int(folder.name[5:]) > 2:
+                shutil.rmtree(folder)
+        on_progress({"phase": "done", "step": 2, "total_steps": total, "loss": 0.5})
+        return {"lora_path": str(lora), "steps": 2, "final_loss": 0.5, "stopped_early_at": total}
     return {"lora_path": str(lora), "steps": total, "final_loss": 1.0 / total}
 
 
@@ -199,6 +206,17 @@ def test_job_completes_publishes_lora_and_signs_webhooks(make_settings, receiver
         assert verify(item["body"], "hook-secret", item["headers"][SIGNATURE_HEADER])
         assert item["headers"][SIGNATURE_HEADER].startswith("sha256=")
     assert json.loads(sent[1]["body"])["job"]["id"] == job.id
+
+
+def test_a_job_stopped_early_completes_at_its_best_checkpoint_and_can_go_on(settings):
+    worker = _worker(settings)
+    job = _job(worker.store, steps=6, mode="early")
+    done = worker.run_once()
+    assert done.status == "completed", done.error
+    assert done.step == 2 and done.result["stopped_early_at"] == 6
+    assert done.message.startswith("Stopped early at step 6: the held-out images' loss rose, so the LoRA is the "
+                                   "checkpoint at step 2, final loss 0.5000.")
+    assert latest_checkpoint_step(worker.workspace.jobs / job.id) == done.step  # what Train more steps needs
 
 
 def test_webhook_retries_with_backoff_until_delivered(receiver):

@@ -96,6 +96,9 @@ def check_datasets(workspace: Workspace, sources: list[dict], config: dict | Non
 def _check_holdout(config: dict | None, report) -> None:
     """holdout_images must leave images to train on; holding out many of few images costs the LoRA."""
     held = (config or {}).get("holdout_images") or 0
+    if (config or {}).get("stop_when_overfitting") is True and not held:
+        report.error("stop_when_overfitting", "Stopping when the LoRA overfits needs held-out images to watch: set "
+                                              "holdout_images (1-2 of 20 images, say).")
     if not isinstance(held, int) or held <= 0 or not report.images:
         return
     if held >= report.images:

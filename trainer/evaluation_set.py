@@ -6,7 +6,7 @@ EVAL_IMAGES = 4  # training images measured (one example each)
 HOLDOUT_MEASURED = 16  # held-out images measured at most
 EVAL_FILE = "eval.jsonl"  # one line per evaluation in the job folder: step, eval_loss, holdout_loss, seconds
 # what a job's result says of its evaluations (the last ones; with held-out images, where theirs was lowest)
-EVAL_RESULT_KEYS = ("eval_loss", "holdout_loss", "best_holdout_step", "best_holdout_loss")
+EVAL_RESULT_KEYS = ("eval_loss", "holdout_loss", "best_holdout_step", "best_holdout_loss", "stopped_early_at")
 
 
 def eval_interval(config) -> int:

@@ -341,6 +341,10 @@ class Worker:
         loss = result.get("final_smooth_loss", result.get("final_loss"))
         loss_text = f", final loss {loss:.4f}" if isinstance(loss, int | float) else ""
         message = f"Finished {result.get('steps', job.step)} steps{loss_text}.{note}"
+        if result.get("stopped_early_at"):  # stop_when_overfitting: the LoRA is an earlier checkpoint's
+            message = (f"Stopped early at step {result['stopped_early_at']}: the held-out images' loss rose, so the "
+                       f"LoRA is the checkpoint at step {result.get('steps')}{loss_text}.{note}")
+            self.store.progress(job.id, {"step": result.get("steps")})
         return self.store.finish(job.id, "completed", message=message, lora_path=str(lora), result=result)
 
     def _push_outputs(self, job: Job) -> str:

@@ -85,6 +85,7 @@ class Evaluator:
         self.examples, self.holdout, self.every = examples, holdout, every
         self.points: list[EvalPoint] = []
         self.warned = False
+        self.overfit_best: EvalPoint | None = None  # the lowest held-out point when the overfitting note came
         self._noise: dict[int, torch.Tensor] = {}
 
     def due(self, step: int, last_step: int) -> bool:
@@ -148,7 +149,7 @@ class Evaluator:
             return None
         if not recent[-1].eval_loss < best.eval_loss:
             return None  # both rose: the run is unsettled, not memorising
-        self.warned = True
+        self.warned, self.overfit_best = True, best
         return (f"The held-out images' loss has risen since step {best.step} ({best.holdout_loss:.4f} to "
                 f"{recent[-1].holdout_loss:.4f}) while the training images' keeps falling: the LoRA is starting to "
                 f"memorise its images. The checkpoint nearest step {best.step} may generalise better: the job keeps it "
@@ -186,6 +187,10 @@ class JobEvaluation:
         self.evaluator = Evaluator(loop, samples, pick_examples(samples[:trained], EVAL_IMAGES),
                                    pick_examples(samples[trained:], HOLDOUT_MEASURED, trained),
                                    eval_interval(config))
+        self.stop_early = bool(getattr(config, "stop_when_overfitting", False))
+        if self.stop_early and not self.evaluator.holdout:
+            log("stop_when_overfitting is on, but no image is held out (holdout_images is 0): the job runs all its "
+                "steps.")
         self.writer = MetricsWriter(job_dir / EVAL_FILE, start_step)
         self.evaluator.load((job_dir / EVAL_FILE).read_text("utf-8").splitlines())
         if self.evaluator.points:
@@ -223,6 +228,34 @@ class JobEvaluation:
             self.log(warning)
             self.progress.notice(warning, step)
         return point
+
+    def stop_step(self) -> int | None:
+        """With stop_when_overfitting, once the overfitting note came: the step of the lowest held-out loss."""
+        best = self.evaluator.overfit_best
+        return best.step if self.stop_early and best is not None else None
+
+    def rewind(self, loop, job_dir) -> int | None:
+        """stop_when_overfitting: the loop goes back to the checkpoint nearest the lowest held-out loss, and the
+        checkpoints after it (the memorising LoRA) are deleted. The step gone back to; None without a checkpoint."""
+        import shutil
+
+        from trainer.engine.checkpoints import list_checkpoints, load_state, nearest_step
+
+        trained_to, best = loop.state.step, self.stop_step()
+        found = list_checkpoints(job_dir)
+        step = nearest_step([s for s, _ in found], best)
+        if step is None:
+            self.log(f"Stopping early at step {trained_to}, but no checkpoint is there to go back to: the LoRA is "
+                     "this step's.")
+            return None
+        loop.load_state_dict(load_state(dict(found)[step]))
+        later = [folder for s, folder in found if s > step]
+        for folder in later:
+            shutil.rmtree(folder, ignore_errors=True)
+        dropped = f"; the {len(later)} checkpoint(s) after it are deleted" if later else ""
+        self.log(f"Stopped early at step {trained_to} (stop_when_overfitting): the LoRA is the checkpoint at step "
+                 f"{step}, nearest the held-out images' lowest loss (step {best}){dropped}.")
+        return step
 
     def result(self) -> dict:
         """The last evaluation's figures for the job's result; with held-out images, where theirs was lowest."""

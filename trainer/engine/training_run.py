@@ -32,6 +32,7 @@ from trainer.engine.evaluation import JobEvaluation, split_holdout
 from trainer.engine.loop import TrainingLoop
 from trainer.engine.lora_metadata import lora_metadata
 from trainer.engine.progress import MetricsWriter, Progress, last_losses
+from trainer.engine.run_previews import RunPreviews
 from trainer.engine.sampling import Sampler, all_sample_texts
 from trainer.evaluation_set import eval_interval
 from trainer.job_log import RunLog
@@ -98,14 +99,14 @@ def _train(config, dataset_dir, job_dir, paths, control, progress, dev, cache_di
         run.evaluate_base()
         while run.loop.state.step < config.steps:
             if not run.run_step():
-                stopped = True
+                stopped = run.evaluation.stop_step() is None  # else the job ends early, and completes
                 break
         return run.finish(stopped)
     finally:
         run.close()
 
 
-class TrainingRun:
+class TrainingRun(RunPreviews):
     """The pieces of one job, so that train() and the step benchmark run exactly the same code."""
 
     def __init__(self, config, dataset_dir, job_dir: Path, paths, control: TrainingControl,
@@ -220,7 +221,7 @@ class TrainingRun:
     def run_step(self) -> bool:
         """One optimizer step plus its bookkeeping; False (and no step) when a stop was requested."""
         config, loop = self.config, self.loop
-        if self.control.should_stop():
+        if self.control.should_stop() or self.evaluation.stop_step() is not None:
             return False
         requests = self.control.take_requests()
         self.step()
@@ -315,70 +316,11 @@ class TrainingRun:
         self.log(f"Checkpoint saved: {path.name}.")
         self.progress.paused("save", time.monotonic() - started, step)
 
-    def sample(self, step: int) -> Path | None:
-        """Preview images for `step`; None (and training goes on) when they do not fit in memory."""
-        self.flush()
-        started = time.monotonic()
-        self.progress.emit("sampling", step, message=f"Rendering previews at step {step}", force=True)
-        before, base_before = sum(self.sampler.renders.values()), self.sampler.renders["base"]
-        path = self._render_previews(step)
-        self.progress.paused("sample", time.monotonic() - started, step)
-        self.last_sampled = step  # tried: the end of the run does not try the same step again
-        if path is None:
-            return None
-        rendered = sum(self.sampler.renders.values()) - before
-        base = self.sampler.renders["base"] > base_before  # only when they could not be made before the start
-        self.log(f"Previews saved: samples/{path.name} ({rendered} images: LoRA on, LoRA without the trigger word"
-                 f"{', and the base model once per job' if base else ''}).")
-        return path
-
-    def preview_base(self) -> None:
-        """Before the first step: the base model's render of every preview prompt, so the job page shows
-        what the prompts look like without the LoRA within seconds (rendered once per job; the preview
-        steps reuse them). Running out of memory here only postpones them to the first preview step."""
-        if not self.config.sample_every or not self.config.sample_prompts:
-            return
-        before = self.sampler.renders["base"]
-        self.progress.emit("sampling", self.loop.state.step, message="Rendering the base model's previews",
-                           force=True)
-        try:
-            self.sampler.render_base(self.transformer, self.job_dir)
-        except Exception as exc:
-            if not is_oom(exc):
-                raise
-            self.log("Out of memory while rendering the base model's previews; they come with the first preview step.")
-            if self.dev.type == "cuda":
-                torch.cuda.empty_cache()
-        if self.sampler.renders["base"] > before:
-            self.log(f"Base model previews saved: samples/base ({self.sampler.renders['base'] - before} images).")
-        self.progress.restart_clock(self.loop.state.step)  # not training time
-
-    def _render_previews(self, step: int) -> Path | None:
-        """Out of memory while rendering: once more with the VAE decoding in tiles, then skip this step's
-        previews with a log line. A preview is never worth the run."""
-        while True:
-            try:
-                with self.loop.averaged():
-                    return self.sampler.save(self.transformer, self.job_dir, step)
-            except Exception as exc:
-                if not is_oom(exc):
-                    raise
-            if self.dev.type == "cuda":
-                torch.cuda.empty_cache()
-            if self.sampler.lighten():
-                self.log(f"Out of memory while rendering previews at step {step}; the VAE now decodes in tiles.")
-                continue
-            cfg = self.config
-            message = (f"Previews at step {step} skipped: out of memory while rendering {cfg.sample_width}x"
-                       f"{cfg.sample_height}; training goes on (lower sample_width and sample_height for previews).")
-            self.log(message)
-            self.progress.notice(message, step)
-            return None
-
     # ------------------------------------------------------------ the end
     def finish(self, stopped: bool) -> dict:
         config, loop = self.config, self.loop
         self.flush(force=True)
+        early = self._rewind() if not stopped and self.evaluation.stop_step() is not None else {}
         step = loop.state.step
         if step != self.last_saved:
             self.save(step)
@@ -416,7 +358,19 @@ class TrainingRun:
             "nan_steps": loop.state.nan_total,
             "encoder_calls": dict(self.cached.encoder_calls),
             **self.evaluation.result(),
+            **early,
         }
+
+    def _rewind(self) -> dict:
+        """stop_when_overfitting: the LoRA goes back to the checkpoint nearest the held-out images' lowest loss."""
+        trained_to = self.loop.state.step
+        step = self.evaluation.rewind(self.loop, self.job_dir)
+        if step is None:
+            return {}
+        self.last_saved = step
+        if (self.job_dir / "samples" / f"step_{step:06d}").is_dir():
+            self.last_sampled = step  # its previews are the proof's
+        return {"stopped_early_at": trained_to}
 
 
 def _shown_loss(smooth, last) -> float | None:

@@ -181,6 +181,11 @@ class ZImageTurboConfig(RecipeConfig):
            "training images' falls, the LoRA memorises its images (overfitting) and the job says from which step. "
            "0 holds none out.", min=0, max=1000, label="Held-out images",
     )
+    stop_when_overfitting: bool = option(
+        False, "With holdout_images: end the job once the held-out images' loss has risen for two evaluations in a "
+               "row while the training images' falls. The LoRA is then the checkpoint nearest their lowest loss; "
+               "the steps after it are dropped (their loss stays in the chart).", label="Stop when overfitting",
+    )
     seed: int = option(42, "Random seed for LoRA init, data order, noise and previews.", min=0, max=2**31 - 1)
 
     def __post_init__(self) -> None:
