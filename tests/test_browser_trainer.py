@@ -348,6 +348,7 @@ def test_compare_two_runs(studio, demo_root, artifacts_dir):
         expect(table).to_contain_text("other settings are the same in every run")
         expect(table.locator("tr.result", has_text="Evaluation loss")).to_contain_text("(step 30)")
         expect(table.locator("tr.result", has_text="Held-out loss, lowest")).to_contain_text("at step")
+        expect(table.locator("tr.result", has_text="Held-out loss, lowest")).to_contain_text("★ generalises best")
         # the evaluations as measured (before the first step, every 10 steps), then the held-out images'
         page.locator("#compare-modes [data-mode='eval']").click()
         expect(page.locator("#compare-chart-title")).to_have_text("Evaluation loss")

@@ -34,6 +34,20 @@ def test_continue_a_completed_job_for_more_steps(settings):
     assert "fake: starting at step 4" in log
 
 
+def test_more_steps_after_an_early_stop_are_trained_whole(settings):
+    worker = _worker(settings)
+    job = _job(worker.store, steps=6, mode="early", stop_when_overfitting=True, holdout_images=1)
+    assert worker.run_once().step == 2
+    worker.store.update(job.id, config={k: v for k, v in job.config.items() if k != "mode"})  # the stand-in's own
+    response = trainer.create_app(settings).test_client().post(f"/api/jobs/{job.id}/continue",
+                                                               json={"more_steps": 4})
+    assert response.status_code == 200, response.get_json()
+    queued = response.get_json()["job"]
+    assert response.status_code == 200 and queued["total_steps"] == 6
+    assert queued["config"]["stop_when_overfitting"] is False and queued["config"]["holdout_images"] == 1
+    assert queued["message"].endswith("from step 2 to 6. Stop when overfitting is off for them.")
+
+
 def test_continue_needs_the_final_checkpoint(settings):
     worker = _worker(settings)
     job = _job(worker.store, steps=3, save_every=2)  # the last checkpoint is at step 2, not 3

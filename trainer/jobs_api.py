@@ -214,12 +214,17 @@ def continue_job(job_id):
                        "instead.", 409)
     _require_training_data(job)
     total = job.step + more
+    # asked for more steps after the job stopped itself for overfitting: the added steps are trained, not cut short
+    watching = bool(job.config.get("stop_when_overfitting"))
     try:
-        config = get_recipe(job.recipe).config_from_dict({**job.config, "steps": total}).to_dict()
+        config = get_recipe(job.recipe).config_from_dict({**job.config, "steps": total,
+                                                          **({"stop_when_overfitting": False} if watching else {})
+                                                          }).to_dict()
     except ConfigError as exc:
         raise ApiError(f"The job cannot go on to {total} steps: {exc}", 422, details=exc.errors) from None
     store().update(job.id, config=config, total=total)
-    job = store().resume(job.id, f"Waiting for the worker: {more} more steps, from step {job.step} to {total}.",
+    note = " Stop when overfitting is off for them." if watching else ""
+    job = store().resume(job.id, f"Waiting for the worker: {more} more steps, from step {job.step} to {total}.{note}",
                          also_completed=True)
     announce(job)
     return jsonify({"job": job.public()})

@@ -15,11 +15,12 @@
     ["Status", (d) => d.job.status],
     ["Final loss (smoothed)", (d) => fmtLoss(d.job.smooth_loss ?? d.job.loss)],
     ["Evaluation loss", (d) => { const e = d.evals[d.evals.length - 1]; return e ? `${fmtLoss(e.eval_loss)} (step ${e.step})` : "–"; }],
-    ["Held-out loss, lowest", (d) => {
-      const held = d.evals.filter((e) => Number.isFinite(e.holdout_loss));
-      if (!held.length) return "–";
-      const best = held.reduce((b, e) => (e.holdout_loss < b.holdout_loss ? e : b));
-      return `${fmtLoss(best.holdout_loss)} at step ${best.step}`;
+    ["Held-out loss, lowest", (d, all) => {
+      const best = lowestHeld(d);
+      if (!best) return "–";
+      const lowest = Math.min(...all.map(lowestHeld).filter(Boolean).map((e) => e.holdout_loss));
+      const runs = all.filter((o) => lowestHeld(o)).length;
+      return `${fmtLoss(best.holdout_loss)} at step ${best.step}${runs > 1 && best.holdout_loss === lowest ? " ★ generalises best" : ""}`;
     }],
     ["Steps", (d) => `${d.job.step} / ${d.job.total_steps}`],
     ["Speed", (d) => (d.job.it_per_s ? `${d.job.it_per_s.toFixed(2)} it/s` : "–")],
@@ -28,13 +29,19 @@
       : `${d.job.dataset}${d.job.dataset_version ? ` (${d.job.dataset_version.slice(0, 8)})` : ""}`],
   ];
 
+  // The evaluation where a run's held-out images had their lowest loss, or null without held-out images.
+  function lowestHeld(d) {
+    const held = (d.evals || []).filter((e) => Number.isFinite(e.holdout_loss));
+    return held.length ? held.reduce((b, e) => (e.holdout_loss < b.holdout_loss ? e : b)) : null;
+  }
+
   function settingsTable(details) {
     const head = `<tr><th></th>${details.map((d, i) => `<th><span class="swatch" style="background:${COLORS[i]}"></span>
       <a href="/jobs/${esc(d.job.id)}">${esc(d.job.name)}</a></th>`).join("")}</tr>`;
     const row = (label, values, cls = "") => `<tr class="${cls}"><td class="muted">${esc(label)}</td>${values
       .map((v) => `<td>${esc(v)}</td>`).join("")}</tr>`;
-    const results = RESULTS.filter(([label, get]) => details.some((d) => get(d) !== "–"))
-      .map(([label, get]) => row(label, details.map(get), "result"));
+    const results = RESULTS.filter(([label, get]) => details.some((d) => get(d, details) !== "–"))
+      .map(([label, get]) => row(label, details.map((d) => get(d, details)), "result"));
     const configs = details.map((d) => d.config);
     const keys = [...new Set(configs.flatMap((c) => Object.keys(c)))];
     const text = (v) => (v === undefined ? "–" : typeof v === "string" ? v : JSON.stringify(v));
