@@ -213,7 +213,7 @@ def test_a_job_stopped_early_completes_at_its_best_checkpoint_and_can_go_on(sett
     job = _job(worker.store, steps=6, mode="early")
     done = worker.run_once()
     assert done.status == "completed", done.error
-    assert done.step == 2 and done.result["stopped_early_at"] == 6
+    assert done.step == 2 and done.total_steps == 2 and done.result["stopped_early_at"] == 6
     assert done.message.startswith("Stopped early at step 6: the held-out images' loss rose, so the LoRA is the "
                                    "checkpoint at step 2, final loss 0.5000.")
     assert latest_checkpoint_step(worker.workspace.jobs / job.id) == done.step  # what Train more steps needs

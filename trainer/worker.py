@@ -345,6 +345,7 @@ class Worker:
             message = (f"Stopped early at step {result['stopped_early_at']}: the held-out images' loss rose, so the "
                        f"LoRA is the checkpoint at step {result.get('steps')}{loss_text}.{note}")
             self.store.progress(job.id, {"step": result.get("steps")})
+            self.store.update(job.id, total=result.get("steps"))  # done: the bar is full at the LoRA's step
         return self.store.finish(job.id, "completed", message=message, lora_path=str(lora), result=result)
 
     def _push_outputs(self, job: Job) -> str:
