@@ -140,7 +140,7 @@ class Evaluator:
     def overfitting(self) -> str | None:
         """Once per run: a sentence when the held-out loss has risen above its lowest for RISEN_EVALS evaluations
         in a row while the training images' loss went on falling."""
-        held = [p for p in self.points if p.holdout_loss is not None and math.isfinite(p.holdout_loss)]
+        held = self._held()
         if self.warned or len(held) < RISEN_EVALS + 1:
             return None
         best = min(held, key=lambda p: p.holdout_loss)
@@ -155,8 +155,11 @@ class Evaluator:
                 f"memorise its images. The checkpoint nearest step {best.step} may generalise better: the job keeps it "
                 "(marked in its checkpoint list); compare it in Try the LoRA.")
 
+    def _held(self) -> list[EvalPoint]:
+        return [p for p in self.points if p.holdout_loss is not None and math.isfinite(p.holdout_loss)]
+
     def best_holdout(self) -> EvalPoint | None:
-        held = [p for p in self.points if p.holdout_loss is not None and math.isfinite(p.holdout_loss)]
+        held = self._held()
         return min(held, key=lambda p: p.holdout_loss) if held else None
 
     def load(self, lines: list[str]) -> None:

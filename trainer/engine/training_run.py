@@ -203,9 +203,8 @@ class TrainingRun(RunPreviews):
                                         progress)
 
     def close(self) -> None:
-        for part in (getattr(self, "metrics", None), getattr(self, "evaluation", None)):
-            if part is not None:
-                part.close()
+        self.metrics.close()
+        self.evaluation.close()
 
     def _start_from(self, transformer) -> None:
         """The trainable LoRA starts as the LoRA the job names (staged in its folder when it was claimed)."""

@@ -29,11 +29,7 @@
       : `${d.job.dataset}${d.job.dataset_version ? ` (${d.job.dataset_version.slice(0, 8)})` : ""}`],
   ];
 
-  // The evaluation where a run's held-out images had their lowest loss, or null without held-out images.
-  function lowestHeld(d) {
-    const held = (d.evals || []).filter((e) => Number.isFinite(e.holdout_loss));
-    return held.length ? held.reduce((b, e) => (e.holdout_loss < b.holdout_loss ? e : b)) : null;
-  }
+  const lowestHeld = (d) => LossChart.lowestHeld(d.evals);
 
   function settingsTable(details) {
     const head = `<tr><th></th>${details.map((d, i) => `<th><span class="swatch" style="background:${COLORS[i]}"></span>

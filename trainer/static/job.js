@@ -132,14 +132,13 @@
     $("s-eval-box").hidden = !last;
     $("chart-legend-evals").hidden = !last;
     if (!last) return;
-    const held = evals.filter((e) => Number.isFinite(e.holdout_loss));
+    const best = LossChart.lowestHeld(evals);
     $("s-eval").textContent = fmtLoss(last.eval_loss);
-    $("legend-held").hidden = !held.length;
-    if (!held.length) { $("s-eval-sub").textContent = `at step ${last.step}`; return; }
-    const best = held.reduce((b, e) => (e.holdout_loss < b.holdout_loss ? e : b));
+    $("legend-held").hidden = !best;
+    if (!best) { $("s-eval-sub").textContent = `at step ${last.step}`; return; }
     if (best.step !== bestHeldStep) { bestHeldStep = best.step; renderCheckpoints(shownCheckpoints); }
     $("s-eval-sub").textContent = `held-out ${fmtLoss(last.holdout_loss)}` +
-      (best !== held[held.length - 1] ? ` · lowest ${fmtLoss(best.holdout_loss)} at step ${best.step}` : "");
+      (best.step !== last.step ? ` · lowest ${fmtLoss(best.holdout_loss)} at step ${best.step}` : "");
   }
 
   async function refreshMetrics() {

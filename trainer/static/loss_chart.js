@@ -26,8 +26,7 @@
     // The job's evaluations: [{step, eval_loss, holdout_loss?}], each a measurement (drawn as it is, not smoothed).
     setEvals(evals) {
       this.evals = (evals || []).filter((e) => Number.isFinite(e.eval_loss)).sort((a, b) => a.step - b.step);
-      const held = this.evals.filter((e) => Number.isFinite(e.holdout_loss));
-      this.bestHeld = held.length ? held.reduce((best, e) => (e.holdout_loss < best.holdout_loss ? e : best)) : null;
+      this.bestHeld = LossChart.lowestHeld(this.evals);
       this.draw();
     }
     setRange(lastN) {
@@ -190,6 +189,10 @@
     }
   }
   const EVAL_COLORS = { eval: "#f0a34a", held: "#e06ad0" };
-  LossChart.EVAL_COLORS = EVAL_COLORS;
+  // The evaluation where the held-out images' loss was lowest, or null without held-out images.
+  LossChart.lowestHeld = (evals) => {
+    const held = (evals || []).filter((e) => Number.isFinite(e.holdout_loss));
+    return held.length ? held.reduce((best, e) => (e.holdout_loss < best.holdout_loss ? e : best)) : null;
+  };
   window.LossChart = LossChart;
 })();
