@@ -99,6 +99,7 @@ class RunSettings:
     note: str = ""
     profile: bool = False  # list the attention kernels one step launches
     compiled: bool = False  # the blocks are compiled: no selective recomputation
+    evaluate: bool = False  # also time one evaluation-loss measurement (trainer.engine.evaluation), said in the note
 
 
 @dataclass
@@ -189,6 +190,8 @@ def engine_run(transformer, params, shape: dict, settings: RunSettings, args, de
         if settings.profile:
             result.attention_kernels = attention_kernels(loop.step, device)
             loop.flush()
+        if settings.evaluate:
+            result.note = "; ".join(x for x in (result.note, evaluation_cost(loop, samples, result, device)) if x)
     except torch.OutOfMemoryError as exc:
         result.error = f"out of memory: {str(exc).splitlines()[0][:120]}"
     finally:
@@ -196,6 +199,24 @@ def engine_run(transformer, params, shape: dict, settings: RunSettings, args, de
         for p in params:
             p.grad = None
     return result  # the caller frees the GPU memory once this frame (optimizer state included) is gone
+
+
+def evaluation_cost(loop, samples, result: RunResult, device: torch.device) -> str:
+    """One evaluation as a job makes it (EVAL_IMAGES images x the noise levels, forward only), timed after a warm-up
+    one, against the step just measured."""
+    from trainer.engine.evaluation import Evaluator
+    from trainer.evaluation_set import EVAL_IMAGES, EVAL_SIGMAS
+
+    evaluator = Evaluator(loop, samples, [0] * EVAL_IMAGES, [], 1)
+    evaluator.measure(0)
+    sync(device)
+    start = time.perf_counter()
+    evaluator.measure(1)
+    sync(device)
+    seconds = time.perf_counter() - start
+    forwards = EVAL_IMAGES * len(EVAL_SIGMAS)
+    return (f"one evaluation ({forwards} forward passes) {seconds:.2f} s = {seconds / result.s_per_step:.1f} steps, "
+            f"{seconds / (250 * result.s_per_step) * 100:.1f}% of training at one per 250 steps")
 
 
 ATTENTION_WORDS = ("flash", "cudnn", "fmha", "efficient", "attention", "sdpa", "softmax")

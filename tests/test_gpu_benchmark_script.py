@@ -23,6 +23,8 @@ def test_the_gpu_benchmark_runs_end_to_end_on_the_tiny_shape(tmp_path, capsys):
             "float8 matmuls + levers, auto for 12 GiB", "24 GB preset (float8, auto, 22 GB budget)"} <= set(names)
     assert any(n.startswith("peer: diffusers + peft") for n in names)
     assert not [r for r in data["runs"] if r.get("error")]
+    timed = [r["name"] for r in data["runs"] if "one evaluation (12 forward passes)" in (r.get("note") or "")]
+    assert timed == ["+ inputs resident on the GPU"]  # the evaluation loss's cost, once, against that row's step
     for row in data["runs"]:
         assert row["s_per_step"] > 0 and 0 < row["mfu"] <= row["hfu"] and row["x_floor"] > 0
     skipped = {s["name"]: s["why"] for s in data["skipped"]}
