@@ -32,6 +32,13 @@ def _exported(url: str) -> str:
     return dataset_id
 
 
+def _open_section(page, url: str, dataset_id: str) -> None:
+    """The dataset's gallery, its Export dialog, and the Publish to Hugging Face section in it."""
+    page.goto(f"{url}/d/{dataset_id}")
+    page.click("#btn-export")
+    page.click("#hub-push summary")
+
+
 def test_publish_a_dataset_from_the_export_dialog(studio_root, artifacts_dir, tmp_path, hub):  # noqa: F811
     from playwright.sync_api import expect, sync_playwright
 
@@ -40,9 +47,7 @@ def test_publish_a_dataset_from_the_export_dialog(studio_root, artifacts_dir, tm
     with ServerProcess("app", env, log_path=tmp_path / "server.log") as server, sync_playwright() as p:
         dataset_id = _exported(server.url)
         browser, page, problems = open_page(p)
-        page.goto(f"{server.url}/d/{dataset_id}")
-        page.click("#btn-export")
-        page.click("#hub-push summary")
+        _open_section(page, server.url, dataset_id)
         expect(page.locator("#hub-repo")).to_have_value("cats-v1")
         expect(page.locator("#hub-private")).to_be_checked()
         page.fill("#hub-repo", "not/a/name")
@@ -57,9 +62,7 @@ def test_publish_a_dataset_from_the_export_dialog(studio_root, artifacts_dir, tm
         assert page.locator("#hub-link").get_attribute("href") == f"{hub.url}/datasets/me/cats"
         assert sorted(hub.repos["datasets/me/cats"]) == ["README.md", "train/a.png", "train/a.txt", "train/b.png",
                                                          "train/b.txt", "train/metadata.jsonl"]
-        page.reload()  # the dialog shows the last publication when opened again
-        page.click("#btn-export")
-        page.click("#hub-push summary")
+        _open_section(page, server.url, dataset_id)  # the dialog shows the last publication when opened again
         expect(page.locator("#hub-link")).to_have_text("me/cats")
         expect(page.locator("#hub-push-summary")).to_have_text("(last: me/cats)")
         assert problems == []
@@ -73,9 +76,7 @@ def test_without_a_token_the_section_says_why(studio_root, tmp_path, hub):  # no
     with ServerProcess("app", env, log_path=tmp_path / "server.log") as server, sync_playwright() as p:
         dataset_id = _exported(server.url)
         browser, page, problems = open_page(p)
-        page.goto(f"{server.url}/d/{dataset_id}")
-        page.click("#btn-export")
-        page.click("#hub-push summary")
+        _open_section(page, server.url, dataset_id)
         expect(page.locator("#hub-start")).to_be_disabled()
         expect(page.locator("#hub-error")).to_contain_text("The pod has no HF_TOKEN")
         assert problems == []
