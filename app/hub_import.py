@@ -20,7 +20,7 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from app import imaging
-from app.caption_files import is_metadata_name
+from app.caption_files import caption_key, is_metadata_name
 from app.importer import Source
 from studio.fetch_progress import counting_bar
 from studio.hub_files import FetchError, hub_error
@@ -89,9 +89,13 @@ def _nothing_there(link: HubLink, others: list[str]) -> JobError:
     return JobError(f"{where} has no files.")
 
 
-def list_files(api, link: HubLink, commit: str, max_bytes: int) -> list:
-    """The repo files to download (images, captions, metadata, ZIPs, Parquet) under the link, sorted; JobError
-    otherwise."""
+def list_files(api, link: HubLink, commit: str, max_bytes: int, limit: int | None = None) -> tuple[list, list]:
+    """The repo files to download (images, captions, metadata, ZIPs, Parquet) under the link, sorted, as (those
+    downloaded at once, those downloaded one by one only while the import still wants images); JobError otherwise.
+
+    With a `limit`, the first images are downloaded at once with their captions and every metadata file; the
+    images after them and every ZIP and Parquet file wait (the import reads them in order until it has enough),
+    and `.txt` files of images left out are not downloaded at all."""
     from huggingface_hub import RepoFile
 
     folder = posixpath.dirname(link.path) if link.is_file else link.path
@@ -105,12 +109,26 @@ def list_files(api, link: HubLink, commit: str, max_bytes: int) -> list:
     chosen = sorted((entry for entry in entries if _wanted(entry.path)), key=lambda entry: entry.path)
     if not chosen:
         raise _nothing_there(link, [entry.path for entry in entries])
-    total = sum(_size(entry) for entry in chosen)
+    first, later = _split(chosen, limit)
+    total = sum(_size(entry) for entry in first)
     if total > max_bytes:
-        raise JobError(f"{link.label} has {total / 2**20:,.0f} MB of images and captions, over the limit of "
+        what = "of images and captions" if limit is None else f"in its first {plural(limit, 'image')} and captions"
+        raise JobError(f"{link.label} has {total / 2**20:,.0f} MB {what}, over the limit of "
                        f"{max_bytes / 2**20:,.0f} MB (MAX_UPLOAD_MB): link one folder of it "
-                       "(…/tree/main/<folder>), or raise MAX_UPLOAD_MB.")
-    return chosen
+                       "(…/tree/main/<folder>), take fewer images, or raise MAX_UPLOAD_MB.")
+    return first, later
+
+
+def _split(chosen: list, limit: int | None) -> tuple[list, list]:
+    if limit is None:
+        return chosen, []
+    images = [entry for entry in chosen if imaging.is_image_name(entry.path)]
+    taken = {entry.path for entry in images[:limit]}
+    keys = {caption_key(path) for path in taken}
+    first = [entry for entry in chosen if entry.path in taken or is_metadata_name(entry.path)
+             or (entry.path.lower().endswith(".txt") and caption_key(entry.path) in keys)]
+    later = images[limit:] + [entry for entry in chosen if entry.path.lower().endswith((".zip", ".parquet"))]
+    return first, later
 
 
 class _Progress:
@@ -151,42 +169,62 @@ class _Progress:
                                                   f"{plural(self.files, 'file')}")
 
 
-def download(job, link: HubLink, settings: Settings, folder: Path) -> list[Source]:
-    """Every wanted file of the link, downloaded into `folder`, as import sources named by their repo path."""
+def download(job, link: HubLink, settings: Settings, folder: Path, limit: int | None = None) -> list[Source]:
+    """Every wanted file of the link as import sources named by their repo path: downloaded into `folder` now, or,
+    with a `limit`, the files after the first images downloaded when the import asks for them (list_files)."""
     from huggingface_hub import HfApi, hf_hub_download
 
     token = settings.hf_token or False
+    max_bytes = settings.max_upload_mb * 2**20
     api = HfApi(endpoint=settings.hf_endpoint, token=token)
     job.update(phase="downloading", message=f"Listing {link.label} on Hugging Face")
     try:
         commit = api.dataset_info(link.repo, revision=link.revision).sha or link.revision
-        files = list_files(api, link, commit, settings.max_upload_mb * 2**20)
+        first, later = list_files(api, link, commit, max_bytes, limit)
     except JobError:
         raise
     except Exception as exc:  # every hub failure is one sentence
         raise _job_error(exc, link) from None
-    progress = _Progress(job, sum(_size(entry) for entry in files), len(files), link.label)
     targets = {}
-    for entry in files:
+    for entry in first + later:
         try:
             targets[entry.path] = confined(folder, entry.path)
         except UnsafePathError:
             raise JobError(f"{link.repo} lists a file with an unsafe path ({entry.path!r}): nothing was "
                            "imported.") from None
+    spent = [sum(_size(entry) for entry in first)]
 
-    def fetch(entry) -> None:
-        hf_hub_download(link.repo, entry.path, repo_type="dataset", revision=commit, local_dir=folder, token=token,
-                        endpoint=settings.hf_endpoint, tqdm_class=progress.bar_class(entry.path))
-        progress.file_done(entry.path, _size(entry))
+    def fetch_all(reporter, files: list, label: str) -> None:
+        progress = _Progress(reporter, sum(_size(entry) for entry in files), len(files), label)
 
-    progress.report()
-    try:
-        _in_parallel(files, fetch, progress)
-    except (JobError, JobStopped):
-        raise
-    except Exception as exc:
-        raise _job_error(exc, link) from None
-    return [Source(entry.path, targets[entry.path]) for entry in files]
+        def fetch(entry) -> None:
+            hf_hub_download(link.repo, entry.path, repo_type="dataset", revision=commit, local_dir=folder,
+                            token=token, endpoint=settings.hf_endpoint, tqdm_class=progress.bar_class(entry.path))
+            progress.file_done(entry.path, _size(entry))
+
+        progress.report()
+        try:
+            _in_parallel(files, fetch, progress)
+        except (JobError, JobStopped):
+            raise
+        except Exception as exc:
+            raise _job_error(exc, link) from None
+
+    def fetch_later(entry):
+        def prepare(reporter) -> Path:
+            if spent[0] + _size(entry) > max_bytes:
+                raise JobError(f"{link.repo}/{entry.path} ({_size(entry) / 2**20:,.0f} MB) would take the download "
+                               f"past the limit of {max_bytes / 2**20:,.0f} MB (MAX_UPLOAD_MB): take fewer images, "
+                               "or raise MAX_UPLOAD_MB.")
+            spent[0] += _size(entry)
+            fetch_all(reporter, [entry], f"{link.label} ({entry.path})")
+            return targets[entry.path]
+
+        return prepare
+
+    fetch_all(job, first, link.label)
+    return [Source(entry.path, targets[entry.path]) for entry in first] + \
+        [Source(entry.path, prepare=fetch_later(entry)) for entry in later]
 
 
 def _in_parallel(files: list, fetch, progress: _Progress) -> None:

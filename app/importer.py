@@ -50,6 +50,31 @@ class Candidate:
     key: tuple[str, str] = ("", "")  # folder and stem, to pair it with a loose caption (caption_files.caption_key)
 
 
+@dataclass
+class Left:
+    """What an import with a limit of images left out: whole files (not downloaded, not read) and the images or
+    rows inside a ZIP or a Parquet file it stopped reading."""
+
+    limit: int | None
+    files: int = 0
+    entries: int = 0
+
+    def room(self, taken: int) -> int | None:
+        """How many more images may be taken; None without a limit."""
+        return None if self.limit is None else max(0, self.limit - taken)
+
+    def note(self) -> str:
+        if not (self.files or self.entries):
+            return ""
+        parts = [plural(n, what) for n, what in ((self.files, "more file"), (self.entries, "more image"))
+                 if n]
+        return f"; stopped at the limit of {plural(self.limit, 'image')} ({' and '.join(parts)} left out)"
+
+    def public(self) -> dict:
+        return {"images": self.limit, "reached": bool(self.files or self.entries), "files_left": self.files,
+                "images_left": self.entries}
+
+
 def _import_lock(dataset: Dataset) -> threading.Lock:
     # imports into one dataset run one after another, so name choices never race
     with _import_locks_guard:
@@ -57,11 +82,14 @@ def _import_lock(dataset: Dataset) -> threading.Lock:
 
 
 def run_import(job: JobReporter, dataset: Dataset, sources: list[Source], settings: Settings, work_dir: Path,
-               skip_known: bool = False) -> dict:
+               skip_known: bool = False, limit: int | None = None) -> dict:
     """Extract, verify, name and place every image; captions from `.txt` files go with their images.
     `skip_known` leaves out images the dataset already has (the same bytes): an import run again after
-    an interruption adds only what the first run had not placed."""
+    an interruption adds only what the first run had not placed. `limit` takes the first images only (in the
+    sources' order, then by name inside a ZIP, by row inside a Parquet file): once it is reached, the sources of
+    images left are neither prepared (downloaded) nor read."""
     skipped: list[dict] = []
+    left = Left(limit)
     candidates: list[Candidate] = []
     loose_captions: dict[tuple[str, str], str] = {}
     listed_captions: dict[tuple[str, str], str] = {}  # from metadata.jsonl / metadata.csv files
@@ -70,20 +98,28 @@ def run_import(job: JobReporter, dataset: Dataset, sources: list[Source], settin
         with _import_lock(dataset):
             for index, source in enumerate(sources):
                 job.check_stop()
+                lower = source.name.lower()
+                room = left.room(len(candidates))
+                if room == 0 and (lower.endswith(".zip") or is_parquet_name(lower) or imaging.is_image_name(lower)):
+                    left.files += 1
+                    continue
                 if source.prepare is not None:
                     source.path = source.prepare(job)
-                lower = source.name.lower()
+                    lower = source.name.lower()  # a link's file is named once it has downloaded
                 if lower.endswith(".zip"):
                     staged = extract_zip(source.path, work_dir / f"zip-{index}", job,
-                                         settings.zip_max_total_mb * 2**20, settings.zip_max_ratio, source.name)
+                                         settings.zip_max_total_mb * 2**20, settings.zip_max_ratio, source.name,
+                                         limit=room)
                     skipped.extend(staged.skipped)
+                    left.entries += staged.left
                     for inner, path in staged.images:
                         candidates.append(Candidate(f"{source.name}/{inner}", clean_filename(inner), path,
                                                     staged.captions.get(caption_key(inner))))
                 elif is_parquet_name(lower):
                     unpacked = extract_parquet(source.path, work_dir / f"parquet-{index}", job,
-                                               settings.zip_max_total_mb * 2**20, source.name)
+                                               settings.zip_max_total_mb * 2**20, source.name, limit=room)
                     skipped.extend(unpacked.skipped)
+                    left.entries += unpacked.left
                     candidates.extend(Candidate(row.label, row.name, row.path, row.caption) for row in unpacked.rows)
                     tables.append({"file": source.name, "rows": len(unpacked.rows) + len(unpacked.skipped),
                                    "image_column": unpacked.image_column,
@@ -104,9 +140,12 @@ def run_import(job: JobReporter, dataset: Dataset, sources: list[Source], settin
             for candidate in candidates:
                 if candidate.caption is None:
                     candidate.caption = loose_captions.get(candidate.key, listed_captions.get(candidate.key))
-            result = _place_all(job, dataset, candidates, settings, skipped, skip_known, _table_note(tables))
+            result = _place_all(job, dataset, candidates, settings, skipped, skip_known,
+                                _table_note(tables) + left.note())
             if tables:
                 result["tables"] = tables
+            if limit is not None:
+                result["limit"] = left.public()
     finally:
         shutil.rmtree(work_dir, ignore_errors=True)
     return result

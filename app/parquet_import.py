@@ -47,6 +47,7 @@ class Unpacked:
     skipped: list[dict] = field(default_factory=list)
     image_column: str = ""
     caption_column: str | None = None
+    left: int = 0  # rows not read: beyond the limit
 
 
 def is_parquet_name(name: str) -> bool:
@@ -99,13 +100,26 @@ def choose_columns(schema) -> tuple[str | None, str | None]:
     return image, caption
 
 
-def _chunk_sizes(parquet, columns: list[str]) -> list[int]:
+def _groups_for(parquet, limit: int | None) -> int:
+    """How many row groups hold the first `limit` rows (all of them without a limit)."""
+    metadata = parquet.metadata
+    if limit is None:
+        return metadata.num_row_groups
+    rows = 0
+    for group in range(metadata.num_row_groups):
+        rows += metadata.row_group(group).num_rows
+        if rows >= limit:
+            return group + 1
+    return metadata.num_row_groups
+
+
+def _chunk_sizes(parquet, columns: list[str], groups: int | None = None) -> list[int]:
     """What each column chunk of the chosen columns unpacks to, by the footer (a page never decompresses to more
     than it declares; a dictionary-encoded value repeated in many rows is counted once here, so the rows are
-    counted again while they are written)."""
+    counted again while they are written), in the first `groups` row groups (all by default)."""
     metadata = parquet.metadata
     sizes = []
-    for group in range(metadata.num_row_groups):
+    for group in range(metadata.num_row_groups if groups is None else groups):
         row_group = metadata.row_group(group)
         for index in range(row_group.num_columns):
             chunk = row_group.column(index)
@@ -114,8 +128,8 @@ def _chunk_sizes(parquet, columns: list[str]) -> list[int]:
     return sizes
 
 
-def _declared_bytes(parquet, columns: list[str]) -> int:
-    return sum(_chunk_sizes(parquet, columns))
+def _declared_bytes(parquet, columns: list[str], limit: int | None) -> int:
+    return sum(_chunk_sizes(parquet, columns, _groups_for(parquet, limit)))
 
 
 def _batch_rows(parquet, columns: list[str]) -> int:
@@ -168,10 +182,11 @@ class _Names:
 
 
 def extract_parquet(source: Path, staging: Path, job: JobReporter, max_total_bytes: int, label: str,
-                    stem: str | None = None) -> Unpacked:
+                    stem: str | None = None, limit: int | None = None) -> Unpacked:
     """Every row's image of `source` staged in `staging` (numbered files) with its caption; JobError when the file
     cannot be read, holds no image column or unpacks to more than `max_total_bytes`. Rows without a name of their
-    own are named `<stem>-<row>` (the label's stem unless given)."""
+    own are named `<stem>-<row>` (the label's stem unless given). With a `limit`, reading stops at that many images
+    (the size limit counts the row groups that hold them)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -185,16 +200,19 @@ def extract_parquet(source: Path, staging: Path, job: JobReporter, max_total_byt
             raise JobError(f"{label} has no image column (columns: {', '.join(parquet.schema_arrow.names) or 'none'})"
                            ": nothing was imported from it.")
         columns = [image_column] + ([caption_column] if caption_column else [])
-        declared = _declared_bytes(parquet, columns)
+        declared = _declared_bytes(parquet, columns, limit)
         if declared > max_total_bytes:
             raise JobError(f"{label} would unpack to {declared / 2**20:,.0f} MB, over the limit of "
                            f"{max_total_bytes / 2**20:,.0f} MB (ZIP_MAX_TOTAL_MB).")
         out = Unpacked(image_column=image_column, caption_column=caption_column)
         staging.mkdir(parents=True, exist_ok=True)
-        job.update(phase="extracting", total=parquet.metadata.num_rows, done=0, message=f"Reading {label}")
+        rows = parquet.metadata.num_rows
+        job.update(phase="extracting", total=rows if limit is None else min(rows, limit), done=0,
+                   message=f"Reading {label}")
         try:
-            _read_rows(parquet, columns, out, staging, job, max_total_bytes, label,
-                       _Names(clean_filename(stem or Path(label).stem) or "row"))
+            read = _read_rows(parquet, columns, out, staging, job, max_total_bytes, label,
+                              _Names(clean_filename(stem or Path(label).stem) or "row"), limit)
+            out.left = rows - read
         except (pa.ArrowException, OSError) as exc:
             if isinstance(exc, OSError) and exc.errno is not None:  # the disk's, not the file's
                 raise
@@ -204,12 +222,15 @@ def extract_parquet(source: Path, staging: Path, job: JobReporter, max_total_byt
 
 
 def _read_rows(parquet, columns: list[str], out: Unpacked, staging: Path, job: JobReporter, max_total_bytes: int,
-               label: str, names: _Names) -> None:
+               label: str, names: _Names, limit: int | None) -> int:
+    """Stages the rows' images into `out` until `limit` images; returns how many rows were read."""
     image_column, caption_column = out.image_column, out.caption_column
     written, row = 0, -1
     for batch in parquet.iter_batches(batch_size=_batch_rows(parquet, columns), columns=columns):
         job.check_stop()
         for values in batch.to_pylist():
+            if limit is not None and len(out.rows) >= limit:
+                return row + 1
             row += 1
             data, original = _image_bytes(values.get(image_column))
             where = f"{label} row {row}" + (f" ({original})" if original else "")
@@ -227,3 +248,4 @@ def _read_rows(parquet, columns: list[str], out: Unpacked, staging: Path, job: J
             caption = _caption(values.get(caption_column)) if caption_column else None
             out.rows.append(Row(names(original, row, ext), target, caption, where))
         job.update(done=row + 1, current=f"row {row + 1}")
+    return row + 1

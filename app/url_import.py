@@ -1,7 +1,11 @@
 """Import from a link: the pod downloads a ZIP or an image itself (datacentre bandwidth, no upload from a home
 connection through the proxy), then the same import job as an upload checks and places every image.
 
-    POST /api/datasets/<id>/import-url   {"url": "https://..."}   -> the import job (202); poll .../imports/<job>
+    POST /api/datasets/<id>/import-url   {"url": "https://...", "limit": 200}   -> the import job (202);
+                                                                                  poll .../imports/<job>
+
+`limit` (optional) takes at most that many images, the first ones: of a Hugging Face dataset only what they need
+is downloaded; of a ZIP or a Parquet file only they are unpacked (the file itself downloads whole).
 
 Share pages of common hosts become their direct download (Hugging Face `blob` -> `resolve`, Dropbox `dl=0` ->
 `dl=1`, a Google Drive file page -> its download). The studio fetches only public addresses (see link_fetch:
@@ -27,6 +31,7 @@ from studio.workspace import confined
 
 bp = Blueprint("url_import", __name__)
 MAX_URL = 4096
+MAX_LIMIT = 1_000_000
 SIGNATURES = [(b"PK\x03\x04", ".zip"), (b"PAR1", ".parquet"), (b"\xff\xd8\xff", ".jpg"),
               (b"\x89PNG\r\n\x1a\n", ".png")]
 
@@ -40,6 +45,15 @@ def check_url(url) -> str:
     if len(url) > MAX_URL or parts.scheme not in {"http", "https"} or not parts.hostname:
         raise ApiError("Give an http:// or https:// link to a ZIP or an image.", 422)
     return url
+
+
+def check_limit(value) -> int | None:
+    """The number of images to take at most (None: all of them); ApiError with a sentence otherwise."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_LIMIT:
+        raise ApiError(f"'limit' must be a whole number of images from 1 to {MAX_LIMIT:,}, or empty for all.", 422)
+    return value
 
 
 def direct_link(url: str) -> str:
@@ -83,22 +97,27 @@ def download(job, url: str, folder: Path, max_bytes: int, allow_private: bool) -
 
 @bp.post("/api/datasets/<dataset_id>/import-url")
 def import_url(dataset_id: str):
-    return jsonify(start_url_import(context.dataset(dataset_id), json_body().get("url")).public()), 202
+    body = json_body()
+    return jsonify(start_url_import(context.dataset(dataset_id), body.get("url"),
+                                    limit=check_limit(body.get("limit"))).public()), 202
 
 
-def start_url_import(dataset, url_given, parent_id: str | None = None, skip_known: bool = False) -> Job:
+def start_url_import(dataset, url_given, parent_id: str | None = None, skip_known: bool = False,
+                     limit: int | None = None) -> Job:
     """The import job for a link (ApiError, before any job, for a malformed link or a refused address). A Hugging
-    Face dataset link (the repo, a folder, a file) imports through the hub with the pod's HF_TOKEN."""
+    Face dataset link (the repo, a folder, a file) imports through the hub with the pod's HF_TOKEN. `limit` takes
+    the first images only."""
     given = check_url(url_given)
     settings = context.settings()
     work_dir = confined(context.workspace().uploads, f"url-{secrets.token_hex(8)}")
     dataset_link = hub_import.hub_link(given)
     if dataset_link is not None:
         def sources(job) -> list[Source]:
-            return hub_import.download(job, dataset_link, settings, work_dir / "download")
+            return hub_import.download(job, dataset_link, settings, work_dir / "download", limit)
 
         def described(found: list[Source]) -> dict:
-            return {"url": given, "dataset": dataset_link.repo, "files": len(found)}
+            return {"url": given, "dataset": dataset_link.repo,  # the files downloaded (a limit leaves some)
+                    "files": sum(1 for source in found if source.path is not None)}
     else:
         url = direct_link(given)
         try:
@@ -124,7 +143,8 @@ def start_url_import(dataset, url_given, parent_id: str | None = None, skip_know
     def work(job) -> dict:
         try:
             found = sources(job)
-            result = run_import(job, dataset, found, settings, work_dir / "import", skip_known=skip_known)
+            result = run_import(job, dataset, found, settings, work_dir / "import", skip_known=skip_known,
+                                limit=limit)
             result["source"] = described(found)
             return result
         finally:

@@ -31,6 +31,7 @@ class Extracted:
     images: list[tuple[str, Path]] = field(default_factory=list)  # (path in archive, staged file)
     captions: dict[tuple[str, str], str] = field(default_factory=dict)  # caption_files.caption_key -> text
     skipped: list[dict] = field(default_factory=list)
+    left: int = 0  # images not extracted: beyond the limit
 
 
 def entry_problem(info: zipfile.ZipInfo) -> str | None:
@@ -57,10 +58,19 @@ def _is_junk(name: str) -> bool:
     return "__MACOSX" in parts or base.startswith("._") or base in _JUNK
 
 
+def _beyond(infos: list[zipfile.ZipInfo], limit: int | None) -> set[str]:
+    """The image entries past the first `limit` by name (none without a limit): they are not extracted."""
+    if limit is None:
+        return set()
+    images = sorted(info.filename for info in infos if not info.is_dir() and entry_problem(info) is None
+                    and not _is_junk(info.filename.replace("\\", "/")) and imaging.is_image_name(info.filename))
+    return set(images[limit:])
+
+
 def extract_zip(archive: Path, staging: Path, job: JobReporter, max_total_bytes: int, max_ratio: int,
-                label: str) -> Extracted:
+                label: str, limit: int | None = None) -> Extracted:
     """Extract images and captions (`.txt` files, metadata.jsonl/.csv) of `archive` into `staging` (flat, numbered
-    names)."""
+    names); with a `limit`, only that many images, the first by name (the size limit counts only those)."""
     out = Extracted()
     listed: dict[tuple[str, str], str] = {}
     try:
@@ -74,7 +84,9 @@ def extract_zip(archive: Path, staging: Path, job: JobReporter, max_total_bytes:
             raise JobError(f"{label} is damaged: its table of contents cannot be read.") from None
         if any(info.flag_bits & 0x1 for info in infos):
             raise JobError(f"{label} is password-protected (encrypted): unzip it and upload the images instead.")
-        declared = sum(info.file_size for info in infos)
+        beyond = _beyond(infos, limit)
+        out.left = len(beyond)
+        declared = sum(info.file_size for info in infos if info.filename not in beyond)
         if declared > max_total_bytes:
             raise JobError(f"{label} would unpack to {declared / 2**20:,.0f} MB, over the limit of "
                            f"{max_total_bytes / 2**20:,.0f} MB (ZIP_MAX_TOTAL_MB).")
@@ -86,7 +98,7 @@ def extract_zip(archive: Path, staging: Path, job: JobReporter, max_total_bytes:
             job.check_stop()
             name = info.filename.replace("\\", "/")
             problem = entry_problem(info)
-            if problem is None and _is_junk(name):
+            if (problem is None and _is_junk(name)) or info.filename in beyond:
                 continue
             ext = os.path.splitext(name)[1].lower()
             metadata = is_metadata_name(name)

@@ -94,12 +94,19 @@ def test_a_hugging_face_dataset_link_imports_the_dataset_with_its_captions(studi
         expect(page.locator(".tile")).to_have_count(2)
         expect(page.locator(".tile").first).to_contain_text("a man in a hat")  # from the folder's metadata.jsonl
         page.screenshot(path=str(artifacts_dir / "datasets" / "09-hub-dataset.png"))
-        # a dataset that keeps its images in Parquet files imports row by row, captions and all
+        # a dataset that keeps its images in Parquet files imports row by row, captions and all; "take at most"
+        # stops reading at that many images (the first split's row, then the next split's first row)
         page.click("#btn-link")
         page.fill("#link-url", "https://huggingface.co/datasets/me/tables")
+        page.fill("#link-limit", "2")
         page.click("#link-start")
-        expect(page.locator("#import-status")).to_contain_text("Imported 3 images")
-        expect(page.locator(".tile")).to_have_count(5)
+        expect(page.locator("#import-status")).to_contain_text("Imported 2 images")
+        expect(page.locator("#import-status")).to_contain_text("stopped at the limit of 2 images (1 more image "
+                                                               "left out)")
+        expect(page.locator(".tile")).to_have_count(4)
         expect(page.locator(".tile", has_text="a green door")).to_have_count(1)
+        expect(page.locator(".tile", has_text="a red door")).to_have_count(1)
+        page.click("#btn-link")
+        expect(page.locator("#link-limit")).to_have_value("")  # a new import takes everything unless told
         assert problems == []
         browser.close()

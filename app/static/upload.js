@@ -136,6 +136,7 @@
   // from a link: the button, a link dropped on the page (from another tab), or one pasted outside a text field
   function openLink(url) {
     $("link-url").value = url || "";
+    $("link-limit").value = "";
     $("link-error").textContent = "";
     $("link-dialog").showModal();
   }
@@ -145,7 +146,9 @@
     ev.preventDefault();
     $("link-start").disabled = true;
     try {
-      const job = await api(`${ds.base}/import-url`, { method: "POST", json: { url: $("link-url").value } });
+      const limit = $("link-limit").value.trim();
+      const job = await api(`${ds.base}/import-url`, {
+        method: "POST", json: { url: $("link-url").value, limit: limit ? Number(limit) : null } });
       $("link-dialog").close();
       $("uploads").classList.add("open");
       expandPanel();

@@ -1,0 +1,144 @@
+"""Take at most N images from a link: of a Hugging Face dataset only the first images, their captions and the
+archives still needed are downloaded (the rest never leaves the hub); of a ZIP or a Parquet file only the first
+images are unpacked, and the size limits count only them. The job says where it stopped; a limit larger than the
+dataset changes nothing. The local stand-ins of the hub and the web serve the files."""
+
+from __future__ import annotations
+
+import pytest
+
+import app as datasets_app
+from tests.fake_hub import FakeHub
+from tests.parquet_files import HF_FEATURES, parquet_bytes
+from tests.test_datasets_support import image_bytes, wait_job, zip_bytes
+from tests.test_datasets_url_import import FILES, _dataset, web  # noqa: F401 - the stand-in web fixture
+
+HF = "https://huggingface.co/datasets"
+LOOSE = {  # five images with captions, then a ZIP and a Parquet file the limit never reaches
+    **{f"photos/{n:02d}.png": image_bytes(20 + n, size=(80, 80)) for n in range(5)},
+    **{f"photos/{n:02d}.txt": f"tok, photo {n}".encode() for n in range(5)},
+    "photos/metadata.jsonl": b'{"file_name": "01.png", "text": "tok, a listed caption"}\n',
+    "packs/more.zip": zip_bytes([("a.png", image_bytes(40, size=(80, 80)))]),
+    "packs/rows.parquet": parquet_bytes([{"image": (image_bytes(41, size=(80, 80)), "r.png"), "text": "tok"}],
+                                        features=HF_FEATURES),
+}
+SHARDS = {  # a dataset kept in Parquet shards, two rows each
+    f"data/train-{n:05d}-of-00003.parquet": parquet_bytes(
+        [{"image": (image_bytes(50 + 2 * n + row, size=(80, 80)), f"s{n}r{row}.png"), "text": f"tok, {n}.{row}"}
+         for row in range(2)], features=HF_FEATURES, row_group_size=1)
+    for n in range(3)}
+
+
+@pytest.fixture
+def hub(monkeypatch):
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    with FakeHub() as server:
+        server.add("datasets/me/loose", LOOSE, lfs=tuple(name for name in LOOSE if name.endswith(".png")))
+        server.add("datasets/me/shards", SHARDS, lfs=tuple(SHARDS))
+        heavy = {f"{n}.png": image_bytes(60 + n, size=(80, 80)) + b"\0" * 400_000 for n in range(4)}
+        server.add("datasets/me/heavy", heavy, lfs=tuple(heavy))  # 1.6 MB in all, over MAX_UPLOAD_MB=1
+        yield server
+
+
+@pytest.fixture
+def client(make_settings, hub):
+    settings = make_settings(HF_ENDPOINT=hub.url, MAX_UPLOAD_MB="1", ALLOW_PRIVATE_URLS="1", ZIP_MAX_TOTAL_MB="1")
+    return datasets_app.create_app(settings).test_client()
+
+
+def _import(client, dataset_id: str, url: str, limit) -> dict:
+    response = client.post(f"/api/datasets/{dataset_id}/import-url", json={"url": url, "limit": limit})
+    assert response.status_code == 202, response.get_json()
+    return wait_job(client, f"/api/datasets/{dataset_id}/imports/{response.get_json()['id']}")
+
+
+def _captions(client, dataset_id) -> dict[str, str]:
+    images = client.get(f"/api/datasets/{dataset_id}/images").get_json()["images"]
+    return {image["name"]: image["caption"] for image in images}
+
+
+def _downloaded(hub, repo: str) -> set[str]:
+    return {r["path"].split("/resolve/", 1)[1].split("/", 1)[1] for r in hub.file_requests()
+            if f"/datasets/{repo}/resolve/" in r["path"]}
+
+
+def test_only_the_first_images_of_a_hub_dataset_and_their_captions_are_downloaded(client, hub):
+    dataset_id = _dataset(client)
+    job = _import(client, dataset_id, f"{HF}/me/loose", 2)
+    assert job["status"] == "completed", job.get("error")
+    assert _captions(client, dataset_id) == {"00.png": "tok, photo 0", "01.png": "tok, photo 1"}
+    assert _downloaded(hub, "me/loose") == {"photos/00.png", "photos/00.txt", "photos/01.png", "photos/01.txt",
+                                            "photos/metadata.jsonl"}
+    assert job["result"]["limit"] == {"images": 2, "reached": True, "files_left": 5, "images_left": 0}
+    assert job["result"]["source"]["files"] == 5  # what was downloaded
+    assert "stopped at the limit of 2 images (5 more files left out)" in job["message"]
+
+
+def test_parquet_shards_download_one_by_one_until_the_limit_is_reached(client, hub):
+    dataset_id = _dataset(client)
+    job = _import(client, dataset_id, f"{HF}/me/shards", 3)
+    assert job["status"] == "completed", job.get("error")
+    assert _captions(client, dataset_id) == {"s0r0.png": "tok, 0.0", "s0r1.png": "tok, 0.1", "s1r0.png": "tok, 1.0"}
+    assert _downloaded(hub, "me/shards") == {"data/train-00000-of-00003.parquet",
+                                             "data/train-00001-of-00003.parquet"}  # the third never downloads
+    assert job["result"]["limit"] == {"images": 3, "reached": True, "files_left": 1, "images_left": 1}
+    assert "(1 more file and 1 more image left out)" in job["message"]
+
+
+def test_a_dataset_over_the_download_limit_imports_its_first_images(client, hub):
+    whole = _dataset(client)
+    job = _import(client, whole, f"{HF}/me/heavy", None)
+    assert job["status"] == "failed" and "take fewer images, or raise MAX_UPLOAD_MB" in job["error"], job
+    dataset_id = _dataset(client)
+    job = _import(client, dataset_id, f"{HF}/me/heavy", 2)
+    assert job["status"] == "completed", job.get("error")
+    assert sorted(_captions(client, dataset_id)) == ["0.png", "1.png"]
+    too_many = _dataset(client)
+    job = _import(client, too_many, f"{HF}/me/heavy", 3)
+    assert job["status"] == "failed" and "in its first 3 images and captions, over the limit of 1 MB" in \
+        job["error"], job
+    assert _captions(client, too_many) == {}
+
+
+def test_a_limit_above_the_dataset_takes_everything_and_says_nothing(client, hub):
+    dataset_id = _dataset(client)
+    job = _import(client, dataset_id, f"{HF}/me/shards", 100)
+    assert job["status"] == "completed" and len(_captions(client, dataset_id)) == 6
+    assert job["result"]["limit"] == {"images": 100, "reached": False, "files_left": 0, "images_left": 0}
+    assert "limit" not in job["message"]
+
+
+def test_a_zip_link_unpacks_only_its_first_images_by_name(client, web, monkeypatch):  # noqa: F811
+    entries = [(f"set/{n}.png", image_bytes(70 + n, size=(80, 80)) + b"\0" * 300_000) for n in (3, 1, 2, 0)]
+    entries += [("set/1.txt", b"tok, one"), ("set/3.txt", b"tok, three")]
+    monkeypatch.setitem(FILES, "/many.zip", ("application/zip", {}, zip_bytes(entries)))
+    dataset_id = _dataset(client)
+    job = _import(client, dataset_id, f"{web}/many.zip", 2)  # the whole ZIP unpacks to 1.2 MB, over 1 MB
+    assert job["status"] == "completed", job
+    assert _captions(client, dataset_id) == {"0.png": "", "1.png": "tok, one"}
+    assert job["result"]["limit"] == {"images": 2, "reached": True, "files_left": 0, "images_left": 2}
+    everything = _dataset(client)
+    job = _import(client, everything, f"{web}/many.zip", None)
+    assert job["status"] == "failed" and "ZIP_MAX_TOTAL_MB" in job["error"]
+
+
+def test_a_parquet_link_reads_only_its_first_rows(client, web, monkeypatch):  # noqa: F811
+    rows = [{"image": (image_bytes(80 + n, size=(80, 80)), f"p{n}.png"), "text": f"tok, row {n}"} for n in range(5)]
+    monkeypatch.setitem(FILES, "/table", ("application/octet-stream", {},
+                                                  parquet_bytes(rows, features=HF_FEATURES, row_group_size=2)))
+    dataset_id = _dataset(client)
+    job = _import(client, dataset_id, f"{web}/table", 3)
+    assert job["status"] == "completed", job.get("error")
+    assert _captions(client, dataset_id) == {"p0.png": "tok, row 0", "p1.png": "tok, row 1", "p2.png": "tok, row 2"}
+    assert job["result"]["limit"]["images_left"] == 2
+
+
+@pytest.mark.parametrize("limit", [0, -3, 2.5, "12", True, 10**7])
+def test_a_limit_that_is_not_a_count_of_images_is_refused_before_any_job(client, limit):
+    dataset_id = _dataset(client)
+    response = client.post(f"/api/datasets/{dataset_id}/import-url",
+                           json={"url": f"{HF}/me/loose", "limit": limit})
+    assert response.status_code == 422 and "'limit' must be a whole number of images" in \
+        response.get_json()["error"]
