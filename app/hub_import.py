@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from app import imaging
-from app.caption_files import caption_key, is_metadata_name
+from app import imaging, import_limit
+from app.caption_files import is_metadata_name
 from app.importer import Source
 from studio.fetch_progress import counting_bar
 from studio.hub_files import FetchError, hub_error
@@ -91,11 +91,8 @@ def _nothing_there(link: HubLink, others: list[str]) -> JobError:
 
 def list_files(api, link: HubLink, commit: str, max_bytes: int, limit: int | None = None) -> tuple[list, list]:
     """The repo files to download (images, captions, metadata, ZIPs, Parquet) under the link, sorted, as (those
-    downloaded at once, those downloaded one by one only while the import still wants images); JobError otherwise.
-
-    With a `limit`, the first images are downloaded at once with their captions and every metadata file; the
-    images after them and every ZIP and Parquet file wait (the import reads them in order until it has enough),
-    and `.txt` files of images left out are not downloaded at all."""
+    downloaded at once, those downloaded one by one only while the import still wants images: import_limit.split);
+    JobError otherwise."""
     from huggingface_hub import RepoFile
 
     folder = posixpath.dirname(link.path) if link.is_file else link.path
@@ -109,25 +106,13 @@ def list_files(api, link: HubLink, commit: str, max_bytes: int, limit: int | Non
     chosen = sorted((entry for entry in entries if _wanted(entry.path)), key=lambda entry: entry.path)
     if not chosen:
         raise _nothing_there(link, [entry.path for entry in entries])
-    first, later = _split(chosen, limit)
+    first, later = import_limit.split(chosen, limit, lambda entry: entry.path)
     total = sum(_size(entry) for entry in first)
     if total > max_bytes:
         what = "of images and captions" if limit is None else f"in its first {plural(limit, 'image')} and captions"
         raise JobError(f"{link.label} has {total / 2**20:,.0f} MB {what}, over the limit of "
                        f"{max_bytes / 2**20:,.0f} MB (MAX_UPLOAD_MB): link one folder of it "
                        "(…/tree/main/<folder>), take fewer images, or raise MAX_UPLOAD_MB.")
-    return first, later
-
-
-def _split(chosen: list, limit: int | None) -> tuple[list, list]:
-    if limit is None:
-        return chosen, []
-    images = [entry for entry in chosen if imaging.is_image_name(entry.path)]
-    taken = {entry.path for entry in images[:limit]}
-    keys = {caption_key(path) for path in taken}
-    first = [entry for entry in chosen if entry.path in taken or is_metadata_name(entry.path)
-             or (entry.path.lower().endswith(".txt") and caption_key(entry.path) in keys)]
-    later = images[limit:] + [entry for entry in chosen if entry.path.lower().endswith((".zip", ".parquet"))]
     return first, later
 
 

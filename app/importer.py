@@ -13,6 +13,7 @@ from pathlib import Path
 
 from app import imaging
 from app.caption_files import caption_key, is_metadata_name, metadata_captions
+from app.import_limit import Left, holds_images
 from app.parquet_import import extract_parquet, is_parquet_name
 from app.store import Dataset, clean_filename, refresh_flags
 from app.zipimport import extract_zip
@@ -50,31 +51,6 @@ class Candidate:
     key: tuple[str, str] = ("", "")  # folder and stem, to pair it with a loose caption (caption_files.caption_key)
 
 
-@dataclass
-class Left:
-    """What an import with a limit of images left out: whole files (not downloaded, not read) and the images or
-    rows inside a ZIP or a Parquet file it stopped reading."""
-
-    limit: int | None
-    files: int = 0
-    entries: int = 0
-
-    def room(self, taken: int) -> int | None:
-        """How many more images may be taken; None without a limit."""
-        return None if self.limit is None else max(0, self.limit - taken)
-
-    def note(self) -> str:
-        if not (self.files or self.entries):
-            return ""
-        parts = [plural(n, what) for n, what in ((self.files, "more file"), (self.entries, "more image"))
-                 if n]
-        return f"; stopped at the limit of {plural(self.limit, 'image')} ({' and '.join(parts)} left out)"
-
-    def public(self) -> dict:
-        return {"images": self.limit, "reached": bool(self.files or self.entries), "files_left": self.files,
-                "images_left": self.entries}
-
-
 def _import_lock(dataset: Dataset) -> threading.Lock:
     # imports into one dataset run one after another, so name choices never race
     with _import_locks_guard:
@@ -100,7 +76,7 @@ def run_import(job: JobReporter, dataset: Dataset, sources: list[Source], settin
                 job.check_stop()
                 lower = source.name.lower()
                 room = left.room(len(candidates))
-                if room == 0 and (lower.endswith(".zip") or is_parquet_name(lower) or imaging.is_image_name(lower)):
+                if room == 0 and holds_images(lower):
                     left.files += 1
                     continue
                 if source.prepare is not None:

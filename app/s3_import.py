@@ -8,18 +8,19 @@ from __future__ import annotations
 
 import secrets
 import shutil
+from pathlib import Path
 
 from flask import Blueprint, jsonify
 
-from app import context
+from app import context, import_limit
 from app.export import export_folder
 from app.importer import Source, run_import
 from studio.job_reporter import JobReporter
 from studio.jobs import JobError
-from studio.s3 import Storage, StorageError, normalize_prefix, storage_configured
+from studio.s3 import Storage, StorageError, StoredObject, normalize_prefix, storage_configured
 from studio.text import plural
 from studio.web import ApiError, json_body
-from studio.workspace import confined
+from studio.workspace import UnsafePathError, confined
 
 bp = Blueprint("s3_import", __name__)
 IMPORT_KIND = "s3-import"
@@ -55,12 +56,21 @@ def _job_state(dataset_id: str, job_id: str, kind: str) -> dict:
 @bp.post("/api/datasets/<dataset_id>/import-s3")
 def start_import(dataset_id: str):
     dataset = context.dataset(dataset_id)
-    storage, prefix = _request_storage(json_body())
+    body = json_body()
+    limit = import_limit.check_limit(body.get("limit"))
+    storage, prefix = _request_storage(body)
     settings = context.settings()
     work_dir = confined(context.workspace().uploads, f"s3-{secrets.token_hex(8)}")
 
     def work(job: JobReporter) -> dict:
         download = work_dir / "download"
+        held: list[StoredObject] = []  # with a limit: downloaded only while the import wants more images
+
+        def select(objects: list[StoredObject]) -> list[StoredObject]:
+            first, later = import_limit.split(objects, limit, lambda o: o.key)
+            held.extend(later)
+            return first
+
         try:
             job.update(phase="downloading", message=f"Listing {storage.bucket}/{prefix}")
 
@@ -70,21 +80,47 @@ def start_import(dataset_id: str):
                            bytes_done=p["bytes_done"], bytes_total=p["bytes_total"],
                            message=f"Downloading {p['files_done']} of {plural(p['files_total'], 'file')}")
 
+            budget = settings.max_upload_mb * 2**20
             try:
-                files = storage.download_prefix(prefix, download, on_progress=progress,
-                                                max_bytes=settings.max_upload_mb * 2**20)
+                files = storage.download_prefix(prefix, download, on_progress=progress, max_bytes=budget,
+                                                select=select)
             except StorageError as exc:
-                raise JobError(exc.message) from None
-            if not files:
+                raise JobError(exc.message + (" Take fewer images." if limit and exc.code == "too_large" else "")) \
+                    from None
+            if not files and not held:
                 raise JobError(f"Nothing was found under {storage.bucket}/{prefix}: check the prefix.")
             sources = [Source(path.relative_to(download).as_posix(), path) for path in files]
-            result = run_import(job, dataset, sources, settings, work_dir / "import")
-            result["source"] = {"bucket": storage.bucket, "prefix": prefix, "files": len(files)}
+            spent = [sum(path.stat().st_size for path in files)]
+            sources += [Source(obj.key[len(prefix):], prepare=_later(storage, obj, download, prefix, spent, budget))
+                        for obj in held]
+            result = run_import(job, dataset, sources, settings, work_dir / "import", limit=limit)
+            result["source"] = {"bucket": storage.bucket, "prefix": prefix,
+                                "files": sum(1 for source in sources if source.path is not None)}
             return result
         finally:
             shutil.rmtree(work_dir, ignore_errors=True)
 
     return jsonify(context.executor().submit(IMPORT_KIND, dataset.id, work).public()), 202
+
+
+def _later(storage: Storage, obj: StoredObject, download: Path, prefix: str, spent: list[int], budget: int):
+    """The download of one object the import asks for only while it wants more images (a limit)."""
+    def prepare(job: JobReporter) -> Path:
+        if spent[0] + obj.size > budget:
+            raise JobError(f"{storage.bucket}/{obj.key} ({obj.size / 2**20:,.0f} MB) would take the download past "
+                           f"the limit of {budget / 2**20:,.0f} MB (MAX_UPLOAD_MB): take fewer images, or raise "
+                           "MAX_UPLOAD_MB.")
+        spent[0] += obj.size
+        job.update(phase="downloading", message=f"Downloading {obj.key}")
+        try:
+            target = confined(download, *[part for part in obj.key[len(prefix):].split("/") if part])
+            return storage.download_file(obj.key, target)
+        except UnsafePathError:
+            raise JobError(f"{obj.key} has an unsafe name: nothing was imported.") from None
+        except StorageError as exc:
+            raise JobError(exc.message) from None
+
+    return prepare
 
 
 @bp.get("/api/datasets/<dataset_id>/import-s3/<job_id>")

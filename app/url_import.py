@@ -23,7 +23,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from flask import Blueprint, jsonify
 
-from app import context, hub_import, link_fetch
+from app import context, hub_import, import_limit, link_fetch
 from app.importer import Source, run_import
 from studio.jobs import Job, JobError
 from studio.web import ApiError, json_body
@@ -31,7 +31,6 @@ from studio.workspace import confined
 
 bp = Blueprint("url_import", __name__)
 MAX_URL = 4096
-MAX_LIMIT = 1_000_000
 SIGNATURES = [(b"PK\x03\x04", ".zip"), (b"PAR1", ".parquet"), (b"\xff\xd8\xff", ".jpg"),
               (b"\x89PNG\r\n\x1a\n", ".png")]
 
@@ -45,15 +44,6 @@ def check_url(url) -> str:
     if len(url) > MAX_URL or parts.scheme not in {"http", "https"} or not parts.hostname:
         raise ApiError("Give an http:// or https:// link to a ZIP or an image.", 422)
     return url
-
-
-def check_limit(value) -> int | None:
-    """The number of images to take at most (None: all of them); ApiError with a sentence otherwise."""
-    if value is None or value == "":
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_LIMIT:
-        raise ApiError(f"'limit' must be a whole number of images from 1 to {MAX_LIMIT:,}, or empty for all.", 422)
-    return value
 
 
 def direct_link(url: str) -> str:
@@ -99,7 +89,7 @@ def download(job, url: str, folder: Path, max_bytes: int, allow_private: bool) -
 def import_url(dataset_id: str):
     body = json_body()
     return jsonify(start_url_import(context.dataset(dataset_id), body.get("url"),
-                                    limit=check_limit(body.get("limit"))).public()), 202
+                                    limit=import_limit.check_limit(body.get("limit"))).public()), 202
 
 
 def start_url_import(dataset, url_given, parent_id: str | None = None, skip_known: bool = False,

@@ -205,15 +205,19 @@ class Storage:
         return found
 
     def download_prefix(self, prefix: str, dest: Path, on_progress: ProgressCallback | None = None,
-                        max_bytes: int | None = None, suffixes: set[str] | None = None) -> list[Path]:
+                        max_bytes: int | None = None, suffixes: set[str] | None = None,
+                        select: Callable[[list[StoredObject]], list[StoredObject]] | None = None) -> list[Path]:
         """Copy every object under `prefix` into `dest`, keeping sub-folders; returns the local files.
 
-        Keys that would land outside `dest` are skipped. `max_bytes` bounds the total download.
+        Keys that would land outside `dest` are skipped. `max_bytes` bounds the total download. `select` picks the
+        objects to copy from the listing (sorted by key).
         """
         prefix = normalize_prefix(prefix)
         objects = self.list_objects(prefix)
         if suffixes is not None:
             objects = [o for o in objects if PurePosixPath(o.key).suffix.lower() in suffixes]
+        if select is not None:
+            objects = select(sorted(objects, key=lambda o: o.key))
         total = sum(o.size for o in objects)
         if max_bytes is not None and total > max_bytes:
             raise StorageError(f"{self.bucket}/{prefix} holds {total / 1e6:.0f} MB, more than the "

@@ -120,3 +120,34 @@ def test_routes_need_the_password(make_settings):
     for method, path in [("post", "/api/datasets/x1/import-s3"), ("get", "/api/datasets/x1/import-s3/x1"),
                          ("post", "/api/datasets/x1/push-s3"), ("get", "/api/datasets/x1/push-s3/x1")]:
         assert getattr(client, method)(path, json={}).status_code == 401
+
+
+def test_a_limit_downloads_the_first_images_and_the_zips_still_needed(moto, make_settings):
+    from tests.test_datasets_support import zip_bytes
+
+    files = {f"many/{n:02d}.png": png((20 * n, 0, 0)) for n in range(6)}
+    files.update({f"many/{n:02d}.txt": f"red {n}".encode() for n in range(6)})
+    files["many/zz-pack.zip"] = zip_bytes([("p.png", png((0, 0, 90)))])
+    moto.make_bucket("limit-bucket", files)
+    files = {"packs/a.zip": zip_bytes([("a1.png", png((1, 90, 0))), ("a2.png", png((2, 90, 0)))]),
+             "packs/b.zip": zip_bytes([("b1.png", png((3, 90, 0)))]), "packs/c.zip": b"never read"}
+    moto.make_bucket("packs-bucket", files)
+    client = make_client(make_settings, **moto.env(S3_BUCKET="limit-bucket"))
+    dataset = client.post("/api/datasets", json={"name": "Many"}).get_json()["id"]
+    started = client.post(f"/api/datasets/{dataset}/import-s3", json={"prefix": "many", "limit": 2})
+    state = wait_job(client, f"/api/datasets/{dataset}/import-s3/{started.get_json()['id']}")
+    assert state["status"] == "completed", state
+    images = client.get(f"/api/datasets/{dataset}/images").get_json()["images"]
+    assert {image["name"]: image["caption"] for image in images} == {"00.png": "red 0", "01.png": "red 1"}
+    assert state["result"]["source"]["files"] == 4  # two images and their captions; the rest stayed in the bucket
+    assert state["result"]["limit"] == {"images": 2, "reached": True, "files_left": 5, "images_left": 0}
+
+    packs = client.post("/api/datasets", json={"name": "Packs"}).get_json()["id"]
+    started = client.post(f"/api/datasets/{packs}/import-s3",
+                          json={"bucket": "packs-bucket", "prefix": "packs", "limit": 3})
+    state = wait_job(client, f"/api/datasets/{packs}/import-s3/{started.get_json()['id']}")
+    assert state["status"] == "completed", state  # c.zip (not a ZIP at all) was never downloaded nor read
+    assert sorted(state["result"]["imported"]) == ["a1.png", "a2.png", "b1.png"]
+    assert state["result"]["source"]["files"] == 2
+    refused = client.post(f"/api/datasets/{packs}/import-s3", json={"prefix": "packs", "limit": 0})
+    assert refused.status_code == 422 and "'limit' must be a whole number" in refused.get_json()["error"]

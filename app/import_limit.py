@@ -1,0 +1,73 @@
+"""Take at most N images of an import: the first ones, by file name (or by row inside a Parquet file).
+
+A source with many files (a Hugging Face dataset, a bucket prefix) downloads the first images at once with their
+captions and every metadata file; the images after them and every ZIP and Parquet file are downloaded one by one,
+only while the import still wants images (importer.run_import reads its sources in order), and the `.txt` files of
+images left out are not downloaded at all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from app import imaging
+from app.caption_files import caption_key, is_metadata_name
+from studio.text import plural
+from studio.web import ApiError
+
+ARCHIVES = (".zip", ".parquet")
+MAX_LIMIT = 1_000_000
+
+
+def check_limit(value) -> int | None:
+    """The number of images a request asks to take at most (None: all of them); ApiError with a sentence
+    otherwise."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_LIMIT:
+        raise ApiError(f"'limit' must be a whole number of images from 1 to {MAX_LIMIT:,}, or empty for all.", 422)
+    return value
+
+
+@dataclass
+class Left:
+    """What an import with a limit of images left out: whole files (not downloaded, not read) and the images or
+    rows inside a ZIP or a Parquet file it stopped reading."""
+
+    limit: int | None
+    files: int = 0
+    entries: int = 0
+
+    def room(self, taken: int) -> int | None:
+        """How many more images may be taken; None without a limit."""
+        return None if self.limit is None else max(0, self.limit - taken)
+
+    def note(self) -> str:
+        if not (self.files or self.entries):
+            return ""
+        parts = [plural(n, what) for n, what in ((self.files, "more file"), (self.entries, "more image"))
+                 if n]
+        return f"; stopped at the limit of {plural(self.limit, 'image')} ({' and '.join(parts)} left out)"
+
+    def public(self) -> dict:
+        return {"images": self.limit, "reached": bool(self.files or self.entries), "files_left": self.files,
+                "images_left": self.entries}
+
+
+def holds_images(name: str) -> bool:
+    """Whether a source of this name gives images (an image, a ZIP, a Parquet file): one a reached limit skips."""
+    return name.lower().endswith(ARCHIVES) or imaging.is_image_name(name)
+
+
+def split(items: list, limit: int | None, path: Callable[[object], str]) -> tuple[list, list]:
+    """(the items to download at once, those to download only while the import wants more images) of `items`
+    (images, captions, metadata files, ZIPs and Parquet files, sorted by `path`); all at once without a limit."""
+    if limit is None:
+        return items, []
+    images = [item for item in items if imaging.is_image_name(path(item))]
+    taken = {path(item) for item in images[:limit]}
+    keys = {caption_key(name) for name in taken}
+    first = [item for item in items if path(item) in taken or is_metadata_name(path(item))
+             or (path(item).lower().endswith(".txt") and caption_key(path(item)) in keys)]
+    return first, images[limit:] + [item for item in items if path(item).lower().endswith(ARCHIVES)]
