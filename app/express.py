@@ -68,7 +68,8 @@ def _start_import(express: Job, relaunch: bool) -> Job | None:
     link = _settings(express).get("url")
     if link:  # the files are a link: the pod downloads them (again, after a failed try)
         try:
-            return start_url_import(dataset, link, express.id, skip_known=relaunch)
+            return start_url_import(dataset, link, express.id, skip_known=relaunch,
+                                    limit=_settings(express).get("limit"))
         except ApiError as exc:
             raise ExpressError(f"The link cannot be imported: {exc.message}") from None
     sessions = [sid for sid in _settings(express).get("sessions") or [] if session_exists(dataset, sid)]
@@ -253,16 +254,17 @@ def dataset_deleted(dataset_id: str) -> None:
             context.jobs().finish(run.id, "stopped", message=DATASET_DELETED)
 
 
-def begin(express: Job, sessions: list[str], url: str | None = None) -> Job:
+def begin(express: Job, sessions: list[str], url: str | None = None, limit: int | None = None) -> Job:
     """The upload is done, or a link given (first time, or again after an import found no usable images):
-    import it."""
+    import it (of a link, at most `limit` images)."""
     store = context.jobs()
     with _advancing:
         express = store.get(express.id)
         uploading = express.status == "running" and express.phase == "upload"
         if not uploading and not (express.status == "failed" and express.phase == "import"):
             raise JobStateError("This express run has already started.")
-        store.update(express.id, config={**express.config, "sessions": sessions, "url": url})
+        store.update(express.id, config={**express.config, "sessions": sessions, "url": url,
+                                                 "limit": limit})
         if not uploading:
             store.resume(express.id, "Checking the uploaded images.")
             store.start(express.id, None)

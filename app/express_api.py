@@ -16,6 +16,7 @@ from flask import Blueprint, current_app, jsonify, render_template
 
 from app import context, express
 from app.express_rules import ExpressInputError, check_kind, check_trigger
+from app.import_limit import check_limit
 from app.store import NotFound, slugify, summary
 from app.url_import import check_url
 from studio.jobs import ACTIVE, Job
@@ -88,13 +89,16 @@ def start_express(express_id: str):
     if not isinstance(sessions, list) or not all(isinstance(s, str) for s in sessions):
         raise ApiError("'sessions' must be a list of upload session ids.", 422)
     url = body.get("url")
+    limit = check_limit(body.get("limit"))  # of a link: take at most that many images
     if url is not None:  # a link instead of uploaded files: checked now, downloaded by the import stage
         url = check_url(url)
         if sessions:
             raise ApiError("Give either uploaded files ('sessions') or a 'url', not both.", 422)
+    elif limit is not None:
+        raise ApiError("'limit' takes the first images of a link: give a 'url' with it.", 422)
     elif not sessions and not context.dataset(job.dataset).image_names():
         raise ApiError("Upload a ZIP or images first: this run has none.", 422)
-    express.begin(job, sessions, url)
+    express.begin(job, sessions, url, limit)
     driver().ensure_running()
     return jsonify(describe(context.jobs().get(job.id))), 202
 

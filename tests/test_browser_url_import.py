@@ -68,10 +68,13 @@ def test_express_takes_a_link_instead_of_files(studio_root, tmp_path, web):  # n
         page.fill("#x-trigger", "zxlinked")
         page.click("#x-go")
         expect(page.locator("#x-error")).to_contain_text("or paste a link to a ZIP")  # nothing chosen yet
+        expect(page.locator("#x-limit-row")).to_be_hidden()  # "take at most" belongs to a link
         page.fill("#x-link", f"{web}/set.zip")
+        expect(page.locator("#x-limit-row")).to_be_visible()
+        page.fill("#x-limit", "1")
         page.click("#x-go")
         expect(page.locator(".x-stage[data-stage=import]")).to_have_class(re.compile("completed"))
-        expect(page.locator(".x-stage[data-stage=upload]")).to_contain_text("2 images in the dataset")
+        expect(page.locator(".x-stage[data-stage=upload]")).to_contain_text("1 image in the dataset")
         assert problems == []
         browser.close()
 

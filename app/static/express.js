@@ -1,7 +1,7 @@
 // The express page: a ZIP or images + a trigger word -> upload, caption, export, train, proof.
 // Everything after the upload is state on the server: a reload (or a pod restart) shows the same run.
 (function () {
-  const { api, toast, esc, formatBytes, formatDuration } = window.studio;
+  const { api, toast, esc, formatBytes, formatDuration, plural } = window.studio;
   const $ = (id) => document.getElementById(id);
   const root = $("express");
   const trainer = (path) => window.studio.toolUrl("trainer").replace(/\/$/, "") + path;
@@ -26,6 +26,7 @@
   drop.addEventListener("drop", (e) => { e.preventDefault(); drop.classList.remove("over"); chooseFiles(e.dataTransfer.files); });
 
   const link = () => $("x-link").value.trim();
+  $("x-link").addEventListener("input", () => { $("x-limit-row").hidden = !link(); });
   const NOTHING = "Choose a ZIP or some images first, or paste a link to a ZIP or a Hugging Face dataset.";
   function checkInput() {
     if (!files.length && !link()) return NOTHING;
@@ -36,7 +37,9 @@
   // Files go up in chunks; a link goes to the server, whose import stage downloads it.
   async function startWith(run) {
     if (files.length) return uploadAndStart(run);
-    render(await api(`/api/express/${expressId}/start`, { method: "POST", json: { url: link() } }));
+    const limit = $("x-limit").value.trim();
+    render(await api(`/api/express/${expressId}/start`, {
+      method: "POST", json: { url: link(), limit: limit ? Number(limit) : null } }));
     poll();
   }
 
@@ -142,7 +145,7 @@
     const phase = run.express.phase;
     const uploadStatus = phase === "upload" ? (upload ? "running" : "waiting") : "completed";
     const uploadCard = { stage: "upload", status: uploadStatus, done: 0, total: 0,
-      message: phase === "upload" ? "" : `${(run.dataset || {}).images || 0} images in the dataset` };
+      message: phase === "upload" ? "" : `${plural((run.dataset || {}).images || 0, "image")} in the dataset` };
     $("x-stages").innerHTML = [uploadCard, ...run.stages].map(stageCard).join("");
     renderUpload();
   }
