@@ -8,13 +8,13 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from app import imaging
 from app.caption_files import caption_key, is_metadata_name, metadata_captions
 from app.import_limit import Left, holds_images
-from app.parquet_import import extract_parquet, is_parquet_name
+from app.parquet_import import Unreadable, extract_parquet, is_parquet_name
 from app.store import Dataset, clean_filename, refresh_flags
 from app.zipimport import extract_zip
 from studio.atomic import atomic_write_bytes
@@ -64,67 +64,101 @@ def run_import(job: JobReporter, dataset: Dataset, sources: list[Source], settin
     an interruption adds only what the first run had not placed. `limit` takes the first images only (in the
     sources' order, then by name inside a ZIP, by row inside a Parquet file): once it is reached, the sources of
     images left are neither prepared (downloaded) nor read."""
-    skipped: list[dict] = []
-    left = Left(limit)
-    candidates: list[Candidate] = []
-    loose_captions: dict[tuple[str, str], str] = {}
-    listed_captions: dict[tuple[str, str], str] = {}  # from metadata.jsonl / metadata.csv files
-    tables: list[dict] = []  # what each Parquet file gave: its rows, the columns read
+    found = _Found(Left(limit))
     try:
         with _import_lock(dataset):
             for index, source in enumerate(sources):
                 job.check_stop()
                 lower = source.name.lower()
-                room = left.room(len(candidates))
-                if room == 0 and holds_images(lower):
-                    left.files += 1
+                if found.room() == 0 and holds_images(lower):
+                    found.left.files += 1
                     continue
                 if source.prepare is not None:
                     source.path = source.prepare(job)
                     lower = source.name.lower()  # a link's file is named once it has downloaded
                 if lower.endswith(".zip"):
-                    staged = extract_zip(source.path, work_dir / f"zip-{index}", job,
-                                         settings.zip_max_total_mb * 2**20, settings.zip_max_ratio, source.name,
-                                         limit=room)
-                    skipped.extend(staged.skipped)
-                    left.entries += staged.left
-                    for inner, path in staged.images:
-                        candidates.append(Candidate(f"{source.name}/{inner}", clean_filename(inner), path,
-                                                    staged.captions.get(caption_key(inner))))
+                    _add_zip(found, job, source, work_dir / f"zip-{index}", settings)
                 elif is_parquet_name(lower):
-                    unpacked = extract_parquet(source.path, work_dir / f"parquet-{index}", job,
-                                               settings.zip_max_total_mb * 2**20, source.name, limit=room)
-                    skipped.extend(unpacked.skipped)
-                    left.entries += unpacked.left
-                    candidates.extend(Candidate(row.label, row.name, row.path, row.caption) for row in unpacked.rows)
-                    tables.append({"file": source.name, "rows": len(unpacked.rows) + len(unpacked.skipped),
-                                   "image_column": unpacked.image_column,
-                                   "caption_column": unpacked.caption_column})
+                    _add_table(found, job, source.path, source.name, work_dir / f"parquet-{index}", settings,
+                               alone=len(sources) == 1)
                 elif lower.endswith(".txt"):
                     text = source.path.read_bytes()[:64 * 1024].decode("utf-8-sig", "replace").strip()
-                    loose_captions[caption_key(source.name)] = text
+                    found.loose_captions[caption_key(source.name)] = text
                 elif is_metadata_name(lower):
                     listed, problem = metadata_captions(source.path, source.name)
-                    listed_captions.update(listed)
+                    found.listed_captions.update(listed)
                     if problem:
-                        skipped.append({"name": source.name, "reason": problem})
+                        found.skipped.append({"name": source.name, "reason": problem})
                 elif imaging.is_image_name(lower):
-                    candidates.append(Candidate(source.name, clean_filename(source.name), source.path, None,
-                                                caption_key(source.name)))
+                    found.candidates.append(Candidate(source.name, clean_filename(source.name), source.path, None,
+                                                      caption_key(source.name)))
                 else:
-                    skipped.append({"name": source.name, "reason": "not an image or ZIP (skipped)"})
-            for candidate in candidates:
+                    found.skipped.append({"name": source.name, "reason": "not an image or ZIP (skipped)"})
+            for candidate in found.candidates:
                 if candidate.caption is None:
-                    candidate.caption = loose_captions.get(candidate.key, listed_captions.get(candidate.key))
-            result = _place_all(job, dataset, candidates, settings, skipped, skip_known,
-                                _table_note(tables) + left.note())
-            if tables:
-                result["tables"] = tables
+                    candidate.caption = found.loose_captions.get(candidate.key,
+                                                                 found.listed_captions.get(candidate.key))
+            result = _place_all(job, dataset, found.candidates, settings, found.skipped, skip_known,
+                                _table_note(found.tables) + found.left.note())
+            if found.tables:
+                result["tables"] = found.tables
             if limit is not None:
-                result["limit"] = left.public()
+                result["limit"] = found.left.public()
     finally:
         shutil.rmtree(work_dir, ignore_errors=True)
     return result
+
+
+@dataclass
+class _Found:
+    """What an import's sources gave so far."""
+
+    left: Left
+    candidates: list[Candidate] = field(default_factory=list)
+    skipped: list[dict] = field(default_factory=list)
+    loose_captions: dict[tuple[str, str], str] = field(default_factory=dict)
+    listed_captions: dict[tuple[str, str], str] = field(default_factory=dict)  # metadata.jsonl / .csv files
+    tables: list[dict] = field(default_factory=list)  # what each Parquet file gave: its rows, the columns read
+
+    def room(self) -> int | None:
+        return self.left.room(len(self.candidates))
+
+
+def _add_zip(found: _Found, job: JobReporter, source: Source, staging: Path, settings: Settings) -> None:
+    """The images of a ZIP, with their captions, and the rows of the Parquet files inside it."""
+    staged = extract_zip(source.path, staging, job, settings.zip_max_total_mb * 2**20, settings.zip_max_ratio,
+                         source.name, limit=found.room())
+    found.skipped.extend(staged.skipped)
+    found.left.entries += staged.left
+    for inner, path in staged.images:
+        found.candidates.append(Candidate(f"{source.name}/{inner}", clean_filename(inner), path,
+                                          staged.captions.get(caption_key(inner))))
+    for number, (inner, path) in enumerate(staged.tables):
+        _add_table(found, job, path, f"{source.name}/{inner}", staging.with_name(f"{staging.name}-table-{number}"),
+                   settings)
+
+
+def _add_table(found: _Found, job: JobReporter, path: Path, label: str, staging: Path, settings: Settings,
+               alone: bool = False) -> None:
+    """The rows of a Parquet file, each image with its caption (none once a limit is reached). A file that cannot
+    be read fails the import when it is all there is, and is skipped with its reason beside other files."""
+    room = found.room()
+    if room == 0:
+        found.left.files += 1
+        return
+    try:
+        unpacked = extract_parquet(path, staging, job, settings.zip_max_total_mb * 2**20, label, limit=room)
+    except Unreadable as exc:
+        if alone:
+            raise
+        found.skipped.append({"name": label, "reason": exc.reason})
+        shutil.rmtree(staging, ignore_errors=True)
+        return
+    found.skipped.extend(unpacked.skipped)
+    found.left.entries += unpacked.left
+    found.candidates.extend(Candidate(row.label, row.name, row.path, row.caption) for row in unpacked.rows)
+    found.tables.append({"file": label, "rows": unpacked.read, "image_column": unpacked.image_column,
+                         "caption_column": unpacked.caption_column})
 
 
 def _check(candidate: Candidate, max_pixels: int):

@@ -2,7 +2,8 @@
 becomes a file, its caption column the image's caption.
 
 The image column is the one the file's Hugging Face features call an Image (a struct of `bytes` and `path`), else
-the first such struct, else a binary column named like an image. The caption column is the first of `text`,
+the first such struct, else a binary column named like an image, else a list of images (`Sequence(Image)`: every
+image of a row becomes a file with the row's caption). The caption column is the first of `text`,
 `caption`, `prompt`, `description` (a list of captions takes the first), else the first text column whose name
 holds one of them ("blip_caption", "text_en").
 
@@ -47,7 +48,17 @@ class Unpacked:
     skipped: list[dict] = field(default_factory=list)
     image_column: str = ""
     caption_column: str | None = None
+    read: int = 0  # rows read
     left: int = 0  # rows not read: beyond the limit
+
+
+class Unreadable(JobError):
+    """The file is damaged, not Parquet, or holds no images (unlike a file over the size limit, which is refused
+    like a ZIP bomb): beside other files, an import skips it and says why."""
+
+    def __init__(self, label: str, reason: str):
+        super().__init__(f"{label} {reason}: nothing was imported from it.")
+        self.reason = reason
 
 
 def is_parquet_name(name: str) -> bool:
@@ -72,6 +83,25 @@ def _is_image_struct(arrow_type) -> bool:
     return "bytes" in fields and (pa.types.is_binary(fields["bytes"]) or pa.types.is_large_binary(fields["bytes"]))
 
 
+def _is_image_list(arrow_type) -> bool:
+    import pyarrow as pa
+
+    return (pa.types.is_list(arrow_type) or pa.types.is_large_list(arrow_type)) and \
+        _is_image_struct(arrow_type.value_type)
+
+
+def _declares_images(feature) -> tuple[bool, bool]:
+    """(an Image, a list of Images): what a Hugging Face feature declares."""
+    if isinstance(feature, list):  # the old spelling of a list: [feature]
+        return False, bool(feature) and _declares_images(feature[0])[0]
+    if not isinstance(feature, dict):
+        return False, False
+    if feature.get("_type") == "Image":
+        return True, False
+    return False, feature.get("_type") in {"Sequence", "List", "LargeList"} and \
+        _declares_images(feature.get("feature"))[0]
+
+
 def _is_text(arrow_type) -> bool:
     import pyarrow as pa
 
@@ -86,12 +116,13 @@ def choose_columns(schema) -> tuple[str | None, str | None]:
 
     features = _features(schema)
     columns = {name: schema.field(name).type for name in schema.names}
-    declared = [name for name, feature in features.items()
-                if isinstance(feature, dict) and feature.get("_type") == "Image" and name in columns]
+    declared = [name for name, feature in features.items() if _declares_images(feature)[0] and name in columns]
     structs = [name for name, kind in columns.items() if _is_image_struct(kind)]
     binaries = [name for name, kind in columns.items() if (pa.types.is_binary(kind) or pa.types.is_large_binary(kind))
                 and name.lower() in IMAGE_NAMES]
-    images = declared or structs or binaries
+    lists = [name for name, feature in features.items() if _declares_images(feature)[1] and name in columns] or \
+        [name for name, kind in columns.items() if _is_image_list(kind)]
+    images = declared or structs or binaries or lists
     image = "image" if "image" in images else (images[0] if images else None)
     texts = [name for name, kind in columns.items() if _is_text(kind)]
     caption = next((name for wanted in CAPTION_COLUMNS for name in texts if name.lower() == wanted), None)
@@ -138,8 +169,13 @@ def _batch_rows(parquet, columns: list[str]) -> int:
     return max(1, min(BATCH_ROWS, BATCH_BYTES // max(largest, 1)))
 
 
+def _images(value) -> list[tuple[bytes | None, str]]:
+    """(each image's bytes, the name it had) of one cell: one image, or a list of them."""
+    return [_image_bytes(item) for item in value] if isinstance(value, list) else [_image_bytes(value)]
+
+
 def _image_bytes(value) -> tuple[bytes | None, str]:
-    """(the image's bytes, the name it had) of one cell."""
+    """(the image's bytes, the name it had) of one image of a cell."""
     if isinstance(value, dict):
         path = value.get("path")
         return value.get("bytes"), path if isinstance(path, str) else ""
@@ -172,11 +208,12 @@ class _Names:
     def __init__(self, stem: str):
         self.stem, self.taken = stem, set()
 
-    def __call__(self, original: str, row: int, ext: str) -> str:
+    def __call__(self, original: str, row: int, ext: str, part: str = "") -> str:
+        """`part` tells apart the images of one row ("-2")."""
         stem = os.path.splitext(clean_filename(original))[0] if original.strip() else ""
-        stem = stem if stem and stem != "image" else f"{self.stem}-{row:06d}"
+        stem = stem if stem and stem != "image" else f"{self.stem}-{row:06d}{part}"
         if stem.casefold() in self.taken:
-            stem = f"{stem}-{row:06d}"
+            stem = f"{stem}-{row:06d}{part}"
         self.taken.add(stem.casefold())
         return f"{stem}{ext}"
 
@@ -193,12 +230,11 @@ def extract_parquet(source: Path, staging: Path, job: JobReporter, max_total_byt
     try:
         parquet = pq.ParquetFile(source)
     except (pa.ArrowException, OSError, ValueError):
-        raise JobError(f"{label} is damaged or not a Parquet file: nothing was imported from it.") from None
+        raise Unreadable(label, "is damaged or not a Parquet file") from None
     with parquet:
         image_column, caption_column = choose_columns(parquet.schema_arrow)
         if image_column is None:
-            raise JobError(f"{label} has no image column (columns: {', '.join(parquet.schema_arrow.names) or 'none'})"
-                           ": nothing was imported from it.")
+            raise Unreadable(label, f"has no image column (columns: {', '.join(parquet.schema_arrow.names) or 'none'})")
         columns = [image_column] + ([caption_column] if caption_column else [])
         declared = _declared_bytes(parquet, columns, limit)
         if declared > max_total_bytes:
@@ -210,14 +246,13 @@ def extract_parquet(source: Path, staging: Path, job: JobReporter, max_total_byt
         job.update(phase="extracting", total=rows if limit is None else min(rows, limit), done=0,
                    message=f"Reading {label}")
         try:
-            read = _read_rows(parquet, columns, out, staging, job, max_total_bytes, label,
-                              _Names(clean_filename(stem or Path(label).stem) or "row"), limit)
-            out.left = rows - read
+            out.read = _read_rows(parquet, columns, out, staging, job, max_total_bytes, label,
+                                  _Names(clean_filename(stem or Path(label).stem) or "row"), limit)
+            out.left = rows - out.read
         except (pa.ArrowException, OSError) as exc:
             if isinstance(exc, OSError) and exc.errno is not None:  # the disk's, not the file's
                 raise
-            raise JobError(f"{label} is damaged (row {len(out.rows) + len(out.skipped)} could not be read): "
-                           "nothing was imported from it.") from None
+            raise Unreadable(label, f"is damaged (row {len(out.rows) + len(out.skipped)} could not be read)") from None
     return out
 
 
@@ -232,20 +267,27 @@ def _read_rows(parquet, columns: list[str], out: Unpacked, staging: Path, job: J
             if limit is not None and len(out.rows) >= limit:
                 return row + 1
             row += 1
-            data, original = _image_bytes(values.get(image_column))
-            where = f"{label} row {row}" + (f" ({original})" if original else "")
-            ext, problem = _extension(data) if data else (None, "no image in this row" if not original else
-                                                         "the image is not inside the file, only its path")
-            if ext is None:
-                out.skipped.append({"name": where, "reason": problem})
-                continue
-            written += len(data)
-            if written > max_total_bytes:
-                raise JobError(f"{label} unpacks to more than the limit of {max_total_bytes / 2**20:,.0f} MB "
-                               "(ZIP_MAX_TOTAL_MB): nothing was imported from it.")
-            target = staging / f"{row:06d}{ext}"
-            target.write_bytes(data)
+            images = _images(values.get(image_column))
             caption = _caption(values.get(caption_column)) if caption_column else None
-            out.rows.append(Row(names(original, row, ext), target, caption, where))
+            if not images:
+                out.skipped.append({"name": f"{label} row {row}", "reason": "no image in this row"})
+            for index, (data, original) in enumerate(images):
+                if limit is not None and len(out.rows) >= limit:
+                    break
+                part = f"-{index + 1}" if len(images) > 1 else ""
+                where = f"{label} row {row}" + (f" image {index + 1}" if part else "") + \
+                    (f" ({original})" if original else "")
+                ext, problem = _extension(data) if data else (None, "no image in this row" if not original else
+                                                             "the image is not inside the file, only its path")
+                if ext is None:
+                    out.skipped.append({"name": where, "reason": problem})
+                    continue
+                written += len(data)
+                if written > max_total_bytes:
+                    raise JobError(f"{label} unpacks to more than the limit of {max_total_bytes / 2**20:,.0f} MB "
+                                   "(ZIP_MAX_TOTAL_MB): nothing was imported from it.")
+                target = staging / f"{row:06d}{part}{ext}"
+                target.write_bytes(data)
+                out.rows.append(Row(names(original, row, ext, part), target, caption, where))
         job.update(done=row + 1, current=f"row {row + 1}")
     return row + 1

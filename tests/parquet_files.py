@@ -9,7 +9,8 @@ import json
 
 def parquet_bytes(rows: list[dict], features: dict | None = None, row_group_size: int = 2,
                   compression: str = "snappy") -> bytes:
-    """`rows` as a Parquet file; an "image" given as (bytes, path) becomes the Image struct. `features` (when
+    """`rows` as a Parquet file; an "image" given as (bytes, path) becomes the Image struct (a list of them a list
+    of Image structs). `features` (when
     given) goes into the schema's metadata the way the datasets library writes it."""
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -19,6 +20,8 @@ def parquet_bytes(rows: list[dict], features: dict | None = None, row_group_size
         for name, value in row.items():
             if isinstance(value, tuple):
                 value = {"bytes": value[0], "path": value[1]}
+            elif isinstance(value, list) and value and isinstance(value[0], tuple):  # a list of images
+                value = [{"bytes": data, "path": path} for data, path in value]
             columns.setdefault(name, []).append(value)
     table = pa.table(columns)
     if features is not None:

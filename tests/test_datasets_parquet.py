@@ -14,7 +14,7 @@ import app as datasets_app
 from app import parquet_import
 from tests import test_datasets_support as support
 from tests.parquet_files import HF_FEATURES, parquet_bytes
-from tests.test_datasets_support import image_bytes, upload
+from tests.test_datasets_support import image_bytes, upload, zip_bytes
 
 ds_app, client, dataset_id = support.ds_app, support.client, support.dataset_id
 
@@ -64,6 +64,24 @@ def test_columns_are_found_without_the_hub_s_metadata():
     assert columns(img=pa.binary(), captions=pa.list_(pa.string())) == ("img", "captions")
     assert columns(photo=pa.large_binary(), prompt=pa.string(), text=pa.string()) == ("photo", "text")
     assert columns(data=pa.binary(), label=pa.int64()) == (None, None)  # a binary column not named like an image
+    assert columns(frames=pa.list_(image), text=pa.string()) == ("frames", "text")  # a list of images
+    assert columns(frames=pa.list_(image), cover=image) == ("cover", None)  # one image per row comes first
+
+
+def test_a_list_of_images_gives_each_image_the_row_s_caption(client, dataset_id):
+    features = {"images": {"_type": "Sequence", "feature": {"_type": "Image"}}, "id": {"_type": "Value"},
+                "text": {"dtype": "string", "_type": "Value"}}
+    table = parquet_bytes([
+        {"id": 1, "images": [(image_bytes(21), "front.png"), (image_bytes(22), None)], "text": "tok, a vase"},
+        {"id": 2, "images": [], "text": "tok, nothing"},  # an empty list: skipped, said so
+        {"id": 3, "images": [(image_bytes(23, fmt="JPEG"), None)], "text": "tok, a cup"},
+    ], features=features)
+    job = upload(client, dataset_id, [("shots.parquet", table)])
+    assert job["status"] == "completed", job
+    assert _images(client, dataset_id) == {"front.png": "tok, a vase", "shots-000000-2.png": "tok, a vase",
+                                           "shots-000002.jpg": "tok, a cup"}
+    assert job["result"]["skipped"] == [{"name": "shots.parquet row 1", "reason": "no image in this row"}]
+    assert job["result"]["tables"][0]["rows"] == 3 and job["result"]["tables"][0]["image_column"] == "images"
 
 
 def test_a_list_of_captions_takes_the_first_and_a_plain_binary_column_works(client, dataset_id):
@@ -172,3 +190,28 @@ def test_parquet_files_are_offered_by_the_upload_and_refused_names_say_so(client
     response = client.post(f"/api/datasets/{dataset_id}/upload", data={"files": [(io.BytesIO(b"x"), "a.csv.gz")]},
                            content_type="multipart/form-data")
     assert response.status_code == 415 and "Parquet files of a Hugging Face dataset" in response.get_json()["error"]
+
+
+def test_parquet_files_inside_a_zip_import_row_by_row(client, dataset_id):
+    train = parquet_bytes([{"image": (image_bytes(31), "door.png"), "text": "tok, a door"},
+                           {"image": (image_bytes(32), None), "text": "tok, a gate"}], features=HF_FEATURES)
+    archive = zip_bytes([("set/data/train-00000-of-00001.parquet", train), ("set/loose.png", image_bytes(33))])
+    job = upload(client, dataset_id, [("pack.zip", archive)])
+    assert job["status"] == "completed", job
+    assert _images(client, dataset_id) == {"door.png": "tok, a door", "loose.png": "",
+                                           "train-00000-of-00001-000001.png": "tok, a gate"}
+    assert job["result"]["tables"][0]["file"] == "pack.zip/set/data/train-00000-of-00001.parquet"
+    assert job["result"]["skipped"] == []
+
+
+def test_a_parquet_file_beside_others_that_cannot_be_read_is_skipped_with_its_reason(client, dataset_id):
+    no_images = parquet_bytes([{"file_name": "a.png", "score": 0.5}])  # a table of something else
+    archive = zip_bytes([("data/broken.parquet", b"PAR1 not really"), ("data/scores.parquet", no_images),
+                         ("a.png", image_bytes(34))])
+    job = upload(client, dataset_id, [("pack.zip", archive), ("loose.parquet", b"PAR1 nor this")])
+    assert job["status"] == "completed", job
+    assert _images(client, dataset_id) == {"a.png": ""}
+    assert {s["name"]: s["reason"] for s in job["result"]["skipped"]} == {
+        "pack.zip/data/broken.parquet": "is damaged or not a Parquet file",
+        "pack.zip/data/scores.parquet": "has no image column (columns: file_name, score)",
+        "loose.parquet": "is damaged or not a Parquet file"}

@@ -262,6 +262,11 @@ def test_a_parquet_file_at_a_url_or_in_a_prefix_is_unpacked_row_by_row(file_serv
         assert prepared.images == 4 and prepared.skipped == []  # the ZIP and the table unpacked where they lay
     finally:
         moto.stop()
+    (folder / "packed.zip").write_bytes(_zip({"set/data/train.parquet": table, "set/b.png": image_bytes()}))
+    fetch_dataset({"url": f"{base}/packed.zip"}, settings, tmp_path / "zip" / "raw")  # a table inside a ZIP
+    prepared = prepare_images(tmp_path / "zip" / "raw", tmp_path / "zip" / "ds", settings.max_image_pixels)
+    assert prepared.images == 3 and {p.name: p.read_text() for p in (tmp_path / "zip" / "ds").glob("*.txt")} == {
+        "set_data_train_one.txt": "anna at the door", "set_data_train_train-000001.txt": "anna in the rain"}
     (folder / "broken.parquet").write_bytes(b"PAR1" + b"\1" * 100)
     with pytest.raises(DatasetInputError, match="is damaged or not a Parquet file"):
         fetch_dataset({"url": f"{base}/broken.parquet"}, settings, tmp_path / "bad" / "raw")
