@@ -3,6 +3,7 @@
     https://huggingface.co/datasets/<owner>/<name>                       the whole repo
     https://huggingface.co/datasets/<owner>/<name>/tree/<rev>/<folder>   one folder
     https://huggingface.co/datasets/<owner>/<name>/blob/<rev>/<file>     one file (a ZIP, an image; /resolve/ too)
+    https://huggingface.co/datasets/<owner>/<name>/viewer/<config>/<split>   one split (the files named for it)
 
 The pod lists the repo with huggingface-hub and downloads its images, captions (`.txt` beside each image, or a
 `metadata.jsonl` / `metadata.csv`), ZIPs and Parquet files with its own HF_TOKEN, so a private or gated dataset
@@ -41,9 +42,13 @@ class HubLink:
     revision: str
     path: str  # a folder or a file in the repo; "" for all of it
     is_file: bool = False
+    config: str = ""  # from a viewer link: the subset and the split it shows
+    split: str = ""
 
     @property
     def label(self) -> str:
+        if self.split:
+            return f"{self.repo} ({self.split} split)"
         return f"{self.repo}/{self.path}" if self.path else self.repo
 
 
@@ -58,8 +63,12 @@ def hub_link(url: str) -> HubLink | None:
     if not (_PART.match(owner) and _PART.match(name)) or ".." in (owner, name):
         raise ApiError(f"{owner}/{name} is not a Hugging Face dataset name.", 422)
     repo = f"{owner}/{name}"
-    if not rest or rest[0] == "viewer":  # the dataset's page or its viewer: the whole repo
+    if not rest:  # the dataset's page: the whole repo
         return HubLink(repo, "main", "")
+    if rest[0] == "viewer":  # the viewer of a subset and a split: the files named for them
+        config, split = (rest[1:] + ["", ""])[:2]
+        return HubLink(repo, "main", "", config=config if _PART.match(config) else "",
+                       split=split if _PART.match(split) else "")
     if rest[0] not in {"tree", "blob", "resolve"} or len(rest) < 2:
         raise ApiError("Link the dataset itself, one of its folders (…/tree/main/<folder>) or one of its files "
                        "(…/blob/main/<file>).", 422)
@@ -103,7 +112,8 @@ def list_files(api, link: HubLink, commit: str, max_bytes: int, limit: int | Non
         entries = [entry for entry in entries if entry.path == link.path]
         if not entries:
             raise JobError(f"{link.repo} has no file {link.path!r} at {link.revision}.")
-    chosen = sorted((entry for entry in entries if _wanted(entry.path)), key=lambda entry: entry.path)
+    chosen = _of_split(sorted((entry for entry in entries if _wanted(entry.path)), key=lambda entry: entry.path),
+                       link)
     if not chosen:
         raise _nothing_there(link, [entry.path for entry in entries])
     first, later = import_limit.split(chosen, limit, lambda entry: entry.path)
@@ -114,6 +124,27 @@ def list_files(api, link: HubLink, commit: str, max_bytes: int, limit: int | Non
                        f"{max_bytes / 2**20:,.0f} MB (MAX_UPLOAD_MB): link one folder of it "
                        "(…/tree/main/<folder>), take fewer images, or raise MAX_UPLOAD_MB.")
     return first, later
+
+
+def _of_split(chosen: list, link: HubLink) -> list:
+    """The files of the viewer link's subset (a folder named for it) and split (a folder, or a file named
+    `<split>`, `<split>-00000-of-00003`, `<split>_…`), with every metadata file; all of them when no image, ZIP or
+    Parquet file is named so (the repo lays its splits out some other way)."""
+
+    def named(path: str, word: str) -> bool:
+        parts = path.lower().split("/")
+        stem = posixpath.splitext(parts[-1])[0]
+        return word in parts[:-1] or stem == word or stem.startswith((f"{word}-", f"{word}_", f"{word}."))
+
+    for word, folders_only in ((link.config.lower(), True), (link.split.lower(), False)):
+        if not word or word == "default":
+            continue
+        kept = [entry for entry in chosen if (word in entry.path.lower().split("/")[:-1] if folders_only
+                                              else named(entry.path, word))]
+        if any(not is_metadata_name(entry.path) for entry in kept):
+            chosen = kept + [entry for entry in chosen if is_metadata_name(entry.path) and entry not in kept]
+            chosen.sort(key=lambda entry: entry.path)
+    return chosen
 
 
 class _Progress:

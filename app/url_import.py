@@ -107,7 +107,8 @@ def start_url_import(dataset, url_given, parent_id: str | None = None, skip_know
 
         def described(found: list[Source]) -> dict:
             return {"url": given, "dataset": dataset_link.repo,  # the files downloaded (a limit leaves some)
-                    "files": sum(1 for source in found if source.path is not None)}
+                    "files": sum(1 for source in found if source.path is not None),
+                    **({"split": dataset_link.split} if dataset_link.split else {})}
     else:
         url = direct_link(given)
         try:

@@ -115,6 +115,20 @@ def test_a_dataset_kept_in_parquet_files_imports_row_by_row(client):
     assert job["status"] == "completed" and _captions(client, one_split) == {"b.png": "tok, a green door"}
 
 
+def test_a_viewer_link_imports_the_split_it_shows(client):
+    split = _dataset(client)  # data/test-00000-of-00001.parquet only
+    job = _import(client, split, f"{HF}/me/tables/viewer/default/test")
+    assert job["status"] == "completed", job.get("error")
+    assert _captions(client, split) == {"b.png": "tok, a green door"}
+    assert job["result"]["source"]["files"] == 1 and job["result"]["source"]["split"] == "test"
+    folder = _dataset(client)  # a split kept as a folder, its metadata.jsonl with it
+    assert _import(client, folder, f"{HF}/me/portraits/viewer/default/extra")["status"] == "completed"
+    assert _captions(client, folder) == {"001.png": "tok, a man in a hat", "003.png": "tok, a dog"}
+    unknown = _dataset(client)  # nothing is named for the split: the whole dataset
+    assert _import(client, unknown, f"{HF}/me/tables/viewer/default/validation")["status"] == "completed"
+    assert len(_captions(client, unknown)) == 3
+
+
 @pytest.mark.parametrize("url, words", [
     (f"{HF}/me/nothing-here", "me/nothing-here was not found on the hub, or it is private and HF_TOKEN is missing"),
     (f"{HF}/me/gated", "me/gated is gated: accept its terms on the hub and set HF_TOKEN"),
@@ -166,7 +180,9 @@ def test_deleting_the_dataset_stops_a_download_in_progress(client, hub):
 
 @pytest.mark.parametrize("url, expected", [
     (f"{HF}/me/cats", hub_import.HubLink("me/cats", "main", "")),
-    (f"{HF}/me/cats/viewer/default/train", hub_import.HubLink("me/cats", "main", "")),
+    (f"{HF}/me/cats/viewer/default/train", hub_import.HubLink("me/cats", "main", "", config="default",
+                                                              split="train")),
+    (f"{HF}/me/cats/viewer", hub_import.HubLink("me/cats", "main", "")),
     (f"{HF}/me/cats/tree/main/photos/2024", hub_import.HubLink("me/cats", "main", "photos/2024")),
     ("https://hf.co/datasets/me/cats/blob/v2/all%20cats.zip",
      hub_import.HubLink("me/cats", "v2", "all cats.zip", True)),
