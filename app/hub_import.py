@@ -13,6 +13,7 @@ versions. Then the same import job as an upload checks and places every image (a
 
 from __future__ import annotations
 
+import itertools
 import posixpath
 import re
 import threading
@@ -86,7 +87,7 @@ def _wanted(path: str) -> bool:
     return imaging.is_image_name(lower) or lower.endswith((".txt", ".zip", ".parquet")) or is_metadata_name(lower)
 
 
-def _size(entry) -> int:
+def size(entry) -> int:
     return entry.lfs.size if entry.lfs else entry.size
 
 
@@ -98,16 +99,16 @@ def _nothing_there(link: HubLink, others: list[str]) -> JobError:
     return JobError(f"{where} has no files.")
 
 
-def list_files(api, link: HubLink, commit: str, max_bytes: int, limit: int | None = None) -> tuple[list, list]:
-    """The repo files to download (images, captions, metadata, ZIPs, Parquet) under the link, sorted, as (those
-    downloaded at once, those downloaded one by one only while the import still wants images: import_limit.split);
-    JobError otherwise."""
+def listed(api, link: HubLink, commit: str, cap: int | None = None) -> tuple[list, bool]:
+    """The repo files to import (images, captions, metadata, ZIPs, Parquet) under the link, sorted, and whether the
+    listing stopped at `cap` files (a check of a huge dataset); JobError when there are none."""
     from huggingface_hub import RepoFile
 
     folder = posixpath.dirname(link.path) if link.is_file else link.path
-    entries = [entry for entry in api.list_repo_tree(link.repo, path_in_repo=folder or None, revision=commit,
-                                                     repo_type="dataset", recursive=not link.is_file)
-               if isinstance(entry, RepoFile)]
+    tree = iter(api.list_repo_tree(link.repo, path_in_repo=folder or None, revision=commit, repo_type="dataset",
+                                   recursive=not link.is_file))
+    entries = [entry for entry in itertools.islice(tree, cap) if isinstance(entry, RepoFile)]
+    cut = cap is not None and next(tree, None) is not None
     if link.is_file:
         entries = [entry for entry in entries if entry.path == link.path]
         if not entries:
@@ -116,8 +117,14 @@ def list_files(api, link: HubLink, commit: str, max_bytes: int, limit: int | Non
                        link)
     if not chosen:
         raise _nothing_there(link, [entry.path for entry in entries])
-    first, later = import_limit.split(chosen, limit, lambda entry: entry.path)
-    total = sum(_size(entry) for entry in first)
+    return chosen, cut
+
+
+def list_files(api, link: HubLink, commit: str, max_bytes: int, limit: int | None = None) -> tuple[list, list]:
+    """The repo files to download under the link, as (those downloaded at once, those downloaded one by one only
+    while the import still wants images: import_limit.split); JobError otherwise."""
+    first, later = import_limit.split(listed(api, link, commit)[0], limit, lambda entry: entry.path)
+    total = sum(size(entry) for entry in first)
     if total > max_bytes:
         what = "of images and captions" if limit is None else f"in its first {plural(limit, 'image')} and captions"
         raise JobError(f"{link.label} has {total / 2**20:,.0f} MB {what}, over the limit of "
@@ -200,7 +207,7 @@ def download(job, link: HubLink, settings: Settings, folder: Path, limit: int | 
     except JobError:
         raise
     except Exception as exc:  # every hub failure is one sentence
-        raise _job_error(exc, link) from None
+        raise job_error(exc, link) from None
     targets = {}
     for entry in first + later:
         try:
@@ -208,15 +215,15 @@ def download(job, link: HubLink, settings: Settings, folder: Path, limit: int | 
         except UnsafePathError:
             raise JobError(f"{link.repo} lists a file with an unsafe path ({entry.path!r}): nothing was "
                            "imported.") from None
-    spent = [sum(_size(entry) for entry in first)]
+    spent = [sum(size(entry) for entry in first)]
 
     def fetch_all(reporter, files: list, label: str) -> None:
-        progress = _Progress(reporter, sum(_size(entry) for entry in files), len(files), label)
+        progress = _Progress(reporter, sum(size(entry) for entry in files), len(files), label)
 
         def fetch(entry) -> None:
             hf_hub_download(link.repo, entry.path, repo_type="dataset", revision=commit, local_dir=folder,
                             token=token, endpoint=settings.hf_endpoint, tqdm_class=progress.bar_class(entry.path))
-            progress.file_done(entry.path, _size(entry))
+            progress.file_done(entry.path, size(entry))
 
         progress.report()
         try:
@@ -224,15 +231,15 @@ def download(job, link: HubLink, settings: Settings, folder: Path, limit: int | 
         except (JobError, JobStopped):
             raise
         except Exception as exc:
-            raise _job_error(exc, link) from None
+            raise job_error(exc, link) from None
 
     def fetch_later(entry):
         def prepare(reporter) -> Path:
-            if spent[0] + _size(entry) > max_bytes:
-                raise JobError(f"{link.repo}/{entry.path} ({_size(entry) / 2**20:,.0f} MB) would take the download "
+            if spent[0] + size(entry) > max_bytes:
+                raise JobError(f"{link.repo}/{entry.path} ({size(entry) / 2**20:,.0f} MB) would take the download "
                                f"past the limit of {max_bytes / 2**20:,.0f} MB (MAX_UPLOAD_MB): take fewer images, "
                                "or raise MAX_UPLOAD_MB.")
-            spent[0] += _size(entry)
+            spent[0] += size(entry)
             fetch_all(reporter, [entry], f"{link.label} ({entry.path})")
             return targets[entry.path]
 
@@ -283,7 +290,7 @@ def _in_parallel(files: list, fetch, progress: _Progress) -> None:
         raise errors[0]
 
 
-def _job_error(exc: Exception, link: HubLink) -> JobError:
+def job_error(exc: Exception, link: HubLink) -> JobError:
     from huggingface_hub.errors import OfflineModeIsEnabled, RemoteEntryNotFoundError
 
     if isinstance(exc, OfflineModeIsEnabled):

@@ -85,13 +85,15 @@ def test_a_hugging_face_dataset_link_imports_the_dataset_with_its_captions(studi
 
     (artifacts_dir / "datasets").mkdir(exist_ok=True)
     env = {"STUDIO_ROOT": str(studio_root), "CAPTION_URL": "http://127.0.0.1:9", "HF_ENDPOINT": hub.url,
-           "HF_HUB_OFFLINE": "0"}
+           "HF_HUB_OFFLINE": "0", "MAX_UPLOAD_MB": "1"}
     with ServerProcess("app", env, log_path=tmp_path / "server.log") as server, sync_playwright() as p:
         dataset_id = requests.post(f"{server.url}/api/datasets", json={"name": "Portraits"}, timeout=10).json()["id"]
         browser, page, problems = open_page(p)
         page.goto(f"{server.url}/d/{dataset_id}")
         page.evaluate(PASTE_JS, "https://huggingface.co/datasets/me/portraits/tree/main/extra")
         expect(page.locator("#link-dialog")).to_be_visible()
+        # what the link holds shows under it before anything is downloaded
+        expect(page.locator("#link-check")).to_contain_text("me/portraits/extra: 2 images, 2 caption files")
         page.click("#link-start")
         expect(page.locator("#import-status")).to_contain_text("Imported 2 images")
         expect(page.locator(".tile")).to_have_count(2)
@@ -100,7 +102,13 @@ def test_a_hugging_face_dataset_link_imports_the_dataset_with_its_captions(studi
         # a dataset that keeps its images in Parquet files imports row by row, captions and all; "take at most"
         # stops reading at that many images (the first split's row, then the next split's first row)
         page.click("#btn-link")
+        page.fill("#link-url", "https://huggingface.co/datasets/me/big")  # over MAX_UPLOAD_MB: said at once
+        expect(page.locator("#link-check")).to_contain_text("the pod downloads at once (MAX_UPLOAD_MB)")
+        page.screenshot(path=str(artifacts_dir / "datasets" / "09-link-check.png"))
+        page.fill("#link-url", "https://huggingface.co/datasets/me/nothing-here")
+        expect(page.locator("#link-check")).to_contain_text("was not found on the hub")
         page.fill("#link-url", "https://huggingface.co/datasets/me/tables")
+        expect(page.locator("#link-check")).to_contain_text("me/tables: 2 Parquet files")
         page.fill("#link-limit", "2")
         page.click("#link-start")
         expect(page.locator("#import-status")).to_contain_text("Imported 2 images")

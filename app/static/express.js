@@ -27,6 +27,7 @@
 
   const link = () => $("x-link").value.trim();
   $("x-link").addEventListener("input", () => { $("x-limit-row").hidden = !link(); });
+  window.linkCheck($("x-link"), $("x-link-check"), $("x-limit"));
   const NOTHING = "Choose a ZIP or some images first, or paste a link to a ZIP or a Hugging Face dataset.";
   function checkInput() {
     if (!files.length && !link()) return NOTHING;

@@ -134,10 +134,13 @@
   $("uploads-title").onclick = () => { if ($("uploads").classList.contains("compact")) expandPanel(); };
 
   // from a link: the button, a link dropped on the page (from another tab), or one pasted outside a text field
+  const linkChecker = window.linkCheck($("link-url"), $("link-check"), $("link-limit"));
   function openLink(url) {
     $("link-url").value = url || "";
     $("link-limit").value = "";
     $("link-error").textContent = "";
+    linkChecker.reset();
+    if (url) linkChecker.check();
     $("link-dialog").showModal();
   }
   $("btn-link").onclick = () => openLink("");
