@@ -127,25 +127,20 @@ def extract_zip(archive: Path, dest: Path, max_total_bytes: int, max_ratio: int)
             raise DatasetInputError(str(exc)) from None
         for item in extracted.skipped:
             log.warning("skipping ZIP entry: %s", item["reason"])
-        for name, staged in extracted.images:
+        for name, staged in extracted.images + extracted.tables:  # a Parquet file's rows go beside it
             try:
                 target = confined(dest, *[part for part in name.split("/") if part])
             except UnsafePathError:
                 continue
             target.parent.mkdir(parents=True, exist_ok=True)
             staged.replace(target)
+            if target.suffix.lower() == ".parquet":
+                unpack_parquet(target, target.with_suffix(""), max_total_bytes)
+                target.unlink()
+                continue
             caption = extracted.captions.get(caption_key(name))
             if caption is not None:
                 target.with_suffix(".txt").write_text(caption, "utf-8")
-        for name, staged in extracted.tables:  # Parquet files inside the ZIP: their rows beside them
-            try:
-                target = confined(dest, *[part for part in name.split("/") if part])
-            except UnsafePathError:
-                continue
-            target.parent.mkdir(parents=True, exist_ok=True)
-            staged.replace(target)
-            unpack_parquet(target, target.with_suffix(""), max_total_bytes)
-            target.unlink()
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
