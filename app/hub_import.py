@@ -215,7 +215,7 @@ def download(job, link: HubLink, settings: Settings, folder: Path, limit: int | 
         except UnsafePathError:
             raise JobError(f"{link.repo} lists a file with an unsafe path ({entry.path!r}): nothing was "
                            "imported.") from None
-    spent = [sum(size(entry) for entry in first)]
+    budget = import_limit.Budget(max_bytes, sum(size(entry) for entry in first))
 
     def fetch_all(reporter, files: list, label: str) -> None:
         progress = _Progress(reporter, sum(size(entry) for entry in files), len(files), label)
@@ -235,11 +235,7 @@ def download(job, link: HubLink, settings: Settings, folder: Path, limit: int | 
 
     def fetch_later(entry):
         def prepare(reporter) -> Path:
-            if spent[0] + size(entry) > max_bytes:
-                raise JobError(f"{link.repo}/{entry.path} ({size(entry) / 2**20:,.0f} MB) would take the download "
-                               f"past the limit of {max_bytes / 2**20:,.0f} MB (MAX_UPLOAD_MB): take fewer images, "
-                               "or raise MAX_UPLOAD_MB.")
-            spent[0] += size(entry)
+            budget.take(f"{link.repo}/{entry.path}", size(entry))
             fetch_all(reporter, [entry], f"{link.label} ({entry.path})")
             return targets[entry.path]
 

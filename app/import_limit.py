@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from app import imaging
 from app.caption_files import caption_key, is_metadata_name
+from studio.jobs import JobError
 from studio.text import plural
 from studio.web import ApiError
 
@@ -53,6 +54,22 @@ class Left:
     def public(self) -> dict:
         return {"images": self.limit, "reached": bool(self.files or self.entries), "files_left": self.files,
                 "images_left": self.entries}
+
+
+class Budget:
+    """The bytes a download with a limit may still take (MAX_UPLOAD_MB less what came at once): each file it
+    fetches later is counted before it is fetched."""
+
+    def __init__(self, max_bytes: int, spent: int):
+        self.max_bytes, self.spent = max_bytes, spent
+
+    def take(self, what: str, size: int) -> None:
+        """Counts `size` bytes for `what`; JobError when they would pass the limit."""
+        if self.spent + size > self.max_bytes:
+            raise JobError(f"{what} ({size / 2**20:,.0f} MB) would take the download past the limit of "
+                           f"{self.max_bytes / 2**20:,.0f} MB (MAX_UPLOAD_MB): take fewer images, or raise "
+                           "MAX_UPLOAD_MB.")
+        self.spent += size
 
 
 def holds_images(name: str) -> bool:

@@ -80,9 +80,9 @@ def start_import(dataset_id: str):
                            bytes_done=p["bytes_done"], bytes_total=p["bytes_total"],
                            message=f"Downloading {p['files_done']} of {plural(p['files_total'], 'file')}")
 
-            budget = settings.max_upload_mb * 2**20
+            max_bytes = settings.max_upload_mb * 2**20
             try:
-                files = storage.download_prefix(prefix, download, on_progress=progress, max_bytes=budget,
+                files = storage.download_prefix(prefix, download, on_progress=progress, max_bytes=max_bytes,
                                                 select=select)
             except StorageError as exc:
                 raise JobError(exc.message + (" Take fewer images." if limit and exc.code == "too_large" else "")) \
@@ -90,8 +90,8 @@ def start_import(dataset_id: str):
             if not files and not held:
                 raise JobError(f"Nothing was found under {storage.bucket}/{prefix}: check the prefix.")
             sources = [Source(path.relative_to(download).as_posix(), path) for path in files]
-            spent = [sum(path.stat().st_size for path in files)]
-            sources += [Source(obj.key[len(prefix):], prepare=_later(storage, obj, download, prefix, spent, budget))
+            budget = import_limit.Budget(max_bytes, sum(path.stat().st_size for path in files))
+            sources += [Source(obj.key[len(prefix):], prepare=_later(storage, obj, download, prefix, budget))
                         for obj in held]
             result = run_import(job, dataset, sources, settings, work_dir / "import", limit=limit)
             result["source"] = {"bucket": storage.bucket, "prefix": prefix,
@@ -103,14 +103,10 @@ def start_import(dataset_id: str):
     return jsonify(context.executor().submit(IMPORT_KIND, dataset.id, work).public()), 202
 
 
-def _later(storage: Storage, obj: StoredObject, download: Path, prefix: str, spent: list[int], budget: int):
+def _later(storage: Storage, obj: StoredObject, download: Path, prefix: str, budget: import_limit.Budget):
     """The download of one object the import asks for only while it wants more images (a limit)."""
     def prepare(job: JobReporter) -> Path:
-        if spent[0] + obj.size > budget:
-            raise JobError(f"{storage.bucket}/{obj.key} ({obj.size / 2**20:,.0f} MB) would take the download past "
-                           f"the limit of {budget / 2**20:,.0f} MB (MAX_UPLOAD_MB): take fewer images, or raise "
-                           "MAX_UPLOAD_MB.")
-        spent[0] += obj.size
+        budget.take(f"{storage.bucket}/{obj.key}", obj.size)
         job.update(phase="downloading", message=f"Downloading {obj.key}")
         try:
             target = confined(download, *[part for part in obj.key[len(prefix):].split("/") if part])

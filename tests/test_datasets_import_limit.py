@@ -5,6 +5,7 @@ dataset changes nothing. The local stand-ins of the hub and the web serve the fi
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 import app as datasets_app
@@ -100,6 +101,22 @@ def test_a_dataset_over_the_download_limit_imports_its_first_images(client, hub)
     assert job["status"] == "failed" and "in its first 3 images and captions, over the limit of 1 MB" in \
         job["error"], job
     assert _captions(client, too_many) == {}
+
+
+def test_a_shard_that_would_pass_the_download_limit_fails_the_import_before_it_downloads(client, hub):
+    noise = np.random.default_rng(0)
+    shards = {f"data/train-{n}.parquet": parquet_bytes(
+        [{"image": (image_bytes(90 + 2 * n + row, size=(80, 80)) + noise.bytes(200_000), None), "text": "tok"}
+         for row in range(2)], features=HF_FEATURES) for n in range(3)}  # about 400 KB each
+    hub.add("datasets/me/fat", shards, lfs=tuple(shards))
+    dataset_id = _dataset(client)
+    job = _import(client, dataset_id, f"{HF}/me/fat", 5)  # the third shard would pass MAX_UPLOAD_MB=1
+    assert job["status"] == "failed" and "me/fat/data/train-2.parquet" in job["error"] and \
+        "would take the download past the limit of 1 MB (MAX_UPLOAD_MB): take fewer images" in job["error"], job
+    assert _downloaded(hub, "me/fat") == {"data/train-0.parquet", "data/train-1.parquet"}
+    assert _captions(client, dataset_id) == {}
+    job = _import(client, dataset_id, f"{HF}/me/fat", 4)  # fewer images: two shards are enough
+    assert job["status"] == "completed" and len(_captions(client, dataset_id)) == 4
 
 
 def test_a_limit_above_the_dataset_takes_everything_and_says_nothing(client, hub):
