@@ -83,11 +83,13 @@ def create_app(settings: Settings | None = None) -> Flask:
     for module in (datasets, uploads, images, image_edits, trash, captions, caption_words, autocaption, export,
                    versions, express_api):
         app.register_blueprint(module.bp)
-    from app import hub_push, link_check, s3_import, url_import
+    from app import hub_push, import_resume, link_check, s3_import, url_import
 
     app.register_blueprint(s3_import.bp)
     app.register_blueprint(url_import.bp)
     app.register_blueprint(link_check.bp)
+    app.register_blueprint(import_resume.bp)
+    import_resume.adopt_interrupted(app, interrupted)
     app.register_blueprint(hub_push.bp)
     from app import measure
 

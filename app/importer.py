@@ -192,7 +192,7 @@ def _place_all(job: JobReporter, dataset: Dataset, candidates: list[Candidate], 
     renamed: list[dict] = []
     pending: dict[str, dict] = {}
     job.update(phase="importing", total=len(candidates), done=0, message=f"Checking {len(candidates)} images")
-    adopted = _adopt_strays(dataset, settings)
+    adopted = adopt_strays(dataset, settings)
     with dataset.lock():
         taken = dataset.taken_stems()
         known = {r.get("sha256") for r in dataset.meta()["images"].values()} if skip_known else set()
@@ -213,7 +213,7 @@ def _place_all(job: JobReporter, dataset: Dataset, candidates: list[Candidate], 
     return {"imported": imported, "skipped": skipped, "renamed": renamed, "captions": captions, "adopted": adopted}
 
 
-def _adopt_strays(dataset: Dataset, settings: Settings) -> list[str]:
+def adopt_strays(dataset: Dataset, settings: Settings) -> list[str]:
     """Images an earlier import moved into the folder but could not record (the disk filled up, the
     process was killed): recorded now, so none stays invisible and none is lost. A file that does not
     decode is left where it is."""

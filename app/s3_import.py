@@ -16,7 +16,7 @@ from app import context, import_limit
 from app.export import export_folder
 from app.importer import Source, run_import
 from studio.job_reporter import JobReporter
-from studio.jobs import JobError
+from studio.jobs import Job, JobError
 from studio.s3 import Storage, StorageError, StoredObject, normalize_prefix, storage_configured
 from studio.text import plural
 from studio.web import ApiError, json_body
@@ -55,8 +55,11 @@ def _job_state(dataset_id: str, job_id: str, kind: str) -> dict:
 
 @bp.post("/api/datasets/<dataset_id>/import-s3")
 def start_import(dataset_id: str):
-    dataset = context.dataset(dataset_id)
-    body = json_body()
+    return jsonify(start_s3_import(context.dataset(dataset_id), json_body()).public()), 202
+
+
+def start_s3_import(dataset, body: dict, skip_known: bool = False) -> Job:
+    """The import job for a bucket prefix (ApiError, before any job, for a wrong bucket, prefix or keys)."""
     limit = import_limit.check_limit(body.get("limit"))
     storage, prefix = _request_storage(body)
     settings = context.settings()
@@ -93,14 +96,16 @@ def start_import(dataset_id: str):
             budget = import_limit.Budget(max_bytes, sum(path.stat().st_size for path in files))
             sources += [Source(obj.key[len(prefix):], prepare=_later(storage, obj, download, prefix, budget))
                         for obj in held]
-            result = run_import(job, dataset, sources, settings, work_dir / "import", limit=limit)
+            result = run_import(job, dataset, sources, settings, work_dir / "import", skip_known=skip_known,
+                                limit=limit)
             result["source"] = {"bucket": storage.bucket, "prefix": prefix,
                                 "files": sum(1 for source in sources if source.path is not None)}
             return result
         finally:
             shutil.rmtree(work_dir, ignore_errors=True)
 
-    return jsonify(context.executor().submit(IMPORT_KIND, dataset.id, work).public()), 202
+    config = {"source": "s3", "bucket": body.get("bucket"), "prefix": prefix, "limit": limit}  # for a resume
+    return context.executor().submit(IMPORT_KIND, dataset.id, work, config=config)
 
 
 def _later(storage: Storage, obj: StoredObject, download: Path, prefix: str, budget: import_limit.Budget):

@@ -53,7 +53,7 @@ def _check_name(filename) -> str:
 
 
 def _start_import(dataset, sources: list[Source], cleanup: list, parent_id: str | None = None,
-                  skip_known: bool = False) -> Job:
+                  skip_known: bool = False, config: dict | None = None) -> Job:
     job_dir_name = f"import-{secrets.token_hex(6)}"
     work_dir = confined(context.workspace().uploads, job_dir_name)
     settings = context.settings()
@@ -65,7 +65,7 @@ def _start_import(dataset, sources: list[Source], cleanup: list, parent_id: str 
             for folder in cleanup:
                 shutil.rmtree(folder, ignore_errors=True)
 
-    return context.executor().submit("import", dataset.id, work, parent_id=parent_id)
+    return context.executor().submit("import", dataset.id, work, parent_id=parent_id, config=config)
 
 
 def _wait_for(job: Job) -> tuple[dict, int]:
@@ -262,7 +262,8 @@ def import_from_sessions(dataset, sids, parent_id: str | None = None, skip_known
                            "send them before completing.", 409, details=described["missing"][:50])
         sources.append(Source(info["filename"], prepare=_assembler(info, folder)))
         cleanup.append(folder)
-    return _start_import(dataset, sources, cleanup, parent_id, skip_known)
+    # what "Import the rest" runs again after an interruption (the sessions stay until an import finishes)
+    return _start_import(dataset, sources, cleanup, parent_id, skip_known, {"source": "sessions", "sessions": sids})
 
 
 @bp.post("/api/datasets/<dataset_id>/uploads/<sid>/complete")

@@ -141,4 +141,5 @@ def start_url_import(dataset, url_given, parent_id: str | None = None, skip_know
         finally:
             shutil.rmtree(work_dir, ignore_errors=True)
 
-    return context.executor().submit("import", dataset.id, work, parent_id=parent_id)
+    return context.executor().submit("import", dataset.id, work, parent_id=parent_id,
+                                     config={"source": "url", "url": given, "limit": limit})  # for a resume

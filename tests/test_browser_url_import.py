@@ -121,3 +121,32 @@ def test_a_hugging_face_dataset_link_imports_the_dataset_with_its_captions(studi
         expect(page.locator("#link-limit")).to_have_value("")  # a new import takes everything unless told
         assert problems == []
         browser.close()
+
+
+def test_an_import_cut_short_offers_to_import_the_rest(studio_root, artifacts_dir, tmp_path, web):  # noqa: F811
+    from playwright.sync_api import expect, sync_playwright
+
+    from studio.jobs import JobStore
+
+    env = {"STUDIO_ROOT": str(studio_root), "CAPTION_URL": "http://127.0.0.1:9", "ALLOW_PRIVATE_URLS": "1"}
+    with ServerProcess("app", env, log_path=tmp_path / "server.log") as server, sync_playwright() as p:
+        dataset_id = requests.post(f"{server.url}/api/datasets", json={"name": "Cut"}, timeout=10).json()["id"]
+        store = JobStore(studio_root / "studio.db")  # an import a restart cut short, as the store holds it
+        job, _ = store.create("import", dataset=dataset_id, total=2, owner="999999999:1",
+                              config={"source": "url", "url": f"{web}/set.zip", "limit": None})
+        store.start(job.id, "999999999:1")
+        store.finish(job.id, "interrupted", resumable=True,
+                     message="Interrupted at 1 of 2: the process running it ended (a restart or a crash).")
+        browser, page, problems = open_page(p)
+        page.goto(f"{server.url}/d/{dataset_id}")
+        expect(page.locator("#uploads-title")).to_have_text("Import cut short")
+        expect(page.locator("#import-status")).to_contain_text("Interrupted at 1 of 2")
+        page.screenshot(path=str(artifacts_dir / "datasets" / "09-import-cut-short.png"))
+        page.click("#import-resume")
+        expect(page.locator("#import-status")).to_contain_text("Imported 2 images")
+        expect(page.locator(".tile")).to_have_count(2)
+        page.reload()  # the latest import finished: nothing is offered any more
+        expect(page.locator(".tile")).to_have_count(2)
+        expect(page.locator("#import-resume")).to_have_count(0)
+        assert problems == []
+        browser.close()

@@ -151,3 +151,23 @@ def test_a_limit_downloads_the_first_images_and_the_zips_still_needed(moto, make
     assert state["result"]["source"]["files"] == 2
     refused = client.post(f"/api/datasets/{packs}/import-s3", json={"prefix": "packs", "limit": 0})
     assert refused.status_code == 422 and "'limit' must be a whole number" in refused.get_json()["error"]
+
+
+def test_a_bucket_import_cut_short_by_a_restart_imports_the_rest(moto, make_settings, studio_root):
+    from studio.jobs import JobStore
+
+    moto.make_bucket("resume-bucket", {f"set/{n}.png": png((40 * n, 9, 9)) for n in range(3)})
+    client = make_client(make_settings, **moto.env(S3_BUCKET="resume-bucket"))
+    dataset = client.post("/api/datasets", json={"name": "Resumed"}).get_json()["id"]
+    (studio_root / "datasets" / dataset / "0.png").write_bytes(png((0, 9, 9)))  # placed, not recorded
+    store = JobStore(studio_root / "studio.db")
+    job, _ = store.create("s3-import", dataset=dataset, owner="999999999:1",
+                          config={"source": "s3", "bucket": None, "prefix": "set/", "limit": 2})
+    store.start(job.id, "999999999:1")
+    client = make_client(make_settings, **moto.env(S3_BUCKET="resume-bucket"))  # the restart
+    response = client.post(f"/api/datasets/{dataset}/imports/{job.id}/resume")
+    assert response.status_code == 202, response.get_json()
+    state = wait_job(client, f"/api/datasets/{dataset}/import-s3/{response.get_json()['id']}")
+    assert state["status"] == "completed", state
+    names = sorted(i["name"] for i in client.get(f"/api/datasets/{dataset}/images").get_json()["images"])
+    assert names == ["0.png", "1.png"]  # the limit of 2 kept; 0.png once

@@ -111,15 +111,51 @@
       const skipped = result.skipped || [];
       const renamed = result.renamed || [];
       const ok = job.status === "completed";
-      box.innerHTML = `<p style="color:var(${ok ? "--ok" : "--err"})">${ds.esc(job.message)}</p>
+      box.innerHTML = `<p style="color:var(${ok ? "--ok" : "--err"})">${ds.esc(job.message)}</p>${resumable(job) ? resumeButton(job) : ""}
         ${renamed.length ? `<details><summary>${plural(renamed.length, "file")} renamed to avoid overwriting</summary><ul class="skipped">${renamed.slice(0, 200).map((r) => `<li>${ds.esc(r.from)} → ${ds.esc(r.to)}</li>`).join("")}</ul></details>` : ""}
         ${skipped.length ? `<details open><summary>${skipped.length} skipped</summary><ul class="skipped">${skipped.slice(0, 300).map((s) => `<li><b>${ds.esc(s.name)}</b>: ${ds.esc(s.reason)}</li>`).join("")}</ul></details>` : ""}`;
       $("uploads-title").textContent = ok ? "Import finished" : "Import failed";
-      compactLater(`${ok ? "✓" : "✕"} ${job.message}`);
+      wireResume(job);
+      if (ok || !resumable(job)) compactLater(`${ok ? "✓" : "✕"} ${job.message}`);
       toast(job.message, ok ? "ok" : "error", 6000);
       ds.reload();
       return job;
     }
+  }
+
+  // an import cut short (a restart, a stop, a failed download) runs its source again: the link with its limit,
+  // the bucket prefix, the upload's sessions; what the dataset already has is left out
+  const resumable = (job) => ["failed", "stopped", "interrupted"].includes(job.status) && !!(job.config || {}).source;
+  const resumeButton = (job) => `<button class="primary" id="import-resume">${job.status === "failed" ? "Try again" : "Import the rest"}</button>
+    <div class="muted" style="font-size:13px;margin-top:.4rem">Images already in the dataset are left as they are.</div>`;
+  function wireResume(job) {
+    const button = $("import-resume");
+    if (!button) return;
+    button.onclick = async () => {
+      button.disabled = true;
+      try {
+        const again = await api(`${ds.base}/imports/${job.id}/resume`, { method: "POST" });
+        localStorage.setItem(`import-offered-${job.id}`, "1");
+        $("uploads-title").textContent = "Importing";
+        ds.followingImport = true;
+        followImport(again.id).finally(() => { ds.followingImport = false; });
+      } catch (e) {
+        button.disabled = false;
+        toast(e.message, "error", 8000);
+      }
+    };
+  }
+  // shown once per cut-short import when the page opens (closing the panel dismisses it)
+  function offerResume(job) {
+    if (localStorage.getItem(`import-offered-${job.id}`) || $("import-resume")) return;
+    $("uploads").classList.add("open");
+    expandPanel();
+    delete $("uploads-title").dataset.full;
+    $("uploads-title").textContent = job.status === "interrupted" ? "Import cut short" : "Import stopped";
+    $("upload-rows").replaceChildren();
+    $("import-status").innerHTML = `<p style="color:var(--warn)">${ds.esc(job.message || "")}</p>${resumeButton(job)}`;
+    $("uploads").dataset.offered = job.id;
+    wireResume(job);
   }
 
   // file picker
@@ -129,6 +165,8 @@
   $("btn-upload-empty").onclick = pick;
   input.addEventListener("change", () => { uploadAll([...input.files]); input.value = ""; });
   $("uploads-close").onclick = () => {
+    if ($("uploads").dataset.offered) localStorage.setItem(`import-offered-${$("uploads").dataset.offered}`, "1");
+    delete $("uploads").dataset.offered;
     if (!active) { clearTimeout(compactTimer); $("uploads").classList.remove("open", "compact"); $("upload-rows").replaceChildren(); }
   };
   $("uploads-title").onclick = () => { if ($("uploads").classList.contains("compact")) expandPanel(); };
@@ -201,6 +239,8 @@
     if (job && (job.status === "running" || job.status === "queued") && !ds.followingImport) {
       ds.followingImport = true;
       followImport(job.id).finally(() => { ds.followingImport = false; });
+    } else if (job && ["interrupted", "stopped"].includes(job.status) && resumable(job) && !ds.followingImport && !active) {
+      offerResume(job);
     }
     const panels = window.dsPanels;
     if (panels) panels.onStats(d);
