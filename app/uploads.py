@@ -12,6 +12,7 @@ import re
 import secrets
 import shutil
 import time
+from pathlib import Path
 
 from flask import Blueprint, jsonify, request
 from werkzeug.exceptions import RequestEntityTooLarge
@@ -60,10 +61,18 @@ def _start_import(dataset, sources: list[Source], cleanup: list, parent_id: str 
 
     def work(job):
         try:
-            return run_import(job, dataset, sources, settings, work_dir, skip_known=skip_known)
-        finally:
+            result = run_import(job, dataset, sources, settings, work_dir, skip_known=skip_known)
+        except BaseException:
             for folder in cleanup:
-                shutil.rmtree(folder, ignore_errors=True)
+                if config:  # upload sessions: the chunks stay (two days at most) for "Try again"
+                    for assembled in Path(folder).glob("file-*"):
+                        assembled.unlink(missing_ok=True)
+                else:  # files sent in one request cannot run again
+                    shutil.rmtree(folder, ignore_errors=True)
+            raise
+        for folder in cleanup:
+            shutil.rmtree(folder, ignore_errors=True)
+        return result
 
     return context.executor().submit("import", dataset.id, work, parent_id=parent_id, config=config)
 
@@ -123,7 +132,7 @@ def _session(dataset, sid: str) -> tuple[dict, object]:
 
 
 def session_exists(dataset, sid: str) -> bool:
-    """True while an upload session of this dataset is on disk (it goes once its import finished)."""
+    """True while an upload session of this dataset is on disk (it goes once an import of it completed)."""
     try:
         _session(dataset, sid)
     except ApiError:

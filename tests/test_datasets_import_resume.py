@@ -109,3 +109,31 @@ def test_a_failed_link_import_tries_again(make_settings, studio_root, web, monke
     response = client.post(f"/api/datasets/{dataset_id}/imports/{failed['id']}/resume")
     done = wait_job(client, f"/api/datasets/{dataset_id}/imports/{response.get_json()['id']}")
     assert done["status"] == "completed" and list(_images(client, dataset_id)) == ["p.png"]  # its limit kept
+
+
+def test_a_failed_upload_import_keeps_its_chunks_for_try_again(make_settings, studio_root, monkeypatch):
+    from app import importer
+
+    client = _studio(make_settings)
+    dataset_id = _dataset(client)
+    data = zip_bytes([("x.png", image_bytes(5))])
+    sid = client.post(f"/api/datasets/{dataset_id}/uploads", json={"filename": "one.zip", "size": len(data)}
+                      ).get_json()["id"]
+    client.put(f"/api/datasets/{dataset_id}/uploads/{sid}/chunks/0", data=data)
+    real = importer._place_all
+
+    def full_disk(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(importer, "_place_all", full_disk)
+    started = client.post(f"/api/datasets/{dataset_id}/imports", json={"sessions": [sid]}).get_json()
+    failed = wait_job(client, f"/api/datasets/{dataset_id}/imports/{started['id']}")
+    assert failed["status"] == "failed" and "disk is full" in failed["error"], failed
+    session = studio_root / ".uploads" / f"session-{sid}"
+    assert (session / "chunks" / "0").is_file() and not list(session.glob("file-*"))  # kept, not doubled
+    monkeypatch.setattr(importer, "_place_all", real)  # space was freed
+    response = client.post(f"/api/datasets/{dataset_id}/imports/{failed['id']}/resume")
+    done = wait_job(client, f"/api/datasets/{dataset_id}/imports/{response.get_json()['id']}")
+    assert done["status"] == "completed" and list(_images(client, dataset_id)) == ["x.png"]
+    assert not session.exists()  # gone once an import of it completed
+
