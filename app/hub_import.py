@@ -138,19 +138,18 @@ def _of_split(chosen: list, link: HubLink) -> list:
     `<split>`, `<split>-00000-of-00003`, `<split>_…`), with every metadata file; all of them when no image, ZIP or
     Parquet file is named so (the repo lays its splits out some other way)."""
 
-    def named(path: str, word: str) -> bool:
+    def named(path: str, word: str, folders_only: bool) -> bool:
         parts = path.lower().split("/")
         stem = posixpath.splitext(parts[-1])[0]
-        return word in parts[:-1] or stem == word or stem.startswith((f"{word}-", f"{word}_", f"{word}."))
+        return word in parts[:-1] or (not folders_only and (stem == word or stem.startswith(
+            (f"{word}-", f"{word}_", f"{word}."))))
 
     for word, folders_only in ((link.config.lower(), True), (link.split.lower(), False)):
         if not word or word == "default":
             continue
-        kept = [entry for entry in chosen if (word in entry.path.lower().split("/")[:-1] if folders_only
-                                              else named(entry.path, word))]
+        kept = [entry for entry in chosen if is_metadata_name(entry.path) or named(entry.path, word, folders_only)]
         if any(not is_metadata_name(entry.path) for entry in kept):
-            chosen = kept + [entry for entry in chosen if is_metadata_name(entry.path) and entry not in kept]
-            chosen.sort(key=lambda entry: entry.path)
+            chosen = kept  # still sorted
     return chosen
 
 
