@@ -3,7 +3,7 @@
     POST /api/datasets/<id>/imports/<job>/resume   -> the new import job (202)
 
 The import runs again from the same source (the link with its limit, the bucket prefix, or the upload's sessions,
-which stay on disk until an import of them finishes) and leaves out the images the dataset already has (the same
+which stay on disk until an import of them completes) and leaves out the images the dataset already has (the same
 bytes), so what the first run placed is neither lost nor doubled. Images it had moved in without recording them
 are recorded at start (adopt_interrupted), so the gallery and the export never miss them meanwhile.
 """

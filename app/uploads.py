@@ -271,7 +271,7 @@ def import_from_sessions(dataset, sids, parent_id: str | None = None, skip_known
                            "send them before completing.", 409, details=described["missing"][:50])
         sources.append(Source(info["filename"], prepare=_assembler(info, folder)))
         cleanup.append(folder)
-    # what "Import the rest" runs again after an interruption (the sessions stay until an import finishes)
+    # what "Import the rest" runs again after an interruption (the sessions stay until an import of them completes)
     return _start_import(dataset, sources, cleanup, parent_id, skip_known, {"source": "sessions", "sessions": sids})
 
 
