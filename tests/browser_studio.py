@@ -162,6 +162,18 @@ def open_page(playwright, viewport: dict = DESKTOP):
     return browser, page, problems
 
 
+def check_publish_form(page, prefix: str, default_repo: str, bad_repo: str) -> None:
+    """A publish form (ids `<prefix>-repo`, `-private`, `-start`, `-error`) offers `default_repo`, private, and
+    answers a malformed repo name in the form itself."""
+    from playwright.sync_api import expect
+
+    expect(page.locator(f"#{prefix}-repo")).to_have_value(default_repo)
+    expect(page.locator(f"#{prefix}-private")).to_be_checked()
+    page.fill(f"#{prefix}-repo", bad_repo)
+    page.click(f"#{prefix}-start")
+    expect(page.locator(f"#{prefix}-error")).to_contain_text("not a valid repo name")
+
+
 def watch_page(page) -> list[str]:
     """Script errors on the page and API calls it makes that answer 404 or 5xx: each is a bug, the list stays empty."""
     problems: list[str] = []

@@ -9,7 +9,7 @@ import time
 
 import requests
 
-from tests.browser_studio import browser_marks, open_page
+from tests.browser_studio import browser_marks, check_publish_form, open_page
 from tests.helpers import ServerProcess
 from tests.test_datasets_hub_import import hub  # noqa: F401 - the stand-in hub, a fixture
 from tests.test_datasets_support import image_bytes
@@ -48,11 +48,7 @@ def test_publish_a_dataset_from_the_export_dialog(studio_root, artifacts_dir, tm
         dataset_id = _exported(server.url)
         browser, page, problems = open_page(p)
         _open_section(page, server.url, dataset_id)
-        expect(page.locator("#hub-repo")).to_have_value("cats-v1")
-        expect(page.locator("#hub-private")).to_be_checked()
-        page.fill("#hub-repo", "not/a/name")
-        page.click("#hub-start")
-        expect(page.locator("#hub-error")).to_contain_text("not a valid repo name")
+        check_publish_form(page, "hub", "cats-v1", "not/a/name")
         page.fill("#hub-repo", "cats")
         page.screenshot(path=str(artifacts_dir / "datasets" / "10-publish-dataset.png"))
         page.click("#hub-start")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import trainer
 from studio.settings import load_settings
-from tests.browser_studio import browser_marks, open_page
+from tests.browser_studio import browser_marks, check_publish_form, open_page
 from tests.helpers import REPO, ServerProcess, free_port
 from tests.test_datasets_hub_import import hub  # noqa: F401 - the stand-in hub, a fixture
 from tests.test_trainer_renders import finished_job
@@ -26,11 +26,7 @@ def test_publish_a_finished_lora_from_the_job_page(demo_root, demo_paths, artifa
         browser, page, problems = open_page(p)
         page.goto(f"{web.url}/jobs/{job.id}")
         page.click("#btn-publish")
-        expect(page.locator("#publish-repo")).to_have_value("tiny-lora")
-        expect(page.locator("#publish-private")).to_be_checked()
-        page.fill("#publish-repo", "bad/name/here")
-        page.click("#publish-start")
-        expect(page.locator("#publish-error")).to_contain_text("not a valid repo name")
+        check_publish_form(page, "publish", "tiny-lora", "bad/name/here")
         page.fill("#publish-repo", "tiny-lora")
         page.screenshot(path=str(artifacts_dir / "trainer-publish-dialog.png"))
         page.click("#publish-start")
