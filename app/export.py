@@ -12,9 +12,9 @@ import time
 from pathlib import Path
 
 from flask import Blueprint, jsonify
-from PIL import Image
 
 from app import context
+from app.imaging import training_copy
 from app.store import Dataset, natural_key, slugify
 from studio import exports
 from studio.atomic import atomic_write_json, read_json
@@ -26,7 +26,6 @@ from studio.workspace import UnsafePathError, Workspace, safe_name
 from studio.zip_stream import zip_response
 
 bp = Blueprint("export", __name__)
-TRAINER_EXTENSIONS = {".jpg", ".jpeg", ".png", ".webp"}
 
 
 def apply_trigger(caption: str, trigger: str) -> str:
@@ -35,13 +34,6 @@ def apply_trigger(caption: str, trigger: str) -> str:
     if not trigger or re.search(rf"(?<!\w){re.escape(trigger)}(?!\w)", caption, re.IGNORECASE):
         return caption
     return f"{trigger}, {caption}" if caption else trigger
-
-
-def _place_image(source: Path, target: Path) -> None:
-    try:
-        os.link(source, target)  # same disk: no copy, and the dataset file is never modified in place
-    except OSError:
-        shutil.copy2(source, target)
 
 
 def export_selection(meta: dict, include_duplicates: bool = False) -> tuple[list[str], list[str]]:
@@ -73,16 +65,9 @@ def run_export(job: JobReporter, dataset: Dataset, name: str, workspace: Workspa
         job.update(total=len(names), done=0, message=f"Exporting {plural(len(names), 'image')}")
         for index, image in enumerate(names, start=1):
             job.check_stop()
-            source = dataset.image_path(image)
-            stem, ext = os.path.splitext(image)
-            known = meta["images"].get(image, {}).get("sha256")
-            if ext.lower() in TRAINER_EXTENSIONS:
-                placed = build / image
-                _place_image(source, placed)
-            else:  # HEIC/AVIF: the trainer reads only jpg/png/webp
-                placed, known = build / f"{stem}.png", None
-                with Image.open(source) as img:
-                    img.convert("RGB").save(placed)
+            stem = os.path.splitext(image)[0]
+            placed = training_copy(dataset.image_path(image), build, stem)  # a HEIC photo becomes a JPEG
+            known = meta["images"].get(image, {}).get("sha256") if placed.name == image else None
             if known:  # the same bytes the import hashed: files in a dataset are never changed in place
                 content.add_digest(placed.name, known)
             else:

@@ -25,7 +25,7 @@ from flask import Blueprint, jsonify, send_file
 from PIL import Image, ImageOps
 
 from app import context, imaging
-from app.images import image_row
+from app.images import image_row, viewable
 from app.importer import image_record
 from app.store import Conflict, Dataset, refresh_flags, rev_of
 from studio.atomic import atomic_write_bytes, place_file
@@ -36,7 +36,10 @@ bp = Blueprint("image_edits", __name__)
 
 MIN_SIDE = 64  # a crop smaller than this is a slip of the mouse, not a picture to train on
 MAX_EDITS = 30
-EDITABLE = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".webp": "WEBP"}
+# each format as it is saved again; HEIC and AVIF where this Pillow reads them (app.imaging)
+EDITABLE = {ext: fmt for ext, fmt in {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".webp": "WEBP", ".heic": "HEIF",
+                                      ".heif": "HEIF", ".avif": "AVIF"}.items() if ext in imaging.IMAGE_EXTENSIONS}
+FORMAT_NAMES = {"JPEG": "JPEG", "PNG": "PNG", "WEBP": "WebP", "HEIF": "HEIC", "AVIF": "AVIF"}
 ROTATIONS = {90: Image.Transpose.ROTATE_270, -90: Image.Transpose.ROTATE_90, 180: Image.Transpose.ROTATE_180}
 FLIPS = {"horizontal": Image.Transpose.FLIP_LEFT_RIGHT, "vertical": Image.Transpose.FLIP_TOP_BOTTOM}
 
@@ -104,10 +107,12 @@ def encode(image: Image.Image, fmt: str) -> bytes:
         if image.mode not in {"RGB", "L", "CMYK"}:
             image = image.convert("RGB")
         extra.update(quality=95)
-    elif fmt == "WEBP":
+    elif fmt in {"WEBP", "HEIF", "AVIF"}:
         if image.mode not in {"RGB", "RGBA"}:
             image = image.convert("RGBA" if imaging.has_alpha(image) else "RGB")
-        extra.update(quality=95, method=4)
+        # the encoders' faster settings: a 12-megapixel HEIC in about 2 s on 2 cores instead of 13
+        extra.update(quality=95, **{"WEBP": {"method": 4}, "HEIF": {"enc_params": {"preset": "ultrafast"}},
+                                    "AVIF": {"speed": 8}}[fmt])
     buffer = io.BytesIO()
     image.save(buffer, fmt, **extra)
     return buffer.getvalue()
@@ -118,7 +123,8 @@ def edit_image(dataset: Dataset, name: str, edit: dict, rev: str | None = None) 
     dataset.image_path(name)  # a name that is not an image, or reaches outside the dataset: 400
     fmt = EDITABLE.get(os.path.splitext(name)[1].lower())
     if fmt is None:
-        raise ApiError("Only JPEG, PNG and WebP images can be cropped or rotated here.", 422)
+        known = list(dict.fromkeys(FORMAT_NAMES[f] for f in EDITABLE.values()))
+        raise ApiError(f"Only {', '.join(known[:-1])} and {known[-1]} images can be cropped or rotated here.", 422)
     export = context.jobs().latest("export", dataset.id)
     if export and export.status in ACTIVE:
         raise ApiError("An export of this dataset is running: edit the image when it is done.", 409)
@@ -152,7 +158,7 @@ def edit_image(dataset: Dataset, name: str, edit: dict, rev: str | None = None) 
         _record(dataset, name, record, edits)
         refresh_flags(meta)
         dataset.save_meta(meta)
-        dataset.thumb_path(name).unlink(missing_ok=True)
+        dataset.forget_previews(name)
         return image_row(dataset, name, record, dataset.read_caption(name))
 
 
@@ -176,7 +182,7 @@ def original(dataset_id: str, name: str):
     kept = dataset.original_path(name)
     if not record.get("edits") or not kept.is_file():
         raise ApiError(f"{name} has no edits: it is its original.", 404)
-    return send_file(kept, conditional=True, max_age=0)
+    return send_file(viewable(kept, dataset.view_path(name, original=True)), conditional=True, max_age=0)
 
 
 @bp.post("/api/datasets/<dataset_id>/images/<name>/edit")

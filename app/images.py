@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from flask import Blueprint, jsonify, request, send_file
 from werkzeug.exceptions import NotFound as HttpNotFound
 
-from app import context, trash
+from app import context, imaging, trash
 from app.store import caption_version, natural_key, rev_of
 from studio.text import over_caption_limit
-from studio.thumbnails import UnreadableImage, cached_thumbnail
+from studio.thumbnails import UnreadableImage, cached_picture, cached_thumbnail, view_bytes
 from studio.web import ApiError, int_arg, json_body
 
 bp = Blueprint("images", __name__)
@@ -93,7 +95,17 @@ def describe_edits(edits: list[dict]) -> list[str]:
 def image_file(dataset_id: str, name: str):
     dataset = context.dataset(dataset_id)
     path = dataset.require_image(name)
-    return send_file(path, conditional=True, max_age=3600)
+    return send_file(viewable(path, dataset.view_path(name)), conditional=True, max_age=3600)
+
+
+def viewable(source: Path, view: Path) -> Path:
+    """`source` when browsers show it as it is; else (a HEIC photo) a full-size JPEG of it kept at `view`."""
+    if imaging.shown_by_browsers(source.name):
+        return source
+    try:
+        return cached_picture(source, view, view_bytes)
+    except UnreadableImage:  # a broken file shows as a missing picture, never a 500
+        raise HttpNotFound("This image cannot be shown.") from None
 
 
 @bp.get("/api/datasets/<dataset_id>/thumbs/<name>")

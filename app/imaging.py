@@ -6,6 +6,7 @@ import hashlib
 import io
 import logging
 import os
+import shutil
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,12 +20,14 @@ from trainer.dataset_checks import has_alpha
 log = logging.getLogger(__name__)
 
 BASE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".webp"}
+TRAINER_EXTENSIONS = BASE_EXTENSIONS  # what the trainer reads; the others are converted on export
+BROWSER_EXTENSIONS = BASE_EXTENSIONS | {".avif"}  # what every browser shows; a HEIC photo only Safari
 SMALL_SIDE = 512  # images with a shorter side than this train poorly at Z-Image's 1024 px
 NEAR_DUPLICATE_BITS = 4  # of 64 dHash bits
 
 
 def _optional_extensions() -> set[str]:
-    """HEIC/AVIF only where Pillow can read them (a plugin may add HEIF support)."""
+    """HEIC/AVIF where Pillow reads them: AVIF in Pillow's own build, HEIC (iPhone photos) with pillow-heif."""
     extra = set()
     try:
         if features.check("avif"):
@@ -60,6 +63,35 @@ class ImageInfo:
 
 def is_image_name(name: str) -> bool:
     return os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
+
+
+def shown_by_browsers(name: str) -> bool:
+    """Whether a page can show this file as it is (else it gets a JPEG of it: studio.thumbnails.view_bytes)."""
+    return os.path.splitext(name)[1].lower() in BROWSER_EXTENSIONS
+
+
+def training_copy(source: Path, folder: Path, stem: str) -> Path:
+    """`folder/stem.<ext>` for the trainer: a JPEG, PNG or WebP as it is (a hard link where the disk allows,
+    the dataset's file is never written into), any other format (HEIC, AVIF) converted, upright: a JPEG at
+    quality 95 (a PNG of a 12-megapixel photo is 4 times larger and slower to write), a PNG when it has
+    transparency (which `alpha_mask` trains with)."""
+    ext = source.suffix.lower()
+    if ext in TRAINER_EXTENSIONS:
+        target = folder / f"{stem}{ext}"
+        try:
+            os.link(source, target)  # same disk: no copy
+        except OSError:
+            shutil.copy2(source, target)
+        return target
+    with Image.open(source) as image:
+        upright = ImageOps.exif_transpose(image)
+        if has_alpha(upright):
+            target = folder / f"{stem}.png"
+            upright.convert("RGBA").save(target)
+        else:
+            target = folder / f"{stem}.jpg"
+            upright.convert("RGB").save(target, "JPEG", quality=95, subsampling=0)
+    return target
 
 
 def _sha256(path: Path) -> str:

@@ -173,6 +173,15 @@ class Dataset:
     def thumb_path(self, name: str) -> Path:
         return confined(self.thumbs, safe_name(name) + ".webp")
 
+    def view_path(self, name: str, original: bool = False) -> Path:
+        """Where the full-size JPEG of an image browsers cannot show (HEIC) is kept, or of its original."""
+        return confined(self.thumbs, safe_name(name) + (".original.jpg" if original else ".view.jpg"))
+
+    def forget_previews(self, name: str) -> None:
+        """Drops an image's thumbnail and views, for a file replaced by an older one (Revert) or gone."""
+        for path in (self.thumb_path(name), self.view_path(name), self.view_path(name, original=True)):
+            path.unlink(missing_ok=True)
+
     def unique_name(self, wanted: str, taken_stems: set[str]) -> str:
         """`wanted` or `stem_2.ext`, ... so no image or caption is ever overwritten (stems are unique
         case-insensitively because the caption file is named by the stem)."""

@@ -72,7 +72,7 @@ def delete_images(dataset: Dataset, names: list[str]) -> tuple[list[str], str | 
             for path in (dataset.image_path(name), dataset.caption_path(name)):
                 if path.exists():
                     os.replace(path, folder / path.name)
-            dataset.thumb_path(name).unlink(missing_ok=True)
+            dataset.forget_previews(name)
             if dataset.original_path(name).is_file():  # an edited image's original goes with it
                 (folder / ORIGINALS_DIR).mkdir(exist_ok=True)
                 os.replace(dataset.original_path(name), folder / ORIGINALS_DIR / name)

@@ -20,7 +20,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from app.hub_import import hub_link
-from app.imaging import IMAGE_EXTENSIONS, ImageRejected, inspect_image
+from app.imaging import IMAGE_EXTENSIONS, ImageRejected, inspect_image, training_copy
 from studio.atomic import atomic_write_json, read_json
 from studio.s3 import Storage, StorageError, normalize_prefix
 from studio.settings import Settings
@@ -28,9 +28,6 @@ from studio.web import ApiError
 from studio.workspace import UnsafePathError, confined
 
 log = logging.getLogger(__name__)
-
-# What training reads; other decodable formats are re-encoded as PNG.
-TRAINING_EXTENSIONS = {".jpg", ".jpeg", ".png", ".webp"}
 
 
 class DatasetInputError(ValueError):
@@ -270,13 +267,7 @@ def prepare_images(raw_dir: Path, out_dir: Path, max_pixels: int, name: str = "d
             prepared.skipped.append({"file": relative, "reason": str(exc)})
             continue
         stem = _unique_stem(path.relative_to(raw_dir).with_suffix("").as_posix().replace("/", "_"), taken)
-        if suffix in TRAINING_EXTENSIONS:
-            shutil.copyfile(path, out_dir / f"{stem}{suffix}")
-        else:
-            from PIL import Image, ImageOps
-
-            with Image.open(path) as image:
-                ImageOps.exif_transpose(image).convert("RGB").save(out_dir / f"{stem}.png")
+        training_copy(path, out_dir, stem)
         caption = path.with_suffix(".txt")
         if caption.is_file():
             shutil.copyfile(caption, out_dir / f"{stem}.txt")

@@ -1,12 +1,14 @@
 """Small previews for pages that show many pictures at once (dataset galleries and strips, training
 previews, library cards): a WebP of a few KB in place of a full-size PNG of 1-2 MB, which matters
-behind RunPod's proxy. Each is made on first request, kept (in a hidden folder beside its picture, or
-in the workspace cache) and made again when its picture changes."""
+behind RunPod's proxy; and the full-size view of a picture browsers cannot show (HEIC). Each is made on
+first request, kept (in a hidden folder beside its picture, or in the workspace cache) and made again when
+its picture changes."""
 
 from __future__ import annotations
 
 import io
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 from PIL import Image, ImageOps
@@ -32,6 +34,20 @@ def thumbnail_bytes(source: Path, size: int = GALLERY_SIZE) -> bytes:
     return buffer.getvalue()
 
 
+def view_bytes(source: Path) -> bytes:
+    """The whole picture as a JPEG any browser shows (for a HEIC photo, which only Safari shows), upright,
+    a transparent part on white. Raises what Pillow raises for a bad file."""
+    with Image.open(source) as image:
+        oriented = ImageOps.exif_transpose(image)
+        if "A" in oriented.getbands() or "transparency" in oriented.info:
+            rgba = oriented.convert("RGBA")
+            oriented = Image.new("RGB", rgba.size, (255, 255, 255))
+            oriented.paste(rgba, mask=rgba.getchannel("A"))
+        buffer = io.BytesIO()
+        oriented.convert("RGB").save(buffer, "JPEG", quality=92)
+    return buffer.getvalue()
+
+
 class UnreadableImage(ValueError):
     """The source cannot be decoded as an image."""
 
@@ -40,15 +56,20 @@ def cached_thumbnail(source: Path, target: Path, size: int = GALLERY_SIZE) -> Pa
     """`target`, (re)made from `source` when missing or older than it, written atomically; `source` itself
     when the thumbnail cannot be stored (a full disk): the picture still shows, only larger. Raises
     UnreadableImage for a file that cannot be decoded."""
+    return cached_picture(source, target, lambda path: thumbnail_bytes(path, size))
+
+
+def cached_picture(source: Path, target: Path, make: Callable[[Path], bytes]) -> Path:
+    """`target`, (re)made as `make(source)` when missing or older than `source` (see cached_thumbnail)."""
     if target.is_file() and target.stat().st_mtime_ns >= source.stat().st_mtime_ns:
         return target
     try:
-        data = thumbnail_bytes(source, size)
+        data = make(source)
     except Exception as exc:  # Pillow raises many types for broken files
         raise UnreadableImage(f"{source.name} cannot be read as an image ({type(exc).__name__})") from exc
     try:
         atomic_write_bytes(target, data)
     except OSError as exc:
-        log.warning("could not store the thumbnail %s (%s): serving the image itself", target, exc)
+        log.warning("could not store the preview %s (%s): serving the image itself", target, exc)
         return source
     return target

@@ -134,12 +134,12 @@ def test_names_are_confined_and_only_plain_formats_are_edited(client, dataset_id
         assert response.status_code in (400, 404), (name, response.get_json())
         assert client.get(f"/api/datasets/{dataset_id}/images/{name}/original").status_code in (400, 404), name
     assert _edit(client, "nope", "a.png", op="rotate", degrees=90).status_code == 404
-    with pytest.raises(image_edits.ApiError, match="JPEG, PNG and WebP"):
-        image_edits.edit_image(_AnyName(), "photo.heic", {"op": "rotate", "degrees": 90})
+    with pytest.raises(image_edits.ApiError, match="Only JPEG, PNG, WebP, HEIC and AVIF images"):
+        image_edits.edit_image(_AnyName(), "photo.gif", {"op": "rotate", "degrees": 90})
 
 
 class _AnyName:
-    """A dataset where every name is an image (as HEIC is where Pillow has the plugin)."""
+    """A dataset where every name is an image (as a GIF would be if the studio took them)."""
 
     def image_path(self, name):
         return name
@@ -227,17 +227,18 @@ def test_no_edit_while_an_export_runs_and_an_export_sees_an_edit_it_missed(ds_ap
     jobs.finish(running.id, "completed", message="Exported.")
 
     # an edit that lands between the export's start and its end (it checked before the export began)
-    place = export._place_image
+    place = export.training_copy
 
-    def edited_meanwhile(source, target):
-        place(source, target)
+    def edited_meanwhile(source, folder, stem):
+        placed = place(source, folder, stem)
         if source.name == "b.png":
             with ds_app.app_context(), monkeypatch.context() as past_the_check:
                 past_the_check.setattr(image_edits, "ACTIVE", ())
                 image_edits.edit_image(ds_app.extensions["dataset_store"].get(dataset_id), "a.png",
                                        {"op": "rotate", "degrees": 180})
+        return placed
 
-    monkeypatch.setattr(export, "_place_image", edited_meanwhile)
+    monkeypatch.setattr(export, "training_copy", edited_meanwhile)
     assert client.post(f"/api/datasets/{dataset_id}/export", json={"name": "race"}).status_code == 202
     job = wait_job(client, f"/api/datasets/{dataset_id}/export", key="job")
     assert job["status"] == "failed" and "1 image changed while the export ran (a.png" in job["error"], job

@@ -1,0 +1,127 @@
+"""Photos from a phone: a HEIC (what an iPhone saves) imports like a JPEG, shows in every browser (its thumbnail
+and a full-size JPEG of it, upright), crops and rotates in its own format, captions, and exports as a JPEG the
+trainer reads, upright; an AVIF with transparency exports as a PNG that keeps it."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pillow_heif
+import pytest
+from PIL import Image
+
+from app import imaging
+from studio import exports
+from studio.workspace import Workspace
+from tests import test_datasets_support as support
+from tests.test_datasets_support import upload, wait_job, zip_bytes
+
+ds_app, client, dataset_id = support.ds_app, support.client, support.dataset_id
+
+pillow_heif.register_heif_opener()
+
+
+def heic_photo(size=(96, 64), orientation: int | None = 6) -> bytes:
+    """A HEIC with a red top-left corner, taken with the phone turned (EXIF orientation 6: shown turned
+    clockwise, as a portrait), as a phone saves it."""
+    image = Image.new("RGB", size, (20, 40, 200))
+    image.paste((255, 0, 0), (0, 0, 16, 16))
+    extra = {}
+    if orientation:
+        exif = Image.Exif()
+        exif[0x0112] = orientation
+        extra["exif"] = exif.tobytes()
+    buffer = io.BytesIO()
+    image.save(buffer, "HEIF", quality=95, **extra)
+    return buffer.getvalue()
+
+
+def _opened(data: bytes) -> Image.Image:
+    image = Image.open(io.BytesIO(data))
+    image.load()
+    return image
+
+
+def _red_at(image: Image.Image) -> str:
+    """Which corner of the picture is red: where the photo's top-left corner went."""
+    rgb = np.asarray(image.convert("RGB"), dtype=np.int16)
+    corners = {"top-left": rgb[2, 2], "top-right": rgb[2, -3], "bottom-left": rgb[-3, 2], "bottom-right": rgb[-3, -3]}
+    return next(name for name, pixel in corners.items() if pixel[0] > 200 and pixel[2] < 80)
+
+
+def test_heic_is_an_image_type_here():
+    assert {".heic", ".heif", ".avif"} <= imaging.IMAGE_EXTENSIONS
+    assert imaging.shown_by_browsers("a.AVIF") and not imaging.shown_by_browsers("IMG_0001.HEIC")
+
+
+def test_an_iphone_photo_imports_shows_upright_edits_and_exports_as_a_jpeg(client, dataset_id, studio_root):
+    job = upload(client, dataset_id, [("IMG_0001.HEIC", heic_photo()), ("IMG_0001.txt", b"a red corner")])
+    assert job["status"] == "completed" and job["result"]["imported"] == ["IMG_0001.heic"], job
+    base = f"/api/datasets/{dataset_id}"
+    row = client.get(f"{base}/images").get_json()["images"][0]
+    assert row["name"] == "IMG_0001.heic" and (row["width"], row["height"]) == (64, 96)  # as people see it
+
+    thumb = client.get(f"{base}/thumbs/IMG_0001.heic")
+    assert thumb.status_code == 200 and _opened(thumb.data).format == "WEBP"
+    shown = client.get(f"{base}/images/IMG_0001.heic")  # what the editor shows: a JPEG, not the HEIC
+    assert shown.status_code == 200 and shown.mimetype == "image/jpeg"
+    view = _opened(shown.data)
+    assert view.size == (64, 96) and _red_at(view) == "top-right"
+    kept = studio_root / "datasets" / dataset_id / "IMG_0001.heic"
+    assert _opened(kept.read_bytes()).format == "HEIF"  # the upload itself is kept as it came
+
+    # crop and rotate in its own format; the view follows, the original shows as it came, Revert brings it back
+    rotated = client.post(f"{base}/images/IMG_0001.heic/edit", json={"op": "rotate", "degrees": 90})
+    assert rotated.status_code == 200, rotated.get_json()
+    assert (rotated.get_json()["width"], rotated.get_json()["height"]) == (96, 64)
+    assert _opened(kept.read_bytes()).format == "HEIF"
+    view = _opened(client.get(f"{base}/images/IMG_0001.heic").data)
+    assert view.size == (96, 64) and _red_at(view) == "bottom-right"
+    original = client.get(f"{base}/images/IMG_0001.heic/original")
+    assert original.mimetype == "image/jpeg" and _opened(original.data).size == (64, 96)
+    assert client.post(f"{base}/images/IMG_0001.heic/edit", json={"op": "revert"}).status_code == 200
+    assert _opened(client.get(f"{base}/images/IMG_0001.heic").data).size == (64, 96)  # not the rotated view
+
+    # what the caption service is sent
+    assert _opened(imaging.encode_for_caption(kept, 1_000_000)).size == (64, 96)
+
+    assert client.post(f"{base}/export", json={"name": "phone"}).status_code == 202
+    done = wait_job(client, f"{base}/export", key="job")
+    assert done["status"] == "completed", done
+    folder = exports.version_dir(Workspace(studio_root), done["result"]["version"])
+    assert sorted(p.name for p in folder.iterdir() if not p.name.startswith(".")) == [
+        "IMG_0001.jpg", "IMG_0001.txt", "dataset.json"]
+    exported = _opened((folder / "IMG_0001.jpg").read_bytes())
+    assert exported.format == "JPEG" and exported.size == (64, 96) and _red_at(exported) == "top-right"
+    assert (folder / "IMG_0001.txt").read_text() == "tok, a red corner\n"
+    assert exports.hash_folder(folder) == done["result"]["version"]
+
+
+def test_heic_photos_in_a_zip_import_and_a_broken_one_is_skipped_with_its_reason(client, dataset_id):
+    archive = zip_bytes([("phone/IMG_0002.heic", heic_photo(orientation=None)), ("phone/IMG_0002.txt", b"flat"),
+                         ("phone/IMG_0003.heic", b"ftypheic but not really a photo")])
+    job = upload(client, dataset_id, [("phone.zip", archive)])
+    assert job["status"] == "completed" and job["result"]["imported"] == ["IMG_0002.heic"], job
+    [skipped] = job["result"]["skipped"]
+    assert skipped["name"].endswith("phone/IMG_0003.heic") and "could not be decoded" in skipped["reason"], skipped
+    row = client.get(f"/api/datasets/{dataset_id}/images").get_json()["images"][0]
+    assert (row["width"], row["height"], row["caption"]) == (96, 64, "flat")
+
+
+@pytest.mark.parametrize("fmt, ext", [("AVIF", ".avif"), ("HEIF", ".heic")])
+def test_a_cut_out_exports_as_a_png_that_keeps_its_transparency(client, dataset_id, studio_root, fmt, ext):
+    cut_out = Image.new("RGBA", (80, 80), (0, 0, 0, 0))
+    cut_out.paste((240, 200, 10, 255), (20, 20, 60, 60))
+    buffer = io.BytesIO()
+    cut_out.save(buffer, fmt, quality=95)
+    upload(client, dataset_id, [(f"logo{ext}", buffer.getvalue())])
+    assert client.post(f"/api/datasets/{dataset_id}/export", json={"name": "logo"}).status_code == 202
+    done = wait_job(client, f"/api/datasets/{dataset_id}/export", key="job")
+    folder = exports.version_dir(Workspace(studio_root), done["result"]["version"])
+    exported = _opened((folder / "logo.png").read_bytes())
+    assert exported.mode == "RGBA" and exported.getpixel((2, 2))[3] == 0 and exported.getpixel((40, 40))[3] > 240
+    # the editor's view puts the transparent part on white, as the caption service sees it
+    view = _opened(client.get(f"/api/datasets/{dataset_id}/images/logo{ext}").data)
+    if fmt == "HEIF":
+        assert view.format == "JPEG" and view.getpixel((2, 2)) == (255, 255, 255)
