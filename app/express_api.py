@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from flask import Blueprint, current_app, jsonify, render_template
 
-from app import context, express
+from app import context, express, imaging
 from app.express_rules import ExpressInputError, check_kind, check_trigger
 from app.import_limit import check_limit
 from app.store import NotFound, slugify, summary
@@ -38,16 +38,19 @@ def _load(express_id: str) -> Job:
     return job
 
 
+_ACCEPT = ",".join(sorted(imaging.IMAGE_EXTENSIONS | {".zip", ".parquet"}))  # what the file picker offers
+
+
 @bp.get("/express")
 def express_page():
-    return render_template("express.html", express_id=None, page={"chunk_bytes": context.settings().upload_chunk_mb
-                                                                  * 2**20})
+    return render_template("express.html", express_id=None, accept=_ACCEPT,
+                           page={"chunk_bytes": context.settings().upload_chunk_mb * 2**20})
 
 
 @bp.get("/express/<express_id>")
 def express_progress_page(express_id: str):
     _load(express_id)
-    return render_template("express.html", express_id=express_id, page={})
+    return render_template("express.html", express_id=express_id, accept=_ACCEPT, page={})
 
 
 @bp.get("/api/express")

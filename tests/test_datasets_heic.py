@@ -5,6 +5,7 @@ trainer reads, upright; an AVIF with transparency exports as a PNG that keeps it
 from __future__ import annotations
 
 import io
+import re
 
 import numpy as np
 import pillow_heif
@@ -50,9 +51,12 @@ def _red_at(image: Image.Image) -> str:
     return next(name for name, pixel in corners.items() if pixel[0] > 200 and pixel[2] < 80)
 
 
-def test_heic_is_an_image_type_here():
+def test_heic_is_an_image_type_here_and_the_file_pickers_offer_it(client, dataset_id):
     assert {".heic", ".heif", ".avif"} <= imaging.IMAGE_EXTENSIONS
     assert imaging.shown_by_browsers("a.AVIF") and not imaging.shown_by_browsers("IMG_0001.HEIC")
+    for page in (f"/d/{dataset_id}", "/express"):
+        accept = re.search(r'accept="([^"]*)"', client.get(page).get_data(as_text=True)).group(1).split(",")
+        assert {".heic", ".heif", ".avif", ".jpg", ".zip"} <= set(accept), (page, accept)
 
 
 def test_an_iphone_photo_imports_shows_upright_edits_and_exports_as_a_jpeg(client, dataset_id, studio_root):
