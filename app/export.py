@@ -66,8 +66,8 @@ def run_export(job: JobReporter, dataset: Dataset, name: str, workspace: Workspa
         for index, image in enumerate(names, start=1):
             job.check_stop()
             stem = os.path.splitext(image)[0]
-            placed = training_copy(dataset.image_path(image), build, stem)  # a HEIC photo becomes a JPEG
-            known = meta["images"].get(image, {}).get("sha256") if placed.name == image else None
+            placed, as_is = training_copy(dataset.image_path(image), build, stem)  # a HEIC photo becomes a JPEG
+            known = meta["images"].get(image, {}).get("sha256") if as_is else None
             if known:  # the same bytes the import hashed: files in a dataset are never changed in place
                 content.add_digest(placed.name, known)
             else:

@@ -37,9 +37,11 @@ bp = Blueprint("image_edits", __name__)
 MIN_SIDE = 64  # a crop smaller than this is a slip of the mouse, not a picture to train on
 MAX_EDITS = 30
 # each format as it is saved again; HEIC and AVIF where this Pillow reads them (app.imaging)
-EDITABLE = {ext: fmt for ext, fmt in {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".webp": "WEBP", ".heic": "HEIF",
-                                      ".heif": "HEIF", ".avif": "AVIF"}.items() if ext in imaging.IMAGE_EXTENSIONS}
-FORMAT_NAMES = {"JPEG": "JPEG", "PNG": "PNG", "WEBP": "WebP", "HEIF": "HEIC", "AVIF": "AVIF"}
+EDITABLE = {ext: fmt for ext, fmt in {
+    ".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".webp": "WEBP", ".heic": "HEIF", ".heif": "HEIF", ".avif": "AVIF",
+    ".tif": "TIFF", ".tiff": "TIFF", ".bmp": "BMP"}.items() if ext in imaging.IMAGE_EXTENSIONS}
+FORMAT_NAMES = {"JPEG": "JPEG", "PNG": "PNG", "WEBP": "WebP", "HEIF": "HEIC", "AVIF": "AVIF", "TIFF": "TIFF",
+                "BMP": "BMP"}
 ROTATIONS = {90: Image.Transpose.ROTATE_270, -90: Image.Transpose.ROTATE_90, 180: Image.Transpose.ROTATE_180}
 FLIPS = {"horizontal": Image.Transpose.FLIP_LEFT_RIGHT, "vertical": Image.Transpose.FLIP_TOP_BOTTOM}
 
@@ -107,6 +109,10 @@ def encode(image: Image.Image, fmt: str) -> bytes:
         if image.mode not in {"RGB", "L", "CMYK"}:
             image = image.convert("RGB")
         extra.update(quality=95)
+    elif fmt == "TIFF":
+        extra.update(compression="tiff_lzw")  # lossless, as a TIFF is kept for
+    elif fmt == "BMP" and image.mode not in {"1", "L", "P", "RGB", "RGBA"}:
+        image = image.convert("RGBA" if imaging.has_alpha(image) else "RGB")
     elif fmt in {"WEBP", "HEIF", "AVIF"}:
         if image.mode not in {"RGB", "RGBA"}:
             image = image.convert("RGBA" if imaging.has_alpha(image) else "RGB")

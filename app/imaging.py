@@ -12,16 +12,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps, features
+from PIL import Image, features
 
 from app.sharpness import sharpness
+from studio.pixels import HIGH_DEPTH, upright
 from trainer.dataset_checks import has_alpha
 
 log = logging.getLogger(__name__)
 
-BASE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".webp"}
-TRAINER_EXTENSIONS = BASE_EXTENSIONS  # what the trainer reads; the others are converted on export
-BROWSER_EXTENSIONS = BASE_EXTENSIONS | {".avif"}  # what every browser shows; a HEIC photo only Safari
+BASE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp"}
+TRAINER_EXTENSIONS = {".jpg", ".jpeg", ".png", ".webp"}  # what the trainer reads; the others are converted on export
+# what every browser shows; a HEIC photo only Safari, a TIFF only Safari
+BROWSER_EXTENSIONS = {".jpg", ".jpeg", ".png", ".webp", ".avif", ".bmp"}
 SMALL_SIDE = 512  # images with a shorter side than this train poorly at Z-Image's 1024 px
 NEAR_DUPLICATE_BITS = 4  # of 64 dHash bits
 
@@ -70,28 +72,34 @@ def shown_by_browsers(name: str) -> bool:
     return os.path.splitext(name)[1].lower() in BROWSER_EXTENSIONS
 
 
-def training_copy(source: Path, folder: Path, stem: str) -> Path:
-    """`folder/stem.<ext>` for the trainer: a JPEG, PNG or WebP as it is (a hard link where the disk allows,
-    the dataset's file is never written into), any other format (HEIC, AVIF) converted, upright: a JPEG at
-    quality 95 (a PNG of a 12-megapixel photo is 4 times larger and slower to write), a PNG when it has
-    transparency (which `alpha_mask` trains with)."""
+def training_copy(source: Path, folder: Path, stem: str) -> tuple[Path, bool]:
+    """(`folder/stem.<ext>`, whether it holds the bytes of `source`) for the trainer: a JPEG, PNG or WebP as
+    it is (a hard link where the disk allows, the dataset's file is never written into); any other format
+    (HEIC, AVIF, TIFF, BMP) converted, upright: a JPEG at quality 95 (a PNG of a 12-megapixel photo is 4 times
+    larger and slower to write), a PNG when it has transparency (which `alpha_mask` trains with). A 16-bit
+    greyscale PNG becomes an 8-bit PNG (see studio.pixels)."""
     ext = source.suffix.lower()
-    if ext in TRAINER_EXTENSIONS:
+    if ext in TRAINER_EXTENSIONS and not (ext == ".png" and _high_depth(source)):
         target = folder / f"{stem}{ext}"
         try:
             os.link(source, target)  # same disk: no copy
         except OSError:
             shutil.copy2(source, target)
-        return target
+        return target, True
     with Image.open(source) as image:
-        upright = ImageOps.exif_transpose(image)
-        if has_alpha(upright):
+        picture = upright(image)
+        if has_alpha(picture) or ext == ".png":
             target = folder / f"{stem}.png"
-            upright.convert("RGBA").save(target)
+            picture.convert("RGBA" if has_alpha(picture) else "RGB").save(target)
         else:
             target = folder / f"{stem}.jpg"
-            upright.convert("RGB").save(target, "JPEG", quality=95, subsampling=0)
-    return target
+            picture.convert("RGB").save(target, "JPEG", quality=95, subsampling=0)
+    return target, False
+
+
+def _high_depth(path: Path) -> bool:
+    with Image.open(path) as image:  # reads the header only
+        return image.mode in HIGH_DEPTH
 
 
 def _sha256(path: Path) -> str:
@@ -128,7 +136,7 @@ def inspect_image(path: Path, max_pixels: int) -> ImageInfo:
                         f"the image is {width}x{height} = {width * height:,} pixels, over the limit of "
                         f"{max_pixels:,} (MAX_IMAGE_PIXELS)")
                 image.load()
-                oriented = ImageOps.exif_transpose(image)
+                oriented = upright(image)
                 width, height = oriented.size
                 gray = oriented.convert("L")  # once, for both
                 hashed = dhash(gray)
@@ -145,7 +153,7 @@ def inspect_image(path: Path, max_pixels: int) -> ImageInfo:
 def encode_for_caption(path: Path, max_pixels: int) -> bytes:
     """JPEG bytes of the image, oriented and downscaled to about `max_pixels` (saves upload time)."""
     with Image.open(path) as image:
-        oriented = ImageOps.exif_transpose(image)
+        oriented = upright(image)
         if has_alpha(oriented):
             # a cut-out: on white, as people see it, not on whatever colour hides under the transparent part
             rgba = oriented.convert("RGBA")

@@ -31,7 +31,8 @@ from studio.jobs import JobError
 BATCH_ROWS = 16
 BATCH_BYTES = 256 * 2**20  # rows are read a few at a time, so a file's size never becomes the memory it takes
 IMAGE_NAMES = ("image", "img", "picture", "photo", "png", "jpg", "jpeg")
-FORMATS = {"JPEG": ".jpg", "PNG": ".png", "WEBP": ".webp", "AVIF": ".avif", "HEIF": ".heic"}
+FORMATS = {"JPEG": ".jpg", "PNG": ".png", "WEBP": ".webp", "AVIF": ".avif", "HEIF": ".heic", "TIFF": ".tiff",
+           "BMP": ".bmp"}
 
 
 @dataclass

@@ -12,6 +12,8 @@ import math
 
 from PIL import Image, ImageOps
 
+from studio.pixels import eight_bit
+
 # Formats a photo dataset can hold. Others (EPS runs Ghostscript, for one) are refused.
 ALLOWED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")
 MAX_ASPECT_RATIO = 200  # Qwen2.5-VL's own image resize refuses anything more elongated
@@ -58,12 +60,7 @@ def decode_image(data: bytes, max_image_pixels: int, max_pixels: int) -> Image.I
 
 
 def _to_rgb(image: Image.Image) -> Image.Image:
-    if image.mode in ("I", "F") or image.mode.startswith("I;16"):
-        image = image.convert("I") if image.mode != "F" else image
-        low, high = image.getextrema()
-        if high > 255:  # 16-bit data: bring it into 8 bits instead of clipping to white
-            image = image.point(lambda value: value * (255.0 / high))
-        image = image.convert("L")
+    image = eight_bit(image)  # 16-bit greyscale into 8 bits instead of clipped to white
     has_alpha = "A" in image.getbands() or (image.mode == "P" and "transparency" in image.info)
     if has_alpha:
         # Transparent areas become white, not the black (or noise) hidden under them.

@@ -11,9 +11,10 @@ import logging
 from collections.abc import Callable
 from pathlib import Path
 
-from PIL import Image, ImageOps
+from PIL import Image
 
 from studio.atomic import atomic_write_bytes
+from studio.pixels import upright
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +26,7 @@ def thumbnail_bytes(source: Path, size: int = GALLERY_SIZE) -> bytes:
     """A WebP fitting size x size, EXIF orientation applied. Raises what Pillow raises for a bad file."""
     with Image.open(source) as image:
         image.draft("RGB", (size * 2, size * 2))  # JPEG: decode at reduced scale, much faster
-        oriented = ImageOps.exif_transpose(image)
+        oriented = upright(image)
         if oriented.mode not in {"RGB", "RGBA"}:
             oriented = oriented.convert("RGBA" if "A" in oriented.getbands() else "RGB")
         oriented.thumbnail((size, size), Image.Resampling.LANCZOS)
@@ -38,7 +39,7 @@ def view_bytes(source: Path) -> bytes:
     """The whole picture as a JPEG any browser shows (for a HEIC photo, which only Safari shows), upright,
     a transparent part on white. Raises what Pillow raises for a bad file."""
     with Image.open(source) as image:
-        oriented = ImageOps.exif_transpose(image)
+        oriented = upright(image)
         if "A" in oriented.getbands() or "transparency" in oriented.info:
             rgba = oriented.convert("RGBA")
             oriented = Image.new("RGB", rgba.size, (255, 255, 255))

@@ -13,7 +13,7 @@ from PIL import Image, ImageFilter
 
 from tests.browser_studio import DESKTOP, PHONE, browser_marks, open_page
 from tests.helpers import ServerProcess
-from tests.test_datasets_heic import heic_photo
+from tests.test_datasets_image_formats import heic_photo
 from tests.test_datasets_sharpness import drawing
 
 pytestmark = browser_marks

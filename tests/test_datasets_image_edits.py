@@ -134,7 +134,7 @@ def test_names_are_confined_and_only_plain_formats_are_edited(client, dataset_id
         assert response.status_code in (400, 404), (name, response.get_json())
         assert client.get(f"/api/datasets/{dataset_id}/images/{name}/original").status_code in (400, 404), name
     assert _edit(client, "nope", "a.png", op="rotate", degrees=90).status_code == 404
-    with pytest.raises(image_edits.ApiError, match="Only JPEG, PNG, WebP, HEIC and AVIF images"):
+    with pytest.raises(image_edits.ApiError, match="Only JPEG, PNG, WebP, HEIC, AVIF, TIFF and BMP images"):
         image_edits.edit_image(_AnyName(), "photo.gif", {"op": "rotate", "degrees": 90})
 
 

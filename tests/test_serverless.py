@@ -15,8 +15,8 @@ from serverless.dataset import DatasetInputError, fetch_dataset, parse_dataset_s
 from serverless.handler import ProgressReporter, handler
 from tests.moto_s3 import MotoS3
 from tests.parquet_files import HF_FEATURES, parquet_bytes
-from tests.test_datasets_heic import heic_photo
 from tests.test_datasets_hub_import import hub  # noqa: F401 - the stand-in hub, a fixture
+from tests.test_datasets_image_formats import heic_photo
 
 
 def image_bytes(fmt="PNG", size=(40, 32), color=(10, 120, 200)) -> bytes:
@@ -135,21 +135,22 @@ def test_prepare_images_decodes_and_skips(tmp_path):
     (raw / "sub" / "b.png").write_bytes(image_bytes())
     (raw / "sub" / "metadata.jsonl").write_text('{"file_name": "b.png", "text": "anna, from the metadata"}\n'
                                                 '{"file_name": "a.jpg", "text": "anna in the sub-folder"}\n')
-    (raw / "old.bmp").write_bytes(image_bytes("BMP"))  # not a type datasets take
+    (raw / "old.bmp").write_bytes(image_bytes("BMP"))  # a type browsers and datasets take, the trainer not: a JPEG
+    (raw / "anim.gif").write_bytes(image_bytes("GIF"))  # not a type datasets take
     (raw / "phone.HEIC").write_bytes(heic_photo())  # a phone's photo: a JPEG, upright, for the trainer
     (raw / "broken.png").write_bytes(b"\x89PNG not really")
     (raw / "notes.md").write_text("hello")
     (raw / "dataset.json").write_text('{"trigger_word": "annaxyz"}')
     prepared = prepare_images(raw, tmp_path / "out", max_pixels=10_000_000)
     names = sorted(p.name for p in (tmp_path / "out").iterdir())
-    assert prepared.images == 4 and "old.png" not in names
+    assert prepared.images == 5 and "old.jpg" in names and "anim.gif" not in names
     with Image.open(tmp_path / "out" / "phone.jpg") as phone:
         assert phone.format == "JPEG" and phone.size == (64, 96)
     assert "a.png" in names and "a.txt" in names and "sub_a.jpg" in names
     assert (tmp_path / "out" / "a.txt").read_text() == "a photo of anna"
     assert (tmp_path / "out" / "sub_a.txt").read_text() == "anna in the sub-folder"  # its folder's metadata
     assert (tmp_path / "out" / "sub_b.txt").read_text() == "anna, from the metadata"
-    assert {s["file"] for s in prepared.skipped} >= {"broken.png", "notes.md"}
+    assert {s["file"] for s in prepared.skipped} >= {"broken.png", "notes.md", "anim.gif"}
     assert '"trigger_word": "annaxyz"' in (tmp_path / "out" / "dataset.json").read_text()
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from studio.pixels import upright
 from trainer.buckets import example_buckets
 from trainer.engine.errors import TrainingError
 from trainer.export_triggers import export_meta, trigger_words
@@ -176,7 +177,7 @@ def fit_to_bucket(im: Image.Image, sample: Sample) -> Image.Image:
 def load_pixels(sample: Sample) -> Image.Image:
     """The image resized to cover its bucket and centre-cropped to it, RGB."""
     with Image.open(sample.item.path) as raw:
-        im = ImageOps.exif_transpose(raw).convert("RGB")
+        im = upright(raw).convert("RGB")  # a 16-bit greyscale PNG is not clipped to white
     return fit_to_bucket(im, sample)
 
 

@@ -1,6 +1,8 @@
-"""Photos from a phone: a HEIC (what an iPhone saves) imports like a JPEG, shows in every browser (its thumbnail
-and a full-size JPEG of it, upright), crops and rotates in its own format, captions, and exports as a JPEG the
-trainer reads, upright; an AVIF with transparency exports as a PNG that keeps it."""
+"""Every image type a photographer brings. Photos from a phone: a HEIC (what an iPhone saves) imports like a
+JPEG, shows in every browser (its thumbnail and a full-size JPEG of it, upright), crops and rotates in its own
+format, captions, and exports as a JPEG the trainer reads, upright; an AVIF with transparency exports as a PNG
+that keeps it. TIFF and BMP (scans, camera exports) import and export the same way, and a 16-bit greyscale PNG
+or TIFF is shown, measured, captioned and trained as itself, not clipped to white."""
 
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ from PIL import Image
 
 from app import imaging
 from studio import exports
+from studio.pixels import eight_bit
 from studio.workspace import Workspace
 from tests import test_datasets_support as support
 from tests.test_datasets_support import upload, wait_job, zip_bytes
@@ -129,3 +132,68 @@ def test_a_cut_out_exports_as_a_png_that_keeps_its_transparency(client, dataset_
     view = _opened(client.get(f"/api/datasets/{dataset_id}/images/logo{ext}").data)
     if fmt == "HEIF":
         assert view.format == "JPEG" and view.getpixel((2, 2)) == (255, 255, 255)
+
+
+def _grey16(size=(128, 64)) -> Image.Image:
+    """A 16-bit greyscale ramp, dark on the left, light on the right (what a scanner or a 16-bit export makes)."""
+    ramp = np.linspace(0, 65535, size[0]).round().astype(np.uint16)
+    return Image.fromarray(np.tile(ramp, (size[1], 1)))
+
+
+def _mean(image: Image.Image, box) -> float:
+    """The mean brightness in `box` as a browser shows it (a 16-bit PNG by its full range)."""
+    return float(np.asarray(eight_bit(image).convert("L").crop(box), dtype=np.float64).mean())
+
+
+@pytest.mark.parametrize("name, fmt", [("scan.png", "PNG"), ("scan.tif", "TIFF")])
+def test_a_16_bit_greyscale_picture_is_not_clipped_to_white(client, dataset_id, studio_root, name, fmt):
+    buffer = io.BytesIO()
+    _grey16().save(buffer, fmt)
+    assert upload(client, dataset_id, [(name, buffer.getvalue())])["status"] == "completed"
+    base = f"/api/datasets/{dataset_id}"
+    kept = studio_root / "datasets" / dataset_id / name
+    assert imaging.inspect_image(kept, 10**6).dhash == "f" * 16  # measured on the ramp: each step lighter
+    thumb = _opened(client.get(f"{base}/thumbs/{name}").data)
+    view = _opened(client.get(f"{base}/images/{name}").data)
+    for picture in (thumb, view, _opened(imaging.encode_for_caption(kept, 1_000_000))):
+        width, height = picture.size
+        assert _mean(picture, (0, 0, width // 4, height)) < 60, picture  # the dark side stays dark
+        assert _mean(picture, (3 * width // 4, 0, width, height)) > 190, picture
+    assert client.post(f"{base}/export", json={"name": "scan"}).status_code == 202
+    done = wait_job(client, f"{base}/export", key="job")
+    folder = exports.version_dir(Workspace(studio_root), done["result"]["version"])
+    exported = _opened((folder / "scan.png").read_bytes() if fmt == "PNG" else (folder / "scan.jpg").read_bytes())
+    assert exported.mode in {"L", "RGB"} and _mean(exported, (0, 0, 32, 64)) < 60
+    assert _mean(exported, (96, 0, 128, 64)) > 190
+    assert exports.hash_folder(folder) == done["result"]["version"]
+
+
+@pytest.mark.parametrize("name, fmt", [("film.tiff", "TIFF"), ("old.bmp", "BMP")])
+def test_a_tiff_or_bmp_imports_rotates_in_its_format_and_exports_as_a_jpeg(client, dataset_id, studio_root, name,
+                                                                          fmt):
+    image = Image.new("RGB", (96, 64), (20, 40, 200))
+    image.paste((255, 0, 0), (0, 0, 16, 16))
+    buffer = io.BytesIO()
+    image.save(buffer, fmt)
+    assert upload(client, dataset_id, [(name, buffer.getvalue())])["status"] == "completed"
+    base = f"/api/datasets/{dataset_id}"
+    shown = client.get(f"{base}/images/{name}")
+    assert shown.mimetype == ("image/jpeg" if fmt == "TIFF" else "image/bmp")  # browsers show a BMP as it is
+    edited = client.post(f"{base}/images/{name}/edit", json={"op": "rotate", "degrees": 90})
+    assert edited.status_code == 200, edited.get_json()
+    kept = _opened((studio_root / "datasets" / dataset_id / name).read_bytes())
+    assert kept.format == fmt and kept.size == (64, 96) and _red_at(kept) == "top-right"
+    assert client.post(f"{base}/export", json={"name": "old"}).status_code == 202
+    done = wait_job(client, f"{base}/export", key="job")
+    folder = exports.version_dir(Workspace(studio_root), done["result"]["version"])
+    exported = _opened((folder / f"{name.split('.')[0]}.jpg").read_bytes())
+    assert exported.size == (64, 96) and _red_at(exported) == "top-right"
+
+
+def test_the_trainer_reads_a_16_bit_greyscale_png_as_itself(tmp_path):
+    from trainer.engine.data import ImageItem, Sample, load_pixels
+
+    _grey16((256, 256)).save(tmp_path / "scan.png")
+    assert _opened((tmp_path / "scan.png").read_bytes()).mode == "I;16"
+    seen = load_pixels(Sample(ImageItem(tmp_path / "scan.png", "a ramp", "", 256, 256), (256, 256)))
+    assert _mean(seen, (0, 0, 64, 256)) < 60 and _mean(seen, (192, 0, 256, 256)) > 190
