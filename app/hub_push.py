@@ -1,6 +1,7 @@
 """Publish a dataset's export to Hugging Face as a dataset repo (private unless asked otherwise), in one commit:
 
-    train/<image>            every exported image
+    train/<image>            every exported image, without its location, camera and editing metadata
+                             (app.private_metadata: the picture itself is not changed)
     train/<image stem>.txt   its caption, trigger word included (the layout LoRA trainers read)
     train/metadata.jsonl     file_name + text per image (the layout `datasets.load_dataset` and the hub's viewer read)
     README.md                a dataset card: the trigger word, how to load it, a few of the images
@@ -17,11 +18,13 @@ from __future__ import annotations
 
 import json
 import logging
+import secrets
+import shutil
 from pathlib import Path
 
 from flask import Blueprint, jsonify
 
-from app import context, imaging
+from app import context, imaging, private_metadata
 from app.export import export_folder
 from app.store import natural_key
 from studio.atomic import read_json
@@ -31,6 +34,7 @@ from studio.jobs import ACTIVE, JobError, JobStopped
 from studio.settings import Settings
 from studio.text import plural
 from studio.web import ApiError, json_body
+from studio.workspace import Workspace, confined
 
 log = logging.getLogger(__name__)
 bp = Blueprint("hub_push", __name__)
@@ -86,7 +90,9 @@ def run_push(job: JobReporter, folder: Path, name: str, repo: str, private: bool
     if not rows:
         raise JobError(f"The export {name} has no images to publish.")
     api = HfApi(endpoint=conf.hf_endpoint, token=conf.hf_token)
+    work = confined(Workspace(conf.root).uploads, f"publish-{secrets.token_hex(6)}")
     try:
+        files, cleaned = private_metadata.removed(job, files, work)
         if "/" not in repo:
             job.update(phase="uploading", message="Asking Hugging Face who the token belongs to")
             repo = full_name(api, repo)
@@ -117,10 +123,13 @@ def run_push(job: JobReporter, folder: Path, name: str, repo: str, private: bool
     except Exception as exc:  # every hub failure is one sentence
         log.warning("publishing %s to %s failed", name, repo, exc_info=True)
         raise JobError(write_error(exc, repo)) from None
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
     url = f"{(conf.hf_endpoint or 'https://huggingface.co').rstrip('/')}/datasets/{repo}"
-    job.update(message=f"Published {plural(len(rows), 'image')} to {repo}.")
+    note = f" (location and camera data removed from {plural(cleaned, 'photo')})" if cleaned else ""
+    job.update(message=f"Published {plural(len(rows), 'image')} to {repo}{note}.")
     return {"repo": repo, "url": url, "commit": info.oid, "export": name, "version": export.get("version"),
-            "images": len(rows), "removed": stale, "private": private}
+            "images": len(rows), "removed": stale, "private": private, "cleaned": cleaned}
 
 
 @bp.post("/api/datasets/<dataset_id>/push-hub")

@@ -4,6 +4,7 @@ sentence. A local server speaking the hub's protocol stands in for the hub."""
 
 from __future__ import annotations
 
+import io
 import json
 
 import pytest
@@ -119,3 +120,24 @@ def test_a_token_without_write_access_fails_with_a_sentence(client, hub):  # noq
     job = _publish(client, dataset_id, {"repo": "me/set"})
     assert job["status"] == "failed" and "HF_TOKEN needs write access" in job["error"], job
     assert hub.commits == []
+
+
+def test_a_phone_photo_is_published_without_its_location_and_camera(client, hub, studio_root):  # noqa: F811
+    from tests.test_private_metadata import SECRETS, XMP, _check, _exif, _photo
+
+    buffer = io.BytesIO()
+    _photo().save(buffer, "JPEG", exif=_exif(), xmp=XMP)
+    photo = buffer.getvalue()
+    dataset_id = client.post("/api/datasets", json={"name": "Trip"}).get_json()["id"]
+    files = [("IMG_0001.jpg", photo), ("IMG_0001.txt", b"a beach"), ("plain.png", image_bytes(3, size=(96, 96)))]
+    assert upload(client, dataset_id, files)["status"] == "completed"
+    _export(client, dataset_id)
+    job = _publish(client, dataset_id, {"repo": "trip"})
+    assert job["status"] == "completed" and job["result"]["cleaned"] == 1, job
+    assert job["message"] == "Published 2 images to me/trip (location and camera data removed from 1 photo)."
+    published = hub.repos["datasets/me/trip"]
+    _check(photo, published["train/IMG_0001.jpg"], orientation=6)
+    assert published["train/plain.png"] == image_bytes(3, size=(96, 96))  # nothing to remove: as it was
+    kept = studio_root / "datasets" / dataset_id / "IMG_0001.jpg"
+    assert kept.read_bytes() == photo and all(s in photo for s in SECRETS[:3])  # the pod keeps the photo whole
+    assert (studio_root / ".uploads").is_dir() and not list((studio_root / ".uploads").glob("publish-*"))
