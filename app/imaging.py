@@ -15,7 +15,7 @@ import numpy as np
 from PIL import Image, features
 
 from app.sharpness import sharpness
-from studio.pixels import HIGH_DEPTH, upright
+from studio.pixels import HIGH_DEPTH, in_srgb, upright
 from trainer.dataset_checks import has_alpha
 
 log = logging.getLogger(__name__)
@@ -136,7 +136,7 @@ def inspect_image(path: Path, max_pixels: int) -> ImageInfo:
                         f"the image is {width}x{height} = {width * height:,} pixels, over the limit of "
                         f"{max_pixels:,} (MAX_IMAGE_PIXELS)")
                 image.load()
-                oriented = upright(image)
+                oriented = upright(image, srgb=False)  # colours do not change sharpness or likeness
                 width, height = oriented.size
                 gray = oriented.convert("L")  # once, for both
                 hashed = dhash(gray)
@@ -151,9 +151,17 @@ def inspect_image(path: Path, max_pixels: int) -> ImageInfo:
 
 
 def encode_for_caption(path: Path, max_pixels: int) -> bytes:
-    """JPEG bytes of the image, oriented and downscaled to about `max_pixels` (saves upload time)."""
+    """JPEG bytes of the image, oriented, downscaled to about `max_pixels` (saves upload time), in sRGB."""
     with Image.open(path) as image:
-        oriented = upright(image)
+        oriented = upright(image, srgb=False)
+        pixels = oriented.width * oriented.height
+        if pixels > max_pixels:
+            scale = (max_pixels / pixels) ** 0.5
+            if oriented.mode not in {"RGB", "RGBA", "L", "LA", "CMYK"}:
+                oriented = oriented.convert("RGBA" if has_alpha(oriented) else "RGB")
+            oriented = oriented.resize((max(1, int(oriented.width * scale)), max(1, int(oriented.height * scale))),
+                                       Image.Resampling.LANCZOS)
+        oriented = in_srgb(oriented)  # on the pixels sent, not the whole photo
         if has_alpha(oriented):
             # a cut-out: on white, as people see it, not on whatever colour hides under the transparent part
             rgba = oriented.convert("RGBA")
@@ -161,11 +169,6 @@ def encode_for_caption(path: Path, max_pixels: int) -> bytes:
             oriented.paste(rgba, mask=rgba.getchannel("A"))
         else:
             oriented = oriented.convert("RGB")
-        pixels = oriented.width * oriented.height
-        if pixels > max_pixels:
-            scale = (max_pixels / pixels) ** 0.5
-            oriented = oriented.resize((max(1, int(oriented.width * scale)), max(1, int(oriented.height * scale))),
-                                       Image.Resampling.LANCZOS)
         buffer = io.BytesIO()
         oriented.save(buffer, "JPEG", quality=92)
     return buffer.getvalue()

@@ -12,7 +12,7 @@ import math
 
 from PIL import Image, ImageOps
 
-from studio.pixels import eight_bit
+from studio.pixels import eight_bit, in_srgb
 
 # Formats a photo dataset can hold. Others (EPS runs Ghostscript, for one) are refused.
 ALLOWED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")
@@ -56,7 +56,7 @@ def decode_image(data: bytes, max_image_pixels: int, max_pixels: int) -> Image.I
         raise ImageRejected(f"The image has more than {max_image_pixels:,} pixels; send a smaller one.") from None
     except (OSError, SyntaxError, ValueError):
         raise ImageRejected("The image is truncated or corrupt; upload it again.") from None
-    return _fit(_to_rgb(image), max_pixels)
+    return in_srgb(_fit(_to_rgb(image), max_pixels))  # a Display P3 photo's colours as people see them
 
 
 def _to_rgb(image: Image.Image) -> Image.Image:

@@ -14,7 +14,7 @@ from pathlib import Path
 from PIL import Image
 
 from studio.atomic import atomic_write_bytes
-from studio.pixels import upright
+from studio.pixels import in_srgb, upright
 
 log = logging.getLogger(__name__)
 
@@ -26,10 +26,11 @@ def thumbnail_bytes(source: Path, size: int = GALLERY_SIZE) -> bytes:
     """A WebP fitting size x size, EXIF orientation applied. Raises what Pillow raises for a bad file."""
     with Image.open(source) as image:
         image.draft("RGB", (size * 2, size * 2))  # JPEG: decode at reduced scale, much faster
-        oriented = upright(image)
+        oriented = upright(image, srgb=False)
+        oriented.thumbnail((size, size), Image.Resampling.LANCZOS)
+        oriented = in_srgb(oriented)  # on the few pixels of the thumbnail
         if oriented.mode not in {"RGB", "RGBA"}:
             oriented = oriented.convert("RGBA" if "A" in oriented.getbands() else "RGB")
-        oriented.thumbnail((size, size), Image.Resampling.LANCZOS)
         buffer = io.BytesIO()
         oriented.save(buffer, "WEBP", quality=82, method=2)
     return buffer.getvalue()

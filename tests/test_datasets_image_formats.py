@@ -12,13 +12,14 @@ import re
 import numpy as np
 import pillow_heif
 import pytest
-from PIL import Image
+from PIL import Image, ImageCms
 
 from app import imaging
 from studio import exports
-from studio.pixels import eight_bit
+from studio.pixels import eight_bit, in_srgb
 from studio.workspace import Workspace
 from tests import test_datasets_support as support
+from tests.icc_profiles import p3_profile
 from tests.test_datasets_support import upload, wait_job, zip_bytes
 
 ds_app, client, dataset_id = support.ds_app, support.client, support.dataset_id
@@ -197,3 +198,66 @@ def test_the_trainer_reads_a_16_bit_greyscale_png_as_itself(tmp_path):
     assert _opened((tmp_path / "scan.png").read_bytes()).mode == "I;16"
     seen = load_pixels(Sample(ImageItem(tmp_path / "scan.png", "a ramp", "", 256, 256), (256, 256)))
     assert _mean(seen, (0, 0, 64, 256)) < 60 and _mean(seen, (192, 0, 256, 256)) > 190
+
+
+P3_GREEN = (60, 200, 60)  # in Display P3: a green that sRGB writes as more saturated numbers
+
+
+def _p3_photo(fmt: str = "JPEG", mode: str = "RGB", size=(64, 64)) -> bytes:
+    colour = P3_GREEN + ((255,) if mode == "RGBA" else ())
+    buffer = io.BytesIO()
+    Image.new(mode, size, colour).save(buffer, fmt, icc_profile=p3_profile(), **({"quality": 100} if fmt != "PNG"
+                                                                                   else {}))
+    return buffer.getvalue()
+
+
+def _saturated(rgb) -> bool:
+    """The P3 green read in sRGB (about (0, 205, 0)), not as if its numbers were sRGB already (60, 200, 60)."""
+    red, green, blue = rgb[:3]
+    return red < 30 and blue < 30 and green > 190
+
+
+def test_colours_in_another_profile_are_turned_into_srgb():
+    for mode in ("RGB", "RGBA"):
+        image = Image.new(mode, (4, 4), P3_GREEN + ((128,) if mode == "RGBA" else ()))
+        image.info["icc_profile"] = p3_profile()
+        converted = in_srgb(image)
+        assert converted.mode == mode and _saturated(converted.getpixel((0, 0))) and "icc_profile" not in converted.info
+        if mode == "RGBA":
+            assert converted.getpixel((0, 0))[3] == 128  # the alpha as it was
+    srgb = Image.new("RGB", (4, 4), P3_GREEN)
+    srgb.info["icc_profile"] = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    assert in_srgb(srgb) is srgb  # sRGB already: nothing to do
+    for broken in (b"not a profile", p3_profile()[:200]):
+        odd = Image.new("RGB", (4, 4), P3_GREEN)
+        odd.info["icc_profile"] = broken
+        assert in_srgb(odd) is odd  # read as sRGB rather than refused
+    grey = Image.new("L", (4, 4), 90)
+    grey.info["icc_profile"] = p3_profile()  # an RGB profile on a greyscale picture: left alone
+    assert in_srgb(grey) is grey
+
+
+def test_an_iphone_photo_in_display_p3_is_shown_captioned_and_trained_in_its_colours(client, dataset_id,
+                                                                                       studio_root):
+    from trainer.engine.data import ImageItem, Sample, load_pixels
+
+    heic = io.BytesIO()
+    Image.new("RGB", (64, 64), P3_GREEN).save(heic, "HEIF", quality=100, icc_profile=p3_profile())
+    files = [("p3.jpg", _p3_photo()), ("p3cut.png", _p3_photo("PNG", "RGBA")), ("phone.heic", heic.getvalue())]
+    assert upload(client, dataset_id, files)["status"] == "completed"
+    base = f"/api/datasets/{dataset_id}"
+    folder = studio_root / "datasets" / dataset_id
+    for name in ("p3.jpg", "p3cut.png", "phone.heic"):
+        assert _saturated(_opened(client.get(f"{base}/thumbs/{name}").data).convert("RGB").getpixel((32, 32))), name
+        assert _saturated(_opened(imaging.encode_for_caption(folder / name, 10**6)).getpixel((32, 32))), name
+    assert _saturated(_opened(client.get(f"{base}/images/phone.heic").data).getpixel((32, 32)))  # the editor's view
+    assert client.post(f"{base}/export", json={"name": "p3"}).status_code == 202
+    done = wait_job(client, f"{base}/export", key="job")
+    exported = exports.version_dir(Workspace(studio_root), done["result"]["version"])
+    assert (exported / "p3.jpg").read_bytes() == _p3_photo()  # as it is, profile and all: the trainer reads it
+    assert _opened((exported / "p3cut.png").read_bytes()).info.get("icc_profile") == p3_profile()
+    converted = _opened((exported / "phone.jpg").read_bytes())  # made from the HEIC: in sRGB, no profile
+    assert "icc_profile" not in converted.info and _saturated(converted.getpixel((32, 32)))
+    for name in ("p3.jpg", "p3cut.png", "phone.jpg"):
+        seen = load_pixels(Sample(ImageItem(exported / name, "", "", 64, 64), (64, 64)))
+        assert seen.mode == "RGB" and _saturated(seen.getpixel((32, 32))), name

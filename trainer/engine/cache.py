@@ -17,7 +17,7 @@ from trainer.engine import model as zmodel
 from trainer.engine.data import Sample, load_pixels
 from trainer.engine.masks import load_mask
 
-CACHE_VERSION = "1"
+CACHE_VERSION = "2"  # 2: pictures with a colour profile are read in sRGB
 
 
 class TensorCache:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from studio.pixels import upright
+from studio.pixels import in_srgb, upright
 from trainer.buckets import example_buckets
 from trainer.engine.errors import TrainingError
 from trainer.export_triggers import export_meta, trigger_words
@@ -177,8 +177,10 @@ def fit_to_bucket(im: Image.Image, sample: Sample) -> Image.Image:
 def load_pixels(sample: Sample) -> Image.Image:
     """The image resized to cover its bucket and centre-cropped to it, RGB."""
     with Image.open(sample.item.path) as raw:
-        im = upright(raw).convert("RGB")  # a 16-bit greyscale PNG is not clipped to white
-    return fit_to_bucket(im, sample)
+        im = upright(raw, srgb=False)  # a 16-bit greyscale PNG is not clipped to white
+        if im.mode not in {"RGB", "CMYK", "L"}:
+            im = im.convert("RGB")
+    return in_srgb(fit_to_bucket(im, sample)).convert("RGB")  # a Display P3 photo's colours as people see them
 
 
 class BatchPlan:
