@@ -6,6 +6,7 @@ from flask import Blueprint, jsonify, render_template
 
 from app import context, express, imaging, trash
 from app.store import summary, validate_name, validate_trigger
+from app.video_frames import VIDEO_EXTENSIONS
 from studio.web import ApiError, json_body
 
 bp = Blueprint("datasets", __name__)
@@ -24,7 +25,7 @@ def gallery(dataset_id: str):
         "id": dataset.id,
         "chunk_bytes": settings.upload_chunk_mb * 2**20,
         "max_upload_bytes": settings.max_upload_mb * 2**20,
-        "extensions": sorted(imaging.IMAGE_EXTENSIONS | {".zip", ".parquet", ".txt"}),
+        "extensions": sorted(imaging.IMAGE_EXTENSIONS | VIDEO_EXTENSIONS | {".zip", ".parquet", ".txt"}),
     }
     return render_template("dataset.html", page=page, name=dataset.meta().get("name", dataset.id))
 

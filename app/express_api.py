@@ -19,6 +19,7 @@ from app.express_rules import ExpressInputError, check_kind, check_trigger
 from app.import_limit import check_limit
 from app.store import NotFound, slugify, summary
 from app.url_import import check_url
+from app.video_frames import VIDEO_EXTENSIONS
 from studio.jobs import ACTIVE, Job
 from studio.web import ApiError, json_body
 from trainer import library
@@ -38,7 +39,7 @@ def _load(express_id: str) -> Job:
     return job
 
 
-_ACCEPT = ",".join(sorted(imaging.IMAGE_EXTENSIONS | {".zip", ".parquet"}))  # what the file picker offers
+_ACCEPT = ",".join(sorted(imaging.IMAGE_EXTENSIONS | VIDEO_EXTENSIONS | {".zip", ".parquet"}))  # the file picker
 
 
 @bp.get("/express")

@@ -13,11 +13,12 @@ from dataclasses import dataclass
 
 from app import imaging
 from app.caption_files import caption_key, is_metadata_name
+from app.video_frames import VIDEO_EXTENSIONS
 from studio.jobs import JobError
 from studio.text import plural
 from studio.web import ApiError
 
-ARCHIVES = (".zip", ".parquet")
+ARCHIVES = (".zip", ".parquet", *sorted(VIDEO_EXTENSIONS))  # files that hold images (a video: its frames)
 MAX_LIMIT = 1_000_000
 
 
@@ -73,7 +74,8 @@ class Budget:
 
 
 def holds_images(name: str) -> bool:
-    """Whether a source of this name gives images (an image, a ZIP, a Parquet file): one a reached limit skips."""
+    """Whether a source of this name gives images (an image, a ZIP, a Parquet file, a video): one a reached limit
+    skips."""
     return name.lower().endswith(ARCHIVES) or imaging.is_image_name(name)
 
 

@@ -16,6 +16,8 @@ from app.caption_files import caption_key, is_metadata_name, metadata_captions
 from app.import_limit import Left, holds_images
 from app.parquet_import import Unreadable, extract_parquet, is_parquet_name
 from app.store import Dataset, clean_filename, refresh_flags
+from app.video_frames import Unreadable as VideoUnreadable
+from app.video_frames import clock, extract_frames, is_video_name
 from app.zipimport import extract_zip
 from studio.atomic import atomic_write_bytes
 from studio.job_reporter import JobReporter
@@ -92,16 +94,21 @@ def run_import(job: JobReporter, dataset: Dataset, sources: list[Source], settin
                 elif imaging.is_image_name(lower):
                     found.candidates.append(Candidate(source.name, clean_filename(source.name), source.path, None,
                                                       caption_key(source.name)))
+                    found.photo_keys.add(caption_key(source.name))
+                elif is_video_name(lower):
+                    found.videos.append(_Video(source.name, source.path, caption_key(source.name)))
                 else:
                     found.skipped.append({"name": source.name, "reason": "not an image or ZIP (skipped)"})
             for candidate in found.candidates:
                 if candidate.caption is None:
-                    candidate.caption = found.loose_captions.get(candidate.key,
-                                                                 found.listed_captions.get(candidate.key))
+                    candidate.caption = found.caption_for(candidate.key)
+            _add_videos(found, job, work_dir, settings, alone=len(sources) == 1)
             result = _place_all(job, dataset, found.candidates, settings, found.skipped, skip_known,
-                                _table_note(found.tables) + found.left.note())
+                                _table_note(found.tables) + _video_note(found.videos_read) + found.left.note())
             if found.tables:
                 result["tables"] = found.tables
+            if found.videos_read:
+                result["videos"] = found.videos_read
             if limit is not None:
                 result["limit"] = found.left.public()
     finally:
@@ -119,9 +126,24 @@ class _Found:
     loose_captions: dict[tuple[str, str], str] = field(default_factory=dict)
     listed_captions: dict[tuple[str, str], str] = field(default_factory=dict)  # metadata.jsonl / .csv files
     tables: list[dict] = field(default_factory=list)  # what each Parquet file gave: its rows, the columns read
+    videos: list[_Video] = field(default_factory=list)  # read once every image is found (see _add_videos)
+    photo_keys: set[tuple[str, str]] = field(default_factory=set)  # folder and stem of each photo, in its ZIP
+    videos_read: list[dict] = field(default_factory=list)  # what each video gave
 
     def room(self) -> int | None:
         return self.left.room(len(self.candidates))
+
+    def caption_for(self, key: tuple[str, str]) -> str | None:
+        """A loose `.txt` of this folder and stem, else a metadata file's caption for it."""
+        return self.loose_captions.get(key, self.listed_captions.get(key))
+
+
+@dataclass
+class _Video:
+    label: str  # "clip.mov", "phone.zip/clips/dog.mp4"
+    path: Path
+    key: tuple[str, str]  # folder and stem (inside its ZIP: with the ZIP's name), to find its Live Photo and caption
+    caption: str | None = None  # a caption file beside it in its ZIP: every frame gets it
 
 
 def _add_zip(found: _Found, job: JobReporter, source: Source, staging: Path, settings: Settings) -> None:
@@ -133,6 +155,10 @@ def _add_zip(found: _Found, job: JobReporter, source: Source, staging: Path, set
     for inner, path in staged.images:
         found.candidates.append(Candidate(f"{source.name}/{inner}", clean_filename(inner), path,
                                           staged.captions.get(caption_key(inner))))
+        found.photo_keys.add(caption_key(f"{source.name}/{inner}"))
+    for inner, path in staged.videos:
+        found.videos.append(_Video(f"{source.name}/{inner}", path, caption_key(f"{source.name}/{inner}"),
+                                   staged.captions.get(caption_key(inner))))
     for number, (inner, path) in enumerate(staged.tables):
         _add_table(found, job, path, f"{source.name}/{inner}", staging.with_name(f"{staging.name}-table-{number}"),
                    settings)
@@ -159,6 +185,45 @@ def _add_table(found: _Found, job: JobReporter, path: Path, label: str, staging:
     found.candidates.extend(Candidate(row.label, row.name, row.path, row.caption) for row in unpacked.rows)
     found.tables.append({"file": label, "rows": unpacked.read, "image_column": unpacked.image_column,
                          "caption_column": unpacked.caption_column})
+
+
+def _add_videos(found: _Found, job: JobReporter, work_dir: Path, settings: Settings, alone: bool) -> None:
+    """The sharpest frames of each video (app.video_frames), captioned by a caption file named like the video.
+    A video named like a photo of the same folder is the moving part of an iPhone Live Photo: its photo is the
+    picture, so it is left out. A video that cannot be read fails the import when it is all there is."""
+    for number, video in enumerate(found.videos):
+        if video.key in found.photo_keys:
+            found.skipped.append({"name": video.label, "reason": "the moving part of a Live Photo: its photo is "
+                                                                 "imported"})
+            continue
+        room = found.room()
+        if room == 0:
+            found.left.files += 1
+            continue
+        stem = clean_filename(video.label.rsplit("/", 1)[-1]).rsplit(".", 1)[0]
+        try:
+            taken = extract_frames(video.path, work_dir / f"video-{number}", job, video.label, stem,
+                                   settings.video_max_frames, settings.max_image_pixels, limit=room)
+        except VideoUnreadable as exc:
+            if alone:
+                raise
+            found.skipped.append({"name": video.label, "reason": exc.reason})
+            continue
+        caption = video.caption if video.caption is not None else found.caption_for(video.key)
+        found.left.entries += taken.left
+        found.candidates.extend(Candidate(f"{video.label} at {clock(frame.time)}", frame.name, frame.path, caption)
+                                for frame in taken.frames)
+        found.videos_read.append({"file": video.label, "seconds": round(taken.seconds, 1),
+                                  "frames": len(taken.frames), "alike": taken.alike})
+
+
+def _video_note(videos: list[dict]) -> str:
+    """What the message says of videos: how many frames they gave, and how many alike ones were left out."""
+    if not videos:
+        return ""
+    frames, alike = sum(v["frames"] for v in videos), sum(v["alike"] for v in videos)
+    note = f"; {plural(frames, 'frame')} from {plural(len(videos), 'video')}"
+    return note + (f" ({plural(alike, 'frame')} alike the one before left out)" if alike else "")
 
 
 def _check(candidate: Candidate, max_pixels: int):

@@ -20,6 +20,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from app import context, imaging
 from app.importer import Source, run_import
 from app.store import clean_filename
+from app.video_frames import VIDEO_EXTENSIONS
 from studio.atomic import atomic_write_json, read_json
 from studio.jobs import ACTIVE, Job
 from studio.web import ApiError, json_body
@@ -29,7 +30,9 @@ bp = Blueprint("uploads", __name__)
 SESSION_ID = re.compile(r"^[0-9a-f]{16}$")
 SESSION_MAX_AGE_S = 48 * 3600
 ORPHAN_MAX_AGE_S = 6 * 3600
-ACCEPTED = ("zip", "parquet", "txt", *sorted(e.lstrip(".") for e in imaging.IMAGE_EXTENSIONS))
+IMAGES = tuple(sorted(e.lstrip(".") for e in imaging.IMAGE_EXTENSIONS))
+VIDEOS = tuple(sorted(e.lstrip(".") for e in VIDEO_EXTENSIONS))
+ACCEPTED = ("zip", "parquet", "txt", *IMAGES, *VIDEOS)
 
 
 def _limit_bytes() -> int:
@@ -48,8 +51,8 @@ def _check_name(filename) -> str:
     ext = os.path.splitext(filename)[1].lower().lstrip(".")
     if ext not in ACCEPTED:
         raise ApiError(f"{filename!r} is not a supported file: upload .zip archives, images "
-                       f"({', '.join('.' + e for e in ACCEPTED if e not in {'zip', 'parquet', 'txt'})}) or "
-                       "Parquet files of a Hugging Face dataset.", 415)
+                       f"({', '.join('.' + e for e in IMAGES)}), videos to take frames from "
+                       f"({', '.join('.' + e for e in VIDEOS)}) or Parquet files of a Hugging Face dataset.", 415)
     return filename
 
 

@@ -32,7 +32,13 @@ from studio.workspace import confined
 bp = Blueprint("url_import", __name__)
 MAX_URL = 4096
 SIGNATURES = [(b"PK\x03\x04", ".zip"), (b"PAR1", ".parquet"), (b"\xff\xd8\xff", ".jpg"),
-              (b"\x89PNG\r\n\x1a\n", ".png")]
+              (b"\x89PNG\r\n\x1a\n", ".png"), (b"II*\x00", ".tiff"), (b"MM\x00*", ".tiff"), (b"BM", ".bmp"),
+              (b"\x1aE\xdf\xa3", ".webm")]  # the last: Matroska (WebM, MKV)
+RIFF_KINDS = {b"WEBP": ".webp", b"AVI ": ".avi"}
+# ISO media files by their major brand (bytes 8-12): HEIF photos, AVIF, QuickTime; any other brand is an MP4
+FTYP_BRANDS = {b"heic": ".heic", b"heix": ".heic", b"mif1": ".heic", b"msf1": ".heic", b"avif": ".avif",
+               b"avis": ".avif", b"qt  ": ".mov"}
+ALIKE = [{".jpg", ".jpeg"}, {".tif", ".tiff"}, {".heic", ".heif"}, {".webm", ".mkv"}, {".mp4", ".m4v"}]
 
 
 def check_url(url) -> str:
@@ -62,12 +68,16 @@ def direct_link(url: str) -> str:
 
 
 def kind_of(head: bytes) -> str | None:
-    """".zip", ".parquet", ".jpg", ".png" or ".webp" from a file's first bytes, else None (a web page, something
-    else)."""
+    """The extension of a ZIP, a Parquet file, an image or a video from a file's first 16 bytes, else None (a
+    web page, something else)."""
     for signature, ext in SIGNATURES:
         if head.startswith(signature):
             return ext
-    return ".webp" if head[:4] == b"RIFF" and head[8:12] == b"WEBP" else None
+    if head[:4] == b"RIFF":
+        return RIFF_KINDS.get(head[8:12])
+    if head[4:8] == b"ftyp":
+        return FTYP_BRANDS.get(head[8:12], ".mp4")
+    return None
 
 
 def download(job, url: str, folder: Path, max_bytes: int, allow_private: bool) -> tuple[str, Path]:
@@ -77,10 +87,11 @@ def download(job, url: str, folder: Path, max_bytes: int, allow_private: bool) -
     name, head, kind = fetched.name, fetched.head, fetched.kind
     ext = kind_of(head)
     if ext is None:
-        raise JobError(f"The link gave {kind}, not a ZIP, a Parquet file or an image: use a direct download link "
-                       "(a share page shows the file, it is not the file).")
+        raise JobError(f"The link gave {kind}, not a ZIP, a Parquet file, an image or a video: use a direct download "
+                       "link (a share page shows the file, it is not the file).")
     stem, own = name.rsplit(".", 1) if "." in name else (name, "")
-    if f".{own.lower()}" != ext and not (ext == ".jpg" and own.lower() == "jpeg"):
+    own = f".{own.lower()}"
+    if own != ext and not any({own, ext} <= alike for alike in ALIKE):
         name = f"{stem}{ext}"
     return name, target
 

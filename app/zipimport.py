@@ -16,6 +16,7 @@ from pathlib import Path
 
 from app import imaging
 from app.caption_files import METADATA_MAX_BYTES, caption_key, is_metadata_name, metadata_captions
+from app.video_frames import is_video_name
 from studio.job_reporter import JobReporter
 from studio.jobs import JobError
 
@@ -30,6 +31,7 @@ _JUNK = {".ds_store", "thumbs.db", "desktop.ini"}
 class Extracted:
     images: list[tuple[str, Path]] = field(default_factory=list)  # (path in archive, staged file)
     tables: list[tuple[str, Path]] = field(default_factory=list)  # Parquet files: (path in archive, staged file)
+    videos: list[tuple[str, Path]] = field(default_factory=list)  # videos to take frames from: (path in archive, file)
     captions: dict[tuple[str, str], str] = field(default_factory=dict)  # caption_files.caption_key -> text
     skipped: list[dict] = field(default_factory=list)
     left: int = 0  # images not extracted: beyond the limit
@@ -70,9 +72,9 @@ def _beyond(infos: list[zipfile.ZipInfo], limit: int | None) -> set[str]:
 
 def extract_zip(archive: Path, staging: Path, job: JobReporter, max_total_bytes: int, max_ratio: int,
                 label: str, limit: int | None = None) -> Extracted:
-    """Extract images, Parquet files and captions (`.txt` files, metadata.jsonl/.csv) of `archive` into `staging`
-    (flat, numbered names); with a `limit`, only that many images, the first by name (the size limit counts only
-    those)."""
+    """Extract images, Parquet files, videos and captions (`.txt` files, metadata.jsonl/.csv) of `archive` into
+    `staging` (flat, numbered names); with a `limit`, only that many images, the first by name (the size limit
+    counts only those)."""
     out = Extracted()
     listed: dict[tuple[str, str], str] = {}
     try:
@@ -104,7 +106,8 @@ def extract_zip(archive: Path, staging: Path, job: JobReporter, max_total_bytes:
                 continue
             ext = os.path.splitext(name)[1].lower()
             metadata = is_metadata_name(name)
-            if problem is None and not (imaging.is_image_name(name) or ext in {".txt", ".parquet"} or metadata):
+            if problem is None and not (imaging.is_image_name(name) or ext in {".txt", ".parquet"} or metadata
+                                        or is_video_name(name)):
                 problem = "not an image (skipped)"
             if problem is None and ext == ".txt" and info.file_size > CAPTION_MAX_BYTES:
                 problem = "caption file larger than 64 KB (skipped)"
@@ -132,6 +135,8 @@ def extract_zip(archive: Path, staging: Path, job: JobReporter, max_total_bytes:
                 out.captions[caption_key(name)] = text
             elif ext == ".parquet":
                 out.tables.append((name, target))
+            elif is_video_name(name):
+                out.videos.append((name, target))
             else:
                 out.images.append((name, target))
             job.update(done=index + 1, current=name)

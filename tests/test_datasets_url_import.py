@@ -16,7 +16,9 @@ import app as datasets_app
 from app import link_fetch, url_import
 from tests import test_datasets_support as support
 from tests.parquet_files import HF_FEATURES, parquet_bytes
+from tests.test_datasets_image_formats import heic_photo
 from tests.test_datasets_support import image_bytes, wait_job, zip_bytes
+from tests.videos import video_bytes
 
 ds_app, client = support.ds_app, support.client
 
@@ -30,6 +32,9 @@ FILES = {
     "/big.zip": ("application/zip", {}, b"PK\x03\x04" + b"\0" * (2 * 2**20)),
     "/rows": ("application/octet-stream", {},
               parquet_bytes([{"image": (image_bytes(5), "row.png"), "text": "tok, a row"}], features=HF_FEATURES)),
+    "/clip": ("application/octet-stream", {}, video_bytes([1, 2])),  # named by what it holds: clip.mp4
+    "/IMG_0007.HEIC": ("image/heic", {}, heic_photo(orientation=None)),
+    "/scan": ("image/tiff", {}, image_bytes(6, fmt="TIFF")),
 }
 REDIRECTS = {"/r1": "/r2", "/r2": "/set.zip", "/to-secret": "/secret", "/loop": "/loop"}
 
@@ -111,7 +116,7 @@ def test_a_zip_an_image_and_a_redirect_import_like_uploads(lan_client, web):
 
 
 @pytest.mark.parametrize("path, words", [
-    ("/share", "The link gave text/html, not a ZIP, a Parquet file or an image: use a direct download link"),
+    ("/share", "The link gave text/html, not a ZIP, a Parquet file, an image or a video: use a direct download link"),
     ("/missing.zip", "answered 404 Not Found: check that the link is right and public"),
     ("/big.zip", "over the limit of 1 MB (MAX_UPLOAD_MB)"),
     ("/loop", "redirects more than 5 times"),
@@ -257,3 +262,17 @@ def test_https_on_the_checked_address_still_verifies_the_host_name(monkeypatch, 
                                 allow_private=True)
     finally:
         server.shutdown()
+
+
+def test_a_video_a_heic_and_a_tiff_are_told_by_their_bytes(lan_client, web):
+    dataset_id = _dataset(lan_client)
+    for path in ("/clip", "/IMG_0007.HEIC", "/scan"):
+        job = _import(lan_client, dataset_id, f"{web}{path}")
+        assert job["status"] == "completed", job
+    assert sorted(_names(lan_client, dataset_id)) == ["IMG_0007.heic", "clip-00m00.7s.jpg", "clip-00m02.7s.jpg",
+                                                      "scan.tiff"]
+    for head, ext in [(b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00", ".heic"), (b"\x00\x00\x00\x1cftypavif", ".avif"),
+                      (b"\x00\x00\x00\x14ftypqt  ", ".mov"), (b"\x00\x00\x00\x20ftypisom", ".mp4"),
+                      (b"\x1aE\xdf\xa3\x9fB\x86\x81", ".webm"), (b"RIFF\x00\x00\x00\x00AVI LIST", ".avi"),
+                      (b"BM6\x00\x00\x00", ".bmp"), (b"<!doctype html>", None)]:
+        assert url_import.kind_of(head) == ext, head

@@ -217,8 +217,9 @@ def test_upload_over_the_limit_is_413_with_the_limit(make_settings):
 
 
 def test_unsupported_file_types_are_refused_up_front(client, dataset_id):
-    response = client.post(f"/api/datasets/{dataset_id}/uploads", json={"filename": "movie.mp4", "size": 10})
+    response = client.post(f"/api/datasets/{dataset_id}/uploads", json={"filename": "slides.pdf", "size": 10})
     assert response.status_code == 415 and ".jpg" in response.get_json()["error"]
+    assert "videos to take frames from (.avi, .m4v, .mkv, .mov, .mp4, .webm)" in response.get_json()["error"]
     empty = client.post(f"/api/datasets/{dataset_id}/uploads", json={"filename": "a.png", "size": 0})
     assert empty.status_code == 422 and "empty" in empty.get_json()["error"]
 

@@ -1,0 +1,168 @@
+"""Frames of a video as dataset images: a few phone clips of a pet or a person become training pictures.
+
+The video is read once, from start to end (only its keyframes when it is longer than LONG_VIDEO_S: much
+faster, and a long video has plenty of them), cut into equal stretches of about SECONDS_PER_FRAME (at most
+`max_frames` in all, VIDEO_MAX_FRAMES), and of each stretch the sharpest frame is kept: video is full of motion
+blur and focus hunting. A frame that looks like the one kept before it (a still scene) is left out. Frames are
+turned as the phone recorded them (the display matrix) and written as JPEGs at quality 95, named by their time
+in the video: `clip-00m12.4s.jpg`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from PIL import Image
+
+from app.imaging import NEAR_DUPLICATE_BITS, dhash
+from app.sharpness import sharpness
+from studio.job_reporter import JobReporter
+from studio.jobs import JobError
+
+log = logging.getLogger(__name__)
+
+VIDEO_EXTENSIONS = {".mp4", ".mov", ".m4v", ".webm", ".mkv", ".avi"}
+SECONDS_PER_FRAME = 2.0
+LONG_VIDEO_S = 180.0
+PROBE_SIDE = 512  # sharpness and likeness are measured on the frame at this size
+REPORT_EVERY_S = 0.5
+
+
+class Unreadable(JobError):
+    """The file is not a video the studio can read; `reason` says why in a few words."""
+
+    def __init__(self, label: str, reason: str):
+        super().__init__(f"{label} cannot be read as a video: {reason}.")
+        self.reason = reason
+
+
+@dataclass
+class Frame:
+    name: str  # the file name it gets: clip-00m12.4s.jpg
+    path: Path  # where it lies
+    time: float  # seconds into the video
+
+
+@dataclass
+class Frames:
+    frames: list[Frame] = field(default_factory=list)
+    seconds: float = 0.0  # how long the video is
+    alike: int = 0  # frames left out as alike the frame kept before them
+    left: int = 0  # stretches not taken, for a limit of images
+
+
+def is_video_name(name: str) -> bool:
+    return os.path.splitext(name)[1].lower() in VIDEO_EXTENSIONS
+
+
+def clock(seconds: float) -> str:
+    minutes, rest = divmod(max(0.0, seconds), 60)
+    return f"{int(minutes)}:{int(rest):02d}"
+
+
+def extract_frames(path: Path, staging: Path, job: JobReporter, label: str, stem: str, max_frames: int,
+                   max_pixels: int, limit: int | None = None) -> Frames:
+    """The sharpest frame of each stretch of the video at `path`, as JPEGs in `staging`; Unreadable for a file
+    that is no video, holds no video track, or has frames over `max_pixels`."""
+    import av  # a large library: loaded only when a video comes
+
+    try:
+        container = av.open(str(path), metadata_errors="ignore")
+    except (av.error.FFmpegError, OSError, ValueError, UnicodeDecodeError) as exc:
+        raise Unreadable(label, f"the file is damaged or not a video ({type(exc).__name__})") from None
+    with container:
+        if not container.streams.video:
+            raise Unreadable(label, "it holds no video track")
+        stream = container.streams.video[0]
+        width, height = stream.codec_context.width, stream.codec_context.height
+        if width * height > max_pixels:
+            raise Unreadable(label, f"its frames are {width}x{height} pixels, over the limit of {max_pixels:,} "
+                                    "(MAX_IMAGE_PIXELS)")
+        seconds = _duration(container, stream)
+        count = min(max_frames, max(1, round(seconds / SECONDS_PER_FRAME))) if seconds else max_frames
+        out = Frames(seconds=seconds or 0.0)
+        if limit is not None and count > limit:
+            out.left, count = count - limit, limit
+        if count == 0:
+            return out
+        stretch = (seconds / count) if seconds else SECONDS_PER_FRAME
+        stream.thread_type = "AUTO"
+        if seconds and seconds > LONG_VIDEO_S:
+            stream.codec_context.skip_frame = "NONKEY"
+        staging.mkdir(parents=True, exist_ok=True)
+        picker = _Picker(out, staging, stem)
+        reported, start = 0.0, None
+        try:
+            for frame in container.decode(stream):
+                job.check_stop()
+                if frame.time is None:
+                    continue
+                start = frame.time if start is None else start  # a stream need not begin at 0
+                index = int((frame.time - start) // stretch)
+                if index >= count:
+                    break
+                picker.offer(index, frame)
+                if time.monotonic() - reported > REPORT_EVERY_S:
+                    reported = time.monotonic()
+                    total = f" of {clock(seconds)}" if seconds else ""
+                    job.update(message=f"Taking frames from {label}: {clock(frame.time)}{total}")
+        except av.error.FFmpegError as exc:  # a cut-off or damaged file: the frames read so far are kept
+            log.warning("reading %s stopped at a damaged part: %s", label, exc)
+            if not picker.seen:
+                raise Unreadable(label, f"its video cannot be decoded ({type(exc).__name__})") from None
+        picker.finish()
+        if not picker.seen:
+            raise Unreadable(label, "it holds no frame that can be decoded")
+    return out
+
+
+def _duration(container, stream) -> float | None:
+    if stream.duration and stream.time_base:
+        return float(stream.duration * stream.time_base)
+    if container.duration:
+        return container.duration / 1_000_000  # av.time_base
+    return None
+
+
+class _Picker:
+    """Keeps the sharpest frame of the current stretch; writes it out when the next stretch begins."""
+
+    def __init__(self, out: Frames, staging: Path, stem: str):
+        self.out, self.staging, self.stem = out, staging, stem
+        self.index, self.best, self.score, self.last_hash = -1, None, -1.0, None
+        self.seen = 0
+
+    def offer(self, index: int, frame) -> None:
+        self.seen += 1
+        if index != self.index:
+            self.finish()
+            self.index, self.best, self.score = index, None, -1.0
+        scale = PROBE_SIDE / max(frame.width, frame.height)
+        probe = frame.reformat(width=max(1, round(frame.width * min(1.0, scale))),
+                               height=max(1, round(frame.height * min(1.0, scale))), format="gray").to_ndarray()
+        score = sharpness(Image.fromarray(probe)) or 0.0
+        if self.best is None or score > self.score:
+            self.best, self.score, self.probe = frame, score, probe
+
+    def finish(self) -> None:
+        if self.best is None:
+            return
+        frame, self.best = self.best, None
+        digest = int(dhash(Image.fromarray(self.probe)), 16)
+        if self.last_hash is not None and bin(digest ^ self.last_hash).count("1") <= NEAR_DUPLICATE_BITS:
+            self.out.alike += 1
+            return
+        self.last_hash = digest
+        picture = frame.to_image()  # RGB
+        if frame.rotation:
+            picture = picture.rotate(frame.rotation, expand=True)  # as the phone was held
+        minutes, rest = divmod(frame.time, 60)
+        name = f"{self.stem}-{int(minutes):02d}m{rest:04.1f}s.jpg"
+        target = self.staging / f"{len(self.out.frames):05d}.jpg"
+        picture.save(target, "JPEG", quality=95)
+        self.out.frames.append(Frame(name, target, frame.time))
+

@@ -1,0 +1,104 @@
+"""Frames from a video: a phone clip becomes dataset images, the sharpest frame of each stretch, upright as the
+phone was held, captioned by a caption file named like the video; a still scene gives one frame, not many; a
+Live Photo's moving part is left out for its photo; a limit spreads its frames over the whole video; a damaged
+or oversized video gets a sentence and loses nothing else. Real H.264 videos, decoded for real."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageFilter
+
+import app as datasets_app
+from app.video_frames import Unreadable, extract_frames
+from studio.job_reporter import QuietReporter
+from tests import test_datasets_support as support
+from tests.test_datasets_image_formats import heic_photo
+from tests.test_datasets_support import image_bytes, upload, zip_bytes
+from tests.videos import scene, video_bytes
+
+ds_app, client, dataset_id = support.ds_app, support.client, support.dataset_id
+
+
+def _images(client, dataset_id) -> dict[str, dict]:
+    return {i["name"]: i for i in client.get(f"/api/datasets/{dataset_id}/images").get_json()["images"]}
+
+
+def _like(path: Path, picture: Image.Image) -> float:
+    """Mean absolute difference per channel (0-255) between a file and a picture of the same size."""
+    with Image.open(path) as image:
+        return float(np.abs(np.asarray(image.convert("RGB"), dtype=np.int16)
+                            - np.asarray(picture.convert("RGB"), dtype=np.int16)).mean())
+
+
+def test_a_phone_clip_gives_the_sharpest_frame_of_each_stretch_upright_with_its_caption(client, dataset_id,
+                                                                                       studio_root):
+    clip = video_bytes([1, 2, 3], turned=True)  # 6 s, one scene each 2 s, each sharp at 0.7 s only
+    job = upload(client, dataset_id, [("dog.mp4", clip), ("dog.txt", b"my dog on the beach")])
+    assert job["status"] == "completed", job
+    names = ["dog-00m00.7s.jpg", "dog-00m02.7s.jpg", "dog-00m04.7s.jpg"]
+    assert job["result"]["imported"] == names
+    assert job["result"]["videos"] == [{"file": "dog.mp4", "seconds": 6.0, "frames": 3, "alike": 0}]
+    assert "3 frames from 1 video" in job["message"]
+    rows = _images(client, dataset_id)
+    for seed, name in zip([1, 2, 3], names, strict=True):
+        assert (rows[name]["width"], rows[name]["height"]) == (96, 160)  # held upright: a portrait
+        assert rows[name]["caption"] == "my dog on the beach"
+        assert not rows[name]["flags"].get("soft")  # the sharp frame, not a blurred one
+        sharp = scene(seed).rotate(-90, expand=True)  # turned a quarter clockwise, as shown
+        blurred = sharp.filter(ImageFilter.GaussianBlur(3))
+        path = studio_root / "datasets" / dataset_id / name
+        assert _like(path, sharp) < 0.6 * _like(path, blurred), name  # that scene, its sharp frame
+
+
+def test_a_still_scene_gives_one_frame_and_a_limit_spreads_over_the_whole_video(tmp_path):
+    still = tmp_path / "still.mp4"
+    still.write_bytes(video_bytes([5, 5, 5]))
+    taken = extract_frames(still, tmp_path / "a", QuietReporter(), "still.mp4", "still", 60, 10**8)
+    assert [f.name for f in taken.frames] == ["still-00m00.7s.jpg"] and taken.alike == 2
+
+    long = tmp_path / "long.mp4"
+    long.write_bytes(video_bytes([1, 2, 3, 4, 5, 6]))  # 12 s: six stretches of 2 s
+    taken = extract_frames(long, tmp_path / "b", QuietReporter(), "long.mp4", "long", 60, 10**8, limit=2)
+    assert taken.left == 4 and len(taken.frames) == 2
+    assert taken.frames[0].time < 6 <= taken.frames[1].time  # one in each half, not the first two stretches
+    taken = extract_frames(long, tmp_path / "c", QuietReporter(), "long.mp4", "long", 3, 10**8)  # VIDEO_MAX_FRAMES
+    assert len(taken.frames) == 3 and taken.left == 0
+
+
+def test_a_live_photo_keeps_its_photo_and_a_zip_of_clips_gives_their_frames(client, dataset_id):
+    archive = zip_bytes([("phone/IMG_0001.heic", heic_photo()), ("phone/IMG_0001.mov", video_bytes([7])),
+                         ("phone/clips/cat.mp4", video_bytes([8, 9])), ("phone/clips/cat.txt", b"a grey cat")])
+    job = upload(client, dataset_id, [("phone.zip", archive)])
+    assert job["status"] == "completed", job
+    assert sorted(job["result"]["imported"]) == ["IMG_0001.heic", "cat-00m00.7s.jpg", "cat-00m02.7s.jpg"]
+    [skipped] = job["result"]["skipped"]
+    assert skipped["name"] == "phone.zip/phone/IMG_0001.mov" and "Live Photo" in skipped["reason"]
+    rows = _images(client, dataset_id)
+    assert rows["cat-00m00.7s.jpg"]["caption"] == "a grey cat" and rows["IMG_0001.heic"]["caption"] == ""
+
+
+def test_a_damaged_or_oversized_video_gets_a_sentence_and_loses_nothing_else(client, dataset_id, make_settings):
+    broken = b"\x00\x00\x00\x18ftypisom" + b"\x13\x37" * 2000
+    job = upload(client, dataset_id, [("broken.mp4", broken)])
+    assert job["status"] == "failed" and "broken.mp4 cannot be read as a video" in job["error"], job
+    job = upload(client, dataset_id, [("broken.mp4", broken), ("a.png", image_bytes(1, size=(96, 96)))])
+    assert job["status"] == "completed" and job["result"]["imported"] == ["a.png"], job
+    assert "cannot be read" not in job["message"] and job["result"]["skipped"][0]["name"] == "broken.mp4"
+    assert "damaged or not a video" in job["result"]["skipped"][0]["reason"]
+
+    small = datasets_app.create_app(make_settings(MAX_IMAGE_PIXELS="10000")).test_client()
+    other = small.post("/api/datasets", json={"name": "Small"}).get_json()["id"]
+    job = upload(small, other, [("big.mp4", video_bytes([1])), ("a.png", image_bytes(1))])
+    assert job["status"] == "completed" and job["result"]["imported"] == ["a.png"], job
+    assert "160x96 pixels, over the limit of 10,000" in job["result"]["skipped"][0]["reason"]
+
+
+def test_a_file_that_is_not_a_video_is_unreadable(tmp_path):
+    text = tmp_path / "notes.mp4"
+    text.write_bytes(b"just some notes, not a video at all\n" * 10)
+    with pytest.raises(Unreadable) as caught:
+        extract_frames(text, tmp_path / "s", QuietReporter(), "notes.mp4", "notes", 60, 10**8)
+    assert "notes.mp4 cannot be read as a video" in str(caught.value)
