@@ -102,3 +102,14 @@ def test_a_file_that_is_not_a_video_is_unreadable(tmp_path):
     with pytest.raises(Unreadable) as caught:
         extract_frames(text, tmp_path / "s", QuietReporter(), "notes.mp4", "notes", 60, 10**8)
     assert "notes.mp4 cannot be read as a video" in str(caught.value)
+
+
+def test_a_long_video_is_read_by_its_keyframes(tmp_path, monkeypatch):
+    from app import video_frames
+
+    monkeypatch.setattr(video_frames, "LONG_VIDEO_S", 1.0)  # as if the 12 s were over three minutes
+    clip = tmp_path / "long.mp4"
+    clip.write_bytes(video_bytes([1, 2, 3, 4, 5, 6]))
+    taken = extract_frames(clip, tmp_path / "k", QuietReporter(), "long.mp4", "long", 60, 10**8)
+    # the encoder starts a keyframe at each new scene: only those are decoded, one a stretch
+    assert [f.time for f in taken.frames] == [0.0, 2.0, 4.0, 6.0, 8.0, 10.0]
