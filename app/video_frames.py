@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 from PIL import Image
 
 from app.imaging import NEAR_DUPLICATE_BITS, dhash
@@ -28,7 +29,8 @@ log = logging.getLogger(__name__)
 VIDEO_EXTENSIONS = {".mp4", ".mov", ".m4v", ".webm", ".mkv", ".avi"}
 SECONDS_PER_FRAME = 2.0
 LONG_VIDEO_S = 180.0
-PROBE_SIDE = 512  # sharpness and likeness are measured on the frame at this size
+PROBE_SIDE = 512  # sharpness and likeness are measured on the frame at about this size
+LUMA_FIRST = {"yuv420p", "yuvj420p", "yuv422p", "yuvj422p", "yuv444p", "yuvj444p", "nv12", "nv21", "gray"}
 REPORT_EVERY_S = 0.5
 
 
@@ -141,9 +143,7 @@ class _Picker:
         if index != self.index:
             self.finish()
             self.index, self.best, self.score = index, None, -1.0
-        scale = PROBE_SIDE / max(frame.width, frame.height)
-        probe = frame.reformat(width=max(1, round(frame.width * min(1.0, scale))),
-                               height=max(1, round(frame.height * min(1.0, scale))), format="gray").to_ndarray()
+        probe = _luma(frame)
         score = sharpness(Image.fromarray(probe)) or 0.0
         if self.best is None or score > self.score:
             self.best, self.score, self.probe = frame, score, probe
@@ -166,3 +166,15 @@ class _Picker:
         picture.save(target, "JPEG", quality=95)
         self.out.frames.append(Frame(name, target, frame.time))
 
+
+def _luma(frame) -> np.ndarray:
+    """The frame's brightness at about PROBE_SIDE: its luma plane read as it lies, every k-th pixel (4 times
+    faster than scaling it; a sharpness score ranks the frames of a stretch alike either way), or scaled to grey
+    for other pixel formats (10-bit HDR video)."""
+    step = max(1, -(-max(frame.width, frame.height) // PROBE_SIDE))
+    if frame.format.name in LUMA_FIRST:
+        plane = frame.planes[0]
+        rows = np.frombuffer(plane, dtype=np.uint8).reshape(-1, plane.line_size)
+        return np.ascontiguousarray(rows[:frame.height:step, :frame.width:step])
+    return frame.reformat(width=max(1, frame.width // step), height=max(1, frame.height // step),
+                          format="gray").to_ndarray()
