@@ -124,7 +124,7 @@ def extract_zip(archive: Path, dest: Path, max_total_bytes: int, max_ratio: int)
             raise DatasetInputError(str(exc)) from None
         for item in extracted.skipped:
             log.warning("skipping ZIP entry: %s", item["reason"])
-        for name, staged in extracted.images + extracted.tables:  # a Parquet file's rows go beside it
+        for name, staged in extracted.images + extracted.tables + extracted.videos:  # tables' rows go beside them
             try:
                 target = confined(dest, *[part for part in name.split("/") if part])
             except UnsafePathError:
@@ -238,21 +238,24 @@ def _fetch_hub_dataset(link, settings: Settings, raw_dir: Path, on_progress) -> 
     _unpack_containers([source.path for source in sources], settings)
 
 
-def prepare_images(raw_dir: Path, out_dir: Path, max_pixels: int, name: str = "dataset") -> PreparedDataset:
-    """Copy every decodable image (+ same-stem .txt caption) from `raw_dir` into a flat `out_dir`."""
+def prepare_images(raw_dir: Path, out_dir: Path, max_pixels: int, name: str = "dataset",
+                   max_frames: int = 60) -> PreparedDataset:
+    """Copy every decodable image (+ same-stem .txt caption) from `raw_dir` into a flat `out_dir`; a video gives
+    its sharpest frames first (see _frames_of_videos)."""
     from app.caption_files import caption_key, is_metadata_name, metadata_captions
 
     out_dir.mkdir(parents=True, exist_ok=True)
     prepared = PreparedDataset(folder=out_dir, images=0, captions=0)
     taken: set[str] = set()
-    files = sorted(p for p in raw_dir.rglob("*") if p.is_file() and not p.is_symlink())
     listed: dict = {}  # captions from metadata.jsonl / metadata.csv files, for images without a .txt
-    for path in files:
-        if is_metadata_name(path.name):
+    for path in sorted(raw_dir.rglob("*")):
+        if path.is_file() and not path.is_symlink() and is_metadata_name(path.name):
             captions, problem = metadata_captions(path, path.relative_to(raw_dir).as_posix())
             listed.update(captions)
             if problem:
                 prepared.skipped.append({"file": path.relative_to(raw_dir).as_posix(), "reason": problem})
+    _frames_of_videos(raw_dir, listed, max_pixels, max_frames, prepared)
+    files = sorted(p for p in raw_dir.rglob("*") if p.is_file() and not p.is_symlink())
     for path in files:
         relative = path.relative_to(raw_dir).as_posix()
         suffix = path.suffix.lower()
@@ -282,6 +285,45 @@ def prepare_images(raw_dir: Path, out_dir: Path, max_pixels: int, name: str = "d
         "name": name, "trigger_word": trigger if isinstance(trigger, str) else "", "images": prepared.images,
         "exported_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "source_dataset_id": None})
     return prepared
+
+
+def _frames_of_videos(raw_dir: Path, listed: dict, max_pixels: int, max_frames: int,
+                      prepared: PreparedDataset) -> None:
+    """Each video of `raw_dir` replaced by its sharpest frames beside it (app.video_frames, as the dataset manager
+    takes them), each with the video's caption (its .txt, or its metadata row); a Live Photo's moving part (a
+    video named like a photo of its folder) and a video that cannot be read are skipped with the reason."""
+    from app.caption_files import caption_key
+    from app.video_frames import Unreadable, extract_frames, is_video_name
+    from studio.job_reporter import QuietReporter
+
+    files = sorted(p for p in raw_dir.rglob("*") if p.is_file() and not p.is_symlink())
+    photos = {caption_key(p.relative_to(raw_dir).as_posix()) for p in files if p.suffix.lower() in IMAGE_EXTENSIONS}
+    for path in (p for p in files if is_video_name(p.name)):
+        relative = path.relative_to(raw_dir).as_posix()
+        key = caption_key(relative)
+        try:
+            if key in photos:
+                prepared.skipped.append({"file": relative, "reason": "the moving part of a Live Photo: its photo is "
+                                                                     "used"})
+                continue
+            staging = path.with_name(f".{path.name}-frames")
+            try:
+                frames = extract_frames(path, staging, QuietReporter(), relative, path.stem, max_frames, max_pixels)
+            except Unreadable as exc:
+                prepared.skipped.append({"file": relative, "reason": exc.reason})
+                continue
+            caption_file = path.with_suffix(".txt")
+            caption = caption_file.read_text("utf-8") if caption_file.is_file() else listed.get(key)
+            for frame in frames.frames:
+                target = path.with_name(frame.name)
+                if target.exists():  # a file of the dataset has that name already: it stays
+                    continue
+                frame.path.replace(target)
+                if caption is not None:
+                    target.with_suffix(".txt").write_text(caption, "utf-8")
+            shutil.rmtree(staging, ignore_errors=True)
+        finally:
+            path.unlink(missing_ok=True)
 
 
 def _unique_stem(stem: str, taken: set[str]) -> str:

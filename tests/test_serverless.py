@@ -17,6 +17,7 @@ from tests.moto_s3 import MotoS3
 from tests.parquet_files import HF_FEATURES, parquet_bytes
 from tests.test_datasets_hub_import import hub  # noqa: F401 - the stand-in hub, a fixture
 from tests.test_datasets_image_formats import heic_photo
+from tests.videos import video_bytes
 
 
 def image_bytes(fmt="PNG", size=(40, 32), color=(10, 120, 200)) -> bytes:
@@ -137,20 +138,29 @@ def test_prepare_images_decodes_and_skips(tmp_path):
                                                 '{"file_name": "a.jpg", "text": "anna in the sub-folder"}\n')
     (raw / "old.bmp").write_bytes(image_bytes("BMP"))  # a type browsers and datasets take, the trainer not: a JPEG
     (raw / "anim.gif").write_bytes(image_bytes("GIF"))  # not a type datasets take
+    (raw / "clips").mkdir()
+    (raw / "clips" / "dog.mp4").write_bytes(video_bytes([1, 2]))  # its two sharpest frames, with its caption
+    (raw / "clips" / "dog.txt").write_text("a dog running")
+    (raw / "phone.mov").write_bytes(video_bytes([3]))  # phone.HEIC's Live Photo motion: left out
+    (raw / "bad.mp4").write_bytes(b"not a video at all" * 50)
     (raw / "phone.HEIC").write_bytes(heic_photo())  # a phone's photo: a JPEG, upright, for the trainer
     (raw / "broken.png").write_bytes(b"\x89PNG not really")
     (raw / "notes.md").write_text("hello")
     (raw / "dataset.json").write_text('{"trigger_word": "annaxyz"}')
     prepared = prepare_images(raw, tmp_path / "out", max_pixels=10_000_000)
     names = sorted(p.name for p in (tmp_path / "out").iterdir())
-    assert prepared.images == 5 and "old.jpg" in names and "anim.gif" not in names
+    assert prepared.images == 7 and "old.jpg" in names and "anim.gif" not in names
+    assert (tmp_path / "out" / "clips_dog-00m02.7s.txt").read_text() == "a dog running"
+    assert "clips_dog-00m00.7s.jpg" in names and not any(n.startswith("phone-") for n in names)
     with Image.open(tmp_path / "out" / "phone.jpg") as phone:
         assert phone.format == "JPEG" and phone.size == (64, 96)
     assert "a.png" in names and "a.txt" in names and "sub_a.jpg" in names
     assert (tmp_path / "out" / "a.txt").read_text() == "a photo of anna"
     assert (tmp_path / "out" / "sub_a.txt").read_text() == "anna in the sub-folder"  # its folder's metadata
     assert (tmp_path / "out" / "sub_b.txt").read_text() == "anna, from the metadata"
-    assert {s["file"] for s in prepared.skipped} >= {"broken.png", "notes.md", "anim.gif"}
+    reasons = {s["file"]: s["reason"] for s in prepared.skipped}
+    assert set(reasons) >= {"broken.png", "notes.md", "anim.gif", "phone.mov", "bad.mp4"}
+    assert "Live Photo" in reasons["phone.mov"] and "damaged or not a video" in reasons["bad.mp4"]
     assert '"trigger_word": "annaxyz"' in (tmp_path / "out" / "dataset.json").read_text()
 
 
@@ -225,6 +235,7 @@ def test_url_zip_dataset(file_server, make_settings, tmp_path):
         zf.writestr("set/metadata.csv", "file_name,text\ntwo:three.png,two\n")
         zf.writestr("../escape.png", image_bytes())
         zf.writestr("__MACOSX/set/._one.png", b"junk")
+        zf.writestr("set/clip.mp4", video_bytes([4]))  # a video in the ZIP: its sharpest frame
     (folder / "not-a-zip.zip").write_text("<html>")
     with pytest.raises(DatasetInputError, match="The dataset link: 127.0.0.1 is a private or local address"):
         fetch_dataset({"url": f"{base}/ds.zip"}, make_settings(), tmp_path / "w0" / "raw")  # the pod's rule
@@ -232,7 +243,8 @@ def test_url_zip_dataset(file_server, make_settings, tmp_path):
     updates = []
     fetch_dataset({"url": f"{base}/ds.zip"}, settings, tmp_path / "work" / "raw", updates.append)
     prepared = prepare_images(tmp_path / "work" / "raw", tmp_path / "work" / "ds", settings.max_image_pixels)
-    assert prepared.images == 2 and prepared.captions == 2
+    assert prepared.images == 3 and prepared.captions == 2
+    assert (tmp_path / "work" / "ds" / "set_clip-00m00.7s.jpg").is_file()
     assert not (tmp_path / "work" / "escape.png").exists()
     assert updates and updates[-1]["phase"] == "downloading"
     with pytest.raises(DatasetInputError, match="ZIP"):
