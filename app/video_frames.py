@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 VIDEO_EXTENSIONS = {".mp4", ".mov", ".m4v", ".webm", ".mkv", ".avi"}
 SECONDS_PER_FRAME = 2.0
 LONG_VIDEO_S = 180.0
+MAX_VIDEO_S = 2 * 3600  # longer than a film: surely not meant, and hours to read
 PROBE_SIDE = 512  # sharpness and likeness are measured on the frame at about this size
 LUMA_FIRST = {"yuv420p", "yuvj420p", "yuv422p", "yuvj422p", "yuv444p", "yuvj444p", "nv12", "nv21", "gray"}
 REPORT_EVERY_S = 0.5
@@ -62,8 +63,10 @@ def is_video_name(name: str) -> bool:
 
 
 def clock(seconds: float) -> str:
-    minutes, rest = divmod(max(0.0, seconds), 60)
-    return f"{int(minutes)}:{int(rest):02d}"
+    """"0:12", "12:05", "2:00:00"."""
+    minutes, rest = divmod(int(max(0.0, seconds)), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{rest:02d}" if hours else f"{minutes}:{rest:02d}"
 
 
 def extract_frames(path: Path, staging: Path, job: JobReporter, label: str, stem: str, max_frames: int,
@@ -85,6 +88,9 @@ def extract_frames(path: Path, staging: Path, job: JobReporter, label: str, stem
             raise Unreadable(label, f"its frames are {width}x{height} pixels, over the limit of {max_pixels:,} "
                                     "(MAX_IMAGE_PIXELS)")
         seconds = _duration(container, stream)
+        if seconds and seconds > MAX_VIDEO_S:
+            raise Unreadable(label, f"it lasts {clock(seconds)}, more than {clock(MAX_VIDEO_S)}: cut out the part "
+                                    "you want first")
         count = min(max_frames, max(1, round(seconds / SECONDS_PER_FRAME))) if seconds else max_frames
         out = Frames(seconds=seconds or 0.0)
         if limit is not None and count > limit:

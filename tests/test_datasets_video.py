@@ -113,3 +113,14 @@ def test_a_long_video_is_read_by_its_keyframes(tmp_path, monkeypatch):
     taken = extract_frames(clip, tmp_path / "k", QuietReporter(), "long.mp4", "long", 60, 10**8)
     # the encoder starts a keyframe at each new scene: only those are decoded, one a stretch
     assert [f.time for f in taken.frames] == [0.0, 2.0, 4.0, 6.0, 8.0, 10.0]
+
+
+def test_a_video_longer_than_a_film_is_refused_with_a_sentence(tmp_path, monkeypatch):
+    from app import video_frames
+
+    monkeypatch.setattr(video_frames, "MAX_VIDEO_S", 3)
+    clip = tmp_path / "film.mp4"
+    clip.write_bytes(video_bytes([1, 2]))
+    with pytest.raises(Unreadable, match="it lasts 0:04, more than 0:03: cut out the part you want first"):
+        extract_frames(clip, tmp_path / "s", QuietReporter(), "film.mp4", "film", 60, 10**8)
+    assert video_frames.clock(7325) == "2:02:05" and video_frames.clock(65.9) == "1:05"
