@@ -13,7 +13,6 @@ from PIL import Image, ImageFilter
 
 from tests.browser_studio import DESKTOP, PHONE, browser_marks, open_page
 from tests.helpers import ServerProcess
-from tests.test_datasets_image_formats import heic_photo
 from tests.test_datasets_sharpness import drawing
 
 pytestmark = browser_marks
@@ -173,30 +172,3 @@ def _plain_size(prefix: str):
     """The size line right after Revert: the size, the file size, and no list of edits."""
     return re.compile(rf"^{re.escape(prefix)} · [\d.]+ [KMGT]?B$")
 
-
-def test_an_iphone_photo_shows_upright_in_the_gallery_and_the_editor(studio_root, tmp_path):
-    """Chromium shows no HEIC: the tile and the editor show what the studio made of it, turned as on the phone."""
-    from playwright.sync_api import expect, sync_playwright
-
-    env = {"STUDIO_ROOT": str(studio_root), "CAPTION_URL": "http://127.0.0.1:9"}
-    with ServerProcess("app", env, log_path=tmp_path / "server.log") as server, sync_playwright() as p:
-        dataset_id = requests.post(f"{server.url}/api/datasets", json={"name": "Phone"}, timeout=10).json()["id"]
-        files = [("files", ("IMG_0042.HEIC", heic_photo(size=(800, 600)), "image/heic"))]
-        requests.post(f"{server.url}/api/datasets/{dataset_id}/upload?wait=20", files=files,
-                      timeout=60).raise_for_status()
-        browser, page, problems = open_page(p, DESKTOP)
-        page.goto(f"{server.url}/d/{dataset_id}")
-        expect(page.locator(".tile")).to_have_count(1)
-        natural = """(selector) => { const i = document.querySelector(selector);
-            return i && i.complete ? [i.naturalWidth, i.naturalHeight] : null; }"""
-        page.wait_for_function(f"({natural})('.tile img') && ({natural})('.tile img')[0] > 0")
-        tile = page.evaluate(natural, ".tile img")
-        assert tile[0] < tile[1], tile  # a portrait, as it was taken
-        expect(page.locator("#ed-size")).to_contain_text("600×800")
-        page.wait_for_function(f"({natural})('#preview-img') && ({natural})('#preview-img')[0] > 0")
-        assert page.evaluate(natural, "#preview-img") == [600, 800]
-        page.click("#ed-rotr")
-        expect(page.locator("#ed-size")).to_contain_text("800×600")
-        page.wait_for_function(f"(({natural})('#preview-img') || [])[0] === 800")
-        assert problems == []
-        browser.close()

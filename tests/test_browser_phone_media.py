@@ -1,0 +1,67 @@
+"""What a phone brings, in a real browser against a real server: an iPhone photo (HEIC, which Chromium cannot
+show) shows upright in the tile and the editor and follows a rotation; a clip dropped on the gallery becomes its
+sharpest frames, upright, with what the import says about them."""
+
+from __future__ import annotations
+
+import requests
+
+from tests.browser_studio import DESKTOP, browser_marks, open_page
+from tests.helpers import ServerProcess
+from tests.test_datasets_image_formats import heic_photo
+from tests.videos import video_bytes
+
+pytestmark = browser_marks
+
+
+def test_an_iphone_photo_shows_upright_in_the_gallery_and_the_editor(studio_root, tmp_path):
+    """Chromium shows no HEIC: the tile and the editor show what the studio made of it, turned as on the phone."""
+    from playwright.sync_api import expect, sync_playwright
+
+    env = {"STUDIO_ROOT": str(studio_root), "CAPTION_URL": "http://127.0.0.1:9"}
+    with ServerProcess("app", env, log_path=tmp_path / "server.log") as server, sync_playwright() as p:
+        dataset_id = requests.post(f"{server.url}/api/datasets", json={"name": "Phone"}, timeout=10).json()["id"]
+        files = [("files", ("IMG_0042.HEIC", heic_photo(size=(800, 600)), "image/heic"))]
+        requests.post(f"{server.url}/api/datasets/{dataset_id}/upload?wait=20", files=files,
+                      timeout=60).raise_for_status()
+        browser, page, problems = open_page(p, DESKTOP)
+        page.goto(f"{server.url}/d/{dataset_id}")
+        expect(page.locator(".tile")).to_have_count(1)
+        natural = """(selector) => { const i = document.querySelector(selector);
+            return i && i.complete ? [i.naturalWidth, i.naturalHeight] : null; }"""
+        page.wait_for_function(f"({natural})('.tile img') && ({natural})('.tile img')[0] > 0")
+        tile = page.evaluate(natural, ".tile img")
+        assert tile[0] < tile[1], tile  # a portrait, as it was taken
+        expect(page.locator("#ed-size")).to_contain_text("600×800")
+        page.wait_for_function(f"({natural})('#preview-img') && ({natural})('#preview-img')[0] > 0")
+        assert page.evaluate(natural, "#preview-img") == [600, 800]
+        page.click("#ed-rotr")
+        expect(page.locator("#ed-size")).to_contain_text("800×600")
+        page.wait_for_function(f"(({natural})('#preview-img') || [])[0] === 800")
+        assert problems == []
+        browser.close()
+
+
+def test_a_clip_dropped_on_the_gallery_becomes_its_sharpest_frames(studio_root, artifacts_dir, tmp_path):
+    from playwright.sync_api import expect, sync_playwright
+
+    clip = tmp_path / "dog walk.mp4"
+    clip.write_bytes(video_bytes([1, 2, 3], size=(320, 192), turned=True))
+    env = {"STUDIO_ROOT": str(studio_root), "CAPTION_URL": "http://127.0.0.1:9"}
+    with ServerProcess("app", env, log_path=tmp_path / "server.log") as server, sync_playwright() as p:
+        dataset_id = requests.post(f"{server.url}/api/datasets", json={"name": "Dog"}, timeout=10).json()["id"]
+        browser, page, problems = open_page(p, DESKTOP)
+        page.goto(f"{server.url}/d/{dataset_id}")
+        expect(page.locator("#empty")).to_contain_text("videos")
+        assert ".mp4" in page.locator("#file-input").get_attribute("accept")
+        page.set_input_files("#file-input", str(clip))
+        expect(page.locator("#import-status")).to_contain_text("Imported 3 images", timeout=30_000)
+        expect(page.locator("#import-status")).to_contain_text("3 frames from 1 video")
+        expect(page.locator(".tile")).to_have_count(3)
+        assert [t.get_attribute("data-name") for t in page.locator(".tile").all()] == [
+            "dog walk-00m00.7s.jpg", "dog walk-00m02.7s.jpg", "dog walk-00m04.7s.jpg"]
+        expect(page.locator("#ed-size")).to_contain_text("192×320")  # upright, as the phone was held
+        (artifacts_dir / "datasets").mkdir(exist_ok=True)
+        page.screenshot(path=str(artifacts_dir / "datasets" / "09-frames-from-a-video.png"))
+        assert problems == []
+        browser.close()
