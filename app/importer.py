@@ -102,7 +102,7 @@ def run_import(job: JobReporter, dataset: Dataset, sources: list[Source], settin
             for candidate in found.candidates:
                 if candidate.caption is None:
                     candidate.caption = found.caption_for(candidate.key)
-            _add_videos(found, job, work_dir, settings, alone=len(sources) == 1)
+            _add_videos(found, job, work_dir, settings)
             result = _place_all(job, dataset, found.candidates, settings, found.skipped, skip_known,
                                 _table_note(found.tables) + _video_note(found.videos_read) + found.left.note())
             if found.tables:
@@ -187,10 +187,12 @@ def _add_table(found: _Found, job: JobReporter, path: Path, label: str, staging:
                          "caption_column": unpacked.caption_column})
 
 
-def _add_videos(found: _Found, job: JobReporter, work_dir: Path, settings: Settings, alone: bool) -> None:
+def _add_videos(found: _Found, job: JobReporter, work_dir: Path, settings: Settings) -> None:
     """The sharpest frames of each video (app.video_frames), captioned by a caption file named like the video.
     A video named like a photo of the same folder is the moving part of an iPhone Live Photo: its photo is the
-    picture, so it is left out. A video that cannot be read fails the import when it is all there is."""
+    picture, so it is left out. A video that cannot be read fails the import when it is all the import holds,
+    and is skipped with its reason beside other images or videos."""
+    alone = len(found.videos) == 1 and not found.candidates
     for number, video in enumerate(found.videos):
         if video.key in found.photo_keys:
             found.skipped.append({"name": video.label, "reason": "the moving part of a Live Photo: its photo is "

@@ -141,7 +141,7 @@ class _Picker:
 
     def __init__(self, out: Frames, staging: Path, stem: str):
         self.out, self.staging, self.stem = out, staging, stem
-        self.index, self.best, self.score, self.last_hash = -1, None, -1.0, None
+        self.index, self.best, self.score, self.probe, self.last_hash = -1, None, -1.0, None, None
         self.seen = 0
 
     def offer(self, index: int, frame) -> None:

@@ -88,6 +88,9 @@ def test_a_damaged_or_oversized_video_gets_a_sentence_and_loses_nothing_else(cli
     assert job["status"] == "completed" and job["result"]["imported"] == ["a.png"], job
     assert "cannot be read" not in job["message"] and job["result"]["skipped"][0]["name"] == "broken.mp4"
     assert "damaged or not a video" in job["result"]["skipped"][0]["reason"]
+    archive = zip_bytes([("set/a.png", image_bytes(2, size=(96, 96))), ("set/broken.mp4", broken)])
+    job = upload(client, dataset_id, [("set.zip", archive)])  # one file, but the video is not all it holds
+    assert job["status"] == "completed" and job["result"]["imported"] == ["a_2.png"], job
 
     small = datasets_app.create_app(make_settings(MAX_IMAGE_PIXELS="10000")).test_client()
     other = small.post("/api/datasets", json={"name": "Small"}).get_json()["id"]
