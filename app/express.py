@@ -192,8 +192,8 @@ def _after(express: Job, stage: str) -> Job:
         images = len(context.dataset(express.dataset).image_names())
         if images == 0:
             return context.jobs().finish(express.id, "failed", resumable=True,
-                                         error="No usable images were found in the upload: add .jpg, .png or "
-                                               ".webp images (or a ZIP of them), then press Retry.")
+                                         error="No usable images were found in the upload: add photos (.jpg, "
+                                               ".png, .heic, ...), a ZIP of them or a video, then press Retry.")
     index = STAGES.index(stage)
     if index + 1 < len(STAGES):
         return _launch(express, STAGES[index + 1])

@@ -90,8 +90,8 @@ def make_plan(*, name: str, trigger: str, kind: str, sizes: list[tuple[int, int]
     recipe = get_recipe("zimage-turbo")
     images = len(sizes)
     if images == 0:
-        raise ExpressInputError("images", "No usable images were found in the upload: add .jpg, .png or .webp "
-                                          "images (or a ZIP of them) and try again.")
+        raise ExpressInputError("images", "No usable images were found in the upload: add photos (.jpg, .png, "
+                                          ".heic, ...), a ZIP of them or a video, and try again.")
     plan = Plan(name=name, images=images, config={}, preset=None)
 
     def choose(setting: str, value, why: str) -> None:
