@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import io
 import struct
+import warnings
 import zlib
 from pathlib import Path
 
@@ -97,8 +98,10 @@ def orientation_exif(exif_payload: bytes) -> bytes | None:
     "Exif\\0\\0" prefix); None when it has none or the upright one (1)."""
     exif = Image.Exif()
     try:
-        exif.load(exif_payload)
-        value = exif.get(ORIENTATION)
+        with warnings.catch_warnings():  # Pillow warns of each damaged tag it skips
+            warnings.simplefilter("ignore")
+            exif.load(exif_payload)
+            value = exif.get(ORIENTATION)
     except Exception:  # a damaged EXIF block tells nothing worth keeping
         return None
     if not isinstance(value, int) or not 2 <= value <= 8:

@@ -83,6 +83,8 @@ def extract_frames(path: Path, staging: Path, job: JobReporter, label: str, stem
         if not container.streams.video:
             raise Unreadable(label, "it holds no video track")
         stream = container.streams.video[0]
+        if stream.codec_context is None:  # a codec this build cannot decode, or a damaged track header
+            raise Unreadable(label, "its video is in a format the studio cannot decode")
         width, height = stream.codec_context.width, stream.codec_context.height
         if width * height > max_pixels:
             raise Unreadable(label, f"its frames are {width}x{height} pixels, over the limit of {max_pixels:,} "

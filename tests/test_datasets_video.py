@@ -127,3 +127,28 @@ def test_a_video_longer_than_a_film_is_refused_with_a_sentence(tmp_path, monkeyp
     with pytest.raises(Unreadable, match="it lasts 0:04, more than 0:03: cut out the part you want first"):
         extract_frames(clip, tmp_path / "s", QuietReporter(), "film.mp4", "film", 60, 10**8)
     assert video_frames.clock(7325) == "2:02:05" and video_frames.clock(65.9) == "1:05"
+
+
+def test_damaged_videos_give_frames_or_a_sentence_never_a_crash(tmp_path):
+    """Bytes changed or cut at random in real videos: each gives the frames it can, or Unreadable."""
+    import random
+
+    rng = random.Random(2)
+    originals = [video_bytes([1, 2]), video_bytes([3], turned=True)]
+    outcomes = {"frames": 0, "unreadable": 0}
+    for attempt in range(150):
+        data = bytearray(rng.choice(originals))
+        if rng.random() < 0.5:
+            for _ in range(rng.randint(1, 30)):
+                data[rng.randrange(len(data))] = rng.randrange(256)
+        else:
+            data = data[:rng.randrange(len(data))]
+        clip = tmp_path / f"{attempt}.mp4"
+        clip.write_bytes(bytes(data))
+        try:
+            extract_frames(clip, tmp_path / f"s{attempt}", QuietReporter(), clip.name, "f", 60, 10**8)
+            outcomes["frames"] += 1
+        except Unreadable as exc:
+            assert exc.reason and f"{clip.name} cannot be read as a video" in str(exc)
+            outcomes["unreadable"] += 1
+    assert outcomes["frames"] and outcomes["unreadable"]
