@@ -16,6 +16,7 @@ from PIL import Image, features
 
 from app.sharpness import sharpness
 from studio.pixels import HIGH_DEPTH, in_srgb, upright
+from studio.thumbnails import thumbnail_of
 from trainer.dataset_checks import has_alpha
 
 log = logging.getLogger(__name__)
@@ -61,6 +62,7 @@ class ImageInfo:
     dhash: str
     bytes: int
     sharpness: float | None = None
+    thumbnail: bytes | None = None  # made from the same decoding, when asked (not kept in dataset.json)
 
 
 def is_image_name(name: str) -> bool:
@@ -121,9 +123,12 @@ def dhash(image: Image.Image) -> str:
     return f"{value:016x}"
 
 
-def inspect_image(path: Path, max_pixels: int) -> ImageInfo:
-    """Decode the whole file (a truncated or fake image fails here) and measure it."""
+def inspect_image(path: Path, max_pixels: int, thumbnail: bool = False) -> ImageInfo:
+    """Decode the whole file (a truncated or fake image fails here) and measure it. `thumbnail`: also make the
+    gallery's thumbnail from the same decoding, unless it is a JPEG (which studio.thumbnails decodes at a
+    reduced scale, faster than shrinking the whole picture); a HEIC photo is decoded once instead of twice."""
     size = path.stat().st_size
+    thumb = None
     if size == 0:
         raise ImageRejected("the file is empty (0 bytes)")
     try:
@@ -141,13 +146,24 @@ def inspect_image(path: Path, max_pixels: int) -> ImageInfo:
                 gray = oriented.convert("L")  # once, for both
                 hashed = dhash(gray)
                 sharp = sharpness(gray)
+                if thumbnail and image.format != "JPEG":
+                    thumb = _thumbnail_of(oriented, path)
     except ImageRejected:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise ImageRejected(f"the image has more pixels than the limit of {max_pixels:,} (MAX_IMAGE_PIXELS)") from None
     except Exception as exc:  # Pillow raises many types for broken files
         raise ImageRejected(f"the file could not be decoded as an image ({type(exc).__name__})") from None
-    return ImageInfo(width=width, height=height, sha256=_sha256(path), dhash=hashed, bytes=size, sharpness=sharp)
+    return ImageInfo(width=width, height=height, sha256=_sha256(path), dhash=hashed, bytes=size, sharpness=sharp,
+                     thumbnail=thumb)
+
+
+def _thumbnail_of(picture: Image.Image, path: Path) -> bytes | None:
+    try:
+        return thumbnail_of(picture)
+    except Exception:  # the gallery makes a missing thumbnail when it is asked for
+        log.warning("thumbnail failed for %s", path.name, exc_info=True)
+        return None
 
 
 def encode_for_caption(path: Path, max_pixels: int) -> bytes:

@@ -230,14 +230,15 @@ def _video_note(videos: list[dict]) -> str:
 
 def _check(candidate: Candidate, max_pixels: int):
     try:
-        info = imaging.inspect_image(candidate.path, max_pixels)
+        info = imaging.inspect_image(candidate.path, max_pixels, thumbnail=True)
     except imaging.ImageRejected as exc:
         return candidate, None, str(exc)
-    try:
-        thumb = thumbnail_bytes(candidate.path)
-    except Exception:  # the gallery regenerates a missing thumbnail on demand
-        log.warning("thumbnail failed for %s", candidate.label, exc_info=True)
-        thumb = None
+    thumb = info.thumbnail
+    if thumb is None:  # a JPEG: decoded again at a reduced scale
+        try:
+            thumb = thumbnail_bytes(candidate.path)
+        except Exception:  # the gallery regenerates a missing thumbnail on demand
+            log.warning("thumbnail failed for %s", candidate.label, exc_info=True)
     return candidate, (info, thumb), None
 
 

@@ -26,13 +26,19 @@ def thumbnail_bytes(source: Path, size: int = GALLERY_SIZE) -> bytes:
     """A WebP fitting size x size, EXIF orientation applied. Raises what Pillow raises for a bad file."""
     with Image.open(source) as image:
         image.draft("RGB", (size * 2, size * 2))  # JPEG: decode at reduced scale, much faster
-        oriented = upright(image, srgb=False)
-        oriented.thumbnail((size, size), Image.Resampling.LANCZOS)
-        oriented = in_srgb(oriented)  # on the few pixels of the thumbnail
-        if oriented.mode not in {"RGB", "RGBA"}:
-            oriented = oriented.convert("RGBA" if "A" in oriented.getbands() else "RGB")
-        buffer = io.BytesIO()
-        oriented.save(buffer, "WEBP", quality=82, method=2)
+        return thumbnail_of(upright(image, srgb=False), size)
+
+
+def thumbnail_of(picture: Image.Image, size: int = GALLERY_SIZE) -> bytes:
+    """The WebP thumbnail of a picture already decoded and upright (studio.pixels.upright, srgb=False), for a
+    caller that decoded it anyway; `picture` is left as it is."""
+    small = picture.copy()
+    small.thumbnail((size, size), Image.Resampling.LANCZOS)
+    small = in_srgb(small)  # on the few pixels of the thumbnail
+    if small.mode not in {"RGB", "RGBA"}:
+        small = small.convert("RGBA" if "A" in small.getbands() else "RGB")
+    buffer = io.BytesIO()
+    small.save(buffer, "WEBP", quality=82, method=2)
     return buffer.getvalue()
 
 
