@@ -119,7 +119,8 @@ def extract_frames(path: Path, staging: Path, job: JobReporter, label: str, stem
                 if time.monotonic() - reported > REPORT_EVERY_S:
                     reported = time.monotonic()
                     total = f" of {clock(seconds)}" if seconds else ""
-                    job.update(message=f"Taking frames from {label}: {clock(frame.time)}{total}")
+                    job.update(phase="frames", done=int(frame.time - start), total=int(seconds or 0),
+                               message=f"Taking frames from {label}: {clock(frame.time - start)}{total}")
         except av.error.FFmpegError as exc:  # a cut-off or damaged file: the frames read so far are kept
             log.warning("reading %s stopped at a damaged part: %s", label, exc)
             if not picker.seen:

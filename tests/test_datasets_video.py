@@ -56,8 +56,11 @@ def test_a_phone_clip_gives_the_sharpest_frame_of_each_stretch_upright_with_its_
 def test_a_still_scene_gives_one_frame_and_a_limit_spreads_over_the_whole_video(tmp_path):
     still = tmp_path / "still.mp4"
     still.write_bytes(video_bytes([5, 5, 5]))
-    taken = extract_frames(still, tmp_path / "a", QuietReporter(), "still.mp4", "still", 60, 10**8)
+    reports: list[dict] = []
+    taken = extract_frames(still, tmp_path / "a", QuietReporter(reports.append), "still.mp4", "still", 60, 10**8)
     assert [f.name for f in taken.frames] == ["still-00m00.7s.jpg"] and taken.alike == 2
+    assert reports[0] == {"phase": "frames", "done": 0, "total": 6,
+                          "message": "Taking frames from still.mp4: 0:00 of 0:06"}
 
     long = tmp_path / "long.mp4"
     long.write_bytes(video_bytes([1, 2, 3, 4, 5, 6]))  # 12 s: six stretches of 2 s

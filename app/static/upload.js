@@ -99,6 +99,7 @@
         const [done, total] = downloading ? [job.bytes_done || 0, job.bytes_total || 0] : [job.done, job.total];
         const phase = { assembling: "Assembling", extracting: "Unpacking", importing: "Checking images" }[job.phase] || "Importing";
         const label = downloading ? `${ds.esc(job.message || "Downloading")}… ${formatBytes(done)}${total ? ` of ${formatBytes(total)}` : ""}`
+          : job.phase === "frames" ? ds.esc(job.message || "Taking frames")  // "Taking frames from dog.mp4: 0:12 of 1:00"
           : `${phase}… ${done}/${total || "?"}`;
         box.innerHTML = `<div class="upload-row"><span class="fname">${label}</span>
           <span class="muted">${job.eta_s ? formatDuration(job.eta_s) + " left" : ""}</span>
