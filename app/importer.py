@@ -205,7 +205,8 @@ def _add_videos(found: _Found, job: JobReporter, work_dir: Path, settings: Setti
         stem = clean_filename(video.label.rsplit("/", 1)[-1]).rsplit(".", 1)[0]
         try:
             taken = extract_frames(video.path, work_dir / f"video-{number}", job, video.label, stem,
-                                   settings.video_max_frames, settings.max_image_pixels, limit=room)
+                                   settings.video_max_frames, settings.max_image_pixels, limit=room,
+                                   every=settings.video_frame_seconds)
         except VideoUnreadable as exc:
             if alone:
                 raise

@@ -1,7 +1,7 @@
 """Frames of a video as dataset images: a few phone clips of a pet or a person become training pictures.
 
 The video is read once, from start to end (only its keyframes when it is longer than LONG_VIDEO_S: much
-faster, and a long video has plenty of them), cut into equal stretches of about SECONDS_PER_FRAME (at most
+faster, and a long video has plenty of them), cut into equal stretches of about `every` seconds (2; at most
 `max_frames` in all, VIDEO_MAX_FRAMES), and of each stretch the sharpest frame is kept: video is full of motion
 blur and focus hunting. A frame that looks like the one kept before it (a still scene) is left out. Frames are
 turned as the phone recorded them (the display matrix) and written as JPEGs at quality 95, named by their time
@@ -27,7 +27,7 @@ from studio.jobs import JobError
 log = logging.getLogger(__name__)
 
 VIDEO_EXTENSIONS = {".mp4", ".mov", ".m4v", ".webm", ".mkv", ".avi"}
-SECONDS_PER_FRAME = 2.0
+SECONDS_PER_FRAME = 2.0  # VIDEO_FRAME_SECONDS
 LONG_VIDEO_S = 180.0
 MAX_VIDEO_S = 2 * 3600  # longer than a film: surely not meant, and hours to read
 PROBE_SIDE = 512  # sharpness and likeness are measured on the frame at about this size
@@ -70,9 +70,9 @@ def clock(seconds: float) -> str:
 
 
 def extract_frames(path: Path, staging: Path, job: JobReporter, label: str, stem: str, max_frames: int,
-                   max_pixels: int, limit: int | None = None) -> Frames:
-    """The sharpest frame of each stretch of the video at `path`, as JPEGs in `staging`; Unreadable for a file
-    that is no video, holds no video track, or has frames over `max_pixels`."""
+                   max_pixels: int, limit: int | None = None, every: float = SECONDS_PER_FRAME) -> Frames:
+    """The sharpest frame of each stretch of about `every` seconds of the video at `path`, as JPEGs in `staging`;
+    Unreadable for a file that is no video, holds no video track, or has frames over `max_pixels`."""
     import av  # a large library: loaded only when a video comes
 
     try:
@@ -93,13 +93,13 @@ def extract_frames(path: Path, staging: Path, job: JobReporter, label: str, stem
         if seconds and seconds > MAX_VIDEO_S:
             raise Unreadable(label, f"it lasts {clock(seconds)}, more than {clock(MAX_VIDEO_S)}: cut out the part "
                                     "you want first")
-        count = min(max_frames, max(1, round(seconds / SECONDS_PER_FRAME))) if seconds else max_frames
+        count = min(max_frames, max(1, round(seconds / every))) if seconds else max_frames
         out = Frames(seconds=seconds or 0.0)
         if limit is not None and count > limit:
             out.left, count = count - limit, limit
         if count == 0:
             return out
-        stretch = (seconds / count) if seconds else SECONDS_PER_FRAME
+        stretch = (seconds / count) if seconds else every
         stream.thread_type = "AUTO"
         if seconds and seconds > LONG_VIDEO_S:
             stream.codec_context.skip_frame = "NONKEY"

@@ -239,7 +239,7 @@ def _fetch_hub_dataset(link, settings: Settings, raw_dir: Path, on_progress) -> 
 
 
 def prepare_images(raw_dir: Path, out_dir: Path, max_pixels: int, name: str = "dataset",
-                   max_frames: int = 60) -> PreparedDataset:
+                   max_frames: int = 60, frame_seconds: float = 2.0) -> PreparedDataset:
     """Copy every decodable image (+ same-stem .txt caption) from `raw_dir` into a flat `out_dir`; a video gives
     its sharpest frames first (see _frames_of_videos)."""
     from app.caption_files import caption_key, is_metadata_name, metadata_captions
@@ -254,7 +254,7 @@ def prepare_images(raw_dir: Path, out_dir: Path, max_pixels: int, name: str = "d
             listed.update(captions)
             if problem:
                 prepared.skipped.append({"file": path.relative_to(raw_dir).as_posix(), "reason": problem})
-    _frames_of_videos(raw_dir, listed, max_pixels, max_frames, prepared)
+    _frames_of_videos(raw_dir, listed, max_pixels, max_frames, frame_seconds, prepared)
     files = sorted(p for p in raw_dir.rglob("*") if p.is_file() and not p.is_symlink())
     for path in files:
         relative = path.relative_to(raw_dir).as_posix()
@@ -287,7 +287,7 @@ def prepare_images(raw_dir: Path, out_dir: Path, max_pixels: int, name: str = "d
     return prepared
 
 
-def _frames_of_videos(raw_dir: Path, listed: dict, max_pixels: int, max_frames: int,
+def _frames_of_videos(raw_dir: Path, listed: dict, max_pixels: int, max_frames: int, frame_seconds: float,
                       prepared: PreparedDataset) -> None:
     """Each video of `raw_dir` replaced by its sharpest frames beside it (app.video_frames, as the dataset manager
     takes them), each with the video's caption (its .txt, or its metadata row); a Live Photo's moving part (a
@@ -308,7 +308,8 @@ def _frames_of_videos(raw_dir: Path, listed: dict, max_pixels: int, max_frames: 
                 continue
             staging = path.with_name(f".{path.name}-frames")
             try:
-                frames = extract_frames(path, staging, QuietReporter(), relative, path.stem, max_frames, max_pixels)
+                frames = extract_frames(path, staging, QuietReporter(), relative, path.stem, max_frames, max_pixels,
+                                        every=frame_seconds)
             except Unreadable as exc:
                 prepared.skipped.append({"file": relative, "reason": exc.reason})
                 continue

@@ -161,7 +161,7 @@ def _fetch_dataset(spec: dict, settings: Settings, raw_dir: Path, dataset_dir: P
     try:
         fetch_dataset(spec, settings, raw_dir, progress)
         prepared = prepare_images(raw_dir, dataset_dir, settings.max_image_pixels, name=name,
-                                  max_frames=settings.video_max_frames)
+                                  max_frames=settings.video_max_frames, frame_seconds=settings.video_frame_seconds)
     except DatasetInputError as exc:
         raise InputError(exc.message, exc.details) from None
     finally:

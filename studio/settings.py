@@ -129,6 +129,7 @@ class Settings:
     zip_max_total_mb: int = 20480
     zip_max_ratio: int = 200
     video_max_frames: int = 60
+    video_frame_seconds: float = 2.0
     allow_private_urls: bool = False
     # caption service
     caption_idle_unload_s: float = 600.0
@@ -201,6 +202,7 @@ def load_settings(environ=None) -> Settings:
         zip_max_total_mb=_int(environ, "ZIP_MAX_TOTAL_MB", 20480, minimum=1),
         zip_max_ratio=_int(environ, "ZIP_MAX_RATIO", 200, minimum=1),
         video_max_frames=_int(environ, "VIDEO_MAX_FRAMES", 60, minimum=1),
+        video_frame_seconds=_float(environ, "VIDEO_FRAME_SECONDS", 2.0, minimum=0.1),
         allow_private_urls=_bool(environ, "ALLOW_PRIVATE_URLS", False),
         caption_idle_unload_s=_float(environ, "CAPTION_IDLE_UNLOAD_S", 600.0),
         caption_max_pixels=_int(environ, "CAPTION_MAX_PIXELS", 1_048_576, minimum=784),
@@ -243,7 +245,8 @@ ENV_VARS = {
     "MAX_IMAGE_PIXELS": "largest image accepted, in pixels (80,000,000)",
     "ZIP_MAX_TOTAL_MB": "largest total uncompressed ZIP content, in MB (20480)",
     "ZIP_MAX_RATIO": "largest compression ratio of a ZIP entry (200)",
-    "VIDEO_MAX_FRAMES": "most frames taken from one video (60; about one every 2 seconds)",
+    "VIDEO_MAX_FRAMES": "most frames taken from one video (60)",
+    "VIDEO_FRAME_SECONDS": "a video gives its sharpest frame of every this many seconds (2)",
     "ALLOW_PRIVATE_URLS": "1: Import from a link may fetch from private and local addresses (a NAS on your network)",
     "CAPTION_IDLE_UNLOAD_S": "caption model unloads after this many idle seconds (600; 0 = never)",
     "CAPTION_MAX_PIXELS": "images are downscaled to this many pixels before captioning (1,048,576)",

@@ -155,3 +155,12 @@ def test_damaged_videos_give_frames_or_a_sentence_never_a_crash(tmp_path):
             assert exc.reason and f"{clip.name} cannot be read as a video" in str(exc)
             outcomes["unreadable"] += 1
     assert outcomes["frames"] and outcomes["unreadable"]
+
+
+def test_a_shorter_stretch_gives_more_frames(make_settings):
+    clip = video_bytes([1, 2, 3, 4], seconds_each=1.0, sharp_at=3)  # a new scene every second
+    for seconds, frames in (("2", 2), ("1", 4)):
+        client = datasets_app.create_app(make_settings(VIDEO_FRAME_SECONDS=seconds)).test_client()
+        dataset_id = client.post("/api/datasets", json={"name": "More"}).get_json()["id"]
+        job = upload(client, dataset_id, [("run.mp4", clip)])
+        assert job["status"] == "completed" and job["result"]["videos"][0]["frames"] == frames, (seconds, job)
