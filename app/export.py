@@ -9,6 +9,8 @@ import re
 import secrets
 import shutil
 import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from flask import Blueprint, jsonify
@@ -26,6 +28,7 @@ from studio.workspace import UnsafePathError, Workspace, safe_name
 from studio.zip_stream import zip_response
 
 bp = Blueprint("export", __name__)
+EXPORT_THREADS = min(8, os.cpu_count() or 2)
 
 
 def apply_trigger(caption: str, trigger: str) -> str:
@@ -63,10 +66,7 @@ def run_export(job: JobReporter, dataset: Dataset, name: str, workspace: Workspa
     content = exports.ContentHash()
     try:
         job.update(total=len(names), done=0, message=f"Exporting {plural(len(names), 'image')}")
-        for index, image in enumerate(names, start=1):
-            job.check_stop()
-            stem = os.path.splitext(image)[0]
-            placed, as_is = training_copy(dataset.image_path(image), build, stem)  # a HEIC photo becomes a JPEG
+        for index, (image, stem, placed, as_is) in enumerate(_placed(job, dataset, names, build), start=1):
             known = meta["images"].get(image, {}).get("sha256") if as_is else None
             if known:  # the same bytes the import hashed: files in a dataset are never changed in place
                 content.add_digest(placed.name, known)
@@ -101,6 +101,29 @@ def run_export(job: JobReporter, dataset: Dataset, name: str, workspace: Workspa
     job.update(message=message)
     return {"name": name, "version": version, "images": len(names), "left_out": left_out,
             "path": str(workspace.export_dir(name))}
+
+
+def _placed(job: JobReporter, dataset: Dataset, names: list[str], build: Path):
+    """(name, stem, file placed in `build`, whether it holds the image's own bytes) of each image, in order. The
+    files are placed on several threads: a hard link costs nothing, but a HEIC photo is converted to a JPEG
+    (about 0.7 s each for 12 megapixels), and the decoders and encoders use one core each."""
+    def place(image: str) -> tuple:
+        stem = os.path.splitext(image)[0]
+        return (image, stem, *training_copy(dataset.image_path(image), build, stem))
+
+    pool = ThreadPoolExecutor(max_workers=EXPORT_THREADS, thread_name_prefix="export")
+    pending: deque = deque()
+    try:
+        for image in names:
+            pending.append(pool.submit(place, image))
+            if len(pending) >= 2 * EXPORT_THREADS:  # a few ahead, not the whole dataset
+                job.check_stop()
+                yield pending.popleft().result()
+        while pending:
+            job.check_stop()
+            yield pending.popleft().result()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _unchanged(before: dict, now: dict, names: list[str]) -> None:

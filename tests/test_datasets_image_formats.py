@@ -261,3 +261,51 @@ def test_an_iphone_photo_in_display_p3_is_shown_captioned_and_trained_in_its_col
     for name in ("p3.jpg", "p3cut.png", "phone.jpg"):
         seen = load_pixels(Sample(ImageItem(exported / name, "", "", 64, 64), (64, 64)))
         assert seen.mode == "RGB" and _saturated(seen.getpixel((32, 32))), name
+
+
+def test_an_export_converts_on_several_threads_and_stops_at_once(client, dataset_id, studio_root, monkeypatch,
+                                                                 ds_app):
+    """Twenty-four phone photos: they are converted a few at a time, in the gallery's order; a stop leaves no
+    version and no half-built folder, and the photos not started are never converted."""
+    import threading
+    import time
+
+    from app import export
+
+    photos = [(f"IMG_{n:04d}.heic", heic_photo(orientation=None) + bytes(n)) for n in range(24)]  # not copies
+    assert upload(client, dataset_id, photos)["status"] == "completed"
+    place, started, running, most = export.training_copy, [], [0], [0]
+    lock = threading.Lock()
+
+    def slow(source, folder, stem):
+        with lock:
+            started.append(stem)
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        time.sleep(0.3)
+        try:
+            return place(source, folder, stem)
+        finally:
+            with lock:
+                running[0] -= 1
+
+    monkeypatch.setattr(export, "training_copy", slow)
+    monkeypatch.setattr(export, "EXPORT_THREADS", 2)
+    response = client.post(f"/api/datasets/{dataset_id}/export", json={"name": "phone"})
+    assert response.status_code == 202
+    deadline = time.monotonic() + 20
+    while len(started) < 4 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    ds_app.extensions["job_store"].request_stop(response.get_json()["id"], reason="Stopping: you asked.")
+    job = wait_job(client, f"/api/datasets/{dataset_id}/export", key="job")
+    assert job["status"] == "stopped", job
+    assert most[0] == 2 and len(started) < 24, started  # two at once, and not the whole dataset after the stop
+    versions = exports.versions_root(Workspace(studio_root))
+    assert not versions.exists() or not list(versions.iterdir())  # nothing stored, no half-built folder
+
+    monkeypatch.setattr(export, "training_copy", place)
+    assert client.post(f"/api/datasets/{dataset_id}/export", json={"name": "phone"}).status_code == 202
+    done = wait_job(client, f"/api/datasets/{dataset_id}/export", key="job")
+    folder = exports.version_dir(Workspace(studio_root), done["result"]["version"])
+    assert sorted(p.name for p in folder.glob("*.jpg")) == [f"IMG_{n:04d}.jpg" for n in range(24)]
+    assert exports.hash_folder(folder) == done["result"]["version"]
