@@ -169,8 +169,8 @@ class _Picker:
         picture = frame.to_image()  # RGB
         if frame.rotation:
             picture = picture.rotate(frame.rotation, expand=True)  # as the phone was held
-        minutes, rest = divmod(frame.time, 60)
-        name = f"{self.stem}-{int(minutes):02d}m{rest:04.1f}s.jpg"
+        minutes, tenths = divmod(round(frame.time * 10), 600)  # 59.96 s is 01m00.0s, not 00m60.0s
+        name = f"{self.stem}-{minutes:02d}m{tenths / 10:04.1f}s.jpg"
         target = self.staging / f"{len(self.out.frames):05d}.jpg"
         picture.save(target, "JPEG", quality=95)
         self.out.frames.append(Frame(name, target, frame.time))
