@@ -24,6 +24,7 @@ from urllib.parse import unquote, urlsplit
 from app import imaging, import_limit
 from app.caption_files import is_metadata_name
 from app.importer import Source
+from app.video_frames import is_video_name
 from studio.fetch_progress import counting_bar
 from studio.hub_files import FetchError, hub_error
 from studio.jobs import JobError, JobStopped
@@ -84,7 +85,8 @@ def hub_link(url: str) -> HubLink | None:
 
 def _wanted(path: str) -> bool:
     lower = path.lower()
-    return imaging.is_image_name(lower) or lower.endswith((".txt", ".zip", ".parquet")) or is_metadata_name(lower)
+    return (imaging.is_image_name(lower) or lower.endswith((".txt", ".zip", ".parquet")) or is_metadata_name(lower)
+            or is_video_name(lower))  # a video gives its sharpest frames
 
 
 def size(entry) -> int:

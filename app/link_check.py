@@ -16,6 +16,7 @@ from flask import Blueprint, jsonify
 from app import context, hub_import, imaging, import_limit
 from app.caption_files import is_metadata_name
 from app.url_import import check_url
+from app.video_frames import is_video_name
 from studio.jobs import JobError
 from studio.web import ApiError, json_body
 
@@ -54,6 +55,7 @@ def describe(link: hub_import.HubLink) -> dict:
             "captions": sum(1 for path in paths if path.endswith(".txt") or is_metadata_name(path)),
             "zips": sum(1 for path in paths if path.endswith(".zip")),
             "parquet": sum(1 for path in paths if path.endswith(".parquet")),
+            "videos": sum(1 for path in paths if is_video_name(path)),
             "bytes": total, "max_bytes": max_bytes, "too_large": total > max_bytes, "partial": partial,
             "fits_images": _fitting(files, max_bytes) if total > max_bytes else None}
 

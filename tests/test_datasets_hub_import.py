@@ -234,3 +234,16 @@ def test_metadata_files_give_captions_and_say_what_they_could_not_read(tmp_path)
     empty.write_text("name,label\nx.png,cat\n")
     assert metadata_captions(empty, "metadata.csv") == (
         {}, "no row has a file_name and a caption (text, caption, prompt, description): its captions were not imported")
+
+
+def test_a_dataset_of_clips_imports_their_sharpest_frames(client, hub):
+    from tests.videos import video_bytes
+
+    hub.add("datasets/me/clips", {"clips/dog.mp4": video_bytes([1, 2]), "clips/dog.txt": b"tok, my dog",
+                                  "notes.md": b"# clips"}, lfs=("clips/dog.mp4",))
+    counted = client.post("/api/link-check", json={"url": f"{HF}/me/clips"}).get_json()
+    assert (counted["videos"], counted["images"], counted["captions"]) == (1, 0, 1)
+    dataset_id = _dataset(client)
+    job = _import(client, dataset_id, f"{HF}/me/clips")
+    assert job["status"] == "completed", job.get("error")
+    assert _captions(client, dataset_id) == {"dog-00m00.7s.jpg": "tok, my dog", "dog-00m02.7s.jpg": "tok, my dog"}

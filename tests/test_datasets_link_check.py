@@ -20,7 +20,7 @@ def test_a_hub_dataset_is_counted_before_it_is_imported(client, hub):  # noqa: F
     body = _check(client, f"{HF}/me/portraits").get_json()
     assert body == {"kind": "hub", "dataset": "me/portraits", "label": "me/portraits", "revision": "main",
                     "commit": body["commit"], "split": None, "images": 4, "captions": 3, "zips": 1, "parquet": 0,
-                    "bytes": body["bytes"], "max_bytes": 2**20, "too_large": False, "partial": False,
+                    "videos": 0, "bytes": body["bytes"], "max_bytes": 2**20, "too_large": False, "partial": False,
                     "fits_images": None}
     assert 0 < body["bytes"] < 2**20
     split = _check(client, f"{HF}/me/tables/viewer/default/test").get_json()

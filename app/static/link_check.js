@@ -11,6 +11,7 @@
     if (found.captions) parts.push(count(found.captions, "caption file"));
     if (found.zips) parts.push(count(found.zips, "ZIP"));
     if (found.parquet) parts.push(count(found.parquet, "Parquet file"));
+    if (found.videos) parts.push(count(found.videos, "video"));
     const more = found.partial ? " (and more: only the first files were listed)" : "";
     return `${found.label}: ${parts.join(", ")}, ${formatBytes(found.bytes)}${more}`;
   }
