@@ -9,8 +9,7 @@ import re
 import secrets
 import shutil
 import time
-from collections import deque
-from concurrent.futures import ThreadPoolExecutor
+from contextlib import closing
 from pathlib import Path
 
 from flask import Blueprint, jsonify
@@ -18,7 +17,8 @@ from flask import Blueprint, jsonify
 from app import context
 from app.imaging import training_copy
 from app.store import Dataset, natural_key, slugify
-from studio import exports
+from studio import ahead, exports
+from studio.ahead import in_order
 from studio.atomic import atomic_write_json, read_json
 from studio.job_reporter import JobReporter
 from studio.jobs import ACTIVE, JobError
@@ -28,7 +28,7 @@ from studio.workspace import UnsafePathError, Workspace, safe_name
 from studio.zip_stream import zip_response
 
 bp = Blueprint("export", __name__)
-EXPORT_THREADS = min(8, os.cpu_count() or 2)
+EXPORT_THREADS = ahead.THREADS
 
 
 def apply_trigger(caption: str, trigger: str) -> str:
@@ -66,16 +66,17 @@ def run_export(job: JobReporter, dataset: Dataset, name: str, workspace: Workspa
     content = exports.ContentHash()
     try:
         job.update(total=len(names), done=0, message=f"Exporting {plural(len(names), 'image')}")
-        for index, (image, stem, placed, as_is) in enumerate(_placed(job, dataset, names, build), start=1):
-            known = meta["images"].get(image, {}).get("sha256") if as_is else None
-            if known:  # the same bytes the import hashed: files in a dataset are never changed in place
-                content.add_digest(placed.name, known)
-            else:
-                content.add_file(placed.name, placed)
-            caption = apply_trigger(dataset.read_caption(image) or "", trigger) + "\n"
-            (build / f"{stem}.txt").write_text(caption, "utf-8")
-            content.add_text(f"{stem}.txt", caption)
-            job.update(done=index, current=image)
+        with closing(_placed(job, dataset, names, build)) as placed_images:  # its threads end before the clean-up
+            for index, (image, stem, placed, as_is) in enumerate(placed_images, start=1):
+                known = meta["images"].get(image, {}).get("sha256") if as_is else None
+                if known:  # the same bytes the import hashed: files in a dataset are never changed in place
+                    content.add_digest(placed.name, known)
+                else:
+                    content.add_file(placed.name, placed)
+                caption = apply_trigger(dataset.read_caption(image) or "", trigger) + "\n"
+                (build / f"{stem}.txt").write_text(caption, "utf-8")
+                content.add_text(f"{stem}.txt", caption)
+                job.update(done=index, current=image)
         version = content.version()
         soft = [n for n in names if (meta["images"].get(n, {}).get("flags") or {}).get("soft")]
         atomic_write_json(build / "dataset.json", {"name": name, "trigger_word": trigger, "images": len(names),
@@ -111,19 +112,7 @@ def _placed(job: JobReporter, dataset: Dataset, names: list[str], build: Path):
         stem = os.path.splitext(image)[0]
         return (image, stem, *training_copy(dataset.image_path(image), build, stem))
 
-    pool = ThreadPoolExecutor(max_workers=EXPORT_THREADS, thread_name_prefix="export")
-    pending: deque = deque()
-    try:
-        for image in names:
-            pending.append(pool.submit(place, image))
-            if len(pending) >= 2 * EXPORT_THREADS:  # a few ahead, not the whole dataset
-                job.check_stop()
-                yield pending.popleft().result()
-        while pending:
-            job.check_stop()
-            yield pending.popleft().result()
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+    return in_order(place, names, threads=EXPORT_THREADS, between=job.check_stop, name="export")
 
 
 def _unchanged(before: dict, now: dict, names: list[str]) -> None:
