@@ -8,11 +8,13 @@ import hashlib
 import os
 import tempfile
 from collections.abc import Callable
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
+from studio.ahead import in_order
 from trainer.engine import model as zmodel
 from trainer.engine.data import Sample, load_pixels
 from trainer.engine.masks import load_mask
@@ -95,11 +97,16 @@ def prepare(samples: list[Sample], texts: list[str], paths, device: torch.device
         from diffusers.image_processor import VaeImageProcessor
 
         processor = VaeImageProcessor(vae_scale_factor=16)
-        for done, index in enumerate(missing):
-            pixels = processor.preprocess(load_pixels(samples[index]))
-            found[index] = zmodel.encode_image(vae, pixels)
-            cache.put("latents", keys[index], found[index])
-            report("latents", done + 1, len(missing))
+
+        def pixels_of(index: int):
+            return index, processor.preprocess(load_pixels(samples[index]))
+
+        # the next pictures are decoded and resized on other cores while the VAE encodes this one
+        with closing(in_order(pixels_of, missing, name="latents")) as loaded:
+            for done, (index, pixels) in enumerate(loaded):
+                found[index] = zmodel.encode_image(vae, pixels)
+                cache.put("latents", keys[index], found[index])
+                report("latents", done + 1, len(missing))
         handle.remove()
         del vae
     data.latents = found
