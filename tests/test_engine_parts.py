@@ -334,3 +334,30 @@ def test_the_masked_loss_counts_only_the_visible_part():
     squared[0, :, :, :2] = 1e6  # what the transparent part holds does not count
     assert torch.allclose(masked_mse(squared, [half, None])[0], loss[0])
     assert masked_mse(squared, [torch.zeros(1, 4, 4), None])[0] == 0  # nothing visible: no loss
+
+
+def test_reading_a_dataset_still_catches_a_cut_off_jpeg_and_turns_sizes(tmp_path):
+    """A JPEG is checked at 1/8 scale, which still reads every byte: a file cut off in the middle is skipped with
+    a warning before training, and a photo stored on its side has its size as shown."""
+    import io
+    from types import SimpleNamespace
+
+    from PIL import Image
+
+    from trainer.engine.data import read_dataset
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (640, 480), (10, 120, 200)).save(buffer, "JPEG", quality=90)
+    whole = buffer.getvalue()
+    (tmp_path / "a.jpg").write_bytes(whole)
+    (tmp_path / "cut.jpg").write_bytes(whole[: len(whole) * 2 // 3])
+    turned = Image.Exif()
+    turned[0x0112] = 6
+    buffer = io.BytesIO()
+    Image.new("RGB", (640, 480), (200, 10, 10)).save(buffer, "JPEG", exif=turned)
+    (tmp_path / "side.jpg").write_bytes(buffer.getvalue())
+    warnings: list[str] = []
+    config = SimpleNamespace(trigger_word="zkw", missing_captions="default_caption", default_caption="a photo")
+    items = read_dataset(tmp_path, config, warnings.append)
+    assert [(i.path.name, i.width, i.height) for i in items] == [("a.jpg", 640, 480), ("side.jpg", 480, 640)]
+    assert len(warnings) == 1 and warnings[0].startswith("Skipping cut.jpg: it is not a readable image")
