@@ -15,7 +15,7 @@ import numpy as np
 from PIL import Image, features
 
 from app.sharpness import sharpness
-from studio.pixels import HIGH_DEPTH, in_srgb, upright
+from studio.pixels import HIGH_DEPTH, in_srgb, on_white, upright
 from studio.thumbnails import thumbnail_of
 from trainer.dataset_checks import has_alpha
 
@@ -177,16 +177,8 @@ def encode_for_caption(path: Path, max_pixels: int) -> bytes:
                 oriented = oriented.convert("RGBA" if has_alpha(oriented) else "RGB")
             oriented = oriented.resize((max(1, int(oriented.width * scale)), max(1, int(oriented.height * scale))),
                                        Image.Resampling.LANCZOS)
-        oriented = in_srgb(oriented)  # on the pixels sent, not the whole photo
-        if has_alpha(oriented):
-            # a cut-out: on white, as people see it, not on whatever colour hides under the transparent part
-            rgba = oriented.convert("RGBA")
-            oriented = Image.new("RGB", rgba.size, (255, 255, 255))
-            oriented.paste(rgba, mask=rgba.getchannel("A"))
-        else:
-            oriented = oriented.convert("RGB")
         buffer = io.BytesIO()
-        oriented.save(buffer, "JPEG", quality=92)
+        on_white(in_srgb(oriented)).save(buffer, "JPEG", quality=92)  # in sRGB on the pixels sent, not the photo
     return buffer.getvalue()
 
 

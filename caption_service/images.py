@@ -12,7 +12,7 @@ import math
 
 from PIL import Image, ImageOps
 
-from studio.pixels import eight_bit, in_srgb
+from studio.pixels import eight_bit, in_srgb, on_white
 
 # Formats a photo dataset can hold. Others (EPS runs Ghostscript, for one) are refused.
 ALLOWED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")
@@ -56,19 +56,8 @@ def decode_image(data: bytes, max_image_pixels: int, max_pixels: int) -> Image.I
         raise ImageRejected(f"The image has more than {max_image_pixels:,} pixels; send a smaller one.") from None
     except (OSError, SyntaxError, ValueError):
         raise ImageRejected("The image is truncated or corrupt; upload it again.") from None
-    return in_srgb(_fit(_to_rgb(image), max_pixels))  # a Display P3 photo's colours as people see them
-
-
-def _to_rgb(image: Image.Image) -> Image.Image:
-    image = eight_bit(image)  # 16-bit greyscale into 8 bits instead of clipped to white
-    has_alpha = "A" in image.getbands() or (image.mode == "P" and "transparency" in image.info)
-    if has_alpha:
-        # Transparent areas become white, not the black (or noise) hidden under them.
-        rgba = image.convert("RGBA")
-        background = Image.new("RGB", rgba.size, (255, 255, 255))
-        background.paste(rgba, mask=rgba.getchannel("A"))
-        return background
-    return image.convert("RGB") if image.mode != "RGB" else image
+    # 16-bit greyscale into 8 bits (not clipped to white), a cut-out on white, a Display P3 photo's colours in sRGB
+    return in_srgb(_fit(on_white(eight_bit(image)), max_pixels))
 
 
 def _fit(image: Image.Image, max_pixels: int) -> Image.Image:

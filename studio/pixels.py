@@ -80,3 +80,15 @@ def _profile(data: bytes):
 @lru_cache(maxsize=1)
 def _srgb():
     return ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB"))
+
+
+def on_white(image: Image.Image) -> Image.Image:
+    """RGB, a transparent part on white, as people see a cut-out: not on whatever colour hides under it (black,
+    or noise) that a JPEG, a caption model or a preview would otherwise show."""
+    if "A" in image.getbands() or (image.mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGB", rgba.size, (255, 255, 255))
+        background.paste(rgba, mask=rgba.getchannel("A"))
+        background.info = {key: value for key, value in image.info.items() if key != "transparency"}
+        return background
+    return image if image.mode == "RGB" else image.convert("RGB")

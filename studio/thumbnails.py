@@ -14,7 +14,7 @@ from pathlib import Path
 from PIL import Image
 
 from studio.atomic import atomic_write_bytes
-from studio.pixels import in_srgb, upright
+from studio.pixels import in_srgb, on_white, upright
 
 log = logging.getLogger(__name__)
 
@@ -46,13 +46,8 @@ def view_bytes(source: Path) -> bytes:
     """The whole picture as a JPEG any browser shows (for a HEIC photo, which only Safari shows), upright,
     a transparent part on white. Raises what Pillow raises for a bad file."""
     with Image.open(source) as image:
-        oriented = upright(image)
-        if "A" in oriented.getbands() or "transparency" in oriented.info:
-            rgba = oriented.convert("RGBA")
-            oriented = Image.new("RGB", rgba.size, (255, 255, 255))
-            oriented.paste(rgba, mask=rgba.getchannel("A"))
         buffer = io.BytesIO()
-        oriented.convert("RGB").save(buffer, "JPEG", quality=92)
+        on_white(upright(image)).save(buffer, "JPEG", quality=92)
     return buffer.getvalue()
 
 
