@@ -1,6 +1,7 @@
 """The real thing, end to end: supervisord from the project's supervisord.conf in demo mode, then over HTTP
-create a dataset, upload a ZIP, auto-caption it through the caption service, export it, train a tiny LoRA,
-download it and check its keys; then stop supervisord and check the worker stopped cleanly."""
+create a dataset, upload a ZIP (PNGs, an iPhone's HEIC, a phone clip), auto-caption it through the caption
+service, export it, train a tiny LoRA, download it and check its keys; then stop supervisord and check the worker
+stopped cleanly."""
 
 from __future__ import annotations
 
@@ -93,8 +94,14 @@ def poll(fetch, done, timeout: float, what: str, interval: float = 0.5):
 
 
 def dataset_zip() -> bytes:
+    """Three pictures (one an iPhone's HEIC in Display P3) and a phone clip that gives two frames."""
+    import pillow_heif
     from PIL import Image
 
+    from tests.icc_profiles import p3_profile
+    from tests.videos import video_bytes
+
+    pillow_heif.register_heif_opener()
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:
         for index, color in enumerate([(200, 40, 40), (40, 160, 60), (30, 60, 200)]):
@@ -103,8 +110,13 @@ def dataset_zip() -> bytes:
                 for y in range(index * 10, 80, 16):
                     image.putpixel((x, y), (255, 255, 255))
             data = io.BytesIO()
-            image.save(data, format="PNG")
-            archive.writestr(f"cats/nested/cat_{index}.png", data.getvalue())
+            if index == 1:
+                image.save(data, format="HEIF", quality=95, icc_profile=p3_profile())
+                archive.writestr(f"cats/nested/cat_{index}.heic", data.getvalue())
+            else:
+                image.save(data, format="PNG")
+                archive.writestr(f"cats/nested/cat_{index}.png", data.getvalue())
+        archive.writestr("cats/clips/cat.mp4", video_bytes([7, 8]))
     return buffer.getvalue()
 
 
@@ -139,7 +151,7 @@ def test_whole_studio_end_to_end_under_supervisord(studio):
                  files={"files": ("cats.zip", dataset_zip(), "application/zip")})
     assert upload.status_code in (200, 201, 202), upload.text
     detail = poll(lambda: api("GET", f"{datasets}/api/datasets/{dataset_id}").json(),
-                  lambda d: d["images"] == 3, 60, "the ZIP import")
+                  lambda d: d["images"] == 5, 60, "the ZIP import")
     assert detail["captioned"] == 0
 
     # auto-caption through the caption service (tiny random model: cap the tokens)
@@ -150,7 +162,7 @@ def test_whole_studio_end_to_end_under_supervisord(studio):
                lambda j: j and j["status"] not in ("queued", "running"), 180, "auto-captioning")
     assert job["status"] == "completed", job
     detail = api("GET", f"{datasets}/api/datasets/{dataset_id}").json()
-    assert detail["captioned"] == 3, detail
+    assert detail["captioned"] == 5, detail
 
     # export for training
     exported = api("POST", f"{datasets}/api/datasets/{dataset_id}/export", json={"name": "e2e-cats"})
@@ -161,7 +173,8 @@ def test_whole_studio_end_to_end_under_supervisord(studio):
     export_dir = studio.root / "trainer" / "datasets" / "e2e-cats"
     assert (export_dir / "dataset.json").is_file()
     captions = sorted(export_dir.glob("*.txt"))
-    assert len(captions) == 3 and all(p.read_text().startswith("sks") for p in captions)
+    assert len(captions) == 5 and all(p.read_text().startswith("sks") for p in captions)
+    assert (export_dir / "cat_1.jpg").is_file()  # the HEIC, as a JPEG the trainer reads
 
     # a tiny training job on the demo model
     config = {"steps": 6, "resolutions": [64], "rank": 4, "sample_every": 3, "save_every": 3,
