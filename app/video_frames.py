@@ -166,7 +166,8 @@ class _Picker:
             self.out.alike += 1
             return
         self.last_hash = digest
-        picture = frame.to_image()  # RGB
+        # RGB by the frame's own colour matrix and range (a full-range clip is not read as a limited one)
+        picture = frame.reformat(format="rgb24", src_color_range=frame.color_range or None).to_image()
         if frame.rotation:
             picture = picture.rotate(frame.rotation, expand=True)  # as the phone was held
         minutes, tenths = divmod(round(frame.time * 10), 600)  # 59.96 s is 01m00.0s, not 00m60.0s
