@@ -1,4 +1,4 @@
-"""Import from a link: the pod downloads a ZIP or an image itself (datacentre bandwidth, no upload from a home
+"""Import from a link: the pod downloads a ZIP, an image or a video itself (datacentre bandwidth, no upload from a home
 connection through the proxy), then the same import job as an upload checks and places every image.
 
     POST /api/datasets/<id>/import-url   {"url": "https://...", "limit": 200}   -> the import job (202);
