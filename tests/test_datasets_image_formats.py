@@ -309,3 +309,20 @@ def test_an_export_converts_on_several_threads_and_stops_at_once(client, dataset
     folder = exports.version_dir(Workspace(studio_root), done["result"]["version"])
     assert sorted(p.name for p in folder.glob("*.jpg")) == [f"IMG_{n:04d}.jpg" for n in range(24)]
     assert exports.hash_folder(folder) == done["result"]["version"]
+
+
+def test_phone_photos_in_a_parquet_file_import_by_their_bytes(client, dataset_id):
+    """A table whose rows hold HEIC and TIFF bytes without a name (the datasets library's Image struct with no
+    path): each is named by what its bytes are."""
+    from tests.parquet_files import HF_FEATURES, parquet_bytes
+
+    tiff = io.BytesIO()
+    Image.new("RGB", (80, 60), (90, 30, 160)).save(tiff, "TIFF")
+    rows = [{"image": (heic_photo(orientation=None), None), "text": "tok, a phone photo"},
+            {"image": (tiff.getvalue(), None), "text": "tok, a scan"}]
+    job = upload(client, dataset_id, [("train-00000-of-00001.parquet", parquet_bytes(rows, features=HF_FEATURES))])
+    assert job["status"] == "completed", job
+    names = sorted(job["result"]["imported"])
+    assert [n.rsplit(".", 1)[1] for n in names] == ["heic", "tiff"], names
+    captions = {i["name"]: i["caption"] for i in client.get(f"/api/datasets/{dataset_id}/images").get_json()["images"]}
+    assert sorted(captions.values()) == ["tok, a phone photo", "tok, a scan"]
