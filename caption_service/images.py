@@ -10,12 +10,30 @@ import base64
 import io
 import math
 
-from PIL import Image, ImageOps
+from PIL import Image, ImageOps, features
 
 from studio.pixels import eight_bit, in_srgb, on_white
 
-# Formats a photo dataset can hold. Others (EPS runs Ghostscript, for one) are refused.
-ALLOWED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")
+
+def _allowed_formats() -> tuple[str, ...]:
+    """Formats a photo dataset can hold: AVIF where Pillow reads it, HEIC (iPhone photos) with pillow-heif. Others
+    (EPS runs Ghostscript, for one) are refused."""
+    formats = ["JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF"]
+    if features.check("avif"):
+        formats.append("AVIF")
+    try:
+        import pillow_heif  # type: ignore[import-not-found]
+
+        pillow_heif.register_heif_opener()
+        formats.append("HEIF")
+    except ImportError:
+        pass
+    return tuple(formats)
+
+
+ALLOWED_FORMATS = _allowed_formats()
+FORMAT_WORDS = ", ".join({"WEBP": "WebP", "HEIF": "HEIC"}.get(f, f) for f in ALLOWED_FORMATS[:-1]) + \
+    f" or {ALLOWED_FORMATS[-1].replace('HEIF', 'HEIC')}"
 MAX_ASPECT_RATIO = 200  # Qwen2.5-VL's own image resize refuses anything more elongated
 MIN_SIDE = 28  # one merged 2x2 patch of 14 px
 
@@ -34,8 +52,7 @@ def decode_image(data: bytes, max_image_pixels: int, max_pixels: int) -> Image.I
     except Image.DecompressionBombError:
         raise ImageRejected(f"The image has more than {max_image_pixels:,} pixels; send a smaller one.") from None
     except (OSError, SyntaxError, ValueError):
-        raise ImageRejected("The file is not an image this service can read (JPEG, PNG, WebP, GIF, BMP or TIFF)."
-                            ) from None
+        raise ImageRejected(f"The file is not an image this service can read ({FORMAT_WORDS}).") from None
     width, height = image.size
     if width < 1 or height < 1:
         raise ImageRejected("The image has no pixels.")

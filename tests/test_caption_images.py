@@ -98,3 +98,16 @@ def test_styles_and_prompts():
 ])
 def test_clean_caption(style, raw, truncated, trigger, expected):
     assert clean_caption(raw, STYLES[style], truncated, trigger) == expected
+
+
+def test_a_phone_photo_heic_or_avif_is_read_upright_and_in_srgb():
+    from tests.icc_profiles import p3_profile
+    from tests.test_datasets_image_formats import P3_GREEN, heic_photo
+
+    upright = decode_image(heic_photo(size=(96, 64), orientation=6), BIG, 10**6)
+    assert upright.mode == "RGB" and upright.size == (64, 96)  # turned as the phone was held
+    p3 = encode(Image.new("RGB", (64, 64), P3_GREEN), "AVIF", quality=100, icc_profile=p3_profile())
+    red, green, blue = decode_image(p3, BIG, 10**6).getpixel((32, 32))
+    assert red < 30 and blue < 30 and green > 190  # the Display P3 green in sRGB numbers
+    with pytest.raises(ImageRejected, match=r"\(JPEG, PNG, WebP, GIF, BMP, TIFF, AVIF or HEIC\)"):
+        decode_image(b"%!PS-Adobe-3.0 EPSF-3.0\n" + b"0" * 100, BIG, 10**6)
