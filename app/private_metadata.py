@@ -24,9 +24,8 @@ from PIL import Image
 from app import imaging
 from studio.atomic import atomic_write_bytes
 from studio.job_reporter import JobReporter
-from studio.pixels import upright
+from studio.pixels import ORIENTATION, upright
 
-ORIENTATION = 0x0112
 JPEG_KEEP_APP = {0xE0: (b"JFIF\0", b"JFXX\0"), 0xE2: (b"ICC_PROFILE\0",), 0xEE: (b"Adobe",)}
 PNG_KEEP = {b"IHDR", b"PLTE", b"IDAT", b"IEND", b"tRNS", b"gAMA", b"cHRM", b"sRGB", b"iCCP", b"sBIT", b"pHYs",
             b"bKGD", b"cICP", b"mDCV", b"cLLI", b"mDCv", b"cLLi", b"acTL", b"fcTL", b"fdAT"}

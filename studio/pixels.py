@@ -19,6 +19,7 @@ from PIL import Image, ImageCms, ImageOps
 log = logging.getLogger(__name__)
 
 HIGH_DEPTH = {"I;16", "I;16L", "I;16B", "I;16N", "I", "F"}
+ORIENTATION, TURNED = 0x0112, {5, 6, 7, 8}  # the EXIF tag, and its values that turn the picture a quarter
 PROFILED_MODES = {"RGB", "RGBA", "CMYK", "L", "LA"}  # the modes whose colour profile is applied
 
 

@@ -7,6 +7,7 @@ repeats 3 is seen three times an epoch, so a small set of close-ups weighs as mu
 from __future__ import annotations
 
 import hashlib
+import io
 import math
 import random
 import re
@@ -17,13 +18,12 @@ from pathlib import Path
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from studio.ahead import in_order
-from studio.pixels import in_srgb, upright
+from studio.pixels import ORIENTATION, TURNED, in_srgb, upright
 from trainer.buckets import example_buckets
 from trainer.engine.errors import TrainingError
 from trainer.export_triggers import export_meta, trigger_words
 
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".webp"}
-ORIENTATION, TURNED = 0x0112, {5, 6, 7, 8}  # EXIF orientations that turn the picture a quarter
 TRIGGER = "[trigger]"
 
 
@@ -83,7 +83,7 @@ def _checked(path: Path) -> tuple[str, int, int] | str:
     in a fraction of the time. Several run at once (read_dataset)."""
     try:
         data = path.read_bytes()
-        with Image.open(path) as im:
+        with Image.open(io.BytesIO(data)) as im:  # the bytes read for the hash, not the file again
             width, height = im.size
             if im.getexif().get(ORIENTATION) in TURNED:
                 width, height = height, width
