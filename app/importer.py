@@ -217,7 +217,7 @@ def _add_videos(found: _Found, job: JobReporter, work_dir: Path, settings: Setti
         found.candidates.extend(Candidate(f"{video.label} at {clock(frame.time)}", frame.name, frame.path, caption)
                                 for frame in taken.frames)
         found.videos_read.append({"file": video.label, "seconds": round(taken.seconds, 1),
-                                  "frames": len(taken.frames), "alike": taken.alike})
+                                  "frames": len(taken.frames), "alike": taken.alike, "hdr": taken.hdr})
 
 
 def _video_note(videos: list[dict]) -> str:

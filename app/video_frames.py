@@ -4,8 +4,8 @@ The video is read once, from start to end (only its keyframes when it is longer 
 faster, and a long video has plenty of them), cut into equal stretches of about `every` seconds (2; at most
 `max_frames` in all, VIDEO_MAX_FRAMES), and of each stretch the sharpest frame is kept: video is full of motion
 blur and focus hunting. A frame that looks like the one kept before it (a still scene) is left out. Frames are
-turned as the phone recorded them (the display matrix) and written as JPEGs at quality 95, named by their time
-in the video: `clip-00m12.4s.jpg`.
+turned as the phone recorded them (the display matrix), HDR ones brought to SDR (app.video_hdr), and written as
+JPEGs at quality 95, named by their time in the video: `clip-00m12.4s.jpg`.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from PIL import Image
 
 from app.imaging import NEAR_DUPLICATE_BITS, dhash
 from app.sharpness import sharpness
+from app.video_hdr import is_hdr, sdr_picture
 from studio.job_reporter import JobReporter
 from studio.jobs import JobError
 
@@ -56,6 +57,7 @@ class Frames:
     seconds: float = 0.0  # how long the video is
     alike: int = 0  # frames left out as alike the frame kept before them
     left: int = 0  # stretches not taken, for a limit of images
+    hdr: bool = False  # its frames were HDR (HLG or PQ), turned into SDR (app.video_hdr)
 
 
 def is_video_name(name: str) -> bool:
@@ -166,8 +168,11 @@ class _Picker:
             self.out.alike += 1
             return
         self.last_hash = digest
-        # RGB by the frame's own colour matrix and range (a full-range clip is not read as a limited one)
-        picture = frame.reformat(format="rgb24", src_color_range=frame.color_range or None).to_image()
+        if is_hdr(frame):  # an iPhone's HLG, HDR10: turned into SDR, as the frame would look on an ordinary screen
+            self.out.hdr = True
+            picture = sdr_picture(frame)
+        else:  # RGB by the frame's own colour matrix and range (a full-range clip is not read as a limited one)
+            picture = frame.reformat(format="rgb24", src_color_range=frame.color_range or None).to_image()
         if frame.rotation:
             picture = picture.rotate(frame.rotation, expand=True)  # as the phone was held
         minutes, tenths = divmod(round(frame.time * 10), 600)  # 59.96 s is 01m00.0s, not 00m60.0s

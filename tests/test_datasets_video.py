@@ -40,7 +40,7 @@ def test_a_phone_clip_gives_the_sharpest_frame_of_each_stretch_upright_with_its_
     assert job["status"] == "completed", job
     names = ["dog-00m00.7s.jpg", "dog-00m02.7s.jpg", "dog-00m04.7s.jpg"]
     assert job["result"]["imported"] == names
-    assert job["result"]["videos"] == [{"file": "dog.mp4", "seconds": 6.0, "frames": 3, "alike": 0}]
+    assert job["result"]["videos"] == [{"file": "dog.mp4", "seconds": 6.0, "frames": 3, "alike": 0, "hdr": False}]
     assert "3 frames from 1 video" in job["message"]
     rows = _images(client, dataset_id)
     for seed, name in zip([1, 2, 3], names, strict=True):

@@ -45,3 +45,32 @@ def video_bytes(scenes: list[int], fps: int = 10, seconds_each: float = 2.0, sha
         at = data.rindex(IDENTITY)
         data = data[:at] + TURNED_CLOCKWISE + data[at + len(IDENTITY):]
     return data
+
+
+HLG, PQ = "arib-std-b67", "smpte2084"
+
+
+def hdr_video_bytes(signal: np.ndarray, transfer: str = HLG, frames: int = 5, fps: int = 10) -> bytes:
+    """An HDR clip as a recent phone records it: HEVC Main 10 in BT.2020 with the HLG (or PQ) transfer, every
+    frame the picture `signal` (height x width x 3, the transfer's own signal values 0..1 in BT.2020 RGB)."""
+    from av.video.reformatter import ColorPrimaries, Colorspace, ColorTrc
+
+    codes = (np.clip(signal, 0.0, 1.0) * 65535 + 0.5).astype(np.uint16)
+    source = av.VideoFrame.from_ndarray(codes, format="rgb48le")
+    frame = source.reformat(format="yuv420p10le", dst_colorspace=Colorspace.BT2020, dst_color_range=1)
+    buffer = io.BytesIO()
+    with av.open(buffer, "w", format="mp4") as out:
+        stream = out.add_stream("libx265", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = signal.shape[1], signal.shape[0], "yuv420p10le"
+        context = stream.codec_context
+        context.color_primaries, context.colorspace, context.color_range = ColorPrimaries.BT2020, 9, 1
+        context.color_trc = ColorTrc.ARIB_STD_B67 if transfer == HLG else ColorTrc.SMPTE2084
+        stream.options = {"x265-params": f"log-level=error:crf=4:colorprim=bt2020:transfer={transfer}:"
+                                         "colormatrix=bt2020nc"}
+        for index in range(frames):
+            frame.pts = index
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    return buffer.getvalue()
