@@ -26,6 +26,9 @@ def gallery(dataset_id: str):
         "chunk_bytes": settings.upload_chunk_mb * 2**20,
         "max_upload_bytes": settings.max_upload_mb * 2**20,
         "extensions": sorted(imaging.IMAGE_EXTENSIONS | VIDEO_EXTENSIONS | {".zip", ".parquet", ".txt"}),
+        "videos": sorted(VIDEO_EXTENSIONS),
+        "frame_seconds": settings.video_frame_seconds,  # the frames taken from videos unless the upload says
+        "max_frames": settings.video_max_frames,
     }
     return render_template("dataset.html", page=page, name=dataset.meta().get("name", dataset.id))
 

@@ -36,19 +36,21 @@ def resume(dataset_id: str, job_id: str):
     if source == "url":
         from app.url_import import start_url_import
 
-        again = start_url_import(dataset, job.config["url"], skip_known=True, limit=job.config.get("limit"))
+        again = start_url_import(dataset, job.config["url"], skip_known=True, limit=job.config.get("limit"),
+                                 frames=job.config.get("frames"))
     elif source == "s3":
         from app.s3_import import start_s3_import
 
-        again = start_s3_import(dataset, {k: job.config.get(k) for k in ("bucket", "prefix", "limit")},
-                                skip_known=True)
+        again = start_s3_import(dataset, {**{k: job.config.get(k) for k in ("bucket", "prefix", "limit")},
+                                          **(job.config.get("frames") or {})}, skip_known=True)
     elif source == "sessions":
         from app.uploads import import_from_sessions, session_exists
 
         if not all(session_exists(dataset, sid) for sid in job.config.get("sessions") or []):
             raise JobStateError("The uploaded files of this import are gone (an import of them finished, or they "
                                 "expired): upload them again.")
-        again = import_from_sessions(dataset, job.config["sessions"], skip_known=True)
+        again = import_from_sessions(dataset, job.config["sessions"], skip_known=True,
+                                     frames=job.config.get("frames"))
     else:
         raise JobStateError("This import cannot run again by itself (its files were sent in one request): "
                             "upload them again.")

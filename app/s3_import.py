@@ -14,6 +14,7 @@ from flask import Blueprint, jsonify
 
 from app import context, import_limit
 from app.export import export_folder
+from app.frame_choice import check_frames, with_frames
 from app.importer import Source, run_import
 from studio.job_reporter import JobReporter
 from studio.jobs import Job, JobError
@@ -59,10 +60,11 @@ def start_import(dataset_id: str):
 
 
 def start_s3_import(dataset, body: dict, skip_known: bool = False) -> Job:
-    """The import job for a bucket prefix (ApiError, before any job, for a wrong bucket, prefix or keys)."""
-    limit = import_limit.check_limit(body.get("limit"))
+    """The import job for a bucket prefix (ApiError, before any job, for a wrong bucket, prefix or keys); the body
+    may choose the frames taken from videos (app.frame_choice)."""
+    limit, frames = import_limit.check_limit(body.get("limit")), check_frames(body)
     storage, prefix = _request_storage(body)
-    settings = context.settings()
+    settings = with_frames(context.settings(), frames)
     work_dir = confined(context.workspace().uploads, f"s3-{secrets.token_hex(8)}")
 
     def work(job: JobReporter) -> dict:
@@ -104,7 +106,8 @@ def start_s3_import(dataset, body: dict, skip_known: bool = False) -> Job:
         finally:
             shutil.rmtree(work_dir, ignore_errors=True)
 
-    config = {"source": "s3", "bucket": body.get("bucket"), "prefix": prefix, "limit": limit}  # for a resume
+    config = {"source": "s3", "bucket": body.get("bucket"), "prefix": prefix, "limit": limit,  # for a resume
+              **({"frames": frames} if frames else {})}
     return context.executor().submit(IMPORT_KIND, dataset.id, work, config=config)
 
 

@@ -18,6 +18,7 @@ from flask import Blueprint, jsonify, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from app import context, imaging
+from app.frame_choice import check_frames, with_frames
 from app.importer import Source, run_import
 from app.store import clean_filename
 from app.video_frames import VIDEO_EXTENSIONS
@@ -57,10 +58,11 @@ def _check_name(filename) -> str:
 
 
 def _start_import(dataset, sources: list[Source], cleanup: list, parent_id: str | None = None,
-                  skip_known: bool = False, config: dict | None = None) -> Job:
+                  skip_known: bool = False, config: dict | None = None, frames: dict | None = None) -> Job:
+    """`frames`: the frames to take from videos (app.frame_choice), the pod's settings otherwise."""
     job_dir_name = f"import-{secrets.token_hex(6)}"
     work_dir = confined(context.workspace().uploads, job_dir_name)
-    settings = context.settings()
+    settings = with_frames(context.settings(), frames)
 
     def work(job):
         try:
@@ -108,6 +110,7 @@ def upload(dataset_id: str):
         raise ApiError("Attach one or more files in the 'files' field (multipart/form-data).", 400)
     for storage in files:
         _check_name(storage.filename)
+    frames = check_frames(request.form)
     batch = confined(context.workspace().uploads, f"batch-{secrets.token_hex(8)}")
     batch.mkdir(parents=True)
     sources = []
@@ -115,7 +118,7 @@ def upload(dataset_id: str):
         target = confined(batch, f"{index:04d}-{clean_filename(storage.filename)}")
         storage.save(target)
         sources.append(Source(storage.filename, target))
-    body, status = _wait_for(_start_import(dataset, sources, [batch]))
+    body, status = _wait_for(_start_import(dataset, sources, [batch], frames=frames))
     return jsonify(body), status
 
 
@@ -258,11 +261,14 @@ def _assembler(info: dict, folder):
 @bp.post("/api/datasets/<dataset_id>/imports")
 def import_sessions(dataset_id: str):
     dataset = context.dataset(dataset_id)
-    return jsonify(import_from_sessions(dataset, json_body().get("sessions")).public()), 202
+    body = json_body()
+    return jsonify(import_from_sessions(dataset, body.get("sessions"), frames=check_frames(body)).public()), 202
 
 
-def import_from_sessions(dataset, sids, parent_id: str | None = None, skip_known: bool = False) -> Job:
-    """One import job for finished upload sessions (ApiError when a session is unknown or incomplete)."""
+def import_from_sessions(dataset, sids, parent_id: str | None = None, skip_known: bool = False,
+                         frames: dict | None = None) -> Job:
+    """One import job for finished upload sessions (ApiError when a session is unknown or incomplete); `frames`:
+    the frames to take from videos (app.frame_choice)."""
     if not isinstance(sids, list) or not sids or not all(isinstance(s, str) for s in sids):
         raise ApiError("'sessions' must be a list of upload session ids.", 422)
     sources, cleanup = [], []
@@ -275,7 +281,8 @@ def import_from_sessions(dataset, sids, parent_id: str | None = None, skip_known
         sources.append(Source(info["filename"], prepare=_assembler(info, folder)))
         cleanup.append(folder)
     # what "Import the rest" runs again after an interruption (the sessions stay until an import of them completes)
-    return _start_import(dataset, sources, cleanup, parent_id, skip_known, {"source": "sessions", "sessions": sids})
+    return _start_import(dataset, sources, cleanup, parent_id, skip_known,
+                         {"source": "sessions", "sessions": sids, **({"frames": frames} if frames else {})}, frames)
 
 
 @bp.post("/api/datasets/<dataset_id>/uploads/<sid>/complete")
@@ -286,7 +293,8 @@ def complete_session(dataset_id: str, sid: str):
     if described["missing"]:
         raise ApiError(f"{info['filename']} is missing {len(described['missing'])} chunk(s): "
                        "send them before completing.", 409, details=described["missing"][:50])
-    job = _start_import(dataset, [Source(info["filename"], prepare=_assembler(info, folder))], [folder])
+    job = _start_import(dataset, [Source(info["filename"], prepare=_assembler(info, folder))], [folder],
+                        frames=check_frames(json_body(optional=True)))
     return jsonify(job.public()), 202
 
 

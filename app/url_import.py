@@ -24,6 +24,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from flask import Blueprint, jsonify
 
 from app import context, hub_import, import_limit, link_fetch
+from app.frame_choice import check_frames, with_frames
 from app.importer import Source, run_import
 from studio.jobs import Job, JobError
 from studio.web import ApiError, json_body
@@ -100,16 +101,17 @@ def download(job, url: str, folder: Path, max_bytes: int, allow_private: bool) -
 def import_url(dataset_id: str):
     body = json_body()
     return jsonify(start_url_import(context.dataset(dataset_id), body.get("url"),
-                                    limit=import_limit.check_limit(body.get("limit"))).public()), 202
+                                    limit=import_limit.check_limit(body.get("limit")),
+                                    frames=check_frames(body)).public()), 202
 
 
 def start_url_import(dataset, url_given, parent_id: str | None = None, skip_known: bool = False,
-                     limit: int | None = None) -> Job:
+                     limit: int | None = None, frames: dict | None = None) -> Job:
     """The import job for a link (ApiError, before any job, for a malformed link or a refused address). A Hugging
     Face dataset link (the repo, a folder, a file) imports through the hub with the pod's HF_TOKEN. `limit` takes
-    the first images only."""
+    the first images only; `frames`: the frames to take from videos (app.frame_choice)."""
     given = check_url(url_given)
-    settings = context.settings()
+    settings = with_frames(context.settings(), frames)
     work_dir = confined(context.workspace().uploads, f"url-{secrets.token_hex(8)}")
     dataset_link = hub_import.hub_link(given)
     if dataset_link is not None:
@@ -153,4 +155,5 @@ def start_url_import(dataset, url_given, parent_id: str | None = None, skip_know
             shutil.rmtree(work_dir, ignore_errors=True)
 
     return context.executor().submit("import", dataset.id, work, parent_id=parent_id,
-                                     config={"source": "url", "url": given, "limit": limit})  # for a resume
+                                     config={"source": "url", "url": given, "limit": limit,  # for a resume
+                                             **({"frames": frames} if frames else {})})

@@ -61,7 +61,38 @@ def test_a_clip_dropped_on_the_gallery_becomes_its_sharpest_frames(studio_root, 
         assert [t.get_attribute("data-name") for t in page.locator(".tile").all()] == [
             "dog walk-00m00.7s.jpg", "dog walk-00m02.7s.jpg", "dog walk-00m04.7s.jpg"]
         expect(page.locator("#ed-size")).to_contain_text("192×320")  # upright, as the phone was held
+        expect(page.locator("#upload-frames")).to_contain_text("Frames from 1 video: one every")
+        expect(page.locator("#frame-seconds")).to_be_disabled()  # the import took the choice
         (artifacts_dir / "datasets").mkdir(exist_ok=True)
         page.screenshot(path=str(artifacts_dir / "datasets" / "09-frames-from-a-video.png"))
+        assert problems == []
+        browser.close()
+
+
+def test_the_frames_chosen_under_an_upload_go_with_its_import_and_stay_for_the_next(studio_root, tmp_path):
+    """One frame a second: a clip of six one-second scenes gives six frames (three by the pod's setting, every
+    2 s); the panel says what each video will give, and the next upload starts from the same choice."""
+    from playwright.sync_api import expect, sync_playwright
+
+    clip = tmp_path / "cat.mp4"
+    clip.write_bytes(video_bytes([1, 2, 3, 4, 5, 6], seconds_each=1.0, sharp_at=5, size=(320, 192)))
+    env = {"STUDIO_ROOT": str(studio_root), "CAPTION_URL": "http://127.0.0.1:9"}
+    with ServerProcess("app", env, log_path=tmp_path / "server.log") as server, sync_playwright() as p:
+        dataset_id = requests.post(f"{server.url}/api/datasets", json={"name": "Cat"}, timeout=10).json()["id"]
+        browser, page, problems = open_page(p, DESKTOP)
+        page.goto(f"{server.url}/d/{dataset_id}")
+        page.evaluate("""localStorage.setItem("frame-choice", JSON.stringify({frame_seconds: 1, max_frames: 10}))""")
+        page.set_input_files("#file-input", str(clip))
+        expect(page.locator("#import-status")).to_contain_text("6 frames from 1 video", timeout=30_000)
+        expect(page.locator(".tile")).to_have_count(6)
+        assert page.locator("#frame-seconds").input_value() == "1"
+        assert page.locator("#max-frames").input_value() == "10"
+        page.click("#uploads-close")
+        expect(page.locator("#upload-frames")).to_be_hidden()
+        page.reload()
+        page.set_input_files("#file-input", str(clip))  # the same clip again: the same choice, shown per video
+        expect(page.locator("#upload-frames")).to_contain_text("cat.mp4 (0:06): up to 6 frames")
+        expect(page.locator("#import-status")).to_contain_text("Imported", timeout=30_000)
+        assert page.locator("#frame-seconds").input_value() == "1"
         assert problems == []
         browser.close()

@@ -137,3 +137,22 @@ def test_a_failed_upload_import_keeps_its_chunks_for_try_again(make_settings, st
     assert done["status"] == "completed" and list(_images(client, dataset_id)) == ["x.png"]
     assert not session.exists()  # gone once an import of it completed
 
+
+
+def test_an_import_cut_short_runs_again_with_the_frames_it_was_asked_for(make_settings, studio_root):
+    from tests.videos import video_bytes
+
+    client = _studio(make_settings)
+    dataset_id = _dataset(client)
+    clip = video_bytes([1, 2, 3, 4], seconds_each=1.0, sharp_at=3)  # a new scene every second
+    sid = client.post(f"/api/datasets/{dataset_id}/uploads", json={"filename": "run.mp4", "size": len(clip)}
+                      ).get_json()["id"]
+    assert client.put(f"/api/datasets/{dataset_id}/uploads/{sid}/chunks/0", data=clip).status_code == 200
+    frames = {"frame_seconds": 1.0, "max_frames": 3}
+    job_id = _cut_short(studio_root, dataset_id, {"source": "sessions", "sessions": [sid], "frames": frames})
+    client = _studio(make_settings)
+    response = client.post(f"/api/datasets/{dataset_id}/imports/{job_id}/resume")
+    assert response.status_code == 202, response.get_json()
+    done = wait_job(client, f"/api/datasets/{dataset_id}/imports/{response.get_json()['id']}")
+    assert done["status"] == "completed" and done["result"]["videos"][0]["frames"] == 3, done  # not 2 (every 2 s)
+    assert done["config"]["frames"] == frames

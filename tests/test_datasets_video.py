@@ -5,6 +5,7 @@ or oversized video gets a sentence and loses nothing else. Real H.264 videos, de
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
@@ -164,3 +165,35 @@ def test_a_shorter_stretch_gives_more_frames(make_settings):
         dataset_id = client.post("/api/datasets", json={"name": "More"}).get_json()["id"]
         job = upload(client, dataset_id, [("run.mp4", clip)])
         assert job["status"] == "completed" and job["result"]["videos"][0]["frames"] == frames, (seconds, job)
+
+
+def test_an_upload_chooses_its_frames_and_an_import_cut_short_keeps_the_choice(client, dataset_id, studio_root):
+    clip = video_bytes([1, 2, 3, 4], seconds_each=1.0, sharp_at=3)  # a new scene every second
+    data = {"files": [(io.BytesIO(clip), "run.mp4")], "frame_seconds": "1", "max_frames": "3"}
+    response = client.post(f"/api/datasets/{dataset_id}/upload?wait=20", data=data,
+                           content_type="multipart/form-data")
+    job = response.get_json()
+    assert job["status"] == "completed" and job["result"]["videos"][0]["frames"] == 3, job  # 4 s, at most 3
+    # an upload in pieces: the choice goes with the import, and "Import the rest" keeps it
+    session = client.post(f"/api/datasets/{dataset_id}/uploads", json={"filename": "walk.mp4", "size": len(clip)})
+    sid = session.get_json()["id"]
+    assert client.put(f"/api/datasets/{dataset_id}/uploads/{sid}/chunks/0", data=clip).status_code == 200
+    started = client.post(f"/api/datasets/{dataset_id}/imports", json={"sessions": [sid], "frame_seconds": 1})
+    assert started.status_code == 202, started.get_json()
+    assert started.get_json()["config"]["frames"] == {"frame_seconds": 1.0}
+    done = support.wait_job(client, f"/api/datasets/{dataset_id}/imports/{started.get_json()['id']}")
+    assert done["result"]["videos"][0]["frames"] == 4  # one a second; the pod's setting gives 2
+
+
+@pytest.mark.parametrize("form", [{"frame_seconds": "0"}, {"frame_seconds": "fast"}, {"frame_seconds": "nan"},
+                                  {"max_frames": "2.5"}, {"max_frames": "0"}, {"max_frames": "100000"}])
+def test_a_frame_choice_out_of_range_is_refused_with_a_sentence_before_anything_is_kept(client, dataset_id,
+                                                                                       studio_root, form):
+    data = {"files": [(io.BytesIO(video_bytes([1])), "run.mp4")], **form}
+    response = client.post(f"/api/datasets/{dataset_id}/upload", data=data, content_type="multipart/form-data")
+    assert response.status_code == 422
+    error = response.get_json()["error"]
+    assert error.startswith("'frame_seconds' must be" if "frame_seconds" in form else "'max_frames' must be"), error
+    assert not list((studio_root / "uploads").glob("batch-*"))  # nothing written before the refusal
+    refused = client.post(f"/api/datasets/{dataset_id}/import-url", json={"url": "https://example.com/a.mp4", **form})
+    assert refused.status_code == 422

@@ -50,6 +50,7 @@
     delete $("uploads-title").dataset.full;
     $("uploads-title").textContent = `Uploading ${plural(files.length, "file")}`;
     $("import-status").innerHTML = "";
+    const frames = window.frameChoice.show($("upload-frames"), files);
     const tooBig = files.filter((f) => f.size > ds.page.max_upload_bytes);
     if (tooBig.length) {
       toast(`${tooBig.map((f) => f.name).join(", ")}: over the upload limit of ${formatBytes(ds.page.max_upload_bytes)}.`, "error", 8000);
@@ -78,7 +79,7 @@
     }
     $("uploads-title").textContent = failures ? `Uploaded with ${plural(failures, "failure")}` : "Uploaded";
     try {
-      const job = await api(`${ds.base}/imports`, { method: "POST", json: { sessions } });
+      const job = await api(`${ds.base}/imports`, { method: "POST", json: { sessions, ...(frames ? frames() : {}) } });
       await followImport(job.id);
     } catch (e) {
       $("import-status").innerHTML = `<p style="color:var(--err)">${ds.esc(e.message)}</p>`;
@@ -168,7 +169,12 @@
   $("uploads-close").onclick = () => {
     if ($("uploads").dataset.offered) localStorage.setItem(`import-offered-${$("uploads").dataset.offered}`, "1");
     delete $("uploads").dataset.offered;
-    if (!active) { clearTimeout(compactTimer); $("uploads").classList.remove("open", "compact"); $("upload-rows").replaceChildren(); }
+    if (!active) {
+      clearTimeout(compactTimer);
+      $("uploads").classList.remove("open", "compact");
+      $("upload-rows").replaceChildren();
+      window.frameChoice.show($("upload-frames"), []);
+    }
   };
   $("uploads-title").onclick = () => { if ($("uploads").classList.contains("compact")) expandPanel(); };
 

@@ -1,0 +1,67 @@
+// Frames from videos: under the videos of an upload, how often a frame is taken and how many at most from one
+// video, with what each video will give; the choice goes with the import (frame_seconds, max_frames) and is
+// kept for the next upload. While the videos upload there is time to change it.
+(function () {
+  const { plural } = window.studio;
+  const ds = window.ds;
+  const KEY = "frame-choice";
+  const STEPS = [0.5, 1, 2, 3, 5, 10];
+  const isVideo = (file) => ds.page.videos.some((ext) => file.name.toLowerCase().endsWith(ext));
+  const clock = (s) => `${Math.floor(s / 60)}:${String(Math.floor(s % 60)).padStart(2, "0")}`;
+
+  function saved() {
+    try { return JSON.parse(localStorage.getItem(KEY)) || {}; } catch (e) { return {}; }
+  }
+
+  function duration(file) {  // the browser reads the video's length from its header (not every codec: then none)
+    return new Promise((resolve) => {
+      const video = document.createElement("video");
+      const url = URL.createObjectURL(file);
+      const done = (value) => { URL.revokeObjectURL(url); video.removeAttribute("src"); resolve(value); };
+      video.preload = "metadata";
+      video.onloadedmetadata = () => done(Number.isFinite(video.duration) ? video.duration : null);
+      video.onerror = () => done(null);
+      video.src = url;
+    });
+  }
+
+  // shows the choice in `box` when `files` hold videos; returns what to send with the import (null: no video)
+  function show(box, files) {
+    const videos = files.filter(isVideo);
+    box.replaceChildren();
+    box.hidden = !videos.length;
+    if (!videos.length) return null;
+    const start = { frame_seconds: ds.page.frame_seconds, max_frames: ds.page.max_frames, ...saved() };
+    const steps = [...new Set([...STEPS, start.frame_seconds])].sort((a, b) => a - b);
+    box.innerHTML = `<div class="frames-line">Frames from ${plural(videos.length, "video")}: one every
+      <select id="frame-seconds" aria-label="Seconds between frames">${steps.map((s) => `<option value="${s}">${s} s</option>`).join("")}</select>,
+      at most <input id="max-frames" type="number" min="1" max="1000" step="1" aria-label="Most frames from one video"> a video</div>
+      <ul class="frames-estimate muted"></ul>`;
+    const select = box.querySelector("#frame-seconds");
+    const input = box.querySelector("#max-frames");
+    select.value = String(start.frame_seconds);
+    input.value = String(start.max_frames);
+    const lengths = new Map();
+    const chosen = () => ({
+      frame_seconds: Number(select.value),
+      max_frames: Math.min(1000, Math.max(1, Math.round(Number(input.value) || ds.page.max_frames))),
+    });
+    function update() {
+      const { frame_seconds: every, max_frames: most } = chosen();
+      box.querySelector(".frames-estimate").innerHTML = videos.map((file) => {
+        const seconds = lengths.get(file);
+        const what = seconds == null ? "" : ` (${clock(seconds)}): up to ${plural(Math.min(most, Math.max(1, Math.round(seconds / every))), "frame")}`;
+        return `<li>${ds.esc(file.name)}${what}</li>`;
+      }).join("");
+    }
+    select.onchange = input.oninput = () => { localStorage.setItem(KEY, JSON.stringify(chosen())); update(); };
+    update();
+    videos.forEach((file) => duration(file).then((seconds) => { if (seconds != null) { lengths.set(file, seconds); update(); } }));
+    return () => {  // read when the import starts; the choice is then made
+      select.disabled = input.disabled = true;
+      return chosen();
+    };
+  }
+
+  window.frameChoice = { show };
+})();
