@@ -16,8 +16,8 @@ from app.caption_files import caption_key, is_metadata_name, metadata_captions
 from app.import_limit import Left, holds_images
 from app.parquet_import import Unreadable, extract_parquet, is_parquet_name
 from app.store import Dataset, clean_filename, refresh_flags
+from app.video_frames import LIVE_PHOTO_MOTION, clock, extract_frames, is_video_name
 from app.video_frames import Unreadable as VideoUnreadable
-from app.video_frames import clock, extract_frames, is_video_name
 from app.zipimport import extract_zip
 from studio.atomic import atomic_write_bytes
 from studio.job_reporter import JobReporter
@@ -195,8 +195,7 @@ def _add_videos(found: _Found, job: JobReporter, work_dir: Path, settings: Setti
     alone = len(found.videos) == 1 and not found.candidates
     for number, video in enumerate(found.videos):
         if video.key in found.photo_keys:
-            found.skipped.append({"name": video.label, "reason": "the moving part of a Live Photo: its photo is "
-                                                                 "imported"})
+            found.skipped.append({"name": video.label, "reason": LIVE_PHOTO_MOTION})
             continue
         room = found.room()
         if room == 0:

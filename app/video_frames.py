@@ -34,6 +34,9 @@ MAX_VIDEO_S = 2 * 3600  # longer than a film: surely not meant, and hours to rea
 PROBE_SIDE = 512  # sharpness and likeness are measured on the frame at about this size
 LUMA_FIRST = {"yuv420p", "yuvj420p", "yuv422p", "yuvj422p", "yuv444p", "yuvj444p", "nv12", "nv21", "gray"}
 REPORT_EVERY_S = 0.5
+# a video named like a photo of its folder (IMG_0001.MOV beside IMG_0001.HEIC) is an iPhone Live Photo's moving
+# part: the photo is the picture, so the video is skipped with this reason
+LIVE_PHOTO_MOTION = "the moving part of a Live Photo: its photo is taken instead"
 
 
 class Unreadable(JobError):

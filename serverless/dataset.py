@@ -293,7 +293,7 @@ def _frames_of_videos(raw_dir: Path, listed: dict, max_pixels: int, max_frames: 
     takes them), each with the video's caption (its .txt, or its metadata row); a Live Photo's moving part (a
     video named like a photo of its folder) and a video that cannot be read are skipped with the reason."""
     from app.caption_files import caption_key
-    from app.video_frames import Unreadable, extract_frames, is_video_name
+    from app.video_frames import LIVE_PHOTO_MOTION, Unreadable, extract_frames, is_video_name
     from studio.job_reporter import QuietReporter
 
     files = sorted(p for p in raw_dir.rglob("*") if p.is_file() and not p.is_symlink())
@@ -303,8 +303,7 @@ def _frames_of_videos(raw_dir: Path, listed: dict, max_pixels: int, max_frames: 
         key = caption_key(relative)
         try:
             if key in photos:
-                prepared.skipped.append({"file": relative, "reason": "the moving part of a Live Photo: its photo is "
-                                                                     "used"})
+                prepared.skipped.append({"file": relative, "reason": LIVE_PHOTO_MOTION})
                 continue
             staging = path.with_name(f".{path.name}-frames")
             try:
