@@ -32,10 +32,17 @@ REACH = (PEAK - KNEE) / SPAN
 LEVELS = 16384  # the sRGB encoding table's resolution over 0..1
 ROWS = 64  # rows converted at a time
 THREADS = 8
-BT2020_TO_BT709 = np.array([[1.6605, -0.5876, -0.0728],
-                            [-0.1246, 1.1329, -0.0083],
-                            [-0.0182, -0.1006, 1.1187]], dtype=np.float32)
-BT2020_LUMA = np.array([0.2627, 0.6780, 0.0593], dtype=np.float32)
+# by the frame's primaries (AVColorPrimaries): the matrix into BT.709's, and the luma weights of HLG's system gamma
+BT2020 = (np.array([[1.6605, -0.5876, -0.0728], [-0.1246, 1.1329, -0.0083], [-0.0182, -0.1006, 1.1187]]),
+          np.array([0.2627, 0.6780, 0.0593]))
+PRIMARIES = {
+    1: (np.eye(3), np.array([0.2126, 0.7152, 0.0722])),  # BT.709: some cameras record HLG in it
+    9: BT2020,
+    12: (np.array([[1.2249, -0.2247, 0.0], [-0.0420, 1.0419, 0.0], [-0.0197, -0.0786, 1.0979]]),  # Display P3
+         np.array([0.2290, 0.6917, 0.0793])),
+}
+# the frame's colour matrix (AVColorSpace) as the scaler names it; an HDR frame that names none is BT.2020 (9)
+MATRICES = {1: 1, 5: 5, 6: 5, 7: 7, 9: 9, 10: 9}  # BT.709, BT.601 (two names), SMPTE 240M, BT.2020 (NCL, CL)
 
 
 def is_hdr(frame) -> bool:
@@ -43,25 +50,30 @@ def is_hdr(frame) -> bool:
 
 
 def sdr_picture(frame) -> Image.Image:
-    """The RGB picture of an HDR `frame` (is_hdr) in sRGB."""
-    signal = frame.reformat(format="rgb48le", src_color_range=frame.color_range or None).to_ndarray()
+    """The RGB picture of an HDR `frame` (is_hdr) in sRGB. Its primaries are BT.2020 unless it says BT.709 or
+    Display P3, and its colour matrix BT.2020's unless it says another."""
+    matrix = MATRICES.get(frame.colorspace, 9)
+    signal = frame.reformat(format="rgb48le", src_colorspace=matrix,
+                            src_color_range=frame.color_range or None).to_ndarray()
+    to_bt709, luma = PRIMARIES.get(frame.color_primaries, BT2020)
+    to_bt709, luma = to_bt709.astype(np.float32), luma.astype(np.float32)
     picture = np.empty(signal.shape, dtype=np.uint8)
 
     def convert(top: int) -> None:  # a band at a time: its floats stay in the CPU's cache
-        picture[top:top + ROWS] = _band(signal[top:top + ROWS], frame.color_trc)
+        picture[top:top + ROWS] = _band(signal[top:top + ROWS], frame.color_trc, to_bt709, luma)
 
     with ThreadPoolExecutor(min(THREADS, os.cpu_count() or 1), thread_name_prefix="hdr") as pool:
         list(pool.map(convert, range(0, signal.shape[0], ROWS)))  # numpy lets go of the GIL: 1.8x on 2 cores
     return Image.fromarray(picture, "RGB")
 
 
-def _band(signal: np.ndarray, transfer: int) -> np.ndarray:
-    light = _to_light(transfer)[signal]  # relative to the reference white, BT.2020 primaries
+def _band(signal: np.ndarray, transfer: int, to_bt709: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    light = _to_light(transfer)[signal]  # relative to the reference white, in the frame's primaries
     if transfer == HLG:
-        luma = light @ BT2020_LUMA
+        luma = light @ weights
         np.maximum(luma, 0.0, out=luma)
         light *= (luma ** 0.2 / _hlg_white())[..., None]
-    light = light @ BT2020_TO_BT709.T
+    light = light @ to_bt709.T
     np.maximum(light, 0.0, out=light)  # colours outside BT.709 are clipped to its edge
     _roll_off(light)
     light *= LEVELS - 1

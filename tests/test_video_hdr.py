@@ -96,3 +96,27 @@ def test_an_hdr_phone_clip_imports_as_sdr_frames_and_the_import_says_it_was_hdr(
     with Image.open(studio_root / "datasets" / dataset_id / name) as picture:
         red = _centres(picture, len(GREYS[HLG]) + 1)[-1]
     assert red[0] > 2.5 * max(red[1], red[2])
+
+
+def test_hlg_recorded_in_bt709_is_not_oversaturated_and_a_clip_without_its_matrix_reads_as_bt2020(tmp_path):
+    levels = GREYS[HLG] + [RED[HLG]]
+    signal = _patches(levels)
+    path, managed, _ = _frame_of(tmp_path, hdr_video_bytes(signal, HLG, primaries="bt709", matrix="bt709"))
+    with _first_frame(path) as frame:
+        assert (frame.color_primaries, frame.colorspace) == (1, 1)
+        ours = _centres(sdr_picture(frame), len(levels))
+    theirs = _centres(managed, len(levels))
+    assert np.abs(ours[:-1] - theirs[:-1]).max() <= 4, (ours, theirs)
+    assert np.abs(ours[-1] - theirs[-1]).max() <= 12, (ours, theirs)  # read as BT.2020: (203, 60, 63)
+
+    tagged = _centres(_sdr_of(tmp_path / "tagged", hdr_video_bytes(signal, HLG)), len(levels))
+    untagged_path = tmp_path / "untagged"
+    untagged = _centres(_sdr_of(untagged_path, hdr_video_bytes(signal, HLG, matrix=None)), len(levels))
+    assert np.abs(tagged - untagged).max() <= 2, (tagged, untagged)
+
+
+def _sdr_of(folder, data: bytes):
+    folder.mkdir()
+    path, _, _ = _frame_of(folder, data)
+    with _first_frame(path) as frame:
+        return sdr_picture(frame)

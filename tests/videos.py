@@ -50,23 +50,29 @@ def video_bytes(scenes: list[int], fps: int = 10, seconds_each: float = 2.0, sha
 HLG, PQ = "arib-std-b67", "smpte2084"
 
 
-def hdr_video_bytes(signal: np.ndarray, transfer: str = HLG, frames: int = 5, fps: int = 10) -> bytes:
+def hdr_video_bytes(signal: np.ndarray, transfer: str = HLG, frames: int = 5, fps: int = 10,
+                    primaries: str = "bt2020", matrix: str | None = "bt2020nc") -> bytes:
     """An HDR clip as a recent phone records it: HEVC Main 10 in BT.2020 with the HLG (or PQ) transfer, every
-    frame the picture `signal` (height x width x 3, the transfer's own signal values 0..1 in BT.2020 RGB)."""
+    frame the picture `signal` (height x width x 3, the transfer's own signal values 0..1 in RGB of
+    `primaries`). `primaries` "bt709" for a camera that records HLG in BT.709 (its matrix then BT.709's too);
+    `matrix` None: the stream does not say which colour matrix it used (BT.2020's)."""
     from av.video.reformatter import ColorPrimaries, Colorspace, ColorTrc
 
+    bt709 = primaries == "bt709"
     codes = (np.clip(signal, 0.0, 1.0) * 65535 + 0.5).astype(np.uint16)
     source = av.VideoFrame.from_ndarray(codes, format="rgb48le")
-    frame = source.reformat(format="yuv420p10le", dst_colorspace=Colorspace.BT2020, dst_color_range=1)
+    frame = source.reformat(format="yuv420p10le", dst_colorspace=Colorspace.ITU709 if bt709 else Colorspace.BT2020,
+                            dst_color_range=1)
+    tags = f"colorprim={primaries}:transfer={transfer}" + (f":colormatrix={matrix}" if matrix else "")
     buffer = io.BytesIO()
     with av.open(buffer, "w", format="mp4") as out:
         stream = out.add_stream("libx265", rate=fps)
         stream.width, stream.height, stream.pix_fmt = signal.shape[1], signal.shape[0], "yuv420p10le"
         context = stream.codec_context
-        context.color_primaries, context.colorspace, context.color_range = ColorPrimaries.BT2020, 9, 1
+        context.color_primaries = ColorPrimaries.BT709 if bt709 else ColorPrimaries.BT2020
+        context.colorspace, context.color_range = {"bt709": 1, "bt2020nc": 9, None: 2}[matrix], 1
         context.color_trc = ColorTrc.ARIB_STD_B67 if transfer == HLG else ColorTrc.SMPTE2084
-        stream.options = {"x265-params": f"log-level=error:crf=4:colorprim=bt2020:transfer={transfer}:"
-                                         "colormatrix=bt2020nc"}
+        stream.options = {"x265-params": f"log-level=error:crf=4:{tags}"}
         for index in range(frames):
             frame.pts = index
             for packet in stream.encode(frame):
