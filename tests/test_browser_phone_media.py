@@ -62,7 +62,7 @@ def test_a_clip_dropped_on_the_gallery_becomes_its_sharpest_frames(studio_root, 
             "dog walk-00m00.7s.jpg", "dog walk-00m02.7s.jpg", "dog walk-00m04.7s.jpg"]
         expect(page.locator("#ed-size")).to_contain_text("192×320")  # upright, as the phone was held
         expect(page.locator("#upload-frames")).to_contain_text("Frames from 1 video: one every")
-        expect(page.locator("#frame-seconds")).to_be_disabled()  # the import took the choice
+        expect(page.locator("#upload-frames .frame-seconds")).to_be_disabled()  # the import took the choice
         (artifacts_dir / "datasets").mkdir(exist_ok=True)
         page.screenshot(path=str(artifacts_dir / "datasets" / "09-frames-from-a-video.png"))
         assert problems == []
@@ -85,14 +85,14 @@ def test_the_frames_chosen_under_an_upload_go_with_its_import_and_stay_for_the_n
         page.set_input_files("#file-input", str(clip))
         expect(page.locator("#import-status")).to_contain_text("6 frames from 1 video", timeout=30_000)
         expect(page.locator(".tile")).to_have_count(6)
-        assert page.locator("#frame-seconds").input_value() == "1"
-        assert page.locator("#max-frames").input_value() == "10"
+        assert page.locator("#upload-frames .frame-seconds").input_value() == "1"
+        assert page.locator("#upload-frames .max-frames").input_value() == "10"
         page.click("#uploads-close")
         expect(page.locator("#upload-frames")).to_be_hidden()
         page.reload()
         page.set_input_files("#file-input", str(clip))  # the same clip again: the same choice, shown per video
         expect(page.locator("#upload-frames")).to_contain_text("cat.mp4 (0:06): up to 6 frames")
         expect(page.locator("#import-status")).to_contain_text("Imported", timeout=30_000)
-        assert page.locator("#frame-seconds").input_value() == "1"
+        assert page.locator("#upload-frames .frame-seconds").input_value() == "1"
         assert problems == []
         browser.close()

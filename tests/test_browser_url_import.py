@@ -12,6 +12,7 @@ from tests.browser_studio import browser_marks, open_page
 from tests.helpers import ServerProcess
 from tests.test_datasets_hub_import import hub  # noqa: F401 - the stand-in hub, a fixture
 from tests.test_datasets_url_import import web  # noqa: F401 - the stand-in web, a fixture
+from tests.videos import video_bytes
 
 pytestmark = browser_marks
 
@@ -48,6 +49,16 @@ def test_import_from_a_link_in_the_browser(studio_root, artifacts_dir, tmp_path,
         expect(page.locator("#import-status")).to_contain_text("use a direct download link")
         expect(page.locator(".tile")).to_have_count(2)
         page.screenshot(path=str(shots / "09-link-failed.png"))
+        # a link to a video: the frames to take from it, in the dialog
+        page.click("#btn-link")
+        expect(page.locator("#link-frames")).to_be_hidden()
+        page.fill("#link-url", f"{web}/walk.mp4")
+        expect(page.locator("#link-frames")).to_contain_text("Frames from 1 video: one every")
+        expect(page.locator("#link-frames")).to_contain_text("walk.mp4")
+        page.select_option("#link-frames .frame-seconds", "1")
+        page.click("#link-start")
+        expect(page.locator("#import-status")).to_contain_text("4 frames from 1 video")  # 2 every 2 s
+        expect(page.locator(".tile")).to_have_count(6)
         # a malformed link is answered in the dialog itself
         page.click("#btn-link")
         page.fill("#link-url", "ftp://example.com/set.zip")
@@ -86,6 +97,8 @@ def test_a_hugging_face_dataset_link_imports_the_dataset_with_its_captions(studi
     (artifacts_dir / "datasets").mkdir(exist_ok=True)
     env = {"STUDIO_ROOT": str(studio_root), "CAPTION_URL": "http://127.0.0.1:9", "HF_ENDPOINT": hub.url,
            "HF_HUB_OFFLINE": "0", "MAX_UPLOAD_MB": "1"}
+    hub.add("datasets/me/clips", {"walk.mp4": video_bytes([1, 2, 3, 4], seconds_each=1.0, sharp_at=3)},
+            lfs=("walk.mp4",))
     with ServerProcess("app", env, log_path=tmp_path / "server.log") as server, sync_playwright() as p:
         dataset_id = requests.post(f"{server.url}/api/datasets", json={"name": "Portraits"}, timeout=10).json()["id"]
         browser, page, problems = open_page(p)
@@ -105,6 +118,7 @@ def test_a_hugging_face_dataset_link_imports_the_dataset_with_its_captions(studi
         page.fill("#link-url", "https://huggingface.co/datasets/me/big")  # over MAX_UPLOAD_MB: said at once
         expect(page.locator("#link-check")).to_contain_text("the pod downloads at once (MAX_UPLOAD_MB)")
         page.screenshot(path=str(artifacts_dir / "datasets" / "09-link-check.png"))
+        expect(page.locator("#link-frames")).to_be_hidden()  # no video in it
         page.fill("#link-url", "https://huggingface.co/datasets/me/nothing-here")
         expect(page.locator("#link-check")).to_contain_text("was not found on the hub")
         page.fill("#link-url", "https://huggingface.co/datasets/me/tables")
@@ -119,6 +133,13 @@ def test_a_hugging_face_dataset_link_imports_the_dataset_with_its_captions(studi
         expect(page.locator(".tile", has_text="a red door")).to_have_count(1)
         page.click("#btn-link")
         expect(page.locator("#link-limit")).to_have_value("")  # a new import takes everything unless told
+        # a dataset of clips: the frames to take from its videos, chosen in the dialog
+        page.fill("#link-url", "https://huggingface.co/datasets/me/clips")
+        expect(page.locator("#link-check")).to_contain_text("1 video")
+        expect(page.locator("#link-frames")).to_contain_text("Frames from 1 video: one every")
+        page.select_option("#link-frames .frame-seconds", "1")
+        page.click("#link-start")
+        expect(page.locator("#import-status")).to_contain_text("4 frames from 1 video")  # 2 at every 2 s
         assert problems == []
         browser.close()
 

@@ -33,6 +33,7 @@ FILES = {
     "/rows": ("application/octet-stream", {},
               parquet_bytes([{"image": (image_bytes(5), "row.png"), "text": "tok, a row"}], features=HF_FEATURES)),
     "/clip": ("application/octet-stream", {}, video_bytes([1, 2])),  # named by what it holds: clip.mp4
+    "/walk.mp4": ("video/mp4", {}, video_bytes([1, 2, 3, 4], seconds_each=1.0, sharp_at=3)),  # a scene a second
     "/IMG_0007.HEIC": ("image/heic", {}, heic_photo(orientation=None)),
     "/scan": ("image/tiff", {}, image_bytes(6, fmt="TIFF")),
 }

@@ -1,12 +1,12 @@
-// Frames from videos: under the videos of an upload, how often a frame is taken and how many at most from one
-// video, with what each video will give; the choice goes with the import (frame_seconds, max_frames) and is
-// kept for the next upload. While the videos upload there is time to change it.
+// Frames from videos: under the videos of an upload (or a link to one), how often a frame is taken and how many
+// at most from one video, with what each video will give; the choice goes with the import (frame_seconds,
+// max_frames) and is kept for the next time. While the videos upload there is time to change it.
 (function () {
   const { plural } = window.studio;
   const ds = window.ds;
   const KEY = "frame-choice";
   const STEPS = [0.5, 1, 2, 3, 5, 10];
-  const isVideo = (file) => ds.page.videos.some((ext) => file.name.toLowerCase().endsWith(ext));
+  const isVideo = (name) => ds.page.videos.some((ext) => name.toLowerCase().endsWith(ext));
   const clock = (s) => `${Math.floor(s / 60)}:${String(Math.floor(s % 60)).padStart(2, "0")}`;
 
   function saved() {
@@ -25,20 +25,23 @@
     });
   }
 
-  // shows the choice in `box` when `files` hold videos; returns what to send with the import (null: no video)
-  function show(box, files) {
-    const videos = files.filter(isVideo);
+  // shows the choice in `box` for the videos among `files` (File objects, whose length the browser reads, or
+  // {name} of a link), or for `count` videos not named (a Hugging Face dataset's); returns what to send with the
+  // import (null: no video)
+  function show(box, files, count) {
+    const videos = files.filter((file) => isVideo(file.name));
+    const total = count || videos.length;
     box.replaceChildren();
-    box.hidden = !videos.length;
-    if (!videos.length) return null;
+    box.hidden = !total;
+    if (!total) return null;
     const start = { frame_seconds: ds.page.frame_seconds, max_frames: ds.page.max_frames, ...saved() };
     const steps = [...new Set([...STEPS, start.frame_seconds])].sort((a, b) => a - b);
-    box.innerHTML = `<div class="frames-line">Frames from ${plural(videos.length, "video")}: one every
-      <select id="frame-seconds" aria-label="Seconds between frames">${steps.map((s) => `<option value="${s}">${s} s</option>`).join("")}</select>,
-      at most <input id="max-frames" type="number" min="1" max="1000" step="1" aria-label="Most frames from one video"> a video</div>
+    box.innerHTML = `<div class="frames-line">Frames from ${plural(total, "video")}: one every
+      <select class="frame-seconds" aria-label="Seconds between frames">${steps.map((s) => `<option value="${s}">${s} s</option>`).join("")}</select>,
+      at most <input class="max-frames" type="number" min="1" max="1000" step="1" aria-label="Most frames from one video"> a video</div>
       <ul class="frames-estimate muted"></ul>`;
-    const select = box.querySelector("#frame-seconds");
-    const input = box.querySelector("#max-frames");
+    const select = box.querySelector(".frame-seconds");
+    const input = box.querySelector(".max-frames");
     select.value = String(start.frame_seconds);
     input.value = String(start.max_frames);
     const lengths = new Map();
@@ -56,12 +59,14 @@
     }
     select.onchange = input.oninput = () => { localStorage.setItem(KEY, JSON.stringify(chosen())); update(); };
     update();
-    videos.forEach((file) => duration(file).then((seconds) => { if (seconds != null) { lengths.set(file, seconds); update(); } }));
-    return () => {  // read when the import starts; the choice is then made
-      select.disabled = input.disabled = true;
+    videos.filter((file) => file instanceof Blob).forEach((file) => duration(file).then((seconds) => {
+      if (seconds != null) { lengths.set(file, seconds); update(); }
+    }));
+    return (lock = true) => {  // read when the import starts; the choice is then made
+      if (lock) select.disabled = input.disabled = true;
       return chosen();
     };
   }
 
-  window.frameChoice = { show };
+  window.frameChoice = { show, isVideo };
 })();

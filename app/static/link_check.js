@@ -16,8 +16,10 @@
     return `${found.label}: ${parts.join(", ")}, ${formatBytes(found.bytes)}${more}`;
   }
 
-  // `input`: the link field; `out`: where the line goes; `limit`: the "take at most" field (filled when too large)
-  window.linkCheck = function (input, out, limit) {
+  // `input`: the link field; `out`: where the line goes; `limit`: the "take at most" field (filled when too large);
+  // `onFound`: told what a dataset link holds (null for another link)
+  window.linkCheck = function (input, out, limit, onFound) {
+    const tell = (what) => { if (onFound) onFound(what); };
     let timer = null;
     let asked = "";
     const show = (text, kind) => { out.textContent = text; out.dataset.kind = kind || ""; };
@@ -25,24 +27,25 @@
       const url = input.value.trim();
       if (url === asked) return;
       asked = url;
-      if (!HUB.test(url)) { show(""); return; }
+      if (!HUB.test(url)) { show(""); tell(null); return; }
       show("Looking at the dataset on Hugging Face…", "busy");
       try {
-        const found = await api("/api/link-check", { method: "POST", json: { url } });
+        const held = await api("/api/link-check", { method: "POST", json: { url } });
         if (asked !== url) return;  // a newer link was typed meanwhile
-        if (!found.too_large) { show(summary(found), "ok"); return; }
-        const fits = found.fits_images;
+        tell(held);
+        if (!held.too_large) { show(summary(held), "ok"); return; }
+        const fits = held.fits_images;
         const advice = fits ? `Its first ${count(fits, "image")} fit: take at most that many, or link one folder or split of it.`
           : fits === 0 ? "Not even its first image fits: link one folder or split of it, or raise MAX_UPLOAD_MB."
             : "Take at most a number of images (only the files that hold them download), or link one folder or split of it.";
-        show(`${summary(found)}: more than the ${formatBytes(found.max_bytes)} the pod downloads at once ` +
+        show(`${summary(held)}: more than the ${formatBytes(held.max_bytes)} the pod downloads at once ` +
           `(MAX_UPLOAD_MB). ${advice}`, "warn");
         if (fits && limit && !limit.value) limit.value = fits;
       } catch (e) {
-        if (asked === url) show(e.message, "error");
+        if (asked === url) { show(e.message, "error"); tell(null); }
       }
     }
     input.addEventListener("input", () => { clearTimeout(timer); timer = setTimeout(check, 500); });
-    return { check, reset() { asked = ""; clearTimeout(timer); show(""); } };
+    return { check, reset() { asked = ""; clearTimeout(timer); show(""); tell(null); } };
   };
 })();

@@ -179,7 +179,18 @@
   $("uploads-title").onclick = () => { if ($("uploads").classList.contains("compact")) expandPanel(); };
 
   // from a link: the button, a link dropped on the page (from another tab), or one pasted outside a text field
-  const linkChecker = window.linkCheck($("link-url"), $("link-check"), $("link-limit"));
+  // a direct link to a video, or a Hugging Face dataset with videos: the frames to take from them
+  let linkFrames = null;
+  function linkVideo() {
+    try {
+      const path = new URL($("link-url").value.trim()).pathname;
+      return window.frameChoice.isVideo(path) ? [{ name: decodeURIComponent(path.split("/").pop()) }] : [];
+    } catch (e) { return []; }
+  }
+  const showLinkFrames = (held) => {
+    linkFrames = window.frameChoice.show($("link-frames"), held ? [] : linkVideo(), held ? held.videos || 0 : 0);
+  };
+  const linkChecker = window.linkCheck($("link-url"), $("link-check"), $("link-limit"), showLinkFrames);
   function openLink(url) {
     $("link-url").value = url || "";
     $("link-limit").value = "";
@@ -196,7 +207,7 @@
     try {
       const limit = $("link-limit").value.trim();
       const job = await api(`${ds.base}/import-url`, {
-        method: "POST", json: { url: $("link-url").value, limit: limit ? Number(limit) : null } });
+        method: "POST", json: { url: $("link-url").value, limit: limit ? Number(limit) : null, ...(linkFrames ? linkFrames(false) : {}) } });
       $("link-dialog").close();
       $("uploads").classList.add("open");
       expandPanel();
