@@ -144,6 +144,7 @@ class Settings:
     runpod_pod_id: str | None = None
     runpod_api_key: str | None = field(default=None, repr=False)
     runpod_api_url: str = "https://rest.runpod.io/v1"
+    gpu_price_per_hour: float = 0.0  # 0: read the pod's price from RunPod, or show none
     render_keep_warm_s: float = 180.0
     # object storage (S3, R2, MinIO)
     s3_endpoint: str | None = None
@@ -215,6 +216,7 @@ def load_settings(environ=None) -> Settings:
         runpod_pod_id=_env(environ, "RUNPOD_POD_ID"),
         runpod_api_key=_env(environ, "RUNPOD_API_KEY"),
         runpod_api_url=_env(environ, "RUNPOD_API_URL", "https://rest.runpod.io/v1").rstrip("/"),
+        gpu_price_per_hour=_float(environ, "GPU_PRICE_PER_HOUR", 0.0),
         render_keep_warm_s=_float(environ, "RENDER_KEEP_WARM_S", 180.0),
         s3_endpoint=_env(environ, "S3_ENDPOINT_URL", _env(environ, "R2_ENDPOINT_URL")),
         s3_bucket=_env(environ, "S3_BUCKET", _env(environ, "R2_BUCKET")),
@@ -238,16 +240,18 @@ ENV_VARS = {
     "CAPTION_URL": "caption service URL the other services call (default http://127.0.0.1:$QWEN_PORT)",
     "DEV_MODEL_PATH": "caption model GGUF to load instead of the registry's",
     "DEV_MMPROJ_PATH": "caption projector (mmproj) GGUF to load instead of the registry's",
-    "HF_TOKEN": "Hugging Face token for model downloads",
+    "HF_TOKEN": "Hugging Face token for model downloads, private or gated datasets imported from a link, "
+                "and publishing a LoRA or a dataset (needs write access)",
     "HF_ENDPOINT": "hub address for downloads (mirrors, tests)",
     "MAX_UPLOAD_MB": "largest upload accepted, in MB (20480)",
     "UPLOAD_CHUNK_MB": "browser upload chunk size, in MB (32)",
     "MAX_IMAGE_PIXELS": "largest image accepted, in pixels (80,000,000)",
-    "ZIP_MAX_TOTAL_MB": "largest total uncompressed ZIP content, in MB (20480)",
+    "ZIP_MAX_TOTAL_MB": "largest total uncompressed content of a ZIP or a Parquet file, in MB (20480)",
     "ZIP_MAX_RATIO": "largest compression ratio of a ZIP entry (200)",
     "VIDEO_MAX_FRAMES": "most frames taken from one video (60)",
     "VIDEO_FRAME_SECONDS": "a video gives its sharpest frame of every this many seconds (2)",
-    "ALLOW_PRIVATE_URLS": "1: Import from a link may fetch from private and local addresses (a NAS on your network)",
+    "ALLOW_PRIVATE_URLS": "1: Import from a link (and the serverless worker's `url` inputs) may fetch "
+                          "from private and local addresses (a NAS on your network); off by default",
     "CAPTION_IDLE_UNLOAD_S": "caption model unloads after this many idle seconds (600; 0 = never)",
     "CAPTION_MAX_PIXELS": "images are downscaled to this many pixels before captioning (1,048,576)",
     "CAPTION_MAX_IMAGE_TOKENS": "upper bound of image tokens per caption (1024)",
@@ -256,9 +260,11 @@ ENV_VARS = {
     "CAPTION_GPU_LAYERS": "layers on the GPU when CUDA is present (-1 = all)",
     "WEBHOOK_SECRET": "HMAC-SHA256 key for job webhooks",
     "STOP_POD_WHEN_IDLE": "1: stop the pod when the training queue is empty",
-    "RUNPOD_POD_ID": "set by RunPod; used to stop the pod when idle",
-    "RUNPOD_API_KEY": "set by RunPod; used to stop the pod when idle",
+    "RUNPOD_POD_ID": "set by RunPod; used to stop the pod when idle and to read its price",
+    "RUNPOD_API_KEY": "set by RunPod; used to stop the pod when idle and to read its price",
     "RUNPOD_API_URL": "RunPod REST API address",
+    "GPU_PRICE_PER_HOUR": "what the machine costs an hour in US dollars, for the trainer's cost figures (on RunPod "
+                          "read from the pod itself; 0: none shown)",
     "RENDER_KEEP_WARM_S": "Try the LoRA keeps its models loaded this long for the next render, in s (180; 0 = unload)",
     "S3_ENDPOINT_URL": "S3-compatible endpoint (R2_ENDPOINT_URL accepted)",
     "S3_BUCKET": "bucket for datasets and outputs (R2_BUCKET accepted)",

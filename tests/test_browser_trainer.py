@@ -38,7 +38,7 @@ RECORD_PROGRESS = """() => {
 def studio(demo_root, tmp_path):
     make_export(demo_root, "tiny-set", count=4)
     env = {"STUDIO_ROOT": str(demo_root), "STUDIO_DEMO": "1", "HOST": "127.0.0.1", "TRAINER_PORT": str(free_port()),
-           "CAPTION_URL": "http://127.0.0.1:9", "PYTHONPATH": str(REPO)}
+           "CAPTION_URL": "http://127.0.0.1:9", "PYTHONPATH": str(REPO), "GPU_PRICE_PER_HOUR": "2.5"}
     web = ServerProcess("trainer", env, port_var="TRAINER_PORT", log_path=tmp_path / "web.log").start()
     worker = subprocess.Popen([sys.executable, "-m", "trainer.worker"], cwd=REPO, env={**os.environ, **env},
                               stdout=open(tmp_path / "worker.log", "wb"), stderr=subprocess.STDOUT)
@@ -115,6 +115,8 @@ def test_train_from_the_form_and_download_the_lora(studio, artifacts_dir, tmp_pa
         page.screenshot(path=str(artifacts_dir / "trainer-job-running.png"), full_page=True)
         expect(page.locator("#job-status .status")).to_have_text("completed", timeout=240_000)
         expect(page).to_have_title("✓ browser job · Trainer")  # the tab says it is done
+        expect(page.locator("#s-cost")).to_have_text(re.compile(r"^≈ (<\$0\.01|\$0\.\d\d)$"))  # a $2.50/h machine
+        assert page.locator("#s-cost").get_attribute("title") == "At $2.50/h (GPU_PRICE_PER_HOUR)"
         assert page.evaluate("window.__notes") == [{"title": "✓ browser job: completed",
                                                     "tag": "notify:" + jobs[0]["id"]}]
         expect(page.locator("#btn-notify")).to_be_hidden()

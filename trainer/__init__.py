@@ -10,6 +10,7 @@ from studio.web import create_base_app, error_response
 
 def create_app(settings: Settings | None = None) -> Flask:
     from studio.jobs import JobNotFound, JobStateError
+    from studio.pod_price import PodPrice
     from studio.upgrade import open_job_store
     from trainer import bundle, catalog_api, events, hub_publish, jobs_api, names, pages, renders_api, storage, variants
     from trainer.webhooks import WebhookDispatcher
@@ -18,6 +19,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     settings = app.config["STUDIO_SETTINGS"]
     app.extensions["job_store"] = open_job_store(app.config["STUDIO_WORKSPACE"])
     app.extensions["trainer_webhooks"] = WebhookDispatcher(settings.webhook_secret)
+    app.extensions["pod_price"] = PodPrice(settings)
 
     @app.get("/health")
     def health():

@@ -16,7 +16,7 @@ import time
 
 from flask import Blueprint, Response, current_app, request, stream_with_context
 
-from trainer.jobs_api import job_detail, keep_states_honest, load_job, queue_schedule, store
+from trainer.jobs_api import job_detail, keep_states_honest, load_job, price, queue_schedule, store
 
 bp = Blueprint("events", __name__)
 STREAM_MAX_S = 75.0
@@ -84,7 +84,7 @@ def all_events():
         keep_states_honest()
         jobs = store().list(kind="train", limit=50)
         return "jobs", {"jobs": [job.public() for job in jobs], "workers": store().workers(),
-                        "schedule": queue_schedule()}
+                        "schedule": queue_schedule(), "price": price()}
 
     return _stream(snapshot, lambda: store().version("train"))
 

@@ -40,6 +40,12 @@ def settings() -> Settings:
     return current_app.config["STUDIO_SETTINGS"]
 
 
+def price() -> dict | None:
+    """What this machine costs an hour (studio.pod_price), for the pages to put money beside times."""
+    current = current_app.extensions["pod_price"].current()
+    return current.public() if current else None
+
+
 def announce(job: Job) -> None:
     current_app.extensions["trainer_webhooks"].job_status(job)
 
@@ -91,7 +97,7 @@ def create_job(payload: dict, idem_key: str | None = None) -> tuple[Job, bool, d
 def validate_job():
     payload = json_body()
     report = validate(settings(), payload)
-    body = report.to_dict()
+    body = {**report.to_dict(), "price": price()}
     if not report.ok:
         body.update({"error": _invalid(report).message, "details": report.errors})
     return jsonify(body), (200 if report.ok else 422)
@@ -103,7 +109,7 @@ def list_jobs():
     jobs = store().list(kind="train", limit=int_arg("limit", 200, 1, 1000))
     queue = store().queue()
     return jsonify({"jobs": [job.public() for job in jobs], "workers": store().workers(),
-                    "queue": [job.id for job in queue], "schedule": queue_schedule(queue)})
+                    "queue": [job.id for job in queue], "schedule": queue_schedule(queue), "price": price()})
 
 
 def queue_schedule(queue: list[Job] | None = None) -> dict[str, dict]:
@@ -118,9 +124,9 @@ def post_job():
     if idem_key is not None and (not isinstance(idem_key, str) or len(idem_key) > 200):
         raise ApiError("The idempotency key must be text of at most 200 characters.", 400)
     job, created, report = create_job(payload, idem_key)
-    return jsonify({"job": job.public(), "created": created, "warnings": report["warnings"],
-                    "estimated_duration_s": report["estimated_duration_s"],
-                    "estimated_memory_gb": report["estimated_memory_gb"]}), (201 if created else 200)
+    body = {"job": job.public(), "created": created, "warnings": report["warnings"], "price": price(),
+            **{key: report[key] for key in ("estimated_duration_s", "estimated_memory_gb")}}
+    return jsonify(body), (201 if created else 200)
 
 
 def job_detail(job: Job) -> dict:
@@ -143,7 +149,7 @@ def job_detail(job: Job) -> dict:
                     "download_name": library.checkpoint_name(job, c["step"])} for c in library.checkpoints(job_dir)]
     return {"job": job.public(), "checkpoints": checkpoints, "lora": lora_info,
             "latest_checkpoint": latest_checkpoint_step(job_dir), "queue_position": position, "schedule": planned,
-            "proof": library.proof(job_dir) if lora_info else None}
+            "proof": library.proof(job_dir) if lora_info else None, "price": price()}
 
 
 @bp.get("/api/jobs/<job_id>")

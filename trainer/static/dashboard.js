@@ -44,11 +44,12 @@
     return `≈ ${fmtD(seconds)} (about ${at})`;
   }
 
-  function renderQueue(jobs, schedule) {
+  function renderQueue(jobs, schedule, price) {
     const queued = jobs.filter((j) => j.status === "queued").sort((a, b) => a.queue_key - b.queue_key);  // run order
     const last = queued.length && schedule[queued[queued.length - 1].id];
+    const spend = last ? trainer.cost(last.done_in_s, price) : null;  // this machine's time until the queue is done
     document.getElementById("queue-count").textContent = queued.length
-      ? `${queued.length} waiting${last ? ` · all done in ${fromNow(last.done_in_s)}` : ""}` : "";
+      ? `${queued.length} waiting${last ? ` · all done in ${fromNow(last.done_in_s)}${spend ? `, ≈ ${spend}` : ""}` : ""}` : "";
     document.getElementById("queue").innerHTML = queued.length ? `<table><tbody>${queued.map((j, i) => `
       <tr class="job-row"><td class="muted">${i + 1}</td><td><a href="/jobs/${esc(j.id)}">${esc(j.name)}</a>
       <div class="muted" style="font-size:12px">${esc(j.dataset_label)} · ${studio.plural(j.total_steps, "step")}${!schedule[j.id] ? ""
@@ -88,7 +89,7 @@
   function render(data) {
     workerChip(data.workers || [], data.jobs);
     renderNow(data.jobs, data.workers || []);
-    renderQueue(data.jobs, data.schedule || {});
+    renderQueue(data.jobs, data.schedule || {}, data.price);
     renderRecent(data.jobs);
     renderCompare();
   }

@@ -204,8 +204,11 @@
   // What the estimate is based on, said next to it: a CPU or demo-model guess is not a GPU pod's time.
   function showEstimate(report) {
     const kind = { cpu: "CPU", demo: "demo" }[report.estimate_device];
+    // and what that time costs on this machine (not for the demo model's guess)
+    const price = report.estimate_device === "demo" ? null : trainer.cost(report.estimated_duration_s, report.price);
     $("est-time").innerHTML = report.estimated_duration_s == null ? "–"
-      : `≈ ${esc(studio.formatDuration(report.estimated_duration_s))}${kind ? ` <span class="chip est-kind">${kind}</span>` : ""}`;
+      : `≈ ${esc(studio.formatDuration(report.estimated_duration_s))}${kind ? ` <span class="chip est-kind">${kind}</span>` : ""}` +
+        (price ? ` <span class="est-cost" title="At ${esc(trainer.perHour(report.price))}">≈ ${esc(price)}</span>` : "");
     $("est-device").textContent = report.estimate_device === "demo"
       ? "Demo estimate: the tiny demo model on this machine's CPU, not the real model on a GPU pod."
       : report.estimate_device === "cpu"

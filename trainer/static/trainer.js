@@ -37,6 +37,13 @@
     return `<span class="status status-${esc(status)}" data-status="${esc(status)}">${esc(status)}</span>`;
   }
   function fmtLoss(x) { return x == null ? "–" : Number(x).toFixed(4); }
+  // what `seconds` of this machine cost (price: {per_hour} in US dollars, from the API; null: no price known)
+  function cost(seconds, price) {
+    if (!price || seconds == null || !Number.isFinite(seconds)) return null;
+    const dollars = (Math.max(0, seconds) / 3600) * price.per_hour;
+    return dollars < 0.01 ? "<$0.01" : `$${dollars.toFixed(2)}`;
+  }
+  const perHour = (price) => `$${price.per_hour.toFixed(2)}/h`;
   function fmtDate(t) {
     if (!t) return "–";
     const d = new Date(t * 1000);
@@ -116,6 +123,6 @@
     box.innerHTML = `<img src="${esc(src)}" alt=""><div class="caption">${esc(caption || "")}</div>`;
     box.addEventListener("click", () => box.remove()); document.body.appendChild(box);
   }
-  window.trainer = { esc, live, statusChip, fmtLoss, fmtDate, elapsed, phaseText, act, workerChip, pollWorkers, lightbox,
+  window.trainer = { esc, live, statusChip, fmtLoss, cost, perHour, fmtDate, elapsed, phaseText, act, workerChip, pollWorkers, lightbox,
     picture, pending, FINISHED };
 })();
