@@ -171,3 +171,17 @@ def test_a_bucket_import_cut_short_by_a_restart_imports_the_rest(moto, make_sett
     assert state["status"] == "completed", state
     names = sorted(i["name"] for i in client.get(f"/api/datasets/{dataset}/images").get_json()["images"])
     assert names == ["0.png", "1.png"]  # the limit of 2 kept; 0.png once
+
+
+def test_a_bucket_import_takes_the_frames_asked_for_from_its_clips(moto, make_settings):
+    from tests.videos import video_bytes
+
+    moto.make_bucket("clips-bucket", {"runs/walk.mp4": video_bytes([1, 2, 3, 4], seconds_each=1.0, sharp_at=3)})
+    client = make_client(make_settings, **moto.env(S3_BUCKET="clips-bucket"))
+    dataset = client.post("/api/datasets", json={"name": "Runs"}).get_json()["id"]
+    started = client.post(f"/api/datasets/{dataset}/import-s3", json={"prefix": "runs", "frame_seconds": 1})
+    assert started.status_code == 202 and started.get_json()["config"]["frames"] == {"frame_seconds": 1.0}
+    state = wait_job(client, f"/api/datasets/{dataset}/import-s3/{started.get_json()['id']}")
+    assert state["status"] == "completed" and state["result"]["videos"][0]["frames"] == 4, state  # 2 every 2 s
+    refused = client.post(f"/api/datasets/{dataset}/import-s3", json={"prefix": "runs", "max_frames": 0})
+    assert refused.status_code == 422 and "'max_frames'" in refused.get_json()["error"]
