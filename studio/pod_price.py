@@ -53,6 +53,12 @@ class PodPrice:
         settings = self.settings
         return settings.gpu_price_per_hour > 0 or bool(settings.runpod_pod_id and settings.runpod_api_key)
 
+    @property
+    def pending(self) -> bool:
+        """A first read of RunPod's price is under way: a page asks again in a moment."""
+        with self._lock:
+            return self._price is None and self._reading
+
     def current(self) -> Price | None:
         """The price as last read (None before the first read ends, or without one); a read starts in the
         background when the last one is stale."""

@@ -16,15 +16,26 @@ from studio.pod_price import PodPrice, Price, read_runpod_price
 
 
 class FakeRunPod:
-    """GET /v1/pods/<id>: `answer` (code, body); records each request's path and Authorization header."""
+    """GET /v1/pods/<id>: `answer` (code, body); POST (a stop): `stop_code`. Records each request's method, path
+    and Authorization header."""
 
     def __init__(self):
         self.answer: tuple[int, bytes] = (200, json.dumps({"id": "pod123", "adjustedCostPerHr": 2.49,
                                                            "costPerHr": "2.69"}).encode())
         self.seen: list[tuple[str, str]] = []
+        self.stops: list[tuple[str, str]] = []
+        self.stop_code = 200
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802 - the standard library's name
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                fake.stops.append((self.path, self.headers.get("Authorization", "")))
+                self.send_response(fake.stop_code)
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"{}")
+
             def do_GET(self):  # noqa: N802 - the standard library's name
                 fake.seen.append((self.path, self.headers.get("Authorization", "")))
                 code, body = fake.answer

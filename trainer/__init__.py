@@ -12,7 +12,19 @@ def create_app(settings: Settings | None = None) -> Flask:
     from studio.jobs import JobNotFound, JobStateError
     from studio.pod_price import PodPrice
     from studio.upgrade import open_job_store
-    from trainer import bundle, catalog_api, events, hub_publish, jobs_api, names, pages, renders_api, storage, variants
+    from trainer import (
+        bundle,
+        catalog_api,
+        events,
+        hub_publish,
+        jobs_api,
+        names,
+        pages,
+        pod_api,
+        renders_api,
+        storage,
+        variants,
+    )
     from trainer.webhooks import WebhookDispatcher
 
     app = create_base_app(__name__, service="trainer", title="Trainer", settings=settings)
@@ -33,7 +45,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     def job_state(exc):
         return error_response(str(exc), 409)
 
-    for module in (pages, jobs_api, renders_api, catalog_api, events, names, storage, bundle, variants, hub_publish):
+    for module in (pages, jobs_api, renders_api, catalog_api, events, names, storage, bundle, variants, hub_publish,
+                   pod_api):
         app.register_blueprint(module.bp)
     events.end_streams_on_shutdown()
     return app

@@ -86,7 +86,11 @@
     button.dataset.href = `/compare?jobs=${[...picked].map(encodeURIComponent).join(",")}`;
   }
 
+  let wasBusy = null;
   function render(data) {
+    const busy = data.jobs.some((j) => ["queued", "running", "stopping"].includes(j.status));
+    if (busy !== wasBusy && wasBusy !== null) loadPod();  // a job began or the last one ended: the pod box follows
+    wasBusy = busy;
     workerChip(data.workers || [], data.jobs);
     renderNow(data.jobs, data.workers || []);
     renderQueue(data.jobs, data.schedule || {}, data.price);
@@ -145,5 +149,37 @@
   });
   loadStorage();
   setInterval(loadStorage, 60_000);
+
+  // The pod with nothing to do (GET /api/pod): how long, what that cost, and on RunPod a button that stops it.
+  const IDLE_NOTICE_S = 600;
+  async function loadPod() {
+    const box = document.getElementById("pod-idle");
+    let pod;
+    try { pod = await studio.api("/api/pod"); } catch (e) { return; }
+    if (pod.price_pending) setTimeout(loadPod, 2000);  // RunPod is being asked for the price: it comes in a moment
+    const long = pod.idle_s != null && pod.idle_s >= IDLE_NOTICE_S;
+    box.hidden = pod.busy > 0 || (!long && !pod.can_stop);
+    if (box.hidden) return;
+    const spent = trainer.cost(pod.idle_s, pod.price);
+    const said = long ? `The GPU has had nothing to do for ${fmtD(pod.idle_s)}${spent ? ` (≈ ${spent} at ${trainer.perHour(pod.price)})` : ""}.` : "";
+    const auto = pod.auto_stop ? " The pod stops by itself when the queue is empty (STOP_POD_WHEN_IDLE)." : "";
+    box.innerHTML = `<span>${esc(said)}${esc(auto)}</span>${pod.can_stop
+      ? ` <button class="danger" id="stop-pod" title="RunPod stops billing for the GPU; /workspace is kept">Stop the pod</button>` : ""}`;
+  }
+  document.getElementById("pod-idle").addEventListener("click", async (e) => {
+    if (e.target.id !== "stop-pod") return;
+    if (!confirm("Stop this pod now? RunPod stops billing for its GPU. Everything in /workspace stays (datasets, " +
+      "LoRAs, checkpoints, models); this page stops answering. Start the pod again from RunPod's console.")) return;
+    e.target.disabled = true;
+    try {
+      await studio.api("/api/pod/stop", { method: "POST" });
+      document.getElementById("pod-idle").innerHTML = "<span>The pod is stopping: RunPod stops billing for it in a moment.</span>";
+    } catch (err) {
+      e.target.disabled = false;
+      studio.toast(err.message, "error", 9000);
+    }
+  });
+  loadPod();
+  setInterval(loadPod, 30_000);
   trainer.live("/api/events", { jobs: render }, "/api/jobs?limit=50", "jobs");
 })();

@@ -1,0 +1,43 @@
+"""The dashboard's pod box in a real browser against a real trainer: an hour with nothing to do says so with what
+it cost, and Stop the pod (after its question) asks RunPod to stop this pod (a local server stands in for
+RunPod)."""
+
+from __future__ import annotations
+
+import time
+
+from studio.jobs import JobStore
+from tests.browser_studio import browser_marks, open_page
+from tests.helpers import ServerProcess
+from tests.test_pod_price import runpod  # noqa: F401 - the RunPod stand-in, a fixture
+
+pytestmark = browser_marks
+
+
+def test_an_idle_hour_shows_its_cost_and_stop_the_pod_stops_it(studio_root, artifacts_dir, tmp_path,
+                                                                runpod):  # noqa: F811
+    from playwright.sync_api import expect, sync_playwright
+
+    store = JobStore(studio_root / "studio.db")
+    job, _ = store.create("train", name="cats", dataset="d", total=1)
+    store.finish(job.id, "failed", error="a test job")
+    with store.write() as conn:
+        conn.execute("UPDATE jobs SET finished_at = ? WHERE id = ?", (time.time() - 3600, job.id))
+    env = {"STUDIO_ROOT": str(studio_root), "STUDIO_DEMO": "1", "CAPTION_URL": "http://127.0.0.1:9",
+           "RUNPOD_POD_ID": "pod123", "RUNPOD_API_KEY": "rp-key", "RUNPOD_API_URL": runpod.url}
+    with ServerProcess("trainer", env, port_var="TRAINER_PORT", log_path=tmp_path / "web.log") as server, \
+            sync_playwright() as p:
+        browser, page, problems = open_page(p)
+        page.goto(server.url + "/")
+        box = page.locator("#pod-idle")
+        expect(box).to_contain_text("The GPU has had nothing to do for 1h")
+        expect(box).to_contain_text("(≈ $2.49 at $2.49/h)", timeout=15_000)  # once RunPod told the price
+        page.screenshot(path=str(artifacts_dir / "trainer-pod-idle.png"))
+        asked = []
+        page.on("dialog", lambda dialog: (asked.append(dialog.message), dialog.accept()))
+        page.click("#stop-pod")
+        expect(box).to_contain_text("The pod is stopping")
+        assert "Everything in /workspace stays" in asked[0]
+        assert runpod.stops == [("/v1/pods/pod123/stop", "Bearer rp-key")]
+        assert problems == []
+        browser.close()
