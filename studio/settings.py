@@ -259,7 +259,8 @@ ENV_VARS = {
     "CAPTION_TIMEOUT_S": "longest time one caption request may take (120)",
     "CAPTION_GPU_LAYERS": "layers on the GPU when CUDA is present (-1 = all)",
     "WEBHOOK_SECRET": "HMAC-SHA256 key for job webhooks",
-    "STOP_POD_WHEN_IDLE": "1: stop the pod when the training queue is empty",
+    "STOP_POD_WHEN_IDLE": "1: stop the pod a minute after the queue is done and nothing runs (the dashboard's Queue "
+                          "panel turns it on or off while the pod runs)",
     "RUNPOD_POD_ID": "set by RunPod; used to stop the pod when idle and to read its price",
     "RUNPOD_API_KEY": "set by RunPod; used to stop the pod when idle and to read its price",
     "RUNPOD_API_URL": "RunPod REST API address",

@@ -1,10 +1,12 @@
 """The dashboard's pod box in a real browser against a real trainer: an hour with nothing to do says so with what
-it cost, and Stop the pod (after its question) asks RunPod to stop this pod (a local server stands in for
-RunPod)."""
+it cost, "Stop the pod when the queue is done" is kept, and Stop the pod (after its question) asks RunPod to stop
+this pod (a local server stands in for RunPod)."""
 
 from __future__ import annotations
 
 import time
+
+import requests
 
 from studio.jobs import JobStore
 from tests.browser_studio import browser_marks, open_page
@@ -32,6 +34,10 @@ def test_an_idle_hour_shows_its_cost_and_stop_the_pod_stops_it(studio_root, arti
         box = page.locator("#pod-idle")
         expect(box).to_contain_text("The GPU has had nothing to do for 1h")
         expect(box).to_contain_text("(≈ $2.49 at $2.49/h)", timeout=15_000)  # once RunPod told the price
+        expect(page.locator("#auto-stop")).not_to_be_checked()
+        page.check("#auto-stop")  # stop by itself once the queue is done, from now on
+        expect(page.locator(".toast")).to_contain_text("stops by itself")
+        assert requests.get(server.url + "/api/pod", timeout=10).json()["auto_stop"] is True
         page.screenshot(path=str(artifacts_dir / "trainer-pod-idle.png"))
         asked = []
         page.on("dialog", lambda dialog: (asked.append(dialog.message), dialog.accept()))

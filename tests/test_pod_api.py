@@ -63,3 +63,22 @@ def test_the_pod_routes_need_the_password(make_settings):
     client = _client(make_settings(STUDIO_PASSWORD="secret"))
     assert client.get("/api/pod").status_code == 401
     assert client.post("/api/pod/stop").status_code == 401
+
+
+def test_stop_when_the_queue_is_done_is_chosen_on_the_dashboard_and_kept(make_settings, studio_root,
+                                                                          runpod):  # noqa: F811
+    from trainer import podstop
+
+    settings = _on_runpod(make_settings, runpod)
+    client = _client(settings)
+    assert client.get("/api/pod").get_json()["auto_stop"] is False  # STOP_POD_WHEN_IDLE's default
+    assert client.put("/api/pod/auto-stop", json={"on": True}).get_json() == {"auto_stop": True}
+    assert podstop.stop_when_idle(settings) and podstop.pod_stop_configured(settings) is None
+    assert _client(settings).get("/api/pod").get_json()["auto_stop"] is True  # kept in the workspace
+    assert client.put("/api/pod/auto-stop", json={"on": "yes"}).status_code == 422
+    off = _client(_on_runpod(make_settings, runpod, STOP_POD_WHEN_IDLE="1"))
+    assert off.put("/api/pod/auto-stop", json={"on": False}).get_json() == {"auto_stop": False}  # wins the setting
+    elsewhere = _client(make_settings())
+    refused = elsewhere.put("/api/pod/auto-stop", json={"on": True})
+    assert refused.status_code == 409 and "not a RunPod pod" in refused.get_json()["error"]
+    assert elsewhere.get("/api/pod").get_json()["on_runpod"] is False

@@ -324,6 +324,27 @@ def test_pod_stop_is_off_by_default(settings, receiver):
     worker._maybe_stop_pod()  # no settings: nothing to call, nothing raised
 
 
+def test_the_dashboards_choice_stops_the_pod_but_not_while_captions_are_written(make_settings, receiver):
+    from trainer import podstop
+
+    runpod = receiver()
+    settings = make_settings(RUNPOD_POD_ID="pod123", RUNPOD_API_KEY="rp-key", RUNPOD_API_URL=runpod.url + "/v1")
+    worker = _worker(settings, pod_stop_grace_s=0)
+    _job(worker.store, steps=2)
+    assert worker.run_once().status == "completed"
+    worker._maybe_stop_pod()
+    assert runpod.requests == []  # STOP_POD_WHEN_IDLE is off and nobody chose otherwise
+    podstop.choose_stop_when_idle(settings, True)  # "Stop the pod when the queue is done", ticked
+    captions, _ = worker.store.create("caption", name="captions", dataset="d", total=40)
+    worker.store.start(captions.id, "someone")
+    worker._maybe_stop_pod()
+    assert runpod.requests == []  # the dataset manager is still writing captions with the GPU
+    worker.store.finish(captions.id, "completed")
+    worker._maybe_stop_pod()
+    (call,) = runpod.wait(1)
+    assert call["path"] == "/v1/pods/pod123/stop"
+
+
 def _start_worker_process(root: Path, log_path: Path) -> subprocess.Popen:
     code = ("from studio.settings import load_settings; from trainer.worker import Worker; "
             "from tests.test_trainer_worker import fake_command; import logging; logging.basicConfig(level=20); "

@@ -2,9 +2,10 @@
 a button that stops the pod, so that a finished session stops billing in one click instead of a trip to RunPod's
 console (or an hour forgotten). STOP_POD_WHEN_IDLE does the same by itself once the queue is empty.
 
-    GET  /api/pod       -> {"price", "price_pending", "busy", "idle_since", "idle_s", "can_stop", "why_not",
-                            "auto_stop"}
-    POST /api/pod/stop  -> 202 {"stopping": true}; 409 {"error": why not}; 502 when RunPod refused
+    GET  /api/pod             -> {"price", "price_pending", "busy", "idle_since", "idle_s", "can_stop", "why_not",
+                                  "on_runpod", "auto_stop"}
+    POST /api/pod/stop        -> 202 {"stopping": true}; 409 {"error": why not}; 502 when RunPod refused
+    PUT  /api/pod/auto-stop   {"on": true} -> {"auto_stop": true}: stop the pod by itself once the queue is done
 
 Nothing runs means no job of any kind (training, Try the LoRA's renders, captioning, imports, exports) is
 queued or running; idle since is when the last one ended, or when the worker started (the pod's boot).
@@ -16,6 +17,7 @@ import time
 
 from flask import Blueprint, current_app, jsonify
 
+from studio.web import ApiError, json_body
 from trainer import podstop
 from trainer.jobs_api import price, settings, store
 
@@ -38,7 +40,7 @@ def _idle_since() -> float | None:
 def _why_not_stop(busy: int) -> str | None:
     """None when the pod may be stopped now; otherwise why not, in a sentence."""
     current = settings()
-    if not current.runpod_pod_id or not current.runpod_api_key:
+    if not podstop.on_runpod(current):
         return ("This is not a RunPod pod (RUNPOD_POD_ID and RUNPOD_API_KEY are not set): stop the machine where "
                 "you rent it.")
     if busy:
@@ -57,7 +59,8 @@ def pod_state():
     return jsonify({"price": price(), "price_pending": current_app.extensions["pod_price"].pending,
                     "busy": busy, "idle_since": since,
                     "idle_s": round(time.time() - since, 1) if since else None, "can_stop": why_not is None,
-                    "why_not": why_not, "auto_stop": settings().stop_pod_when_idle})
+                    "why_not": why_not, "on_runpod": podstop.on_runpod(settings()),
+                    "auto_stop": podstop.stop_when_idle(settings())})
 
 
 @bp.post("/api/pod/stop")
@@ -69,3 +72,16 @@ def stop_pod():
         return jsonify({"error": "RunPod did not stop the pod (the trainer's log says why): stop it from RunPod's "
                                  "console."}), 502
     return jsonify({"stopping": True}), 202
+
+
+@bp.put("/api/pod/auto-stop")
+def auto_stop():
+    """The dashboard's "Stop the pod when the queue is done": kept in the workspace, read by the worker."""
+    on = json_body().get("on")
+    if not isinstance(on, bool):
+        raise ApiError("'on' must be true or false.", 422)
+    if not podstop.on_runpod(settings()):
+        raise ApiError("This is not a RunPod pod (RUNPOD_POD_ID and RUNPOD_API_KEY are not set): it cannot stop "
+                       "itself.", 409)
+    podstop.choose_stop_when_idle(settings(), on)
+    return jsonify({"auto_stop": podstop.stop_when_idle(settings())})

@@ -1,8 +1,9 @@
 """Optional: stop this RunPod pod when the training queue is empty, so an idle GPU costs nothing.
 
-Off by default (STOP_POD_WHEN_IDLE=1 turns it on). Uses the pod's own RUNPOD_POD_ID and
-RUNPOD_API_KEY with RunPod's REST API: `POST {RUNPOD_API_URL}/pods/{id}/stop`. Only /workspace
-survives a stop, which is where every LoRA is written before this is called.
+Off by default: STOP_POD_WHEN_IDLE=1 turns it on, and the dashboard's "Stop the pod when the queue is done"
+turns it on or off while the pod runs (its choice, kept in the workspace, wins over the setting). Uses the pod's
+own RUNPOD_POD_ID and RUNPOD_API_KEY with RunPod's REST API: `POST {RUNPOD_API_URL}/pods/{id}/stop`. Only
+/workspace survives a stop, which is where every LoRA is written before this is called.
 """
 
 from __future__ import annotations
@@ -13,16 +14,34 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from studio.atomic import atomic_write_json, read_json
 from studio.settings import Settings
 
 log = logging.getLogger(__name__)
+CHOICE_FILE = "pod-stop.json"  # in the workspace: {"stop_when_idle": true}, the dashboard's choice
+
+
+def on_runpod(settings: Settings) -> bool:
+    return bool(settings.runpod_pod_id and settings.runpod_api_key)
+
+
+def stop_when_idle(settings: Settings) -> bool:
+    """Whether the pod stops once the queue is done: the dashboard's choice, else STOP_POD_WHEN_IDLE."""
+    chosen = read_json(Path(settings.root) / CHOICE_FILE, None)
+    if isinstance(chosen, dict) and isinstance(chosen.get("stop_when_idle"), bool):
+        return chosen["stop_when_idle"]
+    return settings.stop_pod_when_idle
+
+
+def choose_stop_when_idle(settings: Settings, on: bool) -> None:
+    atomic_write_json(Path(settings.root) / CHOICE_FILE, {"stop_when_idle": bool(on)})
 
 
 def pod_stop_configured(settings: Settings) -> str | None:
     """None when the pod may be stopped; otherwise why not (for logs and the dashboard)."""
-    if not settings.stop_pod_when_idle:
-        return "STOP_POD_WHEN_IDLE is off"
-    if not settings.runpod_pod_id or not settings.runpod_api_key:
+    if not stop_when_idle(settings):
+        return "stopping the pod when idle is off (STOP_POD_WHEN_IDLE, or the dashboard's choice)"
+    if not on_runpod(settings):
         return "RUNPOD_POD_ID and RUNPOD_API_KEY are needed to stop the pod (RunPod sets them on a pod)"
     return None
 

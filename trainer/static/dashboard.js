@@ -157,13 +157,14 @@
     let pod;
     try { pod = await studio.api("/api/pod"); } catch (e) { return; }
     if (pod.price_pending) setTimeout(loadPod, 2000);  // RunPod is being asked for the price: it comes in a moment
+    document.getElementById("auto-stop-row").hidden = !pod.on_runpod;
+    document.getElementById("auto-stop").checked = pod.auto_stop;
     const long = pod.idle_s != null && pod.idle_s >= IDLE_NOTICE_S;
     box.hidden = pod.busy > 0 || (!long && !pod.can_stop);
     if (box.hidden) return;
     const spent = trainer.cost(pod.idle_s, pod.price);
     const said = long ? `The GPU has had nothing to do for ${fmtD(pod.idle_s)}${spent ? ` (≈ ${spent} at ${trainer.perHour(pod.price)})` : ""}.` : "";
-    const auto = pod.auto_stop ? " The pod stops by itself when the queue is empty (STOP_POD_WHEN_IDLE)." : "";
-    box.innerHTML = `<span>${esc(said)}${esc(auto)}</span>${pod.can_stop
+    box.innerHTML = `<span>${esc(said)}</span>${pod.can_stop
       ? ` <button class="danger" id="stop-pod" title="RunPod stops billing for the GPU; /workspace is kept">Stop the pod</button>` : ""}`;
   }
   document.getElementById("pod-idle").addEventListener("click", async (e) => {
@@ -178,6 +179,17 @@
       e.target.disabled = false;
       studio.toast(err.message, "error", 9000);
     }
+  });
+  document.getElementById("auto-stop").addEventListener("change", async (e) => {
+    const on = e.target.checked;
+    try {
+      await studio.api("/api/pod/auto-stop", { method: "PUT", json: { on } });
+      studio.toast(on ? "The pod stops by itself a minute after the queue is done." : "The pod keeps running when the queue is done.", "ok");
+    } catch (err) {
+      e.target.checked = !on;
+      studio.toast(err.message, "error", 7000);
+    }
+    loadPod();
   });
   loadPod();
   setInterval(loadPod, 30_000);
