@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, jsonify, render_template
 
 from app import context, express, imaging, trash
+from app.frame_choice import page_defaults
 from app.store import summary, validate_name, validate_trigger
 from app.video_frames import VIDEO_EXTENSIONS
 from studio.web import ApiError, json_body
@@ -26,9 +27,7 @@ def gallery(dataset_id: str):
         "chunk_bytes": settings.upload_chunk_mb * 2**20,
         "max_upload_bytes": settings.max_upload_mb * 2**20,
         "extensions": sorted(imaging.IMAGE_EXTENSIONS | VIDEO_EXTENSIONS | {".zip", ".parquet", ".txt"}),
-        "videos": sorted(VIDEO_EXTENSIONS),
-        "frame_seconds": settings.video_frame_seconds,  # the frames taken from videos unless the upload says
-        "max_frames": settings.video_max_frames,
+        "frames": page_defaults(settings),  # the frames taken from videos unless the upload says
     }
     return render_template("dataset.html", page=page, name=dataset.meta().get("name", dataset.id))
 

@@ -69,14 +69,15 @@ def _start_import(express: Job, relaunch: bool) -> Job | None:
     if link:  # the files are a link: the pod downloads them (again, after a failed try)
         try:
             return start_url_import(dataset, link, express.id, skip_known=relaunch,
-                                    limit=_settings(express).get("limit"))
+                                    limit=_settings(express).get("limit"), frames=_settings(express).get("frames"))
         except ApiError as exc:
             raise ExpressError(f"The link cannot be imported: {exc.message}") from None
     sessions = [sid for sid in _settings(express).get("sessions") or [] if session_exists(dataset, sid)]
     if not sessions:
         return None  # uploaded to the dataset directly, or imported already (a finished import removes them)
     try:
-        return import_from_sessions(dataset, sessions, express.id, skip_known=relaunch)
+        return import_from_sessions(dataset, sessions, express.id, skip_known=relaunch,
+                                    frames=_settings(express).get("frames"))
     except ApiError as exc:
         raise ExpressError(f"The upload cannot be imported: {exc.message}") from None
 
@@ -254,9 +255,10 @@ def dataset_deleted(dataset_id: str) -> None:
             context.jobs().finish(run.id, "stopped", message=DATASET_DELETED)
 
 
-def begin(express: Job, sessions: list[str], url: str | None = None, limit: int | None = None) -> Job:
+def begin(express: Job, sessions: list[str], url: str | None = None, limit: int | None = None,
+          frames: dict | None = None) -> Job:
     """The upload is done, or a link given (first time, or again after an import found no usable images):
-    import it (of a link, at most `limit` images)."""
+    import it (of a link, at most `limit` images; of videos, the `frames` asked for: app.frame_choice)."""
     store = context.jobs()
     with _advancing:
         express = store.get(express.id)
@@ -264,7 +266,7 @@ def begin(express: Job, sessions: list[str], url: str | None = None, limit: int 
         if not uploading and not (express.status == "failed" and express.phase == "import"):
             raise JobStateError("This express run has already started.")
         store.update(express.id, config={**express.config, "sessions": sessions, "url": url,
-                                                 "limit": limit})
+                                                 "limit": limit, "frames": frames or None})
         if not uploading:
             store.resume(express.id, "Checking the uploaded images.")
             store.start(express.id, None)

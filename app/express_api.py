@@ -1,7 +1,8 @@
 """The express lane's page and API: from a ZIP or images and a trigger word to a proven LoRA.
 
     POST /api/express               {trigger_word, kind, name?} -> the chain and its (new) dataset
-    POST /api/express/<id>/start    {sessions: [...]} after the files are uploaded to the dataset, or {url}
+    POST /api/express/<id>/start    {sessions: [...]} after the files are uploaded to the dataset, or {url};
+                                    frame_seconds, max_frames for videos (app.frame_choice)
     GET  /api/express/<id>          every stage with its progress and ETA, the plan, samples, the proof
     POST /api/express/<id>/retry | /stop
     GET  /api/express/<id>/files/<path>   a file of the run's training job (samples, the LoRA, the proof)
@@ -16,6 +17,7 @@ from flask import Blueprint, current_app, jsonify, render_template
 
 from app import context, express, imaging
 from app.express_rules import ExpressInputError, check_kind, check_trigger
+from app.frame_choice import check_frames, page_defaults
 from app.import_limit import check_limit
 from app.store import NotFound, slugify, summary
 from app.url_import import check_url
@@ -45,13 +47,15 @@ _ACCEPT = ",".join(sorted(imaging.IMAGE_EXTENSIONS | VIDEO_EXTENSIONS | {".zip",
 @bp.get("/express")
 def express_page():
     return render_template("express.html", express_id=None, accept=_ACCEPT,
-                           page={"chunk_bytes": context.settings().upload_chunk_mb * 2**20})
+                           page={"chunk_bytes": context.settings().upload_chunk_mb * 2**20,
+                                 "frames": page_defaults(context.settings())})
 
 
 @bp.get("/express/<express_id>")
 def express_progress_page(express_id: str):
     _load(express_id)
-    return render_template("express.html", express_id=express_id, accept=_ACCEPT, page={})
+    return render_template("express.html", express_id=express_id, accept=_ACCEPT,
+                           page={"frames": page_defaults(context.settings())})
 
 
 @bp.get("/api/express")
@@ -94,6 +98,7 @@ def start_express(express_id: str):
         raise ApiError("'sessions' must be a list of upload session ids.", 422)
     url = body.get("url")
     limit = check_limit(body.get("limit"))  # of a link: take at most that many images
+    frames = check_frames(body)
     if url is not None:  # a link instead of uploaded files: checked now, downloaded by the import stage
         url = check_url(url)
         if sessions:
@@ -102,7 +107,7 @@ def start_express(express_id: str):
         raise ApiError("'limit' takes the first images of a link: give a 'url' with it.", 422)
     elif not sessions and not context.dataset(job.dataset).image_names():
         raise ApiError("Upload a ZIP or images first: this run has none.", 422)
-    express.begin(job, sessions, url, limit)
+    express.begin(job, sessions, url, limit, frames)
     driver().ensure_running()
     return jsonify(describe(context.jobs().get(job.id))), 202
 

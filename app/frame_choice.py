@@ -9,6 +9,7 @@ import dataclasses
 import math
 from collections.abc import Mapping
 
+from app.video_frames import VIDEO_EXTENSIONS
 from studio.settings import Settings
 from studio.web import ApiError
 
@@ -34,6 +35,12 @@ def check_frames(values: Mapping) -> dict:
                            "most frames taken from one video.", 422)
         chosen["max_frames"] = int(number)
     return chosen
+
+
+def page_defaults(settings: Settings) -> dict:
+    """What a page's frames choice starts from (frame_choice.js reads it from its box's data-frames)."""
+    return {"videos": sorted(VIDEO_EXTENSIONS), "frame_seconds": settings.video_frame_seconds,
+            "max_frames": settings.video_max_frames}
 
 
 def with_frames(settings: Settings, chosen: Mapping | None) -> Settings:

@@ -9,6 +9,7 @@ import requests
 from tests.browser_studio import DESKTOP, browser_marks, open_page
 from tests.helpers import ServerProcess
 from tests.test_datasets_image_formats import heic_photo
+from tests.test_datasets_support import image_bytes
 from tests.videos import video_bytes
 
 pytestmark = browser_marks
@@ -94,5 +95,27 @@ def test_the_frames_chosen_under_an_upload_go_with_its_import_and_stay_for_the_n
         expect(page.locator("#upload-frames")).to_contain_text("cat.mp4 (0:06): up to 6 frames")
         expect(page.locator("#import-status")).to_contain_text("Imported", timeout=30_000)
         assert page.locator("#upload-frames .frame-seconds").input_value() == "1"
+        assert problems == []
+        browser.close()
+
+
+def test_express_shows_the_frames_choice_for_a_clip(studio_root, tmp_path):
+    from playwright.sync_api import expect, sync_playwright
+
+    clip = tmp_path / "cat.mp4"
+    clip.write_bytes(video_bytes([1, 2, 3, 4, 5, 6], seconds_each=1.0, sharp_at=5, size=(320, 192)))
+    photo = tmp_path / "cat.png"
+    photo.write_bytes(image_bytes(1))
+    env = {"STUDIO_ROOT": str(studio_root), "CAPTION_URL": "http://127.0.0.1:9"}
+    with ServerProcess("app", env, log_path=tmp_path / "server.log") as server, sync_playwright() as p:
+        browser, page, problems = open_page(p, DESKTOP)
+        page.goto(f"{server.url}/express")
+        page.set_input_files("#x-files", str(photo))
+        expect(page.locator("#x-frames")).to_be_hidden()  # no video: nothing to choose
+        page.set_input_files("#x-files", [str(photo), str(clip)])
+        expect(page.locator("#x-frames")).to_contain_text("Frames from 1 video: one every")
+        expect(page.locator("#x-frames")).to_contain_text("cat.mp4 (0:06): up to 3 frames")
+        page.select_option("#x-frames .frame-seconds", "1")
+        expect(page.locator("#x-frames")).to_contain_text("cat.mp4 (0:06): up to 6 frames")
         assert problems == []
         browser.close()

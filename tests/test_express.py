@@ -432,6 +432,20 @@ def test_a_link_instead_of_an_upload_goes_through_to_training(studio, web):  # n
     assert run["dataset"]["images"] == 2
 
 
+def test_a_clip_link_takes_the_frames_asked_for(studio, web):  # noqa: F811
+    settings, app = studio(ALLOW_PRIVATE_URLS=1)
+    client = app.test_client()
+    express_id = _create(client)["express"]["id"]
+    refused = client.post(f"/api/express/{express_id}/start", json={"url": f"{web}/walk.mp4", "max_frames": -1})
+    assert refused.status_code == 422 and "'max_frames'" in refused.get_json()["error"]
+    started = client.post(f"/api/express/{express_id}/start", json={"url": f"{web}/walk.mp4", "frame_seconds": 1})
+    assert started.status_code == 202
+    run = _drive(app, express_id, lambda r: r["express"]["phase"] != "import" or r["express"]["status"] != "running")
+    imported = next(s for s in run["stages"] if s["stage"] == "import")
+    assert imported["status"] == "completed", imported
+    assert imported["result"]["videos"][0]["frames"] == 4 and run["dataset"]["images"] == 4  # 2 at every 2 s
+
+
 def test_a_hugging_face_dataset_link_goes_through_to_training(studio, hub):  # noqa: F811
     settings, app = studio(HF_ENDPOINT=hub.url)
     client = app.test_client()

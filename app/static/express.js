@@ -12,8 +12,10 @@
   let timer = null;
 
   // ---- the form
+  let frames = null;  // the frames to take from videos (frame_choice.js), when the files or the link hold some
   function chooseFiles(list) {
     files = Array.from(list || []);
+    frames = window.frameChoice.show($("x-frames"), files);
     const bytes = files.reduce((n, f) => n + f.size, 0);
     $("x-chosen").textContent = files.length ? `${files.length} file${files.length === 1 ? "" : "s"}, ${formatBytes(bytes)}` : "";
   }
@@ -27,7 +29,9 @@
 
   const link = () => $("x-link").value.trim();
   $("x-link").addEventListener("input", () => { $("x-limit-row").hidden = !link(); });
-  window.linkCheck($("x-link"), $("x-link-check"), $("x-limit"));
+  window.linkCheck($("x-link"), $("x-link-check"), $("x-limit"), (held) => {
+    if (!files.length) frames = window.frameChoice.showForLink($("x-frames"), link(), held);
+  });
   const NOTHING = "Choose a ZIP or some images first, or paste a link to a ZIP or a Hugging Face dataset.";
   function checkInput() {
     if (!files.length && !link()) return NOTHING;
@@ -40,7 +44,7 @@
     if (files.length) return uploadAndStart(run);
     const limit = $("x-limit").value.trim();
     render(await api(`/api/express/${expressId}/start`, {
-      method: "POST", json: { url: link(), limit: limit ? Number(limit) : null } }));
+      method: "POST", json: { url: link(), limit: limit ? Number(limit) : null, ...(frames ? frames() : {}) } }));
     poll();
   }
 
@@ -90,7 +94,7 @@
     }
     upload = null;
     if (!sessions.length) { showUploadAgain("Nothing could be uploaded: choose the files again."); return; }
-    render(await api(`/api/express/${expressId}/start`, { method: "POST", json: { sessions } }));
+    render(await api(`/api/express/${expressId}/start`, { method: "POST", json: { sessions, ...(frames ? frames() : {}) } }));
     poll();
   }
 

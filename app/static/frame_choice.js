@@ -1,13 +1,14 @@
 // Frames from videos: under the videos of an upload (or a link to one), how often a frame is taken and how many
 // at most from one video, with what each video will give; the choice goes with the import (frame_seconds,
 // max_frames) and is kept for the next time. While the videos upload there is time to change it.
+// A page gives the box its starting point in data-frames: {videos: [".mp4", ...], frame_seconds, max_frames}.
 (function () {
-  const { plural } = window.studio;
-  const ds = window.ds;
+  const { esc, plural } = window.studio;
   const KEY = "frame-choice";
   const STEPS = [0.5, 1, 2, 3, 5, 10];
-  const isVideo = (name) => ds.page.videos.some((ext) => name.toLowerCase().endsWith(ext));
   const clock = (s) => `${Math.floor(s / 60)}:${String(Math.floor(s % 60)).padStart(2, "0")}`;
+  const defaults = (box) => JSON.parse(box.dataset.frames);
+  const isVideo = (box, name) => defaults(box).videos.some((ext) => name.toLowerCase().endsWith(ext));
 
   function saved() {
     try { return JSON.parse(localStorage.getItem(KEY)) || {}; } catch (e) { return {}; }
@@ -27,14 +28,15 @@
 
   // shows the choice in `box` for the videos among `files` (File objects, whose length the browser reads, or
   // {name} of a link), or for `count` videos not named (a Hugging Face dataset's); returns what to send with the
-  // import (null: no video)
+  // import (null: no video), locking the choice unless told not to
   function show(box, files, count) {
-    const videos = files.filter((file) => isVideo(file.name));
+    const page = defaults(box);
+    const videos = files.filter((file) => isVideo(box, file.name));
     const total = count || videos.length;
     box.replaceChildren();
     box.hidden = !total;
     if (!total) return null;
-    const start = { frame_seconds: ds.page.frame_seconds, max_frames: ds.page.max_frames, ...saved() };
+    const start = { frame_seconds: page.frame_seconds, max_frames: page.max_frames, ...saved() };
     const steps = [...new Set([...STEPS, start.frame_seconds])].sort((a, b) => a - b);
     box.innerHTML = `<div class="frames-line">Frames from ${plural(total, "video")}: one every
       <select class="frame-seconds" aria-label="Seconds between frames">${steps.map((s) => `<option value="${s}">${s} s</option>`).join("")}</select>,
@@ -47,14 +49,14 @@
     const lengths = new Map();
     const chosen = () => ({
       frame_seconds: Number(select.value),
-      max_frames: Math.min(1000, Math.max(1, Math.round(Number(input.value) || ds.page.max_frames))),
+      max_frames: Math.min(1000, Math.max(1, Math.round(Number(input.value) || page.max_frames))),
     });
     function update() {
       const { frame_seconds: every, max_frames: most } = chosen();
       box.querySelector(".frames-estimate").innerHTML = videos.map((file) => {
         const seconds = lengths.get(file);
         const what = seconds == null ? "" : ` (${clock(seconds)}): up to ${plural(Math.min(most, Math.max(1, Math.round(seconds / every))), "frame")}`;
-        return `<li>${ds.esc(file.name)}${what}</li>`;
+        return `<li>${esc(file.name)}${what}</li>`;
       }).join("");
     }
     select.onchange = input.oninput = () => { localStorage.setItem(KEY, JSON.stringify(chosen())); update(); };
@@ -68,5 +70,13 @@
     };
   }
 
-  window.frameChoice = { show, isVideo };
+  // the same for a link: a direct link to a video, or a Hugging Face dataset whose link check (`held`) counts videos
+  function showForLink(box, url, held) {
+    if (held) return show(box, [], held.videos || 0);
+    let name = "";
+    try { name = decodeURIComponent(new URL(url.trim()).pathname.split("/").pop()); } catch (e) { name = ""; }
+    return show(box, name ? [{ name }] : []);
+  }
+
+  window.frameChoice = { show, showForLink };
 })();

@@ -181,14 +181,8 @@
   // from a link: the button, a link dropped on the page (from another tab), or one pasted outside a text field
   // a direct link to a video, or a Hugging Face dataset with videos: the frames to take from them
   let linkFrames = null;
-  function linkVideo() {
-    try {
-      const path = new URL($("link-url").value.trim()).pathname;
-      return window.frameChoice.isVideo(path) ? [{ name: decodeURIComponent(path.split("/").pop()) }] : [];
-    } catch (e) { return []; }
-  }
   const showLinkFrames = (held) => {
-    linkFrames = window.frameChoice.show($("link-frames"), held ? [] : linkVideo(), held ? held.videos || 0 : 0);
+    linkFrames = window.frameChoice.showForLink($("link-frames"), $("link-url").value, held);
   };
   const linkChecker = window.linkCheck($("link-url"), $("link-check"), $("link-limit"), showLinkFrames);
   function openLink(url) {
