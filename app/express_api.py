@@ -6,6 +6,8 @@
     GET  /api/express/<id>          every stage with its progress and ETA, the plan, samples, the proof
     POST /api/express/<id>/retry | /stop
     GET  /api/express/<id>/files/<path>   a file of the run's training job (samples, the LoRA, the proof)
+    GET|PUT /api/express/pod        {"on": true}: stop the pod once its LoRA is ready and nothing else runs
+                                    (the trainer dashboard's "Stop the pod when the queue is done", on RunPod)
 The run's files are served here, on the page's own origin, from the workspace both services share:
 behind RunPod's proxy every port is a host of its own, and a login on this one does not reach the
 trainer's.
@@ -24,7 +26,7 @@ from app.url_import import check_url
 from app.video_frames import VIDEO_EXTENSIONS
 from studio.jobs import ACTIVE, Job
 from studio.web import ApiError, json_body
-from trainer import library
+from trainer import library, podstop
 from trainer.schedule import queue_schedule
 
 bp = Blueprint("express", __name__)
@@ -204,3 +206,13 @@ def describe(job: Job) -> dict:
     if stages.get("train"):
         body.update(_training_outputs(job.id, stages["train"]))
     return body
+
+
+@bp.get("/api/express/pod")
+def express_pod():
+    return jsonify(podstop.choice_state(context.settings()))
+
+
+@bp.put("/api/express/pod")
+def express_pod_choice():
+    return jsonify(podstop.choose_from_request(context.settings(), json_body()))

@@ -47,3 +47,21 @@ def test_an_idle_hour_shows_its_cost_and_stop_the_pod_stops_it(studio_root, arti
         assert runpod.stops == [("/v1/pods/pod123/stop", "Bearer rp-key")]
         assert problems == []
         browser.close()
+
+
+def test_express_offers_to_stop_the_pod_when_its_lora_is_ready(studio_root, tmp_path, runpod):  # noqa: F811
+    from playwright.sync_api import expect, sync_playwright
+
+    env = {"STUDIO_ROOT": str(studio_root), "STUDIO_DEMO": "1", "CAPTION_URL": "http://127.0.0.1:9",
+           "RUNPOD_POD_ID": "pod123", "RUNPOD_API_KEY": "rp-key", "RUNPOD_API_URL": runpod.url}
+    with ServerProcess("app", env, log_path=tmp_path / "app.log") as server, sync_playwright() as p:
+        made = requests.post(f"{server.url}/api/express", json={"trigger_word": "zxcat", "kind": "object"},
+                             timeout=10).json()
+        browser, page, problems = open_page(p)
+        page.goto(f"{server.url}/express/{made['express']['id']}")
+        expect(page.locator("#x-autostop")).to_be_visible()
+        page.check("#x-autostop-box")
+        expect(page.locator(".toast")).to_contain_text("after your LoRA is ready")
+        assert requests.get(f"{server.url}/api/express/pod", timeout=10).json()["auto_stop"] is True
+        assert problems == []
+        browser.close()

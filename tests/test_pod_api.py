@@ -72,13 +72,30 @@ def test_stop_when_the_queue_is_done_is_chosen_on_the_dashboard_and_kept(make_se
     settings = _on_runpod(make_settings, runpod)
     client = _client(settings)
     assert client.get("/api/pod").get_json()["auto_stop"] is False  # STOP_POD_WHEN_IDLE's default
-    assert client.put("/api/pod/auto-stop", json={"on": True}).get_json() == {"auto_stop": True}
+    assert client.put("/api/pod/auto-stop", json={"on": True}).get_json() == {"on_runpod": True, "auto_stop": True}
     assert podstop.stop_when_idle(settings) and podstop.pod_stop_configured(settings) is None
     assert _client(settings).get("/api/pod").get_json()["auto_stop"] is True  # kept in the workspace
     assert client.put("/api/pod/auto-stop", json={"on": "yes"}).status_code == 422
     off = _client(_on_runpod(make_settings, runpod, STOP_POD_WHEN_IDLE="1"))
-    assert off.put("/api/pod/auto-stop", json={"on": False}).get_json() == {"auto_stop": False}  # wins the setting
+    assert off.put("/api/pod/auto-stop", json={"on": False}).get_json()["auto_stop"] is False  # wins the setting
     elsewhere = _client(make_settings())
     refused = elsewhere.put("/api/pod/auto-stop", json={"on": True})
     assert refused.status_code == 409 and "not a RunPod pod" in refused.get_json()["error"]
     assert elsewhere.get("/api/pod").get_json()["on_runpod"] is False
+
+
+def test_express_sets_the_same_choice_from_its_own_page(make_settings, studio_root, runpod):  # noqa: F811
+    import app as datasets_app
+    from trainer import podstop
+
+    settings = _on_runpod(make_settings, runpod)
+    client = datasets_app.create_app(settings).test_client()
+    assert client.get("/api/express/pod").get_json() == {"on_runpod": True, "auto_stop": False}
+    assert client.put("/api/express/pod", json={"on": True}).get_json() == {"on_runpod": True, "auto_stop": True}
+    assert podstop.stop_when_idle(settings)  # what the worker reads
+    assert _client(settings).get("/api/pod").get_json()["auto_stop"] is True  # and the dashboard shows
+    elsewhere = datasets_app.create_app(make_settings()).test_client()
+    assert elsewhere.get("/api/express/pod").get_json()["on_runpod"] is False
+    assert elsewhere.put("/api/express/pod", json={"on": True}).status_code == 409
+    locked = datasets_app.create_app(make_settings(STUDIO_PASSWORD="secret")).test_client()
+    assert locked.get("/api/express/pod").status_code == 401 and locked.put("/api/express/pod").status_code == 401

@@ -5,7 +5,7 @@ console (or an hour forgotten). STOP_POD_WHEN_IDLE does the same by itself once 
     GET  /api/pod             -> {"price", "price_pending", "busy", "idle_since", "idle_s", "can_stop", "why_not",
                                   "on_runpod", "auto_stop"}
     POST /api/pod/stop        -> 202 {"stopping": true}; 409 {"error": why not}; 502 when RunPod refused
-    PUT  /api/pod/auto-stop   {"on": true} -> {"auto_stop": true}: stop the pod by itself once the queue is done
+    PUT  /api/pod/auto-stop   {"on": true} -> {"on_runpod", "auto_stop"}: stop the pod by itself once the queue is done
 
 Nothing runs means no job of any kind (training, Try the LoRA's renders, captioning, imports, exports) is
 queued or running; idle since is when the last one ended, or when the worker started (the pod's boot).
@@ -17,7 +17,7 @@ import time
 
 from flask import Blueprint, current_app, jsonify
 
-from studio.web import ApiError, json_body
+from studio.web import json_body
 from trainer import podstop
 from trainer.jobs_api import price, settings, store
 
@@ -59,8 +59,7 @@ def pod_state():
     return jsonify({"price": price(), "price_pending": current_app.extensions["pod_price"].pending,
                     "busy": busy, "idle_since": since,
                     "idle_s": round(time.time() - since, 1) if since else None, "can_stop": why_not is None,
-                    "why_not": why_not, "on_runpod": podstop.on_runpod(settings()),
-                    "auto_stop": podstop.stop_when_idle(settings())})
+                    "why_not": why_not, **podstop.choice_state(settings())})
 
 
 @bp.post("/api/pod/stop")
@@ -77,11 +76,4 @@ def stop_pod():
 @bp.put("/api/pod/auto-stop")
 def auto_stop():
     """The dashboard's "Stop the pod when the queue is done": kept in the workspace, read by the worker."""
-    on = json_body().get("on")
-    if not isinstance(on, bool):
-        raise ApiError("'on' must be true or false.", 422)
-    if not podstop.on_runpod(settings()):
-        raise ApiError("This is not a RunPod pod (RUNPOD_POD_ID and RUNPOD_API_KEY are not set): it cannot stop "
-                       "itself.", 409)
-    podstop.choose_stop_when_idle(settings(), on)
-    return jsonify({"auto_stop": podstop.stop_when_idle(settings())})
+    return jsonify(podstop.choose_from_request(settings(), json_body()))

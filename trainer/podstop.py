@@ -37,6 +37,26 @@ def choose_stop_when_idle(settings: Settings, on: bool) -> None:
     atomic_write_json(Path(settings.root) / CHOICE_FILE, {"stop_when_idle": bool(on)})
 
 
+def choice_state(settings: Settings) -> dict:
+    """What the pages show of the choice: whether the pod can stop itself at all, and whether it will."""
+    return {"on_runpod": on_runpod(settings), "auto_stop": stop_when_idle(settings)}
+
+
+def choose_from_request(settings: Settings, body: dict) -> dict:
+    """A page's {"on": true|false} made the choice (the dashboard's, Express's); ApiError with a sentence for
+    anything else, or away from RunPod. Returns choice_state."""
+    from studio.web import ApiError
+
+    on = body.get("on")
+    if not isinstance(on, bool):
+        raise ApiError("'on' must be true or false.", 422)
+    if not on_runpod(settings):
+        raise ApiError("This is not a RunPod pod (RUNPOD_POD_ID and RUNPOD_API_KEY are not set): it cannot stop "
+                       "itself.", 409)
+    choose_stop_when_idle(settings, on)
+    return choice_state(settings)
+
+
 def pod_stop_configured(settings: Settings) -> str | None:
     """None when the pod may be stopped; otherwise why not (for logs and the dashboard)."""
     if not stop_when_idle(settings):
