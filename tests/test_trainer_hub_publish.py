@@ -71,7 +71,7 @@ def test_a_finished_lora_is_published_in_one_commit_with_a_model_card(published,
     assert all(r["auth"] == "Bearer hf_write" for r in hub.requests)
 
     again = _publish(client, job.id, {"repo": "me/tiny-lora", "private": False})  # the repo exists: a new commit
-    assert again["status"] == "completed" and len(hub.commits) == 2
+    assert again["status"] == "completed" and len(hub.commits) == 2, again
 
 
 def test_a_public_repo_in_a_named_namespace(published, hub):  # noqa: F811

@@ -121,17 +121,19 @@ def _publish(job, job_dir: Path, repo: str, private: bool, conf: Settings) -> No
     def say(message: str, named: str | None = None) -> None:
         _save(job_dir, message=message, **({"repo": named} if named else {}))
 
+    ended = {"status": "failed", "message": "The upload stopped for an unknown reason: publish again."}
     try:
         done = publish(conf, repo, private, job, job_dir, say)
-        _save(job_dir, status="completed", message=f"Published to {done['repo']}.", url=done["url"],
-              commit=done["commit"], files=done["files"], finished_at=time.time())
+        ended = {"status": "completed", "message": f"Published to {done['repo']}.", "url": done["url"],
+                 "commit": done["commit"], "files": done["files"]}
     except ApiError as exc:
-        _save(job_dir, status="failed", message=exc.message, finished_at=time.time())
+        ended = {"status": "failed", "message": exc.message}
     except Exception as exc:  # every hub failure is one sentence on the page
         log.warning("publishing job %s to %s failed", job.id, repo, exc_info=True)
-        _save(job_dir, status="failed", message=write_error(exc, repo), finished_at=time.time())
+        ended = {"status": "failed", "message": write_error(exc, repo)}
     finally:
-        with _running_lock:
+        with _running_lock:  # the end and the running set change together: a page that sees the end may publish again
+            _save(job_dir, **ended, finished_at=time.time())
             _running.discard(job.id)
 
 
