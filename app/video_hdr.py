@@ -9,9 +9,9 @@ gamma applied (1.2, for the nominal 1000 cd/m2 display), the colours moved into 
 highlights above the reference white rolled off smoothly by their brightest channel up to 1000 cd/m2 (the
 hue kept; clouds and lamps keep their shape instead of going flat white), and sRGB encoded. Lookup tables
 carry the curves, and the frame goes in bands of rows on several threads: a 4K frame in 0.22 s on 2 cores
-(benchmarks/video_hdr.py). The video library's own colour management agrees with this within a level or two
-below the reference white, but clips everything above it, and builds its tables again for every frame (1.5 s)
-unless one context is kept for all.
+(benchmarks/video_hdr.py). The video library's own colour management agrees with this within a few levels on
+greys below the reference white (about ten on saturated colours: it applies the system gamma differently), but
+clips everything above it, and builds its tables again for every frame (1.5 s) unless one context is kept.
 """
 
 from __future__ import annotations
