@@ -45,6 +45,18 @@ def test_an_idle_hour_shows_its_cost_and_stop_the_pod_stops_it(studio_root, arti
         expect(box).to_contain_text("The pod is stopping")
         assert "Everything in /workspace stays" in asked[0]
         assert runpod.stops == [("/v1/pods/pod123/stop", "Bearer rp-key")]
+
+        # a job that waits offers the same choice on its page; a finished one does not (it would stop at once)
+        waiting, _ = store.create("train", name="dogs", dataset="d", total=5)
+        page.goto(f"{server.url}/jobs/{waiting.id}")
+        expect(page.locator("#job-autostop")).to_be_visible()
+        expect(page.locator("#job-autostop-box")).to_be_checked()  # chosen on the dashboard
+        page.uncheck("#job-autostop-box")
+        expect(page.locator(".toast")).to_contain_text("keeps running")
+        assert requests.get(server.url + "/api/pod", timeout=10).json()["auto_stop"] is False
+        page.goto(f"{server.url}/jobs/{job.id}")
+        expect(page.locator("#job-status")).to_contain_text("failed")
+        expect(page.locator("#job-autostop")).to_be_hidden()
         assert problems == []
         browser.close()
 

@@ -257,24 +257,8 @@
   }
 
   // On RunPod: stop the pod by itself once the LoRA is ready (the trainer dashboard's "when the queue is done")
-  async function loadAutoStop() {
-    try {
-      const pod = await api("/api/express/pod");
-      $("x-autostop").hidden = !pod.on_runpod;
-      $("x-autostop-box").checked = pod.auto_stop;
-    } catch (err) { /* the box stays hidden */ }
-  }
-  $("x-autostop-box").addEventListener("change", async (e) => {
-    const on = e.target.checked;
-    try {
-      await api("/api/express/pod", { method: "PUT", json: { on } });
-      toast(on ? "The pod stops by itself a minute after your LoRA is ready." : "The pod keeps running after the LoRA is ready.", "ok");
-    } catch (err) {
-      e.target.checked = !on;
-      toast(err.message, "error", 7000);
-    }
-  });
-  loadAutoStop();
+  window.studio.podChoice($("x-autostop"), $("x-autostop-box"), { get: "/api/express/pod", put: "/api/express/pod" },
+    "The pod stops by itself a minute after your LoRA is ready.")();
 
   $("x-retry").onclick = async () => {
     try { render(await api(`/api/express/${expressId}/retry`, { method: "POST" })); poll(); } catch (err) { toast(err.message, "error", 7000); }

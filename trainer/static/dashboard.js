@@ -152,13 +152,14 @@
 
   // The pod with nothing to do (GET /api/pod): how long, what that cost, and on RunPod a button that stops it.
   const IDLE_NOTICE_S = 600;
+  const autoStop = studio.podChoice(document.getElementById("auto-stop-row"), document.getElementById("auto-stop"),
+    { get: "/api/pod", put: "/api/pod/auto-stop" }, "The pod stops by itself a minute after the queue is done.");
   async function loadPod() {
     const box = document.getElementById("pod-idle");
     let pod;
     try { pod = await studio.api("/api/pod"); } catch (e) { return; }
     if (pod.price_pending) setTimeout(loadPod, 2000);  // RunPod is being asked for the price: it comes in a moment
-    document.getElementById("auto-stop-row").hidden = !pod.on_runpod;
-    document.getElementById("auto-stop").checked = pod.auto_stop;
+    autoStop(pod);
     const long = pod.idle_s != null && pod.idle_s >= IDLE_NOTICE_S;
     box.hidden = pod.busy > 0 || (!long && !pod.can_stop);
     if (box.hidden) return;
@@ -179,17 +180,6 @@
       e.target.disabled = false;
       studio.toast(err.message, "error", 9000);
     }
-  });
-  document.getElementById("auto-stop").addEventListener("change", async (e) => {
-    const on = e.target.checked;
-    try {
-      await studio.api("/api/pod/auto-stop", { method: "PUT", json: { on } });
-      studio.toast(on ? "The pod stops by itself a minute after the queue is done." : "The pod keeps running when the queue is done.", "ok");
-    } catch (err) {
-      e.target.checked = !on;
-      studio.toast(err.message, "error", 7000);
-    }
-    loadPod();
   });
   loadPod();
   setInterval(loadPod, 30_000);

@@ -12,6 +12,10 @@
   const comfyui = !!document.querySelector("[data-tool='comfyui']");  // installed: the top bar links it
   let bundleFor = null, lastCkptKey = null;
   const notify = studio.notifier($("btn-notify"), `notify:${jobId}`);
+  // while it waits or trains: stop the pod once the queue is done (not offered after: that would stop it at once)
+  const autoStop = studio.podChoice($("job-autostop"), $("job-autostop-box"), { get: "/api/pod", put: "/api/pod/auto-stop" },
+    "The pod stops by itself a minute after the queue is done.");
+  let autoStopShown = false;
 
   function renderJob(detail) {
     job = detail.job;
@@ -58,6 +62,10 @@
     $("notices").innerHTML = notices.map((text) => `<li>${esc(text)}</li>`).join("");
     const running = job.status === "running";
     $("btn-sample").disabled = !running; $("btn-save").disabled = !running;
+    const waitingOrRunning = ["queued", "running"].includes(job.status);
+    if (waitingOrRunning && !autoStopShown) autoStop();
+    if (!waitingOrRunning) $("job-autostop").hidden = true;
+    autoStopShown = waitingOrRunning;
     $("btn-stop").hidden = !["queued", "running", "stopping"].includes(job.status);
     $("btn-stop").disabled = job.status === "stopping";
     $("btn-resume").hidden = !["stopped", "failed"].includes(job.status);
