@@ -167,10 +167,9 @@ def start_publish(job_id: str):
 @bp.get("/api/jobs/<job_id>/publish-hub")
 def publish_state(job_id: str):
     job = load_job(job_id)
-    found = state(workspace().jobs / job.id)
-    if found and found.get("status") == "running":
-        with _running_lock:
-            if job.id not in _running:  # the process that uploaded is gone (a restart): say so
-                found = _save(workspace().jobs / job.id, status="failed", finished_at=time.time(),
-                              message="The upload was cut off by a restart: publish again.")
+    with _running_lock:  # read with the running set: an upload that ends meanwhile is not taken for a cut-off one
+        found = state(workspace().jobs / job.id)
+        if found and found.get("status") == "running" and job.id not in _running:  # its process is gone: a restart
+            found = _save(workspace().jobs / job.id, status="failed", finished_at=time.time(),
+                          message="The upload was cut off by a restart: publish again.")
     return jsonify({"publish": found, "token": bool(settings().hf_token)})
