@@ -77,3 +77,32 @@ def test_without_a_token_the_section_says_why(studio_root, tmp_path, hub):  # no
         expect(page.locator("#hub-error")).to_contain_text("The pod has no HF_TOKEN")
         assert problems == []
         browser.close()
+
+
+def test_export_opened_before_the_datasets_figures_arrive_fills_in_when_they_do(studio_root, tmp_path, hub):  # noqa: F811
+    """A click on Export right after the page loaded (on a busy pod the dataset's figures come late) still shows
+    the last export and the publish section once they arrive."""
+    from playwright.sync_api import expect, sync_playwright
+
+    env = {"STUDIO_ROOT": str(studio_root), "CAPTION_URL": "http://127.0.0.1:9", "HF_ENDPOINT": hub.url,
+           "HF_TOKEN": "hf_write", "HF_HUB_OFFLINE": "0"}
+    with ServerProcess("app", env, log_path=tmp_path / "server.log") as server, sync_playwright() as p:
+        dataset_id = _exported(server.url)
+        browser, page, problems = open_page(p)
+        held = []
+
+        def late(route):  # the dataset's first figures come two seconds late
+            if not held:
+                held.append(route.request.url)
+                time.sleep(2)
+            route.continue_()
+
+        page.route(f"**/api/datasets/{dataset_id}", late)
+        page.goto(f"{server.url}/d/{dataset_id}", wait_until="domcontentloaded")
+        page.click("#btn-export")
+        expect(page.locator("#export-dialog")).to_be_visible()
+        expect(page.locator("#hub-push")).to_be_visible(timeout=15_000)
+        expect(page.locator("#export-result")).to_contain_text("Last export: 2 images")
+        expect(page.locator("#export-name")).to_have_value("cats-v1")
+        assert held and problems == []
+        browser.close()

@@ -255,26 +255,37 @@
     } catch (e) { toast(e.message, "error", 7000); }
     showVersions();
   });
-  $("btn-export").onclick = () => {
+  // the parts of the Export dialog that come from the dataset's figures: filled when it opens, and again once the
+  // figures are fresh (a click right after the page loaded comes before they arrive)
+  function fillExport() {
     const meta = ds.state.meta || {};
     const last = meta.last_export;
-    $("export-name").value = (last && last.name) || meta.id || "";
-    $("export-error").textContent = "";
+    if (!$("export-name").value) $("export-name").value = (last && last.name) || meta.id || "";
     $("export-result").innerHTML = last
       ? `<span class="muted">Last export: ${plural(last.images, "image")} to <code>trainer/datasets/${ds.esc(last.name)}</code> on ${new Date(last.at * 1000).toLocaleString()}</span>${trainLink(last.name)}` : "";
-    $("export-progress").hidden = true;
     // Exact duplicates stay out of the export unless asked for: the dialog says so before it runs.
     const dupes = (meta.flag_counts || {}).duplicates || 0;
     $("export-dupes").hidden = !dupes;
-    $("export-include-dupes").checked = false;
     $("export-dupes-text").textContent = dupes ? `${plural(dupes, "exact duplicate")} flagged in the gallery ` +
       `${dupes === 1 ? "is" : "are"} left out: each picture is exported once.` : "";
     $("export-checks").innerHTML = ds.exportChecks(meta);
+    const name = (last && last.name) || null;
+    if (window.hubPush && name !== hubShownFor) { hubShownFor = name; window.hubPush.show(name); }
+  }
+  let hubShownFor;  // the export the publish section was shown for since the dialog opened
+  $("btn-export").onclick = () => {
+    $("export-name").value = "";
+    $("export-error").textContent = "";
+    $("export-progress").hidden = true;
+    $("export-include-dupes").checked = false;
+    hubShownFor = undefined;
+    fillExport();
     $("export-dialog").showModal();
     showVersions();
-    if (window.hubPush) window.hubPush.show(last && last.name);
-    // a caption typed a moment ago counts: saved, then the checks again on fresh counts
-    ds.flushSave().then(ds.refreshStats).then(() => { $("export-checks").innerHTML = ds.exportChecks(ds.state.meta || {}); });
+    // a caption typed a moment ago counts: saved, then the dialog again on fresh figures
+    ds.flushSave().then(ds.refreshStats).then(() => {
+      if ($("export-dialog").open && $("export-progress").hidden) fillExport();
+    });
   };
   $("export-form").onsubmit = async (ev) => {
     ev.preventDefault();
