@@ -11,6 +11,7 @@ from flask import Flask, Request, jsonify
 from app.executor import DATASET_KINDS, JobExecutor
 from app.store import Conflict, DatasetStore, NotFound
 from studio.jobs import JobStateError
+from studio.pod_price import PodPrice
 from studio.settings import Settings
 from studio.upgrade import open_job_store
 from studio.web import create_base_app, error_response
@@ -36,6 +37,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     jobs = open_job_store(workspace)
     app.extensions["job_store"] = jobs
     app.extensions["job_executor"] = JobExecutor(jobs, max_parallel=2)
+    app.extensions["pod_price"] = PodPrice(app.config["STUDIO_SETTINGS"])  # what an Express run cost
     for leftover in workspace.datasets.glob(".deleted-*"):
         # a dataset deleted while one of its jobs was still writing
         shutil.rmtree(leftover, ignore_errors=True)

@@ -30,7 +30,8 @@ pytestmark = browser_marks
 def studio(demo_root, tmp_path):
     ports = {"PORT": free_port(), "QWEN_PORT": free_port(), "TRAINER_PORT": free_port()}
     env = {"STUDIO_ROOT": str(demo_root), "STUDIO_DEMO": "1", "HOST": "127.0.0.1", "PYTHONPATH": str(REPO),
-           "CAPTION_URL": f"http://127.0.0.1:{ports['QWEN_PORT']}", **{k: str(v) for k, v in ports.items()}}
+           "CAPTION_URL": f"http://127.0.0.1:{ports['QWEN_PORT']}", "GPU_PRICE_PER_HOUR": "2.5",
+           **{k: str(v) for k, v in ports.items()}}
     servers = [ServerProcess("caption_service", env, port_var="QWEN_PORT", log_path=tmp_path / "caption.log"),
                ServerProcess("app", env, port_var="PORT", log_path=tmp_path / "datasets.log"),
                ServerProcess("trainer", env, port_var="TRAINER_PORT", log_path=tmp_path / "trainer.log")]
@@ -96,6 +97,9 @@ def test_zip_to_downloaded_lora_with_base_and_lora_previews(studio, artifacts_di
         for stage in ("upload", "import", "caption", "export", "train"):
             expect(page.locator(f".x-stage[data-stage={stage}]")).to_have_class("x-stage completed")
         expect(page.locator("#x-plan-table")).to_contain_text("trigger_word")
+        # photos in, LoRA out: how long it took and what that cost at the pod's price
+        expect(page.locator("#x-took")).to_have_text(re.compile(r"^From your files to this LoRA: .+, (under \$0\.01|"
+                                                                r"about \$\d+\.\d\d at \$2\.50/h)\.$"))
         expect(page.locator("#x-edit")).to_have_attribute("href", re.compile(r"/new\?from=\d"))
         page.screenshot(path=str(artifacts_dir / "express-done.png"), full_page=True)
 

@@ -206,7 +206,13 @@
           target="_blank" rel="noopener" title="A new job that goes on from this LoRA: more images, more steps">Train further</a>`);
       }
     }
-    $("x-done").innerHTML = `<h3>Your LoRA is ready</h3><div class="x-links">${links.join("")}</div>
+    // photos in, LoRA out: how long it took on this pod, and what that cost when the pod's price is known
+    const x = run.express;
+    const took = x.finished_at && x.created_at ? x.finished_at - x.created_at : null;
+    const spent = took != null && run.price ? (took / 3600) * run.price.per_hour : null;
+    const cost = spent == null ? "" : spent < 0.01 ? ", under $0.01" : `, about $${spent.toFixed(2)} at $${run.price.per_hour.toFixed(2)}/h`;
+    const timing = took != null ? `<p class="muted" id="x-took">From your files to this LoRA: ${esc(formatDuration(took))}${esc(cost)}.</p>` : "";
+    $("x-done").innerHTML = `<h3>Your LoRA is ready</h3>${timing}<div class="x-links">${links.join("")}</div>
       <p class="muted">${!proof.library_path ? "It is no longer in the LoRA library (deleted from it); the download above still works."
         : `Copied to <code>${esc(proof.library_path)}</code>${proof.comfyui_path ? ` and to ComfyUI: <code>${esc(proof.comfyui_path)}</code>` : " (install ComfyUI in the workspace to have it copied there too)"}.`}</p>
       ${proof.grid ? `<img class="x-grid" id="x-grid" src="${esc(proof.grid)}" alt="Base model and LoRA side by side">` : ""}`;
