@@ -160,7 +160,10 @@
     $("x-plan").hidden = false;
     const rows = run.plan.choices.map((c) => `<tr><td>${esc(c.setting)}</td><td><code>${esc(JSON.stringify(c.value))}</code></td><td>${esc(c.why)}</td></tr>`);
     const where = { gpu: "on this GPU", cpu: "on the CPU", demo: "in demo mode" }[run.plan.estimate_device] || "";
-    rows.unshift(`<tr><td>estimate</td><td>${formatDuration(run.plan.estimated_s)}</td><td>a rough guess ${where}</td></tr>`);
+    const dollars = run.price && run.plan.estimate_device === "gpu" && run.plan.estimated_s != null
+      ? (run.plan.estimated_s / 3600) * run.price.per_hour : null;  // what the training costs at the pod's price
+    const cost = dollars == null ? "" : ` (≈ ${dollars < 0.01 ? "under $0.01" : `$${dollars.toFixed(2)}`} at $${run.price.per_hour.toFixed(2)}/h)`;
+    rows.unshift(`<tr><td>estimate</td><td>${formatDuration(run.plan.estimated_s)}${esc(cost)}</td><td>a rough guess ${where}</td></tr>`);
     $("x-plan-table").innerHTML = rows.join("");
     const train = run.stages.find((s) => s.stage === "train");
     if (train && train.edit_settings) $("x-edit").href = trainer(train.edit_settings);
