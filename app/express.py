@@ -23,6 +23,7 @@ from flask import Flask
 from app import context
 from app.express_plan import Gpu, check_gpu, make_plan
 from app.express_rules import ExpressInputError, caption_options
+from app.frame_choice import in_config
 from app.store import NotFound
 from studio.jobs import ACTIVE, Job, JobStateError
 from studio.web import ApiError
@@ -266,7 +267,7 @@ def begin(express: Job, sessions: list[str], url: str | None = None, limit: int 
         if not uploading and not (express.status == "failed" and express.phase == "import"):
             raise JobStateError("This express run has already started.")
         store.update(express.id, config={**express.config, "sessions": sessions, "url": url,
-                                                 "limit": limit, "frames": frames or None})
+                                                 "limit": limit, "frames": None, **in_config(frames)})
         if not uploading:
             store.resume(express.id, "Checking the uploaded images.")
             store.start(express.id, None)

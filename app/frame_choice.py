@@ -43,6 +43,11 @@ def page_defaults(settings: Settings) -> dict:
             "max_frames": settings.video_max_frames}
 
 
+def in_config(chosen: Mapping | None) -> dict:
+    """What an import's job config keeps of the choice, so that "Import the rest" makes the same ({} for none)."""
+    return {"frames": dict(chosen)} if chosen else {}
+
+
 def with_frames(settings: Settings, chosen: Mapping | None) -> Settings:
     """`settings` with the frames an import was asked for (check_frames, or a job's config) in place of the pod's."""
     if not chosen:

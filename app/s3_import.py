@@ -14,7 +14,7 @@ from flask import Blueprint, jsonify
 
 from app import context, import_limit
 from app.export import export_folder
-from app.frame_choice import check_frames, with_frames
+from app.frame_choice import check_frames, in_config, with_frames
 from app.importer import Source, run_import
 from studio.job_reporter import JobReporter
 from studio.jobs import Job, JobError
@@ -107,7 +107,7 @@ def start_s3_import(dataset, body: dict, skip_known: bool = False) -> Job:
             shutil.rmtree(work_dir, ignore_errors=True)
 
     config = {"source": "s3", "bucket": body.get("bucket"), "prefix": prefix, "limit": limit,  # for a resume
-              **({"frames": frames} if frames else {})}
+              **in_config(frames)}
     return context.executor().submit(IMPORT_KIND, dataset.id, work, config=config)
 
 

@@ -18,7 +18,7 @@ from flask import Blueprint, jsonify, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from app import context, imaging
-from app.frame_choice import check_frames, with_frames
+from app.frame_choice import check_frames, in_config, with_frames
 from app.importer import Source, run_import
 from app.store import clean_filename
 from app.video_frames import VIDEO_EXTENSIONS
@@ -282,7 +282,7 @@ def import_from_sessions(dataset, sids, parent_id: str | None = None, skip_known
         cleanup.append(folder)
     # what "Import the rest" runs again after an interruption (the sessions stay until an import of them completes)
     return _start_import(dataset, sources, cleanup, parent_id, skip_known,
-                         {"source": "sessions", "sessions": sids, **({"frames": frames} if frames else {})}, frames)
+                         {"source": "sessions", "sessions": sids, **in_config(frames)}, frames)
 
 
 @bp.post("/api/datasets/<dataset_id>/uploads/<sid>/complete")

@@ -24,7 +24,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from flask import Blueprint, jsonify
 
 from app import context, hub_import, import_limit, link_fetch
-from app.frame_choice import check_frames, with_frames
+from app.frame_choice import check_frames, in_config, with_frames
 from app.importer import Source, run_import
 from studio.jobs import Job, JobError
 from studio.web import ApiError, json_body
@@ -156,4 +156,4 @@ def start_url_import(dataset, url_given, parent_id: str | None = None, skip_know
 
     return context.executor().submit("import", dataset.id, work, parent_id=parent_id,
                                      config={"source": "url", "url": given, "limit": limit,  # for a resume
-                                             **({"frames": frames} if frames else {})})
+                                             **in_config(frames)})
