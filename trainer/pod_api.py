@@ -41,8 +41,7 @@ def _why_not_stop(busy: int) -> str | None:
     """None when the pod may be stopped now; otherwise why not, in a sentence."""
     current = settings()
     if not podstop.on_runpod(current):
-        return ("This is not a RunPod pod (RUNPOD_POD_ID and RUNPOD_API_KEY are not set): stop the machine where "
-                "you rent it.")
+        return f"{podstop.NOT_RUNPOD}: stop the machine where you rent it."
     if busy:
         return (f"{'A job is' if busy == 1 else f'{busy} jobs are'} queued or running: let "
                 f"{'it' if busy == 1 else 'them'} end, or stop {'it' if busy == 1 else 'them'}, first.")

@@ -19,6 +19,7 @@ from studio.settings import Settings
 
 log = logging.getLogger(__name__)
 CHOICE_FILE = "pod-stop.json"  # in the workspace: {"stop_when_idle": true}, the dashboard's choice
+NOT_RUNPOD = "This is not a RunPod pod (RUNPOD_POD_ID and RUNPOD_API_KEY are not set)"
 
 
 def on_runpod(settings: Settings) -> bool:
@@ -51,8 +52,7 @@ def choose_from_request(settings: Settings, body: dict) -> dict:
     if not isinstance(on, bool):
         raise ApiError("'on' must be true or false.", 422)
     if not on_runpod(settings):
-        raise ApiError("This is not a RunPod pod (RUNPOD_POD_ID and RUNPOD_API_KEY are not set): it cannot stop "
-                       "itself.", 409)
+        raise ApiError(f"{NOT_RUNPOD}: it cannot stop itself.", 409)
     choose_stop_when_idle(settings, on)
     return choice_state(settings)
 
