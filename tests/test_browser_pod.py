@@ -77,3 +77,25 @@ def test_express_offers_to_stop_the_pod_when_its_lora_is_ready(studio_root, tmp_
         assert requests.get(f"{server.url}/api/express/pod", timeout=10).json()["auto_stop"] is True
         assert problems == []
         browser.close()
+
+
+def test_the_running_card_says_what_the_job_has_cost_so_far(studio_root, tmp_path):
+    from playwright.sync_api import expect, sync_playwright
+
+    from studio.processes import process_token
+
+    store = JobStore(studio_root / "studio.db")
+    job, _ = store.create("train", name="cats", dataset="d", total=100)
+    store.start(job.id, process_token())  # this test's process holds it: the job counts as alive
+    with store.write() as conn:  # it started about 24 minutes ago ($1.00 at $2.50/h for the next 20 s or so)
+        conn.execute("UPDATE jobs SET started_at = ? WHERE id = ?", (time.time() - 23.9 * 60, job.id))
+    env = {"STUDIO_ROOT": str(studio_root), "STUDIO_DEMO": "1", "CAPTION_URL": "http://127.0.0.1:9",
+           "GPU_PRICE_PER_HOUR": "2.5"}
+    with ServerProcess("trainer", env, port_var="TRAINER_PORT", log_path=tmp_path / "web.log") as server, \
+            sync_playwright() as p:
+        browser, page, problems = open_page(p)
+        page.goto(server.url + "/")
+        expect(page.locator(".running-card .now-cost")).to_have_text("≈ $1.00")
+        expect(page.locator("#pod-idle")).to_be_hidden()  # a job runs: nothing idle to say
+        assert problems == []
+        browser.close()

@@ -3,7 +3,7 @@
   const { esc, statusChip, fmtLoss, fmtDate, elapsed, phaseText, act, workerChip } = trainer;
   const fmtD = studio.formatDuration;
 
-  function renderNow(jobs, workers) {
+  function renderNow(jobs, workers, price) {
     const box = document.getElementById("now");
     const active = jobs.filter((j) => j.status === "running" || j.status === "stopping");
     if (!active.length) {
@@ -32,7 +32,8 @@
           <div class="stat"><div class="label">Loss</div><div class="value">${fmtLoss(j.smooth_loss ?? j.loss)}</div></div>
           <div class="stat"><div class="label">Speed</div><div class="value">${j.it_per_s ? j.it_per_s.toFixed(2) + " it/s" : "–"}</div></div>
           <div class="stat"><div class="label">ETA</div><div class="value">${fmtD(j.eta_s)}</div></div>
-          <div class="stat"><div class="label">Elapsed</div><div class="value">${fmtD(elapsed(j))}</div></div>
+          <div class="stat"><div class="label">Elapsed</div><div class="value">${fmtD(elapsed(j))}</div>
+            ${trainer.cost(elapsed(j), price) ? `<div class="muted now-cost" style="font-size:11px">≈ ${trainer.cost(elapsed(j), price)}</div>` : ""}</div>
           <div class="stat"><div class="label">GPU memory</div><div class="value">${j.gpu_mem_gb != null ? j.gpu_mem_gb.toFixed(1) + " GB" : "–"}</div></div>
         </div></div>`;
     }).join('<hr style="border-color:var(--border)">');
@@ -92,7 +93,7 @@
     if (busy !== wasBusy && wasBusy !== null) loadPod();  // a job began or the last one ended: the pod box follows
     wasBusy = busy;
     workerChip(data.workers || [], data.jobs);
-    renderNow(data.jobs, data.workers || []);
+    renderNow(data.jobs, data.workers || [], data.price);
     renderQueue(data.jobs, data.schedule || {}, data.price);
     renderRecent(data.jobs);
     renderCompare();
