@@ -117,6 +117,7 @@ def test_train_from_the_form_and_download_the_lora(studio, artifacts_dir, tmp_pa
         expect(page).to_have_title("✓ browser job · Trainer")  # the tab says it is done
         expect(page.locator("#s-cost")).to_have_text(re.compile(r"^≈ (<\$0\.01|\$0\.\d\d)$"))  # a $2.50/h machine
         assert page.locator("#s-cost").get_attribute("title") == "At $2.50/h (GPU_PRICE_PER_HOUR)"
+        expect(page.locator("#job-sub")).to_contain_text("tiny-set · zimage-turbo · on CPU")  # a pod: the GPU's name
         assert page.evaluate("window.__notes") == [{"title": "✓ browser job: completed",
                                                     "tag": "notify:" + jobs[0]["id"]}]
         expect(page.locator("#btn-notify")).to_be_hidden()

@@ -164,7 +164,8 @@ def test_previews_come_as_base_lora_and_no_trigger_triples(tmp_path, demo_paths,
     readme = (lora_dir / "README.txt").read_text()
     for text in ("Trigger word:      zkw", "Steps:             6", "Rank / alpha:      4 / 4",
                  "Tongyi-MAI/Z-Image-Turbo", "Suggested strength: 1.0", "ComfyUI/models/loras", "LoraLoaderModelOnly",
-                 "Drop comfyui_workflow.json onto ComfyUI", "models/diffusion_models/z_image_turbo_bf16.safetensors"):
+                 "Drop comfyui_workflow.json onto ComfyUI", "models/diffusion_models/z_image_turbo_bf16.safetensors",
+                 "Hardware:          CPU"):  # what it trained on: a GPU's name on a pod
         assert text in readme
 
 

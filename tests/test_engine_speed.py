@@ -233,6 +233,7 @@ def test_eta_uses_the_measured_step_rate_plus_previews_and_checkpoints():
     progress.emit("training", 20, 0.4, 0.45, force=True, timing={"step_ms": 1900.0})
     assert events[-1]["eta_s"] == pytest.approx(80 * 2.0 + 2 * 30.0 + 4 * 4.0)
     assert events[-1]["step_time"] == {"step_ms": 1900.0}
+    assert events[-1]["device_name"] == "CPU"  # on a GPU, its name (the job page says what the job ran on)
     # every block recomputes from step 20 (an out-of-memory): the new rate replaces the old at once
     progress.notice("Out of memory at step 21; every block now recomputes its activations.", 20)
     progress.rate_changed(20)

@@ -75,6 +75,8 @@ class Progress:
                  sample_every: int = 0, save_every: int = 0, clock: Callable[[], float] = time.monotonic,
                  eval_every: int = 0):
         self.callback, self.total, self.device = callback, total_steps, device
+        # what the job runs on, for its page, the compare view and the LoRA's README
+        self.device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
         self.sample_every, self.save_every, self.clock = sample_every, save_every, clock
         self.eval_every = eval_every
         self.evaluation: dict | None = None  # the latest evaluation loss (see trainer.engine.evaluation)
@@ -156,6 +158,7 @@ class Progress:
             "it_per_s": round(rate, 4) if rate else None,
             "eta_s": round(eta, 1) if eta is not None else None,
             "gpu_mem_gb": self.gpu_mem_gb(),
+            "device_name": self.device_name,
             "step_time": self.timing,
             "message": message,
             **({"notices": list(self.notices)} if self.notices else {}),

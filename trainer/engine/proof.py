@@ -97,9 +97,9 @@ def rows_from_step(step_folder: Path) -> list[dict]:
 
 
 def readme(config, lora_file: str, steps: int, final_loss: float | None, triggers: list[str] | None = None,
-           trained_on: str = "") -> str:
+           trained_on: str = "", hardware: str = "") -> str:
     """`triggers`: every concept's trigger word (a job of several datasets may have several); `trained_on`:
-    the datasets, as the log names them."""
+    the datasets, as the log names them; `hardware`: the GPU it trained on."""
     trigger = config.trigger_word.strip()
     words = list(dict.fromkeys(w.strip() for w in (triggers or [trigger]) if w.strip()))
     if len(words) > 1:
@@ -109,7 +109,8 @@ def readme(config, lora_file: str, steps: int, final_loss: float | None, trigger
         use = (f'Put the trigger word "{trigger}" in your prompt.' if trigger
                else "This LoRA has no trigger word: it applies to every prompt.")
     extra = (f"Trained on:        {trained_on}\n" if trained_on else "") + (
-        f"Started from:      {config.init_lora}\n" if getattr(config, "init_lora", "") else "")
+        f"Started from:      {config.init_lora}\n" if getattr(config, "init_lora", "") else "") + (
+        f"Hardware:          {hardware}\n" if hardware else "")
     loss = f"{final_loss:.4f}" if final_loss is not None else "n/a"
     models = ", ".join(f"models/{folder}/{name}" for folder, name in MODEL_FILES.items())
     return f"""{config.name}: a LoRA for {zmodel.BASE_REPO}
@@ -150,7 +151,8 @@ The training adapter ({zmodel.ADAPTER_REPO}) was used only during training and i
 
 
 def write(job_dir: Path, config, lora_path: Path, step_folder: Path | None, steps: int,
-          final_loss: float | None, triggers: list[str] | None = None, trained_on: str = "") -> dict[str, Path]:
+          final_loss: float | None, triggers: list[str] | None = None, trained_on: str = "",
+          hardware: str = "") -> dict[str, Path]:
     """Writes the grid (when a preview step exists), the README and the ComfyUI workflow next to the LoRA."""
     folder = Path(lora_path).parent
     written = {}
@@ -162,7 +164,7 @@ def write(job_dir: Path, config, lora_path: Path, step_folder: Path | None, step
         image.save(buffer, format="PNG", optimize=True)
         atomic_write_bytes(folder / GRID_NAME, buffer.getvalue())
         written["grid"] = folder / GRID_NAME
-    text = readme(config, Path(lora_path).name, steps, final_loss, triggers, trained_on)
+    text = readme(config, Path(lora_path).name, steps, final_loss, triggers, trained_on, hardware)
     atomic_write_bytes(folder / README_NAME, text.encode())
     written["readme"] = folder / README_NAME
     graph = workflow(config, Path(lora_path).name)

@@ -335,7 +335,8 @@ class TrainingRun(RunPreviews):
             lora_path = ckpt.save_final(self.job_dir, config.name, lora, {**self.metadata, "steps": str(step)})
             written = proof.write(self.job_dir, config, lora_path, final_samples, step,
                                   _shown_loss(loop.state.smooth_loss, loop.state.last_loss), self.triggers,
-                                  sources_label(self.sources) if len(self.sources) > 1 else "")
+                                  sources_label(self.sources) if len(self.sources) > 1 else "",
+                                  hardware=self.progress.device_name)
             thinned, freed = free_training_states(self.job_dir)
             if thinned:
                 self.log(f"Freed {format_bytes(freed)}: the training state of {thinned} earlier checkpoint"

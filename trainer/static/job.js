@@ -24,6 +24,7 @@
     const mark = { running: `${Math.floor((job.progress || 0) * 100)}% · `, completed: "✓ ", failed: "✗ " }[job.status] || "";
     document.title = `${mark}${job.name} · Trainer`;
     $("job-status").innerHTML = statusChip(job.status);
+    $("job-sub").textContent = [job.dataset_label, job.recipe, job.device_name && `on ${job.device_name}`].filter(Boolean).join(" · ");
     const pct = Math.round((job.progress || 0) * 1000) / 10;
     $("progress").firstElementChild.style.width = `${pct}%`;
     $("progress").setAttribute("aria-valuenow", pct);
