@@ -343,6 +343,7 @@ def test_compare_two_runs(studio, demo_root, artifacts_dir):
         # results first, then only the settings that differ
         table = page.locator("#compare-settings")
         expect(table.locator("tr.result").first).to_contain_text("completed")
+        expect(table.locator("tr.result", has_text="Trained on")).to_contain_text("CPU")  # a pod: the GPU's name
         expect(table.locator("tr", has_text="learning_rate")).to_contain_text("0.0001")
         expect(table.locator("tr", has_text="learning_rate")).to_contain_text("0.002")
         expect(table.locator("tr", has_text="rank")).to_contain_text("8")

@@ -24,6 +24,7 @@
     }],
     ["Steps", (d) => `${d.job.step} / ${d.job.total_steps}`],
     ["Speed", (d) => (d.job.it_per_s ? `${d.job.it_per_s.toFixed(2)} it/s` : "–")],
+    ["Trained on", (d) => d.job.device_name || "–"],  // speeds of two GPUs are not comparable
     ["Training time", (d) => window.studio.formatDuration(elapsed(d.job))],
     ["Dataset", (d) => (d.job.datasets || []).length ? d.job.datasets.map((s) => `${s.name}${s.repeats !== 1 ? ` ×${s.repeats}` : ""} (${String(s.version).slice(0, 8)})`).join(" + ")
       : `${d.job.dataset}${d.job.dataset_version ? ` (${d.job.dataset_version.slice(0, 8)})` : ""}`],
