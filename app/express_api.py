@@ -197,9 +197,9 @@ def _training_outputs(express_id: str, train: Job) -> dict:
 
 def describe(job: Job) -> dict:
     stages = express.stages_of(job)
-    price = current_app.extensions["pod_price"].current()  # what the run's time cost on this pod (None: unknown)
     body = {"express": job.public(), "stages": [_stage(s, stages.get(s), job) for s in express.STAGES],
-            "plan": job.config.get("plan"), "active": job.status in ACTIVE, "price": price.public() if price else None}
+            "plan": job.config.get("plan"), "active": job.status in ACTIVE,
+            "price": current_app.extensions["pod_price"].public()}  # what the run's time cost (None: unknown)
     try:
         body["dataset"] = summary(context.dataset(job.dataset))
     except NotFound:  # the dataset was deleted: the run's record stays readable

@@ -28,6 +28,11 @@ RETRY_S = 600.0  # after a failed read, the next try waits this long
 TIMEOUT_S = 10.0
 
 
+def on_runpod(settings: Settings) -> bool:
+    """RunPod sets the pod's id and a key on every pod: its price can be read and the pod stopped."""
+    return bool(settings.runpod_pod_id and settings.runpod_api_key)
+
+
 @dataclass(frozen=True)
 class Price:
     per_hour: float  # US dollars
@@ -50,8 +55,7 @@ class PodPrice:
 
     @property
     def knowable(self) -> bool:
-        settings = self.settings
-        return settings.gpu_price_per_hour > 0 or bool(settings.runpod_pod_id and settings.runpod_api_key)
+        return self.settings.gpu_price_per_hour > 0 or on_runpod(self.settings)
 
     @property
     def pending(self) -> bool:
@@ -72,6 +76,11 @@ class PodPrice:
                 self._reading = True
                 threading.Thread(target=self._refresh, name="pod-price", daemon=True).start()
             return self._price
+
+    def public(self) -> dict | None:
+        """What the pages are given: {"per_hour", "source"}, or None while no price is known."""
+        price = self.current()
+        return price.public() if price else None
 
     def read_now(self) -> Price | None:
         """Reads the price at once (tests, the command line); the same as the background read."""

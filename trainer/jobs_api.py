@@ -42,8 +42,7 @@ def settings() -> Settings:
 
 def price() -> dict | None:
     """What this machine costs an hour (studio.pod_price), for the pages to put money beside times."""
-    current = current_app.extensions["pod_price"].current()
-    return current.public() if current else None
+    return current_app.extensions["pod_price"].public()
 
 
 def announce(job: Job) -> None:

@@ -15,15 +15,12 @@ import urllib.request
 from pathlib import Path
 
 from studio.atomic import atomic_write_json, read_json
+from studio.pod_price import on_runpod
 from studio.settings import Settings
 
 log = logging.getLogger(__name__)
 CHOICE_FILE = "pod-stop.json"  # in the workspace: {"stop_when_idle": true}, the dashboard's choice
 NOT_RUNPOD = "This is not a RunPod pod (RUNPOD_POD_ID and RUNPOD_API_KEY are not set)"
-
-
-def on_runpod(settings: Settings) -> bool:
-    return bool(settings.runpod_pod_id and settings.runpod_api_key)
 
 
 def stop_when_idle(settings: Settings) -> bool:
