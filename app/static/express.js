@@ -160,9 +160,9 @@
     $("x-plan").hidden = false;
     const rows = run.plan.choices.map((c) => `<tr><td>${esc(c.setting)}</td><td><code>${esc(JSON.stringify(c.value))}</code></td><td>${esc(c.why)}</td></tr>`);
     const where = { gpu: "on this GPU", cpu: "on the CPU", demo: "in demo mode" }[run.plan.estimate_device] || "";
-    const dollars = run.price && run.plan.estimate_device === "gpu" && run.plan.estimated_s != null
-      ? (run.plan.estimated_s / 3600) * run.price.per_hour : null;  // what the training costs at the pod's price
-    const cost = dollars == null ? "" : ` (≈ ${dollars < 0.01 ? "under $0.01" : `$${dollars.toFixed(2)}`} at $${run.price.per_hour.toFixed(2)}/h)`;
+    // what the training costs at the pod's price (a GPU's estimate only)
+    const dollars = run.plan.estimate_device === "gpu" ? window.studio.dollars(run.plan.estimated_s, run.price) : null;
+    const cost = dollars == null ? "" : ` (≈ ${dollars < 0.01 ? "under $0.01" : `$${dollars.toFixed(2)}`} at ${window.studio.perHour(run.price)})`;
     rows.unshift(`<tr><td>estimate</td><td>${formatDuration(run.plan.estimated_s)}${esc(cost)}</td><td>a rough guess ${where}</td></tr>`);
     $("x-plan-table").innerHTML = rows.join("");
     const train = run.stages.find((s) => s.stage === "train");
@@ -212,8 +212,8 @@
     // photos in, LoRA out: how long it took on this pod, and what that cost when the pod's price is known
     const x = run.express;
     const took = x.finished_at && x.created_at ? x.finished_at - x.created_at : null;
-    const spent = took != null && run.price ? (took / 3600) * run.price.per_hour : null;
-    const cost = spent == null ? "" : spent < 0.01 ? ", under $0.01" : `, about $${spent.toFixed(2)} at $${run.price.per_hour.toFixed(2)}/h`;
+    const spent = window.studio.dollars(took, run.price);
+    const cost = spent == null ? "" : spent < 0.01 ? ", under $0.01" : `, about $${spent.toFixed(2)} at ${window.studio.perHour(run.price)}`;
     const timing = took != null ? `<p class="muted" id="x-took">From your files to this LoRA: ${esc(formatDuration(took))}${esc(cost)}.</p>` : "";
     $("x-done").innerHTML = `<h3>Your LoRA is ready</h3>${timing}<div class="x-links">${links.join("")}</div>
       <p class="muted">${!proof.library_path ? "It is no longer in the LoRA library (deleted from it); the download above still works."

@@ -8,7 +8,7 @@
   const STEPS = [0.5, 1, 2, 3, 5, 10];
   const clock = (s) => `${Math.floor(s / 60)}:${String(Math.floor(s % 60)).padStart(2, "0")}`;
   const defaults = (box) => JSON.parse(box.dataset.frames);
-  const isVideo = (box, name) => defaults(box).videos.some((ext) => name.toLowerCase().endsWith(ext));
+  const isVideo = (page, name) => page.videos.some((ext) => name.toLowerCase().endsWith(ext));
 
   function saved() {
     try { return JSON.parse(localStorage.getItem(KEY)) || {}; } catch (e) { return {}; }
@@ -31,7 +31,7 @@
   // import (null: no video), locking the choice unless told not to
   function show(box, files, count) {
     const page = defaults(box);
-    const videos = files.filter((file) => isVideo(box, file.name));
+    const videos = files.filter((file) => isVideo(page, file.name));
     const total = count || videos.length;
     box.replaceChildren();
     box.hidden = !total;

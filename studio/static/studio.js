@@ -33,6 +33,13 @@
     // The small preview of an image a training job made (?thumb=1 on the job's file routes): pages that show
     // many load a few KB each; the full file stays one click away.
     thumb(url) { return `${url}${url.includes("?") ? "&" : "?"}thumb=1`; },
+    // What `seconds` of this machine cost in US dollars (price: {per_hour} from the API), null without a price;
+    // perHour(price): "$2.49/h".
+    dollars(seconds, price) {
+      if (!price || seconds == null || !Number.isFinite(seconds)) return null;
+      return (Math.max(0, seconds) / 3600) * price.per_hour;
+    },
+    perHour(price) { return `$${price.per_hour.toFixed(2)}/h`; },
     // Text to match literally inside a regular expression.
     escapeRegex(text) { return String(text).replace(/[.*+?^${}()|[\]\\]/g, "\\$&"); },
     // HTML-escape text for templates, quotes included so it is safe inside attributes too.

@@ -17,6 +17,7 @@
     }
     box.innerHTML = active.map((j) => {
       const pct = Math.round((j.progress || 0) * 1000) / 10;
+      const spent = trainer.cost(elapsed(j), price);
       return `<div class="running-card" data-job="${esc(j.id)}">
         <div style="display:flex;gap:.6rem;align-items:center;flex-wrap:wrap">
           <span class="title"><a href="/jobs/${esc(j.id)}">${esc(j.name)}</a></span>${statusChip(j.status)}
@@ -33,7 +34,7 @@
           <div class="stat"><div class="label">Speed</div><div class="value">${j.it_per_s ? j.it_per_s.toFixed(2) + " it/s" : "–"}</div></div>
           <div class="stat"><div class="label">ETA</div><div class="value">${fmtD(j.eta_s)}</div></div>
           <div class="stat"><div class="label">Elapsed</div><div class="value">${fmtD(elapsed(j))}</div>
-            ${trainer.cost(elapsed(j), price) ? `<div class="muted now-cost" style="font-size:11px">≈ ${trainer.cost(elapsed(j), price)}</div>` : ""}</div>
+            ${spent ? `<div class="muted now-cost" style="font-size:11px">≈ ${spent}</div>` : ""}</div>
           <div class="stat"><div class="label">GPU memory</div><div class="value">${j.gpu_mem_gb != null ? j.gpu_mem_gb.toFixed(1) + " GB" : "–"}</div></div>
         </div></div>`;
     }).join('<hr style="border-color:var(--border)">');

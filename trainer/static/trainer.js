@@ -37,13 +37,13 @@
     return `<span class="status status-${esc(status)}" data-status="${esc(status)}">${esc(status)}</span>`;
   }
   function fmtLoss(x) { return x == null ? "–" : Number(x).toFixed(4); }
-  // what `seconds` of this machine cost (price: {per_hour} in US dollars, from the API; null: no price known)
+  // what `seconds` of this machine cost, as "$1.04" or "<$0.01" (null: no price known)
   function cost(seconds, price) {
-    if (!price || seconds == null || !Number.isFinite(seconds)) return null;
-    const dollars = (Math.max(0, seconds) / 3600) * price.per_hour;
+    const dollars = window.studio.dollars(seconds, price);
+    if (dollars == null) return null;
     return dollars < 0.01 ? "<$0.01" : `$${dollars.toFixed(2)}`;
   }
-  const perHour = (price) => `$${price.per_hour.toFixed(2)}/h`;
+  const perHour = window.studio.perHour;
   function fmtDate(t) {
     if (!t) return "–";
     const d = new Date(t * 1000);
