@@ -144,16 +144,16 @@ def test_the_next_lighter_plan_goes_selective_then_full():
 
 def _oom_once_at(step_index: int, monkeypatch) -> list[int]:
     """The loss of step `step_index` (1-based) runs out of memory the first time it is computed."""
-    original, raised = TrainingLoop.loss, []
+    original, raised = TrainingLoop.losses, []
 
-    def loss(self, batch):
+    def losses(self, batch):
         if self.state.step + 1 == step_index and not raised:
             raised.append(self.state.step + 1)
             self.generator.manual_seed(12345)  # the failed try used up random numbers: the retry must not care
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
         return original(self, batch)
 
-    monkeypatch.setattr(TrainingLoop, "loss", loss)
+    monkeypatch.setattr(TrainingLoop, "losses", losses)
     return raised
 
 

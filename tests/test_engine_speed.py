@@ -267,7 +267,7 @@ def test_a_nan_step_is_skipped_on_the_device_by_the_fused_optimizer():
     loop.optimizer = torch.optim.AdamW([weight], lr=0.1, fused=True)
     loop.skip_on_device = True
     losses = iter([float("nan"), 1.0])
-    loop.loss = lambda batch: (weight * next(losses)).sum()
+    loop.losses = lambda batch: iter([("flow", (weight * next(losses)).sum())])
     loop.step()
     assert torch.equal(weight.detach(), torch.ones(4)) and float(loop.optimizer.state[weight]["step"]) == 0
     loop.step()

@@ -462,7 +462,8 @@ def test_out_of_memory_names_the_setting_to_change(tmp_path, demo_paths, monkeyp
 def test_repeated_nan_fails_the_job(tmp_path, demo_paths, monkeypatch):
     from trainer.engine.loop import TrainingLoop
 
-    monkeypatch.setattr(TrainingLoop, "loss", lambda self, batch: torch.tensor(float("nan"), requires_grad=True))
+    monkeypatch.setattr(TrainingLoop, "losses",
+                        lambda self, batch: iter([("flow", torch.tensor(float("nan"), requires_grad=True))]))
     dataset = make_dataset(tmp_path / "datasets" / "toy", count=1)
     with pytest.raises(TrainingError, match="NaN.*5 steps in a row.*learning_rate"):
         train(tiny_config(), dataset, tmp_path / "job", demo_paths, None, None, device="cpu",

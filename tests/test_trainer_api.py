@@ -538,3 +538,19 @@ def test_gpu_detection_and_estimates(tmp_path, monkeypatch):
     assert estimate(quantize_base="none", gradient_checkpointing="off").memory_gb > 48
     cpu = recipe.estimate(recipe.default_config(), 20, None, demo=False)
     assert cpu.device == "cpu" and cpu.seconds > e24.seconds
+
+
+def test_preserve_class_is_counted_in_the_estimate_and_warned_about_when_it_cannot_work(client, dataset):
+    plain = client.post("/api/jobs/validate", json=_body(dataset, sample_every=0)).get_json()
+    kept = client.post("/api/jobs/validate", json=_body(dataset, sample_every=0, preserve_class="person")).get_json()
+    assert kept["ok"] and kept["warnings"] == plain["warnings"]
+    assert kept["estimated_duration_s"] > plain["estimated_duration_s"]
+    assert kept["config"]["preserve_class"] == "person" and kept["config"]["preserve_weight"] == 1.0
+
+    untriggered = client.post("/api/jobs/validate", json=_body(dataset, trigger_word="", preserve_class="person"))
+    report = untriggered.get_json()
+    assert report["ok"] and any(w["field"] == "preserve_class" and "needs a trigger word" in w["message"]
+                                for w in report["warnings"])
+    bad = client.post("/api/jobs/validate", json=_body(dataset, preserve_class="per\nson", preserve_weight=-1))
+    assert bad.status_code == 422
+    assert {e["field"] for e in bad.get_json()["errors"]} == {"preserve_class", "preserve_weight"}

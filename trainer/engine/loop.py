@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import torch
@@ -118,7 +118,7 @@ class TrainingLoop:
 
     def __init__(self, config, transformer, params, cached, samples, plan, device: torch.device,
                  autocast_dtype: torch.dtype | None, empty_text: str = "", attention=None,
-                 data: DeviceData | None = None):
+                 data: DeviceData | None = None, preservation=None):
         self.config, self.transformer, self.params = config, transformer, params
         self.cached, self.samples, self.plan = cached, samples, plan
         self.device, self.autocast_dtype = device, autocast_dtype
@@ -138,6 +138,7 @@ class TrainingLoop:
         self.log_every = getattr(config, "log_every", None) or default_every
         decay = getattr(config, "ema_decay", 0.0) or 0.0
         self.ema = LoraEMA(params, decay) if decay > 0 else None
+        self.preservation = preservation  # preserve_class: trainer.engine.preservation.OutputPreservation
 
     def averaged(self):
         """Inside: the LoRA holds its moving average (ema_decay), to write or render it; else unchanged."""
@@ -153,7 +154,10 @@ class TrainingLoop:
         return self.config.learning_rate * self.lr_factor(self.state.step)
 
     # ------------------------------------------------------------ one micro-batch
-    def loss(self, batch: list[int]) -> torch.Tensor:
+    def losses(self, batch: list[int]) -> Iterator[tuple[str, torch.Tensor]]:
+        """The micro-batch's losses, each backpropagated before the next is computed (so only one pass's
+        activations are held at a time): "flow", the flow-matching loss; then, with preserve_class,
+        "preservation" (trainer.engine.preservation) on the same noisy latents."""
         cfg, gen, data = self.config, self.generator, self.data
         x0 = torch.stack([data.latent(i) for i in batch])
         dropped = torch.rand(len(batch), generator=gen) < cfg.caption_dropout
@@ -165,20 +169,31 @@ class TrainingLoop:
         sigma, weight = data.to_device(sigma), data.to_device(weight)
         self.timer.mark("data")
         masks = [data.mask(i) for i in batch] if data.has_masks else None  # alpha_mask: the visible part
-        return (self.flow_loss(x0, noise, sigma, embeds, masks) * weight).mean()
+        yield "flow", (self.flow_loss(x0, noise, sigma, embeds, masks) * weight).mean()
+        if self.preservation is not None:
+            extra = self.preservation.loss(self, batch, x0, noise, sigma, weight)
+            if extra is not None:
+                yield "preservation", extra
 
-    def flow_loss(self, x0: torch.Tensor, noise: torch.Tensor, sigma: torch.Tensor, embeds: list[torch.Tensor],
-                  masks: list[torch.Tensor | None] | None) -> torch.Tensor:
-        """Per-example flow-matching loss of clean latents `x0` noised to `sigma` with `noise` (the training
-        step's and the evaluation's one formula)."""
+    @staticmethod
+    def noised(x0: torch.Tensor, noise: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
         s = sigma.view(-1, 1, 1, 1)
-        x_t = (1 - s) * x0 + s * noise
+        return (1 - s) * x0 + s * noise
+
+    def predict(self, x_t: torch.Tensor, sigma: torch.Tensor, embeds: list[torch.Tensor]) -> torch.Tensor:
+        """The velocity (noise - x0) the transformer predicts for noisy latents `x_t` at `sigma`, in float32."""
         inputs = list(x_t.to(self.model_dtype).unsqueeze(2).unbind(0))  # each [C, F=1, H, W]
         with torch.autocast(self.device.type, dtype=self.autocast_dtype or torch.float32,
                             enabled=self.autocast_dtype is not None):
             # Z-Image takes t = 1 - sigma (1 = clean) and predicts the negated velocity
             out = self.transformer(inputs, 1 - sigma, embeds, return_dict=False)[0]
-        velocity = -torch.stack([o.float() for o in out]).squeeze(2)
+        return -torch.stack([o.float() for o in out]).squeeze(2)
+
+    def flow_loss(self, x0: torch.Tensor, noise: torch.Tensor, sigma: torch.Tensor, embeds: list[torch.Tensor],
+                  masks: list[torch.Tensor | None] | None) -> torch.Tensor:
+        """Per-example flow-matching loss of clean latents `x0` noised to `sigma` with `noise` (the training
+        step's and the evaluation's one formula)."""
+        velocity = self.predict(self.noised(x0, noise, sigma), sigma, embeds)
         return masked_mse((velocity - (noise - x0)) ** 2, masks)
 
     # ------------------------------------------------------------ one optimizer step
@@ -191,15 +206,19 @@ class TrainingLoop:
             group["lr"] = lr
         timer.begin()
         self.optimizer.zero_grad(set_to_none=True)
-        total = None
+        total = extra = None
         with self.attention():
             for micro in range(accum):
-                loss = self.loss(self.plan.batch(st.step * accum + micro)) / accum
-                timer.mark("forward")
-                loss.backward()  # a NaN loss gives NaN gradients; the step is then skipped below
-                timer.mark("backward")
-                total = loss.detach() if total is None else total + loss.detach()
-        finite = torch.isfinite(total)
+                for kind, loss in self.losses(self.plan.batch(st.step * accum + micro)):
+                    loss = loss / accum
+                    timer.mark("forward")
+                    loss.backward()  # a NaN loss gives NaN gradients; the step is then skipped below
+                    timer.mark("backward")
+                    if kind == "flow":  # the loss shown is the flow-matching loss alone
+                        total = loss.detach() if total is None else total + loss.detach()
+                    else:
+                        extra = loss.detach() if extra is None else extra + loss.detach()
+        finite = torch.isfinite(total) if extra is None else torch.isfinite(total) & torch.isfinite(extra)
         if cfg.max_grad_norm > 0:
             norm = torch.nn.utils.clip_grad_norm_(self.params, cfg.max_grad_norm)
             finite = finite & torch.isfinite(norm).to(finite.device)  # a step without gradients: a CPU zero

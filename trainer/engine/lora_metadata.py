@@ -12,8 +12,10 @@ from trainer.engine import model as zmodel
 from trainer.engine.data import dataset_name
 
 
-def lora_metadata(config, paths, data_hash: str, items, sources, triggers: list[str] | None = None) -> dict[str, str]:
-    """safetensors metadata (all strings). The LoRA never includes the training adapter. Then the
+def lora_metadata(config, paths, data_hash: str, items, sources, triggers: list[str] | None = None,
+                  preserved: str = "") -> dict[str, str]:
+    """safetensors metadata (all strings); `preserved`: the class word kept as the base model draws it
+    (preserve_class), if the run used one. The LoRA never includes the training adapter. Then the
     modelspec.* and ss_* keys that LoRA managers, ComfyUI extensions and model sites read to show the base
     model, the title and the trigger word."""
     trigger = config.trigger_word.strip()
@@ -42,6 +44,7 @@ def lora_metadata(config, paths, data_hash: str, items, sources, triggers: list[
         "dtype": config.save_dtype,
         "training_adapter": f"{zmodel.ADAPTER_REPO} merged during training, not included",
         **({"started_from": config.init_lora} if getattr(config, "init_lora", "") else {}),
+        **({"preserved_class": preserved} if preserved else {}),
         "demo": str(bool(getattr(paths, "demo", False))).lower(),
         "software": "Z-Image Studio",
         "modelspec.sai_model_spec": "1.0.0",

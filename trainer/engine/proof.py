@@ -97,9 +97,10 @@ def rows_from_step(step_folder: Path) -> list[dict]:
 
 
 def readme(config, lora_file: str, steps: int, final_loss: float | None, triggers: list[str] | None = None,
-           trained_on: str = "", hardware: str = "") -> str:
+           trained_on: str = "", hardware: str = "", preserved: str = "") -> str:
     """`triggers`: every concept's trigger word (a job of several datasets may have several); `trained_on`:
-    the datasets, as the log names them; `hardware`: the GPU it trained on."""
+    the datasets, as the log names them; `hardware`: the GPU it trained on; `preserved`: the class word the
+    run kept as the base model draws it (preserve_class), if any."""
     trigger = config.trigger_word.strip()
     words = list(dict.fromkeys(w.strip() for w in (triggers or [trigger]) if w.strip()))
     if len(words) > 1:
@@ -110,7 +111,9 @@ def readme(config, lora_file: str, steps: int, final_loss: float | None, trigger
                else "This LoRA has no trigger word: it applies to every prompt.")
     extra = (f"Trained on:        {trained_on}\n" if trained_on else "") + (
         f"Started from:      {config.init_lora}\n" if getattr(config, "init_lora", "") else "") + (
-        f"Hardware:          {hardware}\n" if hardware else "")
+        f"Hardware:          {hardware}\n" if hardware else "") + (
+        f"Class preserved:   {preserved} (trained to leave '{preserved}' as the base model draws it)\n"
+        if preserved else "")
     loss = f"{final_loss:.4f}" if final_loss is not None else "n/a"
     models = ", ".join(f"models/{folder}/{name}" for folder, name in MODEL_FILES.items())
     return f"""{config.name}: a LoRA for {zmodel.BASE_REPO}
@@ -152,7 +155,7 @@ The training adapter ({zmodel.ADAPTER_REPO}) was used only during training and i
 
 def write(job_dir: Path, config, lora_path: Path, step_folder: Path | None, steps: int,
           final_loss: float | None, triggers: list[str] | None = None, trained_on: str = "",
-          hardware: str = "") -> dict[str, Path]:
+          hardware: str = "", preserved: str = "") -> dict[str, Path]:
     """Writes the grid (when a preview step exists), the README and the ComfyUI workflow next to the LoRA."""
     folder = Path(lora_path).parent
     written = {}
@@ -164,7 +167,7 @@ def write(job_dir: Path, config, lora_path: Path, step_folder: Path | None, step
         image.save(buffer, format="PNG", optimize=True)
         atomic_write_bytes(folder / GRID_NAME, buffer.getvalue())
         written["grid"] = folder / GRID_NAME
-    text = readme(config, Path(lora_path).name, steps, final_loss, triggers, trained_on, hardware)
+    text = readme(config, Path(lora_path).name, steps, final_loss, triggers, trained_on, hardware, preserved)
     atomic_write_bytes(folder / README_NAME, text.encode())
     written["readme"] = folder / README_NAME
     graph = workflow(config, Path(lora_path).name)

@@ -31,6 +31,7 @@ from trainer.engine.errors import TrainingError, is_oom, oom_error
 from trainer.engine.evaluation import JobEvaluation, split_holdout
 from trainer.engine.loop import TrainingLoop
 from trainer.engine.lora_metadata import lora_metadata
+from trainer.engine.preservation import OutputPreservation
 from trainer.engine.progress import MetricsWriter, Progress, last_losses
 from trainer.engine.run_previews import RunPreviews
 from trainer.engine.sampling import Sampler, all_sample_texts
@@ -152,7 +153,9 @@ class TrainingRun(RunPreviews):
                 f"{dataset_name(s.folder)} x{s.repeats}" for s in self.sources) + ".")
 
         measured = self.samples + held_samples  # the training examples first: the batch plan's indices
+        self.preservation = OutputPreservation.for_run(config, self.samples, triggers, log)
         texts = [s.item.caption for s in measured] + all_sample_texts(config) + [""]
+        texts += self.preservation.captions() if self.preservation else []
 
         def report(kind: str, done: int, total: int) -> None:
             progress.emit("caching", 0, message=f"Encoding {kind}: {done}/{total}", force=done == total)
@@ -186,7 +189,8 @@ class TrainingRun(RunPreviews):
 
         plan = BatchPlan(self.samples, config.batch_size, config.seed)
         self.loop = TrainingLoop(config, transformer, params, self.cached, self.samples, plan, dev,
-                                 self.autocast_dtype, attention=self.speed.attention, data=data)
+                                 self.autocast_dtype, attention=self.speed.attention, data=data,
+                                 preservation=self.preservation)
         self.loop.setup_optimizer(log)
         if resume:
             state = ckpt.load_state(resume[1])
@@ -197,7 +201,9 @@ class TrainingRun(RunPreviews):
         progress.start_step = self.start
         progress.restart_clock(self.start)
         self.sampler = Sampler(config, self.paths, dev, self.cached.embeddings, self.adapter, self.autocast_dtype)
-        self.metadata = lora_metadata(config, self.paths, dataset_hash(items), items, self.sources, triggers)
+        self.preserved = self.preservation.word if self.preservation else ""
+        self.metadata = lora_metadata(config, self.paths, dataset_hash(items), items, self.sources, triggers,
+                                      self.preserved)
         self.metrics = MetricsWriter(self.job_dir / "metrics.jsonl", self.start)
         self.evaluation = JobEvaluation(self.loop, measured, len(self.samples), self.job_dir, self.start, log,
                                         progress)
@@ -336,7 +342,7 @@ class TrainingRun(RunPreviews):
             written = proof.write(self.job_dir, config, lora_path, final_samples, step,
                                   _shown_loss(loop.state.smooth_loss, loop.state.last_loss), self.triggers,
                                   sources_label(self.sources) if len(self.sources) > 1 else "",
-                                  hardware=self.progress.device_name)
+                                  hardware=self.progress.device_name, preserved=self.preserved)
             thinned, freed = free_training_states(self.job_dir)
             if thinned:
                 self.log(f"Freed {format_bytes(freed)}: the training state of {thinned} earlier checkpoint"

@@ -23,6 +23,10 @@ LORA_PARAMS_PER_RANK = 2.65e6
 # recomputing block only its 32 MB input plus one block's activations while it recomputes. The
 # selective time factor is an estimate until it is measured on a GPU (element-wise work only).
 CHECKPOINTING = {"off": (0.75, 42.0), "selective": (0.78, 12.1), "auto": (0.78, 12.1), "on": (1.0, 2.5)}
+# preserve_class: a step also makes a forward pass without gradient (about a third of a step) and a second
+# forward and backward pass (a whole step): 2.3x; measured 2.4x with the demo model on 2 CPU cores at 256 and
+# 512 px (benchmarks/trainer_step.py --preserve-class), where per-call overheads weigh more
+PRESERVATION_FACTOR = 2.3
 CPU_STEP_SECONDS = 90.0  # the full model on a CPU: only sensible for the demo model
 
 # Steps from the image count. Sources: ai-toolkit's Z-Image-Turbo and FLUX LoRA examples train 3,000
@@ -107,6 +111,13 @@ def eval_forwards(config, images: int) -> int:
     return (config.steps // every + 2) * measured * len(EVAL_SIGMAS)
 
 
+def preserving(config) -> bool:
+    """Whether the job's steps carry preserve_class's extra passes."""
+    word = getattr(config, "preserve_class", "").strip()
+    return bool(word and getattr(config, "preserve_weight", 1.0) and config.trigger_word.strip()
+                and word.lower() != config.trigger_word.strip().lower())
+
+
 def estimate(config, images: int, gpu_name: str | None, demo: bool,
              sizes: list[tuple[int, int]] | None = None) -> Estimate:
     """(seconds, GB of GPU memory, or RAM on a CPU) for `config` (a ZImageTurboConfig); `sizes` (width,
@@ -114,6 +125,8 @@ def estimate(config, images: int, gpu_name: str | None, demo: bool,
     areas = training_areas(config.resolutions, sizes)
     area = sum(areas) / len(areas)
     batch = config.batch_size * config.gradient_accumulation
+    if preserving(config):
+        batch *= PRESERVATION_FACTOR
     sample_area = config.sample_width * config.sample_height / 1024**2
     samplings = config.steps // config.sample_every if config.sample_every else 0
     # each sample step renders every prompt with the LoRA, and without its trigger word; the base once
