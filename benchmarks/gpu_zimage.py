@@ -136,12 +136,15 @@ def markdown(data: dict) -> str:
     return head + "\n".join(rows) + "\n" + tail + ("\n\nGoals:" + verdicts if verdicts else "") + "\n"
 
 
-def flops_for(report: Report, shape: dict, batch: int, checkpointed: int) -> dict:
+def flops_for(report: Report, shape: dict, batch: int, checkpointed: int, preserve: bool = False) -> dict:
+    """The step's FLOPs; with `preserve` (preserve_class) two training passes and a forward pass without gradient."""
     from trainer.engine.flops import TransformerShape, step_flops
 
     args = report.args
     f = step_flops(args.size, args.size, args.caption_tokens, args.rank, batch, checkpointed,
                    TransformerShape.from_config(shape))
+    if preserve:
+        return {"model": 2 * f.model + f.forward, "hardware": 2 * f.hardware + f.forward}
     return {"model": f.model, "hardware": f.hardware}
 
 
@@ -179,7 +182,8 @@ def measure(report: Report, transformer, params, shape: dict, settings: RunSetti
     result = guarded(settings.name, lambda: zr.engine_run(transformer, params, shape, settings, args, report.device,
                                                           print))
     zr.free(report.device)
-    report.add(result, idle_gib, flops_for(report, shape, settings.batch, result.checkpointed_blocks or 0))
+    report.add(result, idle_gib, flops_for(report, shape, settings.batch, result.checkpointed_blocks or 0,
+                                           settings.preserve))
     return result
 
 
@@ -229,8 +233,11 @@ def run_all(report: Report, shape: dict) -> None:
     more.append(replace(best, name="+ checkpointing off (needs the big card)", checkpointing="off", budget_gb=None))
     more.append(replace(best, name="+ selective recomputation in every block", checkpointing="selective",
                         budget_gb=None))
+    more.append(replace(best, name="+ preserve_class (a pass without the LoRA and a second training pass)",
+                        preserve=True, note="the estimate plans 2.4x the step without it"))
     for settings in more:
-        measure(report, bf16, params, shape, settings, step_cost * (settings.batch + 1))
+        passes = 3 if settings.preserve else 1
+        measure(report, bf16, params, shape, settings, step_cost * (settings.batch + 1) * passes)
     idle = allocated_gib(device)
 
     # ---- B: the peer on the same weights

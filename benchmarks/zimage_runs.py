@@ -70,6 +70,10 @@ def matmul_rate(device: torch.device, n: int = 8192, repeats: int = 10) -> float
     return 2 * n**3 * repeats / (time.perf_counter() - start)
 
 
+def class_caption(index: int) -> str:
+    return f"class caption {index}"
+
+
 def synthetic_data(shape: dict, size: int, caption_tokens: int, batch: int):
     """CachedData + samples for `batch` images of one bucket with captions of `caption_tokens` tokens."""
     from trainer.engine.cache import CachedData
@@ -79,6 +83,8 @@ def synthetic_data(shape: dict, size: int, caption_tokens: int, batch: int):
     latents = [torch.randn(16, size // 8, size // 8, generator=g) for _ in range(batch)]
     captions = {f"caption {i}": torch.randn(caption_tokens, shape["cap_feat_dim"], generator=g) for i in range(batch)}
     captions[""] = torch.randn(8, shape["cap_feat_dim"], generator=g)
+    for i in range(batch):  # preserve_class's captions, the class word in place of the trigger word
+        captions[class_caption(i)] = torch.randn(caption_tokens, shape["cap_feat_dim"], generator=g)
     samples = [Sample(ImageItem(Path(f"{i}.png"), f"caption {i}", f"{i:064d}", size, size), (size, size))
                for i in range(batch)]
     return CachedData(latents=latents, embeddings=captions), samples
@@ -100,6 +106,7 @@ class RunSettings:
     profile: bool = False  # list the attention kernels one step launches
     compiled: bool = False  # the blocks are compiled: no selective recomputation
     evaluate: bool = False  # also time one evaluation-loss measurement (trainer.engine.evaluation), said in the note
+    preserve: bool = False  # preserve_class: every step also makes the output-preservation passes
 
 
 @dataclass
@@ -156,8 +163,13 @@ def engine_run(transformer, params, shape: dict, settings: RunSettings, args, de
     gc_plan.apply(transformer, plan)
     result.checkpointed_blocks, result.selective_blocks = plan.count, len(plan.selective)
     result.note = "; ".join(x for x in (settings.note, plan.reason) if x)
+    preservation = None
+    if settings.preserve:
+        from trainer.engine.preservation import OutputPreservation
+
+        preservation = OutputPreservation("class", [class_caption(i) for i in range(len(samples))], 1.0)
     loop = TrainingLoop(config, transformer, params, cached, samples, BatchPlan(samples, settings.batch, 0), device,
-                        autocast, attention=attention, data=data)
+                        autocast, attention=attention, data=data, preservation=preservation)
     loop.setup_optimizer(lambda _line: None)
     if settings.optimizer == "adamw-foreach":  # what the engine did before: no fused kernel, a sync per step
         loop.optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)

@@ -72,7 +72,7 @@ class OutputPreservation:
         left = f"; {images - covered} image(s) without a trigger word train as usual" if covered < images else ""
         log(f"Preserve the class: every step also keeps what the base model draws for '{word}' (captions with "
             f"'{word}' in place of the trigger word, weight {config.preserve_weight:g}) on {covered} image(s){left}."
-            " A step takes about 2.3 times as long.")
+            " A step takes about 2.4 times as long.")
         return cls(word, texts, float(config.preserve_weight))
 
     def captions(self) -> list[str]:

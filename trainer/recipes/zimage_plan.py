@@ -23,10 +23,11 @@ LORA_PARAMS_PER_RANK = 2.65e6
 # recomputing block only its 32 MB input plus one block's activations while it recomputes. The
 # selective time factor is an estimate until it is measured on a GPU (element-wise work only).
 CHECKPOINTING = {"off": (0.75, 42.0), "selective": (0.78, 12.1), "auto": (0.78, 12.1), "on": (1.0, 2.5)}
-# preserve_class: a step also makes a forward pass without gradient (about a third of a step) and a second
-# forward and backward pass (a whole step): 2.3x; measured 2.4x with the demo model on 2 CPU cores at 256 and
-# 512 px (benchmarks/trainer_step.py --preserve-class), where per-call overheads weigh more
-PRESERVATION_FACTOR = 2.3
+# preserve_class: a step also makes a forward pass without gradient and a second training pass. With frozen
+# weights a training pass is about two forward passes (the backward pass computes input gradients only), three
+# with every block recomputed: 2.48x by trainer.engine.flops without recomputation, 2.33x with it; measured 2.4x
+# with the demo model on 2 CPU cores (benchmarks/trainer_step.py --preserve-class)
+PRESERVATION_FACTOR = 2.4
 CPU_STEP_SECONDS = 90.0  # the full model on a CPU: only sensible for the demo model
 
 # Steps from the image count. Sources: ai-toolkit's Z-Image-Turbo and FLUX LoRA examples train 3,000

@@ -143,7 +143,7 @@ class ZImageTurboConfig(RecipeConfig):
         "", "A class word (person, woman, man, dog, car, ...) the LoRA should leave as the base model draws it. Each "
             "step also trains the LoRA to render your captions with this word in place of the trigger word as the "
             "base model does, so your subject stays on the trigger word instead of leaking into every woman (or dog) "
-            "the LoRA draws; ai-toolkit calls it differential output preservation. A step takes about 2.3 times "
+            "the LoRA draws; ai-toolkit calls it differential output preservation. A step takes about 2.4 times "
             "as long. Needs a trigger word. Empty: off.",
         label="Preserve the class", pattern=ONE_LINE, pattern_help="The class word must be on one line.",
     )
