@@ -88,6 +88,13 @@ def test_train_from_the_form_and_download_the_lora(studio, artifacts_dir, tmp_pa
         expect(page.locator("#err-steps")).to_be_empty()
         expect(page.locator("#start")).to_be_enabled()
         expect(page.locator("#est-time")).to_contain_text("≈")
+        # preserve_class: its field, and the estimate counts its extra passes
+        expect(page.locator("label[for='f-preserve_class']")).to_have_text("Preserve the class")
+        plain_estimate = page.locator("#est-time").inner_text()
+        page.fill("#f-preserve_class", "person")
+        expect(page.locator("#est-time")).not_to_have_text(plain_estimate)
+        page.fill("#f-preserve_class", "")
+        expect(page.locator("#est-time")).to_have_text(plain_estimate)
         # the JSON view shows the same config
         config = json.loads(page.locator("#config-text").input_value())
         assert config["steps"] == 240 and config["resolutions"] == [64] and config["sample_every"] == 80
