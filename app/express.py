@@ -146,7 +146,7 @@ def plan_for(express: Job):
         _unload_caption_model()
     return make_plan(name=settings["lora_name"], trigger=settings["trigger_word"], kind=settings["kind"],
                      sizes=sizes, captions=captions, gpu=None if demo else _gpu(), demo=demo, transparent=transparent,
-                     soft=soft)
+                     soft=soft, preserve=bool(settings.get("preserve")))
 
 
 def _start_train(express: Job, relaunch: bool) -> Job:

@@ -1,6 +1,6 @@
 """The express lane's page and API: from a ZIP or images and a trigger word to a proven LoRA.
 
-    POST /api/express               {trigger_word, kind, name?} -> the chain and its (new) dataset
+    POST /api/express               {trigger_word, kind, name?, preserve?} -> the chain and its (new) dataset
     POST /api/express/<id>/start    {sessions: [...]} after the files are uploaded to the dataset, or {url};
                                     frame_seconds, max_frames for videos (app.frame_choice)
     GET  /api/express/<id>          every stage with its progress and ETA, the plan, samples, the proof
@@ -18,7 +18,7 @@ from __future__ import annotations
 from flask import Blueprint, current_app, jsonify, render_template
 
 from app import context, express, imaging
-from app.express_rules import ExpressInputError, check_kind, check_trigger
+from app.express_rules import ExpressInputError, check_kind, check_preserve, check_trigger
 from app.frame_choice import check_frames, page_defaults
 from app.import_limit import check_limit
 from app.store import NotFound, slugify, summary
@@ -71,6 +71,7 @@ def create_express():
     try:
         trigger = check_trigger(body.get("trigger_word"))
         kind = check_kind(body.get("kind", "other"))
+        preserve = check_preserve(body.get("preserve"), kind)
         name = body.get("name") or trigger
         if not isinstance(name, str) or not name.strip():
             raise ExpressInputError("name", "The name must be text.")
@@ -82,8 +83,9 @@ def create_express():
         dataset = context.store().create(name, trigger)
     except ValueError as exc:
         raise ApiError(str(exc), 422) from None
-    settings = {"trigger_word": trigger, "kind": kind, "export_name": slugify(dataset.meta()["name"]),
-                "lora_name": express.lora_name(dataset.meta()["name"]), "sessions": []}
+    settings = {"trigger_word": trigger, "kind": kind, "preserve": preserve,
+                "export_name": slugify(dataset.meta()["name"]), "lora_name": express.lora_name(dataset.meta()["name"]),
+                "sessions": []}
     job, _ = context.jobs().create("express", name=settings["lora_name"], dataset=dataset.id, config=settings,
                                    total=len(express.STAGES), message="Waiting for the upload.")
     context.jobs().start(job.id, None)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from app.express_rules import MANY_IMAGES, MIN_IMAGES, ExpressInputError, sample_prompts
+from app.express_rules import MANY_IMAGES, MIN_IMAGES, PRESERVED_CLASS, ExpressInputError, sample_prompts
 from studio.text import name_list
 from trainer.recipes import get_recipe
 from trainer.recipes.zimage_plan import MAX_STEPS
@@ -84,9 +84,11 @@ def _preset(recipe, gpu: Gpu | None) -> tuple[str, str]:
 
 
 def make_plan(*, name: str, trigger: str, kind: str, sizes: list[tuple[int, int]], captions: list[str],
-              gpu: Gpu | None, demo: bool, transparent: int = 0, soft: tuple[str, ...] = ()) -> Plan:
+              gpu: Gpu | None, demo: bool, transparent: int = 0, soft: tuple[str, ...] = (),
+              preserve: bool = False) -> Plan:
     """The job config for `sizes` (width, height of each image to train on) and `captions`; `transparent` of
-    the images have an alpha channel; `soft` names those the gallery flags as soft."""
+    the images have an alpha channel; `soft` names those the gallery flags as soft; `preserve`: keep the class
+    (a person, an object) as the base model draws it."""
     recipe = get_recipe("zimage-turbo")
     images = len(sizes)
     if images == 0:
@@ -122,6 +124,12 @@ def make_plan(*, name: str, trigger: str, kind: str, sizes: list[tuple[int, int]
     if transparent and transparent * 2 >= images:
         choose("alpha_mask", True, f"{transparent} of {images} images have transparency (a cut-out subject): they "
                                    "train on their visible part, so the LoRA does not learn the background")
+    if preserve and kind in PRESERVED_CLASS:
+        word = PRESERVED_CLASS[kind]
+        choose("preserve_class", word, f"you asked to keep other {'people' if kind == 'person' else 'objects'} as the "
+                                       f"base model draws them: each step also trains the LoRA to leave '{word}' (what "
+                                       "the captions call the subject) alone, so only the trigger word calls up yours; "
+                                       "about 2.4x the training time")
     choose("sample_prompts", sample_prompts(kind, captions),
            "two of your captions (does it reproduce them?) and a new scene (does it carry the subject?)")
     if images < MIN_IMAGES:

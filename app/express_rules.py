@@ -67,6 +67,23 @@ def check_kind(kind) -> str:
     return kind
 
 
+# preserve_class for the kinds whose captions name the subject by a class word (CAPTION_PROMPTS): the word
+# the captions use, so the LoRA leaves every other person (or object) as the base model draws it
+PRESERVED_CLASS = {"person": "person", "object": "object"}
+
+
+def check_preserve(preserve, kind: str) -> bool:
+    """Whether to keep the class as the base model draws it (preserve_class); only a person or an object."""
+    if preserve in (None, False):
+        return False
+    if preserve is not True:
+        raise ExpressInputError("preserve", "'preserve' is true or false.")
+    if kind not in PRESERVED_CLASS:
+        raise ExpressInputError("preserve", "Keeping the others as the base model draws them works for a person or "
+                                            "an object; a style or something else has no class word to keep.")
+    return True
+
+
 # Captions describe everything the trigger word should NOT absorb, so the LoRA learns the subject itself.
 CAPTION_PROMPTS = {
     "person": "Write a caption for training an image model on this person. Describe their clothing, pose, "

@@ -81,8 +81,17 @@ def test_zip_to_downloaded_lora_with_base_and_lora_previews(studio, artifacts_di
         page.click("#x-go")
         expect(page.locator("#x-error")).to_contain_text("common word")
         page.fill("#x-trigger", "zxcat")
+        # "keep the others as the base model draws them" (preserve_class) for a person or an object only
+        page.check("input[name=kind][value=person]")
+        expect(page.locator("#x-keep-row")).to_contain_text("Keep other people as the base model draws them")
+        page.check("input[name=kind][value=style]")
+        expect(page.locator("#x-keep-row")).to_be_hidden()
         page.check("input[name=kind][value=object]")
-        page.click("#x-go")
+        expect(page.locator("#x-keep-row")).to_contain_text("Keep other objects as the base model draws them")
+        expect(page.locator("#x-keep-row")).to_contain_text("2.4× the training time")
+        with page.expect_request(lambda r: r.method == "POST" and r.url.endswith("/api/express")) as sent:
+            page.click("#x-go")
+        assert sent.value.post_data_json == {"trigger_word": "zxcat", "kind": "object", "preserve": False}
         page.wait_for_url("**/express/express-*")
         expect(page.locator(".x-stage[data-stage=caption]")).not_to_have_class("x-stage waiting", timeout=60_000)
         page.reload()  # the run is state on the server: a reload shows the same run

@@ -185,6 +185,48 @@ def test_plan_derives_steps_resolutions_and_preset_from_the_data_and_the_gpu():
         make_plan(name="cat", trigger="zxcat", kind="object", sizes=[], captions=[], gpu=None, demo=True)
 
 
+def test_keeping_the_class_is_a_choice_with_its_reason_and_its_time():
+    big = [(1600, 1200)] * 20
+    gpu = Gpu("NVIDIA H100 80GB HBM3", 80, 79)
+    plain = make_plan(name="me", trigger="zxme", kind="person", sizes=big, captions=["a person"], gpu=gpu, demo=False)
+    kept = make_plan(name="me", trigger="zxme", kind="person", sizes=big, captions=["a person"], gpu=gpu, demo=False,
+                     preserve=True)
+    assert "preserve_class" not in plain.config and kept.config["preserve_class"] == "person"
+    why = {c["setting"]: c["why"] for c in kept.choices}["preserve_class"]
+    assert "keep other people as the base model draws them" in why and "2.4x the training time" in why
+    assert kept.estimated_s > 2 * plain.estimated_s - 600  # the steps take 2.4 times as long; loading does not
+    thing = make_plan(name="mug", trigger="zxmug", kind="object", sizes=big, captions=["x"], gpu=gpu, demo=False,
+                      preserve=True)
+    assert thing.config["preserve_class"] == "object"  # what the object captions call the subject
+
+
+def test_keeping_the_class_is_refused_where_there_is_no_class_word(studio):
+    _, app = studio()
+    client = app.test_client()
+    for body, says in (({"kind": "style", "preserve": True}, "works for a person or an object"),
+                       ({"kind": "person", "preserve": "yes"}, "true or false")):
+        response = client.post("/api/express", json={"trigger_word": "zxme", **body})
+        assert response.status_code == 422 and says in response.get_json()["error"]
+        assert response.get_json()["details"][0]["field"] == "preserve"
+    assert client.get("/api/datasets").get_json()["datasets"] == []
+    made = client.post("/api/express", json={"trigger_word": "zxme", "kind": "style", "preserve": False})
+    assert made.status_code == 201
+
+
+@pytest.mark.slow
+def test_a_run_that_keeps_the_class_trains_with_it(studio):
+    settings, app = studio()
+    client = app.test_client()
+    made = client.post("/api/express", json={"trigger_word": "zxme", "kind": "person", "preserve": True}).get_json()
+    express_id, dataset_id = made["express"]["id"], made["express"]["dataset"]
+    session = _upload_session(client, dataset_id, "me.zip", _zip(5))
+    assert client.post(f"/api/express/{express_id}/start", json={"sessions": [session]}).status_code == 202
+    run = _drive(app, express_id, lambda r: r["express"]["phase"] == "train")
+    assert run["plan"]["config"]["preserve_class"] == "person"
+    job = JobStore(settings.root / "studio.db").get(run["stages"][3]["job_id"])
+    assert job.config["preserve_class"] == "person"
+
+
 def test_sample_prompts_use_the_captions_and_a_new_scene_per_kind():
     prompts = sample_prompts("person", ["a person in a red coat", "a person sitting on stairs in a park at noon"])
     assert prompts[0] == "[trigger], a person in a red coat" and "stairs" in prompts[1]

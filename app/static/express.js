@@ -48,6 +48,16 @@
     poll();
   }
 
+  // "Keep the others": preserve_class, for the kinds whose captions call the subject by a class word
+  function showKeep() {
+    const kind = (document.querySelector("input[name=kind]:checked") || {}).value;
+    const text = $("x-keep-text").dataset[kind];
+    $("x-keep-row").hidden = !text;
+    if (text) $("x-keep-text").textContent = text;
+  }
+  document.querySelectorAll("input[name=kind]").forEach((radio) => radio.addEventListener("change", showKeep));
+  showKeep();
+
   $("express-form").addEventListener("submit", async (e) => {
     e.preventDefault();
     $("x-error").textContent = checkInput();
@@ -55,7 +65,9 @@
     const kind = (document.querySelector("input[name=kind]:checked") || {}).value || "other";
     $("x-go").disabled = true;
     try {
-      const made = await api("/api/express", { method: "POST", json: { trigger_word: $("x-trigger").value, kind } });
+      const preserve = !$("x-keep-row").hidden && $("x-keep").checked;
+      const made = await api("/api/express", {
+        method: "POST", json: { trigger_word: $("x-trigger").value, kind, preserve } });
       expressId = made.express.id;
       history.replaceState(null, "", `/express/${expressId}`);
       $("express-form").hidden = true;
@@ -101,7 +113,7 @@
   function showUploadAgain(message) {
     $("x-message").textContent = message;
     $("express-form").hidden = false;
-    $("x-trigger").closest("form").querySelectorAll("label[for=x-trigger], #x-trigger, .x-kinds").forEach((el) => { el.hidden = true; });
+    $("x-trigger").closest("form").querySelectorAll("label[for=x-trigger], #x-trigger, .x-kinds, #x-keep-row").forEach((el) => { el.hidden = true; });
     $("x-go").textContent = "Upload and go on";
     $("express-form").onsubmit = async (e) => {
       e.preventDefault();
