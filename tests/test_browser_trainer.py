@@ -135,6 +135,9 @@ def test_train_from_the_form_and_download_the_lora(studio, artifacts_dir, tmp_pa
         expect(page.locator("#checkpoints a")).not_to_have_count(0)
         # each prompt shows the base (LoRA off) beside the LoRA; the speed box shows the step-time split
         expect(page.locator("#samples .triple")).not_to_have_count(0)
+        # under a triple: how much of the LoRA's change its picture keeps without the trigger word
+        expect(page.locator("#samples .triple .leak").first).to_have_text(
+            re.compile(r"^Without the trigger word: \d+% of the LoRA's change( \(it leaks\))?$"))
         expect(page.locator("#samples .triple").first.locator("img")).not_to_have_count(0)
         expect(page.locator("#samples .triple").first).to_contain_text("Base (LoRA off)")
         # previews load as small files; a click opens the full picture

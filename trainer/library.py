@@ -16,6 +16,7 @@ from studio.jobs import Job
 from studio.thumbnails import PREVIEW_SIZE, UnreadableImage, cached_thumbnail
 from studio.web import ApiError
 from studio.workspace import Workspace, confined
+from trainer.leak import LEAKS
 from trainer.lora_file import LoraFileError, read_header
 from trainer.step_dirs import step_dirs
 
@@ -159,7 +160,7 @@ PROOF_FILES = {"grid": "proof_grid.png", "readme": "README.txt",  # trainer.engi
 
 def samples(job_dir: Path) -> list[dict]:
     """Sample images per step, oldest first: {step, images: [LoRA-on image paths], prompts: [text],
-    pairs: [{index, prompt, seed, no_trigger_prompt, base, lora, lora_no_trigger}]} with paths relative
+    pairs: [{index, prompt, seed, no_trigger_prompt, base, lora, lora_no_trigger, leak}]} with paths relative
     to the job folder (None where an image does not exist: no trigger word, or an older job). The base
     model's renders, when there are any, come first as step 0 with `base_only`."""
     out = []
@@ -221,13 +222,16 @@ def _pairs(folder: Path, images: list[Path], entries: list[dict], base: dict[int
     for index, image in enumerate(images):
         entry = entries[index] if index < len(entries) else {}
         cached = base.get(index)
+        share = entry.get("leak") if isinstance(entry.get("leak"), int | float) else None
         # a base render belongs to this step only if it was made for the same prompt, seed and settings
         matches = cached is not None and entry.get("base_key") and cached.get("key") == entry.get("base_key")
         pairs.append({"index": index, "prompt": str(entry.get("prompt", "")), "seed": entry.get("seed"),
                       "no_trigger_prompt": entry.get("no_trigger_prompt"),
                       "base": f"samples/base/{index}.png" if matches else None,
                       "lora": f"samples/{folder.name}/{image.name}",
-                      "lora_no_trigger": rel(entry.get("lora_no_trigger"))})
+                      "lora_no_trigger": rel(entry.get("lora_no_trigger")),
+                      # the share of the LoRA's change that remains without the trigger word (trainer.leak)
+                      "leak": share, "leaks": share is not None and share >= LEAKS})
     return pairs
 
 

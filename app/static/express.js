@@ -199,7 +199,7 @@
     $("x-sample-steps").innerHTML = steps.slice(-2).reverse().map((group) => group.base_only
       ? `<h4>Before training: the base model</h4><div class="x-pairs x-base">${group.pairs.map((p) => figure(p.base, p.prompt)).join("")}</div>`
       : `<h4>Step ${group.step}</h4>` + group.pairs.map((p) => `<div class="x-prompt">${esc(p.prompt)}</div><div class="x-pairs">
-        ${figure(p.base, "base model")}${figure(p.lora, "with the LoRA")}${figure(p.lora_no_trigger, "LoRA, no trigger word")}</div>`).join("")).join("");
+        ${figure(p.base, "base model")}${figure(p.lora, "with the LoRA")}${figure(p.lora_no_trigger, "LoRA, no trigger word")}</div>${studio.leakLine(p)}`).join("")).join("");
   }
 
   function renderDone(run) {

@@ -40,6 +40,16 @@
       return (Math.max(0, seconds) / 3600) * price.per_hour;
     },
     perHour(price) { return `$${price.per_hour.toFixed(2)}/h`; },
+    // Under a preview's base / LoRA / no-trigger triple: how much of the LoRA's change the picture keeps without
+    // the trigger word (pair.leak, pair.leaks from trainer.leak); "" when it was not measured.
+    leakLine(pair) {
+      if (pair.leak == null) return "";
+      const title = "How much the LoRA changes this picture without its trigger word, against with it: near 0% it "
+        + "stays on its trigger word, near 100% it changes every prompt it is loaded for (it leaks; Preserve the "
+        + "class lowers it).";
+      return `<div class="leak${pair.leaks ? " leaks" : ""}" title="${title}">Without the trigger word: `
+        + `${Math.round(pair.leak * 100)}% of the LoRA's change${pair.leaks ? " (it leaks)" : ""}</div>`;
+    },
     // Text to match literally inside a regular expression.
     escapeRegex(text) { return String(text).replace(/[.*+?^${}()|[\]\\]/g, "\\$&"); },
     // HTML-escape text for templates, quotes included so it is safe inside attributes too.

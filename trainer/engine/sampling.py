@@ -27,6 +27,7 @@ from pathlib import Path
 import torch
 
 from studio.atomic import atomic_write_json
+from trainer import leak
 from trainer.engine import model as zmodel
 from trainer.engine.data import apply_trigger
 
@@ -75,6 +76,17 @@ def save_png(image, path: Path) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _leak(base_path: Path, image, plain_image) -> float | None:
+    """trainer.leak's share for one prompt (None when its base picture cannot be read)."""
+    from PIL import Image
+
+    try:
+        with Image.open(base_path) as base:
+            return leak.leak(base, image, plain_image)
+    except OSError:
+        return None
 
 
 class Sampler:
@@ -192,14 +204,17 @@ class Sampler:
                 prompts = []
                 for index, (text, plain) in enumerate(zip(sample_texts(cfg), no_trigger_texts(cfg), strict=True)):
                     seed = cfg.seed + index
-                    self._render(pipe, transformer, text, seed, "lora").save(tmp / f"{index}.png")
-                    plain_file = None
+                    image = self._render(pipe, transformer, text, seed, "lora")
+                    image.save(tmp / f"{index}.png")
+                    plain_file, share = None, None
                     if plain is not None:
                         plain_file = f"{index}{NO_TRIGGER_SUFFIX}.png"
-                        self._render(pipe, transformer, plain, seed, "lora_no_trigger").save(tmp / plain_file)
+                        plain_image = self._render(pipe, transformer, plain, seed, "lora_no_trigger")
+                        plain_image.save(tmp / plain_file)
+                        share = _leak(root / BASE_DIR / f"{index}.png", image, plain_image)
                     prompts.append({"index": index, "prompt": text, "seed": seed, "no_trigger_prompt": plain,
                                     "lora": f"{index}.png", "lora_no_trigger": plain_file,
-                                    "base": f"../{BASE_DIR}/{index}.png", "base_key": keys[index]})
+                                    "base": f"../{BASE_DIR}/{index}.png", "base_key": keys[index], "leak": share})
             (tmp / "prompts.json").write_text(json.dumps({"step": step, "prompts": prompts}, indent=1))
             if final.exists():
                 shutil.rmtree(final)

@@ -10,6 +10,7 @@ import torch
 
 from studio.atomic import atomic_write_json
 from studio.model_status import format_bytes
+from trainer import leak
 from trainer.engine import cache as zcache
 from trainer.engine import checkpoints as ckpt
 from trainer.engine import grad_checkpointing as gc_plan
@@ -329,6 +330,7 @@ class TrainingRun(RunPreviews):
         step = loop.state.step
         if step != self.last_saved:
             self.save(step)
+        share = None  # how much of the LoRA's change the final previews show without the trigger word
         if stopped:
             self.log(f"Stopped at step {step}; resume continues from this checkpoint.")
             lora_path = ckpt.checkpoint_dir(self.job_dir) / f"step_{step:06d}" / "lora.safetensors"
@@ -343,6 +345,10 @@ class TrainingRun(RunPreviews):
                                   _shown_loss(loop.state.smooth_loss, loop.state.last_loss), self.triggers,
                                   sources_label(self.sources) if len(self.sources) > 1 else "",
                                   hardware=self.progress.device_name, preserved=self.preserved)
+            share = leak.step_leak(final_samples) if final_samples is not None else None
+            if share is not None and share >= leak.LEAKS and self.preservation is None:
+                self.log(leak.advice(share))
+                self.progress.notice(leak.advice(share), step)
             thinned, freed = free_training_states(self.job_dir)
             if thinned:
                 self.log(f"Freed {format_bytes(freed)}: the training state of {thinned} earlier checkpoint"
@@ -363,6 +369,7 @@ class TrainingRun(RunPreviews):
             "resumed_from": self.start,
             "nan_steps": loop.state.nan_total,
             "encoder_calls": dict(self.cached.encoder_calls),
+            "leak": share,
             **self.evaluation.result(),
             **early,
         }

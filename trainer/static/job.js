@@ -180,7 +180,7 @@
     if (samplesBusy) return; samplesBusy = true;
     try {
       samples = (await studio.api(`/api/jobs/${jobId}/samples`)).samples;
-      const key = samples.map((s) => `${s.step}:${s.urls.length}:${(s.pairs || []).map((p) => (p.base ? 1 : 0) + (p.lora_no_trigger ? 2 : 0)).join("")}`).join(",");
+      const key = samples.map((s) => `${s.step}:${s.urls.length}:${(s.pairs || []).map((p) => (p.base ? 1 : 0) + (p.lora_no_trigger ? 2 : 0) + (p.leak != null ? 4 : 0)).join("")}`).join(",");
       if (key !== lastSamplesKey) { lastSamplesKey = key; renderSamples(); }
     } catch (e) { /* retried */ } finally { samplesBusy = false; lastSamples = Date.now(); }
   }
@@ -198,7 +198,7 @@
     return `<div class="triple"><div class="muted" style="font-size:12px;margin:.3rem 0 .2rem" title="${esc(p.prompt)}">${esc(p.prompt)}</div>
       <div class="gallery-row" style="grid-template-columns:repeat(3,minmax(0,1fr))">
       ${cell(p.base, "Base (LoRA off)", p.prompt, "base not rendered for this step")}${cell(p.lora, "LoRA", p.prompt, "")}
-      ${cell(p.lora_no_trigger, "LoRA, no trigger word", p.no_trigger_prompt, noTrigger)}</div></div>`;
+      ${cell(p.lora_no_trigger, "LoRA, no trigger word", p.no_trigger_prompt, noTrigger)}</div>${studio.leakLine(p)}</div>`;
   }
 
   function renderSamples() {
