@@ -363,6 +363,9 @@ def test_compare_two_runs(studio, demo_root, artifacts_dir):
         expect(table.locator("tr.result", has_text="Evaluation loss")).to_contain_text("(step 30)")
         expect(table.locator("tr.result", has_text="Held-out loss, lowest")).to_contain_text("at step")
         expect(table.locator("tr.result", has_text="Held-out loss, lowest")).to_contain_text("★ generalises best")
+        # how much each LoRA changes its previews without the trigger word (the fast one surely changed them)
+        expect(table.locator("tr.result", has_text="Without the trigger word")).to_contain_text(
+            "% of the LoRA's change (step 30)")
         # the evaluations as measured (before the first step, every 10 steps), then the held-out images'
         page.locator("#compare-modes [data-mode='eval']").click()
         expect(page.locator("#compare-chart-title")).to_have_text("Evaluation loss")
