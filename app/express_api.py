@@ -18,7 +18,7 @@ from __future__ import annotations
 from flask import Blueprint, current_app, jsonify, render_template
 
 from app import context, express, imaging
-from app.express_rules import ExpressInputError, check_kind, check_preserve, check_trigger
+from app.express_rules import PRESERVED_CLASS, ExpressInputError, check_kind, check_preserve, check_trigger
 from app.frame_choice import check_frames, page_defaults
 from app.import_limit import check_limit
 from app.store import NotFound, slugify, summary
@@ -169,9 +169,10 @@ def _train_schedule(train: Job) -> dict | None:
     return queue_schedule(context.settings(), context.jobs()).get(train.id)
 
 
-def _training_outputs(express_id: str, train: Job) -> dict:
+def _training_outputs(express_id: str, train: Job, keep: str | None = None) -> dict:
     """Samples (base / LoRA / LoRA without trigger) and, once finished, the downloadable proof, as URLs
-    of this service (express_file)."""
+    of this service (express_file), with how much the LoRA leaks (and `keep`, the class word to train it
+    again with when it does)."""
     workspace = context.workspace()
     job_dir = workspace.jobs / train.id
     here = f"/api/express/{express_id}"
@@ -193,6 +194,8 @@ def _training_outputs(express_id: str, train: Job) -> dict:
             "workflow": library.file_url(train.id, found["workflow"], here) if found.get("workflow") else None,
             "library_path": str(copy) if copy else None,
             "comfyui_path": str(comfy / copy.name) if comfy and copy and (comfy / copy.name).exists() else None,
+            "leak": library.leak_summary(shots),
+            "keep_class": keep,
         }
     return out
 
@@ -207,7 +210,9 @@ def describe(job: Job) -> dict:
     except NotFound:  # the dataset was deleted: the run's record stays readable
         body["dataset"] = None
     if stages.get("train"):
-        body.update(_training_outputs(job.id, stages["train"]))
+        # the class word a run that leaks could be trained again with (Keep other people), unless it already was
+        keep = None if job.config.get("preserve") else PRESERVED_CLASS.get(job.config.get("kind"))
+        body.update(_training_outputs(job.id, stages["train"], keep))
     return body
 
 

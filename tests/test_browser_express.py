@@ -16,6 +16,7 @@ import signal
 import subprocess
 import sys
 import zipfile
+from pathlib import Path
 
 import pytest
 
@@ -41,7 +42,7 @@ def studio(demo_root, tmp_path):
             server.start()
         worker = subprocess.Popen([sys.executable, "-m", "trainer.worker"], cwd=REPO, env={**os.environ, **env},
                                   stdout=open(tmp_path / "worker.log", "wb"), stderr=subprocess.STDOUT)
-        yield {"datasets": servers[1].url, "trainer": servers[2].url, "logs": tmp_path}
+        yield {"datasets": servers[1].url, "trainer": servers[2].url, "logs": tmp_path, "root": demo_root}
     finally:
         if worker is not None:
             worker.send_signal(signal.SIGTERM)
@@ -106,6 +107,25 @@ def test_zip_to_downloaded_lora_with_base_and_lora_previews(studio, artifacts_di
         for stage in ("upload", "import", "caption", "export", "train"):
             expect(page.locator(f".x-stage[data-stage={stage}]")).to_have_class("x-stage completed")
         expect(page.locator("#x-plan-table")).to_contain_text("trigger_word")
+        # a LoRA that changes its previews as much without the trigger word (here the tiny model's, which barely
+        # changed them, is made to look so): the page says so and offers the run again keeping the class
+        run = page.request.get(page.url.replace("/express/", "/api/express/")).json()
+        assert "leak" in run["proof"] and run["proof"]["keep_class"] == "object"
+        job_dir = Path(studio["root"]) / "trainer" / "jobs" / run["stages"][-1]["job_id"]
+        last = sorted((job_dir / "samples").glob("step_*"))[-1] / "prompts.json"
+        shown = json.loads(last.read_text())
+        for entry in shown["prompts"]:
+            entry["leak"] = 0.9 if entry.get("lora_no_trigger") else None
+        last.write_text(json.dumps(shown))
+        page.reload()
+        expect(page.locator("#x-leak")).to_contain_text("still makes 90% of its change")
+        with page.context.expect_page() as opened:
+            page.click("#x-keep-again")
+        form = opened.value
+        form.wait_for_load_state()
+        expect(form.locator("#f-preserve_class")).to_have_value("object")
+        assert "preserve_class=object" in form.url
+        form.close()
         # photos in, LoRA out: how long it took and what that cost at the pod's price
         expect(page.locator("#x-took")).to_have_text(re.compile(r"^From your files to this LoRA: .+, (under \$0\.01|"
                                                                 r"about \$\d+\.\d\d at \$2\.50/h)\.$"))

@@ -263,6 +263,10 @@ def test_zip_to_lora_with_base_and_lora_samples(studio, monkeypatch):
     assert proof["lora"].endswith(".safetensors") and proof["grid"] and proof["readme"]
     assert proof["workflow"].endswith("/lora/comfyui_workflow.json")
     assert proof["library_path"].endswith(proof["lora_file"])
+    # how much it changes pictures without its trigger word, and the class word to train it again with if it leaks
+    assert proof["keep_class"] == "object" and "leak" in proof
+    if proof["leak"] is not None:
+        assert proof["leak"]["leaks"] == (proof["leak"]["share"] >= 0.6)
     last = run["samples"][-1]["pairs"]
     assert all(p["base"] and p["lora"] for p in last) and any(p["lora_no_trigger"] for p in last)
     # every file comes from this service's origin (behind RunPod's proxy each port is a host of its own)

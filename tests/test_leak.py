@@ -48,6 +48,9 @@ def test_a_steps_mean_share_and_what_the_samples_give_the_pages(tmp_path):
     assert leak.step_leak(tmp_path / "nothing") is None
     pairs = library.samples(tmp_path)[-1]["pairs"]
     assert [(p["leak"], p["leaks"]) for p in pairs] == [(0.9, True), (0.5, False), (None, False)]
+    assert library.leak_summary(library.samples(tmp_path)) == {"share": 0.7, "step": 10, "leaks": True}
+    assert library.leak_summary([]) is None
+    assert library.leak_summary([{"step": 0, "base_only": True, "pairs": [{"leak": None}]}]) is None
     (step / "prompts.json").write_text(json.dumps({"prompts": [{"prompt": "x", "leak": "much"}]}))  # hand-edited
     assert library.samples(tmp_path)[-1]["pairs"][0]["leak"] is None and leak.step_leak(step) is None
 

@@ -184,6 +184,17 @@ def samples(job_dir: Path) -> list[dict]:
     return out
 
 
+def leak_summary(groups: list[dict]) -> dict | None:
+    """Of `samples` groups: the mean share of the LoRA's change the last preview step keeps without the trigger
+    word ({"share", "step", "leaks"}, trainer.leak), None when it was not measured."""
+    last = next((group for group in reversed(groups) if not group.get("base_only")), None)
+    shares = [p["leak"] for p in (last or {}).get("pairs", []) if p.get("leak") is not None]
+    if not shares:
+        return None
+    share = round(sum(shares) / len(shares), 3)
+    return {"share": share, "step": last["step"], "leaks": share >= LEAKS}
+
+
 def last_samples(job_dir: Path) -> dict | None:
     """The last preview step's group of `samples` (None when no preview step was rendered)."""
     return next((group for group in reversed(samples(job_dir)) if not group.get("base_only")), None)

@@ -221,13 +221,22 @@
           target="_blank" rel="noopener" title="A new job that goes on from this LoRA: more images, more steps">Train further</a>`);
       }
     }
+    // a LoRA that changes pictures without its trigger word: say so, and offer the run again keeping the class
+    let leak = "";
+    if (proof.leak && proof.leak.leaks) {
+      const again = proof.keep_class && train && train.edit_settings
+        ? ` <a class="button" id="x-keep-again" href="${esc(trainer(`${train.edit_settings}&preserve_class=${encodeURIComponent(proof.keep_class)}`))}"
+          target="_blank" rel="noopener">Train again keeping other ${proof.keep_class === "person" ? "people" : "objects"} as the base model draws them</a>` : "";
+      leak = `<p class="x-leak" id="x-leak">Without its trigger word this LoRA still makes ${Math.round(proof.leak.share * 100)}% of its change
+        to the previews: it changes every prompt it is loaded for, not only yours.${again}</p>`;
+    }
     // photos in, LoRA out: how long it took on this pod, and what that cost when the pod's price is known
     const x = run.express;
     const took = x.finished_at && x.created_at ? x.finished_at - x.created_at : null;
     const spent = window.studio.dollars(took, run.price);
     const cost = spent == null ? "" : spent < 0.01 ? ", under $0.01" : `, about $${spent.toFixed(2)} at ${window.studio.perHour(run.price)}`;
     const timing = took != null ? `<p class="muted" id="x-took">From your files to this LoRA: ${esc(formatDuration(took))}${esc(cost)}.</p>` : "";
-    $("x-done").innerHTML = `<h3>Your LoRA is ready</h3>${timing}<div class="x-links">${links.join("")}</div>
+    $("x-done").innerHTML = `<h3>Your LoRA is ready</h3>${timing}<div class="x-links">${links.join("")}</div>${leak}
       <p class="muted">${!proof.library_path ? "It is no longer in the LoRA library (deleted from it); the download above still works."
         : `Copied to <code>${esc(proof.library_path)}</code>${proof.comfyui_path ? ` and to ComfyUI: <code>${esc(proof.comfyui_path)}</code>` : " (install ComfyUI in the workspace to have it copied there too)"}.`}</p>
       ${proof.grid ? `<img class="x-grid" id="x-grid" src="${esc(proof.grid)}" alt="Base model and LoRA side by side">` : ""}`;

@@ -325,8 +325,10 @@
     }
     // the library's "Train further": a new job that goes on from that LoRA
     if (params.get("start")) state.config.init_lora = params.get("start");
+    // Express's "Train again keeping other people": the same job with preserve_class
+    if (params.get("preserve_class")) state.config.preserve_class = params.get("preserve_class");
     renderPresets(); renderFields(); markPreset();
-    if (state.config.init_lora) $("advanced").open = true;
+    if (state.config.init_lora || params.get("preserve_class")) $("advanced").open = true;
     trainer.startLora(() => state.config, () => { syncFormFromConfig(); changed(); });
     trainer.variants({ recipe: state.recipe, config: () => state.config, payload });
     await loadDatasets();
