@@ -266,6 +266,7 @@ def run(job: dict, settings: Settings, send: Callable[[dict], None]) -> dict:
         "final_loss": float(result["final_loss"]),
         "final_smooth_loss": result.get("final_smooth_loss"),
         **{key: result[key] for key in EVAL_RESULT_KEYS if key in result},  # the figures to compare runs by
+        "leak": result.get("leak"),  # how much the LoRA changes its final previews without the trigger word
         "seconds": round(float(result["seconds"]), 2),
         "total_seconds": round(time.monotonic() - started, 2),
         "bucket": pushed["bucket"],

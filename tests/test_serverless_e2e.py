@@ -101,6 +101,7 @@ def test_serverless_trains_tiny_model_from_moto_bucket(demo_root, progress_webho
         assert isinstance(result["final_loss"], float) and result["seconds"] > 0
         assert isinstance(result["final_smooth_loss"], float)
         assert result["eval_loss"] > 0  # measured before the first step and after the last
+        assert "leak" in result and (result["leak"] is None or result["leak"] >= 0)  # trainer.leak, final previews
         assert result["images"] == 3
         assert {s["file"] for s in result["skipped"]} == {"readme.md", "broken.png"}
         assert result["lora_key"] == "runs/sls-e2e-1/anna-sls.safetensors"
