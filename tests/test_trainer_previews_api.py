@@ -38,7 +38,7 @@ def _write_samples(job_dir):
         (new / name).write_bytes(PNG + name.encode())
     (new / "prompts.json").write_text(json.dumps({"step": 4, "prompts": [
         {"index": 0, "prompt": "zkw a cat", "seed": 42, "no_trigger_prompt": "a cat", "lora": "0.png",
-         "lora_no_trigger": "0_notrigger.png", "base": "../base/0.png", "base_key": "k0"},
+         "lora_no_trigger": "0_notrigger.png", "base": "../base/0.png", "base_key": "k0", "leak": 0.25},
         {"index": 1, "prompt": "a dog", "seed": 43, "no_trigger_prompt": None, "lora": "1.png",
          "lora_no_trigger": None, "base": "../base/1.png", "base_key": "stale"}]}))
 
@@ -57,13 +57,14 @@ def test_samples_route_pairs_base_lora_and_no_trigger(client, app):
 
     assert old["step"] == 2 and old["prompts"] == ["zkw a cat"] and len(old["urls"]) == 1
     assert old["pairs"] == [{"index": 0, "prompt": "zkw a cat", "seed": None, "no_trigger_prompt": None,
-                             "base": None, "lora": old["urls"][0], "lora_no_trigger": None}]
+                             "base": None, "lora": old["urls"][0], "lora_no_trigger": None, "leak": None,
+                             "leaks": False}]
 
     assert new["images"] == ["samples/step_000004/0.png", "samples/step_000004/1.png"]  # LoRA-on images only
     first, second = new["pairs"]
     assert first == {"index": 0, "prompt": "zkw a cat", "seed": 42, "no_trigger_prompt": "a cat",
                      "base": f"{files}/base/0.png", "lora": f"{files}/step_000004/0.png",
-                     "lora_no_trigger": f"{files}/step_000004/0_notrigger.png"}
+                     "lora_no_trigger": f"{files}/step_000004/0_notrigger.png", "leak": 0.25, "leaks": False}
     # no trigger word in the prompt: no third column; a base made for other settings is not shown
     assert second["lora_no_trigger"] is None and second["base"] is None
     for url in (first["base"], first["lora"], first["lora_no_trigger"]):
@@ -93,6 +94,7 @@ def test_finished_job_exposes_the_proof_files_and_the_library_shows_the_pairs(cl
     assert card["samples"]["step"] == 4
     assert card["samples"]["pairs"][0]["base"] == f"/api/jobs/{job_id}/files/samples/base/0.png"
     assert card["samples"]["pairs"][0]["lora_no_trigger"].endswith("/step_000004/0_notrigger.png")
+    assert card["leak"] == {"share": 0.25, "step": 4, "leaks": False}  # its final previews without the trigger word
 
     # every preview step skipped (out of memory): the card shows no pairs rather than the base alone
     for step in ("step_000002", "step_000004"):

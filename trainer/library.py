@@ -327,6 +327,7 @@ def entry(job: Job, job_dir: Path) -> dict | None:
         "dataset": job.dataset_label, "recipe": job.recipe, "finished_at": job.finished_at, "steps": job.step,
         "loss": _smoothed_loss(job), "metadata": safetensors_metadata(lora),
         "samples": last,
+        "leak": leak_summary([last]) if last else None,  # its final previews without the trigger word
         "trigger_word": job.config.get("trigger_word"),
         "proof": {k: file_url(job.id, v) if v else None for k, v in found.items()} if found else None,
     }

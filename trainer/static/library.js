@@ -41,6 +41,7 @@
         .map(([k, v]) => `<dt>${esc(k)}</dt><dd title="${esc(v)}">${esc(v)}</dd>`).join("");
       return `<article class="panel lora-card" data-job="${esc(l.job_id)}">
         ${shots ? `<div class="preview${pairs && pairs.length ? " pairs" : ""}">${shots}</div>${legend}` : ""}
+        ${l.leak ? studio.leakLine({ leak: l.leak.share, leaks: l.leak.leaks }) : ""}
         <div><h3>${esc(l.name)}</h3><div class="muted" style="font-size:12px">${esc(l.file)} · ${studio.formatBytes(l.size)}</div></div>
         ${triggers(l).length ? `<div>${triggers(l).length > 1 ? "triggers" : "trigger"} ${triggers(l).map((w) => `<span class="chip">${esc(w)}</span>`).join(" ")}</div>` : ""}
         ${proof ? `<div class="proof" style="font-size:12px">${proof}</div>` : ""}
