@@ -271,9 +271,14 @@ def test_train_from_the_form_and_download_the_lora(studio, artifacts_dir, tmp_pa
         expect(page.locator(".lora-card .preview.pairs img").first).to_have_attribute("src", re.compile(r"thumb=1$"))
         page.wait_for_function("[...document.querySelectorAll('.lora-card img')].every(i => i.naturalWidth > 0)")
         expect(page.locator(".lora-card .proof a")).not_to_have_count(0)
+        expect(page.locator(".lora-card").first.locator(".leak")).to_contain_text("Without the trigger word: ")
         expect(page.locator(".lora-card .proof a", has_text="ComfyUI workflow")).to_have_attribute(
             "download", "browser-lora-comfyui-workflow.json")
         page.screenshot(path=str(artifacts_dir / "trainer-library.png"), full_page=True)
+        # every button stays inside its card (five of them once wrapped past the card's edge)
+        assert page.evaluate("""[...document.querySelectorAll('.lora-card')].every(card => {
+            const edge = card.getBoundingClientRect().right;
+            return [...card.querySelectorAll('.buttons > *')].every(b => b.getBoundingClientRect().right <= edge); })""")
         # "Try it" opens the job page at its Try the LoRA panel, ready to type
         page.locator(".lora-card a", has_text="Try it").click()
         page.wait_for_url("**/jobs/*#try-panel")
