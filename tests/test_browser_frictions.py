@@ -194,6 +194,10 @@ def test_variants_of_one_setting_are_queued_and_compared(studio, page, viewport,
     expect(page.locator("#vary-note")).to_contain_text("Not queued: rank 0:")
     expect(page.locator("#start")).to_be_enabled()  # the job in the form is fine: only the variant is not
     assert not [job for job in studio.store().queue() if "·" in job.name]  # none queued
+    page.select_option("#vary-field", "preserve_class")  # does keeping the class pay? off beside on
+    expect(page.locator("#vary-values")).to_have_value("(none), person")
+    expect(page.locator("#vary-help")).to_contain_text("(none) for empty")
+    expect(page.locator("#vary-start")).to_have_text("Queue 2 variants")
     page.select_option("#vary-field", "learning_rate")
     expect(page.locator("#vary-values")).to_have_value("0.00005, 0.0001, 0.0002")
     expect(page.locator("#vary-start")).to_have_text("Queue 3 variants")

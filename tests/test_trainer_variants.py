@@ -91,3 +91,11 @@ def test_a_variant_that_fails_to_be_queued_takes_the_others_back(client, monkeyp
     response = client.post("/api/jobs/variants", json=_body(field="rank", values=[4, 8, 16]))
     assert response.status_code >= 500  # the disk-full answer (507), with its sentence
     assert client.get("/api/jobs").get_json()["jobs"] == []  # the first one was taken back
+
+
+def test_a_text_setting_left_empty_is_a_variant_too(client):
+    """Does keeping the class pay? preserve_class off (empty) beside on, named for it."""
+    jobs = client.post("/api/jobs/variants", json=_body(field="preserve_class", values=["", "person"])).get_json()["jobs"]
+    assert [j["config"]["preserve_class"] for j in jobs] == ["", "person"]
+    assert [j["config"]["name"] for j in jobs] == ["cat-classnone", "cat-classperson"]
+    assert [j["name"] for j in jobs] == ["cat · preserve_class none", "cat · preserve_class person"]

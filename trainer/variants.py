@@ -27,16 +27,19 @@ FIXED = {"name", "sample_prompts", "default_caption", "init_lora", "trigger_word
          "mixed_precision", "gradient_checkpointing", "vram_budget_gb", "compile", "attention_backend",
          "float8_matmuls", "save_dtype"}
 SHORT = {"learning_rate": "lr", "lora_targets": "layers", "gradient_accumulation": "accum", "caption_dropout": "drop",
-         "timestep_sampling": "t", "weight_decay": "wd", "batch_size": "batch", "resolutions": "res"}
+         "timestep_sampling": "t", "weight_decay": "wd", "batch_size": "batch", "resolutions": "res",
+         "preserve_class": "class", "preserve_weight": "keep"}
 
 
 def value_text(value) -> str:
     """A value as a name part: 0.0002 and 5e-05 as Python's shortest form gives them, [512, 768] -> 512+768,
-    a choice (attention+feed_forward) as it is."""
+    a choice (attention+feed_forward) as it is, empty text as none."""
     if isinstance(value, float):
         return f"{value:g}"
     if isinstance(value, list):
         return "+".join(value_text(v) for v in value)
+    if value == "":  # a text setting left empty (preserve_class off)
+        return "none"
     return str(value)
 
 

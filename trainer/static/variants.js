@@ -4,6 +4,7 @@
 (function () {
   const { esc } = trainer;
   const MAX = 4;
+  const NONE = "(none)";  // a text setting left empty, e.g. preserve_class off
 
   trainer.variants = function ({ recipe, config, payload }) {
     const $ = (id) => document.getElementById(id);
@@ -25,10 +26,12 @@
       else if (["learning_rate", "rank", "steps"].includes(f.name)) {
         values = [now / 2, now, now * 2].map((v) => (f.type === "integer" ? Math.max(1, Math.round(v)) : Number(v.toPrecision(3))));
       } else if (f.name === "seed") values = [now, now + 1, now + 2];  // the same run three times: how much is luck?
-      else values = [now];
+      else if (f.name === "preserve_class") values = [NONE, now || "person"];  // does keeping the class pay?
+      else values = [now === "" ? NONE : now];
       $("vary-values").value = values.map(show).join(f.type === "array" ? "; " : ", ");
       $("vary-help").textContent = f.type === "array" ? "Variants separated by ; (each a list, e.g. 512; 512, 768)."
-        : f.choices ? `Any of: ${f.choices.join(", ")}.` : "Separated by commas.";
+        : f.choices ? `Any of: ${f.choices.join(", ")}.` : f.type === "string" ? `Separated by commas; ${NONE} for empty (off).`
+        : "Separated by commas.";
       count();
     }
 
@@ -39,7 +42,7 @@
         const t = text.trim();
         if (f.type === "boolean") return t === "true" || t === "on";
         if (f.type === "integer" || f.type === "number") return t === "" ? null : Number(t);
-        return t;
+        return t === NONE ? "" : t;
       };
       if (f.type === "array") {
         return raw.split(";").map((part) => part.split(/[,\s]+/).filter(Boolean).map((t) => (f.items === "string" ? t : Number(t))));
