@@ -278,7 +278,8 @@ def test_train_from_the_form_and_download_the_lora(studio, artifacts_dir, tmp_pa
         # every button stays inside its card (five of them once wrapped past the card's edge)
         assert page.evaluate("""[...document.querySelectorAll('.lora-card')].every(card => {
             const edge = card.getBoundingClientRect().right;
-            return [...card.querySelectorAll('.buttons > *')].every(b => b.getBoundingClientRect().right <= edge); })""")
+            return [...card.querySelectorAll('.buttons > *')].every(
+                b => b.getBoundingClientRect().right <= edge); })""")
         # "Try it" opens the job page at its Try the LoRA panel, ready to type
         page.locator(".lora-card a", has_text="Try it").click()
         page.wait_for_url("**/jobs/*#try-panel")

@@ -77,6 +77,8 @@ def test_a_jobs_previews_measure_it_and_a_leaking_lora_gets_advice(tmp_path, dem
     advice = leak.advice(0.83)
     assert "83% of its change" in advice and "Preserve the class" in advice
     assert advice in (leaky / "log.txt").read_text() and events[-1]["notices"] == [advice]
+    assert "Without trigger:   83% of its change remains on the final previews" in (
+        leaky / "lora" / "README.txt").read_text()  # and so in the model card when it is published
 
     kept = tmp_path / "jobs" / "kept"  # it already preserves the class: nothing to advise
     train(tiny_config(steps=2, preserve_class="shape", **previews), dataset, kept, demo_paths, TrainingControl(kept),

@@ -95,7 +95,8 @@ def test_a_variant_that_fails_to_be_queued_takes_the_others_back(client, monkeyp
 
 def test_a_text_setting_left_empty_is_a_variant_too(client):
     """Does keeping the class pay? preserve_class off (empty) beside on, named for it."""
-    jobs = client.post("/api/jobs/variants", json=_body(field="preserve_class", values=["", "person"])).get_json()["jobs"]
+    body = _body(field="preserve_class", values=["", "person"])
+    jobs = client.post("/api/jobs/variants", json=body).get_json()["jobs"]
     assert [j["config"]["preserve_class"] for j in jobs] == ["", "person"]
     assert [j["config"]["name"] for j in jobs] == ["cat-classnone", "cat-classperson"]
     assert [j["name"] for j in jobs] == ["cat · preserve_class none", "cat · preserve_class person"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import textwrap
+from dataclasses import dataclass
 from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
@@ -96,11 +97,24 @@ def rows_from_step(step_folder: Path) -> list[dict]:
     return rows
 
 
+@dataclass(frozen=True)
+class RunFacts:
+    """What a finished run knows about itself, for its README.txt: `trained_on`, the datasets as the log names them
+    (several); `hardware`, the GPU; `preserved`, the class word kept as the base model draws it (preserve_class);
+    `leak`, the share of its change its final previews keep without the trigger word (trainer.leak)."""
+
+    trained_on: str = ""
+    hardware: str = ""
+    preserved: str = ""
+    leak: float | None = None
+
+
 def readme(config, lora_file: str, steps: int, final_loss: float | None, triggers: list[str] | None = None,
-           trained_on: str = "", hardware: str = "", preserved: str = "") -> str:
-    """`triggers`: every concept's trigger word (a job of several datasets may have several); `trained_on`:
-    the datasets, as the log names them; `hardware`: the GPU it trained on; `preserved`: the class word the
-    run kept as the base model draws it (preserve_class), if any."""
+           facts: RunFacts | None = None) -> str:
+    """`triggers`: every concept's trigger word (a job of several datasets may have several); `facts`: what
+    else the run knows about itself (RunFacts)."""
+    facts = facts or RunFacts()
+    trained_on, hardware, preserved = facts.trained_on, facts.hardware, facts.preserved
     trigger = config.trigger_word.strip()
     words = list(dict.fromkeys(w.strip() for w in (triggers or [trigger]) if w.strip()))
     if len(words) > 1:
@@ -113,7 +127,9 @@ def readme(config, lora_file: str, steps: int, final_loss: float | None, trigger
         f"Started from:      {config.init_lora}\n" if getattr(config, "init_lora", "") else "") + (
         f"Hardware:          {hardware}\n" if hardware else "") + (
         f"Class preserved:   {preserved} (trained to leave '{preserved}' as the base model draws it)\n"
-        if preserved else "")
+        if preserved else "") + (
+        f"Without trigger:   {facts.leak:.0%} of its change remains on the final previews (0%: only the trigger word "
+        "calls it up)\n" if facts.leak is not None else "")
     loss = f"{final_loss:.4f}" if final_loss is not None else "n/a"
     models = ", ".join(f"models/{folder}/{name}" for folder, name in MODEL_FILES.items())
     return f"""{config.name}: a LoRA for {zmodel.BASE_REPO}
@@ -154,8 +170,8 @@ The training adapter ({zmodel.ADAPTER_REPO}) was used only during training and i
 
 
 def write(job_dir: Path, config, lora_path: Path, step_folder: Path | None, steps: int,
-          final_loss: float | None, triggers: list[str] | None = None, trained_on: str = "",
-          hardware: str = "", preserved: str = "") -> dict[str, Path]:
+          final_loss: float | None, triggers: list[str] | None = None,
+          facts: RunFacts | None = None) -> dict[str, Path]:
     """Writes the grid (when a preview step exists), the README and the ComfyUI workflow next to the LoRA."""
     folder = Path(lora_path).parent
     written = {}
@@ -167,7 +183,7 @@ def write(job_dir: Path, config, lora_path: Path, step_folder: Path | None, step
         image.save(buffer, format="PNG", optimize=True)
         atomic_write_bytes(folder / GRID_NAME, buffer.getvalue())
         written["grid"] = folder / GRID_NAME
-    text = readme(config, Path(lora_path).name, steps, final_loss, triggers, trained_on, hardware, preserved)
+    text = readme(config, Path(lora_path).name, steps, final_loss, triggers, facts)
     atomic_write_bytes(folder / README_NAME, text.encode())
     written["readme"] = folder / README_NAME
     graph = workflow(config, Path(lora_path).name)

@@ -341,11 +341,11 @@ class TrainingRun(RunPreviews):
             with loop.averaged():
                 lora = zmodel.lora_state_dict(self.transformer, config.rank, config.lora_alpha, config.save_dtype)
             lora_path = ckpt.save_final(self.job_dir, config.name, lora, {**self.metadata, "steps": str(step)})
-            written = proof.write(self.job_dir, config, lora_path, final_samples, step,
-                                  _shown_loss(loop.state.smooth_loss, loop.state.last_loss), self.triggers,
-                                  sources_label(self.sources) if len(self.sources) > 1 else "",
-                                  hardware=self.progress.device_name, preserved=self.preserved)
             share = leak.step_leak(final_samples) if final_samples is not None else None
+            facts = proof.RunFacts(sources_label(self.sources) if len(self.sources) > 1 else "",
+                                   self.progress.device_name, self.preserved, share)
+            written = proof.write(self.job_dir, config, lora_path, final_samples, step,
+                                  _shown_loss(loop.state.smooth_loss, loop.state.last_loss), self.triggers, facts)
             if share is not None and share >= leak.LEAKS and self.preservation is None:
                 self.log(leak.advice(share))
                 self.progress.notice(leak.advice(share), step)
