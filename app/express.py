@@ -70,7 +70,8 @@ def _start_import(express: Job, relaunch: bool) -> Job | None:
     if link:  # the files are a link: the pod downloads them (again, after a failed try)
         try:
             return start_url_import(dataset, link, express.id, skip_known=relaunch,
-                                    limit=_settings(express).get("limit"), frames=_settings(express).get("frames"))
+                                    limit=_settings(express).get("limit"), frames=_settings(express).get("frames"),
+                                    spread=bool(_settings(express).get("spread")))
         except ApiError as exc:
             raise ExpressError(f"The link cannot be imported: {exc.message}") from None
     sessions = [sid for sid in _settings(express).get("sessions") or [] if session_exists(dataset, sid)]
@@ -257,9 +258,10 @@ def dataset_deleted(dataset_id: str) -> None:
 
 
 def begin(express: Job, sessions: list[str], url: str | None = None, limit: int | None = None,
-          frames: dict | None = None) -> Job:
+          frames: dict | None = None, spread: bool = False) -> Job:
     """The upload is done, or a link given (first time, or again after an import found no usable images):
-    import it (of a link, at most `limit` images; of videos, the `frames` asked for: app.frame_choice)."""
+    import it (of a link, at most `limit` images, the first or `spread` over it; of videos, the `frames` asked
+    for: app.frame_choice)."""
     store = context.jobs()
     with _advancing:
         express = store.get(express.id)
@@ -267,7 +269,8 @@ def begin(express: Job, sessions: list[str], url: str | None = None, limit: int 
         if not uploading and not (express.status == "failed" and express.phase == "import"):
             raise JobStateError("This express run has already started.")
         store.update(express.id, config={**express.config, "sessions": sessions, "url": url,
-                                                 "limit": limit, "frames": None, **in_config(frames)})
+                                                 "limit": limit, "spread": spread, "frames": None,
+                                                 **in_config(frames)})
         if not uploading:
             store.resume(express.id, "Checking the uploaded images.")
             store.start(express.id, None)

@@ -1,7 +1,8 @@
 """The express lane's page and API: from a ZIP or images and a trigger word to a proven LoRA.
 
     POST /api/express               {trigger_word, kind, name?, preserve?} -> the chain and its (new) dataset
-    POST /api/express/<id>/start    {sessions: [...]} after the files are uploaded to the dataset, or {url};
+    POST /api/express/<id>/start    {sessions: [...]} after the files are uploaded to the dataset, or {url}
+                                    (limit?, spread?: at most that many images, the first or spread over it);
                                     frame_seconds, max_frames for videos (app.frame_choice)
     GET  /api/express/<id>          every stage with its progress and ETA, the plan, samples, the proof
     POST /api/express/<id>/retry | /stop
@@ -20,7 +21,7 @@ from flask import Blueprint, current_app, jsonify, render_template
 from app import context, express, imaging
 from app.express_rules import PRESERVED_CLASS, ExpressInputError, check_kind, check_preserve, check_trigger
 from app.frame_choice import check_frames, page_defaults
-from app.import_limit import check_limit
+from app.import_limit import check_limit, check_spread
 from app.store import NotFound, slugify, summary
 from app.url_import import check_url
 from app.video_frames import VIDEO_EXTENSIONS
@@ -102,6 +103,7 @@ def start_express(express_id: str):
         raise ApiError("'sessions' must be a list of upload session ids.", 422)
     url = body.get("url")
     limit = check_limit(body.get("limit"))  # of a link: take at most that many images
+    spread = check_spread(body.get("spread"), limit)  # ...spread over it instead of the first ones
     frames = check_frames(body)
     if url is not None:  # a link instead of uploaded files: checked now, downloaded by the import stage
         url = check_url(url)
@@ -111,7 +113,7 @@ def start_express(express_id: str):
         raise ApiError("'limit' takes the first images of a link: give a 'url' with it.", 422)
     elif not sessions and not context.dataset(job.dataset).image_names():
         raise ApiError("Upload a ZIP or images first: this run has none.", 422)
-    express.begin(job, sessions, url, limit, frames)
+    express.begin(job, sessions, url, limit, frames, spread)
     driver().ensure_running()
     return jsonify(describe(context.jobs().get(job.id))), 202
 

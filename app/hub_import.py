@@ -122,13 +122,16 @@ def listed(api, link: HubLink, commit: str, cap: int | None = None) -> tuple[lis
     return chosen, cut
 
 
-def list_files(api, link: HubLink, commit: str, max_bytes: int, limit: int | None = None) -> tuple[list, list]:
+def list_files(api, link: HubLink, commit: str, max_bytes: int, limit: int | None = None,
+               spread: bool = False) -> tuple[list, list]:
     """The repo files to download under the link, as (those downloaded at once, those downloaded one by one only
     while the import still wants images: import_limit.split); JobError otherwise."""
-    first, later = import_limit.split(listed(api, link, commit)[0], limit, lambda entry: entry.path)
+    first, later = import_limit.split(listed(api, link, commit)[0], limit, lambda entry: entry.path, spread)
     total = sum(size(entry) for entry in first)
     if total > max_bytes:
-        what = "of images and captions" if limit is None else f"in its first {plural(limit, 'image')} and captions"
+        what = ("of images and captions" if limit is None else
+                f"in the {plural(limit, 'image')} spread over it and their captions" if spread else
+                f"in its first {plural(limit, 'image')} and captions")
         raise JobError(f"{link.label} has {total / 2**20:,.0f} MB {what}, over the limit of "
                        f"{max_bytes / 2**20:,.0f} MB (MAX_UPLOAD_MB): link one folder of it "
                        "(…/tree/main/<folder>), take fewer images, or raise MAX_UPLOAD_MB.")
@@ -193,7 +196,8 @@ class _Progress:
                                                   f"{plural(self.files, 'file')}")
 
 
-def download(job, link: HubLink, settings: Settings, folder: Path, limit: int | None = None) -> list[Source]:
+def download(job, link: HubLink, settings: Settings, folder: Path, limit: int | None = None,
+             spread: bool = False) -> list[Source]:
     """Every wanted file of the link as import sources named by their repo path: downloaded into `folder` now, or,
     with a `limit`, the files after the first images downloaded when the import asks for them (list_files)."""
     from huggingface_hub import HfApi, hf_hub_download
@@ -204,7 +208,7 @@ def download(job, link: HubLink, settings: Settings, folder: Path, limit: int | 
     job.update(phase="downloading", message=f"Listing {link.label} on Hugging Face")
     try:
         commit = api.dataset_info(link.repo, revision=link.revision).sha or link.revision
-        first, later = list_files(api, link, commit, max_bytes, limit)
+        first, later = list_files(api, link, commit, max_bytes, limit, spread)
     except JobError:
         raise
     except Exception as exc:  # every hub failure is one sentence

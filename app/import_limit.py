@@ -1,4 +1,5 @@
-"""Take at most N images of an import: the first ones, by file name (or by row inside a Parquet file).
+"""Take at most N images of an import: the first ones, by file name (or by row inside a Parquet file), or, with
+`spread`, N spread evenly over the whole of it (a dataset sorted by class or by date gives some of each).
 
 A source with many files (a Hugging Face dataset, a bucket prefix) downloads the first images at once with their
 captions and every metadata file; the images after them and every ZIP and Parquet file are downloaded one by one,
@@ -22,6 +23,27 @@ ARCHIVES = (".zip", ".parquet", *sorted(VIDEO_EXTENSIONS))  # files that hold im
 MAX_LIMIT = 1_000_000
 
 
+def spread_indices(total: int, count: int) -> list[int]:
+    """`count` of `total` positions spread evenly over them (the middle of each of `count` equal stretches); all of
+    them when `count` is not smaller."""
+    if count >= total:
+        return list(range(total))
+    return [int((i + 0.5) * total / count) for i in range(count)]
+
+
+def check_spread(value, limit: int | None) -> bool:
+    """Whether a request asks for its `limit` of images spread over the whole source; ApiError with a sentence
+    for anything but true or false, or for true without a limit."""
+    if value in (None, False):
+        return False
+    if value is not True:
+        raise ApiError("'spread' is true (take the images spread over the whole source) or false (the first ones).",
+                       422)
+    if limit is None:
+        raise ApiError("'spread' spreads a limit of images over the source: give 'limit' with it.", 422)
+    return True
+
+
 def check_limit(value) -> int | None:
     """The number of images a request asks to take at most (None: all of them); ApiError with a sentence
     otherwise."""
@@ -38,6 +60,7 @@ class Left:
     rows inside a ZIP or a Parquet file it stopped reading."""
 
     limit: int | None
+    spread: bool = False  # the limit spread over each source (spread_indices) instead of its first images
     files: int = 0
     entries: int = 0
 
@@ -50,11 +73,13 @@ class Left:
             return ""
         parts = [plural(n, what) for n, what in ((self.files, "more file"), (self.entries, "more image"))
                  if n]
+        if self.spread:
+            return f"; took {plural(self.limit, 'image')} spread over the source ({' and '.join(parts)} left out)"
         return f"; stopped at the limit of {plural(self.limit, 'image')} ({' and '.join(parts)} left out)"
 
     def public(self) -> dict:
-        return {"images": self.limit, "reached": bool(self.files or self.entries), "files_left": self.files,
-                "images_left": self.entries}
+        return {"images": self.limit, "spread": self.spread, "reached": bool(self.files or self.entries),
+                "files_left": self.files, "images_left": self.entries}
 
 
 class Budget:
@@ -79,14 +104,17 @@ def holds_images(name: str) -> bool:
     return name.lower().endswith(ARCHIVES) or imaging.is_image_name(name)
 
 
-def split(items: list, limit: int | None, path: Callable[[object], str]) -> tuple[list, list]:
+def split(items: list, limit: int | None, path: Callable[[object], str], spread: bool = False) -> tuple[list, list]:
     """(the items to download at once, those to download only while the import wants more images) of `items`
-    (images, captions, metadata files, ZIPs and Parquet files, sorted by `path`); all at once without a limit."""
+    (images, captions, metadata files, ZIPs and Parquet files, sorted by `path`); all at once without a limit.
+    With `spread`, the images taken at once are spread over all of them instead of the first ones."""
     if limit is None:
         return items, []
     images = [item for item in items if imaging.is_image_name(path(item))]
-    taken = {path(item) for item in images[:limit]}
+    chosen = spread_indices(len(images), limit) if spread else range(min(limit, len(images)))
+    taken = {path(images[i]) for i in chosen}
     keys = {caption_key(name) for name in taken}
     first = [item for item in items if path(item) in taken or is_metadata_name(path(item))
              or (path(item).lower().endswith(".txt") and caption_key(path(item)) in keys)]
-    return first, images[limit:] + [item for item in items if path(item).lower().endswith(ARCHIVES)]
+    rest = [item for item in images if path(item) not in taken]
+    return first, rest + [item for item in items if path(item).lower().endswith(ARCHIVES)]

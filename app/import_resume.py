@@ -37,11 +37,11 @@ def resume(dataset_id: str, job_id: str):
         from app.url_import import start_url_import
 
         again = start_url_import(dataset, job.config["url"], skip_known=True, limit=job.config.get("limit"),
-                                 frames=job.config.get("frames"))
+                                 frames=job.config.get("frames"), spread=bool(job.config.get("spread")))
     elif source == "s3":
         from app.s3_import import start_s3_import
 
-        again = start_s3_import(dataset, {**{k: job.config.get(k) for k in ("bucket", "prefix", "limit")},
+        again = start_s3_import(dataset, {**{k: job.config.get(k) for k in ("bucket", "prefix", "limit", "spread")},
                                           **(job.config.get("frames") or {})}, skip_known=True)
     elif source == "sessions":
         from app.uploads import import_from_sessions, session_exists

@@ -53,6 +53,11 @@ class Candidate:
     key: tuple[str, str] = ("", "")  # folder and stem, to pair it with a loose caption (caption_files.caption_key)
 
 
+def _is_archive(name: str) -> bool:
+    """A ZIP or a Parquet file: a source of many images (a spread limit gives each its part)."""
+    return name.endswith(".zip") or is_parquet_name(name)
+
+
 def _import_lock(dataset: Dataset) -> threading.Lock:
     # imports into one dataset run one after another, so name choices never race
     with _import_locks_guard:
@@ -60,13 +65,16 @@ def _import_lock(dataset: Dataset) -> threading.Lock:
 
 
 def run_import(job: JobReporter, dataset: Dataset, sources: list[Source], settings: Settings, work_dir: Path,
-               skip_known: bool = False, limit: int | None = None) -> dict:
+               skip_known: bool = False, limit: int | None = None, spread: bool = False) -> dict:
     """Extract, verify, name and place every image; captions from `.txt` files go with their images.
     `skip_known` leaves out images the dataset already has (the same bytes): an import run again after
     an interruption adds only what the first run had not placed. `limit` takes the first images only (in the
     sources' order, then by name inside a ZIP, by row inside a Parquet file): once it is reached, the sources of
-    images left are neither prepared (downloaded) nor read."""
-    found = _Found(Left(limit))
+    images left are neither prepared (downloaded) nor read. With `spread`, each ZIP, Parquet file and video gives an
+    equal share of what is left of the limit, spread over its images or rows (the sources' own list was spread by
+    import_limit.split)."""
+    found = _Found(Left(limit, spread))
+    archives = [index for index, source in enumerate(sources) if _is_archive(source.name.lower())]
     try:
         with _import_lock(dataset):
             for index, source in enumerate(sources):
@@ -78,11 +86,12 @@ def run_import(job: JobReporter, dataset: Dataset, sources: list[Source], settin
                 if source.prepare is not None:
                     source.path = source.prepare(job)
                     lower = source.name.lower()  # a link's file is named once it has downloaded
+                share = found.share(sum(1 for i in archives if i >= index))  # spread: this archive's part
                 if lower.endswith(".zip"):
-                    _add_zip(found, job, source, work_dir / f"zip-{index}", settings)
+                    _add_zip(found, job, source, work_dir / f"zip-{index}", settings, share)
                 elif is_parquet_name(lower):
                     _add_table(found, job, source.path, source.name, work_dir / f"parquet-{index}", settings,
-                               alone=len(sources) == 1)
+                               alone=len(sources) == 1, share=share)
                 elif lower.endswith(".txt"):
                     text = source.path.read_bytes()[:64 * 1024].decode("utf-8-sig", "replace").strip()
                     found.loose_captions[caption_key(source.name)] = text
@@ -133,6 +142,14 @@ class _Found:
     def room(self) -> int | None:
         return self.left.room(len(self.candidates))
 
+    def share(self, sources_left: int) -> int | None:
+        """What one of `sources_left` archives (this one included) may give: the room, or with a spread limit an
+        equal part of it (rounded up), so every archive gives some of its images, spread over them."""
+        room = self.room()
+        if room is None or not self.left.spread:
+            return room
+        return -(-room // max(sources_left, 1))
+
     def caption_for(self, key: tuple[str, str]) -> str | None:
         """A loose `.txt` of this folder and stem, else a metadata file's caption for it."""
         return self.loose_captions.get(key, self.listed_captions.get(key))
@@ -146,10 +163,12 @@ class _Video:
     caption: str | None = None  # a caption file beside it in its ZIP: every frame gets it
 
 
-def _add_zip(found: _Found, job: JobReporter, source: Source, staging: Path, settings: Settings) -> None:
-    """The images of a ZIP, with their captions, and the rows of the Parquet files inside it."""
+def _add_zip(found: _Found, job: JobReporter, source: Source, staging: Path, settings: Settings,
+             share: int | None) -> None:
+    """The images of a ZIP (at most `share` of them), with their captions, and the rows of the Parquet files
+    inside it."""
     staged = extract_zip(source.path, staging, job, settings.zip_max_total_mb * 2**20, settings.zip_max_ratio,
-                         source.name, limit=found.room())
+                         source.name, limit=share, spread=found.left.spread)
     found.skipped.extend(staged.skipped)
     found.left.entries += staged.left
     for inner, path in staged.images:
@@ -165,15 +184,17 @@ def _add_zip(found: _Found, job: JobReporter, source: Source, staging: Path, set
 
 
 def _add_table(found: _Found, job: JobReporter, path: Path, label: str, staging: Path, settings: Settings,
-               alone: bool = False) -> None:
-    """The rows of a Parquet file, each image with its caption (none once a limit is reached). A file that cannot
-    be read fails the import when it is all there is, and is skipped with its reason beside other files."""
-    room = found.room()
+               alone: bool = False, share: int | None = None) -> None:
+    """The rows of a Parquet file, each image with its caption (at most `share` of them, else what is left of the
+    limit; none once it is reached). A file that cannot be read fails the import when it is all there is, and is
+    skipped with its reason beside other files."""
+    room = found.room() if share is None else min(share, found.room())
     if room == 0:
         found.left.files += 1
         return
     try:
-        unpacked = extract_parquet(path, staging, job, settings.zip_max_total_mb * 2**20, label, limit=room)
+        unpacked = extract_parquet(path, staging, job, settings.zip_max_total_mb * 2**20, label, limit=room,
+                                   spread=found.left.spread)
     except Unreadable as exc:
         if alone:
             raise
@@ -197,7 +218,7 @@ def _add_videos(found: _Found, job: JobReporter, work_dir: Path, settings: Setti
         if video.key in found.photo_keys:
             found.skipped.append({"name": video.label, "reason": LIVE_PHOTO_MOTION})
             continue
-        room = found.room()
+        room = found.share(len(found.videos) - number)
         if room == 0:
             found.left.files += 1
             continue

@@ -24,6 +24,7 @@ from PIL import Image
 
 from app import imaging
 from app.caption_files import CAPTION_COLUMNS
+from app.import_limit import spread_indices
 from app.store import clean_filename
 from studio.job_reporter import JobReporter
 from studio.jobs import JobError
@@ -220,11 +221,12 @@ class _Names:
 
 
 def extract_parquet(source: Path, staging: Path, job: JobReporter, max_total_bytes: int, label: str,
-                    stem: str | None = None, limit: int | None = None) -> Unpacked:
+                    stem: str | None = None, limit: int | None = None, spread: bool = False) -> Unpacked:
     """Every row's image of `source` staged in `staging` (numbered files) with its caption; JobError when the file
     cannot be read, holds no image column or unpacks to more than `max_total_bytes`. Rows without a name of their
     own are named `<stem>-<row>` (the label's stem unless given). With a `limit`, reading stops at that many images
-    (the size limit counts the row groups that hold them)."""
+    (the size limit counts the row groups that hold them); with `spread` too, the rows taken are spread over the
+    whole file (every row group is read; the rows between are left)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -237,19 +239,20 @@ def extract_parquet(source: Path, staging: Path, job: JobReporter, max_total_byt
         if image_column is None:
             raise Unreadable(label, f"has no image column (columns: {', '.join(parquet.schema_arrow.names) or 'none'})")
         columns = [image_column] + ([caption_column] if caption_column else [])
-        declared = _declared_bytes(parquet, columns, limit)
+        declared = _declared_bytes(parquet, columns, None if spread else limit)
         if declared > max_total_bytes:
             raise JobError(f"{label} would unpack to {declared / 2**20:,.0f} MB, over the limit of "
                            f"{max_total_bytes / 2**20:,.0f} MB (ZIP_MAX_TOTAL_MB).")
         out = Unpacked(image_column=image_column, caption_column=caption_column)
         staging.mkdir(parents=True, exist_ok=True)
         rows = parquet.metadata.num_rows
-        job.update(phase="extracting", total=rows if limit is None else min(rows, limit), done=0,
-                   message=f"Reading {label}")
+        wanted = set(spread_indices(rows, limit)) if spread and limit is not None else None
+        job.update(phase="extracting", total=rows if limit is None or wanted is not None else min(rows, limit),
+                   done=0, message=f"Reading {label}")
         try:
             out.read = _read_rows(parquet, columns, out, staging, job, max_total_bytes, label,
-                                  _Names(clean_filename(stem or Path(label).stem) or "row"), limit)
-            out.left = rows - out.read
+                                  _Names(clean_filename(stem or Path(label).stem) or "row"), limit, wanted)
+            out.left = rows - (out.read if wanted is None else len(wanted))
         except (pa.ArrowException, OSError) as exc:
             if isinstance(exc, OSError) and exc.errno is not None:  # the disk's, not the file's
                 raise
@@ -258,8 +261,9 @@ def extract_parquet(source: Path, staging: Path, job: JobReporter, max_total_byt
 
 
 def _read_rows(parquet, columns: list[str], out: Unpacked, staging: Path, job: JobReporter, max_total_bytes: int,
-               label: str, names: _Names, limit: int | None) -> int:
-    """Stages the rows' images into `out` until `limit` images; returns how many rows were read."""
+               label: str, names: _Names, limit: int | None, wanted: set[int] | None = None) -> int:
+    """Stages the rows' images into `out` until `limit` images (only the rows in `wanted`, when given); returns
+    how many rows were read."""
     image_column, caption_column = out.image_column, out.caption_column
     written, row = 0, -1
     for batch in parquet.iter_batches(batch_size=_batch_rows(parquet, columns), columns=columns):
@@ -268,6 +272,8 @@ def _read_rows(parquet, columns: list[str], out: Unpacked, staging: Path, job: J
             if limit is not None and len(out.rows) >= limit:
                 return row + 1
             row += 1
+            if wanted is not None and row not in wanted:
+                continue
             images = _images(values.get(image_column))
             caption = _caption(values.get(caption_column)) if caption_column else None
             if not images:

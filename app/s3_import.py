@@ -63,6 +63,7 @@ def start_s3_import(dataset, body: dict, skip_known: bool = False) -> Job:
     """The import job for a bucket prefix (ApiError, before any job, for a wrong bucket, prefix or keys); the body
     may choose the frames taken from videos (app.frame_choice)."""
     limit, frames = import_limit.check_limit(body.get("limit")), check_frames(body)
+    spread = import_limit.check_spread(body.get("spread"), limit)
     storage, prefix = _request_storage(body)
     settings = with_frames(context.settings(), frames)
     work_dir = confined(context.workspace().uploads, f"s3-{secrets.token_hex(8)}")
@@ -72,7 +73,7 @@ def start_s3_import(dataset, body: dict, skip_known: bool = False) -> Job:
         held: list[StoredObject] = []  # with a limit: downloaded only while the import wants more images
 
         def select(objects: list[StoredObject]) -> list[StoredObject]:
-            first, later = import_limit.split(objects, limit, lambda o: o.key)
+            first, later = import_limit.split(objects, limit, lambda o: o.key, spread)
             held.extend(later)
             return first
 
@@ -99,14 +100,14 @@ def start_s3_import(dataset, body: dict, skip_known: bool = False) -> Job:
             sources += [Source(obj.key[len(prefix):], prepare=_later(storage, obj, download, prefix, budget))
                         for obj in held]
             result = run_import(job, dataset, sources, settings, work_dir / "import", skip_known=skip_known,
-                                limit=limit)
+                                limit=limit, spread=spread)
             result["source"] = {"bucket": storage.bucket, "prefix": prefix,
                                 "files": sum(1 for source in sources if source.path is not None)}
             return result
         finally:
             shutil.rmtree(work_dir, ignore_errors=True)
 
-    config = {"source": "s3", "bucket": body.get("bucket"), "prefix": prefix, "limit": limit,  # for a resume
+    config = {"source": "s3", "bucket": body.get("bucket"), "prefix": prefix, "limit": limit, "spread": spread,
               **in_config(frames)}
     return context.executor().submit(IMPORT_KIND, dataset.id, work, config=config)
 

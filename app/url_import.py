@@ -100,23 +100,25 @@ def download(job, url: str, folder: Path, max_bytes: int, allow_private: bool) -
 @bp.post("/api/datasets/<dataset_id>/import-url")
 def import_url(dataset_id: str):
     body = json_body()
-    return jsonify(start_url_import(context.dataset(dataset_id), body.get("url"),
-                                    limit=import_limit.check_limit(body.get("limit")),
+    limit = import_limit.check_limit(body.get("limit"))
+    return jsonify(start_url_import(context.dataset(dataset_id), body.get("url"), limit=limit,
+                                    spread=import_limit.check_spread(body.get("spread"), limit),
                                     frames=check_frames(body)).public()), 202
 
 
 def start_url_import(dataset, url_given, parent_id: str | None = None, skip_known: bool = False,
-                     limit: int | None = None, frames: dict | None = None) -> Job:
+                     limit: int | None = None, frames: dict | None = None, spread: bool = False) -> Job:
     """The import job for a link (ApiError, before any job, for a malformed link or a refused address). A Hugging
     Face dataset link (the repo, a folder, a file) imports through the hub with the pod's HF_TOKEN. `limit` takes
-    the first images only; `frames`: the frames to take from videos (app.frame_choice)."""
+    the first images only (with `spread`, that many spread over the whole source); `frames`: the frames to take
+    from videos (app.frame_choice)."""
     given = check_url(url_given)
     settings = with_frames(context.settings(), frames)
     work_dir = confined(context.workspace().uploads, f"url-{secrets.token_hex(8)}")
     dataset_link = hub_import.hub_link(given)
     if dataset_link is not None:
         def sources(job) -> list[Source]:
-            return hub_import.download(job, dataset_link, settings, work_dir / "download", limit)
+            return hub_import.download(job, dataset_link, settings, work_dir / "download", limit, spread)
 
         def described(found: list[Source]) -> dict:
             return {"url": given, "dataset": dataset_link.repo,  # the files downloaded (a limit leaves some)
@@ -148,7 +150,7 @@ def start_url_import(dataset, url_given, parent_id: str | None = None, skip_know
         try:
             found = sources(job)
             result = run_import(job, dataset, found, settings, work_dir / "import", skip_known=skip_known,
-                                limit=limit)
+                                limit=limit, spread=spread)
             result["source"] = described(found)
             return result
         finally:
@@ -156,4 +158,4 @@ def start_url_import(dataset, url_given, parent_id: str | None = None, skip_know
 
     return context.executor().submit("import", dataset.id, work, parent_id=parent_id,
                                      config={"source": "url", "url": given, "limit": limit,  # for a resume
-                                             **in_config(frames)})
+                                             "spread": spread, **in_config(frames)})

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from app import imaging
 from app.caption_files import METADATA_MAX_BYTES, caption_key, is_metadata_name, metadata_captions
+from app.import_limit import spread_indices
 from app.video_frames import is_video_name
 from studio.job_reporter import JobReporter
 from studio.jobs import JobError
@@ -61,20 +62,23 @@ def _is_junk(name: str) -> bool:
     return "__MACOSX" in parts or base.startswith("._") or base in _JUNK
 
 
-def _beyond(infos: list[zipfile.ZipInfo], limit: int | None) -> set[str]:
-    """The image entries past the first `limit` by name (none without a limit): they are not extracted."""
+def _beyond(infos: list[zipfile.ZipInfo], limit: int | None, spread: bool = False) -> set[str]:
+    """The image entries past the first `limit` by name, or with `spread` all but `limit` spread over them (none
+    without a limit): they are not extracted."""
     if limit is None:
         return set()
     images = sorted(info.filename for info in infos if not info.is_dir() and entry_problem(info) is None
                     and not _is_junk(info.filename.replace("\\", "/")) and imaging.is_image_name(info.filename))
+    if spread:
+        return set(images) - {images[i] for i in spread_indices(len(images), limit)}
     return set(images[limit:])
 
 
 def extract_zip(archive: Path, staging: Path, job: JobReporter, max_total_bytes: int, max_ratio: int,
-                label: str, limit: int | None = None) -> Extracted:
+                label: str, limit: int | None = None, spread: bool = False) -> Extracted:
     """Extract images, Parquet files, videos and captions (`.txt` files, metadata.jsonl/.csv) of `archive` into
-    `staging` (flat, numbered names); with a `limit`, only that many images, the first by name (the size limit
-    counts only those)."""
+    `staging` (flat, numbered names); with a `limit`, only that many images, the first by name or with `spread`
+    spread over all of them (the size limit counts only those)."""
     out = Extracted()
     listed: dict[tuple[str, str], str] = {}
     try:
@@ -88,7 +92,7 @@ def extract_zip(archive: Path, staging: Path, job: JobReporter, max_total_bytes:
             raise JobError(f"{label} is damaged: its table of contents cannot be read.") from None
         if any(info.flag_bits & 0x1 for info in infos):
             raise JobError(f"{label} is password-protected (encrypted): unzip it and upload the images instead.")
-        beyond = _beyond(infos, limit)
+        beyond = _beyond(infos, limit, spread)
         out.left = len(beyond)
         declared = sum(info.file_size for info in infos if info.filename not in beyond)
         if declared > max_total_bytes:

@@ -83,7 +83,10 @@ def test_express_takes_a_link_instead_of_files(studio_root, tmp_path, web):  # n
         page.fill("#x-link", f"{web}/set.zip")
         expect(page.locator("#x-limit-row")).to_be_visible()
         page.fill("#x-limit", "1")
-        page.click("#x-go")
+        page.select_option("#x-spread", "1")  # spread over the ZIP rather than its first image
+        with page.expect_request(lambda r: r.method == "POST" and r.url.endswith("/start")) as sent:
+            page.click("#x-go")
+        assert sent.value.post_data_json["limit"] == 1 and sent.value.post_data_json["spread"] is True
         expect(page.locator(".x-stage[data-stage=import]")).to_have_class(re.compile("completed"))
         expect(page.locator(".x-stage[data-stage=upload]")).to_contain_text("1 image in the dataset")
         assert problems == []
@@ -124,6 +127,7 @@ def test_a_hugging_face_dataset_link_imports_the_dataset_with_its_captions(studi
         page.fill("#link-url", "https://huggingface.co/datasets/me/tables")
         expect(page.locator("#link-check")).to_contain_text("me/tables: 2 Parquet files")
         page.fill("#link-limit", "2")
+        expect(page.locator("#link-spread")).to_have_value("")  # the first ones, unless told
         page.click("#link-start")
         expect(page.locator("#import-status")).to_contain_text("Imported 2 images")
         expect(page.locator("#import-status")).to_contain_text("stopped at the limit of 2 images (1 more image "
@@ -133,6 +137,11 @@ def test_a_hugging_face_dataset_link_imports_the_dataset_with_its_captions(studi
         expect(page.locator(".tile", has_text="a red door")).to_have_count(1)
         page.click("#btn-link")
         expect(page.locator("#link-limit")).to_have_value("")  # a new import takes everything unless told
+        page.fill("#link-limit", "3")
+        page.select_option("#link-spread", "1")
+        page.keyboard.press("Escape")
+        page.click("#btn-link")
+        expect(page.locator("#link-spread")).to_have_value("")
         # a dataset of clips: the frames to take from its videos, chosen in the dialog
         page.fill("#link-url", "https://huggingface.co/datasets/me/clips")
         expect(page.locator("#link-check")).to_contain_text("1 video")

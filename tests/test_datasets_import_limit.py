@@ -49,8 +49,9 @@ def client(make_settings, hub):
     return datasets_app.create_app(settings).test_client()
 
 
-def _import(client, dataset_id: str, url: str, limit) -> dict:
-    response = client.post(f"/api/datasets/{dataset_id}/import-url", json={"url": url, "limit": limit})
+def _import(client, dataset_id: str, url: str, limit, spread: bool = False) -> dict:
+    response = client.post(f"/api/datasets/{dataset_id}/import-url", json={"url": url, "limit": limit,
+                                                                           **({"spread": True} if spread else {})})
     assert response.status_code == 202, response.get_json()
     return wait_job(client, f"/api/datasets/{dataset_id}/imports/{response.get_json()['id']}")
 
@@ -72,7 +73,8 @@ def test_only_the_first_images_of_a_hub_dataset_and_their_captions_are_downloade
     assert _captions(client, dataset_id) == {"00.png": "tok, photo 0", "01.png": "tok, photo 1"}
     assert _downloaded(hub, "me/loose") == {"photos/00.png", "photos/00.txt", "photos/01.png", "photos/01.txt",
                                             "photos/metadata.jsonl"}
-    assert job["result"]["limit"] == {"images": 2, "reached": True, "files_left": 5, "images_left": 0}
+    assert job["result"]["limit"] == {"images": 2, "spread": False, "reached": True, "files_left": 5,
+                                       "images_left": 0}
     assert job["result"]["source"]["files"] == 5  # what was downloaded
     assert "stopped at the limit of 2 images (5 more files left out)" in job["message"]
 
@@ -84,7 +86,8 @@ def test_parquet_shards_download_one_by_one_until_the_limit_is_reached(client, h
     assert _captions(client, dataset_id) == {"s0r0.png": "tok, 0.0", "s0r1.png": "tok, 0.1", "s1r0.png": "tok, 1.0"}
     assert _downloaded(hub, "me/shards") == {"data/train-00000-of-00003.parquet",
                                              "data/train-00001-of-00003.parquet"}  # the third never downloads
-    assert job["result"]["limit"] == {"images": 3, "reached": True, "files_left": 1, "images_left": 1}
+    assert job["result"]["limit"] == {"images": 3, "spread": False, "reached": True, "files_left": 1,
+                                       "images_left": 1}
     assert "(1 more file and 1 more image left out)" in job["message"]
 
 
@@ -123,7 +126,8 @@ def test_a_limit_above_the_dataset_takes_everything_and_says_nothing(client, hub
     dataset_id = _dataset(client)
     job = _import(client, dataset_id, f"{HF}/me/shards", 100)
     assert job["status"] == "completed" and len(_captions(client, dataset_id)) == 6
-    assert job["result"]["limit"] == {"images": 100, "reached": False, "files_left": 0, "images_left": 0}
+    assert job["result"]["limit"] == {"images": 100, "spread": False, "reached": False, "files_left": 0,
+                                       "images_left": 0}
     assert "limit" not in job["message"]
 
 
@@ -135,7 +139,8 @@ def test_a_zip_link_unpacks_only_its_first_images_by_name(client, web, monkeypat
     job = _import(client, dataset_id, f"{web}/many.zip", 2)  # the whole ZIP unpacks to 1.2 MB, over 1 MB
     assert job["status"] == "completed", job
     assert _captions(client, dataset_id) == {"0.png": "", "1.png": "tok, one"}
-    assert job["result"]["limit"] == {"images": 2, "reached": True, "files_left": 0, "images_left": 2}
+    assert job["result"]["limit"] == {"images": 2, "spread": False, "reached": True, "files_left": 0,
+                                       "images_left": 2}
     everything = _dataset(client)
     job = _import(client, everything, f"{web}/many.zip", None)
     assert job["status"] == "failed" and "ZIP_MAX_TOTAL_MB" in job["error"]
@@ -159,3 +164,64 @@ def test_a_limit_that_is_not_a_count_of_images_is_refused_before_any_job(client,
                            json={"url": f"{HF}/me/loose", "limit": limit})
     assert response.status_code == 422 and "'limit' must be a whole number of images" in \
         response.get_json()["error"]
+
+
+# -- spread over the whole source -------------------------------------------------------------------------------
+def test_spread_positions_are_even_and_distinct():
+    from app.import_limit import spread_indices
+
+    assert spread_indices(10, 3) == [1, 5, 8] and spread_indices(100, 4) == [12, 37, 62, 87]
+    assert spread_indices(3, 5) == [0, 1, 2] and spread_indices(0, 2) == []
+    for total, count in ((7, 7), (1000, 999), (5, 1)):
+        chosen = spread_indices(total, count)
+        assert len(set(chosen)) == len(chosen) == min(total, count) and max(chosen) < total
+
+
+def test_a_hub_dataset_spread_downloads_images_from_all_over_it_with_their_captions(client, hub):
+    dataset_id = _dataset(client)
+    job = _import(client, dataset_id, f"{HF}/me/loose", 2, spread=True)
+    assert job["status"] == "completed", job.get("error")
+    # of 00..04: positions 1 and 3 (the first two would be 00 and 01); the listed caption of 01 goes with it
+    assert _captions(client, dataset_id) == {"01.png": "tok, photo 1", "03.png": "tok, photo 3"}
+    assert _downloaded(hub, "me/loose") == {"photos/01.png", "photos/01.txt", "photos/03.png", "photos/03.txt",
+                                            "photos/metadata.jsonl"}
+    assert job["result"]["limit"] == {"images": 2, "spread": True, "reached": True, "files_left": 5,
+                                      "images_left": 0}
+    assert "took 2 images spread over the source (5 more files left out)" in job["message"]
+
+
+def test_parquet_shards_spread_give_each_shard_its_part(client, hub):
+    dataset_id = _dataset(client)
+    job = _import(client, dataset_id, f"{HF}/me/shards", 3, spread=True)
+    assert job["status"] == "completed", job.get("error")
+    assert _captions(client, dataset_id) == {"s0r1.png": "tok, 0.1", "s1r1.png": "tok, 1.1", "s2r1.png": "tok, 2.1"}
+    assert len(_downloaded(hub, "me/shards")) == 3  # every shard: some of every part of the dataset
+    assert job["result"]["limit"]["images_left"] == 3
+
+
+def test_a_zip_and_a_parquet_link_spread_over_their_entries_and_rows(client, web, monkeypatch):  # noqa: F811
+    entries = [(f"set/{n}.png", image_bytes(70 + n, size=(80, 80)) + b"\0" * 100_000) for n in range(8)]
+    entries += [("set/5.txt", b"tok, five")]
+    monkeypatch.setitem(FILES, "/many.zip", ("application/zip", {}, zip_bytes(entries)))
+    dataset_id = _dataset(client)
+    job = _import(client, dataset_id, f"{web}/many.zip", 2, spread=True)
+    assert job["status"] == "completed", job
+    assert _captions(client, dataset_id) == {"2.png": "", "6.png": ""}  # positions 2 and 6 of 0..7
+    assert job["result"]["limit"]["images_left"] == 6
+
+    rows = [{"image": (image_bytes(80 + n, size=(80, 80)), f"p{n}.png"), "text": f"tok, row {n}"} for n in range(9)]
+    monkeypatch.setitem(FILES, "/table", ("application/octet-stream", {},
+                                          parquet_bytes(rows, features=HF_FEATURES, row_group_size=2)))
+    table = _dataset(client)
+    job = _import(client, table, f"{web}/table", 3, spread=True)
+    assert job["status"] == "completed", job.get("error")
+    assert _captions(client, table) == {"p1.png": "tok, row 1", "p4.png": "tok, row 4", "p7.png": "tok, row 7"}
+    assert job["result"]["limit"]["images_left"] == 6
+
+
+@pytest.mark.parametrize("body, says", [({"spread": True}, "give 'limit' with it"),
+                                        ({"limit": 3, "spread": "yes"}, "'spread' is true")])
+def test_spread_without_a_limit_or_not_a_yes_or_no_is_refused(client, body, says):
+    dataset_id = _dataset(client)
+    response = client.post(f"/api/datasets/{dataset_id}/import-url", json={"url": f"{HF}/me/loose", **body})
+    assert response.status_code == 422 and says in response.get_json()["error"]

@@ -60,7 +60,8 @@ def test_a_link_import_cut_short_by_a_restart_imports_the_rest(make_settings, st
     assert _images(client, dataset_id) == {"a.png": "", "b.png": ""}  # a.png once, not a_2.png
     assert {s["name"]: s["reason"] for s in done["result"]["skipped"]} == {"set.zip/set/a.png":
                                                                           "already in this dataset"}
-    assert done["config"] == {"source": "url", "url": f"{web}/set.zip", "limit": None}  # resumable again
+    assert done["config"] == {"source": "url", "url": f"{web}/set.zip", "limit": None,  # resumable again
+                              "spread": False}
 
 
 def test_an_upload_import_cut_short_runs_again_from_its_sessions(make_settings, studio_root):
@@ -101,14 +102,16 @@ def test_a_failed_link_import_tries_again(make_settings, studio_root, web, monke
 
     client = _studio(make_settings)
     dataset_id = _dataset(client)
-    started = client.post(f"/api/datasets/{dataset_id}/import-url", json={"url": f"{web}/later.zip", "limit": 1})
+    started = client.post(f"/api/datasets/{dataset_id}/import-url", json={"url": f"{web}/later.zip", "limit": 1,
+                                                                           "spread": True})
     failed = wait_job(client, f"/api/datasets/{dataset_id}/imports/{started.get_json()['id']}")
     assert failed["status"] == "failed"  # not there yet
     monkeypatch.setitem(FILES, "/later.zip", ("application/zip", {}, zip_bytes([("p.png", image_bytes(7)),
                                                                                 ("q.png", image_bytes(8))])))
     response = client.post(f"/api/datasets/{dataset_id}/imports/{failed['id']}/resume")
     done = wait_job(client, f"/api/datasets/{dataset_id}/imports/{response.get_json()['id']}")
-    assert done["status"] == "completed" and list(_images(client, dataset_id)) == ["p.png"]  # its limit kept
+    # its limit kept, spread: the one image from the middle of two is the second
+    assert done["status"] == "completed" and list(_images(client, dataset_id)) == ["q.png"]
 
 
 def test_a_failed_upload_import_keeps_its_chunks_for_try_again(make_settings, studio_root, monkeypatch):

@@ -496,14 +496,18 @@ def test_a_hugging_face_dataset_link_goes_through_to_training(studio, hub):  # n
     settings, app = studio(HF_ENDPOINT=hub.url)
     client = app.test_client()
     express_id = _create(client)["express"]["id"]
-    link = "https://huggingface.co/datasets/me/portraits"  # five images: the first three are taken
+    link = "https://huggingface.co/datasets/me/portraits"  # five images: three spread over them are taken
     alone = client.post(f"/api/express/{express_id}/start", json={"limit": 3})
     assert alone.status_code == 422 and "give a 'url' with it" in alone.get_json()["error"]
-    assert client.post(f"/api/express/{express_id}/start", json={"url": link, "limit": 3}).status_code == 202
+    refused = client.post(f"/api/express/{express_id}/start", json={"url": link, "spread": True})
+    assert refused.status_code == 422 and "give 'limit' with it" in refused.get_json()["error"]
+    started = client.post(f"/api/express/{express_id}/start", json={"url": link, "limit": 3, "spread": True})
+    assert started.status_code == 202
     run = _drive(app, express_id, lambda r: r["express"]["phase"] == "train")
     imported = next(s for s in run["stages"] if s["stage"] == "import")
     assert imported["status"] == "completed" and imported["result"]["source"]["dataset"] == "me/portraits"
     assert imported["result"]["limit"]["reached"] and run["dataset"]["images"] == 3
+    assert imported["result"]["limit"]["spread"]  # three spread over the five
 
 
 def test_a_link_that_is_no_zip_fails_the_import_and_another_link_goes_on(studio, web):  # noqa: F811

@@ -140,7 +140,14 @@ def test_a_limit_downloads_the_first_images_and_the_zips_still_needed(moto, make
     images = client.get(f"/api/datasets/{dataset}/images").get_json()["images"]
     assert {image["name"]: image["caption"] for image in images} == {"00.png": "red 0", "01.png": "red 1"}
     assert state["result"]["source"]["files"] == 4  # two images and their captions; the rest stayed in the bucket
-    assert state["result"]["limit"] == {"images": 2, "reached": True, "files_left": 5, "images_left": 0}
+    assert state["result"]["limit"] == {"images": 2, "spread": False, "reached": True, "files_left": 5,
+                                        "images_left": 0}
+    spread = client.post("/api/datasets", json={"name": "Spread"}).get_json()["id"]  # 2 of 6, from all over
+    started = client.post(f"/api/datasets/{spread}/import-s3", json={"prefix": "many", "limit": 2, "spread": True})
+    state = wait_job(client, f"/api/datasets/{spread}/import-s3/{started.get_json()['id']}")
+    images = client.get(f"/api/datasets/{spread}/images").get_json()["images"]
+    assert {image["name"]: image["caption"] for image in images} == {"01.png": "red 1", "04.png": "red 4"}
+    assert state["result"]["limit"]["spread"] and state["config"]["spread"] is True  # kept for a resume
 
     packs = client.post("/api/datasets", json={"name": "Packs"}).get_json()["id"]
     started = client.post(f"/api/datasets/{packs}/import-s3",

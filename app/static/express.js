@@ -44,7 +44,8 @@
     if (files.length) return uploadAndStart(run);
     const limit = $("x-limit").value.trim();
     render(await api(`/api/express/${expressId}/start`, {
-      method: "POST", json: { url: link(), limit: limit ? Number(limit) : null, ...(frames ? frames() : {}) } }));
+      method: "POST", json: { url: link(), limit: limit ? Number(limit) : null, spread: Boolean(limit && $("x-spread").value),
+        ...(frames ? frames() : {}) } }));
     poll();
   }
 

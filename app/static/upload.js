@@ -188,6 +188,7 @@
   function openLink(url) {
     $("link-url").value = url || "";
     $("link-limit").value = "";
+    $("link-spread").value = "";
     $("link-error").textContent = "";
     linkChecker.reset();
     if (url) linkChecker.check();
@@ -201,7 +202,8 @@
     try {
       const limit = $("link-limit").value.trim();
       const job = await api(`${ds.base}/import-url`, {
-        method: "POST", json: { url: $("link-url").value, limit: limit ? Number(limit) : null, ...(linkFrames ? linkFrames(false) : {}) } });
+        method: "POST", json: { url: $("link-url").value, limit: limit ? Number(limit) : null,
+          spread: Boolean(limit && $("link-spread").value), ...(linkFrames ? linkFrames(false) : {}) } });
       $("link-dialog").close();
       $("uploads").classList.add("open");
       expandPanel();
