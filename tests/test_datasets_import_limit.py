@@ -66,17 +66,21 @@ def _downloaded(hub, repo: str) -> set[str]:
             if f"/datasets/{repo}/resolve/" in r["path"]}
 
 
-def test_only_the_first_images_of_a_hub_dataset_and_their_captions_are_downloaded(client, hub):
+@pytest.mark.parametrize("spread, taken, note", [
+    (False, ("00", "01"), "stopped at the limit of 2 images (5 more files left out)"),
+    # of 00..04 spread: positions 1 and 3, each with its caption file
+    (True, ("01", "03"), "took 2 images spread over the source (5 more files left out)")])
+def test_only_the_images_taken_of_a_hub_dataset_and_their_captions_are_downloaded(client, hub, spread, taken, note):
     dataset_id = _dataset(client)
-    job = _import(client, dataset_id, f"{HF}/me/loose", 2)
+    job = _import(client, dataset_id, f"{HF}/me/loose", 2, spread=spread)
     assert job["status"] == "completed", job.get("error")
-    assert _captions(client, dataset_id) == {"00.png": "tok, photo 0", "01.png": "tok, photo 1"}
-    assert _downloaded(hub, "me/loose") == {"photos/00.png", "photos/00.txt", "photos/01.png", "photos/01.txt",
-                                            "photos/metadata.jsonl"}
-    assert job["result"]["limit"] == {"images": 2, "spread": False, "reached": True, "files_left": 5,
-                                       "images_left": 0}
+    assert _captions(client, dataset_id) == {f"{n}.png": f"tok, photo {int(n)}" for n in taken}
+    assert _downloaded(hub, "me/loose") == {f"photos/{n}.{ext}" for n in taken for ext in ("png", "txt")} | {
+        "photos/metadata.jsonl"}
+    assert job["result"]["limit"] == {"images": 2, "spread": spread, "reached": True, "files_left": 5,
+                                      "images_left": 0}
     assert job["result"]["source"]["files"] == 5  # what was downloaded
-    assert "stopped at the limit of 2 images (5 more files left out)" in job["message"]
+    assert note in job["message"]
 
 
 def test_parquet_shards_download_one_by_one_until_the_limit_is_reached(client, hub):
@@ -175,19 +179,6 @@ def test_spread_positions_are_even_and_distinct():
     for total, count in ((7, 7), (1000, 999), (5, 1)):
         chosen = spread_indices(total, count)
         assert len(set(chosen)) == len(chosen) == min(total, count) and max(chosen) < total
-
-
-def test_a_hub_dataset_spread_downloads_images_from_all_over_it_with_their_captions(client, hub):
-    dataset_id = _dataset(client)
-    job = _import(client, dataset_id, f"{HF}/me/loose", 2, spread=True)
-    assert job["status"] == "completed", job.get("error")
-    # of 00..04: positions 1 and 3 (the first two would be 00 and 01); the listed caption of 01 goes with it
-    assert _captions(client, dataset_id) == {"01.png": "tok, photo 1", "03.png": "tok, photo 3"}
-    assert _downloaded(hub, "me/loose") == {"photos/01.png", "photos/01.txt", "photos/03.png", "photos/03.txt",
-                                            "photos/metadata.jsonl"}
-    assert job["result"]["limit"] == {"images": 2, "spread": True, "reached": True, "files_left": 5,
-                                      "images_left": 0}
-    assert "took 2 images spread over the source (5 more files left out)" in job["message"]
 
 
 def test_parquet_shards_spread_give_each_shard_its_part(client, hub):
