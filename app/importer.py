@@ -86,7 +86,8 @@ def run_import(job: JobReporter, dataset: Dataset, sources: list[Source], settin
                 if source.prepare is not None:
                     source.path = source.prepare(job)
                     lower = source.name.lower()  # a link's file is named once it has downloaded
-                share = found.share(sum(1 for i in archives if i >= index))  # spread: this archive's part
+                # spread: this archive's part of what is left (a link is named only once it has downloaded)
+                share = found.share(sum(1 for i in archives if i >= index)) if _is_archive(lower) else None
                 if lower.endswith(".zip"):
                     _add_zip(found, job, source, work_dir / f"zip-{index}", settings, share)
                 elif is_parquet_name(lower):
