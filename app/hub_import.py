@@ -220,7 +220,7 @@ def download(job, link: HubLink, settings: Settings, folder: Path, limit: int | 
         except UnsafePathError:
             raise JobError(f"{link.repo} lists a file with an unsafe path ({entry.path!r}): nothing was "
                            "imported.") from None
-    budget = import_limit.Budget(max_bytes, sum(size(entry) for entry in first))
+    budget = import_limit.Budget(max_bytes, sum(size(entry) for entry in first), spread)
 
     def fetch_all(reporter, files: list, label: str) -> None:
         progress = _Progress(reporter, sum(size(entry) for entry in files), len(files), label)

@@ -31,6 +31,24 @@ def spread_indices(total: int, count: int) -> list[int]:
     return [int((i + 0.5) * total / count) for i in range(count)]
 
 
+class Shares:
+    """A spread limit's parts for `parts` sources read in order (ZIPs, Parquet files, videos): the k-th may give
+    what keeps the running total at round((k + 1) * total / parts), so each gives about as many (fewer images
+    than sources: some of them, spread over the list, give one each) and what one lacks the next may give."""
+
+    def __init__(self, total: int, parts: int):
+        self.total, self.parts, self.index, self.given = total, max(parts, 1), 0, 0
+
+    def next(self) -> int:
+        """The next source's part (0: it is left out, not even downloaded)."""
+        target = int((self.index + 1) * self.total / self.parts + 0.5)
+        self.index += 1
+        return max(0, target - self.given)
+
+    def gave(self, count: int) -> None:
+        self.given += count
+
+
 def check_spread(value, limit: int | None) -> bool:
     """Whether a request asks for its `limit` of images spread over the whole source; ApiError with a sentence
     for anything but true or false, or for true without a limit."""
@@ -86,15 +104,16 @@ class Budget:
     """The bytes a download with a limit may still take (MAX_UPLOAD_MB less what came at once): each file it
     fetches later is counted before it is fetched."""
 
-    def __init__(self, max_bytes: int, spent: int):
-        self.max_bytes, self.spent = max_bytes, spent
+    def __init__(self, max_bytes: int, spent: int, spread: bool = False):
+        self.max_bytes, self.spent, self.spread = max_bytes, spent, spread
 
     def take(self, what: str, size: int) -> None:
         """Counts `size` bytes for `what`; JobError when they would pass the limit."""
         if self.spent + size > self.max_bytes:
+            # spread over the source: every ZIP and Parquet file gives its part, however few images are taken
+            instead = "take the first images instead of spreading them" if self.spread else "take fewer images"
             raise JobError(f"{what} ({size / 2**20:,.0f} MB) would take the download past the limit of "
-                           f"{self.max_bytes / 2**20:,.0f} MB (MAX_UPLOAD_MB): take fewer images, or raise "
-                           "MAX_UPLOAD_MB.")
+                           f"{self.max_bytes / 2**20:,.0f} MB (MAX_UPLOAD_MB): {instead}, or raise MAX_UPLOAD_MB.")
         self.spent += size
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from app import imaging
 from app.caption_files import caption_key, is_metadata_name, metadata_captions
-from app.import_limit import Left, holds_images
+from app.import_limit import Left, Shares, holds_images
 from app.parquet_import import Unreadable, extract_parquet, is_parquet_name
 from app.store import Dataset, clean_filename, refresh_flags
 from app.video_frames import LIVE_PHOTO_MOTION, clock, extract_frames, is_video_name
@@ -70,24 +70,25 @@ def run_import(job: JobReporter, dataset: Dataset, sources: list[Source], settin
     `skip_known` leaves out images the dataset already has (the same bytes): an import run again after
     an interruption adds only what the first run had not placed. `limit` takes the first images only (in the
     sources' order, then by name inside a ZIP, by row inside a Parquet file): once it is reached, the sources of
-    images left are neither prepared (downloaded) nor read. With `spread`, each ZIP, Parquet file and video gives an
-    equal share of what is left of the limit, spread over its images or rows (the sources' own list was spread by
-    import_limit.split)."""
+    images left are neither prepared (downloaded) nor read. With `spread`, the ZIPs and Parquet files (and then
+    the videos) share what the loose images left of the limit (import_limit.Shares), each spread over its images or
+    rows (the loose images were spread over the list by import_limit.split)."""
     found = _Found(Left(limit, spread))
-    archives = [index for index, source in enumerate(sources) if _is_archive(source.name.lower())]
+    archives = sum(1 for source in sources if _is_archive(source.name.lower()))
     try:
         with _import_lock(dataset):
             for index, source in enumerate(sources):
                 job.check_stop()
                 lower = source.name.lower()
-                if found.room() == 0 and holds_images(lower):
+                share = found.share(archives, "archives") if _is_archive(lower) else None  # before it downloads
+                if (found.room() == 0 or share == 0) and holds_images(lower):
                     found.left.files += 1
                     continue
                 if source.prepare is not None:
                     source.path = source.prepare(job)
                     lower = source.name.lower()  # a link's file is named once it has downloaded
-                # spread: this archive's part of what is left (a link is named only once it has downloaded)
-                share = found.share(sum(1 for i in archives if i >= index)) if _is_archive(lower) else None
+                    if share is None and _is_archive(lower):
+                        share = found.share(max(archives, 1), "archives")
                 if lower.endswith(".zip"):
                     _add_zip(found, job, source, work_dir / f"zip-{index}", settings, share)
                 elif is_parquet_name(lower):
@@ -139,17 +140,23 @@ class _Found:
     videos: list[_Video] = field(default_factory=list)  # read once every image is found (see _add_videos)
     photo_keys: set[tuple[str, str]] = field(default_factory=set)  # folder and stem of each photo, in its ZIP
     videos_read: list[dict] = field(default_factory=list)  # what each video gave
+    shares: tuple[str, Shares] | None = None  # a spread limit's parts for the archives, then for the videos
+    shared_from: int = 0  # the images found before the first of those sources
 
     def room(self) -> int | None:
         return self.left.room(len(self.candidates))
 
-    def share(self, sources_left: int) -> int | None:
-        """What one of `sources_left` archives (this one included) may give: the room, or with a spread limit an
-        equal part of it (rounded up), so every archive gives some of its images, spread over them."""
+    def share(self, sources: int, kind: str) -> int | None:
+        """What the next of `sources` archives (or videos: `kind`) may give: the room, or with a spread limit its
+        part of what the sources before them left (import_limit.Shares, made at the first of them)."""
         room = self.room()
         if room is None or not self.left.spread:
             return room
-        return -(-room // max(sources_left, 1))
+        if self.shares is None or self.shares[0] != kind:
+            self.shares, self.shared_from = (kind, Shares(room, sources)), len(self.candidates)
+        shares = self.shares[1]
+        shares.gave(len(self.candidates) - self.shared_from - shares.given)
+        return min(room, shares.next())
 
     def caption_for(self, key: tuple[str, str]) -> str | None:
         """A loose `.txt` of this folder and stem, else a metadata file's caption for it."""
@@ -169,7 +176,7 @@ def _add_zip(found: _Found, job: JobReporter, source: Source, staging: Path, set
     """The images of a ZIP (at most `share` of them), with their captions, and the rows of the Parquet files
     inside it."""
     staged = extract_zip(source.path, staging, job, settings.zip_max_total_mb * 2**20, settings.zip_max_ratio,
-                         source.name, limit=share, spread=found.left.spread)
+                         source.name, limit=found.room() if share is None else share, spread=found.left.spread)
     found.skipped.extend(staged.skipped)
     found.left.entries += staged.left
     for inner, path in staged.images:
@@ -219,7 +226,7 @@ def _add_videos(found: _Found, job: JobReporter, work_dir: Path, settings: Setti
         if video.key in found.photo_keys:
             found.skipped.append({"name": video.label, "reason": LIVE_PHOTO_MOTION})
             continue
-        room = found.share(len(found.videos) - number)
+        room = found.share(len(found.videos), "videos")
         if room == 0:
             found.left.files += 1
             continue

@@ -96,7 +96,7 @@ def start_s3_import(dataset, body: dict, skip_known: bool = False) -> Job:
             if not files and not held:
                 raise JobError(f"Nothing was found under {storage.bucket}/{prefix}: check the prefix.")
             sources = [Source(path.relative_to(download).as_posix(), path) for path in files]
-            budget = import_limit.Budget(max_bytes, sum(path.stat().st_size for path in files))
+            budget = import_limit.Budget(max_bytes, sum(path.stat().st_size for path in files), spread)
             sources += [Source(obj.key[len(prefix):], prepare=_later(storage, obj, download, prefix, budget))
                         for obj in held]
             result = run_import(job, dataset, sources, settings, work_dir / "import", skip_known=skip_known,

@@ -124,6 +124,12 @@ def test_a_shard_that_would_pass_the_download_limit_fails_the_import_before_it_d
     assert _captions(client, dataset_id) == {}
     job = _import(client, dataset_id, f"{HF}/me/fat", 4)  # fewer images: two shards are enough
     assert job["status"] == "completed" and len(_captions(client, dataset_id)) == 4
+    job = _import(client, dataset_id, f"{HF}/me/fat", 3, spread=True)  # spread: every shard gives one
+    assert job["status"] == "failed" and "take the first images instead of spreading them" in job["error"], job
+    spread = _dataset(client)  # two spread over three shards: the first and the last, the middle one not downloaded
+    job = _import(client, spread, f"{HF}/me/fat", 2, spread=True)
+    assert job["status"] == "completed" and len(_captions(client, spread)) == 2, job
+    assert job["result"]["limit"]["files_left"] == 1
 
 
 def test_a_limit_above_the_dataset_takes_everything_and_says_nothing(client, hub):
@@ -179,6 +185,22 @@ def test_spread_positions_are_even_and_distinct():
     for total, count in ((7, 7), (1000, 999), (5, 1)):
         chosen = spread_indices(total, count)
         assert len(set(chosen)) == len(chosen) == min(total, count) and max(chosen) < total
+
+
+def test_a_spread_limit_is_shared_evenly_by_the_archives_and_what_one_lacks_the_next_gives():
+    from app.import_limit import Shares
+
+    def parts(total, count, gives=None):
+        shares, out = Shares(total, count), []
+        for k in range(count):
+            part = shares.next()
+            out.append(part)
+            shares.gave(min(part, (gives or {}).get(k, part)))
+        return out
+
+    assert parts(10, 3) == [3, 4, 3] and parts(2, 3) == [1, 0, 1] and parts(1, 3) == [0, 1, 0]
+    assert parts(6, 3, gives={0: 0}) == [2, 4, 2]  # the first archive had no image: the second gives its part too
+    assert sum(parts(997, 7)) == 997
 
 
 def test_parquet_shards_spread_give_each_shard_its_part(client, hub):
