@@ -23,7 +23,7 @@ from studio.atomic import atomic_write_json, read_json
 from studio.job_reporter import JobReporter
 from studio.jobs import ACTIVE, JobError
 from studio.text import name_list, plural
-from studio.web import ApiError, json_body
+from studio.web import ApiError, json_body, json_flag
 from studio.workspace import UnsafePathError, Workspace, safe_name
 from studio.zip_stream import zip_response
 
@@ -164,9 +164,7 @@ def export_dataset(dataset_id: str):
     raw = body.get("name") or dataset.meta().get("name") or dataset.id
     if not isinstance(raw, str):
         raise ApiError("'name' must be text.", 422)
-    include_duplicates = body.get("include_duplicates", False)
-    if not isinstance(include_duplicates, bool):
-        raise ApiError("'include_duplicates' must be true or false.", 422)
+    include_duplicates = json_flag(body, "include_duplicates")
     return jsonify(start_export(dataset, slugify(raw), include_duplicates=include_duplicates).public()), 202
 
 

@@ -26,7 +26,7 @@ from app.store import NotFound, slugify, summary
 from app.url_import import check_url
 from app.video_frames import VIDEO_EXTENSIONS
 from studio.jobs import ACTIVE, Job
-from studio.web import ApiError, json_body
+from studio.web import ApiError, json_body, json_flag
 from trainer import library, podstop
 from trainer.schedule import queue_schedule
 
@@ -72,7 +72,7 @@ def create_express():
     try:
         trigger = check_trigger(body.get("trigger_word"))
         kind = check_kind(body.get("kind", "other"))
-        preserve = check_preserve(body.get("preserve"), kind)
+        preserve = check_preserve(json_flag(body, "preserve"), kind)
         name = body.get("name") or trigger
         if not isinstance(name, str) or not name.strip():
             raise ExpressInputError("name", "The name must be text.")
@@ -103,7 +103,7 @@ def start_express(express_id: str):
         raise ApiError("'sessions' must be a list of upload session ids.", 422)
     url = body.get("url")
     limit = check_limit(body.get("limit"))  # of a link: take at most that many images
-    spread = check_spread(body.get("spread"), limit)  # ...spread over it instead of the first ones
+    spread = check_spread(body, limit)  # ...spread over it instead of the first ones
     frames = check_frames(body)
     if url is not None:  # a link instead of uploaded files: checked now, downloaded by the import stage
         url = check_url(url)

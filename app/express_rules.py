@@ -72,12 +72,10 @@ def check_kind(kind) -> str:
 PRESERVED_CLASS = {"person": "person", "object": "object"}
 
 
-def check_preserve(preserve, kind: str) -> bool:
+def check_preserve(preserve: bool, kind: str) -> bool:
     """Whether to keep the class as the base model draws it (preserve_class); only a person or an object."""
-    if preserve in (None, False):
+    if not preserve:
         return False
-    if preserve is not True:
-        raise ExpressInputError("preserve", "'preserve' is true or false.")
     if kind not in PRESERVED_CLASS:
         raise ExpressInputError("preserve", "Keeping the others as the base model draws them works for a person or "
                                             "an object; a style or something else has no class word to keep.")

@@ -33,7 +33,7 @@ from studio.job_reporter import JobReporter
 from studio.jobs import ACTIVE, JobError, JobStopped
 from studio.settings import Settings
 from studio.text import plural
-from studio.web import ApiError, json_body
+from studio.web import ApiError, json_body, json_flag
 from studio.workspace import Workspace, confined
 
 log = logging.getLogger(__name__)
@@ -140,9 +140,7 @@ def start_push(dataset_id: str):
     name, folder = export_folder(dataset, body.get("export"))
     folder = folder.resolve()  # the version exported now, even if the dataset is exported again meanwhile
     repo = check_repo(body.get("repo", name), kind="dataset", example="my-dataset")
-    private = body.get("private", True)
-    if not isinstance(private, bool):
-        raise ApiError("'private' must be true or false.", 422)
+    private = json_flag(body, "private", True)
     if not conf.hf_token:
         raise ApiError(NO_TOKEN, 409)
     current = context.jobs().latest(KIND, dataset.id)

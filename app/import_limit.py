@@ -17,7 +17,7 @@ from app.caption_files import caption_key, is_metadata_name
 from app.video_frames import VIDEO_EXTENSIONS
 from studio.jobs import JobError
 from studio.text import plural
-from studio.web import ApiError
+from studio.web import ApiError, json_flag
 
 ARCHIVES = (".zip", ".parquet", *sorted(VIDEO_EXTENSIONS))  # files that hold images (a video: its frames)
 MAX_LIMIT = 1_000_000
@@ -49,17 +49,13 @@ class Shares:
         self.given += count
 
 
-def check_spread(value, limit: int | None) -> bool:
-    """Whether a request asks for its `limit` of images spread over the whole source; ApiError with a sentence
-    for anything but true or false, or for true without a limit."""
-    if value in (None, False):
-        return False
-    if value is not True:
-        raise ApiError("'spread' is true (take the images spread over the whole source) or false (the first ones).",
-                       422)
-    if limit is None:
+def check_spread(body: dict, limit: int | None) -> bool:
+    """Whether a request asks for its `limit` of images spread over the whole source (`spread`); ApiError with a
+    sentence for anything but true or false, or for true without a limit."""
+    spread = json_flag(body, "spread")
+    if spread and limit is None:
         raise ApiError("'spread' spreads a limit of images over the source: give 'limit' with it.", 422)
-    return True
+    return spread
 
 
 def check_limit(value) -> int | None:

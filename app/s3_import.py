@@ -63,7 +63,7 @@ def start_s3_import(dataset, body: dict, skip_known: bool = False) -> Job:
     """The import job for a bucket prefix (ApiError, before any job, for a wrong bucket, prefix or keys); the body
     may choose the frames taken from videos (app.frame_choice)."""
     limit, frames = import_limit.check_limit(body.get("limit")), check_frames(body)
-    spread = import_limit.check_spread(body.get("spread"), limit)
+    spread = import_limit.check_spread(body, limit)
     storage, prefix = _request_storage(body)
     settings = with_frames(context.settings(), frames)
     work_dir = confined(context.workspace().uploads, f"s3-{secrets.token_hex(8)}")

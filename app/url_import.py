@@ -102,7 +102,7 @@ def import_url(dataset_id: str):
     body = json_body()
     limit = import_limit.check_limit(body.get("limit"))
     return jsonify(start_url_import(context.dataset(dataset_id), body.get("url"), limit=limit,
-                                    spread=import_limit.check_spread(body.get("spread"), limit),
+                                    spread=import_limit.check_spread(body, limit),
                                     frames=check_frames(body)).public()), 202
 
 

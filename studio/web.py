@@ -57,6 +57,18 @@ def json_body(optional: bool = False) -> dict:
     return data
 
 
+def json_flag(body: dict, key: str, default: bool | None = False) -> bool:
+    """`body[key]` as true or false (`default` when absent or null; required with default None), or 422 naming
+    the field."""
+    value = body.get(key)
+    if value is None and default is not None:
+        return default
+    if not isinstance(value, bool):
+        message = f"'{key}' must be true or false."
+        raise ApiError(message, 422, details=[{"field": key, "message": message}])
+    return value
+
+
 def int_arg(name: str, default: int, low: int, high: int, unit: str = "") -> int:
     """A whole-number query argument clamped to [low, high]; missing or empty gives `default`, junk a 400."""
     raw = request.args.get(name)

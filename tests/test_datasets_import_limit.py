@@ -233,7 +233,7 @@ def test_a_zip_and_a_parquet_link_spread_over_their_entries_and_rows(client, web
 
 
 @pytest.mark.parametrize("body, says", [({"spread": True}, "give 'limit' with it"),
-                                        ({"limit": 3, "spread": "yes"}, "'spread' is true")])
+                                        ({"limit": 3, "spread": "yes"}, "'spread' must be true or false.")])
 def test_spread_without_a_limit_or_not_a_yes_or_no_is_refused(client, body, says):
     dataset_id = _dataset(client)
     response = client.post(f"/api/datasets/{dataset_id}/import-url", json={"url": f"{HF}/me/loose", **body})

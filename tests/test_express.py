@@ -204,7 +204,7 @@ def test_keeping_the_class_is_refused_where_there_is_no_class_word(studio):
     _, app = studio()
     client = app.test_client()
     for body, says in (({"kind": "style", "preserve": True}, "works for a person or an object"),
-                       ({"kind": "person", "preserve": "yes"}, "true or false")):
+                       ({"kind": "person", "preserve": "yes"}, "'preserve' must be true or false.")):
         response = client.post("/api/express", json={"trigger_word": "zxme", **body})
         assert response.status_code == 422 and says in response.get_json()["error"]
         assert response.get_json()["details"][0]["field"] == "preserve"

@@ -22,7 +22,7 @@ from flask import Blueprint, jsonify
 from studio.atomic import atomic_write_json, read_json
 from studio.hub_write import NO_TOKEN, check_repo, full_name, write_error
 from studio.settings import Settings
-from studio.web import ApiError, json_body
+from studio.web import ApiError, json_body, json_flag
 from trainer import library
 from trainer.jobs_api import load_job, settings, workspace
 from trainer.lora_file import BASE_REPO
@@ -143,9 +143,7 @@ def start_publish(job_id: str):
     conf = settings()
     body = json_body()
     repo = check_repo(body.get("repo", job.config.get("name") or job.id))
-    private = body.get("private", True)
-    if not isinstance(private, bool):
-        raise ApiError("'private' must be true or false.", 422)
+    private = json_flag(body, "private", True)
     if not conf.hf_token:
         raise ApiError(NO_TOKEN, 409)
     if job.status != "completed":

@@ -43,11 +43,9 @@ def choice_state(settings: Settings) -> dict:
 def choose_from_request(settings: Settings, body: dict) -> dict:
     """A page's {"on": true|false} made the choice (the dashboard's, Express's); ApiError with a sentence for
     anything else, or away from RunPod. Returns choice_state."""
-    from studio.web import ApiError
+    from studio.web import ApiError, json_flag
 
-    on = body.get("on")
-    if not isinstance(on, bool):
-        raise ApiError("'on' must be true or false.", 422)
+    on = json_flag(body, "on", default=None)
     if not on_runpod(settings):
         raise ApiError(f"{NOT_RUNPOD}: it cannot stop itself.", 409)
     choose_stop_when_idle(settings, on)
