@@ -46,7 +46,9 @@ def _write_samples(job_dir):
 def test_samples_route_pairs_base_lora_and_no_trigger(client, app):
     job_id, job_dir = _job(client, app)
     _write_samples(job_dir)
-    before, old, new = client.get(f"/api/jobs/{job_id}/samples").get_json()["samples"]
+    answer = client.get(f"/api/jobs/{job_id}/samples").get_json()
+    before, old, new = answer["samples"]
+    assert answer["leak"] == {"share": 0.25, "step": 4, "leaks": False}  # the latest preview step's, for the pages
 
     # the base model's renders, made before the first step, come first as step 0
     files = f"/api/jobs/{job_id}/files/samples"

@@ -339,7 +339,8 @@ def job_samples(job_id):
     for group in groups:
         group["urls"] = [f"/api/jobs/{job.id}/files/{path}" for path in group["images"]]
         group["pairs"] = library.pair_urls(job.id, group["pairs"])  # per prompt: base, lora, lora_no_trigger
-    return jsonify({"samples": groups})
+    # the latest preview step's mean share of the LoRA's change without the trigger word (trainer.leak)
+    return jsonify({"samples": groups, "leak": library.leak_summary(groups)})
 
 
 @bp.get("/api/jobs/<job_id>/files/<path:name>")

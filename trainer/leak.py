@@ -37,14 +37,18 @@ def leak(base: Image.Image, lora: Image.Image, plain: Image.Image) -> float | No
     return round(float(np.abs(_pixels(plain) - reference).mean()) / moved, 3)
 
 
+def mean_share(entries: list[dict]) -> float | None:
+    """The mean of the entries' `leak` (a preview step's prompts), None when none was measured."""
+    values = [e["leak"] for e in entries if isinstance(e.get("leak"), int | float)]
+    return round(sum(values) / len(values), 3) if values else None
+
+
 def step_leak(step_folder: Path) -> float | None:
     """The mean share over a preview step's prompts (its prompts.json), None when none was measured."""
     try:
-        entries = json.loads((Path(step_folder) / "prompts.json").read_text("utf-8"))["prompts"]
-        values = [e["leak"] for e in entries if isinstance(e.get("leak"), int | float)]
+        return mean_share(json.loads((Path(step_folder) / "prompts.json").read_text("utf-8"))["prompts"])
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
-    return round(sum(values) / len(values), 3) if values else None
 
 
 def advice(share: float) -> str:

@@ -16,7 +16,7 @@ from studio.jobs import Job
 from studio.thumbnails import PREVIEW_SIZE, UnreadableImage, cached_thumbnail
 from studio.web import ApiError
 from studio.workspace import Workspace, confined
-from trainer.leak import LEAKS
+from trainer.leak import LEAKS, mean_share
 from trainer.lora_file import LoraFileError, read_header
 from trainer.step_dirs import step_dirs
 
@@ -188,11 +188,8 @@ def leak_summary(groups: list[dict]) -> dict | None:
     """Of `samples` groups: the mean share of the LoRA's change the last preview step keeps without the trigger
     word ({"share", "step", "leaks"}, trainer.leak), None when it was not measured."""
     last = next((group for group in reversed(groups) if not group.get("base_only")), None)
-    shares = [p["leak"] for p in (last or {}).get("pairs", []) if p.get("leak") is not None]
-    if not shares:
-        return None
-    share = round(sum(shares) / len(shares), 3)
-    return {"share": share, "step": last["step"], "leaks": share >= LEAKS}
+    share = mean_share(last["pairs"]) if last else None
+    return None if share is None else {"share": share, "step": last["step"], "leaks": share >= LEAKS}
 
 
 def last_samples(job_dir: Path) -> dict | None:

@@ -23,12 +23,10 @@
       return `${fmtLoss(best.holdout_loss)} at step ${best.step}${runs > 1 && best.holdout_loss === lowest ? " ★ generalises best" : ""}`;
     }],
     ["Without the trigger word", (d, all) => {  // how much the LoRA changes pictures without it (trainer.leak)
-      const share = leakShare(d);
-      if (share == null) return "–";
-      const lowest = Math.min(...all.map(leakShare).filter((v) => v != null));
-      const runs = all.filter((o) => leakShare(o) != null).length;
-      return `${Math.round(share * 100)}% of the LoRA's change (step ${d.latest.step})`
-        + `${runs > 1 && share === lowest ? " ★ stays on its trigger word best" : ""}`;
+      if (!d.leak) return "–";
+      const shares = all.filter((o) => o.leak).map((o) => o.leak.share);
+      return `${Math.round(d.leak.share * 100)}% of the LoRA's change (step ${d.leak.step})`
+        + `${shares.length > 1 && d.leak.share === Math.min(...shares) ? " ★ stays on its trigger word best" : ""}`;
     }],
     ["Steps", (d) => `${d.job.step} / ${d.job.total_steps}`],
     ["Speed", (d) => (d.job.it_per_s ? `${d.job.it_per_s.toFixed(2)} it/s` : "–")],
@@ -39,11 +37,6 @@
   ];
 
   const lowestHeld = (d) => LossChart.lowestHeld(d.evals);
-  // the mean share over the latest preview step's prompts (null when none was measured)
-  function leakShare(d) {
-    const values = d.latest ? d.latest.pairs.map((p) => p.leak).filter((v) => v != null) : [];
-    return values.length ? values.reduce((a, b) => a + b, 0) / values.length : null;
-  }
 
   function settingsTable(details) {
     const head = `<tr><th></th>${details.map((d, i) => `<th><span class="swatch" style="background:${COLORS[i]}"></span>
@@ -129,7 +122,7 @@
     details.forEach((d, i) => {
       d.config = { ...(defaults[d.job.recipe] || {}), ...(d.job.config || {}) };
       d.evals = metrics[i].evals || [];
-      d.latest = latest(samples[i].samples);
+      d.leak = samples[i].leak;  // the latest preview step's share without the trigger word (null: not measured)
     });
     document.getElementById("compare-sub").textContent = details.map((d) => d.job.name).join(" · ");
     document.getElementById("compare-legend").innerHTML = details.map((d, i) =>
