@@ -1,6 +1,6 @@
 """Time per step of the real training loop vs a bare forward+backward+optimizer step.
 
-    python benchmarks/trainer_step.py [--size 256] [--steps 20] [--rounds 3] [--device cpu|cuda]
+    python benchmarks/trainer_step.py [--size 256] [--steps 20] [--rounds 3] [--device cpu|cuda] [--optimizer prodigy]
 
 Both run in one process on the same LoRA-wrapped transformer (tiny demo Z-Image, training adapter merged)
 and the same optimizer; the two alternate step by step so machine noise hits both alike. The real step is the engine's
@@ -73,6 +73,9 @@ def main(argv=None) -> int:
     ap.add_argument("--gradient-checkpointing", action="store_true")
     ap.add_argument("--ema-decay", type=float, default=0.0, help="the real loop with ema_decay (0: off)")
     ap.add_argument("--preserve-class", default="", help="the real loop with preserve_class (e.g. person; empty: off)")
+    ap.add_argument("--optimizer", default="auto", choices=["auto", "adamw", "prodigy"],
+                    help="the real loop's optimizer (the bare step uses the same one); other than AdamW, a bare "
+                         "step with AdamW is timed too")
     args = ap.parse_args(argv)
 
     from studio.demo import ensure_demo_models
@@ -94,7 +97,8 @@ def main(argv=None) -> int:
         config = get_recipe("zimage-turbo").config_from_dict({
             "name": "bench", "trigger_word": "zkw", "steps": 10**6, "rank": 32, "resolutions": [args.size],
             "save_every": 10**6, "sample_every": 0, "gradient_checkpointing": args.gradient_checkpointing,
-            "ema_decay": args.ema_decay, "preserve_class": args.preserve_class,
+            "ema_decay": args.ema_decay, "preserve_class": args.preserve_class, "optimizer": args.optimizer,
+            "learning_rate": 1.0 if args.optimizer == "prodigy" else 1e-4,
             "eval_every": 0,  # the evaluation is timed apart, below
         })
         progress = Progress(lambda event: None, config.steps, dev, 0)
@@ -113,7 +117,7 @@ def main(argv=None) -> int:
         autocast = {"device_type": dev.type, "dtype": run.autocast_dtype or torch.float32,
                     "enabled": run.autocast_dtype is not None}
 
-        def bare_step():
+        def bare_step(optimizer=optimizer):
             optimizer.zero_grad(set_to_none=True)
             noise = torch.randn_like(x0)
             x_t = 0.5 * x0 + 0.5 * noise
@@ -142,11 +146,18 @@ def main(argv=None) -> int:
         try:
             timed(run.run_step, args.warmup)
             timed(bare_step, args.warmup)
-            real, bare = [], []
+            # another optimizer than AdamW: a bare step with AdamW over the same LoRA weights, to price it
+            adamw = None
+            if "AdamW" not in type(optimizer).__name__:
+                adamw = torch.optim.AdamW(loop.params, lr=1e-4, weight_decay=config.weight_decay)
+                timed(lambda: bare_step(adamw), args.warmup)
+            real, bare, bare_adamw = [], [], []
             for _ in range(args.rounds):
                 for _ in range(args.steps):  # alternate step by step so load changes hit both alike
                     real += timed(run.run_step, 1)
                     bare += timed(bare_step, 1)
+                    if adamw is not None:
+                        bare_adamw += timed(lambda: bare_step(adamw), 1)
             evaluator = run.evaluation.evaluator
             evaluated = timed(lambda: evaluator.measure(loop.state.step), args.rounds)
             forwards = len(evaluator.examples) * len(EVAL_SIGMAS)
@@ -159,11 +170,15 @@ def main(argv=None) -> int:
     ratio = real_med / bare_med
     print(f"device: {dev.type}; tiny Z-Image transformer, LoRA rank 32, {args.size}x{args.size}, batch 1, "
           f"gradient checkpointing {'on' if args.gradient_checkpointing else 'off'}, "
-          f"preserve_class {args.preserve_class or 'off'}, torch threads "
+          f"preserve_class {args.preserve_class or 'off'}, optimizer {type(optimizer).__name__}, torch threads "
           f"{torch.get_num_threads()}")
     print(f"setup (cache + model) {prepare_s:.2f} s; {args.rounds * args.steps} timed steps of each kind, alternating")
     print(f"real loop step:  median {real_med * 1000:.2f} ms  (mean {statistics.mean(real) * 1000:.2f} ms)")
     print(f"bare step:       median {bare_med * 1000:.2f} ms  (mean {statistics.mean(bare) * 1000:.2f} ms)")
+    if bare_adamw:
+        adamw_med = statistics.median(bare_adamw)
+        print(f"bare step with AdamW: median {adamw_med * 1000:.2f} ms; the bare step with "
+              f"{type(optimizer).__name__} takes {bare_med / adamw_med:.3f}x as long")
     if args.preserve_class:  # two more passes a step: the planned factor, not the overhead goal
         from trainer.recipes.zimage_plan import PRESERVATION_FACTOR
 

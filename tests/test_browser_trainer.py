@@ -78,6 +78,17 @@ def test_train_from_the_form_and_download_the_lora(studio, artifacts_dir, tmp_pa
         page.fill("#f-name", "browser-lora")
         page.fill("#f-steps", "240")  # long enough (about 10 s here) for the page to see it part-way
         page.fill("#f-rank", "4")
+        # Prodigy's rate (a multiplier, 1) and AdamW's (1e-4) follow the optimizer unless typed by hand
+        page.locator("#advanced > summary").click()
+        page.select_option("#f-optimizer", "prodigy")
+        expect(page.locator("#f-learning_rate")).to_have_value("1")
+        page.fill("#f-learning_rate", "0.0001")  # a rate meant for AdamW: the form says so
+        expect(page.locator("#problems")).to_contain_text("With Prodigy the learning rate multiplies")
+        page.fill("#f-learning_rate", "1")
+        expect(page.locator("#problems")).not_to_contain_text("With Prodigy")
+        page.select_option("#f-optimizer", "auto")
+        expect(page.locator("#f-learning_rate")).to_have_value("0.0001")
+        page.locator("#advanced > summary").click()
         page.fill("#f-learning_rate", "0.001")
         page.fill("#f-resolutions", "64")
         page.fill("#f-sample_prompts", "tok, a red circle\ntok, a blue square")
@@ -90,6 +101,7 @@ def test_train_from_the_form_and_download_the_lora(studio, artifacts_dir, tmp_pa
         expect(page.locator("#est-time")).to_contain_text("≈")
         # preserve_class: its field, and the estimate counts its extra passes
         expect(page.locator("label[for='f-preserve_class']")).to_have_text("Preserve the class")
+        expect(page.locator("#job-form")).not_to_have_attribute("data-checking", "1")  # the form's answer is in
         plain_estimate = page.locator("#est-time").inner_text()
         page.fill("#f-preserve_class", "person")
         expect(page.locator("#est-time")).not_to_have_text(plain_estimate)
@@ -148,6 +160,7 @@ def test_train_from_the_form_and_download_the_lora(studio, artifacts_dir, tmp_pa
         page.wait_for_function("document.querySelector('.lightbox img').naturalWidth > 0")
         page.locator(".lightbox").click()
         expect(page.locator("#s-split")).to_contain_text("ms/step")
+        expect(page.locator("#s-lr")).to_have_text("learning rate: 0.001")
         # the loss tile shows the dashboard's figure (smoothed) and the latest step's loss under it
         expect(page.locator("#s-loss-raw")).to_contain_text("latest step: ")
         assert page.locator("#s-loss").inner_text() != "–"

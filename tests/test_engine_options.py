@@ -1,4 +1,4 @@
-"""End to end on the tiny pipeline: the speed options (and ema, mirrored images, preserve_class) keep exact
+"""End to end on the tiny pipeline: the speed options (and ema, mirrored images, preserve_class, prodigy) keep exact
 resume bit-exact (on and off), say how they fall back on the CPU, and report the step-time split; previews
 come as base / LoRA / LoRA-without-trigger triples with the base rendered once per job; the finished job leaves the
 proof grid and README.txt beside the LoRA."""
@@ -27,10 +27,11 @@ SELECTIVE = {**SPEED_OFF, "gradient_checkpointing": "selective", "log_every": 3}
 MIRRORED = {**SPEED_OFF, "flip_horizontal": True}
 AVERAGED = {**SPEED_OFF, "ema_decay": 0.9, "log_every": 3}
 PRESERVED = {**SPEED_OFF, "preserve_class": "shape", "log_every": 3}
+PRODIGY = {**SPEED_OFF, "optimizer": "prodigy", "learning_rate": 1.0, "warmup_steps": 2, "log_every": 3}
 
 
-@pytest.mark.parametrize("options", [SPEED_ON, SELECTIVE, SPEED_OFF, MIRRORED, AVERAGED, PRESERVED],
-                         ids=["options-on", "selective", "options-off", "mirrored", "ema", "preserved"])
+@pytest.mark.parametrize("options", [SPEED_ON, SELECTIVE, SPEED_OFF, MIRRORED, AVERAGED, PRESERVED, PRODIGY],
+                         ids=["options-on", "selective", "options-off", "mirrored", "ema", "preserved", "prodigy"])
 def test_exact_resume_with_the_speed_options(tmp_path, demo_paths, options):
     dataset = make_dataset(tmp_path / "datasets" / "toy")
     cfg = tiny_config(steps=8, save_every=4, keep_last=3, caption_dropout=0.3, timestep_sampling="weighted",

@@ -112,7 +112,7 @@ def test_form_fields_cover_every_setting(recipe):
     by_name = {f["name"]: f for f in fields}
     assert by_name["rank"]["type"] == "integer" and by_name["rank"]["min"] == 1
     assert by_name["rank"]["section"] == "basic"
-    assert by_name["optimizer"]["choices"] == ["auto", "adamw8bit", "adamw"]
+    assert by_name["optimizer"]["choices"] == ["auto", "adamw8bit", "adamw", "prodigy"]
     assert by_name["resolutions"]["type"] == "array" and by_name["resolutions"]["items"] == "integer"
     assert by_name["alpha"]["nullable"] is True
     assert by_name["learning_rate"]["type"] == "number"

@@ -8,6 +8,7 @@ in one go every `log_every` steps. On the CPU nothing is asynchronous and every 
 from __future__ import annotations
 
 import contextlib
+import io
 import math
 import time
 from collections.abc import Callable, Iterator
@@ -69,9 +70,15 @@ def lr_lambda(config) -> Callable[[int], float]:
     return factor
 
 
+# Prodigy keeps its running sums over every 11th weight of a tensor (its authors' memory-saving setting)
+PRODIGY_SLICE = 11
+
+
 def make_optimizer(config, params, device: torch.device, log: Callable[[str], None]):
     kwargs = {"lr": config.learning_rate, "weight_decay": config.weight_decay}
     choice = config.optimizer
+    if choice == "prodigy":
+        return make_prodigy(config, params, log)
     if choice in ("auto", "adamw8bit") and device.type == "cuda":
         try:
             import bitsandbytes as bnb
@@ -91,6 +98,26 @@ def make_optimizer(config, params, device: torch.device, log: Callable[[str], No
         return torch.optim.AdamW(params, fused=True, **kwargs)
     log("Optimizer: AdamW (the fused kernel is used on CUDA GPUs).")
     return torch.optim.AdamW(params, **kwargs)
+
+
+def make_prodigy(config, params, log: Callable[[str], None]):
+    """Prodigy (prodigyopt): Adam whose step size it estimates itself from the distance the weights travel;
+    learning_rate multiplies that estimate (1 is its authors' setting)."""
+    try:
+        from prodigyopt import Prodigy
+    except ImportError as exc:
+        raise TrainingError("optimizer prodigy needs the prodigyopt package; install it (pip install prodigyopt) "
+                            "or set optimizer to auto.") from exc
+    log(f"Optimizer: Prodigy (it finds the step size itself; learning_rate {config.learning_rate:g} multiplies it, "
+        "the job page shows the step size it uses).")
+    with contextlib.redirect_stdout(io.StringIO()):  # it prints its weight-decay mode
+        return Prodigy(params, lr=config.learning_rate, weight_decay=config.weight_decay, use_bias_correction=True,
+                       safeguard_warmup=config.warmup_steps > 0, slice_p=PRODIGY_SLICE)
+
+
+def step_size(optimizer, lr: float) -> float:
+    """The size of the step the optimizer takes for learning rate `lr`: Prodigy scales it by its estimate d."""
+    return lr * optimizer.param_groups[0].get("d", 1.0)
 
 
 @dataclass
@@ -231,7 +258,7 @@ class TrainingLoop:
             self.ema.update(st.step + 1)
         timer.mark("optimizer")
         st.step += 1
-        self.pending.append((st.step, total, finite, lr, time.time()))
+        self.pending.append((st.step, total, finite, step_size(self.optimizer, lr), time.time()))
 
     def flush(self) -> list[StepRecord]:
         """Reads the queued steps' losses (one wait for the GPU) and updates the loop state in step

@@ -54,6 +54,8 @@ FILE_BYTES_PER_PARAM = {"bf16": 2, "fp16": 2, "fp32": 4}
 # a checkpoint's training state (state.pt): float32 weights and AdamW's two moments, plus RNG and the
 # step (measured: 1,227,051 bytes for the demo's 98,176 parameters)
 STATE_BYTES_PER_PARAM = 12.5
+# optimizer prodigy also keeps two float32 sums over every 11th weight (trainer.engine.loop.PRODIGY_SLICE)
+PRODIGY_BYTES_PER_PARAM = 2 * 4 / 11
 PNG_BYTES_PER_MEGAPIXEL = 2.5e6  # at most: a noisy 1024 px preview (the demo's) is 2.5 MB, photos 1-2 MB
 
 
@@ -67,7 +69,13 @@ def disk_bytes(config, renders: int, demo: bool) -> float:
     # with held-out images, the checkpoint nearest their lowest loss is kept beside the last keep_last
     checkpoints = min(config.keep_last + (1 if getattr(config, "holdout_images", 0) else 0), saved)
     previews = renders * config.sample_width * config.sample_height / 1024**2 * PNG_BYTES_PER_MEGAPIXEL
-    return checkpoints * (params * STATE_BYTES_PER_PARAM + lora) + lora + previews
+    state = params * (STATE_BYTES_PER_PARAM + _optimizer_extra(config))
+    return checkpoints * (state + lora) + lora + previews
+
+
+def _optimizer_extra(config) -> float:
+    """Bytes per LoRA parameter the optimizer keeps beyond AdamW's two moments."""
+    return PRODIGY_BYTES_PER_PARAM if getattr(config, "optimizer", "") == "prodigy" else 0.0
 
 
 def suggested_steps(images: int) -> int:
@@ -155,7 +163,8 @@ def estimate(config, images: int, gpu_name: str | None, demo: bool,
     seconds = load_s + config.steps * step_s + sample_s + forwards * speed * 0.3 * max(areas)
     bytes_per_weight = 1 if quantized else (2 if gpu_name is not None else 4)
     weights = TRANSFORMER_PARAMS * bytes_per_weight / 1e9
-    lora = LORA_PARAMS_PER_RANK * config.rank * 16 / 1e9  # weights, grads, two Adam states
+    # weights, grads, two Adam states (and Prodigy's sums)
+    lora = LORA_PARAMS_PER_RANK * config.rank * (16 + _optimizer_extra(config)) / 1e9
     largest = max(areas) * config.batch_size
     activations = largest * per_megapixel
     memory = weights + lora + activations + 2.5  # + CUDA context, cached embeddings, allocator slack

@@ -40,7 +40,9 @@ class ZImageTurboConfig(RecipeConfig):
         label="Trigger word", pattern=ONE_LINE, pattern_help="The trigger word must be on one line.",
     )
     steps: int = option(3000, "Number of optimizer steps.", "basic", min=1, max=1_000_000, label="Steps")
-    learning_rate: float = option(1e-4, "AdamW learning rate.", "basic", exclusive_min=0.0, max=1.0)
+    learning_rate: float = option(1e-4, "Learning rate (1e-4 suits a LoRA with AdamW). With optimizer prodigy it "
+                                        "multiplies the step size Prodigy finds itself: leave it at 1.", "basic",
+                                  exclusive_min=0.0, max=10.0)
     rank: int = option(32, "LoRA rank (dimension). Higher learns more detail and makes a bigger file.", "basic",
                        min=1, max=512, label="LoRA rank")
     lora_targets: str = option(
@@ -72,8 +74,10 @@ class ZImageTurboConfig(RecipeConfig):
         "basic", pattern=NOT_BLANK, pattern_help="Sample prompts must not be empty.",
     )
     optimizer: str = option(
-        "auto", "auto: 8-bit AdamW on a CUDA GPU (when bitsandbytes is installed), AdamW otherwise.",
-        choices=["auto", "adamw8bit", "adamw"],
+        "auto", "auto: 8-bit AdamW on a CUDA GPU (when bitsandbytes is installed), AdamW otherwise. prodigy: "
+                "Prodigy finds the learning rate itself (set learning_rate to 1): no rate to guess, a little more "
+                "memory and time per step.",
+        choices=["auto", "adamw8bit", "adamw", "prodigy"],
     )
     weight_decay: float = option(1e-4, "AdamW weight decay.", min=0.0, max=1.0)
     lr_schedule: str = option("constant", "Learning-rate schedule after warm-up.", choices=["constant", "cosine"])
@@ -212,6 +216,7 @@ class ZImageTurboConfig(RecipeConfig):
             notes.append({"field": "warmup_steps", "message": f"The warm-up ({self.warmup_steps} steps) is not "
                                                               f"shorter than the run ({self.steps} steps): the "
                                                               "learning rate never reaches its full value."})
+        notes += self._rate_advice()
         word = self.preserve_class.strip()
         if word and not self.trigger_word.strip():
             notes.append({"field": "preserve_class", "message": f"Preserving '{word}' needs a trigger word to put it "
@@ -226,6 +231,20 @@ class ZImageTurboConfig(RecipeConfig):
             notes.append({"field": "preserve_weight", "message": "The preservation weight is 0, which turns "
                                                                  "preserve_class off."})
         return notes
+
+    def _rate_advice(self) -> list[dict[str, str]]:
+        """A learning rate meant for the other kind of optimizer: Prodigy's multiplier is about 1, AdamW's rate
+        about 1e-4."""
+        rate = f"{self.learning_rate:g}"
+        if self.optimizer == "prodigy" and self.learning_rate < 0.1:
+            return [{"field": "learning_rate", "message": f"With Prodigy the learning rate multiplies the step size "
+                                                          f"it finds: {rate} makes the steps {rate} times as "
+                                                          "large, so the LoRA will barely learn. Leave it at 1."}]
+        if self.optimizer != "prodigy" and self.learning_rate >= 0.01:
+            return [{"field": "learning_rate", "message": f"A learning rate of {rate} is far above what AdamW "
+                                                          "trains a LoRA with (1e-4): the loss will most likely "
+                                                          "turn to NaN. A rate about 1 is for optimizer prodigy."}]
+        return []
 
     @property
     def lora_alpha(self) -> float:

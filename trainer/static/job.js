@@ -105,6 +105,16 @@
     $("s-split").hidden = false;
   }
 
+  // The latest step's learning rate (warm-up and cosine change it); with Prodigy, the step size it found.
+  function renderRate(rate) {
+    if (rate == null) return;
+    const prodigy = job && job.config && job.config.optimizer === "prodigy";
+    $("s-lr").textContent = `${prodigy ? "Prodigy's step size" : "learning rate"}: ${Number(rate.toPrecision(2))}`;
+    $("s-lr").title = prodigy ? "The learning rate Prodigy has found (times learning_rate); it grows over the first "
+      + "hundred steps or so, then settles" : "The learning rate of the latest step";
+    $("s-lr").hidden = false;
+  }
+
   // "Download all" says how big the archive is once the job has ended (its files no longer change).
   async function labelBundle(key) {
     bundleFor = key;
@@ -170,6 +180,7 @@
         chart.add(data.points); lastStep = data.points[data.points.length - 1].step;
         const timed = data.points.filter((p) => p.timing);
         if (timed.length) { stepSplit = timed[timed.length - 1].timing; renderSplit(); }
+        renderRate(data.points[data.points.length - 1].lr);
       }
       const evalKey = JSON.stringify((data.evals || []).map((e) => e.step));
       if (evalKey !== lastEvalKey) { lastEvalKey = evalKey; chart.setEvals(data.evals); renderEvals(data.evals); }

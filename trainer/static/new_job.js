@@ -267,10 +267,14 @@
     let report;
     try { report = await studio.api("/api/jobs/validate", { method: "POST", json: payload() }); }
     catch (e) { report = e.data && e.data.errors ? e.data : { errors: [{ field: null, message: e.message }] }; }
-    if (seq === validateSeq) showReport(report);
+    if (seq === validateSeq) { showReport(report); delete $("job-form").dataset.checking; }
     return report;
   }
-  function scheduleValidate() { clearTimeout(validateTimer); validateTimer = setTimeout(runValidate, 350); }
+  // while a change waits for the server's answer, the estimate is marked as not yet up to date
+  function scheduleValidate() {
+    $("job-form").dataset.checking = "1";
+    clearTimeout(validateTimer); validateTimer = setTimeout(runValidate, 350);
+  }
 
   async function applyText() {
     const text = $("config-text").value;
@@ -343,10 +347,24 @@
     if (el.id === "f-job-name" || el.id === "f-webhook") { scheduleValidate(); return; }
     const name = el.name && state.recipe && state.recipe.fields.find((f) => f.name === el.name);
     if (!name) return;
+    const before = state.config[name.name];
     state.config[name.name] = readField(name, el);
     if (name.type === "boolean") el.nextElementSibling.textContent = el.checked ? "on" : "off";
+    if (name.name === "optimizer") followOptimizer(before, state.config.optimizer);
     changed();
   });
+
+  // Prodigy's learning rate multiplies the step size it finds (1), AdamW's is the step size (1e-4): switching
+  // between them takes the other's usual rate along, unless the rate was changed by hand.
+  function followOptimizer(before, after) {
+    const rate = state.recipe.fields.find((f) => f.name === "learning_rate").default;
+    const usual = (opt) => (opt === "prodigy" ? 1 : rate);
+    if ((before === "prodigy") === (after === "prodigy") || state.config.learning_rate !== usual(before)) return;
+    state.config.learning_rate = usual(after);
+    syncFormFromConfig();
+    studio.toast(`Learning rate set to ${usual(after)}, the usual one for ${after === "prodigy" ? "Prodigy" : "AdamW"}.`,
+      "ok", 3000);
+  }
   document.addEventListener("click", (e) => {
     const card = e.target.closest(".dataset-card");
     if (card) { selectDataset(card); return; }
