@@ -172,12 +172,15 @@ def measure(report: Report, transformer, params, shape: dict, settings: RunSetti
     if report.left_s() < cost_s:
         report.skip(settings.name, f"time budget: {report.left_s():.0f} s left, about {cost_s:.0f} s needed")
         return None
-    if settings.optimizer == "adamw8bit":
-        import importlib.util
+    import importlib.util
 
+    if settings.optimizer == "adamw8bit":
         if report.device.type != "cuda" or importlib.util.find_spec("bitsandbytes") is None:
             report.skip(settings.name, "8-bit AdamW needs a CUDA GPU and the bitsandbytes wheel")
             return None
+    if settings.optimizer == "prodigy" and importlib.util.find_spec("prodigyopt") is None:
+        report.skip(settings.name, "Prodigy needs the prodigyopt wheel")
+        return None
     args = report.args if warmup is None else argparse.Namespace(**{**vars(report.args), "warmup": warmup})
     result = guarded(settings.name, lambda: zr.engine_run(transformer, params, shape, settings, args, report.device,
                                                           print))
@@ -226,7 +229,9 @@ def run_all(report: Report, shape: dict) -> None:
                     optimizer="adamw-fused", profile=False)]
     more.append(replace(more[-1], name="8-bit AdamW instead (bitsandbytes: optimizer auto on a pod)",
                         optimizer="adamw8bit"))
-    more.append(replace(more[-2], name="+ loss read every 10 steps (no host sync per step)", log_every=10))
+    more.append(replace(more[-2], name="Prodigy instead (optimizer prodigy: it reads back per LoRA tensor)",
+                        optimizer="prodigy"))
+    more.append(replace(more[-3], name="+ loss read every 10 steps (no host sync per step)", log_every=10))
     more.append(replace(more[-1], name="+ inputs resident on the GPU", resident=True, evaluate=True))
     best = replace(more[-1], evaluate=False)  # the evaluation is timed once, in that row
     more.append(replace(best, name="+ batch 2 from one bucket (per sample)", batch=2))

@@ -98,7 +98,7 @@ class RunSettings:
     checkpointing: str = "on"  # on / off / auto
     budget_gb: float | None = None
     attention: str = "default"
-    optimizer: str = "adamw-foreach"  # adamw-foreach (the old default path) / adamw-fused / adamw8bit
+    optimizer: str = "adamw-foreach"  # adamw-foreach (the old default path) / adamw-fused / adamw8bit / prodigy
     log_every: int = 1
     resident: bool = False
     batch: int = 1
@@ -146,8 +146,8 @@ def engine_run(transformer, params, shape: dict, settings: RunSettings, args, de
     result.attention_wanted = attention.label
     config = get_recipe("zimage-turbo").config_from_dict({
         "rank": args.rank, "resolutions": [args.size], "caption_dropout": 0.0, "batch_size": settings.batch,
-        "optimizer": "adamw8bit" if settings.optimizer == "adamw8bit" else "adamw", "log_every": settings.log_every,
-        "learning_rate": 1e-5,
+        "optimizer": settings.optimizer if settings.optimizer in ("adamw8bit", "prodigy") else "adamw",
+        "log_every": settings.log_every, "learning_rate": 1.0 if settings.optimizer == "prodigy" else 1e-5,
     })
     cached, samples = synthetic_data(shape, args.size, args.caption_tokens, settings.batch)
     data = DeviceData(cached, device, model_dtype, resident=settings.resident)

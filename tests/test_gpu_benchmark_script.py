@@ -21,7 +21,8 @@ def test_the_gpu_benchmark_runs_end_to_end_on_the_tiny_shape(tmp_path, capsys):
     assert names[0] == "bf16 baseline (engine as measured before)"
     assert {"+ fused AdamW over the LoRA parameters", "+ loss read every 10 steps (no host sync per step)",
             "float8 matmuls + levers, auto for 12 GiB", "24 GB preset (float8, auto, 22 GB budget)",
-            "+ preserve_class (a pass without the LoRA and a second training pass)"} <= set(names)
+            "+ preserve_class (a pass without the LoRA and a second training pass)",
+            "Prodigy instead (optimizer prodigy: it reads back per LoRA tensor)"} <= set(names)
     assert any(n.startswith("peer: diffusers + peft") for n in names)
     assert not [r for r in data["runs"] if r.get("error")]
     timed = [r["name"] for r in data["runs"] if "one evaluation (12 forward passes)" in (r.get("note") or "")]
