@@ -27,7 +27,6 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from types import SimpleNamespace
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -39,16 +38,16 @@ def time_images(paths, lora, dev: torch.device, dtype: torch.dtype, args, prompt
     """Seconds per image with the LoRA by hooks and merged, alternating; the models go when it returns."""
     from trainer.engine import model as zmodel
     from trainer.engine.sampling import Sampler
+    from trainer.preview_prompts import PreviewPrompt
 
     tokenizer, encoder = zmodel.load_text_encoder(paths, dev, dtype)
     embeddings = {prompt: zmodel.encode_prompts(tokenizer, encoder, [prompt])[0]}
     del tokenizer, encoder
     transformer = zmodel.load_transformer(paths, dev, dtype)
-    settings = SimpleNamespace(sample_width=args.size, sample_height=args.size, sample_steps=args.steps,
-                               guidance_scale=0.0)
-    sampler = Sampler(settings, paths, dev, embeddings, None, torch.bfloat16 if dev.type == "cuda" else None)
+    picture = PreviewPrompt(prompt, args.size, args.size, seed, args.steps, 0.0)
+    sampler = Sampler(None, paths, dev, embeddings, None, torch.bfloat16 if dev.type == "cuda" else None)
 
-    return alternate(transformer, lora, lambda: sampler.render_image(transformer, prompt, seed, "image"),
+    return alternate(transformer, lora, lambda: sampler.render_image(transformer, picture, "image"),
                      args.rounds, timed)
 
 

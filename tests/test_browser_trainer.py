@@ -91,7 +91,7 @@ def test_train_from_the_form_and_download_the_lora(studio, artifacts_dir, tmp_pa
         page.locator("#advanced > summary").click()
         page.fill("#f-learning_rate", "0.001")
         page.fill("#f-resolutions", "64")
-        page.fill("#f-sample_prompts", "tok, a red circle\ntok, a blue square")
+        page.fill("#f-sample_prompts", "tok, a red circle\ntok, a blue square --w 96 --d 5")  # kohya's options
         page.locator("#advanced > summary").click()
         for field, value in (("sample_every", "80"), ("save_every", "120"), ("sample_width", "64"),
                              ("sample_height", "64"), ("sample_steps", "2")):
@@ -161,6 +161,10 @@ def test_train_from_the_form_and_download_the_lora(studio, artifacts_dir, tmp_pa
         page.locator(".lightbox").click()
         expect(page.locator("#s-split")).to_contain_text("ms/step")
         expect(page.locator("#s-lr")).to_have_text("learning rate: 0.001")
+        # a prompt with its own size and seed says so above its pictures, which have that size
+        expect(page.locator("#samples .triple .prompt-options").first).to_have_text("(96×64 · seed 5)")
+        wide = page.locator("#samples .triple", has_text="a blue square").first.locator("img").first
+        assert wide.evaluate("i => i.naturalWidth / i.naturalHeight") == 1.5
         # the loss tile shows the dashboard's figure (smoothed) and the latest step's loss under it
         expect(page.locator("#s-loss-raw")).to_contain_text("latest step: ")
         assert page.locator("#s-loss").inner_text() != "–"

@@ -202,11 +202,11 @@ def test_previews_that_run_out_of_memory_decode_in_tiles_then_give_way_to_traini
 
     original, calls = Sampler._render, []
 
-    def render(self, pipe, transformer, text, seed, kind):
+    def render(self, pipe, transformer, prompt, kind, text=None):
         calls.append((kind, self._vae.use_tiling))
         if not self._vae.use_tiling:  # fails until the VAE decodes in tiles
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 4.00 GiB")
-        return original(self, pipe, transformer, text, seed, kind)
+        return original(self, pipe, transformer, prompt, kind, text)
 
     monkeypatch.setattr(Sampler, "_render", render)
     dataset = make_dataset(tmp_path / "datasets" / "toy", count=1)

@@ -119,9 +119,9 @@ def test_previews_come_as_base_lora_and_no_trigger_triples(tmp_path, demo_paths,
     renders = []
     original = Sampler._render
 
-    def counting(self, pipe, transformer, text, seed, kind):
-        renders.append((kind, text))
-        return original(self, pipe, transformer, text, seed, kind)
+    def counting(self, pipe, transformer, prompt, kind, text=None):
+        renders.append((kind, prompt.text if text is None else text))
+        return original(self, pipe, transformer, prompt, kind, text)
 
     monkeypatch.setattr(Sampler, "_render", counting)
     dataset = make_dataset(tmp_path / "datasets" / "toy")

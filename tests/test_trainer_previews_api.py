@@ -39,8 +39,9 @@ def _write_samples(job_dir):
     (new / "prompts.json").write_text(json.dumps({"step": 4, "prompts": [
         {"index": 0, "prompt": "zkw a cat", "seed": 42, "no_trigger_prompt": "a cat", "lora": "0.png",
          "lora_no_trigger": "0_notrigger.png", "base": "../base/0.png", "base_key": "k0", "leak": 0.25},
-        {"index": 1, "prompt": "a dog", "seed": 43, "no_trigger_prompt": None, "lora": "1.png",
-         "lora_no_trigger": None, "base": "../base/1.png", "base_key": "stale"}]}))
+        {"index": 1, "prompt": "a dog", "seed": 7, "no_trigger_prompt": None, "lora": "1.png",
+         "lora_no_trigger": None, "base": "../base/1.png", "base_key": "stale",
+         "options": {"width": 832, "height": 1216, "seed": 7}}]}))
 
 
 def test_samples_route_pairs_base_lora_and_no_trigger(client, app):
@@ -60,15 +61,18 @@ def test_samples_route_pairs_base_lora_and_no_trigger(client, app):
     assert old["step"] == 2 and old["prompts"] == ["zkw a cat"] and len(old["urls"]) == 1
     assert old["pairs"] == [{"index": 0, "prompt": "zkw a cat", "seed": None, "no_trigger_prompt": None,
                              "base": None, "lora": old["urls"][0], "lora_no_trigger": None, "leak": None,
-                             "leaks": False}]
+                             "leaks": False, "options": None}]
 
     assert new["images"] == ["samples/step_000004/0.png", "samples/step_000004/1.png"]  # LoRA-on images only
     first, second = new["pairs"]
     assert first == {"index": 0, "prompt": "zkw a cat", "seed": 42, "no_trigger_prompt": "a cat",
                      "base": f"{files}/base/0.png", "lora": f"{files}/step_000004/0.png",
-                     "lora_no_trigger": f"{files}/step_000004/0_notrigger.png", "leak": 0.25, "leaks": False}
+                     "lora_no_trigger": f"{files}/step_000004/0_notrigger.png", "leak": 0.25, "leaks": False,
+                     "options": None}
     # no trigger word in the prompt: no third column; a base made for other settings is not shown
     assert second["lora_no_trigger"] is None and second["base"] is None
+    # a prompt with its own size and seed (--w 832 --h 1216 --d 7) says so, for the page to show
+    assert second["options"] == {"width": 832, "height": 1216, "seed": 7}
     for url in (first["base"], first["lora"], first["lora_no_trigger"]):
         response = client.get(url)
         assert response.status_code == 200 and response.data.startswith(PNG)

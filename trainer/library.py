@@ -160,7 +160,7 @@ PROOF_FILES = {"grid": "proof_grid.png", "readme": "README.txt",  # trainer.engi
 
 def samples(job_dir: Path) -> list[dict]:
     """Sample images per step, oldest first: {step, images: [LoRA-on image paths], prompts: [text],
-    pairs: [{index, prompt, seed, no_trigger_prompt, base, lora, lora_no_trigger, leak}]} with paths relative
+    pairs: [{index, prompt, seed, no_trigger_prompt, base, lora, lora_no_trigger, leak, options}]} with paths relative
     to the job folder (None where an image does not exist: no trigger word, or an older job). The base
     model's renders, when there are any, come first as step 0 with `base_only`."""
     out = []
@@ -171,7 +171,7 @@ def samples(job_dir: Path) -> list[dict]:
                     "prompts": [base[i].get("prompt", "") for i in order],
                     "pairs": [{"index": i, "prompt": base[i].get("prompt", ""), "seed": base[i].get("seed"),
                                "no_trigger_prompt": None, "base": f"samples/base/{i}.png", "lora": None,
-                               "lora_no_trigger": None} for i in order]})
+                               "lora_no_trigger": None, "options": _options(base[i])} for i in order]})
     for step, folder in step_dirs(job_dir / "samples"):
         images = sorted((p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES
                          and not p.stem.endswith(NO_TRIGGER_SUFFIX)), key=lambda p: (len(p.stem), p.stem))
@@ -239,8 +239,14 @@ def _pairs(folder: Path, images: list[Path], entries: list[dict], base: dict[int
                       "lora": f"samples/{folder.name}/{image.name}",
                       "lora_no_trigger": rel(entry.get("lora_no_trigger")),
                       # the share of the LoRA's change that remains without the trigger word (trainer.leak)
-                      "leak": share, "leaks": share is not None and share >= LEAKS})
+                      "leak": share, "leaks": share is not None and share >= LEAKS,
+                      # the prompt's own size, seed, steps, ... (trainer.preview_prompts), where it has any
+                      "options": _options(entry)})
     return pairs
+
+
+def _options(entry: dict) -> dict | None:
+    return entry.get("options") if isinstance(entry.get("options"), dict) else None
 
 
 def pair_urls(job_id: str, pairs: list[dict], base: str | None = None) -> list[dict]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from types import SimpleNamespace
 
 from flask import Blueprint, jsonify
 
@@ -12,6 +13,7 @@ from studio.web import ApiError, json_body
 from studio.workspace import safe_name
 from trainer import renders
 from trainer.jobs_api import announce, keep_states_honest, load_job, store, workspace
+from trainer.preview_prompts import PreviewPrompt, parse
 from trainer.renders import PAUSED
 
 bp = Blueprint("renders", __name__)
@@ -52,7 +54,7 @@ def list_renders(job_id):
     found = store().list(parent_id=job.id, kind=renders.KIND, limit=200)
     choices = renders.lora_choices(job, workspace().jobs / job.id)
     config = job.config
-    prompts = config.get("sample_prompts") or []
+    first = _first_prompt(config)
     shown = [renders.public(render) for render in found]
     running = _training()
     if any(render["status"] == "queued" for render in shown):  # what they wait for now, not when they were made
@@ -61,10 +63,18 @@ def list_renders(job_id):
     training = {"id": running.id, "name": running.name, "stopping": running.stopping} if running else None
     warm = any(worker["state"] == "warm" for worker in store().workers())  # models loaded: a render starts at once
     return jsonify({"renders": shown, "loras": choices, "training": training, "warm": warm,
-                    "defaults": {"strengths": renders.DEFAULT_STRENGTHS, "width": config.get("sample_width"),
-                                 "height": config.get("sample_height"), "steps": config.get("sample_steps"),
-                                 "trigger_word": config.get("trigger_word") or "",
-                                 "prompt": prompts[0] if prompts and isinstance(prompts[0], str) else ""}})
+                    "defaults": {"strengths": renders.DEFAULT_STRENGTHS, "width": first.width,
+                                 "height": first.height, "steps": first.steps,
+                                 "trigger_word": config.get("trigger_word") or "", "prompt": first.text}})
+
+
+def _first_prompt(config: dict) -> PreviewPrompt:
+    """The job's first preview prompt with its own size and steps (a prompt's --w, --h, --s), for the Try form."""
+    prompts = config.get("sample_prompts") or []
+    job = SimpleNamespace(sample_width=config.get("sample_width"), sample_height=config.get("sample_height"),
+                          sample_steps=config.get("sample_steps"), seed=config.get("seed") or 0,
+                          guidance_scale=config.get("guidance_scale") or 0.0)
+    return parse(prompts[0] if prompts and isinstance(prompts[0], str) else "", job)
 
 
 @bp.post("/api/jobs/<job_id>/renders")

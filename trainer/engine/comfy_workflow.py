@@ -11,7 +11,7 @@ Comfy-Org/z_image_turbo repository splits them (MODEL_FILES), the names ComfyUI'
 
 from __future__ import annotations
 
-from trainer.engine.data import apply_trigger
+from trainer.engine.sampling import previews
 
 WORKFLOW_NAME = "comfyui_workflow.json"
 # folder under ComfyUI/models -> file, as in Comfy-Org/z_image_turbo (split_files/<folder>/<file>)
@@ -22,8 +22,10 @@ SHIFT = 3.0  # ModelSamplingAuraFlow, as in ComfyUI's Z-Image-Turbo template
 
 def workflow(config, lora_file: str, strength: float = 1.0) -> dict:
     """The API-format graph: ids are strings, a link is [node id, output index]."""
-    prompt = apply_trigger(config.sample_prompts[0], config.trigger_word) if config.sample_prompts \
-        else config.trigger_word
+    first = previews(config)[0] if config.sample_prompts else None  # with its own size, seed and steps, if any
+    prompt = first.text if first else config.trigger_word
+    width, height = (first.width, first.height) if first else (config.sample_width, config.sample_height)
+    seed, steps = (first.seed, first.steps) if first else (config.seed, config.sample_steps)
     return {
         "1": {"class_type": "UNETLoader", "_meta": {"title": "Z-Image-Turbo"},
               "inputs": {"unet_name": MODEL_FILES["diffusion_models"], "weight_dtype": "default"}},
@@ -37,10 +39,10 @@ def workflow(config, lora_file: str, strength: float = 1.0) -> dict:
               "inputs": {"text": prompt, "clip": ["2", 0]}},
         "7": {"class_type": "ConditioningZeroOut", "inputs": {"conditioning": ["6", 0]}},  # Turbo: no CFG
         "8": {"class_type": "EmptySD3LatentImage",
-              "inputs": {"width": config.sample_width, "height": config.sample_height, "batch_size": 1}},
+              "inputs": {"width": width, "height": height, "batch_size": 1}},
         "9": {"class_type": "KSampler",
               "inputs": {"model": ["5", 0], "positive": ["6", 0], "negative": ["7", 0], "latent_image": ["8", 0],
-                         "seed": config.seed, "steps": config.sample_steps, "cfg": 1.0,
+                         "seed": seed, "steps": steps, "cfg": 1.0,
                          "sampler_name": "res_multistep", "scheduler": "simple", "denoise": 1.0}},
         "10": {"class_type": "VAEDecode", "inputs": {"samples": ["9", 0], "vae": ["3", 0]}},
         "11": {"class_type": "SaveImage", "inputs": {"images": ["10", 0], "filename_prefix": config.name}},

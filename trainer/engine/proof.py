@@ -57,22 +57,22 @@ def _cell(image: Image.Image | None, height: int, note: str) -> Image.Image:
 
 
 def grid(rows: list[dict], sample_size: tuple[int, int]) -> Image.Image:
-    """rows: {prompt, no_trigger_prompt, base, lora, lora_no_trigger} with image paths (None = missing)."""
-    width, height = sample_size
-    cell_h = max(1, round(CELL * height / width))
-    row_h = cell_h + PAD + CAPTION_LINES * LINE + PAD
-    out = Image.new("RGB", (3 * CELL + 4 * PAD, HEADER + len(rows) * row_h), "white")
+    """rows: {prompt, no_trigger_prompt, base, lora, lora_no_trigger} with image paths (None = missing). Each row
+    takes its pictures' shape (a prompt may have its own size), `sample_size` when it has none."""
+    pictures = [[_open(row.get(key)) for key in ("base", "lora", "lora_no_trigger")] for row in rows]
+    heights = [_cell_height(next((p for p in row if p is not None), None), sample_size) for row in pictures]
+    caption_h = PAD + CAPTION_LINES * LINE + PAD
+    out = Image.new("RGB", (3 * CELL + 4 * PAD, HEADER + sum(heights) + len(rows) * caption_h), "white")
     draw = ImageDraw.Draw(out)
     for col, title in enumerate(COLUMNS):
         draw.text((PAD + col * (CELL + PAD) + CELL // 2, HEADER // 2), title, fill="black", font=_font(16),
                   anchor="mm")
-    for r, row in enumerate(rows):
-        top = HEADER + r * row_h
+    top = HEADER
+    for r, (row, images, cell_h) in enumerate(zip(rows, pictures, heights, strict=True)):
         no_trigger_note = ("no trigger word in this prompt" if row.get("no_trigger_prompt") is None
                            else "not rendered")
-        cells = [_cell(_open(row.get("base")), cell_h, "base not rendered"),
-                 _cell(_open(row.get("lora")), cell_h, "not rendered"),
-                 _cell(_open(row.get("lora_no_trigger")), cell_h, no_trigger_note)]
+        cells = [_cell(image, cell_h, note) for image, note in zip(
+            images, ("base not rendered", "not rendered", no_trigger_note), strict=True)]
         for col, image in enumerate(cells):
             out.paste(image, (PAD + col * (CELL + PAD), top))
         caption = f"{r + 1}. {row['prompt']}"
@@ -80,7 +80,13 @@ def grid(rows: list[dict], sample_size: tuple[int, int]) -> Image.Image:
             caption += f"   |   without trigger: {row['no_trigger_prompt']}"
         for i, line in enumerate(textwrap.wrap(caption, 3 * CELL // 7)[:CAPTION_LINES]):
             draw.text((PAD, top + cell_h + PAD + i * LINE), line, fill=(40, 40, 40), font=_font(13))
+        top += cell_h + caption_h
     return out
+
+
+def _cell_height(image: Image.Image | None, sample_size: tuple[int, int]) -> int:
+    width, height = image.size if image is not None else sample_size
+    return max(1, round(CELL * height / width))
 
 
 def rows_from_step(step_folder: Path) -> list[dict]:

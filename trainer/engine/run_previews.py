@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 
 from trainer.engine.errors import is_oom
+from trainer.engine.sampling import previews
 
 
 class RunPreviews:
@@ -67,9 +68,10 @@ class RunPreviews:
             if self.sampler.lighten():
                 self.log(f"Out of memory while rendering previews at step {step}; the VAE now decodes in tiles.")
                 continue
-            cfg = self.config
-            message = (f"Previews at step {step} skipped: out of memory while rendering {cfg.sample_width}x"
-                       f"{cfg.sample_height}; training goes on (lower sample_width and sample_height for previews).")
+            largest = max(previews(self.config), key=lambda prompt: prompt.area)
+            message = (f"Previews at step {step} skipped: out of memory while rendering {largest.width}x"
+                       f"{largest.height}; training goes on (lower sample_width and sample_height, or a prompt's "
+                       "--w and --h, for previews).")
             self.log(message)
             self.progress.notice(message, step)
             return None

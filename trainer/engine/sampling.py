@@ -9,7 +9,8 @@ Each prompt is shown three ways with the same seed, so the effect of the LoRA is
     samples/step_N/<i>_notrigger.png   LoRA on, trigger word removed from the prompt: does it leak?
 
 The base renders are keyed by prompt, seed, size, steps and guidance, so a changed setting renders
-them again; the third column is left out when there is no trigger word to remove.
+them again; the third column is left out when there is no trigger word to remove. A prompt may carry its own
+size, seed, steps, guidance, negative prompt and LoRA strength (trainer.preview_prompts: `--w 832 --h 1216`).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import re
 import shutil
 import tempfile
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -29,14 +31,22 @@ import torch
 from studio.atomic import atomic_write_json
 from trainer import leak
 from trainer.engine import model as zmodel
-from trainer.engine.data import apply_trigger
+from trainer.engine.data import TRIGGER, apply_trigger
+from trainer.preview_prompts import PreviewPrompt, preview_prompts
 
 BASE_DIR = "base"
 NO_TRIGGER_SUFFIX = "_notrigger"
 
 
+def previews(config) -> list[PreviewPrompt]:
+    """The preview prompts with their options read and the trigger word put in."""
+    word = config.trigger_word
+    return [replace(p, text=apply_trigger(p.text, word), negative=p.negative.replace(TRIGGER, word))
+            for p in preview_prompts(config)]
+
+
 def sample_texts(config) -> list[str]:
-    return [apply_trigger(p, config.trigger_word) for p in config.sample_prompts]
+    return [p.text for p in previews(config)]
 
 
 def without_trigger(text: str, trigger: str) -> str | None:
@@ -58,13 +68,34 @@ def no_trigger_texts(config) -> list[str | None]:
 
 
 def all_sample_texts(config) -> list[str]:
-    """Every prompt a preview needs an embedding for."""
-    return sample_texts(config) + [t for t in no_trigger_texts(config) if t is not None]
+    """Every prompt a preview needs an embedding for (negative prompts included)."""
+    return (sample_texts(config) + [t for t in no_trigger_texts(config) if t is not None]
+            + [p.negative for p in previews(config) if p.negative])
 
 
-def base_key(config, prompt: str, seed: int) -> str:
-    basis = [prompt, seed, config.sample_width, config.sample_height, config.sample_steps, config.guidance_scale]
+def base_key(prompt: PreviewPrompt) -> str:
+    basis = [prompt.text, prompt.seed, prompt.width, prompt.height, prompt.steps, prompt.guidance]
+    if prompt.negative:
+        basis.append(prompt.negative)
     return hashlib.sha256(json.dumps(basis).encode()).hexdigest()[:16]
+
+
+@contextlib.contextmanager
+def lora_strength(transformer, strength: float):
+    """Inside: the trained LoRA acts at `strength` (a preview prompt's --m)."""
+    if strength == 1.0:
+        yield
+        return
+    from peft.tuners.lora import LoraLayer
+
+    saved = [(m, dict(m.scaling)) for m in transformer.modules() if isinstance(m, LoraLayer)]
+    for module, scaling in saved:
+        module.scaling.update({name: value * strength for name, value in scaling.items()})
+    try:
+        yield
+    finally:
+        for module, scaling in saved:
+            module.scaling.update(scaling)
 
 
 def save_png(image, path: Path) -> None:
@@ -76,6 +107,16 @@ def save_png(image, path: Path) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _shown(prompt: PreviewPrompt, config, index: int) -> dict:
+    """A prompt's own settings where they differ from the job's, for prompts.json (the pages show them)."""
+    job = {"width": config.sample_width, "height": config.sample_height, "seed": config.seed + index,
+           "steps": config.sample_steps, "guidance": float(config.guidance_scale), "negative": "", "strength": 1.0}
+    own = {key: value for key, value in prompt.settings.items() if value != job[key]}
+    if "width" in own or "height" in own:  # a size is shown whole
+        own.update(width=prompt.width, height=prompt.height)
+    return {"options": own} if own else {}
 
 
 def _leak(base_path: Path, image, plain_image) -> float | None:
@@ -117,23 +158,23 @@ class Sampler:
         return True
 
     @torch.no_grad()
-    def _render(self, pipe, transformer, text: str, seed: int, kind: str):
-        cfg = self.config
+    def _render(self, pipe, transformer, prompt: PreviewPrompt, kind: str, text: str | None = None):
+        """`prompt` (or `text` with its settings) as the transformer draws it now."""
         dtype = next(p for p in transformer.parameters() if p.dtype.is_floating_point and p.dtype.itemsize > 1).dtype
         kwargs = {}
-        if cfg.guidance_scale > 0:
-            kwargs["negative_prompt_embeds"] = [self.embeddings[""].to(self.device, dtype)]
+        if prompt.guidance > 0:
+            kwargs["negative_prompt_embeds"] = [self.embeddings[prompt.negative].to(self.device, dtype)]
         with torch.autocast(self.device.type, dtype=self.autocast_dtype or torch.float32,
                             enabled=self.autocast_dtype is not None):
             cancelled = zmodel.adapter_cancelled(transformer, self.adapter) if self.adapter else None
-            with cancelled or contextlib.nullcontext():
+            with cancelled or contextlib.nullcontext(), lora_strength(transformer, prompt.strength):
                 image = pipe(
-                    prompt_embeds=[self.embeddings[text].to(self.device, dtype)],
-                    height=cfg.sample_height,
-                    width=cfg.sample_width,
-                    num_inference_steps=cfg.sample_steps,
-                    guidance_scale=cfg.guidance_scale,
-                    generator=torch.Generator("cpu").manual_seed(seed),
+                    prompt_embeds=[self.embeddings[prompt.text if text is None else text].to(self.device, dtype)],
+                    height=prompt.height,
+                    width=prompt.width,
+                    num_inference_steps=prompt.steps,
+                    guidance_scale=prompt.guidance,
+                    generator=torch.Generator("cpu").manual_seed(prompt.seed),
                     **kwargs,
                 ).images[0]
         self.renders[kind] += 1
@@ -151,10 +192,10 @@ class Sampler:
         finally:
             transformer.train(was_training)
 
-    def render_image(self, transformer, text: str, seed: int, kind: str):
-        """One image of `text` (an embedding this sampler holds) with the transformer as it is now."""
+    def render_image(self, transformer, prompt: PreviewPrompt, kind: str):
+        """One image of `prompt` (its text an embedding this sampler holds) with the transformer as it is now."""
         with self._eval(transformer):
-            return self._render(self._pipeline(transformer), transformer, text, seed, kind)
+            return self._render(self._pipeline(transformer), transformer, prompt, kind)
 
     def render_base(self, transformer, job_dir: Path) -> list[str]:
         """ensure_base on its own (before training starts), with the transformer set up for rendering."""
@@ -173,19 +214,19 @@ class Sampler:
         except (OSError, ValueError, KeyError, TypeError):
             known = {}
         entries, keys, pipe = [], [], None
-        for index, text in enumerate(sample_texts(cfg)):
-            seed = cfg.seed + index
-            key = base_key(cfg, text, seed)
+        for index, prompt in enumerate(previews(cfg)):
+            key = base_key(prompt)
             image_path = folder / f"{index}.png"
             if known.get(index, {}).get("key") != key or not image_path.is_file():
                 pipe = pipe or self._pipeline(transformer)
                 transformer.disable_adapters()  # our LoRA off; the training adapter is cancelled in _render
                 try:
-                    image = self._render(pipe, transformer, text, seed, "base")
+                    image = self._render(pipe, transformer, prompt, "base")
                 finally:
                     transformer.enable_adapters()
                 save_png(image, image_path)
-            entries.append({"index": index, "prompt": text, "seed": seed, "key": key, "file": image_path.name})
+            entries.append({"index": index, "prompt": prompt.text, "seed": prompt.seed, "key": key,
+                            "file": image_path.name, **_shown(prompt, cfg, index)})
             keys.append(key)
         atomic_write_json(index_path, {"prompts": entries})
         return keys
@@ -202,19 +243,19 @@ class Sampler:
                 keys = self.ensure_base(transformer, job_dir)
                 pipe = self._pipeline(transformer)
                 prompts = []
-                for index, (text, plain) in enumerate(zip(sample_texts(cfg), no_trigger_texts(cfg), strict=True)):
-                    seed = cfg.seed + index
-                    image = self._render(pipe, transformer, text, seed, "lora")
+                for index, (prompt, plain) in enumerate(zip(previews(cfg), no_trigger_texts(cfg), strict=True)):
+                    image = self._render(pipe, transformer, prompt, "lora")
                     image.save(tmp / f"{index}.png")
                     plain_file, share = None, None
                     if plain is not None:
                         plain_file = f"{index}{NO_TRIGGER_SUFFIX}.png"
-                        plain_image = self._render(pipe, transformer, plain, seed, "lora_no_trigger")
+                        plain_image = self._render(pipe, transformer, prompt, "lora_no_trigger", text=plain)
                         plain_image.save(tmp / plain_file)
                         share = _leak(root / BASE_DIR / f"{index}.png", image, plain_image)
-                    prompts.append({"index": index, "prompt": text, "seed": seed, "no_trigger_prompt": plain,
-                                    "lora": f"{index}.png", "lora_no_trigger": plain_file,
-                                    "base": f"../{BASE_DIR}/{index}.png", "base_key": keys[index], "leak": share})
+                    prompts.append({"index": index, "prompt": prompt.text, "seed": prompt.seed,
+                                    "no_trigger_prompt": plain, "lora": f"{index}.png", "lora_no_trigger": plain_file,
+                                    "base": f"../{BASE_DIR}/{index}.png", "base_key": keys[index], "leak": share,
+                                    **_shown(prompt, cfg, index)})
             (tmp / "prompts.json").write_text(json.dumps({"step": step, "prompts": prompts}, indent=1))
             if final.exists():
                 shutil.rmtree(final)

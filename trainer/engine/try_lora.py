@@ -19,7 +19,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from types import SimpleNamespace
 
 import torch
 
@@ -28,6 +27,7 @@ from trainer.engine.cache import free_memory
 from trainer.engine.errors import is_oom
 from trainer.engine.sampling import Sampler, save_png
 from trainer.engine.speed_setup import quantize
+from trainer.preview_prompts import PreviewPrompt
 
 GPU_MARGIN = 1.5 * 2**30  # activations of one encoding, beside the encoder's weights
 HOST_MARGIN = 2 * 2**30  # host memory left to everything else after parking the encoder
@@ -45,6 +45,11 @@ class TryRequest:
     guidance_scale: float
     quantize_base: str = "none"  # the training job's memory setting, so what trained on a card renders on it
     float8_matmuls: bool = False
+
+    @property
+    def preview(self) -> PreviewPrompt:
+        """The picture to render, as the training previews describe one (the LoRA's strength is set apart)."""
+        return PreviewPrompt(self.prompt, self.width, self.height, self.seed, self.steps, self.guidance_scale)
 
     @property
     def memory_key(self) -> tuple[str, bool]:
@@ -112,8 +117,6 @@ class RenderSession:
         self._load_transformer(request, report, total)
         for lora in loras:  # a LoRA for another model fails before anything renders
             zmodel.check_fits(self.transformer, lora)
-        self.sampler.config = SimpleNamespace(sample_width=request.width, sample_height=request.height,
-                                              sample_steps=request.steps, guidance_scale=request.guidance_scale)
         images = []
         for index, (which, strength) in enumerate(plan):
             label = "base model" if which is None else f"LoRA at {strength:g}"
@@ -194,7 +197,7 @@ class RenderSession:
         in tiles, which is what the rest of the session then uses."""
         while True:
             try:
-                return self.sampler.render_image(self.transformer, request.prompt, request.seed, "try")
+                return self.sampler.render_image(self.transformer, request.preview, "try")
             except Exception as exc:
                 if not is_oom(exc) or not self.sampler.lighten():
                     raise

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from trainer.buckets import example_buckets
 from trainer.evaluation_set import EVAL_IMAGES, EVAL_SIGMAS, HOLDOUT_MEASURED, eval_interval
+from trainer.preview_prompts import preview_prompts
 
 # Seconds per 1024-px training step (bf16, every block recomputed), for planning only: the H100 figure is
 # measured (0.703 s, benchmarks/RESULTS.md); the others keep their rough ratio to it.
@@ -59,16 +60,16 @@ PRODIGY_BYTES_PER_PARAM = 2 * 4 / 11
 PNG_BYTES_PER_MEGAPIXEL = 2.5e6  # at most: a noisy 1024 px preview (the demo's) is 2.5 MB, photos 1-2 MB
 
 
-def disk_bytes(config, renders: int, demo: bool) -> float:
+def disk_bytes(config, rounds: int, demo: bool) -> float:
     """The most a job holds on disk at once: `keep_last` checkpoints (one more with held-out images; each the
     training state, float32 weights plus two optimizer moments, and a LoRA file), the final LoRA, and its
-    previews."""
+    previews (`rounds` pictures of every prompt)."""
     params = (DEMO_LORA_PARAMS_PER_RANK if demo else LORA_PARAMS_PER_RANK) * config.rank
     lora = params * FILE_BYTES_PER_PARAM[config.save_dtype]
     saved = max(1, config.steps // config.save_every)
     # with held-out images, the checkpoint nearest their lowest loss is kept beside the last keep_last
     checkpoints = min(config.keep_last + (1 if getattr(config, "holdout_images", 0) else 0), saved)
-    previews = renders * config.sample_width * config.sample_height / 1024**2 * PNG_BYTES_PER_MEGAPIXEL
+    previews = rounds * sum(prompt.area for prompt in preview_prompts(config)) * PNG_BYTES_PER_MEGAPIXEL
     state = params * (STATE_BYTES_PER_PARAM + _optimizer_extra(config))
     return checkpoints * (state + lora) + lora + previews
 
@@ -136,17 +137,16 @@ def estimate(config, images: int, gpu_name: str | None, demo: bool,
     batch = config.batch_size * config.gradient_accumulation
     if preserving(config):
         batch *= PRESERVATION_FACTOR
-    sample_area = config.sample_width * config.sample_height / 1024**2
+    prompts = preview_prompts(config)  # each with its size and steps (a prompt's --w, --h, --s)
     samplings = config.steps // config.sample_every if config.sample_every else 0
     # each sample step renders every prompt with the LoRA, and without its trigger word; the base once
-    per_prompt = 2 if config.trigger_word else 1
-    renders = (samplings * per_prompt + 1) * len(config.sample_prompts)
-    disk_gb = round(disk_bytes(config, renders, demo) / 1e9, 4)
+    rounds = samplings * (2 if config.trigger_word else 1) + 1
+    disk_gb = round(disk_bytes(config, rounds, demo) / 1e9, 4)
     forwards = eval_forwards(config, images)  # the evaluation loss: forward passes at the largest size, no backward
     if demo:  # the tiny model on a CPU: a few seconds to start, then per-step overhead and attention
         # a render: its denoising steps (a forward each, about a third of a training step) and the VAE decode
-        render_s = config.sample_steps * demo_step_seconds(sample_area) / 3 + 1.5 * sample_area
-        seconds = (5 + config.steps * batch * demo_step_seconds(area) + renders * render_s
+        render_s = sum(p.steps * demo_step_seconds(p.area) / 3 + 1.5 * p.area for p in prompts)
+        seconds = (5 + config.steps * batch * demo_step_seconds(area) + rounds * render_s
                    + forwards * demo_step_seconds(max(areas)) / 3)
         return Estimate(round(seconds, 1), 0.3, "demo", disk_gb)
     # (step time factor, GB of activations at 1024 px) per gradient_checkpointing mode: the activations
@@ -156,7 +156,7 @@ def estimate(config, images: int, gpu_name: str | None, demo: bool,
     quantized = config.quantize_base != "none" and gpu_name is not None
     speed = _gpu_speed(gpu_name)
     step_s = speed * area * batch * factor * (1.15 if quantized else 1.0)
-    sample_s = renders * config.sample_steps * speed * 0.3 * sample_area
+    sample_s = rounds * sum(p.steps * p.area for p in prompts) * speed * 0.3
     per_image = len(areas) / len(sizes) if sizes else len(areas)  # the training examples each image makes
     per_image *= 2 if config.flip_horizontal else 1  # and their mirror images
     load_s = 90 + images * per_image * 0.25  # loading the models, then encoding every example once

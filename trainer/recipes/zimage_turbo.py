@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from trainer import preview_prompts
 from trainer.recipes import zimage_plan
 from trainer.recipes.base import Recipe, RecipeConfig, option
 
@@ -70,7 +71,9 @@ class ZImageTurboConfig(RecipeConfig):
     )
     sample_prompts: list[str] = option(
         list(DEFAULT_SAMPLE_PROMPTS),
-        "Prompts for the preview images; [trigger] is replaced by the trigger word.",
+        "Prompts for the preview images; [trigger] is replaced by the trigger word. A prompt may end with its own "
+        "size, seed and steps the way kohya and ai-toolkit write them: --w 832 --h 1216 --d 7 --s 12 (also --l "
+        "guidance, --n negative prompt, --m LoRA strength).",
         "basic", pattern=NOT_BLANK, pattern_help="Sample prompts must not be empty.",
     )
     optimizer: str = option(
@@ -216,7 +219,7 @@ class ZImageTurboConfig(RecipeConfig):
             notes.append({"field": "warmup_steps", "message": f"The warm-up ({self.warmup_steps} steps) is not "
                                                               f"shorter than the run ({self.steps} steps): the "
                                                               "learning rate never reaches its full value."})
-        notes += self._rate_advice()
+        notes += self._rate_advice() + preview_prompts.advice(self)
         word = self.preserve_class.strip()
         if word and not self.trigger_word.strip():
             notes.append({"field": "preserve_class", "message": f"Preserving '{word}' needs a trigger word to put it "

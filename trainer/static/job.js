@@ -206,7 +206,8 @@
     const cell = (url, label, prompt, note) =>
       trainer.picture(url, label, `step ${step}, ${label}: ${prompt || ""}`, prompt || "", note);
     const noTrigger = p.no_trigger_prompt == null ? "no trigger word in this prompt" : "not rendered";
-    return `<div class="triple"><div class="muted" style="font-size:12px;margin:.3rem 0 .2rem" title="${esc(p.prompt)}">${esc(p.prompt)}</div>
+    const own = trainer.promptOptions(p.options);  // the prompt's own size, seed, ... (its --w, --h, --d)
+    return `<div class="triple"><div class="muted" style="font-size:12px;margin:.3rem 0 .2rem" title="${esc(p.prompt)}">${esc(p.prompt)}${own ? ` <span class="prompt-options">(${esc(own)})</span>` : ""}</div>
       <div class="gallery-row" style="grid-template-columns:repeat(3,minmax(0,1fr))">
       ${cell(p.base, "Base (LoRA off)", p.prompt, "base not rendered for this step")}${cell(p.lora, "LoRA", p.prompt, "")}
       ${cell(p.lora_no_trigger, "LoRA, no trigger word", p.no_trigger_prompt, noTrigger)}</div>${studio.leakLine(p)}</div>`;

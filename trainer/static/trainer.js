@@ -111,6 +111,18 @@
     return `<figure><img src="${esc(studio.thumb(url))}" data-full="${esc(url)}" loading="lazy" alt="${esc(label)}" data-caption="${esc(caption)}">
       <figcaption title="${esc(title)}">${esc(label)}</figcaption></figure>`;
   }
+  // A preview prompt's own settings (its --w, --h, --d, ... in the job's prompts): "832×1216 · seed 7".
+  function promptOptions(o) {
+    if (!o) return "";
+    const parts = [];
+    if (o.width) parts.push(`${o.width}×${o.height}`);
+    if (o.seed != null) parts.push(`seed ${o.seed}`);
+    if (o.steps != null) parts.push(`${o.steps} steps`);
+    if (o.guidance != null) parts.push(`guidance ${o.guidance}`);
+    if (o.negative) parts.push(`negative: ${o.negative}`);
+    if (o.strength != null) parts.push(`LoRA at ${o.strength}`);
+    return parts.join(" · ");
+  }
   // A render's picture that is not there yet: a slot of its size saying what it waits for.
   function pending(render, label, note, title = "") {
     const ratio = render ? `${Number(render.width)} / ${Number(render.height)}` : "1";
@@ -124,5 +136,5 @@
     box.addEventListener("click", () => box.remove()); document.body.appendChild(box);
   }
   window.trainer = { esc, live, statusChip, fmtLoss, cost, perHour, fmtDate, elapsed, phaseText, act, workerChip, pollWorkers, lightbox,
-    picture, pending, FINISHED };
+    picture, pending, promptOptions, FINISHED };
 })();
