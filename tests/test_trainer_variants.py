@@ -100,3 +100,17 @@ def test_a_text_setting_left_empty_is_a_variant_too(client):
     assert [j["config"]["preserve_class"] for j in jobs] == ["", "person"]
     assert [j["config"]["name"] for j in jobs] == ["cat-classnone", "cat-classperson"]
     assert [j["name"] for j in jobs] == ["cat · preserve_class none", "cat · preserve_class person"]
+
+
+def test_optimizers_compared_each_take_their_usual_learning_rate(client):
+    """Prodigy's rate is a multiplier (1), AdamW's the step size (1e-4): a variant takes its optimizer's, unless the
+    rate was chosen by hand."""
+    body = _body(field="optimizer", values=["adamw", "prodigy"])
+    body["config"]["learning_rate"] = 1e-4
+    jobs = client.post("/api/jobs/variants", json=body).get_json()["jobs"]
+    assert [(j["config"]["optimizer"], j["config"]["learning_rate"]) for j in jobs] == [("adamw", 1e-4),
+                                                                                      ("prodigy", 1.0)]
+    assert [j["config"]["name"] for j in jobs] == ["cat-optimizeradamw", "cat-optimizerprodigy"]
+    body["config"]["learning_rate"] = 3e-4  # chosen: every variant keeps it (the form warns about Prodigy's)
+    jobs = client.post("/api/jobs/variants", json=body).get_json()["jobs"]
+    assert [j["config"]["learning_rate"] for j in jobs] == [3e-4, 3e-4]

@@ -21,6 +21,7 @@ from trainer.validation import validate
 bp = Blueprint("variants", __name__)
 
 MIN_VARIANTS = 2
+PRODIGY_RATE = 1.0
 # settings that name or describe the run, or change only its speed and memory, not what it learns
 FIXED = {"name", "sample_prompts", "default_caption", "init_lora", "trigger_word", "sample_width", "sample_height",
          "sample_steps", "sample_every", "save_every", "keep_last", "log_every", "missing_captions", "guidance_scale",
@@ -43,8 +44,9 @@ def value_text(value) -> str:
     return str(value)
 
 
-def variant_payloads(payload: dict, field: str, values: list) -> list[dict]:
-    """The request once per value: config[field] = value, and names that say it."""
+def variant_payloads(payload: dict, field: str, values: list, usual_rate: float | None = None) -> list[dict]:
+    """The request once per value: config[field] = value, and names that say it. Optimizers compared: each
+    variant takes its optimizer's usual learning rate unless the rate was set by hand (as the form does)."""
     config = payload.get("config") if isinstance(payload.get("config"), dict) else {}
     lora = str(config.get("name") or payload.get("name") or "lora")
     label = payload.get("name") or lora
@@ -54,9 +56,20 @@ def variant_payloads(payload: dict, field: str, values: list) -> list[dict]:
         variant = copy.deepcopy(payload)
         variant["config"] = {**copy.deepcopy(config), field: value,
                              "name": f"{lora[: 79 - len(part)]}-{part}".strip("-")[:80]}
+        if field == "optimizer" and usual_rate is not None:
+            variant["config"]["learning_rate"] = follow_optimizer(config.get("learning_rate", usual_rate), value,
+                                                                  usual_rate)
         variant["name"] = f"{label} · {field} {value_text(value)}"[:120]
         out.append(variant)
     return out
+
+
+def follow_optimizer(rate, optimizer, usual_rate: float):
+    """Prodigy's learning rate multiplies the step size it finds (1), AdamW's is the step size (`usual_rate`, the
+    recipe's default): a rate that is either one becomes the one for `optimizer`; any other was chosen, and stays."""
+    if rate not in (PRODIGY_RATE, usual_rate):
+        return rate
+    return PRODIGY_RATE if optimizer == "prodigy" else usual_rate
 
 
 def check_vary(vary, fields: set[str]) -> tuple[str, list]:
@@ -96,7 +109,7 @@ def post_variants():
         raise ApiError(str(exc), 422) from None
     field, values = check_vary(vary, {f["name"] for f in recipe.form_fields()})
     settings = current_app.config["STUDIO_SETTINGS"]
-    variants = variant_payloads(payload, field, values)
+    variants = variant_payloads(payload, field, values, recipe.defaults().get("learning_rate"))
     problems = []
     for value, variant in zip(values, variants, strict=True):
         report = validate(settings, variant)
