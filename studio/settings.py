@@ -146,6 +146,7 @@ class Settings:
     runpod_api_url: str = "https://rest.runpod.io/v1"
     gpu_price_per_hour: float = 0.0  # 0: read the pod's price from RunPod, or show none
     render_keep_warm_s: float = 180.0
+    gpu_workers: int = 0  # training workers: 0 = one per GPU (studio.gpus)
     # object storage (S3, R2, MinIO)
     s3_endpoint: str | None = None
     s3_bucket: str | None = None
@@ -218,6 +219,7 @@ def load_settings(environ=None) -> Settings:
         runpod_api_url=_env(environ, "RUNPOD_API_URL", "https://rest.runpod.io/v1").rstrip("/"),
         gpu_price_per_hour=_float(environ, "GPU_PRICE_PER_HOUR", 0.0),
         render_keep_warm_s=_float(environ, "RENDER_KEEP_WARM_S", 180.0),
+        gpu_workers=_int(environ, "GPU_WORKERS", 0, minimum=0),
         s3_endpoint=_env(environ, "S3_ENDPOINT_URL", _env(environ, "R2_ENDPOINT_URL")),
         s3_bucket=_env(environ, "S3_BUCKET", _env(environ, "R2_BUCKET")),
         s3_access_key=_env(environ, "S3_ACCESS_KEY_ID", _env(environ, "R2_ACCESS_KEY_ID")),
@@ -266,6 +268,8 @@ ENV_VARS = {
     "RUNPOD_API_URL": "RunPod REST API address",
     "GPU_PRICE_PER_HOUR": "what the machine costs an hour in US dollars, for the trainer's cost figures (on RunPod "
                           "read from the pod itself; 0: none shown)",
+    "GPU_WORKERS": "training jobs run at once: one per GPU on a pod with several (0, the default); 1 trains one "
+                   "at a time on the first GPU",
     "RENDER_KEEP_WARM_S": "Try the LoRA keeps its models loaded this long for the next render, in s (180; 0 = unload)",
     "S3_ENDPOINT_URL": "S3-compatible endpoint (R2_ENDPOINT_URL accepted)",
     "S3_BUCKET": "bucket for datasets and outputs (R2_BUCKET accepted)",

@@ -2,8 +2,8 @@
 
 supervisord.conf reads STUDIO_ROOT, STUDIO_PYTHON and STUDIO_RUN_DIR from the environment. This module
 sets them (the root resolved like the services resolve it, the python running this module, a private
-temp folder for the control socket), creates the workspace folders and writes the optional ComfyUI
-program when ComfyUI is installed under STUDIO_ROOT/ComfyUI.
+temp folder for the control socket), creates the workspace folders and writes the optional programs: ComfyUI
+when it is installed under STUDIO_ROOT/ComfyUI, and a training worker for each GPU past the first (studio.gpus).
 
 - `--exports` prints `export NAME=value` lines for a shell (runpod_start.sh evaluates them, then execs
   supervisord itself).
@@ -23,8 +23,9 @@ import tempfile
 from pathlib import Path
 
 from studio.comfyui_models import comfyui_specs, write_paths_file
+from studio.gpus import workers_for
 from studio.models_txt import ModelsFileError, load_models_txt
-from studio.settings import SettingsError, resolve_root
+from studio.settings import SettingsError, load_settings, resolve_root
 from studio.workspace import Workspace
 
 REPO = Path(__file__).resolve().parent.parent
@@ -49,6 +50,28 @@ redirect_stderr=true
 stdout_logfile={logs}/comfyui.log
 stdout_logfile_maxbytes=10MB
 stdout_logfile_backups=3
+"""
+
+
+WORKER_PROGRAM = """\
+; Written at start: a training worker for GPU {gpu} (studio.gpus), beside [program:worker] in supervisord.conf.
+[program:worker-{slot}]
+command={python} -m trainer.worker --slot {slot}
+directory={repo}
+priority=30
+autostart=true
+autorestart=unexpected
+exitcodes=0
+startsecs=2
+startretries=10
+stopsignal=TERM
+stopwaitsecs=120
+stopasgroup=true
+killasgroup=true
+redirect_stderr=true
+stdout_logfile={logs}/worker-{slot}.log
+stdout_logfile_maxbytes=10MB
+stdout_logfile_backups=5
 """
 
 
@@ -83,6 +106,25 @@ def write_optional_programs(env: dict, run_dir: Path, root: Path) -> list[str]:
         written.append("comfyui")
     else:
         comfy_conf.unlink(missing_ok=True)
+    return written + _write_workers(env, conf_d, root)
+
+
+def _write_workers(env: dict, conf_d: Path, root: Path) -> list[str]:
+    """One more training worker for each GPU past the first (supervisord.conf runs the first)."""
+    for old in conf_d.glob("worker-*.conf"):
+        old.unlink()
+    try:
+        gpus = workers_for(load_settings(env), env)
+    except SettingsError as exc:  # the services say the same when they start
+        print(f"One training worker: {exc}", file=sys.stderr)
+        return []
+    written = []
+    for slot, gpu in enumerate(gpus[1:], start=2):
+        (conf_d / f"worker-{slot}.conf").write_text(WORKER_PROGRAM.format(
+            slot=slot, gpu=gpu if gpu is not None else "(none: the CPU)",
+            python=shlex.quote(_supervisor_value(env["STUDIO_PYTHON"])), repo=_supervisor_value(str(REPO)),
+            logs=_supervisor_value(str(root / "logs"))))
+        written.append(f"worker-{slot}")
     return written
 
 

@@ -1,7 +1,7 @@
 """The real thing, end to end: supervisord from the project's supervisord.conf in demo mode, then over HTTP
 create a dataset, upload a ZIP (PNGs, an iPhone's HEIC, a phone clip), auto-caption it through the caption
-service, export it, train a tiny LoRA, download it and check its keys; then stop supervisord and check the worker
-stopped cleanly."""
+service, export it, train a tiny LoRA, download it and check its keys; a second worker (GPU_WORKERS=2, as on a
+pod with two GPUs) trains a job beside a long one; then stop supervisord and check both workers stopped cleanly."""
 
 from __future__ import annotations
 
@@ -39,7 +39,8 @@ class Studio:
         environ.update({key: str(value) for key, value in self.ports.items()})
         environ.update({"STUDIO_ROOT": str(root), "STUDIO_DEMO": "1", "STUDIO_PASSWORD": PASSWORD,
                         "HOST": "127.0.0.1", "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO),
-                        "STUDIO_RUN_DIR": str(root.parent / "run")})
+                        "STUDIO_RUN_DIR": str(root.parent / "run"),
+                        "GPU_WORKERS": "2"})  # two workers, as on a pod with two GPUs (here sharing the CPU)
         self.env = supervisor_env.prepare(environ, python=sys.executable)
         self.proc: subprocess.Popen | None = None
 
@@ -139,7 +140,7 @@ def test_whole_studio_end_to_end_under_supervisord(studio):
     assert requests.get(datasets + "/api/datasets", timeout=10).status_code == 401
     status = poll(lambda: studio.ctl("status", "fetch"), lambda out: "EXITED" in out, 120, "the model fetcher")
     assert "EXITED" in status
-    programs = ("datasets", "caption", "trainer", "worker")
+    programs = ("datasets", "caption", "trainer", "worker", "worker-2")
     poll(lambda: studio.ctl("status"), lambda out: all(re.search(rf"^{p}\s+RUNNING", out, re.M) for p in programs),
          30, "supervisord's RUNNING state")  # RUNNING once a program has stayed up for startsecs
 
@@ -209,11 +210,20 @@ def test_whole_studio_end_to_end_under_supervisord(studio):
     long_id = created.json()["job"]["id"]
     poll(lambda: api("GET", f"{trainer}/api/jobs/{long_id}").json()["job"],
          lambda j: j["status"] == "running" and (j.get("step") or 0) >= 2, 120, "the long job's first steps")
+    # the second worker trains another job beside it
+    assert len(api("GET", trainer + "/api/jobs").json()["workers"]) == 2
+    created = api("POST", trainer + "/api/jobs", json={"name": "e2e-beside", "dataset": "e2e-cats",
+                                                        "config": {**config, "sample_every": 0}})
+    beside = poll(lambda: api("GET", f"{trainer}/api/jobs/{created.json()['job']['id']}").json()["job"],
+                  lambda j: j["status"] in ("completed", "failed", "stopped"), 240, "the job beside the long one")
+    assert beside["status"] == "completed", (beside, studio.log("worker-2.log")[-3000:])
+    assert api("GET", f"{trainer}/api/jobs/{long_id}").json()["job"]["status"] == "running"
 
     # a pod stop: supervisord gets SIGTERM and stops every program; the worker checkpoints and exits cleanly
     assert studio.stop() == 0
     supervisord_log = studio.log("supervisord.log")
     assert re.search(r"stopped: worker \(exit status 0\)", supervisord_log), supervisord_log[-2000:]
+    assert re.search(r"stopped: worker-2 \(exit status 0\)", supervisord_log), supervisord_log[-2000:]
     assert "SIGKILL" not in supervisord_log
     with sqlite3.connect(studio.root / "studio.db") as db:
         assert db.execute("SELECT status FROM jobs WHERE id = ?", (job_id,)).fetchone()[0] == "completed"

@@ -41,8 +41,11 @@ def settings() -> Settings:
 
 
 def price() -> dict | None:
-    """What this machine costs an hour (studio.pod_price), for the pages to put money beside times."""
-    return current_app.extensions["pod_price"].public()
+    """What this machine costs an hour (studio.pod_price), for the pages to put money beside times; with several
+    workers (one per GPU, studio.gpus) `jobs_at_once` says how many jobs share it, each paying its GPU's part."""
+    info = current_app.extensions["pod_price"].public()
+    workers = len(store().workers())
+    return {**info, "jobs_at_once": workers} if info and workers > 1 else info
 
 
 def announce(job: Job) -> None:

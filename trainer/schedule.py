@@ -63,22 +63,25 @@ def _remaining(settings: Settings, job: Job) -> float | None:
     return whole * (1 - job.done / job.total) if job.total else whole  # a resumed job has steps behind it
 
 
-def schedule(settings: Settings, running: list[Job], queue: list[Job], start_s: float = 0.0) -> dict[str, dict]:
+def schedule(settings: Settings, running: list[Job], queue: list[Job], start_s: float = 0.0,
+             workers: int = 1) -> dict[str, dict]:
     """{job id: {starts_in_s, done_in_s}} for the queued jobs, in queue order, as far as estimates go; the
-    queue moves `start_s` from now at the earliest (a model download it waits for)."""
-    clock = start_s
+    queue moves `start_s` from now at the earliest (a model download it waits for). `workers` jobs train at
+    once (one per GPU, studio.gpus): each queued job starts on the first worker to come free."""
+    free = [start_s] * max(1, workers, len(running))  # when each worker is free to take the next job
     for job in running:
         left = _remaining(settings, job)
         if left is None:
             return {}
-        clock += left
+        free[free.index(min(free))] += left
     out = {}
     for job in queue:
         left = _remaining(settings, job)
         if left is None:
             break
-        out[job.id] = {"starts_in_s": round(clock), "done_in_s": round(clock + left)}
-        clock += left
+        slot = free.index(min(free))
+        out[job.id] = {"starts_in_s": round(free[slot]), "done_in_s": round(free[slot] + left)}
+        free[slot] += left
     return out
 
 
@@ -90,4 +93,5 @@ def queue_schedule(settings: Settings, store: JobStore, queue: list[Job] | None 
     download_s = models_download_left_s(settings)
     if download_s is None:  # waiting for a download with no ETA yet: no honest start time
         return {}
-    return schedule(settings, store.list(("running",), kind="train", limit=10), queue, download_s)
+    return schedule(settings, store.list(("running",), kind="train", limit=64), queue, download_s,
+                    len(store.workers()))

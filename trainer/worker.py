@@ -22,6 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from studio.atomic import read_json
+from studio.gpus import workers_for
 from studio.jobs import Job
 from studio.processes import process_token
 from studio.settings import Settings, SettingsError, load_settings
@@ -73,8 +74,9 @@ class Worker:
                  render_timeout_s: float = RENDER_TIMEOUT_S,
                  poll_s: float = 1.0, heartbeat_s: float = 2.0, stop_timeout_s: float = STOP_TIMEOUT_S,
                  shutdown_grace_s: float = 60.0, pod_stop_grace_s: float = 60.0,
-                 webhooks: WebhookDispatcher | None = None, unload_caption: bool = True):
+                 webhooks: WebhookDispatcher | None = None, unload_caption: bool = True, gpu: str | None = None):
         self.settings = settings
+        self.gpu = gpu  # on a pod with several GPUs: the one its jobs see (CUDA_VISIBLE_DEVICES), studio.gpus
         self.workspace = Workspace(settings.root).ensure()
         self.store = open_job_store(self.workspace)
         self.child_command = child_command
@@ -103,7 +105,8 @@ class Worker:
     def run_forever(self) -> None:
         signal.signal(signal.SIGTERM, self.request_shutdown)
         signal.signal(signal.SIGINT, self.request_shutdown)
-        log.info("worker %s started; jobs in %s", self.pid, self.workspace.jobs)
+        log.info("worker %s started%s; jobs in %s", self.pid, f" on GPU {self.gpu}" if self.gpu is not None else "",
+                 self.workspace.jobs)
         self._reconcile()
         last_reconcile = time.monotonic()
         try:
@@ -148,6 +151,7 @@ class Worker:
             return None
         self._pod_stop_pending = False
         self.store.worker_beat(self.pid, "busy", job.id)
+        self.store.progress(job.id, {"gpu": self.gpu})  # the job page names it on a pod with several
         log.info("job %s (%s) claimed, attempt %d", job.id, job.name, job.attempts)
         self.webhooks.job_status(job)
         try:
@@ -213,6 +217,8 @@ class Worker:
                     "TRAINER_PARENT_PID": str(self.pid), "PYTHONUNBUFFERED": "1",
                     "RENDER_KEEP_WARM_S": str(self.settings.render_keep_warm_s)})
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH")) if p)
+        if self.gpu is not None:
+            env["CUDA_VISIBLE_DEVICES"] = self.gpu
         return env
 
     def _run(self, job: Job) -> Job | None:
@@ -385,14 +391,23 @@ class Worker:
         podstop.stop_pod(self.settings)
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(description="The training worker.")
+    parser.add_argument("--slot", type=int, default=1, help="which of the pod's workers (1 trains on the first GPU)")
+    args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         settings = load_settings()
     except SettingsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    Worker(settings).run_forever()
+    gpus = workers_for(settings)
+    if not 1 <= args.slot <= len(gpus):
+        log.info("worker %d is not needed: this machine runs %d (GPU_WORKERS, studio.gpus)", args.slot, len(gpus))
+        return 0
+    Worker(settings, gpu=gpus[args.slot - 1]).run_forever()
     return 0
 
 

@@ -17,7 +17,7 @@
     }
     box.innerHTML = active.map((j) => {
       const pct = Math.round((j.progress || 0) * 1000) / 10;
-      const spent = trainer.cost(elapsed(j), price);
+      const spent = trainer.jobCost(elapsed(j), price);
       return `<div class="running-card" data-job="${esc(j.id)}">
         <div style="display:flex;gap:.6rem;align-items:center;flex-wrap:wrap">
           <span class="title"><a href="/jobs/${esc(j.id)}">${esc(j.name)}</a></span>${statusChip(j.status)}
@@ -48,7 +48,10 @@
 
   function renderQueue(jobs, schedule, price) {
     const queued = jobs.filter((j) => j.status === "queued").sort((a, b) => a.queue_key - b.queue_key);  // run order
-    const last = queued.length && schedule[queued[queued.length - 1].id];
+    // several workers (one per GPU) take jobs side by side: the queue is done when its last-ending job is
+    const times = queued.map((j) => schedule[j.id]);
+    const last = times.length && times.every(Boolean)
+      && times.reduce((a, b) => (b.done_in_s > a.done_in_s ? b : a));
     const spend = last ? trainer.cost(last.done_in_s, price) : null;  // this machine's time until the queue is done
     document.getElementById("queue-count").textContent = queued.length
       ? `${queued.length} waiting${last ? ` · all done in ${fromNow(last.done_in_s)}${spend ? `, ≈ ${spend}` : ""}` : ""}` : "";

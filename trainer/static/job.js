@@ -1,7 +1,7 @@
 // Job page: live progress with the step-time split, log tail, loss chart, sample gallery (base / LoRA /
 // LoRA without the trigger word per prompt) with step comparison, checkpoints, proof files, actions.
 (function () {
-  const { esc, statusChip, fmtLoss, cost, perHour, elapsed, phaseText, act, FINISHED } = trainer;
+  const { esc, statusChip, fmtLoss, jobCost, perHour, elapsed, phaseText, act, FINISHED } = trainer;
   const jobId = document.getElementById("job-root").dataset.job;
   const $ = (id) => document.getElementById(id);
   const chart = new LossChart($("loss-chart"), $("chart-tip"));
@@ -24,7 +24,8 @@
     const mark = { running: `${Math.floor((job.progress || 0) * 100)}% · `, completed: "✓ ", failed: "✗ " }[job.status] || "";
     document.title = `${mark}${job.name} · Trainer`;
     $("job-status").innerHTML = statusChip(job.status);
-    $("job-sub").textContent = [job.dataset_label, job.recipe, job.device_name && `on ${job.device_name}`].filter(Boolean).join(" · ");
+    $("job-sub").textContent = [job.dataset_label, job.recipe, job.device_name && `on ${job.device_name}`,
+      job.gpu != null && `GPU ${job.gpu}`].filter(Boolean).join(" · ");
     const pct = Math.round((job.progress || 0) * 1000) / 10;
     $("progress").firstElementChild.style.width = `${pct}%`;
     $("progress").setAttribute("aria-valuenow", pct);
@@ -40,19 +41,21 @@
     $("s-eta").textContent = job.status === "running" ? studio.formatDuration(job.eta_s) : "–";
     $("s-elapsed").textContent = studio.formatDuration(elapsed(job));
     // what the time cost on this machine: so far and in all while it runs, in all once it ended
-    const spent = cost(elapsed(job), detail.price);
-    const inAll = job.status === "running" && job.eta_s != null ? cost(elapsed(job) + job.eta_s, detail.price) : null;
+    const spent = jobCost(elapsed(job), detail.price);
+    const inAll = job.status === "running" && job.eta_s != null ? jobCost(elapsed(job) + job.eta_s, detail.price) : null;
     $("s-cost").hidden = !spent;
     if (spent) {
       $("s-cost").textContent = inAll ? `≈ ${spent} so far, ≈ ${inAll} in all` : `≈ ${spent}`;
-      $("s-cost").title = `At ${perHour(detail.price)}${detail.price.source === "runpod" ? ", this pod's price on RunPod" : " (GPU_PRICE_PER_HOUR)"}`;
+      const shared = detail.price.jobs_at_once > 1 ? `; ${detail.price.jobs_at_once} jobs train at once (one per GPU), ` +
+        "each paying its GPU's part" : "";
+      $("s-cost").title = `At ${perHour(detail.price)}${detail.price.source === "runpod" ? ", this pod's price on RunPod" : " (GPU_PRICE_PER_HOUR)"}${shared}`;
     }
     $("s-mem").textContent = job.gpu_mem_gb != null ? `${job.gpu_mem_gb.toFixed(1)} GB` : "–";
     let msg = job.status === "running" ? "" : job.message || "";
     if (detail.queue_position) msg += ` Position in the queue: ${detail.queue_position}.`;
     if (detail.schedule) {
       const own = detail.schedule.done_in_s - detail.schedule.starts_in_s;
-      const price = cost(own, detail.price);
+      const price = jobCost(own, detail.price);
       msg += ` It should start in about ${studio.formatDuration(detail.schedule.starts_in_s)} and be done ` +
         `in about ${studio.formatDuration(detail.schedule.done_in_s)}${price ? `, costing about ${price}` : ""} (a rough estimate).`;
     }

@@ -205,7 +205,7 @@
   function showEstimate(report) {
     const kind = { cpu: "CPU", demo: "demo" }[report.estimate_device];
     // and what that time costs on this machine (not for the demo model's guess)
-    const price = report.estimate_device === "demo" ? null : trainer.cost(report.estimated_duration_s, report.price);
+    const price = report.estimate_device === "demo" ? null : trainer.jobCost(report.estimated_duration_s, report.price);
     $("est-time").innerHTML = report.estimated_duration_s == null ? "–"
       : `≈ ${esc(studio.formatDuration(report.estimated_duration_s))}${kind ? ` <span class="chip est-kind">${kind}</span>` : ""}` +
         (price ? ` <span class="est-cost" title="At ${esc(trainer.perHour(report.price))}">≈ ${esc(price)}</span>` : "");

@@ -43,6 +43,11 @@
     if (dollars == null) return null;
     return dollars < 0.01 ? "<$0.01" : `$${dollars.toFixed(2)}`;
   }
+  // One job's part of the machine's cost: on a pod training several jobs at once (a worker per GPU), its GPU's.
+  function jobCost(seconds, price) {
+    const shared = price && price.jobs_at_once > 1 ? price.jobs_at_once : 1;
+    return cost(seconds / shared, price);
+  }
   const perHour = window.studio.perHour;
   function fmtDate(t) {
     if (!t) return "–";
@@ -89,6 +94,10 @@
     const warm = !busy && workers.some((w) => w.state === "warm");  // Try the LoRA's models stay loaded a while
     chip.textContent = workers.length ? (rendering ? "worker rendering" : busy ? "worker busy"
       : waiting ? "worker waiting for models" : warm ? "worker idle · model loaded" : "worker idle") : "worker offline";
+    if (workers.length > 1) {  // one per GPU: how many train now
+      const working = workers.filter((w) => w.state === "busy" && !ended.has(w.job_id)).length;
+      chip.textContent = `${workers.length} workers · ${working ? `${working} busy` : waiting ? "waiting for models" : "idle"}`;
+    }
     chip.title = warm ? "Try the LoRA keeps its models loaded for a few minutes, so the next render starts at once; "
       + "a training or caption job takes the GPU back at once." : workers.length ? `pid ${workers.map((w) => w.pid).join(", ")}` :
       "No worker is running: jobs wait in the queue until the worker starts (python -m trainer.worker).";
@@ -135,6 +144,6 @@
     box.innerHTML = `<img src="${esc(src)}" alt=""><div class="caption">${esc(caption || "")}</div>`;
     box.addEventListener("click", () => box.remove()); document.body.appendChild(box);
   }
-  window.trainer = { esc, live, statusChip, fmtLoss, cost, perHour, fmtDate, elapsed, phaseText, act, workerChip, pollWorkers, lightbox,
+  window.trainer = { esc, live, statusChip, fmtLoss, cost, jobCost, perHour, fmtDate, elapsed, phaseText, act, workerChip, pollWorkers, lightbox,
     picture, pending, promptOptions, FINISHED };
 })();
