@@ -36,6 +36,10 @@ def test_a_prodigy_job_finds_its_step_size_and_learns(tmp_path, demo_paths):
     assert sizes[0] < 1e-5 and sizes[-1] > 10 * sizes[10] and max(sizes) < 1.0
     lora = _lora(result["lora_path"])
     assert any(float(t.abs().max()) > 0 for k, t in lora.items() if "lora_B" in k)
+    from safetensors import safe_open
+
+    with safe_open(str(result["lora_path"]), "pt") as handle:
+        assert handle.metadata()["ss_optimizer"] == "prodigyopt.prodigy.Prodigy"
     state = torch.load(job / "checkpoints" / "step_000060" / "state.pt", weights_only=False)
     assert state["optimizer"]["param_groups"][0]["d"] == pytest.approx(sizes[-1], rel=1e-6)
 

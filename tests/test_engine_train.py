@@ -187,6 +187,12 @@ def test_twenty_steps_reduce_loss_and_write_a_comfyui_lora(tmp_path, demo_paths)
     assert meta["modelspec.title"] == meta["ss_output_name"] == lora_path.stem
     assert meta["modelspec.trigger_phrase"] == "zkw" and meta["modelspec.resolution"] == "64x64"
     assert json.loads(meta["ss_tag_frequency"]) == {lora_path.stem: {"zkw": int(meta["ss_num_train_images"])}}
+    # how it was trained, under kohya's names (LoRA managers and model sites show them)
+    assert {k: meta[k] for k in ("ss_network_dim", "ss_network_alpha", "ss_learning_rate", "ss_optimizer",
+                                 "ss_max_train_steps", "ss_steps", "ss_resolution", "ss_seed")} == {
+        "ss_network_dim": "4", "ss_network_alpha": "4", "ss_learning_rate": "0.005",
+        "ss_optimizer": "torch.optim.adamw.AdamW", "ss_max_train_steps": "20", "ss_steps": "20",
+        "ss_resolution": "(64, 64)", "ss_seed": str(cfg.seed)}
     adapter = _lora(demo_paths.training_adapter)
     trained = _lora(lora_path)
     assert not any(torch.equal(trained[k], adapter[k]) for k in keys if k in adapter)

@@ -13,11 +13,12 @@ from trainer.engine.data import dataset_name
 
 
 def lora_metadata(config, paths, data_hash: str, items, sources, triggers: list[str] | None = None,
-                  preserved: str = "") -> dict[str, str]:
+                  preserved: str = "", optimizer: type | None = None) -> dict[str, str]:
     """safetensors metadata (all strings); `preserved`: the class word kept as the base model draws it
-    (preserve_class), if the run used one. The LoRA never includes the training adapter. Then the
-    modelspec.* and ss_* keys that LoRA managers, ComfyUI extensions and model sites read to show the base
-    model, the title and the trigger word."""
+    (preserve_class), if the run used one; `optimizer`: the optimizer's class. The LoRA never includes the
+    training adapter. Then the modelspec.* and ss_* keys that LoRA managers, ComfyUI extensions and model sites
+    read to show the base model, the title, the trigger word and how it was trained (kohya's names; the steps
+    trained, ss_steps, are added where a file is written)."""
     trigger = config.trigger_word.strip()
     words = list(dict.fromkeys(w.strip() for w in (triggers or [trigger]) if w.strip()))  # several concepts
     phrase = ", ".join(words)
@@ -58,6 +59,18 @@ def lora_metadata(config, paths, data_hash: str, items, sources, triggers: list[
         "ss_num_train_images": str(images),
         "ss_dataset_dirs": json.dumps(folders),
         **({"ss_tag_frequency": json.dumps({config.name: trigger_counts(items, words)})} if words else {}),
+        "ss_network_dim": str(config.rank),
+        "ss_network_alpha": str(config.rank),  # as lora_alpha: the training alpha is folded into lora_B
+        "ss_learning_rate": f"{config.learning_rate:g}",
+        **({"ss_optimizer": f"{optimizer.__module__}.{optimizer.__name__}"} if optimizer else {}),
+        "ss_lr_scheduler": config.lr_schedule,
+        "ss_lr_warmup_steps": str(config.warmup_steps),
+        "ss_max_train_steps": str(config.steps),
+        "ss_resolution": f"({side}, {side})",
+        "ss_batch_size_per_device": str(config.batch_size),
+        "ss_gradient_accumulation_steps": str(config.gradient_accumulation),
+        "ss_caption_dropout_rate": f"{config.caption_dropout:g}",
+        "ss_seed": str(config.seed),
     }
 
 

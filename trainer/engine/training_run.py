@@ -204,10 +204,14 @@ class TrainingRun(RunPreviews):
         self.sampler = Sampler(config, self.paths, dev, self.cached.embeddings, self.adapter, self.autocast_dtype)
         self.preserved = self.preservation.word if self.preservation else ""
         self.metadata = lora_metadata(config, self.paths, dataset_hash(items), items, self.sources, triggers,
-                                      self.preserved)
+                                      self.preserved, type(self.loop.optimizer))
         self.metrics = MetricsWriter(self.job_dir / "metrics.jsonl", self.start)
         self.evaluation = JobEvaluation(self.loop, measured, len(self.samples), self.job_dir, self.start, log,
                                         progress)
+
+    def metadata_at(self, step: int) -> dict[str, str]:
+        """The LoRA file's metadata once `step` steps are trained."""
+        return {**self.metadata, "steps": str(step), "ss_steps": str(step)}
 
     def close(self) -> None:
         self.metrics.close()
@@ -316,7 +320,7 @@ class TrainingRun(RunPreviews):
             lora = zmodel.lora_state_dict(self.transformer, self.config.rank, self.config.lora_alpha,
                                           self.config.save_dtype)
         best = self.evaluation.evaluator.best_holdout()
-        path = ckpt.save_checkpoint(self.job_dir, step, lora, {**self.metadata, "steps": str(step)}, state,
+        path = ckpt.save_checkpoint(self.job_dir, step, lora, self.metadata_at(step), state,
                                     self.config.keep_last, best.step if best else None)
         self.last_saved = step
         self.log(f"Checkpoint saved: {path.name}.")
@@ -340,7 +344,7 @@ class TrainingRun(RunPreviews):
                 final_samples = self.sample(step)  # the proof grid needs the final step, previews on or off
             with loop.averaged():
                 lora = zmodel.lora_state_dict(self.transformer, config.rank, config.lora_alpha, config.save_dtype)
-            lora_path = ckpt.save_final(self.job_dir, config.name, lora, {**self.metadata, "steps": str(step)})
+            lora_path = ckpt.save_final(self.job_dir, config.name, lora, self.metadata_at(step))
             share = leak.step_leak(final_samples) if final_samples is not None else None
             facts = proof.RunFacts(sources_label(self.sources) if len(self.sources) > 1 else "",
                                    self.progress.device_name, self.preserved, share)
