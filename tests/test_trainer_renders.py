@@ -184,7 +184,9 @@ def test_render_requests_are_checked(client, store, settings, demo_paths):
              ({**REQUEST, "width": 100}, "multiple of 16"), ({**REQUEST, "height": 4096}, "between 64 and 2048"),
              ({**REQUEST, "seed": -1}, "seed"), ({**REQUEST, "steps": 1.5}, "whole number"),
              ({**REQUEST, "lora": 5}, "no checkpoint at step 5"), ({**REQUEST, "lora": "best"}, "'lora' must be"),
-             ({**REQUEST, "prompt": "x" * 2001}, "longer than 2000")]
+             ({**REQUEST, "prompt": "x" * 2001}, "longer than 2000"),
+             ({**REQUEST, "prompt": "[trigger] a cat --w 100"}, "multiple of 16"),  # its options, checked alike
+             ({**REQUEST, "prompt": "--w 96"}, "before its options")]
     for body, words in cases:
         response = client.post(url, json=body)
         assert response.status_code == 422, body
@@ -216,6 +218,12 @@ def test_a_render_is_queued_listed_and_deleted(client, store, settings, demo_pat
     assert listing["warm"] is False
     store.worker_beat(os.getpid(), "warm")
     assert client.get(url).get_json()["warm"] is True
+    # a prompt pasted with its preview options (kohya's --w --h --d --s): the text alone, its options in the fields
+    pasted = client.post(url, json={**REQUEST, "prompt": "[trigger], a blue square --w 96 --h 64 --d 9 --s 3 --l 2"})
+    assert pasted.status_code == 202, pasted.get_json()
+    got = pasted.get_json()["render"]
+    assert (got["prompt"], got["width"], got["height"], got["seed"], got["steps"], got["guidance_scale"]) == (
+        "tok, a blue square", 96, 64, 9, 3, 2.0)
     # no seed: the server draws one
     assert isinstance(client.post(url, json={"prompt": "tok"}).get_json()["render"]["seed"], int)
     # a running render cannot be deleted; a queued one can

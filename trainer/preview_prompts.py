@@ -57,6 +57,27 @@ class PreviewPrompt:
 
 def parse(prompt: str, config, index: int = 0) -> PreviewPrompt:
     """`prompt` (one of config.sample_prompts) with its options read; the job's settings fill the rest."""
+    text, values, notes = read(prompt)
+    width = _side(values, "width", config.sample_width, notes)
+    height = _side(values, "height", config.sample_height, notes)
+    seed = _whole(values["seed"], (0, MAX_SEED), "--d", notes) if "seed" in values else config.seed + index
+    steps = _whole(values["steps"], STEPS, "--s", notes) if "steps" in values else config.sample_steps
+    guidance = (_clamp(values["guidance"], GUIDANCE, "--l", notes) if "guidance" in values
+                else float(config.guidance_scale))
+    strength = _clamp(values["strength"], STRENGTH, "--m", notes) if "strength" in values else 1.0
+    if not text:
+        notes.append("there is no text before its options, so it renders the trigger word alone (or nothing).")
+    negative = values.get("negative", "")
+    if negative and guidance <= 1:
+        notes.append("--n (a negative prompt) is used only with a guidance scale above 1 (--l); Z-Image-Turbo "
+                     "previews render without one.")
+        negative = ""
+    return PreviewPrompt(text, width, height, seed, steps, guidance, negative, strength, tuple(notes))
+
+
+def read(prompt: str) -> tuple[str, dict, list[str]]:
+    """(the text, the options given as {width, height, seed, steps, guidance, negative, strength}, notes on what
+    was left out): the values as written, before they are brought into range."""
     parts = _SPLIT.split(prompt)
     text, values, notes = " ".join(parts[0].split()), {}, []
     for part in parts[1:]:
@@ -75,21 +96,7 @@ def parse(prompt: str, config, index: int = 0) -> PreviewPrompt:
             notes.append(f"--{name} needs a number, not {value!r}; the job's setting is used.")
             continue
         values[key] = number
-    width = _side(values, "width", config.sample_width, notes)
-    height = _side(values, "height", config.sample_height, notes)
-    seed = _whole(values["seed"], (0, MAX_SEED), "--d", notes) if "seed" in values else config.seed + index
-    steps = _whole(values["steps"], STEPS, "--s", notes) if "steps" in values else config.sample_steps
-    guidance = (_clamp(values["guidance"], GUIDANCE, "--l", notes) if "guidance" in values
-                else float(config.guidance_scale))
-    strength = _clamp(values["strength"], STRENGTH, "--m", notes) if "strength" in values else 1.0
-    if not text:
-        notes.append("there is no text before its options, so it renders the trigger word alone (or nothing).")
-    negative = values.get("negative", "")
-    if negative and guidance <= 1:
-        notes.append("--n (a negative prompt) is used only with a guidance scale above 1 (--l); Z-Image-Turbo "
-                     "previews render without one.")
-        negative = ""
-    return PreviewPrompt(text, width, height, seed, steps, guidance, negative, strength, tuple(notes))
+    return text, values, notes
 
 
 def preview_prompts(config) -> list[PreviewPrompt]:

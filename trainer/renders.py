@@ -16,6 +16,7 @@ from pathlib import Path
 from studio.jobs import Job
 from studio.workspace import Workspace, confined
 from trainer import library
+from trainer.preview_prompts import read as read_options
 
 KIND = "render"
 PAUSED = "paused_for_renders"  # in a training job's details: its stop queues it again behind the renders
@@ -151,6 +152,9 @@ def parse(body: dict, job: Job, job_dir: Path) -> dict:
         raise RenderInvalid("Type a prompt to render.")
     if len(prompt) > MAX_PROMPT:
         raise RenderInvalid(f"The prompt is longer than {MAX_PROMPT} characters.")
+    prompt, body = _prompt_options(prompt, body)
+    if not prompt.strip():
+        raise RenderInvalid("Type a prompt to render (before its options).")
     trigger = str(config.get("trigger_word") or "")
     text = " ".join(prompt.replace(TRIGGER, trigger).split())
     loras = loras_for(job, job_dir, body.get("lora", "final"))
@@ -177,6 +181,18 @@ def parse(body: dict, job: Job, job_dir: Path) -> dict:
         "quantize_base": config.get("quantize_base", "none"),
         "float8_matmuls": bool(config.get("float8_matmuls", False)),
     }
+
+
+# a preview prompt's options (trainer.preview_prompts) -> the render's fields they set
+OPTION_FIELDS = {"width": "width", "height": "height", "seed": "seed", "steps": "steps", "guidance": "guidance_scale"}
+
+
+def _prompt_options(prompt: str, body: dict) -> tuple[str, dict]:
+    """A prompt pasted with its preview options (--w 832 --h 1216 --d 7 ...): the text alone, and the body with the
+    size, seed, steps and guidance they give in place of the form's (checked as the form's are)."""
+    text, values, _notes = read_options(prompt)
+    given = {OPTION_FIELDS[key]: value for key, value in values.items() if key in OPTION_FIELDS}
+    return text, {**body, **{key: int(value) if value == int(value) else value for key, value in given.items()}}
 
 
 def public(render: Job) -> dict:
