@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 
 
 def pid_alive(pid) -> bool:
@@ -51,3 +52,18 @@ def token_alive(token: str | None) -> bool:
         return False
     start = str(token).split(":", 1)[1] if ":" in str(token) else ""
     return not start or _start_ticks(pid) in (None, start)
+
+
+def describe_exit(returncode: int) -> str:
+    if returncode < 0 or returncode in (137, 139, 134):
+        number = -returncode if returncode < 0 else returncode - 128
+        try:
+            name = signal.Signals(number).name
+        except ValueError:
+            name = f"signal {number}"
+        if number == signal.SIGKILL:
+            return f"was killed ({name}), most often because the machine ran out of memory"
+        if number == signal.SIGSEGV:
+            return f"crashed ({name})"
+        return f"was ended by {name}"
+    return f"exited with code {returncode}"

@@ -56,7 +56,7 @@ def run_render(worker, render: Job) -> Job | None:
 
 def _settle(worker, render: Job, returncode: int | None, ended: str | None, process_log_dir) -> None:
     """After the child ended: a render it left running, or whose training job went away, is ended here."""
-    from trainer.worker import describe_exit
+    from studio.processes import describe_exit
 
     store = worker.store
     current = store.find(render.id)

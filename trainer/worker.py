@@ -24,7 +24,7 @@ from pathlib import Path
 from studio.atomic import read_json
 from studio.gpus import workers_for
 from studio.jobs import Job
-from studio.processes import process_token
+from studio.processes import describe_exit, process_token
 from studio.settings import Settings, SettingsError, load_settings
 from studio.upgrade import open_job_store
 from studio.workspace import Workspace
@@ -44,21 +44,6 @@ REPO = Path(__file__).resolve().parent.parent
 
 def default_child_command(job_id: str) -> list[str]:
     return [sys.executable, "-m", "trainer.run_job", job_id]
-
-
-def describe_exit(returncode: int) -> str:
-    if returncode < 0 or returncode in (137, 139, 134):
-        number = -returncode if returncode < 0 else returncode - 128
-        try:
-            name = signal.Signals(number).name
-        except ValueError:
-            name = f"signal {number}"
-        if number == signal.SIGKILL:
-            return f"was killed ({name}), most often because the machine ran out of memory"
-        if number == signal.SIGSEGV:
-            return f"crashed ({name})"
-        return f"was ended by {name}"
-    return f"exited with code {returncode}"
 
 
 def _relative(path: Path, root: Path) -> str:
