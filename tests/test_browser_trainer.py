@@ -94,7 +94,7 @@ def test_train_from_the_form_and_download_the_lora(studio, artifacts_dir, tmp_pa
         page.fill("#f-sample_prompts", "tok, a red circle\ntok, a blue square --w 96 --d 5")  # kohya's options
         page.locator("#advanced > summary").click()
         for field, value in (("sample_every", "80"), ("save_every", "120"), ("sample_width", "64"),
-                             ("sample_height", "64"), ("sample_steps", "2")):
+                             ("sample_height", "64"), ("sample_steps", "2"), ("warmup_steps", "20")):
             page.fill(f"#f-{field}", value)
         expect(page.locator("#err-steps")).to_be_empty()
         expect(page.locator("#start")).to_be_enabled()
@@ -173,6 +173,9 @@ def test_train_from_the_form_and_download_the_lora(studio, artifacts_dir, tmp_pa
         expect(page.locator("#s-eval-sub")).to_have_text("at step 240")
         assert re.fullmatch(r"\d+\.\d+", page.locator("#s-eval").inner_text())
         expect(page.locator("#chart-legend-evals")).to_contain_text("evaluation loss")
+        # the warm-up's rising learning rate is drawn on its own scale, and named in the legend
+        assert page.locator("#loss-chart").get_attribute("data-lr") == "1"
+        expect(page.locator("#legend-lr")).to_be_visible()
         expect(page.locator("#legend-held")).to_be_hidden()
         expect(page.locator("#proof-grid")).to_be_visible()
         expect(page.locator("#proof-readme")).to_have_attribute("href", re.compile(r"lora/README\.txt$"))

@@ -108,6 +108,15 @@
     $("s-split").hidden = false;
   }
 
+  // The chart's legend: with evaluations, or a learning rate that changes (drawn on its own scale).
+  function showLegend() {
+    const rate = $("loss-chart").dataset.lr === "1";
+    const evals = !!$("chart-legend-evals").dataset.evals;
+    $("legend-lr").hidden = !rate;
+    $("legend-eval").hidden = !evals;
+    $("chart-legend-evals").hidden = !rate && !evals;
+  }
+
   // The latest step's learning rate (warm-up and cosine change it); with Prodigy, the step size it found.
   function renderRate(rate) {
     if (rate == null) return;
@@ -164,7 +173,8 @@
   function renderEvals(evals) {
     const last = evals[evals.length - 1];
     $("s-eval-box").hidden = !last;
-    $("chart-legend-evals").hidden = !last;
+    $("chart-legend-evals").dataset.evals = last ? "1" : "";
+    showLegend();
     if (!last) return;
     const best = LossChart.lowestHeld(evals);
     $("s-eval").textContent = fmtLoss(last.eval_loss);
@@ -184,6 +194,7 @@
         const timed = data.points.filter((p) => p.timing);
         if (timed.length) { stepSplit = timed[timed.length - 1].timing; renderSplit(); }
         renderRate(data.points[data.points.length - 1].lr);
+        showLegend();
       }
       const evalKey = JSON.stringify((data.evals || []).map((e) => e.step));
       if (evalKey !== lastEvalKey) { lastEvalKey = evalKey; chart.setEvals(data.evals); renderEvals(data.evals); }

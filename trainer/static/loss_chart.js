@@ -1,6 +1,6 @@
 // Loss chart on a <canvas>: raw loss faint, exponentially smoothed loss bold, the evaluation loss (fixed
-// images and noise) and the held-out images' loss as lines with dots (or, to compare runs, one line per run
-// in its colour); wheel zooms around the cursor, drag pans, double-click resets, range buttons show the
+// images and noise) and the held-out images' loss as lines with dots, the learning rate faint on its own scale
+// (or, to compare runs, one line per run in its colour); wheel zooms around the cursor, drag pans, double-click resets, range buttons show the
 // last N steps. No libraries.
 (function () {
   class LossChart {
@@ -18,7 +18,7 @@
     }
     add(points) {
       const seen = new Set(this.points.map((p) => p.step));
-      for (const p of points) if (p.loss != null && !seen.has(p.step)) this.points.push({ step: p.step, loss: p.loss });
+      for (const p of points) if (p.loss != null && !seen.has(p.step)) this.points.push({ step: p.step, loss: p.loss, lr: p.lr });
       this.points.sort((a, b) => a.step - b.step);
       this.draw();
     }
@@ -182,13 +182,29 @@
         ctx.beginPath(); ctx.moveTo(x(this.bestHeld.step), g.top); ctx.lineTo(x(this.bestHeld.step), g.h - g.bottom); ctx.stroke();
         ctx.setLineDash([]); ctx.globalAlpha = 1;
       }
+      this.drawRate(ctx, visible, x, g);
       line(measured, EVAL_COLORS.eval, 2); dots(measured, EVAL_COLORS.eval);
       ctx.setLineDash([5, 3]); line(held, EVAL_COLORS.held, 2); ctx.setLineDash([]); dots(held, EVAL_COLORS.held);
       this.canvas.dataset.points = String(this.points.length);
       this.canvas.dataset.evals = String(evals.length);
     }
+    // The learning rate (warm-up, cosine, Prodigy's step size) as a faint line on its own scale, from 0 at the
+    // bottom to its largest value in view at the top (said at the top right); a rate that never changes is left out.
+    drawRate(ctx, visible, x, g) {
+      const rated = visible.filter((p) => Number.isFinite(p.lr));
+      const top = Math.max(...rated.map((p) => p.lr)), bottom = Math.min(...rated.map((p) => p.lr));
+      this.canvas.dataset.lr = rated.length > 1 && top > bottom * 1.0001 ? "1" : "0";
+      if (this.canvas.dataset.lr !== "1") return;
+      const y = (v) => g.top + (1 - v / top) * (g.h - g.top - g.bottom);
+      ctx.strokeStyle = RATE_COLOR; ctx.globalAlpha = 0.7; ctx.lineWidth = 1.5; ctx.setLineDash([1, 3]); ctx.beginPath();
+      rated.forEach((p, i) => (i ? ctx.lineTo(x(p.step), y(p.lr)) : ctx.moveTo(x(p.step), y(p.lr))));
+      ctx.stroke(); ctx.setLineDash([]); ctx.globalAlpha = 1;
+      ctx.fillStyle = RATE_COLOR; ctx.textAlign = "right";
+      ctx.fillText(`lr ${Number(top.toPrecision(2))}`, g.w - g.right - 2, g.top + 10);
+    }
   }
   const EVAL_COLORS = { eval: "#f0a34a", held: "#e06ad0" };
+  const RATE_COLOR = "#8fa8ff";
   // The evaluation where the held-out images' loss was lowest, or null without held-out images.
   LossChart.lowestHeld = (evals) => {
     const held = (evals || []).filter((e) => Number.isFinite(e.holdout_loss));
