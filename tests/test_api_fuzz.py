@@ -54,7 +54,7 @@ def studio(make_settings, caplog):
     express = d.post("/api/express", json={"trigger_word": "tok", "kind": "person"}).get_json()["express"]["id"]
     ids = {"dataset_id": dataset, "job_id": job, "express_id": express, "name": "i0.png", "image": "i0.png",
            "sid": sid, "batch": batch, "entry": entry, "render_id": render, "recipe_id": "zimage-turbo", "n": "0",
-           "filename": "studio.css", "step": "120"}
+           "filename": "studio.css", "step": "120", "index": "0"}
     caplog.set_level(logging.ERROR)
     return apps, ids, caplog
 

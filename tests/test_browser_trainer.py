@@ -184,6 +184,12 @@ def test_train_from_the_form_and_download_the_lora(studio, artifacts_dir, tmp_pa
         graph = page.request.get(page.locator("#proof-workflow").evaluate("a => a.href")).json()
         assert {"LoraLoaderModelOnly", "KSampler"} <= {node["class_type"] for node in graph.values()}
         assert "browser-lora.safetensors" in json.dumps(graph)
+        # watch it learn: a prompt's pictures in turn, base model first, as one animation in the lightbox
+        expect(page.locator(".timelapse-line a")).to_have_text(["prompt 1", "prompt 2"])
+        page.locator(".timelapse-line a").first.click()
+        expect(page.locator(".lightbox img")).to_have_attribute("src", re.compile(r"/timelapse/0$"))
+        page.wait_for_function("document.querySelector('.lightbox img').naturalWidth > 0")
+        page.locator(".lightbox").click()
         page.locator("[data-view='compare']").click()
         expect(page.locator(".compare img")).not_to_have_count(0)
         page.locator("[data-view='gallery']").click()

@@ -23,6 +23,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         pod_api,
         renders_api,
         storage,
+        timelapse,
         variants,
     )
     from trainer.webhooks import WebhookDispatcher
@@ -46,7 +47,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         return error_response(str(exc), 409)
 
     for module in (pages, jobs_api, renders_api, catalog_api, events, names, storage, bundle, variants, hub_publish,
-                   pod_api):
+                   pod_api, timelapse):
         app.register_blueprint(module.bp)
     events.end_streams_on_shutdown()
     return app

@@ -20,6 +20,7 @@ from trainer.recovery import reconcile
 from trainer.run_job import training_sources
 from trainer.step_dirs import latest_checkpoint_step
 from trainer.submit import JobInvalid, submit_job
+from trainer.timelapse import prompts_with_timelapse
 from trainer.validation import validate
 
 bp = Blueprint("jobs", __name__)
@@ -342,8 +343,11 @@ def job_samples(job_id):
     for group in groups:
         group["urls"] = [f"/api/jobs/{job.id}/files/{path}" for path in group["images"]]
         group["pairs"] = library.pair_urls(job.id, group["pairs"])  # per prompt: base, lora, lora_no_trigger
-    # the latest preview step's mean share of the LoRA's change without the trigger word (trainer.leak)
-    return jsonify({"samples": groups, "leak": library.leak_summary(groups)})
+    # the latest preview step's mean share of the LoRA's change without the trigger word (trainer.leak), and the
+    # prompts whose previews can be watched in turn (trainer.timelapse)
+    return jsonify({"samples": groups, "leak": library.leak_summary(groups),
+                    "timelapses": [{"index": i, "url": f"/api/jobs/{job.id}/timelapse/{i}"}
+                                   for i in prompts_with_timelapse(groups)]})
 
 
 @bp.get("/api/jobs/<job_id>/files/<path:name>")

@@ -7,6 +7,7 @@
   const chart = new LossChart($("loss-chart"), $("chart-tip"));
   const logView = new LogView($("log"));
   let job = null, logOffset = -1, lastStep = -1, samples = [], view = "gallery", lastSamplesKey = "", stepSplit = null;
+  let timelapses = [];  // prompts whose previews can be watched in turn, base model to the latest step
   let lastEvalKey = "", bestHeldStep = null, shownCheckpoints = [];
   let logBusy = false, metricsBusy = false, samplesBusy = false, lastLog = 0, lastSamples = 0;
   const comfyui = !!document.querySelector("[data-tool='comfyui']");  // installed: the top bar links it
@@ -204,7 +205,8 @@
   async function refreshSamples() {
     if (samplesBusy) return; samplesBusy = true;
     try {
-      samples = (await studio.api(`/api/jobs/${jobId}/samples`)).samples;
+      const answer = await studio.api(`/api/jobs/${jobId}/samples`);
+      samples = answer.samples; timelapses = answer.timelapses || [];
       const key = samples.map((s) => `${s.step}:${s.urls.length}:${(s.pairs || []).map((p) => (p.base ? 1 : 0) + (p.lora_no_trigger ? 2 : 0) + (p.leak != null ? 4 : 0)).join("")}`).join(",");
       if (key !== lastSamplesKey) { lastSamplesKey = key; renderSamples(); }
     } catch (e) { /* retried */ } finally { samplesBusy = false; lastSamples = Date.now(); }
@@ -227,11 +229,19 @@
       ${cell(p.lora_no_trigger, "LoRA, no trigger word", p.no_trigger_prompt, noTrigger)}</div>${studio.leakLine(p)}</div>`;
   }
 
+  // "Watch it learn": one animation per prompt, the base model's picture, then every preview step's in turn.
+  function timelapseLine() {
+    if (!timelapses.length) return "";
+    const prompts = (samples.find((s) => !s.base_only) || samples[0]).prompts || [];
+    return `<div class="timelapse-line muted">Watch it learn: ${timelapses.map((t) =>
+      `<a href="${esc(t.url)}" data-timelapse="${esc(t.url)}" title="${esc(prompts[t.index] || "")}">prompt ${t.index + 1}</a>`).join(" · ")}</div>`;
+  }
+
   function renderSamples() {
     const box = $("samples");
     if (!samples.length) { box.innerHTML = `<div class="empty">Preview images appear here: the base model's before the first step, then every few steps (and on “Sample now”).</div>`; return; }
     if (view === "gallery") {
-      box.innerHTML = samples.slice().reverse().map((s) => {
+      box.innerHTML = timelapseLine() + samples.slice().reverse().map((s) => {
         if (s.base_only) {  // rendered before the first step: the prompts as the base model draws them
           return `<div class="gallery-step"><h3>Before training: the base model</h3><div class="gallery-row">
             ${s.urls.map((u, i) => figure(u, s.prompts[i], "0 (base model)")).join("")}</div></div>`;
@@ -253,7 +263,7 @@
       grid += (A.urls[i] ? figure(A.urls[i], A.prompts[i], A.step) : "<div></div>") +
               (B.urls[i] ? figure(B.urls[i], B.prompts[i], B.step) : "<div></div>");
     }
-    box.innerHTML = `<div class="compare-head"><select id="cmp-a">${opts(A.step)}</select><span class="muted">vs</span>
+    box.innerHTML = timelapseLine() + `<div class="compare-head"><select id="cmp-a">${opts(A.step)}</select><span class="muted">vs</span>
       <select id="cmp-b">${opts(B.step)}</select></div><div class="compare">${grid}</div>`;
   }
 
@@ -280,6 +290,9 @@
       renderSamples();
     } else if (t.matches(".gallery-row img, .compare img")) {
       trainer.lightbox(t.dataset.full || t.src, t.dataset.caption);
+    } else if (t.matches("[data-timelapse]")) {
+      e.preventDefault();
+      trainer.lightbox(t.dataset.timelapse, `${t.textContent}: ${t.title} (base model, then every preview step)`);
     } else if (t.matches("[data-publish]")) {  // the checkpoint that looked best, into the library (and ComfyUI)
       t.disabled = true;
       try {

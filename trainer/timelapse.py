@@ -1,0 +1,101 @@
+"""Watch a LoRA learn: one preview prompt's pictures, the base model's first, then the LoRA's at every preview step,
+as an animated WebP with the step under each frame (GET /api/jobs/<id>/timelapse/<prompt>).
+
+Made from the job's own previews when first asked for and kept beside them (samples/timelapse/<prompt>-<last
+step>.webp), so "Download all" carries the ones looked at; a new preview step makes a new one. Torch-free.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+from flask import Blueprint
+from PIL import Image, ImageDraw, ImageFont
+
+from studio.atomic import atomic_write_bytes
+from studio.web import ApiError
+from trainer import library
+
+bp = Blueprint("timelapse", __name__)
+
+FOLDER = "timelapse"
+SIDE = 512  # the frames' longer side at most
+BAR = 26  # the caption bar under each frame
+FRAME_MS = 700
+LAST_MS = 2000  # the last step stays a while before it starts again
+
+
+def frames(job_dir: Path, index: int) -> list[tuple[str, Path]]:
+    """(label, picture) of prompt `index`: the base model's, then each preview step's LoRA picture, oldest first."""
+    out = []
+    for group in library.samples(job_dir):
+        pair = next((p for p in group["pairs"] if p["index"] == index), None)
+        path = pair and (pair["base"] if group.get("base_only") else pair["lora"])
+        if path and (job_dir / path).is_file():
+            out.append(("base model" if group.get("base_only") else f"step {group['step']}", job_dir / path))
+    return out
+
+
+def prompts_with_timelapse(groups: list[dict]) -> list[int]:
+    """Prompt indexes of `samples` groups that have two or more pictures to show in turn."""
+    counts: dict[int, int] = {}
+    for group in groups:
+        for pair in group["pairs"]:
+            if pair["base"] if group.get("base_only") else pair["lora"]:
+                counts[pair["index"]] = counts.get(pair["index"], 0) + 1
+    return sorted(index for index, count in counts.items() if count >= 2)
+
+
+def timelapse(job_dir: Path, index: int) -> Path:
+    """The animation of prompt `index` (made now unless it is there for the latest step); ApiError 404 with
+    fewer than two pictures."""
+    shown = frames(job_dir, index)
+    if len(shown) < 2:
+        raise ApiError(f"Prompt {index + 1} has no previews to show in turn yet: a timelapse needs the base model's "
+                       "picture and a preview step, or two preview steps.", 404)
+    folder = job_dir / "samples" / FOLDER
+    path = folder / f"{index}-{shown[-1][0].replace(' ', '_')}-{len(shown)}.webp"
+    if not path.is_file():
+        folder.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(path, encode(shown))
+        for old in folder.glob(f"{index}-*.webp"):
+            if old != path:
+                old.unlink(missing_ok=True)
+    return path
+
+
+def encode(shown: list[tuple[str, Path]]) -> bytes:
+    """Animated WebP: every picture at the first one's size, its label in a bar under it."""
+    with Image.open(shown[0][1]) as first:
+        scale = min(1.0, SIDE / max(first.size))
+        size = (max(1, round(first.width * scale)), max(1, round(first.height * scale)))
+    font = _font()
+    pictures = []
+    for label, path in shown:
+        with Image.open(path) as picture:
+            frame = Image.new("RGB", (size[0], size[1] + BAR), (18, 20, 26))
+            frame.paste(picture.convert("RGB").resize(size, Image.Resampling.LANCZOS), (0, 0))
+        ImageDraw.Draw(frame).text((8, size[1] + BAR // 2), label, fill=(235, 235, 235), font=font, anchor="lm")
+        pictures.append(frame)
+    buffer = io.BytesIO()
+    pictures[0].save(buffer, format="WEBP", save_all=True, append_images=pictures[1:], quality=85, loop=0,
+                     duration=[FRAME_MS] * (len(pictures) - 1) + [LAST_MS])
+    return buffer.getvalue()
+
+
+def _font():
+    try:
+        return ImageFont.load_default(size=15)
+    except TypeError:  # an older Pillow without a scalable default font
+        return ImageFont.load_default()
+
+
+@bp.get("/api/jobs/<job_id>/timelapse/<int:index>")
+def job_timelapse(job_id, index):
+    from trainer.jobs_api import load_job, workspace
+
+    job = load_job(job_id)
+    job_dir = workspace().jobs / job.id
+    path = timelapse(job_dir, index)
+    return library.send_job_file(job, job_dir, path.relative_to(job_dir).as_posix())
