@@ -26,12 +26,14 @@ def create_app(settings: Settings | None = None) -> Flask:
         timelapse,
         variants,
     )
+    from trainer.chat_hooks import job_link
     from trainer.webhooks import WebhookDispatcher
 
     app = create_base_app(__name__, service="trainer", title="Trainer", settings=settings)
     settings = app.config["STUDIO_SETTINGS"]
     app.extensions["job_store"] = open_job_store(app.config["STUDIO_WORKSPACE"])
-    app.extensions["trainer_webhooks"] = WebhookDispatcher(settings.webhook_secret)
+    app.extensions["trainer_webhooks"] = WebhookDispatcher(settings.webhook_secret,
+                                                            job_link=job_link(settings))
     app.extensions["pod_price"] = PodPrice(settings)
 
     @app.get("/health")

@@ -1,4 +1,5 @@
-"""Job webhooks: a signed POST on every status change, retried with backoff in a background thread.
+"""Job webhooks: a signed POST on every status change, retried with backoff in a background thread (a Discord or
+Slack webhook gets a chat message instead, trainer.chat_hooks).
 
 The body is JSON; `X-Studio-Signature: sha256=<hex>` is the HMAC-SHA256 of the exact body bytes with
 WEBHOOK_SECRET (absent when no secret is set). Delivery never blocks training: `send` only queues.
@@ -17,6 +18,9 @@ import urllib.error
 import urllib.request
 import uuid
 from dataclasses import dataclass
+
+from trainer.chat_hooks import EVENTS as CHAT_EVENTS
+from trainer.chat_hooks import chat_kind, chat_request
 
 log = logging.getLogger(__name__)
 
@@ -39,13 +43,16 @@ class Delivery:
     event: str
     delivery_id: str
     attempt: int = 0
+    content_type: str = "application/json"
 
 
 class WebhookDispatcher:
     """One daemon thread delivers queued webhooks in order; failures are retried with backoff."""
 
-    def __init__(self, secret: str | None, attempts: int = 5, base_delay_s: float = 2.0, timeout_s: float = 10.0):
+    def __init__(self, secret: str | None, attempts: int = 5, base_delay_s: float = 2.0, timeout_s: float = 10.0,
+                 job_link=None):
         self.secret = secret
+        self.job_link = job_link  # job id -> its page's address, for chat messages (trainer.chat_hooks)
         self.attempts = attempts
         self.base_delay_s = base_delay_s
         self.timeout_s = timeout_s
@@ -63,11 +70,21 @@ class WebhookDispatcher:
         self._start()
 
     def job_status(self, job) -> None:
-        """Announce a job's new status to its webhook, if it has one."""
-        self.send(job.webhook_url, f"job.{job.status}", {"job": _job_payload(job)})
+        """Announce a job's new status to its webhook, if it has one: a Discord or Slack webhook gets a chat
+        message when the job starts and ends, any other the studio's JSON on every change."""
+        event, kind = f"job.{job.status}", chat_kind(job.webhook_url or "")
+        if kind is None:
+            self.send(job.webhook_url, event, {"job": _job_payload(job)})
+        elif event in CHAT_EVENTS:
+            link = self.job_link(job.id) if self.job_link else None
+            body, content_type = chat_request(kind, event, _job_payload(job), link, job.lora_path)
+            self._queue.put(Delivery(url=job.webhook_url, body=body, event=event, delivery_id=uuid.uuid4().hex,
+                                     content_type=content_type))
+            self._start()
 
     def job_deleted(self, job) -> None:
-        self.send(job.webhook_url, "job.deleted", {"job": {**_job_payload(job), "status": "deleted"}})
+        if chat_kind(job.webhook_url or "") is None:
+            self.send(job.webhook_url, "job.deleted", {"job": {**_job_payload(job), "status": "deleted"}})
 
     def _start(self) -> None:
         with self._lock:
@@ -92,7 +109,7 @@ class WebhookDispatcher:
                 self._queue.task_done()
 
     def _deliver(self, item: Delivery) -> None:
-        headers = {"Content-Type": "application/json", "User-Agent": "zimage-studio-trainer",
+        headers = {"Content-Type": item.content_type, "User-Agent": "zimage-studio-trainer",
                    "X-Studio-Event": item.event, "X-Studio-Delivery": item.delivery_id}
         if self.secret:
             headers[SIGNATURE_HEADER] = sign(item.body, self.secret)

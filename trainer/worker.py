@@ -29,6 +29,7 @@ from studio.settings import Settings, SettingsError, load_settings
 from studio.upgrade import open_job_store
 from studio.workspace import Workspace
 from trainer import library, podstop, renders
+from trainer.chat_hooks import job_link
 from trainer.job_log import log_tail, stamped
 from trainer.recovery import STOP_TIMEOUT_S, reconcile, resume_hint
 from trainer.render_runner import TIMEOUT_S as RENDER_TIMEOUT_S
@@ -72,7 +73,7 @@ class Worker:
         self.stop_timeout_s = stop_timeout_s
         self.shutdown_grace_s = shutdown_grace_s
         self.pod_stop_grace_s = pod_stop_grace_s
-        self.webhooks = webhooks or WebhookDispatcher(settings.webhook_secret)
+        self.webhooks = webhooks or WebhookDispatcher(settings.webhook_secret, job_link=job_link(settings))
         self.unload_caption = unload_caption
         self.pid = os.getpid()
         self.owner = process_token()
