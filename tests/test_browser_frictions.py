@@ -253,8 +253,12 @@ def test_job_log_reads_cleanly_and_the_worker_chip_follows_the_job(studio, page,
         page.goto(studio.trainer + "/")
         expect(page.locator("#worker-chip")).to_have_text("worker idle")
         assert_no_sideways_scroll(page)
+        # a pod with two GPUs runs a worker for each: the chip counts them, and the busy ones
+        store.worker_beat(os.getppid(), "busy", "some-job")
+        expect(page.locator("#worker-chip")).to_have_text("2 workers · 1 busy", timeout=8000)
     finally:
         store.worker_gone(pid)
+        store.worker_gone(os.getppid())
 
 
 @pytest.mark.parametrize("viewport", VIEWPORTS)
