@@ -293,6 +293,9 @@ def test_train_from_the_form_and_download_the_lora(studio, artifacts_dir, tmp_pa
         page.goto(studio + "/library")
         expect(page.locator(".lora-card").first).to_contain_text("browser-lora.safetensors")
         expect(page.locator(".lora-card").nth(1)).to_contain_text("browser-lora-step120.safetensors")  # a checkpoint
+        # which leads to its job (deleting the card would leave the job alone)
+        expect(page.locator(".lora-card").nth(1)).to_contain_text("checkpoint at step 120 of browser job")
+        expect(page.locator(".lora-card").nth(1).locator("a", has_text="Open job")).to_have_count(1)
         expect(page.locator(".lora-card .preview.pairs img")).not_to_have_count(0)
         expect(page.locator(".lora-card .preview.pairs img").first).to_have_attribute("src", re.compile(r"thumb=1$"))
         page.wait_for_function("[...document.querySelectorAll('.lora-card img')].every(i => i.naturalWidth > 0)")
@@ -306,6 +309,14 @@ def test_train_from_the_form_and_download_the_lora(studio, artifacts_dir, tmp_pa
             const edge = card.getBoundingClientRect().right;
             return [...card.querySelectorAll('.buttons > *')].every(
                 b => b.getBoundingClientRect().right <= edge); })""")
+        # a smaller copy at a lower rank, beside it in the library, saying how much of the change it keeps
+        card = page.locator(".lora-card", has_text="browser-lora.safetensors").first
+        card.locator(".smaller > summary").click()
+        expect(card.locator("button[data-resize]")).to_have_count(2)  # rank 4: ranks 2 and 1
+        card.locator("button[data-resize][data-rank='2']").click()
+        expect(page.locator(".toast", has_text="browser-lora-r2.safetensors")).to_contain_text("of the LoRA's change")
+        expect(page.locator(".lora-card", has_text="browser-lora-r2.safetensors")).to_contain_text(
+            re.compile(r"browser-lora\.safetensors at rank 2, keeping \d+% of its change"))
         # "Try it" opens the job page at its Try the LoRA panel, ready to type
         page.locator(".lora-card a", has_text="Try it").click()
         page.wait_for_url("**/jobs/*#try-panel")
@@ -321,7 +332,7 @@ def test_train_from_the_form_and_download_the_lora(studio, artifacts_dir, tmp_pa
 
         # deleting from the library takes the file and the job it came from, after a confirmation
         page.goto(studio + "/library")
-        for name in ("browser-lora-step120.safetensors", "browser-lora.safetensors"):
+        for name in ("browser-lora-r2.safetensors", "browser-lora-step120.safetensors", "browser-lora.safetensors"):
             page.once("dialog", lambda dialog: dialog.accept())
             page.locator(".lora-card", has_text=name).first.locator("button[data-delete]").click()
             expect(page.locator(".lora-card", has_text=name)).to_have_count(0)

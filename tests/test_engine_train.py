@@ -242,6 +242,13 @@ def test_saved_lora_loads_in_diffusers_and_changes_the_output(tmp_path, demo_pat
     assert np.abs(with_lora - base).mean() > 1e-4
     pipe.unload_lora_weights()
     assert np.abs(_render(pipe) - base).max() < 1e-6
+    # made smaller (the library's button, trainer.lora_resize), it still loads and draws nearly the same
+    from trainer.lora_resize import resize
+
+    smaller = resize(Path(result["lora_path"]), 2, tmp_path / "toy-r2.safetensors")
+    pipe.load_lora_weights(str(smaller.path), adapter_name="small")
+    close = np.abs(_render(pipe) - with_lora).mean()
+    assert close < np.abs(with_lora - base).mean() and smaller.kept > 0.5
 
 
 def test_resume_after_stop_and_after_crash_matches_an_uninterrupted_run(tmp_path, demo_paths):

@@ -137,7 +137,8 @@ def library_list():
 
     jobs_root = workspace().jobs
     entries = []
-    for job in store().list(("completed",), limit=1000):
+    jobs = store().list(("completed",), limit=1000)
+    for job in jobs:
         e = library.entry(job, jobs_root / job.id)
         if e:  # its file in trainer/loras (None when it is not there: deleted by hand, or never placed)
             copy = library.library_copy(workspace(), job, jobs_root / job.id / e["path"])
@@ -146,27 +147,47 @@ def library_list():
         e["download_url"] = f"/api/jobs/{e['job_id']}/files/{e['path']}"
         if e["samples"]:
             e["samples"]["urls"] = [f"/api/jobs/{e['job_id']}/files/{p}" for p in e["samples"]["images"]]
-    entries.extend(_loose_files(entries))
+    entries.extend(_loose_files(entries, jobs))
     comfy = workspace().comfyui_loras
     return jsonify({"loras": entries, "library_dir": str(workspace().loras),
                     "comfyui_dir": str(comfy) if comfy else None})
 
 
-def _loose_files(entries: list[dict]) -> list[dict]:
-    """LoRAs in the library folder that no listed job made (deleted jobs, files copied in by hand)."""
+def _loose_files(entries: list[dict], jobs: list) -> list[dict]:
+    """LoRAs in the library folder that are no listed job's final LoRA: a job's checkpoint added to the library
+    (linked to its job), a smaller copy, or a file whose job was deleted or that was copied in by hand."""
     known = {e["library_file"] for e in entries if e["library_file"]}
+    checkpoints = _checkpoint_files(jobs)
     loose = []
     for path in sorted(workspace().loras.glob("*.safetensors")):
         if path.name in known:
             continue
         stat = path.stat()
         meta = library.safetensors_metadata(path)
-        loose.append({"job_id": None, "name": path.stem, "file": path.name, "path": path.name, "size": stat.st_size,
-                      "dataset": None, "recipe": None, "finished_at": stat.st_mtime, "steps": None, "loss": None,
+        job, step = checkpoints.get((stat.st_dev, stat.st_ino), (None, None))
+        loose.append({"job_id": None, "name": path.stem, "file": path.name, "path": path.name,
+                      "size": stat.st_size, "dataset": job.dataset if job else None, "recipe": None,
+                      "finished_at": stat.st_mtime, "steps": step, "loss": None,
+                      # a job's checkpoint: its card leads to the job (and deleting it leaves the job alone)
+                      "checkpoint_of": {"job_id": job.id, "job_name": job.name, "step": step} if job else None,
                       "metadata": meta, "samples": None,
                       "trigger_word": _trigger_of(meta),
                       "library_file": path.name, "download_url": f"/api/library/files/{quote(path.name)}"})
     return loose
+
+
+def _checkpoint_files(jobs: list) -> dict[tuple[int, int], tuple]:
+    """(device, inode) of every kept checkpoint's LoRA -> (its job, step): a checkpoint added to the library is
+    the same file (a hard link), so its card can lead to its job."""
+    found = {}
+    for job in jobs:
+        for checkpoint in library.checkpoints(workspace().jobs / job.id):
+            try:
+                stat = (workspace().jobs / job.id / checkpoint["file"]).stat()
+            except OSError:
+                continue
+            found[(stat.st_dev, stat.st_ino)] = (job, checkpoint["step"])
+    return found
 
 
 def _trigger_of(meta: dict) -> str | None:
@@ -199,6 +220,35 @@ def delete_library_file(name):
     deletes the job it came from next (DELETE /api/jobs/<id>); an API client may keep the job."""
     removed = library.remove_from_library(workspace(), safe_name(name))
     return jsonify({"deleted": name, "removed": [str(p) for p in removed]})
+
+
+@bp.post("/api/library/files/<name>/resize")
+def resize_library_file(name):
+    """{"rank": N}: a smaller copy of the LoRA at rank N, beside it in the library (and ComfyUI's loras) as
+    <name>-r<N>.safetensors (trainer.lora_resize); says how much of the LoRA's change it keeps."""
+    from studio.atomic import place_file
+    from trainer.lora_resize import resize
+
+    source = confined(workspace().loras, safe_name(name))
+    if not source.is_file():
+        raise ApiError(f"The library has no file {name!r}.", 404)
+    rank = json_body().get("rank")
+    if isinstance(rank, bool) or not isinstance(rank, int):
+        raise ApiError("'rank' must be a whole number: the smaller file's LoRA rank.", 422)
+    target = source.with_name(f"{source.stem}-r{rank}.safetensors")
+    if target.exists():
+        raise ApiError(f"{target.name} is in the library already; delete it first to make it again.", 409)
+    try:
+        made = resize(source, rank, target)
+    except LoraFileError as exc:
+        raise ApiError(str(exc), 422) from None
+    placed = [target]
+    if workspace().comfyui_loras is not None:
+        place_file(target, workspace().comfyui_loras / target.name)
+        placed.append(workspace().comfyui_loras / target.name)
+    return jsonify({"file": target.name, "rank": made.rank, "from_rank": made.from_rank, "kept": round(made.kept, 4),
+                    "size": made.size, "from_size": source.stat().st_size,
+                    "placed": [str(path) for path in placed]}), 201
 
 
 @bp.get("/api/library/files/<name>")

@@ -1,5 +1,5 @@
 // LoRA library: every finished LoRA with its final base-vs-LoRA previews, proof files, metadata, size, a
-// download button and a delete button.
+// download button, a smaller copy at a lower rank, and a delete button.
 (function () {
   const { esc, fmtDate, fmtLoss } = trainer;
   let loras = [], comfy = null;  // what the cards show, for their Delete buttons
@@ -42,7 +42,9 @@
       return `<article class="panel lora-card" data-job="${esc(l.job_id)}">
         ${shots ? `<div class="preview${pairs && pairs.length ? " pairs" : ""}">${shots}</div>${legend}` : ""}
         ${l.leak ? studio.leakLine({ leak: l.leak.share, leaks: l.leak.leaks }) : ""}
-        <div><h3>${esc(l.name)}</h3><div class="muted" style="font-size:12px">${esc(l.file)} · ${studio.formatBytes(l.size)}</div></div>
+        <div><h3>${esc(l.name)}</h3><div class="muted" style="font-size:12px">${esc(l.file)} · ${studio.formatBytes(l.size)}</div>
+          ${l.checkpoint_of ? `<div class="muted" style="font-size:12px">checkpoint at step ${l.checkpoint_of.step} of ${esc(l.checkpoint_of.job_name)}</div>` : ""}
+          ${(l.metadata || {}).resized_from ? `<div class="muted" style="font-size:12px">${esc(l.metadata.resized_from)} at rank ${esc(l.metadata.lora_rank)}, keeping ${Math.round(Number(l.metadata.resize_kept) * 100)}% of its change</div>` : ""}</div>
         ${triggers(l).length ? `<div>${triggers(l).length > 1 ? "triggers" : "trigger"} ${triggers(l).map((w) => `<span class="chip">${esc(w)}</span>`).join(" ")}</div>` : ""}
         ${proof ? `<div class="proof" style="font-size:12px">${proof}</div>` : ""}
         <dl>${l.dataset ? `<dt>dataset</dt><dd>${esc(l.dataset)}</dd>` : ""}${l.steps != null ? `<dt>steps</dt><dd>${l.steps}</dd>` : ""}
@@ -50,12 +52,36 @@
         ${meta ? `<details><summary class="muted" style="cursor:pointer;font-size:12px">File metadata</summary><dl>${meta}</dl></details>` : ""}
         <div class="buttons"><a class="button primary" href="${esc(l.download_url)}" download>Download</a>
           ${l.job_id ? `<a class="button" href="/jobs/${esc(l.job_id)}#try-panel" title="Render your own prompt with it at several strengths">Try it</a>
-          <a class="button" href="/jobs/${esc(l.job_id)}">Open job</a>` : '<span class="muted" style="font-size:12px;align-self:center">job deleted</span>'}
+          <a class="button" href="/jobs/${esc(l.job_id)}">Open job</a>` : l.checkpoint_of ? `<a class="button" href="/jobs/${esc(l.checkpoint_of.job_id)}"
+            title="The checkpoint at step ${l.checkpoint_of.step} of ${esc(l.checkpoint_of.job_name)}">Open job</a>`
+            : '<span class="muted" style="font-size:12px;align-self:center">job deleted</span>'}
           ${l.library_file ? `<a class="button" href="/new?start=${encodeURIComponent(l.library_file.replace(/\.safetensors$/, ""))}${
             l.job_id ? `&from=${encodeURIComponent(l.job_id)}` : ""}" title="A new job that goes on from this LoRA (new images, more steps)">Train further</a>` : ""}
+          ${smaller(l, index)}
           <button type="button" class="danger" data-delete="${index}">Delete</button></div></article>`;
     }).join("");
     loras = data.loras; comfy = data.comfyui_dir;
+  }
+
+  // "Make smaller": the same LoRA at a lower rank (its largest directions kept), a smaller file to share.
+  function smaller(l, index) {
+    const rank = Number((l.metadata || {}).lora_rank || (l.metadata || {}).ss_network_dim);
+    if (!l.library_file || !(rank > 1)) return "";
+    const ranks = [64, 32, 16, 8, 4, 2, 1].filter((k) => k < rank).slice(0, 3);
+    return `<details class="smaller"><summary class="button" title="A copy at a lower rank: a smaller file, most of the change kept">Make smaller</summary>
+      <div class="smaller-menu">${ranks.map((k) => `<button type="button" data-resize="${index}" data-rank="${k}">rank ${k}
+        <span class="muted">≈ ${studio.formatBytes(l.size * k / rank)}</span></button>`).join("")}</div></details>`;
+  }
+  async function resize(index, rank, button) {
+    const l = loras[index];
+    button.disabled = true;
+    try {
+      const made = await studio.api(`/api/library/files/${encodeURIComponent(l.library_file)}/resize`,
+        { method: "POST", json: { rank } });
+      studio.toast(`${made.file}: ${studio.formatBytes(made.size)} instead of ${studio.formatBytes(made.from_size)}, ` +
+        `keeping ${Math.round(made.kept * 100)}% of the LoRA's change.`, "ok", 8000);
+      load();
+    } catch (e) { studio.toast(e.message, "error", 8000); button.disabled = false; }
   }
 
   // Delete: the file leaves the library (and ComfyUI's folder), and the job it came from goes with it.
@@ -76,6 +102,8 @@
   document.getElementById("library").addEventListener("click", (ev) => {
     const b = ev.target.closest("button[data-delete]");
     if (b) remove(Number(b.dataset.delete));
+    const r = ev.target.closest("button[data-resize]");
+    if (r) resize(Number(r.dataset.resize), Number(r.dataset.rank), r);
   });
   load().catch((e) => studio.toast(e.message, "error", 8000));
 })();

@@ -1,0 +1,105 @@
+"""Make a LoRA smaller: the same layers at a lower rank, each keeping its largest directions; a change that fits
+the rank is kept exactly, `kept` says how much stays otherwise; key names, dtype and metadata carry over, alpha
+is folded in; the library's button writes it beside the original (and into ComfyUI's loras)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from safetensors import safe_open
+
+from trainer.lora_file import LoraFileError, check_start_lora
+from trainer.lora_resize import encode, read_tensors, resize
+
+PREFIX = "diffusion_model.layers.{}.attention.to_q"
+
+
+def _lora(path, rank=8, true_rank=2, dtype="F32", alpha=None, layers=2, seed=0):
+    """A LoRA file of `rank` whose every layer's change is of rank `true_rank`."""
+    rng = np.random.default_rng(seed)
+    tensors = {}
+    for i in range(layers):
+        mix = rng.normal(size=(rank, rank))
+        up = np.concatenate([rng.normal(size=(64, true_rank)), np.zeros((64, rank - true_rank))], 1) @ mix
+        down = np.linalg.inv(mix) @ np.concatenate([rng.normal(size=(true_rank, 48)),
+                                                    np.zeros((rank - true_rank, 48))], 0)
+        tensors[f"{PREFIX.format(i)}.lora_A.weight"] = down.astype(np.float32)
+        tensors[f"{PREFIX.format(i)}.lora_B.weight"] = up.astype(np.float32)
+        if alpha is not None:
+            tensors[f"{PREFIX.format(i)}.alpha"] = np.array(alpha, dtype=np.float32)
+    path.write_bytes(encode(tensors, dtype, {"lora_rank": str(rank), "trigger_word": "zkw"}))
+    return tensors
+
+
+def _change(tensors, i, scale=1.0):
+    return scale * tensors[f"{PREFIX.format(i)}.lora_B.weight"] @ tensors[f"{PREFIX.format(i)}.lora_A.weight"]
+
+
+def test_a_change_that_fits_the_rank_is_kept_exactly(tmp_path):
+    source = _lora(tmp_path / "cat.safetensors")
+    made = resize(tmp_path / "cat.safetensors", 2, tmp_path / "cat-r2.safetensors")
+    assert (made.rank, made.from_rank, round(made.kept, 6)) == (2, 8, 1.0)
+    header, out = read_tensors(made.path)
+    for i in range(2):
+        assert out[f"{PREFIX.format(i)}.lora_A.weight"].shape == (2, 48)
+        assert np.allclose(_change(out, i), _change(source, i), atol=1e-4)
+    meta = header["__metadata__"]
+    assert meta["lora_rank"] == meta["ss_network_dim"] == "2" and meta["trigger_word"] == "zkw"
+    assert meta["resized_from"] == "cat.safetensors" and meta["resize_kept"] == "1.0000"
+    assert made.size == made.path.stat().st_size < (tmp_path / "cat.safetensors").stat().st_size / 3
+    check_start_lora(made.path, 2, "all")  # a job can start from it, as from any LoRA of this rank
+
+
+def test_a_lower_rank_keeps_the_largest_directions_and_says_how_much(tmp_path):
+    source = _lora(tmp_path / "cat.safetensors", true_rank=8, layers=1)
+    made = resize(tmp_path / "cat.safetensors", 3, tmp_path / "cat-r3.safetensors")
+    values = np.linalg.svd(_change(source, 0), compute_uv=False)
+    assert made.kept == pytest.approx(np.sqrt((values[:3] ** 2).sum() / (values ** 2).sum()), rel=1e-5)
+    _header, out = read_tensors(made.path)
+    best = np.linalg.norm(_change(source, 0) - _change(out, 0))
+    assert best == pytest.approx(np.sqrt((values[3:] ** 2).sum()), rel=1e-4)  # the best rank-3 change there is
+
+
+def test_alpha_is_folded_in_and_bf16_stays_bf16(tmp_path):
+    source = _lora(tmp_path / "a.safetensors", alpha=4.0, dtype="BF16")  # alpha 4 at rank 8: the change is halved
+    made = resize(tmp_path / "a.safetensors", 2, tmp_path / "a-r2.safetensors")
+    with safe_open(str(made.path), "pt") as handle:
+        keys = list(handle.keys())
+        assert handle.get_tensor(keys[0]).dtype == torch.bfloat16
+    assert not [key for key in keys if key.endswith(".alpha")]
+    _header, out = read_tensors(made.path)
+    assert np.allclose(_change(out, 0), _change(source, 0, 0.5), atol=0.05)
+
+
+def test_what_cannot_be_made_smaller_says_why(tmp_path):
+    _lora(tmp_path / "cat.safetensors")
+    with pytest.raises(LoraFileError, match="has rank 8: a smaller file needs a rank from 1 to 7"):
+        resize(tmp_path / "cat.safetensors", 8, tmp_path / "x.safetensors")
+    (tmp_path / "empty.safetensors").write_bytes(encode({"w": np.zeros(2, np.float32)}, "F32", {}))
+    with pytest.raises(LoraFileError, match="no lora_A/lora_B pairs"):
+        resize(tmp_path / "empty.safetensors", 2, tmp_path / "y.safetensors")
+    assert not (tmp_path / "x.safetensors").exists() and not (tmp_path / "y.safetensors").exists()
+
+
+def test_the_library_makes_a_smaller_copy_beside_it(trainer_app, trainer_client):
+    space = trainer_app.config["STUDIO_WORKSPACE"]
+    space.loras.mkdir(parents=True, exist_ok=True)
+    _lora(space.loras / "cat.safetensors")
+    (space.root / "ComfyUI").mkdir()  # installed: the smaller copy goes to its loras too
+    url = "/api/library/files/cat.safetensors/resize"
+    made = trainer_client.post(url, json={"rank": 2})
+    assert made.status_code == 201, made.get_json()
+    body = made.get_json()
+    assert (body["file"], body["rank"], body["from_rank"], body["kept"]) == ("cat-r2.safetensors", 2, 8, 1.0)
+    assert body["size"] < body["from_size"] and (space.loras / "cat-r2.safetensors").is_file()
+    copy = space.comfyui_loras / "cat-r2.safetensors"
+    assert copy.read_bytes() == (space.loras / "cat-r2.safetensors").read_bytes()
+    names = [entry["file"] for entry in trainer_client.get("/api/library").get_json()["loras"]]
+    assert "cat-r2.safetensors" in names  # a card of its own
+    again = trainer_client.post(url, json={"rank": 2})
+    assert again.status_code == 409 and "delete it first" in again.get_json()["error"]
+    for bad, status in (({"rank": 8}, 422), ({"rank": "4"}, 422), ({"rank": True}, 422), ({}, 422)):
+        assert trainer_client.post(url, json=bad).status_code == status, bad
+    assert trainer_client.post("/api/library/files/nope.safetensors/resize", json={"rank": 2}).status_code == 404
+    assert trainer_client.post("/api/library/files/..%2Fx/resize", json={"rank": 2}).status_code in (400, 404)

@@ -1,0 +1,132 @@
+"""Make a LoRA file smaller: the same layers at a lower rank, each layer's change kept as closely as that rank can
+(its largest singular values), like kohya's resize script. A rank-32 LoRA at rank 8 is a quarter of the file,
+quicker to download and share; `kept` says how much of the change stays (by the Frobenius norm, over all layers).
+
+Each layer's change is s·B·A (B: out x r, A: r x in, s = alpha / r when the file has alpha keys, else 1, as this
+studio and ComfyUI read it). With B = Qb·Rb and Aᵀ = Qa·Ra it is Qb·(s·Rb·Raᵀ)·Qaᵀ, so the SVD of that r x r
+matrix gives the best rank-k change without ever forming the full out x in matrix. Torch-free (numpy): the web
+process does it in seconds. The new file keeps the original's key names, dtype and metadata (its rank updated,
+`resized_from` and `resize_kept` added); alpha is folded into B as in every file this studio writes.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from studio.atomic import atomic_write_bytes
+from trainer.lora_file import LoraFileError, read_header
+
+DTYPES = {"F32": np.float32, "F16": np.float16, "BF16": np.uint16}  # BF16 is read and written as its bits
+
+
+@dataclass(frozen=True)
+class Resized:
+    path: Path
+    rank: int  # the new rank
+    from_rank: int
+    kept: float  # the share of the LoRA's change the new file keeps (Frobenius norm over all layers)
+    size: int
+
+
+def read_tensors(path: Path) -> tuple[dict, dict[str, np.ndarray]]:
+    """(header, {key: float32 array}) of a .safetensors file in F32, F16 or BF16."""
+    header = read_header(path)
+    tensors = {}
+    with open(path, "rb") as handle:
+        start = 8 + struct.unpack("<Q", handle.read(8))[0]
+        for key, info in header.items():
+            if key == "__metadata__":
+                continue
+            if info.get("dtype") not in DTYPES:
+                raise LoraFileError(f"{path.name}: {key} is {info.get('dtype')}; only F32, F16 and BF16 LoRAs can "
+                                    "be made smaller.")
+            begin, end = info["data_offsets"]
+            handle.seek(start + begin)
+            raw = np.frombuffer(handle.read(end - begin), dtype=DTYPES[info["dtype"]])
+            values = (raw.astype(np.uint32) << 16).view(np.float32) if info["dtype"] == "BF16" else raw
+            tensors[key] = values.astype(np.float32).reshape(info["shape"])
+    return header, tensors
+
+
+def _pairs(tensors: dict[str, np.ndarray]) -> dict[str, tuple[str, str, str | None]]:
+    """{module key prefix: (A key, B key, alpha key or None)}."""
+    out = {}
+    for key in tensors:
+        if key.endswith(".lora_A.weight"):
+            prefix = key[: -len(".lora_A.weight")]
+            up = f"{prefix}.lora_B.weight"
+            if up not in tensors:
+                raise LoraFileError(f"{key} has no lora_B beside it.")
+            out[prefix] = (key, up, f"{prefix}.alpha" if f"{prefix}.alpha" in tensors else None)
+    return out
+
+
+def resize_pair(down: np.ndarray, up: np.ndarray, scale: float, rank: int) -> tuple[np.ndarray, np.ndarray, float,
+                                                                                     float]:
+    """(A', B', kept squared norm, whole squared norm) of the change scale·up·down at `rank`."""
+    q_up, r_up = np.linalg.qr(up.astype(np.float64))
+    q_down, r_down = np.linalg.qr(down.T.astype(np.float64))
+    u, s, vt = np.linalg.svd(scale * r_up @ r_down.T)
+    k = min(rank, len(s))
+    root = np.sqrt(s[:k])
+    new_up = (q_up @ u[:, :k]) * root
+    new_down = (root[:, None] * vt[:k]) @ q_down.T
+    return new_down.astype(np.float32), new_up.astype(np.float32), float((s[:k] ** 2).sum()), float((s ** 2).sum())
+
+
+def resize(source: Path, rank: int, target: Path) -> Resized:
+    """Writes `target`: `source` at `rank` (lower than its own). LoraFileError with a sentence when it cannot."""
+    header, tensors = read_tensors(source)
+    pairs = _pairs(tensors)
+    if not pairs:
+        raise LoraFileError(f"{source.name} holds no lora_A/lora_B pairs to make smaller.")
+    from_rank = max(tensors[a].shape[0] for a, _b, _alpha in pairs.values())
+    if not 1 <= rank < from_rank:
+        raise LoraFileError(f"{source.name} has rank {from_rank}: a smaller file needs a rank from 1 to "
+                            f"{from_rank - 1}.")
+    out, kept, whole = {}, 0.0, 0.0
+    for prefix, (a, b, alpha) in pairs.items():
+        scale = float(tensors[alpha].reshape(-1)[0]) / tensors[a].shape[0] if alpha else 1.0
+        try:
+            down, up, part, total = resize_pair(tensors[a], tensors[b], scale, rank)
+        except (np.linalg.LinAlgError, ValueError) as exc:  # NaN or infinite weights, a shape that does not fit
+            raise LoraFileError(f"{source.name}: the layer {prefix} cannot be made smaller ({exc}).") from None
+        out[f"{prefix}.lora_A.weight"], out[f"{prefix}.lora_B.weight"] = down, up
+        kept, whole = kept + part, whole + total
+    for key, value in tensors.items():  # anything else the file holds (a norm, a bias) stays as it was
+        if key not in out and not key.endswith(".alpha"):
+            out[key] = value
+    share = (kept / whole) ** 0.5 if whole > 0 else 1.0
+    dtype = next(info["dtype"] for key, info in header.items() if key != "__metadata__")
+    meta = dict(header.get("__metadata__") or {})
+    meta.update({"lora_rank": str(rank), "lora_alpha": str(rank), "ss_network_dim": str(rank),
+                 "ss_network_alpha": str(rank), "resized_from": source.name, "resize_kept": f"{share:.4f}"})
+    data = encode(out, dtype, meta)
+    atomic_write_bytes(target, data)
+    return Resized(target, rank, from_rank, share, len(data))
+
+
+def encode(tensors: dict[str, np.ndarray], dtype: str, metadata: dict[str, str]) -> bytes:
+    """A .safetensors file of `tensors` (float32) stored as `dtype`."""
+    header, chunks, offset = {"__metadata__": metadata}, [], 0
+    for key in sorted(tensors):
+        blob = _stored(tensors[key], dtype).tobytes()
+        header[key] = {"dtype": dtype, "shape": list(tensors[key].shape), "data_offsets": [offset, offset + len(blob)]}
+        chunks.append(blob)
+        offset += len(blob)
+    text = json.dumps(header, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 8)  # the data starts on an 8-byte boundary
+    return struct.pack("<Q", len(text)) + text + b"".join(chunks)
+
+
+def _stored(values: np.ndarray, dtype: str) -> np.ndarray:
+    values = np.ascontiguousarray(values, dtype=np.float32)
+    if dtype != "BF16":
+        return values.astype(DTYPES[dtype])
+    bits = values.view(np.uint32)
+    return ((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16).astype(np.uint16)  # round to nearest, ties to even
