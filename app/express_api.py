@@ -7,6 +7,7 @@
     GET  /api/express/<id>          every stage with its progress and ETA, the plan, samples, the proof
     POST /api/express/<id>/retry | /stop
     GET  /api/express/<id>/files/<path>   a file of the run's training job (samples, the LoRA, the proof)
+    GET  /api/express/<id>/timelapse/<n>  preview prompt n's pictures in turn, an animated WebP
     GET|PUT /api/express/pod        {"on": true}: stop the pod once its LoRA is ready and nothing else runs
                                     (the trainer dashboard's "Stop the pod when the queue is done", on RunPod)
 The run's files are served here, on the page's own origin, from the workspace both services share:
@@ -29,6 +30,7 @@ from studio.jobs import ACTIVE, Job
 from studio.web import ApiError, json_body, json_flag
 from trainer import library, podstop
 from trainer.schedule import queue_schedule
+from trainer.timelapse import prompts_with_timelapse, timelapse
 
 bp = Blueprint("express", __name__)
 
@@ -135,6 +137,16 @@ def express_file(express_id: str, name: str):
     return library.send_job_file(train, context.workspace().jobs / train.id, name)
 
 
+@bp.get("/api/express/<express_id>/timelapse/<int:index>")
+def express_timelapse(express_id: str, index: int):
+    """A preview prompt's pictures in turn (trainer.timelapse), on this page's own origin."""
+    train = express.stages_of(_load(express_id)).get("train")
+    if train is None:
+        raise ApiError("This express run has not started training yet.", 404)
+    job_dir = context.workspace().jobs / train.id
+    return library.send_job_file(train, job_dir, timelapse(job_dir, index).relative_to(job_dir).as_posix())
+
+
 @bp.post("/api/express/<express_id>/retry")
 def retry_express(express_id: str):
     job = express.retry(_load(express_id))
@@ -181,7 +193,8 @@ def _training_outputs(express_id: str, train: Job, keep: str | None = None) -> d
     shots = library.samples(job_dir)
     for group in shots:
         group["pairs"] = library.pair_urls(train.id, group["pairs"], here)
-    out: dict = {"samples": shots}
+    out: dict = {"samples": shots, "timelapses": [{"index": i, "url": f"{here}/timelapse/{i}"}
+                                                  for i in prompts_with_timelapse(shots)]}
     if train.status == "completed":
         lora = library.final_lora(train, job_dir)
         copy = library.library_copy(workspace, train, lora) if lora else None  # <name>-<job id> when taken

@@ -132,6 +132,11 @@ def test_zip_to_downloaded_lora_with_base_and_lora_previews(studio, artifacts_di
         expect(page.locator("#x-edit")).to_have_attribute("href", re.compile(r"/new\?from=\d"))
         page.screenshot(path=str(artifacts_dir / "express-done.png"), full_page=True)
 
+        # watch it learn: a link per prompt to its pictures in turn, an animated WebP from this origin
+        watch = page.locator(".x-timelapse a").first
+        expect(watch).to_have_text("prompt 1")
+        animation = page.request.get(watch.evaluate("a => a.href"))
+        assert animation.ok and animation.headers["content-type"] == "image/webp"
         # base and LoRA previews exist and differ
         pairs = page.locator("#x-sample-steps .x-pairs").first
         # each shows its small preview and links to the full picture

@@ -278,6 +278,11 @@ def test_zip_to_lora_with_base_and_lora_samples(studio, monkeypatch):
     assert image.status_code == 200 and image.mimetype == "image/png" and image.data[:4] == b"\x89PNG"
     thumb = client.get(last[0]["lora"] + "?thumb=1")  # what the page shows; the full file is a click away
     assert thumb.status_code == 200 and thumb.mimetype == "image/webp"
+    # watch it learn: each prompt's pictures in turn, from this origin too
+    assert run["timelapses"] and run["timelapses"][0]["url"] == f"/api/express/{express_id}/timelapse/0"
+    animation = client.get(run["timelapses"][0]["url"])
+    assert animation.status_code == 200 and animation.mimetype == "image/webp"
+    assert client.get(f"/api/express/{express_id}/timelapse/99").status_code == 404
     assert client.get(here + "lora/nothing.png").status_code == 404
     assert client.get(here + "../../studio.db").status_code in (400, 404)
     assert client.get(here + "..%2F..%2Fstudio.db").status_code in (400, 404)

@@ -197,7 +197,10 @@
   function renderSamples(run) {
     const steps = run.samples || [];
     $("x-samples").hidden = !steps.length;
-    $("x-sample-steps").innerHTML = steps.slice(-2).reverse().map((group) => group.base_only
+    // "Watch it learn": a prompt's pictures in turn, the base model's first (an animated WebP in a new tab)
+    const watch = (run.timelapses || []).length ? `<div class="muted x-timelapse">Watch it learn: ${run.timelapses.map((t) =>
+      `<a href="${esc(t.url)}" target="_blank" rel="noopener">prompt ${t.index + 1}</a>`).join(" · ")}</div>` : "";
+    $("x-sample-steps").innerHTML = watch + steps.slice(-2).reverse().map((group) => group.base_only
       ? `<h4>Before training: the base model</h4><div class="x-pairs x-base">${group.pairs.map((p) => figure(p.base, p.prompt)).join("")}</div>`
       : `<h4>Step ${group.step}</h4>` + group.pairs.map((p) => `<div class="x-prompt">${esc(p.prompt)}</div><div class="x-pairs">
         ${figure(p.base, "base model")}${figure(p.lora, "with the LoRA")}${figure(p.lora_no_trigger, "LoRA, no trigger word")}</div>${studio.leakLine(p)}`).join("")).join("");
