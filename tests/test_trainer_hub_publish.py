@@ -118,3 +118,18 @@ def test_an_upload_cut_off_by_a_restart_says_so(published):
     atomic_write_json(job_dir / hub_publish.STATE_NAME, {"status": "running", "repo": "me/x", "message": "Uploading"})
     state = client.get(f"/api/jobs/{job.id}/publish-hub").get_json()["publish"]
     assert state["status"] == "failed" and "cut off by a restart" in state["message"]
+
+
+def test_the_card_shows_how_it_learned(published, hub):  # noqa: F811
+    """With the base model's picture and a preview step of the first prompt, the commit carries their timelapse and
+    the card plays it."""
+    from tests.test_trainer_timelapse import _png, _previews
+
+    client, job, job_dir = published()
+    _previews(job_dir, steps=(2, 4), prompts=1)
+    (job_dir / "samples" / "step_000006" / "0.png").write_bytes(_png((90, 90, 250)))  # the last step's, a picture
+    assert _publish(client, job.id, {"repo": "tiny-lora"})["status"] == "completed"
+    stored = hub.repos["me/tiny-lora"]
+    assert stored["images/how-it-learned.webp"][:4] == b"RIFF"
+    assert "## How it learned" in stored["README.md"].decode()
+    assert "![how it learned](images/how-it-learned.webp)" in stored["README.md"].decode()

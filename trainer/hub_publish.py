@@ -26,11 +26,13 @@ from studio.web import ApiError, json_body, json_flag
 from trainer import library
 from trainer.jobs_api import load_job, settings, workspace
 from trainer.lora_file import BASE_REPO
+from trainer.timelapse import timelapse
 
 log = logging.getLogger(__name__)
 bp = Blueprint("hub_publish", __name__)
 STATE_NAME = ".hub_publish.json"
 PREVIEWS = 4  # the last preview step's first images: the card's gallery
+LEARNED = "images/how-it-learned.webp"  # the first prompt's pictures in turn (trainer.timelapse)
 _running: set[str] = set()
 _running_lock = threading.Lock()
 
@@ -45,9 +47,9 @@ def _save(job_dir: Path, **values) -> dict:
     return current
 
 
-def card(job, lora: Path, job_dir: Path, previews: list[tuple[str, str]]) -> str:
+def card(job, lora: Path, job_dir: Path, previews: list[tuple[str, str]], learned: bool = False) -> str:
     """README.md for the hub: front matter the hub reads (base model, tags, trigger word, gallery), then the
-    README.txt the trainer wrote beside the LoRA."""
+    README.txt the trainer wrote beside the LoRA; `learned`: the commit carries the first prompt's timelapse."""
     import json
 
     trigger = (job.config.get("trigger_word") or "").strip()
@@ -67,6 +69,9 @@ def card(job, lora: Path, job_dir: Path, previews: list[tuple[str, str]]) -> str
     intro = (f"# {title}\n\nA LoRA for [{BASE_REPO}](https://huggingface.co/{BASE_REPO}), "
              f"file `{lora.name}`" + (f", trigger word `{trigger}`" if trigger else "") + ".\n")
     gallery = "".join(f"\n![{prompt}]({path})\n" for path, prompt in previews)
+    if learned:  # the first prompt's pictures in turn (trainer.timelapse)
+        gallery += (f"\n## How it learned\n\nThe first preview prompt with the LoRA off, then at every preview step:"
+                    f"\n\n![how it learned]({LEARNED})\n")
     return "\n".join(lines) + "\n\n" + intro + gallery + (f"\n```text\n{body.rstrip()}\n```\n" if body else "")
 
 
@@ -87,6 +92,10 @@ def files_to_publish(job, job_dir: Path) -> tuple[Path, list[tuple[str, Path]], 
         prompts = last.get("prompts") or []
         files.append((f"images/{index + 1}{path.suffix.lower()}", path))
         previews.append((f"images/{index + 1}{path.suffix.lower()}", prompts[index] if index < len(prompts) else ""))
+    try:
+        files.append((LEARNED, timelapse(job_dir, 0)))
+    except ApiError:  # fewer than two pictures of the first prompt: nothing to play
+        pass
     return lora, files, previews
 
 
@@ -108,7 +117,8 @@ def publish(conf: Settings, repo: str, private: bool, job, job_dir: Path, say=No
     say(f"Uploading {len(files) + 1} files ({size / 2**20:,.1f} MB) to {repo}")
     operations = [CommitOperationAdd(path_in_repo=name, path_or_fileobj=str(path)) for name, path in files]
     operations.append(CommitOperationAdd(path_in_repo="README.md",
-                                         path_or_fileobj=card(job, lora, job_dir, previews).encode()))
+                                         path_or_fileobj=card(job, lora, job_dir, previews,
+                                                              any(name == LEARNED for name, _ in files)).encode()))
     info = api.create_commit(repo, operations, commit_message=f"{job.config.get('name') or job.id}: "
                                                               f"{lora.name} ({job.step} steps)")
     base = (conf.hf_endpoint or "https://huggingface.co").rstrip("/")

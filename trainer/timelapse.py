@@ -58,7 +58,11 @@ def timelapse(job_dir: Path, index: int) -> Path:
     path = folder / f"{index}-{shown[-1][0].replace(' ', '_')}-{len(shown)}.webp"
     if not path.is_file():
         folder.mkdir(parents=True, exist_ok=True)
-        atomic_write_bytes(path, encode(shown))
+        try:
+            data = encode(shown)
+        except OSError as exc:  # a preview that is not a picture (cut short, or not written by the trainer)
+            raise ApiError(f"The previews of prompt {index + 1} cannot be read as pictures ({exc}).", 422) from None
+        atomic_write_bytes(path, data)
         for old in folder.glob(f"{index}-*.webp"):
             if old != path:
                 old.unlink(missing_ok=True)
