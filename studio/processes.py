@@ -55,6 +55,7 @@ def token_alive(token: str | None) -> bool:
 
 
 def describe_exit(returncode: int) -> str:
+    """How a child process ended, as the rest of a sentence: "was killed (SIGKILL), most often because ..."."""
     if returncode < 0 or returncode in (137, 139, 134):
         number = -returncode if returncode < 0 else returncode - 128
         try:
