@@ -79,7 +79,11 @@ def test_what_cannot_be_made_smaller_says_why(tmp_path):
     (tmp_path / "empty.safetensors").write_bytes(encode({"w": np.zeros(2, np.float32)}, "F32", {}))
     with pytest.raises(LoraFileError, match="no lora_A/lora_B pairs"):
         resize(tmp_path / "empty.safetensors", 2, tmp_path / "y.safetensors")
-    assert not (tmp_path / "x.safetensors").exists() and not (tmp_path / "y.safetensors").exists()
+    data = (tmp_path / "cat.safetensors").read_bytes()
+    (tmp_path / "cut.safetensors").write_bytes(data[:-100])  # a download cut short
+    with pytest.raises(LoraFileError, match="cut short or damaged"):
+        resize(tmp_path / "cut.safetensors", 2, tmp_path / "z.safetensors")
+    assert not [p for p in ("x", "y", "z") if (tmp_path / f"{p}.safetensors").exists()]
 
 
 def test_the_library_makes_a_smaller_copy_beside_it(trainer_app, trainer_client):

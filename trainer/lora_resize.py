@@ -47,7 +47,12 @@ def read_tensors(path: Path) -> tuple[dict, dict[str, np.ndarray]]:
                                     "be made smaller.")
             begin, end = info["data_offsets"]
             handle.seek(start + begin)
-            raw = np.frombuffer(handle.read(end - begin), dtype=DTYPES[info["dtype"]])
+            data = handle.read(end - begin)
+            want = int(np.prod(info["shape"])) * np.dtype(DTYPES[info["dtype"]]).itemsize
+            if len(data) != want:
+                raise LoraFileError(f"{path.name} is cut short or damaged ({key} has {len(data)} of its {want} "
+                                    "bytes).")
+            raw = np.frombuffer(data, dtype=DTYPES[info["dtype"]])
             values = (raw.astype(np.uint32) << 16).view(np.float32) if info["dtype"] == "BF16" else raw
             tensors[key] = values.astype(np.float32).reshape(info["shape"])
     return header, tensors
