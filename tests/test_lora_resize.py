@@ -83,7 +83,11 @@ def test_what_cannot_be_made_smaller_says_why(tmp_path):
     (tmp_path / "cut.safetensors").write_bytes(data[:-100])  # a download cut short
     with pytest.raises(LoraFileError, match="cut short or damaged"):
         resize(tmp_path / "cut.safetensors", 2, tmp_path / "z.safetensors")
-    assert not [p for p in ("x", "y", "z") if (tmp_path / f"{p}.safetensors").exists()]
+    header = b'{"a.lora_A.weight": {"dtype": "F32"}}'  # no offsets, no shape: not a file this can read
+    (tmp_path / "odd.safetensors").write_bytes(len(header).to_bytes(8, "little") + header)
+    with pytest.raises(LoraFileError, match="not a LoRA file this studio can read"):
+        resize(tmp_path / "odd.safetensors", 2, tmp_path / "w.safetensors")
+    assert not [p for p in ("w", "x", "y", "z") if (tmp_path / f"{p}.safetensors").exists()]
 
 
 def test_the_library_makes_a_smaller_copy_beside_it(trainer_app, trainer_client):

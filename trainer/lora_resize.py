@@ -40,22 +40,28 @@ def read_tensors(path: Path) -> tuple[dict, dict[str, np.ndarray]]:
     with open(path, "rb") as handle:
         start = 8 + struct.unpack("<Q", handle.read(8))[0]
         for key, info in header.items():
-            if key == "__metadata__":
-                continue
-            if info.get("dtype") not in DTYPES:
-                raise LoraFileError(f"{path.name}: {key} is {info.get('dtype')}; only F32, F16 and BF16 LoRAs can "
-                                    "be made smaller.")
-            begin, end = info["data_offsets"]
-            handle.seek(start + begin)
-            data = handle.read(end - begin)
-            want = int(np.prod(info["shape"])) * np.dtype(DTYPES[info["dtype"]]).itemsize
-            if len(data) != want:
-                raise LoraFileError(f"{path.name} is cut short or damaged ({key} has {len(data)} of its {want} "
-                                    "bytes).")
-            raw = np.frombuffer(data, dtype=DTYPES[info["dtype"]])
-            values = (raw.astype(np.uint32) << 16).view(np.float32) if info["dtype"] == "BF16" else raw
-            tensors[key] = values.astype(np.float32).reshape(info["shape"])
+            if key != "__metadata__":
+                try:
+                    tensors[key] = _tensor(handle, start, key, info, path.name)
+                except LoraFileError:
+                    raise
+                except (KeyError, TypeError, ValueError, OverflowError):  # a header entry of another shape
+                    raise LoraFileError(f"{path.name} is not a LoRA file this studio can read ({key}).") from None
     return header, tensors
+
+
+def _tensor(handle, start: int, key: str, info: dict, name: str) -> np.ndarray:
+    if info.get("dtype") not in DTYPES:
+        raise LoraFileError(f"{name}: {key} is {info.get('dtype')}; only F32, F16 and BF16 LoRAs can be made smaller.")
+    begin, end = info["data_offsets"]
+    handle.seek(start + begin)
+    data = handle.read(end - begin)
+    want = int(np.prod(info["shape"])) * np.dtype(DTYPES[info["dtype"]]).itemsize
+    if len(data) != want:
+        raise LoraFileError(f"{name} is cut short or damaged ({key} has {len(data)} of its {want} bytes).")
+    raw = np.frombuffer(data, dtype=DTYPES[info["dtype"]])
+    values = (raw.astype(np.uint32) << 16).view(np.float32) if info["dtype"] == "BF16" else raw
+    return values.astype(np.float32).reshape(info["shape"])
 
 
 def _pairs(tensors: dict[str, np.ndarray]) -> dict[str, tuple[str, str, str | None]]:
