@@ -136,7 +136,7 @@ def test_a_job_trains_on_several_datasets_each_with_its_repeats(studio, page, vi
     studio.store().request_stop(job_id)  # out of the other tests' way
 
 
-@pytest.mark.parametrize("viewport", VIEWPORTS[:1])
+@pytest.mark.parametrize("viewport", VIEWPORTS)
 def test_a_job_starts_from_a_library_lora_of_its_own_shape(studio, page, viewport):
     from playwright.sync_api import expect
     from safetensors.numpy import save_file
@@ -171,6 +171,14 @@ def test_a_job_starts_from_a_library_lora_of_its_own_shape(studio, page, viewpor
         page.goto(studio.trainer + "/library")
         card = page.locator(".lora-card", has_text="cat-attention")
         expect(card.locator(".chip")).to_have_text(["mycat", "dogz"])  # a LoRA of two concepts: both words
+        # "Make smaller" is offered from the file's own rank (8: ranks 4, 2, 1), and its menu stays on screen
+        card.locator(".smaller > summary").click()
+        expect(card.locator("button[data-resize]")).to_have_text([re.compile(r"^rank 4"), re.compile(r"^rank 2"),
+                                                                  re.compile(r"^rank 1")])
+        box = card.locator(".smaller-menu").bounding_box()
+        assert box["x"] >= 0 and box["x"] + box["width"] <= viewport["width"] and box["y"] >= 0, box
+        assert_no_sideways_scroll(page)
+        card.locator(".smaller > summary").click()
         card.get_by_role("link", name="Train further").click()
         page.wait_for_url("**/new?start=cat-attention")
         expect(page.locator("#advanced")).to_have_attribute("open", "")

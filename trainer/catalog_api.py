@@ -144,6 +144,7 @@ def library_list():
             copy = library.library_copy(workspace(), job, jobs_root / job.id / e["path"])
             entries.append({**e, "library_file": copy.name if copy else None})
     for e in entries:
+        e["rank"] = _rank_of(jobs_root / e["job_id"] / e["path"])
         e["download_url"] = f"/api/jobs/{e['job_id']}/files/{e['path']}"
         if e["samples"]:
             e["samples"]["urls"] = [f"/api/jobs/{e['job_id']}/files/{p}" for p in e["samples"]["images"]]
@@ -170,7 +171,7 @@ def _loose_files(entries: list[dict], jobs: list) -> list[dict]:
                       "finished_at": stat.st_mtime, "steps": step, "loss": None,
                       # a job's checkpoint: its card leads to the job (and deleting it leaves the job alone)
                       "checkpoint_of": {"job_id": job.id, "job_name": job.name, "step": step} if job else None,
-                      "metadata": meta, "samples": None,
+                      "metadata": meta, "samples": None, "rank": _rank_of(path),
                       "trigger_word": _trigger_of(meta),
                       "library_file": path.name, "download_url": f"/api/library/files/{quote(path.name)}"})
     return loose
@@ -188,6 +189,15 @@ def _checkpoint_files(jobs: list) -> dict[tuple[int, int], tuple]:
                 continue
             found[(stat.st_dev, stat.st_ino)] = (job, checkpoint["step"])
     return found
+
+
+def _rank_of(path: Path) -> int | None:
+    """A LoRA file's rank (its largest, read from the header), for "Make smaller"; None when it has none."""
+    try:
+        ranks = lora_ranks(read_header(path))
+    except (LoraFileError, OSError):
+        return None
+    return max(ranks.values()) if ranks else None
 
 
 def _trigger_of(meta: dict) -> str | None:

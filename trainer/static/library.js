@@ -65,7 +65,7 @@
 
   // "Make smaller": the same LoRA at a lower rank (its largest directions kept), a smaller file to share.
   function smaller(l, index) {
-    const rank = Number((l.metadata || {}).lora_rank || (l.metadata || {}).ss_network_dim);
+    const rank = l.rank;
     if (!l.library_file || !(rank > 1)) return "";
     const ranks = [64, 32, 16, 8, 4, 2, 1].filter((k) => k < rank).slice(0, 3);
     return `<details class="smaller"><summary class="button" title="A copy at a lower rank: a smaller file, most of the change kept">Make smaller</summary>
