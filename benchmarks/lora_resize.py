@@ -1,0 +1,72 @@
+"""Make smaller (trainer.lora_resize) on a LoRA of the full-size Z-Image-Turbo transformer's shapes (30 blocks:
+attention q/k/v/out 3840x3840, SwiGLU w1/w3 10240x3840 and w2 3840x10240, adaLN 15360x256; random weights) vs
+the bare way of the same file: read every tensor and write it back unchanged, in the same run.
+
+    python benchmarks/lora_resize.py [--rank 32] [--to 8] [--dtype BF16] [--rounds 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import numpy as np  # noqa: E402
+
+from trainer.lora_resize import encode, read_tensors, resize  # noqa: E402
+
+MODULES = {"attention.to_q": (3840, 3840), "attention.to_k": (3840, 3840), "attention.to_v": (3840, 3840),
+           "attention.to_out.0": (3840, 3840), "feed_forward.w1": (10240, 3840), "feed_forward.w3": (10240, 3840),
+           "feed_forward.w2": (3840, 10240), "adaLN_modulation.0": (15360, 256)}
+BLOCKS = 30
+
+
+def make_lora(path: Path, rank: int, dtype: str) -> int:
+    rng = np.random.default_rng(0)
+    tensors = {}
+    for block in range(BLOCKS):
+        for module, (out, inp) in MODULES.items():
+            prefix = f"diffusion_model.layers.{block}.{module}"
+            tensors[f"{prefix}.lora_A.weight"] = rng.standard_normal((rank, inp), dtype=np.float32) * 0.01
+            tensors[f"{prefix}.lora_B.weight"] = rng.standard_normal((out, rank), dtype=np.float32) * 0.001
+    path.write_bytes(encode(tensors, dtype, {"lora_rank": str(rank)}))
+    return sum(t.size for t in tensors.values())
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rank", type=int, default=32)
+    ap.add_argument("--to", type=int, default=8)
+    ap.add_argument("--dtype", default="BF16", choices=["BF16", "F16", "F32"])
+    ap.add_argument("--rounds", type=int, default=2)
+    args = ap.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="lora-resize-") as tmp:
+        source = Path(tmp) / "full.safetensors"
+        params = make_lora(source, args.rank, args.dtype)
+        bare, made = [], []
+        for index in range(args.rounds):  # alternating, so machine noise hits both alike
+            start = time.perf_counter()
+            header, tensors = read_tensors(source)
+            (Path(tmp) / "copy.safetensors").write_bytes(encode(tensors, args.dtype, header["__metadata__"]))
+            bare.append(time.perf_counter() - start)
+            start = time.perf_counter()
+            result = resize(source, args.to, Path(tmp) / f"small-{index}.safetensors")
+            made.append(time.perf_counter() - start)
+        size = source.stat().st_size
+    bare_s, made_s = statistics.median(bare), statistics.median(made)
+    print(f"LoRA of the full-size transformer's shapes: {BLOCKS} blocks x {len(MODULES)} layers, rank {args.rank}, "
+          f"{params:,} weights, {args.dtype}, {size / 2**20:,.1f} MB")
+    print(f"bare read + write of the file: median {bare_s:.2f} s")
+    print(f"make smaller to rank {args.to}: median {made_s:.2f} s -> {result.size / 2**20:,.1f} MB, kept "
+          f"{result.kept:.3f} (random weights: the worst case, no direction stands out)")
+    print(f"ratio resize / bare: {made_s / bare_s:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
