@@ -15,7 +15,8 @@ from studio.processes import token_pid
 STATUSES = ("queued", "running", "completed", "failed", "stopped", "interrupted")
 ACTIVE = ("queued", "running")
 FINISHED = ("completed", "failed", "stopped", "interrupted")
-KINDS = ("import", "caption", "export", "train", "s3-import", "s3-push", "hub-push", "express", "render")
+KINDS = ("import", "caption", "export", "train", "s3-import", "s3-push", "hub-push", "express", "render",
+         "lora-import")
 STOP_CONTROLS = ("stop", "delete")
 # progress values with a column of their own; every other value goes into `details`
 PROGRESS_COLUMNS = ("phase", "done", "total", "eta_s", "message", "current")

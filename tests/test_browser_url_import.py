@@ -12,6 +12,7 @@ from tests.browser_studio import browser_marks, open_page
 from tests.helpers import ServerProcess
 from tests.test_datasets_hub_import import hub  # noqa: F401 - the stand-in hub, a fixture
 from tests.test_datasets_url_import import web  # noqa: F401 - the stand-in web, a fixture
+from tests.test_lora_import import lora_web  # noqa: F401 - the stand-in web serving LoRA files, a fixture
 from tests.videos import video_bytes
 
 pytestmark = browser_marks
@@ -178,5 +179,29 @@ def test_an_import_cut_short_offers_to_import_the_rest(studio_root, artifacts_di
         page.reload()  # the latest import finished: nothing is offered any more
         expect(page.locator(".tile")).to_have_count(2)
         expect(page.locator("#import-resume")).to_have_count(0)
+        assert problems == []
+        browser.close()
+
+
+def test_a_lora_from_a_link_joins_the_library(studio_root, tmp_path, lora_web):  # noqa: F811
+    """The library's "Add a LoRA from a link": the download's state, then its card (with Make smaller); a file that is
+    not a LoRA of this model says so and adds nothing."""
+    from playwright.sync_api import expect, sync_playwright
+
+    env = {"STUDIO_ROOT": str(studio_root), "STUDIO_DEMO": "1", "ALLOW_PRIVATE_URLS": "1"}
+    with ServerProcess("trainer", env, port_var="TRAINER_PORT", log_path=tmp_path / "server.log") as server, \
+            sync_playwright() as p:
+        browser, page, problems = open_page(p)
+        page.goto(f"{server.url}/library")
+        expect(page.locator("#library")).to_contain_text("No finished LoRA yet")
+        page.fill("#lora-url", f"{lora_web}/cat.safetensors")
+        page.click("#lora-link-add")
+        expect(page.locator(".toast", has_text="Added cat.safetensors (rank 4) to the library.")).to_be_visible()
+        card = page.locator(".lora-card", has_text="cat.safetensors")
+        expect(card.locator(".smaller > summary")).to_have_text("Make smaller")
+        page.fill("#lora-url", f"{lora_web}/sdxl.safetensors")
+        page.click("#lora-link-add")
+        expect(page.locator(".toast", has_text="not a LoRA of Z-Image's layers")).to_be_visible()
+        expect(page.locator(".lora-card")).to_have_count(1)
         assert problems == []
         browser.close()

@@ -9,6 +9,7 @@ from studio.web import create_base_app, error_response
 
 
 def create_app(settings: Settings | None = None) -> Flask:
+    from app.executor import JobExecutor
     from studio.jobs import JobNotFound, JobStateError
     from studio.pod_price import PodPrice
     from studio.upgrade import open_job_store
@@ -18,6 +19,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         events,
         hub_publish,
         jobs_api,
+        lora_import,
         names,
         pages,
         pod_api,
@@ -35,6 +37,9 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.extensions["trainer_webhooks"] = WebhookDispatcher(settings.webhook_secret,
                                                             job_link=job_link(settings))
     app.extensions["pod_price"] = PodPrice(settings)
+    # LoRAs added from a link download in threads of this process; one cut short by a restart ends here
+    app.extensions["lora_imports"] = JobExecutor(app.extensions["job_store"], max_parallel=2)
+    app.extensions["job_store"].interrupt_orphans((lora_import.KIND,))
 
     @app.get("/health")
     def health():
@@ -49,7 +54,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         return error_response(str(exc), 409)
 
     for module in (pages, jobs_api, renders_api, catalog_api, events, names, storage, bundle, variants, hub_publish,
-                   pod_api, timelapse):
+                   pod_api, timelapse, lora_import):
         app.register_blueprint(module.bp)
     events.end_streams_on_shutdown()
     return app

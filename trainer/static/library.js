@@ -105,5 +105,34 @@
     const r = ev.target.closest("button[data-resize]");
     if (r) resize(Number(r.dataset.resize), Number(r.dataset.rank), r);
   });
+  // "Add a LoRA from a link": the pod downloads it (a job of the job store) and the cards show it when it is in.
+  async function follow(jobId) {
+    const state = document.getElementById("lora-link-state");
+    for (;;) {
+      const found = (await studio.api("/api/library/imports")).imports.find((j) => j.id === jobId);
+      if (!found) return;
+      const done = found.bytes_done ? `${studio.formatBytes(found.bytes_done)}${found.bytes_total ? ` of ${studio.formatBytes(found.bytes_total)}` : ""}` : "";
+      state.textContent = found.status === "running" || found.status === "queued"
+        ? `${found.message || "Downloading"}${done ? ` · ${done}` : ""}` : "";
+      if (found.status === "completed") {
+        studio.toast(found.message, "ok", 6000); load(); return;
+      }
+      if (!["queued", "running"].includes(found.status)) {
+        studio.toast(found.error || found.message || `The download ${found.status}.`, "error", 10000); return;
+      }
+      await new Promise((resolve) => setTimeout(resolve, 700));
+    }
+  }
+  document.getElementById("lora-link").addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    const button = document.getElementById("lora-link-add");
+    button.disabled = true;
+    try {
+      const { job } = await studio.api("/api/library/import", { method: "POST",
+        json: { url: document.getElementById("lora-url").value } });
+      document.getElementById("lora-url").value = "";
+      await follow(job.id);
+    } catch (e) { studio.toast(e.message, "error", 10000); } finally { button.disabled = false; }
+  });
   load().catch((e) => studio.toast(e.message, "error", 8000));
 })();

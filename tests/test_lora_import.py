@@ -1,0 +1,111 @@
+"""Add a LoRA to the library from a link: downloaded by the pod (a job of the job store), checked to be a LoRA of
+Z-Image's layers, placed in the library and ComfyUI's loras under a free name; anything else is refused with a
+sentence and leaves nothing behind."""
+
+from __future__ import annotations
+
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import numpy as np
+import pytest
+
+import trainer
+from trainer.lora_resize import encode
+
+RANK = 4
+
+
+def _lora(prefix: str = "diffusion_model.layers.0.attention.to_q") -> bytes:
+    return encode({f"{prefix}.lora_A.weight": np.ones((RANK, 16), np.float32),
+                   f"{prefix}.lora_B.weight": np.ones((16, RANK), np.float32)}, "BF16", {"trigger_word": "zkw"})
+
+
+FILES = {
+    "/cat.safetensors": ({}, _lora()),
+    "/api/download/models/123": ({"Content-Disposition": 'attachment; filename="Cat Style v2.safetensors"'}, _lora()),
+    "/sdxl.safetensors": ({}, _lora("lora_unet_input_blocks.0.proj")),
+    "/page": ({"Content-Type": "text/html"}, b"<!doctype html><html><body>Download</body></html>"),
+}
+
+
+class Handler(BaseHTTPRequestHandler):
+    def do_GET(self):  # noqa: N802 - the standard library's name
+        if self.path not in FILES:
+            self.send_error(404, "Not Found")
+            return
+        headers, body = FILES[self.path]
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        for key, value in {"Content-Type": "application/octet-stream", **headers}.items():
+            self.send_header(key, value)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        return None
+
+
+@pytest.fixture(scope="module")
+def lora_web():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+@pytest.fixture
+def lan(make_settings):
+    """A trainer that may fetch from this machine (the stand-in web is on 127.0.0.1), with ComfyUI installed."""
+    app = trainer.create_app(make_settings(STUDIO_DEMO=1, ALLOW_PRIVATE_URLS=1))
+    (app.config["STUDIO_WORKSPACE"].root / "ComfyUI").mkdir()
+    return app
+
+
+def _import(client, url: str) -> dict:
+    response = client.post("/api/library/import", json={"url": url})
+    assert response.status_code == 202, response.get_json()
+    job_id = response.get_json()["job"]["id"]
+    deadline = time.monotonic() + 30
+    while True:
+        job = next(j for j in client.get("/api/library/imports").get_json()["imports"] if j["id"] == job_id)
+        if job["status"] not in ("queued", "running"):
+            return job
+        assert time.monotonic() < deadline, job
+        time.sleep(0.05)
+
+
+def test_a_lora_from_a_link_lands_in_the_library_and_comfyui(lan, lora_web):
+    client, space = lan.test_client(), lan.config["STUDIO_WORKSPACE"]
+    job = _import(client, f"{lora_web}/cat.safetensors")
+    assert job["status"] == "completed", job
+    assert job["message"] == f"Added cat.safetensors (rank {RANK}) to the library."
+    assert (space.loras / "cat.safetensors").read_bytes() == FILES["/cat.safetensors"][1]
+    assert (space.comfyui_loras / "cat.safetensors").is_file()
+    card = next(e for e in client.get("/api/library").get_json()["loras"] if e["file"] == "cat.safetensors")
+    assert card["rank"] == RANK and card["trigger_word"] == "zkw"
+    # the same link again: a name of its own, the first file untouched
+    assert _import(client, f"{lora_web}/cat.safetensors")["result"]["file"] == "cat-2.safetensors"
+    # a download link named by the server (Civitai's): its name, made safe
+    assert _import(client, f"{lora_web}/api/download/models/123")["result"]["file"] == "Cat-Style-v2.safetensors"
+    assert not list((space.loras / ".incoming").iterdir())
+
+
+@pytest.mark.parametrize("path, words", [
+    ("/sdxl.safetensors", "not a LoRA of Z-Image's layers (it has lora_unet_input_blocks.0.proj)"),
+    ("/page", "is not a .safetensors file: use the link of the file itself"),
+    ("/missing.safetensors", "answered 404"),
+])
+def test_what_is_not_a_lora_of_this_model_is_refused_and_leaves_nothing(lan, lora_web, path, words):
+    client, space = lan.test_client(), lan.config["STUDIO_WORKSPACE"]
+    job = _import(client, lora_web + path)
+    assert job["status"] == "failed" and words in job["error"], job
+    assert not list(space.loras.glob("*.safetensors")) and not list((space.loras / ".incoming").glob("*"))
+
+
+def test_private_addresses_and_bad_links_are_refused_at_once(trainer_client, lora_web):
+    refused = trainer_client.post("/api/library/import", json={"url": f"{lora_web}/cat.safetensors"})
+    assert refused.status_code == 422 and "127.0.0.1" in refused.get_json()["error"]
+    for body in ({}, {"url": "ftp://example.com/x.safetensors"}, {"url": 5}):
+        assert trainer_client.post("/api/library/import", json=body).status_code == 422, body

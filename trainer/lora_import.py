@@ -1,0 +1,108 @@
+"""Add a LoRA to the library from a link: a Hugging Face file (its page or its download), Civitai's download link,
+a Dropbox or Google Drive share, any direct https link. The pod downloads it at datacentre speed, checks it is a
+LoRA of Z-Image's layers, and places it in the library (and ComfyUI's loras), where it can start a new job
+("Train further"), be made smaller, or be loaded in ComfyUI.
+
+    POST /api/library/import {"url"}   -> 202 {"job"}: a job of the one job store, kind "lora-import"
+    GET  /api/library/imports           -> {"imports": [the latest ones]}
+
+Fetched like the dataset manager's links (app.link_fetch): every redirect hop is checked, private addresses are
+refused unless ALLOW_PRIVATE_URLS, at most MAX_UPLOAD_MB. Nothing reaches the library unless it is whole and a
+LoRA of this model.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from flask import Blueprint, current_app, jsonify
+
+from app import link_fetch
+from app.executor import JobExecutor
+from app.url_import import check_url, direct_link
+from studio.atomic import place_file
+from studio.jobs import JobError
+from studio.web import ApiError, json_body
+from studio.workspace import confined
+from trainer.lora_file import LORA_TARGET, LoraFileError, lora_ranks, read_header
+
+bp = Blueprint("lora_import", __name__)
+
+KIND = "lora-import"
+INCOMING = ".incoming"  # in the library folder: downloads until they are checked
+
+
+def executor() -> JobExecutor:
+    return current_app.extensions["lora_imports"]
+
+
+def checked_lora(path: Path, name: str) -> int:
+    """The rank of the LoRA at `path` (the largest of its layers); JobError with a sentence when it is not a LoRA of
+    Z-Image's layers."""
+    try:
+        ranks = lora_ranks(read_header(path))
+    except LoraFileError:
+        raise JobError(f"{name} is not a .safetensors file: use the link of the file itself (on Hugging Face the "
+                       "file's page or its download; a page that shows it is not the file).") from None
+    if not ranks:
+        raise JobError(f"{name} holds no LoRA layers this studio reads (lora_A/lora_B pairs, the names ComfyUI, "
+                       "ai-toolkit and diffusers use for Z-Image).")
+    foreign = sorted(module for module in ranks if not re.match(LORA_TARGET, module))
+    if foreign:
+        raise JobError(f"{name} is not a LoRA of Z-Image's layers (it has {foreign[0]}"
+                       f"{f' and {len(foreign) - 1} more' if len(foreign) > 1 else ''}): a LoRA of another model.")
+    return max(ranks.values())
+
+
+def free_name(folder: Path, name: str) -> str:
+    """`name` as a .safetensors file name not taken in `folder` (name-2, name-3, ... when it is)."""
+    stem = re.sub(r"[^\w.+-]+", "-", Path(name).stem).strip("-.") or "lora"
+    candidate, number = f"{stem}.safetensors", 2
+    while (folder / candidate).exists():
+        candidate, number = f"{stem}-{number}.safetensors", number + 1
+    return candidate
+
+
+@bp.post("/api/library/import")
+def import_lora():
+    from trainer.jobs_api import settings, workspace
+
+    given = check_url(json_body().get("url"))
+    url, conf = direct_link(given), settings()
+    try:
+        link_fetch.checked_address(url, conf.allow_private_urls)  # a refused address answers now
+    except (link_fetch.BlockedAddress, JobError) as exc:
+        raise ApiError(str(exc), 422) from None
+    space = workspace()
+
+    def work(job) -> dict:
+        incoming = confined(space.loras, INCOMING, f"{secrets.token_hex(8)}.safetensors")
+        try:
+            job.update(phase="downloading", message=f"Connecting to {urlsplit(url).hostname}")
+            fetched = link_fetch.fetch_to(job, url, incoming, conf.max_upload_mb * 2**20, conf.allow_private_urls)
+            rank = checked_lora(incoming, fetched.name)
+            name = free_name(space.loras, fetched.name)
+            os.replace(incoming, space.loras / name)
+        finally:
+            incoming.unlink(missing_ok=True)
+        placed = [str(space.loras / name)]
+        if space.comfyui_loras is not None:
+            place_file(space.loras / name, space.comfyui_loras / name)
+            placed.append(str(space.comfyui_loras / name))
+        job.update(message=f"Added {name} (rank {rank}) to the library.")
+        return {"url": given, "file": name, "rank": rank, "size": (space.loras / name).stat().st_size,
+                "placed": placed}
+
+    job = executor().submit(KIND, "", work, name=f"LoRA from {urlsplit(given).hostname}", config={"url": given})
+    return jsonify({"job": job.public()}), 202
+
+
+@bp.get("/api/library/imports")
+def list_imports():
+    from trainer.jobs_api import store
+
+    return jsonify({"imports": [job.public() for job in store().list(kind=KIND, limit=10)]})
