@@ -21,7 +21,7 @@
       return `<div class="running-card" data-job="${esc(j.id)}">
         <div style="display:flex;gap:.6rem;align-items:center;flex-wrap:wrap">
           <span class="title"><a href="/jobs/${esc(j.id)}">${esc(j.name)}</a></span>${statusChip(j.status)}
-          <span class="muted">${esc(phaseText(j))}</span>
+          <span class="muted">${esc(phaseText(j))}${j.gpu != null ? ` · GPU ${esc(j.gpu)}` : ""}</span>
           <span style="margin-left:auto;display:flex;gap:.4rem">
             <a class="button" href="/jobs/${esc(j.id)}">Open</a>
             <button class="danger" data-stop="${esc(j.id)}" ${j.status === "stopping" ? "disabled" : ""}>Stop</button>
