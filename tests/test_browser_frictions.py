@@ -254,6 +254,9 @@ def test_job_log_reads_cleanly_and_the_worker_chip_follows_the_job(studio, page,
         store.worker_beat(pid, "busy", job["id"])
         expect(log).to_have_text("[2026-12-01 10:05:00] worker 1: starting attempt 1")
         expect(page.locator("#worker-chip")).to_have_text("worker busy", timeout=8000)
+        # on a pod with several GPUs the job page names the job's GPU
+        store.progress(job["id"], {"gpu": "1"})
+        expect(page.locator("#job-sub")).to_contain_text("GPU 1", timeout=8000)
         # the job ends; the worker's row still says busy until its next beat, the chip does not
         store.finish(job["id"], "completed", message="Finished 10 steps.")
         expect(page.locator("#job-status .status")).to_have_text("completed")
