@@ -40,7 +40,7 @@ def test_the_messages_say_what_happened():
     assert failed == ("✗ **my-cat** failed at step 1,200 of 3,000: Out of GPU memory.\n"
                       "https://pod-8675.proxy.runpod.net/jobs/j1")
     assert message("job.running", vars(_job("", "running")), None) == "▶ **my-cat** started: 3000 steps on cats."
-    assert message("job.running", {"id": "j1", "total_steps": None}, None) == "▶ **j1** started: on its dataset."
+    assert message("job.running", {"id": "j1", "total_steps": None}, None) == "▶ **j1** started on its dataset."
     assert "(it can be resumed)" in message("job.stopped", {**vars(_job("", "stopped")), "resumable": True}, None)
     assert "continues when the worker starts again" in message("job.interrupted", vars(_job("", "interrupted")), None)
 
