@@ -41,8 +41,8 @@ def message(event: str, job: dict, link: str | None) -> str:
     name, step, total = job.get("name") or job.get("id"), job.get("step") or 0, job.get("total_steps")
     where = f"step {step:,} of {total:,}" if total else f"step {step:,}"
     if event == "job.running":
-        where = f"on {job.get('dataset') or 'its dataset'}"
-        text = f"▶ **{name}** started: {plural(total, 'step')} {where}." if total else f"▶ **{name}** started {where}."
+        on = f"on {job.get('dataset') or 'its dataset'}"
+        text = f"▶ **{name}** started: {plural(total, 'step')} {on}." if total else f"▶ **{name}** started {on}."
     elif event == "job.completed":
         loss = f", final loss {job['loss']:.4f}" if isinstance(job.get("loss"), int | float) else ""
         took = _duration(job)
