@@ -140,6 +140,7 @@ class Settings:
     caption_n_gpu_layers: int = -1
     # trainer
     webhook_secret: str | None = field(default=None, repr=False)
+    webhook_url: str | None = field(default=None, repr=False)  # every job's, unless the job names its own
     stop_pod_when_idle: bool = False
     runpod_pod_id: str | None = None
     runpod_api_key: str | None = field(default=None, repr=False)
@@ -161,7 +162,8 @@ class Settings:
 
     def public_dict(self) -> dict:
         """Settings safe to show (no secrets)."""
-        hidden = {"password", "hf_token", "webhook_secret", "runpod_api_key", "s3_access_key", "s3_secret_key"}
+        hidden = {"password", "hf_token", "webhook_secret", "webhook_url", "runpod_api_key", "s3_access_key",
+                  "s3_secret_key"}
         out = {}
         for f in fields(self):
             value = getattr(self, f.name)
@@ -171,6 +173,13 @@ class Settings:
                 value = str(value)
             out[f.name] = value
         return out
+
+
+def _link(environ, name: str) -> str | None:
+    raw = _env(environ, name)
+    if raw and not raw.startswith(("http://", "https://")):
+        raise SettingsError(f"{name} must be an http:// or https:// link, not {raw[:40]!r}.")
+    return raw
 
 
 def _optional_path(environ, name: str) -> Path | None:
@@ -213,6 +222,7 @@ def load_settings(environ=None) -> Settings:
         caption_timeout_s=_float(environ, "CAPTION_TIMEOUT_S", 120.0, minimum=1.0),
         caption_n_gpu_layers=_int(environ, "CAPTION_GPU_LAYERS", -1, minimum=-1),
         webhook_secret=_env(environ, "WEBHOOK_SECRET"),
+        webhook_url=_link(environ, "WEBHOOK_URL"),
         stop_pod_when_idle=_bool(environ, "STOP_POD_WHEN_IDLE", False),
         runpod_pod_id=_env(environ, "RUNPOD_POD_ID"),
         runpod_api_key=_env(environ, "RUNPOD_API_KEY"),
@@ -261,6 +271,8 @@ ENV_VARS = {
     "CAPTION_TIMEOUT_S": "longest time one caption request may take (120)",
     "CAPTION_GPU_LAYERS": "layers on the GPU when CUDA is present (-1 = all)",
     "WEBHOOK_SECRET": "HMAC-SHA256 key for job webhooks",
+    "WEBHOOK_URL": "every training job's webhook unless the job gives its own: a Discord or Slack webhook gets a "
+                   "chat message when a job starts and ends, any other URL the signed JSON",
     "STOP_POD_WHEN_IDLE": "1: stop the pod a minute after the queue is done and nothing runs (the dashboard's Queue "
                           "panel turns it on or off while the pod runs)",
     "RUNPOD_POD_ID": "set by RunPod; used to stop the pod when idle and to read its price",

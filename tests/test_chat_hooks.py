@@ -92,3 +92,25 @@ def test_slack_gets_its_text_and_other_urls_the_studios_json(receiver):  # noqa:
 @pytest.mark.parametrize("bad", ["https://discord.com/api/webhooks/x/y", "https://hooks.slack.com/services/a/b/c"])
 def test_lookalike_paths_stay_plain_webhooks(bad):
     assert chat_kind(bad) is None
+
+
+def test_webhook_url_is_every_jobs_unless_the_job_names_its_own(receiver, make_settings):  # noqa: F811
+    from trainer.webhooks import dispatcher_for
+
+    pod_hook, own_hook = receiver(), receiver()
+    settings = make_settings(WEBHOOK_URL=f"{pod_hook.url}/api/webhooks/1/pod-token", RUNPOD_POD_ID="pod1")
+    dispatcher = dispatcher_for(settings)
+    dispatcher.job_status(_job(None, "running"))  # no webhook of its own: the pod's, a chat message with a link
+    dispatcher.job_status(_job(f"{own_hook.url}/hooks/mine", "running"))
+    assert dispatcher.flush(10)
+    (pod,), (own,) = pod_hook.wait(1), own_hook.wait(1)
+    assert json.loads(pod["body"])["content"].endswith("\nhttps://pod1-8675.proxy.runpod.net/jobs/20261202-j1")
+    assert json.loads(own["body"])["event"] == "job.running"
+    assert settings.public_dict()["webhook_url"] is True  # a webhook URL holds a token: never shown
+
+
+def test_a_webhook_url_that_is_not_a_link_is_refused(make_settings):
+    from studio.settings import SettingsError
+
+    with pytest.raises(SettingsError, match="WEBHOOK_URL must be an http:// or https:// link"):
+        make_settings(WEBHOOK_URL="discord.com/api/webhooks/1/x")

@@ -28,14 +28,12 @@ def create_app(settings: Settings | None = None) -> Flask:
         timelapse,
         variants,
     )
-    from trainer.chat_hooks import job_link
-    from trainer.webhooks import WebhookDispatcher
+    from trainer.webhooks import dispatcher_for
 
     app = create_base_app(__name__, service="trainer", title="Trainer", settings=settings)
     settings = app.config["STUDIO_SETTINGS"]
     app.extensions["job_store"] = open_job_store(app.config["STUDIO_WORKSPACE"])
-    app.extensions["trainer_webhooks"] = WebhookDispatcher(settings.webhook_secret,
-                                                            job_link=job_link(settings))
+    app.extensions["trainer_webhooks"] = dispatcher_for(settings)
     app.extensions["pod_price"] = PodPrice(settings)
     # LoRAs added from a link download in threads of this process; one cut short by a restart ends here
     app.extensions["lora_imports"] = JobExecutor(app.extensions["job_store"], max_parallel=2)

@@ -20,7 +20,7 @@ import uuid
 from dataclasses import dataclass
 
 from trainer.chat_hooks import EVENTS as CHAT_EVENTS
-from trainer.chat_hooks import chat_kind, chat_request
+from trainer.chat_hooks import chat_kind, chat_request, job_link
 
 log = logging.getLogger(__name__)
 
@@ -50,8 +50,9 @@ class WebhookDispatcher:
     """One daemon thread delivers queued webhooks in order; failures are retried with backoff."""
 
     def __init__(self, secret: str | None, attempts: int = 5, base_delay_s: float = 2.0, timeout_s: float = 10.0,
-                 job_link=None):
+                 job_link=None, default_url: str | None = None):
         self.secret = secret
+        self.default_url = default_url  # WEBHOOK_URL: every job's, unless the job names its own
         self.job_link = job_link  # job id -> its page's address, for chat messages (trainer.chat_hooks)
         self.attempts = attempts
         self.base_delay_s = base_delay_s
@@ -72,19 +73,21 @@ class WebhookDispatcher:
     def job_status(self, job) -> None:
         """Announce a job's new status to its webhook, if it has one: a Discord or Slack webhook gets a chat
         message when the job starts and ends, any other the studio's JSON on every change."""
-        event, kind = f"job.{job.status}", chat_kind(job.webhook_url or "")
+        url = job.webhook_url or self.default_url
+        event, kind = f"job.{job.status}", chat_kind(url or "")
         if kind is None:
-            self.send(job.webhook_url, event, {"job": _job_payload(job)})
+            self.send(url, event, {"job": _job_payload(job)})
         elif event in CHAT_EVENTS:
             link = self.job_link(job.id) if self.job_link else None
             body, content_type = chat_request(kind, event, _job_payload(job), link, job.lora_path)
-            self._queue.put(Delivery(url=job.webhook_url, body=body, event=event, delivery_id=uuid.uuid4().hex,
+            self._queue.put(Delivery(url=url, body=body, event=event, delivery_id=uuid.uuid4().hex,
                                      content_type=content_type))
             self._start()
 
     def job_deleted(self, job) -> None:
-        if chat_kind(job.webhook_url or "") is None:
-            self.send(job.webhook_url, "job.deleted", {"job": {**_job_payload(job), "status": "deleted"}})
+        url = job.webhook_url or self.default_url
+        if chat_kind(url or "") is None:
+            self.send(url, "job.deleted", {"job": {**_job_payload(job), "status": "deleted"}})
 
     def _start(self) -> None:
         with self._lock:
@@ -137,6 +140,12 @@ class WebhookDispatcher:
             return f"HTTP {exc.code}"
         except (urllib.error.URLError, OSError, ValueError) as exc:
             return str(getattr(exc, "reason", exc))
+
+
+def dispatcher_for(settings) -> WebhookDispatcher:
+    """The studio's dispatcher: signed with WEBHOOK_SECRET, WEBHOOK_URL for jobs without their own, chat messages
+    linking to the job's page on a RunPod pod."""
+    return WebhookDispatcher(settings.webhook_secret, job_link=job_link(settings), default_url=settings.webhook_url)
 
 
 def _job_payload(job) -> dict:

@@ -29,7 +29,6 @@ from studio.settings import Settings, SettingsError, load_settings
 from studio.upgrade import open_job_store
 from studio.workspace import Workspace
 from trainer import library, podstop, renders
-from trainer.chat_hooks import job_link
 from trainer.job_log import log_tail, stamped
 from trainer.recovery import STOP_TIMEOUT_S, reconcile, resume_hint
 from trainer.render_runner import TIMEOUT_S as RENDER_TIMEOUT_S
@@ -37,7 +36,7 @@ from trainer.render_runner import default_render_command, run_render
 from trainer.run_job import OUTCOME_FILE
 from trainer.step_dirs import latest_checkpoint_step
 from trainer.validation import models_download_wait
-from trainer.webhooks import WebhookDispatcher
+from trainer.webhooks import WebhookDispatcher, dispatcher_for
 
 log = logging.getLogger("trainer.worker")
 REPO = Path(__file__).resolve().parent.parent
@@ -73,7 +72,7 @@ class Worker:
         self.stop_timeout_s = stop_timeout_s
         self.shutdown_grace_s = shutdown_grace_s
         self.pod_stop_grace_s = pod_stop_grace_s
-        self.webhooks = webhooks or WebhookDispatcher(settings.webhook_secret, job_link=job_link(settings))
+        self.webhooks = webhooks or dispatcher_for(settings)
         self.unload_caption = unload_caption
         self.pid = os.getpid()
         self.owner = process_token()
