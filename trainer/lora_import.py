@@ -67,6 +67,20 @@ def free_name(folder: Path, name: str) -> str:
     return candidate
 
 
+def settle(incoming: Path, folder: Path, name: str) -> str:
+    """Moves the checked download into `folder` under a free name (never over a file there, even one another import
+    placed a moment ago) and returns that name."""
+    while True:
+        chosen = free_name(folder, name)
+        try:
+            os.link(incoming, folder / chosen)  # fails when the name was taken meanwhile
+        except FileExistsError:
+            continue
+        except OSError:  # a disk without hard links: the first free name, at once
+            os.replace(incoming, folder / chosen)
+        return chosen
+
+
 @bp.post("/api/library/import")
 def import_lora():
     from trainer.jobs_api import settings, workspace
@@ -85,8 +99,7 @@ def import_lora():
             job.update(phase="downloading", message=f"Connecting to {urlsplit(url).hostname}")
             fetched = link_fetch.fetch_to(job, url, incoming, conf.max_upload_mb * 2**20, conf.allow_private_urls)
             rank = checked_lora(incoming, fetched.name)
-            name = free_name(space.loras, fetched.name)
-            os.replace(incoming, space.loras / name)
+            name = settle(incoming, space.loras, fetched.name)
         finally:
             incoming.unlink(missing_ok=True)
         placed = [str(space.loras / name)]
