@@ -67,7 +67,11 @@ class WebhookDispatcher:
         if not url:
             return
         body = json.dumps({"event": event, "sent_at": time.time(), **payload}, default=str).encode("utf-8")
-        self._queue.put(Delivery(url=url, body=body, event=event, delivery_id=uuid.uuid4().hex))
+        self._enqueue(url, body, event)
+
+    def _enqueue(self, url: str, body: bytes, event: str, content_type: str = "application/json") -> None:
+        self._queue.put(Delivery(url=url, body=body, event=event, delivery_id=uuid.uuid4().hex,
+                                 content_type=content_type))
         self._start()
 
     def job_status(self, job) -> None:
@@ -80,9 +84,7 @@ class WebhookDispatcher:
         elif event in CHAT_EVENTS:
             link = self.job_link(job.id) if self.job_link else None
             body, content_type = chat_request(kind, event, _job_payload(job), link, job.lora_path)
-            self._queue.put(Delivery(url=url, body=body, event=event, delivery_id=uuid.uuid4().hex,
-                                     content_type=content_type))
-            self._start()
+            self._enqueue(url, body, event, content_type)
 
     def job_deleted(self, job) -> None:
         url = job.webhook_url or self.default_url
