@@ -7,9 +7,13 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -83,3 +87,47 @@ class ServerProcess:
 
     def __exit__(self, *exc):
         self.stop()
+
+
+def files_handler(files: dict, redirects: dict | None = None) -> type[BaseHTTPRequestHandler]:
+    """A request handler that stands in for the web: GET `files[path]` = (content type, headers, body), a 302 for
+    `redirects[path]`, 404 otherwise; the paths asked for are in `.seen`."""
+    redirects = redirects or {}
+
+    class Handler(BaseHTTPRequestHandler):
+        seen: list[str] = []
+
+        def do_GET(self):  # noqa: N802 - the standard library's name
+            Handler.seen.append(self.path)
+            if self.path in redirects:
+                self.send_response(302)
+                self.send_header("Location", redirects[self.path])
+                self.end_headers()
+                return
+            if self.path not in files:
+                self.send_error(404, "Not Found")
+                return
+            kind, headers, body = files[self.path]
+            self.send_response(200)
+            self.send_header("Content-Type", kind)
+            self.send_header("Content-Length", str(len(body)))
+            for key, value in headers.items():
+                self.send_header(key, value)
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            return None
+
+    return Handler
+
+
+@contextmanager
+def serving(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
+    """`handler` on 127.0.0.1 in a thread; yields the base URL."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import socket
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from urllib.parse import urlsplit
 
 import pytest
@@ -15,6 +15,7 @@ import pytest
 import app as datasets_app
 from app import link_fetch, url_import
 from tests import test_datasets_support as support
+from tests.helpers import files_handler, serving
 from tests.parquet_files import HF_FEATURES, parquet_bytes
 from tests.test_datasets_image_formats import heic_photo
 from tests.test_datasets_support import image_bytes, wait_job, zip_bytes
@@ -40,39 +41,13 @@ FILES = {
 REDIRECTS = {"/r1": "/r2", "/r2": "/set.zip", "/to-secret": "/secret", "/loop": "/loop"}
 
 
-class Handler(BaseHTTPRequestHandler):
-    seen: list[str] = []
-
-    def do_GET(self):  # noqa: N802 - the standard library's name
-        Handler.seen.append(self.path)
-        if self.path in REDIRECTS:
-            self.send_response(302)
-            self.send_header("Location", REDIRECTS[self.path])
-            self.end_headers()
-            return
-        if self.path not in FILES:
-            self.send_error(404, "Not Found")
-            return
-        kind, headers, body = FILES[self.path]
-        self.send_response(200)
-        self.send_header("Content-Type", kind)
-        self.send_header("Content-Length", str(len(body)))
-        for key, value in headers.items():
-            self.send_header(key, value)
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args):
-        return None
+Handler = files_handler(FILES, REDIRECTS)
 
 
 @pytest.fixture(scope="module")
 def web():
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
+    with serving(Handler) as url:
+        yield url
 
 
 @pytest.fixture

@@ -4,14 +4,13 @@ sentence and leaves nothing behind."""
 
 from __future__ import annotations
 
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
 import pytest
 
 import trainer
+from tests.helpers import files_handler, serving
 from trainer.lora_resize import encode
 
 RANK = 4
@@ -22,37 +21,20 @@ def _lora(prefix: str = "diffusion_model.layers.0.attention.to_q") -> bytes:
                    f"{prefix}.lora_B.weight": np.ones((16, RANK), np.float32)}, "BF16", {"trigger_word": "zkw"})
 
 
+OCTETS = "application/octet-stream"
 FILES = {
-    "/cat.safetensors": ({}, _lora()),
-    "/api/download/models/123": ({"Content-Disposition": 'attachment; filename="Cat Style v2.safetensors"'}, _lora()),
-    "/sdxl.safetensors": ({}, _lora("lora_unet_input_blocks.0.proj")),
-    "/page": ({"Content-Type": "text/html"}, b"<!doctype html><html><body>Download</body></html>"),
+    "/cat.safetensors": (OCTETS, {}, _lora()),
+    "/api/download/models/123": (OCTETS, {"Content-Disposition": 'attachment; filename="Cat Style v2.safetensors"'},
+                                 _lora()),
+    "/sdxl.safetensors": (OCTETS, {}, _lora("lora_unet_input_blocks.0.proj")),
+    "/page": ("text/html", {}, b"<!doctype html><html><body>Download</body></html>"),
 }
-
-
-class Handler(BaseHTTPRequestHandler):
-    def do_GET(self):  # noqa: N802 - the standard library's name
-        if self.path not in FILES:
-            self.send_error(404, "Not Found")
-            return
-        headers, body = FILES[self.path]
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        for key, value in {"Content-Type": "application/octet-stream", **headers}.items():
-            self.send_header(key, value)
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args):
-        return None
 
 
 @pytest.fixture(scope="module")
 def lora_web():
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
+    with serving(files_handler(FILES)) as url:
+        yield url
 
 
 @pytest.fixture
@@ -81,7 +63,7 @@ def test_a_lora_from_a_link_lands_in_the_library_and_comfyui(lan, lora_web):
     job = _import(client, f"{lora_web}/cat.safetensors")
     assert job["status"] == "completed", job
     assert job["message"] == f"Added cat.safetensors (rank {RANK}) to the library."
-    assert (space.loras / "cat.safetensors").read_bytes() == FILES["/cat.safetensors"][1]
+    assert (space.loras / "cat.safetensors").read_bytes() == FILES["/cat.safetensors"][2]
     assert (space.comfyui_loras / "cat.safetensors").is_file()
     card = next(e for e in client.get("/api/library").get_json()["loras"] if e["file"] == "cat.safetensors")
     assert card["rank"] == RANK and card["trigger_word"] == "zkw"
