@@ -236,7 +236,6 @@ def delete_library_file(name):
 def resize_library_file(name):
     """{"rank": N}: a smaller copy of the LoRA at rank N, beside it in the library (and ComfyUI's loras) as
     <name>-r<N>.safetensors (trainer.lora_resize); says how much of the LoRA's change it keeps."""
-    from studio.atomic import place_file
     from trainer.lora_resize import resize
 
     source = confined(workspace().loras, safe_name(name))
@@ -252,10 +251,7 @@ def resize_library_file(name):
         made = resize(source, rank, target)
     except LoraFileError as exc:
         raise ApiError(str(exc), 422) from None
-    placed = [target]
-    if workspace().comfyui_loras is not None:
-        place_file(target, workspace().comfyui_loras / target.name)
-        placed.append(workspace().comfyui_loras / target.name)
+    placed = library.also_in_comfyui(workspace(), target)
     return jsonify({"file": target.name, "rank": made.rank, "from_rank": made.from_rank, "kept": round(made.kept, 4),
                     "size": made.size, "from_size": source.stat().st_size,
                     "placed": [str(path) for path in placed]}), 201

@@ -85,16 +85,20 @@ def remove_from_library(workspace: Workspace, name: str) -> list[Path]:
 def publish(workspace: Workspace, job: Job, lora: Path, own: str | None = None) -> list[Path]:
     """Put the finished LoRA into trainer/loras (and ComfyUI's models/loras when ComfyUI is installed), under
     the job's `own` library name when it has one (see library_name)."""
-    name = library_name(workspace, job, lora, own)
-    placed = []
-    targets = [workspace.loras / name]
-    if workspace.comfyui_loras is not None:
-        targets.append(workspace.comfyui_loras / name)
-    for target in targets:
-        place_file(lora, target)
-        placed.append(target)
+    target = workspace.loras / library_name(workspace, job, lora, own)
+    place_file(lora, target)
+    placed = also_in_comfyui(workspace, target)
     log.info("job %s: LoRA placed at %s", job.id, ", ".join(map(str, placed)))
     return placed
+
+
+def also_in_comfyui(workspace: Workspace, path: Path) -> list[Path]:
+    """`path`, a file in trainer/loras, also placed in ComfyUI's models/loras when ComfyUI is installed; returns
+    where the file is now."""
+    if workspace.comfyui_loras is None:
+        return [path]
+    place_file(path, workspace.comfyui_loras / path.name)
+    return [path, workspace.comfyui_loras / path.name]
 
 
 def checkpoint_name(job: Job, step: int) -> str:

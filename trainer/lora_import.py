@@ -24,10 +24,10 @@ from flask import Blueprint, current_app, jsonify
 from app import link_fetch
 from app.executor import JobExecutor
 from app.url_import import check_url, direct_link
-from studio.atomic import place_file
 from studio.jobs import JobError
 from studio.web import ApiError, json_body
 from studio.workspace import confined
+from trainer import library
 from trainer.lora_file import LORA_TARGET, LoraFileError, lora_ranks, read_header
 
 bp = Blueprint("lora_import", __name__)
@@ -102,10 +102,7 @@ def import_lora():
             name = settle(incoming, space.loras, fetched.name)
         finally:
             incoming.unlink(missing_ok=True)
-        placed = [str(space.loras / name)]
-        if space.comfyui_loras is not None:
-            place_file(space.loras / name, space.comfyui_loras / name)
-            placed.append(str(space.comfyui_loras / name))
+        placed = [str(path) for path in library.also_in_comfyui(space, space.loras / name)]
         job.update(message=f"Added {name} (rank {rank}) to the library.")
         return {"url": given, "file": name, "rank": rank, "size": (space.loras / name).stat().st_size,
                 "placed": placed}

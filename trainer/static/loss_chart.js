@@ -1,7 +1,7 @@
 // Loss chart on a <canvas>: raw loss faint, exponentially smoothed loss bold, the evaluation loss (fixed
 // images and noise) and the held-out images' loss as lines with dots, the learning rate faint on its own scale
-// (or, to compare runs, one line per run in its colour); wheel zooms around the cursor, drag pans, double-click resets, range buttons show the
-// last N steps. No libraries.
+// (or, to compare runs, one line per run in its colour); wheel zooms around the cursor, drag pans, double-click
+// resets, range buttons show the last N steps. No libraries.
 (function () {
   class LossChart {
     constructor(canvas, tip) {
