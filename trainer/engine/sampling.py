@@ -32,7 +32,7 @@ from studio.atomic import atomic_write_json
 from trainer import leak
 from trainer.engine import model as zmodel
 from trainer.engine.data import TRIGGER, apply_trigger
-from trainer.preview_prompts import PreviewPrompt, preview_prompts
+from trainer.preview_prompts import PreviewPrompt, parse, preview_prompts
 
 BASE_DIR = "base"
 NO_TRIGGER_SUFFIX = "_notrigger"
@@ -111,8 +111,7 @@ def save_png(image, path: Path) -> None:
 
 def _shown(prompt: PreviewPrompt, config, index: int) -> dict:
     """A prompt's own settings where they differ from the job's, for prompts.json (the pages show them)."""
-    job = {"width": config.sample_width, "height": config.sample_height, "seed": config.seed + index,
-           "steps": config.sample_steps, "guidance": float(config.guidance_scale), "negative": "", "strength": 1.0}
+    job = parse("", config, index).settings  # what a prompt without options renders with
     own = {key: value for key, value in prompt.settings.items() if value != job[key]}
     if "width" in own or "height" in own:  # a size is shown whole
         own.update(width=prompt.width, height=prompt.height)
