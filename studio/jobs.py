@@ -125,10 +125,14 @@ class JobStore:
         sql = "SELECT * FROM jobs" + (" WHERE " + " AND ".join(where) if where else "")
         return self._rows(sql + " ORDER BY created_at DESC, id DESC LIMIT ?", (*args, limit))
 
-    def holders(self, kind: str, key: str, value: str) -> list[str]:
-        """Ids of the jobs of `kind` whose result has `key` equal to `value` (which job holds a file, say)."""
-        sql = ("SELECT id FROM jobs WHERE kind = ?"
-               " AND CASE WHEN json_valid(result) THEN json_extract(result, '$.' || ?) END = ?")
+    def holders(self, kind: str, key: str, value: str, *, field: str = "result") -> list[str]:
+        """Ids of the jobs of `kind` whose result (or config) has `key` equal to `value` (which job holds a
+        file, say), newest first."""
+        if field not in ("result", "config"):
+            raise ValueError(f"holders looks in a job's result or config, not {field!r}")
+        sql = (f"SELECT id FROM jobs WHERE kind = ?"
+               f" AND CASE WHEN json_valid({field}) THEN json_extract({field}, '$.' || ?) END = ?"
+               " ORDER BY created_at DESC, id DESC")
         rows = self._conn().execute(sql, (kind, key, value)).fetchall()
         return [row["id"] for row in rows]
 

@@ -317,8 +317,27 @@ def test_train_from_the_form_and_download_the_lora(studio, artifacts_dir, tmp_pa
         expect(page.locator(".toast", has_text="browser-lora-r2.safetensors")).to_contain_text("of the LoRA's change")
         expect(page.locator(".lora-card", has_text="browser-lora-r2.safetensors")).to_contain_text(
             re.compile(r"browser-lora\.safetensors at rank 2, keeping \d+% of its change"))
-        # "Try it" opens the job page at its Try the LoRA panel, ready to type
-        page.locator(".lora-card a", has_text="Try it").click()
+        # a file no job made (here the smaller copy; a LoRA from a link alike) is tried on a page of its own
+        page.locator(".lora-card", has_text="browser-lora-r2.safetensors").locator("a", has_text="Try it").click()
+        page.wait_for_url("**/library/try/browser-lora-r2.safetensors")
+        expect(page.locator("#lora-facts")).to_contain_text("rank 2")
+        expect(page.locator("#lora-about")).to_contain_text("trigger tok")
+        expect(page.locator("#lora-about")).to_contain_text("a smaller copy of browser-lora.safetensors")
+        expect(page.locator("#try-lora option")).to_have_text(["browser-lora-r2"])
+        expect(page.locator("#try-size")).to_have_value("64x64")  # the demo model's size
+        expect(page.locator("#try-prompt")).to_have_value("[trigger], ")
+        page.fill("#try-prompt", "[trigger], a red square")
+        page.locator("#try-go").click()
+        card = page.locator(".try-card").first
+        expect(card).to_contain_text("Rendered 3 images", timeout=120_000)
+        expect(card.locator(".prompt")).to_have_text("tok, a red square")
+        expect(card.locator("figcaption")).to_have_text(["Base (LoRA off)", "LoRA 0.8", "LoRA 1"])
+        expect(card.locator("[data-publish]")).to_have_count(0)  # in the library already
+        page.wait_for_function("[...document.querySelectorAll('.try-card img')].every(i => i.naturalWidth > 0)")
+        page.screenshot(path=str(artifacts_dir / "trainer-try-library-file.png"))
+        page.go_back()
+        # "Try it" on a job's LoRA opens the job page at its Try the LoRA panel, ready to type
+        page.locator(".lora-card a", has_text="Try it").first.click()
         page.wait_for_url("**/jobs/*#try-panel")
         expect(page.locator("#try-prompt")).to_be_focused()
         expect(page.locator("#try-panel")).to_be_in_viewport()
@@ -326,7 +345,8 @@ def test_train_from_the_form_and_download_the_lora(studio, artifacts_dir, tmp_pa
         expect(page.locator("#recent tbody tr")).to_have_count(1)
         expect(page.locator("#storage-free")).to_contain_text("free of")
         expect(page.locator("#storage tr[data-part=jobs]")).to_contain_text("Training jobs")
-        expect(page.locator("#worker-chip")).to_have_text("worker idle")
+        # idle; the render a moment ago keeps its model loaded a while, so the next one starts at once
+        expect(page.locator("#worker-chip")).to_have_text(re.compile(r"^worker idle( · model loaded)?$"))
         time.sleep(0.3)
         page.screenshot(path=str(artifacts_dir / "trainer-dashboard.png"), full_page=True)
 

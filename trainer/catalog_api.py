@@ -144,7 +144,7 @@ def library_list():
             copy = library.library_copy(workspace(), job, jobs_root / job.id / e["path"])
             entries.append({**e, "library_file": copy.name if copy else None})
     for e in entries:
-        e["rank"] = _rank_of(jobs_root / e["job_id"] / e["path"])
+        e["rank"] = library.rank_of(jobs_root / e["job_id"] / e["path"])
         e["download_url"] = f"/api/jobs/{e['job_id']}/files/{e['path']}"
         if e["samples"]:
             e["samples"]["urls"] = [f"/api/jobs/{e['job_id']}/files/{p}" for p in e["samples"]["images"]]
@@ -171,8 +171,8 @@ def _loose_files(entries: list[dict], jobs: list) -> list[dict]:
                       "finished_at": stat.st_mtime, "steps": step, "loss": None,
                       # a job's checkpoint: its card leads to the job (and deleting it leaves the job alone)
                       "checkpoint_of": {"job_id": job.id, "job_name": job.name, "step": step} if job else None,
-                      "metadata": meta, "samples": None, "rank": _rank_of(path),
-                      "trigger_word": _trigger_of(meta),
+                      "metadata": meta, "samples": None, "rank": library.rank_of(path),
+                      "trigger_word": library.trigger_of(meta),
                       "library_file": path.name, "download_url": f"/api/library/files/{quote(path.name)}"})
     return loose
 
@@ -191,20 +191,6 @@ def _checkpoint_files(jobs: list) -> dict[tuple[int, int], tuple]:
     return found
 
 
-def _rank_of(path: Path) -> int | None:
-    """A LoRA file's rank (its largest, read from the header), for "Make smaller"; None when it has none."""
-    try:
-        ranks = lora_ranks(read_header(path))
-    except (LoraFileError, OSError):
-        return None
-    return max(ranks.values()) if ranks else None
-
-
-def _trigger_of(meta: dict) -> str | None:
-    """A LoRA file's trigger word(s) from its metadata: modelspec's phrase, else the studio's key."""
-    return meta.get("modelspec.trigger_phrase") or meta.get("trigger_word") or None
-
-
 @bp.get("/api/library/files")
 def library_files():
     """Every LoRA file of the library with what a job needs to start from it: its rank and layers (from the
@@ -220,14 +206,18 @@ def library_files():
         meta = header.get("__metadata__") if isinstance(header.get("__metadata__"), dict) else {}
         files.append({"name": path.stem, "size": stat.st_size, "modified": stat.st_mtime,
                       "rank": ranks[0] if len(ranks) == 1 else None, "lora_targets": meta.get("lora_targets"),
-                      "trigger_word": _trigger_of(meta)})
+                      "trigger_word": library.trigger_of(meta)})
     return jsonify({"files": sorted(files, key=lambda f: -f["modified"])})
 
 
 @bp.delete("/api/library/files/<name>")
 def delete_library_file(name):
-    """The LoRA leaves the library (and ComfyUI's folder, when the copy there is the same file). The page
-    deletes the job it came from next (DELETE /api/jobs/<id>); an API client may keep the job."""
+    """The LoRA leaves the library (and ComfyUI's folder, when the copy there is the same file), with the renders
+    tried of it on the library page. The page deletes the job it came from next (DELETE /api/jobs/<id>); an API
+    client may keep the job."""
+    from trainer.renders_api import drop_library_renders
+
+    drop_library_renders(safe_name(name))
     removed = library.remove_from_library(workspace(), safe_name(name))
     return jsonify({"deleted": name, "removed": [str(p) for p in removed]})
 

@@ -17,7 +17,7 @@ from studio.thumbnails import PREVIEW_SIZE, UnreadableImage, cached_thumbnail
 from studio.web import ApiError
 from studio.workspace import Workspace, confined
 from trainer.leak import LEAKS, mean_share
-from trainer.lora_file import LoraFileError, read_header
+from trainer.lora_file import LoraFileError, lora_ranks, read_header
 from trainer.step_dirs import step_dirs
 
 log = logging.getLogger(__name__)
@@ -143,6 +143,20 @@ def remove_job_files(workspace: Workspace, job_id: str) -> None:
         return
     except OSError as exc:
         log.warning("could not remove all of %s: %s", folder, exc)
+
+
+def rank_of(path: Path) -> int | None:
+    """A LoRA file's rank (its largest, read from the header), for "Make smaller"; None when it has none."""
+    try:
+        ranks = lora_ranks(read_header(path))
+    except (LoraFileError, OSError):
+        return None
+    return max(ranks.values()) if ranks else None
+
+
+def trigger_of(meta: dict) -> str | None:
+    """A LoRA file's trigger word(s) from its metadata: modelspec's phrase, else the studio's key."""
+    return meta.get("modelspec.trigger_phrase") or meta.get("trigger_word") or None
 
 
 def safetensors_metadata(path: Path) -> dict:

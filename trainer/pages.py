@@ -1,14 +1,18 @@
-"""The trainer's pages: dashboard, new job form, job page, compare runs, LoRA library. Each is filled by
-its own script from the same JSON API that API clients use."""
+"""The trainer's pages: dashboard, new job form, job page, compare runs, LoRA library (and its try page). Each is
+filled by its own script from the same JSON API that API clients use."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from urllib.parse import quote
 
 from flask import Blueprint, current_app, render_template, request
 
 from studio import exports
-from studio.workspace import UnsafePathError, safe_name
+from studio.model_status import format_bytes
+from studio.web import ApiError
+from studio.workspace import UnsafePathError, confined, safe_name
+from trainer import library
 from trainer.export_triggers import trigger_words
 from trainer.jobs_api import load_job
 
@@ -51,6 +55,21 @@ def _trigger_words(job) -> list[str]:
 @bp.get("/library")
 def library_page():
     return render_template("trainer_library.html", page="library")
+
+
+@bp.get("/library/try/<name>")
+def library_try_page(name):
+    """Try a file of the LoRA library that no training job of this pod made (a LoRA added from a link, a smaller
+    copy): the job page's Try panel on its own."""
+    path = confined(current_app.config["STUDIO_WORKSPACE"].loras, safe_name(name))
+    if not path.is_file() or path.suffix != ".safetensors":
+        raise ApiError(f"The library has no LoRA {name!r}.", 404)
+    meta = library.safetensors_metadata(path)
+    lora = {"name": path.stem, "file": path.name, "size": format_bytes(path.stat().st_size),
+            "rank": library.rank_of(path), "trigger": library.trigger_of(meta),
+            "resized_from": meta.get("resized_from"),
+            "download_url": f"/api/library/files/{quote(path.name)}"}
+    return render_template("trainer_library_try.html", page="library", lora=lora)
 
 
 MAX_COMPARED = 4

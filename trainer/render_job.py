@@ -24,7 +24,7 @@ from studio.disk import disk_full_message, is_disk_full
 from studio.job_reporter import JobReporter
 from studio.jobs import ACTIVE, Job, JobStore
 from studio.settings import Settings
-from studio.workspace import Workspace, confined
+from studio.workspace import UnsafePathError, Workspace, confined
 from trainer import renders
 from trainer.job_log import RunLog
 from trainer.run_job import child_main, is_training_error
@@ -67,12 +67,30 @@ def _failure(exc: BaseException, root: Path) -> str:
     return f"The render stopped with an unexpected error ({name}: {exc}). Its log has the details."
 
 
+def lora_files(workspace: Workspace, store: JobStore, render: Job) -> list[Path]:
+    """The LoRA files a render tries: its training job's, or one file of the library."""
+    name = renders.library_file_of(render)
+    if name:
+        path = confined(workspace.loras, name)
+        if not path.is_file():
+            raise FileNotFoundError(f"{name} was deleted from the LoRA library.")
+        return [path]
+    parent = store.find(render.parent_id) if render.parent_id else None
+    if parent is None:
+        raise FileNotFoundError("Its training job was deleted.")
+    return [confined(workspace.jobs / parent.id, *lora["file"].split("/")) for lora in render.config["loras"]]
+
+
 def render_one(workspace: Workspace, store: JobStore, session, render: Job) -> int:
     """Render one claimed render to its end with `session`; returns an exit code (0: completed)."""
-    parent = store.find(render.parent_id) if render.parent_id else None
-    if parent is None:  # deleted while the render waited: nothing is left to show it
-        store.finish(render.id, "failed", error="Its training job was deleted.")
+    try:
+        files = lora_files(workspace, store, render)
+    except FileNotFoundError as exc:  # deleted while the render waited: nothing is left to show it
+        store.finish(render.id, "failed", error=str(exc))
         store.delete(render.id)
+        return 1
+    except UnsafePathError as exc:  # a config that names a file outside its folder
+        store.finish(render.id, "failed", error=str(exc))
         return 1
     out_dir = renders.folder(workspace, render)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -83,7 +101,6 @@ def render_one(workspace: Workspace, store: JobStore, session, render: Job) -> i
         loras = render.config["loras"]
         run_log(f"Rendering {render.config['prompt']!r} with {', '.join(lora['file'] for lora in loras)} at "
                 f"strengths {', '.join(f'{s:g}' for s in render.config['strengths'])}, seed {render.config['seed']}.")
-        files = [confined(workspace.jobs / parent.id, *lora["file"].split("/")) for lora in loras]
         session.log = run_log
         images = session.render(request_of(render.config), files, out_dir, reporter,
                                 [lora["label"] for lora in loras])

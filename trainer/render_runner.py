@@ -62,7 +62,8 @@ def _settle(worker, render: Job, returncode: int | None, ended: str | None, proc
     current = store.find(render.id)
     if current is None:  # deleted while it rendered
         return
-    if store.find(render.parent_id or "") is None:  # its training job was deleted while it rendered
+    orphan = not renders.library_file_of(render) and store.find(render.parent_id or "") is None
+    if orphan:  # its training job was deleted while it rendered
         if current.status == "running":
             store.finish(render.id, "failed", error="Its training job was deleted.")
         store.delete(render.id)

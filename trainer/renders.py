@@ -4,6 +4,10 @@ A render is a job of kind "render" in the shared job store, whose parent is the 
 Its settings are in its config; its images go to jobs/<training job>/renders/<render id>/<i>.png, so
 they are served, listed and deleted with the training job. The worker runs renders before queued
 training jobs (they take seconds), one job at a time on the one GPU.
+
+A render of a file of the LoRA library (one added from a link, a smaller copy: no training job of this pod
+made it) has no parent: its config names the file (`library_file`) and its images go to
+trainer/tries/<render id>/; they are deleted with the file.
 """
 
 from __future__ import annotations
@@ -28,21 +32,42 @@ MAX_WAITING = 12  # queued renders per training job
 MAX_IMAGES = 24  # per render
 SIZE_RANGE = (64, 2048)
 TRIGGER = "[trigger]"
+LIBRARY_FILE = "library_file"  # in a render's config: the library file it tries (it has no parent job)
+TRIES_DIR = "tries"  # under trainer/: the images of the library's renders
+# a library file's renders: Z-Image-Turbo's own sampling (the recipe's preview defaults); in demo mode the tiny
+# model's (as Express's demo previews)
+LIBRARY_DEFAULTS = {"width": 1024, "height": 1024, "steps": 9, "guidance_scale": 0.0}
+DEMO_DEFAULTS = {"width": 64, "height": 64, "steps": 2, "guidance_scale": 0.0}
 
 
 class RenderInvalid(ValueError):
     """A render request that cannot run; the message says which field and why."""
 
 
+def library_file_of(render: Job) -> str | None:
+    """The library file a render tries; None for a render of a training job's LoRA."""
+    name = render.config.get(LIBRARY_FILE)
+    return name if isinstance(name, str) else None
+
+
+def home(workspace: Workspace, render: Job) -> tuple[Path, tuple[str, ...]]:
+    """The folder a render's files are served from (its training job's, or trainer/tries) and the render's
+    folder in it."""
+    if library_file_of(render):
+        return workspace.trainer / TRIES_DIR, (render.id,)
+    return confined(workspace.jobs, render.parent_id or "_"), ("renders", render.id)
+
+
 def folder(workspace: Workspace, render: Job) -> Path:
-    return confined(workspace.jobs, render.parent_id or "_", "renders", render.id)
+    served, parts = home(workspace, render)
+    return confined(served, *parts)
 
 
 def remove_files(workspace: Workspace, render: Job) -> None:
     """A deleted render's images, log and the small previews made of them."""
-    shutil.rmtree(folder(workspace, render), ignore_errors=True)
-    shutil.rmtree(confined(workspace.jobs, render.parent_id or "_", library.THUMBS_DIR, "renders", render.id),
-                  ignore_errors=True)
+    served, parts = home(workspace, render)
+    shutil.rmtree(confined(served, *parts), ignore_errors=True)
+    shutil.rmtree(confined(served, library.THUMBS_DIR, *parts), ignore_errors=True)
 
 
 def _number(value, name: str) -> float:
@@ -147,6 +172,29 @@ def image_count(strengths: list[float], loras: list) -> int:
 def parse(body: dict, job: Job, job_dir: Path) -> dict:
     """The config of a new render of `job` from a request body (missing values from the job's previews)."""
     config = job.config
+    prompt, body = _prompt(body)
+    loras = loras_for(job, job_dir, body.get("lora", "final"))
+    defaults = {"width": int(config.get("sample_width") or 1024), "height": int(config.get("sample_height") or 1024),
+                "steps": int(config.get("sample_steps") or 9), "guidance_scale": config.get("guidance_scale", 0.0)}
+    return {**_settings(body, prompt, str(config.get("trigger_word") or ""), loras, defaults),
+            "quantize_base": config.get("quantize_base", "none"),
+            "float8_matmuls": bool(config.get("float8_matmuls", False))}
+
+
+def parse_library(body: dict, name: str, trigger: str, quantize_base: str, demo: bool = False) -> dict:
+    """The config of a new render of the library file `name` (its trigger word, if its metadata names one; the
+    base model held as `quantize_base` suits the GPU, there being no training job's memory setting)."""
+    prompt, body = _prompt(body)
+    if body.get("lora", "final") not in ("final", None):
+        raise RenderInvalid("A library file is one LoRA: 'lora' can only be \"final\".")
+    loras = [{"file": name, "step": None, "final": True, "label": name.removesuffix(".safetensors")}]
+    defaults = DEMO_DEFAULTS if demo else LIBRARY_DEFAULTS
+    return {**_settings(body, prompt, trigger, loras, defaults), LIBRARY_FILE: name,
+            "quantize_base": quantize_base, "float8_matmuls": quantize_base == "float8"}
+
+
+def _prompt(body: dict) -> tuple[str, dict]:
+    """The prompt's text (checked) without the preview options pasted with it, and the body they change."""
     prompt = body.get("prompt")
     if not isinstance(prompt, str) or not prompt.strip():
         raise RenderInvalid("Type a prompt to render.")
@@ -155,9 +203,11 @@ def parse(body: dict, job: Job, job_dir: Path) -> dict:
     prompt, body = _prompt_options(prompt, body)
     if not prompt.strip():
         raise RenderInvalid("Type a prompt to render (before its options).")
-    trigger = str(config.get("trigger_word") or "")
-    text = " ".join(prompt.replace(TRIGGER, trigger).split())
-    loras = loras_for(job, job_dir, body.get("lora", "final"))
+    return prompt, body
+
+
+def _settings(body: dict, prompt: str, trigger: str, loras: list[dict], defaults: dict) -> dict:
+    """What every render has: the prompt with the trigger word in, strengths, seed, size, steps, guidance."""
     strengths = strengths_of(body.get("strengths"))
     count = image_count(strengths, loras)
     if count > MAX_IMAGES:
@@ -165,21 +215,19 @@ def parse(body: dict, job: Job, job_dir: Path) -> dict:
                             "fewer LoRA files.")
     seed = body.get("seed")
     low, high = SIZE_RANGE
-    guidance = body.get("guidance_scale", config.get("guidance_scale", 0.0))
+    guidance = body.get("guidance_scale", defaults["guidance_scale"])
     guidance = _number(guidance if guidance is not None else 0.0, "guidance_scale")
     if not 0 <= guidance <= 20:
         raise RenderInvalid("'guidance_scale' must be between 0 and 20.")
     return {
-        "prompt": text,
+        "prompt": " ".join(prompt.replace(TRIGGER, trigger).split()),
         "strengths": strengths,
         "seed": random.randrange(2**31) if seed is None else _whole(body, "seed", 0, 0, 2**31 - 1),
-        "width": _whole(body, "width", int(config.get("sample_width") or 1024), low, high, 16),
-        "height": _whole(body, "height", int(config.get("sample_height") or 1024), low, high, 16),
-        "steps": _whole(body, "steps", int(config.get("sample_steps") or 9), 1, 100),
+        "width": _whole(body, "width", defaults["width"], low, high, 16),
+        "height": _whole(body, "height", defaults["height"], low, high, 16),
+        "steps": _whole(body, "steps", defaults["steps"], 1, 100),
         "guidance_scale": guidance,
         "loras": loras,
-        "quantize_base": config.get("quantize_base", "none"),
-        "float8_matmuls": bool(config.get("float8_matmuls", False)),
     }
 
 
@@ -200,7 +248,8 @@ def public(render: Job) -> dict:
     index of its LoRA file in `loras`; None for the base model)."""
     config = render.config
     images = (render.result or {}).get("images") or render.details.get("images") or []
-    base = f"/api/jobs/{render.parent_id}/files/renders/{render.id}"
+    base = (f"/api/library/tries/{render.id}" if library_file_of(render)
+            else f"/api/jobs/{render.parent_id}/files/renders/{render.id}")
     return {
         "id": render.id, "status": render.status, "message": render.message, "error": render.error,
         "done": render.done, "total": render.total, "created_at": render.created_at,

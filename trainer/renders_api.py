@@ -1,20 +1,23 @@
-"""JSON API for "Try the LoRA": queue a render of a training job's LoRA, list them, delete one."""
+"""JSON API for "Try the LoRA": queue a render of a training job's LoRA or of a library file, list them, delete one."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+from pathlib import Path
 from types import SimpleNamespace
 
 from flask import Blueprint, jsonify
 
-from studio.jobs import Job
+from studio.jobs import Job, JobError
 from studio.web import ApiError, json_body
-from studio.workspace import safe_name
-from trainer import renders
-from trainer.jobs_api import announce, keep_states_honest, load_job, store, workspace
+from studio.workspace import confined, safe_name
+from trainer import library, renders
+from trainer.jobs_api import announce, keep_states_honest, load_job, settings, store, workspace
+from trainer.lora_import import checked_lora
 from trainer.preview_prompts import PreviewPrompt, parse
 from trainer.renders import PAUSED
+from trainer.validation import detect_gpu
 
 bp = Blueprint("renders", __name__)
 
@@ -52,9 +55,16 @@ def list_renders(job_id):
     keep_states_honest()
     job = load_job(job_id)
     found = store().list(parent_id=job.id, kind=renders.KIND, limit=200)
-    choices = renders.lora_choices(job, workspace().jobs / job.id)
     config = job.config
     first = _first_prompt(config)
+    return _listing(found, renders.lora_choices(job, workspace().jobs / job.id),
+                    {"width": first.width, "height": first.height, "steps": first.steps,
+                     "trigger_word": config.get("trigger_word") or "", "prompt": first.text})
+
+
+def _listing(found: list[Job], choices: list[dict], defaults: dict):
+    """The Try panel's listing: the renders (a queued one says what it waits for now), the LoRA files to pick
+    from, the training job on the GPU, whether the models are loaded, and the form's defaults."""
     shown = [renders.public(render) for render in found]
     running = _training()
     if any(render["status"] == "queued" for render in shown):  # what they wait for now, not when they were made
@@ -63,9 +73,7 @@ def list_renders(job_id):
     training = {"id": running.id, "name": running.name, "stopping": running.stopping} if running else None
     warm = any(worker["state"] == "warm" for worker in store().workers())  # models loaded: a render starts at once
     return jsonify({"renders": shown, "loras": choices, "training": training, "warm": warm,
-                    "defaults": {"strengths": renders.DEFAULT_STRENGTHS, "width": first.width,
-                                 "height": first.height, "steps": first.steps,
-                                 "trigger_word": config.get("trigger_word") or "", "prompt": first.text}})
+                    "defaults": {"strengths": renders.DEFAULT_STRENGTHS, **defaults}})
 
 
 def _first_prompt(config: dict) -> PreviewPrompt:
@@ -86,11 +94,16 @@ def create_render(job_id):
     except renders.RenderInvalid as exc:
         raise ApiError(str(exc), 422) from None
     waiting = store().list(("queued",), parent_id=job.id, kind=renders.KIND, limit=renders.MAX_WAITING + 1)
-    if len(waiting) >= renders.MAX_WAITING:
-        raise ApiError(f"{len(waiting)} renders of this job are waiting already; let them finish first.", 429)
+    return _queue(config, job.id, len(waiting), "this job")
+
+
+def _queue(config: dict, parent_id: str | None, waiting: int, whose: str):
+    """A new render of `config` in the job store (202), unless MAX_WAITING of the same LoRA wait already."""
+    if waiting >= renders.MAX_WAITING:
+        raise ApiError(f"{waiting} renders of {whose} are waiting already; let them finish first.", 429)
     # a double click returns the first render (the page sends the seed, so a new click is a new render)
-    fingerprint = hashlib.sha256(json.dumps([job.id, config], sort_keys=True).encode()).hexdigest()
-    render, _created = store().create(renders.KIND, name=config["prompt"][:80], parent_id=job.id, config=config,
+    fingerprint = hashlib.sha256(json.dumps([parent_id, config], sort_keys=True).encode()).hexdigest()
+    render, _created = store().create(renders.KIND, name=config["prompt"][:80], parent_id=parent_id, config=config,
                                       total=renders.image_count(config["strengths"], config["loras"]),
                                       message=_waiting_note(_training()),
                                       fingerprint=fingerprint, dedup_window_s=5.0)
@@ -103,7 +116,90 @@ def delete_render(job_id, render_id):
     render = store().find(safe_name(render_id))
     if render is None or render.kind != renders.KIND or render.parent_id != job.id:
         raise ApiError(f"This job has no render {render_id!r}.", 404)
+    return _delete(render)
+
+
+def _delete(render: Job):
     if not store().delete(render.id):
         raise ApiError("It is rendering now; delete it when it is done (it takes seconds).", 409)
     renders.remove_files(workspace(), render)
     return jsonify({"deleted": True, "id": render.id})
+
+
+# "Try it" for a file of the LoRA library that no training job of this pod made (a LoRA added from a link, a
+# smaller copy, a checkpoint added to the library, a file copied in by hand)
+
+def _library_lora(name: str) -> Path:
+    path = confined(workspace().loras, safe_name(name))
+    if not path.is_file() or path.suffix != ".safetensors":
+        raise ApiError(f"The library has no LoRA {name!r}.", 404)
+    return path
+
+
+def library_renders(name: str, statuses: tuple[str, ...] | None = None) -> list[Job]:
+    """The renders of the library file `name`, newest first."""
+    found = (store().find(render_id) for render_id in
+             store().holders(renders.KIND, renders.LIBRARY_FILE, name, field="config")[:200])
+    return [render for render in found if render is not None and (not statuses or render.status in statuses)]
+
+
+def drop_library_renders(name: str) -> None:
+    """Before the library file `name` goes: its renders and their images (409 while one renders)."""
+    found = library_renders(name)
+    if any(render.status == "running" for render in found):
+        raise ApiError(f"{name} is being rendered now; delete it when that is done (it takes seconds).", 409)
+    for render in found:
+        if store().delete(render.id):
+            renders.remove_files(workspace(), render)
+
+
+def _library_quantize() -> str:
+    """How a library file's renders hold the base model: float8 on a card under 30 GB (the memory presets'
+    line: the 16 and 24 GB ones train in float8), bf16 otherwise and with no GPU (the demo)."""
+    gpu = detect_gpu()
+    return "float8" if gpu is not None and gpu.memory_gb < 30 else "none"
+
+
+@bp.get("/api/library/files/<name>/renders")
+def list_library_renders(name):
+    keep_states_honest()
+    path = _library_lora(name)
+    trigger = library.trigger_of(library.safetensors_metadata(path)) or ""
+    choices = [{"value": "final", "label": path.stem, "step": None}]
+    defaults = renders.DEMO_DEFAULTS if settings().demo else renders.LIBRARY_DEFAULTS
+    return _listing(library_renders(path.name), choices,
+                    {**defaults, "trigger_word": trigger, "size_note": "demo model" if settings().demo else "default",
+                     "prompt": f"{renders.TRIGGER}, " if trigger else ""})
+
+
+@bp.post("/api/library/files/<name>/renders")
+def create_library_render(name):
+    path = _library_lora(name)
+    try:
+        checked_lora(path, path.name)
+    except JobError as exc:
+        raise ApiError(str(exc), 422) from None
+    trigger = library.trigger_of(library.safetensors_metadata(path)) or ""
+    try:
+        config = renders.parse_library(json_body(), path.name, trigger, _library_quantize(), settings().demo)
+    except renders.RenderInvalid as exc:
+        raise ApiError(str(exc), 422) from None
+    return _queue(config, None, len(library_renders(path.name, ("queued",))), path.name)
+
+
+@bp.delete("/api/library/files/<name>/renders/<render_id>")
+def delete_library_render(name, render_id):
+    render = store().find(safe_name(render_id))
+    if render is None or renders.library_file_of(render) != safe_name(name):
+        raise ApiError(f"{name} has no render {render_id!r}.", 404)
+    return _delete(render)
+
+
+@bp.get("/api/library/tries/<render_id>/<path:name>")
+def library_render_file(render_id, name):
+    """An image (or the log) of a library file's render; `?thumb=1` its small preview."""
+    render = store().find(safe_name(render_id))
+    if render is None or not renders.library_file_of(render):
+        raise ApiError(f"There is no render {render_id!r} of a library file.", 404)
+    served, parts = renders.home(workspace(), render)
+    return library.send_job_file(render, served, "/".join((*parts, name)))

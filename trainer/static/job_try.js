@@ -1,13 +1,13 @@
 // "Try the LoRA" on the job page: one prompt and seed rendered at several LoRA strengths side by side
-// (Base is strength 0), from the final LoRA, any checkpoint, or every checkpoint (a row each). The worker
-// renders; the list follows.
+// (Base is strength 0), from the final LoRA, any checkpoint, or every checkpoint (a row each); on the library's
+// try page, from that one file. The worker renders; the list follows.
 (function () {
   const $ = (id) => document.getElementById(id);
-  const root = $("job-root");
+  const panel = $("try-panel");
   const form = $("try-form");
-  if (!root || !form) return;
+  if (!panel || !form) return;
   const { esc, statusChip } = window.trainer;
-  const jobId = root.dataset.job;
+  const api = panel.dataset.api;  // the LoRA's API: a training job's, or a library file's
   const STRENGTHS = [0, 0.4, 0.6, 0.8, 1, 1.2, 1.5];
   const MAX_CHOSEN = 6;
   let chosen = new Set();
@@ -38,7 +38,7 @@
     $("try-prompt").value = defaults.prompt || "[trigger], ";
     const previews = defaults.width && defaults.height ? `${defaults.width}x${defaults.height}` : null;
     $("try-size").innerHTML = sizes(defaults).map(([w, h]) =>
-      `<option value="${w}x${h}">${w}×${h}${`${w}x${h}` === previews ? " (previews)" : ""}</option>`).join("");
+      `<option value="${w}x${h}">${w}×${h}${`${w}x${h}` === previews ? ` (${esc(defaults.size_note || "previews")})` : ""}</option>`).join("");
     chosen = new Set(defaults.strengths || [0, 1]);
     newSeed();
     drawStrengths();
@@ -138,7 +138,7 @@
     busy = true;
     try {
       let data;
-      try { data = await window.studio.api(`/api/jobs/${jobId}/renders`); } catch (e) { return; }  // retried
+      try { data = await window.studio.api(`${api}/renders`); } catch (e) { return; }  // retried
       renders = data.renders; loras = data.loras; training = data.training; warm = !!data.warm;
       if (!filled && loras.length) fill(data.defaults);
       draw();  // a mistake here is a script error, not swallowed as a network one
@@ -168,7 +168,7 @@
 
   async function post(body) {
     try {
-      await window.studio.api(`/api/jobs/${jobId}/renders`, { method: "POST", json: body });
+      await window.studio.api(`${api}/renders`, { method: "POST", json: body });
       lastKey = "";
       await refresh();
     } catch (e) {
@@ -228,7 +228,7 @@
       $("try-prompt").focus();
     } else {
       try {
-        await window.studio.api(`/api/jobs/${jobId}/renders/${render.id}`, { method: "DELETE" });
+        await window.studio.api(`${api}/renders/${render.id}`, { method: "DELETE" });
         renders = renders.filter((r) => r.id !== render.id); lastKey = ""; draw();
       } catch (e) { window.studio.toast(e.message, "error"); }
     }

@@ -52,9 +52,9 @@
         ${meta ? `<details><summary class="muted" style="cursor:pointer;font-size:12px">File metadata</summary><dl>${meta}</dl></details>` : ""}
         <div class="buttons"><a class="button primary" href="${esc(l.download_url)}" download>Download</a>
           ${l.job_id ? `<a class="button" href="/jobs/${esc(l.job_id)}#try-panel" title="Render your own prompt with it at several strengths">Try it</a>
-          <a class="button" href="/jobs/${esc(l.job_id)}">Open job</a>` : l.checkpoint_of ? `<a class="button" href="/jobs/${esc(l.checkpoint_of.job_id)}"
-            title="The checkpoint at step ${l.checkpoint_of.step} of ${esc(l.checkpoint_of.job_name)}">Open job</a>`
-            : '<span class="muted" style="font-size:12px;align-self:center">job deleted</span>'}
+          <a class="button" href="/jobs/${esc(l.job_id)}">Open job</a>` : `<a class="button" href="/library/try/${encodeURIComponent(l.library_file)}"
+            title="Render your own prompt with it at several strengths">Try it</a>${l.checkpoint_of ? `<a class="button" href="/jobs/${esc(l.checkpoint_of.job_id)}"
+            title="The checkpoint at step ${l.checkpoint_of.step} of ${esc(l.checkpoint_of.job_name)}">Open job</a>` : ""}`}
           ${l.library_file ? `<a class="button" href="/new?start=${encodeURIComponent(l.library_file.replace(/\.safetensors$/, ""))}${
             l.job_id ? `&from=${encodeURIComponent(l.job_id)}` : ""}" title="A new job that goes on from this LoRA (new images, more steps)">Train further</a>` : ""}
           ${smaller(l, index)}

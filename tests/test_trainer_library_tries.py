@@ -1,0 +1,195 @@
+"""Try a file of the LoRA library that no training job made (a LoRA added from a link, a smaller copy): its
+renders through the API and the worker on the real tiny Z-Image pipeline, its page, and what happens when the
+file goes."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+from PIL import Image
+
+import trainer
+from studio.settings import load_settings
+from studio.workspace import Workspace
+from tests.test_trainer_renders import REQUEST, FakeSession, make_lora
+from trainer import renders, renders_api
+from trainer.engine.checkpoints import write_lora_file
+from trainer.validation import Gpu
+from trainer.worker import Worker
+
+
+@pytest.fixture
+def settings(demo_root):
+    return load_settings({"STUDIO_ROOT": str(demo_root), "STUDIO_DEMO": "1", "CAPTION_URL": "http://127.0.0.1:9",
+                          "RENDER_KEEP_WARM_S": "0"})
+
+
+@pytest.fixture
+def app(settings):
+    return trainer.create_app(settings)
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def store(app):
+    return app.extensions["job_store"]
+
+
+def library_lora(settings, demo_paths, name: str = "found-lora.safetensors", trigger: str | None = "zqx"):
+    """A LoRA of the tiny transformer in trainer/loras, as a LoRA added from a link would be."""
+    path = Workspace(settings.root).loras / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    make_lora(demo_paths, path)
+    if trigger is not None:  # its metadata names its trigger word, as kohya's and ours do
+        from safetensors.torch import load_file
+
+        write_lora_file(path, load_file(path), {"rank": "4", "modelspec.trigger_phrase": trigger})
+    return path
+
+
+def url_of(path) -> str:
+    return f"/api/library/files/{path.name}/renders"
+
+
+def test_a_library_file_is_listed_with_its_own_defaults(client, settings, demo_paths):
+    path = library_lora(settings, demo_paths)
+    listing = client.get(url_of(path)).get_json()
+    assert listing["renders"] == [] and listing["loras"] == [{"value": "final", "label": "found-lora", "step": None}]
+    defaults = listing["defaults"]
+    assert defaults["trigger_word"] == "zqx" and defaults["prompt"] == "[trigger], "  # from the file's metadata
+    assert (defaults["width"], defaults["height"], defaults["steps"]) == (64, 64, 2)  # the demo's tiny model
+    real = renders.parse_library({"prompt": "a cat"}, path.name, "", "none")  # Turbo's own sampling on a pod
+    assert (real["width"], real["height"], real["steps"], real["guidance_scale"]) == (1024, 1024, 9, 0.0)
+    assert client.get("/api/library/files/nope.safetensors/renders").status_code == 404
+    plain = library_lora(settings, demo_paths, "plain.safetensors", trigger=None)
+    assert client.get(url_of(plain)).get_json()["defaults"]["prompt"] == ""  # no trigger word to stand in for
+
+
+def test_a_library_render_is_queued_checked_and_deleted(client, store, settings, demo_paths):
+    path = library_lora(settings, demo_paths)
+    response = client.post(url_of(path), json=REQUEST)
+    assert response.status_code == 202
+    queued = response.get_json()["render"]
+    assert queued["prompt"] == "zqx, a red circle"  # the file's trigger word for [trigger]
+    assert queued["loras"] == [{"file": "found-lora.safetensors", "step": None, "final": True, "label": "found-lora"}]
+    render = store.get(queued["id"])
+    assert render.parent_id is None and renders.library_file_of(render) == "found-lora.safetensors"
+    assert render.config["quantize_base"] == "none"  # no GPU here
+    assert client.post(url_of(path), json=REQUEST).get_json()["render"]["id"] == queued["id"]  # a double click
+    assert [r["id"] for r in client.get(url_of(path)).get_json()["renders"]] == [queued["id"]]
+    for body, words in [({**REQUEST, "lora": 3}, "one LoRA"), ({**REQUEST, "width": 100}, "multiple of 16"),
+                        ({"prompt": " "}, "Type a prompt")]:
+        answer = client.post(url_of(path), json=body)
+        assert answer.status_code == 422 and words in answer.get_json()["error"], body
+    # not a LoRA of Z-Image's layers: refused before anything waits for the GPU
+    (path.parent / "notes.safetensors").write_bytes(b"not a safetensors file")
+    answer = client.post("/api/library/files/notes.safetensors/renders", json=REQUEST)
+    assert answer.status_code == 422 and "not a .safetensors file" in answer.get_json()["error"]
+    # another file's render is not this one's to delete
+    other = library_lora(settings, demo_paths, "other.safetensors")
+    assert client.delete(f"{url_of(other)}/{queued['id']}").status_code == 404
+    assert client.delete(f"{url_of(path)}/{queued['id']}").get_json()["deleted"] is True
+    assert client.get(url_of(path)).get_json()["renders"] == []
+
+
+def test_the_queue_of_a_library_file_is_bounded(client, settings, demo_paths):
+    path = library_lora(settings, demo_paths)
+    for seed in range(renders.MAX_WAITING):
+        assert client.post(url_of(path), json={**REQUEST, "seed": seed}).status_code == 202
+    answer = client.post(url_of(path), json={**REQUEST, "seed": 99})
+    assert answer.status_code == 429 and "found-lora.safetensors are waiting already" in answer.get_json()["error"]
+
+
+@pytest.mark.parametrize(("memory_gb", "quantize"), [(16.0, "float8"), (24.0, "float8"), (48.0, "none"),
+                                                    (80.0, "none")])
+def test_a_library_render_holds_the_base_model_as_the_gpu_allows(client, store, settings, demo_paths, monkeypatch,
+                                                                  memory_gb, quantize):
+    """No training job says how much memory there is: a card under 30 GB renders with the float8 base, as its
+    memory presets train."""
+    monkeypatch.setattr(renders_api, "detect_gpu", lambda: Gpu("NVIDIA test", memory_gb))
+    path = library_lora(settings, demo_paths)
+    config = store.get(client.post(url_of(path), json=REQUEST).get_json()["render"]["id"]).config
+    assert (config["quantize_base"], config["float8_matmuls"]) == (quantize, quantize == "float8")
+
+
+@pytest.mark.slow
+def test_the_worker_renders_a_library_file_and_serves_its_images(client, store, settings, demo_paths):
+    path = library_lora(settings, demo_paths)
+    made = client.post(url_of(path), json=REQUEST).get_json()["render"]
+    done = Worker(settings, poll_s=0.1, unload_caption=False).run_once()
+    assert done.id == made["id"] and done.status == "completed", done.error
+    shown = client.get(url_of(path)).get_json()["renders"][0]
+    assert [image["strength"] for image in shown["images"]] == [0, 1]
+    pictures = []
+    for image in shown["images"]:
+        assert image["url"].startswith(f"/api/library/tries/{made['id']}/")
+        response = client.get(image["url"])
+        assert response.status_code == 200 and response.mimetype == "image/png"
+        pictures.append(Image.open(io.BytesIO(response.data)).convert("RGB"))
+    assert pictures[0].size == (80, 64) and pictures[0].tobytes() != pictures[1].tobytes()  # the LoRA shows
+    tries = Workspace(settings.root).trainer / renders.TRIES_DIR
+    assert "found-lora.safetensors at strengths 0, 1" in (tries / made["id"] / "log.txt").read_text()
+    assert client.get(shown["images"][0]["url"] + "?thumb=1").mimetype == "image/webp"
+    assert (tries / ".thumbs" / made["id"]).is_dir()
+    # deleting the file from the library takes its renders, their images and previews
+    assert client.delete(f"/api/library/files/{path.name}").status_code == 200
+    assert store.find(made["id"]) is None
+    assert not (tries / made["id"]).exists() and not (tries / ".thumbs" / made["id"]).exists()
+
+
+def test_a_library_file_cannot_go_while_it_renders(client, store, settings, demo_paths):
+    path = library_lora(settings, demo_paths)
+    made = client.post(url_of(path), json=REQUEST).get_json()["render"]
+    store.start(made["id"], "worker-1")
+    answer = client.delete(f"/api/library/files/{path.name}")
+    assert answer.status_code == 409 and "being rendered now" in answer.get_json()["error"]
+    assert path.is_file() and store.find(made["id"]) is not None
+
+
+def test_a_render_of_a_file_deleted_while_it_waited_is_dropped(client, store, settings, demo_paths):
+    from trainer.render_job import execute
+
+    path = library_lora(settings, demo_paths)
+    made = client.post(url_of(path), json=REQUEST).get_json()["render"]
+    path.unlink()  # by hand, say: the API would have taken its renders along
+    store.start(made["id"], "me")
+    session = FakeSession()
+    assert execute(settings, made["id"], session=session) == 1
+    assert store.find(made["id"]) is None and session.calls == []
+
+
+def test_a_library_render_never_reads_or_serves_outside_its_folders(client, store, settings, demo_paths):
+    from trainer.render_job import execute
+
+    path = library_lora(settings, demo_paths)
+    config = renders.parse_library(REQUEST, path.name, "", "none")
+    config[renders.LIBRARY_FILE] = "../studio.db"
+    made = store.create(renders.KIND, name="x", config=config, total=2)[0]
+    store.start(made.id, "me")
+    session = FakeSession()
+    assert execute(settings, made.id, session=session) == 1
+    ended = store.get(made.id)
+    assert ended.status == "failed" and "points outside its folder" in ended.error and session.calls == []
+    good = client.post(url_of(path), json=REQUEST).get_json()["render"]
+    for url in (f"/api/library/tries/{good['id']}/../../studio.db", f"/api/library/tries/{good['id']}/%2e%2e/x",
+                "/api/library/tries/nope/0.png"):
+        assert client.get(url).status_code in (400, 404), url
+    # a training job's render is not served as a library file's
+    job_render = store.create(renders.KIND, name="y", parent_id="some-job", config={"loras": []}, total=1)[0]
+    assert client.get(f"/api/library/tries/{job_render.id}/log.txt").status_code == 404
+
+
+def test_the_try_page_of_a_library_file(client, settings, demo_paths):
+    path = library_lora(settings, demo_paths)
+    page = client.get(f"/library/try/{path.name}")
+    assert page.status_code == 200
+    html = page.get_data(as_text=True)
+    assert 'data-api="/api/library/files/found-lora.safetensors"' in html and "rank 4" in html
+    assert '<span class="chip">zqx</span>' in html and "job_try.js" in html
+    assert client.get("/library/try/missing.safetensors").status_code == 404
+    assert client.get("/library/try/..%2fstudio.db").status_code in (400, 404)
