@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -22,7 +23,7 @@ from trainer.worker import Worker
 @pytest.fixture
 def settings(demo_root):
     return load_settings({"STUDIO_ROOT": str(demo_root), "STUDIO_DEMO": "1", "CAPTION_URL": "http://127.0.0.1:9",
-                          "RENDER_KEEP_WARM_S": "0"})
+                          "RENDER_KEEP_WARM_S": "0", "ALLOW_PRIVATE_URLS": "1"})
 
 
 @pytest.fixture
@@ -193,3 +194,37 @@ def test_the_try_page_of_a_library_file(client, settings, demo_paths):
     assert '<span class="chip">zqx</span>' in html and "job_try.js" in html
     assert client.get("/library/try/missing.safetensors").status_code == 404
     assert client.get("/library/try/..%2fstudio.db").status_code in (400, 404)
+
+
+@pytest.mark.slow
+def test_a_kohya_lora_from_a_link_renders_as_the_same_lora_in_our_names(client, store, settings, demo_paths):
+    """A LoRA written with kohya's (musubi-tuner's) names, lora_down/lora_up and alpha, added from a link: converted
+    on the way in, it renders exactly what the same LoRA in this studio's names renders."""
+    from tests.helpers import files_handler, serving
+    from tests.test_lora_import import _import
+    from trainer.lora_resize import encode, read_tensors
+
+    ours = library_lora(settings, demo_paths, "ours.safetensors", trigger=None)
+    _header, tensors = read_tensors(ours)
+    kohya = {}
+    for key, value in tensors.items():
+        module = "lora_unet_" + key.removeprefix("diffusion_model.").rsplit(".lora_", 1)[0].replace(".", "_")
+        if ".lora_A." in key:
+            kohya[f"{module}.lora_down.weight"] = value
+            kohya[f"{module}.alpha"] = np.array(value.shape[0], np.float32)  # alpha = rank: a scale of 1
+        else:
+            kohya[f"{module}.lora_up.weight"] = value
+    with serving(files_handler({"/musubi.safetensors": ("application/octet-stream", {}, encode(kohya, "BF16", {}))})) \
+            as web:
+        job = _import(client, f"{web}/musubi.safetensors")
+    assert job["status"] == "completed", job
+    assert job["message"] == "Added musubi.safetensors (rank 4, converted from kohya's key names) to the library."
+    rendered = []
+    for name in ("ours.safetensors", "musubi.safetensors"):
+        made = client.post(f"/api/library/files/{name}/renders", json=REQUEST).get_json()["render"]
+        done = Worker(settings, poll_s=0.1, unload_caption=False).run_once()
+        assert done.id == made["id"] and done.status == "completed", done.error
+        images = client.get(f"/api/library/files/{name}/renders").get_json()["renders"][0]["images"]
+        rendered.append([client.get(image["url"]).data for image in images])
+    assert rendered[0][1] == rendered[1][1]  # the LoRA at strength 1: the same picture
+    assert rendered[1][0] != rendered[1][1]  # and it does change the picture

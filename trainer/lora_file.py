@@ -15,6 +15,9 @@ from pathlib import Path
 # Every Linear of the main `layers.N` blocks: attention q/k/v/out, SwiGLU w1/w2/w3, adaLN (ai-toolkit's set)
 BASE_REPO = "Tongyi-MAI/Z-Image-Turbo"  # the model every LoRA here is for (torch-free, for the web pages too)
 LORA_TARGET = r"^layers\.\d+\.(attention\.(to_q|to_k|to_v|to_out\.0)|feed_forward\.(w1|w2|w3)|adaLN_modulation\.0)$"
+# a Linear of any of the transformer's blocks (other trainers, musubi-tuner's among them, train the refiners' too)
+ZIMAGE_MODULE = (r"^(layers|noise_refiner|context_refiner)\.\d+\.(attention\.(to_q|to_k|to_v|to_out\.0)|"
+                 r"feed_forward\.(w1|w2|w3)|adaLN_modulation\.0)$")
 # lora_targets -> the main blocks' modules that get a LoRA ("all" is what ai-toolkit trains)
 LORA_TARGETS = {
     "all": LORA_TARGET,

@@ -1,7 +1,8 @@
 """Add a LoRA to the library from a link: a Hugging Face file (its page or its download), Civitai's download link,
-a Dropbox or Google Drive share, any direct https link. The pod downloads it at datacentre speed, checks it is a
-LoRA of Z-Image's layers, and places it in the library (and ComfyUI's loras), where it can start a new job
-("Train further"), be made smaller, or be loaded in ComfyUI.
+a Dropbox or Google Drive share, any direct https link. The pod downloads it at datacentre speed, brings another
+trainer's key names to this studio's (trainer.lora_formats), checks it is a LoRA of Z-Image's layers, and places
+it in the library (and ComfyUI's loras), where it can start a new job ("Train further"), be tried, be made
+smaller, or be loaded in ComfyUI.
 
     POST /api/library/import {"url"}   -> 202 {"job"}: a job of the one job store, kind "lora-import"
     GET  /api/library/imports           -> {"imports": [the latest ones]}
@@ -28,7 +29,8 @@ from studio.jobs import JobError
 from studio.web import ApiError, json_body
 from studio.workspace import confined
 from trainer import library
-from trainer.lora_file import LORA_TARGET, LoraFileError, lora_ranks, read_header
+from trainer.lora_file import ZIMAGE_MODULE, LoraFileError, lora_ranks, read_header
+from trainer.lora_formats import converted_if_needed
 
 bp = Blueprint("lora_import", __name__)
 
@@ -51,11 +53,20 @@ def checked_lora(path: Path, name: str) -> int:
     if not ranks:
         raise JobError(f"{name} holds no LoRA layers this studio reads (lora_A/lora_B pairs, the names ComfyUI, "
                        "ai-toolkit and diffusers use for Z-Image).")
-    foreign = sorted(module for module in ranks if not re.match(LORA_TARGET, module))
+    foreign = sorted(module for module in ranks if not re.match(ZIMAGE_MODULE, module))
     if foreign:
         raise JobError(f"{name} is not a LoRA of Z-Image's layers (it has {foreign[0]}"
                        f"{f' and {len(foreign) - 1} more' if len(foreign) > 1 else ''}): a LoRA of another model.")
     return max(ranks.values())
+
+
+def _in_our_names(path: Path, name: str):
+    """The download rewritten in this studio's key names when another trainer's (kohya's, the original
+    checkpoint's fused qkv: trainer.lora_formats); JobError with the reason when it cannot be."""
+    try:
+        return converted_if_needed(path)
+    except LoraFileError as exc:
+        raise JobError(f"{name}: {exc}") from None
 
 
 def free_name(folder: Path, name: str) -> str:
@@ -98,14 +109,16 @@ def import_lora():
         try:
             job.update(phase="downloading", message=f"Connecting to {urlsplit(url).hostname}")
             fetched = link_fetch.fetch_to(job, url, incoming, conf.max_upload_mb * 2**20, conf.allow_private_urls)
+            converted = _in_our_names(incoming, fetched.name)
             rank = checked_lora(incoming, fetched.name)
             name = settle(incoming, space.loras, fetched.name)
         finally:
             incoming.unlink(missing_ok=True)
         placed = [str(path) for path in library.also_in_comfyui(space, space.loras / name)]
-        job.update(message=f"Added {name} (rank {rank}) to the library.")
+        how = f", converted from {' and '.join(converted.notes)}" if converted and converted.notes else ""
+        job.update(message=f"Added {name} (rank {rank}{how}) to the library.")
         return {"url": given, "file": name, "rank": rank, "size": (space.loras / name).stat().st_size,
-                "placed": placed}
+                "placed": placed, "converted_from": converted.notes if converted else None}
 
     job = executor().submit(KIND, "", work, name=f"LoRA from {urlsplit(given).hostname}", config={"url": given})
     return jsonify({"job": job.public()}), 202

@@ -52,7 +52,7 @@ def read_tensors(path: Path) -> tuple[dict, dict[str, np.ndarray]]:
 
 def _tensor(handle, start: int, key: str, info: dict, name: str) -> np.ndarray:
     if info.get("dtype") not in DTYPES:
-        raise LoraFileError(f"{name}: {key} is {info.get('dtype')}; only F32, F16 and BF16 LoRAs can be made smaller.")
+        raise LoraFileError(f"{name}: {key} is {info.get('dtype')}; this studio reads F32, F16 and BF16 LoRAs.")
     begin, end = info["data_offsets"]
     handle.seek(start + begin)
     data = handle.read(end - begin)

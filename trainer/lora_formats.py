@@ -1,0 +1,179 @@
+"""Z-Image LoRA files in the key names other trainers write, brought to this studio's (ai-toolkit's and diffusers'):
+`diffusion_model.<module>.lora_A.weight` and `.lora_B.weight` for each Linear of the diffusers transformer, alpha
+folded into B. Read as such by the trainer ("Train further"), Try the LoRA, Make smaller and ComfyUI.
+
+- kohya and musubi-tuner: `lora_unet_layers_0_attention_to_q.lora_down.weight`, `.lora_up.weight` and `.alpha`
+  (the module's dots written as underscores);
+- `lora_down`/`lora_up` under dotted names, and the prefixes `transformer.`, `base_model.model.`;
+- the layout of Z-Image's original checkpoint (ComfyUI's): the attention's q, k and v as one `attention.qkv` (its
+  B split into three blocks of rows, each with the same A, columns that are zero for a block dropped: the change is
+  exactly the same) and `attention.out` for `to_out.0`.
+
+LyCORIS files (LoKr, LoHa) and DoRA are refused with a sentence: they are not a plain product of two matrices.
+Torch-free (numpy), so the web process converts a download at once.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from studio.atomic import atomic_write_bytes
+from trainer.lora_file import LoraFileError, read_header
+from trainer.lora_resize import encode, read_tensors
+
+PARTS = {".lora_A.weight": "A", ".lora_down.weight": "A", ".lora_B.weight": "B", ".lora_up.weight": "B",
+         ".alpha": "alpha"}
+DOTTED = ("diffusion_model.", "transformer.", "base_model.model.")
+UNDERSCORED = ("lora_unet_", "lora_transformer_")
+BLOCK = re.compile(r"(layers|noise_refiner|context_refiner)_(\d+)_(\w+)")
+# a block's Linears, underscored -> dotted (the original checkpoint's fused qkv and out among them)
+SUBMODULES = {"attention_to_q": "attention.to_q", "attention_to_k": "attention.to_k",
+              "attention_to_v": "attention.to_v", "attention_to_out_0": "attention.to_out.0",
+              "attention_qkv": "attention.qkv", "attention_out": "attention.out", "feed_forward_w1": "feed_forward.w1",
+              "feed_forward_w2": "feed_forward.w2", "feed_forward_w3": "feed_forward.w3",
+              "adaLN_modulation_0": "adaLN_modulation.0"}
+FUSED = {"attention.qkv": ("attention.to_q", "attention.to_k", "attention.to_v")}
+RENAMED = {"attention.out": "attention.to_out.0"}
+FOREIGN = {".lokr_w1": "a LyCORIS LoKr", ".lokr_w1_a": "a LyCORIS LoKr", ".hada_w1_a": "a LyCORIS LoHa",
+           ".oft_blocks": "an OFT", ".dora_scale": "a DoRA"}
+OURS = "diffusion_model."
+
+
+@dataclass(frozen=True)
+class Converted:
+    modules: int  # LoRA layers written
+    notes: list[str]  # what was changed, for the import's message ("kohya's key names", ...)
+
+
+def _split(key: str) -> tuple[str, str] | None:
+    """(module name in the diffusers transformer, "A" | "B" | "alpha") of a LoRA key; None for any other key."""
+    found = next(((key[: -len(suffix)], part) for suffix, part in PARTS.items() if key.endswith(suffix)), None)
+    if found is None:
+        return None
+    stem, part = found
+    for prefix in UNDERSCORED:
+        if stem.startswith(prefix):
+            found = BLOCK.fullmatch(stem[len(prefix):])
+            if found and found[3] in SUBMODULES:
+                stem = f"{found[1]}.{found[2]}.{SUBMODULES[found[3]]}"
+            return stem, part  # an unknown one keeps its name: the import's check names it
+    for prefix in DOTTED:
+        if stem.startswith(prefix):
+            stem = stem[len(prefix):]
+            break
+    return stem, part
+
+
+def _tail(module: str) -> str:
+    """`layers.3.attention.qkv` -> `attention.qkv`."""
+    parts = module.split(".")
+    return ".".join(parts[2:]) if len(parts) > 2 and parts[1].isdigit() else module
+
+
+def needs_converting(header: dict) -> bool:
+    """Whether a file's keys are other than this studio's (every key `diffusion_model.` or `transformer.`, lora_A
+    and lora_B, no fused module); raises LoraFileError for a LyCORIS or DoRA file."""
+    for key in header:
+        for suffix, kind in FOREIGN.items():
+            if key.endswith(suffix) or f"{suffix}." in key:
+                raise LoraFileError(f"This is {kind} file, not a LoRA: ComfyUI loads it as it is, but this studio "
+                                    "trains, tries and resizes LoRAs only.")
+    for key in header:
+        split = _split(key)
+        if key == "__metadata__" or split is None:
+            continue
+        module, _part = split
+        plain = key.startswith(("diffusion_model.", "transformer.")) and not key.endswith((".lora_down.weight",
+                                                                                        ".lora_up.weight"))
+        if not plain or _tail(module) in FUSED or _tail(module) in RENAMED:
+            return True
+    return False
+
+
+def _pairs(tensors: dict[str, np.ndarray], name: str) -> dict[str, dict[str, np.ndarray]]:
+    pairs: dict[str, dict[str, np.ndarray]] = {}
+    for key, value in tensors.items():
+        split = _split(key)
+        if split is None:
+            raise LoraFileError(f"{name} holds {key}, which is not part of a LoRA layer this studio reads.")
+        module, part = split
+        pairs.setdefault(module, {})[part] = value
+    for module, parts in pairs.items():
+        if "A" not in parts or "B" not in parts:
+            raise LoraFileError(f"{name}: the layer {module} has only half of its LoRA (lora_down/lora_A and "
+                                "lora_up/lora_B go together).")
+        if parts["A"].ndim != 2 or parts["B"].ndim != 2 or parts["B"].shape[1] != parts["A"].shape[0]:
+            raise LoraFileError(f"{name}: the layer {module} is not a LoRA of a Linear (shapes "
+                                f"{list(parts['A'].shape)} and {list(parts['B'].shape)}).")
+    return pairs
+
+
+def _unfused(module: str, down: np.ndarray, up: np.ndarray, name: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """A fused module's LoRA as the LoRAs of the Linears it stands for (the rows of B in their order)."""
+    prefix = module[: -len(_tail(module))]
+    targets = FUSED[_tail(module)]
+    if up.shape[0] % len(targets):
+        raise LoraFileError(f"{name}: {module} has {up.shape[0]} outputs, which do not split into "
+                            f"{len(targets)} equal parts.")
+    size = up.shape[0] // len(targets)
+    out = {}
+    for index, target in enumerate(targets):
+        block = up[index * size:(index + 1) * size]
+        keep = np.flatnonzero(np.any(block != 0, axis=0))  # a block-diagonal B: only this Linear's columns
+        if keep.size:
+            out[prefix + target] = (down[keep], block[:, keep])
+    return out
+
+
+def convert(source: Path, target: Path) -> Converted:
+    """Writes `target` (may be `source`): the LoRA of `source` in this studio's key names, its dtype and metadata
+    kept (`converted_from` added). LoraFileError with a sentence when it cannot."""
+    header, tensors = read_tensors(source)
+    needs_converting(header)  # LyCORIS and DoRA: refused with their name
+    pairs = _pairs(tensors, source.name)
+    if not pairs:
+        raise LoraFileError(f"{source.name} holds no LoRA layers.")
+    notes = []
+    if any(key.startswith(UNDERSCORED) for key in tensors):
+        notes.append("kohya's key names")
+    elif any(key.endswith((".lora_down.weight", ".lora_up.weight")) for key in tensors):
+        notes.append("lora_down/lora_up names")
+    out: dict[str, np.ndarray] = {}
+    for module, parts in pairs.items():
+        down, up = parts["A"], parts["B"]
+        alpha = parts.get("alpha")
+        if alpha is not None:  # folded: ComfyUI and this studio read a file without alpha keys at scale 1
+            up = up * (float(alpha.reshape(-1)[0]) / down.shape[0])
+        if _tail(module) in FUSED:
+            layers = _unfused(module, down, up, source.name)
+            note = "the original checkpoint's fused qkv"
+        else:
+            renamed = RENAMED.get(_tail(module))
+            layers = {module[: -len(_tail(module))] + renamed if renamed else module: (down, up)}
+            note = None
+        for layer, (layer_down, layer_up) in layers.items():
+            if f"{OURS}{layer}.lora_A.weight" in out:
+                raise LoraFileError(f"{source.name} holds the layer {layer} twice (fused and on its own).")
+            out[f"{OURS}{layer}.lora_A.weight"], out[f"{OURS}{layer}.lora_B.weight"] = layer_down, layer_up
+        if note and note not in notes:
+            notes.append(note)
+    dtype = next(info["dtype"] for key, info in header.items() if (_split(key) or ("", ""))[1] == "A")
+    meta = dict(header.get("__metadata__") or {})
+    meta["converted_from"] = ", ".join(notes) or "other key names"
+    atomic_write_bytes(target, encode(out, dtype, meta))
+    return Converted(len(out) // 2, notes)
+
+
+def converted_if_needed(path: Path) -> Converted | None:
+    """`path` rewritten in this studio's key names when it has others; None when it is in them already."""
+    try:
+        header = read_header(path)
+    except LoraFileError:
+        return None  # not a .safetensors file at all: the import's check says so
+    if not needs_converting(header):
+        return None
+    return convert(path, path)
