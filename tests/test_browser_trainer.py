@@ -334,6 +334,19 @@ def test_train_from_the_form_and_download_the_lora(studio, artifacts_dir, tmp_pa
         expect(card.locator("figcaption")).to_have_text(["Base (LoRA off)", "LoRA 0.8", "LoRA 1"])
         expect(card.locator("[data-publish]")).to_have_count(0)  # in the library already
         page.wait_for_function("[...document.querySelectorAll('.try-card img')].every(i => i.naturalWidth > 0)")
+        # with another library LoRA on every image (a style under a character); the file tried is not offered
+        expect(page.locator("#try-with option")).to_have_text(["no other LoRA", "browser-lora",
+                                                               "browser-lora-step120"])
+        expect(page.locator("#try-with-strength")).to_be_hidden()
+        page.select_option("#try-with", "browser-lora.safetensors")
+        page.fill("#try-with-strength", "0.5")
+        page.locator("#try-go").click()
+        expect(page.locator(".try-card")).to_have_count(2)
+        stacked = page.locator(".try-card").first
+        expect(stacked).to_contain_text("Rendered 3 images", timeout=120_000)
+        expect(stacked.locator(".try-meta").first).to_contain_text("browser-lora-r2 · with browser-lora at 0.5")
+        expect(stacked.locator("figcaption")).to_have_text(["This LoRA off", "LoRA 0.8", "LoRA 1"])
+        page.wait_for_function("[...document.querySelectorAll('.try-card img')].every(i => i.naturalWidth > 0)")
         page.screenshot(path=str(artifacts_dir / "trainer-try-library-file.png"))
         page.go_back()
         # "Try it" on a job's LoRA opens the job page at its Try the LoRA panel, ready to type

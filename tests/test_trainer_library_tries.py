@@ -1,6 +1,6 @@
 """Try a file of the LoRA library that no training job made (a LoRA added from a link, a smaller copy): its
 renders through the API and the worker on the real tiny Z-Image pipeline, its page, and what happens when the
-file goes."""
+file goes. And any render with another library LoRA on every image ("with": a style under a character)."""
 
 from __future__ import annotations
 
@@ -228,3 +228,64 @@ def test_a_kohya_lora_from_a_link_renders_as_the_same_lora_in_our_names(client, 
         rendered.append([client.get(image["url"]).data for image in images])
     assert rendered[0][1] == rendered[1][1]  # the LoRA at strength 1: the same picture
     assert rendered[1][0] != rendered[1][1]  # and it does change the picture
+
+
+# -- rendering with another library LoRA on every image ----------------------------------------------------
+def test_a_stacked_lora_applies_to_every_image_the_base_models_too(demo_paths, tmp_path):
+    """The base model with a style LoRA at 1 is exactly the style LoRA tried at 1 on its own (same seed); with it
+    stacked, the LoRA tried changes the picture still."""
+    from trainer.engine.try_lora import TryRequest, render
+
+    tried = make_lora(demo_paths, tmp_path / "character.safetensors")
+    style = make_lora(demo_paths, tmp_path / "style.safetensors")
+    request = TryRequest(prompt="tok", strengths=(0.0, 1.0), seed=3, width=64, height=64, steps=2, guidance_scale=0)
+    lines = []
+    both = render(request, [tried], demo_paths, tmp_path / "both", device="cpu", log=lines.append,
+                  stack=[(style, 1.0, "style")])
+    alone = render(request, [style], demo_paths, tmp_path / "alone", device="cpu", log=lambda _line: None)
+    pixels = {name: [Image.open(tmp_path / name / image["file"]).tobytes() for image in images]
+              for name, images in (("both", both), ("alone", alone))}
+    assert pixels["both"][0] == pixels["alone"][1]  # base + style at 1 == style tried at 1
+    assert pixels["both"][1] != pixels["both"][0]
+    assert "Every image with style at 1." in lines
+
+
+def test_what_a_render_is_to_use_too_is_checked(client, store, settings, demo_paths):
+    path = library_lora(settings, demo_paths)
+    style = library_lora(settings, demo_paths, "style.safetensors")
+    (path.parent / "junk.safetensors").write_bytes(b"junk")
+    url = url_of(path)
+    cases = [("style.safetensors", "at most 2 library LoRAs"), ([{"strength": 1}], "at most 2 library LoRAs"),
+             ([{"file": "nope.safetensors"}], "has no 'nope.safetensors'"),
+             ([{"file": "../studio.db"}], "has no '../studio.db'"),
+             ([{"file": "junk.safetensors"}], "not a .safetensors file"),
+             ([{"file": "style.safetensors", "strength": 0}], "other than 0"),
+             ([{"file": "style.safetensors", "strength": 3}], "between -2 and 2"),
+             ([{"file": "style.safetensors"}, {"file": "style.safetensors"}], "named twice"),
+             ([{"file": "style.safetensors"}] * 3, "at most 2"),
+             ([{"file": path.name}], "is the LoRA this render tries")]
+    for value, words in cases:
+        answer = client.post(url, json={**REQUEST, "with": value})
+        assert answer.status_code == 422 and words in answer.get_json()["error"], (value, answer.get_json())
+    made = client.post(url, json={**REQUEST, "with": [{"file": style.name, "strength": 0.8}]}).get_json()["render"]
+    assert made["with"] == [{"file": "style.safetensors", "strength": 0.8, "label": "style"}]
+    assert client.post(url, json={**REQUEST, "with": []}).get_json()["render"]["with"] == []
+
+
+@pytest.mark.slow
+def test_the_worker_renders_with_a_stacked_lora_and_fails_when_it_went(client, store, settings, demo_paths):
+    path = library_lora(settings, demo_paths)
+    style = library_lora(settings, demo_paths, "style.safetensors")
+    body = {**REQUEST, "with": [{"file": style.name, "strength": 0.8}]}
+    made = client.post(url_of(path), json=body).get_json()["render"]
+    done = Worker(settings, poll_s=0.1, unload_caption=False).run_once()
+    assert done.id == made["id"] and done.status == "completed", done.error
+    log = (Workspace(settings.root).trainer / renders.TRIES_DIR / made["id"] / "log.txt").read_text()
+    assert "seed 7, with style.safetensors at 0.8." in log and "Every image with style at 0.8." in log
+    # the LoRA it was to use too is deleted before it renders: it fails saying so, and nothing else is lost
+    again = client.post(url_of(path), json={**body, "seed": 8}).get_json()["render"]
+    assert client.delete(f"/api/library/files/{style.name}").status_code == 200
+    failed = Worker(settings, poll_s=0.1, unload_caption=False).run_once()
+    assert failed.id == again["id"] and failed.status == "failed"
+    assert "style.safetensors, which this render was to use too, was deleted" in failed.error
+    assert store.get(made["id"]).status == "completed"

@@ -65,7 +65,7 @@ class FakeSession:
     def fits(self, request) -> bool:
         return request.quantize_base == "none"
 
-    def render(self, request, files, out_dir, on_progress, labels):
+    def render(self, request, files, out_dir, on_progress, labels, stack=()):
         self.calls.append(request.prompt)
         if self.raised is not None:
             raise self.raised

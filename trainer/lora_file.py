@@ -99,3 +99,22 @@ def check_start_lora(path: Path, rank: int, targets: str, name: str | None = Non
     if found != [rank]:
         raise LoraFileError(f"{name} has rank {found[0]}, not {rank}: set the LoRA rank to {found[0]} to start "
                             "from it.")
+
+
+def zimage_lora_rank(path: Path, name: str) -> int:
+    """The rank of the LoRA at `path` (the largest of its layers); LoraFileError with a sentence when it is not a
+    LoRA of Z-Image's layers. Messages call it `name`."""
+    try:
+        ranks = lora_ranks(read_header(path))
+    except LoraFileError:
+        raise LoraFileError(f"{name} is not a .safetensors file: use the link of the file itself (on Hugging Face "
+                            "the file's page or its download; a page that shows it is not the file).") from None
+    if not ranks:
+        raise LoraFileError(f"{name} holds no LoRA layers this studio reads (lora_A/lora_B pairs, the names "
+                            "ComfyUI, ai-toolkit and diffusers use for Z-Image).")
+    foreign = sorted(module for module in ranks if not re.match(ZIMAGE_MODULE, module))
+    if foreign:
+        raise LoraFileError(f"{name} is not a LoRA of Z-Image's layers (it has {foreign[0]}"
+                            f"{f' and {len(foreign) - 1} more' if len(foreign) > 1 else ''}): a LoRA of another "
+                            "model.")
+    return max(ranks.values())

@@ -29,7 +29,7 @@ from studio.jobs import JobError
 from studio.web import ApiError, json_body
 from studio.workspace import confined
 from trainer import library
-from trainer.lora_file import ZIMAGE_MODULE, LoraFileError, lora_ranks, read_header
+from trainer.lora_file import LoraFileError, zimage_lora_rank
 from trainer.lora_formats import converted_if_needed
 
 bp = Blueprint("lora_import", __name__)
@@ -43,21 +43,11 @@ def executor() -> JobExecutor:
 
 
 def checked_lora(path: Path, name: str) -> int:
-    """The rank of the LoRA at `path` (the largest of its layers); JobError with a sentence when it is not a LoRA of
-    Z-Image's layers."""
+    """The rank of the LoRA at `path`; JobError with a sentence when it is not a LoRA of Z-Image's layers."""
     try:
-        ranks = lora_ranks(read_header(path))
-    except LoraFileError:
-        raise JobError(f"{name} is not a .safetensors file: use the link of the file itself (on Hugging Face the "
-                       "file's page or its download; a page that shows it is not the file).") from None
-    if not ranks:
-        raise JobError(f"{name} holds no LoRA layers this studio reads (lora_A/lora_B pairs, the names ComfyUI, "
-                       "ai-toolkit and diffusers use for Z-Image).")
-    foreign = sorted(module for module in ranks if not re.match(ZIMAGE_MODULE, module))
-    if foreign:
-        raise JobError(f"{name} is not a LoRA of Z-Image's layers (it has {foreign[0]}"
-                       f"{f' and {len(foreign) - 1} more' if len(foreign) > 1 else ''}): a LoRA of another model.")
-    return max(ranks.values())
+        return zimage_lora_rank(path, name)
+    except LoraFileError as exc:
+        raise JobError(str(exc)) from None
 
 
 def _in_our_names(path: Path, name: str):

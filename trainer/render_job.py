@@ -27,6 +27,7 @@ from studio.settings import Settings
 from studio.workspace import UnsafePathError, Workspace, confined
 from trainer import renders
 from trainer.job_log import RunLog
+from trainer.lora_file import LoraFileError
 from trainer.run_job import child_main, is_training_error
 
 POLL_S = 0.5
@@ -81,6 +82,19 @@ def lora_files(workspace: Workspace, store: JobStore, render: Job) -> list[Path]
     return [confined(workspace.jobs / parent.id, *lora["file"].split("/")) for lora in render.config["loras"]]
 
 
+def stacked_files(workspace: Workspace, render: Job) -> list[tuple[Path, float, str]]:
+    """The library LoRAs a render applies to every image ("with"): (file, strength, label); a LoraFileError
+    (the render fails with it) when one was deleted meanwhile."""
+    found = []
+    for item in render.config.get("with") or []:
+        path = confined(workspace.loras, item["file"])
+        if not path.is_file():
+            raise LoraFileError(f"{item['file']}, which this render was to use too, was deleted from the LoRA "
+                                "library; render again without it.")
+        found.append((path, float(item["strength"]), str(item.get("label") or path.stem)))
+    return found
+
+
 def render_one(workspace: Workspace, store: JobStore, session, render: Job) -> int:
     """Render one claimed render to its end with `session`; returns an exit code (0: completed)."""
     try:
@@ -99,11 +113,13 @@ def render_one(workspace: Workspace, store: JobStore, session, render: Job) -> i
     started = time.monotonic()
     try:
         loras = render.config["loras"]
+        together = "".join(f", with {item['file']} at {item['strength']:g}" for item in render.config.get("with") or [])
         run_log(f"Rendering {render.config['prompt']!r} with {', '.join(lora['file'] for lora in loras)} at "
-                f"strengths {', '.join(f'{s:g}' for s in render.config['strengths'])}, seed {render.config['seed']}.")
+                f"strengths {', '.join(f'{s:g}' for s in render.config['strengths'])}, seed {render.config['seed']}"
+                f"{together}.")
         session.log = run_log
         images = session.render(request_of(render.config), files, out_dir, reporter,
-                                [lora["label"] for lora in loras])
+                                [lora["label"] for lora in loras], stack=stacked_files(workspace, render))
     except BaseException as exc:  # noqa: B036 - every way out must end the render with a reason
         reporter.flush()
         if not is_training_error(exc):

@@ -18,8 +18,9 @@ import shutil
 from pathlib import Path
 
 from studio.jobs import Job
-from studio.workspace import Workspace, confined
+from studio.workspace import UnsafePathError, Workspace, confined, safe_name
 from trainer import library
+from trainer.lora_file import LoraFileError, zimage_lora_rank
 from trainer.preview_prompts import read as read_options
 
 KIND = "render"
@@ -32,6 +33,7 @@ MAX_WAITING = 12  # queued renders per training job
 MAX_IMAGES = 24  # per render
 SIZE_RANGE = (64, 2048)
 TRIGGER = "[trigger]"
+MAX_STACKED = 2  # library LoRAs a render applies to every image besides the one it tries ("with")
 LIBRARY_FILE = "library_file"  # in a render's config: the library file it tries (it has no parent job)
 TRIES_DIR = "tries"  # under trainer/: the images of the library's renders
 # a library file's renders: Z-Image-Turbo's own sampling (the recipe's preview defaults); in demo mode the tiny
@@ -169,19 +171,22 @@ def image_count(strengths: list[float], loras: list) -> int:
     return (0 in strengths) + len(loras) * sum(1 for s in strengths if s != 0)
 
 
-def parse(body: dict, job: Job, job_dir: Path) -> dict:
-    """The config of a new render of `job` from a request body (missing values from the job's previews)."""
+def parse(body: dict, job: Job, job_dir: Path, library_dir: Path | None = None) -> dict:
+    """The config of a new render of `job` from a request body (missing values from the job's previews);
+    `library_dir` holds the LoRAs it may render with ("with")."""
     config = job.config
     prompt, body = _prompt(body)
     loras = loras_for(job, job_dir, body.get("lora", "final"))
     defaults = {"width": int(config.get("sample_width") or 1024), "height": int(config.get("sample_height") or 1024),
                 "steps": int(config.get("sample_steps") or 9), "guidance_scale": config.get("guidance_scale", 0.0)}
     return {**_settings(body, prompt, str(config.get("trigger_word") or ""), loras, defaults),
+            "with": stacked(body.get("with"), library_dir),
             "quantize_base": config.get("quantize_base", "none"),
             "float8_matmuls": bool(config.get("float8_matmuls", False))}
 
 
-def parse_library(body: dict, name: str, trigger: str, quantize_base: str, demo: bool = False) -> dict:
+def parse_library(body: dict, name: str, trigger: str, quantize_base: str, demo: bool = False,
+                  library_dir: Path | None = None) -> dict:
     """The config of a new render of the library file `name` (its trigger word, if its metadata names one; the
     base model held as `quantize_base` suits the GPU, there being no training job's memory setting)."""
     prompt, body = _prompt(body)
@@ -189,8 +194,44 @@ def parse_library(body: dict, name: str, trigger: str, quantize_base: str, demo:
         raise RenderInvalid("A library file is one LoRA: 'lora' can only be \"final\".")
     loras = [{"file": name, "step": None, "final": True, "label": name.removesuffix(".safetensors")}]
     defaults = DEMO_DEFAULTS if demo else LIBRARY_DEFAULTS
-    return {**_settings(body, prompt, trigger, loras, defaults), LIBRARY_FILE: name,
+    together = stacked(body.get("with"), library_dir)
+    if any(item["file"] == name for item in together):
+        raise RenderInvalid(f"{name} is the LoRA this render tries; pick another one to render with.")
+    return {**_settings(body, prompt, trigger, loras, defaults), LIBRARY_FILE: name, "with": together,
             "quantize_base": quantize_base, "float8_matmuls": quantize_base == "float8"}
+
+
+def stacked(value, library_dir: Path | None) -> list[dict]:
+    """`with`: library LoRAs applied at their strength to every image of a render, the base model's included (a
+    style LoRA under a character LoRA, as ComfyUI chains LoRA loaders): [{file, strength, label}]."""
+    if value is None or value == []:
+        return []
+    shape = (f"'with' is a list of at most {MAX_STACKED} library LoRAs to render with: "
+             '[{"file": "style.safetensors", "strength": 0.8}].')
+    if not isinstance(value, list) or len(value) > MAX_STACKED or library_dir is None:
+        raise RenderInvalid(shape)
+    found = []
+    for item in value:
+        if not isinstance(item, dict) or not isinstance(item.get("file"), str):
+            raise RenderInvalid(shape)
+        try:
+            path = confined(library_dir, safe_name(item["file"]))
+        except UnsafePathError:
+            path = None
+        if path is None or not path.is_file() or path.suffix != ".safetensors":
+            raise RenderInvalid(f"The LoRA library has no {item['file']!r} to render with.")
+        try:
+            zimage_lora_rank(path, path.name)
+        except LoraFileError as exc:
+            raise RenderInvalid(str(exc)) from None
+        strength = _number(item.get("strength", 1.0), "strength")
+        if strength == 0 or abs(strength) > MAX_STRENGTH:
+            raise RenderInvalid(f"A LoRA to render with needs a strength between -{MAX_STRENGTH:g} and "
+                                f"{MAX_STRENGTH:g}, other than 0.")
+        if any(other["file"] == path.name for other in found):
+            raise RenderInvalid(f"{path.name} is named twice in 'with'.")
+        found.append({"file": path.name, "strength": round(strength, 3), "label": path.stem})
+    return found
 
 
 def _prompt(body: dict) -> tuple[str, dict]:
@@ -256,7 +297,7 @@ def public(render: Job) -> dict:
         "started_at": render.started_at, "finished_at": render.finished_at,
         **{key: config.get(key) for key in ("prompt", "strengths", "seed", "width", "height", "steps",
                                             "guidance_scale")},
-        "loras": config.get("loras") or [],
+        "loras": config.get("loras") or [], "with": config.get("with") or [],
         "images": [{"strength": image.get("strength"), "lora": image.get("lora"), "seconds": image.get("seconds"),
                     "url": f"{base}/{image.get('file')}"} for image in images if isinstance(image, dict)],
     }

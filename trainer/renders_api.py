@@ -9,12 +9,12 @@ from types import SimpleNamespace
 
 from flask import Blueprint, jsonify
 
-from studio.jobs import Job, JobError
+from studio.jobs import Job
 from studio.web import ApiError, json_body
 from studio.workspace import confined, safe_name
 from trainer import library, renders
 from trainer.jobs_api import announce, keep_states_honest, load_job, settings, store, workspace
-from trainer.lora_import import checked_lora
+from trainer.lora_file import LoraFileError, zimage_lora_rank
 from trainer.preview_prompts import PreviewPrompt, parse
 from trainer.renders import PAUSED
 from trainer.validation import detect_gpu
@@ -90,7 +90,7 @@ def create_render(job_id):
     job = load_job(job_id)
     body = json_body()
     try:
-        config = renders.parse(body, job, workspace().jobs / job.id)
+        config = renders.parse(body, job, workspace().jobs / job.id, workspace().loras)
     except renders.RenderInvalid as exc:
         raise ApiError(str(exc), 422) from None
     waiting = store().list(("queued",), parent_id=job.id, kind=renders.KIND, limit=renders.MAX_WAITING + 1)
@@ -176,12 +176,13 @@ def list_library_renders(name):
 def create_library_render(name):
     path = _library_lora(name)
     try:
-        checked_lora(path, path.name)
-    except JobError as exc:
+        zimage_lora_rank(path, path.name)
+    except LoraFileError as exc:
         raise ApiError(str(exc), 422) from None
     trigger = library.trigger_of(library.safetensors_metadata(path)) or ""
     try:
-        config = renders.parse_library(json_body(), path.name, trigger, _library_quantize(), settings().demo)
+        config = renders.parse_library(json_body(), path.name, trigger, _library_quantize(), settings().demo,
+                                       workspace().loras)
     except renders.RenderInvalid as exc:
         raise ApiError(str(exc), 422) from None
     return _queue(config, None, len(library_renders(path.name, ("queued",))), path.name)

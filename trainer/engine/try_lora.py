@@ -99,10 +99,12 @@ class RenderSession:
         return self.transformer is None or self.key == request.memory_key
 
     def render(self, request: TryRequest, lora_paths: list[Path], out_dir: Path,
-               on_progress: Callable[[dict], None] | None = None, labels: list[str] | None = None) -> list[dict]:
+               on_progress: Callable[[dict], None] | None = None, labels: list[str] | None = None,
+               stack: list[tuple[Path, float, str]] = ()) -> list[dict]:
         """Render `request` into out_dir/<i>.png, each written whole: the base model once (strength 0),
-        then every other strength for each LoRA file in turn (`labels` name them in messages). Returns one
-        entry per image: {strength, lora (the file's index in lora_paths, None for the base), file, seconds}."""
+        then every other strength for each LoRA file in turn (`labels` name them in messages); the LoRAs of
+        `stack` (file, strength, label) apply to every image, the base model's too. Returns one entry per
+        image: {strength, lora (the file's index in lora_paths, None for the base), file, seconds}."""
         if not self.fits(request):
             self.close()
         report = on_progress or (lambda _values: None)
@@ -112,11 +114,22 @@ class RenderSession:
         out_dir.mkdir(parents=True, exist_ok=True)
         loras = [zmodel.LoraDelta.load(path, label=f"The LoRA file {path.parent.name}/{path.name}")
                  for path in lora_paths]
+        together = [(zmodel.LoraDelta.load(path, label=f"The LoRA file {path.name}"), strength, label)
+                    for path, strength, label in stack]
         zmodel.check_model_files(self.paths, adapter=False)
         self._embed([request.prompt] + ([""] if request.guidance_scale > 0 else []), report, total)
         self._load_transformer(request, report, total)
-        for lora in loras:  # a LoRA for another model fails before anything renders
+        for lora in loras + [delta for delta, _strength, _label in together]:  # another model's: before rendering
             zmodel.check_fits(self.transformer, lora)
+        with contextlib.ExitStack() as applied_to_all:
+            for delta, strength, label in together:
+                applied_to_all.enter_context(zmodel.adapter_applied(self.transformer, delta, strength))
+                self.log(f"Every image with {label} at {strength:g}.")
+            return self._render_plan(request, plan, loras, lora_paths, out_dir, report, labels)
+
+    def _render_plan(self, request: TryRequest, plan: list, loras: list, lora_paths: list[Path], out_dir: Path,
+                     report: Callable[[dict], None], labels: list[str] | None) -> list[dict]:
+        total = len(plan)
         images = []
         for index, (which, strength) in enumerate(plan):
             label = "base model" if which is None else f"LoRA at {strength:g}"
@@ -208,10 +221,10 @@ class RenderSession:
 
 def render(request: TryRequest, lora_paths: list[Path], paths, out_dir: Path, device: str | None = None,
            on_progress: Callable[[dict], None] | None = None, log: Callable[[str], None] = print,
-           labels: list[str] | None = None) -> list[dict]:
+           labels: list[str] | None = None, stack: list[tuple[Path, float, str]] = ()) -> list[dict]:
     """One render in a session of its own: load, render, give the memory back."""
     session = RenderSession(paths, device, log)
     try:
-        return session.render(request, lora_paths, out_dir, on_progress, labels)
+        return session.render(request, lora_paths, out_dir, on_progress, labels, stack)
     finally:
         session.close()

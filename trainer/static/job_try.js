@@ -8,6 +8,7 @@
   if (!panel || !form) return;
   const { esc, statusChip } = window.trainer;
   const api = panel.dataset.api;  // the LoRA's API: a training job's, or a library file's
+  const self = api.startsWith("/api/library/files/") ? decodeURIComponent(api.split("/").pop()) : null;
   const STRENGTHS = [0, 0.4, 0.6, 0.8, 1, 1.2, 1.5];
   const MAX_CHOSEN = 6;
   let chosen = new Set();
@@ -47,6 +48,25 @@
     }
   }
 
+  // "With": another library LoRA on every image (the API takes up to two; the form offers one)
+  let libraryKey = "";
+  async function loadLibrary() {
+    let files = [];
+    try { files = (await window.studio.api("/api/library/files")).files; } catch (e) { return; }  // the form works without
+    const names = files.map((f) => `${f.name}.safetensors`).filter((file) => file !== self)
+      .sort((a, b) => a.replace(/\.safetensors$/, "").localeCompare(b.replace(/\.safetensors$/, "")));
+    if (names.join("\n") === libraryKey) return;  // unchanged: an open list stays open
+    libraryKey = names.join("\n");
+    const current = $("try-with").value;
+    $("try-with").innerHTML = `<option value="">no other LoRA</option>` +
+      names.map((file) => `<option value="${esc(file)}">${esc(file.replace(/\.safetensors$/, ""))}</option>`).join("");
+    if ([...$("try-with").options].some((o) => o.value === current)) $("try-with").value = current;
+    withChanged();
+  }
+  function withChanged() { $("try-with-strength").hidden = !$("try-with").value; }
+  const withOf = () => ($("try-with").value ? [{ file: $("try-with").value, strength: Number($("try-with-strength").value) }] : []);
+  const withText = (render) => (render.with || []).map((w) => ` · with ${esc(w.label)} at ${w.strength}`).join("");
+
   function drawLoras() {
     const current = $("try-lora").value;
     $("try-lora").innerHTML = loras.map((c) => `<option value="${esc(c.value)}">${esc(c.label)}</option>`).join("");
@@ -60,9 +80,12 @@
     return out.map((p, index) => ({ ...p, index }));
   }
 
+  // the image without the LoRA tried: the base model, or the base model with the LoRAs the render uses too
+  const baseLabel = (render) => ((render.with || []).length ? "This LoRA off" : "Base (LoRA off)");
+
   function figure(render, p, label) {
     const image = render.images.find((im) => im.strength === p.strength && (im.lora ?? null) === p.lora);
-    const which = p.lora === null ? "Base (LoRA off)" : `${(render.loras[p.lora] || {}).label || "LoRA"}, strength ${p.strength}`;
+    const which = p.lora === null ? baseLabel(render) : `${(render.loras[p.lora] || {}).label || "LoRA"}, strength ${p.strength}`;
     const caption = `${which}, seed ${render.seed}: ${render.prompt}`;
     if (image) {
       return `<figure><img src="${esc(window.studio.thumb(image.url))}" data-full="${esc(image.url)}" alt="${esc(which)}"
@@ -77,7 +100,7 @@
   // file in training order; at several strengths: a row per file, its strengths across.
   function images(render) {
     const steps = plan(render);
-    const base = steps.filter((p) => p.lora === null).map((p) => figure(render, p, "Base (LoRA off)"));
+    const base = steps.filter((p) => p.lora === null).map((p) => figure(render, p, baseLabel(render)));
     const row = (items) => `<div class="gallery-row">${items.join("")}</div>`;
     if (render.loras.length <= 1) return row(base.concat(steps.filter((p) => p.lora !== null).map((p) => figure(render, p, `LoRA ${p.strength}`))));
     const strengths = render.strengths.filter((s) => s !== 0);
@@ -85,7 +108,7 @@
       return row(base.concat(steps.filter((p) => p.lora !== null).map((p) => figure(render, p, render.loras[p.lora].label))));
     }
     const titled = (title, items, lora) => `<div class="try-sweep-row"><div class="try-sweep-title"><span>${esc(title)}</span>${lora ? toLibrary(lora) : ""}</div>${row(items)}</div>`;
-    return (base.length ? titled("Base model", base) : "") + render.loras.map((lora, i) =>
+    return (base.length ? titled((render.with || []).length ? "This LoRA off" : "Base model", base) : "") + render.loras.map((lora, i) =>
       titled(lora.label, steps.filter((p) => p.lora === i).map((p) => figure(render, p, `LoRA ${p.strength}`)), lora)).join("");
   }
 
@@ -113,7 +136,7 @@
         <span class="actions"><button type="button" data-try-reroll="${esc(render.id)}" title="The same prompt, strengths and LoRA with a new random seed">New seed</button>
         <button type="button" data-try-reuse="${esc(render.id)}" title="Put these settings in the form">Use settings</button>
         <button type="button" data-try-delete="${esc(render.id)}" ${render.status === "running" ? "disabled" : ""}>Delete</button></span></div>
-      <div class="try-meta">seed ${render.seed} · ${render.width}×${render.height} · ${render.steps} steps · ${esc(loraText(render))}${
+      <div class="try-meta">seed ${render.seed} · ${render.width}×${render.height} · ${render.steps} steps · ${esc(loraText(render))}${withText(render)}${
         render.loras.length === 1 && render.status === "completed" ? toLibrary(render.loras[0]) : ""}</div>
       ${note}${images(render)}</div>`;
   }
@@ -140,7 +163,7 @@
       let data;
       try { data = await window.studio.api(`${api}/renders`); } catch (e) { return; }  // retried
       renders = data.renders; loras = data.loras; training = data.training; warm = !!data.warm;
-      if (!filled && loras.length) fill(data.defaults);
+      if (!filled && loras.length) { fill(data.defaults); loadLibrary(); }
       draw();  // a mistake here is a script error, not swallowed as a network one
     } finally { busy = false; schedule(); }
   }
@@ -158,7 +181,8 @@
     const [width, height] = $("try-size").value.split("x").map(Number);
     const lora = $("try-lora").value;
     const body = { prompt: $("try-prompt").value, strengths: [...chosen].sort((a, b) => a - b),
-      seed: Number($("try-seed").value), width, height, lora: ["final", "all"].includes(lora) ? lora : Number(lora) };
+      seed: Number($("try-seed").value), width, height, lora: ["final", "all"].includes(lora) ? lora : Number(lora),
+      with: withOf() };
     $("try-error").textContent = "";
     if (!body.prompt.trim()) { $("try-error").textContent = "Type a prompt to render."; return; }
     if (!chosen.size) { $("try-error").textContent = "Pick at least one strength."; return; }
@@ -183,6 +207,8 @@
     if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) { event.preventDefault(); form.requestSubmit(); }
   });
   $("try-dice").addEventListener("click", newSeed);
+  $("try-with").addEventListener("change", withChanged);
+  $("try-with").addEventListener("focus", loadLibrary);  // a LoRA added in another tab since
   $("try-lora").addEventListener("change", () => { loraPicked = true; });
   $("try-strengths").addEventListener("click", (event) => {
     const button = event.target.closest("[data-strength]");
@@ -213,7 +239,8 @@
     if (reroll) {
       reroll.disabled = true;
       await post({ prompt: render.prompt, strengths: render.strengths, width: render.width, height: render.height,
-        seed: Math.floor(Math.random() * 2147483647), lora: loraOf(render) });
+        seed: Math.floor(Math.random() * 2147483647), lora: loraOf(render),
+        with: (render.with || []).map(({ file, strength }) => ({ file, strength })) });
     } else if (reuse) {
       $("try-prompt").value = render.prompt;
       $("try-seed").value = String(render.seed);
@@ -225,6 +252,12 @@
       $("try-size").value = size;
       const lora = String(loraOf(render));
       if (loras.some((c) => String(c.value) === lora)) { $("try-lora").value = lora; loraPicked = true; }
+      const together = (render.with || [])[0];
+      if (!together || [...$("try-with").options].some((o) => o.value === together.file)) {
+        $("try-with").value = together ? together.file : "";
+        if (together) $("try-with-strength").value = String(together.strength);
+        withChanged();
+      }
       $("try-prompt").focus();
     } else {
       try {
