@@ -349,6 +349,9 @@ def test_train_from_the_form_and_download_the_lora(studio, artifacts_dir, tmp_pa
         page.wait_for_function("[...document.querySelectorAll('.try-card img')].every(i => i.naturalWidth > 0)")
         page.screenshot(path=str(artifacts_dir / "trainer-try-library-file.png"))
         page.go_back()
+        page.reload()  # the smaller copy's card shows what it rendered
+        small = page.locator(".lora-card", has_text="browser-lora-r2.safetensors")
+        expect(small.locator(".preview img")).to_have_count(3)
         # "Try it" on a job's LoRA opens the job page at its Try the LoRA panel, ready to type
         page.locator(".lora-card a", has_text="Try it").first.click()
         page.wait_for_url("**/jobs/*#try-panel")

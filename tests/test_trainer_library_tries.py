@@ -136,6 +136,10 @@ def test_the_worker_renders_a_library_file_and_serves_its_images(client, store, 
     tries = Workspace(settings.root).trainer / renders.TRIES_DIR
     assert "found-lora.safetensors at strengths 0, 1" in (tries / made["id"] / "log.txt").read_text()
     assert client.get(shown["images"][0]["url"] + "?thumb=1").mimetype == "image/webp"
+    # its library card shows them (a file no job made has no previews of its own)
+    card = next(e for e in client.get("/api/library").get_json()["loras"] if e["file"] == path.name)
+    assert card["samples"] == {"urls": [image["url"] for image in shown["images"]],
+                               "prompts": ["Base: zqx, a red circle", "LoRA 1: zqx, a red circle"]}
     assert (tries / ".thumbs" / made["id"]).is_dir()
     # deleting the file from the library takes its renders, their images and previews
     assert client.delete(f"/api/library/files/{path.name}").status_code == 200

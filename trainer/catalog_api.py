@@ -156,7 +156,10 @@ def library_list():
 
 def _loose_files(entries: list[dict], jobs: list) -> list[dict]:
     """LoRAs in the library folder that are no listed job's final LoRA: a job's checkpoint added to the library
-    (linked to its job), a smaller copy, or a file whose job was deleted or that was copied in by hand."""
+    (linked to its job), a smaller copy, a LoRA from a link, or a file whose job was deleted or that was copied in by
+    hand."""
+    from trainer.renders_api import latest_try
+
     known = {e["library_file"] for e in entries if e["library_file"]}
     checkpoints = _checkpoint_files(jobs)
     loose = []
@@ -171,7 +174,8 @@ def _loose_files(entries: list[dict], jobs: list) -> list[dict]:
                       "finished_at": stat.st_mtime, "steps": step, "loss": None,
                       # a job's checkpoint: its card leads to the job (and deleting it leaves the job alone)
                       "checkpoint_of": {"job_id": job.id, "job_name": job.name, "step": step} if job else None,
-                      "metadata": meta, "samples": None, "rank": library.rank_of(path),
+                      # its pictures: the latest render tried of it on its own page
+                      "metadata": meta, "samples": latest_try(path.name), "rank": library.rank_of(path),
                       "trigger_word": library.trigger_of(meta),
                       "library_file": path.name, "download_url": f"/api/library/files/{quote(path.name)}"})
     return loose

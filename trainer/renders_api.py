@@ -143,6 +143,19 @@ def library_renders(name: str, statuses: tuple[str, ...] | None = None) -> list[
     return [render for render in found if render is not None and (not statuses or render.status in statuses)]
 
 
+def latest_try(name: str) -> dict | None:
+    """The library card's pictures of a file no job made: its latest completed render, {urls, prompts} (each
+    picture's strength and prompt, as its title)."""
+    done = library_renders(name, ("completed",))
+    if not done:
+        return None
+    shown = renders.public(done[0])
+    images = shown["images"][:3]
+    titles = ["Base" if not image["strength"] else f"LoRA {image['strength']:g}" for image in images]
+    return {"urls": [image["url"] for image in images],
+            "prompts": [f"{title}: {shown['prompt']}" for title in titles]}
+
+
 def drop_library_renders(name: str) -> None:
     """Before the library file `name` goes: its renders and their images (409 while one renders)."""
     found = library_renders(name)
