@@ -122,6 +122,8 @@ class Settings:
     dev_mmproj_path: Path | None = None
     hf_token: str | None = field(default=None, repr=False)
     hf_endpoint: str | None = None
+    civitai_token: str | None = field(default=None, repr=False)
+    civitai_url: str = "https://civitai.com"
     # dataset manager
     max_upload_mb: int = 20480
     upload_chunk_mb: int = 32
@@ -162,8 +164,8 @@ class Settings:
 
     def public_dict(self) -> dict:
         """Settings safe to show (no secrets)."""
-        hidden = {"password", "hf_token", "webhook_secret", "webhook_url", "runpod_api_key", "s3_access_key",
-                  "s3_secret_key"}
+        hidden = {"password", "hf_token", "civitai_token", "webhook_secret", "webhook_url", "runpod_api_key",
+                  "s3_access_key", "s3_secret_key"}
         out = {}
         for f in fields(self):
             value = getattr(self, f.name)
@@ -207,6 +209,8 @@ def load_settings(environ=None) -> Settings:
         dev_mmproj_path=_optional_path(environ, "DEV_MMPROJ_PATH"),
         hf_token=_env(environ, "HF_TOKEN"),
         hf_endpoint=_env(environ, "HF_ENDPOINT"),
+        civitai_token=_env(environ, "CIVITAI_TOKEN"),
+        civitai_url=_env(environ, "CIVITAI_URL", "https://civitai.com").rstrip("/"),
         max_upload_mb=_int(environ, "MAX_UPLOAD_MB", 20480, minimum=1),
         upload_chunk_mb=_int(environ, "UPLOAD_CHUNK_MB", 32, minimum=1),
         max_image_pixels=_int(environ, "MAX_IMAGE_PIXELS", 80_000_000, minimum=1),
@@ -255,6 +259,8 @@ ENV_VARS = {
     "HF_TOKEN": "Hugging Face token for model downloads, private or gated datasets imported from a link, "
                 "and publishing a LoRA or a dataset (needs write access)",
     "HF_ENDPOINT": "hub address for downloads (mirrors, tests)",
+    "CIVITAI_TOKEN": "Civitai API key, for LoRAs from Civitai links whose download needs a signed-in account",
+    "CIVITAI_URL": "Civitai's address (https://civitai.com; a mirror, tests)",
     "MAX_UPLOAD_MB": "largest upload accepted, in MB (20480)",
     "UPLOAD_CHUNK_MB": "browser upload chunk size, in MB (32)",
     "MAX_IMAGE_PIXELS": "largest image accepted, in pixels (80,000,000)",

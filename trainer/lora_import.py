@@ -1,8 +1,8 @@
-"""Add a LoRA to the library from a link: a Hugging Face file (its page or its download), Civitai's download link,
-a Dropbox or Google Drive share, any direct https link. The pod downloads it at datacentre speed, brings another
-trainer's key names to this studio's (trainer.lora_formats), checks it is a LoRA of Z-Image's layers, and places
-it in the library (and ComfyUI's loras), where it can start a new job ("Train further"), be tried, be made
-smaller, or be loaded in ComfyUI.
+"""Add a LoRA to the library from a link: a Hugging Face file (its page or its download), a Civitai model's page or
+download link (Civitai is asked about it first: trainer.civitai), a Dropbox or Google Drive share, any direct https
+link. The pod downloads it at datacentre speed, brings another trainer's key names to this studio's
+(trainer.lora_formats), checks it is a LoRA of Z-Image's layers, and places it in the library (and ComfyUI's
+loras), where it can start a new job ("Train further"), be tried, be made smaller, or be loaded in ComfyUI.
 
     POST /api/library/import {"url"}   -> 202 {"job"}: a job of the one job store, kind "lora-import"
     GET  /api/library/imports           -> {"imports": [the latest ones]}
@@ -28,8 +28,8 @@ from app.url_import import check_url, direct_link
 from studio.jobs import JobError
 from studio.web import ApiError, json_body
 from studio.workspace import confined
-from trainer import library
-from trainer.lora_file import LoraFileError, zimage_lora_rank
+from trainer import civitai, library
+from trainer.lora_file import LoraFileError, with_metadata, zimage_lora_rank
 from trainer.lora_formats import converted_if_needed
 
 bp = Blueprint("lora_import", __name__)
@@ -48,6 +48,17 @@ def checked_lora(path: Path, name: str) -> int:
         return zimage_lora_rank(path, name)
     except LoraFileError as exc:
         raise JobError(str(exc)) from None
+
+
+def _fetch(job, url: str, target: Path, conf, found) -> link_fetch.Fetched:
+    """The download; Civitai's refusal of an anonymous download said with what to do about it."""
+    try:
+        return link_fetch.fetch_to(job, url, target, conf.max_upload_mb * 2**20, conf.allow_private_urls)
+    except JobError as exc:
+        if found and re.search(r"answered (401|403)\b", str(exc)):
+            raise JobError(f"Civitai wants a signed-in account for “{found.title}”: set CIVITAI_TOKEN to an API key "
+                           "of yours (civitai.com, Account settings, API Keys) and add the link again.") from None
+        raise
 
 
 def _in_our_names(path: Path, name: str):
@@ -98,17 +109,27 @@ def import_lora():
         incoming = confined(space.loras, INCOMING, f"{secrets.token_hex(8)}.safetensors")
         try:
             job.update(phase="downloading", message=f"Connecting to {urlsplit(url).hostname}")
-            fetched = link_fetch.fetch_to(job, url, incoming, conf.max_upload_mb * 2**20, conf.allow_private_urls)
+            found = civitai.lookup(url, api_base=conf.civitai_url, token=conf.civitai_token,
+                                   allow_private=conf.allow_private_urls)  # another model's LoRA: refused here
+            fetched = _fetch(job, found.download if found else url, incoming, conf, found)
             converted = _in_our_names(incoming, fetched.name)
             rank = checked_lora(incoming, fetched.name)
+            if found:  # its trigger words and where it came from, in the file as LoRA managers read them
+                with_metadata(incoming, {"modelspec.trigger_phrase": ", ".join(found.trigger_words),
+                                         "modelspec.title": found.title, "civitai_url": found.page})
             name = settle(incoming, space.loras, fetched.name)
         finally:
             incoming.unlink(missing_ok=True)
         placed = [str(path) for path in library.also_in_comfyui(space, space.loras / name)]
         how = f", converted from {' and '.join(converted.notes)}" if converted and converted.notes else ""
-        job.update(message=f"Added {name} (rank {rank}{how}) to the library.")
+        origin = f" “{found.title}” from Civitai" if found else ""
+        words = f"; trigger {', '.join(found.trigger_words)}" if found and found.trigger_words else ""
+        job.update(message=f"Added{origin} as {name} (rank {rank}{how}{words}) to the library." if found
+                   else f"Added {name} (rank {rank}{how}) to the library.")
         return {"url": given, "file": name, "rank": rank, "size": (space.loras / name).stat().st_size,
-                "placed": placed, "converted_from": converted.notes if converted else None}
+                "placed": placed, "converted_from": converted.notes if converted else None,
+                "civitai": {"title": found.title, "version_id": found.version_id, "base_model": found.base_model,
+                            "trigger_words": found.trigger_words, "page": found.page} if found else None}
 
     job = executor().submit(KIND, "", work, name=f"LoRA from {urlsplit(given).hostname}", config={"url": given})
     return jsonify({"job": job.public()}), 202

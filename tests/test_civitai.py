@@ -1,0 +1,129 @@
+"""Civitai links in "Add a LoRA from a link", against a stand-in for Civitai's API and downloads: a model's page or
+a download link is asked about first; a LoRA for another base model or a checkpoint is refused before anything
+downloads; the version's model file downloads (with CIVITAI_TOKEN when set) and carries its trigger words into the
+library; an anonymous download Civitai refuses says what to do."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+import trainer
+from tests.helpers import files_handler, serving
+from tests.test_lora_import import _import
+from trainer.civitai import lookup
+from trainer.lora_file import read_header, with_metadata
+from trainer.lora_resize import encode, read_tensors
+
+OCTETS = "application/octet-stream"
+LORA = encode({"diffusion_model.layers.0.attention.to_q.lora_A.weight": np.ones((4, 16), np.float32),
+               "diffusion_model.layers.0.attention.to_q.lora_B.weight": np.ones((16, 4), np.float32)}, "BF16", {})
+SIGNED_IN_ONLY = "/api/download/models/999"
+
+
+def _version(base: str, version_id: int, base_model: str = "ZImageTurbo", kind: str = "LORA") -> dict:
+    return {"id": version_id, "modelId": 123, "name": "v2", "baseModel": base_model, "trainedWords": ["zkw style,"],
+            "model": {"name": "Cat Style", "type": kind},
+            "files": [{"name": "data.zip", "type": "Training Data", "downloadUrl": f"{base}/training-data"},
+                      {"name": "cat_style_v2.safetensors", "type": "Model", "primary": True,
+                       "downloadUrl": f"{base}/api/download/models/{version_id}?type=Model&format=SafeTensor"}]}
+
+
+@pytest.fixture(scope="module")
+def civitai():
+    files: dict = {}
+    handler = files_handler(files)
+
+    class Civitai(handler):
+        def do_GET(self):  # noqa: N802 - the standard library's name
+            if self.path == SIGNED_IN_ONLY or self.path.startswith(f"{SIGNED_IN_ONLY}?type"):
+                Civitai.seen.append(self.path)
+                self.send_error(401, "Unauthorized")
+                return
+            super().do_GET()
+
+    with serving(Civitai) as base:
+        def answer(path: str, value: dict) -> None:
+            files[path] = ("application/json", {}, json.dumps(value).encode())
+
+        named = {"Content-Disposition": 'attachment; filename="cat_style_v2.safetensors"'}
+        answer("/api/v1/model-versions/456", _version(base, 456))
+        listed = {key: value for key, value in _version(base, 456).items() if key != "model"}
+        answer("/api/v1/models/123", {"id": 123, "name": "Cat Style", "type": "LORA", "modelVersions": [listed]})
+        files["/api/download/models/456?type=Model&format=SafeTensor"] = (OCTETS, named, LORA)
+        files["/api/download/models/456"] = (OCTETS, named, LORA)
+        answer("/api/v1/model-versions/789", _version(base, 789, base_model="SDXL 1.0"))
+        answer("/api/v1/model-versions/321", _version(base, 321, kind="Checkpoint"))
+        answer("/api/v1/model-versions/999", {**_version(base, 999), "files": []})
+        files[f"{SIGNED_IN_ONLY}?token=sekrit"] = (OCTETS, named, LORA)
+        yield base, Civitai
+
+
+@pytest.fixture
+def studio(make_settings, civitai):
+    def make(**env):
+        app = trainer.create_app(make_settings(STUDIO_DEMO=1, ALLOW_PRIVATE_URLS=1, CIVITAI_URL=civitai[0], **env))
+        return app.test_client(), app.config["STUDIO_WORKSPACE"]
+    return make
+
+
+@pytest.mark.parametrize("link", ["/models/123/cat-style", "/models/123/cat-style?modelVersionId=456",
+                                  "/api/download/models/456"])
+def test_a_civitai_lora_lands_with_its_trigger_words(studio, civitai, link):
+    client, space = studio()
+    job = _import(client, civitai[0] + link)
+    assert job["status"] == "completed", job
+    assert job["message"] == ("Added “Cat Style (v2)” from Civitai as cat_style_v2.safetensors (rank 4; trigger "
+                              "zkw style) to the library.")
+    assert job["result"]["civitai"]["page"] == f"{civitai[0]}/models/123?modelVersionId=456"
+    path = space.loras / "cat_style_v2.safetensors"
+    meta = read_header(path)["__metadata__"]
+    assert meta["modelspec.trigger_phrase"] == "zkw style" and meta["modelspec.title"] == "Cat Style (v2)"
+    assert set(read_header(path)) - {"__metadata__"} == {"diffusion_model.layers.0.attention.to_q.lora_A.weight",
+                                                         "diffusion_model.layers.0.attention.to_q.lora_B.weight"}
+    # the trigger word stands for [trigger] when it is tried
+    listing = client.get(f"/api/library/files/{path.name}/renders").get_json()
+    assert listing["defaults"]["trigger_word"] == "zkw style"
+    assert "/training-data" not in civitai[1].seen  # the version's model file, not its training data
+
+
+@pytest.mark.parametrize("version, words", [
+    (789, "“Cat Style (v2)” is a LoRA for SDXL 1.0 on Civitai, not for Z-Image"),
+    (321, "“Cat Style (v2)” is a Checkpoint on Civitai, not a LoRA"),
+])
+def test_another_models_lora_or_a_checkpoint_is_refused_before_it_downloads(studio, civitai, version, words):
+    client, space = studio()
+    job = _import(client, f"{civitai[0]}/api/download/models/{version}")
+    assert job["status"] == "failed" and words in job["error"], job
+    assert not any(seen.startswith(f"/api/download/models/{version}") for seen in civitai[1].seen)
+    assert not list(space.loras.glob("*.safetensors"))
+
+
+def test_a_download_civitai_keeps_for_signed_in_accounts_needs_the_token(studio, civitai):
+    client, space = studio()
+    job = _import(client, f"{civitai[0]}{SIGNED_IN_ONLY}")
+    assert job["status"] == "failed" and "set CIVITAI_TOKEN to an API key of yours" in job["error"], job
+    client, space = studio(CIVITAI_TOKEN="sekrit")
+    job = _import(client, f"{civitai[0]}{SIGNED_IN_ONLY}")
+    assert job["status"] == "completed", job
+    assert f"{SIGNED_IN_ONLY}?token=sekrit" in civitai[1].seen
+    assert "sekrit" not in json.dumps(client.get("/api/library/imports").get_json())  # the key is never shown
+
+
+def test_links_of_other_hosts_are_not_asked_about(civitai):
+    assert lookup("https://huggingface.co/you/lora/resolve/main/x.safetensors", api_base=civitai[0], token=None,
+                  allow_private=True) is None
+    assert lookup(f"{civitai[0]}/user/someone", api_base=civitai[0], token=None, allow_private=True) is None
+
+
+def test_metadata_is_added_without_touching_the_weights(tmp_path):
+    path = tmp_path / "lora.safetensors"
+    path.write_bytes(encode({"a.lora_A.weight": np.arange(8, dtype=np.float32).reshape(2, 4)}, "F32",
+                            {"modelspec.trigger_phrase": "own words"}))
+    before = read_tensors(path)[1]
+    with_metadata(path, {"modelspec.trigger_phrase": "other words", "civitai_url": "https://x/1", "empty": ""})
+    meta = read_header(path)["__metadata__"]
+    assert meta == {"modelspec.trigger_phrase": "own words", "civitai_url": "https://x/1"}  # its own words kept
+    np.testing.assert_array_equal(read_tensors(path)[1]["a.lora_A.weight"], before["a.lora_A.weight"])
