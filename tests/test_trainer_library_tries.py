@@ -10,35 +10,16 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import trainer
-from studio.settings import load_settings
 from studio.workspace import Workspace
+from tests import test_trainer_renders as renders_tests
 from tests.test_trainer_renders import REQUEST, FakeSession, make_lora
 from trainer import renders, renders_api
 from trainer.engine.checkpoints import write_lora_file
 from trainer.validation import Gpu
 from trainer.worker import Worker
 
-
-@pytest.fixture
-def settings(demo_root):
-    return load_settings({"STUDIO_ROOT": str(demo_root), "STUDIO_DEMO": "1", "CAPTION_URL": "http://127.0.0.1:9",
-                          "RENDER_KEEP_WARM_S": "0", "ALLOW_PRIVATE_URLS": "1"})
-
-
-@pytest.fixture
-def app(settings):
-    return trainer.create_app(settings)
-
-
-@pytest.fixture
-def client(app):
-    return app.test_client()
-
-
-@pytest.fixture
-def store(app):
-    return app.extensions["job_store"]
+# the render tests' studio (demo models, renders not kept warm, links to this machine allowed)
+settings, app, client, store = renders_tests.settings, renders_tests.app, renders_tests.client, renders_tests.store
 
 
 def library_lora(settings, demo_paths, name: str = "found-lora.safetensors", trigger: str | None = "zqx"):

@@ -79,7 +79,7 @@ class FakeSession:
 @pytest.fixture
 def settings(demo_root):
     return load_settings({"STUDIO_ROOT": str(demo_root), "STUDIO_DEMO": "1", "CAPTION_URL": "http://127.0.0.1:9",
-                          "RENDER_KEEP_WARM_S": "0"})
+                          "RENDER_KEEP_WARM_S": "0", "ALLOW_PRIVATE_URLS": "1"})  # LoRAs from a stand-in web
 
 
 @pytest.fixture
