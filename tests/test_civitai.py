@@ -87,6 +87,10 @@ def test_a_civitai_lora_lands_with_its_trigger_words(studio, civitai, link):
     listing = client.get(f"/api/library/files/{path.name}/renders").get_json()
     assert listing["defaults"]["trigger_word"] == "zkw style"
     assert "/training-data" not in civitai[1].seen  # the version's model file, not its training data
+    # its try page says where it came from
+    page = client.get(f"/library/try/{path.name}").get_data(as_text=True)
+    assert f'from <a href="{civitai[0]}/models/123?modelVersionId=456"' in page
+    assert "Cat Style (v2)</a> on Civitai" in page
 
 
 @pytest.mark.parametrize("version, words", [

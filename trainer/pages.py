@@ -67,7 +67,10 @@ def library_try_page(name):
     meta = library.safetensors_metadata(path)
     lora = {"name": path.stem, "file": path.name, "size": format_bytes(path.stat().st_size),
             "rank": library.rank_of(path), "trigger": library.trigger_of(meta),
-            "resized_from": meta.get("resized_from"),
+            "resized_from": meta.get("resized_from"), "converted_from": meta.get("converted_from"),
+            "civitai": meta["civitai_url"] if str(meta.get("civitai_url", "")).startswith(("https://", "http://"))
+            else None,
+            "title": meta.get("modelspec.title"),
             "download_url": f"/api/library/files/{quote(path.name)}"}
     return render_template("trainer_library_try.html", page="library", lora=lora)
 
