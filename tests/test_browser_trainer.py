@@ -346,6 +346,14 @@ def test_train_from_the_form_and_download_the_lora(studio, artifacts_dir, tmp_pa
         expect(stacked).to_contain_text("Rendered 3 images", timeout=120_000)
         expect(stacked.locator(".try-meta").first).to_contain_text("browser-lora-r2 · with browser-lora at 0.5")
         expect(stacked.locator("figcaption")).to_have_text(["This LoRA off", "LoRA 0.8", "LoRA 1"])
+        # the render as a ComfyUI workflow: the LoRA at 1, then the other one at its strength
+        with page.expect_download() as info:
+            stacked.locator("[data-try-workflow]").click()
+        nodes = json.loads(open(info.value.path()).read())
+        assert sorted((n["inputs"]["lora_name"], n["inputs"]["strength_model"]) for n in nodes.values()
+                      if n["class_type"] == "LoraLoaderModelOnly") == [("browser-lora-r2.safetensors", 1.0),
+                                                                        ("browser-lora.safetensors", 0.5)]
+        assert info.value.suggested_filename.startswith("browser-lora-r2-seed")
         page.wait_for_function("[...document.querySelectorAll('.try-card img')].every(i => i.naturalWidth > 0)")
         page.screenshot(path=str(artifacts_dir / "trainer-try-library-file.png"))
         page.go_back()

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from types import SimpleNamespace
 
-from flask import Blueprint, jsonify
+from flask import Blueprint, jsonify, request
 
 from studio.jobs import Job
 from studio.web import ApiError, json_body
@@ -16,6 +16,7 @@ from trainer import library, renders
 from trainer.jobs_api import announce, keep_states_honest, load_job, settings, store, workspace
 from trainer.lora_file import LoraFileError, zimage_lora_rank
 from trainer.preview_prompts import PreviewPrompt, parse
+from trainer.render_workflow import workflow as render_workflow_of
 from trainer.renders import PAUSED
 from trainer.validation import detect_gpu
 
@@ -119,6 +120,39 @@ def delete_render(job_id, render_id):
     return _delete(render)
 
 
+@bp.get("/api/jobs/<job_id>/renders/<render_id>/workflow")
+def render_workflow(job_id, render_id):
+    """`?image=N`: the ComfyUI workflow of picture N of the render (trainer.render_workflow); its LoRA files named
+    as ComfyUI's loras folder has them (a checkpoint under its To library name)."""
+    job = load_job(job_id)
+    render = store().find(safe_name(render_id))
+    if render is None or render.kind != renders.KIND or render.parent_id != job.id:
+        raise ApiError(f"This job has no render {render_id!r}.", 404)
+    names = []
+    for lora in render.config.get("loras") or []:
+        if lora.get("final"):
+            copy = library.library_copy(workspace(), job, confined(workspace().jobs, job.id, *lora["file"].split("/")))
+            names.append(copy.name if copy else Path(lora["file"]).name)
+        else:
+            names.append(library.published_checkpoint(workspace(), job, lora["step"])
+                         or library.checkpoint_name(job, lora["step"]))
+    return _workflow(render, names)
+
+
+def _workflow(render: Job, names: list[str]):
+    image = request.args.get("image")
+    try:
+        nodes, filename = render_workflow_of(render.config, names, int(image) if image is not None else None)
+    except ValueError as exc:
+        raise ApiError(str(exc) if image is None or image.lstrip("-").isdigit() else "'image' is a whole number.",
+                       422) from None
+    except (KeyError, TypeError, IndexError):  # a render of an earlier release, or not one of Try the LoRA
+        raise ApiError("This render's settings do not make a ComfyUI workflow.", 409) from None
+    response = jsonify(nodes)
+    response.headers["Content-Disposition"] = f'attachment; filename="{filename}"'
+    return response
+
+
 def _delete(render: Job):
     if not store().delete(render.id):
         raise ApiError("It is rendering now; delete it when it is done (it takes seconds).", 409)
@@ -207,6 +241,14 @@ def delete_library_render(name, render_id):
     if render is None or renders.library_file_of(render) != safe_name(name):
         raise ApiError(f"{name} has no render {render_id!r}.", 404)
     return _delete(render)
+
+
+@bp.get("/api/library/files/<name>/renders/<render_id>/workflow")
+def library_render_workflow(name, render_id):
+    render = store().find(safe_name(render_id))
+    if render is None or renders.library_file_of(render) != safe_name(name):
+        raise ApiError(f"{name} has no render {render_id!r}.", 404)
+    return _workflow(render, [lora["file"] for lora in render.config.get("loras") or []])
 
 
 @bp.get("/api/library/tries/<render_id>/<path:name>")

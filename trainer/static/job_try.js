@@ -135,6 +135,9 @@
       <div class="try-head">${statusChip(render.status)}<span class="prompt">${esc(render.prompt)}</span>
         <span class="actions"><button type="button" data-try-reroll="${esc(render.id)}" title="The same prompt, strengths and LoRA with a new random seed">New seed</button>
         <button type="button" data-try-reuse="${esc(render.id)}" title="Put these settings in the form">Use settings</button>
+        ${render.status === "completed" ? `<a class="button" href="${esc(api)}/renders/${esc(render.id)}/workflow" download data-try-workflow
+          title="This render as a ComfyUI workflow (its prompt, seed, size and steps, the LoRA at ${render.strengths.includes(1) ? 1 : "its strongest"}${
+          (render.with || []).length ? ", the other LoRA too" : ""}): drop it onto ComfyUI">ComfyUI</a>` : ""}
         <button type="button" data-try-delete="${esc(render.id)}" ${render.status === "running" ? "disabled" : ""}>Delete</button></span></div>
       <div class="try-meta">seed ${render.seed} · ${render.width}×${render.height} · ${render.steps} steps · ${esc(loraText(render))}${withText(render)}${
         render.loras.length === 1 && render.status === "completed" ? toLibrary(render.loras[0]) : ""}</div>
