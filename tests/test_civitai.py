@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 import trainer
+from studio.jobs import JobError
 from tests.helpers import files_handler, serving
 from tests.test_lora_import import _import
 from trainer.civitai import lookup
@@ -58,6 +59,10 @@ def civitai():
         answer("/api/v1/model-versions/321", _version(base, 321, kind="Checkpoint"))
         answer("/api/v1/model-versions/999", {**_version(base, 999), "files": []})
         files[f"{SIGNED_IN_ONLY}?token=sekrit"] = (OCTETS, named, LORA)
+        elsewhere = _version(base, 555)
+        elsewhere["files"][1]["downloadUrl"] = "https://cdn.example/cat.safetensors"
+        answer("/api/v1/model-versions/555", elsewhere)
+        answer("/api/v1/model-versions/556", {"name": "no id"})
         yield base, Civitai
 
 
@@ -114,6 +119,19 @@ def test_a_download_civitai_keeps_for_signed_in_accounts_needs_the_token(studio,
     assert job["status"] == "completed", job
     assert f"{SIGNED_IN_ONLY}?token=sekrit" in civitai[1].seen
     assert "sekrit" not in json.dumps(client.get("/api/library/imports").get_json())  # the key is never shown
+
+
+def test_the_api_key_goes_to_civitai_only_and_an_odd_answer_is_said(civitai):
+    found = lookup(f"{civitai[0]}/models/123?modelVersionId=555", api_base=civitai[0], token="sekrit",
+                   allow_private=True)
+    assert found.download == "https://cdn.example/cat.safetensors"  # not sent to another host
+    found = lookup(f"{civitai[0]}/models/123?modelVersionId=456", api_base=civitai[0], token="sekrit",
+                   allow_private=True)
+    assert found.download.endswith("/api/download/models/456?type=Model&format=SafeTensor&token=sekrit")
+    with pytest.raises(JobError, match="names no version to download"):
+        lookup(f"{civitai[0]}/api/download/models/556", api_base=civitai[0], token=None, allow_private=True)
+    with pytest.raises(JobError, match="Civitai answered 404 when asked about version 404"):
+        lookup(f"{civitai[0]}/api/download/models/404", api_base=civitai[0], token=None, allow_private=True)
 
 
 def test_links_of_other_hosts_are_not_asked_about(civitai):

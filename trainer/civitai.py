@@ -63,8 +63,9 @@ def _zimage(base_model: str) -> bool:
     return "zimage" in re.sub(r"[^a-z0-9]", "", base_model.lower())
 
 
-def _with_token(link: str, token: str | None) -> str:
-    if not token:
+def _with_token(link: str, token: str | None, api_base: str) -> str:
+    """The link with the API key, when it goes to Civitai itself (never to another host an answer names)."""
+    if not token or not is_civitai(link, api_base):
         return link
     parts = urlsplit(link)
     query = [(key, value) for key, value in parse_qsl(parts.query, keep_blank_values=True) if key != "token"]
@@ -99,6 +100,8 @@ def lookup(url: str, *, api_base: str, token: str | None, allow_private: bool) -
         version, model_name, model_type = versions[0], model.get("name"), model.get("type")
     else:
         return None
+    if not isinstance(version.get("id"), int):
+        raise JobError("Civitai's answer about this model names no version to download; try again later.")
     about = version.get("model") if isinstance(version.get("model"), dict) else {}
     model_name = str(model_name or about.get("name") or f"model version {version.get('id')}")
     title = f"{model_name} ({version['name']})" if version.get("name") else model_name
@@ -113,5 +116,5 @@ def lookup(url: str, *, api_base: str, token: str | None, allow_private: bool) -
                                  or f"{api_base}/api/download/models/{version['id']}")
     words = [str(word).strip().strip(",") for word in version.get("trainedWords") or [] if str(word).strip()]
     model_id = version.get("modelId") or (page[1] if page else None)
-    return CivitaiLora(int(version["id"]), title, base_model, _with_token(str(link), token), words,
+    return CivitaiLora(version["id"], title, base_model, _with_token(str(link), token, api_base), words,
                        f"{api_base}/models/{model_id}?modelVersionId={version['id']}" if model_id else "")
