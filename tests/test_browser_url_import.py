@@ -199,6 +199,9 @@ def test_a_lora_from_a_link_joins_the_library(studio_root, tmp_path, lora_web): 
         expect(page.locator(".toast", has_text="Added cat.safetensors (rank 4) to the library.")).to_be_visible()
         card = page.locator(".lora-card", has_text="cat.safetensors")
         expect(card.locator(".smaller > summary")).to_have_text("Make smaller")
+        # the way straight on: try it
+        expect(page.locator("#lora-link-state a")).to_have_attribute("href", "/library/try/cat.safetensors")
+        expect(card.locator("a", has_text="Try it")).to_have_attribute("href", "/library/try/cat.safetensors")
         page.fill("#lora-url", f"{lora_web}/sdxl.safetensors")
         page.click("#lora-link-add")
         expect(page.locator(".toast", has_text="not a LoRA of Z-Image's layers")).to_be_visible()

@@ -117,7 +117,10 @@
       state.textContent = found.status === "running" || found.status === "queued"
         ? `${found.message || "Downloading"}${done ? ` · ${done}` : ""}` : "";
       if (found.status === "completed") {
-        studio.toast(found.message, "ok", 6000); load(); return;
+        studio.toast(found.message, "ok", 6000);
+        const file = (found.result || {}).file;  // a way straight on: render a prompt with it
+        if (file) state.innerHTML = `${esc(found.message)} <a href="/library/try/${encodeURIComponent(file)}">Try it</a>`;
+        load(); return;
       }
       if (!["queued", "running"].includes(found.status)) {
         studio.toast(found.error || found.message || `The download ${found.status}.`, "error", 10000); return;
