@@ -274,3 +274,20 @@ def test_the_worker_renders_with_a_stacked_lora_and_fails_when_it_went(client, s
     assert failed.id == again["id"] and failed.status == "failed"
     assert "style.safetensors, which this render was to use too, was deleted" in failed.error
     assert store.get(made["id"]).status == "completed"
+
+
+def test_a_checkpoint_in_the_library_shows_its_steps_previews(client, store, settings, demo_paths):
+    from tests.test_trainer_renders import finished_job
+    from trainer import library
+
+    job = finished_job(store, settings.root, demo_paths)
+    space = Workspace(settings.root)
+    step_dir = space.jobs / job.id / "samples" / "step_000003"
+    step_dir.mkdir(parents=True)
+    Image.new("RGB", (8, 8), "red").save(step_dir / "0.png")
+    (step_dir / "prompts.json").write_text('[{"prompt": "tok, a red circle", "seed": 1}]')
+    name, _placed = library.publish_checkpoint(space, job, 3)
+    card = next(e for e in client.get("/api/library").get_json()["loras"] if e["file"] == name)
+    assert card["checkpoint_of"]["step"] == 3
+    picture = f"/api/jobs/{job.id}/files/samples/step_000003/0.png"
+    assert [pair["lora"] for pair in card["samples"]["pairs"]] == [picture] and card["samples"]["urls"] == [picture]

@@ -169,13 +169,16 @@ def _loose_files(entries: list[dict], jobs: list) -> list[dict]:
         stat = path.stat()
         meta = library.safetensors_metadata(path)
         job, step = checkpoints.get((stat.st_dev, stat.st_ino), (None, None))
+        # its pictures: a checkpoint's previews at its step, else the latest render tried of it on its own page
+        shown = library.samples_at(job, workspace().jobs / job.id, step) if job else None
+        shown = shown or latest_try(path.name)
         loose.append({"job_id": None, "name": path.stem, "file": path.name, "path": path.name,
                       "size": stat.st_size, "dataset": job.dataset if job else None, "recipe": None,
                       "finished_at": stat.st_mtime, "steps": step, "loss": None,
                       # a job's checkpoint: its card leads to the job (and deleting it leaves the job alone)
                       "checkpoint_of": {"job_id": job.id, "job_name": job.name, "step": step} if job else None,
-                      # its pictures: the latest render tried of it on its own page
-                      "metadata": meta, "samples": latest_try(path.name), "rank": library.rank_of(path),
+                      "metadata": meta, "samples": shown, "rank": library.rank_of(path),
+                      "leak": library.leak_summary([shown]) if shown and shown.get("pairs") else None,
                       "trigger_word": library.trigger_of(meta),
                       "library_file": path.name, "download_url": f"/api/library/files/{quote(path.name)}"})
     return loose

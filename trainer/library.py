@@ -210,6 +210,16 @@ def leak_summary(groups: list[dict]) -> dict | None:
     return None if share is None else {"share": share, "step": last["step"], "leaks": share >= LEAKS}
 
 
+def samples_at(job: Job, job_dir: Path, step: int) -> dict | None:
+    """A checkpoint's card: the preview step's group of `samples` at its step, pairs as URLs (None when no preview
+    was rendered at that step)."""
+    group = next((g for g in samples(job_dir) if g["step"] == step and not g.get("base_only")), None)
+    if group:
+        group["pairs"] = pair_urls(job.id, group["pairs"])
+        group["urls"] = [file_url(job.id, image) for image in group["images"]]
+    return group
+
+
 def last_samples(job_dir: Path) -> dict | None:
     """The last preview step's group of `samples` (None when no preview step was rendered)."""
     return next((group for group in reversed(samples(job_dir)) if not group.get("base_only")), None)
