@@ -354,6 +354,17 @@ def test_train_from_the_form_and_download_the_lora(studio, artifacts_dir, tmp_pa
                       if n["class_type"] == "LoraLoaderModelOnly") == [("browser-lora-r2.safetensors", 1.0),
                                                                         ("browser-lora.safetensors", 0.5)]
         assert info.value.suggested_filename.startswith("browser-lora-r2-seed")
+        # the smaller copy beside the original, at the same strengths: a row each
+        page.select_option("#try-with", "")
+        expect(page.locator("#try-with-strength")).to_be_hidden()
+        page.select_option("#try-beside", "browser-lora.safetensors")
+        page.locator("#try-go").click()
+        expect(page.locator(".try-card")).to_have_count(3)
+        side = page.locator(".try-card").first
+        expect(side).to_contain_text("Rendered 5 images", timeout=120_000)
+        expect(side.locator(".try-meta").first).to_contain_text("browser-lora-r2 beside browser-lora")
+        expect(side.locator(".try-sweep-title span")).to_have_text(["Base model", "browser-lora-r2", "browser-lora"])
+        page.wait_for_function("[...document.querySelectorAll('.try-card img')].every(i => i.naturalWidth > 0)")
         page.wait_for_function("[...document.querySelectorAll('.try-card img')].every(i => i.naturalWidth > 0)")
         page.screenshot(path=str(artifacts_dir / "trainer-try-library-file.png"))
         page.go_back()

@@ -32,6 +32,8 @@ def test_the_pictures_and_the_one_picked():
     assert picked(CONFIG, None) == (1, 1.0)  # the last file (the final LoRA) at 1
     assert picked({**CONFIG, "strengths": [0.0, 0.6, -1.5]}, None) == (1, -1.5)  # else at its strongest
     assert picked(CONFIG, 1) == (0, 0.8) and picked(CONFIG, 0) == (None, 0.0)
+    beside = {**CONFIG, "loras": [*CONFIG["loras"], {"file": "c", "label": "other", "library": True}]}
+    assert picked(beside, None) == (1, 1.0)  # the render's own, not the one shown beside it
     with pytest.raises(ValueError, match="has 5 pictures"):
         picked(CONFIG, 5)
 

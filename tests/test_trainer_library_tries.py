@@ -1,6 +1,7 @@
 """Try a file of the LoRA library that no training job made (a LoRA added from a link, a smaller copy): its
 renders through the API and the worker on the real tiny Z-Image pipeline, its page, and what happens when the
-file goes. And any render with another library LoRA on every image ("with": a style under a character)."""
+file goes. And any render with another library LoRA on every image ("with": a style under a character), or beside
+the one tried ("beside": the original and its smaller copy, side by side)."""
 
 from __future__ import annotations
 
@@ -58,7 +59,8 @@ def test_a_library_render_is_queued_checked_and_deleted(client, store, settings,
     assert response.status_code == 202
     queued = response.get_json()["render"]
     assert queued["prompt"] == "zqx, a red circle"  # the file's trigger word for [trigger]
-    assert queued["loras"] == [{"file": "found-lora.safetensors", "step": None, "final": True, "label": "found-lora"}]
+    assert queued["loras"] == [{"file": "found-lora.safetensors", "step": None, "final": True, "label": "found-lora",
+                                "library": True}]
     render = store.get(queued["id"])
     assert render.parent_id is None and renders.library_file_of(render) == "found-lora.safetensors"
     assert render.config["quantize_base"] == "none"  # no GPU here
@@ -291,3 +293,51 @@ def test_a_checkpoint_in_the_library_shows_its_steps_previews(client, store, set
     assert card["checkpoint_of"]["step"] == 3
     picture = f"/api/jobs/{job.id}/files/samples/step_000003/0.png"
     assert [pair["lora"] for pair in card["samples"]["pairs"]] == [picture] and card["samples"]["urls"] == [picture]
+
+
+# -- library LoRAs side by side with the one tried --------------------------------------------------------
+def test_what_a_render_shows_beside_it_is_checked(client, store, settings, demo_paths):
+    from tests.test_trainer_renders import finished_job
+
+    path = library_lora(settings, demo_paths)
+    other = library_lora(settings, demo_paths, "other.safetensors")
+    for value, words in [("other.safetensors", "at most 3 library LoRA files"), ([5], "at most 3"),
+                         (["nope.safetensors"], "has no 'nope.safetensors' to render beside"),
+                         ([other.name, other.name], "names a LoRA twice"),
+                         ([path.name], "is the LoRA this render tries"),
+                         ([other.name] * 4, "at most 3")]:
+        answer = client.post(url_of(path), json={**REQUEST, "beside": value})
+        assert answer.status_code == 422 and words in answer.get_json()["error"], (value, answer.get_json())
+    made = client.post(url_of(path), json={**REQUEST, "beside": [other.name]}).get_json()["render"]
+    assert [lora["file"] for lora in made["loras"]] == ["found-lora.safetensors", "other.safetensors"]
+    # beside a job's LoRA too: the job's final LoRA, then the library's
+    job = finished_job(store, settings.root, demo_paths)
+    made = client.post(f"/api/jobs/{job.id}/renders", json={**REQUEST, "beside": [other.name]}).get_json()["render"]
+    assert [(lora["file"], lora.get("library")) for lora in made["loras"]] == [
+        ("lora/tiny-lora.safetensors", None), ("other.safetensors", True)]
+
+
+@pytest.mark.slow
+def test_a_lora_beside_renders_as_it_does_alone(client, store, settings, demo_paths):
+    """Side by side, each file's picture at a strength is the picture it renders on its own (same seed)."""
+    from tests.test_trainer_renders import finished_job
+
+    job = finished_job(store, settings.root, demo_paths)
+    other = library_lora(settings, demo_paths, "other.safetensors")
+    body = {**REQUEST, "prompt": "tok, a red circle"}  # the same text for both (their trigger words differ)
+    both = client.post(f"/api/jobs/{job.id}/renders", json={**body, "beside": [other.name]}).get_json()["render"]
+    alone = client.post(url_of(other), json=body).get_json()["render"]
+    Worker(settings, poll_s=0.1, unload_caption=False).run_once()  # the render process takes the next one too
+    assert store.get(both["id"]).status == store.get(alone["id"]).status == "completed"
+    shown = next(r for r in client.get(f"/api/jobs/{job.id}/renders").get_json()["renders"] if r["id"] == both["id"])
+    assert [(image["lora"], image["strength"]) for image in shown["images"]] == [(None, 0), (0, 1), (1, 1)]
+    own = client.get(url_of(other)).get_json()["renders"][0]
+    assert own["id"] == alone["id"]
+    assert client.get(shown["images"][2]["url"]).data == client.get(own["images"][1]["url"]).data
+    assert client.get(shown["images"][1]["url"]).data != client.get(shown["images"][2]["url"]).data
+    # the file beside it deleted before it renders: it fails saying so
+    again = client.post(f"/api/jobs/{job.id}/renders", json={**REQUEST, "seed": 9, "beside": [other.name]})
+    other.unlink()
+    failed = Worker(settings, poll_s=0.1, unload_caption=False).run_once()
+    assert failed.id == again.get_json()["render"]["id"] and failed.status == "failed"
+    assert "other.safetensors, which this render was to show beside it, was deleted" in failed.error

@@ -69,17 +69,24 @@ def _failure(exc: BaseException, root: Path) -> str:
 
 
 def lora_files(workspace: Workspace, store: JobStore, render: Job) -> list[Path]:
-    """The LoRA files a render tries: its training job's, or one file of the library."""
+    """The LoRA files a render tries: its training job's or a file of the library, and the library's beside them.
+    FileNotFoundError when what it tries went meanwhile (the render goes too)."""
     name = renders.library_file_of(render)
-    if name:
-        path = confined(workspace.loras, name)
-        if not path.is_file():
-            raise FileNotFoundError(f"{name} was deleted from the LoRA library.")
-        return [path]
+    if name and not confined(workspace.loras, name).is_file():
+        raise FileNotFoundError(f"{name} was deleted from the LoRA library.")
     parent = store.find(render.parent_id) if render.parent_id else None
-    if parent is None:
+    if not name and parent is None:
         raise FileNotFoundError("Its training job was deleted.")
-    return [confined(workspace.jobs / parent.id, *lora["file"].split("/")) for lora in render.config["loras"]]
+    return [confined(workspace.loras, lora["file"]) if lora.get("library") or name
+            else confined(workspace.jobs / parent.id, *lora["file"].split("/")) for lora in render.config["loras"]]
+
+
+def _check_beside(files: list[Path], loras: list[dict]) -> None:
+    """A library file shown beside the one tried that was deleted meanwhile: the render fails saying so."""
+    for path, lora in zip(files, loras, strict=True):
+        if lora.get("library") and not path.is_file():
+            raise LoraFileError(f"{path.name}, which this render was to show beside it, was deleted from the LoRA "
+                                "library; render again without it.")
 
 
 def stacked_files(workspace: Workspace, render: Job) -> list[tuple[Path, float, str]]:
@@ -117,6 +124,7 @@ def render_one(workspace: Workspace, store: JobStore, session, render: Job) -> i
         run_log(f"Rendering {render.config['prompt']!r} with {', '.join(lora['file'] for lora in loras)} at "
                 f"strengths {', '.join(f'{s:g}' for s in render.config['strengths'])}, seed {render.config['seed']}"
                 f"{together}.")
+        _check_beside(files, loras)
         session.log = run_log
         images = session.render(request_of(render.config), files, out_dir, reporter,
                                 [lora["label"] for lora in loras], stack=stacked_files(workspace, render))

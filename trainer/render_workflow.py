@@ -1,7 +1,8 @@
 """A ComfyUI workflow of a render of Try the LoRA (trainer.comfy_graph): its prompt, seed, size and steps, with the
 LoRA file of one of its pictures at that picture's strength, and the library LoRAs it rendered with ("with")
-chained after it. By default the picture of the last LoRA file (a job's final LoRA) at strength 1, else at its
-strongest. ComfyUI's sampler and noise differ from the studio's, so it is the same prompt, not the same picture.
+chained after it. By default the picture of the render's own last LoRA file (a job's final LoRA; not one shown
+beside it) at strength 1, else at its strongest. ComfyUI's sampler and noise differ from the studio's, so it is the
+same prompt, not the same picture.
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ def picked(config: dict, image: int | None) -> tuple[int | None, float]:
     strengths = [s for s in config["strengths"] if s]
     if not strengths or not config["loras"]:
         return None, 0.0
-    return len(config["loras"]) - 1, 1.0 if 1.0 in strengths else max(strengths, key=abs)
+    own = [index for index, lora in enumerate(config["loras"]) if not lora.get("library")] or [0]  # not "beside"
+    return own[-1], 1.0 if 1.0 in strengths else max(strengths, key=abs)
 
 
 def workflow(config: dict, names: list[str], image: int | None = None) -> tuple[dict, str]:

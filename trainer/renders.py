@@ -34,6 +34,7 @@ MAX_IMAGES = 24  # per render
 SIZE_RANGE = (64, 2048)
 TRIGGER = "[trigger]"
 MAX_STACKED = 2  # library LoRAs a render applies to every image besides the one it tries ("with")
+MAX_BESIDE = 3  # library LoRAs a render shows side by side with the one it tries ("beside")
 LIBRARY_FILE = "library_file"  # in a render's config: the library file it tries (it has no parent job)
 TRIES_DIR = "tries"  # under trainer/: the images of the library's renders
 # a library file's renders: Z-Image-Turbo's own sampling (the recipe's preview defaults); in demo mode the tiny
@@ -176,7 +177,7 @@ def parse(body: dict, job: Job, job_dir: Path, library_dir: Path | None = None) 
     `library_dir` holds the LoRAs it may render with ("with")."""
     config = job.config
     prompt, body = _prompt(body)
-    loras = loras_for(job, job_dir, body.get("lora", "final"))
+    loras = loras_for(job, job_dir, body.get("lora", "final")) + beside(body.get("beside"), library_dir)
     defaults = {"width": int(config.get("sample_width") or 1024), "height": int(config.get("sample_height") or 1024),
                 "steps": int(config.get("sample_steps") or 9), "guidance_scale": config.get("guidance_scale", 0.0)}
     return {**_settings(body, prompt, str(config.get("trigger_word") or ""), loras, defaults),
@@ -192,13 +193,46 @@ def parse_library(body: dict, name: str, trigger: str, quantize_base: str, demo:
     prompt, body = _prompt(body)
     if body.get("lora", "final") not in ("final", None):
         raise RenderInvalid("A library file is one LoRA: 'lora' can only be \"final\".")
-    loras = [{"file": name, "step": None, "final": True, "label": name.removesuffix(".safetensors")}]
+    loras = [_library_entry(name)] + beside(body.get("beside"), library_dir)
     defaults = DEMO_DEFAULTS if demo else LIBRARY_DEFAULTS
     together = stacked(body.get("with"), library_dir)
-    if any(item["file"] == name for item in together):
-        raise RenderInvalid(f"{name} is the LoRA this render tries; pick another one to render with.")
+    if any(item["file"] == name for item in together) or len({lora["file"] for lora in loras}) < len(loras):
+        raise RenderInvalid(f"{name} is the LoRA this render tries; pick another one to render with or beside it.")
     return {**_settings(body, prompt, trigger, loras, defaults), LIBRARY_FILE: name, "with": together,
             "quantize_base": quantize_base, "float8_matmuls": quantize_base == "float8"}
+
+
+def _library_entry(name: str) -> dict:
+    """A library file among a render's LoRA files (read from trainer/loras, not the job's folder)."""
+    return {"file": name, "step": None, "final": True, "label": name.removesuffix(".safetensors"), "library": True}
+
+
+def beside(value, library_dir: Path | None) -> list[dict]:
+    """`beside`: library LoRAs rendered side by side with the one tried, at the same strengths (the original and
+    its smaller copy, your LoRA and one from Civitai): a row each."""
+    if value is None or value == []:
+        return []
+    if not isinstance(value, list) or len(value) > MAX_BESIDE or not all(isinstance(v, str) for v in value):
+        raise RenderInvalid(f"'beside' is a list of at most {MAX_BESIDE} library LoRA files to render side by side.")
+    files = [_library_file(name, library_dir, "beside").name for name in value]
+    if len(set(files)) < len(files):
+        raise RenderInvalid("'beside' names a LoRA twice.")
+    return [_library_entry(name) for name in files]
+
+
+def _library_file(name: str, library_dir: Path | None, use: str) -> Path:
+    """The library's LoRA `name`, checked to be a LoRA of Z-Image's layers (RenderInvalid says why not)."""
+    try:
+        path = confined(library_dir, safe_name(name)) if library_dir is not None else None
+    except UnsafePathError:
+        path = None
+    if path is None or not path.is_file() or path.suffix != ".safetensors":
+        raise RenderInvalid(f"The LoRA library has no {name!r} to render {use}.")
+    try:
+        zimage_lora_rank(path, path.name)
+    except LoraFileError as exc:
+        raise RenderInvalid(str(exc)) from None
+    return path
 
 
 def stacked(value, library_dir: Path | None) -> list[dict]:
@@ -214,16 +248,7 @@ def stacked(value, library_dir: Path | None) -> list[dict]:
     for item in value:
         if not isinstance(item, dict) or not isinstance(item.get("file"), str):
             raise RenderInvalid(shape)
-        try:
-            path = confined(library_dir, safe_name(item["file"]))
-        except UnsafePathError:
-            path = None
-        if path is None or not path.is_file() or path.suffix != ".safetensors":
-            raise RenderInvalid(f"The LoRA library has no {item['file']!r} to render with.")
-        try:
-            zimage_lora_rank(path, path.name)
-        except LoraFileError as exc:
-            raise RenderInvalid(str(exc)) from None
+        path = _library_file(item["file"], library_dir, "with")
         strength = _number(item.get("strength", 1.0), "strength")
         if strength == 0 or abs(strength) > MAX_STRENGTH:
             raise RenderInvalid(f"A LoRA to render with needs a strength between -{MAX_STRENGTH:g} and "

@@ -130,7 +130,9 @@ def render_workflow(job_id, render_id):
         raise ApiError(f"This job has no render {render_id!r}.", 404)
     names = []
     for lora in render.config.get("loras") or []:
-        if lora.get("final"):
+        if lora.get("library"):  # a library LoRA beside the job's: its own name
+            names.append(lora["file"])
+        elif lora.get("final"):
             copy = library.library_copy(workspace(), job, confined(workspace().jobs, job.id, *lora["file"].split("/")))
             names.append(copy.name if copy else Path(lora["file"]).name)
         else:

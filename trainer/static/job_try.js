@@ -57,12 +57,17 @@
       .sort((a, b) => a.replace(/\.safetensors$/, "").localeCompare(b.replace(/\.safetensors$/, "")));
     if (names.join("\n") === libraryKey) return;  // unchanged: an open list stays open
     libraryKey = names.join("\n");
-    const current = $("try-with").value;
-    $("try-with").innerHTML = `<option value="">no other LoRA</option>` +
-      names.map((file) => `<option value="${esc(file)}">${esc(file.replace(/\.safetensors$/, ""))}</option>`).join("");
-    if ([...$("try-with").options].some((o) => o.value === current)) $("try-with").value = current;
+    const options = names.map((file) => `<option value="${esc(file)}">${esc(file.replace(/\.safetensors$/, ""))}</option>`).join("");
+    for (const [id, none] of [["try-with", "no other LoRA"], ["try-beside", "nothing"]]) {
+      const current = $(id).value;
+      $(id).innerHTML = `<option value="">${none}</option>${options}`;
+      if ([...$(id).options].some((o) => o.value === current)) $(id).value = current;
+    }
     withChanged();
   }
+  // a render's own LoRA files (the job's, or the library file tried) and the library's shown beside them
+  const besideOf = (render) => render.loras.filter((l, i) => l.library && !(self && i === 0));
+  const ownOf = (render) => render.loras.filter((l, i) => !l.library || (self && i === 0));
   function withChanged() { $("try-with-strength").hidden = !$("try-with").value; }
   const withOf = () => ($("try-with").value ? [{ file: $("try-with").value, strength: Number($("try-with-strength").value) }] : []);
   const withText = (render) => (render.with || []).map((w) => ` · with ${esc(w.label)} at ${w.strength}`).join("");
@@ -119,9 +124,10 @@
   }
 
   function loraText(render) {
-    const loras = render.loras;
-    if (loras.length <= 1) return loras.length ? loras[0].label : "";
-    return `${loras.length} LoRA files, steps ${loras[0].step} to ${loras[loras.length - 1].step}`;
+    const own = ownOf(render), others = besideOf(render);
+    const text = own.length <= 1 ? (own.length ? own[0].label : "")
+      : `${own.length} LoRA files, steps ${own[0].step} to ${own[own.length - 1].step}`;
+    return others.length ? `${text} beside ${others.map((l) => l.label).join(", ")}` : text;
   }
 
   function card(render) {
@@ -185,7 +191,7 @@
     const lora = $("try-lora").value;
     const body = { prompt: $("try-prompt").value, strengths: [...chosen].sort((a, b) => a - b),
       seed: Number($("try-seed").value), width, height, lora: ["final", "all"].includes(lora) ? lora : Number(lora),
-      with: withOf() };
+      with: withOf(), beside: $("try-beside").value ? [$("try-beside").value] : [] };
     $("try-error").textContent = "";
     if (!body.prompt.trim()) { $("try-error").textContent = "Type a prompt to render."; return; }
     if (!chosen.size) { $("try-error").textContent = "Pick at least one strength."; return; }
@@ -204,7 +210,7 @@
   }
 
   // The LoRA choice a render was made with, as the form and the API name it.
-  const loraOf = (render) => (render.loras.length > 1 ? "all" : render.loras[0].final ? "final" : render.loras[0].step);
+  const loraOf = (render) => { const own = ownOf(render); return own.length > 1 ? "all" : own[0].final ? "final" : own[0].step; };
 
   $("try-prompt").addEventListener("keydown", (event) => {  // Ctrl+Enter renders, as Enter saves a caption
     if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) { event.preventDefault(); form.requestSubmit(); }
@@ -243,7 +249,8 @@
       reroll.disabled = true;
       await post({ prompt: render.prompt, strengths: render.strengths, width: render.width, height: render.height,
         seed: Math.floor(Math.random() * 2147483647), lora: loraOf(render),
-        with: (render.with || []).map(({ file, strength }) => ({ file, strength })) });
+        with: (render.with || []).map(({ file, strength }) => ({ file, strength })),
+        beside: besideOf(render).map((l) => l.file) });
     } else if (reuse) {
       $("try-prompt").value = render.prompt;
       $("try-seed").value = String(render.seed);
@@ -255,6 +262,8 @@
       $("try-size").value = size;
       const lora = String(loraOf(render));
       if (loras.some((c) => String(c.value) === lora)) { $("try-lora").value = lora; loraPicked = true; }
+      const next = besideOf(render)[0];
+      if (!next || [...$("try-beside").options].some((o) => o.value === next.file)) $("try-beside").value = next ? next.file : "";
       const together = (render.with || [])[0];
       if (!together || [...$("try-with").options].some((o) => o.value === together.file)) {
         $("try-with").value = together ? together.file : "";
