@@ -317,6 +317,15 @@ def test_train_from_the_form_and_download_the_lora(studio, artifacts_dir, tmp_pa
         expect(page.locator(".toast", has_text="browser-lora-r2.safetensors")).to_contain_text("of the LoRA's change")
         expect(page.locator(".lora-card", has_text="browser-lora-r2.safetensors")).to_contain_text(
             re.compile(r"browser-lora\.safetensors at rank 2, keeping \d+% of its change"))
+        # with many LoRAs, a filter: every word typed, in the name, file, trigger words or dataset
+        expect(page.locator("#library-count")).to_have_text("3 LoRAs")
+        page.fill("#library-filter", "r2")
+        expect(page.locator(".lora-card:visible")).to_have_count(1)
+        expect(page.locator("#library-count")).to_have_text("1 of 3")
+        page.fill("#library-filter", "tok step120")
+        expect(page.locator(".lora-card:visible")).to_contain_text("browser-lora-step120.safetensors")
+        page.fill("#library-filter", "")
+        expect(page.locator(".lora-card:visible")).to_have_count(3)
         # a file no job made (here the smaller copy; a LoRA from a link alike) is tried on a page of its own
         page.locator(".lora-card", has_text="browser-lora-r2.safetensors").locator("a", has_text="Try it").click()
         page.wait_for_url("**/library/try/browser-lora-r2.safetensors")

@@ -63,7 +63,24 @@
           <button type="button" class="danger" data-delete="${index}">Delete</button></div></article>`;
     }).join("");
     loras = data.loras; comfy = data.comfyui_dir;
+    applyFilter();
   }
+
+  // With many LoRAs: the cards whose name, file, trigger words or dataset hold every word typed.
+  function applyFilter() {
+    const words = document.getElementById("library-filter").value.toLowerCase().split(/\s+/).filter(Boolean);
+    const cards = [...document.querySelectorAll("#library .lora-card")];
+    let shown = 0;
+    cards.forEach((card, index) => {
+      const l = loras[index] || {};
+      const text = [l.name, l.file, l.dataset, ...triggers(l)].filter(Boolean).join(" ").toLowerCase();
+      card.hidden = !words.every((w) => text.includes(w));
+      shown += card.hidden ? 0 : 1;
+    });
+    document.getElementById("library-filter-row").hidden = cards.length < 2;
+    document.getElementById("library-count").textContent = words.length ? `${shown} of ${cards.length}` : `${cards.length} LoRAs`;
+  }
+  document.getElementById("library-filter").addEventListener("input", applyFilter);
 
   // "Make smaller": the same LoRA at a lower rank (its largest directions kept), a smaller file to share.
   function smaller(l, index) {
