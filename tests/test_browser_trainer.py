@@ -401,6 +401,25 @@ def test_train_from_the_form_and_download_the_lora(studio, artifacts_dir, tmp_pa
             page.locator(".lora-card", has_text=name).first.locator("button[data-delete]").click()
             expect(page.locator(".lora-card", has_text=name)).to_have_count(0)
         expect(page.locator("#library")).to_contain_text("No finished LoRA yet")
+        # ... into Recently deleted, for 7 days: the job (checkpoints, previews) and the files come back as they were
+        trash = page.locator("#trash li")
+        expect(trash).to_have_count(4)  # three files and the job
+        expect(page.locator("#trash li", has_text="training job")).to_contain_text("browser job")
+        page.screenshot(path=str(artifacts_dir / "trainer-recently-deleted.png"), full_page=True)
+        page.locator("#trash li", has_text="training job").locator("[data-restore]").click()
+        expect(page.locator(".toast", has_text="browser job is back with its checkpoints")).to_be_visible()
+        page.locator("#trash li", has_text="LoRA file").filter(has_text="browser-lora.safetensors").locator(
+            "[data-restore]").click()
+        card = page.locator(".lora-card", has_text="browser-lora.safetensors")
+        expect(card).to_have_count(1)
+        expect(card.locator("a", has_text="Open job")).to_have_count(1)  # its job is back too
+        page.wait_for_function("[...document.querySelectorAll('.lora-card img')].every(i => i.naturalWidth > 0)")
+        page.once("dialog", lambda dialog: dialog.accept())
+        page.locator("#trash-empty").click()
+        expect(page.locator("#trash")).to_be_hidden()
+        page.once("dialog", lambda dialog: dialog.accept())
+        card.locator("button[data-delete]").click()
+        expect(page.locator("#library")).to_contain_text("No finished LoRA yet")
         page.goto(studio + "/")
         expect(page.locator("#recent-empty")).to_be_visible()
         assert problems == []

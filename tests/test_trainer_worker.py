@@ -297,6 +297,13 @@ def test_deleting_a_running_job_stops_it_first(settings):
     thread.join(30)
     assert worker.store.find(job.id) is None
     assert not (worker.workspace.jobs / job.id).exists()
+    # kept in Recently deleted, stopped, with its checkpoints: it can come back and go on
+    from trainer import trash
+
+    (entry,) = trash.entries(worker.workspace)
+    assert entry["kind"] == "job" and entry["name"] == job.name
+    assert trash.restore(worker.workspace, worker.store, entry["id"])["id"] == job.id
+    assert worker.store.get(job.id).status == "stopped" and (worker.workspace.jobs / job.id / "checkpoints").is_dir()
 
 
 def test_pod_stops_when_the_queue_is_empty(make_settings, receiver):

@@ -26,6 +26,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         renders_api,
         storage,
         timelapse,
+        trash,
         variants,
     )
     from trainer.webhooks import dispatcher_for
@@ -52,7 +53,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         return error_response(str(exc), 409)
 
     for module in (pages, jobs_api, renders_api, catalog_api, events, names, storage, bundle, variants, hub_publish,
-                   pod_api, timelapse, lora_import):
+                   pod_api, timelapse, lora_import, trash):
         app.register_blueprint(module.bp)
     events.end_streams_on_shutdown()
     return app

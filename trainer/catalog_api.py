@@ -219,14 +219,15 @@ def library_files():
 
 @bp.delete("/api/library/files/<name>")
 def delete_library_file(name):
-    """The LoRA leaves the library (and ComfyUI's folder, when the copy there is the same file), with the renders
-    tried of it on the library page. The page deletes the job it came from next (DELETE /api/jobs/<id>); an API
-    client may keep the job."""
+    """The LoRA leaves the library for Recently deleted (trainer.trash; its copy in ComfyUI's folder goes when it is
+    the same file), with the renders tried of it on the library page. The page deletes the job it came from next
+    (DELETE /api/jobs/<id>); an API client may keep the job."""
     from trainer.renders_api import drop_library_renders
+    from trainer.trash import trash_lora
 
     drop_library_renders(safe_name(name))
-    removed = library.remove_from_library(workspace(), safe_name(name))
-    return jsonify({"deleted": name, "removed": [str(p) for p in removed]})
+    entry, removed = trash_lora(workspace(), safe_name(name))  # kept a while in Recently deleted
+    return jsonify({"deleted": name, "removed": [str(p) for p in removed], "trash": entry})
 
 
 @bp.post("/api/library/files/<name>/resize")

@@ -14,7 +14,7 @@ from studio.jobs import Job, JobNotFound, JobStore
 from studio.settings import Settings
 from studio.web import ApiError, int_arg, json_body
 from studio.workspace import Workspace, safe_name
-from trainer import library, schedule
+from trainer import library, schedule, trash
 from trainer.evaluation_set import EVAL_FILE
 from trainer.recovery import reconcile
 from trainer.run_job import training_sources
@@ -167,13 +167,12 @@ def delete_job(job_id):
     if job.status == "running":
         job = store().request_stop(job.id, delete=True, reason="Stopping, then deleting.")
         return jsonify({"deleted": False, "stopping": True, "job": job.public()}), 202
-    if not store().delete(job.id):  # it was claimed a moment ago: stop it, then delete
+    entry = trash.trash_job(workspace(), store(), job)  # kept a while in Recently deleted, with its renders
+    if entry is None:  # it was claimed a moment ago: stop it, then delete
         job = store().request_stop(job.id, delete=True, reason="Stopping, then deleting.")
         return jsonify({"deleted": False, "stopping": True, "job": job.public()}), 202
-    store().delete_children(job.id, "render")
-    library.remove_job_files(workspace(), job.id)
     current_app.extensions["trainer_webhooks"].job_deleted(job)
-    return jsonify({"deleted": True, "id": job.id})
+    return jsonify({"deleted": True, "id": job.id, "trash": entry})
 
 
 def _touch_control(job: Job, name: str) -> None:

@@ -35,13 +35,14 @@ _lock = threading.Lock()
 
 def _parts(workspace: Workspace) -> list[tuple[str, str, list[Path], str]]:
     """(key, label, folders, where to free it), in counting order: trash before what holds it."""
-    trash = [workspace.datasets / ".trash", *sorted(workspace.datasets.glob("*/.trash"))]
+    trash = [workspace.datasets / ".trash", *sorted(workspace.datasets.glob("*/.trash")), workspace.trainer / ".trash"]
     return [
         ("models", "Models", [workspace.models], "downloaded per models.txt; needed to train"),
         ("jobs", "Training jobs", [workspace.jobs],
          "checkpoints and previews: delete jobs you are done with (their LoRAs stay)"),
         ("loras", "LoRA library", [workspace.loras], "files not also in a job: delete them in the LoRA library"),
-        ("deleted", "Recently deleted", trash, "kept 7 days: empty it on the Datasets page or a dataset's page"),
+        ("deleted", "Recently deleted", trash,
+         "kept 7 days: empty it on the LoRA library page, the Datasets page or a dataset's page"),
         ("datasets", "Datasets", [workspace.datasets], "your images and captions"),
         ("exports", "Exports", [workspace.exports], "versions no job needs can go: the export dialog lists them"),
         ("cache", "Caches", [workspace.cache, workspace.root / ".cache"], "latents, text embeddings, downloads"),

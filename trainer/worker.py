@@ -28,7 +28,7 @@ from studio.processes import describe_exit, process_token
 from studio.settings import Settings, SettingsError, load_settings
 from studio.upgrade import open_job_store
 from studio.workspace import Workspace
-from trainer import library, podstop, renders
+from trainer import library, podstop, renders, trash
 from trainer.job_log import log_tail, stamped
 from trainer.recovery import STOP_TIMEOUT_S, reconcile, resume_hint
 from trainer.render_runner import TIMEOUT_S as RENDER_TIMEOUT_S
@@ -272,10 +272,8 @@ class Worker:
         hint = resume_hint(checkpoint)
         step = outcome.get("step") or current.step
         if current.control == "delete":
-            self.store.finish(job.id, "stopped", message="Stopped before deletion.")
-            if self.store.delete(job.id):
-                self.store.delete_children(job.id, renders.KIND)
-                library.remove_job_files(self.workspace, job.id)
+            stopped = self.store.finish(job.id, "stopped", message="Stopped before deletion.")
+            trash.trash_job(self.workspace, self.store, stopped)  # kept a while in Recently deleted
             return None
         kind = outcome.get("outcome")
         if kind == "completed":

@@ -308,8 +308,8 @@
     else if (t.id === "btn-save") { await act(jobId, "save"); }
     else if (t.id === "btn-delete") {
       const running = job && ["running", "stopping"].includes(job.status);
-      const res = await act(jobId, "delete", running ? "Delete this job? It is stopped first, then its files are removed." :
-        "Delete this job and its folder (checkpoints, samples, renders, log)? The finished LoRA stays in the LoRA library.");
+      const res = await act(jobId, "delete", running ? "Delete this job? It is stopped first, then kept 7 days in Recently deleted (LoRA library page)." :
+        "Delete this job and its folder (checkpoints, samples, renders, log)? The finished LoRA stays in the LoRA library; the job is kept 7 days in Recently deleted (LoRA library page), to restore.");
       if (res && res.deleted) location.href = "/";
     }
   });

@@ -110,12 +110,13 @@
     const parts = [];
     if (l.library_file) parts.push(`removes it from ${comfy ? "the LoRA library and ComfyUI's folder" : "the LoRA library"}`);
     if (l.job_id) parts.push("deletes its training job (checkpoints, previews, renders, log)");
-    if (!confirm(`Delete ${l.file}? This ${parts.join(" and ")}. It cannot be undone.`)) return;
+    if (!confirm(`Delete ${l.file}? This ${parts.join(" and ")}. Recently deleted, below, keeps ${parts.length > 1 ? "both" : "it"} 7 days.`)) return;
     try {
       if (l.library_file) await studio.api(`/api/library/files/${encodeURIComponent(l.library_file)}`, { method: "DELETE" });
       if (l.job_id) await studio.api(`/api/jobs/${encodeURIComponent(l.job_id)}`, { method: "DELETE" });
-      studio.toast(`Deleted ${l.file}.`, "ok");
+      studio.toast(`Deleted ${l.file}: Recently deleted, below, can bring it back.`, "ok");
     } catch (e) { studio.toast(`Delete failed: ${e.message}`, "error"); }
+    loadTrash();
     load();
   }
   document.getElementById("library").addEventListener("click", (ev) => {
@@ -156,5 +157,33 @@
       await follow(job.id);
     } catch (e) { studio.toast(e.message, "error", 10000); } finally { button.disabled = false; }
   });
+  // Recently deleted: jobs and library files, kept some days; Restore puts one back as it was.
+  async function loadTrash() {
+    let data;
+    try { data = await studio.api("/api/trash"); } catch (e) { return; }
+    const box = document.getElementById("trash");
+    box.hidden = !data.entries.length;
+    document.getElementById("trash-list").innerHTML = data.entries.map((e) => `<li data-entry="${esc(e.id)}">
+      <span class="chip">${e.kind === "job" ? "training job" : "LoRA file"}</span> <strong>${esc(e.name)}</strong>
+      <span class="muted">${studio.formatBytes(e.size)} · deleted ${fmtDate(e.deleted_at)} · kept until ${fmtDate(e.expires_at)}</span>
+      ${e.restorable ? `<button type="button" data-restore="${esc(e.id)}">Restore</button>` : ""}</li>`).join("");
+    document.getElementById("trash-days").textContent = `kept ${data.days} days`;
+  }
+  document.getElementById("trash").addEventListener("click", async (ev) => {
+    const restore = ev.target.closest("[data-restore]");
+    try {
+      if (restore) {
+        restore.disabled = true;
+        const { restored } = await studio.api(`/api/trash/${encodeURIComponent(restore.dataset.restore)}/restore`, { method: "POST" });
+        studio.toast(`${restored.name} is back${restored.kind === "job" ? " with its checkpoints and previews" : " in the library"}.`, "ok");
+      } else if (ev.target.closest("#trash-empty")) {
+        if (!confirm("Remove everything in Recently deleted for good, to free its space?")) return;
+        await studio.api("/api/trash", { method: "DELETE" });
+        studio.toast("Recently deleted is empty.", "ok");
+      } else return;
+    } catch (e) { studio.toast(e.message, "error", 8000); }
+    loadTrash(); load();
+  });
   load().catch((e) => studio.toast(e.message, "error", 8000));
+  loadTrash();
 })();

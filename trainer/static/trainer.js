@@ -73,7 +73,8 @@
       const data = await studio.api(path, { method });
       const said = { stop: "Stopping: a checkpoint is saved first.", resume: "Queued again: it resumes from the last checkpoint.",
         sample: "Previews are rendered after the current step.", save: "A checkpoint is saved after the current step.",
-        delete: data && data.deleted ? "Job deleted." : "Stopping the job, then deleting it.", clone: "Copy queued.",
+        delete: data && data.deleted ? "Job deleted (Recently deleted keeps it 7 days, on the LoRA library page)."
+          : "Stopping the job, then deleting it.", clone: "Copy queued.",
         "run-next": "It runs next." };
       studio.toast(said[action] || "Done.", "ok");
       return data;

@@ -1,0 +1,83 @@
+"""Recently deleted in the trainer: a deleted job (folder, row, renders) and a deleted library file are kept, listed,
+restored as they were (or refused when their place was taken), emptied, and gone after TRASH_DAYS; the storage panel
+counts them."""
+
+from __future__ import annotations
+
+import time
+
+from studio.workspace import Workspace
+from tests import test_trainer_renders as renders_tests
+from tests.test_trainer_library_tries import library_lora
+from tests.test_trainer_renders import REQUEST, finished_job
+from trainer import trash
+
+settings, app, client, store = renders_tests.settings, renders_tests.app, renders_tests.client, renders_tests.store
+
+
+def test_a_deleted_job_comes_back_as_it_was(client, store, settings, demo_paths):
+    job = finished_job(store, settings.root, demo_paths)
+    render = client.post(f"/api/jobs/{job.id}/renders", json=REQUEST).get_json()["render"]
+    space = Workspace(settings.root)
+    files = sorted(p.relative_to(space.jobs / job.id) for p in (space.jobs / job.id).rglob("*"))
+    gone = client.delete(f"/api/jobs/{job.id}").get_json()
+    assert gone["deleted"] is True and store.find(job.id) is None and store.find(render["id"]) is None
+    assert not (space.jobs / job.id).exists()
+    (entry,) = client.get("/api/trash").get_json()["entries"]
+    assert (entry["id"], entry["kind"], entry["name"]) == (gone["trash"], "job", "tiny") and entry["size"] > 0
+    assert entry["expires_at"] - entry["deleted_at"] == trash.TRASH_DAYS * trash.DAY_S
+    restored = client.post(f"/api/trash/{entry['id']}/restore").get_json()["restored"]
+    assert restored == {"kind": "job", "id": job.id, "name": "tiny"}
+    back = store.get(job.id)
+    assert (back.status, back.config, back.lora_path, back.step) == (job.status, job.config, job.lora_path, job.step)
+    assert store.get(render["id"]).parent_id == job.id
+    assert sorted(p.relative_to(space.jobs / job.id) for p in (space.jobs / job.id).rglob("*")) == files
+    assert client.get("/api/trash").get_json()["entries"] == []
+    assert client.get(f"/api/jobs/{job.id}/renders").get_json()["loras"]  # its LoRAs can be tried again
+
+
+def test_a_job_cannot_come_back_where_its_place_was_taken(client, store, settings, demo_paths):
+    job = finished_job(store, settings.root, demo_paths)
+    entry = client.delete(f"/api/jobs/{job.id}").get_json()["trash"]
+    (Workspace(settings.root).jobs / job.id).mkdir(parents=True)
+    answer = client.post(f"/api/trash/{entry}/restore")
+    assert answer.status_code == 409 and "is here already" in answer.get_json()["error"]
+    assert store.find(job.id) is None and [e["id"] for e in client.get("/api/trash").get_json()["entries"]] == [entry]
+
+
+def test_a_deleted_library_file_comes_back_with_its_comfyui_copy(client, settings, demo_paths):
+    space = Workspace(settings.root)
+    (space.root / "ComfyUI" / "models" / "loras").mkdir(parents=True)
+    path = library_lora(settings, demo_paths)
+    data = path.read_bytes()
+    (space.comfyui_loras / path.name).write_bytes(data)
+    gone = client.delete(f"/api/library/files/{path.name}").get_json()
+    assert len(gone["removed"]) == 2 and not path.exists() and not (space.comfyui_loras / path.name).exists()
+    (entry,) = client.get("/api/trash").get_json()["entries"]
+    assert (entry["kind"], entry["name"], entry["size"]) == ("lora", path.name, len(data))
+    path.write_bytes(b"another file of that name")
+    answer = client.post(f"/api/trash/{entry['id']}/restore")
+    assert answer.status_code == 409 and "has a file named found-lora.safetensors again" in answer.get_json()["error"]
+    path.unlink()
+    assert client.post(f"/api/trash/{entry['id']}/restore").get_json()["restored"]["file"] == path.name
+    assert path.read_bytes() == data and (space.comfyui_loras / path.name).read_bytes() == data
+
+
+def test_the_trash_is_emptied_by_hand_or_after_its_days(client, store, settings, demo_paths):
+    space = Workspace(settings.root)
+    first = client.delete(f"/api/jobs/{finished_job(store, settings.root, demo_paths).id}").get_json()["trash"]
+    second = client.delete(f"/api/library/files/{library_lora(settings, demo_paths).name}").get_json()["trash"]
+    parts = {part["key"]: part["bytes"] for part in client.get("/api/storage").get_json()["parts"]}
+    assert parts["deleted"] > 0  # the storage panel counts it
+    assert [e["id"] for e in trash.entries(space, now=time.time() + 6 * trash.DAY_S)] == [second, first]
+    assert trash.entries(space, now=time.time() + 8 * trash.DAY_S) == []  # a week on: gone for good
+    assert not trash.root(space).exists() or not list(trash.root(space).iterdir())
+    third = client.delete(f"/api/library/files/{library_lora(settings, demo_paths, 'x.safetensors').name}")
+    assert client.delete(f"/api/trash/{third.get_json()['trash']}").get_json()["removed"] == 1
+    assert client.delete("/api/trash/nope").status_code == 404
+    assert client.post("/api/trash/nope/restore").status_code == 404
+    assert client.post("/api/trash/..%2f..%2fstudio.db/restore").status_code in (400, 404)
+    library_lora(settings, demo_paths, "y.safetensors")
+    client.delete("/api/library/files/y.safetensors")
+    assert client.delete("/api/trash").get_json()["removed"] == 1
+    assert client.get("/api/trash").get_json()["entries"] == []

@@ -1,0 +1,191 @@
+"""Recently deleted, in the trainer: a deleted training job (its folder: LoRA, checkpoints, previews, log; its row
+in the job store and its renders') and a file deleted from the LoRA library are moved into trainer/.trash, kept
+TRASH_DAYS, then removed; restoring puts them back as they were. A wrong click costs nothing, and the space comes
+back when the trash is emptied (the dashboard's storage panel counts it).
+
+    GET    /api/trash                   entries, newest first: {id, kind, name, size, deleted_at, expires_at}
+    POST   /api/trash/<entry>/restore   back as it was (409 when its id or file name was taken meanwhile)
+    DELETE /api/trash/<entry>           removes one for good
+    DELETE /api/trash                   empties it
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import secrets
+import shutil
+import time
+from pathlib import Path
+
+from flask import Blueprint, jsonify
+
+from studio.atomic import atomic_write_json, read_json
+from studio.jobs import Job, JobStore
+from studio.web import ApiError
+from studio.workspace import Workspace, confined, safe_name
+from trainer import library
+
+bp = Blueprint("trainer_trash", __name__)
+TRASH_DIR = ".trash"  # under trainer/
+MANIFEST = "deleted.json"
+TRASH_DAYS = 7
+DAY_S = 86400
+
+
+def root(workspace: Workspace) -> Path:
+    return workspace.trainer / TRASH_DIR
+
+
+def _entry(workspace: Workspace) -> Path:
+    folder = root(workspace) / f"{int(time.time() * 1000)}-{secrets.token_hex(3)}"
+    folder.mkdir(parents=True)
+    return folder
+
+
+def trash_job(workspace: Workspace, store: JobStore, job: Job) -> str | None:
+    """Moves a training job (not running) into the trash with its renders; its rows leave the job store. Returns the
+    entry's id (None when another request deleted it first)."""
+    job = store.find(job.id)
+    if job is None:
+        return None
+    renders = store.list(parent_id=job.id, kind="render", limit=10_000)
+    entry = _entry(workspace)
+    atomic_write_json(entry / MANIFEST, {"kind": "job", "name": job.name, "deleted_at": time.time(),
+                                         "job": dataclasses.asdict(job),
+                                         "renders": [dataclasses.asdict(render) for render in renders]})
+    if not store.delete(job.id):  # claimed a moment ago: the caller stops it first
+        shutil.rmtree(entry, ignore_errors=True)
+        return None
+    store.delete_children(job.id, "render")
+    folder = workspace.job_dir(job.id)
+    if folder.exists():
+        os.replace(folder, entry / "job")
+    return entry.name
+
+
+def trash_lora(workspace: Workspace, name: str) -> tuple[str, list[Path]]:
+    """Moves a library file into the trash (its copy in ComfyUI's loras is removed, as library.remove_from_library
+    does); returns the entry's id and the paths that went."""
+    path = confined(workspace.loras, name)
+    if not path.is_file() or path.suffix != ".safetensors":
+        raise ApiError(f"The library has no LoRA {name!r}.", 404)
+    entry = _entry(workspace)
+    atomic_write_json(entry / MANIFEST, {"kind": "lora", "name": path.name, "deleted_at": time.time(),
+                                         "comfyui": workspace.comfyui_loras is not None})
+    try:
+        os.link(path, entry / path.name)  # the same file, kept by the trash's name once the library's goes
+    except OSError:  # a disk without hard links
+        shutil.copy2(path, entry / path.name)
+    return entry.name, library.remove_from_library(workspace, path.name)
+
+
+def entries(workspace: Workspace, now: float | None = None) -> list[dict]:
+    purge_expired(workspace, now)
+    found = []
+    for folder in _folders(workspace):
+        manifest = read_json(folder / MANIFEST, {}) or {}
+        deleted = float(manifest.get("deleted_at") or folder.stat().st_mtime)
+        found.append({"id": folder.name, "kind": manifest.get("kind"), "name": manifest.get("name") or folder.name,
+                      "size": _size(folder), "deleted_at": deleted, "expires_at": deleted + TRASH_DAYS * DAY_S,
+                      "restorable": manifest.get("kind") in ("job", "lora")})
+    return sorted(found, key=lambda e: -e["deleted_at"])
+
+
+def _folders(workspace: Workspace) -> list[Path]:
+    trash = root(workspace)
+    return [p for p in trash.iterdir() if p.is_dir()] if trash.is_dir() else []
+
+
+def _size(folder: Path) -> int:
+    seen, total = set(), 0
+    for path in folder.rglob("*"):
+        try:
+            stat = path.stat()
+        except OSError:
+            continue
+        if path.is_file() and path.name != MANIFEST and (stat.st_dev, stat.st_ino) not in seen:
+            seen.add((stat.st_dev, stat.st_ino))
+            total += stat.st_size
+    return total
+
+
+def purge_expired(workspace: Workspace, now: float | None = None) -> None:
+    now = time.time() if now is None else now
+    for folder in _folders(workspace):
+        manifest = read_json(folder / MANIFEST, {}) or {}
+        deleted = float(manifest.get("deleted_at") or folder.stat().st_mtime)
+        if now - deleted > TRASH_DAYS * DAY_S:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def restore(workspace: Workspace, store: JobStore, entry_id: str) -> dict:
+    """Puts an entry back; ApiError 409 when its place was taken meanwhile (nothing moves then)."""
+    entry = confined(root(workspace), safe_name(entry_id))
+    manifest = read_json(entry / MANIFEST, None)
+    if not isinstance(manifest, dict):
+        raise ApiError(f"Recently deleted has no entry {entry_id!r}.", 404)
+    if manifest.get("kind") == "job":
+        row = manifest["job"]
+        moved = (entry / "job").exists()  # else its folder never left (the pod stopped while it was deleted)
+        if store.find(row["id"]) is not None or (moved and workspace.job_dir(row["id"]).exists()):
+            raise ApiError(f"A job with the id {row['id']} is here already; it cannot come back beside it.", 409)
+        if moved:
+            os.replace(entry / "job", workspace.job_dir(row["id"]))
+        store.restore(row)
+        for render in manifest.get("renders") or []:
+            store.restore(render)
+        restored = {"kind": "job", "id": row["id"], "name": manifest.get("name")}
+    elif manifest.get("kind") == "lora":
+        name = safe_name(manifest["name"])
+        target = confined(workspace.loras, name)
+        if target.exists():
+            raise ApiError(f"The library has a file named {name} again; delete or rename it first.", 409)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(entry / name, target)
+        library.also_in_comfyui(workspace, target)
+        restored = {"kind": "lora", "file": name, "name": name}
+    else:
+        raise ApiError("This entry cannot be restored.", 409)
+    shutil.rmtree(entry, ignore_errors=True)
+    return restored
+
+
+def remove(workspace: Workspace, entry_id: str | None = None) -> int:
+    """Removes one entry, or all of them; returns how many went."""
+    folders = [confined(root(workspace), safe_name(entry_id))] if entry_id else _folders(workspace)
+    if entry_id and not folders[0].is_dir():
+        raise ApiError(f"Recently deleted has no entry {entry_id!r}.", 404)
+    for folder in folders:
+        shutil.rmtree(folder, ignore_errors=True)
+    return len(folders)
+
+
+def _context() -> tuple[Workspace, JobStore]:
+    from trainer.jobs_api import store, workspace
+
+    return workspace(), store()
+
+
+@bp.get("/api/trash")
+def list_trash():
+    space, _store = _context()
+    return jsonify({"entries": entries(space), "days": TRASH_DAYS})
+
+
+@bp.post("/api/trash/<entry_id>/restore")
+def restore_entry(entry_id):
+    space, store = _context()
+    return jsonify({"restored": restore(space, store, entry_id)})
+
+
+@bp.delete("/api/trash/<entry_id>")
+def remove_entry(entry_id):
+    space, _store = _context()
+    return jsonify({"removed": remove(space, entry_id)})
+
+
+@bp.delete("/api/trash")
+def empty():
+    space, _store = _context()
+    return jsonify({"removed": remove(space)})
