@@ -39,7 +39,7 @@ def _parts(workspace: Workspace) -> list[tuple[str, str, list[Path], str]]:
     return [
         ("models", "Models", [workspace.models], "downloaded per models.txt; needed to train"),
         ("jobs", "Training jobs", [workspace.jobs],
-         "checkpoints and previews: delete jobs you are done with (their LoRAs stay)"),
+         "checkpoints and previews: delete jobs you are done with (their LoRAs stay), then empty Recently deleted"),
         ("loras", "LoRA library", [workspace.loras], "files not also in a job: delete them in the LoRA library"),
         ("deleted", "Recently deleted", trash,
          "kept 7 days: empty it on the LoRA library page, the Datasets page or a dataset's page"),
