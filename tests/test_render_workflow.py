@@ -43,6 +43,7 @@ def test_the_graph_chains_the_lora_and_what_it_rendered_with():
     nodes, name = workflow(config, ["x-step3.safetensors", "x.safetensors"])
     assert _loras(nodes) == [("x.safetensors", 1.0), ("style.safetensors", 0.5)]
     assert name == "x-seed7-comfyui-workflow.json"
+    assert workflow(config, ['a "b".safetensors', 'c.safetensors'], image=1)[1] == 'a-b--seed7-comfyui-workflow.json'
     assert nodes["6"]["inputs"]["text"] == "tok, a red circle"
     assert (nodes["9"]["inputs"]["seed"], nodes["9"]["inputs"]["steps"]) == (7, 2)
     assert (nodes["8"]["inputs"]["width"], nodes["8"]["inputs"]["height"]) == (80, 64)

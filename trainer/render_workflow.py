@@ -7,6 +7,7 @@ same prompt, not the same picture.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from trainer.comfy_graph import graph
@@ -40,4 +41,4 @@ def workflow(config: dict, names: list[str], image: int | None = None) -> tuple[
     stem = Path(names[-1 if which is None else which]).stem
     nodes = graph(loras, config["prompt"], width=config["width"], height=config["height"], seed=config["seed"],
                   steps=config["steps"], prefix=stem)
-    return nodes, f"{stem}-seed{config['seed']}-comfyui-workflow.json"
+    return nodes, re.sub(r"[^\w.+-]+", "-", f"{stem}-seed{config['seed']}-comfyui-workflow.json")  # for a header
