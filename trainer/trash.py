@@ -15,6 +15,7 @@ import dataclasses
 import os
 import secrets
 import shutil
+import threading
 import time
 from pathlib import Path
 
@@ -31,6 +32,7 @@ TRASH_DIR = ".trash"  # under trainer/
 MANIFEST = "deleted.json"
 TRASH_DAYS = 7
 DAY_S = 86400
+_restoring = threading.Lock()
 
 
 def root(workspace: Workspace) -> Path:
@@ -121,6 +123,11 @@ def purge_expired(workspace: Workspace, now: float | None = None) -> None:
 
 def restore(workspace: Workspace, store: JobStore, entry_id: str) -> dict:
     """Puts an entry back; ApiError 409 when its place was taken meanwhile (nothing moves then)."""
+    with _restoring:  # a double click restores once; the second finds the entry gone
+        return _restore(workspace, store, entry_id)
+
+
+def _restore(workspace: Workspace, store: JobStore, entry_id: str) -> dict:
     entry = confined(root(workspace), safe_name(entry_id))
     manifest = read_json(entry / MANIFEST, None)
     if not isinstance(manifest, dict):
