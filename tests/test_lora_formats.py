@@ -116,13 +116,13 @@ def test_a_file_in_our_names_is_left_as_it_is(tmp_path):
     assert converted_if_needed(tmp_path / "text.safetensors") is None  # the import's own check names it
 
 
-@pytest.mark.parametrize("key, kind", [("lora_unet_layers_0_attention_to_q.lokr_w1", "a LyCORIS LoKr"),
-                                       ("lora_unet_layers_0_attention_to_q.hada_w1_a", "a LyCORIS LoHa"),
-                                       ("diffusion_model.layers.0.attention.to_q.dora_scale", "a DoRA")])
-def test_lycoris_and_dora_files_are_refused_by_name(tmp_path, key, kind):
+@pytest.mark.parametrize("key, kind", [("lora_unet_layers_0_attention_to_q.lokr_t2", "a LyCORIS LoKr of convolutions"),
+                                       ("lora_unet_layers_0_attention_to_q.hada_w1_a", "a LyCORIS LoHa file"),
+                                       ("diffusion_model.layers.0.attention.to_q.dora_scale", "a DoRA file")])
+def test_loha_oft_and_dora_files_are_refused_by_name(tmp_path, key, kind):
     path = tmp_path / "x.safetensors"
     path.write_bytes(encode({key: np.ones((4, 4), np.float32)}, "F32", {}))
-    with pytest.raises(LoraFileError, match=f"This is {kind} file, not a LoRA: ComfyUI loads it"):
+    with pytest.raises(LoraFileError, match=f"This is {kind}.*, not a LoRA: ComfyUI loads it"):
         converted_if_needed(path)
 
 

@@ -177,7 +177,7 @@ def _loose_files(entries: list[dict], jobs: list) -> list[dict]:
                       "finished_at": stat.st_mtime, "steps": step, "loss": None,
                       # a job's checkpoint: its card leads to the job (and deleting it leaves the job alone)
                       "checkpoint_of": {"job_id": job.id, "job_name": job.name, "step": step} if job else None,
-                      "metadata": meta, "samples": shown, "rank": library.rank_of(path),
+                      "metadata": meta, "samples": shown, "rank": library.rank_of(path), "lokr": library.is_lokr(path),
                       "leak": library.leak_summary([shown]) if shown and shown.get("pairs") else None,
                       "trigger_word": library.trigger_of(meta),
                       "library_file": path.name, "download_url": f"/api/library/files/{quote(path.name)}"})

@@ -17,7 +17,7 @@ from studio.thumbnails import PREVIEW_SIZE, UnreadableImage, cached_thumbnail
 from studio.web import ApiError
 from studio.workspace import Workspace, confined
 from trainer.leak import LEAKS, mean_share
-from trainer.lora_file import LoraFileError, lora_ranks, read_header
+from trainer.lora_file import LoraFileError, lokr_modules, lora_ranks, read_header
 from trainer.step_dirs import step_dirs
 
 log = logging.getLogger(__name__)
@@ -152,6 +152,14 @@ def rank_of(path: Path) -> int | None:
     except (LoraFileError, OSError):
         return None
     return max(ranks.values()) if ranks else None
+
+
+def is_lokr(path: Path) -> bool:
+    """A LyCORIS LoKr file (tried like a LoRA; not made smaller, nor trained further)."""
+    try:
+        return bool(lokr_modules(read_header(path)))
+    except (LoraFileError, OSError):
+        return False
 
 
 def trigger_of(meta: dict) -> str | None:

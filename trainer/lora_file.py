@@ -67,6 +67,19 @@ def module_name(key: str) -> str:
     return key
 
 
+LOKR_PARTS = (".lokr_w1", ".lokr_w1_a", ".lokr_w1_b", ".lokr_w2", ".lokr_w2_a", ".lokr_w2_b")
+
+
+def lokr_modules(header: dict) -> set[str]:
+    """The module names of a LyCORIS LoKr file's layers (empty for a LoRA)."""
+    found = set()
+    for key in header:
+        for suffix in LOKR_PARTS:
+            if key.endswith(suffix):
+                found.add(module_name(key[: -len(suffix)]))
+    return found
+
+
 def lora_ranks(header: dict) -> dict[str, int]:
     """{module name: rank} for every lora_A in the header."""
     out = {}
@@ -81,8 +94,12 @@ def check_start_lora(path: Path, rank: int, targets: str, name: str | None = Non
     """LoraFileError unless the file at `path` can start a job of LoRA rank `rank` on `targets` (a
     LORA_TARGETS key): a LoRA of the main blocks, every module at that rank, none outside the targets.
     Messages call it `name` (its file name by default)."""
-    ranks = lora_ranks(read_header(path))
+    header = read_header(path)
+    ranks = lora_ranks(header)
     name = name or path.stem
+    if not ranks and lokr_modules(header):
+        raise LoraFileError(f"{name} is a LyCORIS LoKr: a job goes on from a LoRA only (try it, or load it in "
+                            "ComfyUI, as it is).")
     if not ranks:
         raise LoraFileError(f"{name} holds no LoRA weights (no lora_A / lora_B pairs).")
     every, chosen = re.compile(LORA_TARGET), re.compile(LORA_TARGETS[targets])
@@ -104,14 +121,18 @@ def check_start_lora(path: Path, rank: int, targets: str, name: str | None = Non
                             "from it.")
 
 
-def zimage_lora_rank(path: Path, name: str) -> int:
-    """The rank of the LoRA at `path` (the largest of its layers); LoraFileError with a sentence when it is not a
-    LoRA of Z-Image's layers. Messages call it `name`."""
+def zimage_lora_rank(path: Path, name: str) -> int | None:
+    """The rank of the LoRA at `path` (the largest of its layers; None for a LyCORIS LoKr, which has none);
+    LoraFileError with a sentence when it is not a LoRA (or LoKr) of Z-Image's layers. Messages call it `name`."""
     try:
-        ranks = lora_ranks(read_header(path))
+        header = read_header(path)
     except LoraFileError:
         raise LoraFileError(f"{name} is not a .safetensors file: use the link of the file itself (on Hugging Face "
                             "the file's page or its download; a page that shows it is not the file).") from None
+    ranks: dict = lora_ranks(header)
+    kron = lokr_modules(header)
+    if kron and not ranks:
+        ranks = dict.fromkeys(kron)
     if not ranks:
         raise LoraFileError(f"{name} holds no LoRA layers this studio reads (lora_A/lora_B pairs, the names "
                             "ComfyUI, ai-toolkit and diffusers use for Z-Image).")
@@ -120,7 +141,7 @@ def zimage_lora_rank(path: Path, name: str) -> int:
         raise LoraFileError(f"{name} is not a LoRA of Z-Image's layers (it has {foreign[0]}"
                             f"{f' and {len(foreign) - 1} more' if len(foreign) > 1 else ''}): a LoRA of another "
                             "model.")
-    return max(ranks.values())
+    return None if kron else max(ranks.values())
 
 
 def with_metadata(path: Path, extra: dict[str, str]) -> None:

@@ -9,7 +9,8 @@ folded into B. Read as such by the trainer ("Train further"), Try the LoRA, Make
   B split into three blocks of rows, each with the same A, columns that are zero for a block dropped: the change is
   exactly the same) and `attention.out` for `to_out.0`.
 
-LyCORIS files (LoKr, LoHa) and DoRA are refused with a sentence: they are not a plain product of two matrices.
+A LyCORIS LoKr gets the same module names, its factors and alpha kept (trainer.engine.lokr tries it); LoHa, OFT and
+DoRA are refused with a sentence.
 Torch-free (numpy), so the web process converts a download at once.
 """
 
@@ -26,7 +27,8 @@ from trainer.lora_file import LoraFileError, read_header
 from trainer.lora_resize import encode, read_tensors
 
 PARTS = {".lora_A.weight": "A", ".lora_down.weight": "A", ".lora_B.weight": "B", ".lora_up.weight": "B",
-         ".alpha": "alpha"}
+         ".alpha": "alpha", **{f".{part}": part for part in ("lokr_w1", "lokr_w1_a", "lokr_w1_b", "lokr_w2",
+                                                               "lokr_w2_a", "lokr_w2_b")}}
 DOTTED = ("diffusion_model.", "transformer.", "base_model.model.")
 UNDERSCORED = ("lora_unet_", "lora_transformer_")
 BLOCK = re.compile(r"(layers|noise_refiner|context_refiner)_(\d+)_(\w+)")
@@ -38,8 +40,8 @@ SUBMODULES = {"attention_to_q": "attention.to_q", "attention_to_k": "attention.t
               "adaLN_modulation_0": "adaLN_modulation.0"}
 FUSED = {"attention.qkv": ("attention.to_q", "attention.to_k", "attention.to_v")}
 RENAMED = {"attention.out": "attention.to_out.0"}
-FOREIGN = {".lokr_w1": "a LyCORIS LoKr", ".lokr_w1_a": "a LyCORIS LoKr", ".hada_w1_a": "a LyCORIS LoHa",
-           ".oft_blocks": "an OFT", ".dora_scale": "a DoRA"}
+FOREIGN = {".hada_w1_a": "a LyCORIS LoHa file", ".lokr_t2": "a LyCORIS LoKr of convolutions (lokr_t2)",
+           ".oft_blocks": "an OFT file", ".dora_scale": "a DoRA file"}
 OURS = "diffusion_model."
 
 
@@ -76,12 +78,12 @@ def _tail(module: str) -> str:
 
 def needs_converting(header: dict) -> bool:
     """Whether a file's keys are other than this studio's (every key `diffusion_model.` or `transformer.`, lora_A
-    and lora_B, no fused module); raises LoraFileError for a LyCORIS or DoRA file."""
+    and lora_B, no fused module); raises LoraFileError for a LoHa, OFT or DoRA file."""
     for key in header:
         for suffix, kind in FOREIGN.items():
             if key.endswith(suffix) or f"{suffix}." in key:
-                raise LoraFileError(f"This is {kind} file, not a LoRA: ComfyUI loads it as it is, but this studio "
-                                    "trains, tries and resizes LoRAs only.")
+                raise LoraFileError(f"This is {kind}, not a LoRA: ComfyUI loads it as it is, but this studio "
+                                    "trains and resizes LoRAs, and tries LoRAs and LoKrs, only.")
     for key in header:
         split = _split(key)
         if key == "__metadata__" or split is None:
@@ -133,15 +135,13 @@ def convert(source: Path, target: Path) -> Converted:
     """Writes `target` (may be `source`): the LoRA of `source` in this studio's key names, its dtype and metadata
     kept (`converted_from` added). LoraFileError with a sentence when it cannot."""
     header, tensors = read_tensors(source)
-    needs_converting(header)  # LyCORIS and DoRA: refused with their name
+    needs_converting(header)  # LoHa, OFT and DoRA: refused with their name
+    if any((_split(key) or ("", ""))[1].startswith("lokr") for key in tensors):
+        return _renamed_lokr(header, tensors, source, target)
     pairs = _pairs(tensors, source.name)
     if not pairs:
         raise LoraFileError(f"{source.name} holds no LoRA layers.")
-    notes = []
-    if any(key.startswith(UNDERSCORED) for key in tensors):
-        notes.append("kohya's key names")
-    elif any(key.endswith((".lora_down.weight", ".lora_up.weight")) for key in tensors):
-        notes.append("lora_down/lora_up names")
+    notes = _notes(tensors)
     out: dict[str, np.ndarray] = {}
     for module, parts in pairs.items():
         down, up = parts["A"], parts["B"]
@@ -166,6 +166,37 @@ def convert(source: Path, target: Path) -> Converted:
     meta["converted_from"] = ", ".join(notes) or "other key names"
     atomic_write_bytes(target, encode(out, dtype, meta))
     return Converted(len(out) // 2, notes)
+
+
+def _notes(keys) -> list[str]:
+    if any(key.startswith(UNDERSCORED) for key in keys):
+        return ["kohya's key names"]
+    if any(key.endswith((".lora_down.weight", ".lora_up.weight")) for key in keys):
+        return ["lora_down/lora_up names"]
+    return []
+
+
+def _renamed_lokr(header: dict, tensors: dict[str, np.ndarray], source: Path, target: Path) -> Converted:
+    """A LyCORIS LoKr in this studio's module names, its factors and alpha as they are (they are read as ComfyUI
+    reads them: trainer.engine.lokr)."""
+    out, modules = {}, set()
+    for key, value in tensors.items():
+        split = _split(key)
+        if split is None:
+            raise LoraFileError(f"{source.name} holds {key}, which is not part of a LoKr layer this studio reads.")
+        module, part = split
+        if _tail(module) in FUSED:
+            raise LoraFileError(f"{source.name} is a LoKr of the original checkpoint's fused qkv ({module}): it cannot "
+                                "be split into the q, k and v this studio renders with; ComfyUI loads it as it is.")
+        renamed = RENAMED.get(_tail(module))
+        module = module[: -len(_tail(module))] + renamed if renamed else module
+        out[f"{OURS}{module}.{part}"] = value
+        modules.add(module)
+    notes = _notes(tensors)
+    dtype = next(info["dtype"] for key, info in header.items() if key != "__metadata__" and not key.endswith(".alpha"))
+    meta = {**(header.get("__metadata__") or {}), "converted_from": ", ".join(notes) or "other key names"}
+    atomic_write_bytes(target, encode(out, dtype, meta))
+    return Converted(len(modules), notes)
 
 
 def converted_if_needed(path: Path) -> Converted | None:

@@ -122,10 +122,11 @@ def import_lora():
             incoming.unlink(missing_ok=True)
         placed = [str(path) for path in library.also_in_comfyui(space, space.loras / name)]
         how = f", converted from {' and '.join(converted.notes)}" if converted and converted.notes else ""
+        kind = f"rank {rank}" if rank else "a LyCORIS LoKr"
         origin = f" “{found.title}” from Civitai" if found else ""
         words = f"; trigger {', '.join(found.trigger_words)}" if found and found.trigger_words else ""
-        job.update(message=f"Added{origin} as {name} (rank {rank}{how}{words}) to the library." if found
-                   else f"Added {name} (rank {rank}{how}) to the library.")
+        job.update(message=f"Added{origin} as {name} ({kind}{how}{words}) to the library." if found
+                   else f"Added {name} ({kind}{how}) to the library.")
         return {"url": given, "file": name, "rank": rank, "size": (space.loras / name).stat().st_size,
                 "placed": placed, "converted_from": converted.notes if converted else None,
                 "civitai": {"title": found.title, "version_id": found.version_id, "base_model": found.base_model,

@@ -66,7 +66,7 @@ def library_try_page(name):
         raise ApiError(f"The library has no LoRA {name!r}.", 404)
     meta = library.safetensors_metadata(path)
     lora = {"name": path.stem, "file": path.name, "size": format_bytes(path.stat().st_size),
-            "rank": library.rank_of(path), "trigger": library.trigger_of(meta),
+            "rank": library.rank_of(path), "trigger": library.trigger_of(meta), "lokr": library.is_lokr(path),
             "resized_from": meta.get("resized_from"), "converted_from": meta.get("converted_from"),
             "civitai": meta["civitai_url"] if str(meta.get("civitai_url", "")).startswith(("https://", "http://"))
             else None,

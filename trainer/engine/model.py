@@ -160,6 +160,35 @@ class LoraDelta:
         down, up, scale = self.modules[name]
         return (up @ down) * scale
 
+    def shape(self, name: str) -> tuple[int, int]:
+        """(in, out) features of the module's Linear."""
+        down, up, _scale = self.modules[name]
+        return down.shape[1], up.shape[0]
+
+    def hook(self, name: str, device: torch.device, weight: float):
+        """A forward hook adding `weight` times the module's change to its output (x · downᵀ · upᵀ)."""
+        down, up, scale = self.modules[name]
+        d, u = down.to(device), (up * (scale * weight)).to(device)  # the strength folded into the up weights
+
+        def hook(_module, args, output):
+            return output + F.linear(F.linear(args[0].float(), d), u).to(output.dtype)
+
+        return hook
+
+
+def load_adapter_file(path: Path, label: str):
+    """A LoRA file to apply (LoraDelta), or a LyCORIS LoKr one (trainer.engine.lokr.KronDelta), by its keys."""
+    from safetensors import safe_open
+
+    from trainer.engine.lokr import KronDelta, is_lokr
+
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            keys = list(handle.keys())
+    except Exception as exc:  # safetensors raises its own error types for damaged files
+        raise TrainingError(f"{label} cannot be read ({exc}).") from exc
+    return KronDelta.load(path, label) if is_lokr(keys) else LoraDelta.load(path, label)
+
 
 def _linear(model: nn.Module, name: str) -> nn.Linear:
     module = model.get_submodule(name)
@@ -187,16 +216,16 @@ def merge_adapter(model: nn.Module, adapter: LoraDelta, weight: float = 1.0) -> 
 
 def _adapter_module(model: nn.Module, adapter: LoraDelta, name: str) -> nn.Module:
     """The module an adapter entry applies to, checked to have the entry's shape."""
-    down, up, _scale = adapter.modules[name]
+    features = adapter.shape(name)
     try:
         module = model.get_submodule(name)
     except AttributeError as exc:
         raise TrainingError(f"{adapter.label} names {name}, which this transformer does not have; it is "
                             f"not a LoRA for {BASE_REPO}.") from exc
     fits = (getattr(module, "in_features", None), getattr(module, "out_features", None))
-    if fits != (down.shape[1], up.shape[0]):
-        raise TrainingError(f"{adapter.label} does not fit this transformer ({name}: {down.shape[1]} in, "
-                            f"{up.shape[0]} out; the model has {fits[0]} in, {fits[1]} out).")
+    if fits != features:
+        raise TrainingError(f"{adapter.label} does not fit this transformer ({name}: {features[0]} in, "
+                            f"{features[1]} out; the model has {fits[0]} in, {fits[1]} out).")
     return module
 
 
@@ -212,15 +241,9 @@ def adapter_applied(model: nn.Module, adapter: LoraDelta, weight: float) -> Iter
     touching the weights: a LoRA file tried at several strengths, or (weight -1) a merged adapter taken
     back out. Works with 8-bit base weights too."""
     handles = []
-    for name, (down, up, scale) in adapter.modules.items():
+    for name in adapter.modules:
         module = _adapter_module(model, adapter, name)
-        device = next(module.parameters()).device
-        d, u = down.to(device), (up * (scale * weight)).to(device)  # the strength folded into the up weights
-
-        def hook(_module, args, output, d=d, u=u):
-            return output + F.linear(F.linear(args[0].float(), d), u).to(output.dtype)
-
-        handles.append(module.register_forward_hook(hook))
+        handles.append(module.register_forward_hook(adapter.hook(name, next(module.parameters()).device, weight)))
     try:
         yield
     finally:

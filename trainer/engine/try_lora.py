@@ -112,9 +112,9 @@ class RenderSession:
         plan += [(index, s) for index in range(len(lora_paths)) for s in request.strengths if s != 0]
         total = len(plan)
         out_dir.mkdir(parents=True, exist_ok=True)
-        loras = [zmodel.LoraDelta.load(path, label=f"The LoRA file {path.parent.name}/{path.name}")
+        loras = [zmodel.load_adapter_file(path, f"The LoRA file {path.parent.name}/{path.name}")
                  for path in lora_paths]
-        together = [(zmodel.LoraDelta.load(path, label=f"The LoRA file {path.name}"), strength, label)
+        together = [(zmodel.load_adapter_file(path, f"The LoRA file {path.name}"), strength, label)
                     for path, strength, label in stack]
         zmodel.check_model_files(self.paths, adapter=False)
         self._embed([request.prompt] + ([""] if request.guidance_scale > 0 else []), report, total)

@@ -1,0 +1,89 @@
+"""LyCORIS LoKr files, tried like LoRAs (Try the LoRA): each Linear's change is scale · (w1 ⊗ w2), the Kronecker
+product of two small matrices (either one may be stored as a product of two, w1_a · w1_b), scale = alpha / the
+inner dimension of the decomposed one, as ComfyUI and LyCORIS read it. Applied by a forward hook without ever
+forming the full matrix: for x of in = q·s features seen as a q x s matrix X, (w1 ⊗ w2) x is w1 · X · w2ᵀ read row by
+row, for w1 of p x q and w2 of r x s (out = p·r).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from trainer.engine.errors import TrainingError
+
+PARTS = ("lokr_w1", "lokr_w1_a", "lokr_w1_b", "lokr_w2", "lokr_w2_a", "lokr_w2_b", "alpha")
+PREFIXES = ("diffusion_model.", "transformer.")
+
+
+def is_lokr(keys) -> bool:
+    return any(key.endswith((".lokr_w1", ".lokr_w1_a", ".lokr_w2", ".lokr_w2_a")) for key in keys)
+
+
+def _factor(parts: dict, which: str, name: str, label: str) -> tuple[torch.Tensor, int | None]:
+    """w1 or w2 of a module, and the inner dimension when it is stored as a product."""
+    whole = parts.get(f"lokr_{which}")
+    if whole is not None:
+        return whole.float(), None
+    a, b = parts.get(f"lokr_{which}_a"), parts.get(f"lokr_{which}_b")
+    if a is None or b is None or a.dim() != 2 or b.dim() != 2:
+        raise TrainingError(f"{label} has no usable lokr_{which} for {name}: it is not a LoKr of a Linear layer.")
+    return a.float() @ b.float(), b.shape[0]
+
+
+class KronDelta:
+    """A LoKr file held as (w1, w2, scale) per module name of the diffusers transformer; the same interface as
+    trainer.engine.model.LoraDelta (modules, label, shape, hook, delta)."""
+
+    def __init__(self, modules: dict[str, tuple[torch.Tensor, torch.Tensor, float]], label: str):
+        self.modules = modules
+        self.label = label
+
+    @classmethod
+    def load(cls, path: Path, label: str) -> KronDelta:
+        from safetensors.torch import load_file
+
+        try:
+            tensors = load_file(str(path))
+        except Exception as exc:  # safetensors raises its own error types for damaged files
+            raise TrainingError(f"{label} cannot be read ({exc}).") from exc
+        grouped: dict[str, dict[str, torch.Tensor]] = {}
+        for key, value in tensors.items():
+            module, _, part = key.rpartition(".")
+            if part not in PARTS:
+                continue
+            for prefix in PREFIXES:
+                module = module.removeprefix(prefix)
+            grouped.setdefault(module, {})[part] = value
+        modules = {}
+        for name, parts in grouped.items():
+            w1, dim1 = _factor(parts, "w1", name, label)
+            w2, dim2 = _factor(parts, "w2", name, label)
+            dim = dim2 or dim1  # as ComfyUI reads it: the decomposed factor's inner dimension
+            alpha = parts.get("alpha")
+            scale = float(alpha) / dim if alpha is not None and dim else 1.0
+            modules[name] = (w1, w2, scale)
+        if not modules:
+            raise TrainingError(f"{label} holds no LoKr weights.")
+        return cls(modules, label)
+
+    def shape(self, name: str) -> tuple[int, int]:
+        w1, w2, _scale = self.modules[name]
+        return w1.shape[1] * w2.shape[1], w1.shape[0] * w2.shape[0]
+
+    def delta(self, name: str) -> torch.Tensor:
+        w1, w2, scale = self.modules[name]
+        return torch.kron(w1, w2) * scale
+
+    def hook(self, name: str, device: torch.device, weight: float):
+        w1, w2, scale = self.modules[name]
+        a, b = (w1 * (scale * weight)).to(device), w2.to(device)  # the strength folded into w1
+        q, s = a.shape[1], b.shape[1]
+
+        def hook(_module, args, output):
+            x = args[0].float()
+            y = a @ x.reshape(*x.shape[:-1], q, s) @ b.T  # (..., p, r)
+            return output + y.reshape(*x.shape[:-1], -1).to(output.dtype)
+
+        return hook
