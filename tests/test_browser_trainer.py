@@ -349,10 +349,7 @@ def test_train_from_the_form_and_download_the_lora(studio, artifacts_dir, tmp_pa
         expect(page.locator("#try-with-strength")).to_be_hidden()
         page.select_option("#try-with", "browser-lora.safetensors")
         page.fill("#try-with-strength", "0.5")
-        page.locator("#try-go").click()
-        expect(page.locator(".try-card")).to_have_count(2)
-        stacked = page.locator(".try-card").first
-        expect(stacked).to_contain_text("Rendered 3 images", timeout=120_000)
+        stacked = _rendered(page, cards=2, images=3)
         expect(stacked.locator(".try-meta").first).to_contain_text("browser-lora-r2 · with browser-lora at 0.5")
         expect(stacked.locator("figcaption")).to_have_text(["This LoRA off", "LoRA 0.8", "LoRA 1"])
         # the render as a ComfyUI workflow: the LoRA at 1, then the other one at its strength
@@ -367,13 +364,9 @@ def test_train_from_the_form_and_download_the_lora(studio, artifacts_dir, tmp_pa
         page.select_option("#try-with", "")
         expect(page.locator("#try-with-strength")).to_be_hidden()
         page.select_option("#try-beside", "browser-lora.safetensors")
-        page.locator("#try-go").click()
-        expect(page.locator(".try-card")).to_have_count(3)
-        side = page.locator(".try-card").first
-        expect(side).to_contain_text("Rendered 5 images", timeout=120_000)
+        side = _rendered(page, cards=3, images=5)
         expect(side.locator(".try-meta").first).to_contain_text("browser-lora-r2 beside browser-lora")
         expect(side.locator(".try-sweep-title span")).to_have_text(["Base model", "browser-lora-r2", "browser-lora"])
-        page.wait_for_function("[...document.querySelectorAll('.try-card img')].every(i => i.naturalWidth > 0)")
         page.wait_for_function("[...document.querySelectorAll('.try-card img')].every(i => i.naturalWidth > 0)")
         page.screenshot(path=str(artifacts_dir / "trainer-try-library-file.png"))
         page.go_back()
@@ -424,6 +417,17 @@ def test_train_from_the_form_and_download_the_lora(studio, artifacts_dir, tmp_pa
         expect(page.locator("#recent-empty")).to_be_visible()
         assert problems == []
         browser.close()
+
+
+def _rendered(page, cards: int, images: int):
+    """Render with the Try form as it is set; the new render's card once its pictures are in."""
+    from playwright.sync_api import expect
+
+    page.locator("#try-go").click()
+    expect(page.locator(".try-card")).to_have_count(cards)
+    card = page.locator(".try-card").first
+    expect(card).to_contain_text(f"Rendered {images} images", timeout=120_000)
+    return card
 
 
 def _post(url: str, body: dict) -> dict:
