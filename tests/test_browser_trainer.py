@@ -317,62 +317,6 @@ def test_train_from_the_form_and_download_the_lora(studio, artifacts_dir, tmp_pa
         expect(page.locator(".toast", has_text="browser-lora-r2.safetensors")).to_contain_text("of the LoRA's change")
         expect(page.locator(".lora-card", has_text="browser-lora-r2.safetensors")).to_contain_text(
             re.compile(r"browser-lora\.safetensors at rank 2, keeping \d+% of its change"))
-        # with many LoRAs, a filter: every word typed, in the name, file, trigger words or dataset
-        expect(page.locator("#library-count")).to_have_text("3 LoRAs")
-        page.fill("#library-filter", "r2")
-        expect(page.locator(".lora-card:visible")).to_have_count(1)
-        expect(page.locator("#library-count")).to_have_text("1 of 3")
-        page.fill("#library-filter", "tok step120")
-        expect(page.locator(".lora-card:visible")).to_contain_text("browser-lora-step120.safetensors")
-        page.fill("#library-filter", "")
-        expect(page.locator(".lora-card:visible")).to_have_count(3)
-        # a file no job made (here the smaller copy; a LoRA from a link alike) is tried on a page of its own
-        page.locator(".lora-card", has_text="browser-lora-r2.safetensors").locator("a", has_text="Try it").click()
-        page.wait_for_url("**/library/try/browser-lora-r2.safetensors")
-        expect(page.locator("#lora-facts")).to_contain_text("rank 2")
-        expect(page.locator("#lora-about")).to_contain_text("trigger tok")
-        expect(page.locator("#lora-about")).to_contain_text("a smaller copy of browser-lora.safetensors")
-        expect(page.locator("#try-lora option")).to_have_text(["browser-lora-r2"])
-        expect(page.locator("#try-size")).to_have_value("64x64")  # the demo model's size
-        expect(page.locator("#try-prompt")).to_have_value("[trigger], ")
-        page.fill("#try-prompt", "[trigger], a red square")
-        page.locator("#try-go").click()
-        card = page.locator(".try-card").first
-        expect(card).to_contain_text("Rendered 3 images", timeout=120_000)
-        expect(card.locator(".prompt")).to_have_text("tok, a red square")
-        expect(card.locator("figcaption")).to_have_text(["Base (LoRA off)", "LoRA 0.8", "LoRA 1"])
-        expect(card.locator("[data-publish]")).to_have_count(0)  # in the library already
-        page.wait_for_function("[...document.querySelectorAll('.try-card img')].every(i => i.naturalWidth > 0)")
-        # with another library LoRA on every image (a style under a character); the file tried is not offered
-        expect(page.locator("#try-with option")).to_have_text(["no other LoRA", "browser-lora",
-                                                               "browser-lora-step120"])
-        expect(page.locator("#try-with-strength")).to_be_hidden()
-        page.select_option("#try-with", "browser-lora.safetensors")
-        page.fill("#try-with-strength", "0.5")
-        stacked = _rendered(page, cards=2, images=3)
-        expect(stacked.locator(".try-meta").first).to_contain_text("browser-lora-r2 · with browser-lora at 0.5")
-        expect(stacked.locator("figcaption")).to_have_text(["This LoRA off", "LoRA 0.8", "LoRA 1"])
-        # the render as a ComfyUI workflow: the LoRA at 1, then the other one at its strength
-        with page.expect_download() as info:
-            stacked.locator("[data-try-workflow]").click()
-        nodes = json.loads(open(info.value.path()).read())
-        assert sorted((n["inputs"]["lora_name"], n["inputs"]["strength_model"]) for n in nodes.values()
-                      if n["class_type"] == "LoraLoaderModelOnly") == [("browser-lora-r2.safetensors", 1.0),
-                                                                        ("browser-lora.safetensors", 0.5)]
-        assert info.value.suggested_filename.startswith("browser-lora-r2-seed")
-        # the smaller copy beside the original, at the same strengths: a row each
-        page.select_option("#try-with", "")
-        expect(page.locator("#try-with-strength")).to_be_hidden()
-        page.select_option("#try-beside", "browser-lora.safetensors")
-        side = _rendered(page, cards=3, images=5)
-        expect(side.locator(".try-meta").first).to_contain_text("browser-lora-r2 beside browser-lora")
-        expect(side.locator(".try-sweep-title span")).to_have_text(["Base model", "browser-lora-r2", "browser-lora"])
-        page.wait_for_function("[...document.querySelectorAll('.try-card img')].every(i => i.naturalWidth > 0)")
-        page.screenshot(path=str(artifacts_dir / "trainer-try-library-file.png"))
-        page.go_back()
-        page.reload()  # the smaller copy's card shows what it rendered
-        small = page.locator(".lora-card", has_text="browser-lora-r2.safetensors")
-        expect(small.locator(".preview img")).to_have_count(3)
         # "Try it" on a job's LoRA opens the job page at its Try the LoRA panel, ready to type
         page.locator(".lora-card a", has_text="Try it").first.click()
         page.wait_for_url("**/jobs/*#try-panel")
@@ -417,17 +361,6 @@ def test_train_from_the_form_and_download_the_lora(studio, artifacts_dir, tmp_pa
         expect(page.locator("#recent-empty")).to_be_visible()
         assert problems == []
         browser.close()
-
-
-def _rendered(page, cards: int, images: int):
-    """Render with the Try form as it is set; the new render's card once its pictures are in."""
-    from playwright.sync_api import expect
-
-    page.locator("#try-go").click()
-    expect(page.locator(".try-card")).to_have_count(cards)
-    card = page.locator(".try-card").first
-    expect(card).to_contain_text(f"Rendered {images} images", timeout=120_000)
-    return card
 
 
 def _post(url: str, body: dict) -> dict:

@@ -1,0 +1,104 @@
+"""Browser test: the LoRA library with files no job of this pod made (here one put there as a LoRA from a link
+would be, its smaller copy made through the API, and a style LoRA), the real web app and worker in demo mode:
+the filter, a file's own Try page, With, Beside, the ComfyUI workflow of a render, the card's pictures, and
+Recently deleted bringing a file back."""
+
+from __future__ import annotations
+
+import json
+from types import SimpleNamespace
+
+from tests.browser_studio import ARGS, CHROMIUM, browser_marks, watch_page
+from tests.test_browser_trainer import _post, studio  # noqa: F401 - the real web app and worker, a fixture
+from tests.test_trainer_library_tries import library_lora
+
+pytestmark = browser_marks
+
+
+def _rendered(page, cards: int, images: int):
+    """Render with the Try form as it is set; the new render's card once its pictures are in."""
+    from playwright.sync_api import expect
+
+    page.locator("#try-go").click()
+    expect(page.locator(".try-card")).to_have_count(cards)
+    card = page.locator(".try-card").first
+    expect(card).to_contain_text(f"Rendered {images} images", timeout=120_000)
+    return card
+
+
+def test_a_library_file_is_tried_with_and_beside_others(studio, demo_root, demo_paths, artifacts_dir):  # noqa: F811
+    from playwright.sync_api import expect, sync_playwright
+
+    root = SimpleNamespace(root=demo_root)
+    library_lora(root, demo_paths, "browser-lora.safetensors", trigger="tok")
+    library_lora(root, demo_paths, "style.safetensors", trigger=None)
+    made = _post(f"{studio}/api/library/files/browser-lora.safetensors/resize", {"rank": 2})
+    assert made["file"] == "browser-lora-r2.safetensors"
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
+        problems = watch_page(page)
+        page.set_default_timeout(30_000)
+        page.goto(studio + "/library")
+        # with many LoRAs, a filter: every word typed, in the name, file, trigger words or dataset
+        expect(page.locator("#library-count")).to_have_text("3 LoRAs")
+        page.fill("#library-filter", "r2")
+        expect(page.locator(".lora-card:visible")).to_have_count(1)
+        expect(page.locator("#library-count")).to_have_text("1 of 3")
+        page.fill("#library-filter", "tok browser")
+        expect(page.locator(".lora-card:visible")).to_have_count(2)  # the style LoRA has no trigger word
+        page.fill("#library-filter", "")
+        expect(page.locator(".lora-card:visible")).to_have_count(3)
+        # a file no job made (here the smaller copy; a LoRA from a link alike) is tried on a page of its own
+        page.locator(".lora-card", has_text="browser-lora-r2.safetensors").locator("a", has_text="Try it").click()
+        page.wait_for_url("**/library/try/browser-lora-r2.safetensors")
+        expect(page.locator("#lora-facts")).to_contain_text("rank 2")
+        expect(page.locator("#lora-about")).to_contain_text("trigger tok")
+        expect(page.locator("#lora-about")).to_contain_text("a smaller copy of browser-lora.safetensors")
+        expect(page.locator("#try-lora option")).to_have_text(["browser-lora-r2"])
+        expect(page.locator("#try-size")).to_have_value("64x64")  # the demo model's size
+        expect(page.locator("#try-prompt")).to_have_value("[trigger], ")
+        page.fill("#try-prompt", "[trigger], a red square")
+        card = _rendered(page, cards=1, images=3)
+        expect(card.locator(".prompt")).to_have_text("tok, a red square")
+        expect(card.locator("figcaption")).to_have_text(["Base (LoRA off)", "LoRA 0.8", "LoRA 1"])
+        expect(card.locator("[data-publish]")).to_have_count(0)  # in the library already
+        # with another library LoRA on every image (a style under a character); the file tried is not offered
+        expect(page.locator("#try-with option")).to_have_text(["no other LoRA", "browser-lora", "style"])
+        expect(page.locator("#try-with-strength")).to_be_hidden()
+        page.select_option("#try-with", "style.safetensors")
+        page.fill("#try-with-strength", "0.5")
+        stacked = _rendered(page, cards=2, images=3)
+        expect(stacked.locator(".try-meta").first).to_contain_text("browser-lora-r2 · with style at 0.5")
+        expect(stacked.locator("figcaption")).to_have_text(["This LoRA off", "LoRA 0.8", "LoRA 1"])
+        # the render as a ComfyUI workflow: the LoRA at 1, then the other one at its strength
+        with page.expect_download() as info:
+            stacked.locator("[data-try-workflow]").click()
+        nodes = json.loads(open(info.value.path()).read())
+        assert sorted((n["inputs"]["lora_name"], n["inputs"]["strength_model"]) for n in nodes.values()
+                      if n["class_type"] == "LoraLoaderModelOnly") == [("browser-lora-r2.safetensors", 1.0),
+                                                                        ("style.safetensors", 0.5)]
+        assert info.value.suggested_filename.startswith("browser-lora-r2-seed")
+        # the smaller copy beside the original, at the same strengths: a row each
+        page.select_option("#try-with", "")
+        expect(page.locator("#try-with-strength")).to_be_hidden()
+        page.select_option("#try-beside", "browser-lora.safetensors")
+        side = _rendered(page, cards=3, images=5)
+        expect(side.locator(".try-meta").first).to_contain_text("browser-lora-r2 beside browser-lora")
+        expect(side.locator(".try-sweep-title span")).to_have_text(["Base model", "browser-lora-r2", "browser-lora"])
+        page.wait_for_function("[...document.querySelectorAll('.try-card img')].every(i => i.naturalWidth > 0)")
+        page.screenshot(path=str(artifacts_dir / "trainer-try-library-file.png"))
+        # back in the library, the smaller copy's card shows what it rendered
+        page.goto(studio + "/library")
+        small = page.locator(".lora-card", has_text="browser-lora-r2.safetensors")
+        expect(small.locator(".preview img")).to_have_count(3)
+        # deleted, it waits in Recently deleted, and comes back
+        page.once("dialog", lambda dialog: dialog.accept())
+        small.locator("button[data-delete]").click()
+        expect(small).to_have_count(0)
+        page.locator("#trash li", has_text="browser-lora-r2.safetensors").locator("[data-restore]").click()
+        expect(page.locator(".toast", has_text="browser-lora-r2.safetensors is back in the library")).to_be_visible()
+        expect(small).to_have_count(1)
+        expect(page.locator("#trash")).to_be_hidden()
+        assert problems == []
+        browser.close()
