@@ -1,8 +1,9 @@
-"""Add a LoRA to the library from a link: a Hugging Face file (its page or its download), a Civitai model's page or
-download link (Civitai is asked about it first: trainer.civitai), a Dropbox or Google Drive share, any direct https
-link. The pod downloads it at datacentre speed, brings another trainer's key names to this studio's
-(trainer.lora_formats), checks it is a LoRA of Z-Image's layers, and places it in the library (and ComfyUI's
-loras), where it can start a new job ("Train further"), be tried, be made smaller, or be loaded in ComfyUI.
+"""Add a LoRA to the library from a link: a Hugging Face file (its page or its download) or model repo (its one
+.safetensors file: trainer.hf_lora_link), a Civitai model's page or download link (Civitai is asked about it first:
+trainer.civitai), a Dropbox or Google Drive share, any direct https link. The pod downloads it at datacentre speed,
+brings another trainer's key names to this studio's (trainer.lora_formats), checks it is a LoRA of Z-Image's
+layers, and places it in the library (and ComfyUI's loras), where it can start a new job ("Train further"), be
+tried, be made smaller, or be loaded in ComfyUI.
 
     POST /api/library/import {"url"}   -> 202 {"job"}: a job of the one job store, kind "lora-import"
     GET  /api/library/imports           -> {"imports": [the latest ones]}
@@ -29,6 +30,7 @@ from studio.jobs import JobError
 from studio.web import ApiError, json_body
 from studio.workspace import confined
 from trainer import civitai, library
+from trainer.hf_lora_link import model_file_link
 from trainer.lora_file import LoraFileError, with_metadata, zimage_lora_rank
 from trainer.lora_formats import converted_if_needed
 
@@ -111,7 +113,9 @@ def import_lora():
             job.update(phase="downloading", message=f"Connecting to {urlsplit(url).hostname}")
             found = civitai.lookup(url, api_base=conf.civitai_url, token=conf.civitai_token,
                                    allow_private=conf.allow_private_urls)  # another model's LoRA: refused here
-            fetched = _fetch(job, found.download if found else url, incoming, conf, found)
+            link = found.download if found else (model_file_link(url, endpoint=conf.hf_endpoint,
+                                                                 allow_private=conf.allow_private_urls) or url)
+            fetched = _fetch(job, link, incoming, conf, found)
             converted = _in_our_names(incoming, fetched.name)
             rank = checked_lora(incoming, fetched.name)
             if found:  # its trigger words and where it came from, in the file as LoRA managers read them

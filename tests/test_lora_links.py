@@ -1,7 +1,8 @@
-"""Civitai links in "Add a LoRA from a link", against a stand-in for Civitai's API and downloads: a model's page or
-a download link is asked about first; a LoRA for another base model or a checkpoint is refused before anything
+"""LoRA links that are pages, not files. Civitai, against a stand-in for its API and downloads: a model's page or a
+download link is asked about first; a LoRA for another base model or a checkpoint is refused before anything
 downloads; the version's model file downloads (with CIVITAI_TOKEN when set) and carries its trigger words into the
-library; an anonymous download Civitai refuses says what to do."""
+library; an anonymous download Civitai refuses says what to do. A Hugging Face model repo's page, against the hub's
+stand-in: its one .safetensors file downloads, and a repo of several or none says so."""
 
 from __future__ import annotations
 
@@ -149,3 +150,51 @@ def test_metadata_is_added_without_touching_the_weights(tmp_path):
     meta = read_header(path)["__metadata__"]
     assert meta == {"modelspec.trigger_phrase": "own words", "civitai_url": "https://x/1"}  # its own words kept
     np.testing.assert_array_equal(read_tensors(path)[1]["a.lora_A.weight"], before["a.lora_A.weight"])
+
+
+# -- a Hugging Face model repo's page ----------------------------------------------------------------------
+@pytest.fixture
+def hub(monkeypatch):
+    from tests.fake_hub import FakeHub
+
+    with FakeHub() as server:
+        server.add("me/cat-lora", {"cat.safetensors": LORA, "README.md": b"# Cat"})
+        server.add("me/many", {"a.safetensors": LORA, "b.safetensors": LORA})
+        server.add("me/nested", {"z.safetensors": LORA, "old/x.safetensors": LORA, "old/y.safetensors": LORA})
+        server.add("me/versions", {"v1/a.safetensors": LORA, "v2/b.safetensors": LORA})
+        server.add("me/empty", {"README.md": b"nothing here"})
+        server.add("me/gated", {"g.safetensors": LORA})
+        server.gated.add("me/gated")
+        yield server
+
+
+@pytest.mark.parametrize("path, file", [("/me/cat-lora", "cat.safetensors"), ("/me/nested", "z.safetensors"),
+                                        ("/me/versions/tree/main/v2", "b.safetensors")])
+def test_a_hugging_face_repo_page_gives_its_lora(make_settings, hub, path, file):
+    app = trainer.create_app(make_settings(STUDIO_DEMO=1, ALLOW_PRIVATE_URLS=1, HF_ENDPOINT=hub.url))
+    job = _import(app.test_client(), hub.url + path)
+    assert job["status"] == "completed", job
+    assert job["result"]["file"] == file and (app.config["STUDIO_WORKSPACE"].loras / file).read_bytes() == LORA
+
+
+@pytest.mark.parametrize("path, words", [
+    ("/me/many", "holds several .safetensors files (a.safetensors, b.safetensors): open the one you want"),
+    ("/me/nested/tree/main/old", "holds several .safetensors files (old/x.safetensors, old/y.safetensors)"),
+    ("/me/empty", "me/empty on Hugging Face holds no .safetensors file"),
+    ("/me/gated", "me/gated on Hugging Face is private or gated"),
+    ("/me/missing", "Hugging Face answered 404 for the repo me/missing"),
+])
+def test_a_repo_page_without_one_lora_says_what_to_do(make_settings, hub, path, words):
+    app = trainer.create_app(make_settings(STUDIO_DEMO=1, ALLOW_PRIVATE_URLS=1, HF_ENDPOINT=hub.url))
+    job = _import(app.test_client(), hub.url + path)
+    assert job["status"] == "failed" and words in job["error"], job
+
+
+def test_which_hugging_face_links_are_repo_pages():
+    from trainer.hf_lora_link import repo_page
+
+    assert repo_page("https://huggingface.co/me/cat-lora", None) == ("me/cat-lora", "main", "")
+    assert repo_page("https://hf.co/me/cat-lora/tree/v2/loras/", None) == ("me/cat-lora", "v2", "loras")
+    for other in ("https://huggingface.co/datasets/me/cats", "https://huggingface.co/me/cat-lora/blob/main/a.safetensors",
+                  "https://huggingface.co/me", "https://example.com/me/cat-lora", "https://huggingface.co/spaces/me/x"):
+        assert repo_page(other, None) is None, other

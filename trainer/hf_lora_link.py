@@ -1,0 +1,70 @@
+"""A Hugging Face model repo's page as a LoRA link (`huggingface.co/you/cat-lora`, or `…/tree/main/folder`): the
+repo's files are listed through the hub's public API and its one .safetensors file is what downloads (the one at the
+top when there are others in folders). A repo of several at one level is answered with their names, so the file's
+own link can be pasted; a file's page or download link (`/blob/`, `/resolve/`) is a plain link already.
+
+HF_ENDPOINT names the hub (a mirror; the tests' stand-in). Through app.link_fetch like every link the pod fetches.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from urllib.parse import quote, urlsplit
+
+from app import link_fetch
+from studio.jobs import JobError
+
+HOSTS = {"huggingface.co", "www.huggingface.co", "hf.co"}
+REPO_PAGE = re.compile(r"^/([\w.-]+)/([\w.-]+)(?:/tree/([^/]+)(?:/(.*))?)?/?$")
+NOT_MODELS = {"datasets", "spaces", "docs", "blog", "models", "api", "papers", "collections", "organizations"}
+MAX_ANSWER = 8 << 20
+
+
+def repo_page(url: str, endpoint: str | None) -> tuple[str, str, str] | None:
+    """(repo, revision, folder) of a link to a model repo's page (or a folder of it); None for any other link."""
+    hosts = HOSTS | ({(urlsplit(endpoint).hostname or "").lower()} if endpoint else set())
+    parts = urlsplit(url)
+    found = REPO_PAGE.match(parts.path)
+    if (parts.hostname or "").lower() not in hosts or not found or found[1] in NOT_MODELS:
+        return None
+    return f"{found[1]}/{found[2]}", found[3] or "main", (found[4] or "").strip("/")
+
+
+def _files(endpoint: str, repo: str, revision: str, allow_private: bool) -> list[str]:
+    url = f"{endpoint}/api/models/{repo}/revision/{quote(revision, safe='')}"
+    with link_fetch.opened(url, allow_private) as (response, _final):
+        if response.status in (401, 403):
+            raise JobError(f"{repo} on Hugging Face is private or gated: paste the link of its .safetensors file once "
+                           "it is public, or download it and upload it to ComfyUI's loras.")
+        if response.status != 200:
+            raise JobError(f"Hugging Face answered {response.status} for the repo {repo}: check the link.")
+        raw = response.read(MAX_ANSWER + 1)
+    try:
+        siblings = json.loads(raw).get("siblings") if len(raw) <= MAX_ANSWER else None
+    except (ValueError, AttributeError):
+        siblings = None
+    if not isinstance(siblings, list):
+        raise JobError(f"Hugging Face's answer about {repo} could not be read; try again later.")
+    return [str(s.get("rfilename")) for s in siblings if isinstance(s, dict) and s.get("rfilename")]
+
+
+def model_file_link(url: str, *, endpoint: str | None, allow_private: bool) -> str | None:
+    """The download link of the LoRA a model repo's page holds; None when the link is not a repo's page. JobError
+    with a sentence when it holds none, or several at one level."""
+    page = repo_page(url, endpoint)
+    if page is None:
+        return None
+    repo, revision, folder = page
+    base = (endpoint or "https://huggingface.co").rstrip("/")
+    inside = [name for name in _files(base, repo, revision, allow_private)
+              if name.endswith(".safetensors") and (not folder or name.startswith(f"{folder}/"))]
+    if not inside:
+        raise JobError(f"{repo}{f'/{folder}' if folder else ''} on Hugging Face holds no .safetensors file.")
+    depth = min(name.count("/") for name in inside)
+    top = [name for name in inside if name.count("/") == depth]
+    if len(top) > 1:
+        shown = ", ".join(sorted(top)[:5]) + (f" and {len(top) - 5} more" if len(top) > 5 else "")
+        raise JobError(f"{repo} holds several .safetensors files ({shown}): open the one you want on Hugging Face "
+                       "and paste its link.")
+    return f"{base}/{repo}/resolve/{quote(revision, safe='')}/{quote(top[0])}"
