@@ -15,7 +15,7 @@ import socket
 import ssl
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import unquote, urljoin, urlsplit
 
@@ -81,8 +81,20 @@ def _tls() -> ssl.SSLContext:
         return ssl.create_default_context()
 
 
+@dataclass(frozen=True)
+class Credentials:
+    """An Authorization header for the hops to `hosts` only (the Hugging Face token goes to the hub, never to the
+    storage it redirects to, nor anywhere else)."""
+    hosts: frozenset[str]
+    header: str = field(repr=False)
+
+    def for_host(self, host: str | None) -> dict[str, str]:
+        return {"Authorization": self.header} if (host or "").lower() in self.hosts else {}
+
+
 @contextmanager
-def opened(url: str, allow_private: bool) -> Iterator[tuple[http.client.HTTPResponse, str]]:
+def opened(url: str, allow_private: bool,
+           credentials: Credentials | None = None) -> Iterator[tuple[http.client.HTTPResponse, str]]:
     """(the response of the link's last redirect hop, that hop's URL); every hop checked before it is asked."""
     for _ in range(MAX_REDIRECTS + 1):
         parts = urlsplit(url)
@@ -95,7 +107,8 @@ def opened(url: str, allow_private: bool) -> Iterator[tuple[http.client.HTTPResp
         conn = _PinnedTLS(parts.hostname, port, address, _tls()) if secure else _Pinned(parts.hostname, port, address)
         target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         try:
-            conn.request("GET", target, headers={"User-Agent": "z-image-studio", "Accept-Encoding": "identity"})
+            conn.request("GET", target, headers={"User-Agent": "z-image-studio", "Accept-Encoding": "identity",
+                                                 **(credentials.for_host(parts.hostname) if credentials else {})})
             response = conn.getresponse()
         except (OSError, http.client.HTTPException) as exc:
             conn.close()
@@ -134,10 +147,11 @@ class Fetched:
     kind: str  # the Content-Type it came with
 
 
-def fetch_to(job, url: str, target: Path, max_bytes: int, allow_private: bool) -> Fetched:
+def fetch_to(job, url: str, target: Path, max_bytes: int, allow_private: bool,
+             credentials: Credentials | None = None) -> Fetched:
     """Streams the link into `target` with byte progress and stop checks on `job`, refusing more than
     `max_bytes`; JobError says what went wrong (the link's host, its answer, the limit)."""
-    with opened(url, allow_private) as (response, final_url):
+    with opened(url, allow_private, credentials) as (response, final_url):
         host = urlsplit(final_url).hostname
         if response.status != 200:
             raise JobError(f"{host} answered {response.status} {response.reason or ''}".rstrip()

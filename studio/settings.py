@@ -256,7 +256,7 @@ ENV_VARS = {
     "CAPTION_URL": "caption service URL the other services call (default http://127.0.0.1:$QWEN_PORT)",
     "DEV_MODEL_PATH": "caption model GGUF to load instead of the registry's",
     "DEV_MMPROJ_PATH": "caption projector (mmproj) GGUF to load instead of the registry's",
-    "HF_TOKEN": "Hugging Face token for model downloads, private or gated datasets imported from a link, "
+    "HF_TOKEN": "Hugging Face token for model downloads, private or gated datasets and LoRAs added from a link, "
                 "and publishing a LoRA or a dataset (needs write access)",
     "HF_ENDPOINT": "hub address for downloads (mirrors, tests)",
     "CIVITAI_TOKEN": "Civitai API key, for LoRAs from Civitai links whose download needs a signed-in account",

@@ -32,6 +32,7 @@ class FakeHub:
         self.cdn = False  # LFS files redirect to another host (as the hub does to its CDN)
         self.gated: set[str] = set()  # repos that answer 403 GatedRepo (terms not accepted)
         self.private: set[str] = set()  # repos created private
+        self.tokens: dict[str, str] = {}  # repo -> the token it opens to (401 without it), for reading private repos
         self.user = "me"  # whoami's answer for any token; None: every token is refused (401)
         self.commits: list[dict] = []  # {"repo", "summary", "files"} per commit received
         self.cards: list[dict] = []  # model card front matter, as validated (parsed YAML)
@@ -106,6 +107,9 @@ class FakeHub:
                 if (repo, name) in self.lfs:
                     sibling["lfs"] = {"size": len(data), "sha256": hashlib.sha256(data).hexdigest(), "pointerSize": 134}
                 siblings.append(sibling)
+            if self._locked(handler, repo):
+                return self._send(handler, 401, b'{"error":"Repository not found"}',
+                                  {"X-Error-Code": "RepoNotFound", "Content-Type": "application/json"}, head)
             if repo in self.gated:
                 return self._send(handler, 403, b'{"error":"Access to this repo is restricted"}',
                                   {"X-Error-Code": "GatedRepo", "Content-Type": "application/json"}, head)
@@ -123,6 +127,8 @@ class FakeHub:
             return self._send(handler, 404, b"not found", {"X-Error-Code": "RepoNotFound"}, head)
         else:
             repo, name = resolve.group(1), resolve.group(3)
+            if self._locked(handler, repo):
+                return self._send(handler, 401, b"private", {"X-Error-Code": "RepoNotFound"}, head)
         data = self.repos[repo].get(name)
         if data is None:
             return self._send(handler, 404, b"no such file", {"X-Error-Code": "EntryNotFound",
@@ -164,6 +170,10 @@ class FakeHub:
             if delay:
                 handler.wfile.flush()
                 time.sleep(delay)
+
+    def _locked(self, handler, repo: str) -> bool:
+        token = self.tokens.get(repo)
+        return token is not None and handler.headers.get("Authorization") != f"Bearer {token}"
 
     def receive(self, handler):
         """Uploads as huggingface-hub makes them: whoami, create a repo, preupload (every file "regular"), commit."""

@@ -165,6 +165,8 @@ def hub(monkeypatch):
         server.add("me/empty", {"README.md": b"nothing here"})
         server.add("me/gated", {"g.safetensors": LORA})
         server.gated.add("me/gated")
+        server.add("me/private", {"p.safetensors": LORA})
+        server.tokens["me/private"] = "hf_reader"
         yield server
 
 
@@ -188,6 +190,31 @@ def test_a_repo_page_without_one_lora_says_what_to_do(make_settings, hub, path, 
     app = trainer.create_app(make_settings(STUDIO_DEMO=1, ALLOW_PRIVATE_URLS=1, HF_ENDPOINT=hub.url))
     job = _import(app.test_client(), hub.url + path)
     assert job["status"] == "failed" and words in job["error"], job
+
+
+def test_a_private_repo_opens_with_the_pods_token_sent_to_the_hub_only(make_settings, hub):
+    def imported(path: str, **env) -> dict:
+        app = trainer.create_app(make_settings(STUDIO_DEMO=1, ALLOW_PRIVATE_URLS=1, HF_ENDPOINT=hub.url, **env))
+        return _import(app.test_client(), hub.url + path)
+
+    assert "set HF_TOKEN to a token with read access to it" in imported("/me/private")["error"]
+    assert "does not open it" in imported("/me/private", HF_TOKEN="hf_other")["error"]
+    assert "This file on Hugging Face is private or gated: set HF_TOKEN" in imported(
+        "/me/private/resolve/main/p.safetensors")["error"]
+    job = imported("/me/private", HF_TOKEN="hf_reader")
+    assert job["status"] == "completed" and job["result"]["file"] == "p.safetensors", job
+    assert imported("/me/private/resolve/main/p.safetensors", HF_TOKEN="hf_reader")["status"] == "completed"
+    assert {r["auth"] for r in hub.requests if r["path"].startswith("/me/private/")} >= {"Bearer hf_reader"}
+
+
+def test_the_token_goes_to_the_hub_only():
+    from app.link_fetch import Credentials
+    from trainer.hf_lora_link import credentials
+
+    given = credentials("http://127.0.0.1:9", "hf_x")
+    assert given.for_host("huggingface.co") == {"Authorization": "Bearer hf_x"} == given.for_host("127.0.0.1")
+    assert given.for_host("cdn-lfs.hf.co") == {} and given.for_host("evil.example") == {}
+    assert credentials(None, None) is None and "hf_x" not in repr(Credentials(frozenset(), "Bearer hf_x"))
 
 
 def test_which_hugging_face_links_are_repo_pages():

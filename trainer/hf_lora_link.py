@@ -3,7 +3,8 @@ repo's files are listed through the hub's public API and its one .safetensors fi
 top when there are others in folders). A repo of several at one level is answered with their names, so the file's
 own link can be pasted; a file's page or download link (`/blob/`, `/resolve/`) is a plain link already.
 
-HF_ENDPOINT names the hub (a mirror; the tests' stand-in). Through app.link_fetch like every link the pod fetches.
+HF_ENDPOINT names the hub (a mirror; the tests' stand-in); HF_TOKEN opens private and gated repos and files (sent to
+the hub's own hosts only). Through app.link_fetch like every link the pod fetches.
 """
 
 from __future__ import annotations
@@ -21,9 +22,29 @@ NOT_MODELS = {"datasets", "spaces", "docs", "blog", "models", "api", "papers", "
 MAX_ANSWER = 8 << 20
 
 
+def _hosts(endpoint: str | None) -> set[str]:
+    return HOSTS | ({(urlsplit(endpoint).hostname or "").lower()} if endpoint else set())
+
+
+def credentials(endpoint: str | None, token: str | None) -> link_fetch.Credentials | None:
+    """The pod's HF_TOKEN for the hub's own hosts (private and gated repos open), never for another host."""
+    return link_fetch.Credentials(frozenset(_hosts(endpoint)), f"Bearer {token}") if token else None
+
+
+def is_hub(url: str, endpoint: str | None) -> bool:
+    return (urlsplit(url).hostname or "").lower() in _hosts(endpoint)
+
+
+def private_message(what: str, token: bool) -> str:
+    if token:
+        return (f"{what} on Hugging Face is private or gated, and the pod's HF_TOKEN does not open it: give the token "
+                "read access to it (a gated repo: accept its terms on Hugging Face with that account).")
+    return f"{what} on Hugging Face is private or gated: set HF_TOKEN to a token with read access to it."
+
+
 def repo_page(url: str, endpoint: str | None) -> tuple[str, str, str] | None:
     """(repo, revision, folder) of a link to a model repo's page (or a folder of it); None for any other link."""
-    hosts = HOSTS | ({(urlsplit(endpoint).hostname or "").lower()} if endpoint else set())
+    hosts = _hosts(endpoint)
     parts = urlsplit(url)
     found = REPO_PAGE.match(parts.path)
     if (parts.hostname or "").lower() not in hosts or not found or found[1] in NOT_MODELS:
@@ -31,12 +52,12 @@ def repo_page(url: str, endpoint: str | None) -> tuple[str, str, str] | None:
     return f"{found[1]}/{found[2]}", found[3] or "main", (found[4] or "").strip("/")
 
 
-def _files(endpoint: str, repo: str, revision: str, allow_private: bool) -> list[str]:
+def _files(endpoint: str, repo: str, revision: str, allow_private: bool,
+           auth: link_fetch.Credentials | None) -> list[str]:
     url = f"{endpoint}/api/models/{repo}/revision/{quote(revision, safe='')}"
-    with link_fetch.opened(url, allow_private) as (response, _final):
+    with link_fetch.opened(url, allow_private, auth) as (response, _final):
         if response.status in (401, 403):
-            raise JobError(f"{repo} on Hugging Face is private or gated: paste the link of its .safetensors file once "
-                           "it is public, or download it and upload it to ComfyUI's loras.")
+            raise JobError(private_message(repo, auth is not None))
         if response.status != 200:
             raise JobError(f"Hugging Face answered {response.status} for the repo {repo}: check the link.")
         raw = response.read(MAX_ANSWER + 1)
@@ -49,7 +70,8 @@ def _files(endpoint: str, repo: str, revision: str, allow_private: bool) -> list
     return [str(s.get("rfilename")) for s in siblings if isinstance(s, dict) and s.get("rfilename")]
 
 
-def model_file_link(url: str, *, endpoint: str | None, allow_private: bool) -> str | None:
+def model_file_link(url: str, *, endpoint: str | None, allow_private: bool,
+                    auth: link_fetch.Credentials | None = None) -> str | None:
     """The download link of the LoRA a model repo's page holds; None when the link is not a repo's page. JobError
     with a sentence when it holds none, or several at one level."""
     page = repo_page(url, endpoint)
@@ -57,7 +79,7 @@ def model_file_link(url: str, *, endpoint: str | None, allow_private: bool) -> s
         return None
     repo, revision, folder = page
     base = (endpoint or "https://huggingface.co").rstrip("/")
-    inside = [name for name in _files(base, repo, revision, allow_private)
+    inside = [name for name in _files(base, repo, revision, allow_private, auth)
               if name.endswith(".safetensors") and (not folder or name.startswith(f"{folder}/"))]
     if not inside:
         raise JobError(f"{repo}{f'/{folder}' if folder else ''} on Hugging Face holds no .safetensors file.")

@@ -29,8 +29,7 @@ from app.url_import import check_url, direct_link
 from studio.jobs import JobError
 from studio.web import ApiError, json_body
 from studio.workspace import confined
-from trainer import civitai, library
-from trainer.hf_lora_link import model_file_link
+from trainer import civitai, hf_lora_link, library
 from trainer.lora_file import LoraFileError, with_metadata, zimage_lora_rank
 from trainer.lora_formats import converted_if_needed
 
@@ -52,14 +51,18 @@ def checked_lora(path: Path, name: str) -> int:
         raise JobError(str(exc)) from None
 
 
-def _fetch(job, url: str, target: Path, conf, found) -> link_fetch.Fetched:
-    """The download; Civitai's refusal of an anonymous download said with what to do about it."""
+def _fetch(job, url: str, target: Path, conf, found, hub) -> link_fetch.Fetched:
+    """The download; Civitai's or the hub's refusal of an anonymous download said with what to do about it."""
     try:
-        return link_fetch.fetch_to(job, url, target, conf.max_upload_mb * 2**20, conf.allow_private_urls)
+        return link_fetch.fetch_to(job, url, target, conf.max_upload_mb * 2**20, conf.allow_private_urls, hub)
     except JobError as exc:
-        if found and re.search(r"answered (401|403)\b", str(exc)):
+        if not re.search(r"answered (401|403)\b", str(exc)):
+            raise
+        if found:
             raise JobError(f"Civitai wants a signed-in account for “{found.title}”: set CIVITAI_TOKEN to an API key "
                            "of yours (civitai.com, Account settings, API Keys) and add the link again.") from None
+        if hf_lora_link.is_hub(url, conf.hf_endpoint):
+            raise JobError(hf_lora_link.private_message("This file", hub is not None)) from None
         raise
 
 
@@ -113,9 +116,10 @@ def import_lora():
             job.update(phase="downloading", message=f"Connecting to {urlsplit(url).hostname}")
             found = civitai.lookup(url, api_base=conf.civitai_url, token=conf.civitai_token,
                                    allow_private=conf.allow_private_urls)  # another model's LoRA: refused here
-            link = found.download if found else (model_file_link(url, endpoint=conf.hf_endpoint,
-                                                                 allow_private=conf.allow_private_urls) or url)
-            fetched = _fetch(job, link, incoming, conf, found)
+            hub = hf_lora_link.credentials(conf.hf_endpoint, conf.hf_token)
+            link = found.download if found else (hf_lora_link.model_file_link(
+                url, endpoint=conf.hf_endpoint, allow_private=conf.allow_private_urls, auth=hub) or url)
+            fetched = _fetch(job, link, incoming, conf, found, None if found else hub)
             converted = _in_our_names(incoming, fetched.name)
             rank = checked_lora(incoming, fetched.name)
             if found:  # its trigger words and where it came from, in the file as LoRA managers read them
