@@ -78,6 +78,8 @@ def test_a_lokr_gets_our_names_and_is_listed_as_such(settings, demo_paths, tmp_p
         check_start_lora(path, 4, "all")
     card = next(e for e in client.get("/api/library").get_json()["loras"] if e["file"] == path.name)
     assert card["lokr"] is True and card["rank"] is None
+    listed = {f["name"]: f["lokr"] for f in client.get("/api/library/files").get_json()["files"]}
+    assert listed == {"as-lora": False, "as-lokr": True}  # the form offers LoRAs only to start from
     assert "LyCORIS LoKr" in client.get(f"/library/try/{path.name}").get_data(as_text=True)
     fused = tmp_path / "fused.safetensors"
     qkv = "diffusion_model.layers.0.attention.qkv"

@@ -15,7 +15,7 @@ from studio.web import ApiError, json_body
 from studio.workspace import Workspace, confined, safe_name
 from trainer import library
 from trainer.dataset_checks import IMAGE_SUFFIXES
-from trainer.lora_file import LoraFileError, lora_ranks, read_header
+from trainer.lora_file import LoraFileError, lokr_modules, lora_ranks, read_header
 
 bp = Blueprint("catalog", __name__)
 THUMBS_IN_STRIP = 8
@@ -213,7 +213,7 @@ def library_files():
         meta = header.get("__metadata__") if isinstance(header.get("__metadata__"), dict) else {}
         files.append({"name": path.stem, "size": stat.st_size, "modified": stat.st_mtime,
                       "rank": ranks[0] if len(ranks) == 1 else None, "lora_targets": meta.get("lora_targets"),
-                      "trigger_word": library.trigger_of(meta)})
+                      "trigger_word": library.trigger_of(meta), "lokr": bool(lokr_modules(header))})
     return jsonify({"files": sorted(files, key=lambda f: -f["modified"])})
 
 

@@ -7,6 +7,7 @@
     if (!input) return;
     let files = [];
     try { files = (await studio.api("/api/library/files")).files; } catch (e) { return; }  // the field still works
+    files = files.filter((f) => !f.lokr);  // a job goes on from a LoRA only
     const list = document.createElement("datalist");
     list.id = "library-loras";
     list.innerHTML = files.map((f) => `<option value="${trainer.esc(f.name)}">${f.rank ? `rank ${f.rank}` : ""}${
