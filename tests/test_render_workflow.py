@@ -56,6 +56,8 @@ def test_a_job_renders_workflow_names_its_files_as_comfyui_has_them(client, stor
     space = Workspace(settings.root)
     library.publish(space, job, space.jobs / job.id / "lora" / "tiny-lora.safetensors")
     store.update(job.id, result={**(job.result or {}), "library_file": "tiny-lora.safetensors"})
+    # the Try panel leaves the job's own library file out of what it renders with or beside
+    assert client.get(f"/api/jobs/{job.id}/renders").get_json()["defaults"]["library_file"] == "tiny-lora.safetensors"
     made = client.post(f"/api/jobs/{job.id}/renders", json={**REQUEST, "lora": "all"}).get_json()["render"]
     url = f"/api/jobs/{job.id}/renders/{made['id']}/workflow"
     answer = client.get(url)

@@ -60,7 +60,8 @@ def list_renders(job_id):
     first = _first_prompt(config)
     return _listing(found, renders.lora_choices(job, workspace().jobs / job.id),
                     {"width": first.width, "height": first.height, "steps": first.steps,
-                     "trigger_word": config.get("trigger_word") or "", "prompt": first.text})
+                     "trigger_word": config.get("trigger_word") or "", "prompt": first.text,
+                     "library_file": (job.result or {}).get("library_file")})
 
 
 def _listing(found: list[Job], choices: list[dict], defaults: dict):

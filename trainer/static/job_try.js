@@ -9,6 +9,7 @@
   const { esc, statusChip } = window.trainer;
   const api = panel.dataset.api;  // the LoRA's API: a training job's, or a library file's
   const self = api.startsWith("/api/library/files/") ? decodeURIComponent(api.split("/").pop()) : null;
+  let own = self;  // the library's copy of what is tried (a job's final LoRA too): not offered to render with or beside
   const STRENGTHS = [0, 0.4, 0.6, 0.8, 1, 1.2, 1.5];
   const MAX_CHOSEN = 6;
   let chosen = new Set();
@@ -36,6 +37,7 @@
   // strengths, a random seed.
   function fill(defaults) {
     filled = true;
+    own = self || defaults.library_file || null;
     $("try-prompt").value = defaults.prompt || "[trigger], ";
     const previews = defaults.width && defaults.height ? `${defaults.width}x${defaults.height}` : null;
     $("try-size").innerHTML = sizes(defaults).map(([w, h]) =>
@@ -53,7 +55,7 @@
   async function loadLibrary() {
     let files = [];
     try { files = (await window.studio.api("/api/library/files")).files; } catch (e) { return; }  // the form works without
-    const names = files.map((f) => `${f.name}.safetensors`).filter((file) => file !== self)
+    const names = files.map((f) => `${f.name}.safetensors`).filter((file) => file !== own)
       .sort((a, b) => a.replace(/\.safetensors$/, "").localeCompare(b.replace(/\.safetensors$/, "")));
     if (names.join("\n") === libraryKey) return;  // unchanged: an open list stays open
     libraryKey = names.join("\n");
