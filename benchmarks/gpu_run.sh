@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One short run on a GPU machine: install the carried wheels offline, run benchmarks/gpu_zimage.py within
 # a time budget, leave the report (JSON + Markdown + log) in $OUT (or benchmarks/results), then the
-# render benchmark on the full-size architecture (try_render.md, at most 90 s more).
+# render benchmark on the full-size architecture, LoRA then LoKr (try_render.md, at most 150 s more; about 60).
 #   bash benchmarks/gpu_run.sh [WHEELS_DIR] [BUDGET_S]      defaults: benchmarks/wheels, 420
 #   CUDA_TESTS=1 bash benchmarks/gpu_run.sh ...              also runs tests/test_engine_cuda.py afterwards
 # The budget is when the benchmark stops starting new runs; a hard timeout 90 s later ends it for sure.
@@ -30,6 +30,9 @@ timeout $((${budget%.*} + 90)) python3 benchmarks/gpu_zimage.py --budget-s "$bud
 status=${PIPESTATUS[0]}
 # Try the LoRA on the full-size architecture: an image's denoising with the LoRA by hooks vs merged (~30 s)
 timeout 90 python3 benchmarks/try_render.py --shape real --size 1024 --rank 32 --rounds 3 2>&1 | tee "$out/try_render.md"
+# the same with a LyCORIS LoKr (w1 16x16, w2 of rank 8 as its two thin factors; ~30 s)
+timeout 60 python3 benchmarks/try_render.py --shape real --size 1024 --network lokr --factor 16 --rank 8 \
+    --rounds 2 2>&1 | tee -a "$out/try_render.md"
 rm -rf "$out/compile_cache"  # kernels for this machine only; keeps what comes back small
 if [ "${CUDA_TESTS:-0}" = 1 ]; then  # the engine's CUDA tests on the tiny model (about 1-2 minutes)
     timeout 240 python3 -m pytest tests/test_engine_cuda.py -x -q -p no:cacheprovider 2>&1 | tee "$out/cuda_tests.log"

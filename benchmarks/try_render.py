@@ -15,7 +15,8 @@ the models loaded (what the worker's render process does between renders).
 
 `--shape real` (a GPU) times the same two kinds of image on the full-size architecture with random
 weights (6.15 B parameters, no download): the transformer's denoising passes of one image, without the
-text encoder and the VAE, which are the same for both. `--shape tiny` runs that path on a CPU.
+text encoder and the VAE, which are the same for both. `--shape tiny` runs that path on a CPU. `--network lokr`
+does the same with a LyCORIS LoKr (its hook computes w1 · X · w2ᵀ per token instead of forming w1 ⊗ w2).
 """
 
 from __future__ import annotations
@@ -83,14 +84,37 @@ def random_lora(transformer, rank: int, scale: float = 0.01):
     return zmodel.LoraDelta(modules, "A random LoRA")
 
 
+def random_lokr(transformer, factor: int, rank: int, scale: float = 0.01):
+    """A LyCORIS LoKr for the same modules: w1 of factor x factor whole, w2 as a product of rank `rank` (LyCORIS'
+    usual layout), so each change is w1 ⊗ (w2_a · w2_b)."""
+    from trainer.engine import model as zmodel
+    from trainer.engine.lokr import KronDelta
+
+    def divisor(size: int) -> int:  # the largest factor of `size` up to `factor`, as LyCORIS factorizes
+        return max(d for d in range(1, factor + 1) if size % d == 0)
+
+    generator = torch.Generator("cpu").manual_seed(3)
+    modules = {}
+    for name, module in transformer.named_modules():
+        if zmodel.lora_module_names().match(name):
+            p, q = divisor(module.out_features), divisor(module.in_features)
+            w1 = torch.randn(p, q, generator=generator) * scale
+            w2 = (torch.randn(module.out_features // p, rank, generator=generator) * scale,
+                  torch.randn(rank, module.in_features // q, generator=generator))
+            modules[name] = (w1, w2, 1.0)
+    return KronDelta(modules, "A random LoKr")
+
+
 def full_size(args, dev: torch.device, timed) -> tuple[list[float], list[float]]:
-    """Seconds per image's denoising passes, LoRA by hooks and merged, on the real (or tiny) architecture."""
+    """Seconds per image's denoising passes, LoRA (or LoKr) by hooks and merged, on the real (or tiny)
+    architecture."""
     from benchmarks import zimage_runs as zr
 
     shape = zr.REAL_CONFIG if args.shape == "real" else zr.TINY_CONFIG
     dtype = torch.bfloat16 if dev.type == "cuda" else torch.float32
     transformer = zr.build_transformer(shape, dev, dtype).eval()
-    lora = random_lora(transformer, args.rank)
+    lora = random_lokr(transformer, args.factor, args.rank) if args.network == "lokr" else \
+        random_lora(transformer, args.rank)
     generator = torch.Generator("cpu").manual_seed(5)
     latent = torch.randn(shape["in_channels"], 1, args.size // 8, args.size // 8, generator=generator).to(dev, dtype)
     caption = torch.randn(128, shape["cap_feat_dim"], generator=generator).to(dev, dtype)
@@ -112,6 +136,9 @@ def main(argv=None) -> int:
     ap.add_argument("--device", default=None)
     ap.add_argument("--shape", choices=["demo", "real", "tiny"], default="demo",
                     help="demo: whole renders on the demo model; real/tiny: the architecture with random weights")
+    ap.add_argument("--network", choices=["lora", "lokr"], default="lora",
+                    help="real/tiny: a LoRA, or a LyCORIS LoKr (w1 of --factor squared, w2 of --rank)")
+    ap.add_argument("--factor", type=int, default=16)
     args = ap.parse_args(argv)
 
     dev = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -129,10 +156,11 @@ def main(argv=None) -> int:
     if args.shape != "demo":
         hooks_s, merged_s = full_size(args, dev, timed)
         hook, plain = statistics.median(hooks_s), statistics.median(merged_s)
-        print(f"device: {dev.type}; {args.shape} Z-Image transformer, random weights, LoRA rank {args.rank}, "
+        what = f"LoKr factor {args.factor}, w2 rank {args.rank}" if args.network == "lokr" else f"LoRA rank {args.rank}"
+        print(f"device: {dev.type}; {args.shape} Z-Image transformer, random weights, {what}, "
               f"{args.size}x{args.size}, {args.steps} denoising passes per image; {args.rounds} images of each kind")
-        print(f"image, LoRA by hooks:      median {hook:.3f} s")
-        print(f"image, LoRA merged (bare): median {plain:.3f} s")
+        print(f"image, {args.network} by hooks:      median {hook:.3f} s")
+        print(f"image, {args.network} merged (bare): median {plain:.3f} s")
         print(f"ratio hooks/merged: {hook / plain:.3f}  (goal <= 1.10: {'met' if hook / plain <= 1.10 else 'NOT met'})")
         return 0
 
