@@ -144,7 +144,7 @@ def library_list():
             copy = library.library_copy(workspace(), job, jobs_root / job.id / e["path"])
             entries.append({**e, "library_file": copy.name if copy else None})
     for e in entries:
-        e["rank"] = library.rank_of(jobs_root / e["job_id"] / e["path"])
+        e["rank"] = library.lora_facts(jobs_root / e["job_id"] / e["path"]).rank
         e["download_url"] = f"/api/jobs/{e['job_id']}/files/{e['path']}"
         if e["samples"]:
             e["samples"]["urls"] = [f"/api/jobs/{e['job_id']}/files/{p}" for p in e["samples"]["images"]]
@@ -167,7 +167,8 @@ def _loose_files(entries: list[dict], jobs: list) -> list[dict]:
         if path.name in known:
             continue
         stat = path.stat()
-        meta = library.safetensors_metadata(path)
+        facts = library.lora_facts(path)
+        meta = facts.metadata
         job, step = checkpoints.get((stat.st_dev, stat.st_ino), (None, None))
         # its pictures: a checkpoint's previews at its step, else the latest render tried of it on its own page
         shown = library.samples_at(job, workspace().jobs / job.id, step) if job else None
@@ -177,7 +178,7 @@ def _loose_files(entries: list[dict], jobs: list) -> list[dict]:
                       "finished_at": stat.st_mtime, "steps": step, "loss": None,
                       # a job's checkpoint: its card leads to the job (and deleting it leaves the job alone)
                       "checkpoint_of": {"job_id": job.id, "job_name": job.name, "step": step} if job else None,
-                      "metadata": meta, "samples": shown, "rank": library.rank_of(path), "lokr": library.is_lokr(path),
+                      "metadata": meta, "samples": shown, "rank": facts.rank, "lokr": facts.lokr,
                       "leak": library.leak_summary([shown]) if shown and shown.get("pairs") else None,
                       "trigger_word": library.trigger_of(meta),
                       "library_file": path.name, "download_url": f"/api/library/files/{quote(path.name)}"})

@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 from flask import request, send_file
@@ -145,21 +146,21 @@ def remove_job_files(workspace: Workspace, job_id: str) -> None:
         log.warning("could not remove all of %s: %s", folder, exc)
 
 
-def rank_of(path: Path) -> int | None:
-    """A LoRA file's rank (its largest, read from the header), for "Make smaller"; None when it has none."""
-    try:
-        ranks = lora_ranks(read_header(path))
-    except (LoraFileError, OSError):
-        return None
-    return max(ranks.values()) if ranks else None
+@dataclass(frozen=True)
+class LoraFacts:
+    """What the library shows of a file, from one read of its header (no tensor loaded)."""
+    metadata: dict  # as safetensors_metadata gives it
+    rank: int | None  # its largest, for "Make smaller"; None for a file without lora_A (a LoKr)
+    lokr: bool  # a LyCORIS LoKr: tried like a LoRA, not made smaller nor trained further
 
 
-def is_lokr(path: Path) -> bool:
-    """A LyCORIS LoKr file (tried like a LoRA; not made smaller, nor trained further)."""
+def lora_facts(path: Path) -> LoraFacts:
     try:
-        return bool(lokr_modules(read_header(path)))
-    except (LoraFileError, OSError):
-        return False
+        header = read_header(path)
+    except LoraFileError:
+        return LoraFacts({}, None, False)
+    ranks = lora_ranks(header)
+    return LoraFacts(_metadata(header), max(ranks.values()) if ranks else None, bool(lokr_modules(header)))
 
 
 def trigger_of(meta: dict) -> str | None:
@@ -170,10 +171,13 @@ def trigger_of(meta: dict) -> str | None:
 def safetensors_metadata(path: Path) -> dict:
     """The `__metadata__` of a .safetensors header, read without loading any tensor."""
     try:
-        header = read_header(path)
+        return _metadata(read_header(path))
     except LoraFileError:
         return {}
-    meta = header.get("__metadata__") or {}
+
+
+def _metadata(header: dict) -> dict:
+    meta = header.get("__metadata__") if isinstance(header.get("__metadata__"), dict) else {}
     meta = {str(k): str(v) for k, v in meta.items()}
     meta["tensors"] = str(len([k for k in header if k != "__metadata__"]))
     return meta

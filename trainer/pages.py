@@ -64,9 +64,10 @@ def library_try_page(name):
     path = confined(current_app.config["STUDIO_WORKSPACE"].loras, safe_name(name))
     if not path.is_file() or path.suffix != ".safetensors":
         raise ApiError(f"The library has no LoRA {name!r}.", 404)
-    meta = library.safetensors_metadata(path)
+    facts = library.lora_facts(path)
+    meta = facts.metadata
     lora = {"name": path.stem, "file": path.name, "size": format_bytes(path.stat().st_size),
-            "rank": library.rank_of(path), "trigger": library.trigger_of(meta), "lokr": library.is_lokr(path),
+            "rank": facts.rank, "trigger": library.trigger_of(meta), "lokr": facts.lokr,
             "resized_from": meta.get("resized_from"), "converted_from": meta.get("converted_from"),
             "civitai": meta["civitai_url"] if str(meta.get("civitai_url", "")).startswith(("https://", "http://"))
             else None,

@@ -174,7 +174,7 @@ def image_count(strengths: list[float], loras: list) -> int:
 
 def parse(body: dict, job: Job, job_dir: Path, library_dir: Path | None = None) -> dict:
     """The config of a new render of `job` from a request body (missing values from the job's previews);
-    `library_dir` holds the LoRAs it may render with ("with")."""
+    `library_dir` holds the LoRAs it may render with ("with") or beside it ("beside")."""
     config = job.config
     prompt, body = _prompt(body)
     loras = loras_for(job, job_dir, body.get("lora", "final")) + beside(body.get("beside"), library_dir)
