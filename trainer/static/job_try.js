@@ -50,7 +50,8 @@
     }
   }
 
-  // "With": another library LoRA on every image (the API takes up to two; the form offers one)
+  // "With" and "Beside": the library's LoRAs to render with (on every image) or beside the one tried (the API
+  // takes up to two and three; the form offers one of each)
   let libraryKey = "";
   async function loadLibrary() {
     let files = [];
