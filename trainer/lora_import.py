@@ -130,7 +130,7 @@ def import_lora():
             incoming.unlink(missing_ok=True)
         placed = [str(path) for path in library.also_in_comfyui(space, space.loras / name)]
         how = f", converted from {' and '.join(converted.notes)}" if converted and converted.notes else ""
-        kind = f"rank {rank}" if rank else "a LyCORIS LoKr"
+        kind = "a LyCORIS LoKr" if rank is None else f"rank {rank}"
         origin = f" “{found.title}” from Civitai" if found else ""
         words = f"; trigger {', '.join(found.trigger_words)}" if found and found.trigger_words else ""
         job.update(message=f"Added{origin} as {name} ({kind}{how}{words}) to the library." if found
