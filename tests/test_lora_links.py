@@ -16,8 +16,7 @@ from studio.jobs import JobError
 from tests.helpers import files_handler, serving
 from tests.test_lora_import import _import
 from trainer.civitai import lookup
-from trainer.lora_file import read_header, with_metadata
-from trainer.lora_resize import encode, read_tensors
+from trainer.lora_resize import encode
 
 OCTETS = "application/octet-stream"
 LORA = encode({"diffusion_model.layers.0.attention.to_q.lora_A.weight": np.ones((4, 16), np.float32),
@@ -85,10 +84,10 @@ def test_a_civitai_lora_lands_with_its_trigger_words(studio, civitai, link):
                               "zkw style) to the library.")
     assert job["result"]["civitai"]["page"] == f"{civitai[0]}/models/123?modelVersionId=456"
     path = space.loras / "cat_style_v2.safetensors"
-    meta = read_header(path)["__metadata__"]
-    assert meta["modelspec.trigger_phrase"] == "zkw style" and meta["modelspec.title"] == "Cat Style (v2)"
-    assert set(read_header(path)) - {"__metadata__"} == {"diffusion_model.layers.0.attention.to_q.lora_A.weight",
-                                                         "diffusion_model.layers.0.attention.to_q.lora_B.weight"}
+    assert path.read_bytes() == LORA  # byte for byte: its hash still finds it on Civitai and in LoRA managers
+    card = next(e for e in client.get("/api/library").get_json()["loras"] if e["file"] == path.name)
+    assert card["trigger_word"] == "zkw style" and card["metadata"]["modelspec.title"] == "Cat Style (v2)"
+    assert card["metadata"]["civitai_url"] == f"{civitai[0]}/models/123?modelVersionId=456"
     # the trigger word stands for [trigger] when it is tried
     listing = client.get(f"/api/library/files/{path.name}/renders").get_json()
     assert listing["defaults"]["trigger_word"] == "zkw style"
@@ -141,15 +140,29 @@ def test_links_of_other_hosts_are_not_asked_about(civitai):
     assert lookup(f"{civitai[0]}/user/someone", api_base=civitai[0], token=None, allow_private=True) is None
 
 
-def test_metadata_is_added_without_touching_the_weights(tmp_path):
-    path = tmp_path / "lora.safetensors"
-    path.write_bytes(encode({"a.lora_A.weight": np.arange(8, dtype=np.float32).reshape(2, 4)}, "F32",
-                            {"modelspec.trigger_phrase": "own words"}))
-    before = read_tensors(path)[1]
-    with_metadata(path, {"modelspec.trigger_phrase": "other words", "civitai_url": "https://x/1", "empty": ""})
-    meta = read_header(path)["__metadata__"]
-    assert meta == {"modelspec.trigger_phrase": "own words", "civitai_url": "https://x/1"}  # its own words kept
-    np.testing.assert_array_equal(read_tensors(path)[1]["a.lora_A.weight"], before["a.lora_A.weight"])
+def test_where_a_file_came_from_goes_with_it(studio, civitai):
+    """Its record follows it into a smaller copy, into Recently deleted and back; its own metadata wins over it."""
+    client, space = studio()
+    _import(client, f"{civitai[0]}/api/download/models/456")
+    path = space.loras / "cat_style_v2.safetensors"
+    own = space.loras / "own-words.safetensors"
+    own.write_bytes(encode({"diffusion_model.layers.0.attention.to_q.lora_A.weight": np.ones((4, 16), np.float32),
+                            "diffusion_model.layers.0.attention.to_q.lora_B.weight": np.ones((16, 4), np.float32)},
+                           "F32", {"modelspec.trigger_phrase": "own words"}))
+    (space.loras / ".sources").mkdir(exist_ok=True)
+    (space.loras / ".sources" / f"{own.name}.json").write_text('{"url": "https://x.example/a", "trigger_words": ["b"]}')
+    cards = {e["file"]: e for e in client.get("/api/library").get_json()["loras"]}
+    assert cards[own.name]["trigger_word"] == "own words" and cards[own.name]["metadata"]["source_url"] == (
+        "https://x.example/a")
+    assert client.post(f"/api/library/files/{path.name}/resize", json={"rank": 2}).status_code == 201
+    cards = {e["file"]: e for e in client.get("/api/library").get_json()["loras"]}
+    assert cards["cat_style_v2-r2.safetensors"]["trigger_word"] == "zkw style"
+    entry = client.delete(f"/api/library/files/{path.name}").get_json()["trash"]
+    assert not (space.loras / ".sources" / f"{path.name}.json").exists()
+    client.post(f"/api/trash/{entry}/restore")
+    assert path.read_bytes() == LORA
+    assert next(e for e in client.get("/api/library").get_json()["loras"] if e["file"] == path.name)[
+        "trigger_word"] == "zkw style"
 
 
 # -- a Hugging Face model repo's page ----------------------------------------------------------------------
@@ -177,6 +190,8 @@ def test_a_hugging_face_repo_page_gives_its_lora(make_settings, hub, path, file)
     job = _import(app.test_client(), hub.url + path)
     assert job["status"] == "completed", job
     assert job["result"]["file"] == file and (app.config["STUDIO_WORKSPACE"].loras / file).read_bytes() == LORA
+    card = next(e for e in app.test_client().get("/api/library").get_json()["loras"] if e["file"] == file)
+    assert card["metadata"]["source_url"] == hub.url + path  # the card links back to where it came from
 
 
 @pytest.mark.parametrize("path, words", [

@@ -250,6 +250,8 @@ def resize_library_file(name):
         made = resize(source, rank, target)
     except LoraFileError as exc:
         raise ApiError(str(exc), 422) from None
+    if library.source_file(source).is_file():  # a copy of a LoRA from a link: the same source (its trigger words)
+        library.write_source(target, read_json(library.source_file(source), {}) or {})
     placed = library.also_in_comfyui(workspace(), target)
     return jsonify({"file": target.name, "rank": made.rank, "from_rank": made.from_rank, "kept": round(made.kept, 4),
                     "size": made.size, "from_size": source.stat().st_size,

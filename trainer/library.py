@@ -12,7 +12,7 @@ from pathlib import Path
 
 from flask import request, send_file
 
-from studio.atomic import place_file
+from studio.atomic import atomic_write_json, place_file, read_json
 from studio.jobs import Job
 from studio.thumbnails import PREVIEW_SIZE, UnreadableImage, cached_thumbnail
 from studio.web import ApiError
@@ -160,7 +160,31 @@ def lora_facts(path: Path) -> LoraFacts:
     except LoraFileError:
         return LoraFacts({}, None, False)
     ranks = lora_ranks(header)
-    return LoraFacts(_metadata(header), max(ranks.values()) if ranks else None, bool(lokr_modules(header)))
+    return LoraFacts({**_from_source(path), **_metadata(header)}, max(ranks.values()) if ranks else None,
+                     bool(lokr_modules(header)))
+
+
+# A LoRA added from a link is kept byte for byte (its hash still finds it on Civitai and in LoRA managers): where it
+# came from, and what Civitai says of it, live beside it in trainer/loras/.sources/<file>.json.
+SOURCES_DIR = ".sources"
+
+
+def source_file(path: Path) -> Path:
+    """The record of where the library file `path` came from (it may not exist)."""
+    return path.parent / SOURCES_DIR / f"{path.name}.json"
+
+
+def write_source(path: Path, source: dict) -> None:
+    atomic_write_json(source_file(path), source)
+
+
+def _from_source(path: Path) -> dict:
+    """The record as metadata keys the pages read (the file's own keys win over them)."""
+    source = read_json(source_file(path), {}) or {}
+    words = [str(word) for word in source.get("trigger_words") or [] if str(word).strip()]
+    keys = {"source_url": source.get("url"), "civitai_url": source.get("civitai_url"),
+            "modelspec.title": source.get("title"), "modelspec.trigger_phrase": ", ".join(words)}
+    return {key: str(value) for key, value in keys.items() if value}
 
 
 def trigger_of(meta: dict) -> str | None:

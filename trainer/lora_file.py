@@ -8,11 +8,8 @@ them with `diffusion_model.` (ComfyUI, ai-toolkit, this studio) or `transformer.
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
 import struct
-import tempfile
 from pathlib import Path
 
 # Every Linear of the main `layers.N` blocks: attention q/k/v/out, SwiGLU w1/w2/w3, adaLN (ai-toolkit's set)
@@ -142,29 +139,3 @@ def zimage_lora_rank(path: Path, name: str) -> int | None:
                             f"{f' and {len(foreign) - 1} more' if len(foreign) > 1 else ''}): a LoRA of another "
                             "model.")
     return None if kron else max(ranks.values())
-
-
-def with_metadata(path: Path, extra: dict[str, str]) -> None:
-    """Adds `extra` to the file's metadata (keys it has already are kept as they are): only the header is written
-    anew, the tensors are copied as bytes; atomically."""
-    header = read_header(path)
-    meta = dict(header.get("__metadata__") or {})
-    added = {key: str(value) for key, value in extra.items() if key not in meta and value not in (None, "")}
-    if not added:
-        return
-    header["__metadata__"] = {**meta, **added}
-    text = json.dumps(header, separators=(",", ":")).encode()
-    text += b" " * (-len(text) % 8)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as sink, open(path, "rb") as source:
-            (length,) = struct.unpack("<Q", source.read(8))
-            source.seek(8 + length)
-            sink.write(struct.pack("<Q", len(text)) + text)
-            shutil.copyfileobj(source, sink, 1 << 20)
-            sink.flush()
-            os.fsync(sink.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -30,7 +30,7 @@ from studio.jobs import JobError
 from studio.web import ApiError, json_body
 from studio.workspace import confined
 from trainer import civitai, hf_lora_link, library
-from trainer.lora_file import LoraFileError, with_metadata, zimage_lora_rank
+from trainer.lora_file import LoraFileError, zimage_lora_rank
 from trainer.lora_formats import converted_if_needed
 
 bp = Blueprint("lora_import", __name__)
@@ -122,12 +122,12 @@ def import_lora():
             fetched = _fetch(job, link, incoming, conf, found, None if found else hub)
             converted = _in_our_names(incoming, fetched.name)
             rank = checked_lora(incoming, fetched.name)
-            if found:  # its trigger words and where it came from, in the file as LoRA managers read them
-                with_metadata(incoming, {"modelspec.trigger_phrase": ", ".join(found.trigger_words),
-                                         "modelspec.title": found.title, "civitai_url": found.page})
             name = settle(incoming, space.loras, fetched.name)
         finally:
             incoming.unlink(missing_ok=True)
+        # where it came from (from Civitai its title and trigger words too), beside the file left byte for byte
+        library.write_source(space.loras / name, {"url": given} if not found else {
+            "url": given, "civitai_url": found.page, "title": found.title, "trigger_words": found.trigger_words})
         placed = [str(path) for path in library.also_in_comfyui(space, space.loras / name)]
         how = f", converted from {' and '.join(converted.notes)}" if converted and converted.notes else ""
         kind = "a LyCORIS LoKr" if rank is None else f"rank {rank}"

@@ -4,7 +4,7 @@ filled by its own script from the same JSON API that API clients use."""
 from __future__ import annotations
 
 from pathlib import Path
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from flask import Blueprint, current_app, render_template, request
 
@@ -72,6 +72,9 @@ def library_try_page(name):
             "civitai": meta["civitai_url"] if str(meta.get("civitai_url", "")).startswith(("https://", "http://"))
             else None,
             "title": meta.get("modelspec.title"),
+            "source": meta["source_url"] if str(meta.get("source_url", "")).startswith(("https://", "http://"))
+            else None,
+            "source_host": urlsplit(meta.get("source_url") or "").hostname,
             "download_url": f"/api/library/files/{quote(path.name)}"}
     return render_template("trainer_library_try.html", page="library", lora=lora)
 

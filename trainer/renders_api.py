@@ -214,7 +214,7 @@ def _library_quantize() -> str:
 def list_library_renders(name):
     keep_states_honest()
     path = _library_lora(name)
-    trigger = library.trigger_of(library.safetensors_metadata(path)) or ""
+    trigger = library.trigger_of(library.lora_facts(path).metadata) or ""
     choices = [{"value": "final", "label": path.stem, "step": None}]
     defaults = renders.DEMO_DEFAULTS if settings().demo else renders.LIBRARY_DEFAULTS
     return _listing(library_renders(path.name), choices,
@@ -229,7 +229,7 @@ def create_library_render(name):
         zimage_lora_rank(path, path.name)
     except LoraFileError as exc:
         raise ApiError(str(exc), 422) from None
-    trigger = library.trigger_of(library.safetensors_metadata(path)) or ""
+    trigger = library.trigger_of(library.lora_facts(path).metadata) or ""
     try:
         config = renders.parse_library(json_body(), path.name, trigger, _library_quantize(), settings().demo,
                                        workspace().loras)

@@ -30,6 +30,7 @@ from trainer import library
 bp = Blueprint("trainer_trash", __name__)
 TRASH_DIR = ".trash"  # under trainer/
 MANIFEST = "deleted.json"
+SOURCE = "source.json"  # a library file's record of where it came from (library.source_file)
 TRASH_DAYS = 7
 DAY_S = 86400
 _restoring = threading.Lock()
@@ -79,6 +80,8 @@ def trash_lora(workspace: Workspace, name: str) -> tuple[str, list[Path]]:
         os.link(path, entry / path.name)  # the same file, kept by the trash's name once the library's goes
     except OSError:  # a disk without hard links
         shutil.copy2(path, entry / path.name)
+    if library.source_file(path).is_file():  # where it came from goes along
+        os.replace(library.source_file(path), entry / SOURCE)
     return entry.name, library.remove_from_library(workspace, path.name)
 
 
@@ -150,6 +153,9 @@ def _restore(workspace: Workspace, store: JobStore, entry_id: str) -> dict:
             raise ApiError(f"The library has a file named {name} again; delete or rename it first.", 409)
         target.parent.mkdir(parents=True, exist_ok=True)
         os.replace(entry / name, target)
+        if (entry / SOURCE).is_file():
+            library.source_file(target).parent.mkdir(exist_ok=True)
+            os.replace(entry / SOURCE, library.source_file(target))
         library.also_in_comfyui(workspace, target)
         restored = {"kind": "lora", "file": name, "name": name}
     else:

@@ -11,6 +11,7 @@
     } catch (e) { /* not a list: the one trigger word below */ }
     return l.trigger_word ? [l.trigger_word] : [];
   }
+  function hostOf(url) { try { return new URL(url).hostname || url; } catch (e) { return url; } }
   async function load() {
     const data = await studio.api("/api/library");
     document.getElementById("library-dirs").textContent = `Files in ${data.library_dir}` +
@@ -44,6 +45,7 @@
         ${l.leak ? studio.leakLine({ leak: l.leak.share, leaks: l.leak.leaks }) : ""}
         <div><h3>${esc(l.name)}</h3><div class="muted" style="font-size:12px">${esc(l.file)} · ${studio.formatBytes(l.size)}</div>
           ${l.checkpoint_of ? `<div class="muted" style="font-size:12px">checkpoint at step ${l.checkpoint_of.step} of ${esc(l.checkpoint_of.job_name)}</div>` : ""}
+          ${/^https?:\/\//.test((l.metadata || {}).source_url || "") && !(l.metadata || {}).civitai_url ? `<div class="muted" style="font-size:12px">from <a href="${esc(l.metadata.source_url)}" target="_blank" rel="noopener" title="${esc(l.metadata.source_url)}">${esc(hostOf(l.metadata.source_url))}</a></div>` : ""}
           ${/^https?:\/\//.test((l.metadata || {}).civitai_url || "") ? `<div class="muted" style="font-size:12px">from <a href="${esc(l.metadata.civitai_url)}" target="_blank" rel="noopener">${esc(l.metadata["modelspec.title"] || "Civitai")}</a> on Civitai</div>` : ""}
           ${l.lokr ? `<div class="muted" style="font-size:12px" title="Tried and loaded like a LoRA; not made smaller or trained further here">a LyCORIS LoKr</div>` : ""}
           ${(l.metadata || {}).converted_from ? `<div class="muted" style="font-size:12px" title="Written by another trainer; the studio renamed its layers on the way in, the weights unchanged">converted from ${esc(l.metadata.converted_from)}</div>` : ""}
