@@ -105,3 +105,19 @@ def test_a_lokr_renders_as_the_same_change_written_as_a_lora(client, store, sett
         pictures.append([np.asarray(Image.open(io.BytesIO(client.get(i["url"]).data)), np.int16) for i in images])
     assert np.abs(pictures[0][1] - pictures[1][1]).max() <= 2  # the same change: the same picture (to rounding)
     assert np.abs(pictures[1][0] - pictures[1][1]).max() > 2  # and it changes the picture
+
+
+def test_a_lokr_from_a_link_says_what_it_is(make_settings, settings, demo_paths, tmp_path):
+    import trainer
+    from tests.helpers import files_handler, serving
+    from tests.test_lora_import import _import
+
+    lora = library_lora(settings, demo_paths, "as-lora.safetensors")
+    files = {"/style.safetensors": ("application/octet-stream", {}, _kohya_lokr(lora, tmp_path))}
+    app = trainer.create_app(make_settings(STUDIO_DEMO=1, ALLOW_PRIVATE_URLS=1))
+    with serving(files_handler(files)) as web:
+        job = _import(app.test_client(), f"{web}/style.safetensors")
+    assert job["status"] == "completed", job
+    assert job["message"] == ("Added style.safetensors (a LyCORIS LoKr, converted from kohya's key names) to the "
+                              "library.")
+    assert job["result"]["rank"] is None
