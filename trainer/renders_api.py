@@ -187,7 +187,7 @@ def latest_try(name: str) -> dict | None:
     if not done:
         return None
     shown = renders.public(done[0])
-    images = shown["images"][:3]
+    images = [image for image in shown["images"] if image["lora"] in (None, 0)][:3]  # its own, not those beside
     titles = ["Base" if not image["strength"] else f"LoRA {image['strength']:g}" for image in images]
     return {"urls": [image["url"] for image in images],
             "prompts": [f"{title}: {shown['prompt']}" for title in titles]}
