@@ -127,8 +127,8 @@ def zimage_lora_rank(path: Path, name: str) -> int | None:
         raise LoraFileError(f"{name} is not a .safetensors file: use the link of the file itself (on Hugging Face "
                             "the file's page or its download; a page that shows it is not the file).") from None
     ranks: dict = lora_ranks(header)
-    kron = lokr_modules(header)
-    if kron and not ranks:
+    kron = set() if ranks else lokr_modules(header)  # a LoKr: its layers, without a rank
+    if kron:
         ranks = dict.fromkeys(kron)
     if not ranks:
         raise LoraFileError(f"{name} holds no LoRA layers this studio reads (lora_A/lora_B pairs, the names "
