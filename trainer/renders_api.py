@@ -173,17 +173,22 @@ def _library_lora(name: str) -> Path:
     return path
 
 
-def library_renders(name: str, statuses: tuple[str, ...] | None = None) -> list[Job]:
-    """The renders of the library file `name`, newest first."""
-    found = (store().find(render_id) for render_id in
-             store().holders(renders.KIND, renders.LIBRARY_FILE, name, field="config")[:200])
-    return [render for render in found if render is not None and (not statuses or render.status in statuses)]
+def library_renders(name: str, statuses: tuple[str, ...] | None = None, limit: int = 200) -> list[Job]:
+    """The renders of the library file `name`, newest first (at most `limit` of them, read as far as needed)."""
+    found = []
+    for render_id in store().holders(renders.KIND, renders.LIBRARY_FILE, name, field="config")[:200]:
+        render = store().find(render_id)
+        if render is not None and (not statuses or render.status in statuses):
+            found.append(render)
+            if len(found) >= limit:
+                break
+    return found
 
 
 def latest_try(name: str) -> dict | None:
     """The library card's pictures of a file no job made: its latest completed render, {urls, prompts} (each
     picture's strength and prompt, as its title)."""
-    done = library_renders(name, ("completed",))
+    done = library_renders(name, ("completed",), limit=1)  # for every card of the library page: the newest only
     if not done:
         return None
     shown = renders.public(done[0])
@@ -235,7 +240,7 @@ def create_library_render(name):
                                        workspace().loras)
     except renders.RenderInvalid as exc:
         raise ApiError(str(exc), 422) from None
-    return _queue(config, None, len(library_renders(path.name, ("queued",))), path.name)
+    return _queue(config, None, len(library_renders(path.name, ("queued",), limit=renders.MAX_WAITING + 1)), path.name)
 
 
 @bp.delete("/api/library/files/<name>/renders/<render_id>")
