@@ -81,25 +81,25 @@ def lora_files(workspace: Workspace, store: JobStore, render: Job) -> list[Path]
             else confined(workspace.jobs / parent.id, *lora["file"].split("/")) for lora in render.config["loras"]]
 
 
+def _still_there(path: Path, role: str) -> Path:
+    """A library file a render uses besides the one it tries; a LoraFileError (the render fails with it) when it
+    was deleted while the render waited."""
+    if not path.is_file():
+        raise LoraFileError(f"{path.name}, which this render was to {role}, was deleted from the LoRA library; "
+                            "render again without it.")
+    return path
+
+
 def _check_beside(files: list[Path], loras: list[dict]) -> None:
-    """A library file shown beside the one tried that was deleted meanwhile: the render fails saying so."""
     for path, lora in zip(files, loras, strict=True):
-        if lora.get("library") and not path.is_file():
-            raise LoraFileError(f"{path.name}, which this render was to show beside it, was deleted from the LoRA "
-                                "library; render again without it.")
+        if lora.get("library"):
+            _still_there(path, "show beside it")
 
 
 def stacked_files(workspace: Workspace, render: Job) -> list[tuple[Path, float, str]]:
-    """The library LoRAs a render applies to every image ("with"): (file, strength, label); a LoraFileError
-    (the render fails with it) when one was deleted meanwhile."""
-    found = []
-    for item in render.config.get("with") or []:
-        path = confined(workspace.loras, item["file"])
-        if not path.is_file():
-            raise LoraFileError(f"{item['file']}, which this render was to use too, was deleted from the LoRA "
-                                "library; render again without it.")
-        found.append((path, float(item["strength"]), str(item.get("label") or path.stem)))
-    return found
+    """The library LoRAs a render applies to every image ("with"): (file, strength, label)."""
+    return [(_still_there(confined(workspace.loras, item["file"]), "use too"), float(item["strength"]),
+             str(item.get("label") or Path(item["file"]).stem)) for item in render.config.get("with") or []]
 
 
 def render_one(workspace: Workspace, store: JobStore, session, render: Job) -> int:
