@@ -16,7 +16,7 @@ from studio.atomic import atomic_write_json, place_file, read_json
 from studio.jobs import Job
 from studio.thumbnails import PREVIEW_SIZE, UnreadableImage, cached_thumbnail
 from studio.web import ApiError
-from studio.workspace import Workspace, confined
+from studio.workspace import Workspace, confined, safe_name
 from trainer.leak import LEAKS, mean_share
 from trainer.lora_file import LoraFileError, lokr_modules, lora_ranks, read_header
 from trainer.step_dirs import step_dirs
@@ -66,12 +66,19 @@ def library_copy(workspace: Workspace, job: Job, lora: Path) -> Path | None:
     return None
 
 
+def library_lora(loras: Path, name: str) -> Path:
+    """The library's LoRA file `name` (a request's, confined to trainer/loras: UnsafePathError when it names
+    anything else); ApiError 404 when there is no such .safetensors file."""
+    path = confined(loras, safe_name(name))
+    if not path.is_file() or path.suffix != ".safetensors":
+        raise ApiError(f"The library has no LoRA {name!r}.", 404)
+    return path
+
+
 def remove_from_library(workspace: Workspace, name: str) -> list[Path]:
     """Deletes a LoRA from trainer/loras and its copy in ComfyUI's models/loras (only when that copy is the
     same file or the same bytes: a different file of the same name there is not ours). Returns what went."""
-    path = confined(workspace.loras, name)
-    if not path.is_file() or path.suffix != ".safetensors":
-        raise ApiError(f"The library has no LoRA {name!r}.", 404)
+    path = library_lora(workspace.loras, name)
     removed = []
     comfy = workspace.comfyui_loras
     if comfy is not None and (comfy / path.name).is_file() and _same_bytes(comfy / path.name, path):

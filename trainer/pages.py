@@ -10,8 +10,7 @@ from flask import Blueprint, current_app, render_template, request
 
 from studio import exports
 from studio.model_status import format_bytes
-from studio.web import ApiError
-from studio.workspace import UnsafePathError, confined, safe_name
+from studio.workspace import UnsafePathError, safe_name
 from trainer import library
 from trainer.export_triggers import trigger_words
 from trainer.jobs_api import load_job
@@ -61,9 +60,7 @@ def library_page():
 def library_try_page(name):
     """Try a file of the LoRA library that no training job of this pod made (a LoRA added from a link, a smaller
     copy): the job page's Try panel on its own."""
-    path = confined(current_app.config["STUDIO_WORKSPACE"].loras, safe_name(name))
-    if not path.is_file() or path.suffix != ".safetensors":
-        raise ApiError(f"The library has no LoRA {name!r}.", 404)
+    path = library.library_lora(current_app.config["STUDIO_WORKSPACE"].loras, name)
     facts = library.lora_facts(path)
     meta = facts.metadata
     lora = {"name": path.stem, "file": path.name, "size": format_bytes(path.stat().st_size),

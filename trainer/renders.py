@@ -18,7 +18,8 @@ import shutil
 from pathlib import Path
 
 from studio.jobs import Job
-from studio.workspace import UnsafePathError, Workspace, confined, safe_name
+from studio.web import ApiError
+from studio.workspace import UnsafePathError, Workspace, confined
 from trainer import library
 from trainer.lora_file import LoraFileError, zimage_lora_rank
 from trainer.preview_prompts import read as read_options
@@ -223,10 +224,10 @@ def beside(value, library_dir: Path | None) -> list[dict]:
 def _library_file(name: str, library_dir: Path | None, use: str) -> Path:
     """The library's LoRA `name`, checked to be a LoRA of Z-Image's layers (RenderInvalid says why not)."""
     try:
-        path = confined(library_dir, safe_name(name)) if library_dir is not None else None
-    except UnsafePathError:
+        path = library.library_lora(library_dir, name) if library_dir is not None else None
+    except (UnsafePathError, ApiError):
         path = None
-    if path is None or not path.is_file() or path.suffix != ".safetensors":
+    if path is None:
         raise RenderInvalid(f"The LoRA library has no {name!r} to render {use}.")
     try:
         zimage_lora_rank(path, path.name)

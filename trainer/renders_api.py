@@ -166,12 +166,6 @@ def _delete(render: Job):
 # "Try it" for a file of the LoRA library that no training job of this pod made (a LoRA added from a link, a
 # smaller copy, a checkpoint added to the library, a file copied in by hand)
 
-def _library_lora(name: str) -> Path:
-    path = confined(workspace().loras, safe_name(name))
-    if not path.is_file() or path.suffix != ".safetensors":
-        raise ApiError(f"The library has no LoRA {name!r}.", 404)
-    return path
-
 
 def library_renders(name: str, statuses: tuple[str, ...] | None = None, limit: int = 200) -> list[Job]:
     """The renders of the library file `name`, newest first (at most `limit` of them, read as far as needed)."""
@@ -218,7 +212,7 @@ def _library_quantize() -> str:
 @bp.get("/api/library/files/<name>/renders")
 def list_library_renders(name):
     keep_states_honest()
-    path = _library_lora(name)
+    path = library.library_lora(workspace().loras, name)
     trigger = library.trigger_of(library.lora_facts(path).metadata) or ""
     choices = [{"value": "final", "label": path.stem, "step": None}]
     defaults = renders.DEMO_DEFAULTS if settings().demo else renders.LIBRARY_DEFAULTS
@@ -229,7 +223,7 @@ def list_library_renders(name):
 
 @bp.post("/api/library/files/<name>/renders")
 def create_library_render(name):
-    path = _library_lora(name)
+    path = library.library_lora(workspace().loras, name)
     try:
         zimage_lora_rank(path, path.name)
     except LoraFileError as exc:

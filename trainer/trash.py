@@ -70,9 +70,7 @@ def trash_job(workspace: Workspace, store: JobStore, job: Job) -> str | None:
 def trash_lora(workspace: Workspace, name: str) -> tuple[str, list[Path]]:
     """Moves a library file into the trash (its copy in ComfyUI's loras is removed, as library.remove_from_library
     does); returns the entry's id and the paths that went."""
-    path = confined(workspace.loras, name)
-    if not path.is_file() or path.suffix != ".safetensors":
-        raise ApiError(f"The library has no LoRA {name!r}.", 404)
+    path = library.library_lora(workspace.loras, name)
     entry = _entry(workspace)
     atomic_write_json(entry / MANIFEST, {"kind": "lora", "name": path.name, "deleted_at": time.time(),
                                          "comfyui": workspace.comfyui_loras is not None})
