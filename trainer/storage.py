@@ -49,7 +49,10 @@ def _parts(workspace: Workspace) -> list[tuple[str, str, list[Path], str]]:
     ]
 
 
-def _walk(folder: Path, seen: set[tuple[int, int]]) -> int:
+def folder_bytes(folder: Path, seen: set[tuple[int, int]] | None = None, skip: frozenset[str] = frozenset()) -> int:
+    """The bytes of the files under `folder`, each file counted once however many names it has (and not at all when
+    `seen` holds it already, or its name is in `skip`)."""
+    seen = set() if seen is None else seen
     total = 0
     stack = [folder]
     while stack:
@@ -58,7 +61,7 @@ def _walk(folder: Path, seen: set[tuple[int, int]]) -> int:
                 for entry in entries:
                     if entry.is_dir(follow_symlinks=False):
                         stack.append(Path(entry.path))
-                    elif entry.is_file(follow_symlinks=False):
+                    elif entry.is_file(follow_symlinks=False) and entry.name not in skip:
                         stat = entry.stat(follow_symlinks=False)
                         if (stat.st_dev, stat.st_ino) not in seen:
                             seen.add((stat.st_dev, stat.st_ino))
@@ -87,7 +90,7 @@ def freeable(job_dirs: list[Path]) -> dict:
 def measure(workspace: Workspace, job_dirs: Callable[[], list[Path]] | None = None) -> dict:
     """`job_dirs`: the folders whose spare training state counts as freeable (asked for only here)."""
     seen: set[tuple[int, int]] = set()
-    parts = [{"key": key, "label": label, "bytes": sum(_walk(f, seen) for f in folders), "hint": hint}
+    parts = [{"key": key, "label": label, "bytes": sum(folder_bytes(f, seen) for f in folders), "hint": hint}
              for key, label, folders, hint in _parts(workspace)]
     usage = shutil.disk_usage(workspace.root)
     return {"root": str(workspace.root), "total": usage.total, "free": usage.free, "parts": parts,

@@ -26,6 +26,7 @@ from studio.jobs import Job, JobStore
 from studio.web import ApiError
 from studio.workspace import Workspace, confined, safe_name
 from trainer import library
+from trainer.storage import folder_bytes
 
 bp = Blueprint("trainer_trash", __name__)
 TRASH_DIR = ".trash"  # under trainer/
@@ -90,27 +91,14 @@ def entries(workspace: Workspace, now: float | None = None) -> list[dict]:
         manifest = read_json(folder / MANIFEST, {}) or {}
         deleted = float(manifest.get("deleted_at") or folder.stat().st_mtime)
         found.append({"id": folder.name, "kind": manifest.get("kind"), "name": manifest.get("name") or folder.name,
-                      "size": _size(folder), "deleted_at": deleted, "expires_at": deleted + TRASH_DAYS * DAY_S,
-                      "restorable": manifest.get("kind") in ("job", "lora")})
+                      "size": folder_bytes(folder, skip=frozenset({MANIFEST})), "deleted_at": deleted,
+                      "expires_at": deleted + TRASH_DAYS * DAY_S, "restorable": manifest.get("kind") in ("job", "lora")})
     return sorted(found, key=lambda e: -e["deleted_at"])
 
 
 def _folders(workspace: Workspace) -> list[Path]:
     trash = root(workspace)
     return [p for p in trash.iterdir() if p.is_dir()] if trash.is_dir() else []
-
-
-def _size(folder: Path) -> int:
-    seen, total = set(), 0
-    for path in folder.rglob("*"):
-        try:
-            stat = path.stat()
-        except OSError:
-            continue
-        if path.is_file() and path.name != MANIFEST and (stat.st_dev, stat.st_ino) not in seen:
-            seen.add((stat.st_dev, stat.st_ino))
-            total += stat.st_size
-    return total
 
 
 def purge_expired(workspace: Workspace, now: float | None = None) -> None:
