@@ -85,29 +85,25 @@ def trash_lora(workspace: Workspace, name: str) -> tuple[str, list[Path]]:
 
 
 def entries(workspace: Workspace, now: float | None = None) -> list[dict]:
-    purge_expired(workspace, now)
+    """What Recently deleted holds, newest first; an entry older than TRASH_DAYS is removed for good on the way."""
+    now = time.time() if now is None else now
     found = []
     for folder in _folders(workspace):
         manifest = read_json(folder / MANIFEST, {}) or {}
         deleted = float(manifest.get("deleted_at") or folder.stat().st_mtime)
+        if now - deleted > TRASH_DAYS * DAY_S:
+            shutil.rmtree(folder, ignore_errors=True)
+            continue
         found.append({"id": folder.name, "kind": manifest.get("kind"), "name": manifest.get("name") or folder.name,
                       "size": folder_bytes(folder, skip=frozenset({MANIFEST})), "deleted_at": deleted,
-                      "expires_at": deleted + TRASH_DAYS * DAY_S, "restorable": manifest.get("kind") in ("job", "lora")})
+                      "expires_at": deleted + TRASH_DAYS * DAY_S,
+                      "restorable": manifest.get("kind") in ("job", "lora")})
     return sorted(found, key=lambda e: -e["deleted_at"])
 
 
 def _folders(workspace: Workspace) -> list[Path]:
     trash = root(workspace)
     return [p for p in trash.iterdir() if p.is_dir()] if trash.is_dir() else []
-
-
-def purge_expired(workspace: Workspace, now: float | None = None) -> None:
-    now = time.time() if now is None else now
-    for folder in _folders(workspace):
-        manifest = read_json(folder / MANIFEST, {}) or {}
-        deleted = float(manifest.get("deleted_at") or folder.stat().st_mtime)
-        if now - deleted > TRASH_DAYS * DAY_S:
-            shutil.rmtree(folder, ignore_errors=True)
 
 
 def restore(workspace: Workspace, store: JobStore, entry_id: str) -> dict:
