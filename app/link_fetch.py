@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import http.client
 import ipaddress
+import json
 import re
 import socket
 import ssl
@@ -129,6 +130,20 @@ def opened(url: str, allow_private: bool,
             conn.close()
         return
     raise JobError(f"The link redirects more than {MAX_REDIRECTS} times.")
+
+
+def json_answer(url: str, allow_private: bool, credentials: Credentials | None = None,
+                limit: int = 8 << 20) -> tuple[int, dict | None]:
+    """(status, the JSON object answered) of an API the pod asks (a model page's), the object None when the answer
+    is not one or is over `limit` bytes; each hop checked as any link's."""
+    with opened(url, allow_private, credentials) as (response, _final):
+        status = response.status
+        raw = response.read(limit + 1) if status == 200 else b""
+    try:
+        answer = json.loads(raw) if raw and len(raw) <= limit else None
+    except ValueError:
+        answer = None
+    return status, answer if isinstance(answer, dict) else None
 
 
 def file_name(response: http.client.HTTPResponse, url: str) -> str:

@@ -11,7 +11,6 @@ as every link the pod fetches (app.link_fetch: each redirect hop, private addres
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -45,16 +44,11 @@ def is_civitai(url: str, api_base: str) -> bool:
 
 
 def _answer(url: str, allow_private: bool, what: str) -> dict:
-    with link_fetch.opened(url, allow_private) as (response, _final):
-        if response.status != 200:
-            raise JobError(f"Civitai answered {response.status} when asked about {what}: check the link (the model "
-                           "may have been taken down or made private).")
-        raw = response.read(MAX_ANSWER + 1)
-    try:
-        answer = json.loads(raw) if len(raw) <= MAX_ANSWER else None
-    except ValueError:
-        answer = None
-    if not isinstance(answer, dict):
+    status, answer = link_fetch.json_answer(url, allow_private, limit=MAX_ANSWER)
+    if status != 200:
+        raise JobError(f"Civitai answered {status} when asked about {what}: check the link (the model may have been "
+                       "taken down or made private).")
+    if answer is None:
         raise JobError(f"Civitai's answer about {what} could not be read; try again later.")
     return answer
 

@@ -9,7 +9,6 @@ the hub's own hosts only). Through app.link_fetch like every link the pod fetche
 
 from __future__ import annotations
 
-import json
 import re
 from urllib.parse import quote, urlsplit
 
@@ -55,16 +54,12 @@ def repo_page(url: str, endpoint: str | None) -> tuple[str, str, str] | None:
 def _files(endpoint: str, repo: str, revision: str, allow_private: bool,
            auth: link_fetch.Credentials | None) -> list[str]:
     url = f"{endpoint}/api/models/{repo}/revision/{quote(revision, safe='')}"
-    with link_fetch.opened(url, allow_private, auth) as (response, _final):
-        if response.status in (401, 403):
-            raise JobError(private_message(repo, auth is not None))
-        if response.status != 200:
-            raise JobError(f"Hugging Face answered {response.status} for the repo {repo}: check the link.")
-        raw = response.read(MAX_ANSWER + 1)
-    try:
-        siblings = json.loads(raw).get("siblings") if len(raw) <= MAX_ANSWER else None
-    except (ValueError, AttributeError):
-        siblings = None
+    status, answer = link_fetch.json_answer(url, allow_private, auth, limit=MAX_ANSWER)
+    if status in (401, 403):
+        raise JobError(private_message(repo, auth is not None))
+    if status != 200:
+        raise JobError(f"Hugging Face answered {status} for the repo {repo}: check the link.")
+    siblings = (answer or {}).get("siblings")
     if not isinstance(siblings, list):
         raise JobError(f"Hugging Face's answer about {repo} could not be read; try again later.")
     return [str(s.get("rfilename")) for s in siblings if isinstance(s, dict) and s.get("rfilename")]
