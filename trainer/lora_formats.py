@@ -152,8 +152,7 @@ def convert(source: Path, target: Path) -> Converted:
             layers = _unfused(module, down, up, source.name)
             note = "the original checkpoint's fused qkv"
         else:
-            renamed = RENAMED.get(_tail(module))
-            layers = {module[: -len(_tail(module))] + renamed if renamed else module: (down, up)}
+            layers = {_renamed(module): (down, up)}
             note = None
         for layer, (layer_down, layer_up) in layers.items():
             if f"{OURS}{layer}.lora_A.weight" in out:
@@ -161,10 +160,8 @@ def convert(source: Path, target: Path) -> Converted:
             out[f"{OURS}{layer}.lora_A.weight"], out[f"{OURS}{layer}.lora_B.weight"] = layer_down, layer_up
         if note and note not in notes:
             notes.append(note)
-    dtype = next(info["dtype"] for key, info in header.items() if (_split(key) or ("", ""))[1] == "A")
-    meta = dict(header.get("__metadata__") or {})
-    meta["converted_from"] = ", ".join(notes) or "other key names"
-    atomic_write_bytes(target, encode(out, dtype, meta))
+    _write(target, header, out, notes,
+           next(info["dtype"] for key, info in header.items() if (_split(key) or ("", ""))[1] == "A"))
     return Converted(len(out) // 2, notes)
 
 
@@ -188,15 +185,26 @@ def _renamed_lokr(header: dict, tensors: dict[str, np.ndarray], source: Path, ta
         if _tail(module) in FUSED:
             raise LoraFileError(f"{source.name} is a LoKr of the original checkpoint's fused qkv ({module}): it cannot "
                                 "be split into the q, k and v this studio renders with; ComfyUI loads it as it is.")
-        renamed = RENAMED.get(_tail(module))
-        module = module[: -len(_tail(module))] + renamed if renamed else module
+        module = _renamed(module)
         out[f"{OURS}{module}.{part}"] = value
         modules.add(module)
     notes = _notes(tensors)
-    dtype = next(info["dtype"] for key, info in header.items() if key != "__metadata__" and not key.endswith(".alpha"))
+    _write(target, header, out, notes,
+           next(info["dtype"] for key, info in header.items() if key != "__metadata__" and not key.endswith(".alpha")))
+    return Converted(len(modules), notes)
+
+
+def _renamed(module: str) -> str:
+    """`layers.3.attention.out` -> `layers.3.attention.to_out.0` (the original checkpoint's names for the
+    diffusers transformer's); other names as they are."""
+    renamed = RENAMED.get(_tail(module))
+    return module[: -len(_tail(module))] + renamed if renamed else module
+
+
+def _write(target: Path, header: dict, out: dict[str, np.ndarray], notes: list[str], dtype: str) -> None:
+    """The converted file, in the source's dtype and metadata, saying what it was converted from."""
     meta = {**(header.get("__metadata__") or {}), "converted_from": ", ".join(notes) or "other key names"}
     atomic_write_bytes(target, encode(out, dtype, meta))
-    return Converted(len(modules), notes)
 
 
 def converted_if_needed(path: Path) -> Converted | None:
