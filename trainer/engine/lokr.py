@@ -17,10 +17,6 @@ PARTS = ("lokr_w1", "lokr_w1_a", "lokr_w1_b", "lokr_w2", "lokr_w2_a", "lokr_w2_b
 PREFIXES = ("diffusion_model.", "transformer.")
 
 
-def is_lokr(keys) -> bool:
-    return any(key.endswith((".lokr_w1", ".lokr_w1_a", ".lokr_w2", ".lokr_w2_a")) for key in keys)
-
-
 def _factors(parts: dict, which: str, name: str, label: str) -> tuple[torch.Tensor, ...]:
     """w1 or w2 of a module: (whole,) or (a, b) when it is stored as the product a · b."""
     whole = parts.get(f"lokr_{which}")

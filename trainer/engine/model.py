@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from trainer.engine.errors import TrainingError
-from trainer.lora_file import BASE_REPO, LORA_TARGET, LORA_TARGETS
+from trainer.lora_file import BASE_REPO, LORA_TARGET, LORA_TARGETS, LoraFileError, lokr_modules, read_header
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # everything comes from local folders
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -178,16 +178,13 @@ class LoraDelta:
 
 def load_adapter_file(path: Path, label: str):
     """A LoRA file to apply (LoraDelta), or a LyCORIS LoKr one (trainer.engine.lokr.KronDelta), by its keys."""
-    from safetensors import safe_open
-
-    from trainer.engine.lokr import KronDelta, is_lokr
+    from trainer.engine.lokr import KronDelta
 
     try:
-        with safe_open(str(path), framework="pt") as handle:
-            keys = list(handle.keys())
-    except Exception as exc:  # safetensors raises its own error types for damaged files
+        header = read_header(path)
+    except LoraFileError as exc:
         raise TrainingError(f"{label} cannot be read ({exc}).") from exc
-    return KronDelta.load(path, label) if is_lokr(keys) else LoraDelta.load(path, label)
+    return KronDelta.load(path, label) if lokr_modules(header) else LoraDelta.load(path, label)
 
 
 def _linear(model: nn.Module, name: str) -> nn.Linear:
