@@ -179,7 +179,7 @@ def _fetch_start_lora(spec: dict, config, settings: Settings, job_dir: Path, pro
 
     try:
         path = fetch_start_lora(spec, settings, job_dir / START_LORA_FILE, progress)
-        check_start_lora(path, config.rank, config.lora_targets, config.init_lora)
+        check_start_lora(path, config.rank, config.lora_targets, config.init_lora, config.network, config.lokr_factor)
     except DatasetInputError as exc:
         raise InputError(exc.message, exc.details) from None
     except LoraFileError as exc:

@@ -188,6 +188,41 @@ def test_a_job_starts_from_a_library_lora_of_its_own_shape(studio, page, viewpor
         path.unlink()
 
 
+@pytest.mark.parametrize("viewport", VIEWPORTS[:1])
+def test_a_lokr_of_the_library_is_trained_further_as_a_lokr(studio, page, viewport):
+    from playwright.sync_api import expect
+    from safetensors.numpy import save_file
+
+    tensors = {}  # factor 4 splits the tiny model's 64-wide attention into 4x4 and 16x16
+    for i in range(2):
+        for module in ("to_q", "to_k", "to_v", "to_out.0"):
+            tensors[f"diffusion_model.layers.{i}.attention.{module}.lokr_w1"] = np.zeros((4, 4), np.float32)
+            tensors[f"diffusion_model.layers.{i}.attention.{module}.lokr_w2"] = np.zeros((16, 16), np.float32)
+    path = studio.workspace.loras / "cat-kron.safetensors"
+    save_file(tensors, str(path), metadata={"lora_targets": "attention"})
+    try:
+        page.goto(studio.trainer + "/library")
+        card = page.locator(".lora-card", has_text="cat-kron")
+        expect(card).to_contain_text("a LyCORIS LoKr, factor 4")
+        expect(card.locator(".smaller")).to_have_count(0)  # a LoKr is not made smaller
+        card.get_by_role("link", name="Train further").click()
+        page.wait_for_url("**/new?start=cat-kron")
+        expect(page.locator("#f-network")).to_have_value("lokr")
+        expect(page.locator("#f-lokr_factor")).to_have_value("4")
+        expect(page.locator(".toast").last).to_contain_text("LoKr factor 4 and layers attention, as cat-kron was")
+        expect(page.locator("[data-field='rank']")).to_be_hidden()  # a LoKr's size is its factor
+        page.locator(".dataset-card", has_text="my-cat").click()
+        expect(page.locator("#start")).to_be_enabled()
+        expect(page.locator("#err-init_lora")).to_have_text("")
+        page.select_option("#f-network", "lora")  # back to a LoRA: its rank again, and the file no longer fits
+        expect(page.locator("[data-field='lokr_factor']")).to_be_hidden()
+        expect(page.locator("#f-rank")).to_be_visible()
+        expect(page.locator("#err-init_lora")).to_contain_text("cat-kron is a LyCORIS LoKr: set Network to lokr")
+        expect(page.locator("#start")).to_be_disabled()
+    finally:
+        path.unlink()
+
+
 @pytest.mark.parametrize("viewport", VIEWPORTS)
 def test_variants_of_one_setting_are_queued_and_compared(studio, page, viewport, artifacts_dir):
     from playwright.sync_api import expect

@@ -28,10 +28,12 @@ MIRRORED = {**SPEED_OFF, "flip_horizontal": True}
 AVERAGED = {**SPEED_OFF, "ema_decay": 0.9, "log_every": 3}
 PRESERVED = {**SPEED_OFF, "preserve_class": "shape", "log_every": 3}
 PRODIGY = {**SPEED_OFF, "optimizer": "prodigy", "learning_rate": 1.0, "warmup_steps": 2, "log_every": 3}
+LOKR = {**SELECTIVE, "network": "lokr", "lokr_factor": 4, "ema_decay": 0.9}
 
 
-@pytest.mark.parametrize("options", [SPEED_ON, SELECTIVE, SPEED_OFF, MIRRORED, AVERAGED, PRESERVED, PRODIGY],
-                         ids=["options-on", "selective", "options-off", "mirrored", "ema", "preserved", "prodigy"])
+@pytest.mark.parametrize("options", [SPEED_ON, SELECTIVE, SPEED_OFF, MIRRORED, AVERAGED, PRESERVED, PRODIGY, LOKR],
+                         ids=["options-on", "selective", "options-off", "mirrored", "ema", "preserved", "prodigy",
+                              "lokr"])
 def test_exact_resume_with_the_speed_options(tmp_path, demo_paths, options):
     dataset = make_dataset(tmp_path / "datasets" / "toy")
     cfg = tiny_config(steps=8, save_every=4, keep_last=3, caption_dropout=0.3, timestep_sampling="weighted",
@@ -66,6 +68,8 @@ def test_exact_resume_with_the_speed_options(tmp_path, demo_paths, options):
     if options is MIRRORED:  # every mirror image is an example of its own, with its own cached latent
         examples = re.search(r"Dataset: 3 image\(s\), (\d+) training example\(s\), each also mirrored in", log)
         assert examples and f"(VAE encoder calls {examples.group(1)}," in log
+    if options is LOKR:
+        assert "LoKr factor 4 on all layers" in log and all(".lokr_w" in k for k in expected)
     if options is not SPEED_OFF:
         # the same arithmetic with every option off: checkpointing and deferred loss reads change nothing
         off = tmp_path / "jobs" / "off"

@@ -74,12 +74,14 @@ def test_a_lokr_gets_our_names_and_is_listed_as_such(settings, demo_paths, tmp_p
     keys = set(read_header(path)) - {"__metadata__"}
     assert f"diffusion_model.{MODULE}.lokr_w1" in keys and f"diffusion_model.{MODULE}.lokr_w2" in keys
     assert zimage_lora_rank(path, path.name) is None  # a LoKr has no rank
-    with pytest.raises(LoraFileError, match="is a LyCORIS LoKr: a job goes on from a LoRA only"):
+    with pytest.raises(LoraFileError, match="is a LyCORIS LoKr: set Network to lokr"):
         check_start_lora(path, 4, "all")
+    with pytest.raises(LoraFileError, match="it was trained with a split this studio does not offer"):
+        check_start_lora(path, 4, "all", network="lokr", factor=16)  # w1 1x1: no factor of the studio's
     card = next(e for e in client.get("/api/library").get_json()["loras"] if e["file"] == path.name)
-    assert card["lokr"] is True and card["rank"] is None
-    listed = {f["name"]: f["lokr"] for f in client.get("/api/library/files").get_json()["files"]}
-    assert listed == {"as-lora": False, "as-lokr": True}  # the form offers LoRAs only to start from
+    assert card["lokr"] is True and card["rank"] is None and card["lokr_factor"] is None  # not trained further
+    listed = {f["name"]: (f["lokr"], f["lokr_factor"]) for f in client.get("/api/library/files").get_json()["files"]}
+    assert listed == {"as-lora": (False, None), "as-lokr": (True, None)}
     assert "LyCORIS LoKr" in client.get(f"/library/try/{path.name}").get_data(as_text=True)
     fused = tmp_path / "fused.safetensors"
     qkv = "diffusion_model.layers.0.attention.qkv"

@@ -15,6 +15,7 @@ from studio.web import ApiError, json_body
 from studio.workspace import Workspace, confined, safe_name
 from trainer import library
 from trainer.dataset_checks import IMAGE_SUFFIXES
+from trainer.lokr_layout import factor_of
 from trainer.lora_file import LoraFileError, lokr_modules, lora_ranks, read_header
 
 bp = Blueprint("catalog", __name__)
@@ -144,7 +145,8 @@ def library_list():
             copy = library.library_copy(workspace(), job, jobs_root / job.id / e["path"])
             entries.append({**e, "library_file": copy.name if copy else None})
     for e in entries:
-        e["rank"] = library.lora_facts(jobs_root / e["job_id"] / e["path"]).rank
+        facts = library.lora_facts(jobs_root / e["job_id"] / e["path"])
+        e.update(rank=facts.rank, lokr=facts.lokr, lokr_factor=facts.lokr_factor)
         e["download_url"] = f"/api/jobs/{e['job_id']}/files/{e['path']}"
         if e["samples"]:
             e["samples"]["urls"] = [f"/api/jobs/{e['job_id']}/files/{p}" for p in e["samples"]["images"]]
@@ -179,6 +181,7 @@ def _loose_files(entries: list[dict], jobs: list) -> list[dict]:
                       # a job's checkpoint: its card leads to the job (and deleting it leaves the job alone)
                       "checkpoint_of": {"job_id": job.id, "job_name": job.name, "step": step} if job else None,
                       "metadata": meta, "samples": shown, "rank": facts.rank, "lokr": facts.lokr,
+                      "lokr_factor": facts.lokr_factor,
                       "leak": library.leak_summary([shown]) if shown and shown.get("pairs") else None,
                       "trigger_word": library.trigger_of(meta),
                       "library_file": path.name, "download_url": f"/api/library/files/{quote(path.name)}"})
@@ -212,9 +215,11 @@ def library_files():
             continue
         ranks = sorted(set(lora_ranks(header).values()))
         meta = header.get("__metadata__") if isinstance(header.get("__metadata__"), dict) else {}
+        lokr = bool(lokr_modules(header))
         files.append({"name": path.stem, "size": stat.st_size, "modified": stat.st_mtime,
                       "rank": ranks[0] if len(ranks) == 1 else None, "lora_targets": meta.get("lora_targets"),
-                      "trigger_word": library.trigger_of(meta), "lokr": bool(lokr_modules(header))})
+                      "trigger_word": library.trigger_of(meta), "lokr": lokr,
+                      "lokr_factor": factor_of(header)})
     return jsonify({"files": sorted(files, key=lambda f: -f["modified"])})
 
 

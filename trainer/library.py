@@ -18,6 +18,7 @@ from studio.thumbnails import PREVIEW_SIZE, UnreadableImage, cached_thumbnail
 from studio.web import ApiError
 from studio.workspace import Workspace, confined, safe_name
 from trainer.leak import LEAKS, mean_share
+from trainer.lokr_layout import factor_of
 from trainer.lora_file import LoraFileError, lokr_modules, lora_ranks, read_header
 from trainer.step_dirs import step_dirs
 
@@ -158,7 +159,8 @@ class LoraFacts:
     """What the library shows of a file, from one read of its header (no tensor loaded)."""
     metadata: dict  # as safetensors_metadata gives it
     rank: int | None  # its largest, for "Make smaller"; None for a file without lora_A (a LoKr)
-    lokr: bool  # a LyCORIS LoKr: tried like a LoRA, not made smaller nor trained further
+    lokr: bool  # a LyCORIS LoKr: tried like a LoRA, not made smaller
+    lokr_factor: int | None = None  # the LoKr factor a job training it further sets (None: none of the studio's)
 
 
 def lora_facts(path: Path) -> LoraFacts:
@@ -167,8 +169,9 @@ def lora_facts(path: Path) -> LoraFacts:
     except LoraFileError:
         return LoraFacts({}, None, False)
     ranks = lora_ranks(header)
-    return LoraFacts({**_from_source(path), **_metadata(header)}, max(ranks.values()) if ranks else None,
-                     bool(lokr_modules(header)))
+    lokr = bool(lokr_modules(header))
+    return LoraFacts({**_from_source(path), **_metadata(header)}, max(ranks.values()) if ranks else None, lokr,
+                     factor_of(header))
 
 
 # A LoRA added from a link is kept byte for byte (its hash still finds it on Civitai and in LoRA managers): where it

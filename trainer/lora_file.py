@@ -87,16 +87,22 @@ def lora_ranks(header: dict) -> dict[str, int]:
     return out
 
 
-def check_start_lora(path: Path, rank: int, targets: str, name: str | None = None) -> None:
+def check_start_lora(path: Path, rank: int, targets: str, name: str | None = None, network: str = "lora",
+                     factor: int = -1) -> None:
     """LoraFileError unless the file at `path` can start a job of LoRA rank `rank` on `targets` (a
-    LORA_TARGETS key): a LoRA of the main blocks, every module at that rank, none outside the targets.
-    Messages call it `name` (its file name by default)."""
+    LORA_TARGETS key): a LoRA of the main blocks, every module at that rank, none outside the targets; for a
+    job training a LoKr (`network`), a LoKr split as `factor` splits it (trainer.lokr_layout). Messages call it
+    `name` (its file name by default)."""
     header = read_header(path)
     ranks = lora_ranks(header)
     name = name or path.stem
+    if network == "lokr":
+        from trainer.lokr_layout import check_start_lokr
+
+        return check_start_lokr(header, factor, targets, name)
     if not ranks and lokr_modules(header):
-        raise LoraFileError(f"{name} is a LyCORIS LoKr: a job goes on from a LoRA only (try it, or load it in "
-                            "ComfyUI, as it is).")
+        raise LoraFileError(f"{name} is a LyCORIS LoKr: set Network to lokr (and its LoKr factor) to go on "
+                            "training it.")
     if not ranks:
         raise LoraFileError(f"{name} holds no LoRA weights (no lora_A / lora_B pairs).")
     every, chosen = re.compile(LORA_TARGET), re.compile(LORA_TARGETS[targets])

@@ -21,6 +21,7 @@ from studio.registry import model_paths
 from studio.settings import Settings
 from studio.workspace import Workspace, confined
 from trainer.dataset_checks import check_datasets, requested
+from trainer.lokr_layout import DEFAULT_FACTOR
 from trainer.lora_file import LoraFileError, check_start_lora
 
 log = logging.getLogger(__name__)
@@ -171,7 +172,8 @@ def _check_start_lora(workspace: Workspace, config: dict | None, report: Report)
                                   "(a .safetensors file put into trainer/loras counts too).")
         return
     try:
-        check_start_lora(path, config["rank"], config.get("lora_targets") or "all")
+        check_start_lora(path, config["rank"], config.get("lora_targets") or "all",
+                         network=config.get("network", "lora"), factor=config.get("lokr_factor", DEFAULT_FACTOR))
     except LoraFileError as exc:
         report.error("init_lora", str(exc))
 

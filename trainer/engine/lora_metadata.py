@@ -32,10 +32,8 @@ def lora_metadata(config, paths, data_hash: str, items, sources, triggers: list[
         "name": config.name,
         "base_model": zmodel.BASE_REPO,
         "architecture": "zimage",
-        "lora_rank": str(config.rank),
-        "lora_alpha": str(config.rank),  # alpha / rank is folded into lora_B, so loaders use alpha = rank
+        **network_keys(config),
         "lora_targets": getattr(config, "lora_targets", "all"),
-        "training_alpha": f"{config.lora_alpha:g}",
         "resolution": json.dumps(config.resolutions),
         "trigger_word": config.trigger_word,
         **({"trigger_words": json.dumps(words)} if len(words) > 1 else {}),
@@ -59,8 +57,7 @@ def lora_metadata(config, paths, data_hash: str, items, sources, triggers: list[
         "ss_num_train_images": str(images),
         "ss_dataset_dirs": json.dumps(folders),
         **({"ss_tag_frequency": json.dumps({config.name: trigger_counts(items, words)})} if words else {}),
-        "ss_network_dim": str(config.rank),
-        "ss_network_alpha": str(config.rank),  # as lora_alpha: the training alpha is folded into lora_B
+        **kohya_network_keys(config),
         "ss_learning_rate": f"{config.learning_rate:g}",
         **({"ss_optimizer": f"{optimizer.__module__}.{optimizer.__name__}"} if optimizer else {}),
         "ss_lr_scheduler": config.lr_schedule,
@@ -78,3 +75,26 @@ def trigger_counts(items, words: list[str]) -> dict[str, int]:
     """How many training images (with repeats) each trigger word's captions have."""
     return {word: sum(item.repeats for item in items if re.search(rf"(?<!\w){re.escape(word)}(?!\w)", item.caption,
                                                               re.IGNORECASE)) for word in words}
+
+
+def _lokr(config) -> bool:
+    return getattr(config, "network", "lora") == "lokr"
+
+
+def network_keys(config) -> dict[str, str]:
+    """What was trained: a LoRA's rank and alpha, or a LoKr's factor."""
+    if _lokr(config):
+        return {"network": "lokr", "lokr_factor": str(config.lokr_factor)}
+    return {"lora_rank": str(config.rank),
+            "lora_alpha": str(config.rank),  # alpha / rank is folded into lora_B, so loaders use alpha = rank
+            "training_alpha": f"{config.lora_alpha:g}"}
+
+
+def kohya_network_keys(config) -> dict[str, str]:
+    """kohya's ss_network_* keys; a LoKr as LyCORIS' kohya network writes them (full matrices, scale 1)."""
+    if _lokr(config):
+        args = {"algo": "lokr", "factor": str(config.lokr_factor), "full_matrix": "True"}
+        return {"ss_network_module": "lycoris.kohya", "ss_network_dim": "100000", "ss_network_alpha": "100000",
+                "ss_network_args": json.dumps(args)}
+    return {"ss_network_module": "networks.lora", "ss_network_dim": str(config.rank),
+            "ss_network_alpha": str(config.rank)}  # as lora_alpha: the training alpha is folded into lora_B

@@ -138,13 +138,14 @@ def readme(config, lora_file: str, steps: int, final_loss: float | None, trigger
         "calls it up)\n" if facts.leak is not None else "")
     loss = f"{final_loss:.4f}" if final_loss is not None else "n/a"
     models = ", ".join(f"models/{folder}/{name}" for folder, name in MODEL_FILES.items())
-    return f"""{config.name}: a LoRA for {zmodel.BASE_REPO}
+    kind = "a LyCORIS LoKr" if getattr(config, "network", "lora") == "lokr" else "a LoRA"
+    return f"""{config.name}: {kind} for {zmodel.BASE_REPO}
 
 File:              {lora_file}
 Trigger word{"s:    " if len(words) > 1 else ":     "} {", ".join(words) or "(none)"}
 {extra}Base model:        {zmodel.BASE_REPO} (Z-Image-Turbo)
 Steps:             {steps}
-Rank / alpha:      {config.rank} / {config.lora_alpha:g} (alpha is folded into the weights: loaders use scale 1)
+{_network_line(config)}
 Resolutions:       {", ".join(str(r) for r in config.resolutions)}
 Learning rate:     {config.learning_rate:g}
 Final loss:        {loss} (smoothed)
@@ -196,3 +197,11 @@ def write(job_dir: Path, config, lora_path: Path, step_folder: Path | None, step
     atomic_write_bytes(folder / WORKFLOW_NAME, (json.dumps(graph, indent=1, ensure_ascii=False) + "\n").encode())
     written["workflow"] = folder / WORKFLOW_NAME
     return written
+
+
+def _network_line(config) -> str:
+    if getattr(config, "network", "lora") == "lokr":
+        return (f"LoKr factor:       {config.lokr_factor} (w1 and w2 whole, the scale folded into w1: loaders use "
+                "scale 1; ComfyUI's LoRA loader reads it)")
+    return (f"Rank / alpha:      {config.rank} / {config.lora_alpha:g} (alpha is folded into the weights: loaders use "
+            "scale 1)")

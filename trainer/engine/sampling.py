@@ -86,9 +86,11 @@ def lora_strength(transformer, strength: float):
     if strength == 1.0:
         yield
         return
-    from peft.tuners.lora import LoraLayer
+    from peft.tuners.tuners_utils import BaseTunerLayer
 
-    saved = [(m, dict(m.scaling)) for m in transformer.modules() if isinstance(m, LoraLayer)]
+    # a LoRA's and a LoKr's peft layers both multiply their change by `scaling`
+    saved = [(m, dict(m.scaling)) for m in transformer.modules() if isinstance(m, BaseTunerLayer)
+             and isinstance(getattr(m, "scaling", None), dict)]
     for module, scaling in saved:
         module.scaling.update({name: value * strength for name, value in scaling.items()})
     try:

@@ -15,7 +15,7 @@ from trainer.engine import cache as zcache
 from trainer.engine import checkpoints as ckpt
 from trainer.engine import grad_checkpointing as gc_plan
 from trainer.engine import model as zmodel
-from trainer.engine import proof, speed_setup
+from trainer.engine import networks, proof, speed_setup
 from trainer.engine.control import TrainingControl
 from trainer.engine.data import (
     BatchPlan,
@@ -177,10 +177,8 @@ class TrainingRun(RunPreviews):
         self.transformer = transformer = zmodel.load_transformer(self.paths, dev, self.model_dtype)
         self.adapter = zmodel.LoraDelta.load(self.paths.training_adapter)
         zmodel.merge_adapter(transformer, self.adapter)  # before quantizing: merged at full precision
-        targets = getattr(config, "lora_targets", "all")
-        params = zmodel.add_lora(transformer, config.rank, config.lora_alpha, config.seed, targets)
-        log(f"LoRA rank {config.rank}, alpha {config.lora_alpha:g} on {targets} layers: "
-            f"{sum(p.numel() for p in params):,} trainable parameters; training adapter merged.")
+        params, trained = networks.add_network(transformer, config)
+        log(f"{trained}: {sum(p.numel() for p in params):,} trainable parameters; training adapter merged.")
         if getattr(config, "init_lora", "") and not resume:
             self._start_from(transformer)
         data = DeviceData(self.cached, dev, self.model_dtype)
@@ -223,8 +221,7 @@ class TrainingRun(RunPreviews):
         if not path.is_file():
             raise TrainingError(f"The LoRA {name} to start from is not in the job folder ({path.name}): start the "
                                 "job again from the form, with the LoRA in the library.")
-        count = zmodel.start_from(transformer, zmodel.LoraDelta.load(path, f"The LoRA {name} to start from"),
-                                  self.config.rank, self.config.lora_alpha)
+        count = networks.start_from_file(transformer, self.config, path, f"The LoRA {name} to start from")
         self.log(f"Starting from the LoRA {name} ({count} modules) instead of from zero.")
 
     # ------------------------------------------------------------ one step of the job
@@ -317,8 +314,7 @@ class TrainingRun(RunPreviews):
         state = self.loop.state_dict()
         state["rng"] = ckpt.rng_state()
         with self.loop.averaged():  # the file holds what the job shows (the average with ema_decay)
-            lora = zmodel.lora_state_dict(self.transformer, self.config.rank, self.config.lora_alpha,
-                                          self.config.save_dtype)
+            lora = networks.file_tensors(self.transformer, self.config)
         best = self.evaluation.evaluator.best_holdout()
         path = ckpt.save_checkpoint(self.job_dir, step, lora, self.metadata_at(step), state,
                                     self.config.keep_last, best.step if best else None)
@@ -343,7 +339,7 @@ class TrainingRun(RunPreviews):
             if step != self.last_sampled and (step > self.start or not final_samples.is_dir()):
                 final_samples = self.sample(step)  # the proof grid needs the final step, previews on or off
             with loop.averaged():
-                lora = zmodel.lora_state_dict(self.transformer, config.rank, config.lora_alpha, config.save_dtype)
+                lora = networks.file_tensors(self.transformer, self.config)
             lora_path = ckpt.save_final(self.job_dir, config.name, lora, self.metadata_at(step))
             share = leak.step_leak(final_samples) if final_samples is not None else None
             facts = proof.RunFacts(sources_label(self.sources) if len(self.sources) > 1 else "",

@@ -23,8 +23,9 @@ class ConfigError(ValueError):
 def option(default: Any, help: str, section: str = "advanced", **extra: Any) -> Any:
     """A config field: `extra` may hold label, choices, min, max, exclusive_min, min_items, multiple_of,
     unique (list items), pattern (a regular expression the text must match; `pattern_help` says it in
-    words) and accepts_bool (true/false stand for the last and first choice). The same metadata drives
-    the checks here and the JSON Schema, so the two always agree."""
+    words), accepts_bool (true/false stand for the last and first choice) and shown_when ({field: [values]}:
+    the form shows the field only while those fields hold one of those values; the value still counts). The same
+    metadata drives the checks here and the JSON Schema, so the two always agree."""
     metadata = {"help": help, "section": section, **extra}
     if isinstance(default, list):
         return dataclasses.field(default_factory=lambda: list(default), metadata=metadata)
@@ -201,7 +202,8 @@ class Recipe:
             }
             if item:
                 entry["items"] = item
-            for key in ("choices", "min", "max", "min_items", "multiple_of", "unique", "pattern", "accepts_bool"):
+            for key in ("choices", "min", "max", "min_items", "multiple_of", "unique", "pattern", "accepts_bool",
+                        "shown_when"):
                 if key in f.metadata:
                     entry[key] = f.metadata[key]
             if "exclusive_min" in f.metadata:

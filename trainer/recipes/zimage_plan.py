@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from trainer.buckets import example_buckets
 from trainer.evaluation_set import EVAL_IMAGES, EVAL_SIGMAS, HOLDOUT_MEASURED, eval_interval
+from trainer.lokr_layout import lokr_params, step_cost
 from trainer.preview_prompts import preview_prompts
 
 # Seconds per 1024-px training step (bf16, every block recomputed), for planning only: the H100 figure is
@@ -51,6 +52,8 @@ class Estimate:
 
 # LoRA parameters per rank of the demo model (measured: 98,176 at rank 32); the real one is LORA_PARAMS_PER_RANK
 DEMO_LORA_PARAMS_PER_RANK = 3068
+# the demo transformer's sizes (studio.demo.tiny_zimage, which imports torch: the plan runs in the web process)
+DEMO_SHAPE = {"dim": 64, "hidden": 170, "layers": 2}
 FILE_BYTES_PER_PARAM = {"bf16": 2, "fp16": 2, "fp32": 4}
 # a checkpoint's training state (state.pt): float32 weights and AdamW's two moments, plus RNG and the
 # step (measured: 1,227,051 bytes for the demo's 98,176 parameters)
@@ -64,7 +67,7 @@ def disk_bytes(config, rounds: int, demo: bool) -> float:
     """The most a job holds on disk at once: `keep_last` checkpoints (one more with held-out images; each the
     training state, float32 weights plus two optimizer moments, and a LoRA file), the final LoRA, and its
     previews (`rounds` pictures of every prompt)."""
-    params = (DEMO_LORA_PARAMS_PER_RANK if demo else LORA_PARAMS_PER_RANK) * config.rank
+    params = trainable_params(config, demo)
     lora = params * FILE_BYTES_PER_PARAM[config.save_dtype]
     saved = max(1, config.steps // config.save_every)
     # with held-out images, the checkpoint nearest their lowest loss is kept beside the last keep_last
@@ -72,6 +75,20 @@ def disk_bytes(config, rounds: int, demo: bool) -> float:
     previews = rounds * sum(prompt.area for prompt in preview_prompts(config)) * PNG_BYTES_PER_MEGAPIXEL
     state = params * (STATE_BYTES_PER_PARAM + _optimizer_extra(config))
     return checkpoints * (state + lora) + lora + previews
+
+
+def trainable_params(config, demo: bool) -> float:
+    """What the job trains: a LoRA's parameters per rank (all layers), a LoKr's counted from the layers' sizes."""
+    if getattr(config, "network", "lora") == "lokr":
+        return lokr_params(config.lokr_factor, getattr(config, "lora_targets", "all"), **(DEMO_SHAPE if demo else {}))
+    return (DEMO_LORA_PARAMS_PER_RANK if demo else LORA_PARAMS_PER_RANK) * config.rank
+
+
+def _network_cost(config) -> float:
+    """The step time against the rank-32 LoRA GPU_SECONDS was measured with: a LoKr adds its arithmetic."""
+    if getattr(config, "network", "lora") != "lokr":
+        return 1.0
+    return 1.0 + step_cost(config.lokr_factor, getattr(config, "lora_targets", "all"))
 
 
 def _optimizer_extra(config) -> float:
@@ -155,7 +172,7 @@ def estimate(config, images: int, gpu_name: str | None, demo: bool,
     factor, per_megapixel = CHECKPOINTING[config.gradient_checkpointing]
     quantized = config.quantize_base != "none" and gpu_name is not None
     speed = _gpu_speed(gpu_name)
-    step_s = speed * area * batch * factor * (1.15 if quantized else 1.0)
+    step_s = speed * area * batch * factor * (1.15 if quantized else 1.0) * _network_cost(config)
     sample_s = rounds * sum(p.steps * p.area for p in prompts) * speed * 0.3
     per_image = len(areas) / len(sizes) if sizes else len(areas)  # the training examples each image makes
     per_image *= 2 if config.flip_horizontal else 1  # and their mirror images
@@ -164,7 +181,7 @@ def estimate(config, images: int, gpu_name: str | None, demo: bool,
     bytes_per_weight = 1 if quantized else (2 if gpu_name is not None else 4)
     weights = TRANSFORMER_PARAMS * bytes_per_weight / 1e9
     # weights, grads, two Adam states (and Prodigy's sums)
-    lora = LORA_PARAMS_PER_RANK * config.rank * (16 + _optimizer_extra(config)) / 1e9
+    lora = trainable_params(config, False) * (16 + _optimizer_extra(config)) / 1e9
     largest = max(areas) * config.batch_size
     activations = largest * per_megapixel
     memory = weights + lora + activations + 2.5  # + CUDA context, cached embeddings, allocator slack

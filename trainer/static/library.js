@@ -47,7 +47,7 @@
           ${l.checkpoint_of ? `<div class="muted" style="font-size:12px">checkpoint at step ${l.checkpoint_of.step} of ${esc(l.checkpoint_of.job_name)}</div>` : ""}
           ${/^https?:\/\//.test((l.metadata || {}).source_url || "") && !(l.metadata || {}).civitai_url ? `<div class="muted" style="font-size:12px">from <a href="${esc(l.metadata.source_url)}" target="_blank" rel="noopener" title="${esc(l.metadata.source_url)}">${esc(hostOf(l.metadata.source_url))}</a></div>` : ""}
           ${/^https?:\/\//.test((l.metadata || {}).civitai_url || "") ? `<div class="muted" style="font-size:12px">from <a href="${esc(l.metadata.civitai_url)}" target="_blank" rel="noopener">${esc(l.metadata["modelspec.title"] || "Civitai")}</a> on Civitai</div>` : ""}
-          ${l.lokr ? `<div class="muted" style="font-size:12px" title="Tried and loaded like a LoRA; not made smaller or trained further here">a LyCORIS LoKr</div>` : ""}
+          ${l.lokr ? `<div class="muted" style="font-size:12px" title="Tried and loaded like a LoRA; not made smaller">a LyCORIS LoKr${l.lokr_factor != null ? `, factor ${l.lokr_factor}` : ""}</div>` : ""}
           ${(l.metadata || {}).converted_from ? `<div class="muted" style="font-size:12px" title="Written by another trainer; the studio renamed its layers on the way in, the weights unchanged">converted from ${esc(l.metadata.converted_from)}</div>` : ""}
           ${(l.metadata || {}).resized_from ? `<div class="muted" style="font-size:12px">${esc(l.metadata.resized_from)} at rank ${esc(l.metadata.lora_rank)}, keeping ${Math.round(Number(l.metadata.resize_kept) * 100)}% of its change</div>` : ""}</div>
         ${triggers(l).length ? `<div>${triggers(l).length > 1 ? "triggers" : "trigger"} ${triggers(l).map((w) => `<span class="chip">${esc(w)}</span>`).join(" ")}</div>` : ""}
@@ -60,7 +60,7 @@
           <a class="button" href="/jobs/${esc(l.job_id)}">Open job</a>` : `<a class="button" href="/library/try/${encodeURIComponent(l.library_file)}"
             title="Render your own prompt with it at several strengths">Try it</a>${l.checkpoint_of ? `<a class="button" href="/jobs/${esc(l.checkpoint_of.job_id)}"
             title="The checkpoint at step ${l.checkpoint_of.step} of ${esc(l.checkpoint_of.job_name)}">Open job</a>` : ""}`}
-          ${l.library_file && !l.lokr ? `<a class="button" href="/new?start=${encodeURIComponent(l.library_file.replace(/\.safetensors$/, ""))}${
+          ${l.library_file && (!l.lokr || l.lokr_factor != null) ? `<a class="button" href="/new?start=${encodeURIComponent(l.library_file.replace(/\.safetensors$/, ""))}${
             l.job_id ? `&from=${encodeURIComponent(l.job_id)}` : ""}" title="A new job that goes on from this LoRA (new images, more steps)">Train further</a>` : ""}
           ${smaller(l, index)}
           <button type="button" class="danger" data-delete="${index}">Delete</button></div></article>`;

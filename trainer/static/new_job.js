@@ -86,7 +86,7 @@
       else if (f.type === "array") el.value = (val || []).join(", ");
       else el.value = val == null ? "" : val;
     }
-    markPreset();
+    markPreset(); showApplicable();
   }
 
   async function renderText() {
@@ -100,7 +100,18 @@
     } catch (e) { $("config-text-error").textContent = e.message; }
   }
 
-  function changed() { renderText(); markPreset(); renderMix(); scheduleValidate(); }
+  function changed() { renderText(); markPreset(); renderMix(); showApplicable(); scheduleValidate(); }
+
+  // A field that applies to some settings only (shown_when, e.g. the LoKr factor with network lokr) is hidden
+  // otherwise; its value stays in the config, as the server reads it.
+  function showApplicable() {
+    for (const f of state.recipe.fields) {
+      if (!f.shown_when) continue;
+      const box = document.querySelector(`[data-field="${f.name}"]`);
+      const applies = Object.entries(f.shown_when).every(([key, values]) => values.includes(state.config[key]));
+      if (box) box.hidden = !applies;
+    }
+  }
   function renderMix() { mix.render(state.config.trigger_word, state.config.sample_prompts || []); }
 
   function markPreset() {
@@ -331,7 +342,7 @@
     if (params.get("start")) state.config.init_lora = params.get("start");
     // Express's "Train again keeping other people": the same job with preserve_class
     if (params.get("preserve_class")) state.config.preserve_class = params.get("preserve_class");
-    renderPresets(); renderFields(); markPreset();
+    renderPresets(); renderFields(); markPreset(); showApplicable();
     if (state.config.init_lora || params.get("preserve_class")) $("advanced").open = true;
     trainer.startLora(() => state.config, () => { syncFormFromConfig(); changed(); });
     trainer.variants({ recipe: state.recipe, config: () => state.config, payload });
