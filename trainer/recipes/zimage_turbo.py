@@ -49,8 +49,7 @@ class ZImageTurboConfig(RecipeConfig):
     network: str = option(
         "lora", "What is trained. lora: a low-rank change of each layer (rank below). lokr: a LyCORIS LoKr, each "
                 "layer's change the Kronecker product of a small and a larger matrix whose sizes the LoKr factor "
-                "sets (rank and alpha do not apply); often kinder to styles and likeness at a smaller file. ComfyUI "
-                "loads both.",
+                "sets (rank and alpha do not apply), as ai-toolkit and LyCORIS train it. ComfyUI loads both.",
         "basic", choices=["lora", "lokr"], label="Network",
     )
     rank: int = option(32, "LoRA rank (dimension). Higher learns more detail and makes a bigger file.", "basic",
