@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One short run on a GPU machine: install the carried wheels offline, run benchmarks/gpu_zimage.py within
 # a time budget, leave the report (JSON + Markdown + log) in $OUT (or benchmarks/results), then the
-# render benchmark on the full-size architecture, LoRA then LoKr (try_render.md, at most 150 s more; about 60).
+# render benchmark on the full-size architecture, LoRA then LoKr (try_render.md, at most 150 s more; about 60),
+# then one LoKr training layer (lokr_layer.md, about 20 s).
 #   bash benchmarks/gpu_run.sh [WHEELS_DIR] [BUDGET_S]      defaults: benchmarks/wheels, 420
 #   CUDA_TESTS=1 bash benchmarks/gpu_run.sh ...              also runs tests/test_engine_cuda.py afterwards
 # The budget is when the benchmark stops starting new runs; a hard timeout 90 s later ends it for sure.
@@ -33,6 +34,8 @@ timeout 90 python3 benchmarks/try_render.py --shape real --size 1024 --rank 32 -
 # the same with a LyCORIS LoKr (w1 16x16, w2 of rank 8 as its two thin factors; ~30 s)
 timeout 60 python3 benchmarks/try_render.py --shape real --size 1024 --network lokr --factor 16 --rank 8 \
     --rounds 2 2>&1 | tee -a "$out/try_render.md"
+# training a LoKr: one full-size layer with the change through its factors vs peft's own LoKr layer (~20 s)
+timeout 60 python3 benchmarks/lokr_layer.py --rounds 5 2>&1 | tee "$out/lokr_layer.md"
 rm -rf "$out/compile_cache"  # kernels for this machine only; keeps what comes back small
 if [ "${CUDA_TESTS:-0}" = 1 ]; then  # the engine's CUDA tests on the tiny model (about 1-2 minutes)
     timeout 240 python3 -m pytest tests/test_engine_cuda.py -x -q -p no:cacheprovider 2>&1 | tee "$out/cuda_tests.log"

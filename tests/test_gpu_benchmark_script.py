@@ -46,3 +46,13 @@ def test_the_render_benchmark_runs_on_the_tiny_shape(capsys):
                             "--rounds", "1"]) == 0
     out = capsys.readouterr().out
     assert "tiny Z-Image transformer, random weights" in out and "ratio hooks/merged: " in out
+
+
+def test_the_lokr_layer_benchmark_runs_on_a_few_tokens(capsys):
+    """benchmarks/lokr_layer.py (the LoKr training layer vs peft's, a LoRA and the bare layer) on the real layer
+    shapes with 8 tokens, so the GPU run finds it working."""
+    from benchmarks import lokr_layer
+
+    assert lokr_layer.main(["--tokens", "8", "--rounds", "1", "--factors", "16", "--device", "cpu"]) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| attention")]
+    assert [row.split(" | ")[1] for row in rows] == ["bare", "lora r32", "ours f16", "peft f16"]
