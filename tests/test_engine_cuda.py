@@ -16,8 +16,9 @@ pytestmark = [
 ]
 
 
-@pytest.mark.parametrize("quantize", ["none", "float8", "int8"])
-def test_cuda_training_with_8bit_base_and_previews(tmp_path, make_settings, quantize):
+@pytest.mark.parametrize("quantize,network", [("none", "lora"), ("float8", "lora"), ("int8", "lora"),
+                                              ("float8", "lokr")])
+def test_cuda_training_with_8bit_base_and_previews(tmp_path, make_settings, quantize, network):
     from safetensors.torch import load_file
 
     from studio.demo import ensure_demo_models
@@ -29,7 +30,8 @@ def test_cuda_training_with_8bit_base_and_previews(tmp_path, make_settings, quan
     config = get_recipe("zimage-turbo").config_from_dict({
         "name": "toy", "trigger_word": "zkw", "steps": 6, "rank": 4, "learning_rate": 5e-3, "resolutions": [64, 96],
         "quantize_base": quantize, "save_every": 3, "sample_every": 3, "sample_width": 64, "sample_height": 64,
-        "sample_steps": 2, "sample_prompts": ["[trigger] a square"],
+        "sample_steps": 2, "sample_prompts": ["[trigger] a square"], "network": network, "lokr_factor": 4,
+        "save_dtype": "fp32",
     })
     events = []
     result = train(config, dataset, job, paths, TrainingControl(job), events.append, device="cuda")

@@ -25,7 +25,8 @@ class KronLinear(PeftLoKrLinear):
 
     def _get_delta_activations(self, adapter_name: str, input: torch.Tensor, *args, **kwargs) -> torch.Tensor:
         w1, w2 = self.lokr_w1[adapter_name], self.lokr_w2[adapter_name]
-        x = self._cast_input_dtype(input, w1.dtype)
+        # under autocast the products take the input as it comes; a float32 copy of it would only be cast back
+        x = input if torch.is_autocast_enabled(input.device.type) else self._cast_input_dtype(input, w1.dtype)
         lead = x.shape[:-1]
         z = x.reshape(*lead, w1.shape[1], w2.shape[1]) @ w2.T  # (..., in_m, out_k)
         return ((w1 * self.scaling[adapter_name]) @ z).reshape(*lead, -1)  # (..., out_l, out_k) row by row
