@@ -204,7 +204,10 @@ def test_a_lokr_of_the_library_is_trained_further_as_a_lokr(studio, page, viewpo
         page.goto(studio.trainer + "/library")
         card = page.locator(".lora-card", has_text="cat-kron")
         expect(card).to_contain_text("a LyCORIS LoKr, factor 4")
-        expect(card.locator(".smaller")).to_have_count(0)  # a LoKr is not made smaller
+        card.locator(".smaller > summary").click()  # made smaller through its larger factors (16x16: 8, 4, 2)
+        expect(card.locator("button[data-resize]")).to_have_text([re.compile(r"^rank 8"), re.compile(r"^rank 4"),
+                                                                  re.compile(r"^rank 2")])
+        card.locator(".smaller > summary").click()
         card.get_by_role("link", name="Train further").click()
         page.wait_for_url("**/new?start=cat-kron")
         expect(page.locator("#f-network")).to_have_value("lokr")

@@ -111,3 +111,85 @@ def test_the_library_makes_a_smaller_copy_beside_it(trainer_app, trainer_client)
         assert trainer_client.post(url, json=bad).status_code == status, bad
     assert trainer_client.post("/api/library/files/nope.safetensors/resize", json={"rank": 2}).status_code == 404
     assert trainer_client.post("/api/library/files/..%2Fx/resize", json={"rank": 2}).status_code in (400, 404)
+
+
+def _lokr(path, w2_rank=16, alpha=None, product=False, dtype="F32", seed=0):
+    """A LyCORIS LoKr of two layers: w1 4x4, w2 32x24 of rank `w2_rank` (whole, or w2_a · w2_b with `product`)."""
+    rng = np.random.default_rng(seed)
+    tensors = {}
+    for i in range(2):
+        a, b = rng.normal(size=(32, w2_rank)), rng.normal(size=(w2_rank, 24))
+        tensors[f"{PREFIX.format(i)}.lokr_w1"] = rng.normal(size=(4, 4)).astype(np.float32)
+        if product:
+            tensors[f"{PREFIX.format(i)}.lokr_w2_a"], tensors[f"{PREFIX.format(i)}.lokr_w2_b"] = (
+                a.astype(np.float32), b.astype(np.float32))
+        else:
+            tensors[f"{PREFIX.format(i)}.lokr_w2"] = (a @ b).astype(np.float32)
+        if alpha is not None:
+            tensors[f"{PREFIX.format(i)}.alpha"] = np.array(alpha, dtype=np.float32)
+    path.write_bytes(encode(tensors, dtype, {"network": "lokr", "trigger_word": "zkw"}))
+    return tensors
+
+
+def _kron_change(path, i):
+    from trainer.engine.lokr import KronDelta
+
+    return KronDelta.load(path, "x").delta(PREFIX.format(i).removeprefix("diffusion_model.")).numpy()
+
+
+def test_a_lokr_is_made_smaller_through_its_larger_factor(tmp_path):
+    from trainer.lora_file import read_header
+    from trainer.lora_resize import smaller_options
+
+    source = tmp_path / "kron.safetensors"
+    _lokr(source)
+    options = smaller_options(read_header(source), source.stat().st_size)
+    assert [o["rank"] for o in options] == [16, 8, 4]  # below the 24 directions w2 can have
+    made = resize(source, 8, tmp_path / "kron-r8.safetensors")
+    assert (made.rank, made.from_rank) == (8, 24) and 0.5 < made.kept < 1
+    header, out = read_tensors(made.path)
+    layer = PREFIX.format(0)
+    assert out[f"{layer}.lokr_w2_a"].shape == (32, 8) and out[f"{layer}.lokr_w2_b"].shape == (8, 24)
+    assert float(out[f"{layer}.alpha"]) == 8.0 and f"{layer}.lokr_w2" not in out  # scale alpha / 8 = 1
+    assert header["__metadata__"]["resized_from"] == "kron.safetensors" and header["__metadata__"]["trigger_word"]
+    # each layer keeps the best rank-8 change of its w2 (the norm of w1 ⊗ w2 is the product of theirs)
+    for i in range(2):
+        values = np.linalg.svd(_kron_change(source, i), compute_uv=False)
+        lost = np.linalg.norm(_kron_change(source, i) - _kron_change(made.path, i))
+        w1 = np.linalg.norm(read_tensors(source)[1][f"{PREFIX.format(i)}.lokr_w1"])
+        w2 = np.linalg.svd(read_tensors(source)[1][f"{PREFIX.format(i)}.lokr_w2"], compute_uv=False)
+        assert lost == pytest.approx(w1 * np.sqrt((w2[8:] ** 2).sum()), rel=1e-4)
+        assert np.sqrt((values ** 2).sum()) == pytest.approx(w1 * np.sqrt((w2 ** 2).sum()), rel=1e-4)
+    assert options[1]["bytes"] == pytest.approx(made.size, abs=600)  # the numbers exact; the header grows a little
+    assert made.size < source.stat().st_size
+
+
+def test_a_lokr_stored_as_a_product_with_alpha_keeps_its_change(tmp_path):
+    source = tmp_path / "kron.safetensors"
+    tensors = _lokr(source, w2_rank=4, alpha=2.0, product=True, dtype="BF16")  # scale 2 / 4: the change halved
+    made = resize(source, 3, tmp_path / "kron-r3.safetensors")
+    assert made.from_rank == 4
+    with safe_open(str(made.path), "pt") as handle:
+        assert {handle.get_tensor(key).dtype for key in handle.keys()} == {torch.bfloat16}
+    layer = PREFIX.format(0)
+    w1 = np.linalg.norm(tensors[f"{layer}.lokr_w1"]) * 0.5
+    w2 = np.linalg.svd(tensors[f"{layer}.lokr_w2_a"] @ tensors[f"{layer}.lokr_w2_b"], compute_uv=False)
+    lost = np.linalg.norm(_kron_change(source, 0) - _kron_change(made.path, 0))
+    assert lost == pytest.approx(w1 * np.sqrt((w2[3:] ** 2).sum()), rel=0.05)  # bf16 rounding
+    with pytest.raises(LoraFileError, match="larger LoKr factors have rank 4 at most: a smaller file needs a rank "
+                                            "from 1 to 3"):
+        resize(source, 4, tmp_path / "no.safetensors")
+    assert not (tmp_path / "no.safetensors").exists()
+
+
+def test_the_library_offers_a_lokr_smaller(trainer_app, trainer_client):
+    space = trainer_app.config["STUDIO_WORKSPACE"]
+    space.loras.mkdir(parents=True, exist_ok=True)
+    _lokr(space.loras / "kron.safetensors")
+    card = next(c for c in trainer_client.get("/api/library").get_json()["loras"] if c["file"] == "kron.safetensors")
+    assert card["lokr"] and [o["rank"] for o in card["smaller"]] == [16, 8, 4]
+    made = trainer_client.post("/api/library/files/kron.safetensors/resize", json={"rank": 4})
+    assert made.status_code == 201, made.get_json()
+    assert made.get_json()["size"] < made.get_json()["from_size"] and 0 < made.get_json()["kept"] < 1
+    cards = {c["file"]: c for c in trainer_client.get("/api/library").get_json()["loras"]}
+    assert [o["rank"] for o in cards["kron-r4.safetensors"]["smaller"]] == [2, 1]

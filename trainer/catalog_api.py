@@ -146,7 +146,7 @@ def library_list():
             entries.append({**e, "library_file": copy.name if copy else None})
     for e in entries:
         facts = library.lora_facts(jobs_root / e["job_id"] / e["path"])
-        e.update(rank=facts.rank, lokr=facts.lokr, lokr_factor=facts.lokr_factor)
+        e.update(rank=facts.rank, lokr=facts.lokr, lokr_factor=facts.lokr_factor, smaller=list(facts.smaller))
         e["download_url"] = f"/api/jobs/{e['job_id']}/files/{e['path']}"
         if e["samples"]:
             e["samples"]["urls"] = [f"/api/jobs/{e['job_id']}/files/{p}" for p in e["samples"]["images"]]
@@ -181,7 +181,7 @@ def _loose_files(entries: list[dict], jobs: list) -> list[dict]:
                       # a job's checkpoint: its card leads to the job (and deleting it leaves the job alone)
                       "checkpoint_of": {"job_id": job.id, "job_name": job.name, "step": step} if job else None,
                       "metadata": meta, "samples": shown, "rank": facts.rank, "lokr": facts.lokr,
-                      "lokr_factor": facts.lokr_factor,
+                      "lokr_factor": facts.lokr_factor, "smaller": list(facts.smaller),
                       "leak": library.leak_summary([shown]) if shown and shown.get("pairs") else None,
                       "trigger_word": library.trigger_of(meta),
                       "library_file": path.name, "download_url": f"/api/library/files/{quote(path.name)}"})

@@ -20,6 +20,7 @@ from studio.workspace import Workspace, confined, safe_name
 from trainer.leak import LEAKS, mean_share
 from trainer.lokr_layout import factor_of
 from trainer.lora_file import LoraFileError, lokr_modules, lora_ranks, read_header
+from trainer.lora_resize import smaller_options
 from trainer.step_dirs import step_dirs
 
 log = logging.getLogger(__name__)
@@ -161,17 +162,19 @@ class LoraFacts:
     rank: int | None  # its largest, for "Make smaller"; None for a file without lora_A (a LoKr)
     lokr: bool  # a LyCORIS LoKr: tried like a LoRA, not made smaller
     lokr_factor: int | None = None  # the LoKr factor a job training it further sets (None: none of the studio's)
+    smaller: tuple = ()  # "Make smaller"'s choices: {"rank", "bytes"} (trainer.lora_resize.smaller_options)
 
 
 def lora_facts(path: Path) -> LoraFacts:
     try:
         header = read_header(path)
-    except LoraFileError:
+        size = path.stat().st_size
+    except (LoraFileError, OSError):
         return LoraFacts({}, None, False)
     ranks = lora_ranks(header)
     lokr = bool(lokr_modules(header))
     return LoraFacts({**_from_source(path), **_metadata(header)}, max(ranks.values()) if ranks else None, lokr,
-                     factor_of(header))
+                     factor_of(header), tuple(smaller_options(header, size)))
 
 
 # A LoRA added from a link is kept byte for byte (its hash still finds it on Civitai and in LoRA managers): where it

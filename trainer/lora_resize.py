@@ -1,6 +1,7 @@
 """Make a LoRA file smaller: the same layers at a lower rank, each layer's change kept as closely as that rank can
-(its largest singular values), like kohya's resize script. A rank-32 LoRA at rank 8 is a quarter of the file,
-quicker to download and share; `kept` says how much of the change stays (by the Frobenius norm, over all layers).
+(its largest singular values), like kohya's resize script (a LyCORIS LoKr's larger factors: trainer.lokr_resize).
+A rank-32 LoRA at rank 8 is a quarter of the file, quicker to download and share; `kept` says how much of the
+change stays (by the Frobenius norm, over all layers).
 
 Each layer's change is s·B·A (B: out x r, A: r x in, s = alpha / r when the file has alpha keys, else 1, as this
 studio and ComfyUI read it). With B = Qb·Rb and Aᵀ = Qa·Ra it is Qb·(s·Rb·Raᵀ)·Qaᵀ, so the SVD of that r x r
@@ -94,6 +95,10 @@ def resize(source: Path, rank: int, target: Path) -> Resized:
     """Writes `target`: `source` at `rank` (lower than its own). LoraFileError with a sentence when it cannot."""
     header, tensors = read_tensors(source)
     pairs = _pairs(tensors)
+    if not pairs and any(".lokr_" in key for key in tensors):  # a LyCORIS LoKr: its larger factors get the rank
+        from trainer.lokr_resize import resize_lokr
+
+        return resize_lokr(source, header, tensors, rank, target)
     if not pairs:
         raise LoraFileError(f"{source.name} holds no lora_A/lora_B pairs to make smaller.")
     from_rank = max(tensors[a].shape[0] for a, _b, _alpha in pairs.values())
@@ -141,3 +146,33 @@ def _stored(values: np.ndarray, dtype: str) -> np.ndarray:
         return values.astype(DTYPES[dtype])
     bits = values.view(np.uint32)
     return ((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16).astype(np.uint16)  # round to nearest, ties to even
+
+
+RANKS = [64, 32, 16, 8, 4, 2, 1]  # the ranks "Make smaller" offers, the three below a file's own
+
+
+def smaller_options(header: dict, size: int) -> list[dict[str, int]]:
+    """[{"rank", "bytes"}]: the three ranks of RANKS below the file's (a LoRA's largest rank, a LoKr's largest w2) and
+    about how large the file would be at each, from its header alone (nothing loaded)."""
+    from trainer.lokr_resize import lokr_numel
+
+    itemsize = next((np.dtype(DTYPES[info["dtype"]]).itemsize for key, info in header.items()
+                     if key != "__metadata__" and isinstance(info, dict) and info.get("dtype") in DTYPES), 4)
+    shapes = {key: info.get("shape") or [] for key, info in header.items() if isinstance(info, dict)}
+    pairs = [(shape, shapes[key[: -len("A.weight")] + "B.weight"]) for key, shape in shapes.items()
+             if key.endswith(".lora_A.weight") and len(shape) == 2
+             and len(shapes.get(key[: -len("A.weight")] + "B.weight", [])) == 2]
+    options = []
+    for rank in RANKS:
+        if pairs:
+            if rank >= max(a[0] for a, _b in pairs):
+                continue
+            now = sum(a[0] * a[1] + b[0] * b[1] for a, b in pairs)
+            later = sum(min(rank, a[0]) * (a[1] + b[0]) for a, b in pairs)
+        else:
+            numbers = lokr_numel(header, rank)
+            if numbers is None:
+                continue
+            now, later = numbers
+        options.append({"rank": rank, "bytes": max(0, size - (now - later) * itemsize)})
+    return options[:3]

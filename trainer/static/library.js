@@ -47,7 +47,7 @@
           ${l.checkpoint_of ? `<div class="muted" style="font-size:12px">checkpoint at step ${l.checkpoint_of.step} of ${esc(l.checkpoint_of.job_name)}</div>` : ""}
           ${/^https?:\/\//.test((l.metadata || {}).source_url || "") && !(l.metadata || {}).civitai_url ? `<div class="muted" style="font-size:12px">from <a href="${esc(l.metadata.source_url)}" target="_blank" rel="noopener" title="${esc(l.metadata.source_url)}">${esc(hostOf(l.metadata.source_url))}</a></div>` : ""}
           ${/^https?:\/\//.test((l.metadata || {}).civitai_url || "") ? `<div class="muted" style="font-size:12px">from <a href="${esc(l.metadata.civitai_url)}" target="_blank" rel="noopener">${esc(l.metadata["modelspec.title"] || "Civitai")}</a> on Civitai</div>` : ""}
-          ${l.lokr ? `<div class="muted" style="font-size:12px" title="Tried and loaded like a LoRA; not made smaller">a LyCORIS LoKr${l.lokr_factor != null ? `, factor ${l.lokr_factor}` : ""}</div>` : ""}
+          ${l.lokr ? `<div class="muted" style="font-size:12px" title="Tried, made smaller and loaded like a LoRA">a LyCORIS LoKr${l.lokr_factor != null ? `, factor ${l.lokr_factor}` : ""}</div>` : ""}
           ${(l.metadata || {}).converted_from ? `<div class="muted" style="font-size:12px" title="Written by another trainer; the studio renamed its layers on the way in, the weights unchanged">converted from ${esc(l.metadata.converted_from)}</div>` : ""}
           ${(l.metadata || {}).resized_from ? `<div class="muted" style="font-size:12px">${esc(l.metadata.resized_from)} at rank ${esc(l.metadata.lora_rank)}, keeping ${Math.round(Number(l.metadata.resize_kept) * 100)}% of its change</div>` : ""}</div>
         ${triggers(l).length ? `<div>${triggers(l).length > 1 ? "triggers" : "trigger"} ${triggers(l).map((w) => `<span class="chip">${esc(w)}</span>`).join(" ")}</div>` : ""}
@@ -85,14 +85,14 @@
   }
   document.getElementById("library-filter").addEventListener("input", applyFilter);
 
-  // "Make smaller": the same LoRA at a lower rank (its largest directions kept), a smaller file to share.
+  // "Make smaller": the same LoRA at a lower rank (its largest directions kept; a LoKr's larger factors), a smaller
+  // file to share. The server offers the ranks and how large each file would be.
   function smaller(l, index) {
-    const rank = l.rank;
-    if (!l.library_file || !(rank > 1)) return "";
-    const ranks = [64, 32, 16, 8, 4, 2, 1].filter((k) => k < rank).slice(0, 3);
-    return `<details class="smaller"><summary class="button" title="A copy at a lower rank: a smaller file, most of the change kept">Make smaller</summary>
-      <div class="smaller-menu">${ranks.map((k) => `<button type="button" data-resize="${index}" data-rank="${k}">rank ${k}
-        <span class="muted">≈ ${studio.formatBytes(l.size * k / rank)}</span></button>`).join("")}</div></details>`;
+    if (!l.library_file || !(l.smaller || []).length) return "";
+    const what = l.lokr ? "A copy with its larger factors at a lower rank" : "A copy at a lower rank";
+    return `<details class="smaller"><summary class="button" title="${what}: a smaller file, most of the change kept">Make smaller</summary>
+      <div class="smaller-menu">${l.smaller.map((o) => `<button type="button" data-resize="${index}" data-rank="${o.rank}">rank ${o.rank}
+        <span class="muted">≈ ${studio.formatBytes(o.bytes)}</span></button>`).join("")}</div></details>`;
   }
   async function resize(index, rank, button) {
     const l = loras[index];

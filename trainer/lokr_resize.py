@@ -1,0 +1,126 @@
+"""Make a LyCORIS LoKr file smaller: each layer's larger factor w2 stored as a product of rank k (its largest singular
+values, as trainer.lora_resize does a LoRA's change), w1 as it is. The change is scale·(w1 ⊗ w2) and the norm of a
+Kronecker product is the product of the norms, so a layer keeps exactly ‖w2 at rank k‖ / ‖w2‖ of its change;
+`kept` says it over all layers. Torch-free (numpy), like the LoRA's.
+
+The new file writes w2 as `lokr_w2_a` (r x k) and `lokr_w2_b` (k x s) with alpha = k, so ComfyUI and LyCORIS, which
+scale by alpha over w2_b's rows, use scale 1; the file's own scale is folded into w1. A layer whose w2 has no more
+than k directions keeps it whole. Key names, dtype and metadata stay; `lokr_w2_rank`, `resized_from` and
+`resize_kept` are added.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from studio.atomic import atomic_write_bytes
+from trainer.lora_file import LoraFileError
+
+PARTS = ("lokr_w1", "lokr_w1_a", "lokr_w1_b", "lokr_w2", "lokr_w2_a", "lokr_w2_b", "alpha")
+
+
+def _modules(tensors: dict[str, np.ndarray]) -> dict[str, dict[str, np.ndarray]]:
+    """{module key prefix: {part: array}} of every LoKr layer (a layer with lokr_t2, a conv's, is refused)."""
+    found: dict[str, dict[str, np.ndarray]] = {}
+    for key, value in tensors.items():
+        prefix, _, part = key.rpartition(".")
+        if part == "lokr_t2":
+            raise LoraFileError(f"{prefix} is a LoKr of a convolution (lokr_t2): it cannot be made smaller here.")
+        if part in PARTS:
+            found.setdefault(prefix, {})[part] = value
+    return {prefix: parts for prefix, parts in found.items() if set(parts) - {"alpha"}}
+
+
+def _factor(parts: dict[str, np.ndarray], which: str, prefix: str, name: str) -> tuple[np.ndarray, int | None]:
+    """(the factor as one matrix, its inner dimension when the file stores it as a product)."""
+    whole = parts.get(f"lokr_{which}")
+    if whole is not None:
+        return whole.astype(np.float64), None
+    a, b = parts.get(f"lokr_{which}_a"), parts.get(f"lokr_{which}_b")
+    if a is None or b is None or a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[0]:
+        raise LoraFileError(f"{name}: the layer {prefix} has no usable lokr_{which}.")
+    return a.astype(np.float64) @ b.astype(np.float64), b.shape[0]
+
+
+def w2_rank(parts_shapes: dict[str, list[int]]) -> int:
+    """The most directions a layer's w2 can have, from its parts' shapes ({part: shape}): a product's inner
+    dimension, a whole matrix's smaller side."""
+    if "lokr_w2_b" in parts_shapes:
+        return int(parts_shapes["lokr_w2_b"][0])
+    shape = parts_shapes.get("lokr_w2") or [0, 0]
+    return int(min(shape[:2]))
+
+
+def resize_lokr(source: Path, header: dict, tensors: dict[str, np.ndarray], rank: int, target: Path):
+    """Writes `target`: the LoKr `source` (its header and float32 tensors, read by trainer.lora_resize) with every
+    w2 at `rank` at most; returns trainer.lora_resize.Resized."""
+    from trainer.lora_resize import Resized, encode
+
+    modules = _modules(tensors)
+    if not modules:
+        raise LoraFileError(f"{source.name} holds no LoKr layers to make smaller.")
+    from_rank = max(w2_rank({part: list(value.shape) for part, value in parts.items()})
+                    for parts in modules.values())
+    if not 1 <= rank < from_rank:
+        raise LoraFileError(f"{source.name}'s larger LoKr factors have rank {from_rank} at most: a smaller file "
+                            f"needs a rank from 1 to {from_rank - 1}.")
+    out, kept, whole = {}, 0.0, 0.0
+    for prefix, parts in modules.items():
+        w1, w1_dim = _factor(parts, "w1", prefix, source.name)
+        w2, w2_dim = _factor(parts, "w2", prefix, source.name)
+        dim = w2_dim or w1_dim  # as ComfyUI reads it: alpha over the decomposed factor's inner dimension
+        alpha = parts.get("alpha")
+        scale = float(alpha.reshape(-1)[0]) / dim if alpha is not None and dim else 1.0
+        try:
+            u, s, vt = np.linalg.svd(w2, full_matrices=False)
+        except (np.linalg.LinAlgError, ValueError) as exc:  # NaN or infinite weights
+            raise LoraFileError(f"{source.name}: the layer {prefix} cannot be made smaller ({exc}).") from None
+        norm1 = float(((w1 * scale) ** 2).sum())
+        k = min(rank, len(s))
+        kept, whole = kept + norm1 * float((s[:k] ** 2).sum()), whole + norm1 * float((s ** 2).sum())
+        out[f"{prefix}.lokr_w1"] = (w1 * scale).astype(np.float32)
+        if k < min(w2.shape):
+            root = np.sqrt(s[:k])
+            out[f"{prefix}.lokr_w2_a"] = (u[:, :k] * root).astype(np.float32)
+            out[f"{prefix}.lokr_w2_b"] = (root[:, None] * vt[:k]).astype(np.float32)
+            out[f"{prefix}.alpha"] = np.array(float(k), np.float32)
+        else:
+            out[f"{prefix}.lokr_w2"] = w2.astype(np.float32)
+    for key, value in tensors.items():  # anything else the file holds stays as it was
+        if key.rpartition(".")[0] not in modules:
+            out[key] = value
+    share = (kept / whole) ** 0.5 if whole > 0 else 1.0
+    dtype = next(info["dtype"] for key, info in header.items() if key != "__metadata__")
+    meta = dict(header.get("__metadata__") or {})
+    meta.update({"lokr_w2_rank": str(rank), "resized_from": source.name, "resize_kept": f"{share:.4f}"})
+    data = encode(out, dtype, meta)
+    atomic_write_bytes(target, data)
+    return Resized(target, rank, from_rank, share, len(data))
+
+
+def _matrix_shape(parts: dict[str, list[int]], which: str) -> tuple[int, int]:
+    """(rows, columns) of w1 or w2 as one matrix, from its parts' shapes."""
+    if f"lokr_{which}" in parts:
+        return tuple(parts[f"lokr_{which}"][:2])
+    a, b = parts.get(f"lokr_{which}_a"), parts.get(f"lokr_{which}_b")
+    return (a[0], b[1]) if a and b else (0, 0)
+
+
+def lokr_numel(header: dict, rank: int) -> tuple[int, int] | None:
+    """(numbers the LoKr layers hold now, numbers they hold at `rank`) from a file's header; None without LoKr layers
+    or when no w2 has more than `rank` directions."""
+    groups: dict[str, dict[str, list[int]]] = {}
+    for key, info in header.items():
+        prefix, _, part = key.rpartition(".")
+        if part in PARTS and isinstance(info, dict):
+            groups.setdefault(prefix, {})[part] = [int(n) for n in info.get("shape") or []]
+    if not groups or max(w2_rank(parts) for parts in groups.values()) <= rank:
+        return None
+    now = later = 0
+    for parts in groups.values():
+        now += sum(int(np.prod(shape)) for shape in parts.values())
+        (p, q), (r, s) = _matrix_shape(parts, "w1"), _matrix_shape(parts, "w2")
+        later += p * q + (rank * (r + s) + 1 if rank < min(r, s) else r * s)
+    return now, later
