@@ -3,6 +3,9 @@ attention q/k/v/out 3840x3840, SwiGLU w1/w3 10240x3840 and w2 3840x10240, adaLN 
 the bare way of the same file: read every tensor and write it back unchanged, in the same run.
 
     python benchmarks/lora_resize.py [--rank 32] [--to 8] [--dtype BF16] [--rounds 2]
+    python benchmarks/lora_resize.py --network lokr --factor 8 --to 32     # a LyCORIS LoKr (trainer.lokr_resize)
+
+A LoKr is split as the trainer's LoKr factor splits each layer (trainer.lokr_layout), w1 and w2 whole, random.
 """
 
 from __future__ import annotations
@@ -38,16 +41,34 @@ def make_lora(path: Path, rank: int, dtype: str) -> int:
     return sum(t.size for t in tensors.values())
 
 
+def make_lokr(path: Path, factor: int, dtype: str) -> int:
+    from trainer.lokr_layout import factor_shapes
+
+    rng = np.random.default_rng(0)
+    tensors = {}
+    for block in range(BLOCKS):
+        for module, (out, inp) in MODULES.items():
+            prefix = f"diffusion_model.layers.{block}.{module}"
+            w1, w2 = factor_shapes(inp, out, factor)
+            tensors[f"{prefix}.lokr_w1"] = rng.standard_normal(w1, dtype=np.float32) * 0.01
+            tensors[f"{prefix}.lokr_w2"] = rng.standard_normal(w2, dtype=np.float32) * 0.01
+    path.write_bytes(encode(tensors, dtype, {"network": "lokr", "lokr_factor": str(factor)}))
+    return sum(t.size for t in tensors.values())
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rank", type=int, default=32)
     ap.add_argument("--to", type=int, default=8)
     ap.add_argument("--dtype", default="BF16", choices=["BF16", "F16", "F32"])
     ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--network", default="lora", choices=["lora", "lokr"])
+    ap.add_argument("--factor", type=int, default=8, help="the LoKr factor (with --network lokr)")
     args = ap.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="lora-resize-") as tmp:
         source = Path(tmp) / "full.safetensors"
-        params = make_lora(source, args.rank, args.dtype)
+        lokr = args.network == "lokr"
+        params = make_lokr(source, args.factor, args.dtype) if lokr else make_lora(source, args.rank, args.dtype)
         bare, made = [], []
         for index in range(args.rounds):  # alternating, so machine noise hits both alike
             start = time.perf_counter()
@@ -59,7 +80,8 @@ def main(argv=None) -> int:
             made.append(time.perf_counter() - start)
         size = source.stat().st_size
     bare_s, made_s = statistics.median(bare), statistics.median(made)
-    print(f"LoRA of the full-size transformer's shapes: {BLOCKS} blocks x {len(MODULES)} layers, rank {args.rank}, "
+    kind = f"LoKr factor {args.factor}, w1 and w2 whole" if lokr else f"LoRA rank {args.rank}"
+    print(f"{kind} of the full-size transformer's shapes: {BLOCKS} blocks x {len(MODULES)} layers, "
           f"{params:,} weights, {args.dtype}, {size / 2**20:,.1f} MB")
     print(f"bare read + write of the file: median {bare_s:.2f} s")
     print(f"make smaller to rank {args.to}: median {made_s:.2f} s -> {result.size / 2**20:,.1f} MB, kept "

@@ -113,12 +113,13 @@ def test_the_library_makes_a_smaller_copy_beside_it(trainer_app, trainer_client)
     assert trainer_client.post("/api/library/files/..%2Fx/resize", json={"rank": 2}).status_code in (400, 404)
 
 
-def _lokr(path, w2_rank=16, alpha=None, product=False, dtype="F32", seed=0):
-    """A LyCORIS LoKr of two layers: w1 4x4, w2 32x24 of rank `w2_rank` (whole, or w2_a · w2_b with `product`)."""
+def _lokr(path, w2_rank=16, alpha=None, product=False, dtype="F32", seed=0, shape=(32, 24)):
+    """A LyCORIS LoKr of two layers: w1 4x4, w2 of `shape` and rank `w2_rank` (whole, or w2_a · w2_b with
+    `product`)."""
     rng = np.random.default_rng(seed)
     tensors = {}
     for i in range(2):
-        a, b = rng.normal(size=(32, w2_rank)), rng.normal(size=(w2_rank, 24))
+        a, b = rng.normal(size=(shape[0], w2_rank)), rng.normal(size=(w2_rank, shape[1]))
         tensors[f"{PREFIX.format(i)}.lokr_w1"] = rng.normal(size=(4, 4)).astype(np.float32)
         if product:
             tensors[f"{PREFIX.format(i)}.lokr_w2_a"], tensors[f"{PREFIX.format(i)}.lokr_w2_b"] = (
@@ -137,19 +138,20 @@ def _kron_change(path, i):
     return KronDelta.load(path, "x").delta(PREFIX.format(i).removeprefix("diffusion_model.")).numpy()
 
 
-def test_a_lokr_is_made_smaller_through_its_larger_factor(tmp_path):
+@pytest.mark.parametrize("shape", [(32, 24), (24, 32)], ids=["tall", "wide"])
+def test_a_lokr_is_made_smaller_through_its_larger_factor(tmp_path, shape):
     from trainer.lora_file import read_header
     from trainer.lora_resize import smaller_options
 
     source = tmp_path / "kron.safetensors"
-    _lokr(source)
+    _lokr(source, w2_rank=20, shape=shape)
     options = smaller_options(read_header(source), source.stat().st_size)
     assert [o["rank"] for o in options] == [16, 8, 4]  # below the 24 directions w2 can have
     made = resize(source, 8, tmp_path / "kron-r8.safetensors")
     assert (made.rank, made.from_rank) == (8, 24) and 0.5 < made.kept < 1
     header, out = read_tensors(made.path)
     layer = PREFIX.format(0)
-    assert out[f"{layer}.lokr_w2_a"].shape == (32, 8) and out[f"{layer}.lokr_w2_b"].shape == (8, 24)
+    assert out[f"{layer}.lokr_w2_a"].shape == (shape[0], 8) and out[f"{layer}.lokr_w2_b"].shape == (8, shape[1])
     assert float(out[f"{layer}.alpha"]) == 8.0 and f"{layer}.lokr_w2" not in out  # scale alpha / 8 = 1
     assert header["__metadata__"]["resized_from"] == "kron.safetensors" and header["__metadata__"]["trigger_word"]
     # each layer keeps the best rank-8 change of its w2 (the norm of w1 ⊗ w2 is the product of theirs)
