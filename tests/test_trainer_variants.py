@@ -42,6 +42,13 @@ def test_choices_and_lists_name_their_variants_too(client):
     body = _body(field="resolutions", values=[[64], [64, 96]])
     jobs = client.post("/api/jobs/variants", json=body).get_json()["jobs"]
     assert [j["config"]["name"] for j in jobs] == ["cat-res64", "cat-res64_96"]
+    # a LoRA against a LyCORIS LoKr of the same data, and LoKr factors
+    jobs = client.post("/api/jobs/variants", json=_body(field="network", values=["lora", "lokr"])).get_json()["jobs"]
+    assert [(j["config"]["name"], j["config"]["network"]) for j in jobs] == [("cat-lora", "lora"), ("cat-lokr", "lokr")]
+    body = _body(field="lokr_factor", values=[8, 16])
+    body["config"]["network"] = "lokr"
+    jobs = client.post("/api/jobs/variants", json=body).get_json()["jobs"]
+    assert [j["config"]["name"] for j in jobs] == ["cat-lokr-f8", "cat-lokr-f16"]
 
 
 def test_a_bad_value_queues_none_of_them(client):

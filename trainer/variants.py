@@ -29,7 +29,7 @@ FIXED = {"name", "sample_prompts", "default_caption", "init_lora", "trigger_word
          "float8_matmuls", "save_dtype"}
 SHORT = {"learning_rate": "lr", "lora_targets": "layers", "gradient_accumulation": "accum", "caption_dropout": "drop",
          "timestep_sampling": "t", "weight_decay": "wd", "batch_size": "batch", "resolutions": "res",
-         "preserve_class": "class", "preserve_weight": "keep"}
+         "preserve_class": "class", "preserve_weight": "keep", "network": "", "lokr_factor": "lokr-f"}
 
 
 def value_text(value) -> str:
