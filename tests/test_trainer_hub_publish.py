@@ -133,3 +133,15 @@ def test_the_card_shows_how_it_learned(published, hub):  # noqa: F811
     assert stored["images/how-it-learned.webp"][:4] == b"RIFF"
     assert "## How it learned" in stored["README.md"].decode()
     assert "![how it learned](images/how-it-learned.webp)" in stored["README.md"].decode()
+
+
+def test_a_lokr_s_card_says_so(tmp_path):
+    from types import SimpleNamespace
+
+    from trainer.hub_publish import card
+
+    job = SimpleNamespace(id="j1", config={"name": "cat", "trigger_word": "zkw", "network": "lokr"})
+    text = card(job, tmp_path / "cat.safetensors", tmp_path, [])
+    assert "- lycoris\n- lokr\n" in text and "A LyCORIS LoKr for [Tongyi-MAI/Z-Image-Turbo]" in text
+    job.config["network"] = "lora"
+    assert "lycoris" not in card(job, tmp_path / "cat.safetensors", tmp_path, [])

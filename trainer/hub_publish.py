@@ -53,9 +53,10 @@ def card(job, lora: Path, job_dir: Path, previews: list[tuple[str, str]], learne
     import json
 
     trigger = (job.config.get("trigger_word") or "").strip()
+    lokr = job.config.get("network") == "lokr"
     lines = ["---", f"base_model: {BASE_REPO}", "library_name: diffusers",
-             "pipeline_tag: text-to-image", "tags:", "- lora", "- text-to-image", "- z-image-turbo",
-             "- template:sd-lora"]
+             "pipeline_tag: text-to-image", "tags:", "- lora", *(["- lycoris", "- lokr"] if lokr else []),
+             "- text-to-image", "- z-image-turbo", "- template:sd-lora"]
     if trigger:
         lines.append(f"instance_prompt: {json.dumps(trigger)}")
     if previews:
@@ -66,7 +67,8 @@ def card(job, lora: Path, job_dir: Path, previews: list[tuple[str, str]], learne
     readme = job_dir / "lora" / library.PROOF_FILES["readme"]
     body = readme.read_text("utf-8") if readme.is_file() else ""
     title = job.config.get("name") or job.id
-    intro = (f"# {title}\n\nA LoRA for [{BASE_REPO}](https://huggingface.co/{BASE_REPO}), "
+    kind = "A LyCORIS LoKr" if lokr else "A LoRA"
+    intro = (f"# {title}\n\n{kind} for [{BASE_REPO}](https://huggingface.co/{BASE_REPO}), "
              f"file `{lora.name}`" + (f", trigger word `{trigger}`" if trigger else "") + ".\n")
     gallery = "".join(f"\n![{prompt}]({path})\n" for path, prompt in previews)
     if learned:  # the first prompt's pictures in turn (trainer.timelapse)
