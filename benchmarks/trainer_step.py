@@ -1,6 +1,7 @@
 """Time per step of the real training loop vs a bare forward+backward+optimizer step.
 
     python benchmarks/trainer_step.py [--size 256] [--steps 20] [--rounds 3] [--device cpu|cuda] [--optimizer prodigy]
+                                      [--network lokr --lokr-factor 16]
 
 Both run in one process on the same LoRA-wrapped transformer (tiny demo Z-Image, training adapter merged)
 and the same optimizer; the two alternate step by step so machine noise hits both alike. The real step is the engine's
@@ -76,6 +77,9 @@ def main(argv=None) -> int:
     ap.add_argument("--optimizer", default="auto", choices=["auto", "adamw", "prodigy"],
                     help="the real loop's optimizer (the bare step uses the same one); other than AdamW, a bare "
                          "step with AdamW is timed too")
+    ap.add_argument("--network", default="lora", choices=["lora", "lokr"],
+                    help="what the real loop trains (the bare step trains the same weights)")
+    ap.add_argument("--lokr-factor", type=int, default=16)
     args = ap.parse_args(argv)
 
     from studio.demo import ensure_demo_models
@@ -100,6 +104,7 @@ def main(argv=None) -> int:
             "ema_decay": args.ema_decay, "preserve_class": args.preserve_class, "optimizer": args.optimizer,
             "learning_rate": 1.0 if args.optimizer == "prodigy" else 1e-4,
             "eval_every": 0,  # the evaluation is timed apart, below
+            "network": args.network, "lokr_factor": args.lokr_factor,
         })
         progress = Progress(lambda event: None, config.steps, dev, 0)
         run = TrainingRun(config, dataset, job_dir, paths, TrainingControl(job_dir), progress, dev,
@@ -168,7 +173,8 @@ def main(argv=None) -> int:
 
     real_med, bare_med = statistics.median(real), statistics.median(bare)
     ratio = real_med / bare_med
-    print(f"device: {dev.type}; tiny Z-Image transformer, LoRA rank 32, {args.size}x{args.size}, batch 1, "
+    trained = f"LoKr factor {args.lokr_factor}" if args.network == "lokr" else "LoRA rank 32"
+    print(f"device: {dev.type}; tiny Z-Image transformer, {trained}, {args.size}x{args.size}, batch 1, "
           f"gradient checkpointing {'on' if args.gradient_checkpointing else 'off'}, "
           f"preserve_class {args.preserve_class or 'off'}, optimizer {type(optimizer).__name__}, torch threads "
           f"{torch.get_num_threads()}")

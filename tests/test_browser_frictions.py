@@ -202,12 +202,16 @@ def test_a_lokr_of_the_library_is_trained_further_as_a_lokr(studio, page, viewpo
     save_file(tensors, str(path), metadata={"lora_targets": "attention"})
     try:
         page.goto(studio.trainer + "/library")
-        card = page.locator(".lora-card", has_text="cat-kron")
+        card = page.locator(".lora-card").filter(has=page.locator("h3", has_text=re.compile(r"^cat-kron$")))
         expect(card).to_contain_text("a LyCORIS LoKr, factor 4")
         card.locator(".smaller > summary").click()  # made smaller through its larger factors (16x16: 8, 4, 2)
         expect(card.locator("button[data-resize]")).to_have_text([re.compile(r"^rank 8"), re.compile(r"^rank 4"),
                                                                   re.compile(r"^rank 2")])
-        card.locator(".smaller > summary").click()
+        card.locator("button[data-rank='4']").click()
+        expect(page.locator(".toast").last).to_contain_text("cat-kron-r4.safetensors: ")
+        smaller = page.locator(".lora-card", has_text="cat-kron-r4")
+        expect(smaller).to_contain_text("cat-kron.safetensors at rank 4, keeping 100% of its change")
+        expect(smaller).to_contain_text("a LyCORIS LoKr, factor 4")  # its split unchanged: it trains further too
         card.get_by_role("link", name="Train further").click()
         page.wait_for_url("**/new?start=cat-kron")
         expect(page.locator("#f-network")).to_have_value("lokr")
@@ -224,6 +228,7 @@ def test_a_lokr_of_the_library_is_trained_further_as_a_lokr(studio, page, viewpo
         expect(page.locator("#start")).to_be_disabled()
     finally:
         path.unlink()
+        path.with_name("cat-kron-r4.safetensors").unlink(missing_ok=True)
 
 
 @pytest.mark.parametrize("viewport", VIEWPORTS)

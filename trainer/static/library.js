@@ -49,7 +49,7 @@
           ${/^https?:\/\//.test((l.metadata || {}).civitai_url || "") ? `<div class="muted" style="font-size:12px">from <a href="${esc(l.metadata.civitai_url)}" target="_blank" rel="noopener">${esc(l.metadata["modelspec.title"] || "Civitai")}</a> on Civitai</div>` : ""}
           ${l.lokr ? `<div class="muted" style="font-size:12px" title="Tried, made smaller and loaded like a LoRA">a LyCORIS LoKr${l.lokr_factor != null ? `, factor ${l.lokr_factor}` : ""}</div>` : ""}
           ${(l.metadata || {}).converted_from ? `<div class="muted" style="font-size:12px" title="Written by another trainer; the studio renamed its layers on the way in, the weights unchanged">converted from ${esc(l.metadata.converted_from)}</div>` : ""}
-          ${(l.metadata || {}).resized_from ? `<div class="muted" style="font-size:12px">${esc(l.metadata.resized_from)} at rank ${esc(l.metadata.lora_rank)}, keeping ${Math.round(Number(l.metadata.resize_kept) * 100)}% of its change</div>` : ""}</div>
+          ${(l.metadata || {}).resized_from ? `<div class="muted" style="font-size:12px">${esc(l.metadata.resized_from)} at rank ${esc(l.metadata.lora_rank || l.metadata.lokr_w2_rank)}, keeping ${Math.round(Number(l.metadata.resize_kept) * 100)}% of its change</div>` : ""}</div>
         ${triggers(l).length ? `<div>${triggers(l).length > 1 ? "triggers" : "trigger"} ${triggers(l).map((w) => `<span class="chip">${esc(w)}</span>`).join(" ")}</div>` : ""}
         ${proof ? `<div class="proof" style="font-size:12px">${proof}</div>` : ""}
         <dl>${l.dataset ? `<dt>dataset</dt><dd>${esc(l.dataset)}</dd>` : ""}${l.steps != null ? `<dt>steps</dt><dd>${l.steps}</dd>` : ""}
