@@ -8,8 +8,10 @@ import re
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 from safetensors import safe_open
 
 from tests.test_engine_train import _encoded_dataset, _eval_loss, _lora, make_dataset, tiny_config
@@ -92,8 +94,12 @@ def test_a_lokr_job_writes_a_file_comfyui_reads_that_renders_what_it_trained(tmp
 
     dataset = make_dataset(tmp_path / "datasets" / "toy")
     job = tmp_path / "jobs" / "lokr"
-    cfg = tiny_config(network="lokr", lokr_factor=4, save_dtype="fp32")
+    cfg = tiny_config(network="lokr", lokr_factor=4, save_dtype="fp32", sample_every=20)
     result = train(cfg, dataset, job, demo_paths, None, None, device="cpu", cache_dir=tmp_path / "cache")
+    # previews as a LoRA's: the base model's (the LoKr off), then the LoKr's, which draw otherwise
+    base, trained = (np.asarray(Image.open(job / "samples" / step / "0.png"), float)
+                     for step in ("base", "step_000020"))
+    assert np.abs(base - trained).mean() > 0.5
 
     log = (job / "log.txt").read_text()
     trained = re.search(r"LoKr factor 4 on all layers: ([\d,]+) trainable parameters", log)
