@@ -1,7 +1,7 @@
 """Browser test: the LoRA library with files no job of this pod made (here one put there as a LoRA from a link
 would be, its smaller copy made through the API, and a style LoRA), the real web app and worker in demo mode:
-the filter, a file's own Try page, With, Beside, the ComfyUI workflow of a render, the card's pictures, and
-Recently deleted bringing a file back."""
+the filter, a file's own Try page, With, Beside, the ComfyUI workflow of a render, the card's pictures,
+Recently deleted bringing a file back, and two files merged into one."""
 
 from __future__ import annotations
 
@@ -102,5 +102,21 @@ def test_a_library_file_is_tried_with_and_beside_others(studio, demo_root, demo_
         expect(page.locator(".toast", has_text="browser-lora-r2.safetensors is back in the library")).to_be_visible()
         expect(small).to_have_count(1)
         expect(page.locator("#trash")).to_be_hidden()
+        # merged into one file: the card's Merge opens the panel with it first, the style beside it at 0.5
+        page.locator("button[data-merge='browser-lora.safetensors']").click()
+        expect(page.locator("#merge")).to_have_attribute("open", "")
+        rows = page.locator(".merge-row")
+        expect(rows).to_have_count(2)
+        expect(rows.nth(0).locator("select")).to_have_value("browser-lora")
+        rows.nth(1).locator("select").select_option("style")
+        rows.nth(1).locator("input").fill("0.5")
+        page.locator("#merge-go").click()
+        expect(page.locator("#merge-state")).to_contain_text("browser-lora-style.safetensors: rank ")
+        expect(page.locator("#merge-state")).to_contain_text("keeping 100% of the merged change")
+        merged = page.locator(".lora-card", has_text="browser-lora-style.safetensors")
+        expect(merged).to_have_count(1)
+        expect(page.locator("#library-count")).to_have_text("4 LoRAs")
+        page.locator("#merge-state a", has_text="Try it").click()
+        page.wait_for_url("**/library/try/browser-lora-style.safetensors")
         assert problems == []
         browser.close()

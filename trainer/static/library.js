@@ -19,6 +19,7 @@
     const box = document.getElementById("library");
     if (!data.loras.length) {
       box.innerHTML = `<div class="empty panel">No finished LoRA yet. <a href="/new">Train one</a>; it appears here when it completes.</div>`;
+      document.dispatchEvent(new CustomEvent("library:loaded"));
       return;
     }
     box.innerHTML = data.loras.map((l, index) => {
@@ -63,11 +64,14 @@
           ${l.library_file && (!l.lokr || l.lokr_factor != null) ? `<a class="button" href="/new?start=${encodeURIComponent(l.library_file.replace(/\.safetensors$/, ""))}${
             l.job_id ? `&from=${encodeURIComponent(l.job_id)}` : ""}" title="A new job that goes on from this LoRA (new images, more steps)">Train further</a>` : ""}
           ${smaller(l, index)}
+          ${l.library_file && !l.lokr ? `<button type="button" data-merge="${esc(l.library_file)}" title="Merge it with other LoRAs of the library into one file">Merge…</button>` : ""}
           <button type="button" class="danger" data-delete="${index}">Delete</button></div></article>`;
     }).join("");
     loras = data.loras; comfy = data.comfyui_dir;
     applyFilter();
+    document.dispatchEvent(new CustomEvent("library:loaded"));
   }
+  document.addEventListener("library:changed", () => load());  // a file made elsewhere on the page (a merge)
 
   // With many LoRAs: the cards whose name, file, trigger words or dataset hold every word typed.
   function applyFilter() {

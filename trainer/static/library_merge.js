@@ -1,0 +1,74 @@
+// "Merge LoRAs into one file" on the library page: two to four library LoRAs, each at its strength, written as one
+// LoRA (POST /api/library/merge). A card's Merge button opens the panel with its file in the first row.
+(function () {
+  const { esc } = trainer;
+  const $ = (id) => document.getElementById(id);
+  const MAX = 4;
+  let files = [];  // the library's LoRA files (LoKrs are not merged)
+
+  async function loadFiles() {
+    try { files = (await studio.api("/api/library/files")).files.filter((f) => !f.lokr); } catch (e) { return; }
+    $("merge").hidden = files.length < 2;
+    const rows = $("merge-rows");
+    if (!rows.children.length) { addRow(files[0] && files[0].name); addRow(files[1] && files[1].name); }
+    for (const select of rows.querySelectorAll("select")) fill(select, select.value);
+  }
+
+  function fill(select, chosen) {
+    select.innerHTML = files.map((f) => `<option value="${esc(f.name)}" ${f.name === chosen ? "selected" : ""}>${esc(f.name)}${
+      f.rank ? ` · rank ${f.rank}` : ""}${f.trigger_word ? ` · ${esc(f.trigger_word)}` : ""}</option>`).join("");
+  }
+
+  function addRow(name) {
+    const rows = $("merge-rows");
+    if (rows.children.length >= MAX) return;
+    const row = document.createElement("div");
+    row.className = "merge-row";
+    row.innerHTML = `<select aria-label="LoRA"></select>
+      <label>strength <input type="number" step="0.1" min="-2" max="2" value="1" aria-label="strength"></label>
+      <button type="button" class="remove" title="Leave this one out">✕</button>`;
+    rows.append(row);
+    fill(row.querySelector("select"), name);
+    $("merge-more").disabled = rows.children.length >= MAX;
+  }
+
+  $("merge-more").addEventListener("click", () => addRow(files[0] && files[0].name));
+  $("merge-rows").addEventListener("click", (e) => {
+    if (!e.target.closest("button.remove") || $("merge-rows").children.length <= 2) return;
+    e.target.closest(".merge-row").remove();
+    $("merge-more").disabled = false;
+  });
+
+  // a card's Merge button: the panel opens with that file first
+  document.addEventListener("click", (e) => {
+    const button = e.target.closest("button[data-merge]");
+    if (!button) return;
+    const first = $("merge-rows").querySelector("select");
+    if (first) first.value = button.dataset.merge.replace(/\.safetensors$/, "");
+    $("merge").open = true;
+    $("merge").scrollIntoView({ behavior: "smooth", block: "start" });
+  });
+
+  $("merge-go").addEventListener("click", async () => {
+    const rows = [...$("merge-rows").querySelectorAll(".merge-row")];
+    const body = { files: rows.map((row) => ({ file: `${row.querySelector("select").value}.safetensors`,
+      strength: Number(row.querySelector("input").value) })) };
+    if ($("merge-name").value.trim()) body.name = $("merge-name").value.trim();
+    if ($("merge-rank").value) body.rank = Number($("merge-rank").value);
+    $("merge-go").disabled = true;
+    $("merge-state").textContent = "Merging…";
+    try {
+      const made = await studio.api("/api/library/merge", { method: "POST", json: body });
+      $("merge-state").innerHTML = `${esc(made.file)}: rank ${made.rank}, ${studio.formatBytes(made.size)}, keeping ` +
+        `${Math.round(made.kept * 100)}% of the merged change. <a href="/library/try/${encodeURIComponent(made.file)}">Try it</a>`;
+      studio.toast(`Merged into ${made.file}.`, "ok");
+      $("merge-name").value = "";
+      document.dispatchEvent(new CustomEvent("library:changed"));  // the cards load again, then this list
+    } catch (e) {
+      $("merge-state").textContent = e.message;
+      studio.toast(e.message, "error", 8000);
+    } finally { $("merge-go").disabled = false; }
+  });
+
+  document.addEventListener("library:loaded", loadFiles);  // the cards changed: so may the files to merge
+})();
