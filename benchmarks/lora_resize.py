@@ -29,8 +29,8 @@ MODULES = {"attention.to_q": (3840, 3840), "attention.to_k": (3840, 3840), "atte
 BLOCKS = 30
 
 
-def make_lora(path: Path, rank: int, dtype: str) -> int:
-    rng = np.random.default_rng(0)
+def make_lora(path: Path, rank: int, dtype: str, seed: int = 0) -> int:
+    rng = np.random.default_rng(seed)
     tensors = {}
     for block in range(BLOCKS):
         for module, (out, inp) in MODULES.items():

@@ -101,20 +101,12 @@ def factor_of(header: dict) -> int | None:
 def check_start_lokr(header: dict, factor: int, targets: str, name: str) -> None:
     """LoraFileError unless a LoKr file's header can start a job training a LoKr of `factor` on `targets`: a LoKr
     of the main blocks, inside the targets, every layer split as this factor splits it."""
-    from trainer.lora_file import LORA_TARGET, LoraFileError
+    from trainer.lora_file import LoraFileError, check_trained_modules
 
     found = file_factors(header)
     if not found:
         raise LoraFileError(f"{name} is not a LyCORIS LoKr: set Network to lora to start from it.")
-    every, chosen = re.compile(LORA_TARGET), re.compile(LORA_TARGETS[targets])
-    foreign = sorted(m for m in found if not every.match(m))
-    if foreign:
-        raise LoraFileError(f"{name} trains modules a Z-Image-Turbo LoKr of the main blocks does not have "
-                            f"({', '.join(foreign[:3])}): this studio cannot go on training it.")
-    outside = sorted(m for m in found if not chosen.match(m))
-    if outside:
-        raise LoraFileError(f"{name} also trains {outside[0]}, outside the LoRA layers '{targets}': set LoRA layers "
-                            "to all (or to what it was trained on).")
+    check_trained_modules(found, targets, name, "LoKr")
     for module, (w1, w2) in sorted(found.items()):
         size = (w1[1] * w2[1], w1[0] * w2[0])
         if factor_shapes(*size, factor) == (w1, w2):

@@ -87,6 +87,21 @@ def lora_ranks(header: dict) -> dict[str, int]:
     return out
 
 
+def check_trained_modules(modules, targets: str, name: str, kind: str = "LoRA") -> None:
+    """LoraFileError unless every module a file trains is one of the main blocks' and inside `targets` (a
+    LORA_TARGETS key): what a job going on from it needs."""
+    every, chosen = re.compile(LORA_TARGET), re.compile(LORA_TARGETS[targets])
+    foreign = sorted(m for m in modules if not every.match(m))
+    if foreign:
+        raise LoraFileError(f"{name} trains modules a Z-Image-Turbo {kind} of the main blocks does not have "
+                            f"({', '.join(foreign[:3])}): it is not a {kind} for this model, or not one this studio "
+                            "can go on training.")
+    outside = sorted(m for m in modules if not chosen.match(m))
+    if outside:
+        raise LoraFileError(f"{name} also trains {outside[0]}, outside the LoRA layers '{targets}': set LoRA layers "
+                            "to all (or to what it was trained on).")
+
+
 def check_start_lora(path: Path, rank: int, targets: str, name: str | None = None, network: str = "lora",
                      factor: int = -1) -> None:
     """LoraFileError unless the file at `path` can start a job of LoRA rank `rank` on `targets` (a
@@ -105,16 +120,7 @@ def check_start_lora(path: Path, rank: int, targets: str, name: str | None = Non
                             "training it.")
     if not ranks:
         raise LoraFileError(f"{name} holds no LoRA weights (no lora_A / lora_B pairs).")
-    every, chosen = re.compile(LORA_TARGET), re.compile(LORA_TARGETS[targets])
-    foreign = sorted(m for m in ranks if not every.match(m))
-    if foreign:
-        raise LoraFileError(f"{name} trains modules a Z-Image-Turbo LoRA of the main blocks does not have "
-                            f"({', '.join(foreign[:3])}): it is not a LoRA for this model, or not one this studio "
-                            "can go on training.")
-    outside = sorted(m for m in ranks if not chosen.match(m))
-    if outside:
-        raise LoraFileError(f"{name} also trains {outside[0]}, outside the LoRA layers '{targets}': set LoRA layers "
-                            "to all (or to what it was trained on).")
+    check_trained_modules(ranks, targets, name)
     found = sorted(set(ranks.values()))
     if len(found) > 1:
         raise LoraFileError(f"{name} has modules of ranks {found[0]} to {found[-1]}: a job trains one rank, so it "
