@@ -51,6 +51,18 @@ def test_a_change_that_fits_the_rank_is_kept_exactly(tmp_path):
     check_start_lora(made.path, 2, "all")  # a job can start from it, as from any LoRA of this rank
 
 
+def test_every_layer_keeps_the_rank_asked_for_even_one_that_changes_less_or_nothing(tmp_path):
+    source = _lora(tmp_path / "cat.safetensors")  # rank 8, each layer's change of rank 2
+    source[f"{PREFIX.format(1)}.lora_B.weight"][:] = 0  # a layer that changes nothing (a LoRA at step 0)
+    (tmp_path / "cat.safetensors").write_bytes(encode(source, "F32", {}))
+    made = resize(tmp_path / "cat.safetensors", 4, tmp_path / "cat-r4.safetensors")
+    _header, out = read_tensors(made.path)
+    assert {out[f"{PREFIX.format(i)}.lora_A.weight"].shape for i in range(2)} == {(4, 48)}
+    assert np.allclose(_change(out, 0), _change(source, 0), atol=1e-4) and not _change(out, 1).any()
+    assert made.kept == pytest.approx(1.0)
+    check_start_lora(made.path, 4, "all")  # one rank throughout: a job can go on from it
+
+
 def test_a_lower_rank_keeps_the_largest_directions_and_says_how_much(tmp_path):
     source = _lora(tmp_path / "cat.safetensors", true_rank=8, layers=1)
     made = resize(tmp_path / "cat.safetensors", 3, tmp_path / "cat-r3.safetensors")
