@@ -43,8 +43,14 @@
   document.addEventListener("click", (e) => {
     const button = e.target.closest("button[data-merge]");
     if (!button) return;
-    const first = $("merge-rows").querySelector("select");
-    if (first) first.value = button.dataset.merge.replace(/\.safetensors$/, "");
+    const selects = [...$("merge-rows").querySelectorAll("select")];
+    if (selects.length) {
+      selects[0].value = button.dataset.merge.replace(/\.safetensors$/, "");
+      for (const other of selects.slice(1)) {  // a row holding the same file moves to one not yet picked
+        const used = new Set(selects.filter((s) => s !== other).map((s) => s.value));
+        if (used.has(other.value)) other.value = (files.find((f) => !used.has(f.name)) || {}).name || other.value;
+      }
+    }
     $("merge").open = true;
     $("merge").scrollIntoView({ behavior: "smooth", block: "start" });
   });
