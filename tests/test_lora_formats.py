@@ -46,29 +46,31 @@ def _changes(path) -> dict[str, np.ndarray]:
     return found
 
 
-def _kohya(module: str) -> str:
-    return "lora_unet_" + module.replace(".", "_")
+def _kohya(module: str, prefix: str = "lora_unet_") -> str:
+    return prefix + module.replace(".", "_")
 
 
-def test_kohya_names_with_alpha_become_ours_with_the_same_change(tmp_path):
+@pytest.mark.parametrize("prefix, note", [("lora_unet_", "kohya's key names"), ("lycoris_", "LyCORIS' key names")],
+                         ids=["kohya", "lycoris"])
+def test_kohya_names_with_alpha_become_ours_with_the_same_change(tmp_path, prefix, note):
     pairs = _pairs()
     alpha = 2.0  # a scale of alpha / rank = 0.5, folded into B
     tensors = {}
     for module, (down, up) in pairs.items():
-        tensors[f"{_kohya(module)}.lora_down.weight"] = down
-        tensors[f"{_kohya(module)}.lora_up.weight"] = up
-        tensors[f"{_kohya(module)}.alpha"] = np.array(alpha, np.float32)
+        tensors[f"{_kohya(module, prefix)}.lora_down.weight"] = down
+        tensors[f"{_kohya(module, prefix)}.lora_up.weight"] = up
+        tensors[f"{_kohya(module, prefix)}.alpha"] = np.array(alpha, np.float32)
     source = tmp_path / "musubi.safetensors"
     source.write_bytes(encode(tensors, "F32", {"ss_network_dim": "4", "ss_network_alpha": "2"}))
     assert needs_converting(read_header(source))
     made = convert(source, tmp_path / "ours.safetensors")
-    assert made.notes == ["kohya's key names"] and made.modules == len(pairs)
+    assert made.notes == [note] and made.modules == len(pairs)
     changes = _changes(tmp_path / "ours.safetensors")
     assert set(changes) == set(pairs)  # the refiner's layers too: noise_refiner.0.attention.to_q, ...
     for module, (down, up) in pairs.items():
         np.testing.assert_allclose(changes[module], alpha / RANK * up @ down, rtol=1e-5, atol=1e-5)
     header = read_header(tmp_path / "ours.safetensors")
-    assert header["__metadata__"]["converted_from"] == "kohya's key names"
+    assert header["__metadata__"]["converted_from"] == note
     assert header["__metadata__"]["ss_network_dim"] == "4"  # the rest of the metadata kept
     assert not any(key.endswith(".alpha") for key in header) and not needs_converting(header)
 
@@ -138,3 +140,21 @@ def test_a_half_layer_or_a_fused_layer_that_does_not_split_is_refused(tmp_path):
                            "F32", {}))
     with pytest.raises(LoraFileError, match="do not split into 3 equal parts"):
         converted_if_needed(odd)
+
+
+def test_a_lokr_in_lycoris_names_becomes_ours(tmp_path):
+    """A LoKr as the LyCORIS library writes it (SimpleTuner's): `lycoris_<module with underscores>.lokr_w1`, ...."""
+    rng = np.random.default_rng(0)
+    tensors = {}
+    for module in ("layers.0.attention.to_q", "layers.1.feed_forward.w2"):
+        tensors[f"{_kohya(module, 'lycoris_')}.lokr_w1"] = rng.normal(size=(4, 4)).astype(np.float32)
+        tensors[f"{_kohya(module, 'lycoris_')}.lokr_w2_a"] = rng.normal(size=(16, 2)).astype(np.float32)
+        tensors[f"{_kohya(module, 'lycoris_')}.lokr_w2_b"] = rng.normal(size=(2, 16)).astype(np.float32)
+        tensors[f"{_kohya(module, 'lycoris_')}.alpha"] = np.array(1.0, np.float32)
+    source = tmp_path / "simpletuner.safetensors"
+    source.write_bytes(encode(tensors, "F32", {}))
+    made = convert(source, tmp_path / "ours.safetensors")
+    assert made.notes == ["LyCORIS' key names"] and made.modules == 2
+    header = read_header(tmp_path / "ours.safetensors")
+    assert "diffusion_model.layers.1.feed_forward.w2.lokr_w2_b" in header
+    assert "diffusion_model.layers.0.attention.to_q.alpha" in header and not needs_converting(header)

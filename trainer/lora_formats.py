@@ -3,7 +3,7 @@
 folded into B. Read as such by the trainer ("Train further"), Try the LoRA, Make smaller and ComfyUI.
 
 - kohya and musubi-tuner: `lora_unet_layers_0_attention_to_q.lora_down.weight`, `.lora_up.weight` and `.alpha`
-  (the module's dots written as underscores);
+  (the module's dots written as underscores); the LyCORIS library (SimpleTuner's files) alike as `lycoris_layers_0_…`;
 - `lora_down`/`lora_up` under dotted names, and the prefixes `transformer.`, `base_model.model.`;
 - the layout of Z-Image's original checkpoint (ComfyUI's): the attention's q, k and v as one `attention.qkv` (its
   B split into three blocks of rows, each with the same A, columns that are zero for a block dropped: the change is
@@ -30,7 +30,9 @@ PARTS = {".lora_A.weight": "A", ".lora_down.weight": "A", ".lora_B.weight": "B",
          ".alpha": "alpha", **{f".{part}": part for part in ("lokr_w1", "lokr_w1_a", "lokr_w1_b", "lokr_w2",
                                                                "lokr_w2_a", "lokr_w2_b")}}
 DOTTED = ("diffusion_model.", "transformer.", "base_model.model.")
-UNDERSCORED = ("lora_unet_", "lora_transformer_")
+KOHYA = ("lora_unet_", "lora_transformer_")
+LYCORIS = ("lycoris_",)  # the LyCORIS library's own names (lycoris-lora's networks: SimpleTuner's LoKrs and LoRAs)
+UNDERSCORED = KOHYA + LYCORIS
 BLOCK = re.compile(r"(layers|noise_refiner|context_refiner)_(\d+)_(\w+)")
 # a block's Linears, underscored -> dotted (the original checkpoint's fused qkv and out among them)
 SUBMODULES = {"attention_to_q": "attention.to_q", "attention_to_k": "attention.to_k",
@@ -166,8 +168,10 @@ def convert(source: Path, target: Path) -> Converted:
 
 
 def _notes(keys) -> list[str]:
-    if any(key.startswith(UNDERSCORED) for key in keys):
+    if any(key.startswith(KOHYA) for key in keys):
         return ["kohya's key names"]
+    if any(key.startswith(LYCORIS) for key in keys):
+        return ["LyCORIS' key names"]
     if any(key.endswith((".lora_down.weight", ".lora_up.weight")) for key in keys):
         return ["lora_down/lora_up names"]
     return []
