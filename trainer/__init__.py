@@ -19,6 +19,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         events,
         hub_publish,
         jobs_api,
+        library_tools_api,
         lora_import,
         names,
         pages,
@@ -52,8 +53,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     def job_state(exc):
         return error_response(str(exc), 409)
 
-    for module in (pages, jobs_api, renders_api, catalog_api, events, names, storage, bundle, variants, hub_publish,
-                   pod_api, timelapse, lora_import, trash):
+    for module in (pages, jobs_api, renders_api, catalog_api, library_tools_api, events, names, storage, bundle,
+                   variants, hub_publish, pod_api, timelapse, lora_import, trash):
         app.register_blueprint(module.bp)
     events.end_streams_on_shutdown()
     return app

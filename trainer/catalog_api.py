@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from urllib.parse import quote
@@ -235,94 +234,6 @@ def delete_library_file(name):
     drop_library_renders(safe_name(name))
     entry, removed = trash_lora(workspace(), safe_name(name))  # kept a while in Recently deleted
     return jsonify({"deleted": name, "removed": [str(p) for p in removed], "trash": entry})
-
-
-@bp.post("/api/library/files/<name>/resize")
-def resize_library_file(name):
-    """{"rank": N}: a smaller copy of the LoRA at rank N, beside it in the library (and ComfyUI's loras) as
-    <name>-r<N>.safetensors (trainer.lora_resize); says how much of the LoRA's change it keeps."""
-    from trainer.lora_resize import resize
-
-    source = confined(workspace().loras, safe_name(name))
-    if not source.is_file():
-        raise ApiError(f"The library has no file {name!r}.", 404)
-    rank = json_body().get("rank")
-    if isinstance(rank, bool) or not isinstance(rank, int):
-        raise ApiError("'rank' must be a whole number: the smaller file's LoRA rank.", 422)
-    target = source.with_name(f"{source.stem}-r{rank}.safetensors")
-    if target.exists():
-        raise ApiError(f"{target.name} is in the library already; delete it first to make it again.", 409)
-    try:
-        made = resize(source, rank, target)
-    except LoraFileError as exc:
-        raise ApiError(str(exc), 422) from None
-    if library.source_file(source).is_file():  # a copy of a LoRA from a link: the same source (its trigger words)
-        library.write_source(target, read_json(library.source_file(source), {}) or {})
-    placed = library.also_in_comfyui(workspace(), target)
-    return jsonify({"file": target.name, "rank": made.rank, "from_rank": made.from_rank, "kept": round(made.kept, 4),
-                    "size": made.size, "from_size": source.stat().st_size,
-                    "placed": [str(path) for path in placed]}), 201
-
-
-@bp.post("/api/library/merge")
-def merge_library_files():
-    """{"files": [{"file", "strength"}, ...] (2-4 LoRAs of the library), "name", "rank"}: one LoRA applying them all at
-    their strengths, as chained loaders do (trainer.lora_merge): exact at the sum of their ranks, or at `rank` (each
-    layer's largest directions; `kept` says how much of the change stays). Written into the library (and ComfyUI's
-    loras) as <name>.safetensors; 409 when that name is taken."""
-    import math
-    import re
-
-    from trainer.lora_file import BASE_REPO, zimage_lora_rank
-    from trainer.lora_merge import MAX_FILES, merge
-    from trainer.names import slug
-    from trainer.recipes.zimage_turbo import NAME_PATTERN
-
-    body = json_body()
-    items = body.get("files")
-    if not isinstance(items, list) or not 2 <= len(items) <= MAX_FILES:
-        raise ApiError(f"'files' must list 2 to {MAX_FILES} LoRAs of the library: "
-                       '[{"file": "cat.safetensors", "strength": 1.0}, ...].', 422)
-    sources = []
-    for item in items:
-        strength = item.get("strength", 1.0) if isinstance(item, dict) else None
-        if not isinstance(item, dict) or not isinstance(item.get("file"), str) or isinstance(strength, bool) \
-                or not isinstance(strength, int | float) or not math.isfinite(strength) or not 0 < abs(strength) <= 2:
-            raise ApiError('Each of \'files\' is {"file": a library LoRA, "strength": a number from -2 to 2, not 0}.',
-                           422)
-        path = library.library_lora(workspace().loras, item["file"])
-        if any(path == seen for seen, _strength in sources):
-            raise ApiError(f"{path.name} is listed twice: give it once, at the strength you want.", 422)
-        try:
-            zimage_lora_rank(path, path.name)
-        except LoraFileError as exc:
-            raise ApiError(str(exc), 422) from None
-        sources.append((path, float(strength)))
-    rank = body.get("rank")
-    if rank is not None and (isinstance(rank, bool) or not isinstance(rank, int) or rank < 1):
-        raise ApiError("'rank' must be a whole number from 1 up, or null for the exact merge (the sum of the ranks).",
-                       422)
-    name = body.get("name") or slug("-".join(path.stem for path, _strength in sources))
-    if not isinstance(name, str) or not re.match(NAME_PATTERN, name):
-        raise ApiError("'name' must be 1-80 letters, digits, '.', '_' or '-', starting with a letter or digit.", 422)
-    target = confined(workspace().loras, safe_name(f"{name}.safetensors"))
-    if target.exists():
-        raise ApiError(f"{target.name} is in the library already: pick another name.", 409)
-    words = []
-    for path, _strength in sources:
-        words += [w.strip() for w in (library.trigger_of(library.lora_facts(path).metadata) or "").split(",")]
-    words = list(dict.fromkeys(w for w in words if w))
-    meta = {"name": name, "modelspec.title": name, "base_model": BASE_REPO,
-            "modelspec.architecture": "z-image-turbo/lora", "ss_base_model_version": "z-image-turbo",
-            **({"trigger_word": words[0], "modelspec.trigger_phrase": ", ".join(words)} if words else {}),
-            **({"trigger_words": json.dumps(words)} if len(words) > 1 else {})}
-    try:
-        made = merge(sources, target, rank, meta)
-    except LoraFileError as exc:
-        raise ApiError(str(exc), 422) from None
-    placed = library.also_in_comfyui(workspace(), target)
-    return jsonify({"file": target.name, "rank": made.rank, "kept": round(made.kept, 4), "size": made.size,
-                    "placed": [str(path) for path in placed]}), 201
 
 
 @bp.get("/api/library/files/<name>")

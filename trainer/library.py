@@ -160,7 +160,7 @@ class LoraFacts:
     """What the library shows of a file, from one read of its header (no tensor loaded)."""
     metadata: dict  # as safetensors_metadata gives it
     rank: int | None  # its largest, for "Make smaller"; None for a file without lora_A (a LoKr)
-    lokr: bool  # a LyCORIS LoKr: tried like a LoRA, not made smaller
+    lokr: bool  # a LyCORIS LoKr: tried, made smaller and trained further like a LoRA, not merged
     lokr_factor: int | None = None  # the LoKr factor a job training it further sets (None: none of the studio's)
     smaller: tuple = ()  # "Make smaller"'s choices: {"rank", "bytes"} (trainer.lora_resize.smaller_options)
 
