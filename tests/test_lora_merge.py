@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from trainer.lora_file import LoraFileError
+from trainer.lora_file import LoraFileError, check_start_lora
 from trainer.lora_merge import merge
 from trainer.lora_resize import encode, read_tensors
 
@@ -45,7 +45,8 @@ def test_the_merge_is_exact_at_the_sum_of_the_ranks(tmp_path):
     header, out = read_tensors(made.path)
     assert np.allclose(_change(out, 0), _change(a, 0) - 0.8 * _change(b, 0, "transformer.", 0.5), atol=1e-4)
     assert np.allclose(_change(out, 1), _change(a, 1), atol=1e-5)  # a layer only one file has: from it alone
-    assert out[f"diffusion_model.{LAYER.format(1)}.lora_A.weight"].shape == (2, 48)
+    assert out[f"diffusion_model.{LAYER.format(1)}.lora_A.weight"].shape == (5, 48)  # zero-padded to one rank
+    check_start_lora(made.path, 5, "all")  # so a job can go on from it
     assert not [key for key in out if key.endswith(".alpha") or key.startswith("transformer.")]
     meta = header["__metadata__"]
     assert json.loads(meta["merged_from"]) == [{"file": "a.safetensors", "strength": 1.0},

@@ -4,8 +4,9 @@ them, in one LoRA to share or load once.
 Each layer's change is the sum Σ wᵢ·sᵢ·Bᵢ·Aᵢ (w: the strength asked for, s: the file's alpha / rank). Stacked, that sum
 is one LoRA exactly: B = [w₁s₁B₁ … wₙsₙBₙ] beside each other, A = [A₁; …; Aₙ] below each other, of rank Σ rᵢ; so the
 merge loses nothing, and its rank is the sum of the files'. A lower `rank` keeps each layer's largest directions
-(trainer.lora_resize's QR and small SVD, as Make smaller does) and says how much of the merged change stays. Layers
-only some files have are merged from those. Torch-free (numpy), like Make smaller.
+(trainer.lora_resize.resize_pair, as Make smaller does) and says how much of the merged change stays. Layers only
+some files have are merged from those, zero-padded to the file's rank, so a job can go on from it. Torch-free
+(numpy), like Make smaller.
 
 LyCORIS LoKr files are not merged (their changes are Kronecker products: summing them is not a LoKr, and written out
 as a LoRA each layer would need the SVD of its full matrix); the error says so.
@@ -95,6 +96,12 @@ def merge(sources: list[tuple[Path, float]], target: Path, rank: int | None = No
         out[f"{prefix}.lora_A.weight"], out[f"{prefix}.lora_B.weight"] = down, up
     share = (kept / whole) ** 0.5 if whole > 0 else 1.0
     top = max(a.shape[0] for key, a in out.items() if key.endswith(".lora_A.weight"))
+    for prefix in stacked:  # one rank throughout (zero rows and columns change nothing): a job can go on from it
+        down, up = out[f"{prefix}.lora_A.weight"], out[f"{prefix}.lora_B.weight"]
+        missing = top - down.shape[0]
+        if missing:
+            out[f"{prefix}.lora_A.weight"] = np.concatenate([down, np.zeros((missing, down.shape[1]), down.dtype)])
+            out[f"{prefix}.lora_B.weight"] = np.concatenate([up, np.zeros((up.shape[0], missing), up.dtype)], axis=1)
     names = [{"file": path.name, "strength": strength} for path, strength in sources]
     meta = {**(metadata or {}), "lora_rank": str(top), "lora_alpha": str(top), "ss_network_dim": str(top),
             "ss_network_alpha": str(top), "merged_from": json.dumps(names), "merge_kept": f"{share:.4f}",
