@@ -33,14 +33,17 @@ class Holder(nn.Module):
         self.layer = nn.Linear(in_f, out_f, bias=False)
 
 
-def build(kind: str, in_f: int, out_f: int, factor: int, dev: torch.device) -> tuple[nn.Module, list[nn.Parameter]]:
+def build(kind: str, in_f: int, out_f: int, factor: int, dev: torch.device,
+          base_dtype: torch.dtype = torch.float32) -> tuple[nn.Module, list[nn.Parameter]]:
+    """The layer of `kind` with random weights: the frozen base in `base_dtype` (bf16 on a GPU, as the engine holds
+    it), the trained weights in float32."""
     from peft import LoKrConfig, LoraConfig, inject_adapter_in_model
     from peft.tuners.lokr.layer import Linear as PeftLoKrLinear
 
     from trainer.engine.lokr_train import FULL_RANK, KronLinear
 
     torch.manual_seed(0)
-    model = Holder(in_f, out_f)
+    model = Holder(in_f, out_f).to(base_dtype)
     model.requires_grad_(False)
     if kind == "lora r32":
         model = inject_adapter_in_model(LoraConfig(r=32, lora_alpha=32, target_modules=["layer"]), model)
@@ -95,9 +98,10 @@ def main(argv: list[str] | None = None) -> int:
     print("|---|---|---:|---:|---:|")
     for label, (in_f, out_f) in SHAPES.items():
         kinds = ["bare", "lora r32"] + [f"{who} f{f}" for f in args.factors for who in ("ours", "peft")]
+        base_dtype = torch.bfloat16 if gpu else torch.float32
         built = {k: build(k.split(" f")[0] if " f" in k else k, in_f, out_f,
-                          int(k.rsplit("f", 1)[1]) if " f" in k else 0, dev) for k in kinds}
-        x = torch.randn(1, tokens, in_f, device=dev, requires_grad=True)
+                          int(k.rsplit("f", 1)[1]) if " f" in k else 0, dev, base_dtype) for k in kinds}
+        x = torch.randn(1, tokens, in_f, device=dev, dtype=base_dtype, requires_grad=True)
         times = {k: [] for k in kinds}
         saved = {}
         for _ in range(args.rounds + 1):  # the first round warms up
