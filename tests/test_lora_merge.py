@@ -154,3 +154,19 @@ def test_a_bad_merge_request_says_what_to_change(library, trainer_client, change
     assert response.status_code == status, response.get_json()
     assert words in response.get_json()["error"]
     assert sorted(p.name for p in library.loras.glob("*.safetensors")) == ["cat.safetensors", "style.safetensors"]
+
+
+def test_a_merge_on_a_full_disk_says_so_and_leaves_nothing_behind(library, trainer_client, monkeypatch):
+    import errno
+    import os
+
+    def fsync(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    body = {"files": [{"file": "cat.safetensors"}, {"file": "style.safetensors"}]}
+    response = trainer_client.post("/api/library/merge", json=body)
+    assert response.status_code == 507 and response.get_json()["error"].startswith("The disk is full")
+    assert sorted(p.name for p in library.loras.iterdir() if p.is_file()) == ["cat.safetensors", "style.safetensors"]
+    monkeypatch.undo()
+    assert trainer_client.post("/api/library/merge", json=body).status_code == 201  # space again: it works
