@@ -207,3 +207,21 @@ def test_the_library_offers_a_lokr_smaller(trainer_app, trainer_client):
     assert made.get_json()["size"] < made.get_json()["from_size"] and 0 < made.get_json()["kept"] < 1
     cards = {c["file"]: c for c in trainer_client.get("/api/library").get_json()["loras"]}
     assert [o["rank"] for o in cards["kron-r4.safetensors"]["smaller"]] == [2, 1]
+
+
+def test_odd_files_in_the_library_are_listed_without_a_smaller_copy_offered(trainer_app, trainer_client):
+    """A file copied in by hand may hold anything: the listing still answers, offering no Make smaller for it."""
+    space = trainer_app.config["STUDIO_WORKSPACE"]
+    space.loras.mkdir(parents=True, exist_ok=True)
+    odd = {f"diffusion_model.{PREFIX.format(0)}.lokr_w1": np.ones(3, np.float32),  # not matrices
+           f"diffusion_model.{PREFIX.format(0)}.lokr_w2": np.ones(5, np.float32)}
+    (space.loras / "odd-kron.safetensors").write_bytes(encode(odd, "F32", {}))
+    flat = {f"diffusion_model.{PREFIX.format(0)}.lora_A.weight": np.ones(4, np.float32),
+            f"diffusion_model.{PREFIX.format(0)}.lora_B.weight": np.ones((8, 4), np.float32)}
+    (space.loras / "odd-lora.safetensors").write_bytes(encode(flat, "F32", {}))
+    (space.loras / "not-safetensors.safetensors").write_bytes(b"\x00" * 40)
+    listing = trainer_client.get("/api/library")
+    assert listing.status_code == 200
+    cards = {c["file"]: c for c in listing.get_json()["loras"]}
+    assert {name: cards[name]["smaller"] for name in cards} == {
+        "odd-kron.safetensors": [], "odd-lora.safetensors": [], "not-safetensors.safetensors": []}

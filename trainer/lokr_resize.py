@@ -48,9 +48,9 @@ def w2_rank(parts_shapes: dict[str, list[int]]) -> int:
     """The most directions a layer's w2 can have, from its parts' shapes ({part: shape}): a product's inner
     dimension, a whole matrix's smaller side."""
     if "lokr_w2_b" in parts_shapes:
-        return int(parts_shapes["lokr_w2_b"][0])
+        return int((parts_shapes["lokr_w2_b"] or [0])[0])
     shape = parts_shapes.get("lokr_w2") or [0, 0]
-    return int(min(shape[:2]))
+    return int(min(shape)) if len(shape) == 2 else 0
 
 
 def _top(w2: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, float]:
@@ -119,10 +119,10 @@ def resize_lokr(source: Path, header: dict, tensors: dict[str, np.ndarray], rank
 
 def _matrix_shape(parts: dict[str, list[int]], which: str) -> tuple[int, int]:
     """(rows, columns) of w1 or w2 as one matrix, from its parts' shapes."""
-    if f"lokr_{which}" in parts:
-        return tuple(parts[f"lokr_{which}"][:2])
-    a, b = parts.get(f"lokr_{which}_a"), parts.get(f"lokr_{which}_b")
-    return (a[0], b[1]) if a and b else (0, 0)
+    whole, a, b = parts.get(f"lokr_{which}"), parts.get(f"lokr_{which}_a"), parts.get(f"lokr_{which}_b")
+    if whole is not None:
+        return tuple(whole) if len(whole) == 2 else (0, 0)  # not a matrix: nothing to make smaller
+    return (a[0], b[1]) if a and b and len(a) == len(b) == 2 else (0, 0)
 
 
 def lokr_numel(header: dict, rank: int) -> tuple[int, int] | None:
