@@ -175,6 +175,7 @@ def test_a_job_starts_from_a_library_lora_of_its_own_shape(studio, page, viewpor
         card.locator(".smaller > summary").click()
         expect(card.locator("button[data-resize]")).to_have_text([re.compile(r"^rank 4"), re.compile(r"^rank 2"),
                                                                   re.compile(r"^rank 1")])
+        expect(card.locator("button[data-rank='2']")).to_contain_text("keeps 100%")  # a zero LoRA keeps all of nothing
         box = card.locator(".smaller-menu").bounding_box()
         assert box["x"] >= 0 and box["x"] + box["width"] <= viewport["width"] and box["y"] >= 0, box
         assert_no_sideways_scroll(page)

@@ -225,3 +225,21 @@ def test_odd_files_in_the_library_are_listed_without_a_smaller_copy_offered(trai
     cards = {c["file"]: c for c in listing.get_json()["loras"]}
     assert {name: cards[name]["smaller"] for name in cards} == {
         "odd-kron.safetensors": [], "odd-lora.safetensors": [], "not-safetensors.safetensors": []}
+
+
+def test_the_choices_say_what_each_rank_keeps_before_anything_is_written(trainer_app, trainer_client):
+    space = trainer_app.config["STUDIO_WORKSPACE"]
+    space.loras.mkdir(parents=True, exist_ok=True)
+    _lora(space.loras / "cat.safetensors", true_rank=8, layers=2)  # rank 8: choices 4, 2, 1
+    _lokr(space.loras / "kron.safetensors", w2_rank=20)  # w2 32x24: choices 16, 8, 4
+    for name, ranks in (("cat", [4, 2, 1]), ("kron", [16, 8, 4])):
+        answer = trainer_client.get(f"/api/library/files/{name}.safetensors/smaller")
+        assert answer.status_code == 200, answer.get_json()
+        options = answer.get_json()["options"]
+        assert [o["rank"] for o in options] == ranks
+        before = sorted(p.name for p in space.loras.glob("*.safetensors"))
+        for option in options:  # what the copy at that rank then keeps, to four places
+            made = trainer_client.post(f"/api/library/files/{name}.safetensors/resize", json={"rank": option["rank"]})
+            assert made.get_json()["kept"] == pytest.approx(option["kept"], abs=1e-4)
+        assert len(list(space.loras.glob("*.safetensors"))) == len(before) + 3
+    assert trainer_client.get("/api/library/files/nope.safetensors/smaller").status_code == 404

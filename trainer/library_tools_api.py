@@ -22,6 +22,23 @@ def workspace() -> Workspace:
     return current_app.config["STUDIO_WORKSPACE"]
 
 
+@bp.get("/api/library/files/<name>/smaller")
+def smaller_choices(name):
+    """Make smaller's choices for a file with what each keeps: {"options": [{"rank", "bytes", "kept"}]}, `kept` the
+    share of its change (by the Frobenius norm) a copy at that rank keeps, from each layer's singular values (the
+    file read once, about a second for a rank-32 LoRA of the full model); nothing is written."""
+    from trainer.lora_file import read_header
+    from trainer.lora_resize import kept_at, smaller_options, spectra
+
+    path = library.library_lora(workspace().loras, name)
+    try:
+        options = smaller_options(read_header(path), path.stat().st_size)
+        layers = spectra(path) if options else []
+    except LoraFileError as exc:
+        raise ApiError(str(exc), 422) from None
+    return jsonify({"options": [{**option, "kept": round(kept_at(layers, option["rank"]), 4)} for option in options]})
+
+
 @bp.post("/api/library/files/<name>/resize")
 def resize_library_file(name):
     """{"rank": N}: a smaller copy of the LoRA at rank N, beside it in the library (and ComfyUI's loras) as

@@ -141,3 +141,20 @@ def lokr_numel(header: dict, rank: int) -> tuple[int, int] | None:
         (p, q), (r, s) = _matrix_shape(parts, "w1"), _matrix_shape(parts, "w2")
         later += p * q + (rank * (r + s) + 1 if rank < min(r, s) else r * s)
     return now, later
+
+
+def lokr_spectra(name: str, tensors: dict[str, np.ndarray]) -> list[np.ndarray]:
+    """Each layer's squared singular values of scale·(w1 ⊗ w2) through w2's (‖w1‖² times w2's), largest first:
+    what resize_lokr keeps at any rank (trainer.lora_resize.kept_at)."""
+    out = []
+    for prefix, parts in _modules(tensors).items():
+        w1, w1_dim = _factor(parts, "w1", prefix, name)
+        w2, w2_dim = _factor(parts, "w2", prefix, name)
+        dim, alpha = w2_dim or w1_dim, parts.get("alpha")
+        scale = float(alpha.reshape(-1)[0]) / dim if alpha is not None and dim else 1.0
+        gram = w2.T @ w2 if w2.shape[0] >= w2.shape[1] else w2 @ w2.T
+        if not np.isfinite(gram).all():
+            raise LoraFileError(f"{name}: the layer {prefix}'s weights are not finite.")
+        values = np.clip(np.linalg.eigvalsh(gram)[::-1], 0.0, None)
+        out.append(float(((w1 * scale) ** 2).sum()) * values)
+    return out

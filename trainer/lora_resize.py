@@ -89,18 +89,53 @@ def resize_pair(down: np.ndarray, up: np.ndarray, scale: float, rank: int) -> tu
     Directions a factor has below 1e-7 of its largest (float64 Gram: below that they carry nothing a LoRA file can
     hold) are left out; a rank-deficient factor (a LoRA stacked from copies, a change of lower rank) is read exactly."""
     up64, down64 = up.astype(np.float64), down.astype(np.float64)
-    vb, sb = _gram_basis(up64.T @ up64)
-    va, sa = _gram_basis(down64 @ down64.T)
     width = min(rank, down.shape[0])  # every layer of the new file at the rank asked for, zero-padded if need be
     new_down, new_up = np.zeros((width, down.shape[1]), np.float32), np.zeros((up.shape[0], width), np.float32)
-    if not len(sb) or not len(sa):  # a layer that changes nothing (a LoRA at step 0)
+    core = _core(down64, up64, scale)
+    if core is None:  # a layer that changes nothing (a LoRA at step 0)
         return new_down, new_up, 0.0, 0.0
-    u, s, vt = np.linalg.svd(scale * (sb[:, None] * (vb.T @ va)) * sa[None, :])
+    (vb, sb, va, sa), (u, s, vt) = core
     k = min(width, len(s))
     root = np.sqrt(s[:k])
     new_up[:, :k] = up64 @ (vb / sb[None, :]) @ (u[:, :k] * root)  # Ub · u, with Ub = up · Vb / Sb
     new_down[:k] = (root[:, None] * vt[:k]) @ ((va / sa[None, :]).T @ down64)  # vᵀ · Uaᵀ, with Uaᵀ = Vaᵀ · down / Sa
     return new_down, new_up, float((s[:k] ** 2).sum()), float((s ** 2).sum())
+
+
+def _core(down64: np.ndarray, up64: np.ndarray, scale: float):
+    """((Vb, Sb, Va, Sa), the SVD of the r x r core) of a layer's change (resize_pair); None when it changes
+    nothing."""
+    vb, sb = _gram_basis(up64.T @ up64)
+    va, sa = _gram_basis(down64 @ down64.T)
+    if not len(sb) or not len(sa):
+        return None
+    return (vb, sb, va, sa), np.linalg.svd(scale * (sb[:, None] * (vb.T @ va)) * sa[None, :])
+
+
+def spectra(path: Path) -> list[np.ndarray]:
+    """Each layer's squared singular values, largest first (a LoKr's: trainer.lokr_resize.lokr_spectra): what a
+    smaller copy at any rank keeps, without writing one (kept_at)."""
+    header, tensors = read_tensors(path)
+    pairs = _pairs(tensors)
+    if not pairs and any(".lokr_" in key for key in tensors):
+        from trainer.lokr_resize import lokr_spectra
+
+        return lokr_spectra(path.name, tensors)
+    out = []
+    for a, b, alpha in pairs.values():
+        scale = float(tensors[alpha].reshape(-1)[0]) / tensors[a].shape[0] if alpha else 1.0
+        try:
+            core = _core(tensors[a].astype(np.float64), tensors[b].astype(np.float64), scale)
+        except (np.linalg.LinAlgError, ValueError) as exc:
+            raise LoraFileError(f"{path.name}: a layer's change cannot be read ({exc}).") from None
+        out.append(core[1][1] ** 2 if core is not None else np.zeros(0))
+    return out
+
+
+def kept_at(layers: list[np.ndarray], rank: int) -> float:
+    """The share of the change (by the Frobenius norm, over all layers) a copy at `rank` keeps."""
+    whole = sum(float(values.sum()) for values in layers)
+    return (sum(float(values[:rank].sum()) for values in layers) / whole) ** 0.5 if whole > 0 else 1.0
 
 
 def _gram_basis(gram: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

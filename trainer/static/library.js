@@ -94,10 +94,23 @@
   function smaller(l, index) {
     if (!l.library_file || !(l.smaller || []).length) return "";
     const what = l.lokr ? "A copy with its larger factors at a lower rank" : "A copy at a lower rank";
-    return `<details class="smaller"><summary class="button" title="${what}: a smaller file, most of the change kept">Make smaller</summary>
+    return `<details class="smaller" data-file="${esc(l.library_file)}"><summary class="button" title="${what}: a smaller file, most of the change kept">Make smaller</summary>
       <div class="smaller-menu">${l.smaller.map((o) => `<button type="button" data-resize="${index}" data-rank="${o.rank}">rank ${o.rank}
-        <span class="muted">≈ ${studio.formatBytes(o.bytes)}</span></button>`).join("")}</div></details>`;
+        <span class="muted">≈ ${studio.formatBytes(o.bytes)}<span data-kept></span></span></button>`).join("")}</div></details>`;
   }
+  // opened, the menu says what each rank keeps of the change (the server reads the file's layers once)
+  document.getElementById("library").addEventListener("toggle", async (ev) => {
+    const menu = ev.target;
+    if (!menu.matches || !menu.matches("details.smaller") || !menu.open || menu.dataset.kept) return;
+    menu.dataset.kept = "asked";
+    try {
+      const { options } = await studio.api(`/api/library/files/${encodeURIComponent(menu.dataset.file)}/smaller`);
+      for (const o of options) {
+        const slot = menu.querySelector(`button[data-rank="${o.rank}"] [data-kept]`);
+        if (slot) slot.textContent = `, keeps ${Math.round(o.kept * 100)}%`;
+      }
+    } catch (e) { delete menu.dataset.kept; }  // the sizes still show; asked again when opened again
+  }, true);
   async function resize(index, rank, button) {
     const l = loras[index];
     button.disabled = true;
