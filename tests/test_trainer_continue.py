@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import trainer
 from tests.test_trainer_worker import _job, _worker
-from trainer.library import safetensors_metadata
+from trainer.library_facts import safetensors_metadata
 
 
 def job_lora_name(job) -> str:

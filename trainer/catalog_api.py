@@ -13,7 +13,7 @@ from studio.atomic import read_json
 from studio.thumbnails import UnreadableImage, cached_thumbnail
 from studio.web import ApiError, json_body
 from studio.workspace import Workspace, confined, safe_name
-from trainer import library
+from trainer import library, library_facts
 from trainer.dataset_checks import IMAGE_SUFFIXES
 from trainer.lokr_layout import factor_of
 from trainer.lora_file import LoraFileError, lokr_modules, lora_ranks, read_header
@@ -145,7 +145,7 @@ def library_list():
             copy = library.library_copy(workspace(), job, jobs_root / job.id / e["path"])
             entries.append({**e, "library_file": copy.name if copy else None})
     for e in entries:
-        facts = library.lora_facts(jobs_root / e["job_id"] / e["path"])
+        facts = library_facts.lora_facts(jobs_root / e["job_id"] / e["path"])
         e.update(rank=facts.rank, lokr=facts.lokr, lokr_factor=facts.lokr_factor, smaller=list(facts.smaller))
         e["download_url"] = f"/api/jobs/{e['job_id']}/files/{e['path']}"
         if e["samples"]:
@@ -169,7 +169,7 @@ def _loose_files(entries: list[dict], jobs: list) -> list[dict]:
         if path.name in known:
             continue
         stat = path.stat()
-        facts = library.lora_facts(path)
+        facts = library_facts.lora_facts(path)
         meta = facts.metadata
         job, step = checkpoints.get((stat.st_dev, stat.st_ino), (None, None))
         # its pictures: a checkpoint's previews at its step, else the latest render tried of it on its own page
@@ -183,7 +183,7 @@ def _loose_files(entries: list[dict], jobs: list) -> list[dict]:
                       "metadata": meta, "samples": shown, "rank": facts.rank, "lokr": facts.lokr,
                       "lokr_factor": facts.lokr_factor, "smaller": list(facts.smaller),
                       "leak": library.leak_summary([shown]) if shown and shown.get("pairs") else None,
-                      "trigger_word": library.trigger_of(meta),
+                      "trigger_word": library_facts.trigger_of(meta),
                       "library_file": path.name, "download_url": f"/api/library/files/{quote(path.name)}"})
     return loose
 
@@ -218,7 +218,7 @@ def library_files():
         lokr = bool(lokr_modules(header))
         files.append({"name": path.stem, "size": stat.st_size, "modified": stat.st_mtime,
                       "rank": ranks[0] if len(ranks) == 1 else None, "lora_targets": meta.get("lora_targets"),
-                      "trigger_word": library.trigger_of(meta), "lokr": lokr,
+                      "trigger_word": library_facts.trigger_of(meta), "lokr": lokr,
                       "lokr_factor": factor_of(header)})
     return jsonify({"files": sorted(files, key=lambda f: -f["modified"])})
 

@@ -7,20 +7,17 @@ import json
 import logging
 import os
 import shutil
-from dataclasses import dataclass
 from pathlib import Path
 
 from flask import request, send_file
 
-from studio.atomic import atomic_write_json, place_file, read_json
+from studio.atomic import place_file
 from studio.jobs import Job
 from studio.thumbnails import PREVIEW_SIZE, UnreadableImage, cached_thumbnail
 from studio.web import ApiError
 from studio.workspace import Workspace, confined, safe_name
 from trainer.leak import LEAKS, mean_share
-from trainer.lokr_layout import factor_of
-from trainer.lora_file import LoraFileError, lokr_modules, lora_ranks, read_header
-from trainer.lora_resize import smaller_options
+from trainer.library_facts import safetensors_metadata
 from trainer.step_dirs import step_dirs
 
 log = logging.getLogger(__name__)
@@ -153,71 +150,6 @@ def remove_job_files(workspace: Workspace, job_id: str) -> None:
         return
     except OSError as exc:
         log.warning("could not remove all of %s: %s", folder, exc)
-
-
-@dataclass(frozen=True)
-class LoraFacts:
-    """What the library shows of a file, from one read of its header (no tensor loaded)."""
-    metadata: dict  # as safetensors_metadata gives it
-    rank: int | None  # its largest, for "Make smaller"; None for a file without lora_A (a LoKr)
-    lokr: bool  # a LyCORIS LoKr: tried, made smaller and trained further like a LoRA, not merged
-    lokr_factor: int | None = None  # the LoKr factor a job training it further sets (None: none of the studio's)
-    smaller: tuple = ()  # "Make smaller"'s choices: {"rank", "bytes"} (trainer.lora_resize.smaller_options)
-
-
-def lora_facts(path: Path) -> LoraFacts:
-    try:
-        header = read_header(path)
-        size = path.stat().st_size
-    except (LoraFileError, OSError):
-        return LoraFacts({}, None, False)
-    ranks = lora_ranks(header)
-    lokr = bool(lokr_modules(header))
-    return LoraFacts({**_from_source(path), **_metadata(header)}, max(ranks.values()) if ranks else None, lokr,
-                     factor_of(header), tuple(smaller_options(header, size)))
-
-
-# A LoRA added from a link is kept byte for byte (its hash still finds it on Civitai and in LoRA managers): where it
-# came from, and what Civitai says of it, live beside it in trainer/loras/.sources/<file>.json.
-SOURCES_DIR = ".sources"
-
-
-def source_file(path: Path) -> Path:
-    """The record of where the library file `path` came from (it may not exist)."""
-    return path.parent / SOURCES_DIR / f"{path.name}.json"
-
-
-def write_source(path: Path, source: dict) -> None:
-    atomic_write_json(source_file(path), source)
-
-
-def _from_source(path: Path) -> dict:
-    """The record as metadata keys the pages read (the file's own keys win over them)."""
-    source = read_json(source_file(path), {}) or {}
-    words = [str(word) for word in source.get("trigger_words") or [] if str(word).strip()]
-    keys = {"source_url": source.get("url"), "civitai_url": source.get("civitai_url"),
-            "modelspec.title": source.get("title"), "modelspec.trigger_phrase": ", ".join(words)}
-    return {key: str(value) for key, value in keys.items() if value}
-
-
-def trigger_of(meta: dict) -> str | None:
-    """A LoRA file's trigger word(s) from its metadata: modelspec's phrase, else the studio's key."""
-    return meta.get("modelspec.trigger_phrase") or meta.get("trigger_word") or None
-
-
-def safetensors_metadata(path: Path) -> dict:
-    """The `__metadata__` of a .safetensors header, read without loading any tensor."""
-    try:
-        return _metadata(read_header(path))
-    except LoraFileError:
-        return {}
-
-
-def _metadata(header: dict) -> dict:
-    meta = header.get("__metadata__") if isinstance(header.get("__metadata__"), dict) else {}
-    meta = {str(k): str(v) for k, v in meta.items()}
-    meta["tensors"] = str(len([k for k in header if k != "__metadata__"]))
-    return meta
 
 
 NO_TRIGGER_SUFFIX = "_notrigger"  # trainer.engine.sampling writes <i>.png (LoRA on) and <i>_notrigger.png

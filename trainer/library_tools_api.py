@@ -12,7 +12,7 @@ from flask import Blueprint, current_app, jsonify
 from studio.atomic import read_json
 from studio.web import ApiError, json_body
 from studio.workspace import Workspace, confined, safe_name
-from trainer import library
+from trainer import library, library_facts
 from trainer.lora_file import LoraFileError
 
 bp = Blueprint("library_tools", __name__)
@@ -58,8 +58,8 @@ def resize_library_file(name):
         made = resize(source, rank, target)
     except LoraFileError as exc:
         raise ApiError(str(exc), 422) from None
-    if library.source_file(source).is_file():  # a copy of a LoRA from a link: the same source (its trigger words)
-        library.write_source(target, read_json(library.source_file(source), {}) or {})
+    if library_facts.source_file(source).is_file():  # a copy of a LoRA from a link: the same source (its trigger words)
+        library_facts.write_source(target, read_json(library_facts.source_file(source), {}) or {})
     placed = library.also_in_comfyui(workspace(), target)
     return jsonify({"file": target.name, "rank": made.rank, "from_rank": made.from_rank, "kept": round(made.kept, 4),
                     "size": made.size, "from_size": source.stat().st_size,
@@ -142,7 +142,8 @@ def _merged_metadata(name: str, sources: list[tuple[Path, float]]) -> dict[str, 
 
     words = []
     for path, _strength in sources:
-        words += [w.strip() for w in (library.trigger_of(library.lora_facts(path).metadata) or "").split(",")]
+        phrase = library_facts.trigger_of(library_facts.lora_facts(path).metadata) or ""
+        words += [w.strip() for w in phrase.split(",")]
     words = list(dict.fromkeys(w for w in words if w))
     return {"name": name, "modelspec.title": name, "base_model": BASE_REPO,
             "modelspec.architecture": "z-image-turbo/lora", "ss_base_model_version": "z-image-turbo",

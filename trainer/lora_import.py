@@ -29,7 +29,7 @@ from app.url_import import check_url, direct_link
 from studio.jobs import JobError
 from studio.web import ApiError, json_body
 from studio.workspace import confined
-from trainer import civitai, hf_lora_link, library
+from trainer import civitai, hf_lora_link, library, library_facts
 from trainer.lora_file import LoraFileError, zimage_lora_rank
 from trainer.lora_formats import converted_if_needed
 
@@ -126,7 +126,7 @@ def import_lora():
         finally:
             incoming.unlink(missing_ok=True)
         # where it came from (from Civitai its title and trigger words too), beside the file left byte for byte
-        library.write_source(space.loras / name, {"url": given} if not found else {
+        library_facts.write_source(space.loras / name, {"url": given} if not found else {
             "url": given, "civitai_url": found.page, "title": found.title, "trigger_words": found.trigger_words})
         placed = [str(path) for path in library.also_in_comfyui(space, space.loras / name)]
         how = f", converted from {' and '.join(converted.notes)}" if converted and converted.notes else ""

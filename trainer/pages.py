@@ -11,7 +11,7 @@ from flask import Blueprint, current_app, render_template, request
 from studio import exports
 from studio.model_status import format_bytes
 from studio.workspace import UnsafePathError, safe_name
-from trainer import library
+from trainer import library, library_facts
 from trainer.export_triggers import trigger_words
 from trainer.jobs_api import load_job
 
@@ -61,10 +61,10 @@ def library_try_page(name):
     """Try a file of the LoRA library that no training job of this pod made (a LoRA added from a link, a smaller
     copy): the job page's Try panel on its own."""
     path = library.library_lora(current_app.config["STUDIO_WORKSPACE"].loras, name)
-    facts = library.lora_facts(path)
+    facts = library_facts.lora_facts(path)
     meta = facts.metadata
     lora = {"name": path.stem, "file": path.name, "size": format_bytes(path.stat().st_size),
-            "rank": facts.rank, "trigger": library.trigger_of(meta), "lokr": facts.lokr,
+            "rank": facts.rank, "trigger": library_facts.trigger_of(meta), "lokr": facts.lokr,
             "resized_from": meta.get("resized_from"), "converted_from": meta.get("converted_from"),
             "civitai": meta["civitai_url"] if str(meta.get("civitai_url", "")).startswith(("https://", "http://"))
             else None,

@@ -12,7 +12,7 @@ from flask import Blueprint, jsonify, request
 from studio.jobs import Job
 from studio.web import ApiError, json_body
 from studio.workspace import confined, safe_name
-from trainer import library, renders
+from trainer import library, library_facts, renders
 from trainer.jobs_api import announce, keep_states_honest, load_job, settings, store, workspace
 from trainer.lora_file import LoraFileError, zimage_lora_rank
 from trainer.preview_prompts import PreviewPrompt, parse
@@ -213,7 +213,7 @@ def _library_quantize() -> str:
 def list_library_renders(name):
     keep_states_honest()
     path = library.library_lora(workspace().loras, name)
-    trigger = library.trigger_of(library.lora_facts(path).metadata) or ""
+    trigger = library_facts.trigger_of(library_facts.lora_facts(path).metadata) or ""
     choices = [{"value": "final", "label": path.stem, "step": None}]
     defaults = renders.DEMO_DEFAULTS if settings().demo else renders.LIBRARY_DEFAULTS
     return _listing(library_renders(path.name), choices,
@@ -228,7 +228,7 @@ def create_library_render(name):
         zimage_lora_rank(path, path.name)
     except LoraFileError as exc:
         raise ApiError(str(exc), 422) from None
-    trigger = library.trigger_of(library.lora_facts(path).metadata) or ""
+    trigger = library_facts.trigger_of(library_facts.lora_facts(path).metadata) or ""
     try:
         config = renders.parse_library(json_body(), path.name, trigger, _library_quantize(), settings().demo,
                                        workspace().loras)

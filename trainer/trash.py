@@ -25,13 +25,13 @@ from studio.atomic import atomic_write_json, read_json
 from studio.jobs import Job, JobStore
 from studio.web import ApiError
 from studio.workspace import Workspace, confined, safe_name
-from trainer import library
+from trainer import library, library_facts
 from trainer.storage import folder_bytes
 
 bp = Blueprint("trainer_trash", __name__)
 TRASH_DIR = ".trash"  # under trainer/
 MANIFEST = "deleted.json"
-SOURCE = "source.json"  # a library file's record of where it came from (library.source_file)
+SOURCE = "source.json"  # a library file's record of where it came from (library_facts.source_file)
 TRASH_DAYS = 7
 DAY_S = 86400
 _restoring = threading.Lock()
@@ -79,8 +79,8 @@ def trash_lora(workspace: Workspace, name: str) -> tuple[str, list[Path]]:
         os.link(path, entry / path.name)  # the same file, kept by the trash's name once the library's goes
     except OSError:  # a disk without hard links
         shutil.copy2(path, entry / path.name)
-    if library.source_file(path).is_file():  # where it came from goes along
-        os.replace(library.source_file(path), entry / SOURCE)
+    if library_facts.source_file(path).is_file():  # where it came from goes along
+        os.replace(library_facts.source_file(path), entry / SOURCE)
     return entry.name, library.remove_from_library(workspace, path.name)
 
 
@@ -136,8 +136,8 @@ def _restore(workspace: Workspace, store: JobStore, entry_id: str) -> dict:
         target.parent.mkdir(parents=True, exist_ok=True)
         os.replace(entry / name, target)
         if (entry / SOURCE).is_file():
-            library.source_file(target).parent.mkdir(exist_ok=True)
-            os.replace(entry / SOURCE, library.source_file(target))
+            library_facts.source_file(target).parent.mkdir(exist_ok=True)
+            os.replace(entry / SOURCE, library_facts.source_file(target))
         library.also_in_comfyui(workspace, target)
         restored = {"kind": "lora", "file": name, "name": name}
     else:

@@ -1,0 +1,78 @@
+"""What a file of the LoRA library is, read from its .safetensors header without loading a tensor (torch-free, for
+the web pages): its metadata (with what the record of where it came from adds), rank, kind (LoRA or LyCORIS LoKr),
+LoKr factor, trigger words and Make smaller's choices."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from studio.atomic import atomic_write_json, read_json
+from trainer.lokr_layout import factor_of
+from trainer.lora_file import LoraFileError, lokr_modules, lora_ranks, read_header
+from trainer.lora_resize import smaller_options
+
+
+@dataclass(frozen=True)
+class LoraFacts:
+    """What the library shows of a file, from one read of its header (no tensor loaded)."""
+    metadata: dict  # as safetensors_metadata gives it
+    rank: int | None  # its largest, for "Make smaller"; None for a file without lora_A (a LoKr)
+    lokr: bool  # a LyCORIS LoKr: tried, made smaller and trained further like a LoRA, not merged
+    lokr_factor: int | None = None  # the LoKr factor a job training it further sets (None: none of the studio's)
+    smaller: tuple = ()  # "Make smaller"'s choices: {"rank", "bytes"} (trainer.lora_resize.smaller_options)
+
+
+def lora_facts(path: Path) -> LoraFacts:
+    try:
+        header = read_header(path)
+        size = path.stat().st_size
+    except (LoraFileError, OSError):
+        return LoraFacts({}, None, False)
+    ranks = lora_ranks(header)
+    lokr = bool(lokr_modules(header))
+    return LoraFacts({**_from_source(path), **_metadata(header)}, max(ranks.values()) if ranks else None, lokr,
+                     factor_of(header), tuple(smaller_options(header, size)))
+
+
+# A LoRA added from a link is kept byte for byte (its hash still finds it on Civitai and in LoRA managers): where it
+# came from, and what Civitai says of it, live beside it in trainer/loras/.sources/<file>.json.
+SOURCES_DIR = ".sources"
+
+
+def source_file(path: Path) -> Path:
+    """The record of where the library file `path` came from (it may not exist)."""
+    return path.parent / SOURCES_DIR / f"{path.name}.json"
+
+
+def write_source(path: Path, source: dict) -> None:
+    atomic_write_json(source_file(path), source)
+
+
+def _from_source(path: Path) -> dict:
+    """The record as metadata keys the pages read (the file's own keys win over them)."""
+    source = read_json(source_file(path), {}) or {}
+    words = [str(word) for word in source.get("trigger_words") or [] if str(word).strip()]
+    keys = {"source_url": source.get("url"), "civitai_url": source.get("civitai_url"),
+            "modelspec.title": source.get("title"), "modelspec.trigger_phrase": ", ".join(words)}
+    return {key: str(value) for key, value in keys.items() if value}
+
+
+def trigger_of(meta: dict) -> str | None:
+    """A LoRA file's trigger word(s) from its metadata: modelspec's phrase, else the studio's key."""
+    return meta.get("modelspec.trigger_phrase") or meta.get("trigger_word") or None
+
+
+def safetensors_metadata(path: Path) -> dict:
+    """The `__metadata__` of a .safetensors header, read without loading any tensor."""
+    try:
+        return _metadata(read_header(path))
+    except LoraFileError:
+        return {}
+
+
+def _metadata(header: dict) -> dict:
+    meta = header.get("__metadata__") if isinstance(header.get("__metadata__"), dict) else {}
+    meta = {str(k): str(v) for k, v in meta.items()}
+    meta["tensors"] = str(len([k for k in header if k != "__metadata__"]))
+    return meta
