@@ -22,7 +22,7 @@ import numpy as np
 
 from studio.atomic import atomic_write_bytes
 from trainer.lora_file import LoraFileError, lokr_modules
-from trainer.lora_resize import encode, read_tensors, resize_pair
+from trainer.lora_resize import encode, lora_layers, read_tensors, resize_pair
 
 MAX_FILES = 4
 SUFFIXES = (".lora_A.weight", ".lora_B.weight", ".alpha")
@@ -37,21 +37,11 @@ class Merged:
 
 
 def _layers(name: str, header: dict, tensors: dict[str, np.ndarray]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """{layer key prefix: (A, B with the file's alpha / rank folded in)} of one LoRA file."""
+    """{layer key prefix in this studio's names: (A, B with the file's alpha / rank folded in)} of one LoRA file."""
     if lokr_modules(header):
         raise LoraFileError(f"{name} is a LyCORIS LoKr: only LoRAs are merged (try the two together with With "
                             "instead, or chain them in ComfyUI).")
-    out = {}
-    for key, down in tensors.items():
-        if not key.endswith(".lora_A.weight"):
-            continue
-        prefix = key[: -len(".lora_A.weight")]
-        up = tensors.get(f"{prefix}.lora_B.weight")
-        if up is None or down.ndim != 2 or up.ndim != 2 or up.shape[1] != down.shape[0]:
-            raise LoraFileError(f"{name}: the layer {prefix} has no lora_B of its rank beside its lora_A.")
-        alpha = tensors.get(f"{prefix}.alpha")
-        scale = float(alpha.reshape(-1)[0]) / down.shape[0] if alpha is not None else 1.0
-        out[_ours(prefix)] = (down, up * scale)
+    out = {_ours(prefix): (down, up * scale) for prefix, (down, up, scale) in lora_layers(tensors, name).items()}
     if not out:
         raise LoraFileError(f"{name} holds no lora_A/lora_B pairs to merge.")
     return out

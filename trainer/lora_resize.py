@@ -66,16 +66,18 @@ def _tensor(handle, start: int, key: str, info: dict, name: str) -> np.ndarray:
     return values.astype(np.float32).reshape(info["shape"])
 
 
-def _pairs(tensors: dict[str, np.ndarray]) -> dict[str, tuple[str, str, str | None]]:
-    """{module key prefix: (A key, B key, alpha key or None)}."""
+def lora_layers(tensors: dict[str, np.ndarray], name: str) -> dict[str, tuple[np.ndarray, np.ndarray, float]]:
+    """{module key prefix: (A, B, scale)} of a LoRA file's layers, scale = alpha / rank where the file has alpha
+    (else 1): the change is scale·B·A. LoraFileError when a lora_A has no lora_B of its rank beside it."""
     out = {}
-    for key in tensors:
-        if key.endswith(".lora_A.weight"):
-            prefix = key[: -len(".lora_A.weight")]
-            up = f"{prefix}.lora_B.weight"
-            if up not in tensors:
-                raise LoraFileError(f"{key} has no lora_B beside it.")
-            out[prefix] = (key, up, f"{prefix}.alpha" if f"{prefix}.alpha" in tensors else None)
+    for key, down in tensors.items():
+        if not key.endswith(".lora_A.weight"):
+            continue
+        prefix = key[: -len(".lora_A.weight")]
+        up, alpha = tensors.get(f"{prefix}.lora_B.weight"), tensors.get(f"{prefix}.alpha")
+        if up is None or down.ndim != 2 or up.ndim != 2 or up.shape[1] != down.shape[0]:
+            raise LoraFileError(f"{name}: the layer {prefix} has no lora_B of its rank beside its lora_A.")
+        out[prefix] = (down, up, float(alpha.reshape(-1)[0]) / down.shape[0] if alpha is not None else 1.0)
     return out
 
 
@@ -115,17 +117,16 @@ def _core(down64: np.ndarray, up64: np.ndarray, scale: float):
 def spectra(path: Path) -> list[np.ndarray]:
     """Each layer's squared singular values, largest first (a LoKr's: trainer.lokr_resize.lokr_spectra): what a
     smaller copy at any rank keeps, without writing one (kept_at)."""
-    header, tensors = read_tensors(path)
-    pairs = _pairs(tensors)
-    if not pairs and any(".lokr_" in key for key in tensors):
+    _header, tensors = read_tensors(path)
+    layers = lora_layers(tensors, path.name)
+    if not layers and any(".lokr_" in key for key in tensors):
         from trainer.lokr_resize import lokr_spectra
 
         return lokr_spectra(path.name, tensors)
     out = []
-    for a, b, alpha in pairs.values():
-        scale = float(tensors[alpha].reshape(-1)[0]) / tensors[a].shape[0] if alpha else 1.0
+    for down, up, scale in layers.values():
         try:
-            core = _core(tensors[a].astype(np.float64), tensors[b].astype(np.float64), scale)
+            core = _core(down.astype(np.float64), up.astype(np.float64), scale)
         except (np.linalg.LinAlgError, ValueError) as exc:
             raise LoraFileError(f"{path.name}: a layer's change cannot be read ({exc}).") from None
         out.append(core[1][1] ** 2 if core is not None else np.zeros(0))
@@ -151,22 +152,21 @@ def _gram_basis(gram: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def resize(source: Path, rank: int, target: Path) -> Resized:
     """Writes `target`: `source` at `rank` (lower than its own). LoraFileError with a sentence when it cannot."""
     header, tensors = read_tensors(source)
-    pairs = _pairs(tensors)
-    if not pairs and any(".lokr_" in key for key in tensors):  # a LyCORIS LoKr: its larger factors get the rank
+    layers = lora_layers(tensors, source.name)
+    if not layers and any(".lokr_" in key for key in tensors):  # a LyCORIS LoKr: its larger factors get the rank
         from trainer.lokr_resize import resize_lokr
 
         return resize_lokr(source, header, tensors, rank, target)
-    if not pairs:
+    if not layers:
         raise LoraFileError(f"{source.name} holds no lora_A/lora_B pairs to make smaller.")
-    from_rank = max(tensors[a].shape[0] for a, _b, _alpha in pairs.values())
+    from_rank = max(down.shape[0] for down, _up, _scale in layers.values())
     if not 1 <= rank < from_rank:
         raise LoraFileError(f"{source.name} has rank {from_rank}: a smaller file needs a rank from 1 to "
                             f"{from_rank - 1}.")
     out, kept, whole = {}, 0.0, 0.0
-    for prefix, (a, b, alpha) in pairs.items():
-        scale = float(tensors[alpha].reshape(-1)[0]) / tensors[a].shape[0] if alpha else 1.0
+    for prefix, (down, up, scale) in layers.items():
         try:
-            down, up, part, total = resize_pair(tensors[a], tensors[b], scale, rank)
+            down, up, part, total = resize_pair(down, up, scale, rank)
         except (np.linalg.LinAlgError, ValueError) as exc:  # NaN or infinite weights, a shape that does not fit
             raise LoraFileError(f"{source.name}: the layer {prefix} cannot be made smaller ({exc}).") from None
         out[f"{prefix}.lora_A.weight"], out[f"{prefix}.lora_B.weight"] = down, up
