@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 
-from trainer.lora_file import LORA_TARGETS
+from trainer.lora_file import LOKR_FACTORS, LORA_TARGETS
 
 FACTORS = [-1, 4, 8, 16, 32]  # the choices offered: -1 splits each side near its square root (the smallest file)
 DEFAULT_FACTOR = 16
@@ -60,27 +60,38 @@ def lokr_params(factor: int, targets: str = "all", dim: int = 3840, hidden: int 
     return total * layers
 
 
-def _shape(header: dict, key: str) -> tuple[int, ...] | None:
-    info = header.get(key)
-    return tuple(int(n) for n in info.get("shape") or []) if isinstance(info, dict) else None
+LAYER_PARTS = (*LOKR_FACTORS, "alpha")  # what a LoKr file holds for each layer
+
+
+def header_layers(header: dict) -> dict[str, dict[str, list[int]]]:
+    """{layer key prefix: {part: shape}} of a LoKr file's layers, from its header."""
+    groups: dict[str, dict[str, list[int]]] = {}
+    for key, info in header.items():
+        prefix, _, part = key.rpartition(".")
+        if part in LAYER_PARTS and isinstance(info, dict):
+            groups.setdefault(prefix, {})[part] = [int(n) for n in info.get("shape") or []]
+    return {prefix: parts for prefix, parts in groups.items() if set(parts) - {"alpha"}}
+
+
+def matrix_shape(parts: dict[str, list[int]], which: str) -> tuple[int, int]:
+    """(rows, columns) of a layer's w1 or w2 as one matrix, from its parts' shapes (a · b: a's rows, b's columns);
+    (0, 0) when it is not a matrix."""
+    whole, a, b = parts.get(f"lokr_{which}"), parts.get(f"lokr_{which}_a"), parts.get(f"lokr_{which}_b")
+    if whole is not None:
+        return tuple(whole) if len(whole) == 2 else (0, 0)
+    return (a[0], b[1]) if a and b and len(a) == len(b) == 2 else (0, 0)
 
 
 def file_factors(header: dict) -> dict[str, tuple[tuple[int, int], tuple[int, int]]]:
     """{module name: (w1's shape, w2's shape)} of a LoKr file's header, a factor stored as a product a · b read as
     its product's shape; a module whose factors are not two matrices is left out."""
-    from trainer.lora_file import PREFIXES, lokr_modules
+    from trainer.lora_file import module_name
 
     out = {}
-    for module in lokr_modules(header):
-        for prefix in ("", *PREFIXES):
-            whole = [_shape(header, f"{prefix}{module}.lokr_{w}") for w in ("w1", "w2")]
-            parts = [(_shape(header, f"{prefix}{module}.lokr_{w}_a"), _shape(header, f"{prefix}{module}.lokr_{w}_b"))
-                     for w in ("w1", "w2")]
-            shapes = [w if w else (a[0], b[1]) if a and b and len(a) == len(b) == 2 else None
-                      for w, (a, b) in zip(whole, parts, strict=True)]
-            if all(s and len(s) == 2 for s in shapes):
-                out[module] = (shapes[0], shapes[1])
-                break
+    for prefix, parts in header_layers(header).items():
+        w1, w2 = matrix_shape(parts, "w1"), matrix_shape(parts, "w2")
+        if 0 not in w1 + w2:
+            out[module_name(prefix)] = (w1, w2)
     return out
 
 

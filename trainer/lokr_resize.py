@@ -16,9 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from studio.atomic import atomic_write_bytes
+from trainer.lokr_layout import LAYER_PARTS, header_layers, matrix_shape
 from trainer.lora_file import LoraFileError
-
-PARTS = ("lokr_w1", "lokr_w1_a", "lokr_w1_b", "lokr_w2", "lokr_w2_a", "lokr_w2_b", "alpha")
 
 
 def _modules(tensors: dict[str, np.ndarray]) -> dict[str, dict[str, np.ndarray]]:
@@ -28,7 +27,7 @@ def _modules(tensors: dict[str, np.ndarray]) -> dict[str, dict[str, np.ndarray]]
         prefix, _, part = key.rpartition(".")
         if part == "lokr_t2":
             raise LoraFileError(f"{prefix} is a LoKr of a convolution (lokr_t2): it cannot be made smaller here.")
-        if part in PARTS:
+        if part in LAYER_PARTS:
             found.setdefault(prefix, {})[part] = value
     return {prefix: parts for prefix, parts in found.items() if set(parts) - {"alpha"}}
 
@@ -128,28 +127,16 @@ def resize_lokr(source: Path, header: dict, tensors: dict[str, np.ndarray], rank
     return Resized(target, rank, from_rank, share, len(data))
 
 
-def _matrix_shape(parts: dict[str, list[int]], which: str) -> tuple[int, int]:
-    """(rows, columns) of w1 or w2 as one matrix, from its parts' shapes."""
-    whole, a, b = parts.get(f"lokr_{which}"), parts.get(f"lokr_{which}_a"), parts.get(f"lokr_{which}_b")
-    if whole is not None:
-        return tuple(whole) if len(whole) == 2 else (0, 0)  # not a matrix: nothing to make smaller
-    return (a[0], b[1]) if a and b and len(a) == len(b) == 2 else (0, 0)
-
-
 def lokr_numel(header: dict, rank: int) -> tuple[int, int] | None:
     """(numbers the LoKr layers hold now, numbers they hold at `rank`) from a file's header; None without LoKr layers
     or when no w2 has more than `rank` directions."""
-    groups: dict[str, dict[str, list[int]]] = {}
-    for key, info in header.items():
-        prefix, _, part = key.rpartition(".")
-        if part in PARTS and isinstance(info, dict):
-            groups.setdefault(prefix, {})[part] = [int(n) for n in info.get("shape") or []]
+    groups = header_layers(header)
     if not groups or max(w2_rank(parts) for parts in groups.values()) <= rank:
         return None
     now = later = 0
     for parts in groups.values():
         now += sum(int(np.prod(shape)) for shape in parts.values())
-        (p, q), (r, s) = _matrix_shape(parts, "w1"), _matrix_shape(parts, "w2")
+        (p, q), (r, s) = matrix_shape(parts, "w1"), matrix_shape(parts, "w2")
         later += p * q + (rank * (r + s) + 1 if rank < min(r, s) else r * s)
     return now, later
 

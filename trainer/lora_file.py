@@ -64,7 +64,9 @@ def module_name(key: str) -> str:
     return key
 
 
-LOKR_PARTS = (".lokr_w1", ".lokr_w1_a", ".lokr_w1_b", ".lokr_w2", ".lokr_w2_a", ".lokr_w2_b")
+# a LyCORIS LoKr layer's factors: w1 and w2, each whole or as the product of its _a and _b
+LOKR_FACTORS = ("lokr_w1", "lokr_w1_a", "lokr_w1_b", "lokr_w2", "lokr_w2_a", "lokr_w2_b")
+LOKR_PARTS = tuple(f".{name}" for name in LOKR_FACTORS)
 
 
 def lokr_modules(header: dict) -> set[str]:

@@ -23,12 +23,11 @@ from pathlib import Path
 import numpy as np
 
 from studio.atomic import atomic_write_bytes
-from trainer.lora_file import LoraFileError, read_header
+from trainer.lora_file import LOKR_FACTORS, LoraFileError, read_header
 from trainer.lora_resize import encode, read_tensors
 
 PARTS = {".lora_A.weight": "A", ".lora_down.weight": "A", ".lora_B.weight": "B", ".lora_up.weight": "B",
-         ".alpha": "alpha", **{f".{part}": part for part in ("lokr_w1", "lokr_w1_a", "lokr_w1_b", "lokr_w2",
-                                                               "lokr_w2_a", "lokr_w2_b")}}
+         ".alpha": "alpha", **{f".{part}": part for part in LOKR_FACTORS}}
 DOTTED = ("diffusion_model.", "transformer.", "base_model.model.")
 KOHYA = ("lora_unet_", "lora_transformer_")
 LYCORIS = ("lycoris_",)  # the LyCORIS library's own names (lycoris-lora's networks: SimpleTuner's LoKrs and LoRAs)

@@ -12,9 +12,8 @@ from pathlib import Path
 import torch
 
 from trainer.engine.errors import TrainingError
-
-PARTS = ("lokr_w1", "lokr_w1_a", "lokr_w1_b", "lokr_w2", "lokr_w2_a", "lokr_w2_b", "alpha")
-PREFIXES = ("diffusion_model.", "transformer.")
+from trainer.lokr_layout import LAYER_PARTS
+from trainer.lora_file import PREFIXES
 
 
 def _factors(parts: dict, which: str, name: str, label: str) -> tuple[torch.Tensor, ...]:
@@ -52,7 +51,7 @@ class KronDelta:
         grouped: dict[str, dict[str, torch.Tensor]] = {}
         for key, value in tensors.items():
             module, _, part = key.rpartition(".")
-            if part not in PARTS:
+            if part not in LAYER_PARTS:
                 continue
             for prefix in PREFIXES:
                 module = module.removeprefix(prefix)
