@@ -105,10 +105,13 @@
   // A field that applies to some settings only (shown_when, e.g. the LoKr factor with network lokr) is hidden
   // otherwise; its value stays in the config, as the server reads it.
   function showApplicable() {
+    // a setting a config leaves out (one copied from a job older than the setting) has its default
+    const valueOf = (key) => (key in state.config ? state.config[key]
+      : (state.recipe.fields.find((f) => f.name === key) || {}).default);
     for (const f of state.recipe.fields) {
       if (!f.shown_when) continue;
       const box = document.querySelector(`[data-field="${f.name}"]`);
-      const applies = Object.entries(f.shown_when).every(([key, values]) => values.includes(state.config[key]));
+      const applies = Object.entries(f.shown_when).every(([key, values]) => values.includes(valueOf(key)));
       if (box) box.hidden = !applies;
     }
   }
