@@ -124,10 +124,17 @@ def test_the_worker_renders_a_library_file_and_serves_its_images(client, store, 
     assert card["samples"] == {"urls": [image["url"] for image in shown["images"]],
                                "prompts": ["Base: zqx, a red circle", "LoRA 1: zqx, a red circle"]}
     assert (tries / ".thumbs" / made["id"]).is_dir()
-    # deleting the file from the library takes its renders, their images and previews
-    assert client.delete(f"/api/library/files/{path.name}").status_code == 200
+    # deleting the file from the library takes its renders, their images and previews into Recently deleted
+    gone = client.delete(f"/api/library/files/{path.name}")
+    assert gone.status_code == 200
     assert store.find(made["id"]) is None
     assert not (tries / made["id"]).exists() and not (tries / ".thumbs" / made["id"]).exists()
+    # and brought back, the file has them again, pictures and all
+    assert client.post(f"/api/trash/{gone.get_json()['trash']}/restore").status_code == 200
+    back = client.get(url_of(path)).get_json()["renders"]
+    assert [render["id"] for render in back] == [made["id"]] and back[0]["status"] == "completed"
+    assert [client.get(image["url"]).data for image in back[0]["images"]] == [
+        client.get(image["url"]).data for image in shown["images"]] and pictures
 
 
 def test_a_library_file_cannot_go_while_it_renders(client, store, settings, demo_paths):

@@ -51,7 +51,9 @@ def test_a_deleted_library_file_comes_back_with_its_comfyui_copy(client, setting
     path = library_lora(settings, demo_paths)
     data = path.read_bytes()
     (space.comfyui_loras / path.name).write_bytes(data)
+    tried = client.post(f"/api/library/files/{path.name}/renders", json=REQUEST).get_json()["render"]
     gone = client.delete(f"/api/library/files/{path.name}").get_json()
+    assert client.get(f"/api/library/files/{path.name}/renders").status_code == 404  # the file and its tries went
     assert len(gone["removed"]) == 2 and not path.exists() and not (space.comfyui_loras / path.name).exists()
     (entry,) = client.get("/api/trash").get_json()["entries"]
     assert (entry["kind"], entry["name"], entry["size"]) == ("lora", path.name, len(data))
@@ -61,6 +63,8 @@ def test_a_deleted_library_file_comes_back_with_its_comfyui_copy(client, setting
     path.unlink()
     assert client.post(f"/api/trash/{entry['id']}/restore").get_json()["restored"]["file"] == path.name
     assert path.read_bytes() == data and (space.comfyui_loras / path.name).read_bytes() == data
+    back = client.get(f"/api/library/files/{path.name}/renders").get_json()["renders"]
+    assert [(r["id"], r["status"]) for r in back] == [(tried["id"], "queued")]  # its tries came back too
 
 
 def test_the_trash_is_emptied_by_hand_or_after_its_days(client, store, settings, demo_paths):

@@ -226,13 +226,16 @@ def library_files():
 @bp.delete("/api/library/files/<name>")
 def delete_library_file(name):
     """The LoRA leaves the library for Recently deleted (trainer.trash; its copy in ComfyUI's folder goes when it is
-    the same file), with the renders tried of it on the library page. The page deletes the job it came from next
-    (DELETE /api/jobs/<id>); an API client may keep the job."""
-    from trainer.renders_api import drop_library_renders
+    the same file), with the renders tried of it on the library page (they come back with it); 409 while one of them
+    renders. The page deletes the job it came from next (DELETE /api/jobs/<id>); an API client may keep the job."""
+    from trainer.renders_api import library_renders, store
     from trainer.trash import trash_lora
 
-    drop_library_renders(safe_name(name))
-    entry, removed = trash_lora(workspace(), safe_name(name))  # kept a while in Recently deleted
+    name = safe_name(name)
+    tries = library_renders(name, limit=10_000)
+    if any(render.status == "running" for render in tries):
+        raise ApiError(f"{name} is being rendered now; delete it when that is done (it takes seconds).", 409)
+    entry, removed = trash_lora(workspace(), name, store(), tries)  # kept a while in Recently deleted, tries too
     return jsonify({"deleted": name, "removed": [str(p) for p in removed], "trash": entry})
 
 

@@ -192,16 +192,6 @@ def latest_try(name: str) -> dict | None:
             "prompts": [f"{title}: {shown['prompt']}" for title in titles]}
 
 
-def drop_library_renders(name: str) -> None:
-    """Before the library file `name` goes: its renders and their images (409 while one renders)."""
-    found = library_renders(name)
-    if any(render.status == "running" for render in found):
-        raise ApiError(f"{name} is being rendered now; delete it when that is done (it takes seconds).", 409)
-    for render in found:
-        if store().delete(render.id):
-            renders.remove_files(workspace(), render)
-
-
 def _library_quantize() -> str:
     """How a library file's renders hold the base model: float8 on a card under 30 GB (the memory presets'
     line: the 16 and 24 GB ones train in float8), bf16 otherwise and with no GPU (the demo)."""

@@ -25,13 +25,14 @@ from studio.atomic import atomic_write_json, read_json
 from studio.jobs import Job, JobStore
 from studio.web import ApiError
 from studio.workspace import Workspace, confined, safe_name
-from trainer import library, library_facts
+from trainer import library, library_facts, renders
 from trainer.storage import folder_bytes
 
 bp = Blueprint("trainer_trash", __name__)
 TRASH_DIR = ".trash"  # under trainer/
 MANIFEST = "deleted.json"
 SOURCE = "source.json"  # a library file's record of where it came from (library_facts.source_file)
+TRIES = "tries"  # in a library file's entry: the pictures of the renders tried of it
 TRASH_DAYS = 7
 DAY_S = 86400
 _restoring = threading.Lock()
@@ -53,11 +54,11 @@ def trash_job(workspace: Workspace, store: JobStore, job: Job) -> str | None:
     job = store.find(job.id)
     if job is None:
         return None
-    renders = store.list(parent_id=job.id, kind="render", limit=10_000)
+    tried = store.list(parent_id=job.id, kind="render", limit=10_000)
     entry = _entry(workspace)
     atomic_write_json(entry / MANIFEST, {"kind": "job", "name": job.name, "deleted_at": time.time(),
                                          "job": dataclasses.asdict(job),
-                                         "renders": [dataclasses.asdict(render) for render in renders]})
+                                         "renders": [dataclasses.asdict(render) for render in tried]})
     if not store.delete(job.id):  # claimed a moment ago: the caller stops it first
         shutil.rmtree(entry, ignore_errors=True)
         return None
@@ -68,13 +69,20 @@ def trash_job(workspace: Workspace, store: JobStore, job: Job) -> str | None:
     return entry.name
 
 
-def trash_lora(workspace: Workspace, name: str) -> tuple[str, list[Path]]:
+def trash_lora(workspace: Workspace, name: str, store: JobStore | None = None,
+               tries: list[Job] = ()) -> tuple[str, list[Path]]:
     """Moves a library file into the trash (its copy in ComfyUI's loras is removed, as library.remove_from_library
-    does); returns the entry's id and the paths that went."""
+    does) with `tries`, the renders tried of it (none running): their rows leave `store`, their pictures go along.
+    Returns the entry's id and the paths that went."""
     path = library.library_lora(workspace.loras, name)
     entry = _entry(workspace)
     atomic_write_json(entry / MANIFEST, {"kind": "lora", "name": path.name, "deleted_at": time.time(),
-                                         "comfyui": workspace.comfyui_loras is not None})
+                                         "comfyui": workspace.comfyui_loras is not None,
+                                         "renders": [dataclasses.asdict(render) for render in tries]})
+    for render in tries:
+        if store.delete(render.id):
+            _move(renders.folder(workspace, render), entry / TRIES / render.id)
+            renders.remove_files(workspace, render)  # what is left: the small previews, made again on demand
     try:
         os.link(path, entry / path.name)  # the same file, kept by the trash's name once the library's goes
     except OSError:  # a disk without hard links
@@ -139,11 +147,21 @@ def _restore(workspace: Workspace, store: JobStore, entry_id: str) -> dict:
             library_facts.source_file(target).parent.mkdir(exist_ok=True)
             os.replace(entry / SOURCE, library_facts.source_file(target))
         library.also_in_comfyui(workspace, target)
+        for render in manifest.get("renders") or []:  # the renders tried of it, and their pictures
+            store.restore(render)
+            _move(entry / TRIES / render["id"], workspace.trainer / renders.TRIES_DIR / render["id"])
         restored = {"kind": "lora", "file": name, "name": name}
     else:
         raise ApiError("This entry cannot be restored.", 409)
     shutil.rmtree(entry, ignore_errors=True)
     return restored
+
+
+def _move(source: Path, target: Path) -> None:
+    """A render's pictures folder to its place (nothing when it has none)."""
+    if source.is_dir():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(source, target)
 
 
 def remove(workspace: Workspace, entry_id: str | None = None) -> int:

@@ -133,6 +133,19 @@
     return others.length ? `${text} beside ${others.map((l) => l.label).join(", ")}` : text;
   }
 
+  // A render of one library file with others applied (With): the LoRA library's Merge, those files at those
+  // strengths (the one tried at 1, or at its strongest when 1 was not rendered), to keep as one file.
+  function mergeLink(render) {
+    const tried = ownOf(render);
+    const file = self || (tried.length === 1 && tried[0].final ? own : null);
+    if (render.status !== "completed" || !file || !(render.with || []).length || besideOf(render).length) return "";
+    const strength = render.strengths.includes(1) ? 1 : Math.max(...render.strengths.filter((v) => v !== 0));
+    const query = [[file, strength], ...render.with.map((w) => [w.file, w.strength])]
+      .map(([f, v]) => `merge=${encodeURIComponent(`${f.replace(/\.safetensors$/, "")}:${v}`)}`).join("&");
+    return `<a class="button" href="/library?${query}#merge" data-try-merge
+      title="These LoRAs at these strengths as one file, in the LoRA library">Merge…</a>`;
+  }
+
   function card(render) {
     const active = render.status === "queued" || render.status === "running";
     // waiting behind a training run: it can pause (a checkpoint), let the renders run, then go on by itself
@@ -147,6 +160,7 @@
         ${render.status === "completed" ? `<a class="button" href="${esc(api)}/renders/${esc(render.id)}/workflow" download data-try-workflow
           title="This render as a ComfyUI workflow (its prompt, seed, size and steps, the LoRA at ${render.strengths.includes(1) ? 1 : "its strongest"}${
           (render.with || []).length ? ", the other LoRA too" : ""}): drop it onto ComfyUI">ComfyUI</a>` : ""}
+        ${mergeLink(render)}
         <button type="button" data-try-delete="${esc(render.id)}" ${render.status === "running" ? "disabled" : ""}>Delete</button></span></div>
       <div class="try-meta">seed ${render.seed} · ${render.width}×${render.height} · ${render.steps} steps · ${esc(loraText(render))}${withText(render)}${
         render.loras.length === 1 && render.status === "completed" ? toLibrary(render.loras[0]) : ""}</div>

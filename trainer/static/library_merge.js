@@ -6,11 +6,22 @@
   const MAX = 4;
   let files = [];  // the library's LoRA files (LoKrs are not merged)
 
+  // ?merge=cat:1&merge=style:0.6 (Try it's Merge… on a render with With): those files at those strengths, once
+  const asked = new URLSearchParams(location.search).getAll("merge")
+    .map((part) => { const at = part.lastIndexOf(":"); return [part.slice(0, at), Number(part.slice(at + 1))]; });
+
   async function loadFiles() {
     try { files = (await studio.api("/api/library/files")).files.filter((f) => !f.lokr); } catch (e) { return; }
     $("merge").hidden = files.length < 2;
     const rows = $("merge-rows");
-    if (!rows.children.length) { addRow(files[0] && files[0].name); addRow(files[1] && files[1].name); }
+    if (!rows.children.length) {
+      const wanted = asked.filter(([name]) => files.some((f) => f.name === name)).slice(0, MAX);
+      if (wanted.length >= 2) {
+        for (const [name, strength] of wanted) addRow(name, strength);
+        $("merge").open = true;
+        $("merge").scrollIntoView({ block: "start" });
+      } else { addRow(files[0] && files[0].name); addRow(files[1] && files[1].name); }
+    }
     for (const select of rows.querySelectorAll("select")) fill(select, select.value);
   }
 
@@ -19,13 +30,13 @@
       f.rank ? ` · rank ${f.rank}` : ""}${f.trigger_word ? ` · ${esc(f.trigger_word)}` : ""}</option>`).join("");
   }
 
-  function addRow(name) {
+  function addRow(name, strength = 1) {
     const rows = $("merge-rows");
     if (rows.children.length >= MAX) return;
     const row = document.createElement("div");
     row.className = "merge-row";
     row.innerHTML = `<select aria-label="LoRA"></select>
-      <label>strength <input type="number" step="0.1" min="-2" max="2" value="1" aria-label="strength"></label>
+      <label>strength <input type="number" step="0.1" min="-2" max="2" value="${Number.isFinite(strength) ? strength : 1}" aria-label="strength"></label>
       <button type="button" class="remove" title="Leave this one out">✕</button>`;
     rows.append(row);
     fill(row.querySelector("select"), name);
