@@ -7,19 +7,16 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from flask import Blueprint, current_app, jsonify
+from flask import Blueprint, jsonify
 
 from studio.atomic import read_json
 from studio.web import ApiError, json_body
-from studio.workspace import Workspace, confined, safe_name
+from studio.workspace import confined, safe_name
 from trainer import library, library_facts
+from trainer.jobs_api import workspace
 from trainer.lora_file import LoraFileError
 
 bp = Blueprint("library_tools", __name__)
-
-
-def workspace() -> Workspace:
-    return current_app.config["STUDIO_WORKSPACE"]
 
 
 @bp.get("/api/library/files/<name>/smaller")
