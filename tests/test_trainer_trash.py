@@ -85,3 +85,16 @@ def test_the_trash_is_emptied_by_hand_or_after_its_days(client, store, settings,
     client.delete("/api/library/files/y.safetensors")
     assert client.delete("/api/trash").get_json()["removed"] == 1
     assert client.get("/api/trash").get_json()["entries"] == []
+
+
+def test_every_try_of_a_deleted_library_file_goes_with_it_and_comes_back(client, store, settings, demo_paths):
+    """More renders than a listing reads at once (200): none is left behind in the job store."""
+    from trainer import renders
+
+    path = library_lora(settings, demo_paths)
+    config = renders.parse_library(REQUEST, path.name, "", "none")
+    made = {store.create(renders.KIND, name=f"try {i}", config=config, total=2)[0].id for i in range(205)}
+    entry = client.delete(f"/api/library/files/{path.name}").get_json()["trash"]
+    assert not any(store.find(render_id) for render_id in made)
+    assert client.post(f"/api/trash/{entry}/restore").status_code == 200
+    assert all(store.find(render_id) for render_id in made)

@@ -170,7 +170,7 @@ def _delete(render: Job):
 def library_renders(name: str, statuses: tuple[str, ...] | None = None, limit: int = 200) -> list[Job]:
     """The renders of the library file `name`, newest first (at most `limit` of them, read as far as needed)."""
     found = []
-    for render_id in store().holders(renders.KIND, renders.LIBRARY_FILE, name, field="config")[:200]:
+    for render_id in store().holders(renders.KIND, renders.LIBRARY_FILE, name, field="config"):
         render = store().find(render_id)
         if render is not None and (not statuses or render.status in statuses):
             found.append(render)
