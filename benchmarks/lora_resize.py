@@ -4,6 +4,7 @@ the bare way of the same file: read every tensor and write it back unchanged, in
 
     python benchmarks/lora_resize.py [--rank 32] [--to 8] [--dtype BF16] [--rounds 2]
     python benchmarks/lora_resize.py --network lokr --factor 8 --to 32     # a LyCORIS LoKr (trainer.lokr_resize)
+    python benchmarks/lora_resize.py --network lokr --factor 16 --to 64 --as-lora   # its LoRA copy (trainer.lokr_lora)
 
 A LoKr is split as the trainer's LoKr factor splits each layer (trainer.lokr_layout), w1 and w2 whole, random.
 """
@@ -21,6 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np  # noqa: E402
 
+from trainer.lokr_lora import as_lora  # noqa: E402
 from trainer.lora_resize import encode, read_tensors, resize  # noqa: E402
 
 MODULES = {"attention.to_q": (3840, 3840), "attention.to_k": (3840, 3840), "attention.to_v": (3840, 3840),
@@ -64,6 +66,7 @@ def main(argv=None) -> int:
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--network", default="lora", choices=["lora", "lokr"])
     ap.add_argument("--factor", type=int, default=8, help="the LoKr factor (with --network lokr)")
+    ap.add_argument("--as-lora", action="store_true", help="a LoKr's LoRA copy at --to instead of a smaller LoKr")
     args = ap.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="lora-resize-") as tmp:
         source = Path(tmp) / "full.safetensors"
@@ -76,7 +79,7 @@ def main(argv=None) -> int:
             (Path(tmp) / "copy.safetensors").write_bytes(encode(tensors, args.dtype, header["__metadata__"]))
             bare.append(time.perf_counter() - start)
             start = time.perf_counter()
-            result = resize(source, args.to, Path(tmp) / f"small-{index}.safetensors")
+            result = (as_lora if args.as_lora else resize)(source, args.to, Path(tmp) / f"small-{index}.safetensors")
             made.append(time.perf_counter() - start)
         size = source.stat().st_size
     bare_s, made_s = statistics.median(bare), statistics.median(made)
@@ -84,9 +87,10 @@ def main(argv=None) -> int:
     print(f"{kind} of the full-size transformer's shapes: {BLOCKS} blocks x {len(MODULES)} layers, "
           f"{params:,} weights, {args.dtype}, {size / 2**20:,.1f} MB")
     print(f"bare read + write of the file: median {bare_s:.2f} s")
-    print(f"make smaller to rank {args.to}: median {made_s:.2f} s -> {result.size / 2**20:,.1f} MB, kept "
+    what = "LoRA copy" if args.as_lora else "make smaller"
+    print(f"{what} at rank {args.to}: median {made_s:.2f} s -> {result.size / 2**20:,.1f} MB, kept "
           f"{result.kept:.3f} (random weights: the worst case, no direction stands out)")
-    print(f"ratio resize / bare: {made_s / bare_s:.2f}")
+    print(f"ratio {what} / bare: {made_s / bare_s:.2f}")
     return 0
 
 

@@ -173,8 +173,8 @@ def test_a_job_starts_from_a_library_lora_of_its_own_shape(studio, page, viewpor
         expect(card.locator(".chip")).to_have_text(["mycat", "dogz"])  # a LoRA of two concepts: both words
         # "Make smaller" is offered from the file's own rank (8: ranks 4, 2, 1), and its menu stays on screen
         card.locator(".smaller > summary").click()
-        expect(card.locator("button[data-resize]")).to_have_text([re.compile(r"^rank 4"), re.compile(r"^rank 2"),
-                                                                  re.compile(r"^rank 1")])
+        expect(card.locator(".smaller button[data-rank]")).to_have_text([re.compile(r"^rank 4"), re.compile(r"^rank 2"),
+                                                                          re.compile(r"^rank 1")])
         expect(card.locator("button[data-rank='2']")).to_contain_text("keeps 100%")  # a zero LoRA keeps all of nothing
         box = card.locator(".smaller-menu").bounding_box()
         assert box["x"] >= 0 and box["x"] + box["width"] <= viewport["width"] and box["y"] >= 0, box
@@ -194,25 +194,46 @@ def test_a_lokr_of_the_library_is_trained_further_as_a_lokr(studio, page, viewpo
     from playwright.sync_api import expect
     from safetensors.numpy import save_file
 
-    tensors = {}  # factor 4 splits the tiny model's 64-wide attention into 4x4 and 16x16
+    tensors, rng = {}, np.random.default_rng(0)  # factor 4 splits the tiny model's 64-wide attention: 4x4, 16x16
     for i in range(2):
         for module in ("to_q", "to_k", "to_v", "to_out.0"):
-            tensors[f"diffusion_model.layers.{i}.attention.{module}.lokr_w1"] = np.zeros((4, 4), np.float32)
-            tensors[f"diffusion_model.layers.{i}.attention.{module}.lokr_w2"] = np.zeros((16, 16), np.float32)
+            key = f"diffusion_model.layers.{i}.attention.{module}"
+            tensors[f"{key}.lokr_w1"] = rng.normal(size=(4, 4)).astype(np.float32)
+            tensors[f"{key}.lokr_w2"] = (rng.normal(size=(16, 16)) * 0.5 ** np.arange(16.0)).astype(np.float32)
     path = studio.workspace.loras / "cat-kron.safetensors"
     save_file(tensors, str(path), metadata={"lora_targets": "attention"})
     try:
         page.goto(studio.trainer + "/library")
         card = page.locator(".lora-card").filter(has=page.locator("h3", has_text=re.compile(r"^cat-kron$")))
         expect(card).to_contain_text("a LyCORIS LoKr, factor 4")
-        card.locator(".smaller > summary").click()  # made smaller through its larger factors (16x16: 8, 4, 2)
-        expect(card.locator("button[data-resize]")).to_have_text([re.compile(r"^rank 8"), re.compile(r"^rank 4"),
-                                                                  re.compile(r"^rank 2")])
-        card.locator("button[data-rank='4']").click()
+        smaller = card.locator("details[data-kind='smaller']")
+        smaller.locator("summary").click()  # made smaller through its larger factors (16x16: 8, 4, 2)
+        expect(smaller.locator("button")).to_have_text([re.compile(r"^rank 8"), re.compile(r"^rank 4"),
+                                                        re.compile(r"^rank 2")])
+        smaller.locator("button[data-rank='4']").click()
         expect(page.locator(".toast").last).to_contain_text("cat-kron-r4.safetensors: ")
-        smaller = page.locator(".lora-card", has_text="cat-kron-r4")
-        expect(smaller).to_contain_text("cat-kron.safetensors at rank 4, keeping 100% of its change")
-        expect(smaller).to_contain_text("a LyCORIS LoKr, factor 4")  # its split unchanged: it trains further too
+        copy = page.locator(".lora-card", has_text="cat-kron-r4")
+        expect(copy).to_contain_text(re.compile(r"cat-kron\.safetensors at rank 4, keeping \d+% of its change"))
+        expect(copy).to_contain_text("a LyCORIS LoKr, factor 4")  # its split unchanged: it trains further too
+        # Save as a LoRA, for sites and tools that load LoRAs only: each rank says what it keeps before one is picked
+        as_lora = card.locator("details[data-kind='as-lora']")
+        as_lora.locator("summary").click()
+        expect(as_lora.locator("button")).to_have_text([re.compile(r"^rank 64"), re.compile(r"^rank 32"),
+                                                        re.compile(r"^rank 16")])
+        expect(as_lora.locator("button[data-rank='64']")).to_contain_text("keeps 100%")  # the layers' full rank
+        expect(as_lora.locator("button[data-rank='16']")).to_contain_text(re.compile(r"keeps \d+%"))
+        as_lora.locator("button[data-rank='32']").click()
+        expect(page.locator(".toast").last).to_contain_text("cat-kron-lora-r32.safetensors: a LoRA of rank 32")
+        lora_copy = page.locator(".lora-card", has_text="cat-kron-lora-r32")
+        expect(lora_copy).to_contain_text(re.compile(r"a LoRA copy of cat-kron\.safetensors at rank 32, keeping \d+%"))
+        expect(lora_copy.locator("details[data-kind='as-lora']")).to_have_count(0)
+        # a LoKr merges at a rank only: with it in the list, the exact merge is not offered
+        card.locator("button[data-merge]").click()
+        expect(page.locator("#merge-rows select").first).to_have_value("cat-kron")
+        expect(page.locator("#merge-rank")).to_have_value("64")
+        expect(page.locator("#merge-rank option[value='']")).to_be_disabled()
+        page.select_option("#merge-rows .merge-row:first-child select", "cat-kron-lora-r32")
+        expect(page.locator("#merge-rank option[value='']")).to_be_enabled()
         card.get_by_role("link", name="Train further").click()
         page.wait_for_url("**/new?start=cat-kron")
         expect(page.locator("#f-network")).to_have_value("lokr")
@@ -230,6 +251,7 @@ def test_a_lokr_of_the_library_is_trained_further_as_a_lokr(studio, page, viewpo
     finally:
         path.unlink()
         path.with_name("cat-kron-r4.safetensors").unlink(missing_ok=True)
+        path.with_name("cat-kron-lora-r32.safetensors").unlink(missing_ok=True)
 
 
 @pytest.mark.parametrize("viewport", VIEWPORTS)

@@ -312,8 +312,8 @@ def test_train_from_the_form_and_download_the_lora(studio, artifacts_dir, tmp_pa
         # a smaller copy at a lower rank, beside it in the library, saying how much of the change it keeps
         card = page.locator(".lora-card", has_text="browser-lora.safetensors").first
         card.locator(".smaller > summary").click()
-        expect(card.locator("button[data-resize]")).to_have_count(2)  # rank 4: ranks 2 and 1
-        card.locator("button[data-resize][data-rank='2']").click()
+        expect(card.locator(".smaller button[data-rank]")).to_have_count(2)  # rank 4: ranks 2 and 1
+        card.locator(".smaller button[data-rank='2']").click()
         expect(page.locator(".toast", has_text="browser-lora-r2.safetensors")).to_contain_text("of the LoRA's change")
         expect(page.locator(".lora-card", has_text="browser-lora-r2.safetensors")).to_contain_text(
             re.compile(r"browser-lora\.safetensors at rank 2, keeping \d+% of its change"))

@@ -78,7 +78,7 @@ def test_what_cannot_be_merged_says_why(tmp_path):
     kron = tmp_path / "kron.safetensors"
     kron.write_bytes(encode({f"diffusion_model.{LAYER.format(0)}.lokr_w1": np.ones((2, 2), np.float32),
                              f"diffusion_model.{LAYER.format(0)}.lokr_w2": np.ones((32, 24), np.float32)}, "F32", {}))
-    with pytest.raises(LoraFileError, match="kron.safetensors is a LyCORIS LoKr: only LoRAs are merged"):
+    with pytest.raises(LoraFileError, match="kron.safetensors is a LyCORIS LoKr: its change has no exact LoRA form"):
         merge([(tmp_path / "a.safetensors", 1.0), (kron, 1.0)], tmp_path / "x.safetensors")
     with pytest.raises(LoraFileError, match="2 to 4 LoRAs"):
         merge([(tmp_path / "a.safetensors", 1.0)], tmp_path / "x.safetensors")

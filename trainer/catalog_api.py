@@ -146,7 +146,7 @@ def library_list():
             entries.append({**e, "library_file": copy.name if copy else None})
     for e in entries:
         facts = library_facts.lora_facts(jobs_root / e["job_id"] / e["path"])
-        e.update(rank=facts.rank, lokr=facts.lokr, lokr_factor=facts.lokr_factor, smaller=list(facts.smaller))
+        e.update(_kind(facts))
         e["download_url"] = f"/api/jobs/{e['job_id']}/files/{e['path']}"
         if e["samples"]:
             e["samples"]["urls"] = [f"/api/jobs/{e['job_id']}/files/{p}" for p in e["samples"]["images"]]
@@ -154,6 +154,12 @@ def library_list():
     comfy = workspace().comfyui_loras
     return jsonify({"loras": entries, "library_dir": str(workspace().loras),
                     "comfyui_dir": str(comfy) if comfy else None})
+
+
+def _kind(facts: library_facts.LoraFacts) -> dict:
+    """A card's rank, kind (LoRA or LoKr) and the choices of its Make smaller and Save as a LoRA menus."""
+    return {"rank": facts.rank, "lokr": facts.lokr, "lokr_factor": facts.lokr_factor, "smaller": list(facts.smaller),
+            "as_lora": list(facts.as_lora)}
 
 
 def _loose_files(entries: list[dict], jobs: list) -> list[dict]:
@@ -180,8 +186,7 @@ def _loose_files(entries: list[dict], jobs: list) -> list[dict]:
                       "finished_at": stat.st_mtime, "steps": step, "loss": None,
                       # a job's checkpoint: its card leads to the job (and deleting it leaves the job alone)
                       "checkpoint_of": {"job_id": job.id, "job_name": job.name, "step": step} if job else None,
-                      "metadata": meta, "samples": shown, "rank": facts.rank, "lokr": facts.lokr,
-                      "lokr_factor": facts.lokr_factor, "smaller": list(facts.smaller),
+                      "metadata": meta, "samples": shown, **_kind(facts),
                       "leak": library.leak_summary([shown]) if shown and shown.get("pairs") else None,
                       "trigger_word": library_facts.trigger_of(meta),
                       "library_file": path.name, "download_url": f"/api/library/files/{quote(path.name)}"})

@@ -1,6 +1,6 @@
 """What a file of the LoRA library is, read from its .safetensors header without loading a tensor (torch-free, for
 the web pages): its metadata (with what the record of where it came from adds), rank, kind (LoRA or LyCORIS LoKr),
-LoKr factor, trigger words and Make smaller's choices."""
+LoKr factor, trigger words, Make smaller's and Save as a LoRA's choices."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from pathlib import Path
 
 from studio.atomic import atomic_write_json, read_json
 from trainer.lokr_layout import factor_of
+from trainer.lokr_lora import lora_options
 from trainer.lora_file import LoraFileError, lokr_modules, lora_ranks, read_header
 from trainer.lora_resize import smaller_options
 
@@ -18,9 +19,10 @@ class LoraFacts:
     """What the library shows of a file, from one read of its header (no tensor loaded)."""
     metadata: dict  # as safetensors_metadata gives it
     rank: int | None  # its largest, for "Make smaller"; None for a file without lora_A (a LoKr)
-    lokr: bool  # a LyCORIS LoKr: tried, made smaller and trained further like a LoRA, not merged
+    lokr: bool  # a LyCORIS LoKr: tried, made smaller, merged (at a rank) and trained further like a LoRA
     lokr_factor: int | None = None  # the LoKr factor a job training it further sets (None: none of the studio's)
     smaller: tuple = ()  # "Make smaller"'s choices: {"rank", "bytes"} (trainer.lora_resize.smaller_options)
+    as_lora: tuple = ()  # a LoKr's "Save as a LoRA" choices: {"rank", "bytes"} (trainer.lokr_lora.lora_options)
 
 
 def lora_facts(path: Path) -> LoraFacts:
@@ -32,7 +34,7 @@ def lora_facts(path: Path) -> LoraFacts:
     ranks = lora_ranks(header)
     lokr = bool(lokr_modules(header))
     return LoraFacts({**_from_source(path), **_metadata(header)}, max(ranks.values()) if ranks else None, lokr,
-                     factor_of(header), tuple(smaller_options(header, size)))
+                     factor_of(header), tuple(smaller_options(header, size)), tuple(lora_options(header, size)))
 
 
 # A LoRA added from a link is kept byte for byte (its hash still finds it on Civitai and in LoRA managers): where it

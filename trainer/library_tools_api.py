@@ -1,6 +1,7 @@
 """The LoRA library's file tools: Make smaller (a copy at a lower rank: trainer.lora_resize, a LoKr's through
-trainer.lokr_resize) and Merge (2-4 LoRAs as one: trainer.lora_merge). Each writes a new file beside the others in the
-library and ComfyUI's loras, never changing one that is there."""
+trainer.lokr_resize), Save as a LoRA (a LoKr's LoRA copy: trainer.lokr_lora) and Merge (2-4 LoRAs or LoKrs as one
+LoRA: trainer.lora_merge). Each writes a new file beside the others in the library and ComfyUI's loras, never changing
+one that is there."""
 
 from __future__ import annotations
 
@@ -42,33 +43,83 @@ def resize_library_file(name):
     <name>-r<N>.safetensors (trainer.lora_resize); says how much of the LoRA's change it keeps."""
     from trainer.lora_resize import resize
 
+    source, rank = _copy_request(name)
+    target = _copy_target(source, f"{source.stem}-r{rank}.safetensors")
+    try:
+        made = resize(source, rank, target)
+    except LoraFileError as exc:
+        raise ApiError(str(exc), 422) from None
+    return _copied(source, target, made.kept, made.size, rank=made.rank, from_rank=made.from_rank)
+
+
+@bp.get("/api/library/files/<name>/as-lora")
+def as_lora_choices(name):
+    """Save as a LoRA's choices for a LoKr with what each keeps: {"options": [{"rank", "bytes", "kept"}]} (each
+    layer's singular values through its factors' SVDs: trainer.lokr_lora.lora_spectra); nothing is written."""
+    from trainer.lokr_lora import lora_options, lora_spectra
+    from trainer.lora_file import read_header
+    from trainer.lora_resize import kept_at, read_tensors
+
+    path = library.library_lora(workspace().loras, name)
+    try:
+        options = lora_options(read_header(path), path.stat().st_size)
+        if not options:
+            raise ApiError(f"{path.name} is not a LyCORIS LoKr: it is a LoRA already.", 422)
+        layers = lora_spectra(path.name, read_tensors(path)[1])
+    except LoraFileError as exc:
+        raise ApiError(str(exc), 422) from None
+    return jsonify({"options": [{**option, "kept": round(kept_at(layers, option["rank"]), 4)} for option in options]})
+
+
+@bp.post("/api/library/files/<name>/as-lora")
+def save_as_lora(name):
+    """{"rank": N}: a LoRA copy of the LoKr at rank N (each layer's N largest directions: trainer.lokr_lora), beside
+    it in the library (and ComfyUI's loras) as <name>-lora-r<N>.safetensors; says how much of the change it keeps."""
+    from trainer.lokr_lora import as_lora
+
+    source, rank = _copy_request(name)
+    target = _copy_target(source, f"{source.stem}-lora-r{rank}.safetensors")
+    try:
+        made = as_lora(source, rank, target)
+    except LoraFileError as exc:
+        raise ApiError(str(exc), 422) from None
+    return _copied(source, target, made.kept, made.size, rank=made.rank)
+
+
+def _copy_request(name) -> tuple[Path, int]:
+    """(the library file `name`, the request's whole-number "rank") of a request for a copy at a rank."""
     source = confined(workspace().loras, safe_name(name))
     if not source.is_file():
         raise ApiError(f"The library has no file {name!r}.", 404)
     rank = json_body().get("rank")
     if isinstance(rank, bool) or not isinstance(rank, int):
-        raise ApiError("'rank' must be a whole number: the smaller file's LoRA rank.", 422)
-    target = source.with_name(f"{source.stem}-r{rank}.safetensors")
+        raise ApiError("'rank' must be a whole number: the new file's rank.", 422)
+    return source, rank
+
+
+def _copy_target(source: Path, name: str) -> Path:
+    target = source.with_name(name)
     if target.exists():
         raise ApiError(f"{target.name} is in the library already; delete it first to make it again.", 409)
-    try:
-        made = resize(source, rank, target)
-    except LoraFileError as exc:
-        raise ApiError(str(exc), 422) from None
-    if library_facts.source_file(source).is_file():  # a copy of a LoRA from a link: the same source (its trigger words)
+    return target
+
+
+def _copied(source: Path, target: Path, kept: float, size: int, **facts):
+    """201 with the new file, what it keeps, its size against the source's and where it was placed. A copy of a LoRA
+    from a link gets the same source record (its trigger words)."""
+    if library_facts.source_file(source).is_file():
         library_facts.write_source(target, read_json(library_facts.source_file(source), {}) or {})
     placed = library.also_in_comfyui(workspace(), target)
-    return jsonify({"file": target.name, "rank": made.rank, "from_rank": made.from_rank, "kept": round(made.kept, 4),
-                    "size": made.size, "from_size": source.stat().st_size,
-                    "placed": [str(path) for path in placed]}), 201
+    return jsonify({"file": target.name, **facts, "kept": round(kept, 4), "size": size,
+                    "from_size": source.stat().st_size, "placed": [str(path) for path in placed]}), 201
 
 
 @bp.post("/api/library/merge")
 def merge_library_files():
-    """{"files": [{"file", "strength"}, ...] (2-4 LoRAs of the library), "name", "rank"}: one LoRA applying them all at
-    their strengths, as chained loaders do (trainer.lora_merge): exact at the sum of their ranks, or at `rank` (each
-    layer's largest directions; `kept` says how much of the change stays). Written into the library (and ComfyUI's
-    loras) as <name>.safetensors; 409 when that name is taken."""
+    """{"files": [{"file", "strength"}, ...] (2-4 LoRAs or LoKrs of the library), "name", "rank"}: one LoRA applying
+    them all at their strengths, as chained loaders do (trainer.lora_merge): exact at the sum of their ranks, or at
+    `rank` (each layer's largest directions; a LoKr joins only at a rank; `kept` says how much of the change stays).
+    Written into the library (and ComfyUI's loras) as <name>.safetensors; 409 when that name is taken."""
     from trainer.lora_merge import merge
 
     body = json_body()

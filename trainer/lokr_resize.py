@@ -20,13 +20,14 @@ from trainer.lokr_layout import LAYER_PARTS, header_layers, matrix_shape
 from trainer.lora_file import LoraFileError
 
 
-def _modules(tensors: dict[str, np.ndarray]) -> dict[str, dict[str, np.ndarray]]:
+def lokr_layers(tensors: dict[str, np.ndarray]) -> dict[str, dict[str, np.ndarray]]:
     """{module key prefix: {part: array}} of every LoKr layer (a layer with lokr_t2, a conv's, is refused)."""
     found: dict[str, dict[str, np.ndarray]] = {}
     for key, value in tensors.items():
         prefix, _, part = key.rpartition(".")
         if part == "lokr_t2":
-            raise LoraFileError(f"{prefix} is a LoKr of a convolution (lokr_t2): it cannot be made smaller here.")
+            raise LoraFileError(f"{prefix} is a LoKr of a convolution (lokr_t2): this studio reads LoKrs of linear "
+                                "layers only.")
         if part in LAYER_PARTS:
             found.setdefault(prefix, {})[part] = value
     return {prefix: parts for prefix, parts in found.items() if set(parts) - {"alpha"}}
@@ -43,7 +44,7 @@ def _factor(parts: dict[str, np.ndarray], which: str, prefix: str, name: str) ->
     return a.astype(np.float64) @ b.astype(np.float64), b.shape[0]
 
 
-def _layer(parts: dict[str, np.ndarray], prefix: str, name: str) -> tuple[np.ndarray, np.ndarray]:
+def layer_factors(parts: dict[str, np.ndarray], prefix: str, name: str) -> tuple[np.ndarray, np.ndarray]:
     """(w1 with the layer's scale folded in, w2), each as one matrix: the layer's change is w1 ⊗ w2. The scale is
     alpha over the decomposed factor's inner dimension (w2's, else w1's), as ComfyUI reads it; 1 without either."""
     w1, w1_dim = _factor(parts, "w1", prefix, name)
@@ -62,27 +63,32 @@ def w2_rank(parts_shapes: dict[str, list[int]]) -> int:
     return int(min(shape)) if len(shape) == 2 else 0
 
 
-def _gram(w2: np.ndarray) -> np.ndarray:
+def smaller_gram(w2: np.ndarray) -> np.ndarray:
     """The smaller of w2ᵀw2 and w2w2ᵀ: its eigenvalues are w2's squared singular values."""
     return w2.T @ w2 if w2.shape[0] >= w2.shape[1] else w2 @ w2.T
 
 
-def _top(w2: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, float]:
-    """(a, b, kept squared norm): w2's best rank-k approximation a · b (a: rows x k, b: k x columns), each side
-    scaled by the singular values' roots. From the eigenvectors of the smaller Gram matrix (w2ᵀw2 or w2w2ᵀ) rather
-    than a full SVD: 3-5x quicker at these shapes (a 1280 x 480 w2: 23 ms against 101), exact to float64 rounding."""
-    tall = w2.shape[0] >= w2.shape[1]
-    values, vectors = np.linalg.eigh(_gram(w2))
+def svd_top(w: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(u: rows x k, s: k, vt: k x columns): the k largest singular values of w (float64) and their directions. From
+    the eigenvectors of the smaller Gram matrix (wᵀw or wwᵀ) rather than a full SVD: 3-5x quicker at a LoKr's w2
+    shapes (a 1280 x 480 w2: 23 ms against 101), exact to float64 rounding for the directions that matter."""
+    values, vectors = np.linalg.eigh(smaller_gram(w))
     if not np.isfinite(values).all():
         raise ValueError("its weights are not finite")
-    values, vectors = np.clip(values[::-1][:k], 0.0, None), vectors[:, ::-1][:, :k]
-    singular = np.sqrt(values)
+    singular = np.sqrt(np.clip(values[::-1][:k], 0.0, None))
+    vectors = vectors[:, ::-1][:, :k]
     safe = np.where(singular > 0, singular, 1.0)
-    if tall:  # vectors are the right singular vectors: u = w2 · v / σ
-        a, b = (w2 @ vectors) / np.sqrt(safe), np.sqrt(singular)[:, None] * vectors.T
-    else:  # vectors are the left ones: vᵀ = uᵀ · w2 / σ
-        a, b = vectors * np.sqrt(singular), (vectors.T @ w2) / np.sqrt(safe)[:, None]
-    return a.astype(np.float32), b.astype(np.float32), float(values.sum())
+    if w.shape[0] >= w.shape[1]:  # vectors are the right singular vectors: u = w · v / σ
+        return (w @ vectors) / safe, singular, vectors.T
+    return vectors, singular, (vectors.T @ w) / safe[:, None]  # the left ones: vᵀ = uᵀ · w / σ
+
+
+def _top(w2: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, float]:
+    """(a, b, kept squared norm): w2's best rank-k approximation a · b (a: rows x k, b: k x columns), each side
+    scaled by the singular values' roots."""
+    u, singular, vt = svd_top(w2, k)
+    root = np.sqrt(singular)
+    return (u * root).astype(np.float32), (root[:, None] * vt).astype(np.float32), float((singular ** 2).sum())
 
 
 def resize_lokr(source: Path, header: dict, tensors: dict[str, np.ndarray], rank: int, target: Path):
@@ -90,7 +96,7 @@ def resize_lokr(source: Path, header: dict, tensors: dict[str, np.ndarray], rank
     w2 at `rank` at most; returns trainer.lora_resize.Resized."""
     from trainer.lora_resize import Resized, encode
 
-    modules = _modules(tensors)
+    modules = lokr_layers(tensors)
     if not modules:
         raise LoraFileError(f"{source.name} holds no LoKr layers to make smaller.")
     from_rank = max(w2_rank({part: list(value.shape) for part, value in parts.items()})
@@ -100,7 +106,7 @@ def resize_lokr(source: Path, header: dict, tensors: dict[str, np.ndarray], rank
                             f"needs a rank from 1 to {from_rank - 1}.")
     out, kept, whole = {}, 0.0, 0.0
     for prefix, parts in modules.items():
-        w1, w2 = _layer(parts, prefix, source.name)
+        w1, w2 = layer_factors(parts, prefix, source.name)
         norm1 = float((w1 ** 2).sum())
         out[f"{prefix}.lokr_w1"] = w1.astype(np.float32)
         whole += norm1 * float((w2 ** 2).sum())
@@ -145,9 +151,9 @@ def lokr_spectra(name: str, tensors: dict[str, np.ndarray]) -> list[np.ndarray]:
     """Each layer's squared singular values of scale·(w1 ⊗ w2) through w2's (‖w1‖² times w2's), largest first:
     what resize_lokr keeps at any rank (trainer.lora_resize.kept_at)."""
     out = []
-    for prefix, parts in _modules(tensors).items():
-        w1, w2 = _layer(parts, prefix, name)
-        gram = _gram(w2)
+    for prefix, parts in lokr_layers(tensors).items():
+        w1, w2 = layer_factors(parts, prefix, name)
+        gram = smaller_gram(w2)
         if not np.isfinite(gram).all():
             raise LoraFileError(f"{name}: the layer {prefix}'s weights are not finite.")
         out.append(float((w1 ** 2).sum()) * np.clip(np.linalg.eigvalsh(gram)[::-1], 0.0, None))

@@ -1,5 +1,5 @@
 // LoRA library: every finished LoRA with its final base-vs-LoRA previews, proof files, metadata, size, a
-// download button, a smaller copy at a lower rank, and a delete button.
+// download button, a smaller copy at a lower rank (a LoKr's also as a LoRA), and a delete button.
 (function () {
   const { esc, fmtDate, fmtLoss } = trainer;
   let loras = [], comfy = null;  // what the cards show, for their Delete buttons
@@ -50,6 +50,7 @@
           ${/^https?:\/\//.test((l.metadata || {}).civitai_url || "") ? `<div class="muted" style="font-size:12px">from <a href="${esc(l.metadata.civitai_url)}" target="_blank" rel="noopener">${esc(l.metadata["modelspec.title"] || "Civitai")}</a> on Civitai</div>` : ""}
           ${l.lokr ? `<div class="muted" style="font-size:12px" title="Tried, made smaller and loaded like a LoRA">a LyCORIS LoKr${l.lokr_factor != null ? `, factor ${l.lokr_factor}` : ""}</div>` : ""}
           ${(l.metadata || {}).converted_from ? `<div class="muted" style="font-size:12px" title="Written by another trainer; the studio renamed its layers on the way in, the weights unchanged">converted from ${esc(l.metadata.converted_from)}</div>` : ""}
+          ${(l.metadata || {}).lokr_source ? `<div class="muted" style="font-size:12px">a LoRA copy of ${esc(l.metadata.lokr_source)} at rank ${esc(l.metadata.lora_rank)}, keeping ${Math.round(Number(l.metadata.lokr_kept) * 100)}% of its change</div>` : ""}
           ${(l.metadata || {}).resized_from ? `<div class="muted" style="font-size:12px">${esc(l.metadata.resized_from)} at rank ${esc(l.metadata.lora_rank || l.metadata.lokr_w2_rank)}, keeping ${Math.round(Number(l.metadata.resize_kept) * 100)}% of its change</div>` : ""}</div>
         ${triggers(l).length ? `<div>${triggers(l).length > 1 ? "triggers" : "trigger"} ${triggers(l).map((w) => `<span class="chip">${esc(w)}</span>`).join(" ")}</div>` : ""}
         ${proof ? `<div class="proof" style="font-size:12px">${proof}</div>` : ""}
@@ -63,8 +64,8 @@
             title="The checkpoint at step ${l.checkpoint_of.step} of ${esc(l.checkpoint_of.job_name)}">Open job</a>` : ""}`}
           ${l.library_file && (!l.lokr || l.lokr_factor != null) ? `<a class="button" href="/new?start=${encodeURIComponent(l.library_file.replace(/\.safetensors$/, ""))}${
             l.job_id ? `&from=${encodeURIComponent(l.job_id)}` : ""}" title="A new job that goes on from this LoRA (new images, more steps)">Train further</a>` : ""}
-          ${smaller(l, index)}
-          ${l.library_file && !l.lokr ? `<button type="button" data-merge="${esc(l.library_file)}" title="Merge it with other LoRAs of the library into one file">Merge…</button>` : ""}
+          ${rankMenu(l, index, "smaller")}${rankMenu(l, index, "as-lora")}
+          ${l.library_file ? `<button type="button" data-merge="${esc(l.library_file)}" title="Merge it with other LoRAs of the library into one file">Merge…</button>` : ""}
           <button type="button" class="danger" data-delete="${index}">Delete</button></div></article>`;
     }).join("");
     loras = data.loras; comfy = data.comfyui_dir;
@@ -90,35 +91,45 @@
   document.getElementById("library-filter").addEventListener("input", applyFilter);
 
   // "Make smaller": the same LoRA at a lower rank (its largest directions kept; a LoKr's larger factors), a smaller
-  // file to share. The server offers the ranks and how large each file would be.
-  function smaller(l, index) {
-    if (!l.library_file || !(l.smaller || []).length) return "";
-    const what = l.lokr ? "A copy with its larger factors at a lower rank" : "A copy at a lower rank";
-    return `<details class="smaller" data-file="${esc(l.library_file)}"><summary class="button" title="${what}: a smaller file, most of the change kept">Make smaller</summary>
-      <div class="smaller-menu">${l.smaller.map((o) => `<button type="button" data-resize="${index}" data-rank="${o.rank}">rank ${o.rank}
+  // file to share. "Save as a LoRA" (a LoKr's): a LoRA of its largest directions, for sites and tools that load LoRAs
+  // only. The server offers the ranks and how large each file would be.
+  const MENUS = {
+    smaller: { label: "Make smaller", options: "smaller", ask: "smaller", make: "resize",
+      title: (l) => `${l.lokr ? "A copy with its larger factors at a lower rank" : "A copy at a lower rank"}: a smaller file, most of the change kept`,
+      done: (made) => `${made.file}: ${studio.formatBytes(made.size)} instead of ${studio.formatBytes(made.from_size)}, ` +
+        `keeping ${Math.round(made.kept * 100)}% of the LoRA's change.` },
+    "as-lora": { label: "Save as a LoRA", options: "as_lora", ask: "as-lora", make: "as-lora",
+      title: () => "A LoRA copy of this LoKr (its largest directions), for sites, generators and tools that load LoRAs only",
+      done: (made) => `${made.file}: a LoRA of rank ${made.rank}, ${studio.formatBytes(made.size)}, keeping ` +
+        `${Math.round(made.kept * 100)}% of the LoKr's change.` },
+  };
+  function rankMenu(l, index, kind) {
+    const menu = MENUS[kind], options = l[menu.options] || [];
+    if (!l.library_file || !options.length) return "";
+    return `<details class="smaller" data-kind="${kind}" data-file="${esc(l.library_file)}"><summary class="button" title="${esc(menu.title(l))}">${menu.label}</summary>
+      <div class="smaller-menu">${options.map((o) => `<button type="button" data-copy="${index}" data-rank="${o.rank}">rank ${o.rank}
         <span class="muted">≈ ${studio.formatBytes(o.bytes)}<span data-kept></span></span></button>`).join("")}</div></details>`;
   }
-  // opened, the menu says what each rank keeps of the change (the server reads the file's layers once)
+  // opened, a menu says what each rank keeps of the change (the server reads the file's layers once)
   document.getElementById("library").addEventListener("toggle", async (ev) => {
     const menu = ev.target;
     if (!menu.matches || !menu.matches("details.smaller") || !menu.open || menu.dataset.kept) return;
     menu.dataset.kept = "asked";
     try {
-      const { options } = await studio.api(`/api/library/files/${encodeURIComponent(menu.dataset.file)}/smaller`);
+      const { options } = await studio.api(`/api/library/files/${encodeURIComponent(menu.dataset.file)}/${MENUS[menu.dataset.kind].ask}`);
       for (const o of options) {
         const slot = menu.querySelector(`button[data-rank="${o.rank}"] [data-kept]`);
         if (slot) slot.textContent = `, keeps ${Math.round(o.kept * 100)}%`;
       }
     } catch (e) { delete menu.dataset.kept; }  // the sizes still show; asked again when opened again
   }, true);
-  async function resize(index, rank, button) {
-    const l = loras[index];
+  async function copy(index, kind, rank, button) {
+    const l = loras[index], menu = MENUS[kind];
     button.disabled = true;
     try {
-      const made = await studio.api(`/api/library/files/${encodeURIComponent(l.library_file)}/resize`,
+      const made = await studio.api(`/api/library/files/${encodeURIComponent(l.library_file)}/${menu.make}`,
         { method: "POST", json: { rank } });
-      studio.toast(`${made.file}: ${studio.formatBytes(made.size)} instead of ${studio.formatBytes(made.from_size)}, ` +
-        `keeping ${Math.round(made.kept * 100)}% of the LoRA's change.`, "ok", 8000);
+      studio.toast(menu.done(made), "ok", 8000);
       load();
     } catch (e) { studio.toast(e.message, "error", 8000); button.disabled = false; }
   }
@@ -142,8 +153,8 @@
   document.getElementById("library").addEventListener("click", (ev) => {
     const b = ev.target.closest("button[data-delete]");
     if (b) remove(Number(b.dataset.delete));
-    const r = ev.target.closest("button[data-resize]");
-    if (r) resize(Number(r.dataset.resize), Number(r.dataset.rank), r);
+    const r = ev.target.closest("button[data-copy]");
+    if (r) copy(Number(r.dataset.copy), r.closest("details").dataset.kind, Number(r.dataset.rank), r);
   });
   // "Add a LoRA from a link": the pod downloads it (a job of the job store) and the cards show it when it is in.
   async function follow(jobId) {

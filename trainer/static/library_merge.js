@@ -4,14 +4,14 @@
   const { esc } = trainer;
   const $ = (id) => document.getElementById(id);
   const MAX = 4;
-  let files = [];  // the library's LoRA files (LoKrs are not merged)
+  let files = [];  // the library's LoRA and LoKr files
 
   // ?merge=cat:1&merge=style:0.6 (Try it's Merge… on a render with With): those files at those strengths, once
   const asked = new URLSearchParams(location.search).getAll("merge")
     .map((part) => { const at = part.lastIndexOf(":"); return [part.slice(0, at), Number(part.slice(at + 1))]; });
 
   async function loadFiles() {
-    try { files = (await studio.api("/api/library/files")).files.filter((f) => !f.lokr); } catch (e) { return; }
+    try { files = (await studio.api("/api/library/files")).files; } catch (e) { return; }
     $("merge").hidden = files.length < 2;
     const rows = $("merge-rows");
     if (!rows.children.length) {
@@ -23,11 +23,23 @@
       } else { addRow(files[0] && files[0].name); addRow(files[1] && files[1].name); }
     }
     for (const select of rows.querySelectorAll("select")) fill(select, select.value);
+    lokrNeedsRank();
   }
+
+  // a LoKr has no exact LoRA form: with one in the list the merge is at a rank (its largest directions join it)
+  function lokrNeedsRank() {
+    const names = [...$("merge-rows").querySelectorAll("select")].map((s) => s.value);
+    const lokr = files.some((f) => f.lokr && names.includes(f.name));
+    const exact = $("merge-rank").querySelector("option[value='']");
+    exact.disabled = lokr;
+    if (lokr && !$("merge-rank").value) $("merge-rank").value = "64";
+    $("merge-rank").title = lokr ? "A LoKr joins a merge at a rank: its largest directions (the merge says how much it keeps)" : "";
+  }
+  $("merge-rows").addEventListener("change", lokrNeedsRank);
 
   function fill(select, chosen) {
     select.innerHTML = files.map((f) => `<option value="${esc(f.name)}" ${f.name === chosen ? "selected" : ""}>${esc(f.name)}${
-      f.rank ? ` · rank ${f.rank}` : ""}${f.trigger_word ? ` · ${esc(f.trigger_word)}` : ""}</option>`).join("");
+      f.rank ? ` · rank ${f.rank}` : ""}${f.lokr ? " · LoKr" : ""}${f.trigger_word ? ` · ${esc(f.trigger_word)}` : ""}</option>`).join("");
   }
 
   function addRow(name, strength = 1) {
@@ -41,6 +53,7 @@
     rows.append(row);
     fill(row.querySelector("select"), name);
     $("merge-more").disabled = rows.children.length >= MAX;
+    lokrNeedsRank();
   }
 
   $("merge-more").addEventListener("click", () => addRow(files[0] && files[0].name));
@@ -48,6 +61,7 @@
     if (!e.target.closest("button.remove") || $("merge-rows").children.length <= 2) return;
     e.target.closest(".merge-row").remove();
     $("merge-more").disabled = false;
+    lokrNeedsRank();
   });
 
   // a card's Merge button: the panel opens with that file first
@@ -62,6 +76,7 @@
         if (used.has(other.value)) other.value = (files.find((f) => !used.has(f.name)) || {}).name || other.value;
       }
     }
+    lokrNeedsRank();
     $("merge").open = true;
     $("merge").scrollIntoView({ behavior: "smooth", block: "start" });
   });
