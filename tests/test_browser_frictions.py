@@ -189,8 +189,8 @@ def test_a_job_starts_from_a_library_lora_of_its_own_shape(studio, page, viewpor
         path.unlink()
 
 
-@pytest.mark.parametrize("viewport", VIEWPORTS[:1])
-def test_a_lokr_of_the_library_is_trained_further_as_a_lokr(studio, page, viewport):
+@pytest.mark.parametrize("viewport", VIEWPORTS)
+def test_a_lokr_of_the_library_is_trained_further_as_a_lokr(studio, page, viewport, artifacts_dir):
     from playwright.sync_api import expect
     from safetensors.numpy import save_file
 
@@ -213,7 +213,7 @@ def test_a_lokr_of_the_library_is_trained_further_as_a_lokr(studio, page, viewpo
         smaller.locator("button[data-rank='4']").click()
         expect(page.locator(".toast").last).to_contain_text("cat-kron-r4.safetensors: ")
         copy = page.locator(".lora-card", has_text="cat-kron-r4")
-        expect(copy).to_contain_text(re.compile(r"cat-kron\.safetensors at rank 4, keeping \d+% of its change"))
+        expect(copy).to_contain_text(re.compile(r"cat-kron\.safetensors at rank 4, keeping [\d.]+% of its change"))
         expect(copy).to_contain_text("a LyCORIS LoKr, factor 4")  # its split unchanged: it trains further too
         # Save as a LoRA, for sites and tools that load LoRAs only: each rank says what it keeps before one is picked
         as_lora = card.locator("details[data-kind='as-lora']")
@@ -221,11 +221,19 @@ def test_a_lokr_of_the_library_is_trained_further_as_a_lokr(studio, page, viewpo
         expect(as_lora.locator("button")).to_have_text([re.compile(r"^rank 64"), re.compile(r"^rank 32"),
                                                         re.compile(r"^rank 16")])
         expect(as_lora.locator("button[data-rank='64']")).to_contain_text("keeps 100%")  # the layers' full rank
-        expect(as_lora.locator("button[data-rank='16']")).to_contain_text(re.compile(r"keeps \d+%"))
+        expect(as_lora.locator("button[data-rank='16']")).to_contain_text(re.compile(r"keeps [\d.]+%"))
+        box = as_lora.locator(".smaller-menu").bounding_box()  # on screen on a phone too
+        assert box["x"] >= 0 and box["x"] + box["width"] <= viewport["width"], box
+        assert_no_sideways_scroll(page)
+        assert page.evaluate("""[...document.querySelectorAll('.lora-card')].every(card => {
+            const edge = card.getBoundingClientRect().right;
+            return [...card.querySelectorAll('.buttons > *')].every(
+                b => b.getBoundingClientRect().right <= edge); })""")
+        card.screenshot(path=str(artifacts_dir / f"library-lokr-as-lora-{viewport['width']}.png"))
         as_lora.locator("button[data-rank='32']").click()
         expect(page.locator(".toast").last).to_contain_text("cat-kron-lora-r32.safetensors: a LoRA of rank 32")
         lora_copy = page.locator(".lora-card", has_text="cat-kron-lora-r32")
-        expect(lora_copy).to_contain_text(re.compile(r"a LoRA copy of cat-kron\.safetensors at rank 32, keeping \d+%"))
+        expect(lora_copy).to_contain_text(re.compile(r"LoRA copy of cat-kron\.safetensors at rank 32, keeping [\d.]+%"))
         expect(lora_copy.locator("details[data-kind='as-lora']")).to_have_count(0)
         # a LoKr merges at a rank only: with it in the list, the exact merge is not offered
         card.locator("button[data-merge]").click()

@@ -316,7 +316,7 @@ def test_train_from_the_form_and_download_the_lora(studio, artifacts_dir, tmp_pa
         card.locator(".smaller button[data-rank='2']").click()
         expect(page.locator(".toast", has_text="browser-lora-r2.safetensors")).to_contain_text("of the LoRA's change")
         expect(page.locator(".lora-card", has_text="browser-lora-r2.safetensors")).to_contain_text(
-            re.compile(r"browser-lora\.safetensors at rank 2, keeping \d+% of its change"))
+            re.compile(r"browser-lora\.safetensors at rank 2, keeping [\d.]+% of its change"))
         # "Try it" on a job's LoRA opens the job page at its Try the LoRA panel, ready to type
         page.locator(".lora-card a", has_text="Try it").first.click()
         page.wait_for_url("**/jobs/*#try-panel")

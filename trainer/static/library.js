@@ -1,7 +1,7 @@
 // LoRA library: every finished LoRA with its final base-vs-LoRA previews, proof files, metadata, size, a
 // download button, a smaller copy at a lower rank (a LoKr's also as a LoRA), and a delete button.
 (function () {
-  const { esc, fmtDate, fmtLoss } = trainer;
+  const { esc, fmtDate, fmtLoss, fmtKept } = trainer;
   let loras = [], comfy = null;  // what the cards show, for their Delete buttons
   // every trigger word of the file (a LoRA of several datasets may have one per concept), else the job's
   function triggers(l) {
@@ -50,8 +50,8 @@
           ${/^https?:\/\//.test((l.metadata || {}).civitai_url || "") ? `<div class="muted" style="font-size:12px">from <a href="${esc(l.metadata.civitai_url)}" target="_blank" rel="noopener">${esc(l.metadata["modelspec.title"] || "Civitai")}</a> on Civitai</div>` : ""}
           ${l.lokr ? `<div class="muted" style="font-size:12px" title="Tried, made smaller and loaded like a LoRA">a LyCORIS LoKr${l.lokr_factor != null ? `, factor ${l.lokr_factor}` : ""}</div>` : ""}
           ${(l.metadata || {}).converted_from ? `<div class="muted" style="font-size:12px" title="Written by another trainer; the studio renamed its layers on the way in, the weights unchanged">converted from ${esc(l.metadata.converted_from)}</div>` : ""}
-          ${(l.metadata || {}).lokr_source ? `<div class="muted" style="font-size:12px">a LoRA copy of ${esc(l.metadata.lokr_source)} at rank ${esc(l.metadata.lora_rank)}, keeping ${Math.round(Number(l.metadata.lokr_kept) * 100)}% of its change</div>` : ""}
-          ${(l.metadata || {}).resized_from ? `<div class="muted" style="font-size:12px">${esc(l.metadata.resized_from)} at rank ${esc(l.metadata.lora_rank || l.metadata.lokr_w2_rank)}, keeping ${Math.round(Number(l.metadata.resize_kept) * 100)}% of its change</div>` : ""}</div>
+          ${(l.metadata || {}).lokr_source ? `<div class="muted" style="font-size:12px">a LoRA copy of ${esc(l.metadata.lokr_source)} at rank ${esc(l.metadata.lora_rank)}, keeping ${fmtKept(l.metadata.lokr_kept)} of its change</div>` : ""}
+          ${(l.metadata || {}).resized_from ? `<div class="muted" style="font-size:12px">${esc(l.metadata.resized_from)} at rank ${esc(l.metadata.lora_rank || l.metadata.lokr_w2_rank)}, keeping ${fmtKept(l.metadata.resize_kept)} of its change</div>` : ""}</div>
         ${triggers(l).length ? `<div>${triggers(l).length > 1 ? "triggers" : "trigger"} ${triggers(l).map((w) => `<span class="chip">${esc(w)}</span>`).join(" ")}</div>` : ""}
         ${proof ? `<div class="proof" style="font-size:12px">${proof}</div>` : ""}
         <dl>${l.dataset ? `<dt>dataset</dt><dd>${esc(l.dataset)}</dd>` : ""}${l.steps != null ? `<dt>steps</dt><dd>${l.steps}</dd>` : ""}
@@ -97,11 +97,11 @@
     smaller: { label: "Make smaller", options: "smaller", ask: "smaller", make: "resize",
       title: (l) => `${l.lokr ? "A copy with its larger factors at a lower rank" : "A copy at a lower rank"}: a smaller file, most of the change kept`,
       done: (made) => `${made.file}: ${studio.formatBytes(made.size)} instead of ${studio.formatBytes(made.from_size)}, ` +
-        `keeping ${Math.round(made.kept * 100)}% of the LoRA's change.` },
+        `keeping ${fmtKept(made.kept)} of the LoRA's change.` },
     "as-lora": { label: "Save as a LoRA", options: "as_lora", ask: "as-lora", make: "as-lora",
       title: () => "A LoRA copy of this LoKr (its largest directions), for sites, generators and tools that load LoRAs only",
       done: (made) => `${made.file}: a LoRA of rank ${made.rank}, ${studio.formatBytes(made.size)}, keeping ` +
-        `${Math.round(made.kept * 100)}% of the LoKr's change.` },
+        `${fmtKept(made.kept)} of the LoKr's change.` },
   };
   function rankMenu(l, index, kind) {
     const menu = MENUS[kind], options = l[menu.options] || [];
@@ -119,7 +119,7 @@
       const { options } = await studio.api(`/api/library/files/${encodeURIComponent(menu.dataset.file)}/${MENUS[menu.dataset.kind].ask}`);
       for (const o of options) {
         const slot = menu.querySelector(`button[data-rank="${o.rank}"] [data-kept]`);
-        if (slot) slot.textContent = `, keeps ${Math.round(o.kept * 100)}%`;
+        if (slot) slot.textContent = `, keeps ${fmtKept(o.kept)}`;
       }
     } catch (e) { delete menu.dataset.kept; }  // the sizes still show; asked again when opened again
   }, true);

@@ -1,7 +1,7 @@
 // "Merge LoRAs into one file" on the library page: two to four library LoRAs, each at its strength, written as one
 // LoRA (POST /api/library/merge). A card's Merge button opens the panel with its file in the first row.
 (function () {
-  const { esc } = trainer;
+  const { esc, fmtKept } = trainer;
   const $ = (id) => document.getElementById(id);
   const MAX = 4;
   let files = [];  // the library's LoRA and LoKr files
@@ -92,7 +92,7 @@
     try {
       const made = await studio.api("/api/library/merge", { method: "POST", json: body });
       $("merge-state").innerHTML = `${esc(made.file)}: rank ${made.rank}, ${studio.formatBytes(made.size)}, keeping ` +
-        `${Math.round(made.kept * 100)}% of the merged change. <a href="/library/try/${encodeURIComponent(made.file)}">Try it</a>`;
+        `${fmtKept(made.kept)} of the merged change. <a href="/library/try/${encodeURIComponent(made.file)}">Try it</a>`;
       studio.toast(`Merged into ${made.file}.`, "ok");
       $("merge-name").value = "";
       document.dispatchEvent(new CustomEvent("library:changed"));  // the cards load again, then this list

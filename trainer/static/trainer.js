@@ -37,6 +37,11 @@
     return `<span class="status status-${esc(status)}" data-status="${esc(status)}">${esc(status)}</span>`;
   }
   function fmtLoss(x) { return x == null ? "–" : Number(x).toFixed(4); }
+  // a share kept of a LoRA's change (0..1) as a percentage: "99.6%" near the top, where rounding would say 100
+  function fmtKept(share) {
+    const percent = Number(share) * 100;
+    return percent >= 99 && percent < 99.95 ? `${percent.toFixed(1)}%` : `${Math.round(percent)}%`;
+  }
   // what `seconds` of this machine cost, as "$1.04" or "<$0.01" (null: no price known)
   function cost(seconds, price) {
     const dollars = window.studio.dollars(seconds, price);
@@ -145,6 +150,6 @@
     box.innerHTML = `<img src="${esc(src)}" alt=""><div class="caption">${esc(caption || "")}</div>`;
     box.addEventListener("click", () => box.remove()); document.body.appendChild(box);
   }
-  window.trainer = { esc, live, statusChip, fmtLoss, cost, jobCost, perHour, fmtDate, elapsed, phaseText, act, workerChip, pollWorkers, lightbox,
+  window.trainer = { esc, live, statusChip, fmtLoss, fmtKept, cost, jobCost, perHour, fmtDate, elapsed, phaseText, act, workerChip, pollWorkers, lightbox,
     picture, pending, promptOptions, FINISHED };
 })();
