@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from tests.test_lora_merge import output_with
 from trainer.lokr_lora import (
     as_lora,
     kron_inner,
@@ -152,18 +153,10 @@ def test_a_full_rank_copy_renders_as_the_lokr_does(tmp_path, demo_paths):
     (tmp_path / "kron.safetensors").write_bytes(encode(tensors, "F32", {}))
     made = as_lora(tmp_path / "kron.safetensors", 64, tmp_path / "copy.safetensors")
     assert made.kept == pytest.approx(1.0)
-    g = torch.Generator().manual_seed(0)
-    inputs = ([torch.randn(16, 1, 8, 8, generator=g)], torch.tensor([0.5]), [torch.randn(5, 32, generator=g)])
     kron, copy = (zmodel.load_adapter_file(tmp_path / f"{n}.safetensors", n) for n in ("kron", "copy"))
-    with torch.no_grad():
-        with zmodel.adapter_applied(transformer, kron, 0.8):
-            by_lokr = transformer(*inputs, return_dict=False)[0][0]
-        with zmodel.adapter_applied(transformer, copy, 0.8):
-            by_copy = transformer(*inputs, return_dict=False)[0][0]
-        plain = transformer(*inputs, return_dict=False)[0][0]
-    assert not torch.allclose(by_lokr, plain, atol=1e-3)
-    torch.testing.assert_close(by_copy, by_lokr, rtol=1e-4, atol=1e-5)
-
+    by_lokr = output_with(transformer, (kron, 0.8))
+    assert not torch.allclose(by_lokr, output_with(transformer), atol=1e-3)
+    torch.testing.assert_close(output_with(transformer, (copy, 0.8)), by_lokr, rtol=1e-4, atol=1e-5)
 
 def test_a_merge_takes_a_lokr_at_a_rank_and_measures_against_the_true_sum(tmp_path):
     kron = _lokr(tmp_path / "kron.safetensors", w2=(16, 12), layers=(0,))

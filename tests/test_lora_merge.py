@@ -99,18 +99,24 @@ def test_a_merged_lora_applies_as_the_two_chained(tmp_path, demo_paths):
             tensors[f"diffusion_model.{module}.lora_B.weight"] = rng.normal(0, 0.1, (out, 4)).astype(np.float32)
         (tmp_path / f"{name}.safetensors").write_bytes(encode(tensors, "F32", {}))
     merge([(tmp_path / "a.safetensors", 0.7), (tmp_path / "b.safetensors", 1.3)], tmp_path / "ab.safetensors")
+    a, b, ab = (zmodel.load_adapter_file(tmp_path / f"{n}.safetensors", n) for n in ("a", "b", "ab"))
+    chained = output_with(transformer, (a, 0.7), (b, 1.3))
+    assert not torch.allclose(chained, output_with(transformer), atol=1e-3)
+    torch.testing.assert_close(output_with(transformer, (ab, 1.0)), chained, rtol=1e-4, atol=1e-5)
+
+
+def output_with(transformer, *adapters) -> torch.Tensor:
+    """The tiny transformer's output on one fixed input with each (adapter, strength) of `adapters` applied."""
+    from contextlib import ExitStack
+
+    from trainer.engine import model as zmodel
+
     g = torch.Generator().manual_seed(0)
     inputs = ([torch.randn(16, 1, 8, 8, generator=g)], torch.tensor([0.5]), [torch.randn(5, 32, generator=g)])
-    a, b, ab = (zmodel.load_adapter_file(tmp_path / f"{n}.safetensors", n) for n in ("a", "b", "ab"))
-    with torch.no_grad():
-        with zmodel.adapter_applied(transformer, a, 0.7), zmodel.adapter_applied(transformer, b, 1.3):
-            chained = transformer(*inputs, return_dict=False)[0][0]
-        with zmodel.adapter_applied(transformer, ab, 1.0):
-            merged = transformer(*inputs, return_dict=False)[0][0]
-        plain = transformer(*inputs, return_dict=False)[0][0]
-    assert not torch.allclose(chained, plain, atol=1e-3)
-    torch.testing.assert_close(merged, chained, rtol=1e-4, atol=1e-5)
-
+    with torch.no_grad(), ExitStack() as stack:
+        for adapter, strength in adapters:
+            stack.enter_context(zmodel.adapter_applied(transformer, adapter, strength))
+        return transformer(*inputs, return_dict=False)[0][0]
 
 @pytest.fixture
 def library(trainer_app):

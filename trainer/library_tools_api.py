@@ -43,13 +43,7 @@ def resize_library_file(name):
     <name>-r<N>.safetensors (trainer.lora_resize); says how much of the LoRA's change it keeps."""
     from trainer.lora_resize import resize
 
-    source, rank = _copy_request(name)
-    target = _copy_target(source, f"{source.stem}-r{rank}.safetensors")
-    try:
-        made = resize(source, rank, target)
-    except LoraFileError as exc:
-        raise ApiError(str(exc), 422) from None
-    return _copied(source, target, made.kept, made.size, rank=made.rank, from_rank=made.from_rank)
+    return _copy_at_rank(name, "-r{rank}", resize)
 
 
 @bp.get("/api/library/files/<name>/as-lora")
@@ -77,13 +71,28 @@ def save_as_lora(name):
     it in the library (and ComfyUI's loras) as <name>-lora-r<N>.safetensors; says how much of the change it keeps."""
     from trainer.lokr_lora import as_lora
 
+    return _copy_at_rank(name, "-lora-r{rank}", as_lora)
+
+
+def _copy_at_rank(name, suffix: str, make):
+    """201 with the copy `make(source, rank, target)` wrote of the library file `name` at the request's rank, as
+    <name><suffix>.safetensors, with what it keeps, its size against the source's and where it was placed; a copy of
+    a LoRA from a link gets the same source record (its trigger words)."""
     source, rank = _copy_request(name)
-    target = _copy_target(source, f"{source.stem}-lora-r{rank}.safetensors")
+    target = source.with_name(f"{source.stem}{suffix.format(rank=rank)}.safetensors")
+    if target.exists():
+        raise ApiError(f"{target.name} is in the library already; delete it first to make it again.", 409)
     try:
-        made = as_lora(source, rank, target)
+        made = make(source, rank, target)
     except LoraFileError as exc:
         raise ApiError(str(exc), 422) from None
-    return _copied(source, target, made.kept, made.size, rank=made.rank)
+    if library_facts.source_file(source).is_file():
+        library_facts.write_source(target, read_json(library_facts.source_file(source), {}) or {})
+    placed = library.also_in_comfyui(workspace(), target)
+    from_rank = {"from_rank": made.from_rank} if hasattr(made, "from_rank") else {}
+    return jsonify({"file": target.name, "rank": made.rank, **from_rank, "kept": round(made.kept, 4),
+                    "size": made.size, "from_size": source.stat().st_size,
+                    "placed": [str(path) for path in placed]}), 201
 
 
 def _copy_request(name) -> tuple[Path, int]:
@@ -95,23 +104,6 @@ def _copy_request(name) -> tuple[Path, int]:
     if isinstance(rank, bool) or not isinstance(rank, int):
         raise ApiError("'rank' must be a whole number: the new file's rank.", 422)
     return source, rank
-
-
-def _copy_target(source: Path, name: str) -> Path:
-    target = source.with_name(name)
-    if target.exists():
-        raise ApiError(f"{target.name} is in the library already; delete it first to make it again.", 409)
-    return target
-
-
-def _copied(source: Path, target: Path, kept: float, size: int, **facts):
-    """201 with the new file, what it keeps, its size against the source's and where it was placed. A copy of a LoRA
-    from a link gets the same source record (its trigger words)."""
-    if library_facts.source_file(source).is_file():
-        library_facts.write_source(target, read_json(library_facts.source_file(source), {}) or {})
-    placed = library.also_in_comfyui(workspace(), target)
-    return jsonify({"file": target.name, **facts, "kept": round(kept, 4), "size": size,
-                    "from_size": source.stat().st_size, "placed": [str(path) for path in placed]}), 201
 
 
 @bp.post("/api/library/merge")
