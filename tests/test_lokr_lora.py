@@ -241,3 +241,18 @@ def test_the_library_merges_a_lokr_with_a_lora_at_a_rank(library, trainer_client
     assert made.get_json()["rank"] == 16 and 0 < made.get_json()["kept"] < 1
     meta = read_header(library.loras / made.get_json()["file"])["__metadata__"]
     assert [f["file"] for f in json.loads(meta["merged_from"])] == ["cat.safetensors", "kron.safetensors"]
+
+
+def test_a_lora_copy_on_a_full_disk_says_so_and_leaves_nothing_behind(library, trainer_client, monkeypatch):
+    import errno
+    import os
+
+    def fsync(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    response = trainer_client.post("/api/library/files/kron.safetensors/as-lora", json={"rank": 16})
+    assert response.status_code == 507 and response.get_json()["error"].startswith("The disk is full")
+    assert sorted(p.name for p in library.loras.iterdir() if p.is_file()) == ["cat.safetensors", "kron.safetensors"]
+    monkeypatch.undo()
+    assert trainer_client.post("/api/library/files/kron.safetensors/as-lora", json={"rank": 16}).status_code == 201
