@@ -89,6 +89,48 @@ def test_new_job_form_follows_the_dataset(studio, page, viewport, artifacts_dir)
 
 
 @pytest.mark.parametrize("viewport", VIEWPORTS)
+def test_an_ai_toolkit_config_fills_the_form(studio, page, viewport, artifacts_dir):
+    import json
+
+    import yaml
+    from playwright.sync_api import expect
+
+    from tests.test_aitoolkit_config import ZIMAGE_TURBO
+
+    page.goto(studio.trainer + "/new?dataset=my-cat")
+    expect(page.locator("#f-trigger_word")).to_have_value("mycat")
+    page.click("[data-format='yaml']")
+    page.fill("#config-text", ZIMAGE_TURBO)  # pasted into the text view
+    page.locator("#f-steps").focus()  # leaving the text applies it
+    notice = page.locator("#config-import")
+    expect(notice).to_contain_text("Read as an ai-toolkit config:")
+    expect(page.locator("#f-rank")).to_have_value("128")
+    expect(page.locator("#f-steps")).to_have_value("3000")
+    expect(page.locator("#f-optimizer")).to_have_value("prodigy")
+    expect(page.locator("#f-preserve_class")).to_have_value("person")
+    expect(page.locator("#f-trigger_word")).to_have_value("p3rs0n")
+    expect(page.locator("#config-text")).to_have_value(re.compile(r"rank: 128"))  # the text shows the result
+    assert "process:" not in page.locator("#config-text").input_value()
+    expect(page.locator(".dataset-card.selected")).to_contain_text("my-cat")  # the dataset stays picked
+    notice.locator("summary", has_text="Done the studio's way").click()
+    expect(notice).to_contain_text("assistant_lora_path: the studio merges ostris' training adapter")
+    assert_no_sideways_scroll(page)
+    notice.screenshot(path=str(artifacts_dir / f"new-job-ai-toolkit-{viewport['width']}.png"))
+
+    # the JSON its web UI saves, opened as a file, with a setting changed
+    doc = yaml.safe_load(ZIMAGE_TURBO)
+    doc["config"]["process"][0]["network"]["linear"] = 64
+    page.set_input_files("#config-file", files=[{"name": "job.json", "mimeType": "application/json",
+                                                 "buffer": json.dumps(doc).encode()}])
+    expect(page.locator("#f-rank")).to_have_value("64")
+    expect(page.locator("[data-format='json']")).to_have_class(re.compile("active"))
+    expect(page.locator("#config-text")).to_have_value(re.compile(r'"rank": 64'))
+    page.fill("#config-text", '{"steps": 1200}')  # the studio's own JSON: read as it is, the notice goes
+    page.locator("#f-rank").focus()
+    expect(notice).to_be_hidden()
+
+
+@pytest.mark.parametrize("viewport", VIEWPORTS)
 def test_a_job_trains_on_several_datasets_each_with_its_repeats(studio, page, viewport, artifacts_dir):
     from playwright.sync_api import expect
 

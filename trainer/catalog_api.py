@@ -69,7 +69,11 @@ def render_config():
 
 @bp.post("/api/config/parse")
 def parse_config():
-    """YAML or JSON text from the form's text view, back into a config object."""
+    """YAML or JSON text from the form's text view, back into a config object. An ai-toolkit config is translated
+    (trainer.aitoolkit_config): {"config": the settings it states, "from": "ai-toolkit", "taken", "own_way",
+    "warnings"}; the form lays those settings over its own."""
+    from trainer.aitoolkit_config import translate
+
     text = json_body().get("text")
     if not isinstance(text, str):
         raise ApiError("text must be a string of YAML or JSON.", 422)
@@ -82,6 +86,10 @@ def parse_config():
         raise ApiError(f"The config text is not valid YAML/JSON{where}: {problem}.", 422) from None
     if not isinstance(config, dict):
         raise ApiError("The config text must describe an object of settings (name: value).", 422)
+    translated = translate(config)
+    if translated is not None:
+        return jsonify({"config": translated.config, "from": "ai-toolkit", "taken": translated.taken,
+                        "own_way": translated.own_way, "warnings": translated.warnings})
     return jsonify({"config": config})
 
 

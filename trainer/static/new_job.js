@@ -89,14 +89,14 @@
     markPreset(); showApplicable();
   }
 
-  async function renderText() {
+  async function renderText(force = false) {
     const box = $("config-text");
-    if (document.activeElement === box) return;
+    if (document.activeElement === box && !force) return;
     if (state.format === "json") { box.value = JSON.stringify(state.config, null, 2); return; }
     const seq = ++renderSeq;
     try {
       const { text } = await studio.api("/api/config/render", { method: "POST", json: { config: state.config } });
-      if (seq === renderSeq && document.activeElement !== box) box.value = text; // only the newest answer
+      if (seq === renderSeq && (force || document.activeElement !== box)) box.value = text; // only the newest answer
     } catch (e) { $("config-text-error").textContent = e.message; }
   }
 
@@ -294,16 +294,19 @@
     const text = $("config-text").value;
     $("config-text-error").textContent = "";
     try {
-      let config;
-      if (state.format === "json") {
-        try { config = JSON.parse(text); } catch (e) { throw new Error(`Not valid JSON: ${e.message}`); }
-        if (!config || typeof config !== "object" || Array.isArray(config)) throw new Error("The config must be an object.");
-      } else {
-        config = (await studio.api("/api/config/parse", { method: "POST", json: { text } })).config;
-      }
-      state.config = config; syncFormFromConfig(); scheduleValidate();
+      const answer = await trainer.configText.read(text, state.format);
+      // an ai-toolkit config states some settings: they go over the form's, and the text shows the result
+      state.config = answer.from ? { ...state.config, ...answer.config } : answer.config;
+      trainer.configText.show(answer);
+      syncFormFromConfig(); scheduleValidate();
+      if (answer.from) { renderText(true); markPreset(); renderMix(); }
     } catch (e) { $("config-text-error").textContent = e.message; }
   }
+  document.addEventListener("config:file", (e) => {  // a config file opened into the text view
+    state.format = e.detail.format;
+    document.querySelectorAll("[data-format]").forEach((b) => b.classList.toggle("active", b.dataset.format === state.format));
+    applyText();
+  });
 
   async function submit(e) {
     e.preventDefault();

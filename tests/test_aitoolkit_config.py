@@ -1,0 +1,190 @@
+"""An ai-toolkit config pasted into the new job form: its settings become this studio's (valid for the recipe as they
+come), what the studio does its own way is said with the reason, a config of another model or an out-of-range value
+warns, and the studio's own configs pass through untouched."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+
+from trainer.aitoolkit_config import process_of, translate
+from trainer.recipes import get_recipe
+
+# ai-toolkit's example for Z-Image-Turbo (config/examples/train_lora_zimage_turbo_32gb.yaml), as people start from it
+ZIMAGE_TURBO = """\
+---
+job: extension
+config:
+  name: "my_zimage_turbo_character_lora_v1"
+  process:
+    - type: 'diffusion_trainer'
+      training_folder: "output"
+      device: cuda:0
+      trigger_word: "p3rs0n"
+      network:
+        type: "lora"
+        linear: 128
+        linear_alpha: 128
+      save:
+        dtype: bf16
+        save_every: 500
+        max_step_saves_to_keep: 6
+        save_format: safetensors
+      datasets:
+        - folder_path: "/path/to/images/folder"
+          caption_ext: "txt"
+          caption_dropout_rate: 0.05
+          cache_latents_to_disk: true
+          resolution: [ 512, 768, 1024 ]
+      train:
+        batch_size: 2
+        gradient_accumulation: 1
+        steps: 3000
+        train_unet: true
+        train_text_encoder: false
+        gradient_checkpointing: true
+        noise_scheduler: "flowmatch"
+        timestep_type: "weighted"
+        content_or_style: "balanced"
+        loss_type: "mse"
+        dtype: bf16
+        optimizer: "prodigy"
+        lr: 1.0
+        optimizer_params:
+          weight_decay: 0.01
+        lr_scheduler: "constant"
+        diff_output_preservation: true
+        diff_output_preservation_multiplier: 1.0
+        diff_output_preservation_class: "person"
+        ema_config:
+          use_ema: true
+          ema_decay: 0.99
+        disable_sampling: false
+      model:
+        name_or_path: "Tongyi-MAI/Z-Image-Turbo"
+        arch: "zimage"
+        assistant_lora_path: "ostris/zimage_turbo_training_adapter/zimage_turbo_training_adapter_v2.safetensors"
+        quantize: true
+        qtype: "qfloat8"
+        low_vram: false
+      sample:
+        sampler: "flowmatch"
+        sample_every: 250
+        width: 1024
+        height: 1024
+        samples:
+          - prompt: "[trigger], studio portrait, soft lighting"
+          - prompt: "[trigger] on a beach, golden hour"
+            width: 832
+            height: 1216
+            seed: 7
+        neg: "blurry"
+        seed: 42
+        guidance_scale: 1
+        sample_steps: 8
+meta:
+  name: "[name]"
+  version: '1.0'
+"""
+
+
+def test_the_zimage_turbo_example_becomes_a_valid_job():
+    translated = translate(yaml.safe_load(ZIMAGE_TURBO))
+    config = translated.config
+    assert (config["name"], config["trigger_word"], config["network"], config["rank"]) == (
+        "my_zimage_turbo_character_lora_v1", "p3rs0n", "lora", 128)
+    assert config["alpha"] is None  # alpha = rank: scale 1, the studio's empty alpha
+    assert (config["steps"], config["batch_size"], config["learning_rate"], config["optimizer"]) == (3000, 2, 1.0,
+                                                                                                     "prodigy")
+    assert (config["weight_decay"], config["lr_schedule"], config["timestep_sampling"]) == (0.01, "constant",
+                                                                                            "weighted")
+    assert (config["preserve_class"], config["preserve_weight"], config["ema_decay"]) == ("person", 1.0, 0.99)
+    assert (config["quantize_base"], config["gradient_checkpointing"], config["mixed_precision"]) == ("float8", "auto",
+                                                                                                       "bf16")
+    assert (config["save_dtype"], config["save_every"], config["keep_last"]) == ("bf16", 500, 6)
+    assert (config["caption_dropout"], config["resolutions"]) == (0.05, [512, 768, 1024])
+    assert (config["sample_every"], config["sample_steps"], config["guidance_scale"], config["seed"]) == (250, 8, 1, 42)
+    assert config["sample_prompts"] == ["[trigger], studio portrait, soft lighting --n blurry",
+                                        "[trigger] on a beach, golden hour --w 832 --h 1216 --d 7 --n blurry"]
+    parsed = get_recipe("zimage-turbo").config_from_dict(config)  # valid as it comes
+    assert parsed.to_dict()["rank"] == 128
+    assert "rank 128" in translated.taken and "alpha = rank" in translated.taken
+    notes = " ".join(translated.own_way)
+    assert "assistant_lora_path: the studio merges ostris' training adapter" in notes
+    assert "folder_path: pick the dataset in the form" in notes and "cache_latents_to_disk" in notes
+    assert "content_or_style" in notes and "loss_type" not in notes  # mse is what the studio does
+    assert "low_vram" not in notes and "train_text_encoder" not in notes  # off in the config: nothing to say
+    assert translated.warnings == []
+
+
+def test_the_web_ui_s_json_and_a_bare_process_read_alike():
+    doc = yaml.safe_load(ZIMAGE_TURBO)
+    whole = translate(json.loads(json.dumps(doc))).config
+    process = doc["config"]["process"][0]
+    bare = translate(process).config
+    assert bare == {key: value for key, value in whole.items() if key != "name"}  # a process has no job name
+    sections = {key: process[key] for key in ("network", "train")}
+    assert translate(sections).config["rank"] == 128
+    assert process_of({"steps": 3000, "rank": 32, "network": "lora"}) is None  # the studio's own config
+    assert translate({"trigger_word": "x", "train": {"steps": 5}}) is None  # one section alone is not enough
+    assert translate(["a", "list"]) is None
+
+
+def test_a_lokr_config_takes_the_nearest_factor_and_says_so():
+    doc = {"network": {"type": "lokr", "lokr_factor": 10, "lokr_full_rank": False, "linear": 1000000},
+           "train": {"steps": "2000", "lr": "1e-4", "optimizer": "adamw8bit", "lr_scheduler": "cosine",
+                     "lr_warmup_steps": 100, "ema_config": {"use_ema": False}}}
+    translated = translate(doc)
+    config = translated.config
+    assert (config["network"], config["lokr_factor"]) == ("lokr", 8) and "rank" not in config
+    assert (config["steps"], config["learning_rate"], config["optimizer"]) == (2000, 1e-4, "adamw8bit")
+    assert (config["lr_schedule"], config["warmup_steps"], config["ema_decay"]) == ("cosine", 100, 0.0)
+    assert any("lokr_factor 10" in warning and "8 was taken" in warning for warning in translated.warnings)
+    assert any(note.startswith("lokr_full_rank") for note in translated.own_way)
+    get_recipe("zimage-turbo").config_from_dict(config)
+
+
+@pytest.mark.parametrize("model, words", [
+    ({"arch": "flux", "name_or_path": "black-forest-labs/FLUX.1-dev"}, "trains flux, not Z-Image-Turbo"),
+    ({"name_or_path": "Qwen/Qwen-Image"}, "trains Qwen/Qwen-Image, not Z-Image-Turbo"),
+    ({"arch": "zimage", "name_or_path": "Tongyi-MAI/Z-Image"}, "Z-Image (the base model)"),
+])
+def test_a_config_of_another_model_warns(model, words):
+    translated = translate({"model": model, "network": {"type": "lora", "linear": 16}})
+    assert translated.config["rank"] == 16
+    assert any(words in warning for warning in translated.warnings), translated.warnings
+
+
+def test_what_the_studio_does_not_have_keeps_the_form_s_value_with_the_reason():
+    doc = {"network": {"type": "loha", "linear": 8}, "model": {"arch": "zimage:turbo", "quantize": True,
+                                                               "qtype": "uint4"},
+           "train": {"optimizer": "lion", "lr_scheduler": "polynomial", "timestep_type": "lognorm_blend",
+                     "noise_offset": 0.05, "loss_type": "l1", "optimizer_params": {"betas": [0.9, 0.99]}},
+           "datasets": [{"resolution": 1000, "flip_x": True, "is_reg": False}, {"resolution": 512}]}
+    translated = translate(doc)
+    config = translated.config
+    assert "optimizer" not in config and "lr_schedule" not in config and "timestep_sampling" not in config
+    assert "network" not in config and config["rank"] == 8
+    assert (config["quantize_base"], config["resolutions"], config["flip_horizontal"]) == ("float8", [1008], True)
+    warnings = " ".join(translated.warnings)
+    for words in ("network type loha", "optimizer lion", "lr_scheduler polynomial", "timestep_type lognorm_blend",
+                  "qtype uint4", "resolution [1000]"):
+        assert words in warnings
+    notes = " ".join(translated.own_way)
+    for words in ("noise_offset", "loss_type l1", "optimizer_params betas", "2 datasets: pick them in the form"):
+        assert words in notes
+    assert "is_reg" not in notes
+
+
+def test_the_form_s_parse_endpoint_translates_an_ai_toolkit_config(trainer_client):
+    answer = trainer_client.post("/api/config/parse", json={"text": ZIMAGE_TURBO})
+    assert answer.status_code == 200
+    body = answer.get_json()
+    assert body["from"] == "ai-toolkit" and body["config"]["rank"] == 128 and body["warnings"] == []
+    assert "steps 3000" in body["taken"] and any("folder_path" in note for note in body["own_way"])
+    as_json = trainer_client.post("/api/config/parse", json={"text": json.dumps(yaml.safe_load(ZIMAGE_TURBO))})
+    assert as_json.get_json()["config"] == body["config"]
+    own = trainer_client.post("/api/config/parse", json={"text": "steps: 10\nrank: 8\n"}).get_json()
+    assert own == {"config": {"steps": 10, "rank": 8}}  # the studio's own settings: as they are
