@@ -106,7 +106,8 @@ def test_the_zimage_turbo_example_becomes_a_valid_job():
     assert (config["save_dtype"], config["save_every"], config["keep_last"]) == ("bf16", 500, 6)
     assert (config["caption_dropout"], config["resolutions"]) == (0.05, [512, 768, 1024])
     assert (config["sample_every"], config["sample_steps"], config["guidance_scale"], config["seed"]) == (250, 8, 1, 42)
-    assert config["sample_prompts"] == ["[trigger], studio portrait, soft lighting --n blurry",
+    # without walk_seed every preview of ai-toolkit's has the one seed; a sample's own size and seed come along
+    assert config["sample_prompts"] == ["[trigger], studio portrait, soft lighting --d 42 --n blurry",
                                         "[trigger] on a beach, golden hour --w 832 --h 1216 --d 7 --n blurry"]
     parsed = get_recipe("zimage-turbo").config_from_dict(config)  # valid as it comes
     assert parsed.to_dict()["rank"] == 128
@@ -134,13 +135,13 @@ def test_the_web_ui_s_json_and_a_bare_process_read_alike():
 
 def test_a_lokr_config_takes_the_nearest_factor_and_says_so():
     doc = {"network": {"type": "lokr", "lokr_factor": 10, "lokr_full_rank": False, "linear": 1000000},
-           "train": {"steps": "2000", "lr": "1e-4", "optimizer": "adamw8bit", "lr_scheduler": "cosine",
-                     "lr_warmup_steps": 100, "ema_config": {"use_ema": False}}}
+           "train": {"steps": "2000", "lr": "1e-4", "optimizer": "adamw8bit", "lr_scheduler": "constant_with_warmup",
+                     "lr_scheduler_params": {"num_warmup_steps": 100}, "ema_config": {"use_ema": False}}}
     translated = translate(doc)
     config = translated.config
     assert (config["network"], config["lokr_factor"]) == ("lokr", 8) and "rank" not in config
     assert (config["steps"], config["learning_rate"], config["optimizer"]) == (2000, 1e-4, "adamw8bit")
-    assert (config["lr_schedule"], config["warmup_steps"], config["ema_decay"]) == ("cosine", 100, 0.0)
+    assert (config["lr_schedule"], config["warmup_steps"], config["ema_decay"]) == ("constant", 100, 0.0)
     assert any("lokr_factor 10" in warning and "8 was taken" in warning for warning in translated.warnings)
     assert any(note.startswith("lokr_full_rank") for note in translated.own_way)
     get_recipe("zimage-turbo").config_from_dict(config)
@@ -188,3 +189,28 @@ def test_the_form_s_parse_endpoint_translates_an_ai_toolkit_config(trainer_clien
     assert as_json.get_json()["config"] == body["config"]
     own = trainer_client.post("/api/config/parse", json={"text": "steps: 10\nrank: 8\n"}).get_json()
     assert own == {"config": {"steps": 10, "rank": 8}}  # the studio's own settings: as they are
+
+
+def test_ai_toolkit_s_own_defaults_and_rules_are_kept():
+    """What ai-toolkit does with what a config leaves out: alpha 1 without linear_alpha, 1000 warm-up steps with
+    constant_with_warmup, EMA decay 0.999, Prodigy's learning rate raised to 1; the training seed over the sample's."""
+    translated = translate({
+        "network": {"type": "lora", "linear": 16},
+        "train": {"optimizer": "prodigy", "lr": 1e-4, "lr_scheduler": "constant_with_warmup",
+                  "ema_config": {"use_ema": True}},
+        "training_seed": 5,
+        "sample": {"seed": 42, "walk_seed": True, "neg": False, "samples": [
+            {"prompt": "[trigger] at dusk", "guidance_scale": 2.5, "sample_steps": 12, "network_multiplier": 0.8,
+             "neg": "text, watermark"}, {"prompt": "[trigger] in snow --d 3"}, {"prompt": "  "}]},
+        "model": {"arch": "zimage:turbo", "compile": True}})
+    config = translated.config
+    assert (config["rank"], config["alpha"], config["warmup_steps"], config["ema_decay"]) == (16, 1.0, 1000, 0.999)
+    assert (config["learning_rate"], config["seed"], config["compile"]) == (1.0, 5, True)
+    assert any(note.startswith("lr 0.0001 with Prodigy: 1.0") for note in translated.own_way)
+    assert config["sample_prompts"] == ["[trigger] at dusk --l 2.5 --s 12 --m 0.8 --n text, watermark",
+                                        "[trigger] in snow --d 3"]  # walked seeds are the studio's own way
+    assert translated.warnings == []
+    get_recipe("zimage-turbo").config_from_dict(config)
+    de_turbo = translate({"model": {"arch": "zimage:deturbo", "name_or_path": "ostris/Z-Image-De-Turbo"},
+                          "train": {"steps": 10}})
+    assert any("De-Turbo" in warning for warning in de_turbo.warnings)

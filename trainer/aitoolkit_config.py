@@ -37,9 +37,12 @@ NOTED = {
     "token_dropout_rate": "captions are trained as written",
     "is_reg": "Preserve the class does what regularisation images do, without them",
     "random_crop": "images are trained whole, in an aspect-ratio bucket",
-    "train_text_encoder": "the text encoder stays frozen", "walk_seed": "each preview prompt keeps its own seed",
+    "train_text_encoder": "the text encoder stays frozen",
     "linear_timesteps": "timestep_sampling sets the weighting", "network_kwargs": "lora_targets chooses the layers",
     "dropout": "no LoRA dropout", "conv": "Z-Image's transformer has no convolutions",
+    "layer_offloading": "gradient_checkpointing auto and quantize_base fit the job to the GPU's memory",
+    "num_repeats": "set a dataset's repeats in the form", "blank_prompt_preservation": "not in the studio",
+    "min_snr_gamma": "timestep_sampling weighted weighs the loss by the noise level",
 }
 
 
@@ -83,7 +86,7 @@ def translate(doc) -> Translated | None:
     _train(_section(process, "train"), out)
     _save(_section(process, "save"), out)
     _datasets(process.get("datasets"), out)
-    _sample(_section(process, "sample"), out)
+    _sample(_section(process, "sample"), out, process.get("training_seed"))
     _model(_section(process, "model"), out)
     _notes(process, out)
     return out
@@ -129,6 +132,9 @@ def _model(model: dict, out: Translated) -> None:
         what = arch or path
         out.warnings.append(f"This config trains {what}, not Z-Image-Turbo: its settings were taken as they are; "
                             "check the learning rate and the rank.")
+    elif "deturbo" in (arch + path).lower().replace("-", ""):
+        out.warnings.append("This config trains ostris' Z-Image De-Turbo; the studio trains Z-Image-Turbo with "
+                            "ostris' training adapter (the same aim: a LoRA for Turbo), so check the learning rate.")
     elif "turbo" not in (arch + path).lower() and (arch or path):
         out.warnings.append("This config trains Z-Image (the base model); the studio trains Z-Image-Turbo with "
                             "ostris' training adapter, so check the learning rate and steps.")
@@ -141,6 +147,8 @@ def _model(model: dict, out: Translated) -> None:
             out.warnings.append(f"qtype {qtype}: the studio stores the base in float8 or int8; float8 was taken.")
     elif model.get("quantize") is False:
         _take(out, "quantize_base", "none", "quantize_base")
+    if isinstance(model.get("compile"), bool):
+        _take(out, "compile", model["compile"], "compile")
 
 
 def _network(network: dict, out: Translated) -> None:
@@ -156,16 +164,15 @@ def _network(network: dict, out: Translated) -> None:
             if nearest != factor:
                 out.warnings.append(f"lokr_factor {factor:g}: the studio offers {', '.join(map(str, FACTORS))}; "
                                     f"{nearest} was taken.")
-        if network.get("lokr_full_rank") is False:
+        if network.get("lokr_full_rank") is not True:  # ai-toolkit's own default: w2 at the rank `linear`
             out.own_way.append("lokr_full_rank: the studio trains a LoKr's larger factor whole (full rank)")
     elif kind:
         out.warnings.append(f"network type {kind}: the studio trains a LoRA or a LoKr; the form's network stays.")
-    rank = _number(network.get("linear", network.get("rank")))
+    rank = _number(network.get("rank", network.get("linear")))  # ai-toolkit reads rank first
     if rank is not None and kind != "lokr":
         _take(out, "rank", int(rank), "rank")
-        alpha = _number(network.get("linear_alpha", network.get("alpha")))
-        if alpha is not None:  # alpha = rank is scale 1: the studio's empty alpha
-            _take(out, "alpha", None if alpha == rank else alpha, "alpha")
+        alpha = _number(network.get("linear_alpha", network.get("alpha", 1.0)))  # its default alpha is 1
+        _take(out, "alpha", None if alpha == rank else alpha, "alpha")  # alpha = rank: the studio's empty alpha
 
 
 def _train(train: dict, out: Translated) -> None:
@@ -176,10 +183,14 @@ def _train(train: dict, out: Translated) -> None:
     accumulation = _number(train.get("gradient_accumulation", train.get("gradient_accumulation_steps")))
     if accumulation is not None:
         _take(out, "gradient_accumulation", int(accumulation), "gradient_accumulation")
+    optimizer = str(train.get("optimizer") or "").lower()
     rate = _number(train.get("lr"))
+    if rate is not None and optimizer.startswith("prodigy") and rate < 0.1:  # as ai-toolkit does with Prodigy
+        out.own_way.append(f"lr {rate:g} with Prodigy: 1.0 (Prodigy's learning rate is a multiplier; ai-toolkit "
+                           "raises it to 1.0 too)")
+        rate = 1.0
     if rate is not None:
         _take(out, "learning_rate", rate, "learning_rate")
-    optimizer = str(train.get("optimizer") or "").lower()
     if optimizer in OPTIMIZERS:
         _take(out, "optimizer", OPTIMIZERS[optimizer], "optimizer")
         if optimizer == "prodigy_schedulefree":
@@ -215,7 +226,7 @@ def _train(train: dict, out: Translated) -> None:
     ema = train.get("ema_config") if isinstance(train.get("ema_config"), dict) else {}
     if "use_ema" in ema:
         decay = _number(ema.get("ema_decay"))
-        _take(out, "ema_decay", (decay if decay is not None else 0.99) if ema["use_ema"] else 0.0, "ema_decay")
+        _take(out, "ema_decay", (decay if decay is not None else 0.999) if ema["use_ema"] else 0.0, "ema_decay")
     precision = DTYPES.get(str(train.get("dtype") or "").lower())
     if precision in ("bf16", "fp32"):
         _take(out, "mixed_precision", precision, "mixed_precision")
@@ -230,17 +241,17 @@ def _train(train: dict, out: Translated) -> None:
 
 def _schedule(train: dict, out: Translated) -> None:
     schedule = str(train.get("lr_scheduler") or "").lower()
+    params = train.get("lr_scheduler_params") if isinstance(train.get("lr_scheduler_params"), dict) else {}
     if schedule in ("constant", "cosine"):
         _take(out, "lr_schedule", schedule, "lr_schedule")
-    elif schedule == "constant_with_warmup":
+    elif schedule == "constant_with_warmup":  # its warm-up: lr_scheduler_params.num_warmup_steps, 1000 unless set
         _take(out, "lr_schedule", "constant", "lr_schedule")
+        warmup = _number(params.get("num_warmup_steps", 1000))
+        if warmup is not None:
+            _take(out, "warmup_steps", int(warmup), "warmup_steps")
     elif schedule:
-        out.warnings.append(f"lr_scheduler {schedule}: the studio's schedules are constant and cosine; the form's "
-                            "stays.")
-    params = train.get("lr_scheduler_params") if isinstance(train.get("lr_scheduler_params"), dict) else {}
-    warmup = _number(train.get("lr_warmup_steps", train.get("warmup_steps", params.get("warmup_steps"))))
-    if warmup is not None:
-        _take(out, "warmup_steps", int(warmup), "warmup_steps")
+        out.warnings.append(f"lr_scheduler {schedule}: the studio's schedules are constant and cosine (with "
+                            "warm-up steps); the form's stays.")
 
 
 def _save(save: dict, out: Translated) -> None:
@@ -283,7 +294,7 @@ def _datasets(datasets, out: Translated) -> None:
         _take(out, "alpha_mask", first["alpha_mask"], "alpha_mask")
 
 
-def _sample(sample: dict, out: Translated) -> None:
+def _sample(sample: dict, out: Translated, training_seed) -> None:
     for key, ours in (("sample_every", "sample_every"), ("sample_steps", "sample_steps"),
                       ("guidance_scale", "guidance_scale"), ("width", "sample_width"), ("height", "sample_height")):
         value = _number(sample.get(key))
@@ -292,19 +303,26 @@ def _sample(sample: dict, out: Translated) -> None:
         if ours in ("sample_width", "sample_height"):
             value = _sixteen(value)
         _take(out, ours, value if ours == "guidance_scale" else int(value), ours)
-    seed = _number(sample.get("seed"))
+    seed = _number(training_seed if training_seed is not None else sample.get("seed"))
     if seed is not None:
         _take(out, "seed", int(seed), "seed")
-    negative = str(sample.get("neg") or "").strip()
-    prompts = [_prompt(item, negative) for item in sample.get("samples") or sample.get("prompts") or []]
+    # ai-toolkit renders every preview with the one seed unless walk_seed (seed + the prompt's place, the studio's way)
+    same = _number(sample.get("seed")) if sample.get("walk_seed") is not True else None
+    negative = sample.get("neg") if isinstance(sample.get("neg"), str) else ""
+    prompts = [_prompt(item, negative.strip(), same) for item in sample.get("samples") or sample.get("prompts") or []]
     prompts = [text for text in prompts if text]
     if prompts:
         _take(out, "sample_prompts", prompts, "sample_prompts")
 
 
-def _prompt(item, negative: str) -> str:
-    """A preview prompt in the studio's form: ai-toolkit's per-sample size and seed as the --w --h --d options the
-    studio reads (as kohya and ai-toolkit write them in the text), its negative prompt as --n."""
+OPTIONS = (("w", "width"), ("h", "height"), ("d", "seed"), ("l", "guidance_scale"), ("s", "sample_steps"),
+           ("m", "network_multiplier"))
+
+
+def _prompt(item, negative: str, seed: float | None) -> str:
+    """A preview prompt in the studio's form: ai-toolkit's per-sample size, seed, guidance, steps and LoRA strength as
+    the --w --h --d --l --s --m options the studio reads (as ai-toolkit writes them in the text), the negative prompt
+    as --n, and the one seed every prompt shares when the config does not walk it."""
     if isinstance(item, str):
         text, extra = item, {}
     elif isinstance(item, dict) and isinstance(item.get("prompt"), str):
@@ -312,11 +330,18 @@ def _prompt(item, negative: str) -> str:
     else:
         return ""
     text = text.strip()
-    options = [f"--{flag} {int(value)}" for flag, key in (("w", "width"), ("h", "height"), ("d", "seed"))
-               if (value := _number(extra.get(key))) is not None and f"--{flag} " not in text]
-    if negative and "--n " not in text:
-        options.append(f"--n {negative}")
-    return " ".join([text, *options]) if text else ""
+    if not text:
+        return ""
+    extra = {**({"seed": seed} if seed is not None and extra.get("seed") is None else {}), **extra}
+    options = []
+    for flag, key in OPTIONS:
+        value = _number(extra.get(key))
+        if value is not None and f"--{flag} " not in text:
+            options.append(f"--{flag} {value:g}" if flag in ("l", "m") else f"--{flag} {int(value)}")
+    own = extra.get("neg") if isinstance(extra.get("neg"), str) else negative
+    if own.strip() and "--n " not in text:
+        options.append(f"--n {own.strip()}")
+    return " ".join([text, *options])
 
 
 def _notes(process: dict, out: Translated) -> None:
