@@ -214,3 +214,18 @@ def test_ai_toolkit_s_own_defaults_and_rules_are_kept():
     de_turbo = translate({"model": {"arch": "zimage:deturbo", "name_or_path": "ostris/Z-Image-De-Turbo"},
                           "train": {"steps": 10}})
     assert any("De-Turbo" in warning for warning in de_turbo.warnings)
+
+
+@pytest.mark.parametrize("doc", [
+    {"network": {"type": 5, "linear": "abc", "linear_alpha": float("nan")}, "train": [], "save": "x"},
+    {"network": {"type": "lora", "linear": "1e400"}, "train": {"lr": "nan", "steps": float("inf")}},
+    {"datasets": "folder", "sample": {"samples": "abc", "width": "wide", "seed": [1]}, "model": {"arch": 7}},
+    {"config": {"process": [{"network": None, "train": {"ema_config": "on", "optimizer_params": [1]}}]}},
+    {"datasets": [{"resolution": ["a", -5, 0, None]}], "sample": {"samples": [None, 3, {"prompt": 5}]},
+     "train": {"diff_output_preservation": True}},
+])
+def test_a_hostile_config_is_read_without_failing(doc):
+    translated = translate(doc)
+    assert translated is not None
+    json.dumps(translated.config)  # plain values only
+    assert all(isinstance(v, str) for v in translated.taken + translated.own_way + translated.warnings)

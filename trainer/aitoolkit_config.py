@@ -11,6 +11,7 @@ the result like any other config, so an out-of-range value is named next to its 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from trainer.lokr_layout import FACTORS
@@ -108,16 +109,15 @@ def _take(out: Translated, key: str, value, shown: str) -> None:
 
 
 def _number(value) -> float | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int | float):
-        return value
-    if isinstance(value, str):  # YAML reads 1e-4 as a string: its float grammar wants a dot
+    """A finite number of the config (YAML reads 1e-4 as a string: its float grammar wants a dot); None otherwise."""
+    if isinstance(value, str):
         try:
-            return float(value)
+            value = float(value)
         except ValueError:
             return None
-    return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        return None
+    return value
 
 
 def _sixteen(side: float) -> int:
@@ -309,7 +309,8 @@ def _sample(sample: dict, out: Translated, training_seed) -> None:
     # ai-toolkit renders every preview with the one seed unless walk_seed (seed + the prompt's place, the studio's way)
     same = _number(sample.get("seed")) if sample.get("walk_seed") is not True else None
     negative = sample.get("neg") if isinstance(sample.get("neg"), str) else ""
-    prompts = [_prompt(item, negative.strip(), same) for item in sample.get("samples") or sample.get("prompts") or []]
+    items = sample.get("samples") or sample.get("prompts")
+    prompts = [_prompt(item, negative.strip(), same) for item in (items if isinstance(items, list) else [])]
     prompts = [text for text in prompts if text]
     if prompts:
         _take(out, "sample_prompts", prompts, "sample_prompts")
