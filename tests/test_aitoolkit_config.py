@@ -211,6 +211,7 @@ def test_ai_toolkit_s_own_defaults_and_rules_are_kept():
                                         "[trigger] in snow --d 3"]  # walked seeds are the studio's own way
     assert translated.warnings == []
     get_recipe("zimage-turbo").config_from_dict(config)
+    assert translate({"datasets": [{"trigger_word": "sks"}], "train": {}}).config["trigger_word"] == "sks"
     de_turbo = translate({"model": {"arch": "zimage:deturbo", "name_or_path": "ostris/Z-Image-De-Turbo"},
                           "train": {"steps": 10}})
     assert any("De-Turbo" in warning for warning in de_turbo.warnings)

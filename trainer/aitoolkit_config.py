@@ -2,7 +2,9 @@
 ai-toolkit have a config that works for them: pasted into the new job form's text view (its YAML, or the JSON its
 web UI saves) or opened there as a file, its settings are taken, and the form says which, and which of its settings
 this studio does its own way or leaves out, each with the reason. Nothing is guessed: a setting the config does not
-state keeps the form's value.
+state keeps the form's value, except where ai-toolkit's own default is part of what the config means (its alpha of 1
+beside a rank without linear_alpha, 1000 warm-up steps with constant_with_warmup, EMA decay 0.999, one seed for
+every preview without walk_seed).
 
 The config is a job (`job: extension`, `config.process[0]`), a bare process, or the process's own keys (network,
 train, save, datasets, sample, model). Values are checked here only as far as mapping them needs; the recipe checks
@@ -292,6 +294,9 @@ def _datasets(datasets, out: Translated) -> None:
         _take(out, "default_caption", first["default_caption"].strip(), "default_caption")
     if isinstance(first.get("alpha_mask"), bool):
         _take(out, "alpha_mask", first["alpha_mask"], "alpha_mask")
+    word = first.get("trigger_word")
+    if "trigger_word" not in out.config and isinstance(word, str) and word.strip():  # a dataset's own trigger word
+        _take(out, "trigger_word", word.strip(), "trigger_word")
 
 
 def _sample(sample: dict, out: Translated, training_seed) -> None:
