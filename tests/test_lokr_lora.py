@@ -178,6 +178,11 @@ def test_a_merge_takes_a_lokr_at_a_rank_and_measures_against_the_true_sum(tmp_pa
     wide = merge(sources, tmp_path / "wide.safetensors", rank=64)  # room for every direction: exact
     assert wide.kept == pytest.approx(1.0, abs=1e-5)
     np.testing.assert_allclose(_lora_change(read_tensors(wide.path)[1], 0), true[0], atol=1e-3)
+    broken = read_tensors(tmp_path / "kron.safetensors")[1]
+    broken[f"{LAYER.format(0)}.lokr_w2"][0, 0] = np.nan
+    (tmp_path / "nan.safetensors").write_bytes(encode(broken, "F32", {}))
+    with pytest.raises(LoraFileError, match="cannot be merged"):
+        merge([sources[0], (tmp_path / "nan.safetensors", 1.0)], tmp_path / "x.safetensors", rank=6)
     _lokr(tmp_path / "other.safetensors", w1=(2, 2), w2=(32, 24), layers=(0,))  # the same layer split otherwise
     with pytest.raises(LoraFileError, match="Two LoKrs of different factors"):
         merge([(tmp_path / "kron.safetensors", 1.0), (tmp_path / "other.safetensors", 1.0)],

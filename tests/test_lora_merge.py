@@ -80,6 +80,11 @@ def test_what_cannot_be_merged_says_why(tmp_path):
                              f"diffusion_model.{LAYER.format(0)}.lokr_w2": np.ones((32, 24), np.float32)}, "F32", {}))
     with pytest.raises(LoraFileError, match="kron.safetensors is a LyCORIS LoKr: its change has no exact LoRA form"):
         merge([(tmp_path / "a.safetensors", 1.0), (kron, 1.0)], tmp_path / "x.safetensors")
+    nan = _lora(tmp_path / "nan.safetensors", 2)
+    nan[f"diffusion_model.{LAYER.format(1)}.lora_B.weight"][3, 1] = np.inf
+    (tmp_path / "nan.safetensors").write_bytes(encode(nan, "F32", {}))
+    with pytest.raises(LoraFileError, match=r"layers\.1\.attention\.to_q cannot be merged \(its weights are not"):
+        merge([(tmp_path / "a.safetensors", 1.0), (tmp_path / "nan.safetensors", 1.0)], tmp_path / "x.safetensors")
     with pytest.raises(LoraFileError, match="2 to 4 LoRAs"):
         merge([(tmp_path / "a.safetensors", 1.0)], tmp_path / "x.safetensors")
     assert not (tmp_path / "x.safetensors").exists()

@@ -88,18 +88,10 @@ def merge(sources: list[tuple[Path, float]], target: Path, rank: int | None = No
                 krons.setdefault(prefix, []).append((first * strength, second))
     out, kept, whole = {}, 0.0, 0.0
     for prefix in {**stacked, **krons}:
-        exact = stacked.get(prefix, [])
-        tops = [kron_lora(w1, w2, rank)[:2] for w1, w2 in krons.get(prefix, [])]
-        down = np.concatenate([a for a, _b in exact + tops], axis=0)
-        up = np.concatenate([b for _a, b in exact + tops], axis=1)
-        if rank is not None and rank < down.shape[0]:
-            down, up, part, total = resize_pair(down, up, 1.0, rank)
-        elif rank is not None:  # a layer within the rank stays exact; its norm still counts toward `kept`
-            part = total = resize_pair(down, up, 1.0, down.shape[0])[3]
-        else:
-            part = total = 0.0
-        if prefix in krons:
-            part, total = _kept_of_true_sum(exact, krons[prefix], down, up)
+        try:
+            down, up, part, total = _merged_layer(stacked.get(prefix, []), krons.get(prefix, []), rank)
+        except (np.linalg.LinAlgError, ValueError) as exc:  # NaN or infinite weights
+            raise LoraFileError(f"The layer {prefix} cannot be merged ({exc}).") from None
         kept, whole = kept + part, whole + total
         out[f"{prefix}.lora_A.weight"], out[f"{prefix}.lora_B.weight"] = down, up
     share = (kept / whole) ** 0.5 if whole > 0 else 1.0
@@ -119,6 +111,26 @@ def merge(sources: list[tuple[Path, float]], target: Path, rank: int | None = No
     atomic_write_bytes(target, data)
     return Merged(target, top, share, len(data))
 
+
+
+def _merged_layer(exact: list[tuple[np.ndarray, np.ndarray]], krons: list[tuple[np.ndarray, np.ndarray]],
+                  rank: int | None) -> tuple[np.ndarray, np.ndarray, float, float]:
+    """(A, B, kept squared norm, whole squared norm) of one layer: the LoRAs' pieces `exact` and the LoKrs' largest
+    directions stacked, then at `rank` (None: exact, nothing measured)."""
+    tops = [kron_lora(w1, w2, rank)[:2] for w1, w2 in krons]
+    down = np.concatenate([a for a, _b in exact + tops], axis=0)
+    up = np.concatenate([b for _a, b in exact + tops], axis=1)
+    if not (np.isfinite(down).all() and np.isfinite(up).all()):
+        raise ValueError("its weights are not finite")
+    if rank is not None and rank < down.shape[0]:
+        down, up, part, total = resize_pair(down, up, 1.0, rank)
+    elif rank is not None:  # a layer within the rank stays exact; its norm still counts toward `kept`
+        part = total = resize_pair(down, up, 1.0, down.shape[0])[3]
+    else:
+        part = total = 0.0
+    if krons:
+        part, total = _kept_of_true_sum(exact, krons, down, up)
+    return down, up, part, total
 
 
 def _kept_of_true_sum(exact: list[tuple[np.ndarray, np.ndarray]], krons: list[tuple[np.ndarray, np.ndarray]],
