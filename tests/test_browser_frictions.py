@@ -116,6 +116,10 @@ def test_an_ai_toolkit_config_fills_the_form(studio, page, viewport, artifacts_d
     expect(notice).to_contain_text("assistant_lora_path: the studio merges ostris' training adapter")
     assert_no_sideways_scroll(page)
     notice.screenshot(path=str(artifacts_dir / f"new-job-ai-toolkit-{viewport['width']}.png"))
+    box = page.locator("label.config-file").bounding_box()  # Open a file stays on screen beside the tabs
+    assert box["x"] >= 0 and box["x"] + box["width"] <= viewport["width"], box
+    page.locator("#config-text").locator("xpath=..").screenshot(
+        path=str(artifacts_dir / f"new-job-config-panel-{viewport['width']}.png"))
 
     # the JSON its web UI saves, opened as a file, with a setting changed
     doc = yaml.safe_load(ZIMAGE_TURBO)

@@ -31,8 +31,7 @@
         (${esc(answer.taken.slice(0, 6).join(", "))}${answer.taken.length > 6 ? ", …" : ""}); the others keep the form's values.
       ${answer.warnings.length ? `<ul class="import-warnings">${list(answer.warnings)}</ul>` : ""}
       <details><summary>Every setting taken (${answer.taken.length})</summary><ul>${list(answer.taken)}</ul></details>
-      ${answer.own_way.length ? `<details><summary>Done the studio's way (${answer.own_way.length})</summary><ul>${list(answer.own_way)}</ul></details>` : ""}
-      <div class="muted">Pick the dataset on the left: the config's folder is not read.</div>`;
+      ${answer.own_way.length ? `<details><summary>Done the studio's way (${answer.own_way.length})</summary><ul>${list(answer.own_way)}</ul></details>` : ""}`;
     box.hidden = false;
     studio.toast(`Read as an ai-toolkit config: ${answer.taken.length} settings taken.`, "ok", 5000);
   }
