@@ -22,7 +22,7 @@ import numpy as np
 
 from studio.atomic import atomic_write_bytes
 from trainer.lokr_layout import header_layers, matrix_shape
-from trainer.lokr_resize import layer_factors, lokr_layers, smaller_gram, svd_top
+from trainer.lokr_resize import factor_spectra, layer_factors, lokr_layers, svd_top
 from trainer.lora_file import LoraFileError
 
 RANKS = (128, 64, 32, 16)  # the ranks "Save as a LoRA" offers
@@ -61,27 +61,19 @@ def kron_lora(w1: np.ndarray, w2: np.ndarray, rank: int) -> tuple[np.ndarray, np
 def lora_spectra(name: str, tensors: dict[str, np.ndarray]) -> list[np.ndarray]:
     """Each LoKr layer's squared singular values (every product s1ᵢ²·s2ⱼ²), largest first: what a LoRA copy at any
     rank keeps (trainer.lora_resize.kept_at)."""
-    out = []
-    for prefix, parts in lokr_layers(tensors).items():
-        w1, w2 = layer_factors(parts, prefix, name)
-        gram = smaller_gram(w2)
-        if not (np.isfinite(gram).all() and np.isfinite(w1).all()):
-            raise LoraFileError(f"{name}: the layer {prefix}'s weights are not finite.")
-        first = np.linalg.svd(w1, compute_uv=False) ** 2
-        out.append(np.sort(np.outer(first, np.clip(np.linalg.eigvalsh(gram), 0.0, None)), axis=None)[::-1])
-    return out
+    return [np.sort(np.outer(np.linalg.svd(w1, compute_uv=False) ** 2, second), axis=None)[::-1]
+            for w1, second in factor_spectra(name, tensors)]
 
 
 def lora_options(header: dict, size: int) -> list[dict[str, int]]:
     """[{"rank", "bytes"}] of RANKS up to the largest rank a layer can have (its smaller side) for a LoKr file: about
     how large its LoRA copy is at each, from the header alone; [] for a file that is not a LoKr."""
-    from trainer.lora_resize import DTYPES
+    from trainer.lora_resize import header_itemsize
 
     groups = header_layers(header)
     if not groups:
         return []
-    itemsize = next((np.dtype(DTYPES[info["dtype"]]).itemsize for key, info in header.items()
-                     if key != "__metadata__" and isinstance(info, dict) and info.get("dtype") in DTYPES), 4)
+    itemsize = header_itemsize(header)
     now = sides = full = 0
     for parts in groups.values():
         now += sum(int(np.prod(shape)) for shape in parts.values())

@@ -150,11 +150,17 @@ def lokr_numel(header: dict, rank: int) -> tuple[int, int] | None:
 def lokr_spectra(name: str, tensors: dict[str, np.ndarray]) -> list[np.ndarray]:
     """Each layer's squared singular values of scale·(w1 ⊗ w2) through w2's (‖w1‖² times w2's), largest first:
     what resize_lokr keeps at any rank (trainer.lora_resize.kept_at)."""
+    return [float((w1 ** 2).sum()) * second for w1, second in factor_spectra(name, tensors)]
+
+
+def factor_spectra(name: str, tensors: dict[str, np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
+    """[(w1 with its scale folded in, w2's squared singular values largest first)] of every LoKr layer, from w2's
+    smaller Gram matrix; LoraFileError when a layer's weights are not finite."""
     out = []
     for prefix, parts in lokr_layers(tensors).items():
         w1, w2 = layer_factors(parts, prefix, name)
         gram = smaller_gram(w2)
-        if not np.isfinite(gram).all():
+        if not (np.isfinite(gram).all() and np.isfinite(w1).all()):
             raise LoraFileError(f"{name}: the layer {prefix}'s weights are not finite.")
-        out.append(float((w1 ** 2).sum()) * np.clip(np.linalg.eigvalsh(gram)[::-1], 0.0, None))
+        out.append((w1, np.clip(np.linalg.eigvalsh(gram)[::-1], 0.0, None)))
     return out

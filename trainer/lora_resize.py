@@ -205,6 +205,12 @@ def _stored(values: np.ndarray, dtype: str) -> np.ndarray:
     return ((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16).astype(np.uint16)  # round to nearest, ties to even
 
 
+def header_itemsize(header: dict) -> int:
+    """Bytes per number of a file's tensors, from its header (the first tensor's dtype; 4 when none is read)."""
+    return next((np.dtype(DTYPES[info["dtype"]]).itemsize for key, info in header.items()
+                 if key != "__metadata__" and isinstance(info, dict) and info.get("dtype") in DTYPES), 4)
+
+
 RANKS = [64, 32, 16, 8, 4, 2, 1]  # the ranks "Make smaller" offers, the three below a file's own
 
 
@@ -213,8 +219,7 @@ def smaller_options(header: dict, size: int) -> list[dict[str, int]]:
     about how large the file would be at each, from its header alone (nothing loaded)."""
     from trainer.lokr_resize import lokr_numel
 
-    itemsize = next((np.dtype(DTYPES[info["dtype"]]).itemsize for key, info in header.items()
-                     if key != "__metadata__" and isinstance(info, dict) and info.get("dtype") in DTYPES), 4)
+    itemsize = header_itemsize(header)
     shapes = {key: info.get("shape") or [] for key, info in header.items() if isinstance(info, dict)}
     pairs = [(shape, shapes[key[: -len("A.weight")] + "B.weight"]) for key, shape in shapes.items()
              if key.endswith(".lora_A.weight") and len(shape) == 2
