@@ -183,6 +183,12 @@ def test_a_merge_takes_a_lokr_at_a_rank_and_measures_against_the_true_sum(tmp_pa
     (tmp_path / "nan.safetensors").write_bytes(encode(broken, "F32", {}))
     with pytest.raises(LoraFileError, match="cannot be merged"):
         merge([sources[0], (tmp_path / "nan.safetensors", 1.0)], tmp_path / "x.safetensors", rank=6)
+    broken[f"{LAYER.format(0)}.lokr_w1"][1, 1] = np.inf  # in the smaller factor too
+    (tmp_path / "nan.safetensors").write_bytes(encode(broken, "F32", {}))
+    with pytest.raises(LoraFileError, match=r"cannot be merged \(its weights are not finite\)"):
+        merge([sources[0], (tmp_path / "nan.safetensors", 1.0)], tmp_path / "x.safetensors", rank=6)
+    with pytest.raises(LoraFileError, match=r"cannot be written as a LoRA \(its weights are not finite\)"):
+        as_lora(tmp_path / "nan.safetensors", 4, tmp_path / "x.safetensors")
     _lokr(tmp_path / "other.safetensors", w1=(2, 2), w2=(32, 24), layers=(0,))  # the same layer split otherwise
     with pytest.raises(LoraFileError, match="Two LoKrs of different factors"):
         merge([(tmp_path / "kron.safetensors", 1.0), (tmp_path / "other.safetensors", 1.0)],

@@ -42,10 +42,10 @@ def kron_lora(w1: np.ndarray, w2: np.ndarray, rank: int) -> tuple[np.ndarray, np
     w1 ⊗ w2 (float64 in, float32 out; zero-padded when the change has fewer directions)."""
     a, b = w1.shape
     c, d = w2.shape
+    if not np.isfinite(w1).all():  # checked first: numpy's SVD of NaN only says it did not converge
+        raise ValueError("its weights are not finite")
     u1, s1, v1t = np.linalg.svd(w1, full_matrices=False)
     u2, s2, v2t = svd_top(w2, min(rank, c, d))
-    if not np.isfinite(s1).all():
-        raise ValueError("its weights are not finite")
     products = np.outer(s1, s2)
     order = np.argsort(products, axis=None)[::-1][:rank]
     i, j = np.unravel_index(order, products.shape)
