@@ -25,13 +25,24 @@ def smaller_choices(name):
     """Make smaller's choices for a file with what each keeps: {"options": [{"rank", "bytes", "kept"}]}, `kept` the
     share of its change (by the Frobenius norm) a copy at that rank keeps, from each layer's singular values (the
     file read once, about a second for a rank-32 LoRA of the full model); nothing is written."""
+    from trainer.lora_resize import smaller_options, spectra
+
+    return _choices(name, smaller_options, spectra)
+
+
+def _choices(name, options_of, spectra_of, refused: str | None = None):
+    """A copy menu's choices for the library file `name`: `options_of(header, size)` ({"rank", "bytes"} each) with
+    what each keeps, from `spectra_of(path)` (each layer's squared singular values), read only when there are
+    choices; without any, 422 with `refused` when given, else an empty list."""
     from trainer.lora_file import read_header
-    from trainer.lora_resize import kept_at, smaller_options, spectra
+    from trainer.lora_resize import kept_at
 
     path = library.library_lora(workspace().loras, name)
     try:
-        options = smaller_options(read_header(path), path.stat().st_size)
-        layers = spectra(path) if options else []
+        options = options_of(read_header(path), path.stat().st_size)
+        if not options and refused:
+            raise ApiError(refused.format(file=path.name), 422)
+        layers = spectra_of(path) if options else []
     except LoraFileError as exc:
         raise ApiError(str(exc), 422) from None
     return jsonify({"options": [{**option, "kept": round(kept_at(layers, option["rank"]), 4)} for option in options]})
@@ -51,18 +62,10 @@ def as_lora_choices(name):
     """Save as a LoRA's choices for a LoKr with what each keeps: {"options": [{"rank", "bytes", "kept"}]} (each
     layer's singular values through its factors' SVDs: trainer.lokr_lora.lora_spectra); nothing is written."""
     from trainer.lokr_lora import lora_options, lora_spectra
-    from trainer.lora_file import read_header
-    from trainer.lora_resize import kept_at, read_tensors
+    from trainer.lora_resize import read_tensors
 
-    path = library.library_lora(workspace().loras, name)
-    try:
-        options = lora_options(read_header(path), path.stat().st_size)
-        if not options:
-            raise ApiError(f"{path.name} is not a LyCORIS LoKr: it is a LoRA already.", 422)
-        layers = lora_spectra(path.name, read_tensors(path)[1])
-    except LoraFileError as exc:
-        raise ApiError(str(exc), 422) from None
-    return jsonify({"options": [{**option, "kept": round(kept_at(layers, option["rank"]), 4)} for option in options]})
+    return _choices(name, lora_options, lambda path: lora_spectra(path.name, read_tensors(path)[1]),
+                    refused="{file} is not a LyCORIS LoKr: it is a LoRA already.")
 
 
 @bp.post("/api/library/files/<name>/as-lora")
@@ -75,10 +78,17 @@ def save_as_lora(name):
 
 
 def _copy_at_rank(name, suffix: str, make):
-    """201 with the copy `make(source, rank, target)` wrote of the library file `name` at the request's rank, as
-    <name><suffix>.safetensors, with what it keeps, its size against the source's and where it was placed; a copy of
-    a LoRA from a link gets the same source record (its trigger words)."""
-    source, rank = _copy_request(name)
+    """201 with the copy `make(source, rank, target)` wrote of the library file `name` at the request's whole-number
+    "rank", as <name><suffix>.safetensors, with what it keeps, its size against the source's and where it was placed;
+    a copy of a LoRA from a link gets the same source record (its trigger words)."""
+    from dataclasses import asdict
+
+    source = confined(workspace().loras, safe_name(name))
+    if not source.is_file():
+        raise ApiError(f"The library has no file {name!r}.", 404)
+    rank = json_body().get("rank")
+    if isinstance(rank, bool) or not isinstance(rank, int):
+        raise ApiError("'rank' must be a whole number: the new file's rank.", 422)
     target = source.with_name(f"{source.stem}{suffix.format(rank=rank)}.safetensors")
     if target.exists():
         raise ApiError(f"{target.name} is in the library already; delete it first to make it again.", 409)
@@ -89,21 +99,9 @@ def _copy_at_rank(name, suffix: str, make):
     if library_facts.source_file(source).is_file():
         library_facts.write_source(target, read_json(library_facts.source_file(source), {}) or {})
     placed = library.also_in_comfyui(workspace(), target)
-    from_rank = {"from_rank": made.from_rank} if hasattr(made, "from_rank") else {}
-    return jsonify({"file": target.name, "rank": made.rank, **from_rank, "kept": round(made.kept, 4),
-                    "size": made.size, "from_size": source.stat().st_size,
+    facts = {key: value for key, value in asdict(made).items() if key != "path"}  # rank, kept, size (from_rank)
+    return jsonify({"file": target.name, **facts, "kept": round(made.kept, 4), "from_size": source.stat().st_size,
                     "placed": [str(path) for path in placed]}), 201
-
-
-def _copy_request(name) -> tuple[Path, int]:
-    """(the library file `name`, the request's whole-number "rank") of a request for a copy at a rank."""
-    source = confined(workspace().loras, safe_name(name))
-    if not source.is_file():
-        raise ApiError(f"The library has no file {name!r}.", 404)
-    rank = json_body().get("rank")
-    if isinstance(rank, bool) or not isinstance(rank, int):
-        raise ApiError("'rank' must be a whole number: the new file's rank.", 422)
-    return source, rank
 
 
 @bp.post("/api/library/merge")
