@@ -1,6 +1,7 @@
 """Other trainers' Z-Image LoRA files brought to this studio's key names: kohya's and musubi-tuner's underscored
 names with lora_down/lora_up and alpha, the original checkpoint's fused qkv and `out`; the change each layer makes is
-exactly the same after. LyCORIS and DoRA files are refused with their name. Then the same through "Add a LoRA from a
+exactly the same after. OFT, DoRA and LyCORIS files of convolutions are refused with their name (a LoHa becomes a
+LoRA: tests/test_loha_lora.py). Then the same through "Add a LoRA from a
 link", down to a render of the converted file."""
 
 from __future__ import annotations
@@ -119,9 +120,9 @@ def test_a_file_in_our_names_is_left_as_it_is(tmp_path):
 
 
 @pytest.mark.parametrize("key, kind", [("lora_unet_layers_0_attention_to_q.lokr_t2", "a LyCORIS LoKr of convolutions"),
-                                       ("lora_unet_layers_0_attention_to_q.hada_w1_a", "a LyCORIS LoHa file"),
+                                       ("lora_unet_layers_0_attention_to_q.oft_blocks", "an OFT file"),
                                        ("diffusion_model.layers.0.attention.to_q.dora_scale", "a DoRA file")])
-def test_loha_oft_and_dora_files_are_refused_by_name(tmp_path, key, kind):
+def test_convolution_lycoris_oft_and_dora_files_are_refused_by_name(tmp_path, key, kind):
     path = tmp_path / "x.safetensors"
     path.write_bytes(encode({key: np.ones((4, 4), np.float32)}, "F32", {}))
     with pytest.raises(LoraFileError, match=f"This is {kind}.*, not a LoRA: ComfyUI loads it"):

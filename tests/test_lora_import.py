@@ -11,6 +11,7 @@ import pytest
 
 import trainer
 from tests.helpers import files_handler, serving
+from tests.test_loha_lora import _loha
 from trainer.lora_resize import encode
 
 RANK = 4
@@ -28,6 +29,7 @@ FILES = {
                                  _lora()),
     "/sdxl.safetensors": (OCTETS, {}, _lora("lora_unet_input_blocks.0.proj")),
     "/page": ("text/html", {}, b"<!doctype html><html><body>Download</body></html>"),
+    "/ink-loha.safetensors": (OCTETS, {}, encode(_loha(np.random.default_rng(6), dim=4)[0], "BF16", {})),
 }
 
 
@@ -72,6 +74,18 @@ def test_a_lora_from_a_link_lands_in_the_library_and_comfyui(lan, lora_web):
     # a download link named by the server (Civitai's): its name, made safe
     assert _import(client, f"{lora_web}/api/download/models/123")["result"]["file"] == "Cat-Style-v2.safetensors"
     assert not list((space.loras / ".incoming").iterdir())
+
+
+def test_a_loha_from_a_link_lands_in_the_library_as_a_lora(lan, lora_web):
+    client, space = lan.test_client(), lan.config["STUDIO_WORKSPACE"]
+    job = _import(client, f"{lora_web}/ink-loha.safetensors")
+    assert job["status"] == "completed", job
+    assert job["message"] == ("Added ink-loha.safetensors (rank 16, converted from kohya's key names and a LyCORIS "
+                              "LoHa of dim 4, exactly) to the library.")
+    assert job["result"]["converted_from"][-1] == "a LyCORIS LoHa of dim 4, exactly"
+    card = next(e for e in client.get("/api/library").get_json()["loras"] if e["file"] == "ink-loha.safetensors")
+    assert card["rank"] == 16 and card["metadata"]["loha_kept"] == "1.0000"
+    assert (space.comfyui_loras / "ink-loha.safetensors").is_file()
 
 
 @pytest.mark.parametrize("path, words", [

@@ -224,6 +224,44 @@ def test_a_kohya_lora_from_a_link_renders_as_the_same_lora_in_our_names(client, 
     assert rendered[1][0] != rendered[1][1]  # and it does change the picture
 
 
+@pytest.mark.slow
+def test_a_loha_from_a_link_renders_as_the_lora_of_the_same_change(client, store, settings, demo_paths):
+    """A LyCORIS LoHa whose second product is all ones has the change of a LoRA (its first product): added from a
+    link, brought to a LoRA on the way in, it renders the picture that LoRA renders."""
+    from tests.helpers import files_handler, serving
+    from tests.test_lora_import import _import
+    from trainer.lora_resize import encode, read_tensors
+
+    ours = library_lora(settings, demo_paths, "plain-lora.safetensors", trigger=None)
+    _header, tensors = read_tensors(ours)
+    loha = {}
+    for key, down in tensors.items():
+        if ".lora_A." not in key:
+            continue
+        up = tensors[key.replace(".lora_A.", ".lora_B.")]
+        module = "lycoris_" + key.removeprefix("diffusion_model.").rsplit(".lora_", 1)[0].replace(".", "_")
+        loha.update({f"{module}.hada_w1_a": up, f"{module}.hada_w1_b": down,
+                     f"{module}.hada_w2_a": np.ones((up.shape[0], 1), np.float32),
+                     f"{module}.hada_w2_b": np.ones((1, down.shape[1]), np.float32),
+                     f"{module}.alpha": np.array(down.shape[0], np.float32)})  # alpha = dim: a scale of 1
+    with serving(files_handler({"/loha.safetensors": ("application/octet-stream", {}, encode(loha, "F32", {}))})) \
+            as web:
+        job = _import(client, f"{web}/loha.safetensors")
+    assert job["status"] == "completed", job
+    assert job["message"] == ("Added loha.safetensors (rank 4, converted from LyCORIS' key names and a LyCORIS LoHa of "
+                              "dim 4, exactly) to the library.")
+    rendered = []
+    for name in ("plain-lora.safetensors", "loha.safetensors"):
+        made = client.post(f"/api/library/files/{name}/renders", json=REQUEST).get_json()["render"]
+        done = Worker(settings, poll_s=0.1, unload_caption=False).run_once()
+        assert done.id == made["id"] and done.status == "completed", done.error
+        images = client.get(f"/api/library/files/{name}/renders").get_json()["renders"][0]["images"]
+        rendered.append([np.asarray(Image.open(io.BytesIO(client.get(image["url"]).data)), np.int16)
+                         for image in images])
+    assert np.abs(rendered[0][1] - rendered[1][1]).max() <= 1  # the same picture (to float32's rounding)
+    assert np.abs(rendered[1][0] - rendered[1][1]).max() > 10  # and it does change the picture
+
+
 # -- rendering with another library LoRA on every image ----------------------------------------------------
 def test_a_stacked_lora_applies_to_every_image_the_base_models_too(demo_paths, tmp_path):
     """The base model with a style LoRA at 1 is exactly the style LoRA tried at 1 on its own (same seed); with it

@@ -108,13 +108,17 @@ def as_lora(source: Path, rank: int, target: Path) -> AsLora:
             out[key] = value
     share = (kept / whole) ** 0.5 if whole > 0 else 1.0
     dtype = next(info["dtype"] for key, info in header.items() if key != "__metadata__")
-    meta = {key: value for key, value in (header.get("__metadata__") or {}).items() if key not in DROPPED_METADATA}
-    meta.update({"lora_rank": str(rank), "lora_alpha": str(rank), "ss_network_dim": str(rank),
-                 "ss_network_alpha": str(rank), "ss_network_module": "networks.lora", "lokr_source": source.name,
-                 "lokr_kept": f"{share:.4f}"})
-    data = encode(out, dtype, meta)
+    data = encode(out, dtype, lora_metadata(header, rank, lokr_source=source.name, lokr_kept=f"{share:.4f}"))
     atomic_write_bytes(target, data)
     return AsLora(target, rank, share, len(data))
+
+
+def lora_metadata(header: dict, rank: int, **added: str) -> dict[str, str]:
+    """A LyCORIS file's metadata for its LoRA copy: the LyCORIS network's entries dropped, the LoRA's rank (alpha
+    folded) written where kohya's and ai-toolkit's readers look, and `added`."""
+    meta = {key: value for key, value in (header.get("__metadata__") or {}).items() if key not in DROPPED_METADATA}
+    return {**meta, "lora_rank": str(rank), "lora_alpha": str(rank), "ss_network_dim": str(rank),
+            "ss_network_alpha": str(rank), "ss_network_module": "networks.lora", **added}
 
 
 # Inner products of layer changes (Frobenius: <X, Y> = Σ X·Y), each without the full matrices: a LoRA's change is

@@ -9,25 +9,28 @@ folded into B. Read as such by the trainer ("Train further"), Try the LoRA, Make
   B split into three blocks of rows, each with the same A, columns that are zero for a block dropped: the change is
   exactly the same) and `attention.out` for `to_out.0`.
 
-A LyCORIS LoKr gets the same module names, its factors and alpha kept (trainer.engine.lokr tries it); LoHa, OFT and
-DoRA are refused with a sentence.
+A LyCORIS LoKr gets the same module names, its factors and alpha kept (trainer.engine.lokr tries it). A LyCORIS LoHa
+becomes a LoRA, exactly up to dim 16 (trainer.loha_lora). OFT and DoRA are refused with a sentence.
 Torch-free (numpy), so the web process converts a download at once.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from studio.atomic import atomic_write_bytes
+from trainer.loha_lora import FACTORS as LOHA_FACTORS
+from trainer.loha_lora import loha_pairs
 from trainer.lora_file import LOKR_FACTORS, LoraFileError, read_header
 from trainer.lora_resize import encode, read_tensors
 
 PARTS = {".lora_A.weight": "A", ".lora_down.weight": "A", ".lora_B.weight": "B", ".lora_up.weight": "B",
-         ".alpha": "alpha", **{f".{part}": part for part in LOKR_FACTORS}}
+         ".alpha": "alpha", **{f".{part}": part for part in LOKR_FACTORS + LOHA_FACTORS}}
 DOTTED = ("diffusion_model.", "transformer.", "base_model.model.")
 KOHYA = ("lora_unet_", "lora_transformer_")
 LYCORIS = ("lycoris_",)  # the LyCORIS library's own names (lycoris-lora's networks: SimpleTuner's LoKrs and LoRAs)
@@ -41,8 +44,9 @@ SUBMODULES = {"attention_to_q": "attention.to_q", "attention_to_k": "attention.t
               "adaLN_modulation_0": "adaLN_modulation.0"}
 FUSED = {"attention.qkv": ("attention.to_q", "attention.to_k", "attention.to_v")}
 RENAMED = {"attention.out": "attention.to_out.0"}
-FOREIGN = {".hada_w1_a": "a LyCORIS LoHa file", ".lokr_t2": "a LyCORIS LoKr of convolutions (lokr_t2)",
-           ".oft_blocks": "an OFT file", ".dora_scale": "a DoRA file"}
+FOREIGN = {".hada_t1": "a LyCORIS LoHa of convolutions (hada_t1)",
+           ".lokr_t2": "a LyCORIS LoKr of convolutions (lokr_t2)", ".oft_blocks": "an OFT file",
+           ".dora_scale": "a DoRA file"}
 OURS = "diffusion_model."
 
 
@@ -79,7 +83,7 @@ def _tail(module: str) -> str:
 
 def needs_converting(header: dict) -> bool:
     """Whether a file's keys are other than this studio's (every key `diffusion_model.` or `transformer.`, lora_A
-    and lora_B, no fused module); raises LoraFileError for a LoHa, OFT or DoRA file."""
+    and lora_B, no fused module) or it is a LoHa; raises LoraFileError for an OFT or DoRA file."""
     for key in header:
         for suffix, kind in FOREIGN.items():
             if key.endswith(suffix) or f"{suffix}." in key:
@@ -89,7 +93,9 @@ def needs_converting(header: dict) -> bool:
         split = _split(key)
         if key == "__metadata__" or split is None:
             continue
-        module, _part = split
+        module, part = split
+        if part.startswith("hada_"):
+            return True
         plain = key.startswith(("diffusion_model.", "transformer.")) and not key.endswith((".lora_down.weight",
                                                                                         ".lora_up.weight"))
         if not plain or _tail(module) in FUSED or _tail(module) in RENAMED:
@@ -97,14 +103,24 @@ def needs_converting(header: dict) -> bool:
     return False
 
 
-def _pairs(tensors: dict[str, np.ndarray], name: str) -> dict[str, dict[str, np.ndarray]]:
-    pairs: dict[str, dict[str, np.ndarray]] = {}
+def _grouped(tensors: dict[str, np.ndarray], name: str) -> dict[str, dict[str, np.ndarray]]:
+    """{module: {part: tensor}} of a file's layers; LoraFileError for a key that is no part of one."""
+    grouped: dict[str, dict[str, np.ndarray]] = {}
     for key, value in tensors.items():
         split = _split(key)
         if split is None:
             raise LoraFileError(f"{name} holds {key}, which is not part of a LoRA layer this studio reads.")
         module, part = split
-        pairs.setdefault(module, {})[part] = value
+        grouped.setdefault(module, {})[part] = value
+    return grouped
+
+
+def _pairs(tensors: dict[str, np.ndarray], name: str, progress=None) -> tuple[dict[str, dict[str, np.ndarray]],
+                                                                            str | None, float]:
+    """({module: {"A", "B", maybe "alpha"}}, the note and kept share of a LoHa brought to a LoRA, else None and 1)."""
+    pairs = _grouped(tensors, name)
+    if any(part.startswith("hada_") for parts in pairs.values() for part in parts):
+        return loha_pairs(pairs, name, progress)
     for module, parts in pairs.items():
         if "A" not in parts or "B" not in parts:
             raise LoraFileError(f"{name}: the layer {module} has only half of its LoRA (lora_down/lora_A and "
@@ -112,7 +128,7 @@ def _pairs(tensors: dict[str, np.ndarray], name: str) -> dict[str, dict[str, np.
         if parts["A"].ndim != 2 or parts["B"].ndim != 2 or parts["B"].shape[1] != parts["A"].shape[0]:
             raise LoraFileError(f"{name}: the layer {module} is not a LoRA of a Linear (shapes "
                                 f"{list(parts['A'].shape)} and {list(parts['B'].shape)}).")
-    return pairs
+    return pairs, None, 1.0
 
 
 def _unfused(module: str, down: np.ndarray, up: np.ndarray, name: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -132,17 +148,18 @@ def _unfused(module: str, down: np.ndarray, up: np.ndarray, name: str) -> dict[s
     return out
 
 
-def convert(source: Path, target: Path) -> Converted:
+def convert(source: Path, target: Path, progress: Callable[[int, int], None] | None = None) -> Converted:
     """Writes `target` (may be `source`): the LoRA of `source` in this studio's key names, its dtype and metadata
-    kept (`converted_from` added). LoraFileError with a sentence when it cannot."""
+    kept (`converted_from` added). LoraFileError with a sentence when it cannot. `progress(done, total)` hears of
+    each LoHa layer brought to a LoRA."""
     header, tensors = read_tensors(source)
-    needs_converting(header)  # LoHa, OFT and DoRA: refused with their name
+    needs_converting(header)  # OFT and DoRA: refused with their name
     if any((_split(key) or ("", ""))[1].startswith("lokr") for key in tensors):
         return _renamed_lokr(header, tensors, source, target)
-    pairs = _pairs(tensors, source.name)
+    pairs, loha, kept = _pairs(tensors, source.name, progress)
     if not pairs:
         raise LoraFileError(f"{source.name} holds no LoRA layers.")
-    notes = _notes(tensors)
+    notes = _notes(tensors) + ([loha] if loha else [])
     out: dict[str, np.ndarray] = {}
     for module, parts in pairs.items():
         down, up = parts["A"], parts["B"]
@@ -161,8 +178,13 @@ def convert(source: Path, target: Path) -> Converted:
             out[f"{OURS}{layer}.lora_A.weight"], out[f"{OURS}{layer}.lora_B.weight"] = layer_down, layer_up
         if note and note not in notes:
             notes.append(note)
-    _write(target, header, out, notes,
-           next(info["dtype"] for key, info in header.items() if (_split(key) or ("", ""))[1] == "A"))
+    dtype = next(info["dtype"] for key, info in header.items() if (_split(key) or ("", ""))[1] in ("A", "hada_w1_a"))
+    if loha:
+        from trainer.lokr_lora import lora_metadata
+
+        header = {**header, "__metadata__": lora_metadata(header, max(len(parts["A"]) for parts in pairs.values()),
+                                                          loha_kept=f"{kept:.4f}")}
+    _write(target, header, out, notes, dtype)
     return Converted(len(out) // 2, notes)
 
 
@@ -210,12 +232,13 @@ def _write(target: Path, header: dict, out: dict[str, np.ndarray], notes: list[s
     atomic_write_bytes(target, encode(out, dtype, meta))
 
 
-def converted_if_needed(path: Path) -> Converted | None:
-    """`path` rewritten in this studio's key names when it has others; None when it is in them already."""
+def converted_if_needed(path: Path, progress: Callable[[int, int], None] | None = None) -> Converted | None:
+    """`path` rewritten in this studio's key names (a LoHa as a LoRA) when it has others; None when it is in them
+    already."""
     try:
         header = read_header(path)
     except LoraFileError:
         return None  # not a .safetensors file at all: the import's check says so
     if not needs_converting(header):
         return None
-    return convert(path, path)
+    return convert(path, path, progress)
