@@ -1,4 +1,4 @@
-"""Uploads: small multipart uploads, and chunked resumable sessions for large files.
+"""Uploads: small multipart uploads, and chunked resumable sessions for large files (studio.chunked).
 
 RunPod's proxy cuts requests over ~100 MB or ~100 s, so the page sends big files in chunks (each a
 quick request), can ask which chunks arrived after a dropped connection, and then starts an import
@@ -8,7 +8,6 @@ job that assembles and imports in the background while the page polls its progre
 from __future__ import annotations
 
 import os
-import re
 import secrets
 import shutil
 import time
@@ -22,15 +21,12 @@ from app.frame_choice import check_frames, in_config, with_frames
 from app.importer import Source, run_import
 from app.store import clean_filename
 from app.video_frames import VIDEO_EXTENSIONS
-from studio.atomic import atomic_write_json, read_json
+from studio import chunked
 from studio.jobs import ACTIVE, Job
 from studio.web import ApiError, json_body
-from studio.workspace import confined, safe_name
+from studio.workspace import confined
 
 bp = Blueprint("uploads", __name__)
-SESSION_ID = re.compile(r"^[0-9a-f]{16}$")
-SESSION_MAX_AGE_S = 48 * 3600
-ORPHAN_MAX_AGE_S = 6 * 3600
 IMAGES = tuple(sorted(e.lstrip(".") for e in imaging.IMAGE_EXTENSIONS))
 VIDEOS = tuple(sorted(e.lstrip(".") for e in VIDEO_EXTENSIONS))
 ACCEPTED = ("zip", "parquet", "txt", *IMAGES, *VIDEOS)
@@ -122,19 +118,9 @@ def upload(dataset_id: str):
     return jsonify(body), status
 
 
-# chunked sessions -------------------------------------------------------------------------------
-def _session_dir(sid: str):
-    if not SESSION_ID.match(sid or ""):
-        raise ApiError("Unknown upload session.", 404)
-    return confined(context.workspace().uploads, f"session-{safe_name(sid)}")
-
-
-def _session(dataset, sid: str) -> tuple[dict, object]:
-    folder = _session_dir(sid)
-    info = read_json(folder / "session.json", None)
-    if not isinstance(info, dict) or info.get("dataset") != dataset.id:
-        raise ApiError("Unknown or expired upload session: start the upload again.", 404)
-    return info, folder
+# chunked sessions (studio.chunked) -----------------------------------------------------------------
+def _session(dataset, sid: str) -> tuple[dict, Path]:
+    return chunked.load(context.workspace().uploads, sid, {"dataset": dataset.id})
 
 
 def session_exists(dataset, sid: str) -> bool:
@@ -146,66 +132,22 @@ def session_exists(dataset, sid: str) -> bool:
     return True
 
 
-def _received(folder, info) -> list[int]:
-    chunks = folder / "chunks"
-    found = []
-    for n in range(info["chunks"]):
-        path = chunks / str(n)
-        if path.is_file() and path.stat().st_size == _expected_size(info, n):
-            found.append(n)
-    return found
-
-
-def _expected_size(info: dict, n: int) -> int:
-    return min(info["chunk_size"], info["size"] - n * info["chunk_size"])
-
-
-def _describe(info, folder) -> dict:
-    received = _received(folder, info)
-    missing = sorted(set(range(info["chunks"])) - set(received))
-    return {**info, "received": received, "missing": missing, "complete": not missing}
-
-
-def _sweep_old_sessions() -> None:
-    root = context.workspace().uploads
-    now = time.time()
-    for folder in root.iterdir():
-        # sessions may be resumed for two days; import and batch folders left by a crash are orphans
-        max_age = SESSION_MAX_AGE_S if folder.name.startswith("session-") else ORPHAN_MAX_AGE_S
-        try:
-            if folder.is_dir() and now - folder.stat().st_mtime > max_age:
-                shutil.rmtree(folder, ignore_errors=True)
-        except OSError:
-            continue
-
-
 @bp.post("/api/datasets/<dataset_id>/uploads")
 def create_session(dataset_id: str):
     dataset = context.dataset(dataset_id)
     body = json_body()
     filename = _check_name(body.get("filename"))
-    size = body.get("size")
-    if not isinstance(size, int) or isinstance(size, bool) or size < 0:
-        raise ApiError("'size' must be the file size in bytes.", 422)
-    if size == 0:
-        raise ApiError(f"{filename} is empty (0 bytes).", 422)
+    size = chunked.checked_size(body.get("size"), filename)
     if size > _limit_bytes():
         raise _too_large(size)
-    _sweep_old_sessions()
-    chunk_size = context.settings().upload_chunk_mb * 2**20
-    sid = secrets.token_hex(8)
-    folder = _session_dir(sid)
-    (folder / "chunks").mkdir(parents=True)
-    info = {"id": sid, "dataset": dataset.id, "filename": filename, "size": size, "chunk_size": chunk_size,
-            "chunks": -(-size // chunk_size), "created_at": time.time()}
-    atomic_write_json(folder / "session.json", info)
-    return jsonify(_describe(info, folder)), 201
+    described = chunked.create(context.workspace().uploads, {"dataset": dataset.id}, filename, size,
+                               context.settings().upload_chunk_mb * 2**20)
+    return jsonify(described), 201
 
 
 @bp.get("/api/datasets/<dataset_id>/uploads/<sid>")
 def get_session(dataset_id: str, sid: str):
-    info, folder = _session(context.dataset(dataset_id), sid)
-    return jsonify(_describe(info, folder))
+    return jsonify(chunked.describe(*_session(context.dataset(dataset_id), sid)))
 
 
 @bp.delete("/api/datasets/<dataset_id>/uploads/<sid>")
@@ -218,42 +160,14 @@ def abort_session(dataset_id: str, sid: str):
 @bp.put("/api/datasets/<dataset_id>/uploads/<sid>/chunks/<n>")
 def put_chunk(dataset_id: str, sid: str, n: str):
     info, folder = _session(context.dataset(dataset_id), sid)
-    if not n.isdigit() or int(n) >= info["chunks"]:
-        raise ApiError(f"Chunk {n!r} is out of range: this upload has chunks 0 to {info['chunks'] - 1}.", 422)
-    index = int(n)
-    expected = _expected_size(info, index)
-    length = request.content_length
-    if length is not None and length != expected:
-        raise ApiError(f"Chunk {index} must be {expected} bytes, got {length}.", 413 if length > expected else 422)
-    part = folder / "chunks" / f".{index}.{secrets.token_hex(4)}.part"
-    written = 0
-    with open(part, "wb") as sink:
-        while True:
-            block = request.stream.read(1 << 20)
-            if not block:
-                break
-            written += len(block)
-            if written > expected:
-                break
-            sink.write(block)
-    if written != expected:
-        part.unlink(missing_ok=True)
-        raise ApiError(f"Chunk {index} must be {expected} bytes, got {written}: send it again.", 422)
-    os.replace(part, folder / "chunks" / str(index))
-    return jsonify({"chunk": index, "received": len(_received(folder, info)), "chunks": info["chunks"]})
+    return jsonify(chunked.receive_chunk(info, folder, n, request.stream, request.content_length))
 
 
 def _assembler(info: dict, folder):
     def assemble(job):
         job.update(phase="assembling", message=f"Assembling {info['filename']}")
-        target = confined(folder, f"file-{clean_filename(info['filename'])}")
-        # the chunks stay until the import ends, so an import cut short by a restart can run again
-        with open(target, "wb") as sink:
-            for n in range(info["chunks"]):
-                job.check_stop()
-                with open(folder / "chunks" / str(n), "rb") as source:
-                    shutil.copyfileobj(source, sink, 1 << 20)
-        return target
+        return chunked.assemble(info, folder, confined(folder, f"file-{clean_filename(info['filename'])}"),
+                                job.check_stop)
 
     return assemble
 
@@ -274,10 +188,7 @@ def import_from_sessions(dataset, sids, parent_id: str | None = None, skip_known
     sources, cleanup = [], []
     for sid in sids:
         info, folder = _session(dataset, sid)
-        described = _describe(info, folder)
-        if described["missing"]:
-            raise ApiError(f"{info['filename']} is missing {len(described['missing'])} chunk(s): "
-                           "send them before completing.", 409, details=described["missing"][:50])
+        chunked.check_complete(info, folder)
         sources.append(Source(info["filename"], prepare=_assembler(info, folder)))
         cleanup.append(folder)
     # what "Import the rest" runs again after an interruption (the sessions stay until an import of them completes)
@@ -289,10 +200,7 @@ def import_from_sessions(dataset, sids, parent_id: str | None = None, skip_known
 def complete_session(dataset_id: str, sid: str):
     dataset = context.dataset(dataset_id)
     info, folder = _session(dataset, sid)
-    described = _describe(info, folder)
-    if described["missing"]:
-        raise ApiError(f"{info['filename']} is missing {len(described['missing'])} chunk(s): "
-                       "send them before completing.", 409, details=described["missing"][:50])
+    chunked.check_complete(info, folder)
     job = _start_import(dataset, [Source(info["filename"], prepare=_assembler(info, folder))], [folder],
                         frames=check_frames(json_body(optional=True)))
     return jsonify(job.public()), 202

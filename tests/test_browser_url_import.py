@@ -208,3 +208,48 @@ def test_a_lora_from_a_link_joins_the_library(studio_root, tmp_path, lora_web): 
         expect(page.locator(".lora-card")).to_have_count(1)
         assert problems == []
         browser.close()
+
+
+DROP_JS = """([name, bytes]) => {
+  const data = new DataTransfer();
+  data.items.add(new File([new Uint8Array(bytes)], name));
+  for (const type of ['dragover', 'drop']) {
+    document.body.dispatchEvent(new DragEvent(type, { dataTransfer: data, bubbles: true, cancelable: true }));
+  }
+}"""
+
+
+def test_a_lora_from_this_computer_joins_the_library(studio_root, tmp_path, artifacts_dir):
+    """The library's "Upload a file…": a LoRA of two chunks goes up with a progress bar and joins the cards; a LoHa
+    dropped on the page becomes a LoRA; a file of another kind is refused before anything is sent."""
+    import numpy as np
+    from playwright.sync_api import expect, sync_playwright
+
+    from tests.test_library_upload import _big_lora
+    from tests.test_loha_lora import _loha
+    from trainer.lora_resize import encode
+
+    lora = tmp_path / "My Style.safetensors"
+    lora.write_bytes(_big_lora())
+    loha = encode(_loha(np.random.default_rng(8), dim=2)[0], "BF16", {})
+    env = {"STUDIO_ROOT": str(studio_root), "STUDIO_DEMO": "1", "UPLOAD_CHUNK_MB": "1"}
+    with ServerProcess("trainer", env, port_var="TRAINER_PORT", log_path=tmp_path / "server.log") as server, \
+            sync_playwright() as p:
+        browser, page, problems = open_page(p)
+        page.goto(f"{server.url}/library")
+        expect(page.locator("#library")).to_contain_text("No finished LoRA yet")
+        page.set_input_files("#lora-file", str(lora))
+        expect(page.locator(".toast", has_text="Added My-Style.safetensors (rank 8) to the library.")).to_be_visible()
+        expect(page.locator(".lora-card", has_text="My-Style.safetensors")).to_be_visible()
+        expect(page.locator("#lora-link-state a")).to_have_attribute("href", "/library/try/My-Style.safetensors")
+        expect(page.locator("#lora-upload-bar")).to_be_hidden()
+        page.screenshot(path=str(artifacts_dir / "library-upload-1280.png"))
+        page.evaluate(DROP_JS, ["ink.safetensors", list(loha)])
+        expect(page.locator(".toast", has_text="a LyCORIS LoHa of dim 2, exactly")).to_be_visible()
+        card = page.locator(".lora-card", has_text="ink.safetensors")
+        expect(card).to_contain_text("converted from kohya's key names, a LyCORIS LoHa of dim 2, exactly")
+        page.evaluate(DROP_JS, ["notes.txt", [104, 105]])
+        expect(page.locator(".toast", has_text="notes.txt is not a .safetensors file")).to_be_visible()
+        expect(page.locator(".lora-card")).to_have_count(2)
+        assert problems == []
+        browser.close()

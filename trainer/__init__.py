@@ -20,6 +20,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         hub_publish,
         jobs_api,
         library_tools_api,
+        library_upload,
         lora_import,
         names,
         pages,
@@ -54,7 +55,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         return error_response(str(exc), 409)
 
     for module in (pages, jobs_api, renders_api, catalog_api, library_tools_api, events, names, storage, bundle,
-                   variants, hub_publish, pod_api, timelapse, lora_import, trash):
+                   variants, hub_publish, pod_api, timelapse, lora_import, library_upload, trash):
         app.register_blueprint(module.bp)
     events.end_streams_on_shutdown()
     return app

@@ -66,11 +66,17 @@ def _fetch(job, url: str, target: Path, conf, found, hub) -> link_fetch.Fetched:
         raise
 
 
-def _in_our_names(path: Path, name: str):
+def _in_our_names(job, path: Path, name: str):
     """The download rewritten in this studio's key names when another trainer's (kohya's, the original
-    checkpoint's fused qkv: trainer.lora_formats); JobError with the reason when it cannot be."""
+    checkpoint's fused qkv, a LoHa: trainer.lora_formats); JobError with the reason when it cannot be."""
+
+    def progress(done: int, total: int) -> None:
+        job.update(phase="converting", done=done, total=total,
+                   message=f"Writing {name}'s LoHa layers as a LoRA: {done} of {total}")
+        job.check_stop()
+
     try:
-        return converted_if_needed(path)
+        return converted_if_needed(path, progress)
     except LoraFileError as exc:
         raise JobError(f"{name}: {exc}") from None
 
@@ -98,6 +104,33 @@ def settle(incoming: Path, folder: Path, name: str) -> str:
         return chosen
 
 
+def add_to_library(job, space, incoming: Path, name: str, source: dict | None, found=None) -> dict:
+    """The file at `incoming` (a download or an upload, called `name`) in another trainer's names brought to this
+    studio's, checked to be a LoRA of Z-Image's layers, and placed in the library and ComfyUI's loras under a free
+    name; `source` kept beside it (where it came from). JobError with the reason when it is not; `incoming` goes
+    either way. The job's result."""
+    try:
+        converted = _in_our_names(job, incoming, name)
+        rank = checked_lora(incoming, name)
+        chosen = settle(incoming, space.loras, name)
+    finally:
+        incoming.unlink(missing_ok=True)
+    if source:  # beside the file left byte for byte (from Civitai its title and trigger words too)
+        library_facts.write_source(space.loras / chosen, source)
+    placed = [str(path) for path in library.also_in_comfyui(space, space.loras / chosen)]
+    how = f", converted from {' and '.join(converted.notes)}" if converted and converted.notes else ""
+    kind = "a LyCORIS LoKr" if rank is None else f"rank {rank}"
+    origin = f" “{found.title}” from Civitai" if found else ""
+    words = f"; trigger {', '.join(found.trigger_words)}" if found and found.trigger_words else ""
+    job.update(message=f"Added{origin} as {chosen} ({kind}{how}{words}) to the library." if found
+               else f"Added {chosen} ({kind}{how}) to the library.")
+    return {**({"url": source["url"]} if source and "url" in source else {}), "file": chosen, "rank": rank,
+            "size": (space.loras / chosen).stat().st_size, "placed": placed,
+            "converted_from": converted.notes if converted else None,
+            "civitai": {"title": found.title, "version_id": found.version_id, "base_model": found.base_model,
+                        "trigger_words": found.trigger_words, "page": found.page} if found else None}
+
+
 @bp.post("/api/library/import")
 def import_lora():
     from trainer.jobs_api import settings, workspace
@@ -120,25 +153,12 @@ def import_lora():
             link = found.download if found else (hf_lora_link.model_file_link(
                 url, endpoint=conf.hf_endpoint, allow_private=conf.allow_private_urls, auth=hub) or url)
             fetched = _fetch(job, link, incoming, conf, found, None if found else hub)
-            converted = _in_our_names(incoming, fetched.name)
-            rank = checked_lora(incoming, fetched.name)
-            name = settle(incoming, space.loras, fetched.name)
-        finally:
+        except BaseException:
             incoming.unlink(missing_ok=True)
-        # where it came from (from Civitai its title and trigger words too), beside the file left byte for byte
-        library_facts.write_source(space.loras / name, {"url": given} if not found else {
-            "url": given, "civitai_url": found.page, "title": found.title, "trigger_words": found.trigger_words})
-        placed = [str(path) for path in library.also_in_comfyui(space, space.loras / name)]
-        how = f", converted from {' and '.join(converted.notes)}" if converted and converted.notes else ""
-        kind = "a LyCORIS LoKr" if rank is None else f"rank {rank}"
-        origin = f" “{found.title}” from Civitai" if found else ""
-        words = f"; trigger {', '.join(found.trigger_words)}" if found and found.trigger_words else ""
-        job.update(message=f"Added{origin} as {name} ({kind}{how}{words}) to the library." if found
-                   else f"Added {name} ({kind}{how}) to the library.")
-        return {"url": given, "file": name, "rank": rank, "size": (space.loras / name).stat().st_size,
-                "placed": placed, "converted_from": converted.notes if converted else None,
-                "civitai": {"title": found.title, "version_id": found.version_id, "base_model": found.base_model,
-                            "trigger_words": found.trigger_words, "page": found.page} if found else None}
+            raise
+        return add_to_library(job, space, incoming, fetched.name, {"url": given} if not found else {
+            "url": given, "civitai_url": found.page, "title": found.title, "trigger_words": found.trigger_words},
+            found)
 
     job = executor().submit(KIND, "", work, name=f"LoRA from {urlsplit(given).hostname}", config={"url": given})
     return jsonify({"job": job.public()}), 202

@@ -49,7 +49,7 @@
           ${/^https?:\/\//.test((l.metadata || {}).source_url || "") && !(l.metadata || {}).civitai_url ? `<div class="muted" style="font-size:12px">from <a href="${esc(l.metadata.source_url)}" target="_blank" rel="noopener" title="${esc(l.metadata.source_url)}">${esc(hostOf(l.metadata.source_url))}</a></div>` : ""}
           ${/^https?:\/\//.test((l.metadata || {}).civitai_url || "") ? `<div class="muted" style="font-size:12px">from <a href="${esc(l.metadata.civitai_url)}" target="_blank" rel="noopener">${esc(l.metadata["modelspec.title"] || "Civitai")}</a> on Civitai</div>` : ""}
           ${l.lokr ? `<div class="muted" style="font-size:12px" title="Tried, made smaller and loaded like a LoRA">a LyCORIS LoKr${l.lokr_factor != null ? `, factor ${l.lokr_factor}` : ""}</div>` : ""}
-          ${(l.metadata || {}).converted_from ? `<div class="muted" style="font-size:12px" title="Written by another trainer; the studio renamed its layers on the way in, the weights unchanged">converted from ${esc(l.metadata.converted_from)}</div>` : ""}
+          ${(l.metadata || {}).converted_from ? `<div class="muted" style="font-size:12px" title="${(l.metadata || {}).loha_kept ? "Written by another trainer as a LyCORIS LoHa; the studio wrote each layer's change as a LoRA's on the way in" : "Written by another trainer; the studio renamed its layers on the way in, the weights unchanged"}">converted from ${esc(l.metadata.converted_from)}</div>` : ""}
           ${(l.metadata || {}).lokr_source ? `<div class="muted" style="font-size:12px">a LoRA copy of ${esc(l.metadata.lokr_source)} at rank ${esc(l.metadata.lora_rank)}, keeping ${fmtKept(l.metadata.lokr_kept)} of its change</div>` : ""}
           ${(l.metadata || {}).resized_from ? `<div class="muted" style="font-size:12px">${esc(l.metadata.resized_from)} at rank ${esc(l.metadata.lora_rank || l.metadata.lokr_w2_rank)}, keeping ${fmtKept(l.metadata.resize_kept)} of its change</div>` : ""}</div>
         ${triggers(l).length ? `<div>${triggers(l).length > 1 ? "triggers" : "trigger"} ${triggers(l).map((w) => `<span class="chip">${esc(w)}</span>`).join(" ")}</div>` : ""}
@@ -155,38 +155,6 @@
     if (b) remove(Number(b.dataset.delete));
     const r = ev.target.closest("button[data-copy]");
     if (r) copy(Number(r.dataset.copy), r.closest("details").dataset.kind, Number(r.dataset.rank), r);
-  });
-  // "Add a LoRA from a link": the pod downloads it (a job of the job store) and the cards show it when it is in.
-  async function follow(jobId) {
-    const state = document.getElementById("lora-link-state");
-    for (;;) {
-      const found = (await studio.api("/api/library/imports")).imports.find((j) => j.id === jobId);
-      if (!found) return;
-      const done = found.bytes_done ? `${studio.formatBytes(found.bytes_done)}${found.bytes_total ? ` of ${studio.formatBytes(found.bytes_total)}` : ""}` : "";
-      state.textContent = found.status === "running" || found.status === "queued"
-        ? `${found.message || "Downloading"}${done ? ` · ${done}` : ""}` : "";
-      if (found.status === "completed") {
-        studio.toast(found.message, "ok", 6000);
-        const file = (found.result || {}).file;  // a way straight on: render a prompt with it
-        if (file) state.innerHTML = `${esc(found.message)} <a href="/library/try/${encodeURIComponent(file)}">Try it</a>`;
-        load(); return;
-      }
-      if (!["queued", "running"].includes(found.status)) {
-        studio.toast(found.error || found.message || `The download ${found.status}.`, "error", 10000); return;
-      }
-      await new Promise((resolve) => setTimeout(resolve, 700));
-    }
-  }
-  document.getElementById("lora-link").addEventListener("submit", async (ev) => {
-    ev.preventDefault();
-    const button = document.getElementById("lora-link-add");
-    button.disabled = true;
-    try {
-      const { job } = await studio.api("/api/library/import", { method: "POST",
-        json: { url: document.getElementById("lora-url").value } });
-      document.getElementById("lora-url").value = "";
-      await follow(job.id);
-    } catch (e) { studio.toast(e.message, "error", 10000); } finally { button.disabled = false; }
   });
   // Recently deleted: jobs and library files, kept some days; Restore puts one back as it was.
   async function loadTrash() {

@@ -1,6 +1,6 @@
-// Chunked, resumable upload of one file to a dataset (RunPod's proxy cuts requests over ~100 MB or ~100 s):
-// each chunk is retried on failure, and the server is asked which chunks it really has after a dropped
-// connection. Used by the dataset page and the express page.
+// Chunked, resumable upload of one file (RunPod's proxy cuts requests over ~100 MB or ~100 s; the server side is
+// studio/chunked.py): each chunk is retried on failure, and the server is asked which chunks it really has after a
+// dropped connection. Used by the dataset page, the express page and the trainer's LoRA library.
 (function () {
   const { api, formatBytes } = window.studio;
   const MAX_TRIES = 8;
@@ -27,7 +27,8 @@
     });
   }
 
-  // base: "/api/datasets/<id>"; ui.set(fraction, text) shows progress. Resolves to the upload session id.
+  // base: "/api/datasets/<id>" or "/api/library"; ui.set(fraction, text) shows progress. Resolves to the upload
+  // session id.
   async function uploadFile(base, file, ui) {
     const session = await api(`${base}/uploads`, { method: "POST", json: { filename: file.name, size: file.size } });
     const url = `${base}/uploads/${session.id}`;

@@ -1,0 +1,138 @@
+"""Chunked, resumable upload sessions of large files, for the dataset manager's uploads and the trainer's LoRA library.
+
+RunPod's proxy cuts requests over ~100 MB or ~100 s, so a page (studio/static/chunked_upload.js) sends a big file in
+chunks, each a quick request, asks which chunks arrived after a dropped connection, then completes the session. A
+session is a folder `session-<id>` under the workspace's uploads: its session.json (the file's name and size, the
+chunk size, its owner: a dataset, or the library) and chunks/<n>, each written whole or not at all. Sessions may be
+resumed for two days; other folders left there by a crash are swept after six hours.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import shutil
+import time
+from pathlib import Path
+
+from studio.atomic import atomic_write_json, read_json
+from studio.web import ApiError
+from studio.workspace import confined, safe_name
+
+SESSION_ID = re.compile(r"^[0-9a-f]{16}$")
+SESSION_MAX_AGE_S = 48 * 3600
+ORPHAN_MAX_AGE_S = 6 * 3600
+
+
+def session_dir(root: Path, sid: str) -> Path:
+    if not SESSION_ID.match(sid or ""):
+        raise ApiError("Unknown upload session.", 404)
+    return confined(root, f"session-{safe_name(sid)}")
+
+
+def load(root: Path, sid: str, owner: dict) -> tuple[dict, Path]:
+    """(session.json, folder) of a session of `owner` ({"dataset": id} or {"library": ...}); 404 otherwise."""
+    folder = session_dir(root, sid)
+    info = read_json(folder / "session.json", None)
+    if not isinstance(info, dict) or any(info.get(key) != value for key, value in owner.items()):
+        raise ApiError("Unknown or expired upload session: start the upload again.", 404)
+    return info, folder
+
+
+def checked_size(size, filename: str) -> int:
+    if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+        raise ApiError("'size' must be the file size in bytes.", 422)
+    if size == 0:
+        raise ApiError(f"{filename} is empty (0 bytes).", 422)
+    return size
+
+
+def create(root: Path, owner: dict, filename: str, size: int, chunk_size: int) -> dict:
+    """A new session (old ones swept first); what `describe` says of it."""
+    root.mkdir(parents=True, exist_ok=True)
+    sweep(root)
+    sid = secrets.token_hex(8)
+    folder = session_dir(root, sid)
+    (folder / "chunks").mkdir(parents=True)
+    info = {"id": sid, **owner, "filename": filename, "size": size, "chunk_size": chunk_size,
+            "chunks": -(-size // chunk_size), "created_at": time.time()}
+    atomic_write_json(folder / "session.json", info)
+    return describe(info, folder)
+
+
+def _expected_size(info: dict, n: int) -> int:
+    return min(info["chunk_size"], info["size"] - n * info["chunk_size"])
+
+
+def received(info: dict, folder: Path) -> list[int]:
+    chunks = folder / "chunks"
+    found = []
+    for n in range(info["chunks"]):
+        path = chunks / str(n)
+        if path.is_file() and path.stat().st_size == _expected_size(info, n):
+            found.append(n)
+    return found
+
+
+def describe(info: dict, folder: Path) -> dict:
+    got = received(info, folder)
+    missing = sorted(set(range(info["chunks"])) - set(got))
+    return {**info, "received": got, "missing": missing, "complete": not missing}
+
+
+def check_complete(info: dict, folder: Path) -> None:
+    """409 naming the missing chunks unless every chunk arrived."""
+    missing = describe(info, folder)["missing"]
+    if missing:
+        raise ApiError(f"{info['filename']} is missing {len(missing)} chunk(s): send them before completing.", 409,
+                       details=missing[:50])
+
+
+def receive_chunk(info: dict, folder: Path, n: str, stream, length: int | None) -> dict:
+    """Chunk `n` from `stream` (the request body), written whole under its number or not at all."""
+    if not n.isdigit() or int(n) >= info["chunks"]:
+        raise ApiError(f"Chunk {n!r} is out of range: this upload has chunks 0 to {info['chunks'] - 1}.", 422)
+    index = int(n)
+    expected = _expected_size(info, index)
+    if length is not None and length != expected:
+        raise ApiError(f"Chunk {index} must be {expected} bytes, got {length}.", 413 if length > expected else 422)
+    part = folder / "chunks" / f".{index}.{secrets.token_hex(4)}.part"
+    written = 0
+    with open(part, "wb") as sink:
+        while True:
+            block = stream.read(1 << 20)
+            if not block:
+                break
+            written += len(block)
+            if written > expected:
+                break
+            sink.write(block)
+    if written != expected:
+        part.unlink(missing_ok=True)
+        raise ApiError(f"Chunk {index} must be {expected} bytes, got {written}: send it again.", 422)
+    os.replace(part, folder / "chunks" / str(index))
+    return {"chunk": index, "received": len(received(info, folder)), "chunks": info["chunks"]}
+
+
+def assemble(info: dict, folder: Path, target: Path, check_stop=None) -> Path:
+    """The chunks, in order, as the file `target` (the chunks stay: an import cut short can run again)."""
+    with open(target, "wb") as sink:
+        for n in range(info["chunks"]):
+            if check_stop is not None:
+                check_stop()
+            with open(folder / "chunks" / str(n), "rb") as source:
+                shutil.copyfileobj(source, sink, 1 << 20)
+    return target
+
+
+def sweep(root: Path) -> None:
+    now = time.time()
+    for folder in root.iterdir():
+        # sessions may be resumed for two days; import and batch folders left by a crash are orphans
+        max_age = SESSION_MAX_AGE_S if folder.name.startswith("session-") else ORPHAN_MAX_AGE_S
+        try:
+            if folder.is_dir() and now - folder.stat().st_mtime > max_age:
+                shutil.rmtree(folder, ignore_errors=True)
+        except OSError:
+            continue

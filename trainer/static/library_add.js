@@ -1,0 +1,91 @@
+// Adding a LoRA to the library: from a link (the pod downloads it) or from this computer (a .safetensors file picked
+// or dropped on the page goes up in chunks: chunked_upload.js). Either way a job of the job store converts, checks
+// and places it, and the cards load again when it is in.
+(function () {
+  const { esc } = trainer;
+  const $ = (id) => document.getElementById(id);
+  const state = $("lora-link-state");
+
+  async function follow(jobId) {
+    for (;;) {
+      const found = (await studio.api("/api/library/imports")).imports.find((j) => j.id === jobId);
+      if (!found) return;
+      const done = found.phase === "converting" ? (found.eta_s ? `about ${studio.formatDuration(found.eta_s)} left` : "")
+        : found.bytes_done ? `${studio.formatBytes(found.bytes_done)}${found.bytes_total ? ` of ${studio.formatBytes(found.bytes_total)}` : ""}` : "";
+      state.textContent = found.status === "running" || found.status === "queued"
+        ? `${found.message || "Downloading"}${done ? ` · ${done}` : ""}` : "";
+      if (found.status === "completed") {
+        studio.toast(found.message, "ok", 6000);
+        const file = (found.result || {}).file;  // a way straight on: render a prompt with it
+        if (file) state.innerHTML = `${esc(found.message)} <a href="/library/try/${encodeURIComponent(file)}">Try it</a>`;
+        document.dispatchEvent(new CustomEvent("library:changed"));
+        return;
+      }
+      if (!["queued", "running"].includes(found.status)) {
+        studio.toast(found.error || found.message || `Adding it ${found.status}.`, "error", 10000);
+        state.textContent = found.error || "";
+        return;
+      }
+      await new Promise((resolve) => setTimeout(resolve, 700));
+    }
+  }
+
+  $("lora-link").addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    const button = $("lora-link-add");
+    button.disabled = true;
+    try {
+      const { job } = await studio.api("/api/library/import", { method: "POST", json: { url: $("lora-url").value } });
+      $("lora-url").value = "";
+      await follow(job.id);
+    } catch (e) { studio.toast(e.message, "error", 10000); } finally { button.disabled = false; }
+  });
+
+  // From this computer: one file at a time, in chunks (a LoRA of a few hundred MB outlasts the proxy's 100 s)
+  let busy = false;
+  async function upload(file) {
+    if (busy) { studio.toast("One file at a time: wait for this one to be in the library.", "info", 5000); return; }
+    if (!/\.safetensors$/i.test(file.name)) {
+      studio.toast(`${file.name} is not a .safetensors file: a LoRA for the library is one.`, "error", 8000);
+      return;
+    }
+    busy = true;
+    const button = $("lora-file-pick"), bar = $("lora-upload-bar");
+    button.disabled = true;
+    bar.hidden = false;
+    bar.value = 0;
+    try {
+      const sid = await chunkedUpload.uploadFile("/api/library", file, {
+        set(fraction, text) { bar.value = fraction; state.textContent = `Uploading ${file.name}: ${text}`; },
+      });
+      const { job } = await studio.api(`/api/library/uploads/${sid}/complete`, { method: "POST" });
+      bar.hidden = true;
+      await follow(job.id);
+    } catch (e) {
+      state.textContent = "";
+      studio.toast(`${file.name}: ${e.message}`, "error", 10000);
+    } finally { busy = false; button.disabled = false; bar.hidden = true; }
+  }
+  $("lora-file-pick").addEventListener("click", () => $("lora-file").click());
+  $("lora-file").addEventListener("change", (ev) => {
+    const [file] = ev.target.files;
+    ev.target.value = "";
+    if (file) upload(file);
+  });
+  // a file dropped anywhere on the page
+  const hasFiles = (ev) => Array.from(ev.dataTransfer.types || []).includes("Files");
+  document.addEventListener("dragover", (ev) => {
+    if (!hasFiles(ev)) return;
+    ev.preventDefault();
+    $("lora-link").classList.add("dropping");
+  });
+  document.addEventListener("dragleave", (ev) => { if (!ev.relatedTarget) $("lora-link").classList.remove("dropping"); });
+  document.addEventListener("drop", (ev) => {
+    if (!hasFiles(ev)) return;
+    ev.preventDefault();
+    $("lora-link").classList.remove("dropping");
+    const files = Array.from(ev.dataTransfer.files);
+    if (files.length > 1) studio.toast("One file at a time: adding the first.", "info", 5000);
+    if (files.length) upload(files[0]);
+  });
+})();
