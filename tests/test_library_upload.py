@@ -5,13 +5,12 @@ session is the library's or a dataset's, never both."""
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pytest
 
 import trainer
 from tests.test_loha_lora import _loha
+from tests.test_lora_import import wait_import
 from trainer.lora_resize import encode
 
 CHUNK = 1 << 20
@@ -43,16 +42,6 @@ def _send(client, name: str, data: bytes, skip: tuple[int, ...] = ()) -> str:
     return session["id"]
 
 
-def _wait(client, job_id: str) -> dict:
-    deadline = time.monotonic() + 30
-    while True:
-        job = next(j for j in client.get("/api/library/imports").get_json()["imports"] if j["id"] == job_id)
-        if job["status"] not in ("queued", "running"):
-            return job
-        assert time.monotonic() < deadline, job
-        time.sleep(0.05)
-
-
 def test_a_lora_uploaded_in_chunks_lands_in_the_library_byte_for_byte(studio):
     client, space = studio.test_client(), studio.config["STUDIO_WORKSPACE"]
     data = _big_lora()
@@ -65,7 +54,7 @@ def test_a_lora_uploaded_in_chunks_lands_in_the_library_byte_for_byte(studio):
     assert client.put(f"{url}/chunks/0", data=data[:CHUNK]).status_code == 200
     first, again = client.post(f"{url}/complete"), client.post(f"{url}/complete")  # a double click
     assert first.status_code == 202
-    job = _wait(client, first.get_json()["job"]["id"])
+    job = wait_import(client, first.get_json()["job"]["id"])
     assert job["status"] == "completed", job
     assert again.status_code == 404 or again.get_json()["job"]["id"] == job["id"]  # never a second file
     assert job["message"] == "Added My-Style-v2.safetensors (rank 8) to the library."
@@ -82,7 +71,7 @@ def test_an_uploaded_loha_becomes_a_lora(studio):
     client, space = studio.test_client(), studio.config["STUDIO_WORKSPACE"]
     data = encode(_loha(np.random.default_rng(7), dim=2)[0], "BF16", {})
     sid = _send(client, "ink.safetensors", data)
-    job = _wait(client, client.post(f"/api/library/uploads/{sid}/complete").get_json()["job"]["id"])
+    job = wait_import(client, client.post(f"/api/library/uploads/{sid}/complete").get_json()["job"]["id"])
     assert job["status"] == "completed", job
     assert job["message"] == ("Added ink.safetensors (rank 4, converted from kohya's key names and a LyCORIS LoHa of "
                               "dim 2, exactly) to the library.")
@@ -94,7 +83,7 @@ def test_what_is_not_a_lora_of_this_model_is_refused_and_leaves_nothing(studio):
     sdxl = encode({"lora_unet_input_blocks_0_proj.lora_down.weight": np.ones((4, 16), np.float32),
                    "lora_unet_input_blocks_0_proj.lora_up.weight": np.ones((16, 4), np.float32)}, "F32", {})
     sid = _send(client, "sdxl.safetensors", sdxl)
-    job = _wait(client, client.post(f"/api/library/uploads/{sid}/complete").get_json()["job"]["id"])
+    job = wait_import(client, client.post(f"/api/library/uploads/{sid}/complete").get_json()["job"]["id"])
     assert job["status"] == "failed" and "not a LoRA of Z-Image's layers" in job["error"], job
     assert client.get(f"/api/library/uploads/{sid}").status_code == 404  # a refusal: sending it again would not help
     assert not list(space.loras.glob("*.safetensors")) and not list((space.loras / ".incoming").iterdir())

@@ -50,7 +50,11 @@ def lan(make_settings):
 def _import(client, url: str) -> dict:
     response = client.post("/api/library/import", json={"url": url})
     assert response.status_code == 202, response.get_json()
-    job_id = response.get_json()["job"]["id"]
+    return wait_import(client, response.get_json()["job"]["id"])
+
+
+def wait_import(client, job_id: str) -> dict:
+    """The library import job `job_id` once it ended (a link's or an upload's)."""
     deadline = time.monotonic() + 30
     while True:
         job = next(j for j in client.get("/api/library/imports").get_json()["imports"] if j["id"] == job_id)

@@ -190,6 +190,14 @@ def test_the_try_page_of_a_library_file(client, settings, demo_paths):
     assert client.get("/library/try/..%2fstudio.db").status_code in (400, 404)
 
 
+def _rendered(client, settings, name: str) -> list[dict]:
+    """The images of REQUEST rendered with the library file `name` (the worker run once)."""
+    made = client.post(f"/api/library/files/{name}/renders", json=REQUEST).get_json()["render"]
+    done = Worker(settings, poll_s=0.1, unload_caption=False).run_once()
+    assert done.id == made["id"] and done.status == "completed", done.error
+    return client.get(f"/api/library/files/{name}/renders").get_json()["renders"][0]["images"]
+
+
 @pytest.mark.slow
 def test_a_kohya_lora_from_a_link_renders_as_the_same_lora_in_our_names(client, store, settings, demo_paths):
     """A LoRA written with kohya's (musubi-tuner's) names, lora_down/lora_up and alpha, added from a link: converted
@@ -213,13 +221,8 @@ def test_a_kohya_lora_from_a_link_renders_as_the_same_lora_in_our_names(client, 
         job = _import(client, f"{web}/musubi.safetensors")
     assert job["status"] == "completed", job
     assert job["message"] == "Added musubi.safetensors (rank 4, converted from kohya's key names) to the library."
-    rendered = []
-    for name in ("ours.safetensors", "musubi.safetensors"):
-        made = client.post(f"/api/library/files/{name}/renders", json=REQUEST).get_json()["render"]
-        done = Worker(settings, poll_s=0.1, unload_caption=False).run_once()
-        assert done.id == made["id"] and done.status == "completed", done.error
-        images = client.get(f"/api/library/files/{name}/renders").get_json()["renders"][0]["images"]
-        rendered.append([client.get(image["url"]).data for image in images])
+    rendered = [[client.get(image["url"]).data for image in _rendered(client, settings, name)]
+                for name in ("ours.safetensors", "musubi.safetensors")]
     assert rendered[0][1] == rendered[1][1]  # the LoRA at strength 1: the same picture
     assert rendered[1][0] != rendered[1][1]  # and it does change the picture
 
@@ -250,14 +253,9 @@ def test_a_loha_from_a_link_renders_as_the_lora_of_the_same_change(client, store
     assert job["status"] == "completed", job
     assert job["message"] == ("Added loha.safetensors (rank 4, converted from LyCORIS' key names and a LyCORIS LoHa of "
                               "dim 4, exactly) to the library.")
-    rendered = []
-    for name in ("plain-lora.safetensors", "loha.safetensors"):
-        made = client.post(f"/api/library/files/{name}/renders", json=REQUEST).get_json()["render"]
-        done = Worker(settings, poll_s=0.1, unload_caption=False).run_once()
-        assert done.id == made["id"] and done.status == "completed", done.error
-        images = client.get(f"/api/library/files/{name}/renders").get_json()["renders"][0]["images"]
-        rendered.append([np.asarray(Image.open(io.BytesIO(client.get(image["url"]).data)), np.int16)
-                         for image in images])
+    rendered = [[np.asarray(Image.open(io.BytesIO(client.get(image["url"]).data)), np.int16)
+                 for image in _rendered(client, settings, name)]
+                for name in ("plain-lora.safetensors", "loha.safetensors")]
     assert np.abs(rendered[0][1] - rendered[1][1]).max() <= 1  # the same picture (to float32's rounding)
     assert np.abs(rendered[1][0] - rendered[1][1]).max() > 10  # and it does change the picture
 
