@@ -225,6 +225,7 @@ def test_a_lora_from_this_computer_joins_the_library(studio_root, tmp_path, arti
     import numpy as np
     from playwright.sync_api import expect, sync_playwright
 
+    from studio.workspace import Workspace
     from tests.test_library_upload import _big_lora
     from tests.test_loha_lora import _loha
     from trainer.lora_resize import encode
@@ -251,5 +252,16 @@ def test_a_lora_from_this_computer_joins_the_library(studio_root, tmp_path, arti
         page.evaluate(DROP_JS, ["notes.txt", [104, 105]])
         expect(page.locator(".toast", has_text="notes.txt is not a .safetensors file")).to_be_visible()
         expect(page.locator(".lora-card")).to_have_count(2)
+        # the pod cannot write the file (a file stands where its folder goes): the chunks stay, Try again sends nothing
+        incoming = Workspace(studio_root).loras / ".incoming"
+        incoming.rmdir()
+        incoming.write_text("in the way")
+        page.set_input_files("#lora-file", str(lora))
+        expect(page.locator("#lora-upload-again")).to_be_visible()
+        expect(page.locator("#lora-link-state")).to_contain_text("the file is on the pod already")
+        incoming.unlink()
+        page.click("#lora-upload-again")
+        expect(page.locator(".toast", has_text="Added My-Style-2.safetensors (rank 8) to the library.")).to_be_visible()
+        expect(page.locator(".lora-card")).to_have_count(3)
         assert problems == []
         browser.close()

@@ -78,6 +78,36 @@ def test_an_uploaded_loha_becomes_a_lora(studio):
     assert (space.loras / "ink.safetensors").is_file()
 
 
+def test_a_hostile_file_name_lands_inside_the_library_under_a_safe_name(studio):
+    client, space = studio.test_client(), studio.config["STUDIO_WORKSPACE"]
+    sid = _send(client, "../../../etc/cron.d/evil name.safetensors", _big_lora())
+    job = wait_import(client, client.post(f"/api/library/uploads/{sid}/complete").get_json()["job"]["id"])
+    assert job["status"] == "completed" and job["result"]["file"] == "evil-name.safetensors", job
+    assert [p.name for p in space.loras.glob("*.safetensors")] == ["evil-name.safetensors"]
+    assert not (space.root / "etc").exists()
+
+
+def test_a_full_disk_keeps_the_chunks_and_the_same_session_completes_later(studio, monkeypatch):
+    import errno
+
+    from studio import chunked
+
+    client, space = studio.test_client(), studio.config["STUDIO_WORKSPACE"]
+    sid = _send(client, "cat.safetensors", _big_lora())
+    assemble = chunked.assemble
+
+    def full(*_args, **_kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(chunked, "assemble", full)
+    job = wait_import(client, client.post(f"/api/library/uploads/{sid}/complete").get_json()["job"]["id"])
+    assert job["status"] == "failed" and "disk" in job["error"].lower(), job
+    assert client.get(f"/api/library/uploads/{sid}").get_json()["complete"]  # nothing to send again
+    monkeypatch.setattr(chunked, "assemble", assemble)  # space freed
+    job = wait_import(client, client.post(f"/api/library/uploads/{sid}/complete").get_json()["job"]["id"])
+    assert job["status"] == "completed" and (space.loras / "cat.safetensors").is_file(), job
+
+
 def test_what_is_not_a_lora_of_this_model_is_refused_and_leaves_nothing(studio):
     client, space = studio.test_client(), studio.config["STUDIO_WORKSPACE"]
     sdxl = encode({"lora_unet_input_blocks_0_proj.lora_down.weight": np.ones((4, 16), np.float32),

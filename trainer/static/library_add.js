@@ -19,12 +19,12 @@
         const file = (found.result || {}).file;  // a way straight on: render a prompt with it
         if (file) state.innerHTML = `${esc(found.message)} <a href="/library/try/${encodeURIComponent(file)}">Try it</a>`;
         document.dispatchEvent(new CustomEvent("library:changed"));
-        return;
+        return found;
       }
       if (!["queued", "running"].includes(found.status)) {
         studio.toast(found.error || found.message || `Adding it ${found.status}.`, "error", 10000);
         state.textContent = found.error || "";
-        return;
+        return found;
       }
       await new Promise((resolve) => setTimeout(resolve, 700));
     }
@@ -58,13 +58,25 @@
       const sid = await chunkedUpload.uploadFile("/api/library", file, {
         set(fraction, text) { bar.value = fraction; state.textContent = `Uploading ${file.name}: ${text}`; },
       });
-      const { job } = await studio.api(`/api/library/uploads/${sid}/complete`, { method: "POST" });
       bar.hidden = true;
-      await follow(job.id);
+      await complete(sid);
     } catch (e) {
       state.textContent = "";
       studio.toast(`${file.name}: ${e.message}`, "error", 10000);
     } finally { busy = false; button.disabled = false; bar.hidden = true; }
+  }
+  // the upload's job; when it failed and kept the chunks (a full disk, a restart), a way to run it again unsent
+  async function complete(sid) {
+    const { job } = await studio.api(`/api/library/uploads/${sid}/complete`, { method: "POST" });
+    const ended = await follow(job.id);
+    if (!ended || ended.status === "completed") return;
+    try { await studio.api(`/api/library/uploads/${sid}`); } catch (e) { return; }  // refused: the chunks went
+    state.innerHTML = `${esc(ended.error || "It did not finish.")} <button type="button" id="lora-upload-again">Try again</button>
+      <span class="muted">(the file is on the pod already)</span>`;
+    $("lora-upload-again").addEventListener("click", () => {
+      state.textContent = "Trying again…";
+      complete(sid).catch((e) => studio.toast(e.message, "error", 10000));
+    });
   }
   $("lora-file-pick").addEventListener("click", () => $("lora-file").click());
   $("lora-file").addEventListener("change", (ev) => {
