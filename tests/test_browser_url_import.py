@@ -263,5 +263,24 @@ def test_a_lora_from_this_computer_joins_the_library(studio_root, tmp_path, arti
         page.click("#lora-upload-again")
         expect(page.locator(".toast", has_text="Added My-Style-2.safetensors (rank 8) to the library.")).to_be_visible()
         expect(page.locator(".lora-card")).to_have_count(3)
+        # Edit…: a new name and a trigger word for the LoHa's card
+        card = page.locator(".lora-card", has_text="ink.safetensors")
+        card.locator(".card-edit > summary").click()
+        card.locator("input[name=name]").fill("Ink Wash")
+        card.locator("input[name=trigger_word]").fill("inkz")
+        page.screenshot(path=str(artifacts_dir / "library-edit-1280.png"))
+        card.locator(".card-edit-form button[type=submit]").click()
+        expect(page.locator(".toast", has_text="Ink-Wash.safetensors, trigger inkz: saved.")).to_be_visible()
+        card = page.locator(".lora-card", has_text="Ink-Wash.safetensors")
+        expect(card.locator(".chip")).to_have_text("inkz")
+        expect(card.locator("a", has_text="Try it")).to_have_attribute("href", "/library/try/Ink-Wash.safetensors")
+        expect(page.locator(".lora-card")).to_have_count(3)
+        page.set_viewport_size({"width": 390, "height": 844})
+        card.locator(".card-edit > summary").click()
+        card.scroll_into_view_if_needed()
+        page.screenshot(path=str(artifacts_dir / "library-edit-390.png"))
+        wide = page.evaluate("""() => [...document.querySelectorAll('body *')]
+          .filter((e) => e.getBoundingClientRect().right > window.innerWidth + 1).map((e) => e.tagName + '#' + e.id)""")
+        assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth"), wide
         assert problems == []
         browser.close()

@@ -19,6 +19,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         events,
         hub_publish,
         jobs_api,
+        library_edit,
         library_tools_api,
         library_upload,
         lora_import,
@@ -55,7 +56,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         return error_response(str(exc), 409)
 
     for module in (pages, jobs_api, renders_api, catalog_api, library_tools_api, events, names, storage, bundle,
-                   variants, hub_publish, pod_api, timelapse, lora_import, library_upload, trash):
+                   variants, hub_publish, pod_api, timelapse, lora_import, library_upload, library_edit, trash):
         app.register_blueprint(module.bp)
     events.end_streams_on_shutdown()
     return app

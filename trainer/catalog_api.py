@@ -145,13 +145,8 @@ def library_list():
     from trainer.jobs_api import store
 
     jobs_root = workspace().jobs
-    entries = []
     jobs = store().list(("completed",), limit=1000)
-    for job in jobs:
-        e = library.entry(job, jobs_root / job.id)
-        if e:  # its file in trainer/loras (None when it is not there: deleted by hand, or never placed)
-            copy = library.library_copy(workspace(), job, jobs_root / job.id / e["path"])
-            entries.append({**e, "library_file": copy.name if copy else None})
+    entries = job_entries(jobs)
     for e in entries:
         facts = library_facts.lora_facts(jobs_root / e["job_id"] / e["path"])
         e.update(_kind(facts))
@@ -162,6 +157,18 @@ def library_list():
     comfy = workspace().comfyui_loras
     return jsonify({"loras": entries, "library_dir": str(workspace().loras),
                     "comfyui_dir": str(comfy) if comfy else None})
+
+
+def job_entries(jobs: list) -> list[dict]:
+    """The library entries of finished jobs (trainer.library.entry), each with its file in trainer/loras
+    (`library_file`: None when it is not there: deleted by hand, or never placed)."""
+    entries = []
+    for job in jobs:
+        e = library.entry(job, workspace().jobs / job.id)
+        if e:
+            copy = library.library_copy(workspace(), job, workspace().jobs / job.id / e["path"])
+            entries.append({**e, "library_file": copy.name if copy else None})
+    return entries
 
 
 def _kind(facts: library_facts.LoraFacts) -> dict:
@@ -231,7 +238,7 @@ def library_files():
         lokr = bool(lokr_modules(header))
         files.append({"name": path.stem, "size": stat.st_size, "modified": stat.st_mtime,
                       "rank": ranks[0] if len(ranks) == 1 else None, "lora_targets": meta.get("lora_targets"),
-                      "trigger_word": library_facts.trigger_of(meta), "lokr": lokr,
+                      "trigger_word": library_facts.trigger_of({**meta, **library_facts.user_keys(path)}), "lokr": lokr,
                       "lokr_factor": factor_of(header)})
     return jsonify({"files": sorted(files, key=lambda f: -f["modified"])})
 

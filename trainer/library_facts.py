@@ -33,7 +33,8 @@ def lora_facts(path: Path) -> LoraFacts:
         return LoraFacts({}, None, False)
     ranks = lora_ranks(header)
     lokr = bool(lokr_modules(header))
-    return LoraFacts({**_from_source(path), **_metadata(header)}, max(ranks.values()) if ranks else None, lokr,
+    return LoraFacts({**_from_source(path), **_metadata(header), **user_keys(path)},
+                     max(ranks.values()) if ranks else None, lokr,
                      factor_of(header), tuple(smaller_options(header, size)), tuple(lora_options(header, size)))
 
 
@@ -51,18 +52,34 @@ def write_source(path: Path, source: dict) -> None:
     atomic_write_json(source_file(path), source)
 
 
+def read_source(path: Path) -> dict:
+    source = read_json(source_file(path), {})
+    return source if isinstance(source, dict) else {}
+
+
 def _from_source(path: Path) -> dict:
-    """The record as metadata keys the pages read (the file's own keys win over them)."""
-    source = read_json(source_file(path), {}) or {}
+    """The record as metadata keys the pages read (the file's own keys win over them, but not over the trigger word
+    set on its card: `user_trigger`)."""
+    source = read_source(path)
     words = [str(word) for word in source.get("trigger_words") or [] if str(word).strip()]
     keys = {"source_url": source.get("url"), "civitai_url": source.get("civitai_url"),
             "modelspec.title": source.get("title"), "modelspec.trigger_phrase": ", ".join(words)}
     return {key: str(value) for key, value in keys.items() if value}
 
 
+def user_keys(path: Path) -> dict:
+    """What was set on the file's card (trainer.library_edit), as metadata keys that win over the file's own."""
+    trigger = read_source(path).get(USER_TRIGGER)
+    return {USER_TRIGGER: trigger} if isinstance(trigger, str) and trigger.strip() else {}
+
+
+USER_TRIGGER = "user_trigger"
+
+
 def trigger_of(meta: dict) -> str | None:
-    """A LoRA file's trigger word(s) from its metadata: modelspec's phrase, else the studio's key."""
-    return meta.get("modelspec.trigger_phrase") or meta.get("trigger_word") or None
+    """A LoRA file's trigger word(s) from its metadata: the one set on its card, else modelspec's phrase, else the
+    studio's key."""
+    return meta.get(USER_TRIGGER) or meta.get("modelspec.trigger_phrase") or meta.get("trigger_word") or None
 
 
 def safetensors_metadata(path: Path) -> dict:

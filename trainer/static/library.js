@@ -66,6 +66,7 @@
             l.job_id ? `&from=${encodeURIComponent(l.job_id)}` : ""}" title="A new job that goes on from this LoRA (new images, more steps)">Train further</a>` : ""}
           ${rankMenu(l, index, "smaller")}${rankMenu(l, index, "as-lora")}
           ${l.library_file ? `<button type="button" data-merge="${esc(l.library_file)}" title="Merge it with other LoRAs of the library into one file">Merge…</button>` : ""}
+          ${l.library_file && !l.job_id ? editMenu(l) : ""}
           <button type="button" class="danger" data-delete="${index}">Delete</button></div></article>`;
     }).join("");
     loras = data.loras; comfy = data.comfyui_dir;
@@ -103,6 +104,13 @@
       done: (made) => `${made.file}: a LoRA of rank ${made.rank}, ${studio.formatBytes(made.size)}, keeping ` +
         `${fmtKept(made.kept)} of the LoKr's change.` },
   };
+  // a file no job finished: its name and the trigger word Try it and ComfyUI workflows use (library_edit.js saves)
+  function editMenu(l) {
+    return `<details class="card-edit" data-file="${esc(l.library_file)}"><summary class="button" title="Rename it, or set its trigger word">Edit…</summary>
+      <form class="card-edit-form"><label>Name <input name="name" value="${esc(l.library_file.replace(/\.safetensors$/, ""))}" maxlength="80" autocomplete="off" required></label>
+        <label>Trigger word <input name="trigger_word" value="${esc(l.trigger_word || "")}" maxlength="200" autocomplete="off" placeholder="empty: the file's own"></label>
+        <button type="submit" class="primary">Save</button></form></details>`;
+  }
   function rankMenu(l, index, kind) {
     const menu = MENUS[kind], options = l[menu.options] || [];
     if (!l.library_file || !options.length) return "";

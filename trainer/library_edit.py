@@ -1,0 +1,118 @@
+"""Rename a library file no job of yours finished (one added from a link or this computer, a copy, a checkpoint), or
+set the trigger word its card, Try it and its ComfyUI workflows use.
+
+    PATCH /api/library/files/<file> {"name": "new name", "trigger_word": "ohwx"}  -> {"file", "trigger_word"}
+
+The file's bytes stay as they are (its hash still finds it on Civitai and in LoRA managers): the trigger word lives in
+its record beside it (trainer.library_facts) and wins over the file's own; "" goes back to the file's. A rename moves
+the file, its record, its copy in ComfyUI's loras when that is the same file, and its renders' reference to it; the
+new name is made of letters, digits, '-', '_' and '.' ("My style!" becomes My-style), and one taken in the library
+or in ComfyUI's loras (case aside) is refused, as is a rename while one of its renders waits or runs. A training
+job's own LoRA is named by its job.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+
+from flask import Blueprint, jsonify
+
+from studio.atomic import atomic_write_json
+from studio.web import ApiError, json_body
+from trainer import library, library_facts, renders
+from trainer.names import slug
+
+bp = Blueprint("library_edit", __name__)
+TRIGGER_MAX = 200
+_renaming = threading.Lock()  # one rename at a time: the taken check and the move go together
+
+
+@bp.patch("/api/library/files/<name>")
+def edit_library_file(name: str):
+    from trainer.catalog_api import job_entries
+    from trainer.jobs_api import store, workspace
+
+    space, body = workspace(), json_body()
+    unknown = sorted(set(body) - {"name", "trigger_word"})
+    if unknown or not body:
+        raise ApiError("Send the file's new \"name\", its \"trigger_word\", or both.", 422)
+    path = library.library_lora(space.loras, name)
+    owner = next((e for e in job_entries(store().list(("completed",), limit=1000)) if e["library_file"] == path.name),
+                 None)
+    if owner is not None:
+        raise ApiError(f"{path.name} is the LoRA of the training job “{owner['name']}”: it is named and described by "
+                       "its job.", 409)
+    trigger = _trigger(body["trigger_word"]) if "trigger_word" in body else None
+    if "name" in body:
+        path = _rename(space, path, body["name"])
+    if trigger is not None:
+        record = library_facts.read_source(path)
+        record.pop(library_facts.USER_TRIGGER, None)
+        atomic_write_json(library_facts.source_file(path), {**record, **({library_facts.USER_TRIGGER: trigger}
+                                                                         if trigger else {})})
+    meta = library_facts.lora_facts(path).metadata
+    return jsonify({"file": path.name, "trigger_word": library_facts.trigger_of(meta)})
+
+
+def _trigger(value) -> str:
+    if not isinstance(value, str) or len(value) > TRIGGER_MAX or any(ord(c) < 32 for c in value):
+        raise ApiError(f"'trigger_word' must be text of at most {TRIGGER_MAX} characters on one line ('' for the "
+                       "file's own).", 422)
+    return ", ".join(word.strip() for word in value.split(",") if word.strip())
+
+
+def _rename(space, path: Path, wanted) -> Path:
+    from trainer.jobs_api import store
+    from trainer.renders_api import library_renders
+
+    if not isinstance(wanted, str) or not wanted.strip():
+        raise ApiError("'name' must be the file's new name.", 422)
+    stem = slug(wanted.strip().removesuffix(".safetensors"))
+    target = path.with_name(f"{stem}.safetensors")
+    if target.name == path.name:
+        return path
+    with _renaming:
+        busy = library_renders(path.name, ("queued", "running"), limit=1)
+        if busy:
+            raise ApiError(f"{path.name} is being rendered now; rename it when that is done.", 409)
+        folders = [space.loras] + ([space.comfyui_loras] if space.comfyui_loras else [])
+        for folder in folders:
+            clash = next((other for other in Path(folder).glob("*.safetensors")
+                          if other.name.lower() == target.name.lower() and not _is(other, path)), None)
+            if clash is not None:
+                where = "the library" if folder == space.loras else "ComfyUI's loras"
+                raise ApiError(f"A LoRA named {clash.name} is in {where} already: choose another name.", 409)
+        comfy = space.comfyui_loras / path.name if space.comfyui_loras else None
+        _move(path, target)  # the new name first: a failure half-way leaves two names, never none
+        if comfy is not None and comfy.is_file() and library._same_bytes(comfy, target):  # ours, linked or copied
+            _move(comfy, comfy.with_name(target.name))
+        if library_facts.source_file(path).is_file():
+            os.replace(library_facts.source_file(path), library_facts.source_file(target))
+        for render in library_renders(path.name, limit=100_000):
+            store().update(render.id, config={**render.config, renders.LIBRARY_FILE: target.name})
+    return target
+
+
+def _is(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def _move(source: Path, target: Path) -> None:
+    """`source` as `target`: a hard link then the old name's removal (never over a file: FileExistsError), or a
+    plain rename where the disk has no hard links; a case-only change renamed in place."""
+    if source.name.lower() == target.name.lower():
+        os.rename(source, target)
+        return
+    try:
+        os.link(source, target)
+    except FileExistsError:
+        raise ApiError(f"A file named {target.name} appeared meanwhile: choose another name.", 409) from None
+    except OSError:
+        os.rename(source, target)
+        return
+    source.unlink()
