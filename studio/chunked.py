@@ -17,6 +17,8 @@ import time
 from pathlib import Path
 
 from studio.atomic import atomic_write_json, read_json
+from studio.disk import FREE_SPACE, free_bytes
+from studio.model_status import format_bytes
 from studio.web import ApiError
 from studio.workspace import confined, safe_name
 
@@ -49,9 +51,14 @@ def checked_size(size, filename: str) -> int:
 
 
 def create(root: Path, owner: dict, filename: str, size: int, chunk_size: int) -> dict:
-    """A new session (old ones swept first); what `describe` says of it."""
+    """A new session (old ones swept first); what `describe` says of it. 507 at once when the disk has not room for
+    the chunks and the file put together from them (twice `size`), instead of failing a chunk in."""
     root.mkdir(parents=True, exist_ok=True)
     sweep(root)
+    free = free_bytes(root)
+    if free is not None and free < 2 * size:
+        raise ApiError(f"{filename} ({format_bytes(size)}) needs {format_bytes(2 * size)} free on the pod's disk "
+                       f"while it goes up and is put together, and {root} has {format_bytes(free)}: {FREE_SPACE}", 507)
     sid = secrets.token_hex(8)
     folder = session_dir(root, sid)
     (folder / "chunks").mkdir(parents=True)

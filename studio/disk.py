@@ -27,6 +27,9 @@ def free_bytes(root: Path) -> int | None:
 def disk_full_message(root: Path, what: str = "The change") -> str:
     free = free_bytes(root)
     where = f"{root} has {format_bytes(free)} free" if free is not None else f"{root} is full"
-    return (f"The disk is full ({where}). {what} was not saved and nothing earlier was changed: free space "
-            "(old training jobs and their checkpoints, export versions no job needs, datasets you are done "
-            "with, then Recently deleted: a dataset's, the Datasets page's, the LoRA library page's) and try again.")
+    return f"The disk is full ({where}). {what} was not saved and nothing earlier was changed: {FREE_SPACE}"
+
+
+FREE_SPACE = ("free space (old training jobs and their checkpoints, export versions no job needs, datasets you are "
+              "done with, then Recently deleted: a dataset's, the Datasets page's, the LoRA library page's) and try "
+              "again.")

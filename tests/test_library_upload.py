@@ -145,3 +145,19 @@ def test_a_dataset_session_is_not_the_librarys_and_a_bad_id_is_unknown(studio, m
     assert client.get("/api/library/uploads/..%2f..%2fstudio.db").status_code == 404
     assert client.delete(f"/api/library/uploads/{ours}").get_json() == {"aborted": ours}
     assert client.get(f"/api/library/uploads/{ours}").status_code == 404
+
+
+def test_an_upload_the_disk_has_no_room_for_is_refused_before_a_chunk_goes(studio, monkeypatch, make_settings):
+    """The library's and a dataset's alike (one session code)."""
+    import app as datasets_app
+    from studio import chunked
+
+    monkeypatch.setattr(chunked, "free_bytes", lambda _root: 3_000_000)
+    answer = studio.test_client().post("/api/library/uploads", json={"filename": "big.safetensors", "size": 2_000_000})
+    assert answer.status_code == 507
+    assert answer.get_json()["error"].startswith("big.safetensors (2.0 MB) needs 4.0 MB free on the pod's disk")
+    assert "has 3.0 MB: free space (old training jobs" in answer.get_json()["error"]
+    datasets = datasets_app.create_app(make_settings()).test_client()
+    did = datasets.post("/api/datasets", json={"name": "t"}).get_json()["id"]
+    answer = datasets.post(f"/api/datasets/{did}/uploads", json={"filename": "set.zip", "size": 2_000_000})
+    assert answer.status_code == 507 and "set.zip (2.0 MB) needs 4.0 MB free" in answer.get_json()["error"]
