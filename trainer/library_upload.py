@@ -81,7 +81,7 @@ def complete_session(sid: str):
     with _completing:
         info, folder = _session(sid)
         chunked.check_complete(info, folder)
-        running = store().get(info["job"]) if info.get("job") else None
+        running = store().find(info["job"]) if info.get("job") else None
         if running is not None and running.status in ACTIVE:  # asked twice (a double click, a retry): one file
             return jsonify({"job": running.public()}), 202
         name = info["filename"]

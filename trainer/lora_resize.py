@@ -99,8 +99,9 @@ def resize_pair(down: np.ndarray, up: np.ndarray, scale: float, rank: int) -> tu
     (vb, sb, va, sa), (u, s, vt) = core
     k = min(width, len(s))
     root = np.sqrt(s[:k])
-    new_up[:, :k] = up64 @ (vb / sb[None, :]) @ (u[:, :k] * root)  # Ub · u, with Ub = up · Vb / Sb
-    new_down[:k] = (root[:, None] * vt[:k]) @ ((va / sa[None, :]).T @ down64)  # vᵀ · Uaᵀ, with Uaᵀ = Vaᵀ · down / Sa
+    # the small r x r products first: a factor of r columns (a merge's or a LoHa's r of 1,024) is multiplied once
+    new_up[:, :k] = up64 @ ((vb / sb[None, :]) @ (u[:, :k] * root))  # Ub · u, with Ub = up · Vb / Sb
+    new_down[:k] = ((root[:, None] * vt[:k]) @ (va / sa[None, :]).T) @ down64  # vᵀ · Uaᵀ, with Uaᵀ = Vaᵀ · down / Sa
     return new_down, new_up, float((s[:k] ** 2).sum()), float((s ** 2).sum())
 
 
