@@ -137,9 +137,7 @@ def create_session(dataset_id: str):
     dataset = context.dataset(dataset_id)
     body = json_body()
     filename = _check_name(body.get("filename"))
-    size = chunked.checked_size(body.get("size"), filename)
-    if size > _limit_bytes():
-        raise _too_large(size)
+    size = chunked.checked_size(body.get("size"), filename, context.settings().max_upload_mb)
     described = chunked.create(context.workspace().uploads, {"dataset": dataset.id}, filename, size,
                                context.settings().upload_chunk_mb * 2**20)
     return jsonify(described), 201

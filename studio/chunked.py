@@ -42,11 +42,15 @@ def load(root: Path, sid: str, owner: dict) -> tuple[dict, Path]:
     return info, folder
 
 
-def checked_size(size, filename: str) -> int:
+def checked_size(size, filename: str, limit_mb: int) -> int:
+    """The file size a session is asked for: 422 unless a whole number above 0, 413 over `limit_mb`."""
     if not isinstance(size, int) or isinstance(size, bool) or size < 0:
         raise ApiError("'size' must be the file size in bytes.", 422)
     if size == 0:
         raise ApiError(f"{filename} is empty (0 bytes).", 422)
+    if size > limit_mb * 2**20:
+        raise ApiError(f"{filename} ({size / 2**20:,.1f} MB) is over the limit of {limit_mb:,} MB (MAX_UPLOAD_MB).",
+                       413)
     return size
 
 

@@ -134,9 +134,11 @@ def test_a_session_that_cannot_be_a_lora_is_refused_at_once(studio, body, status
 def test_a_dataset_session_is_not_the_librarys_and_a_bad_id_is_unknown(studio, make_settings):
     import app as datasets_app
 
-    datasets = datasets_app.create_app(make_settings(UPLOAD_CHUNK_MB=1)).test_client()
+    datasets = datasets_app.create_app(make_settings(UPLOAD_CHUNK_MB=1, MAX_UPLOAD_MB=3)).test_client()
     did = datasets.post("/api/datasets", json={"name": "t"}).get_json()["id"]
     theirs = datasets.post(f"/api/datasets/{did}/uploads", json={"filename": "a.zip", "size": 10}).get_json()["id"]
+    big = datasets.post(f"/api/datasets/{did}/uploads", json={"filename": "b.zip", "size": 4 << 20})
+    assert big.status_code == 413 and "b.zip (4.0 MB) is over the limit of 3 MB" in big.get_json()["error"]
     client = studio.test_client()
     assert client.get(f"/api/library/uploads/{theirs}").status_code == 404
     assert client.put(f"/api/library/uploads/{theirs}/chunks/0", data=b"x" * 10).status_code == 404

@@ -25,17 +25,17 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp"}
 THUMBS_DIR = ".thumbs"  # in a job folder: previews of its images (send_job_file)
 
 
-def _same_file(a: Path, b: Path) -> bool:
+def same_file(a: Path, b: Path) -> bool:
     try:
         return os.path.samefile(a, b)
     except OSError:
         return False
 
 
-def _same_bytes(a: Path, b: Path) -> bool:
+def same_bytes(a: Path, b: Path) -> bool:
     """One file, or two copies with the same content (publish copies where it cannot hard-link)."""
     try:
-        return _same_file(a, b) or filecmp.cmp(a, b, shallow=False)
+        return same_file(a, b) or filecmp.cmp(a, b, shallow=False)
     except OSError:
         return False
 
@@ -46,7 +46,7 @@ def library_name(workspace: Workspace, job: Job, lora: Path, own: str | None = N
     if own:
         return confined(workspace.loras, own).name
     target = workspace.loras / lora.name
-    if not target.exists() or _same_file(target, lora):
+    if not target.exists() or same_file(target, lora):
         return lora.name
     return f"{lora.stem}-{job.id}{lora.suffix}"
 
@@ -60,7 +60,7 @@ def library_copy(workspace: Workspace, job: Job, lora: Path) -> Path | None:
         return path if path.is_file() else None
     for name in (lora.name, f"{lora.stem}-{job.id}{lora.suffix}"):
         path = workspace.loras / name
-        if path.is_file() and _same_bytes(path, lora):
+        if path.is_file() and same_bytes(path, lora):
             return path
     return None
 
@@ -80,7 +80,7 @@ def remove_from_library(workspace: Workspace, name: str) -> list[Path]:
     path = library_lora(workspace.loras, name)
     removed = []
     comfy = workspace.comfyui_loras
-    if comfy is not None and (comfy / path.name).is_file() and _same_bytes(comfy / path.name, path):
+    if comfy is not None and (comfy / path.name).is_file() and same_bytes(comfy / path.name, path):
         (comfy / path.name).unlink()
         removed.append(comfy / path.name)
     path.unlink()
@@ -127,7 +127,7 @@ def published_checkpoint(workspace: Workspace, job: Job, step: int) -> str | Non
     harmless)."""
     source = workspace.jobs / job.id / "checkpoints" / f"step_{step:06d}" / "lora.safetensors"
     for name in (checkpoint_name(job, step), f"{Path(checkpoint_name(job, step)).stem}-{job.id}.safetensors"):
-        if _same_file(workspace.loras / name, source):
+        if same_file(workspace.loras / name, source):
             return name
     return None
 
@@ -137,7 +137,7 @@ def publish_checkpoint(workspace: Workspace, job: Job, step: int) -> tuple[str, 
     <name>-step<N>-<job id>.safetensors when another file has that name. Returns the name and the paths."""
     source = checkpoint_file(workspace, job, step)
     name = checkpoint_name(job, step)
-    if (workspace.loras / name).exists() and not _same_bytes(workspace.loras / name, source):
+    if (workspace.loras / name).exists() and not same_bytes(workspace.loras / name, source):
         name = f"{Path(name).stem}-{job.id}.safetensors"
     return name, publish(workspace, job, source, own=name)
 

@@ -80,26 +80,19 @@ def _rename(space, path: Path, wanted) -> Path:
         folders = [space.loras] + ([space.comfyui_loras] if space.comfyui_loras else [])
         for folder in folders:
             clash = next((other for other in Path(folder).glob("*.safetensors")
-                          if other.name.lower() == target.name.lower() and not _is(other, path)), None)
+                          if other.name.lower() == target.name.lower() and not library.same_file(other, path)), None)
             if clash is not None:
                 where = "the library" if folder == space.loras else "ComfyUI's loras"
                 raise ApiError(f"A LoRA named {clash.name} is in {where} already: choose another name.", 409)
         comfy = space.comfyui_loras / path.name if space.comfyui_loras else None
         _move(path, target)  # the new name first: a failure half-way leaves two names, never none
-        if comfy is not None and comfy.is_file() and library._same_bytes(comfy, target):  # ours, linked or copied
+        if comfy is not None and comfy.is_file() and library.same_bytes(comfy, target):  # ours, linked or copied
             _move(comfy, comfy.with_name(target.name))
         if library_facts.source_file(path).is_file():
             os.replace(library_facts.source_file(path), library_facts.source_file(target))
         for render in library_renders(path.name, limit=100_000):
             store().update(render.id, config={**render.config, renders.LIBRARY_FILE: target.name})
     return target
-
-
-def _is(a: Path, b: Path) -> bool:
-    try:
-        return os.path.samefile(a, b)
-    except OSError:
-        return False
 
 
 def _move(source: Path, target: Path) -> None:

@@ -48,10 +48,7 @@ def create_session():
     if not filename.lower().endswith(".safetensors"):
         raise ApiError(f"{filename!r} is not a .safetensors file: a LoRA for the library is one (what ai-toolkit, "
                        "kohya, musubi-tuner, SimpleTuner and this studio write).", 415)
-    size = chunked.checked_size(body.get("size"), filename)
-    if size > conf.max_upload_mb * 2**20:
-        raise ApiError(f"{filename} ({size / 2**20:,.1f} MB) is over the limit of {conf.max_upload_mb:,} MB "
-                       "(MAX_UPLOAD_MB).", 413)
+    size = chunked.checked_size(body.get("size"), filename, conf.max_upload_mb)
     return jsonify(chunked.create(workspace().uploads, OWNER, filename, size, conf.upload_chunk_mb * 2**20)), 201
 
 
