@@ -143,11 +143,13 @@ def test_a_loha_of_the_original_checkpoints_fused_qkv_is_split_exactly(tmp_path)
                                                                      "hada_w2_b"),
     (lambda t: t.update({"lora_unet_layers_0_attention_to_q.hada_w2_a": np.ones((DIM, 2), np.float32)}),
      "is not a LoHa of a Linear"),
+    (lambda t: t.update({"lora_unet_layers_0_attention_to_q.hada_w1_b": np.array(2.0, np.float32)}),
+     "is not a LoHa of a Linear"),
     (lambda t: t["lora_unet_layers_0_feed_forward_w2.hada_w1_b"].__setitem__((0, 0), np.nan),
      "layers.0.feed_forward.w2 has NaN or infinite weights"),
     (lambda t: t.update({"lora_unet_layers_0_attention_to_q.hada_t1": np.ones((3, 3, 1, 1), np.float32)}),
      "This is a LyCORIS LoHa of convolutions"),
-], ids=["half", "shapes", "nan", "tucker"])
+], ids=["half", "shapes", "scalar", "nan", "tucker"])
 def test_what_is_not_a_loha_of_a_linear_is_refused_by_name_and_the_file_is_left(tmp_path, change, words):
     tensors, _ = _loha(np.random.default_rng(5))
     change(tensors)

@@ -49,9 +49,11 @@ def edit_library_file(name: str):
         path = _rename(space, path, body["name"])
     if trigger is not None:
         record = library_facts.read_source(path)
-        record.pop(library_facts.USER_TRIGGER, None)
-        atomic_write_json(library_facts.source_file(path), {**record, **({library_facts.USER_TRIGGER: trigger}
-                                                                         if trigger else {})})
+        if trigger:
+            record[library_facts.USER_TRIGGER] = trigger
+        else:  # "": the file's own again
+            record.pop(library_facts.USER_TRIGGER, None)
+        atomic_write_json(library_facts.source_file(path), record)
     meta = library_facts.lora_facts(path).metadata
     return jsonify({"file": path.name, "trigger_word": library_facts.trigger_of(meta)})
 

@@ -33,7 +33,8 @@ def lora_facts(path: Path) -> LoraFacts:
         return LoraFacts({}, None, False)
     ranks = lora_ranks(header)
     lokr = bool(lokr_modules(header))
-    return LoraFacts({**_from_source(path), **_metadata(header), **user_keys(path)},
+    source = read_source(path)  # read once: its keys go under the file's own, the card's trigger word over them
+    return LoraFacts({**_from_source(source), **_metadata(header), **_user_keys(source)},
                      max(ranks.values()) if ranks else None, lokr,
                      factor_of(header), tuple(smaller_options(header, size)), tuple(lora_options(header, size)))
 
@@ -57,10 +58,9 @@ def read_source(path: Path) -> dict:
     return source if isinstance(source, dict) else {}
 
 
-def _from_source(path: Path) -> dict:
+def _from_source(source: dict) -> dict:
     """The record as metadata keys the pages read (the file's own keys win over them, but not over the trigger word
     set on its card: `user_trigger`)."""
-    source = read_source(path)
     words = [str(word) for word in source.get("trigger_words") or [] if str(word).strip()]
     keys = {"source_url": source.get("url"), "civitai_url": source.get("civitai_url"),
             "modelspec.title": source.get("title"), "modelspec.trigger_phrase": ", ".join(words)}
@@ -69,7 +69,11 @@ def _from_source(path: Path) -> dict:
 
 def user_keys(path: Path) -> dict:
     """What was set on the file's card (trainer.library_edit), as metadata keys that win over the file's own."""
-    trigger = read_source(path).get(USER_TRIGGER)
+    return _user_keys(read_source(path))
+
+
+def _user_keys(source: dict) -> dict:
+    trigger = source.get(USER_TRIGGER)
     return {USER_TRIGGER: trigger} if isinstance(trigger, str) and trigger.strip() else {}
 
 

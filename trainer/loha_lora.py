@@ -54,9 +54,10 @@ def loha_pairs(layers: dict[str, dict[str, np.ndarray]], name: str, progress: Ca
     into B; the sentence for the import's notes (the dim, the rank, the share kept when it is not exact); that share
     (by the Frobenius norm, over all layers). `progress(done, total)` hears of each layer written (a LoHa above dim
     16 takes a second or two a layer on two cores)."""
-    dims = {int(parts["hada_w1_b"].shape[0]) for parts in layers.values() if "hada_w1_b" in parts}
-    lossy = any(int(np.prod([parts[f"hada_{which}_b"].shape[0] for which in ("w1", "w2")])) > MAX_RANK
-                for parts in layers.values() if "hada_w1_b" in parts and "hada_w2_b" in parts)
+    seen = [parts for parts in layers.values()  # what _factors will take (it names the others when it meets them)
+            if all(part in parts and parts[part].ndim == 2 for part in ("hada_w1_b", "hada_w2_b"))]
+    dims = {int(parts["hada_w1_b"].shape[0]) for parts in seen}
+    lossy = any(parts["hada_w1_b"].shape[0] * parts["hada_w2_b"].shape[0] > MAX_RANK for parts in seen)
     out, kept, whole = {}, 0.0, 0.0
     for done, (module, parts) in enumerate(layers.items()):
         if progress is not None:
