@@ -19,6 +19,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         events,
         hub_publish,
         jobs_api,
+        library_convert,
         library_edit,
         library_tools_api,
         library_upload,
@@ -42,6 +43,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     # LoRAs added from a link download in threads of this process; one cut short by a restart ends here
     app.extensions["lora_imports"] = JobExecutor(app.extensions["job_store"], max_parallel=2)
     app.extensions["job_store"].interrupt_orphans((lora_import.KIND,))
+    lora_import.sweep_incoming(app.config["STUDIO_WORKSPACE"].loras)
 
     @app.get("/health")
     def health():
@@ -56,7 +58,8 @@ def create_app(settings: Settings | None = None) -> Flask:
         return error_response(str(exc), 409)
 
     for module in (pages, jobs_api, renders_api, catalog_api, library_tools_api, events, names, storage, bundle,
-                   variants, hub_publish, pod_api, timelapse, lora_import, library_upload, library_edit, trash):
+                   variants, hub_publish, pod_api, timelapse, lora_import, library_upload, library_edit,
+                   library_convert, trash):
         app.register_blueprint(module.bp)
     events.end_streams_on_shutdown()
     return app

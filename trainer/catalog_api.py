@@ -17,6 +17,7 @@ from trainer import library, library_facts
 from trainer.dataset_checks import IMAGE_SUFFIXES
 from trainer.lokr_layout import factor_of
 from trainer.lora_file import LoraFileError, lokr_modules, lora_ranks, read_header
+from trainer.lora_formats import needs_converting
 
 bp = Blueprint("catalog", __name__)
 THUMBS_IN_STRIP = 8
@@ -174,7 +175,7 @@ def job_entries(jobs: list) -> list[dict]:
 def _kind(facts: library_facts.LoraFacts) -> dict:
     """A card's rank, kind (LoRA or LoKr) and the choices of its Make smaller and Save as a LoRA menus."""
     return {"rank": facts.rank, "lokr": facts.lokr, "lokr_factor": facts.lokr_factor, "smaller": list(facts.smaller),
-            "as_lora": list(facts.as_lora)}
+            "as_lora": list(facts.as_lora), "foreign": facts.foreign, "refused": facts.refused}
 
 
 def _loose_files(entries: list[dict], jobs: list) -> list[dict]:
@@ -231,6 +232,8 @@ def library_files():
         try:
             header = read_header(path)
             stat = path.stat()
+            if needs_converting(header):  # copied in by hand in another trainer's layout: its card offers Convert
+                continue
         except (LoraFileError, OSError):
             continue
         ranks = sorted(set(lora_ranks(header).values()))

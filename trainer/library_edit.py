@@ -26,7 +26,7 @@ from trainer.names import slug
 
 bp = Blueprint("library_edit", __name__)
 TRIGGER_MAX = 200
-_renaming = threading.Lock()  # one rename at a time: the taken check and the move go together
+renaming = threading.Lock()  # one rename at a time: the taken check and the move go together
 
 
 @bp.patch("/api/library/files/<name>")
@@ -75,7 +75,7 @@ def _rename(space, path: Path, wanted) -> Path:
     target = path.with_name(f"{stem}.safetensors")
     if target.name == path.name:
         return path
-    with _renaming:
+    with renaming:
         busy = library_renders(path.name, ("queued", "running"), limit=1)
         if busy:
             raise ApiError(f"{path.name} is being rendered now; rename it when that is done.", 409)

@@ -1,6 +1,7 @@
 """What a file of the LoRA library is, read from its .safetensors header without loading a tensor (torch-free, for
 the web pages): its metadata (with what the record of where it came from adds), rank, kind (LoRA or LyCORIS LoKr),
-LoKr factor, trigger words, Make smaller's and Save as a LoRA's choices."""
+LoKr factor, trigger words, Make smaller's and Save as a LoRA's choices, and whether it is in another trainer's layout
+(a file copied in by hand: its card offers Convert)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from studio.atomic import atomic_write_json, read_json
 from trainer.lokr_layout import factor_of
 from trainer.lokr_lora import lora_options
 from trainer.lora_file import LoraFileError, lokr_modules, lora_ranks, read_header
+from trainer.lora_formats import foreign_kind
 from trainer.lora_resize import smaller_options
 
 
@@ -23,6 +25,8 @@ class LoraFacts:
     lokr_factor: int | None = None  # the LoKr factor a job training it further sets (None: none of the studio's)
     smaller: tuple = ()  # "Make smaller"'s choices: {"rank", "bytes"} (trainer.lora_resize.smaller_options)
     as_lora: tuple = ()  # a LoKr's "Save as a LoRA" choices: {"rank", "bytes"} (trainer.lokr_lora.lora_options)
+    foreign: str | None = None  # in another trainer's layout (copied in by hand): what it is, for its Convert button
+    refused: str | None = None  # a file this studio cannot read (OFT, DoRA): why, in a sentence
 
 
 def lora_facts(path: Path) -> LoraFacts:
@@ -34,9 +38,14 @@ def lora_facts(path: Path) -> LoraFacts:
     ranks = lora_ranks(header)
     lokr = bool(lokr_modules(header))
     source = read_source(path)  # read once: its keys go under the file's own, the card's trigger word over them
+    try:
+        foreign, refused = foreign_kind(header), None
+    except LoraFileError as exc:
+        foreign, refused = None, str(exc)
     return LoraFacts({**_from_source(source), **_metadata(header), **_user_keys(source)},
                      max(ranks.values()) if ranks else None, lokr,
-                     factor_of(header), tuple(smaller_options(header, size)), tuple(lora_options(header, size)))
+                     factor_of(header), tuple(smaller_options(header, size)), tuple(lora_options(header, size)),
+                     foreign, refused)
 
 
 # A LoRA added from a link is kept byte for byte (its hash still finds it on Civitai and in LoRA managers): where it

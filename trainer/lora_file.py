@@ -111,8 +111,9 @@ def check_start_lora(path: Path, rank: int, targets: str, name: str | None = Non
     job training a LoKr (`network`), a LoKr split as `factor` splits it (trainer.lokr_layout). Messages call it
     `name` (its file name by default)."""
     header = read_header(path)
-    ranks = lora_ranks(header)
     name = name or path.stem
+    check_our_layout(header, name)
+    ranks = lora_ranks(header)
     if network == "lokr":
         from trainer.lokr_layout import check_start_lokr
 
@@ -132,6 +133,17 @@ def check_start_lora(path: Path, rank: int, targets: str, name: str | None = Non
                             "from it.")
 
 
+def check_our_layout(header: dict, name: str) -> None:
+    """LoraFileError naming what the file is when it is in another trainer's layout (a file copied into the library
+    by hand: its card converts it) or one this studio cannot read (OFT, DoRA)."""
+    from trainer.lora_formats import foreign_kind
+
+    kind = foreign_kind(header)
+    if kind is not None:
+        raise LoraFileError(f"{name} is in {kind}, as another trainer wrote it: Convert it on its card in the LoRA "
+                            "library first (ComfyUI loads it as it is).")
+
+
 def zimage_lora_rank(path: Path, name: str) -> int | None:
     """The rank of the LoRA at `path` (the largest of its layers; None for a LyCORIS LoKr, which has none);
     LoraFileError with a sentence when it is not a LoRA (or LoKr) of Z-Image's layers. Messages call it `name`."""
@@ -140,6 +152,7 @@ def zimage_lora_rank(path: Path, name: str) -> int | None:
     except LoraFileError:
         raise LoraFileError(f"{name} is not a .safetensors file: use the link of the file itself (on Hugging Face "
                             "the file's page or its download; a page that shows it is not the file).") from None
+    check_our_layout(header, name)
     ranks: dict = lora_ranks(header)
     kron = set() if ranks else lokr_modules(header)  # a LoKr: its layers, without a rank
     if kron:

@@ -103,6 +103,23 @@ def needs_converting(header: dict) -> bool:
     return False
 
 
+def foreign_kind(header: dict) -> str | None:
+    """What a file in another trainer's layout is, from its header alone ("kohya's key names", "a LyCORIS LoHa",
+    "the original checkpoint's fused qkv", joined by "and"), for its library card; None when it is in this studio's
+    names. LoraFileError for an OFT or DoRA file (needs_converting)."""
+    if not needs_converting(header):
+        return None
+    keys = [key for key in header if key != "__metadata__"]
+    splits = [split for split in map(_split, keys) if split]
+    modules = {module for module, _ in splits}
+    notes = _notes(keys) + (["a LyCORIS LoHa"] if any(part.startswith("hada_") for _, part in splits) else [])
+    if any(_tail(module) in FUSED for module in modules):
+        notes.append("the original checkpoint's fused qkv")
+    elif any(_tail(module) in RENAMED for module in modules):
+        notes.append("the original checkpoint's module names")
+    return " and ".join(notes) or "other key names"
+
+
 def _grouped(tensors: dict[str, np.ndarray], name: str) -> dict[str, dict[str, np.ndarray]]:
     """{module: {part: tensor}} of a file's layers; LoraFileError for a key that is no part of one."""
     grouped: dict[str, dict[str, np.ndarray]] = {}

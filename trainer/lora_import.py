@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import re
 import secrets
+import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -37,6 +38,21 @@ bp = Blueprint("lora_import", __name__)
 
 KIND = "lora-import"
 INCOMING = ".incoming"  # in the library folder: downloads until they are checked
+INCOMING_IDLE_S = 6 * 3600  # a file there nothing wrote to for this long was left by a restart
+
+
+def sweep_incoming(loras: Path, idle_s: float = INCOMING_IDLE_S) -> int:
+    """Removes what a download, upload or conversion cut short by a restart left in the library's INCOMING folder
+    (a file nothing wrote to for `idle_s`: one in progress is written to all along); returns how many went."""
+    removed, now = 0, time.time()
+    for path in (loras / INCOMING).glob("*") if (loras / INCOMING).is_dir() else ():
+        try:
+            if path.is_file() and now - path.stat().st_mtime > idle_s:
+                path.unlink()
+                removed += 1
+        except OSError:
+            continue
+    return removed
 
 
 def executor() -> JobExecutor:
@@ -66,7 +82,7 @@ def _fetch(job, url: str, target: Path, conf, found, hub) -> link_fetch.Fetched:
         raise
 
 
-def _in_our_names(job, path: Path, name: str):
+def in_our_names(job, path: Path, name: str):
     """The download rewritten in this studio's key names when another trainer's (kohya's, the original
     checkpoint's fused qkv, a LoHa: trainer.lora_formats); JobError with the reason when it cannot be."""
 
@@ -110,7 +126,7 @@ def add_to_library(job, space, incoming: Path, name: str, source: dict | None, f
     name; `source` kept beside it (where it came from). JobError with the reason when it is not; `incoming` goes
     either way. The job's result."""
     try:
-        converted = _in_our_names(job, incoming, name)
+        converted = in_our_names(job, incoming, name)
         rank = checked_lora(incoming, name)
         chosen = settle(incoming, space.loras, name)
     finally:

@@ -83,13 +83,27 @@ def trash_lora(workspace: Workspace, name: str, store: JobStore | None = None,
         if store.delete(render.id):
             _move(renders.folder(workspace, render), entry / TRIES / render.id)
             renders.remove_files(workspace, render)  # what is left: the small previews, made again on demand
-    try:
-        os.link(path, entry / path.name)  # the same file, kept by the trash's name once the library's goes
-    except OSError:  # a disk without hard links
-        shutil.copy2(path, entry / path.name)
+    _keep(path, entry / path.name)
     if library_facts.source_file(path).is_file():  # where it came from goes along
         os.replace(library_facts.source_file(path), entry / SOURCE)
     return entry.name, library.remove_from_library(workspace, path.name)
+
+
+def keep_original(workspace: Workspace, path: Path, why: str) -> str:
+    """The library file `path` kept in the trash as it is now, before something replaces it under its name (Convert:
+    trainer.library_convert); restored like a deleted one once that name is free. Returns the entry's id."""
+    entry = _entry(workspace)
+    atomic_write_json(entry / MANIFEST, {"kind": "lora", "name": path.name, "label": f"{path.name}, {why}",
+                                         "deleted_at": time.time(), "renders": []})
+    _keep(path, entry / path.name)
+    return entry.name
+
+
+def _keep(path: Path, kept: Path) -> None:
+    try:
+        os.link(path, kept)  # the same file, kept by the trash's name once the library's goes
+    except OSError:  # a disk without hard links
+        shutil.copy2(path, kept)
 
 
 def entries(workspace: Workspace, now: float | None = None) -> list[dict]:
@@ -102,7 +116,8 @@ def entries(workspace: Workspace, now: float | None = None) -> list[dict]:
         if now - deleted > TRASH_DAYS * DAY_S:
             shutil.rmtree(folder, ignore_errors=True)
             continue
-        found.append({"id": folder.name, "kind": manifest.get("kind"), "name": manifest.get("name") or folder.name,
+        found.append({"id": folder.name, "kind": manifest.get("kind"),
+                      "name": manifest.get("label") or manifest.get("name") or folder.name,
                       "size": folder_bytes(folder, skip=frozenset({MANIFEST})), "deleted_at": deleted,
                       "expires_at": deleted + TRASH_DAYS * DAY_S,
                       "restorable": manifest.get("kind") in ("job", "lora")})

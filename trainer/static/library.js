@@ -41,6 +41,7 @@
         .filter(Boolean).join(" · ") : "";
       const meta = Object.entries(l.metadata || {}).filter(([k]) => !k.startsWith("_")).slice(0, 40)
         .map(([k, v]) => `<dt>${esc(k)}</dt><dd title="${esc(v)}">${esc(v)}</dd>`).join("");
+      const usable = !l.foreign && !l.refused;  // a file copied in by hand in another trainer's layout waits for Convert
       return `<article class="panel lora-card" data-job="${esc(l.job_id)}">
         ${shots ? `<div class="preview${pairs && pairs.length ? " pairs" : ""}">${shots}</div>${legend}` : ""}
         ${l.leak ? studio.leakLine({ leak: l.leak.share, leaks: l.leak.leaks }) : ""}
@@ -49,6 +50,9 @@
           ${/^https?:\/\//.test((l.metadata || {}).source_url || "") && !(l.metadata || {}).civitai_url ? `<div class="muted" style="font-size:12px">from <a href="${esc(l.metadata.source_url)}" target="_blank" rel="noopener" title="${esc(l.metadata.source_url)}">${esc(hostOf(l.metadata.source_url))}</a></div>` : ""}
           ${/^https?:\/\//.test((l.metadata || {}).civitai_url || "") ? `<div class="muted" style="font-size:12px">from <a href="${esc(l.metadata.civitai_url)}" target="_blank" rel="noopener">${esc(l.metadata["modelspec.title"] || "Civitai")}</a> on Civitai</div>` : ""}
           ${l.lokr ? `<div class="muted" style="font-size:12px" title="Tried, made smaller and loaded like a LoRA">a LyCORIS LoKr${l.lokr_factor != null ? `, factor ${l.lokr_factor}` : ""}</div>` : ""}
+          ${l.foreign ? `<div class="card-note" data-foreign>In ${esc(l.foreign)}, as another trainer wrote it: ComfyUI loads it as it is;
+            <strong>Convert</strong> it to try it, train it further, make it smaller or merge it here.</div>` : ""}
+          ${l.refused ? `<div class="card-note error" data-refused>${esc(l.refused)}</div>` : ""}
           ${(l.metadata || {}).converted_from ? `<div class="muted" style="font-size:12px" title="${(l.metadata || {}).loha_kept ? "Written by another trainer as a LyCORIS LoHa; the studio wrote each layer's change as a LoRA's on the way in" : "Written by another trainer; the studio renamed its layers on the way in, the weights unchanged"}">converted from ${esc(l.metadata.converted_from)}</div>` : ""}
           ${(l.metadata || {}).lokr_source ? `<div class="muted" style="font-size:12px">a LoRA copy of ${esc(l.metadata.lokr_source)} at rank ${esc(l.metadata.lora_rank)}, keeping ${fmtKept(l.metadata.lokr_kept)} of its change</div>` : ""}
           ${(l.metadata || {}).resized_from ? `<div class="muted" style="font-size:12px">${esc(l.metadata.resized_from)} at rank ${esc(l.metadata.lora_rank || l.metadata.lokr_w2_rank)}, keeping ${fmtKept(l.metadata.resize_kept)} of its change</div>` : ""}</div>
@@ -57,17 +61,20 @@
         <dl>${l.dataset ? `<dt>dataset</dt><dd>${esc(l.dataset)}</dd>` : ""}${l.steps != null ? `<dt>steps</dt><dd>${l.steps}</dd>` : ""}
           ${l.loss != null ? `<dt>final loss</dt><dd title="smoothed, as on the dashboard">${fmtLoss(l.loss)}</dd>` : ""}<dt>${l.job_id ? "finished" : "modified"}</dt><dd>${fmtDate(l.finished_at)}</dd></dl>
         ${meta ? `<details><summary class="muted" style="cursor:pointer;font-size:12px">File metadata</summary><dl>${meta}</dl></details>` : ""}
-        <div class="buttons"><a class="button primary" href="${esc(l.download_url)}" download>Download</a>
-          ${l.job_id ? `<a class="button" href="/jobs/${esc(l.job_id)}#try-panel" title="Render your own prompt with it at several strengths">Try it</a>
+        <div class="buttons">${l.foreign ? `<button type="button" class="primary" data-convert="${index}"
+            title="Write it in this studio's layout under the same name; the file as it is now goes to Recently deleted">Convert</button>` : ""}
+          <a class="button${l.foreign ? "" : " primary"}" href="${esc(l.download_url)}" download>Download</a>
+          ${!usable ? "" : l.job_id ? `<a class="button" href="/jobs/${esc(l.job_id)}#try-panel" title="Render your own prompt with it at several strengths">Try it</a>
           <a class="button" href="/jobs/${esc(l.job_id)}">Open job</a>` : `<a class="button" href="/library/try/${encodeURIComponent(l.library_file)}"
             title="Render your own prompt with it at several strengths">Try it</a>${l.checkpoint_of ? `<a class="button" href="/jobs/${esc(l.checkpoint_of.job_id)}"
             title="The checkpoint at step ${l.checkpoint_of.step} of ${esc(l.checkpoint_of.job_name)}">Open job</a>` : ""}`}
-          ${l.library_file && (!l.lokr || l.lokr_factor != null) ? `<a class="button" href="/new?start=${encodeURIComponent(l.library_file.replace(/\.safetensors$/, ""))}${
+          ${usable && l.library_file && (!l.lokr || l.lokr_factor != null) ? `<a class="button" href="/new?start=${encodeURIComponent(l.library_file.replace(/\.safetensors$/, ""))}${
             l.job_id ? `&from=${encodeURIComponent(l.job_id)}` : ""}" title="A new job that goes on from this LoRA (new images, more steps)">Train further</a>` : ""}
           ${rankMenu(l, index, "smaller")}${rankMenu(l, index, "as-lora")}
-          ${l.library_file ? `<button type="button" data-merge="${esc(l.library_file)}" title="Merge it with other LoRAs of the library into one file">Merge…</button>` : ""}
+          ${usable && l.library_file ? `<button type="button" data-merge="${esc(l.library_file)}" title="Merge it with other LoRAs of the library into one file">Merge…</button>` : ""}
           ${l.library_file && !l.job_id ? editMenu(l) : ""}
-          <button type="button" class="danger" data-delete="${index}">Delete</button></div></article>`;
+          <button type="button" class="danger" data-delete="${index}">Delete</button></div>
+        ${l.foreign ? `<div class="muted convert-state" data-convert-state></div>` : ""}</article>`;
     }).join("");
     loras = data.loras; comfy = data.comfyui_dir;
     applyFilter();
@@ -142,6 +149,19 @@
     } catch (e) { studio.toast(e.message, "error", 8000); button.disabled = false; }
   }
 
+  // Convert: a file copied in by hand in another trainer's layout, rewritten in this studio's under its name (a job of
+  // the import kind, followed on the card as an import is: library_add.js); the file as it was goes to Recently deleted
+  async function convert(index, button) {
+    const l = loras[index];
+    button.disabled = true;
+    try {
+      const { job } = await studio.api(`/api/library/files/${encodeURIComponent(l.library_file)}/convert`, { method: "POST" });
+      const ended = await libraryImports.follow(job.id, button.closest(".lora-card").querySelector("[data-convert-state]"));
+      if (!ended || ended.status !== "completed") button.disabled = false;
+      loadTrash();
+    } catch (e) { studio.toast(e.message, "error", 8000); button.disabled = false; }
+  }
+
   // Delete: the file leaves the library (and ComfyUI's folder), and the job it came from goes with it.
   async function remove(index) {
     const l = loras[index];
@@ -163,6 +183,8 @@
     if (b) remove(Number(b.dataset.delete));
     const r = ev.target.closest("button[data-copy]");
     if (r) copy(Number(r.dataset.copy), r.closest("details").dataset.kind, Number(r.dataset.rank), r);
+    const c = ev.target.closest("button[data-convert]");
+    if (c) convert(Number(c.dataset.convert), c);
   });
   // Recently deleted: jobs and library files, kept some days; Restore puts one back as it was.
   async function loadTrash() {

@@ -6,29 +6,32 @@
   const $ = (id) => document.getElementById(id);
   const state = $("lora-link-state");
 
-  async function follow(jobId) {
+  // an import's (or a card's Convert's) job until it ends, said in `into`; the cards load again when it is in
+  async function follow(jobId, into = state) {
     for (;;) {
       const found = (await studio.api("/api/library/imports")).imports.find((j) => j.id === jobId);
       if (!found) return;
       const done = found.phase === "converting" ? (found.eta_s ? `about ${studio.formatDuration(found.eta_s)} left` : "")
         : found.bytes_done ? `${studio.formatBytes(found.bytes_done)}${found.bytes_total ? ` of ${studio.formatBytes(found.bytes_total)}` : ""}` : "";
-      state.textContent = found.status === "running" || found.status === "queued"
+      into.textContent = found.status === "running" || found.status === "queued"
         ? `${found.message || "Downloading"}${done ? ` · ${done}` : ""}` : "";
       if (found.status === "completed") {
         studio.toast(found.message, "ok", 6000);
         const file = (found.result || {}).file;  // a way straight on: render a prompt with it
-        if (file) state.innerHTML = `${esc(found.message)} <a href="/library/try/${encodeURIComponent(file)}">Try it</a>`;
+        if (file) into.innerHTML = `${esc(found.message)} <a href="/library/try/${encodeURIComponent(file)}">Try it</a>`;
         document.dispatchEvent(new CustomEvent("library:changed"));
         return found;
       }
       if (!["queued", "running"].includes(found.status)) {
         studio.toast(found.error || found.message || `Adding it ${found.status}.`, "error", 10000);
-        state.textContent = found.error || "";
+        into.textContent = found.error || "";
         return found;
       }
       await new Promise((resolve) => setTimeout(resolve, 700));
     }
   }
+
+  window.libraryImports = { follow };
 
   $("lora-link").addEventListener("submit", async (ev) => {
     ev.preventDefault();

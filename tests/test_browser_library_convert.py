@@ -1,0 +1,65 @@
+"""Browser test: a LoRA copied into the library by hand in kohya's key names, with the real web app and worker in
+demo mode. Its card says what it is and offers Convert instead of Try it, Train further and Merge; Convert writes it in
+this studio's layout, the file as it was waits in Recently deleted, and the converted file renders with Try it."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+from tests.browser_studio import ARGS, CHROMIUM, browser_marks, watch_page
+from tests.test_browser_library import _rendered
+from tests.test_browser_trainer import studio  # noqa: F401 - the real web app and worker, a fixture
+from tests.test_trainer_library_tries import library_lora
+
+pytestmark = browser_marks
+
+
+def _as_kohya(path) -> None:
+    """The LoRA at `path` rewritten as kohya writes one: underscored names, lora_down/lora_up and alpha."""
+    import numpy as np
+
+    from trainer.lora_resize import encode, read_tensors
+
+    header, tensors = read_tensors(path)
+    out = {}
+    for key, value in tensors.items():
+        module = key.removeprefix("diffusion_model.").rsplit(".lora_", 1)[0]
+        stem = "lora_unet_" + module.replace(".", "_")
+        if key.endswith(".lora_A.weight"):
+            out[f"{stem}.lora_down.weight"], out[f"{stem}.alpha"] = value, np.array(float(len(value)), np.float32)
+        else:
+            out[f"{stem}.lora_up.weight"] = value
+    path.write_bytes(encode(out, "F32", header.get("__metadata__") or {}))
+
+
+def test_a_kohya_file_copied_in_is_converted_on_its_card_then_tried(studio, demo_root, demo_paths,  # noqa: F811
+                                                                     artifacts_dir):
+    from playwright.sync_api import expect, sync_playwright
+
+    path = library_lora(SimpleNamespace(root=demo_root), demo_paths, "copied-in.safetensors", trigger="kzx")
+    _as_kohya(path)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        problems = watch_page(page)
+        page.set_default_timeout(30_000)
+        page.goto(studio + "/library")
+        card = page.locator(".lora-card", has_text="copied-in.safetensors")
+        expect(card.locator("[data-foreign]")).to_contain_text("In kohya's key names, as another trainer wrote it")
+        for hidden in ("Try it", "Train further", "Merge…"):
+            expect(card.locator(".buttons > *", has_text=hidden)).to_have_count(0)
+        page.screenshot(path=str(artifacts_dir / "library-convert-1280.png"))
+        card.locator("button[data-convert]").click()
+        expect(page.locator(".toast", has_text="Converted copied-in.safetensors from kohya's key names (rank 4)"))\
+            .to_be_visible()
+        expect(card.locator("[data-foreign]")).to_have_count(0)
+        expect(card).to_contain_text("converted from kohya's key names")
+        expect(page.locator("#trash-list")).to_contain_text("copied-in.safetensors, before converting from kohya's")
+        card.locator("a", has_text="Try it").click()
+        page.wait_for_url("**/library/try/copied-in.safetensors")
+        expect(page.locator("#try-prompt")).to_have_value("[trigger], ")  # its trigger word kept
+        page.fill("#try-prompt", "[trigger], a blue circle")
+        rendered = _rendered(page, cards=1, images=3)
+        expect(rendered.locator(".prompt")).to_have_text("kzx, a blue circle")
+        assert problems == []
+        browser.close()
