@@ -49,6 +49,10 @@ def test_a_kohya_file_copied_in_is_converted_on_its_card_then_tried(studio, demo
         for hidden in ("Try it", "Train further", "Merge…"):
             expect(card.locator(".buttons > *", has_text=hidden)).to_have_count(0)
         page.screenshot(path=str(artifacts_dir / "library-convert-1280.png"))
+        page.set_viewport_size({"width": 390, "height": 844})  # on a phone the note wraps inside the card
+        page.screenshot(path=str(artifacts_dir / "library-convert-390.png"))
+        assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+        page.set_viewport_size({"width": 1280, "height": 900})
         card.locator("button[data-convert]").click()
         expect(page.locator(".toast", has_text="Converted copied-in.safetensors from kohya's key names (rank 4)"))\
             .to_be_visible()
