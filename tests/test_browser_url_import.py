@@ -256,6 +256,7 @@ def test_a_lora_from_this_computer_joins_the_library(studio_root, tmp_path, arti
         incoming = Workspace(studio_root).loras / ".incoming"
         incoming.rmdir()
         incoming.write_text("in the way")
+        lora.write_bytes(_big_lora().replace(b'"zkw"', b'"zkq"'))  # another file of that name: a name of its own
         page.set_input_files("#lora-file", str(lora))
         expect(page.locator("#lora-upload-again")).to_be_visible()
         expect(page.locator("#lora-link-state")).to_contain_text("the file is on the pod already")

@@ -17,16 +17,16 @@ from trainer.lora_resize import encode
 RANK = 4
 
 
-def _lora(prefix: str = "diffusion_model.layers.0.attention.to_q") -> bytes:
+def _lora(prefix: str = "diffusion_model.layers.0.attention.to_q", trigger: str = "zkw") -> bytes:
     return encode({f"{prefix}.lora_A.weight": np.ones((RANK, 16), np.float32),
-                   f"{prefix}.lora_B.weight": np.ones((16, RANK), np.float32)}, "BF16", {"trigger_word": "zkw"})
+                   f"{prefix}.lora_B.weight": np.ones((16, RANK), np.float32)}, "BF16", {"trigger_word": trigger})
 
 
 OCTETS = "application/octet-stream"
 FILES = {
     "/cat.safetensors": (OCTETS, {}, _lora()),
     "/api/download/models/123": (OCTETS, {"Content-Disposition": 'attachment; filename="Cat Style v2.safetensors"'},
-                                 _lora()),
+                                 _lora(trigger="cstv2")),
     "/sdxl.safetensors": (OCTETS, {}, _lora("lora_unet_input_blocks.0.proj")),
     "/page": ("text/html", {}, b"<!doctype html><html><body>Download</body></html>"),
     "/ink-loha.safetensors": (OCTETS, {}, encode(_loha(np.random.default_rng(6), dim=4)[0], "BF16", {})),
@@ -73,10 +73,17 @@ def test_a_lora_from_a_link_lands_in_the_library_and_comfyui(lan, lora_web):
     assert (space.comfyui_loras / "cat.safetensors").is_file()
     card = next(e for e in client.get("/api/library").get_json()["loras"] if e["file"] == "cat.safetensors")
     assert card["rank"] == RANK and card["trigger_word"] == "zkw"
-    # the same link again: a name of its own, the first file untouched
-    assert _import(client, f"{lora_web}/cat.safetensors")["result"]["file"] == "cat-2.safetensors"
-    # a download link named by the server (Civitai's): its name, made safe
-    assert _import(client, f"{lora_web}/api/download/models/123")["result"]["file"] == "Cat-Style-v2.safetensors"
+    # the same file again: no second copy
+    again = _import(client, f"{lora_web}/cat.safetensors")
+    assert again["message"] == (f"cat.safetensors is in the library already, as cat.safetensors (the same file, rank "
+                                f"{RANK}): nothing was added.") and again["result"]["already"]
+    assert sorted(p.name for p in space.loras.glob("*.safetensors")) == ["cat.safetensors"]
+    # a download link named by the server (Civitai's): its name, made safe, and never that of ComfyUI's own file
+    (space.comfyui_loras / "cat-style-v2.safetensors").write_bytes(b"ComfyUI's own")
+    made = _import(client, f"{lora_web}/api/download/models/123")["result"]
+    assert made["file"] == "Cat-Style-v2-2.safetensors" and not made["already"]
+    assert (space.comfyui_loras / "cat-style-v2.safetensors").read_bytes() == b"ComfyUI's own"
+    assert (space.comfyui_loras / "Cat-Style-v2-2.safetensors").is_file()
     assert not list((space.loras / ".incoming").iterdir())
 
 

@@ -93,19 +93,48 @@ def publish(workspace: Workspace, job: Job, lora: Path, own: str | None = None) 
     """Put the finished LoRA into trainer/loras (and ComfyUI's models/loras when ComfyUI is installed), under
     the job's `own` library name when it has one (see library_name)."""
     target = workspace.loras / library_name(workspace, job, lora, own)
+    comfy = workspace.comfyui_loras / target.name if workspace.comfyui_loras else None
+    ours = comfy is not None and target.is_file() and same_bytes(comfy, target)  # the copy this job placed before
     place_file(lora, target)
-    placed = also_in_comfyui(workspace, target)
+    placed = also_in_comfyui(workspace, target, replace=ours)
     log.info("job %s: LoRA placed at %s", job.id, ", ".join(map(str, placed)))
     return placed
 
 
-def also_in_comfyui(workspace: Workspace, path: Path) -> list[Path]:
+def also_in_comfyui(workspace: Workspace, path: Path, replace: bool = False) -> list[Path]:
     """`path`, a file in trainer/loras, also placed in ComfyUI's models/loras when ComfyUI is installed; returns
-    where the file is now."""
+    where the file is now. A file of ComfyUI's own of that name (not these bytes) is never replaced unless `replace`
+    (it is the library's earlier copy of this file): the library's stays out of ComfyUI's folder then."""
     if workspace.comfyui_loras is None:
         return [path]
-    place_file(path, workspace.comfyui_loras / path.name)
-    return [path, workspace.comfyui_loras / path.name]
+    target = workspace.comfyui_loras / path.name
+    if not replace and comfyui_clash(workspace, path.name, path) is not None:
+        log.warning("ComfyUI's loras holds another file named %s: the library's is not placed there", path.name)
+        return [path]
+    place_file(path, target)
+    return [path, target]
+
+
+def comfyui_clash(workspace: Workspace, name: str, ours: Path) -> Path | None:
+    """A file in ComfyUI's loras named `name` (case aside) that is not `ours` (the same file or the same bytes): one
+    of ComfyUI's own, which a library file of that name would replace there."""
+    folder = workspace.comfyui_loras
+    if folder is None or not folder.is_dir():
+        return None
+    return next((other for other in folder.glob("*.safetensors")
+                 if other.name.lower() == name.lower() and not same_bytes(other, ours)), None)
+
+
+def twin(loras: Path, path: Path) -> Path | None:
+    """The library file with `path`'s bytes (the same LoRA added before), None when there is none."""
+    size = path.stat().st_size
+    for other in sorted(loras.glob("*.safetensors")):
+        try:
+            if not same_file(other, path) and other.stat().st_size == size and same_bytes(other, path):
+                return other
+        except OSError:  # deleted meanwhile
+            continue
+    return None
 
 
 def checkpoint_name(job: Job, step: int) -> str:

@@ -171,6 +171,9 @@ def _merge_target(name, sources: list[tuple[Path, float]]) -> Path:
     target = confined(workspace().loras, safe_name(f"{name}.safetensors"))
     if target.exists():
         raise ApiError(f"{target.name} is in the library already: pick another name.", 409)
+    theirs = library.comfyui_clash(workspace(), target.name, target)
+    if theirs is not None:
+        raise ApiError(f"ComfyUI's loras has a file of its own named {theirs.name}: pick another name.", 409)
     return target
 
 

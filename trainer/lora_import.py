@@ -97,20 +97,22 @@ def in_our_names(job, path: Path, name: str):
         raise JobError(f"{name}: {exc}") from None
 
 
-def free_name(folder: Path, name: str) -> str:
-    """`name` as a .safetensors file name not taken in `folder` (name-2, name-3, ... when it is)."""
+def free_name(folder: Path, name: str, comfyui: Path | None = None) -> str:
+    """`name` as a .safetensors file name not taken in `folder`, nor (case aside) in ComfyUI's loras `comfyui`, whose
+    own files a library file's copy must not replace (name-2, name-3, ... when it is)."""
     stem = re.sub(r"[^\w.+-]+", "-", Path(name).stem).strip("-.") or "lora"
+    theirs = {path.name.lower() for path in comfyui.glob("*")} if comfyui is not None and comfyui.is_dir() else set()
     candidate, number = f"{stem}.safetensors", 2
-    while (folder / candidate).exists():
+    while (folder / candidate).exists() or candidate.lower() in theirs:
         candidate, number = f"{stem}-{number}.safetensors", number + 1
     return candidate
 
 
-def settle(incoming: Path, folder: Path, name: str) -> str:
+def settle(incoming: Path, folder: Path, name: str, comfyui: Path | None = None) -> str:
     """Moves the checked download into `folder` under a free name (never over a file there, even one another import
-    placed a moment ago) and returns that name."""
+    placed a moment ago, nor one ComfyUI's loras `comfyui` has) and returns that name."""
     while True:
-        chosen = free_name(folder, name)
+        chosen = free_name(folder, name, comfyui)
         try:
             os.link(incoming, folder / chosen)  # fails when the name was taken meanwhile
         except FileExistsError:
@@ -128,20 +130,25 @@ def add_to_library(job, space, incoming: Path, name: str, source: dict | None, f
     try:
         converted = in_our_names(job, incoming, name)
         rank = checked_lora(incoming, name)
-        chosen = settle(incoming, space.loras, name)
+        known = library.twin(space.loras, incoming)  # the same LoRA added before: not a second copy
+        chosen = known.name if known else settle(incoming, space.loras, name, space.comfyui_loras)
     finally:
         incoming.unlink(missing_ok=True)
-    if source:  # beside the file left byte for byte (from Civitai its title and trigger words too)
-        library_facts.write_source(space.loras / chosen, source)
+    if source and not (known and library_facts.source_file(known).is_file()):  # beside the file left byte for byte
+        library_facts.write_source(space.loras / chosen, source)  # (from Civitai its title and trigger words too)
     placed = [str(path) for path in library.also_in_comfyui(space, space.loras / chosen)]
     how = f", converted from {' and '.join(converted.notes)}" if converted and converted.notes else ""
     kind = "a LyCORIS LoKr" if rank is None else f"rank {rank}"
     origin = f" “{found.title}” from Civitai" if found else ""
     words = f"; trigger {', '.join(found.trigger_words)}" if found and found.trigger_words else ""
-    job.update(message=f"Added{origin} as {chosen} ({kind}{how}{words}) to the library." if found
-               else f"Added {chosen} ({kind}{how}) to the library.")
+    if known:
+        job.update(message=f"{found.title if found else name} is in the library already, as {chosen} (the same "
+                           f"file, {kind}{how}): nothing was added.")
+    else:
+        job.update(message=f"Added{origin} as {chosen} ({kind}{how}{words}) to the library." if found
+                   else f"Added {chosen} ({kind}{how}) to the library.")
     return {**({"url": source["url"]} if source and "url" in source else {}), "file": chosen, "rank": rank,
-            "size": (space.loras / chosen).stat().st_size, "placed": placed,
+            "size": (space.loras / chosen).stat().st_size, "placed": placed, "already": bool(known),
             "converted_from": converted.notes if converted else None,
             "civitai": {"title": found.title, "version_id": found.version_id, "base_model": found.base_model,
                         "trigger_words": found.trigger_words, "page": found.page} if found else None}
