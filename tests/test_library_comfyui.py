@@ -34,8 +34,11 @@ def test_a_finished_job_never_replaces_comfyuis_own_file_but_replaces_its_own_ea
     (space.comfyui_loras / "cat.safetensors").write_bytes(THEIRS)
     first = tmp_path / "cat.safetensors"
     first.write_bytes(_lora({"v": "1"}))
-    assert library.publish(space, job, first) == [space.loras / "cat.safetensors"]
+    assert library.publish(space, job, first) == [space.loras / "cat-job1.safetensors",
+                                                  space.comfyui_loras / "cat-job1.safetensors"]  # a name of its own
     assert (space.comfyui_loras / "cat.safetensors").read_bytes() == THEIRS
+    assert library.publish(space, job, first, own="cat.safetensors") == [space.loras / "cat.safetensors"]
+    assert (space.comfyui_loras / "cat.safetensors").read_bytes() == THEIRS  # a checkpoint's name, say: left out
     dog = tmp_path / "dog.safetensors"
     dog.write_bytes(_lora({"v": "1"}))
     assert len(library.publish(space, job, dog)) == 2  # placed in both

@@ -42,11 +42,12 @@ def same_bytes(a: Path, b: Path) -> bool:
 
 def library_name(workspace: Workspace, job: Job, lora: Path, own: str | None = None) -> str:
     """`own` (the job's library file from an earlier finish: a LoRA trained further replaces it), else the
-    file's own name, unless another job's LoRA already has it."""
+    file's own name, unless another job's LoRA already has it or ComfyUI's loras has a file of its own by that name
+    (<name>-<job id> then)."""
     if own:
         return confined(workspace.loras, own).name
     target = workspace.loras / lora.name
-    if not target.exists() or same_file(target, lora):
+    if (not target.exists() or same_file(target, lora)) and comfyui_clash(workspace, lora.name, lora) is None:
         return lora.name
     return f"{lora.stem}-{job.id}{lora.suffix}"
 
