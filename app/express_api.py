@@ -28,7 +28,7 @@ from app.url_import import check_url
 from app.video_frames import VIDEO_EXTENSIONS
 from studio.jobs import ACTIVE, Job
 from studio.web import ApiError, json_body, json_flag
-from trainer import library, podstop
+from trainer import job_files, library, podstop
 from trainer.schedule import queue_schedule
 from trainer.timelapse import prompts_with_timelapse, timelapse
 
@@ -134,7 +134,7 @@ def express_file(express_id: str, name: str):
     train = express.stages_of(_load(express_id)).get("train")
     if train is None:
         raise ApiError("This express run has not started training yet.", 404)
-    return library.send_job_file(train, context.workspace().jobs / train.id, name)
+    return job_files.send_job_file(train, context.workspace().jobs / train.id, name)
 
 
 @bp.get("/api/express/<express_id>/timelapse/<int:index>")
@@ -144,7 +144,7 @@ def express_timelapse(express_id: str, index: int):
     if train is None:
         raise ApiError("This express run has not started training yet.", 404)
     job_dir = context.workspace().jobs / train.id
-    return library.send_job_file(train, job_dir, timelapse(job_dir, index).relative_to(job_dir).as_posix())
+    return job_files.send_job_file(train, job_dir, timelapse(job_dir, index).relative_to(job_dir).as_posix())
 
 
 @bp.post("/api/express/<express_id>/retry")

@@ -1,6 +1,7 @@
 """A library file's card edits: its trigger word (kept beside the file, which stays byte for byte, and used by its card,
 Try it and "Start from LoRA"), and its name (the file, its record, its copy in ComfyUI's loras and its renders move
-together; a taken name, a render on its way or a training job's own LoRA refuse it, and nothing is lost)."""
+together; a taken name or a render on its way refuse it, and nothing is lost). A training job's own LoRA is renamed
+too: the job records the new name, and the README and workflow the pod serves name it."""
 
 from __future__ import annotations
 
@@ -102,15 +103,40 @@ def test_a_taken_name_a_jobs_own_lora_and_bad_requests_are_refused_and_nothing_m
     assert client.patch("/api/library/files/..%2f..%2fstudio.db", json={"name": "x"}).status_code in (400, 404)
 
 
-def test_a_training_jobs_own_lora_is_named_by_its_job(studio, demo_paths):
+def test_a_training_jobs_own_lora_is_renamed_and_its_readme_and_workflow_name_it(studio, demo_paths):
+    import json
+
     from tests.test_trainer_renders import finished_job
     from trainer.jobs_api import store
     from trainer.library import publish
 
     client, space = studio.test_client(), studio.config["STUDIO_WORKSPACE"]
     with studio.app_context():
-        job = finished_job(store(), space.root, demo_paths)
-    publish(space, job, space.jobs / job.id / "lora" / "tiny-lora.safetensors")
-    answer = client.patch("/api/library/files/tiny-lora.safetensors", json={"name": "other"})
-    assert answer.status_code == 409 and "the LoRA of the training job" in answer.get_json()["error"]
-    assert (space.loras / "tiny-lora.safetensors").is_file()
+        jobs = store()
+    job = finished_job(jobs, space.root, demo_paths)
+    folder = space.jobs / job.id / "lora"
+    publish(space, job, folder / "tiny-lora.safetensors")
+    (folder / "README.txt").write_text("Load tiny-lora.safetensors at strength 1.\n")  # as the engine writes them
+    (folder / "comfyui_workflow.json").write_text(json.dumps({"3": {"class_type": "LoraLoaderModelOnly", "inputs": {
+        "lora_name": "tiny-lora.safetensors", "strength_model": 1.0}}}))
+    answer = client.patch("/api/library/files/tiny-lora.safetensors", json={"trigger_word": "x"})
+    assert answer.status_code == 409 and "its trigger word is the job's" in answer.get_json()["error"]
+    answer = client.patch("/api/library/files/tiny-lora.safetensors", json={"name": "Tiny Cat"})
+    assert answer.status_code == 200 and answer.get_json()["file"] == "Tiny-Cat.safetensors"
+    assert not (space.loras / "tiny-lora.safetensors").exists()
+    assert (space.comfyui_loras / "Tiny-Cat.safetensors").is_file()
+    assert jobs.get(job.id).result["library_file"] == "Tiny-Cat.safetensors"  # Train further replaces that file
+    card = next(e for e in client.get("/api/library").get_json()["loras"] if e["job_id"] == job.id)
+    assert card["library_file"] == "Tiny-Cat.safetensors"
+    assert card["download_url"] == "/api/library/files/Tiny-Cat.safetensors"
+    assert len(client.get("/api/library").get_json()["loras"]) == 1  # still the job's card, not a loose file
+    graph = client.get(f"/api/jobs/{job.id}/files/lora/comfyui_workflow.json").get_json()
+    assert graph["3"]["inputs"]["lora_name"] == "Tiny-Cat.safetensors"  # ComfyUI loads this job's LoRA
+    readme = client.get(f"/api/jobs/{job.id}/files/lora/README.txt").get_data(as_text=True)
+    assert readme == "Load Tiny-Cat.safetensors at strength 1.\n"
+    assert "tiny-lora.safetensors" in (folder / "README.txt").read_text()  # the job's own files stay as written
+    further = jobs.create("train", name="tiny, further", config={})[0]  # trained further: the job waits again
+    jobs.update(further.id, result={"library_file": "Tiny-Cat.safetensors"})
+    answer = client.patch("/api/library/files/Tiny-Cat.safetensors", json={"name": "other"})
+    assert answer.status_code == 409 and "training further now" in answer.get_json()["error"]
+    assert (space.loras / "Tiny-Cat.safetensors").is_file()

@@ -151,7 +151,8 @@ def library_list():
     for e in entries:
         facts = library_facts.lora_facts(jobs_root / e["job_id"] / e["path"])
         e.update(_kind(facts))
-        e["download_url"] = f"/api/jobs/{e['job_id']}/files/{e['path']}"
+        e["download_url"] = (f"/api/library/files/{quote(e['library_file'])}" if e["library_file"]  # as it is named
+                             else f"/api/jobs/{e['job_id']}/files/{e['path']}")
         if e["samples"]:
             e["samples"]["urls"] = [f"/api/jobs/{e['job_id']}/files/{p}" for p in e["samples"]["images"]]
     entries.extend(_loose_files(entries, jobs))

@@ -14,7 +14,7 @@ from studio.jobs import Job, JobNotFound, JobStore
 from studio.settings import Settings
 from studio.web import ApiError, int_arg, json_body
 from studio.workspace import Workspace, safe_name
-from trainer import library, schedule, trash
+from trainer import job_files, library, schedule, trash
 from trainer.evaluation_set import EVAL_FILE
 from trainer.recovery import reconcile
 from trainer.run_job import training_sources
@@ -352,4 +352,4 @@ def job_samples(job_id):
 @bp.get("/api/jobs/<job_id>/files/<path:name>")
 def job_file(job_id, name):
     job = load_job(job_id)
-    return library.send_job_file(job, workspace().jobs / job.id, name)
+    return job_files.send_job_file(job, workspace().jobs / job.id, name)

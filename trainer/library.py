@@ -9,11 +9,8 @@ import os
 import shutil
 from pathlib import Path
 
-from flask import request, send_file
-
 from studio.atomic import place_file
 from studio.jobs import Job
-from studio.thumbnails import PREVIEW_SIZE, UnreadableImage, cached_thumbnail
 from studio.web import ApiError
 from studio.workspace import Workspace, confined, safe_name
 from trainer.leak import LEAKS, mean_share
@@ -22,7 +19,6 @@ from trainer.step_dirs import step_dirs
 
 log = logging.getLogger(__name__)
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp"}
-THUMBS_DIR = ".thumbs"  # in a job folder: previews of its images (send_job_file)
 
 
 def same_file(a: Path, b: Path) -> bool:
@@ -298,30 +294,6 @@ def file_url(job_id: str, relative: str, base: str | None = None) -> str:
     """The trainer's /api/jobs/<id>/files/ URL of a job file, or the same file under another service's
     `base` (the dataset manager serves an express run's files on its own origin)."""
     return f"{base or f'/api/jobs/{job_id}'}/files/{relative}"
-
-
-def send_job_file(job, job_dir: Path, name: str):
-    """One file of a job's folder (a request's path, confined to the folder): images and text inline,
-    LoRA files as downloads named after the job. `?thumb=1` on an image answers with its small preview
-    (made once, kept in the job's .thumbs folder), for pages that show many at once."""
-    path = confined(job_dir, *name.split("/"))
-    if not path.is_file():
-        raise ApiError(f"The job has no file {name!r}.", 404)
-    image = path.suffix.lower() in IMAGE_SUFFIXES
-    if image and request.args.get("thumb") == "1":
-        try:
-            path = cached_thumbnail(path, confined(job_dir, THUMBS_DIR, *name.split("/")).with_suffix(".webp"),
-                                    PREVIEW_SIZE)
-        except UnreadableImage:
-            raise ApiError(f"{name!r} cannot be read as an image.", 422) from None
-    inline = image or path.suffix in {".txt", ".json", ".jsonl"}
-    download_name = path.name
-    if path.name == "lora.safetensors":  # a checkpoint: name it after the job and step
-        download_name = f"{job.config.get('name', job.id)}-{path.parent.name}.safetensors"
-    response = send_file(os.fspath(path), as_attachment=not inline, download_name=download_name,
-                         conditional=True, max_age=0)
-    response.headers["Cache-Control"] = "no-cache"
-    return response
 
 
 def proof(job_dir: Path) -> dict | None:

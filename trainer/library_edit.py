@@ -1,5 +1,5 @@
-"""Rename a library file no job of yours finished (one added from a link or this computer, a copy, a checkpoint), or
-set the trigger word its card, Try it and its ComfyUI workflows use.
+"""Rename a library file (a training job's LoRA, one added from a link or this computer, a copy, a checkpoint), or set
+the trigger word the card, Try it and ComfyUI workflows of a file no job of yours finished use.
 
     PATCH /api/library/files/<file> {"name": "new name", "trigger_word": "ohwx"}  -> {"file", "trigger_word"}
 
@@ -8,7 +8,9 @@ its record beside it (trainer.library_facts) and wins over the file's own; "" go
 the file, its record, its copy in ComfyUI's loras when that is the same file, and its renders' reference to it; the
 new name is made of letters, digits, '-', '_' and '.' ("My style!" becomes My-style), and one taken in the library
 or in ComfyUI's loras (case aside) is refused, as is a rename while one of its renders waits or runs. A training
-job's own LoRA is named by its job.
+job's own LoRA is renamed too (the job records its new name: Train further replaces that file, and the README and
+ComfyUI workflow the pod serves name it: trainer.job_files), not while it trains further; its trigger word is the
+job's.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from pathlib import Path
 from flask import Blueprint, jsonify
 
 from studio.atomic import atomic_write_json
+from studio.jobs import ACTIVE, Job
 from studio.web import ApiError, json_body
 from trainer import library, library_facts, renders
 from trainer.names import slug
@@ -31,7 +34,6 @@ renaming = threading.Lock()  # one rename at a time: the taken check and the mov
 
 @bp.patch("/api/library/files/<name>")
 def edit_library_file(name: str):
-    from trainer.catalog_api import job_entries
     from trainer.jobs_api import store, workspace
 
     space, body = workspace(), json_body()
@@ -39,14 +41,18 @@ def edit_library_file(name: str):
     if unknown or not body:
         raise ApiError("Send the file's new \"name\", its \"trigger_word\", or both.", 422)
     path = library.library_lora(space.loras, name)
-    owner = next((e for e in job_entries(store().list(("completed",), limit=1000)) if e["library_file"] == path.name),
-                 None)
-    if owner is not None:
-        raise ApiError(f"{path.name} is the LoRA of the training job “{owner['name']}”: it is named and described by "
-                       "its job.", 409)
+    owner = _owner(path.name)
+    if owner is not None and "trigger_word" in body:
+        raise ApiError(f"{path.name} is the LoRA of the training job “{owner.name}”: its trigger word is the job's "
+                       "(its README, workflows and Try it use it).", 409)
+    if owner is not None and owner.status in ACTIVE:
+        raise ApiError(f"{path.name} is the LoRA of “{owner.name}”, which is training further now: rename it when it "
+                       "is done.", 409)
     trigger = _trigger(body["trigger_word"]) if "trigger_word" in body else None
     if "name" in body:
         path = _rename(space, path, body["name"])
+        if owner is not None:  # the job's library file (Train further replaces it; its README and workflow name it)
+            store().update(owner.id, result={**(owner.result or {}), "library_file": path.name})
     if trigger is not None:
         record = library_facts.read_source(path)
         if trigger:
@@ -56,6 +62,20 @@ def edit_library_file(name: str):
         atomic_write_json(library_facts.source_file(path), record)
     meta = library_facts.lora_facts(path).metadata
     return jsonify({"file": path.name, "trigger_word": library_facts.trigger_of(meta)})
+
+
+def _owner(name: str) -> Job | None:
+    """The training job whose LoRA the library file `name` is: the one that recorded it, else (a job of an earlier
+    release) the finished job whose LoRA it is by content."""
+    from trainer.catalog_api import job_entries
+    from trainer.jobs_api import store
+
+    found = next(filter(None, map(store().find, store().holders("train", "library_file", name))), None)
+    if found is None:
+        entry = next((e for e in job_entries(store().list(("completed",), limit=1000)) if e["library_file"] == name),
+                     None)
+        found = store().find(entry["job_id"]) if entry else None
+    return found
 
 
 def _trigger(value) -> str:

@@ -20,7 +20,7 @@ from pathlib import Path
 from studio.jobs import Job
 from studio.web import ApiError
 from studio.workspace import UnsafePathError, Workspace, confined
-from trainer import library
+from trainer import job_files, library
 from trainer.lora_file import LoraFileError, zimage_lora_rank
 from trainer.preview_prompts import read as read_options
 
@@ -71,7 +71,7 @@ def remove_files(workspace: Workspace, render: Job) -> None:
     """A deleted render's images, log and the small previews made of them."""
     served, parts = home(workspace, render)
     shutil.rmtree(confined(served, *parts), ignore_errors=True)
-    shutil.rmtree(confined(served, library.THUMBS_DIR, *parts), ignore_errors=True)
+    shutil.rmtree(confined(served, job_files.THUMBS_DIR, *parts), ignore_errors=True)
 
 
 def _number(value, name: str) -> float:

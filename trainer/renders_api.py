@@ -12,7 +12,7 @@ from flask import Blueprint, jsonify, request
 from studio.jobs import Job
 from studio.web import ApiError, json_body
 from studio.workspace import confined, safe_name
-from trainer import library, library_facts, renders
+from trainer import job_files, library, library_facts, renders
 from trainer.jobs_api import announce, keep_states_honest, load_job, settings, store, workspace
 from trainer.lora_file import LoraFileError, zimage_lora_rank
 from trainer.preview_prompts import PreviewPrompt, parse
@@ -250,4 +250,4 @@ def library_render_file(render_id, name):
     if render is None or not renders.library_file_of(render):
         raise ApiError(f"There is no render {render_id!r} of a library file.", 404)
     served, parts = renders.home(workspace(), render)
-    return library.send_job_file(render, served, "/".join((*parts, name)))
+    return job_files.send_job_file(render, served, "/".join((*parts, name)))

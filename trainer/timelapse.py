@@ -15,7 +15,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from studio.atomic import atomic_write_bytes
 from studio.web import ApiError
-from trainer import library
+from trainer import job_files, library
 
 bp = Blueprint("timelapse", __name__)
 
@@ -102,4 +102,4 @@ def job_timelapse(job_id, index):
     job = load_job(job_id)
     job_dir = workspace().jobs / job.id
     path = timelapse(job_dir, index)
-    return library.send_job_file(job, job_dir, path.relative_to(job_dir).as_posix())
+    return job_files.send_job_file(job, job_dir, path.relative_to(job_dir).as_posix())

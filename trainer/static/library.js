@@ -45,7 +45,7 @@
       return `<article class="panel lora-card" data-job="${esc(l.job_id)}">
         ${shots ? `<div class="preview${pairs && pairs.length ? " pairs" : ""}">${shots}</div>${legend}` : ""}
         ${l.leak ? studio.leakLine({ leak: l.leak.share, leaks: l.leak.leaks }) : ""}
-        <div><h3>${esc(l.name)}</h3><div class="muted" style="font-size:12px">${esc(l.file)} · ${studio.formatBytes(l.size)}</div>
+        <div><h3>${esc(l.name)}</h3><div class="muted" style="font-size:12px">${esc(l.library_file || l.file)} · ${studio.formatBytes(l.size)}</div>
           ${l.checkpoint_of ? `<div class="muted" style="font-size:12px">checkpoint at step ${l.checkpoint_of.step} of ${esc(l.checkpoint_of.job_name)}</div>` : ""}
           ${/^https?:\/\//.test((l.metadata || {}).source_url || "") && !(l.metadata || {}).civitai_url ? `<div class="muted" style="font-size:12px">from <a href="${esc(l.metadata.source_url)}" target="_blank" rel="noopener" title="${esc(l.metadata.source_url)}">${esc(hostOf(l.metadata.source_url))}</a></div>` : ""}
           ${/^https?:\/\//.test((l.metadata || {}).civitai_url || "") ? `<div class="muted" style="font-size:12px">from <a href="${esc(l.metadata.civitai_url)}" target="_blank" rel="noopener">${esc(l.metadata["modelspec.title"] || "Civitai")}</a> on Civitai</div>` : ""}
@@ -72,7 +72,7 @@
             l.job_id ? `&from=${encodeURIComponent(l.job_id)}` : ""}" title="A new job that goes on from this LoRA (new images, more steps)">Train further</a>` : ""}
           ${rankMenu(l, index, "smaller")}${rankMenu(l, index, "as-lora")}
           ${usable && l.library_file ? `<button type="button" data-merge="${esc(l.library_file)}" title="Merge it with other LoRAs of the library into one file">Merge…</button>` : ""}
-          ${l.library_file && !l.job_id ? editMenu(l) : ""}
+          ${l.library_file ? editMenu(l) : ""}
           <button type="button" class="danger" data-delete="${index}">Delete</button></div>
         ${l.foreign ? `<div class="muted convert-state" data-convert-state></div>` : ""}</article>`;
     }).join("");
@@ -89,7 +89,7 @@
     let shown = 0;
     cards.forEach((card, index) => {
       const l = loras[index] || {};
-      const text = [l.name, l.file, l.dataset, ...triggers(l)].filter(Boolean).join(" ").toLowerCase();
+      const text = [l.name, l.file, l.library_file, l.dataset, ...triggers(l)].filter(Boolean).join(" ").toLowerCase();
       card.hidden = !words.every((w) => text.includes(w));
       shown += card.hidden ? 0 : 1;
     });
@@ -111,11 +111,12 @@
       done: (made) => `${made.file}: a LoRA of rank ${made.rank}, ${studio.formatBytes(made.size)}, keeping ` +
         `${fmtKept(made.kept)} of the LoKr's change.` },
   };
-  // a file no job finished: its name and the trigger word Try it and ComfyUI workflows use (library_edit.js saves)
+  // a library file's name (the one ComfyUI lists) and, for a file no job finished, the trigger word Try it and ComfyUI
+  // workflows use (a job's is its own); library_edit.js saves
   function editMenu(l) {
-    return `<details class="card-edit" data-file="${esc(l.library_file)}"><summary class="button" title="Rename it, or set its trigger word">Edit…</summary>
+    return `<details class="card-edit" data-file="${esc(l.library_file)}"><summary class="button" title="${l.job_id ? "Rename the file" : "Rename it, or set its trigger word"}">${l.job_id ? "Rename…" : "Edit…"}</summary>
       <form class="card-edit-form"><label>Name <input name="name" value="${esc(l.library_file.replace(/\.safetensors$/, ""))}" maxlength="80" autocomplete="off" required></label>
-        <label>Trigger word <input name="trigger_word" value="${esc(l.trigger_word || "")}" maxlength="200" autocomplete="off" placeholder="empty: the file's own"></label>
+        ${l.job_id ? "" : `<label>Trigger word <input name="trigger_word" value="${esc(l.trigger_word || "")}" maxlength="200" autocomplete="off" placeholder="empty: the file's own"></label>`}
         <button type="submit" class="primary">Save</button></form></details>`;
   }
   function rankMenu(l, index, kind) {
