@@ -1,6 +1,7 @@
 """Browser test: a LoRA copied into the library by hand in kohya's key names, with the real web app and worker in
 demo mode. Its card says what it is and offers Convert instead of Try it, Train further and Merge; Convert writes it in
-this studio's layout, the file as it was waits in Recently deleted, and the converted file renders with Try it."""
+this studio's layout, the file as it was waits in Recently deleted, and the converted file renders with Try it; Convert
+all does the rest of a folder copied in."""
 
 from __future__ import annotations
 
@@ -38,6 +39,8 @@ def test_a_kohya_file_copied_in_is_converted_on_its_card_then_tried(studio, demo
 
     path = library_lora(SimpleNamespace(root=demo_root), demo_paths, "copied-in.safetensors", trigger="kzx")
     _as_kohya(path)
+    for other in ("second", "third"):  # a folder of them copied in: Convert all
+        _as_kohya(library_lora(SimpleNamespace(root=demo_root), demo_paths, f"{other}.safetensors", trigger=None))
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
         page = browser.new_page(viewport={"width": 1280, "height": 900})
@@ -46,6 +49,8 @@ def test_a_kohya_file_copied_in_is_converted_on_its_card_then_tried(studio, demo
         page.goto(studio + "/library")
         card = page.locator(".lora-card", has_text="copied-in.safetensors")
         expect(card.locator("[data-foreign]")).to_contain_text("In kohya's key names, as another trainer wrote it")
+        expect(page.locator("#convert-all-count")).to_have_text(
+            "3 files copied into the library are in another trainer's layout.")
         for hidden in ("Try it", "Train further", "Merge…"):
             expect(card.locator(".buttons > *", has_text=hidden)).to_have_count(0)
         page.screenshot(path=str(artifacts_dir / "library-convert-1280.png"))
@@ -59,6 +64,13 @@ def test_a_kohya_file_copied_in_is_converted_on_its_card_then_tried(studio, demo
         expect(card.locator("[data-foreign]")).to_have_count(0)
         expect(card).to_contain_text("converted from kohya's key names")
         expect(page.locator("#trash-list")).to_contain_text("copied-in.safetensors, before converting from kohya's")
+        expect(page.locator("#convert-all-count")).to_have_text(
+            "2 files copied into the library are in another trainer's layout.")
+        page.click("#convert-all")
+        expect(page.locator(".toast", has_text="Converted 2 of 2 files.")).to_be_visible()
+        expect(page.locator("#library [data-foreign]")).to_have_count(0)
+        expect(page.locator("#convert-all-row")).to_be_hidden()
+        expect(page.locator("#trash-list li")).to_have_count(3)
         card.locator("a", has_text="Try it").click()
         page.wait_for_url("**/library/try/copied-in.safetensors")
         expect(page.locator("#try-prompt")).to_have_value("[trigger], ")  # its trigger word kept

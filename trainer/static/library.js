@@ -19,6 +19,7 @@
     const box = document.getElementById("library");
     if (!data.loras.length) {
       box.innerHTML = `<div class="empty panel">No finished LoRA yet. <a href="/new">Train one</a>; it appears here when it completes.</div>`;
+      box.dataset.loaded = "1";  // for scripts that arrive later
       document.dispatchEvent(new CustomEvent("library:loaded"));
       return;
     }
@@ -61,7 +62,7 @@
         <dl>${l.dataset ? `<dt>dataset</dt><dd>${esc(l.dataset)}</dd>` : ""}${l.steps != null ? `<dt>steps</dt><dd>${l.steps}</dd>` : ""}
           ${l.loss != null ? `<dt>final loss</dt><dd title="smoothed, as on the dashboard">${fmtLoss(l.loss)}</dd>` : ""}<dt>${l.job_id ? "finished" : "modified"}</dt><dd>${fmtDate(l.finished_at)}</dd></dl>
         ${meta ? `<details><summary class="muted" style="cursor:pointer;font-size:12px">File metadata</summary><dl>${meta}</dl></details>` : ""}
-        <div class="buttons">${l.foreign ? `<button type="button" class="primary" data-convert="${index}"
+        <div class="buttons">${l.foreign ? `<button type="button" class="primary" data-convert="${esc(l.library_file)}"
             title="Write it in this studio's layout under the same name; the file as it is now goes to Recently deleted">Convert</button>` : ""}
           <a class="button${l.foreign ? "" : " primary"}" href="${esc(l.download_url)}" download>Download</a>
           ${!usable ? "" : l.job_id ? `<a class="button" href="/jobs/${esc(l.job_id)}#try-panel" title="Render your own prompt with it at several strengths">Try it</a>
@@ -78,6 +79,7 @@
     }).join("");
     loras = data.loras; comfy = data.comfyui_dir;
     applyFilter();
+    box.dataset.loaded = "1";
     document.dispatchEvent(new CustomEvent("library:loaded"));
   }
   document.addEventListener("library:changed", () => load());  // a file made elsewhere on the page (a merge)
@@ -150,19 +152,6 @@
     } catch (e) { studio.toast(e.message, "error", 8000); button.disabled = false; }
   }
 
-  // Convert: a file copied in by hand in another trainer's layout, rewritten in this studio's under its name (a job of
-  // the import kind, followed on the card as an import is: library_add.js); the file as it was goes to Recently deleted
-  async function convert(index, button) {
-    const l = loras[index];
-    button.disabled = true;
-    try {
-      const { job } = await studio.api(`/api/library/files/${encodeURIComponent(l.library_file)}/convert`, { method: "POST" });
-      const ended = await libraryImports.follow(job.id, button.closest(".lora-card").querySelector("[data-convert-state]"));
-      if (!ended || ended.status !== "completed") button.disabled = false;
-      loadTrash();
-    } catch (e) { studio.toast(e.message, "error", 8000); button.disabled = false; }
-  }
-
   // Delete: the file leaves the library (and ComfyUI's folder), and the job it came from goes with it.
   async function remove(index) {
     const l = loras[index];
@@ -184,8 +173,6 @@
     if (b) remove(Number(b.dataset.delete));
     const r = ev.target.closest("button[data-copy]");
     if (r) copy(Number(r.dataset.copy), r.closest("details").dataset.kind, Number(r.dataset.rank), r);
-    const c = ev.target.closest("button[data-convert]");
-    if (c) convert(Number(c.dataset.convert), c);
   });
   // Recently deleted: jobs and library files, kept some days; Restore puts one back as it was.
   async function loadTrash() {
@@ -214,6 +201,7 @@
     } catch (e) { studio.toast(e.message, "error", 8000); }
     loadTrash(); load();
   });
+  document.addEventListener("library:trash", () => loadTrash());  // a file put there elsewhere (Convert)
   load().catch((e) => studio.toast(e.message, "error", 8000));
   loadTrash();
 })();

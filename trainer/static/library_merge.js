@@ -103,4 +103,5 @@
   });
 
   document.addEventListener("library:loaded", loadFiles);  // the cards changed: so may the files to merge
+  if ($("library").dataset.loaded) loadFiles();  // the cards loaded while this script was on its way
 })();
