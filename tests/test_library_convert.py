@@ -1,8 +1,8 @@
 """A LoRA copied into the library by hand in another trainer's layout: its card says what it is and offers Convert
 (it is left out of "Start from LoRA" and Merge until then); Convert writes it in this studio's names under the same
-name (ComfyUI's copy too), keeps the file as it was in Recently deleted, and changes nothing when the file was
-replaced meanwhile. An OFT or DoRA file's card says why it cannot be used; what is left in the library's incoming
-folder by a restart goes at the next start."""
+name (ComfyUI's copy, the user's own, left as it is), keeps the file as it was in Recently deleted, and changes
+nothing when the file was replaced meanwhile. An OFT or DoRA file's card says why it cannot be used; what is left in
+the library's incoming folder by a restart goes at the next start."""
 
 from __future__ import annotations
 
@@ -79,7 +79,7 @@ def test_a_kohya_file_copied_in_is_converted_in_place_and_the_original_is_kept(s
     prefix = "diffusion_model.layers.0.attention.to_q"
     np.testing.assert_allclose(tensors[f"{prefix}.lora_B.weight"] @ tensors[f"{prefix}.lora_A.weight"], change,
                                rtol=1e-5, atol=1e-5)
-    assert (space.comfyui_loras / path.name).read_bytes() == path.read_bytes()  # ComfyUI's copy follows
+    assert (space.comfyui_loras / path.name).read_bytes() == data  # the user's own in ComfyUI: left as it was
     card = _card(client, "musubi.safetensors")
     assert card["foreign"] is None and card["rank"] == 4 and card["smaller"]
     assert [f["name"] for f in client.get("/api/library/files").get_json()["files"]] == ["musubi"]

@@ -6,9 +6,10 @@ and merged like any other.
     POST /api/library/files/<file>/convert  -> 202 {"job"}: a job of the import kind (trainer.lora_import), which the
                                                library page follows as it follows an import
 
-The converted file takes the file's name (and its place in ComfyUI's loras when that copy is the same file); the
-file as it was goes to Recently deleted (trainer.trash), restorable for TRASH_DAYS. Nothing is replaced when the
-conversion fails, is stopped, or the file was renamed, deleted or replaced meanwhile (the job says so). One
+The converted file takes the file's name; the file as it was goes to Recently deleted (trainer.trash), restorable for
+TRASH_DAYS. A file of that name in ComfyUI's loras is left as it is, even the same one: it is the user's own (copied
+there too, or added from there: trainer.library_comfyui), and ComfyUI loads it in any layout. Nothing is replaced
+when the conversion fails, is stopped, or the file was renamed, deleted or replaced meanwhile (the job says so). One
 conversion of a file at a time; none while a render of it waits or runs.
 """
 
@@ -74,12 +75,8 @@ def _convert(job, space, path: Path, kind: str) -> dict:
             if _identity(path) != before:
                 raise JobError(f"{path.name} was renamed, deleted or replaced while it was converted: nothing was "
                                "changed. Convert it again if it is still needed.")
-            comfy = space.comfyui_loras / path.name if space.comfyui_loras else None
-            ours_in_comfy = comfy is not None and comfy.is_file() and library.same_bytes(comfy, path)
             kept = trash.keep_original(space, path, f"before converting from {kind}")
             os.replace(incoming, path)
-            if ours_in_comfy:
-                place_file(path, comfy)
     finally:
         incoming.unlink(missing_ok=True)
     notes = " and ".join(converted.notes) if converted and converted.notes else kind
@@ -87,7 +84,7 @@ def _convert(job, space, path: Path, kind: str) -> dict:
     job.update(message=f"Converted {path.name} from {notes} ({what}); the file as it was is in Recently deleted for "
                        f"{trash.TRASH_DAYS} days.")
     return {"file": path.name, "rank": rank, "size": path.stat().st_size, "converted_from": converted.notes,
-            "original": kept, "placed": [str(p) for p in [path] + ([comfy] if ours_in_comfy else [])]}
+            "original": kept}
 
 
 def _identity(path: Path) -> tuple | None:

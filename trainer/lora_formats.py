@@ -26,7 +26,7 @@ import numpy as np
 from studio.atomic import atomic_write_bytes
 from trainer.loha_lora import FACTORS as LOHA_FACTORS
 from trainer.loha_lora import loha_pairs
-from trainer.lora_file import LOKR_FACTORS, LoraFileError, read_header
+from trainer.lora_file import LOKR_FACTORS, ZIMAGE_MODULE, LoraFileError, read_header
 from trainer.lora_resize import encode, read_tensors
 
 PARTS = {".lora_A.weight": "A", ".lora_down.weight": "A", ".lora_B.weight": "B", ".lora_up.weight": "B",
@@ -118,6 +118,22 @@ def foreign_kind(header: dict) -> str | None:
     elif any(_tail(module) in RENAMED for module in modules):
         notes.append("the original checkpoint's module names")
     return " and ".join(notes) or "other key names"
+
+
+def zimage_layout(header: dict) -> str | None:
+    """What a file is, from its header alone: "ours" (a LoRA or LoKr in this studio's names), the other trainer's
+    layout it is in (foreign_kind), or None when its layers are not Z-Image's (another model's LoRA, not a LoRA).
+    LoraFileError for an OFT or DoRA file (needs_converting)."""
+    modules = set()
+    for key in header:
+        split = _split(key) if key != "__metadata__" else None
+        if split is not None:
+            module = _renamed(split[0])
+            fused = FUSED.get(_tail(module))
+            modules.update([module[: -len(_tail(module))] + part for part in fused] if fused else [module])
+    if not modules or not all(re.match(ZIMAGE_MODULE, module) for module in modules):
+        return None
+    return foreign_kind(header) or "ours"
 
 
 def _grouped(tensors: dict[str, np.ndarray], name: str) -> dict[str, dict[str, np.ndarray]]:
