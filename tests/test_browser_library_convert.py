@@ -1,7 +1,7 @@
 """Browser test: a LoRA copied into the library by hand in kohya's key names, with the real web app and worker in
 demo mode. Its card says what it is and offers Convert instead of Try it, Train further and Merge; Convert writes it in
 this studio's layout, the file as it was waits in Recently deleted, and the converted file renders with Try it; Convert
-all does the rest of a folder copied in."""
+all does the rest of a folder copied in. A LoRA in ComfyUI's own loras folder is added to the library with one click."""
 
 from __future__ import annotations
 
@@ -77,5 +77,23 @@ def test_a_kohya_file_copied_in_is_converted_on_its_card_then_tried(studio, demo
         page.fill("#try-prompt", "[trigger], a blue circle")
         rendered = _rendered(page, cards=1, images=3)
         expect(rendered.locator(".prompt")).to_have_text("kzx, a blue circle")
+        # a Z-Image LoRA in ComfyUI's own loras folder: added to the library with one click, then converted
+        comfy = demo_root / "ComfyUI" / "models" / "loras" / "styles"
+        comfy.mkdir(parents=True)
+        theirs = library_lora(SimpleNamespace(root=demo_root), demo_paths, "theirs.safetensors", trigger=None)
+        _as_kohya(theirs)
+        theirs.rename(comfy / "theirs.safetensors")
+        page.goto(studio + "/library")
+        expect(page.locator("#comfy-only > summary")).to_have_text("1 Z-Image LoRA in ComfyUI's loras only")
+        page.locator("#comfy-only > summary").click()
+        expect(page.locator("#comfy-only-list li")).to_contain_text("styles/theirs.safetensors")
+        page.screenshot(path=str(artifacts_dir / "library-comfyui-only-1280.png"), full_page=True)
+        page.locator("#comfy-only-list button[data-comfy-add]").click()
+        expect(page.locator(".toast", has_text="theirs.safetensors is in the library; it is in kohya's key names"))\
+            .to_be_visible()
+        expect(page.locator("#comfy-only")).to_be_hidden()
+        page.locator(".lora-card", has_text="theirs.safetensors").locator("button[data-convert]").click()
+        expect(page.locator(".toast", has_text="Converted theirs.safetensors from kohya's key names")).to_be_visible()
+        expect(page.locator("#comfy-only")).to_be_hidden()  # ComfyUI's file, as it was, is not offered again
         assert problems == []
         browser.close()

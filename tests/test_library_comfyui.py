@@ -83,3 +83,48 @@ def test_the_same_file_uploaded_twice_is_one_file_and_keeps_its_name_and_card(st
     assert sorted(p.name for p in space.loras.glob("*.safetensors")) == ["mine.safetensors"]
     assert _card(client, "mine.safetensors")["trigger_word"] == "mnx"  # its record kept
     assert client.get(f"/api/library/uploads/{sid}").status_code == 404  # the chunks went
+
+
+def test_comfyuis_own_z_image_loras_are_listed_and_added_to_the_library_with_one_click(studio):
+    from tests.test_library_convert import _convert, _kohya
+    from tests.test_lora_import import _lora as sdxl_or_not
+
+    client, space = studio.test_client(), studio.config["STUDIO_WORKSPACE"]
+    comfy = space.comfyui_loras
+    (comfy / "ours.safetensors").write_bytes(_lora({"n": "ours"}))
+    (comfy / "zimage").mkdir()
+    kohya, _change = _kohya()
+    (comfy / "zimage" / "kohya.safetensors").write_bytes(kohya)  # a subfolder, as ComfyUI lists it
+    (comfy / "sdxl.safetensors").write_bytes(sdxl_or_not("lora_unet_input_blocks.0.proj"))
+    (comfy / "junk.safetensors").write_bytes(b"not a safetensors file")
+    _copied_in(studio, "placed.safetensors", _lora({"n": "placed"}))  # the library's own copy there
+    listed = client.get("/api/library/comfyui").get_json()
+    assert listed["dir"] == str(comfy) and listed["others"] == 2
+    assert [(f["file"], f["layout"]) for f in listed["files"]] == [("ours.safetensors", None),
+                                                                    ("zimage/kohya.safetensors", "kohya's key names")]
+    added = client.post("/api/library/comfyui/zimage/kohya.safetensors/add")
+    assert added.status_code == 201 and added.get_json() == {"file": "kohya.safetensors", "layout": "kohya's key names"}
+    assert (space.loras / "kohya.safetensors").read_bytes() == kohya
+    assert _card(client, "kohya.safetensors")["foreign"] == "kohya's key names"  # its card offers Convert
+    assert _convert(client, "kohya.safetensors")["status"] == "completed"
+    assert (comfy / "zimage" / "kohya.safetensors").read_bytes() == kohya  # ComfyUI's own file, left as it is
+    assert [f["file"] for f in client.get("/api/library/comfyui").get_json()["files"]] == ["ours.safetensors"]
+    (space.loras / "ours.safetensors").write_bytes(b"another file of that name")
+    assert client.post("/api/library/comfyui/ours.safetensors/add").get_json()["file"] == "ours-2.safetensors"
+    again = client.post("/api/library/comfyui/ours.safetensors/add")
+    assert again.status_code == 409 and "in the library already, as ours-2.safetensors" in again.get_json()["error"]
+    refused = client.post("/api/library/comfyui/sdxl.safetensors/add")
+    assert refused.status_code == 422 and "not a LoRA of Z-Image's layers" in refused.get_json()["error"]
+    assert client.post("/api/library/comfyui/none.safetensors/add").status_code == 404
+    assert client.post("/api/library/comfyui/..%2f..%2fstudio.db/add").status_code in (400, 404)
+    assert client.post("/api/library/comfyui/../trainer/loras/placed.safetensors/add").status_code in (400, 404)
+
+
+def test_without_comfyui_there_is_nothing_to_add_from(studio):
+    import shutil
+
+    client, space = studio.test_client(), studio.config["STUDIO_WORKSPACE"]
+    shutil.rmtree(space.root / "ComfyUI")
+    assert client.get("/api/library/comfyui").get_json() == {"dir": None, "files": [], "others": 0}
+    answer = client.post("/api/library/comfyui/x.safetensors/add")
+    assert answer.status_code == 404 and "ComfyUI is not installed" in answer.get_json()["error"]

@@ -19,6 +19,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         events,
         hub_publish,
         jobs_api,
+        library_comfyui,
         library_convert,
         library_edit,
         library_tools_api,
@@ -59,7 +60,7 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     for module in (pages, jobs_api, renders_api, catalog_api, library_tools_api, events, names, storage, bundle,
                    variants, hub_publish, pod_api, timelapse, lora_import, library_upload, library_edit,
-                   library_convert, trash):
+                   library_convert, library_comfyui, trash):
         app.register_blueprint(module.bp)
     events.end_streams_on_shutdown()
     return app

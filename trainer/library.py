@@ -123,11 +123,11 @@ def comfyui_clash(workspace: Workspace, name: str, ours: Path) -> Path | None:
 
 
 def twin(loras: Path, path: Path) -> Path | None:
-    """The library file with `path`'s bytes (the same LoRA added before), None when there is none."""
+    """The library file that is `path` or has its bytes (the same LoRA added before), None when there is none."""
     size = path.stat().st_size
     for other in sorted(loras.glob("*.safetensors")):
         try:
-            if not same_file(other, path) and other.stat().st_size == size and same_bytes(other, path):
+            if other.stat().st_size == size and same_bytes(other, path):
                 return other
         except OSError:  # deleted meanwhile
             continue

@@ -26,7 +26,8 @@ from studio.atomic import place_file
 from studio.jobs import ACTIVE, JobError
 from studio.web import ApiError
 from studio.workspace import confined
-from trainer import library, library_edit, lora_import, trash
+from trainer import library, library_edit, library_facts, lora_import, trash
+from trainer.library_comfyui import COMFYUI_FILE
 from trainer.lora_file import LoraFileError, read_header
 from trainer.lora_formats import foreign_kind
 
@@ -75,6 +76,10 @@ def _convert(job, space, path: Path, kind: str) -> dict:
             if _identity(path) != before:
                 raise JobError(f"{path.name} was renamed, deleted or replaced while it was converted: nothing was "
                                "changed. Convert it again if it is still needed.")
+            comfy = space.comfyui_loras / path.name if space.comfyui_loras else None
+            if comfy is not None and library.same_bytes(comfy, path):  # the same file there: not offered to add again
+                record = library_facts.read_source(path)
+                library_facts.write_source(path, {COMFYUI_FILE: comfy.name, **record})
             kept = trash.keep_original(space, path, f"before converting from {kind}")
             os.replace(incoming, path)
     finally:

@@ -1,0 +1,111 @@
+"""Z-Image LoRAs in ComfyUI's loras that the library does not hold (downloaded through ComfyUI, or on a network volume
+from before the studio): listed under the library's cards, each added with one click to be tried, trained further,
+made smaller or merged here.
+
+    GET  /api/library/comfyui                  -> {"dir", "files": [{"file", "size", "modified", "layout"}], "others"}
+    POST /api/library/comfyui/<file>/add       -> 201 {"file", "layout"}
+
+`file` is the path inside ComfyUI's loras (its subfolders too); `layout` is None for a file in this studio's names,
+else the other trainer's layout it is in (its card then offers Convert: trainer.library_convert); `others` counts the
+files of other models left out. Adding places the same file (a hard link: no space taken where the disk allows) in the
+library under its name, or name-2 when the library has another file of that name; ComfyUI's file stays as it is.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+from flask import Blueprint, jsonify
+
+from studio.atomic import place_file
+from studio.web import ApiError
+from studio.workspace import confined
+from trainer import library, library_facts
+from trainer.lora_file import LoraFileError, read_header
+from trainer.lora_formats import zimage_layout
+from trainer.lora_import import free_name
+
+bp = Blueprint("library_comfyui", __name__)
+COMFYUI_FILE = "comfyui_file"  # in a library file's record: the file of ComfyUI's loras it came from
+_adding = threading.Lock()  # the already-in-the-library check and the placing go together
+
+
+@bp.get("/api/library/comfyui")
+def comfyui_only():
+    from trainer.jobs_api import workspace
+
+    space = workspace()
+    folder = space.comfyui_loras
+    if folder is None or not folder.is_dir():
+        return jsonify({"dir": None, "files": [], "others": 0})
+    held, added = _held(space.loras), _added(space.loras)
+    files, others = [], 0
+    for path in sorted(folder.rglob("*.safetensors")):
+        try:
+            stat = path.stat()
+            layout = zimage_layout(read_header(path))
+        except (OSError, LoraFileError):
+            layout = None
+        if layout is None:
+            others += 1
+            continue
+        relative = path.relative_to(folder).as_posix()
+        if (stat.st_dev, stat.st_ino) in held or relative in added or library.same_bytes(space.loras / path.name, path):
+            continue  # the library's own copy, one added from here (converted since, maybe), the same bytes
+        files.append({"file": relative, "size": stat.st_size, "modified": stat.st_mtime,
+                      "layout": None if layout == "ours" else layout})
+    return jsonify({"dir": str(folder), "files": files, "others": others})
+
+
+@bp.post("/api/library/comfyui/<path:name>/add")
+def add_from_comfyui(name: str):
+    from trainer.jobs_api import workspace
+
+    space = workspace()
+    folder = space.comfyui_loras
+    if folder is None or not folder.is_dir():
+        raise ApiError("ComfyUI is not installed on this pod: there is no loras folder of its own to add from.", 404)
+    source = confined(folder, *name.split("/"))
+    if not source.is_file() or source.suffix != ".safetensors":
+        raise ApiError(f"ComfyUI's loras has no LoRA {name!r}.", 404)
+    try:
+        layout = zimage_layout(read_header(source))
+    except LoraFileError as exc:
+        raise ApiError(f"{source.name}: {exc}", 422) from None
+    if layout is None:
+        raise ApiError(f"{source.name} is not a LoRA of Z-Image's layers (a LoRA of another model, or not a LoRA): "
+                       "the library holds Z-Image's.", 422)
+    space.loras.mkdir(parents=True, exist_ok=True)
+    with _adding:
+        known = library.twin(space.loras, source)
+        if known is not None:
+            raise ApiError(f"{source.name} is in the library already, as {known.name}.", 409)
+        chosen = free_name(space.loras, source.name)
+        place_file(source, space.loras / chosen)
+        library_facts.write_source(space.loras / chosen, {COMFYUI_FILE: source.relative_to(folder).as_posix()})
+    return jsonify({"file": chosen, "layout": None if layout == "ours" else layout}), 201
+
+
+def _added(loras: Path) -> set[str]:
+    """The ComfyUI files the library's files came from (their records: added from there, or converted from a file
+    ComfyUI has too), while those library files are there."""
+    found = set()
+    for record in (loras / library_facts.SOURCES_DIR).glob("*.json"):
+        if (loras / record.stem).is_file():
+            source = library_facts.read_source(loras / record.stem)
+            if isinstance(source.get(COMFYUI_FILE), str):
+                found.add(source[COMFYUI_FILE])
+    return found
+
+
+def _held(loras: Path) -> set[tuple[int, int]]:
+    """(device, inode) of every library file: ComfyUI's copies the library placed are these same files."""
+    found = set()
+    for path in loras.glob("*.safetensors"):
+        try:
+            stat = path.stat()
+        except OSError:
+            continue
+        found.add((stat.st_dev, stat.st_ino))
+    return found
