@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from tests.browser_studio import ARGS, CHROMIUM, browser_marks, watch_page
+from tests.browser_studio import browser_marks, open_page
 from tests.test_browser_library import _rendered
 from tests.test_browser_trainer import studio  # noqa: F401 - the real web app and worker, a fixture
 from tests.test_trainer_library_tries import library_lora
@@ -42,10 +42,7 @@ def test_a_kohya_file_copied_in_is_converted_on_its_card_then_tried(studio, demo
     for other in ("second", "third"):  # a folder of them copied in: Convert all
         _as_kohya(library_lora(SimpleNamespace(root=demo_root), demo_paths, f"{other}.safetensors", trigger=None))
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        page = browser.new_page(viewport={"width": 1280, "height": 900})
-        problems = watch_page(page)
-        page.set_default_timeout(30_000)
+        browser, page, problems = open_page(p, {"width": 1280, "height": 900})
         page.goto(studio + "/library")
         card = page.locator(".lora-card", has_text="copied-in.safetensors")
         expect(card.locator("[data-foreign]")).to_contain_text("In kohya's key names, as another trainer wrote it")

@@ -10,9 +10,9 @@ import os
 import time
 
 import numpy as np
-import pytest
 
 import trainer
+from tests.test_library_edit import studio  # noqa: F401 - the trainer app with ComfyUI installed, a fixture
 from tests.test_loha_lora import _loha
 from tests.test_lora_import import wait_import
 from trainer import library_convert, lora_import, renders
@@ -31,15 +31,6 @@ def _kohya(alpha: float = 2.0) -> tuple[bytes, np.ndarray]:
     data = encode({f"{key}.lora_down.weight": down, f"{key}.lora_up.weight": up, f"{key}.alpha": np.array(alpha)},
                   "F32", {"ss_network_dim": "4"})
     return data, alpha / 4 * up @ down
-
-
-@pytest.fixture
-def studio(make_settings):
-    app = trainer.create_app(make_settings(STUDIO_DEMO=1))
-    space = app.config["STUDIO_WORKSPACE"]
-    (space.root / "ComfyUI").mkdir()
-    space.loras.mkdir(parents=True, exist_ok=True)
-    return app
 
 
 def _copied_in(app, name: str, data: bytes, comfyui: bool = True):
@@ -63,7 +54,7 @@ def _convert(client, file: str) -> dict:
     return wait_import(client, answer.get_json()["job"]["id"])
 
 
-def test_a_kohya_file_copied_in_is_converted_in_place_and_the_original_is_kept(studio):
+def test_a_kohya_file_copied_in_is_converted_in_place_and_the_original_is_kept(studio):  # noqa: F811
     client, space = studio.test_client(), studio.config["STUDIO_WORKSPACE"]
     data, change = _kohya()
     path = _copied_in(studio, "musubi.safetensors", data)
@@ -94,7 +85,7 @@ def test_a_kohya_file_copied_in_is_converted_in_place_and_the_original_is_kept(s
     assert twice.status_code == 409 and "in this studio's layout already" in twice.get_json()["error"]
 
 
-def test_a_loha_copied_in_becomes_a_lora_and_comfyuis_own_file_of_that_name_is_left(studio):
+def test_a_loha_copied_in_becomes_a_lora_and_comfyuis_own_file_of_that_name_is_left(studio):  # noqa: F811
     client, space = studio.test_client(), studio.config["STUDIO_WORKSPACE"]
     tensors, _changes = _loha(np.random.default_rng(2), dim=2)
     path = _copied_in(studio, "loha.safetensors", encode(tensors, "F32", {}), comfyui=False)
@@ -108,7 +99,7 @@ def test_a_loha_copied_in_becomes_a_lora_and_comfyuis_own_file_of_that_name_is_l
     assert (space.comfyui_loras / "loha.safetensors").read_bytes() == b"ComfyUI's own, another file"
 
 
-def test_what_cannot_be_converted_says_why_and_nothing_changes(studio):
+def test_what_cannot_be_converted_says_why_and_nothing_changes(studio):  # noqa: F811
     client = studio.test_client()
     from trainer.jobs_api import store
 
@@ -138,7 +129,7 @@ def test_what_cannot_be_converted_says_why_and_nothing_changes(studio):
     assert path.read_bytes() == data and dora.is_file() and client.get("/api/trash").get_json()["entries"] == []
 
 
-def test_a_file_replaced_while_it_converts_is_left_as_it_is_now(studio, monkeypatch):
+def test_a_file_replaced_while_it_converts_is_left_as_it_is_now(studio, monkeypatch):  # noqa: F811
     client, space = studio.test_client(), studio.config["STUDIO_WORKSPACE"]
     data, _ = _kohya()
     path = _copied_in(studio, "moving.safetensors", data)
