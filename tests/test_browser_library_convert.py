@@ -7,10 +7,13 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
+from studio.jobs import JobStore
+from studio.workspace import Workspace
 from tests.browser_studio import browser_marks, open_page
 from tests.test_browser_library import _rendered
 from tests.test_browser_trainer import studio  # noqa: F401 - the real web app and worker, a fixture
 from tests.test_trainer_library_tries import library_lora
+from trainer import lora_import
 
 pytestmark = browser_marks
 
@@ -41,9 +44,19 @@ def test_a_kohya_file_copied_in_is_converted_on_its_card_then_tried(studio, demo
     _as_kohya(path)
     for other in ("second", "third"):  # a folder of them copied in: Convert all
         _as_kohya(library_lora(SimpleNamespace(root=demo_root), demo_paths, f"{other}.safetensors", trigger=None))
+    store = JobStore(Workspace(demo_root).db_path)
+    waiting, _ = store.create(lora_import.KIND, name="Convert second.safetensors",
+                              config={"convert": "second.safetensors"}, message="Waiting for a free slot.")
     with sync_playwright() as p:
         browser, page, problems = open_page(p, {"width": 1280, "height": 900})
         page.goto(studio + "/library")
+        # a conversion on its way when the page loads: its card follows it
+        second = page.locator(".lora-card", has_text="second.safetensors")
+        expect(second.locator("[data-convert-state]")).to_have_text("Waiting for a free slot.")
+        expect(second.locator("button[data-convert]")).to_be_disabled()
+        store.finish(waiting.id, "failed", error="It stopped: the pod ran out of memory.")
+        expect(page.locator(".toast", has_text="the pod ran out of memory")).to_be_visible()
+        expect(second.locator("button[data-convert]")).to_be_enabled()
         card = page.locator(".lora-card", has_text="copied-in.safetensors")
         expect(card.locator("[data-foreign]")).to_contain_text("In kohya's key names, as another trainer wrote it")
         expect(page.locator("#convert-all-count")).to_have_text(

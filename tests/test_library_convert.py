@@ -123,7 +123,8 @@ def test_what_cannot_be_converted_says_why_and_nothing_changes(studio):  # noqa:
     answer = client.post("/api/library/files/busy.safetensors/convert")
     assert answer.status_code == 409 and "being rendered now" in answer.get_json()["error"]
     jobs.finish(tried.id, "completed")
-    jobs.create(lora_import.KIND, name="Convert busy.safetensors", config={"convert": path.name})
+    waiting = jobs.create(lora_import.KIND, name="Convert busy.safetensors", config={"convert": path.name})[0]
+    assert _card(client, "busy.safetensors")["converting"] == waiting.id  # a page loaded now follows it
     answer = client.post("/api/library/files/busy.safetensors/convert")
     assert answer.status_code == 409 and "being converted already" in answer.get_json()["error"]
     assert path.read_bytes() == data and dora.is_file() and client.get("/api/trash").get_json()["entries"] == []

@@ -10,6 +10,7 @@ import yaml
 from flask import Blueprint, current_app, jsonify, send_file
 
 from studio.atomic import read_json
+from studio.jobs import ACTIVE
 from studio.thumbnails import UnreadableImage, cached_thumbnail
 from studio.web import ApiError, json_body
 from studio.workspace import Workspace, confined, safe_name
@@ -183,10 +184,13 @@ def _loose_files(entries: list[dict], jobs: list) -> list[dict]:
     """LoRAs in the library folder that are no listed job's final LoRA: a job's checkpoint added to the library
     (linked to its job), a smaller copy, a LoRA from a link, or a file whose job was deleted or that was copied in by
     hand."""
+    from trainer.jobs_api import store
+    from trainer.lora_import import KIND as IMPORT
     from trainer.renders_api import latest_try
 
     known = {e["library_file"] for e in entries if e["library_file"]}
     checkpoints = _checkpoint_files(jobs)
+    converting = {job.config.get("convert"): job.id for job in store().list(ACTIVE, kind=IMPORT, limit=100)}
     loose = []
     for path in sorted(workspace().loras.glob("*.safetensors")):
         if path.name in known:
@@ -203,7 +207,7 @@ def _loose_files(entries: list[dict], jobs: list) -> list[dict]:
                       "finished_at": stat.st_mtime, "steps": step, "loss": None,
                       # a job's checkpoint: its card leads to the job (and deleting it leaves the job alone)
                       "checkpoint_of": {"job_id": job.id, "job_name": job.name, "step": step} if job else None,
-                      "metadata": meta, "samples": shown, **_kind(facts),
+                      "metadata": meta, "samples": shown, **_kind(facts), "converting": converting.get(path.name),
                       "leak": library.leak_summary([shown]) if shown and shown.get("pairs") else None,
                       "trigger_word": library_facts.trigger_of(meta),
                       "library_file": path.name, "download_url": f"/api/library/files/{quote(path.name)}"})

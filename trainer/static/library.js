@@ -62,7 +62,7 @@
         <dl>${l.dataset ? `<dt>dataset</dt><dd>${esc(l.dataset)}</dd>` : ""}${l.steps != null ? `<dt>steps</dt><dd>${l.steps}</dd>` : ""}
           ${l.loss != null ? `<dt>final loss</dt><dd title="smoothed, as on the dashboard">${fmtLoss(l.loss)}</dd>` : ""}<dt>${l.job_id ? "finished" : "modified"}</dt><dd>${fmtDate(l.finished_at)}</dd></dl>
         ${meta ? `<details><summary class="muted" style="cursor:pointer;font-size:12px">File metadata</summary><dl>${meta}</dl></details>` : ""}
-        <div class="buttons">${l.foreign ? `<button type="button" class="primary" data-convert="${esc(l.library_file)}"
+        <div class="buttons">${l.foreign ? `<button type="button" class="primary" data-convert="${esc(l.library_file)}"${l.converting ? ` data-converting="${esc(l.converting)}"` : ""}
             title="Write it in this studio's layout under the same name; the file as it is now goes to Recently deleted">Convert</button>` : ""}
           <a class="button${l.foreign ? "" : " primary"}" href="${esc(l.download_url)}" download>Download</a>
           ${!usable ? "" : l.job_id ? `<a class="button" href="/jobs/${esc(l.job_id)}#try-panel" title="Render your own prompt with it at several strengths">Try it</a>

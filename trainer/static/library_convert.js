@@ -4,11 +4,13 @@
 (function () {
   const $ = (id) => document.getElementById(id);
 
-  async function convert(button, into) {
+  const followed = new Set();  // the conversions followed: one on its way when the page (re)loaded too
+  async function convert(button, into, jobId) {
     button.disabled = true;
     try {
-      const { job } = await studio.api(`/api/library/files/${encodeURIComponent(button.dataset.convert)}/convert`,
-        { method: "POST" });
+      const job = jobId ? { id: jobId } : (await studio.api(
+        `/api/library/files/${encodeURIComponent(button.dataset.convert)}/convert`, { method: "POST" })).job;
+      followed.add(job.id);
       const ended = await libraryImports.follow(job.id, into || button.closest(".lora-card").querySelector("[data-convert-state]"));
       if (!ended || ended.status !== "completed") button.disabled = false;
       document.dispatchEvent(new CustomEvent("library:trash"));
@@ -27,6 +29,10 @@
   // several files waiting: one button for them all
   let running = false;
   function offer() {
+    for (const button of document.querySelectorAll("#library button[data-convert][data-converting]")) {
+      if (followed.has(button.dataset.converting)) button.disabled = true;  // followed already (a card loaded again)
+      else convert(button, null, button.dataset.converting);
+    }
     if (running) return;
     const waiting = document.querySelectorAll("#library button[data-convert]").length;
     $("convert-all-row").hidden = waiting < 2;
