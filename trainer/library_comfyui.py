@@ -20,7 +20,7 @@ from flask import Blueprint, jsonify
 
 from studio.atomic import place_file
 from studio.web import ApiError
-from studio.workspace import confined
+from studio.workspace import UnsafePathError, confined
 from trainer import library, library_facts
 from trainer.lora_file import LoraFileError, read_header
 from trainer.lora_formats import zimage_layout
@@ -29,6 +29,8 @@ from trainer.lora_import import free_name
 bp = Blueprint("library_comfyui", __name__)
 COMFYUI_FILE = "comfyui_file"  # in a library file's record: the file of ComfyUI's loras it came from
 _adding = threading.Lock()  # the already-in-the-library check and the placing go together
+LAYOUTS_KEPT = 4096
+_layouts: dict[tuple[str, int, int], str | None] = {}  # (path, size, modified) -> its layout (_layout)
 
 
 @bp.get("/api/library/comfyui")
@@ -42,15 +44,16 @@ def comfyui_only():
     held, added = _held(space.loras), _added(space.loras)
     files, others = [], 0
     for path in sorted(folder.rglob("*.safetensors")):
+        relative = path.relative_to(folder).as_posix()
         try:
+            confined(folder, *relative.split("/"))  # a link to a file elsewhere cannot be added: not offered
             stat = path.stat()
-            layout = zimage_layout(read_header(path))
-        except (OSError, LoraFileError):
-            layout = None
+        except (OSError, UnsafePathError):
+            continue
+        layout = _layout(path, stat)
         if layout is None:
             others += 1
             continue
-        relative = path.relative_to(folder).as_posix()
         if (stat.st_dev, stat.st_ino) in held or relative in added or library.same_bytes(space.loras / path.name, path):
             continue  # the library's own copy, one added from here (converted since, maybe), the same bytes
         files.append({"file": relative, "size": stat.st_size, "modified": stat.st_mtime,
@@ -85,6 +88,20 @@ def add_from_comfyui(name: str):
         place_file(source, space.loras / chosen)
         library_facts.write_source(space.loras / chosen, {COMFYUI_FILE: source.relative_to(folder).as_posix()})
     return jsonify({"file": chosen, "layout": None if layout == "ours" else layout}), 201
+
+
+def _layout(path: Path, stat) -> str | None:
+    """zimage_layout of the file at `path` (None for another model's, an unreadable one, OFT or DoRA), read once per
+    version of the file: the page asks each time its cards load, and a ComfyUI folder may hold hundreds of LoRAs."""
+    key = (str(path), stat.st_size, stat.st_mtime_ns)
+    if key not in _layouts:
+        try:
+            _layouts[key] = zimage_layout(read_header(path))
+        except (OSError, LoraFileError):
+            _layouts[key] = None
+        while len(_layouts) > LAYOUTS_KEPT:
+            _layouts.pop(next(iter(_layouts)))
+    return _layouts[key]
 
 
 def _added(loras: Path) -> set[str]:
