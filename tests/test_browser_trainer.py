@@ -351,6 +351,17 @@ def test_train_from_the_form_and_download_the_lora(studio, artifacts_dir, tmp_pa
         expect(card).to_have_count(1)
         expect(card.locator("a", has_text="Open job")).to_have_count(1)  # its job is back too
         page.wait_for_function("[...document.querySelectorAll('.lora-card img')].every(i => i.naturalWidth > 0)")
+        # Rename… on a trained LoRA's card: its file's new name, which its ComfyUI workflow then loads
+        card.locator(".card-edit > summary").click()
+        expect(card.locator("input[name=trigger_word]")).to_have_count(0)  # a job's trigger word is its own
+        card.locator("input[name=name]").fill("browser lora v1")
+        card.locator(".card-edit-form button[type=submit]").click()
+        expect(page.locator(".toast", has_text="browser-lora-v1.safetensors, trigger tok: saved.")).to_be_visible()
+        card = page.locator(".lora-card", has_text="browser-lora-v1.safetensors")
+        workflow = card.locator(".proof a", has_text="ComfyUI workflow").get_attribute("href")
+        graph = json.loads(urllib.request.urlopen(studio + workflow).read())
+        assert [n["inputs"]["lora_name"] for n in graph.values() if n["class_type"] == "LoraLoaderModelOnly"] == \
+            ["browser-lora-v1.safetensors"]
         page.once("dialog", lambda dialog: dialog.accept())
         page.locator("#trash-empty").click()
         expect(page.locator("#trash")).to_be_hidden()
