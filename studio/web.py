@@ -170,7 +170,8 @@ def create_base_app(import_name: str, service: str, title: str, settings: Settin
             "studio_title": title,
             "studio_banners": _open_studio_banner(settings) + _demo_banner(settings) + _model_banners(settings),
             "studio_ports": {"datasets": settings.port, "trainer": settings.trainer_port, "comfyui": COMFYUI_PORT},
-            "studio_comfyui": workspace.comfyui_loras is not None,  # installed in the workspace (INSTALL_COMFYUI=1)
+            # installed in the workspace (INSTALL_COMFYUI=1), not only a loras folder a volume kept from elsewhere
+            "studio_comfyui": (workspace.root / "ComfyUI" / "main.py").is_file(),
             "studio_auth": settings.auth_enabled,
         }
 
