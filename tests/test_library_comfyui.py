@@ -98,6 +98,7 @@ def test_comfyuis_own_z_image_loras_are_listed_and_added_to_the_library_with_one
     (comfy / "sdxl.safetensors").write_bytes(sdxl_or_not("lora_unet_input_blocks.0.proj"))
     (comfy / "junk.safetensors").write_bytes(b"not a safetensors file")
     _copied_in(studio, "placed.safetensors", _lora({"n": "placed"}))  # the library's own copy there
+    (comfy / "placed again.safetensors").write_bytes(_lora({"n": "placed"}))  # the same bytes: the library has it
     (comfy / "elsewhere.safetensors").symlink_to(space.root / "trainer" / "loras" / "placed.safetensors")  # not ours
     listed = client.get("/api/library/comfyui").get_json()
     assert listed["dir"] == str(comfy) and listed["others"] == 2

@@ -173,3 +173,19 @@ def test_what_a_restart_left_in_the_incoming_folder_goes_at_the_next_start(make_
     os.utime(incoming / "left.safetensors", (old, old))
     trainer.create_app(make_settings(STUDIO_DEMO=1))
     assert [p.name for p in incoming.iterdir()] == ["fresh.safetensors"]
+
+
+def test_a_copy_of_a_lora_the_library_holds_converted_goes_to_recently_deleted(studio):  # noqa: F811
+    client, space = studio.test_client(), studio.config["STUDIO_WORKSPACE"]
+    data, _ = _kohya()
+    _copied_in(studio, "first.safetensors", data, comfyui=False)
+    assert _convert(client, "first.safetensors")["status"] == "completed"
+    _copied_in(studio, "again.safetensors", data)  # the same download copied in once more, into ComfyUI's loras too
+    job = _convert(client, "again.safetensors")
+    assert job["status"] == "completed" and job["result"]["file"] == "first.safetensors", job
+    assert job["message"].startswith("again.safetensors, converted from kohya's key names, is first.safetensors of "
+                                     "the library (rank 4): this copy went to Recently deleted")
+    assert [p.name for p in space.loras.glob("*.safetensors")] == ["first.safetensors"]
+    assert (space.comfyui_loras / "again.safetensors").read_bytes() == data  # ComfyUI's, the user's own: stays
+    names = [e["name"] for e in client.get("/api/trash").get_json()["entries"]]
+    assert names[0] == "again.safetensors, the same LoRA as first.safetensors"

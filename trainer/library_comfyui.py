@@ -41,7 +41,7 @@ def comfyui_only():
     folder = space.comfyui_loras
     if folder is None or not folder.is_dir():
         return jsonify({"dir": None, "files": [], "others": 0})
-    held, added = _held(space.loras), _added(space.loras)
+    (held, held_sizes), added = _library_files(space.loras), _added(space.loras)
     files, others = [], 0
     for path in sorted(folder.rglob("*.safetensors")):
         relative = path.relative_to(folder).as_posix()
@@ -54,7 +54,8 @@ def comfyui_only():
         if layout is None:
             others += 1
             continue
-        if (stat.st_dev, stat.st_ino) in held or relative in added or library.same_bytes(space.loras / path.name, path):
+        if (stat.st_dev, stat.st_ino) in held or relative in added or any(
+                library.same_bytes(other, path) for other in held_sizes.get(stat.st_size, ())):
             continue  # the library's own copy, one added from here (converted since, maybe), the same bytes
         files.append({"file": relative, "size": stat.st_size, "modified": stat.st_mtime,
                       "layout": None if layout == "ours" else layout})
@@ -116,13 +117,15 @@ def _added(loras: Path) -> set[str]:
     return found
 
 
-def _held(loras: Path) -> set[tuple[int, int]]:
-    """(device, inode) of every library file: ComfyUI's copies the library placed are these same files."""
-    found = set()
+def _library_files(loras: Path) -> tuple[set[tuple[int, int]], dict[int, list[Path]]]:
+    """(device, inode) of every library file (ComfyUI's copies the library placed are these same files), and the
+    library's files by size (only one of the same size can have the same bytes: read then, not before)."""
+    held, sizes = set(), {}
     for path in loras.glob("*.safetensors"):
         try:
             stat = path.stat()
         except OSError:
             continue
-        found.add((stat.st_dev, stat.st_ino))
-    return found
+        held.add((stat.st_dev, stat.st_ino))
+        sizes.setdefault(stat.st_size, []).append(path)
+    return held, sizes

@@ -76,16 +76,26 @@ def _convert(job, space, path: Path, kind: str) -> dict:
             if _identity(path) != before:
                 raise JobError(f"{path.name} was renamed, deleted or replaced while it was converted: nothing was "
                                "changed. Convert it again if it is still needed.")
-            comfy = space.comfyui_loras / path.name if space.comfyui_loras else None
-            if comfy is not None and library.same_bytes(comfy, path):  # the same file there: not offered to add again
-                record = library_facts.read_source(path)
-                library_facts.write_source(path, {COMFYUI_FILE: comfy.name, **record})
-            kept = trash.keep_original(space, path, f"before converting from {kind}")
-            os.replace(incoming, path)
+            known = library.twin(space.loras, incoming)  # this LoRA is in the library already, converted before
+            if known is not None:  # this copy goes; a file of that name in ComfyUI's loras is the user's own: stays
+                kept = trash.keep_original(space, path, f"the same LoRA as {known.name}")
+                path.unlink()
+                library_facts.source_file(path).unlink(missing_ok=True)
+            else:
+                comfy = space.comfyui_loras / path.name if space.comfyui_loras else None
+                if comfy is not None and library.same_bytes(comfy, path):  # the same file there: not offered again
+                    library_facts.write_source(path, {COMFYUI_FILE: comfy.name, **library_facts.read_source(path)})
+                kept = trash.keep_original(space, path, f"before converting from {kind}")
+                os.replace(incoming, path)
     finally:
         incoming.unlink(missing_ok=True)
     notes = " and ".join(converted.notes) if converted and converted.notes else kind
     what = "a LyCORIS LoKr" if rank is None else f"rank {rank}"
+    if known is not None:
+        job.update(message=f"{path.name}, converted from {notes}, is {known.name} of the library ({what}): this copy "
+                           f"went to Recently deleted for {trash.TRASH_DAYS} days.")
+        return {"file": known.name, "rank": rank, "size": known.stat().st_size, "converted_from": converted.notes,
+                "original": kept, "already": True}
     job.update(message=f"Converted {path.name} from {notes} ({what}); the file as it was is in Recently deleted for "
                        f"{trash.TRASH_DAYS} days.")
     return {"file": path.name, "rank": rank, "size": path.stat().st_size, "converted_from": converted.notes,
