@@ -73,6 +73,7 @@ def test_a_kohya_file_copied_in_is_converted_in_place_and_the_original_is_kept(s
     assert (space.comfyui_loras / path.name).read_bytes() == data  # the user's own in ComfyUI: left as it was
     card = _card(client, "musubi.safetensors")
     assert card["foreign"] is None and card["rank"] == 4 and card["smaller"]
+    assert not card["in_comfyui"]  # ComfyUI's file of its name is the user's own now: Delete leaves it
     assert [f["name"] for f in client.get("/api/library/files").get_json()["files"]] == ["musubi"]
     kept = client.get("/api/trash").get_json()["entries"]
     assert [e["name"] for e in kept] == ["musubi.safetensors, before converting from kohya's key names"]

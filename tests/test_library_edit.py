@@ -116,6 +116,7 @@ def test_a_training_jobs_own_lora_is_renamed_and_its_readme_and_workflow_name_it
     job = finished_job(jobs, space.root, demo_paths)
     folder = space.jobs / job.id / "lora"
     publish(space, job, folder / "tiny-lora.safetensors")
+    jobs.update(job.id, message="Finished 6 steps. Copied to trainer/loras/tiny-lora.safetensors.")  # as the worker
     (folder / "README.txt").write_text("Load tiny-lora.safetensors at strength 1.\n")  # as the engine writes them
     (folder / "comfyui_workflow.json").write_text(json.dumps({"3": {"class_type": "LoraLoaderModelOnly", "inputs": {
         "lora_name": "tiny-lora.safetensors", "strength_model": 1.0}}}))
@@ -126,8 +127,11 @@ def test_a_training_jobs_own_lora_is_renamed_and_its_readme_and_workflow_name_it
     assert not (space.loras / "tiny-lora.safetensors").exists()
     assert (space.comfyui_loras / "Tiny-Cat.safetensors").is_file()
     assert jobs.get(job.id).result["library_file"] == "Tiny-Cat.safetensors"  # Train further replaces that file
+    detail = client.get(f"/api/jobs/{job.id}").get_json()
+    assert detail["lora"]["library_file"] == "Tiny-Cat.safetensors"  # the job page's name for it
+    assert detail["job"]["message"] == "Finished 6 steps. Copied to trainer/loras/Tiny-Cat.safetensors."
     card = next(e for e in client.get("/api/library").get_json()["loras"] if e["job_id"] == job.id)
-    assert card["library_file"] == "Tiny-Cat.safetensors"
+    assert card["library_file"] == "Tiny-Cat.safetensors" and card["in_comfyui"]  # Delete says it goes there too
     assert card["download_url"] == "/api/library/files/Tiny-Cat.safetensors"
     assert len(client.get("/api/library").get_json()["loras"]) == 1  # still the job's card, not a loose file
     graph = client.get(f"/api/jobs/{job.id}/files/lora/comfyui_workflow.json").get_json()

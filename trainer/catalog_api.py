@@ -158,8 +158,20 @@ def library_list():
             e["samples"]["urls"] = [f"/api/jobs/{e['job_id']}/files/{p}" for p in e["samples"]["images"]]
     entries.extend(_loose_files(entries, jobs))
     comfy = workspace().comfyui_loras
+    for e in entries:  # what Delete takes along (library.remove_from_library), for its confirmation
+        e["in_comfyui"] = bool(comfy and e["library_file"] and _likely_same(workspace().loras / e["library_file"],
+                                                                            comfy / e["library_file"]))
     return jsonify({"loras": entries, "library_dir": str(workspace().loras),
                     "comfyui_dir": str(comfy) if comfy else None})
+
+
+def _likely_same(path: Path, comfy: Path) -> bool:
+    """Whether ComfyUI's file of that name is the library's: the same file, or a copy of its size (bytes are compared
+    only when it is deleted; a page listing many LoRAs does not read them all)."""
+    try:
+        return library.same_file(path, comfy) or path.stat().st_size == comfy.stat().st_size
+    except OSError:
+        return False
 
 
 def job_entries(jobs: list) -> list[dict]:

@@ -139,7 +139,8 @@ def job_detail(job: Job) -> dict:
     if lora is not None:
         try:
             relative = lora.resolve().relative_to(job_dir.resolve()).as_posix()
-            lora_info = {"file": lora.name, "path": relative, "size": lora.stat().st_size}
+            lora_info = {"file": lora.name, "path": relative, "size": lora.stat().st_size,
+                         "library_file": (job.result or {}).get("library_file")}  # its name in the library, ComfyUI
         except (ValueError, OSError):
             lora_info = None
     position = planned = None

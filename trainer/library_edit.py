@@ -50,9 +50,10 @@ def edit_library_file(name: str):
                        "is done.", 409)
     trigger = _trigger(body["trigger_word"]) if "trigger_word" in body else None
     if "name" in body:
-        path = _rename(space, path, body["name"])
+        before, path = path.name, _rename(space, path, body["name"])
         if owner is not None:  # the job's library file (Train further replaces it; its README and workflow name it)
-            store().update(owner.id, result={**(owner.result or {}), "library_file": path.name})
+            store().update(owner.id, result={**(owner.result or {}), "library_file": path.name},
+                           message=(owner.message or "").replace(before, path.name))  # "Copied to trainer/loras/<name>"
     if trigger is not None:
         record = library_facts.read_source(path)
         if trigger:

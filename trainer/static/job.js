@@ -76,10 +76,11 @@
     $("btn-resume").hidden = !["stopped", "failed"].includes(job.status);
     $("btn-bundle").hidden = job.status === "queued" && !job.started_at;  // nothing on disk yet
     if (FINISHED.has(job.status) && bundleFor !== `${job.status}:${job.step}`) labelBundle(`${job.status}:${job.step}`);
-    $("lora-box").innerHTML = detail.lora ? `<div class="download-lora"><div><strong>${esc(detail.lora.file)}</strong>
+    const loraName = detail.lora && (detail.lora.library_file || detail.lora.file);  // as the library (and ComfyUI) call it
+    $("lora-box").innerHTML = detail.lora ? `<div class="download-lora"><div><strong>${esc(loraName)}</strong>
       <div class="muted" style="font-size:12px">${studio.formatBytes(detail.lora.size)} · loads in ComfyUI and diffusers</div>
       ${proofLinks(detail.proof)}</div>
-      <a class="button primary" id="download-lora" style="margin-left:auto" href="/api/jobs/${esc(job.id)}/files/${esc(detail.lora.path)}" download>Download LoRA</a></div>` : "";
+      <a class="button primary" id="download-lora" style="margin-left:auto" href="/api/jobs/${esc(job.id)}/files/${esc(detail.lora.path)}" download="${esc(loraName)}">Download LoRA</a></div>` : "";
     renderCheckpoints(detail.checkpoints || []);
     // a new checkpoint or the end of the run: Try the LoRA (job_try.js) offers it at once, not at its next poll
     const ckptKey = `${job.status}:${(detail.checkpoints || []).map((c) => c.step).join(",")}`;

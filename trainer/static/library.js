@@ -2,7 +2,7 @@
 // download button, a smaller copy at a lower rank (a LoKr's also as a LoRA), and a delete button.
 (function () {
   const { esc, fmtDate, fmtLoss, fmtKept } = trainer;
-  let loras = [], comfy = null;  // what the cards show, for their Delete buttons
+  let loras = [];  // what the cards show, for their Delete buttons
   // every trigger word of the file (a LoRA of several datasets may have one per concept), else the job's
   function triggers(l) {
     try {
@@ -23,6 +23,7 @@
       document.dispatchEvent(new CustomEvent("library:loaded"));
       return;
     }
+    const mergeable = data.loras.filter((l) => l.library_file && !l.foreign && !l.refused).length;  // Merge… needs two
     box.innerHTML = data.loras.map((l, index) => {
       // the final previews: base (LoRA off) beside LoRA on for the first prompts, else the plain images
       const pairs = l.samples && (l.samples.pairs || []).filter((p) => p.base).slice(0, 2);
@@ -37,7 +38,7 @@
         <span>base</span><span>LoRA</span><span>no trigger</span></div>` : "";
       const proof = l.proof ? [l.proof.grid && `<a href="${esc(l.proof.grid)}" target="_blank" rel="noopener">Base vs LoRA grid</a>`,
         l.proof.readme && `<a href="${esc(l.proof.readme)}" target="_blank" rel="noopener">README</a>`,
-        l.proof.workflow && `<a href="${esc(l.proof.workflow)}" download="${esc(l.file.replace(/\.safetensors$/, ""))}-comfyui-workflow.json"
+        l.proof.workflow && `<a href="${esc(l.proof.workflow)}" download="${esc((l.library_file || l.file).replace(/\.safetensors$/, ""))}-comfyui-workflow.json"
           title="Drop it onto ComfyUI">ComfyUI workflow</a>`]
         .filter(Boolean).join(" · ") : "";
       const meta = Object.entries(l.metadata || {}).filter(([k]) => !k.startsWith("_")).slice(0, 40)
@@ -72,12 +73,12 @@
           ${usable && l.library_file && (!l.lokr || l.lokr_factor != null) ? `<a class="button" href="/new?start=${encodeURIComponent(l.library_file.replace(/\.safetensors$/, ""))}${
             l.job_id ? `&from=${encodeURIComponent(l.job_id)}` : ""}" title="A new job that goes on from this LoRA (new images, more steps)">Train further</a>` : ""}
           ${rankMenu(l, index, "smaller")}${rankMenu(l, index, "as-lora")}
-          ${usable && l.library_file ? `<button type="button" data-merge="${esc(l.library_file)}" title="Merge it with other LoRAs of the library into one file">Merge…</button>` : ""}
+          ${usable && l.library_file && mergeable > 1 ? `<button type="button" data-merge="${esc(l.library_file)}" title="Merge it with other LoRAs of the library into one file">Merge…</button>` : ""}
           ${l.library_file ? editMenu(l) : ""}
           <button type="button" class="danger" data-delete="${index}">Delete</button></div>
         ${l.foreign ? `<div class="muted convert-state" data-convert-state></div>` : ""}</article>`;
     }).join("");
-    loras = data.loras; comfy = data.comfyui_dir;
+    loras = data.loras;
     applyFilter();
     box.dataset.loaded = "1";
     document.dispatchEvent(new CustomEvent("library:loaded"));
@@ -157,13 +158,14 @@
     const l = loras[index];
     if (!l) return;
     const parts = [];
-    if (l.library_file) parts.push(`removes it from ${comfy ? "the LoRA library and ComfyUI's folder" : "the LoRA library"}`);
+    const name = l.library_file || l.file;
+    if (l.library_file) parts.push(`removes it from ${l.in_comfyui ? "the LoRA library and ComfyUI's folder" : "the LoRA library"}`);
     if (l.job_id) parts.push("deletes its training job (checkpoints, previews, renders, log)");
-    if (!confirm(`Delete ${l.file}? This ${parts.join(" and ")}. Recently deleted, below, keeps ${parts.length > 1 ? "both" : "it"} 7 days.`)) return;
+    if (!confirm(`Delete ${name}? This ${parts.join(" and ")}. Recently deleted, below, keeps ${parts.length > 1 ? "both" : "it"} 7 days.`)) return;
     try {
       if (l.library_file) await studio.api(`/api/library/files/${encodeURIComponent(l.library_file)}`, { method: "DELETE" });
       if (l.job_id) await studio.api(`/api/jobs/${encodeURIComponent(l.job_id)}`, { method: "DELETE" });
-      studio.toast(`Deleted ${l.file}: Recently deleted, below, can bring it back.`, "ok");
+      studio.toast(`Deleted ${name}: Recently deleted, below, can bring it back.`, "ok");
     } catch (e) { studio.toast(`Delete failed: ${e.message}`, "error"); }
     loadTrash();
     load();
