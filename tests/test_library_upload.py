@@ -116,6 +116,10 @@ def test_what_is_not_a_lora_of_this_model_is_refused_and_leaves_nothing(studio):
     job = wait_import(client, client.post(f"/api/library/uploads/{sid}/complete").get_json()["job"]["id"])
     assert job["status"] == "failed" and "not a LoRA of Z-Image's layers" in job["error"], job
     assert client.get(f"/api/library/uploads/{sid}").status_code == 404  # a refusal: sending it again would not help
+    assert job["config"]["chunks_kept"] is False  # so the page offers no Try again
+    sid = _send(client, "damaged.safetensors", b"\x00" * 64)
+    job = wait_import(client, client.post(f"/api/library/uploads/{sid}/complete").get_json()["job"]["id"])
+    assert job["error"] == "damaged.safetensors is not a .safetensors file (or it is damaged or cut short)."
     assert not list(space.loras.glob("*.safetensors")) and not list((space.loras / ".incoming").iterdir())
 
 

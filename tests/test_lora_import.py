@@ -101,7 +101,7 @@ def test_a_loha_from_a_link_lands_in_the_library_as_a_lora(lan, lora_web):
 
 @pytest.mark.parametrize("path, words", [
     ("/sdxl.safetensors", "not a LoRA of Z-Image's layers (it has lora_unet_input_blocks.0.proj)"),
-    ("/page", "is not a .safetensors file: use the link of the file itself"),
+    ("/page", "is not a .safetensors file (or it is damaged or cut short). Use the link of the file itself"),
     ("/missing.safetensors", "answered 404"),
 ])
 def test_what_is_not_a_lora_of_this_model_is_refused_and_leaves_nothing(lan, lora_web, path, words):

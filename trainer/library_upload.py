@@ -86,6 +86,8 @@ def complete_session(sid: str):
                                 config={"upload": sid, "filename": name}, message="Waiting for a free slot.")
         atomic_write_json(folder / "session.json", {**info, "job": job.id})  # before it can run and end
 
+    made, jobs = job, store()  # the job runs in a thread of its own, outside this request
+
     def work(job) -> dict:
         incoming = confined(space.loras, INCOMING, f"{secrets.token_hex(8)}.safetensors")
         incoming.parent.mkdir(parents=True, exist_ok=True)
@@ -95,6 +97,7 @@ def complete_session(sid: str):
             result = add_to_library(job, space, incoming, name, None)
         except JobError:  # refused (not a LoRA of this model): sending it again would not change that
             shutil.rmtree(folder, ignore_errors=True)
+            jobs.update(made.id, config={**made.config, "chunks_kept": False})  # the page offers no Try again
             raise
         finally:
             incoming.unlink(missing_ok=True)

@@ -133,6 +133,10 @@ def check_start_lora(path: Path, rank: int, targets: str, name: str | None = Non
                             "from it.")
 
 
+class NotSafetensors(LoraFileError):
+    """A file that does not read as safetensors at all (a web page saved instead of the file, a damaged copy)."""
+
+
 def check_our_layout(header: dict, name: str) -> None:
     """LoraFileError naming what the file is when it is in another trainer's layout (a file copied into the library
     by hand: its card converts it) or one this studio cannot read (OFT, DoRA)."""
@@ -150,8 +154,7 @@ def zimage_lora_rank(path: Path, name: str) -> int | None:
     try:
         header = read_header(path)
     except LoraFileError:
-        raise LoraFileError(f"{name} is not a .safetensors file: use the link of the file itself (on Hugging Face "
-                            "the file's page or its download; a page that shows it is not the file).") from None
+        raise NotSafetensors(f"{name} is not a .safetensors file (or it is damaged or cut short).") from None
     check_our_layout(header, name)
     ranks: dict = lora_ranks(header)
     kron = set() if ranks else lokr_modules(header)  # a LoKr: its layers, without a rank

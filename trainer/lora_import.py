@@ -31,7 +31,7 @@ from studio.jobs import JobError
 from studio.web import ApiError, json_body
 from studio.workspace import confined
 from trainer import civitai, hf_lora_link, library, library_facts
-from trainer.lora_file import LoraFileError, zimage_lora_rank
+from trainer.lora_file import LoraFileError, NotSafetensors, zimage_lora_rank
 from trainer.lora_formats import converted_if_needed
 
 bp = Blueprint("lora_import", __name__)
@@ -59,10 +59,14 @@ def executor() -> JobExecutor:
     return current_app.extensions["lora_imports"]
 
 
-def checked_lora(path: Path, name: str) -> int:
-    """The rank of the LoRA at `path`; JobError with a sentence when it is not a LoRA of Z-Image's layers."""
+def checked_lora(path: Path, name: str, link: bool = False) -> int:
+    """The rank of the LoRA at `path`; JobError with a sentence when it is not a LoRA of Z-Image's layers (from a
+    `link`, a file that is no safetensors at all is most often the page that shows it: the sentence says so)."""
     try:
         return zimage_lora_rank(path, name)
+    except NotSafetensors as exc:
+        raise JobError(f"{exc} Use the link of the file itself (on Hugging Face the file's page or its download; a "
+                       "page that shows it is not the file)." if link else str(exc)) from None
     except LoraFileError as exc:
         raise JobError(str(exc)) from None
 
@@ -129,7 +133,7 @@ def add_to_library(job, space, incoming: Path, name: str, source: dict | None, f
     either way. The job's result."""
     try:
         converted = in_our_names(job, incoming, name)
-        rank = checked_lora(incoming, name)
+        rank = checked_lora(incoming, name, link=bool(source and "url" in source))
         known = library.twin(space.loras, incoming)  # the same LoRA added before: not a second copy
         chosen = known.name if known else settle(incoming, space.loras, name, space.comfyui_loras)
     finally:

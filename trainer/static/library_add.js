@@ -37,11 +37,15 @@
     ev.preventDefault();
     const button = $("lora-link-add");
     button.disabled = true;
+    state.textContent = "";  // what the last one said is not about this one
     try {
       const { job } = await studio.api("/api/library/import", { method: "POST", json: { url: $("lora-url").value } });
       $("lora-url").value = "";
       await follow(job.id);
-    } catch (e) { studio.toast(e.message, "error", 10000); } finally { button.disabled = false; }
+    } catch (e) {
+      state.textContent = e.message;
+      studio.toast(e.message, "error", 10000);
+    } finally { button.disabled = false; }
   });
 
   // From this computer: one file at a time, in chunks (a LoRA of a few hundred MB outlasts the proxy's 100 s)
@@ -72,8 +76,7 @@
   async function complete(sid) {
     const { job } = await studio.api(`/api/library/uploads/${sid}/complete`, { method: "POST" });
     const ended = await follow(job.id);
-    if (!ended || ended.status === "completed") return;
-    try { await studio.api(`/api/library/uploads/${sid}`); } catch (e) { return; }  // refused: the chunks went
+    if (!ended || ended.status === "completed" || (ended.config || {}).chunks_kept === false) return;  // refused
     state.innerHTML = `${esc(ended.error || "It did not finish.")} <button type="button" id="lora-upload-again">Try again</button>
       <span class="muted">(the file is on the pod already)</span>`;
     $("lora-upload-again").addEventListener("click", () => {
