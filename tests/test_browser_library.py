@@ -134,3 +134,25 @@ def test_a_library_file_is_tried_with_and_beside_others(studio, demo_root, demo_
         expect(rows.nth(1).locator("input")).to_have_value("0.5")
         assert problems == []
         browser.close()
+
+
+def test_the_try_page_fits_a_phone_with_long_lora_names(studio, demo_root, demo_paths, artifacts_dir):  # noqa: F811
+    """With and Beside list every library LoRA by name: a long one (80 characters) stays inside a phone's width."""
+    from playwright.sync_api import expect, sync_playwright
+
+    from tests.browser_studio import open_page
+
+    root = SimpleNamespace(root=demo_root)
+    library_lora(root, demo_paths, "short.safetensors", trigger=None)
+    library_lora(root, demo_paths, f"kohya_style_lora-mia-portraits-{'a-very-long-dataset-name-' * 2}v4.safetensors",
+                 trigger=None)
+    with sync_playwright() as p:
+        browser, page, problems = open_page(p, {"width": 390, "height": 844})
+        page.goto(studio + "/library/try/short.safetensors")
+        expect(page.locator("#try-with option")).to_have_count(2)
+        page.screenshot(path=str(artifacts_dir / "trainer-try-library-file-390.png"), full_page=True)
+        wide = page.evaluate("""() => [...document.querySelectorAll('body *')]
+          .filter((e) => e.getBoundingClientRect().right > window.innerWidth + 1).map((e) => e.tagName + '#' + e.id)""")
+        assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth"), wide
+        assert problems == []
+        browser.close()
