@@ -104,7 +104,7 @@
       if (n == null) return "";
       const units = ["B", "KB", "MB", "GB", "TB"];
       let i = 0;
-      while (n >= 1024 && i < units.length - 1) { n /= 1024; i++; }
+      while (n >= 1000 && i < units.length - 1) { n /= 1000; i++; }  // as the server's messages and the hub count
       return `${n.toFixed(n < 10 && i ? 1 : 0)} ${units[i]}`;
     },
     formatDuration(s) {
