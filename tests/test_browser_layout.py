@@ -107,6 +107,8 @@ def test_a_tapped_thumbnail_opens_the_editor_in_view(studio, viewport, artifacts
         assert page.evaluate(IN_VIEW, "caption") and page.evaluate(IN_VIEW, "preview-img")
         assert_no_sideways_scroll(page)
         page.screenshot(path=str(artifacts_dir / "layout" / f"{viewport['width']}-editor.png"))
+        position = page.locator("#ed-pos").bounding_box()  # "8 / 8" on one line (it was squeezed to a column)
+        assert position["height"] < 24 and position["width"] > 20, position
         if phone:
             page.fill("#caption", "a sleepy cat on a sofa")
             page.click("#ed-close")  # back where the user was, and the caption is saved
