@@ -119,3 +119,29 @@ def test_express_shows_the_frames_choice_for_a_clip(studio_root, tmp_path):
         expect(page.locator("#x-frames")).to_contain_text("cat.mp4 (0:06): up to 6 frames")
         assert problems == []
         browser.close()
+
+
+def test_on_a_phone_the_toast_leaves_the_reason_a_file_was_skipped_readable(studio_root, tmp_path, artifacts_dir):
+    """The uploads panel and the toasts both sit at the bottom of a phone's screen: with the panel open, the toasts
+    go to the top, so the line saying why a file was skipped is not under one."""
+    from playwright.sync_api import expect, sync_playwright
+
+    from tests.browser_studio import PHONE
+
+    (tmp_path / "good.png").write_bytes(image_bytes(1, size=(96, 72)))
+    (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    env = {"STUDIO_ROOT": str(studio_root), "CAPTION_URL": "http://127.0.0.1:9"}
+    with ServerProcess("app", env, log_path=tmp_path / "server.log") as server, sync_playwright() as p:
+        dataset_id = requests.post(f"{server.url}/api/datasets", json={"name": "Phone"}, timeout=10).json()["id"]
+        browser, page, problems = open_page(p, PHONE)
+        page.goto(f"{server.url}/d/{dataset_id}")
+        page.set_input_files("#file-input", [str(tmp_path / "good.png"), str(tmp_path / "broken.png")])
+        status = page.locator("#import-status")
+        expect(status).to_contain_text("broken.png", timeout=30_000)
+        toast = page.locator(".toast").first
+        expect(toast).to_be_visible()
+        page.screenshot(path=str(artifacts_dir / "datasets" / "upload-skipped-390.png"))
+        a, b = toast.bounding_box(), status.bounding_box()
+        assert a["y"] + a["height"] <= b["y"] or b["y"] + b["height"] <= a["y"], (a, b)  # one above the other
+        assert problems == []
+        browser.close()
