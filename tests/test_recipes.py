@@ -196,6 +196,18 @@ def test_demo_estimates_are_the_tiny_models_minutes_not_hours(recipe):
         assert low < recipe.estimate(config, 2, None, True, big).seconds < high
 
 
+@pytest.mark.parametrize("demo, gpu", [(True, None), (False, "NVIDIA H100 80GB HBM3")])
+def test_the_last_steps_previews_are_counted_wherever_the_last_step_falls(recipe, demo, gpu):
+    """Measured on the demo (2026-12-03): a 150-step job with previews every 250 steps rendered the base's and
+    the last step's (with and without the trigger word), 58 s where the estimate, counting the base's only, said 30."""
+    def seconds(**config):
+        parsed = recipe.config_from_dict({"trigger_word": "tok", "eval_every": 0, **config})
+        return recipe.estimate(parsed, 6, gpu, demo).seconds
+
+    assert seconds(steps=150, sample_every=250) == seconds(steps=150, sample_every=150)  # base + the last step's
+    assert seconds(steps=150, sample_every=0) < seconds(steps=150, sample_every=150)  # no base previews then
+
+
 def test_disk_estimates_count_kept_checkpoints_the_lora_and_previews(recipe):
     """Measured: a default demo job (3,000 steps, previews of 1024 px every 250) left 0.200 GB in its folder."""
     default = recipe.config_from_dict({"trigger_word": "tok"})

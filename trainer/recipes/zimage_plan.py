@@ -156,14 +156,17 @@ def estimate(config, images: int, gpu_name: str | None, demo: bool,
         batch *= PRESERVATION_FACTOR
     prompts = preview_prompts(config)  # each with its size and steps (a prompt's --w, --h, --s)
     samplings = config.steps // config.sample_every if config.sample_every else 0
-    # each sample step renders every prompt with the LoRA, and without its trigger word; the base once
-    rounds = samplings * (2 if config.trigger_word else 1) + 1
+    if not config.sample_every or config.steps % config.sample_every:
+        samplings += 1  # the last step's too, previews on or off: the proof grid beside the LoRA shows them
+    # each sample step renders every prompt with the LoRA, and without its trigger word; the base once (previews on)
+    rounds = samplings * (2 if config.trigger_word else 1) + (1 if config.sample_every else 0)
     disk_gb = round(disk_bytes(config, rounds, demo) / 1e9, 4)
     forwards = eval_forwards(config, images)  # the evaluation loss: forward passes at the largest size, no backward
-    if demo:  # the tiny model on a CPU: a few seconds to start, then per-step overhead and attention
-        # a render: its denoising steps (a forward each, about a third of a training step) and the VAE decode
-        render_s = sum(p.steps * demo_step_seconds(p.area) / 3 + 1.5 * p.area for p in prompts)
-        seconds = (5 + config.steps * batch * demo_step_seconds(area) + rounds * render_s
+    if demo:  # the tiny model on a CPU: 6 s to start and cache (measured), then per-step overhead and attention
+        # a render: its denoising steps (a forward each, about a third of a training step) and the VAE decode and
+        # saving (measured: 2.9 s a 1024 px preview of 9 steps, 2026-12-03)
+        render_s = sum(p.steps * demo_step_seconds(p.area) / 3 + 2.0 * p.area for p in prompts)
+        seconds = (6 + config.steps * batch * demo_step_seconds(area) + rounds * render_s
                    + forwards * demo_step_seconds(max(areas)) / 3)
         return Estimate(round(seconds, 1), 0.3, "demo", disk_gb)
     # (step time factor, GB of activations at 1024 px) per gradient_checkpointing mode: the activations
