@@ -211,6 +211,22 @@ def test_step_timer_splits_each_step_into_phases():
     assert timer.collect() is None
 
 
+def test_the_eta_counts_the_last_steps_previews_guessed_from_the_base_models_until_measured():
+    now = [0.0]
+    progress = Progress(lambda _event: None, total_steps=90, device=torch.device("cpu"), start_step=0,
+                        sample_every=50, clock=lambda: now[0])
+    progress.expect_pause("sample", 12.0)  # the base model's previews took 6 s: with and without the trigger word
+    progress.restart_clock(0)
+    now[0] += 2.0
+    progress.steps_done(1)
+    now[0] += 18.0
+    progress.steps_done(10)
+    assert progress.eta_s(10) == pytest.approx(80 * 2.0 + 2 * 12.0)  # at step 50, and the last step's (90)
+    progress.paused("sample", 20.0, 50)  # measured: it replaces the guess
+    progress.expect_pause("sample", 99.0)
+    assert progress.eta_s(60) == pytest.approx(30 * 2.0 + 20.0) and progress.eta_s(90) == 0.0
+
+
 def test_eta_uses_the_measured_step_rate_plus_previews_and_checkpoints():
     now = [100.0]
     events = []

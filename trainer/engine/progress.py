@@ -120,6 +120,11 @@ class Progress:
         self.pause_s[kind] = seconds
         self.restart_clock(step)
 
+    def expect_pause(self, kind: str, seconds: float) -> None:
+        """A first guess of a pause not measured yet (the previews of a step, from the base model's before the first
+        step): the ETA counts it until the real one is measured."""
+        self.pause_s.setdefault(kind, seconds)
+
     def rate_changed(self, step: int) -> None:
         """The steps from `step` on run at another speed (every block recomputes now, say): the next
         measured stretch replaces the rate instead of being averaged into it."""
@@ -130,7 +135,10 @@ class Progress:
         if self.seconds_per_step is None:
             return None
         eta = (self.total - step) * self.seconds_per_step
-        eta += _events_after(step, self.total, self.sample_every) * self.pause_s.get("sample", 0.0)
+        samples = _events_after(step, self.total, self.sample_every)
+        if step < self.total and (not self.sample_every or self.total % self.sample_every):
+            samples += 1  # the last step's previews, made for the proof grid wherever it falls
+        eta += samples * self.pause_s.get("sample", 0.0)
         eta += _events_after(step, self.total, self.save_every) * self.pause_s.get("save", 0.0)
         eta += _events_after(step, self.total, self.eval_every) * self.pause_s.get("eval", 0.0)
         return eta

@@ -38,7 +38,7 @@ class RunPreviews:
         steps reuse them). Running out of memory here only postpones them to the first preview step."""
         if not self.config.sample_every or not self.config.sample_prompts:
             return
-        before = self.sampler.renders["base"]
+        before, started = self.sampler.renders["base"], time.monotonic()
         self.progress.emit("sampling", self.loop.state.step, message="Rendering the base model's previews",
                            force=True)
         try:
@@ -51,6 +51,9 @@ class RunPreviews:
                 torch.cuda.empty_cache()
         if self.sampler.renders["base"] > before:
             self.log(f"Base model previews saved: samples/base ({self.sampler.renders['base'] - before} images).")
+            # a preview step renders each prompt with the LoRA, and again without the trigger word: the ETA's guess
+            per_step = 2 if self.config.trigger_word else 1
+            self.progress.expect_pause("sample", (time.monotonic() - started) * per_step)
         self.progress.restart_clock(self.loop.state.step)  # not training time
 
     def _render_previews(self, step: int) -> Path | None:
