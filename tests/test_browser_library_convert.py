@@ -102,6 +102,8 @@ def test_a_kohya_file_copied_in_is_converted_on_its_card_then_tried(studio, demo
         expect(page.locator(".toast", has_text="theirs.safetensors is in the library; it is in kohya's key names"))\
             .to_be_visible()
         expect(page.locator("#comfy-only")).to_be_hidden()
+        expect(page.locator(".lora-card", has_text="theirs.safetensors")).to_contain_text(
+            "from ComfyUI's loras (styles/theirs.safetensors)")
         page.locator(".lora-card", has_text="theirs.safetensors").locator("button[data-convert]").click()
         expect(page.locator(".toast", has_text="Converted theirs.safetensors from kohya's key names")).to_be_visible()
         expect(page.locator("#comfy-only")).to_be_hidden()  # ComfyUI's file, as it was, is not offered again

@@ -107,7 +107,9 @@ def test_comfyuis_own_z_image_loras_are_listed_and_added_to_the_library_with_one
     added = client.post("/api/library/comfyui/zimage/kohya.safetensors/add")
     assert added.status_code == 201 and added.get_json() == {"file": "kohya.safetensors", "layout": "kohya's key names"}
     assert (space.loras / "kohya.safetensors").read_bytes() == kohya
-    assert _card(client, "kohya.safetensors")["foreign"] == "kohya's key names"  # its card offers Convert
+    card = _card(client, "kohya.safetensors")
+    assert card["foreign"] == "kohya's key names"  # its card offers Convert
+    assert card["metadata"]["comfyui_file"] == "zimage/kohya.safetensors"  # and says where it came from
     assert _convert(client, "kohya.safetensors")["status"] == "completed"
     assert (comfy / "zimage" / "kohya.safetensors").read_bytes() == kohya  # ComfyUI's own file, left as it is
     assert [f["file"] for f in client.get("/api/library/comfyui").get_json()["files"]] == ["ours.safetensors"]

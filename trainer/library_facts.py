@@ -72,7 +72,8 @@ def _from_source(source: dict) -> dict:
     set on its card: `user_trigger`)."""
     words = [str(word) for word in source.get("trigger_words") or [] if str(word).strip()]
     keys = {"source_url": source.get("url"), "civitai_url": source.get("civitai_url"),
-            "modelspec.title": source.get("title"), "modelspec.trigger_phrase": ", ".join(words)}
+            "modelspec.title": source.get("title"), "modelspec.trigger_phrase": ", ".join(words),
+            "comfyui_file": source.get("comfyui_file")}  # added from ComfyUI's loras (trainer.library_comfyui)
     return {key: str(value) for key, value in keys.items() if value}
 
 

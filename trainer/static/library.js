@@ -51,6 +51,7 @@
           ${l.checkpoint_of ? `<div class="muted" style="font-size:12px">checkpoint at step ${l.checkpoint_of.step} of ${esc(l.checkpoint_of.job_name)}</div>` : ""}
           ${/^https?:\/\//.test((l.metadata || {}).source_url || "") && !(l.metadata || {}).civitai_url ? `<div class="muted" style="font-size:12px">from <a href="${esc(l.metadata.source_url)}" target="_blank" rel="noopener" title="${esc(l.metadata.source_url)}">${esc(hostOf(l.metadata.source_url))}</a></div>` : ""}
           ${/^https?:\/\//.test((l.metadata || {}).civitai_url || "") ? `<div class="muted" style="font-size:12px">from <a href="${esc(l.metadata.civitai_url)}" target="_blank" rel="noopener">${esc(l.metadata["modelspec.title"] || "Civitai")}</a> on Civitai</div>` : ""}
+          ${(l.metadata || {}).comfyui_file ? `<div class="muted" style="font-size:12px">from ComfyUI's loras (${esc(l.metadata.comfyui_file)})</div>` : ""}
           ${l.lokr ? `<div class="muted" style="font-size:12px" title="Tried, made smaller and loaded like a LoRA">a LyCORIS LoKr${l.lokr_factor != null ? `, factor ${l.lokr_factor}` : ""}</div>` : ""}
           ${l.foreign ? `<div class="card-note" data-foreign>In ${esc(l.foreign)}, as another trainer wrote it: ComfyUI loads it as it is;
             <strong>Convert</strong> it to try it, train it further, make it smaller or merge it here.</div>` : ""}
