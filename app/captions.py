@@ -27,9 +27,12 @@ def set_caption(dataset: Dataset, name: str, text: str) -> int:
 
 
 def save_undo(dataset: Dataset, op: str, before: dict[str, str | None]) -> None:
-    """Remember the captions a bulk change replaced, so the last bulk change can be undone."""
+    """Remember the captions a bulk change replaced, and what it left, so the last bulk change can be undone without
+    undoing an edit made since (undo restores only the captions still as the change left them)."""
     if before:
-        atomic_write_json(dataset.folder / ".undo.json", {"op": op, "at": time.time(), "captions": before})
+        after = {name: dataset.read_caption(name) for name in before}
+        atomic_write_json(dataset.folder / ".undo.json", {"op": op, "at": time.time(), "captions": before,
+                                                          "after": after})
 
 
 @bp.put("/api/datasets/<dataset_id>/captions/<name>")
@@ -149,11 +152,15 @@ def undo(dataset_id: str):
         saved = read_json(path, None)
         if not saved:
             raise ApiError("There is no bulk change to undo.", 409)
-        restored = 0
+        restored, kept = 0, []
+        after = saved.get("after")  # absent in an undo file of an earlier release: everything goes back
         for name, text in saved["captions"].items():
             if not dataset.image_path(name).is_file():
+                continue
+            if isinstance(after, dict) and (dataset.read_caption(name) or None) != (after.get(name) or None):
+                kept.append(name)  # edited since the bulk change: that edit stays
                 continue
             set_caption(dataset, name, text or "")
             restored += 1
         path.unlink()
-    return jsonify({"restored": restored, "op": saved["op"]})
+    return jsonify({"restored": restored, "op": saved["op"], "kept": kept})

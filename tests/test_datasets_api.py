@@ -229,6 +229,19 @@ def test_prepend_append_and_undo(client, dataset_id, studio_root):
     assert (folder / "a.txt").read_text() == "a cat" and not (folder / "b.txt").exists()
 
 
+def test_undo_of_a_bulk_change_keeps_the_captions_edited_by_hand_since(client, dataset_id, studio_root):
+    upload(client, dataset_id, [("a.png", image_bytes(1)), ("a.txt", b"a cat"), ("b.png", image_bytes(2)),
+                                ("b.txt", b"a dog"), ("c.png", image_bytes(3)), ("c.txt", b"a cow")])
+    client.post(f"/api/datasets/{dataset_id}/captions/affix", json={"prepend": "photo"})
+    client.put(f"/api/datasets/{dataset_id}/captions/b.png", json={"caption": "my careful hand-written caption"})
+    client.put(f"/api/datasets/{dataset_id}/captions/c.png", json={"caption": ""})  # cleared on purpose
+    undone = client.post(f"/api/datasets/{dataset_id}/captions/undo").get_json()
+    assert undone["restored"] == 1 and undone["kept"] == ["b.png", "c.png"]
+    folder = studio_root / "datasets" / dataset_id
+    assert (folder / "a.txt").read_text() == "a cat"
+    assert (folder / "b.txt").read_text() == "my careful hand-written caption" and not (folder / "c.txt").exists()
+
+
 def test_export_layout_hard_links_and_immutable_versions(client, dataset_id, studio_root):
     upload(client, dataset_id, [("a.png", image_bytes(1)), ("a.txt", b"a cat"), ("b.jpg", image_bytes(2, fmt="JPEG")),
                                 ("c.webp", image_bytes(3, fmt="WEBP")), ("c.txt", b"tok standing")])

@@ -18,7 +18,9 @@
   $("btn-undo").onclick = async () => {
     try {
       const r = await api(`${ds.base}/captions/undo`, { method: "POST" });
-      toast(`Undid ${r.op}: ${r.restored} caption${r.restored === 1 ? "" : "s"} restored.`, "ok");
+      const kept = (r.kept || []).length;  // edited by hand since the bulk change: those edits stay
+      toast(`Undid ${r.op}: ${r.restored} caption${r.restored === 1 ? "" : "s"} restored` +
+        (kept ? `; ${kept} edited since kept as you left ${kept === 1 ? "it" : "them"} (${r.kept.slice(0, 3).join(", ")}${kept > 3 ? ", …" : ""}).` : "."), "ok", kept ? 8000 : 4000);
       ds.reload();
     } catch (e) { toast(e.message, "error"); }
     refreshUndo();
