@@ -97,6 +97,8 @@ def test_dataset_manager_in_the_browser(studio_root, artifacts_dir, tmp_path):
         page.fill("#caption", "a red bicycle leaning on a wall")
         expect(page.locator("#save-state")).to_have_text("Saved ✓")
         expect(page.locator("#ed-count")).to_contain_text("7 words")
+        expect(page.locator("#count-uncaptioned")).to_have_text("6")  # the tab follows at once, no reload
+        expect(page.locator("#ds-stats")).to_contain_text("3 captioned")
         page.keyboard.press("Escape")
         page.reload()
         page.locator('.tile[data-name="photo 02.png"]').click()

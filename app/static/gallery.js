@@ -228,10 +228,12 @@
     state.saving = request;
     try {
       const result = await request;
+      const emptied = !img.caption !== !result.caption;  // captioned or not changed: the counts say so
       img.caption = result.caption;
       img.version = result.version;
       if (state.current === index) setSaveState("saved", "Saved ✓");
       refreshTile(index);
+      if (emptied) refreshStats();
     } catch (e) {
       if (e.status === 409 && e.data && e.data.current) {
         showConflict(index, text, e.data.current);
@@ -400,6 +402,9 @@
       $("tab-long").hidden = !d.long_captions && state.filter !== "long";
       $("count-long").textContent = d.long_captions || "";
       $("ds-stats").innerHTML = `<b>${d.images}</b> images · <b>${d.captioned}</b> captioned · ${formatBytes(d.bytes)}`;
+      // the tabs' counts follow a caption saved or an image cropped or reverted (the grid's load sets them too)
+      const counts = { all: d.images, uncaptioned: d.images - d.captioned, flagged: d.flagged };
+      for (const [key, n] of Object.entries(counts)) if (n != null) $(`count-${key}`).textContent = n;
       const labels = { duplicates: "duplicate", similar: "near-duplicate", small: "small image", soft: "soft image" };
       $("flag-actions").innerHTML = Object.entries(d.flag_counts || {}).filter(([, n]) => n > 0)
         .map(([kind, n]) => `<button data-remove="${kind}" title="Remove ${plural(n, labels[kind])} in one click">Remove ${plural(n, labels[kind])}</button>`).join(" ");
