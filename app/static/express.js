@@ -147,7 +147,9 @@
       body = bar(s.bytes_done || 0, s.bytes_total || 0) +
         `<div class="msg">${formatBytes(s.bytes_done || 0)}${s.bytes_total ? ` of ${formatBytes(s.bytes_total)}` : ""}</div>`;
     }
-    if (s.stage === "train" && s.loss != null) body += `<div class="msg">loss ${Number(s.loss).toFixed(4)}</div>`;
+    if (s.stage === "train" && s.loss != null && running) {  // while it trains; at the end its message gives the smoothed one
+      body += `<div class="msg" title="The last step's loss; it jumps from step to step">loss ${Number(s.loss).toFixed(4)} (last step)</div>`;
+    }
     const text = s.error || s.message;
     if (text && s.status !== "waiting") body += `<div class="msg">${esc(text)}</div>`;
     if (s.errors && s.errors.length) body += `<div class="msg">${s.errors.length} image(s) could not be captioned</div>`;

@@ -25,8 +25,11 @@
     ["Without the trigger word", (d, all) => {  // how much the LoRA changes pictures without it (trainer.leak)
       if (!d.leak) return "–";
       const shares = all.filter((o) => o.leak).map((o) => o.leak.share);
+      // a star only for a clear difference (10 points or more) by a LoRA that does not leak itself
+      const best = shares.length > 1 && d.leak.share === Math.min(...shares) && !d.leak.leaks
+        && Math.max(...shares) - d.leak.share >= 0.1;
       return `${Math.round(d.leak.share * 100)}% of the LoRA's change (step ${d.leak.step})`
-        + `${shares.length > 1 && d.leak.share === Math.min(...shares) ? " ★ stays on its trigger word best" : ""}`;
+        + `${best ? " ★ stays on its trigger word best" : ""}`;
     }],
     ["Steps", (d) => `${d.job.step} / ${d.job.total_steps}`],
     ["Speed", (d) => (d.job.it_per_s ? `${d.job.it_per_s.toFixed(2)} it/s` : "–")],
