@@ -128,9 +128,7 @@ def zimage_layout(header: dict) -> str | None:
     for key in header:
         split = _split(key) if key != "__metadata__" else None
         if split is not None:
-            module = _renamed(split[0])
-            fused = FUSED.get(_tail(module))
-            modules.update([module[: -len(_tail(module))] + part for part in fused] if fused else [module])
+            modules.update(_ours(split[0]))
     if not modules or not all(re.match(ZIMAGE_MODULE, module) for module in modules):
         return None
     return foreign_kind(header) or "ours"
@@ -166,8 +164,7 @@ def _pairs(tensors: dict[str, np.ndarray], name: str, progress=None) -> tuple[di
 
 def _unfused(module: str, down: np.ndarray, up: np.ndarray, name: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """A fused module's LoRA as the LoRAs of the Linears it stands for (the rows of B in their order)."""
-    prefix = module[: -len(_tail(module))]
-    targets = FUSED[_tail(module)]
+    targets = _ours(module)
     if up.shape[0] % len(targets):
         raise LoraFileError(f"{name}: {module} has {up.shape[0]} outputs, which do not split into "
                             f"{len(targets)} equal parts.")
@@ -177,7 +174,7 @@ def _unfused(module: str, down: np.ndarray, up: np.ndarray, name: str) -> dict[s
         block = up[index * size:(index + 1) * size]
         keep = np.flatnonzero(np.any(block != 0, axis=0))  # a block-diagonal B: only this Linear's columns
         if keep.size:
-            out[prefix + target] = (down[keep], block[:, keep])
+            out[target] = (down[keep], block[:, keep])
     return out
 
 
@@ -250,6 +247,13 @@ def _renamed_lokr(header: dict, tensors: dict[str, np.ndarray], source: Path, ta
     _write(target, header, out, notes,
            next(info["dtype"] for key, info in header.items() if key != "__metadata__" and not key.endswith(".alpha")))
     return Converted(len(modules), notes)
+
+
+def _ours(module: str) -> list[str]:
+    """The module names of this studio's layout that `module` becomes: a fused one's Linears in the order of its B's
+    rows (`layers.3.attention.qkv` -> its to_q, to_k, to_v), a renamed one's new name, else itself."""
+    fused = FUSED.get(_tail(module))
+    return [module[: -len(_tail(module))] + part for part in fused] if fused else [_renamed(module)]
 
 
 def _renamed(module: str) -> str:
