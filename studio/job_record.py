@@ -82,6 +82,7 @@ class Job:
     stop_requested_at: float | None = None
     finished_at: float | None = None
     updated_at: float = 0.0
+    run_s: float = 0.0  # seconds its ended runs took (a resumed job's earlier runs; the one running counts live)
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> Job:

@@ -2,7 +2,8 @@
 
 Version 1 is the first release's table of training jobs; version 2 is the one table of every kind of
 job; version 3 gives each job its place in its queue (`queue_key`); version 4 lets a training job name
-several datasets (`datasets`). A new database is made at version 2
+several datasets (`datasets`); version 5 keeps the seconds of a job's ended runs (`run_s`). A new
+database is made at version 2
 and upgraded like any other, so every version's schema is built one way. A database opens at any
 older version and is upgraded in one transaction, so a service that starts during the upgrade waits
 for it instead of reading half of it. A database newer than this code
@@ -14,7 +15,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 
 class SchemaTooNew(RuntimeError):
@@ -113,8 +114,16 @@ def _to_v4(conn: sqlite3.Connection) -> None:
     conn.execute("ALTER TABLE jobs ADD COLUMN datasets TEXT NOT NULL DEFAULT '[]'")
 
 
+def _to_v5(conn: sqlite3.Connection) -> None:
+    """The seconds a job ran in its ended runs, so a job resumed or trained further counts all of them, not
+    only its latest run. An ended job's one run so far is what was known; a running one's is counted live."""
+    conn.execute("ALTER TABLE jobs ADD COLUMN run_s REAL NOT NULL DEFAULT 0")
+    conn.execute("UPDATE jobs SET run_s = MAX(0, COALESCE(finished_at, heartbeat_at, started_at) - started_at)"
+                 " WHERE started_at IS NOT NULL AND status != 'running'")
+
+
 # MIGRATIONS[n] upgrades a database at version n - 1 to version n.
-MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {2: _to_v2, 3: _to_v3, 4: _to_v4}
+MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {2: _to_v2, 3: _to_v3, 4: _to_v4, 5: _to_v5}
 
 
 def _has_table(conn: sqlite3.Connection, name: str) -> bool:

@@ -49,6 +49,12 @@ from studio.processes import pid_alive, token_alive
 __all__ = ["ACTIVE", "FINISHED", "KINDS", "STATUSES", "Job", "JobError", "JobNotFound", "JobStateError",
            "JobStopped", "JobStore", "new_job_id"]
 
+# an UPDATE's clause that adds the run ending at its first parameter to a running job's run_s (SQLite reads
+# the row's values as they were before the UPDATE)
+_RUN_ENDS = ("run_s = run_s + CASE WHEN status = 'running' AND started_at IS NOT NULL"
+             " THEN MAX(0, ? - started_at) ELSE 0 END,")
+
+
 def _dump(value) -> str:
     return json.dumps(value, default=str)
 
@@ -300,8 +306,11 @@ class JobStore:
                              (time.time(), child_pid, job_id))
 
     def finish(self, job_id: str, status: str, *, message: str | None = None, error: str | None = None,
-               resumable: bool = False, lora_path: str | None = None, result: dict | None = None) -> Job:
-        """End a job: completed, failed, stopped or interrupted. A failure's error is also its message."""
+               resumable: bool = False, lora_path: str | None = None, result: dict | None = None,
+               ran_until: float | None = None) -> Job:
+        """End a job: completed, failed, stopped or interrupted. A failure's error is also its message.
+        A running job's run is added to its `run_s`, up to `ran_until` when its process ended earlier
+        than now (its last heartbeat, for a job found orphaned after a restart)."""
         if status not in FINISHED:
             raise ValueError(f"{status!r} does not end a job")
         now = time.time()
@@ -311,9 +320,9 @@ class JobStore:
                 "UPDATE jobs SET status = ?, message = ?, error = ?, resumable = ?, lora_path = COALESCE(?, lora_path),"
                 " result = COALESCE(?, result), phase = CASE WHEN ? = 'completed' THEN 'done' ELSE phase END,"
                 " current = NULL, control = NULL, child_pid = NULL, eta_s = CASE WHEN ? = 'completed' THEN 0 END,"
-                " finished_at = ?, updated_at = ? WHERE id = ?",
+                f" {_RUN_ENDS} finished_at = ?, updated_at = ? WHERE id = ?",
                 (status, message, error, int(resumable), lora_path, _dump(result) if result is not None else None,
-                 status, status, now, now, job_id),
+                 status, status, ran_until or now, now, now, job_id),
             )
         return self.get(job_id)
 
@@ -321,10 +330,10 @@ class JobStore:
         """Back into the queue (a training job whose process ended under it continues from its checkpoint)."""
         now = time.time()
         with self.write() as conn:
-            conn.execute("UPDATE jobs SET status = 'queued', message = ?, owner = NULL, child_pid = NULL,"
+            conn.execute(f"UPDATE jobs SET {_RUN_ENDS} status = 'queued', message = ?, owner = NULL, child_pid = NULL,"
                          " control = NULL, stop_requested_at = NULL, finished_at = NULL, eta_s = NULL,"
                          " details = json_remove(details, '$.it_per_s'), updated_at = ? WHERE id = ?",
-                         (message, now, job_id))
+                         (now, message, now, job_id))
         return self.get(job_id)
 
     # -- the user's side: the one place a stop is decided ----------------------------------------
@@ -400,13 +409,14 @@ class JobStore:
             if not job.owner or is_alive(job.owner):
                 continue  # a queued job nobody took yet, or one whose process still runs
             where = f" at {job.done} of {job.total}" if job.total else ""
+            ran_until = job.heartbeat_at  # its last sign of life, not this restart
             if job.control == "delete":
-                self.finish(job.id, "stopped", message="Stopped before deletion.")
+                self.finish(job.id, "stopped", message="Stopped before deletion.", ran_until=ran_until)
             elif job.control == "stop":
-                self.finish(job.id, "stopped", resumable=True, message=f"Stopped{where}: its process ended "
-                                                                       "while it was stopping.")
+                self.finish(job.id, "stopped", resumable=True, ran_until=ran_until,
+                            message=f"Stopped{where}: its process ended while it was stopping.")
             else:
-                self.finish(job.id, "interrupted", resumable=True,
+                self.finish(job.id, "interrupted", resumable=True, ran_until=ran_until,
                             message=f"Interrupted{where}: the process running it ended (a restart or a crash).")
             changed.append(self.get(job.id))
         return changed

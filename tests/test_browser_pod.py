@@ -87,8 +87,11 @@ def test_the_running_card_says_what_the_job_has_cost_so_far(studio_root, tmp_pat
     store = JobStore(studio_root / "studio.db")
     job, _ = store.create("train", name="cats", dataset="d", total=100)
     store.start(job.id, process_token())  # this test's process holds it: the job counts as alive
-    with store.write() as conn:  # it started about 24 minutes ago ($1.00 at $2.50/h for the next 20 s or so)
-        conn.execute("UPDATE jobs SET started_at = ? WHERE id = ?", (time.time() - 23.9 * 60, job.id))
+    # it ran 12 minutes before a restart and started again about 12 minutes ago: both runs are paid for
+    # ($1.00 at $2.50/h for the next 20 s or so)
+    with store.write() as conn:
+        conn.execute("UPDATE jobs SET started_at = ?, run_s = ? WHERE id = ?", (time.time() - 11.9 * 60, 12 * 60,
+                                                                                 job.id))
     env = {"STUDIO_ROOT": str(studio_root), "STUDIO_DEMO": "1", "CAPTION_URL": "http://127.0.0.1:9",
            "GPU_PRICE_PER_HOUR": "2.5"}
     with ServerProcess("trainer", env, port_var="TRAINER_PORT", log_path=tmp_path / "web.log") as server, \

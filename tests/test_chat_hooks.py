@@ -20,7 +20,8 @@ def _job(url, status, lora_path=None, **extra):
     values = {"id": "20261202-j1", "name": "my-cat", "recipe": "zimage-turbo", "dataset": "cats",
               "dataset_version": "v1", "datasets": None, "status": status, "step": 3000, "total_steps": 3000,
               "loss": 0.31234, "message": "", "error": None, "resumable": False, "created_at": 1.0,
-              "started_at": 1000.0, "finished_at": 1000.0 + 25 * 60, "lora_path": lora_path, "webhook_url": url}
+              "started_at": 1000.0, "finished_at": 1000.0 + 25 * 60, "run_s": 25 * 60, "lora_path": lora_path,
+              "webhook_url": url}
     return SimpleNamespace(**{**values, **extra})
 
 

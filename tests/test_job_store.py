@@ -280,3 +280,63 @@ def test_a_version_3_database_gets_an_empty_dataset_list_for_every_job(tmp_path)
     old = store.get("old")
     assert old.datasets == [] and old.sources == [{"name": "cats", "version": "a" * 16, "repeats": 1}]
     assert list(store.versions_in_use()) == ["a" * 16]
+
+
+def test_every_run_of_a_job_counts_in_its_run_time(store, monkeypatch):
+    """Resumed, restarted, interrupted and trained further: the job's run time is the sum of its runs, and
+    an orphan's run ends at its last heartbeat, not at the restart that found it."""
+    clock = [1000.0]
+    monkeypatch.setattr("studio.jobs.time.time", lambda: clock[0])
+
+    def at(seconds, action, *args, **kw):
+        clock[0] = seconds
+        return action(*args, **kw)
+
+    (job,) = _add(store, 1)
+    at(1000, store.claim, "train", process_token())
+    assert store.get(job.id).run_s == 0  # the running run counts live, from started_at
+    at(1100, store.finish, job.id, "stopped", resumable=True)
+    at(1500, store.resume, job.id)
+    assert store.get(job.id).run_s == 100  # waiting in the queue adds nothing
+    at(1600, store.claim, "train", process_token())
+    at(1650, store.requeue, job.id, "Its process ended; it continues.")
+    dead = _dead_owner()
+    at(1700, store.claim, "train", dead)
+    at(1710, store.heartbeat, job.id)
+    at(2000, store.interrupt_orphans, ("train",))
+    assert store.get(job.id).run_s == 160  # 100 + 50 + 10: the restart came 290 s after its last heartbeat
+    at(2050, store.resume, job.id)
+    at(2100, store.claim, "train", process_token())
+    done = at(2200, store.finish, job.id, "completed")
+    assert done.run_s == 260 and done.public()["run_s"] == 260
+    at(3000, store.resume, job.id, also_completed=True)  # Train more steps
+    at(3000, store.claim, "train", process_token())
+    assert at(3050, store.finish, job.id, "completed").run_s == 310
+    at(3100, store.finish, job.id, "failed", error="finished twice")  # an ended job adds nothing more
+    assert store.get(job.id).run_s == 310
+    (queued,) = _add(store, 1)
+    at(4000, store.request_stop, queued.id)
+    assert store.get(queued.id).run_s == 0
+
+
+def test_a_version_4_database_keeps_the_run_time_its_jobs_had(tmp_path):
+    import sqlite3
+
+    from studio import job_schema
+
+    conn = sqlite3.connect(tmp_path / "studio.db", isolation_level=None)
+    job_schema._create(conn)
+    for upgrade in (job_schema._to_v3, job_schema._to_v4):  # the previous release's schema
+        upgrade(conn)
+    conn.execute("PRAGMA user_version = 4")
+    rows = (("done", "completed", 10.0, 40.0, 70.0), ("resumed", "queued", 10.0, 40.0, None),
+            ("running", "running", 10.0, 40.0, None), ("new", "queued", None, None, None))
+    for job_id, status, started, beat, finished in rows:
+        conn.execute("INSERT INTO jobs (id, kind, status, started_at, heartbeat_at, finished_at, created_at,"
+                     " queue_key, updated_at) VALUES (?, 'train', ?, ?, ?, ?, 1.0, 1.0, 1.0)",
+                     (job_id, status, started, beat, finished))
+    conn.close()
+    store = JobStore(tmp_path / "studio.db")
+    assert store.upgraded_from == 4
+    assert {job_id: store.get(job_id).run_s for job_id, *_ in rows} == {"done": 60, "resumed": 30, "running": 0,
+                                                                          "new": 0}

@@ -80,8 +80,9 @@ def _multipart(payload: dict, picture: Path) -> tuple[bytes, str]:
 
 
 def _duration(job: dict) -> str:
-    started, finished = job.get("started_at"), job.get("finished_at")
-    if not started or not finished or finished < started:
+    """How long the ended job trained, every run of it (a resumed job's earlier runs too)."""
+    seconds = job.get("run_s") or 0
+    if seconds <= 0:
         return ""
-    minutes = round((finished - started) / 60)
+    minutes = round(seconds / 60)
     return f"{minutes // 60} h {minutes % 60} min" if minutes >= 60 else f"{max(minutes, 1)} min"

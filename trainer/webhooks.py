@@ -152,7 +152,7 @@ def dispatcher_for(settings) -> WebhookDispatcher:
 
 def _job_payload(job) -> dict:
     keys = ("id", "name", "recipe", "dataset", "dataset_version", "datasets", "status", "step", "total_steps", "loss",
-            "message", "error", "resumable", "created_at", "started_at", "finished_at")
+            "message", "error", "resumable", "created_at", "started_at", "finished_at", "run_s")
     data = {key: getattr(job, key) for key in keys}
     data["lora_file"] = job.lora_path.rsplit("/", 1)[-1] if job.lora_path else None
     return data

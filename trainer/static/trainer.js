@@ -59,9 +59,11 @@
     const d = new Date(t * 1000);
     return d.toLocaleString([], { month: "short", day: "numeric", hour: "2-digit", minute: "2-digit" });
   }
+  // every run of the job: the ended ones (a resumed or further-trained job's earlier runs) and the one running now
   function elapsed(job) {
     if (!job.started_at) return null;
-    return (job.finished_at || Date.now() / 1000) - job.started_at;
+    const running = job.status === "running" || job.status === "stopping";
+    return (job.run_s || 0) + (running ? Math.max(0, Date.now() / 1000 - job.started_at) : 0);
   }
   function phaseText(job) {
     if (job.status === "stopping") return "Saving a checkpoint, then stopping";
