@@ -140,14 +140,16 @@ def plan_for(express: Job):
     sizes = [(meta["images"][name].get("width", 0), meta["images"][name].get("height", 0)) for name in names]
     captions = [dataset.read_caption(name) or "" for name in names]
     transparent = sum(bool((image_header(dataset.image_path(name)) or (0, 0, False))[2]) for name in names)
-    soft = tuple(name for name in names if (meta["images"][name].get("flags") or {}).get("soft"))
+    flags = {name: meta["images"][name].get("flags") or {} for name in names}
+    soft = tuple(name for name in names if flags[name].get("soft"))
+    small = tuple((name, *sizes[index]) for index, name in enumerate(names) if flags[name].get("small"))
     settings = _settings(express)
     demo = context.settings().demo
     if not demo:
         _unload_caption_model()
     return make_plan(name=settings["lora_name"], trigger=settings["trigger_word"], kind=settings["kind"],
                      sizes=sizes, captions=captions, gpu=None if demo else _gpu(), demo=demo, transparent=transparent,
-                     soft=soft, preserve=bool(settings.get("preserve")))
+                     soft=soft, small=small, preserve=bool(settings.get("preserve")))
 
 
 def _start_train(express: Job, relaunch: bool) -> Job:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from app.express_rules import MANY_IMAGES, MIN_IMAGES, PRESERVED_CLASS, ExpressInputError, sample_prompts
+from app.imaging import SMALL_SIDE
 from studio.text import name_list
 from trainer.recipes import get_recipe
 from trainer.recipes.zimage_plan import MAX_STEPS
@@ -85,10 +86,10 @@ def _preset(recipe, gpu: Gpu | None) -> tuple[str, str]:
 
 def make_plan(*, name: str, trigger: str, kind: str, sizes: list[tuple[int, int]], captions: list[str],
               gpu: Gpu | None, demo: bool, transparent: int = 0, soft: tuple[str, ...] = (),
-              preserve: bool = False) -> Plan:
+              small: tuple[tuple[str, int, int], ...] = (), preserve: bool = False) -> Plan:
     """The job config for `sizes` (width, height of each image to train on) and `captions`; `transparent` of
-    the images have an alpha channel; `soft` names those the gallery flags as soft; `preserve`: keep the class
-    (a person, an object) as the base model draws it."""
+    the images have an alpha channel; `soft` names those the gallery flags as soft and `small` (name, width,
+    height) those it flags as small; `preserve`: keep the class (a person, an object) as the base model draws it."""
     recipe = get_recipe("zimage-turbo")
     images = len(sizes)
     if images == 0:
@@ -142,8 +143,21 @@ def make_plan(*, name: str, trigger: str, kind: str, sizes: list[tuple[int, int]
         plan.warnings.append(f"{len(soft)} of {images} images look soft (out of focus, blurred or upscaled): "
                              f"{name_list(list(soft))}. A LoRA learns the softness too; the dataset's Flagged filter "
                              "shows them, to crop, replace or remove before a next run.")
+    if small:
+        plan.warnings.append(_small_warning(small, images))
     config = recipe.config_from_dict(plan.config)
     guess = recipe.estimate(config, images, gpu.name if gpu else None, demo, sizes)
     plan.estimated_s, plan.estimate_device = guess.seconds, guess.device
     return plan
 
+
+
+def _small_warning(small: tuple[tuple[str, int, int], ...], images: int) -> str:
+    """The images the gallery flags as small, the smallest named: they are never upscaled, so they bring less
+    detail than the rest."""
+    name, width, height = min(small, key=lambda entry: (min(entry[1], entry[2]), entry[0]))
+    one = len(small) == 1
+    which = f"{name}, {width}x{height}" if one else f"smallest: {name}, {width}x{height}"
+    return (f"{len(small)} of {images} images {'is' if one else 'are'} under {SMALL_SIDE} px on the short side "
+            f"({which}): never upscaled, {'it brings' if one else 'they bring'} less detail than the rest, and a "
+            "LoRA learns that too. The dataset's Flagged filter shows them, to replace or remove before a next run.")

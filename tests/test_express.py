@@ -178,6 +178,13 @@ def test_plan_derives_steps_resolutions_and_preset_from_the_data_and_the_gpu():
     assert soft.warnings == ["2 of 20 images look soft (out of focus, blurred or upscaled): a.jpg, b.jpg. A LoRA "
                              "learns the softness too; the dataset's Flagged filter shows them, to crop, replace or "
                              "remove before a next run."]
+    # and so are those it flags as small, the smallest named
+    small = make_plan(name="cat", trigger="zxcat", kind="object", sizes=big, captions=["x"],
+                      small=(("b.jpg", 480, 640), ("a.jpg", 400, 300)), gpu=Gpu("NVIDIA H100 80GB HBM3", 80, 79),
+                      demo=False)
+    assert small.warnings == ["2 of 20 images are under 512 px on the short side (smallest: a.jpg, 400x300): never "
+                              "upscaled, they bring less detail than the rest, and a LoRA learns that too. The "
+                              "dataset's Flagged filter shows them, to replace or remove before a next run."]
     with pytest.raises(ExpressInputError, match="only 9.0 GB free"):
         make_plan(name="cat", trigger="zxcat", kind="object", sizes=big, captions=[], gpu=Gpu("RTX", 24, 9),
                   demo=False)
@@ -380,6 +387,8 @@ def test_an_all_rejected_zip_fails_clearly_and_a_retry_goes_on(studio):
     assert client.post(f"/api/express/{express_id}/retry").status_code == 200
     run = _drive(app, express_id, lambda r: r["express"]["phase"] == "train")
     assert run["dataset"]["images"] == 1 and "Only 1 image" in run["plan"]["warnings"][0]
+    # the gallery flags the 64x48 picture as small, and the plan says so before the run
+    assert "1 of 1 images is under 512 px on the short side (good.png, 64x48)" in run["plan"]["warnings"][1]
 
 
 def test_an_empty_zip_fails_clearly(studio):
