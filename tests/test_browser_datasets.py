@@ -190,6 +190,13 @@ def test_dataset_manager_in_the_browser(studio_root, artifacts_dir, tmp_path):
         page.click("#btn-delete-selected")
         page.click("#confirm-ok")
         expect(page.locator(".tile")).to_have_count(7)
+        page.click("#btn-select")  # Select all counts what is left, and follows the filter
+        expect(page.locator("#btn-select-all")).to_have_text("Select all 7")
+        page.click('#filters button[data-filter="uncaptioned"]')
+        expect(page.locator("#btn-select-all")).to_be_hidden()  # nothing to select
+        page.click('#filters button[data-filter="all"]')
+        expect(page.locator("#btn-select-all")).to_have_text("Select all 7")
+        page.click("#btn-select")
         expect(page.locator("#btn-trash")).to_have_text("Recently deleted (2)")
         page.click("#btn-trash")
         expect(page.locator("#trash-list .trash-batch")).to_have_count(1)

@@ -78,6 +78,7 @@
       const start = state.images.length;
       state.images.push(...data.images);
       state.total = data.total;
+      updateSelection();  // "Select all N" follows a delete, a filter or a search
       const frag = document.createDocumentFragment();
       data.images.forEach((img, i) => frag.appendChild(tile(img, start + i)));
       $("grid").appendChild(frag);
@@ -318,7 +319,7 @@
     $("btn-delete-selected").textContent = `Delete ${n} selected`;
     $("btn-caption-selected").hidden = n === 0;
     $("btn-caption-selected").textContent = `Caption ${n} selected`;
-    $("btn-select-all").hidden = !state.selecting;
+    $("btn-select-all").hidden = !state.selecting || !state.total;
     $("btn-select-all").textContent = `Select all ${state.total}`;
     $("btn-select").textContent = state.selecting ? "Done selecting" : "Select";
     $("grid").classList.toggle("selecting", state.selecting);
