@@ -50,3 +50,29 @@ def test_download_all_holds_everything_the_job_made(make_settings, demo_root, de
     assert listed["prompt"] == "tok, a red circle" and listed["seed"] == 7
     assert json.loads(archive.read("tiny-lora/config.json"))["config"]["rank"] == 4
     assert client.get("/api/jobs/nope/download.zip").status_code == 404
+
+
+def test_download_all_carries_every_prompts_timelapse_looked_at_or_not(make_settings, demo_root, demo_paths):
+    from PIL import Image
+
+    from tests.test_trainer_timelapse import _previews
+    from trainer.timelapse import timelapse
+
+    app = trainer.create_app(make_settings(STUDIO_DEMO=1))
+    client, store = app.test_client(), app.extensions["job_store"]
+    root = app.config["STUDIO_SETTINGS"].root
+    job = finished_job(store, root, demo_paths)
+    job_dir = Workspace(root).jobs / job.id
+    _previews(job_dir, prompts=3)
+    watched = timelapse(job_dir, 0)  # prompt 1 was watched on the job page; the others never were
+    (job_dir / "samples" / "step_000004" / "2.png").write_bytes(b"not a picture")  # prompt 3's cannot be read
+
+    info = client.get(f"/api/jobs/{job.id}/bundle").get_json()
+    archive = zipfile.ZipFile(io.BytesIO(client.get(f"/api/jobs/{job.id}/download.zip").data))
+    names = archive.namelist()
+    made = [name for name in names if "/timelapse/" in name]
+    assert made == ["tiny-lora/previews/timelapse/prompt-1.webp", "tiny-lora/previews/timelapse/prompt-2.webp"]
+    assert archive.read(made[0]) == watched.read_bytes()
+    assert Image.open(io.BytesIO(archive.read(made[1]))).n_frames == 3  # made as the archive was written
+    assert (job_dir / "samples" / "timelapse" / "1-step_4-3.webp").is_file()  # and kept for the job page
+    assert info["files"] == len(names) + 1  # the unreadable prompt counted before it was tried

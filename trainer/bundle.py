@@ -1,6 +1,7 @@
 """Everything a job made, in one ZIP, so nothing is lost when the pod goes: the LoRA with its README,
-proof and ComfyUI workflow, every checkpoint's LoRA under a name that says its step, every preview, the
-Try-the-LoRA renders with their prompts, and the run's config, metrics and log.
+proof and ComfyUI workflow, every checkpoint's LoRA under a name that says its step, every preview and each
+preview prompt's timelapse (made as the archive is written where nobody looked at it yet), the Try-the-LoRA
+renders with their prompts, and the run's config, metrics and log.
 
     GET /api/jobs/<id>/download.zip   the archive, streamed as it is written
     GET /api/jobs/<id>/bundle         what it holds: {"files", "size"} (the page labels its link)
@@ -9,6 +10,8 @@ Try-the-LoRA renders with their prompts, and the run's config, metrics and log.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from itertools import chain
 from pathlib import Path
 
 from flask import Blueprint, jsonify
@@ -16,18 +19,20 @@ from flask import Blueprint, jsonify
 from studio.jobs import Job
 from studio.workspace import Workspace
 from studio.zip_stream import Entry, zip_response
-from trainer import library, renders
+from trainer import library, renders, timelapse
 from trainer.jobs_api import load_job, store, workspace
 
 bp = Blueprint("bundle", __name__)
 
 
-def _files(folder: Path) -> list[Path]:
-    """Files under `folder`, in order, without hidden ones (half-written files and small previews)."""
+def _files(folder: Path, leave_out: str = "") -> list[Path]:
+    """Files under `folder`, in order, without hidden ones (half-written files and small previews) and without
+    its subfolder `leave_out`."""
     if not folder.is_dir():
         return []
     return sorted(path for path in folder.rglob("*") if path.is_file()
-                  and not any(part.startswith(".") for part in path.relative_to(folder).parts))
+                  and not any(part.startswith(".") for part in path.relative_to(folder).parts)
+                  and path.relative_to(folder).parts[0] != leave_out)
 
 
 def entries(space: Workspace, job: Job) -> list[Entry]:
@@ -37,7 +42,7 @@ def entries(space: Workspace, job: Job) -> list[Entry]:
     out += [(f"{top}/checkpoints/{library.checkpoint_name(job, entry['step'])}", job_dir / entry["file"])
             for entry in library.checkpoints(job_dir)]
     out += [(f"{top}/previews/{path.relative_to(job_dir / 'samples').as_posix()}", path)
-            for path in _files(job_dir / "samples")]
+            for path in _files(job_dir / "samples", leave_out=timelapse.FOLDER)]  # those come last, all of them
     made = store().list(("completed",), parent_id=job.id, kind=renders.KIND, limit=200)
     for render in made:
         folder = job_dir / "renders" / render.id
@@ -67,13 +72,25 @@ def size_of(items: list[Entry]) -> int:
     return total
 
 
+def _timelapses(job_dir: Path, top: str) -> Iterator[Entry]:
+    """Every preview prompt's timelapse, made now where it is not there yet (while the archive streams)."""
+    for index, path in timelapse.every(job_dir):
+        yield f"{top}/previews/timelapse/prompt-{index + 1}.webp", path
+
+
 @bp.get("/api/jobs/<job_id>/bundle")
 def bundle_info(job_id):
-    items = entries(workspace(), load_job(job_id))
-    return jsonify({"files": len(items), "size": size_of(items)})
+    """The archive's files and size; a timelapse nobody made yet counts as a file, its size unknown till then."""
+    job = load_job(job_id)
+    job_dir = workspace().jobs / job.id
+    items = entries(workspace(), job)
+    made = _files(job_dir / "samples" / timelapse.FOLDER)
+    prompts = timelapse.prompts_with_timelapse(library.samples(job_dir))
+    return jsonify({"files": len(items) + len(prompts), "size": size_of(items) + size_of([("", p) for p in made])})
 
 
 @bp.get("/api/jobs/<job_id>/download.zip")
 def bundle_download(job_id):
     job = load_job(job_id)
-    return zip_response(f"{job.config.get('name') or job.id}.zip", entries(workspace(), job))
+    top = job.config.get("name") or job.id
+    return zip_response(f"{top}.zip", chain(entries(workspace(), job), _timelapses(workspace().jobs / job.id, top)))

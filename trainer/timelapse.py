@@ -2,12 +2,14 @@
 as an animated WebP with the step under each frame (GET /api/jobs/<id>/timelapse/<prompt>).
 
 Made from the job's own previews when first asked for and kept beside them (samples/timelapse/<prompt>-<last
-step>.webp), so "Download all" carries the ones looked at; a new preview step makes a new one. Torch-free.
+step>.webp); a new preview step makes a new one. "Download all" carries every prompt's, made then where nobody
+looked at it yet (`every`). Torch-free.
 """
 
 from __future__ import annotations
 
 import io
+from collections.abc import Iterator
 from pathlib import Path
 
 from flask import Blueprint
@@ -67,6 +69,16 @@ def timelapse(job_dir: Path, index: int) -> Path:
             if old != path:
                 old.unlink(missing_ok=True)
     return path
+
+
+def every(job_dir: Path) -> Iterator[tuple[int, Path]]:
+    """(prompt index, animation) of every prompt with pictures to show in turn, each made now unless it is there
+    for the latest step; a prompt whose previews cannot be read is left out."""
+    for index in prompts_with_timelapse(library.samples(job_dir)):
+        try:
+            yield index, timelapse(job_dir, index)
+        except ApiError:
+            continue
 
 
 def encode(shown: list[tuple[str, Path]]) -> bytes:
