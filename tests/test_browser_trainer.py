@@ -478,6 +478,17 @@ def test_compare_two_runs(studio, demo_root, artifacts_dir):
         page.locator(".ctry-row [data-ctry-delete]").click()  # the row goes, and its renders from each run
         expect(page.locator(".ctry-row")).to_have_count(0)
         assert page.request.get(f"{studio}/api/jobs/{ids[1]}/renders").json()["renders"] == []
+        # on a phone: two pictures a row, and each caption whole (it says whose picture it is)
+        page.set_viewport_size({"width": 390, "height": 844})
+        first = page.locator(".compare-prompt").first
+        expect(first.locator("figcaption").nth(2)).to_have_text("fast lr · step 30")
+        assert page.evaluate("""() => {
+            const row = document.querySelector('.compare-prompt .gallery-row');
+            const captions = [...document.querySelectorAll('.compare-prompt figcaption')];
+            return getComputedStyle(row).gridTemplateColumns.split(' ').length === 2
+              && captions.every((c) => c.scrollWidth <= c.clientWidth + 1);
+        }""")
+        page.set_viewport_size({"width": 1400, "height": 1000})
         # an unknown job in the address is a 404, not a broken page
         assert page.request.get(f"{studio}/compare?jobs={ids[0]},nope").status == 404
         # a job with held-out images: their line in the legend, and the checkpoint nearest their lowest loss marked
