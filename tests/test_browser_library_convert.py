@@ -54,6 +54,9 @@ def test_a_kohya_file_copied_in_is_converted_on_its_card_then_tried(studio, demo
         second = page.locator(".lora-card", has_text="second.safetensors")
         expect(second.locator("[data-convert-state]")).to_have_text("Waiting for a free slot.")
         expect(second.locator("button[data-convert]")).to_be_disabled()
+        page.evaluate("document.dispatchEvent(new CustomEvent('library:changed'))")  # the cards are drawn again
+        store.progress(waiting.id, {"message": "Still waiting for a free slot."})
+        expect(second.locator("[data-convert-state]")).to_have_text("Still waiting for a free slot.")
         store.finish(waiting.id, "failed", error="It stopped: the pod ran out of memory.")
         expect(page.locator(".toast", has_text="the pod ran out of memory")).to_be_visible()
         expect(second.locator("button[data-convert]")).to_be_enabled()

@@ -7,10 +7,12 @@
   const state = $("lora-link-state");
 
   // an import's (or a card's Convert's) job until it ends, said in `into`; the cards load again when it is in
-  async function follow(jobId, into = state) {
+  // `into`: where its progress shows, or a function that finds it each time (a card drawn again meanwhile)
+  async function follow(jobId, where = state) {
     for (;;) {
       const found = (await studio.api("/api/library/imports")).imports.find((j) => j.id === jobId);
       if (!found) return;
+      const into = (typeof where === "function" ? where() : where) || document.createElement("span");
       const done = found.phase === "converting" ? (found.eta_s ? `about ${studio.formatDuration(found.eta_s)} left` : "")
         : found.bytes_done ? `${studio.formatBytes(found.bytes_done)}${found.bytes_total ? ` of ${studio.formatBytes(found.bytes_total)}` : ""}` : "";
       into.textContent = found.status === "running" || found.status === "queued"

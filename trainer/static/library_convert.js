@@ -4,20 +4,26 @@
 (function () {
   const $ = (id) => document.getElementById(id);
 
+  // a file's Convert button as the cards are now (they are drawn again when the library changes)
+  const buttonFor = (file) => [...document.querySelectorAll("#library button[data-convert]")]
+    .find((b) => b.dataset.convert === file);
   const followed = new Set();  // the conversions followed: one on its way when the page (re)loaded too
   async function convert(button, into, jobId) {
+    const file = button.dataset.convert;
+    const again = () => { const now = buttonFor(file); if (now) now.disabled = false; };
     button.disabled = true;
     try {
       const job = jobId ? { id: jobId } : (await studio.api(
-        `/api/library/files/${encodeURIComponent(button.dataset.convert)}/convert`, { method: "POST" })).job;
+        `/api/library/files/${encodeURIComponent(file)}/convert`, { method: "POST" })).job;
       followed.add(job.id);
-      const ended = await libraryImports.follow(job.id, into || button.closest(".lora-card").querySelector("[data-convert-state]"));
-      if (!ended || ended.status !== "completed") button.disabled = false;
+      const onCard = () => { const now = buttonFor(file); return now && now.closest(".lora-card").querySelector("[data-convert-state]"); };
+      const ended = await libraryImports.follow(job.id, into || onCard);
+      if (!ended || ended.status !== "completed") again();
       document.dispatchEvent(new CustomEvent("library:trash"));
       return ended && ended.status === "completed";
     } catch (e) {
       studio.toast(e.message, "error", 8000);
-      button.disabled = false;
+      again();
       return false;
     }
   }
@@ -47,7 +53,7 @@
     let done = 0;
     try {
       for (const [index, file] of files.entries()) {
-        const button = [...document.querySelectorAll("#library button[data-convert]")].find((b) => b.dataset.convert === file);
+        const button = buttonFor(file);
         if (!button) continue;  // converted, renamed or deleted meanwhile
         $("convert-all-state").textContent = `${index + 1} of ${files.length}: ${file}`;
         if (await convert(button, $("convert-all-state"))) done += 1;
