@@ -24,11 +24,13 @@ def read_status(settings: Settings) -> dict | None:
 
 
 def format_bytes(count: float) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if abs(count) < 1000 or unit == "GB":
-            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
+    """As the pages write sizes (studio.js formatBytes): 1000-based, one decimal under 10, none above."""
+    units = ("B", "KB", "MB", "GB", "TB")
+    index = 0
+    while abs(count) >= 1000 and index < len(units) - 1:
         count /= 1000
-    return f"{count:.1f} GB"
+        index += 1
+    return f"{count:.{1 if abs(count) < 10 and index else 0}f} {units[index]}"
 
 
 def format_eta(seconds: float | None) -> str | None:

@@ -307,7 +307,7 @@ def test_not_enough_disk_space_is_a_permanent_error(make_settings, hub, models_f
     assert code == 0
     entry = {m["key"]: m for m in read_json(Workspace(settings.root).model_status_file)["models"]}["caption"]
     assert entry["state"] == "error"
-    assert entry["error"].startswith("Not enough disk space for caption-GGUF: it needs 800.0 KB more and ")
+    assert entry["error"].startswith("Not enough disk space for caption-GGUF: it needs 800 KB more and ")
     assert entry["error"].endswith(" has 1.0 KB free; enlarge the volume or free space.")
     assert hub.file_requests("GET") == []
 
@@ -416,8 +416,8 @@ def test_comfyuis_files_never_take_the_space_training_needs(make_settings, hub, 
     entries = {m["key"]: m for m in read_json(Workspace(settings.root).model_status_file)["models"]}
     assert entries["zimage"]["state"] == "ready" and entries["caption"]["state"] == "ready"
     assert entries["comfyui"]["state"] == "error"
-    assert entries["comfyui"]["error"].startswith("turbo for ComfyUI was not downloaded: its 70.0 KB would leave less "
-                                                  "than 15.0 GB of the")
+    assert entries["comfyui"]["error"].startswith("turbo for ComfyUI was not downloaded: its 70 KB would leave less "
+                                                  "than 15 GB of the")
     assert not (Workspace(settings.root).models / "comfyui" / "split_files" / "vae" / "ae.safetensors").exists()
 
 
@@ -431,3 +431,11 @@ def test_the_shipped_comfyui_models_file_names_the_workflows_files():
     names = {pattern.rsplit("/", 1)[-1] for spec in specs for pattern in spec.patterns}
     assert set(MODEL_FILES.values()) <= names
     assert set(MODEL_FILES) <= set(category_folders(specs))
+
+
+def test_sizes_read_as_the_pages_write_them():
+    """1000-based, one decimal under 10 and none above (studio.js formatBytes), so a message and a page agree."""
+    from studio.model_status import format_bytes
+
+    assert [format_bytes(n) for n in (0, 999, 1000, 9_949, 12_345, 999_499, 1_500_000, 15e9, 123.4e9, 2.5e12)] == \
+        ["0 B", "999 B", "1.0 KB", "9.9 KB", "12 KB", "999 KB", "1.5 MB", "15 GB", "123 GB", "2.5 TB"]

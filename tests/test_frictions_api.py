@@ -192,7 +192,7 @@ def test_a_job_that_would_fill_the_disk_is_warned_about(trainer_app, trainer_cli
     monkeypatch.setattr(validation, "free_bytes", lambda root: 1000)
     tight = client.post("/api/jobs/validate", json=body).get_json()
     (warning,) = [w["message"] for w in tight["warnings"] if w["field"] == "keep_last"]
-    assert warning.startswith("This job writes up to about 400.0 KB") and "has 1.0 KB free" in warning
+    assert warning.startswith("This job writes up to about 400 KB") and "has 1.0 KB free" in warning
     assert "keep fewer checkpoints" in warning and tight["ok"]  # a warning: the job can still start
 
 
