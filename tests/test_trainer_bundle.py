@@ -13,12 +13,17 @@ from tests.test_trainer_renders import REQUEST, finished_job
 from trainer import renders
 
 
-def test_download_all_holds_everything_the_job_made(make_settings, demo_root, demo_paths):
+def _finished(make_settings, demo_paths):
+    """The trainer's app in demo mode with a finished job: its client, store, job and folder."""
     app = trainer.create_app(make_settings(STUDIO_DEMO=1))
     client, store = app.test_client(), app.extensions["job_store"]
     root = app.config["STUDIO_SETTINGS"].root
     job = finished_job(store, root, demo_paths)
-    job_dir = Workspace(root).jobs / job.id
+    return client, store, job, Workspace(root).jobs / job.id
+
+
+def test_download_all_holds_everything_the_job_made(make_settings, demo_root, demo_paths):
+    client, store, job, job_dir = _finished(make_settings, demo_paths)
     (job_dir / "lora" / "README.txt").write_text("how to use it\n")
     (job_dir / "samples" / "step_000006").mkdir(parents=True)
     (job_dir / "samples" / "step_000006" / "0.png").write_bytes(b"png-bytes")
@@ -58,11 +63,7 @@ def test_download_all_carries_every_prompts_timelapse_looked_at_or_not(make_sett
     from tests.test_trainer_timelapse import _previews
     from trainer.timelapse import timelapse
 
-    app = trainer.create_app(make_settings(STUDIO_DEMO=1))
-    client, store = app.test_client(), app.extensions["job_store"]
-    root = app.config["STUDIO_SETTINGS"].root
-    job = finished_job(store, root, demo_paths)
-    job_dir = Workspace(root).jobs / job.id
+    client, store, job, job_dir = _finished(make_settings, demo_paths)
     _previews(job_dir, prompts=3)
     watched = timelapse(job_dir, 0)  # prompt 1 was watched on the job page; the others never were
     (job_dir / "samples" / "step_000004" / "2.png").write_bytes(b"not a picture")  # prompt 3's cannot be read
