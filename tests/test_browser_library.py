@@ -156,3 +156,36 @@ def test_the_try_page_fits_a_phone_with_long_lora_names(studio, demo_root, demo_
         assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth"), wide
         assert problems == []
         browser.close()
+
+
+def test_a_card_whose_job_trains_further_says_so_and_keeps_delete_away(studio_root, demo_paths, tmp_path):
+    """No worker runs here, so the job queued to train further stays queued while the page is looked at."""
+    from playwright.sync_api import expect, sync_playwright
+
+    from studio.jobs import JobStore
+    from studio.workspace import Workspace
+    from tests.browser_studio import open_page
+    from tests.helpers import ServerProcess
+    from tests.test_trainer_renders import finished_job
+    from trainer.library import publish
+
+    space = Workspace(studio_root)
+    space.ensure()
+    store = JobStore(space.db_path)
+    job = finished_job(store, studio_root, demo_paths)
+    publish(space, job, space.jobs / job.id / "lora" / "tiny-lora.safetensors")
+    store.resume(job.id, "Waiting for the worker: 100 more steps.", also_completed=True)
+    env = {"STUDIO_ROOT": str(studio_root), "STUDIO_DEMO": "1", "CAPTION_URL": "http://127.0.0.1:9"}
+    with ServerProcess("trainer", env, port_var="TRAINER_PORT", log_path=tmp_path / "web.log") as server, \
+            sync_playwright() as p:
+        browser, page, problems = open_page(p)
+        page.goto(server.url + "/library")
+        card = page.locator(".lora-card")
+        expect(card).to_have_count(1)
+        expect(card.locator("[data-further]")).to_contain_text("Queued to train further: this file is replaced")
+        expect(card.locator("a", has_text="Try it")).to_be_visible()  # the file as it is can still be tried
+        expect(card.locator("button[data-delete]")).to_have_count(0)
+        expect(card.locator(".card-edit")).to_have_count(0)
+        expect(card.locator("a", has_text="Train further")).to_have_count(0)
+        assert problems == []
+        browser.close()

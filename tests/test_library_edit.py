@@ -144,3 +144,26 @@ def test_a_training_jobs_own_lora_is_renamed_and_its_readme_and_workflow_name_it
     answer = client.patch("/api/library/files/Tiny-Cat.safetensors", json={"name": "other"})
     assert answer.status_code == 409 and "training further now" in answer.get_json()["error"]
     assert (space.loras / "Tiny-Cat.safetensors").is_file()
+
+
+def test_a_lora_whose_job_trains_further_keeps_its_card_and_cannot_be_deleted_meanwhile(studio, demo_paths):
+    from tests.test_trainer_renders import finished_job
+    from trainer.jobs_api import store
+    from trainer.library import publish
+
+    client, space = studio.test_client(), studio.config["STUDIO_WORKSPACE"]
+    with studio.app_context():
+        jobs = store()
+    job = finished_job(jobs, space.root, demo_paths)
+    publish(space, job, space.jobs / job.id / "lora" / "tiny-lora.safetensors")
+    jobs.resume(job.id, "Waiting for the worker: 100 more steps.", also_completed=True)  # Train more steps
+    (card,) = client.get("/api/library").get_json()["loras"]  # still the job's card, not a loose file
+    assert card["job_id"] == job.id and card["training_further"]["status"] == "queued"
+    answer = client.delete("/api/library/files/tiny-lora.safetensors")
+    assert answer.status_code == 409 and "training further now" in answer.get_json()["error"]
+    assert (space.loras / "tiny-lora.safetensors").is_file()
+    jobs.claim("train", "1:1")
+    jobs.finish(job.id, "completed")  # done: the card is a finished job's again, and Delete works
+    (card,) = client.get("/api/library").get_json()["loras"]
+    assert "training_further" not in card
+    assert client.delete("/api/library/files/tiny-lora.safetensors").status_code == 200

@@ -144,12 +144,15 @@ def dataset_thumb(name, image):
 
 @bp.get("/api/library")
 def library_list():
-    from trainer.jobs_api import store
 
     jobs_root = workspace().jobs
-    jobs = store().list(("completed",), limit=1000)
+    jobs = library_jobs()
     entries = job_entries(jobs)
+    active = {job.id: job for job in jobs if job.status in ACTIVE}
     for e in entries:
+        if e["job_id"] in active:
+            job = active[e["job_id"]]
+            e["training_further"] = {"status": job.status, "step": job.step, "total": job.total_steps}  # when loaded
         facts = library_facts.lora_facts(jobs_root / e["job_id"] / e["path"])
         e.update(_kind(facts))
         e["download_url"] = (f"/api/library/files/{quote(e['library_file'])}" if e["library_file"]  # as it is named
@@ -172,6 +175,14 @@ def _likely_same(path: Path, comfy: Path) -> bool:
         return library.same_file(path, comfy) or path.stat().st_size == comfy.stat().st_size
     except OSError:
         return False
+
+
+def library_jobs() -> list:
+    """The jobs whose LoRA the library holds: the completed ones, and those training further now (their card stays,
+    marked, until the new file replaces theirs)."""
+    from trainer.jobs_api import store
+
+    return store().list(("completed",), limit=1000) + store().list(ACTIVE, kind="train", limit=100)
 
 
 def job_entries(jobs: list) -> list[dict]:
@@ -268,10 +279,15 @@ def delete_library_file(name):
     """The LoRA leaves the library for Recently deleted (trainer.trash; its copy in ComfyUI's folder goes when it is
     the same file), with the renders tried of it on the library page (they come back with it); 409 while one of them
     renders. The page deletes the job it came from next (DELETE /api/jobs/<id>); an API client may keep the job."""
+    from trainer.library_edit import owner_job
     from trainer.renders_api import library_renders, store
     from trainer.trash import trash_lora
 
     name = safe_name(name)
+    owner = owner_job(name)
+    if owner is not None and owner.status in ACTIVE:
+        raise ApiError(f"{name} is the LoRA of “{owner.name}”, which is training further now: delete it when that is "
+                       "done, or stop the job first.", 409)
     tries = library_renders(name, limit=10_000)
     if any(render.status == "running" for render in tries):
         raise ApiError(f"{name} is being rendered now; delete it when that is done (it takes seconds).", 409)

@@ -41,7 +41,7 @@ def edit_library_file(name: str):
     if unknown or not body:
         raise ApiError("Send the file's new \"name\", its \"trigger_word\", or both.", 422)
     path = library.library_lora(space.loras, name)
-    owner = _owner(path.name)
+    owner = owner_job(path.name)
     if owner is not None and "trigger_word" in body:
         raise ApiError(f"{path.name} is the LoRA of the training job “{owner.name}”: its trigger word is the job's "
                        "(its README, workflows and Try it use it).", 409)
@@ -65,16 +65,15 @@ def edit_library_file(name: str):
     return jsonify({"file": path.name, "trigger_word": library_facts.trigger_of(meta)})
 
 
-def _owner(name: str) -> Job | None:
+def owner_job(name: str) -> Job | None:
     """The training job whose LoRA the library file `name` is: the one that recorded it, else (a job of an earlier
-    release) the finished job whose LoRA it is by content."""
-    from trainer.catalog_api import job_entries
+    release) the finished job, or the one training further, whose LoRA it is by content."""
+    from trainer.catalog_api import job_entries, library_jobs
     from trainer.jobs_api import store
 
     found = next(filter(None, map(store().find, store().holders("train", "library_file", name))), None)
     if found is None:
-        entry = next((e for e in job_entries(store().list(("completed",), limit=1000)) if e["library_file"] == name),
-                     None)
+        entry = next((e for e in job_entries(library_jobs()) if e["library_file"] == name), None)
         found = store().find(entry["job_id"]) if entry else None
     return found
 

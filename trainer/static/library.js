@@ -44,6 +44,9 @@
       const meta = Object.entries(l.metadata || {}).filter(([k]) => !k.startsWith("_")).slice(0, 40)
         .map(([k, v]) => `<dt>${esc(k)}</dt><dd title="${esc(v)}">${esc(v)}</dd>`).join("");
       const usable = !l.foreign && !l.refused;  // a file copied in by hand in another trainer's layout waits for Convert
+      // its job trains further now: the file stays as it is (tried, downloaded) until the new one replaces it
+      const further = l.training_further;
+      const fixed = usable && !further;
       return `<article class="panel lora-card" data-job="${esc(l.job_id)}">
         ${shots ? `<div class="preview${pairs && pairs.length ? " pairs" : ""}">${shots}</div>${legend}` : ""}
         ${l.leak ? studio.leakLine({ leak: l.leak.share, leaks: l.leak.leaks }) : ""}
@@ -56,6 +59,8 @@
           ${l.foreign ? `<div class="card-note" data-foreign>In ${esc(l.foreign)}, as another trainer wrote it: ComfyUI loads it as it is;
             <strong>Convert</strong> it to try it, train it further, make it smaller or merge it here.</div>` : ""}
           ${l.refused ? `<div class="card-note error" data-refused>${esc(l.refused)}</div>` : ""}
+          ${further ? `<div class="card-note" data-further>${further.status === "running" ? "Training further now" : "Queued to train further"}:
+            this file is replaced when it is done; rename, delete and train further wait until then.</div>` : ""}
           ${(l.metadata || {}).converted_from ? `<div class="muted" style="font-size:12px" title="${(l.metadata || {}).loha_kept ? "Written by another trainer as a LyCORIS LoHa; the studio wrote each layer's change as a LoRA's on the way in" : "Written by another trainer; the studio renamed its layers on the way in, the weights unchanged"}">converted from ${esc(l.metadata.converted_from)}</div>` : ""}
           ${(l.metadata || {}).lokr_source ? `<div class="muted" style="font-size:12px">a LoRA copy of ${esc(l.metadata.lokr_source)} at rank ${esc(l.metadata.lora_rank)}, keeping ${fmtKept(l.metadata.lokr_kept)} of its change</div>` : ""}
           ${(l.metadata || {}).resized_from ? `<div class="muted" style="font-size:12px">${esc(l.metadata.resized_from)} at rank ${esc(l.metadata.lora_rank || l.metadata.lokr_w2_rank)}, keeping ${fmtKept(l.metadata.resize_kept)} of its change</div>` : ""}</div>
@@ -71,12 +76,12 @@
           <a class="button" href="/jobs/${esc(l.job_id)}">Open job</a>` : `<a class="button" href="/library/try/${encodeURIComponent(l.library_file)}"
             title="Render your own prompt with it at several strengths">Try it</a>${l.checkpoint_of ? `<a class="button" href="/jobs/${esc(l.checkpoint_of.job_id)}"
             title="The checkpoint at step ${l.checkpoint_of.step} of ${esc(l.checkpoint_of.job_name)}">Open job</a>` : ""}`}
-          ${usable && l.library_file && (!l.lokr || l.lokr_factor != null) ? `<a class="button" href="/new?start=${encodeURIComponent(l.library_file.replace(/\.safetensors$/, ""))}${
+          ${fixed && l.library_file && (!l.lokr || l.lokr_factor != null) ? `<a class="button" href="/new?start=${encodeURIComponent(l.library_file.replace(/\.safetensors$/, ""))}${
             l.job_id ? `&from=${encodeURIComponent(l.job_id)}` : ""}" title="A new job that goes on from this LoRA (new images, more steps)">Train further</a>` : ""}
           ${rankMenu(l, index, "smaller")}${rankMenu(l, index, "as-lora")}
           ${usable && l.library_file && mergeable > 1 ? `<button type="button" data-merge="${esc(l.library_file)}" title="Merge it with other LoRAs of the library into one file">Merge…</button>` : ""}
-          ${l.library_file ? editMenu(l) : ""}
-          <button type="button" class="danger" data-delete="${index}">Delete</button></div>
+          ${l.library_file && !further ? editMenu(l) : ""}
+          ${further ? "" : `<button type="button" class="danger" data-delete="${index}">Delete</button>`}</div>
         ${l.foreign ? `<div class="muted convert-state" data-convert-state></div>` : ""}</article>`;
     }).join("");
     loras = data.loras;
