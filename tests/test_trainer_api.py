@@ -439,6 +439,11 @@ def test_queued_jobs_say_when_they_should_start_and_be_done(client, app, store, 
         config = recipe.config_from_dict({**TINY_CONFIG, "steps": steps})
         return recipe.estimate(config, 4, None, True, [(64, 64)] * 4).seconds
 
+    assert client.get("/api/jobs").get_json()["schedule"] == {}  # no worker runs: no start time is promised
+    detail = client.get(f"/api/jobs/{ids[0]}").get_json()
+    assert detail["worker_running"] is False and detail["schedule"] is None  # the page says so instead
+    store.worker_beat(os.getpid(), "idle")
+    assert client.get(f"/api/jobs/{ids[0]}").get_json()["worker_running"] is True
     idle = client.get("/api/jobs").get_json()["schedule"]  # nothing runs: the first starts now
     assert idle[ids[0]] == {"starts_in_s": 0, "done_in_s": round(whole(40))}
     running = store.claim("train", process_token())

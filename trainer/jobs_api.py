@@ -143,16 +143,18 @@ def job_detail(job: Job) -> dict:
                          "library_file": (job.result or {}).get("library_file")}  # its name in the library, ComfyUI
         except (ValueError, OSError):
             lora_info = None
-    position = planned = None
+    position = planned = worker = None
     if job.status == "queued":
         queue = store().queue()
         ids = [queued.id for queued in queue]
         position = ids.index(job.id) + 1 if job.id in ids else None
         planned = queue_schedule(queue).get(job.id)
+        worker = bool(store().workers())  # none: nothing starts it (the page says so, not a start time)
     checkpoints = [{**c, "library_file": library.published_checkpoint(workspace(), job, c["step"]),
                     "download_name": library.checkpoint_name(job, c["step"])} for c in library.checkpoints(job_dir)]
     return {"job": job.public(), "checkpoints": checkpoints, "lora": lora_info,
             "latest_checkpoint": latest_checkpoint_step(job_dir), "queue_position": position, "schedule": planned,
+            "worker_running": worker,
             "proof": library.proof(job_dir) if lora_info else None, "price": price()}
 
 

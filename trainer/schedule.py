@@ -86,12 +86,15 @@ def schedule(settings: Settings, running: list[Job], queue: list[Job], start_s: 
 
 
 def queue_schedule(settings: Settings, store: JobStore, queue: list[Job] | None = None) -> dict[str, dict]:
-    """The schedule of the training queue as it stands in `store` (`queue`: store.queue(), when at hand)."""
+    """The schedule of the training queue as it stands in `store` (`queue`: store.queue(), when at hand); none while
+    no worker runs (nothing starts until one does: the pages say so instead of promising times)."""
     queue = store.queue() if queue is None else queue
     if not queue:
+        return {}
+    workers = len(store.workers())
+    if not workers:
         return {}
     download_s = models_download_left_s(settings)
     if download_s is None:  # waiting for a download with no ETA yet: no honest start time
         return {}
-    return schedule(settings, store.list(("running",), kind="train", limit=64), queue, download_s,
-                    len(store.workers()))
+    return schedule(settings, store.list(("running",), kind="train", limit=64), queue, download_s, workers)

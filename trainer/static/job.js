@@ -54,6 +54,10 @@
     $("s-mem").textContent = job.gpu_mem_gb != null ? `${job.gpu_mem_gb.toFixed(1)} GB` : "–";
     let msg = job.status === "running" ? "" : job.message || "";
     if (detail.queue_position) msg += ` Position in the queue: ${detail.queue_position}.`;
+    if (detail.worker_running === false) {
+      msg += " No worker is running, so it cannot start yet: the worker restarts by itself within seconds; if this " +
+        "stays, logs/worker.log says why.";
+    }
     if (detail.schedule) {
       const own = detail.schedule.done_in_s - detail.schedule.starts_in_s;
       const price = jobCost(own, detail.price);
