@@ -239,6 +239,7 @@ class JobStore:
         with self.write() as conn:
             row = conn.execute(
                 "UPDATE jobs SET status = 'running', owner = ?, child_pid = NULL, heartbeat_at = ?, started_at = ?,"
+                " details = json_remove(details, '$.notices'),"  # what an earlier run noticed is not this run's
                 " attempts = attempts + 1, phase = 'starting', message = 'Starting.', error = NULL, control = NULL,"
                 " stop_requested_at = NULL, finished_at = NULL, updated_at = ?"
                 " WHERE id = (SELECT id FROM jobs AS q WHERE q.status = 'queued' AND q.kind = ? AND (q.after_id IS NULL"

@@ -224,7 +224,10 @@ def test_the_eta_counts_the_last_steps_previews_guessed_from_the_base_models_unt
     assert progress.eta_s(10) == pytest.approx(80 * 2.0 + 2 * 12.0)  # at step 50, and the last step's (90)
     progress.paused("sample", 20.0, 50)  # measured: it replaces the guess
     progress.expect_pause("sample", 99.0)
-    assert progress.eta_s(60) == pytest.approx(30 * 2.0 + 20.0) and progress.eta_s(90) == 0.0
+    assert progress.eta_s(60) == pytest.approx(30 * 2.0 + 20.0)
+    assert progress.eta_s(90) == pytest.approx(20.0)  # trained to the end, the last previews still to come
+    progress.paused("sample", 21.0, 90)
+    assert progress.eta_s(90) == 0.0
 
 
 def test_eta_uses_the_measured_step_rate_plus_previews_and_checkpoints():

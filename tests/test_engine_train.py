@@ -280,6 +280,11 @@ def test_resume_after_stop_and_after_crash_matches_an_uninterrupted_run(tmp_path
     step4 = json.loads((crashed / "metrics.jsonl").read_text().splitlines()[3])
     assert (events[0]["phase"], events[0]["loss"], events[0]["smooth_loss"]) == (
         "loading", step4["loss"], step4["smooth_loss"])  # the page keeps the loss while the run loads again
+    # and says why its progress went back from step 6 to 4
+    said = "Resumed from the checkpoint at step 4: the run had reached step 6 when it ended, so steps 5-6 are " \
+           "trained again."
+    assert said in events[-1]["notices"] and said in (crashed / "log.txt").read_text()
+    assert "Resumed from" not in (stopped / "log.txt").read_text()  # a stop's checkpoint is where it stopped
 
     expected = _lora(reference["lora_path"])
     for job, result in ((stopped, resumed), (crashed, again)):

@@ -174,6 +174,19 @@ def test_reconcile_requeues_or_fails_training_jobs_of_dead_workers(store, settin
     assert reconcile(store, jobs_root) == []
 
 
+def test_jobs_a_dead_worker_was_training_go_on_first(store, settings):
+    """Two workers (two GPUs) died under their jobs; a job queued meanwhile waits behind both, which keep their
+    order."""
+    first, second = _add(store, 2)
+    dead = _dead_owner()
+    store.claim("train", dead)
+    store.claim("train", dead)
+    (later,) = _add(store, 1)  # say, Train more steps on an older job
+    store.move_to_front(later.id)
+    reconcile(store, Workspace(settings.root).jobs)
+    assert [job.id for job in store.queue()] == [first.id, second.id, later.id]
+
+
 def test_live_worker_keeps_its_job(store, settings):
     (job,) = _add(store, 1)
     store.claim("train", process_token())
@@ -340,3 +353,15 @@ def test_a_version_4_database_keeps_the_run_time_its_jobs_had(tmp_path):
     assert store.upgraded_from == 4
     assert {job_id: store.get(job_id).run_s for job_id, *_ in rows} == {"done": 60, "resumed": 30, "running": 0,
                                                                           "new": 0}
+
+
+def test_a_new_run_starts_without_the_last_runs_notices(store):
+    (job,) = _add(store, 1)
+    store.claim("train", process_token())
+    store.progress(job.id, {"notices": ["Without its trigger word the LoRA still makes 100% of its change."],
+                            "loss": 0.4})
+    store.finish(job.id, "completed")
+    assert store.get(job.id).details["notices"]  # the finished job keeps what its run noticed
+    store.resume(job.id, also_completed=True)  # Train more steps
+    store.claim("train", process_token())
+    assert "notices" not in store.get(job.id).details and store.get(job.id).loss == 0.4

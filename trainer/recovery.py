@@ -90,6 +90,7 @@ def reconcile(store: JobStore, jobs_root: Path, *, max_attempts: int = MAX_ATTEM
             changed[job.id] = store.resume(job.id, "Paused for the renders, but the worker stopped while it saved; "
                                                    f"queued again behind them. {hint}")
             _tell_job_log(jobs_root / job.id, changed[job.id].message)
+    requeued = []
     for job in store.list(("interrupted",), kind="train", limit=100_000):
         hint = resume_hint(latest_checkpoint_step(jobs_root / job.id))
         if job.attempts >= max_attempts:
@@ -101,7 +102,11 @@ def reconcile(store: JobStore, jobs_root: Path, *, max_attempts: int = MAX_ATTEM
             said = job.message or "Interrupted."  # a pod stop's message already says where it continues
             changed[job.id] = store.requeue(job.id, f"{said} Queued again." if hint in said
                                             else f"{said} Queued again: {hint}")
+            requeued.append(changed[job.id])
         now = changed[job.id]
         log.warning("job %s: %s", job.id, now.message)
         _tell_job_log(jobs_root / job.id, now.error or now.message)
+    # they were training: they go on first, ahead of jobs queued meanwhile, in the order they had
+    for job in sorted(requeued, key=lambda j: j.queue_key or j.created_at, reverse=True):
+        changed[job.id] = store.move_to_front(job.id)
     return list(changed.values())

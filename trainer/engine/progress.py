@@ -52,6 +52,24 @@ def last_losses(path, up_to_step: int) -> tuple[float | None, float | None]:
     return None, None
 
 
+def reached_step(path) -> int | None:
+    """The last step the metrics record (an interrupted run's, before a resume trims them back to its checkpoint)."""
+    try:
+        steps = [_step_of(line) for line in path.read_text("utf-8").splitlines()]
+    except OSError:
+        return None
+    steps = [step for step in steps if step < 1 << 62]
+    return max(steps) if steps else None
+
+
+def resumed_notice(checkpoint: int, reached: int | None) -> str | None:
+    """What the job page says when a run goes on from a checkpoint behind the step it had reached."""
+    if reached is None or reached <= checkpoint:
+        return None
+    return (f"Resumed from the checkpoint at step {checkpoint}: the run had reached step {reached} when it ended, "
+            f"so steps {checkpoint + 1}-{reached} are trained again.")
+
+
 def _step_of(line: str) -> int:
     try:
         return int(json.loads(line)["step"])
@@ -85,6 +103,7 @@ class Progress:
         self.step = start_step  # the latest step reported, for error messages
         self.seconds_per_step: float | None = None
         self.pause_s: dict[str, float] = {}
+        self.paused_at: dict[str, int] = {}  # the step of each kind's latest pause (the last step's previews)
         self._mark: tuple[int, float] | None = None
         self._warming_up = True  # the first stretch holds one-time work (CUDA start-up, compiling)
         self.timing: dict | None = None
@@ -118,6 +137,7 @@ class Progress:
     def paused(self, kind: str, seconds: float, step: int) -> None:
         """A preview ("sample") or checkpoint ("save") took `seconds`; training goes on from `step`."""
         self.pause_s[kind] = seconds
+        self.paused_at[kind] = step
         self.restart_clock(step)
 
     def expect_pause(self, kind: str, seconds: float) -> None:
@@ -138,6 +158,8 @@ class Progress:
         samples = _events_after(step, self.total, self.sample_every)
         if step < self.total and (not self.sample_every or self.total % self.sample_every):
             samples += 1  # the last step's previews, made for the proof grid wherever it falls
+        if step >= self.total and self.paused_at.get("sample", -1) < self.total:
+            samples += 1  # the last step is trained, its previews are still to come
         eta += samples * self.pause_s.get("sample", 0.0)
         eta += _events_after(step, self.total, self.save_every) * self.pause_s.get("save", 0.0)
         eta += _events_after(step, self.total, self.eval_every) * self.pause_s.get("eval", 0.0)

@@ -33,7 +33,7 @@ from trainer.engine.evaluation import JobEvaluation, split_holdout
 from trainer.engine.loop import TrainingLoop
 from trainer.engine.lora_metadata import lora_metadata
 from trainer.engine.preservation import OutputPreservation
-from trainer.engine.progress import MetricsWriter, Progress, last_losses
+from trainer.engine.progress import MetricsWriter, Progress, last_losses, reached_step, resumed_notice
 from trainer.engine.run_previews import RunPreviews
 from trainer.engine.sampling import Sampler, all_sample_texts
 from trainer.evaluation_set import eval_interval
@@ -131,6 +131,10 @@ class TrainingRun(RunPreviews):
             f"{sources_label(self.sources)}.")
         if resume:  # the loss stays on the page while the run loads again
             progress.loss, progress.smooth_loss = last_losses(self.job_dir / "metrics.jsonl", resume[0])
+            behind = resumed_notice(resume[0], reached_step(self.job_dir / "metrics.jsonl"))
+            if behind:  # why the progress went back (sent with the next report)
+                progress.notices.append(behind)
+                log(behind)
         progress.emit("loading", resume[0] if resume else 0, message="Checking model files and dataset", force=True)
 
         zmodel.check_model_files(self.paths)
