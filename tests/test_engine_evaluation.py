@@ -266,3 +266,16 @@ def test_stop_when_overfitting_without_held_out_images_says_it_watches_nothing(t
     result = train(tiny_config(steps=4, stop_when_overfitting=True), data, tmp_path / "job", demo_paths)
     assert result["steps"] == 4
     assert "no image is held out (holdout_images is 0)" in (tmp_path / "job" / "log.txt").read_text()
+
+
+def test_keep_last_counts_the_checkpoints_an_ended_run_kept_the_lora_of(tmp_path):
+    """Train more steps after a finished run: the earlier checkpoints kept only their LoRA file, and still count."""
+    from trainer.step_dirs import free_training_states, lora_checkpoints
+
+    lora = {"w": torch.zeros(2)}
+    for step in (100, 200, 300):
+        ckpt.save_checkpoint(tmp_path, step, lora, {}, {"step": step}, keep_last=3)
+    assert free_training_states(tmp_path)[0] == 2  # the run ended: 100 and 200 keep their LoRA only
+    for step in (400, 500):
+        ckpt.save_checkpoint(tmp_path, step, lora, {}, {"step": step}, keep_last=3)
+    assert [s for s, _ in lora_checkpoints(tmp_path)] == [300, 400, 500]

@@ -31,6 +31,13 @@ def complete_checkpoints(job_dir: Path) -> list[tuple[int, Path]]:
             if (path / "lora.safetensors").is_file() and (path / "state.pt").is_file()]
 
 
+def lora_checkpoints(job_dir: Path) -> list[tuple[int, Path]]:
+    """Checkpoints with their LoRA written, oldest first: the complete ones and those an ended run kept the LoRA of
+    (free_training_states). keep_last counts these."""
+    return [(step, path) for step, path in step_dirs(Path(job_dir) / "checkpoints")
+            if (path / "lora.safetensors").is_file()]
+
+
 def latest_checkpoint_step(job_dir: Path) -> int | None:
     """The step of the newest complete checkpoint, if any."""
     found = complete_checkpoints(job_dir)

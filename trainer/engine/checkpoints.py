@@ -18,7 +18,7 @@ import torch
 
 from studio.disk import is_disk_full
 from trainer.engine.errors import TrainingError
-from trainer.step_dirs import complete_checkpoints
+from trainer.step_dirs import complete_checkpoints, lora_checkpoints
 
 
 def checkpoint_dir(job_dir: Path) -> Path:
@@ -96,7 +96,7 @@ def save_checkpoint(job_dir: Path, step: int, lora: dict[str, torch.Tensor], met
             raise TrainingError(f"The disk is full: the checkpoint for step {step} could not be saved and {kept}; "
                                 "free space (old jobs, cache) and resume the job.") from exc
         raise
-    found = list_checkpoints(job_dir)
+    found = lora_checkpoints(job_dir)  # an earlier run's LoRA-only checkpoints count too (Train more steps)
     kept = nearest_step([s for s, _ in found], protect)
     for old_step, old in found[:-keep_last]:
         if old_step != kept:
