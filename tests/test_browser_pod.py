@@ -100,5 +100,13 @@ def test_the_running_card_says_what_the_job_has_cost_so_far(studio_root, tmp_pat
         page.goto(server.url + "/")
         expect(page.locator(".running-card .now-cost")).to_have_text("≈ $1.00")
         expect(page.locator("#pod-idle")).to_be_hidden()  # a job runs: nothing idle to say
+        # its page: Elapsed and the ETA tick every second between reports (previews can take a minute without one)
+        store.progress(job.id, {"eta_s": 600.0})
+        page.goto(f"{server.url}/jobs/{job.id}")
+        expect(page.locator("#s-elapsed")).to_contain_text("23m")
+        first = (page.locator("#s-elapsed").inner_text(), page.locator("#s-eta").inner_text())
+        page.wait_for_timeout(2500)
+        later = (page.locator("#s-elapsed").inner_text(), page.locator("#s-eta").inner_text())
+        assert later[0] != first[0] and later[1] != first[1] and later[1].startswith("9m"), (first, later)
         assert problems == []
         browser.close()

@@ -18,6 +18,29 @@
     "The pod stops by itself a minute after the queue is done.");
   let autoStopShown = false;
 
+  // Elapsed and what the time cost on this machine: so far and in all while it runs, in all once it ended. It ticks
+  // every second while the job runs, not only when a report comes (previews can take a minute without one).
+  let shown = null;
+  function showTime() {
+    if (!shown) return;
+    const job = shown.job, price = shown.price;
+    // the ETA as reported, less the time since (the next report sets it again)
+    const eta = job.status === "running" && job.eta_s != null
+      ? Math.max(0, job.eta_s - Math.max(0, Date.now() / 1000 - (job.updated_at || 0))) : null;
+    $("s-eta").textContent = eta != null ? studio.formatDuration(eta) : "–";
+    $("s-elapsed").textContent = studio.formatDuration(elapsed(job));
+    const spent = jobCost(elapsed(job), price);
+    const inAll = eta != null ? jobCost(elapsed(job) + eta, price) : null;
+    $("s-cost").hidden = !spent;
+    if (spent) {
+      $("s-cost").textContent = inAll ? `≈ ${spent} so far, ≈ ${inAll} in all` : `≈ ${spent}`;
+      const shared = price.jobs_at_once > 1 ? `; ${price.jobs_at_once} jobs train at once (one per GPU), ` +
+        "each paying its GPU's part" : "";
+      $("s-cost").title = `At ${perHour(price)}${price.source === "runpod" ? ", this pod's price on RunPod" : " (GPU_PRICE_PER_HOUR)"}${shared}`;
+    }
+  }
+  setInterval(() => { if (shown && shown.job.status === "running") showTime(); }, 1000);
+
   function renderJob(detail) {
     job = detail.job;
     $("job-name").textContent = job.name;
@@ -39,18 +62,8 @@
     $("s-loss-raw").textContent = `latest step: ${fmtLoss(job.loss)}`;
     $("s-speed").textContent = job.it_per_s ? `${job.it_per_s.toFixed(2)} it/s` : "–";
     $("s-split").hidden = !stepSplit;
-    $("s-eta").textContent = job.status === "running" ? studio.formatDuration(job.eta_s) : "–";
-    $("s-elapsed").textContent = studio.formatDuration(elapsed(job));
-    // what the time cost on this machine: so far and in all while it runs, in all once it ended
-    const spent = jobCost(elapsed(job), detail.price);
-    const inAll = job.status === "running" && job.eta_s != null ? jobCost(elapsed(job) + job.eta_s, detail.price) : null;
-    $("s-cost").hidden = !spent;
-    if (spent) {
-      $("s-cost").textContent = inAll ? `≈ ${spent} so far, ≈ ${inAll} in all` : `≈ ${spent}`;
-      const shared = detail.price.jobs_at_once > 1 ? `; ${detail.price.jobs_at_once} jobs train at once (one per GPU), ` +
-        "each paying its GPU's part" : "";
-      $("s-cost").title = `At ${perHour(detail.price)}${detail.price.source === "runpod" ? ", this pod's price on RunPod" : " (GPU_PRICE_PER_HOUR)"}${shared}`;
-    }
+    shown = detail;
+    showTime();
     $("s-mem").textContent = job.gpu_mem_gb != null ? `${job.gpu_mem_gb.toFixed(1)} GB` : "–";
     let msg = job.status === "running" ? "" : job.message || "";
     if (detail.queue_position) msg += ` Position in the queue: ${detail.queue_position}.`;
