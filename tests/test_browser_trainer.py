@@ -189,7 +189,8 @@ def test_train_from_the_form_and_download_the_lora(studio, artifacts_dir, tmp_pa
         page.locator(".timelapse-line a").first.click()
         expect(page.locator(".lightbox img")).to_have_attribute("src", re.compile(r"/timelapse/0$"))
         page.wait_for_function("document.querySelector('.lightbox img').naturalWidth > 0")
-        page.locator(".lightbox").click()
+        page.keyboard.press("Escape")  # closes it, as a click does
+        expect(page.locator(".lightbox")).to_have_count(0)
         page.locator("[data-view='compare']").click()
         expect(page.locator(".compare img")).not_to_have_count(0)
         page.locator("[data-view='gallery']").click()
@@ -406,6 +407,15 @@ def test_compare_two_runs(studio, demo_root, artifacts_dir):
     store = JobStore(Workspace(demo_root).db_path)
     older = {key: value for key, value in store.get(ids[0]).config.items() if key != "flip_horizontal"}
     store.update(ids[0], config=older)
+    # the second prompt's LoRA-off picture as if "fast lr" rendered it at another size: each run's is shown
+    samples = Workspace(demo_root).jobs / ids[1] / "samples"
+    for listing, key in ((samples / "base" / "prompts.json", "key"), (samples / "step_000030" / "prompts.json",
+                                                                       "base_key")):
+        data = json.loads(listing.read_text())
+        for entry in data["prompts"]:
+            if entry["index"] == 1:
+                entry[key] = "another-size"
+        listing.write_text(json.dumps(data))
 
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
@@ -454,6 +464,8 @@ def test_compare_two_runs(studio, demo_root, artifacts_dir):
         expect(page.locator(".compare-prompt")).to_have_count(2)
         first = page.locator(".compare-prompt").first
         expect(first.locator("figcaption")).to_have_text(["Base (LoRA off)", "slow lr · step 30", "fast lr · step 30"])
+        expect(page.locator(".compare-prompt").nth(1).locator("figcaption")).to_have_text([
+            "Base (LoRA off) · as slow lr", "Base (LoRA off) · as fast lr", "slow lr · step 30", "fast lr · step 30"])
         page.wait_for_function("[...document.querySelectorAll('.compare-prompt img')].every(i => i.naturalWidth > 0)")
         first.locator("img").nth(2).click()
         expect(page.locator(".lightbox img")).to_have_attribute("src", re.compile(r"/samples/step_000030/0\.png$"))

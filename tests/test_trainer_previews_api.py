@@ -60,13 +60,14 @@ def test_samples_route_pairs_base_lora_and_no_trigger(client, app):
 
     assert old["step"] == 2 and old["prompts"] == ["zkw a cat"] and len(old["urls"]) == 1
     assert old["pairs"] == [{"index": 0, "prompt": "zkw a cat", "seed": None, "no_trigger_prompt": None,
-                             "base": None, "lora": old["urls"][0], "lora_no_trigger": None, "leak": None,
+                             "base": None, "base_key": None, "lora": old["urls"][0], "lora_no_trigger": None,
+                             "leak": None,
                              "leaks": False, "options": None}]
 
     assert new["images"] == ["samples/step_000004/0.png", "samples/step_000004/1.png"]  # LoRA-on images only
     first, second = new["pairs"]
     assert first == {"index": 0, "prompt": "zkw a cat", "seed": 42, "no_trigger_prompt": "a cat",
-                     "base": f"{files}/base/0.png", "lora": f"{files}/step_000004/0.png",
+                     "base": f"{files}/base/0.png", "base_key": "k0", "lora": f"{files}/step_000004/0.png",
                      "lora_no_trigger": f"{files}/step_000004/0_notrigger.png", "leak": 0.25, "leaks": False,
                      "options": None}
     # no trigger word in the prompt: no third column; a base made for other settings is not shown

@@ -271,6 +271,7 @@ def _pairs(folder: Path, images: list[Path], entries: list[dict], base: dict[int
         pairs.append({"index": index, "prompt": str(entry.get("prompt", "")), "seed": entry.get("seed"),
                       "no_trigger_prompt": entry.get("no_trigger_prompt"),
                       "base": f"samples/base/{index}.png" if matches else None,
+                      "base_key": entry.get("base_key") if matches else None,  # runs with the same one share it
                       "lora": f"samples/{folder.name}/{image.name}",
                       "lora_no_trigger": rel(entry.get("lora_no_trigger")),
                       # the share of the LoRA's change that remains without the trigger word (trainer.leak)

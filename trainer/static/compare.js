@@ -13,7 +13,8 @@
   // Results first (what you compare runs for), then every setting that is not the same in all of them.
   const RESULTS = [
     ["Status", (d) => d.job.status],
-    ["Final loss (smoothed)", (d) => fmtLoss(d.job.smooth_loss ?? d.job.loss)],
+    ["Final loss (smoothed)", (d) => `${fmtLoss(d.job.smooth_loss ?? d.job.loss)}${
+      ["queued", "running"].includes(d.job.status) ? " (so far: it still trains)" : ""}`],
     ["Evaluation loss", (d) => { const e = d.evals[d.evals.length - 1]; return e ? `${fmtLoss(e.eval_loss)} (step ${e.step})` : "–"; }],
     ["Held-out loss, lowest", (d, all) => {
       const best = lowestHeld(d);
@@ -74,8 +75,13 @@
     const cell = (url, label, caption) => window.trainer.picture(url, label, caption, label, "not in this run");
     box.innerHTML = prompts.map((prompt) => {
       const pairs = steps.map((g) => (g ? g.pairs.find((p) => p.prompt === prompt) : null));
-      const base = pairs.find((p) => p && p.base);
-      const cells = [cell(base && base.base, "Base (LoRA off)", `Base: ${prompt}`)].concat(pairs.map((p, i) =>
+      // the LoRA-off picture once when the runs rendered the same one (prompt, seed, size), else each run's
+      const bases = [];
+      pairs.forEach((p, i) => { if (p && p.base && !bases.some((b) => b.key === p.base_key)) bases.push({ key: p.base_key, url: p.base, run: i }); });
+      const baseCells = bases.length > 1
+        ? bases.map((b) => cell(b.url, `Base (LoRA off) · as ${details[b.run].job.name}`, `Base, as ${details[b.run].job.name} renders it: ${prompt}`))
+        : [cell(bases.length ? bases[0].url : null, "Base (LoRA off)", `Base: ${prompt}`)];
+      const cells = baseCells.concat(pairs.map((p, i) =>
         cell(p && p.lora, `${details[i].job.name} · step ${steps[i] ? steps[i].step : "–"}`, `${details[i].job.name}: ${prompt}`)));
       return `<div class="compare-prompt"><div class="muted" style="font-size:12px;margin:.3rem 0 .2rem">${esc(prompt)}</div>
         <div class="gallery-row" style="grid-template-columns:repeat(${cells.length},minmax(0,240px))">${cells.join("")}</div></div>`;

@@ -150,7 +150,10 @@
   function lightbox(src, caption) {
     const box = document.createElement("div"); box.className = "lightbox";
     box.innerHTML = `<img src="${esc(src)}" alt=""><div class="caption">${esc(caption || "")}</div>`;
-    box.addEventListener("click", () => box.remove()); document.body.appendChild(box);
+    const close = () => { box.remove(); document.removeEventListener("keydown", onKey); };
+    const onKey = (ev) => { if (ev.key === "Escape") close(); };  // as a dialog closes
+    box.addEventListener("click", close); document.addEventListener("keydown", onKey);
+    document.body.appendChild(box);
   }
   window.trainer = { esc, live, statusChip, fmtLoss, fmtKept, cost, jobCost, perHour, fmtDate, elapsed, phaseText, act, workerChip, pollWorkers, lightbox,
     picture, pending, promptOptions, FINISHED };
