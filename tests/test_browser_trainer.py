@@ -73,6 +73,7 @@ def test_train_from_the_form_and_download_the_lora(studio, artifacts_dir, tmp_pa
         # a bad value is reported next to its field
         page.fill("#f-steps", "0")
         expect(page.locator("#err-steps")).to_contain_text("at least 1")
+        expect(page.locator("#problems")).to_contain_text("Steps: Must be at least 1.")  # as the form labels it
         expect(page.locator("#start")).to_be_disabled()
         page.fill("#f-job-name", "browser job")
         page.fill("#f-name", "browser-lora")
@@ -194,6 +195,8 @@ def test_train_from_the_form_and_download_the_lora(studio, artifacts_dir, tmp_pa
         page.locator("[data-view='compare']").click()
         expect(page.locator(".compare img")).not_to_have_count(0)
         page.locator("[data-view='gallery']").click()
+        expect(page.locator("#btn-sample")).to_be_hidden()  # Sample now and Save now only while it runs
+        expect(page.locator("#btn-save")).to_be_hidden()
         page.screenshot(path=str(artifacts_dir / "trainer-job-completed.png"), full_page=True)
 
         with page.expect_download() as info:

@@ -62,6 +62,7 @@ def _type_ok(value: Any, kind: str) -> bool:
 
 
 _KIND_WORDS = {"boolean": "true or false", "integer": "a whole number", "number": "a number", "string": "text"}
+_LIST_WORDS = {"boolean": "true or false values", "integer": "whole numbers", "number": "numbers", "string": "texts"}
 _NORMAL = {"integer": int, "number": float}
 
 
@@ -100,7 +101,7 @@ class RecipeConfig:
                 continue
             if kind == "array":
                 if not isinstance(value, list) or not all(_type_ok(v, item) for v in value):
-                    errors.append({"field": f.name, "message": f"Must be a list of {_KIND_WORDS[item]} values."})
+                    errors.append({"field": f.name, "message": f"Must be a list of {_LIST_WORDS[item]}."})
                 elif item in _NORMAL:
                     setattr(self, f.name, [_NORMAL[item](v) for v in value])
             elif not _type_ok(value, kind):
@@ -133,7 +134,8 @@ class RecipeConfig:
                 errors.append({"field": f.name, "message": meta.get("pattern_help") or
                                f"Must match {meta['pattern']}."})
             if isinstance(value, list) and meta.get("min_items") and len(value) < meta["min_items"]:
-                errors.append({"field": f.name, "message": f"Needs at least {meta['min_items']} value(s)."})
+                errors.append({"field": f.name, "message": "Needs at least one value." if meta["min_items"] == 1
+                               else f"Needs at least {meta['min_items']} values."})
             if isinstance(value, list) and meta.get("unique") and len(set(value)) != len(value):
                 errors.append({"field": f.name, "message": "Each value may appear only once."})
         return errors

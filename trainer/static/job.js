@@ -84,6 +84,7 @@
     $("notices").innerHTML = notices.map((text) => `<li>${esc(text)}</li>`).join("");
     const running = job.status === "running";
     $("btn-sample").disabled = !running; $("btn-save").disabled = !running;
+    $("btn-sample").hidden = $("btn-save").hidden = FINISHED.has(job.status);  // only for a run on its way
     const waitingOrRunning = ["queued", "running"].includes(job.status);
     if (waitingOrRunning && !autoStopShown) autoStop();
     if (!waitingOrRunning) $("job-autostop").hidden = true;

@@ -260,7 +260,10 @@
         const field = slot.closest(".field"); if (field) field.classList.add("invalid");
         if (field && field.closest("#advanced")) $("advanced").open = true;
       }
-      general.push(`<li class="err">${err.field ? `<strong>${esc(err.field)}</strong>: ` : ""}${esc(err.message)}</li>`);
+      // the field as the form labels it ("Learning rate"), its key for one the form does not show
+      const known = err.field && state.recipe && state.recipe.fields.find((f) => f.name === err.field);
+      const label = known ? known.label || known.name : { dataset: "Dataset", name: "Name" }[err.field] || err.field;
+      general.push(`<li class="err">${err.field ? `<strong>${esc(label)}</strong>: ` : ""}${esc(err.message)}</li>`);
     }
     for (const w of report.warnings || []) general.push(`<li class="warn">${esc(w.message)}</li>`);
     const lora = String(state.config.name || "");
