@@ -98,3 +98,33 @@ def test_every_try_of_a_deleted_library_file_goes_with_it_and_comes_back(client,
     assert not any(store.find(render_id) for render_id in made)
     assert client.post(f"/api/trash/{entry}/restore").status_code == 200
     assert all(store.find(render_id) for render_id in made)
+
+
+def test_a_jobs_lora_and_the_job_deleted_from_its_card_come_back_together(client, store, settings, demo_paths):
+    from trainer.library import publish
+
+    space = Workspace(settings.root)
+    job = finished_job(store, settings.root, demo_paths)
+    (placed, *_) = publish(space, job, space.jobs / job.id / "lora" / "tiny-lora.safetensors")
+    store.update(job.id, result={"library_file": placed.name})  # as the worker records it
+
+    def delete_from_card():  # what the library page's Delete does
+        lora = client.delete(f"/api/library/files/{placed.name}").get_json()["trash"]
+        return lora, client.delete(f"/api/jobs/{job.id}").get_json()["trash"]
+
+    lora_entry, _ = delete_from_card()
+    restored = client.post(f"/api/trash/{lora_entry}/restore").get_json()["restored"]
+    assert restored["kind"] == "lora" and restored["also"] == {"kind": "job", "id": job.id, "name": "tiny"}
+    (card,) = client.get("/api/library").get_json()["loras"]
+    assert (card["job_id"], card["library_file"]) == (job.id, placed.name)  # the job's card, whole again
+    assert client.get("/api/trash").get_json()["entries"] == []
+
+    _, job_entry = delete_from_card()
+    placed.write_bytes(b"a new file of that name")  # the LoRA's place is taken: the job comes back, its file waits
+    restored = client.post(f"/api/trash/{job_entry}/restore").get_json()["restored"]
+    assert restored["kind"] == "job" and "has a file named" in restored["also_refused"]
+    assert [e["kind"] for e in client.get("/api/trash").get_json()["entries"]] == ["lora"]
+    placed.unlink()
+    (waiting,) = client.get("/api/trash").get_json()["entries"]
+    assert "also" not in client.post(f"/api/trash/{waiting['id']}/restore").get_json()["restored"]
+    assert placed.is_file() and store.get(job.id).status == "completed"

@@ -291,7 +291,8 @@ def delete_library_file(name):
     tries = library_renders(name, limit=10_000)
     if any(render.status == "running" for render in tries):
         raise ApiError(f"{name} is being rendered now; delete it when that is done (it takes seconds).", 409)
-    entry, removed = trash_lora(workspace(), name, store(), tries)  # kept a while in Recently deleted, tries too
+    entry, removed = trash_lora(workspace(), name, store(), tries,  # kept a while in Recently deleted, tries too
+                                job_id=owner.id if owner else None)
     return jsonify({"deleted": name, "removed": [str(p) for p in removed], "trash": entry})
 
 

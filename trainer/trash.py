@@ -70,14 +70,15 @@ def trash_job(workspace: Workspace, store: JobStore, job: Job) -> str | None:
 
 
 def trash_lora(workspace: Workspace, name: str, store: JobStore | None = None,
-               tries: list[Job] = ()) -> tuple[str, list[Path]]:
+               tries: list[Job] = (), job_id: str | None = None) -> tuple[str, list[Path]]:
     """Moves a library file into the trash (its copy in ComfyUI's loras is removed, as library.remove_from_library
     does) with `tries`, the renders tried of it (none running): their rows leave `store`, their pictures go along.
-    Returns the entry's id and the paths that went."""
+    `job_id`: the training job it is the LoRA of (restoring either brings the other back). Returns the entry's id
+    and the paths that went."""
     path = library.library_lora(workspace.loras, name)
     entry = _entry(workspace)
     atomic_write_json(entry / MANIFEST, {"kind": "lora", "name": path.name, "deleted_at": time.time(),
-                                         "comfyui": workspace.comfyui_loras is not None,
+                                         "comfyui": workspace.comfyui_loras is not None, "job_id": job_id,
                                          "renders": [dataclasses.asdict(render) for render in tries]})
     for render in tries:
         if store.delete(render.id):
@@ -130,9 +131,31 @@ def _folders(workspace: Workspace) -> list[Path]:
 
 
 def restore(workspace: Workspace, store: JobStore, entry_id: str) -> dict:
-    """Puts an entry back; ApiError 409 when its place was taken meanwhile (nothing moves then)."""
+    """Puts an entry back; ApiError 409 when its place was taken meanwhile (nothing moves then). A job's LoRA and
+    the job, deleted together from its card, come back together (`also`: the other one's, when it could)."""
     with _restoring:  # a double click restores once; the second finds the entry gone
-        return _restore(workspace, store, entry_id)
+        partner = _partner(workspace, entry_id)
+        restored = _restore(workspace, store, entry_id)
+        if partner is not None:
+            try:
+                restored["also"] = _restore(workspace, store, partner)
+            except ApiError as exc:  # its place is taken: it stays in Recently deleted, and the answer says why
+                restored["also_refused"] = exc.message
+        return restored
+
+
+def _partner(workspace: Workspace, entry_id: str) -> str | None:
+    """The entry deleted together with `entry_id`: a job's LoRA file and the job."""
+    manifests = {folder.name: read_json(folder / MANIFEST, {}) or {} for folder in _folders(workspace)}
+    mine = manifests.get(entry_id) or {}
+    if mine.get("kind") == "lora" and mine.get("job_id"):
+        return next((name for name, other in manifests.items()
+                     if other.get("kind") == "job" and (other.get("job") or {}).get("id") == mine["job_id"]), None)
+    if mine.get("kind") == "job":
+        job_id = (mine.get("job") or {}).get("id")
+        return next((name for name, other in manifests.items()
+                     if job_id and other.get("kind") == "lora" and other.get("job_id") == job_id), None)
+    return None
 
 
 def _restore(workspace: Workspace, store: JobStore, entry_id: str) -> dict:

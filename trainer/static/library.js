@@ -200,7 +200,9 @@
       if (restore) {
         restore.disabled = true;
         const { restored } = await studio.api(`/api/trash/${encodeURIComponent(restore.dataset.restore)}/restore`, { method: "POST" });
-        studio.toast(`${restored.name} is back${restored.kind === "job" ? " with its checkpoints and previews" : " in the library"}.`, "ok");
+        const also = restored.also ? (restored.kind === "job" ? ", and its LoRA in the library" : ", with its training job") : "";
+        studio.toast(`${restored.name} is back${restored.kind === "job" ? " with its checkpoints and previews" : " in the library"}${also}.`, "ok");
+        if (restored.also_refused) studio.toast(restored.also_refused, "error", 8000);
       } else if (ev.target.closest("#trash-empty")) {
         if (!confirm("Remove everything in Recently deleted for good, to free its space?")) return;
         await studio.api("/api/trash", { method: "DELETE" });
