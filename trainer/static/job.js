@@ -7,6 +7,7 @@
   const chart = new LossChart($("loss-chart"), $("chart-tip"));
   const logView = new LogView($("log"));
   let job = null, logOffset = -1, lastStep = -1, samples = [], view = "gallery", lastSamplesKey = "", stepSplit = null;
+  let seenStep = -1;  // the job's step when last shown
   let timelapses = [];  // prompts whose previews can be watched in turn, base model to the latest step
   let lastEvalKey = "", bestHeldStep = null, shownCheckpoints = [];
   let logBusy = false, metricsBusy = false, samplesBusy = false, lastLog = 0, lastSamples = 0;
@@ -43,6 +44,10 @@
 
   function renderJob(detail) {
     job = detail.job;
+    // its step went back (resumed from a checkpoint behind the step it had reached): those steps train again, and
+    // the chart follows them anew
+    if (job.step < seenStep) { chart.dropAfter(job.step); lastStep = Math.min(lastStep, job.step); }
+    seenStep = job.step;
     $("job-name").textContent = job.name;
     // the tab says how far it is, so a run can be followed from another tab
     const mark = { running: `${Math.floor((job.progress || 0) * 100)}% · `, completed: "✓ ", failed: "✗ " }[job.status] || "";

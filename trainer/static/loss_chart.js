@@ -22,6 +22,12 @@
       this.points.sort((a, b) => a.step - b.step);
       this.draw();
     }
+    // A run resumed from a checkpoint behind the step it had reached trains those steps again: their old points go.
+    dropAfter(step) {
+      this.points = this.points.filter((p) => p.step <= step);
+      this.evals = this.evals.filter((e) => e.step <= step);
+      this.draw();
+    }
     setSmoothing(v) { this.smoothing = v; this.draw(); }
     // The job's evaluations: [{step, eval_loss, holdout_loss?}], each a measurement (drawn as it is, not smoothed).
     setEvals(evals) {
