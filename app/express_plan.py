@@ -151,7 +151,6 @@ def make_plan(*, name: str, trigger: str, kind: str, sizes: list[tuple[int, int]
     return plan
 
 
-
 def _small_warning(small: tuple[tuple[str, int, int], ...], images: int) -> str:
     """The images the gallery flags as small, the smallest named: they are never upscaled, so they bring less
     detail than the rest."""

@@ -332,9 +332,8 @@ class JobStore:
         now = time.time()
         with self.write() as conn:
             conn.execute(f"UPDATE jobs SET {_RUN_ENDS} status = 'queued', phase = NULL, message = ?, owner = NULL,"
-                         " child_pid = NULL,"
-                         " control = NULL, stop_requested_at = NULL, finished_at = NULL, eta_s = NULL,"
-                         " details = json_remove(details, '$.it_per_s'), updated_at = ? WHERE id = ?",
+                         " child_pid = NULL, control = NULL, stop_requested_at = NULL, finished_at = NULL,"
+                         " eta_s = NULL, details = json_remove(details, '$.it_per_s'), updated_at = ? WHERE id = ?",
                          (now, message, now, job_id))
         return self.get(job_id)
 
@@ -378,8 +377,8 @@ class JobStore:
                 raise JobStateError(f"Only a stopped, failed or interrupted job can be resumed; this one is "
                                     f"{row['status']}.")
             conn.execute("UPDATE jobs SET status = 'queued', phase = NULL, error = NULL, control = NULL, resumable = 0,"
-                         " owner = NULL,"
-                         " message = ?, attempts = 0, stop_requested_at = NULL, finished_at = NULL, eta_s = NULL,"
+                         " owner = NULL, message = ?, attempts = 0, stop_requested_at = NULL, finished_at = NULL,"
+                         " eta_s = NULL,"
                          " updated_at = ? WHERE id = ?", (message, now, job_id))
         return self.get(job_id)
 

@@ -144,15 +144,13 @@ def dataset_thumb(name, image):
 
 @bp.get("/api/library")
 def library_list():
-
     jobs_root = workspace().jobs
     jobs = library_jobs()
     entries = job_entries(jobs)
-    active = {job.id: job for job in jobs if job.status in ACTIVE}
+    further = {job.id: job.status for job in jobs if job.status in ACTIVE}  # queued or running to train further
     for e in entries:
-        if e["job_id"] in active:
-            job = active[e["job_id"]]
-            e["training_further"] = {"status": job.status, "step": job.step, "total": job.total_steps}  # when loaded
+        if e["job_id"] in further:
+            e["training_further"] = further[e["job_id"]]
         facts = library_facts.lora_facts(jobs_root / e["job_id"] / e["path"])
         e.update(_kind(facts))
         e["download_url"] = (f"/api/library/files/{quote(e['library_file'])}" if e["library_file"]  # as it is named

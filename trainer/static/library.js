@@ -59,7 +59,7 @@
           ${l.foreign ? `<div class="card-note" data-foreign>In ${esc(l.foreign)}, as another trainer wrote it: ComfyUI loads it as it is;
             <strong>Convert</strong> it to try it, train it further, make it smaller or merge it here.</div>` : ""}
           ${l.refused ? `<div class="card-note error" data-refused>${esc(l.refused)}</div>` : ""}
-          ${further ? `<div class="card-note" data-further>${further.status === "running" ? "Training further now" : "Queued to train further"}:
+          ${further ? `<div class="card-note" data-further>${further === "running" ? "Training further now" : "Queued to train further"}:
             this file is replaced when it is done; rename, delete and train further wait until then.</div>` : ""}
           ${(l.metadata || {}).converted_from ? `<div class="muted" style="font-size:12px" title="${(l.metadata || {}).loha_kept ? "Written by another trainer as a LyCORIS LoHa; the studio wrote each layer's change as a LoRA's on the way in" : "Written by another trainer; the studio renamed its layers on the way in, the weights unchanged"}">converted from ${esc(l.metadata.converted_from)}</div>` : ""}
           ${(l.metadata || {}).lokr_source ? `<div class="muted" style="font-size:12px">a LoRA copy of ${esc(l.metadata.lokr_source)} at rank ${esc(l.metadata.lora_rank)}, keeping ${fmtKept(l.metadata.lokr_kept)} of its change</div>` : ""}
