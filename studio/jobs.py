@@ -331,7 +331,7 @@ class JobStore:
         """Back into the queue (a training job whose process ended under it continues from its checkpoint)."""
         now = time.time()
         with self.write() as conn:
-            conn.execute(f"UPDATE jobs SET {_RUN_ENDS} status = 'queued', phase = NULL, message = ?, owner = NULL,"
+            conn.execute(f"UPDATE jobs SET {_RUN_ENDS} status = 'queued', message = ?, owner = NULL,"
                          " child_pid = NULL, control = NULL, stop_requested_at = NULL, finished_at = NULL,"
                          " eta_s = NULL, details = json_remove(details, '$.it_per_s'), updated_at = ? WHERE id = ?",
                          (now, message, now, job_id))
@@ -376,7 +376,7 @@ class JobStore:
             if row["status"] not in allowed:
                 raise JobStateError(f"Only a stopped, failed or interrupted job can be resumed; this one is "
                                     f"{row['status']}.")
-            conn.execute("UPDATE jobs SET status = 'queued', phase = NULL, error = NULL, control = NULL, resumable = 0,"
+            conn.execute("UPDATE jobs SET status = 'queued', error = NULL, control = NULL, resumable = 0,"
                          " owner = NULL, message = ?, attempts = 0, stop_requested_at = NULL, finished_at = NULL,"
                          " eta_s = NULL,"
                          " updated_at = ? WHERE id = ?", (message, now, job_id))

@@ -348,9 +348,11 @@ def test_train_from_the_form_and_download_the_lora(studio, artifacts_dir, tmp_pa
         expect(page.locator("#trash li", has_text="training job")).to_contain_text("browser job")
         page.screenshot(path=str(artifacts_dir / "trainer-recently-deleted.png"), full_page=True)
         page.locator("#trash li", has_text="training job").locator("[data-restore]").click()
-        expect(page.locator(".toast", has_text="browser job is back with its checkpoints")).to_be_visible()
-        page.locator("#trash li", has_text="LoRA file").filter(has_text="browser-lora.safetensors").locator(
-            "[data-restore]").click()
+        # deleted together from its card, the job and its LoRA come back together
+        expect(page.locator(".toast", has_text="browser job is back with its checkpoints and previews, and its LoRA "
+                                               "in the library")).to_be_visible()
+        expect(page.locator("#trash li", has_text="LoRA file").filter(has_text="browser-lora.safetensors")) \
+            .to_have_count(0)
         card = page.locator(".lora-card", has_text="browser-lora.safetensors")
         expect(card).to_have_count(1)
         expect(card.locator("a", has_text="Open job")).to_have_count(1)  # its job is back too

@@ -97,6 +97,7 @@
     $("btn-stop").hidden = !["queued", "running", "stopping"].includes(job.status);
     $("btn-stop").disabled = job.status === "stopping";
     $("btn-resume").hidden = !["stopped", "failed"].includes(job.status);
+    $("btn-continue").hidden = job.status !== "completed";  // Train more steps (job_continue.js)
     $("btn-bundle").hidden = job.status === "queued" && !job.started_at;  // nothing on disk yet
     if (FINISHED.has(job.status) && bundleFor !== `${job.status}:${job.step}`) labelBundle(`${job.status}:${job.step}`);
     const loraName = detail.lora && (detail.lora.library_file || detail.lora.file);  // as the library (and ComfyUI) call it

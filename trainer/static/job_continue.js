@@ -9,10 +9,10 @@
   const jobId = root.dataset.job;
   let job = null;
 
+  // the job as it is now (the job page shows or hides the button with each update it gets)
   async function refresh() {
     try {
       job = (await window.studio.api(`/api/jobs/${jobId}`)).job;
-      button.hidden = job.status !== "completed";
     } catch (e) { /* the job page shows the error */ }
   }
 
@@ -60,6 +60,4 @@
       $("continue-start").disabled = false;
     }
   });
-  refresh();
-  setInterval(() => { if (!document.hidden) refresh(); }, 5000);
 })();
