@@ -537,3 +537,21 @@ def test_a_link_that_is_no_zip_fails_the_import_and_another_link_goes_on(studio,
     assert client.post(f"/api/express/{express_id}/start", json={"url": f"{web}/set.zip"}).status_code == 202
     run = _drive(app, express_id, lambda r: r["express"]["phase"] == "train")
     assert run["dataset"]["images"] == 2
+
+
+@pytest.mark.slow
+def test_a_run_stopped_while_it_trains_finishes_after_retry(studio):
+    settings, app, client, made = _new_run(studio)
+    express_id, dataset_id = made["express"]["id"], made["express"]["dataset"]
+    client.post(f"/api/datasets/{dataset_id}/upload?wait=20",
+                data={"files": [(io.BytesIO(image_bytes(i, size=(96, 80))), f"c{i}.png") for i in range(3)]},
+                content_type="multipart/form-data")
+    client.post(f"/api/express/{express_id}/start", json={})
+    _drive(app, express_id, lambda r: r["express"]["phase"] == "train")
+    assert client.post(f"/api/express/{express_id}/stop").status_code == 200
+    stopped = _drive(app, express_id, lambda r: r["express"]["status"] != "running")
+    assert stopped["express"]["status"] == "stopped" and stopped["stages"][3]["status"] == "stopped"
+    assert client.post(f"/api/express/{express_id}/retry").status_code == 200
+    _run_worker(settings)
+    done = _drive(app, express_id, lambda r: r["express"]["status"] != "running")
+    assert done["express"]["status"] == "completed" and done["stages"][3]["status"] == "completed"
