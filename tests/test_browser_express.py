@@ -94,6 +94,8 @@ def test_zip_to_downloaded_lora_with_base_and_lora_previews(studio, artifacts_di
             page.click("#x-go")
         assert sent.value.post_data_json == {"trigger_word": "zxcat", "kind": "object", "preserve": False}
         page.wait_for_url("**/express/express-*")
+        expect(page.locator("#x-notify")).to_be_visible()  # offered for the run the form has just made
+        expect(page).to_have_title(re.compile(r"zxcat.* · Express$"))
         expect(page.locator(".x-stage[data-stage=caption]")).not_to_have_class("x-stage waiting", timeout=60_000)
         page.reload()  # the run is state on the server: a reload shows the same run
         expect(page.locator("#x-title")).to_contain_text("zxcat")
@@ -173,5 +175,38 @@ def test_zip_to_downloaded_lora_with_base_and_lora_previews(studio, artifacts_di
         phone.screenshot(path=str(artifacts_dir / "express-phone.png"), full_page=True)
         phone.goto(studio["datasets"] + "/express")
         assert_no_sideways_scroll(phone)
+        assert problems == []
+        browser.close()
+
+
+def test_files_chosen_again_after_a_failed_import_go_on_in_the_same_run(studio, tmp_path):
+    from playwright.sync_api import expect, sync_playwright
+
+    notes = tmp_path / "notes.zip"
+    with zipfile.ZipFile(notes, "w") as archive:
+        archive.writestr("notes.txt", "no pictures here")
+    good = tmp_path / "cats.zip"
+    _zip(good, count=3)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        page = browser.new_page(viewport={"width": 1280, "height": 800})
+        problems = watch_page(page)
+        page.set_default_timeout(30_000)
+        page.goto(studio["datasets"] + "/express")
+        page.set_input_files("#x-files", str(notes))
+        page.fill("#x-trigger", "zxnote")
+        page.click("#x-go")
+        expect(page.locator("#x-go")).to_have_text("Upload and go on", timeout=60_000)
+        expect(page.locator("#x-message")).to_contain_text("Choose other files or another link to go on")
+        first = page.url
+        created = []
+        page.on("request", lambda r: created.append(r.url) if r.method == "POST" and r.url.endswith("/api/express")
+                else None)
+        page.set_input_files("#x-files", str(good))
+        page.click("#x-go")
+        expect(page.locator(".x-stage[data-stage=import]")).to_have_class("x-stage completed", timeout=60_000)
+        assert page.url == first and created == []  # the same run goes on: no second run, no second dataset
+        runs = page.request.get(studio["datasets"] + "/api/express").json()
+        assert len(runs["runs"]) == 1, runs
         assert problems == []
         browser.close()

@@ -59,10 +59,16 @@
   document.querySelectorAll("input[name=kind]").forEach((radio) => radio.addEventListener("change", showKeep));
   showKeep();
 
+  let again = false;  // the form asks for files again for this run (showUploadAgain), not for a new run
   $("express-form").addEventListener("submit", async (e) => {
     e.preventDefault();
     $("x-error").textContent = checkInput();
     if ($("x-error").textContent) return;
+    if (again) {
+      $("express-form").hidden = true;
+      try { await startWith(await api(`/api/express/${expressId}`)); } catch (err) { showUploadAgain(err.message); }
+      return;
+    }
     const kind = (document.querySelector("input[name=kind]:checked") || {}).value || "other";
     $("x-go").disabled = true;
     try {
@@ -116,13 +122,7 @@
     $("express-form").hidden = false;
     $("x-trigger").closest("form").querySelectorAll("label[for=x-trigger], #x-trigger, .x-kinds, #x-keep-row").forEach((el) => { el.hidden = true; });
     $("x-go").textContent = "Upload and go on";
-    $("express-form").onsubmit = async (e) => {
-      e.preventDefault();
-      $("x-error").textContent = checkInput();
-      if ($("x-error").textContent) return;
-      $("express-form").hidden = true;
-      try { await startWith(await api(`/api/express/${expressId}`)); } catch (err) { showUploadAgain(err.message); }
-    };
+    again = true;
   }
 
   // ---- the run
@@ -249,8 +249,9 @@
   }
 
   // The tab says how far it is, and Notify me brings a desktop notification when the run ends.
-  const notify = expressId ? window.studio.notifier($("x-notify"), `notify:express:${expressId}`) : null;
+  let notify = null;  // made once the run exists (at load, or when the form has just made it)
   function tell(run) {
+    if (!notify) notify = window.studio.notifier($("x-notify"), `notify:express:${expressId}`);
     const x = run.express;
     const train = run.stages.find((s) => s.stage === "train");
     const pct = train && train.status === "running" && train.total ? Math.floor((100 * train.done) / train.total) : null;
@@ -262,7 +263,7 @@
 
   function render(run) {
     const x = run.express;
-    if (notify) tell(run);
+    tell(run);
     $("x-title").textContent = `${x.name} · trigger word ${x.config.trigger_word}`;
     const message = x.error || x.message || "";
     if (!(x.phase === "upload" && upload)) $("x-message").textContent = message;
