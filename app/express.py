@@ -24,7 +24,7 @@ from app import context
 from app.express_plan import Gpu, check_gpu, make_plan
 from app.express_rules import ExpressInputError, caption_options
 from app.frame_choice import in_config
-from app.store import NotFound
+from app.store import NotFound, slugify
 from studio.jobs import ACTIVE, Job, JobStateError
 from studio.web import ApiError
 
@@ -319,6 +319,17 @@ def lora_name(dataset_name: str) -> str:
     taken = taken_names(context.workspace(), context.jobs())
     taken |= {str(job.config.get("lora_name", "")).lower() for job in context.jobs().list(kind="express", limit=5000)}
     return unique_name(dataset_name, taken)
+
+
+def export_name(dataset_name: str) -> str:
+    """The trainer dataset a new run exports to: its own, free among the exports there (the dataset manager's too)
+    and other express runs' (whose export may not exist yet), so two runs of one trigger word never share one."""
+    from trainer.names import unique_name
+
+    exports = context.workspace().exports
+    taken = {path.name.lower() for path in exports.iterdir()} if exports.is_dir() else set()
+    taken |= {str(job.config.get("export_name", "")).lower() for job in context.jobs().list(kind="express", limit=5000)}
+    return unique_name(slugify(dataset_name), taken)
 
 
 class ExpressDriver:

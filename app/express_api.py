@@ -23,7 +23,7 @@ from app import context, express, imaging
 from app.express_rules import PRESERVED_CLASS, ExpressInputError, check_kind, check_preserve, check_trigger
 from app.frame_choice import check_frames, page_defaults
 from app.import_limit import check_limit, check_spread
-from app.store import NotFound, slugify, summary
+from app.store import NotFound, summary
 from app.url_import import check_url
 from app.video_frames import VIDEO_EXTENSIONS
 from studio.jobs import ACTIVE, Job
@@ -87,7 +87,8 @@ def create_express():
     except ValueError as exc:
         raise ApiError(str(exc), 422) from None
     settings = {"trigger_word": trigger, "kind": kind, "preserve": preserve,
-                "export_name": slugify(dataset.meta()["name"]), "lora_name": express.lora_name(dataset.meta()["name"]),
+                "export_name": express.export_name(dataset.meta()["name"]),
+                "lora_name": express.lora_name(dataset.meta()["name"]),
                 "sessions": []}
     job, _ = context.jobs().create("express", name=settings["lora_name"], dataset=dataset.id, config=settings,
                                    total=len(express.STAGES), message="Waiting for the upload.")

@@ -555,3 +555,13 @@ def test_a_run_stopped_while_it_trains_finishes_after_retry(studio):
     _run_worker(settings)
     done = _drive(app, express_id, lambda r: r["express"]["status"] != "running")
     assert done["express"]["status"] == "completed" and done["stages"][3]["status"] == "completed"
+
+
+def test_each_run_exports_to_its_own_trainer_dataset(studio):
+    """Two runs of one trigger word, and an export of that name the dataset manager made by hand: none shares a
+    trainer dataset, so Train further of the first never trains on the second's images."""
+    settings, app = studio()
+    client = app.test_client()
+    (settings.root / "trainer" / "datasets" / "zxmug").mkdir(parents=True)  # an export made by hand
+    names = [_create(client, trigger="zxmug")["express"]["config"]["export_name"] for _ in range(2)]
+    assert names == ["zxmug-2", "zxmug-3"]
