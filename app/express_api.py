@@ -162,6 +162,10 @@ def stop_express(express_id: str):
 
 def _stage(stage: str, job: Job | None, express_row: Job) -> dict:
     if job is None:
+        if stage == "train" and express_row.status == "completed":  # it trained: its job was deleted since
+            return {"stage": stage, "status": "deleted", "done": 0, "total": 0,
+                    "message": "Its training job and LoRA were deleted (in the LoRA library or the trainer). Recently "
+                               "deleted, on the LoRA library page, brings them back for 7 days."}
         done = express.STAGES.index(stage) < express.STAGES.index(express_row.phase) \
             if express_row.phase in express.STAGES else express_row.phase == "done"
         return {"stage": stage, "status": "skipped" if done else "waiting", "done": 0, "total": 0}
@@ -203,7 +207,7 @@ def _training_outputs(express_id: str, train: Job, keep: str | None = None) -> d
         comfy = workspace.comfyui_loras
         out["proof"] = {
             "lora": library.file_url(train.id, f"lora/{lora.name}", here) if lora else None,
-            "lora_file": lora.name if lora else None,
+            "lora_file": copy.name if copy else lora.name if lora else None,  # as the library names it (renamed)
             "lora_bytes": lora.stat().st_size if lora else None,
             "grid": library.file_url(train.id, found["grid"], here) if found.get("grid") else None,
             "readme": library.file_url(train.id, found["readme"], here) if found.get("readme") else None,

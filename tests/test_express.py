@@ -295,6 +295,20 @@ def test_zip_to_lora_with_base_and_lora_samples(studio, monkeypatch):
     assert client.get(here + "lora/nothing.png").status_code == 404
     assert client.get(here + "../../studio.db").status_code in (400, 404)
     assert client.get(here + "..%2F..%2Fstudio.db").status_code in (400, 404)
+    # renamed in the LoRA library: the page offers the file by that name, which its README and workflow load
+    store = JobStore(settings.root / "studio.db")
+    train = store.get(run["stages"][3]["job_id"])
+    library_dir = settings.root / "trainer" / "loras"
+    (library_dir / proof["lora_file"]).rename(library_dir / "my-mug.safetensors")
+    store.update(train.id, result={**train.result, "library_file": "my-mug.safetensors"})
+    renamed = client.get(f"/api/express/{express_id}").get_json()["proof"]
+    assert renamed["lora_file"] == "my-mug.safetensors"
+    assert 'filename=my-mug.safetensors' in client.get(renamed["lora"]).headers["Content-Disposition"]
+    assert "my-mug.safetensors" in client.get(renamed["workflow"]).get_data(as_text=True)
+    # its job deleted (with its LoRA, from the library's card): the page says so instead of "skipped"
+    store.delete(train.id)
+    gone = client.get(f"/api/express/{express_id}").get_json()
+    assert gone["stages"][3]["status"] == "deleted" and "Recently deleted" in gone["stages"][3]["message"]
 
 
 def test_files_of_a_run_that_has_not_trained_yet_are_404(studio):

@@ -37,6 +37,8 @@ def send_job_file(job, job_dir: Path, name: str):
     download_name = path.name
     if path.name == "lora.safetensors":  # a checkpoint: name it after the job and step
         download_name = f"{job.config.get('name', job.id)}-{path.parent.name}.safetensors"
+    elif path.parent == job_dir / "lora" and path.suffix == ".safetensors":  # the LoRA: as the library names it,
+        download_name = (job.result or {}).get("library_file") or path.name  # which its README and workflow load
     placed = named_as_placed(job, job_dir, path)
     response = send_file(io.BytesIO(placed) if placed is not None else os.fspath(path), as_attachment=not inline,
                          download_name=download_name, conditional=True, max_age=0)

@@ -158,6 +158,7 @@
         `done in about ${formatDuration(s.schedule.done_in_s)}.</div>`;
     }
     if (s.stage === "train" && s.job_page) body += `<div class="msg"><a href="${esc(trainer(s.job_page))}" target="_blank" rel="noopener">Open the job page</a></div>`;
+    if (s.status === "deleted") body += `<div class="msg"><a href="${esc(trainer("/library"))}" target="_blank" rel="noopener">Open the LoRA library</a></div>`;
     return `<li class="x-stage ${esc(s.status)}" data-stage="${esc(s.stage)}"><h3>${STAGE_TITLES[s.stage]}<span class="state">${esc(state)}</span></h3><div class="body">${body}</div></li>`;
   }
 
@@ -286,7 +287,8 @@
     try {
       const run = await api(`/api/express/${expressId}`);
       render(run);
-      if (run.active || (run.express.status === "completed" && !run.proof)) timer = setTimeout(poll, 1500);
+      const gone = run.stages.some((s) => s.status === "deleted");  // its job was deleted: no proof will come
+      if (run.active || (run.express.status === "completed" && !run.proof && !gone)) timer = setTimeout(poll, 1500);
     } catch (err) {
       $("x-message").textContent = err.status === 404 ? "This express run does not exist." : `${err.message}: retrying…`;
       if (err.status !== 404) timer = setTimeout(poll, 3000);
