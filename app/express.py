@@ -196,9 +196,7 @@ def _after(express: Job, stage: str) -> Job:
     if stage == "import":
         images = len(context.dataset(express.dataset).image_names())
         if images == 0:
-            return context.jobs().finish(express.id, "failed", resumable=True,
-                                         error="No usable images were found in the upload: add photos (.jpg, "
-                                               ".png, .heic, ...), a ZIP of them or a video, then press Retry.")
+            return context.jobs().finish(express.id, "failed", resumable=True, error=_no_images(express))
     index = STAGES.index(stage)
     if index + 1 < len(STAGES):
         return _launch(express, STAGES[index + 1])
@@ -206,6 +204,18 @@ def _after(express: Job, stage: str) -> Job:
     context.jobs().progress(express.id, {"phase": "done", "done": len(STAGES)})
     return context.jobs().finish(express.id, "completed", message=train.message or "Finished.",
                                  result={"train_job": train.id, "lora_path": train.lora_path})
+
+
+def _no_images(express: Job) -> str:
+    """Why the upload gave no image to train on: what the import left out and why, the first few by name."""
+    imported = stages_of(express).get("import")
+    skipped = [entry for entry in ((imported.result or {}).get("skipped") or []) if isinstance(entry, dict)] \
+        if imported else []
+    said = "; ".join(f"{entry.get('name')}: {entry.get('reason')}" for entry in skipped[:4])
+    more = f" and {len(skipped) - 4} more" if len(skipped) > 4 else ""
+    why = f" ({said}{more})" if said else ""
+    return (f"No usable images were found in the upload{why}. Add photos (.jpg, .png, .heic, ...), a ZIP of them "
+            "or a video.")
 
 
 # One chain moves one step at a time: the driver thread and a page's request may both look at it.

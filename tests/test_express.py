@@ -397,6 +397,7 @@ def test_an_all_rejected_zip_fails_clearly_and_a_retry_goes_on(studio):
     client.post(f"/api/express/{express_id}/start", json={"sessions": [session]})
     run = _drive(app, express_id, lambda r: r["express"]["status"] != "running")
     assert run["express"]["status"] == "failed" and "No usable images" in run["express"]["error"]
+    assert "broken.png: " in run["express"]["error"], run["express"]["error"]  # what was left out, and why
     assert client.get(f"/api/datasets/{dataset_id}").status_code == 200  # the dataset is kept
     client.post(f"/api/datasets/{dataset_id}/upload?wait=20",
                 data={"files": [(io.BytesIO(image_bytes(7)), "good.png")]}, content_type="multipart/form-data")
