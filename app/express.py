@@ -143,13 +143,14 @@ def plan_for(express: Job):
     flags = {name: meta["images"][name].get("flags") or {} for name in names}
     soft = tuple(name for name in names if flags[name].get("soft"))
     small = tuple((name, *sizes[index]) for index, name in enumerate(names) if flags[name].get("small"))
+    similar = tuple((name, str(flags[name]["similar_to"])) for name in names if flags[name].get("similar_to"))
     settings = _settings(express)
     demo = context.settings().demo
     if not demo:
         _unload_caption_model()
     return make_plan(name=settings["lora_name"], trigger=settings["trigger_word"], kind=settings["kind"],
                      sizes=sizes, captions=captions, gpu=None if demo else _gpu(), demo=demo, transparent=transparent,
-                     soft=soft, small=small, preserve=bool(settings.get("preserve")))
+                     soft=soft, small=small, similar=similar, preserve=bool(settings.get("preserve")))
 
 
 def _start_train(express: Job, relaunch: bool) -> Job:

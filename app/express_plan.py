@@ -86,10 +86,12 @@ def _preset(recipe, gpu: Gpu | None) -> tuple[str, str]:
 
 def make_plan(*, name: str, trigger: str, kind: str, sizes: list[tuple[int, int]], captions: list[str],
               gpu: Gpu | None, demo: bool, transparent: int = 0, soft: tuple[str, ...] = (),
-              small: tuple[tuple[str, int, int], ...] = (), preserve: bool = False) -> Plan:
+              small: tuple[tuple[str, int, int], ...] = (), similar: tuple[tuple[str, str], ...] = (),
+              preserve: bool = False) -> Plan:
     """The job config for `sizes` (width, height of each image to train on) and `captions`; `transparent` of
     the images have an alpha channel; `soft` names those the gallery flags as soft and `small` (name, width,
-    height) those it flags as small; `preserve`: keep the class (a person, an object) as the base model draws it."""
+    height) those it flags as small; `similar` (name, the earlier image it looks like) its near-duplicates;
+    `preserve`: keep the class (a person, an object) as the base model draws it."""
     recipe = get_recipe("zimage-turbo")
     images = len(sizes)
     if images == 0:
@@ -145,6 +147,11 @@ def make_plan(*, name: str, trigger: str, kind: str, sizes: list[tuple[int, int]
                              "shows them, to crop, replace or remove before a next run.")
     if small:
         plan.warnings.append(_small_warning(small, images))
+    if similar:
+        pairs = name_list([f"{name} like {like}" for name, like in similar])
+        plan.warnings.append(f"{len(similar)} of {images} images look nearly the same as another ({pairs}): that "
+                             "look is trained twice as often as the others. The dataset's Flagged filter shows "
+                             "them, to keep the best of each before a next run.")
     config = recipe.config_from_dict(plan.config)
     guess = recipe.estimate(config, images, gpu.name if gpu else None, demo, sizes)
     plan.estimated_s, plan.estimate_device = guess.seconds, guess.device

@@ -50,7 +50,8 @@ def check_trigger(word) -> str:
         raise ExpressInputError("trigger_word", f"The trigger word must be one word without spaces: try "
                                                 f"'{joined}'.")
     if not TRIGGER_PATTERN.fullmatch(word):
-        raise ExpressInputError("trigger_word", "Use only letters, digits, '_' and '-' in the trigger word.")
+        raise ExpressInputError("trigger_word", "Use only the letters A-Z (no accents or other scripts), digits, '_' "
+                                                "and '-' in the trigger word.")
     if len(word) < 3 or len(word) > 40:
         raise ExpressInputError("trigger_word", "The trigger word must be 3 to 40 characters long.")
     lower = word.lower()

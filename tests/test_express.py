@@ -105,7 +105,7 @@ def _run_worker(settings) -> None:
 @pytest.mark.parametrize(("word", "says"), [
     ("", "Type a trigger word"), ("   ", "Type a trigger word"), ("my cat", "without spaces: try 'my_cat'"),
     ("cat", "common word"), ("Dogs", "common word"), ("photo", "common word"), ("ab", "3 to 40"),
-    ("zx/cat", "letters, digits"), (None, "Type a trigger word")])
+    ("zx/cat", "letters A-Z"), ("中文猫", "no accents or other scripts"), (None, "Type a trigger word")])
 def test_bad_trigger_words_are_refused_with_a_suggestion(studio, word, says):
     _, app = studio()
     client = app.test_client()
@@ -186,6 +186,12 @@ def test_plan_derives_steps_resolutions_and_preset_from_the_data_and_the_gpu():
     assert small.warnings == ["2 of 20 images are under 512 px on the short side (smallest: a.jpg, 400x300): never "
                               "upscaled, they bring less detail than the rest, and a LoRA learns that too. The "
                               "dataset's Flagged filter shows them, to replace or remove before a next run."]
+    # and its near-duplicates, each with the earlier image it looks like
+    similar = make_plan(name="cat", trigger="zxcat", kind="object", sizes=big, captions=["x"],
+                        similar=(("b.jpg", "a.jpg"),), gpu=Gpu("NVIDIA H100 80GB HBM3", 80, 79), demo=False)
+    assert similar.warnings == ["1 of 20 images look nearly the same as another (b.jpg like a.jpg): that look is "
+                                "trained twice as often as the others. The dataset's Flagged filter shows them, to "
+                                "keep the best of each before a next run."]
     with pytest.raises(ExpressInputError, match="only 9.0 GB free"):
         make_plan(name="cat", trigger="zxcat", kind="object", sizes=big, captions=[], gpu=Gpu("RTX", 24, 9),
                   demo=False)

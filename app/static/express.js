@@ -266,7 +266,10 @@
     const x = run.express;
     tell(run);
     $("x-title").textContent = `${x.name} · trigger word ${x.config.trigger_word}`;
-    const message = x.error || x.message || "";
+    // while it trains, what the training job says now ("Rendering the base model's previews"), not the stage's start
+    const train = run.stages.find((s) => s.stage === "train");
+    const training = x.status === "running" && x.phase === "train" && train && ["queued", "running"].includes(train.status);
+    const message = x.error || (training && train.message ? `Training: ${train.message}` : x.message) || "";
     if (!(x.phase === "upload" && upload)) $("x-message").textContent = message;
     renderStages(run);
     renderPlan(run);
