@@ -146,6 +146,8 @@ def test_the_library_merges_into_a_file_of_its_own(library, trainer_client):
     assert meta["modelspec.trigger_phrase"] == "mycat, inkstyle" and "merged_from" in meta
     again = trainer_client.post("/api/library/merge", json=body)
     assert again.status_code == 409 and "pick another name" in again.get_json()["error"]
+    spaced = trainer_client.post("/api/library/merge", json={**body, "name": " my merged  cat "})  # as typed
+    assert spaced.status_code == 201 and spaced.get_json()["file"] == "my-merged-cat.safetensors"
     smaller = trainer_client.post("/api/library/merge", json={**body, "name": "cat-style-r2", "rank": 2})
     assert smaller.status_code == 201 and 0 < smaller.get_json()["kept"] < 1
 
@@ -156,6 +158,8 @@ def test_the_library_merges_into_a_file_of_its_own(library, trainer_client):
     ({"files": [{"file": "cat.safetensors"}, {"file": "nope.safetensors"}]}, 404, "no LoRA 'nope.safetensors'"),
     ({"files": [{"file": "cat.safetensors", "strength": 0}, {"file": "style.safetensors"}]}, 422, "not 0"),
     ({"files": [{"file": "cat.safetensors", "strength": True}, {"file": "style.safetensors"}]}, 422, "not 0"),
+    ({"files": [{"file": "cat.safetensors", "strength": 7}, {"file": "style.safetensors"}]}, 422,
+     "cat.safetensors: its strength must be a number from -2 to 2, and not 0 (it is 7)"),
     ({"files": [{"file": "cat.safetensors"}, {"file": "style.safetensors"}], "rank": 0}, 422, "'rank'"),
     ({"files": [{"file": "cat.safetensors"}, {"file": "style.safetensors"}], "name": "../x"}, 422, "'name'"),
     ({"files": [{"file": "cat.safetensors"}, {"file": "../../etc/passwd"}]}, 400, ""),

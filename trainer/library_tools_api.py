@@ -141,12 +141,14 @@ def _merge_sources(items) -> list[tuple[Path, float]]:
                        '[{"file": "cat.safetensors", "strength": 1.0}, ...].', 422)
     sources = []
     for item in items:
-        strength = item.get("strength", 1.0) if isinstance(item, dict) else None
-        number = isinstance(strength, int | float) and not isinstance(strength, bool) and math.isfinite(strength)
-        if not isinstance(item, dict) or not isinstance(item.get("file"), str) or not number \
-                or not 0 < abs(strength) <= 2:
+        if not isinstance(item, dict) or not isinstance(item.get("file"), str):
             raise ApiError('Each of \'files\' is {"file": a library LoRA, "strength": a number from -2 to 2, not 0}.',
                            422)
+        strength = item.get("strength", 1.0)
+        number = isinstance(strength, int | float) and not isinstance(strength, bool) and math.isfinite(strength)
+        if not number or not 0 < abs(strength) <= 2:
+            raise ApiError(f"{item['file']}: its strength must be a number from -2 to 2, and not 0 (it is "
+                           f"{strength!r}).", 422)
         path = library.library_lora(workspace().loras, item["file"])
         if any(path == seen for seen, _strength in sources):
             raise ApiError(f"{path.name} is listed twice: give it once, at the strength you want.", 422)
@@ -165,8 +167,11 @@ def _merge_target(name, sources: list[tuple[Path, float]]) -> Path:
     from trainer.names import slug
     from trainer.recipes.zimage_turbo import NAME_PATTERN
 
-    name = name or slug("-".join(path.stem for path, _strength in sources))
-    if not isinstance(name, str) or not re.match(NAME_PATTERN, name):
+    if name is not None and not isinstance(name, str):
+        raise ApiError("'name' must be text.", 422)
+    # typed as people type, with spaces ("my merged cat"): one word of it, as Rename makes one ("my-merged-cat")
+    name = "-".join(name.split()) if name and name.strip() else slug("-".join(path.stem for path, _s in sources))
+    if not re.match(NAME_PATTERN, name):
         raise ApiError("'name' must be 1-80 letters, digits, '.', '_' or '-', starting with a letter or digit.", 422)
     target = confined(workspace().loras, safe_name(f"{name}.safetensors"))
     if target.exists():
