@@ -145,3 +145,20 @@ def test_on_a_phone_the_toast_leaves_the_reason_a_file_was_skipped_readable(stud
         assert a["y"] + a["height"] <= b["y"] or b["y"] + b["height"] <= a["y"], (a, b)  # one above the other
         assert problems == []
         browser.close()
+
+
+def test_an_upload_of_nothing_usable_is_not_shown_as_a_success(studio_root, tmp_path):
+    from playwright.sync_api import expect, sync_playwright
+
+    (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    env = {"STUDIO_ROOT": str(studio_root), "CAPTION_URL": "http://127.0.0.1:9"}
+    with ServerProcess("app", env, log_path=tmp_path / "server.log") as server, sync_playwright() as p:
+        dataset_id = requests.post(f"{server.url}/api/datasets", json={"name": "Nothing"}, timeout=10).json()["id"]
+        browser, page, problems = open_page(p)
+        page.goto(f"{server.url}/d/{dataset_id}")
+        page.set_input_files("#file-input", [str(tmp_path / "broken.png")])
+        expect(page.locator("#import-status")).to_contain_text("broken.png", timeout=30_000)
+        expect(page.locator("#uploads-title")).to_have_text("Nothing imported")
+        expect(page.locator(".toast.toast-error", has_text="Imported 0 images, skipped 1")).to_be_visible()
+        assert problems == []
+        browser.close()

@@ -55,7 +55,8 @@
   async function upload(file) {
     if (busy) { studio.toast("One file at a time: wait for this one to be in the library.", "info", 5000); return; }
     if (!/\.safetensors$/i.test(file.name)) {
-      studio.toast(`${file.name} is not a .safetensors file: a LoRA for the library is one.`, "error", 8000);
+      state.textContent = `${file.name} is not a .safetensors file: a LoRA for the library is one.`;  // not the last one's
+      studio.toast(state.textContent, "error", 8000);
       return;
     }
     busy = true;
