@@ -185,7 +185,10 @@ def test_the_try_page_of_a_library_file(client, settings, demo_paths):
     assert page.status_code == 200
     html = page.get_data(as_text=True)
     assert 'data-api="/api/library/files/found-lora.safetensors"' in html and "rank 4" in html
-    assert '<span class="chip">zqx</span>' in html and "job_try.js" in html
+    assert '<span class="chip">zqx</span>' in html and "job_try.js" in html and "stands for it)" in html
+    merged = library_lora(settings, demo_paths, "merged.safetensors", trigger="zqx, inkstyle")  # a merge of two
+    html = client.get(f"/library/try/{merged.name}").get_data(as_text=True)
+    assert '<span class="chip">zqx</span> <span class="chip">inkstyle</span>' in html and "stands for them all" in html
     assert client.get("/library/try/missing.safetensors").status_code == 404
     assert client.get("/library/try/..%2fstudio.db").status_code in (400, 404)
 
