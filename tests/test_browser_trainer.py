@@ -74,6 +74,7 @@ def test_train_from_the_form_and_download_the_lora(studio, artifacts_dir, tmp_pa
         page.fill("#f-steps", "0")
         expect(page.locator("#err-steps")).to_contain_text("at least 1")
         expect(page.locator("#problems")).to_contain_text("Steps: Must be at least 1.")  # as the form labels it
+        expect(page.locator("#est-device")).to_have_text("No estimate while a setting above is invalid.")
         expect(page.locator("#start")).to_be_disabled()
         page.fill("#f-job-name", "browser job")
         page.fill("#f-name", "browser-lora")

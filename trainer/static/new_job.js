@@ -223,7 +223,9 @@
     $("est-time").innerHTML = report.estimated_duration_s == null ? "–"
       : `≈ ${esc(studio.formatDuration(report.estimated_duration_s))}${kind ? ` <span class="chip est-kind">${kind}</span>` : ""}` +
         (price ? ` <span class="est-cost" title="At ${esc(trainer.perHour(report.price))}">≈ ${esc(price)}</span>` : "");
-    $("est-device").textContent = report.estimate_device === "demo"
+    $("est-device").textContent = report.estimated_duration_s == null
+      ? ((report.errors || []).length ? "No estimate while a setting above is invalid." : "")
+      : report.estimate_device === "demo"
       ? "Demo estimate: the tiny demo model on this machine's CPU, not the real model on a GPU pod."
       : report.estimate_device === "cpu"
         ? "CPU estimate: no GPU was found, so this is the CPU's time; a GPU pod takes a small fraction of it."
