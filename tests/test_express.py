@@ -368,15 +368,20 @@ def _wait_for_job(store, job_id: str, timeout: float = 30.0):
     assert store.get(job_id).status == "completed", store.get(job_id).error
 
 
-@pytest.mark.slow
-def test_a_restart_in_the_middle_of_training_continues_it(studio):
+def _run_at_training(studio):
+    """A run of three small pictures, driven to its train stage: (settings, app, client, express id, run)."""
     settings, app, client, made = _new_run(studio)
     express_id, dataset_id = made["express"]["id"], made["express"]["dataset"]
     client.post(f"/api/datasets/{dataset_id}/upload?wait=20",
                 data={"files": [(io.BytesIO(image_bytes(i, size=(96, 80))), f"c{i}.png") for i in range(3)]},
                 content_type="multipart/form-data")
     client.post(f"/api/express/{express_id}/start", json={})
-    run = _drive(app, express_id, lambda r: r["express"]["phase"] == "train")
+    return settings, app, client, express_id, _drive(app, express_id, lambda r: r["express"]["phase"] == "train")
+
+
+@pytest.mark.slow
+def test_a_restart_in_the_middle_of_training_continues_it(studio):
+    settings, app, client, express_id, run = _run_at_training(studio)
     store = JobStore(settings.root / "studio.db")
     train_id = run["stages"][3]["job_id"]
     store.claim("train", _dead_owner())  # a worker took it and died
@@ -562,13 +567,7 @@ def test_a_link_that_is_no_zip_fails_the_import_and_another_link_goes_on(studio,
 
 @pytest.mark.slow
 def test_a_run_stopped_while_it_trains_finishes_after_retry(studio):
-    settings, app, client, made = _new_run(studio)
-    express_id, dataset_id = made["express"]["id"], made["express"]["dataset"]
-    client.post(f"/api/datasets/{dataset_id}/upload?wait=20",
-                data={"files": [(io.BytesIO(image_bytes(i, size=(96, 80))), f"c{i}.png") for i in range(3)]},
-                content_type="multipart/form-data")
-    client.post(f"/api/express/{express_id}/start", json={})
-    _drive(app, express_id, lambda r: r["express"]["phase"] == "train")
+    settings, app, client, express_id, _ = _run_at_training(studio)
     assert client.post(f"/api/express/{express_id}/stop").status_code == 200
     stopped = _drive(app, express_id, lambda r: r["express"]["status"] != "running")
     assert stopped["express"]["status"] == "stopped" and stopped["stages"][3]["status"] == "stopped"
