@@ -114,13 +114,14 @@
       const renamed = result.renamed || [];
       const ok = job.status === "completed";
       const none = ok && !(result.imported || []).length && skipped.length > 0;  // finished, but nothing came in
-      box.innerHTML = `<p style="color:var(${ok && !none ? "--ok" : "--err"})">${ds.esc(job.message)}</p>${resumable(job) ? resumeButton(job) : ""}
+      const good = ok && !none;
+      box.innerHTML = `<p style="color:var(${good ? "--ok" : "--err"})">${ds.esc(job.message)}</p>${resumable(job) ? resumeButton(job) : ""}
         ${renamed.length ? `<details><summary>${plural(renamed.length, "file")} renamed to avoid overwriting</summary><ul class="skipped">${renamed.slice(0, 200).map((r) => `<li>${ds.esc(r.from)} → ${ds.esc(r.to)}</li>`).join("")}</ul></details>` : ""}
         ${skipped.length ? `<details open><summary>${skipped.length} skipped</summary><ul class="skipped">${skipped.slice(0, 300).map((s) => `<li><b>${ds.esc(s.name)}</b>: ${ds.esc(s.reason)}</li>`).join("")}</ul></details>` : ""}`;
       $("uploads-title").textContent = none ? "Nothing imported" : ok ? "Import finished" : "Import failed";
       wireResume(job);
-      if (ok || !resumable(job)) compactLater(`${ok && !none ? "✓" : "✕"} ${job.message}`);
-      toast(job.message, ok && !none ? "ok" : "error", 6000);
+      if (ok || !resumable(job)) compactLater(`${good ? "✓" : "✕"} ${job.message}`);
+      toast(job.message, good ? "ok" : "error", 6000);
       ds.reload();
       return job;
     }
