@@ -365,6 +365,8 @@ def test_train_from_the_form_and_download_the_lora(studio, artifacts_dir, tmp_pa
         card.locator(".card-edit-form button[type=submit]").click()
         expect(page.locator(".toast", has_text="browser-lora-v1.safetensors, trigger tok: saved.")).to_be_visible()
         card = page.locator(".lora-card", has_text="browser-lora-v1.safetensors")
+        expect(card.locator("h3")).to_have_text("browser-lora-v1")  # the card is named for its file now
+        expect(card.locator("[data-trained-as]")).to_have_text("trained as the job browser job")
         workflow = card.locator(".proof a", has_text="ComfyUI workflow").get_attribute("href")
         graph = json.loads(urllib.request.urlopen(studio + workflow).read())
         assert [n["inputs"]["lora_name"] for n in graph.values() if n["class_type"] == "LoraLoaderModelOnly"] == \

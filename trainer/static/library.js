@@ -11,6 +11,8 @@
     } catch (e) { /* not a list: the one trigger word below */ }
     return l.trigger_word ? [l.trigger_word] : [];
   }
+  // a card is named for its file (renamed in the library or not); a job's card also names the job it came from
+  function title(l) { return l.job_id && l.library_file ? l.library_file.replace(/\.safetensors$/, "") : l.name; }
   function hostOf(url) { try { return new URL(url).hostname || url; } catch (e) { return url; } }
   async function load() {
     const data = await studio.api("/api/library");
@@ -50,7 +52,8 @@
       return `<article class="panel lora-card" data-job="${esc(l.job_id)}">
         ${shots ? `<div class="preview${pairs && pairs.length ? " pairs" : ""}">${shots}</div>${legend}` : ""}
         ${l.leak ? studio.leakLine({ leak: l.leak.share, leaks: l.leak.leaks }) : ""}
-        <div><h3>${esc(l.name)}</h3><div class="muted" style="font-size:12px">${esc(l.library_file || l.file)} · ${studio.formatBytes(l.size)}</div>
+        <div><h3>${esc(title(l))}</h3><div class="muted" style="font-size:12px">${esc(l.library_file || l.file)} · ${studio.formatBytes(l.size)}</div>
+          ${l.job_id && title(l) !== l.name ? `<div class="muted" style="font-size:12px" data-trained-as>trained as the job ${esc(l.name)}</div>` : ""}
           ${l.checkpoint_of ? `<div class="muted" style="font-size:12px">checkpoint at step ${l.checkpoint_of.step} of ${esc(l.checkpoint_of.job_name)}</div>` : ""}
           ${/^https?:\/\//.test((l.metadata || {}).source_url || "") && !(l.metadata || {}).civitai_url ? `<div class="muted" style="font-size:12px">from <a href="${esc(l.metadata.source_url)}" target="_blank" rel="noopener" title="${esc(l.metadata.source_url)}">${esc(hostOf(l.metadata.source_url))}</a></div>` : ""}
           ${/^https?:\/\//.test((l.metadata || {}).civitai_url || "") ? `<div class="muted" style="font-size:12px">from <a href="${esc(l.metadata.civitai_url)}" target="_blank" rel="noopener">${esc(l.metadata["modelspec.title"] || "Civitai")}</a> on Civitai</div>` : ""}
