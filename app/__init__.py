@@ -74,6 +74,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         datasets,
         export,
         express,
+        express_abandoned,
         express_api,
         image_edits,
         images,
@@ -97,6 +98,8 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     measure.start(app.extensions["dataset_store"], app.config["STUDIO_SETTINGS"].max_image_pixels)
     app.extensions["express_driver"] = express.ExpressDriver(app)
-    if jobs.count(("running",), kind="express"):  # chains a restart interrupted go on by themselves
+    with app.app_context():
+        express_abandoned.close_abandoned()
+    if jobs.count(("running",), kind="express", work=True):  # chains a restart interrupted go on by themselves
         app.extensions["express_driver"].ensure_running()
     return app

@@ -328,7 +328,7 @@ def lora_name(dataset_name: str) -> str:
     from trainer.names import taken_names, unique_name
 
     taken = taken_names(context.workspace(), context.jobs())
-    taken |= {str(job.config.get("lora_name", "")).lower() for job in context.jobs().list(kind="express", limit=5000)}
+    taken |= {str(job.config.get("lora_name", "")).lower() for job in _named_runs()}
     return unique_name(dataset_name, taken)
 
 
@@ -339,8 +339,14 @@ def export_name(dataset_name: str) -> str:
 
     exports = context.workspace().exports
     taken = {path.name.lower() for path in exports.iterdir()} if exports.is_dir() else set()
-    taken |= {str(job.config.get("export_name", "")).lower() for job in context.jobs().list(kind="express", limit=5000)}
+    taken |= {str(job.config.get("export_name", "")).lower() for job in _named_runs()}
     return unique_name(slugify(dataset_name), taken)
+
+
+def _named_runs() -> list[Job]:
+    """The express runs whose names are taken: all but those that ended before any file came (app.express_abandoned)."""
+    return [job for job in context.jobs().list(kind="express", limit=5000)
+            if job.phase != "upload" or job.status in ACTIVE]
 
 
 class ExpressDriver:
@@ -367,7 +373,7 @@ class ExpressDriver:
                     advance(express)
                 except Exception:  # one broken chain must not stop the others
                     log.exception("express %s could not advance", express.id)
-            return len(context.jobs().list(("running",), kind="express", limit=1000))
+            return context.jobs().count(("running",), kind="express", work=True)  # not those waiting for files
 
     def _loop(self) -> None:
         idle_since = time.monotonic()

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from flask import Blueprint, current_app, jsonify, render_template
 
-from app import context, express, imaging
+from app import context, express, express_abandoned, imaging
 from app.express_rules import PRESERVED_CLASS, ExpressInputError, check_kind, check_preserve, check_trigger
 from app.frame_choice import check_frames, page_defaults
 from app.import_limit import check_limit, check_spread
@@ -82,6 +82,7 @@ def create_express():
             express.gpu_precheck()
     except ExpressInputError as exc:
         raise ApiError(exc.message, 422, details=[{"field": exc.field, "message": exc.message}]) from None
+    express_abandoned.close_abandoned()
     try:
         dataset = context.store().create(name, trigger)
     except ValueError as exc:

@@ -137,6 +137,21 @@ def assemble(info: dict, folder: Path, target: Path, check_stop=None) -> Path:
     return target
 
 
+def last_activity(root: Path, owner: dict) -> float | None:
+    """When a session of `owner` last received a chunk (or was made); None when it has none on disk."""
+    latest = None
+    for info_path in root.glob("session-*/session.json") if root.is_dir() else ():
+        info = read_json(info_path, None)
+        if not isinstance(info, dict) or any(info.get(key) != value for key, value in owner.items()):
+            continue
+        try:
+            moments = [info_path.stat().st_mtime, (info_path.parent / "chunks").stat().st_mtime]
+        except OSError:
+            continue
+        latest = max([latest or 0.0, *moments])
+    return latest
+
+
 def sweep(root: Path) -> None:
     now = time.time()
     for folder in root.iterdir():

@@ -150,12 +150,19 @@ class JobStore:
         """Queued jobs of a kind in the order they will run."""
         return self._rows("SELECT * FROM jobs WHERE status = 'queued' AND kind = ? ORDER BY queue_key, id", (kind,))
 
-    def count(self, statuses: tuple[str, ...], kind: str | None = None) -> int:
+    def count(self, statuses: tuple[str, ...], kind: str | None = None, *, dataset: str | None = None,
+              work: bool = False) -> int:
+        """Jobs in `statuses` (of `kind`, on `dataset`). With `work`, not an express run still waiting for its
+        files: nothing runs for it until they arrive, and one left by a closed tab must not keep the pod busy (nor
+        from stopping when the queue is done)."""
         sql = f"SELECT COUNT(*) FROM jobs WHERE status IN ({','.join('?' * len(statuses))})"
         args = list(statuses)
-        if kind:
-            sql += " AND kind = ?"
-            args.append(kind)
+        for column, value in (("kind", kind), ("dataset", dataset)):
+            if value:
+                sql += f" AND {column} = ?"
+                args.append(value)
+        if work:
+            sql += " AND NOT (kind = 'express' AND phase IS 'upload')"
         return self._conn().execute(sql, args).fetchone()[0]
 
     def version(self, kind: str | None = None) -> float:

@@ -493,6 +493,38 @@ def test_deleting_the_dataset_stops_its_run(studio):
     assert run["dataset"] is None
 
 
+def test_runs_whose_files_never_came_are_closed_and_their_empty_datasets_removed(studio):
+    from app.express_abandoned import ABANDONED_S, close_abandoned
+
+    _, app, client, left = _new_run(studio)  # its tab closed before the upload
+    uploading = _create(client, trigger="zxdog")  # its files still arrive, slowly
+    filled = _create(client, trigger="zxfox")  # its images were put in through the dataset manager instead
+    client.post(f"/api/datasets/{filled['express']['dataset']}/upload?wait=20",
+                data={"files": [(io.BytesIO(image_bytes(1)), "c1.png")]}, content_type="multipart/form-data")
+    store = JobStore(app.config["STUDIO_SETTINGS"].root / "studio.db")
+    assert store.count(("running",), kind="express", work=True) == 0  # waiting for files is no work
+    later = time.time() + ABANDONED_S + 60
+    with app.app_context():
+        assert close_abandoned(later - 120) == []  # not yet
+        session = _upload_session(client, uploading["express"]["dataset"], "cats.zip", _zip(2))
+        chunks = app.config["STUDIO_SETTINGS"].root / ".uploads" / f"session-{session}" / "chunks"
+        os.utime(chunks, (later - 600, later - 600))  # a chunk ten minutes before "later"
+        closed = close_abandoned(later)
+    assert sorted(closed) == sorted([left["express"]["id"], filled["express"]["id"]])
+    run = client.get(f"/api/express/{left['express']['id']}").get_json()
+    assert run["express"]["status"] == "stopped" and not run["express"]["resumable"]  # no Retry: start anew
+    assert run["express"]["message"] == ("Closed: no files arrived for 6 hours after the run began; its empty dataset "
+                                         "zxcat went to Recently deleted. Start a new run on the Express page to go "
+                                         "on.")
+    deleted = client.get("/api/deleted-datasets").get_json()
+    assert run["dataset"] is None and [(d["name"], d["images"]) for d in deleted["datasets"]] == [("zxcat", 0)]
+    kept = client.get(f"/api/express/{filled['express']['id']}").get_json()
+    assert kept["express"]["status"] == "stopped" and kept["dataset"]["images"] == 1  # the images stay
+    assert client.get(f"/api/express/{uploading['express']['id']}").get_json()["express"]["status"] == "running"
+    # a new run closes them too (here none is left), and its name is free again
+    assert _create(client)["express"]["config"]["lora_name"] == "zxcat"
+
+
 def test_start_needs_images_and_happens_once(studio):
     _, app = studio()
     client = app.test_client()

@@ -40,6 +40,10 @@ def test_on_runpod_stop_waits_for_the_jobs_then_asks_runpod(make_settings, studi
     assert refused.status_code == 409 and "A job is queued or running" in refused.get_json()["error"]
     assert runpod.stops == []
     store.finish(job.id, "completed")
+    waiting, _ = store.create("express", name="left", dataset="d", total=4)  # an Express run waiting for its files
+    store.start(waiting.id, None)
+    store.progress(waiting.id, {"phase": "upload"})
+    assert client.get("/api/pod").get_json()["busy"] == 0  # is no work: a closed tab must not keep the pod running
 
     lora = studio_root / "half.safetensors"
     lora.write_bytes(b"\x10\x00")  # a LoRA cut short: its header says more than the file holds

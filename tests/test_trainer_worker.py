@@ -347,6 +347,10 @@ def test_the_dashboards_choice_stops_the_pod_but_not_while_captions_are_written(
     worker._maybe_stop_pod()
     assert runpod.requests == []  # the dataset manager is still writing captions with the GPU
     worker.store.finish(captions.id, "completed")
+    # an Express run whose tab was closed before its files went up waits for them: it is no work
+    waiting, _ = worker.store.create("express", name="left", dataset="d", total=4)
+    worker.store.start(waiting.id, None)
+    worker.store.progress(waiting.id, {"phase": "upload"})
     worker._maybe_stop_pod()
     (call,) = runpod.wait(1)
     assert call["path"] == "/v1/pods/pod123/stop"

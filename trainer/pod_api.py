@@ -26,7 +26,7 @@ ACTIVE = ("queued", "running")
 
 
 def _busy() -> int:
-    return store().count(ACTIVE)
+    return store().count(ACTIVE, work=True)
 
 
 def _idle_since() -> float | None:

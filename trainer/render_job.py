@@ -147,7 +147,7 @@ def render_one(workspace: Workspace, store: JobStore, session, render: Job) -> i
 
 def gpu_wanted(store: JobStore) -> bool:
     """Other work waits for the GPU (training), or may load a model onto it (captioning)."""
-    return any(store.count(statuses, kind=kind) for kind, statuses in GPU_WORK.items())
+    return any(store.count(statuses, kind=kind, work=True) for kind, statuses in GPU_WORK.items())
 
 
 def next_render(store: JobStore, owner: str, session, keep_warm_s: float, *,

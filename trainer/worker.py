@@ -363,7 +363,7 @@ class Worker:
             return
         if time.monotonic() - self._idle_since < self.pod_stop_grace_s:
             return
-        if self.store.count(("queued", "running")):  # any job: a render, captions being written, an export
+        if self.store.count(("queued", "running"), work=True):  # any job: a render, captions, an export
             return
         if not podstop.lora_is_safe(self._last_lora):
             log.warning("not stopping the pod: the last LoRA %s is not complete on disk", self._last_lora)

@@ -276,7 +276,7 @@
     renderWarnings(run);
     renderSamples(run);
     renderDone(run);
-    $("x-retry").hidden = !(x.status === "failed" || x.status === "stopped");
+    $("x-retry").hidden = !((x.status === "failed" || x.status === "stopped") && x.resumable);
     $("x-stop").hidden = !(x.status === "running" && x.phase !== "upload");
     if (x.status === "running" && x.phase === "upload" && !upload && !files.length) {
       showUploadAgain("The upload did not finish: choose the files again to go on.");
