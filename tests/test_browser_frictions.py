@@ -134,6 +134,34 @@ def test_an_ai_toolkit_config_fills_the_form(studio, page, viewport, artifacts_d
     expect(notice).to_be_hidden()
 
 
+@pytest.mark.parametrize("viewport", VIEWPORTS[:1])
+def test_the_text_view_starts_what_it_says(studio, page, viewport):
+    from playwright.sync_api import expect
+
+    posted = []
+    page.on("request", lambda r: posted.append(r.url) if r.method == "POST" and r.url.endswith("/api/jobs") else None)
+    page.goto(studio.trainer + "/new?dataset=my-cat")
+    expect(page.locator("#f-trigger_word")).to_have_value("mycat")
+    rank = _value(page, "rank")
+    page.click("[data-format='yaml']")
+    expect(page.locator("#config-text")).to_have_value(re.compile(r"trigger_word: mycat"))
+    # a text that does not read: Start waits instead of starting the form's settings
+    page.fill("#config-text", "steps: 123\nbroken: [")
+    page.keyboard.press("Control+Enter")  # at once, from the text
+    expect(page.locator("#config-text-error")).to_contain_text("YAML")
+    expect(page.locator("#start")).to_be_disabled()
+    expect(page.locator("#start-note")).to_have_text("The text view does not read: fix it (or undo the change) to "
+                                                     "start.")
+    # part of a config: the settings it leaves out keep the form's values, and the text shows them all again
+    page.fill("#config-text", "steps: 123")
+    page.locator("#f-rank").focus()
+    expect(page.locator("#f-steps")).to_have_value("123")
+    expect(page.locator("#start")).to_be_enabled()
+    assert _value(page, "rank") == rank and _value(page, "trigger_word") == "mycat"
+    expect(page.locator("#config-text")).to_have_value(re.compile(r"trigger_word: mycat"))
+    assert posted == []
+
+
 @pytest.mark.parametrize("viewport", VIEWPORTS)
 def test_a_job_trains_on_several_datasets_each_with_its_repeats(studio, page, viewport, artifacts_dir):
     from playwright.sync_api import expect

@@ -57,6 +57,20 @@ def test_validate_a_good_job(client, dataset):
     assert report["config"]["steps"] == 6
 
 
+def test_a_job_without_the_trigger_word_its_dataset_was_exported_with_is_warned(client, dataset):
+    report = client.post("/api/jobs/validate", json=_body(dataset, trigger_word="")).get_json()
+    assert report["ok"] and [w["message"] for w in report["warnings"] if w["field"] == "trigger_word"] == [
+        "tiny-set was exported with the trigger word tok, and this job has none: its captions still hold tok, but the "
+        "previews leave [trigger] out and the LoRA's file and README name no trigger word. Set the trigger word to "
+        "tok, unless you mean that."]
+    body = _body(dataset)
+    del body["config"]["trigger_word"]  # a config sent without one: the same
+    warned = client.post("/api/jobs/validate", json=body).get_json()["warnings"]
+    assert any(w["field"] == "trigger_word" for w in warned)
+    assert not any(w["field"] == "trigger_word"
+                   for w in client.post("/api/jobs/validate", json=_body(dataset)).get_json()["warnings"])
+
+
 def test_captions_longer_than_the_text_encoder_reads_are_named(client, dataset, app):
     from studio.text import estimated_tokens, over_caption_limit
 

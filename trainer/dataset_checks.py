@@ -14,6 +14,7 @@ from studio import exports
 from studio.atomic import read_json
 from studio.text import CAPTION_TOKENS, name_list, over_caption_limit, plural
 from studio.workspace import UnsafePathError, Workspace, safe_name
+from trainer.export_triggers import export_trigger
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp"}
 MAX_IMAGES_INSPECTED = 5000
@@ -31,6 +32,7 @@ class Checked:
     repeats: int
     images: int = 0
     sizes: list[tuple[int, int]] | None = None
+    trigger: str = ""  # the trigger word it was exported with
 
 
 def image_names(entries: list[str]) -> list[str]:
@@ -90,7 +92,19 @@ def check_datasets(workspace: Workspace, sources: list[dict], config: dict | Non
         report.warn("dataset", f"Only {plural(report.images, 'image')}: 10-30 varied images usually give a better "
                                "LoRA.")
     _check_holdout(config, report)
+    _check_trigger(found, config, report)
     return found
+
+
+def _check_trigger(found: list[Checked], config: dict | None, report) -> None:
+    """A job without a trigger word on a dataset exported with one (a config pasted or sent without it): said."""
+    if config is None or not found or not found[0].trigger or str(config.get("trigger_word") or "").strip():
+        return
+    word = found[0].trigger
+    report.warn("trigger_word", f"{found[0].name} was exported with the trigger word {word}, and this job has none: "
+                                f"its captions still hold {word}, but the previews leave [trigger] out and the LoRA's "
+                                f"file and README name no trigger word. Set the trigger word to {word}, unless you "
+                                "mean that.")
 
 
 def _check_holdout(config: dict | None, report) -> None:
@@ -138,6 +152,7 @@ def check_dataset(workspace: Workspace, source: dict, config: dict | None, repor
         return error("dataset", f"The dataset folder cannot be read ({exc.strerror}).")
     images = image_names(entries)
     checked.images = len(images)
+    checked.trigger = export_trigger(folder)
     if not images:
         return error("dataset", f"The dataset {name!r} has no images (.jpg, .png, .webp).")
     present = set(entries)

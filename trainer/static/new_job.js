@@ -278,7 +278,8 @@
     showEstimate(report);
     $("est-mem").textContent = report.estimated_memory_gb != null ? `≈ ${report.estimated_memory_gb} GB` : "–";
     $("est-images").textContent = report.images || "–";
-    $("start").disabled = state.submitting || (report.errors || []).length > 0;
+    state.reportErrors = (report.errors || []).length > 0;
+    $("start").disabled = state.submitting || state.reportErrors || !!state.textProblem;
   }
 
   async function runValidate() {
@@ -295,17 +296,30 @@
     clearTimeout(validateTimer); validateTimer = setTimeout(runValidate, 350);
   }
 
-  async function applyText() {
-    const text = $("config-text").value;
-    $("config-text-error").textContent = "";
+  // The text view's settings go over the form's: an ai-toolkit config states some of them, and a setting left out of
+  // the studio's own text keeps the form's value (the text shows it again once you leave it). While the text does
+  // not read, Start waits: it would start the form's settings, not the ones typed.
+  function applyText() {
+    clearTimeout(textTimer); textTimer = null;
+    state.applying = readText($("config-text").value);
+    return state.applying;
+  }
+  async function readText(text) {
     try {
       const answer = await trainer.configText.read(text, state.format);
-      // an ai-toolkit config states some settings: they go over the form's, and the text shows the result
-      state.config = answer.from ? { ...state.config, ...answer.config } : answer.config;
+      const partial = state.recipe.fields.some((f) => f.name in state.config && !(f.name in answer.config));
+      state.config = { ...state.config, ...answer.config };
+      setTextProblem("");
       trainer.configText.show(answer);
       syncFormFromConfig(); scheduleValidate();
-      if (answer.from) { renderText(true); markPreset(); renderMix(); }
-    } catch (e) { $("config-text-error").textContent = e.message; }
+      if (answer.from) { renderText(true); markPreset(); renderMix(); } else if (partial) renderText();
+    } catch (e) { setTextProblem(e.message); }
+  }
+  function setTextProblem(message) {
+    $("config-text-error").textContent = message;
+    state.textProblem = message;
+    $("start").disabled = state.submitting || state.reportErrors || !!message;
+    $("start-note").textContent = message ? "The text view does not read: fix it (or undo the change) to start." : "";
   }
   document.addEventListener("config:file", (e) => {  // a config file opened into the text view
     state.format = e.detail.format;
@@ -316,6 +330,9 @@
   async function submit(e) {
     e.preventDefault();
     if (state.submitting) return;
+    // what was just typed in the text view counts (its blur may be reading it now)
+    await (textTimer || document.activeElement === $("config-text") ? applyText() : state.applying);
+    if (state.textProblem) { $("config-text").focus(); return; }
     state.submitting = true; $("start").disabled = true; $("start-note").textContent = "Checking…";
     try {
       const res = await fetch("/api/jobs", { method: "POST", headers: { "Content-Type": "application/json",
@@ -404,12 +421,12 @@
     }
     const tab = e.target.closest("[data-format]");
     if (tab) {
-      state.format = tab.dataset.format; $("config-text-error").textContent = "";
+      state.format = tab.dataset.format; setTextProblem("");
       document.querySelectorAll("[data-format]").forEach((b) => b.classList.toggle("active", b === tab));
       renderText();
     }
   });
-  $("config-text").addEventListener("blur", () => { clearTimeout(textTimer); applyText(); });
+  $("config-text").addEventListener("blur", () => applyText());
   $("job-form").addEventListener("submit", submit);
   document.addEventListener("keydown", (e) => {  // Ctrl/Cmd+Enter starts from anywhere in the form
     if (e.key === "Enter" && (e.ctrlKey || e.metaKey) && !$("start").disabled) $("job-form").requestSubmit();
