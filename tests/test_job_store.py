@@ -171,7 +171,25 @@ def test_reconcile_requeues_or_fails_training_jobs_of_dead_workers(store, settin
     assert changed[a.id].status == "queued" and "checkpoint at step 4" in changed[a.id].message
     assert changed[b.id].status == "failed" and "3 times" in changed[b.id].error and changed[b.id].resumable
     assert changed[c.id].status == "stopped" and changed[c.id].resumable
+    assert changed[c.id].message.endswith("its process ended while it was stopping. Resume starts again from the "
+                                          "beginning (no checkpoint was saved yet).")
     assert reconcile(store, jobs_root) == []
+
+
+def test_a_job_being_deleted_when_its_worker_died_goes_to_recently_deleted(store, settings):
+    from trainer import trash
+
+    workspace = Workspace(settings.root).ensure()
+    job, kept = _add(store, 2)
+    dead = _dead_owner()
+    store.claim("train", dead)
+    store.claim("train", dead)
+    (workspace.job_dir(job.id) / "samples").mkdir(parents=True)
+    store.request_stop(job.id, delete=True)  # Delete pressed; the worker died before it could stop the run
+    changed = reconcile(store, workspace.jobs, workspace=workspace)
+    assert [j.id for j in changed] == [kept.id] and store.find(job.id) is None
+    (entry,) = [e for e in trash.entries(workspace) if e["kind"] == "job"]
+    assert entry["name"] == job.name and not workspace.job_dir(job.id).exists()
 
 
 def test_jobs_a_dead_worker_was_training_go_on_first(store, settings):

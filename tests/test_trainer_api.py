@@ -193,9 +193,11 @@ def test_stop_resume_and_conflicts(client, store, dataset):
     job_id = client.post("/api/jobs", json=_body(dataset)).get_json()["job"]["id"]
     assert client.post(f"/api/jobs/{job_id}/sample").status_code == 409  # only while running
     stopped = client.post(f"/api/jobs/{job_id}/stop").get_json()["job"]
-    assert stopped["status"] == "stopped"
+    assert stopped["status"] == "stopped" and stopped["message"] == "Stopped before it started."  # the toast says it
     assert client.post(f"/api/jobs/{job_id}/stop").status_code == 409
-    assert client.post(f"/api/jobs/{job_id}/resume").get_json()["job"]["status"] == "queued"
+    resumed = client.post(f"/api/jobs/{job_id}/resume").get_json()["job"]
+    assert resumed["status"] == "queued"
+    assert resumed["message"] == "Queued again. It starts again from the beginning (no checkpoint was saved yet)."
     assert client.post(f"/api/jobs/{job_id}/resume").status_code == 409
     store.claim("train", "1:x")
     store.finish(job_id, "completed", message="done")

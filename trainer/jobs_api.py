@@ -16,7 +16,7 @@ from studio.web import ApiError, int_arg, json_body
 from studio.workspace import Workspace, safe_name
 from trainer import job_files, library, schedule, trash
 from trainer.evaluation_set import EVAL_FILE
-from trainer.recovery import reconcile
+from trainer.recovery import reconcile, resume_hint
 from trainer.run_job import training_sources
 from trainer.step_dirs import latest_checkpoint_step
 from trainer.submit import JobInvalid, submit_job
@@ -59,7 +59,7 @@ def keep_states_honest() -> None:
         if time.monotonic() - current_app.extensions.get("trainer_reconciled_at", -1e9) < 5.0:
             return
         current_app.extensions["trainer_reconciled_at"] = time.monotonic()
-    for job in reconcile(store(), workspace().jobs):
+    for job in reconcile(store(), workspace().jobs, workspace=workspace()):
         announce(job)
 
 
@@ -203,7 +203,8 @@ def run_next(job_id):
 def resume_job(job_id):
     job = load_job(job_id)
     _require_training_data(job)
-    job = store().resume(job.id, "Waiting for the worker (resumes from the last checkpoint).")
+    hint = resume_hint(latest_checkpoint_step(workspace().jobs / job.id))
+    job = store().resume(job.id, f"Queued again. {hint}")
     announce(job)
     return jsonify({"job": job.public()})
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from studio.jobs import Job, JobStore
 from studio.processes import pid_alive, token_alive
+from studio.workspace import Workspace
 from trainer.job_log import RunLog
 from trainer.renders import KIND as RENDER
 from trainer.renders import PAUSED
@@ -44,10 +45,10 @@ def kill_orphan_child(pid: int | None) -> None:
         log.warning("could not end process %s: %s", pid, exc)
 
 
-def resume_hint(checkpoint: int | None) -> str:
+def resume_hint(checkpoint: int | None, who: str = "It") -> str:
     if checkpoint is None:
-        return "It starts again from the beginning (no checkpoint was saved yet)."
-    return f"It continues from the checkpoint at step {checkpoint}."
+        return f"{who} starts again from the beginning (no checkpoint was saved yet)."
+    return f"{who} continues from the checkpoint at step {checkpoint}."
 
 
 def _tell_job_log(job_dir: Path, message: str) -> None:
@@ -78,17 +79,30 @@ def reconcile_renders(store: JobStore, max_attempts: int = 2) -> None:
             store.requeue(render.id, "The worker stopped while rendering this; it renders again.")
 
 
-def reconcile(store: JobStore, jobs_root: Path, *, max_attempts: int = MAX_ATTEMPTS) -> list[Job]:
-    """Fix every training job (and render) whose worker is gone; returns the training jobs that changed."""
+def reconcile(store: JobStore, jobs_root: Path, *, max_attempts: int = MAX_ATTEMPTS,
+              workspace: Workspace | None = None) -> list[Job]:
+    """Fix every training job (and render) whose worker is gone; returns the training jobs that changed (a job
+    being deleted when its worker died goes on to Recently deleted, as it would have, given the `workspace`)."""
     reconcile_renders(store)
     _end_orphan_children(store, "train")
+    deleting = {job.id for job in store.list(("running",), kind="train", limit=100_000) if job.control == "delete"}
     changed = {job.id: job for job in store.interrupt_orphans(("train",))}
     for job in list(changed.values()):
-        if job.status == "stopped" and job.details.get(PAUSED):  # paused for renders: it still goes on after them
+        if job.id in deleting and job.status == "stopped" and workspace is not None:
+            from trainer.trash import trash_job
+
+            trash_job(workspace, store, job)
+            log.warning("job %s: its worker ended while it was being deleted; moved to Recently deleted", job.id)
+            del changed[job.id]
+        elif job.status == "stopped" and job.details.get(PAUSED):  # paused for renders: it still goes on after them
             store.progress(job.id, {PAUSED: None})
             hint = resume_hint(latest_checkpoint_step(jobs_root / job.id))
             changed[job.id] = store.resume(job.id, "Paused for the renders, but the worker stopped while it saved; "
                                                    f"queued again behind them. {hint}")
+            _tell_job_log(jobs_root / job.id, changed[job.id].message)
+        elif job.status == "stopped":  # asked to stop, and its worker died first: where Resume would go on from
+            hint = resume_hint(latest_checkpoint_step(jobs_root / job.id), who="Resume")
+            changed[job.id] = store.update(job.id, message=f"{job.message} {hint}")
             _tell_job_log(jobs_root / job.id, changed[job.id].message)
     requeued = []
     for job in store.list(("interrupted",), kind="train", limit=100_000):

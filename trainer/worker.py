@@ -118,7 +118,7 @@ class Worker:
             time.sleep(min(0.2, seconds))
 
     def _reconcile(self) -> None:
-        for job in reconcile(self.store, self.workspace.jobs):
+        for job in reconcile(self.store, self.workspace.jobs, workspace=self.workspace):
             self.webhooks.job_status(job)
 
     def run_once(self) -> Job | None:

@@ -78,7 +78,9 @@
     const path = action === "delete" ? `/api/jobs/${jobId}` : `/api/jobs/${jobId}/${action}`;
     try {
       const data = await studio.api(path, { method });
-      const said = { stop: "Stopping: a checkpoint is saved first.", resume: "Queued again: it resumes from the last checkpoint.",
+      // what the server says it did (a queued job stops at once; Resume names the checkpoint it goes on from)
+      const told = data && data.job && ["stop", "resume"].includes(action) ? data.job.message : null;
+      const said = { stop: told || "Stopping: a checkpoint is saved first.", resume: told || "Queued again.",
         sample: "Previews are rendered after the current step.", save: "A checkpoint is saved after the current step.",
         delete: data && data.deleted ? "Job deleted (Recently deleted keeps it 7 days, on the LoRA library page)."
           : "Stopping the job, then deleting it.", clone: "Copy queued.",
