@@ -105,7 +105,9 @@ def test_the_zimage_turbo_example_becomes_a_valid_job():
                                                                                                        "bf16")
     assert (config["save_dtype"], config["save_every"], config["keep_last"]) == ("bf16", 500, 6)
     assert (config["caption_dropout"], config["resolutions"]) == (0.05, [512, 768, 1024])
-    assert (config["sample_every"], config["sample_steps"], config["guidance_scale"], config["seed"]) == (250, 8, 1, 42)
+    # its guidance_scale 1 means no guidance there as in ComfyUI; the pipeline would guide at 1, twice the time
+    assert (config["sample_every"], config["sample_steps"], config["guidance_scale"], config["seed"]) == (250, 8, 0, 42)
+    assert any(note.startswith("guidance_scale 1: taken as 0, no guidance") for note in translated.own_way)
     # without walk_seed every preview of ai-toolkit's has the one seed; a sample's own size and seed come along
     assert config["sample_prompts"] == ["[trigger], studio portrait, soft lighting --d 42 --n blurry",
                                         "[trigger] on a beach, golden hour --w 832 --h 1216 --d 7 --n blurry"]

@@ -52,7 +52,8 @@ def test_values_out_of_range_are_brought_in_and_unknown_options_left_out():
         assert words in notes, (words, notes)
     # a negative prompt needs guidance (Z-Image-Turbo previews render without it)
     alone = parse("a cat --n ugly", JOB)
-    assert alone.negative == "" and "used only with a guidance scale above 1" in alone.notes[0]
+    assert alone.negative == "" and "used only with a guidance scale above 0" in alone.notes[0]
+    assert parse("a cat --l 1 --n ugly", JOB).negative == "ugly"  # guided at 1: the negative prompt counts
     assert "no text before its options" in parse("--w 512", JOB).notes[0]
 
 

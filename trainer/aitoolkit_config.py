@@ -307,6 +307,9 @@ def _sample(sample: dict, out: Translated, training_seed) -> None:
             continue
         if ours in ("sample_width", "sample_height"):
             value = _sixteen(value)
+        if ours == "guidance_scale" and 0 < value <= 1:
+            out.own_way.append(GUIDANCE_OFF.format(value=f"{value:g}"))
+            value = 0
         _take(out, ours, value if ours == "guidance_scale" else int(value), ours)
     seed = _number(training_seed if training_seed is not None else sample.get("seed"))
     if seed is not None:
@@ -321,6 +324,11 @@ def _sample(sample: dict, out: Translated, training_seed) -> None:
         _take(out, "sample_prompts", prompts, "sample_prompts")
 
 
+# ai-toolkit hands its guidance_scale to diffusers' Z-Image pipeline, which guides at any value above 0 (ComfyUI's cfg
+# is that value plus 1): its configs' 1, meant as "off", renders every preview twice over and unlike ComfyUI's cfg 1
+GUIDANCE_OFF = ("guidance_scale {value}: taken as 0, no guidance, as Z-Image-Turbo is made to render and as the LoRA's "
+                "ComfyUI workflow renders (cfg 1). The pipeline guides at any value above 0, which doubles each "
+                "preview's time.")
 OPTIONS = (("w", "width"), ("h", "height"), ("d", "seed"), ("l", "guidance_scale"), ("s", "sample_steps"),
            ("m", "network_multiplier"))
 
@@ -342,6 +350,8 @@ def _prompt(item, negative: str, seed: float | None) -> str:
     options = []
     for flag, key in OPTIONS:
         value = _number(extra.get(key))
+        if flag == "l" and value is not None and 0 < value <= 1:
+            value = None  # no guidance: see GUIDANCE_OFF
         if value is not None and f"--{flag} " not in text:
             options.append(f"--{flag} {value:g}" if flag in ("l", "m") else f"--{flag} {int(value)}")
     own = extra.get("neg") if isinstance(extra.get("neg"), str) else negative

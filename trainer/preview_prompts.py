@@ -5,7 +5,7 @@ from their configs work here: `a portrait of [trigger] --w 832 --h 1216 --d 7`.
     --d N / --seed N       seed (the job's seed plus the prompt's place otherwise)
     --s N / --steps N      sampling steps (1-100)
     --l X / --cfg X        guidance scale (0-20; Z-Image-Turbo renders without it: 0)
-    --n TEXT               negative prompt (used only with a guidance scale above 1)
+    --n TEXT               negative prompt (used only with a guidance scale above 0)
     --m X                  LoRA strength for this preview (0-2)
 
 A value out of range is brought into it, an option the studio does not know is left out of the prompt, and
@@ -68,8 +68,8 @@ def parse(prompt: str, config, index: int = 0) -> PreviewPrompt:
     if not text:
         notes.append("there is no text before its options, so it renders the trigger word alone (or nothing).")
     negative = values.get("negative", "")
-    if negative and guidance <= 1:
-        notes.append("--n (a negative prompt) is used only with a guidance scale above 1 (--l); Z-Image-Turbo "
+    if negative and guidance <= 0:
+        notes.append("--n (a negative prompt) is used only with a guidance scale above 0 (--l); Z-Image-Turbo "
                      "previews render without one.")
         negative = ""
     return PreviewPrompt(text, width, height, seed, steps, guidance, negative, strength, tuple(notes))
