@@ -28,6 +28,7 @@ def run_gunicorn(app_uri: str, bind: str, workers: int = 1, threads: int = 8, ti
         "--access-logfile", "-",
         "--error-logfile", "-",
         "--log-level", "info",
+        "--config", "python:studio.gunicorn_hooks",  # a worker ends with its master
     ]
     WSGIApplication("%(prog)s [OPTIONS] [APP_MODULE]").run()
 
