@@ -162,6 +162,19 @@ def test_the_text_view_starts_what_it_says(studio, page, viewport):
     assert posted == []
 
 
+@pytest.mark.parametrize("viewport", VIEWPORTS[:1])
+def test_the_job_page_says_when_the_trainer_cannot_be_reached(studio, page, viewport):
+    from playwright.sync_api import expect
+
+    # its web app restarting, or the pod's proxy down: the page's live updates get no answer
+    unreachable = re.compile(rf".*/api/jobs/{studio.job_id}(/events.*)?$")
+    page.route(unreachable, lambda route: route.abort("connectionrefused"))
+    page.goto(f"{studio.trainer}/jobs/{studio.job_id}")
+    expect(page.locator("#offline-banner")).to_contain_text("The trainer cannot be reached", timeout=30_000)
+    page.unroute(unreachable)  # back: the banner goes
+    expect(page.locator("#offline-banner")).to_have_count(0, timeout=30_000)
+
+
 @pytest.mark.parametrize("viewport", VIEWPORTS)
 def test_a_job_trains_on_several_datasets_each_with_its_repeats(studio, page, viewport, artifacts_dir):
     from playwright.sync_api import expect

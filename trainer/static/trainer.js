@@ -4,17 +4,33 @@
 
   // Follows `url` with EventSource; the server ends each stream before proxies cut it and the browser
   // reconnects. After repeated failures it polls `pollUrl` instead, and tries the stream again later.
+  // While the trainer cannot be reached (its web app restarting, the pod's proxy down) a banner says so: the page
+  // would otherwise go on showing the last figures it had as if they were live.
+  function offline(on) {
+    let banner = document.getElementById("offline-banner");
+    if (!on) { if (banner) banner.remove(); return; }
+    if (banner) return;
+    banner = document.createElement("div");
+    banner.id = "offline-banner";
+    banner.className = "banner banner-error";
+    banner.setAttribute("role", "status");
+    banner.textContent = "The trainer cannot be reached: what this page shows may be out of date. Reconnecting… " +
+      "(Training goes on on the pod meanwhile.)";
+    (document.getElementById("banners") || document.body).appendChild(banner);
+  }
+
   function live(url, handlers, pollUrl, pollEvent) {
     let source = null, failures = 0, pollTimer = null, stopped = false;
     function connect() {
       if (stopped) return;
       source = new EventSource(url);
       Object.entries(handlers).forEach(([name, fn]) => {
-        source.addEventListener(name, (ev) => { failures = 0; fn(JSON.parse(ev.data)); });
+        source.addEventListener(name, (ev) => { failures = 0; offline(false); fn(JSON.parse(ev.data)); });
       });
       source.addEventListener("bye", () => { source.close(); setTimeout(connect, 200); });
       source.onerror = () => {
         failures += 1;
+        if (failures >= 2) offline(true);  // one error is the stream's own reconnect
         if (failures >= 3) { source.close(); startPolling(); }
       };
     }
@@ -22,7 +38,8 @@
       let rounds = 0;
       const tick = async () => {
         if (stopped) return;
-        try { handlers[pollEvent](await studio.api(pollUrl)); } catch (e) { /* next round retries */ }
+        try { handlers[pollEvent](await studio.api(pollUrl)); offline(false); }
+        catch (e) { offline(!e.status || e.status >= 502); }  // no answer, or the proxy's instead of the trainer's
         rounds += 1;
         if (rounds >= 15) { failures = 0; pollTimer = null; connect(); return; }
         pollTimer = setTimeout(tick, 2000);
