@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import re
 import time
 
+import regex
 from flask import Blueprint, jsonify
 
 from app import context
+from app.caption_regex import TooSlow, compile_find, replace_all
 from app.store import Conflict, Dataset, caption_version
 from studio.atomic import atomic_write_json, read_json
 from studio.web import ApiError, json_body
@@ -57,20 +58,20 @@ def put_caption(dataset_id: str, name: str):
     return jsonify({"name": name, "caption": text.strip(), "version": version})
 
 
-def _pattern(body: dict) -> re.Pattern:
+def _pattern(body: dict) -> regex.Pattern:
     find = body.get("find")
     if not isinstance(find, str) or find == "":
         raise ApiError("Type the text to find.", 422)
-    flags = 0 if body.get("case_sensitive") else re.IGNORECASE
     try:
-        return re.compile(find if body.get("regex") else re.escape(find), flags)
-    except re.error as exc:
+        return compile_find(find, bool(body.get("regex")), bool(body.get("case_sensitive")))
+    except regex.error as exc:
         raise ApiError(f"The regular expression is invalid: {exc}.", 422) from None
 
 
 @bp.post("/api/datasets/<dataset_id>/captions/replace")
 def find_replace(dataset_id: str):
-    """`{"find", "replace", "regex", "case_sensitive", "apply": false}`: preview unless apply is true."""
+    """`{"find", "replace", "regex", "case_sensitive", "apply": false}`: preview unless apply is true. A pattern
+    that runs too long (app.caption_regex) is stopped with a 422 before anything is written."""
     dataset = context.dataset(dataset_id)
     body = json_body()
     pattern = _pattern(body)
@@ -79,28 +80,21 @@ def find_replace(dataset_id: str):
         raise ApiError("'replace' must be text.", 422)
     if not body.get("regex"):
         replacement = replacement.replace("\\", "\\\\")
-    rows, total = [], 0
     with dataset.lock():
-        before: dict[str, str | None] = {}
-        for name in dataset.image_names():
-            old = dataset.read_caption(name)
-            if not old:
-                continue
-            try:
-                new, count = pattern.subn(replacement, old)
-            except (re.error, IndexError) as exc:
-                raise ApiError(f"The replacement is invalid: {exc}.", 422) from None
-            if count == 0:
-                continue
-            total += count
-            rows.append({"name": name, "before": old, "after": new.strip(), "count": count})
-            if body.get("apply"):
-                before[name] = old
-                set_caption(dataset, name, new)
+        captions = [(name, text) for name in dataset.image_names() if (text := dataset.read_caption(name))]
+        try:
+            changes = replace_all(pattern, replacement, captions)
+        except TooSlow as exc:
+            raise ApiError(str(exc), 422) from None
+        except (regex.error, IndexError) as exc:
+            raise ApiError(f"The replacement is invalid: {exc}.", 422) from None
         if body.get("apply"):
-            save_undo(dataset, "find/replace", before)
-    return jsonify({"applied": bool(body.get("apply")), "images": len(rows), "replacements": total,
-                    "rows": rows[:PREVIEW_ROWS]})
+            for change in changes:
+                set_caption(dataset, change.name, change.after)
+            save_undo(dataset, "find/replace", {change.name: change.before for change in changes})
+    rows = [{"name": c.name, "before": c.before, "after": c.after.strip(), "count": c.count} for c in changes]
+    return jsonify({"applied": bool(body.get("apply")), "images": len(rows),
+                    "replacements": sum(c.count for c in changes), "rows": rows[:PREVIEW_ROWS]})
 
 
 @bp.post("/api/datasets/<dataset_id>/captions/affix")

@@ -11,6 +11,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from PIL import Image, UnidentifiedImageError
+
 from app import imaging
 from app.caption_files import caption_key, is_metadata_name, metadata_captions
 from app.import_limit import Left, Shares, holds_images
@@ -30,6 +32,13 @@ log = logging.getLogger(__name__)
 _import_locks: dict[str, threading.Lock] = {}
 _import_locks_guard = threading.Lock()
 FLUSH_EVERY = 50
+# what an import says of a file it could not take, in the user's words (not Pillow's exception names)
+NOT_READABLE = "not an image the studio can read"
+CUT_SHORT = "the file is cut short (an upload or copy that did not finish)"
+DAMAGED = "the image is damaged: it could not be decoded"
+LONE_CAPTION = "caption file with no image of its name: upload it together with its image"
+UNSUPPORTED = "not an image, video, ZIP or Parquet file (skipped)"
+SVG = "SVG is not supported: convert it to PNG"
 
 
 @dataclass
@@ -97,6 +106,7 @@ def run_import(job: JobReporter, dataset: Dataset, sources: list[Source], settin
                 elif lower.endswith(".txt"):
                     text = source.path.read_bytes()[:64 * 1024].decode("utf-8-sig", "replace").strip()
                     found.loose_captions[caption_key(source.name)] = text
+                    found.caption_files[caption_key(source.name)] = source.name
                 elif is_metadata_name(lower):
                     listed, problem = metadata_captions(source.path, source.name)
                     found.listed_captions.update(listed)
@@ -109,7 +119,9 @@ def run_import(job: JobReporter, dataset: Dataset, sources: list[Source], settin
                 elif is_video_name(lower):
                     found.videos.append(_Video(source.name, source.path, caption_key(source.name)))
                 else:
-                    found.skipped.append({"name": source.name, "reason": "not an image or ZIP (skipped)"})
+                    reason = SVG if lower.endswith(".svg") else UNSUPPORTED
+                    found.skipped.append({"name": source.name, "reason": reason})
+            found.skipped.extend(_lone_captions(found, sources))
             for candidate in found.candidates:
                 if candidate.caption is None:
                     candidate.caption = found.caption_for(candidate.key)
@@ -135,6 +147,7 @@ class _Found:
     candidates: list[Candidate] = field(default_factory=list)
     skipped: list[dict] = field(default_factory=list)
     loose_captions: dict[tuple[str, str], str] = field(default_factory=dict)
+    caption_files: dict[tuple[str, str], str] = field(default_factory=dict)  # the name of each loose caption's file
     listed_captions: dict[tuple[str, str], str] = field(default_factory=dict)  # metadata.jsonl / .csv files
     tables: list[dict] = field(default_factory=list)  # what each Parquet file gave: its rows, the columns read
     videos: list[_Video] = field(default_factory=list)  # read once every image is found (see _add_videos)
@@ -161,6 +174,14 @@ class _Found:
     def caption_for(self, key: tuple[str, str]) -> str | None:
         """A loose `.txt` of this folder and stem, else a metadata file's caption for it."""
         return self.loose_captions.get(key, self.listed_captions.get(key))
+
+
+def _lone_captions(found: _Found, sources: list[Source]) -> list[dict]:
+    """A loose caption file whose image (or video) is not in the upload: said, not silently dropped. An image left
+    out by the limit still counts as there."""
+    pictures = {caption_key(source.name) for source in sources
+                if imaging.is_image_name(source.name) or is_video_name(source.name)}
+    return [{"name": name, "reason": LONE_CAPTION} for key, name in found.caption_files.items() if key not in pictures]
 
 
 @dataclass
@@ -261,7 +282,7 @@ def _check(candidate: Candidate, max_pixels: int):
     try:
         info = imaging.inspect_image(candidate.path, max_pixels, thumbnail=True)
     except imaging.ImageRejected as exc:
-        return candidate, None, str(exc)
+        return candidate, None, plain_reason(exc)
     thumb = info.thumbnail
     if thumb is None:  # a JPEG: decoded again at a reduced scale
         try:
@@ -269,6 +290,20 @@ def _check(candidate: Candidate, max_pixels: int):
         except Exception:  # the gallery regenerates a missing thumbnail on demand
             log.warning("thumbnail failed for %s", candidate.label, exc_info=True)
     return candidate, (info, thumb), None
+
+
+def plain_reason(exc: imaging.ImageRejected) -> str:
+    """Why an image was refused, in the user's words: Pillow's exception (kept as the rejection's context) says
+    whether the file is no image at all, is cut short or is damaged; the studio's own sentences stay as they are."""
+    cause = exc.__context__
+    if isinstance(cause, UnidentifiedImageError):
+        return NOT_READABLE
+    if cause is None or isinstance(cause, (imaging.ImageRejected, Image.DecompressionBombError,
+                                           Image.DecompressionBombWarning)):
+        return str(exc)  # empty, or over the pixel limit: already a sentence
+    if isinstance(cause, (OSError, SyntaxError)) and "truncat" in str(cause).lower():
+        return CUT_SHORT
+    return DAMAGED
 
 
 def _table_note(tables: list[dict]) -> str:

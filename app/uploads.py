@@ -18,7 +18,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 
 from app import context, imaging
 from app.frame_choice import check_frames, in_config, with_frames
-from app.importer import Source, run_import
+from app.importer import SVG, Source, run_import
 from app.store import clean_filename
 from app.video_frames import VIDEO_EXTENSIONS
 from studio import chunked
@@ -46,6 +46,8 @@ def _check_name(filename) -> str:
     if not isinstance(filename, str) or not filename.strip():
         raise ApiError("Each file needs a name.", 422)
     ext = os.path.splitext(filename)[1].lower().lstrip(".")
+    if ext == "svg":
+        raise ApiError(f"{filename!r}: {SVG}.", 415)
     if ext not in ACCEPTED:
         raise ApiError(f"{filename!r} is not a supported file: upload .zip archives, images "
                        f"({', '.join('.' + e for e in IMAGES)}), videos to take frames from "

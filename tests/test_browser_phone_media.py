@@ -159,6 +159,6 @@ def test_an_upload_of_nothing_usable_is_not_shown_as_a_success(studio_root, tmp_
         page.set_input_files("#file-input", [str(tmp_path / "broken.png")])
         expect(page.locator("#import-status")).to_contain_text("broken.png", timeout=30_000)
         expect(page.locator("#uploads-title")).to_have_text("Nothing imported")
-        expect(page.locator(".toast.toast-error", has_text="Imported 0 images, skipped 1")).to_be_visible()
+        expect(page.locator(".toast.toast-error", has_text="Imported 0 images; 1 file not imported")).to_be_visible()
         assert problems == []
         browser.close()

@@ -57,6 +57,8 @@ def test_an_idle_hour_shows_its_cost_and_stop_the_pod_stops_it(studio_root, arti
         page.goto(f"{server.url}/jobs/{job.id}")
         expect(page.locator("#job-status")).to_contain_text("failed")
         expect(page.locator("#job-autostop")).to_be_hidden()
+        expect(page.locator("#error")).to_have_text("a test job")  # said once, in the red box
+        expect(page.locator("#message")).to_be_hidden()
         assert problems == []
         browser.close()
 

@@ -148,7 +148,7 @@ def test_non_images_zero_bytes_and_fake_images_are_listed(client, dataset_id, gu
     assert reasons["mixed.zip/script.sh"] == "not an image (skipped)"
     assert reasons["mixed.zip/nested.zip"] == "not an image (skipped)"
     assert "empty (0 bytes)" in reasons["mixed.zip/empty.png"]
-    assert "could not be decoded" in reasons["mixed.zip/fake.jpg"]
+    assert reasons["mixed.zip/fake.jpg"] == "not an image the studio can read"
     assert "empty (0 bytes)" in reasons["loose-empty.jpg"]
     assert not any("MACOSX" in name for name in reasons)
 

@@ -60,7 +60,7 @@ def test_import_prefix_into_dataset_then_push_export(moto, make_settings):
     assert state["status"] == "completed", state
     result = state["result"]
     assert sorted(result["imported"]) == ["a.png", "b.png"]
-    assert {s["name"] for s in result["skipped"]} == {"fake.jpg", "notes.md"}
+    assert {s["name"] for s in result["skipped"]} == {"fake.jpg", "notes.md", "more/a.txt"}  # a caption, no image
     assert result["source"] == {"bucket": "ds-bucket", "prefix": "people/anna/", "files": 6}
     assert client.get(f"/api/datasets/{dataset['id']}").get_json()["images"] == 2
     images = client.get(f"/api/datasets/{dataset['id']}/images").get_json()["images"]

@@ -14,6 +14,25 @@
   };
 
   const esc = window.studio.esc;
+  const CAPTION_MAX = 10000;  // as app/captions.py CAPTION_MAX: the server refuses a longer caption
+
+  // Captions typed but not saved (the save failed, or met a caption changed elsewhere), by image name:
+  // {text, base (the version it was typed on), theirs (the server's {caption, version} in a conflict), error, login,
+  // retry (the same text may go through later: a lost login, a server or network failure; not a refused text)}.
+  // Shown again when the image is opened; kept in this tab's sessionStorage so a reload or logging in again keeps them.
+  const DRAFTS_KEY = `caption-drafts:${page.id}`;
+  const drafts = new Map(readDrafts());
+  function readDrafts() {
+    try { return Object.entries(JSON.parse(sessionStorage.getItem(DRAFTS_KEY)) || {}); } catch (e) { return []; }
+  }
+  function storeDrafts() {
+    try {
+      if (drafts.size) sessionStorage.setItem(DRAFTS_KEY, JSON.stringify(Object.fromEntries(drafts)));
+      else sessionStorage.removeItem(DRAFTS_KEY);
+    } catch (e) { /* storage off or full: the drafts last as long as the page */ }
+  }
+  function keepDraft(name, draft) { drafts.set(name, draft); storeDrafts(); }
+  function dropDraft(name) { if (drafts.delete(name)) storeDrafts(); }
 
   // `rev` changes with the file (crop, rotate, revert), so a browser never shows an edited image's old picture.
   const revQuery = (rev) => (rev ? `?v=${enc(rev)}` : "");
@@ -62,8 +81,15 @@
 
   function refreshTile(index) {
     const old = $("grid").querySelector(`.tile[data-index="${index}"]`);
-    if (old) old.replaceWith(tile(state.images[index], index));
+    if (!old) return;
+    const fresh = tile(state.images[index], index);
+    // the same picture stays as it is: no thumbnail fetched again, no flicker
+    const picture = old.querySelector("img");
+    if (picture.getAttribute("src") === fresh.querySelector("img").getAttribute("src")) fresh.querySelector("img").replaceWith(picture);
+    old.replaceWith(fresh);
   }
+  const indexOf = (name) => state.images.findIndex((img) => img.name === name);
+  const showing = (name) => (state.images[state.current] || {}).name === name;
 
   async function loadMore() {
     if (state.loading || (state.images.length >= state.total && state.images.length)) return;
@@ -84,7 +110,6 @@
       $("grid").appendChild(frag);
       for (const key of ["all", "uncaptioned", "flagged"]) $(`count-${key}`).textContent = data.counts[key];
       $("empty").hidden = !(data.counts.all === 0);
-      if (state.current < 0 && state.images.length) select(0, false);
       if (!state.images.length) showEditor(false);
     } catch (e) {
       toast(`Could not load images: ${e.message}`, "error");
@@ -106,18 +131,61 @@
   async function reload(keepName) {
     await flushSave();
     const name = keepName || (state.images[state.current] || {}).name;
-    state.gen++;
+    const gen = ++state.gen;
     state.images = [];
     state.total = 0;
     state.loading = false;
     state.current = -1;
     $("grid").replaceChildren();
     await loadMore();
-    if (name) {
-      const i = state.images.findIndex((img) => img.name === name);
-      if (i >= 0) select(i, false);
+    if (gen !== state.gen) return;
+    if (state.images.length) select(Math.max(0, name ? indexOf(name) : 0), false);
+    refreshStats();
+  }
+
+  // Fresh rows for the images on show, written in place: the grid keeps its order, scroll position and selection,
+  // and the caption box what is being typed (an auto-caption run calls this every few images).
+  async function refresh() {
+    const gen = state.gen;
+    const left = new Map(state.images.map((img, i) => [img.name, i]));
+    try {
+      // every image, in the gallery's order: a filtered view's images may no longer match its filter
+      for (let offset = 0; left.size;) {
+        const data = await api(`${base}/images?${new URLSearchParams({ offset, limit: 500, sort: state.sort })}`);
+        if (gen !== state.gen) return;
+        for (const row of data.images) {
+          if (left.has(row.name)) { updateRow(left.get(row.name), row); left.delete(row.name); }
+        }
+        for (const key of ["all", "uncaptioned", "flagged"]) $(`count-${key}`).textContent = data.counts[key];
+        offset += data.images.length;
+        if (!data.images.length || offset >= data.total) break;
+      }
+    } catch (e) {
+      toast(`Could not refresh the images: ${e.message}`, "error");
     }
     refreshStats();
+  }
+
+  const PICTURE_KEYS = ["width", "height", "bytes", "flags", "rev", "edits", "original_size"];
+  const same = (a, b) => JSON.stringify(a) === JSON.stringify(b);
+  function updateRow(index, row) {
+    const img = state.images[index];
+    const current = index === state.current;
+    // a caption being typed or saved keeps its text and the version it started from: a save meets a change
+    // made meanwhile as a conflict, never overwrites it unseen
+    const typing = current && (state.dirty || state.saving || document.activeElement === $("caption"));
+    const keys = Object.keys(row).filter((key) => !(typing && ["caption", "has_caption", "version"].includes(key)));
+    const changed = keys.filter((key) => !same(img[key], row[key]));
+    if (!changed.length) return;
+    for (const key of changed) img[key] = row[key];
+    refreshTile(index);
+    if (!current) return;
+    if (changed.some((key) => PICTURE_KEYS.includes(key))) showPicture(img);
+    if (!typing && !drafts.has(img.name) && changed.includes("caption")) {
+      $("caption").value = img.caption;
+      showCount(img.caption);
+      setSaveState("saved", img.caption ? "Saved" : "");
+    }
   }
 
   new IntersectionObserver((entries) => {
@@ -146,8 +214,11 @@
     const tokens = Math.ceil((text.match(/\w+|[^\w\s]/g) || []).length * 1.25);
     const over = tokens > CAPTION_TOKENS - 12;
     const el = $("ed-count");
-    el.textContent = `${words} word${words === 1 ? "" : "s"} · ~${tokens} tokens` + (over ? ` · over the ${CAPTION_TOKENS} the text encoder reads: the end is cut off` : "");
-    el.classList.toggle("over", over);
+    // near the limit the box stops taking more (maxlength): the count says why
+    const full = text.length > CAPTION_MAX * 0.9;
+    el.textContent = `${words} word${words === 1 ? "" : "s"} · ~${tokens} tokens` + (over ? ` · over the ${CAPTION_TOKENS} the text encoder reads: the end is cut off` : "")
+      + (full ? ` · ${text.length.toLocaleString("en")} of ${CAPTION_MAX.toLocaleString("en")} characters` : "");
+    el.classList.toggle("over", over || text.length > CAPTION_MAX);
   }
 
   function setSaveState(kind, text) {
@@ -173,11 +244,13 @@
 
   function select(index, scroll = true) {
     if (index < 0 || index >= state.images.length) return;
-    flushSave();
+    const img = state.images[index];
+    // the same image again (a reload): what is being typed stays, and its autosave is still on its way
+    const keepText = img.name === state.editing && state.dirty;
+    if (!keepText) flushSave();
     const grid = $("grid");
     grid.querySelectorAll(".tile.current").forEach((t) => t.classList.remove("current"));
     state.current = index;
-    const img = state.images[index];
     const el = grid.querySelector(`.tile[data-index="${index}"]`);
     if (el) {
       el.classList.add("current");
@@ -185,12 +258,17 @@
     }
     showEditor(true);
     showPicture(img);
-    $("ed-conflict").hidden = true;
-    $("caption").value = img.caption;
-    showCount(img.caption);
     $("ed-pos").textContent = `${index + 1} / ${state.total}`;
-    setSaveState("saved", img.caption ? "Saved" : "");
-    state.dirty = false;
+    if (!keepText) {
+      const draft = drafts.get(img.name);
+      state.editing = img.name;
+      $("ed-conflict").hidden = true;
+      $("caption").value = draft ? draft.text : img.caption;
+      showCount($("caption").value);
+      setSaveState("saved", img.caption ? "Saved" : "");
+      state.dirty = false;
+      if (draft) showDraft(img);
+    }
     if (!narrow.matches) keepCaptionInView();
     if (index >= state.images.length - 5) loadMore();
   }
@@ -214,52 +292,145 @@
     if (by > 0) window.scrollBy({ top: by, behavior: "instant" });
   }
 
+  // Saves the text in the box for the image it shows; true when it is saved.
   async function save(force = false) {
-    const index = state.current;
-    const img = state.images[index];
-    if (!img || (!state.dirty && !force)) return;
+    const img = state.images[state.current];
+    if (!img || (!state.dirty && !force)) return false;
     clearTimeout(state.saveTimer);
     const text = $("caption").value;
     state.dirty = false;
+    const draft = drafts.get(img.name);
+    if (draft && draft.theirs) {
+      // a conflict is settled by Keep mine or Use current: until then the text waits with it
+      keepDraft(img.name, { ...draft, text });
+      setSaveState("error", "Conflict: keep yours or use the current caption");
+      return false;
+    }
     setSaveState("saving", "Saving…");
-    // one save at a time, so each one carries the version the previous one produced
+    return putCaption(img.name, text);
+  }
+
+  // One save at a time, so each one carries the version the previous one produced; a draft carries its own.
+  async function putCaption(name, text) {
     if (state.saving) { try { await state.saving; } catch (e) { /* reported by that save */ } }
-    const body = { caption: text, base_version: img.version };
-    const request = api(`${base}/captions/${enc(img.name)}`, { method: "PUT", json: body });
+    const draft = drafts.get(name);
+    const version = draft ? draft.base : (state.images[indexOf(name)] || {}).version;
+    const request = api(`${base}/captions/${enc(name)}`, { method: "PUT", json: { caption: text, base_version: version } });
     state.saving = request;
     try {
       const result = await request;
-      const emptied = !img.caption !== !result.caption;  // captioned or not changed: the counts say so
-      img.caption = result.caption;
-      img.version = result.version;
-      if (state.current === index) setSaveState("saved", "Saved ✓");
-      refreshTile(index);
-      if (emptied) refreshStats();
-    } catch (e) {
-      if (e.status === 409 && e.data && e.data.current) {
-        showConflict(index, text, e.data.current);
-      } else {
-        state.dirty = true;
-        setSaveState("error", `Not saved: ${e.message}`);
+      dropDraft(name);
+      const index = indexOf(name);
+      const img = state.images[index];
+      if (img) {
+        const emptied = !img.caption !== !result.caption;  // captioned or not changed: the counts say so
+        img.caption = result.caption;
+        img.version = result.version;
+        refreshTile(index);
+        if (emptied) refreshStats();
       }
+      if (showing(name)) {
+        $("ed-conflict").hidden = true;
+        if (!state.dirty) setSaveState("saved", "Saved ✓");
+      }
+      return true;
+    } catch (e) {
+      saveFailed(name, text, version, e);
+      return false;
     } finally {
       if (state.saving === request) state.saving = null;
     }
   }
 
-  function showConflict(index, mine, theirs) {
-    const img = state.images[index];
+  // A failed save keeps the text as a draft of its image: shown there now, or, when another image is open by the
+  // time the answer comes, when that one is opened again (a note says so).
+  function saveFailed(name, text, version, e) {
+    const conflict = e.status === 409 && e.data && e.data.current;
+    keepDraft(name, { text, base: version, theirs: conflict ? e.data.current : null, error: conflict ? null : e.message,
+      login: e.status === 401, retry: !e.status || e.status >= 500 || [401, 429].includes(e.status) });
+    const index = indexOf(name);
+    if (conflict && index >= 0) {  // the server's caption, as the tile shows it
+      Object.assign(state.images[index], { caption: e.data.current.caption, version: e.data.current.version });
+      refreshTile(index);
+    }
+    if (showing(name)) {
+      if (!state.dirty) $("caption").value = text;  // opened again before the answer came
+      showDraft(state.images[index]);
+      return;
+    }
+    const why = conflict ? "it was changed elsewhere meanwhile" : e.status === 401 ? "you are logged out" : e.message.replace(/\.$/, "");
+    toast(`The caption of “${name}” is not saved: ${why}. Your text is kept: open the image to finish.`, "error", 0,
+      index >= 0 ? { label: "Open", run: () => select(indexOf(name)) } : undefined);
+  }
+
+  // The editor on an image with a draft: its text is in the box; this shows what stopped it and how to go on.
+  function showDraft(img) {
+    const draft = drafts.get(img.name);
+    if (draft.base !== img.version && !(draft.theirs && draft.theirs.version === img.version)) {
+      // the caption changed since the text was typed (seen by a refresh or a reload): a conflict, never overwritten
+      draft.theirs = { caption: img.caption, version: img.version };
+      storeDrafts();
+    }
+    if (draft.theirs) {
+      showConflict(img.name, draft.theirs);
+      return;
+    }
+    state.dirty = draft.retry;  // the next save (leaving the image, Ctrl+Enter) tries again; a refused text waits for an edit
+    if (draft.login) {
+      const login = `/login?next=${enc(location.pathname + location.search)}`;
+      showNote(`login:${img.name}`, `You are logged out (in another tab, or the password changed): this caption is not
+        saved. <a href="${esc(login)}" target="_blank" rel="noopener" id="relogin">Log in again</a> in a new tab, then
+        come back: your text is kept here and is saved then.`);
+      setSaveState("error", "Not saved: logged out");
+    } else {
+      $("ed-conflict").hidden = true;
+      setSaveState("error", `Not saved: ${draft.error}`);
+    }
+  }
+
+  // The note above the caption box. Written again only when it says something new: a save on blur can answer
+  // while the mouse is still down on its link or button, and a click on a replaced element is lost.
+  function showNote(key, html) {
     const box = $("ed-conflict");
     box.hidden = false;
-    box.innerHTML = `This caption changed elsewhere (e.g. by auto-caption).
-      <div style="margin:.3rem 0" class="muted">Current: “${esc(theirs.caption.slice(0, 200))}”</div>
-      <button type="button" id="keep-mine">Keep mine</button> <button type="button" id="take-theirs">Use current</button>`;
+    if (box.dataset.key === key) return false;
+    box.dataset.key = key;
+    box.innerHTML = html;
+    return true;
+  }
+
+  // The conflict box of one image: both buttons settle that image's caption, whatever is open by the time.
+  function showConflict(name, theirs) {
+    const box = $("ed-conflict");
     setSaveState("error", "Conflict");
-    $("keep-mine").onclick = () => { img.version = theirs.version; $("caption").value = mine; state.dirty = true; box.hidden = true; save(); };
+    if (!showNote(`conflict:${name}:${theirs.version}`, `This caption changed elsewhere (e.g. by auto-caption or in another tab).
+      <div style="margin:.3rem 0" class="muted">Current: “${esc(theirs.caption.slice(0, 200))}”</div>
+      <button type="button" id="keep-mine">Keep mine</button> <button type="button" id="take-theirs">Use current</button>`)) return;
+    $("keep-mine").onclick = () => {
+      const draft = drafts.get(name);
+      if (!draft || !draft.theirs) return;
+      const mine = showing(name) ? $("caption").value : draft.text;
+      if (showing(name)) { clearTimeout(state.saveTimer); state.dirty = false; box.hidden = true; setSaveState("saving", "Saving…"); }
+      // written over the current caption, knowingly: its version is the base
+      keepDraft(name, { text: mine, base: draft.theirs.version, theirs: null, error: "sent, no answer yet", login: false,
+        retry: true });
+      putCaption(name, mine);
+    };
     $("take-theirs").onclick = () => {
-      img.caption = theirs.caption; img.version = theirs.version; box.hidden = true;
-      if (state.current === index) { $("caption").value = theirs.caption; setSaveState("saved", "Saved"); }
-      refreshTile(index);
+      const draft = drafts.get(name);
+      if (!draft || !draft.theirs) return;
+      dropDraft(name);
+      const index = indexOf(name);
+      const img = state.images[index];
+      if (img) { img.caption = draft.theirs.caption; img.version = draft.theirs.version; refreshTile(index); }
+      if (showing(name)) {
+        clearTimeout(state.saveTimer);
+        state.dirty = false;
+        box.hidden = true;
+        $("caption").value = draft.theirs.caption;
+        showCount(draft.theirs.caption);
+        setSaveState("saved", "Saved");
+      }
     };
   }
 
@@ -283,7 +454,7 @@
     const typing = ["INPUT", "TEXTAREA", "SELECT"].includes(document.activeElement.tagName);
     if ((ev.ctrlKey || ev.metaKey) && ev.key === "Enter") {
       ev.preventDefault();
-      save(true).then(() => toast("Caption saved.", "ok", 1500));
+      save(true).then((saved) => saved && toast("Caption saved.", "ok", 1500));
       return;
     }
     if (typing && !ev.altKey) return;
@@ -365,6 +536,7 @@
     try {
       const result = await api(`${base}/images/delete`, { method: "POST", json: { names } });
       window.ds.offerUndo(result, `Deleted ${plural(result.deleted.length, "image")}.`);
+      names.forEach(dropDraft);
       state.selected.clear();
       state.selecting = false;
       updateSelection();
@@ -450,8 +622,20 @@
     catch (e) { $("trigger-error").textContent = e.message; }
   };
   document.querySelectorAll("dialog [data-close]").forEach((b) => (b.onclick = () => b.closest("dialog").close()));
-  window.addEventListener("beforeunload", (ev) => { if (state.dirty) { save(); ev.preventDefault(); } });
+  window.addEventListener("beforeunload", (ev) => {
+    const unsaved = state.dirty || drafts.size;
+    if (state.dirty) save();
+    if (unsaved) ev.preventDefault();  // the browser asks first
+  });
+  // Back on this tab (e.g. after logging in again in another): captions a lost login stopped are saved now.
+  window.addEventListener("focus", () => {
+    for (const [name, draft] of drafts) {
+      if (!draft.login) continue;
+      if (showing(name)) { if (state.dirty) save(); } else putCaption(name, draft.text);
+    }
+  });
 
-  window.ds = { page, base, state, reload, refreshStats, confirmDialog, esc, thumbUrl, imageUrl, updateImage, flushSave };
+  $("caption").maxLength = CAPTION_MAX;
+  window.ds = { page, base, state, reload, refresh, refreshStats, confirmDialog, esc, thumbUrl, imageUrl, updateImage, flushSave };
   reload();
 })();

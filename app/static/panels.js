@@ -215,10 +215,11 @@
       try { job = (await api(`${ds.base}/caption`)).job; } catch (e) { await sleep(2000); continue; }
       if (!job || job.id !== jobId) break;
       renderCaptionJob(job);
-      if (job.done - seen >= 10) { seen = job.done; ds.reload(); }
+      // new captions in place: a reload would empty the grid (the scroll jumps) while someone looks or types
+      if (job.done - seen >= 10) { seen = job.done; ds.refresh(); }
       if (!ACTIVE.has(job.status)) {
         toast(job.message, job.status === "completed" ? "ok" : "error", 7000);
-        ds.reload();
+        ds.refresh();
         refreshUndo();
         break;
       }

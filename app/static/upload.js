@@ -26,6 +26,15 @@
     }, COMPACT_AFTER_MS);
   }
 
+  // why the page refuses a file before sending it (the server says the same of what it is sent)
+  function refusal(file) {
+    const ext = (file.name.match(/\.[^./\\]+$/) || [""])[0].toLowerCase();
+    if (ext === ".svg") return "SVG is not supported: convert it to PNG";
+    if (!ds.page.extensions.includes(ext)) return "not an image, video, ZIP or Parquet file the studio imports";
+    if (file.size === 0) return "empty file (0 bytes)";
+    return null;
+  }
+
   function row(file) {
     const el = document.createElement("div");
     el.className = "upload-row";
@@ -51,22 +60,28 @@
     $("uploads-title").textContent = `Uploading ${plural(files.length, "file")}`;
     $("import-status").innerHTML = "";
     const frames = window.frameChoice.show($("upload-frames"), files);
+    const limit = `over the upload limit of ${formatBytes(ds.page.max_upload_bytes)}`;
     const tooBig = files.filter((f) => f.size > ds.page.max_upload_bytes);
-    if (tooBig.length) {
-      toast(`${tooBig.map((f) => f.name).join(", ")}: over the upload limit of ${formatBytes(ds.page.max_upload_bytes)}.`, "error", 8000);
-    }
-    const queue = files.filter((f) => f.size <= ds.page.max_upload_bytes).map((file) => ({ file, ui: row(file) }));
+    if (tooBig.length) toast(`${tooBig.map((f) => f.name).join(", ")}: ${limit}.`, "error", 8000);
+    // every file that does not come in is named with its reason: refused here, failed to upload, or skipped by the import
+    const refused = tooBig.map((f) => ({ name: f.name, reason: limit }));
+    const rows = new Map();
+    const queue = files.filter((f) => f.size <= ds.page.max_upload_bytes).map((file) => {
+      const ui = row(file);
+      rows.set(file.name, ui);
+      return { file, ui };
+    });
     const sessions = [];
-    let failures = 0;
     active++;
     async function worker() {
       while (queue.length) {
         const { file, ui } = queue.shift();
         try {
-          if (file.size === 0) throw new Error("empty file (0 bytes)");
+          const reason = refusal(file);
+          if (reason) throw new Error(reason);
           sessions.push(await window.chunkedUpload.uploadFile(ds.base, file, ui));
         } catch (e) {
-          failures++;
+          refused.push({ name: file.name, reason: e.message });
           ui.fail(e.message);
         }
       }
@@ -74,19 +89,28 @@
     await Promise.all(Array.from({ length: PARALLEL_FILES }, worker));
     active--;
     if (!sessions.length) {
-      $("uploads-title").textContent = "Upload failed";
+      $("uploads-title").textContent = "Nothing uploaded";
+      $("import-status").innerHTML = `<p style="color:var(--err)">${plural(refused.length, "file")} not uploaded.</p>${refusedList(refused)}`;
       return;
     }
-    $("uploads-title").textContent = failures ? `Uploaded with ${plural(failures, "failure")}` : "Uploaded";
+    $("uploads-title").textContent = refused.length ? `Uploaded; ${plural(refused.length, "file")} refused` : "Uploaded";
     try {
       const job = await api(`${ds.base}/imports`, { method: "POST", json: { sessions, ...(frames ? frames() : {}) } });
-      await followImport(job.id);
+      await followImport(job.id, { refused, rows });
     } catch (e) {
-      $("import-status").innerHTML = `<p style="color:var(--err)">${ds.esc(e.message)}</p>`;
+      $("import-status").innerHTML = `<p style="color:var(--err)">${ds.esc(e.message)}</p>${refusedList(refused)}`;
     }
   }
 
-  async function followImport(jobId) {
+  const refusedList = (refused) => refused.length ? `<details open class="refused"><summary>${plural(refused.length, "file")} not imported</summary>
+    <ul class="skipped">${refused.slice(0, 300).map((s) => `<li><b>${ds.esc(s.name)}</b>: ${ds.esc(s.reason)}</li>`).join("")}</ul></details>` : "";
+
+  // "Imported 3 images, skipped 2; captions from …." -> what follows the counts ("; captions from …"), which the
+  // panel's own sentence keeps
+  const noteOf = (message) => (message || "").replace(/^Imported [\d,]+ images?(, skipped [\d,]+)?/, "").replace(/\.$/, "");
+
+  // `upload`: what the page itself refused or failed to send ({name, reason} each), and the rows of the files sent
+  async function followImport(jobId, upload = {}) {
     const panel = $("uploads");
     panel.classList.add("open");
     const box = $("import-status");
@@ -111,17 +135,27 @@
       }
       const result = job.result || {};
       const skipped = result.skipped || [];
+      const refused = [...(upload.refused || []), ...skipped];
       const renamed = result.renamed || [];
+      const imported = (result.imported || []).length;
       const ok = job.status === "completed";
-      const none = ok && !(result.imported || []).length && skipped.length > 0;  // finished, but nothing came in
-      const good = ok && !none;
-      box.innerHTML = `<p style="color:var(${good ? "--ok" : "--err"})">${ds.esc(job.message)}</p>${resumable(job) ? resumeButton(job) : ""}
+      const none = ok && !imported && refused.length > 0;  // finished, but nothing came in
+      const mixed = ok && imported > 0 && refused.length > 0;  // a warning, not a success
+      const good = ok && !refused.length;
+      const message = ok && refused.length
+        ? `Imported ${plural(imported, "image")}; ${plural(refused.length, "file")} not imported${noteOf(job.message)}.` : job.message;
+      for (const s of skipped) {
+        const ui = upload.rows && upload.rows.get(s.name);
+        if (ui) ui.fail(s.reason);  // its row said "uploaded": the import refused it
+      }
+      box.innerHTML = `<p style="color:var(${good ? "--ok" : mixed ? "--warn" : "--err"})">${ds.esc(message)}</p>${resumable(job) ? resumeButton(job) : ""}
         ${renamed.length ? `<details><summary>${plural(renamed.length, "file")} renamed to avoid overwriting</summary><ul class="skipped">${renamed.slice(0, 200).map((r) => `<li>${ds.esc(r.from)} → ${ds.esc(r.to)}</li>`).join("")}</ul></details>` : ""}
-        ${skipped.length ? `<details open><summary>${skipped.length} skipped</summary><ul class="skipped">${skipped.slice(0, 300).map((s) => `<li><b>${ds.esc(s.name)}</b>: ${ds.esc(s.reason)}</li>`).join("")}</ul></details>` : ""}`;
-      $("uploads-title").textContent = none ? "Nothing imported" : ok ? "Import finished" : "Import failed";
+        ${refusedList(refused)}`;
+      $("uploads-title").textContent = none ? "Nothing imported" : mixed ? `Imported ${imported} of ${imported + refused.length}` : ok ? "Import finished" : "Import failed";
       wireResume(job);
-      if (ok || !resumable(job)) compactLater(`${good ? "✓" : "✕"} ${job.message}`);
-      toast(job.message, good ? "ok" : "error", 6000);
+      // the panel shrinks to one line only when there is nothing to read: a refused file stays listed until closed
+      if (good || (!ok && !resumable(job) && !refused.length)) compactLater(`${good ? "✓" : "✕"} ${message}`);
+      toast(message, good ? "ok" : mixed ? "info" : "error", 6000);
       ds.reload();
       return job;
     }

@@ -24,6 +24,12 @@
   }
 
   function summary() {
+    if (!data.captions) {  // no caption to count words in, nor to hold the trigger word
+      $("words-summary").textContent = data.images
+        ? `No image is captioned yet (${plural(data.images, "image")} in this dataset): caption them first.`
+        : "No images yet.";
+      return;
+    }
     const parts = [`${plural(data.captions, "captioned image")} of ${data.images}.`];
     const t = data.trigger;
     if (t && t.word) {

@@ -70,7 +70,8 @@
     shown = detail;
     showTime();
     $("s-mem").textContent = job.gpu_mem_gb != null ? `${job.gpu_mem_gb.toFixed(1)} GB` : "–";
-    let msg = job.status === "running" ? "" : job.message || "";
+    // a failure's message is its error, which the red box below shows (with its log lines kept apart)
+    let msg = job.status === "running" || (job.error && job.message === job.error) ? "" : job.message || "";
     if (detail.queue_position) msg += ` Position in the queue: ${detail.queue_position}.`;
     if (detail.worker_running === false) {
       msg += " No worker is running, so it cannot start yet: the worker restarts by itself within seconds; if this " +
