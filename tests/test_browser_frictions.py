@@ -163,6 +163,24 @@ def test_the_text_view_starts_what_it_says(studio, page, viewport):
 
 
 @pytest.mark.parametrize("viewport", VIEWPORTS[:1])
+def test_a_lora_name_in_the_library_is_said_once_with_a_free_one(studio, page, viewport):
+    from playwright.sync_api import expect
+
+    taken = studio.workspace.loras / "kept-lora.safetensors"
+    taken.parent.mkdir(parents=True, exist_ok=True)
+    taken.write_bytes(b"\x02\x00\x00\x00\x00\x00\x00\x00{}")
+    try:
+        page.goto(studio.trainer + "/new?dataset=my-cat")
+        expect(page.locator("#f-trigger_word")).to_have_value("mycat")
+        page.fill("#f-name", "kept-lora")
+        expect(page.locator("#name-taken")).to_contain_text("A LoRA named kept-lora exists already")
+        expect(page.locator("#job-form[data-checking]")).to_have_count(0)  # the server's report is in
+        expect(page.locator("#problems li", has_text="kept-lora")).to_have_count(1)  # not the server's words too
+    finally:
+        taken.unlink()
+
+
+@pytest.mark.parametrize("viewport", VIEWPORTS[:1])
 def test_the_job_page_says_when_the_trainer_cannot_be_reached(studio, page, viewport):
     from playwright.sync_api import expect
 

@@ -267,9 +267,12 @@
       const label = known ? known.label || known.name : { dataset: "Dataset", name: "Name" }[err.field] || err.field;
       general.push(`<li class="err">${err.field ? `<strong>${esc(label)}</strong>: ` : ""}${esc(err.message)}</li>`);
     }
-    for (const w of report.warnings || []) general.push(`<li class="warn">${esc(w.message)}</li>`);
     const lora = String(state.config.name || "");
-    if (lora && state.taken.has(lora.toLowerCase())) {
+    const nameTaken = lora && state.taken.has(lora.toLowerCase());  // said below, with a button for a free name
+    for (const w of report.warnings || []) {
+      if (!(nameTaken && w.field === "name")) general.push(`<li class="warn">${esc(w.message)}</li>`);
+    }
+    if (nameTaken) {
       const free = freeName(lora);
       general.push(`<li class="warn" id="name-taken">A LoRA named ${esc(lora)} exists already, so this one would be saved
         as ${esc(lora)}-&lt;job id&gt;.safetensors.<button type="button" data-use-name="${esc(free)}">Use ${esc(free)}</button></li>`);
