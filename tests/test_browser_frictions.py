@@ -181,9 +181,13 @@ def test_a_lora_name_in_the_library_is_said_once_with_a_free_one(studio, page, v
 
 
 @pytest.mark.parametrize("viewport", VIEWPORTS[:1])
-def test_the_job_page_says_when_the_trainer_cannot_be_reached(studio, page, viewport):
+def test_the_job_page_says_what_it_was_sent_and_when_the_trainer_cannot_be_reached(studio, page, viewport):
     from playwright.sync_api import expect
 
+    # the form sent what was queued a moment ago: the job it opens says no second one was made
+    page.goto(f"{studio.trainer}/jobs/{studio.job_id}?again=1")
+    expect(page.locator(".toast")).to_contain_text("queued with the same settings a moment ago: no second one")
+    assert page.url.endswith(f"/jobs/{studio.job_id}")
     # its web app restarting, or the pod's proxy down: the page's live updates get no answer
     unreachable = re.compile(rf".*/api/jobs/{studio.job_id}(/events.*)?$")
     page.route(unreachable, lambda route: route.abort("connectionrefused"))

@@ -10,6 +10,11 @@
   let seenStep = -1;  // the job's step when last shown
   let timelapses = [];  // prompts whose previews can be watched in turn, base model to the latest step
   let lastEvalKey = "", bestHeldStep = null, shownCheckpoints = [];
+  if (new URLSearchParams(location.search).has("again")) {  // the form sent what was queued a moment ago
+    studio.toast("This job was queued with the same settings a moment ago: no second one was made. Change a " +
+      "setting (or wait a few seconds) to queue another.", "ok", 9000);
+    history.replaceState(null, "", location.pathname + location.hash);
+  }
   let logBusy = false, metricsBusy = false, samplesBusy = false, lastLog = 0, lastSamples = 0;
   const comfyui = !!document.querySelector("[data-tool='comfyui']");  // installed: the top bar links it
   let bundleFor = null, lastCkptKey = null;

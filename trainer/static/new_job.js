@@ -347,7 +347,7 @@
       }
       $("start-note").textContent = data.created ? "Queued. Opening the job…" : "Already queued. Opening the job…";
       state.idemKey = crypto.randomUUID ? crypto.randomUUID() : String(Math.random()).slice(2); // next job is new
-      location.href = `/jobs/${data.job.id}`;
+      location.href = `/jobs/${data.job.id}${data.created ? "" : "?again=1"}`;  // its page says no second one was made
     } catch (err) {
       studio.toast(err.message, "error", 7000); $("start-note").textContent = "";
       state.submitting = false; $("start").disabled = false;
