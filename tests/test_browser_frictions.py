@@ -382,7 +382,7 @@ def test_variants_of_one_setting_are_queued_and_compared(studio, page, viewport,
     expect(page.locator("#vary-values")).to_have_value("16, 32, 64")  # half, as is, double
     page.fill("#vary-values", "8, 0")
     page.click("#vary-start")
-    expect(page.locator("#vary-note")).to_contain_text("Not queued: rank 0:")
+    expect(page.locator("#vary-note")).to_contain_text("Not queued: LoRA rank 0:")
     expect(page.locator("#start")).to_be_enabled()  # the job in the form is fine: only the variant is not
     assert not [job for job in studio.store().queue() if "·" in job.name]  # none queued
     page.select_option("#vary-field", "preserve_class")  # does keeping the class pay? off beside on
@@ -390,15 +390,20 @@ def test_variants_of_one_setting_are_queued_and_compared(studio, page, viewport,
     expect(page.locator("#vary-help")).to_contain_text("(none) for empty")
     expect(page.locator("#vary-start")).to_have_text("Queue 2 variants")
     page.select_option("#vary-field", "learning_rate")
+    page.fill("#vary-values", "1e-4, 5e-4, abc")  # a word where a number belongs is named, and nothing queues
+    expect(page.locator("#vary-note")).to_have_text("Not a number: abc.")
+    expect(page.locator("#vary-start")).to_be_disabled()
+    page.select_option("#vary-field", "rank")
+    page.select_option("#vary-field", "learning_rate")
     expect(page.locator("#vary-values")).to_have_value("0.00005, 0.0001, 0.0002")
     expect(page.locator("#vary-start")).to_have_text("Queue 3 variants")
     assert_no_sideways_scroll(page)
     page.screenshot(path=str(artifacts_dir / f"new-job-variants-{viewport['width']}.png"), full_page=True)
     page.click("#vary-start")
     page.wait_for_url("**/compare?jobs=*")
-    expect(page.locator("#compare-settings")).to_contain_text("learning_rate")
+    expect(page.locator("#compare-settings td:first-child", has_text="Learning rate")).to_have_count(1)
     for value in ("5e-05", "0.0001", "0.0002"):
-        expect(page.locator("#compare-settings")).to_contain_text(f"dogs {viewport['width']} · learning_rate {value}")
+        expect(page.locator("#compare-settings")).to_contain_text(f"dogs {viewport['width']} · Learning rate {value}")
     expect(page.locator("#compare-settings tr", has_text="Status")).to_contain_text("queued")
     assert_no_sideways_scroll(page)
     page.screenshot(path=str(artifacts_dir / f"compare-variants-{viewport['width']}.png"), full_page=True)

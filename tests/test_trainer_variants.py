@@ -25,8 +25,8 @@ def test_three_learning_rates_are_queued_side_by_side(client):
     jobs = data["jobs"]
     assert [j["config"]["learning_rate"] for j in jobs] == [1e-4, 2e-4, 4e-4]
     assert [j["config"]["name"] for j in jobs] == ["cat-lr0.0001", "cat-lr0.0002", "cat-lr0.0004"]
-    assert [j["name"] for j in jobs] == ["cat · learning_rate 0.0001", "cat · learning_rate 0.0002",
-                                         "cat · learning_rate 0.0004"]
+    assert [j["name"] for j in jobs] == ["cat · Learning rate 0.0001", "cat · Learning rate 0.0002",
+                                         "cat · Learning rate 0.0004"]  # the setting as the form names it
     assert len({j["config"]["seed"] for j in jobs}) == 1 and len({j["dataset_version"] for j in jobs}) == 1
     assert all(j["status"] == "queued" for j in jobs)
     assert data["compare_url"] == "/compare?jobs=" + ",".join(j["id"] for j in jobs)
@@ -55,7 +55,7 @@ def test_a_bad_value_queues_none_of_them(client):
     response = client.post("/api/jobs/variants", json=_body(field="rank", values=[8, 0, 9999]))
     assert response.status_code == 422
     data = response.get_json()
-    assert data["error"].startswith("Not queued: rank 0:")
+    assert data["error"].startswith("Not queued: LoRA rank 0:")
     assert [d["variant"] for d in data["details"]] == ["0", "9999"]
     assert client.get("/api/jobs").get_json()["jobs"] == []
 
@@ -106,7 +106,7 @@ def test_a_text_setting_left_empty_is_a_variant_too(client):
     jobs = client.post("/api/jobs/variants", json=body).get_json()["jobs"]
     assert [j["config"]["preserve_class"] for j in jobs] == ["", "person"]
     assert [j["config"]["name"] for j in jobs] == ["cat-classnone", "cat-classperson"]
-    assert [j["name"] for j in jobs] == ["cat · preserve_class none", "cat · preserve_class person"]
+    assert [j["name"] for j in jobs] == ["cat · Preserve the class none", "cat · Preserve the class person"]
 
 
 def test_optimizers_compared_each_take_their_usual_learning_rate(client):

@@ -44,12 +44,14 @@ def value_text(value) -> str:
     return str(value)
 
 
-def variant_payloads(payload: dict, field: str, values: list, usual_rate: float | None = None) -> list[dict]:
-    """The request once per value: config[field] = value, and names that say it. Optimizers compared: each
-    variant takes its optimizer's usual learning rate unless the rate was set by hand (as the form does)."""
+def variant_payloads(payload: dict, field: str, values: list, usual_rate: float | None = None,
+                     label: str | None = None) -> list[dict]:
+    """The request once per value: config[field] = value, and names that say it (with the setting's `label` in the
+    form, "Learning rate"). Optimizers compared: each variant takes its optimizer's usual learning rate unless the
+    rate was set by hand (as the form does)."""
     config = payload.get("config") if isinstance(payload.get("config"), dict) else {}
     lora = str(config.get("name") or payload.get("name") or "lora")
-    label = payload.get("name") or lora
+    job = payload.get("name") or lora
     out = []
     for value in values:
         part = re.sub(r"[^A-Za-z0-9_.+-]+", "-", f"{SHORT.get(field, field)}{value_text(value)}").replace("+", "_")
@@ -59,7 +61,7 @@ def variant_payloads(payload: dict, field: str, values: list, usual_rate: float 
         if field == "optimizer" and usual_rate is not None:
             variant["config"]["learning_rate"] = follow_optimizer(config.get("learning_rate", usual_rate), value,
                                                                   usual_rate)
-        variant["name"] = f"{label} · {field} {value_text(value)}"[:120]
+        variant["name"] = f"{job} · {label or field} {value_text(value)}"[:120]
         out.append(variant)
     return out
 
@@ -107,14 +109,15 @@ def post_variants():
         recipe = get_recipe(payload.get("recipe") or "zimage-turbo")
     except ConfigError as exc:
         raise ApiError(str(exc), 422) from None
-    field, values = check_vary(vary, {f["name"] for f in recipe.form_fields()})
+    labels = {f["name"]: f["label"] for f in recipe.form_fields()}
+    field, values = check_vary(vary, set(labels))
     settings = current_app.config["STUDIO_SETTINGS"]
-    variants = variant_payloads(payload, field, values, recipe.defaults().get("learning_rate"))
+    variants = variant_payloads(payload, field, values, recipe.defaults().get("learning_rate"), labels[field])
     problems = []
     for value, variant in zip(values, variants, strict=True):
         report = validate(settings, variant)
         problems += [{**error, "variant": value_text(value),
-                      "message": f"{field} {value_text(value)}: {error['message']}"} for error in report.errors]
+                      "message": f"{labels[field]} {value_text(value)}: {error['message']}"} for error in report.errors]
     if problems:
         raise ApiError(f"Not queued: {problems[0]['message']}", 422, details=problems)
     key = request.headers.get("Idempotency-Key")

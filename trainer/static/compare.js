@@ -51,9 +51,12 @@
       .map(([label, get]) => row(label, details.map((d) => get(d, details)), "result"));
     const configs = details.map((d) => d.config);
     const keys = [...new Set(configs.flatMap((c) => Object.keys(c)))];
-    const text = (v) => (v === undefined ? "–" : typeof v === "string" ? v : JSON.stringify(v));
+    // as the form says them: "Learning rate", a list one item a line (preview prompts), empty text as "none"
+    const text = (v) => (v === undefined ? "–" : v === "" ? "none" : typeof v === "string" ? v
+      : Array.isArray(v) ? v.map((item) => (typeof item === "string" ? item : JSON.stringify(item))).join("\n")
+      : JSON.stringify(v));
     const differ = keys.filter((k) => new Set(configs.map((c) => JSON.stringify(c[k]))).size > 1);
-    const settings = differ.map((k) => row(k, configs.map((c) => text(c[k]))));
+    const settings = differ.map((k) => row(labels[k] || k, configs.map((c) => text(c[k]))));
     const same = keys.length - differ.length;
     document.getElementById("compare-settings").innerHTML = head + results.join("") + settings.join("") +
       `<tr><td class="muted" colspan="${details.length + 1}">${differ.length ? "" : "Every setting is the same. "}` +
@@ -112,6 +115,7 @@
   });
 
   let shown = "";  // what the page shows: redrawn only when a run moved
+  let labels = {};  // each setting's name in the form
   async function load() {
     const api = window.studio.api;
     const [details, metrics, samples, catalog] = await Promise.all([
@@ -128,6 +132,7 @@
     shown = key;
     // a job made before a setting existed ran with its default: compare it as such
     const defaults = Object.fromEntries(catalog.recipes.map((r) => [r.name, r.defaults]));
+    labels = Object.fromEntries(catalog.recipes.flatMap((r) => r.fields.map((f) => [f.name, f.label || f.name])));
     details.forEach((d, i) => {
       d.config = { ...(defaults[d.job.recipe] || {}), ...(d.job.config || {}) };
       d.evals = metrics[i].evals || [];

@@ -264,7 +264,8 @@
       }
       // the field as the form labels it ("Learning rate"), its key for one the form does not show
       const known = err.field && state.recipe && state.recipe.fields.find((f) => f.name === err.field);
-      const label = known ? known.label || known.name : { dataset: "Dataset", name: "Name" }[err.field] || err.field;
+      const label = known ? known.label || known.name : { dataset: "Dataset", datasets: "Datasets", name: "Name", job_name: "Job name",
+        webhook_url: "Webhook URL", init_lora: "Start from LoRA", model: "Model" }[err.field] || err.field;
       general.push(`<li class="err">${err.field ? `<strong>${esc(label)}</strong>: ` : ""}${esc(err.message)}</li>`);
     }
     const lora = String(state.config.name || "");

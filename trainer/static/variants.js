@@ -50,13 +50,22 @@
       return raw.split(f.type === "string" && !f.choices ? /\s*,\s*/ : /[,\s]+/).filter(Boolean).map(one);
     }
 
+    // the words typed where a number belongs ("abc" would go as nothing and come back as "a value is required")
+    function notNumbers() {
+      const f = field();
+      const numeric = f.type === "integer" || f.type === "number" || (f.type === "array" && f.items !== "string");
+      if (!numeric) return [];
+      return $("vary-values").value.split(/[,;\s]+/).filter((t) => t && !isFinite(Number(t)));
+    }
+
     function count() {
-      const values = parse();
-      const ok = values.length >= 2 && values.length <= MAX;
+      const values = parse(), bad = notNumbers();
+      const ok = values.length >= 2 && values.length <= MAX && !bad.length;
       $("vary-start").disabled = !ok;
       $("vary-start").textContent = ok ? `Queue ${values.length} variants` : "Queue variants";
-      $("vary-note").classList.remove("field-error");
-      $("vary-note").textContent = values.length > MAX ? `At most ${MAX} (the compare page shows ${MAX} runs).`
+      $("vary-note").classList.toggle("field-error", bad.length > 0);
+      $("vary-note").textContent = bad.length ? `Not a number: ${bad.slice(0, 3).join(", ")}.`
+        : values.length > MAX ? `At most ${MAX} (the compare page shows ${MAX} runs).`
         : values.length < 2 ? "Give two to four values." : "Same data and seed; only this setting differs.";
     }
 
