@@ -55,6 +55,10 @@ def test_values_out_of_range_are_brought_in_and_unknown_options_left_out():
     assert alone.negative == "" and "used only with a guidance scale above 0" in alone.notes[0]
     assert parse("a cat --l 1 --n ugly", JOB).negative == "ugly"  # guided at 1: the negative prompt counts
     assert "no text before its options" in parse("--w 512", JOB).notes[0]
+    stray = parse("[trigger] photo --w 832 extra words --h 1216", JOB)  # words between options are said, not lost
+    assert (stray.text, stray.width, stray.height) == ("[trigger] photo", 832, 1216)
+    assert stray.notes == ("--w 832 extra words: 'extra words' is left out of the prompt (only words before the "
+                           "first option are the prompt's).",)
 
 
 def test_the_form_warns_and_never_refuses():

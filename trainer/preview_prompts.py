@@ -96,6 +96,10 @@ def read(prompt: str) -> tuple[str, dict, list[str]]:
             notes.append(f"--{name} needs a number, not {value!r}; the job's setting is used.")
             continue
         values[key] = number
+        rest = " ".join(value.split()[1:])
+        if rest:  # words after an option's number are not the prompt's: ai-toolkit and kohya drop them too
+            notes.append(f"--{name} {value.split()[0]} {rest}: {rest!r} is left out of the prompt (only words "
+                         "before the first option are the prompt's).")
     return text, values, notes
 
 

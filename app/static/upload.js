@@ -47,7 +47,12 @@
         el.querySelector(".progress > div").style.width = `${Math.round(fraction * 100)}%`;
         el.querySelector(".pct").textContent = text;
       },
-      fail(message) { el.classList.add("failed"); el.querySelector(".pct").textContent = message; },
+      // a refused file's row says so in two words (its reason is in the list below, and on hover)
+      fail(message, reason) {
+        el.classList.add("failed");
+        el.querySelector(".pct").textContent = message;
+        if (reason) el.title = `${file.name}: ${reason}`;
+      },
     };
   }
 
@@ -78,7 +83,11 @@
         const { file, ui } = queue.shift();
         try {
           const reason = refusal(file);
-          if (reason) throw new Error(reason);
+          if (reason) {
+            refused.push({ name: file.name, reason });
+            ui.fail("not imported", reason);
+            continue;
+          }
           sessions.push(await window.chunkedUpload.uploadFile(ds.base, file, ui));
         } catch (e) {
           refused.push({ name: file.name, reason: e.message });
@@ -146,7 +155,7 @@
         ? `Imported ${plural(imported, "image")}; ${plural(refused.length, "file")} not imported${noteOf(job.message)}.` : job.message;
       for (const s of skipped) {
         const ui = upload.rows && upload.rows.get(s.name);
-        if (ui) ui.fail(s.reason);  // its row said "uploaded": the import refused it
+        if (ui) ui.fail("not imported", s.reason);  // its row said "uploaded": the import refused it
       }
       box.innerHTML = `<p style="color:var(${good ? "--ok" : mixed ? "--warn" : "--err"})">${ds.esc(message)}</p>${resumable(job) ? resumeButton(job) : ""}
         ${renamed.length ? `<details><summary>${plural(renamed.length, "file")} renamed to avoid overwriting</summary><ul class="skipped">${renamed.slice(0, 200).map((r) => `<li>${ds.esc(r.from)} → ${ds.esc(r.to)}</li>`).join("")}</ul></details>` : ""}
