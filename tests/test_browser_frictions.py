@@ -160,6 +160,11 @@ def test_the_text_view_starts_what_it_says(studio, page, viewport):
     assert _value(page, "rank") == rank and _value(page, "trigger_word") == "mycat"
     expect(page.locator("#config-text")).to_have_value(re.compile(r"trigger_word: mycat"))
     assert posted == []
+    # from the keyboard: Open a file takes the focus and opens the picker; a preset button says if it is on
+    page.locator("#config-file").focus()
+    with page.expect_file_chooser():
+        page.keyboard.press("Enter")
+    expect(page.locator("#presets button[aria-pressed]")).not_to_have_count(0)
 
 
 @pytest.mark.parametrize("viewport", VIEWPORTS[:1])

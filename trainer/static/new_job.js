@@ -122,6 +122,7 @@
       const preset = state.recipe.presets[b.dataset.preset];
       const match = Object.entries(preset).every(([k, v]) => JSON.stringify(state.config[k]) === JSON.stringify(v));
       b.classList.toggle("active", match);
+      b.setAttribute("aria-pressed", String(match));
     });
   }
 
