@@ -57,6 +57,12 @@ def test_validate_a_good_job(client, dataset):
     assert report["config"]["steps"] == 6
 
 
+def test_every_mistake_is_said_at_once(client, dataset):
+    bad = client.post("/api/jobs/validate", json=_body(dataset, steps=-5, learning_rate="abc", rank=0, batch_size=0))
+    assert bad.status_code == 422
+    assert {e["field"] for e in bad.get_json()["errors"]} == {"steps", "learning_rate", "rank", "batch_size"}
+
+
 def test_a_job_without_the_trigger_word_its_dataset_was_exported_with_is_warned(client, dataset):
     report = client.post("/api/jobs/validate", json=_body(dataset, trigger_word="")).get_json()
     assert report["ok"] and [w["message"] for w in report["warnings"] if w["field"] == "trigger_word"] == [

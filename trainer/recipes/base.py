@@ -70,9 +70,11 @@ class RecipeConfig:
     """Mixin for recipe config dataclasses: type and range checks from field metadata, plus `check()`."""
 
     def __post_init__(self) -> None:
-        errors = self._check_types()
-        if not errors:
-            errors = self._check_ranges() + self.check()
+        wrong = self._check_types()
+        # every field's range is checked, so every mistake is said at once; the checks across fields need sound types
+        errors = wrong + self._check_ranges(skip={error["field"] for error in wrong})
+        if not wrong:
+            errors += self.check()
         if errors:
             raise ConfigError(errors)
 
@@ -110,11 +112,11 @@ class RecipeConfig:
                 setattr(self, f.name, _NORMAL[kind](value))  # 1 and 1.0 mean the same
         return errors
 
-    def _check_ranges(self) -> list[dict[str, str]]:
+    def _check_ranges(self, skip: set[str] = frozenset()) -> list[dict[str, str]]:
         errors = []
         for f in dataclasses.fields(self):
             value, meta = getattr(self, f.name), f.metadata
-            if value is None:
+            if value is None or f.name in skip:
                 continue
             values = value if isinstance(value, list) else [value]
             if "choices" in meta and any(v not in meta["choices"] for v in values):
