@@ -360,7 +360,7 @@
     }
     const why = conflict ? "it was changed elsewhere meanwhile" : e.status === 401 ? "you are logged out" : e.message.replace(/\.$/, "");
     toast(`The caption of “${name}” is not saved: ${why}. Your text is kept: open the image to finish.`, "error", 0,
-      index >= 0 ? { label: "Open", run: () => select(indexOf(name)) } : undefined);
+      index >= 0 ? { label: "Open", run: () => { select(indexOf(name)); openSheet(true); } } : undefined);
   }
 
   // The editor on an image with a draft: its text is in the box; this shows what stopped it and how to go on.
