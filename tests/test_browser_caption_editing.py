@@ -241,3 +241,48 @@ def test_an_auto_caption_run_leaves_the_grid_and_the_typing_alone(studio_root, t
         assert rows[0]["caption"] == typed
         browser.close()
         assert problems == []
+
+
+def test_a_caption_run_that_failed_stays_said_with_a_button_for_the_rest(studio_root, tmp_path):
+    from playwright.sync_api import expect, sync_playwright
+
+    from studio.jobs import JobStore
+
+    stand_in = StandIn()
+    env = {"STUDIO_ROOT": str(studio_root), "CAPTION_URL": stand_in.url}
+    with ServerProcess("app", env, log_path=tmp_path / "server.log") as server, sync_playwright() as p:
+        dataset_id = requests.post(f"{server.url}/api/datasets", json={"name": "Few"}, timeout=10).json()["id"]
+        files = [("files", (f"img{i}.png", image_bytes(i, size=(96 + 16 * i, 72)), "image/png")) for i in range(3)]
+        requests.post(f"{server.url}/api/datasets/{dataset_id}/upload?wait=30", files=files,
+                      timeout=60).raise_for_status()
+        store = JobStore(studio_root / "studio.db")  # a run the caption service died under, in another tab
+        run, _ = store.create("caption", name="captions", dataset=dataset_id, total=3,
+                              config={"mode": "skip", "style": "short", "prompt": "", "max_tokens": 120})
+        store.start(run.id, None)
+        store.finish(run.id, "failed", error="The caption service stopped answering.")
+
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        page = browser.new_page(viewport=DESKTOP)
+        problems = watch_page(page)
+        page.set_default_timeout(20_000)
+        page.goto(f"{server.url}/d/{dataset_id}")
+        banner = page.locator("#job-banner")
+        expect(banner).to_contain_text("Auto-caption stopped at 0 of 3: The caption service stopped answering.")
+        banner.locator("#banner-dismiss").click()  # seen: gone, also after a reload
+        expect(banner).to_be_empty()
+        page.reload()
+        expect(page.locator("#count-uncaptioned")).to_have_text("3")
+        expect(banner).to_be_empty()
+        page.evaluate("sessionStorage.clear()")
+        page.reload()
+        banner.locator("#banner-rest", has_text="Caption the 3 images left").click()  # its style, on the rest
+        expect(page.locator("#count-uncaptioned")).to_have_text("0")
+        expect(banner).to_be_empty()
+        # a run started elsewhere (the API, another tab) shows here too
+        stand_in.delay = 5  # three images: longer than the page's look every 10 s
+        requests.post(f"{server.url}/api/datasets/{dataset_id}/caption", json={"mode": "overwrite"},
+                      timeout=10).raise_for_status()
+        expect(banner).to_contain_text("Auto-captioning:", timeout=30_000)
+        browser.close()
+        assert problems == []
+    stand_in.close()

@@ -221,11 +221,40 @@
         toast(job.message, job.status === "completed" ? "ok" : "error", 7000);
         ds.refresh();
         refreshUndo();
+        showEnded(job);
         break;
       }
       await sleep(1000);
     }
     following = null;
+  }
+
+  // A run that failed or was cut off (the caption service died, a restart) stays said above the grid until dismissed,
+  // with a button for what is left: the dialog's own message goes with the dialog.
+  function showEnded(job) {
+    if (!["failed", "interrupted"].includes(job.status) || sessionStorage.getItem(`caption-seen:${job.id}`)) return;
+    const meta = ds.state.meta || {};
+    const left = Math.max(0, (meta.images || 0) - (meta.captioned || 0));
+    const skip = (job.config || {}).mode === "skip";
+    $("job-banner").innerHTML = `<div class="caption-status"><span class="dot error"></span>
+      <span>Auto-caption ${job.status === "failed" ? "stopped" : "was cut off"} at ${job.done} of ${job.total}:
+      ${ds.esc(job.error || job.message || "")}</span>
+      ${skip && left ? `<button type="button" id="banner-rest">Caption the ${plural(left, "image")} left</button>`
+        : `<button type="button" id="banner-open">Auto-caption…</button>`}
+      <button type="button" id="banner-dismiss" title="Hide this until the next run">Dismiss</button></div>`;
+    $("banner-dismiss").onclick = () => { sessionStorage.setItem(`caption-seen:${job.id}`, "1"); $("job-banner").innerHTML = ""; };
+    const open = $("banner-open");
+    if (open) open.onclick = () => $("btn-autocaption").click();
+    const rest = $("banner-rest");
+    if (rest) {
+      rest.onclick = async () => {  // the same style and instructions, on the images still without a caption
+        rest.disabled = true;
+        try {
+          const { style, prompt } = job.config;
+          followCaption((await api(`${ds.base}/caption`, { method: "POST", json: { mode: "skip", style, prompt } })).id);
+        } catch (e) { toast(e.message, "error", 7000); rest.disabled = false; }
+      };
+    }
   }
 
   // ---- export
@@ -326,12 +355,18 @@
       refreshCaptionSetup();
       const job = d.jobs && d.jobs.caption;
       if (job && ACTIVE.has(job.status)) followCaption(job.id);
-      else if (job && job.status === "interrupted") {
-        $("job-banner").innerHTML = `<div class="caption-status"><span class="dot error"></span>${ds.esc(job.message)}</div>`;
-      }
+      else if (job && !following) showEnded(job);
     },
   };
   refreshUndo();
   checkService();
   setInterval(() => { if (!document.hidden && !$("caption-dialog").open) checkService(); }, 15000);
+  // a run started elsewhere (another tab, the API, Express) shows here too
+  setInterval(async () => {
+    if (document.hidden || following) return;
+    try {
+      const { job } = await api(`${ds.base}/caption`);
+      if (job && ACTIVE.has(job.status)) followCaption(job.id);
+    } catch (e) { /* the next round asks again */ }
+  }, 10000);
 })();
