@@ -144,8 +144,9 @@
     if (allDone && $("cap-mode").value === "skip") $("cap-mode").value = "overwrite";
     else if (!allDone && !modeChosen) $("cap-mode").value = "skip";
     $("cap-all-done").hidden = !allDone;
+    const them = total === 1 ? ["it", "it", "the current one"] : ["them", "them", "the current ones"];
     $("cap-all-done").textContent = allDone ? `${total === 1 ? "The image has" : `All ${total} images have`} a caption. ` +
-      "Re-captioning replaces them (or adds to them); Undo brings the current ones back." : "";
+      `Re-captioning replaces ${them[0]} (or adds to ${them[1]}); Undo brings ${them[2]} back.` : "";
     const mode = $("cap-mode").value;
     $("cap-start").textContent = mode === "skip" ? `Caption ${plural(missing, "image")}`
       : mode === "overwrite" ? `Re-caption ${total === 1 ? "the image" : `all ${total}`} (replace)`
