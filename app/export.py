@@ -16,7 +16,7 @@ from flask import Blueprint, jsonify
 
 from app import context
 from app.imaging import training_copy
-from app.store import Dataset, natural_key, slugify
+from app.store import Dataset, NotFound, natural_key, slugify
 from studio import ahead, exports
 from studio.ahead import in_order
 from studio.atomic import atomic_write_json, read_json
@@ -165,7 +165,31 @@ def export_dataset(dataset_id: str):
     if not isinstance(raw, str):
         raise ApiError("'name' must be text.", 422)
     include_duplicates = json_flag(body, "include_duplicates")
-    return jsonify(start_export(dataset, slugify(raw), include_duplicates=include_duplicates).public()), 202
+    name = slugify(raw)
+    if not json_flag(body, "replace"):
+        _check_not_anothers(dataset, name)
+    return jsonify(start_export(dataset, name, include_duplicates=include_duplicates).public()), 202
+
+
+def _check_not_anothers(dataset: Dataset, name: str) -> None:
+    """An export name is its dataset's: exported over by another dataset, the jobs and the Train link of the first
+    would train on the second's images without a word. Refused (409) unless asked for ("replace": true), with a
+    free name."""
+    from trainer.names import unique_name
+
+    workspace = context.workspace()
+    owner = (read_json(workspace.export_dir(name) / "dataset.json", None) or {}).get("source_dataset_id")
+    if not owner or owner == dataset.id:
+        return
+    try:
+        label = repr(context.store().get(owner).meta().get("name") or owner)
+    except NotFound:
+        label = "a deleted dataset"
+    exports_root = workspace.exports
+    free = unique_name(name, {path.name.lower() for path in exports_root.iterdir()} if exports_root.is_dir() else set())
+    raise ApiError(f"trainer/datasets/{name} is the export of {label}: exporting this dataset there would make its "
+                   f"jobs train on these images. Export as {free} instead (or replace it on purpose).", 409,
+                   details=[{"field": "name", "free": free, "owner": owner}])
 
 
 @bp.get("/api/datasets/<dataset_id>/export")

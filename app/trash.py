@@ -167,9 +167,12 @@ def _deleted_root(store: DatasetStore) -> Path:
 def delete_dataset(store: DatasetStore, dataset: Dataset) -> str:
     """Moves the dataset's folder into datasets/.trash; every reader sees it gone at once. Returns the
     entry that restores it."""
-    entry = f"{int(time.time())}-{dataset.id}"
+    stamp = int(time.time())
     with dataset.lock():
         _deleted_root(store).mkdir(exist_ok=True)
+        while (_deleted_root(store) / f"{stamp}-{dataset.id}").exists():  # one of its id deleted this second
+            stamp += 1
+        entry = f"{stamp}-{dataset.id}"
         os.replace(dataset.folder, _deleted_root(store) / entry)
     purge_expired_datasets(store)
     return entry

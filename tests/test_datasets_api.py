@@ -280,6 +280,24 @@ def test_export_layout_hard_links_and_immutable_versions(client, dataset_id, stu
     assert last["name"] == "mia-v1" and last["version"] == job["result"]["version"]
 
 
+def test_an_export_name_of_another_dataset_is_not_taken_over(client, dataset_id):
+    upload(client, dataset_id, [("a.png", image_bytes(1))])
+    client.post(f"/api/datasets/{dataset_id}/export", json={"name": "cats"})
+    assert wait_job(client, f"/api/datasets/{dataset_id}/export", key="job")["status"] == "completed"
+    other = client.post("/api/datasets", json={"name": "Dogs"}).get_json()["id"]
+    upload(client, other, [("d.png", image_bytes(2))])
+    refused = client.post(f"/api/datasets/{other}/export", json={"name": "cats"})
+    assert refused.status_code == 409
+    body = refused.get_json()
+    assert body["error"] == ("trainer/datasets/cats is the export of 'Test Set': exporting this dataset there would "
+                             "make its jobs train on these images. Export as cats-2 instead (or replace it on "
+                             "purpose).")
+    assert body["details"][0]["free"] == "cats-2"
+    client.post(f"/api/datasets/{other}/export", json={"name": "cats", "replace": True})  # on purpose
+    job = wait_job(client, f"/api/datasets/{other}/export", key="job")
+    assert job["status"] == "completed" and job["result"]["name"] == "cats"
+
+
 def test_export_of_empty_dataset_is_refused(client, dataset_id):
     response = client.post(f"/api/datasets/{dataset_id}/export", json={})
     assert response.status_code == 409 and "no images" in response.get_json()["error"]

@@ -142,6 +142,20 @@ def test_a_dataset_whose_id_was_taken_since_comes_back_under_a_new_one(client):
     assert client.get(f"/api/datasets/{second['id']}").get_json()["images"] == 0
 
 
+
+def test_two_datasets_of_one_id_deleted_within_a_second_each_keep_their_entry(client):
+    entries = []
+    for image in (1, 2):  # a script's quick create and delete, twice
+        made = client.post("/api/datasets", json={"name": "dd"}).get_json()
+        upload(client, made["id"], [(f"{image}.png", image_bytes(image))])
+        deleted = client.delete(f"/api/datasets/{made['id']}")
+        assert deleted.status_code == 200
+        entries.append(deleted.get_json()["trash"])
+    assert len(set(entries)) == 2
+    listed = client.get("/api/deleted-datasets").get_json()["datasets"]
+    assert sorted(d["id"] for d in listed) == sorted(entries) and {d["dataset_id"] for d in listed} == {"dd"}
+
+
 def test_deleted_datasets_expire_after_a_week_and_can_be_removed_for_good(client, studio_root):
     from app.store import DatasetStore
     from studio.workspace import Workspace

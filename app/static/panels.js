@@ -347,7 +347,17 @@
         }
         await sleep(500);
       }
-    } catch (e) { $("export-error").textContent = e.message; }
+    } catch (e) {
+      $("export-error").textContent = e.message;
+      // the name is another dataset's export: one click takes the free name the server offers
+      const free = ((e.data && e.data.details) || []).map((d) => d.free).find(Boolean);
+      if (free) {
+        const use = document.createElement("button");
+        use.type = "button"; use.className = "link"; use.textContent = `Use ${free}`;
+        use.onclick = () => { $("export-name").value = free; $("export-error").textContent = ""; };
+        $("export-error").append(" ", use);
+      }
+    }
     $("export-start").disabled = false;
   };
 
