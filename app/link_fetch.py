@@ -22,6 +22,7 @@ from urllib.parse import unquote, urljoin, urlsplit
 
 from app.store import clean_filename
 from studio.jobs import JobError
+from studio.model_status import format_bytes
 
 MAX_REDIRECTS = 5
 CONNECT_TIMEOUT_S = 15
@@ -193,4 +194,7 @@ def fetch_to(job, url: str, target: Path, max_bytes: int, allow_private: bool,
                                message=f"Downloading {name}")
         except (TimeoutError, ConnectionError, ssl.SSLError, http.client.HTTPException) as exc:  # not the disk's
             raise JobError(f"{host} stopped answering ({type(exc).__name__}): try again.") from None
+        if total and done < total:  # the connection closed early: a read of a size just returns nothing more
+            raise JobError(f"The download of {name} stopped at {format_bytes(done)} of {format_bytes(total)}: {host} "
+                           "closed the connection. Try again.")
     return Fetched(name, head, kind)

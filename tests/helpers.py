@@ -110,9 +110,11 @@ def files_handler(files: dict, redirects: dict | None = None) -> type[BaseHTTPRe
             kind, headers, body = files[self.path]
             self.send_response(200)
             self.send_header("Content-Type", kind)
-            self.send_header("Content-Length", str(len(body)))
+            # a Content-Length of its own: a download the server promises more of than it sends
+            self.send_header("Content-Length", headers.get("Content-Length", str(len(body))))
             for key, value in headers.items():
-                self.send_header(key, value)
+                if key != "Content-Length":
+                    self.send_header(key, value)
             self.end_headers()
             self.wfile.write(body)
 

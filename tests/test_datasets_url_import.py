@@ -37,6 +37,7 @@ FILES = {
     "/walk.mp4": ("video/mp4", {}, video_bytes([1, 2, 3, 4], seconds_each=1.0, sharp_at=3)),  # a scene a second
     "/IMG_0007.HEIC": ("image/heic", {}, heic_photo(orientation=None)),
     "/scan": ("image/tiff", {}, image_bytes(6, fmt="TIFF")),
+    "/cut.zip": ("application/zip", {"Content-Length": "400000"}, b"PK\x03\x04" + b"\0" * 100_000),  # cut short
 }
 REDIRECTS = {"/r1": "/r2", "/r2": "/set.zip", "/to-secret": "/secret", "/loop": "/loop"}
 
@@ -96,6 +97,7 @@ def test_a_zip_an_image_and_a_redirect_import_like_uploads(lan_client, web):
     ("/missing.zip", "answered 404 Not Found: check that the link is right and public"),
     ("/big.zip", "over the limit of 1 MB (MAX_UPLOAD_MB)"),
     ("/loop", "redirects more than 5 times"),
+    ("/cut.zip", "The download of cut.zip stopped at 100 KB of 400 KB: 127.0.0.1 closed the connection. Try again."),
 ])
 def test_what_cannot_be_imported_says_why_and_adds_nothing(lan_client, web, path, words):
     dataset_id = _dataset(lan_client)
