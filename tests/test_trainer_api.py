@@ -94,6 +94,16 @@ def test_captions_longer_than_the_text_encoder_reads_are_named(client, dataset, 
     assert estimated_tokens("猫が好き") == 5  # every sign outside ASCII words counts, as in the gallery
 
 
+def test_a_bare_line_break_is_no_caption(client, dataset, app):
+    folder = trainer_export_dir(app, dataset)
+    (folder / "img1.txt").write_text("\n")  # what an export writes for an image without a caption
+    (folder / "img2.txt").write_text(" \r\n")
+    report = client.post("/api/jobs/validate", json=_body(dataset)).get_json()
+    assert any(w["message"].startswith("2 images have no caption (img1.png, img2.png)") for w in report["warnings"])
+    (listed,) = [d for d in client.get("/api/datasets").get_json()["datasets"] if d["name"] == dataset]
+    assert (listed["images"], listed["captioned"]) == (4, 2)
+
+
 def trainer_export_dir(app, name):
     from studio.workspace import Workspace
 

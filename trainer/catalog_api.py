@@ -15,7 +15,7 @@ from studio.thumbnails import UnreadableImage, cached_thumbnail
 from studio.web import ApiError, json_body
 from studio.workspace import Workspace, confined, safe_name
 from trainer import library, library_facts
-from trainer.dataset_checks import IMAGE_SUFFIXES
+from trainer.dataset_checks import IMAGE_SUFFIXES, has_caption
 from trainer.lokr_layout import factor_of
 from trainer.lora_file import LoraFileError, lokr_modules, lora_ranks, read_header
 from trainer.lora_formats import needs_converting
@@ -109,7 +109,8 @@ def dataset_summary(folder: Path) -> dict:
         names = set(os.listdir(folder))
     except OSError:
         names = set()
-    captioned = sum(1 for image in images if Path(image).stem + ".txt" in names)
+    captioned = sum(1 for image in images if Path(image).stem + ".txt" in names
+                    and has_caption(folder / f"{Path(image).stem}.txt"))
     meta = read_json(folder / "dataset.json", {}) or {}
     step = max(1, len(images) // THUMBS_IN_STRIP) if images else 1
     strip = images[::step][:THUMBS_IN_STRIP]

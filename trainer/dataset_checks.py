@@ -160,7 +160,7 @@ def check_dataset(workspace: Workspace, source: dict, config: dict | None, repor
     for image in images:
         caption = Path(image).stem + ".txt"
         size = (folder / caption).stat().st_size if caption in present else 0
-        if size == 0:
+        if not has_caption(folder / caption, size):
             uncaptioned.append(image)
         elif size > LONG_CAPTION_BYTES and (tokens := _caption_tokens(folder / caption)):
             too_long.append(f"{caption} ~{tokens}")
@@ -185,6 +185,15 @@ def check_dataset(workspace: Workspace, source: dict, config: dict | None, repor
                                f"(out of focus, blurred or upscaled: {name_list(soft)}); a LoRA learns the softness "
                                "too. The dataset manager shows them under Flagged.")
     return checked
+
+
+def has_caption(path: Path, size: int | None = None) -> bool:
+    """A caption file with words in it: an export writes a bare line break for an image without a caption."""
+    try:
+        size = path.stat().st_size if size is None else size
+        return size > 8 or (size > 0 and bool(path.read_text("utf-8", errors="replace").strip()))
+    except OSError:
+        return False
 
 
 def _caption_tokens(path: Path) -> int | None:
