@@ -56,6 +56,9 @@ def test_import_from_a_link_in_the_browser(studio_root, artifacts_dir, tmp_path,
         page.fill("#link-url", f"{web}/walk.mp4")
         expect(page.locator("#link-frames")).to_contain_text("Frames from 1 video: one every")
         expect(page.locator("#link-frames")).to_contain_text("walk.mp4")
+        # the choice reads as a sentence: its list as wide as its words, not the dialog's whole width
+        dialog_width = page.locator("#link-frames").bounding_box()["width"]
+        assert page.locator("#link-frames .frame-seconds").bounding_box()["width"] < dialog_width / 2
         page.select_option("#link-frames .frame-seconds", "1")
         page.click("#link-start")
         expect(page.locator("#import-status")).to_contain_text("4 frames from 1 video")  # 2 every 2 s
