@@ -9,6 +9,7 @@ import os
 import re
 from pathlib import Path
 
+import requests
 from PIL import Image
 
 from tests.browser_studio import ARGS, CHROMIUM, browser_marks, watch_page
@@ -230,6 +231,16 @@ def test_dataset_manager_in_the_browser(studio_root, artifacts_dir, tmp_path):
             expect(page.locator(".card")).to_have_count(1)
             expect(page.locator(".card .meta").first).to_contain_text("9 images · 9 captioned")
             expect(page.locator("#deleted")).to_be_hidden()
+        # deleted, then a new one of its name made: restored, it comes back beside it, and the toast says so
+        page.locator(".card [data-act=delete]").click()
+        page.click("#delete-confirm")
+        expect(page.locator(".card")).to_have_count(0)
+        requests.post(f"{server.url}/api/datasets", json={"name": "Browser Set"}, timeout=10).raise_for_status()
+        page.reload()
+        page.click("#deleted-summary")
+        page.click("#deleted-list button[data-restore]")
+        expect(page.locator(".toast", has_text="Restored Browser Set as a second dataset of that name")).to_be_visible()
+        expect(page.locator(".card")).to_have_count(2)
         browser.close()
     stand_in.close()
 

@@ -72,7 +72,10 @@
     try {
       const r = await api(`/api/deleted-datasets/${encodeURIComponent(entry)}/restore`, { method: "POST" });
       const back = (await api(`/api/datasets/${encodeURIComponent(r.restored)}`)).name;
-      toast(`Restored ${back}.`, "ok");
+      // its id was taken by a dataset made since: it comes back beside that one, under an id of its own
+      const wanted = entry.slice(entry.indexOf("-") + 1);
+      toast(r.restored === wanted ? `Restored ${back}.` : `Restored ${back} as a second dataset of that name ` +
+        `(${r.restored}): rename one of them to tell them apart.`, "ok", r.restored === wanted ? undefined : 9000);
     } catch (e) { toast(`Restore failed: ${e.message}`, "error"); }
     load();
   }
