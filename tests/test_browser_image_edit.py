@@ -156,7 +156,8 @@ def test_crop_rotate_mirror_and_revert_in_the_browser(studio_root, artifacts_dir
             page.click("#ed-close")  # back to the gallery from the editor's sheet
         page.click("#btn-export")
         checks = page.locator("#export-checks")
-        expect(checks).to_contain_text("1 of 2 images has no caption")  # the caption typed just before counts
+        # the caption typed just before counts; without a trigger word an uncaptioned image has nothing to train on
+        expect(checks).to_contain_text("1 of 2 images has no caption: it trains with an empty caption.")
         expect(checks).to_contain_text("No trigger word")
         expect(checks).to_contain_text("1 image looks soft")
         page.screenshot(path=str(shots / f"08-export-checks-{tag}.png"))

@@ -12,7 +12,7 @@
     const images = meta.images || 0;
     const out = [];
     const uncaptioned = images - (meta.captioned || 0);
-    if (uncaptioned) out.push([`${uncaptioned} of ${plural(images, "image")} ${uncaptioned === 1 ? "has" : "have"} no caption: they train on the trigger word alone.`, "uncaptioned"]);
+    if (uncaptioned) out.push([`${uncaptioned} of ${plural(images, "image")} ${uncaptioned === 1 ? "has" : "have"} no caption: ${uncaptioned === 1 ? "it trains" : "they train"} ${meta.trigger_word ? "on the trigger word alone" : "with an empty caption"}.`, "uncaptioned"]);
     if (!meta.trigger_word) out.push(["No trigger word: a rare word (like ohwx) lets you call the LoRA up in a prompt; without one it changes every picture.", "trigger"]);
     if (flags.soft) out.push([`${plural(flags.soft, "image")} ${flags.soft === 1 ? "looks" : "look"} soft (out of focus, blurred or upscaled): a LoRA learns softness too.`, "flagged"]);
     if (flags.small) out.push([`${plural(flags.small, "image")} ${flags.small === 1 ? "is" : "are"} below 512 px on the short side: less detail to learn.`, "flagged"]);

@@ -362,7 +362,8 @@
   async function deleteNames(names) {
     if (!names.length) return;
     const what = names.length === 1 ? `“${names[0]}”` : `${names.length} images`;
-    if (!(await confirmDialog(`Delete ${what}?`, "The image and its caption move to Recently deleted for a week."))) return;
+    if (!(await confirmDialog(`Delete ${what}?`, names.length === 1 ? "The image and its caption move to Recently deleted for a week."
+      : "The images and their captions move to Recently deleted for a week."))) return;
     try {
       const result = await api(`${base}/images/delete`, { method: "POST", json: { names } });
       window.ds.offerUndo(result, `Deleted ${plural(result.deleted.length, "image")}.`);
