@@ -327,9 +327,12 @@ def _place_all(job: JobReporter, dataset: Dataset, candidates: list[Candidate], 
     adopted = adopt_strays(dataset, settings)
     with dataset.lock():
         taken = dataset.taken_stems()
-        known = {r.get("sha256") for r in dataset.meta()["images"].values()} if skip_known else set()
+        present = {r.get("sha256") for r in dataset.meta()["images"].values()} - {None}
+    known = set(present) if skip_known else set()
+    copies: list[str] = []  # imported, yet the same bytes as an image already here (or one before it in this import)
     try:
-        _place_loop(job, dataset, candidates, settings, skipped, taken, imported, renamed, pending, known)
+        _place_loop(job, dataset, candidates, settings, skipped, taken, imported, renamed, pending, known,
+                    (present, copies))
     finally:
         # placed images are recorded even when the job is cancelled half way
         _flush(dataset, pending, final=True)
@@ -341,8 +344,15 @@ def _place_all(job: JobReporter, dataset: Dataset, candidates: list[Candidate], 
         message += f", skipped {len(skipped)}"
     if adopted:
         message += f"; recovered {name_list(adopted)} that an interrupted import had placed"
+    if copies:  # the same ZIP twice, say: said now, not found later among the flags
+        n = len(copies)
+        which = ("it is an exact copy of an image" if len(imported) == 1
+                 else "all are exact copies of images" if n == len(imported)
+                 else f"{n} of them {'is an exact copy of an image' if n == 1 else 'are exact copies of images'}")
+        message += f"; {which} already here (Remove duplicates takes {'it' if n == 1 else 'them'} out)"
     job.update(message=message + note + ".")
-    return {"imported": imported, "skipped": skipped, "renamed": renamed, "captions": captions, "adopted": adopted}
+    return {"imported": imported, "skipped": skipped, "renamed": renamed, "captions": captions, "adopted": adopted,
+            "copies": copies}
 
 
 def adopt_strays(dataset: Dataset, settings: Settings) -> list[str]:
@@ -369,7 +379,8 @@ def adopt_strays(dataset: Dataset, settings: Settings) -> list[str]:
     return adopted
 
 
-def _place_loop(job, dataset, candidates, settings, skipped, taken, imported, renamed, pending, known) -> None:
+def _place_loop(job, dataset, candidates, settings, skipped, taken, imported, renamed, pending, known,
+                seen: tuple[set, list]) -> None:
     last_flush = time.monotonic()
     # decoding releases the GIL, so two threads keep both cores busy on big imports
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix="decode") as pool:
@@ -395,6 +406,10 @@ def _place_loop(job, dataset, candidates, settings, skipped, taken, imported, re
                 atomic_write_bytes(dataset.thumb_path(name), thumb)
             pending[name] = image_record(info, time.time())
             imported.append(name)
+            present, copies = seen
+            if info.sha256 in present:
+                copies.append(name)
+            present.add(info.sha256)
             job.update(done=done, current=name, imported=len(imported))
             if len(pending) >= FLUSH_EVERY or time.monotonic() - last_flush > 2.0:
                 _flush(dataset, pending)

@@ -56,6 +56,17 @@ def test_a_job_still_holding_a_deleted_dataset_cannot_bring_it_back(client, stud
     assert again["id"] == created["id"]  # the name is free again
 
 
+def test_an_import_says_which_images_are_copies_of_ones_already_here(client, dataset_id):
+    photos = [("a.png", image_bytes(1)), ("b.png", image_bytes(2))]
+    assert upload(client, dataset_id, photos)["message"] == "Imported 2 images."
+    again = upload(client, dataset_id, photos + [("c.png", image_bytes(3))])  # the same ZIP again, and one more
+    assert again["message"] == ("Imported 3 images; 2 of them are exact copies of images already here (Remove "
+                                "duplicates takes them out).")
+    assert again["result"]["copies"] == ["a_2.png", "b_2.png"]
+    assert upload(client, dataset_id, [("a.png", image_bytes(1))])["message"] == (
+        "Imported 1 image; it is an exact copy of an image already here (Remove duplicates takes it out).")
+
+
 def test_pages_render(client, dataset_id):
     assert "New dataset" in client.get("/").get_data(as_text=True)
     page = client.get(f"/d/{dataset_id}").get_data(as_text=True)
