@@ -189,6 +189,23 @@ def folder_size(folder: Path) -> tuple[int, int]:
     return size, images
 
 
+def freed_by_deleting(workspace: Workspace, versions: list[str]) -> int:
+    """The bytes the disk gets back when `versions` go: an image is a hard link its dataset and other versions
+    share, and only a file whose every link is in those versions frees its bytes (captions and dataset.json mostly).
+    """
+    files: dict[tuple[int, int], list[int]] = {}  # (device, inode) -> [size, links, links among these versions]
+    for version in versions:
+        folder = version_dir(workspace, version)
+        for path in folder.iterdir() if folder.is_dir() else ():
+            try:
+                stat = path.stat()
+            except OSError:
+                continue
+            entry = files.setdefault((stat.st_dev, stat.st_ino), [stat.st_size, stat.st_nlink, 0])
+            entry[2] += 1
+    return sum(size for size, links, seen in files.values() if seen >= links)
+
+
 def list_versions(workspace: Workspace) -> list[dict]:
     """Every stored version with its size, the names pointing at it and its metadata, newest first."""
     root = versions_root(workspace)
@@ -209,7 +226,7 @@ def list_versions(workspace: Workspace) -> list[dict]:
 
 def delete_version(workspace: Workspace, version: str, used_by: list[str]) -> int:
     """Remove a version no name points at and no job needs (`used_by`: the ids of jobs that do).
-    Returns the bytes freed."""
+    Returns the bytes freed (not those of images the dataset or another version still links)."""
     folder = version_dir(workspace, version)
     if not folder.is_dir():
         raise ExportMissing(f"There is no dataset version {version}.")
@@ -220,7 +237,7 @@ def delete_version(workspace: Workspace, version: str, used_by: list[str]) -> in
     if used_by:
         raise ExportInUse(f"Version {version} is needed by job(s) {', '.join(used_by[:5])}, which can still run or "
                           "resume: delete or finish those first.")
-    size, _ = folder_size(folder)
+    size = freed_by_deleting(workspace, [version])
     trash = versions_root(workspace) / f".deleted-{version}-{secrets.token_hex(4)}"
     os.replace(folder, trash)
     shutil.rmtree(trash, ignore_errors=True)
