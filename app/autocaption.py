@@ -2,7 +2,9 @@
 
 The run works on a snapshot of every caption taken when it starts; right before writing, under the
 dataset lock, it re-reads the caption and skips any image the user edited meanwhile, so an edit
-made during a run is never lost.
+made during a run is never lost. It also checks that the picture is still the one it sent: an image
+cropped, rotated or mirrored while its caption was made is captioned again (once; edited again, it is
+left uncaptioned and named in the job's errors), so no caption describes a picture that is gone.
 """
 
 from __future__ import annotations
@@ -15,12 +17,12 @@ from flask import Blueprint, jsonify
 
 from app import context, imaging
 from app.captions import save_undo, set_caption
-from app.store import Dataset, text_hash
+from app.store import Dataset, rev_of, text_hash
 from studio.job_reporter import JobReporter
 from studio.jobs import ACTIVE, JobError
 from studio.model_status import download_state, waiting_for
 from studio.settings import Settings
-from studio.text import plural
+from studio.text import name_list, plural
 from studio.web import ApiError, json_body
 
 bp = Blueprint("autocaption", __name__)
@@ -133,6 +135,51 @@ def combine(mode: str, old: str | None, new: str, style: str) -> str:
     return new
 
 
+def picture_version(dataset: Dataset, name: str) -> tuple | None:
+    """What changes when an image's picture does (an edit, a revert): its record's rev and its file on disk (an
+    edit replaces the file, never writes into it); None when the file is gone."""
+    try:
+        stat = dataset.image_path(name).stat()
+    except FileNotFoundError:
+        return None
+    record = dataset.meta()["images"].get(name) or {}
+    return rev_of(record), stat.st_ino, stat.st_mtime_ns, stat.st_size
+
+
+EDITED_PICTURE = "the picture was edited while it was captioned: caption it again"
+
+
+def caption_one(job: JobReporter, client: CaptionClient, dataset: Dataset, settings: Settings, options: dict,
+                name: str, caption_seen: str | None) -> tuple[str, str | None]:
+    """Captions one image and writes the caption under the dataset lock, unless its caption changed since
+    `caption_seen` (its hash when the run started) or its picture changed since it was sent: then it is captioned
+    again, once. Returns (what happened: "captioned", "kept" the user's caption, "changed" picture, "failed";
+    the caption it replaced)."""
+    path = dataset.image_path(name)
+    for attempt in (1, 2):
+        seen = picture_version(dataset, name)  # before the file is read: an edit after this is noticed below
+        try:
+            text = client.caption(imaging.encode_for_caption(path, settings.caption_max_pixels), options)
+        except (ValueError, OSError) as exc:
+            job.add_error(name, str(exc) if isinstance(exc, ValueError) else "the image could not be read")
+            return "failed", None
+        with dataset.lock():
+            current = dataset.read_caption(name)
+            if not path.is_file():
+                job.add_error(name, "the image was removed during the run")
+                return "failed", None
+            if text_hash(current) != caption_seen:
+                return "kept", None  # the user's edit wins
+            if picture_version(dataset, name) == seen:
+                set_caption(dataset, name, combine(options["mode"], current, text, options["style"]))
+                return "captioned", current
+        # cropped, rotated or mirrored meanwhile: the caption describes a picture that is gone
+        if attempt == 1:
+            job.update(message=f"{name} was edited while it was captioned: captioning it again")
+    job.add_error(name, EDITED_PICTURE)
+    return "changed", None
+
+
 def run_captions(job: JobReporter, dataset: Dataset, settings: Settings, options: dict) -> dict:
     names = options["names"]
     snapshot = {name: text_hash(dataset.read_caption(name)) for name in names}
@@ -145,39 +192,33 @@ def run_captions(job: JobReporter, dataset: Dataset, settings: Settings, options
         client.sleep(DOWNLOAD_POLL_S)
     job.update(force=True, total=len(names), done=0, message=f"Captioning {plural(len(names), 'image')}")
     before: dict[str, str | None] = {}
-    captioned, edited = 0, []
+    captioned, edited, changed = 0, [], []
     try:
         for index, name in enumerate(names, start=1):
             job.check_stop()
             job.update(current=name, message=f"Captioning {name}")
-            path = dataset.image_path(name)
-            try:
-                text = client.caption(imaging.encode_for_caption(path, settings.caption_max_pixels), options)
-            except (ValueError, OSError) as exc:
-                job.add_error(name, str(exc) if isinstance(exc, ValueError) else "the image could not be read")
-                job.update(done=index)
-                continue
-            with dataset.lock():
-                current = dataset.read_caption(name)
-                if not path.is_file():
-                    job.add_error(name, "the image was removed during the run")
-                elif text_hash(current) != snapshot[name]:
-                    edited.append(name)  # the user's edit wins
-                else:
-                    before[name] = current
-                    set_caption(dataset, name, combine(options["mode"], current, text, options["style"]))
-                    captioned += 1
+            outcome, replaced = caption_one(job, client, dataset, settings, options, name, snapshot[name])
+            if outcome == "captioned":
+                before[name] = replaced
+                captioned += 1
+            elif outcome == "kept":
+                edited.append(name)
+            elif outcome == "changed":
+                changed.append(name)
             job.update(done=index, captioned=captioned, skipped_edited=len(edited))
     finally:
         save_undo(dataset, "auto-caption", before)
-    failed = len(job.errors)
+    failed = len(job.errors) - len(changed)
     message = f"Captioned {captioned} of {plural(len(names), 'image')}"
     if edited:
         message += f"; kept {plural(len(edited), 'caption')} you edited during the run"
+    if changed:
+        message += (f"; {name_list(changed)} was edited while it was captioned: caption it again" if len(changed) == 1
+                    else f"; {name_list(changed)} were edited while they were captioned: caption them again")
     if failed:
         message += f"; {failed} failed"
     job.update(message=message + ".")
-    return {"captioned": captioned, "skipped_edited": edited, "failed": failed}
+    return {"captioned": captioned, "skipped_edited": edited, "skipped_changed": changed, "failed": failed}
 
 
 def options_from(body: dict, dataset: Dataset) -> dict:
