@@ -1,6 +1,11 @@
-"""An import that did not finish (a pod restart, a stop, a failed download) goes on from where it was:
+"""Stopping a running import, and going on with one that did not finish (a pod restart, a stop, a failed download):
 
+    POST /api/datasets/<id>/imports/<job>/stop     -> the import job, stopping (202); it ends "stopped" at its next
+                                                      check (the next block of a download, the next file)
     POST /api/datasets/<id>/imports/<job>/resume   -> the new import job (202)
+
+A stopped import keeps the images it had placed (recorded in the dataset) and removes its work files: a partial
+download, what it had unpacked.
 
 The import runs again from the same source (the link with its limit, the bucket prefix, or the upload's sessions,
 which stay on disk until an import of them completes) and leaves out the images the dataset already has (the same
@@ -18,12 +23,22 @@ from flask import Blueprint, jsonify
 from app import context
 from app.importer import adopt_strays
 from app.store import NotFound
-from studio.jobs import JobStateError
+from studio.jobs import ACTIVE, JobStateError
 
 log = logging.getLogger(__name__)
 bp = Blueprint("import_resume", __name__)
 KINDS = ("import", "s3-import")
 ENDED = ("interrupted", "stopped", "failed")
+
+
+@bp.post("/api/datasets/<dataset_id>/imports/<job_id>/stop")
+def stop(dataset_id: str, job_id: str):
+    dataset = context.dataset(dataset_id)
+    job = context.dataset_job(dataset, job_id, KINDS)
+    if job.status not in ACTIVE:
+        raise JobStateError(f"This import is {job.status}: there is nothing to stop.")
+    stopping = context.jobs().request_stop(job.id, reason="Stopping: the images imported so far stay.")
+    return jsonify(stopping.public()), 202
 
 
 @bp.post("/api/datasets/<dataset_id>/imports/<job_id>/resume")

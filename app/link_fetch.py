@@ -182,7 +182,7 @@ def fetch_to(job, url: str, target: Path, max_bytes: int, allow_private: bool,
         done, head = 0, b""
         try:
             with open(target, "wb") as sink:
-                while block := response.read(1 << 20):
+                while block := response.read1(1 << 20):  # what has arrived: a stop is seen within a block
                     job.check_stop()
                     done += len(block)
                     if done > max_bytes:

@@ -118,6 +118,37 @@
   // panel's own sentence keeps
   const noteOf = (message) => (message || "").replace(/^Imported [\d,]+ images?(, skipped [\d,]+)?/, "").replace(/\.$/, "");
 
+  // the progress of a running import, with its Stop button: made once, then only its text and bar change (a
+  // button made again at every poll could lose a click)
+  function progressRow(box, jobId) {
+    let row = box.querySelector(".import-progress");
+    if (row && row.dataset.job === jobId) return row;
+    box.innerHTML = `<div class="upload-row import-progress"><span class="fname"></span><span class="muted eta"></span>
+      <div class="progress"><div style="width:0%"></div></div></div>
+      <button type="button" class="danger" id="import-stop" title="Stop the import: the images imported so far stay">Stop</button>`;
+    row = box.querySelector(".import-progress");
+    row.dataset.job = jobId;
+    const stop = $("import-stop");
+    stop.onclick = async () => {
+      stop.disabled = true;
+      stop.textContent = "Stopping…";
+      try {
+        await api(`${ds.base}/imports/${jobId}/stop`, { method: "POST" });
+      } catch (e) {  // it ended meanwhile (the next poll shows how), or the request failed
+        stop.disabled = false;
+        stop.textContent = "Stop";
+        toast(e.message, "error", 6000);
+      }
+    };
+    return row;
+  }
+  const showStopping = (stopping) => {
+    const stop = $("import-stop");
+    if (stop && stopping) { stop.disabled = true; stop.textContent = "Stopping…"; }
+  };
+  // what a stopped import says: what it kept (the page knows it from the job's progress, it has no result)
+  const stoppedMessage = (job) => `Stopped: ${plural(job.imported || 0, "image")} imported before the stop.`;
+
   // `upload`: what the page itself refused or failed to send ({name, reason} each), and the rows of the files sent
   async function followImport(jobId, upload = {}) {
     const panel = $("uploads");
@@ -132,12 +163,15 @@
         const downloading = job.phase === "downloading";
         const [done, total] = downloading ? [job.bytes_done || 0, job.bytes_total || 0] : [job.done, job.total];
         const phase = { assembling: "Assembling", extracting: "Unpacking", importing: "Checking images" }[job.phase] || "Importing";
-        const label = downloading ? `${ds.esc(job.message || "Downloading")}… ${formatBytes(done)}${total ? ` of ${formatBytes(total)}` : ""}`
-          : job.phase === "frames" ? ds.esc(job.message || "Taking frames")  // "Taking frames from dog.mp4: 0:12 of 1:00"
+        const label = job.stopping ? "Stopping…"
+          : downloading ? `${job.message || "Downloading"}… ${formatBytes(done)}${total ? ` of ${formatBytes(total)}` : ""}`
+          : job.phase === "frames" ? job.message || "Taking frames"  // "Taking frames from dog.mp4: 0:12 of 1:00"
           : `${phase}… ${done}/${total || "?"}`;
-        box.innerHTML = `<div class="upload-row"><span class="fname">${label}</span>
-          <span class="muted">${job.eta_s ? formatDuration(job.eta_s) + " left" : ""}</span>
-          <div class="progress"><div style="width:${total ? Math.round((100 * done) / total) : 0}%"></div></div></div>`;
+        const row = progressRow(box, jobId);
+        row.querySelector(".fname").textContent = label;
+        row.querySelector(".eta").textContent = job.eta_s ? formatDuration(job.eta_s) + " left" : "";
+        row.querySelector(".progress > div").style.width = `${total ? Math.round((100 * done) / total) : 0}%`;
+        showStopping(job.stopping);
         if ((job.imported || 0) - lastImported >= 60) { lastImported = job.imported; ds.reload(); }
         await sleep(700);
         continue;
@@ -148,23 +182,27 @@
       const renamed = result.renamed || [];
       const imported = (result.imported || []).length;
       const ok = job.status === "completed";
+      const stopped = job.status === "stopped";  // asked for: a warning, not an error
       const none = ok && !imported && refused.length > 0;  // finished, but nothing came in
       const mixed = ok && imported > 0 && refused.length > 0;  // a warning, not a success
       const good = ok && !refused.length;
       const message = ok && refused.length
-        ? `Imported ${plural(imported, "image")}; ${plural(refused.length, "file")} not imported${noteOf(job.message)}.` : job.message;
+        ? `Imported ${plural(imported, "image")}; ${plural(refused.length, "file")} not imported${noteOf(job.message)}.`
+        : stopped ? stoppedMessage(job) : job.message;
       for (const s of skipped) {
         const ui = upload.rows && upload.rows.get(s.name);
         if (ui) ui.fail("not imported", s.reason);  // its row said "uploaded": the import refused it
       }
-      box.innerHTML = `<p style="color:var(${good ? "--ok" : mixed ? "--warn" : "--err"})">${ds.esc(message)}</p>${resumable(job) ? resumeButton(job) : ""}
+      box.innerHTML = `<p style="color:var(${good ? "--ok" : mixed || stopped ? "--warn" : "--err"})">${ds.esc(message)}</p>${resumable(job) ? resumeButton(job) : ""}
         ${renamed.length ? `<details><summary>${plural(renamed.length, "file")} renamed to avoid overwriting</summary><ul class="skipped">${renamed.slice(0, 200).map((r) => `<li>${ds.esc(r.from)} → ${ds.esc(r.to)}</li>`).join("")}</ul></details>` : ""}
         ${refusedList(refused)}`;
-      $("uploads-title").textContent = none ? "Nothing imported" : mixed ? `Imported ${imported} of ${imported + refused.length}` : ok ? "Import finished" : "Import failed";
+      $("uploads-title").textContent = none ? "Nothing imported" : mixed ? `Imported ${imported} of ${imported + refused.length}`
+        : ok ? "Import finished" : stopped ? "Import stopped" : "Import failed";
       wireResume(job);
+      if (stopped) $("uploads").dataset.offered = job.id;  // "Import the rest" is offered here: closing dismisses it
       // the panel shrinks to one line only when there is nothing to read: a refused file stays listed until closed
       if (good || (!ok && !resumable(job) && !refused.length)) compactLater(`${good ? "✓" : "✕"} ${message}`);
-      toast(message, good ? "ok" : mixed ? "info" : "error", 6000);
+      toast(message, good ? "ok" : mixed || stopped ? "info" : "error", 6000);
       ds.reload();
       return job;
     }
@@ -200,7 +238,8 @@
     delete $("uploads-title").dataset.full;
     $("uploads-title").textContent = job.status === "interrupted" ? "Import cut short" : "Import stopped";
     $("upload-rows").replaceChildren();
-    $("import-status").innerHTML = `<p style="color:var(--warn)">${ds.esc(job.message || "")}</p>${resumeButton(job)}`;
+    const message = job.status === "stopped" ? stoppedMessage(job) : job.message || "";
+    $("import-status").innerHTML = `<p style="color:var(--warn)">${ds.esc(message)}</p>${resumeButton(job)}`;
     $("uploads").dataset.offered = job.id;
     wireResume(job);
   }
