@@ -446,11 +446,12 @@ def test_compare_two_runs(studio, demo_root, artifacts_dir):
         table = page.locator("#compare-settings")
         expect(table.locator("tr.result").first).to_contain_text("completed")
         expect(table.locator("tr.result", has_text="Trained on")).to_contain_text("CPU")  # a pod: the GPU's name
-        expect(table.locator("tr", has_text="learning_rate")).to_contain_text("0.0001")
-        expect(table.locator("tr", has_text="learning_rate")).to_contain_text("0.002")
-        expect(table.locator("tr", has_text="rank")).to_contain_text("8")
-        expect(table).not_to_contain_text("sample_every")
-        expect(table).not_to_contain_text("flip_horizontal")
+        # each setting as the form names it
+        expect(table.locator("tr", has_text="Learning rate")).to_contain_text("0.0001")
+        expect(table.locator("tr", has_text="Learning rate")).to_contain_text("0.002")
+        expect(table.locator("tr", has_text="LoRA rank")).to_contain_text("8")
+        expect(table).not_to_contain_text("Sample every")
+        expect(table).not_to_contain_text("Mirror images")
         expect(table).to_contain_text("other settings are the same in every run")
         expect(table.locator("tr.result", has_text="Evaluation loss")).to_contain_text("(step 30)")
         expect(table.locator("tr.result", has_text="Held-out loss, lowest")).to_contain_text("at step")
