@@ -388,6 +388,9 @@ def test_variants_of_one_setting_are_queued_and_compared(studio, page, viewport,
     page.fill("#vary-values", "8, 0")
     page.click("#vary-start")
     expect(page.locator("#vary-note")).to_contain_text("Not queued: LoRA rank 0:")
+    page.locator("#f-job-name").dispatch_event("input")  # the form checks itself again: the note stays
+    expect(page.locator("#job-form[data-checking]")).to_have_count(0)
+    expect(page.locator("#vary-note")).to_contain_text("Not queued: LoRA rank 0:")
     expect(page.locator("#start")).to_be_enabled()  # the job in the form is fine: only the variant is not
     assert not [job for job in studio.store().queue() if "·" in job.name]  # none queued
     page.select_option("#vary-field", "preserve_class")  # does keeping the class pay? off beside on

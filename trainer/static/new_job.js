@@ -253,7 +253,8 @@
   }
 
   function showReport(report) {
-    document.querySelectorAll(".field-error").forEach((el) => { el.textContent = ""; });
+    // the fields' own slots only: the variants' note says its server's answer until its values change
+    document.querySelectorAll(".field-error[id^='err-']").forEach((el) => { el.textContent = ""; });
     document.querySelectorAll(".field.invalid").forEach((el) => el.classList.remove("invalid"));
     const general = [];
     for (const err of report.errors || []) {
