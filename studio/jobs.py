@@ -200,8 +200,10 @@ class JobStore:
                 if row:
                     return Job.from_row(row), False
             if fingerprint:
-                row = conn.execute("SELECT * FROM jobs WHERE fingerprint = ? AND created_at > ? "
-                                   "ORDER BY created_at DESC LIMIT 1", (fingerprint, now - dedup_window_s)).fetchone()
+                # a double click, not a job sent again after the first was stopped (or failed at once)
+                row = conn.execute("SELECT * FROM jobs WHERE fingerprint = ? AND created_at > ? AND status IN "
+                                   "('queued', 'running') ORDER BY created_at DESC LIMIT 1",
+                                   (fingerprint, now - dedup_window_s)).fetchone()
                 if row:
                     return Job.from_row(row), False
             job_id = new_job_id(kind)

@@ -181,6 +181,13 @@ def test_what_the_studio_does_not_have_keeps_the_form_s_value_with_the_reason():
     assert "is_reg" not in notes
 
 
+@pytest.mark.parametrize("text", ["learning_rate: .inf", "learning_rate: .nan", "x: !!binary aGVsbG8=",
+                                  "when: 2026-12-03"])
+def test_the_parse_endpoint_refuses_values_no_setting_takes(trainer_client, text):
+    answer = trainer_client.post("/api/config/parse", json={"text": text})
+    assert answer.status_code == 422 and "holds a value no setting takes" in answer.get_json()["error"]
+
+
 def test_the_form_s_parse_endpoint_translates_an_ai_toolkit_config(trainer_client):
     answer = trainer_client.post("/api/config/parse", json={"text": ZIMAGE_TURBO})
     assert answer.status_code == 200

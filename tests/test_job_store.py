@@ -74,6 +74,10 @@ def test_claim_order_dedup_and_kinds(store):
     first, created = store.create("train", name="a", recipe="r", dataset="d", fingerprint="same")
     again, created_again = store.create("train", name="a", recipe="r", dataset="d", fingerprint="same")
     assert created and not created_again and again.id == first.id
+    stopped, _ = store.create("train", name="s", recipe="r", dataset="d", fingerprint="stopped at once")
+    store.request_stop(stopped.id)  # sent again after a stop: a new job, not the stopped one
+    assert store.create("train", name="s", recipe="r", dataset="d", fingerprint="stopped at once")[1]
+    store.delete(store.queue()[-1].id)
     keyed, _ = store.create("train", name="b", recipe="r", dataset="d", idem_key="k1")
     repeat, created_keyed = store.create("train", name="c", recipe="r", config={"x": 1}, dataset="d", idem_key="k1")
     assert repeat.id == keyed.id and not created_keyed

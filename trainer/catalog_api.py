@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from urllib.parse import quote
@@ -88,6 +89,11 @@ def parse_config():
         raise ApiError(f"The config text is not valid YAML/JSON{where}: {problem}.", 422) from None
     if not isinstance(config, dict):
         raise ApiError("The config text must describe an object of settings (name: value).", 422)
+    try:  # YAML also reads .inf, .nan, dates and !!binary, which no setting takes and JSON cannot carry
+        json.dumps(config, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise ApiError(f"The config text holds a value no setting takes ({exc}): use plain numbers, text, true/false "
+                       "and lists.", 422) from None
     translated = translate(config)
     if translated is not None:
         return jsonify({"config": translated.config, "from": "ai-toolkit", "taken": translated.taken,
