@@ -270,7 +270,8 @@ def start_caption_job(dataset: Dataset, options: dict, parent_id: str | None = N
         raise ApiError(f"Auto-caption cannot start: {reason}", 503, headers={"Retry-After": "10"})
     return context.executor().submit("caption", dataset.id, lambda j: run_captions(j, dataset, settings, options),
                                      total=len(options["names"]), parent_id=parent_id,
-                                     config={k: v for k, v in options.items() if k != "names"})
+                                     config={**{k: v for k, v in options.items() if k != "names"},
+                                             "chosen": options["names"] is not None})  # some images, not all
 
 
 @bp.get("/api/datasets/<dataset_id>/caption")

@@ -193,6 +193,7 @@ def fetch_to(job, url: str, target: Path, max_bytes: int, allow_private: bool,
                     job.update(phase="downloading", bytes_done=done, bytes_total=total or None,
                                message=f"Downloading {name}")
         except (TimeoutError, ConnectionError, ssl.SSLError, http.client.HTTPException) as exc:  # not the disk's
+            job.check_stop()  # stopped while the link had gone quiet: that is how it ended
             raise JobError(f"{host} stopped answering ({type(exc).__name__}): try again.") from None
         if total and done < total:  # the connection closed early: a read of a size just returns nothing more
             raise JobError(f"The download of {name} stopped at {format_bytes(done)} of {format_bytes(total)}: {host} "

@@ -283,6 +283,14 @@ def test_a_caption_run_that_failed_stays_said_with_a_button_for_the_rest(studio_
         requests.post(f"{server.url}/api/datasets/{dataset_id}/caption", json={"mode": "overwrite"},
                       timeout=10).raise_for_status()
         expect(banner).to_contain_text("Auto-captioning:", timeout=30_000)
+        expect(banner).to_be_empty(timeout=30_000)
+        # one on some images started and ended elsewhere between two looks: said too, its button the dialog's
+        chosen, _ = store.create("caption", name="captions", dataset=dataset_id, total=2,
+                                 config={"mode": "skip", "style": "short", "prompt": "", "chosen": True})
+        store.start(chosen.id, None)
+        store.finish(chosen.id, "interrupted", message="The studio restarted.")
+        expect(banner).to_contain_text("Auto-caption was cut off at 0 of 2: The studio restarted.", timeout=30_000)
+        expect(banner.locator("#banner-open")).to_have_text("Auto-caption…")
         browser.close()
         assert problems == []
     stand_in.close()

@@ -145,7 +145,7 @@
     } catch (e) {
       toast(`Could not refresh the images: ${e.message}`, "error");
     }
-    refreshStats();
+    await refreshStats();  // so a caller that waits has the counts too
   }
 
   const PICTURE_KEYS = ["width", "height", "bytes", "flags", "rev", "edits", "original_size"];

@@ -121,6 +121,7 @@
 
   // ---- auto-caption
   let following = null, modeChosen = false;
+  let shownRun = null;  // the run whose end the banner speaks of (or whose end was seen)
   $("cap-preset").onchange = () => { if ($("cap-preset").value) $("cap-prompt").value = $("cap-preset").value; };
 
   // The dialog offers what makes sense for the dataset now: with every image captioned, "only
@@ -220,7 +221,7 @@
       if (job.done - seen >= 10) { seen = job.done; ds.refresh(); }
       if (!ACTIVE.has(job.status)) {
         toast(job.message, job.status === "completed" ? "ok" : "error", 7000);
-        ds.refresh();
+        await ds.refresh();  // the counts the banner's button offers
         refreshUndo();
         showEnded(job);
         break;
@@ -233,10 +234,15 @@
   // A run that failed or was cut off (the caption service died, a restart) stays said above the grid until dismissed,
   // with a button for what is left: the dialog's own message goes with the dialog.
   function showEnded(job) {
-    if (!["failed", "interrupted"].includes(job.status) || sessionStorage.getItem(`caption-seen:${job.id}`)) return;
+    shownRun = job.id;
+    if (!["failed", "interrupted"].includes(job.status) || sessionStorage.getItem(`caption-seen:${job.id}`)) {
+      $("job-banner").innerHTML = "";  // an older run's words go with it
+      return;
+    }
     const meta = ds.state.meta || {};
     const left = Math.max(0, (meta.images || 0) - (meta.captioned || 0));
-    const skip = (job.config || {}).mode === "skip";
+    // "the rest": the dataset's uncaptioned images, for a run on all of them; a run on some opens the dialog
+    const skip = (job.config || {}).mode === "skip" && !(job.config || {}).chosen;
     $("job-banner").innerHTML = `<div class="caption-status"><span class="dot error"></span>
       <span>Auto-caption ${job.status === "failed" ? "stopped" : "was cut off"} at ${job.done} of ${job.total}:
       ${ds.esc(job.error || job.message || "")}</span>
@@ -372,12 +378,13 @@
   refreshUndo();
   checkService();
   setInterval(() => { if (!document.hidden && !$("caption-dialog").open) checkService(); }, 15000);
-  // a run started elsewhere (another tab, the API, Express) shows here too
+  // a run started elsewhere (another tab, the API, Express) shows here too, also one that ended meanwhile
   setInterval(async () => {
     if (document.hidden || following) return;
     try {
       const { job } = await api(`${ds.base}/caption`);
       if (job && ACTIVE.has(job.status)) followCaption(job.id);
+      else if (job && job.id !== shownRun) { await ds.refresh(); showEnded(job); }
     } catch (e) { /* the next round asks again */ }
   }, 10000);
 })();
