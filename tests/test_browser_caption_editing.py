@@ -162,6 +162,15 @@ def test_a_lost_login_keeps_the_text_and_links_to_the_login(studio, tabs):
     page.click("#ed-prev")
     expect(page.locator("#caption")).to_have_value("typed while logged out")
     expect(link).to_be_visible()
+    # another image typed on and left at once: its answer comes while the next one shows, so a toast says it
+    page.click("#ed-next")
+    left = page.locator("#ed-name").text_content()
+    page.fill("#caption", "typed on the next image while logged out")
+    page.keyboard.press("Alt+ArrowRight")
+    lost = page.locator(".toast", has_text="is not saved: you are logged out")
+    expect(lost.filter(has_text=f"“{left}”")).to_have_count(1)  # once, however often it was tried
+    page.locator(".tile[data-name='cat5.png']").click()
+    expect(link).to_be_visible()
     # logging in again in the tab the link opens; back on the editor's tab the text is saved
     with tabs.context.expect_page() as opened:
         link.click()
@@ -174,7 +183,9 @@ def test_a_lost_login_keeps_the_text_and_links_to_the_login(studio, tabs):
     page.evaluate("window.dispatchEvent(new Event('focus'))")  # what a browser sends there (headless sends none)
     expect(page.locator("#save-state")).to_have_text("Saved ✓")
     expect(note).to_be_hidden()
+    expect(lost).to_have_count(0)  # saved since: the toast takes its words back
     assert _captions(studio)["cat5.png"] == "typed while logged out"
+    assert _captions(studio)[left] == "typed on the next image while logged out"
 
 
 def test_an_auto_caption_run_leaves_the_grid_and_the_typing_alone(studio_root, tmp_path):

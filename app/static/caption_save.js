@@ -26,7 +26,12 @@ window.captionSave = function (deps) {
     } catch (e) { /* storage off or full: the drafts last as long as the page */ }
   }
   function keepDraft(name, draft) { drafts.set(name, draft); storeDrafts(); }
-  function dropDraft(name) { if (drafts.delete(name)) storeDrafts(); }
+  const notSaved = new Map();  // image name -> takes back its "is not saved" toast, once its caption is saved
+  function dropDraft(name) {
+    if (drafts.delete(name)) storeDrafts();
+    const takeBack = notSaved.get(name);
+    if (takeBack) { notSaved.delete(name); takeBack(); }
+  }
 
   // Saves the text in the box for the image it shows; true when it is saved.
   async function save(force = false) {
@@ -95,8 +100,9 @@ window.captionSave = function (deps) {
       return;
     }
     const why = conflict ? "it was changed elsewhere meanwhile" : e.status === 401 ? "you are logged out" : e.message.replace(/\.$/, "");
-    toast(`The caption of “${name}” is not saved: ${why}. Your text is kept: open the image to finish.`, "error", 0,
-      index >= 0 ? { label: "Open", run: () => { select(indexOf(name)); openSheet(true); } } : undefined);
+    notSaved.set(name, toast(`The caption of “${name}” is not saved: ${why}. Your text is kept: open the image to ` +
+      "finish.", "error", 0, index >= 0 ? { label: "Open", run: () => { select(indexOf(name)); openSheet(true); } }
+      : undefined));
   }
 
   // The editor on an image with a draft: its text is in the box; this shows what stopped it and how to go on.

@@ -64,13 +64,15 @@
       const stack = document.getElementById("toasts");
       const limit = action ? ACTION_TOAST_MS : TOAST_MS[level] || TOAST_MS.info;
       ms = Math.min(ms || limit, limit);
-      [...stack.children].filter((t) => t.textContent === String(message)).forEach((t) => t.remove());
+      // the same words again replace the last ones (an action's button is not part of them)
+      [...stack.children].filter((t) => t.dataset.message === String(message)).forEach((t) => t.remove());
       while (stack.children.length >= MAX_TOASTS) stack.firstElementChild.remove();
       const box = document.createElement("div");
       box.className = `toast toast-${level}`;
       box.setAttribute("role", level === "error" ? "alert" : "status");
       box.title = "Click to dismiss";
       box.textContent = message;
+      box.dataset.message = String(message);
       const dismiss = () => { box.classList.add("leaving"); setTimeout(() => box.remove(), 250); };
       box.addEventListener("click", dismiss);
       if (action) {
@@ -81,6 +83,7 @@
       }
       stack.appendChild(box);
       setTimeout(dismiss, ms);
+      return dismiss;  // a caller may take its words back (what they said is no longer so)
     },
     async api(path, options = {}) {
       const opts = Object.assign({ headers: {} }, options);
