@@ -202,6 +202,22 @@ def test_the_job_page_says_what_it_was_sent_and_when_the_trainer_cannot_be_reach
     expect(page.locator("#offline-banner")).to_have_count(0, timeout=30_000)
 
 
+@pytest.mark.parametrize("viewport", VIEWPORTS[:1])
+def test_exporting_under_another_datasets_export_name_is_refused_with_a_free_one(studio, page, viewport):
+    from playwright.sync_api import expect
+
+    page.goto(f"{studio.datasets}/d/dog-set")
+    page.click("#btn-export")
+    page.fill("#export-name", "my-cat")  # My cat's export: its job would train on the dogs
+    page.click("#export-start")
+    error = page.locator("#export-error")
+    expect(error).to_contain_text("trainer/datasets/my-cat is the export of 'My cat'")
+    expect(error.locator("button", has_text="Replace it")).to_be_visible()
+    error.locator("button", has_text="Use my-cat-2").click()
+    expect(page.locator("#export-name")).to_have_value("my-cat-2")
+    expect(error).to_be_empty()
+
+
 @pytest.mark.parametrize("viewport", VIEWPORTS)
 def test_a_job_trains_on_several_datasets_each_with_its_repeats(studio, page, viewport, artifacts_dir):
     from playwright.sync_api import expect
@@ -401,6 +417,10 @@ def test_variants_of_one_setting_are_queued_and_compared(studio, page, viewport,
     page.fill("#vary-values", "1e-4, 5e-4, abc")  # a word where a number belongs is named, and nothing queues
     expect(page.locator("#vary-note")).to_have_text("Not a number: abc.")
     expect(page.locator("#vary-start")).to_be_disabled()
+    page.fill("#vary-values", "0,0001, 0,0002")  # decimal commas: not the values 0, 1, 0 and 2
+    expect(page.locator("#vary-note")).to_have_text("Not a number: 0,… (write decimals with a dot).")
+    page.fill("#vary-values", "0x10, 1e-4")
+    expect(page.locator("#vary-note")).to_have_text("Not a number: 0x10.")
     page.select_option("#vary-field", "rank")
     page.select_option("#vary-field", "learning_rate")
     expect(page.locator("#vary-values")).to_have_value("0.00005, 0.0001, 0.0002")

@@ -312,6 +312,7 @@
     if (window.hubPush && name !== hubShownFor) { hubShownFor = name; window.hubPush.show(name); }
   }
   let hubShownFor;  // the export the publish section was shown for since the dialog opened
+  let replaceNext = false;  // the next export may take over a name that is another dataset's export
   $("btn-export").onclick = () => {
     $("export-name").value = "";
     $("export-error").textContent = "";
@@ -331,8 +332,10 @@
     $("export-error").textContent = "";
     $("export-start").disabled = true;
     try {
+      const replace = replaceNext;
+      replaceNext = false;
       const job = await api(`${ds.base}/export`, { method: "POST", json: { name: $("export-name").value,
-        include_duplicates: $("export-include-dupes").checked } });
+        include_duplicates: $("export-include-dupes").checked, replace } });
       $("export-progress").hidden = false;
       for (;;) {
         const s = (await api(`${ds.base}/export`)).job;
@@ -361,7 +364,10 @@
         const use = document.createElement("button");
         use.type = "button"; use.className = "link"; use.textContent = `Use ${free}`;
         use.onclick = () => { $("export-name").value = free; $("export-error").textContent = ""; };
-        $("export-error").append(" ", use);
+        const replace = document.createElement("button");  // on purpose: that dataset's jobs then train on these
+        replace.type = "button"; replace.className = "link danger"; replace.textContent = "Replace it";
+        replace.onclick = () => { replaceNext = true; $("export-form").requestSubmit(); };
+        $("export-error").append(" ", use, " ", replace);
       }
     }
     $("export-start").disabled = false;

@@ -50,12 +50,16 @@
       return raw.split(f.type === "string" && !f.choices ? /\s*,\s*/ : /[,\s]+/).filter(Boolean).map(one);
     }
 
-    // the words typed where a number belongs ("abc" would go as nothing and come back as "a value is required")
+    // the words typed where a number belongs ("abc" would go as nothing and come back as "a value is required"),
+    // written decimals only: Number() also reads 0x10, and "0,0001" is a decimal comma, not the values 0 and 1
+    const DECIMAL = /^[+-]?(\d+\.?\d*|\.\d+)(e[+-]?\d+)?$/i;
     function notNumbers() {
       const f = field();
       const numeric = f.type === "integer" || f.type === "number" || (f.type === "array" && f.items !== "string");
       if (!numeric) return [];
-      return $("vary-values").value.split(/[,;\s]+/).filter((t) => t && !isFinite(Number(t)));
+      const raw = $("vary-values").value;
+      const commas = raw.match(/\d,\d/) && raw.split(/[;\s]+/).some((t) => /^\d+,0\d|^0,\d/.test(t));
+      return raw.split(/[,;\s]+/).filter((t) => t && !DECIMAL.test(t)).concat(commas ? ["0,… (write decimals with a dot)"] : []);
     }
 
     function count() {
