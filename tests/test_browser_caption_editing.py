@@ -143,6 +143,11 @@ def test_a_caption_over_the_limit_is_kept_when_it_cannot_be_saved(studio, tabs):
     box.fill(long_text[:200])
     expect(page.locator("#save-state")).to_have_text("Saved ✓")
     assert _captions(studio)["cat4.png"] == long_text[:200].strip()
+    # a paste longer than the box takes: what was left out is said
+    box.evaluate("""(el) => { const dt = new DataTransfer(); dt.setData("text/plain", "x".repeat(9900));
+      el.setSelectionRange(0, 0);
+      el.dispatchEvent(new ClipboardEvent("paste", { clipboardData: dt, bubbles: true })); }""")
+    expect(page.locator(".toast", has_text="the last 100 of what you pasted were left out")).to_be_visible()
 
 
 def test_a_lost_login_keeps_the_text_and_links_to_the_login(studio, tabs):

@@ -454,6 +454,14 @@
   };
   document.querySelectorAll("dialog [data-close]").forEach((b) => (b.onclick = () => b.closest("dialog").close()));
   $("caption").maxLength = CAPTION_MAX;
+  $("caption").addEventListener("paste", (ev) => {  // the box takes what fits; the rest would go without a word
+    const box = ev.target, pasted = (ev.clipboardData || window.clipboardData).getData("text") || "";
+    const room = CAPTION_MAX - (box.value.length - (box.selectionEnd - box.selectionStart));
+    if (pasted.length > room) {
+      toast(`A caption holds at most ${CAPTION_MAX.toLocaleString("en")} characters: the last ` +
+        `${(pasted.length - room).toLocaleString("en")} of what you pasted were left out.`, "error", 8000);
+    }
+  });
   window.ds = { page, base, state, reload, refresh, refreshStats, confirmDialog, esc, thumbUrl, imageUrl, updateImage, flushSave };
   reload();
 })();
