@@ -31,22 +31,25 @@ KINDS = ("import", "s3-import")
 ENDED = ("interrupted", "stopped", "failed")
 
 
-@bp.post("/api/datasets/<dataset_id>/imports/<job_id>/stop")
-def stop(dataset_id: str, job_id: str):
+def _import_job(dataset_id: str, job_id: str, statuses: tuple, action: str):
+    """(dataset, its import job) when the job is in one of `statuses`; otherwise why there is nothing to `action`."""
     dataset = context.dataset(dataset_id)
     job = context.dataset_job(dataset, job_id, KINDS)
-    if job.status not in ACTIVE:
-        raise JobStateError(f"This import is {job.status}: there is nothing to stop.")
+    if job.status not in statuses:
+        raise JobStateError(f"This import is {job.status}: there is nothing to {action}.")
+    return dataset, job
+
+
+@bp.post("/api/datasets/<dataset_id>/imports/<job_id>/stop")
+def stop(dataset_id: str, job_id: str):
+    _dataset, job = _import_job(dataset_id, job_id, tuple(ACTIVE), "stop")
     stopping = context.jobs().request_stop(job.id, reason="Stopping: the images imported so far stay.")
     return jsonify(stopping.public()), 202
 
 
 @bp.post("/api/datasets/<dataset_id>/imports/<job_id>/resume")
 def resume(dataset_id: str, job_id: str):
-    dataset = context.dataset(dataset_id)
-    job = context.dataset_job(dataset, job_id, KINDS)
-    if job.status not in ENDED:
-        raise JobStateError(f"This import is {job.status}: there is nothing to resume.")
+    dataset, job = _import_job(dataset_id, job_id, ENDED, "resume")
     source = (job.config or {}).get("source")
     if source == "url":
         from app.url_import import start_url_import
