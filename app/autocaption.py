@@ -244,7 +244,8 @@ def options_from(body: dict, dataset: Dataset) -> dict:
         names = [n for n in names if n in set(wanted)]
     if not names:
         raise ApiError("There are no images to caption.", 409)
-    return {"mode": mode, "style": style, "prompt": prompt, "max_tokens": max_tokens, "names": names}
+    return {"mode": mode, "style": style, "prompt": prompt, "max_tokens": max_tokens, "names": names,
+            "chosen": wanted is not None}  # some images picked, not the whole dataset
 
 
 @bp.get("/api/caption-service")
@@ -270,8 +271,7 @@ def start_caption_job(dataset: Dataset, options: dict, parent_id: str | None = N
         raise ApiError(f"Auto-caption cannot start: {reason}", 503, headers={"Retry-After": "10"})
     return context.executor().submit("caption", dataset.id, lambda j: run_captions(j, dataset, settings, options),
                                      total=len(options["names"]), parent_id=parent_id,
-                                     config={**{k: v for k, v in options.items() if k != "names"},
-                                             "chosen": options["names"] is not None})  # some images, not all
+                                     config={k: v for k, v in options.items() if k != "names"})
 
 
 @bp.get("/api/datasets/<dataset_id>/caption")

@@ -126,6 +126,9 @@ def test_append_mode_and_waiting_for_a_loading_service(make_settings, stand_in):
     job = wait_job(client, f"/api/datasets/{did}/caption", key="job", timeout=30)
     assert job["status"] == "completed" and job["errors"] == []
     assert _captions(client, did) == {"w60.png": "mine, 60px tags image", "w61.png": "61px tags image"}
+    assert job["config"]["chosen"] is False  # the whole dataset: a page may offer to caption its rest
+    client.post(f"/api/datasets/{did}/caption", json={"mode": "append", "style": "tags", "names": ["w61.png"]})
+    assert wait_job(client, f"/api/datasets/{did}/caption", key="job", timeout=30)["config"]["chosen"] is True
 
 
 def test_a_run_started_while_the_model_downloads_waits_for_it(make_settings, stand_in, monkeypatch):
