@@ -14,6 +14,7 @@ import json
 import re
 import socket
 import ssl
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -27,6 +28,7 @@ from studio.model_status import format_bytes
 MAX_REDIRECTS = 5
 CONNECT_TIMEOUT_S = 15
 READ_TIMEOUT_S = 60  # between two blocks of the body
+STOP_WATCH_S = 1.0  # how often a download whose link went quiet looks for a stop
 REDIRECTS = {301, 302, 303, 307, 308}
 
 
@@ -111,7 +113,9 @@ def opened(url: str, allow_private: bool,
         try:
             conn.request("GET", target, headers={"User-Agent": "z-image-studio", "Accept-Encoding": "identity",
                                                  **(credentials.for_host(parts.hostname) if credentials else {})})
+            sock = conn.sock  # kept before a closing answer lets the connection drop it
             response = conn.getresponse()
+            response.studio_socket = sock
         except (OSError, http.client.HTTPException) as exc:
             conn.close()
             raise JobError(f"{parts.hostname} could not be reached ({type(exc).__name__}): try again, or check "
@@ -156,6 +160,37 @@ def file_name(response: http.client.HTTPResponse, url: str) -> str:
     return clean_filename(name or "download")
 
 
+@contextmanager
+def _cut_on_stop(job, response: http.client.HTTPResponse) -> Iterator[None]:
+    """While the body is read, a stop asked of `job` shuts the connection, so a read waiting on a link gone quiet
+    returns at once instead of after READ_TIMEOUT_S; the reader then sees the stop. Each look also records the
+    bytes so far, which a throttled report may have held back when the link went quiet."""
+    asked, sock = getattr(job, "stop_requested", None), getattr(response, "studio_socket", None)
+    flush = getattr(job, "flush", lambda: None)
+    if asked is None or sock is None:
+        yield
+        return
+    finished = threading.Event()
+
+    def watch() -> None:
+        while not finished.wait(STOP_WATCH_S):
+            flush()
+            if asked():
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass  # already closed: the read has ended anyway
+                return
+
+    watcher = threading.Thread(target=watch, name="link-stop-watch", daemon=True)
+    watcher.start()
+    try:
+        yield
+    finally:
+        finished.set()
+        watcher.join()
+
+
 @dataclass
 class Fetched:
     name: str  # the server's name for the file, else the link's last part; made safe
@@ -181,7 +216,7 @@ def fetch_to(job, url: str, target: Path, max_bytes: int, allow_private: bool,
         target.parent.mkdir(parents=True, exist_ok=True)
         done, head = 0, b""
         try:
-            with open(target, "wb") as sink:
+            with open(target, "wb") as sink, _cut_on_stop(job, response):
                 while block := response.read1(1 << 20):  # what has arrived: a stop is seen within a block
                     job.check_stop()
                     done += len(block)
@@ -195,6 +230,7 @@ def fetch_to(job, url: str, target: Path, max_bytes: int, allow_private: bool,
         except (TimeoutError, ConnectionError, ssl.SSLError, http.client.HTTPException) as exc:  # not the disk's
             job.check_stop()  # stopped while the link had gone quiet: that is how it ended
             raise JobError(f"{host} stopped answering ({type(exc).__name__}): try again.") from None
+        job.check_stop()  # a stop cuts the connection: what came before it is not the whole file
         if total and done < total:  # the connection closed early: a read of a size just returns nothing more
             raise JobError(f"The download of {name} stopped at {format_bytes(done)} of {format_bytes(total)}: {host} "
                            "closed the connection. Try again.")

@@ -10,7 +10,7 @@ from http.server import BaseHTTPRequestHandler
 import pytest
 
 import app as datasets_app
-from app import importer
+from app import importer, link_fetch
 from studio.workspace import Workspace
 from tests.helpers import serving
 from tests.test_datasets_support import image_bytes, wait_job, zip_bytes
@@ -22,12 +22,23 @@ SET_ZIP = zip_bytes([(f"set/p{i:02d}.png", image_bytes(i, size=(80, 80))) for i 
 
 
 class SlowWeb(BaseHTTPRequestHandler):
-    """/slow.zip: a 200 MB ZIP at about 2 MB/s (it would take minutes); /set.zip: a ZIP of 12 images at once."""
+    """/slow.zip: a 200 MB ZIP at about 2 MB/s (it would take minutes); /set.zip: a ZIP of 12 images at once;
+    /stall.zip: its first bytes, then silence."""
 
     def do_GET(self):  # noqa: N802 - the standard library's name
         if self.path == "/set.zip":
             self._head(len(SET_ZIP))
             self.wfile.write(SET_ZIP)
+            return
+        if self.path == "/stall.zip":  # a start, then nothing: the link has gone quiet
+            self._head(BIG)
+            self.wfile.write(b"PK\x03\x04" + b"\0" * PIECE)
+            self.wfile.flush()
+            self.connection.settimeout(120)
+            try:
+                self.connection.recv(1)  # returns when the studio hangs up
+            except OSError:
+                pass
             return
         self._head(BIG)
         sent = 0
@@ -100,6 +111,18 @@ def test_a_slow_link_download_stops_at_once_and_leaves_nothing(studio, slow_web,
     # it has ended: a second stop says so
     again = studio.post(f"{url}/stop")
     assert again.status_code == 409 and "nothing to stop" in again.get_json()["error"]
+
+
+def test_a_link_gone_quiet_stops_without_waiting_for_its_read_timeout(studio, slow_web, monkeypatch):
+    monkeypatch.setattr(link_fetch, "READ_TIMEOUT_S", 600)  # a quiet link is given up only after ten minutes
+    dataset_id = _dataset(studio)
+    job_id = _start(studio, dataset_id, f"{slow_web}/stall.zip")
+    url = f"/api/datasets/{dataset_id}/imports/{job_id}"
+    wait_job(studio, url, until=lambda j: (j.get("bytes_done") or 0) > 0)
+    assert studio.post(f"{url}/stop").status_code == 202
+    job = wait_job(studio, url, timeout=30)  # the stop cuts the connection rather than waiting on it
+    assert job["status"] == "stopped" and job["resumable"], job
+    assert _names(studio, dataset_id) == []
 
 
 def test_an_import_stopped_while_it_places_images_keeps_them_and_imports_the_rest_later(studio, slow_web,
