@@ -77,9 +77,10 @@
       return { file, ui };
     });
     const sessions = [];
+    const cancel = cancelButton();
     active++;
     async function worker() {
-      while (queue.length) {
+      while (queue.length && !cancel.signal.aborted) {
         const { file, ui } = queue.shift();
         try {
           const reason = refusal(file);
@@ -88,8 +89,9 @@
             ui.fail("not imported", reason);
             continue;
           }
-          sessions.push(await window.chunkedUpload.uploadFile(ds.base, file, ui));
+          sessions.push(await window.chunkedUpload.uploadFile(ds.base, file, ui, cancel.signal));
         } catch (e) {
+          if (e.cancelled) { ui.fail("cancelled"); continue; }
           refused.push({ name: file.name, reason: e.message });
           ui.fail(e.message);
         }
@@ -97,6 +99,8 @@
     }
     await Promise.all(Array.from({ length: PARALLEL_FILES }, worker));
     active--;
+    cancel.remove();
+    if (cancel.signal.aborted) return cancelled(sessions, queue);
     if (!sessions.length) {
       $("uploads-title").textContent = "Nothing uploaded";
       $("import-status").innerHTML = `<p style="color:var(--err)">${plural(refused.length, "file")} not uploaded.</p>${refusedList(refused)}`;
@@ -110,6 +114,52 @@
       $("import-status").innerHTML = `<p style="color:var(--err)">${ds.esc(e.message)}</p>${refusedList(refused)}`;
     }
   }
+
+  // the Cancel button of uploads on their way: it cuts what is in flight and sends nothing more. Files dropped
+  // while others are sent share it: one press cancels them all.
+  let cancelling = null;
+  function cancelButton() {
+    if (!cancelling || cancelling.controller.signal.aborted) {
+      const controller = new AbortController();
+      const button = document.createElement("button");
+      button.type = "button";
+      button.id = "upload-cancel";
+      button.className = "danger";
+      button.textContent = "Cancel upload";
+      button.title = "Stop sending: nothing of this upload is imported";
+      button.onclick = () => {
+        button.disabled = true;
+        button.textContent = "Cancelling…";
+        controller.abort();
+      };
+      cancelling = { controller, button, users: 0 };
+    }
+    const mine = cancelling;
+    mine.users++;
+    $("import-status").replaceChildren(mine.button);
+    return {
+      signal: mine.controller.signal,
+      remove() {
+        if (--mine.users) return;
+        mine.button.remove();
+        if (cancelling === mine) cancelling = null;
+      },
+    };
+  }
+
+  // a cancelled upload imports nothing: the files it had sent whole are deleted from the pod too
+  async function cancelled(sessions, queue) {
+    for (const { ui } of queue) ui.fail("cancelled");
+    await Promise.all(sessions.map((sid) => window.chunkedUpload.discard(`${ds.base}/uploads/${sid}`)));
+    $("uploads-title").textContent = "Upload cancelled";
+    $("import-status").innerHTML = `<p style="color:var(--warn)">Upload cancelled: nothing was imported, and what was
+      sent has been deleted from the pod.</p>`;
+  }
+
+  // leaving the page while files are on their way ends their upload: the browser asks first
+  window.addEventListener("beforeunload", (ev) => {
+    if (active) { ev.preventDefault(); ev.returnValue = ""; }
+  });
 
   const refusedList = (refused) => refused.length ? `<details open class="refused"><summary>${plural(refused.length, "file")} not imported</summary>
     <ul class="skipped">${refused.slice(0, 300).map((s) => `<li><b>${ds.esc(s.name)}</b>: ${ds.esc(s.reason)}</li>`).join("")}</ul></details>` : "";

@@ -5,10 +5,15 @@
   const { api, formatBytes } = window.studio;
   const MAX_TRIES = 8;
   const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+  // what an upload cancelled on purpose ends with (callers tell it from a failure by `cancelled`)
+  const cancelled = () => Object.assign(new Error("cancelled"), { cancelled: true });
 
-  function putChunk(url, blob, onProgress) {
+  function putChunk(url, blob, onProgress, signal) {
     return new Promise((resolve, reject) => {
+      if (signal && signal.aborted) return reject(cancelled());
       const xhr = new XMLHttpRequest();
+      if (signal) signal.addEventListener("abort", () => xhr.abort(), { once: true });
+      xhr.onabort = () => reject(cancelled());
       xhr.open("PUT", url);
       xhr.setRequestHeader("Content-Type", "application/octet-stream");
       xhr.upload.onprogress = (ev) => ev.lengthComputable && onProgress(ev.loaded);
@@ -28,10 +33,25 @@
   }
 
   // base: "/api/datasets/<id>" or "/api/library"; ui.set(fraction, text) shows progress. Resolves to the upload
-  // session id.
-  async function uploadFile(base, file, ui) {
+  // session id. An AbortSignal `signal` cancels it: the request in flight is cut, the pieces the server holds are
+  // deleted, and it rejects with an error whose `cancelled` is true.
+  async function uploadFile(base, file, ui, signal) {
     const session = await api(`${base}/uploads`, { method: "POST", json: { filename: file.name, size: file.size } });
     const url = `${base}/uploads/${session.id}`;
+    try {
+      return await sendChunks(url, session, file, ui, signal);
+    } catch (e) {
+      if (e.cancelled) await discard(url);
+      throw e;
+    }
+  }
+
+  // the server forgets an upload session and its pieces (a cancelled upload, or one finished but not imported)
+  async function discard(url) {
+    try { await api(url, { method: "DELETE" }); } catch (e) { /* gone already, or swept later */ }
+  }
+
+  async function sendChunks(url, session, file, ui, signal) {
     const size = session.chunk_size;
     let missing = session.missing;
     let sent = 0;
@@ -45,14 +65,16 @@
               const done = sent + loaded;
               const rate = done / ((performance.now() - started) / 1000);
               ui.set(done / file.size, `${Math.round((100 * done) / file.size)}% · ${formatBytes(rate)}/s`);
-            });
+            }, signal);
             sent += blob.size;
             break;
           } catch (e) {
+            if (e.cancelled) throw e;
             if (e.status && e.status < 500 && e.status !== 408 && e.status !== 429) throw e;
             if (attempt >= MAX_TRIES) throw new Error(`${e.message}; gave up after ${MAX_TRIES} tries`);
             ui.set(sent / file.size, `${e.message}: retrying…`);
             await sleep(Math.min(15000, 500 * 2 ** attempt));
+            if (signal && signal.aborted) throw cancelled();
           }
         }
       }
@@ -65,5 +87,5 @@
     return session.id;
   }
 
-  window.chunkedUpload = { uploadFile };
+  window.chunkedUpload = { uploadFile, discard };
 })();
