@@ -6,7 +6,7 @@ from flask import Blueprint, jsonify, render_template
 
 from app import context, express, imaging, trash
 from app.frame_choice import page_defaults
-from app.store import summary, validate_name, validate_trigger
+from app.store import NameTaken, summary, validate_name, validate_trigger
 from app.video_frames import VIDEO_EXTENSIONS
 from studio.web import ApiError, json_body
 
@@ -48,9 +48,16 @@ def create_dataset():
     body = json_body()
     try:
         dataset = context.store().create(body.get("name"), body.get("trigger_word") or "")
+    except NameTaken as exc:
+        raise _taken(exc) from None
     except ValueError as exc:
         raise ApiError(str(exc), 422) from None
     return jsonify(detail(dataset)), 201
+
+
+def _taken(exc: NameTaken) -> ApiError:
+    """409 for a name another dataset has, with a free one like it (the page offers "Use <free>")."""
+    return ApiError(str(exc), 409, details=[{"field": "name", "free": exc.free}])
 
 
 @bp.get("/api/datasets/<dataset_id>")
@@ -70,8 +77,11 @@ def update_dataset(dataset_id: str):
         try:
             if "name" in body:
                 meta["name"] = validate_name(body["name"])
+                context.store().check_name_free(meta["name"], but=dataset.id)
             if "trigger_word" in body:
                 meta["trigger_word"] = validate_trigger(body["trigger_word"])
+        except NameTaken as exc:
+            raise _taken(exc) from None
         except ValueError as exc:
             raise ApiError(str(exc), 422) from None
         if "cover" in body:

@@ -84,12 +84,12 @@ def create_express():
         raise ApiError(exc.message, 422, details=[{"field": exc.field, "message": exc.message}]) from None
     express_abandoned.close_abandoned()
     try:
-        dataset = context.store().create(name, trigger)
+        dataset = context.store().create(name, trigger, rename_if_taken=True)  # a second run of a name
     except ValueError as exc:
         raise ApiError(str(exc), 422) from None
     settings = {"trigger_word": trigger, "kind": kind, "preserve": preserve,
-                "export_name": express.export_name(dataset.meta()["name"]),
-                "lora_name": express.lora_name(dataset.meta()["name"]),
+                "export_name": express.export_name(name),  # from the name asked: "zxmug-3", not "zxmug-2-2"
+                "lora_name": express.lora_name(name),
                 "sessions": []}
     job, _ = context.jobs().create("express", name=settings["lora_name"], dataset=dataset.id, config=settings,
                                    total=len(express.STAGES), message="Waiting for the upload.")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import itertools
 import os
 import re
 import secrets
@@ -247,10 +248,34 @@ class DatasetStore:
                 found.append(Dataset(folder.name, folder))
         return found
 
-    def create(self, name: str, trigger_word: str = "") -> Dataset:
+    def names(self, but: str | None = None) -> set[str]:
+        """The datasets' names, casefolded (but the dataset `but`'s)."""
+        names = set()
+        for dataset in self.all():
+            if dataset.id != but:
+                try:
+                    names.add(str(dataset.meta().get("name") or dataset.id).casefold())
+                except NotFound:
+                    continue  # unreadable: listed with its problem elsewhere
+        return names
+
+    def check_name_free(self, name: str, but: str | None = None) -> None:
+        """NameTaken (with a free name like it) when another dataset is called `name`, letter case aside."""
+        taken = self.names(but)
+        if name.casefold() in taken:
+            raise NameTaken(name, free_name(name, taken))
+
+    def create(self, name: str, trigger_word: str = "", *, rename_if_taken: bool = False) -> Dataset:
+        """A new, empty dataset; a name another dataset has is NameTaken, or (`rename_if_taken`) made free
+        ("My cat 2")."""
         name = validate_name(name)
-        base = slugify(name)
         with dataset_lock(self.root):
+            taken = self.names()
+            if name.casefold() in taken:
+                if not rename_if_taken:
+                    raise NameTaken(name, free_name(name, taken))
+                name = free_name(name, taken)
+            base = slugify(name)
             dataset_id = base
             while (self.root / dataset_id).exists():
                 dataset_id = f"{base}-{secrets.token_hex(2)}"
@@ -261,6 +286,24 @@ class DatasetStore:
             dataset.save_meta({"id": dataset_id, "name": name, "trigger_word": validate_trigger(trigger_word),
                                "created_at": now, "images": {}})
         return dataset
+
+
+class NameTaken(ValueError):
+    """Another dataset has this name; `free` is one like it that none has."""
+
+    def __init__(self, name: str, free: str):
+        super().__init__(f"A dataset named {name!r} exists already: choose another name, such as {free!r}.")
+        self.free = free
+
+
+def free_name(name: str, taken: set[str]) -> str:
+    """`name` with the first number after it (2, 3, ...) that makes it a name no dataset has (casefolded `taken`),
+    cut to NAME_MAX."""
+    for n in itertools.count(2):
+        candidate = f"{name[:NAME_MAX - len(str(n)) - 1].rstrip()} {n}"
+        if candidate.casefold() not in taken:
+            return candidate
+    raise AssertionError("unreachable")
 
 
 def validate_name(name) -> str:

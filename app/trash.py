@@ -24,7 +24,7 @@ from flask import Blueprint, jsonify, send_file
 
 from app import context, imaging
 from app.importer import image_record
-from app.store import ORIGINALS_DIR, Dataset, DatasetStore, NotFound, dataset_lock, refresh_flags
+from app.store import ORIGINALS_DIR, Dataset, DatasetStore, NotFound, dataset_lock, free_name, refresh_flags
 from studio.atomic import atomic_write_json, read_json
 from studio.thumbnails import UnreadableImage, cached_thumbnail
 from studio.workspace import UnsafePathError, confined, safe_name
@@ -203,17 +203,20 @@ def restore_dataset(store: DatasetStore, entry: str) -> str:
     wanted = entry.partition("-")[2]
     if not (folder / "dataset.json").is_file() or not wanted:
         raise NotFound(f"There is no deleted dataset {entry!r}: restored, emptied, or older than {TRASH_DAYS} days.")
-    with dataset_lock(store.root):  # the same lock that picks ids for new datasets
+    with dataset_lock(store.root):  # the same lock that picks ids and names for new datasets
+        taken = store.names()
         dataset_id = wanted
         while (store.root / dataset_id).exists():
             dataset_id = f"{wanted}-{secrets.token_hex(2)}"
         os.replace(folder, store.root / dataset_id)
-    if dataset_id != wanted:
         dataset = Dataset(dataset_id, store.root / dataset_id)
         with dataset.lock():
             meta = dataset.meta()
-            meta["id"] = dataset_id
-            dataset.save_meta(meta)
+            name = str(meta.get("name") or dataset_id)
+            if dataset_id != wanted or name.casefold() in taken:  # a dataset took its id or its name since
+                meta["id"] = dataset_id
+                meta["name"] = free_name(name, taken) if name.casefold() in taken else name
+                dataset.save_meta(meta)
     return dataset_id
 
 

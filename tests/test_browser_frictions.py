@@ -220,6 +220,22 @@ def test_exporting_under_another_datasets_export_name_is_refused_with_a_free_one
 
 
 @pytest.mark.parametrize("viewport", VIEWPORTS)
+def test_a_dataset_name_another_has_is_refused_with_a_free_one(studio, page, viewport):
+    from playwright.sync_api import expect
+
+    page.goto(f"{studio.datasets}/d/dog-set")
+    page.click("#ds-name")
+    page.fill("#rename-input", "my CAT")  # two datasets called My cat: which one is which in every list?
+    page.locator("#rename-form button.primary").click()
+    error = page.locator("#rename-error")
+    expect(error).to_contain_text("A dataset named 'my CAT' exists already")
+    error.locator("button", has_text="Use my CAT 2").click()
+    expect(page.locator("#rename-input")).to_have_value("my CAT 2")
+    expect(error).to_be_empty()
+    expect(page.locator("#ds-name")).to_have_text("Dog set")  # nothing was renamed
+
+
+@pytest.mark.parametrize("viewport", VIEWPORTS)
 def test_a_job_trains_on_several_datasets_each_with_its_repeats(studio, page, viewport, artifacts_dir):
     from playwright.sync_api import expect
 

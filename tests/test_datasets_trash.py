@@ -137,7 +137,8 @@ def test_a_dataset_whose_id_was_taken_since_comes_back_under_a_new_one(client):
     assert second["id"] == first["id"]  # the name was free again
     restored = client.post(f"/api/deleted-datasets/{entry}/restore").get_json()["restored"]
     assert restored != first["id"] and restored.startswith(first["id"] + "-")
-    assert client.get(f"/api/datasets/{restored}").get_json()["id"] == restored
+    back = client.get(f"/api/datasets/{restored}").get_json()
+    assert back["id"] == restored and back["name"] == "Cats 2"  # its name is the new dataset's now
     assert [i["name"] for i in client.get(f"/api/datasets/{restored}/images").get_json()["images"]] == ["old.png"]
     assert client.get(f"/api/datasets/{second['id']}").get_json()["images"] == 0
 

@@ -58,7 +58,7 @@ window.datasetHeader = function (deps) {
   $("rename-form").onsubmit = async (ev) => {
     ev.preventDefault();
     try { await api(base, { method: "PATCH", json: { name: $("rename-input").value } }); $("rename-dialog").close(); refreshStats(); }
-    catch (e) { $("rename-error").textContent = e.message; }
+    catch (e) { window.studio.showError($("rename-error"), e, $("rename-input")); }
   };
   $("trigger-chip").onclick = () => { $("trigger-input").value = state.meta ? state.meta.trigger_word : ""; $("trigger-error").textContent = ""; $("trigger-dialog").showModal(); };
   $("trigger-form").onsubmit = async (ev) => {

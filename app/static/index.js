@@ -113,7 +113,7 @@
         name: $("create-name").value, trigger_word: $("create-trigger").value } });
       window.location.href = `/d/${encodeURIComponent(d.id)}`;
     } catch (e) {
-      $("create-error").textContent = e.message;
+      studio.showError($("create-error"), e, $("create-name"));  // a name taken: "Use My cat 2"
     } finally {
       $("create-submit").disabled = false;
     }
@@ -135,7 +135,7 @@
       toast("Renamed.", "ok");
       load();
     } catch (e) {
-      $("rename-error").textContent = e.message;
+      studio.showError($("rename-error"), e, $("rename-name"));
     }
   });
 

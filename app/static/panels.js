@@ -357,17 +357,12 @@
         await sleep(500);
       }
     } catch (e) {
-      $("export-error").textContent = e.message;
       // the name is another dataset's export: one click takes the free name the server offers
-      const free = ((e.data && e.data.details) || []).map((d) => d.free).find(Boolean);
-      if (free) {
-        const use = document.createElement("button");
-        use.type = "button"; use.className = "link"; use.textContent = `Use ${free}`;
-        use.onclick = () => { $("export-name").value = free; $("export-error").textContent = ""; };
+      if (window.studio.showError($("export-error"), e, $("export-name"))) {
         const replace = document.createElement("button");  // on purpose: that dataset's jobs then train on these
         replace.type = "button"; replace.className = "link danger"; replace.textContent = "Replace it";
         replace.onclick = () => { replaceNext = true; $("export-form").requestSubmit(); };
-        $("export-error").append(" ", use, " ", replace);
+        $("export-error").append(" ", replace);
       }
     }
     $("export-start").disabled = false;

@@ -50,6 +50,18 @@
       return `<div class="leak${pair.leaks ? " leaks" : ""}" title="${title}">Without the trigger word: `
         + `${Math.round(pair.leak * 100)}% of the LoRA's change${pair.leaks ? " (it leaks)" : ""}</div>`;
     },
+    // An API error said in `el`; when the server offers a free name (a name taken: details[].free), a
+    // "Use <name>" button puts it in `input`. Returns that name, or null.
+    showError(el, e, input) {
+      el.textContent = e.message;
+      const free = ((e.data && e.data.details) || []).map((d) => d.free).find(Boolean);
+      if (!free) return null;
+      const use = document.createElement("button");
+      use.type = "button"; use.className = "link"; use.textContent = `Use ${free}`;
+      use.onclick = () => { input.value = free; el.textContent = ""; input.focus(); };
+      el.append(" ", use);
+      return free;
+    },
     // Text to match literally inside a regular expression.
     escapeRegex(text) { return String(text).replace(/[.*+?^${}()|[\]\\]/g, "\\$&"); },
     // HTML-escape text for templates, quotes included so it is safe inside attributes too.
