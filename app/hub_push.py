@@ -28,7 +28,7 @@ from app import context, imaging, private_metadata
 from app.export import export_folder
 from app.store import natural_key
 from studio.atomic import read_json
-from studio.hub_write import NO_TOKEN, check_repo, full_name, write_error
+from studio.hub_write import NO_TOKEN, check_repo, full_name, settle_visibility, write_error
 from studio.job_reporter import JobReporter
 from studio.jobs import ACTIVE, JobError, JobStopped
 from studio.settings import Settings
@@ -98,6 +98,7 @@ def run_push(job: JobReporter, folder: Path, name: str, repo: str, private: bool
             repo = full_name(api, repo)
         job.update(phase="uploading", message=f"Creating {repo}")
         api.create_repo(repo, repo_type="dataset", private=private, exist_ok=True)
+        private, visibility = settle_visibility(api, repo, "dataset", private)  # an existing repo keeps its own
         additions = [CommitOperationAdd(path_in_repo=path, path_or_fileobj=str(file)) for path, file in files]
         sizes = [file.stat().st_size for _, file in files]
         for start in range(0, len(additions), GROUP_FILES):
@@ -126,10 +127,12 @@ def run_push(job: JobReporter, folder: Path, name: str, repo: str, private: bool
     finally:
         shutil.rmtree(work, ignore_errors=True)
     url = f"{(conf.hf_endpoint or 'https://huggingface.co').rstrip('/')}/datasets/{repo}"
-    note = f" (location and camera data removed from {plural(cleaned, 'photo')})" if cleaned else ""
+    notes = [f"location and camera data removed from {plural(cleaned, 'photo')}"] if cleaned else []
+    notes += [visibility] if visibility else []
+    note = f" ({'; '.join(notes)})" if notes else ""
     job.update(message=f"Published {plural(len(rows), 'image')} to {repo}{note}.")
     return {"repo": repo, "url": url, "commit": info.oid, "export": name, "version": export.get("version"),
-            "images": len(rows), "removed": stale, "private": private, "cleaned": cleaned}
+            "images": len(rows), "removed": stale, "private": private, "cleaned": cleaned, "visibility": visibility}
 
 
 @bp.post("/api/datasets/<dataset_id>/push-hub")

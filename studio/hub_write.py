@@ -28,10 +28,39 @@ def full_name(api, repo: str) -> str:
     return repo if "/" in repo else f"{api.whoami()['name']}/{repo}"
 
 
+class VisibilityRefused(Exception):
+    """A public repo asked to be private could not be made private: nothing is uploaded to it."""
+
+
+def settle_visibility(api, repo: str, repo_type: str, private: bool) -> tuple[bool, str]:
+    """(whether `repo` is private now, a note for the user or ""). `create_repo(exist_ok=True)` leaves a repo that
+    exists already as it is, so a public one asked to be private is made private here, before anything is
+    uploaded to it. A private one asked to be public stays private: other files in it may not be meant for
+    everyone, so that is left to its owner, and the note says so."""
+    from huggingface_hub.errors import HfHubHTTPError
+
+    now = bool(api.repo_info(repo, repo_type=repo_type).private)
+    if private and not now:
+        try:
+            api.update_repo_settings(repo, private=True, repo_type=repo_type)
+        except HfHubHTTPError as exc:
+            if exc.response is None or exc.response.status_code not in (401, 403):
+                raise
+            raise VisibilityRefused(f"{repo} is public, and Hugging Face refused to make it private with HF_TOKEN: "
+                                    "nothing was uploaded. Make it private on Hugging Face, or publish it "
+                                    "with Private unticked.") from None
+        return True, f"{repo} was public: it was made private before the upload"
+    if not private and now:
+        return True, f"{repo} stays private, as it was: make it public in its settings on Hugging Face"
+    return now, ""
+
+
 def write_error(exc: Exception, repo: str) -> str:
     """Why the hub refused to create or write `repo`, in one sentence."""
     from huggingface_hub.errors import HfHubHTTPError
 
+    if isinstance(exc, VisibilityRefused):
+        return str(exc)
     response = getattr(exc, "response", None) if isinstance(exc, HfHubHTTPError) else None
     if response is not None and response.status_code in (401, 403):
         return (f"Hugging Face refused to write {repo}: HF_TOKEN needs write access (a token of the 'write' role, "

@@ -35,6 +35,7 @@ class FakeHub:
         self.tokens: dict[str, str] = {}  # repo -> the token it opens to (401 without it), for reading private repos
         self.user = "me"  # whoami's answer for any token; None: every token is refused (401)
         self.commits: list[dict] = []  # {"repo", "summary", "files"} per commit received
+        self.settings_changes: list[dict] = []  # {"repo", "visibility"} per settings change received
         self.cards: list[dict] = []  # model card front matter, as validated (parsed YAML)
         self.requests: list[dict] = []
         self.lock = threading.Lock()
@@ -54,6 +55,9 @@ class FakeHub:
 
             def do_POST(self):
                 hub.receive(self)
+
+            def do_PUT(self):
+                hub.repo_settings(self)
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
@@ -95,7 +99,7 @@ class FakeHub:
         if tree:
             return self._tree(handler, f"datasets/{tree.group(1)}", tree.group(2), (tree.group(3) or "").strip("/"),
                               parse_qs(urlparse(handler.path).query).get("recursive", [""])[0].lower() == "true", head)
-        info = re.fullmatch(r"/api/(models|datasets)/([^/]+/[^/]+)/revision/(.+)", path)
+        info = re.fullmatch(r"/api/(models|datasets)/([^/]+/[^/]+)(?:/revision/(.+))?", path)
         if info:
             repo = info.group(2) if info.group(1) == "models" else f"datasets/{info.group(2)}"
             if repo not in self.repos:
@@ -113,10 +117,11 @@ class FakeHub:
             if repo in self.gated:
                 return self._send(handler, 403, b'{"error":"Access to this repo is restricted"}',
                                   {"X-Error-Code": "GatedRepo", "Content-Type": "application/json"}, head)
-            if info.group(3) not in {"main", COMMIT}:
+            if (info.group(3) or "main") not in {"main", COMMIT}:
                 return self._send(handler, 404, b'{"error":"Invalid rev id"}',
                                   {"X-Error-Code": "RevisionNotFound", "Content-Type": "application/json"}, head)
-            body = json.dumps({"id": info.group(2), "modelId": info.group(2), "sha": COMMIT, "private": False,
+            body = json.dumps({"id": info.group(2), "modelId": info.group(2), "sha": COMMIT,
+                               "private": repo in self.private,
                                "siblings": siblings}).encode()
             return self._send(handler, 200, body, {"Content-Type": "application/json"}, head)
         cdn = re.fullmatch(r"/cdn/((?:datasets/)?[^/]+/[^/]+)/(.+)", path)
@@ -228,6 +233,29 @@ class FakeHub:
                              **({"deleted": sorted(deleted)} if deleted else {})})
         return self._send(handler, 200, json.dumps({"commitUrl": f"{self.url}/{repo}/commit/{COMMIT}",
                                                     "commitOid": COMMIT}).encode(), plain)
+
+    def repo_settings(self, handler):
+        """PUT /api/<type>s/<repo>/settings: a repo's visibility changed by its owner."""
+        path = unquote(urlparse(handler.path).path)
+        body = handler.rfile.read(int(handler.headers.get("Content-Length") or 0))
+        auth = handler.headers.get("Authorization")
+        with self.lock:
+            self.requests.append({"method": "PUT", "path": path, "range": None, "auth": auth})
+        plain = {"Content-Type": "application/json"}
+        if not auth or self.user is None:
+            return self._send(handler, 401, b'{"error":"Invalid credentials in Authorization header"}', plain)
+        found = re.fullmatch(r"/api/(models|datasets)/([^/]+/[^/]+)/settings", path)
+        repo = found and (found.group(2) if found.group(1) == "models" else f"datasets/{found.group(2)}")
+        if not found or repo not in self.repos:
+            return self._send(handler, 404, b'{"error":"Repository not found"}',
+                              {**plain, "X-Error-Code": "RepoNotFound"})
+        visibility = json.loads(body or b"{}").get("visibility")
+        if visibility == "private":
+            self.private.add(repo)
+        elif visibility == "public":
+            self.private.discard(repo)
+        self.settings_changes.append({"repo": repo, "visibility": visibility})
+        return self._send(handler, 200, b"{}", plain)
 
     def _tree(self, handler, repo: str, revision: str, folder: str, recursive: bool, head: bool):
         error = {"Content-Type": "application/json"}

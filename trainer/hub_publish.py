@@ -20,7 +20,7 @@ from pathlib import Path
 from flask import Blueprint, jsonify
 
 from studio.atomic import atomic_write_json, read_json
-from studio.hub_write import NO_TOKEN, check_repo, full_name, write_error
+from studio.hub_write import NO_TOKEN, check_repo, full_name, settle_visibility, write_error
 from studio.settings import Settings
 from studio.web import ApiError, json_body, json_flag
 from trainer import library
@@ -103,7 +103,8 @@ def files_to_publish(job, job_dir: Path) -> tuple[Path, list[tuple[str, Path]], 
 
 def publish(conf: Settings, repo: str, private: bool, job, job_dir: Path, say=None) -> dict:
     """The LoRA of `job` (a job record, or the serverless worker's stand-in: `config` as a dict, `id`, `step`,
-    `lora_path`) published in one commit; {"repo", "url", "commit", "files"}. `say(message, repo=None)` hears each
+    `lora_path`) published in one commit; {"repo", "url", "commit", "files", "private", "visibility"}
+    (the repo's visibility now, and a note when it is not the one asked for). `say(message, repo=None)` hears each
     stage. ApiError when there is no LoRA; the hub's own exceptions otherwise (`write_error` words them)."""
     from huggingface_hub import CommitOperationAdd, HfApi
 
@@ -115,6 +116,7 @@ def publish(conf: Settings, repo: str, private: bool, job, job_dir: Path, say=No
     lora, files, previews = files_to_publish(job, job_dir)
     say(f"Creating {repo}", repo)
     api.create_repo(repo, private=private, exist_ok=True, repo_type="model")
+    private, visibility = settle_visibility(api, repo, "model", private)  # an existing repo keeps its own
     size = sum(path.stat().st_size for _, path in files)
     say(f"Uploading {len(files) + 1} files ({size / 2**20:,.1f} MB) to {repo}")
     operations = [CommitOperationAdd(path_in_repo=name, path_or_fileobj=str(path)) for name, path in files]
@@ -126,7 +128,7 @@ def publish(conf: Settings, repo: str, private: bool, job, job_dir: Path, say=No
     base = (conf.hf_endpoint or "https://huggingface.co").rstrip("/")
     log.info("published job %s to %s", job.id, repo)
     return {"repo": repo, "url": f"{base}/{repo}", "commit": info.oid,
-            "files": [name for name, _ in files] + ["README.md"]}
+            "files": [name for name, _ in files] + ["README.md"], "private": private, "visibility": visibility}
 
 
 def _publish(job, job_dir: Path, repo: str, private: bool, conf: Settings) -> None:
@@ -136,8 +138,10 @@ def _publish(job, job_dir: Path, repo: str, private: bool, conf: Settings) -> No
     ended = {"status": "failed", "message": "The upload stopped for an unknown reason: publish again."}
     try:
         done = publish(conf, repo, private, job, job_dir, say)
-        ended = {"status": "completed", "message": f"Published to {done['repo']}.", "url": done["url"],
-                 "commit": done["commit"], "files": done["files"]}
+        note = f" ({done['visibility']})" if done["visibility"] else ""
+        ended = {"status": "completed", "message": f"Published to {done['repo']}{note}.", "url": done["url"],
+                 "commit": done["commit"], "files": done["files"], "private": done["private"],
+                 "visibility": done["visibility"]}
     except ApiError as exc:
         ended = {"status": "failed", "message": exc.message}
     except Exception as exc:  # every hub failure is one sentence on the page

@@ -21,7 +21,8 @@
     if (publish.status === "running") line.textContent = `Publishing to ${publish.repo}: ${publish.message}…`;
     else if (publish.status === "failed") line.textContent = `Publishing to ${publish.repo} failed: ${publish.message}`;
     else line.innerHTML = `Published to <a href="${esc(publish.url)}" target="_blank" rel="noopener" id="publish-link">` +
-      `${esc(publish.repo)}</a>${publish.private ? " (private)" : ""}.`;
+      `${esc(publish.repo)}</a>${publish.private ? " (private)" : ""}.` +
+      (publish.visibility ? ` <span class="muted">${esc(publish.visibility)}.</span>` : "");
     clearTimeout(timer);
     if (publish.status === "running") timer = setTimeout(refresh, 1500);
   }
