@@ -6,6 +6,7 @@ same import job as uploads, so they are decoded, checked and named exactly like 
 
 from __future__ import annotations
 
+import re
 import secrets
 import shutil
 from pathlib import Path
@@ -19,6 +20,7 @@ from app.importer import Source, run_import
 from studio.job_reporter import JobReporter
 from studio.jobs import Job, JobError
 from studio.s3 import Storage, StorageError, StoredObject, normalize_prefix, storage_configured
+from studio.s3_mirror import mirror_folder
 from studio.text import plural
 from studio.web import ApiError, json_body
 from studio.workspace import UnsafePathError, confined
@@ -37,6 +39,7 @@ def _request_storage(body: dict) -> tuple[Storage, str]:
     prefix = body.get("prefix", "")
     if not isinstance(prefix, str):
         raise ApiError("'prefix' must be text, e.g. \"datasets/anna/\".", 422)
+    bucket, prefix = bucket_and_prefix(bucket, prefix)
     if not storage_configured(settings) and not (bucket and settings.s3_access_key and settings.s3_secret_key):
         raise ApiError("Object storage is not configured: set S3_BUCKET, S3_ACCESS_KEY_ID and "
                        "S3_SECRET_ACCESS_KEY (or the R2_* names) and restart.", 409)
@@ -45,9 +48,21 @@ def _request_storage(body: dict) -> tuple[Storage, str]:
         prefix = normalize_prefix(prefix)
         storage.check()  # wrong keys or a missing bucket answer now, not later in a job
     except StorageError as exc:
-        status = 422 if exc.code in {"bad_prefix", "no_such_bucket"} else 502
+        status = 422 if exc.code in {"bad_prefix", "no_such_bucket", "wrong_region"} else 502
         raise ApiError(exc.message, status, details=[{"code": exc.code}]) from None
     return storage, prefix
+
+
+def bucket_and_prefix(bucket: str | None, prefix: str) -> tuple[str | None, str]:
+    """A prefix given as an address, as consoles and the aws CLI show one (`s3://bucket/datasets/anna/`, or `r2://`),
+    names its bucket too; a bucket given beside it must be the same one."""
+    found = re.match(r"^\s*(?:s3|r2|s3a)://([^/\s]+)(/.*)?$", prefix, re.IGNORECASE)
+    if not found:
+        return bucket, prefix
+    if bucket is not None and bucket.strip() != found[1]:
+        raise ApiError(f"The prefix names the bucket {found[1]!r}, the request the bucket {bucket.strip()!r}: give "
+                       "one of them.", 422)
+    return found[1], found[2] or ""
 
 
 def _job_state(dataset_id: str, job_id: str, kind: str) -> dict:
@@ -93,8 +108,8 @@ def start_s3_import(dataset, body: dict, skip_known: bool = False) -> Job:
             except StorageError as exc:
                 raise JobError(exc.message + (" Take fewer images." if limit and exc.code == "too_large" else "")) \
                     from None
-            if not files and not held:
-                raise JobError(f"Nothing was found under {storage.bucket}/{prefix}: check the prefix.")
+            if not files and not held:  # a file's own key (a ZIP in the bucket) where a folder was expected
+                files = _one_file(storage, prefix, download, max_bytes, progress)
             sources = [Source(path.relative_to(download).as_posix(), path) for path in files]
             budget = import_limit.Budget(max_bytes, sum(path.stat().st_size for path in files), spread)
             sources += [Source(obj.key[len(prefix):], prepare=_later(storage, obj, download, prefix, budget))
@@ -107,19 +122,55 @@ def start_s3_import(dataset, body: dict, skip_known: bool = False) -> Job:
         finally:
             shutil.rmtree(work_dir, ignore_errors=True)
 
-    config = {"source": "s3", "bucket": body.get("bucket"), "prefix": prefix, "limit": limit, "spread": spread,
+    config = {"source": "s3", "bucket": storage.bucket, "prefix": prefix, "limit": limit, "spread": spread,
               **in_config(frames)}
     return context.executor().submit(IMPORT_KIND, dataset.id, work, config=config)
+
+
+def _one_file(storage: Storage, prefix: str, download: Path, max_bytes: int, progress) -> list[Path]:
+    """[the object whose key the prefix is] downloaded; JobError when there is none either."""
+    key = prefix.rstrip("/")
+    try:
+        found = storage.stat(key) if key else None
+    except StorageError as exc:
+        raise JobError(exc.message) from None
+    if found is None:
+        raise JobError(f"Nothing was found under {storage.bucket}/{prefix}: check the prefix (a folder of the "
+                       "bucket, e.g. datasets/anna/, or the key of one file in it).")
+    if found.size > max_bytes:
+        raise JobError(f"{storage.bucket}/{key} is {found.size / 1e6:,.0f} MB, more than the "
+                       f"{max_bytes / 1e6:,.0f} MB allowed (MAX_UPLOAD_MB).")
+    moved = [0]
+
+    def on_bytes(amount: int) -> None:
+        moved[0] += amount
+        progress({"files_done": 0, "files_total": 1, "bytes_done": min(moved[0], found.size),
+                  "bytes_total": found.size})
+
+    try:
+        target = confined(download, key.rsplit("/", 1)[-1])
+        return [storage.download_file(key, target, on_bytes=on_bytes)]
+    except UnsafePathError:
+        raise JobError(f"{key} has an unsafe name: nothing was imported.") from None
+    except StorageError as exc:
+        raise JobError(exc.message) from None
 
 
 def _later(storage: Storage, obj: StoredObject, download: Path, prefix: str, budget: import_limit.Budget):
     """The download of one object the import asks for only while it wants more images (a limit)."""
     def prepare(job: JobReporter) -> Path:
         budget.take(f"{storage.bucket}/{obj.key}", obj.size)
-        job.update(phase="downloading", message=f"Downloading {obj.key}")
+        job.update(phase="downloading", message=f"Downloading {obj.key}", bytes_done=0, bytes_total=obj.size)
+        arrived = [0]
+
+        def on_bytes(amount: int) -> None:  # boto3's threads: a large file shows its progress and stops at once
+            arrived[0] += amount
+            job.update(bytes_done=min(arrived[0], obj.size))
+            job.check_stop()
+
         try:
             target = confined(download, *[part for part in obj.key[len(prefix):].split("/") if part])
-            return storage.download_file(obj.key, target)
+            return storage.download_file(obj.key, target, on_bytes=on_bytes)
         except UnsafePathError:
             raise JobError(f"{obj.key} has an unsafe name: nothing was imported.") from None
         except StorageError as exc:
@@ -153,11 +204,15 @@ def start_push(dataset_id: str):
                        message=f"Uploaded {p['files_done']} of {plural(p['files_total'], 'file')}")
 
         try:
-            keys = storage.upload_folder(folder, prefix, on_progress=progress)
+            pushed = mirror_folder(storage, folder, prefix, on_progress=progress)
         except StorageError as exc:
             raise JobError(exc.message) from None
-        job.update(message=f"Pushed {plural(len(keys), 'file')} to {storage.bucket}/{prefix}.")
-        return {"bucket": storage.bucket, "prefix": prefix, "files": len(keys), "export": name}
+        notes = [f"{plural(len(pushed['removed']), 'file')} of an earlier push removed"] if pushed["removed"] else []
+        notes += [f"{plural(pushed['others'], 'other file')} there left as they were"] if pushed["others"] else []
+        job.update(message=f"Pushed {plural(len(pushed['keys']), 'file')} to {storage.bucket}/{prefix}"
+                           + (f" ({'; '.join(notes)})." if notes else "."))
+        return {"bucket": storage.bucket, "prefix": prefix, "files": len(pushed["keys"]), "export": name,
+                "removed": pushed["removed"], "others": pushed["others"]}
 
     return jsonify(context.executor().submit(PUSH_KIND, dataset.id, work).public()), 202
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import logging
 import mimetypes
+import re
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -22,6 +24,10 @@ log = logging.getLogger(__name__)
 
 # Progress callbacks get {"files_done", "files_total", "bytes_done", "bytes_total", "key"}.
 ProgressCallback = Callable[[dict], None]
+
+
+WRONG_REGION = {"AuthorizationHeaderMalformed", "PermanentRedirect", "IllegalLocationConstraintException",
+                "InvalidRegionName"}
 
 
 class StorageError(Exception):
@@ -170,20 +176,42 @@ class Storage:
                                     "read and write permission on it.", code="access_denied")
             if code == "InvalidBucketName":
                 return StorageError(f"{self.bucket!r} is not a valid bucket name.", code="no_such_bucket")
+            if code in WRONG_REGION or status == 301:
+                return self._wrong_region(exc.response)
             log.warning("storage error %s (HTTP %s) while %s", code, status, action)
             return StorageError(f"The storage answered {code or status} while {action}: try again or check "
                                 "the bucket settings.")
+        if type(exc).__name__ == "ParamValidationError" and "Invalid bucket name" in str(exc):
+            return StorageError(f"{self.bucket!r} is not a valid bucket name: 3 to 63 lowercase letters, digits, "
+                                "'-' and '.'.", code="no_such_bucket")
         log.warning("storage failure while %s: %s", action, self._scrub(f"{type(exc).__name__}: {exc}"))
         return StorageError(f"Object storage failed while {action} ({type(exc).__name__}).")
 
+    def _wrong_region(self, response: dict) -> StorageError:
+        """The store answers for another region than the client signs for (MinIO, AWS without auto-redirect)."""
+        error = response.get("Error", {}) if isinstance(response, dict) else {}
+        headers = (response.get("ResponseMetadata", {}) if isinstance(response, dict) else {}).get("HTTPHeaders", {})
+        region = str(error.get("Region") or headers.get("x-amz-bucket-region") or "")
+        if not region:  # MinIO: "the region 'eu-west-1' is wrong; expecting 'us-east-1'"
+            found = re.search(r"expecting '([\w-]+)'", str(error.get("Message", "")))
+            region = found[1] if found else ""
+        current = getattr(getattr(self.client, "meta", None), "region_name", None) or "auto"
+        answer = f" (it answers for {region!r})" if region else ""
+        return StorageError(f"The bucket {self.bucket!r} is in another region than S3_REGION={current!r}{answer}: "
+                            "set S3_REGION to the bucket's region ('auto' for R2).", code="wrong_region")
+
     @contextmanager
     def _mapped(self, action: str) -> Iterator[None]:
+        from boto3.exceptions import S3UploadFailedError
         from botocore.exceptions import BotoCoreError, ClientError
 
         try:
             yield
         except (BotoCoreError, ClientError) as exc:
             raise self._error(exc, action) from None
+        except S3UploadFailedError as exc:  # boto3 wraps the store's refusal of an upload (its text names local paths)
+            cause = exc.__context__ if isinstance(exc.__context__, (BotoCoreError, ClientError)) else exc
+            raise self._error(cause, action) from None
 
     # ---- reading ------------------------------------------------------------------------------
 
@@ -204,16 +232,29 @@ class Storage:
                         found.append(StoredObject(item["Key"], int(item.get("Size", 0))))
         return found
 
+    def stat(self, key: str) -> StoredObject | None:
+        """The object at exactly `key` (a file named where a prefix was expected); None when there is none."""
+        try:
+            with self._mapped(f"looking for {key}"):
+                head = self.client.head_object(Bucket=self.bucket, Key=key)
+        except StorageError as exc:
+            if exc.code == "not_found":
+                return None
+            raise
+        return StoredObject(key, int(head.get("ContentLength", 0)))
+
     def download_prefix(self, prefix: str, dest: Path, on_progress: ProgressCallback | None = None,
                         max_bytes: int | None = None, suffixes: set[str] | None = None,
                         select: Callable[[list[StoredObject]], list[StoredObject]] | None = None) -> list[Path]:
         """Copy every object under `prefix` into `dest`, keeping sub-folders; returns the local files.
 
-        Keys that would land outside `dest` are skipped. `max_bytes` bounds the total download. `select` picks the
-        objects to copy from the listing (sorted by key).
+        Keys that would land outside `dest` are skipped, and so are hidden files (`.DS_Store`, the studio's own
+        record of a push). `max_bytes` bounds the total download. `select` picks the objects to copy from the
+        listing (sorted by key). `on_progress` hears of the bytes of a large file as they arrive too, and an
+        exception it raises (a stop) ends the download at once.
         """
         prefix = normalize_prefix(prefix)
-        objects = self.list_objects(prefix)
+        objects = [o for o in self.list_objects(prefix) if not o.key.rsplit("/", 1)[-1].startswith(".")]
         if suffixes is not None:
             objects = [o for o in objects if PurePosixPath(o.key).suffix.lower() in suffixes]
         if select is not None:
@@ -234,8 +275,10 @@ class Storage:
                 log.warning("skipping object with an unsafe name under %s/%s", self.bucket, prefix)
                 continue
             target.parent.mkdir(parents=True, exist_ok=True)
+            meter = _ByteMeter(on_progress, {"files_done": index, "files_total": len(objects), "bytes_total": total,
+                                             "key": obj.key}, done_bytes)
             with self._mapped(f"downloading {obj.key}"):
-                self.client.download_file(self.bucket, obj.key, str(target))
+                self.client.download_file(self.bucket, obj.key, str(target), Callback=meter)
             files.append(target)
             done_bytes += obj.size
             if on_progress:
@@ -243,11 +286,13 @@ class Storage:
                              "bytes_total": total, "key": obj.key})
         return files
 
-    def download_file(self, key: str, target: Path) -> Path:
+    def download_file(self, key: str, target: Path, on_bytes: Callable[[int], None] | None = None) -> Path:
+        """One object to `target`; `on_bytes(n)` hears of each block as it arrives (an exception it raises ends the
+        download)."""
         target = Path(target)
         target.parent.mkdir(parents=True, exist_ok=True)
         with self._mapped(f"downloading {key}"):
-            self.client.download_file(self.bucket, key, str(target))
+            self.client.download_file(self.bucket, key, str(target), Callback=on_bytes)
         return target
 
     def presigned_url(self, key: str, expires_s: int = 7 * 24 * 3600) -> str:
@@ -258,19 +303,23 @@ class Storage:
 
     # ---- writing ------------------------------------------------------------------------------
 
-    def upload_file(self, path: Path, key: str) -> str:
+    def upload_file(self, path: Path, key: str, on_bytes: Callable[[int], None] | None = None) -> str:
         content_type = mimetypes.guess_type(str(path))[0] or "application/octet-stream"
         with self._mapped(f"uploading {key}"):
-            self.client.upload_file(str(path), self.bucket, key, ExtraArgs={"ContentType": content_type})
+            self.client.upload_file(str(path), self.bucket, key, ExtraArgs={"ContentType": content_type},
+                                    Callback=on_bytes)
         return key
 
     def upload_files(self, files: list[tuple[Path, str]], on_progress: ProgressCallback | None = None) -> list[str]:
-        """Upload (local path, key) pairs in order; returns the keys."""
+        """Upload (local path, key) pairs in order; returns the keys. `on_progress` hears of a large file's bytes as
+        they go too, and an exception it raises (a stop) ends the upload at once."""
         total = sum(Path(p).stat().st_size for p, _ in files)
         done = 0
         keys = []
         for index, (path, key) in enumerate(files):
-            self.upload_file(Path(path), key)
+            meter = _ByteMeter(on_progress, {"files_done": index, "files_total": len(files), "bytes_total": total,
+                                             "key": key}, done)
+            self.upload_file(Path(path), key, on_bytes=meter)
             keys.append(key)
             done += Path(path).stat().st_size
             if on_progress:
@@ -287,6 +336,23 @@ class Storage:
             if path.is_file() and not path.is_symlink() and not any(p.startswith(".") for p in relative.parts):
                 pairs.append((path, join_key(prefix, relative.as_posix())))
         return self.upload_files(pairs, on_progress)
+
+
+class _ByteMeter:
+    """boto3's transfer callback (called from its threads with each block's size): the progress of the transfer
+    as a whole, `done` bytes before this file plus this file's bytes so far."""
+
+    def __init__(self, on_progress: ProgressCallback | None, values: dict, done: int):
+        self.on_progress, self.values, self.done = on_progress, values, done
+        self.lock = threading.Lock()
+
+    def __call__(self, amount: int) -> None:
+        if self.on_progress is None:
+            return
+        with self.lock:
+            self.done += amount
+            done = self.done
+        self.on_progress({**self.values, "bytes_done": min(done, self.values["bytes_total"])})
 
 
 def storage_configured(settings: Settings) -> bool:

@@ -80,8 +80,8 @@ def test_import_prefix_into_dataset_then_push_export(moto, make_settings):
     state = wait_job(client, f"/api/datasets/{dataset['id']}/push-s3/{pushed.get_json()['id']}")
     assert state["status"] == "completed", state
     keys = moto.keys("ds-bucket", "exports/anna-v1/")
-    assert sorted(keys) == ["exports/anna-v1/a.png", "exports/anna-v1/a.txt", "exports/anna-v1/b.png",
-                            "exports/anna-v1/b.txt", "exports/anna-v1/dataset.json"]
+    assert sorted(keys) == ["exports/anna-v1/.studio-push.json", "exports/anna-v1/a.png", "exports/anna-v1/a.txt",
+                            "exports/anna-v1/b.png", "exports/anna-v1/b.txt", "exports/anna-v1/dataset.json"]
     caption = moto.client().get_object(Bucket="ds-bucket", Key="exports/anna-v1/a.txt")["Body"].read()
     assert caption.decode().startswith("annaxyz")
 
