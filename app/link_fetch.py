@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import unquote, urljoin, urlsplit
+from urllib.parse import parse_qsl, unquote, urlencode, urljoin, urlsplit, urlunsplit
 
 from app.store import clean_filename
 from studio.jobs import JobError
@@ -30,6 +30,21 @@ CONNECT_TIMEOUT_S = 15
 READ_TIMEOUT_S = 60  # between two blocks of the body
 STOP_WATCH_S = 1.0  # how often a download whose link went quiet looks for a stop
 REDIRECTS = {301, 302, 303, 307, 308}
+
+
+# query parameters that carry a credential: a link is shown and kept without them (its download uses them)
+SECRET_PARAMS = {"token", "api_key", "apikey", "access_token", "auth", "key", "sig", "signature", "x-amz-signature",
+                 "x-amz-credential", "x-amz-security-token", "x-goog-signature", "x-goog-credential"}
+
+
+def shown_link(url: str) -> str:
+    """`url` as it may be shown and recorded: without its credential parameters (a Civitai `?token=`, a signed
+    link's signature) or a user:password part."""
+    parts = urlsplit(url)
+    query = [(key, value) for key, value in parse_qsl(parts.query, keep_blank_values=True)
+             if key.lower() not in SECRET_PARAMS]
+    netloc = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=netloc, query=urlencode(query)))
 
 
 class BlockedAddress(ValueError):

@@ -121,6 +121,30 @@ def test_a_download_civitai_keeps_for_signed_in_accounts_needs_the_token(studio,
     assert "sekrit" not in json.dumps(client.get("/api/library/imports").get_json())  # the key is never shown
 
 
+def test_a_key_pasted_in_the_link_itself_is_used_and_never_recorded(studio, civitai):
+    client, space = studio()  # no CIVITAI_TOKEN: the link Civitai's site gives, with the key in it
+    job = _import(client, f"{civitai[0]}{SIGNED_IN_ONLY}?token=sekrit")
+    assert job["status"] == "completed", job
+    assert f"{SIGNED_IN_ONLY}?token=sekrit" in civitai[1].seen
+    assert job["config"]["url"] == f"{civitai[0]}{SIGNED_IN_ONLY}" and job["result"]["url"] == job["config"]["url"]
+    assert "sekrit" not in json.dumps(client.get("/api/library/imports").get_json())
+    assert "sekrit" not in json.dumps(client.get("/api/library").get_json())
+    sources = list((space.loras / ".sources").glob("*.json"))
+    assert sources and not any("sekrit" in path.read_text() for path in sources)
+
+
+@pytest.mark.parametrize("link, shown", [
+    ("https://civitai.com/api/download/models/1?type=Model&token=abc", "https://civitai.com/api/download/models/1?type=Model"),
+    ("https://b.example/x.zip?X-Amz-Signature=s&X-Amz-Credential=c&v=1", "https://b.example/x.zip?v=1"),
+    ("https://me:pw@host.example/a.safetensors", "https://host.example/a.safetensors"),
+    ("https://www.dropbox.com/s/abc/x.zip?dl=1", "https://www.dropbox.com/s/abc/x.zip?dl=1"),
+])
+def test_a_link_is_shown_without_its_credentials(link, shown):
+    from app.link_fetch import shown_link
+
+    assert shown_link(link) == shown
+
+
 def test_the_api_key_goes_to_civitai_only_and_an_odd_answer_is_said(civitai):
     found = lookup(f"{civitai[0]}/models/123?modelVersionId=555", api_base=civitai[0], token="sekrit",
                    allow_private=True)

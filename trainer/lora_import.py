@@ -183,11 +183,12 @@ def import_lora():
         except BaseException:
             incoming.unlink(missing_ok=True)
             raise
-        return add_to_library(job, space, incoming, fetched.name, {"url": given} if not found else {
-            "url": given, "civitai_url": found.page, "title": found.title, "trigger_words": found.trigger_words},
+        return add_to_library(job, space, incoming, fetched.name, {"url": shown} if not found else {
+            "url": shown, "civitai_url": found.page, "title": found.title, "trigger_words": found.trigger_words},
             found)
 
-    job = executor().submit(KIND, "", work, name=f"LoRA from {urlsplit(given).hostname}", config={"url": given})
+    shown = link_fetch.shown_link(given)  # a token in the link is used, never recorded nor shown
+    job = executor().submit(KIND, "", work, name=f"LoRA from {urlsplit(given).hostname}", config={"url": shown})
     return jsonify({"job": job.public()}), 202
 
 
