@@ -84,7 +84,7 @@ def create_express():
         raise ApiError(exc.message, 422, details=[{"field": exc.field, "message": exc.message}]) from None
     express_abandoned.close_abandoned()
     try:
-        dataset = context.store().create(name, trigger, rename_if_taken=True)  # a second run of a name
+        dataset = context.store().create(name, trigger)  # a second run of a name: "zxmug 2"
     except ValueError as exc:
         raise ApiError(str(exc), 422) from None
     settings = {"trigger_word": trigger, "kind": kind, "preserve": preserve,

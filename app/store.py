@@ -265,15 +265,13 @@ class DatasetStore:
         if name.casefold() in taken:
             raise NameTaken(name, free_name(name, taken))
 
-    def create(self, name: str, trigger_word: str = "", *, rename_if_taken: bool = False) -> Dataset:
-        """A new, empty dataset; a name another dataset has is NameTaken, or (`rename_if_taken`) made free
-        ("My cat 2")."""
+    def create(self, name: str, trigger_word: str = "") -> Dataset:
+        """A new, empty dataset; a name another dataset has is made free ("My cat 2"), as a second folder of one
+        name is in a file manager (the page asks before; a script's second run just gets the next name)."""
         name = validate_name(name)
         with dataset_lock(self.root):
             taken = self.names()
             if name.casefold() in taken:
-                if not rename_if_taken:
-                    raise NameTaken(name, free_name(name, taken))
                 name = free_name(name, taken)
             base = slugify(name)
             dataset_id = base

@@ -233,6 +233,16 @@ def test_a_dataset_name_another_has_is_refused_with_a_free_one(studio, page, vie
     expect(page.locator("#rename-input")).to_have_value("my CAT 2")
     expect(error).to_be_empty()
     expect(page.locator("#ds-name")).to_have_text("Dog set")  # nothing was renamed
+    # a new dataset of that name is said before anything is made
+    page.goto(f"{studio.datasets}/")
+    page.click("#new-dataset")
+    page.fill("#create-name", " dog   SET ")
+    page.click("#create-submit")
+    error = page.locator("#create-error")
+    expect(error).to_contain_text("A dataset named 'dog SET' exists already")
+    error.locator("button", has_text="Use dog SET 2").click()
+    expect(page.locator("#create-name")).to_have_value("dog SET 2")
+    assert page.url.rstrip("/") == studio.datasets  # still here: nothing was made
 
 
 @pytest.mark.parametrize("viewport", VIEWPORTS)

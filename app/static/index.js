@@ -105,8 +105,23 @@
     $("create-name").focus();
   }
 
+  // A name another dataset has, said before anything is made, with a free one like it (as the server makes one
+  // for a script: "My cat 2"); null when the name is free.
+  function nameTaken(wanted) {
+    const name = wanted.trim().split(/\s+/).join(" ");
+    const taken = new Set(datasets.map((d) => d.name.toLowerCase()));
+    if (!name || !taken.has(name.toLowerCase())) return null;
+    let n = 2;
+    while (taken.has(`${name.slice(0, 79 - String(n).length).trimEnd()} ${n}`.toLowerCase())) n++;
+    const free = `${name.slice(0, 79 - String(n).length).trimEnd()} ${n}`;
+    return { message: `A dataset named '${name}' exists already: choose another name, such as '${free}'.`,
+      data: { details: [{ field: "name", free }] } };
+  }
+
   $("create-form").addEventListener("submit", async (ev) => {
     ev.preventDefault();
+    const taken = nameTaken($("create-name").value);
+    if (taken) { studio.showError($("create-error"), taken, $("create-name")); return; }
     $("create-submit").disabled = true;
     try {
       const d = await api("/api/datasets", { method: "POST", json: {
