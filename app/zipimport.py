@@ -22,6 +22,7 @@ from studio.job_reporter import JobReporter
 from studio.jobs import JobError
 
 CAPTION_MAX_BYTES = 64 * 1024
+LONE_CAPTION = "caption file with no image of its name in the archive: put it beside its image"
 RATIO_FLOOR_BYTES = 1 << 20  # tiny entries (a caption of repeated words) may compress very well
 # a drive-like prefix: any letter and a colon ("C:", and "º:" too: no image name needs one)
 _DRIVE = re.compile(r"^[^\W\d_]:")
@@ -81,6 +82,7 @@ def extract_zip(archive: Path, staging: Path, job: JobReporter, max_total_bytes:
     spread over all of them (the size limit counts only those)."""
     out = Extracted()
     listed: dict[tuple[str, str], str] = {}
+    loose: dict[tuple[str, str], str] = {}  # caption_key -> the .txt's name in the archive
     try:
         zf = zipfile.ZipFile(archive)
     except (zipfile.BadZipFile, OSError, ValueError):
@@ -137,6 +139,7 @@ def extract_zip(archive: Path, staging: Path, job: JobReporter, max_total_bytes:
                 text = target.read_bytes().decode("utf-8-sig", "replace").strip()
                 target.unlink()
                 out.captions[caption_key(name)] = text
+                loose[caption_key(name)] = name
             elif ext == ".parquet":
                 out.tables.append((name, target))
             elif is_video_name(name):
@@ -146,6 +149,12 @@ def extract_zip(archive: Path, staging: Path, job: JobReporter, max_total_bytes:
             job.update(done=index + 1, current=name)
     for key, text in listed.items():  # a .txt beside the image wins
         out.captions.setdefault(key, text)
+    # a caption file whose image is not in the archive is said, not dropped without a word (an image left out by
+    # the limit, or skipped with its own reason, still counts as there)
+    pictures = {caption_key(info.filename.replace("\\", "/")) for info in infos
+                if imaging.is_image_name(info.filename) or is_video_name(info.filename)}
+    out.skipped.extend({"name": f"{label}/{name}", "reason": LONE_CAPTION} for key, name in loose.items()
+                       if key not in pictures)
     return out
 
 

@@ -12,6 +12,7 @@ import pytest
 from PIL import Image
 
 import app as datasets_app
+from app import zipimport
 from tests import test_datasets_support as support
 from tests.test_datasets_support import image_bytes, upload, zip_bytes
 
@@ -151,6 +152,20 @@ def test_non_images_zero_bytes_and_fake_images_are_listed(client, dataset_id, gu
     assert reasons["mixed.zip/fake.jpg"] == "not an image the studio can read"
     assert "empty (0 bytes)" in reasons["loose-empty.jpg"]
     assert not any("MACOSX" in name for name in reasons)
+
+
+def test_a_caption_file_without_its_image_in_the_zip_is_named(client, dataset_id, guarded):
+    archive = zip_bytes([
+        ("set/a.png", image_bytes(1)), ("set/a.txt", b"a cat"),
+        ("set/b.txt", b"its image was left out of the ZIP"), ("set/clip.mp4", b"not read here"),
+        ("set/clip.txt", b"a video's caption"), ("README.txt", b"made by me"),
+    ])
+    job = upload(client, dataset_id, [("set.zip", archive)])
+    assert job["status"] == "completed" and job["result"]["imported"] == ["a.png"], job
+    reasons = {s["name"]: s["reason"] for s in job["result"]["skipped"]}
+    assert reasons["set.zip/set/b.txt"] == zipimport.LONE_CAPTION
+    assert reasons["set.zip/README.txt"] == zipimport.LONE_CAPTION
+    assert "set.zip/set/a.txt" not in reasons and "set.zip/set/clip.txt" not in reasons
 
 
 def test_decompression_bomb_image_is_refused(make_settings):
