@@ -30,6 +30,7 @@ from pathlib import Path
 
 from studio.atomic import atomic_write_json, read_json
 from studio.comfyui_models import comfyui_specs
+from studio.disk import free_bytes, is_disk_full
 from studio.fetch_progress import ProgressMeter, StatusFile
 from studio.hub_files import (
     FetchError,
@@ -221,6 +222,18 @@ def _check_disk_space(target_dir: Path, remotes: list[RemoteFile], manifest: Man
                          "training. Enlarge the volume, or give ComfyUI model files of your own.", permanent=True)
 
 
+def disk_full_error(spec: ModelSpec, folder: Path) -> FetchError:
+    """The disk filled up mid-download (something else wrote to it meanwhile): not a network problem, and retrying
+    at once cannot help. The partial file stays, so the next start continues it."""
+    from studio.model_status import format_bytes
+
+    free = free_bytes(folder)
+    room = f"{format_bytes(free)} free" if free is not None else "no space left"
+    return FetchError(f"The disk filled up while downloading {spec.name} ({folder} has {room}): free space or "
+                      "enlarge the volume, then start the download again; it continues where it stopped.",
+                      permanent=True)
+
+
 def _download(spec: ModelSpec, commit: str, remote: RemoteFile, target_dir: Path, settings: Settings,
               meter: ProgressMeter) -> None:
     try:
@@ -228,7 +241,10 @@ def _download(spec: ModelSpec, commit: str, remote: RemoteFile, target_dir: Path
     except FetchError:
         raise
     except Exception as exc:
-        error = hub_error(exc, spec.repo, spec.revision, f"models.txt line {spec.line}")
+        if is_disk_full(exc):
+            raise disk_full_error(spec, target_dir) from exc
+        error = hub_error(exc, spec.repo, spec.revision, f"models.txt line {spec.line}",
+                          token_set=bool(settings.hf_token))
         if error.permanent:
             raise error from exc
         raise
@@ -287,7 +303,13 @@ def run(settings: Settings, models_file: Path | None = None, refresh: bool = Fal
     temporary_failure = False
     for spec in specs:
         try:
-            fetch_model(spec, settings, status, refresh=refresh, policy=policy, progress_interval=progress_interval)
+            try:
+                fetch_model(spec, settings, status, refresh=refresh, policy=policy,
+                            progress_interval=progress_interval)
+            except OSError as exc:  # the manifest or a moved file hit a full disk: said as such, not a crash
+                if not is_disk_full(exc):
+                    raise
+                raise disk_full_error(spec, workspace.models) from exc
         except FetchError as exc:
             log.error("%s", exc)
             status.update(spec.key, force=True, state="error", error=str(exc), retrying=not exc.permanent,

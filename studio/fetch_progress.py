@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import threading
@@ -23,6 +24,7 @@ class StatusFile:
         self.interval = interval
         self.lock = threading.Lock()
         self.last_write = 0.0
+        self.write_failed = False  # the last write failed (logged once, not on every update)
         self.models = {
             spec.key: {
                 "key": spec.key, "name": spec.name, "repo": spec.repo, "revision": spec.revision,
@@ -60,13 +62,37 @@ class StatusFile:
             self._write()
 
     def _write(self) -> None:
-        atomic_write_json(self.path, {
+        """Never raises: a status file that cannot be written must not stop the downloads (or the progress meter's
+        thread). On a full disk the file is rewritten in place, which needs no new blocks, so the page can still
+        say why the download stopped."""
+        state = {
             "state": self.overall(),
             "demo": self.demo,
             "pid": os.getpid(),
             "updated_at": time.time(),
             "models": list(self.models.values()),
-        })
+        }
+        try:
+            atomic_write_json(self.path, state)
+        except OSError as exc:
+            if self._write_in_place(state):
+                self.write_failed = False
+                return
+            if not self.write_failed:
+                log.warning("could not write the download status %s: %s", self.path, exc)
+            self.write_failed = True
+        else:
+            self.write_failed = False
+
+    def _write_in_place(self, state: dict) -> bool:
+        data = (json.dumps(state, indent=2, sort_keys=True, default=str) + "\n").encode("utf-8")
+        try:
+            with open(self.path, "r+b") as handle:
+                handle.write(data)
+                handle.truncate()
+        except OSError:
+            return False
+        return True
 
 
 def counting_bar(on_bytes):

@@ -42,8 +42,9 @@ class RemoteFile:
     blob_id: str | None
 
 
-def hub_error(exc: Exception, repo: str, revision: str, where: str = "") -> FetchError:
-    """One sentence for a failed hub request about `repo`; `where` (e.g. "models.txt line 3") ends it."""
+def hub_error(exc: Exception, repo: str, revision: str, where: str = "", token_set: bool = False) -> FetchError:
+    """One sentence for a failed hub request about `repo`; `where` (e.g. "models.txt line 3") ends it.
+    `token_set`: HF_TOKEN was sent, so "set HF_TOKEN" would send the user looking for the wrong fix."""
     import httpx2
     from huggingface_hub.errors import (
         GatedRepoError,
@@ -55,14 +56,23 @@ def hub_error(exc: Exception, repo: str, revision: str, where: str = "") -> Fetc
 
     at = f" ({where})" if where else ""
     if isinstance(exc, GatedRepoError):
+        if token_set:
+            return FetchError(f"{repo} is gated and the account of HF_TOKEN has no access yet: accept its terms on "
+                              f"the hub while logged in as that account{at}.", True)
         return FetchError(f"{repo} is gated: accept its terms on the hub and set HF_TOKEN{at}.", True)
     if isinstance(exc, RepositoryNotFoundError):
+        if token_set:
+            return FetchError(f"{repo} was not found on the hub, or it is private and the account of HF_TOKEN "
+                              f"cannot read it: check the repo name and the token's access{at}.", True)
         return FetchError(f"{repo} was not found on the hub, or it is private and HF_TOKEN is missing{at}.", True)
     if isinstance(exc, RevisionNotFoundError):
         return FetchError(f"{repo} has no revision {revision!r}{at}.", True)
     if isinstance(exc, RemoteEntryNotFoundError):
         return FetchError(f"A file listed for {repo} is not in the repo{at}.", True)
     if isinstance(exc, HfHubHTTPError) and exc.response is not None and exc.response.status_code in (401, 403):
+        if token_set and exc.response.status_code == 401:
+            return FetchError(f"The hub refused HF_TOKEN while asking for {repo}: the token is invalid or expired. "
+                              f"Set a valid one, or unset it (public models need none){at}.", True)
         return FetchError(f"The hub refused access to {repo}: check HF_TOKEN{at}.", True)
     if isinstance(exc, (httpx2.TransportError, OSError)):
         return FetchError(f"The hub could not be reached for {repo} ({type(exc).__name__}): check the network, "
@@ -78,7 +88,8 @@ def resolve_files(spec: ModelSpec, settings: Settings) -> tuple[str, list[Remote
     try:
         info = api.model_info(spec.repo, revision=spec.revision, files_metadata=True)
     except Exception as exc:  # every hub failure becomes one sentence with its models.txt line
-        raise hub_error(exc, spec.repo, spec.revision, f"models.txt line {spec.line}") from exc
+        raise hub_error(exc, spec.repo, spec.revision, f"models.txt line {spec.line}",
+                        token_set=bool(settings.hf_token)) from exc
     siblings = {s.rfilename: s for s in info.siblings or []}
     chosen: dict[str, RemoteFile] = {}
     for pattern in spec.patterns:

@@ -19,6 +19,7 @@ _REVISION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_./-]*$")
 _PATTERN = re.compile(r"^[A-Za-z0-9_.*?\[\]/+=@-]+$")
 _TARGET_PART = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
 _GLOB_CHARS = set("*?[")
+_HUB_LINK = re.compile(r"^https?://(?:www\.)?(?:huggingface\.co|hf\.co)/([A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*)")
 
 # The folders the studio loads models from, keyed by what they are (studio.registry names them).
 KNOWN_TARGETS = {
@@ -91,13 +92,18 @@ def parse_models_txt(text: str, source: str = "models.txt") -> list[ModelSpec]:
             continue
         where = f"{source} line {number}"
         fields = line.split()
+        if len(fields) > 4:  # "a.gguf, b.gguf" is one file list: spaces around its commas are not more columns
+            joined = re.sub(r"\s*,\s*", ",", line).split()
+            fields = joined if len(joined) == 4 else fields
         if len(fields) != 4:
             raise ModelsFileError(
                 f"{where}: expected 4 columns (hub repo, revision, files, target folder) but found {len(fields)}."
             )
         repo, revision, files, target = fields
         if not _REPO.match(repo) or ".." in repo:
-            raise ModelsFileError(f"{where}: {repo!r} is not a hub repo name like 'owner/name'.")
+            link = _HUB_LINK.match(repo)
+            hint = f" (for this link, write {link.group(1)!r})" if link else ""
+            raise ModelsFileError(f"{where}: {repo!r} is not a hub repo name like 'owner/name'{hint}.")
         if not _REVISION.match(revision) or ".." in revision:
             raise ModelsFileError(f"{where}: {revision!r} is not a valid revision (branch, tag or commit hash).")
         patterns = tuple(part.strip() for part in files.split(","))
@@ -119,7 +125,7 @@ def parse_models_txt(text: str, source: str = "models.txt") -> list[ModelSpec]:
 def load_models_txt(path: Path | None = None) -> list[ModelSpec]:
     path = Path(path or DEFAULT_MODELS_TXT)
     try:
-        text = path.read_text("utf-8")
+        text = path.read_text("utf-8-sig")  # a byte-order mark (Windows editors) is not part of the first repo
     except OSError as exc:
         raise ModelsFileError(f"{path} cannot be read ({exc.strerror or exc}).") from None
     except UnicodeDecodeError:
