@@ -158,6 +158,9 @@ def create_base_app(import_name: str, service: str, title: str, settings: Settin
     app.extensions[LIMITER_EXTENSION] = LoginLimiter(workspace.state / "login-failures.db")
     app.register_blueprint(create_auth_blueprint())
     app.add_url_rule("/favicon.ico", "favicon", favicon)  # public, see studio.auth.PUBLIC_ENDPOINTS
+    from studio.model_banners import register as register_model_banners
+
+    register_model_banners(app)  # the download banner, asked again by pages opened while the models download
     # In this order: who is asking, whether the change comes from the studio's own pages, then the body.
     app.before_request(require_login)
     app.before_request(guard_origin)
