@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 
-from flask import Flask, jsonify
+from flask import Flask, jsonify, request
+from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 
 from caption_service.model_manager import ModelManager
 from caption_service.views import bp as captions_bp
@@ -13,6 +14,7 @@ from studio.web import create_base_app, error_response
 
 log = logging.getLogger(__name__)
 
+ROUTES = "GET /health, POST /caption, POST /unload, POST /load"
 MAX_BODY_MB = 64  # a 45 MB photo in base64; anything bigger is not a caption request
 
 
@@ -28,6 +30,16 @@ def create_app(settings: Settings | None = None) -> Flask:
     def too_large(exc):
         limit = app.config["MAX_CONTENT_LENGTH"]
         return error_response(f"The request is larger than {limit / 1048576:g} MB: send a smaller image.", 413)
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException):
+        # An API service: curl and scripts send "Accept: */*", and must get JSON, not an HTML error page.
+        if isinstance(exc, MethodNotAllowed) and exc.valid_methods:
+            allowed = " or ".join(m for m in exc.valid_methods if m not in ("HEAD", "OPTIONS"))
+            return error_response(f"{request.method} is not allowed on {request.path}: use {allowed}.", 405)
+        if isinstance(exc, NotFound):
+            return error_response(f"{request.path} is not a route of the caption service: {ROUTES}.", 404)
+        return error_response(exc.description or exc.name, exc.code or 500)
 
     @app.get("/health")
     def health():

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from caption_service.images import prepare
 from caption_service.llm import MAX_NEW_TOKENS
 from caption_service.model_manager import CaptionTimeout, ModelManager
-from caption_service.prompts import clean_caption, instruction_for
+from caption_service.prompts import PromptError, clean_caption, instruction_for
 
 # Greedy decoding with a light repeat penalty: the same image gives the same caption, and the model
 # does not loop. The benchmark's direct calls use the same values.
@@ -58,9 +58,17 @@ def caption(manager: ModelManager, request: CaptionRequest) -> dict:
     deadline = started + settings.caption_timeout_s
     style, instruction = instruction_for(request.style, request.prompt)
     max_tokens = request.max_tokens or style.max_tokens
-    data_uri = prepare(request.image, settings.max_image_pixels, settings.caption_max_pixels)
-    text, finish, tokens = manager.run(lambda llm, until: generate(llm, data_uri, instruction, max_tokens, until),
-                                       deadline)
+    manager.check_queue()
+    data_uri = manager.decode(lambda: prepare(request.image, settings.max_image_pixels, settings.caption_max_pixels),
+                              deadline)
+    try:
+        text, finish, tokens = manager.run(lambda llm, until: generate(llm, data_uri, instruction, max_tokens, until),
+                                           deadline)
+    except ValueError as exc:  # llama.cpp's own check, before any token is generated
+        if "n_ctx" not in str(exc) and "context window" not in str(exc):
+            raise
+        raise PromptError("The prompt is too long for the model's context: shorten it (or the style's "
+                          "instructions) and try again.") from None
     cleaned = clean_caption(text, style, truncated=finish == "length", trigger_word=request.trigger_word)
     return {"caption": cleaned, "seconds": round(time.monotonic() - started, 3), "tokens": tokens,
             "style": style.name, "finish_reason": finish}

@@ -17,6 +17,11 @@ bp = Blueprint("captions", __name__)
 
 URL_PREFIXES = ("http://", "https://", "ftp://", "ftps://", "file:", "//")
 URL_REFUSED = "Send image bytes (base64 or a multipart file); the service never fetches URLs."
+# The dataset manager's own limits (its auto-caption prompt and a dataset's trigger word): longer text is a mistake,
+# and a prompt past the model's context would fail inside llama.cpp.
+MAX_PROMPT_CHARS = 2000
+MAX_TRIGGER_CHARS = 60
+MAX_STYLE_CHARS = 40
 
 
 def models() -> ModelManager:
@@ -40,12 +45,14 @@ def _image_from_text(value) -> bytes:
         raise ApiError("The image field is not valid base64.", 422) from None
 
 
-def _text_field(fields, name: str) -> str | None:
+def _text_field(fields, name: str, max_chars: int) -> str | None:
     value = fields.get(name)
     if value is None:
         return None
     if not isinstance(value, str):
         raise ApiError(f"{name} must be a string.", 422)
+    if len(value) > max_chars:
+        raise ApiError(f"{name} is {len(value):,} characters long; the limit is {max_chars:,}.", 422)
     return value
 
 
@@ -70,9 +77,9 @@ def _parse_request() -> CaptionRequest:
         max_tokens = check_max_tokens(fields.get("max_tokens"))
     except ValueError as exc:
         raise ApiError(str(exc), 422) from None
-    return CaptionRequest(image=data, style=_text_field(fields, "style") or "detailed",
-                          prompt=_text_field(fields, "prompt"), trigger_word=_text_field(fields, "trigger_word"),
-                          max_tokens=max_tokens)
+    return CaptionRequest(image=data, style=_text_field(fields, "style", MAX_STYLE_CHARS) or "detailed",
+                          prompt=_text_field(fields, "prompt", MAX_PROMPT_CHARS),
+                          trigger_word=_text_field(fields, "trigger_word", MAX_TRIGGER_CHARS), max_tokens=max_tokens)
 
 
 @bp.post("/caption")
