@@ -148,7 +148,11 @@ def parse_input(data, settings: Settings):
     output_prefix = data.get("output_prefix", settings.s3_output_prefix or DEFAULT_OUTPUT_PREFIX)
     if not isinstance(output_prefix, str):
         raise InputError("`output_prefix` must be a string.", [{"field": "output_prefix", "message": "Not a string."}])
-    return recipe, config, sources, start, normalize_prefix(output_prefix)
+    try:
+        output_prefix = normalize_prefix(output_prefix)
+    except StorageError as exc:
+        raise InputError(exc.message, [{"field": "output_prefix", "message": "Not a valid prefix."}]) from None
+    return recipe, config, sources, start, output_prefix
 
 
 def _fetch_dataset(spec: dict, settings: Settings, raw_dir: Path, dataset_dir: Path, name: str, label: str,
