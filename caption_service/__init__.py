@@ -21,6 +21,7 @@ MAX_BODY_MB = 64  # a 45 MB photo in base64; anything bigger is not a caption re
 def create_app(settings: Settings | None = None) -> Flask:
     app = create_base_app(__name__, service="caption", title="Caption service", settings=settings)
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_MB * 1024 * 1024
+    app.config["STUDIO_API_ONLY"] = True  # studio.auth: a request without a password gets a JSON 401
     app.config["STUDIO_JSON_MAX_BYTES"] = MAX_BODY_MB * 1024 * 1024  # base64 images travel in JSON
     manager = ModelManager(app.config["STUDIO_SETTINGS"])
     app.extensions["caption_models"] = manager

@@ -52,8 +52,11 @@ def _wants_json() -> bool:
         return True
     if request.method not in {"GET", "HEAD"}:
         return True
-    best = request.accept_mimetypes.best_match(["text/html", "application/json"])
-    return best == "application/json"
+    # an API service (the caption service) answers JSON unless a browser asks for a page by name: curl's and
+    # scripts' "Accept: */*" gets a 401 it can read, not a redirect to a login form
+    order = ["application/json", "text/html"] if current_app.config.get("STUDIO_API_ONLY") else \
+        ["text/html", "application/json"]
+    return request.accept_mimetypes.best_match(order) == "application/json"
 
 
 def _bearer() -> str | None:

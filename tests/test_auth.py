@@ -51,6 +51,17 @@ def test_every_route_needs_the_password(locked_app):
                 assert page.status_code == 302 and "/login" in page.headers["Location"], f"{url} not redirected"
 
 
+def test_curl_gets_a_json_401_from_the_caption_service_and_a_browser_the_login(make_settings):
+    client = caption_service.create_app(make_settings(STUDIO_PASSWORD="s3cret")).test_client()
+    curl = client.get("/unload", headers={"Accept": "*/*"})
+    assert curl.status_code == 401 and "Bearer" in curl.get_json()["error"]
+    browser = client.get("/unload", headers={"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"})
+    assert browser.status_code == 302 and "/login" in browser.headers["Location"]
+    # the dataset manager's pages still send curl to the login form, as before
+    pages = datasets_pkg.create_app(make_settings(STUDIO_PASSWORD="s3cret")).test_client()
+    assert pages.get("/", headers={"Accept": "*/*"}).status_code == 302
+
+
 def test_health_is_public(locked_app):
     assert locked_app.test_client().get("/health").status_code == 200
 
