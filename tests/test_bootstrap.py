@@ -65,6 +65,7 @@ def test_supervisord_conf_runs_every_program_with_logs_restarts_and_graceful_sto
     for name in ("datasets", "caption", "trainer", "worker"):
         assert found[name].autorestart is RestartUnconditionally
     assert found["worker"].stopwaitsecs >= 120  # time to checkpoint the running job
+    assert found["caption"].environment == {"MALLOC_ARENA_MAX": "2"}  # decoded images' memory goes back
     fetch = found["fetch"]
     assert fetch.startsecs == 0 and fetch.exitcodes == [0]
     assert fetch.autorestart is RestartWhenExitUnexpected  # a one-shot: restarted only after a failure
