@@ -48,7 +48,7 @@ def parse_hub(spec, settings: Settings) -> dict | None:
 
 
 def publish_lora(spec: dict, settings: Settings, config, name: str, result: dict, job_dir: Path) -> dict:
-    """{"repo", "url", "commit", "private"} once published, or {"error": sentence}."""
+    """{"repo", "url", "commit", "private"[, "visibility"]} once published, or {"error": sentence}."""
     from trainer.hub_publish import publish
 
     job = SimpleNamespace(config=dataclasses.asdict(config), id=name, step=int(result["steps"]),
@@ -60,4 +60,6 @@ def publish_lora(spec: dict, settings: Settings, config, name: str, result: dict
     except Exception as exc:  # the LoRA is in the bucket: a refusal is reported, not raised
         log.warning("publishing %s to %s failed", name, spec["repo"], exc_info=True)
         return {"error": write_error(exc, spec["repo"])}
-    return {"repo": done["repo"], "url": done["url"], "commit": done["commit"], "private": spec["private"]}
+    # the repo's visibility as it is now: one that existed already may have kept its own (with a note why)
+    return {"repo": done["repo"], "url": done["url"], "commit": done["commit"], "private": done["private"],
+            **({"visibility": done["visibility"]} if done["visibility"] else {})}
