@@ -20,6 +20,7 @@ which); 75 after transient failures, so supervisord starts it again.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
 import shutil
@@ -152,7 +153,21 @@ def fetch_model(spec: ModelSpec, settings: Settings, status: StatusFile, refresh
         return
 
     status.update(spec.key, force=True, state="resolving")
-    commit, remotes = _with_retries(lambda: resolve_files(spec, settings), f"{spec.repo}: listing files", policy)
+    try:
+        commit, remotes = _with_retries(lambda: resolve_files(spec, settings), f"{spec.repo}: listing files", policy)
+    except FetchError as exc:
+        if not exc.token_refused:
+            raise
+        # a mistyped or expired HF_TOKEN must not stop a public model: asked again without it, the hub answers
+        # for a public repo (a private or gated one fails with the token named, as before)
+        anonymous = dataclasses.replace(settings, hf_token=None)
+        try:
+            commit, remotes = resolve_files(spec, anonymous)
+        except FetchError:
+            raise exc from None
+        log.warning("%s: the hub refused HF_TOKEN (invalid or expired); this public model downloads without it",
+                    spec.name)
+        settings = anonymous
     manifest.set_listing(commit, remotes)
     total = sum(remote.size or 0 for remote in remotes)
     status.update(spec.key, force=True, state="downloading", bytes_total=total, files_total=len(remotes),

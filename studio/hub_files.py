@@ -29,9 +29,10 @@ log = logging.getLogger("studio.fetch")
 class FetchError(Exception):
     """A model cannot be fetched; `permanent` says whether retrying could help."""
 
-    def __init__(self, message: str, permanent: bool = False):
+    def __init__(self, message: str, permanent: bool = False, token_refused: bool = False):
         super().__init__(message)
         self.permanent = permanent
+        self.token_refused = token_refused  # the hub refused HF_TOKEN itself (invalid or expired), not the repo
 
 
 @dataclass(frozen=True)
@@ -72,7 +73,7 @@ def hub_error(exc: Exception, repo: str, revision: str, where: str = "", token_s
     if isinstance(exc, HfHubHTTPError) and exc.response is not None and exc.response.status_code in (401, 403):
         if token_set and exc.response.status_code == 401:
             return FetchError(f"The hub refused HF_TOKEN while asking for {repo}: the token is invalid or expired. "
-                              f"Set a valid one, or unset it (public models need none){at}.", True)
+                              f"Set a valid one, or unset it (public models need none){at}.", True, token_refused=True)
         return FetchError(f"The hub refused access to {repo}: check HF_TOKEN{at}.", True)
     if isinstance(exc, (httpx2.TransportError, OSError)):
         return FetchError(f"The hub could not be reached for {repo} ({type(exc).__name__}): check the network, "

@@ -34,6 +34,7 @@ class FakeHub:
         self.private: set[str] = set()  # repos created private
         self.tokens: dict[str, str] = {}  # repo -> the token it opens to (401 without it), for reading private repos
         self.user = "me"  # whoami's answer for any token; None: every token is refused (401)
+        self.refused_tokens: set[str] = set()  # tokens the hub does not know (invalid, expired): 401 on any read
         self.commits: list[dict] = []  # {"repo", "summary", "files"} per commit received
         self.settings_changes: list[dict] = []  # {"repo", "visibility"} per settings change received
         self.cards: list[dict] = []  # model card front matter, as validated (parsed YAML)
@@ -89,6 +90,9 @@ class FakeHub:
         with self.lock:
             self.requests.append({"method": handler.command, "path": path, "range": handler.headers.get("Range"),
                                   "auth": handler.headers.get("Authorization")})
+        if handler.headers.get("Authorization") in {f"Bearer {token}" for token in self.refused_tokens}:
+            return self._send(handler, 401, b'{"error":"Invalid credentials in Authorization header"}',
+                              {"Content-Type": "application/json"}, head)
         if path == "/api/whoami-v2":
             plain = {"Content-Type": "application/json"}
             if self.user is None or not handler.headers.get("Authorization"):

@@ -168,3 +168,23 @@ def test_a_pasted_hub_link_gets_the_repo_name_to_write_instead():
     with pytest.raises(ModelsFileError) as caught:
         parse_models_txt("https://huggingface.co/Tongyi-MAI/Z-Image-Turbo/tree/main main a.json Z-Image-Turbo\n")
     assert "line 1" in str(caught.value) and "write 'Tongyi-MAI/Z-Image-Turbo'" in str(caught.value)
+
+
+def test_a_refused_token_does_not_stop_a_public_model(make_settings, hub, tmp_path):
+    """The hub answers 401 to any request carrying a token it does not know, public repos included: a mistyped
+    HF_TOKEN would otherwise leave the pod without its models."""
+    hub.add("org/public", {"a.bin": b"open to all"}, lfs=("a.bin",))
+    hub.add("org/private", {"b.bin": b"secret"}, lfs=("b.bin",))
+    hub.tokens["org/private"] = "hf_right"
+    hub.refused_tokens.add("hf_typo")
+    models = tmp_path / "m.txt"
+    models.write_text("org/public main a.bin public-one\norg/private main b.bin private-one\n")
+    settings = make_settings(HF_ENDPOINT=hub.url, HF_TOKEN="hf_typo")
+    assert fetch.run(settings, models, policy=FAST, progress_interval=0.05) == 0
+    public, private = _status(settings)["models"]
+    assert public["state"] == "ready", public
+    assert (Workspace(settings.root).models / "public-one" / "a.bin").read_bytes() == b"open to all"
+    # the private one needs a token the hub knows: the sentence names the token, not the repo
+    assert private["state"] == "error" and "the token is invalid or expired" in private["error"], private
+    downloads = [r for r in hub.requests if "/resolve/" in r["path"] and "org/public" in r["path"]]
+    assert downloads and all(r["auth"] is None for r in downloads)  # the refused token was not sent again
