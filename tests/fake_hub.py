@@ -1,5 +1,5 @@
 """A local server that speaks enough of the hub's protocol (HF_ENDPOINT) for huggingface-hub 2.4: model info,
-dataset trees, HEAD/GET /resolve with ranges, an optional CDN redirect, and faults to inject."""
+dataset and model trees, HEAD/GET /resolve with ranges, an optional CDN redirect, and faults to inject."""
 
 from __future__ import annotations
 
@@ -99,9 +99,10 @@ class FakeHub:
                 return self._send(handler, 401, b'{"error":"Invalid credentials"}', plain)
             body = json.dumps({"name": self.user, "type": "user", "orgs": [], "auth": {"type": "access_token"}})
             return self._send(handler, 200, body.encode(), plain, head)
-        tree = re.fullmatch(r"/api/datasets/([^/]+/[^/]+)/tree/([^/]+)(?:/(.*))?", path)
+        tree = re.fullmatch(r"/api/(datasets|models)/([^/]+/[^/]+)/tree/([^/]+)(?:/(.*))?", path)
         if tree:
-            return self._tree(handler, f"datasets/{tree.group(1)}", tree.group(2), (tree.group(3) or "").strip("/"),
+            repo = f"datasets/{tree.group(2)}" if tree.group(1) == "datasets" else tree.group(2)
+            return self._tree(handler, repo, tree.group(3), (tree.group(4) or "").strip("/"),
                               parse_qs(urlparse(handler.path).query).get("recursive", [""])[0].lower() == "true", head)
         info = re.fullmatch(r"/api/(models|datasets)/([^/]+/[^/]+)(?:/revision/(.+))?", path)
         if info:

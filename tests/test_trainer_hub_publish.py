@@ -74,6 +74,21 @@ def test_a_finished_lora_is_published_in_one_commit_with_a_model_card(published,
     assert again["status"] == "completed" and len(hub.commits) == 2, again
 
 
+def test_publishing_again_with_fewer_previews_removes_the_earlier_ones_only(published, hub):  # noqa: F811
+    client, job, job_dir = published()
+    hub.add("me/tiny-lora", {"README.md": b"# old", "images/1.png": b"old-1", "images/7.png": b"old-7",
+                             "images/how-it-learned.gif": b"old-gif", "older-lora.safetensors": b"kept",
+                             "notes/images/x.png": b"kept too"})
+    for index in (2, 3, 4):  # this time two previews
+        (job_dir / "samples" / "step_000006" / f"{index}.png").unlink()
+    state = _publish(client, job.id, {"repo": "tiny-lora"})
+    assert state["status"] == "completed", state
+    assert hub.commits[-1]["deleted"] == ["images/7.png", "images/how-it-learned.gif"]
+    assert sorted(hub.repos["me/tiny-lora"]) == ["README.md", "images/1.png", "images/2.png", "notes/images/x.png",
+                                                 "older-lora.safetensors", "proof_grid.png", "tiny-lora.safetensors"]
+    assert hub.repos["me/tiny-lora"]["images/1.png"] == b"png-0"
+
+
 def test_a_public_repo_in_a_named_namespace(published, hub):  # noqa: F811
     client, job, _ = published()
     state = _publish(client, job.id, {"repo": "studio-org/anna-v2", "private": False})

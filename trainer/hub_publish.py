@@ -106,7 +106,7 @@ def publish(conf: Settings, repo: str, private: bool, job, job_dir: Path, say=No
     `lora_path`) published in one commit; {"repo", "url", "commit", "files", "private", "visibility"}
     (the repo's visibility now, and a note when it is not the one asked for). `say(message, repo=None)` hears each
     stage. ApiError when there is no LoRA; the hub's own exceptions otherwise (`write_error` words them)."""
-    from huggingface_hub import CommitOperationAdd, HfApi
+    from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi
 
     say = say or (lambda message, repo=None: None)
     api = HfApi(endpoint=conf.hf_endpoint, token=conf.hf_token)
@@ -123,6 +123,12 @@ def publish(conf: Settings, repo: str, private: bool, job, job_dir: Path, say=No
     operations.append(CommitOperationAdd(path_in_repo="README.md",
                                          path_or_fileobj=card(job, lora, job_dir, previews,
                                                               any(name == LEARNED for name, _ in files)).encode()))
+    # a publish again with fewer previews: the earlier ones it does not replace go, or the repo's page would show
+    # an older LoRA's pictures beside this one (other files of the repo, an older LoRA file, stay)
+    names = {name for name, _ in files}
+    stale = [path for path in api.list_repo_files(repo, repo_type="model")
+             if (path.startswith("images/") or path == LEARNED) and path not in names]
+    operations += [CommitOperationDelete(path_in_repo=path) for path in stale]
     info = api.create_commit(repo, operations, commit_message=f"{job.config.get('name') or job.id}: "
                                                               f"{lora.name} ({job.step} steps)")
     base = (conf.hf_endpoint or "https://huggingface.co").rstrip("/")
