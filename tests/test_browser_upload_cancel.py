@@ -57,3 +57,57 @@ def test_cancel_cuts_the_upload_imports_nothing_and_leaves_nothing_on_the_pod(st
         assert asked is False  # nothing on its way any more: leaving is free
         assert problems == []
         browser.close()
+
+
+def test_a_file_sent_again_after_the_page_closed_mid_upload_goes_on_from_what_the_pod_kept(studio_root, tmp_path):
+    import os
+
+    from PIL import Image
+    from playwright.sync_api import expect, sync_playwright
+
+    from tests.browser_studio import ARGS, CHROMIUM, watch_page
+
+    big = tmp_path / "noise.png"
+    Image.frombytes("RGB", (1000, 1000), os.urandom(1000 * 1000 * 3)).save(big)  # ~3 MB: 3 chunks of 1 MB
+    env = {"STUDIO_ROOT": str(studio_root), "CAPTION_URL": "http://127.0.0.1:9", "UPLOAD_CHUNK_MB": "1"}
+    with ServerProcess("app", env, log_path=tmp_path / "server.log") as server, sync_playwright() as p:
+        dataset_id = requests.post(f"{server.url}/api/datasets", json={"name": "Resumed"}, timeout=10).json()["id"]
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        context = browser.new_context()
+        first = context.new_page()
+        passed = []
+
+        def two_pieces(route):  # the connection goes after two pieces (then the laptop's lid closes)
+            if len(passed) < 2:
+                passed.append(route.request.url)
+                route.continue_()
+            else:
+                route.abort()
+
+        first.route("**/uploads/*/chunks/*", two_pieces)
+        first.goto(f"{server.url}/d/{dataset_id}")
+        first.set_input_files("#file-input", str(big))
+        sid = None
+        for _ in range(200):
+            sid = first.evaluate("Object.keys(localStorage).filter((k) => k.startsWith('chunked-upload:'))"
+                                 ".map((k) => localStorage.getItem(k))[0] || null")
+            session = sid and requests.get(f"{server.url}/api/datasets/{dataset_id}/uploads/{sid}", timeout=10).json()
+            if session and len(session["received"]) == 2:
+                break
+            first.wait_for_timeout(100)
+        assert session["missing"] == [2], session
+        first.close(run_before_unload=False)
+
+        second = context.new_page()
+        problems = watch_page(second)
+        sent = []
+        second.on("request", lambda r: sent.append(r.url) if "/chunks/" in r.url and r.method == "PUT" else None)
+        second.goto(f"{server.url}/d/{dataset_id}")
+        second.set_input_files("#file-input", str(big))
+        expect(second.locator("#import-status")).to_contain_text("Imported 1 image", timeout=30_000)
+        assert sent == [f"{server.url}/api/datasets/{dataset_id}/uploads/{sid}/chunks/2"]  # only the piece missing
+        images = requests.get(f"{server.url}/api/datasets/{dataset_id}/images", timeout=10).json()["images"]
+        assert [i["name"] for i in images] == ["noise.png"]
+        assert second.evaluate("Object.keys(localStorage).filter((k) => k.startsWith('chunked-upload:')).length") == 0
+        assert problems == []
+        browser.close()

@@ -35,15 +35,48 @@
   // base: "/api/datasets/<id>" or "/api/library"; ui.set(fraction, text) shows progress. Resolves to the upload
   // session id. An AbortSignal `signal` cancels it: the request in flight is cut, the pieces the server holds are
   // deleted, and it rejects with an error whose `cancelled` is true.
+  // The same file sent again after the page was closed or reloaded mid-upload (same place, name, size and
+  // content at both ends) goes on from the pieces the pod kept (the server keeps an unfinished upload two days).
   async function uploadFile(base, file, ui, signal) {
-    const session = await api(`${base}/uploads`, { method: "POST", json: { filename: file.name, size: file.size } });
+    const key = `chunked-upload:${base}:${file.name}:${file.size}:${await fingerprint(file)}`;
+    const session = await unfinished(base, key, file) ||
+      await api(`${base}/uploads`, { method: "POST", json: { filename: file.name, size: file.size } });
+    remember(key, session.id);
     const url = `${base}/uploads/${session.id}`;
     try {
-      return await sendChunks(url, session, file, ui, signal);
+      const sid = await sendChunks(url, session, file, ui, signal);
+      remember(key, null);
+      return sid;
     } catch (e) {
-      if (e.cancelled) await discard(url);
+      if (e.cancelled) { remember(key, null); await discard(url); }
       throw e;
     }
+  }
+
+  // SHA-256 of the file's first and last 256 KB (where the page is not a secure context, its date instead)
+  const ENDS = 256 * 1024;
+  async function fingerprint(file) {
+    if (!(window.crypto && crypto.subtle)) return String(file.lastModified);
+    const ends = new Blob([file.slice(0, ENDS), file.slice(Math.max(ENDS, file.size - ENDS))]);
+    const digest = await crypto.subtle.digest("SHA-256", await ends.arrayBuffer());
+    return [...new Uint8Array(digest)].slice(0, 12).map((b) => b.toString(16).padStart(2, "0")).join("");
+  }
+
+  function remember(key, sid) {
+    try { if (sid) localStorage.setItem(key, sid); else localStorage.removeItem(key); } catch (e) { /* private mode */ }
+  }
+
+  // the session this file was going up in, when the pod still has it unfinished; null otherwise
+  async function unfinished(base, key, file) {
+    let sid = null;
+    try { sid = localStorage.getItem(key); } catch (e) { return null; }
+    if (!sid) return null;
+    try {
+      const session = await api(`${base}/uploads/${encodeURIComponent(sid)}`);
+      if (!session.complete && session.filename === file.name && session.size === file.size) return session;
+    } catch (e) { /* imported, cancelled or swept since: a new upload */ }
+    remember(key, null);
+    return null;
   }
 
   // the server forgets an upload session and its pieces (a cancelled upload, or one finished but not imported)
@@ -54,7 +87,10 @@
   async function sendChunks(url, session, file, ui, signal) {
     const size = session.chunk_size;
     let missing = session.missing;
-    let sent = 0;
+    // what the pod has already (an upload resumed after a reload): progress starts there, the speed counts what is sent
+    const kept = (session.received || []).reduce((n, i) => n + Math.min(size, file.size - i * size), 0);
+    let sent = kept;
+    if (kept) ui.set(kept / file.size, `resuming: ${formatBytes(kept)} already on the pod`);
     const started = performance.now();
     for (let round = 0; missing.length; round++) {
       for (const n of missing) {
@@ -63,7 +99,7 @@
           try {
             await putChunk(`${url}/chunks/${n}`, blob, (loaded) => {
               const done = sent + loaded;
-              const rate = done / ((performance.now() - started) / 1000);
+              const rate = (done - kept) / ((performance.now() - started) / 1000);
               ui.set(done / file.size, `${Math.round((100 * done) / file.size)}% · ${formatBytes(rate)}/s`);
             }, signal);
             sent += blob.size;
