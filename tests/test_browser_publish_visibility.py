@@ -7,7 +7,8 @@ from __future__ import annotations
 import trainer
 from studio.settings import load_settings
 from tests.browser_studio import browser_marks, open_page
-from tests.helpers import REPO, ServerProcess, free_port
+from tests.helpers import ServerProcess
+from tests.test_browser_trainer_publish import publish_env
 from tests.test_datasets_hub_import import hub  # noqa: F401 - the stand-in hub, a fixture
 from tests.test_trainer_renders import finished_job
 
@@ -21,9 +22,7 @@ def test_a_public_repo_published_to_as_private_is_made_private_and_said(demo_roo
     app = trainer.create_app(load_settings({"STUDIO_ROOT": str(demo_root), "STUDIO_DEMO": "1"}))
     job = finished_job(app.extensions["job_store"], demo_root, demo_paths)
     hub.add("me/tiny-lora", {"README.md": b"# an earlier version, public\n"})
-    env = {"STUDIO_ROOT": str(demo_root), "STUDIO_DEMO": "1", "HOST": "127.0.0.1", "TRAINER_PORT": str(free_port()),
-           "CAPTION_URL": "http://127.0.0.1:9", "PYTHONPATH": str(REPO), "HF_ENDPOINT": hub.url,
-           "HF_TOKEN": "hf_write", "HF_HUB_OFFLINE": "0"}
+    env = publish_env(demo_root, hub)
     with ServerProcess("trainer", env, port_var="TRAINER_PORT", log_path=tmp_path / "web.log") as web, \
             sync_playwright() as p:
         browser, page, problems = open_page(p)

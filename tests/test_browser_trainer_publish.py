@@ -13,14 +13,19 @@ from tests.test_trainer_renders import finished_job
 pytestmark = browser_marks
 
 
+def publish_env(demo_root, stand_in) -> dict:
+    """A demo trainer on a free port that publishes to the stand-in hub with a token that may write."""
+    return {"STUDIO_ROOT": str(demo_root), "STUDIO_DEMO": "1", "HOST": "127.0.0.1", "TRAINER_PORT": str(free_port()),
+            "CAPTION_URL": "http://127.0.0.1:9", "PYTHONPATH": str(REPO), "HF_ENDPOINT": stand_in.url,
+            "HF_TOKEN": "hf_write", "HF_HUB_OFFLINE": "0"}
+
+
 def test_publish_a_finished_lora_from_the_job_page(demo_root, demo_paths, artifacts_dir, tmp_path, hub):  # noqa: F811
     from playwright.sync_api import expect, sync_playwright
 
     app = trainer.create_app(load_settings({"STUDIO_ROOT": str(demo_root), "STUDIO_DEMO": "1"}))
     job = finished_job(app.extensions["job_store"], demo_root, demo_paths)
-    env = {"STUDIO_ROOT": str(demo_root), "STUDIO_DEMO": "1", "HOST": "127.0.0.1", "TRAINER_PORT": str(free_port()),
-           "CAPTION_URL": "http://127.0.0.1:9", "PYTHONPATH": str(REPO), "HF_ENDPOINT": hub.url,
-           "HF_TOKEN": "hf_write", "HF_HUB_OFFLINE": "0"}
+    env = publish_env(demo_root, hub)
     with ServerProcess("trainer", env, port_var="TRAINER_PORT", log_path=tmp_path / "web.log") as web, \
             sync_playwright() as p:
         browser, page, problems = open_page(p)
