@@ -226,9 +226,10 @@ def test_a_render_is_queued_listed_and_deleted(client, store, settings, demo_pat
         "tok, a blue square", 96, 64, 9, 3, 2.0)
     # no seed: the server draws one
     assert isinstance(client.post(url, json={"prompt": "tok"}).get_json()["render"]["seed"], int)
-    # a running render cannot be deleted; a queued one can
+    # a running render is cancelled (its worker ends it, tests/test_try_cancel.py); a queued one goes at once
     store.start(other["id"], "someone")
-    assert client.delete(f"{url}/{other['id']}").status_code == 409
+    cancelled = client.delete(f"{url}/{other['id']}")
+    assert cancelled.status_code == 202 and cancelled.get_json()["cancelling"] is True
     assert client.delete(f"{url}/{queued['id']}").get_json() == {"deleted": True, "id": queued["id"]}
     assert client.delete(f"{url}/{queued['id']}").status_code == 404
     assert client.delete(f"{url}/../../x").status_code in (400, 404)

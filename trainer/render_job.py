@@ -22,7 +22,7 @@ from pathlib import Path
 
 from studio.disk import disk_full_message, is_disk_full
 from studio.job_reporter import JobReporter
-from studio.jobs import ACTIVE, Job, JobStore
+from studio.jobs import ACTIVE, Job, JobStopped, JobStore
 from studio.settings import Settings
 from studio.workspace import UnsafePathError, Workspace, confined
 from trainer import renders
@@ -102,8 +102,26 @@ def stacked_files(workspace: Workspace, render: Job) -> list[tuple[Path, float, 
              str(item.get("label") or Path(item["file"]).stem)) for item in render.config.get("with") or []]
 
 
+def _cancellable(reporter: JobReporter) -> Callable[[dict], None]:
+    """The engine's progress callback: it reports, and ends the render (JobStopped) between two pictures once the
+    user cancelled it; the models stay loaded for the next one."""
+    def report(values: dict) -> None:
+        reporter(values)
+        reporter.check_stop()
+    return report
+
+
+def _cancelled(workspace: Workspace, store: JobStore, render: Job) -> int:
+    """A render the user cancelled (deleted while it rendered): it goes, with the pictures it made so far."""
+    if store.find(render.id) is not None:
+        store.finish(render.id, "stopped", message="Cancelled.")
+        store.delete(render.id)
+    renders.remove_files(workspace, render)
+    return 0
+
+
 def render_one(workspace: Workspace, store: JobStore, session, render: Job) -> int:
-    """Render one claimed render to its end with `session`; returns an exit code (0: completed)."""
+    """Render one claimed render to its end with `session`; returns an exit code (0: completed or cancelled)."""
     try:
         files = lora_files(workspace, store, render)
     except FileNotFoundError as exc:  # deleted while the render waited: nothing is left to show it
@@ -116,7 +134,7 @@ def render_one(workspace: Workspace, store: JobStore, session, render: Job) -> i
     out_dir = renders.folder(workspace, render)
     out_dir.mkdir(parents=True, exist_ok=True)
     run_log = RunLog(out_dir / "log.txt")
-    reporter = JobReporter(store, render.id, every_s=0.5)
+    reporter = JobReporter(store, render.id, every_s=0.5, stop_check_s=0.0)  # a stop is read once a picture
     started = time.monotonic()
     try:
         loras = render.config["loras"]
@@ -126,8 +144,10 @@ def render_one(workspace: Workspace, store: JobStore, session, render: Job) -> i
                 f"{together}.")
         _check_beside(files, loras)
         session.log = run_log
-        images = session.render(request_of(render.config), files, out_dir, reporter,
+        images = session.render(request_of(render.config), files, out_dir, _cancellable(reporter),
                                 [lora["label"] for lora in loras], stack=stacked_files(workspace, render))
+    except JobStopped:
+        return _cancelled(workspace, store, render)
     except BaseException as exc:  # noqa: B036 - every way out must end the render with a reason
         reporter.flush()
         if not is_training_error(exc):
@@ -137,6 +157,8 @@ def render_one(workspace: Workspace, store: JobStore, session, render: Job) -> i
         store.finish(render.id, "failed", error=message)
         return 3 if is_training_error(exc) else 1
     reporter.flush()
+    if store.stop_requested(render.id):  # cancelled as its last picture was made
+        return _cancelled(workspace, store, render)
     seconds = time.monotonic() - started
     count = len(images)
     took = f"{seconds:.1f}" if seconds < 10 else f"{seconds:.0f}"

@@ -21,6 +21,8 @@ from trainer.job_log import log_tail, stamped
 log = logging.getLogger("trainer.worker")
 SHUTDOWN_GRACE_S = 10.0
 TIMEOUT_S = 1800.0  # a render longer than this is stuck (a hung GPU call): it must not hold the queue
+# a cancelled render ends between two pictures; one whose picture (or model load) takes longer ends with its process
+CANCEL_GRACE_S = 20.0
 
 
 def default_render_command(render_id: str) -> list[str]:
@@ -70,6 +72,11 @@ def _settle(worker, render: Job, returncode: int | None, ended: str | None, proc
         return
     if current.status != "running" or current.owner != worker.owner:
         return
+    if current.control == "delete":  # cancelled by the user while it rendered: it goes, pictures and all
+        store.finish(render.id, "stopped", message="Cancelled.")
+        store.delete(render.id)
+        renders.remove_files(worker.workspace, render)
+        return
     if worker.shutdown:
         store.requeue(render.id, "The worker shut down while rendering; it renders again when the worker is back.")
         return
@@ -85,8 +92,9 @@ def _settle(worker, render: Job, returncode: int | None, ended: str | None, proc
 
 
 def _watch(worker, proc: subprocess.Popen) -> str | None:
-    """Wait for the child with heartbeats. "deleted": a render was deleted under it; "timeout": one ran
-    past the worker's render_timeout_s; both end the child. None: it ended by itself (or at a shutdown)."""
+    """Wait for the child with heartbeats. "deleted": a render was deleted under it; "cancelled": one was
+    cancelled CANCEL_GRACE_S ago and is still rendering; "timeout": one ran past the worker's render_timeout_s;
+    all three end the child. None: it ended by itself (or at a shutdown)."""
     last_beat = 0.0
     shutdown_at = None
     running: list[Job] = []
@@ -120,6 +128,10 @@ def _watch(worker, proc: subprocess.Popen) -> str | None:
         if gone:
             _end(proc)
             return "deleted"
+        if any(job.control == "delete" and time.time() - (job.stop_requested_at or time.time()) > CANCEL_GRACE_S
+               for job in running):
+            _end(proc)
+            return "cancelled"
         if any(time.time() - (job.started_at or time.time()) > worker.render_timeout_s for job in running):
             log.error("a render ran past %.0f s; ending it", worker.render_timeout_s)
             _end(proc)

@@ -84,7 +84,8 @@ def _whole(body: dict, name: str, default: int, low: int, high: int, multiple: i
     value = body.get(name, default)
     if value is None:
         value = default
-    if isinstance(value, bool) or not isinstance(value, int | float) or value != int(value):
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) \
+            or value != int(value):  # NaN and Infinity (Python's JSON reads them) are no whole numbers
         raise RenderInvalid(f"'{name}' must be a whole number.")
     value = int(value)
     if not low <= value <= high:
@@ -319,6 +320,7 @@ def public(render: Job) -> dict:
             else f"/api/jobs/{render.parent_id}/files/renders/{render.id}")
     return {
         "id": render.id, "status": render.status, "message": render.message, "error": render.error,
+        "cancelling": render.stopping,  # deleted while it renders: it goes after the picture it is making
         "done": render.done, "total": render.total, "created_at": render.created_at,
         "started_at": render.started_at, "finished_at": render.finished_at,
         **{key: config.get(key) for key in ("prompt", "strengths", "seed", "width", "height", "steps",

@@ -9,7 +9,7 @@ from types import SimpleNamespace
 
 from flask import Blueprint, jsonify, request
 
-from studio.jobs import Job
+from studio.jobs import Job, JobNotFound, JobStateError
 from studio.web import ApiError, json_body
 from studio.workspace import confined, safe_name
 from trainer import job_files, library, library_facts, renders
@@ -157,10 +157,21 @@ def _workflow(render: Job, names: list[str]):
 
 
 def _delete(render: Job):
-    if not store().delete(render.id):
-        raise ApiError("It is rendering now; delete it when it is done (it takes seconds).", 409)
-    renders.remove_files(workspace(), render)
-    return jsonify({"deleted": True, "id": render.id})
+    """A render that waits or ended goes at once (200); one rendering now is cancelled (202): it stops after the
+    picture it is making and goes with the pictures it made (trainer.render_job), the models staying loaded."""
+    if store().delete(render.id):
+        renders.remove_files(workspace(), render)
+        return jsonify({"deleted": True, "id": render.id})
+    try:
+        store().request_stop(render.id, delete=True, reason="Cancelling: it stops after the picture it is making.")
+    except JobNotFound:
+        raise ApiError(f"There is no render {render.id!r} any more.", 404) from None
+    except JobStateError:  # it ended meanwhile
+        pass
+    if store().delete(render.id):  # it ended, or was queued again (a worker restart), meanwhile
+        renders.remove_files(workspace(), render)
+        return jsonify({"deleted": True, "id": render.id})
+    return jsonify({"deleted": False, "cancelling": True, "id": render.id}), 202
 
 
 # "Try it" for a file of the LoRA library that no training job of this pod made (a LoRA added from a link, a
