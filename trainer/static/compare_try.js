@@ -48,8 +48,8 @@
       const busy = renders.some((r) => r && r.status === "running");
       return `<div class="compare-prompt ctry-row"><div class="muted" style="font-size:12px;margin:.3rem 0 .2rem">
         ${esc(t.prompt)} · seed ${t.seed} · strength ${t.strength}
-        <button type="button" class="small" data-ctry-delete="${tries.indexOf(t)}" ${busy ? "disabled" : ""}
-          title="Delete these renders (from each run's Try panel too)">Delete</button></div>
+        <button type="button" class="small" data-ctry-delete="${tries.indexOf(t)}"
+          title="${busy ? "Stop these renders and delete them" : "Delete these renders"} (from each run's Try panel too)">${busy ? "Cancel" : "Delete"}</button></div>
         ${failed.map((r) => `<div class="error-box">${esc(r.error || "It failed.")}</div>`).join("")}
         <div class="gallery-row" style="grid-template-columns:repeat(${cells.length},minmax(0,240px))">${cells.join("")}</div></div>`;
     }).join("") || `<div class="empty">Type a prompt and press Render: every run's LoRA with the same seed, side by side.</div>`;
@@ -68,10 +68,17 @@
 
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
-    const prompt = $("ctry-prompt").value, seed = Number($("ctry-seed").value), strength = Number($("ctry-strength").value);
+    if ($("ctry-seed").value.trim() === "") newSeed();  // an emptied seed is a random one (not seed 0), shown in the form
+    const prompt = $("ctry-prompt").value, seed = Number($("ctry-seed").value);
+    // an emptied strength reads as 0: every run would render the base model, shown as its LoRA
+    const strength = $("ctry-strength").value.trim() === "" ? NaN : Number($("ctry-strength").value);
     const [width, height] = $("ctry-size").value.split("x").map(Number);
     $("ctry-error").textContent = "";
     if (!prompt.trim()) { $("ctry-error").textContent = "Type a prompt to render."; return; }
+    if (!(Number.isFinite(strength) && strength !== 0 && Math.abs(strength) <= 2)) {
+      $("ctry-error").textContent = "Type the LoRA strength to render every run at, between 0.1 and 2 (1 is full strength).";
+      return;
+    }
     const loras = listings.map(loraOf);
     if (loras.every((l) => l === null)) { $("ctry-error").textContent = "No run has a LoRA file yet."; return; }
     $("ctry-go").disabled = true;

@@ -161,7 +161,10 @@
           title="This render as a ComfyUI workflow (its prompt, seed, size and steps, the LoRA at ${render.strengths.includes(1) ? 1 : "its strongest"}${
           (render.with || []).length ? ", the other LoRA too" : ""}): drop it onto ComfyUI">ComfyUI</a>` : ""}
         ${mergeLink(render)}
-        <button type="button" data-try-delete="${esc(render.id)}" ${render.status === "running" ? "disabled" : ""}>Delete</button></span></div>
+        ${render.status === "running"  // a running render is cancelled: it stops after the picture it is making
+          ? `<button type="button" data-try-delete="${esc(render.id)}" ${render.cancelling ? "disabled" : ""}
+            title="Stop it after the picture it is making, and delete it">${render.cancelling ? "Cancelling…" : "Cancel"}</button>`
+          : `<button type="button" data-try-delete="${esc(render.id)}">Delete</button>`}</span></div>
       <div class="try-meta">seed ${render.seed} · ${render.width}×${render.height} · ${render.steps} steps · ${esc(loraText(render))}${withText(render)}${
         render.loras.length === 1 && render.status === "completed" ? toLibrary(render.loras[0]) : ""}</div>
       ${note}${images(render)}</div>`;
@@ -204,6 +207,7 @@
 
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
+    if ($("try-seed").value.trim() === "") newSeed();  // an emptied seed is a random one (not seed 0), shown in the form
     const [width, height] = $("try-size").value.split("x").map(Number);
     const lora = $("try-lora").value;
     const body = { prompt: $("try-prompt").value, strengths: [...chosen].sort((a, b) => a - b),
@@ -216,13 +220,16 @@
     try { await post(body); } finally { $("try-go").disabled = false; }
   });
 
-  async function post(body) {
+  // `button`: a card's New seed, far below the form's error line: its failure is said where it was pressed
+  async function post(body, button = null) {
     try {
       await window.studio.api(`${api}/renders`, { method: "POST", json: body });
       lastKey = "";
       await refresh();
     } catch (e) {
-      $("try-error").textContent = e.message;
+      if (!button) { $("try-error").textContent = e.message; return; }
+      window.studio.toast(e.message, "error", 8000);
+      button.disabled = false;
     }
   }
 
@@ -267,7 +274,7 @@
       await post({ prompt: render.prompt, strengths: render.strengths, width: render.width, height: render.height,
         seed: Math.floor(Math.random() * 2147483647), lora: loraOf(render),
         with: (render.with || []).map(({ file, strength }) => ({ file, strength })),
-        beside: besideOf(render).map((l) => l.file) });
+        beside: besideOf(render).map((l) => l.file) }, reroll);
     } else if (reuse) {
       $("try-prompt").value = render.prompt;
       $("try-seed").value = String(render.seed);
@@ -289,10 +296,14 @@
       }
       $("try-prompt").focus();
     } else {
+      remove.disabled = true;
       try {
-        await window.studio.api(`${api}/renders/${render.id}`, { method: "DELETE" });
-        renders = renders.filter((r) => r.id !== render.id); lastKey = ""; draw();
-      } catch (e) { window.studio.toast(e.message, "error"); }
+        const done = await window.studio.api(`${api}/renders/${render.id}`, { method: "DELETE" });
+        // a running one is cancelled: it goes once the worker has stopped it (the list follows)
+        renders = done.deleted ? renders.filter((r) => r.id !== render.id)
+          : renders.map((r) => (r.id === render.id ? { ...r, cancelling: true } : r));
+        lastKey = ""; draw();
+      } catch (e) { window.studio.toast(e.message, "error"); remove.disabled = false; }
     }
   });
   refresh();
