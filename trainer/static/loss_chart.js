@@ -3,6 +3,11 @@
 // (or, to compare runs, one line per run in its colour); wheel zooms around the cursor, drag pans, double-click
 // resets, range buttons show the last N steps. No libraries.
 (function () {
+  // the smallest and largest of many numbers: a long run has more points than Math.min(...points) may take as
+  // arguments (about 100,000 in Chrome, a RangeError past it)
+  const lowest = (values) => values.reduce((m, v) => (v < m ? v : m), Infinity);
+  const highest = (values) => values.reduce((m, v) => (v > m ? v : m), -Infinity);
+
   class LossChart {
     constructor(canvas, tip) {
       this.canvas = canvas; this.tip = tip; this.points = []; this.smoothing = 0.9; this.evals = [];
@@ -64,7 +69,7 @@
       if (this.view) return this.view;
       const steps = this.points.map((p) => p.step).concat(this.series ? [] : this.evals.map((e) => e.step));
       if (!steps.length) return [0, 1];
-      const first = Math.min(...steps), last = Math.max(...steps);
+      const first = lowest(steps), last = highest(steps);
       return [first, Math.max(last, first + 1)];
     }
     // The evaluation nearest `step` in the view, for the tooltip.
@@ -147,7 +152,7 @@
       const shownEvals = inView(evals);
       const values = (this.series ? smooth : visible).map((p) => p.loss)
         .concat(shownEvals.flatMap((e) => [e.eval_loss, e.holdout_loss])).filter(Number.isFinite);
-      let lo = Math.min(...values), hi = Math.max(...values);
+      let lo = lowest(values), hi = highest(values);
       if (!(hi > lo)) { hi = lo + 1e-3; lo -= 1e-3; }
       const pad = (hi - lo) * 0.06; lo = lo >= 0 ? Math.max(0, lo - pad) : lo - pad; hi += pad;
       const x = (s) => g.left + (s - a) / ((b - a) || 1) * (g.w - g.left - g.right);
@@ -198,7 +203,7 @@
     // bottom to its largest value in view at the top (said at the top right); a rate that never changes is left out.
     drawRate(ctx, visible, x, g) {
       const rated = visible.filter((p) => Number.isFinite(p.lr));
-      const top = Math.max(...rated.map((p) => p.lr)), bottom = Math.min(...rated.map((p) => p.lr));
+      const top = highest(rated.map((p) => p.lr)), bottom = lowest(rated.map((p) => p.lr));
       this.canvas.dataset.lr = rated.length > 1 && top > bottom * 1.0001 ? "1" : "0";
       if (this.canvas.dataset.lr !== "1") return;
       const y = (v) => g.top + (1 - v / top) * (g.h - g.top - g.bottom);
