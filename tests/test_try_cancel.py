@@ -122,3 +122,19 @@ def test_a_cancelled_render_stuck_in_one_picture_ends_with_its_process(store, se
     assert worker.run_once().id == made.id
     assert waiting.is_set() and store.find(made.id) is None
     assert not renders.folder(Workspace(settings.root), made).exists()
+
+
+def test_a_render_whose_worker_died_while_it_was_cancelled_goes_on_the_next_start(client, store, settings,  # noqa: F811
+                                                                                  demo_paths):
+    from trainer.recovery import reconcile
+
+    job = finished_job(store, settings.root, demo_paths)
+    made = client.post(f"/api/jobs/{job.id}/renders", json=REQUEST).get_json()["render"]
+    store.start(made["id"], "4242:1")  # a worker that is gone now
+    store.request_stop(made["id"], delete=True, reason="Cancelling.")
+    folder = renders.folder(Workspace(settings.root), _render_stub(job.id, made["id"]))
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "0.png").write_bytes(b"png")  # the picture it made before the worker died
+    workspace = Workspace(settings.root)
+    reconcile(store, workspace.jobs, workspace=workspace)
+    assert store.find(made["id"]) is None and not folder.exists()  # not requeued, nor left as "stopped"

@@ -20,6 +20,7 @@ from studio.workspace import Workspace
 from trainer.job_log import RunLog
 from trainer.renders import KIND as RENDER
 from trainer.renders import PAUSED
+from trainer.renders import remove_files as remove_render_files
 from trainer.step_dirs import latest_checkpoint_step
 
 log = logging.getLogger(__name__)
@@ -67,10 +68,16 @@ def _end_orphan_children(store: JobStore, kind: str) -> None:
             kill_orphan_child(job.child_pid)
 
 
-def reconcile_renders(store: JobStore, max_attempts: int = 2) -> None:
-    """A render whose worker died renders again from nothing (it takes seconds), at most twice."""
+def reconcile_renders(store: JobStore, max_attempts: int = 2, workspace: Workspace | None = None) -> None:
+    """A render whose worker died renders again from nothing (it takes seconds), at most twice; one being
+    cancelled then goes, as it would have (with its pictures, given the `workspace`)."""
     _end_orphan_children(store, RENDER)
-    store.interrupt_orphans((RENDER,))
+    cancelling = {job.id for job in store.list(("running",), kind=RENDER, limit=100_000) if job.control == "delete"}
+    for render in store.interrupt_orphans((RENDER,)):
+        if render.id in cancelling and render.status == "stopped" and store.delete(render.id):
+            if workspace is not None:
+                remove_render_files(workspace, render)
+            log.warning("render %s: its worker ended while it was being cancelled; deleted", render.id)
     for render in store.list(("interrupted",), kind=RENDER, limit=100_000):
         if render.attempts >= max_attempts:
             store.finish(render.id, "failed", error=f"The worker stopped {render.attempts} times while rendering "
@@ -83,7 +90,7 @@ def reconcile(store: JobStore, jobs_root: Path, *, max_attempts: int = MAX_ATTEM
               workspace: Workspace | None = None) -> list[Job]:
     """Fix every training job (and render) whose worker is gone; returns the training jobs that changed (a job
     being deleted when its worker died goes on to Recently deleted, as it would have, given the `workspace`)."""
-    reconcile_renders(store)
+    reconcile_renders(store, workspace=workspace)
     _end_orphan_children(store, "train")
     deleting = {job.id for job in store.list(("running",), kind="train", limit=100_000) if job.control == "delete"}
     changed = {job.id: job for job in store.interrupt_orphans(("train",))}
