@@ -510,8 +510,9 @@ def test_compare_two_runs(studio, demo_root, artifacts_dir):
               && captions.every((c) => c.scrollWidth <= c.clientWidth + 1);
         }""")
         page.set_viewport_size({"width": 1400, "height": 1000})
-        # an unknown job in the address is a 404, not a broken page
-        assert page.request.get(f"{studio}/compare?jobs={ids[0]},nope").status == 404
+        # a job no longer on the pod (a link kept from before it was deleted): the page says so, not a raw 404
+        gone = page.request.get(f"{studio}/compare?jobs={ids[0]},nope")
+        assert gone.status == 200 and "no longer on this pod" in gone.text() and "nope" in gone.text()
         # a job with held-out images: their line in the legend, and the checkpoint nearest their lowest loss marked
         page.goto(f"{studio}/jobs/{ids[1]}")
         expect(page.locator("#legend-held")).to_be_visible()

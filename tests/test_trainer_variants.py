@@ -35,6 +35,18 @@ def test_three_learning_rates_are_queued_side_by_side(client):
     assert len(client.get("/api/jobs").get_json()["queue"]) == 3
 
 
+def test_the_compare_page_of_a_link_with_a_deleted_run_shows_the_others_and_says_so(client):
+    jobs = client.post("/api/jobs/variants", json=_body(field="learning_rate", values=[1e-4, 2e-4, 4e-4])
+                       ).get_json()["jobs"]
+    client.delete(f"/api/jobs/{jobs[2]['id']}")
+    page = client.get(f"/compare?jobs={','.join(j['id'] for j in jobs)},../../etc")
+    assert page.status_code == 200
+    text = page.get_data(as_text=True)
+    said = "2 of the runs in this link are no longer on this pod (deleted, or in Recently deleted): "
+    assert f"{said}{jobs[2]['id']}, ../../etc." in text
+    assert jobs[0]["id"] in text and jobs[1]["id"] in text and "Pick two to four jobs" not in text
+
+
 def test_choices_and_lists_name_their_variants_too(client):
     jobs = client.post("/api/jobs/variants", json=_body(field="lora_targets", values=["all", "attention"])
                        ).get_json()["jobs"]

@@ -10,6 +10,7 @@ from flask import Blueprint, current_app, render_template, request
 
 from studio import exports
 from studio.model_status import format_bytes
+from studio.web import ApiError
 from studio.workspace import UnsafePathError, safe_name
 from trainer import library, library_facts
 from trainer.export_triggers import trigger_words
@@ -83,6 +84,11 @@ MAX_COMPARED = 4
 def compare_page():
     """Runs side by side: ?jobs=<id>,<id>[,...] (two to four training jobs)."""
     ids = list(dict.fromkeys(part.strip() for part in request.args.get("jobs", "").split(",") if part.strip()))
-    jobs = [load_job(safe_name(job_id)) for job_id in ids[:MAX_COMPARED]]
-    return render_template("trainer_compare.html", page="compare",
+    jobs, gone = [], []
+    for job_id in ids[:MAX_COMPARED]:  # a link kept from before a job was deleted shows the others, and says so
+        try:
+            jobs.append(load_job(job_id))
+        except (ApiError, UnsafePathError):
+            gone.append(job_id)
+    return render_template("trainer_compare.html", page="compare", gone=gone,
                            jobs=[{"id": job.id, "name": job.name} for job in jobs])
