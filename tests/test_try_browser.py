@@ -50,11 +50,12 @@ def test_a_running_render_is_cancelled_from_its_card_and_an_emptied_seed_is_rand
         expect(card).to_have_count(0)
 
         # an emptied seed renders with a random seed, shown in the form and on the card (not seed 0)
-        page.fill("#try-prompt", "[trigger], a green cube")
+        page.fill("#try-prompt", "[trigger], a green cube --n blurry")  # pasted from a preview prompt
         page.fill("#try-seed", "")
         page.click("#try-go")
         new = page.locator(".try-card").first
         expect(new.locator(".prompt")).to_have_text("tok, a green cube")
+        expect(new.locator(".try-note")).to_have_text("--n (a negative prompt) was left out: a render here has none.")
         seed = page.input_value("#try-seed")
         assert seed.isdigit(), seed
         (render,) = [r for r in store.list(kind="render") if r.status == "queued"]

@@ -30,3 +30,17 @@ def test_a_library_render_refuses_them_too(client, store, settings, demo_paths):
     response = client.post("/api/library/files/style.safetensors/renders", data=body, content_type="application/json")
     assert response.status_code == 422 and response.get_json()["error"] == "'seed' must be a whole number."
     assert client.post("/api/library/files/style.safetensors/renders", json={**REQUEST, "seed": 3}).status_code == 202
+
+
+def test_the_options_pasted_with_a_prompt_that_a_render_does_not_take_are_said(client, store, settings,  # noqa: F811
+                                                                               demo_paths):
+    job = finished_job(store, settings.root, demo_paths)
+    pasted = "a cat on a sofa --w 512 --n blurry, low quality --m 0.6 --x 3"
+    made = client.post(f"/api/jobs/{job.id}/renders", json={**REQUEST, "prompt": pasted}).get_json()["render"]
+    assert made["prompt"].endswith("a cat on a sofa") and made["width"] == 512
+    assert made["notes"] == [
+        "--x is not a preview option here (known: --w, --h, --d, --s, --l, --n, --m); it is left out of the prompt.",
+        "--n (a negative prompt) was left out: a render here has none.",
+        "--m (the LoRA's strength) was left out: the strengths you pick set it here."]
+    plain = client.post(f"/api/jobs/{job.id}/renders", json={**REQUEST, "seed": 5}).get_json()["render"]
+    assert plain["notes"] == []

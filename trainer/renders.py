@@ -178,21 +178,21 @@ def parse(body: dict, job: Job, job_dir: Path, library_dir: Path | None = None) 
     """The config of a new render of `job` from a request body (missing values from the job's previews);
     `library_dir` holds the LoRAs it may render with ("with") or beside it ("beside")."""
     config = job.config
-    prompt, body = _prompt(body)
+    prompt, body, notes = _prompt(body)
     loras = loras_for(job, job_dir, body.get("lora", "final")) + beside(body.get("beside"), library_dir)
     defaults = {"width": int(config.get("sample_width") or 1024), "height": int(config.get("sample_height") or 1024),
                 "steps": int(config.get("sample_steps") or 9), "guidance_scale": config.get("guidance_scale", 0.0)}
     return {**_settings(body, prompt, str(config.get("trigger_word") or ""), loras, defaults),
             "with": stacked(body.get("with"), library_dir),
             "quantize_base": config.get("quantize_base", "none"),
-            "float8_matmuls": bool(config.get("float8_matmuls", False))}
+            "float8_matmuls": bool(config.get("float8_matmuls", False)), **({"notes": notes} if notes else {})}
 
 
 def parse_library(body: dict, name: str, trigger: str, quantize_base: str, demo: bool = False,
                   library_dir: Path | None = None) -> dict:
     """The config of a new render of the library file `name` (its trigger word, if its metadata names one; the
     base model held as `quantize_base` suits the GPU, there being no training job's memory setting)."""
-    prompt, body = _prompt(body)
+    prompt, body, notes = _prompt(body)
     if body.get("lora", "final") not in ("final", None):
         raise RenderInvalid("A library file is one LoRA: 'lora' can only be \"final\".")
     loras = [_library_entry(name)] + beside(body.get("beside"), library_dir)
@@ -201,7 +201,8 @@ def parse_library(body: dict, name: str, trigger: str, quantize_base: str, demo:
     if any(item["file"] == name for item in together) or len({lora["file"] for lora in loras}) < len(loras):
         raise RenderInvalid(f"{name} is the LoRA this render tries; pick another one to render with or beside it.")
     return {**_settings(body, prompt, trigger, loras, defaults), LIBRARY_FILE: name, "with": together,
-            "quantize_base": quantize_base, "float8_matmuls": quantize_base == "float8"}
+            "quantize_base": quantize_base, "float8_matmuls": quantize_base == "float8",
+            **({"notes": notes} if notes else {})}
 
 
 def _library_entry(name: str) -> dict:
@@ -261,17 +262,18 @@ def stacked(value, library_dir: Path | None) -> list[dict]:
     return found
 
 
-def _prompt(body: dict) -> tuple[str, dict]:
-    """The prompt's text (checked) without the preview options pasted with it, and the body they change."""
+def _prompt(body: dict) -> tuple[str, dict, list[str]]:
+    """The prompt's text (checked) without the preview options pasted with it, the body they change, and notes on
+    the options it left out (said on the render's card)."""
     prompt = body.get("prompt")
     if not isinstance(prompt, str) or not prompt.strip():
         raise RenderInvalid("Type a prompt to render.")
     if len(prompt) > MAX_PROMPT:
         raise RenderInvalid(f"The prompt is longer than {MAX_PROMPT} characters.")
-    prompt, body = _prompt_options(prompt, body)
+    prompt, body, notes = _prompt_options(prompt, body)
     if not prompt.strip():
         raise RenderInvalid("Type a prompt to render (before its options).")
-    return prompt, body
+    return prompt, body, notes
 
 
 def _settings(body: dict, prompt: str, trigger: str, loras: list[dict], defaults: dict) -> dict:
@@ -303,12 +305,19 @@ def _settings(body: dict, prompt: str, trigger: str, loras: list[dict], defaults
 OPTION_FIELDS = {"width": "width", "height": "height", "seed": "seed", "steps": "steps", "guidance": "guidance_scale"}
 
 
-def _prompt_options(prompt: str, body: dict) -> tuple[str, dict]:
-    """A prompt pasted with its preview options (--w 832 --h 1216 --d 7 ...): the text alone, and the body with the
-    size, seed, steps and guidance they give in place of the form's (checked as the form's are)."""
-    text, values, _notes = read_options(prompt)
+# the preview options a render does not take, and why (it would be wrong to drop them without a word)
+LEFT_OUT = {"strength": "--m (the LoRA's strength) was left out: the strengths you pick set it here.",
+            "negative": "--n (a negative prompt) was left out: a render here has none."}
+
+
+def _prompt_options(prompt: str, body: dict) -> tuple[str, dict, list[str]]:
+    """A prompt pasted with its preview options (--w 832 --h 1216 --d 7 ...): the text alone, the body with the
+    size, seed, steps and guidance they give in place of the form's (checked as the form's are), and notes on the
+    options left out."""
+    text, values, notes = read_options(prompt)
+    notes += [LEFT_OUT[key] for key in values if key in LEFT_OUT]
     given = {OPTION_FIELDS[key]: value for key, value in values.items() if key in OPTION_FIELDS}
-    return text, {**body, **{key: int(value) if value == int(value) else value for key, value in given.items()}}
+    return text, {**body, **{key: int(value) if value == int(value) else value for key, value in given.items()}}, notes
 
 
 def public(render: Job) -> dict:
@@ -326,6 +335,7 @@ def public(render: Job) -> dict:
         **{key: config.get(key) for key in ("prompt", "strengths", "seed", "width", "height", "steps",
                                             "guidance_scale")},
         "loras": config.get("loras") or [], "with": config.get("with") or [],
+        "notes": config.get("notes") or [],  # what of the prompt's pasted options it left out, and why
         "images": [{"strength": image.get("strength"), "lora": image.get("lora"), "seconds": image.get("seconds"),
                     "url": f"{base}/{image.get('file')}"} for image in images if isinstance(image, dict)],
     }

@@ -167,6 +167,7 @@
           : `<button type="button" data-try-delete="${esc(render.id)}">Delete</button>`}</span></div>
       <div class="try-meta">seed ${render.seed} · ${render.width}×${render.height} · ${render.steps} steps · ${esc(loraText(render))}${withText(render)}${
         render.loras.length === 1 && render.status === "completed" ? toLibrary(render.loras[0]) : ""}</div>
+      ${(render.notes || []).map((text) => `<div class="try-meta try-note">${esc(text)}</div>`).join("")}
       ${note}${images(render)}</div>`;
   }
 
