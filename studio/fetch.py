@@ -49,6 +49,7 @@ from studio.settings import Settings, SettingsError, load_settings
 from studio.workspace import Workspace, confined
 
 log = logging.getLogger("studio.fetch")
+HTTP_LOGGERS = ("httpx", "httpx2", "httpcore", "httpcore2")
 
 MANIFEST_NAME = ".studio-verified.json"
 EXIT_TEMPORARY = 75  # EX_TEMPFAIL: supervisord restarts the fetcher
@@ -340,6 +341,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--refresh", action="store_true", help="ask the hub again even when every file is complete")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for chatty in HTTP_LOGGERS:  # a line per HTTP request of the hub client would bury the download's own lines
+        logging.getLogger(chatty).setLevel(logging.WARNING)
     # Progress goes to the status file and a log line every 30 s; tqdm bars would flood the log file.
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     try:

@@ -371,6 +371,7 @@ def test_module_entry_point_downloads_as_supervisord_runs_it(hub, models_file, s
     assert result.returncode == 0, result.stderr
     assert "caption-GGUF: ready (2 files, 800000 bytes)" in result.stderr
     assert "Image-Turbo: ready (4 files" in result.stderr
+    assert "HTTP Request:" not in result.stderr  # the hub client's line per request stays out of the log
     assert read_json(studio_root / ".studio" / "models-status.json")["state"] == "ready"
 
 
