@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import logging
+import re
 
-from flask import Flask, jsonify, request
+from flask import Flask, g, jsonify, request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 
 from caption_service.model_manager import ModelManager
@@ -15,6 +16,7 @@ from studio.web import create_base_app, error_response
 log = logging.getLogger(__name__)
 
 ROUTES = "GET /health, POST /caption, POST /unload, POST /load"
+PATH = re.compile(r"((?:/[^\s'\"/:]+)+)/([^\s'\"/:]+)")  # an absolute path: its folders, its file name
 MAX_BODY_MB = 64  # a 45 MB photo in base64; anything bigger is not a caption request
 
 
@@ -53,6 +55,8 @@ def create_app(settings: Settings | None = None) -> Flask:
             body = {"status": "error", "reason": f"Health check failed ({type(exc).__name__}).",
                     "model": manager.paths.caption_model.name, "mmproj": manager.paths.caption_mmproj.name,
                     "device": manager.device, "load_seconds": None, "queue": 0}
+        if g.get("studio_auth") is None and body.get("reason"):  # public: the pod's folders only to its users
+            body["reason"] = PATH.sub(lambda m: m.group(2), body["reason"])
         return jsonify(body)
 
     manager.start()  # loads in the background: creating the app never blocks on the model

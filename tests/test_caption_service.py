@@ -219,6 +219,13 @@ def test_missing_model_reports_error_and_service_answers(make_app, studio_root):
     assert client.get("/health").status_code == 200
 
 
+def test_a_public_health_answer_names_the_missing_file_but_not_the_pods_folders(make_app, studio_root):
+    client = make_app(wait="error", STUDIO_DEMO=0, STUDIO_PASSWORD="pw").test_client()
+    anonymous = client.get("/health").get_json()["reason"]
+    assert "Qwen2.5-VL-7B-Instruct-Q8_0.gguf" in anonymous and str(studio_root) not in anonymous
+    assert "DEV_MODEL_PATH" in anonymous  # the rest of the sentence as it was (the log has the whole path)
+
+
 def test_missing_model_says_it_is_downloading(make_app, monkeypatch):
     import studio.model_status
 
