@@ -1,7 +1,7 @@
 // Loss chart on a <canvas>: raw loss faint, exponentially smoothed loss bold, the evaluation loss (fixed
 // images and noise) and the held-out images' loss as lines with dots, the learning rate faint on its own scale
-// (or, to compare runs, one line per run in its colour); wheel zooms around the cursor, drag pans, double-click
-// resets, range buttons show the last N steps. No libraries.
+// (or, to compare runs, one line per run in its colour); wheel zooms around the cursor, drag pans (a finger too; a
+// tap shows the tooltip), double-click resets, range buttons show the last N steps. No libraries.
 (function () {
   // the smallest and largest of many numbers: a long run has more points than Math.min(...points) may take as
   // arguments (about 100,000 in Chrome, a RangeError past it)
@@ -14,10 +14,17 @@
       this.view = null; // [minStep, maxStep] or null for all
       this.drag = null;
       canvas.addEventListener("wheel", (e) => this.onWheel(e), { passive: false });
-      canvas.addEventListener("mousedown", (e) => { this.drag = { x: e.offsetX, view: this.currentView() }; });
-      window.addEventListener("mouseup", () => { this.drag = null; });
-      canvas.addEventListener("mousemove", (e) => this.onMove(e));
-      canvas.addEventListener("mouseleave", () => { this.tip.style.display = "none"; });
+      // pointer events: a mouse, a pen and a finger alike. On a phone a tap shows the tooltip and a sideways drag
+      // pans (an up-and-down one still scrolls the page); the range buttons zoom.
+      canvas.style.touchAction = "pan-y";
+      canvas.addEventListener("pointerdown", (e) => {
+        if (e.pointerType !== "mouse") this.onMove(e);  // no hover on a touch screen: the tap is the hover
+        this.drag = { x: e.offsetX, view: this.currentView() };
+      });
+      window.addEventListener("pointerup", () => { this.drag = null; });
+      window.addEventListener("pointercancel", () => { this.drag = null; });  // the page scrolled instead
+      canvas.addEventListener("pointermove", (e) => this.onMove(e));
+      canvas.addEventListener("pointerleave", (e) => { if (e.pointerType === "mouse") this.tip.style.display = "none"; });
       canvas.addEventListener("dblclick", () => { this.view = null; this.draw(); });
       new ResizeObserver(() => this.draw()).observe(canvas);
     }
@@ -96,7 +103,9 @@
     }
     onMove(e) {
       const g = this.geometry();
-      if (this.drag && this.points.length) {
+      // a drag pans once it has gone a few pixels: a tap's jitter must not pin the view (which follows new steps)
+      if (this.drag && this.points.length && (this.drag.moved || Math.abs(e.offsetX - this.drag.x) > 4)) {
+        this.drag.moved = true;
         const [a, b] = this.drag.view; const span = b - a;
         const shift = -(e.offsetX - this.drag.x) / (g.w - g.left - g.right) * span;
         const full = [this.points[0].step, this.points[this.points.length - 1].step];
