@@ -231,7 +231,8 @@ def test_dataset_manager_in_the_browser(studio_root, artifacts_dir, tmp_path):
             expect(page.locator(".card")).to_have_count(1)
             expect(page.locator(".card .meta").first).to_contain_text("9 images · 9 captioned")
             expect(page.locator("#deleted")).to_be_hidden()
-        # deleted, then a new one of its name made: restored, it comes back beside it, and the toast says so
+        # deleted, then a new one of its name made: restored, it comes back beside it under a free name, and the
+        # toast says so
         page.locator(".card [data-act=delete]").click()
         page.click("#delete-confirm")
         expect(page.locator(".card")).to_have_count(0)
@@ -239,7 +240,8 @@ def test_dataset_manager_in_the_browser(studio_root, artifacts_dir, tmp_path):
         page.reload()
         page.click("#deleted-summary")
         page.click("#deleted-list button[data-restore]")
-        expect(page.locator(".toast", has_text="Restored Browser Set as a second dataset of that name")).to_be_visible()
+        expect(page.locator(".toast", has_text="Restored Browser Set as Browser Set 2: a dataset named Browser Set was "
+                                               "made since.")).to_be_visible()
         expect(page.locator(".card")).to_have_count(2)
         browser.close()
     stand_in.close()

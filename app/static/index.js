@@ -63,26 +63,26 @@
         const when = new Date(d.deleted_at * 1000).toLocaleString([], { dateStyle: "medium", timeStyle: "short" });
         return `<div class="trash-batch"><div><b>${esc(d.name)}</b> <span class="muted">· ${studio.plural(d.images, "image")}
           · ${formatBytes(d.bytes)} · deleted ${esc(when)}</span></div>
-          <button type="button" data-restore="${esc(d.id)}">Restore</button></div>`;
+          <button type="button" data-restore="${esc(d.id)}" data-name="${esc(d.name)}">Restore</button></div>`;
       }).join("");
     } catch (e) { /* the section stays as it was */ }
   }
 
-  async function restore(entry) {
+  // `name`: the dataset's name when it was deleted
+  async function restore(entry, name) {
     try {
       const r = await api(`/api/deleted-datasets/${encodeURIComponent(entry)}/restore`, { method: "POST" });
       const back = (await api(`/api/datasets/${encodeURIComponent(r.restored)}`)).name;
-      // its id was taken by a dataset made since: it comes back beside that one, under an id of its own
-      const wanted = entry.slice(entry.indexOf("-") + 1);
-      toast(r.restored === wanted ? `Restored ${back}.` : `Restored ${back} as a second dataset of that name ` +
-        `(${r.restored}): rename one of them to tell them apart.`, "ok", r.restored === wanted ? undefined : 9000);
+      // a dataset of its name was made since: it comes back beside that one, under a free name ("My cat 2")
+      toast(back === name ? `Restored ${back}.` : `Restored ${name} as ${back}: a dataset named ${name} was made ` +
+        "since.", "ok", back === name ? undefined : 9000);
     } catch (e) { toast(`Restore failed: ${e.message}`, "error"); }
     load();
   }
 
   $("deleted-list").addEventListener("click", (ev) => {
     const b = ev.target.closest("button[data-restore]");
-    if (b) { b.disabled = true; restore(b.dataset.restore); }
+    if (b) { b.disabled = true; restore(b.dataset.restore, b.dataset.name); }
   });
   $("deleted-empty").onclick = async (ev) => {
     const b = ev.target;
@@ -167,7 +167,8 @@
     try {
       const result = await api(`/api/datasets/${encodeURIComponent(target.id)}`, { method: "DELETE" });
       $("delete-dialog").close();
-      toast(`Deleted ${target.name}.`, "ok", null, { label: "Undo", run: () => restore(result.trash) });
+      const gone = target.name;  // the Undo may come after another dataset was picked
+      toast(`Deleted ${gone}.`, "ok", null, { label: "Undo", run: () => restore(result.trash, gone) });
       load();
     } catch (e) {
       $("delete-error").textContent = e.message;
