@@ -11,6 +11,7 @@ import trainer
 from studio.workspace import Workspace
 from tests.test_trainer_renders import REQUEST, finished_job
 from trainer import renders
+from trainer.bundle import safe_label
 
 
 def _finished(make_settings, demo_paths):
@@ -34,9 +35,12 @@ def test_download_all_holds_everything_the_job_made(make_settings, demo_root, de
     render = store.create(renders.KIND, name="r", parent_id=job.id, config=config, total=2)[0]
     (job_dir / "renders" / render.id).mkdir(parents=True)
     (job_dir / "renders" / render.id / "0.png").write_bytes(b"render-bytes")
+    (job_dir / "renders" / render.id / "1.png").write_bytes(b"lora-bytes")
     store.finish(render.id, "completed", result={"images": [{"file": "0.png", "strength": 0.0, "lora": None},
+                                                            {"file": "1.png", "strength": 0.5, "lora": 0},
                                                             {"file": "../../studio.db", "strength": 1.0}]})
 
+    label = safe_label(config["loras"][0]["label"])  # the picture's LoRA, in its name ("final-LoRA-step-6")
     info = client.get(f"/api/jobs/{job.id}/bundle").get_json()
     response = client.get(f"/api/jobs/{job.id}/download.zip")
     assert response.status_code == 200 and response.mimetype == "application/zip"
@@ -45,7 +49,8 @@ def test_download_all_holds_everything_the_job_made(make_settings, demo_root, de
     names = archive.namelist()
     assert names == ["tiny-lora/README.txt", "tiny-lora/tiny-lora.safetensors",
                      "tiny-lora/checkpoints/tiny-lora-step3.safetensors", "tiny-lora/previews/step_000006/0.png",
-                     f"tiny-lora/renders/{render.id}/0.png", "tiny-lora/renders/renders.json",
+                     f"tiny-lora/renders/{render.id}/0_base.png", f"tiny-lora/renders/{render.id}/1_{label}_x0.5.png",
+                     "tiny-lora/renders/renders.json",
                      "tiny-lora/config.json", "tiny-lora/metrics.jsonl", "tiny-lora/log.txt"]
     assert info["files"] == len(names) and info["size"] == sum(i.file_size for i in archive.infolist())
     assert archive.read("tiny-lora/tiny-lora.safetensors") == (job_dir / "lora" / "tiny-lora.safetensors").read_bytes()

@@ -10,6 +10,7 @@ renders with their prompts, and the run's config, metrics and log.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from itertools import chain
 from pathlib import Path
@@ -35,6 +36,24 @@ def _files(folder: Path, leave_out: str = "") -> list[Path]:
                   and path.relative_to(folder).parts[0] != leave_out)
 
 
+def _render_name(render: Job, image: dict) -> str:
+    """A render's picture named for what it shows: "0_base.png", "1_tiny-lora_x0.5.png" (its number first, so the
+    names sort as the card shows them; renders.json has the rest)."""
+    file = image["file"]
+    stem, suffix = Path(file).stem, Path(file).suffix
+    loras = render.config.get("loras") or []
+    index, strength = image.get("lora"), image.get("strength")
+    if index is None or not strength or not isinstance(index, int) or not 0 <= index < len(loras):
+        return f"{stem}_base{suffix}"
+    label = safe_label(str(loras[index].get("label") or "lora"))
+    return f"{stem}_{label}_x{strength:g}{suffix}"
+
+
+def safe_label(text: str) -> str:
+    """`text` as a part of a file name: letters, digits, dots, dashes and underscores."""
+    return re.sub(r"[^\w.-]+", "-", text).strip("-.")[:60] or "lora"
+
+
 def entries(space: Workspace, job: Job) -> list[Entry]:
     job_dir = space.jobs / job.id
     top = job.config.get("name") or job.id
@@ -46,9 +65,10 @@ def entries(space: Workspace, job: Job) -> list[Entry]:
     made = store().list(("completed",), parent_id=job.id, kind=renders.KIND, limit=200)
     for render in made:
         folder = job_dir / "renders" / render.id
-        files = [image.get("file") for image in (render.result or {}).get("images") or [] if isinstance(image, dict)]
-        out += [(f"{top}/renders/{render.id}/{file}", folder / file)
-                for file in files if isinstance(file, str) and file and Path(file).name == file]
+        images = [image for image in (render.result or {}).get("images") or [] if isinstance(image, dict)]
+        out += [(f"{top}/renders/{render.id}/{_render_name(render, image)}", folder / image["file"])
+                for image in images if isinstance(image.get("file"), str) and image["file"]
+                and Path(image["file"]).name == image["file"]]
     if made:
         listing = [{key: value for key, value in renders.public(render).items() if key != "images"}
                    | {"images": (render.result or {}).get("images") or []} for render in made]
