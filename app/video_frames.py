@@ -32,6 +32,8 @@ SECONDS_PER_FRAME = 2.0  # VIDEO_FRAME_SECONDS
 LONG_VIDEO_S = 180.0
 MAX_VIDEO_S = 2 * 3600  # longer than a film: surely not meant, and hours to read
 PROBE_SIDE = 512  # sharpness and likeness are measured on the frame at about this size
+UNSPECIFIED, BT709 = 2, 1  # AVColorSpace: a video that does not say its colour matrix, and HD's
+HD_WIDTH, SD_HEIGHT = 1280, 576  # an untagged video this wide, or taller than SD, is HD (what players assume)
 LUMA_FIRST = {"yuv420p", "yuvj420p", "yuv422p", "yuvj422p", "yuv444p", "yuvj444p", "nv12", "nv21", "gray"}
 REPORT_EVERY_S = 0.5
 # a video named like a photo of its folder (IMG_0001.MOV beside IMG_0001.HEIC) is an iPhone Live Photo's moving
@@ -95,6 +97,9 @@ def extract_frames(path: Path, staging: Path, job: JobReporter, label: str, stem
             raise Unreadable(label, f"its frames are {width}x{height} pixels, over the limit of {max_pixels:,} "
                                     "(MAX_IMAGE_PIXELS)")
         seconds = _duration(container, stream)
+        if seconds is None:  # a browser's or a screen recorder's WebM: its frames would all come from its start
+            job.update(phase="frames", message=f"Reading the length of {label}")
+            seconds = _measured_duration(path, job)
         if seconds and seconds > MAX_VIDEO_S:
             raise Unreadable(label, f"it lasts {clock(seconds)}, more than {clock(MAX_VIDEO_S)}: cut out the part "
                                     "you want first")
@@ -144,6 +149,28 @@ def _duration(container, stream) -> float | None:
     return None
 
 
+def _measured_duration(path: Path, job: JobReporter) -> float | None:
+    """The length of a video whose header does not say it, from its video packets read through once without
+    decoding them (a few seconds for hours of video); None when it holds no timed packet."""
+    import av
+
+    first = last = None
+    try:
+        with av.open(str(path), metadata_errors="ignore") as container:
+            stream = container.streams.video[0]
+            for count, packet in enumerate(container.demux(stream)):
+                if count % 2000 == 0:
+                    job.check_stop()
+                if packet.pts is None or packet.time_base is None:
+                    continue
+                start, end = packet.pts * packet.time_base, (packet.pts + (packet.duration or 0)) * packet.time_base
+                first = start if first is None else min(first, start)
+                last = end if last is None else max(last, end)
+    except av.error.FFmpegError as exc:  # a cut-off file: its length so far
+        log.warning("measuring the length of %s stopped at a damaged part: %s", path.name, exc)
+    return float(last - first) if first is not None and last > first else None
+
+
 class _Picker:
     """Keeps the sharpest frame of the current stretch; writes it out when the next stretch begins."""
 
@@ -175,7 +202,8 @@ class _Picker:
             self.out.hdr = True
             picture = sdr_picture(frame)
         else:  # RGB by the frame's own colour matrix and range (a full-range clip is not read as a limited one)
-            picture = frame.reformat(format="rgb24", src_color_range=frame.color_range or None).to_image()
+            picture = frame.reformat(format="rgb24", src_colorspace=_matrix(frame),
+                                     src_color_range=frame.color_range or None).to_image()
         if frame.rotation:
             picture = picture.rotate(frame.rotation, expand=True)  # as the phone was held
         minutes, tenths = divmod(round(frame.time * 10), 600)  # 59.96 s is 01m00.0s, not 00m60.0s
@@ -183,6 +211,14 @@ class _Picker:
         target = self.staging / f"{len(self.out.frames):05d}.jpg"
         picture.save(target, "JPEG", quality=95)
         self.out.frames.append(Frame(name, target, frame.time))
+
+
+def _matrix(frame) -> int | None:
+    """The colour matrix to read an SDR frame by: its own, or for an HD frame that names none BT.709, as players
+    and browsers show it (the scaler's default, BT.601, turns greens and reds off by 20 levels); None: the frame's."""
+    if frame.colorspace == UNSPECIFIED and (frame.width >= HD_WIDTH or frame.height > SD_HEIGHT):
+        return BT709
+    return None
 
 
 def _luma(frame) -> np.ndarray:
