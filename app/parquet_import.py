@@ -3,9 +3,11 @@ becomes a file, its caption column the image's caption.
 
 The image column is the one the file's Hugging Face features call an Image (a struct of `bytes` and `path`), else
 the first such struct, else a binary column named like an image, else a list of images (`Sequence(Image)`: every
-image of a row becomes a file with the row's caption). The caption column is the first of `text`,
-`caption`, `prompt`, `description` (a list of captions takes the first), else the first text column whose name
-holds one of them ("blip_caption", "text_en").
+image of a row becomes a file with the row's caption); a binary column named like an image comes first when its
+whole name says so ("jpg", as a WebDataset turned into Parquet has it), else when a part of it does ("image_bytes").
+The caption column is the first of `text`, `caption`, `prompt`, `description`, `txt` (a WebDataset's) and
+`sentence` (a list of captions takes the first), else the first text column whose name holds one of them
+("blip_caption", "text_en", "sentences"). A text column may be dictionary-encoded (a pandas category).
 
 Nothing in the file is trusted: sizes are checked from the footer before a row is read and counted again while
 writing (ZIP_MAX_TOTAL_MB, like a ZIP), rows are read a few at a time, the kind of each image is taken from its
@@ -17,6 +19,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,8 +35,11 @@ from studio.jobs import JobError
 BATCH_ROWS = 16
 BATCH_BYTES = 256 * 2**20  # rows are read a few at a time, so a file's size never becomes the memory it takes
 IMAGE_NAMES = ("image", "img", "picture", "photo", "png", "jpg", "jpeg")
-FORMATS = {"JPEG": ".jpg", "PNG": ".png", "WEBP": ".webp", "AVIF": ".avif", "HEIF": ".heic", "TIFF": ".tiff",
-           "BMP": ".bmp"}
+CAPTION_NAMES = CAPTION_COLUMNS + ("txt", "sentence")  # a WebDataset's caption; COCO's "sentences"
+# by Pillow's name for what the bytes hold; "MPO" is a JPEG with more pictures after it (a phone's gain map or
+# depth map): a JPEG to every reader
+FORMATS = {"JPEG": ".jpg", "MPO": ".jpg", "PNG": ".png", "WEBP": ".webp", "AVIF": ".avif", "HEIF": ".heic",
+           "TIFF": ".tiff", "BMP": ".bmp"}
 
 
 @dataclass
@@ -109,6 +115,8 @@ def _is_text(arrow_type) -> bool:
 
     if pa.types.is_list(arrow_type) or pa.types.is_large_list(arrow_type):
         arrow_type = arrow_type.value_type
+    if pa.types.is_dictionary(arrow_type):  # what pandas writes for a category column
+        arrow_type = arrow_type.value_type
     return pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type)
 
 
@@ -120,16 +128,17 @@ def choose_columns(schema) -> tuple[str | None, str | None]:
     columns = {name: schema.field(name).type for name in schema.names}
     declared = [name for name, feature in features.items() if _declares_images(feature)[0] and name in columns]
     structs = [name for name, kind in columns.items() if _is_image_struct(kind)]
-    binaries = [name for name, kind in columns.items() if (pa.types.is_binary(kind) or pa.types.is_large_binary(kind))
-                and name.lower() in IMAGE_NAMES]
+    binary = [name for name, kind in columns.items() if pa.types.is_binary(kind) or pa.types.is_large_binary(kind)]
+    binaries = [name for name in binary if name.lower() in IMAGE_NAMES] or \
+        [name for name in binary if set(re.split(r"[^a-z]+", name.lower())) & set(IMAGE_NAMES)]
     lists = [name for name, feature in features.items() if _declares_images(feature)[1] and name in columns] or \
         [name for name, kind in columns.items() if _is_image_list(kind)]
     images = declared or structs or binaries or lists
     image = "image" if "image" in images else (images[0] if images else None)
     texts = [name for name, kind in columns.items() if _is_text(kind)]
-    caption = next((name for wanted in CAPTION_COLUMNS for name in texts if name.lower() == wanted), None)
+    caption = next((name for wanted in CAPTION_NAMES for name in texts if name.lower() == wanted), None)
     if caption is None:
-        caption = next((name for name in texts if any(word in name.lower() for word in CAPTION_COLUMNS)), None)
+        caption = next((name for name in texts if any(word in name.lower() for word in CAPTION_NAMES)), None)
     return image, caption
 
 
