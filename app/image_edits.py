@@ -30,6 +30,7 @@ from app.importer import image_record
 from app.store import Conflict, Dataset, refresh_flags, rev_of
 from studio.atomic import atomic_write_bytes, place_file
 from studio.jobs import ACTIVE
+from studio.thumbnails import UnreadableImage, cached_picture, view_bytes
 from studio.web import ApiError, json_body
 
 bp = Blueprint("image_edits", __name__)
@@ -188,7 +189,13 @@ def original(dataset_id: str, name: str):
     kept = dataset.original_path(name)
     if not record.get("edits") or not kept.is_file():
         raise ApiError(f"{name} has no edits: it is its original.", 404)
-    return send_file(viewable(kept, dataset.view_path(name, original=True)), conditional=True, max_age=0)
+    view = dataset.view_path(name, original=True)
+    if imaging.shown_by_browsers(name) and not imaging.shown_upright_by_browsers(kept):  # a turned WebP
+        try:
+            return send_file(cached_picture(kept, view, view_bytes), conditional=True, max_age=0)
+        except UnreadableImage:
+            raise ApiError(f"The original of {name} cannot be shown.", 404) from None
+    return send_file(viewable(kept, view), conditional=True, max_age=0)
 
 
 @bp.post("/api/datasets/<dataset_id>/images/<name>/edit")

@@ -15,7 +15,7 @@ import numpy as np
 from PIL import Image, features
 
 from app.sharpness import sharpness
-from studio.pixels import HIGH_DEPTH, in_srgb, on_white, upright
+from studio.pixels import HIGH_DEPTH, ORIENTATION, in_srgb, on_white, upright
 from studio.thumbnails import thumbnail_of
 from trainer.dataset_checks import has_alpha
 
@@ -72,6 +72,21 @@ def is_image_name(name: str) -> bool:
 def shown_by_browsers(name: str) -> bool:
     """Whether a page can show this file as it is (else it gets a JPEG of it: studio.thumbnails.view_bytes)."""
     return os.path.splitext(name)[1].lower() in BROWSER_EXTENSIONS
+
+
+def shown_upright_by_browsers(path: Path) -> bool:
+    """Whether a page shows this file as it is and upright (else it needs the JPEG of studio.thumbnails.view_bytes):
+    shown_by_browsers, and not a WebP turned by its EXIF orientation, which Chromium ignores in a WebP (it shows
+    the picture on its side while the studio measures it upright, so a crop box would lie across it)."""
+    if not shown_by_browsers(path.name):
+        return False
+    if path.suffix.lower() != ".webp":
+        return True
+    try:
+        with Image.open(path) as image:  # the header and the EXIF chunk only
+            return image.getexif().get(ORIENTATION, 1) in (1, None)
+    except Exception:  # Pillow raises many types for broken files; the page shows what it can
+        return True
 
 
 def training_copy(source: Path, folder: Path, stem: str) -> tuple[Path, bool]:
