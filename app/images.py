@@ -99,8 +99,9 @@ def image_file(dataset_id: str, name: str):
 
 
 def viewable(source: Path, view: Path) -> Path:
-    """`source` when browsers show it as it is; else (a HEIC photo) a full-size JPEG of it kept at `view`."""
-    if imaging.shown_by_browsers(source.name):
+    """`source` when browsers show it as it is, upright; else (a HEIC photo, a WebP turned by its EXIF orientation)
+    a full-size JPEG of it kept at `view`."""
+    if imaging.shown_upright_by_browsers(source):
         return source
     try:
         return cached_picture(source, view, view_bytes)

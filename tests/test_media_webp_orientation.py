@@ -62,3 +62,16 @@ def test_the_original_of_an_edited_turned_webp_is_shown_upright(client, dataset_
     client.post(f"/api/datasets/{dataset_id}/images/plain.webp/edit", json={"op": "flip"})
     response = client.get(f"/api/datasets/{dataset_id}/images/plain.webp/original")
     assert response.status_code == 200 and response.data == plain  # a WebP without a turn is sent as it is
+
+
+def test_a_turned_webp_is_shown_upright_in_the_editor(client, dataset_id, tmp_path):
+    """The editor's picture (the crop box lies over it) is the upright JPEG, as the tile and its measured size are."""
+    data = _saved(tmp_path, "turned.webp", "WEBP", 6).read_bytes()
+    assert upload(client, dataset_id, [("turned.webp", data)])["status"] == "completed"
+    response = client.get(f"/api/datasets/{dataset_id}/images/turned.webp")
+    assert response.status_code == 200
+    with Image.open(io.BytesIO(response.data)) as shown:
+        assert shown.format == "JPEG" and shown.size == (60, 80)
+    plain = _saved(tmp_path, "plain.webp", "WEBP", None).read_bytes()
+    upload(client, dataset_id, [("plain.webp", plain)])
+    assert client.get(f"/api/datasets/{dataset_id}/images/plain.webp").data == plain  # as it is
