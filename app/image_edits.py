@@ -159,8 +159,9 @@ def edit_image(dataset: Dataset, name: str, edit: dict, rev: str | None = None) 
             edits.append(edit)
             data = encode(render(original if len(edits) > 1 else path, edits), fmt)  # checks the edit first
             if len(edits) == 1:  # the first edit keeps the file as it came
-                place_file(path, original)
-                record["original_size"] = [record.get("width"), record.get("height")]
+                if not original.is_file():  # one there already was kept by an edit cut off before it was
+                    place_file(path, original)  # recorded (a crash): it is the file as it came, never replaced
+                record.setdefault("original_size", [record.get("width"), record.get("height")])
             atomic_write_bytes(path, data)
         _record(dataset, name, record, edits)
         refresh_flags(meta)

@@ -197,6 +197,31 @@ def test_a_full_disk_leaves_the_image_as_it_was(client, dataset_id, studio_root,
     assert (folder / "a.png").read_bytes() == came
 
 
+def test_an_edit_cut_off_before_it_was_recorded_never_costs_the_original(client, dataset_id, studio_root,
+                                                                          monkeypatch):
+    """The process dies between writing the edited picture and recording the edit: the next edit must not take the
+    edited picture for the original, or Revert would never bring the upload back."""
+    from app.store import Dataset
+
+    upload(client, dataset_id, [("a.png", _marked())])
+    folder = studio_root / "datasets" / dataset_id
+    came = (folder / "a.png").read_bytes()
+
+    def killed(self, meta):
+        raise SystemExit("the process ended here")
+
+    monkeypatch.setattr(Dataset, "save_meta", killed)
+    with pytest.raises(SystemExit):
+        _edit(client, dataset_id, "a.png", op="rotate", degrees=90)
+    monkeypatch.undo()
+    assert (folder / "a.png").read_bytes() != came and (folder / ".originals" / "a.png").read_bytes() == came
+    assert _row(client, dataset_id, "a.png")["edits"] == []  # not recorded
+    assert _edit(client, dataset_id, "a.png", op="flip").status_code == 200
+    assert (folder / ".originals" / "a.png").read_bytes() == came
+    assert _edit(client, dataset_id, "a.png", op="revert").status_code == 200
+    assert (folder / "a.png").read_bytes() == came
+
+
 def test_edits_at_the_same_time_both_land(ds_app, client, dataset_id):
     upload(client, dataset_id, [("a.png", _marked((128, 128)))])
     results = []
