@@ -173,3 +173,26 @@ def _plain_size(prefix: str):
     """The size line right after Revert: the size, the file size, and no list of edits."""
     return re.compile(rf"^{re.escape(prefix)} · [\d.]+ [KMGT]?B$")
 
+
+
+def test_crop_corners_are_bigger_for_a_finger():
+    """On a touch screen (pointer: coarse) the crop box's corners are 24 px and grab 10 px beyond; a mouse keeps
+    the small ones."""
+    from playwright.sync_api import sync_playwright
+
+    from tests.browser_studio import ARGS, CHROMIUM
+    from tests.helpers import REPO
+
+    sizes = {}
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        for kind, options in {"finger": {"has_touch": True, "is_mobile": True}, "mouse": {}}.items():
+            page = browser.new_context(viewport=PHONE, **options).new_page()
+            page.set_content('<div style="position:relative;width:200px;height:200px">'
+                             '<span class="crop-handle nw" id="h"></span></div>')
+            page.add_style_tag(path=str(REPO / "app" / "static" / "datasets.css"))
+            sizes[kind] = page.evaluate("""() => { const h = document.getElementById('h');
+                return [getComputedStyle(h).width, getComputedStyle(h, '::after').inset]; }""")
+        browser.close()
+    assert sizes["finger"] == ["24px", "-10px"]
+    assert sizes["mouse"][0] == "14px"
