@@ -33,7 +33,8 @@ from studio.job_reporter import JobReporter
 from studio.jobs import JobError
 
 BATCH_ROWS = 16
-BATCH_BYTES = 256 * 2**20  # rows are read a few at a time, so a file's size never becomes the memory it takes
+MAX_GROUP_BYTES = 4 * 2**30  # a row group is held whole in memory while it is read: more is a hostile or odd file
+BATCH_BYTES = 256 * 2**20  # rows are read a few at a time (pyarrow still holds the row group they are in)
 IMAGE_NAMES = ("image", "img", "picture", "photo", "png", "jpg", "jpeg")
 CAPTION_NAMES = CAPTION_COLUMNS + ("txt", "sentence")  # a WebDataset's caption; COCO's "sentences"
 # by Pillow's name for what the bytes hold; "MPO" is a JPEG with more pictures after it (a phone's gain map or
@@ -162,12 +163,21 @@ def _chunk_sizes(parquet, columns: list[str], groups: int | None = None) -> list
     metadata = parquet.metadata
     sizes = []
     for group in range(metadata.num_row_groups if groups is None else groups):
-        row_group = metadata.row_group(group)
-        for index in range(row_group.num_columns):
-            chunk = row_group.column(index)
-            if chunk.path_in_schema.split(".")[0] in columns:
-                sizes.append(chunk.total_uncompressed_size)
+        sizes += _chunk_sizes_of(metadata.row_group(group), columns)
     return sizes
+
+
+def _largest_group(parquet, columns: list[str]) -> int:
+    """What the chosen columns of the biggest row group unpack to: pyarrow holds a whole row group in memory
+    while its rows are read, however small the batches."""
+    metadata = parquet.metadata
+    return max((sum(_chunk_sizes_of(metadata.row_group(group), columns)) for group in range(metadata.num_row_groups)),
+               default=0)
+
+
+def _chunk_sizes_of(row_group, columns: list[str]) -> list[int]:
+    return [row_group.column(index).total_uncompressed_size for index in range(row_group.num_columns)
+            if row_group.column(index).path_in_schema.split(".")[0] in columns]
 
 
 def _declared_bytes(parquet, columns: list[str], limit: int | None) -> int:
@@ -248,6 +258,11 @@ def extract_parquet(source: Path, staging: Path, job: JobReporter, max_total_byt
         if image_column is None:
             raise Unreadable(label, f"has no image column (columns: {', '.join(parquet.schema_arrow.names) or 'none'})")
         columns = [image_column] + ([caption_column] if caption_column else [])
+        biggest = _largest_group(parquet, columns)
+        if biggest > MAX_GROUP_BYTES:
+            raise JobError(f"{label} keeps {biggest / 2**20:,.0f} MB of images in one row group, and the studio reads "
+                           f"a row group at once (at most {MAX_GROUP_BYTES / 2**30:g} GB): save it again with smaller "
+                           "row groups (pyarrow: row_group_size=100), or upload the images in a ZIP.")
         declared = _declared_bytes(parquet, columns, None if spread else limit)
         if declared > max_total_bytes:
             raise JobError(f"{label} would unpack to {declared / 2**20:,.0f} MB, over the limit of "

@@ -73,3 +73,15 @@ def test_a_phone_jpeg_with_a_second_picture_is_taken_as_a_jpeg(client, dataset_i
     job = upload(client, dataset_id, [("phone.parquet", table)])
     assert job["status"] == "completed" and not job.get("skipped"), job
     assert _images(client, dataset_id) == {"IMG_0007.jpg": "tok, a red wall"}
+
+
+def test_a_row_group_too_big_to_hold_in_memory_is_refused_with_what_to_do(client, dataset_id, monkeypatch):
+    from tests.parquet_files import parquet_bytes
+
+    rows = [{"image": (image_bytes(i), f"{i}.png"), "text": f"photo {i}"} for i in range(4)]
+    monkeypatch.setattr(parquet_import, "MAX_GROUP_BYTES", 1300)  # a group of one row: ~950 bytes; of four: ~1,800
+    refused = upload(client, dataset_id, [("one-group.parquet", parquet_bytes(rows, row_group_size=4))])
+    assert "keeps" in refused["error"] and "in one row group" in refused["error"], refused
+    assert "row_group_size=100" in refused["error"] and _images(client, dataset_id) == {}
+    small = upload(client, dataset_id, [("small-groups.parquet", parquet_bytes(rows, row_group_size=1))])
+    assert small["status"] == "completed" and len(_images(client, dataset_id)) == 4, small
