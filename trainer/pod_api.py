@@ -3,7 +3,8 @@ a button that stops the pod, so that a finished session stops billing in one cli
 console (or an hour forgotten). STOP_POD_WHEN_IDLE does the same by itself once the queue is empty.
 
     GET  /api/pod             -> {"price", "price_pending", "busy", "idle_since", "idle_s", "can_stop", "why_not",
-                                  "on_runpod", "auto_stop"}
+                                  "on_runpod", "auto_stop", "last_stop"}
+                                 last_stop: the last stop asked of RunPod {"at", "ok", "by", "error"}, or None
     POST /api/pod/stop        -> 202 {"stopping": true}; 409 {"error": why not}; 502 when RunPod refused
     PUT  /api/pod/auto-stop   {"on": true} -> {"on_runpod", "auto_stop"}: stop the pod by itself once the queue is done
 
@@ -45,6 +46,9 @@ def _why_not_stop(busy: int) -> str | None:
     if busy:
         return (f"{'A job is' if busy == 1 else f'{busy} jobs are'} queued or running: let "
                 f"{'it' if busy == 1 else 'them'} end, or stop {'it' if busy == 1 else 'them'}, first.")
+    uploading = podstop.upload_under_way(current)
+    if uploading:
+        return uploading
     finished = store().list(("completed",), kind="train", limit=1)
     if finished and not podstop.lora_is_safe(finished[0].lora_path):
         return f"The last LoRA ({finished[0].lora_path}) is not complete on disk: look at it before stopping the pod."
@@ -58,7 +62,7 @@ def pod_state():
     return jsonify({"price": price(), "price_pending": current_app.extensions["pod_price"].pending,
                     "busy": busy, "idle_since": since,
                     "idle_s": round(time.time() - since, 1) if since else None, "can_stop": why_not is None,
-                    "why_not": why_not, **podstop.choice_state(settings())})
+                    "why_not": why_not, "last_stop": podstop.last_stop(settings()), **podstop.choice_state(settings())})
 
 
 @bp.post("/api/pod/stop")
@@ -66,8 +70,9 @@ def stop_pod():
     why_not = _why_not_stop(_busy())
     if why_not:
         return jsonify({"error": why_not}), 409
-    if not podstop.stop_pod(settings()):
-        return jsonify({"error": "RunPod did not stop the pod (the trainer's log says why): stop it from RunPod's "
+    if not podstop.stop_pod(settings(), by="button"):
+        said = (podstop.last_stop(settings()) or {}).get("error") or "RunPod did not answer"
+        return jsonify({"error": f"The pod did not stop: {said}. It is still running: stop it from RunPod's "
                                  "console."}), 502
     return jsonify({"stopping": True}), 202
 

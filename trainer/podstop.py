@@ -4,12 +4,18 @@ Off by default: STOP_POD_WHEN_IDLE=1 turns it on, and the dashboard's "Stop the 
 turns it on or off while the pod runs (its choice, kept in the workspace, wins over the setting). Uses the pod's
 own RUNPOD_POD_ID and RUNPOD_API_KEY with RunPod's REST API: `POST {RUNPOD_API_URL}/pods/{id}/stop`. Only
 /workspace survives a stop, which is where every LoRA is written before this is called.
+
+Every stop asked for is kept in the workspace (LAST_STOP_FILE): the dashboard says when RunPod refused one, and a
+stop made by itself is told to WEBHOOK_URL (and the last job's webhook), so a pod left overnight is never still
+billing unseen. Never stopped by itself while a file is still being uploaded in chunks.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import sqlite3
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -17,10 +23,14 @@ from pathlib import Path
 from studio.atomic import atomic_write_json, read_json
 from studio.pod_price import on_runpod
 from studio.settings import Settings
+from studio.workspace import Workspace
 
 log = logging.getLogger(__name__)
 CHOICE_FILE = "pod-stop.json"  # in the workspace: {"stop_when_idle": true}, the dashboard's choice
+LAST_STOP_FILE = "pod-stop-last.json"  # in the workspace: the last stop asked of RunPod and how it went
 NOT_RUNPOD = "This is not a RunPod pod (RUNPOD_POD_ID and RUNPOD_API_KEY are not set)"
+UPLOAD_QUIET_S = 120.0  # an upload that sent a chunk this recently is still under way
+RETRY_DELAYS_S = (3.0, 10.0)  # a stop made by itself is tried again after these when RunPod could not answer
 
 
 def stop_when_idle(settings: Settings) -> bool:
@@ -53,12 +63,24 @@ def choose_from_request(settings: Settings, body: dict) -> dict:
 
 
 def pod_stop_configured(settings: Settings) -> str | None:
-    """None when the pod may be stopped; otherwise why not (for logs and the dashboard)."""
+    """None when the pod may stop by itself now (the worker asks while its queue is done); otherwise why not."""
     if not stop_when_idle(settings):
         return "stopping the pod when idle is off (STOP_POD_WHEN_IDLE, or the dashboard's choice)"
     if not on_runpod(settings):
         return "RUNPOD_POD_ID and RUNPOD_API_KEY are needed to stop the pod (RunPod sets them on a pod)"
-    return None
+    return upload_under_way(settings)
+
+
+def upload_under_way(settings: Settings, now: float | None = None) -> str | None:
+    """A sentence while a file is being uploaded in chunks (a dataset's ZIP, a LoRA for the library): no job exists
+    for it until its last chunk is in, and a stop would lose what was sent. None otherwise."""
+    from studio.chunked import last_activity
+
+    latest = last_activity(Workspace(settings.root).uploads, {})
+    ago = (time.time() if now is None else now) - latest if latest else None
+    if ago is None or ago > UPLOAD_QUIET_S:
+        return None
+    return f"A file is still being uploaded (a part of it arrived {max(0, round(ago))} s ago): let it finish first."
 
 
 def lora_is_safe(path: str | Path | None) -> bool:
@@ -73,24 +95,87 @@ def lora_is_safe(path: str | Path | None) -> bool:
         return False
 
 
-def stop_pod(settings: Settings, timeout_s: float = 20.0) -> bool:
-    """Ask RunPod to stop this pod; True when the API accepted."""
+def stop_pod(settings: Settings, timeout_s: float = 20.0, *, by: str = "auto",
+             retry_delays_s: tuple[float, ...] = RETRY_DELAYS_S) -> bool:
+    """Ask RunPod to stop this pod; True when the API accepted. `by`: "auto" (the queue is done: tried again when
+    RunPod could not answer, and told to the webhooks) or "button" (someone is at the page: once). What came of it
+    is kept in the workspace for the dashboard (last_stop)."""
+    delays = retry_delays_s if by == "auto" else ()
+    for attempt in range(len(delays) + 1):
+        error, lasting = _ask_runpod(settings, timeout_s)
+        if error is None or lasting or attempt == len(delays):
+            break
+        log.warning("RunPod did not stop pod %s (%s); asking again in %.0f s", settings.runpod_pod_id, error,
+                    delays[attempt])
+        time.sleep(delays[attempt])
+        if _work_arrived(settings):  # queued meanwhile: a pod is never stopped under work
+            log.info("not asking RunPod again: work was queued meanwhile")
+            return False
+    _keep(settings, {"at": time.time(), "ok": error is None, "by": by, "error": error})
+    if by == "auto":
+        from trainer.pod_notices import tell_webhooks
+
+        tell_webhooks(settings, error)
+    return error is None
+
+
+def _work_arrived(settings: Settings) -> bool:
+    from studio.jobs import ACTIVE, JobStore
+
+    try:
+        return JobStore(Workspace(settings.root).db_path).count(ACTIVE, work=True) > 0
+    except (sqlite3.Error, OSError) as exc:
+        log.warning("could not read the job store: %s", exc)
+        return False
+
+
+def last_stop(settings: Settings) -> dict | None:
+    """The last stop asked of RunPod: {"at", "ok", "by", "error"} (error: a sentence, None when it was accepted)."""
+    found = read_json(Path(settings.root) / LAST_STOP_FILE, None)
+    return found if isinstance(found, dict) and isinstance(found.get("at"), int | float) else None
+
+
+def _keep(settings: Settings, record: dict) -> None:
+    try:
+        atomic_write_json(Path(settings.root) / LAST_STOP_FILE, record)
+    except OSError as exc:  # a full disk: the log still says it
+        log.warning("could not keep the pod stop's outcome: %s", exc)
+
+
+def _ask_runpod(settings: Settings, timeout_s: float) -> tuple[str | None, bool]:
+    """(None, _) when RunPod accepted the stop; else (a sentence, whether asking again cannot help)."""
     url = f"{settings.runpod_api_url.rstrip('/')}/pods/{settings.runpod_pod_id}/stop"
     request = urllib.request.Request(url, data=b"{}", method="POST", headers={
         "Authorization": f"Bearer {settings.runpod_api_key}", "Content-Type": "application/json"})
     try:
         with urllib.request.urlopen(request, timeout=timeout_s) as response:
-            body = response.read(4096)
-            log.info("asked RunPod to stop pod %s: HTTP %s %s", settings.runpod_pod_id, response.status,
-                     body[:200].decode("utf-8", "replace"))
-            return 200 <= response.status < 300
+            response.read(4096)  # the pod as RunPod describes it, its environment too: never logged
+            log.info("asked RunPod to stop pod %s: HTTP %s", settings.runpod_pod_id, response.status)
+            if 200 <= response.status < 300:
+                return None, True
+            return f"RunPod answered HTTP {response.status}", False
     except urllib.error.HTTPError as exc:
-        detail = exc.read(500).decode("utf-8", "replace")
-        try:
-            detail = json.loads(detail).get("error", detail)
-        except (ValueError, AttributeError):
-            pass
+        detail = _without_key(_said(exc.read(500).decode("utf-8", "replace")), settings)[:200].strip()
         log.error("RunPod refused to stop pod %s: HTTP %s %s", settings.runpod_pod_id, exc.code, detail)
+        said = f"RunPod answered HTTP {exc.code}{f' ({detail})' if detail else ''}"
+        return said, exc.code < 500 and exc.code not in (408, 429)
     except (urllib.error.URLError, OSError) as exc:
-        log.error("could not reach RunPod to stop pod %s: %s", settings.runpod_pod_id, exc)
-    return False
+        reason = _without_key(str(getattr(exc, "reason", exc)), settings)
+        log.error("could not reach RunPod to stop pod %s: %s", settings.runpod_pod_id, reason)
+        return f"RunPod could not be reached ({reason})", False
+
+
+def _said(body: str) -> str:
+    """What RunPod's error answer says: its "error" (or "message"); an answer that is not JSON, as it is."""
+    try:
+        found = json.loads(body)
+    except ValueError:
+        return body
+    if isinstance(found, dict):
+        return str(found.get("error") or found.get("message") or "")
+    return str(found)
+
+
+def _without_key(text: str, settings: Settings) -> str:
+    key = settings.runpod_api_key
+    return text.replace(key, "[RUNPOD_API_KEY]") if key else text

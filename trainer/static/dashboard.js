@@ -159,6 +159,18 @@
   const IDLE_NOTICE_S = 600;
   const autoStop = studio.podChoice(document.getElementById("auto-stop-row"), document.getElementById("auto-stop"),
     { get: "/api/pod", put: "/api/pod/auto-stop" }, "The pod stops by itself a minute after the queue is done.");
+  // The last stop asked of RunPod since the pod last worked (GET /api/pod's last_stop), as a sentence: a refused one in
+  // red (the pod goes on billing), an accepted one as news; null when there is none to tell.
+  function stopNews(pod) {
+    const last = pod.last_stop;
+    if (!last || pod.busy > 0 || (pod.idle_since && last.at < pod.idle_since)) return null;
+    const at = new Date(last.at * 1000).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+    const who = last.by === "auto" ? " by itself (the queue was done)" : "";
+    if (last.ok) return { failed: false, text: `RunPod was asked to stop this pod${who} at ${at}: it stops in a moment.` };
+    const billing = pod.price ? ` (${trainer.perHour(pod.price)})` : "";
+    return { failed: true, text: `The pod did not stop${who || " when asked"} at ${at}: ${last.error || "RunPod did not answer"}. `
+      + `It is still running and billing${billing}: press Stop the pod, or stop it from RunPod's console.` };
+  }
   async function loadPod() {
     const box = document.getElementById("pod-idle");
     let pod;
@@ -166,11 +178,16 @@
     if (pod.price_pending) setTimeout(loadPod, 2000);  // RunPod is being asked for the price: it comes in a moment
     autoStop(pod);
     const long = pod.idle_s != null && pod.idle_s >= IDLE_NOTICE_S;
-    box.hidden = pod.busy > 0 || (!long && !pod.can_stop);
+    const news = stopNews(pod);
+    box.hidden = pod.busy > 0 || (!long && !pod.can_stop && !news);
+    box.classList.toggle("pod-stop-failed", !!(news && news.failed));
+    box.style.borderColor = news && news.failed ? "var(--err)" : "";
     if (box.hidden) return;
     const spent = trainer.cost(pod.idle_s, pod.price);
     const said = long ? `The GPU has had nothing to do for ${fmtD(pod.idle_s)}${spent ? ` (≈ ${spent} at ${trainer.perHour(pod.price)})` : ""}.` : "";
-    box.innerHTML = `<span>${esc(said)}</span>${pod.can_stop
+    box.innerHTML = (news ? `<span id="pod-stop-news" style="flex-basis:100%${news.failed ? ";color:var(--err)" : ""}"
+      role="${news.failed ? "alert" : "status"}">${esc(news.text)}</span>` : "")
+      + `<span>${esc(said)}</span>${pod.can_stop
       ? ` <button class="danger" id="stop-pod" title="RunPod stops billing for the GPU; /workspace is kept">Stop the pod</button>` : ""}`;
   }
   document.getElementById("pod-idle").addEventListener("click", async (e) => {
@@ -184,6 +201,7 @@
     } catch (err) {
       e.target.disabled = false;
       studio.toast(err.message, "error", 9000);
+      loadPod();  // the box says it too, in red, for as long as the pod runs on
     }
   });
   loadPod();
