@@ -44,7 +44,8 @@ def message(event: str, job: dict, link: str | None) -> str:
         on = f"on {job.get('dataset') or 'its dataset'}"
         text = f"▶ **{name}** started: {plural(total, 'step')} {on}." if total else f"▶ **{name}** started {on}."
     elif event == "job.completed":
-        loss = f", final loss {job['loss']:.4f}" if isinstance(job.get("loss"), int | float) else ""
+        final = job.get("final_loss", job.get("loss"))  # as the job's page says it
+        loss = f", final loss {final:.4f}" if isinstance(final, int | float) else ""
         took = _duration(job)
         text = (f"✓ **{name}** is done: {plural(step, 'step')}{loss}{f' in {took}' if took else ''}. "
                 f"LoRA: {job.get('lora_file') or 'see its page'}")
@@ -61,13 +62,21 @@ def message(event: str, job: dict, link: str | None) -> str:
 def chat_request(kind: str, event: str, job: dict, link: str | None, lora_path: str | None) -> tuple[bytes, str]:
     """(body, content type) of the chat message; Discord's carries a finished job's grid when there is one."""
     text = message(event, job, link)
-    if kind == "slack":
-        return json.dumps({"text": text.replace("**", "*")}).encode(), "application/json"
-    payload = {"content": text, "username": "Z-Image Studio", "allowed_mentions": {"parse": []}}
-    grid = Path(lora_path).parent / GRID if lora_path and event == "job.completed" else None
+    grid = Path(lora_path).parent / GRID if kind == "discord" and lora_path and event == "job.completed" else None
     if grid is None or not grid.is_file():
-        return json.dumps(payload).encode(), "application/json"
-    return _multipart(payload, grid)
+        return text_request(kind, text), "application/json"
+    return _multipart(_discord_payload(text), grid)
+
+
+def text_request(kind: str, text: str) -> bytes:
+    """The JSON body of a chat message that is only `text` (the pod's own news, trainer.pod_notices)."""
+    if kind == "slack":
+        return json.dumps({"text": text.replace("**", "*")}).encode()
+    return json.dumps(_discord_payload(text)).encode()
+
+
+def _discord_payload(text: str) -> dict:
+    return {"content": text, "username": "Z-Image Studio", "allowed_mentions": {"parse": []}}
 
 
 def _multipart(payload: dict, picture: Path) -> tuple[bytes, str]:

@@ -2,7 +2,9 @@
 Slack webhook gets a chat message instead, trainer.chat_hooks).
 
 The body is JSON; `X-Studio-Signature: sha256=<hex>` is the HMAC-SHA256 of the exact body bytes with
-WEBHOOK_SECRET (absent when no secret is set). Delivery never blocks training: `send` only queues.
+WEBHOOK_SECRET (absent when no secret is set). Delivery never blocks training: `send` only queues. A receiver's
+refusal (HTTP 4xx: a deleted Discord webhook, a wrong address) is not retried, a rate limit (429) waits as long as
+its Retry-After asks (capped); logs name only the receiver's host, since a webhook's address is its password.
 """
 
 from __future__ import annotations
@@ -18,13 +20,23 @@ import urllib.error
 import urllib.request
 import uuid
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from trainer.chat_hooks import EVENTS as CHAT_EVENTS
-from trainer.chat_hooks import chat_kind, chat_request, job_link
+from trainer.chat_hooks import chat_kind, chat_request, job_link, text_request
 
 log = logging.getLogger(__name__)
 
 SIGNATURE_HEADER = "X-Studio-Signature"
+RETRY_AFTER_MAX_S = 60.0  # a rate limit asking for longer holds every later delivery up: wait this long at most
+RETRIED_CODES = (408, 425, 429)  # of the 4xx answers, those a later try may get past
+
+
+def where(url: str) -> str:
+    """What logs may say of a webhook's address: its scheme and host (the path and query hold its token)."""
+    parts = urlsplit(url)
+    host = parts.hostname or "?"
+    return f"{parts.scheme}://{host}{f':{parts.port}' if parts.port else ''}/…"
 
 
 def sign(body: bytes, secret: str) -> str:
@@ -86,6 +98,15 @@ class WebhookDispatcher:
             body, content_type = chat_request(kind, event, _job_payload(job), link, job.lora_path)
             self._enqueue(url, body, event, content_type)
 
+    def pod_event(self, url: str | None, event: str, text: str, details: dict) -> None:
+        """The pod's own news (trainer.pod_notices): `text` as a chat line to Discord or Slack, else the studio's
+        JSON with `details` as its "pod" and `text` as its "message"."""
+        kind = chat_kind(url or "")
+        if kind is None:
+            self.send(url, event, {"pod": details, "message": text})
+        elif url:
+            self._enqueue(url, text_request(kind, text), event)
+
     def job_deleted(self, job) -> None:
         url = job.webhook_url or self.default_url
         if chat_kind(url or "") is None:
@@ -120,28 +141,46 @@ class WebhookDispatcher:
             headers[SIGNATURE_HEADER] = sign(item.body, self.secret)
         for attempt in range(1, self.attempts + 1):
             item.attempt = attempt
-            error = self._post(item, headers)
+            error, retry_after = self._post(item, headers)
             if error is None:
                 self.delivered += 1
                 return
+            if retry_after is None:
+                log.error("webhook %s to %s was refused (%s); not retried", item.event, where(item.url), error)
+                break
             if attempt < self.attempts:
-                delay = self.base_delay_s * 2 ** (attempt - 1)
-                log.warning("webhook %s to %s failed (%s); retrying in %.1f s", item.event, item.url, error, delay)
+                delay = max(retry_after, self.base_delay_s * 2 ** (attempt - 1))
+                log.warning("webhook %s to %s failed (%s); retrying in %.1f s", item.event, where(item.url), error,
+                            delay)
                 time.sleep(delay)
             else:
-                log.error("webhook %s to %s failed %d times (%s); giving up", item.event, item.url, attempt, error)
+                log.error("webhook %s to %s failed %d times (%s); giving up", item.event, where(item.url), attempt,
+                          error)
         self.failed += 1
 
-    def _post(self, item: Delivery, headers: dict) -> str | None:
+    def _post(self, item: Delivery, headers: dict) -> tuple[str | None, float | None]:
+        """(None, _) when delivered; else (what went wrong, the least wait before another try: None when another
+        try cannot help)."""
         request = urllib.request.Request(item.url, data=item.body, headers=headers, method="POST")
         try:
             with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
                 response.read(1024)
-                return None
+                return None, None
         except urllib.error.HTTPError as exc:
-            return f"HTTP {exc.code}"
+            if 400 <= exc.code < 500 and exc.code not in RETRIED_CODES:
+                return f"HTTP {exc.code}", None
+            return f"HTTP {exc.code}", _retry_after(exc.headers.get("Retry-After") if exc.headers else None)
         except (urllib.error.URLError, OSError, ValueError) as exc:
-            return str(getattr(exc, "reason", exc))
+            return str(getattr(exc, "reason", exc)).replace(item.url, where(item.url)), 0.0
+
+
+def _retry_after(value: str | None) -> float:
+    """Seconds a Retry-After header asks for (a number; a date or nothing: no wait of its own), capped."""
+    try:
+        seconds = float(value) if value else 0.0
+    except ValueError:
+        return 0.0
+    return min(max(seconds, 0.0), RETRY_AFTER_MAX_S) if seconds == seconds else 0.0
 
 
 def dispatcher_for(settings) -> WebhookDispatcher:
@@ -155,4 +194,8 @@ def _job_payload(job) -> dict:
             "message", "error", "resumable", "created_at", "started_at", "finished_at", "run_s")
     data = {key: getattr(job, key) for key in keys}
     data["lora_file"] = job.lora_path.rsplit("/", 1)[-1] if job.lora_path else None
+    result = getattr(job, "result", None) or {}
+    final = result.get("final_smooth_loss", result.get("final_loss"))
+    if isinstance(final, int | float):  # the loss the job's page and message give: smoothed, not the last step's
+        data["final_loss"] = final
     return data
