@@ -356,6 +356,30 @@ def test_the_dashboards_choice_stops_the_pod_but_not_while_captions_are_written(
     assert call["path"] == "/v1/pods/pod123/stop"
 
 
+def test_the_pods_minute_of_grace_counts_from_the_end_of_the_last_work_of_any_kind(make_settings, receiver):
+    """Captions (or an import, an export) that run past the minute after the last training job: the pod must not
+    stop the instant they end, as if the minute had passed: the page promised a minute after the queue is done."""
+    import time as clock
+
+    runpod = receiver()
+    settings = make_settings(STOP_POD_WHEN_IDLE=1, RUNPOD_POD_ID="pod123", RUNPOD_API_KEY="rp-key",
+                             RUNPOD_API_URL=runpod.url + "/v1")
+    worker = _worker(settings, pod_stop_grace_s=60)
+    _job(worker.store, steps=2)
+    assert worker.run_once().status == "completed"
+    captions, _ = worker.store.create("caption", name="captions", dataset="d", total=40)
+    worker.store.start(captions.id, "someone")
+    worker._idle_since = clock.monotonic() - 120  # the training job ended two minutes ago
+    worker._maybe_stop_pod()
+    worker.store.finish(captions.id, "completed")  # the captions end now
+    worker._maybe_stop_pod()
+    assert runpod.requests == []  # a minute from now, not at once
+    worker._idle_since -= 61
+    worker._maybe_stop_pod()
+    (call,) = runpod.wait(1)
+    assert call["path"] == "/v1/pods/pod123/stop"
+
+
 def _start_worker_process(root: Path, log_path: Path) -> subprocess.Popen:
     code = ("from studio.settings import load_settings; from trainer.worker import Worker; "
             "from tests.test_trainer_worker import fake_command; import logging; logging.basicConfig(level=20); "

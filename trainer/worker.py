@@ -364,6 +364,7 @@ class Worker:
         if time.monotonic() - self._idle_since < self.pod_stop_grace_s:
             return
         if self.store.count(("queued", "running"), work=True):  # any job: a render, captions, an export
+            self._idle_since = time.monotonic()  # the minute's grace counts from the end of that one too
             return
         if not podstop.lora_is_safe(self._last_lora):
             log.warning("not stopping the pod: the last LoRA %s is not complete on disk", self._last_lora)
