@@ -11,6 +11,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from studio.processes import token_pid
+from studio.text import address_only
 
 STATUSES = ("queued", "running", "completed", "failed", "stopped", "interrupted")
 ACTIVE = ("queued", "running")
@@ -137,6 +138,8 @@ class Job:
         hidden = {"idem_key", "fingerprint", "owner", "details"}
         out = {key: value for key, value in self.details.items() if value is not None}
         out.update({f.name: getattr(self, f.name) for f in fields(self) if f.name not in hidden})
+        if self.webhook_url:  # its path holds a token (Discord, Slack): the API shows the host; copies keep it
+            out.update(webhook_url=address_only(self.webhook_url), webhook_set=True)
         out.update({"step": self.done, "total_steps": self.total, "progress": round(self.progress, 4),
                     "stopping": self.stopping, "worker_pid": self.owner_pid, "dataset_label": self.dataset_label,
                     "lora_file": Path(self.lora_path).name if self.lora_path else None})

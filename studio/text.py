@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import re
+from urllib.parse import urlsplit
 
 # The text encoder reads a caption's first 512 tokens (ZImagePipeline's max_sequence_length, the chat template's
 # dozen included) and drops the rest; people see an estimate, the same as the gallery's counter shows.
@@ -33,3 +34,11 @@ def over_caption_limit(text: str) -> int | None:
     dozen), else None."""
     tokens = estimated_tokens(text)
     return tokens if tokens > CAPTION_TOKENS - 12 else None
+
+
+def address_only(url: str) -> str:
+    """What may be shown or logged of a webhook's address: its scheme and host ("https://discord.com/…"); the path
+    and query hold its token."""
+    parts = urlsplit(url)
+    host = parts.hostname or "?"
+    return f"{parts.scheme}://{host}{f':{parts.port}' if parts.port else ''}/…"

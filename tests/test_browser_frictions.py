@@ -276,6 +276,7 @@ def test_a_job_trains_on_several_datasets_each_with_its_repeats(studio, page, vi
     page.screenshot(path=str(artifacts_dir / f"new-job-mix-{viewport['width']}.png"), full_page=True)
 
     page.fill("#f-job-name", f"mix {viewport['width']}")
+    page.locator("#f-webhook").evaluate("(el) => { el.value = 'https://discord.com/api/webhooks/1/SECRET-TOKEN'; }")
     page.click("#start")
     page.wait_for_url("**/jobs/*")
     expect(page.locator("#job-sub")).to_contain_text("my-cat + dog-set ×3")
@@ -290,6 +291,10 @@ def test_a_job_trains_on_several_datasets_each_with_its_repeats(studio, page, vi
     expect(page.locator(".dataset-card.selected")).to_have_count(1)
     expect(page.locator(".dataset-card.selected")).to_contain_text("dog-set")
     expect(page.locator("#f-trigger_word")).to_have_value("mycat")  # a copy keeps the config it copied
+    # and its webhook, whose token the page is never shown
+    expect(page.locator("#f-webhook")).to_have_value("")
+    expect(page.locator("#f-webhook")).to_have_attribute("placeholder", re.compile(r"^https://discord\.com/… \(the"))
+    assert "SECRET-TOKEN" not in page.content()
     studio.store().request_stop(job_id)  # out of the other tests' way
 
 

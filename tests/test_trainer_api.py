@@ -116,6 +116,22 @@ def test_malformed_json_is_400(client):
     assert client.post("/api/jobs", data="[1, 2]", content_type="application/json").status_code == 400
 
 
+def test_a_webhooks_token_is_never_shown_and_a_copy_keeps_the_webhook(client, store, dataset):
+    hook = "https://discord.com/api/webhooks/123/TOKEN-xyz"
+    job = client.post("/api/jobs", json={**_body(dataset), "webhook_url": hook}).get_json()["job"]
+    assert job["webhook_url"] == "https://discord.com/…" and job["webhook_set"] is True
+    for listing in (client.get("/api/jobs").get_json(), client.get(f"/api/jobs/{job['id']}").get_json()):
+        assert "TOKEN-xyz" not in str(listing)
+    # the page's "Copy" sends the job it copies rather than the address it was never shown
+    copy = client.post("/api/jobs", json={**_body(dataset, seed=9), "name": "copy", "webhook_from": job["id"]})
+    assert copy.status_code == 201, copy.get_json()
+    assert store.get(copy.get_json()["job"]["id"]).webhook_url == hook
+    plain = client.post("/api/jobs", json={**_body(dataset, seed=10), "name": "plain"}).get_json()["job"]
+    assert plain["webhook_url"] is None and "webhook_set" not in plain
+    refused = client.post("/api/jobs/validate", json={**_body(dataset), "webhook_from": 5}).get_json()
+    assert [e["field"] for e in refused["errors"]] == ["webhook_from"]
+
+
 def test_invalid_content_is_422_with_field_details(client, dataset):
     body = _body(dataset, steps=0, resolutions=[100], bogus=1)
     body["webhook_url"] = "ftp://example.com"

@@ -62,12 +62,19 @@ def submit_job(settings: Settings, store: JobStore, payload: dict, *, idem_key: 
         "train", name=(report.name or "job")[:120], recipe=payload.get("recipe") or "zimage-turbo", config=config,
         dataset=sources[0]["name"], dataset_version=sources[0]["version"],
         datasets=sources if payload.get("datasets") else None,
-        parent_id=parent_id, webhook_url=payload.get("webhook_url") or None, idem_key=idem_key,
+        parent_id=parent_id, webhook_url=payload.get("webhook_url") or _webhook_of(store, payload), idem_key=idem_key,
         fingerprint=_fingerprint(payload, config), dedup_window_s=DEDUP_WINDOW_S,
         total=int(config.get("steps") or 0))
     if created and config.get("init_lora"):
         _keep_start_lora(Workspace(settings.root), job)
     return job, created, report
+
+
+def _webhook_of(store: JobStore, payload: dict) -> str | None:
+    """The webhook of the job `webhook_from` names (a job copied on the page, whose address is not shown there)."""
+    source = payload.get("webhook_from")
+    found = store.find(source) if isinstance(source, str) and source else None
+    return found.webhook_url if found is not None else None
 
 
 def _keep_start_lora(workspace: Workspace, job: Job) -> None:

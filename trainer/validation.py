@@ -27,7 +27,8 @@ from trainer.lora_file import LoraFileError, check_start_lora
 log = logging.getLogger(__name__)
 # What a training job needs downloaded (models.txt keys and what people call them)
 TRAINING_MODELS = (("zimage", "Z-Image-Turbo model"), ("adapter", "Z-Image training adapter"))
-REQUEST_KEYS = {"name", "recipe", "dataset", "dataset_version", "datasets", "config", "webhook_url", "idempotency_key"}
+REQUEST_KEYS = {"name", "recipe", "dataset", "dataset_version", "datasets", "config", "webhook_url", "webhook_from",
+                "idempotency_key"}
 
 
 @dataclass
@@ -114,6 +115,9 @@ def _check_request(payload: dict, report: Report) -> None:
         report.error("job_name", "The job name must be text of at most 120 characters.")
     if not isinstance(payload.get("config", {}), dict):
         report.error("config", "The config must be a JSON object of recipe settings.")
+    source = payload.get("webhook_from")  # a job whose webhook this one uses too (a copy: its token never shown)
+    if source is not None and not isinstance(source, str):
+        report.error("webhook_from", "webhook_from must be the id of a job whose webhook this job uses too.")
     url = payload.get("webhook_url")
     if url not in (None, ""):
         parsed = urlparse(url) if isinstance(url, str) else None

@@ -20,8 +20,8 @@ import urllib.error
 import urllib.request
 import uuid
 from dataclasses import dataclass
-from urllib.parse import urlsplit
 
+from studio.text import address_only
 from trainer.chat_hooks import EVENTS as CHAT_EVENTS
 from trainer.chat_hooks import chat_kind, chat_request, job_link, text_request
 
@@ -32,11 +32,7 @@ RETRY_AFTER_MAX_S = 60.0  # a rate limit asking for longer holds every later del
 RETRIED_CODES = (408, 425, 429)  # of the 4xx answers, those a later try may get past
 
 
-def where(url: str) -> str:
-    """What logs may say of a webhook's address: its scheme and host (the path and query hold its token)."""
-    parts = urlsplit(url)
-    host = parts.hostname or "?"
-    return f"{parts.scheme}://{host}{f':{parts.port}' if parts.port else ''}/…"
+where = address_only  # what logs may say of a webhook's address (the path and query hold its token)
 
 
 def sign(body: bytes, secret: str) -> str:

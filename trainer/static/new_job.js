@@ -216,6 +216,7 @@
     const name = $("f-job-name").value.trim(), hook = $("f-webhook").value.trim();
     if (name) body.name = name;
     if (hook) body.webhook_url = hook;
+    else if (state.webhookFrom) body.webhook_from = state.webhookFrom;  // the copied job's (its token not shown)
     return body;
   }
 
@@ -300,7 +301,11 @@
       try {
         const { job } = await studio.api(`/api/jobs/${encodeURIComponent(from)}`);
         Object.assign(state.config, job.config); mix.fromJob(job); shownPrimary = mix.primary;
-        $("f-job-name").value = `${job.name} (copy)`; if (job.webhook_url) $("f-webhook").value = job.webhook_url;
+        $("f-job-name").value = `${job.name} (copy)`;
+        if (job.webhook_set) {  // its address holds a token the page is not shown: left empty, the copy keeps it
+          state.webhookFrom = job.id;
+          $("f-webhook").placeholder = `${job.webhook_url} (the copied job's; type another to change it)`;
+        }
       } catch (err) { studio.toast(`Could not copy that job: ${err.message}`, "error"); }
     }
     // the library's "Train further": a new job that goes on from that LoRA
