@@ -338,6 +338,19 @@ def test_config_text_round_trip(client):
     assert bad.status_code == 422 and "line" in bad.get_json()["error"]
 
 
+def test_the_dashboards_stream_holds_every_waiting_job_however_old(client, store, dataset):
+    """A job queued long ago (resumed, or waiting behind many) is in the queue the dashboard draws, though fifty newer
+    jobs ended since."""
+    old = client.post("/api/jobs", json=_body(dataset)).get_json()["job"]["id"]
+    for index in range(55):
+        newer, _ = store.create("train", name=f"done {index}", dataset=dataset, total=1)
+        store.finish(newer.id, "completed")
+    text = client.get("/api/events?max_s=0.2").get_data(as_text=True)
+    data = json.loads(text.split("event: jobs\ndata: ")[1].split("\n")[0])
+    assert old in [job["id"] for job in data["jobs"] if job["status"] == "queued"]
+    assert len(data["jobs"]) == 51
+
+
 def test_event_stream_headers_and_payload(client, dataset):
     client.post("/api/jobs", json=_body(dataset))
     response = client.get("/api/events?max_s=0.2")

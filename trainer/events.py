@@ -16,6 +16,7 @@ import time
 
 from flask import Blueprint, Response, current_app, request, stream_with_context
 
+from studio.jobs import ACTIVE
 from trainer.jobs_api import job_detail, keep_states_honest, load_job, price, queue_schedule, store
 
 bp = Blueprint("events", __name__)
@@ -83,6 +84,8 @@ def all_events():
     def snapshot():
         keep_states_honest()
         jobs = store().list(kind="train", limit=50)
+        shown = {job.id for job in jobs}  # and every job waiting or running, however old: a resumed one keeps its
+        jobs += [job for job in store().list(ACTIVE, kind="train", limit=10_000) if job.id not in shown]  # place
         return "jobs", {"jobs": [job.public() for job in jobs], "workers": store().workers(),
                         "schedule": queue_schedule(), "price": price()}
 
