@@ -620,3 +620,14 @@ def test_preserve_class_is_counted_in_the_estimate_and_warned_about_when_it_cann
     bad = client.post("/api/jobs/validate", json=_body(dataset, preserve_class="per\nson", preserve_weight=-1))
     assert bad.status_code == 422
     assert {e["field"] for e in bad.get_json()["errors"]} == {"preserve_class", "preserve_weight"}
+
+
+def test_run_next_moves_a_job_without_telling_its_webhook_it_was_queued_again(client, app, dataset, monkeypatch):
+    first = client.post("/api/jobs", json=_body(dataset, seed=1)).get_json()["job"]["id"]
+    second = client.post("/api/jobs", json=_body(dataset, seed=2)).get_json()["job"]["id"]
+    told = []
+    monkeypatch.setattr(app.extensions["trainer_webhooks"], "job_status", lambda job: told.append(job.id))
+    moved = client.post(f"/api/jobs/{second}/run-next")
+    assert moved.status_code == 200 and moved.get_json()["job"]["status"] == "queued"
+    assert told == []  # the same status, a new place: not a "job.queued" again
+    assert client.get("/api/jobs").get_json()["queue"][:2] == [second, first]

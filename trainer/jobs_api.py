@@ -194,8 +194,7 @@ def stop_job(job_id):
 @bp.post("/api/jobs/<job_id>/run-next")
 def run_next(job_id):
     """A queued job moves to the front of the queue: it starts when the running one ends."""
-    job = store().move_to_front(load_job(job_id).id)
-    announce(job)
+    job = store().move_to_front(load_job(job_id).id)  # its status is as it was: no webhook is told of a new place
     return jsonify({"job": job.public()})
 
 
