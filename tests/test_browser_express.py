@@ -210,3 +210,24 @@ def test_files_chosen_again_after_a_failed_import_go_on_in_the_same_run(studio, 
         assert len(runs["runs"]) == 1, runs
         assert problems == []
         browser.close()
+
+
+def test_leaving_while_the_files_go_up_asks_first(studio, tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    good = tmp_path / "slow.zip"
+    _zip(good, count=2)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        page = browser.new_page(viewport={"width": 1280, "height": 800})
+        page.route("**/uploads/*/chunks/*", lambda route: route.abort())  # the connection keeps dropping
+        page.goto(studio["datasets"] + "/express")
+        asks = """() => { const ev = new Event('beforeunload', { cancelable: true }); window.dispatchEvent(ev);
+                          return ev.defaultPrevented; }"""
+        assert page.evaluate(asks) is False  # nothing on its way yet
+        page.set_input_files("#x-files", str(good))
+        page.fill("#x-trigger", "zxslow")
+        with page.expect_request(lambda request: "/chunks/" in request.url, timeout=30_000):
+            page.click("#x-go")
+        assert page.evaluate(asks) is True
+        browser.close()

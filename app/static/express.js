@@ -117,6 +117,11 @@
     poll();
   }
 
+  // leaving while files go up ends their upload (dropped again, they go on from what the pod kept): asked first
+  window.addEventListener("beforeunload", (ev) => {
+    if (upload) { ev.preventDefault(); ev.returnValue = ""; }
+  });
+
   function showUploadAgain(message) {
     $("x-message").textContent = message;
     $("express-form").hidden = false;
