@@ -3,6 +3,7 @@ filled by its own script from the same JSON API that API clients use."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from urllib.parse import quote, urlsplit
 
@@ -33,7 +34,11 @@ def new_job():
 @bp.get("/jobs/<job_id>")
 def job_page(job_id):
     job = load_job(safe_name(job_id))
-    return render_template("trainer_job.html", page="job", job=job, triggers=_trigger_words(job))
+    # the config shown as text, which the template escapes as it does any text: Jinja's tojson writes ' < > & as
+    # \u0027, \u003c, ..., right inside a <script> but shown as those six characters in a <pre>
+    config_text = json.dumps(job.config, indent=2, sort_keys=True, ensure_ascii=False)
+    return render_template("trainer_job.html", page="job", job=job, triggers=_trigger_words(job),
+                           config_text=config_text)
 
 
 def _trigger_words(job) -> list[str]:

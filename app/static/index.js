@@ -13,8 +13,10 @@
     el.className = "card";
     el.dataset.id = d.id;
     const href = `/d/${encodeURIComponent(d.id)}`;
+    // inside the CSS url('…'): encodeURIComponent leaves ' ( ) as they are, and a file may be named "Mia's (1).png"
+    const cssPart = (text) => encodeURIComponent(text).replace(/['()]/g, (c) => `%${c.charCodeAt(0).toString(16)}`);
     const cover = d.cover
-      ? `<a class="cover" href="${href}" style="background-image:url('/api/datasets/${encodeURIComponent(d.id)}/thumbs/${encodeURIComponent(d.cover)}${d.cover_rev ? `?v=${d.cover_rev}` : ""}')" aria-label="Open ${esc(d.name)}"></a>`
+      ? `<a class="cover" href="${href}" style="background-image:url('/api/datasets/${cssPart(d.id)}/thumbs/${cssPart(d.cover)}${d.cover_rev ? `?v=${cssPart(d.cover_rev)}` : ""}')" aria-label="Open ${esc(d.name)}"></a>`
       : `<a class="cover none" href="${href}">No images yet</a>`;
     const pct = d.images ? Math.round((100 * d.captioned) / d.images) : 0;
     el.innerHTML = `${cover}

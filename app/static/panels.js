@@ -113,7 +113,8 @@
     const text = labels[status] || status;
     const detail = status === "downloading" ? "" : s.reason ? `: ${s.reason}` : s.device ? ` (${s.device})` : "";
     const dot = status === "downloading" ? "loading" : status;
-    $("svc-status").innerHTML = `<span class="dot ${dot}"></span><span>${ds.esc(text + detail)}</span>`;
+    // the service's own word for its state (CAPTION_URL may be another machine's): text, even in the class
+    $("svc-status").innerHTML = `<span class="dot ${ds.esc(dot)}"></span><span>${ds.esc(text + detail)}</span>`;
     $("btn-autocaption").title = text;
     $("svc-dot").className = `dot ${dot}`;
     return s;
