@@ -115,3 +115,16 @@ def test_a_webhook_url_that_is_not_a_link_is_refused(make_settings):
 
     with pytest.raises(SettingsError, match="WEBHOOK_URL must be an http:// or https:// link"):
         make_settings(WEBHOOK_URL="discord.com/api/webhooks/1/x")
+
+
+def test_a_name_typed_with_chat_markup_is_shown_as_typed():
+    """A job named "<!channel>" must not ping a Slack channel, nor "[Open the job](https://evil)" become a link
+    with false text in Discord."""
+    job = {"name": "[Open the job](https://evil.example) <!channel>", "total_steps": 10, "dataset": "cats_*v2*"}
+    discord = message("job.running", job, None, "discord")
+    assert discord == (r"▶ **\[Open the job\]\(https://evil.example\) \<!channel\>** started: 10 steps on "
+                       r"cats\_\*v2\*.")
+    slack = message("job.running", job, None, "slack")
+    assert "&lt;!channel&gt;" in slack and "<!channel>" not in slack and "[Open the job](https://evil.example)" in slack
+    assert message("job.running", {"name": "my-cat & co", "total_steps": 3}, None, "slack") == (
+        "▶ **my-cat &amp; co** started: 3 steps on its dataset.")

@@ -30,14 +30,33 @@ def chat_kind(url: str) -> str | None:
     return "discord" if DISCORD_PATH.match(path) else "slack" if SLACK_PATH.match(path) else None
 
 
+TYPED = ("name", "id", "dataset", "lora_file", "error", "message")  # what a person or a file named: shown as typed
+
+
 def job_link(settings):
     """job id -> its page's address through RunPod's proxy (None away from RunPod: no address to give)."""
     pod = settings.runpod_pod_id
     return (lambda job_id: f"https://{pod}-{settings.trainer_port}.proxy.runpod.net/jobs/{job_id}") if pod else None
 
 
-def message(event: str, job: dict, link: str | None) -> str:
-    """The sentence a person reads in the chat."""
+# what a chat reads as formatting in a name someone typed: Discord's markdown (a masked link "[text](url)", bold,
+# a heading, a quote), Slack's &, < and > ("<!channel>" pings everyone, "<url|text>" is a link)
+DISCORD_MARKUP = re.compile(r"([\\*_~`|\[\]()<>])")
+SLACK_MARKUP = {"&": "&amp;", "<": "&lt;", ">": "&gt;"}
+
+
+def plain(value, kind: str | None) -> str:
+    """`value` (a job's name, its dataset, an error) as it was typed, never formatting, in a chat of `kind`."""
+    text = str(value)
+    if kind == "slack":
+        return "".join(SLACK_MARKUP.get(char, char) for char in text)
+    return DISCORD_MARKUP.sub(r"\\\1", text)
+
+
+def message(event: str, job: dict, link: str | None, kind: str | None = "discord") -> str:
+    """The sentence a person reads in the chat (of `kind`: the names in it are never read as formatting)."""
+    job = {key: plain(job[key], kind) if key in TYPED and isinstance(job.get(key), str) else job.get(key)
+           for key in job}
     name, step, total = job.get("name") or job.get("id"), job.get("step") or 0, job.get("total_steps")
     where = f"step {step:,} of {total:,}" if total else f"step {step:,}"
     if event == "job.running":
@@ -61,7 +80,7 @@ def message(event: str, job: dict, link: str | None) -> str:
 
 def chat_request(kind: str, event: str, job: dict, link: str | None, lora_path: str | None) -> tuple[bytes, str]:
     """(body, content type) of the chat message; Discord's carries a finished job's grid when there is one."""
-    text = message(event, job, link)
+    text = message(event, job, link, kind)
     grid = Path(lora_path).parent / GRID if kind == "discord" and lora_path and event == "job.completed" else None
     if grid is None or not grid.is_file():
         return text_request(kind, text), "application/json"
