@@ -49,6 +49,14 @@ def read_header(path: Path) -> dict:
         raise LoraFileError(f"{path.name} is not a .safetensors file (its header is not JSON).") from None
     if not isinstance(header, dict):
         raise LoraFileError(f"{path.name} is not a .safetensors file.")
+    for key, info in header.items():  # what every reader of the header counts on, checked once here
+        if key == "__metadata__":
+            continue
+        shape = info.get("shape") if isinstance(info, dict) else None
+        if not isinstance(shape, list) or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0
+                                                  for n in shape):
+            raise LoraFileError(f"{path.name} is damaged: the shape of {key[:80]!r} in its header is not a list of "
+                                "sizes.")
     return header
 
 
