@@ -45,7 +45,7 @@
     if (f.type === "integer" || f.type === "number") {
       const attrs = [f.min != null && !f.exclusive_min ? `min="${f.min}"` : "", f.max != null ? `max="${f.max}"` : "",
         f.type === "integer" ? 'step="1"' : 'step="any"'].join(" ");
-      return `<input type="number" id="${id}" name="${f.name}" value="${val == null ? "" : val}" ${attrs}
+      return `<input type="number" id="${id}" name="${f.name}" value="${val == null ? "" : esc(val)}" ${attrs}
         placeholder="${f.nullable ? "automatic" : ""}">`;
     }
     return `<input id="${id}" name="${f.name}" value="${esc(val ?? "")}">`;
