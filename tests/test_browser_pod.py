@@ -16,17 +16,23 @@ from tests.test_pod_price import runpod  # noqa: F401 - the RunPod stand-in, a f
 pytestmark = browser_marks
 
 
-def test_an_idle_hour_shows_its_cost_and_stop_the_pod_stops_it(studio_root, artifacts_dir, tmp_path,
-                                                                runpod):  # noqa: F811
-    from playwright.sync_api import expect, sync_playwright
-
+def idle_pod(studio_root, stand_in, idle_s: float) -> tuple[dict, JobStore, object]:
+    """A pod on RunPod (`stand_in` answers for it) whose last job ended `idle_s` ago: (the trainer's environment,
+    the job store, that job)."""
     store = JobStore(studio_root / "studio.db")
     job, _ = store.create("train", name="cats", dataset="d", total=1)
     store.finish(job.id, "failed", error="a test job")
     with store.write() as conn:
-        conn.execute("UPDATE jobs SET finished_at = ? WHERE id = ?", (time.time() - 3600, job.id))
-    env = {"STUDIO_ROOT": str(studio_root), "STUDIO_DEMO": "1", "CAPTION_URL": "http://127.0.0.1:9",
-           "RUNPOD_POD_ID": "pod123", "RUNPOD_API_KEY": "rp-key", "RUNPOD_API_URL": runpod.url}
+        conn.execute("UPDATE jobs SET finished_at = ? WHERE id = ?", (time.time() - idle_s, job.id))
+    return {"STUDIO_ROOT": str(studio_root), "STUDIO_DEMO": "1", "CAPTION_URL": "http://127.0.0.1:9",
+            "RUNPOD_POD_ID": "pod123", "RUNPOD_API_KEY": "rp-key", "RUNPOD_API_URL": stand_in.url}, store, job
+
+
+def test_an_idle_hour_shows_its_cost_and_stop_the_pod_stops_it(studio_root, artifacts_dir, tmp_path,
+                                                                runpod):  # noqa: F811
+    from playwright.sync_api import expect, sync_playwright
+
+    env, store, job = idle_pod(studio_root, runpod, 3600)
     with ServerProcess("trainer", env, port_var="TRAINER_PORT", log_path=tmp_path / "web.log") as server, \
             sync_playwright() as p:
         browser, page, problems = open_page(p)

@@ -4,14 +4,12 @@ RunPod accepts. A local server stands in for RunPod."""
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
-from studio.jobs import JobStore
 from studio.settings import load_settings
 from tests.browser_studio import VIEWPORTS, assert_no_sideways_scroll, browser_marks, open_page
 from tests.helpers import ServerProcess
+from tests.test_browser_pod import idle_pod
 from tests.test_pod_price import runpod  # noqa: F401 - the RunPod stand-in, a fixture
 from trainer import podstop
 
@@ -22,13 +20,7 @@ pytestmark = browser_marks
 def test_a_refused_stop_is_said_in_red_until_the_pod_stops(studio_root, tmp_path, runpod, viewport):  # noqa: F811
     from playwright.sync_api import expect, sync_playwright
 
-    store = JobStore(studio_root / "studio.db")
-    job, _ = store.create("train", name="cats", dataset="d", total=1)
-    store.finish(job.id, "failed", error="a test job")
-    with store.write() as conn:
-        conn.execute("UPDATE jobs SET finished_at = ? WHERE id = ?", (time.time() - 1800, job.id))
-    env = {"STUDIO_ROOT": str(studio_root), "STUDIO_DEMO": "1", "CAPTION_URL": "http://127.0.0.1:9",
-           "RUNPOD_POD_ID": "pod123", "RUNPOD_API_KEY": "rp-key", "RUNPOD_API_URL": runpod.url}
+    env, _, _ = idle_pod(studio_root, runpod, 1800)
     runpod.stop_code = 401
     assert not podstop.stop_pod(load_settings(env), retry_delays_s=())  # what the worker does once the queue is done
     with ServerProcess("trainer", env, port_var="TRAINER_PORT", log_path=tmp_path / "web.log") as server, \
