@@ -41,6 +41,7 @@
     const key = `chunked-upload:${base}:${file.name}:${file.size}:${await fingerprint(file)}`;
     const session = await unfinished(base, key, file) ||
       await api(`${base}/uploads`, { method: "POST", json: { filename: file.name, size: file.size } });
+    sending.add(session.id);
     remember(key, session.id);
     const url = `${base}/uploads/${session.id}`;
     try {
@@ -50,8 +51,14 @@
     } catch (e) {
       if (e.cancelled) { remember(key, null); await discard(url); }
       throw e;
+    } finally {
+      sending.delete(session.id);
     }
   }
+
+  // the sessions this page is sending now: the same file dropped again meanwhile gets a session of its own (two
+  // uploads of one session would import it twice, and the first import deletes it under the second)
+  const sending = new Set();
 
   // SHA-256 of the file's first and last 256 KB (where the page is not a secure context, its date instead)
   const ENDS = 256 * 1024;
@@ -70,7 +77,7 @@
   async function unfinished(base, key, file) {
     let sid = null;
     try { sid = localStorage.getItem(key); } catch (e) { return null; }
-    if (!sid) return null;
+    if (!sid || sending.has(sid)) return null;
     try {
       const session = await api(`${base}/uploads/${encodeURIComponent(sid)}`);
       if (!session.complete && session.filename === file.name && session.size === file.size) return session;

@@ -1,0 +1,62 @@
+"""The same file dropped again while it is still going up gets an upload session of its own: sharing the first's
+(the resume after a reload) made two imports of one session, the first deleting it under the second."""
+
+from __future__ import annotations
+
+import os
+import re
+
+import requests
+
+from studio.workspace import Workspace
+from tests.browser_studio import browser_marks, open_page
+from tests.helpers import ServerProcess
+
+pytestmark = browser_marks
+
+
+def test_the_same_file_dropped_again_mid_upload_is_sent_in_a_session_of_its_own(studio_root, tmp_path):
+    from PIL import Image
+    from playwright.sync_api import expect, sync_playwright
+
+    big = tmp_path / "noise.png"
+    Image.frombytes("RGB", (1000, 1000), os.urandom(1000 * 1000 * 3)).save(big)  # ~3 MB: 3 chunks of 1 MB
+    env = {"STUDIO_ROOT": str(studio_root), "CAPTION_URL": "http://127.0.0.1:9", "UPLOAD_CHUNK_MB": "1"}
+    with ServerProcess("app", env, log_path=tmp_path / "server.log") as server, sync_playwright() as p:
+        dataset_id = requests.post(f"{server.url}/api/datasets", json={"name": "Twice"}, timeout=10).json()["id"]
+        browser, page, problems = open_page(p)
+        held, sessions = [], []
+
+        def chunks(route):  # the first upload's last piece waits (a slow connection) until the second is sent
+            sid = re.search(r"/uploads/([0-9a-f]+)/chunks/", route.request.url).group(1)
+            if sid not in sessions:
+                sessions.append(sid)
+            if route.request.url.endswith("/chunks/2") and not held and len(sessions) == 1:
+                held.append(route)
+                return
+            route.continue_()
+
+        page.route("**/uploads/*/chunks/*", chunks)
+        page.goto(f"{server.url}/d/{dataset_id}")
+        page.set_input_files("#file-input", str(big))
+        for _ in range(300):
+            if held:
+                break
+            page.wait_for_timeout(50)
+        assert held, "the first upload's last piece never came"
+        page.set_input_files("#file-input", str(big))  # dropped again while the first is still on its way
+        expect(page.locator(".upload-row", has_text="uploaded")).to_have_count(1, timeout=30_000)
+        held[0].continue_()
+        expect(page.locator(".upload-row", has_text="uploaded")).to_have_count(2, timeout=30_000)
+        assert len(sessions) == 2, sessions  # each drop its own session
+        uploads = Workspace(studio_root).uploads
+        for _ in range(300):  # both imports end (an import that completes deletes its session)
+            if not list(uploads.glob("session-*")):
+                break
+            page.wait_for_timeout(100)
+        assert not list(uploads.glob("session-*"))
+        expect(page.locator("#uploads-title")).to_have_text(re.compile("Import finished|Imported"), timeout=15_000)
+        expect(page.locator("#import-status")).not_to_contain_text("Unknown or expired", timeout=10_000)
+        expect(page.locator(".upload-row.failed")).to_have_count(0)
+        assert problems == []
+        browser.close()
