@@ -361,10 +361,10 @@ class Worker:
     def _maybe_stop_pod(self) -> None:
         if not self._pod_stop_pending or podstop.pod_stop_configured(self.settings):
             return
-        if time.monotonic() - self._idle_since < self.pod_stop_grace_s:
-            return
         if self.store.count(("queued", "running"), work=True):  # any job: a render, captions, an export
             self._idle_since = time.monotonic()  # the minute's grace counts from the end of that one too
+            return
+        if time.monotonic() - self._idle_since < self.pod_stop_grace_s:
             return
         if not podstop.lora_is_safe(self._last_lora):
             log.warning("not stopping the pod: the last LoRA %s is not complete on disk", self._last_lora)
@@ -372,7 +372,9 @@ class Worker:
             return
         self.webhooks.flush(10.0)
         self._pod_stop_pending = False
-        podstop.stop_pod(self.settings)
+        if not podstop.stop_pod(self.settings) and self.store.count(("queued", "running"), work=True):
+            self._pod_stop_pending = True  # work came while RunPod was asked again: the pod stops after it
+            self._idle_since = time.monotonic()
 
 
 def main(argv: list[str] | None = None) -> int:
