@@ -74,8 +74,9 @@ def update_dataset(dataset_id: str):
         meta = dataset.meta()
         try:
             if "name" in body:
-                meta["name"] = validate_name(body["name"])
-                context.store().check_name_free(meta["name"], but=dataset.id)
+                before, meta["name"] = meta.get("name"), validate_name(body["name"])
+                if meta["name"] != before:  # its own name, kept, is no rename (another may have it from before)
+                    context.store().check_name_free(meta["name"], but=dataset.id)
             if "trigger_word" in body:
                 meta["trigger_word"] = validate_trigger(body["trigger_word"])
         except NameTaken as exc:

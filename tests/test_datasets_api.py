@@ -374,3 +374,20 @@ def test_password_protects_images_and_api(make_settings):
     did = c.post("/api/datasets", json={"name": "t"}, headers=auth).get_json()["id"]
     assert c.get(f"/api/datasets/{did}/thumbs/a.png").status_code == 401
     assert c.get(f"/api/datasets/{did}/download").status_code == 401
+
+
+def test_a_dataset_saved_with_its_own_name_is_not_refused_when_an_older_one_has_it_too(client, studio_root):
+    first = client.post("/api/datasets", json={"name": "My cat"}).get_json()["id"]
+    second = client.post("/api/datasets", json={"name": "Other"}).get_json()["id"]
+    # two datasets of one name, as a workspace made before names were free has them
+    store = DatasetStore(Workspace(studio_root))
+    dataset = store.get(second)
+    meta = dataset.meta()
+    meta["name"] = "My cat"
+    dataset.save_meta(meta)
+    kept = client.patch(f"/api/datasets/{second}", json={"name": "My cat", "trigger_word": "cat2"})
+    assert kept.status_code == 200, kept.get_json()
+    assert kept.get_json()["name"] == "My cat" and kept.get_json()["trigger_word"] == "cat2"
+    # a real rename to the other's name is still refused
+    assert client.patch(f"/api/datasets/{second}", json={"name": "MY CAT"}).status_code == 409
+    assert client.patch(f"/api/datasets/{first}", json={"name": "My cat"}).status_code == 200
