@@ -55,8 +55,8 @@ def read_header(path: Path) -> dict:
         shape = info.get("shape") if isinstance(info, dict) else None
         if not isinstance(shape, list) or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0
                                                   for n in shape):
-            raise LoraFileError(f"{path.name} is damaged: the shape of {key[:80]!r} in its header is not a list of "
-                                "sizes.")
+            raise LoraFileError(f"{path.name} is not a LoRA file this studio can read ({key[:80]}: its header gives "
+                                "no list of sizes as its shape).")
     return header
 
 
