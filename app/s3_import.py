@@ -23,7 +23,7 @@ from studio.s3 import Storage, StorageError, StoredObject, normalize_prefix, sto
 from studio.s3_mirror import mirror_folder
 from studio.text import plural
 from studio.web import ApiError, json_body
-from studio.workspace import UnsafePathError, confined
+from studio.workspace import UnsafePathError, confined, unused_path
 
 bp = Blueprint("s3_import", __name__)
 IMPORT_KIND = "s3-import"
@@ -169,7 +169,7 @@ def _later(storage: Storage, obj: StoredObject, download: Path, prefix: str, bud
             job.check_stop()
 
         try:
-            target = confined(download, *[part for part in obj.key[len(prefix):].split("/") if part])
+            target = unused_path(confined(download, *[part for part in obj.key[len(prefix):].split("/") if part]))
             return storage.download_file(obj.key, target, on_bytes=on_bytes)
         except UnsafePathError:
             raise JobError(f"{obj.key} has an unsafe name: nothing was imported.") from None

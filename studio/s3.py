@@ -18,7 +18,7 @@ from pathlib import Path, PurePosixPath
 from urllib.parse import urlsplit, urlunsplit
 
 from studio.settings import Settings
-from studio.workspace import UnsafePathError, confined
+from studio.workspace import UnsafePathError, confined, unused_path
 
 log = logging.getLogger(__name__)
 
@@ -270,7 +270,7 @@ class Storage:
         for index, obj in enumerate(objects):
             relative = obj.key[len(prefix):]
             try:
-                target = confined(dest, *[p for p in relative.split("/") if p])
+                target = unused_path(confined(dest, *[p for p in relative.split("/") if p]))
             except UnsafePathError:
                 log.warning("skipping object with an unsafe name under %s/%s", self.bucket, prefix)
                 continue
@@ -295,6 +295,11 @@ class Storage:
             self.client.download_file(self.bucket, key, str(target), Callback=on_bytes)
         return target
 
+    def read_bytes(self, key: str, limit: int) -> bytes:
+        """The first `limit` bytes of a small object (a record the studio wrote)."""
+        with self._mapped(f"reading {key}"):
+            return self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read(limit)
+
     def presigned_url(self, key: str, expires_s: int = 7 * 24 * 3600) -> str:
         """A time-limited GET link for one object (it carries a signature, never the secret key)."""
         with self._mapped(f"signing a link for {key}"):
@@ -309,6 +314,15 @@ class Storage:
             self.client.upload_file(str(path), self.bucket, key, ExtraArgs={"ContentType": content_type},
                                     Callback=on_bytes)
         return key
+
+    def put_bytes(self, key: str, body: bytes, content_type: str = "application/octet-stream") -> str:
+        with self._mapped(f"writing {key}"):
+            self.client.put_object(Bucket=self.bucket, Key=key, Body=body, ContentType=content_type)
+        return key
+
+    def delete(self, key: str, why: str = "") -> None:
+        with self._mapped(f"removing {key}{why}"):
+            self.client.delete_object(Bucket=self.bucket, Key=key)
 
     def upload_files(self, files: list[tuple[Path, str]], on_progress: ProgressCallback | None = None) -> list[str]:
         """Upload (local path, key) pairs in order; returns the keys. `on_progress` hears of a large file's bytes as

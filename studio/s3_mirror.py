@@ -20,8 +20,7 @@ RECORD = ".studio-push.json"
 def _earlier_keys(storage: Storage, key: str) -> list[str]:
     """The keys the last push to this prefix wrote; [] when there was none (or its record cannot be read)."""
     try:
-        with storage._mapped(f"reading {key}"):
-            body = storage.client.get_object(Bucket=storage.bucket, Key=key)["Body"].read(16 << 20)
+        body = storage.read_bytes(key, 16 << 20)
     except StorageError as exc:  # none: the first push; one that cannot be read only means nothing is removed
         if exc.code != "not_found":
             log.warning("the record of the last push, %s, could not be read: %s", key, exc.message)
@@ -45,10 +44,8 @@ def mirror_folder(storage: Storage, folder: Path, prefix: str,
     kept = set(keys)
     removed = sorted({k for k in earlier if k.startswith(prefix) and k != record and k not in kept})
     for key in removed:
-        with storage._mapped(f"removing {key}, which the export no longer holds"):
-            storage.client.delete_object(Bucket=storage.bucket, Key=key)
+        storage.delete(key, ", which the export no longer holds")
     body = json.dumps({"keys": keys, "pushed_at": time.time()}).encode()
-    with storage._mapped(f"writing {record}"):
-        storage.client.put_object(Bucket=storage.bucket, Key=record, Body=body, ContentType="application/json")
+    storage.put_bytes(record, body, "application/json")
     others = sum(1 for obj in storage.list_objects(prefix) if obj.key not in kept and obj.key != record)
     return {"keys": keys, "removed": removed, "others": others}

@@ -38,6 +38,17 @@ def confined(root: Path, *parts: str) -> Path:
     return target
 
 
+def unused_path(path: Path) -> Path:
+    """`path`, or `stem-2.ext`, `stem-3.ext`... when a file of that name is there already: two sources that land on
+    one name (S3 keys `a//b.jpg` and `a/b.jpg`) keep both instead of the later one replacing the first."""
+    path = candidate = Path(path)
+    number = 2
+    while candidate.exists():
+        candidate = path.with_name(f"{path.stem}-{number}{path.suffix}")
+        number += 1
+    return candidate
+
+
 @dataclass(frozen=True)
 class Workspace:
     root: Path

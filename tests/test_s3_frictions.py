@@ -204,3 +204,20 @@ def test_the_key_of_one_zip_in_the_bucket_imports_it(moto, make_settings):  # no
     missing = _import(client, dataset_id, {"prefix": "packs/nothing.zip"})
     assert missing["status"] == "failed"
     assert "Nothing was found under bk-onezip/packs/nothing.zip/: check the prefix (a folder" in missing["error"]
+
+
+@pytest.mark.parametrize("limit", [None, 1])
+def test_keys_that_differ_only_by_a_doubled_slash_both_arrive(moto, make_settings, limit):  # noqa: F811
+    """`sets/anna/a.png` and `sets/anna//a.png` are two objects to S3 but one local path: the later one replaced the
+    first (with its caption), and one picture was lost without a word. Both arrive, each with its own caption,
+    also when a limit holds the later ones back until they are needed."""
+    moto.make_bucket("bk-slashes", {"sets/anna/a.png": png((250, 0, 0)), "sets/anna/a.txt": b"red",
+                                    "sets/anna//a.png": png((0, 0, 250)), "sets/anna//a.txt": b"blue"})
+    client = make_client(make_settings, **moto.env(S3_BUCKET="bk-slashes"))
+    dataset_id = client.post("/api/datasets", json={"name": "Slashes"}).get_json()["id"]
+    state = _import(client, dataset_id, {"prefix": "sets/anna/", **({"limit": limit} if limit else {})})
+    assert state["status"] == "completed", state
+    images = client.get(f"/api/datasets/{dataset_id}/images").get_json()["images"]
+    assert len(images) == (limit or 2), images
+    if limit is None:
+        assert sorted(image["caption"] for image in images) == ["blue", "red"]
