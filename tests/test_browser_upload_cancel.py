@@ -111,3 +111,43 @@ def test_a_file_sent_again_after_the_page_closed_mid_upload_goes_on_from_what_th
         assert second.evaluate("Object.keys(localStorage).filter((k) => k.startsWith('chunked-upload:')).length") == 0
         assert problems == []
         browser.close()
+
+
+def test_a_batch_importing_leaves_the_cancel_button_of_the_next_batch_on_its_way(studio_root, tmp_path):
+    """Two batches dropped one after the other: the first one's import, reporting in the panel, replaced the second
+    one's Cancel button, and the panel then shrank to one line while the second was still going up."""
+    from playwright.sync_api import expect, sync_playwright
+
+    for i, name in enumerate(["slow.png", "quick.png"]):
+        (tmp_path / name).write_bytes(image_bytes(i, size=(96, 96)))
+    env = {"STUDIO_ROOT": str(studio_root), "CAPTION_URL": "http://127.0.0.1:9"}
+    with ServerProcess("app", env, log_path=tmp_path / "server.log") as server, sync_playwright() as p:
+        dataset_id = requests.post(f"{server.url}/api/datasets", json={"name": "Two batches"}, timeout=10).json()["id"]
+        browser, page, problems = open_page(p)
+        held = []
+
+        def chunks(route):  # the first batch's piece hangs, as on a slow connection; the next one's goes through
+            if held:
+                route.continue_()
+            else:
+                held.append(route)
+
+        page.route("**/uploads/*/chunks/*", chunks)
+        page.goto(f"{server.url}/d/{dataset_id}")
+        page.set_input_files("#file-input", str(tmp_path / "slow.png"))
+        cancel = page.locator("#upload-cancel")
+        expect(cancel).to_be_visible()
+        page.wait_for_function("() => document.querySelectorAll('.upload-row').length === 1")
+        page.set_input_files("#file-input", str(tmp_path / "quick.png"))
+        expect(page.locator("#import-status")).to_contain_text("Imported 1 image", timeout=20_000)
+        expect(cancel).to_be_visible()
+        expect(page.locator("#uploads-title")).to_contain_text("Uploading")
+        page.wait_for_timeout(7000)  # past the moment a finished panel shrinks to its one line
+        assert "compact" not in (page.locator("#uploads").get_attribute("class") or "")
+        expect(cancel).to_be_visible()
+        cancel.click()
+        expect(page.locator("#uploads-title")).to_have_text("Upload cancelled")
+        images = requests.get(f"{server.url}/api/datasets/{dataset_id}/images", timeout=10).json()["images"]
+        assert [image["name"] for image in images] == ["quick.png"]  # the batch that came in stays
+        assert problems == []
+        browser.close()

@@ -19,12 +19,16 @@
   function compactLater(summary) {
     clearTimeout(compactTimer);
     compactTimer = setTimeout(() => {
+      if (active) return;  // another batch is on its way: its rows and Cancel button stay in sight
       $("uploads-title").dataset.full = $("uploads-title").textContent;
       $("uploads-title").textContent = summary;
       $("uploads-title").title = "Show the details";
       $("uploads").classList.add("compact");
     }, COMPACT_AFTER_MS);
   }
+
+  // the panel's title says how a batch ended only when no other batch is still on its way
+  const setTitle = (text) => { if (!active) $("uploads-title").textContent = text; };
 
   // why the page refuses a file before sending it (the server says the same of what it is sent)
   function refusal(file) {
@@ -102,11 +106,11 @@
     cancel.remove();
     if (cancel.signal.aborted) return cancelled(sessions, queue);
     if (!sessions.length) {
-      $("uploads-title").textContent = "Nothing uploaded";
+      setTitle("Nothing uploaded");
       $("import-status").innerHTML = `<p style="color:var(--err)">${plural(refused.length, "file")} not uploaded.</p>${refusedList(refused)}`;
       return;
     }
-    $("uploads-title").textContent = refused.length ? `Uploaded; ${plural(refused.length, "file")} refused` : "Uploaded";
+    setTitle(refused.length ? `Uploaded; ${plural(refused.length, "file")} refused` : "Uploaded");
     try {
       const job = await api(`${ds.base}/imports`, { method: "POST", json: { sessions, ...(frames ? frames() : {}) } });
       await followImport(job.id, { refused, rows });
@@ -116,7 +120,7 @@
   }
 
   // the Cancel button of uploads on their way: it cuts what is in flight and sends nothing more. Files dropped
-  // while others are sent share it: one press cancels them all.
+  // while others are sent share it: one press cancels them all (an earlier batch already importing goes on).
   let cancelling = null;
   function cancelButton() {
     if (!cancelling || cancelling.controller.signal.aborted) {
@@ -136,7 +140,8 @@
     }
     const mine = cancelling;
     mine.users++;
-    $("import-status").replaceChildren(mine.button);
+    // beside the import's status, not in it: an earlier batch's import, reporting there, must not replace it
+    if (!mine.button.isConnected) $("import-status").before(mine.button);
     return {
       signal: mine.controller.signal,
       remove() {
@@ -151,7 +156,7 @@
   async function cancelled(sessions, queue) {
     for (const { ui } of queue) ui.fail("cancelled");
     await Promise.all(sessions.map((sid) => window.chunkedUpload.discard(`${ds.base}/uploads/${sid}`)));
-    $("uploads-title").textContent = "Upload cancelled";
+    setTitle("Upload cancelled");
     $("import-status").innerHTML = `<p style="color:var(--warn)">Upload cancelled: nothing was imported, and what was
       sent has been deleted from the pod.</p>`;
   }
@@ -246,8 +251,8 @@
       box.innerHTML = `<p style="color:var(${good ? "--ok" : mixed || stopped ? "--warn" : "--err"})">${ds.esc(message)}</p>${resumable(job) ? resumeButton(job) : ""}
         ${renamed.length ? `<details><summary>${plural(renamed.length, "file")} renamed to avoid overwriting</summary><ul class="skipped">${renamed.slice(0, 200).map((r) => `<li>${ds.esc(r.from)} → ${ds.esc(r.to)}</li>`).join("")}</ul></details>` : ""}
         ${refusedList(refused)}`;
-      $("uploads-title").textContent = none ? "Nothing imported" : mixed ? `Imported ${imported} of ${imported + refused.length}`
-        : ok ? "Import finished" : stopped ? "Import stopped" : "Import failed";
+      setTitle(none ? "Nothing imported" : mixed ? `Imported ${imported} of ${imported + refused.length}`
+        : ok ? "Import finished" : stopped ? "Import stopped" : "Import failed");
       wireResume(job);
       if (stopped) $("uploads").dataset.offered = job.id;  // "Import the rest" is offered here: closing dismisses it
       // the panel shrinks to one line only when there is nothing to read: a refused file stays listed until closed
