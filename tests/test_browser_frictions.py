@@ -295,7 +295,19 @@ def test_a_job_trains_on_several_datasets_each_with_its_repeats(studio, page, vi
     expect(page.locator("#f-webhook")).to_have_value("")
     expect(page.locator("#f-webhook")).to_have_attribute("placeholder", re.compile(r"^https://discord\.com/… \(the"))
     assert "SECRET-TOKEN" not in page.content()
-    studio.store().request_stop(job_id)  # out of the other tests' way
+    # or leaves it out: the copy sends to no address of the copied job's
+    page.locator("#advanced").evaluate("(el) => { el.open = true; }")
+    page.click("#f-webhook-drop")
+    expect(page.locator("#f-webhook")).to_have_attribute("placeholder", re.compile(r"^https://example\.com/"))
+    expect(page.locator("#f-webhook-drop")).to_have_count(0)
+    page.fill("#f-job-name", f"mix copy {viewport['width']}")
+    expect(page.locator("#start")).to_be_enabled()
+    page.click("#start")
+    page.wait_for_url(re.compile(r".*/jobs/(?!" + job_id + ").*"))
+    copy_id = page.url.rsplit("/", 1)[-1]
+    assert studio.store().get(copy_id).webhook_url is None
+    for stopped in (job_id, copy_id):
+        studio.store().request_stop(stopped)  # out of the other tests' way
 
 
 @pytest.mark.parametrize("viewport", VIEWPORTS)

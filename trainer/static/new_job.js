@@ -289,6 +289,23 @@
     }
   }
 
+  // the copied job's webhook is kept unless another is typed, or this button leaves it out (then, as for any job
+  // with the field empty, the pod's WEBHOOK_URL is told, when it has one)
+  function dropCopiedWebhook(emptyPlaceholder) {
+    const drop = document.createElement("button");
+    drop.type = "button";
+    drop.id = "f-webhook-drop";
+    drop.className = "small";
+    drop.textContent = "Don't send to it";
+    drop.onclick = () => {
+      state.webhookFrom = null;
+      $("f-webhook").placeholder = emptyPlaceholder;
+      drop.remove();
+      scheduleValidate();
+    };
+    $("f-webhook").after(drop);
+  }
+
   async function init() {
     const { recipes, default: def } = await studio.api("/api/recipes");
     state.recipe = recipes.find((r) => r.name === (params.get("recipe") || def)) || recipes[0];
@@ -304,6 +321,7 @@
         $("f-job-name").value = `${job.name} (copy)`;
         if (job.webhook_set) {  // its address holds a token the page is not shown: left empty, the copy keeps it
           state.webhookFrom = job.id;
+          dropCopiedWebhook($("f-webhook").placeholder);
           $("f-webhook").placeholder = `${job.webhook_url} (the copied job's; type another to change it)`;
         }
       } catch (err) { studio.toast(`Could not copy that job: ${err.message}`, "error"); }
