@@ -317,10 +317,11 @@ class JobStore:
 
     def finish(self, job_id: str, status: str, *, message: str | None = None, error: str | None = None,
                resumable: bool = False, lora_path: str | None = None, result: dict | None = None,
-               ran_until: float | None = None) -> Job:
+               ran_until: float | None = None, unless_stopped: bool = False) -> Job:
         """End a job: completed, failed, stopped or interrupted. A failure's error is also its message.
         A running job's run is added to its `run_s`, up to `ran_until` when its process ended earlier
-        than now (its last heartbeat, for a job found orphaned after a restart)."""
+        than now (its last heartbeat, for a job found orphaned after a restart). `unless_stopped`: a job a stop
+        was asked for, up to this very write, is left running for its executor to end as stopped."""
         if status not in FINISHED:
             raise ValueError(f"{status!r} does not end a job")
         now = time.time()
@@ -330,7 +331,8 @@ class JobStore:
                 "UPDATE jobs SET status = ?, message = ?, error = ?, resumable = ?, lora_path = COALESCE(?, lora_path),"
                 " result = COALESCE(?, result), phase = CASE WHEN ? = 'completed' THEN 'done' ELSE phase END,"
                 " current = NULL, control = NULL, child_pid = NULL, eta_s = CASE WHEN ? = 'completed' THEN 0 END,"
-                f" {_RUN_ENDS} finished_at = ?, updated_at = ? WHERE id = ?",
+                f" {_RUN_ENDS} finished_at = ?, updated_at = ? WHERE id = ?"
+                + (f" AND COALESCE(control, '') NOT IN {STOP_CONTROLS!r}" if unless_stopped else ""),
                 (status, message, error, int(resumable), lora_path, _dump(result) if result is not None else None,
                  status, status, ran_until or now, now, now, job_id),
             )

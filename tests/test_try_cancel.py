@@ -80,6 +80,29 @@ def test_a_render_cancelled_as_it_ends_goes_too(client, store, settings, demo_pa
     assert not renders.folder(Workspace(settings.root), _render_stub(job.id, made["id"])).exists()
 
 
+def test_a_cancel_that_lands_as_the_render_completes_is_kept(client, store, settings, demo_paths,  # noqa: F811
+                                                              monkeypatch):
+    """The cancel answered 202 ("cancelling") in the instant between the render's last look at its stop and its
+    completion: it stayed completed, with its pictures, though the page had said it was going."""
+    from studio.jobs import JobStore
+
+    job, made = _running(client, store, settings, demo_paths, strengths=[0, 1])
+    url = f"/api/jobs/{job.id}/renders/{made['id']}"
+    finish = JobStore.finish
+    answers = []
+
+    def cancel_first(self, job_id, status, **kwargs):
+        if status == "completed" and not answers:
+            answers.append(client.delete(url).status_code)
+        return finish(self, job_id, status, **kwargs)
+
+    monkeypatch.setattr(JobStore, "finish", cancel_first)
+    assert execute(settings, made["id"], session=PicturesSession()) == 0
+    assert answers == [202]
+    assert store.find(made["id"]) is None
+    assert not renders.folder(Workspace(settings.root), _render_stub(job.id, made["id"])).exists()
+
+
 def test_the_next_render_goes_on_after_a_cancelled_one(client, store, settings, demo_paths):  # noqa: F811
     job, made = _running(client, store, settings, demo_paths, strengths=[0, 1, 2])
     nxt = client.post(f"/api/jobs/{job.id}/renders", json={**REQUEST, "seed": 99}).get_json()["render"]

@@ -157,13 +157,13 @@ def render_one(workspace: Workspace, store: JobStore, session, render: Job) -> i
         store.finish(render.id, "failed", error=message)
         return 3 if is_training_error(exc) else 1
     reporter.flush()
-    if store.stop_requested(render.id):  # cancelled as its last picture was made
-        return _cancelled(workspace, store, render)
     seconds = time.monotonic() - started
     count = len(images)
     took = f"{seconds:.1f}" if seconds < 10 else f"{seconds:.0f}"
-    store.finish(render.id, "completed", message=f"Rendered {count} image{'s' * (count != 1)} in {took} s.",
-                 result={"images": images, "seconds": round(seconds, 1)})
+    ended = store.finish(render.id, "completed", message=f"Rendered {count} image{'s' * (count != 1)} in {took} s.",
+                         result={"images": images, "seconds": round(seconds, 1)}, unless_stopped=True)
+    if ended.status == "running":  # cancelled as its last picture was made, up to the moment it was to complete
+        return _cancelled(workspace, store, render)
     return 0
 
 
