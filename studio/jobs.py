@@ -322,21 +322,29 @@ class JobStore:
         A running job's run is added to its `run_s`, up to `ran_until` when its process ended earlier
         than now (its last heartbeat, for a job found orphaned after a restart). `unless_stopped`: a job a stop
         was asked for, up to this very write, is left running for its executor to end as stopped."""
+        self._end(job_id, status, message=message, error=error, resumable=resumable, lora_path=lora_path,
+                  result=result, ran_until=ran_until,
+                  where=f" AND COALESCE(control, '') NOT IN {STOP_CONTROLS!r}" if unless_stopped else "")
+        return self.get(job_id)
+
+    def _end(self, job_id: str, status: str, *, message: str | None = None, error: str | None = None,
+             resumable: bool = False, lora_path: str | None = None, result: dict | None = None,
+             ran_until: float | None = None, where: str = "", where_args: tuple = ()) -> bool:
+        """finish's one write, only where `where` (more SQL conditions) holds too; whether the job was ended."""
         if status not in FINISHED:
             raise ValueError(f"{status!r} does not end a job")
         now = time.time()
         message = message if message is not None else error
         with self.write() as conn:
-            conn.execute(
+            cur = conn.execute(
                 "UPDATE jobs SET status = ?, message = ?, error = ?, resumable = ?, lora_path = COALESCE(?, lora_path),"
                 " result = COALESCE(?, result), phase = CASE WHEN ? = 'completed' THEN 'done' ELSE phase END,"
                 " current = NULL, control = NULL, child_pid = NULL, eta_s = CASE WHEN ? = 'completed' THEN 0 END,"
-                f" {_RUN_ENDS} finished_at = ?, updated_at = ? WHERE id = ?"
-                + (f" AND COALESCE(control, '') NOT IN {STOP_CONTROLS!r}" if unless_stopped else ""),
+                f" {_RUN_ENDS} finished_at = ?, updated_at = ? WHERE id = ?{where}",
                 (status, message, error, int(resumable), lora_path, _dump(result) if result is not None else None,
-                 status, status, ran_until or now, now, now, job_id),
+                 status, status, ran_until or now, now, now, job_id, *where_args),
             )
-        return self.get(job_id)
+            return cur.rowcount == 1
 
     def requeue(self, job_id: str, message: str) -> Job:
         """Back into the queue (a training job whose process ended under it continues from its checkpoint)."""
@@ -424,14 +432,17 @@ class JobStore:
             where = f" at {job.done} of {job.total}" if job.total else ""
             ran_until = job.heartbeat_at  # its last sign of life, not this restart
             if job.control == "delete":
-                self.finish(job.id, "stopped", message="Stopped before deletion.", ran_until=ran_until)
+                ending = {"status": "stopped", "message": "Stopped before deletion."}
             elif job.control == "stop":
-                self.finish(job.id, "stopped", resumable=True, ran_until=ran_until,
-                            message=f"Stopped{where}: its process ended while it was stopping.")
+                ending = {"status": "stopped", "resumable": True,
+                          "message": f"Stopped{where}: its process ended while it was stopping."}
             else:
-                self.finish(job.id, "interrupted", resumable=True, ran_until=ran_until,
-                            message=f"Interrupted{where}: the process running it ended (a restart or a crash).")
-            changed.append(self.get(job.id))
+                ending = {"status": "interrupted", "resumable": True,
+                          "message": f"Interrupted{where}: the process running it ended (a restart or a crash)."}
+            # only while it is still as listed: two processes recovering at once end it (and tell of it) once
+            if self._end(job.id, ending.pop("status"), ran_until=ran_until, **ending,
+                         where=" AND status = ? AND owner = ?", where_args=(job.status, job.owner)):
+                changed.append(self.get(job.id))
         return changed
 
     # -- workers -------------------------------------------------------------------------------

@@ -151,6 +151,23 @@ def test_the_one_recovery_interrupts_jobs_of_dead_processes(store):
     assert store.interrupt_orphans(("caption",)) == []
 
 
+def test_two_processes_recovering_at_once_end_a_dead_job_once(store):
+    """Two processes that find the same dead job (the web app and the worker, both started by one restart) each
+    ended it, and each told its webhook: the second only finds it ended already."""
+    (job,) = _add(store, 1, kind="caption")
+    store.start(job.id, _dead_owner())
+    other, seen_by_other = JobStore(store.db_path), []
+
+    def dead_and_the_other_recovers_meanwhile(_owner):
+        if not seen_by_other:
+            seen_by_other.append(other.interrupt_orphans(("caption",)))
+        return False
+
+    assert store.interrupt_orphans(("caption",), is_alive=dead_and_the_other_recovers_meanwhile) == []
+    assert [j.id for j in seen_by_other[0]] == [job.id]
+    assert store.get(job.id).status == "interrupted"
+
+
 def test_a_reused_pid_does_not_keep_a_dead_job_alive(store):
     (job,) = _add(store, 1, kind="export")
     store.start(job.id, f"{os.getpid()}:1")  # this pid, but a process that started at another time
