@@ -87,31 +87,41 @@ def restore(dataset: Dataset, batch: str) -> dict:
         records = (read_json(folder / MANIFEST, {}) or {}).get("images") or {}
         meta = dataset.meta()
         taken = dataset.taken_stems()
-        restored, renamed = [], {}
-        for name, record in records.items():
-            source = confined(folder, name)
-            if not source.is_file():
-                continue
-            target = dataset.unique_name(name, taken)
-            caption = source.with_suffix(".txt")
-            os.replace(source, dataset.image_path(target))
-            if caption.is_file():
-                os.replace(caption, dataset.caption_path(target))
-            if (folder / ORIGINALS_DIR / name).is_file():
-                dataset.original_path(target).parent.mkdir(exist_ok=True)
-                os.replace(folder / ORIGINALS_DIR / name, dataset.original_path(target))
-            if record is None:  # an image the folder held but the dataset had not recorded
-                try:
-                    info = imaging.inspect_image(dataset.image_path(target), context.settings().max_image_pixels)
-                except imaging.ImageRejected:
-                    continue  # back in the folder as it was before the delete: unrecorded
-                record = image_record(info, time.time())
-            meta["images"][target] = record
-            restored.append(target)
-            if target != name:
-                renamed[name] = target
-        refresh_flags(meta)
-        dataset.save_meta(meta)
+        restored, renamed, moved = [], {}, []
+
+        def move(source: Path, target: Path) -> None:
+            os.replace(source, target)
+            moved.append((source, target))
+
+        try:
+            for name, record in records.items():
+                source = confined(folder, name)
+                if not source.is_file():
+                    continue
+                target = dataset.unique_name(name, taken)
+                caption = source.with_suffix(".txt")
+                move(source, dataset.image_path(target))
+                if caption.is_file():
+                    move(caption, dataset.caption_path(target))
+                if (folder / ORIGINALS_DIR / name).is_file():
+                    dataset.original_path(target).parent.mkdir(exist_ok=True)
+                    move(folder / ORIGINALS_DIR / name, dataset.original_path(target))
+                if record is None:  # an image the folder held but the dataset had not recorded
+                    try:
+                        info = imaging.inspect_image(dataset.image_path(target), context.settings().max_image_pixels)
+                    except imaging.ImageRejected:
+                        continue  # back in the folder as it was before the delete: unrecorded
+                    record = image_record(info, time.time())
+                meta["images"][target] = record
+                restored.append(target)
+                if target != name:
+                    renamed[name] = target
+            refresh_flags(meta)
+            dataset.save_meta(meta)
+        except BaseException:  # a full disk: the files go back into the batch, which stays listed to try again
+            for source, target in reversed(moved):
+                os.replace(target, source)
+            raise
         shutil.rmtree(folder, ignore_errors=True)
     return {"restored": restored, "renamed": renamed}
 
@@ -201,9 +211,10 @@ def restore_dataset(store: DatasetStore, entry: str) -> str:
     except UnsafePathError:
         raise NotFound(f"There is no deleted dataset {entry!r}.") from None
     wanted = entry.partition("-")[2]
-    if not (folder / "dataset.json").is_file() or not wanted:
-        raise NotFound(f"There is no deleted dataset {entry!r}: restored, emptied, or older than {TRASH_DAYS} days.")
     with dataset_lock(store.root):  # the same lock that picks ids and names for new datasets
+        if not (folder / "dataset.json").is_file() or not wanted:  # checked under it: a double click restores once
+            raise NotFound(f"There is no deleted dataset {entry!r}: restored, emptied, or older than {TRASH_DAYS} "
+                           "days.")
         taken = store.names()
         dataset_id = wanted
         while (store.root / dataset_id).exists():
@@ -276,6 +287,7 @@ def restore_deleted_dataset(entry: str):
 @bp.delete("/api/deleted-datasets")
 def empty_deleted_datasets():
     store = context.store()
-    removed = len(deleted_datasets(store))
-    shutil.rmtree(_deleted_root(store), ignore_errors=True)
+    with dataset_lock(store.root):  # a restore at the same moment takes its dataset out whole first, or not at all
+        removed = len(deleted_datasets(store))
+        shutil.rmtree(_deleted_root(store), ignore_errors=True)
     return jsonify({"removed": removed})

@@ -43,8 +43,12 @@
   ds.offerUndo = (result, message) => {
     refresh();
     if (!result.trash) { studio.toast(message, "ok"); return; }
-    studio.toast(message, "ok", null, { label: "Undo", run: () =>
-      restore(result.trash).catch((e) => studio.toast(`Undo failed: ${e.message}`, "error")) });
+    let undoing = false;  // a double click puts the batch back once, and says nothing failed
+    studio.toast(message, "ok", null, { label: "Undo", run: () => {
+      if (undoing) return;
+      undoing = true;
+      restore(result.trash).catch((e) => { undoing = false; studio.toast(`Undo failed: ${e.message}`, "error"); });
+    } });
   };
 
   $("btn-trash").onclick = () => { refresh(); $("trash-dialog").showModal(); };
