@@ -64,6 +64,7 @@ def run_export(job: JobReporter, dataset: Dataset, name: str, workspace: Workspa
     build = exports.versions_root(workspace) / f".build-{name}-{secrets.token_hex(4)}"
     build.mkdir(parents=True)
     content = exports.ContentHash()
+    uncaptioned = []
     try:
         job.update(total=len(names), done=0, message=f"Exporting {plural(len(names), 'image')}")
         with closing(_placed(job, dataset, names, build)) as placed_images:  # its threads end before the clean-up
@@ -73,7 +74,10 @@ def run_export(job: JobReporter, dataset: Dataset, name: str, workspace: Workspa
                     content.add_digest(placed.name, known)
                 else:
                     content.add_file(placed.name, placed)
-                caption = apply_trigger(dataset.read_caption(image) or "", trigger) + "\n"
+                text = dataset.read_caption(image) or ""
+                if not text.strip():
+                    uncaptioned.append(image)
+                caption = apply_trigger(text, trigger) + "\n"
                 (build / f"{stem}.txt").write_text(caption, "utf-8")
                 content.add_text(f"{stem}.txt", caption)
                 job.update(done=index, current=image)
@@ -95,13 +99,15 @@ def run_export(job: JobReporter, dataset: Dataset, name: str, workspace: Workspa
                                "left_out": len(left_out), "path": str(workspace.export_dir(name))}
         dataset.save_meta(meta)
     job.store.update(job.id, dataset_version=version)
-    message = f"Exported {plural(len(names), 'image')} to trainer/datasets/{name} (version {version})."
+    message = f"Exported {plural(len(names), 'image')} to trainer/datasets/{name} (version {version})"
+    if uncaptioned:  # said once more after the checks: these train on the trigger word alone, or on nothing
+        message += (f"; {len(uncaptioned)} without a caption ({name_list(uncaptioned)}): "
+                    f"{'trained on the trigger word alone' if trigger else 'trained with no caption'}")
     if left_out:
-        message = message[:-1] + (f"; left out {plural(len(left_out), 'exact duplicate')} "
-                                  f"({name_list(left_out)}).")
-    job.update(message=message)
+        message += f"; left out {plural(len(left_out), 'exact duplicate')} ({name_list(left_out)})"
+    job.update(message=message + ".")
     return {"name": name, "version": version, "images": len(names), "left_out": left_out,
-            "path": str(workspace.export_dir(name))}
+            "uncaptioned": uncaptioned, "path": str(workspace.export_dir(name))}
 
 
 def _placed(job: JobReporter, dataset: Dataset, names: list[str], build: Path):
@@ -110,7 +116,10 @@ def _placed(job: JobReporter, dataset: Dataset, names: list[str], build: Path):
     (about 0.7 s each for 12 megapixels), and the decoders and encoders use one core each."""
     def place(image: str) -> tuple:
         stem = os.path.splitext(image)[0]
-        return (image, stem, *training_copy(dataset.image_path(image), build, stem))
+        try:
+            return (image, stem, *training_copy(dataset.image_path(image), build, stem))
+        except FileNotFoundError:  # deleted (or its dataset) after the export began
+            raise JobError(f"{image} was deleted while the export ran: export again.") from None
 
     return in_order(place, names, threads=EXPORT_THREADS, between=job.check_stop, name="export")
 
@@ -118,8 +127,9 @@ def _placed(job: JobReporter, dataset: Dataset, names: list[str], build: Path):
 def _unchanged(before: dict, now: dict, names: list[str]) -> None:
     changed = [n for n in names if (now["images"].get(n) or {}).get("sha256") != before["images"][n].get("sha256")]
     if changed:
+        how = "deleted" if all(n not in now["images"] for n in changed) else "edited, replaced or deleted"
         raise JobError(f"{plural(len(changed), 'image')} changed while the export ran ({name_list(changed)}, "
-                       "edited or replaced): export again.")
+                       f"{how}): export again.")
 
 
 def export_folder(dataset: Dataset, name) -> tuple[str, Path]:
@@ -151,6 +161,11 @@ def start_export(dataset: Dataset, name: str, parent_id: str | None = None, incl
     current = context.jobs().latest("export", dataset.id)
     if current and current.status in ACTIVE:
         raise ApiError("An export of this dataset is already running.", 409)
+    captioning = context.jobs().latest("caption", dataset.id)
+    if captioning and captioning.status in ACTIVE:  # exported now, the images not captioned yet train without one
+        raise ApiError(f"Auto-captioning of this dataset is still running ({captioning.done} of "
+                       f"{plural(captioning.total, 'image')} done): export when it has finished, or stop it first.",
+                       409)
     workspace = context.workspace()
     return context.executor().submit("export", dataset.id,
                                      lambda j: run_export(j, dataset, name, workspace, include_duplicates),

@@ -23,6 +23,8 @@
   }
 
   ds.exportChecks = (meta) => {
+    if (meta.images == null) return "";  // the figures have not arrived yet: filled again when they do
+    if (!meta.images) return `<p class="title">No images to export yet: upload some first.</p>`;
     const found = checks(meta);
     if (!found.length) return `<p class="ready">✓ Ready to train: every image has a caption and nothing is flagged.</p>`;
     const label = { uncaptioned: "Show", flagged: "Show", long: "Show", trigger: "Set one" };
