@@ -128,3 +128,28 @@ def test_a_jobs_lora_and_the_job_deleted_from_its_card_come_back_together(client
     (waiting,) = client.get("/api/trash").get_json()["entries"]
     assert "also" not in client.post(f"/api/trash/{waiting['id']}/restore").get_json()["restored"]
     assert placed.is_file() and store.get(job.id).status == "completed"
+
+
+def test_a_library_file_the_trash_cannot_keep_stays_where_it_is(client, store, settings, demo_paths, monkeypatch):
+    """A full disk on a volume without hard links: keeping the file failed after its entry was made, and Recently
+    deleted listed a file it did not hold (its restore then said the library "has a file of that name again"), with
+    the file's tries already taken out of the library."""
+    import errno
+    import os
+    import shutil
+
+    path = library_lora(settings, demo_paths)
+    tried = client.post(f"/api/library/files/{path.name}/renders", json=REQUEST).get_json()["render"]
+
+    def no_link(*_args):
+        raise OSError(errno.EPERM, "hard links are not supported here")
+
+    def full(*_args, **_kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "link", no_link)
+    monkeypatch.setattr(shutil, "copy2", full)
+    answer = client.delete(f"/api/library/files/{path.name}")
+    assert answer.status_code == 507, answer.get_json()
+    assert path.is_file() and client.get("/api/trash").get_json()["entries"] == []
+    assert store.get(tried["id"]).status == "queued"  # its tries stay with it

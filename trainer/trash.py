@@ -76,15 +76,13 @@ def trash_lora(workspace: Workspace, name: str, store: JobStore | None = None,
     `job_id`: the training job it is the LoRA of (restoring either brings the other back). Returns the entry's id
     and the paths that went."""
     path = library.library_lora(workspace.loras, name)
-    entry = _entry(workspace)
-    atomic_write_json(entry / MANIFEST, {"kind": "lora", "name": path.name, "deleted_at": time.time(),
-                                         "comfyui": workspace.comfyui_loras is not None, "job_id": job_id,
-                                         "renders": [dataclasses.asdict(render) for render in tries]})
+    entry = _kept_entry(workspace, path, {"kind": "lora", "name": path.name, "deleted_at": time.time(),
+                                          "comfyui": workspace.comfyui_loras is not None, "job_id": job_id,
+                                          "renders": [dataclasses.asdict(render) for render in tries]})
     for render in tries:
         if store.delete(render.id):
             _move(renders.folder(workspace, render), entry / TRIES / render.id)
             renders.remove_files(workspace, render)  # what is left: the small previews, made again on demand
-    _keep(path, entry / path.name)
     if library_facts.source_file(path).is_file():  # where it came from goes along
         os.replace(library_facts.source_file(path), entry / SOURCE)
     return entry.name, library.remove_from_library(workspace, path.name)
@@ -93,18 +91,24 @@ def trash_lora(workspace: Workspace, name: str, store: JobStore | None = None,
 def keep_original(workspace: Workspace, path: Path, why: str) -> str:
     """The library file `path` kept in the trash as it is now, before something replaces it under its name (Convert:
     trainer.library_convert); restored like a deleted one once that name is free. Returns the entry's id."""
+    return _kept_entry(workspace, path, {"kind": "lora", "name": path.name, "label": f"{path.name}, {why}",
+                                         "deleted_at": time.time(), "renders": []}).name
+
+
+def _kept_entry(workspace: Workspace, path: Path, manifest: dict) -> Path:
+    """A new entry holding `path` (the same file by a second name, or a copy) and its manifest; when the file cannot
+    be kept (a full disk without hard links) there is no entry, and the library file stays where it is."""
     entry = _entry(workspace)
-    atomic_write_json(entry / MANIFEST, {"kind": "lora", "name": path.name, "label": f"{path.name}, {why}",
-                                         "deleted_at": time.time(), "renders": []})
-    _keep(path, entry / path.name)
-    return entry.name
-
-
-def _keep(path: Path, kept: Path) -> None:
     try:
-        os.link(path, kept)  # the same file, kept by the trash's name once the library's goes
-    except OSError:  # a disk without hard links
-        shutil.copy2(path, kept)
+        try:
+            os.link(path, entry / path.name)  # the same file, kept by the trash's name once the library's goes
+        except OSError:  # a disk without hard links
+            shutil.copy2(path, entry / path.name)
+        atomic_write_json(entry / MANIFEST, manifest)
+    except BaseException:
+        shutil.rmtree(entry, ignore_errors=True)
+        raise
+    return entry
 
 
 def entries(workspace: Workspace, now: float | None = None) -> list[dict]:
