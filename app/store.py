@@ -41,6 +41,7 @@ class Conflict(RuntimeError):
 
 META_FILE = "dataset.json"
 ORIGINALS_DIR = ".originals"
+TRASH_DIR = ".trash"  # deleted images in a dataset's folder; deleted datasets in the datasets folder
 NAME_MAX = 80
 _thread_locks: dict[str, threading.RLock] = {}
 _thread_locks_guard = threading.Lock()
@@ -265,6 +266,18 @@ class DatasetStore:
         if name.casefold() in taken:
             raise NameTaken(name, free_name(name, taken))
 
+    def _held_ids(self) -> set[str]:
+        """Ids a new dataset does not take though no folder has them: a deleted dataset's (its restore gets it back,
+        with its exports) and the dataset an export was made from (its versions are not a new dataset's)."""
+        trash = self.root / TRASH_DIR
+        held = {entry.name.partition("-")[2] for entry in trash.iterdir()} if trash.is_dir() else set()
+        exports = self.workspace.exports
+        for folder in exports.iterdir() if exports.is_dir() else ():
+            meta = read_json(folder / "dataset.json", None)
+            if isinstance(meta, dict) and isinstance(meta.get("source_dataset_id"), str):
+                held.add(meta["source_dataset_id"])
+        return held
+
     def create(self, name: str, trigger_word: str = "") -> Dataset:
         """A new, empty dataset; a name another dataset has is made free ("My cat 2"), as a second folder of one
         name is in a file manager (the page asks before; a script's second run just gets the next name)."""
@@ -275,7 +288,8 @@ class DatasetStore:
                 name = free_name(name, taken)
             base = slugify(name)
             dataset_id = base
-            while (self.root / dataset_id).exists():
+            held = self._held_ids()
+            while dataset_id in held or (self.root / dataset_id).exists():
                 dataset_id = f"{base}-{secrets.token_hex(2)}"
             folder = self.workspace.dataset_dir(dataset_id)
             folder.mkdir(parents=True)

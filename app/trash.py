@@ -24,14 +24,13 @@ from flask import Blueprint, jsonify, send_file
 
 from app import context, imaging
 from app.importer import image_record
-from app.store import ORIGINALS_DIR, Dataset, DatasetStore, NotFound, dataset_lock, free_name, refresh_flags
+from app.store import ORIGINALS_DIR, TRASH_DIR, Dataset, DatasetStore, NotFound, dataset_lock, free_name, refresh_flags
 from studio.atomic import atomic_write_json, read_json
 from studio.thumbnails import UnreadableImage, cached_thumbnail
 from studio.workspace import UnsafePathError, confined, safe_name
 
 bp = Blueprint("trash", __name__)
 
-TRASH_DIR = ".trash"
 MANIFEST = "deleted.json"
 TRASH_DAYS = 7
 

@@ -72,7 +72,7 @@ def test_a_job_still_holding_a_deleted_dataset_cannot_bring_it_back(client, stud
             pass
     assert not (studio_root / "datasets" / created["id"]).exists()  # no empty folder left behind
     again = client.post("/api/datasets", json={"name": "Cats"}).get_json()
-    assert again["id"] == created["id"]  # the name is free again
+    assert again["name"] == "Cats" and again["id"] != created["id"]  # the name is free; the id waits for a restore
 
 
 def test_an_import_says_which_images_are_copies_of_ones_already_here(client, dataset_id):

@@ -129,22 +129,37 @@ def test_a_deleted_dataset_comes_back_whole(client, studio_root):
     assert client.post(f"/api/deleted-datasets/{entry['id']}/restore").status_code == 404
 
 
-def test_a_dataset_whose_id_was_taken_since_comes_back_under_a_new_one(client):
+def test_a_deleted_dataset_keeps_its_id_and_its_exports_for_its_restore(client):
+    """A new dataset of the deleted one's name took its id, so the deleted one came back under another id, and its
+    export versions (which name the id they were made from) showed as the new dataset's, not its own."""
     first = client.post("/api/datasets", json={"name": "Cats"}).get_json()
     upload(client, first["id"], [("old.png", image_bytes(1))])
+    assert client.post(f"/api/datasets/{first['id']}/export", json={"name": "cats-v1"}).status_code == 202
+    assert support.wait_job(client, f"/api/datasets/{first['id']}/export", key="job")["status"] == "completed"
     entry = client.delete(f"/api/datasets/{first['id']}").get_json()["trash"]
     second = client.post("/api/datasets", json={"name": "Cats"}).get_json()
-    assert second["id"] == first["id"]  # the name was free again
+    assert second["id"] != first["id"] and second["name"] == "Cats"  # the name was free again; the id is held
+    assert client.get(f"/api/exports?dataset={second['id']}").get_json()["versions"] == []
     restored = client.post(f"/api/deleted-datasets/{entry}/restore").get_json()["restored"]
-    assert restored != first["id"] and restored.startswith(first["id"] + "-")
+    assert restored == first["id"]
     back = client.get(f"/api/datasets/{restored}").get_json()
     assert back["id"] == restored and back["name"] == "Cats 2"  # its name is the new dataset's now
     assert [i["name"] for i in client.get(f"/api/datasets/{restored}/images").get_json()["images"]] == ["old.png"]
+    assert [v["name"] for v in client.get(f"/api/exports?dataset={restored}").get_json()["versions"]] == ["cats-v1"]
     assert client.get(f"/api/datasets/{second['id']}").get_json()["images"] == 0
 
 
+def test_a_dataset_whose_folder_was_taken_since_comes_back_under_a_new_id(client, studio_root):
+    first = client.post("/api/datasets", json={"name": "Cats"}).get_json()
+    upload(client, first["id"], [("old.png", image_bytes(1))])
+    entry = client.delete(f"/api/datasets/{first['id']}").get_json()["trash"]
+    (studio_root / "datasets" / first["id"]).mkdir()  # a folder of that name put there by hand
+    restored = client.post(f"/api/deleted-datasets/{entry}/restore").get_json()["restored"]
+    assert restored != first["id"] and restored.startswith(first["id"] + "-")
+    assert [i["name"] for i in client.get(f"/api/datasets/{restored}/images").get_json()["images"]] == ["old.png"]
 
-def test_two_datasets_of_one_id_deleted_within_a_second_each_keep_their_entry(client):
+
+def test_two_datasets_of_one_name_deleted_within_a_second_each_keep_their_entry(client):
     entries = []
     for image in (1, 2):  # a script's quick create and delete, twice
         made = client.post("/api/datasets", json={"name": "dd"}).get_json()
@@ -154,7 +169,7 @@ def test_two_datasets_of_one_id_deleted_within_a_second_each_keep_their_entry(cl
         entries.append(deleted.get_json()["trash"])
     assert len(set(entries)) == 2
     listed = client.get("/api/deleted-datasets").get_json()["datasets"]
-    assert sorted(d["id"] for d in listed) == sorted(entries) and {d["dataset_id"] for d in listed} == {"dd"}
+    assert sorted(d["id"] for d in listed) == sorted(entries) and len({d["dataset_id"] for d in listed}) == 2
 
 
 def test_deleted_datasets_expire_after_a_week_and_can_be_removed_for_good(client, studio_root):
