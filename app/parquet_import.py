@@ -20,6 +20,7 @@ import io
 import json
 import os
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -263,14 +264,15 @@ def extract_parquet(source: Path, staging: Path, job: JobReporter, max_total_byt
             raise JobError(f"{label} keeps {biggest / 2**20:,.0f} MB of images in one row group, and the studio reads "
                            f"a row group at once (at most {MAX_GROUP_BYTES / 2**30:g} GB): save it again with smaller "
                            "row groups (pyarrow: row_group_size=100), or upload the images in a ZIP.")
-        declared = _declared_bytes(parquet, columns, None if spread else limit)
+        rows = parquet.metadata.num_rows
+        wanted = set(spread_indices(rows, limit)) if spread and limit is not None else None
+        declared = _declared_bytes(parquet, columns, limit) if wanted is None else _wanted_bytes(parquet, columns,
+                                                                                                 wanted)
         if declared > max_total_bytes:
             raise JobError(f"{label} would unpack to {declared / 2**20:,.0f} MB, over the limit of "
                            f"{max_total_bytes / 2**20:,.0f} MB (ZIP_MAX_TOTAL_MB).")
         out = Unpacked(image_column=image_column, caption_column=caption_column)
         staging.mkdir(parents=True, exist_ok=True)
-        rows = parquet.metadata.num_rows
-        wanted = set(spread_indices(rows, limit)) if spread and limit is not None else None
         job.update(phase="extracting", total=rows if limit is None or wanted is not None else min(rows, limit),
                    done=0, message=f"Reading {label}")
         try:
@@ -290,14 +292,11 @@ def _read_rows(parquet, columns: list[str], out: Unpacked, staging: Path, job: J
     how many rows were read."""
     image_column, caption_column = out.image_column, out.caption_column
     written, row = 0, -1
-    for batch in parquet.iter_batches(batch_size=_batch_rows(parquet, columns), columns=columns):
+    for batch in _batches(parquet, columns, wanted):
         job.check_stop()
-        for values in batch.to_pylist():
+        for row, values in batch:
             if limit is not None and len(out.rows) >= limit:
-                return row + 1
-            row += 1
-            if wanted is not None and row not in wanted:
-                continue
+                return row
             images = _images(values.get(image_column))
             caption = _caption(values.get(caption_column)) if caption_column else None
             if not images:
@@ -322,3 +321,35 @@ def _read_rows(parquet, columns: list[str], out: Unpacked, staging: Path, job: J
                 out.rows.append(Row(names(original, row, ext, part), target, caption, where))
         job.update(done=row + 1, current=f"row {row + 1}")
     return row + 1
+
+
+def _batches(parquet, columns: list[str], wanted: set[int] | None) -> Iterator[list[tuple[int, dict]]]:
+    """(row number, values) of every row a few rows at a time; with `wanted`, only those rows, read row group by row
+    group: a group none is wanted from is not read, and the other rows of a group never become Python bytes."""
+    if wanted is None:
+        row = 0
+        for batch in parquet.iter_batches(batch_size=_batch_rows(parquet, columns), columns=columns):
+            yield list(enumerate(batch.to_pylist(), start=row))
+            row += batch.num_rows
+        return
+    start = 0
+    for group in range(parquet.metadata.num_row_groups):
+        count = parquet.metadata.row_group(group).num_rows
+        local = sorted(row - start for row in wanted if start <= row < start + count)
+        if local:
+            table = parquet.read_row_group(group, columns=columns).take(local)
+            yield [(start + index, values) for index, values in zip(local, table.to_pylist(), strict=True)]
+        start += count
+
+
+def _wanted_bytes(parquet, columns: list[str], wanted: set[int]) -> int:
+    """What the rows in `wanted` unpack to, by the footer: each row group's share for the rows taken from it (a row
+    group is read whole, one at a time, and only the rows taken are staged)."""
+    metadata, start, total = parquet.metadata, 0, 0
+    for group in range(metadata.num_row_groups):
+        count = metadata.row_group(group).num_rows
+        taken = sum(1 for row in wanted if start <= row < start + count)
+        if taken:
+            total += sum(_chunk_sizes_of(metadata.row_group(group), columns)) * taken // count
+        start += count
+    return total

@@ -215,3 +215,25 @@ def test_a_parquet_file_beside_others_that_cannot_be_read_is_skipped_with_its_re
         "pack.zip/data/broken.parquet": "is damaged or not a Parquet file",
         "pack.zip/data/scores.parquet": "has no image column (columns: file_name, score)",
         "loose.parquet": "is damaged or not a Parquet file"}
+
+
+def test_rows_spread_over_a_big_table_read_only_their_row_groups(monkeypatch, tmp_path):
+    """Three rows spread over a table too big to unpack whole: it was refused for the size of every row, and every
+    row group was read and turned into Python bytes, for three images."""
+    import pyarrow.parquet as pq
+
+    from studio.job_reporter import QuietReporter
+
+    source = tmp_path / "big.parquet"
+    source.write_bytes(parquet_bytes([{"image": (_noise_png(n), f"{n}.png"), "text": f"row {n}"} for n in range(9)],
+                                     features=HF_FEATURES, row_group_size=1, compression="none"))
+    whole = sum(parquet_import._chunk_sizes(pq.ParquetFile(source), ["image", "text"]))
+    read = []
+    real = pq.ParquetFile.read_row_group
+    monkeypatch.setattr(pq.ParquetFile, "read_row_group", lambda self, group, **kw: read.append(group) or
+                        real(self, group, **kw))
+    unpacked = parquet_import.extract_parquet(source, tmp_path / "rows", QuietReporter(), whole // 2, "big.parquet",
+                                              limit=3, spread=True)
+    assert [(row.name, row.caption) for row in unpacked.rows] == [("1.png", "row 1"), ("4.png", "row 4"),
+                                                                  ("7.png", "row 7")]
+    assert read == [1, 4, 7] and unpacked.left == 6
