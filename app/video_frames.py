@@ -1,11 +1,12 @@
 """Frames of a video as dataset images: a few phone clips of a pet or a person become training pictures.
 
 The video is read once, from start to end (only its keyframes when it is longer than LONG_VIDEO_S: much
-faster, and a long video has plenty of them), cut into equal stretches of about `every` seconds (2; at most
-`max_frames` in all, VIDEO_MAX_FRAMES), and of each stretch the sharpest frame is kept: video is full of motion
-blur and focus hunting. A frame that looks like the one kept before it (a still scene) is left out. Frames are
-turned as the phone recorded them (the display matrix), HDR ones brought to SDR (app.video_hdr), and written as
-JPEGs at quality 95, named by their time in the video: `clip-00m12.4s.jpg`.
+faster, and a long video has plenty of them; a stretch no keyframe falls in is sought afterwards), cut into
+equal stretches of about `every` seconds (2; at most `max_frames` in all, VIDEO_MAX_FRAMES), and of each stretch
+the sharpest frame is kept: video is full of motion blur and focus hunting. A frame that looks like the one kept
+before it (a still scene) is left out. Frames are turned as the phone recorded them (the display matrix), HDR ones
+brought to SDR (app.video_hdr), and written as JPEGs at quality 95, named by their time in the video:
+`clip-00m12.4s.jpg`.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ log = logging.getLogger(__name__)
 VIDEO_EXTENSIONS = {".mp4", ".mov", ".m4v", ".webm", ".mkv", ".avi"}
 SECONDS_PER_FRAME = 2.0  # VIDEO_FRAME_SECONDS
 LONG_VIDEO_S = 180.0
+GAP_FRAMES = 12  # a stretch of a long video without a keyframe: the sharpest of its first frames
 MAX_VIDEO_S = 2 * 3600  # longer than a film: surely not meant, and hours to read
 PROBE_SIDE = 512  # sharpness and likeness are measured on the frame at about this size
 UNSPECIFIED, BT709 = 2, 1  # AVColorSpace: a video that does not say its colour matrix, and HD's
@@ -138,7 +140,39 @@ def extract_frames(path: Path, staging: Path, job: JobReporter, label: str, stem
         picker.finish()
         if not picker.seen:
             raise Unreadable(label, "it holds no frame that can be decoded")
+        if stream.codec_context.skip_frame == "NONKEY" and start is not None:
+            _fill_gaps(container, stream, picker, start, stretch, count, job, label)
+            out.frames.sort(key=lambda frame: frame.time)
     return out
+
+
+def _fill_gaps(container, stream, picker: _Picker, start: float, stretch: float, count: int, job: JobReporter,
+               label: str) -> None:
+    """The stretches of a long video that no keyframe fell in (a screen recording's keyframes can be 10 s or more
+    apart): each is sought and the sharpest of its first GAP_FRAMES frames taken, so the video still gives the
+    frames asked for."""
+    import av
+
+    gaps = [index for index in range(count) if index not in picker.indices]
+    stream.codec_context.skip_frame = "DEFAULT"
+    for done, index in enumerate(gaps):
+        job.check_stop()
+        job.update(phase="frames", message=f"Taking frames from {label}: between keyframes, {done} of {len(gaps)}")
+        begin = start + index * stretch
+        taken = 0
+        try:
+            container.seek(int(begin / float(stream.time_base)), stream=stream)  # the keyframe before it
+            for frame in container.decode(stream):
+                if frame.time is None or frame.time < begin:
+                    continue
+                if frame.time >= begin + stretch or taken >= GAP_FRAMES:
+                    break
+                picker.offer(index, frame)
+                taken += 1
+        except av.error.FFmpegError as exc:  # a damaged part: the frames taken so far are kept
+            log.warning("reading %s between its keyframes stopped at a damaged part: %s", label, exc)
+            break
+        picker.finish()
 
 
 def _duration(container, stream) -> float | None:
@@ -177,10 +211,11 @@ class _Picker:
     def __init__(self, out: Frames, staging: Path, stem: str):
         self.out, self.staging, self.stem = out, staging, stem
         self.index, self.best, self.score, self.probe, self.last_hash = -1, None, -1.0, None, None
-        self.seen = 0
+        self.seen, self.indices = 0, set()
 
     def offer(self, index: int, frame) -> None:
         self.seen += 1
+        self.indices.add(index)
         if index != self.index:
             self.finish()
             self.index, self.best, self.score = index, None, -1.0

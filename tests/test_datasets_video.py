@@ -197,3 +197,35 @@ def test_a_frame_choice_out_of_range_is_refused_with_a_sentence_before_anything_
     assert not list((studio_root / "uploads").glob("batch-*"))  # nothing written before the refusal
     refused = client.post(f"/api/datasets/{dataset_id}/import-url", json={"url": "https://example.com/a.mp4", **form})
     assert refused.status_code == 422
+
+
+def test_a_long_video_with_keyframes_far_apart_still_gives_a_frame_a_stretch(tmp_path, monkeypatch):
+    """A screen recording's keyframes can be 10 s or more apart: read by its keyframes alone, a long one gave a
+    frame for one stretch in five. The stretches no keyframe falls in are sought, and give their sharpest frame."""
+    import io
+
+    import av
+    from PIL import ImageFilter
+
+    from app import video_frames
+    from tests.videos import scene
+
+    monkeypatch.setattr(video_frames, "LONG_VIDEO_S", 1.0)  # as if the 12 s were over three minutes
+    buffer = io.BytesIO()
+    with av.open(buffer, "w", format="mp4") as out:  # a keyframe every 6 s, none at a new scene
+        stream = out.add_stream("libx264", rate=10, options={"crf": "12", "g": "60", "keyint_min": "60",
+                                                             "sc_threshold": "0", "x264-params": "scenecut=0"})
+        stream.width, stream.height, stream.pix_fmt = 160, 96, "yuv420p"
+        for seed in range(6):
+            sharp = scene(seed)
+            for index in range(20):
+                picture = sharp if index == 7 else sharp.filter(ImageFilter.GaussianBlur(3))
+                for packet in stream.encode(av.VideoFrame.from_image(picture)):
+                    out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    clip = tmp_path / "screen.mp4"
+    clip.write_bytes(buffer.getvalue())
+    taken = extract_frames(clip, tmp_path / "k", QuietReporter(), "screen.mp4", "screen", 60, 10**8)
+    # the keyframes at 0 s and 6 s, and the sharp frame of each stretch between them
+    assert [round(f.time, 1) for f in taken.frames] == [0.0, 2.7, 4.7, 6.0, 8.7, 10.7]
