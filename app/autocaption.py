@@ -5,6 +5,10 @@ dataset lock, it re-reads the caption and skips any image the user edited meanwh
 made during a run is never lost. It also checks that the picture is still the one it sent: an image
 cropped, rotated or mirrored while its caption was made is captioned again (once; edited again, it is
 left uncaptioned and named in the job's errors), so no caption describes a picture that is gone.
+
+A service that fails image after image (errors, timeouts, answers that are not a caption) stops the run after
+SERVICE_FAILURES_IN_A_ROW of them, with the reason: a wedged service would otherwise take every image's full timeout,
+on a GPU rented by the hour. An image the service refuses (a 4xx answer) is that image's failure only.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import requests
 from flask import Blueprint, jsonify
 
 from app import context, imaging
-from app.captions import save_undo, set_caption
+from app.captions import CAPTION_MAX, save_undo, set_caption
 from app.store import Dataset, rev_of, text_hash
 from studio.job_reporter import JobReporter
 from studio.jobs import ACTIVE, JobError
@@ -32,6 +36,9 @@ CONNECT_RETRIES = 3
 LOADING_WAIT_S = 900.0
 CAPTION_MODEL = (("caption", "caption model"),)  # what a caption run needs downloaded (models.txt key)
 DOWNLOAD_POLL_S = 2.0
+SERVICE_FAILURES_IN_A_ROW = 3
+MAX_TOKENS = 1024  # what the caption service takes (caption_service.llm.MAX_NEW_TOKENS): more fails every image
+READ_SLACK_S = 10.0  # what an answer may take beyond the service's own time limit (CAPTION_TIMEOUT_S)
 
 
 def _headers(settings: Settings) -> dict:
@@ -58,15 +65,34 @@ def service_health(settings: Settings) -> dict:
     return {"reachable": True, "url": url, **data}
 
 
+class ServiceFailure(ValueError):
+    """The service failed on an image for a reason of its own (an error, a timeout, an answer that is no caption)."""
+
+
 class CaptionClient:
     def __init__(self, settings: Settings, job: JobReporter):
         self.settings = settings
         self.job = job
         self.session = requests.Session()
         self.session.headers.update(_headers(settings))
+        self.failures_in_a_row = 0
 
     def caption(self, image_bytes: bytes, options: dict) -> str:
-        """The caption for one image; raises ValueError for a per-image failure, JobError if the service is gone."""
+        """The caption for one image; raises ValueError for a per-image failure, JobError if the service is gone or
+        failed on SERVICE_FAILURES_IN_A_ROW images in a row."""
+        try:
+            text = self._caption(image_bytes, options)
+        except ServiceFailure as exc:
+            self.failures_in_a_row += 1
+            if self.failures_in_a_row >= SERVICE_FAILURES_IN_A_ROW:
+                raise JobError(f"The caption service failed on {self.failures_in_a_row} images in a row (the last: "
+                               f"{exc}): the run was stopped. Check the caption service and its log, then start "
+                               "the run again; the captions made so far are kept.") from None
+            raise
+        self.failures_in_a_row = 0
+        return text
+
+    def _caption(self, image_bytes: bytes, options: dict) -> str:
         payload = {"image": base64.b64encode(image_bytes).decode("ascii"), "style": options["style"],
                    "prompt": options["prompt"], "trigger_word": "", "max_tokens": options["max_tokens"]}
         connect_failures = 0
@@ -75,9 +101,11 @@ class CaptionClient:
             self.job.check_stop()
             try:
                 response = self.session.post(f"{self.settings.caption_url}/caption", json=payload,
-                                             timeout=(5, self.settings.caption_timeout_s + 10))
+                                             timeout=(5, self.settings.caption_timeout_s + READ_SLACK_S))
+            except requests.ConnectTimeout:
+                raise ServiceFailure("the caption service did not take the connection") from None
             except requests.Timeout:
-                raise ValueError("the caption service took too long for this image") from None
+                raise ServiceFailure("the caption service took too long for this image") from None
             except requests.ConnectionError:
                 connect_failures += 1
                 if connect_failures > CONNECT_RETRIES:
@@ -86,6 +114,11 @@ class CaptionClient:
                 self.sleep(2.0)
                 continue
             if response.status_code == 503:
+                health = service_health(self.settings)
+                if health.get("status") == "error":  # a model that failed to load: waiting would not bring it
+                    reason = health.get("reason") or "it reports an error."
+                    raise JobError(f"The caption service cannot caption: {reason} The run was stopped; the "
+                                   "captions made so far are kept.")
                 delay = _retry_after(response)
                 waited += delay
                 if waited > LOADING_WAIT_S:
@@ -94,13 +127,9 @@ class CaptionClient:
                 self.sleep(delay)
                 continue
             if response.status_code == 200:
-                try:
-                    text = str(response.json()["caption"]).strip()
-                except (ValueError, KeyError, TypeError):
-                    raise ValueError("the caption service sent an unreadable answer") from None
-                if not text:
-                    raise ValueError("the caption service returned an empty caption")
-                return text
+                return _caption_text(response)
+            if response.status_code >= 500 or response.status_code in (401, 403, 404):  # the service's trouble
+                raise ServiceFailure(_error_text(response))
             raise ValueError(_error_text(response))
 
     def sleep(self, seconds: float) -> None:
@@ -108,6 +137,24 @@ class CaptionClient:
         while time.monotonic() < deadline:
             self.job.check_stop()
             time.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
+
+
+def _caption_text(response) -> str:
+    """The caption in a 200 answer; ServiceFailure when the answer holds none (a proxy's page, a null)."""
+    try:
+        text = response.json()["caption"]
+    except (ValueError, KeyError, TypeError):
+        raise ServiceFailure("the caption service sent an unreadable answer") from None
+    if not isinstance(text, str):
+        raise ServiceFailure(f"the caption service sent an answer without caption text (its caption: "
+                             f"{str(text)[:40]})")
+    text = text.strip()
+    if not text:
+        raise ValueError("the caption service returned an empty caption")
+    if len(text) > CAPTION_MAX:
+        raise ValueError(f"the caption service sent a caption of {len(text):,} characters, more than a caption "
+                         f"holds ({CAPTION_MAX:,}): try a lower max_tokens")
+    return text
 
 
 def _retry_after(response) -> float:
@@ -120,9 +167,10 @@ def _retry_after(response) -> float:
 def _error_text(response) -> str:
     try:
         detail = response.json().get("error")
-    except ValueError:
+    except (ValueError, AttributeError):  # not JSON (a proxy's HTML page), or JSON without fields
         detail = None
-    return f"caption service answered {response.status_code}" + (f": {detail}" if detail else "")
+    detail = detail if isinstance(detail, str) else None
+    return f"caption service answered {response.status_code}" + (f": {detail[:300]}" if detail else "")
 
 
 def combine(mode: str, old: str | None, new: str, style: str) -> str:
@@ -147,37 +195,39 @@ def picture_version(dataset: Dataset, name: str) -> tuple | None:
 
 
 EDITED_PICTURE = "the picture was edited while it was captioned: caption it again"
+REMOVED = "the image was removed during the run"
 
 
 def caption_one(job: JobReporter, client: CaptionClient, dataset: Dataset, settings: Settings, options: dict,
-                name: str, caption_seen: str | None) -> tuple[str, str | None]:
+                name: str, caption_seen: str | None) -> tuple[str, str | None, str | None]:
     """Captions one image and writes the caption under the dataset lock, unless its caption changed since
     `caption_seen` (its hash when the run started) or its picture changed since it was sent: then it is captioned
     again, once. Returns (what happened: "captioned", "kept" the user's caption, "changed" picture, "failed";
-    the caption it replaced)."""
+    the caption it replaced; the caption it wrote)."""
     path = dataset.image_path(name)
     for attempt in (1, 2):
         seen = picture_version(dataset, name)  # before the file is read: an edit after this is noticed below
         try:
             text = client.caption(imaging.encode_for_caption(path, settings.caption_max_pixels), options)
         except (ValueError, OSError) as exc:
-            job.add_error(name, str(exc) if isinstance(exc, ValueError) else "the image could not be read")
-            return "failed", None
+            job.add_error(name, str(exc) if isinstance(exc, ValueError) else REMOVED if not path.is_file()
+                          else "the image could not be read")
+            return "failed", None, None
         with dataset.lock():
             current = dataset.read_caption(name)
             if not path.is_file():
-                job.add_error(name, "the image was removed during the run")
-                return "failed", None
+                job.add_error(name, REMOVED)
+                return "failed", None, None
             if text_hash(current) != caption_seen:
-                return "kept", None  # the user's edit wins
+                return "kept", None, None  # the user's edit wins
             if picture_version(dataset, name) == seen:
                 set_caption(dataset, name, combine(options["mode"], current, text, options["style"]))
-                return "captioned", current
+                return "captioned", current, dataset.read_caption(name)
         # cropped, rotated or mirrored meanwhile: the caption describes a picture that is gone
         if attempt == 1:
             job.update(message=f"{name} was edited while it was captioned: captioning it again")
     job.add_error(name, EDITED_PICTURE)
-    return "changed", None
+    return "changed", None, None
 
 
 def run_captions(job: JobReporter, dataset: Dataset, settings: Settings, options: dict) -> dict:
@@ -192,14 +242,15 @@ def run_captions(job: JobReporter, dataset: Dataset, settings: Settings, options
         client.sleep(DOWNLOAD_POLL_S)
     job.update(force=True, total=len(names), done=0, message=f"Captioning {plural(len(names), 'image')}")
     before: dict[str, str | None] = {}
+    after: dict[str, str | None] = {}  # as each caption was written: an edit made later in the run is no undo's
     captioned, edited, changed = 0, [], []
     try:
         for index, name in enumerate(names, start=1):
             job.check_stop()
             job.update(current=name, message=f"Captioning {name}")
-            outcome, replaced = caption_one(job, client, dataset, settings, options, name, snapshot[name])
+            outcome, replaced, written = caption_one(job, client, dataset, settings, options, name, snapshot[name])
             if outcome == "captioned":
-                before[name] = replaced
+                before[name], after[name] = replaced, written
                 captioned += 1
             elif outcome == "kept":
                 edited.append(name)
@@ -207,7 +258,7 @@ def run_captions(job: JobReporter, dataset: Dataset, settings: Settings, options
                 changed.append(name)
             job.update(done=index, captioned=captioned, skipped_edited=len(edited))
     finally:
-        save_undo(dataset, "auto-caption", before)
+        save_undo(dataset, "auto-caption", before, after)
     failed = len(job.errors) - len(changed)
     message = f"Captioned {captioned} of {plural(len(names), 'image')}"
     if edited:
@@ -234,8 +285,8 @@ def options_from(body: dict, dataset: Dataset) -> dict:
     if style == "custom" and not prompt.strip():
         raise ApiError("The custom style needs instructions in 'prompt'.", 422)
     max_tokens = body.get("max_tokens", 300)
-    if not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or not 8 <= max_tokens <= 2048:
-        raise ApiError("'max_tokens' must be a whole number from 8 to 2048.", 422)
+    if not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or not 8 <= max_tokens <= MAX_TOKENS:
+        raise ApiError(f"'max_tokens' must be a whole number from 8 to {MAX_TOKENS}.", 422)
     names = dataset.image_names()
     wanted = body.get("names")
     if wanted is not None:

@@ -27,11 +27,20 @@ def set_caption(dataset: Dataset, name: str, text: str) -> int:
     return 0
 
 
-def save_undo(dataset: Dataset, op: str, before: dict[str, str | None]) -> None:
-    """Remember the captions a bulk change replaced, and what it left, so the last bulk change can be undone without
+def _check_length(name: str, text: str) -> None:
+    """A bulk change leaves no caption longer than the editor can save (CAPTION_MAX); nothing is written otherwise."""
+    if len(text.strip()) > CAPTION_MAX:
+        raise ApiError(f"This change would make the caption of {name} {len(text.strip()):,} characters long; a caption "
+                       f"holds {CAPTION_MAX:,} at most, so nothing was changed.", 422)
+
+
+def save_undo(dataset: Dataset, op: str, before: dict[str, str | None],
+              after: dict[str, str | None] | None = None) -> None:
+    """Remember the captions a bulk change replaced, and what it left (`after`, read now when not given: a change
+    that writes over a while, auto-caption, gives what it wrote), so the last bulk change can be undone without
     undoing an edit made since (undo restores only the captions still as the change left them)."""
     if before:
-        after = {name: dataset.read_caption(name) for name in before}
+        after = {name: dataset.read_caption(name) for name in before} if after is None else after
         atomic_write_json(dataset.folder / ".undo.json", {"op": op, "at": time.time(), "captions": before,
                                                           "after": after})
 
@@ -88,6 +97,8 @@ def find_replace(dataset_id: str):
             raise ApiError(str(exc), 422) from None
         except (regex.error, IndexError) as exc:
             raise ApiError(f"The replacement is invalid: {exc}.", 422) from None
+        for change in changes:
+            _check_length(change.name, change.after)
         if body.get("apply"):
             for change in changes:
                 set_caption(dataset, change.name, change.after)
@@ -97,9 +108,19 @@ def find_replace(dataset_id: str):
                     "replacements": sum(c.count for c in changes), "rows": rows[:PREVIEW_ROWS]})
 
 
+def _has_at(text: str, part: str, start: bool) -> bool:
+    """Whether `text` already starts (or ends) with `part`, as whole words, in any case: added again, it would be
+    there twice ("mycat, mycat, a cat" after a second Apply, or one made for the images added since)."""
+    if not part:
+        return False
+    edge = rf"{regex.escape(part)}(?!\w)" if start else rf"(?<!\w){regex.escape(part)}$"
+    return bool((regex.match if start else regex.search)(edge, text, regex.IGNORECASE))
+
+
 @bp.post("/api/datasets/<dataset_id>/captions/affix")
 def affix(dataset_id: str):
-    """`{"prepend": "...", "append": "...", "separator": ", ", "names": [...]?}` on captioned images."""
+    """`{"prepend": "...", "append": "...", "separator": ", ", "names": [...]?}` on captioned images; a caption that
+    already starts with `prepend` (or ends with `append`) does not get it twice."""
     dataset = context.dataset(dataset_id)
     body = json_body()
     prepend, append = body.get("prepend") or "", body.get("append") or ""
@@ -118,13 +139,18 @@ def affix(dataset_id: str):
             wanted = set(names)
             targets = [n for n in targets if n in wanted]
         before: dict[str, str | None] = {}
+        planned: dict[str, str] = {}
         for name in targets:
             old = dataset.read_caption(name)
-            parts = [p for p in (prepend, (old or "").strip(), append) if p]
+            text = (old or "").strip()
+            parts = [p for p in ("" if _has_at(text, prepend, True) else prepend, text,
+                                 "" if _has_at(text, append, False) else append) if p]
             new = separator.join(parts)
             if new != (old or ""):
-                before[name] = old
-                set_caption(dataset, name, new)
+                _check_length(name, new)
+                before[name], planned[name] = old, new
+        for name, new in planned.items():
+            set_caption(dataset, name, new)
         save_undo(dataset, "prepend/append", before)
     return jsonify({"changed": len(before)})
 
