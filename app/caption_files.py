@@ -3,10 +3,14 @@
 caption in `text`, `caption`, `prompt` or `description`). A `.txt` beside an image wins over a metadata row.
 
 Captions are paired by folder and stem, so `a/001.jpg` never takes the caption of `b/001.txt`.
+
+Caption files come from Windows editors too: UTF-16 with its byte-order mark (Notepad's "Unicode"), or Windows-1252
+(Excel's plain CSV). `decode_caption_file` reads those as what they are instead of as UTF-8 with holes and NULs.
 """
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 import json
@@ -19,6 +23,7 @@ from app.store import clean_filename
 METADATA_NAMES = {"metadata.jsonl", "metadata.csv"}
 METADATA_MAX_BYTES = 32 * 2**20
 CAPTION_COLUMNS = ("text", "caption", "prompt", "description")
+NOT_UTF8 = "read as Windows-1252, not UTF-8: if accented letters look wrong, save it as UTF-8 and import it again"
 
 Key = tuple[str, str]  # (folder, stem casefolded)
 
@@ -31,6 +36,17 @@ def caption_key(path: str) -> Key:
 
 def is_metadata_name(path: str) -> bool:
     return posixpath.basename(path.replace("\\", "/")).lower() in METADATA_NAMES
+
+
+def decode_caption_file(data: bytes) -> tuple[str, str | None]:
+    """The text of a caption or metadata file, and a note when it was not UTF-8 (None when it was): UTF-8 with or
+    without a byte-order mark, UTF-16 with one; any other bytes are read as Windows-1252, which takes every byte."""
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return data.decode("utf-16", "replace"), None
+    try:
+        return data.decode("utf-8-sig"), None
+    except UnicodeDecodeError:
+        return data.decode("cp1252", "replace"), NOT_UTF8
 
 
 def _caption_of(row: dict) -> str | None:
@@ -60,7 +76,7 @@ def metadata_captions(path: Path, name: str) -> tuple[dict[Key, str], str | None
     be read (None when all was)."""
     if path.stat().st_size > METADATA_MAX_BYTES:
         return {}, f"larger than {METADATA_MAX_BYTES // 2**20} MB (its captions were not imported)"
-    text = path.read_bytes().decode("utf-8-sig", "replace")
+    text, encoding_note = decode_caption_file(path.read_bytes())
     folder = posixpath.dirname(name.replace("\\", "/"))
     captions: dict[Key, str] = {}
     bad = 0
@@ -77,6 +93,5 @@ def metadata_captions(path: Path, name: str) -> tuple[dict[Key, str], str | None
     if bad and not captions:
         return captions, ("no row has a file_name and a caption (" + ", ".join(CAPTION_COLUMNS) +
                           "): its captions were not imported")
-    if bad:
-        return captions, f"{bad} row(s) without a file_name and a caption were left out"
-    return captions, None
+    notes = [f"{bad} row(s) without a file_name and a caption were left out" if bad else None, encoding_note]
+    return captions, "; ".join(note for note in notes if note) or None
