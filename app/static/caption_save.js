@@ -52,8 +52,12 @@ window.captionSave = function (deps) {
   }
 
   // One save at a time, so each one carries the version the previous one produced; a draft carries its own.
+  // A loop, not one wait: saves queued behind the same slow one (typing on, over a slow connection) go one after
+  // the other, never together with one version, where the second would meet the first as a change made elsewhere.
+  const queued = new Map();  // image name -> its saves on their way or waiting: "Saved" only once the last is done
   async function putCaption(name, text) {
-    if (state.saving) { try { await state.saving; } catch (e) { /* reported by that save */ } }
+    queued.set(name, (queued.get(name) || 0) + 1);
+    while (state.saving) { try { await state.saving; } catch (e) { /* reported by that save */ } }
     const draft = drafts.get(name);
     const version = draft ? draft.base : (state.images[indexOf(name)] || {}).version;
     const request = api(`${base}/captions/${enc(name)}`, { method: "PUT", json: { caption: text, base_version: version } });
@@ -72,7 +76,7 @@ window.captionSave = function (deps) {
       }
       if (showing(name)) {
         $("ed-conflict").hidden = true;
-        if (!state.dirty) setSaveState("saved", "Saved ✓");
+        if (!state.dirty && queued.get(name) === 1) setSaveState("saved", "Saved ✓");
       }
       return true;
     } catch (e) {
@@ -80,6 +84,7 @@ window.captionSave = function (deps) {
       return false;
     } finally {
       if (state.saving === request) state.saving = null;
+      if (queued.get(name) > 1) queued.set(name, queued.get(name) - 1); else queued.delete(name);
     }
   }
 
@@ -191,7 +196,7 @@ window.captionSave = function (deps) {
   $("caption").addEventListener("blur", () => { if (state.dirty) save(); });
 
   window.addEventListener("beforeunload", (ev) => {
-    const unsaved = state.dirty || drafts.size;
+    const unsaved = state.dirty || drafts.size || queued.size;  // a save still on its way may be cut off
     if (state.dirty) save();
     if (unsaved) ev.preventDefault();  // the browser asks first
   });

@@ -66,8 +66,11 @@
       $("search").dispatchEvent(new Event("input"));
     } else if (remove) {
       $("words-dialog").close();
-      // the word with the comma and space around it, so "a, red, b" becomes "a, b"
-      const word = `\\b${escapeRegex(remove.dataset.remove)}\\b`;
+      // the word with the comma and space around it, so "a, red, b" becomes "a, b". Not \b at its ends: a phrase may
+      // begin or end with a sign ("(red hair:1.2)", "in the rain."), where \b never matches; and the counted phrase
+      // has its white space made single spaces, so any run of it matches one
+      const text = escapeRegex(remove.dataset.remove).replace(/ /g, "\\s+");
+      const word = `(?<!\\w)${text}(?!\\w)`;
       ds.openReplace(`${word}\\s*,\\s*|,?\\s*${word}(?!\\s*,)`, true);
     }
   });
