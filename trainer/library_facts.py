@@ -11,7 +11,7 @@ from pathlib import Path
 from studio.atomic import atomic_write_json, read_json
 from trainer.lokr_layout import factor_of
 from trainer.lokr_lora import lora_options
-from trainer.lora_file import LoraFileError, lokr_modules, lora_ranks, read_header
+from trainer.lora_file import CutShort, LoraFileError, lokr_modules, lora_ranks, read_header
 from trainer.lora_formats import foreign_kind
 from trainer.lora_resize import smaller_options
 
@@ -33,6 +33,8 @@ def lora_facts(path: Path) -> LoraFacts:
     try:
         header = read_header(path)
         size = path.stat().st_size
+    except CutShort as exc:  # its card says so (and offers nothing that would read it)
+        return LoraFacts({}, None, False, refused=str(exc))
     except (LoraFileError, OSError):
         return LoraFacts({}, None, False)
     ranks = lora_ranks(header)

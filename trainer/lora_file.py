@@ -8,6 +8,7 @@ them with `diffusion_model.` (ComfyUI, ai-toolkit, this studio) or `transformer.
 from __future__ import annotations
 
 import json
+import os
 import re
 import struct
 from pathlib import Path
@@ -33,19 +34,25 @@ class LoraFileError(ValueError):
     """The file is not a readable LoRA of this model; the message says what to do."""
 
 
+class CutShort(LoraFileError):
+    """The header is whole but the file ends before the tensors it lists (a download or copy that did not finish)."""
+
+
 def read_header(path: Path) -> dict:
-    """The JSON header of a .safetensors file: {key: {dtype, shape, data_offsets}, "__metadata__": {...}}."""
+    """The JSON header of a .safetensors file: {key: {dtype, shape, data_offsets}, "__metadata__": {...}}; CutShort
+    when the file ends before the tensors the header lists (safetensors, and so ComfyUI, refuse to load it)."""
     try:
         with open(path, "rb") as handle:
             (length,) = struct.unpack("<Q", handle.read(8))
             raw = handle.read(length) if length <= MAX_HEADER else None
+            size = os.fstat(handle.fileno()).st_size
     except (OSError, struct.error) as exc:
         raise LoraFileError(f"{path.name} cannot be read as a .safetensors file ({exc}).") from None
     if raw is None:
         raise LoraFileError(f"{path.name} is not a .safetensors file (its header would be {length} bytes).")
     try:
         header = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: a hostile header nested deeper than Python recurses
         raise LoraFileError(f"{path.name} is not a .safetensors file (its header is not JSON).") from None
     if not isinstance(header, dict):
         raise LoraFileError(f"{path.name} is not a .safetensors file.")
@@ -57,7 +64,19 @@ def read_header(path: Path) -> dict:
                                                   for n in shape):
             raise LoraFileError(f"{path.name} is not a LoRA file this studio can read ({key[:80]}: its header gives "
                                 "no list of sizes as its shape).")
+    _check_whole(path.name, header, size - 8 - length)
     return header
+
+
+def _check_whole(name: str, header: dict, data_bytes: int) -> None:
+    """CutShort when a tensor's data_offsets end past the `data_bytes` the file holds after its header."""
+    ends = [info["data_offsets"][1] for key, info in header.items() if key != "__metadata__"
+            and isinstance(info.get("data_offsets"), list) and len(info["data_offsets"]) == 2
+            and isinstance(info["data_offsets"][1], int)]
+    if ends and max(ends) > data_bytes:
+        raise CutShort(f"{name} is cut short or damaged: it holds {max(data_bytes, 0):,} bytes of tensors where its "
+                       f"header lists {max(ends):,} (a download or copy that did not finish). Get the whole file "
+                       "again.")
 
 
 def module_name(key: str) -> str:
@@ -161,6 +180,8 @@ def zimage_lora_rank(path: Path, name: str) -> int | None:
     LoraFileError with a sentence when it is not a LoRA (or LoKr) of Z-Image's layers. Messages call it `name`."""
     try:
         header = read_header(path)
+    except CutShort as exc:  # said of `name`, not of the name the file has on its way in
+        raise CutShort(name + str(exc).removeprefix(path.name)) from None
     except LoraFileError:
         raise NotSafetensors(f"{name} is not a .safetensors file (or it is damaged or cut short).") from None
     check_our_layout(header, name)

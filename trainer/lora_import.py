@@ -97,8 +97,9 @@ def in_our_names(job, path: Path, name: str):
 
     try:
         return converted_if_needed(path, progress)
-    except LoraFileError as exc:
-        raise JobError(f"{name}: {exc}") from None
+    except LoraFileError as exc:  # said of `name`, not of the random name it has on its way in
+        said = str(exc).replace(path.name, name)
+        raise JobError(said if said.startswith(name) else f"{name}: {said}") from None
 
 
 def free_name(folder: Path, name: str, comfyui: Path | None = None) -> str:
