@@ -134,13 +134,17 @@ def post_job():
 
 def job_detail(job: Job) -> dict:
     job_dir = workspace().jobs / job.id
-    lora = library.final_lora(job, job_dir) if job.status == "completed" else None
+    # a job training further (Train more steps), or stopped or failed on the way, still has the LoRA it finished
+    # with: shown with the step it is of, so a run cut short never looks as if it took the finished LoRA along
+    earlier = job.status != "completed" and bool((job.result or {}).get("lora_path"))
+    lora = library.final_lora(job, job_dir) if job.status == "completed" or earlier else None
     lora_info = None
     if lora is not None:
         try:
             relative = lora.resolve().relative_to(job_dir.resolve()).as_posix()
             lora_info = {"file": lora.name, "path": relative, "size": lora.stat().st_size,
-                         "library_file": (job.result or {}).get("library_file")}  # its name in the library, ComfyUI
+                         "library_file": (job.result or {}).get("library_file"),  # its name in the library, ComfyUI
+                         "earlier_step": (job.result or {}).get("steps") if earlier else None}
         except (ValueError, OSError):
             lora_info = None
     position = planned = worker = None
@@ -320,7 +324,9 @@ def job_metrics(job_id):
 
 
 def _json_lines(path: Path, after: int = -1) -> list[dict]:
-    """The complete lines of a metrics file whose step is above `after` (a line being written is left out)."""
+    """The complete lines of a metrics file whose step is above `after` (a line being written is left out). A NaN or
+    infinite figure (an evaluation of a diverging run: Python writes it as NaN) comes back as null: the browser's
+    JSON.parse refuses NaN, and one such line would stop the page's loss chart for good."""
     points = []
     try:
         with open(path, "rb") as handle:
@@ -328,7 +334,7 @@ def _json_lines(path: Path, after: int = -1) -> list[dict]:
                 if not line.endswith(b"\n"):
                     break  # being written
                 try:
-                    point = json.loads(line)
+                    point = json.loads(line, parse_constant=lambda _name: None)
                     if isinstance(point, dict) and int(point.get("step", -1)) > after:
                         points.append(point)
                 except (ValueError, TypeError):

@@ -107,8 +107,9 @@
     $("btn-bundle").hidden = job.status === "queued" && !job.started_at;  // nothing on disk yet
     if (FINISHED.has(job.status) && bundleFor !== `${job.status}:${job.step}`) labelBundle(`${job.status}:${job.step}`);
     const loraName = detail.lora && (detail.lora.library_file || detail.lora.file);  // as the library (and ComfyUI) call it
+    const earlier = detail.lora ? detail.lora.earlier_step : null;  // training further, or cut short doing so
     $("lora-box").innerHTML = detail.lora ? `<div class="download-lora"><div><strong>${esc(loraName)}</strong>
-      <div class="muted" style="font-size:12px">${studio.formatBytes(detail.lora.size)} · loads in ComfyUI and diffusers</div>
+      <div class="muted" style="font-size:12px">${earlier != null ? `<span data-earlier>as it finished at step ${esc(earlier)}, before training further</span> · ` : ""}${studio.formatBytes(detail.lora.size)} · loads in ComfyUI and diffusers</div>
       ${proofLinks(detail.proof)}</div>
       <a class="button primary" id="download-lora" style="margin-left:auto" href="/api/jobs/${esc(job.id)}/files/${esc(detail.lora.path)}" download="${esc(loraName)}">Download LoRA</a></div>` : "";
     renderCheckpoints(detail.checkpoints || []);
@@ -198,7 +199,7 @@
       logOffset = data.offset;
       logView.render(job && job.status === "queued" ? "Waiting for the worker…" : "");
       if (data.text && $("follow").checked) box.scrollTop = box.scrollHeight;
-    } catch (e) { /* the next update retries */ } finally { logBusy = false; lastLog = Date.now(); }
+    } catch (e) { if (e.status === 404) deleted(); } finally { logBusy = false; lastLog = Date.now(); }
   }
 
   // The evaluation loss (fixed images, noise levels and noise) and the held-out images': the stat and the legend.
@@ -352,9 +353,16 @@
   $("smoothing").addEventListener("input", (e) => {
     chart.setSmoothing(Number(e.target.value)); $("smoothing-value").textContent = Number(e.target.value).toFixed(2);
   });
-  trainer.live(`/api/jobs/${jobId}/events`, {
-    job: update,
-    deleted: () => { studio.toast("This job was deleted.", "info"); setTimeout(() => { location.href = "/"; }, 1200); },
-  }, `/api/jobs/${jobId}`, "job");
-  setInterval(() => { if (job && job.status === "running") { refreshLog(); } }, 4000);
+  // The job is gone: deleted in another tab, or while this page's stream was down (the polling that stands in for the
+  // stream then is answered 404 and says nothing, so the page showed the job as it was, for good).
+  let gone = false;
+  function deleted() {
+    if (gone) return;
+    gone = true;
+    studio.toast("This job was deleted (Recently deleted, on the LoRA library page, keeps it a few days).", "info", 6000);
+    setTimeout(() => { location.href = "/"; }, 2500);
+  }
+  trainer.live(`/api/jobs/${jobId}/events`, { job: update, deleted }, `/api/jobs/${jobId}`, "job");
+  // the log while it runs; otherwise now and then, which also finds a job deleted meanwhile (a 404)
+  setInterval(() => { if ((job && job.status === "running") || Date.now() - lastLog > 15000) refreshLog(); }, 4000);
 })();
