@@ -45,7 +45,9 @@ def decode_caption_file(data: bytes) -> tuple[str, str | None]:
         return data.decode("utf-16", "replace"), None
     try:
         return data.decode("utf-8-sig"), None
-    except UnicodeDecodeError:
+    except UnicodeDecodeError as exc:
+        if exc.reason == "unexpected end of data":  # UTF-8 read up to a limit, cut inside its last letter
+            return data[:exc.start].decode("utf-8-sig", "replace"), None
         return data.decode("cp1252", "replace"), NOT_UTF8
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from PIL import Image, UnidentifiedImageError
 
 from app import imaging
-from app.caption_files import caption_key, is_metadata_name, metadata_captions
+from app.caption_files import caption_key, decode_caption_file, is_metadata_name, metadata_captions
 from app.import_limit import Left, Shares, holds_images
 from app.parquet_import import Unreadable, extract_parquet, is_parquet_name
 from app.store import Dataset, clean_filename, refresh_flags
@@ -104,7 +104,8 @@ def run_import(job: JobReporter, dataset: Dataset, sources: list[Source], settin
                     _add_table(found, job, source.path, source.name, work_dir / f"parquet-{index}", settings,
                                alone=len(sources) == 1, share=share)
                 elif lower.endswith(".txt"):
-                    text = source.path.read_bytes()[:64 * 1024].decode("utf-8-sig", "replace").strip()
+                    with open(source.path, "rb") as handle:  # a caption is far shorter: the rest is not read
+                        text = decode_caption_file(handle.read(64 * 1024))[0].strip()
                     found.loose_captions[caption_key(source.name)] = text
                     found.caption_files[caption_key(source.name)] = source.name
                 elif is_metadata_name(lower):

@@ -157,11 +157,12 @@ class Dataset:
 
     def read_caption(self, name: str) -> str | None:
         try:
-            return self.caption_path(name).read_text("utf-8")
+            # a byte-order mark (a file put in by hand) is not text
+            return self.caption_path(name).read_text("utf-8-sig")
         except FileNotFoundError:
             return None
         except UnicodeDecodeError:
-            return self.caption_path(name).read_bytes().decode("utf-8", "replace")
+            return self.caption_path(name).read_bytes().decode("utf-8-sig", "replace")
 
     def write_caption(self, name: str, text: str) -> int:
         path = self.caption_path(name)

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from app import imaging
-from app.caption_files import METADATA_MAX_BYTES, caption_key, is_metadata_name, metadata_captions
+from app.caption_files import METADATA_MAX_BYTES, caption_key, decode_caption_file, is_metadata_name, metadata_captions
 from app.import_limit import spread_indices
 from app.video_frames import is_video_name
 from studio.job_reporter import JobReporter
@@ -136,7 +136,7 @@ def extract_zip(archive: Path, staging: Path, job: JobReporter, max_total_bytes:
                 if trouble:
                     out.skipped.append({"name": f"{label}/{name}", "reason": trouble})
             elif ext == ".txt":
-                text = target.read_bytes().decode("utf-8-sig", "replace").strip()
+                text = decode_caption_file(target.read_bytes())[0].strip()
                 target.unlink()
                 out.captions[caption_key(name)] = text
                 loose[caption_key(name)] = name

@@ -71,3 +71,22 @@ def test_a_zip_with_an_excel_metadata_csv_imports_its_accents(client, dataset_id
     job = upload(client, dataset_id, [("set.zip", buffer.getvalue())])
     assert _captions(client, dataset_id) == {"d.png": "crème brûlée"}
     assert any(NOT_UTF8 in item["reason"] for item in job["result"]["skipped"]), job["result"]
+
+
+@pytest.mark.parametrize("raw", [codecs.BOM_UTF16_LE + "crème brûlée, a cat".encode("utf-16-le"),
+                                 "crème brûlée, a cat".encode("cp1252"),
+                                 codecs.BOM_UTF8 + "crème brûlée, a cat".encode()])
+def test_a_caption_txt_from_a_windows_editor_arrives_as_written(client, dataset_id, raw):
+    """A .txt caption saved by Notepad ("Unicode") or in Windows-1252 came in as `\ufffd\ufffdc\x00r\x00…` or with
+    holes for its accented letters, whether loose or in a ZIP."""
+    upload(client, dataset_id, [("a.png", image_bytes(1)), ("a.txt", raw)])
+    upload(client, dataset_id, [("pack.zip", support.zip_bytes([("b.png", image_bytes(2)), ("b.txt", raw)]))])
+    assert _captions(client, dataset_id) == {"a.png": "crème brûlée, a cat", "b.png": "crème brûlée, a cat"}
+
+
+def test_a_caption_cut_at_the_read_limit_keeps_its_letters_and_a_bom_put_in_by_hand_is_not_text(client, dataset_id,
+                                                                                               studio_root):
+    assert decode_caption_file("é".encode() * 3 + "é".encode()[:1]) == ("ééé", None)  # cut inside its last letter
+    upload(client, dataset_id, [("a.png", image_bytes(1))])
+    (studio_root / "datasets" / dataset_id / "a.txt").write_bytes(codecs.BOM_UTF8 + b"a cat")  # beside, by hand
+    assert _captions(client, dataset_id) == {"a.png": "a cat"}
