@@ -19,6 +19,7 @@ process opens its own connection.
 from __future__ import annotations
 
 import json
+import math
 import os
 import sqlite3
 import threading
@@ -56,7 +57,19 @@ _RUN_ENDS = ("run_s = run_s + CASE WHEN status = 'running' AND started_at IS NOT
 
 
 def _dump(value) -> str:
-    return json.dumps(value, default=str)
+    """JSON of a job's figures, a NaN or an infinity (the loss of a diverging run) written as null: the browser's
+    JSON.parse refuses them, and one would stop every page that reads the job."""
+    return json.dumps(_finite(value), default=str)
+
+
+def _finite(value):
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(item) for item in value]
+    return value
 
 
 class JobStore:

@@ -404,3 +404,16 @@ def test_a_new_run_starts_without_the_last_runs_notices(store):
     store.resume(job.id, also_completed=True)  # Train more steps
     store.claim("train", process_token())
     assert "notices" not in store.get(job.id).details and store.get(job.id).loss == 0.4
+
+
+def test_a_nan_or_infinite_figure_is_kept_as_null(store):
+    """A diverging run's loss (NaN) was stored as NaN, which the browser's JSON.parse refuses: every page that read
+    the job failed."""
+    (job,) = _add(store, 1)
+    store.start(job.id, process_token())
+    store.progress(job.id, {"step": 3, "loss": float("nan")})
+    store.finish(job.id, "completed", result={"final_loss": float("nan"), "curve": [1.0, float("inf")], "steps": 3})
+    found = store.get(job.id)
+    assert found.result == {"final_loss": None, "curve": [1.0, None], "steps": 3}
+    assert found.details.get("loss") is None
+    json.loads(json.dumps(found.public()), parse_constant=lambda name: pytest.fail(f"{name} in the job's JSON"))

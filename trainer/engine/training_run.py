@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -366,7 +367,7 @@ class TrainingRun(RunPreviews):
         return {
             "lora_path": str(lora_path),
             "steps": step,
-            "final_loss": float(final_loss) if final_loss is not None else float("nan"),
+            "final_loss": _shown_loss(None, final_loss),
             "final_smooth_loss": _shown_loss(loop.state.smooth_loss, final_loss),
             "seconds": round(time.monotonic() - self.started, 3),
             "stopped": stopped,
@@ -392,5 +393,5 @@ class TrainingRun(RunPreviews):
 
 def _shown_loss(smooth, last) -> float | None:
     """The loss people compare runs by: smoothed (one step's loss swings with its noise level), else the last."""
-    value = smooth if smooth is not None else last
-    return float(value) if value is not None else None
+    value = smooth if smooth is not None and math.isfinite(smooth) else last
+    return float(value) if value is not None and math.isfinite(value) else None
