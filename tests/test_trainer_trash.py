@@ -153,3 +153,16 @@ def test_a_library_file_the_trash_cannot_keep_stays_where_it_is(client, store, s
     assert answer.status_code == 507, answer.get_json()
     assert path.is_file() and client.get("/api/trash").get_json()["entries"] == []
     assert store.get(tried["id"]).status == "queued"  # its tries stay with it
+
+
+def test_the_page_of_a_deleted_job_says_where_it_went(client, store, settings, demo_paths):
+    """A bookmarked or shared job page of a deleted job answered raw JSON ({"error": "There is no job …"})."""
+    job = finished_job(store, settings.root, demo_paths)
+    client.delete(f"/api/jobs/{job.id}")
+    page = client.get(f"/jobs/{job.id}")
+    text = page.get_data(as_text=True)
+    assert page.status_code == 404 and page.mimetype == "text/html"
+    assert "<b>tiny</b> was deleted" in text and 'href="/library#trash"' in text
+    other = client.get("/jobs/never-was")
+    assert other.status_code == 404 and "There is no training job <code>never-was</code>" in other.get_data(
+        as_text=True)

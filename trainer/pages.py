@@ -4,6 +4,7 @@ filled by its own script from the same JSON API that API clients use."""
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from urllib.parse import quote, urlsplit
 
@@ -13,7 +14,7 @@ from studio import exports
 from studio.model_status import format_bytes
 from studio.web import ApiError
 from studio.workspace import UnsafePathError, safe_name
-from trainer import library, library_facts
+from trainer import library, library_facts, trash
 from trainer.export_triggers import trigger_words
 from trainer.jobs_api import load_job
 
@@ -33,12 +34,23 @@ def new_job():
 
 @bp.get("/jobs/<job_id>")
 def job_page(job_id):
-    job = load_job(safe_name(job_id))
+    try:
+        job = load_job(safe_name(job_id))
+    except (ApiError, UnsafePathError):  # a link to a deleted job: a page that says where it went, not JSON
+        return _gone(job_id), 404
     # the config shown as text, which the template escapes as it does any text: Jinja's tojson writes ' < > & as
     # \u0027, \u003c, ..., right inside a <script> but shown as those six characters in a <pre>
     config_text = json.dumps(job.config, indent=2, sort_keys=True, ensure_ascii=False)
     return render_template("trainer_job.html", page="job", job=job, triggers=_trigger_words(job),
                            config_text=config_text)
+
+
+def _gone(job_id: str) -> str:
+    """The page of a job that is not here: where Recently deleted keeps it, when it does."""
+    deleted = trash.deleted_job(current_app.config["STUDIO_WORKSPACE"], job_id)
+    if deleted is not None:
+        deleted = {"name": deleted["name"], "until": time.strftime("%d %B", time.gmtime(deleted["expires_at"]))}
+    return render_template("trainer_gone.html", page="job", job_id=job_id, deleted=deleted, days=trash.TRASH_DAYS)
 
 
 def _trigger_words(job) -> list[str]:

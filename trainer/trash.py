@@ -129,6 +129,15 @@ def entries(workspace: Workspace, now: float | None = None) -> list[dict]:
     return sorted(found, key=lambda e: -e["deleted_at"])
 
 
+def deleted_job(workspace: Workspace, job_id: str) -> dict | None:
+    """The entry of Recently deleted that holds the job `job_id`; None when none does."""
+    for entry in entries(workspace):
+        manifest = read_json(root(workspace) / entry["id"] / MANIFEST, {}) or {}
+        if entry["kind"] == "job" and (manifest.get("job") or {}).get("id") == job_id:
+            return entry
+    return None
+
+
 def _folders(workspace: Workspace) -> list[Path]:
     trash = root(workspace)
     return [p for p in trash.iterdir() if p.is_dir()] if trash.is_dir() else []

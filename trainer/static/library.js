@@ -196,6 +196,8 @@
       <span class="muted">${studio.formatBytes(e.size)} · deleted ${fmtDate(e.deleted_at)} · kept until ${fmtDate(e.expires_at)}</span>
       ${e.restorable ? `<button type="button" data-restore="${esc(e.id)}">Restore</button>` : ""}</li>`).join("");
     document.getElementById("trash-days").textContent = `kept ${data.days} days`;
+    // come from a deleted job's page: its list is shown at once (it was hidden when the browser looked for it)
+    if (location.hash === "#trash" && !box.hidden && !loadTrash.shown) { loadTrash.shown = true; box.scrollIntoView(); }
   }
   document.getElementById("trash").addEventListener("click", async (ev) => {
     const restore = ev.target.closest("[data-restore]");
