@@ -79,3 +79,34 @@ def test_leaving_while_a_save_is_on_its_way_asks_first(studio, slow_page):
     expect(page.locator("#save-state")).to_have_text("Saving…")
     page.goto(f"{studio.datasets}/")
     assert dialogs == ["beforeunload"]  # the browser asked before leaving a save it might cut off
+
+
+def test_a_caption_of_an_image_deleted_meanwhile_is_said_and_leaves_no_draft_behind(studio):
+    """The image was deleted in another tab while its caption was typed: its save got a 404 and became a draft that
+    could never be settled, so every leaving of the page asked first, for an image that was gone."""
+    from playwright.sync_api import expect, sync_playwright
+
+    from tests.test_datasets_support import image_bytes
+
+    api = f"{studio.datasets}/api/datasets/{studio.dataset_id}"
+    sent = requests.post(f"{api}/upload?wait=20", headers=BEARER, timeout=60,
+                         files=[("files", ("soon-gone.png", image_bytes(77), "image/png"))])
+    assert sent.status_code in (200, 202), sent.text
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        page = browser.new_page(viewport=DESKTOP)
+        page.set_default_timeout(20_000)
+        problems = watch_page(page)
+        browser_studio.login(page, studio.datasets)
+        page.goto(f"{studio.datasets}/d/{studio.dataset_id}")
+        page.locator('.tile[data-name="soon-gone.png"]').click()
+        page.locator("#caption").fill("a grey cat, typed while another tab deleted the picture")
+        assert requests.delete(f"{api}/images/soon-gone.png", headers=BEARER, timeout=10).status_code in (200, 204)
+        page.locator("#caption").blur()
+        expect(page.locator(".toast", has_text="“soon-gone.png” was deleted meanwhile")).to_be_visible()
+        asked = page.evaluate("""() => { const ev = new Event('beforeunload', { cancelable: true });
+                                         window.dispatchEvent(ev); return ev.defaultPrevented; }""")
+        assert asked is False
+        assert page.evaluate("Object.keys(sessionStorage).filter((k) => k.startsWith('caption-drafts:')).length") == 0
+        assert [problem for problem in problems if "/captions/soon-gone.png" not in problem] == []
+        browser.close()

@@ -91,6 +91,7 @@ window.captionSave = function (deps) {
   // A failed save keeps the text as a draft of its image: shown there now, or, when another image is open by the
   // time the answer comes, when that one is opened again (a note says so).
   function saveFailed(name, text, version, e) {
+    if (e.status === 404) return imageGone(name, text);
     const conflict = e.status === 409 && e.data && e.data.current;
     keepDraft(name, { text, base: version, theirs: conflict ? e.data.current : null, error: conflict ? null : e.message,
       login: e.status === 401, retry: !e.status || e.status >= 500 || [401, 429].includes(e.status) });
@@ -108,6 +109,15 @@ window.captionSave = function (deps) {
     notSaved.set(name, toast(`The caption of “${name}” is not saved: ${why}. Your text is kept: open the image to ` +
       "finish.", "error", 0, index >= 0 ? { label: "Open", run: () => { select(indexOf(name)); openSheet(true); } }
       : undefined));
+  }
+
+  // The image was deleted (in another tab, by a script) before its caption was saved: there is nothing to keep a
+  // draft for (one would be asked about on every leaving of the page); the text can still be copied.
+  function imageGone(name, text) {
+    dropDraft(name);
+    if (showing(name)) setSaveState("error", "Not saved: this image was deleted");
+    toast(`“${name}” was deleted meanwhile: its caption was not saved.`, "error", 0,
+      text.trim() ? { label: "Copy the text", run: () => navigator.clipboard && navigator.clipboard.writeText(text) } : undefined);
   }
 
   // The editor on an image with a draft: its text is in the box; this shows what stopped it and how to go on.
