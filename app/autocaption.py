@@ -94,7 +94,9 @@ class CaptionClient:
 
     def _caption(self, image_bytes: bytes, options: dict) -> str:
         payload = {"image": base64.b64encode(image_bytes).decode("ascii"), "style": options["style"],
-                   "prompt": options["prompt"], "trigger_word": "", "max_tokens": options["max_tokens"]}
+                   "prompt": options["prompt"], "trigger_word": ""}
+        if options.get("max_tokens") is not None:
+            payload["max_tokens"] = options["max_tokens"]
         connect_failures = 0
         waited = 0.0
         while True:
@@ -284,8 +286,9 @@ def options_from(body: dict, dataset: Dataset) -> dict:
         raise ApiError("'prompt' must be text of 2,000 characters at most.", 422)
     if style == "custom" and not prompt.strip():
         raise ApiError("The custom style needs instructions in 'prompt'.", 422)
-    max_tokens = body.get("max_tokens", 300)
-    if not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or not 8 <= max_tokens <= MAX_TOKENS:
+    max_tokens = body.get("max_tokens")  # none: the service's own for the style (a short caption stops sooner)
+    if max_tokens is not None and (not isinstance(max_tokens, int) or isinstance(max_tokens, bool)
+                                   or not 8 <= max_tokens <= MAX_TOKENS):
         raise ApiError(f"'max_tokens' must be a whole number from 8 to {MAX_TOKENS}.", 422)
     names = dataset.image_names()
     wanted = body.get("names")

@@ -258,8 +258,9 @@
       rest.onclick = async () => {  // the same style and instructions, on the images still without a caption
         rest.disabled = true;
         try {
-          const { style, prompt } = job.config;
-          followCaption((await api(`${ds.base}/caption`, { method: "POST", json: { mode: "skip", style, prompt } })).id);
+          const { style, prompt, max_tokens } = job.config;
+          const body = { mode: "skip", style, prompt, ...(max_tokens ? { max_tokens } : {}) };
+          followCaption((await api(`${ds.base}/caption`, { method: "POST", json: body })).id);
         } catch (e) { toast(e.message, "error", 7000); rest.disabled = false; }
       };
     }
