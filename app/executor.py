@@ -67,7 +67,9 @@ class JobExecutor:
             self.store.finish(job.id, "completed", message=reporter.message or "Finished.", result=result)
         except JobStopped:
             reporter.flush()
-            self.store.finish(job.id, "stopped", resumable=True, message="Stopped.")
+            now = self.store.find(job.id)  # how far it came: "Stopped at 40 of 120." (what it did stays)
+            where = f" at {now.done:,} of {now.total:,}" if now is not None and now.total else ""
+            self.store.finish(job.id, "stopped", resumable=True, message=f"Stopped{where}.")
         except JobError as exc:
             reporter.flush()
             self.store.finish(job.id, "failed", error=str(exc), resumable=True)

@@ -209,6 +209,7 @@ def test_cancel(make_settings, stand_in):
     assert client.delete(f"/api/datasets/{did}/caption").get_json()["cancelling"]
     job = wait_job(client, f"/api/datasets/{did}/caption", key="job")
     assert job["status"] == "stopped" and job["done"] < 10
+    assert job["message"] == f"Stopped at {job['done']} of 10."  # how far it came, not just "Stopped."
 
 
 def test_edit_during_a_run_is_never_lost(make_settings, stand_in):
