@@ -48,3 +48,15 @@ def test_a_job_that_never_finished_shows_no_lora(trainer_client, trainer_app):
     stray.write_bytes(b"half written")
     trainer_app.extensions["job_store"].finish(job_id, "failed", error="killed")
     assert trainer_client.get(f"/api/jobs/{job_id}").get_json()["lora"] is None
+
+
+def test_the_library_keeps_the_card_of_a_job_whose_longer_run_failed(trainer_client, trainer_app):
+    """The library listed a job's LoRA only while the job was completed or training: once Train more steps failed,
+    its card lost the job (no steps, no Open job, no Train further), as if it were a loose file."""
+    store, job_id = _finished_job(trainer_client, trainer_app)
+    store.resume(job_id, "6 more steps", also_completed=True)
+    store.start(job_id, "someone")
+    store.progress(job_id, {"step": 9})
+    store.finish(job_id, "failed", error="The training process was killed (SIGKILL).")
+    cards = [card for card in trainer_client.get("/api/library").get_json()["loras"] if card.get("job_id") == job_id]
+    assert len(cards) == 1 and cards[0]["steps"] == 6 and cards[0]["path"] == "lora/tiny-lora.safetensors"

@@ -183,11 +183,14 @@ def _likely_same(path: Path, comfy: Path) -> bool:
 
 
 def library_jobs() -> list:
-    """The jobs whose LoRA the library holds: the completed ones, and those training further now (their card stays,
-    marked, until the new file replaces theirs)."""
+    """The jobs whose LoRA the library holds: the completed ones, those training further now (their card stays,
+    marked, until the new file replaces theirs), and those whose longer run was stopped or failed (the LoRA they
+    finished with is still theirs)."""
     from trainer.jobs_api import store
 
-    return store().list(("completed",), limit=1000) + store().list(ACTIVE, kind="train", limit=100)
+    cut_short = [job for job in store().list(("stopped", "failed", "interrupted"), kind="train", limit=1000)
+                 if (job.result or {}).get("lora_path")]
+    return store().list(("completed",), limit=1000) + store().list(ACTIVE, kind="train", limit=100) + cut_short
 
 
 def job_entries(jobs: list) -> list[dict]:

@@ -339,7 +339,8 @@ def entry(job: Job, job_dir: Path) -> dict | None:
     found = proof(job_dir)
     return {
         "job_id": job.id, "name": job.name, "file": lora.name, "path": relative, "size": lora.stat().st_size,
-        "dataset": job.dataset_label, "recipe": job.recipe, "finished_at": job.finished_at, "steps": job.step,
+        "dataset": job.dataset_label, "recipe": job.recipe, "finished_at": job.finished_at,
+        "steps": (job.result or {}).get("steps") or job.step,  # of the LoRA: a longer run may be on its way
         "loss": _smoothed_loss(job), "metadata": safetensors_metadata(lora),
         "samples": last,
         "leak": leak_summary([last]) if last else None,  # its final previews without the trigger word
