@@ -151,3 +151,27 @@ def test_a_batch_importing_leaves_the_cancel_button_of_the_next_batch_on_its_way
         assert [image["name"] for image in images] == ["quick.png"]  # the batch that came in stays
         assert problems == []
         browser.close()
+
+
+def test_outside_a_secure_context_an_upload_is_still_known_by_its_content(studio_root, tmp_path):
+    """Plain http to a LAN address has no crypto.subtle: an upload was known for resuming by its name, size and date
+    alone, so another file of that name, size and date could go on from the first one's pieces."""
+    from playwright.sync_api import sync_playwright
+
+    env = {"STUDIO_ROOT": str(studio_root), "CAPTION_URL": "http://127.0.0.1:9"}
+    with ServerProcess("app", env, log_path=tmp_path / "server.log") as server, sync_playwright() as p:
+        dataset_id = requests.post(f"{server.url}/api/datasets", json={"name": "Plain"}, timeout=10).json()["id"]
+        browser, page, problems = open_page(p)
+        page.add_init_script("Object.defineProperty(Crypto.prototype, 'subtle', { get: () => undefined });")
+        page.goto(f"{server.url}/d/{dataset_id}")
+        prints = page.evaluate("""async () => {
+            const file = (bytes) => new File([new Uint8Array(bytes)], "a.png", { lastModified: 1700000000000 });
+            const one = [1, 2, 3, 4], other = [1, 2, 3, 5];
+            const print = window.chunkedUpload.fingerprint;
+            return [window.crypto.subtle === undefined, await print(file(one)), await print(file(one)),
+                    await print(file(other))];
+        }""")
+        assert prints[0] is True
+        assert prints[1] == prints[2] and prints[1] != prints[3]
+        assert problems == []
+        browser.close()

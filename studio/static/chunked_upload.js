@@ -63,10 +63,20 @@
   // SHA-256 of the file's first and last 256 KB (where the page is not a secure context, its date instead)
   const ENDS = 256 * 1024;
   async function fingerprint(file) {
-    if (!(window.crypto && crypto.subtle)) return String(file.lastModified);
-    const ends = new Blob([file.slice(0, ENDS), file.slice(Math.max(ENDS, file.size - ENDS))]);
-    const digest = await crypto.subtle.digest("SHA-256", await ends.arrayBuffer());
+    const ends = await new Blob([file.slice(0, ENDS), file.slice(Math.max(ENDS, file.size - ENDS))]).arrayBuffer();
+    if (!(window.crypto && crypto.subtle)) return `${file.lastModified}-${plainHash(new Uint8Array(ends))}`;
+    const digest = await crypto.subtle.digest("SHA-256", ends);
     return [...new Uint8Array(digest)].slice(0, 12).map((b) => b.toString(16).padStart(2, "0")).join("");
+  }
+  // outside a secure context (plain http to a LAN address) there is no crypto.subtle: two 32-bit FNV-1a hashes of
+  // the ends, so a file of the same name, size and date but other content is still told apart
+  function plainHash(bytes) {
+    let a = 0x811c9dc5, b = 0x01000193 ^ bytes.length;
+    for (let i = 0; i < bytes.length; i++) {
+      a = Math.imul(a ^ bytes[i], 0x01000193);
+      b = Math.imul(b ^ bytes[bytes.length - 1 - i], 0x01000193);
+    }
+    return (a >>> 0).toString(16).padStart(8, "0") + (b >>> 0).toString(16).padStart(8, "0");
   }
 
   function remember(key, sid) {
@@ -130,5 +140,5 @@
     return session.id;
   }
 
-  window.chunkedUpload = { uploadFile, discard };
+  window.chunkedUpload = { uploadFile, discard, fingerprint };
 })();
