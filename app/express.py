@@ -300,6 +300,8 @@ def _retry(express: Job) -> Job:
     store = context.jobs()
     if express.status not in ("failed", "stopped", "interrupted"):
         raise JobStateError(f"This express run is {express.status}; only a failed or stopped one can be retried.")
+    if not express.resumable:  # its dataset was deleted, or its files never came: nothing to go on with
+        raise JobStateError(f"This express run cannot be retried. {express.message or ''}".strip())
     stage = express.phase if express.phase in STAGES else "import"
     job = stages_of(express).get(stage)
     express = store.resume(express.id, f"{stage.capitalize()}: trying again.")
@@ -312,6 +314,11 @@ def _retry(express: Job) -> Job:
 
 
 def stop(express: Job) -> Job:
+    with _advancing:  # not while the driver starts the next stage: that one would run on, unseen
+        return _stop(context.jobs().get(express.id))
+
+
+def _stop(express: Job) -> Job:
     store = context.jobs()
     job = stages_of(express).get(express.phase) if express.phase in STAGES else None
     if job is not None and job.status in ACTIVE:

@@ -4,7 +4,8 @@
     POST /api/express/<id>/start    {sessions: [...]} after the files are uploaded to the dataset, or {url}
                                     (limit?, spread?: at most that many images, the first or spread over it);
                                     frame_seconds, max_frames for videos (app.frame_choice)
-    GET  /api/express/<id>          every stage with its progress and ETA, the plan, samples, the proof
+    GET  /api/express/<id>          every stage with its progress and ETA, the plan, samples, the proof (waiting
+                                    for files: upload_seen_s, how long ago a piece of them last arrived)
     POST /api/express/<id>/retry | /stop
     GET  /api/express/<id>/files/<path>   a file of the run's training job (samples, the LoRA, the proof)
     GET  /api/express/<id>/timelapse/<n>  preview prompt n's pictures in turn, an animated WebP
@@ -17,6 +18,8 @@ trainer's.
 
 from __future__ import annotations
 
+import time
+
 from flask import Blueprint, current_app, jsonify, render_template
 
 from app import context, express, express_abandoned, imaging
@@ -26,6 +29,7 @@ from app.import_limit import check_limit, check_spread
 from app.store import NotFound, summary
 from app.url_import import check_url
 from app.video_frames import VIDEO_EXTENSIONS
+from studio import chunked
 from studio.jobs import ACTIVE, Job
 from studio.web import ApiError, json_body, json_flag
 from trainer import job_files, library, podstop
@@ -230,6 +234,9 @@ def describe(job: Job) -> dict:
         body["dataset"] = summary(context.dataset(job.dataset))
     except NotFound:  # the dataset was deleted: the run's record stays readable
         body["dataset"] = None
+    if job.status == "running" and job.phase == "upload":  # files arriving from another tab or window, or not
+        arrived = chunked.last_activity(context.workspace().uploads, {"dataset": job.dataset})
+        body["upload_seen_s"] = round(max(0.0, time.time() - arrived), 1) if arrived else None
     if stages.get("train"):
         # the class word a run that leaks could be trained again with (Keep other people), unless it already was
         keep = None if job.config.get("preserve") else PRESERVED_CLASS.get(job.config.get("kind"))
