@@ -10,6 +10,7 @@
   let files = [];
   let upload = null; // {done, total, text} while this page uploads
   let timer = null;
+  const UPLOAD_QUIET_S = 120;  // files that arrived this recently may still be arriving: a chunk takes up to 90 s
 
   // ---- the form
   let frames = null;  // the frames to take from videos (frame_choice.js), when the files or the link hold some
@@ -26,6 +27,16 @@
   drop.addEventListener("dragover", (e) => { e.preventDefault(); drop.classList.add("over"); });
   drop.addEventListener("dragleave", () => drop.classList.remove("over"));
   drop.addEventListener("drop", (e) => { e.preventDefault(); drop.classList.remove("over"); chooseFiles(e.dataTransfer.files); });
+  // files dropped beside the drop zone: the browser would open them instead of this page
+  const hasFiles = (e) => e.dataTransfer && [...e.dataTransfer.types].includes("Files");
+  window.addEventListener("dragover", (e) => { if (hasFiles(e)) e.preventDefault(); });
+  window.addEventListener("drop", (e) => {
+    if (!hasFiles(e) || e.defaultPrevented) return;
+    e.preventDefault();
+    if (!$("express-form").hidden) chooseFiles(e.dataTransfer.files);
+    else toast("This run goes on with the files it was given. To train with more, add them to its dataset on the " +
+      "Datasets page and train again, or start a new run on the Express page.", "info");
+  });
 
   const link = () => $("x-link").value.trim();
   $("x-link").addEventListener("input", () => { $("x-limit-row").hidden = !link(); });
@@ -43,10 +54,23 @@
   async function startWith(run) {
     if (files.length) return uploadAndStart(run);
     const limit = $("x-limit").value.trim();
-    render(await api(`/api/express/${expressId}/start`, {
-      method: "POST", json: { url: link(), limit: limit ? Number(limit) : null, spread: Boolean(limit && $("x-spread").value),
-        ...(frames ? frames() : {}) } }));
+    render(await postStart({ url: link(), limit: limit ? Number(limit) : null, spread: Boolean(limit && $("x-spread").value),
+      ...(frames ? frames() : {}) }));
     poll();
+  }
+
+  // The start, tried again through a proxy's hiccup (502, 524, a dropped connection): the files are on the pod by
+  // then. A run already started (by a try whose answer was lost, or by another tab) is followed instead.
+  async function postStart(json) {
+    for (let tries = 1; ; tries++) {
+      try {
+        return await api(`/api/express/${expressId}/start`, { method: "POST", json });
+      } catch (err) {
+        if (err.status === 409) return api(`/api/express/${expressId}`);
+        if ((err.status && err.status < 500) || tries >= 4) throw err;
+        await new Promise((resolve) => setTimeout(resolve, 1500 * tries));
+      }
+    }
   }
 
   // "Keep the others": preserve_class, for the kinds whose captions call the subject by a class word
@@ -60,10 +84,16 @@
   showKeep();
 
   let again = false;  // the form asks for files again for this run (showUploadAgain), not for a new run
+  let starting = false;  // between a click on the form's button and the server's answer to the start
   $("express-form").addEventListener("submit", async (e) => {
     e.preventDefault();
     $("x-error").textContent = checkInput();
-    if ($("x-error").textContent) return;
+    if ($("x-error").textContent || starting) return;
+    starting = true;
+    try { await submit(); } finally { starting = false; }
+  });
+
+  async function submit() {
     if (again) {
       $("express-form").hidden = true;
       try { await startWith(await api(`/api/express/${expressId}`)); } catch (err) { showUploadAgain(err.message); }
@@ -82,12 +112,14 @@
       render(made);
       await startWith(made);
     } catch (err) {
-      $("x-error").textContent = err.message;
+      if (expressId) showUploadAgain(err.message); else $("x-error").textContent = err.message;  // the form is hidden
     }
     $("x-go").disabled = false;
-  });
+  }
 
+  let sent = null;  // {files, sessions}: what went up for this run, while its start has not gone through
   async function uploadAndStart(run) {
+    if (sent && sent.files === files) return startWithSessions(sent.sessions);
     const base = `/api/datasets/${encodeURIComponent(run.express.dataset)}`;
     const total = files.reduce((n, f) => n + f.size, 0) || 1;
     const started = performance.now();
@@ -113,7 +145,18 @@
     }
     upload = null;
     if (!sessions.length) { showUploadAgain("Nothing could be uploaded: choose the files again."); return; }
-    render(await api(`/api/express/${expressId}/start`, { method: "POST", json: { sessions, ...(frames ? frames() : {}) } }));
+    sent = { files, sessions };
+    await startWithSessions(sessions);
+  }
+
+  async function startWithSessions(sessions) {
+    try {
+      render(await postStart({ sessions, ...(frames ? frames() : {}) }));
+    } catch (err) {
+      showUploadAgain(`The files are on the pod, but the run could not start (${err.message}): press Upload and go on to try again.`);
+      return;
+    }
+    sent = null;
     poll();
   }
 
@@ -158,6 +201,11 @@
     const text = s.error || s.message;
     if (text && s.status !== "waiting") body += `<div class="msg">${esc(text)}</div>`;
     if (s.errors && s.errors.length) body += `<div class="msg">${s.errors.length} image(s) could not be captioned</div>`;
+    const skipped = (s.stage === "import" && s.result && s.result.skipped) || [];  // which files were left out, and why
+    if (skipped.length) {
+      body += `<div class="msg x-skipped">Left out: ${skipped.slice(0, 5).map((f) => `${esc(f.name)} (${esc(f.reason)})`).join("; ")}` +
+        `${skipped.length > 5 ? ` and ${skipped.length - 5} more` : ""}</div>`;
+    }
     if (s.schedule && s.schedule.starts_in_s >= 5) {  // queued behind other training jobs
       body += `<div class="msg">Other training jobs run first: starts in about ${formatDuration(s.schedule.starts_in_s)}, ` +
         `done in about ${formatDuration(s.schedule.done_in_s)}.</div>`;
@@ -274,7 +322,9 @@
     // while it trains, what the training job says now ("Rendering the base model's previews"), not the stage's start
     const train = run.stages.find((s) => s.stage === "train");
     const training = x.status === "running" && x.phase === "train" && train && ["queued", "running"].includes(train.status);
-    const message = x.error || (training && train.message ? `Training: ${train.message}` : x.message) || "";
+    // (between its phases a training job has no message: its step then)
+    const now = training && (train.message || (train.status === "running" && train.total ? `step ${train.done} of ${train.total}` : ""));
+    const message = x.error || (now ? `Training: ${now}` : x.message) || "";
     if (!(x.phase === "upload" && upload)) $("x-message").textContent = message;
     renderStages(run);
     renderPlan(run);
@@ -283,10 +333,17 @@
     renderDone(run);
     $("x-retry").hidden = !((x.status === "failed" || x.status === "stopped") && x.resumable);
     $("x-stop").hidden = !(x.status === "running" && x.phase !== "upload");
-    if (x.status === "running" && x.phase === "upload" && !upload && !files.length) {
-      showUploadAgain("The upload did not finish: choose the files again to go on.");
+    if (x.status === "running" && x.phase === "upload" && !upload && !starting && !files.length) {
+      // files that arrived a moment ago come from another tab or window still sending them (or one just closed)
+      const seen = run.upload_seen_s;
+      showUploadAgain(seen != null && seen < UPLOAD_QUIET_S
+        ? `Files for this run arrived ${formatDuration(seen)} ago: if another tab or window is still sending them, ` +
+          "this page follows the run from there. If none is, choose the files again to go on."
+        : "The upload did not finish: choose the files again to go on.");
     } else if (x.status === "failed" && x.phase === "import" && !upload) {
       showUploadAgain(`${message} Choose other files or another link to go on.`);
+    } else if (again && !upload && !starting && x.phase !== "upload") {
+      $("express-form").hidden = true;  // the run went on (Retry, or the files came from another tab): no files to ask for
     }
   }
 
