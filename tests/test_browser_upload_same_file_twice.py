@@ -60,3 +60,51 @@ def test_the_same_file_dropped_again_mid_upload_is_sent_in_a_session_of_its_own(
         expect(page.locator(".upload-row.failed")).to_have_count(0)
         assert problems == []
         browser.close()
+
+
+def test_the_same_file_dropped_in_another_tab_mid_upload_is_sent_in_a_session_of_its_own(studio_root, tmp_path):
+    """Two tabs of one browser share what they remember of unfinished uploads: the second tab took the first's
+    session as one to resume while the first was still sending it, and both sent into it."""
+    from PIL import Image
+    from playwright.sync_api import expect, sync_playwright
+
+    from tests.browser_studio import ARGS, CHROMIUM, watch_page
+
+    big = tmp_path / "noise.png"
+    Image.frombytes("RGB", (1000, 1000), os.urandom(1000 * 1000 * 3)).save(big)  # ~3 MB: 3 chunks of 1 MB
+    env = {"STUDIO_ROOT": str(studio_root), "CAPTION_URL": "http://127.0.0.1:9", "UPLOAD_CHUNK_MB": "1"}
+    with ServerProcess("app", env, log_path=tmp_path / "server.log") as server, sync_playwright() as p:
+        dataset_id = requests.post(f"{server.url}/api/datasets", json={"name": "Tabs"}, timeout=10).json()["id"]
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        context = browser.new_context()
+        held, sessions = [], []
+
+        def chunks(route):  # the first tab's last piece waits (a slow connection) until the other tab is done
+            sid = re.search(r"/uploads/([0-9a-f]+)/chunks/", route.request.url).group(1)
+            if sid not in sessions:
+                sessions.append(sid)
+            if route.request.url.endswith("/chunks/2") and not held and len(sessions) == 1:
+                held.append(route)
+                return
+            route.continue_()
+
+        context.route("**/uploads/*/chunks/*", chunks)
+        first, second = context.new_page(), context.new_page()
+        problems = [watch_page(first), watch_page(second)]
+        first.goto(f"{server.url}/d/{dataset_id}")
+        second.goto(f"{server.url}/d/{dataset_id}")
+        first.set_input_files("#file-input", str(big))
+        for _ in range(300):
+            if held:
+                break
+            first.wait_for_timeout(50)
+        assert held, "the first tab's last piece never came"
+        second.set_input_files("#file-input", str(big))
+        expect(second.locator(".upload-row", has_text="uploaded")).to_have_count(1, timeout=30_000)
+        held[0].continue_()
+        expect(first.locator(".upload-row", has_text="uploaded")).to_have_count(1, timeout=30_000)
+        assert len(sessions) == 2, sessions  # each tab its own session
+        expect(first.locator("#import-status")).not_to_contain_text("Unknown or expired", timeout=10_000)
+        expect(second.locator("#import-status")).not_to_contain_text("Unknown or expired", timeout=10_000)
+        assert problems == [[], []]
+        browser.close()

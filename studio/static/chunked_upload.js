@@ -45,7 +45,7 @@
     remember(key, session.id);
     const url = `${base}/uploads/${session.id}`;
     try {
-      const sid = await sendChunks(url, session, file, ui, signal);
+      const sid = await whileHeld(session.id, () => sendChunks(url, session, file, ui, signal));
       remember(key, null);
       return sid;
     } catch (e) {
@@ -87,13 +87,23 @@
   async function unfinished(base, key, file) {
     let sid = null;
     try { sid = localStorage.getItem(key); } catch (e) { return null; }
-    if (!sid || sending.has(sid)) return null;
+    if (!sid || sending.has(sid) || await heldElsewhere(sid)) return null;
     try {
       const session = await api(`${base}/uploads/${encodeURIComponent(sid)}`);
       if (!session.complete && session.filename === file.name && session.size === file.size) return session;
     } catch (e) { /* imported, cancelled or swept since: a new upload */ }
     remember(key, null);
     return null;
+  }
+
+  // Another tab (or window) of this browser sending the same file holds its session's lock: the file dropped here
+  // too gets a session of its own. A lock goes with its tab, so a tab closed mid-upload leaves it free to resume.
+  // (Web Locks need a secure context: elsewhere only this page's own uploads are known.)
+  const lockName = (sid) => `chunked-upload:${sid}`;
+  const whileHeld = (sid, work) => (navigator.locks ? navigator.locks.request(lockName(sid), work) : work());
+  async function heldElsewhere(sid) {
+    if (!navigator.locks) return false;
+    try { return (await navigator.locks.query()).held.some((lock) => lock.name === lockName(sid)); } catch (e) { return false; }
   }
 
   // the server forgets an upload session and its pieces (a cancelled upload, or one finished but not imported)
