@@ -35,7 +35,7 @@
     e.preventDefault();
     if (!$("express-form").hidden) chooseFiles(e.dataTransfer.files);
     else toast("This run goes on with the files it was given. To train with more, add them to its dataset on the " +
-      "Datasets page and train again, or start a new run on the Express page.", "info");
+      "Datasets page and train again, or start a new run on the Express page.", "info", 10000);
   });
 
   const link = () => $("x-link").value.trim();
