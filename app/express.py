@@ -302,6 +302,10 @@ def _retry(express: Job) -> Job:
         raise JobStateError(f"This express run is {express.status}; only a failed or stopped one can be retried.")
     if not express.resumable:  # its dataset was deleted, or its files never came: nothing to go on with
         raise JobStateError(f"This express run cannot be retried. {express.message or ''}".strip())
+    if express.phase == "upload":  # stopped before its files came: it waits for them again
+        store.resume(express.id, "Waiting for the upload.")
+        store.start(express.id, None)
+        return store.get(express.id)
     stage = express.phase if express.phase in STAGES else "import"
     job = stages_of(express).get(stage)
     express = store.resume(express.id, f"{stage.capitalize()}: trying again.")

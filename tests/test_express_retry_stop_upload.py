@@ -89,3 +89,20 @@ def test_stop_of_a_finished_run_still_says_so(studio):  # noqa: F811
 
         with pytest.raises(JobStateError, match="already failed"):
             express.stop(context.jobs().get(made["express"]["id"]))
+
+
+def test_a_run_stopped_before_its_files_came_waits_for_them_again_on_retry(studio):  # noqa: F811
+    """Stopped (through the API) while it waited for its files, its Retry ran the import on nothing and failed with
+    "No usable images"; it goes back to waiting for the files, and they start it as the first time."""
+    settings, app = studio()
+    client = app.test_client()
+    made = _create(client)
+    express_id, dataset_id = made["express"]["id"], made["express"]["dataset"]
+    assert client.post(f"/api/express/{express_id}/stop").status_code == 200
+    assert client.post(f"/api/express/{express_id}/retry").status_code == 200
+    run = client.get(f"/api/express/{express_id}").get_json()["express"]
+    assert (run["status"], run["phase"]) == ("running", "upload")
+    _with_images(client, dataset_id)
+    assert client.post(f"/api/express/{express_id}/start", json={}).status_code == 202
+    run = _drive(app, express_id, lambda r: r["express"]["phase"] != "import")
+    assert run["express"]["status"] == "running" and run["express"]["phase"] in ("caption", "export", "train")
