@@ -7,19 +7,30 @@ from flask import Blueprint, jsonify, request
 from app import context
 from studio import exports
 from studio.web import ApiError
+from trainer import trash as trainer_trash
 
 bp = Blueprint("versions", __name__)
 
 
+def _users(workspace) -> dict[str, list[dict]]:
+    """Who still needs each version: jobs that can run or resume, and such jobs in the trainer's Recently deleted
+    (restored, one would find its images gone)."""
+    users = {version: [{"id": job.id, "name": job.name, "status": job.status} for job in jobs]
+             for version, jobs in context.jobs().versions_in_use().items()}
+    for version, deleted in trainer_trash.versions_held(workspace).items():
+        users.setdefault(version, []).extend(deleted)
+    return users
+
+
 def _listing(dataset_id: str | None) -> dict:
     workspace = context.workspace()
-    in_use = context.jobs().versions_in_use()
+    in_use = _users(workspace)
     versions = []
     for entry in exports.list_versions(workspace):
         if dataset_id and entry["source_dataset_id"] != dataset_id:
             continue
         jobs = in_use.get(entry["version"], [])
-        entry["used_by"] = [{"id": job.id, "name": job.name, "status": job.status} for job in jobs]
+        entry["used_by"] = jobs
         entry["current"] = bool(entry["names"])
         entry["deletable"] = not jobs and not entry["names"]
         versions.append(entry)
@@ -40,7 +51,7 @@ def list_versions():
 @bp.delete("/api/exports/<version>")
 def delete_version(version: str):
     workspace = context.workspace()
-    users = [job.id for job in context.jobs().versions_in_use().get(exports.check_version(version), [])]
+    users = [job["id"] for job in _users(workspace).get(exports.check_version(version), [])]
     try:
         freed = exports.delete_version(workspace, version, users)
     except exports.ExportMissing as exc:

@@ -236,7 +236,7 @@ def delete_version(workspace: Workspace, version: str, used_by: list[str]) -> in
                           "or delete the export name first.")
     if used_by:
         raise ExportInUse(f"Version {version} is needed by job(s) {', '.join(used_by[:5])}, which can still run or "
-                          "resume: delete or finish those first.")
+                          "resume (a deleted one once restored from Recently deleted): finish or delete those first.")
     size = freed_by_deleting(workspace, [version])
     trash = versions_root(workspace) / f".deleted-{version}-{secrets.token_hex(4)}"
     os.replace(folder, trash)

@@ -99,3 +99,25 @@ def test_resume_refuses_when_its_data_is_gone(apps, studio_root):
     response = jobs.post(f"/api/jobs/{job['id']}/resume")
     assert response.status_code == 409
     assert "no longer on disk" in response.get_json()["error"] and version in response.get_json()["error"]
+
+
+def test_a_version_a_deleted_job_would_resume_on_is_kept_until_the_job_is_gone_for_good(apps, studio_root):
+    """A stopped job deleted to Recently deleted no longer held its export version: the version could be deleted,
+    and the job, restored, could not resume ("no longer on disk")."""
+    datasets, jobs = apps
+    dataset_id = datasets.post("/api/datasets", json={"name": "Cat"}).get_json()["id"]
+    upload(datasets, dataset_id, [("c0.png", image_bytes(0))])
+    old = _export(datasets, dataset_id)
+    body = {"name": "stopped one", "dataset": "cat", "config": TINY_CONFIG}
+    job = jobs.post("/api/jobs", json=body).get_json()["job"]
+    jobs.post(f"/api/jobs/{job['id']}/stop")
+    upload(datasets, dataset_id, [("c1.png", image_bytes(1))])
+    _export(datasets, dataset_id)  # the name points at a newer version now
+    assert jobs.delete(f"/api/jobs/{job['id']}").get_json()["deleted"] is True
+    listed = {v["version"]: v for v in datasets.get(f"/api/exports?dataset={dataset_id}").get_json()["versions"]}
+    assert listed[old]["used_by"] == [{"id": job["id"], "name": "stopped one", "status": "in Recently deleted"}]
+    assert not listed[old]["deletable"]
+    refused = datasets.delete(f"/api/exports/{old}")
+    assert refused.status_code == 409 and job["id"] in refused.get_json()["error"]
+    assert jobs.delete("/api/trash").status_code == 200  # emptied: nothing needs it any more
+    assert datasets.delete(f"/api/exports/{old}").status_code == 200

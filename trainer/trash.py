@@ -138,6 +138,23 @@ def deleted_job(workspace: Workspace, job_id: str) -> dict | None:
     return None
 
 
+def versions_held(workspace: Workspace) -> dict[str, list[dict]]:
+    """The export versions that jobs in Recently deleted would read once restored (a job that waited in the queue,
+    or could resume), as the job store's versions_in_use counts live ones: {version: [{id, name, status}]}."""
+    held: dict[str, list[dict]] = {}
+    for folder in _folders(workspace):
+        manifest = read_json(folder / MANIFEST, {}) or {}
+        row = manifest.get("job") if manifest.get("kind") == "job" else None
+        if not isinstance(row, dict) or not (row.get("status") == "queued" or (
+                row.get("status") in ("stopped", "failed", "interrupted") and row.get("resumable"))):
+            continue
+        sources = row.get("datasets") or [{"version": row.get("dataset_version")}]
+        for version in dict.fromkeys(s.get("version") for s in sources if isinstance(s, dict) and s.get("version")):
+            held.setdefault(version, []).append({"id": row.get("id"), "name": row.get("name") or row.get("id"),
+                                                 "status": "in Recently deleted"})
+    return held
+
+
 def _folders(workspace: Workspace) -> list[Path]:
     trash = root(workspace)
     return [p for p in trash.iterdir() if p.is_dir()] if trash.is_dir() else []
