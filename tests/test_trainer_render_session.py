@@ -64,6 +64,30 @@ def test_a_session_loads_the_models_once_and_renders_what_a_fresh_load_renders(d
     assert session.transformer is None and session.encoder is None
 
 
+def test_a_picture_tells_its_denoising_steps_and_a_cancel_ends_it_between_two(demo_paths, tmp_path):
+    """A render told only "rendering…" for the whole of a picture (a minute at 2048 px), and a cancel waited for it to
+    end: each denoising step is reported, and an exception the report raises (a cancel) ends the picture there."""
+    lora = make_lora(demo_paths, tmp_path / "lora.safetensors")
+    request = TryRequest(prompt="tok, a red circle", strengths=(0.0, 1.0), seed=3, width=48, height=48, steps=3,
+                         guidance_scale=0.0)
+    session = RenderSession(demo_paths, "cpu", log=lambda _line: None)
+    reports = []
+    session.render(request, [lora], tmp_path / "a", reports.append)
+    steps = [(r["done"], r["picture_step"]) for r in reports if r.get("picture_steps") == 3]
+    assert steps == [(0, 0), (0, 1), (0, 2), (0, 3), (1, 0), (1, 1), (1, 2), (1, 3)]
+
+    class Cancelled(Exception):
+        pass
+
+    def cancel_at_the_second_step(values):
+        if values.get("picture_step") == 2:
+            raise Cancelled
+    with pytest.raises(Cancelled):
+        session.render(request, [lora], tmp_path / "b", cancel_at_the_second_step)
+    assert not (tmp_path / "b" / "0.png").exists()
+    session.close()
+
+
 class _Module(torch.nn.Linear):
     """A model stand-in for the GPU decisions: 1 MB of weights that records where it is sent."""
 

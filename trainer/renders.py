@@ -331,6 +331,8 @@ def public(render: Job) -> dict:
         "id": render.id, "status": render.status, "message": render.message, "error": render.error,
         "cancelling": render.stopping,  # deleted while it renders: it goes after the picture it is making
         "done": render.done, "total": render.total, "created_at": render.created_at,
+        # the picture being made: its denoising step, of how many (one at 2048 px takes a while)
+        "picture_step": render.details.get("picture_step"), "picture_steps": render.details.get("picture_steps"),
         "started_at": render.started_at, "finished_at": render.finished_at,
         **{key: config.get(key) for key in ("prompt", "strengths", "seed", "width", "height", "steps",
                                             "guidance_scale")},

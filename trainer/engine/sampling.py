@@ -23,6 +23,7 @@ import re
 import shutil
 import tempfile
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -159,10 +160,14 @@ class Sampler:
         return True
 
     @torch.no_grad()
-    def _render(self, pipe, transformer, prompt: PreviewPrompt, kind: str, text: str | None = None):
-        """`prompt` (or `text` with its settings) as the transformer draws it now."""
+    def _render(self, pipe, transformer, prompt: PreviewPrompt, kind: str, text: str | None = None,
+                on_step: Callable[[int, int], None] | None = None):
+        """`prompt` (or `text` with its settings) as the transformer draws it now; `on_step(done, steps)` hears of
+        each denoising step (an exception it raises ends the picture)."""
         dtype = next(p for p in transformer.parameters() if p.dtype.is_floating_point and p.dtype.itemsize > 1).dtype
         kwargs = {}
+        if on_step is not None:
+            kwargs["callback_on_step_end"] = lambda _pipe, index, _t, _tensors: on_step(index + 1, prompt.steps) or {}
         if prompt.guidance > 0:
             kwargs["negative_prompt_embeds"] = [self.embeddings[prompt.negative].to(self.device, dtype)]
         with torch.autocast(self.device.type, dtype=self.autocast_dtype or torch.float32,
@@ -193,10 +198,11 @@ class Sampler:
         finally:
             transformer.train(was_training)
 
-    def render_image(self, transformer, prompt: PreviewPrompt, kind: str):
+    def render_image(self, transformer, prompt: PreviewPrompt, kind: str,
+                     on_step: Callable[[int, int], None] | None = None):
         """One image of `prompt` (its text an embedding this sampler holds) with the transformer as it is now."""
         with self._eval(transformer):
-            return self._render(self._pipeline(transformer), transformer, prompt, kind)
+            return self._render(self._pipeline(transformer), transformer, prompt, kind, on_step=on_step)
 
     def render_base(self, transformer, job_dir: Path) -> list[str]:
         """ensure_base on its own (before training starts), with the transformer set up for rendering."""

@@ -135,13 +135,18 @@ class RenderSession:
             label = "base model" if which is None else f"LoRA at {strength:g}"
             if which is not None and len(loras) > 1:
                 label += f", {labels[which] if labels else lora_paths[which].parent.name}"
-            report({"phase": "rendering", "done": index, "total": total,
-                    "message": f"Rendering {index + 1} of {total}: {label}"})
+            report({"phase": "rendering", "done": index, "total": total, "picture_step": 0,
+                    "picture_steps": request.preview.steps, "message": f"Rendering {index + 1} of {total}: {label}"})
             started = time.monotonic()
             applied = zmodel.adapter_applied(self.transformer, loras[which], strength) if which is not None \
                 else contextlib.nullcontext()
+
+            def on_step(step: int, steps: int, index: int = index) -> None:  # a picture at 2048 px takes a while
+                report({"phase": "rendering", "done": index, "total": total, "picture_step": step,
+                        "picture_steps": steps})
+
             with applied:
-                image = self._render_one(request)
+                image = self._render_one(request, on_step)
             save_png(image, out_dir / image_name(index))
             seconds = round(time.monotonic() - started, 2)
             images.append({"strength": strength, "lora": which, "file": image_name(index), "seconds": seconds})
@@ -205,12 +210,12 @@ class RenderSession:
         self.sampler = Sampler(None, self.paths, self.dev, self.embeddings, None,
                                torch.bfloat16 if self.dev.type == "cuda" else None)
 
-    def _render_one(self, request: TryRequest):
+    def _render_one(self, request: TryRequest, on_step: Callable[[int, int], None] | None = None):
         """Out of memory (the VAE's peak at a large size is several GB): once more with the VAE decoding
         in tiles, which is what the rest of the session then uses."""
         while True:
             try:
-                return self.sampler.render_image(self.transformer, request.preview, "try")
+                return self.sampler.render_image(self.transformer, request.preview, "try", on_step)
             except Exception as exc:
                 if not is_oom(exc) or not self.sampler.lighten():
                     raise

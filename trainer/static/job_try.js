@@ -100,7 +100,8 @@
         data-caption="${esc(caption)}" loading="lazy"><figcaption title="${esc(which)}">${esc(label)}</figcaption></figure>`;
     }
     const note = render.status === "failed" ? "not rendered" : render.status === "running" && p.index === render.done
-      ? "rendering…" : "waiting";
+      ? (render.picture_steps ? `rendering… step ${render.picture_step || 0} of ${render.picture_steps}` : "rendering…")
+      : "waiting";
     return window.trainer.pending(render, label, note);
   }
 
