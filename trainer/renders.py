@@ -329,7 +329,7 @@ def public(render: Job) -> dict:
             else f"/api/jobs/{render.parent_id}/files/renders/{render.id}")
     return {
         "id": render.id, "status": render.status, "message": render.message, "error": render.error,
-        "cancelling": render.stopping,  # deleted while it renders: it goes after the picture it is making
+        "cancelling": render.stopping,  # deleted while it renders: it goes at the next step of its picture
         "done": render.done, "total": render.total, "created_at": render.created_at,
         # the picture being made: its denoising step, of how many (one at 2048 px takes a while)
         "picture_step": render.details.get("picture_step"), "picture_steps": render.details.get("picture_steps"),

@@ -158,12 +158,13 @@ def _workflow(render: Job, names: list[str]):
 
 def _delete(render: Job):
     """A render that waits or ended goes at once (200); one rendering now is cancelled (202): it stops after the
-    picture it is making and goes with the pictures it made (trainer.render_job), the models staying loaded."""
+    denoising step of the picture it is making and goes with the pictures it made (trainer.render_job), the models
+    staying loaded."""
     if store().delete(render.id):
         renders.remove_files(workspace(), render)
         return jsonify({"deleted": True, "id": render.id})
     try:
-        store().request_stop(render.id, delete=True, reason="Cancelling: it stops after the picture it is making.")
+        store().request_stop(render.id, delete=True, reason="Cancelling: it stops at its picture's next step.")
     except JobNotFound:
         raise ApiError(f"There is no render {render.id!r} any more.", 404) from None
     except JobStateError:  # it ended meanwhile

@@ -162,9 +162,9 @@
           title="This render as a ComfyUI workflow (its prompt, seed, size and steps, the LoRA at ${render.strengths.includes(1) ? 1 : "its strongest"}${
           (render.with || []).length ? ", the other LoRA too" : ""}): drop it onto ComfyUI">ComfyUI</a>` : ""}
         ${mergeLink(render)}
-        ${render.status === "running"  // a running render is cancelled: it stops after the picture it is making
+        ${render.status === "running"  // a running render is cancelled: it stops at the next step of its picture
           ? `<button type="button" data-try-delete="${esc(render.id)}" ${render.cancelling ? "disabled" : ""}
-            title="Stop it after the picture it is making, and delete it">${render.cancelling ? "Cancelling…" : "Cancel"}</button>`
+            title="Stop it at the next step of the picture it is making, and delete it">${render.cancelling ? "Cancelling…" : "Cancel"}</button>`
           : `<button type="button" data-try-delete="${esc(render.id)}">Delete</button>`}</span></div>
       <div class="try-meta">seed ${render.seed} · ${render.width}×${render.height} · ${render.steps} steps · ${esc(loraText(render))}${withText(render)}${
         render.loras.length === 1 && render.status === "completed" ? toLibrary(render.loras[0]) : ""}</div>
