@@ -15,6 +15,20 @@ from tests.helpers import ServerProcess
 pytestmark = browser_marks
 
 
+def _first_upload_waits(held: list, sessions: list):
+    """A route handler: the first upload's last piece waits in `held` (a slow connection) until the test lets it go;
+    `sessions` lists the upload sessions pieces were sent to."""
+    def chunks(route):
+        sid = re.search(r"/uploads/([0-9a-f]+)/chunks/", route.request.url).group(1)
+        if sid not in sessions:
+            sessions.append(sid)
+        if route.request.url.endswith("/chunks/2") and not held and len(sessions) == 1:
+            held.append(route)
+            return
+        route.continue_()
+    return chunks
+
+
 def test_the_same_file_dropped_again_mid_upload_is_sent_in_a_session_of_its_own(studio_root, tmp_path):
     from PIL import Image
     from playwright.sync_api import expect, sync_playwright
@@ -26,17 +40,7 @@ def test_the_same_file_dropped_again_mid_upload_is_sent_in_a_session_of_its_own(
         dataset_id = requests.post(f"{server.url}/api/datasets", json={"name": "Twice"}, timeout=10).json()["id"]
         browser, page, problems = open_page(p)
         held, sessions = [], []
-
-        def chunks(route):  # the first upload's last piece waits (a slow connection) until the second is sent
-            sid = re.search(r"/uploads/([0-9a-f]+)/chunks/", route.request.url).group(1)
-            if sid not in sessions:
-                sessions.append(sid)
-            if route.request.url.endswith("/chunks/2") and not held and len(sessions) == 1:
-                held.append(route)
-                return
-            route.continue_()
-
-        page.route("**/uploads/*/chunks/*", chunks)
+        page.route("**/uploads/*/chunks/*", _first_upload_waits(held, sessions))
         page.goto(f"{server.url}/d/{dataset_id}")
         page.set_input_files("#file-input", str(big))
         for _ in range(300):
@@ -78,17 +82,7 @@ def test_the_same_file_dropped_in_another_tab_mid_upload_is_sent_in_a_session_of
         browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
         context = browser.new_context()
         held, sessions = [], []
-
-        def chunks(route):  # the first tab's last piece waits (a slow connection) until the other tab is done
-            sid = re.search(r"/uploads/([0-9a-f]+)/chunks/", route.request.url).group(1)
-            if sid not in sessions:
-                sessions.append(sid)
-            if route.request.url.endswith("/chunks/2") and not held and len(sessions) == 1:
-                held.append(route)
-                return
-            route.continue_()
-
-        context.route("**/uploads/*/chunks/*", chunks)
+        context.route("**/uploads/*/chunks/*", _first_upload_waits(held, sessions))
         first, second = context.new_page(), context.new_page()
         problems = [watch_page(first), watch_page(second)]
         first.goto(f"{server.url}/d/{dataset_id}")

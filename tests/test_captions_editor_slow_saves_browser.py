@@ -8,7 +8,7 @@ import pytest
 import requests
 
 from tests import browser_studio
-from tests.browser_studio import ARGS, BEARER, CHROMIUM, DESKTOP, browser_marks, watch_page
+from tests.browser_studio import BEARER, browser_marks, open_page
 
 pytestmark = browser_marks
 studio = browser_studio.studio  # the module's servers (a fixture)
@@ -29,10 +29,7 @@ def slow_page(studio):
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        page = browser.new_page(viewport=DESKTOP)
-        page.set_default_timeout(20_000)
-        problems = watch_page(page)
+        browser, page, problems = open_page(p)
         browser_studio.login(page, studio.datasets)
         page.add_init_script(SLOW_SAVES)
         yield page
@@ -93,10 +90,7 @@ def test_a_caption_of_an_image_deleted_meanwhile_is_said_and_leaves_no_draft_beh
                          files=[("files", ("soon-gone.png", image_bytes(77), "image/png"))])
     assert sent.status_code in (200, 202), sent.text
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        page = browser.new_page(viewport=DESKTOP)
-        page.set_default_timeout(20_000)
-        problems = watch_page(page)
+        browser, page, problems = open_page(p)
         browser_studio.login(page, studio.datasets)
         page.goto(f"{studio.datasets}/d/{studio.dataset_id}")
         page.locator('.tile[data-name="soon-gone.png"]').click()

@@ -9,7 +9,7 @@ import itertools
 import pytest
 
 from tests import browser_studio
-from tests.browser_studio import ARGS, CHROMIUM, DESKTOP, browser_marks, watch_page
+from tests.browser_studio import browser_marks, open_page
 from tests.test_datasets_support import image_bytes
 
 pytestmark = browser_marks
@@ -30,10 +30,7 @@ def words_page(studio):
     for i, caption in enumerate(CAPTIONS):
         studio.api(studio.datasets, f"/api/datasets/{dataset_id}/captions/t{i}.png", {"caption": caption}, "PUT")
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        page = browser.new_page(viewport=DESKTOP)
-        page.set_default_timeout(20_000)
-        problems = watch_page(page)
+        browser, page, problems = open_page(p)
         browser_studio.login(page, studio.datasets)
         page.goto(f"{studio.datasets}/d/{dataset_id}")
         yield page, dataset_id
