@@ -105,6 +105,7 @@
         delete opts.json;
       }
       const response = await fetch(path, opts);
+      window.studio.heardClock(response.headers.get("Date"));
       let data = null;
       try { data = await response.json(); } catch (e) { data = null; }
       if (!response.ok) {
@@ -115,6 +116,17 @@
       }
       return data;
     },
+    // The pod's clock, as its answers' Date header tells it: a laptop whose clock is minutes off would show the
+    // time a job has run, its cost and its ETA off by as much (the server's times are the pod's). Only an offset
+    // over a few seconds counts: the header is to the second.
+    clockSkewMs: 0,
+    heardClock(header) {
+      const server = header ? Date.parse(header) : NaN;
+      if (isNaN(server)) return;
+      const skew = server - Date.now();
+      window.studio.clockSkewMs = Math.abs(skew) > 5000 ? skew : 0;
+    },
+    now() { return Date.now() + window.studio.clockSkewMs; },  // the pod's time, in ms
     formatBytes(n) {
       if (n == null) return "";
       const units = ["B", "KB", "MB", "GB", "TB"];

@@ -32,7 +32,7 @@
     const job = shown.job, price = shown.price;
     // the ETA as reported, less the time since (the next report sets it again)
     const eta = job.status === "running" && job.eta_s != null
-      ? Math.max(0, job.eta_s - Math.max(0, Date.now() / 1000 - (job.updated_at || 0))) : null;
+      ? Math.max(0, job.eta_s - Math.max(0, window.studio.now() / 1000 - (job.updated_at || 0))) : null;
     $("s-eta").textContent = eta != null ? studio.formatDuration(eta) : "–";
     $("s-elapsed").textContent = studio.formatDuration(elapsed(job));
     const spent = jobCost(elapsed(job), price);

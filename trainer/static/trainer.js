@@ -80,7 +80,7 @@
   function elapsed(job) {
     if (!job.started_at) return null;
     const running = job.status === "running" || job.status === "stopping";
-    return (job.run_s || 0) + (running ? Math.max(0, Date.now() / 1000 - job.started_at) : 0);
+    return (job.run_s || 0) + (running ? Math.max(0, window.studio.now() / 1000 - job.started_at) : 0);
   }
   function phaseText(job) {
     if (job.status === "stopping") return "Saving a checkpoint, then stopping";
