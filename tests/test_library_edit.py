@@ -167,3 +167,11 @@ def test_a_lora_whose_job_trains_further_keeps_its_card_and_cannot_be_deleted_me
     (card,) = client.get("/api/library").get_json()["loras"]
     assert "training_further" not in card
     assert client.delete("/api/library/files/tiny-lora.safetensors").status_code == 200
+
+
+def test_a_name_with_no_letter_or_digit_is_refused_not_turned_into_lora(studio):
+    client = studio.test_client()
+    path = _add(studio, "ink.safetensors")
+    answer = client.patch(f"/api/library/files/{path.name}", json={"name": "!!!"})
+    assert answer.status_code == 422 and "has no letter or digit" in answer.get_json()["error"]
+    assert path.is_file() and not (path.parent / "lora.safetensors").exists()

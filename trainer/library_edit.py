@@ -16,6 +16,7 @@ job's.
 from __future__ import annotations
 
 import os
+import re
 import threading
 from pathlib import Path
 
@@ -25,7 +26,7 @@ from studio.atomic import atomic_write_json
 from studio.jobs import ACTIVE, Job
 from studio.web import ApiError, json_body
 from trainer import library, library_facts, renders
-from trainer.names import slug
+from trainer.names import FALLBACK, slug
 
 bp = Blueprint("library_edit", __name__)
 TRIGGER_MAX = 200
@@ -92,6 +93,9 @@ def _rename(space, path: Path, wanted) -> Path:
     if not isinstance(wanted, str) or not wanted.strip():
         raise ApiError("'name' must be the file's new name.", 422)
     stem = slug(wanted.strip().removesuffix(".safetensors"))
+    if stem == FALLBACK and not re.search(r"[A-Za-z0-9]", wanted):  # "!!!" would silently be lora.safetensors
+        raise ApiError(f"{wanted.strip()!r} has no letter or digit to name a file by: use letters, digits, '-', '_' "
+                       "or '.'.", 422)
     target = path.with_name(f"{stem}.safetensors")
     if target.name == path.name:
         return path
