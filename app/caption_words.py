@@ -14,6 +14,7 @@ from collections import Counter
 from flask import Blueprint, jsonify
 
 from app import context
+from app.store import natural_key
 
 bp = Blueprint("caption_words", __name__)
 
@@ -59,6 +60,7 @@ def count_words(captions: list[str], trigger: str = "") -> dict:
 @bp.get("/api/datasets/<dataset_id>/captions/words")
 def caption_words(dataset_id: str):
     dataset = context.dataset(dataset_id)
-    names = dataset.image_names()
-    captions = [text for text in (dataset.read_caption(name) for name in names) if text and text.strip()]
-    return jsonify({**count_words(captions, dataset.meta().get("trigger_word", "")), "images": len(names)})
+    meta = dataset.meta()
+    names = sorted(meta["images"], key=natural_key)
+    captions = [text for text in dataset.read_captions(names).values() if text and text.strip()]
+    return jsonify({**count_words(captions, meta.get("trigger_word", "")), "images": len(names)})

@@ -54,13 +54,13 @@ def list_images(dataset_id: str):
     query = (request.args.get("q") or "").strip().casefold()
     offset = int_arg("offset", 0, 0, 10**9)
     limit = int_arg("limit", 100, 1, MAX_LIMIT)
+    names_only = int_arg("names", 0, 0, 1)  # 1: every name the filter and search show (Select all), no rows
     records = dataset.meta()["images"]
+    captions = dataset.read_captions(records)
     rows = []
     counts = {"all": 0, "uncaptioned": 0, "flagged": 0}
     for name in sorted(records, key=lambda n: SORTS[order](n, records[n])):
-        record = records[name]
-        caption = dataset.read_caption(name)
-        flags = record.get("flags") or {}
+        caption, flags = captions[name], records[name].get("flags") or {}
         counts["all"] += 1
         counts["uncaptioned"] += not (caption and caption.strip())
         counts["flagged"] += bool(flags)
@@ -68,8 +68,10 @@ def list_images(dataset_id: str):
             continue
         if query and query not in (caption or "").casefold() and query not in name.casefold():
             continue
-        rows.append((name, record, caption, flags))
-    images = [image_row(dataset, name, record, caption) for name, record, caption, _ in rows[offset:offset + limit]]
+        rows.append(name)
+    if names_only:
+        return jsonify({"total": len(rows), "names": rows, "counts": counts})
+    images = [image_row(dataset, name, records[name], captions[name]) for name in rows[offset:offset + limit]]
     return jsonify({"total": len(rows), "offset": offset, "limit": limit, "images": images, "counts": counts})
 
 

@@ -17,7 +17,7 @@ import threading
 import time
 import unicodedata
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from app import imaging
@@ -43,6 +43,11 @@ META_FILE = "dataset.json"
 ORIGINALS_DIR = ".originals"
 TRASH_DIR = ".trash"  # deleted images in a dataset's folder; deleted datasets in the datasets folder
 NAME_MAX = 80
+_DRIVE = re.compile(r"[A-Za-z]:")  # refused by `confined` (a Windows drive)
+# Dataset.read_captions: a caption file's path -> (its stat, its text), up to READ_CAPTIONS_CHARS of text in all
+_read_captions: dict[str, tuple[tuple, str | None]] = {}
+_read_captions_chars = [0]
+READ_CAPTIONS_CHARS = 32 * 2**20  # ~100,000 captions of a few lines; then it starts again
 _thread_locks: dict[str, threading.RLock] = {}
 _thread_locks_guard = threading.Lock()
 _held = threading.local()
@@ -115,6 +120,7 @@ def text_hash(text: str | None) -> str | None:
 class Dataset:
     id: str
     folder: Path
+    _real: dict = field(default_factory=dict, init=False, repr=False, compare=False)  # resolved folders, by folder
 
     @property
     def meta_path(self) -> Path:
@@ -140,11 +146,21 @@ class Dataset:
         atomic_write_json(self.meta_path, meta)
 
     # images and captions -------------------------------------------------------------------
+    def inside(self, root: Path, file: str = "") -> Path:
+        """`confined(root, file)` for a plain file name (from safe_name), `root` resolved once per Dataset: a listing
+        asks for thousands of captions, and resolving each whole path again took most of its time. Only a symlink
+        (or a name `confined` refuses) can lead out of a resolved folder: it goes through `confined`."""
+        real = self._real.get(root) or self._real.setdefault(root, root.resolve())
+        path = real / file
+        if file and (file in {".", ".."} or _DRIVE.match(file) or "/" in file or "\\" in file or path.is_symlink()):
+            return confined(root, file)
+        return path
+
     def image_path(self, name: str) -> Path:
         safe_name(name)
         if not imaging.is_image_name(name):
             raise UnsafePathError(f"{name!r} is not an image name.")
-        return confined(self.folder, name)
+        return self.inside(self.folder, name)
 
     def require_image(self, name: str) -> Path:
         path = self.image_path(name)
@@ -153,7 +169,7 @@ class Dataset:
         return path
 
     def caption_path(self, name: str) -> Path:
-        return confined(self.folder, os.path.splitext(safe_name(name))[0] + ".txt")
+        return self.inside(self.folder, os.path.splitext(safe_name(name))[0] + ".txt")
 
     def read_caption(self, name: str) -> str | None:
         try:
@@ -164,6 +180,33 @@ class Dataset:
         except UnicodeDecodeError:
             return self.caption_path(name).read_bytes().decode("utf-8-sig", "replace")
 
+    def read_captions(self, names) -> dict[str, str | None]:
+        """read_caption for many images: one listing of the folder, and a file read again only when its inode, size
+        or mtime changed since (a write replaces the file), so a gallery page of 3,000 images opens no 3,000 files."""
+        try:
+            with os.scandir(self.inside(self.folder)) as entries:
+                files = {entry.name: entry for entry in entries if entry.name.endswith(".txt")}
+        except FileNotFoundError:  # the dataset was deleted meanwhile: no captions, as read_caption finds none
+            files = {}
+        captions = {}
+        for name in names:
+            entry = files.get(os.path.splitext(safe_name(name))[0] + ".txt")
+            if entry is None or entry.is_symlink():  # a symlink is read (or refused) as read_caption does
+                captions[name] = None if entry is None else self.read_caption(name)
+                continue
+            stat = entry.stat(follow_symlinks=False)
+            key = (stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns)
+            cached = _read_captions.get(entry.path)
+            if cached is None or cached[0] != key:
+                cached = (key, self.read_caption(name))
+                if _read_captions_chars[0] > READ_CAPTIONS_CHARS:
+                    _read_captions.clear()
+                    _read_captions_chars[0] = 0
+                _read_captions[entry.path] = cached
+                _read_captions_chars[0] += len(cached[1] or "")
+            captions[name] = cached[1]
+        return captions
+
     def write_caption(self, name: str, text: str) -> int:
         path = self.caption_path(name)
         atomic_write_text(path, text)
@@ -171,14 +214,14 @@ class Dataset:
 
     def original_path(self, name: str) -> Path:
         """Where an edited image's file as it came is kept (until Revert, or its deletion)."""
-        return confined(self.folder / ORIGINALS_DIR, safe_name(name))
+        return self.inside(self.folder / ORIGINALS_DIR, safe_name(name))
 
     def thumb_path(self, name: str) -> Path:
-        return confined(self.thumbs, safe_name(name) + ".webp")
+        return self.inside(self.thumbs, safe_name(name) + ".webp")
 
     def view_path(self, name: str, original: bool = False) -> Path:
         """Where the full-size JPEG of an image browsers cannot show (HEIC) is kept, or of its original."""
-        return confined(self.thumbs, safe_name(name) + (".original.jpg" if original else ".view.jpg"))
+        return self.inside(self.thumbs, safe_name(name) + (".original.jpg" if original else ".view.jpg"))
 
     def forget_previews(self, name: str) -> None:
         """Drops an image's thumbnail and views, for a file replaced by an older one (Revert) or gone."""
@@ -343,23 +386,20 @@ def summary(dataset: Dataset) -> dict:
     """What the index page shows for one dataset."""
     meta = dataset.meta()
     images = meta["images"]
-    captioned = long_captions = 0
-    total_bytes = 0
-    for name, record in images.items():
+    captioned = long_captions = total_bytes = flagged = 0
+    flag_keys = {"duplicates": "duplicate_of", "similar": "similar_to", "small": "small", "soft": "soft"}
+    flag_counts = dict.fromkeys(flag_keys, 0)
+    captions = dataset.read_captions(images)
+    for name, record in images.items():  # one pass: 3,000 images were five
         total_bytes += record.get("bytes", 0)
-        text = dataset.read_caption(name)
+        text, flags = captions[name], record.get("flags") or {}
         if text and text.strip():
             captioned += 1
             long_captions += over_caption_limit(text) is not None
-    names = sorted(images, key=natural_key)
-    cover = meta.get("cover") if meta.get("cover") in images else (names[0] if names else None)
-    flagged = sum(1 for r in images.values() if r.get("flags"))
-    flag_counts = {
-        "duplicates": sum(1 for r in images.values() if "duplicate_of" in (r.get("flags") or {})),
-        "similar": sum(1 for r in images.values() if "similar_to" in (r.get("flags") or {})),
-        "small": sum(1 for r in images.values() if (r.get("flags") or {}).get("small")),
-        "soft": sum(1 for r in images.values() if (r.get("flags") or {}).get("soft")),
-    }
+        flagged += bool(flags)
+        for kind, key in flag_keys.items():
+            flag_counts[kind] += bool(flags.get(key))
+    cover = meta.get("cover") if meta.get("cover") in images else min(images, key=natural_key, default=None)
     return {
         "id": dataset.id,
         "name": meta.get("name", dataset.id),
