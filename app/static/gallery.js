@@ -119,10 +119,10 @@
     state.loading = false;
     state.current = -1;
     $("grid").replaceChildren();
+    refreshStats();  // beside the first page of images, not after it: one round trip less before the page is whole
     await loadMore();
     if (gen !== state.gen) return;
     if (state.images.length) select(Math.max(0, name ? indexOf(name) : 0), false);
-    refreshStats();
   }
 
   // Fresh rows for the images on show, written in place: the grid keeps its order, scroll position and selection,
