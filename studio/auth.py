@@ -84,6 +84,19 @@ def client_address() -> str:
     return request.remote_addr or "unknown"
 
 
+def came_over_https() -> bool:
+    """Whether the browser used https: to this service itself, or to a proxy that says so (RunPod's sets
+    X-Forwarded-Proto). A client that writes the header only makes its own cookies Secure."""
+    proto = (request.headers.get("X-Forwarded-Proto") or "").split(",")[0].strip().lower()
+    return request.is_secure or proto == "https"
+
+
+def cookies_secure() -> bool:
+    """Login cookies are Secure when the page came over https, so a browser never sends them over plain http (a
+    network attacker's http:// link to the same host would otherwise read them)."""
+    return bool(current_app.config.get("SESSION_COOKIE_SECURE")) or came_over_https()
+
+
 def _devices() -> URLSafeSerializer:
     return URLSafeSerializer(current_app.secret_key, salt="studio-device")
 
@@ -111,7 +124,7 @@ def _remember_device(response) -> None:
     device = _device_id() or secrets.token_urlsafe(16)
     value = _devices().dumps([device, _session_token(current_app)[:32]])
     response.set_cookie(DEVICE_COOKIE, value, max_age=DEVICE_MAX_AGE_S, httponly=True, samesite="Lax",
-                        secure=bool(current_app.config.get("SESSION_COOKIE_SECURE")))
+                        secure=cookies_secure())
 
 
 def _cookie_valid() -> bool:

@@ -23,6 +23,7 @@ from studio.web import ApiError
 from studio.workspace import confined, safe_name
 
 SESSION_ID = re.compile(r"^[0-9a-f]{16}$")
+CHUNK_NUMBER = re.compile(r"[0-9]+")
 SESSION_MAX_AGE_S = 48 * 3600
 ORPHAN_MAX_AGE_S = 6 * 3600
 
@@ -102,7 +103,8 @@ def check_complete(info: dict, folder: Path) -> None:
 
 def receive_chunk(info: dict, folder: Path, n: str, stream, length: int | None) -> dict:
     """Chunk `n` from `stream` (the request body), written whole under its number or not at all."""
-    if not n.isdigit() or int(n) >= info["chunks"]:
+    # ASCII digits only: str.isdigit() is true of "²" too, which int() refuses (a 500)
+    if not CHUNK_NUMBER.fullmatch(n) or int(n) >= info["chunks"]:
         raise ApiError(f"Chunk {n!r} is out of range: this upload has chunks 0 to {info['chunks'] - 1}.", 422)
     index = int(n)
     expected = _expected_size(info, index)

@@ -7,11 +7,12 @@ import secrets
 from datetime import timedelta
 from pathlib import Path
 
-from flask import Flask, jsonify, request
+from flask import Flask, has_request_context, jsonify, request
+from flask.sessions import SecureCookieSessionInterface
 from werkzeug.exceptions import HTTPException
 
 from studio.atomic import atomic_write_text
-from studio.auth import LIMITER_EXTENSION, create_auth_blueprint, require_login
+from studio.auth import LIMITER_EXTENSION, cookies_secure, create_auth_blueprint, require_login
 from studio.disk import disk_full_message, is_disk_full
 from studio.favicon import favicon
 from studio.json_limits import CONFIG_MAX_BYTES, DEFAULT_MAX_BYTES, JsonBodyError, read_json_request, request_json
@@ -80,6 +81,23 @@ def int_arg(name: str, default: int, low: int, high: int, unit: str = "") -> int
         raise ApiError(f"'{name}' must be a whole number{unit}.", 400) from None
 
 
+class _SessionInterface(SecureCookieSessionInterface):
+    """The session cookie is Secure whenever the page came over https (studio.auth.cookies_secure)."""
+
+    def get_cookie_secure(self, app: Flask) -> bool:
+        return super().get_cookie_secure(app) or (has_request_context() and cookies_secure())
+
+
+def security_headers(response):
+    """After every request: no page of the studio may be framed (other `*.proxy.runpod.net` pods and the pod's
+    other ports are the same site, so the login cookie goes with a frame: clickjacking), and no answer is
+    sniffed as another type than it says."""
+    response.headers.setdefault("X-Frame-Options", "DENY")
+    response.headers.setdefault("Content-Security-Policy", "frame-ancestors 'none'")
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    return response
+
+
 def _secret_key(workspace: Workspace) -> str:
     """One random key per workspace, kept private, shared by all services so one login serves all."""
     path = workspace.state / "secret_key"
@@ -145,6 +163,8 @@ def create_base_app(import_name: str, service: str, title: str, settings: Settin
         MAX_CONTENT_LENGTH=None,
         JSON_SORT_KEYS=False,
     )
+    app.session_interface = _SessionInterface()
+    app.after_request(security_headers)
     app.config[CONFIG_MAX_BYTES] = DEFAULT_MAX_BYTES  # a service that takes bigger JSON raises it
     # Shared templates (base page, login) live in the studio package.
     from jinja2 import ChoiceLoader, FileSystemLoader

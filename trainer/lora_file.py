@@ -58,6 +58,11 @@ def read_header(path: Path) -> dict:
         raise LoraFileError(f"{path.name} is not a .safetensors file.")
     for key, info in header.items():  # what every reader of the header counts on, checked once here
         if key == "__metadata__":
+            # text to text, as the format has it (safetensors itself refuses anything else): `dict(meta)` and
+            # `meta.get(...)` in the readers must not meet a number or a list
+            if not isinstance(info, dict) or not all(isinstance(value, str) for value in info.values()):
+                raise LoraFileError(f"{path.name} is not a .safetensors file (its __metadata__ is not text names "
+                                    "and values).")
             continue
         shape = info.get("shape") if isinstance(info, dict) else None
         if not isinstance(shape, list) or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0
