@@ -60,7 +60,7 @@ if [ -z "${STUDIO_VENV:-}" ]; then
   else STUDIO_VENV="$REPO/.venv"; fi
 fi
 export STUDIO_VENV
-log "root $STUDIO_ROOT, venv $STUDIO_VENV, cache $CACHE"
+log "root $STUDIO_ROOT, venv $STUDIO_VENV, pip cache $PIP_CACHE_DIR, models cache $HF_HOME"
 
 # ---- GPU or demo (an explicit STUDIO_DEMO=0/1 wins over the GPU check)
 if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then
@@ -112,8 +112,13 @@ exports=$(step "prepare supervisord" "$PY" -m studio.supervisor_env --exports)
 eval "$(printf '%s\n' "$exports" | grep '^export ')"
 printf '%s\n' "$exports" | grep -v '^export ' || true
 
+# ---- not running already for this workspace, and its ports free (one sentence each, instead of supervisord's)
+"$PY" -m studio.start_checks || exit 1
+
 total_ms=$(( (${EPOCHREALTIME/./} - START_US) / 1000 ))
 log "ready to start after $((total_ms / 1000)).$((total_ms % 1000 / 100)) s; demo=$STUDIO_DEMO; logs in $STUDIO_ROOT/logs"
 log "dataset manager :${PORT:-3000}  trainer :${TRAINER_PORT:-8675}  caption service 127.0.0.1:${QWEN_PORT:-11435}"
 export PATH="$STUDIO_VENV/bin:$PATH"
+# once every service answers: where to go, how to stop ($$ is supervisord once exec'd: it ends with it)
+"$PY" -m studio.start_checks --announce --while-pid $$ &
 exec supervisord -n -c supervisord.conf

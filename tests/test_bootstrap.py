@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from studio import supervisor_env
-from tests.helpers import REPO
+from tests.helpers import REPO, free_port
 
 PROGRAMS = {
     "fetch": "-m studio.fetch",
@@ -170,7 +170,8 @@ def _clean_env(**extra) -> dict:
 def test_runpod_start_installs_idempotently_and_execs_supervisord(tmp_path):
     venv = _fake_venv(tmp_path)
     root = tmp_path / "workspace"
-    env = _clean_env(STUDIO_ROOT=str(root), STUDIO_VENV=str(venv), STUDIO_RUN_DIR=str(tmp_path / "run"))
+    ports = {name: str(free_port()) for name in ("PORT", "TRAINER_PORT", "QWEN_PORT")}  # checked free at start
+    env = _clean_env(STUDIO_ROOT=str(root), STUDIO_VENV=str(venv), STUDIO_RUN_DIR=str(tmp_path / "run"), **ports)
     for _attempt in range(2):  # the second start finds everything installed
         result = subprocess.run(["bash", "runpod_start.sh"], cwd=REPO, env=env, capture_output=True, text=True,
                                 timeout=300)
