@@ -189,7 +189,13 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     os.chdir(REPO)
     command = supervisorctl_command(env, *ctl_args) if ctl_args is not None else supervisord_command(env)
-    os.execvpe(command[0], command, env)
+    try:
+        os.execvpe(command[0], command, env)
+    except FileNotFoundError:  # a python outside the studio's venv: supervisor is not installed beside it
+        print(f"error: {Path(command[0]).name} was not found beside {env['STUDIO_PYTHON']}: run this with the "
+              "studio's own python, e.g. .venv/bin/python -m studio.supervisor_env ctl status (on a pod: "
+              "/opt/studio-venv/bin/python).", file=sys.stderr)
+        return 2
     return 0  # not reached: exec replaced this process
 
 

@@ -227,3 +227,19 @@ def test_the_dockerfile_copies_what_exists_and_sets_what_install_reads():
     cmd = next(line for line in lines if line.startswith("CMD "))
     assert json.loads(cmd[4:]) == ["bash", "/opt/zimage-studio/runpod_start.sh"]
     assert any(line == "WORKDIR /opt/zimage-studio" for line in lines) and (REPO / "runpod_start.sh").is_file()
+
+
+def test_ctl_with_a_python_outside_the_venv_says_which_python_to_use(tmp_path):
+    """`python -m studio.supervisor_env ctl status` with the system's python ended in a FileNotFoundError traceback."""
+    bare = tmp_path / "bare"
+    (bare / "bin").mkdir(parents=True)
+    python = bare / "bin" / "python"
+    python.write_text(f'#!/bin/sh\nexec {sys.executable} "$@"\n')
+    python.chmod(0o755)
+    result = subprocess.run([sys.executable, "-m", "studio.supervisor_env", "ctl", "status"], cwd=REPO,
+                            capture_output=True, text=True, timeout=60,
+                            env=_clean_env(STUDIO_ROOT=str(tmp_path / "root"), STUDIO_PYTHON=str(python),
+                                           STUDIO_RUN_DIR=str(tmp_path / "run"), PATH=str(bare / "bin")))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "supervisorctl was not found beside" in result.stderr and ".venv/bin/python -m studio.supervisor_env" in \
+        result.stderr
