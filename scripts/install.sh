@@ -32,8 +32,16 @@ PY="$VENV/bin/python"
 PIP="$PY -m pip"
 
 if ! "$PY" -c "import torch" >/dev/null 2>&1; then
-  step "installing torch==$TORCH_VERSION"
-  $PIP install -q "torch==$TORCH_VERSION"
+  # Without an NVIDIA GPU, PyPI's torch brings ~3 GB of CUDA libraries a CPU never uses: the CPU build comes from
+  # PyTorch's own index when it can be reached (TORCH_INDEX_URL chooses another; empty: the pip default).
+  index="${TORCH_INDEX_URL-https://download.pytorch.org/whl/cpu}"
+  if command -v nvidia-smi >/dev/null 2>&1 || [ -z "$index" ] \
+     || ! "$PY" -c "import sys, urllib.request; urllib.request.urlopen(sys.argv[1] + '/torch/', timeout=5)" \
+       "$index" >/dev/null 2>&1; then
+    index=""
+  fi
+  step "installing torch==$TORCH_VERSION${index:+ (CPU build from $index)}"
+  $PIP install -q "torch==$TORCH_VERSION" ${index:+--index-url "$index" --extra-index-url https://pypi.org/simple}
 fi
 
 req=requirements.txt
