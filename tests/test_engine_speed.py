@@ -230,6 +230,33 @@ def test_the_eta_counts_the_last_steps_previews_guessed_from_the_base_models_unt
     assert progress.eta_s(90) == 0.0
 
 
+def test_the_eta_told_while_previews_or_a_checkpoint_are_made_counts_them():
+    """The page counts down from the ETA of the latest report: told while previews rendered, it left them out, so the
+    countdown reached "32 s" and jumped back up when training went on."""
+    now, events = [0.0], []
+    progress = Progress(events.append, total_steps=100, device=torch.device("cpu"), start_step=0, sample_every=50,
+                        save_every=25, clock=lambda: now[0])
+    progress.restart_clock(0)
+    now[0] += 2.0
+    progress.steps_done(1)
+    now[0] += 18.0
+    progress.steps_done(10)
+    progress.paused("sample", 30.0, 10)
+    progress.paused("save", 4.0, 10)
+    now[0] += 80.0
+    progress.steps_done(50)
+    progress.emit("training", 50, force=True)
+    training = events[-1]["eta_s"]  # 50 steps, the previews at 100, checkpoints at 75 and 100
+    assert training == pytest.approx(50 * 2.0 + 30.0 + 2 * 4.0)
+    progress.emit("sampling", 50, message="Rendering previews at step 50", force=True)
+    assert events[-1]["eta_s"] == pytest.approx(training + 30.0)  # the previews under way now count too
+    progress.emit("saving", 50, message="Saving checkpoint at step 50", force=True)
+    assert events[-1]["eta_s"] == pytest.approx(training + 4.0)
+    progress.paused("sample", 30.0, 99)
+    progress.emit("sampling", 100, message="Rendering previews at step 100", force=True)
+    assert events[-1]["eta_s"] == pytest.approx(30.0)  # the last previews, counted once
+
+
 def test_eta_uses_the_measured_step_rate_plus_previews_and_checkpoints():
     now = [100.0]
     events = []

@@ -151,7 +151,9 @@ class Progress:
         self._warming_up = True
         self.restart_clock(step)
 
-    def eta_s(self, step: int) -> float | None:
+    def eta_s(self, step: int, pausing: str | None = None) -> float | None:
+        """`pausing`: the pause under way now ("sample", "save"), counted too: the page counts down from here, and
+        a countdown that left out the previews being rendered reached "32 s" and then jumped back up."""
         if self.seconds_per_step is None:
             return None
         eta = (self.total - step) * self.seconds_per_step
@@ -159,7 +161,11 @@ class Progress:
         if step < self.total and (not self.sample_every or self.total % self.sample_every):
             samples += 1  # the last step's previews, made for the proof grid wherever it falls
         if step >= self.total and self.paused_at.get("sample", -1) < self.total:
-            samples += 1  # the last step is trained, its previews are still to come
+            samples += 1  # the last step is trained, its previews are still to come (or under way now)
+        elif pausing == "sample":
+            samples += 1
+        if pausing == "save":
+            eta += self.pause_s.get("save", 0.0)
         eta += samples * self.pause_s.get("sample", 0.0)
         eta += _events_after(step, self.total, self.save_every) * self.pause_s.get("save", 0.0)
         eta += _events_after(step, self.total, self.eval_every) * self.pause_s.get("eval", 0.0)
@@ -178,7 +184,7 @@ class Progress:
             return
         self.last_emit = now
         rate = 1.0 / self.seconds_per_step if self.seconds_per_step else None
-        eta = self.eta_s(step)
+        eta = self.eta_s(step, {"sampling": "sample", "saving": "save"}.get(phase))
         self.callback({
             "phase": phase,
             "step": step,
