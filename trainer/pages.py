@@ -24,7 +24,8 @@ bp = Blueprint("pages", __name__)
 @bp.get("/")
 def index():
     comfy = current_app.config["STUDIO_WORKSPACE"].comfyui_loras is not None
-    return render_template("trainer_index.html", page="dashboard", comfy=comfy)
+    return render_template("trainer_index.html", page="dashboard", comfy=comfy,
+                           demo=current_app.config["STUDIO_SETTINGS"].demo)
 
 
 @bp.get("/new")
