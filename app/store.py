@@ -44,10 +44,6 @@ ORIGINALS_DIR = ".originals"
 TRASH_DIR = ".trash"  # deleted images in a dataset's folder; deleted datasets in the datasets folder
 NAME_MAX = 80
 _DRIVE = re.compile(r"[A-Za-z]:")  # refused by `confined` (a Windows drive)
-# Dataset.read_captions: a caption file's path -> (its stat, its text), up to READ_CAPTIONS_CHARS of text in all
-_read_captions: dict[str, tuple[tuple, str | None]] = {}
-_read_captions_chars = [0]
-READ_CAPTIONS_CHARS = 32 * 2**20  # ~100,000 captions of a few lines; then it starts again
 _thread_locks: dict[str, threading.RLock] = {}
 _thread_locks_guard = threading.Lock()
 _held = threading.local()
@@ -181,31 +177,10 @@ class Dataset:
             return self.caption_path(name).read_bytes().decode("utf-8-sig", "replace")
 
     def read_captions(self, names) -> dict[str, str | None]:
-        """read_caption for many images: one listing of the folder, and a file read again only when its inode, size
-        or mtime changed since (a write replaces the file), so a gallery page of 3,000 images opens no 3,000 files."""
-        try:
-            with os.scandir(self.inside(self.folder)) as entries:
-                files = {entry.name: entry for entry in entries if entry.name.endswith(".txt")}
-        except FileNotFoundError:  # the dataset was deleted meanwhile: no captions, as read_caption finds none
-            files = {}
-        captions = {}
-        for name in names:
-            entry = files.get(os.path.splitext(safe_name(name))[0] + ".txt")
-            if entry is None or entry.is_symlink():  # a symlink is read (or refused) as read_caption does
-                captions[name] = None if entry is None else self.read_caption(name)
-                continue
-            stat = entry.stat(follow_symlinks=False)
-            key = (stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns)
-            cached = _read_captions.get(entry.path)
-            if cached is None or cached[0] != key:
-                cached = (key, self.read_caption(name))
-                if _read_captions_chars[0] > READ_CAPTIONS_CHARS:
-                    _read_captions.clear()
-                    _read_captions_chars[0] = 0
-                _read_captions[entry.path] = cached
-                _read_captions_chars[0] += len(cached[1] or "")
-            captions[name] = cached[1]
-        return captions
+        """read_caption for many images, each file read again only when it changed (app.caption_cache)."""
+        from app.caption_cache import read_captions
+
+        return read_captions(self, names)
 
     def write_caption(self, name: str, text: str) -> int:
         path = self.caption_path(name)

@@ -4,6 +4,7 @@ vocabulary, and the errors that go with jobs (studio.jobs stores them)."""
 from __future__ import annotations
 
 import json
+import math
 import secrets
 import sqlite3
 import time
@@ -24,6 +25,22 @@ PROGRESS_COLUMNS = ("phase", "done", "total", "eta_s", "message", "current")
 PROGRESS_ALIASES = {"step": "done", "total_steps": "total"}
 JSON_COLUMNS = ("config", "errors", "details", "result", "datasets")
 LIST_COLUMNS = ("errors", "datasets")
+
+
+def dump_json(value) -> str:
+    """JSON of a job's figures, a NaN or an infinity (the loss of a diverging run) written as null: the browser's
+    JSON.parse refuses them, and one would stop every page that reads the job."""
+    return json.dumps(_finite(value), default=str)
+
+
+def _finite(value):
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(item) for item in value]
+    return value
 
 
 class JobNotFound(LookupError):

@@ -18,8 +18,6 @@ process opens its own connection.
 
 from __future__ import annotations
 
-import json
-import math
 import os
 import sqlite3
 import threading
@@ -42,6 +40,7 @@ from studio.job_record import (
     JobNotFound,
     JobStateError,
     JobStopped,
+    dump_json,
     new_job_id,
 )
 from studio.job_schema import migrate
@@ -54,22 +53,6 @@ __all__ = ["ACTIVE", "FINISHED", "KINDS", "STATUSES", "Job", "JobError", "JobNot
 # the row's values as they were before the UPDATE)
 _RUN_ENDS = ("run_s = run_s + CASE WHEN status = 'running' AND started_at IS NOT NULL"
              " THEN MAX(0, ? - started_at) ELSE 0 END,")
-
-
-def _dump(value) -> str:
-    """JSON of a job's figures, a NaN or an infinity (the loss of a diverging run) written as null: the browser's
-    JSON.parse refuses them, and one would stop every page that reads the job."""
-    return json.dumps(_finite(value), default=str)
-
-
-def _finite(value):
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {key: _finite(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [_finite(item) for item in value]
-    return value
 
 
 class JobStore:
@@ -224,8 +207,8 @@ class JobStore:
                 "INSERT INTO jobs (id, kind, name, dataset, dataset_version, datasets, parent_id, after_id, recipe,"
                 " config, total, message, owner, webhook_url, idem_key, fingerprint, created_at, queue_key, updated_at)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING *",
-                (job_id, kind, name, dataset, dataset_version, _dump(datasets or []), parent_id, after_id, recipe,
-                 _dump(config or {}),
+                (job_id, kind, name, dataset, dataset_version, dump_json(datasets or []), parent_id, after_id, recipe,
+                 dump_json(config or {}),
                  total, message or "Queued.", owner, webhook_url, idem_key, fingerprint, now, now, now)).fetchone()
         return Job.from_row(row), True
 
@@ -233,7 +216,7 @@ class JobStore:
         """Insert a job with all its fields as given (history brought over from an older release);
         returns 1, or 0 when a job with that id is already here."""
         values = {"queue_key": values.get("created_at"), **values}  # its place in a queue: when it was made
-        values = {key: _dump(value) if key in JSON_COLUMNS else value for key, value in values.items()}
+        values = {key: dump_json(value) if key in JSON_COLUMNS else value for key, value in values.items()}
         names = ", ".join(values)
         with self.write() as conn:
             cur = conn.execute(f"INSERT OR IGNORE INTO jobs ({names}) VALUES ({', '.join('?' * len(values))})",
@@ -246,7 +229,7 @@ class JobStore:
         unknown = set(values) - allowed
         if unknown:
             raise ValueError(f"cannot update {sorted(unknown)}")
-        values = {key: _dump(value) if key in JSON_COLUMNS else value for key, value in values.items()}
+        values = {key: dump_json(value) if key in JSON_COLUMNS else value for key, value in values.items()}
         sets = ", ".join(f"{key} = ?" for key in values)
         with self.write() as conn:
             conn.execute(f"UPDATE jobs SET {sets}, updated_at = ? WHERE id = ?", (*values.values(), time.time(),
@@ -308,14 +291,14 @@ class JobStore:
                 if value is not None:
                     columns[key] = value
             elif key == "errors":
-                columns["errors"] = _dump(value)
+                columns["errors"] = dump_json(value)
             elif key not in {"status", "id", "kind"}:
                 details[key] = value
         sets = "".join(f"{key} = ?, " for key in columns)
         args = list(columns.values())
         if details:
             sets += "details = json_patch(details, ?), "
-            args.append(_dump(details))
+            args.append(dump_json(details))
         with self.write() as conn:
             conn.execute(f"UPDATE jobs SET {sets}heartbeat_at = ?, updated_at = ? WHERE id = ?", (*args, now, now,
                                                                                                   job_id))
@@ -354,7 +337,7 @@ class JobStore:
                 " result = COALESCE(?, result), phase = CASE WHEN ? = 'completed' THEN 'done' ELSE phase END,"
                 " current = NULL, control = NULL, child_pid = NULL, eta_s = CASE WHEN ? = 'completed' THEN 0 END,"
                 f" {_RUN_ENDS} finished_at = ?, updated_at = ? WHERE id = ?{where}",
-                (status, message, error, int(resumable), lora_path, _dump(result) if result is not None else None,
+                (status, message, error, int(resumable), lora_path, dump_json(result) if result is not None else None,
                  status, status, ran_until or now, now, now, job_id, *where_args),
             )
             return cur.rowcount == 1
