@@ -160,3 +160,38 @@ def test_a_lokr_s_card_says_so(tmp_path):
     assert "- lycoris\n- lokr\n" in text and "A LyCORIS LoKr for [Tongyi-MAI/Z-Image-Turbo]" in text
     job.config["network"] = "lora"
     assert "lycoris" not in card(job, tmp_path / "cat.safetensors", tmp_path, [])
+
+
+def test_a_publication_says_each_file_and_stops_before_its_commit(published, hub, monkeypatch):  # noqa: F811
+    """A LoRA of a few hundred MB went up as one silent "Uploading 8 files" with no way to stop it: each file is said
+    as it goes, and Stop ends it before the next file, with nothing committed."""
+    import threading
+
+    from huggingface_hub import HfApi
+
+    client, job, _job_dir = published()
+    first_file, go_on, said = threading.Event(), threading.Event(), []
+    real = HfApi.preupload_lfs_files
+
+    def slow_first(self, repo_id, additions, **kwargs):
+        said.append(client.get(f"/api/jobs/{job.id}/publish-hub").get_json()["publish"]["message"])
+        if not first_file.is_set():
+            first_file.set()
+            assert go_on.wait(20)
+        return real(self, repo_id, additions=additions, **kwargs)
+
+    monkeypatch.setattr(HfApi, "preupload_lfs_files", slow_first)
+    assert client.post(f"/api/jobs/{job.id}/publish-hub", json={"repo": "tiny-lora"}).status_code == 202
+    assert first_file.wait(20)
+    assert said[0].startswith("Uploading ") and ".safetensors (file 1 of " in said[0]  # the LoRA first
+    assert client.delete(f"/api/jobs/{job.id}/publish-hub").status_code == 202
+    go_on.set()
+    deadline = time.monotonic() + 20
+    while (state := client.get(f"/api/jobs/{job.id}/publish-hub").get_json()["publish"])["status"] == "running":
+        assert time.monotonic() < deadline, state
+        time.sleep(0.05)
+    assert state["status"] == "stopped" and "before anything was committed" in state["message"]
+    assert hub.commits == [] and len(said) == 1  # no other file went up, and no commit
+    assert client.delete(f"/api/jobs/{job.id}/publish-hub").status_code == 409  # nothing to stop now
+    again = _publish(client, job.id, {"repo": "tiny-lora"})  # and it can be published again, whole
+    assert again["status"] == "completed" and len(hub.commits) == 1

@@ -2,8 +2,9 @@
 a model card (README.md: base model, trigger word, settings, how to load it, the last previews as its gallery),
 the proof grid, the ComfyUI workflow and those previews, in one commit. With the pod's HF_TOKEN (write access).
 
-    POST /api/jobs/<id>/publish-hub  {"repo": "name" or "owner/name", "private": true}  -> 202 {"publish"}
-    GET  /api/jobs/<id>/publish-hub                                                     -> {"publish"}
+    POST   /api/jobs/<id>/publish-hub  {"repo": "name" or "owner/name", "private": true}  -> 202 {"publish"}
+    GET    /api/jobs/<id>/publish-hub                                                     -> {"publish"}
+    DELETE /api/jobs/<id>/publish-hub  stops it before its next file, nothing committed   -> 202
 
 The upload runs in the background (a LoRA of a few hundred MB outlasts the proxy's 100 s); its state is a small
 file in the job folder, so the page shows the last publication after a restart too. Publishing again to the same
@@ -34,6 +35,7 @@ STATE_NAME = ".hub_publish.json"
 PREVIEWS = 4  # the last preview step's first images: the card's gallery
 LEARNED = "images/how-it-learned.webp"  # the first prompt's pictures in turn (trainer.timelapse)
 _running: set[str] = set()
+_stopping: set[str] = set()  # publications asked to stop (DELETE): they end before the next file
 _running_lock = threading.Lock()
 
 
@@ -101,11 +103,16 @@ def files_to_publish(job, job_dir: Path) -> tuple[Path, list[tuple[str, Path]], 
     return lora, files, previews
 
 
-def publish(conf: Settings, repo: str, private: bool, job, job_dir: Path, say=None) -> dict:
+class PublishStopped(Exception):
+    """The user stopped a publication before its commit: the repo holds nothing of it."""
+
+
+def publish(conf: Settings, repo: str, private: bool, job, job_dir: Path, say=None, stopped=None) -> dict:
     """The LoRA of `job` (a job record, or the serverless worker's stand-in: `config` as a dict, `id`, `step`,
     `lora_path`) published in one commit; {"repo", "url", "commit", "files", "private", "visibility"}
     (the repo's visibility now, and a note when it is not the one asked for). `say(message, repo=None)` hears each
-    stage. ApiError when there is no LoRA; the hub's own exceptions otherwise (`write_error` words them)."""
+    stage, each file as it goes up too; `stopped()`, asked between two files, ends it (PublishStopped) before the
+    commit. ApiError when there is no LoRA; the hub's own exceptions otherwise (`write_error` words them)."""
     from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi
 
     say = say or (lambda message, repo=None: None)
@@ -118,8 +125,18 @@ def publish(conf: Settings, repo: str, private: bool, job, job_dir: Path, say=No
     api.create_repo(repo, private=private, exist_ok=True, repo_type="model")
     private, visibility = settle_visibility(api, repo, "model", private)  # an existing repo keeps its own
     size = sum(path.stat().st_size for _, path in files)
-    say(f"Uploading {len(files) + 1} files ({size / 2**20:,.1f} MB) to {repo}")
     operations = [CommitOperationAdd(path_in_repo=name, path_or_fileobj=str(path)) for name, path in files]
+    sent = 0
+    for index, (operation, (name, path)) in enumerate(zip(operations, files, strict=True)):  # the LoRA first
+        if stopped is not None and stopped():
+            raise PublishStopped()
+        say(f"Uploading {name} (file {index + 1} of {len(files)}; {sent / 2**20:,.1f} of {size / 2**20:,.1f} MB "
+            "sent)")
+        api.preupload_lfs_files(repo, additions=[operation], repo_type="model")
+        sent += path.stat().st_size
+    if stopped is not None and stopped():
+        raise PublishStopped()
+    say(f"Committing {len(files) + 1} files ({size / 2**20:,.1f} MB) to {repo}")
     operations.append(CommitOperationAdd(path_in_repo="README.md",
                                          path_or_fileobj=card(job, lora, job_dir, previews,
                                                               any(name == LEARNED for name, _ in files)).encode()))
@@ -143,11 +160,13 @@ def _publish(job, job_dir: Path, repo: str, private: bool, conf: Settings) -> No
 
     ended = {"status": "failed", "message": "The upload stopped for an unknown reason: publish again."}
     try:
-        done = publish(conf, repo, private, job, job_dir, say)
+        done = publish(conf, repo, private, job, job_dir, say, stopped=lambda: job.id in _stopping)
         note = f" ({done['visibility']})" if done["visibility"] else ""
         ended = {"status": "completed", "message": f"Published to {done['repo']}{note}.", "url": done["url"],
                  "commit": done["commit"], "files": done["files"], "private": done["private"],
                  "visibility": done["visibility"]}
+    except PublishStopped:
+        ended = {"status": "stopped", "message": "Stopped before anything was committed: the repo is as it was."}
     except ApiError as exc:
         ended = {"status": "failed", "message": exc.message}
     except Exception as exc:  # every hub failure is one sentence on the page
@@ -157,6 +176,7 @@ def _publish(job, job_dir: Path, repo: str, private: bool, conf: Settings) -> No
         with _running_lock:  # the end and the running set change together: a page that sees the end may publish again
             _save(job_dir, **ended, finished_at=time.time())
             _running.discard(job.id)
+            _stopping.discard(job.id)
 
 
 @bp.post("/api/jobs/<job_id>/publish-hub")
@@ -182,6 +202,19 @@ def start_publish(job_id: str):
     threading.Thread(target=_publish, args=(job, job_dir, repo, private, conf), daemon=True,
                      name=f"publish-{job.id}").start()
     return jsonify({"publish": current}), 202
+
+
+@bp.delete("/api/jobs/<job_id>/publish-hub")
+def stop_publish(job_id: str):
+    """Stop a publication on its way: it ends before its next file, and nothing is committed (202); 409 when none
+    is running."""
+    job = load_job(job_id)
+    with _running_lock:
+        if job.id not in _running:
+            raise ApiError("This job's LoRA is not being published now.", 409)
+        _stopping.add(job.id)
+    _save(workspace().jobs / job.id, message="Stopping after the file on its way")
+    return jsonify({"stopping": True}), 202
 
 
 @bp.get("/api/jobs/<job_id>/publish-hub")

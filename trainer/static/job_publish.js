@@ -18,8 +18,19 @@
     line.hidden = !publish;
     if (!publish) return;
     line.className = publish.status === "failed" ? "error-box" : "note-box";
-    if (publish.status === "running") line.textContent = `Publishing to ${publish.repo}: ${publish.message}…`;
-    else if (publish.status === "failed") line.textContent = `Publishing to ${publish.repo} failed: ${publish.message}`;
+    if (publish.status === "running") {
+      line.textContent = `Publishing to ${publish.repo}: ${publish.message}… `;
+      const stop = document.createElement("button");  // nothing is committed until every file is up
+      stop.type = "button"; stop.id = "publish-stop"; stop.className = "small"; stop.textContent = "Stop";
+      stop.title = "Stop before the next file: nothing is committed, the repo stays as it was";
+      stop.onclick = async () => {
+        stop.disabled = true;
+        try { await window.studio.api(`/api/jobs/${jobId}/publish-hub`, { method: "DELETE" }); refresh(); }
+        catch (e) { window.studio.toast(e.message, "error", 6000); }
+      };
+      line.appendChild(stop);
+    } else if (publish.status === "failed") line.textContent = `Publishing to ${publish.repo} failed: ${publish.message}`;
+    else if (publish.status === "stopped") line.textContent = `Publishing to ${publish.repo} was stopped: ${publish.message}`;
     else line.innerHTML = `Published to <a href="${esc(publish.url)}" target="_blank" rel="noopener" id="publish-link">` +
       `${esc(publish.repo)}</a>${publish.private ? " (private)" : ""}.` +
       (publish.visibility ? ` <span class="muted">${esc(publish.visibility)}.</span>` : "");
