@@ -44,3 +44,35 @@ def test_publish_a_finished_lora_from_the_job_page(demo_root, demo_paths, artifa
         page.screenshot(path=str(artifacts_dir / "trainer-published.png"), full_page=True)
         assert problems == []
         browser.close()
+
+
+def test_a_publication_on_its_way_can_be_stopped_from_the_job_page(demo_root, demo_paths, tmp_path, hub,  # noqa: F811
+                                                                   monkeypatch):
+    import time
+
+    from playwright.sync_api import expect, sync_playwright
+
+    app = trainer.create_app(load_settings({"STUDIO_ROOT": str(demo_root), "STUDIO_DEMO": "1"}))
+    job = finished_job(app.extensions["job_store"], demo_root, demo_paths)
+    receive = hub.receive
+
+    def slow_uploads(handler):  # each file takes a while to go up, as a big LoRA does
+        if "/preupload/" in handler.path:
+            time.sleep(1.5)
+        return receive(handler)
+
+    monkeypatch.setattr(hub, "receive", slow_uploads)
+    with ServerProcess("trainer", publish_env(demo_root, hub), port_var="TRAINER_PORT",
+                       log_path=tmp_path / "web.log") as web, sync_playwright() as p:
+        browser, page, problems = open_page(p)
+        page.goto(f"{web.url}/jobs/{job.id}")
+        page.click("#btn-publish")
+        page.fill("#publish-repo", "stopped-lora")
+        page.click("#publish-start")
+        expect(page.locator("#publish-status")).to_contain_text("(file 1 of ")
+        page.click("#publish-stop")
+        expect(page.locator("#publish-status")).to_contain_text("was stopped: Stopped before anything was committed",
+                                                                timeout=30_000)
+        assert hub.commits == []
+        assert problems == []
+        browser.close()
