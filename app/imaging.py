@@ -148,7 +148,9 @@ def inspect_image(path: Path, max_pixels: int, thumbnail: bool = False) -> Image
         raise ImageRejected("the file is empty (0 bytes)")
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            # the limit is max_pixels, checked below: Pillow's own warning (at 89 million pixels) must not refuse
+            # a 100-megapixel photo that a raised MAX_IMAGE_PIXELS lets in
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(path) as image:
                 width, height = image.size
                 if width * height > max_pixels:
@@ -165,8 +167,11 @@ def inspect_image(path: Path, max_pixels: int, thumbnail: bool = False) -> Image
                     thumb = _thumbnail_of(oriented, path)
     except ImageRejected:
         raise
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise ImageRejected(f"the image has more pixels than the limit of {max_pixels:,} (MAX_IMAGE_PIXELS)") from None
+    except Image.DecompressionBombError:  # refused on opening: over twice Pillow's own limit
+        opens = 2 * (Image.MAX_IMAGE_PIXELS or 0)
+        raise ImageRejected(f"the image has more pixels than the limit of {max_pixels:,} (MAX_IMAGE_PIXELS)"
+                            if max_pixels <= opens else
+                            f"the image has more pixels than this studio can open ({opens:,})") from None
     except Exception as exc:  # Pillow raises many types for broken files
         raise ImageRejected(f"the file could not be decoded as an image ({type(exc).__name__})") from None
     return ImageInfo(width=width, height=height, sha256=_sha256(path), dhash=hashed, bytes=size, sharpness=sharp,
