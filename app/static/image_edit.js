@@ -87,7 +87,9 @@
     $("ed-original").hidden = !edited;
     $("ed-revert").title = edited ? `Put the image back as it was uploaded${img.original_size ? ` (${img.original_size.join("×")})` : ""}` : "";
     if (crop && crop.name !== img.name) stopCrop();
-    else if (crop) { crop.box = fullBox(); layout(); }
+    // the same picture shown again (a reload while an upload imports, a flag that changed) keeps the box drawn
+    else if (crop && crop.rev !== img.rev) { crop.rev = img.rev; crop.box = fullBox(); layout(); }
+    else if (crop) layout();
   };
 
   // ---- crop box
@@ -113,7 +115,7 @@
   }
 
   function layout() {
-    if (!crop) return;
+    if (!crop || !current()) return;  // the gallery reloading its rows: the box waits for the picture
     const s = shown(), b = crop.box;
     Object.assign(layer.style, { left: `${s.left}px`, top: `${s.top}px`, width: `${s.w}px`, height: `${s.h}px` });
     Object.assign(box.style, { left: `${b.x * s.scale}px`, top: `${b.y * s.scale}px`, width: `${b.w * s.scale}px`,
@@ -135,7 +137,7 @@
     const img = current();
     if (!img || busy) return;
     zoom(false);
-    crop = { name: img.name, box: null, drag: null };
+    crop = { name: img.name, rev: img.rev, box: null, drag: null };
     crop.box = fullBox();
     $("edit-tools").hidden = true;
     $("crop-bar").hidden = false;
@@ -151,7 +153,7 @@
   }
 
   async function applyCrop() {
-    if (!crop || busy) return;
+    if (!crop || busy || !current()) return;
     const img = current(), b = crop.box;
     const x = Math.max(0, Math.floor(b.x)), y = Math.max(0, Math.floor(b.y));
     const w = Math.min(Math.round(b.w), img.width - x), h = Math.min(Math.round(b.h), img.height - y);
@@ -181,7 +183,7 @@
   }
 
   layer.addEventListener("pointerdown", (ev) => {
-    if (!crop || busy) return;
+    if (!crop || busy || !current()) return;
     ev.preventDefault();
     layer.setPointerCapture(ev.pointerId);
     const p = point(ev), b = crop.box;
@@ -192,7 +194,7 @@
     else crop.drag = { mode: "draw", ax: p.x, ay: p.y, before: b };
   });
   layer.addEventListener("pointermove", (ev) => {
-    if (!crop || !crop.drag) return;
+    if (!crop || !crop.drag || !current()) return;
     const d = crop.drag, p = point(ev), img = current();
     if (d.mode === "move") {
       const b = d.before;
