@@ -54,7 +54,22 @@ def _estimate(settings: Settings, job: Job) -> float | None:
     return recipe.estimate(config, images, gpu.name if gpu else None, settings.demo, sizes).seconds
 
 
+def data_missing(settings: Settings, job: Job) -> str | None:
+    """Why a queued job cannot train (a dataset version it reads was deleted while it waited), else None: the
+    worker fails such a job the moment it takes it, so it holds the queue up for no time."""
+    from studio.exports import ExportMissing
+    from trainer.run_job import training_sources
+
+    try:
+        training_sources(Workspace(settings.root), job)
+    except ExportMissing as exc:
+        return str(exc)
+    return None
+
+
 def _remaining(settings: Settings, job: Job) -> float | None:
+    if job.stopping:
+        return 0.0  # a stop was asked for: it saves a checkpoint and ends, whatever its ETA said
     if job.status == "running" and job.eta_s is not None:
         return job.eta_s  # measured
     whole = job_seconds(settings, job)
@@ -76,11 +91,13 @@ def schedule(settings: Settings, running: list[Job], queue: list[Job], start_s: 
         free[free.index(min(free))] += left
     out = {}
     for job in queue:
-        left = _remaining(settings, job)
+        missing = data_missing(settings, job)
+        left = 0.0 if missing else _remaining(settings, job)
         if left is None:
             break
         slot = free.index(min(free))
-        out[job.id] = {"starts_in_s": round(free[slot]), "done_in_s": round(free[slot] + left)}
+        out[job.id] = {"starts_in_s": round(free[slot]), "done_in_s": round(free[slot] + left),
+                       **({"data_missing": missing} if missing else {})}
         free[slot] += left
     return out
 

@@ -1,0 +1,50 @@
+"""The queue's ETAs (trainer.schedule) with a job that cannot train, and a running job asked to stop."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+from studio import exports
+from studio.processes import process_token
+from studio.workspace import Workspace
+from tests.test_trainer_worker import TINY_CONFIG, make_export
+
+
+def _queue(client, dataset, name):
+    body = {"name": name, "recipe": "zimage-turbo", "dataset": dataset, "config": TINY_CONFIG}
+    return client.post("/api/jobs", json=body).get_json()["job"]["id"]
+
+
+def test_a_job_whose_data_was_deleted_while_it_waited_holds_no_time_and_says_so(trainer_app, trainer_client):
+    root = trainer_app.config["STUDIO_SETTINGS"].root
+    store = trainer_app.extensions["job_store"]
+    make_export(root, "cats")
+    make_export(root, "dogs", count=3)
+    gone, behind = _queue(trainer_client, "dogs", "dogs job"), _queue(trainer_client, "cats", "cats job")
+    store.worker_beat(os.getpid(), "idle")
+    before = trainer_client.get("/api/jobs").get_json()["schedule"]
+    # the dogs version is removed by hand while the job waits (the worker fails such a job the moment it takes it)
+    shutil.rmtree(exports.version_dir(Workspace(root), store.get(gone).dataset_version))
+
+    schedule = trainer_client.get("/api/jobs").get_json()["schedule"]
+    assert schedule[gone]["starts_in_s"] == schedule[gone]["done_in_s"] == 0
+    assert "is no longer on disk" in schedule[gone]["data_missing"]
+    # the job behind it still has its time, and starts at once
+    assert schedule[behind]["starts_in_s"] == 0
+    assert abs(schedule[behind]["done_in_s"] - (before[behind]["done_in_s"] - before[gone]["done_in_s"])) <= 1
+    assert "data_missing" not in schedule[behind]
+
+
+def test_a_running_job_asked_to_stop_no_longer_holds_up_the_queue(trainer_app, trainer_client):
+    root = trainer_app.config["STUDIO_SETTINGS"].root
+    store = trainer_app.extensions["job_store"]
+    make_export(root, "cats")
+    first, waiting = _queue(trainer_client, "cats", "first"), _queue(trainer_client, "cats", "second")
+    store.worker_beat(os.getpid(), "busy", first)
+    assert store.claim("train", process_token()).id == first
+    store.progress(first, {"step": 2, "eta_s": 900.0})
+    assert trainer_client.get("/api/jobs").get_json()["schedule"][waiting]["starts_in_s"] == 900
+
+    store.request_stop(first, reason="Stopping: saving a checkpoint.")
+    assert trainer_client.get("/api/jobs").get_json()["schedule"][waiting]["starts_in_s"] == 0
