@@ -46,8 +46,11 @@
     return `≈ ${fmtD(seconds)} (about ${at})`;
   }
 
-  function renderQueue(jobs, schedule, price) {
-    const queued = jobs.filter((j) => j.status === "queued").sort((a, b) => a.queue_key - b.queue_key);  // run order
+  function renderQueue(jobs, schedule, price, order) {
+    // run order: the server's (`order`, when polled), else the jobs' places
+    const place = order ? new Map(order.map((id, i) => [id, i])) : null;
+    const queued = jobs.filter((j) => j.status === "queued" && (!place || place.has(j.id)))
+      .sort((a, b) => (place ? place.get(a.id) - place.get(b.id) : a.queue_key - b.queue_key));
     // several workers (one per GPU) take jobs side by side: the queue is done when its last-ending job is
     const times = queued.map((j) => schedule[j.id]);
     const last = times.length && times.every(Boolean)
@@ -59,7 +62,9 @@
       <tr class="job-row"><td class="muted">${i + 1}</td><td><a href="/jobs/${esc(j.id)}">${esc(j.name)}</a>
       <div class="muted" style="font-size:12px">${esc(j.dataset_label)} · ${studio.plural(j.total_steps, "step")}${!schedule[j.id] ? ""
         : schedule[j.id].starts_in_s < 5 ? " · starts now" : ` · starts in ${fromNow(schedule[j.id].starts_in_s)}`}</div>
-      ${(j.message || "").startsWith("Waiting for the") ? `<div class="muted" style="font-size:12px">${esc(j.message)}</div>` : ""}</td>
+      ${(j.message || "").startsWith("Waiting for the") ? `<div class="muted" style="font-size:12px">${esc(j.message)}</div>` : ""}
+      ${schedule[j.id] && schedule[j.id].data_missing ? `<div class="field-error data-missing" style="font-size:12px">It fails when it
+        starts: ${esc(schedule[j.id].data_missing)}</div>` : ""}</td>
       <td style="text-align:right;white-space:nowrap">${i ? `<button data-run-next="${esc(j.id)}" title="Move it to the front: it starts when the running job ends">Run next</button> ` : ""}<button data-cancel="${esc(j.id)}">Cancel</button></td></tr>`).join("")}</tbody></table>`
       : `<div class="empty">The queue is empty.</div>`;
   }
@@ -92,15 +97,30 @@
   }
 
   let wasBusy = null;
+  let shown = null;  // what the page shows now: a Run next answer is applied to it
   function render(data) {
+    // a job asked to stop is "running" with `stopping` set: shown as stopping (its Stop button off, "Saving a checkpoint")
+    data.jobs = data.jobs.map((j) => (j.stopping && j.status === "running" ? { ...j, status: "stopping" } : j));
+    shown = data;
     const busy = data.jobs.some((j) => ["queued", "running", "stopping"].includes(j.status));
     if (busy !== wasBusy && wasBusy !== null) loadPod();  // a job began or the last one ended: the pod box follows
     wasBusy = busy;
     workerChip(data.workers || [], data.jobs);
     renderNow(data.jobs, data.workers || [], data.price);
-    renderQueue(data.jobs, data.schedule || {}, data.price);
+    renderQueue(data.jobs, data.schedule || {}, data.price, data.queue);
     renderRecent(data.jobs);
     renderCompare();
+  }
+
+  // Polled (the live stream failing): /api/jobs lists the newest jobs only, while the stream also sends every queued
+  // one. A queued job older than those is taken from what the page knows, else from one longer list.
+  async function renderPolled(data) {
+    const listed = new Set(data.jobs.map((j) => j.id)), known = new Map((shown ? shown.jobs : []).map((j) => [j.id, j]));
+    const older = data.queue.filter((id) => !listed.has(id));
+    if (older.some((id) => !known.has(id))) {
+      try { (await studio.api("/api/jobs?limit=1000")).jobs.forEach((j) => known.set(j.id, j)); } catch (e) { /* next round */ }
+    }
+    render({ ...data, jobs: data.jobs.concat(older.filter((id) => known.has(id)).map((id) => ({ ...known.get(id), status: "queued" }))) });
   }
 
   document.addEventListener("click", async (e) => {
@@ -110,7 +130,13 @@
     const next = e.target.closest("[data-run-next]");
     if (next) {
       next.disabled = true;
-      if (await act(next.dataset.runNext, "run-next")) render(await studio.api("/api/jobs?limit=50"));
+      const done = await act(next.dataset.runNext, "run-next");
+      // shown at once from the answer (the live list follows); a fetch of /api/jobs would drop older queued jobs
+      const was = done && shown && shown.jobs.find((j) => j.id === done.job.id);
+      if (was && was.queue_key !== done.job.queue_key) {  // not yet shown by the live list
+        render({ ...shown, schedule: {}, queue: shown.queue && [done.job.id, ...shown.queue.filter((id) => id !== done.job.id)],
+          jobs: shown.jobs.map((j) => (j.id === done.job.id ? done.job : j)) });
+      }
     }
     if (e.target.id === "compare-btn") { location.href = e.target.dataset.href; return; }
     const row = e.target.closest("tr[data-job]");
@@ -206,5 +232,5 @@
   });
   loadPod();
   setInterval(loadPod, 30_000);
-  trainer.live("/api/events", { jobs: render }, "/api/jobs?limit=50", "jobs");
+  trainer.live("/api/events", { jobs: (data) => (data.queue ? renderPolled(data) : render(data)) }, "/api/jobs?limit=50", "jobs");
 })();
