@@ -366,9 +366,10 @@ class JobStore:
                 conn.execute("UPDATE jobs SET status = 'stopped', resumable = 1, message = ?, finished_at = ?,"
                              " updated_at = ? WHERE id = ?", ("Stopped before it started.", now, now, job_id))
             elif status == "running":
-                conn.execute("UPDATE jobs SET control = ?, message = ?, stop_requested_at = COALESCE("
-                             "stop_requested_at, ?), updated_at = ? WHERE id = ?",
-                             ("delete" if delete else "stop", reason, now, now, job_id))
+                # a delete asked for (another tab) stays one: a later Stop does not take it back
+                conn.execute("UPDATE jobs SET control = CASE WHEN control = 'delete' THEN 'delete' ELSE ? END,"
+                             " message = ?, stop_requested_at = COALESCE(stop_requested_at, ?), updated_at = ?"
+                             " WHERE id = ?", ("delete" if delete else "stop", reason, now, now, job_id))
             else:
                 raise JobStateError(f"The job is already {status}; there is nothing to stop.")
         return self.get(job_id)

@@ -48,3 +48,22 @@ def test_a_running_job_asked_to_stop_no_longer_holds_up_the_queue(trainer_app, t
 
     store.request_stop(first, reason="Stopping: saving a checkpoint.")
     assert trainer_client.get("/api/jobs").get_json()["schedule"][waiting]["starts_in_s"] == 0
+
+
+def test_the_job_list_holds_every_waiting_job_and_a_delete_is_not_taken_back_by_a_stop(make_settings):
+    """`GET /api/jobs?limit=50` left out the oldest waiting jobs (the next to run) once 50 newer ones existed; and
+    Stop from a second tab on a job another tab had deleted turned the delete into a stop."""
+    import trainer
+    from studio.processes import process_token
+
+    app = trainer.create_app(make_settings(STUDIO_DEMO=1))
+    store = app.extensions["job_store"]
+    oldest, _ = store.create("train", name="oldest", config={"name": "oldest"})
+    for index in range(5):
+        store.create("train", name=f"newer {index}", config={"name": f"newer-{index}"})
+    listed = app.test_client().get("/api/jobs?limit=3").get_json()
+    assert oldest.id in [job["id"] for job in listed["jobs"]] and listed["queue"][0] == oldest.id
+    store.start(oldest.id, process_token())
+    store.request_stop(oldest.id, delete=True)
+    store.request_stop(oldest.id)  # the other tab's Stop
+    assert store.get(oldest.id).control == "delete"

@@ -10,7 +10,7 @@ from pathlib import Path
 from flask import Blueprint, current_app, jsonify, request
 
 from studio import exports
-from studio.jobs import Job, JobNotFound, JobStore
+from studio.jobs import ACTIVE, Job, JobNotFound, JobStore
 from studio.settings import Settings
 from studio.web import ApiError, int_arg, json_body
 from studio.workspace import Workspace, safe_name
@@ -110,6 +110,9 @@ def validate_job():
 def list_jobs():
     keep_states_honest()
     jobs = store().list(kind="train", limit=int_arg("limit", 200, 1, 1000))
+    # and every waiting or running one, as the live stream sends them: with 100+ jobs, the oldest are the next to run
+    shown = {job.id for job in jobs}
+    jobs += [job for job in store().list(ACTIVE, kind="train", limit=10_000) if job.id not in shown]
     queue = store().queue()
     return jsonify({"jobs": [job.public() for job in jobs], "workers": store().workers(),
                     "queue": [job.id for job in queue], "schedule": queue_schedule(queue), "price": price()})

@@ -101,7 +101,7 @@
     if (!waitingOrRunning) $("job-autostop").hidden = true;
     autoStopShown = waitingOrRunning;
     $("btn-stop").hidden = !["queued", "running", "stopping"].includes(job.status);
-    $("btn-stop").disabled = job.status === "stopping";
+    $("btn-stop").disabled = job.status === "stopping" || (job.status === "running" && !!job.stopping);
     $("btn-resume").hidden = !["stopped", "failed"].includes(job.status);
     $("btn-continue").hidden = job.status !== "completed";  // Train more steps (job_continue.js)
     $("btn-bundle").hidden = job.status === "queued" && !job.started_at;  // nothing on disk yet

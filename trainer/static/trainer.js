@@ -79,11 +79,11 @@
   // every run of the job: the ended ones (a resumed or further-trained job's earlier runs) and the one running now
   function elapsed(job) {
     if (!job.started_at) return null;
-    const running = job.status === "running" || job.status === "stopping";
+    const running = job.status === "running" || job.status === "stopping";  // (a stop asked for: still running)
     return (job.run_s || 0) + (running ? Math.max(0, window.studio.now() / 1000 - job.started_at) : 0);
   }
   function phaseText(job) {
-    if (job.status === "stopping") return "Saving a checkpoint, then stopping";
+    if (job.status === "stopping" || (job.status === "running" && job.stopping)) return "Saving a checkpoint, then stopping";
     if (job.status !== "running") return "";
     const phases = { starting: "Starting", loading: "Loading models", caching: "Caching latents and captions",
       training: "Training", sampling: "Rendering previews", saving: "Saving a checkpoint", done: "Finishing" };
