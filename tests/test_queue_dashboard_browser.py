@@ -52,3 +52,23 @@ def test_polled_dashboard_lists_every_queued_job_when_more_than_fifty_jobs_are_n
             browser.close()
     for job_id in ids:
         store.delete(job_id)
+
+
+def test_a_stream_the_proxy_answers_with_an_error_page_falls_back_to_polling(studio):  # noqa: F811
+    """The proxy answering /api/events with a 502 page made the browser give the stream up after one error: the
+    page waited for three, never polled, and the dashboard froze."""
+    store = studio.store()
+    job, _ = store.create("train", name="seen by polling", recipe="zimage-turbo", dataset="my-cat",
+                          config={"name": "polled", "steps": 10}, total=10)
+    with playwright_api.sync_playwright() as p:
+        browser, page, problems = open_page(p)
+        try:
+            page.route("**/api/events*", lambda route: route.fulfill(status=502, body="Bad gateway"))
+            login(page, studio.trainer)
+            playwright_api.expect(page.locator("#queue")).to_contain_text("seen by polling", timeout=30_000)
+            store.update(job.id, name="renamed meanwhile")
+            playwright_api.expect(page.locator("#queue")).to_contain_text("renamed meanwhile", timeout=30_000)
+            assert [problem for problem in problems if "/api/events" not in problem] == []  # (the proxy's 502)
+        finally:
+            browser.close()
+    store.delete(job.id)

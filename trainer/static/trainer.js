@@ -29,6 +29,9 @@
       });
       source.addEventListener("bye", () => { source.close(); setTimeout(connect, 200); });
       source.onerror = () => {
+        // the proxy answered the stream with an error page (502, 524): the browser gives the stream up for good,
+        // and this is the only error it reports, so the page polls at once instead of waiting for three
+        if (source.readyState === EventSource.CLOSED) { failures = 3; startPolling(); return; }
         failures += 1;
         if (failures >= 2) offline(true);  // one error is the stream's own reconnect
         if (failures >= 3) { source.close(); startPolling(); }
