@@ -198,7 +198,10 @@
     $("cap-eta").textContent = running ? (job.eta_s != null ? `${formatDuration(job.eta_s)} left` : "estimating…") : job.status;
     $("cap-bar").style.width = `${job.total ? Math.round((100 * job.done) / job.total) : 0}%`;
     $("cap-message").textContent = job.message || "";
-    if (job.current) $("cap-current-img").src = ds.thumbUrl(job.current);
+    if (job.current) {  // with the image's version, as the gallery asks: an image edited since is not shown as it was
+      const row = ds.state.images.find((img) => img.name === job.current);
+      $("cap-current-img").src = ds.thumbUrl(job.current, row && row.rev);
+    }
     $("cap-failures").innerHTML = (job.errors || []).map((e) => `<li><b>${ds.esc(e.item)}</b>: ${ds.esc(e.message)}</li>`).join("");
     $("autocaption-label").textContent = running ? `Auto-caption ${job.done}/${job.total}` : "Auto-caption";
     const banner = $("job-banner");
