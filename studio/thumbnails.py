@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import logging
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -63,8 +64,11 @@ def cached_thumbnail(source: Path, target: Path, size: int = GALLERY_SIZE) -> Pa
 
 
 def cached_picture(source: Path, target: Path, make: Callable[[Path], bytes]) -> Path:
-    """`target`, (re)made as `make(source)` when missing or older than `source` (see cached_thumbnail)."""
-    if target.is_file() and target.stat().st_mtime_ns >= source.stat().st_mtime_ns:
+    """`target`, (re)made as `make(source)` unless it was made from `source` as it is now (see cached_thumbnail).
+    A preview carries the time of the picture it was made from: one made from a picture an edit replaced while it
+    was decoded, or from a file Revert put back with its older time, is not taken for the picture's now."""
+    made_from = source.stat().st_mtime_ns
+    if target.is_file() and target.stat().st_mtime_ns == made_from:
         return target
     try:
         data = make(source)
@@ -72,6 +76,7 @@ def cached_picture(source: Path, target: Path, make: Callable[[Path], bytes]) ->
         raise UnreadableImage(f"{source.name} cannot be read as an image ({type(exc).__name__})") from exc
     try:
         atomic_write_bytes(target, data)
+        os.utime(target, ns=(made_from, made_from))
     except OSError as exc:
         log.warning("could not store the preview %s (%s): serving the image itself", target, exc)
         return source
