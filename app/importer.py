@@ -21,12 +21,11 @@ from app.store import Dataset, clean_filename, refresh_flags
 from app.video_frames import LIVE_PHOTO_MOTION, clock, extract_frames, is_video_name
 from app.video_frames import Unreadable as VideoUnreadable
 from app.zipimport import extract_zip
-from studio.atomic import atomic_write_bytes
 from studio.job_reporter import JobReporter
 from studio.jobs import JobError
 from studio.settings import Settings
 from studio.text import name_list, plural
-from studio.thumbnails import thumbnail_bytes
+from studio.thumbnails import store_preview, thumbnail_bytes
 
 log = logging.getLogger(__name__)
 _import_locks: dict[str, threading.Lock] = {}
@@ -403,8 +402,8 @@ def _place_loop(job, dataset, candidates, settings, skipped, taken, imported, re
             if name != candidate.wanted:
                 renamed.append({"from": candidate.label, "to": name})
             info, thumb = checked
-            if thumb:
-                atomic_write_bytes(dataset.thumb_path(name), thumb)
+            if thumb:  # made at import: the gallery takes it for the picture's own (studio.thumbnails)
+                store_preview(dataset.thumb_path(name), thumb, target.stat().st_mtime_ns)
             pending[name] = image_record(info, time.time())
             imported.append(name)
             present, copies = seen

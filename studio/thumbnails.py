@@ -63,6 +63,12 @@ def cached_thumbnail(source: Path, target: Path, size: int = GALLERY_SIZE) -> Pa
     return cached_picture(source, target, lambda path: thumbnail_bytes(path, size))
 
 
+def store_preview(target: Path, data: bytes, made_from: int) -> None:
+    """Write a preview of a picture whose mtime (ns) was `made_from`, stamped with it (cached_picture's test)."""
+    atomic_write_bytes(target, data)
+    os.utime(target, ns=(made_from, made_from))
+
+
 def cached_picture(source: Path, target: Path, make: Callable[[Path], bytes]) -> Path:
     """`target`, (re)made as `make(source)` unless it was made from `source` as it is now (see cached_thumbnail).
     A preview carries the time of the picture it was made from: one made from a picture an edit replaced while it
@@ -75,8 +81,7 @@ def cached_picture(source: Path, target: Path, make: Callable[[Path], bytes]) ->
     except Exception as exc:  # Pillow raises many types for broken files
         raise UnreadableImage(f"{source.name} cannot be read as an image ({type(exc).__name__})") from exc
     try:
-        atomic_write_bytes(target, data)
-        os.utime(target, ns=(made_from, made_from))
+        store_preview(target, data, made_from)
     except OSError as exc:
         log.warning("could not store the preview %s (%s): serving the image itself", target, exc)
         return source

@@ -7,6 +7,9 @@ from __future__ import annotations
 import os
 
 from studio.thumbnails import cached_picture
+from tests import test_datasets_support as support
+
+ds_app, client, dataset_id = support.ds_app, support.client, support.dataset_id
 
 
 def test_a_preview_made_while_its_picture_was_replaced_is_made_again(tmp_path):
@@ -37,3 +40,16 @@ def test_a_picture_put_back_with_its_older_time_gets_its_own_preview(tmp_path):
     source.write_bytes(b"original")  # Revert: the kept file comes back with its own, older time
     os.utime(source, ns=(original_time, original_time))
     assert cached_picture(source, target, lambda path: path.read_bytes()).read_bytes() == b"original"
+
+
+def test_the_thumbnail_made_at_import_is_taken_as_the_pictures_own(client, dataset_id, monkeypatch):
+    """The import makes each thumbnail as it reads the picture: the gallery must not make them all again."""
+    from studio import thumbnails
+
+    support.upload(client, dataset_id, [("a.png", support.image_bytes(1)), ("b.png", support.image_bytes(2))])
+    made = []
+    monkeypatch.setattr(thumbnails, "thumbnail_bytes", lambda path, size: made.append(path) or b"again")
+    for name in ("a.png", "b.png"):
+        assert client.get(f"/api/datasets/{dataset_id}/thumbs/{name}").status_code == 200
+    assert made == []
+
