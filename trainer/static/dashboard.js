@@ -112,17 +112,6 @@
     renderCompare();
   }
 
-  // Polled (the live stream failing): /api/jobs lists the newest jobs only, while the stream also sends every queued
-  // one. A queued job older than those is taken from what the page knows, else from one longer list.
-  async function renderPolled(data) {
-    const listed = new Set(data.jobs.map((j) => j.id)), known = new Map((shown ? shown.jobs : []).map((j) => [j.id, j]));
-    const older = data.queue.filter((id) => !listed.has(id));
-    if (older.some((id) => !known.has(id))) {
-      try { (await studio.api("/api/jobs?limit=1000")).jobs.forEach((j) => known.set(j.id, j)); } catch (e) { /* next round */ }
-    }
-    render({ ...data, jobs: data.jobs.concat(older.filter((id) => known.has(id)).map((id) => ({ ...known.get(id), status: "queued" }))) });
-  }
-
   document.addEventListener("click", async (e) => {
     const stop = e.target.closest("[data-stop]"), cancel = e.target.closest("[data-cancel]");
     if (stop) { stop.disabled = true; await act(stop.dataset.stop, "stop", "Stop this job? It saves a checkpoint first and can be resumed."); }
@@ -232,5 +221,5 @@
   });
   loadPod();
   setInterval(loadPod, 30_000);
-  trainer.live("/api/events", { jobs: (data) => (data.queue ? renderPolled(data) : render(data)) }, "/api/jobs?limit=50", "jobs");
+  trainer.live("/api/events", { jobs: render }, "/api/jobs?limit=50", "jobs");
 })();
