@@ -133,3 +133,10 @@ def test_optimizers_compared_each_take_their_usual_learning_rate(client):
     body["config"]["learning_rate"] = 3e-4  # chosen: every variant keeps it (the form warns about Prodigy's)
     jobs = client.post("/api/jobs/variants", json=body).get_json()["jobs"]
     assert [j["config"]["learning_rate"] for j in jobs] == [3e-4, 3e-4]
+
+
+def test_two_close_values_get_names_of_their_own():
+    from trainer.variants import value_text
+
+    assert value_text(0.0002) == "0.0002" and value_text(5e-05) == "5e-05" and value_text(1.0) == "1"
+    assert value_text(1.0000001) != value_text(1.0000002)  # six digits made them one name, and one LoRA name

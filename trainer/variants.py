@@ -35,8 +35,8 @@ SHORT = {"learning_rate": "lr", "lora_targets": "layers", "gradient_accumulation
 def value_text(value) -> str:
     """A value as a name part: 0.0002 and 5e-05 as Python's shortest form gives them, [512, 768] -> 512+768,
     a choice (attention+feed_forward) as it is, empty text as none."""
-    if isinstance(value, float):
-        return f"{value:g}"
+    if isinstance(value, float):  # six digits when they say it whole, else all it takes (1.0000001 is not 1)
+        return f"{value:g}" if float(f"{value:g}") == value else repr(value)
     if isinstance(value, list):
         return "+".join(value_text(v) for v in value)
     if value == "":  # a text setting left empty (preserve_class off)
