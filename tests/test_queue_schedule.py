@@ -67,3 +67,21 @@ def test_the_job_list_holds_every_waiting_job_and_a_delete_is_not_taken_back_by_
     store.request_stop(oldest.id, delete=True)
     store.request_stop(oldest.id)  # the other tab's Stop
     assert store.get(oldest.id).control == "delete"
+
+
+def test_the_dashboards_stream_follows_the_workers_too(make_settings):
+    """A worker that died (or began to wait for models) changed no job, so the live dashboard kept its "worker"
+    box and the queue's times as they were until some job changed."""
+    import os
+
+    import trainer
+    from trainer import events
+
+    app = trainer.create_app(make_settings(STUDIO_DEMO=1))
+    store = app.extensions["job_store"]
+    with app.app_context():
+        before = events.dashboard_version()
+        store.worker_beat(os.getpid(), "waiting for models")
+        waiting = events.dashboard_version()
+        store.worker_gone(os.getpid())
+        assert before != waiting and events.dashboard_version() != waiting

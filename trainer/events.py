@@ -89,7 +89,13 @@ def all_events():
         return "jobs", {"jobs": [job.public() for job in jobs], "workers": store().workers(),
                         "schedule": queue_schedule(), "price": price()}
 
-    return _stream(snapshot, lambda: store().version("train"))
+    return _stream(snapshot, dashboard_version)
+
+
+def dashboard_version() -> tuple:
+    """What the dashboard's stream watches: the training jobs, and the workers (one that died while waiting for
+    its models changes no job, but the page's "worker offline" box and the queue's times must follow)."""
+    return store().version("train"), tuple((w["pid"], w["state"], w.get("job_id")) for w in store().workers())
 
 
 @bp.get("/api/jobs/<job_id>/events")
