@@ -195,3 +195,33 @@ def test_a_publication_says_each_file_and_stops_before_its_commit(published, hub
     assert client.delete(f"/api/jobs/{job.id}/publish-hub").status_code == 409  # nothing to stop now
     again = _publish(client, job.id, {"repo": "tiny-lora"})  # and it can be published again, whole
     assert again["status"] == "completed" and len(hub.commits) == 1
+
+
+def test_a_stop_that_comes_during_the_commit_is_refused_not_promised(published, hub, monkeypatch):  # noqa: F811
+    """Stop pressed while the commit was on its way answered 202 and said "Stopping", and then the LoRA was
+    published all the same: it is refused with a sentence, and the page's Stop goes away then."""
+    import threading
+
+    from huggingface_hub import HfApi
+
+    client, job, _job_dir = published()
+    committing, go_on = threading.Event(), threading.Event()
+    real = HfApi.create_commit
+
+    def slow_commit(self, *args, **kwargs):
+        committing.set()
+        assert go_on.wait(20)
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(HfApi, "create_commit", slow_commit)
+    assert client.post(f"/api/jobs/{job.id}/publish-hub", json={"repo": "tiny-lora"}).status_code == 202
+    assert committing.wait(20)
+    assert client.get(f"/api/jobs/{job.id}/publish-hub").get_json()["publish"]["stoppable"] is False
+    refused = client.delete(f"/api/jobs/{job.id}/publish-hub")
+    assert refused.status_code == 409 and "can no longer be stopped" in refused.get_json()["error"]
+    go_on.set()
+    deadline = time.monotonic() + 20
+    while (state := client.get(f"/api/jobs/{job.id}/publish-hub").get_json()["publish"])["status"] == "running":
+        assert time.monotonic() < deadline, state
+        time.sleep(0.05)
+    assert state["status"] == "completed" and len(hub.commits) == 1

@@ -36,6 +36,7 @@ PREVIEWS = 4  # the last preview step's first images: the card's gallery
 LEARNED = "images/how-it-learned.webp"  # the first prompt's pictures in turn (trainer.timelapse)
 _running: set[str] = set()
 _stopping: set[str] = set()  # publications asked to stop (DELETE): they end before the next file
+_committing: set[str] = set()  # publications past their last file: their commit is on its way, no stop is taken
 _running_lock = threading.Lock()
 
 
@@ -112,7 +113,8 @@ def publish(conf: Settings, repo: str, private: bool, job, job_dir: Path, say=No
     `lora_path`) published in one commit; {"repo", "url", "commit", "files", "private", "visibility"}
     (the repo's visibility now, and a note when it is not the one asked for). `say(message, repo=None)` hears each
     stage, each file as it goes up too; `stopped()`, asked between two files, ends it (PublishStopped) before the
-    commit. ApiError when there is no LoRA; the hub's own exceptions otherwise (`write_error` words them)."""
+    commit; asked last as `stopped(committing=True)`, a False also means no stop is taken from then on. ApiError
+    when there is no LoRA; the hub's own exceptions otherwise (`write_error` words them)."""
     from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi
 
     say = say or (lambda message, repo=None: None)
@@ -134,7 +136,7 @@ def publish(conf: Settings, repo: str, private: bool, job, job_dir: Path, say=No
             "sent)")
         api.preupload_lfs_files(repo, additions=[operation], repo_type="model")
         sent += path.stat().st_size
-    if stopped is not None and stopped():
+    if stopped is not None and stopped(committing=True):
         raise PublishStopped()
     say(f"Committing {len(files) + 1} files ({size / 2**20:,.1f} MB) to {repo}")
     operations.append(CommitOperationAdd(path_in_repo="README.md",
@@ -160,7 +162,16 @@ def _publish(job, job_dir: Path, repo: str, private: bool, conf: Settings) -> No
 
     ended = {"status": "failed", "message": "The upload stopped for an unknown reason: publish again."}
     try:
-        done = publish(conf, repo, private, job, job_dir, say, stopped=lambda: job.id in _stopping)
+        def stopped(committing: bool = False) -> bool:
+            with _running_lock:  # a stop asked for from here on is refused: the commit cannot be called back
+                if job.id in _stopping:
+                    return True
+                if committing:
+                    _committing.add(job.id)
+                    _save(job_dir, stoppable=False)
+                return False
+
+        done = publish(conf, repo, private, job, job_dir, say, stopped=stopped)
         note = f" ({done['visibility']})" if done["visibility"] else ""
         ended = {"status": "completed", "message": f"Published to {done['repo']}{note}.", "url": done["url"],
                  "commit": done["commit"], "files": done["files"], "private": done["private"],
@@ -177,6 +188,7 @@ def _publish(job, job_dir: Path, repo: str, private: bool, conf: Settings) -> No
             _save(job_dir, **ended, finished_at=time.time())
             _running.discard(job.id)
             _stopping.discard(job.id)
+            _committing.discard(job.id)
 
 
 @bp.post("/api/jobs/<job_id>/publish-hub")
@@ -197,6 +209,7 @@ def start_publish(job_id: str):
             raise ApiError("This job's LoRA is being published already.", 409)
         _running.add(job.id)
     current = {"status": "running", "repo": repo, "private": private, "message": "Starting", "url": None,
+               "stoppable": True,
                "started_at": time.time(), "finished_at": None, "files": [], "commit": None}
     atomic_write_json(job_dir / STATE_NAME, current)
     threading.Thread(target=_publish, args=(job, job_dir, repo, private, conf), daemon=True,
@@ -212,6 +225,8 @@ def stop_publish(job_id: str):
     with _running_lock:
         if job.id not in _running:
             raise ApiError("This job's LoRA is not being published now.", 409)
+        if job.id in _committing:
+            raise ApiError("Every file is up and the commit is on its way: it can no longer be stopped.", 409)
         _stopping.add(job.id)
     _save(workspace().jobs / job.id, message="Stopping after the file on its way")
     return jsonify({"stopping": True}), 202

@@ -18,7 +18,9 @@
     line.hidden = !publish;
     if (!publish) return;
     line.className = publish.status === "failed" ? "error-box" : "note-box";
-    if (publish.status === "running") {
+    if (publish.status === "running" && publish.stoppable === false) {  // committing: it can no longer be stopped
+      line.textContent = `Publishing to ${publish.repo}: ${publish.message}…`;
+    } else if (publish.status === "running") {
       line.textContent = `Publishing to ${publish.repo}: ${publish.message}… `;
       const stop = document.createElement("button");  // nothing is committed until every file is up
       stop.type = "button"; stop.id = "publish-stop"; stop.className = "small"; stop.textContent = "Stop";
