@@ -17,6 +17,7 @@ import sys
 import time
 from pathlib import Path
 
+from studio.processes import pid_alive
 from studio.settings import Settings, SettingsError, load_settings
 
 ANNOUNCE_WAIT_S = 600.0
@@ -33,9 +34,10 @@ def running_pid(run_dir: Path) -> int | None:
     """The pid of this workspace's supervisord when it still runs (its pidfile in STUDIO_RUN_DIR)."""
     try:
         pid = int((run_dir / "supervisord.pid").read_text().strip())
-        os.kill(pid, 0)
         command = Path(f"/proc/{pid}/cmdline").read_bytes() if Path("/proc").is_dir() else b"supervisord"
     except (OSError, ValueError):
+        return None
+    if not pid_alive(pid):
         return None
     if command and b"supervisord" not in command:  # a pid of an earlier boot, reused by another program
         return None
@@ -77,24 +79,12 @@ def _answers(port: int) -> bool:
         return False
 
 
-def _alive(pid: int | None) -> bool:
-    """Whether process `pid` still runs (None: no process to watch); an ended one not yet reaped is not."""
-    if pid is None:
-        return True
-    try:
-        os.kill(pid, 0)
-        stat = Path(f"/proc/{pid}/stat").read_text() if Path("/proc").is_dir() else ""
-    except OSError:
-        return False
-    return stat.rpartition(")")[2].split()[:1] != ["Z"]
-
-
 def announce(settings: Settings, wait_s: float = ANNOUNCE_WAIT_S, out=sys.stdout, while_pid: int | None = None) -> bool:
     """Once every service answers (within `wait_s`), where to go and how to stop; False when one never did, or
     when `while_pid` (supervisord) ended first."""
     deadline = time.monotonic() + wait_s
     while not all(_answers(port) for _what, _host, port in services(settings)):
-        if not _alive(while_pid):
+        if while_pid is not None and not pid_alive(while_pid):  # (a zombie not yet reaped counts as ended)
             return False
         if time.monotonic() > deadline:
             print(f"[start] not every service answers after {wait_s:.0f} s: see {settings.root}/logs", file=out)
