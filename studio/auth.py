@@ -146,13 +146,13 @@ def _too_many(client: str, wait: int):
 def _check_bearer(token: str, password: str):
     """None when the Bearer password is right; otherwise the 429 or 401 answer (a wrong one is counted)."""
     client = limiter_key()
-    wait = limiter().retry_after(client)
+    right = password_matches(token, password)
+    wait = limiter().retry_after(client) if right else limiter().fail(client)
     if wait:
         return _too_many(client, wait)
-    if password_matches(token, password):
+    if right:
         g.studio_auth = "bearer"
         return None
-    limiter().fail(client)
     return _unauthorized("Wrong password in 'Authorization: Bearer <password>'.")
 
 
@@ -202,14 +202,14 @@ def create_auth_blueprint() -> Blueprint:
         if request.method == "GET":
             return render_template("studio_login.html", next_url=next_url, error=None)
         client = limiter_key()
-        wait = limiter().retry_after(client)
+        right = password_matches(request.form.get("password"), settings.password)
+        wait = limiter().retry_after(client) if right else limiter().fail(client)
         if wait:
             if not _prefers_html():
                 return _too_many(client, wait)
             page = render_template("studio_login.html", next_url=next_url, error=_too_many_text(client, wait))
             return page, 429, {"Retry-After": str(wait)}
-        if not password_matches(request.form.get("password"), settings.password):
-            limiter().fail(client)
+        if not right:
             page = render_template("studio_login.html", next_url=next_url, error="Wrong password.")
             return page, 401
         limiter().reset(client)

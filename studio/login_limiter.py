@@ -3,6 +3,9 @@
 Form login and `Authorization: Bearer` both count their failures here, per client address. The
 failures live in a small SQLite file in the workspace's private state folder, so the three services
 (separate processes) share one budget: five wrong passwords a minute from one address, then 429.
+A wrong password is checked against the budget and counted in one write transaction (`fail`), so
+wrong tries sent all at once cannot all pass the check before any of them is counted; a right one
+only reads (`retry_after`).
 If that file cannot be used (full or read-only disk) the limiter keeps counting in memory, per
 process, and says so in the log: guessing stays limited and the studio stays usable.
 """
@@ -46,29 +49,52 @@ class LoginLimiter:
         if self._db is None:
             self._db = _open(":memory:")
 
-    def _run(self, sql: str, params: tuple) -> list:
+    def _run(self, work, write: bool = True):
+        """`work(db)`, a write in one transaction (other processes wait for it), on the file or, once that failed,
+        in memory."""
         with self._lock:
             try:
-                return self._db.execute(sql, params).fetchall()
+                return self._transaction(work, write)
             except sqlite3.Error:
                 log.exception("the login limiter's store failed; counting failures in memory from now on")
                 self._db = _open(":memory:")
-                return self._db.execute(sql, params).fetchall()
+                return self._transaction(work, write)
 
-    def retry_after(self, client: str) -> int:
-        """Seconds until `client` may try a password again; 0 when it may try now."""
-        now = time.time()
-        rows = self._run("SELECT at FROM failures WHERE client = ? AND at > ? ORDER BY at DESC LIMIT ?",
-                         (client, now - self.window_s, self.max_failures))
+    def _transaction(self, work, write: bool):
+        if not write:
+            return work(self._db)
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            result = work(self._db)
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+        return result
+
+    def _wait(self, db, client: str, now: float) -> int:
+        rows = db.execute("SELECT at FROM failures WHERE client = ? AND at > ? ORDER BY at DESC LIMIT ?",
+                          (client, now - self.window_s, self.max_failures)).fetchall()
         if len(rows) < self.max_failures:
             return 0
         oldest_counted = rows[-1][0]
         return max(1, int(self.window_s - (now - oldest_counted)) + 1)
 
-    def fail(self, client: str) -> None:
-        now = time.time()
-        self._run("DELETE FROM failures WHERE at <= ?", (now - self.window_s,))
-        self._run("INSERT INTO failures (client, at) VALUES (?, ?)", (client, now))
+    def retry_after(self, client: str) -> int:
+        """Seconds until `client` may try a password again; 0 when it may try now."""
+        return self._run(lambda db: self._wait(db, client, time.time()), write=False)
+
+    def fail(self, client: str) -> int:
+        """A wrong password from `client`: 0 when it was within the budget (it is counted: answer 401), else the
+        seconds to wait (answer 429; it is not counted, so a refused flood does not lengthen the wait)."""
+        def work(db):
+            now = time.time()
+            db.execute("DELETE FROM failures WHERE at <= ?", (now - self.window_s,))
+            wait = self._wait(db, client, now)
+            if not wait:
+                db.execute("INSERT INTO failures (client, at) VALUES (?, ?)", (client, now))
+            return wait
+        return self._run(work)
 
     def reset(self, client: str) -> None:
-        self._run("DELETE FROM failures WHERE client = ?", (client,))
+        self._run(lambda db: db.execute("DELETE FROM failures WHERE client = ?", (client,)))

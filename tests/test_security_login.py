@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import multiprocessing
+from pathlib import Path
 
 import app as datasets_pkg
 import caption_service
@@ -84,6 +86,39 @@ def test_limiter_store_is_shared_and_survives_a_broken_file(tmp_path):
     broken.fail("a")
     broken.fail("a")
     assert broken.retry_after("a") > 0
+
+
+def _guess_in_a_process(path: str, start, results) -> None:
+    limiter = LoginLimiter(Path(path), max_failures=MAX_FAILURES)
+    start.wait()
+    results.put([limiter.fail("6.6.6.6") for _ in range(4)])
+
+
+def test_wrong_passwords_sent_at_once_from_several_processes_get_no_extra_tries(tmp_path):
+    """The check and the count are one transaction: 24 wrong passwords fired together from six processes (the three
+    services and their gunicorn workers share the file) get exactly MAX_FAILURES 401s, not a few more."""
+    context = multiprocessing.get_context("spawn")
+    start, results = context.Event(), context.Queue()
+    workers = [context.Process(target=_guess_in_a_process, args=(str(tmp_path / "f.db"), start, results))
+               for _ in range(6)]
+    for worker in workers:
+        worker.start()
+    start.set()
+    waits = [wait for _ in workers for wait in results.get(timeout=60)]
+    for worker in workers:
+        worker.join(timeout=30)
+    assert sum(1 for wait in waits if wait == 0) == MAX_FAILURES
+    assert all(wait > 0 for wait in waits if wait) and len(waits) == 24
+
+
+def test_the_right_password_is_not_counted_and_is_refused_while_locked(make_settings):
+    client = datasets_pkg.create_app(make_settings(STUDIO_PASSWORD="pw")).test_client()
+    for _ in range(MAX_FAILURES * 2):
+        assert client.get("/api/datasets", headers=BEARER).status_code == 200
+    codes = [client.get("/api/datasets", headers={"Authorization": "Bearer no"}).status_code
+             for _ in range(MAX_FAILURES)]
+    assert codes == [401] * MAX_FAILURES
+    _assert_429(client.get("/api/datasets", headers=BEARER))
 
 
 def _login(client, password: str):
