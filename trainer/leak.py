@@ -51,7 +51,13 @@ def step_leak(step_folder: Path) -> float | None:
         return None
 
 
-def advice(share: float) -> str:
-    return (f"Without its trigger word the LoRA still makes {share:.0%} of its change to the previews: it changes "
+# the demo's tiny models are random: any LoRA on them changes every prompt alike, so the share says nothing there
+DEMO_NOTE = (" (Demo mode: the tiny random models change every prompt alike, so this share says nothing about a "
+             "LoRA here; on the real model it tells whether the LoRA stays on its trigger word.)")
+
+
+def advice(share: float, demo: bool = False) -> str:
+    text = (f"Without its trigger word the LoRA still makes {share:.0%} of its change to the previews: it changes "
             "every prompt it is loaded for, not only those with the trigger word. Preserve the class (advanced: the "
             "word your subject is, e.g. person) trains it to leave the rest as the base model draws it.")
+    return text + DEMO_NOTE if demo else text

@@ -352,8 +352,9 @@ class TrainingRun(RunPreviews):
             written = proof.write(self.job_dir, config, lora_path, final_samples, step,
                                   _shown_loss(loop.state.smooth_loss, loop.state.last_loss), self.triggers, facts)
             if share is not None and share >= leak.LEAKS and self.preservation is None:
-                self.log(leak.advice(share))
-                self.progress.notice(leak.advice(share), step)
+                said = leak.advice(share, demo=bool(getattr(self.paths, "demo", False)))
+                self.log(said)
+                self.progress.notice(said, step)
             thinned, freed = free_training_states(self.job_dir)
             if thinned:
                 self.log(f"Freed {format_bytes(freed)}: the training state of {thinned} earlier checkpoint"
