@@ -99,10 +99,11 @@ def find_replace(dataset_id: str):
             raise ApiError(f"The replacement is invalid: {exc}.", 422) from None
         for change in changes:
             _check_length(change.name, change.after)
-        if body.get("apply"):
+        if body.get("apply"):  # the undo first: a change cut short (a killed worker, a full disk) can be undone
+            save_undo(dataset, "find/replace", {change.name: change.before for change in changes},
+                      {change.name: change.after.strip() for change in changes})
             for change in changes:
                 set_caption(dataset, change.name, change.after)
-            save_undo(dataset, "find/replace", {change.name: change.before for change in changes})
     rows = [{"name": c.name, "before": c.before, "after": c.after.strip(), "count": c.count} for c in changes]
     return jsonify({"applied": bool(body.get("apply")), "images": len(rows),
                     "replacements": sum(c.count for c in changes), "rows": rows[:PREVIEW_ROWS]})
@@ -149,9 +150,9 @@ def affix(dataset_id: str):
             if new != (old or ""):
                 _check_length(name, new)
                 before[name], planned[name] = old, new
+        save_undo(dataset, "prepend/append", before, planned)  # first: a change cut short can be undone
         for name, new in planned.items():
             set_caption(dataset, name, new)
-        save_undo(dataset, "prepend/append", before)
     return jsonify({"changed": len(before)})
 
 
@@ -177,7 +178,10 @@ def undo(dataset_id: str):
         for name, text in saved["captions"].items():
             if not dataset.image_path(name).is_file():
                 continue
-            if isinstance(after, dict) and (dataset.read_caption(name) or None) != (after.get(name) or None):
+            current = dataset.read_caption(name) or None
+            if current == (text or None):
+                continue  # as it was before: a change cut short before it came to this caption
+            if isinstance(after, dict) and current != (after.get(name) or None):
                 kept.append(name)  # edited since the bulk change: that edit stays
                 continue
             set_caption(dataset, name, text or "")
