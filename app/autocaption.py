@@ -38,6 +38,8 @@ CAPTION_MODEL = (("caption", "caption model"),)  # what a caption run needs down
 DOWNLOAD_POLL_S = 2.0
 SERVICE_FAILURES_IN_A_ROW = 3
 MAX_TOKENS = 1024  # what the caption service takes (caption_service.llm.MAX_NEW_TOKENS): more fails every image
+UNDO_SAVE_EVERY = 20  # captions written between two saves of the run's undo (one that replaced a caption: at once)
+UNDO_SAVE_S = 15.0
 READ_SLACK_S = 10.0  # what an answer may take beyond the service's own time limit (CAPTION_TIMEOUT_S)
 
 
@@ -246,6 +248,7 @@ def run_captions(job: JobReporter, dataset: Dataset, settings: Settings, options
     before: dict[str, str | None] = {}
     after: dict[str, str | None] = {}  # as each caption was written: an edit made later in the run is no undo's
     captioned, edited, changed = 0, [], []
+    unsaved, saved_at = 0, time.monotonic()
     try:
         for index, name in enumerate(names, start=1):
             job.check_stop()
@@ -253,7 +256,12 @@ def run_captions(job: JobReporter, dataset: Dataset, settings: Settings, options
             outcome, replaced, written = caption_one(job, client, dataset, settings, options, name, snapshot[name])
             if outcome == "captioned":
                 before[name], after[name] = replaced, written
-                captioned += 1
+                captioned, unsaved = captioned + 1, unsaved + 1
+                # the undo is kept up to date as the run goes (at once when it replaced a caption someone wrote), so
+                # a killed worker or a pod restart leaves a run that can still be undone
+                if replaced or unsaved >= UNDO_SAVE_EVERY or time.monotonic() - saved_at >= UNDO_SAVE_S:
+                    save_undo(dataset, "auto-caption", before, after)
+                    unsaved, saved_at = 0, time.monotonic()
             elif outcome == "kept":
                 edited.append(name)
             elif outcome == "changed":

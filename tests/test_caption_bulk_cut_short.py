@@ -9,7 +9,9 @@ import pytest
 
 from app import captions as captions_module
 from tests import test_datasets_support as support
-from tests.test_datasets_support import image_bytes, upload
+from tests.test_datasets_autocaption import _captions as _captions_of
+from tests.test_datasets_autocaption import _setup, stand_in  # noqa: F401 - the fixture
+from tests.test_datasets_support import image_bytes, upload, wait_job
 
 ds_app, client, dataset_id = support.ds_app, support.client, support.dataset_id
 BEFORE = {f"i{i}.png": f"a red car number {i}" for i in range(6)}
@@ -50,3 +52,19 @@ def test_a_bulk_change_cut_short_is_undone_whole(client, dataset_id, monkeypatch
     undone = client.post(f"/api/datasets/{dataset_id}/captions/undo").get_json()
     assert undone["restored"] == 3 and undone["kept"] == []
     assert _captions(client, dataset_id) == BEFORE
+
+
+def test_an_auto_caption_run_keeps_its_undo_up_to_date_as_it_goes(make_settings, stand_in):  # noqa: F811
+    """A run that replaced a caption someone wrote has its undo on disk at once, not only when the run ends: a worker
+    killed mid-run (a restart, a crash) leaves a run whose replaced captions can still come back."""
+    stand_in.block_width = 61
+    client, did = _setup(make_settings, stand_in.url, widths=(60, 61))
+    client.put(f"/api/datasets/{did}/captions/w60.png", json={"caption": "written by hand"})
+    client.post(f"/api/datasets/{did}/caption", json={"mode": "overwrite"})
+    assert stand_in.blocked.wait(10)  # w60 is captioned; the run waits on w61
+    undo = client.get(f"/api/datasets/{did}/captions/undo").get_json()
+    assert undo["available"] and undo["op"] == "auto-caption" and undo["images"] == 1
+    stand_in.release.set()
+    assert wait_job(client, f"/api/datasets/{did}/caption", key="job")["status"] == "completed"
+    assert client.post(f"/api/datasets/{did}/captions/undo").get_json()["restored"] == 2
+    assert _captions_of(client, did) == {"w60.png": "written by hand", "w61.png": ""}
