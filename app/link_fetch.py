@@ -50,6 +50,11 @@ def shown_link(url: str) -> str:
 class BlockedAddress(ValueError):
     """The link points at an address the studio does not fetch from."""
 
+    def __init__(self, host: str, address: str):
+        super().__init__(f"{host} is a private or local address ({address}): the studio only fetches public links "
+                         "(set ALLOW_PRIVATE_URLS=1 to allow your own network).")
+        self.host, self.address = host, address
+
 
 def checked_address(url: str, allow_private: bool) -> str:
     """The address to connect to for `url`'s host; BlockedAddress when any of its addresses is not public
@@ -62,28 +67,43 @@ def checked_address(url: str, allow_private: bool) -> str:
     addresses = [ipaddress.ip_address(info[4][0].split("%", 1)[0]) for info in infos]
     for address in addresses:
         if not allow_private and not address.is_global:
-            raise BlockedAddress(f"{host} is a private or local address ({address}): the studio only fetches "
-                                 "public links (set ALLOW_PRIVATE_URLS=1 to allow your own network).")
+            raise BlockedAddress(host, str(address))
     return str(addresses[0])
+
+
+def pinned_connection(url: str, address: str, timeout_s: float = READ_TIMEOUT_S) -> http.client.HTTPConnection:
+    """A connection for `url` (http or https, its host name checked by TLS) that goes to `address`, checked
+    beforehand by `checked_address`."""
+    parts = urlsplit(url)
+    secure = parts.scheme == "https"
+    port = parts.port or (443 if secure else 80)
+    if secure:
+        return _PinnedTLS(parts.hostname, port, address, _tls(), timeout_s)
+    return _Pinned(parts.hostname, port, address, timeout_s)
+
+
+def request_target(url: str) -> str:
+    parts = urlsplit(url)
+    return (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
 
 
 class _Pinned(http.client.HTTPConnection):
     """HTTP to a host name, connected to an address checked beforehand."""
 
-    def __init__(self, host: str, port: int, address: str):
-        super().__init__(host, port, timeout=READ_TIMEOUT_S)
+    def __init__(self, host: str, port: int, address: str, timeout_s: float = READ_TIMEOUT_S):
+        super().__init__(host, port, timeout=timeout_s)
         self.address = address
 
     def connect(self) -> None:
-        self.sock = socket.create_connection((self.address, self.port), CONNECT_TIMEOUT_S)
-        self.sock.settimeout(READ_TIMEOUT_S)
+        self.sock = socket.create_connection((self.address, self.port), min(CONNECT_TIMEOUT_S, self.timeout))
+        self.sock.settimeout(self.timeout)
 
 
 class _PinnedTLS(_Pinned):
     default_port = 443
 
-    def __init__(self, host: str, port: int, address: str, tls: ssl.SSLContext):
-        super().__init__(host, port, address)
+    def __init__(self, host: str, port: int, address: str, tls: ssl.SSLContext, timeout_s: float = READ_TIMEOUT_S):
+        super().__init__(host, port, address, timeout_s)
         self.tls = tls
 
     def connect(self) -> None:
@@ -121,13 +141,11 @@ def opened(url: str, allow_private: bool,
             address = checked_address(url, allow_private)
         except BlockedAddress as exc:
             raise JobError(str(exc)) from None
-        secure = parts.scheme == "https"
-        port = parts.port or (443 if secure else 80)
-        conn = _PinnedTLS(parts.hostname, port, address, _tls()) if secure else _Pinned(parts.hostname, port, address)
-        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        conn = pinned_connection(url, address)
         try:
-            conn.request("GET", target, headers={"User-Agent": "z-image-studio", "Accept-Encoding": "identity",
-                                                 **(credentials.for_host(parts.hostname) if credentials else {})})
+            conn.request("GET", request_target(url), headers={
+                "User-Agent": "z-image-studio", "Accept-Encoding": "identity",
+                **(credentials.for_host(parts.hostname) if credentials else {})})
             sock = conn.sock  # kept before a closing answer lets the connection drop it
             response = conn.getresponse()
             response.studio_socket = sock

@@ -269,7 +269,8 @@ ENV_VARS = {
     "VIDEO_MAX_FRAMES": "most frames taken from one video (60)",
     "VIDEO_FRAME_SECONDS": "a video gives its sharpest frame of every this many seconds (2)",
     "ALLOW_PRIVATE_URLS": "1: Import from a link (and the serverless worker's `url` inputs) may fetch "
-                          "from private and local addresses (a NAS on your network); off by default",
+                          "from private and local addresses (a NAS on your network), and a job's own webhook may "
+                          "go to one; off by default",
     "CAPTION_IDLE_UNLOAD_S": "caption model unloads after this many idle seconds (600; 0 = never)",
     "CAPTION_MAX_PIXELS": "images are downscaled to this many pixels before captioning (1,048,576)",
     "CAPTION_MAX_IMAGE_TOKENS": "upper bound of image tokens per caption (1024)",

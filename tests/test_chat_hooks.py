@@ -59,7 +59,8 @@ def test_discord_hears_the_start_and_the_end_with_the_grid(receiver, tmp_path): 
     lora.parent.mkdir()
     lora.write_bytes(b"lora")
     (lora.parent / "proof_grid.png").write_bytes(b"\x89PNG grid")
-    dispatcher = WebhookDispatcher("secret", base_delay_s=0.01, job_link=lambda job_id: f"https://pod/jobs/{job_id}")
+    dispatcher = WebhookDispatcher("secret", base_delay_s=0.01, job_link=lambda job_id: f"https://pod/jobs/{job_id}",
+                                   allow_private=True)
     for status in ("queued", "running", "stopping", "completed"):
         dispatcher.job_status(_job(url, status, str(lora) if status == "completed" else None))
     dispatcher.job_deleted(_job(url, "completed"))
@@ -80,7 +81,7 @@ def test_discord_hears_the_start_and_the_end_with_the_grid(receiver, tmp_path): 
 
 def test_slack_gets_its_text_and_other_urls_the_studios_json(receiver):  # noqa: F811
     hook = receiver()
-    dispatcher = WebhookDispatcher(None, base_delay_s=0.01)
+    dispatcher = WebhookDispatcher(None, base_delay_s=0.01, allow_private=True)
     dispatcher.job_status(_job(f"{hook.url}/services/T0001/B0001/abcdef", "failed", error="No images."))
     dispatcher.job_status(_job(f"{hook.url}/hooks/training", "queued"))
     assert dispatcher.flush(10)
@@ -99,7 +100,8 @@ def test_webhook_url_is_every_jobs_unless_the_job_names_its_own(receiver, make_s
     from trainer.webhooks import dispatcher_for
 
     pod_hook, own_hook = receiver(), receiver()
-    settings = make_settings(WEBHOOK_URL=f"{pod_hook.url}/api/webhooks/1/pod-token", RUNPOD_POD_ID="pod1")
+    settings = make_settings(WEBHOOK_URL=f"{pod_hook.url}/api/webhooks/1/pod-token", RUNPOD_POD_ID="pod1",
+                             ALLOW_PRIVATE_URLS=1)
     dispatcher = dispatcher_for(settings)
     dispatcher.job_status(_job(None, "running"))  # no webhook of its own: the pod's, a chat message with a link
     dispatcher.job_status(_job(f"{own_hook.url}/hooks/mine", "running"))

@@ -126,7 +126,7 @@ class _Job:
 def test_every_redirect_hop_is_checked_before_it_is_fetched(web, monkeypatch, tmp_path):
     def checked(url, allow_private):
         if url.endswith("/secret"):
-            raise link_fetch.BlockedAddress("internal")
+            raise link_fetch.BlockedAddress("internal", "10.0.0.1")
         return "127.0.0.1"
 
     monkeypatch.setattr(link_fetch, "checked_address", checked)

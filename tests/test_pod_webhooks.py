@@ -13,7 +13,7 @@ from trainer.webhooks import WebhookDispatcher, where
 def test_a_refused_webhook_is_not_retried_and_its_token_stays_out_of_the_log(receiver, caplog):  # noqa: F811
     hook = receiver(codes=[404, 404, 404, 404, 404])  # Discord's answer once a webhook was deleted
     url = f"{hook.url}/api/webhooks/123/secret-token-abc"
-    dispatcher = WebhookDispatcher(None, base_delay_s=0.01)
+    dispatcher = WebhookDispatcher(None, base_delay_s=0.01, allow_private=True)
     with caplog.at_level(logging.WARNING):
         dispatcher.send(url, "job.completed", {"job": {"id": "j1"}})
         assert dispatcher.flush(10)
@@ -24,7 +24,7 @@ def test_a_refused_webhook_is_not_retried_and_its_token_stays_out_of_the_log(rec
 
 def test_a_rate_limit_and_a_server_error_are_tried_again_until_delivered(receiver, caplog):  # noqa: F811
     hook = receiver(codes=[429, 502])
-    dispatcher = WebhookDispatcher(None, base_delay_s=0.01)
+    dispatcher = WebhookDispatcher(None, base_delay_s=0.01, allow_private=True)
     with caplog.at_level(logging.WARNING):
         dispatcher.send(f"{hook.url}/hooks/catch/99/zap-secret/", "job.failed", {"job": {"id": "j2"}})
         assert dispatcher.flush(20)
@@ -33,7 +33,7 @@ def test_a_rate_limit_and_a_server_error_are_tried_again_until_delivered(receive
 
 
 def test_an_unreachable_webhook_is_logged_by_its_host_only(caplog):
-    dispatcher = WebhookDispatcher(None, attempts=2, base_delay_s=0.01, timeout_s=2)
+    dispatcher = WebhookDispatcher(None, attempts=2, base_delay_s=0.01, timeout_s=2, allow_private=True)
     with caplog.at_level(logging.WARNING):
         dispatcher.send("http://127.0.0.1:9/services/T1/B2/slack-secret?token=q-secret", "job.failed", {})
         assert dispatcher.flush(10)
@@ -53,7 +53,7 @@ def test_the_chat_gives_the_final_loss_the_jobs_page_gives(receiver):  # noqa: F
 
     hook = receiver()
     url = f"{hook.url}/api/webhooks/7/tok"
-    dispatcher = WebhookDispatcher(None, base_delay_s=0.01)
+    dispatcher = WebhookDispatcher(None, base_delay_s=0.01, allow_private=True)
     # the last step's loss jumps around; the job's message says the smoothed one the run ended on
     dispatcher.job_status(_job(url, "completed", loss=1.515, result={"final_smooth_loss": 0.3853, "final_loss": 1.515}))
     assert dispatcher.flush(10)

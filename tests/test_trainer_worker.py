@@ -188,7 +188,8 @@ def _wait(predicate, timeout=30.0, what="condition"):
 
 def test_job_completes_publishes_lora_and_signs_webhooks(make_settings, receiver):
     caption, hooks = receiver(), receiver()
-    settings = make_settings(WEBHOOK_SECRET="hook-secret", CAPTION_URL=caption.url, STUDIO_PASSWORD="pw")
+    settings = make_settings(WEBHOOK_SECRET="hook-secret", CAPTION_URL=caption.url, STUDIO_PASSWORD="pw",
+                             ALLOW_PRIVATE_URLS=1)  # the receiver is on this machine
     Path(settings.root, "ComfyUI", "models", "loras").mkdir(parents=True)
     worker = _worker(settings)
     job = _job(worker.store, steps=4, hook=hooks.url + "/hook")
@@ -221,7 +222,7 @@ def test_a_job_stopped_early_completes_at_its_best_checkpoint_and_can_go_on(sett
 
 def test_webhook_retries_with_backoff_until_delivered(receiver):
     hooks = receiver(codes=[500, 503])
-    dispatcher = WebhookDispatcher("s", attempts=4, base_delay_s=0.05)
+    dispatcher = WebhookDispatcher("s", attempts=4, base_delay_s=0.05, allow_private=True)
     started = time.monotonic()
     dispatcher.send(hooks.url, "job.failed", {"job": {"id": "x"}})  # returns at once: never blocks training
     assert time.monotonic() - started < 0.5
@@ -234,7 +235,7 @@ def test_webhook_retries_with_backoff_until_delivered(receiver):
 
 def test_webhook_gives_up_after_its_attempts(receiver):
     hooks = receiver(codes=[500] * 5)
-    dispatcher = WebhookDispatcher(None, attempts=2, base_delay_s=0.01)
+    dispatcher = WebhookDispatcher(None, attempts=2, base_delay_s=0.01, allow_private=True)
     dispatcher.send(hooks.url, "job.failed", {})
     assert dispatcher.flush(10)
     assert dispatcher.failed == 1 and len(hooks.requests) == 2

@@ -125,6 +125,27 @@ def _check_request(payload: dict, report: Report) -> None:
             report.error("webhook_url", "The webhook URL must start with http:// or https://.")
 
 
+def _check_webhook_address(settings: Settings, url, report: Report) -> None:
+    """A job's own webhook goes to a public address (trainer.webhooks): one that points at the pod or its network
+    is refused now, not left to fail silently at the job's first news."""
+    if not isinstance(url, str) or not url or url == settings.webhook_url or settings.allow_private_urls:
+        return
+    if urlparse(url).scheme not in ("http", "https"):
+        return  # _check_request said so
+    from app.link_fetch import BlockedAddress, checked_address
+    from studio.jobs import JobError
+
+    try:
+        checked_address(url, allow_private=False)
+    except BlockedAddress as exc:
+        report.error("webhook_url", f"The webhook URL points at a private or local address ({exc.address}): the pod "
+                                    "does not send a job's news to itself or its own network. Use a public address, "
+                                    "or set ALLOW_PRIVATE_URLS=1 to allow your own network.")
+    except (JobError, ValueError):
+        report.warn("webhook_url", f"{urlparse(url).hostname} could not be found (DNS) just now: check the webhook "
+                                   "URL. Each message is tried again a few times.")
+
+
 def _check_config(payload: dict, report: Report):
     from trainer.recipes import ConfigError, get_recipe
 
@@ -243,6 +264,7 @@ def validate(settings: Settings, payload: dict) -> Report:
     """The full check; `report.ok` is False when any error was found."""
     report = Report()
     _check_request(payload, report)
+    _check_webhook_address(settings, payload.get("webhook_url"), report)
     parsed = _check_config(payload, report)
     config = report.config
     workspace = Workspace(settings.root)

@@ -5,22 +5,28 @@ The body is JSON; `X-Studio-Signature: sha256=<hex>` is the HMAC-SHA256 of the e
 WEBHOOK_SECRET (absent when no secret is set). Delivery never blocks training: `send` only queues. A receiver's
 refusal (HTTP 4xx: a deleted Discord webhook, a wrong address) is not retried, a rate limit (429) waits as long as
 its Retry-After asks (capped); logs name only the receiver's host, since a webhook's address is its password.
+
+A job's own webhook comes from whoever can start a job, so it is sent only to a public address, checked at each
+delivery and connected to as checked (app.link_fetch), and a redirect is not followed: the pod never posts to
+itself, a cloud's metadata service or its network, unless ALLOW_PRIVATE_URLS=1. WEBHOOK_URL, set by whoever runs
+the pod, may point anywhere.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import http.client
 import json
 import logging
 import queue
 import threading
 import time
-import urllib.error
-import urllib.request
 import uuid
 from dataclasses import dataclass
 
+from app.link_fetch import BlockedAddress, checked_address, pinned_connection, request_target
+from studio.jobs import JobError
 from studio.text import address_only
 from trainer.chat_hooks import EVENTS as CHAT_EVENTS
 from trainer.chat_hooks import chat_kind, chat_request, job_link, text_request
@@ -58,8 +64,9 @@ class WebhookDispatcher:
     """One daemon thread delivers queued webhooks in order; failures are retried with backoff."""
 
     def __init__(self, secret: str | None, attempts: int = 5, base_delay_s: float = 2.0, timeout_s: float = 10.0,
-                 job_link=None, default_url: str | None = None):
+                 job_link=None, default_url: str | None = None, allow_private: bool = False):
         self.secret = secret
+        self.allow_private = allow_private  # ALLOW_PRIVATE_URLS: a job's own webhook may go to a private address
         self.default_url = default_url  # WEBHOOK_URL: every job's, unless the job names its own
         self.job_link = job_link  # job id -> its page's address, for chat messages (trainer.chat_hooks)
         self.attempts = attempts
@@ -157,17 +164,30 @@ class WebhookDispatcher:
     def _post(self, item: Delivery, headers: dict) -> tuple[str | None, float | None]:
         """(None, _) when delivered; else (what went wrong, the least wait before another try: None when another
         try cannot help)."""
-        request = urllib.request.Request(item.url, data=item.body, headers=headers, method="POST")
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
-                response.read(1024)
-                return None, None
-        except urllib.error.HTTPError as exc:
-            if 400 <= exc.code < 500 and exc.code not in RETRIED_CODES:
-                return f"HTTP {exc.code}", None
-            return f"HTTP {exc.code}", _retry_after(exc.headers.get("Retry-After") if exc.headers else None)
-        except (urllib.error.URLError, OSError, ValueError) as exc:
-            return str(getattr(exc, "reason", exc)).replace(item.url, where(item.url)), 0.0
+            address = checked_address(item.url, self.allow_private or item.url == self.default_url)
+        except BlockedAddress as exc:
+            return f"{exc.host} is a private or local address ({exc.address}): set ALLOW_PRIVATE_URLS=1 to allow " \
+                   "it", None
+        except (JobError, ValueError) as exc:
+            return str(exc), 0.0
+        conn = pinned_connection(item.url, address, self.timeout_s)
+        try:
+            conn.request("POST", request_target(item.url), body=item.body, headers=headers)
+            response = conn.getresponse()
+            response.read(1024)
+        except (OSError, http.client.HTTPException, ValueError) as exc:
+            return (str(exc) or type(exc).__name__).replace(item.url, where(item.url)), 0.0
+        finally:
+            conn.close()
+        code = response.status
+        if 200 <= code < 300:
+            return None, None
+        if 300 <= code < 400:
+            return f"HTTP {code}: a webhook's redirect is not followed", None
+        if 400 <= code < 500 and code not in RETRIED_CODES:
+            return f"HTTP {code}", None
+        return f"HTTP {code}", _retry_after(response.getheader("Retry-After"))
 
 
 def _retry_after(value: str | None) -> float:
@@ -182,7 +202,8 @@ def _retry_after(value: str | None) -> float:
 def dispatcher_for(settings) -> WebhookDispatcher:
     """The studio's dispatcher: signed with WEBHOOK_SECRET, WEBHOOK_URL for jobs without their own, chat messages
     linking to the job's page on a RunPod pod."""
-    return WebhookDispatcher(settings.webhook_secret, job_link=job_link(settings), default_url=settings.webhook_url)
+    return WebhookDispatcher(settings.webhook_secret, job_link=job_link(settings), default_url=settings.webhook_url,
+                             allow_private=settings.allow_private_urls)
 
 
 def _job_payload(job) -> dict:
