@@ -8,9 +8,12 @@
     GET  /api/datasets/<id>/images/<name>/original   an edited image as it was uploaded
 
 Every edit is one more step in the image's list of edits, and the file is made again from the original
-each time, so ten edits cost one re-encoding, not ten. The original is kept in `.originals/` beside the
-images until Revert brings it back (or the image is deleted, when it goes to the trash with it). Files are
-replaced, never written into: an export's hard link to the old file keeps the old picture.
+each time, so ten edits cost one re-encoding, not ten. It is written as its original was: a JPEG with the same
+quantization tables (its quality) and chroma subsampling, a lossless WebP lossless again, the colour profile and
+the EXIF (less the orientation, which the edit has applied) kept, and every frame of an animation (APNG, animated
+WebP or AVIF, a TIFF's pages) edited, with its durations and loop count. The original is kept in `.originals/`
+beside the images until Revert brings it back (or the image is deleted, when it goes to the trash with it). Files
+are replaced, never written into: an export's hard link to the old file keeps the old picture.
 """
 
 from __future__ import annotations
@@ -19,10 +22,11 @@ import io
 import math
 import os
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from flask import Blueprint, jsonify, send_file
-from PIL import Image, ImageOps
+from PIL import Image, ImageOps, JpegImagePlugin, PngImagePlugin
 
 from app import context, imaging
 from app.images import image_row, viewable
@@ -30,6 +34,7 @@ from app.importer import image_record
 from app.store import Conflict, Dataset, refresh_flags, rev_of
 from studio.atomic import atomic_write_bytes, place_file
 from studio.jobs import ACTIVE
+from studio.pixels import ORIENTATION
 from studio.thumbnails import UnreadableImage, cached_picture, view_bytes
 from studio.web import ApiError, json_body
 
@@ -45,6 +50,9 @@ FORMAT_NAMES = {"JPEG": "JPEG", "PNG": "PNG", "WEBP": "WebP", "HEIF": "HEIC", "A
                 "BMP": "BMP"}
 ROTATIONS = {90: Image.Transpose.ROTATE_270, -90: Image.Transpose.ROTATE_90, 180: Image.Transpose.ROTATE_180}
 FLIPS = {"horizontal": Image.Transpose.FLIP_LEFT_RIGHT, "vertical": Image.Transpose.FLIP_TOP_BOTTOM}
+EXIF_FORMATS = {"JPEG", "PNG", "WEBP", "HEIF", "AVIF"}  # those whose Pillow writer takes an EXIF block as it is
+EXIF_IFD, EXIF_WIDTH, EXIF_HEIGHT = 0x8769, 0xA002, 0xA003
+JPEG_MARKER_BYTES = 65533  # the most an APP1 marker holds: a longer EXIF block is left out, not the picture
 
 
 def parse_edit(body: dict) -> dict:
@@ -85,43 +93,185 @@ def apply_edit(image: Image.Image, edit: dict) -> Image.Image:
     return image.crop((left, top, left + width, top + height))
 
 
-def render(original: Path, edits: list[dict]) -> Image.Image:
-    """The original, as people see it (EXIF orientation applied), with every edit in turn."""
+@dataclass
+class Picture:
+    """An image as people see it (EXIF orientation applied) and how its file was written, to write the edited
+    picture the same way."""
+
+    frames: list[Image.Image]  # one for a still picture; each frame of an animation as it shows, or each page
+    icc: bytes | None = None
+    exif: Image.Exif | None = None  # without the orientation
+    jpeg: dict = field(default_factory=dict)  # a JPEG's quantization tables and chroma subsampling
+    lossless: bool = False  # a lossless WebP
+    animation: dict = field(default_factory=dict)  # what the writer takes to make the frames an animation again
+
+
+def render(original: Path, edits: list[dict], max_pixels: int) -> Picture:
+    """The original, as people see it, with every edit in turn applied to every frame."""
     try:
         with Image.open(original) as opened:
-            opened.load()
-            image = ImageOps.exif_transpose(opened)
-            icc = opened.info.get("icc_profile")
-    except (OSError, ValueError, Image.DecompressionBombError) as exc:  # changed on disk since its import
+            frames = _frames(opened, original.name, max_pixels)
+            picture = Picture(frames, icc=opened.info.get("icc_profile"), exif=_exif(frames[0]),
+                              jpeg=_jpeg_settings(opened), animation=_animation(opened, frames))
+            if opened.format == "WEBP":
+                picture.lossless = webp_is_lossless(original)
+    except ApiError:
+        raise
+    except (OSError, ValueError, EOFError, Image.DecompressionBombError) as exc:  # changed on disk since its import
         raise ApiError(f"{original.name} cannot be read as an image any more ({type(exc).__name__}): "
                        "delete it and upload it again.", 422) from None
+    if len({frame.size for frame in frames}) > 1 and any(edit["op"] == "crop" for edit in edits):
+        raise ApiError(f"The pages of {original.name} are not all the same size, so one crop cannot be applied to "
+                       "every page: rotate or mirror it here, or crop it in another program.", 422)
     for edit in edits:
-        image = apply_edit(image, edit)
-    if icc:
-        image.info["icc_profile"] = icc
-    return image
+        picture.frames = [apply_edit(frame, edit) for frame in picture.frames]
+    if picture.exif is not None:
+        _measure(picture.exif, picture.frames[0])
+    return picture
 
 
-def encode(image: Image.Image, fmt: str) -> bytes:
-    """The edited picture in its file's own format, at a quality that does not show a second encoding."""
-    icc = image.info.get("icc_profile")
-    extra = {"icc_profile": icc} if icc else {}
+def _frames(opened: Image.Image, name: str, max_pixels: int) -> list[Image.Image]:
+    """Every frame, upright. An MPO's further pictures (a phone's depth or gain map of the photo as it was) are
+    not frames: only its photo is kept, as before. An animation is decoded whole, so MAX_IMAGE_PIXELS counts
+    the pixels of all its frames."""
+    count = 1 if opened.format == "MPO" else getattr(opened, "n_frames", 1)
+    width, height = opened.size
+    if count > 1:
+        _within_limit(name, count, width, height, count * width * height, max_pixels)
+        Image.init()
+        if opened.format not in Image.SAVE_ALL:
+            raise ApiError(f"{name} has {count} frames and this server cannot write them all again, so an edit "
+                           "would keep only the first: edit it in another program.", 422)
+    frames, pixels = [], 0
+    for index in range(count):
+        opened.seek(index)
+        pixels += opened.width * opened.height  # a TIFF's pages may each have their own size
+        if count > 1:
+            _within_limit(name, count, width, height, pixels, max_pixels)
+        opened.load()
+        frames.append(ImageOps.exif_transpose(opened))
+    return frames
+
+
+def _within_limit(name: str, count: int, width: int, height: int, pixels: int, max_pixels: int) -> None:
+    if pixels > max_pixels:
+        raise ApiError(f"{name} has {count} frames of {width}×{height}, at least {pixels:,} pixels in all: more "
+                       f"than the limit of {max_pixels:,} (MAX_IMAGE_PIXELS) that an edit decodes at once, so it "
+                       "cannot be edited here.", 422)
+
+
+def _exif(frame: Image.Image) -> Image.Exif | None:
+    """The EXIF block of the picture, without the orientation (exif_transpose has applied it; an upright 1 says
+    nothing). Written again from its tags, which leaves out the embedded thumbnail of the picture as it was."""
+    data = frame.info.get("exif")
+    if not data:
+        return None
+    exif = Image.Exif()
+    try:
+        exif.load(data)
+    except Exception:  # Pillow raises many types for a damaged block; the picture goes without it
+        return None
+    exif.pop(ORIENTATION, None)
+    return exif
+
+
+def _measure(exif: Image.Exif, frame: Image.Image) -> None:
+    """The EXIF's own record of the picture's size, where it has one, made that of the edited picture."""
+    sub = exif.get_ifd(EXIF_IFD)
+    for tag, value in ((EXIF_WIDTH, frame.width), (EXIF_HEIGHT, frame.height)):
+        if tag in sub:
+            sub[tag] = value
+
+
+def _jpeg_settings(opened: Image.Image) -> dict:
+    """A JPEG's quantization tables (its quality, which quality="keep" keeps only for an unchanged file) and
+    chroma subsampling, so an edit costs no more than one more encoding at the quality it came with."""
+    if not isinstance(opened, JpegImagePlugin.JpegImageFile) or not getattr(opened, "quantization", None):
+        return {}
+    settings = {"qtables": opened.quantization}
+    sampling = JpegImagePlugin.get_sampling(opened)
+    if sampling != -1:  # -1: not three colour layers (greyscale, CMYK), where there is nothing to subsample
+        settings["subsampling"] = sampling
+    return settings
+
+
+def _animation(opened: Image.Image, frames: list[Image.Image]) -> dict:
+    """The writer's arguments that keep an animation's timing. Pillow hands each frame over as it shows, drawn
+    over the ones before, so each is written whole (APNG: disposal none, blend source): the source's own
+    disposal and blend, meant for its partial frames, would draw these whole frames wrongly."""
+    if len(frames) < 2:
+        return {}
+    animation: dict = {}
+    shown = frames
+    if opened.format == "PNG":
+        # an APNG's default image (its first frame to a viewer without APNG) can be left out of the animation
+        default_image = bool(opened.info.get("default_image"))
+        animation.update(disposal=PngImagePlugin.Disposal.OP_NONE, blend=PngImagePlugin.Blend.OP_SOURCE,
+                         default_image=default_image)
+        shown = frames[1:] if default_image else frames  # the writer's durations are those of the animation
+    durations = [frame.info.get("duration") for frame in shown]
+    if all(duration is not None for duration in durations):
+        animation["duration"] = durations
+    if "loop" in opened.info:
+        animation["loop"] = opened.info["loop"]
+    if opened.format == "WEBP" and "background" in opened.info:
+        animation["background"] = opened.info["background"]
+    return animation
+
+
+def webp_is_lossless(path: Path) -> bool:
+    """Whether a WebP holds lossless (VP8L) pictures: the simple file's one, or any frame of an extended one (a
+    lossless frame must not lose what it kept). Pillow does not say; the chunk headers do."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(12)
+            if head[:4] != b"RIFF" or head[8:12] != b"WEBP":
+                return False
+            while len(chunk := handle.read(8)) == 8:
+                tag, size = chunk[:4], int.from_bytes(chunk[4:], "little")
+                if tag == b"VP8L":
+                    return True
+                if tag == b"ANMF" and size >= 24:  # a frame: 16 bytes of placement, then its own chunks
+                    handle.seek(16, os.SEEK_CUR)
+                    if handle.read(4) == b"VP8L":
+                        return True
+                    size -= 20
+                handle.seek(size + (size & 1), os.SEEK_CUR)  # chunks are padded to an even length
+    except OSError:
+        return False
+    return False
+
+
+def encode(picture: Picture, fmt: str) -> bytes:
+    """The edited picture in its file's own format, written as its original was (see Picture); where the
+    original says nothing of its quality (a WebP, HEIC or AVIF), at one that does not show a second encoding."""
+    frames = picture.frames
+    extra: dict = {"icc_profile": picture.icc} if picture.icc else {}
+    exif = picture.exif.tobytes() if picture.exif is not None and len(picture.exif) else None
+    if exif and fmt in EXIF_FORMATS and not (fmt == "JPEG" and len(exif) > JPEG_MARKER_BYTES):
+        extra["exif"] = exif
     if fmt == "JPEG":
-        if image.mode not in {"RGB", "L", "CMYK"}:
-            image = image.convert("RGB")
-        extra.update(quality=95)
+        frames = [frame if frame.mode in {"RGB", "L", "CMYK"} else frame.convert("RGB") for frame in frames]
+        extra.update(picture.jpeg or {"quality": 95, "subsampling": 0})
     elif fmt == "TIFF":
         extra.update(compression="tiff_lzw")  # lossless, as a TIFF is kept for
-    elif fmt == "BMP" and image.mode not in {"1", "L", "P", "RGB", "RGBA"}:
-        image = image.convert("RGBA" if imaging.has_alpha(image) else "RGB")
+    elif fmt == "BMP":
+        frames = [frame if frame.mode in {"1", "L", "P", "RGB", "RGBA"}
+                  else frame.convert("RGBA" if imaging.has_alpha(frame) else "RGB") for frame in frames]
     elif fmt in {"WEBP", "HEIF", "AVIF"}:
-        if image.mode not in {"RGB", "RGBA"}:
-            image = image.convert("RGBA" if imaging.has_alpha(image) else "RGB")
+        mode = "RGBA" if any(imaging.has_alpha(frame) for frame in frames) else "RGB"
+        frames = [frame if frame.mode == mode else frame.convert(mode) for frame in frames]
         # the encoders' faster settings: a 12-megapixel HEIC in about 2 s on 2 cores instead of 13
-        extra.update(quality=95, **{"WEBP": {"method": 4}, "HEIF": {"enc_params": {"preset": "ultrafast"}},
-                                    "AVIF": {"speed": 8}}[fmt])
+        extra.update({"WEBP": {"method": 4}, "HEIF": {"enc_params": {"preset": "ultrafast"}},
+                      "AVIF": {"speed": 8}}[fmt])
+        if picture.lossless:  # lossless again, `exact`: the colour under transparent pixels kept too, as it was
+            extra.update(lossless=True, exact=True)
+        else:
+            extra.update(quality=95)
+    if len(frames) > 1:
+        extra.update(save_all=True, append_images=frames[1:], **picture.animation)
     buffer = io.BytesIO()
-    image.save(buffer, fmt, **extra)
+    frames[0].save(buffer, fmt, **extra)
     return buffer.getvalue()
 
 
@@ -157,7 +307,8 @@ def edit_image(dataset: Dataset, name: str, edit: dict, rev: str | None = None) 
             if len(edits) >= MAX_EDITS:
                 raise ApiError(f"{name} has {MAX_EDITS} edits already: revert to the original and start again.", 409)
             edits.append(edit)
-            data = encode(render(original if len(edits) > 1 else path, edits), fmt)  # checks the edit first
+            source = original if len(edits) > 1 else path
+            data = encode(render(source, edits, context.settings().max_image_pixels), fmt)  # checks the edit first
             if len(edits) == 1:  # the first edit keeps the file as it came
                 if not original.is_file():  # one there already was kept by an edit cut off before it was
                     place_file(path, original)  # recorded (a crash): it is the file as it came, never replaced
