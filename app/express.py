@@ -20,11 +20,11 @@ import time
 import requests
 from flask import Flask
 
-from app import context
+from app import context, express_captions
 from app.express_plan import Gpu, check_gpu, make_plan
 from app.express_rules import ExpressInputError, caption_options
 from app.frame_choice import in_config
-from app.store import NotFound, slugify
+from app.store import NotFound
 from studio.jobs import ACTIVE, Job, JobStateError
 from studio.web import ApiError
 
@@ -148,9 +148,11 @@ def plan_for(express: Job):
     demo = context.settings().demo
     if not demo:
         _unload_caption_model()
-    return make_plan(name=settings["lora_name"], trigger=settings["trigger_word"], kind=settings["kind"],
+    plan = make_plan(name=settings["lora_name"], trigger=settings["trigger_word"], kind=settings["kind"],
                      sizes=sizes, captions=captions, gpu=None if demo else _gpu(), demo=demo, transparent=transparent,
                      soft=soft, small=small, similar=similar, preserve=bool(settings.get("preserve")))
+    plan.warnings.extend(filter(None, [express_captions.plan_warning(express)]))  # images on the trigger word alone
+    return plan
 
 
 def _start_train(express: Job, relaunch: bool) -> Job:
@@ -198,6 +200,8 @@ def _after(express: Job, stage: str) -> Job:
         images = len(context.dataset(express.dataset).image_names())
         if images == 0:
             return context.jobs().finish(express.id, "failed", resumable=True, error=_no_images(express))
+    if stage == "caption" and express_captions.holding(express, stages_of(express)["caption"]):
+        return context.jobs().get(express.id)  # images without a caption: the user chooses (or it times out)
     index = STAGES.index(stage)
     if index + 1 < len(STAGES):
         return _launch(express, STAGES[index + 1])
@@ -317,6 +321,13 @@ def _retry(express: Job) -> Job:
     return _launch(store.get(express.id), stage, relaunch=True)
 
 
+def choose_uncaptioned(express: Job, choice: str) -> Job:
+    """Caption the images left without a caption again, or train anyway (app.express_captions)."""
+    with _advancing:
+        express_captions.choose(context.jobs().get(express.id), choice)
+    return advance(express)
+
+
 def stop(express: Job) -> Job:
     with _advancing:  # not while the driver starts the next stage: that one would run on, unseen
         return _stop(context.jobs().get(express.id))
@@ -331,33 +342,6 @@ def _stop(express: Job) -> Job:
     if express.status in ACTIVE:
         return store.finish(express.id, "stopped", resumable=True, message="Stopped before the next stage.")
     raise JobStateError(f"This express run is already {express.status}.")
-
-
-def lora_name(dataset_name: str) -> str:
-    """A LoRA name from the dataset's name, free among jobs, the LoRA library and other express runs
-    (whose training job may not exist yet)."""
-    from trainer.names import taken_names, unique_name
-
-    taken = taken_names(context.workspace(), context.jobs())
-    taken |= {str(job.config.get("lora_name", "")).lower() for job in _named_runs()}
-    return unique_name(dataset_name, taken)
-
-
-def export_name(dataset_name: str) -> str:
-    """The trainer dataset a new run exports to: its own, free among the exports there (the dataset manager's too)
-    and other express runs' (whose export may not exist yet), so two runs of one trigger word never share one."""
-    from trainer.names import unique_name
-
-    exports = context.workspace().exports
-    taken = {path.name.lower() for path in exports.iterdir()} if exports.is_dir() else set()
-    taken |= {str(job.config.get("export_name", "")).lower() for job in _named_runs()}
-    return unique_name(slugify(dataset_name), taken)
-
-
-def _named_runs() -> list[Job]:
-    """The express runs whose names are taken: all but those that ended before any file came (app.express_abandoned)."""
-    return [job for job in context.jobs().list(kind="express", limit=5000)
-            if job.phase != "upload" or job.status in ACTIVE]
 
 
 class ExpressDriver:

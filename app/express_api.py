@@ -7,6 +7,9 @@
     GET  /api/express/<id>          every stage with its progress and ETA, the plan, samples, the proof (waiting
                                     for files: upload_seen_s, how long ago a piece of them last arrived)
     POST /api/express/<id>/retry | /stop
+    POST /api/express/<id>/uncaptioned  {choice: "caption" | "train"}: images the caption service refused or failed
+                                    on, while the run waits after captioning (app.express_captions): caption them
+                                    again, or train anyway on the trigger word alone
     GET  /api/express/<id>/files/<path>   a file of the run's training job (samples, the LoRA, the proof)
     GET  /api/express/<id>/timelapse/<n>  preview prompt n's pictures in turn, an animated WebP
     GET|PUT /api/express/pod        {"on": true}: stop the pod once its LoRA is ready and nothing else runs
@@ -22,7 +25,7 @@ import time
 
 from flask import Blueprint, current_app, jsonify, render_template
 
-from app import context, express, express_abandoned, imaging
+from app import context, express, express_abandoned, express_captions, express_names, express_worker, imaging
 from app.express_rules import PRESERVED_CLASS, ExpressInputError, check_kind, check_preserve, check_trigger
 from app.frame_choice import check_frames, page_defaults
 from app.import_limit import check_limit, check_spread
@@ -92,8 +95,8 @@ def create_express():
     except ValueError as exc:
         raise ApiError(str(exc), 422) from None
     settings = {"trigger_word": trigger, "kind": kind, "preserve": preserve,
-                "export_name": express.export_name(name),  # from the name asked: "zxmug-3", not "zxmug-2-2"
-                "lora_name": express.lora_name(name),
+                "export_name": express_names.export_name(name),  # from the name asked: "zxmug-3", not "zxmug-2-2"
+                "lora_name": express_names.lora_name(name),
                 "sessions": []}
     job, _ = context.jobs().create("express", name=settings["lora_name"], dataset=dataset.id, config=settings,
                                    total=len(express.STAGES), message="Waiting for the upload.")
@@ -156,6 +159,13 @@ def express_timelapse(express_id: str, index: int):
 @bp.post("/api/express/<express_id>/retry")
 def retry_express(express_id: str):
     job = express.retry(_load(express_id))
+    driver().ensure_running()
+    return jsonify(describe(job))
+
+
+@bp.post("/api/express/<express_id>/uncaptioned")
+def choose_uncaptioned(express_id: str):
+    job = express.choose_uncaptioned(_load(express_id), json_body().get("choice"))
     driver().ensure_running()
     return jsonify(describe(job))
 
@@ -229,7 +239,9 @@ def describe(job: Job) -> dict:
     stages = express.stages_of(job)
     body = {"express": job.public(), "stages": [_stage(s, stages.get(s), job) for s in express.STAGES],
             "plan": job.config.get("plan"), "active": job.status in ACTIVE,
-            "price": current_app.extensions["pod_price"].public()}  # what the run's time cost (None: unknown)
+            "price": current_app.extensions["pod_price"].public(),  # what the run's time cost (None: unknown)
+            "uncaptioned": express_captions.summary(job),  # images on the trigger word alone, and why
+            "worker": express_worker.worker_notice(job, stages.get("train"))}  # none running: training cannot go on
     try:
         body["dataset"] = summary(context.dataset(job.dataset))
     except NotFound:  # the dataset was deleted: the run's record stays readable

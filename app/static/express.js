@@ -189,7 +189,8 @@
 
   function stageCard(s) {
     const running = s.status === "running" || s.status === "queued";
-    const state = running ? (s.eta_s != null ? `${formatDuration(s.eta_s)} left` : s.status) : s.status;
+    let state = running ? (s.eta_s != null ? `${formatDuration(s.eta_s)} left` : s.status) : s.status;
+    if (s.noWorker) state = "no worker";  // "running" or "queued", and nothing runs it
     let body = s.total ? bar(s.done, s.total) + `<div class="msg">${s.done} / ${s.total}</div>` : "";
     if (s.phase === "downloading" && running) {  // a link, on its way to the pod
       body = bar(s.bytes_done || 0, s.bytes_total || 0) +
@@ -210,9 +211,11 @@
       body += `<div class="msg">Other training jobs run first: starts in about ${formatDuration(s.schedule.starts_in_s)}, ` +
         `done in about ${formatDuration(s.schedule.done_in_s)}.</div>`;
     }
+    if (s.noWorker) body += `<div class="msg x-no-worker">${esc(s.noWorker)}</div>`;
+    if (s.uncaptioned) body += `<div class="msg x-warn-text">${esc(s.uncaptioned)}</div>`;  // trigger word alone
     if (s.stage === "train" && s.job_page) body += `<div class="msg"><a href="${esc(trainer(s.job_page))}" target="_blank" rel="noopener">Open the job page</a></div>`;
     if (s.status === "deleted") body += `<div class="msg"><a href="${esc(trainer("/library"))}" target="_blank" rel="noopener">Open the LoRA library</a></div>`;
-    return `<li class="x-stage ${esc(s.status)}" data-stage="${esc(s.stage)}"><h3>${STAGE_TITLES[s.stage]}<span class="state">${esc(state)}</span></h3><div class="body">${body}</div></li>`;
+    return `<li class="x-stage ${esc(s.status)}${s.noWorker ? " stalled" : ""}" data-stage="${esc(s.stage)}"><h3>${STAGE_TITLES[s.stage]}<span class="state">${esc(state)}</span></h3><div class="body">${body}</div></li>`;
   }
 
   function renderStages(run) {
@@ -220,7 +223,10 @@
     const uploadStatus = phase === "upload" ? (upload ? "running" : "waiting") : "completed";
     const uploadCard = { stage: "upload", status: uploadStatus, done: 0, total: 0,
       message: phase === "upload" ? "" : `${plural((run.dataset || {}).images || 0, "image")} in the dataset` };
-    $("x-stages").innerHTML = [uploadCard, ...run.stages].map(stageCard).join("");
+    // the training step says what holds it up (no worker) and which images train without a caption
+    const stages = run.stages.map((s) => s.stage !== "train" ? s
+      : { ...s, noWorker: run.worker && run.worker.message, uncaptioned: run.uncaptioned && run.uncaptioned.text });
+    $("x-stages").innerHTML = [uploadCard, ...stages].map(stageCard).join("");
     renderUpload();
   }
 
@@ -243,6 +249,36 @@
     const notes = (run.plan && run.plan.warnings) || [];
     $("x-warnings").hidden = !notes.length;
     $("x-warnings").innerHTML = notes.map((n) => `<p class="x-warn">⚠ ${esc(n)}</p>`).join("");
+  }
+
+  // Images the caption service refused or failed on: how many and why; while the run waits, the choice
+  function renderUncaptioned(run) {
+    const missing = run.uncaptioned;
+    const box = $("x-uncaptioned");
+    box.hidden = !missing;
+    if (!missing) return;
+    const reasons = missing.reasons.map((r) => `<li>${esc(plural(r.count, "image"))}: ${esc(r.reason)} ` +
+      `<span class="muted">(${esc(r.names.join(", "))}${r.count > r.names.length ? " …" : ""})</span></li>`).join("");
+    const choice = missing.waiting ? `<p>Caption them again (a refusal may not happen twice), or train anyway: they then
+      train on the trigger word alone, and the LoRA learns less about what is in them.</p>
+      <div class="x-links"><button class="primary" id="x-caption-again" type="button">Caption them again</button>
+      <button id="x-train-anyway" type="button">Train anyway</button></div>
+      <p class="muted">If you choose nothing, training starts anyway in about <span id="x-anyway-in"></span>.</p>` : "";
+    const html = `<h3>Images without a caption</h3><p class="x-warn">⚠ ${esc(missing.text)}</p>
+      <ul class="x-reasons">${reasons}</ul>${choice}`;
+    if (box.dataset.shown !== html) {  // drawn again only when it changes: a click on a button is never lost
+      box.innerHTML = html;
+      box.dataset.shown = html;
+      const answer = (choice) => async (e) => {
+        e.target.disabled = true;
+        try {
+          render(await api(`/api/express/${expressId}/uncaptioned`, { method: "POST", json: { choice } }));
+          poll();
+        } catch (err) { toast(err.message, "error", 7000); e.target.disabled = false; }
+      };
+      if (missing.waiting) { $("x-caption-again").onclick = answer("caption"); $("x-train-anyway").onclick = answer("train"); }
+    }
+    if (missing.waiting) $("x-anyway-in").textContent = formatDuration(missing.trains_anyway_in_s);
   }
 
   function figure(url, label) {
@@ -296,7 +332,8 @@
     const spent = window.studio.dollars(took, run.price);
     const cost = spent == null ? "" : spent < 0.01 ? ", under $0.01" : `, about $${spent.toFixed(2)} at ${window.studio.perHour(run.price)}`;
     const timing = took != null ? `<p class="muted" id="x-took">From your files to this LoRA: ${esc(formatDuration(took))}${esc(cost)}.</p>` : "";
-    $("x-done").innerHTML = `<h3>Your LoRA is ready</h3>${timing}<div class="x-links">${links.join("")}</div>${leak}
+    const alone = run.uncaptioned ? `<p class="x-warn" id="x-done-uncaptioned">⚠ ${esc(run.uncaptioned.text)}</p>` : "";
+    $("x-done").innerHTML = `<h3>Your LoRA is ready</h3>${timing}<div class="x-links">${links.join("")}</div>${alone}${leak}
       <p class="muted">${!proof.library_path ? "It is no longer in the LoRA library (deleted from it); the download above still works."
         : `Copied to <code>${esc(proof.library_path)}</code>${proof.comfyui_path ? ` and to ComfyUI: <code>${esc(proof.comfyui_path)}</code>` : " (install ComfyUI in the workspace to have it copied there too)"}.`}</p>
       ${proof.grid ? `<img class="x-grid" id="x-grid" src="${esc(proof.grid)}" alt="Base model and LoRA side by side">` : ""}`;
@@ -324,11 +361,14 @@
     const training = x.status === "running" && x.phase === "train" && train && ["queued", "running"].includes(train.status);
     // (between its phases a training job has no message: its step then)
     const now = training && (train.message || (train.status === "running" && train.total ? `step ${train.done} of ${train.total}` : ""));
-    const message = x.error || (now ? `Training: ${now}` : x.message) || "";
+    // no worker runs it: that, not "queued" or a step that does not move
+    const stalled = x.status === "running" && run.worker && run.worker.message;
+    const message = x.error || stalled || (now ? `Training: ${now}` : x.message) || "";
     if (!(x.phase === "upload" && upload)) $("x-message").textContent = message;
     renderStages(run);
     renderPlan(run);
     renderWarnings(run);
+    renderUncaptioned(run);
     renderSamples(run);
     renderDone(run);
     $("x-retry").hidden = !((x.status === "failed" || x.status === "stopped") && x.resumable);
