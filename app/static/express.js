@@ -251,36 +251,6 @@
     $("x-warnings").innerHTML = notes.map((n) => `<p class="x-warn">⚠ ${esc(n)}</p>`).join("");
   }
 
-  // Images the caption service refused or failed on: how many and why; while the run waits, the choice
-  function renderUncaptioned(run) {
-    const missing = run.uncaptioned;
-    const box = $("x-uncaptioned");
-    box.hidden = !missing;
-    if (!missing) return;
-    const reasons = missing.reasons.map((r) => `<li>${esc(plural(r.count, "image"))}: ${esc(r.reason)} ` +
-      `<span class="muted">(${esc(r.names.join(", "))}${r.count > r.names.length ? " …" : ""})</span></li>`).join("");
-    const choice = missing.waiting ? `<p>Caption them again (a refusal may not happen twice), or train anyway: they then
-      train on the trigger word alone, and the LoRA learns less about what is in them.</p>
-      <div class="x-links"><button class="primary" id="x-caption-again" type="button">Caption them again</button>
-      <button id="x-train-anyway" type="button">Train anyway</button></div>
-      <p class="muted">If you choose nothing, training starts anyway in about <span id="x-anyway-in"></span>.</p>` : "";
-    const html = `<h3>Images without a caption</h3><p class="x-warn">⚠ ${esc(missing.text)}</p>
-      <ul class="x-reasons">${reasons}</ul>${choice}`;
-    if (box.dataset.shown !== html) {  // drawn again only when it changes: a click on a button is never lost
-      box.innerHTML = html;
-      box.dataset.shown = html;
-      const answer = (choice) => async (e) => {
-        e.target.disabled = true;
-        try {
-          render(await api(`/api/express/${expressId}/uncaptioned`, { method: "POST", json: { choice } }));
-          poll();
-        } catch (err) { toast(err.message, "error", 7000); e.target.disabled = false; }
-      };
-      if (missing.waiting) { $("x-caption-again").onclick = answer("caption"); $("x-train-anyway").onclick = answer("train"); }
-    }
-    if (missing.waiting) $("x-anyway-in").textContent = formatDuration(missing.trains_anyway_in_s);
-  }
-
   function figure(url, label) {
     if (!url) return `<figure><figcaption>${esc(label)}: none</figcaption></figure>`;
     return `<figure><a href="${esc(url)}" target="_blank" rel="noopener" title="Full size"><img loading="lazy" src="${esc(studio.thumb(url))}" alt="${esc(label)}"></a><figcaption>${esc(label)}</figcaption></figure>`;
@@ -368,7 +338,7 @@
     renderStages(run);
     renderPlan(run);
     renderWarnings(run);
-    renderUncaptioned(run);
+    window.studio.expressUncaptioned(run, expressId, (answered) => { render(answered); poll(); });
     renderSamples(run);
     renderDone(run);
     $("x-retry").hidden = !((x.status === "failed" || x.status === "stopped") && x.resumable);
