@@ -151,6 +151,38 @@
     const img = e.target.closest(".gallery-row img");
     if (img) window.trainer.lightbox(img.dataset.full || img.src, img.dataset.caption);
   });
+  // A preview that does not load (the proxy dropped it, the file is gone) is asked for once more, then says so in
+  // its slot with a button to try again: a broken-image icon in a row read across for differences reads as a result.
+  document.addEventListener("error", (e) => {
+    const img = e.target;
+    if (!(img instanceof HTMLImageElement) || !img.closest(".compare-prompt")) return;
+    const src = img.dataset.src || img.getAttribute("src");
+    if (!img.dataset.retried) {
+      img.dataset.retried = "1"; img.dataset.src = src;
+      setTimeout(() => { img.src = again(src); }, 1500);
+      return;
+    }
+    const note = document.createElement("button");
+    note.type = "button"; note.className = "img-failed"; note.dataset.src = src;
+    note.dataset.full = img.dataset.full || ""; note.dataset.caption = img.dataset.caption || ""; note.dataset.alt = img.alt;
+    note.textContent = "This picture did not load. Try again";
+    img.replaceWith(note);
+  }, true);
+  document.addEventListener("click", (e) => {
+    const note = e.target.closest(".img-failed");
+    if (!note) return;
+    const img = document.createElement("img");
+    Object.assign(img.dataset, { src: note.dataset.src, full: note.dataset.full, caption: note.dataset.caption, retried: "1" });
+    img.alt = note.dataset.alt;
+    img.src = again(note.dataset.src);
+    note.replaceWith(img);
+  });
+  // the same picture asked for anew (the browser would answer a failed address from its memory)
+  const again = (src) => {
+    const base = src.replace(/[?&]again=\d+$/, "");
+    return `${base}${base.includes("?") ? "&" : "?"}again=${Date.now()}`;
+  };
+
   function follow() {
     if (document.hidden) { setTimeout(follow, 5000); return; }
     load().catch(() => setTimeout(follow, 10000));  // a failed look is tried again, quietly

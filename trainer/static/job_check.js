@@ -1,9 +1,11 @@
 // The new job form's check, shown: the server's errors next to their fields and listed with the form's labels,
 // its warnings (a LoRA name taken, with a free one to use), and the estimates of time, cost, memory and disk.
-// new_job.js calls trainer.jobCheck once with its state (recipe, config, taken, submitting, textProblem).
-trainer.jobCheck = function (state) {
+// new_job.js calls trainer.jobCheck once with its state (recipe, config, taken, submitting, textProblem), the form's
+// request (`payload()`) and what to do on every change (`changing()`: keep the draft).
+trainer.jobCheck = function (state, payload, changing) {
   const { esc } = trainer;
   const $ = (id) => document.getElementById(id);
+  let validateTimer = null, validateSeq = 0;
 
   function freeName(base) {
     for (let n = 2; ; n++) {
@@ -76,5 +78,43 @@ trainer.jobCheck = function (state) {
     $("start").disabled = state.submitting || state.reportErrors || !!state.textProblem;
   }
 
-  return { showReport };
+  // ?report=1 asks for the check as a report (200 with ok false when a setting is invalid): a form being filled in
+  // is not a run of failed requests in the console. A server that answers 422 instead is read the same way.
+  // A check that got no report (the trainer restarting, the proxy's 502 or 524) blocks nothing: it is said, tried
+  // again shortly, and Start still has the server check the settings.
+  async function runValidate() {
+    const seq = ++validateSeq;
+    let report;
+    clearTimeout(state.recheckTimer);
+    try { report = await studio.api("/api/jobs/validate?report=1", { method: "POST", json: payload() }); }
+    catch (e) {
+      if (e.data && e.data.errors) report = e.data;
+      else {
+        if (seq !== validateSeq) return null;
+        delete $("job-form").dataset.checking;
+        showUnchecked(e);
+        state.recheckTimer = setTimeout(runValidate, 5000);
+        return null;
+      }
+    }
+    if (seq === validateSeq) { showReport(report); delete $("job-form").dataset.checking; }
+    return report;
+  }
+  function showUnchecked(err) {
+    const why = err.data && err.data.error ? err.data.error
+      : err.status ? `the trainer answered ${err.status}` : "the trainer did not answer";
+    $("problems").innerHTML = `<li class="warn" id="check-unreached">Could not check these settings (${esc(why)}); trying
+      again. Start still checks them before anything is queued.</li>`;
+    state.reportErrors = false;
+    $("start").disabled = state.submitting || !!state.textProblem;
+  }
+
+  // while a change waits for the server's answer, the estimate is marked as not yet up to date
+  function scheduleValidate() {
+    changing();
+    $("job-form").dataset.checking = "1";
+    clearTimeout(validateTimer); validateTimer = setTimeout(runValidate, 350);
+  }
+
+  return { showReport, runValidate, scheduleValidate };
 };

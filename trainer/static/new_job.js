@@ -9,7 +9,7 @@
     // the trigger word and LoRA name the form filled in itself: a field still holding one follows the dataset
     auto: { trigger: null, name: null } };
   const $ = (id) => document.getElementById(id);
-  let validateTimer = null, textTimer = null, validateSeq = 0, renderSeq = 0, nameSeq = 0, shownPrimary = null;
+  let textTimer = null, renderSeq = 0, nameSeq = 0, shownPrimary = null;
   // the datasets to train on: one, or a mix with repeats (dataset_mix.js)
   const mix = trainer.datasetMix($("mix"), (picksChanged) => {
     if (!picksChanged) { scheduleValidate(); return; }  // a repeats field: the mix panel updated itself
@@ -24,7 +24,7 @@
 
   document.getElementById("datasets-link").href = studio.toolUrl("datasets");
   // the server's check of the form shown: errors by their fields, warnings, the estimates (job_check.js)
-  const { showReport } = trainer.jobCheck(state);
+  const { showReport, runValidate, scheduleValidate } = trainer.jobCheck(state, () => payload(), () => saveDraft());
 
   function inputFor(f) {
     const id = `f-${f.name}`, val = state.config[f.name];
@@ -220,18 +220,21 @@
     return body;
   }
 
-  async function runValidate() {
-    const seq = ++validateSeq;
-    let report;
-    try { report = await studio.api("/api/jobs/validate", { method: "POST", json: payload() }); }
-    catch (e) { report = e.data && e.data.errors ? e.data : { errors: [{ field: null, message: e.message }] }; }
-    if (seq === validateSeq) { showReport(report); delete $("job-form").dataset.checking; }
-    return report;
+  // The filled form is kept in this tab as it changes (new_job_draft.js); starting the job ends it
+  const draftStore = trainer.formDraft(`new-job-draft:${location.pathname}${location.search}`);
+  function saveDraft() {
+    if (!state.recipe || state.restoring) return;
+    draftStore.save({ recipe: state.recipe.name, config: state.config, picks: mix.picks, name: $("f-job-name").value,
+      webhook: $("f-webhook").value, webhookFrom: state.webhookFrom || null, auto: state.auto });
   }
-  // while a change waits for the server's answer, the estimate is marked as not yet up to date
-  function scheduleValidate() {
-    $("job-form").dataset.checking = "1";
-    clearTimeout(validateTimer); validateTimer = setTimeout(runValidate, 350);
+  function restoreDraft(draft) {
+    state.config = { ...state.config, ...draft.config };
+    state.auto = draft.auto || state.auto;
+    if (draft.picks && draft.picks.length) { mix.set(draft.picks); shownPrimary = mix.primary; }
+    $("f-job-name").value = draft.name || "";
+    $("f-webhook").value = draft.webhook || "";
+    if (state.webhookFrom && !draft.webhookFrom && $("f-webhook-drop")) $("f-webhook-drop").click();
+    syncFormFromConfig(); paintCards(); renderText(true); changed();
   }
 
   // The text view's settings go over the form's: an ai-toolkit config states some of them, and a setting left out of
@@ -265,6 +268,9 @@
     applyText();
   });
 
+  // the same Idempotency-Key goes with the next press: a job the trainer queued before its answer was lost is not
+  // queued a second time
+  const UNSURE = (what) => `${what}, so the job may or may not be queued. Press Start again: it is not queued twice.`;
   async function submit(e) {
     e.preventDefault();
     if (state.submitting) return;
@@ -273,15 +279,19 @@
     if (state.textProblem) { $("config-text").focus(); return; }
     state.submitting = true; $("start").disabled = true; $("start-note").textContent = "Checking…";
     try {
-      const res = await fetch("/api/jobs", { method: "POST", headers: { "Content-Type": "application/json",
-        "Idempotency-Key": state.idemKey }, body: JSON.stringify(payload()) });
-      const data = await res.json();
-      if (!res.ok) {
-        if (data.details) showReport({ errors: data.details, warnings: [] });
-        throw new Error(data.error || `HTTP ${res.status}`);
+      let res, data = null;
+      try {
+        res = await fetch("/api/jobs", { method: "POST", headers: { "Content-Type": "application/json",
+          "Idempotency-Key": state.idemKey }, body: JSON.stringify(payload()) });
+      } catch (e) { throw new Error(UNSURE("The trainer did not answer")); }
+      try { data = await res.json(); } catch (e) { /* a proxy's error page (502, 524), not the trainer's answer */ }
+      if (!res.ok || !data) {
+        if (data && data.details) showReport({ errors: data.details, warnings: [] });
+        throw new Error(data && data.error ? data.error : UNSURE(`The trainer answered ${res.status}`));
       }
       $("start-note").textContent = data.created ? "Queued. Opening the job…" : "Already queued. Opening the job…";
       state.idemKey = crypto.randomUUID ? crypto.randomUUID() : String(Math.random()).slice(2); // next job is new
+      draftStore.drop();
       location.href = `/jobs/${data.job.id}${data.created ? "" : "?again=1"}`;  // its page says no second one was made
     } catch (err) {
       studio.toast(err.message, "error", 7000); $("start-note").textContent = "";
@@ -307,6 +317,8 @@
   }
 
   async function init() {
+    const draft = draftStore.read();  // before the form's own defaults are kept as the draft
+    state.restoring = true;
     const { recipes, default: def } = await studio.api("/api/recipes");
     state.recipe = recipes.find((r) => r.name === (params.get("recipe") || def)) || recipes[0];
     // the form's field order, so the JSON/YAML view reads like the form
@@ -337,7 +349,9 @@
     await loadDatasets();
     if (from) await suggestName(state.config.name);  // a copy needs a LoRA name of its own
     else await applyDatasetDefaults();  // the dataset from ?dataset=, or the only one
+    state.restoring = false;
     renderText(); renderMix(); runValidate();
+    if (draft && state.recipe && draft.recipe === state.recipe.name) draftStore.offer(draft, restoreDraft);
   }
 
   document.addEventListener("input", (e) => {

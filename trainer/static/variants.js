@@ -78,13 +78,18 @@
       try {
         const res = await fetch("/api/jobs/variants", { method: "POST", headers: { "Content-Type": "application/json",
           "Idempotency-Key": key }, body: JSON.stringify({ ...payload(), vary: { field: field().name, values: parse() } }) });
-        const data = await res.json();
-        if (!res.ok) throw new Error(data.error || `HTTP ${res.status}`);
+        let data = null;
+        try { data = await res.json(); } catch (e) { /* a proxy's error page (502, 524), not the trainer's answer */ }
+        if (!res.ok || !data) {
+          throw new Error(data && data.error ? data.error : `The trainer answered ${res.status}, so the variants may or `
+            + "may not be queued. Press Queue again: none is queued twice.");
+        }
         key = idemKey();
         location.href = data.compare_url;
       } catch (err) {  // said here, beside the values: the job in the form itself may be fine
         count();
-        $("vary-note").textContent = err.message;
+        $("vary-note").textContent = err instanceof TypeError ? "The trainer did not answer, so the variants may or may "
+          + "not be queued. Press Queue again: none is queued twice." : err.message;
         $("vary-note").classList.add("field-error");
       }
     }
