@@ -1,11 +1,11 @@
-// Gallery: paged grid with lazy thumbnails, preview + caption editor (its saving in caption_save.js), filters, selection.
+// Gallery: paged grid (its tiles in gallery_tiles.js), preview + caption editor (its saving in caption_save.js), filters,
+// keys; the selection and deleting in gallery_selection.js.
 (function () {
-  const { api, toast, formatBytes, plural } = window.studio;
+  const { api, toast, formatBytes } = window.studio;
   const $ = (id) => document.getElementById(id);
   const page = JSON.parse($("page-data").textContent);
   const base = `/api/datasets/${encodeURIComponent(page.id)}`;
   const PAGE_SIZE = 150;
-  const enc = encodeURIComponent;
 
   const state = {
     filter: "all", q: "", sort: "name", images: [], total: 0, loading: false, gen: 0,
@@ -16,60 +16,8 @@
   const esc = window.studio.esc;
   const CAPTION_MAX = 10000;  // as app/captions.py CAPTION_MAX: the server refuses a longer caption
 
-  // `rev` changes with the file (crop, rotate, revert), so a browser never shows an edited image's old picture.
-  const revQuery = (rev) => (rev ? `?v=${enc(rev)}` : "");
-  const thumbUrl = (name, rev) => `${base}/thumbs/${enc(name)}${revQuery(rev)}`;
-  const imageUrl = (name, rev) => `${base}/images/${enc(name)}${revQuery(rev)}`;
-
-  // How small a flagged image is: "320×240, below 512 px" (older records flag `small: true` without sizes).
-  function smallText(img) {
-    const f = typeof img.flags.small === "object" ? img.flags.small : {};
-    return `${f.width || img.width}×${f.height || img.height}, below ${f.min_side || 512} px`;
-  }
-
-  const SOFT_TEXT = "Looks out of focus, blurred or upscaled: a LoRA learns the softness too";
-
-  // "Cropped and rotated; the original (1200×800) is kept: Revert brings it back"
-  function editedText(img) {
-    const done = img.edits.join(" and ");
-    const size = img.original_size ? ` (${img.original_size[0]}×${img.original_size[1]})` : "";
-    return `${done.charAt(0).toUpperCase()}${done.slice(1)}; the original${size} is kept: Revert brings it back`;
-  }
-
-  function badges(img) {
-    const out = [];
-    if (!img.caption.trim()) out.push('<span class="badge nocap">no caption</span>');
-    if (img.flags.duplicate_of) out.push('<span class="badge err" title="Exact copy of ' + esc(img.flags.duplicate_of) + ': left out of exports">duplicate</span>');
-    if (img.flags.similar_to) out.push('<span class="badge warn" title="Looks like ' + esc(img.flags.similar_to) + '">similar</span>');
-    if (img.flags.soft) out.push(`<span class="badge warn" title="${esc(SOFT_TEXT)}">soft</span>`);
-    if (img.edits && img.edits.length) out.push(`<span class="badge edited" title="${esc(editedText(img))}">edited</span>`);
-    if (img.flags.small) out.push(`<span class="badge warn small-badge" title="Short side ${esc(smallText(img))}: trains with less detail">small: ${esc(smallText(img))}</span>`);
-    return out.join("");
-  }
-
-  function tile(img, index) {
-    const el = document.createElement("div");
-    el.className = "tile";
-    el.dataset.index = index;
-    el.dataset.name = img.name;
-    el.title = img.name;
-    el.innerHTML = `<img loading="lazy" decoding="async" src="${thumbUrl(img.name, img.rev)}" alt="${esc(img.name)}">
-      <div class="badges">${badges(img)}</div><span class="check"></span>
-      <div class="cap">${esc(img.caption.slice(0, 140))}</div>`;
-    if (state.selected.has(img.name)) el.classList.add("selected");
-    if (index === state.current) el.classList.add("current");
-    return el;
-  }
-
-  function refreshTile(index) {
-    const old = $("grid").querySelector(`.tile[data-index="${index}"]`);
-    if (!old) return;
-    const fresh = tile(state.images[index], index);
-    // the same picture stays as it is: no thumbnail fetched again, no flicker
-    const picture = old.querySelector("img");
-    if (picture.getAttribute("src") === fresh.querySelector("img").getAttribute("src")) fresh.querySelector("img").replaceWith(picture);
-    old.replaceWith(fresh);
-  }
+  // The tiles (a far one keeps no picture until it comes near again): gallery_tiles.js.
+  const { tile, refreshTile, forget, thumbUrl, imageUrl, smallText, SOFT_TEXT } = window.galleryTiles({ base, state });
   const indexOf = (name) => state.images.findIndex((img) => img.name === name);
   const showing = (name) => (state.images[state.current] || {}).name === name;
 
@@ -118,6 +66,7 @@
     state.total = 0;
     state.loading = false;
     state.current = -1;
+    forget();
     $("grid").replaceChildren();
     refreshStats();  // beside the first page of images, not after it: one round trip less before the page is whole
     await loadMore();
@@ -175,6 +124,11 @@
   new IntersectionObserver((entries) => {
     if (entries.some((e) => e.isIntersecting)) loadMore();
   }, { rootMargin: "600px" }).observe($("sentinel"));
+  // The observer tells only a change: a page drawn and the window sent to the new end before it looked (End, a fling)
+  // leaves the sentinel in view as it was, and no more pages came. A scroll that ends near it asks too.
+  window.addEventListener("scroll", () => {
+    if (!state.loading && state.images.length < state.total && isVisible($("sentinel"))) loadMore();
+  }, { passive: true });
 
   // ---- editor
   // On a phone the editor sits below a long grid: a tap opens it as a full-screen sheet instead, and
@@ -283,6 +237,10 @@
   const { save, flushSave, showDraft, hasDraft, draftOf, dropDraft } = window.captionSave({ page, base, state,
     setSaveState, showCount, indexOf, showing, refreshTile, refreshStats, select, openSheet });
 
+  // Clicks on tiles, Select all, deleting what is picked: gallery_selection.js.
+  const { updateSelection, deleteNames } = window.gallerySelection({ base, state, select, openSheet, reload, confirmDialog,
+    dropDraft });
+
   document.addEventListener("keydown", (ev) => {
     if (document.querySelector("dialog[open]")) return;
     if (ev.key === "Escape" && document.body.classList.contains("editor-open")) { flushSave(); openSheet(false); return; }
@@ -303,56 +261,6 @@
   $("ed-next").onclick = () => select(state.current + 1);
   $("ed-delete").onclick = () => state.current >= 0 && deleteNames([state.images[state.current].name]);
 
-  // ---- grid clicks and selection
-  $("grid").addEventListener("click", (ev) => {
-    const el = ev.target.closest(".tile");
-    if (!el) return;
-    const index = Number(el.dataset.index);
-    if (state.selecting || ev.shiftKey || ev.ctrlKey || ev.metaKey) {
-      const name = el.dataset.name;
-      if (state.selected.has(name)) state.selected.delete(name); else state.selected.add(name);
-      el.classList.toggle("selected");
-      updateSelection();
-    } else {
-      select(index, false);
-      openSheet(true);
-    }
-  });
-
-  function updateSelection() {
-    const n = state.selected.size;
-    $("btn-delete-selected").hidden = n === 0;
-    $("btn-delete-selected").textContent = `Delete ${n} selected`;
-    $("btn-caption-selected").hidden = n === 0;
-    $("btn-caption-selected").textContent = `Caption ${n} selected`;
-    $("btn-select-all").hidden = !state.selecting || !state.total;
-    $("btn-select-all").textContent = `Select all ${state.total}`;
-    $("btn-select").textContent = state.selecting ? "Done selecting" : "Select";
-    $("grid").classList.toggle("selecting", state.selecting);
-  }
-  $("btn-select").onclick = () => {
-    state.selecting = !state.selecting;
-    if (!state.selecting) { state.selected.clear(); $("grid").querySelectorAll(".tile.selected").forEach((t) => t.classList.remove("selected")); }
-    updateSelection();
-  };
-  $("btn-delete-selected").onclick = () => deleteNames([...state.selected]);
-  // Every image the filter and search show, the pages not scrolled to yet included: their names come in one
-  // request (the rows of 3,000 images came in 20, each drawn as tiles first); a tile drawn later shows as selected.
-  $("btn-select-all").onclick = async () => {
-    const gen = state.gen;
-    let data;
-    try {
-      data = await api(`${base}/images?${new URLSearchParams({ names: 1, filter: state.filter, q: state.q, sort: state.sort })}`);
-    } catch (e) {
-      toast(`Could not select all: ${e.message}`, "error");
-      return;
-    }
-    if (gen !== state.gen) return;
-    data.names.forEach((name) => state.selected.add(name));
-    $("grid").querySelectorAll(".tile").forEach((t) => t.classList.add("selected"));
-    updateSelection();
-  };
-
   function confirmDialog(title, text, ok = "Delete") {
     return new Promise((resolve) => {
       $("confirm-title").textContent = title;
@@ -364,25 +272,6 @@
       $("confirm-form").onsubmit = (ev) => { ev.preventDefault(); dlg.close("ok"); };
       dlg.showModal();
     });
-  }
-
-  async function deleteNames(names) {
-    if (!names.length) return;
-    const what = names.length === 1 ? `“${names[0]}”` : `${names.length} images`;
-    if (!(await confirmDialog(`Delete ${what}?`, names.length === 1 ? "The image and its caption move to Recently deleted for a week."
-      : "The images and their captions move to Recently deleted for a week."))) return;
-    try {
-      const result = await api(`${base}/images/delete`, { method: "POST", json: { names } });
-      window.ds.offerUndo(result, `Deleted ${plural(result.deleted.length, "image")}.`);
-      names.forEach(dropDraft);
-      state.selected.clear();
-      state.selecting = false;
-      updateSelection();
-      const next = state.images[state.current + 1];
-      reload(next && !names.includes(next.name) ? next.name : null);
-    } catch (e) {
-      toast(`Delete failed: ${e.message}`, "error");
-    }
   }
 
   // ---- filters and search
