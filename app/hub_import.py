@@ -14,9 +14,12 @@ versions. Then the same import job as an upload checks and places every image (a
 from __future__ import annotations
 
 import itertools
+import logging
+import os
 import posixpath
 import re
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
@@ -26,15 +29,19 @@ from app.caption_files import is_metadata_name
 from app.importer import Source
 from app.video_frames import is_video_name
 from studio.fetch_progress import counting_bar
-from studio.hub_files import FetchError, hub_error
+from studio.hub_files import FetchError, RemoteFile, hub_error, verify_file
 from studio.jobs import JobError, JobStopped
 from studio.settings import Settings
 from studio.text import name_list, plural
 from studio.web import ApiError
 from studio.workspace import UnsafePathError, confined
 
+log = logging.getLogger(__name__)
 HUB_HOSTS = {"huggingface.co", "www.huggingface.co", "hf.co"}
 PARALLEL = 8
+TRIES_WITHOUT_BYTES = 5  # a file whose connection keeps breaking goes on while each answer brings something new
+READ_TIMEOUT_S = 30
+RETRY_PAUSE_S = 1.0  # times the tries in a row that brought nothing
 _PART = re.compile(r"^[\w.-]+$")
 
 
@@ -177,6 +184,12 @@ class _Progress:
 
         return counting_bar(count)
 
+    def arrived(self, path: str, held: int) -> None:
+        """`path` holds `held` bytes so far (less than before when a server sent it again from the start)."""
+        with self.lock:
+            self.partial[path] = held
+        self.report()
+
     def file_done(self, path: str, size: int) -> None:
         with self.lock:
             self.partial.pop(path, None)
@@ -226,8 +239,11 @@ def download(job, link: HubLink, settings: Settings, folder: Path, limit: int | 
         progress = _Progress(reporter, sum(size(entry) for entry in files), len(files), label)
 
         def fetch(entry) -> None:
-            hf_hub_download(link.repo, entry.path, repo_type="dataset", revision=commit, local_dir=folder,
-                            token=token, endpoint=settings.hf_endpoint, tqdm_class=progress.bar_class(entry.path))
+            if entry.xet_hash and _xet_ready():  # Xet's own client, which retries its chunks itself
+                hf_hub_download(link.repo, entry.path, repo_type="dataset", revision=commit, local_dir=folder,
+                                token=token, endpoint=settings.hf_endpoint, tqdm_class=progress.bar_class(entry.path))
+            else:
+                fetch_file(link.repo, entry, commit, targets[entry.path], token, settings.hf_endpoint, progress)
             progress.file_done(entry.path, size(entry))
 
         progress.report()
@@ -249,6 +265,86 @@ def download(job, link: HubLink, settings: Settings, folder: Path, limit: int | 
     fetch_all(job, first, link.label)
     return [Source(entry.path, targets[entry.path]) for entry in first] + \
         [Source(entry.path, prepare=fetch_later(entry)) for entry in later]
+
+
+def _xet_ready() -> bool:
+    from huggingface_hub import constants
+    from huggingface_hub.utils._runtime import is_xet_available
+
+    return is_xet_available() and not constants.HF_HUB_DISABLE_XET
+
+
+def fetch_file(repo: str, entry, commit: str, target: Path, token, endpoint: str | None,
+               progress: _Progress) -> None:
+    """One repo file into `target`, checked against the listing's size and hash. A connection that breaks off goes on
+    from the bytes that arrived (an HTTP Range), however small the file (huggingface-hub's own download keeps
+    nothing of a read under 10 MB cut short, so a small file on a connection that keeps dropping starts over each
+    time and fails); it gives up after TRIES_WITHOUT_BYTES answers in a row that brought nothing."""
+    import httpx2
+    from huggingface_hub import hf_hub_url
+    from huggingface_hub.utils import build_hf_headers, get_session, hf_raise_for_status
+
+    url = hf_hub_url(repo, entry.path, repo_type="dataset", revision=commit, endpoint=endpoint)
+    headers = {**build_hf_headers(token=token), "Accept-Encoding": "identity"}  # byte ranges of the file itself
+    expected = RemoteFile(entry.path, size(entry), entry.lfs.sha256 if entry.lfs else None,
+                          None if entry.lfs else entry.blob_id)
+    part = target.with_name(f".{target.name}.incomplete")
+    part.parent.mkdir(parents=True, exist_ok=True)
+    part.unlink(missing_ok=True)
+    held, fruitless = 0, 0
+    while True:
+        before, broken = held, "an answer cut short"
+        try:
+            with get_session().stream("GET", url, headers={**headers, **({"Range": f"bytes={held}-"} if held else {})},
+                                      timeout=httpx2.Timeout(READ_TIMEOUT_S, connect=15)) as response:
+                if response.status_code == 416:  # what arrived is no part of this file: start over
+                    held = 0
+                else:
+                    if response.status_code >= 400:
+                        response.read()  # the hub's error sentence is in the body
+                    hf_raise_for_status(response)
+                    if held and response.status_code != 206:
+                        held = 0  # the server sends the whole file again
+                    with open(part, "r+b" if held else "wb") as sink:
+                        sink.seek(held)
+                        sink.truncate()
+                        progress.arrived(entry.path, held)
+                        for block in response.iter_bytes():
+                            sink.write(block)
+                            held += len(block)
+                            progress.arrived(entry.path, held)
+                            if held > expected.size:
+                                break
+                    if held > expected.size:  # not the file the listing gave: start over
+                        held, broken = 0, f"more than the {expected.size} bytes listed"
+                    elif held == expected.size:
+                        problem = verify_file(part, expected)
+                        if problem is None:
+                            os.replace(part, target)
+                            return
+                        log.warning("%s/%s: %s; downloading it again", repo, entry.path, problem)
+                        held, broken = 0, problem
+        except (httpx2.TransportError, OSError) as exc:
+            if isinstance(exc, OSError) and not isinstance(exc, (ConnectionError, TimeoutError)):
+                raise  # the disk's, not the network's
+            broken = type(exc).__name__
+        except Exception as exc:
+            from huggingface_hub.errors import HfHubHTTPError
+
+            status = exc.response.status_code if isinstance(exc, HfHubHTTPError) and exc.response is not None else 0
+            if status < 500 and status not in (408, 429):
+                raise  # the hub's answer (not found, gated, private): a sentence, no retry
+            broken = f"HTTP {status}"
+        fruitless = 0 if held > before else fruitless + 1
+        if fruitless >= TRIES_WITHOUT_BYTES:
+            part.unlink(missing_ok=True)
+            raise JobError(f"The download of {repo}/{entry.path} failed {fruitless} times in a row without "
+                           f"getting further ({broken}): try again (the import resumes).")
+        log.info("%s/%s broke off at %d bytes (%s); going on from there", repo, entry.path, held, broken)
+        pause_until = time.monotonic() + fruitless * RETRY_PAUSE_S  # longer while nothing arrives; a stop ends it
+        while time.monotonic() < pause_until:
+            progress.report()
+            time.sleep(min(0.25, RETRY_PAUSE_S))
 
 
 def _in_parallel(files: list, fetch, progress: _Progress) -> None:
