@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import logging
 import shutil
+import threading
+import time
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -28,6 +30,10 @@ from studio.web import ApiError
 from studio.workspace import UnsafePathError, confined
 
 log = logging.getLogger(__name__)
+
+# a link download that sends less than this in this long is given up (not left to hold the GPU)
+STALL_BYTES = 1 << 20
+STALL_S = 120.0
 
 
 class DatasetInputError(ValueError):
@@ -83,25 +89,71 @@ def parse_dataset_spec(spec) -> dict:
         raise DatasetInputError(exc.message, [{"field": "dataset.prefix", "message": "Not a valid prefix."}]) from None
 
 
+class JobStopped(Exception):
+    """RunPod stopped the job (cancelled, or past the endpoint's execution timeout)."""
+
+
+class _LinkWatch:
+    """The link download's reporter (studio.job_reporter's interface): it ends the download when the job is stopped,
+    or when the link sends less than STALL_BYTES in STALL_S (a link that trickles would hold the paid GPU for
+    hours: the socket's own timeout only counts the time between two blocks)."""
+
+    def __init__(self, on_bytes, stop: threading.Event | None, what: str):
+        self.on_bytes, self.stop, self.what = on_bytes, stop, what
+        self.mark_time, self.mark_bytes = time.monotonic(), 0
+        self.message, self.errors = "", []
+
+    def __call__(self, values: dict) -> None:
+        self.update(**values)
+
+    def update(self, force: bool = False, **values) -> None:
+        done = values.get("bytes_done")
+        if done is None:
+            return
+        if done - self.mark_bytes >= STALL_BYTES:
+            self.mark_time, self.mark_bytes = time.monotonic(), done
+        if self.on_bytes:
+            self.on_bytes(done)
+
+    def stalled(self) -> bool:
+        return time.monotonic() - self.mark_time > STALL_S
+
+    def stop_requested(self) -> bool:
+        return (self.stop is not None and self.stop.is_set()) or self.stalled()
+
+    def check_stop(self) -> None:
+        if self.stop is not None and self.stop.is_set():
+            raise JobStopped()
+        if self.stalled():
+            raise DatasetInputError(f"The {self.what} link sent less than {STALL_BYTES >> 10} KB in {STALL_S:.0f} s: "
+                                    "put the file where it downloads faster (S3, R2, Hugging Face) and try again.")
+
+    def add_error(self, item: str, message: str) -> None:
+        return None
+
+    def flush(self) -> None:
+        return None
+
+
 def download_url(url: str, target: Path, max_bytes: int, allow_private: bool,
-                 on_bytes: Callable[[int], None] | None = None, what: str = "dataset") -> Path:
+                 on_bytes: Callable[[int], None] | None = None, what: str = "dataset",
+                 stop: threading.Event | None = None) -> Path:
     """Stream `url` into `target` with the dataset manager's link download (a share page of a common host becomes
     its download; every redirect hop checked, private addresses refused unless ALLOW_PRIVATE_URLS=1), refusing
-    more than `max_bytes`; errors name it as `what` ("The dataset link: ...")."""
+    more than `max_bytes`, a link that stalls, and going on once `stop` is set (JobStopped); errors name it as
+    `what` ("The dataset link: ...")."""
     from app import link_fetch
     from app.url_import import direct_link
-    from studio.job_reporter import QuietReporter
     from studio.jobs import JobError
 
-    def report(values: dict) -> None:
-        if on_bytes and "bytes_done" in values:
-            on_bytes(values["bytes_done"])
-
     try:
-        link_fetch.fetch_to(QuietReporter(report), direct_link(url), target, max_bytes, allow_private)
+        link_fetch.fetch_to(_LinkWatch(on_bytes, stop, what), direct_link(url), target, max_bytes, allow_private)
     except JobError as exc:
         target.unlink(missing_ok=True)
         raise DatasetInputError(f"The {what} link: {exc}") from None
+    except DatasetInputError:
+        target.unlink(missing_ok=True)
+        raise
     return target
 
 
@@ -183,7 +235,7 @@ def _unpack_containers(files: list[Path], settings: Settings) -> None:
 
 
 def fetch_dataset(spec: dict, settings: Settings, raw_dir: Path,
-                  on_progress: Callable[[dict], None] | None = None) -> None:
+                  on_progress: Callable[[dict], None] | None = None, stop: threading.Event | None = None) -> None:
     """Download the dataset named by a parsed spec into `raw_dir` (files as they come)."""
     raw_dir.mkdir(parents=True, exist_ok=True)
     max_bytes = settings.max_upload_mb * 1024 * 1024
@@ -200,7 +252,7 @@ def fetch_dataset(spec: dict, settings: Settings, raw_dir: Path,
             if on_progress:
                 on_progress({"phase": "downloading", "bytes_done": done})
 
-        download_url(spec["url"], archive, max_bytes, settings.allow_private_urls, report)
+        download_url(spec["url"], archive, max_bytes, settings.allow_private_urls, report, stop=stop)
         with open(archive, "rb") as handle:
             is_parquet = kind_of(handle.read(16)) == ".parquet"  # the link import's own signatures
         if is_parquet:

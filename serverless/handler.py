@@ -15,6 +15,8 @@ job inputs and outputs.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import dataclasses
 import gc
 import logging
@@ -26,7 +28,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from serverless.dataset import DatasetInputError, fetch_dataset, prepare_images
+from serverless.dataset import DatasetInputError, JobStopped, fetch_dataset, prepare_images
 from serverless.publish import HubInputError, parse_hub, publish_lora
 from serverless.sources import fetch_start_lora, parse_datasets, parse_start_lora, start_lora_name
 from studio.s3 import Storage, StorageError, join_key, normalize_prefix, storage_configured, upload_job_outputs
@@ -40,6 +42,9 @@ DEFAULT_RECIPE = "zimage-turbo"
 DEFAULT_OUTPUT_PREFIX = "loras"
 PROGRESS_INTERVAL_S = 2.0
 LINK_EXPIRES_S = 7 * 24 * 3600
+# S3 and R2 keys are at most 1024 bytes: the prefix leaves room for the job's folder and its file names
+MAX_OUTPUT_PREFIX_BYTES = 512
+WRITE_CHECK_NAME = ".write-check"
 
 
 class InputError(ValueError):
@@ -51,6 +56,17 @@ class InputError(ValueError):
 
 def failure(message: str, details: list | None = None) -> dict:
     return {"error": message, "details": details or []}
+
+
+def stop_check(stop: threading.Event | None, progress: Callable[[dict], None]) -> Callable[[dict], None]:
+    """`progress` for a download: a stop ends it at the next block."""
+
+    def report(update: dict) -> None:
+        if stop is not None and stop.is_set():
+            raise JobStopped()
+        progress(update)
+
+    return report
 
 
 class ProgressReporter:
@@ -148,22 +164,42 @@ def parse_input(data, settings: Settings):
     output_prefix = data.get("output_prefix", settings.s3_output_prefix or DEFAULT_OUTPUT_PREFIX)
     if not isinstance(output_prefix, str):
         raise InputError("`output_prefix` must be a string.", [{"field": "output_prefix", "message": "Not a string."}])
+    if len(output_prefix.encode("utf-8")) > MAX_OUTPUT_PREFIX_BYTES or any(
+            ord(char) < 32 or ord(char) == 127 for char in output_prefix):
+        # checked here, not by the store refusing the upload once the LoRA is trained
+        raise InputError(f"`output_prefix` must be at most {MAX_OUTPUT_PREFIX_BYTES} bytes of folder names, without "
+                         "control characters.", [{"field": "output_prefix", "message": "Not a valid prefix."}])
     try:
         output_prefix = normalize_prefix(output_prefix)
     except StorageError as exc:
         raise InputError(exc.message, [{"field": "output_prefix", "message": "Not a valid prefix."}]) from None
+    if getattr(config, "stop_when_overfitting", False) and not getattr(config, "holdout_images", 0):
+        # the pod refuses this too (trainer.dataset_checks); the engine would only log it and run every step
+        raise InputError("Stopping when the LoRA overfits needs held-out images to watch: set holdout_images (1-2 of "
+                         "20 images, say).", [{"field": "stop_when_overfitting", "message": "Needs holdout_images."}])
     return recipe, config, sources, start, output_prefix
 
 
+def check_writable(storage: Storage, prefix: str) -> None:
+    """Prove the key may write where the LoRA goes (a key that may only read passes `check()`): an empty object
+    written and removed, before anything is downloaded or trained."""
+    key = prefix + WRITE_CHECK_NAME
+    storage.put_bytes(key, b"", "text/plain")
+    try:
+        storage.delete(key, " (the worker's write check)")
+    except StorageError as exc:  # a key that may write but not delete: the LoRA can still be stored
+        log.warning("could not remove %s: %s", key, exc.message)
+
+
 def _fetch_dataset(spec: dict, settings: Settings, raw_dir: Path, dataset_dir: Path, name: str, label: str,
-                   progress):
+                   progress, stop: threading.Event | None = None):
     """One dataset downloaded and decoded into a flat folder of images and captions (`name` in its
     dataset.json, `label` in messages: "dataset", or "dataset 2" of several)."""
     shutil.rmtree(raw_dir, ignore_errors=True)
     shutil.rmtree(dataset_dir, ignore_errors=True)
     progress({"phase": "downloading", "message": f"Downloading the {label}"})
     try:
-        fetch_dataset(spec, settings, raw_dir, progress)
+        fetch_dataset(spec, settings, raw_dir, progress, stop)
         prepared = prepare_images(raw_dir, dataset_dir, settings.max_image_pixels, name=name,
                                   max_frames=settings.video_max_frames, frame_seconds=settings.video_frame_seconds)
     except DatasetInputError as exc:
@@ -191,7 +227,8 @@ def _fetch_start_lora(spec: dict, config, settings: Settings, job_dir: Path, pro
         raise InputError(str(exc), [{"field": "start_lora", "message": str(exc)}]) from None
 
 
-def _train(config, dataset_dir, job_dir: Path, settings: Settings, on_progress) -> dict:
+def _train(config, dataset_dir, job_dir: Path, settings: Settings, on_progress,
+           stop: threading.Event | None = None) -> dict:
     from studio.registry import model_paths
     from trainer.engine import TrainingControl, train
 
@@ -200,9 +237,23 @@ def _train(config, dataset_dir, job_dir: Path, settings: Settings, on_progress) 
 
         ensure_demo_models(settings, caption=False)
     control = TrainingControl(job_dir)
+    finished = threading.Event()
+
+    def pass_on_stop() -> None:  # RunPod's stop becomes the engine's: it saves a checkpoint and ends the loop
+        while not finished.is_set():
+            if stop.wait(0.5):
+                control.request_stop()
+                return
+
+    if stop is not None:
+        threading.Thread(target=pass_on_stop, name="serverless-stop", daemon=True).start()
     try:
-        return train(config, dataset_dir, job_dir, model_paths(settings), control, on_progress)
+        result = train(config, dataset_dir, job_dir, model_paths(settings), control, on_progress)
+        if result.get("stopped"):
+            raise JobStopped()
+        return result
     finally:
+        finished.set()
         gc.collect()
         try:
             import torch
@@ -213,7 +264,7 @@ def _train(config, dataset_dir, job_dir: Path, settings: Settings, on_progress) 
             pass
 
 
-def run(job: dict, settings: Settings, send: Callable[[dict], None]) -> dict:
+def run(job: dict, settings: Settings, send: Callable[[dict], None], stop: threading.Event | None = None) -> dict:
     started = time.monotonic()
     progress = ProgressReporter(send)
     _recipe, config, sources, start, output_prefix = parse_input(job.get("input"), settings)
@@ -226,12 +277,14 @@ def run(job: dict, settings: Settings, send: Callable[[dict], None]) -> dict:
                            "and S3_SECRET_ACCESS_KEY (or the R2_* names).", code="not_configured")
     storage = Storage.from_settings(settings)
     storage.check()  # fail in seconds on bad keys, not after the training
-
     name = _job_folder_name(job)
+    check_writable(storage, join_key(output_prefix, name) + "/")  # nor on a key that may only read
+
     work = settings.root / "serverless" / name
     job_dir = work / "job"
+    downloads = stop_check(stop, progress)
     if start:
-        _fetch_start_lora(start, config, settings, job_dir, progress)
+        _fetch_start_lora(start, config, settings, job_dir, downloads)
     several = len(sources) > 1
     folders, images, skipped = [], 0, []
 
@@ -243,11 +296,12 @@ def run(job: dict, settings: Settings, send: Callable[[dict], None]) -> dict:
     try:
         for suffix, (spec, repeats) in zip(suffixes, sources, strict=True):
             prepared = _fetch_dataset(spec, settings, work / f"download{suffix}", work / f"dataset{suffix}",
-                                      name + suffix, f"dataset {suffix[1:]}" if several else "dataset", progress)
+                                      name + suffix, f"dataset {suffix[1:]}" if several else "dataset", downloads,
+                                      stop)
             folders.append((prepared.folder, repeats))
             images += prepared.images
             skipped += prepared.skipped
-        result = _train(config, folders if several else folders[0][0], job_dir, settings, training_progress)
+        result = _train(config, folders if several else folders[0][0], job_dir, settings, training_progress, stop)
     finally:
         for suffix in suffixes:  # fetched again by a retry; checkpoints stay
             shutil.rmtree(work / f"dataset{suffix}", ignore_errors=True)
@@ -289,8 +343,9 @@ def _is_training_error(exc: Exception) -> bool:
     return isinstance(exc, TrainingError)
 
 
-def handler(job: dict) -> dict:
-    """RunPod entry: never raises; failures come back as {"error": sentence, "details": [...]}."""
+def handler(job: dict, stop: threading.Event | None = None) -> dict:
+    """One job: never raises; failures come back as {"error": sentence, "details": [...]}. Setting `stop` ends
+    a download at its next block and the training at its next step (a checkpoint kept for a retry)."""
     job = job if isinstance(job, dict) else {}
     try:
         settings = load_settings()
@@ -298,7 +353,10 @@ def handler(job: dict) -> dict:
         return failure(str(exc))
     sender = RunpodSender(job)
     try:
-        return run(job, settings, sender)
+        return run(job, settings, sender, stop)
+    except JobStopped:
+        log.info("job %s stopped", job.get("id"))
+        return failure("The job was stopped before it finished.")
     except InputError as exc:
         return failure(exc.message, exc.details)
     except StorageError as exc:
@@ -313,3 +371,18 @@ def handler(job: dict) -> dict:
         return failure(f"Internal error: {type(exc).__name__}. The worker log has the details.")
     finally:
         sender.flush()
+
+
+async def stoppable_handler(job: dict) -> dict:
+    """What `python -m serverless` gives the SDK: the job runs in a thread, so the SDK's loop stays free to hear
+    RunPod stop it (cancelled, or past the execution timeout). A stop cancels this task: the job is told to stop,
+    and the task ends once it has (the GPU is free before the worker takes the next job)."""
+    stop = threading.Event()
+    work = asyncio.ensure_future(asyncio.to_thread(handler, job, stop))
+    try:
+        return await asyncio.shield(work)
+    except asyncio.CancelledError:
+        stop.set()
+        with contextlib.suppress(asyncio.CancelledError):  # stopped again while stopping: do not wait any more
+            await asyncio.wait({work})
+        raise

@@ -44,7 +44,31 @@ def parse_hub(spec, settings: Settings) -> dict | None:
     if not settings.hf_token:
         raise HubInputError("Set HF_TOKEN (a Hugging Face token with write access) in the endpoint's environment "
                             "to publish to Hugging Face.", "hub")
+    check_token(settings)
     return {"repo": repo, "private": private}
+
+
+def check_token(settings: Settings) -> None:
+    """HF_TOKEN asked of the hub before any download: a token it refuses, or one that may only read, fails the job
+    in seconds rather than its publication after the training. A hub that cannot be asked now is not a refusal."""
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import HfHubHTTPError
+
+    try:
+        answer = HfApi(endpoint=settings.hf_endpoint, token=settings.hf_token).whoami()
+    except HfHubHTTPError as exc:
+        if exc.response is not None and exc.response.status_code in (401, 403):
+            raise HubInputError("Hugging Face refused HF_TOKEN: set a valid token with write access in the "
+                                "endpoint's environment.", "hub") from None
+        log.warning("could not check HF_TOKEN (HTTP %s)", getattr(exc.response, "status_code", None))
+        return
+    except Exception as exc:  # the hub unreachable now: the publication after the training says so if it still is
+        log.warning("could not check HF_TOKEN (%s)", type(exc).__name__)
+        return
+    token = ((answer.get("auth") or {}).get("accessToken") or {}) if isinstance(answer, dict) else {}
+    if token.get("role") == "read":
+        raise HubInputError("HF_TOKEN may only read: publishing needs a token of the 'write' role (or a "
+                            "fine-grained one that may write to the repo's namespace).", "hub")
 
 
 def publish_lora(spec: dict, settings: Settings, config, name: str, result: dict, job_dir: Path) -> dict:
