@@ -132,8 +132,8 @@ class Credentials:
 
 
 @contextmanager
-def opened(url: str, allow_private: bool,
-           credentials: Credentials | None = None) -> Iterator[tuple[http.client.HTTPResponse, str]]:
+def opened(url: str, allow_private: bool, credentials: Credentials | None = None,
+           extra_headers: dict[str, str] | None = None) -> Iterator[tuple[http.client.HTTPResponse, str]]:
     """(the response of the link's last redirect hop, that hop's URL); every hop checked before it is asked."""
     for _ in range(MAX_REDIRECTS + 1):
         parts = urlsplit(url)
@@ -145,7 +145,7 @@ def opened(url: str, allow_private: bool,
         try:
             conn.request("GET", request_target(url), headers={
                 "User-Agent": "z-image-studio", "Accept-Encoding": "identity",
-                **(credentials.for_host(parts.hostname) if credentials else {})})
+                **(credentials.for_host(parts.hostname) if credentials else {}), **(extra_headers or {})})
             sock = conn.sock  # kept before a closing answer lets the connection drop it
             response = conn.getresponse()
             response.studio_socket = sock
@@ -231,40 +231,63 @@ class Fetched:
     kind: str  # the Content-Type it came with
 
 
+RESUME_TRIES = 5  # answers in a row that bring nothing new before a broken download gives up
+
+
 def fetch_to(job, url: str, target: Path, max_bytes: int, allow_private: bool,
              credentials: Credentials | None = None) -> Fetched:
     """Streams the link into `target` with byte progress and stop checks on `job`, refusing more than
-    `max_bytes`; JobError says what went wrong (the link's host, its answer, the limit)."""
-    with opened(url, allow_private, credentials) as (response, final_url):
-        host = urlsplit(final_url).hostname
-        if response.status != 200:
-            raise JobError(f"{host} answered {response.status} {response.reason or ''}".rstrip()
-                           + ": check that the link is right and public.")
-        total = int(response.getheader("Content-Length") or 0)
-        if total > max_bytes:
-            raise JobError(f"The file is {total / 2**20:,.0f} MB, over the limit of {max_bytes / 2**20:,.0f} MB "
-                           "(MAX_UPLOAD_MB).")
-        name = file_name(response, final_url)
-        kind = (response.getheader("Content-Type") or "unknown").split(";")[0]
-        target.parent.mkdir(parents=True, exist_ok=True)
-        done, head = 0, b""
-        try:
-            with open(target, "wb") as sink, _cut_on_stop(job, response):
-                while block := response.read1(1 << 20):  # what has arrived: a stop is seen within a block
-                    job.check_stop()
-                    done += len(block)
-                    if done > max_bytes:
-                        raise JobError(f"The file is over the limit of {max_bytes / 2**20:,.0f} MB (MAX_UPLOAD_MB).")
-                    if len(head) < 16:
-                        head += block[:16]
-                    sink.write(block)
-                    job.update(phase="downloading", bytes_done=done, bytes_total=total or None,
-                               message=f"Downloading {name}")
-        except (TimeoutError, ConnectionError, ssl.SSLError, http.client.HTTPException) as exc:  # not the disk's
-            job.check_stop()  # stopped while the link had gone quiet: that is how it ended
-            raise JobError(f"{host} stopped answering ({type(exc).__name__}): try again.") from None
-        job.check_stop()  # a stop cuts the connection: what came before it is not the whole file
-        if total and done < total:  # the connection closed early: a read of a size just returns nothing more
-            raise JobError(f"The download of {name} stopped at {format_bytes(done)} of {format_bytes(total)}: {host} "
-                           "closed the connection. Try again.")
-    return Fetched(name, head, kind)
+    `max_bytes`; a connection that breaks off goes on from the bytes that arrived (HTTP Range, checked with If-Range)
+    when the server allows it. JobError says what went wrong (the link's host, its answer, the limit)."""
+    done, fruitless, validator, fetched = 0, 0, None, None
+    target.parent.mkdir(parents=True, exist_ok=True)
+    while True:
+        before = done
+        resuming = {"Range": f"bytes={done}-", "If-Range": validator} if done and validator else {}
+        with opened(url, allow_private, credentials, resuming) as (response, final_url):
+            host = urlsplit(final_url).hostname
+            if response.status not in (200, 206) or (response.status == 206 and not resuming):
+                raise JobError(f"{host} answered {response.status} {response.reason or ''}".rstrip()
+                               + ": check that the link is right and public.")
+            if response.status == 200:
+                done = 0  # the whole file (again)
+            total = done + int(response.getheader("Content-Length") or 0) if response.getheader("Content-Length") \
+                else 0
+            if total > max_bytes:
+                raise JobError(f"The file is {total / 2**20:,.0f} MB, over the limit of {max_bytes / 2**20:,.0f} MB "
+                               "(MAX_UPLOAD_MB).")
+            ranges = (response.getheader("Accept-Ranges") or "").lower() == "bytes" or response.status == 206
+            validator = (response.getheader("ETag") or response.getheader("Last-Modified")) if ranges else None
+            if fetched is None:
+                fetched = Fetched(file_name(response, final_url), b"",
+                                  (response.getheader("Content-Type") or "unknown").split(";")[0])
+            broken = None
+            try:
+                with open(target, "r+b" if done else "wb") as sink, _cut_on_stop(job, response):
+                    sink.seek(done)
+                    sink.truncate()
+                    while block := response.read1(1 << 20):
+                        job.check_stop()
+                        if len(fetched.head) < 16 and done < 16:
+                            fetched.head = (fetched.head[:done] + block)[:16]
+                        done += len(block)
+                        if done > max_bytes:
+                            raise JobError(f"The file is over the limit of {max_bytes / 2**20:,.0f} MB "
+                                           "(MAX_UPLOAD_MB).")
+                        sink.write(block)
+                        job.update(phase="downloading", bytes_done=done, bytes_total=total or None,
+                                   message=f"Downloading {fetched.name}")
+            except (TimeoutError, ConnectionError, ssl.SSLError, http.client.HTTPException) as exc:
+                broken = type(exc).__name__
+            job.check_stop()  # a stop cuts the connection: what came before it is not the whole file
+            if broken is None and not (total and done < total):
+                return fetched
+            if not validator:
+                of = f" of {format_bytes(total)}" if total else ""
+                why = f" ({broken})" if broken else ""
+                raise JobError(f"The download of {fetched.name} stopped at {format_bytes(done)}{of}: {host} closed the "
+                               f"connection{why}. Try again.")
+        fruitless = 0 if done > before else fruitless + 1
+        if fruitless >= RESUME_TRIES:
+            raise JobError(f"The download of {fetched.name} stopped at {format_bytes(done)} of {format_bytes(total)} "
+                           f"{fruitless} times in a row: {host} keeps closing the connection. Try again.")
