@@ -21,7 +21,8 @@ class ConfigError(ValueError):
 
 
 def option(default: Any, help: str, section: str = "advanced", **extra: Any) -> Any:
-    """A config field: `extra` may hold label, choices, min, max, exclusive_min, min_items, multiple_of,
+    """A config field: `extra` may hold label, choices, min, max, exclusive_min, min_items, max_items,
+    max_length (of a text or of each text in a list), multiple_of,
     unique (list items), pattern (a regular expression the text must match; `pattern_help` says it in
     words), accepts_bool (true/false stand for the last and first choice) and shown_when ({field: [values]}:
     the form shows the field only while those fields hold one of those values; the value still counts). The same
@@ -132,12 +133,16 @@ class RecipeConfig:
                 step = meta["multiple_of"]
                 errors.append({"field": f.name, "message": f"{bad} is not a multiple of {step}; use e.g. "
                                                            f"{max(step, bad // step * step)}."})
+            elif "max_length" in meta and any(len(v) > meta["max_length"] for v in values):
+                errors.append({"field": f.name, "message": f"At most {meta['max_length']:,} characters each."})
             elif "pattern" in meta and any(not re.search(meta["pattern"], v) for v in values):
                 errors.append({"field": f.name, "message": meta.get("pattern_help") or
                                f"Must match {meta['pattern']}."})
             if isinstance(value, list) and meta.get("min_items") and len(value) < meta["min_items"]:
                 errors.append({"field": f.name, "message": "Needs at least one value." if meta["min_items"] == 1
                                else f"Needs at least {meta['min_items']} values."})
+            if isinstance(value, list) and meta.get("max_items") and len(value) > meta["max_items"]:
+                errors.append({"field": f.name, "message": f"At most {meta['max_items']} values."})
             if isinstance(value, list) and meta.get("unique") and len(set(value)) != len(value):
                 errors.append({"field": f.name, "message": "Each value may appear only once."})
         return errors
@@ -206,8 +211,8 @@ class Recipe:
             }
             if item:
                 entry["items"] = item
-            for key in ("choices", "min", "max", "min_items", "multiple_of", "unique", "pattern", "accepts_bool",
-                        "shown_when"):
+            for key in ("choices", "min", "max", "min_items", "max_items", "max_length", "multiple_of", "unique",
+                        "pattern", "accepts_bool", "shown_when"):
                 if key in f.metadata:
                     entry[key] = f.metadata[key]
             if "exclusive_min" in f.metadata:
@@ -232,10 +237,14 @@ class Recipe:
                 scalar["multipleOf"] = entry["multiple_of"]
             if "pattern" in entry:
                 scalar["pattern"] = entry["pattern"]
+            if "max_length" in entry:
+                scalar["maxLength"] = entry["max_length"]
             if kind == "array":
                 prop.update({"type": "array", "items": scalar})
                 if entry.get("min_items"):
                     prop["minItems"] = entry["min_items"]
+                if entry.get("max_items"):
+                    prop["maxItems"] = entry["max_items"]
                 if entry.get("unique"):
                     prop["uniqueItems"] = True
             elif entry.get("accepts_bool"):

@@ -23,6 +23,10 @@ NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,79}$(?!\n)"
 LIBRARY_NAME = r"^$|^(?![.\s])[^/\\\x00-\x1f]{1,200}$(?!\n)"
 ONE_LINE = r"^[^\n\r\t]*$(?!\n)"
 NOT_BLANK = r"\S"
+# each preview round renders every prompt (three times with the leak check): a list without end would spend the
+# training's GPU time on previews
+MAX_SAMPLE_PROMPTS = 32
+MAX_PROMPT_CHARS = 2000
 LORA_ONLY = {"network": ["lora"]}  # rank and alpha: a LoKr's size is its factor
 
 
@@ -90,6 +94,7 @@ class ZImageTurboConfig(RecipeConfig):
         "size, seed and steps the way kohya and ai-toolkit write them: --w 832 --h 1216 --d 7 --s 12 (also --l "
         "guidance, --n negative prompt, --m LoRA strength).",
         "basic", pattern=NOT_BLANK, pattern_help="Sample prompts must not be empty.",
+        max_items=MAX_SAMPLE_PROMPTS, max_length=MAX_PROMPT_CHARS,
     )
     optimizer: str = option(
         "auto", "auto: 8-bit AdamW on a CUDA GPU (when bitsandbytes is installed), AdamW otherwise. prodigy: "
