@@ -33,6 +33,7 @@ from serverless.publish import HubInputError, parse_hub, publish_lora
 from serverless.sources import fetch_start_lora, parse_datasets, parse_start_lora, start_lora_name
 from studio.s3 import Storage, StorageError, join_key, normalize_prefix, storage_configured, upload_job_outputs
 from studio.settings import Settings, SettingsError, load_settings
+from trainer.dataset_checks import OVERFIT_NEEDS_HOLDOUT
 from trainer.evaluation_set import EVAL_RESULT_KEYS
 
 log = logging.getLogger(__name__)
@@ -175,8 +176,8 @@ def parse_input(data, settings: Settings):
         raise InputError(exc.message, [{"field": "output_prefix", "message": "Not a valid prefix."}]) from None
     if getattr(config, "stop_when_overfitting", False) and not getattr(config, "holdout_images", 0):
         # the pod refuses this too (trainer.dataset_checks); the engine would only log it and run every step
-        raise InputError("Stopping when the LoRA overfits needs held-out images to watch: set holdout_images (1-2 of "
-                         "20 images, say).", [{"field": "stop_when_overfitting", "message": "Needs holdout_images."}])
+        raise InputError(OVERFIT_NEEDS_HOLDOUT,
+                         [{"field": "stop_when_overfitting", "message": "Needs holdout_images."}])
     return recipe, config, sources, start, output_prefix
 
 

@@ -107,12 +107,15 @@ def _check_trigger(found: list[Checked], config: dict | None, report) -> None:
                                 "mean that.")
 
 
+OVERFIT_NEEDS_HOLDOUT = ("Stopping when the LoRA overfits needs held-out images to watch: set holdout_images (1-2 of "
+                         "20 images, say).")
+
+
 def _check_holdout(config: dict | None, report) -> None:
     """holdout_images must leave images to train on; holding out many of few images costs the LoRA."""
     held = (config or {}).get("holdout_images") or 0
     if (config or {}).get("stop_when_overfitting") is True and not held:
-        report.error("stop_when_overfitting", "Stopping when the LoRA overfits needs held-out images to watch: set "
-                                              "holdout_images (1-2 of 20 images, say).")
+        report.error("stop_when_overfitting", OVERFIT_NEEDS_HOLDOUT)
     if not isinstance(held, int) or held <= 0 or not report.images:
         return
     if held >= report.images:
