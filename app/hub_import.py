@@ -90,7 +90,8 @@ def hub_link(url: str) -> HubLink | None:
     return HubLink(repo, rest[1], path, is_file)
 
 
-def _wanted(path: str) -> bool:
+def importable_name(path: str) -> bool:
+    """Whether a file of a dataset (in a repo, a bucket) can give images or captions: the rest is not downloaded."""
     lower = path.lower()
     return (imaging.is_image_name(lower) or lower.endswith((".txt", ".zip", ".parquet")) or is_metadata_name(lower)
             or is_video_name(lower))  # a video gives its sharpest frames
@@ -122,8 +123,8 @@ def listed(api, link: HubLink, commit: str, cap: int | None = None) -> tuple[lis
         entries = [entry for entry in entries if entry.path == link.path]
         if not entries:
             raise JobError(f"{link.repo} has no file {link.path!r} at {link.revision}.")
-    chosen = _of_split(sorted((entry for entry in entries if _wanted(entry.path)), key=lambda entry: entry.path),
-                       link)
+    wanted = (entry for entry in entries if importable_name(entry.path))
+    chosen = _of_split(sorted(wanted, key=lambda entry: entry.path), link)
     if not chosen:
         raise _nothing_there(link, [entry.path for entry in entries])
     return chosen, cut

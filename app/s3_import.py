@@ -16,7 +16,8 @@ from flask import Blueprint, jsonify
 from app import context, import_limit
 from app.export import export_folder
 from app.frame_choice import check_frames, in_config, with_frames
-from app.importer import Source, run_import
+from app.hub_import import importable_name
+from app.importer import UNSUPPORTED, Source, run_import
 from studio.job_reporter import JobReporter
 from studio.jobs import Job, JobError
 from studio.s3 import Storage, StorageError, StoredObject, normalize_prefix, storage_configured
@@ -86,8 +87,14 @@ def start_s3_import(dataset, body: dict, skip_known: bool = False) -> Job:
     def work(job: JobReporter) -> dict:
         download = work_dir / "download"
         held: list[StoredObject] = []  # with a limit: downloaded only while the import wants more images
+        # files that give no image nor caption (a checkpoint, notes) are not downloaded, nor counted against the
+        # size limit; they and the objects the keys may not read are said as skipped
+        left_out: list[tuple[str, str]] = []
 
         def select(objects: list[StoredObject]) -> list[StoredObject]:
+            left_out.extend((o.key, UNSUPPORTED + " (not downloaded)") for o in objects
+                            if not importable_name(o.key))
+            objects = [o for o in objects if importable_name(o.key)]
             first, later = import_limit.split(objects, limit, lambda o: o.key, spread)
             held.extend(later)
             return first
@@ -104,11 +111,11 @@ def start_s3_import(dataset, body: dict, skip_known: bool = False) -> Job:
             max_bytes = settings.max_upload_mb * 2**20
             try:
                 files = storage.download_prefix(prefix, download, on_progress=progress, max_bytes=max_bytes,
-                                                select=select)
+                                                select=select, refused=left_out)
             except StorageError as exc:
                 raise JobError(exc.message + (" Take fewer images." if limit and exc.code == "too_large" else "")) \
                     from None
-            if not files and not held:  # a file's own key (a ZIP in the bucket) where a folder was expected
+            if not files and not held and not left_out:  # a file's own key (a ZIP in the bucket), not a folder
                 files = _one_file(storage, prefix, download, max_bytes, progress)
             sources = [Source(path.relative_to(download).as_posix(), path) for path in files]
             budget = import_limit.Budget(max_bytes, sum(path.stat().st_size for path in files), spread)
@@ -116,8 +123,10 @@ def start_s3_import(dataset, body: dict, skip_known: bool = False) -> Job:
                         for obj in held]
             result = run_import(job, dataset, sources, settings, work_dir / "import", skip_known=skip_known,
                                 limit=limit, spread=spread)
+            result["skipped"] = result.get("skipped", []) + [{"name": key[len(prefix):], "reason": why}
+                                                              for key, why in left_out]
             result["source"] = {"bucket": storage.bucket, "prefix": prefix,
-                                "files": sum(1 for source in sources if source.path is not None)}
+                                "files": sum(1 for source in sources if source.path is not None) + len(left_out)}
             return result
         finally:
             shutil.rmtree(work_dir, ignore_errors=True)

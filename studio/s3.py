@@ -245,13 +245,15 @@ class Storage:
 
     def download_prefix(self, prefix: str, dest: Path, on_progress: ProgressCallback | None = None,
                         max_bytes: int | None = None, suffixes: set[str] | None = None,
-                        select: Callable[[list[StoredObject]], list[StoredObject]] | None = None) -> list[Path]:
+                        select: Callable[[list[StoredObject]], list[StoredObject]] | None = None,
+                        refused: list[tuple[str, str]] | None = None) -> list[Path]:
         """Copy every object under `prefix` into `dest`, keeping sub-folders; returns the local files.
 
         Keys that would land outside `dest` are skipped, and so are hidden files (`.DS_Store`, the studio's own
         record of a push). `max_bytes` bounds the total download. `select` picks the objects to copy from the
         listing (sorted by key). `on_progress` hears of the bytes of a large file as they arrive too, and an
-        exception it raises (a stop) ends the download at once.
+        exception it raises (a stop) ends the download at once. With a `refused` list, an object the keys may not
+        read (access denied) is left out and added to it as (key, why) instead of ending the download.
         """
         prefix = normalize_prefix(prefix)
         objects = [o for o in self.list_objects(prefix) if not o.key.rsplit("/", 1)[-1].startswith(".")]
@@ -277,8 +279,15 @@ class Storage:
             target.parent.mkdir(parents=True, exist_ok=True)
             meter = _ByteMeter(on_progress, {"files_done": index, "files_total": len(objects), "bytes_total": total,
                                              "key": obj.key}, done_bytes)
-            with self._mapped(f"downloading {obj.key}"):
-                self.client.download_file(self.bucket, obj.key, str(target), Callback=meter)
+            try:
+                with self._mapped(f"downloading {obj.key}"):
+                    self.client.download_file(self.bucket, obj.key, str(target), Callback=meter)
+            except StorageError as exc:
+                if refused is None or exc.code != "access_denied":
+                    raise
+                target.unlink(missing_ok=True)
+                refused.append((obj.key, "the storage keys may not read it (access denied)"))
+                continue
             files.append(target)
             done_bytes += obj.size
             if on_progress:
