@@ -31,7 +31,8 @@ from pathlib import Path
 from serverless.dataset import DatasetInputError, JobStopped, fetch_dataset, prepare_images
 from serverless.publish import HubInputError, parse_hub, publish_lora
 from serverless.sources import fetch_start_lora, parse_datasets, parse_start_lora, start_lora_name
-from studio.s3 import Storage, StorageError, join_key, normalize_prefix, storage_configured, upload_job_outputs
+from studio.s3 import Storage, StorageError, join_key, normalize_prefix, storage_configured
+from studio.s3_outputs import upload_job_outputs
 from studio.settings import Settings, SettingsError, load_settings
 from trainer.dataset_checks import OVERFIT_NEEDS_HOLDOUT
 from trainer.evaluation_set import EVAL_RESULT_KEYS

@@ -8,7 +8,8 @@ import logging
 import pytest
 from PIL import Image
 
-from studio.s3 import Storage, StorageError, job_output_files, normalize_prefix, public_endpoint
+from studio.s3 import Storage, StorageError, normalize_prefix, public_endpoint
+from studio.s3_outputs import job_output_files
 from tests.helpers import free_port
 from tests.moto_s3 import MotoS3
 from trainer.s3_push import push_job_outputs

@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from studio.s3 import Storage, StorageError, join_key, storage_configured, upload_job_outputs
+from studio.s3 import Storage, StorageError, join_key, storage_configured
+from studio.s3_outputs import upload_job_outputs
 from studio.settings import Settings
 from studio.workspace import safe_name
 
