@@ -235,8 +235,11 @@ def _unpack_containers(files: list[Path], settings: Settings) -> None:
 
 
 def fetch_dataset(spec: dict, settings: Settings, raw_dir: Path,
-                  on_progress: Callable[[dict], None] | None = None, stop: threading.Event | None = None) -> None:
-    """Download the dataset named by a parsed spec into `raw_dir` (files as they come)."""
+                  on_progress: Callable[[dict], None] | None = None, stop: threading.Event | None = None,
+                  outputs: str | None = None) -> None:
+    """Download the dataset named by a parsed spec into `raw_dir` (files as they come). Keys under `outputs` (the
+    worker's output prefix in the default bucket) are never part of a dataset: a prefix above it ("" for the whole
+    bucket) would otherwise train on earlier jobs' LoRA previews."""
     raw_dir.mkdir(parents=True, exist_ok=True)
     max_bytes = settings.max_upload_mb * 1024 * 1024
     dataset_link = hub_link(spec["url"]) if "url" in spec else None
@@ -262,9 +265,12 @@ def fetch_dataset(spec: dict, settings: Settings, raw_dir: Path,
         archive.unlink(missing_ok=True)
         return
     storage = Storage.from_settings(settings, bucket=spec.get("bucket"))
+    skip = outputs if outputs and storage.bucket == settings.s3_bucket and not \
+        normalize_prefix(spec["prefix"]).startswith(outputs) else None
     files = storage.download_prefix(
         spec["prefix"], raw_dir, max_bytes=max_bytes,
-        on_progress=(lambda p: on_progress({"phase": "downloading", **p})) if on_progress else None)
+        on_progress=(lambda p: on_progress({"phase": "downloading", **p})) if on_progress else None,
+        select=(lambda found: [o for o in found if not o.key.startswith(skip)]) if skip else None)
     if not files:
         raise DatasetInputError(f"Nothing was found under {storage.bucket}/{spec['prefix']}: check the prefix.",
                                 [{"field": "dataset.prefix", "message": "Empty prefix."}])

@@ -194,14 +194,14 @@ def check_writable(storage: Storage, prefix: str) -> None:
 
 
 def _fetch_dataset(spec: dict, settings: Settings, raw_dir: Path, dataset_dir: Path, name: str, label: str,
-                   progress, stop: threading.Event | None = None):
+                   progress, stop: threading.Event | None = None, outputs: str | None = None):
     """One dataset downloaded and decoded into a flat folder of images and captions (`name` in its
     dataset.json, `label` in messages: "dataset", or "dataset 2" of several)."""
     shutil.rmtree(raw_dir, ignore_errors=True)
     shutil.rmtree(dataset_dir, ignore_errors=True)
     progress({"phase": "downloading", "message": f"Downloading the {label}"})
     try:
-        fetch_dataset(spec, settings, raw_dir, progress, stop)
+        fetch_dataset(spec, settings, raw_dir, progress, stop, outputs)
         prepared = prepare_images(raw_dir, dataset_dir, settings.max_image_pixels, name=name,
                                   max_frames=settings.video_max_frames, frame_seconds=settings.video_frame_seconds)
     except DatasetInputError as exc:
@@ -299,7 +299,7 @@ def run(job: dict, settings: Settings, send: Callable[[dict], None], stop: threa
         for suffix, (spec, repeats) in zip(suffixes, sources, strict=True):
             prepared = _fetch_dataset(spec, settings, work / f"download{suffix}", work / f"dataset{suffix}",
                                       name + suffix, f"dataset {suffix[1:]}" if several else "dataset", downloads,
-                                      stop)
+                                      stop, output_prefix)
             folders.append((prepared.folder, repeats))
             images += prepared.images
             skipped += prepared.skipped

@@ -159,3 +159,20 @@ def test_runpod_stopping_a_job_ends_its_download(worker_env, moto, trickle):
 def test_a_job_not_stopped_runs_through_the_same_entry(worker_env):
     result = asyncio.run(stoppable_handler({"id": "x", "input": {"job_config": GOOD_CONFIG, "dataset": "nope"}}))
     assert result["error"].startswith("`dataset` must be an object")
+
+
+def test_a_dataset_prefix_above_the_outputs_never_trains_on_earlier_previews(moto, make_settings, tmp_path):
+    """A dataset prefix of "" (the whole bucket) in the bucket the LoRAs go to: earlier jobs' previews under the output
+    prefix are no part of it; a prefix inside the outputs, asked for on purpose, still is."""
+    from tests.test_s3_import import png
+
+    moto.make_bucket("one-bucket", {"anna/a.png": png((250, 0, 0)), "anna/a.txt": b"anna in red",
+                                    "loras/job-1/samples/step_000100/0.png": png((0, 0, 250)),
+                                    "loras/job-1/lora.safetensors": b"\0" * 64})
+    settings = make_settings(**moto.env(S3_BUCKET="one-bucket"))
+    raw = tmp_path / "all" / "raw"
+    fetch_dataset({"prefix": ""}, settings, raw, outputs="loras/")
+    assert sorted(p.relative_to(raw).as_posix() for p in raw.rglob("*") if p.is_file()) == ["anna/a.png", "anna/a.txt"]
+    inside = tmp_path / "inside" / "raw"
+    fetch_dataset({"prefix": "loras/job-1/samples/"}, settings, inside, outputs="loras/")
+    assert [p.name for p in inside.rglob("*.png")] == ["0.png"]
