@@ -7,10 +7,9 @@ from __future__ import annotations
 
 import requests
 
-from app.store import Dataset
 from tests.browser_studio import browser_marks, open_page
 from tests.helpers import ServerProcess
-from tests.test_datasets_support import image_bytes
+from tests.test_scale_gallery_select_all_browser import many_images
 
 pytestmark = browser_marks
 
@@ -37,16 +36,7 @@ def test_far_tiles_hold_no_picture_and_every_feature_still_works(studio_root, tm
     env = {"STUDIO_ROOT": str(studio_root), "CAPTION_URL": "http://127.0.0.1:9"}
     with ServerProcess("app", env, log_path=tmp_path / "server.log") as server, sync_playwright() as p:
         dataset_id = requests.post(f"{server.url}/api/datasets", json={"name": "Many"}, timeout=10).json()["id"]
-        dataset = Dataset(dataset_id, studio_root / "datasets" / dataset_id)
-        picture = image_bytes(1, size=(64, 64))
-        with dataset.lock():
-            meta = dataset.meta()
-            for i in range(N):
-                name = f"img_{i:04d}.png"
-                (dataset.folder / name).write_bytes(picture)
-                dataset.write_caption(name, f"a cat, number {i}")
-                meta["images"][name] = {"width": 64, "height": 64, "bytes": len(picture), "added_at": i}
-            dataset.save_meta(meta)
+        many_images(studio_root, dataset_id, N)
         browser, page, problems = open_page(p)
         page.goto(f"{server.url}/d/{dataset_id}")
         tiles = page.locator("#grid .tile")

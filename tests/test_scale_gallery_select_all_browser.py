@@ -16,22 +16,27 @@ pytestmark = browser_marks
 N = 400  # pages of 150: the grid holds the first only until scrolled
 
 
+def many_images(studio_root, dataset_id: str, count: int) -> None:
+    """`count` small captioned images put straight into a dataset (img_0000.png, ...): quicker than uploading them."""
+    dataset = Dataset(dataset_id, studio_root / "datasets" / dataset_id)
+    picture = image_bytes(1, size=(64, 64))
+    with dataset.lock():
+        meta = dataset.meta()
+        for i in range(count):
+            name = f"img_{i:04d}.png"
+            (dataset.folder / name).write_bytes(picture)
+            dataset.write_caption(name, f"a cat, number {i}")
+            meta["images"][name] = {"width": 64, "height": 64, "bytes": len(picture), "added_at": i}
+        dataset.save_meta(meta)
+
+
 def test_select_all_selects_every_image_without_loading_every_page(studio_root, tmp_path):
     from playwright.sync_api import expect, sync_playwright
 
     env = {"STUDIO_ROOT": str(studio_root), "CAPTION_URL": "http://127.0.0.1:9"}
     with ServerProcess("app", env, log_path=tmp_path / "server.log") as server, sync_playwright() as p:
         dataset_id = requests.post(f"{server.url}/api/datasets", json={"name": "Many"}, timeout=10).json()["id"]
-        dataset = Dataset(dataset_id, studio_root / "datasets" / dataset_id)
-        picture = image_bytes(1, size=(64, 64))
-        with dataset.lock():
-            meta = dataset.meta()
-            for i in range(N):
-                name = f"img_{i:04d}.png"
-                (dataset.folder / name).write_bytes(picture)
-                dataset.write_caption(name, f"a cat, number {i}")
-                meta["images"][name] = {"width": 64, "height": 64, "bytes": len(picture), "added_at": i}
-            dataset.save_meta(meta)
+        many_images(studio_root, dataset_id, N)
         browser, page, problems = open_page(p)
         listed = []
         page.on("request", lambda r: listed.append(r.url) if "/images?" in r.url else None)
