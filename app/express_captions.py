@@ -20,7 +20,7 @@ from studio.jobs import Job, JobStateError
 from studio.text import plural
 from studio.web import ApiError
 
-HOLD_S = 600.0
+HOLD_S = 180.0  # the GPU waits idle meanwhile: long enough to answer, short enough not to cost much
 KEY = "uncaptioned"
 NAMES_KEPT = 200  # names recorded (the count is exact)
 CHOICES = ("caption", "train")
