@@ -47,6 +47,15 @@ def test_the_compare_page_of_a_link_with_a_deleted_run_shows_the_others_and_says
     assert jobs[0]["id"] in text and jobs[1]["id"] in text and "Pick two to four jobs" not in text
 
 
+def test_a_compare_link_of_more_runs_than_it_shows_says_which_are_left_out(client):
+    jobs = client.post("/api/jobs/variants", json=_body(field="learning_rate", values=[1e-4, 2e-4, 4e-4, 8e-4])
+                       ).get_json()["jobs"]
+    ids = [j["id"] for j in jobs] + ["fifth-run", "sixth-run"]
+    text = client.get(f"/compare?jobs={','.join(ids)}").get_data(as_text=True)
+    assert "Compare shows 4 runs at most: 2 more in this link are left out (fifth-run, sixth-run)." in text
+    assert "compare-left-out" not in client.get(f"/compare?jobs={','.join(ids[:4])}").get_data(as_text=True)
+
+
 def test_choices_and_lists_name_their_variants_too(client):
     jobs = client.post("/api/jobs/variants", json=_body(field="lora_targets", values=["all", "attention"])
                        ).get_json()["jobs"]

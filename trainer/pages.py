@@ -108,5 +108,5 @@ def compare_page():
             jobs.append(load_job(job_id))
         except (ApiError, UnsafePathError):
             gone.append(job_id)
-    return render_template("trainer_compare.html", page="compare", gone=gone,
-                           jobs=[{"id": job.id, "name": job.name} for job in jobs])
+    return render_template("trainer_compare.html", page="compare", gone=gone, left_out=ids[MAX_COMPARED:],
+                           most=MAX_COMPARED, jobs=[{"id": job.id, "name": job.name} for job in jobs])
