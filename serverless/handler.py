@@ -31,6 +31,7 @@ from pathlib import Path
 from serverless.dataset import DatasetInputError, JobStopped, fetch_dataset, prepare_images
 from serverless.publish import HubInputError, parse_hub, publish_lora
 from serverless.sources import fetch_start_lora, parse_datasets, parse_start_lora, start_lora_name
+from serverless.work_folders import held, sweep
 from studio.s3 import Storage, StorageError, join_key, normalize_prefix, storage_configured
 from studio.s3_outputs import upload_job_outputs
 from studio.settings import Settings, SettingsError, load_settings
@@ -283,58 +284,59 @@ def run(job: dict, settings: Settings, send: Callable[[dict], None], stop: threa
     check_writable(storage, join_key(output_prefix, name) + "/")  # nor on a key that may only read
 
     work = settings.root / "serverless" / name
-    job_dir = work / "job"
-    downloads = stop_check(stop, progress)
-    if start:
-        _fetch_start_lora(start, config, settings, job_dir, downloads)
-    several = len(sources) > 1
-    folders, images, skipped = [], 0, []
+    sweep(work.parent, name)
+    with held(work):
+        job_dir = work / "job"
+        downloads = stop_check(stop, progress)
+        if start:
+            _fetch_start_lora(start, config, settings, job_dir, downloads)
+        several = len(sources) > 1
+        folders, images, skipped = [], 0, []
 
-    def training_progress(update: dict) -> None:
-        # the engine's "done" means trained; the job is done once the LoRA is uploaded
-        progress({**update, "phase": "trained"} if update.get("phase") == "done" else update)
+        def training_progress(update: dict) -> None:
+            # the engine's "done" means trained; the job is done once the LoRA is uploaded
+            progress({**update, "phase": "trained"} if update.get("phase") == "done" else update)
 
-    suffixes = [f"-{index + 1}" for index in range(len(sources))] if several else [""]
-    try:
-        for suffix, (spec, repeats) in zip(suffixes, sources, strict=True):
-            prepared = _fetch_dataset(spec, settings, work / f"download{suffix}", work / f"dataset{suffix}",
-                                      name + suffix, f"dataset {suffix[1:]}" if several else "dataset", downloads,
-                                      stop, output_prefix)
-            folders.append((prepared.folder, repeats))
-            images += prepared.images
-            skipped += prepared.skipped
-        result = _train(config, folders if several else folders[0][0], job_dir, settings, training_progress, stop)
-    finally:
-        for suffix in suffixes:  # fetched again by a retry; checkpoints stay
-            shutil.rmtree(work / f"dataset{suffix}", ignore_errors=True)
+        suffixes = [f"-{index + 1}" for index in range(len(sources))] if several else [""]
+        try:
+            for suffix, (spec, repeats) in zip(suffixes, sources, strict=True):
+                prepared = _fetch_dataset(spec, settings, work / f"download{suffix}", work / f"dataset{suffix}",
+                                          name + suffix, f"dataset {suffix[1:]}" if several else "dataset", downloads,
+                                          stop, output_prefix)
+                folders.append((prepared.folder, repeats))
+                images += prepared.images
+                skipped += prepared.skipped
+            result = _train(config, folders if several else folders[0][0], job_dir, settings, training_progress, stop)
+        finally:
+            for suffix in suffixes:  # fetched again by a retry; checkpoints stay
+                shutil.rmtree(work / f"dataset{suffix}", ignore_errors=True)
 
-    progress({"phase": "uploading", "message": "Uploading the LoRA"})
-    pushed = upload_job_outputs(storage, job_dir, join_key(output_prefix, name) + "/",
-                                lora_path=Path(result["lora_path"]))
-    url = storage.presigned_url(pushed["lora_key"], LINK_EXPIRES_S)
-    published = None
-    if hub:
-        progress({"phase": "uploading", "message": f"Publishing the LoRA to {hub['repo']} on Hugging Face"})
-        published = publish_lora(hub, settings, config, name, result, job_dir)
-    progress({"phase": "done", "step": result["steps"], "loss": result["final_loss"], "message": "Done"})
-    # The job folder is kept on failure so a retried job resumes from its last checkpoint.
-    shutil.rmtree(work, ignore_errors=True)
-    return {
-        "lora_key": pushed["lora_key"],
-        "lora_url": url,
-        "steps": int(result["steps"]),
-        "final_loss": float(result["final_loss"]),
-        "final_smooth_loss": result.get("final_smooth_loss"),
-        **{key: result[key] for key in EVAL_RESULT_KEYS if key in result},  # the figures to compare runs by
-        "leak": result.get("leak"),  # how much the LoRA changes its final previews without the trigger word
-        "seconds": round(float(result["seconds"]), 2),
-        "total_seconds": round(time.monotonic() - started, 2),
-        "bucket": pushed["bucket"],
-        "output_prefix": pushed["prefix"],
-        "images": images,
-        "skipped": skipped[:50],
-        **({"hub": published} if published else {}),
-    }
+        progress({"phase": "uploading", "message": "Uploading the LoRA"})
+        pushed = upload_job_outputs(storage, job_dir, join_key(output_prefix, name) + "/",
+                                    lora_path=Path(result["lora_path"]))
+        url = storage.presigned_url(pushed["lora_key"], LINK_EXPIRES_S)
+        published = None
+        if hub:
+            progress({"phase": "uploading", "message": f"Publishing the LoRA to {hub['repo']} on Hugging Face"})
+            published = publish_lora(hub, settings, config, name, result, job_dir)
+        progress({"phase": "done", "step": result["steps"], "loss": result["final_loss"], "message": "Done"})
+        shutil.rmtree(work, ignore_errors=True)  # kept on failure: a retried job resumes from its last checkpoint
+        return {
+            "lora_key": pushed["lora_key"],
+            "lora_url": url,
+            "steps": int(result["steps"]),
+            "final_loss": float(result["final_loss"]),
+            "final_smooth_loss": result.get("final_smooth_loss"),
+            **{key: result[key] for key in EVAL_RESULT_KEYS if key in result},  # the figures to compare runs by
+            "leak": result.get("leak"),  # how much the LoRA changes its final previews without the trigger word
+            "seconds": round(float(result["seconds"]), 2),
+            "total_seconds": round(time.monotonic() - started, 2),
+            "bucket": pushed["bucket"],
+            "output_prefix": pushed["prefix"],
+            "images": images,
+            "skipped": skipped[:50],
+            **({"hub": published} if published else {}),
+        }
 
 
 def _is_training_error(exc: Exception) -> bool:
