@@ -151,7 +151,7 @@ def download_url(url: str, target: Path, max_bytes: int, allow_private: bool,
     except JobError as exc:
         target.unlink(missing_ok=True)
         raise DatasetInputError(f"The {what} link: {exc}") from None
-    except DatasetInputError:
+    except (DatasetInputError, JobStopped):  # nothing half downloaded stays behind
         target.unlink(missing_ok=True)
         raise
     return target

@@ -216,12 +216,13 @@ def _fetch_dataset(spec: dict, settings: Settings, raw_dir: Path, dataset_dir: P
     return prepared
 
 
-def _fetch_start_lora(spec: dict, config, settings: Settings, job_dir: Path, progress) -> None:
+def _fetch_start_lora(spec: dict, config, settings: Settings, job_dir: Path, progress,
+                      stop: threading.Event | None = None) -> None:
     """The LoRA to start from, into the job folder where the engine reads it, checked against the config."""
     from trainer.lora_file import START_LORA_FILE, LoraFileError, check_start_lora
 
     try:
-        path = fetch_start_lora(spec, settings, job_dir / START_LORA_FILE, progress)
+        path = fetch_start_lora(spec, settings, job_dir / START_LORA_FILE, progress, stop)
         check_start_lora(path, config.rank, config.lora_targets, config.init_lora, config.network, config.lokr_factor)
     except DatasetInputError as exc:
         raise InputError(exc.message, exc.details) from None
@@ -289,7 +290,7 @@ def run(job: dict, settings: Settings, send: Callable[[dict], None], stop: threa
         job_dir = work / "job"
         downloads = stop_check(stop, progress)
         if start:
-            _fetch_start_lora(start, config, settings, job_dir, downloads)
+            _fetch_start_lora(start, config, settings, job_dir, downloads, stop)
         several = len(sources) > 1
         folders, images, skipped = [], 0, []
 

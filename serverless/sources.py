@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import os
 import re
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from serverless.dataset import DatasetInputError, download_url, parse_dataset_spec
+from serverless.dataset import DatasetInputError, JobStopped, download_url, parse_dataset_spec
 from studio.s3 import Storage, StorageError
 from studio.settings import Settings
 from trainer.dataset_checks import MAX_DATASETS, MAX_REPEATS, valid_repeats
@@ -80,21 +81,37 @@ def start_lora_name(spec: dict) -> str:
 
 
 def fetch_start_lora(spec: dict, settings: Settings, target: Path,
-                     on_progress: Callable[[dict], None] | None = None) -> Path:
-    """Download the LoRA to start from into `target` (kept there: a retried job finds it)."""
+                     on_progress: Callable[[dict], None] | None = None, stop: threading.Event | None = None) -> Path:
+    """Download the LoRA to start from into `target` (kept there: a retried job finds it). Its bytes are reported
+    to `on_progress` as they arrive (an exception it raises ends the download), and a set `stop` ends it at the
+    next block (JobStopped)."""
     if target.is_file():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = target.with_name(f".{target.name}.part")
     if on_progress:
         on_progress({"phase": "downloading", "message": "Downloading the LoRA to start from"})
+
+    def report(done: int) -> None:
+        if stop is not None and stop.is_set():
+            raise JobStopped()
+        if on_progress:
+            on_progress({"phase": "downloading", "message": "Downloading the LoRA to start from", "bytes_done": done})
+
     if "url" in spec:
         download_url(spec["url"], staging, settings.max_upload_mb * 1024 * 1024, settings.allow_private_urls,
-                     what="start LoRA")
+                     report, what="start LoRA", stop=stop)
     else:
         storage = Storage.from_settings(settings, bucket=spec.get("bucket"))
+        arrived = 0
+
+        def count(block: int) -> None:  # boto3 tells each block's size, not the running total
+            nonlocal arrived
+            arrived += block
+            report(arrived)
+
         try:
-            storage.download_file(spec["key"], staging)
+            storage.download_file(spec["key"], staging, on_bytes=count)
         except StorageError as exc:
             raise DatasetInputError(f"The LoRA to start from ({storage.bucket}/{spec['key']}) could not be "
                                     f"downloaded: {exc.message}", [{"field": "start_lora.key", "message": exc.message}]
