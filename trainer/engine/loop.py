@@ -120,11 +120,25 @@ def step_size(optimizer, lr: float) -> float:
     return lr * optimizer.param_groups[0].get("d", 1.0)
 
 
+def smoothed(before: float | None, seen: int | None, loss: float) -> tuple[float, int | None]:
+    """The smoothed loss after one more finite `loss`, and how many it now holds: an exponential average whose
+    start is corrected for (Adam's bias correction), so a run of a few dozen steps shows the mean of its recent
+    losses, not mostly its first (each step's loss swings with the noise level drawn). `seen` None: an average
+    from a checkpoint written before the count was kept, long past its start."""
+    if before is None:
+        return loss, 1
+    if seen is None:
+        return SMOOTHING * before + (1 - SMOOTHING) * loss, None
+    held, now = 1 - SMOOTHING ** seen, 1 - SMOOTHING ** (seen + 1)
+    return (SMOOTHING * held * before + (1 - SMOOTHING) * loss) / now, seen + 1
+
+
 @dataclass
 class LoopState:
     step: int = 0
     smooth_loss: float | None = None
     last_loss: float | None = None
+    losses_seen: int | None = 0  # finite losses in smooth_loss; None: a checkpoint from before it was counted
     nan_total: int = 0
     nan_in_a_row: int = 0
 
@@ -272,7 +286,7 @@ class TrainingLoop:
             if finite and math.isfinite(loss):
                 st.nan_in_a_row = 0
                 st.last_loss = loss
-                st.smooth_loss = loss if st.smooth_loss is None else SMOOTHING * st.smooth_loss + (1 - SMOOTHING) * loss
+                st.smooth_loss, st.losses_seen = smoothed(st.smooth_loss, st.losses_seen, loss)
                 records.append(StepRecord(step, loss, st.smooth_loss, lr, stamp))
                 continue
             st.nan_total += 1
@@ -310,7 +324,7 @@ class TrainingLoop:
                 params[name].copy_(value)
         self.optimizer.load_state_dict(state["optimizer"])
         self.generator.set_state(state["generator"])
-        self.state = LoopState(**state["loop"])
+        self.state = LoopState(**{"losses_seen": None, **state["loop"]})
         if self.ema is not None:  # a checkpoint from before ema_decay was set starts its average here
             if "ema" in state:
                 self.ema.load_state_dict(state["ema"])
