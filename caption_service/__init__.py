@@ -20,9 +20,20 @@ PATH = re.compile(r"((?:/[^\s'\"/:]+)+)/([^\s'\"/:]+)")  # an absolute path: its
 MAX_BODY_MB = 64  # a 45 MB photo in base64; anything bigger is not a caption request
 
 
+def public_reason(reason: str, manager: ModelManager) -> str:
+    """`reason` with every folder left out: the model files by their names (their folders may hold spaces, which
+    PATH stops at), then any other absolute path."""
+    for path in (manager.paths.caption_model, manager.paths.caption_mmproj):
+        reason = reason.replace(str(path), path.name)
+    return PATH.sub(lambda m: m.group(2), reason)
+
+
 def create_app(settings: Settings | None = None) -> Flask:
     app = create_base_app(__name__, service="caption", title="Caption service", settings=settings)
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_MB * 1024 * 1024
+    # A base64 image in a multipart text field ('image') is held in memory: Flask's 500 KB default for such fields
+    # refused a 400 KB photo with "larger than 64 MB".
+    app.config["MAX_FORM_MEMORY_SIZE"] = MAX_BODY_MB * 1024 * 1024
     app.config["STUDIO_API_ONLY"] = True  # studio.auth: a request without a password gets a JSON 401
     app.config["STUDIO_JSON_MAX_BYTES"] = MAX_BODY_MB * 1024 * 1024  # base64 images travel in JSON
     manager = ModelManager(app.config["STUDIO_SETTINGS"])
@@ -56,7 +67,7 @@ def create_app(settings: Settings | None = None) -> Flask:
                     "model": manager.paths.caption_model.name, "mmproj": manager.paths.caption_mmproj.name,
                     "device": manager.device, "load_seconds": None, "queue": 0}
         if g.get("studio_auth") is None and body.get("reason"):  # public: the pod's folders only to its users
-            body["reason"] = PATH.sub(lambda m: m.group(2), body["reason"])
+            body["reason"] = public_reason(body["reason"], manager)
         return jsonify(body)
 
     manager.start()  # loads in the background: creating the app never blocks on the model

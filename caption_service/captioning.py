@@ -82,7 +82,7 @@ def check_max_tokens(value) -> int | None:
         raise ValueError("max_tokens must be a whole number.")
     try:
         number = int(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: 1e400 in JSON is infinity
         raise ValueError("max_tokens must be a whole number.") from None
     if isinstance(value, float) and value != number:
         raise ValueError("max_tokens must be a whole number.")

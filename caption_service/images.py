@@ -50,7 +50,9 @@ def decode_image(data: bytes, max_image_pixels: int, max_pixels: int) -> Image.I
     try:
         image = Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)
     except Image.DecompressionBombError:
-        raise ImageRejected(f"The image has more than {max_image_pixels:,} pixels; send a smaller one.") from None
+        # Pillow's own limit (twice Image.MAX_IMAGE_PIXELS) is the one that refused it when MAX_IMAGE_PIXELS is higher
+        limit = min(max_image_pixels, 2 * Image.MAX_IMAGE_PIXELS) if Image.MAX_IMAGE_PIXELS else max_image_pixels
+        raise ImageRejected(f"The image has more than {limit:,} pixels; send a smaller one.") from None
     except (OSError, SyntaxError, ValueError):
         raise ImageRejected(f"The file is not an image this service can read ({FORMAT_WORDS}).") from None
     width, height = image.size

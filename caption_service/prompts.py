@@ -51,6 +51,9 @@ BOILERPLATE = re.compile(
     re.IGNORECASE,
 )
 SENTENCE_END = re.compile(r"[.!?](?=\s|$)")
+# What the chat handler reads as markup in the text it sends (it tokenizes with parse_special): mtmd's image marker
+# (a second one fails the request: one image, two markers) and Qwen's chat tokens (a prompt would close its own turn).
+PROMPT_MARKUP = re.compile(r"<__media__>|<\|[a-z_]+\|>")
 
 
 class PromptError(ValueError):
@@ -63,7 +66,7 @@ def instruction_for(style_name: str, prompt: str | None) -> tuple[Style, str]:
     style = STYLES.get(style_name)
     if style is None:
         raise PromptError(f"Unknown style {style_name!r}: use one of {', '.join(STYLES)}.")
-    prompt = (prompt or "").strip()
+    prompt = PROMPT_MARKUP.sub(" ", prompt or "").strip()
     if style.name == "custom":
         if not prompt:
             raise PromptError("The custom style needs a prompt: say what the caption should contain.")

@@ -17,6 +17,8 @@ bp = Blueprint("captions", __name__)
 
 URL_PREFIXES = ("http://", "https://", "ftp://", "ftps://", "file:", "//")
 URL_REFUSED = "Send image bytes (base64 or a multipart file); the service never fetches URLs."
+HOW_TO_SEND = ("Send JSON with the image as base64 in 'image' (Content-Type: application/json), or a multipart form "
+               "with the image file in a field named 'file'.")
 # The dataset manager's own limits (its auto-caption prompt and a dataset's trigger word): longer text is a mistake,
 # and a prompt past the model's context would fail inside llama.cpp.
 MAX_PROMPT_CHARS = 2000
@@ -53,6 +55,10 @@ def _text_field(fields, name: str, max_chars: int) -> str | None:
         raise ApiError(f"{name} must be a string.", 422)
     if len(value) > max_chars:
         raise ApiError(f"{name} is {len(value):,} characters long; the limit is {max_chars:,}.", 422)
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate ("\ud800" in JSON) that no tokenizer or caption file can take
+        raise ApiError(f"{name} is not valid Unicode text: it holds a lone surrogate character.", 422) from None
     return value
 
 
@@ -60,12 +66,17 @@ def _parse_request() -> CaptionRequest:
     if request.mimetype == "multipart/form-data":
         fields = request.form
         upload = request.files.get("file")
+        if upload is None:
+            upload = request.files.get("image")  # a file sent under the JSON field's name
         if upload is not None:
             data = upload.read()
         elif fields.get("image") is not None:
             data = _image_from_text(fields.get("image"))
         else:
             raise ApiError("Send the image as a multipart field named 'file'.", 422)
+    elif not request.is_json:  # raw image bytes, a url-encoded form: say what is accepted, not only "JSON"
+        sent = f"Content-Type {request.mimetype}" if request.mimetype else "no Content-Type"
+        raise ApiError(f"A request with {sent} is not accepted. {HOW_TO_SEND}", 400)
     else:
         fields = json_body()
         if "image" not in fields:
@@ -98,7 +109,8 @@ def create_caption():
 @bp.post("/unload")
 def unload():
     if not models().unload():
-        raise ApiError("A caption is still running; try again in a moment.", 503, headers={"Retry-After": "5"})
+        raise ApiError("A caption or a model load is still running; try again in a moment.", 503,
+                       headers={"Retry-After": "5"})
     return jsonify({"status": "unloaded"})
 
 
