@@ -103,6 +103,7 @@ class ModelManager:
         self._last_used = time.monotonic()
         self._closed = threading.Event()
         self._monitor: threading.Thread | None = None
+        self._load_thread: threading.Thread | None = None
         self._decoder = ThreadPoolExecutor(DECODE_SLOTS, thread_name_prefix="caption-decode")
 
     # lifecycle
@@ -130,6 +131,7 @@ class ModelManager:
         self._last_attempt = time.monotonic()
         self._failed_files = self._file_signature()
         thread = threading.Thread(target=self._load, args=(self._generation,), name="caption-load", daemon=True)
+        self._load_thread = thread
         thread.start()
 
     def _load(self, generation: int) -> None:
@@ -215,18 +217,29 @@ class ModelManager:
                                  "at good files.") from None
 
     def unload(self, timeout: float | None = None) -> bool:
-        """Free the model (waiting for a running caption); False if that caption did not end in time."""
+        """Free the model (waiting for a running caption or load); False if that did not end in time."""
+        timeout = self.settings.caption_timeout_s + 5 if timeout is None else timeout
+        until = time.monotonic() + timeout
         with self._state:
             self._generation += 1
             if self._status == "loading":
                 self._status, self._reason = "unloaded", None
-        timeout = self.settings.caption_timeout_s + 5 if timeout is None else timeout
-        if not self._model_lock.acquire(timeout=timeout):
+            loading = self._load_thread
+        if loading is not None and loading is not threading.current_thread():
+            # A load cannot be stopped half way: wait until it has thrown its copy away, so "unloaded" means the
+            # memory is free (the worker and the express lane measure the GPU right after).
+            loading.join(max(0.0, until - time.monotonic()))
+            if loading.is_alive():
+                return False
+        if not self._model_lock.acquire(timeout=max(0.0, until - time.monotonic())):
             return False
         try:
             with self._state:
                 llm, self._llm = self._llm, None
-                self._status, self._reason, self._load_seconds = "unloaded", None, None
+                # A failed load stays an error with its reason: the worker unloads before every training, and health
+                # must still say which file is broken (and a request must not retry the same broken file).
+                if llm is not None or self._status != "error":
+                    self._status, self._reason, self._load_seconds = "unloaded", None, None
                 self._state.notify_all()
             if llm is not None:
                 llm.close()
