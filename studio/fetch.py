@@ -66,7 +66,10 @@ class Manifest:
         data = read_json(self.path, default={}) or {}
         same_spec = data.get("repo") == spec.repo and data.get("revision") == spec.revision \
             and data.get("patterns") == list(spec.patterns)
-        self.data = data if same_spec else {}
+        files = data.get("files") if isinstance(data.get("files"), dict) else {}
+        # A changed models.txt line needs a new listing, but the files verified before stay vouched for: each
+        # record holds the hub's hash and size, which unchanged() compares with the new listing's.
+        self.data = data if same_spec else {"files": files}
         self.data.update({"repo": spec.repo, "revision": spec.revision, "patterns": list(spec.patterns)})
         self.data.setdefault("files", {})
 
@@ -182,6 +185,7 @@ def fetch_model(spec: ModelSpec, settings: Settings, status: StatusFile, refresh
         # Small files first: configs appear quickly and the big transfer dominates the ETA.
         for index, remote in enumerate(sorted(remotes, key=lambda r: (r.size or 0, r.path)), start=1):
             path = confined(target_dir, remote.path)
+            downloaded = False
             if not manifest.unchanged(remote.path, remote):
                 if path.exists():
                     status.update(spec.key, force=True, state="verifying")
@@ -194,13 +198,19 @@ def fetch_model(spec: ModelSpec, settings: Settings, status: StatusFile, refresh
 
                     def attempt(r=remote):
                         meter.start_file()
-                        _download(spec, commit, r, target_dir, settings, meter)
+                        try:
+                            _download(spec, commit, r, target_dir, settings, meter)
+                        except OSError as exc:
+                            if not is_disk_full(exc):
+                                raise
+                            raise disk_full_error(spec, target_dir, _missing_bytes(target_dir, remotes,
+                                                                                   manifest)) from exc
 
                     _with_retries(attempt, f"{spec.repo}: {remote.path}", policy)
+                    downloaded = True
                 manifest.record(remote)
-            meter.done_bytes += remote.size or path.stat().st_size
-            meter.start_file()
-            status.update(spec.key, files_done=index, bytes_done=meter.done_bytes, state="downloading")
+            meter.file_done(remote.size or path.stat().st_size, downloaded)
+            status.update(spec.key, files_done=index, bytes_done=meter.current()[0], state="downloading")
     finally:
         meter.stop()
     status.update(spec.key, force=True, state="ready", bytes_done=total, files_done=len(remotes), speed_bps=None,
@@ -208,8 +218,8 @@ def fetch_model(spec: ModelSpec, settings: Settings, status: StatusFile, refresh
     log.info("%s: ready (%d files, %d bytes)", spec.name, len(remotes), total)
 
 
-def _check_disk_space(target_dir: Path, remotes: list[RemoteFile], manifest: Manifest, spec: ModelSpec) -> None:
-    """Fail before a long download that cannot fit, with the numbers the user needs."""
+def _missing_bytes(target_dir: Path, remotes: list[RemoteFile], manifest: Manifest) -> int:
+    """The bytes still to download for these files: what is not on disk yet, less partial downloads."""
     missing = 0
     for remote in remotes:
         if manifest.unchanged(remote.path, remote):
@@ -225,6 +235,12 @@ def _check_disk_space(target_dir: Path, remotes: list[RemoteFile], manifest: Man
         except OSError:
             have = 0
         missing += max(0, (remote.size or 0) - have)
+    return missing
+
+
+def _check_disk_space(target_dir: Path, remotes: list[RemoteFile], manifest: Manifest, spec: ModelSpec) -> None:
+    """Fail before a long download that cannot fit, with the numbers the user needs."""
+    missing = _missing_bytes(target_dir, remotes, manifest)
     free = shutil.disk_usage(target_dir).free
     from studio.model_status import format_bytes
 
@@ -238,16 +254,17 @@ def _check_disk_space(target_dir: Path, remotes: list[RemoteFile], manifest: Man
                          "training. Enlarge the volume, or give ComfyUI model files of your own.", permanent=True)
 
 
-def disk_full_error(spec: ModelSpec, folder: Path) -> FetchError:
+def disk_full_error(spec: ModelSpec, folder: Path, needed: int | None = None) -> FetchError:
     """The disk filled up mid-download (something else wrote to it meanwhile): not a network problem, and retrying
-    at once cannot help. The partial file stays, so the next start continues it."""
+    at once cannot help. The partial file stays, so the next start continues it. `needed`: the bytes still to
+    download, said so the user knows how much to free."""
     from studio.model_status import format_bytes
 
     free = free_bytes(folder)
-    room = f"{format_bytes(free)} free" if free is not None else "no space left"
-    return FetchError(f"The disk filled up while downloading {spec.name} ({folder} has {room}): free space or "
-                      "enlarge the volume, then start the download again; it continues where it stopped.",
-                      permanent=True)
+    room = f"{folder} has {format_bytes(free)} free" if free is not None else f"{folder} has no space left"
+    need = f"it needs {format_bytes(needed)} more and {room}" if needed else room
+    return FetchError(f"The disk filled up while downloading {spec.name}: {need}. Free space or enlarge the volume, "
+                      "then start the download again; it continues where it stopped.", permanent=True)
 
 
 def _download(spec: ModelSpec, commit: str, remote: RemoteFile, target_dir: Path, settings: Settings,
@@ -258,7 +275,7 @@ def _download(spec: ModelSpec, commit: str, remote: RemoteFile, target_dir: Path
         raise
     except Exception as exc:
         if is_disk_full(exc):
-            raise disk_full_error(spec, target_dir) from exc
+            raise  # said with the space still needed by the caller, which knows the model's files
         error = hub_error(exc, spec.repo, spec.revision, f"models.txt line {spec.line}",
                           token_set=bool(settings.hf_token))
         if error.permanent:

@@ -30,7 +30,7 @@ class StatusFile:
                 "key": spec.key, "name": spec.name, "repo": spec.repo, "revision": spec.revision,
                 "target": spec.target, "state": "pending", "bytes_done": 0, "bytes_total": None,
                 "percent": 0.0, "speed_bps": None, "eta_s": None, "files_done": 0, "files_total": None,
-                "error": None,
+                "error": None, "stalled_s": None,
             }
             for spec in specs
         }
@@ -47,6 +47,8 @@ class StatusFile:
         with self.lock:
             entry = self.models[key]
             entry.update(fields)
+            if entry["state"] != "downloading":
+                entry["stalled_s"] = None  # only a download in progress can be stalled
             done, total = entry["bytes_done"], entry["bytes_total"]
             if entry["state"] == "ready":
                 entry["percent"], entry["eta_s"] = 100.0, 0
@@ -109,19 +111,40 @@ def counting_bar(on_bytes):
     return CountingBar
 
 
+STALL_AFTER_S = 20.0  # no byte for this long while downloading: the banner says "no data for ..." instead of a speed
+
+
 class ProgressMeter(threading.Thread):
-    """Samples bytes on disk (done files + partial downloads) to report speed and ETA for one model."""
+    """Samples bytes on disk (done files + partial downloads) to report speed and ETA for one model.
+
+    Speed counts only bytes that arrive: a file found complete on disk (a hash check after a restart) adds to the
+    bytes done at once and is no download speed. A download that gets no data for STALL_AFTER_S shows speed 0, no
+    ETA and `stalled_s`, the seconds since the last byte."""
 
     def __init__(self, status: StatusFile, key: str, target_dir: Path, interval: float):
         super().__init__(daemon=True, name=f"progress-{key}")
         self.status, self.key, self.target_dir, self.interval = status, key, target_dir, interval
+        self.lock = threading.Lock()  # done_bytes and current_file_bytes change together for the sampler
         self.done_bytes = 0  # bytes of files finished so far in this model
+        self.found_bytes = 0  # of those, the bytes that were on disk already (checked, not downloaded)
         self.current_file_bytes = 0  # what huggingface-hub's progress callbacks reported for the current file
         self.stopped = threading.Event()
         self.speed: float | None = None
 
     def start_file(self) -> None:
         self.current_file_bytes = 0
+
+    def file_done(self, size: int, downloaded: bool) -> None:
+        """One file complete: its bytes move from 'current' to 'done' in one step (no sample sees them twice)."""
+        with self.lock:
+            self.done_bytes += size
+            if not downloaded:
+                self.found_bytes += size
+            self.current_file_bytes = 0
+
+    def verifying(self) -> None:
+        """The current file is complete and being hashed: no bytes arrive meanwhile, and that is no stall."""
+        self.status.update(self.key, force=True, state="verifying")
 
     def progress_bar_class(self):
         """A tqdm class for huggingface-hub that counts bytes here (Xet transfers may not grow a file on disk)."""
@@ -141,23 +164,37 @@ class ProgressMeter(threading.Thread):
                 continue  # finished and moved between listing and stat
         return total
 
+    def current(self) -> tuple[int, int]:
+        """(bytes of this model on disk or arrived, of which found on disk rather than downloaded)."""
+        partial = self.partial_bytes()
+        with self.lock:
+            return self.done_bytes + max(partial, self.current_file_bytes), self.found_bytes
+
     def run(self) -> None:
         from studio.model_status import describe
 
-        last_bytes, last_time = None, time.monotonic()
-        last_log = time.monotonic()
+        last_arrived, last_time = None, time.monotonic()
+        last_log = last_moved = time.monotonic()
         while not self.stopped.wait(self.interval):
-            current = self.done_bytes + max(self.partial_bytes(), self.current_file_bytes)
+            current, found = self.current()
+            arrived = current - found  # what the network brought: the only thing speed is made of
             now = time.monotonic()
-            if last_bytes is not None and now > last_time:
-                rate = max(0.0, (current - last_bytes) / (now - last_time))
+            if last_arrived is not None and now > last_time:
+                rate = max(0.0, (arrived - last_arrived) / (now - last_time))
                 # Smooth the rate so the ETA does not jump with every sample.
                 self.speed = rate if self.speed is None else 0.7 * self.speed + 0.3 * rate
-            last_bytes, last_time = current, now
+            if last_arrived is None or arrived > last_arrived \
+                    or self.status.models[self.key]["state"] != "downloading":
+                last_moved = now
+            last_arrived, last_time = arrived, now
+            stalled = now - last_moved if now - last_moved >= STALL_AFTER_S else None
+            if stalled is not None:
+                self.speed = 0.0  # not a fading average of what came before the silence
             total = self.status.models[self.key]["bytes_total"] or 0
             eta = round((total - current) / self.speed) if self.speed and total > current else None
             self.status.update(self.key, bytes_done=min(current, total) if total else current,
-                               speed_bps=round(self.speed) if self.speed is not None else None, eta_s=eta)
+                               speed_bps=round(self.speed) if self.speed is not None else None, eta_s=eta,
+                               stalled_s=round(stalled) if stalled is not None else None)
             if now - last_log >= 30:  # a line in the fetch log now and then, for `supervisorctl tail fetch`
                 last_log = now
                 log.info("%s", describe(self.status.models[self.key]))

@@ -245,6 +245,8 @@ def download_file(spec: ModelSpec, commit: str, remote: RemoteFile, target_dir: 
         hf_hub_download(repo_id=spec.repo, filename=remote.path, revision=commit, local_dir=target_dir,
                         token=token, endpoint=settings.hf_endpoint,
                         tqdm_class=meter.progress_bar_class() if meter is not None else None)
+        if meter is not None:
+            meter.verifying()
         problem = verify_file(final, remote)
         if problem:
             forget_local_copy(target_dir, remote)
@@ -258,6 +260,8 @@ def download_file(spec: ModelSpec, commit: str, remote: RemoteFile, target_dir: 
     part = partial_path(target_dir, remote)
     _ranged_get(location, headers, part, remote.size if remote.size is not None else metadata.size, meter,
                 f"{spec.repo}: {remote.path}")
+    if meter is not None:
+        meter.verifying()
     problem = verify_file(part, remote)
     if problem:
         part.unlink(missing_ok=True)

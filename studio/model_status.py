@@ -16,6 +16,7 @@ from studio.workspace import Workspace
 
 ACTIVE = {"pending", "resolving", "downloading", "verifying", "building"}
 STALE_AFTER_S = 120.0
+START_FETCH = "python -m studio.supervisor_env ctl start fetch"  # starts the fetcher again, as the banners say
 
 
 def read_status(settings: Settings) -> dict | None:
@@ -44,6 +45,21 @@ def format_eta(seconds: float | None) -> str | None:
     return f"{minutes // 60} h {minutes % 60} min"
 
 
+def format_wait(seconds: float) -> str:
+    """How long nothing happened: '45 s', '3 min', '1 h 5 min'."""
+    if seconds < 60:
+        return f"{round(seconds)} s"
+    return format_eta(seconds)
+
+
+def _percent(entry: dict) -> str:
+    """The entry's percent as a whole number; a status file written by hand or cut short never shows 'nan%'."""
+    value = entry.get("percent")
+    if not isinstance(value, (int, float)) or value != value:
+        return "0"
+    return f"{min(100.0, max(0.0, value)):.0f}"
+
+
 def _stalled(status: dict) -> bool:
     """The fetcher stopped writing and its process is gone, yet the file still says 'downloading'."""
     updated = status.get("updated_at")
@@ -59,8 +75,10 @@ def describe(entry: dict) -> str:
         details = [part for part in (
             f"{format_bytes(entry['speed_bps'])}/s" if entry.get("speed_bps") else None,
             f"ETA {format_eta(entry.get('eta_s'))}" if entry.get("eta_s") is not None else None,
+            f"stalled, no data for {format_wait(entry['stalled_s'])}; it reconnects by itself"
+            if entry.get("stalled_s") else None,
         ) if part]
-        text = f"{name} {entry.get('percent', 0):.0f}%"
+        text = f"{name} {_percent(entry)}%"
         return f"{text} ({', '.join(details)})" if details else text
     if state == "building":
         return f"{name} building"
@@ -79,7 +97,9 @@ def banners(settings: Settings) -> list[dict]:
     if status is None:
         return []
     if status.get("error") and not status.get("models"):
-        return [{"level": "error", "id": "models-error", "text": f"Model download cannot start: {status['error']}"}]
+        return [{"level": "error", "id": "models-error",
+                 "text": f"Model download cannot start: {status['error']} Correct the file, then run "
+                         f"`{START_FETCH}` in the studio folder (or restart the pod)."}]
     models = [m for m in status.get("models", []) if isinstance(m, dict)]
     out = []
     failed = [m for m in models if m.get("state") == "error" and not m.get("retrying")]
@@ -87,7 +107,7 @@ def banners(settings: Settings) -> list[dict]:
         reasons = " ".join(m.get("error") or describe(m) for m in failed)
         out.append({"level": "error", "id": "models-error",
                     "text": f"Model download failed: {reasons} To try again, restart the pod or run "
-                            f"`python -m studio.supervisor_env ctl start fetch` in the studio folder."})
+                            f"`{START_FETCH}` in the studio folder."})
     retrying = [m for m in models if m.get("state") == "error" and m.get("retrying")]
     if retrying:
         reasons = " ".join(m.get("error") or describe(m) for m in retrying)
@@ -96,8 +116,8 @@ def banners(settings: Settings) -> list[dict]:
     active = [m for m in models if m.get("state") in ACTIVE]
     if active and _stalled(status):
         out.append({"level": "error", "id": "models",
-                    "text": "Model download stopped unexpectedly: restart the pod or run "
-                            "`python -m studio.supervisor_env ctl start fetch` in the studio folder."})
+                    "text": f"Model download stopped unexpectedly: restart the pod or run `{START_FETCH}` in the "
+                            "studio folder."})
     elif active:
         prefix = "Preparing demo models" if status.get("demo") else "Downloading models"
         out.append({"level": "info", "id": "models", "text": f"{prefix}: " + ", ".join(describe(m) for m in active)})
@@ -141,8 +161,10 @@ def download_state(settings: Settings, key: str) -> dict | None:
             if state == "ready":
                 return None
             if state == "downloading":
-                message = f"downloading, {entry.get('percent', 0):.0f}%"
-                if entry.get("eta_s") is not None:
+                message = f"downloading, {_percent(entry)}%"
+                if entry.get("stalled_s"):
+                    message += f", stalled (no data for {format_wait(entry['stalled_s'])})"
+                elif entry.get("eta_s") is not None:
                     message += f" (ETA {format_eta(entry['eta_s'])})"
             elif state == "building":
                 message = "being built (demo mode)"

@@ -1,13 +1,17 @@
 // Keeps the model-download banner current on a page opened while the models download (progress, speed, ETA, a
 // failure), and takes it away once they are ready. The server renders the first state; this asks again every
-// few seconds (studio/model_banners.py) only while a download is going on or retrying.
+// few seconds (studio/model_banners.py) while a download is going on or retrying, and now and then while a failure
+// shows: once models.txt or the token is fixed and the fetcher started again, the page follows without a reload.
 (function () {
   const box = document.getElementById("banners");
   if (!box) return;
   const IDS = ["models-error", "models-retry", "models"];
   const EVERY_MS = 4000;
+  const FAILED_EVERY_MS = 10000;  // a failure changes only when someone fixes it: asked less often
   const active = () => box.querySelector("#models, #models-retry");
-  if (!active()) return;  // nothing downloading: nothing to follow
+  const failed = () => box.querySelector("#models-error");
+  const next = () => (active() ? EVERY_MS : failed() ? FAILED_EVERY_MS : null);
+  if (!next()) return;  // nothing downloading and nothing failed: nothing to follow
 
   function render(banners) {
     IDS.forEach((id) => { const old = document.getElementById(id); if (old) old.remove(); });
@@ -29,11 +33,11 @@
         if (response.ok) {
           const data = await response.json();
           render(data.banners || []);
-          if (!active()) return;  // ready, or failed for good (the error banner stays)
+          if (!next()) return;  // ready: the banner is gone
         }
       } catch (e) { /* offline for a moment (pod proxy, service restart): ask again later */ }
     }
-    setTimeout(poll, EVERY_MS);
+    setTimeout(poll, next() || EVERY_MS);
   }
-  setTimeout(poll, EVERY_MS);
+  setTimeout(poll, next());
 })();
