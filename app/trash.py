@@ -6,18 +6,25 @@ emptying removes them at once.
     GET    /api/datasets/<id>/trash                   the batches, newest first
     GET    /api/datasets/<id>/trash/<batch>/thumbs/<image>   a deleted image's thumbnail
     POST   /api/datasets/<id>/trash/<batch>/restore   puts a batch's images back (renamed if a name is taken)
-    DELETE /api/datasets/<id>/trash                   empties it
+    DELETE /api/datasets/<id>/trash                   empties it; {"batches": [...]}: only those (the page's)
     GET    /api/deleted-datasets                      deleted datasets, newest first
     POST   /api/deleted-datasets/<entry>/restore      brings one back (under a new id if its id was taken)
-    DELETE /api/deleted-datasets                      removes them for good
+    DELETE /api/deleted-datasets                      removes them for good; {"datasets": [...]}: only those
+
+Emptying answers how many it removed; one that names ids (so a delete made since in another tab stays) also gets the
+bytes freed and "left", how many could not go (a plain one: "left" when not 0). A symlink moves as itself, never its
+target.
 """
 
 from __future__ import annotations
 
+import copy
+import errno
 import os
 import secrets
 import shutil
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 from flask import Blueprint, jsonify, send_file
@@ -27,6 +34,7 @@ from app.importer import image_record
 from app.store import ORIGINALS_DIR, TRASH_DIR, Dataset, DatasetStore, NotFound, dataset_lock, free_name, refresh_flags
 from studio.atomic import atomic_write_json, read_json
 from studio.thumbnails import UnreadableImage, cached_thumbnail
+from studio.web import ApiError, json_body
 from studio.workspace import UnsafePathError, confined, safe_name
 
 bp = Blueprint("trash", __name__)
@@ -49,39 +57,86 @@ def _batch_folder(dataset: Dataset, batch: str) -> Path:
     return folder
 
 
+def _entry(folder: Path, name: str) -> Path | None:
+    """`folder/name` as a directory entry, or None when there is none: a symlink is the link itself (moving it moves
+    the link, never the file it points to, which may be another image of the dataset or a file outside it)."""
+    path = folder / safe_name(name)
+    return path if os.path.lexists(path) else None
+
+
+@contextmanager
+def _writing(dataset: Dataset, done: str):
+    """A folder that cannot be written (read-only, another user's) is said in a sentence: nothing was `done`."""
+    try:
+        yield
+    except OSError as exc:
+        if not isinstance(exc, PermissionError) and exc.errno != errno.EROFS:
+            raise
+        raise ApiError(f"Nothing was {done}: {exc.filename or dataset.folder} cannot be written (a read-only folder, "
+                       "or another user's). Fix its permissions, then try again.", 409) from exc
+
+
 def delete_images(dataset: Dataset, names: list[str]) -> tuple[list[str], str | None]:
     """Moves the images among `names` that the dataset has (and their captions) into a new trash batch;
     returns (the names moved, the batch id)."""
-    with dataset.lock():
+    with dataset.lock(), _writing(dataset, "deleted"):
         meta = dataset.meta()
-        present = [n for n in dict.fromkeys(names) if n in meta["images"] or dataset.image_path(n).exists()]
+        for name in names:
+            if not imaging.is_image_name(safe_name(name)):
+                raise UnsafePathError(f"{name!r} is not an image name.")
+        present = [n for n in dict.fromkeys(names) if n in meta["images"] or _entry(dataset.folder, n)]
         if not present:
             return [], None
         batch = f"{int(time.time())}-{secrets.token_hex(3)}"
         folder = _root(dataset) / batch
         folder.mkdir(parents=True)
+        moves = {}  # entry in the dataset: where it goes in the batch (a.png and a.jpg put by hand share a.txt)
+        for name in present:
+            for entry in (_entry(dataset.folder, name), _entry(dataset.folder, os.path.splitext(name)[0] + ".txt")):
+                if entry:
+                    moves[entry] = folder / entry.name
+            original = _entry(dataset.folder / ORIGINALS_DIR, name)  # an edited image's original goes with it
+            if original:
+                moves[original] = folder / ORIGINALS_DIR / name
+        if any(target.parent != folder for target in moves.values()):
+            (folder / ORIGINALS_DIR).mkdir()  # made now: a full disk fails it before anything is recorded as gone
         atomic_write_json(folder / MANIFEST, {"images": {n: meta["images"].get(n) for n in present}})
+        before = copy.deepcopy(meta)
         for name in present:
             meta["images"].pop(name, None)
         refresh_flags(meta)
         # recorded as gone first: a crash before the moves leaves the files in place, and the next
         # import records them again (nothing is lost either way)
         dataset.save_meta(meta)
+
+        def undo() -> None:  # every file is back in its place: recorded again, and the batch is no more
+            dataset.save_meta(before)
+            shutil.rmtree(folder, ignore_errors=True)
+
+        _move_all(list(moves.items()), undo)
         for name in present:
-            for path in (dataset.image_path(name), dataset.caption_path(name)):
-                if path.exists():
-                    os.replace(path, folder / path.name)
             dataset.forget_previews(name)
-            if dataset.original_path(name).is_file():  # an edited image's original goes with it
-                (folder / ORIGINALS_DIR).mkdir(exist_ok=True)
-                os.replace(dataset.original_path(name), folder / ORIGINALS_DIR / name)
         purge_expired(dataset)
     return present, batch
 
 
+def _move_all(moves: list[tuple[Path, Path]], undo) -> None:
+    """Makes every move or none: a move that fails puts the ones made back, then calls `undo`."""
+    done = []
+    try:
+        for source, target in moves:
+            os.replace(source, target)
+            done.append((source, target))
+    except BaseException:
+        for source, target in reversed(done):
+            os.replace(target, source)
+        undo()
+        raise
+
+
 def restore(dataset: Dataset, batch: str) -> dict:
     """Puts a batch back; an image whose name was taken since comes back as name_2.ext (caption too)."""
-    with dataset.lock():
+    with dataset.lock(), _writing(dataset, "restored"):
         folder = _batch_folder(dataset, batch)
         records = (read_json(folder / MANIFEST, {}) or {}).get("images") or {}
         meta = dataset.meta()
@@ -94,21 +149,22 @@ def restore(dataset: Dataset, batch: str) -> dict:
 
         try:
             for name, record in records.items():
-                source = confined(folder, name)
-                if not source.is_file():
+                source = _entry(folder, name)
+                if not source:
                     continue
                 target = dataset.unique_name(name, taken)
-                caption = source.with_suffix(".txt")
-                move(source, dataset.image_path(target))
-                if caption.is_file():
-                    move(caption, dataset.caption_path(target))
-                if (folder / ORIGINALS_DIR / name).is_file():
-                    dataset.original_path(target).parent.mkdir(exist_ok=True)
-                    move(folder / ORIGINALS_DIR / name, dataset.original_path(target))
+                caption = _entry(folder, os.path.splitext(name)[0] + ".txt")
+                move(source, dataset.folder / target)
+                if caption:
+                    move(caption, dataset.folder / (os.path.splitext(target)[0] + ".txt"))
+                original = _entry(folder / ORIGINALS_DIR, name)
+                if original:
+                    (dataset.folder / ORIGINALS_DIR).mkdir(exist_ok=True)
+                    move(original, dataset.folder / ORIGINALS_DIR / target)
                 if record is None:  # an image the folder held but the dataset had not recorded
                     try:
                         info = imaging.inspect_image(dataset.image_path(target), context.settings().max_image_pixels)
-                    except imaging.ImageRejected:
+                    except (imaging.ImageRejected, UnsafePathError):  # not a picture, or a link leading outside
                         continue  # back in the folder as it was before the delete: unrecorded
                     record = image_record(info, time.time())
                 meta["images"][target] = record
@@ -133,12 +189,48 @@ def batches(dataset: Dataset) -> list[dict]:
         manifest = read_json(folder / MANIFEST, None)
         if not isinstance(manifest, dict):
             continue
-        files = [folder / name for name in manifest.get("images") or {} if (folder / name).is_file()]
-        if files:
+        images = [name for name in manifest.get("images") or {} if _entry(folder, name)]
+        if images:
             deleted_at = _deleted_at(folder)
             found.append({"id": folder.name, "deleted_at": deleted_at, "expires_at": deleted_at + TRASH_DAYS * 86400,
-                          "images": [f.name for f in files], "bytes": sum(f.stat().st_size for f in files)})
+                          "images": images, "bytes": _disk_use(folder)[0]})
     return found
+
+
+def _disk_use(folder: Path) -> tuple[int, int]:
+    """(the bytes of the files under `folder`, captions and originals too; the bytes the disk gets back when they
+    go: a file an export also links to stays on the disk). Symlinks count as themselves; the manifest does not."""
+    size = freed = 0
+    for parent, _, files in os.walk(folder):
+        for name in (n for n in files if n != MANIFEST):
+            try:
+                stat = os.lstat(os.path.join(parent, name))
+            except OSError:
+                continue
+            size += stat.st_size
+            freed += stat.st_size if stat.st_nlink == 1 else 0
+    return size, freed
+
+
+def _remove(folders: list[Path]) -> tuple[set[str], int]:
+    """Removes `folders` for good; returns (the names of those now gone, the bytes the disk got back)."""
+    gone, freed = set(), 0
+    for folder in folders:
+        before = _disk_use(folder)[1]
+        shutil.rmtree(folder, ignore_errors=True)  # what could not go (a read-only folder) is told, not raised
+        freed += before - (_disk_use(folder)[1] if folder.exists() else 0)
+        gone |= set() if folder.exists() else {folder.name}
+    return gone, freed
+
+
+def _chosen(key: str) -> set[str] | None:
+    """The ids a request to empty names under `key` (the ones its page showed), or None: all of them."""
+    chosen = json_body(optional=True).get(key)
+    if chosen is None:
+        return None
+    if not isinstance(chosen, list) or not all(isinstance(i, str) for i in chosen):
+        raise ApiError(f"'{key}' must be a list of ids.", 422)
+    return set(chosen)
 
 
 def _subfolders(dataset: Dataset) -> list[Path]:
@@ -267,10 +359,24 @@ def restore_batch(dataset_id: str, batch: str):
 @bp.delete("/api/datasets/<dataset_id>/trash")
 def empty_trash(dataset_id: str):
     dataset = context.dataset(dataset_id)
+    chosen = _chosen("batches")
     with dataset.lock():
-        removed = sum(len(b["images"]) for b in batches(dataset))
-        shutil.rmtree(_root(dataset), ignore_errors=True)
-    return jsonify({"removed": removed})
+        listed = [b for b in batches(dataset) if chosen is None or b["id"] in chosen]
+        gone, freed = _remove([_root(dataset) / b["id"] for b in listed])
+        if chosen is None:
+            shutil.rmtree(_root(dataset), ignore_errors=True)  # and what a crash left there
+    return jsonify(_emptied([len(b["images"]) for b in listed if b["id"] in gone],
+                            [len(b["images"]) for b in listed if b["id"] not in gone], freed, chosen is not None))
+
+
+def _emptied(removed: list[int], left: list[int], freed: int, full: bool) -> dict:
+    """What emptying did; "left" (what could not go) and the bytes freed as the module's docstring says."""
+    answer = {"removed": sum(removed)}
+    if full or left:
+        answer["left"] = sum(left)
+    if full:
+        answer["bytes"] = freed
+    return answer
 
 
 @bp.get("/api/deleted-datasets")
@@ -286,7 +392,11 @@ def restore_deleted_dataset(entry: str):
 @bp.delete("/api/deleted-datasets")
 def empty_deleted_datasets():
     store = context.store()
+    chosen = _chosen("datasets")
     with dataset_lock(store.root):  # a restore at the same moment takes its dataset out whole first, or not at all
-        removed = len(deleted_datasets(store))
-        shutil.rmtree(_deleted_root(store), ignore_errors=True)
-    return jsonify({"removed": removed})
+        listed = [d["id"] for d in deleted_datasets(store) if chosen is None or d["id"] in chosen]
+        gone, freed = _remove([_deleted_root(store) / entry for entry in listed])
+        if chosen is None:
+            shutil.rmtree(_deleted_root(store), ignore_errors=True)
+    return jsonify(_emptied([1 for e in listed if e in gone], [1 for e in listed if e not in gone], freed,
+                            chosen is not None))
