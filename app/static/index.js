@@ -55,9 +55,11 @@
   }
 
   // Recently deleted datasets: kept a week, each with Restore; "Empty now" asks for a second click.
+  let shownDeleted = [];
   async function loadDeleted() {
     try {
       const data = await api("/api/deleted-datasets");
+      shownDeleted = data.datasets.map((d) => d.id);  // "Empty now" removes these, not one deleted since elsewhere
       $("deleted").hidden = !data.datasets.length;
       $("deleted-summary").textContent = `Recently deleted (${data.datasets.length})`;
       $("deleted-note").textContent = `Deleted datasets are kept ${data.keep_days} days, then removed.`;
@@ -94,8 +96,9 @@
       return;
     }
     try {
-      const r = await api("/api/deleted-datasets", { method: "DELETE" });
-      toast(`Removed ${studio.plural(r.removed, "dataset")} for good.`, "ok");
+      const r = await api("/api/deleted-datasets", { method: "DELETE", json: { datasets: shownDeleted } });
+      toast(`Removed ${studio.plural(r.removed, "dataset")} for good; ${formatBytes(r.bytes)} freed.`, "ok");
+      if (r.left) toast(`${studio.plural(r.left, "dataset")} could not be removed: is the folder read-only?`, "error");
     } catch (e) { toast(e.message, "error"); }
     loadDeleted();
   };

@@ -10,17 +10,23 @@
     return list.length > 4 ? `${list.slice(0, 4).join(", ")} and ${list.length - 4} more` : list.join(", ");
   }
 
+  const day = (t) => new Date(t * 1000).toLocaleString([], { dateStyle: "medium", timeStyle: "short" });
+  let shown = { ids: [], images: 0, bytes: 0 };  // what the list shows: "Empty now" removes that, not a later delete
+
   async function refresh() {
     try {
       const data = await studio.api(`${ds.base}/trash`);
       const count = data.batches.reduce((n, b) => n + b.images.length, 0);
+      const bytes = data.batches.reduce((n, b) => n + b.bytes, 0);
+      shown = { ids: data.batches.map((b) => b.id), images: count, bytes };
       $("btn-trash").hidden = !count;
       $("btn-trash").textContent = `Recently deleted (${count})`;
-      $("trash-note").textContent = `Deleted images and their captions are kept ${data.keep_days} days, then removed.`;
+      $("trash-note").textContent = `Deleted images and their captions are kept ${data.keep_days} days, then removed ` +
+        "for good. Restore puts a batch back; a name taken since gets a number (cat_2.png).";
       $("trash-list").innerHTML = data.batches.map((b) => {
-        const when = new Date(b.deleted_at * 1000).toLocaleString([], { dateStyle: "medium", timeStyle: "short" });
         return `<div class="trash-batch"><div><b>${plural(b.images.length, "image")}</b>
-          <span class="muted">· deleted ${esc(when)} · ${formatBytes(b.bytes)}</span>
+          <span class="muted">· deleted ${esc(day(b.deleted_at))} · ${formatBytes(b.bytes)} · removed for good
+          ${esc(day(b.expires_at))}</span>
           <div class="trash-thumbs">${b.images.slice(0, 8).map((n) => `<img loading="lazy" alt="${esc(n)}" title="${esc(n)}"
             src="${ds.base}/trash/${encodeURIComponent(b.id)}/thumbs/${encodeURIComponent(n)}">`).join("")}</div>
           <div class="muted trash-names">${esc(names(b.images))}</div></div>
@@ -31,10 +37,16 @@
   }
 
   async function restore(batch) {
-    const r = await studio.api(`${ds.base}/trash/${encodeURIComponent(batch)}/restore`, { method: "POST" });
-    const renamed = Object.entries(r.renamed).map(([was, now]) => `${was} came back as ${now}`);
+    let r;
+    try {
+      r = await studio.api(`${ds.base}/trash/${encodeURIComponent(batch)}/restore`, { method: "POST" });
+    } catch (e) {
+      if (e.status === 404) { ds.reload(); refresh(); }  // restored in another tab, or emptied: show what is so
+      throw e;
+    }
+    const renamed = names(Object.entries(r.renamed).map(([was, now]) => `${was} came back as ${now}`));
     studio.toast(`Restored ${plural(r.restored.length, "image")}` +
-      (renamed.length ? ` (${renamed.join(", ")}: the name was taken).` : "."), "ok");
+      (renamed ? ` (${renamed}: the name was taken since).` : "."), "ok", renamed ? 9000 : undefined);
     ds.reload();
     refresh();
   }
@@ -59,10 +71,14 @@
     restore(b.dataset.restore).catch((e) => { b.disabled = false; studio.toast(e.message, "error"); });
   });
   $("trash-empty").onclick = async () => {
-    if (!(await ds.confirmDialog("Empty Recently deleted?", "Its images and captions are removed for good."))) return;
+    const what = { ...shown };
+    if (!(await ds.confirmDialog("Empty Recently deleted?", `${plural(what.images, "image")} and their captions ` +
+      `(${formatBytes(what.bytes)}) are removed for good: they cannot be restored after this.`))) return;
     try {
-      const r = await studio.api(`${ds.base}/trash`, { method: "DELETE" });
-      studio.toast(`Removed ${plural(r.removed, "image")} for good.`, "ok");
+      const r = await studio.api(`${ds.base}/trash`, { method: "DELETE", json: { batches: what.ids } });
+      studio.toast(`Removed ${plural(r.removed, "image")} for good; ${formatBytes(r.bytes)} freed` +
+        (r.bytes < what.bytes ? " (an export keeps the rest of its files)." : "."), "ok");
+      if (r.left) studio.toast(`${plural(r.left, "image")} could not be removed: is the folder read-only?`, "error");
       refresh();
     } catch (e) { studio.toast(e.message, "error"); }
   };
