@@ -32,13 +32,30 @@
         <div class="stats">
           <div class="stat"><div class="label">Loss</div><div class="value">${fmtLoss(j.smooth_loss ?? j.loss)}</div></div>
           <div class="stat"><div class="label">Speed</div><div class="value">${j.it_per_s ? j.it_per_s.toFixed(2) + " it/s" : "–"}</div></div>
-          <div class="stat"><div class="label">ETA</div><div class="value">${fmtD(j.eta_s)}</div></div>
-          <div class="stat"><div class="label">Elapsed</div><div class="value">${fmtD(elapsed(j))}</div>
+          <div class="stat"><div class="label">ETA</div><div class="value" data-eta>${fmtD(eta(j))}</div></div>
+          <div class="stat"><div class="label">Elapsed</div><div class="value" data-elapsed>${fmtD(elapsed(j))}</div>
             ${spent ? `<div class="muted now-cost" style="font-size:11px">≈ ${spent}</div>` : ""}</div>
           <div class="stat"><div class="label">GPU memory</div><div class="value">${j.gpu_mem_gb != null ? j.gpu_mem_gb.toFixed(1) + " GB" : "–"}</div></div>
         </div></div>`;
     }).join('<hr style="border-color:var(--border)">');
   }
+
+  // The ETA as last reported, less the time since (as the job page counts it down); null before a rate is known.
+  function eta(j) {
+    if (j.status !== "running" || j.eta_s == null) return null;
+    return Math.max(0, j.eta_s - Math.max(0, studio.now() / 1000 - (j.updated_at || 0)));
+  }
+  // A running job's elapsed time and ETA tick every second: no report comes while previews render (a minute or
+  // more on a big model), and the card stood still meanwhile.
+  function tick() {
+    for (const card of document.querySelectorAll(".running-card[data-job]")) {
+      const j = shown && shown.jobs.find((one) => one.id === card.dataset.job);
+      if (!j) continue;
+      card.querySelector("[data-elapsed]").textContent = fmtD(elapsed(j));
+      card.querySelector("[data-eta]").textContent = fmtD(eta(j));
+    }
+  }
+  setInterval(tick, 1000);
 
   // "≈ 25m (about 11:40)": a rough duration from now, with the clock time it lands on.
   function fromNow(seconds) {

@@ -239,7 +239,7 @@
     try {
       const answer = await studio.api(`/api/jobs/${jobId}/samples`);
       samples = answer.samples; timelapses = answer.timelapses || [];
-      const key = samples.map((s) => `${s.step}:${s.urls.length}:${(s.pairs || []).map((p) => (p.base ? 1 : 0) + (p.lora_no_trigger ? 2 : 0) + (p.leak != null ? 4 : 0)).join("")}`).join(",");
+      const key = noPreviews() + samples.map((s) => `${s.step}:${s.urls.length}:${(s.pairs || []).map((p) => (p.base ? 1 : 0) + (p.lora_no_trigger ? 2 : 0) + (p.leak != null ? 4 : 0)).join("")}`).join(",");
       if (key !== lastSamplesKey) { lastSamplesKey = key; renderSamples(); }
     } catch (e) { /* retried */ } finally { samplesBusy = false; lastSamples = Date.now(); }
   }
@@ -269,9 +269,17 @@
       `<a href="${esc(t.url)}" data-timelapse="${esc(t.url)}" title="${esc(prompts[t.index] || "")}">prompt ${t.index + 1}</a>`).join(" · ")}</div>`;
   }
 
+  // A job set to render none says so, rather than promising previews that never come.
+  function noPreviews() {
+    const config = (job && job.config) || {};
+    if (!job || !("sample_prompts" in config)) return "";
+    if (!(config.sample_prompts || []).length) return "This job has no preview prompts: it renders no preview images.";
+    return config.sample_every ? "" : "This job renders preview images only on “Sample now” (its sample_every is 0).";
+  }
+
   function renderSamples() {
     const box = $("samples");
-    if (!samples.length) { box.innerHTML = `<div class="empty">Preview images appear here: the base model's before the first step, then every few steps (and on “Sample now”).</div>`; return; }
+    if (!samples.length) { box.innerHTML = `<div class="empty">${esc(noPreviews() || "Preview images appear here: the base model's before the first step, then every few steps (and on “Sample now”).")}</div>`; return; }
     if (view === "gallery") {
       box.innerHTML = timelapseLine() + samples.slice().reverse().map((s) => {
         if (s.base_only) {  // rendered before the first step: the prompts as the base model draws them

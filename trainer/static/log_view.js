@@ -6,6 +6,7 @@
   // "Writing model shards: 100%|█████| 3/3 [00:01<00:00, 2.10it/s]" -> "Writing model shards: 100% (3/3, 00:01)"
   const TQDM = /^(.*?)\s*(\d{1,3})%\|[^|]*\|\s*([\d.]+[kMG]?\/[\d.]+[kMG]?)?\s*(?:\[([^\]<]*)(?:<[^\]]*)?\])?\s*$/;
   const MAX_LINES = 5000;
+  const MAX_NODES = 200;  // text nodes appended before the log is drawn as one again
 
   // What a terminal shows at the end of a line that was redrawn with "\r": its last non-empty state.
   function lastState(raw) {
@@ -26,7 +27,7 @@
   class LogView {
     constructor(box) { this.box = box; this.reset(); }
 
-    reset() { this.lines = []; this.bars = []; this.partial = ""; }
+    reset() { this.lines = []; this.bars = []; this.partial = ""; this.shown = ""; }
 
     append(text) {
       const parts = (this.partial + text.replace(ANSI, "")).split("\n");
@@ -57,9 +58,17 @@
     }
 
     // `placeholder` (e.g. "Waiting for the worker…") shows only while the log is empty, never inside it.
+    // New lines are added after the ones shown, which stay as they are: text selected to copy (a traceback) stays
+    // selected while the log grows. Anything else (the first lines, a redrawn bar, lines dropped) draws it anew.
     render(placeholder) {
       const text = this.text();
-      this.box.textContent = text || placeholder || "";
+      const shown = this.shown;
+      if (text && shown && text.startsWith(shown) && this.box.childNodes.length < MAX_NODES) {
+        if (text.length > shown.length) this.box.appendChild(document.createTextNode(text.slice(shown.length)));
+      } else if (text !== shown || !text) {
+        this.box.textContent = text || placeholder || "";
+      }
+      this.shown = text;
       this.box.classList.toggle("log-placeholder", !text && !!placeholder);
       return text;
     }
