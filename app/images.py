@@ -8,7 +8,7 @@ from flask import Blueprint, jsonify, request, send_file
 from werkzeug.exceptions import NotFound as HttpNotFound
 
 from app import context, imaging, trash
-from app.store import caption_version, natural_key, rev_of
+from app.store import natural_key, rev_of
 from studio.text import over_caption_limit
 from studio.thumbnails import UnreadableImage, cached_picture, cached_thumbnail, view_bytes
 from studio.web import ApiError, int_arg, json_body
@@ -81,7 +81,7 @@ def image_row(dataset, name: str, record: dict, caption: str | None) -> dict:
     return {
         "name": name, "width": record.get("width"), "height": record.get("height"), "bytes": record.get("bytes"),
         "caption": caption or "", "has_caption": caption is not None,
-        "version": caption_version(dataset.caption_path(name)), "flags": record.get("flags") or {},
+        "version": dataset.caption_version(name), "flags": record.get("flags") or {},
         "rev": rev_of(record), "edits": describe_edits(edits),
         "original_size": record.get("original_size") if edits else None,
     }

@@ -168,13 +168,22 @@ class Dataset:
         return self.inside(self.folder, os.path.splitext(safe_name(name))[0] + ".txt")
 
     def read_caption(self, name: str) -> str | None:
+        """The image's caption; None when it has none, or when its caption file is a link put in by hand that leads
+        outside the dataset (never read: the gallery and exports go on without it, and saving one says why)."""
         try:
             # a byte-order mark (a file put in by hand) is not text
             return self.caption_path(name).read_text("utf-8-sig")
-        except FileNotFoundError:
+        except (FileNotFoundError, IsADirectoryError, UnsafePathError):
             return None
         except UnicodeDecodeError:
             return self.caption_path(name).read_bytes().decode("utf-8-sig", "replace")
+
+    def caption_version(self, name: str) -> int:
+        """caption_version of the image's caption file; 0 for a link leading outside the dataset (never read)."""
+        try:
+            return caption_version(self.caption_path(name))
+        except UnsafePathError:
+            return 0
 
     def read_captions(self, names) -> dict[str, str | None]:
         """read_caption for many images, each file read again only when it changed (app.caption_cache)."""
