@@ -161,6 +161,13 @@ def test_train_from_the_form_and_download_the_lora(studio, artifacts_dir, tmp_pa
         expect(page.locator(".lightbox img")).to_have_attribute("src", re.compile(r"/samples/.+\.png$"))
         page.wait_for_function("document.querySelector('.lightbox img').naturalWidth > 0")
         page.locator(".lightbox").click()
+        # and with the keyboard: Tab to a picture, Enter opens it, Escape closes it and the focus is back on it
+        first.focus()
+        page.keyboard.press("Enter")
+        expect(page.locator(".lightbox img")).to_have_attribute("src", re.compile(r"/samples/.+\.png$"))
+        page.keyboard.press("Escape")
+        expect(page.locator(".lightbox")).to_have_count(0)
+        assert first.evaluate("i => i === document.activeElement")
         expect(page.locator("#s-split")).to_contain_text("ms/step")
         expect(page.locator("#s-lr")).to_have_text("learning rate: 0.001")
         # a prompt with its own size and seed says so above its pictures, which have that size

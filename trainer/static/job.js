@@ -245,7 +245,7 @@
   }
 
   function figure(url, prompt, step) {
-    return `<figure><img src="${esc(studio.thumb(url))}" data-full="${esc(url)}" loading="lazy" alt="${esc(prompt || "sample")}" data-caption="step ${step}: ${esc(prompt || "")}">
+    return `<figure><img src="${esc(studio.thumb(url))}" data-full="${esc(url)}" tabindex="0" loading="lazy" alt="${esc(prompt || "sample")}" data-caption="step ${step}: ${esc(prompt || "")}">
       <figcaption title="${esc(prompt || "")}">${esc(prompt || "")}</figcaption></figure>`;
   }
 

@@ -147,7 +147,7 @@
       return `<figure class="missing"><div class="muted" style="font-size:11px;padding:1rem .4rem;text-align:center">${esc(missing)}</div>
         <figcaption>${esc(label)}</figcaption></figure>`;
     }
-    return `<figure><img src="${esc(studio.thumb(url))}" data-full="${esc(url)}" loading="lazy" alt="${esc(label)}" data-caption="${esc(caption)}">
+    return `<figure><img src="${esc(studio.thumb(url))}" data-full="${esc(url)}" tabindex="0" loading="lazy" alt="${esc(label)}" data-caption="${esc(caption)}">
       <figcaption title="${esc(title)}">${esc(label)}</figcaption></figure>`;
   }
   // A preview prompt's own settings (its --w, --h, --d, ... in the job's prompts): "832×1216 · seed 7".
@@ -168,15 +168,30 @@
     return `<figure class="pending"><div class="slot" style="aspect-ratio:${ratio}" title="${esc(title)}">${esc(note)}</div>
       <figcaption>${esc(label)}</figcaption></figure>`;
   }
-  // A picture full size over the page; a click closes it.
+  // A picture full size over the page; a click, Escape or Enter closes it, and the keyboard goes back to where it was.
   function lightbox(src, caption) {
+    const opener = document.activeElement;
     const box = document.createElement("div"); box.className = "lightbox";
-    box.innerHTML = `<img src="${esc(src)}" alt=""><div class="caption">${esc(caption || "")}</div>`;
-    const close = () => { box.remove(); document.removeEventListener("keydown", onKey); };
-    const onKey = (ev) => { if (ev.key === "Escape") close(); };  // as a dialog closes
-    box.addEventListener("click", close); document.addEventListener("keydown", onKey);
+    box.setAttribute("role", "dialog"); box.setAttribute("aria-label", caption || "Picture"); box.tabIndex = -1;
+    box.innerHTML = `<img src="${esc(src)}" alt="${esc(caption || "")}"><div class="caption">${esc(caption || "")}</div>`;
+    const close = () => {
+      box.remove(); document.removeEventListener("keydown", onKey, true);
+      if (opener && opener.isConnected && opener.focus) opener.focus();
+    };
+    const onKey = (ev) => {  // as a dialog closes
+      if (ev.key === "Escape" || ev.key === "Enter" || ev.key === " ") { ev.preventDefault(); ev.stopPropagation(); close(); }
+    };
+    box.addEventListener("click", close); document.addEventListener("keydown", onKey, true);
     document.body.appendChild(box);
+    box.focus();
   }
+  // A preview picture opens with the keyboard as with a click (Tab to it, then Enter or Space).
+  document.addEventListener("keydown", (ev) => {
+    const t = ev.target;
+    if ((ev.key === "Enter" || ev.key === " ") && t instanceof HTMLImageElement && t.matches("img[data-full]")) {
+      ev.preventDefault(); t.click();
+    }
+  });
   window.trainer = { esc, live, statusChip, fmtLoss, fmtKept, cost, jobCost, perHour, fmtDate, elapsed, phaseText, act, workerChip, pollWorkers, lightbox,
     picture, pending, promptOptions, FINISHED };
 })();
