@@ -122,7 +122,7 @@ def reconcile(store: JobStore, jobs_root: Path, *, max_attempts: int = MAX_ATTEM
         else:
             said = job.message or "Interrupted."  # a pod stop's message already says where it continues
             changed[job.id] = store.requeue(job.id, f"{said} Queued again." if hint in said
-                                            else f"{said} Queued again: {hint}")
+                                            else f"{said} Queued again. {hint}")
             requeued.append(changed[job.id])
         now = changed[job.id]
         log.warning("job %s: %s", job.id, now.message)
