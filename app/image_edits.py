@@ -52,6 +52,7 @@ ROTATIONS = {90: Image.Transpose.ROTATE_270, -90: Image.Transpose.ROTATE_90, 180
 FLIPS = {"horizontal": Image.Transpose.FLIP_LEFT_RIGHT, "vertical": Image.Transpose.FLIP_TOP_BOTTOM}
 EXIF_FORMATS = {"JPEG", "PNG", "WEBP", "HEIF", "AVIF"}  # those whose Pillow writer takes an EXIF block as it is
 EXIF_IFD, EXIF_WIDTH, EXIF_HEIGHT = 0x8769, 0xA002, 0xA003
+XMP_FORMATS = {"JPEG", "WEBP", "TIFF"}  # those whose Pillow writer takes an XMP packet (a PNG's is a text chunk)
 JPEG_MARKER_BYTES = 65533  # the most an APP1 marker holds: a longer EXIF block is left out, not the picture
 
 
@@ -104,6 +105,8 @@ class Picture:
     jpeg: dict = field(default_factory=dict)  # a JPEG's quantization tables and chroma subsampling
     lossless: bool = False  # a lossless WebP
     animation: dict = field(default_factory=dict)  # what the writer takes to make the frames an animation again
+    xmp: bytes | None = None  # the XMP packet (rights, credits, keywords), its orientation applied as EXIF's is
+    text: dict = field(default_factory=dict)  # a PNG's text chunks (a generator's prompt and settings, XMP)
 
 
 def render(original: Path, edits: list[dict], max_pixels: int) -> Picture:
@@ -112,7 +115,8 @@ def render(original: Path, edits: list[dict], max_pixels: int) -> Picture:
         with Image.open(original) as opened:
             frames = _frames(opened, original.name, max_pixels)
             picture = Picture(frames, icc=opened.info.get("icc_profile"), exif=_exif(frames[0]),
-                              jpeg=_jpeg_settings(opened), animation=_animation(opened, frames))
+                              jpeg=_jpeg_settings(opened), animation=_animation(opened, frames),
+                              xmp=_xmp(frames[0]), text=_png_text(opened, frames[0]))
             if opened.format == "WEBP":
                 picture.lossless = webp_is_lossless(original)
     except ApiError:
@@ -158,6 +162,22 @@ def _within_limit(name: str, count: int, width: int, height: int, pixels: int, m
         raise ApiError(f"{name} has {count} frames of {width}×{height}, at least {pixels:,} pixels in all: more "
                        f"than the limit of {max_pixels:,} (MAX_IMAGE_PIXELS) that an edit decodes at once, so it "
                        "cannot be edited here.", 422)
+
+
+def _xmp(frame: Image.Image) -> bytes | None:
+    """The picture's XMP packet, as exif_transpose left it (without a tiff:Orientation it has applied)."""
+    xmp = frame.info.get("xmp")
+    if isinstance(xmp, str):
+        xmp = xmp.encode("utf-8")
+    return xmp if isinstance(xmp, bytes) and xmp else None
+
+
+def _png_text(opened: Image.Image, frame: Image.Image) -> dict:
+    """A PNG's text chunks ({} for other formats): what generators write there (the prompt and settings of a
+    picture made with Stable Diffusion or ComfyUI) stays with the edited picture, its XMP as exif_transpose left it."""
+    if opened.format != "PNG":
+        return {}
+    return {key: frame.info.get(key, value) for key, value in opened.text.items() if isinstance(value, str)}
 
 
 def _exif(frame: Image.Image) -> Image.Exif | None:
@@ -250,6 +270,11 @@ def encode(picture: Picture, fmt: str) -> bytes:
     exif = picture.exif.tobytes() if picture.exif is not None and len(picture.exif) else None
     if exif and fmt in EXIF_FORMATS and not (fmt == "JPEG" and len(exif) > JPEG_MARKER_BYTES):
         extra["exif"] = exif
+    if picture.xmp and fmt in XMP_FORMATS and not (fmt == "JPEG" and len(picture.xmp) > JPEG_MARKER_BYTES - 29):
+        # (a JPEG's APP1 marker holds the XMP name, 29 bytes, then the packet; a TIFF's is its tag 700)
+        extra.update({"tiffinfo": {700: picture.xmp}} if fmt == "TIFF" else {"xmp": picture.xmp})
+    if fmt == "PNG" and picture.text:
+        extra["pnginfo"] = _png_info(picture.text)
     if fmt == "JPEG":
         frames = [frame if frame.mode in {"RGB", "L", "CMYK"} else frame.convert("RGB") for frame in frames]
         extra.update(picture.jpeg or {"quality": 95, "subsampling": 0})
@@ -273,6 +298,21 @@ def encode(picture: Picture, fmt: str) -> bytes:
     buffer = io.BytesIO()
     frames[0].save(buffer, fmt, **extra)
     return buffer.getvalue()
+
+
+def _png_info(text: dict) -> PngImagePlugin.PngInfo:
+    info = PngImagePlugin.PngInfo()
+    for key, value in text.items():
+        try:
+            value.encode("latin-1")
+        except UnicodeEncodeError:  # only international text chunks hold more than Latin-1
+            info.add_itxt(key, value)
+            continue
+        if key == "XML:com.adobe.xmp":
+            info.add_itxt(key, value)  # where readers look for XMP in a PNG
+        else:
+            info.add_text(key, value)
+    return info
 
 
 def edit_image(dataset: Dataset, name: str, edit: dict, rev: str | None = None) -> dict:
