@@ -170,6 +170,10 @@ def require_login():
     if not settings.auth_enabled:
         g.studio_auth = "open"
         return None
+    if request.endpoint == "health" and _bearer() is not None:
+        # Public, but a client that sends the password (the dataset manager asking the caption service) is told
+        # what its users are (a failed model's folders); a wrong one is counted like any other.
+        return _check_bearer(_bearer(), settings.password)
     if request.endpoint in PUBLIC_ENDPOINTS:
         # No password is tried here. Logging out acts on the cookie, so the origin check must know of it;
         # logging in carries its own credential (the form's password, counted by the limiter).
