@@ -122,24 +122,39 @@ class RetryPolicy:
         return min(self.max_delay, self.base_delay * (2 ** (attempt - 1)))
 
 
-def _with_retries(action, what: str, policy: RetryPolicy):
-    for attempt in range(1, policy.attempts + 1):
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
+
+
+def _with_retries(action, what: str, policy: RetryPolicy, held=None):
+    """`action()`, tried up to `policy.attempts` times in a row that fail; a permanent FetchError at once.
+    `held()`: how many bytes the download holds; an attempt that added some starts the count again, so a connection
+    that drops every few hundred MB goes on to the end instead of giving up on a 20 GB file after five drops."""
+    failures, most = 0, held() if held else 0
+    while True:
         try:
             return action()
         except FetchError as exc:
-            if exc.permanent or attempt == policy.attempts:
+            if exc.permanent:
                 raise
             error = exc
         except Exception as exc:  # network and disk errors: retried, then reported with their cause
-            if attempt == policy.attempts:
-                first_line = str(exc).splitlines()[0] if str(exc) else ""
-                raise FetchError(f"{what}: {type(exc).__name__}: {first_line}") from exc
             error = exc
-        wait = policy.delay(attempt)
-        log.warning("%s failed (attempt %d of %d: %s); retrying in %.0f s", what, attempt, policy.attempts,
-                    error, wait)
+        now = held() if held else 0
+        failures = 0 if now > most else failures + 1
+        most = max(most, now)
+        if failures >= policy.attempts:
+            if isinstance(error, FetchError):
+                raise error
+            first_line = str(error).splitlines()[0] if str(error) else ""
+            raise FetchError(f"{what}: {type(error).__name__}: {first_line}") from error
+        wait = policy.delay(max(1, failures))
+        log.warning("%s failed (%s); retrying in %.0f s (%d of %d tries in a row without progress)", what, error,
+                    wait, failures, policy.attempts)
         time.sleep(wait)
-    raise AssertionError("unreachable")
 
 
 def fetch_model(spec: ModelSpec, settings: Settings, status: StatusFile, refresh: bool = False,
@@ -206,7 +221,9 @@ def fetch_model(spec: ModelSpec, settings: Settings, status: StatusFile, refresh
                             raise disk_full_error(spec, target_dir, _missing_bytes(target_dir, remotes,
                                                                                    manifest)) from exc
 
-                    _with_retries(attempt, f"{spec.repo}: {remote.path}", policy)
+                    part = partial_path(target_dir, remote)
+                    _with_retries(attempt, f"{spec.repo}: {remote.path}", policy,
+                                  held=lambda p=part: _size(p))
                     downloaded = True
                 manifest.record(remote)
             meter.file_done(remote.size or path.stat().st_size, downloaded)

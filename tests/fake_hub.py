@@ -27,6 +27,7 @@ class FakeHub:
         self.lfs: set[tuple[str, str]] = set()
         self.drop_once: dict[tuple[str, str], int] = {}  # (repo, file) -> byte offset to cut the connection at
         self.cut_every: dict[tuple[str, str], int] = {}  # (repo, file) -> bytes sent per response before a cut
+        self.dead_from: dict[tuple[str, str], int] = {}  # (repo, file) -> a response from here on sends no byte
         self.corrupt: set[tuple[str, str]] = set()  # served bytes differ from the advertised hash
         self.slow: dict[tuple[str, str], float] = {}  # seconds to sleep per 64 KB chunk
         self.cdn = False  # LFS files redirect to another host (as the hub does to its CDN)
@@ -169,6 +170,8 @@ class FakeHub:
         cut = self.drop_once.pop(key, None)
         if key in self.cut_every:
             cut = start + self.cut_every[key]
+        if key in self.dead_from and start >= self.dead_from[key]:
+            cut = start
         delay = self.slow.get(key, 0.0)
         for offset in range(0, len(body), 65536):
             if cut is not None and start + offset >= cut:

@@ -112,19 +112,21 @@ def test_partial_download_survives_a_restart_of_the_fetcher(make_settings, hub, 
     big = _payload(2_000_000, 5)
     hub.repos["org/caption-GGUF"]["model-Q8_0.gguf"] = big
     key = ("org/caption-GGUF", "model-Q8_0.gguf")
-    hub.cut_every[key] = 600_000  # every response breaks off early: 3 attempts do not finish the file
+    hub.cut_every[key] = 600_000  # every response breaks off early,
+    hub.dead_from[key] = 1_000_000  # and past 1 MB the link brings nothing: 3 attempts in a row without a byte
     settings, code = _run(make_settings, hub, models_file)
     assert code == fetch.EXIT_TEMPORARY  # supervisord starts the fetcher again
     first = _ranges(hub, "model-Q8_0.gguf")
-    assert len(first) == 3 and first[0] is None and first[1] < first[2]
+    assert len(first) == 5 and first[0] is None and first[1] < first[2] == first[3] == first[4]
     folder = Workspace(settings.root).models / "Qwen2.5-VL-7B-Instruct-GGUF"
     [partial] = (folder / ".cache" / "huggingface" / "download").glob("*.incomplete")
     kept = partial.stat().st_size
-    assert first[2] < kept < len(big)
+    assert kept == first[2] < len(big)
     status = read_json(Workspace(settings.root).model_status_file)
     assert status["models"][0]["state"] == "error" and "continues from there" in status["models"][0]["error"]
 
     hub.requests.clear()
+    hub.dead_from.clear()
     hub.cut_every[key] = 1_000_000
     _, code = _run(make_settings, hub, models_file)  # the restarted fetcher
     assert code == 0
@@ -132,6 +134,19 @@ def test_partial_download_survives_a_restart_of_the_fetcher(make_settings, hub, 
     assert second[0] == kept  # picked up the partial file left by the previous process
     assert (folder / "model-Q8_0.gguf").read_bytes() == big
     assert not partial.exists()
+
+
+def test_a_connection_that_keeps_dropping_but_brings_bytes_each_time_finishes_the_file(make_settings, hub,
+                                                                                      models_file):
+    big = _payload(2_000_000, 6)
+    hub.repos["org/caption-GGUF"]["model-Q8_0.gguf"] = big
+    hub.cut_every[("org/caption-GGUF", "model-Q8_0.gguf")] = 600_000  # four drops, more than the 3 attempts
+    settings, code = _run(make_settings, hub, models_file)
+    assert code == 0  # each attempt brought bytes: the count of failures in a row started again
+    ranges = _ranges(hub, "model-Q8_0.gguf")
+    assert len(ranges) == 4 and ranges[0] is None and ranges == [None, *sorted(ranges[1:])]
+    target = Workspace(settings.root).models / "Qwen2.5-VL-7B-Instruct-GGUF" / "model-Q8_0.gguf"
+    assert target.read_bytes() == big
 
 
 def test_stale_partial_downloads_are_removed(make_settings, hub, models_file):
