@@ -453,7 +453,7 @@ def test_killed_worker_job_resumes_after_restart(settings, studio_root):
     # the log says why a second attempt started, and from where
     why = log.split("starting attempt 2")[0].splitlines()[-2]
     assert re.search(r"Interrupted at \d+ of 30: the process running it ended \(a restart or a crash\)\. Queued "
-                     r"again: It continues from the checkpoint at step \d+\.$", why), why
+                     r"again\. It continues from the checkpoint at step \d+\.$", why), why
 
 
 def _png(path: Path, size=(64, 64), color=(200, 40, 40)) -> None:
