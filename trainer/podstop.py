@@ -12,6 +12,7 @@ billing unseen. Never stopped by itself while a file is still being uploaded in 
 
 from __future__ import annotations
 
+import http.client
 import json
 import logging
 import sqlite3
@@ -31,6 +32,7 @@ LAST_STOP_FILE = "pod-stop-last.json"  # in the workspace: the last stop asked o
 NOT_RUNPOD = "This is not a RunPod pod (RUNPOD_POD_ID and RUNPOD_API_KEY are not set)"
 UPLOAD_QUIET_S = 120.0  # an upload that sent a chunk this recently is still under way
 RETRY_DELAYS_S = (3.0, 10.0)  # a stop made by itself is tried again after these when RunPod could not answer
+IDLE_GRACE_S = 60.0  # the worker stops the pod this long after the last work ended (trainer.worker's pod_stop_grace_s)
 
 
 def stop_when_idle(settings: Settings) -> bool:
@@ -46,8 +48,41 @@ def choose_stop_when_idle(settings: Settings, on: bool) -> None:
 
 
 def choice_state(settings: Settings) -> dict:
-    """What the pages show of the choice: whether the pod can stop itself at all, and whether it will."""
-    return {"on_runpod": on_runpod(settings), "auto_stop": stop_when_idle(settings)}
+    """What the pages show of the choice: whether the pod can stop itself at all, and whether it will; with
+    "stops_in_s" while the worker is about to stop it (the pages count down: unticking the choice keeps it running)."""
+    state = {"on_runpod": on_runpod(settings), "auto_stop": stop_when_idle(settings)}
+    due = stops_in(settings) if state["auto_stop"] and state["on_runpod"] else None
+    return state if due is None else {**state, "stops_in_s": round(due)}
+
+
+def stops_in(settings: Settings, now: float | None = None) -> float | None:
+    """Seconds until the worker stops the pod by itself (0: any moment now), as it decides (trainer.worker): a
+    training job ended since the worker started, nothing is queued or running, IDLE_GRACE_S after the last work
+    ended. None when it will not: the choice is off, work is under way, a stop was asked since, a file is being
+    uploaded, the last LoRA is not whole on disk."""
+    from studio.jobs import ACTIVE, JobStore
+
+    if pod_stop_configured(settings) is not None:
+        return None
+    try:
+        store = JobStore(Workspace(settings.root).db_path)
+        if store.count(ACTIVE, work=True):
+            return None
+        trained = [job for job in store.list(kind="train", limit=5) if job.finished_at]
+        ends = [job.finished_at for job in store.list(limit=50) if job.finished_at]
+        starts = [worker["started_at"] for worker in store.workers()]
+    except (sqlite3.Error, OSError) as exc:
+        log.warning("could not read the job store: %s", exc)
+        return None
+    if not trained or not starts:
+        return None
+    last = max(trained, key=lambda job: job.finished_at)
+    asked = last_stop(settings)
+    if last.finished_at < min(starts) or (asked and asked["at"] >= last.finished_at):
+        return None  # trained before the worker started (it forgot), or its stop was asked already
+    if last.status == "completed" and not lora_is_safe(last.lora_path):
+        return None
+    return max(0.0, max(ends) + IDLE_GRACE_S - (time.time() if now is None else now))
 
 
 def choose_from_request(settings: Settings, body: dict) -> dict:
@@ -145,9 +180,9 @@ def _keep(settings: Settings, record: dict) -> None:
 def _ask_runpod(settings: Settings, timeout_s: float) -> tuple[str | None, bool]:
     """(None, _) when RunPod accepted the stop; else (a sentence, whether asking again cannot help)."""
     url = f"{settings.runpod_api_url.rstrip('/')}/pods/{settings.runpod_pod_id}/stop"
-    request = urllib.request.Request(url, data=b"{}", method="POST", headers={
-        "Authorization": f"Bearer {settings.runpod_api_key}", "Content-Type": "application/json"})
+    headers = {"Authorization": f"Bearer {settings.runpod_api_key}", "Content-Type": "application/json"}
     try:
+        request = urllib.request.Request(url, data=b"{}", method="POST", headers=headers)
         with urllib.request.urlopen(request, timeout=timeout_s) as response:
             response.read(4096)  # the pod as RunPod describes it, its environment too: never logged
             log.info("asked RunPod to stop pod %s: HTTP %s", settings.runpod_pod_id, response.status)
@@ -155,7 +190,7 @@ def _ask_runpod(settings: Settings, timeout_s: float) -> tuple[str | None, bool]
                 return None, True
             return f"RunPod answered HTTP {response.status}", False
     except urllib.error.HTTPError as exc:
-        detail = _without_key(_said(exc.read(500).decode("utf-8", "replace")), settings)[:200].strip()
+        detail = _without_key(_said(_body_of(exc)), settings)[:200].strip()
         log.error("RunPod refused to stop pod %s: HTTP %s %s", settings.runpod_pod_id, exc.code, detail)
         said = f"RunPod answered HTTP {exc.code}{f' ({detail})' if detail else ''}"
         return said, exc.code < 500 and exc.code not in (408, 429)
@@ -163,14 +198,31 @@ def _ask_runpod(settings: Settings, timeout_s: float) -> tuple[str | None, bool]
         reason = _without_key(str(getattr(exc, "reason", exc)), settings)
         log.error("could not reach RunPod to stop pod %s: %s", settings.runpod_pod_id, reason)
         return f"RunPod could not be reached ({reason})", False
+    except (ValueError, http.client.InvalidURL) as exc:  # RUNPOD_API_URL is not a web address: asking again cannot help
+        log.error("could not ask RunPod to stop pod %s: %s", settings.runpod_pod_id, exc)
+        return (f"RUNPOD_API_URL ({settings.runpod_api_url[:80]}) is not a web address: set it to "
+                "https://rest.runpod.io/v1, or leave it unset"), True
+    except http.client.HTTPException as exc:  # an answer cut short, or not HTTP (a proxy's page): a later try may do
+        reason = _without_key(str(exc).strip() or type(exc).__name__, settings)[:200]
+        log.error("RunPod's answer to stopping pod %s could not be read: %s", settings.runpod_pod_id, reason)
+        return f"RunPod's answer could not be read ({reason})", False
+
+
+def _body_of(error: urllib.error.HTTPError) -> str:
+    """The start of a refusal's body; "" when it cannot be read (cut short, timed out): its code still says it."""
+    try:
+        return error.read(500).decode("utf-8", "replace")
+    except (OSError, http.client.HTTPException):
+        return ""
 
 
 def _said(body: str) -> str:
-    """What RunPod's error answer says: its "error" (or "message"); an answer that is not JSON, as it is."""
+    """What RunPod's error answer says: its "error" (or "message"); an answer that is not JSON, as it is, on one line;
+    nothing from a web page (a gateway's "502 Bad Gateway" HTML: its code says it, its markup would not)."""
     try:
         found = json.loads(body)
     except ValueError:
-        return body
+        return "" if body.lstrip().startswith("<") else " ".join(body.split())
     if isinstance(found, dict):
         return str(found.get("error") or found.get("message") or "")
     return str(found)
