@@ -11,6 +11,7 @@ answer, there is no price and nothing is shown: never a guess.
 
 from __future__ import annotations
 
+import http.client
 import json
 import logging
 import threading
@@ -26,11 +27,24 @@ log = logging.getLogger(__name__)
 FRESH_S = 3600.0  # a price read is used this long
 RETRY_S = 600.0  # after a failed read, the next try waits this long
 TIMEOUT_S = 10.0
+MAX_PER_HOUR = 1000.0  # dollars an hour: at or above this (or not a finite number above 0) it is not a price
 
 
 def on_runpod(settings: Settings) -> bool:
     """RunPod sets the pod's id and a key on every pod: its price can be read and the pod stopped."""
     return bool(settings.runpod_pod_id and settings.runpod_api_key)
+
+
+def dollars_per_hour(value) -> float | None:
+    """`value` (a setting, RunPod's answer) as dollars an hour when it is a price: a finite number above 0 and under
+    MAX_PER_HOUR; None otherwise (nothing, text, NaN, infinity: a page would show "$NaN", and JSON has no Infinity)."""
+    if isinstance(value, bool):
+        return None
+    try:
+        per_hour = float(value)
+    except (TypeError, ValueError):
+        return None
+    return per_hour if 0 < per_hour < MAX_PER_HOUR else None
 
 
 @dataclass(frozen=True)
@@ -47,6 +61,10 @@ class PodPrice:
 
     def __init__(self, settings: Settings):
         self.settings = settings
+        self.setting = dollars_per_hour(settings.gpu_price_per_hour)  # GPU_PRICE_PER_HOUR, when it is a price
+        if self.setting is None and settings.gpu_price_per_hour != 0:
+            log.warning("GPU_PRICE_PER_HOUR=%s is not a price in dollars an hour (above 0, under %.0f): it is ignored",
+                        settings.gpu_price_per_hour, MAX_PER_HOUR)
         self._lock = threading.Lock()
         self._price: Price | None = None
         self._read_at = -1e18  # monotonic time of the last read (or failed read)
@@ -55,7 +73,7 @@ class PodPrice:
 
     @property
     def knowable(self) -> bool:
-        return self.settings.gpu_price_per_hour > 0 or on_runpod(self.settings)
+        return self.setting is not None or on_runpod(self.settings)
 
     @property
     def pending(self) -> bool:
@@ -66,8 +84,8 @@ class PodPrice:
     def current(self) -> Price | None:
         """The price as last read (None before the first read ends, or without one); a read starts in the
         background when the last one is stale."""
-        if self.settings.gpu_price_per_hour > 0:
-            return Price(self.settings.gpu_price_per_hour, "setting")
+        if self.setting is not None:
+            return Price(self.setting, "setting")
         if not self.knowable:
             return None
         with self._lock:
@@ -112,16 +130,12 @@ def read_runpod_price(settings: Settings) -> Price | None:
     except urllib.error.HTTPError as exc:
         log.warning("RunPod did not give this pod's price: HTTP %s", exc.code)
         return None
-    except (urllib.error.URLError, OSError, ValueError) as exc:
+    except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException) as exc:
         log.warning("could not read this pod's price from RunPod: %s", exc)
         return None
     for key in ("adjustedCostPerHr", "costPerHr"):
-        value = pod.get(key) if isinstance(pod, dict) else None
-        try:
-            per_hour = float(value)
-        except (TypeError, ValueError):
-            continue
-        if 0 < per_hour < 1000:  # dollars an hour: anything else is not a price
+        per_hour = dollars_per_hour(pod.get(key) if isinstance(pod, dict) else None)
+        if per_hour is not None:
             return Price(per_hour, "runpod")
     log.warning("RunPod's answer for this pod holds no price")
     return None
