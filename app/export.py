@@ -56,9 +56,11 @@ def run_export(job: JobReporter, dataset: Dataset, name: str, workspace: Workspa
                include_duplicates: bool = False) -> dict:
     """Build the export beside the versions (same disk, so storing it is a rename), name it by its
     content, then point `name` at it. An unchanged dataset exports to the version it already has."""
-    meta = dataset.meta()
+    with dataset.lock():  # the dataset of one moment: a bulk caption change (or auto-caption) meanwhile is not half in
+        meta = dataset.meta()
+        names, left_out = export_selection(meta, include_duplicates)
+        captions = dataset.read_captions(names)
     trigger = meta.get("trigger_word", "")
-    names, left_out = export_selection(meta, include_duplicates)
     if not names:
         raise JobError("This dataset has no images to export.")
     build = exports.versions_root(workspace) / f".build-{name}-{secrets.token_hex(4)}"
@@ -74,7 +76,7 @@ def run_export(job: JobReporter, dataset: Dataset, name: str, workspace: Workspa
                     content.add_digest(placed.name, known)
                 else:
                     content.add_file(placed.name, placed)
-                text = dataset.read_caption(image) or ""
+                text = captions.get(image) or ""
                 if not text.strip():
                     uncaptioned.append(image)
                 caption = apply_trigger(text, trigger) + "\n"
@@ -88,8 +90,9 @@ def run_export(job: JobReporter, dataset: Dataset, name: str, workspace: Workspa
                                                    "version": version, "soft": soft})
         with dataset.lock():  # an image edited meanwhile would not match the version's name
             _unchanged(meta, dataset.meta(), names)
-            exports.store_version(workspace, build, version)
-            exports.point(workspace, name, version)
+            with exports.changing(workspace):  # not while the same version is being deleted
+                exports.store_version(workspace, build, version)
+                exports.point(workspace, name, version)
     finally:
         if build.exists():
             shutil.rmtree(build, ignore_errors=True)
@@ -158,18 +161,19 @@ def start_export(dataset: Dataset, name: str, parent_id: str | None = None, incl
     unless `include_duplicates`."""
     if not dataset.image_names():
         raise ApiError("This dataset has no images to export.", 409)
-    current = context.jobs().latest("export", dataset.id)
-    if current and current.status in ACTIVE:
-        raise ApiError("An export of this dataset is already running.", 409)
-    captioning = context.jobs().latest("caption", dataset.id)
-    if captioning and captioning.status in ACTIVE:  # exported now, the images not captioned yet train without one
-        raise ApiError(f"Auto-captioning of this dataset is still running ({captioning.done} of "
-                       f"{plural(captioning.total, 'image')} done): export when it has finished, or stop it first.",
-                       409)
     workspace = context.workspace()
-    return context.executor().submit("export", dataset.id,
-                                     lambda j: run_export(j, dataset, name, workspace, include_duplicates),
-                                     name=name, parent_id=parent_id)
+    with dataset.lock():  # two tabs at once: the second sees the first's job (created before the lock is let go)
+        current = context.jobs().latest("export", dataset.id)
+        if current and current.status in ACTIVE:
+            raise ApiError("An export of this dataset is already running.", 409)
+        captioning = context.jobs().latest("caption", dataset.id)
+        if captioning and captioning.status in ACTIVE:  # exported now, the images not captioned yet train without one
+            raise ApiError(f"Auto-captioning of this dataset is still running ({captioning.done} of "
+                           f"{plural(captioning.total, 'image')} done): export when it has finished, or stop it "
+                           "first.", 409)
+        return context.executor().submit("export", dataset.id,
+                                         lambda j: run_export(j, dataset, name, workspace, include_duplicates),
+                                         name=name, parent_id=parent_id)
 
 
 @bp.post("/api/datasets/<dataset_id>/export")
@@ -227,7 +231,9 @@ def download(dataset_id: str):
                 yield os.path.splitext(image)[0] + ".txt", caption.encode()
         yield "dataset.json", _public_meta(meta).encode()
 
-    return zip_response(slugify(meta.get("name") or dataset.id) + ".zip", entries())
+    # named as the dataset is ("日本の猫.zip"), the slug ("dataset.zip") only where a client cannot take UTF-8 names
+    label = meta.get("name") or dataset.id
+    return zip_response(f"{label}.zip", entries(), plain=f"{slugify(label)}.zip")
 
 
 def _public_meta(meta: dict) -> str:

@@ -11,11 +11,14 @@ folder of hard links with a `.version` file naming its version.
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import hashlib
 import json
 import os
 import secrets
 import shutil
+from contextlib import contextmanager
 from pathlib import Path
 
 from studio.atomic import atomic_write_text, read_json
@@ -25,6 +28,8 @@ VERSIONS = ".versions"
 VERSION_FILE = ".version"
 HASH_CHARS = 16
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp"}
+# what os.symlink raises on a disk that has no symlinks (any other error, a full disk first, is not that)
+NO_SYMLINKS = {errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.ENOSYS}
 
 
 class ExportMissing(LookupError):
@@ -86,6 +91,20 @@ def hash_folder(folder: Path) -> str:
     return content.version()
 
 
+@contextmanager
+def changing(workspace: Workspace):
+    """Held (across processes) while a version is stored and named, or deleted: an export that finds its version
+    already there and points its name at it never does so while that version is being deleted."""
+    root = versions_root(workspace)
+    root.mkdir(parents=True, exist_ok=True)
+    handle = os.open(root, os.O_RDONLY | os.O_DIRECTORY)  # the folder itself: no lock file among the versions
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(handle)  # lets the lock go
+
+
 def store_version(workspace: Workspace, built: Path, version: str) -> Path:
     """Move a finished build into place as `version`; an identical version already there wins."""
     target = version_dir(workspace, version)
@@ -118,17 +137,25 @@ def point(workspace: Workspace, name: str, version: str) -> None:
     link = workspace.exports / name
     tmp = workspace.exports / f".link-{name}-{secrets.token_hex(4)}"
     try:
-        os.symlink(Path(VERSIONS) / version, tmp, target_is_directory=True)
-    except OSError:  # a disk without symlinks: a folder of hard links that names its version
-        _hardlink_copy(target, tmp)
-        atomic_write_text(tmp / VERSION_FILE, version)
-    if link.is_dir() and not link.is_symlink():
-        old = workspace.exports / f".old-{name}-{secrets.token_hex(4)}"
-        os.replace(link, old)
-        os.replace(tmp, link)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, link)
+        try:
+            os.symlink(Path(VERSIONS) / version, tmp, target_is_directory=True)
+        except OSError as exc:
+            if exc.errno not in NO_SYMLINKS:
+                raise
+            _hardlink_copy(target, tmp)  # a disk without symlinks: a folder of hard links that names its version
+            atomic_write_text(tmp / VERSION_FILE, version)
+        if link.is_dir() and not link.is_symlink():
+            old = workspace.exports / f".old-{name}-{secrets.token_hex(4)}"
+            os.replace(link, old)
+            os.replace(tmp, link)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, link)
+    finally:  # a full disk half way: nothing of this try is left behind (the name still points where it did)
+        if tmp.is_symlink():
+            tmp.unlink()
+        elif tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _hardlink_copy(source: Path, target: Path) -> None:
@@ -228,18 +255,20 @@ def delete_version(workspace: Workspace, version: str, used_by: list[str]) -> in
     """Remove a version no name points at and no job needs (`used_by`: the ids of jobs that do).
     Returns the bytes freed (not those of images the dataset or another version still links)."""
     folder = version_dir(workspace, version)
-    if not folder.is_dir():
-        raise ExportMissing(f"There is no dataset version {version}.")
-    pointing = [name for name, v in names(workspace).items() if v == version]
-    if pointing:
-        raise ExportInUse(f"Version {version} is the current export {', '.join(map(repr, pointing))}: export again "
-                          "or delete the export name first.")
-    if used_by:
-        raise ExportInUse(f"Version {version} is needed by job(s) {', '.join(used_by[:5])}, which can still run or "
-                          "resume (a deleted one once restored from Recently deleted): finish or delete those first.")
-    size = freed_by_deleting(workspace, [version])
-    trash = versions_root(workspace) / f".deleted-{version}-{secrets.token_hex(4)}"
-    os.replace(folder, trash)
+    with changing(workspace):
+        if not folder.is_dir():
+            raise ExportMissing(f"There is no dataset version {version}.")
+        pointing = [name for name, v in names(workspace).items() if v == version]
+        if pointing:
+            raise ExportInUse(f"Version {version} is the current export {', '.join(map(repr, pointing))}: export "
+                              "again or delete the export name first.")
+        if used_by:
+            raise ExportInUse(f"Version {version} is needed by job(s) {', '.join(used_by[:5])}, which can still run "
+                              "or resume (a deleted one once restored from Recently deleted): finish or delete those "
+                              "first.")
+        size = freed_by_deleting(workspace, [version])
+        trash = versions_root(workspace) / f".deleted-{version}-{secrets.token_hex(4)}"
+        os.replace(folder, trash)
     shutil.rmtree(trash, ignore_errors=True)
     return size
 
