@@ -27,6 +27,7 @@ from flask import Blueprint, jsonify
 from app import context, imaging, private_metadata
 from app.export import export_folder
 from app.store import natural_key
+from studio import exports
 from studio.atomic import read_json
 from studio.hub_write import NO_TOKEN, check_repo, full_name, settle_visibility, write_error
 from studio.job_reporter import JobReporter
@@ -141,16 +142,21 @@ def start_push(dataset_id: str):
     conf = context.settings()
     body = json_body()
     name, folder = export_folder(dataset, body.get("export"))
-    folder = folder.resolve()  # the version exported now, even if the dataset is exported again meanwhile
+    version = exports.resolve(context.workspace(), name)  # the version exported now, even if exported again meanwhile
+    folder = exports.version_dir(context.workspace(), version) if version else folder.resolve()
     repo = check_repo(body.get("repo", name), kind="dataset", example="my-dataset")
     private = json_flag(body, "private", True)
     if not conf.hf_token:
         raise ApiError(NO_TOKEN, 409)
-    current = context.jobs().latest(KIND, dataset.id)
-    if current and current.status in ACTIVE:
-        raise ApiError("This dataset is being published already.", 409)
-    job = context.executor().submit(KIND, dataset.id, lambda j: run_push(j, folder, name, repo, private, conf),
-                                    name=name)
+    with dataset.lock():  # two tabs at once: the second sees the first's job
+        current = context.jobs().latest(KIND, dataset.id)
+        if current and current.status in ACTIVE:
+            raise ApiError("This dataset is being published already.", 409)
+        job = context.executor().submit(KIND, dataset.id, lambda j: run_push(j, folder, name, repo, private, conf),
+                                        name=name)
+        # the version it reads stays until it ends: re-exported meanwhile, the old one could be deleted under it
+        if version:
+            job = context.jobs().update(job.id, dataset_version=version)
     return jsonify(job.public()), 202
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, jsonify, request
 
 from app import context
+from app.hub_push import KIND as PUSH
 from studio import exports
 from studio.web import ApiError
 from trainer import trash as trainer_trash
@@ -15,11 +16,15 @@ bp = Blueprint("versions", __name__)
 def _users(workspace) -> dict[str, list[dict]]:
     """Who still needs each version: jobs that can run or resume, and such jobs in the trainer's Recently deleted
     (restored, one would find its images gone)."""
-    users = {version: [{"id": job.id, "name": job.name, "status": job.status} for job in jobs]
+    users = {version: [{"id": job.id, "name": _label(job), "status": job.status, "kind": job.kind} for job in jobs]
              for version, jobs in context.jobs().versions_in_use().items()}
     for version, deleted in trainer_trash.versions_held(workspace).items():
         users.setdefault(version, []).extend(deleted)
     return users
+
+
+def _label(job) -> str:
+    return f"publishing {job.name} to Hugging Face" if job.kind == PUSH else job.name
 
 
 def _listing(dataset_id: str | None) -> dict:
@@ -51,7 +56,12 @@ def list_versions():
 @bp.delete("/api/exports/<version>")
 def delete_version(version: str):
     workspace = context.workspace()
-    users = [job["id"] for job in _users(workspace).get(exports.check_version(version), [])]
+    needed = _users(workspace).get(exports.check_version(version), [])
+    pushing = [job["id"] for job in needed if job.get("kind") == PUSH]
+    if pushing:
+        raise ApiError(f"Version {version} is being published to Hugging Face ({pushing[0]}): delete it when that has "
+                       "finished.", 409)
+    users = [job["id"] for job in needed]
     try:
         freed = exports.delete_version(workspace, version, users)
     except exports.ExportMissing as exc:
