@@ -7,9 +7,12 @@ left out.
 
 from __future__ import annotations
 
+import re
+import unicodedata
 import zipfile
 from collections.abc import Iterable
 from pathlib import Path
+from urllib.parse import quote
 
 from flask import Response, stream_with_context
 
@@ -60,7 +63,25 @@ def stream(entries: Iterable[Entry]):
     yield sink.take()
 
 
-def zip_response(filename: str, entries: Iterable[Entry]) -> Response:
-    headers = {"Content-Disposition": f'attachment; filename="{filename}"', "X-Accel-Buffering": "no",
+def attachment(filename: str, plain: str | None = None) -> str:
+    """Content-Disposition for a download named `filename`, any text: the name itself in UTF-8 (RFC 6266, what browsers
+    use) and an ASCII one (`plain`, else made from it) for the rest. A header holds Latin-1 only, so a name like
+    "猫.zip" sent as it is fails the response under gunicorn."""
+    name = re.sub(r'[\x00-\x1f\x7f/\\"]+', "_", filename).strip()
+    stem, dot, suffix = name.rpartition(".") if "." in name else (name, "", "")
+    if not stem.strip(" ."):
+        stem = "download"
+        name = stem + dot + suffix
+    if plain is None:
+        plain = unicodedata.normalize("NFKD", stem).encode("ascii", "ignore").decode()
+        plain = (re.sub(r"[^A-Za-z0-9._ ()+-]+", "_", plain).strip(" ._") or "download") + dot + suffix
+    plain = re.sub(r"[^A-Za-z0-9._ ()+-]+", "_", plain).strip(" ") or "download"
+    header = f'attachment; filename="{plain}"'
+    return header if plain == name else f"{header}; filename*=UTF-8''{quote(name, safe='')}"
+
+
+def zip_response(filename: str, entries: Iterable[Entry], plain: str | None = None) -> Response:
+    """Stream `entries` as a download named `filename` (`plain`: its ASCII name, for clients without UTF-8 names)."""
+    headers = {"Content-Disposition": attachment(filename, plain), "X-Accel-Buffering": "no",
                "Cache-Control": "no-cache, no-transform"}
     return Response(stream_with_context(stream(entries)), mimetype="application/zip", headers=headers)
