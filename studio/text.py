@@ -41,4 +41,8 @@ def address_only(url: str) -> str:
     and query hold its token."""
     parts = urlsplit(url)
     host = parts.hostname or "?"
-    return f"{parts.scheme}://{host}{f':{parts.port}' if parts.port else ''}/…"
+    try:
+        port = parts.port
+    except ValueError:  # not a port (a job stored before its webhook's port was checked): the host says enough
+        port = None
+    return f"{parts.scheme}://{host}{f':{port}' if port else ''}/…"

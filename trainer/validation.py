@@ -123,6 +123,16 @@ def _check_request(payload: dict, report: Report) -> None:
         parsed = urlparse(url) if isinstance(url, str) else None
         if parsed is None or parsed.scheme not in ("http", "https") or not parsed.netloc:
             report.error("webhook_url", "The webhook URL must start with http:// or https://.")
+        elif not _port_fits(parsed):
+            report.error("webhook_url", "The webhook URL's port is not a port (1 to 65535): check the number after "
+                                        "the host's colon.")
+
+
+def _port_fits(parsed) -> bool:
+    try:
+        return parsed.port is None or parsed.port > 0
+    except ValueError:  # out of range, or not a number
+        return False
 
 
 def _check_webhook_address(settings: Settings, url, report: Report) -> None:
@@ -130,7 +140,7 @@ def _check_webhook_address(settings: Settings, url, report: Report) -> None:
     is refused now, not left to fail silently at the job's first news."""
     if not isinstance(url, str) or not url or url == settings.webhook_url or settings.allow_private_urls:
         return
-    if urlparse(url).scheme not in ("http", "https"):
+    if urlparse(url).scheme not in ("http", "https") or not _port_fits(urlparse(url)):
         return  # _check_request said so
     from app.link_fetch import BlockedAddress, checked_address
     from studio.jobs import JobError

@@ -24,7 +24,6 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass
-from urllib.parse import urlsplit
 
 from app.link_fetch import BlockedAddress, checked_address, pinned_connection, request_target
 from studio.jobs import JobError
@@ -39,13 +38,7 @@ RETRY_AFTER_MAX_S = 60.0  # a rate limit asking for longer holds every later del
 RETRIED_CODES = (408, 425, 429)  # of the 4xx answers, those a later try may get past
 
 
-def where(url: str) -> str:
-    """What logs may say of a webhook's address (the path and query hold its token): its scheme and host; its host
-    alone when its port is not one (a typo that must not end the delivery thread)."""
-    try:
-        return address_only(url)
-    except ValueError:
-        return f"{urlsplit(url).scheme}://{urlsplit(url).hostname or '?'}/…"
+where = address_only  # what logs may say of a webhook's address (the path and query hold its token)
 
 
 def sign(body: bytes, secret: str) -> str:
