@@ -11,20 +11,22 @@ import sqlite3
 from studio.jobs import JobStore
 from studio.settings import Settings
 from studio.workspace import Workspace
+from trainer.podstop import RETRY_LATER_S
 
 log = logging.getLogger(__name__)
 FLUSH_S = 10.0  # a stop waits at most this long for the news to go out
 
 
-def pod_message(settings: Settings, error: str | None) -> str:
-    """The sentence a person reads in the chat."""
+def pod_message(settings: Settings, error: str | None, again: bool = False) -> str:
+    """The sentence a person reads in the chat (`again`: the studio asks RunPod again later by itself)."""
     pod = settings.runpod_pod_id
     if error is None:
         return (f"■ The queue is done: pod {pod} is stopping, so its GPU no longer bills. Everything in /workspace "
                 "stays; start it again from RunPod's console.")
     link = f"\nhttps://{pod}-{settings.trainer_port}.proxy.runpod.net/" if pod else ""
+    later = f" The studio asks again every {RETRY_LATER_S / 60:.0f} minutes while nothing runs." if again else ""
     return (f"⚠ Pod {pod} did not stop by itself: {error}. It is still running and billing: stop it from RunPod's "
-            f"console.{link}")
+            f"console.{later}{link}")
 
 
 def webhook_urls(settings: Settings) -> list[str]:
@@ -40,7 +42,7 @@ def webhook_urls(settings: Settings) -> list[str]:
     return urls
 
 
-def tell_webhooks(settings: Settings, error: str | None) -> None:
+def tell_webhooks(settings: Settings, error: str | None, again: bool = False) -> None:
     """Send the news (bounded: FLUSH_S at most, before the pod goes)."""
     urls = webhook_urls(settings)
     if not urls:
@@ -51,6 +53,6 @@ def tell_webhooks(settings: Settings, error: str | None) -> None:
     event = "pod.stopping" if error is None else "pod.stop_failed"
     details = {"id": settings.runpod_pod_id, "stopping": error is None, "error": error}
     for url in urls:
-        dispatcher.pod_event(url, event, pod_message(settings, error), details)
+        dispatcher.pod_event(url, event, pod_message(settings, error, again), details)
     if not dispatcher.flush(FLUSH_S):
         log.warning("the pod's news (%s) was not delivered within %.0f s", event, FLUSH_S)

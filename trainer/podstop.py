@@ -32,6 +32,7 @@ LAST_STOP_FILE = "pod-stop-last.json"  # in the workspace: the last stop asked o
 NOT_RUNPOD = "This is not a RunPod pod (RUNPOD_POD_ID and RUNPOD_API_KEY are not set)"
 UPLOAD_QUIET_S = 120.0  # an upload that sent a chunk this recently is still under way
 RETRY_DELAYS_S = (3.0, 10.0)  # a stop made by itself is tried again after these when RunPod could not answer
+RETRY_LATER_S = 600.0  # a stop RunPod could not take (down, timing out) is asked again this often while all is idle
 IDLE_GRACE_S = 60.0  # the worker stops the pod this long after the last work ended (trainer.worker's pod_stop_grace_s)
 
 
@@ -131,10 +132,12 @@ def lora_is_safe(path: str | Path | None) -> bool:
 
 
 def stop_pod(settings: Settings, timeout_s: float = 20.0, *, by: str = "auto",
-             retry_delays_s: tuple[float, ...] = RETRY_DELAYS_S) -> bool:
+             retry_delays_s: tuple[float, ...] = RETRY_DELAYS_S, later: bool = False) -> bool:
     """Ask RunPod to stop this pod; True when the API accepted. `by`: "auto" (the queue is done: tried again when
     RunPod could not answer, and told to the webhooks) or "button" (someone is at the page: once). What came of it
-    is kept in the workspace for the dashboard (last_stop)."""
+    is kept in the workspace for the dashboard (last_stop), with "lasting" when asking again cannot help (a refused
+    key); the worker asks again every RETRY_LATER_S otherwise (`later`: such a try, told to the webhooks only when
+    it worked: a failure said once is not said again every ten minutes all night)."""
     delays = retry_delays_s if by == "auto" else ()
     for attempt in range(len(delays) + 1):
         error, lasting = _ask_runpod(settings, timeout_s)
@@ -146,11 +149,11 @@ def stop_pod(settings: Settings, timeout_s: float = 20.0, *, by: str = "auto",
         if _work_arrived(settings):  # queued meanwhile: a pod is never stopped under work
             log.info("not asking RunPod again: work was queued meanwhile")
             return False
-    _keep(settings, {"at": time.time(), "ok": error is None, "by": by, "error": error})
-    if by == "auto":
+    _keep(settings, {"at": time.time(), "ok": error is None, "by": by, "error": error, "lasting": bool(lasting)})
+    if by == "auto" and not (later and error is not None):
         from trainer.pod_notices import tell_webhooks
 
-        tell_webhooks(settings, error)
+        tell_webhooks(settings, error, again=not lasting)
     return error is None
 
 

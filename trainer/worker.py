@@ -58,7 +58,7 @@ class Worker:
                  render_command: Callable[[str], list[str]] = default_render_command,
                  render_timeout_s: float = RENDER_TIMEOUT_S,
                  poll_s: float = 1.0, heartbeat_s: float = 2.0, stop_timeout_s: float = STOP_TIMEOUT_S,
-                 shutdown_grace_s: float = 60.0, pod_stop_grace_s: float = 60.0,
+                 shutdown_grace_s: float = 60.0, pod_stop_grace_s: float = podstop.IDLE_GRACE_S,
                  webhooks: WebhookDispatcher | None = None, unload_caption: bool = True, gpu: str | None = None):
         self.settings = settings
         self.gpu = gpu  # on a pod with several GPUs: the one its jobs see (CUDA_VISIBLE_DEVICES), studio.gpus
@@ -78,6 +78,7 @@ class Worker:
         self.owner = process_token()
         self.shutdown = False
         self._pod_stop_pending = False
+        self._pod_stop_again_at: float | None = None  # a stop RunPod could not take is asked again then
         self._last_lora: str | None = None
         self._idle_since = time.monotonic()
         self._waiting = False  # queued jobs wait for a model download (the worker chip says so)
@@ -134,7 +135,7 @@ class Worker:
         job = self.store.claim("train", self.owner)
         if job is None:
             return None
-        self._pod_stop_pending = False
+        self._pod_stop_pending, self._pod_stop_again_at = False, None
         self.store.worker_beat(self.pid, "busy", job.id)
         self.store.progress(job.id, {"gpu": self.gpu})  # the job page names it on a pod with several
         log.info("job %s (%s) claimed, attempt %d", job.id, job.name, job.attempts)
@@ -363,18 +364,28 @@ class Worker:
             return
         if self.store.count(("queued", "running"), work=True):  # any job: a render, captions, an export
             self._idle_since = time.monotonic()  # the minute's grace counts from the end of that one too
+            self._pod_stop_again_at = None  # and the stop after it is asked afresh
             return
         if time.monotonic() - self._idle_since < self.pod_stop_grace_s:
+            return
+        later = self._pod_stop_again_at is not None
+        if later and time.monotonic() < self._pod_stop_again_at:
             return
         if not podstop.lora_is_safe(self._last_lora):
             log.warning("not stopping the pod: the last LoRA %s is not complete on disk", self._last_lora)
             self._pod_stop_pending = False
             return
         self.webhooks.flush(10.0)
-        self._pod_stop_pending = False
-        if not podstop.stop_pod(self.settings) and self.store.count(("queued", "running"), work=True):
+        self._pod_stop_pending, self._pod_stop_again_at = False, None
+        if podstop.stop_pod(self.settings, later=later):
+            return
+        if self.store.count(("queued", "running"), work=True):
             self._pod_stop_pending = True  # work came while RunPod was asked again: the pod stops after it
             self._idle_since = time.monotonic()
+        elif not (podstop.last_stop(self.settings) or {}).get("lasting"):  # RunPod down a while: the pod would bill
+            self._pod_stop_pending = True  # all night; asked again while nothing runs
+            self._pod_stop_again_at = time.monotonic() + podstop.RETRY_LATER_S
+            log.warning("RunPod did not stop the pod; asking again in %.0f minutes", podstop.RETRY_LATER_S / 60)
 
 
 def main(argv: list[str] | None = None) -> int:
