@@ -15,10 +15,12 @@ LoRA of this model.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import secrets
 import time
+import unicodedata
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -31,7 +33,7 @@ from studio.jobs import JobError
 from studio.web import ApiError, json_body
 from studio.workspace import confined
 from trainer import civitai, hf_lora_link, library, library_facts
-from trainer.lora_file import LoraFileError, NotSafetensors, zimage_lora_rank
+from trainer.lora_file import LOKR_PARTS, LoraFileError, NotSafetensors, module_name, read_header, zimage_lora_rank
 from trainer.lora_formats import converted_if_needed
 
 bp = Blueprint("lora_import", __name__)
@@ -61,14 +63,58 @@ def executor() -> JobExecutor:
 
 def checked_lora(path: Path, name: str, link: bool = False) -> int:
     """The rank of the LoRA at `path`; JobError with a sentence when it is not a LoRA of Z-Image's layers (from a
-    `link`, a file that is no safetensors at all is most often the page that shows it: the sentence says so)."""
+    `link`, a file that is no safetensors at all is most often the page that shows it: the sentence says so), or one
+    no reader can load (loadable_or_error)."""
     try:
-        return zimage_lora_rank(path, name)
+        rank = zimage_lora_rank(path, name)
+        loadable_or_error(read_header(path), name)
+        return rank
     except NotSafetensors as exc:
         raise JobError(f"{exc} Use the link of the file itself (on Hugging Face the file's page or its download; a "
                        "page that shows it is not the file)." if link else str(exc)) from None
     except LoraFileError as exc:
         raise JobError(str(exc)) from None
+
+
+# bytes per number of safetensors' dtypes; a LoRA's weights are one of the floating point ones
+DTYPE_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "F8_E4M3": 1, "F8_E5M2": 1,
+               "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U64": 8, "U32": 4, "U16": 2, "U8": 1, "BOOL": 1}
+FLOATS = {"F64", "F32", "F16", "BF16", "F8_E4M3", "F8_E5M2"}
+WEIGHT_PARTS = (".lora_A.weight", ".lora_B.weight", *LOKR_PARTS)
+
+
+def loadable_or_error(header: dict, name: str) -> None:
+    """LoraFileError unless safetensors (so ComfyUI and diffusers) can load the file and apply each layer, read from
+    its header alone: every tensor's bytes are what its shape and dtype make, one after another; the weights are
+    floating point; each lora_A has a lora_B of its rank."""
+    tensors = {key: info for key, info in header.items() if key != "__metadata__"}
+    spans = []
+    for key, info in tensors.items():
+        dtype, offsets = info.get("dtype"), info.get("data_offsets")
+        if dtype not in DTYPE_BYTES:
+            raise LoraFileError(f"{name} is damaged: {key[:80]} is of an unknown dtype {str(dtype)[:20]!r}.")
+        if dtype not in FLOATS and key.endswith(WEIGHT_PARTS):
+            raise LoraFileError(f"{name} is not a LoRA that can be applied: {key[:80]} holds {dtype} numbers, where a "
+                                "LoRA's weights are floating point (F32, F16 or BF16).")
+        want = math.prod(info["shape"]) * DTYPE_BYTES[dtype]
+        if (not isinstance(offsets, list) or len(offsets) != 2 or not all(type(n) is int for n in offsets)
+                or offsets[1] - offsets[0] != want):
+            raise LoraFileError(f"{name} is damaged: its header gives {key[:80]} other bytes than its shape and dtype "
+                                "make, and safetensors (so ComfyUI and diffusers) refuses to load it.")
+        spans.append(offsets)
+    end = 0
+    for begin, stop in sorted(spans):
+        if begin != end:
+            raise LoraFileError(f"{name} is damaged: its tensors' bytes overlap or leave gaps, and safetensors (so "
+                                "ComfyUI and diffusers) refuses to load it.")
+        end = stop
+    for key, info in tensors.items():
+        if not key.endswith(".lora_A.weight"):
+            continue
+        down, up = info["shape"], (tensors.get(key.removesuffix("lora_A.weight") + "lora_B.weight") or {}).get("shape")
+        if len(down) < 2 or not down[0] or not up or len(up) < 2 or up[1] != down[0]:
+            raise LoraFileError(f"{name} is not a LoRA that can be applied: its layer {module_name(key)[:80]} has no "
+                                "lora_B of its lora_A's rank beside it.")
 
 
 def _fetch(job, url: str, target: Path, conf, found, hub) -> link_fetch.Fetched:
@@ -105,7 +151,7 @@ def in_our_names(job, path: Path, name: str):
 def free_name(folder: Path, name: str, comfyui: Path | None = None) -> str:
     """`name` as a .safetensors file name not taken in `folder`, nor (case aside) in ComfyUI's loras `comfyui`, whose
     own files a library file's copy must not replace (name-2, name-3, ... when it is)."""
-    stem = re.sub(r"[^\w.+-]+", "-", Path(name).stem).strip("-.") or "lora"
+    stem = re.sub(r"[^\w.+-]+", "-", unicodedata.normalize("NFC", Path(name).stem)).strip("-.") or "lora"
     theirs = {path.name.lower() for path in comfyui.glob("*")} if comfyui is not None and comfyui.is_dir() else set()
     candidate, number = f"{stem}.safetensors", 2
     while (folder / candidate).exists() or candidate.lower() in theirs:
