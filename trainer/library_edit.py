@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import re
 import threading
+import unicodedata
 from pathlib import Path
 
 from flask import Blueprint, jsonify
@@ -26,7 +27,7 @@ from studio.atomic import atomic_write_json
 from studio.jobs import ACTIVE, Job
 from studio.web import ApiError, json_body
 from trainer import library, library_facts, renders
-from trainer.names import FALLBACK, slug
+from trainer.names import NAME_MAX
 
 bp = Blueprint("library_edit", __name__)
 TRIGGER_MAX = 200
@@ -92,8 +93,8 @@ def _rename(space, path: Path, wanted) -> Path:
 
     if not isinstance(wanted, str) or not wanted.strip():
         raise ApiError("'name' must be the file's new name.", 422)
-    stem = slug(wanted.strip().removesuffix(".safetensors"))
-    if stem == FALLBACK and not re.search(r"[A-Za-z0-9]", wanted):  # "!!!" would silently be lora.safetensors
+    stem = file_stem(wanted.strip().removesuffix(".safetensors"))
+    if not stem:  # "!!!" would silently be lora.safetensors
         raise ApiError(f"{wanted.strip()!r} has no letter or digit to name a file by: use letters, digits, '-', '_' "
                        "or '.'.", 422)
     target = path.with_name(f"{stem}.safetensors")
@@ -101,6 +102,8 @@ def _rename(space, path: Path, wanted) -> Path:
         return path
     with renaming:
         busy = library_renders(path.name, ("queued", "running"), limit=1)
+        if not path.is_file():  # deleted or renamed in another tab since this request looked
+            raise ApiError(f"{path.name} was deleted or renamed meanwhile: reload the page.", 404)
         if busy:
             raise ApiError(f"{path.name} is being rendered now; rename it when that is done.", 409)
         folders = [space.loras] + ([space.comfyui_loras] if space.comfyui_loras else [])
@@ -121,17 +124,31 @@ def _rename(space, path: Path, wanted) -> Path:
     return target
 
 
+def file_stem(text: str) -> str:
+    """A library file's name (without .safetensors) from any text, as an upload names its file (trainer.lora_import):
+    letters (any script's: "猫-style" stays so), digits, '-', '_' and '.', at most NAME_MAX, starting with a letter
+    or digit ("My style!" -> "My-style"); "" when there is no letter or digit to name it by."""
+    stem = re.sub(r"[^\w.-]+", "-", unicodedata.normalize("NFC", text)).strip("-._")  # é typed as e + ´: one letter
+    stem = re.sub(r"^[\W_]+", "", stem)
+    return stem[:NAME_MAX].rstrip("-._")
+
+
 def _move(source: Path, target: Path) -> None:
     """`source` as `target`: a hard link then the old name's removal (never over a file: FileExistsError), or a
     plain rename where the disk has no hard links; a case-only change renamed in place."""
-    if source.name.lower() == target.name.lower():
-        os.rename(source, target)
-        return
     try:
-        os.link(source, target)
-    except FileExistsError:
-        raise ApiError(f"A file named {target.name} appeared meanwhile: choose another name.", 409) from None
-    except OSError:
-        os.rename(source, target)
-        return
-    source.unlink()
+        if source.name.lower() == target.name.lower():
+            os.rename(source, target)
+            return
+        try:
+            os.link(source, target)
+        except FileExistsError:
+            raise ApiError(f"A file named {target.name} appeared meanwhile: choose another name.", 409) from None
+        except FileNotFoundError:  # said below
+            raise
+        except OSError:
+            os.rename(source, target)
+            return
+    except FileNotFoundError:  # deleted (or renamed) meanwhile, in another tab
+        raise ApiError(f"{source.name} was deleted or renamed meanwhile: reload the page.", 404) from None
+    source.unlink(missing_ok=True)  # deleted this very moment: the new name has the file
