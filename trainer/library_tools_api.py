@@ -6,6 +6,7 @@ one that is there."""
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 
 from flask import Blueprint, jsonify
@@ -18,6 +19,7 @@ from trainer.jobs_api import workspace
 from trainer.lora_file import LoraFileError
 
 bp = Blueprint("library_tools", __name__)
+_writing = threading.Lock()  # a new file's taken-name check and its writing go together: two tabs, one name
 
 
 @bp.get("/api/library/files/<name>/smaller")
@@ -90,12 +92,13 @@ def _copy_at_rank(name, suffix: str, make):
     if isinstance(rank, bool) or not isinstance(rank, int):
         raise ApiError("'rank' must be a whole number: the new file's rank.", 422)
     target = source.with_name(f"{source.stem}{suffix.format(rank=rank)}.safetensors")
-    if target.exists():
-        raise ApiError(f"{target.name} is in the library already; delete it first to make it again.", 409)
-    try:
-        made = make(source, rank, target)
-    except LoraFileError as exc:
-        raise ApiError(str(exc), 422) from None
+    with _writing:
+        if target.exists():
+            raise ApiError(f"{target.name} is in the library already; delete it first to make it again.", 409)
+        try:
+            made = make(source, rank, target)
+        except LoraFileError as exc:
+            raise ApiError(str(exc), 422) from None
     if library_facts.source_file(source).is_file():
         library_facts.write_source(target, read_json(library_facts.source_file(source), {}) or {})
     placed = library.also_in_comfyui(workspace(), target)
@@ -118,11 +121,12 @@ def merge_library_files():
     if rank is not None and (isinstance(rank, bool) or not isinstance(rank, int) or rank < 1):
         raise ApiError("'rank' must be a whole number from 1 up, or null for the exact merge (the sum of the ranks).",
                        422)
-    target = _merge_target(body.get("name"), sources)
-    try:
-        made = merge(sources, target, rank, _merged_metadata(target.stem, sources))
-    except LoraFileError as exc:
-        raise ApiError(str(exc), 422) from None
+    with _writing:  # another merge of that name a moment ago, in another tab, is not replaced
+        target = _merge_target(body.get("name"), sources)
+        try:
+            made = merge(sources, target, rank, _merged_metadata(target.stem, sources))
+        except LoraFileError as exc:
+            raise ApiError(str(exc), 422) from None
     placed = library.also_in_comfyui(workspace(), target)
     return jsonify({"file": target.name, "rank": made.rank, "kept": round(made.kept, 4), "size": made.size,
                     "placed": [str(path) for path in placed]}), 201
