@@ -14,6 +14,7 @@
   let tries = [];  // [{prompt, seed, strength, renders: [render id or null per job]}], newest first
   let listings = [];  // each job's /renders listing
   let timer = null;
+  let drawn = null;  // the list's markup as last drawn
 
   const load = () => { try { return JSON.parse(localStorage.getItem(KEY)) || []; } catch (e) { return []; } };
   const save = () => { try { localStorage.setItem(KEY, JSON.stringify(tries.slice(0, KEEP))); } catch (e) { /* private mode */ } };
@@ -39,7 +40,7 @@
 
   function draw() {
     const shown = tries.filter((t) => t.renders.some((id, i) => id && (!listings[i] || renderOf(i, id))));
-    $("ctry-list").innerHTML = shown.map((t) => {
+    const html = shown.map((t) => {
       const renders = t.renders.map((id, i) => (id ? renderOf(i, id) : null));
       const base = renders.find((r) => r && r.strengths.includes(0));
       const cells = [cell(base, 0, "Base (LoRA off)", "")].concat(renders.map((r, i) =>
@@ -53,6 +54,8 @@
         ${failed.map((r) => `<div class="error-box">${esc(r.error || "It failed.")}</div>`).join("")}
         <div class="gallery-row" style="grid-template-columns:repeat(${cells.length},minmax(0,240px))">${cells.join("")}</div></div>`;
     }).join("") || `<div class="empty">Type a prompt and press Render: every run's LoRA with the same seed, side by side.</div>`;
+    if (html !== drawn) window.trainer.redraw($("ctry-list"), html);  // a poll that changed nothing leaves the pictures be
+    drawn = html;
     const active = shown.some((t) => t.renders.some((id, i) => { const r = id && renderOf(i, id); return r && ["queued", "running"].includes(r.status); }));
     $("ctry-hint").textContent = active ? "rendering…" : listings.some((l) => l.warm) ? "Model loaded: a new render starts at once." : "";
     clearTimeout(timer);
@@ -111,7 +114,7 @@
       await Promise.all(row.renders.map((id, i) => (id && renderOf(i, id)
         ? window.studio.api(`/api/jobs/${jobs[i].id}/renders/${id}`, { method: "DELETE" }) : null)));
       tries = tries.filter((t) => t !== row); save();
-    } catch (e) { window.studio.toast(e.message, "error"); }
+    } catch (e) { window.studio.toast(e.message, "error"); button.disabled = false; }  // the list may not change
     refresh();
   });
 

@@ -96,7 +96,7 @@
     const which = p.lora === null ? baseLabel(render) : `${(render.loras[p.lora] || {}).label || "LoRA"}, strength ${p.strength}`;
     const caption = `${which}, seed ${render.seed}: ${render.prompt}`;
     if (image) {
-      return `<figure><img src="${esc(window.studio.thumb(image.url))}" data-full="${esc(image.url)}" alt="${esc(which)}"
+      return `<figure><img src="${esc(window.studio.thumb(image.url))}" data-full="${esc(image.url)}" tabindex="0" alt="${esc(which)}"
         data-caption="${esc(caption)}" loading="lazy"><figcaption title="${esc(which)}">${esc(label)}</figcaption></figure>`;
     }
     const note = render.status === "failed" ? "not rendered" : render.status === "running" && p.index === render.done
@@ -182,9 +182,9 @@
     // the worker keeps the models loaded for a while after a render: the next one starts at once
     $("try-hint").textContent = active ? `${active} rendering or waiting`
       : warm ? "Model loaded: a new render starts at once." : "";
-    $("try-list").innerHTML = renders.length ? renders.map(card).join("")
+    window.trainer.redraw($("try-list"), renders.length ? renders.map(card).join("")
       : `<div class="empty">${loras.length ? "Type a prompt and press Render: the same seed at each strength, side by side, Base being the model without the LoRA."
-        : "Once the first checkpoint is saved, try it here with a prompt of your own."}</div>`;
+        : "Once the first checkpoint is saved, try it here with a prompt of your own."}</div>`);
   }
 
   async function refresh() {

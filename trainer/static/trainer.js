@@ -192,6 +192,25 @@
       ev.preventDefault(); t.click();
     }
   });
-  window.trainer = { esc, live, statusChip, fmtLoss, fmtKept, cost, jobCost, perHour, fmtDate, elapsed, phaseText, act, workerChip, pollWorkers, lightbox,
+  // A list drawn anew keeping the pictures it shows already (the same src, loaded): a poll that changes a card's
+  // status or adds a picture does not load and paint the others again (no flicker), and a focused one stays focused.
+  function redraw(box, html) {
+    const shown = new Map();
+    box.querySelectorAll("img").forEach((img) => { if (img.complete) shown.set(img.getAttribute("src"), img); });
+    const focused = box.contains(document.activeElement) ? document.activeElement : null;
+    const fresh = document.createElement("template");
+    fresh.innerHTML = html;
+    fresh.content.querySelectorAll("img").forEach((img) => {
+      const kept = shown.get(img.getAttribute("src"));
+      if (!kept) return;
+      shown.delete(img.getAttribute("src"));
+      [...kept.attributes].forEach(({ name }) => { if (name !== "src" && !img.hasAttribute(name)) kept.removeAttribute(name); });
+      [...img.attributes].forEach(({ name, value }) => { if (name !== "src") kept.setAttribute(name, value); });
+      img.replaceWith(kept);
+    });
+    box.replaceChildren(fresh.content);
+    if (focused && focused.isConnected && document.activeElement !== focused) focused.focus({ preventScroll: true });
+  }
+  window.trainer = { esc, live, statusChip, fmtLoss, fmtKept, cost, jobCost, perHour, fmtDate, elapsed, phaseText, act, workerChip, pollWorkers, lightbox, redraw,
     picture, pending, promptOptions, FINISHED };
 })();
