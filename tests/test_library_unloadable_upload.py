@@ -77,3 +77,13 @@ def test_a_whole_lora_in_half_precision_still_goes_in(studio):
     job = _upload(client, "half.safetensors", data)
     assert job["status"] == "completed", job
     assert (space.loras / "half.safetensors").read_bytes() == data
+
+
+def test_one_from_comfyuis_loras_is_not_added_either(studio):
+    space = studio.config["STUDIO_WORKSPACE"]
+    comfy = space.root / "ComfyUI" / "models" / "loras"
+    comfy.mkdir(parents=True)
+    (comfy / "only-a.safetensors").write_bytes(UNLOADABLE["only-a.safetensors"][0])
+    refused = studio.test_client().post("/api/library/comfyui/only-a.safetensors/add")
+    assert refused.status_code == 422 and "has no lora_B of its lora_A's rank" in refused.get_json()["error"]
+    assert not list(space.loras.glob("*.safetensors")) if space.loras.is_dir() else True

@@ -24,7 +24,7 @@ from studio.workspace import UnsafePathError, confined
 from trainer import library, library_facts
 from trainer.lora_file import LoraFileError, read_header
 from trainer.lora_formats import zimage_layout
-from trainer.lora_import import free_name
+from trainer.lora_import import free_name, loadable_or_error
 
 bp = Blueprint("library_comfyui", __name__)
 COMFYUI_FILE = "comfyui_file"  # in a library file's record: the file of ComfyUI's loras it came from
@@ -74,7 +74,10 @@ def add_from_comfyui(name: str):
     if not source.is_file() or source.suffix != ".safetensors":
         raise ApiError(f"ComfyUI's loras has no LoRA {name!r}.", 404)
     try:
-        layout = zimage_layout(read_header(source))
+        header = read_header(source)
+        layout = zimage_layout(header)
+        if layout is not None:
+            loadable_or_error(header, source.name)  # as an upload is checked: a file no reader can load stays out
     except LoraFileError as exc:
         raise ApiError(f"{source.name}: {exc}", 422) from None
     if layout is None:
