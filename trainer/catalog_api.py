@@ -238,7 +238,8 @@ def _loose_files(entries: list[dict], jobs: list) -> list[dict]:
                       "finished_at": stat.st_mtime, "steps": step, "loss": None,
                       # a job's checkpoint: its card leads to the job (and deleting it leaves the job alone)
                       "checkpoint_of": {"job_id": job.id, "job_name": job.name, "step": step} if job else None,
-                      "metadata": meta, "samples": shown, **_kind(facts), "converting": converting.get(path.name),
+                      "metadata": library_facts.shown(meta), "samples": shown, **_kind(facts),
+                      "converting": converting.get(path.name),
                       "leak": library.leak_summary([shown]) if shown and shown.get("pairs") else None,
                       "trigger_word": library_facts.trigger_of(meta),
                       "library_file": path.name, "download_url": f"/api/library/files/{quote(path.name)}"})

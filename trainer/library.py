@@ -14,7 +14,7 @@ from studio.jobs import Job
 from studio.web import ApiError
 from studio.workspace import Workspace, confined, safe_name
 from trainer.leak import LEAKS, mean_share
-from trainer.library_facts import safetensors_metadata
+from trainer.library_facts import safetensors_metadata, shown
 from trainer.step_dirs import step_dirs
 
 log = logging.getLogger(__name__)
@@ -341,7 +341,7 @@ def entry(job: Job, job_dir: Path) -> dict | None:
         "job_id": job.id, "name": job.name, "file": lora.name, "path": relative, "size": lora.stat().st_size,
         "dataset": job.dataset_label, "recipe": job.recipe, "finished_at": job.finished_at,
         "steps": (job.result or {}).get("steps") or job.step,  # of the LoRA: a longer run may be on its way
-        "loss": _smoothed_loss(job), "metadata": safetensors_metadata(lora),
+        "loss": _smoothed_loss(job), "metadata": shown(safetensors_metadata(lora)),
         "samples": last,
         "leak": leak_summary([last]) if last else None,  # its final previews without the trigger word
         "trigger_word": job.config.get("trigger_word"),

@@ -98,6 +98,16 @@ def trigger_of(meta: dict) -> str | None:
     return meta.get(USER_TRIGGER) or meta.get("modelspec.trigger_phrase") or meta.get("trigger_word") or None
 
 
+SHOWN_CHARS = 4000  # a metadata value longer than this is cut on the cards (another trainer's tag counts run to MBs)
+
+
+def shown(meta: dict) -> dict:
+    """`meta` as the library's cards get it: each long value cut to SHOWN_CHARS with "…" (kohya's ss_tag_frequency
+    of a big dataset is megabytes, sent for every card at every visit), the trigger words whole."""
+    return {key: value if not isinstance(value, str) or len(value) <= SHOWN_CHARS or key == "trigger_words"
+            else value[:SHOWN_CHARS] + "…" for key, value in meta.items()}
+
+
 def safetensors_metadata(path: Path) -> dict:
     """The `__metadata__` of a .safetensors header, read without loading any tensor."""
     try:
