@@ -112,10 +112,14 @@ def upload(dataset_id: str):
     batch = confined(context.workspace().uploads, f"batch-{secrets.token_hex(8)}")
     batch.mkdir(parents=True)
     sources = []
-    for index, storage in enumerate(files):
-        target = confined(batch, f"{index:04d}-{clean_filename(storage.filename)}")
-        storage.save(target)
-        sources.append(Source(storage.filename, target))
+    try:
+        for index, storage in enumerate(files):
+            target = confined(batch, f"{index:04d}-{clean_filename(storage.filename)}")
+            storage.save(target)
+            sources.append(Source(storage.filename, target))
+    except BaseException:  # a full disk, a dropped connection: what was saved goes, not six hours later
+        shutil.rmtree(batch, ignore_errors=True)
+        raise
     body, status = _wait_for(_start_import(dataset, sources, [batch], frames=frames))
     return jsonify(body), status
 
@@ -165,9 +169,10 @@ def put_chunk(dataset_id: str, sid: str, n: str):
 
 def _assembler(info: dict, folder):
     def assemble(job):
-        job.update(phase="assembling", message=f"Assembling {info['filename']}")
+        job.update(phase="assembling", message=f"Assembling {info['filename']}", bytes_done=0,
+                   bytes_total=info["size"])
         return chunked.assemble(info, folder, confined(folder, f"file-{clean_filename(info['filename'])}"),
-                                job.check_stop)
+                                job.check_stop, lambda written: job.update(bytes_done=written))
 
     return assemble
 

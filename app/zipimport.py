@@ -18,6 +18,7 @@ from app import imaging
 from app.caption_files import METADATA_MAX_BYTES, caption_key, decode_caption_file, is_metadata_name, metadata_captions
 from app.import_limit import spread_indices
 from app.video_frames import is_video_name
+from studio.disk import is_disk_full
 from studio.job_reporter import JobReporter
 from studio.jobs import JobError
 
@@ -182,6 +183,8 @@ def _copy_entry(zf: zipfile.ZipFile, info: zipfile.ZipInfo, target: Path, budget
         raise
     except (OSError, EOFError, ValueError, NotImplementedError, RuntimeError) as exc:
         target.unlink(missing_ok=True)
+        if is_disk_full(exc):  # the pod's disk, not the entry: the import fails with the disk-full sentence
+            raise
         raise zipfile.BadZipFile(str(exc)) from None
     return produced
 

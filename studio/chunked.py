@@ -112,15 +112,19 @@ def receive_chunk(info: dict, folder: Path, n: str, stream, length: int | None) 
         raise ApiError(f"Chunk {index} must be {expected} bytes, got {length}.", 413 if length > expected else 422)
     part = folder / "chunks" / f".{index}.{secrets.token_hex(4)}.part"
     written = 0
-    with open(part, "wb") as sink:
-        while True:
-            block = stream.read(1 << 20)
-            if not block:
-                break
-            written += len(block)
-            if written > expected:
-                break
-            sink.write(block)
+    try:
+        with open(part, "wb") as sink:
+            while True:
+                block = stream.read(1 << 20)
+                if not block:
+                    break
+                written += len(block)
+                if written > expected:
+                    break
+                sink.write(block)
+    except BaseException:  # a full disk, a dropped connection: the part goes, so the space it held is free again
+        part.unlink(missing_ok=True)
+        raise
     if written != expected:
         part.unlink(missing_ok=True)
         raise ApiError(f"Chunk {index} must be {expected} bytes, got {written}: send it again.", 422)
@@ -128,14 +132,20 @@ def receive_chunk(info: dict, folder: Path, n: str, stream, length: int | None) 
     return {"chunk": index, "received": len(received(info, folder)), "chunks": info["chunks"]}
 
 
-def assemble(info: dict, folder: Path, target: Path, check_stop=None) -> Path:
-    """The chunks, in order, as the file `target` (the chunks stay: an import cut short can run again)."""
+def assemble(info: dict, folder: Path, target: Path, check_stop=None, progress=None) -> Path:
+    """The chunks, in order, as the file `target` (the chunks stay: an import cut short can run again);
+    `progress(bytes)` hears how much of it is written after each chunk (a big file takes minutes on a network
+    volume)."""
+    written = 0
     with open(target, "wb") as sink:
         for n in range(info["chunks"]):
             if check_stop is not None:
                 check_stop()
             with open(folder / "chunks" / str(n), "rb") as source:
                 shutil.copyfileobj(source, sink, 1 << 20)
+            written += _expected_size(info, n)
+            if progress is not None:
+                progress(written)
     return target
 
 
