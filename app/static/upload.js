@@ -34,7 +34,9 @@
   function refusal(file) {
     const ext = (file.name.match(/\.[^./\\]+$/) || [""])[0].toLowerCase();
     if (ext === ".svg") return "SVG is not supported: convert it to PNG";
-    if (!ds.page.extensions.includes(ext)) return "not an image, video, ZIP or Parquet file the studio imports";
+    const what = ext ? `a ${ext} file` : "a file with no extension";
+    const takes = ds.page.extensions.join(", ");
+    if (!ds.page.extensions.includes(ext)) return `${what} is not imported: the studio takes ${takes}`;
     if (file.size === 0) return "empty file (0 bytes)";
     return null;
   }
@@ -214,12 +216,15 @@
       let job;
       try { job = await api(`${ds.base}/imports/${jobId}`); } catch (e) { await sleep(1500); continue; }
       if (job.status === "queued" || job.status === "running") {
-        // a link's download counts bytes; then every import counts images
+        // a link's download and a big upload put together from its chunks count bytes; then every import counts images
         const downloading = job.phase === "downloading";
-        const [done, total] = downloading ? [job.bytes_done || 0, job.bytes_total || 0] : [job.done, job.total];
+        const assembling = job.phase === "assembling" && job.bytes_total;
+        const bytes = downloading || assembling;
+        const [done, total] = bytes ? [job.bytes_done || 0, job.bytes_total || 0] : [job.done, job.total];
         const phase = { assembling: "Assembling", extracting: "Unpacking", importing: "Checking images" }[job.phase] || "Importing";
         const label = job.stopping ? "Stopping…"
           : downloading ? `${job.message || "Downloading"}… ${formatBytes(done)}${total ? ` of ${formatBytes(total)}` : ""}`
+          : assembling ? `${job.message}… ${formatBytes(done)} of ${formatBytes(total)}`
           : job.phase === "frames" ? job.message || "Taking frames"  // "Taking frames from dog.mp4: 0:12 of 1:00"
           : `${phase}… ${done}/${total || "?"}`;
         const row = progressRow(box, jobId);
@@ -383,7 +388,8 @@
     ev.preventDefault();
     depth = 0;
     document.body.classList.remove("dragging");
-    uploadAll([...ev.dataTransfer.files]);
+    window.chunkedUpload.droppedFiles(ev.dataTransfer)
+      .then(uploadAll, (e) => toast(`The dropped folder could not be read: ${e.message}`, "error", 8000));
   });
 
   // an import still running when the page was reloaded keeps reporting

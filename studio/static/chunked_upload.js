@@ -150,5 +150,44 @@
     return session.id;
   }
 
-  window.chunkedUpload = { uploadFile, discard, fingerprint };
+  // The files of a drop (a Promise). A dropped folder is read through, subfolders too: each of its files is named by
+  // its path in it ("holiday/beach/1.jpg"), so a caption pairs with the image beside it and the "1.jpg" of two
+  // folders both go up; what systems leave in folders (.DS_Store, Thumbs.db, "._" and other hidden files) is left
+  // out. Call it while the drop event is handled: its entries are gone after.
+  function droppedFiles(dataTransfer) {
+    const files = [...dataTransfer.files];
+    const entries = [...dataTransfer.items].filter((item) => item.kind === "file")
+      .map((item) => (item.webkitGetAsEntry ? item.webkitGetAsEntry() : null));
+    if (entries.length !== files.length || !entries.some((entry) => entry && entry.isDirectory)) {
+      return Promise.resolve(files);
+    }
+    return (async () => {
+      const found = [];
+      for (const [i, entry] of entries.entries()) {
+        if (entry) await readEntry(entry, "", found);
+        else found.push(files[i]);
+      }
+      return found;
+    })();
+  }
+  const JUNK = new Set(["thumbs.db", "desktop.ini", "__macosx"]);
+  const isJunk = (name) => name.startsWith(".") || JUNK.has(name.toLowerCase());
+  async function readEntry(entry, folder, found) {
+    if (entry.isFile) {
+      const file = await new Promise((resolve, reject) => entry.file(resolve, reject));
+      found.push(folder ? new File([file], folder + file.name, { type: file.type, lastModified: file.lastModified })
+        : file);
+      return;
+    }
+    const reader = entry.createReader();
+    for (;;) {  // a folder gives its entries a hundred or so at a time, then none
+      const some = await new Promise((resolve, reject) => reader.readEntries(resolve, reject));
+      if (!some.length) return;
+      for (const child of some) {
+        if (!isJunk(child.name)) await readEntry(child, `${folder}${entry.name}/`, found);
+      }
+    }
+  }
+
+  window.chunkedUpload = { uploadFile, discard, fingerprint, droppedFiles };
 })();
