@@ -310,6 +310,9 @@
   $("btn-upload").onclick = pick;
   $("btn-upload-empty").onclick = pick;
   input.addEventListener("change", () => { uploadAll([...input.files]); input.value = ""; });
+  const folder = $("folder-input");  // a whole folder, its subfolders too, as a dropped one
+  $("btn-upload-folder").onclick = () => folder.click();
+  folder.addEventListener("change", () => { uploadAll(window.chunkedUpload.pickedFolder(folder.files)); folder.value = ""; });
   $("uploads-close").onclick = () => {
     if ($("uploads").dataset.offered) localStorage.setItem(`import-offered-${$("uploads").dataset.offered}`, "1");
     delete $("uploads").dataset.offered;

@@ -189,5 +189,12 @@
     }
   }
 
-  window.chunkedUpload = { uploadFile, discard, fingerprint, droppedFiles };
+  // The files of a folder chosen with a folder picker (<input webkitdirectory>), each named by its path in it as a
+  // dropped folder's are ("holiday/beach/1.png"), what a system leaves in folders left out.
+  function pickedFolder(fileList) {
+    return [...fileList].filter((file) => !(file.webkitRelativePath || file.name).split("/").some(isJunk))
+      .map((file) => (file.webkitRelativePath ? new File([file], file.webkitRelativePath,
+        { type: file.type, lastModified: file.lastModified }) : file));
+  }
+  window.chunkedUpload = { uploadFile, discard, fingerprint, droppedFiles, pickedFolder };
 })();
