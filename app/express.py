@@ -92,7 +92,8 @@ def _start_caption(express: Job, relaunch: bool) -> Job:
     try:
         return start_caption_job(dataset, options, parent_id=express.id)
     except ApiError as exc:
-        raise ExpressError(f"Captioning cannot start: {exc.message}") from None
+        why = exc.message.removeprefix("Auto-caption cannot start: ")  # said once: "Captioning cannot start: ..."
+        raise ExpressError(f"Captioning cannot start: {why}") from None
 
 
 def _start_export(express: Job, relaunch: bool) -> Job:

@@ -181,6 +181,9 @@ def _stage(stage: str, job: Job | None, express_row: Job) -> dict:
             return {"stage": stage, "status": "deleted", "done": 0, "total": 0,
                     "message": "Its training job and LoRA were deleted (in the LoRA library or the trainer). Recently "
                                "deleted, on the LoRA library page, brings them back for 7 days."}
+        if stage == express_row.phase and express_row.status in ("failed", "stopped"):  # it could not start
+            return {"stage": stage, "status": express_row.status, "done": 0, "total": 0,
+                    "error": express_row.error, "message": express_row.message}
         done = express.STAGES.index(stage) < express.STAGES.index(express_row.phase) \
             if express_row.phase in express.STAGES else express_row.phase == "done"
         return {"stage": stage, "status": "skipped" if done else "waiting", "done": 0, "total": 0}

@@ -1,11 +1,10 @@
 // The express page: a ZIP or images + a trigger word -> upload, caption, export, train, proof.
 // Everything after the upload is state on the server: a reload (or a pod restart) shows the same run.
 (function () {
-  const { api, toast, esc, formatBytes, formatDuration, plural } = window.studio;
+  const { api, toast, esc, formatBytes, formatDuration } = window.studio;
   const $ = (id) => document.getElementById(id);
   const root = $("express");
   const trainer = (path) => window.studio.toolUrl("trainer").replace(/\/$/, "") + path;
-  const STAGE_TITLES = { upload: "Upload", import: "Check images", caption: "Caption", export: "Export", train: "Train" };
   let expressId = root.dataset.expressId || null;
   let files = [];
   let upload = null; // {done, total, text} while this page uploads
@@ -174,61 +173,9 @@
   }
 
   // ---- the run
-  function bar(done, total) {
-    const pct = total ? Math.min(100, Math.round((100 * done) / total)) : 0;
-    return `<div class="progress"><div style="width:${pct}%"></div></div>`;
-  }
-
-  function renderUpload() {
-    const el = document.querySelector(".x-stage[data-stage=upload]");
-    if (!el || !upload) return;
-    el.className = "x-stage running";
-    el.querySelector(".state").textContent = upload.eta != null ? `${formatDuration(upload.eta)} left` : "uploading";
-    el.querySelector(".body").innerHTML = bar(upload.done, upload.total) + `<div class="msg">${esc(upload.text)}</div>`;
-  }
-
-  function stageCard(s) {
-    const running = s.status === "running" || s.status === "queued";
-    let state = running ? (s.eta_s != null ? `${formatDuration(s.eta_s)} left` : s.status) : s.status;
-    if (s.noWorker) state = "no worker";  // "running" or "queued", and nothing runs it
-    let body = s.total ? bar(s.done, s.total) + `<div class="msg">${s.done} / ${s.total}</div>` : "";
-    if (s.phase === "downloading" && running) {  // a link, on its way to the pod
-      body = bar(s.bytes_done || 0, s.bytes_total || 0) +
-        `<div class="msg">${formatBytes(s.bytes_done || 0)}${s.bytes_total ? ` of ${formatBytes(s.bytes_total)}` : ""}</div>`;
-    }
-    if (s.stage === "train" && s.loss != null && running) {  // while it trains; at the end its message gives the smoothed one
-      body += `<div class="msg" title="The last step's loss; it jumps from step to step">loss ${Number(s.loss).toFixed(4)} (last step)</div>`;
-    }
-    const text = s.error || s.message;
-    if (text && s.status !== "waiting") body += `<div class="msg">${esc(text)}</div>`;
-    if (s.errors && s.errors.length) body += `<div class="msg">${s.errors.length} image(s) could not be captioned</div>`;
-    const skipped = (s.stage === "import" && s.result && s.result.skipped) || [];  // which files were left out, and why
-    if (skipped.length) {
-      body += `<div class="msg x-skipped">Left out: ${skipped.slice(0, 5).map((f) => `${esc(f.name)} (${esc(f.reason)})`).join("; ")}` +
-        `${skipped.length > 5 ? ` and ${skipped.length - 5} more` : ""}</div>`;
-    }
-    if (s.schedule && s.schedule.starts_in_s >= 5) {  // queued behind other training jobs
-      body += `<div class="msg">Other training jobs run first: starts in about ${formatDuration(s.schedule.starts_in_s)}, ` +
-        `done in about ${formatDuration(s.schedule.done_in_s)}.</div>`;
-    }
-    if (s.noWorker) body += `<div class="msg x-no-worker">${esc(s.noWorker)}</div>`;
-    if (s.uncaptioned) body += `<div class="msg x-warn-text">${esc(s.uncaptioned)}</div>`;  // trigger word alone
-    if (s.stage === "train" && s.job_page) body += `<div class="msg"><a href="${esc(trainer(s.job_page))}" target="_blank" rel="noopener">Open the job page</a></div>`;
-    if (s.status === "deleted") body += `<div class="msg"><a href="${esc(trainer("/library"))}" target="_blank" rel="noopener">Open the LoRA library</a></div>`;
-    return `<li class="x-stage ${esc(s.status)}${s.noWorker ? " stalled" : ""}" data-stage="${esc(s.stage)}"><h3>${STAGE_TITLES[s.stage]}<span class="state">${esc(state)}</span></h3><div class="body">${body}</div></li>`;
-  }
-
-  function renderStages(run) {
-    const phase = run.express.phase;
-    const uploadStatus = phase === "upload" ? (upload ? "running" : "waiting") : "completed";
-    const uploadCard = { stage: "upload", status: uploadStatus, done: 0, total: 0,
-      message: phase === "upload" ? "" : `${plural((run.dataset || {}).images || 0, "image")} in the dataset` };
-    // the training step says what holds it up (no worker) and which images train without a caption
-    const stages = run.stages.map((s) => s.stage !== "train" ? s
-      : { ...s, noWorker: run.worker && run.worker.message, uncaptioned: run.uncaptioned && run.uncaptioned.text });
-    $("x-stages").innerHTML = [uploadCard, ...stages].map(stageCard).join("");
-    renderUpload();
-  }
+  const stagesView = window.studio.expressStages;  // the stage cards (express_stages.js)
+  const renderUpload = () => stagesView.upload(upload);
+  const renderStages = (run) => stagesView.render(run, upload);
 
   function renderPlan(run) {
     if (!run.plan) { $("x-plan").hidden = true; return; }
@@ -333,7 +280,10 @@
     const now = training && (train.message || (train.status === "running" && train.total ? `step ${train.done} of ${train.total}` : ""));
     // no worker runs it: that, not "queued" or a step that does not move
     const stalled = x.status === "running" && run.worker && run.worker.message;
-    const message = x.error || stalled || (now ? `Training: ${now}` : x.message) || "";
+    // a stop asked for and not taken yet (training ends its step or preparation first): said, and not asked twice
+    const stopping = x.status === "running" && run.stages.some((s) => s.stage === x.phase && s.stopping);
+    const message = x.error || stalled || (stopping && stagesView.STOPPING) || (now ? `Training: ${now}` : x.message) ||
+      "";
     if (!(x.phase === "upload" && upload)) $("x-message").textContent = message;
     renderStages(run);
     renderPlan(run);
@@ -341,8 +291,14 @@
     window.studio.expressUncaptioned(run, expressId, (answered) => { render(answered); poll(); });
     renderSamples(run);
     renderDone(run);
-    $("x-retry").hidden = !((x.status === "failed" || x.status === "stopped") && x.resumable);
+    // the files held no usable image, and none were added to the dataset since: Retry would find none again, the form
+    // (new files) goes on
+    const noImages = x.phase === "import" && !(run.dataset || {}).images &&
+      run.stages.some((s) => s.stage === "import" && s.status === "completed");
+    $("x-retry").hidden = !((x.status === "failed" || x.status === "stopped") && x.resumable) || noImages;
     $("x-stop").hidden = !(x.status === "running" && x.phase !== "upload");
+    $("x-stop").disabled = stopping;
+    $("x-stop").textContent = stopping ? "Stopping…" : "Stop";
     if (x.status === "running" && x.phase === "upload" && !upload && !starting && !files.length) {
       // files that arrived a moment ago come from another tab or window still sending them (or one just closed)
       const seen = run.upload_seen_s;
