@@ -12,6 +12,11 @@ from pathlib import Path
 REQUESTS = ("sample", "save")
 
 
+class StopRequested(Exception):
+    """A stop asked while the run prepares, renders previews or evaluates: it ends that work at its next image or
+    batch instead of after it (minutes on a big dataset), and the run ends as stopped."""
+
+
 class TrainingControl:
     def __init__(self, job_dir: Path | None = None):
         self.control_dir = Path(job_dir) / "control" if job_dir is not None else None
@@ -30,12 +35,21 @@ class TrainingControl:
             self._requests.add(name)
 
     def should_stop(self) -> bool:
+        """Whether a stop was asked; the training loop asks before every step."""
+        return self._asked()
+
+    def _asked(self) -> bool:
         if self._stop.is_set():
             return True
         if self.control_dir is not None and (self.control_dir / "stop").exists():
             self._stop.set()
             return True
         return False
+
+    def check(self) -> None:
+        """StopRequested when a stop was asked: for work between steps that takes a while."""
+        if self._asked():  # not should_stop: a control that decides when the loop stops keeps to its steps
+            raise StopRequested()
 
     def take_requests(self) -> set[str]:
         with self._lock:

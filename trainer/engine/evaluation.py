@@ -83,6 +83,7 @@ class Evaluator:
     def __init__(self, loop, samples: list[Sample], examples: list[int], holdout: list[int], every: int):
         self.loop, self.samples = loop, samples
         self.examples, self.holdout, self.every = examples, holdout, every
+        self.check = None  # called between examples: a stop asked meanwhile ends the evaluation (the training run's)
         self.points: list[EvalPoint] = []
         self.warned = False
         self.overfit_best: EvalPoint | None = None  # the lowest held-out point when the overfitting note came
@@ -107,6 +108,8 @@ class Evaluator:
         per_call = max(1, loop.config.batch_size)
         parts = []
         for index in indices:
+            if self.check is not None:
+                self.check()  # a stop asked meanwhile ends it here (trainer.engine.control.StopRequested)
             x0 = data.latent(index)
             noise = self._noise_for(index, x0)
             embed = data.embedding(self.samples[index].item.caption)

@@ -204,6 +204,12 @@ class Sampler:
         with self._eval(transformer):
             return self._render(self._pipeline(transformer), transformer, prompt, kind, on_step=on_step)
 
+    def _check(self) -> None:
+        """Between two pictures: `stop_check` (set by the training run) ends the previews when a stop was asked."""
+        check = getattr(self, "stop_check", None)
+        if check is not None:
+            check()
+
     def render_base(self, transformer, job_dir: Path) -> list[str]:
         """ensure_base on its own (before training starts), with the transformer set up for rendering."""
         with self._eval(transformer):
@@ -222,6 +228,7 @@ class Sampler:
             known = {}
         entries, keys, pipe = [], [], None
         for index, prompt in enumerate(previews(cfg)):
+            self._check()
             key = base_key(prompt)
             image_path = folder / f"{index}.png"
             if known.get(index, {}).get("key") != key or not image_path.is_file():
@@ -251,6 +258,7 @@ class Sampler:
                 pipe = self._pipeline(transformer)
                 prompts = []
                 for index, (prompt, plain) in enumerate(zip(previews(cfg), no_trigger_texts(cfg), strict=True)):
+                    self._check()
                     image = self._render(pipe, transformer, prompt, "lora")
                     image.save(tmp / f"{index}.png")
                     plain_file, share = None, None

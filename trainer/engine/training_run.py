@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -10,14 +9,12 @@ from pathlib import Path
 import torch
 
 from studio.atomic import atomic_write_json
-from studio.model_status import format_bytes
-from trainer import leak
 from trainer.engine import cache as zcache
 from trainer.engine import checkpoints as ckpt
 from trainer.engine import grad_checkpointing as gc_plan
 from trainer.engine import model as zmodel
-from trainer.engine import networks, proof, speed_setup
-from trainer.engine.control import TrainingControl
+from trainer.engine import networks, speed_setup
+from trainer.engine.control import StopRequested, TrainingControl
 from trainer.engine.data import (
     BatchPlan,
     as_sources,
@@ -35,12 +32,12 @@ from trainer.engine.loop import TrainingLoop
 from trainer.engine.lora_metadata import lora_metadata
 from trainer.engine.preservation import OutputPreservation
 from trainer.engine.progress import MetricsWriter, Progress, last_losses, reached_step, resumed_notice
+from trainer.engine.run_end import RunEnd
 from trainer.engine.run_previews import RunPreviews
 from trainer.engine.sampling import Sampler, all_sample_texts
 from trainer.evaluation_set import eval_interval
 from trainer.job_log import RunLog
 from trainer.lora_file import START_LORA_FILE
-from trainer.step_dirs import free_training_states
 
 
 def _as_config(config):
@@ -95,21 +92,29 @@ def train(config, dataset_dir, job_dir: Path, model_paths, control: TrainingCont
 
 def _train(config, dataset_dir, job_dir, paths, control, progress, dev, cache_dir, log) -> dict:
     run = TrainingRun(config, dataset_dir, job_dir, paths, control, progress, dev, cache_dir, log)
-    run.prepare()
+    try:
+        run.prepare()
+    except StopRequested:  # while it encoded the images or loaded the models: nothing trained, nothing to save
+        return run.stopped_before_training()
     stopped = False
     try:
-        run.preview_base()
-        run.evaluate_base()
-        while run.loop.state.step < config.steps:
-            if not run.run_step():
-                stopped = run.evaluation.stop_step() is None  # else the job ends early, and completes
-                break
+        try:
+            run.preview_base()
+            run.evaluate_base()
+            while run.loop.state.step < config.steps:
+                if not run.run_step():
+                    stopped = run.evaluation.stop_step() is None  # else the job ends early, and completes
+                    break
+        except StopRequested:  # while previews rendered or an evaluation ran: the steps trained are kept
+            if run.loop.state.step == run.start:
+                return run.stopped_before_training()
+            stopped = True
         return run.finish(stopped)
     finally:
         run.close()
 
 
-class TrainingRun(RunPreviews):
+class TrainingRun(RunPreviews, RunEnd):
     """The pieces of one job, so that train() and the step benchmark run exactly the same code."""
 
     def __init__(self, config, dataset_dir, job_dir: Path, paths, control: TrainingControl,
@@ -164,6 +169,7 @@ class TrainingRun(RunPreviews):
         texts += self.preservation.captions() if self.preservation else []
 
         def report(kind: str, done: int, total: int) -> None:
+            self.control.check()  # a big dataset encodes for minutes: a stop ends it at the next image
             progress.emit("caching", 0, message=f"Encoding {kind}: {done}/{total}", force=done == total)
 
         progress.emit("caching", 0, message="Encoding images and captions", force=True)
@@ -178,6 +184,7 @@ class TrainingRun(RunPreviews):
         log(f"Cache ready in {self.cache_dir} (VAE encoder calls {self.cached.encoder_calls['vae_encoder']}, "
             f"text encoder calls {self.cached.encoder_calls['text_encoder']}).")
 
+        self.control.check()
         progress.emit("loading", 0, message="Loading the transformer", force=True)
         self.transformer = transformer = zmodel.load_transformer(self.paths, dev, self.model_dtype)
         self.adapter = zmodel.LoraDelta.load(self.paths.training_adapter)
@@ -205,12 +212,14 @@ class TrainingRun(RunPreviews):
         progress.start_step = self.start
         progress.restart_clock(self.start)
         self.sampler = Sampler(config, self.paths, dev, self.cached.embeddings, self.adapter, self.autocast_dtype)
+        self.sampler.stop_check = self.control.check
         self.preserved = self.preservation.word if self.preservation else ""
         self.metadata = lora_metadata(config, self.paths, dataset_hash(items), items, self.sources, triggers,
                                       self.preserved, type(self.loop.optimizer))
         self.metrics = MetricsWriter(self.job_dir / "metrics.jsonl", self.start)
         self.evaluation = JobEvaluation(self.loop, measured, len(self.samples), self.job_dir, self.start, log,
                                         progress)
+        self.evaluation.evaluator.check = self.control.check
 
     def metadata_at(self, step: int) -> dict[str, str]:
         """The LoRA file's metadata once `step` steps are trained."""
@@ -326,73 +335,3 @@ class TrainingRun(RunPreviews):
         self.last_saved = step
         self.log(f"Checkpoint saved: {path.name}.")
         self.progress.paused("save", time.monotonic() - started, step)
-
-    # ------------------------------------------------------------ the end
-    def finish(self, stopped: bool) -> dict:
-        config, loop = self.config, self.loop
-        self.flush(force=True)
-        early = self._rewind() if not stopped and self.evaluation.stop_step() is not None else {}
-        step = loop.state.step
-        if step != self.last_saved:
-            self.save(step)
-        share = None  # how much of the LoRA's change the final previews show without the trigger word
-        if stopped:
-            self.log(f"Stopped at step {step}; resume continues from this checkpoint.")
-            lora_path = ckpt.checkpoint_dir(self.job_dir) / f"step_{step:06d}" / "lora.safetensors"
-        else:
-            final_samples = self.job_dir / "samples" / f"step_{step:06d}"
-            if step != self.last_sampled and (step > self.start or not final_samples.is_dir()):
-                final_samples = self.sample(step)  # the proof grid needs the final step, previews on or off
-            with loop.averaged():
-                lora = networks.file_tensors(self.transformer, self.config)
-            lora_path = ckpt.save_final(self.job_dir, config.name, lora, self.metadata_at(step))
-            share = leak.step_leak(final_samples) if final_samples is not None else None
-            facts = proof.RunFacts(sources_label(self.sources) if len(self.sources) > 1 else "",
-                                   self.progress.device_name, self.preserved, share)
-            written = proof.write(self.job_dir, config, lora_path, final_samples, step,
-                                  _shown_loss(loop.state.smooth_loss, loop.state.last_loss), self.triggers, facts)
-            if share is not None and share >= leak.LEAKS and self.preservation is None:
-                said = leak.advice(share, demo=bool(getattr(self.paths, "demo", False)))
-                self.log(said)
-                self.progress.notice(said, step)
-            thinned, freed = free_training_states(self.job_dir)
-            if thinned:
-                self.log(f"Freed {format_bytes(freed)}: the training state of {thinned} earlier checkpoint"
-                         f"{'s' * (thinned != 1)} (their LoRA files stay; the last checkpoint stays whole for "
-                         "Train more steps).")
-            self.log(f"Done: {lora_path.name} after {step} steps; beside it: "
-                     + ", ".join(p.name for p in written.values()) + ".")
-        final_loss = loop.state.last_loss
-        self.progress.emit("done", step, final_loss, loop.state.smooth_loss,
-                           message="Stopped" if stopped else "Finished", force=True)
-        return {
-            "lora_path": str(lora_path),
-            "steps": step,
-            "final_loss": _shown_loss(None, final_loss),
-            "final_smooth_loss": _shown_loss(loop.state.smooth_loss, final_loss),
-            "seconds": round(time.monotonic() - self.started, 3),
-            "stopped": stopped,
-            "resumed_from": self.start,
-            "nan_steps": loop.state.nan_total,
-            "encoder_calls": dict(self.cached.encoder_calls),
-            "leak": share,
-            **self.evaluation.result(),
-            **early,
-        }
-
-    def _rewind(self) -> dict:
-        """stop_when_overfitting: the LoRA goes back to the checkpoint nearest the held-out images' lowest loss."""
-        trained_to = self.loop.state.step
-        step = self.evaluation.rewind(self.loop, self.job_dir)
-        if step is None:
-            return {}
-        self.last_saved = step
-        if (self.job_dir / "samples" / f"step_{step:06d}").is_dir():
-            self.last_sampled = step  # its previews are the proof's
-        return {"stopped_early_at": trained_to}
-
-
-def _shown_loss(smooth, last) -> float | None:
-    """The loss people compare runs by: smoothed (one step's loss swings with its noise level), else the last."""
-    value = smooth if smooth is not None and math.isfinite(smooth) else last
-    return float(value) if value is not None and math.isfinite(value) else None
