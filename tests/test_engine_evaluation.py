@@ -279,3 +279,15 @@ def test_keep_last_counts_the_checkpoints_an_ended_run_kept_the_lora_of(tmp_path
     for step in (400, 500):
         ckpt.save_checkpoint(tmp_path, step, lora, {}, {"step": step}, keep_last=3)
     assert [s for s, _ in lora_checkpoints(tmp_path)] == [300, 400, 500]
+
+
+def test_the_eta_counts_evaluations_from_the_first_step_on(tmp_path, demo_paths, monkeypatch):
+    """The evaluation before the first step measures how long one takes: the ETA counts every evaluation to come
+    from then on, instead of rising at the second one (a run seemed to take longer as it went)."""
+    expected = []
+    real = Progress.expect_pause
+    monkeypatch.setattr(Progress, "expect_pause",
+                        lambda self, kind, seconds: expected.append((kind, seconds)) or real(self, kind, seconds))
+    train(tiny_config(steps=4, eval_every=2), make_dataset(tmp_path / "data"), tmp_path / "job", demo_paths)
+    measured = [seconds for kind, seconds in expected if kind == "eval"]
+    assert len(measured) == 1 and measured[0] > 0

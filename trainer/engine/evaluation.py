@@ -229,6 +229,8 @@ class JobEvaluation:
         self.progress.evaluation = record
         if step:
             self.progress.paused("eval", point.seconds, step)
+        else:  # before the first step: the ETA counts every evaluation to come from the start, not from the second
+            self.progress.expect_pause("eval", point.seconds)
         warning = self.evaluator.overfitting()
         if warning:
             self.log(warning)
