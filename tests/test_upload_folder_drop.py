@@ -27,16 +27,22 @@ def _images(server, dataset_id: str) -> dict[str, str]:
     return {image["name"]: image["caption"] for image in listed}
 
 
-def test_a_dropped_folder_is_imported_with_its_subfolders_and_their_captions(studio_root, tmp_path):
-    from playwright.sync_api import expect, sync_playwright
-
+def holiday_folder(tmp_path):
+    """holiday/beach/1.png with "sand", holiday/hills/1.png with "grass", and a .DS_Store."""
     folder = tmp_path / "holiday"
     for sub, seed, caption in (("beach", 1, "sand"), ("hills", 2, "grass")):
         (folder / sub).mkdir(parents=True)
         (folder / sub / "1.png").write_bytes(image_bytes(seed))
         (folder / sub / "1.txt").write_text(caption)
-    (folder / "top.png").write_bytes(image_bytes(3))
     (folder / ".DS_Store").write_bytes(b"\x00\x00\x00\x01Bud1")
+    return folder
+
+
+def test_a_dropped_folder_is_imported_with_its_subfolders_and_their_captions(studio_root, tmp_path):
+    from playwright.sync_api import expect, sync_playwright
+
+    folder = holiday_folder(tmp_path)
+    (folder / "top.png").write_bytes(image_bytes(3))
     env = {"STUDIO_ROOT": str(studio_root), "CAPTION_URL": "http://127.0.0.1:9"}
     with ServerProcess("app", env, log_path=tmp_path / "server.log") as server, sync_playwright() as p:
         dataset_id = requests.post(f"{server.url}/api/datasets", json={"name": "Drop"}, timeout=10).json()["id"]

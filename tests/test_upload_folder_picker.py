@@ -8,7 +8,7 @@ import requests
 from tests.browser_studio import browser_marks, open_page
 from tests.helpers import ServerProcess
 from tests.test_datasets_support import image_bytes
-from tests.test_upload_folder_drop import _images
+from tests.test_upload_folder_drop import _images, holiday_folder
 
 pytestmark = browser_marks
 
@@ -16,12 +16,7 @@ pytestmark = browser_marks
 def test_a_chosen_folder_is_imported_with_its_subfolders_and_their_captions(studio_root, tmp_path):
     from playwright.sync_api import expect, sync_playwright
 
-    folder = tmp_path / "holiday"
-    for sub, seed, caption in (("beach", 1, "sand"), ("hills", 2, "grass")):
-        (folder / sub).mkdir(parents=True)
-        (folder / sub / "1.png").write_bytes(image_bytes(seed))
-        (folder / sub / "1.txt").write_text(caption)
-    (folder / ".DS_Store").write_bytes(b"\x00\x00\x00\x01Bud1")
+    folder = holiday_folder(tmp_path)
     env = {"STUDIO_ROOT": str(studio_root), "CAPTION_URL": "http://127.0.0.1:9"}
     with ServerProcess("app", env, log_path=tmp_path / "server.log") as server, sync_playwright() as p:
         dataset_id = requests.post(f"{server.url}/api/datasets", json={"name": "Pick"}, timeout=10).json()["id"]
