@@ -4,13 +4,19 @@ A word in nearly every caption is learned as part of every image; a concept deta
 learned into the trigger word. Seeing the counts is how people catch both. Words are counted once per
 caption (document frequency), lower-cased; common English words are left out. Comma-separated phrases are
 counted too, for tag-style captions ("1girl, red hair, smiling").
+
+A word is listed as the captions spell it, lower-cased (not case-folded: "straße" stays, so Remove and the search
+find it) and composed (NFC: an accent typed apart is one letter), with its combining marks (the vowel signs of
+Hindi or Thai are part of the word, as the `regex` package's \\w has them and `re`'s has not).
 """
 
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections import Counter
 
+import regex
 from flask import Blueprint, jsonify
 
 from app import context
@@ -18,7 +24,7 @@ from app.store import natural_key
 
 bp = Blueprint("caption_words", __name__)
 
-WORD = re.compile(r"[^\W_][\w'-]*", re.UNICODE)
+WORD = regex.compile(r"[^\W_][\w'-]*")
 TOP = 80
 PHRASE_WORDS = 4  # a comma-separated part of at most this many words counts as a phrase (a tag)
 STOPWORDS = frozenset("""
@@ -35,16 +41,16 @@ def count_words(captions: list[str], trigger: str = "") -> dict:
     """{"captions", "words": [{"word", "images"}], "phrases": [...], "trigger": {"word", "images"} | None},
     most frequent first (ties by word)."""
     words, phrases = Counter(), Counter()
-    trigger_key = trigger.strip().casefold()
+    trigger_key = unicodedata.normalize("NFC", trigger.strip()).lower()
     with_trigger = 0
     for caption in captions:
-        lowered = caption.casefold()
+        lowered = unicodedata.normalize("NFC", caption).lower()
         found = {w.strip("'-") for w in WORD.findall(lowered)}
         found = {w for w in found if w and w not in STOPWORDS and not w.isdigit() and w != trigger_key}
         words.update(found)
         parts = {" ".join(p.split()) for p in re.split(r"[,;\n]", lowered)}
         phrases.update(p for p in parts if p and len(p.split()) <= PHRASE_WORDS and p != trigger_key)
-        if trigger_key and re.search(rf"(?<!\w){re.escape(trigger_key)}(?!\w)", lowered):
+        if trigger_key and regex.search(rf"(?<!\w){regex.escape(trigger_key)}(?!\w)", lowered):
             with_trigger += 1
 
     def top(counter: Counter) -> list[dict]:
