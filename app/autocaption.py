@@ -249,6 +249,8 @@ def run_captions(job: JobReporter, dataset: Dataset, settings: Settings, options
     after: dict[str, str | None] = {}  # as each caption was written: an edit made later in the run is no undo's
     captioned, edited, changed = 0, [], []
     unsaved, saved_at = 0, time.monotonic()
+    # its undo, saved as it goes, never replaces a bulk change made during the run
+    run = (getattr(job, "id", None) or "auto-caption", time.time())
     try:
         for index, name in enumerate(names, start=1):
             job.check_stop()
@@ -260,7 +262,7 @@ def run_captions(job: JobReporter, dataset: Dataset, settings: Settings, options
                 # the undo is kept up to date as the run goes (at once when it replaced a caption someone wrote), so
                 # a killed worker or a pod restart leaves a run that can still be undone
                 if replaced or unsaved >= UNDO_SAVE_EVERY or time.monotonic() - saved_at >= UNDO_SAVE_S:
-                    save_undo(dataset, "auto-caption", before, after)
+                    save_undo(dataset, "auto-caption", before, after, run)
                     unsaved, saved_at = 0, time.monotonic()
             elif outcome == "kept":
                 edited.append(name)
@@ -268,7 +270,7 @@ def run_captions(job: JobReporter, dataset: Dataset, settings: Settings, options
                 changed.append(name)
             job.update(done=index, captioned=captioned, skipped_edited=len(edited))
     finally:
-        save_undo(dataset, "auto-caption", before, after)
+        save_undo(dataset, "auto-caption", before, after, run)
     failed = len(job.errors) - len(changed)
     message = f"Captioned {captioned} of {plural(len(names), 'image')}"
     if edited:

@@ -60,14 +60,23 @@ def _check_length(name: str, text: str) -> None:
 
 
 def save_undo(dataset: Dataset, op: str, before: dict[str, str | None],
-              after: dict[str, str | None] | None = None) -> None:
+              after: dict[str, str | None] | None = None, run: tuple[str, float] | None = None) -> None:
     """Remember the captions a bulk change replaced, and what it left (`after`, read now when not given: a change
     that writes over a while, auto-caption, gives what it wrote), so the last bulk change can be undone without
-    undoing an edit made since (undo restores only the captions still as the change left them)."""
-    if before:
+    undoing an edit made since (undo restores only the captions still as the change left them). `run`: (id, start
+    time) of a change that saves its undo as it goes (auto-caption): a bulk change made since it started (a find &
+    replace during the run) is not replaced, as the newer change is the one Undo takes back."""
+    if not before:
+        return
+    path = dataset.folder / ".undo.json"
+    with dataset.lock():
+        if run is not None:
+            current = read_json(path, None)
+            if isinstance(current, dict) and current.get("run") != run[0] and float(current.get("at") or 0) >= run[1]:
+                return
         after = {name: dataset.read_caption(name) for name in before} if after is None else after
-        atomic_write_json(dataset.folder / ".undo.json", {"op": op, "at": time.time(), "captions": before,
-                                                          "after": after})
+        atomic_write_json(path, {"op": op, "at": time.time(), "captions": before, "after": after,
+                                 **({"run": run[0]} if run is not None else {})})
 
 
 @bp.put("/api/datasets/<dataset_id>/captions/<name>")
