@@ -9,6 +9,7 @@ usable image offer new files, not a Retry that would find none again."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 
@@ -36,17 +37,29 @@ def _training(studio):  # noqa: F811
     return app, client, express_id, store
 
 
-@_in_browser
-def test_a_stop_not_taken_yet_is_said_and_cannot_be_pressed_twice(studio, served):  # noqa: F811
-    from playwright.sync_api import expect, sync_playwright
+@contextlib.contextmanager
+def _express_page(url: str, express_id: str):
+    """The run's page in chromium; yields (page, the page's errors), closed after."""
+    from playwright.sync_api import sync_playwright
 
-    app, client, express_id, store = _training(studio)
-    url = served(app)
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
         errors: list[str] = []
         page = _page(browser, errors)
         page.goto(f"{url}/express/{express_id}")
+        try:
+            yield page, errors
+        finally:
+            browser.close()
+
+
+@_in_browser
+def test_a_stop_not_taken_yet_is_said_and_cannot_be_pressed_twice(studio, served):  # noqa: F811
+    from playwright.sync_api import expect
+
+    app, client, express_id, store = _training(studio)
+    url = served(app)
+    with _express_page(url, express_id) as (page, errors):
         train = page.locator(".x-stage[data-stage=train]")
         expect(train.locator(".state")).to_have_text("running", timeout=30_000)
         page.click("#x-stop")
@@ -65,7 +78,6 @@ def test_a_stop_not_taken_yet_is_said_and_cannot_be_pressed_twice(studio, served
         expect(page.locator("#x-retry")).to_be_visible(timeout=30_000)
         expect(page.locator("#x-stop")).to_be_hidden()
         assert not errors, errors
-        browser.close()
 
 
 def test_a_stage_that_could_not_start_says_it_failed_and_why_once(studio, stand_in):  # noqa: F811
@@ -86,7 +98,7 @@ def test_a_stage_that_could_not_start_says_it_failed_and_why_once(studio, stand_
 
 @_in_browser
 def test_files_without_a_usable_image_offer_new_files_not_a_retry_that_finds_none(studio, served):  # noqa: F811
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
     settings, app = studio()
     client = app.test_client()
@@ -96,11 +108,7 @@ def test_files_without_a_usable_image_offer_new_files_not_a_retry_that_finds_non
     client.post(f"/api/express/{express_id}/start", json={"sessions": [session]})
     _drive(app, express_id, lambda r: r["express"]["status"] == "failed")
     url = served(app)
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        errors: list[str] = []
-        page = _page(browser, errors)
-        page.goto(f"{url}/express/{express_id}")
+    with _express_page(url, express_id) as (page, errors):
         expect(page.locator("#x-message")).to_contain_text("No usable images were found", timeout=30_000)
         expect(page.locator("#x-go")).to_have_text("Upload and go on")
         expect(page.locator("#x-retry")).to_be_hidden()
@@ -110,4 +118,3 @@ def test_files_without_a_usable_image_offer_new_files_not_a_retry_that_finds_non
         page.reload()
         expect(page.locator("#x-retry")).to_be_visible(timeout=30_000)
         assert not errors, errors
-        browser.close()
