@@ -83,11 +83,12 @@ def run_export(job: JobReporter, dataset: Dataset, name: str, workspace: Workspa
                 (build / f"{stem}.txt").write_text(caption, "utf-8")
                 content.add_text(f"{stem}.txt", caption)
                 job.update(done=index, current=image)
-        version = content.version()
         soft = [n for n in names if (meta["images"].get(n, {}).get("flags") or {}).get("soft")]
-        atomic_write_json(build / "dataset.json", {"name": name, "trigger_word": trigger, "images": len(names),
-                                                   "exported_at": time.time(), "source_dataset_id": dataset.id,
-                                                   "version": version, "soft": soft})
+        about = {"name": name, "trigger_word": trigger, "source_dataset_id": dataset.id, "soft": soft}
+        content.add_identity(about)
+        version = content.version()
+        atomic_write_json(build / "dataset.json", {**about, "images": len(names), "exported_at": time.time(),
+                                                   "version": version})
         with dataset.lock():  # an image edited meanwhile would not match the version's name
             _unchanged(meta, dataset.meta(), names)
             with exports.changing(workspace):  # not while the same version is being deleted

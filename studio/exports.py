@@ -27,6 +27,7 @@ from studio.workspace import UnsafePathError, Workspace, confined, safe_name
 VERSIONS = ".versions"
 VERSION_FILE = ".version"
 HASH_CHARS = 16
+IDENTITY = ("name", "source_dataset_id", "trigger_word", "soft")  # what of dataset.json a version's hash covers
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp"}
 # what os.symlink raises on a disk that has no symlinks (any other error, a full disk first, is not that)
 NO_SYMLINKS = {errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.ENOSYS}
@@ -41,10 +42,16 @@ class ExportInUse(RuntimeError):
 
 
 class ContentHash:
-    """The version of an export: a hash over each file's name and bytes, in name order."""
+    """The version of an export: a hash over each file's name and bytes, in name order, and over what its
+    dataset.json says it is (IDENTITY): the same files exported from two datasets, or under two names, are two
+    versions, each with a dataset.json naming its own (a push or a Train link of the second found the first's)."""
 
     def __init__(self):
         self._files: dict[str, str] = {}
+        self._identity = ""
+
+    def add_identity(self, meta: dict) -> None:
+        self._identity = _json({key: meta[key] for key in IDENTITY if meta.get(key) not in (None, "", [])})
 
     def add_file(self, name: str, path: Path) -> None:
         digest = hashlib.sha256()
@@ -64,6 +71,8 @@ class ContentHash:
         digest = hashlib.sha256()
         for name in sorted(self._files):
             digest.update(f"{name}\0{self._files[name]}\n".encode())
+        if self._identity:
+            digest.update(f"dataset.json\0{self._identity}".encode())
         return digest.hexdigest()[:HASH_CHARS]
 
 
@@ -84,6 +93,9 @@ def version_dir(workspace: Workspace, version: str) -> Path:
 def hash_folder(folder: Path) -> str:
     """The version of an export folder (what a new export of the same files would be named)."""
     content = ContentHash()
+    meta = read_json(folder / "dataset.json", None)
+    if isinstance(meta, dict):
+        content.add_identity(meta)
     for path in sorted(folder.iterdir()):
         if path.name.startswith(".") or path.name == "dataset.json" or not path.is_file():
             continue
@@ -173,16 +185,20 @@ def adopt_folder(workspace: Workspace, name: str) -> str | None:
     folder = workspace.exports / safe_name(name)
     if folder.is_symlink() or not folder.is_dir() or (folder / VERSION_FILE).exists():
         return None
-    version = hash_folder(folder)
-    target = version_dir(workspace, version)
-    if not target.exists():
-        staging = versions_root(workspace) / f".adopt-{version}-{secrets.token_hex(4)}"
-        staging.parent.mkdir(parents=True, exist_ok=True)
-        _hardlink_copy(folder, staging)
+    staging = versions_root(workspace) / f".adopt-{secrets.token_hex(4)}"
+    staging.parent.mkdir(parents=True, exist_ok=True)
+    _hardlink_copy(folder, staging)
+    try:
         meta = read_json(staging / "dataset.json", {}) or {}
-        meta.update({"version": version, "name": meta.get("name", name)})
-        atomic_write_text(staging / "dataset.json", _json(meta))
-        os.replace(staging, target)
+        meta = {**meta, "name": meta.get("name", name)}
+        atomic_write_text(staging / "dataset.json", _json(meta))  # named before hashing: the name is in the hash
+        version = hash_folder(staging)
+        atomic_write_text(staging / "dataset.json", _json({**meta, "version": version}))
+        target = version_dir(workspace, version)
+        if not target.exists():
+            os.replace(staging, target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     point(workspace, name, version)
     return version
 
