@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 import stat
+import struct
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +24,9 @@ from studio.job_reporter import JobReporter
 from studio.jobs import JobError
 
 CAPTION_MAX_BYTES = 64 * 1024
+# entries a ZIP may list: its table of contents is read whole into memory (about 0.5 KB an entry) before anything
+# else, so a small archive of a million empty entries would take the importer's memory and minutes of its time
+MAX_ENTRIES = 200_000
 LONE_CAPTION = "caption file with no image of its name in the archive: put it beside its image"
 RATIO_FLOOR_BYTES = 1 << 20  # tiny entries (a caption of repeated words) may compress very well
 # a drive-like prefix: any letter and a colon ("C:", and "º:" too: no image name needs one)
@@ -76,6 +80,20 @@ def _beyond(infos: list[zipfile.ZipInfo], limit: int | None, spread: bool = Fals
     return set(images[limit:])
 
 
+def _check_entry_count(archive: Path, label: str) -> None:
+    """JobError when the archive's end record lists more than MAX_ENTRIES entries, read before its table of
+    contents is; a damaged end record is left to zipfile, which says so."""
+    try:
+        with open(archive, "rb") as handle:
+            end = zipfile._EndRecData(handle)  # the end record (ZIP64 too), as zipfile itself reads it
+    except (OSError, AttributeError, ValueError, struct.error):
+        return
+    entries = end[zipfile._ECD_ENTRIES_TOTAL] if end else 0
+    if entries > MAX_ENTRIES:
+        raise JobError(f"{label} lists {entries:,} files, over the limit of {MAX_ENTRIES:,} for one archive: "
+                       "split it into smaller ZIPs, or leave out what is not an image or a caption.")
+
+
 def extract_zip(archive: Path, staging: Path, job: JobReporter, max_total_bytes: int, max_ratio: int,
                 label: str, limit: int | None = None, spread: bool = False) -> Extracted:
     """Extract images, Parquet files, videos and captions (`.txt` files, metadata.jsonl/.csv) of `archive` into
@@ -84,6 +102,7 @@ def extract_zip(archive: Path, staging: Path, job: JobReporter, max_total_bytes:
     out = Extracted()
     listed: dict[tuple[str, str], str] = {}
     loose: dict[tuple[str, str], str] = {}  # caption_key -> the .txt's name in the archive
+    _check_entry_count(archive, label)
     try:
         zf = zipfile.ZipFile(archive)
     except (zipfile.BadZipFile, OSError, ValueError):
