@@ -4,7 +4,7 @@ RunPod's proxy cuts requests over ~100 MB or ~100 s, so a page (studio/static/ch
 chunks, each a quick request, asks which chunks arrived after a dropped connection, then completes the session. A
 session is a folder `session-<id>` under the workspace's uploads: its session.json (the file's name and size, the
 chunk size, its owner: a dataset, or the library) and chunks/<n>, each written whole or not at all. Sessions may be
-resumed for two days; other folders left there by a crash are swept after six hours.
+resumed for two days after their last chunk; other folders left there by a crash are swept after six hours.
 """
 
 from __future__ import annotations
@@ -149,6 +149,12 @@ def assemble(info: dict, folder: Path, target: Path, check_stop=None, progress=N
     return target
 
 
+def _touched(folder: Path) -> float:
+    """When a session last received a chunk (a chunk lands in chunks/), or was made or completed."""
+    return max(path.stat().st_mtime for path in (folder, folder / "session.json", folder / "chunks")
+               if path.exists())
+
+
 def last_activity(root: Path, owner: dict) -> float | None:
     """When a session of `owner` last received a chunk (or was made); None when it has none on disk."""
     latest = None
@@ -157,20 +163,25 @@ def last_activity(root: Path, owner: dict) -> float | None:
         if not isinstance(info, dict) or any(info.get(key) != value for key, value in owner.items()):
             continue
         try:
-            moments = [info_path.stat().st_mtime, (info_path.parent / "chunks").stat().st_mtime]
-        except OSError:
+            latest = max(latest or 0.0, _touched(info_path.parent))
+        except (OSError, ValueError):
             continue
-        latest = max([latest or 0.0, *moments])
     return latest
 
 
 def sweep(root: Path) -> None:
     now = time.time()
     for folder in root.iterdir():
-        # sessions may be resumed for two days; import and batch folders left by a crash are orphans
-        max_age = SESSION_MAX_AGE_S if folder.name.startswith("session-") else ORPHAN_MAX_AGE_S
+        # sessions may be resumed for two days after their last chunk; import and batch folders left by a crash are
+        # orphans
         try:
-            if folder.is_dir() and now - folder.stat().st_mtime > max_age:
+            if not folder.is_dir():
+                continue
+            if folder.name.startswith("session-"):
+                stale = now - _touched(folder) > SESSION_MAX_AGE_S
+            else:
+                stale = now - folder.stat().st_mtime > ORPHAN_MAX_AGE_S
+            if stale:
                 shutil.rmtree(folder, ignore_errors=True)
-        except OSError:
+        except (OSError, ValueError):
             continue
