@@ -150,9 +150,10 @@ def assemble(info: dict, folder: Path, target: Path, check_stop=None, progress=N
 
 
 def _touched(folder: Path) -> float:
-    """When a session last received a chunk (a chunk lands in chunks/), or was made or completed."""
-    return max(path.stat().st_mtime for path in (folder, folder / "session.json", folder / "chunks")
-               if path.exists())
+    """When a session last received a chunk (a chunk lands in chunks/), or was made; a folder cut short while it was
+    made (neither there), when that was."""
+    found = [path for path in (folder / "session.json", folder / "chunks") if path.exists()] or [folder]
+    return max(path.stat().st_mtime for path in found)
 
 
 def last_activity(root: Path, owner: dict) -> float | None:
