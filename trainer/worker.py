@@ -30,6 +30,7 @@ from studio.upgrade import open_job_store
 from studio.workspace import Workspace
 from trainer import library, podstop, renders, trash
 from trainer.job_log import log_tail, stamped
+from trainer.job_outputs import JobOutputs
 from trainer.recovery import STOP_TIMEOUT_S, reconcile, resume_hint
 from trainer.render_runner import TIMEOUT_S as RENDER_TIMEOUT_S
 from trainer.render_runner import default_render_command, run_render
@@ -46,14 +47,7 @@ def default_child_command(job_id: str) -> list[str]:
     return [sys.executable, "-m", "trainer.run_job", job_id]
 
 
-def _relative(path: Path, root: Path) -> str:
-    try:
-        return path.relative_to(root).as_posix()
-    except ValueError:
-        return str(path)
-
-
-class Worker:
+class Worker(JobOutputs):
     def __init__(self, settings: Settings, *, child_command: Callable[[str], list[str]] = default_child_command,
                  render_command: Callable[[str], list[str]] = default_render_command,
                  render_timeout_s: float = RENDER_TIMEOUT_S,
@@ -307,65 +301,17 @@ class Worker:
         log.error("job %s failed: %s", job.id, error)
         return self.store.finish(job.id, "failed", resumable=checkpoint is not None, error=error)
 
-    def _own_library_file(self, job: Job) -> str | None:
-        """The library file this job placed when it finished before (it was trained further since), unless
-        another job's LoRA took that name after it was deleted from the library."""
-        own = (job.result or {}).get("library_file")
-        if not isinstance(own, str) or set(self.store.holders("train", "library_file", own)) - {job.id}:
-            return None
-        return own
-
-    def _complete(self, job: Job, result: dict) -> Job:
-        lora = result.get("lora_path")
-        if not lora or not Path(lora).is_file():
-            return self.store.finish(job.id, "failed", error="The training finished but its LoRA file is missing.")
-        note = ""
-        try:
-            placed = library.publish(self.workspace, job, Path(lora), self._own_library_file(job))
-            note = " Copied to " + " and ".join(_relative(p, self.settings.root) for p in placed) + "."
-            result = {**result, "library_file": placed[0].name}  # which library file is this job's
-        except OSError as exc:
-            log.error("job %s: could not copy the LoRA to the library: %s", job.id, exc)
-            note = f" It stays in the job folder: copying it to the LoRA library failed ({exc.strerror or exc})."
-        note += self._push_outputs(job)
-        loss = result.get("final_smooth_loss", result.get("final_loss"))
-        loss_text = f", final loss {loss:.4f}" if isinstance(loss, int | float) else ""
-        message = f"Finished {result.get('steps', job.step)} steps{loss_text}.{note}"
-        if result.get("stopped_early_at"):  # stop_when_overfitting: the LoRA is an earlier checkpoint's
-            message = (f"Stopped early at step {result['stopped_early_at']}: the held-out images' loss rose, so the "
-                       f"LoRA is the checkpoint at step {result.get('steps')}{loss_text}.{note}")
-            self.store.progress(job.id, {"step": result.get("steps")})
-            self.store.update(job.id, total=result.get("steps"))  # done: the bar is full at the LoRA's step
-        return self.store.finish(job.id, "completed", message=message, lora_path=str(lora), result=result)
-
-    def _push_outputs(self, job: Job) -> str:
-        """Upload the LoRA, samples and config when S3_OUTPUT_PREFIX is set; a failure is noted, not fatal."""
-        if not self.settings.s3_output_prefix:
-            return ""
-        try:
-            from studio.s3 import StorageError
-            from trainer.s3_push import push_job_outputs
-        except ImportError as exc:
-            log.error("job %s: object storage support is missing (%s)", job.id, exc)
-            return " It was not pushed to object storage: storage support is not installed."
-        try:
-            pushed = push_job_outputs(self.settings, self.workspace.job_dir(job.id), job.config.get("name") or job.id)
-        except (StorageError, OSError) as exc:
-            log.error("job %s: push to object storage failed: %s", job.id, exc)
-            return f" Pushing it to object storage failed: {exc}"
-        if not pushed:
-            return ""
-        prefix = pushed.get("prefix") or self.settings.s3_output_prefix.strip("/") + "/"
-        return f" Pushed to s3://{pushed.get('bucket') or self.settings.s3_bucket}/{prefix}."
-
     # -- stopping the pod when idle ------------------------------------------------------------
     def _maybe_stop_pod(self) -> None:
         if not self._pod_stop_pending or podstop.pod_stop_configured(self.settings):
             return
-        if self.store.count(("queued", "running"), work=True):  # any job: a render, captions, an export
+        streaming, ended = podstop.downloads(self.settings)  # a LoRA or a ZIP on its way to the user's computer
+        if streaming or self.store.count(("queued", "running"), work=True):  # any job: a render, captions, an export
             self._idle_since = time.monotonic()  # the minute's grace counts from the end of that one too
             self._pod_stop_again_at = None  # and the stop after it is asked afresh
             return
+        if ended is not None:  # a download that ended between two looks
+            self._idle_since = max(self._idle_since, time.monotonic() - max(0.0, time.time() - ended))
         if time.monotonic() - self._idle_since < self.pod_stop_grace_s:
             return
         later = self._pod_stop_again_at is not None
