@@ -11,6 +11,7 @@ from flask import Flask, has_request_context, jsonify, request
 from flask.sessions import SecureCookieSessionInterface
 from werkzeug.exceptions import HTTPException
 
+from studio import downloads
 from studio.atomic import atomic_write_text
 from studio.auth import LIMITER_EXTENSION, cookies_secure, create_auth_blueprint, require_login
 from studio.disk import disk_full_message, is_disk_full
@@ -165,6 +166,7 @@ def create_base_app(import_name: str, service: str, title: str, settings: Settin
     )
     app.session_interface = _SessionInterface()
     app.after_request(security_headers)
+    app.after_request(downloads.hold)  # a LoRA or a ZIP on its way out: the pod does not stop under it
     app.config[CONFIG_MAX_BYTES] = DEFAULT_MAX_BYTES  # a service that takes bigger JSON raises it
     # Shared templates (base page, login) live in the studio package.
     from jinja2 import ChoiceLoader, FileSystemLoader

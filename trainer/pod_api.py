@@ -46,9 +46,9 @@ def _why_not_stop(busy: int) -> str | None:
     if busy:
         return (f"{'A job is' if busy == 1 else f'{busy} jobs are'} queued or running: let "
                 f"{'it' if busy == 1 else 'them'} end, or stop {'it' if busy == 1 else 'them'}, first.")
-    uploading = podstop.upload_under_way(current)
-    if uploading:
-        return uploading
+    transfer = podstop.upload_under_way(current) or podstop.download_under_way(current)
+    if transfer:
+        return transfer
     finished = store().list(("completed",), kind="train", limit=1)
     if finished and not podstop.lora_is_safe(finished[0].lora_path):
         return f"The last LoRA ({finished[0].lora_path}) is not complete on disk: look at it before stopping the pod."

@@ -7,7 +7,8 @@ own RUNPOD_POD_ID and RUNPOD_API_KEY with RunPod's REST API: `POST {RUNPOD_API_U
 
 Every stop asked for is kept in the workspace (LAST_STOP_FILE): the dashboard says when RunPod refused one, and a
 stop made by itself is told to WEBHOOK_URL (and the last job's webhook), so a pod left overnight is never still
-billing unseen. Never stopped by itself while a file is still being uploaded in chunks.
+billing unseen. Never stopped by itself while a file is still being uploaded in chunks, or downloaded (studio.downloads:
+the minute's grace counts from the end of the last download too).
 """
 
 from __future__ import annotations
@@ -59,11 +60,14 @@ def choice_state(settings: Settings) -> dict:
 def stops_in(settings: Settings, now: float | None = None) -> float | None:
     """Seconds until the worker stops the pod by itself (0: any moment now), as it decides (trainer.worker): a
     training job ended since the worker started, nothing is queued or running, IDLE_GRACE_S after the last work
-    ended. None when it will not: the choice is off, work is under way, a stop was asked since, a file is being
-    uploaded, the last LoRA is not whole on disk."""
+    ended (or the last download). None when it will not: the choice is off, work is under way, a stop was asked since,
+    a file is being uploaded or downloaded, the last LoRA is not whole on disk."""
     from studio.jobs import ACTIVE, JobStore
 
     if pod_stop_configured(settings) is not None:
+        return None
+    streaming, download_ended = downloads(settings)
+    if streaming:
         return None
     try:
         store = JobStore(Workspace(settings.root).db_path)
@@ -83,7 +87,8 @@ def stops_in(settings: Settings, now: float | None = None) -> float | None:
         return None  # trained before the worker started (it forgot), or its stop was asked already
     if last.status == "completed" and not lora_is_safe(last.lora_path):
         return None
-    return max(0.0, max(ends) + IDLE_GRACE_S - (time.time() if now is None else now))
+    last_work = max(ends + ([download_ended] if download_ended else []))
+    return max(0.0, last_work + IDLE_GRACE_S - (time.time() if now is None else now))
 
 
 def choose_from_request(settings: Settings, body: dict) -> dict:
@@ -117,6 +122,24 @@ def upload_under_way(settings: Settings, now: float | None = None) -> str | None
     if ago is None or ago > UPLOAD_QUIET_S:
         return None
     return f"A file is still being uploaded (a part of it arrived {max(0, round(ago))} s ago): let it finish first."
+
+
+def downloads(settings: Settings) -> tuple[list[str], float | None]:
+    """(files being downloaded from the pod now, when the last download ended): studio.downloads."""
+    from studio import downloads as held
+
+    try:
+        return held.under_way(Workspace(settings.root).state)
+    except OSError as exc:
+        log.warning("could not read the downloads under way: %s", exc)
+        return [], None
+
+
+def download_under_way(settings: Settings) -> str | None:
+    """A sentence while a file is being downloaded from the pod (the Stop button waits for it); None otherwise."""
+    from studio.downloads import sentence
+
+    return sentence(downloads(settings)[0])
 
 
 def lora_is_safe(path: str | Path | None) -> bool:
