@@ -22,6 +22,7 @@ from flask import Blueprint, jsonify
 from app import context, imaging
 from app.captions import CAPTION_MAX, save_undo, set_caption
 from app.store import Dataset, rev_of, text_hash
+from studio.auth import bearer_header
 from studio.job_reporter import JobReporter
 from studio.jobs import ACTIVE, JobError
 from studio.model_status import download_state, waiting_for
@@ -44,7 +45,7 @@ READ_SLACK_S = 10.0  # what an answer may take beyond the service's own time lim
 
 
 def _headers(settings: Settings) -> dict:
-    return {"Authorization": f"Bearer {settings.password}"} if settings.password else {}
+    return {"Authorization": bearer_header(settings.password)} if settings.password else {}
 
 
 def service_health(settings: Settings) -> dict:

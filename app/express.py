@@ -25,6 +25,7 @@ from app.express_plan import Gpu, check_gpu, make_plan
 from app.express_rules import ExpressInputError, caption_options
 from app.frame_choice import in_config
 from app.store import NotFound
+from studio.auth import bearer_header
 from studio.jobs import ACTIVE, Job, JobStateError
 from studio.web import ApiError
 
@@ -123,7 +124,7 @@ def gpu_precheck() -> None:
 def _unload_caption_model() -> None:
     """Free the caption model's GPU memory before measuring what training can have."""
     settings = context.settings()
-    headers = {"Authorization": f"Bearer {settings.password}"} if settings.password else {}
+    headers = {"Authorization": bearer_header(settings.password)} if settings.password else {}
     try:
         requests.post(f"{settings.caption_url}/unload", json={}, headers=headers, timeout=10)
     except requests.RequestException as exc:

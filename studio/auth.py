@@ -16,7 +16,12 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import secrets
+import sqlite3
+import threading
+import time
+import unicodedata
 from urllib.parse import urlparse
 
 from flask import Blueprint, Flask, current_app, g, jsonify, redirect, render_template, request, session, url_for
@@ -24,21 +29,88 @@ from itsdangerous import BadSignature, URLSafeSerializer
 
 from studio.login_limiter import LoginLimiter
 
+log = logging.getLogger(__name__)
 # The favicon is public like /health: browsers fetch it without credentials, and it is the same for everyone.
 PUBLIC_ENDPOINTS = {"health", "favicon", "auth.login", "auth.logout"}
 LIMITER_EXTENSION = "studio_login_limiter"
 TOO_MANY = "Too many wrong passwords from this {source}: try again in {wait} s."
 DEVICE_COOKIE = "studio_device"
 DEVICE_MAX_AGE_S = 365 * 24 * 3600
+SIGNED_OUT_EXTENSION = "studio_signed_out"
+SIGNED_OUT_SCHEMA = "CREATE TABLE IF NOT EXISTS signed_out (sid TEXT PRIMARY KEY, until REAL NOT NULL)"
+
+
+class SignedOutSessions:
+    """Login sessions ended by "Log out", shared by the three services (a SQLite file in the workspace's private
+    state folder). The session cookie is signed, not stored: without this list a copy of it taken before the
+    logout (a shared computer's profile, a proxy log, malware) would work until it expired. Each entry is kept as
+    long as the cookie could live. If the file cannot be used, the list is kept in memory (this process only)."""
+
+    def __init__(self, path):
+        self._lock = threading.Lock()
+        self._db = None
+        try:
+            self._db = self._open(str(path))
+        except sqlite3.Error:
+            log.exception("cannot open the signed-out sessions' store %s; keeping it in memory", path)
+            self._db = self._open(":memory:")
+
+    @staticmethod
+    def _open(path: str) -> sqlite3.Connection:
+        db = sqlite3.connect(path, timeout=5.0, isolation_level=None, check_same_thread=False)
+        db.execute(SIGNED_OUT_SCHEMA)
+        return db
+
+    def _run(self, work):
+        with self._lock:
+            try:
+                return work(self._db)
+            except sqlite3.Error:
+                log.exception("the signed-out sessions' store failed; keeping it in memory from now on")
+                self._db = self._open(":memory:")
+                return work(self._db)
+
+    def add(self, sid: str, keep_s: float) -> None:
+        now = time.time()
+
+        def work(db):
+            db.execute("DELETE FROM signed_out WHERE until < ?", (now,))
+            db.execute("INSERT OR REPLACE INTO signed_out (sid, until) VALUES (?, ?)", (sid, now + keep_s))
+        self._run(work)
+
+    def __contains__(self, sid: str) -> bool:
+        return self._run(lambda db: db.execute("SELECT 1 FROM signed_out WHERE sid = ?", (sid,)).fetchone()) is not None
+
+
+def signed_out() -> SignedOutSessions:
+    store = current_app.extensions.get(SIGNED_OUT_EXTENSION)
+    if store is None:
+        store = current_app.extensions.setdefault(
+            SIGNED_OUT_EXTENSION, SignedOutSessions(current_app.config["STUDIO_WORKSPACE"].state / "signed-out.db"))
+    return store
 
 
 def _digest(value: str) -> bytes:
     return hashlib.sha256(value.encode("utf-8")).digest()
 
 
+def normalize_password(value: str | None) -> str:
+    """A password as typed or sent, in the form STUDIO_PASSWORD is kept in: without the spaces around it (the
+    setting is read stripped) and in Unicode NFC (a macOS file name or keyboard can give the decomposed form of
+    the same letters)."""
+    return unicodedata.normalize("NFC", (value or "").strip())
+
+
 def password_matches(given: str | None, expected: str) -> bool:
     """Constant-time comparison (hashing first makes the time independent of length too)."""
-    return hmac.compare_digest(_digest(given or ""), _digest(expected))
+    return hmac.compare_digest(_digest(normalize_password(given)), _digest(normalize_password(expected)))
+
+
+def bearer_header(password: str) -> str:
+    """The `Authorization` value a service sends another with the studio's password. HTTP headers travel as bytes
+    that Python's clients write in latin-1 (and refuse other letters with UnicodeEncodeError): the password's UTF-8
+    bytes are handed over as latin-1 text, so they go out as UTF-8, as curl sends them (see `_bearer`)."""
+    return "Bearer " + password.encode("utf-8").decode("latin-1")
 
 
 def _session_token(app: Flask) -> str:
@@ -60,9 +132,18 @@ def _wants_json() -> bool:
 
 
 def _bearer() -> str | None:
+    """The password in `Authorization: Bearer`. The server reads header bytes as latin-1 (WSGI); curl, browsers'
+    fetch() and `bearer_header` send a password's letters as UTF-8, so the bytes are decoded again as UTF-8 (a
+    header that is not UTF-8 is taken as latin-1, as it came)."""
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
-    return token.strip() if scheme.lower() == "bearer" else None
+    if scheme.lower() != "bearer":
+        return None
+    try:
+        token = token.encode("latin-1").decode("utf-8")
+    except (UnicodeEncodeError, UnicodeDecodeError):
+        pass
+    return token.strip()
 
 
 def _safe_next(target: str | None) -> str:
@@ -128,8 +209,11 @@ def _remember_device(response) -> None:
 
 
 def _cookie_valid() -> bool:
-    stored = session.get("auth")
-    return isinstance(stored, str) and hmac.compare_digest(stored, _session_token(current_app))
+    """A session cookie from a login with the current password that has not been logged out."""
+    stored, sid = session.get("auth"), session.get("sid")
+    if not isinstance(stored, str) or not isinstance(sid, str):
+        return False
+    return hmac.compare_digest(stored, _session_token(current_app)) and sid not in signed_out()
 
 
 def _too_many_text(client: str, wait: int) -> str:
@@ -219,6 +303,7 @@ def create_auth_blueprint() -> Blueprint:
         limiter().reset(client)
         session.clear()
         session["auth"] = _session_token(current_app)
+        session["sid"] = secrets.token_urlsafe(16)  # what "Log out" ends for every copy of this cookie
         session.permanent = True
         response = redirect(next_url)
         _remember_device(response)
@@ -231,6 +316,8 @@ def create_auth_blueprint() -> Blueprint:
             return redirect("/")
         if request.method == "GET":
             return render_template("studio_logout.html", signed_in=_cookie_valid())
+        if _cookie_valid():
+            signed_out().add(session["sid"], current_app.permanent_session_lifetime.total_seconds())
         session.clear()
         return redirect(url_for("auth.login"))
 

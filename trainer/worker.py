@@ -22,6 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from studio.atomic import read_json
+from studio.auth import bearer_header
 from studio.gpus import workers_for
 from studio.jobs import Job
 from studio.processes import describe_exit, process_token
@@ -182,7 +183,7 @@ class Worker(JobOutputs):
             return
         headers = {"Content-Type": "application/json"}
         if self.settings.password:
-            headers["Authorization"] = f"Bearer {self.settings.password}"
+            headers["Authorization"] = bearer_header(self.settings.password)
         request = urllib.request.Request(self.settings.caption_url + "/unload", data=b"{}", headers=headers,
                                          method="POST")
         try:
