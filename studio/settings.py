@@ -289,6 +289,8 @@ ENV_VARS = {
                           "read from the pod itself; 0: none shown)",
     "GPU_WORKERS": "training jobs run at once: one per GPU on a pod with several (0, the default); 1 trains one "
                    "at a time on the first GPU",
+    "STUDIO_REVIVE_AFTER_S": "a service that kept crashing at start (supervisord gave up on it) is started again "
+                             "this long after, in s (60)",
     "RENDER_KEEP_WARM_S": "Try the LoRA keeps its models loaded this long for the next render, in s (180; 0 = unload)",
     "S3_ENDPOINT_URL": "S3-compatible endpoint (R2_ENDPOINT_URL accepted)",
     "S3_BUCKET": "bucket for datasets and outputs (R2_BUCKET accepted)",

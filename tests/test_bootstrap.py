@@ -52,7 +52,7 @@ def test_supervisord_conf_runs_every_program_with_logs_restarts_and_graceful_sto
     env = supervisor_env.prepare(_root_env(studio_root), python=sys.executable)
     options = read_supervisor_config(env, monkeypatch)
     found = programs(options)
-    assert set(found) == set(PROGRAMS)
+    assert set(found) == set(PROGRAMS) | {"revive"}  # the listener that starts a FATAL program again
     logs = studio_root / "logs"
     for name, args in PROGRAMS.items():
         program = found[name]
