@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from contextlib import nullcontext
+
 from flask import Blueprint, jsonify, render_template
 
 from app import context, express, imaging, trash
 from app.frame_choice import page_defaults
-from app.store import NameTaken, summary, validate_name, validate_trigger
+from app.store import NameTaken, dataset_lock, summary, validate_name, validate_trigger
 from app.video_frames import VIDEO_EXTENSIONS
 from studio.web import ApiError, json_body
 
@@ -35,6 +37,8 @@ def gallery(dataset_id: str):
 def detail(dataset) -> dict:
     info = summary(dataset)
     info["jobs"] = {kind: context.latest_job(dataset, kind) for kind in ("import", "caption", "export")}
+    # the kinds of work on its way on it now (a bucket import, a push too): the index's Delete says what it stops
+    info["running"] = sorted({job.kind for job in context.executor().running(dataset.id)})
     return info
 
 
@@ -47,7 +51,7 @@ def list_datasets():
 def create_dataset():
     body = json_body()
     try:
-        dataset = context.store().create(body.get("name"), body.get("trigger_word") or "")
+        dataset = context.store().create(validate_name(body.get("name")), body.get("trigger_word") or "")
     except ValueError as exc:
         raise ApiError(str(exc), 422) from None
     return jsonify(detail(dataset)), 201  # its name may be a free one: "My cat 2"
@@ -70,7 +74,9 @@ def update_dataset(dataset_id: str):
     unknown = set(body) - {"name", "trigger_word", "cover"}
     if unknown:
         raise ApiError(f"Unknown field(s): {', '.join(sorted(unknown))}.", 422)
-    with dataset.lock():
+    # a rename holds the lock that creates and restores hold while they pick a name, so two tabs renaming two
+    # datasets to one name at the same moment cannot both find it free (root first, as a restore takes them)
+    with dataset_lock(context.store().root) if "name" in body else nullcontext(), dataset.lock():
         meta = dataset.meta()
         try:
             if "name" in body:

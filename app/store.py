@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from app import imaging
+from app.dataset_names import NAME_MAX, validate_name
 from app.sharpness import soft_flag
 from studio.atomic import atomic_write_json, atomic_write_text, read_json
 from studio.text import over_caption_limit
@@ -42,7 +43,6 @@ class Conflict(RuntimeError):
 META_FILE = "dataset.json"
 ORIGINALS_DIR = ".originals"
 TRASH_DIR = ".trash"  # deleted images in a dataset's folder; deleted datasets in the datasets folder
-NAME_MAX = 80
 _DRIVE = re.compile(r"[A-Za-z]:")  # refused by `confined` (a Windows drive)
 _thread_locks: dict[str, threading.RLock] = {}
 _thread_locks_guard = threading.Lock()
@@ -344,15 +344,6 @@ def free_name(name: str, taken: set[str]) -> str:
         if candidate.casefold() not in taken:
             return candidate
     raise AssertionError("unreachable")
-
-
-def validate_name(name) -> str:
-    if not isinstance(name, str) or not name.strip():
-        raise ValueError("Give the dataset a name.")
-    name = " ".join(name.split())
-    if len(name) > NAME_MAX:
-        raise ValueError(f"The name is too long ({NAME_MAX} characters at most).")
-    return name
 
 
 def validate_trigger(word) -> str:

@@ -113,8 +113,10 @@
   // A name another dataset has, said before anything is made, with a free one like it (as the server makes one
   // for a script: "My cat 2"); null when the name is free.
   function nameTaken(wanted) {
-    const name = wanted.trim().split(/\s+/).join(" ");
-    const taken = new Set(datasets.map((d) => d.name.toLowerCase()));
+    // as the server keeps it: composed accents, no direction overrides (app/datasets.py clean_name)
+    const kept = (text) => text.normalize("NFC").replace(/[\u202a-\u202e\u2066-\u2069\ufeff]/g, "");
+    const name = kept(wanted).trim().split(/\s+/).join(" ");
+    const taken = new Set(datasets.map((d) => kept(d.name).toLowerCase()));
     if (!name || !taken.has(name.toLowerCase())) return null;
     let n = 2;
     while (taken.has(`${name.slice(0, 79 - String(n).length).trimEnd()} ${n}`.toLowerCase())) n++;
@@ -155,16 +157,47 @@
       toast("Renamed.", "ok");
       load();
     } catch (e) {
+      if (e.status === 404) { gone(target, "rename-dialog"); return; }
       studio.showError($("rename-error"), e, $("rename-name"));
     }
   });
 
-  function openDelete(d) {
+  // a dataset deleted since the page loaded (in another tab): its card goes, instead of a dialog that cannot succeed
+  function gone(d, dialog) {
+    $(dialog).close();
+    toast(`${d.name} is no longer here: it was deleted, in another tab or window.`, "error", 8000);
+    load();
+  }
+
+  const WORK = { import: "an import", "s3-import": "an import from a bucket", caption: "auto-captioning",
+    export: "an export", "s3-push": "a push to a bucket", "hub-push": "a push to Hugging Face" };
+  const listed = (items) => items.length < 2 ? items.join("") : `${items.slice(0, -1).join(", ")} and ${items.at(-1)}`;
+
+  // the dialog says the count as it is now (an import may have added images since the page loaded) and what
+  // deleting stops
+  async function openDelete(d) {
     target = d;
     $("delete-name").textContent = d.name;
     $("delete-count").textContent = d.images;
     $("delete-error").textContent = "";
+    $("delete-running").hidden = true;
     $("delete-dialog").showModal();
+    let now;
+    try {
+      now = await api(`/api/datasets/${encodeURIComponent(d.id)}`);
+    } catch (e) {
+      if (e.status === 404 && target === d) gone(d, "delete-dialog");
+      return;
+    }
+    if (target !== d) return;
+    $("delete-count").textContent = now.images;
+    const running = (now.running || []).map((kind) => WORK[kind] || "a job");
+    if (running.length) {
+      const what = listed(running);
+      $("delete-running").textContent = `${what[0].toUpperCase()}${what.slice(1)} ${running.length > 1 ? "are" : "is"} ` +
+        `running on it: deleting the dataset stops ${running.length > 1 ? "them" : "it"}.`;
+      $("delete-running").hidden = false;
+    }
   }
 
   $("delete-form").addEventListener("submit", async (ev) => {
@@ -176,6 +209,7 @@
       toast(`Deleted ${gone}.`, "ok", null, { label: "Undo", run: () => restore(result.trash, gone) });
       load();
     } catch (e) {
+      if (e.status === 404) { gone(target, "delete-dialog"); return; }
       $("delete-error").textContent = e.message;
     }
   });
