@@ -82,6 +82,17 @@ def pinned_connection(url: str, address: str, timeout_s: float = READ_TIMEOUT_S)
     return _Pinned(parts.hostname, port, address, timeout_s)
 
 
+def is_web_address(url: str) -> bool:
+    """Whether `url` is an http(s) address with a host and a port that can be connected to (a port over 65535, a
+    port that is no number, an unclosed "[" make urllib raise ValueError later, deep inside a download)."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return False
+    return parts.scheme in {"http", "https"} and bool(parts.hostname) and port != 0
+
+
 def request_target(url: str) -> str:
     parts = urlsplit(url)
     return (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
@@ -157,8 +168,11 @@ def opened(url: str, allow_private: bool, credentials: Credentials | None = None
         if response.status in REDIRECTS and location:
             response.close()
             conn.close()
-            url = urljoin(url, location)
-            if urlsplit(url).scheme not in {"http", "https"}:
+            try:
+                url = urljoin(url, location)
+            except ValueError:
+                url = ""
+            if not is_web_address(url):
                 raise JobError("The link redirects to something that is not a web address.")
             continue
         try:

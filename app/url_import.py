@@ -47,8 +47,7 @@ def check_url(url) -> str:
     if not isinstance(url, str) or not url.strip():
         raise ApiError("'url' must be a link to a ZIP or an image (https://...).", 422)
     url = url.strip()
-    parts = urlsplit(url)
-    if len(url) > MAX_URL or parts.scheme not in {"http", "https"} or not parts.hostname:
+    if len(url) > MAX_URL or not link_fetch.is_web_address(url):
         raise ApiError("Give an http:// or https:// link to a ZIP or an image.", 422)
     return url
 
