@@ -95,6 +95,9 @@ def start_s3_import(dataset, body: dict, skip_known: bool = False) -> Job:
             left_out.extend((o.key, UNSUPPORTED + " (not downloaded)") for o in objects
                             if not importable_name(o.key))
             objects = [o for o in objects if importable_name(o.key)]
+            unsafe = {o.key: why for o in objects if (why := _unsafe_key(download, o.key[len(prefix):]))}
+            left_out.extend(unsafe.items())  # said in the report, not only in the log
+            objects = [o for o in objects if o.key not in unsafe]
             first, later = import_limit.split(objects, limit, lambda o: o.key, spread)
             held.extend(later)
             return first
@@ -134,6 +137,19 @@ def start_s3_import(dataset, body: dict, skip_known: bool = False) -> Job:
     config = {"source": "s3", "bucket": storage.bucket, "prefix": prefix, "limit": limit, "spread": spread,
               **in_config(frames)}
     return context.executor().submit(IMPORT_KIND, dataset.id, work, config=config)
+
+
+def _unsafe_key(folder: Path, relative: str) -> str | None:
+    """Why an object whose key is `relative` under the prefix cannot be downloaded into `folder` (a key that leads
+    out of it, "../x.png"; a name no file may have), else None."""
+    parts = [part for part in relative.split("/") if part]
+    try:
+        confined(folder, *parts)
+    except UnsafePathError:
+        if ".." in parts:
+            return "its key leads out of the folder ('..'), so it was not downloaded"
+        return "its key is not a name a file can have here, so it was not downloaded"
+    return None
 
 
 def _one_file(storage: Storage, prefix: str, download: Path, max_bytes: int, progress) -> list[Path]:
