@@ -325,68 +325,15 @@
   };
   $("uploads-title").onclick = () => { if ($("uploads").classList.contains("compact")) expandPanel(); };
 
-  // from a link: the button, a link dropped on the page (from another tab), or one pasted outside a text field
-  // a direct link to a video, or a Hugging Face dataset with videos: the frames to take from them
-  let linkFrames = null;
-  const showLinkFrames = (held) => {
-    linkFrames = window.frameChoice.showForLink($("link-frames"), $("link-url").value, held);
-  };
-  const linkChecker = window.linkCheck($("link-url"), $("link-check"), $("link-limit"), showLinkFrames);
-  function openLink(url) {
-    $("link-url").value = url || "";
-    $("link-limit").value = "";
-    $("link-spread").value = "";
-    $("link-error").textContent = "";
-    linkChecker.reset();
-    if (url) linkChecker.check();
-    $("link-dialog").showModal();
-  }
-  $("btn-link").onclick = () => openLink("");
-  $("btn-link-empty").onclick = () => openLink("");
-  $("link-form").onsubmit = async (ev) => {
-    ev.preventDefault();
-    $("link-start").disabled = true;
-    try {
-      const limit = $("link-limit").value.trim();
-      const job = await api(`${ds.base}/import-url`, {
-        method: "POST", json: { url: $("link-url").value, limit: limit ? Number(limit) : null,
-          spread: Boolean(limit && $("link-spread").value), ...(linkFrames ? linkFrames(false) : {}) } });
-      $("link-dialog").close();
-      $("uploads").classList.add("open");
-      expandPanel();
-      delete $("uploads-title").dataset.full;
-      $("upload-rows").replaceChildren();
-      $("uploads-title").textContent = "Importing from a link";
-      $("import-status").innerHTML = "";
-      followImport(job.id);
-    } catch (e) {
-      $("link-error").textContent = e.message;
-    } finally {
-      $("link-start").disabled = false;
-    }
-  };
-  const isLink = (text) => /^https?:\/\/\S+$/i.test((text || "").trim());
-  document.addEventListener("paste", (ev) => {
-    const typing = ["INPUT", "TEXTAREA", "SELECT"].includes(document.activeElement.tagName);
-    const text = ev.clipboardData && ev.clipboardData.getData("text/plain");
-    if (!typing && !document.querySelector("dialog[open]") && isLink(text)) { ev.preventDefault(); openLink(text.trim()); }
-  });
-
   // drag and drop anywhere on the page
   let depth = 0;
   const hasFiles = (ev) => ev.dataTransfer && [...ev.dataTransfer.types].includes("Files");
   window.addEventListener("dragenter", (ev) => { if (hasFiles(ev)) { depth++; document.body.classList.add("dragging"); } });
   window.addEventListener("dragleave", () => { depth = Math.max(0, depth - 1); if (!depth) document.body.classList.remove("dragging"); });
   window.addEventListener("dragover", (ev) => {
-    if (hasFiles(ev) || (ev.dataTransfer && [...ev.dataTransfer.types].includes("text/uri-list"))) ev.preventDefault();
+    if (hasFiles(ev)) ev.preventDefault();  // a dropped link: link_import.js
   });
   window.addEventListener("drop", (ev) => {
-    const link = ev.dataTransfer && (ev.dataTransfer.getData("text/uri-list") || "").split(/\r?\n/).find(isLink);
-    if (ev.dataTransfer && !ev.dataTransfer.files.length && link) {
-      ev.preventDefault();
-      openLink(link.trim());
-      return;
-    }
     if (!ev.dataTransfer || !ev.dataTransfer.files.length) return;
     ev.preventDefault();
     depth = 0;
@@ -408,4 +355,14 @@
     if (panels) panels.onStats(d);
   };
   ds.uploadAll = uploadAll;
+  // an import started elsewhere on the page (a link: link_import.js) reports in the uploads panel
+  ds.followImportInPanel = (title, jobId) => {
+    $("uploads").classList.add("open");
+    expandPanel();
+    delete $("uploads-title").dataset.full;
+    $("upload-rows").replaceChildren();
+    $("uploads-title").textContent = title;
+    $("import-status").innerHTML = "";
+    return followImport(jobId);
+  };
 })();
