@@ -46,6 +46,10 @@ step() {
 # ---- where things live
 if [ -z "${STUDIO_ROOT:-}" ]; then
   if [ -d /workspace ] && [ -w /workspace ]; then STUDIO_ROOT=/workspace; else STUDIO_ROOT="$REPO/workspace"; fi
+  if [ -d /workspace ] && [ ! -w /workspace ]; then
+    echo "[start] WARNING: /workspace (the pod's volume) cannot be written: everything goes to $STUDIO_ROOT on the" \
+         "container's disk, lost when the pod stops (the pages say so too). Check the volume, then restart the pod." >&2
+  fi
 fi
 mkdir -p "$STUDIO_ROOT"
 STUDIO_ROOT=$(cd "$STUDIO_ROOT" && pwd)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import secrets
 from datetime import timedelta
 from pathlib import Path
@@ -133,6 +134,24 @@ def _demo_banner(settings: Settings) -> list[dict]:
                      "Everything works end to end, but captions are gibberish and previews are noise."}]
 
 
+POD_VOLUME = Path("/workspace")  # RunPod's persistent volume: only what is under it survives a pod stop
+
+
+def volume_writable(volume: Path) -> bool:
+    return os.access(volume, os.W_OK)
+
+
+def _volume_banner(settings: Settings) -> list[dict]:
+    """A pod whose volume cannot be written (read-only, not attached right) keeps everything on the container's disk
+    (studio.settings.resolve_root, runpod_start.sh): said on every page, instead of losing the work at the stop."""
+    if not POD_VOLUME.is_dir() or Path(settings.root).is_relative_to(POD_VOLUME) or volume_writable(POD_VOLUME):
+        return []
+    return [{"level": "error", "id": "volume-banner",
+             "text": f"{POD_VOLUME} (the pod's volume) cannot be written, so everything is kept in {settings.root} "
+                     "on the container's disk, which is lost when the pod stops: download what you make, check the "
+                     "volume in RunPod (attached, not read-only), then restart the pod."}]
+
+
 def _model_banners(settings: Settings) -> list[dict]:
     try:
         from studio.model_status import banners
@@ -193,7 +212,8 @@ def create_base_app(import_name: str, service: str, title: str, settings: Settin
         return {
             "studio_service": service,
             "studio_title": title,
-            "studio_banners": _open_studio_banner(settings) + _demo_banner(settings) + _model_banners(settings),
+            "studio_banners": (_open_studio_banner(settings) + _demo_banner(settings) + _volume_banner(settings)
+                               + _model_banners(settings)),
             "studio_ports": {"datasets": settings.port, "trainer": settings.trainer_port, "comfyui": COMFYUI_PORT},
             # installed in the workspace (INSTALL_COMFYUI=1), not only a loras folder a volume kept from elsewhere
             "studio_comfyui": (workspace.root / "ComfyUI" / "main.py").is_file(),
