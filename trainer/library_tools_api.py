@@ -165,21 +165,25 @@ def _merge_sources(items) -> list[tuple[Path, float]]:
 
 
 def _merge_target(name, sources: list[tuple[Path, float]]) -> Path:
-    """The merged file's place in the library: `name` (a LoRA name), else one made of the files' names."""
-    import re
-
-    from trainer.names import slug
-    from trainer.recipes.zimage_turbo import NAME_PATTERN
+    """The merged file's place in the library: `name` (a LoRA name, in any script, as Rename and uploads take it),
+    else one made of the files' names."""
+    from trainer.library_edit import file_stem
 
     if name is not None and not isinstance(name, str):
         raise ApiError("'name' must be text.", 422)
     # typed as people type, with spaces ("my merged cat"): one word of it, as Rename makes one ("my-merged-cat")
-    name = "-".join(name.split()) if name and name.strip() else slug("-".join(path.stem for path, _s in sources))
-    if not re.match(NAME_PATTERN, name):
-        raise ApiError("'name' must be 1-80 letters, digits, '.', '_' or '-', starting with a letter or digit.", 422)
-    target = confined(workspace().loras, safe_name(f"{name}.safetensors"))
-    if target.exists():
-        raise ApiError(f"{target.name} is in the library already: pick another name.", 409)
+    wanted = name.strip().removesuffix(".safetensors") if name and name.strip() else None
+    if wanted is not None and ("/" in wanted or "\\" in wanted):
+        raise ApiError("'name' must be a file's name, not a path (no '/' or '\\').", 422)
+    stem = file_stem(wanted if wanted is not None else "-".join(path.stem for path, _s in sources))
+    if not stem:
+        raise ApiError(f"{wanted!r} has no letter or digit to name a file by: use letters, digits, '-', '_' or '.'.",
+                       422)
+    target = confined(workspace().loras, safe_name(f"{stem}.safetensors"))
+    taken = next((other for other in workspace().loras.glob("*.safetensors")
+                  if other.name.lower() == target.name.lower()), None)  # "Cat" beside "cat": one on some disks
+    if taken is not None:
+        raise ApiError(f"{taken.name} is in the library already: pick another name.", 409)
     theirs = library.comfyui_clash(workspace(), target.name, target)
     if theirs is not None:
         raise ApiError(f"ComfyUI's loras has a file of its own named {theirs.name}: pick another name.", 409)
