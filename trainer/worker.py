@@ -70,6 +70,9 @@ class Worker(JobOutputs):
         self.webhooks = webhooks or dispatcher_for(settings)
         self.unload_caption = unload_caption
         self.pid = os.getpid()
+        # a row left by a killed worker of this pid (a restarted container gives its programs the same pids) would
+        # date this worker's start, and the pod's idle time, from that one's
+        self.store.worker_gone(self.pid)
         self.owner = process_token()
         self.shutdown = False
         self._pod_stop_pending = False
