@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import math
 import re
+import unicodedata
 from urllib.parse import urlsplit
 
 # The text encoder reads a caption's first 512 tokens (ZImagePipeline's max_sequence_length, the chat template's
 # dozen included) and drops the rest; people see an estimate, the same as the gallery's counter shows.
 CAPTION_TOKENS = 512
 _PIECES = re.compile(r"\w+|[^\w\s]", re.ASCII)
+# Characters that change how the text around a name is shown (a right-to-left override turns "gpj.exe" into
+# "exe.jpg", and the words after it backwards) or show nothing (a byte-order mark)
+_HIDDEN = dict.fromkeys([*range(0x202A, 0x202F), *range(0x2066, 0x206A), 0xFEFF])
 
 
 def plural(count: int, one: str, many: str | None = None) -> str:
@@ -46,3 +50,12 @@ def address_only(url: str) -> str:
     except ValueError:  # not a port (a job stored before its webhook's port was checked): the host says enough
         port = None
     return f"{parts.scheme}://{host}{f':{port}' if port else ''}/…"
+
+
+def shown_name(name: str) -> str:
+    """A name as people type it, kept as it shows: composed (an "é" typed as "e" plus an accent is one letter, and
+    the "é" of another name), without direction overrides or byte-order marks, control characters as spaces, spaces
+    collapsed; "" when nothing of it can be seen (only invisible characters)."""
+    name = unicodedata.normalize("NFC", name).translate(_HIDDEN)
+    name = " ".join("".join(" " if unicodedata.category(char) == "Cc" else char for char in name).split())
+    return name if any(unicodedata.category(char)[0] not in "CZ" for char in name) else ""

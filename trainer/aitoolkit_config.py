@@ -20,6 +20,7 @@ from trainer.lokr_layout import FACTORS
 from trainer.names import slug
 
 SECTIONS = ("network", "train", "save", "datasets", "sample", "model")
+LARGEST = 10**15  # past every setting's range, and past what a float holds exactly
 OPTIMIZERS = {"adamw8bit": "adamw8bit", "adamw": "adamw", "adam": "adamw", "adam8bit": "adamw8bit",
               "prodigy": "prodigy", "prodigy_schedulefree": "prodigy", "prodigyopt": "prodigy"}
 TIMESTEPS = {"weighted": "weighted", "sigmoid": "sigmoid", "shift": "shift", "linear": "uniform",
@@ -81,6 +82,10 @@ def translate(doc) -> Translated | None:
     if process is None:
         return None
     out = Translated({})
+    huge: list[str] = []
+    _too_large(process, "", huge, [5000])
+    if huge:
+        out.warnings.append(f"{', '.join(huge)}: too large to be any setting's value; the form's value stays.")
     if isinstance(process.get("name"), str) and process["name"].strip():
         _take(out, "name", slug(process["name"]), "name")
     if isinstance(process.get("trigger_word"), str) and process["trigger_word"].strip():
@@ -111,20 +116,44 @@ def _take(out: Translated, key: str, value, shown: str) -> None:
 
 
 def _number(value) -> float | None:
-    """A finite number of the config (YAML reads 1e-4 as a string: its float grammar wants a dot); None otherwise."""
+    """A finite number of the config (YAML reads 1e-4 as a string: its float grammar wants a dot); None otherwise,
+    and for a whole number past LARGEST (no setting's value; _too_large says so)."""
     if isinstance(value, str):
         try:
             value = float(value)
         except ValueError:
             return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+    if isinstance(value, bool) or not isinstance(value, int | float):
         return None
-    return value
+    if isinstance(value, int):
+        return value if abs(value) <= LARGEST else None
+    return value if math.isfinite(value) else None
+
+
+def _whole(value: float) -> int | float:
+    """A count (steps, rank, ...) as a whole number; a fraction stays as stated, so the form says the setting needs a
+    whole number instead of cutting 2.5 steps to 2 unseen."""
+    return int(value) if float(value).is_integer() else value
 
 
 def _sixteen(side: float) -> int:
     """A side in pixels as the nearest multiple of 16 (halves up), 64 at least."""
-    return max(64, int(side / 16 + 0.5) * 16)
+    return max(64, int((side + 8) // 16) * 16)
+
+
+def _too_large(value, path: str, found: list[str], budget: list[int]) -> None:
+    """The places of the whole numbers past LARGEST in `value` (a few thousand values looked at, at most)."""
+    budget[0] -= 1
+    if budget[0] < 0 or len(found) >= 5:
+        return
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _too_large(item, f"{path}.{key}" if path else str(key), found, budget)
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _too_large(item, f"{path}[{index}]", found, budget)
+    elif isinstance(value, int) and not isinstance(value, bool) and abs(value) > LARGEST:
+        found.append(path)
 
 
 def _model(model: dict, out: Translated) -> None:
@@ -172,19 +201,23 @@ def _network(network: dict, out: Translated) -> None:
         out.warnings.append(f"network type {kind}: the studio trains a LoRA or a LoKr; the form's network stays.")
     rank = _number(network.get("rank", network.get("linear")))  # ai-toolkit reads rank first
     if rank is not None and kind != "lokr":
-        _take(out, "rank", int(rank), "rank")
-        alpha = _number(network.get("linear_alpha", network.get("alpha", 1.0)))  # its default alpha is 1
-        _take(out, "alpha", None if alpha == rank else alpha, "alpha")  # alpha = rank: the studio's empty alpha
+        _take(out, "rank", _whole(rank), "rank")
+        stated = network.get("linear_alpha", network.get("alpha", 1.0))  # its default alpha is 1
+        alpha = _number(stated)
+        if alpha is None:
+            out.warnings.append(f"linear_alpha {str(stated)[:40]} is not a number: the form's alpha stays.")
+        else:  # alpha = rank: the studio's empty alpha
+            _take(out, "alpha", None if alpha == rank else alpha, "alpha")
 
 
 def _train(train: dict, out: Translated) -> None:
     for key, ours in (("steps", "steps"), ("batch_size", "batch_size"), ("max_grad_norm", "max_grad_norm")):
         value = _number(train.get(key))
         if value is not None:
-            _take(out, ours, int(value) if ours != "max_grad_norm" else value, ours)
+            _take(out, ours, _whole(value) if ours != "max_grad_norm" else value, ours)
     accumulation = _number(train.get("gradient_accumulation", train.get("gradient_accumulation_steps")))
     if accumulation is not None:
-        _take(out, "gradient_accumulation", int(accumulation), "gradient_accumulation")
+        _take(out, "gradient_accumulation", _whole(accumulation), "gradient_accumulation")
     optimizer = str(train.get("optimizer") or "").lower()
     rate = _number(train.get("lr"))
     if rate is not None and optimizer.startswith("prodigy") and rate < 0.1:  # as ai-toolkit does with Prodigy
@@ -250,7 +283,7 @@ def _schedule(train: dict, out: Translated) -> None:
         _take(out, "lr_schedule", "constant", "lr_schedule")
         warmup = _number(params.get("num_warmup_steps", 1000))
         if warmup is not None:
-            _take(out, "warmup_steps", int(warmup), "warmup_steps")
+            _take(out, "warmup_steps", _whole(warmup), "warmup_steps")
     elif schedule:
         out.warnings.append(f"lr_scheduler {schedule}: the studio's schedules are constant and cosine (with "
                             "warm-up steps); the form's stays.")
@@ -262,10 +295,10 @@ def _save(save: dict, out: Translated) -> None:
         _take(out, "save_dtype", precision, "save_dtype")
     every = _number(save.get("save_every"))
     if every is not None:
-        _take(out, "save_every", int(every), "save_every")
+        _take(out, "save_every", _whole(every), "save_every")
     keep = _number(save.get("max_step_saves_to_keep"))
     if keep is not None:
-        _take(out, "keep_last", int(keep), "keep_last")
+        _take(out, "keep_last", _whole(keep), "keep_last")
 
 
 def _datasets(datasets, out: Translated) -> None:
@@ -306,14 +339,17 @@ def _sample(sample: dict, out: Translated, training_seed) -> None:
         if value is None:
             continue
         if ours in ("sample_width", "sample_height"):
-            value = _sixteen(value)
+            side, value = value, _sixteen(value)
+            if value != side:
+                out.warnings.append(f"sample {key} {side:g}: preview sides are multiples of 16, at least 64, here; "
+                                    f"{value} was taken.")
         if ours == "guidance_scale" and 0 < value <= 1:
             out.own_way.append(GUIDANCE_OFF.format(value=f"{value:g}"))
             value = 0
-        _take(out, ours, value if ours == "guidance_scale" else int(value), ours)
+        _take(out, ours, value if ours == "guidance_scale" else _whole(value), ours)
     seed = _number(training_seed if training_seed is not None else sample.get("seed"))
     if seed is not None:
-        _take(out, "seed", int(seed), "seed")
+        _take(out, "seed", _whole(seed), "seed")
     # ai-toolkit renders every preview with the one seed unless walk_seed (seed + the prompt's place, the studio's way)
     same = _number(sample.get("seed")) if sample.get("walk_seed") is not True else None
     negative = sample.get("neg") if isinstance(sample.get("neg"), str) else ""

@@ -19,6 +19,7 @@ from studio.disk import free_bytes
 from studio.model_status import download_state, format_bytes, waiting_for, worth_waiting
 from studio.registry import model_paths
 from studio.settings import Settings
+from studio.text import shown_name
 from studio.workspace import Workspace, confined
 from trainer.dataset_checks import check_datasets, requested
 from trainer.lokr_layout import DEFAULT_FACTOR
@@ -113,6 +114,9 @@ def _check_request(payload: dict, report: Report) -> None:
     name = payload.get("name")
     if name is not None and (not isinstance(name, str) or len(name) > 120):
         report.error("job_name", "The job name must be text of at most 120 characters.")
+    elif name and not shown_name(name):
+        report.error("job_name", "The job name shows nothing (only invisible characters): type a name, or leave it "
+                                 "empty to name the job after its LoRA.")
     if not isinstance(payload.get("config", {}), dict):
         report.error("config", "The config must be a JSON object of recipe settings.")
     source = payload.get("webhook_from")  # a job whose webhook this one uses too (a copy: its token never shown)
@@ -287,8 +291,9 @@ def validate(settings: Settings, payload: dict) -> Report:
     _check_models(settings, report)
     gpu = detect_gpu()
     report.device = f"{gpu.name} ({gpu.memory_gb:.0f} GB)" if gpu else "CPU"
-    report.name = (payload.get("name") or (config or {}).get("name") or (sources[0]["name"] if sources else "")
-                   or "job")
+    job_name = payload.get("name")
+    report.name = ((shown_name(job_name) if isinstance(job_name, str) else None) or (config or {}).get("name")
+                   or (sources[0]["name"] if sources else "") or "job")
     if parsed is not None:
         from trainer.recipes import get_recipe
 

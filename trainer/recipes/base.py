@@ -4,6 +4,7 @@ JSON round trip, the JSON Schema and the web form."""
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 import types
 import typing
@@ -57,12 +58,20 @@ def _type_ok(value: Any, kind: str) -> bool:
     if kind == "integer":  # JSON has one number type: 100.0 is the integer 100 (as in JSON Schema)
         return (isinstance(value, int) and not isinstance(value, bool)) or (
             isinstance(value, float) and value.is_integer())
-    if kind == "number":
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if kind == "number":  # NaN and infinity (Python's JSON reads them) are no setting's value
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and _finite(value)
     return isinstance(value, str)
 
 
+def _finite(value: int | float) -> bool:
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int too large to be a float (past 1e308)
+        return False
+
+
 _KIND_WORDS = {"boolean": "true or false", "integer": "a whole number", "number": "a number", "string": "text"}
+NOT_FINITE = "Must be a plain number: NaN, infinity and numbers past 1e308 are not."
 _LIST_WORDS = {"boolean": "true or false values", "integer": "whole numbers", "number": "numbers", "string": "texts"}
 _NORMAL = {"integer": int, "number": float}
 
@@ -107,6 +116,9 @@ class RecipeConfig:
                     errors.append({"field": f.name, "message": f"Must be a list of {_LIST_WORDS[item]}."})
                 elif item in _NORMAL:
                     setattr(self, f.name, [_NORMAL[item](v) for v in value])
+            elif kind == "number" and isinstance(value, int | float) and not isinstance(value, bool) \
+                    and not _finite(value):
+                errors.append({"field": f.name, "message": NOT_FINITE})
             elif not _type_ok(value, kind):
                 errors.append({"field": f.name, "message": f"Must be {_KIND_WORDS[kind]}."})
             elif kind in _NORMAL:
