@@ -26,70 +26,9 @@
   // the server's check of the form shown: errors by their fields, warnings, the estimates (job_check.js)
   const { showReport, runValidate, scheduleValidate } = trainer.jobCheck(state, () => payload(), () => saveDraft());
 
-  function inputFor(f) {
-    const id = `f-${f.name}`, val = state.config[f.name];
-    if (f.type === "boolean") {
-      return `<div class="check-row"><input type="checkbox" id="${id}" name="${f.name}" ${val ? "checked" : ""}>
-        <span class="muted">${val ? "on" : "off"}</span></div>`;
-    }
-    if (f.choices) {
-      return `<select id="${id}" name="${f.name}">${f.choices.map((c) =>
-        `<option value="${esc(c)}" ${c === val ? "selected" : ""}>${esc(c)}</option>`).join("")}</select>`;
-    }
-    if (f.type === "array" && f.items === "string") {
-      return `<textarea id="${id}" name="${f.name}" rows="4" placeholder="one per line">${esc((val || []).join("\n"))}</textarea>`;
-    }
-    if (f.type === "array") {
-      return `<input id="${id}" name="${f.name}" value="${esc((val || []).join(", "))}" placeholder="comma separated">`;
-    }
-    if (f.type === "integer" || f.type === "number") {
-      const attrs = [f.min != null && !f.exclusive_min ? `min="${f.min}"` : "", f.max != null ? `max="${f.max}"` : "",
-        f.type === "integer" ? 'step="1"' : 'step="any"'].join(" ");
-      return `<input type="number" id="${id}" name="${f.name}" value="${val == null ? "" : esc(val)}" ${attrs}
-        placeholder="${f.nullable ? "automatic" : ""}">`;
-    }
-    return `<input id="${id}" name="${f.name}" value="${esc(val ?? "")}">`;
-  }
-
-  function renderFields() {
-    for (const section of ["basic", "advanced"]) {
-      const fields = state.recipe.fields.filter((f) => (f.section || "advanced") === section);
-      $(`${section}-fields`).innerHTML = fields.map((f) => {
-        const wide = f.type === "array" && f.items === "string" ? " wide" : "";
-        return `<div class="field${wide}" data-field="${f.name}"><label for="f-${f.name}">${esc(f.label || f.name)}</label>
-          ${inputFor(f)}<div class="help">${esc(f.help)}${f.default != null && f.default !== "" && f.type !== "array" ? ` Default: ${esc(f.default)}.` : ""}</div>
-          <div class="field-error" id="err-${f.name}"></div></div>`;
-      }).join("");
-    }
-  }
-
-  function readField(f, el) {
-    if (f.type === "boolean") return el.checked;
-    const raw = el.value;
-    if (f.type === "array" && f.items === "string") return raw.split("\n").map((s) => s.trim()).filter(Boolean);
-    if (f.type === "array") {
-      return raw.split(/[,\s]+/).filter(Boolean).map((s) => (f.items === "string" ? s : Number(s)));
-    }
-    if (f.type === "integer" || f.type === "number") {
-      if (raw.trim() === "") return f.nullable ? null : raw;
-      const n = Number(raw);
-      return Number.isFinite(n) ? n : raw; // the server names the field when it is not a number
-    }
-    return raw;
-  }
-
-  function syncFormFromConfig() {
-    for (const f of state.recipe.fields) {
-      const el = $(`f-${f.name}`);
-      if (!el) continue;
-      const val = state.config[f.name];
-      if (f.type === "boolean") { el.checked = !!val; el.nextElementSibling.textContent = val ? "on" : "off"; }
-      else if (f.type === "array" && f.items === "string") el.value = (val || []).join("\n");
-      else if (f.type === "array") el.value = (val || []).join(", ");
-      else el.value = val == null ? "" : val;
-    }
-    markPreset(); showApplicable();
-  }
+  // the recipe's fields as inputs, read back and shown again (new_job_fields.js)
+  const { renderFields, readField, syncFormFromConfig, showApplicable, markPreset, renderPresets, known } =
+    trainer.jobFields(state);
 
   async function renderText(force = false) {
     const box = $("config-text");
@@ -103,38 +42,7 @@
   }
 
   function changed() { renderText(); markPreset(); renderMix(); showApplicable(); scheduleValidate(); }
-
-  // A field that applies to some settings only (shown_when, e.g. the LoKr factor with network lokr) is hidden
-  // otherwise; its value stays in the config, as the server reads it.
-  function showApplicable() {
-    // a setting a config leaves out (one copied from a job older than the setting) has its default
-    const valueOf = (key) => (key in state.config ? state.config[key]
-      : (state.recipe.fields.find((f) => f.name === key) || {}).default);
-    for (const f of state.recipe.fields) {
-      if (!f.shown_when) continue;
-      const box = document.querySelector(`[data-field="${f.name}"]`);
-      const applies = Object.entries(f.shown_when).every(([key, values]) => values.includes(valueOf(key)));
-      if (box) box.hidden = !applies;
-    }
-  }
   function renderMix() { mix.render(state.config.trigger_word, state.config.sample_prompts || []); }
-
-  function markPreset() {
-    document.querySelectorAll("#presets button").forEach((b) => {
-      const preset = state.recipe.presets[b.dataset.preset];
-      const match = Object.entries(preset).every(([k, v]) => JSON.stringify(state.config[k]) === JSON.stringify(v));
-      b.classList.toggle("active", match);
-      b.setAttribute("aria-pressed", String(match));
-    });
-  }
-
-  function renderPresets() {
-    const labels = { "16gb": "16 GB", "24gb": "24 GB", "48gb": "48+ GB" };
-    $("presets").innerHTML = Object.keys(state.recipe.presets).map((key) => {
-      const tip = Object.entries(state.recipe.presets[key]).map(([k, v]) => `${k}: ${JSON.stringify(v)}`).join("\n");
-      return `<button type="button" data-preset="${esc(key)}" title="${esc(tip)}">${esc(labels[key] || key)}</button>`;
-    }).join("");
-  }
 
   async function loadDatasets() {
     const { datasets } = await studio.api("/api/datasets");
@@ -228,13 +136,24 @@
       webhook: $("f-webhook").value, webhookFrom: state.webhookFrom || null, auto: state.auto });
   }
   function restoreDraft(draft) {
-    state.config = { ...state.config, ...draft.config };
+    state.config = { ...state.config, ...keptSettings(draft.config, "Your earlier settings") };
     state.auto = draft.auto || state.auto;
     if (draft.picks && draft.picks.length) { mix.set(draft.picks); shownPrimary = mix.primary; }
     $("f-job-name").value = draft.name || "";
     $("f-webhook").value = draft.webhook || "";
     if (state.webhookFrom && !draft.webhookFrom && $("f-webhook-drop")) $("f-webhook-drop").click();
     syncFormFromConfig(); paintCards(); renderText(true); changed();
+  }
+
+  // A draft or a copied job from before the studio was updated may hold a setting the recipe no longer has: left out
+  // and said, instead of an error the form could not clear.
+  function keptSettings(config, whose) {
+    const { kept, left } = known(config);
+    if (left.length) {
+      studio.toast(`${whose} had ${left.length === 1 ? "a setting" : "settings"} this trainer no longer has, left out: ` +
+        `${left.slice(0, 5).join(", ")}${left.length > 5 ? ", …" : ""}.`, "info", 10000);
+    }
+    return kept;
   }
 
   // The text view's settings go over the form's: an ai-toolkit config states some of them, and a setting left out of
@@ -249,7 +168,9 @@
     try {
       const answer = await trainer.configText.read(text, state.format);
       const partial = state.recipe.fields.some((f) => f.name in state.config && !(f.name in answer.config));
-      state.config = { ...state.config, ...answer.config };
+      // a setting the recipe does not have (a misspelt key) stays only while the text states it: taken out of the
+      // text, it is gone, and the form can start again
+      state.config = { ...known(state.config).kept, ...answer.config };
       setTextProblem("");
       trainer.configText.show(answer);
       syncFormFromConfig(); scheduleValidate();
@@ -329,7 +250,8 @@
     if (from) {
       try {
         const { job } = await studio.api(`/api/jobs/${encodeURIComponent(from)}`);
-        Object.assign(state.config, job.config); mix.fromJob(job); shownPrimary = mix.primary;
+        Object.assign(state.config, keptSettings(job.config, "The copied job"));
+        mix.fromJob(job); shownPrimary = mix.primary;
         $("f-job-name").value = `${job.name} (copy)`;
         if (job.webhook_set) {  // its address holds a token the page is not shown: left empty, the copy keeps it
           state.webhookFrom = job.id;
