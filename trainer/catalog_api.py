@@ -24,6 +24,7 @@ from trainer.lora_formats import needs_converting
 bp = Blueprint("catalog", __name__)
 THUMBS_IN_STRIP = 8
 DATASET_STRIP_SIZE = 160
+CONFIG_MAX_VALUES = 100_000  # keys and values a config text may stand for (the biggest ai-toolkit config: ~300)
 
 
 def workspace() -> Workspace:
@@ -89,6 +90,9 @@ def parse_config():
         raise ApiError(f"The config text is not valid YAML/JSON{where}: {problem}.", 422) from None
     if not isinstance(config, dict):
         raise ApiError("The config text must describe an object of settings (name: value).", 422)
+    if _over(config, CONFIG_MAX_VALUES):  # aliases repeat a value by reference: 349 bytes can stand for 58 MB
+        raise ApiError(f"The config text stands for more than {CONFIG_MAX_VALUES:,} values once its aliases (*name) "
+                       "are written out: no config has that many; write the values out instead.", 422)
     try:  # YAML also reads .inf, .nan, dates and !!binary, which no setting takes and JSON cannot carry
         json.dumps(config, allow_nan=False)
     except (TypeError, ValueError) as exc:
@@ -99,6 +103,22 @@ def parse_config():
         return jsonify({"config": translated.config, "from": "ai-toolkit", "taken": translated.taken,
                         "own_way": translated.own_way, "warnings": translated.warnings})
     return jsonify({"config": config})
+
+
+def _over(value, budget: int) -> bool:
+    """Whether `value`, with every alias written out, holds more than `budget` values (stops at the budget)."""
+    stack, seen = [value], 0
+    while stack:
+        item = stack.pop()
+        seen += 1
+        if seen > budget:
+            return True
+        if isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
 
 
 def _dataset_images(folder: Path) -> list[str]:
