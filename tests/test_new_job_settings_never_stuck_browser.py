@@ -89,3 +89,26 @@ def test_a_number_the_browser_cannot_read_is_named_not_taken_as_automatic(studio
     expect(page.locator("#start")).to_be_enabled()
     assert '"alpha": null' in page.locator("#config-text").input_value()
     assert page.errors == []
+
+
+def test_a_check_refused_for_its_size_is_said_once_not_retried_forever(studio, page):
+    from playwright.sync_api import expect
+
+    _open_form(page, studio.trainer + "/new?dataset=my-cat")
+    checks = []
+    page.on("request", lambda request: checks.append(1) if "/api/jobs/validate" in request.url else None)
+    # a job name of 5 MB (pasted by mistake): every check of it is over the request limit (413)
+    page.evaluate("""() => { const f = document.querySelector('#f-job-name'); f.removeAttribute('maxlength');
+                             f.value = 'x'.repeat(5 * 1024 * 1024);
+                             f.dispatchEvent(new Event('input', {bubbles: true}));
+                             f.dispatchEvent(new Event('change', {bubbles: true})); }""")
+    expect(page.locator("#check-refused")).to_contain_text("larger than")
+    expect(page.locator("#start")).to_be_disabled()
+    sent = len(checks)
+    page.wait_for_timeout(6000)  # a retry came every 5 s, each refused the same way
+    assert len(checks) == sent
+    expect(page.locator("#check-unreached")).to_have_count(0)
+    page.fill("#f-job-name", "my cat")  # fixed: checked again, and Start comes back
+    expect(page.locator("#check-refused")).to_have_count(0)
+    expect(page.locator("#start")).to_be_enabled()
+    assert page.errors == []

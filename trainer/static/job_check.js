@@ -92,6 +92,7 @@ trainer.jobCheck = function (state, payload, changing) {
       else {
         if (seq !== validateSeq) return null;
         delete $("job-form").dataset.checking;
+        if (refused(e)) { showRefused(e); return null; }  // the same request would be refused again
         showUnchecked(e);
         state.recheckTimer = setTimeout(runValidate, 5000);
         return null;
@@ -99,6 +100,15 @@ trainer.jobCheck = function (state, payload, changing) {
     }
     if (seq === validateSeq) { showReport(report); delete $("job-form").dataset.checking; }
     return report;
+  }
+  // a 4xx with a sentence (413: the settings text is too large) is about the request itself: said, not retried
+  function refused(err) {
+    return err.status >= 400 && err.status < 500 && ![401, 408, 429].includes(err.status) && !!(err.data && err.data.error);
+  }
+  function showRefused(err) {
+    $("problems").innerHTML = `<li class="err" id="check-refused">${esc(err.data.error)}</li>`;
+    state.reportErrors = true;
+    $("start").disabled = true;
   }
   function showUnchecked(err) {
     const why = err.data && err.data.error ? err.data.error
