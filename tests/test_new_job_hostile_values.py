@@ -92,3 +92,13 @@ def test_an_ai_toolkit_alpha_that_is_not_a_number_keeps_the_forms_alpha(trainer_
     translated = translate({"network": {"type": "lora", "linear": 16, "linear_alpha": "sixteen"}, "train": {}})
     assert "alpha" not in translated.config and translated.config["rank"] == 16
     assert translated.warnings == ["linear_alpha sixteen is not a number: the form's alpha stays."]
+
+
+def test_a_webhook_url_of_a_megabyte_is_refused_with_its_length(trainer_client):
+    url = "https://hooks.example.com/" + "a" * 1_000_000
+    response = trainer_client.post("/api/jobs/validate?report=1", json={"dataset": "cats", "webhook_url": url})
+    errors = {e["field"]: e["message"] for e in response.get_json()["errors"]}
+    assert "1,000,026 characters long" in errors["webhook_url"] and "at most 2,048" in errors["webhook_url"]
+    fine = trainer_client.post("/api/jobs/validate?report=1",
+                               json={"dataset": "cats", "webhook_url": "https://hooks.example.com/x"})
+    assert "webhook_url" not in {e["field"] for e in fine.get_json()["errors"]}

@@ -26,6 +26,7 @@ from trainer.lokr_layout import DEFAULT_FACTOR
 from trainer.lora_file import LoraFileError, check_start_lora
 
 log = logging.getLogger(__name__)
+WEBHOOK_URL_MAX = 2048
 # What a training job needs downloaded (models.txt keys and what people call them)
 TRAINING_MODELS = (("zimage", "Z-Image-Turbo model"), ("adapter", "Z-Image training adapter"))
 REQUEST_KEYS = {"name", "recipe", "dataset", "dataset_version", "datasets", "config", "webhook_url", "webhook_from",
@@ -125,7 +126,10 @@ def _check_request(payload: dict, report: Report) -> None:
     url = payload.get("webhook_url")
     if url not in (None, ""):
         parsed = urlparse(url) if isinstance(url, str) else None
-        if parsed is None or parsed.scheme not in ("http", "https") or not parsed.netloc:
+        if isinstance(url, str) and len(url) > WEBHOOK_URL_MAX:  # kept in every job row and shown on its page
+            report.error("webhook_url", f"The webhook URL is {len(url):,} characters long; a webhook's address is at "
+                                        f"most {WEBHOOK_URL_MAX:,}: paste the address alone.")
+        elif parsed is None or parsed.scheme not in ("http", "https") or not parsed.netloc:
             report.error("webhook_url", "The webhook URL must start with http:// or https://.")
         elif not _port_fits(parsed):
             report.error("webhook_url", "The webhook URL's port is not a port (1 to 65535): check the number after "
