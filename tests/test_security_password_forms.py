@@ -5,29 +5,23 @@ from __future__ import annotations
 
 import http.client
 import subprocess
-import threading
 import unicodedata
 
 import pytest
-from werkzeug.serving import make_server
 
 import app as datasets_pkg
 import trainer
 from studio.auth import bearer_header
+from tests.helpers import serving_app
 
 UNICODE_PASSWORD = "pässwörd 密码 🔑"
 
 
 @pytest.fixture
 def served(make_settings):
-    """The dataset manager on a real HTTP server (headers decoded from bytes as any WSGI server does)."""
-    app = datasets_pkg.create_app(make_settings(STUDIO_PASSWORD=UNICODE_PASSWORD))
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server.server_port
-    server.shutdown()
-    thread.join()
+    """The dataset manager on a real HTTP server (headers decoded from bytes as any WSGI server does): its port."""
+    with serving_app(datasets_pkg.create_app(make_settings(STUDIO_PASSWORD=UNICODE_PASSWORD))) as url:
+        yield int(url.rsplit(":", 1)[1])
 
 
 def _get(port: int, path: str, headers: dict) -> int:

@@ -5,27 +5,21 @@ job failed before it began) and in auto-caption's and Express's requests."""
 from __future__ import annotations
 
 import logging
-import threading
 
 import pytest
 import requests
-from werkzeug.serving import make_server
 
 import caption_service
 from app import autocaption
+from tests.helpers import serving_app
 from tests.test_security_password_forms import UNICODE_PASSWORD
 from trainer.worker import Worker
 
 
 @pytest.fixture
 def caption_url(make_settings):
-    app = caption_service.create_app(make_settings(STUDIO_PASSWORD=UNICODE_PASSWORD))
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
-    thread.join()
+    with serving_app(caption_service.create_app(make_settings(STUDIO_PASSWORD=UNICODE_PASSWORD))) as url:
+        yield url
 
 
 def test_the_worker_and_auto_caption_reach_the_caption_service_with_a_unicode_password(make_settings, caption_url,
