@@ -8,7 +8,8 @@ made smaller or merged here.
 `file` is the path inside ComfyUI's loras (its subfolders too); `layout` is None for a file in this studio's names,
 else the other trainer's layout it is in (its card then offers Convert: trainer.library_convert); `others` counts the
 files of other models left out. Adding places the same file (a hard link: no space taken where the disk allows) in the
-library under its name, or name-2 when the library has another file of that name; ComfyUI's file stays as it is.
+library under its name, or name-2 when the library has another file of that name; ComfyUI's file stays as it is, and
+the workflows of its renders name that file (comfyui_name).
 """
 
 from __future__ import annotations
@@ -70,8 +71,10 @@ def add_from_comfyui(name: str):
     folder = space.comfyui_loras
     if folder is None or not folder.is_dir():
         raise ApiError("ComfyUI is not installed on this pod: there is no loras folder of its own to add from.", 404)
-    source = confined(folder, *name.split("/"))
-    if not source.is_file() or source.suffix != ".safetensors":
+    parts = name.split("/")
+    confined(folder, *parts)  # inside ComfyUI's loras, links resolved: a link to a file elsewhere is refused
+    source = folder.joinpath(*parts)  # as ComfyUI lists it: its loras folder may be a link to a shared one
+    if {".", ".."} & set(parts) or not source.is_file() or source.suffix != ".safetensors":
         raise ApiError(f"ComfyUI's loras has no LoRA {name!r}.", 404)
     try:
         header = read_header(source)
@@ -90,8 +93,29 @@ def add_from_comfyui(name: str):
             raise ApiError(f"{source.name} is in the library already, as {known.name}.", 409)
         chosen = free_name(space.loras, source.name)
         place_file(source, space.loras / chosen)
-        library_facts.write_source(space.loras / chosen, {COMFYUI_FILE: source.relative_to(folder).as_posix()})
+        library_facts.write_source(space.loras / chosen, {COMFYUI_FILE: "/".join(parts)})
     return jsonify({"file": chosen, "layout": None if layout == "ours" else layout}), 201
+
+
+def comfyui_name(space, name: str) -> str:
+    """The name ComfyUI's loras knows the library file `name` by, for a workflow's LoraLoader: its own when the library
+    placed it there (the same file or bytes), else the file of ComfyUI's it was added from (in a subfolder, or named
+    otherwise: "ink wash.safetensors" is the library's ink-wash.safetensors) while that is still there; else `name`."""
+    folder = space.comfyui_loras
+    try:
+        ours = confined(space.loras, name)
+    except UnsafePathError:
+        return name
+    if folder is None or not folder.is_dir() or library.same_bytes(folder / ours.name, ours):
+        return name
+    origin = library_facts.read_source(ours).get(COMFYUI_FILE)
+    if not isinstance(origin, str):
+        return name
+    try:
+        found = confined(folder, *origin.split("/")).is_file()
+    except UnsafePathError:
+        found = False
+    return origin if found else name
 
 
 def _layout(path: Path, stat) -> str | None:
