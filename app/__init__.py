@@ -98,6 +98,7 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     measure.start(app.extensions["dataset_store"], app.config["STUDIO_SETTINGS"].max_image_pixels)
     app.extensions["express_driver"] = express.ExpressDriver(app)
+    app.extensions["job_executor"].on_end.append(lambda _job_id: app.extensions["express_driver"].wake())
     with app.app_context():
         express_abandoned.close_abandoned()
     if jobs.count(("running",), kind="express", work=True):  # chains a restart interrupted go on by themselves

@@ -30,6 +30,7 @@ class JobExecutor:
         self._slots: dict[str, threading.BoundedSemaphore] = {}
         self._guard = threading.Lock()
         self._threads: dict[str, threading.Thread] = {}
+        self.on_end: list[Callable[[str], None]] = []  # told each job's id once it ended (the express driver wakes)
 
     def _slot(self, kind: str) -> threading.BoundedSemaphore:
         with self._guard:
@@ -57,6 +58,11 @@ class JobExecutor:
         finally:
             with self._guard:
                 self._threads.pop(job.id, None)
+            for listener in self.on_end:
+                try:
+                    listener(job.id)
+                except Exception:  # a listener's bug never outlives its job's thread
+                    log.exception("a listener of job %s's end failed", job.id)
 
     def _execute(self, job: Job, work: Work) -> None:
         reporter = JobReporter(self.store, job.id)

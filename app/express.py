@@ -347,13 +347,20 @@ def _stop(express: Job) -> Job:
 
 
 class ExpressDriver:
-    """Advances every running chain about once a second in a background thread of the web process.
-    It runs only while a chain runs, and starts again when one is created or found at start-up."""
+    """Advances every running chain about once a second in a background thread of the web process, and at once when
+    a stage this process runs ends (wake). It runs only while a chain runs, and starts again when one is created or
+    found at start-up."""
 
     def __init__(self, app: Flask):
         self.app = app
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        self._woken = threading.Event()
+
+    def wake(self) -> None:
+        """Advance the chains now: a stage of this process (import, captions, export) just ended, and the next one
+        starts at once instead of at the next tick."""
+        self._woken.set()
 
     def ensure_running(self) -> None:
         with self._lock:
@@ -381,4 +388,5 @@ class ExpressDriver:
                 with self._lock:
                     self._thread = None
                 return
-            time.sleep(TICK_S)
+            self._woken.wait(TICK_S)
+            self._woken.clear()
