@@ -31,3 +31,29 @@ def test_a_lora_is_added_from_a_comfyui_loras_folder_that_is_a_link_to_a_shared_
     name = added.get_json()["file"]
     assert (space.loras / name).read_bytes() == _lora({"n": "ink"})
     assert client.get("/api/library/comfyui").get_json()["files"] == []  # added: not offered again
+
+
+def test_an_add_never_replaces_a_file_placed_under_its_name_a_moment_before(studio, monkeypatch):
+    from trainer import library_comfyui, lora_import
+
+    client, space = studio.test_client(), studio.config["STUDIO_WORKSPACE"]
+    loras = space.root / "ComfyUI" / "models" / "loras"
+    loras.mkdir()
+    (loras / "ink.safetensors").write_bytes(_lora({"n": "comfy"}))
+    real, raced = lora_import.free_name, []
+
+    def meanwhile(folder, name, comfyui=None):  # an upload settles the same name between the look and the place
+        chosen = real(folder, name, comfyui)
+        if not raced:
+            raced.append(chosen)
+            (folder / chosen).write_bytes(_lora({"n": "uploaded"}))
+        return chosen
+
+    monkeypatch.setattr(lora_import, "free_name", meanwhile)
+    monkeypatch.setattr(library_comfyui, "free_name", meanwhile, raising=False)  # where it looked before
+    added = client.post("/api/library/comfyui/ink.safetensors/add")
+    assert added.status_code == 201, added.get_json()
+    assert raced == ["ink.safetensors"] and added.get_json()["file"] == "ink-2.safetensors"
+    assert (space.loras / "ink.safetensors").read_bytes() == _lora({"n": "uploaded"})  # the upload's, untouched
+    assert (space.loras / "ink-2.safetensors").read_bytes() == _lora({"n": "comfy"})
+    assert not list(space.loras.glob(".comfyui-*"))

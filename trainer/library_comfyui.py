@@ -14,6 +14,7 @@ the workflows of its renders name that file (comfyui_name).
 
 from __future__ import annotations
 
+import secrets
 import threading
 from pathlib import Path
 
@@ -25,7 +26,7 @@ from studio.workspace import UnsafePathError, confined
 from trainer import library, library_facts
 from trainer.lora_file import LoraFileError, read_header
 from trainer.lora_formats import zimage_layout
-from trainer.lora_import import free_name, loadable_or_error
+from trainer.lora_import import loadable_or_error, settle
 
 bp = Blueprint("library_comfyui", __name__)
 COMFYUI_FILE = "comfyui_file"  # in a library file's record: the file of ComfyUI's loras it came from
@@ -91,8 +92,14 @@ def add_from_comfyui(name: str):
         known = library.twin(space.loras, source)
         if known is not None:
             raise ApiError(f"{source.name} is in the library already, as {known.name}.", 409)
-        chosen = free_name(space.loras, source.name)
-        place_file(source, space.loras / chosen)
+        # staged, then linked under a free name: never over a file an upload, a rename or a restore placed under
+        # that name a moment ago (_adding holds other adds only)
+        staged = space.loras / f".comfyui-{secrets.token_hex(4)}.tmp"
+        place_file(source, staged)
+        try:
+            chosen = settle(staged, space.loras, source.name)
+        finally:
+            staged.unlink(missing_ok=True)
         library_facts.write_source(space.loras / chosen, {COMFYUI_FILE: "/".join(parts)})
     return jsonify({"file": chosen, "layout": None if layout == "ours" else layout}), 201
 
