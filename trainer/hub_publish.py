@@ -13,7 +13,11 @@ repo adds a commit with the files as they are now.
 
 from __future__ import annotations
 
+import json
 import logging
+import os
+import re
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -45,9 +49,35 @@ def state(job_dir: Path) -> dict | None:
 
 
 def _save(job_dir: Path, **values) -> dict:
+    """The publication's state with `values`, written atomically into the job's folder, never making that folder:
+    a job deleted while its LoRA goes up is in Recently deleted, and a folder made again in its place would keep
+    it from coming back."""
     current = {**(state(job_dir) or {}), **values}
-    atomic_write_json(job_dir / STATE_NAME, current)
+    try:
+        fd, temporary = tempfile.mkstemp(dir=job_dir, prefix=f".{STATE_NAME}.", suffix=".tmp")
+    except FileNotFoundError:  # the job was deleted meanwhile
+        return current
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(current, handle, indent=2, sort_keys=True, default=str)
+        os.replace(temporary, job_dir / STATE_NAME)
+    except FileNotFoundError:  # the folder went to Recently deleted while this was written
+        Path(temporary).unlink(missing_ok=True)
     return current
+
+
+def publishing(job_id: str) -> bool:
+    """Whether the job's LoRA is on its way to the hub now."""
+    with _running_lock:
+        return job_id in _running
+
+
+def hub_name(name: str) -> str:
+    """A LoRA's name (letters, digits, '-', '_' and '.') as a repo name the hub takes: no "--" or "..", no '-' or
+    '.' at its end, 96 characters at most ("cat--v2-" -> "cat-v2"). job_publish.js offers the same in its dialog."""
+    name = re.sub(r"[^A-Za-z0-9._-]+", "-", name)
+    name = re.sub(r"[-.]{2,}", lambda run: "." if set(run[0]) == {"."} else "-", name)
+    return name[:96].strip("-.") or "lora"
 
 
 def card(job, lora: Path, job_dir: Path, previews: list[tuple[str, str]], learned: bool = False) -> str:
@@ -182,13 +212,28 @@ def _publish(job, job_dir: Path, repo: str, private: bool, conf: Settings) -> No
         ended = {"status": "failed", "message": exc.message}
     except Exception as exc:  # every hub failure is one sentence on the page
         log.warning("publishing job %s to %s failed", job.id, repo, exc_info=True)
-        ended = {"status": "failed", "message": write_error(exc, repo)}
+        ended = {"status": "failed", "message": _refusal(exc, repo)}
     finally:
         with _running_lock:  # the end and the running set change together: a page that sees the end may publish again
-            _save(job_dir, **ended, finished_at=time.time())
-            _running.discard(job.id)
-            _stopping.discard(job.id)
-            _committing.discard(job.id)
+            try:
+                _save(job_dir, **ended, finished_at=time.time())
+            finally:  # even when the end cannot be written: the job is never "being published already" for good
+                _running.discard(job.id)
+                _stopping.discard(job.id)
+                _committing.discard(job.id)
+
+
+def _refusal(exc: Exception, repo: str) -> str:
+    """Why the hub refused, in one sentence: a token it does not know (401: expired, revoked, mistyped) said as
+    such, not as a token that may only read."""
+    from huggingface_hub.errors import HfHubHTTPError
+
+    response = getattr(exc, "response", None) if isinstance(exc, HfHubHTTPError) else None
+    if response is not None and response.status_code == 401:
+        return ("Hugging Face did not accept HF_TOKEN: it may have expired or been revoked. HF_TOKEN needs write "
+                "access: make a token of the 'write' role at huggingface.co/settings/tokens, set HF_TOKEN to it and "
+                "restart the pod.")
+    return write_error(exc, repo)
 
 
 @bp.post("/api/jobs/<job_id>/publish-hub")
@@ -196,7 +241,7 @@ def start_publish(job_id: str):
     job = load_job(job_id)
     conf = settings()
     body = json_body()
-    repo = check_repo(body.get("repo", job.config.get("name") or job.id))
+    repo = check_repo(body.get("repo", hub_name(job.config.get("name") or job.id)))
     private = json_flag(body, "private", True)
     if not conf.hf_token:
         raise ApiError(NO_TOKEN, 409)
@@ -239,5 +284,6 @@ def publish_state(job_id: str):
         found = state(workspace().jobs / job.id)
         if found and found.get("status") == "running" and job.id not in _running:  # its process is gone: a restart
             found = _save(workspace().jobs / job.id, status="failed", finished_at=time.time(),
-                          message="The upload was cut off by a restart: publish again.")
+                          message="The upload was cut off by a restart (or the job was deleted meanwhile): "
+                                  "publish again.")
     return jsonify({"publish": found, "token": bool(settings().hf_token)})

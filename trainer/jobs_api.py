@@ -229,6 +229,11 @@ def continue_job(job_id):
     if job.status != "completed":
         raise ApiError(f"The job is {job.status}: only a completed job is continued (a stopped one is resumed).",
                        409)
+    from trainer.hub_publish import publishing
+
+    if publishing(job.id):  # training further replaces the LoRA file on its way to the hub
+        raise ApiError("This job's LoRA is being published to Hugging Face: wait for it to finish (or stop it), then "
+                       "train more steps.", 409)
     if latest_checkpoint_step(workspace().jobs / job.id) != job.step:
         raise ApiError(f"The job has no checkpoint at its last step ({job.step}) to continue from: clone it "
                        "instead.", 409)

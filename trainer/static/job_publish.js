@@ -9,6 +9,9 @@
   const jobId = root.dataset.job;
   const esc = window.trainer.esc;
   let job = null, timer = null;
+  // a LoRA's name as a repo name the hub takes (hub_publish.hub_name): no "--" or "..", no '-' or '.' at its ends
+  const hubName = (name) => String(name || "").replace(/[^A-Za-z0-9._-]+/g, "-")
+    .replace(/[-.]{2,}/g, (run) => (/^\.+$/.test(run) ? "." : "-")).slice(0, 96).replace(/^[-.]+|[-.]+$/g, "") || "lora";
 
   function show(publish, token) {
     button.disabled = !token;
@@ -52,7 +55,7 @@
   button.addEventListener("click", () => {
     if (!job) return;
     const last = (($("publish-status").hidden ? null : $("publish-link")) || {}).textContent;
-    $("publish-repo").value = last || (job.config && job.config.name) || job.name;
+    $("publish-repo").value = last || hubName((job.config && job.config.name) || job.id);
     $("publish-error").textContent = "";
     dialog.showModal();
     $("publish-repo").select();

@@ -1,0 +1,101 @@
+"""Publishing a job's LoRA to the hub when things go wrong on the user's side: the job deleted while its LoRA goes
+up (and restored), an expired token, a LoRA name the hub does not take as a repo name. The local stand-in hub
+answers; nothing goes to the internet."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from tests.test_datasets_hub_import import hub  # noqa: F401 - the stand-in hub, a fixture
+from tests.test_trainer_hub_publish import _publish, published  # noqa: F401 - a finished job ready to publish
+from trainer import hub_publish
+
+
+def _until(predicate, what: str, timeout: float = 20.0):
+    deadline = time.monotonic() + timeout
+    while not (found := predicate()):
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+    return found
+
+
+def test_a_job_deleted_while_its_lora_goes_up_can_be_published_again_once_restored(published, hub, monkeypatch):  # noqa: F811
+    """The folder went to Recently deleted under the upload: its last state could not be written, and the job stayed
+    "being published already" until the trainer restarted, after it was restored too."""
+    from huggingface_hub import HfApi
+
+    client, job, _job_dir = published()
+    uploading, go_on = threading.Event(), threading.Event()
+    real = HfApi.preupload_lfs_files
+
+    def slow_first(self, repo_id, additions, **kwargs):
+        if not uploading.is_set():
+            uploading.set()
+            assert go_on.wait(20)
+        return real(self, repo_id, additions=additions, **kwargs)
+
+    monkeypatch.setattr(HfApi, "preupload_lfs_files", slow_first)
+    assert client.post(f"/api/jobs/{job.id}/publish-hub", json={"repo": "tiny-lora"}).status_code == 202
+    assert uploading.wait(20)
+    deleted = client.delete(f"/api/jobs/{job.id}").get_json()
+    assert deleted["deleted"] is True, deleted
+    go_on.set()
+    _until(lambda: job.id not in hub_publish._running, "the publication to end")
+    assert client.post(f"/api/trash/{deleted['trash']}/restore").status_code == 200
+    state = client.get(f"/api/jobs/{job.id}/publish-hub").get_json()["publish"]
+    assert state["status"] != "running", state
+    again = _publish(client, job.id, {"repo": "tiny-lora"})
+    assert again["status"] == "completed", again
+
+
+def test_an_expired_token_is_said_to_be_one(published, hub):  # noqa: F811
+    client, job, _ = published()
+    hub.refused_tokens.add("hf_write")  # the hub no longer knows it: expired or revoked
+    state = _publish(client, job.id, {"repo": "tiny-lora"})
+    assert state["status"] == "failed", state
+    assert "did not accept HF_TOKEN" in state["message"] and "expired" in state["message"], state
+    assert hub.commits == []
+
+
+def test_a_lora_name_the_hub_refuses_is_published_under_a_name_it_takes(published, hub):  # noqa: F811
+    """"cat--v2-" is a fine LoRA name and no repo name: publishing without naming a repo answered 422 for a name the
+    user never typed (the job page's dialog offers the same name: test_browser_job_publish_names)."""
+    client, job, _ = published()
+    store = client.application.extensions["job_store"]
+    store.update(job.id, config={**job.config, "name": "cat--v2-"})
+    state = _publish(client, job.id, {})
+    assert state["status"] == "completed" and state["repo"] == "me/cat-v2", state
+
+
+def test_hub_name_keeps_a_good_name_and_mends_the_others():
+    assert hub_publish.hub_name("tiny-lora") == "tiny-lora" and hub_publish.hub_name("v1.5_cat") == "v1.5_cat"
+    assert hub_publish.hub_name("cat--v2-") == "cat-v2" and hub_publish.hub_name("a..b.") == "a.b"
+    assert hub_publish.hub_name("a.-b") == "a-b" and len(hub_publish.hub_name("x" * 200)) == 96
+
+
+def test_train_more_steps_waits_for_a_publication_on_its_way(published, hub, monkeypatch):  # noqa: F811
+    """Train more steps while the LoRA went up: the run further replaces the very file being uploaded."""
+    from huggingface_hub import HfApi
+
+    client, job, _job_dir = published()
+    uploading, go_on = threading.Event(), threading.Event()
+    real = HfApi.preupload_lfs_files
+
+    def slow_first(self, repo_id, additions, **kwargs):
+        if not uploading.is_set():
+            uploading.set()
+            assert go_on.wait(20)
+        return real(self, repo_id, additions=additions, **kwargs)
+
+    monkeypatch.setattr(HfApi, "preupload_lfs_files", slow_first)
+    assert client.post(f"/api/jobs/{job.id}/publish-hub", json={"repo": "tiny-lora"}).status_code == 202
+    assert uploading.wait(20)
+    try:
+        refused = client.post(f"/api/jobs/{job.id}/continue", json={"more_steps": 100})
+        assert refused.status_code == 409 and "being published" in refused.get_json()["error"], refused.get_json()
+    finally:
+        go_on.set()
+    _until(lambda: client.get(f"/api/jobs/{job.id}/publish-hub").get_json()["publish"]["status"] != "running",
+           "the publication to end")
+    assert client.get(f"/api/jobs/{job.id}").get_json()["job"]["status"] == "completed"
