@@ -20,6 +20,7 @@ import http.client
 import json
 import logging
 import queue
+import socket
 import threading
 import time
 import uuid
@@ -36,6 +37,7 @@ log = logging.getLogger(__name__)
 SIGNATURE_HEADER = "X-Studio-Signature"
 RETRY_AFTER_MAX_S = 60.0  # a rate limit asking for longer holds every later delivery up: wait this long at most
 RETRIED_CODES = (408, 425, 429)  # of the 4xx answers, those a later try may get past
+TRY_DEADLINE_TIMEOUTS = 3  # a whole try (connect, send, answer) may take this many read timeouts
 
 
 where = address_only  # what logs may say of a webhook's address (the path and query hold its token)
@@ -175,13 +177,21 @@ class WebhookDispatcher:
             conn = pinned_connection(item.url, address, self.timeout_s)
         except ValueError as exc:  # a port out of range: another try cannot help
             return str(exc), None
+        # each read has `timeout_s`, the whole try none: a receiver that answers a byte at a time would hold the one
+        # delivery thread (every later webhook, the pod's own news) for good, so the try is cut at its deadline
+        cut = threading.Timer(self.timeout_s * TRY_DEADLINE_TIMEOUTS, _cut_off, args=(conn,))
+        cut.daemon = True
+        cut.start()
         try:
             conn.request("POST", request_target(item.url), body=item.body, headers=headers)
             response = conn.getresponse()
             response.read(1024)
         except (OSError, http.client.HTTPException, ValueError) as exc:
+            if not cut.is_alive():
+                return f"no whole answer within {self.timeout_s * TRY_DEADLINE_TIMEOUTS:g} s", 0.0
             return (str(exc) or type(exc).__name__).replace(item.url, where(item.url)), 0.0
         finally:
+            cut.cancel()
             conn.close()
         code = response.status
         if 200 <= code < 300:
@@ -191,6 +201,16 @@ class WebhookDispatcher:
         if 400 <= code < 500 and code not in RETRIED_CODES:
             return f"HTTP {code}", None
         return f"HTTP {code}", _retry_after(response.getheader("Retry-After"))
+
+
+def _cut_off(conn: http.client.HTTPConnection) -> None:
+    """End a try that outlasted its deadline: the blocked read or write returns with an error at once."""
+    sock = conn.sock
+    if sock is not None:
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass  # closed meanwhile: the try ended by itself
 
 
 def _retry_after(value: str | None) -> float:
