@@ -9,6 +9,7 @@ Each gets a LoRA name and a job name of its own that say its value.
 from __future__ import annotations
 
 import copy
+import hashlib
 import re
 
 from flask import Blueprint, current_app, jsonify, request
@@ -21,6 +22,8 @@ from trainer.validation import validate
 bp = Blueprint("variants", __name__)
 
 MIN_VARIANTS = 2
+LONGEST_PART = 40  # characters of a variant's value in its LoRA name (80 at most): the LoRA's own name stays in front
+LONGEST_SAID = 48  # characters of a variant's value in its job name
 PRODIGY_RATE = 1.0
 # settings that name or describe the run, or change only its speed and memory, not what it learns
 FIXED = {"name", "sample_prompts", "default_caption", "init_lora", "trigger_word", "sample_width", "sample_height",
@@ -54,16 +57,37 @@ def variant_payloads(payload: dict, field: str, values: list, usual_rate: float 
     job = payload.get("name") or lora
     out = []
     for value in values:
-        part = re.sub(r"[^A-Za-z0-9_.+-]+", "-", f"{SHORT.get(field, field)}{value_text(value)}").replace("+", "_")
+        part = name_part(field, value)
         variant = copy.deepcopy(payload)
         variant["config"] = {**copy.deepcopy(config), field: value,
                              "name": f"{lora[: 79 - len(part)]}-{part}".strip("-")[:80]}
         if field == "optimizer" and usual_rate is not None:
             variant["config"]["learning_rate"] = follow_optimizer(config.get("learning_rate", usual_rate), value,
                                                                   usual_rate)
-        variant["name"] = f"{job} · {label or field} {value_text(value)}"[:120]
+        said = value_text(value)
+        if len(said) > LONGEST_SAID:  # its start and its end: values written alike differ there, mostly
+            said = f"{said[:LONGEST_SAID - 16].rstrip()}…{said[-15:].lstrip()}"
+        variant["name"] = f"{str(job)[: 117 - len(label or field) - len(said)]} · {label or field} {said}"
         out.append(variant)
+    for key in ("config", None):  # a name said twice still (cut alike): the variant's number tells them apart
+        names = [v["config"]["name"] if key else v["name"] for v in out]
+        for index, variant in enumerate(out):
+            if names.count(names[index]) > 1:
+                if key:
+                    variant["config"]["name"] = f"{names[index][:76]}-v{index + 1}"
+                else:
+                    variant["name"] = f"{names[index][:115]} #{index + 1}"
     return out
+
+
+def name_part(field: str, value) -> str:
+    """The setting and its value as the end of a LoRA name ("lr0.0002", "res512_768"); a long one is cut and
+    ends in a few letters of its value's hash, so two long values that differ only near their end differ here."""
+    part = re.sub(r"[^A-Za-z0-9_.+-]+", "-", f"{SHORT.get(field, field)}{value_text(value)}").replace("+", "_")
+    if len(part) <= LONGEST_PART:
+        return part
+    digest = hashlib.sha256(value_text(value).encode("utf-8")).hexdigest()[:6]
+    return f"{part[:LONGEST_PART - 7].rstrip('-_.')}-{digest}"
 
 
 def follow_optimizer(rate, optimizer, usual_rate: float):
@@ -83,7 +107,9 @@ def check_vary(vary, fields: set[str]) -> tuple[str, list]:
     if not isinstance(values, list) or not MIN_VARIANTS <= len(values) <= MAX_COMPARED:
         raise ApiError(f"Give {MIN_VARIANTS} to {MAX_COMPARED} values (the compare page shows up to "
                        f"{MAX_COMPARED} runs).", 422)
-    if len({repr(v) for v in values}) != len(values):
+    # 1 and 1.0 are one value written twice: the same run, paid for twice
+    if len({repr(v) for v in values}) != len(values) or any(
+            a == b for i, a in enumerate(values) for b in values[i + 1:]):
         raise ApiError("The values must differ from each other.", 422)
     return field, values
 
