@@ -62,7 +62,11 @@ def write_error(exc: Exception, repo: str) -> str:
     if isinstance(exc, VisibilityRefused):
         return str(exc)
     response = getattr(exc, "response", None) if isinstance(exc, HfHubHTTPError) else None
-    if response is not None and response.status_code in (401, 403):
+    if response is not None and response.status_code == 401:  # a token the hub does not know: not one that only reads
+        return ("Hugging Face did not accept HF_TOKEN: it may have expired or been revoked. HF_TOKEN needs write "
+                "access: make a token of the 'write' role at huggingface.co/settings/tokens, set HF_TOKEN to it and "
+                "restart the pod.")
+    if response is not None and response.status_code == 403:
         return (f"Hugging Face refused to write {repo}: HF_TOKEN needs write access (a token of the 'write' role, "
                 "or a fine-grained one that may write to that namespace).")
     return str(hub_error(exc, repo, "main"))

@@ -141,3 +141,11 @@ def test_a_phone_photo_is_published_without_its_location_and_camera(client, hub,
     kept = studio_root / "datasets" / dataset_id / "IMG_0001.jpg"
     assert kept.read_bytes() == photo and all(s in photo for s in SECRETS[:3])  # the pod keeps the photo whole
     assert (studio_root / ".uploads").is_dir() and not list((studio_root / ".uploads").glob("publish-*"))
+
+
+def test_an_expired_token_is_said_to_be_one_when_pushing_a_dataset(client, hub):  # noqa: F811
+    dataset_id = _exported(client, {"a.png": "one"})
+    hub.refused_tokens.add("hf_pod_token")  # the hub no longer knows it: expired or revoked
+    job = _publish(client, dataset_id, {"repo": "me/set"})
+    assert job["status"] == "failed" and "did not accept HF_TOKEN" in job["error"], job
+    assert "expired or been revoked" in job["error"] and hub.commits == []

@@ -212,7 +212,7 @@ def _publish(job, job_dir: Path, repo: str, private: bool, conf: Settings) -> No
         ended = {"status": "failed", "message": exc.message}
     except Exception as exc:  # every hub failure is one sentence on the page
         log.warning("publishing job %s to %s failed", job.id, repo, exc_info=True)
-        ended = {"status": "failed", "message": _refusal(exc, repo)}
+        ended = {"status": "failed", "message": write_error(exc, repo)}
     finally:
         with _running_lock:  # the end and the running set change together: a page that sees the end may publish again
             try:
@@ -221,19 +221,6 @@ def _publish(job, job_dir: Path, repo: str, private: bool, conf: Settings) -> No
                 _running.discard(job.id)
                 _stopping.discard(job.id)
                 _committing.discard(job.id)
-
-
-def _refusal(exc: Exception, repo: str) -> str:
-    """Why the hub refused, in one sentence: a token it does not know (401: expired, revoked, mistyped) said as
-    such, not as a token that may only read."""
-    from huggingface_hub.errors import HfHubHTTPError
-
-    response = getattr(exc, "response", None) if isinstance(exc, HfHubHTTPError) else None
-    if response is not None and response.status_code == 401:
-        return ("Hugging Face did not accept HF_TOKEN: it may have expired or been revoked. HF_TOKEN needs write "
-                "access: make a token of the 'write' role at huggingface.co/settings/tokens, set HF_TOKEN to it and "
-                "restart the pod.")
-    return write_error(exc, repo)
 
 
 @bp.post("/api/jobs/<job_id>/publish-hub")
