@@ -152,6 +152,13 @@ def _volume_banner(settings: Settings) -> list[dict]:
                      "volume in RunPod (attached, not read-only), then restart the pod."}]
 
 
+def _shared_volume_banner(workspace: Workspace) -> list[dict]:
+    from studio.host_claim import sentence
+
+    said = sentence(workspace.state)
+    return [{"level": "error", "id": "shared-volume-banner", "text": said}] if said else []
+
+
 def _model_banners(settings: Settings) -> list[dict]:
     try:
         from studio.model_status import banners
@@ -213,7 +220,7 @@ def create_base_app(import_name: str, service: str, title: str, settings: Settin
             "studio_service": service,
             "studio_title": title,
             "studio_banners": (_open_studio_banner(settings) + _demo_banner(settings) + _volume_banner(settings)
-                               + _model_banners(settings)),
+                               + _shared_volume_banner(workspace) + _model_banners(settings)),
             "studio_ports": {"datasets": settings.port, "trainer": settings.trainer_port, "comfyui": COMFYUI_PORT},
             # installed in the workspace (INSTALL_COMFYUI=1), not only a loras folder a volume kept from elsewhere
             "studio_comfyui": (workspace.root / "ComfyUI" / "main.py").is_file(),

@@ -15,12 +15,14 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
+from studio import host_claim
 from studio.atomic import read_json
 from studio.auth import bearer_header
 from studio.gpus import workers_for
@@ -93,6 +95,8 @@ class Worker(JobOutputs):
                  self.workspace.jobs)
         self._reconcile()
         last_reconcile = time.monotonic()
+        claiming = threading.Event()
+        host_claim.keep(self.workspace.state, claiming)  # another pod on this volume is seen (studio.host_claim)
         try:
             while not self.shutdown:
                 job = self.run_once()
@@ -107,6 +111,7 @@ class Worker(JobOutputs):
                     last_reconcile = time.monotonic()
                 self._sleep(self.poll_s)
         finally:
+            claiming.set()
             self.store.worker_gone(self.pid)
             self.webhooks.flush(10.0)
             log.info("worker %s stopped", self.pid)
