@@ -26,7 +26,7 @@ from studio.workspace import UnsafePathError, confined
 from trainer import library, library_facts
 from trainer.lora_file import LoraFileError, read_header
 from trainer.lora_formats import zimage_layout
-from trainer.lora_import import loadable_or_error, settle
+from trainer.lora_import import finite_or_error, loadable_or_error, settle
 
 bp = Blueprint("library_comfyui", __name__)
 COMFYUI_FILE = "comfyui_file"  # in a library file's record: the file of ComfyUI's loras it came from
@@ -82,6 +82,7 @@ def add_from_comfyui(name: str):
         layout = zimage_layout(header)
         if layout is not None:
             loadable_or_error(header, source.name)  # as an upload is checked: a file no reader can load stays out
+            finite_or_error(source, source.name)
     except LoraFileError as exc:
         raise ApiError(f"{source.name}: {exc}", 422) from None
     if layout is None:

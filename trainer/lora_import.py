@@ -68,12 +68,28 @@ def checked_lora(path: Path, name: str, link: bool = False) -> int:
     try:
         rank = zimage_lora_rank(path, name)
         loadable_or_error(read_header(path), name)
+        finite_or_error(path, name)
         return rank
     except NotSafetensors as exc:
         raise JobError(f"{exc} Use the link of the file itself (on Hugging Face the file's page or its download; a "
                        "page that shows it is not the file)." if link else str(exc)) from None
     except LoraFileError as exc:
         raise JobError(str(exc)) from None
+
+
+def finite_or_error(path: Path, name: str) -> None:
+    """LoraFileError when a weight of the file is NaN or infinite (a training that diverged, a broken conversion):
+    ComfyUI would load it and render black or noise pictures without a word. Read one tensor at a time."""
+    import torch
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as handle:
+        for key in handle.keys():
+            tensor = handle.get_tensor(key)
+            if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+                raise LoraFileError(f"{name} holds NaN or infinite weights ({key[:80]}): the training that made it "
+                                    "went wrong (its loss blew up), and it would render black or noise pictures. Use "
+                                    "an earlier checkpoint of it.")
 
 
 # bytes per number of safetensors' dtypes; a LoRA's weights are one of the floating point ones
