@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import threading
 import time
+from contextlib import contextmanager
 
 from tests.test_datasets_hub_import import hub  # noqa: F401 - the stand-in hub, a fixture
 from tests.test_trainer_hub_publish import _publish, published  # noqa: F401 - a finished job ready to publish
@@ -20,12 +21,11 @@ def _until(predicate, what: str, timeout: float = 20.0):
     return found
 
 
-def test_a_job_deleted_while_its_lora_goes_up_can_be_published_again_once_restored(published, hub, monkeypatch):  # noqa: F811
-    """The folder went to Recently deleted under the upload: its last state could not be written, and the job stayed
-    "being published already" until the trainer restarted, after it was restored too."""
+@contextmanager
+def publishing_held(client, job_id: str, monkeypatch):
+    """Publishes the job's LoRA and holds the upload at its first file until the block ends."""
     from huggingface_hub import HfApi
 
-    client, job, _job_dir = published()
     uploading, go_on = threading.Event(), threading.Event()
     real = HfApi.preupload_lfs_files
 
@@ -36,11 +36,21 @@ def test_a_job_deleted_while_its_lora_goes_up_can_be_published_again_once_restor
         return real(self, repo_id, additions=additions, **kwargs)
 
     monkeypatch.setattr(HfApi, "preupload_lfs_files", slow_first)
-    assert client.post(f"/api/jobs/{job.id}/publish-hub", json={"repo": "tiny-lora"}).status_code == 202
+    assert client.post(f"/api/jobs/{job_id}/publish-hub", json={"repo": "tiny-lora"}).status_code == 202
     assert uploading.wait(20)
-    deleted = client.delete(f"/api/jobs/{job.id}").get_json()
-    assert deleted["deleted"] is True, deleted
-    go_on.set()
+    try:
+        yield
+    finally:
+        go_on.set()
+
+
+def test_a_job_deleted_while_its_lora_goes_up_can_be_published_again_once_restored(published, hub, monkeypatch):  # noqa: F811
+    """The folder went to Recently deleted under the upload: its last state could not be written, and the job stayed
+    "being published already" until the trainer restarted, after it was restored too."""
+    client, job, _job_dir = published()
+    with publishing_held(client, job.id, monkeypatch):
+        deleted = client.delete(f"/api/jobs/{job.id}").get_json()
+        assert deleted["deleted"] is True, deleted
     _until(lambda: job.id not in hub_publish._running, "the publication to end")
     assert client.post(f"/api/trash/{deleted['trash']}/restore").status_code == 200
     state = client.get(f"/api/jobs/{job.id}/publish-hub").get_json()["publish"]
@@ -76,26 +86,10 @@ def test_hub_name_keeps_a_good_name_and_mends_the_others():
 
 def test_train_more_steps_waits_for_a_publication_on_its_way(published, hub, monkeypatch):  # noqa: F811
     """Train more steps while the LoRA went up: the run further replaces the very file being uploaded."""
-    from huggingface_hub import HfApi
-
     client, job, _job_dir = published()
-    uploading, go_on = threading.Event(), threading.Event()
-    real = HfApi.preupload_lfs_files
-
-    def slow_first(self, repo_id, additions, **kwargs):
-        if not uploading.is_set():
-            uploading.set()
-            assert go_on.wait(20)
-        return real(self, repo_id, additions=additions, **kwargs)
-
-    monkeypatch.setattr(HfApi, "preupload_lfs_files", slow_first)
-    assert client.post(f"/api/jobs/{job.id}/publish-hub", json={"repo": "tiny-lora"}).status_code == 202
-    assert uploading.wait(20)
-    try:
+    with publishing_held(client, job.id, monkeypatch):
         refused = client.post(f"/api/jobs/{job.id}/continue", json={"more_steps": 100})
         assert refused.status_code == 409 and "being published" in refused.get_json()["error"], refused.get_json()
-    finally:
-        go_on.set()
     _until(lambda: client.get(f"/api/jobs/{job.id}/publish-hub").get_json()["publish"]["status"] != "running",
            "the publication to end")
     assert client.get(f"/api/jobs/{job.id}").get_json()["job"]["status"] == "completed"
