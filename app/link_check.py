@@ -5,7 +5,8 @@
 
 A Hugging Face dataset link is listed on the hub (with the pod's HF_TOKEN, at the revision's commit): how many
 images, captions, ZIPs and Parquet files it holds, how many bytes, whether that is over MAX_UPLOAD_MB and how many
-of its first images would fit. Any other link answers {"kind": "link"}: what it holds is known once downloaded.
+of its first images would fit. Any other link answers {"kind": "link"} (what it holds is known once downloaded), or
+422 when its host does not resolve or is a private or local address the import would refuse.
 A listing stops at LISTING_CAP files, so a check of a huge dataset answers within the proxy's time.
 """
 
@@ -13,7 +14,7 @@ from __future__ import annotations
 
 from flask import Blueprint, jsonify
 
-from app import context, hub_import, imaging, import_limit
+from app import context, hub_import, imaging, import_limit, link_fetch
 from app.caption_files import is_metadata_name
 from app.url_import import check_url
 from app.video_frames import is_video_name
@@ -29,6 +30,10 @@ def link_check():
     url = check_url(json_body().get("url"))
     link = hub_import.hub_link(url)
     if link is None:
+        try:  # said under the link as it is typed, not once the import has started and failed
+            link_fetch.checked_address(url, context.settings().allow_private_urls)
+        except (JobError, link_fetch.BlockedAddress) as exc:
+            raise ApiError(str(exc), 422) from None
         return jsonify({"kind": "link"})
     return jsonify(describe(link))
 

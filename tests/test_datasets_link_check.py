@@ -47,8 +47,20 @@ def test_a_link_the_import_would_refuse_says_why_at_once(client, url, status, wo
     assert response.status_code == status and words in response.get_json()["error"]
 
 
-def test_any_other_link_is_known_once_downloaded(client):  # noqa: F811
-    assert _check(client, "https://example.com/set.zip").get_json() == {"kind": "link"}
+def test_any_other_link_is_known_once_downloaded(make_settings):
+    own_network = datasets_app.create_app(make_settings(ALLOW_PRIVATE_URLS=1)).test_client()
+    assert _check(own_network, "http://127.0.0.1:9/set.zip").get_json() == {"kind": "link"}
+
+
+def test_a_private_address_or_a_name_that_does_not_resolve_is_said_under_the_link(client):  # noqa: F811
+    """What the import would fail with once started is said as the link is typed."""
+    private = _check(client, "http://192.168.1.20/set.zip")
+    assert private.status_code == 422 and "is a private or local address" in private.get_json()["error"]
+    assert "ALLOW_PRIVATE_URLS=1" in private.get_json()["error"]
+    local = _check(client, "http://localhost:8675/api/jobs")
+    assert local.status_code == 422 and "private or local address" in local.get_json()["error"]
+    unknown = _check(client, "https://no-such-host.invalid/set.zip")
+    assert unknown.status_code == 422 and "could not be found (DNS)" in unknown.get_json()["error"]
 
 
 def test_a_huge_listing_stops_and_says_so(client, hub, monkeypatch):  # noqa: F811
