@@ -116,7 +116,7 @@ def extract_frames(path: Path, staging: Path, job: JobReporter, label: str, stem
         if seconds and seconds > LONG_VIDEO_S:
             stream.codec_context.skip_frame = "NONKEY"
         staging.mkdir(parents=True, exist_ok=True)
-        picker = _Picker(out, staging, stem)
+        picker = _Picker(out, staging, stem, max_pixels)
         reported, start = 0.0, None
         try:
             for frame in container.decode(stream):
@@ -138,6 +138,9 @@ def extract_frames(path: Path, staging: Path, job: JobReporter, label: str, stem
             if not picker.seen:
                 raise Unreadable(label, f"its video cannot be decoded ({type(exc).__name__})") from None
         picker.finish()
+        if not picker.seen and picker.oversized:
+            raise Unreadable(label, f"its frames are {picker.oversized[0]}x{picker.oversized[1]} pixels, over the "
+                                    f"limit of {max_pixels:,} (MAX_IMAGE_PIXELS)")
         if not picker.seen:
             raise Unreadable(label, "it holds no frame that can be decoded")
         if stream.codec_context.skip_frame == "NONKEY" and start is not None:
@@ -206,18 +209,30 @@ def _measured_duration(path: Path, job: JobReporter) -> float | None:
 
 
 class _Picker:
-    """Keeps the sharpest frame of the current stretch; writes it out when the next stretch begins."""
+    """Keeps the sharpest frame of the current stretch; writes it out when the next stretch begins.
 
-    def __init__(self, out: Frames, staging: Path, stem: str):
-        self.out, self.staging, self.stem = out, staging, stem
+    A stretch is taken once: a frame of a stretch already left (timestamps that start again, as in clips joined
+    end to end, or that jump back and forth in a crafted file) or of none (before the first frame) is passed over,
+    so a video never gives more frames than it has stretches (VIDEO_MAX_FRAMES, an import's limit). So is a frame
+    over `max_pixels`: a stream may grow its pictures after the header the size was checked by."""
+
+    def __init__(self, out: Frames, staging: Path, stem: str, max_pixels: int):
+        self.out, self.staging, self.stem, self.max_pixels = out, staging, stem, max_pixels
         self.index, self.best, self.score, self.probe, self.last_hash = -1, None, -1.0, None, None
-        self.seen, self.indices = 0, set()
+        self.seen, self.indices, self.closed = 0, set(), set()
+        self.oversized: tuple[int, int] | None = None  # the size of a frame passed over as too large
 
     def offer(self, index: int, frame) -> None:
+        if frame.width * frame.height > self.max_pixels:
+            self.oversized = (frame.width, frame.height)
+            return
+        if index < 0 or (index != self.index and index in self.closed):
+            return
         self.seen += 1
         self.indices.add(index)
         if index != self.index:
             self.finish()
+            self.closed.add(self.index)
             self.index, self.best, self.score = index, None, -1.0
         probe = _luma(frame)
         score = sharpness(Image.fromarray(probe)) or 0.0
