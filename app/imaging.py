@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, features
+from PIL import Image, UnidentifiedImageError, features
 
 from app.sharpness import sharpness
 from studio.pixels import HIGH_DEPTH, ORIENTATION, in_srgb, on_white, upright
@@ -26,6 +26,12 @@ TRAINER_EXTENSIONS = {".jpg", ".jpeg", ".png", ".webp"}  # what the trainer read
 # what every browser shows; a HEIC photo only Safari, a TIFF only Safari
 BROWSER_EXTENSIONS = {".jpg", ".jpeg", ".png", ".webp", ".avif", ".bmp"}
 SMALL_SIDE = 512  # images with a shorter side than this train poorly at Z-Image's 1024 px
+# what the files of IMAGE_EXTENSIONS may hold, by Pillow's name: an image is decoded by one of these only, whatever
+# its name. Pillow knows 40 more (PSD, TGA, EPS through Ghostscript, FITS, ...): a page cannot show them, and their
+# decoders are rarely used code that an upload need not reach. JPEG includes a phone's MPO (a JPEG with a second
+# picture); GIF and DIB: a browser shows them under any image name. HEIF and AVIF where this Pillow reads them.
+DECODED_FORMATS = ("JPEG", "PNG", "WEBP", "TIFF", "BMP", "DIB", "GIF", "AVIF", "HEIF")
+JPEG_MAX_SIDE = 65_500  # the longest side a JPEG can have
 NEAR_DUPLICATE_BITS = 4  # of 64 dHash bits
 
 
@@ -146,12 +152,13 @@ def inspect_image(path: Path, max_pixels: int, thumbnail: bool = False) -> Image
     thumb = None
     if size == 0:
         raise ImageRejected("the file is empty (0 bytes)")
+    other = None
     try:
         with warnings.catch_warnings():
             # the limit is max_pixels, checked below: Pillow's own warning (at 89 million pixels) must not refuse
             # a 100-megapixel photo that a raised MAX_IMAGE_PIXELS lets in
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(path) as image:
+            with Image.open(path, formats=_decoded_formats()) as image:
                 width, height = image.size
                 if width * height > max_pixels:
                     raise ImageRejected(
@@ -167,6 +174,10 @@ def inspect_image(path: Path, max_pixels: int, thumbnail: bool = False) -> Image
                     thumb = _thumbnail_of(oriented, path)
     except ImageRejected:
         raise
+    except UnidentifiedImageError:
+        other = _other_format(path)
+        if other is None:
+            raise ImageRejected("the file could not be decoded as an image (UnidentifiedImageError)") from None
     except Image.DecompressionBombError:  # refused on opening: over twice Pillow's own limit
         opens = 2 * (Image.MAX_IMAGE_PIXELS or 0)
         raise ImageRejected(f"the image has more pixels than the limit of {max_pixels:,} (MAX_IMAGE_PIXELS)"
@@ -174,8 +185,29 @@ def inspect_image(path: Path, max_pixels: int, thumbnail: bool = False) -> Image
                             f"the image has more pixels than this studio can open ({opens:,})") from None
     except Exception as exc:  # Pillow raises many types for broken files
         raise ImageRejected(f"the file could not be decoded as an image ({type(exc).__name__})") from None
+    if other is not None:  # said outside the handler: the sentence is the studio's own (importer.plain_reason)
+        raise ImageRejected(f"the file holds a {other} image, which a page cannot show: save it as PNG or JPEG "
+                            "and upload it again")
     return ImageInfo(width=width, height=height, sha256=_sha256(path), dhash=hashed, bytes=size, sharpness=sharp,
                      thumbnail=thumb)
+
+
+def _decoded_formats() -> list[str]:
+    """DECODED_FORMATS that this Pillow has a plugin for (HEIF only with pillow-heif)."""
+    Image.init()
+    return [name for name in DECODED_FORMATS if name in Image.OPEN]
+
+
+def _other_format(path: Path) -> str | None:
+    """Pillow's name for the kind of image the file holds when none of DECODED_FORMATS took it (a PSD or a TGA
+    named .jpg), read from its header only; None for what is no image at all."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(path) as image:  # the header only: nothing is decoded
+                return image.format if image.format not in DECODED_FORMATS else None
+    except Exception:  # no image at all, or a damaged one: inspect_image says which
+        return None
 
 
 def _thumbnail_of(picture: Image.Image, path: Path) -> bytes | None:
@@ -191,8 +223,9 @@ def encode_for_caption(path: Path, max_pixels: int) -> bytes:
     with Image.open(path) as image:
         oriented = upright(image, srgb=False)
         pixels = oriented.width * oriented.height
-        if pixels > max_pixels:
-            scale = (max_pixels / pixels) ** 0.5
+        # a JPEG holds at most JPEG_MAX_SIDE a side: a 70,000 x 10 strip is made smaller though it has few pixels
+        scale = min((max_pixels / pixels) ** 0.5, JPEG_MAX_SIDE / max(oriented.size))
+        if scale < 1:
             if oriented.mode not in {"RGB", "RGBA", "L", "LA", "CMYK"}:
                 oriented = oriented.convert("RGBA" if has_alpha(oriented) else "RGB")
             oriented = oriented.resize((max(1, int(oriented.width * scale)), max(1, int(oriented.height * scale))),
