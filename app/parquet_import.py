@@ -36,6 +36,9 @@ from studio.jobs import JobError
 BATCH_ROWS = 16
 MAX_GROUP_BYTES = 4 * 2**30  # a row group is held whole in memory while it is read: more is a hostile or odd file
 BATCH_BYTES = 256 * 2**20  # rows are read a few at a time (pyarrow still holds the row group they are in)
+# rows skipped (no image, not an image) listed one by one; the others are counted in one line: a table of a million
+# rows of something else must not make an import's result (kept with the job, sent to the page) tens of megabytes
+MAX_SKIPPED_LISTED = 100
 IMAGE_NAMES = ("image", "img", "picture", "photo", "png", "jpg", "jpeg")
 CAPTION_NAMES = CAPTION_COLUMNS + ("txt", "sentence")  # a WebDataset's caption; COCO's "sentences"
 # by Pillow's name for what the bytes hold; "MPO" is a JPEG with more pictures after it (a phone's gain map or
@@ -60,6 +63,13 @@ class Unpacked:
     caption_column: str | None = None
     read: int = 0  # rows read
     left: int = 0  # rows not read: beyond the limit
+    unlisted: int = 0  # images skipped beyond the first MAX_SKIPPED_LISTED, counted only
+
+    def skip(self, name: str, reason: str) -> None:
+        if len(self.skipped) < MAX_SKIPPED_LISTED:
+            self.skipped.append({"name": name, "reason": reason})
+        else:
+            self.unlisted += 1
 
 
 class Unreadable(JobError):
@@ -279,10 +289,15 @@ def extract_parquet(source: Path, staging: Path, job: JobReporter, max_total_byt
             out.read = _read_rows(parquet, columns, out, staging, job, max_total_bytes, label,
                                   _Names(clean_filename(stem or Path(label).stem) or "row"), limit, wanted)
             out.left = rows - (out.read if wanted is None else len(wanted))
+            if out.unlisted:
+                out.skipped.append({"name": f"{label}: {out.unlisted:,} more rows",
+                                    "reason": f"skipped too (only the first {MAX_SKIPPED_LISTED} are listed): see "
+                                              "that the table's image column holds the images"})
         except (pa.ArrowException, OSError) as exc:
             if isinstance(exc, OSError) and exc.errno is not None:  # the disk's, not the file's
                 raise
-            raise Unreadable(label, f"is damaged (row {len(out.rows) + len(out.skipped)} could not be read)") from None
+            at = len(out.rows) + len(out.skipped) + out.unlisted
+            raise Unreadable(label, f"is damaged (row {at} could not be read)") from None
     return out
 
 
@@ -300,7 +315,7 @@ def _read_rows(parquet, columns: list[str], out: Unpacked, staging: Path, job: J
             images = _images(values.get(image_column))
             caption = _caption(values.get(caption_column)) if caption_column else None
             if not images:
-                out.skipped.append({"name": f"{label} row {row}", "reason": "no image in this row"})
+                out.skip(f"{label} row {row}", "no image in this row")
             for index, (data, original) in enumerate(images):
                 if limit is not None and len(out.rows) >= limit:
                     break
@@ -310,7 +325,7 @@ def _read_rows(parquet, columns: list[str], out: Unpacked, staging: Path, job: J
                 ext, problem = _extension(data) if data else (None, "no image in this row" if not original else
                                                              "the image is not inside the file, only its path")
                 if ext is None:
-                    out.skipped.append({"name": where, "reason": problem})
+                    out.skip(where, problem)
                     continue
                 written += len(data)
                 if written > max_total_bytes:
