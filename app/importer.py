@@ -54,6 +54,7 @@ _import_locks_guard = threading.Lock()
 NOT_READABLE = "not an image the studio can read"
 CUT_SHORT = "the file is cut short (an upload or copy that did not finish)"
 DAMAGED = "the image is damaged: it could not be decoded"
+MAX_SKIPPED_LISTED = 500  # skipped files an import's result lists one by one (listed_skips)
 
 
 def _import_lock(dataset: Dataset) -> threading.Lock:
@@ -157,6 +158,19 @@ def plain_reason(exc: imaging.ImageRejected) -> str:
     return DAMAGED
 
 
+def listed_skips(skipped: list[dict]) -> tuple[list[dict], int]:
+    """(what the result lists of the skipped files, how many were skipped): the first MAX_SKIPPED_LISTED one by one
+    and the rest in one entry (a ZIP of 200,000 notes must not make the result, kept with the job and sent to the
+    page, tens of megabytes); an entry with a "count" (a Parquet file's rows past its own list) stands for that many."""
+    count = sum(entry.get("count", 1) for entry in skipped)
+    if len(skipped) <= MAX_SKIPPED_LISTED:
+        return skipped, count
+    kept = skipped[:MAX_SKIPPED_LISTED]
+    rest = count - sum(entry.get("count", 1) for entry in kept)
+    return kept + [{"name": f"{rest:,} more files", "count": rest,
+                    "reason": f"skipped too (only the first {MAX_SKIPPED_LISTED} are listed)"}], count
+
+
 def _place_all(job: JobReporter, dataset: Dataset, candidates: list[Candidate], settings: Settings,
                skipped: list[dict], skip_known: bool = False, note: str = "") -> dict:
     imported: list[str] = []
@@ -179,8 +193,9 @@ def _place_all(job: JobReporter, dataset: Dataset, candidates: list[Candidate], 
     if not imported and not skipped:
         raise JobError("The upload held no images (.jpg, .jpeg, .png, .webp).")
     message = f"Imported {plural(len(imported), 'image')}"
-    if skipped:
-        message += f", skipped {len(skipped)}"
+    skipped, skipped_count = listed_skips(skipped)
+    if skipped_count:
+        message += f", skipped {skipped_count:,}"
     if adopted:
         message += f"; recovered {name_list(adopted)} that an interrupted import had placed"
     if copies:  # the same ZIP twice, say: said now, not found later among the flags

@@ -290,7 +290,7 @@ def extract_parquet(source: Path, staging: Path, job: JobReporter, max_total_byt
                                   _Names(clean_filename(stem or Path(label).stem) or "row"), limit, wanted)
             out.left = rows - (out.read if wanted is None else len(wanted))
             if out.unlisted:
-                out.skipped.append({"name": f"{label}: {out.unlisted:,} more rows",
+                out.skipped.append({"name": f"{label}: {out.unlisted:,} more rows", "count": out.unlisted,
                                     "reason": f"skipped too (only the first {MAX_SKIPPED_LISTED} are listed): see "
                                               "that the table's image column holds the images"})
         except (pa.ArrowException, OSError) as exc:

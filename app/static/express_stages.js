@@ -41,7 +41,7 @@
     const skipped = (s.stage === "import" && s.result && s.result.skipped) || [];  // which files were left out, and why
     if (skipped.length) {
       body += `<div class="msg x-skipped">Left out: ${skipped.slice(0, 5).map((f) => `${esc(f.name)} (${esc(f.reason)})`).join("; ")}` +
-        `${skipped.length > 5 ? ` and ${skipped.length - 5} more` : ""}</div>`;
+        `${skipped.length > 5 ? ` and ${skipped.slice(5).reduce((n, f) => n + (f.count || 1), 0).toLocaleString("en-US")} more` : ""}</div>`;
     }
     if (s.schedule && s.schedule.starts_in_s >= 5) {  // queued behind other training jobs
       body += `<div class="msg">Other training jobs run first: starts in about ${formatDuration(s.schedule.starts_in_s)}, ` +

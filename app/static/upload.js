@@ -168,7 +168,7 @@
     if (active) { ev.preventDefault(); ev.returnValue = ""; }
   });
 
-  const refusedList = (refused) => refused.length ? `<details open class="refused"><summary>${plural(refused.length, "file")} not imported</summary>
+  const refusedList = (refused, count = refused.length) => refused.length ? `<details open class="refused"><summary>${plural(count, "file")} not imported</summary>
     <ul class="skipped">${refused.slice(0, 300).map((s) => `<li><b>${ds.esc(s.name)}</b>: ${ds.esc(s.reason)}</li>`).join("")}</ul></details>` : "";
 
   // "Imported 3 images, skipped 2; captions from …." -> what follows the counts ("; captions from …"), which the
@@ -239,6 +239,7 @@
       const result = job.result || {};
       const skipped = result.skipped || [];
       const refused = [...(upload.refused || []), ...skipped];
+      const notIn = refused.reduce((n, s) => n + (s.count || 1), 0);  // an entry may stand for many ("12,000 more files")
       const renamed = result.renamed || [];
       const imported = (result.imported || []).length;
       const ok = job.status === "completed";
@@ -247,7 +248,7 @@
       const mixed = ok && imported > 0 && refused.length > 0;  // a warning, not a success
       const good = ok && !refused.length;
       const message = ok && refused.length
-        ? `Imported ${plural(imported, "image")}; ${plural(refused.length, "file")} not imported${noteOf(job.message)}.`
+        ? `Imported ${plural(imported, "image")}; ${plural(notIn, "file")} not imported${noteOf(job.message)}.`
         : stopped ? stoppedMessage(job) : job.message;
       for (const s of skipped) {
         const ui = upload.rows && upload.rows.get(s.name);
@@ -255,8 +256,8 @@
       }
       box.innerHTML = `<p style="color:var(${good ? "--ok" : mixed || stopped ? "--warn" : "--err"})">${ds.esc(message)}</p>${resumable(job) ? resumeButton(job) : ""}
         ${renamed.length ? `<details><summary>${plural(renamed.length, "file")} renamed to avoid overwriting</summary><ul class="skipped">${renamed.slice(0, 200).map((r) => `<li>${ds.esc(r.from)} → ${ds.esc(r.to)}</li>`).join("")}</ul></details>` : ""}
-        ${refusedList(refused)}`;
-      setTitle(none ? "Nothing imported" : mixed ? `Imported ${imported} of ${imported + refused.length}`
+        ${refusedList(refused, notIn)}`;
+      setTitle(none ? "Nothing imported" : mixed ? `Imported ${imported} of ${imported + notIn}`
         : ok ? "Import finished" : stopped ? "Import stopped" : "Import failed");
       wireResume(job);
       if (stopped) $("uploads").dataset.offered = job.id;  // "Import the rest" is offered here: closing dismisses it
