@@ -14,6 +14,7 @@ from studio import exports
 from studio.atomic import read_json
 from studio.text import CAPTION_TOKENS, name_list, over_caption_limit, plural
 from studio.workspace import UnsafePathError, Workspace, safe_name
+from trainer.buckets import MAX_ASPECT
 from trainer.export_triggers import export_trigger
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp"}
@@ -256,7 +257,7 @@ def _check_images(folder: Path, images: list[str], config: dict | None, report,
                   prefix: str = "") -> list[tuple[int, int]]:
     resolutions = (config or {}).get("resolutions") or [512]
     smallest_res = min(resolutions)
-    broken, small, sizes = [], [], []
+    broken, small, sizes, strips = [], [], [], []
     alpha = 0
     for image in images[:MAX_IMAGES_INSPECTED]:
         header = image_header(folder / image)
@@ -270,6 +271,8 @@ def _check_images(folder: Path, images: list[str], config: dict | None, report,
         # an image with fewer pixels than the smallest bucket trains only at its own size.
         if width * height < smallest_res * smallest_res:
             small.append((width * height, image, width, height))
+        if max(width, height) > MAX_ASPECT * min(width, height):
+            strips.append((image, width, height))
     if broken:
         names = name_list(broken)
         if len(broken) == len(images):
@@ -279,6 +282,13 @@ def _check_images(folder: Path, images: list[str], config: dict | None, report,
                                    f"({names}).")
     if small:
         report.warn("resolutions", prefix + small_images_message(small, len(images), smallest_res, len(resolutions)))
+    if strips:
+        name, width, height = strips[0]
+        one = len(strips) == 1
+        report.warn("dataset", f"{prefix}{plural(len(strips), 'image')} {'is' if one else 'are'} longer than "
+                               f"{MAX_ASPECT}:1 ({'' if one else 'first: '}{name}, {width}x{height}): "
+                               f"{'it trains' if one else 'they train'} centre-cropped to {MAX_ASPECT}:1; crop "
+                               f"{'it' if one else 'them'} yourself to choose what stays.")
     if (config or {}).get("alpha_mask") and sizes and not alpha:
         report.warn("alpha_mask", f"{prefix}Train on the visible part is on, but no image has transparency (a PNG or "
                                   "WebP with an alpha channel): every image trains whole.")
