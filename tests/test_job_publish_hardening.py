@@ -1,6 +1,6 @@
 """Publishing a job's LoRA to the hub when things go wrong on the user's side: the job deleted while its LoRA goes
-up (and restored), an expired token, a LoRA name the hub does not take as a repo name. The local stand-in hub
-answers; nothing goes to the internet."""
+up (refused; deleted after, and restored), an expired token, a LoRA name the hub does not take as a repo name. The
+local stand-in hub answers; nothing goes to the internet."""
 
 from __future__ import annotations
 
@@ -44,14 +44,17 @@ def publishing_held(client, job_id: str, monkeypatch):
         go_on.set()
 
 
-def test_a_job_deleted_while_its_lora_goes_up_can_be_published_again_once_restored(published, hub, monkeypatch):  # noqa: F811
-    """The folder went to Recently deleted under the upload: its last state could not be written, and the job stayed
-    "being published already" until the trainer restarted, after it was restored too."""
+def test_a_job_is_deleted_after_its_upload_and_publishes_again_once_restored(published, hub, monkeypatch):  # noqa: F811
+    """Deleting the job while its LoRA goes up is refused (the upload would fail half way, a commit in flight
+    land); once it ended, the job goes to Recently deleted and, restored, publishes again (its last state was left
+    "being published" until the trainer restarted)."""
     client, job, _job_dir = published()
     with publishing_held(client, job.id, monkeypatch):
-        deleted = client.delete(f"/api/jobs/{job.id}").get_json()
-        assert deleted["deleted"] is True, deleted
+        refused = client.delete(f"/api/jobs/{job.id}")
+        assert refused.status_code == 409 and "being published" in refused.get_json()["error"]
     _until(lambda: job.id not in hub_publish._running, "the publication to end")
+    deleted = client.delete(f"/api/jobs/{job.id}").get_json()
+    assert deleted["deleted"] is True, deleted
     assert client.post(f"/api/trash/{deleted['trash']}/restore").status_code == 200
     state = client.get(f"/api/jobs/{job.id}/publish-hub").get_json()["publish"]
     assert state["status"] != "running", state

@@ -175,7 +175,12 @@ def get_job(job_id):
 
 @bp.delete("/api/jobs/<job_id>")
 def delete_job(job_id):
+    from trainer.hub_publish import publishing
+
     job = load_job(job_id)
+    if publishing(job.id):  # its files would go under the upload: it fails at the next one, a commit on its way lands
+        raise ApiError("This job's LoRA is being published to Hugging Face: wait for the upload to finish (or stop "
+                       "it on the job's page), then delete the job.", 409)
     if job.status == "running":
         job = store().request_stop(job.id, delete=True, reason="Stopping, then deleting.")
         return jsonify({"deleted": False, "stopping": True, "job": job.public()}), 202
@@ -301,8 +306,8 @@ def clone_job(job_id):
     payload = {"name": overrides.get("name") or f"{source.name} (copy)", "recipe": source.recipe,
                **_clone_datasets(source, overrides), "config": {**source.config, **(overrides.get("config") or {})},
                "webhook_url": overrides.get("webhook_url", source.webhook_url)}
-    job, created, report = create_job(payload)
-    return jsonify({"job": job.public(), "created": created, "warnings": report["warnings"]}), 201
+    job, created, report = create_job(payload)  # a double click's second copy is the first (200, created false)
+    return jsonify({"job": job.public(), "created": created, "warnings": report["warnings"]}), (201 if created else 200)
 
 
 @bp.get("/api/jobs/<job_id>/log")

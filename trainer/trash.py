@@ -12,11 +12,14 @@ back when the trash is emptied (the dashboard's storage panel counts it).
 from __future__ import annotations
 
 import dataclasses
+import fcntl
 import os
 import secrets
 import shutil
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from flask import Blueprint, jsonify
@@ -33,13 +36,25 @@ TRASH_DIR = ".trash"  # under trainer/
 MANIFEST = "deleted.json"
 SOURCE = "source.json"  # a library file's record of where it came from (library_facts.source_file)
 TRIES = "tries"  # in a library file's entry: the pictures of the renders tried of it
+LOCK = ".trash.lock"  # beside the trash: held while an entry is made, restored or removed (the worker trashes jobs)
+REMOVING = ".removing-"  # an entry being removed for good: no longer listed nor restorable
 TRASH_DAYS = 7
 DAY_S = 86400
-_restoring = threading.Lock()
+_held_here = threading.Lock()  # flock keeps other processes out; this, the web app's other threads
 
 
 def root(workspace: Workspace) -> Path:
     return workspace.trainer / TRASH_DIR
+
+
+@contextmanager
+def _held(workspace: Workspace) -> Iterator[None]:
+    """One change of the trash at a time, in every process: emptying it while a restore moves an entry out removed
+    what the restore was putting back (a job's files, a try's pictures)."""
+    workspace.trainer.mkdir(parents=True, exist_ok=True)
+    with _held_here, open(workspace.trainer / LOCK, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
 
 
 def _entry(workspace: Workspace) -> Path:
@@ -51,7 +66,12 @@ def _entry(workspace: Workspace) -> Path:
 def trash_job(workspace: Workspace, store: JobStore, job: Job) -> str | None:
     """Moves a training job (not running) into the trash with its renders; its rows leave the job store. Returns the
     entry's id (None when another request deleted it first)."""
-    job = store.find(job.id)
+    with _held(workspace):
+        return _trash_job(workspace, store, job.id)
+
+
+def _trash_job(workspace: Workspace, store: JobStore, job_id: str) -> str | None:
+    job = store.find(job_id)
     if job is None:
         return None
     tried = store.list(parent_id=job.id, kind="render", limit=10_000)
@@ -157,13 +177,13 @@ def versions_held(workspace: Workspace) -> dict[str, list[dict]]:
 
 def _folders(workspace: Workspace) -> list[Path]:
     trash = root(workspace)
-    return [p for p in trash.iterdir() if p.is_dir()] if trash.is_dir() else []
+    return [p for p in trash.iterdir() if p.is_dir() and not p.name.startswith(".")] if trash.is_dir() else []
 
 
 def restore(workspace: Workspace, store: JobStore, entry_id: str) -> dict:
     """Puts an entry back; ApiError 409 when its place was taken meanwhile (nothing moves then). A job's LoRA and
     the job, deleted together from its card, come back together (`also`: the other one's, when it could)."""
-    with _restoring:  # a double click restores once; the second finds the entry gone
+    with _held(workspace):  # a double click restores once; the second finds the entry gone
         partner = _partner(workspace, entry_id)
         restored = _restore(workspace, store, entry_id)
         if partner is not None:
@@ -190,7 +210,7 @@ def _partner(workspace: Workspace, entry_id: str) -> str | None:
 
 def _restore(workspace: Workspace, store: JobStore, entry_id: str) -> dict:
     entry = confined(root(workspace), safe_name(entry_id))
-    manifest = read_json(entry / MANIFEST, None)
+    manifest = read_json(entry / MANIFEST, None) if not entry.name.startswith(".") else None  # not one being removed
     if not isinstance(manifest, dict):
         raise ApiError(f"Recently deleted has no entry {entry_id!r}.", 404)
     if manifest.get("kind") == "job":
@@ -200,7 +220,7 @@ def _restore(workspace: Workspace, store: JobStore, entry_id: str) -> dict:
             raise ApiError(f"A job with the id {row['id']} is here already; it cannot come back beside it.", 409)
         if moved:
             os.replace(entry / "job", workspace.job_dir(row["id"]))
-        store.restore(row)
+        store.restore(_without_taken_library_file(store, row))
         for render in manifest.get("renders") or []:
             store.restore(render)
         restored = {"kind": "job", "id": row["id"], "name": manifest.get("name")}
@@ -225,6 +245,17 @@ def _restore(workspace: Workspace, store: JobStore, entry_id: str) -> dict:
     return restored
 
 
+def _without_taken_library_file(store: JobStore, row: dict) -> dict:
+    """A job's row as it comes back, without the library file it recorded when another job's LoRA has that name now
+    (the job and its LoRA were deleted, and a later job's LoRA took the free name): else its page showed that LoRA
+    as its own, and Train more steps replaced it, in the library and ComfyUI, with this job's."""
+    result = row.get("result")
+    name = result.get("library_file") if isinstance(result, dict) else None
+    if name and any(holder != row["id"] for holder in store.holders("train", "library_file", name)):
+        return {**row, "result": {key: value for key, value in result.items() if key != "library_file"}}
+    return row
+
+
 def _move(source: Path, target: Path) -> None:
     """A render's pictures folder to its place (nothing when it has none)."""
     if source.is_dir():
@@ -233,11 +264,20 @@ def _move(source: Path, target: Path) -> None:
 
 
 def remove(workspace: Workspace, entry_id: str | None = None) -> int:
-    """Removes one entry, or all of them; returns how many went."""
-    folders = [confined(root(workspace), safe_name(entry_id))] if entry_id else _folders(workspace)
-    if entry_id and not folders[0].is_dir():
-        raise ApiError(f"Recently deleted has no entry {entry_id!r}.", 404)
-    for folder in folders:
+    """Removes one entry, or all of them; returns how many went. Each leaves the list at once (renamed, with the
+    trash held: never while a restore moves it out), then its files are removed, which takes a while for big ones."""
+    with _held(workspace):
+        folders = [confined(root(workspace), safe_name(entry_id))] if entry_id else _folders(workspace)
+        if entry_id and (folders[0].name.startswith(".") or not folders[0].is_dir()):
+            raise ApiError(f"Recently deleted has no entry {entry_id!r}.", 404)
+        going = []
+        for folder in folders:
+            target = folder.with_name(REMOVING + folder.name)
+            os.replace(folder, target)
+            going.append(target)
+        if not entry_id:  # and what an earlier removal cut short (a restart) left
+            going += [p for p in root(workspace).glob(REMOVING + "*") if p not in going]
+    for folder in going:
         shutil.rmtree(folder, ignore_errors=True)
     return len(folders)
 
