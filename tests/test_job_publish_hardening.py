@@ -4,6 +4,7 @@ local stand-in hub answers; nothing goes to the internet."""
 
 from __future__ import annotations
 
+import shutil
 import threading
 import time
 from contextlib import contextmanager
@@ -96,3 +97,17 @@ def test_train_more_steps_waits_for_a_publication_on_its_way(published, hub, mon
     _until(lambda: client.get(f"/api/jobs/{job.id}/publish-hub").get_json()["publish"]["status"] != "running",
            "the publication to end")
     assert client.get(f"/api/jobs/{job.id}").get_json()["job"]["status"] == "completed"
+
+
+def test_the_library_card_does_not_delete_a_lora_on_its_way_to_the_hub(published, hub, monkeypatch):  # noqa: F811
+    client, job, _job_dir = published()
+    store, space = client.application.extensions["job_store"], client.application.config["STUDIO_WORKSPACE"]
+    name = "tiny-lora.safetensors"  # placed in the library when it finished
+    space.loras.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(job.lora_path, space.loras / name)
+    store.update(job.id, result={**(job.result or {}), "library_file": name})
+    with publishing_held(client, job.id, monkeypatch):
+        refused = client.delete(f"/api/library/files/{name}")
+        assert refused.status_code == 409 and "being published to Hugging Face" in refused.get_json()["error"]
+    _until(lambda: job.id not in hub_publish._running, "the publication to end")
+    assert client.delete(f"/api/library/files/{name}").status_code == 200

@@ -308,6 +308,7 @@ def delete_library_file(name):
     """The LoRA leaves the library for Recently deleted (trainer.trash; its copy in ComfyUI's folder goes when it is
     the same file), with the renders tried of it on the library page (they come back with it); 409 while one of them
     renders. The page deletes the job it came from next (DELETE /api/jobs/<id>); an API client may keep the job."""
+    from trainer.hub_publish import publishing
     from trainer.library_edit import owner_job
     from trainer.renders_api import library_renders, store
     from trainer.trash import trash_lora
@@ -317,6 +318,9 @@ def delete_library_file(name):
     if owner is not None and owner.status in ACTIVE:
         raise ApiError(f"{name} is the LoRA of “{owner.name}”, which is training further now: delete it when that is "
                        "done, or stop the job first.", 409)
+    if owner is not None and publishing(owner.id):  # the page deletes the job next, which waits for the upload too
+        raise ApiError(f"{name} is being published to Hugging Face: wait for the upload to finish (or stop it on the "
+                       "job's page), then delete it.", 409)
     tries = library_renders(name, limit=10_000)
     if any(render.status == "running" for render in tries):
         raise ApiError(f"{name} is being rendered now; delete it when that is done (it takes seconds).", 409)
