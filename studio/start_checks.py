@@ -60,13 +60,15 @@ def check(settings: Settings, run_dir: Path) -> str | None:
     """Why the studio cannot start now, in one sentence; None when it can."""
     pid = running_pid(run_dir)
     if pid is not None:
+        venv = os.environ.get("STUDIO_VENV") or ".venv"  # /opt/studio-venv on a pod
         return (f"The studio is already running for {settings.root} (supervisord, pid {pid}): open "
                 f"http://localhost:{settings.port} and http://localhost:{settings.trainer_port}. Stop it with Ctrl+C "
-                "in its terminal, or: .venv/bin/python -m studio.supervisor_env ctl shutdown")
+                f"in its terminal, or: {venv}/bin/python -m studio.supervisor_env ctl shutdown")
     taken = [(what, port) for what, host, port in services(settings) if port_taken(host, port)]
     if taken:
         names = ", ".join(f"{port} ({what})" for what, port in taken)
-        return (f"Port {names} {'is' if len(taken) == 1 else 'are'} taken by another program. Stop it, or start the "
+        return (f"{'Port' if len(taken) == 1 else 'Ports'} {names} {'is' if len(taken) == 1 else 'are'} taken by "
+                f"another program. Stop {'it' if len(taken) == 1 else 'them'}, or start the "
                 "studio on other ports, e.g. PORT=3100 TRAINER_PORT=8775 QWEN_PORT=11535 bash scripts/run.sh")
     return None
 

@@ -88,3 +88,26 @@ def test_the_start_stops_with_the_sentence_when_a_port_is_taken(tmp_path):
                                 text=True, env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO), **env}, timeout=60)
     assert result.returncode == 1
     assert f"Port {ports['TRAINER_PORT']} (the trainer) is taken by another program" in result.stderr
+
+
+def test_several_ports_taken_are_named_together_and_the_pods_venv_in_the_stop_hint(tmp_path, monkeypatch):
+    ports = _free_ports()
+    settings, _env = _settings(tmp_path, **ports)
+    with socket.socket() as one, socket.socket() as two:
+        one.bind(("127.0.0.1", ports["PORT"]))
+        one.listen()
+        two.bind(("127.0.0.1", ports["TRAINER_PORT"]))
+        two.listen()
+        problem = start_checks.check(settings, tmp_path / "run")
+    assert problem.startswith(f"Ports {ports['PORT']} (the dataset manager), {ports['TRAINER_PORT']} (the trainer) "
+                              "are taken by another program. Stop them,")
+    run = tmp_path / "run"
+    run.mkdir()
+    monkeypatch.setenv("STUDIO_VENV", "/opt/studio-venv")
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)", "supervisord"])
+    try:
+        (run / "supervisord.pid").write_text(f"{sleeper.pid}\n")
+        assert "/opt/studio-venv/bin/python -m studio.supervisor_env ctl shutdown" in start_checks.check(settings, run)
+    finally:
+        sleeper.kill()
+        sleeper.wait()
