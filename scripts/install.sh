@@ -35,9 +35,12 @@ if ! "$PY" -c "import torch" >/dev/null 2>&1; then
   # Without an NVIDIA GPU, PyPI's torch brings ~3 GB of CUDA libraries a CPU never uses: the CPU build comes from
   # PyTorch's own index when it can be reached (TORCH_INDEX_URL chooses another; empty: the pip default).
   index="${TORCH_INDEX_URL-https://download.pytorch.org/whl/cpu}"
-  if command -v nvidia-smi >/dev/null 2>&1 || [ -z "$index" ] \
-     || ! "$PY" -c "import sys, urllib.request; urllib.request.urlopen(sys.argv[1] + '/torch/', timeout=5)" \
+  if command -v nvidia-smi >/dev/null 2>&1 || [ -z "$index" ]; then
+    index=""
+  elif ! "$PY" -c "import sys, urllib.request; urllib.request.urlopen(sys.argv[1] + '/torch/', timeout=5)" \
        "$index" >/dev/null 2>&1; then
+    echo "[install] PyTorch's CPU index ($index) cannot be reached: installing pip's default torch (from PyPI that" \
+         "is the CUDA build, ~3 GB; TORCH_INDEX_URL names a mirror of the CPU index)" >&2
     index=""
   fi
   step "installing torch==$TORCH_VERSION${index:+ (CPU build from $index)}"
