@@ -9,9 +9,12 @@ import tempfile
 from pathlib import Path
 
 
-def atomic_write_bytes(path: Path, data: bytes, mode: int = 0o644) -> None:
+def atomic_write_bytes(path: Path, data: bytes, mode: int = 0o644, make_folder: bool = True) -> None:
+    """`make_folder=False`: FileNotFoundError when the folder is gone, instead of making it again (a job deleted
+    while something wrote its state)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if make_folder:
+        path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as handle:
@@ -28,12 +31,12 @@ def atomic_write_bytes(path: Path, data: bytes, mode: int = 0o644) -> None:
         raise
 
 
-def atomic_write_text(path: Path, text: str, mode: int = 0o644) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"), mode)
+def atomic_write_text(path: Path, text: str, mode: int = 0o644, make_folder: bool = True) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"), mode, make_folder)
 
 
-def atomic_write_json(path: Path, value, mode: int = 0o644) -> None:
-    atomic_write_text(path, json.dumps(value, indent=2, sort_keys=True, default=str) + "\n", mode)
+def atomic_write_json(path: Path, value, mode: int = 0o644, make_folder: bool = True) -> None:
+    atomic_write_text(path, json.dumps(value, indent=2, sort_keys=True, default=str) + "\n", mode, make_folder)
 
 
 def place_file(source: Path, target: Path) -> None:

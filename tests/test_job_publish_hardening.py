@@ -111,3 +111,9 @@ def test_the_library_card_does_not_delete_a_lora_on_its_way_to_the_hub(published
         assert refused.status_code == 409 and "being published to Hugging Face" in refused.get_json()["error"]
     _until(lambda: job.id not in hub_publish._running, "the publication to end")
     assert client.delete(f"/api/library/files/{name}").status_code == 200
+
+
+def test_the_state_of_a_job_whose_folder_went_is_not_written_into_a_new_folder(tmp_path):
+    gone = tmp_path / "jobs" / "a-deleted-job"  # moved to Recently deleted while its LoRA went up
+    assert hub_publish._save(gone, status="failed")["status"] == "failed"
+    assert not gone.exists()  # a folder made again in its place kept the job from coming back

@@ -15,9 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -54,15 +52,9 @@ def _save(job_dir: Path, **values) -> dict:
     it from coming back."""
     current = {**(state(job_dir) or {}), **values}
     try:
-        fd, temporary = tempfile.mkstemp(dir=job_dir, prefix=f".{STATE_NAME}.", suffix=".tmp")
-    except FileNotFoundError:  # the job was deleted meanwhile
-        return current
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(current, handle, indent=2, sort_keys=True, default=str)
-        os.replace(temporary, job_dir / STATE_NAME)
-    except FileNotFoundError:  # the folder went to Recently deleted while this was written
-        Path(temporary).unlink(missing_ok=True)
+        atomic_write_json(job_dir / STATE_NAME, current, make_folder=False)
+    except FileNotFoundError:  # the folder went to Recently deleted meanwhile
+        pass
     return current
 
 
@@ -83,7 +75,6 @@ def hub_name(name: str) -> str:
 def card(job, lora: Path, job_dir: Path, previews: list[tuple[str, str]], learned: bool = False) -> str:
     """README.md for the hub: front matter the hub reads (base model, tags, trigger word, gallery), then the
     README.txt the trainer wrote beside the LoRA; `learned`: the commit carries the first prompt's timelapse."""
-    import json
 
     trigger = (job.config.get("trigger_word") or "").strip()
     lokr = job.config.get("network") == "lokr"
