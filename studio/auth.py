@@ -18,8 +18,6 @@ import hashlib
 import hmac
 import logging
 import secrets
-import sqlite3
-import threading
 import time
 import unicodedata
 from urllib.parse import urlparse
@@ -27,7 +25,7 @@ from urllib.parse import urlparse
 from flask import Blueprint, Flask, current_app, g, jsonify, redirect, render_template, request, session, url_for
 from itsdangerous import BadSignature, URLSafeSerializer
 
-from studio.login_limiter import LoginLimiter
+from studio.login_limiter import LoginLimiter, StateStore
 
 log = logging.getLogger(__name__)
 # The favicon is public like /health: browsers fetch it without credentials, and it is the same for everyone.
@@ -40,35 +38,13 @@ SIGNED_OUT_EXTENSION = "studio_signed_out"
 SIGNED_OUT_SCHEMA = "CREATE TABLE IF NOT EXISTS signed_out (sid TEXT PRIMARY KEY, until REAL NOT NULL)"
 
 
-class SignedOutSessions:
-    """Login sessions ended by "Log out", shared by the three services (a SQLite file in the workspace's private
-    state folder). The session cookie is signed, not stored: without this list a copy of it taken before the
-    logout (a shared computer's profile, a proxy log, malware) would work until it expired. Each entry is kept as
-    long as the cookie could live. If the file cannot be used, the list is kept in memory (this process only)."""
+class SignedOutSessions(StateStore):
+    """Login sessions ended by "Log out", shared by the three services. The session cookie is signed, not stored:
+    without this list a copy of it taken before the logout (a shared computer's profile, a proxy log, malware) would
+    work until it expired. Each entry is kept as long as the cookie could live."""
 
-    def __init__(self, path):
-        self._lock = threading.Lock()
-        self._db = None
-        try:
-            self._db = self._open(str(path))
-        except sqlite3.Error:
-            log.exception("cannot open the signed-out sessions' store %s; keeping it in memory", path)
-            self._db = self._open(":memory:")
-
-    @staticmethod
-    def _open(path: str) -> sqlite3.Connection:
-        db = sqlite3.connect(path, timeout=5.0, isolation_level=None, check_same_thread=False)
-        db.execute(SIGNED_OUT_SCHEMA)
-        return db
-
-    def _run(self, work):
-        with self._lock:
-            try:
-                return work(self._db)
-            except sqlite3.Error:
-                log.exception("the signed-out sessions' store failed; keeping it in memory from now on")
-                self._db = self._open(":memory:")
-                return work(self._db)
+    SCHEMA = (SIGNED_OUT_SCHEMA,)
+    WHAT = "the signed-out sessions' store"
 
     def add(self, sid: str, keep_s: float) -> None:
         now = time.time()
@@ -79,7 +55,9 @@ class SignedOutSessions:
         self._run(work)
 
     def __contains__(self, sid: str) -> bool:
-        return self._run(lambda db: db.execute("SELECT 1 FROM signed_out WHERE sid = ?", (sid,)).fetchone()) is not None
+        found = self._run(lambda db: db.execute("SELECT 1 FROM signed_out WHERE sid = ?", (sid,)).fetchone(),
+                          write=False)
+        return found is not None
 
 
 def signed_out() -> SignedOutSessions:

@@ -26,28 +26,29 @@ SCHEMA = "CREATE TABLE IF NOT EXISTS failures (client TEXT NOT NULL, at REAL NOT
 INDEX = "CREATE INDEX IF NOT EXISTS failures_client ON failures (client, at)"
 
 
-def _open(path: str) -> sqlite3.Connection:
-    db = sqlite3.connect(path, timeout=5.0, isolation_level=None, check_same_thread=False)
-    db.execute(SCHEMA)
-    db.execute(INDEX)
-    return db
+class StateStore:
+    """A small SQLite file in the workspace's private state folder, one for the three services (separate processes);
+    when it cannot be used (full or read-only disk), kept in memory instead, per process, and the log says so."""
 
+    SCHEMA: tuple[str, ...] = ()
+    WHAT = "store"
 
-class LoginLimiter:
-    """Counts wrong passwords per client address; too many in the window are refused for a while."""
-
-    def __init__(self, path: Path | None, max_failures: int = MAX_FAILURES, window_s: float = FAILURE_WINDOW_S):
-        self.max_failures = max_failures
-        self.window_s = window_s
+    def __init__(self, path: Path | None):
         self._lock = threading.Lock()
         self._db = None
         if path is not None:
             try:
-                self._db = _open(str(path))
+                self._db = self._open(str(path))
             except sqlite3.Error:
-                log.exception("cannot open the login limiter's store %s; counting failures in memory", path)
+                log.exception("cannot open %s %s; keeping it in memory", self.WHAT, path)
         if self._db is None:
-            self._db = _open(":memory:")
+            self._db = self._open(":memory:")
+
+    def _open(self, path: str) -> sqlite3.Connection:
+        db = sqlite3.connect(path, timeout=5.0, isolation_level=None, check_same_thread=False)
+        for statement in self.SCHEMA:
+            db.execute(statement)
+        return db
 
     def _run(self, work, write: bool = True):
         """`work(db)`, a write in one transaction (other processes wait for it), on the file or, once that failed,
@@ -56,8 +57,8 @@ class LoginLimiter:
             try:
                 return self._transaction(work, write)
             except sqlite3.Error:
-                log.exception("the login limiter's store failed; counting failures in memory from now on")
-                self._db = _open(":memory:")
+                log.exception("%s failed; keeping it in memory from now on", self.WHAT)
+                self._db = self._open(":memory:")
                 return self._transaction(work, write)
 
     def _transaction(self, work, write: bool):
@@ -71,6 +72,18 @@ class LoginLimiter:
             raise
         self._db.execute("COMMIT")
         return result
+
+
+class LoginLimiter(StateStore):
+    """Counts wrong passwords per client address; too many in the window are refused for a while."""
+
+    SCHEMA = (SCHEMA, INDEX)
+    WHAT = "the login limiter's store"
+
+    def __init__(self, path: Path | None, max_failures: int = MAX_FAILURES, window_s: float = FAILURE_WINDOW_S):
+        self.max_failures = max_failures
+        self.window_s = window_s
+        super().__init__(path)
 
     def _wait(self, db, client: str, now: float) -> int:
         rows = db.execute("SELECT at FROM failures WHERE client = ? AND at > ? ORDER BY at DESC LIMIT ?",
