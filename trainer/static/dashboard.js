@@ -8,14 +8,14 @@
     const active = jobs.filter((j) => j.status === "running" || j.status === "stopping");
     if (!active.length) {
       const waiting = jobs.some((j) => j.status === "queued");
-      box.innerHTML = waiting && !workers.length
+      trainer.morph(box, waiting && !workers.length
         ? `<div class="error-box" style="margin-top:0">The training worker is not running, so queued jobs wait.
             It starts with the pod (supervisord program <code>worker</code>); by hand:
             <code>python -m trainer.worker</code>.</div>`
-        : `<div class="empty">Nothing is training right now. <a href="/new">Start a job</a>.</div>`;
+        : `<div class="empty">Nothing is training right now. <a href="/new">Start a job</a>.</div>`);
       return;
     }
-    box.innerHTML = active.map((j) => {
+    trainer.morph(box, active.map((j) => {
       const pct = Math.round((j.progress || 0) * 1000) / 10;
       const spent = trainer.jobCost(elapsed(j), price);
       return `<div class="running-card" data-job="${esc(j.id)}">
@@ -37,7 +37,7 @@
             ${spent ? `<div class="muted now-cost" style="font-size:11px">≈ ${spent}</div>` : ""}</div>
           <div class="stat"><div class="label">GPU memory</div><div class="value">${j.gpu_mem_gb != null ? j.gpu_mem_gb.toFixed(1) + " GB" : "–"}</div></div>
         </div></div>`;
-    }).join('<hr style="border-color:var(--border)">');
+    }).join('<hr style="border-color:var(--border)">'));
   }
 
   // The ETA as last reported, less the time since (as the job page counts it down); null before a rate is known.
@@ -75,7 +75,7 @@
     const spend = last ? trainer.cost(last.done_in_s, price) : null;  // this machine's time until the queue is done
     document.getElementById("queue-count").textContent = queued.length
       ? `${queued.length} waiting${last ? ` · all done in ${fromNow(last.done_in_s)}${spend ? `, ≈ ${spend}` : ""}` : ""}` : "";
-    document.getElementById("queue").innerHTML = queued.length ? `<table><tbody>${queued.map((j, i) => `
+    trainer.morph(document.getElementById("queue"), queued.length ? `<table><tbody>${queued.map((j, i) => `
       <tr class="job-row"><td class="muted">${i + 1}</td><td><a href="/jobs/${esc(j.id)}">${esc(j.name)}</a>
       <div class="muted" style="font-size:12px">${esc(j.dataset_label)} · ${studio.plural(j.total_steps, "step")}${!schedule[j.id] ? ""
         : schedule[j.id].starts_in_s < 5 ? " · starts now" : ` · starts in ${fromNow(schedule[j.id].starts_in_s)}`}</div>
@@ -83,7 +83,7 @@
       ${schedule[j.id] && schedule[j.id].data_missing ? `<div class="field-error data-missing" style="font-size:12px">It fails when it
         starts: ${esc(schedule[j.id].data_missing)}</div>` : ""}</td>
       <td style="text-align:right;white-space:nowrap">${i ? `<button data-run-next="${esc(j.id)}" title="Move it to the front: it starts when the running job ends">Run next</button> ` : ""}<button data-cancel="${esc(j.id)}">Cancel</button></td></tr>`).join("")}</tbody></table>`
-      : `<div class="empty">The queue is empty.</div>`;
+      : `<div class="empty">The queue is empty.</div>`);
   }
 
   function renderRecent(jobs) {
@@ -92,14 +92,14 @@
     document.getElementById("recent").hidden = jobs.length === 0;
     document.getElementById("recent-count").textContent = jobs.length ? studio.plural(jobs.length, "job") : "";
     for (const id of [...picked]) if (!jobs.some((j) => j.id === id)) picked.delete(id);
-    body.innerHTML = jobs.map((j) => `<tr class="job-row" data-job="${esc(j.id)}">
+    trainer.morph(body, jobs.map((j) => `<tr class="job-row" data-job="${esc(j.id)}">
       <td class="pick"><input type="checkbox" data-pick="${esc(j.id)}" aria-label="Compare ${esc(j.name)}" ${picked.has(j.id) ? "checked" : ""}></td>
       <td><a href="/jobs/${esc(j.id)}">${esc(j.name)}</a></td><td class="muted narrow-hide">${esc(j.dataset_label)}</td>
       <td>${statusChip(j.status)}</td>
       <td><div class="progress mini-progress"><div style="width:${(j.progress || 0) * 100}%"></div></div>
         <span class="muted" style="font-size:12px"> ${j.step}/${j.total_steps}</span></td>
       <td class="num">${fmtLoss(j.smooth_loss ?? j.loss)}</td><td class="muted narrow-hide">${fmtDate(j.created_at)}</td>
-      <td class="num muted narrow-hide">${fmtD(elapsed(j))}</td></tr>`).join("");
+      <td class="num muted narrow-hide">${fmtD(elapsed(j))}</td></tr>`).join(""));
   }
 
   // Jobs ticked in Recent jobs, to compare side by side (two to four).

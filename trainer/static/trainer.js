@@ -211,6 +211,34 @@
     box.replaceChildren(fresh.content);
     if (focused && focused.isConnected && document.activeElement !== focused) focused.focus({ preventScroll: true });
   }
-  window.trainer = { esc, live, statusChip, fmtLoss, fmtKept, cost, jobCost, perHour, fmtDate, elapsed, phaseText, act, workerChip, pollWorkers, lightbox, redraw,
+  // A box brought to `html` by changing only what differs, node by node: a live update every step replaced the
+  // button a click was landing on (the click was lost: Stop, Run next, Cancel) and the boxes being ticked. An input's
+  // state follows its attributes unless it has the focus.
+  function morph(box, html) {
+    const fresh = document.createElement("template");
+    fresh.innerHTML = html;
+    morphChildren(box, fresh.content);
+  }
+  function morphChildren(into, from) {
+    const wanted = [...from.childNodes];
+    wanted.forEach((node, i) => {
+      const old = into.childNodes[i];
+      if (!old) into.appendChild(node);
+      else if (old.nodeType !== node.nodeType || old.nodeName !== node.nodeName) into.replaceChild(node, old);
+      else if (node.nodeType !== Node.ELEMENT_NODE) { if (old.nodeValue !== node.nodeValue) old.nodeValue = node.nodeValue; }
+      else {
+        [...old.attributes].forEach(({ name }) => { if (!node.hasAttribute(name)) old.removeAttribute(name); });
+        [...node.attributes].forEach(({ name, value }) => { if (old.getAttribute(name) !== value) old.setAttribute(name, value); });
+        if (old instanceof HTMLInputElement && old !== document.activeElement) {
+          old.checked = node.hasAttribute("checked");
+          if (old.type !== "checkbox" && old.type !== "radio") old.value = node.getAttribute("value") || "";
+        }
+        if (old instanceof HTMLButtonElement) old.disabled = node.hasAttribute("disabled");
+        morphChildren(old, node);
+      }
+    });
+    while (into.childNodes.length > wanted.length) into.lastChild.remove();
+  }
+  window.trainer = { esc, live, statusChip, fmtLoss, fmtKept, cost, jobCost, perHour, fmtDate, elapsed, phaseText, act, workerChip, pollWorkers, lightbox, redraw, morph,
     picture, pending, promptOptions, FINISHED };
 })();
