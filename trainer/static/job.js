@@ -108,10 +108,10 @@
     if (FINISHED.has(job.status) && bundleFor !== `${job.status}:${job.step}`) labelBundle(`${job.status}:${job.step}`);
     const loraName = detail.lora && (detail.lora.library_file || detail.lora.file);  // as the library (and ComfyUI) call it
     const earlier = detail.lora ? detail.lora.earlier_step : null;  // training further, or cut short doing so
-    $("lora-box").innerHTML = detail.lora ? `<div class="download-lora"><div><strong>${esc(loraName)}</strong>
+    trainer.morph($("lora-box"), detail.lora ? `<div class="download-lora"><div><strong>${esc(loraName)}</strong>
       <div class="muted" style="font-size:12px">${earlier != null ? `<span data-earlier>as it finished at step ${esc(earlier)}, before training further</span> · ` : ""}${studio.formatBytes(detail.lora.size)} · loads in ComfyUI and diffusers</div>
       ${proofLinks(detail.proof)}</div>
-      <a class="button primary" id="download-lora" style="margin-left:auto" href="/api/jobs/${esc(job.id)}/files/${esc(detail.lora.path)}" download="${esc(loraName)}">Download LoRA</a></div>` : "";
+      <a class="button primary" id="download-lora" style="margin-left:auto" href="/api/jobs/${esc(job.id)}/files/${esc(detail.lora.path)}" download="${esc(loraName)}">Download LoRA</a></div>` : "");  // its links stay put under a click while it trains on
     renderCheckpoints(detail.checkpoints || []);
     // a new checkpoint or the end of the run: Try the LoRA (job_try.js) offers it at once, not at its next poll
     const ckptKey = `${job.status}:${(detail.checkpoints || []).map((c) => c.step).join(",")}`;
@@ -180,13 +180,13 @@
     shownCheckpoints = list;
     const best = nearestCheckpoint(list, bestHeldStep);
     const mark = (c) => (c.step === best ? ` <span class="chip best-held" title="Nearest the lowest loss of the held-out images (step ${bestHeldStep}): the checkpoint most likely to generalise. It is kept whatever keep_last says.">lowest held-out loss</span>` : "");
-    $("checkpoints").innerHTML = list.length ? `<table><thead><tr><th>Step</th><th class="num">Size</th><th></th></tr></thead>
+    trainer.morph($("checkpoints"), list.length ? `<table><thead><tr><th>Step</th><th class="num">Size</th><th></th></tr></thead>
       <tbody>${list.slice().reverse().map((c) => `<tr><td>${c.step}${mark(c)}${c.complete ? "" : ' <span class="muted" title="Its training state was freed when the job finished; its LoRA file is whole">(LoRA only)</span>'}</td>
       <td class="num muted">${studio.formatBytes(c.size)}</td>
       <td style="text-align:right">${c.library_file ? `<span class="muted" title="In the LoRA library${comfyui ? " and ComfyUI's loras" : ""}">✓ ${esc(c.library_file)}</span>`
         : `<button type="button" data-publish="${c.step}" title="Add this checkpoint's LoRA to the LoRA library${comfyui ? " and ComfyUI's loras" : ""} as ${esc(c.download_name)}">${comfyui ? "To ComfyUI" : "To library"}</button>`}
       <a class="button" href="/api/jobs/${esc(jobId)}/files/${esc(c.file)}" download="${esc(c.download_name)}">Download</a></td></tr>`).join("")}
-      </tbody></table>` : `<div class="empty">No checkpoint yet.</div>`;
+      </tbody></table>` : `<div class="empty">No checkpoint yet.</div>`);  // drawn each update: only what changed
   }
 
   async function refreshLog() {
