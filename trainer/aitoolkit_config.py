@@ -13,14 +13,13 @@ the result like any other config, so an out-of-range value is named next to its 
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
+from trainer.aitoolkit_values import number, sixteen, too_large, whole
 from trainer.lokr_layout import FACTORS
 from trainer.names import slug
 
 SECTIONS = ("network", "train", "save", "datasets", "sample", "model")
-LARGEST = 10**15  # past every setting's range, and past what a float holds exactly
 OPTIMIZERS = {"adamw8bit": "adamw8bit", "adamw": "adamw", "adam": "adamw", "adam8bit": "adamw8bit",
               "prodigy": "prodigy", "prodigy_schedulefree": "prodigy", "prodigyopt": "prodigy"}
 TIMESTEPS = {"weighted": "weighted", "sigmoid": "sigmoid", "shift": "shift", "linear": "uniform",
@@ -83,7 +82,7 @@ def translate(doc) -> Translated | None:
         return None
     out = Translated({})
     huge: list[str] = []
-    _too_large(process, "", huge, [5000])
+    too_large(process, "", huge, [5000])
     if huge:
         out.warnings.append(f"{', '.join(huge)}: too large to be any setting's value; the form's value stays.")
     if isinstance(process.get("name"), str) and process["name"].strip():
@@ -113,47 +112,6 @@ def _take(out: Translated, key: str, value, shown: str) -> None:
         out.taken.append(f"{shown} {', '.join(map(str, value))}")
     else:
         out.taken.append(f"{shown} = rank" if key == "alpha" and value is None else f"{shown} {value}")
-
-
-def _number(value) -> float | None:
-    """A finite number of the config (YAML reads 1e-4 as a string: its float grammar wants a dot); None otherwise,
-    and for a whole number past LARGEST (no setting's value; _too_large says so)."""
-    if isinstance(value, str):
-        try:
-            value = float(value)
-        except ValueError:
-            return None
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    if isinstance(value, int):
-        return value if abs(value) <= LARGEST else None
-    return value if math.isfinite(value) else None
-
-
-def _whole(value: float) -> int | float:
-    """A count (steps, rank, ...) as a whole number; a fraction stays as stated, so the form says the setting needs a
-    whole number instead of cutting 2.5 steps to 2 unseen."""
-    return int(value) if float(value).is_integer() else value
-
-
-def _sixteen(side: float) -> int:
-    """A side in pixels as the nearest multiple of 16 (halves up), 64 at least."""
-    return max(64, int((side + 8) // 16) * 16)
-
-
-def _too_large(value, path: str, found: list[str], budget: list[int]) -> None:
-    """The places of the whole numbers past LARGEST in `value` (a few thousand values looked at, at most)."""
-    budget[0] -= 1
-    if budget[0] < 0 or len(found) >= 5:
-        return
-    if isinstance(value, dict):
-        for key, item in value.items():
-            _too_large(item, f"{path}.{key}" if path else str(key), found, budget)
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            _too_large(item, f"{path}[{index}]", found, budget)
-    elif isinstance(value, int) and not isinstance(value, bool) and abs(value) > LARGEST:
-        found.append(path)
 
 
 def _model(model: dict, out: Translated) -> None:
@@ -188,7 +146,7 @@ def _network(network: dict, out: Translated) -> None:
         _take(out, "network", "lora", "network")
     elif kind == "lokr":
         _take(out, "network", "lokr", "network")
-        factor = _number(network.get("lokr_factor"))
+        factor = number(network.get("lokr_factor"))
         if factor is not None:
             nearest = min(FACTORS, key=lambda f: (abs(f - factor), f)) if factor > 0 else -1
             _take(out, "lokr_factor", nearest, "lokr_factor")
@@ -199,11 +157,11 @@ def _network(network: dict, out: Translated) -> None:
             out.own_way.append("lokr_full_rank: the studio trains a LoKr's larger factor whole (full rank)")
     elif kind:
         out.warnings.append(f"network type {kind}: the studio trains a LoRA or a LoKr; the form's network stays.")
-    rank = _number(network.get("rank", network.get("linear")))  # ai-toolkit reads rank first
+    rank = number(network.get("rank", network.get("linear")))  # ai-toolkit reads rank first
     if rank is not None and kind != "lokr":
-        _take(out, "rank", _whole(rank), "rank")
+        _take(out, "rank", whole(rank), "rank")
         stated = network.get("linear_alpha", network.get("alpha", 1.0))  # its default alpha is 1
-        alpha = _number(stated)
+        alpha = number(stated)
         if alpha is None:
             out.warnings.append(f"linear_alpha {str(stated)[:40]} is not a number: the form's alpha stays.")
         else:  # alpha = rank: the studio's empty alpha
@@ -212,14 +170,14 @@ def _network(network: dict, out: Translated) -> None:
 
 def _train(train: dict, out: Translated) -> None:
     for key, ours in (("steps", "steps"), ("batch_size", "batch_size"), ("max_grad_norm", "max_grad_norm")):
-        value = _number(train.get(key))
+        value = number(train.get(key))
         if value is not None:
-            _take(out, ours, _whole(value) if ours != "max_grad_norm" else value, ours)
-    accumulation = _number(train.get("gradient_accumulation", train.get("gradient_accumulation_steps")))
+            _take(out, ours, whole(value) if ours != "max_grad_norm" else value, ours)
+    accumulation = number(train.get("gradient_accumulation", train.get("gradient_accumulation_steps")))
     if accumulation is not None:
-        _take(out, "gradient_accumulation", _whole(accumulation), "gradient_accumulation")
+        _take(out, "gradient_accumulation", whole(accumulation), "gradient_accumulation")
     optimizer = str(train.get("optimizer") or "").lower()
-    rate = _number(train.get("lr"))
+    rate = number(train.get("lr"))
     if rate is not None and optimizer.startswith("prodigy") and rate < 0.1:  # as ai-toolkit does with Prodigy
         out.own_way.append(f"lr {rate:g} with Prodigy: 1.0 (Prodigy's learning rate is a multiplier; ai-toolkit "
                            "raises it to 1.0 too)")
@@ -234,7 +192,7 @@ def _train(train: dict, out: Translated) -> None:
         out.warnings.append(f"optimizer {optimizer}: the studio has AdamW (8-bit or not) and Prodigy; the form's "
                             "optimizer stays.")
     params = train.get("optimizer_params") if isinstance(train.get("optimizer_params"), dict) else {}
-    decay = _number(params.get("weight_decay"))
+    decay = number(params.get("weight_decay"))
     if decay is not None:
         _take(out, "weight_decay", decay, "weight_decay")
     if set(params) - {"weight_decay"}:
@@ -253,14 +211,14 @@ def _train(train: dict, out: Translated) -> None:
         word = str(train.get("diff_output_preservation_class") or "").strip()
         if word:
             _take(out, "preserve_class", word, "preserve_class")
-        weight = _number(train.get("diff_output_preservation_multiplier"))
+        weight = number(train.get("diff_output_preservation_multiplier"))
         if weight is not None:
             _take(out, "preserve_weight", weight, "preserve_weight")
     elif train.get("diff_output_preservation") is False:
         _take(out, "preserve_class", "", "preserve_class")
     ema = train.get("ema_config") if isinstance(train.get("ema_config"), dict) else {}
     if "use_ema" in ema:
-        decay = _number(ema.get("ema_decay"))
+        decay = number(ema.get("ema_decay"))
         _take(out, "ema_decay", (decay if decay is not None else 0.999) if ema["use_ema"] else 0.0, "ema_decay")
     precision = DTYPES.get(str(train.get("dtype") or "").lower())
     if precision in ("bf16", "fp32"):
@@ -281,9 +239,9 @@ def _schedule(train: dict, out: Translated) -> None:
         _take(out, "lr_schedule", schedule, "lr_schedule")
     elif schedule == "constant_with_warmup":  # its warm-up: lr_scheduler_params.num_warmup_steps, 1000 unless set
         _take(out, "lr_schedule", "constant", "lr_schedule")
-        warmup = _number(params.get("num_warmup_steps", 1000))
+        warmup = number(params.get("num_warmup_steps", 1000))
         if warmup is not None:
-            _take(out, "warmup_steps", _whole(warmup), "warmup_steps")
+            _take(out, "warmup_steps", whole(warmup), "warmup_steps")
     elif schedule:
         out.warnings.append(f"lr_scheduler {schedule}: the studio's schedules are constant and cosine (with "
                             "warm-up steps); the form's stays.")
@@ -293,12 +251,12 @@ def _save(save: dict, out: Translated) -> None:
     precision = DTYPES.get(str(save.get("dtype") or "").lower())
     if precision:
         _take(out, "save_dtype", precision, "save_dtype")
-    every = _number(save.get("save_every"))
+    every = number(save.get("save_every"))
     if every is not None:
-        _take(out, "save_every", _whole(every), "save_every")
-    keep = _number(save.get("max_step_saves_to_keep"))
+        _take(out, "save_every", whole(every), "save_every")
+    keep = number(save.get("max_step_saves_to_keep"))
     if keep is not None:
-        _take(out, "keep_last", _whole(keep), "keep_last")
+        _take(out, "keep_last", whole(keep), "keep_last")
 
 
 def _datasets(datasets, out: Translated) -> None:
@@ -310,14 +268,14 @@ def _datasets(datasets, out: Translated) -> None:
     if len(datasets) > 1:
         out.own_way.append(f"{len(datasets)} datasets: pick them in the form (+ Add), each with its repeats; the "
                            "first one's settings were taken")
-    dropout = _number(first.get("caption_dropout_rate"))
+    dropout = number(first.get("caption_dropout_rate"))
     if dropout is not None:
         _take(out, "caption_dropout", dropout, "caption_dropout")
     sizes = first.get("resolution")
     sizes = [sizes] if not isinstance(sizes, list) else sizes
-    sides = [int(n) for n in (_number(s) for s in sizes) if n is not None and n > 0]
+    sides = [int(n) for n in (number(s) for s in sizes) if n is not None and n > 0]
     if sides:
-        even = sorted({_sixteen(side) for side in sides})
+        even = sorted({sixteen(side) for side in sides})
         _take(out, "resolutions", even, "resolutions")
         if set(even) != set(sides):
             out.warnings.append(f"resolution {sides}: sides are multiples of 16 here; {even} was taken.")
@@ -335,23 +293,23 @@ def _datasets(datasets, out: Translated) -> None:
 def _sample(sample: dict, out: Translated, training_seed) -> None:
     for key, ours in (("sample_every", "sample_every"), ("sample_steps", "sample_steps"),
                       ("guidance_scale", "guidance_scale"), ("width", "sample_width"), ("height", "sample_height")):
-        value = _number(sample.get(key))
+        value = number(sample.get(key))
         if value is None:
             continue
         if ours in ("sample_width", "sample_height"):
-            side, value = value, _sixteen(value)
+            side, value = value, sixteen(value)
             if value != side:
                 out.warnings.append(f"sample {key} {side:g}: preview sides are multiples of 16, at least 64, here; "
                                     f"{value} was taken.")
         if ours == "guidance_scale" and 0 < value <= 1:
             out.own_way.append(GUIDANCE_OFF.format(value=f"{value:g}"))
             value = 0
-        _take(out, ours, value if ours == "guidance_scale" else _whole(value), ours)
-    seed = _number(training_seed if training_seed is not None else sample.get("seed"))
+        _take(out, ours, value if ours == "guidance_scale" else whole(value), ours)
+    seed = number(training_seed if training_seed is not None else sample.get("seed"))
     if seed is not None:
-        _take(out, "seed", _whole(seed), "seed")
+        _take(out, "seed", whole(seed), "seed")
     # ai-toolkit renders every preview with the one seed unless walk_seed (seed + the prompt's place, the studio's way)
-    same = _number(sample.get("seed")) if sample.get("walk_seed") is not True else None
+    same = number(sample.get("seed")) if sample.get("walk_seed") is not True else None
     negative = sample.get("neg") if isinstance(sample.get("neg"), str) else ""
     items = sample.get("samples") or sample.get("prompts")
     prompts = [_prompt(item, negative.strip(), same) for item in (items if isinstance(items, list) else [])]
@@ -385,7 +343,7 @@ def _prompt(item, negative: str, seed: float | None) -> str:
     extra = {**({"seed": seed} if seed is not None and extra.get("seed") is None else {}), **extra}
     options = []
     for flag, key in OPTIONS:
-        value = _number(extra.get(key))
+        value = number(extra.get(key))
         if flag == "l" and value is not None and 0 < value <= 1:
             value = None  # no guidance: see GUIDANCE_OFF
         if value is not None and f"--{flag} " not in text:
