@@ -20,7 +20,7 @@ from flask import current_app, request
 from werkzeug.http import parse_options_header
 
 from studio.atomic import atomic_write_json, read_json
-from studio.processes import process_token, token_alive
+from studio.processes import machine, process_token, token_alive, token_machine
 
 log = logging.getLogger(__name__)
 FOLDER = "downloads"  # under the workspace's state folder
@@ -102,6 +102,8 @@ def under_way(state: Path, now: float | None = None) -> tuple[list[str], float |
         if not isinstance(started, int | float) or now - started > MAX_S or (
                 isinstance(ended, int | float) and now - ended > KEEP_S):
             marker.unlink(missing_ok=True)
+        elif token_machine(info.get("token")) not in (None, machine()):
+            continue  # another pod's on a shared volume (studio.host_claim): stopping this one does not cut it
         elif isinstance(ended, int | float):
             last_end = max(last_end or 0.0, ended)
         elif token_alive(info.get("token")):

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import time
 
+from studio import host_claim
 from studio.job_db import JobDatabase
 from studio.job_record import (
     ACTIVE,
@@ -39,6 +40,7 @@ from studio.job_record import (
     new_job_id,
 )
 from studio.processes import pid_alive, token_alive
+from studio.workspace import Workspace
 
 __all__ = ["ACTIVE", "FINISHED", "KINDS", "STATUSES", "Job", "JobError", "JobNotFound", "JobStateError",
            "JobStopped", "JobStore", "new_job_id"]
@@ -292,10 +294,15 @@ class JobStore(JobDatabase):
             return cur.rowcount
 
     # -- recovery ------------------------------------------------------------------------------
-    def interrupt_orphans(self, kinds: tuple[str, ...], *, is_alive=token_alive) -> list[Job]:
+    def owner_alive(self, token: str | None) -> bool:
+        """Whether the process holding a job runs: on this machine, looked at; on another pod sharing the volume,
+        while that pod's claim on the workspace (next to this database) is fresh (studio.host_claim)."""
+        return token_alive(token, lambda name: host_claim.seen(Workspace(self.db_path.parent).state, name))
+
+    def interrupt_orphans(self, kinds: tuple[str, ...], *, is_alive=None) -> list[Job]:
         """The one recovery: jobs of `kinds` held by a process that no longer runs end here. A job that
         was asked to stop is stopped; any other is interrupted and resumable. Returns the jobs changed."""
-        changed = []
+        is_alive, changed = is_alive or self.owner_alive, []
         for job in self.list(ACTIVE, kind=kinds, limit=100_000):
             if not job.owner or is_alive(job.owner):
                 continue  # a queued job nobody took yet, or one whose process still runs

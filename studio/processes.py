@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
+from collections.abc import Callable
 
 
 def pid_alive(pid) -> bool:
@@ -32,10 +34,21 @@ def _start_ticks(pid: int) -> str | None:
         return None
 
 
+def machine() -> str:
+    """This machine's name: the pod's id on RunPod (the same across its restarts), else the host name."""
+    return os.environ.get("RUNPOD_POD_ID") or socket.gethostname()
+
+
 def process_token(pid: int | None = None) -> str:
-    """'pid:start' names one process for good: a pid reused after a restart has another start time."""
+    """'pid:start@machine' names one process for good: a pid reused after a restart has another start time, and
+    the same pid on another pod sharing the volume (studio.host_claim) is another machine's."""
     pid = os.getpid() if pid is None else pid
-    return f"{pid}:{_start_ticks(pid) or ''}"
+    return f"{pid}:{_start_ticks(pid) or ''}@{machine()}"
+
+
+def token_machine(token: str | None) -> str | None:
+    """The machine a token names; None for one written before tokens named it (this machine's)."""
+    return str(token).rsplit("@", 1)[1] if "@" in str(token) else None
 
 
 def token_pid(token: str | None) -> int | None:
@@ -45,12 +58,18 @@ def token_pid(token: str | None) -> int | None:
         return None
 
 
-def token_alive(token: str | None) -> bool:
-    """True while the process named by `token` runs (a token without a start time checks the pid only)."""
-    pid = token_pid(token)
+def token_alive(token: str | None, machine_alive: Callable[[str], bool] | None = None) -> bool:
+    """True while the process named by `token` runs (a token without a start time checks the pid only). Another
+    machine's process cannot be looked at from here: it counts as running while `machine_alive(name)` says that
+    machine is (studio.host_claim.seen), and always without it, so nothing of another pod's is ever ended."""
+    where = token_machine(token)
+    if where is not None and where != machine():
+        return True if machine_alive is None else machine_alive(where)
+    local = str(token).rsplit("@", 1)[0]
+    pid = token_pid(local)
     if not pid_alive(pid):
         return False
-    start = str(token).split(":", 1)[1] if ":" in str(token) else ""
+    start = local.split(":", 1)[1] if ":" in local else ""
     return not start or _start_ticks(pid) in (None, start)
 
 

@@ -82,6 +82,7 @@ class Worker(JobOutputs):
         self._last_lora: str | None = None
         self._idle_since = time.monotonic()
         self._waiting = False  # queued jobs wait for a model download (the worker chip says so)
+        self._behind: str | None = None  # another pod on this volume came first and runs the jobs (studio.host_claim)
         self._last_idle_beat = 0.0
 
     # -- the loop ------------------------------------------------------------------------------
@@ -130,7 +131,7 @@ class Worker(JobOutputs):
         queues are empty. Renders go first: they take seconds, and someone is watching for them."""
         if self.shutdown:
             return None
-        if self._waiting_for_models():
+        if self._waiting_for_models() or self._another_pod_leads():
             return None
         render = self.store.claim(renders.KIND, self.owner)
         if render is not None:
@@ -169,6 +170,18 @@ class Worker(JobOutputs):
         self._idle_since = time.monotonic()  # the pod is in use: an idle stop counts from here
         self.store.worker_beat(self.pid, "idle")
         return final or render
+
+    def _another_pod_leads(self) -> bool:
+        """Two pods on one volume: only the one that came first starts jobs, so a job never runs twice."""
+        first = host_claim.leader(self.workspace.state)
+        if first != self._behind:
+            if first is not None:
+                log.warning("machine %s runs a studio on this workspace and came first: it runs the queued jobs; "
+                            "this worker starts none while it does", first)
+            else:
+                log.info("no other machine runs a studio on this workspace now: this worker starts queued jobs")
+            self._behind = first
+        return first is not None
 
     def _waiting_for_models(self) -> bool:
         """A model training needs is still downloading: queued jobs wait (the first one says for what)."""
