@@ -103,3 +103,39 @@ def test_a_job_without_preview_prompts_says_it_renders_none(studio):  # noqa: F8
         assert "every few steps" not in page.locator("#samples").inner_text()
         assert problems == []
         browser.close()
+
+
+def _preview(job_dir, step: int) -> None:
+    from PIL import Image
+
+    folder = job_dir / "samples" / f"step_{step}"
+    folder.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", (64, 64), (40 * (step % 6), 90, 160)).save(folder / "0.png")
+    (folder / "prompts.json").write_text('[{"prompt": "a red cube"}]', "utf-8")
+
+
+def test_a_new_preview_step_keeps_the_pictures_already_shown(studio):  # noqa: F811
+    """The gallery was drawn anew when a preview step came: every picture loaded and painted again, and the one a
+    reader had focused lost the focus. A step reported within 2 s of the page's last look at the previews (the one
+    that follows a preview step) brought them only with the next report, a minute later while previews render."""
+    from playwright.sync_api import sync_playwright
+
+    job = _running_job(studio)
+    job_dir = studio.workspace.jobs / job.id
+    _preview(job_dir, 10)
+    with sync_playwright() as p:
+        browser, page, problems = open_page(p)
+        login(page, studio.trainer)
+        page.goto(f"{studio.trainer}/jobs/{job.id}")
+        first = page.locator("#samples img").first
+        first.wait_for()
+        page.wait_for_function("[...document.querySelectorAll('#samples img')].every((i) => i.naturalWidth)")
+        first.evaluate("(img) => { window.shownBefore = img; img.focus(); }")
+        _preview(job_dir, 20)
+        studio.store().progress(job.id, {"step": 20})  # one report, and no other after it
+        page.wait_for_function("document.querySelectorAll('#samples .gallery-step').length === 2", timeout=20_000)
+        assert page.evaluate("window.shownBefore.isConnected")  # the same picture, not loaded again
+        assert page.evaluate("document.activeElement === window.shownBefore")
+        assert page.locator("#samples h3").first.inner_text() == "Step 20"  # the newest first
+        assert problems == []
+        browser.close()

@@ -15,7 +15,7 @@
       "setting (or wait a few seconds) to queue another.", "ok", 9000);
     history.replaceState(null, "", location.pathname + location.hash);
   }
-  let logBusy = false, metricsBusy = false, samplesBusy = false, lastLog = 0, lastSamples = 0;
+  let logBusy = false, metricsBusy = false, samplesBusy = false, lastLog = 0, lastSamples = 0, samplesSoon = null;
   const comfyui = !!document.querySelector("[data-tool='comfyui']");  // installed: the top bar links it
   let bundleFor = null, lastCkptKey = null;
   const notify = studio.notifier($("btn-notify"), `notify:${jobId}`);
@@ -239,7 +239,7 @@
     try {
       const answer = await studio.api(`/api/jobs/${jobId}/samples`);
       samples = answer.samples; timelapses = answer.timelapses || [];
-      const key = noPreviews() + samples.map((s) => `${s.step}:${s.urls.length}:${(s.pairs || []).map((p) => (p.base ? 1 : 0) + (p.lora_no_trigger ? 2 : 0) + (p.leak != null ? 4 : 0)).join("")}`).join(",");
+      const key = noPreviews() + timelapses.map((t) => t.url).join() + samples.map((s) => `${s.step}:${s.urls.length}:${(s.pairs || []).map((p) => (p.base ? 1 : 0) + (p.lora_no_trigger ? 2 : 0) + (p.leak != null ? 4 : 0)).join("")}`).join(",");
       if (key !== lastSamplesKey) { lastSamplesKey = key; renderSamples(); }
     } catch (e) { /* retried */ } finally { samplesBusy = false; lastSamples = Date.now(); }
   }
@@ -277,11 +277,13 @@
     return config.sample_every ? "" : "This job renders preview images only on “Sample now” (its sample_every is 0).";
   }
 
+  // Drawn with trainer.redraw: a new preview step keeps the pictures already shown (no reload, no flicker, the focus
+  // and the place read stay).
   function renderSamples() {
     const box = $("samples");
     if (!samples.length) { box.innerHTML = `<div class="empty">${esc(noPreviews() || "Preview images appear here: the base model's before the first step, then every few steps (and on “Sample now”).")}</div>`; return; }
     if (view === "gallery") {
-      box.innerHTML = timelapseLine() + samples.slice().reverse().map((s) => {
+      trainer.redraw(box, timelapseLine() + samples.slice().reverse().map((s) => {
         if (s.base_only) {  // rendered before the first step: the prompts as the base model draws them
           return `<div class="gallery-step"><h3>Before training: the base model</h3><div class="gallery-row">
             ${s.urls.map((u, i) => figure(u, s.prompts[i], "0 (base model)")).join("")}</div></div>`;
@@ -290,7 +292,7 @@
         const body = paired ? s.pairs.map((p) => triple(p, s.step)).join("")
           : `<div class="gallery-row">${s.urls.map((u, i) => figure(u, s.prompts[i], s.step)).join("")}</div>`;
         return `<div class="gallery-step"><h3>Step ${s.step}</h3>${body}</div>`;
-      }).join("");
+      }).join(""));
       return;
     }
     const steps = samples.map((s) => s.step);
@@ -303,8 +305,8 @@
       grid += (A.urls[i] ? figure(A.urls[i], A.prompts[i], A.step) : "<div></div>") +
               (B.urls[i] ? figure(B.urls[i], B.prompts[i], B.step) : "<div></div>");
     }
-    box.innerHTML = timelapseLine() + `<div class="compare-head"><select id="cmp-a">${opts(A.step)}</select><span class="muted">vs</span>
-      <select id="cmp-b">${opts(B.step)}</select></div><div class="compare">${grid}</div>`;
+    trainer.redraw(box, timelapseLine() + `<div class="compare-head"><select id="cmp-a">${opts(A.step)}</select><span class="muted">vs</span>
+      <select id="cmp-b">${opts(B.step)}</select></div><div class="compare">${grid}</div>`);
   }
 
   function update(detail) {
@@ -318,6 +320,9 @@
     if (stepChanged) refreshMetrics();
     if (stepChanged || now - lastLog > 3000) refreshLog();
     if (!prev || prev.status !== job.status || (stepChanged && now - lastSamples > 2000) || now - lastSamples > 8000) refreshSamples();
+    else if (stepChanged && !samplesSoon) {  // a step within 2 s of the last look: looked at once those 2 s are over
+      samplesSoon = setTimeout(() => { samplesSoon = null; refreshSamples(); }, 2000 - (now - lastSamples));
+    }
   }
 
   document.addEventListener("click", async (e) => {
