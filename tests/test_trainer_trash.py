@@ -166,3 +166,26 @@ def test_the_page_of_a_deleted_job_says_where_it_went(client, store, settings, d
     other = client.get("/jobs/never-was")
     assert other.status_code == 404 and "There is no training job <code>never-was</code>" in other.get_data(
         as_text=True)
+
+
+def test_an_entry_expiring_while_it_is_restored_comes_back_whole(client, store, settings, demo_paths):
+    """The trash's list removed expired entries without taking the trash: one being restored at that moment lost
+    what the restore was putting back (the job's row came back without its folder)."""
+    import threading
+
+    job = finished_job(store, settings.root, demo_paths)
+    space = Workspace(settings.root)
+    files = sorted(p.relative_to(space.jobs / job.id) for p in (space.jobs / job.id).rglob("*"))
+    entry = client.delete(f"/api/jobs/{job.id}").get_json()["trash"]
+    week_on = time.time() + 8 * trash.DAY_S
+    listed = []
+    with trash._held(space):  # a restore is under way
+        looking = threading.Thread(target=lambda: listed.append(trash.entries(space, now=week_on)))
+        looking.start()
+        looking.join(0.5)
+        assert (trash.root(space) / entry / "job").is_dir()  # the list waits for the restore
+        trash._restore(space, store, entry)
+    looking.join(10)
+    assert listed == [[]]
+    assert store.get(job.id).status == job.status
+    assert sorted(p.relative_to(space.jobs / job.id) for p in (space.jobs / job.id).rglob("*")) == files

@@ -134,19 +134,43 @@ def _kept_entry(workspace: Workspace, path: Path, manifest: dict) -> Path:
 def entries(workspace: Workspace, now: float | None = None) -> list[dict]:
     """What Recently deleted holds, newest first; an entry older than TRASH_DAYS is removed for good on the way."""
     now = time.time() if now is None else now
-    found = []
+    found, expired = [], []
     for folder in _folders(workspace):
         manifest = read_json(folder / MANIFEST, {}) or {}
-        deleted = float(manifest.get("deleted_at") or folder.stat().st_mtime)
+        deleted = _deleted_at(folder, manifest)
         if now - deleted > TRASH_DAYS * DAY_S:
-            shutil.rmtree(folder, ignore_errors=True)
+            expired.append(folder)
             continue
         found.append({"id": folder.name, "kind": manifest.get("kind"),
                       "name": manifest.get("label") or manifest.get("name") or folder.name,
                       "size": folder_bytes(folder, skip=frozenset({MANIFEST})), "deleted_at": deleted,
                       "expires_at": deleted + TRASH_DAYS * DAY_S,
                       "restorable": manifest.get("kind") in ("job", "lora")})
+    if expired:
+        _expire(workspace, expired, now)
     return sorted(found, key=lambda e: -e["deleted_at"])
+
+
+def _deleted_at(folder: Path, manifest: dict) -> float:
+    try:
+        return float(manifest.get("deleted_at") or folder.stat().st_mtime)
+    except (OSError, TypeError, ValueError):  # gone meanwhile (restored, removed), or a manifest gone wrong
+        return time.time()
+
+
+def _expire(workspace: Workspace, folders: list[Path], now: float) -> None:
+    """Entries past TRASH_DAYS go for good, as `remove` takes them: with the trash held, so never while a restore
+    moves one out (it would lose what it was putting back), and only those still there and still expired."""
+    going = []
+    with _held(workspace):
+        for folder in folders:
+            manifest = read_json(folder / MANIFEST, {}) or {}
+            if folder.is_dir() and now - _deleted_at(folder, manifest) > TRASH_DAYS * DAY_S:
+                target = folder.with_name(REMOVING + folder.name)
+                os.replace(folder, target)
+                going.append(target)
+    for folder in going:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def deleted_job(workspace: Workspace, job_id: str) -> dict | None:
