@@ -117,3 +117,42 @@ def test_the_state_of_a_job_whose_folder_went_is_not_written_into_a_new_folder(t
     gone = tmp_path / "jobs" / "a-deleted-job"  # moved to Recently deleted while its LoRA went up
     assert hub_publish._save(gone, status="failed")["status"] == "failed"
     assert not gone.exists()  # a folder made again in its place kept the job from coming back
+
+
+def test_a_job_deleted_between_a_publish_request_and_its_start_is_not_published(published, hub,  # noqa: F811
+                                                                                  monkeypatch):
+    """A delete checked for a publication on its way, found none, and moved the job to Recently deleted while a
+    publish request was past its own checks: the upload started on a job in the trash (its files gone), and its state
+    file made the job's folder again, so the job could not come back."""
+    client, job, job_dir = published()
+    deleted = []
+    real = hub_publish.files_to_publish
+
+    def checked_then_deleted(*args):
+        found = real(*args)
+        deleted.append(client.delete(f"/api/jobs/{job.id}").get_json())  # the delete lands just now
+        return found
+
+    monkeypatch.setattr(hub_publish, "files_to_publish", checked_then_deleted)
+    answer = client.post(f"/api/jobs/{job.id}/publish-hub", json={"repo": "tiny-lora"})
+    assert answer.status_code == 409 and "deleted a moment ago" in answer.get_json()["error"]
+    assert deleted[0]["deleted"] is True and not job_dir.exists() and hub.commits == []
+    monkeypatch.setattr(hub_publish, "files_to_publish", real)
+    assert client.post(f"/api/trash/{deleted[0]['trash']}/restore").status_code == 200
+    assert _publish(client, job.id, {"repo": "tiny-lora"})["status"] == "completed"
+
+
+def test_more_steps_asked_between_a_publish_request_and_its_start_are_not_published_over(published, hub,  # noqa: F811
+                                                                                          monkeypatch):
+    client, job, job_dir = published()
+    real, store = hub_publish.files_to_publish, client.application.extensions["job_store"]
+
+    def checked_then_continued(*args):
+        found = real(*args)
+        store.resume(job.id, "Waiting for the worker: 4 more steps.", also_completed=True)  # Train more lands now
+        return found
+
+    monkeypatch.setattr(hub_publish, "files_to_publish", checked_then_continued)
+    answer = client.post(f"/api/jobs/{job.id}/publish-hub", json={"repo": "tiny-lora"})
+    assert answer.status_code == 409 and "Only a finished job" in answer.get_json()["error"]
+    assert hub.commits == []

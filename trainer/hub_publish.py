@@ -18,6 +18,8 @@ import logging
 import re
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from flask import Blueprint, jsonify
@@ -27,7 +29,7 @@ from studio.hub_write import NO_TOKEN, check_repo, full_name, settle_visibility,
 from studio.settings import Settings
 from studio.web import ApiError, json_body, json_flag
 from trainer import library
-from trainer.jobs_api import load_job, settings, workspace
+from trainer.jobs_api import load_job, settings, store, workspace
 from trainer.lora_file import BASE_REPO
 from trainer.timelapse import timelapse
 
@@ -62,6 +64,16 @@ def publishing(job_id: str) -> bool:
     """Whether the job's LoRA is on its way to the hub now."""
     with _running_lock:
         return job_id in _running
+
+
+@contextmanager
+def not_publishing(job_id: str, refusal: str) -> Iterator[None]:
+    """A change no publication of the job may meet (a delete, more steps): ApiError 409 `refusal` while one is on its
+    way, and none starts until the change is made (a publication asked for meanwhile finds the job as it left it)."""
+    with _running_lock:
+        if job_id in _running:
+            raise ApiError(refusal, 409)
+        yield
 
 
 def hub_name(name: str) -> str:
@@ -230,11 +242,16 @@ def start_publish(job_id: str):
     with _running_lock:
         if job.id in _running:
             raise ApiError("This job's LoRA is being published already.", 409)
+        now = store().find(job.id)  # as it is now: deleted, or training more, since it was read (not_publishing)
+        if now is None or not job_dir.is_dir():
+            raise ApiError("This job was deleted a moment ago: restore it from Recently deleted to publish it.", 409)
+        if now.status != "completed":
+            raise ApiError("Only a finished job's LoRA can be published.", 409)
         _running.add(job.id)
     current = {"status": "running", "repo": repo, "private": private, "message": "Starting", "url": None,
                "stoppable": True,
                "started_at": time.time(), "finished_at": None, "files": [], "commit": None}
-    atomic_write_json(job_dir / STATE_NAME, current)
+    atomic_write_json(job_dir / STATE_NAME, current, make_folder=False)
     threading.Thread(target=_publish, args=(job, job_dir, repo, private, conf), daemon=True,
                      name=f"publish-{job.id}").start()
     return jsonify({"publish": current}), 202

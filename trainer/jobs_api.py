@@ -175,16 +175,16 @@ def get_job(job_id):
 
 @bp.delete("/api/jobs/<job_id>")
 def delete_job(job_id):
-    from trainer.hub_publish import publishing
+    from trainer.hub_publish import not_publishing
 
     job = load_job(job_id)
-    if publishing(job.id):  # its files would go under the upload: it fails at the next one, a commit on its way lands
-        raise ApiError("This job's LoRA is being published to Hugging Face: wait for the upload to finish (or stop "
-                       "it on the job's page), then delete the job.", 409)
-    if job.status == "running":
-        job = store().request_stop(job.id, delete=True, reason="Stopping, then deleting.")
-        return jsonify({"deleted": False, "stopping": True, "job": job.public()}), 202
-    entry = trash.trash_job(workspace(), store(), job)  # kept a while in Recently deleted, with its renders
+    # its files would go under the upload: it fails at the next one, a commit on its way lands
+    with not_publishing(job.id, "This job's LoRA is being published to Hugging Face: wait for the upload to finish "
+                                "(or stop it on the job's page), then delete the job."):
+        if job.status == "running":
+            job = store().request_stop(job.id, delete=True, reason="Stopping, then deleting.")
+            return jsonify({"deleted": False, "stopping": True, "job": job.public()}), 202
+        entry = trash.trash_job(workspace(), store(), job)  # kept a while in Recently deleted, with its renders
     if entry is None:  # it was claimed a moment ago: stop it, then delete
         job = store().request_stop(job.id, delete=True, reason="Stopping, then deleting.")
         return jsonify({"deleted": False, "stopping": True, "job": job.public()}), 202
@@ -234,11 +234,12 @@ def continue_job(job_id):
     if job.status != "completed":
         raise ApiError(f"The job is {job.status}: only a completed job is continued (a stopped one is resumed).",
                        409)
-    from trainer.hub_publish import publishing
+    from trainer.hub_publish import not_publishing, publishing
 
+    refusal = ("This job's LoRA is being published to Hugging Face: wait for it to finish (or stop it), then train "
+               "more steps.")
     if publishing(job.id):  # training further replaces the LoRA file on its way to the hub
-        raise ApiError("This job's LoRA is being published to Hugging Face: wait for it to finish (or stop it), then "
-                       "train more steps.", 409)
+        raise ApiError(refusal, 409)
     if latest_checkpoint_step(workspace().jobs / job.id) != job.step:
         raise ApiError(f"The job has no checkpoint at its last step ({job.step}) to continue from: clone it "
                        "instead.", 409)
@@ -252,10 +253,11 @@ def continue_job(job_id):
                                                           }).to_dict()
     except ConfigError as exc:
         raise ApiError(f"The job cannot go on to {total} steps: {exc}", 422, details=exc.errors) from None
-    store().update(job.id, config=config, total=total)
     note = " Stop when overfitting is off for them." if watching else ""
-    job = store().resume(job.id, f"Waiting for the worker: {more} more steps, from step {job.step} to {total}.{note}",
-                         also_completed=True)
+    with not_publishing(job.id, refusal):  # and none starts before it is queued again
+        store().update(job.id, config=config, total=total)
+        job = store().resume(job.id, f"Waiting for the worker: {more} more steps, from step {job.step} to "
+                                     f"{total}.{note}", also_completed=True)
     announce(job)
     return jsonify({"job": job.public()})
 
