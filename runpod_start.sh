@@ -90,21 +90,7 @@ COMFY_VENV="${COMFYUI_VENV:-/opt/comfyui-venv}"
 if [ -z "${COMFYUI_VENV:-}" ] && [ ! -w /opt ]; then
   COMFY_VENV="$STUDIO_ROOT/.cache/comfyui-venv"
 fi
-install_comfyui() {
-  local dir="$STUDIO_ROOT/ComfyUI" venv="$COMFY_VENV"
-  if [ ! -f "$dir/main.py" ]; then
-    git clone -q --depth 1 "${COMFYUI_REPO:-https://github.com/comfyanonymous/ComfyUI.git}" "$dir"
-  fi
-  [ -x "$venv/bin/python" ] || python3 -m venv --system-site-packages "$venv"
-  local want
-  want=$(sha256sum "$dir/requirements.txt" | cut -c1-16)
-  if [ "$(cat "$venv/.studio-comfyui.sha" 2>/dev/null || true)" != "$want" ]; then
-    "$venv/bin/python" -m pip install -q -r "$dir/requirements.txt"
-    echo "$want" > "$venv/.studio-comfyui.sha"
-  fi
-  mkdir -p "$dir/models/loras"
-  export COMFYUI_PYTHON="$venv/bin/python"
-}
+source scripts/comfyui.sh  # install_comfyui
 if [ "${INSTALL_COMFYUI:-0}" = 1 ]; then
   step "ComfyUI (INSTALL_COMFYUI=1)" install_comfyui || log "ComfyUI could not be installed; the studio runs without it"
 elif [ -f "$STUDIO_ROOT/ComfyUI/main.py" ] && [ -x "$COMFY_VENV/bin/python" ]; then
