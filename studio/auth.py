@@ -20,6 +20,7 @@ import logging
 import secrets
 import time
 import unicodedata
+from collections.abc import Callable
 from urllib.parse import urlparse
 
 from flask import Blueprint, Flask, current_app, g, jsonify, redirect, render_template, request, session, url_for
@@ -70,6 +71,16 @@ def signed_out() -> SignedOutSessions:
 
 def _digest(value: str) -> bytes:
     return hashlib.sha256(value.encode("utf-8")).digest()
+
+
+def session_watch() -> Callable[[], bool]:
+    """For a response that lasts (a live stream), called while its request is handled: a check, usable to its end,
+    that the login it came with was not logged out since (always true where nothing can be logged out: an open
+    studio, a bearer token)."""
+    if not current_app.config["STUDIO_SETTINGS"].auth_enabled or not _cookie_valid():
+        return lambda: True
+    sid, store = session["sid"], signed_out()
+    return lambda: sid not in store
 
 
 def normalize_password(value: str | None) -> str:

@@ -146,3 +146,22 @@ def test_demo_mode_says_so_on_every_page(name, make_settings):
     client = app.test_client()
     page = client.get("/", headers={"Authorization": "Bearer pw"}).get_data(as_text=True)
     assert "Demo mode" in page and "captions are gibberish" in page and "Open studio" not in page
+
+
+def test_log_out_ends_the_live_streams_of_that_login(make_settings, monkeypatch):
+    """"Log out" left the pages' live streams open: job names, progress and the log went on arriving on the logged out
+    screen (another tab, a shared computer) until the stream's own end, a minute on."""
+    from trainer import events
+
+    monkeypatch.setattr(events, "CHECK_EVERY_S", 0.05)
+    monkeypatch.setattr(events, "SIGNED_OUT_CHECK_S", 0.1)
+    client = FACTORIES["trainer"](make_settings(STUDIO_PASSWORD="s3cret")).test_client()
+    client.post("/login", data={"password": "s3cret"})
+    stream = client.get("/api/events?max_s=60", buffered=False)
+    chunks = iter(stream.response)
+    assert "retry" in next(chunks).decode() and "event: jobs" in next(chunks).decode()
+    assert client.post("/logout", headers={"Origin": "http://localhost"}).status_code == 302
+    rest = [chunk.decode() for chunk in chunks]
+    assert rest == ['event: bye\ndata: {"reconnect":false,"signed_out":true}\n\n']
+    stream.close()
+    assert client.get("/api/events?max_s=0.2").status_code == 401  # and its reconnect is refused

@@ -16,6 +16,7 @@ import time
 
 from flask import Blueprint, Response, current_app, request, stream_with_context
 
+from studio.auth import session_watch
 from studio.jobs import ACTIVE
 from trainer.jobs_api import job_detail, keep_states_honest, load_job, price, queue_schedule, store
 
@@ -23,6 +24,7 @@ bp = Blueprint("events", __name__)
 STREAM_MAX_S = 75.0
 HEARTBEAT_S = 10.0
 CHECK_EVERY_S = 1.0
+SIGNED_OUT_CHECK_S = 3.0
 _shutting_down = threading.Event()
 
 
@@ -52,13 +54,19 @@ def _event(name: str, data: dict) -> str:
 def _stream(snapshot, version) -> Response:
     max_s = min(STREAM_MAX_S, request.args.get("max_s", default=STREAM_MAX_S, type=float))
     app = current_app._get_current_object()
+    signed_in = session_watch()  # "Log out" in another tab ends this stream too, within SIGNED_OUT_CHECK_S
 
     def generate():
         started = time.monotonic()
-        last_sent = started
+        last_sent, last_check = started, started
         seen = None
         yield "retry: 1500\n\n"
         while time.monotonic() - started < max_s and not _shutting_down.is_set():
+            if time.monotonic() - last_check >= SIGNED_OUT_CHECK_S:
+                last_check = time.monotonic()
+                if not signed_in():
+                    yield _event("bye", {"reconnect": False, "signed_out": True})  # a reconnect is refused anyway
+                    return
             with app.app_context():
                 current = version()
                 if current != seen:

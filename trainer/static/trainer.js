@@ -19,6 +19,19 @@
     (document.getElementById("banners") || document.body).appendChild(banner);
   }
 
+  // Logged out (here or in another tab): the page stops following and says so, instead of showing stale figures.
+  function signedOut() {
+    offline(false);
+    if (document.getElementById("signed-out-banner")) return;
+    const banner = document.createElement("div");
+    banner.id = "signed-out-banner";
+    banner.className = "banner banner-error";
+    banner.setAttribute("role", "status");
+    const next = encodeURIComponent(location.pathname + location.search);
+    banner.innerHTML = `Logged out: this page no longer updates. <a href="/login?next=${next}">Log in again</a>.`;
+    (document.getElementById("banners") || document.body).appendChild(banner);
+  }
+
   function live(url, handlers, pollUrl, pollEvent) {
     let source = null, failures = 0, pollTimer = null, stopped = false;
     function connect() {
@@ -27,7 +40,11 @@
       Object.entries(handlers).forEach(([name, fn]) => {
         source.addEventListener(name, (ev) => { failures = 0; offline(false); fn(JSON.parse(ev.data)); });
       });
-      source.addEventListener("bye", () => { source.close(); setTimeout(connect, 200); });
+      source.addEventListener("bye", (ev) => {
+        source.close();
+        if ((JSON.parse(ev.data || "{}") || {}).signed_out) { stopped = true; signedOut(); return; }
+        setTimeout(connect, 200);
+      });
       source.onerror = () => {
         // the proxy answered the stream with an error page (502, 524): the browser gives the stream up for good,
         // and this is the only error it reports, so the page polls at once instead of waiting for three
@@ -42,7 +59,10 @@
       const tick = async () => {
         if (stopped) return;
         try { handlers[pollEvent](await studio.api(pollUrl)); offline(false); }
-        catch (e) { offline(!e.status || e.status >= 502); }  // no answer, or the proxy's instead of the trainer's
+        catch (e) {
+          if (e.status === 401) { stopped = true; signedOut(); return; }
+          offline(!e.status || e.status >= 502);  // no answer, or the proxy's instead of the trainer's
+        }
         rounds += 1;
         if (rounds >= 15) { failures = 0; pollTimer = null; connect(); return; }
         pollTimer = setTimeout(tick, 2000);
