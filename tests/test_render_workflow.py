@@ -80,3 +80,25 @@ def test_a_library_renders_workflow(client, settings, demo_paths):
     nodes = client.get(f"{url_of(path)}/{made['render']['id']}/workflow").get_json()
     assert _loras(nodes) == [("found-lora.safetensors", 1.0), ("style.safetensors", 0.7)]
     assert client.get(f"{url_of(style)}/{made['render']['id']}/workflow").status_code == 404  # not its render
+
+
+def test_a_guided_render_or_preview_is_guided_in_comfyui_as_in_the_studio():
+    """The workflows ran ComfyUI's Turbo template (cfg 1, no negative) whatever guidance the render or the preview
+    had: a prompt rendered with guidance 3 came out unguided in ComfyUI. diffusers' pos + g * (pos - neg) is ComfyUI's
+    cfg 1 + g."""
+    from tests.test_engine_train import tiny_config
+    from trainer.engine.comfy_workflow import workflow as job_workflow
+
+    turbo, _name = workflow(CONFIG, ["a.safetensors", "b.safetensors"])
+    assert turbo["9"]["inputs"]["cfg"] == 1.0 and turbo["7"]["class_type"] == "ConditioningZeroOut"
+    guided, _name = workflow({**CONFIG, "guidance_scale": 3.0}, ["a.safetensors", "b.safetensors"])
+    assert guided["9"]["inputs"]["cfg"] == 4.0
+    assert guided["7"]["class_type"] == "CLIPTextEncode" and guided["7"]["inputs"] == {"text": "", "clip": ["2", 0]}
+    assert guided["9"]["inputs"]["negative"] == ["7", 0]
+
+    job = job_workflow(tiny_config(sample_prompts=["[trigger], a red circle --l 4 --n blurry, [trigger]"],
+                                   trigger_word="tok"), "tiny.safetensors")
+    assert job["9"]["inputs"]["cfg"] == 5.0
+    assert job["7"]["inputs"]["text"] == "blurry, tok" and job["6"]["inputs"]["text"] == "tok, a red circle"
+    plain = job_workflow(tiny_config(sample_prompts=["a red circle"]), "tiny.safetensors")
+    assert plain["9"]["inputs"]["cfg"] == 1.0 and plain["7"]["class_type"] == "ConditioningZeroOut"

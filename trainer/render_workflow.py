@@ -48,7 +48,7 @@ def workflow(config: dict, names: list[str], image: int | None = None,
     loras += [(named(item["file"]), item["strength"], f"With: {item['label']}") for item in config.get("with") or []]
     stem = Path(names[-1 if which is None else which]).stem
     nodes = graph(loras, config["prompt"], width=config["width"], height=config["height"], seed=config["seed"],
-                  steps=config["steps"], prefix=stem)
+                  steps=config["steps"], prefix=stem, guidance=config.get("guidance_scale") or 0.0)
     return nodes, header_file_name(f"{stem}-seed{config['seed']}-comfyui-workflow.json")
 
 

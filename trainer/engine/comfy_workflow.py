@@ -23,5 +23,6 @@ def workflow(config, lora_file: str, strength: float = 1.0) -> dict:
     prompt = first.text if first else config.trigger_word
     width, height = (first.width, first.height) if first else (config.sample_width, config.sample_height)
     seed, steps = (first.seed, first.steps) if first else (config.seed, config.sample_steps)
+    guidance, negative = (first.guidance, first.negative) if first else (config.guidance_scale, "")
     return graph([(lora_file, strength, f"LoRA: {config.name}")], prompt, width=width, height=height, seed=seed,
-                 steps=steps, prefix=config.name)
+                 steps=steps, prefix=config.name, guidance=guidance, negative=negative)
