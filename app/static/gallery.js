@@ -135,10 +135,12 @@
   // closing the sheet returns to the same place in the grid.
   const narrow = window.matchMedia("(max-width: 900px)");
   function showEditor(show) {
-    $("editor").hidden = !show;
     if (!show) openSheet(false);
+    $("editor").hidden = !show;
   }
   function openSheet(open) {
+    // the keyboard leaves the editor's controls as they go out of sight: back to the grid, not the page's start
+    if (!open && $("editor").contains(document.activeElement)) $("grid").focus({ preventScroll: true });
     document.body.classList.toggle("editor-open", open && narrow.matches);
     if (open && narrow.matches) $("editor").scrollTop = 0;
   }
@@ -162,7 +164,7 @@
   function setSaveState(kind, text) {
     const el = $("save-state");
     el.className = `save-state ${kind}`;
-    el.textContent = text;
+    if (el.textContent !== text) el.textContent = text;  // a live region: each keystroke's "Editing…" is said once
   }
 
   // The picture and what is known of it (size, edits, flags): on select, and again after an edit.
@@ -252,6 +254,10 @@
     }
     if (typing && !ev.altKey) return;
     if (ev.key === "?" && !typing) { ev.preventDefault(); $("keys-dialog").showModal(); return; }
+    // Enter on the grid: the open image's caption, in its sheet on a phone (the tiles themselves take no focus)
+    if (ev.key === "Enter" && ev.target === $("grid") && state.current >= 0) {
+      ev.preventDefault(); openSheet(true); $("caption").focus(); return;
+    }
     if (ev.key === "ArrowRight" || ev.key === "ArrowDown") { ev.preventDefault(); select(state.current + 1); }
     else if (ev.key === "ArrowLeft" || ev.key === "ArrowUp") { ev.preventDefault(); select(state.current - 1); }
     else if (ev.key === "Delete" && state.current >= 0 && !typing) { ev.preventDefault(); deleteNames([state.images[state.current].name]); }
@@ -278,7 +284,10 @@
   $("filters").addEventListener("click", (ev) => {
     const b = ev.target.closest("button[data-filter]");
     if (!b) return;
-    $("filters").querySelectorAll("button").forEach((x) => x.classList.toggle("active", x === b));
+    $("filters").querySelectorAll("button").forEach((x) => {
+      x.classList.toggle("active", x === b);
+      x.setAttribute("aria-pressed", String(x === b));
+    });
     state.filter = b.dataset.filter;
     reload();
   });

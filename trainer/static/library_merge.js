@@ -49,7 +49,7 @@
     row.className = "merge-row";
     row.innerHTML = `<select aria-label="LoRA"></select>
       <label>strength <input type="number" step="0.1" min="-2" max="2" value="${Number.isFinite(strength) ? strength : 1}" aria-label="strength"></label>
-      <button type="button" class="remove" title="Leave this one out">✕</button>`;
+      <button type="button" class="remove" title="Leave this one out" aria-label="Leave this one out">✕</button>`;
     rows.append(row);
     fill(row.querySelector("select"), name);
     $("merge-more").disabled = rows.children.length >= MAX;

@@ -71,6 +71,7 @@
     document.querySelectorAll(".dataset-pick").forEach((pick) => {
       const name = pick.querySelector(".dataset-card").dataset.dataset, picked = mix.has(name);
       pick.querySelector(".dataset-card").classList.toggle("selected", picked);
+      pick.querySelector(".dataset-card").setAttribute("aria-pressed", String(picked));  // said, not only drawn
       const add = pick.querySelector(".dataset-add");
       add.textContent = picked ? "Remove" : "+ Add";
       add.title = picked ? "Train without this dataset" : "Train on this dataset too, beside the one picked";
