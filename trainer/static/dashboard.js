@@ -113,6 +113,8 @@
     button.dataset.href = `/compare?jobs=${[...picked].map(encodeURIComponent).join(",")}`;
   }
 
+  const focusNow = trainer.keepFocus(document.getElementById("now"));
+  const focusQueue = trainer.keepFocus(document.getElementById("queue"));
   let wasBusy = null;
   let shown = null;  // what the page shows now: a Run next answer is applied to it
   function render(data) {
@@ -125,6 +127,7 @@
     workerChip(data.workers || [], data.jobs);
     renderNow(data.jobs, data.workers || [], data.price);
     renderQueue(data.jobs, data.schedule || {}, data.price, data.queue);
+    focusNow(); focusQueue();  // a Stop, Cancel or Run next pressed from the keyboard: the focus stays in its box
     renderRecent(data.jobs);
     renderCompare();
   }

@@ -18,6 +18,7 @@
   let logBusy = false, metricsBusy = false, samplesBusy = false, lastLog = 0, lastSamples = 0, samplesSoon = null;
   const comfyui = !!document.querySelector("[data-tool='comfyui']");  // installed: the top bar links it
   let bundleFor = null, lastCkptKey = null;
+  const keepFocus = trainer.keepFocus(document.querySelector(".page-head .actions"));
   const notify = studio.notifier($("btn-notify"), `notify:${jobId}`);
   // while it waits or trains: stop the pod once the queue is done (not offered after: that would stop it at once)
   const autoStop = studio.podChoice($("job-autostop"), $("job-autostop-box"), { get: "/api/pod", put: "/api/pod/auto-stop" },
@@ -57,7 +58,9 @@
     // the tab says how far it is, so a run can be followed from another tab
     const mark = { running: `${Math.floor((job.progress || 0) * 100)}% · `, completed: "✓ ", failed: "✗ " }[job.status] || "";
     document.title = `${mark}${job.name} · Trainer`;
-    $("job-status").innerHTML = statusChip(job.status);
+    if ($("job-status").dataset.shown !== job.status) {  // a live region: said when the status changes, not every step
+      $("job-status").dataset.shown = job.status; $("job-status").innerHTML = statusChip(job.status);
+    }
     $("job-sub").textContent = [job.dataset_label, job.recipe, job.device_name && `on ${job.device_name}`,
       job.gpu != null && `GPU ${job.gpu}`].filter(Boolean).join(" · ");
     const pct = Math.round((job.progress || 0) * 1000) / 10;
@@ -314,6 +317,7 @@
     renderJob(detail);
     const mark = { completed: "✓", failed: "✗" }[job.status] || "■";  // a desktop notification when it ends
     notify({ active: !FINISHED.has(job.status), title: `${mark} ${job.name}: ${job.status}`, body: job.error || job.message });
+    keepFocus();  // a Stop or Resume pressed from the keyboard went out of sight: the focus goes on in the bar
     const now = Date.now();
     const stepChanged = !prev || prev.step !== job.step || prev.status !== job.status;
     if (prev && prev.status !== job.status) trainer.pollWorkers();  // the worker chip follows at once

@@ -192,14 +192,16 @@
   function lightbox(src, caption) {
     const opener = document.activeElement;
     const box = document.createElement("div"); box.className = "lightbox";
-    box.setAttribute("role", "dialog"); box.setAttribute("aria-label", caption || "Picture"); box.tabIndex = -1;
+    box.setAttribute("role", "dialog"); box.setAttribute("aria-modal", "true"); box.tabIndex = -1;
+    box.setAttribute("aria-label", caption || "Picture");
     box.innerHTML = `<img src="${esc(src)}" alt="${esc(caption || "")}"><div class="caption">${esc(caption || "")}</div>`;
     const close = () => {
       box.remove(); document.removeEventListener("keydown", onKey, true);
       if (opener && opener.isConnected && opener.focus) opener.focus();
     };
-    const onKey = (ev) => {  // as a dialog closes
+    const onKey = (ev) => {  // as a dialog closes; Tab stays on it (the page behind is out of reach while it is open)
       if (ev.key === "Escape" || ev.key === "Enter" || ev.key === " ") { ev.preventDefault(); ev.stopPropagation(); close(); }
+      else if (ev.key === "Tab") { ev.preventDefault(); box.focus(); }
     };
     box.addEventListener("click", close); document.addEventListener("keydown", onKey, true);
     document.body.appendChild(box);
@@ -212,6 +214,24 @@
       ev.preventDefault(); t.click();
     }
   });
+  // Buttons used from the keyboard (Stop, Resume, Cancel, Run next) that the state they changed hides, disables or
+  // removes: the returned function, called after each redraw of `box`, moves the focus on to the first control in
+  // sight in `box` instead of leaving it on the page's start (where the next Tab begins again from the top).
+  function keepFocus(box) {
+    let pressed = null;
+    box.addEventListener("click", (e) => {
+      const button = e.target.closest("button");
+      if (button && e.detail === 0) pressed = button;  // Enter or Space (a mouse click counts its clicks)
+    });
+    return () => {
+      if (!pressed || (pressed.isConnected && pressed.offsetParent && !pressed.disabled)) return;
+      const now = document.activeElement;
+      const lost = !now || now === document.body || now === pressed;
+      const next = [...box.querySelectorAll("button, a[href]")].find((b) => b.offsetParent && !b.disabled);
+      pressed = lost && next ? next : null;  // followed on: a Sample now still on while it stops goes next
+      if (pressed) pressed.focus({ preventScroll: true });
+    };
+  }
   // A list drawn anew keeping the pictures it shows already (the same src, loaded): a poll that changes a card's
   // status or adds a picture does not load and paint the others again (no flicker), and a focused one stays focused.
   function redraw(box, html) {
@@ -259,6 +279,6 @@
     });
     while (into.childNodes.length > wanted.length) into.lastChild.remove();
   }
-  window.trainer = { esc, live, statusChip, fmtLoss, fmtKept, cost, jobCost, perHour, fmtDate, elapsed, phaseText, act, workerChip, pollWorkers, lightbox, redraw, morph,
+  window.trainer = { esc, live, statusChip, fmtLoss, fmtKept, cost, jobCost, perHour, fmtDate, elapsed, phaseText, act, workerChip, pollWorkers, lightbox, redraw, morph, keepFocus,
     picture, pending, promptOptions, FINISHED };
 })();
