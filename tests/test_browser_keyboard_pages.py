@@ -144,3 +144,38 @@ def test_picked_filter_and_dataset_are_said(studio, dataset_page):
 
     page.goto(f"{studio.trainer}/jobs/{studio.job_id}")
     expect(page.get_by_role("slider", name="Smoothing")).to_be_visible()
+
+
+def test_the_finished_uploads_line_opens_with_the_keyboard(dataset_page, tmp_path):
+    """The finished uploads panel shrinks to one line after a few seconds: that line opened the details with a click
+    only, and how the upload ended was not said."""
+    from playwright.sync_api import expect
+
+    from tests.test_datasets_support import image_bytes
+
+    page = dataset_page()
+    photo = tmp_path / "keyboard upload.png"
+    photo.write_bytes(image_bytes(5, size=(300, 300)))
+    page.set_input_files("#file-input", str(photo))
+    title = page.locator("#uploads-title")
+    assert title.get_attribute("aria-live") == "polite"
+    expect(page.locator("#uploads")).to_have_class(re.compile(r"\bcompact\b"), timeout=15_000)
+    assert (title.get_attribute("role"), title.get_attribute("tabindex")) == ("button", "0")
+    title.focus()
+    page.keyboard.press("Enter")
+    expect(page.locator("#import-status")).to_be_visible()
+    assert page.evaluate(FOCUSED) == "uploads-close"  # on the panel still, not the page's start
+    assert title.get_attribute("tabindex") is None
+
+
+def test_the_memory_presets_are_one_named_group(studio):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser, page, problems = open_page(p)
+        login(page, studio.trainer)
+        page.goto(f"{studio.trainer}/new")
+        group = page.get_by_role("group", name="GPU memory preset")
+        group.locator("button").first.wait_for()
+        assert problems == []
+        browser.close()

@@ -15,6 +15,9 @@
     clearTimeout(compactTimer);
     $("uploads").classList.remove("compact");
     $("uploads-title").textContent = $("uploads-title").dataset.full || $("uploads-title").textContent;
+    const focused = document.activeElement === $("uploads-title");
+    ["tabindex", "role", "aria-expanded"].forEach((name) => $("uploads-title").removeAttribute(name));
+    if (focused) $("uploads-close").focus({ preventScroll: true });
   }
   function compactLater(summary) {
     clearTimeout(compactTimer);
@@ -23,7 +26,10 @@
       $("uploads-title").dataset.full = $("uploads-title").textContent;
       $("uploads-title").textContent = summary;
       $("uploads-title").title = "Show the details";
+      const line = $("uploads-title"), focused = document.activeElement === $("upload-cancel");
+      Object.entries({ tabindex: "0", role: "button", "aria-expanded": "false" }).forEach(([k, v]) => line.setAttribute(k, v));
       $("uploads").classList.add("compact");
+      if (focused) line.focus({ preventScroll: true });  // the keyboard stays on the panel as it shrinks
     }, COMPACT_AFTER_MS);
   }
 
@@ -325,6 +331,9 @@
     }
   };
   $("uploads-title").onclick = () => { if ($("uploads").classList.contains("compact")) expandPanel(); };
+  $("uploads-title").onkeydown = (ev) => {  // the one-line result opens with the keyboard too
+    if ((ev.key === "Enter" || ev.key === " ") && $("uploads").classList.contains("compact")) { ev.preventDefault(); expandPanel(); }
+  };
 
   // drag and drop anywhere on the page
   let depth = 0;
