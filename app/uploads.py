@@ -204,10 +204,8 @@ def import_from_sessions(dataset, sids, parent_id: str | None = None, skip_known
 @bp.post("/api/datasets/<dataset_id>/uploads/<sid>/complete")
 def complete_session(dataset_id: str, sid: str):
     dataset = context.dataset(dataset_id)
-    info, folder = _session(dataset, sid)
-    chunked.check_complete(info, folder)
-    job = _start_import(dataset, [Source(info["filename"], prepare=_assembler(info, folder))], [folder],
-                        frames=check_frames(json_body(optional=True)))
+    # the same import as the page's: cut short by a restart or failed, it runs again from the chunks kept on disk
+    job = import_from_sessions(dataset, [sid], frames=check_frames(json_body(optional=True)))
     return jsonify(job.public()), 202
 
 
