@@ -63,6 +63,7 @@ def run_export(job: JobReporter, dataset: Dataset, name: str, workspace: Workspa
     trigger = meta.get("trigger_word", "")
     if not names:
         raise JobError("This dataset has no images to export.")
+    exports.sweep_leftovers(workspace)  # what an export killed half way left
     build = exports.versions_root(workspace) / f".build-{name}-{secrets.token_hex(4)}"
     build.mkdir(parents=True)
     content = exports.ContentHash()

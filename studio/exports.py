@@ -18,6 +18,7 @@ import json
 import os
 import secrets
 import shutil
+import time
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -28,6 +29,7 @@ VERSIONS = ".versions"
 VERSION_FILE = ".version"
 HASH_CHARS = 16
 IDENTITY = ("name", "source_dataset_id", "trigger_word", "soft")  # what of dataset.json a version's hash covers
+LEFTOVER_IDLE_S = 6 * 3600  # a build folder nothing wrote to for this long was left by a restart
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp"}
 # what os.symlink raises on a disk that has no symlinks (any other error, a full disk first, is not that)
 NO_SYMLINKS = {errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.ENOSYS}
@@ -84,6 +86,28 @@ def check_version(version: str) -> str:
 
 def versions_root(workspace: Workspace) -> Path:
     return workspace.exports / VERSIONS
+
+
+def sweep_leftovers(workspace: Workspace, idle_s: float = LEFTOVER_IDLE_S) -> int:
+    """Removes what an export (or an adoption, or a name's switch) cut short by a restart or a killed process left:
+    its build folder beside the versions (converted pictures, and hard links that keep deleted images' bytes on the
+    disk) and its half-switched name. Only those nothing wrote to for `idle_s`: one may be another process's,
+    still at work. Returns how many went."""
+    removed = 0
+    places = ((versions_root(workspace), (".build-", ".adopt-")), (workspace.exports, (".link-", ".old-")))
+    for folder, prefixes in places:
+        for path in folder.iterdir() if folder.is_dir() else ():
+            try:
+                if not path.name.startswith(prefixes) or time.time() - path.lstat().st_mtime < idle_s:
+                    continue
+                if path.is_symlink() or not path.is_dir():
+                    path.unlink()
+                else:
+                    shutil.rmtree(path)
+                removed += 1
+            except OSError:  # gone meanwhile, or not ours to remove: the next export tries again
+                continue
+    return removed
 
 
 def version_dir(workspace: Workspace, version: str) -> Path:
