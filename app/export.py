@@ -72,7 +72,7 @@ def run_export(job: JobReporter, dataset: Dataset, name: str, workspace: Workspa
         job.update(total=len(names), done=0, message=f"Exporting {plural(len(names), 'image')}")
         with closing(_placed(job, dataset, names, build)) as placed_images:  # its threads end before the clean-up
             for index, (image, stem, placed, as_is) in enumerate(placed_images, start=1):
-                known = meta["images"].get(image, {}).get("sha256") if as_is else None
+                known = _known_digest(meta["images"].get(image, {}), placed) if as_is else None
                 if known:  # the same bytes the import hashed: files in a dataset are never changed in place
                     content.add_digest(placed.name, known)
                 else:
@@ -127,6 +127,16 @@ def _placed(job: JobReporter, dataset: Dataset, names: list[str], build: Path):
             raise JobError(f"{image} was deleted while the export ran: export again.") from None
 
     return in_order(place, names, threads=EXPORT_THREADS, between=job.check_stop, name="export")
+
+
+def _known_digest(record: dict, placed: Path) -> str | None:
+    """The digest dataset.json recorded for an image exported as it is, when its file still has the recorded size: an
+    edit killed between writing the picture and saving its record left the old digest, and a version named by it
+    would be mistaken for the export of the old picture."""
+    try:
+        return record.get("sha256") if record.get("bytes") == placed.stat().st_size else None
+    except OSError:
+        return None
 
 
 def _unchanged(before: dict, now: dict, names: list[str]) -> None:

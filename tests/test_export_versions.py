@@ -121,3 +121,20 @@ def test_a_version_a_deleted_job_would_resume_on_is_kept_until_the_job_is_gone_f
     assert refused.status_code == 409 and job["id"] in refused.get_json()["error"]
     assert jobs.delete("/api/trash").status_code == 200  # emptied: nothing needs it any more
     assert datasets.delete(f"/api/exports/{old}").status_code == 200
+
+
+def test_a_picture_whose_record_was_left_behind_is_hashed_again(apps, studio_root):
+    """An image edit killed between writing the picture and saving its record leaves the old digest in dataset.json:
+    the export named its version by that digest, so it was taken for the export of the old picture, and the training
+    data came without the edit."""
+    datasets, _jobs = apps
+    dataset_id = datasets.post("/api/datasets", json={"name": "Cat"}).get_json()["id"]
+    upload(datasets, dataset_id, [("c0.png", image_bytes(0)), ("c1.png", image_bytes(1))])
+    first = _export(datasets, dataset_id)
+    picture = studio_root / "datasets" / dataset_id / "c0.png"
+    picture.write_bytes(image_bytes(0, size=(96, 64)))  # cropped differently; its record not saved after
+    second = _export(datasets, dataset_id)
+    assert second != first
+    stored = exports.version_dir(Workspace(studio_root), second)
+    assert exports.hash_folder(stored) == second
+    assert any(path.read_bytes() == picture.read_bytes() for path in stored.iterdir())
