@@ -5,16 +5,10 @@ when it changed."""
 
 from __future__ import annotations
 
-from studio.processes import process_token
 from tests.browser_studio import browser_marks, login, open_page, studio  # noqa: F401
+from tests.test_job_page_live_updates import _running_job
 
 pytestmark = browser_marks
-
-
-def _running_job(studio):  # noqa: F811 - the fixture's name
-    store = studio.store()
-    running = store.list(("running",), kind="train", limit=10)
-    return running[0] if running else store.claim("train", process_token())
 
 
 def test_stop_pressed_from_the_keyboard_leaves_the_focus_in_the_jobs_bar(studio):  # noqa: F811
