@@ -10,7 +10,7 @@ same-stem `.txt` caption, or the one a metadata.jsonl / metadata.csv in its fold
 
 from __future__ import annotations
 
-import logging
+import posixpath
 import shutil
 import threading
 import time
@@ -19,7 +19,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from urllib.parse import urlsplit
 
 from app.hub_import import hub_link
 from app.imaging import IMAGE_EXTENSIONS, ImageRejected, inspect_image, training_copy
@@ -28,8 +27,6 @@ from studio.s3 import Storage, StorageError, normalize_prefix
 from studio.settings import Settings
 from studio.web import ApiError
 from studio.workspace import UnsafePathError, confined
-
-log = logging.getLogger(__name__)
 
 # a link download that sends less than this in this long is given up (not left to hold the GPU)
 STALL_BYTES = 1 << 20
@@ -65,8 +62,7 @@ def parse_dataset_spec(spec) -> dict:
         if "prefix" in spec or "bucket" in spec:
             raise DatasetInputError("`dataset` takes either `url` or `bucket`/`prefix`, not both.")
         url = spec["url"]
-        parts = urlsplit(url) if isinstance(url, str) else None
-        if parts is None or parts.scheme not in {"http", "https"} or not parts.hostname:
+        if not is_link(url):
             raise DatasetInputError("`dataset.url` must be an http(s) address of a ZIP or Parquet file or a "
                                     "Hugging Face dataset.",
                                     [{"field": "dataset.url", "message": "Use an https:// link to a .zip."}])
@@ -87,6 +83,15 @@ def parse_dataset_spec(spec) -> dict:
         return {"bucket": bucket, "prefix": normalize_prefix(prefix)}
     except StorageError as exc:
         raise DatasetInputError(exc.message, [{"field": "dataset.prefix", "message": "Not a valid prefix."}]) from None
+
+
+def is_link(url) -> bool:
+    """Whether `url` is an http(s) address the link download can ask (a port past 65535 or an unclosed "[" would
+    only fail deep inside it), no longer than the pod's import takes."""
+    from app.link_fetch import is_web_address
+    from app.url_import import MAX_URL
+
+    return isinstance(url, str) and len(url) <= MAX_URL and is_web_address(url)
 
 
 class JobStopped(Exception):
@@ -157,9 +162,16 @@ def download_url(url: str, target: Path, max_bytes: int, allow_private: bool,
     return target
 
 
-def extract_zip(archive: Path, dest: Path, max_total_bytes: int, max_ratio: int) -> None:
+def skipped_as(items: list[dict], label: str) -> list[dict]:
+    """The dataset manager's skipped entries ({"name": "<label>/<entry>" or "<label> row 3", "reason"}) as the job's
+    output lists them: {"file", "reason"}, the file named without the label."""
+    return [{"file": item["name"].removeprefix(label).lstrip("/ "), "reason": item["reason"]} for item in items]
+
+
+def extract_zip(archive: Path, dest: Path, max_total_bytes: int, max_ratio: int) -> list[dict]:
     """Extract with the dataset manager's own guard (unsafe names skipped, sizes and ratios counted while
-    decompressing), then lay the images out under `dest` by their archive paths with their captions."""
+    decompressing), then lay the images out under `dest` by their archive paths with their captions. Returns the
+    entries left out and why (an unsafe name, a caption without its image...): the job's output says them."""
     from app import zipimport
     from app.caption_files import caption_key
     from studio.job_reporter import QuietReporter
@@ -174,8 +186,7 @@ def extract_zip(archive: Path, dest: Path, max_total_bytes: int, max_ratio: int)
                                               max_ratio, "The dataset ZIP")
         except JobError as exc:
             raise DatasetInputError(str(exc)) from None
-        for item in extracted.skipped:
-            log.warning("skipping ZIP entry: %s", item["reason"])
+        skipped = skipped_as(extracted.skipped, "The dataset ZIP")
         for name, staged in extracted.images + extracted.tables + extracted.videos:  # tables' rows go beside them
             try:
                 target = confined(dest, *[part for part in name.split("/") if part])
@@ -184,7 +195,8 @@ def extract_zip(archive: Path, dest: Path, max_total_bytes: int, max_ratio: int)
             target.parent.mkdir(parents=True, exist_ok=True)
             staged.replace(target)
             if target.suffix.lower() == ".parquet":
-                unpack_parquet(target, target.with_suffix(""), max_total_bytes)
+                left = unpack_parquet(target, target.with_suffix(""), max_total_bytes)
+                skipped += [{**item, "file": posixpath.join(posixpath.dirname(name), item["file"])} for item in left]
                 target.unlink()
                 continue
             caption = extracted.captions.get(caption_key(name))
@@ -192,11 +204,12 @@ def extract_zip(archive: Path, dest: Path, max_total_bytes: int, max_ratio: int)
                 target.with_suffix(".txt").write_text(caption, "utf-8")
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+    return skipped
 
 
-def unpack_parquet(table: Path, dest: Path, max_total_bytes: int) -> None:
+def unpack_parquet(table: Path, dest: Path, max_total_bytes: int) -> list[dict]:
     """The row images of a Parquet file under `dest`, each with its caption as a same-stem `.txt`, through the
-    dataset manager's reader (sizes checked from the footer and counted while writing)."""
+    dataset manager's reader (sizes checked from the footer and counted while writing); returns the rows left out."""
     from app.parquet_import import extract_parquet
     from studio.job_reporter import QuietReporter
     from studio.jobs import JobError
@@ -208,8 +221,6 @@ def unpack_parquet(table: Path, dest: Path, max_total_bytes: int) -> None:
                                        table.stem)
         except JobError as exc:
             raise DatasetInputError(str(exc)) from None
-        for item in unpacked.skipped:
-            log.warning("skipping %s: %s", item["name"], item["reason"])
         dest.mkdir(parents=True, exist_ok=True)
         for row in unpacked.rows:
             target = confined(dest, row.name)
@@ -218,34 +229,39 @@ def unpack_parquet(table: Path, dest: Path, max_total_bytes: int) -> None:
                 target.with_suffix(".txt").write_text(row.caption, "utf-8")
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+    return skipped_as(unpacked.skipped, "The dataset's")
 
 
-def _unpack_containers(files: list[Path], settings: Settings) -> None:
-    """ZIPs and Parquet files among the downloaded ones, unpacked where they lie (then removed)."""
+def _unpack_containers(files: list[Path], settings: Settings) -> list[dict]:
+    """ZIPs and Parquet files among the downloaded ones, unpacked where they lie (then removed); returns what they
+    left out, each named after its ZIP ("more.zip/a.txt") or table ("train.parquet row 3")."""
     max_total = settings.zip_max_total_mb * 1024 * 1024
+    skipped = []
     for path in files:
         suffix = path.suffix.lower()
         if suffix == ".zip":
-            extract_zip(path, path.with_suffix(""), max_total, settings.zip_max_ratio)
+            left = extract_zip(path, path.with_suffix(""), max_total, settings.zip_max_ratio)
+            skipped += [{**item, "file": f"{path.name}/{item['file']}"} for item in left]
         elif suffix == ".parquet":
-            unpack_parquet(path, path.with_suffix(""), max_total)
+            skipped += unpack_parquet(path, path.with_suffix(""), max_total)
         else:
             continue
         path.unlink(missing_ok=True)
+    return skipped
 
 
 def fetch_dataset(spec: dict, settings: Settings, raw_dir: Path,
                   on_progress: Callable[[dict], None] | None = None, stop: threading.Event | None = None,
-                  outputs: str | None = None) -> None:
-    """Download the dataset named by a parsed spec into `raw_dir` (files as they come). Keys under `outputs` (the
+                  outputs: str | None = None) -> list[dict]:
+    """Download the dataset named by a parsed spec into `raw_dir` (files as they come); returns what its ZIPs and
+    Parquet files left out ({"file", "reason"}). Keys under `outputs` (the
     worker's output prefix in the default bucket) are never part of a dataset: a prefix above it ("" for the whole
     bucket) would otherwise train on earlier jobs' LoRA previews."""
     raw_dir.mkdir(parents=True, exist_ok=True)
     max_bytes = settings.max_upload_mb * 1024 * 1024
     dataset_link = hub_link(spec["url"]) if "url" in spec else None
     if dataset_link is not None:
-        _fetch_hub_dataset(dataset_link, settings, raw_dir, on_progress)
-        return
+        return _fetch_hub_dataset(dataset_link, settings, raw_dir, on_progress)
     if "url" in spec:
         from app.url_import import kind_of
 
@@ -258,12 +274,11 @@ def fetch_dataset(spec: dict, settings: Settings, raw_dir: Path,
         download_url(spec["url"], archive, max_bytes, settings.allow_private_urls, report, stop=stop)
         with open(archive, "rb") as handle:
             is_parquet = kind_of(handle.read(16)) == ".parquet"  # the link import's own signatures
-        if is_parquet:
-            unpack_parquet(archive, raw_dir, settings.zip_max_total_mb * 1024 * 1024)
-        else:
-            extract_zip(archive, raw_dir, settings.zip_max_total_mb * 1024 * 1024, settings.zip_max_ratio)
+        max_total = settings.zip_max_total_mb * 1024 * 1024
+        left = unpack_parquet(archive, raw_dir, max_total) if is_parquet else \
+            extract_zip(archive, raw_dir, max_total, settings.zip_max_ratio)
         archive.unlink(missing_ok=True)
-        return
+        return left
     storage = Storage.from_settings(settings, bucket=spec.get("bucket"))
     skip = outputs if outputs and storage.bucket == settings.s3_bucket and not \
         normalize_prefix(spec["prefix"]).startswith(outputs) else None
@@ -274,10 +289,10 @@ def fetch_dataset(spec: dict, settings: Settings, raw_dir: Path,
     if not files:
         raise DatasetInputError(f"Nothing was found under {storage.bucket}/{spec['prefix']}: check the prefix.",
                                 [{"field": "dataset.prefix", "message": "Empty prefix."}])
-    _unpack_containers(files, settings)
+    return _unpack_containers(files, settings)
 
 
-def _fetch_hub_dataset(link, settings: Settings, raw_dir: Path, on_progress) -> None:
+def _fetch_hub_dataset(link, settings: Settings, raw_dir: Path, on_progress) -> list[dict]:
     """A Hugging Face dataset (or a folder or file of one) into `raw_dir` as the repo lays it out, its ZIPs and
     Parquet files unpacked where they lie, through the dataset manager's hub download (HF_TOKEN, one commit)."""
     from app.hub_import import download
@@ -293,7 +308,7 @@ def _fetch_hub_dataset(link, settings: Settings, raw_dir: Path, on_progress) -> 
     except JobError as exc:
         raise DatasetInputError(str(exc)) from None
     shutil.rmtree(raw_dir / ".cache", ignore_errors=True)  # huggingface-hub's bookkeeping, not the dataset's
-    _unpack_containers([source.path for source in sources], settings)
+    return _unpack_containers([source.path for source in sources], settings)
 
 
 def prepare_images(raw_dir: Path, out_dir: Path, max_pixels: int, name: str = "dataset",

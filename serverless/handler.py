@@ -202,9 +202,10 @@ def _fetch_dataset(spec: dict, settings: Settings, raw_dir: Path, dataset_dir: P
     shutil.rmtree(dataset_dir, ignore_errors=True)
     progress({"phase": "downloading", "message": f"Downloading the {label}"})
     try:
-        fetch_dataset(spec, settings, raw_dir, progress, stop, outputs)
+        left_out = fetch_dataset(spec, settings, raw_dir, progress, stop, outputs)  # by its ZIPs and Parquet files
         prepared = prepare_images(raw_dir, dataset_dir, settings.max_image_pixels, name=name,
                                   max_frames=settings.video_max_frames, frame_seconds=settings.video_frame_seconds)
+        prepared.skipped[:0] = left_out
     except DatasetInputError as exc:
         raise InputError(exc.message, exc.details) from None
     finally:
@@ -235,6 +236,7 @@ def _train(config, dataset_dir, job_dir: Path, settings: Settings, on_progress,
            stop: threading.Event | None = None) -> dict:
     from studio.registry import model_paths
     from trainer.engine import TrainingControl, train
+    from trainer.engine.control import StopRequested
 
     if settings.demo:
         from studio.demo import ensure_demo_models
@@ -253,6 +255,9 @@ def _train(config, dataset_dir, job_dir: Path, settings: Settings, on_progress,
         threading.Thread(target=pass_on_stop, name="serverless-stop", daemon=True).start()
     try:
         result = train(config, dataset_dir, job_dir, model_paths(settings), control, on_progress)
+    except StopRequested:  # stopped while the final previews rendered: the last step's checkpoint is kept
+        raise JobStopped() from None
+    else:
         if result.get("stopped"):
             raise JobStopped()
         return result

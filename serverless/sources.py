@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from serverless.dataset import DatasetInputError, JobStopped, download_url, parse_dataset_spec
+from serverless.dataset import DatasetInputError, JobStopped, download_url, is_link, parse_dataset_spec
 from studio.s3 import Storage, StorageError
 from studio.settings import Settings
 from trainer.dataset_checks import MAX_DATASETS, MAX_REPEATS, valid_repeats
@@ -60,8 +60,7 @@ def parse_start_lora(spec) -> dict | None:
         raise DatasetInputError("`start_lora` must be {\"bucket\"?, \"key\"} or {\"url\"} of a .safetensors file.",
                                 field)
     if "url" in spec:
-        parts = urlsplit(spec["url"]) if isinstance(spec["url"], str) else None
-        if parts is None or parts.scheme not in {"http", "https"} or not parts.hostname or "bucket" in spec:
+        if not is_link(spec["url"]) or "bucket" in spec:
             raise DatasetInputError("`start_lora.url` must be an http(s) address of a .safetensors file.", field)
         return {"url": spec["url"]}
     key, bucket = spec["key"], spec.get("bucket")
