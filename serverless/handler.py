@@ -255,10 +255,12 @@ def _train(config, dataset_dir, job_dir: Path, settings: Settings, on_progress,
         threading.Thread(target=pass_on_stop, name="serverless-stop", daemon=True).start()
     try:
         result = train(config, dataset_dir, job_dir, model_paths(settings), control, on_progress)
-    except StopRequested:  # stopped while the final previews rendered: the last step's checkpoint is kept
+    except StopRequested:  # a stop that escaped the engine: the last step's checkpoint is kept
         raise JobStopped() from None
     else:
-        if result.get("stopped"):
+        # a stop while the final previews rendered completes the run without them (trainer.engine.run_end): here
+        # the job was cancelled or ran out of time all the same, and nothing more is uploaded
+        if result.get("stopped") or (stop is not None and stop.is_set()):
             raise JobStopped()
         return result
     finally:

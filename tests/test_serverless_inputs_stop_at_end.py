@@ -27,3 +27,21 @@ def test_a_stop_while_the_final_previews_render_ends_the_job_as_stopped(worker_e
     monkeypatch.setattr(trainer.engine, "train", train_then_stopped_in_the_previews)
     result = handler({"id": "stop-end", "input": {"job_config": GOOD_CONFIG, "dataset": {"prefix": "sets/anna"}}}, stop)
     assert result == {"error": "The job was stopped before it finished.", "details": []}
+
+
+def test_a_run_completed_after_runpods_stop_is_not_uploaded(worker_env, moto, monkeypatch):
+    """The engine completes a run stopped during its final previews (every step is trained by then); for RunPod the
+    job was cancelled or timed out all the same, so nothing more is uploaded."""
+    moto.make_bucket("stop-done", {"sets/anna/a.png": image_bytes(), "sets/anna/a.txt": b"anna"})
+    for key, value in moto.env(S3_BUCKET="stop-done").items():
+        worker_env.setenv(key, value)
+    stop = threading.Event()
+
+    def trained_then_stopped(config, dataset_dir, job_dir, paths, control, progress):
+        stop.set()
+        return {"stopped": False, "steps": 1, "lora_path": str(job_dir / "nothing.safetensors")}
+
+    monkeypatch.setattr(trainer.engine, "train", trained_then_stopped)
+    result = handler({"id": "stop-done", "input": {"job_config": GOOD_CONFIG, "dataset": {"prefix": "sets/anna"}}},
+                     stop)
+    assert result == {"error": "The job was stopped before it finished.", "details": []}

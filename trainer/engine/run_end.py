@@ -11,6 +11,7 @@ from studio.model_status import format_bytes
 from trainer import leak
 from trainer.engine import checkpoints as ckpt
 from trainer.engine import networks, proof
+from trainer.engine.control import StopRequested
 from trainer.engine.data import sources_label
 from trainer.step_dirs import free_training_states
 
@@ -46,7 +47,7 @@ class RunEnd:
         else:
             final_samples = self.job_dir / "samples" / f"step_{step:06d}"
             if step != self.last_sampled and (step > self.start or not final_samples.is_dir()):
-                final_samples = self.sample(step)  # the proof grid needs the final step, previews on or off
+                final_samples = self._final_previews(step)  # the proof grid needs them, previews on or off
             with loop.averaged():
                 lora = networks.file_tensors(self.transformer, self.config)
             lora_path = ckpt.save_final(self.job_dir, config.name, lora, self.metadata_at(step))
@@ -83,6 +84,18 @@ class RunEnd:
             **self.evaluation.result(),
             **early,
         }
+
+    def _final_previews(self, step: int):
+        """The last step's previews; None when a stop was asked while they rendered: every step is trained and saved
+        by then, so the run completes with its LoRA, without them (instead of ending in an error)."""
+        try:
+            return self.sample(step)
+        except StopRequested:
+            said = (f"Stop asked while the previews of the last step ({step}) rendered: the final previews were left "
+                    "out (and the proof grid with them); the LoRA is saved. Render some with Try the LoRA.")
+            self.log(said)
+            self.progress.notice(said, step)
+            return None
 
     def _rewind(self) -> dict:
         """stop_when_overfitting: the LoRA goes back to the checkpoint nearest the held-out images' lowest loss."""
