@@ -5,7 +5,7 @@ console (or an hour forgotten). STOP_POD_WHEN_IDLE does the same by itself once 
     GET  /api/pod             -> {"price", "price_pending", "busy", "idle_since", "idle_s", "can_stop", "why_not",
                                   "on_runpod", "auto_stop", "last_stop"}
                                  last_stop: the last stop asked of RunPod {"at", "ok", "by", "error"}, or None
-    POST /api/pod/stop        -> 202 {"stopping": true}; 409 {"error": why not}; 502 when RunPod refused
+    POST /api/pod/stop        -> 202 {"stopping": true}; 409 {"error": why not, "details": []}; 502 when RunPod refused
     PUT  /api/pod/auto-stop   {"on": true} -> {"on_runpod", "auto_stop"}: stop the pod by itself once the queue is done
 
 Nothing runs means no job of any kind (training, Try the LoRA's renders, captioning, imports, exports) is
@@ -18,7 +18,7 @@ import time
 
 from flask import Blueprint, current_app, jsonify
 
-from studio.web import json_body
+from studio.web import ApiError, json_body
 from trainer import podstop
 from trainer.jobs_api import price, settings, store
 
@@ -69,11 +69,10 @@ def pod_state():
 def stop_pod():
     why_not = _why_not_stop(_busy())
     if why_not:
-        return jsonify({"error": why_not}), 409
+        raise ApiError(why_not, 409)
     if not podstop.stop_pod(settings(), by="button"):
         said = (podstop.last_stop(settings()) or {}).get("error") or "RunPod did not answer"
-        return jsonify({"error": f"The pod did not stop: {said}. It is still running: stop it from RunPod's "
-                                 "console."}), 502
+        raise ApiError(f"The pod did not stop: {said}. It is still running: stop it from RunPod's console.", 502)
     return jsonify({"stopping": True}), 202
 
 
