@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 from urllib.parse import quote
 
@@ -25,6 +26,15 @@ bp = Blueprint("catalog", __name__)
 THUMBS_IN_STRIP = 8
 DATASET_STRIP_SIZE = 160
 CONFIG_MAX_VALUES = 100_000  # keys and values a config text may stand for (the biggest ai-toolkit config: ~300)
+
+
+class ConfigLoader(yaml.SafeLoader):
+    """YAML as the text view reads it: PyYAML (YAML 1.1) takes 2e-4 or 1.0e4 (an exponent without a dot or a sign)
+    for text, which no number setting accepts; YAML 1.2 and JSON read a number, as the person typing it meant."""
+
+
+EXPONENT_NUMBER = re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$")
+ConfigLoader.add_implicit_resolver("tag:yaml.org,2002:float", EXPONENT_NUMBER, list("-+0123456789"))
 
 
 def workspace() -> Workspace:
@@ -82,7 +92,7 @@ def parse_config():
     if not isinstance(text, str):
         raise ApiError("text must be a string of YAML or JSON.", 422)
     try:
-        config = yaml.safe_load(text) if text.strip() else {}
+        config = yaml.load(text, Loader=ConfigLoader) if text.strip() else {}  # a SafeLoader
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -296,7 +306,8 @@ def library_files():
         ranks = sorted(set(lora_ranks(header).values()))
         meta = header.get("__metadata__") if isinstance(header.get("__metadata__"), dict) else {}
         lokr = bool(lokr_modules(header))
-        files.append({"name": path.stem, "size": stat.st_size, "modified": stat.st_mtime,
+        # "name" is what a job's init_lora takes; "file" what the /api/library/files/<file> routes take
+        files.append({"name": path.stem, "file": path.name, "size": stat.st_size, "modified": stat.st_mtime,
                       "rank": ranks[0] if len(ranks) == 1 else None, "lora_targets": meta.get("lora_targets"),
                       "trigger_word": library_facts.trigger_of({**meta, **library_facts.user_keys(path)}), "lokr": lokr,
                       "lokr_factor": factor_of(header)})
