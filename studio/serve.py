@@ -29,6 +29,7 @@ def run_gunicorn(app_uri: str, bind: str, workers: int = 1, threads: int = 8, ti
         "--error-logfile", "-",
         "--log-level", "info",
         "--config", "python:studio.gunicorn_hooks",  # a worker ends with its master
+        "--no-control-socket",  # one path per user: the three services would take it from one another
     ]
     WSGIApplication("%(prog)s [OPTIONS] [APP_MODULE]").run()
 

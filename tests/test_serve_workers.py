@@ -44,3 +44,15 @@ def test_a_master_killed_with_minus_9_takes_its_workers_along_and_the_port_is_fr
             os.killpg(first.proc.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
+
+
+def test_the_services_make_no_shared_control_socket(studio_root, tmp_path):
+    """gunicorn (25.1 and later) opens a control socket at one path per user by default: the dataset manager, the
+    trainer and the caption service took the same one in turn, each replacing the last, and a command sent to it
+    (gunicornc) reached whichever started last. The studio does not use it: none is made."""
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {"STUDIO_ROOT": str(studio_root), "CAPTION_URL": "http://127.0.0.1:9", "HOME": str(home),
+           "XDG_RUNTIME_DIR": ""}
+    with ServerProcess("app", env):
+        assert not (home / ".gunicorn").exists()
