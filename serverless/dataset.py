@@ -3,9 +3,8 @@
 A dataset is an S3 prefix (`{"bucket"?, "prefix"}`), a ZIP or a Parquet file at an http(s) URL (`{"url"}`) or a
 Hugging Face dataset's link (`{"url": "https://huggingface.co/datasets/..."}`, downloaded with HF_TOKEN); the URL
 is fetched only because the job input asks for it. ZIPs and Parquet files (a hub dataset's tables: one image and
-its caption per row) found in a prefix or a hub dataset are unpacked where they lie. Every file is decoded with
-Pillow exactly like an upload to the dataset manager; what is not an image is skipped, and each image keeps its
-same-stem `.txt` caption, or the one a metadata.jsonl / metadata.csv in its folder gives.
+its caption per row) found in a prefix or a hub dataset are unpacked where they lie. serverless.images then decodes
+them as the engine reads them.
 """
 
 from __future__ import annotations
@@ -16,13 +15,10 @@ import threading
 import time
 import zipfile
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from contextvars import ContextVar
 from pathlib import Path
 
 from app.hub_import import hub_link
-from app.imaging import IMAGE_EXTENSIONS, ImageRejected, inspect_image, training_copy
-from studio.atomic import atomic_write_json, read_json
 from studio.s3 import Storage, StorageError, normalize_prefix
 from studio.settings import Settings
 from studio.web import ApiError
@@ -40,14 +36,6 @@ class DatasetInputError(ValueError):
         super().__init__(message)
         self.message = message
         self.details = details or []
-
-
-@dataclass
-class PreparedDataset:
-    folder: Path
-    images: int
-    captions: int
-    skipped: list[dict] = field(default_factory=list)
 
 
 def parse_dataset_spec(spec) -> dict:
@@ -92,6 +80,17 @@ def is_link(url) -> bool:
     from app.url_import import MAX_URL
 
     return isinstance(url, str) and len(url) <= MAX_URL and is_web_address(url)
+
+
+# RunPod's stop for the dataset under way (the handler sets it around a dataset's download and unpacking): the dataset
+# manager's ZIP, Parquet, hub and video readers ask their reporter between entries, and end with studio.jobs.JobStopped
+STOP: ContextVar[threading.Event | None] = ContextVar("serverless_stop", default=None)
+
+
+def quiet(on_update=None):
+    from studio.job_reporter import QuietReporter
+
+    return QuietReporter(on_update, stop=STOP.get())
 
 
 class JobStopped(Exception):
@@ -174,7 +173,6 @@ def extract_zip(archive: Path, dest: Path, max_total_bytes: int, max_ratio: int)
     entries left out and why (an unsafe name, a caption without its image...): the job's output says them."""
     from app import zipimport
     from app.caption_files import caption_key
-    from studio.job_reporter import QuietReporter
     from studio.jobs import JobError
 
     if not zipfile.is_zipfile(archive):
@@ -182,7 +180,7 @@ def extract_zip(archive: Path, dest: Path, max_total_bytes: int, max_ratio: int)
     staging = dest.parent / ".zip-staging"
     try:
         try:
-            extracted = zipimport.extract_zip(archive, staging, QuietReporter(), max_total_bytes,
+            extracted = zipimport.extract_zip(archive, staging, quiet(), max_total_bytes,
                                               max_ratio, "The dataset ZIP")
         except JobError as exc:
             raise DatasetInputError(str(exc)) from None
@@ -211,13 +209,12 @@ def unpack_parquet(table: Path, dest: Path, max_total_bytes: int) -> list[dict]:
     """The row images of a Parquet file under `dest`, each with its caption as a same-stem `.txt`, through the
     dataset manager's reader (sizes checked from the footer and counted while writing); returns the rows left out."""
     from app.parquet_import import extract_parquet
-    from studio.job_reporter import QuietReporter
     from studio.jobs import JobError
 
     staging = dest.parent / ".parquet-staging"
     try:
         try:
-            unpacked = extract_parquet(table, staging, QuietReporter(), max_total_bytes, f"The dataset's {table.name}",
+            unpacked = extract_parquet(table, staging, quiet(), max_total_bytes, f"The dataset's {table.name}",
                                        table.stem)
         except JobError as exc:
             raise DatasetInputError(str(exc)) from None
@@ -296,7 +293,6 @@ def _fetch_hub_dataset(link, settings: Settings, raw_dir: Path, on_progress) -> 
     """A Hugging Face dataset (or a folder or file of one) into `raw_dir` as the repo lays it out, its ZIPs and
     Parquet files unpacked where they lie, through the dataset manager's hub download (HF_TOKEN, one commit)."""
     from app.hub_import import download
-    from studio.job_reporter import QuietReporter
     from studio.jobs import JobError
 
     def report(values: dict) -> None:
@@ -304,104 +300,8 @@ def _fetch_hub_dataset(link, settings: Settings, raw_dir: Path, on_progress) -> 
             on_progress({key: values[key] for key in ("phase", "bytes_done", "bytes_total") if key in values})
 
     try:
-        sources = download(QuietReporter(report), link, settings, raw_dir)
+        sources = download(quiet(report), link, settings, raw_dir)
     except JobError as exc:
         raise DatasetInputError(str(exc)) from None
     shutil.rmtree(raw_dir / ".cache", ignore_errors=True)  # huggingface-hub's bookkeeping, not the dataset's
     return _unpack_containers([source.path for source in sources], settings)
-
-
-def prepare_images(raw_dir: Path, out_dir: Path, max_pixels: int, name: str = "dataset",
-                   max_frames: int = 60, frame_seconds: float = 2.0) -> PreparedDataset:
-    """Copy every decodable image (+ same-stem .txt caption) from `raw_dir` into a flat `out_dir`; a video gives
-    its sharpest frames first (see _frames_of_videos)."""
-    from app.caption_files import caption_key, is_metadata_name, metadata_captions
-
-    out_dir.mkdir(parents=True, exist_ok=True)
-    prepared = PreparedDataset(folder=out_dir, images=0, captions=0)
-    taken: set[str] = set()
-    listed: dict = {}  # captions from metadata.jsonl / metadata.csv files, for images without a .txt
-    for path in sorted(raw_dir.rglob("*")):
-        if path.is_file() and not path.is_symlink() and is_metadata_name(path.name):
-            captions, problem = metadata_captions(path, path.relative_to(raw_dir).as_posix())
-            listed.update(captions)
-            if problem:
-                prepared.skipped.append({"file": path.relative_to(raw_dir).as_posix(), "reason": problem})
-    _frames_of_videos(raw_dir, listed, max_pixels, max_frames, frame_seconds, prepared)
-    files = sorted(p for p in raw_dir.rglob("*") if p.is_file() and not p.is_symlink())
-    for path in files:
-        relative = path.relative_to(raw_dir).as_posix()
-        suffix = path.suffix.lower()
-        if suffix == ".txt" or path.name == "dataset.json" or is_metadata_name(path.name):
-            continue  # captions travel with their image; the source's metadata is rewritten below
-        if suffix not in IMAGE_EXTENSIONS:
-            prepared.skipped.append({"file": relative, "reason": "not an image file type"})
-            continue
-        try:
-            inspect_image(path, max_pixels)
-        except ImageRejected as exc:
-            prepared.skipped.append({"file": relative, "reason": str(exc)})
-            continue
-        stem = _unique_stem(path.relative_to(raw_dir).with_suffix("").as_posix().replace("/", "_"), taken)
-        training_copy(path, out_dir, stem)
-        caption = path.with_suffix(".txt")
-        if caption.is_file():
-            shutil.copyfile(caption, out_dir / f"{stem}.txt")
-            prepared.captions += 1
-        elif (text := listed.get(caption_key(relative))) is not None:
-            (out_dir / f"{stem}.txt").write_text(text, "utf-8")
-            prepared.captions += 1
-        prepared.images += 1
-    source_meta = read_json(raw_dir / "dataset.json", {}) or {}
-    trigger = source_meta.get("trigger_word") if isinstance(source_meta, dict) else ""
-    atomic_write_json(out_dir / "dataset.json", {
-        "name": name, "trigger_word": trigger if isinstance(trigger, str) else "", "images": prepared.images,
-        "exported_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "source_dataset_id": None})
-    return prepared
-
-
-def _frames_of_videos(raw_dir: Path, listed: dict, max_pixels: int, max_frames: int, frame_seconds: float,
-                      prepared: PreparedDataset) -> None:
-    """Each video of `raw_dir` replaced by its sharpest frames beside it (app.video_frames, as the dataset manager
-    takes them), each with the video's caption (its .txt, or its metadata row); a Live Photo's moving part (a
-    video named like a photo of its folder) and a video that cannot be read are skipped with the reason."""
-    from app.caption_files import caption_key
-    from app.video_frames import LIVE_PHOTO_MOTION, Unreadable, extract_frames, is_video_name
-    from studio.job_reporter import QuietReporter
-
-    files = sorted(p for p in raw_dir.rglob("*") if p.is_file() and not p.is_symlink())
-    photos = {caption_key(p.relative_to(raw_dir).as_posix()) for p in files if p.suffix.lower() in IMAGE_EXTENSIONS}
-    for path in (p for p in files if is_video_name(p.name)):
-        relative = path.relative_to(raw_dir).as_posix()
-        key = caption_key(relative)
-        try:
-            if key in photos:
-                prepared.skipped.append({"file": relative, "reason": LIVE_PHOTO_MOTION})
-                continue
-            staging = path.with_name(f".{path.name}-frames")
-            try:
-                frames = extract_frames(path, staging, QuietReporter(), relative, path.stem, max_frames, max_pixels,
-                                        every=frame_seconds)
-            except Unreadable as exc:
-                prepared.skipped.append({"file": relative, "reason": exc.reason})
-                continue
-            caption_file = path.with_suffix(".txt")
-            caption = caption_file.read_text("utf-8") if caption_file.is_file() else listed.get(key)
-            for frame in frames.frames:
-                target = path.with_name(frame.name)
-                if target.exists():  # a file of the dataset has that name already: it stays
-                    continue
-                frame.path.replace(target)
-                if caption is not None:
-                    target.with_suffix(".txt").write_text(caption, "utf-8")
-            shutil.rmtree(staging, ignore_errors=True)
-        finally:
-            path.unlink(missing_ok=True)
-
-
-def _unique_stem(stem: str, taken: set[str]) -> str:
-    candidate, n = stem, 2
-    while candidate.lower() in taken:
-        candidate, n = f"{stem}_{n}", n + 1
-    taken.add(candidate.lower())
-    return candidate

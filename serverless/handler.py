@@ -28,10 +28,12 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from serverless.dataset import DatasetInputError, JobStopped, fetch_dataset, prepare_images
+from serverless.dataset import STOP, DatasetInputError, JobStopped, fetch_dataset
+from serverless.images import prepare_images
 from serverless.publish import HubInputError, parse_hub, publish_lora
 from serverless.sources import fetch_start_lora, parse_datasets, parse_start_lora, start_lora_name
 from serverless.work_folders import held, sweep
+from studio.jobs import JobStopped as Stopped
 from studio.s3 import Storage, StorageError, join_key, normalize_prefix, storage_configured
 from studio.s3_outputs import upload_job_outputs
 from studio.settings import Settings, SettingsError, load_settings
@@ -201,6 +203,7 @@ def _fetch_dataset(spec: dict, settings: Settings, raw_dir: Path, dataset_dir: P
     shutil.rmtree(raw_dir, ignore_errors=True)
     shutil.rmtree(dataset_dir, ignore_errors=True)
     progress({"phase": "downloading", "message": f"Downloading the {label}"})
+    stopping = STOP.set(stop)  # unpacking ZIPs and taking videos' frames end at RunPod's stop too
     try:
         left_out = fetch_dataset(spec, settings, raw_dir, progress, stop, outputs)  # by its ZIPs and Parquet files
         prepared = prepare_images(raw_dir, dataset_dir, settings.max_image_pixels, name=name,
@@ -208,7 +211,10 @@ def _fetch_dataset(spec: dict, settings: Settings, raw_dir: Path, dataset_dir: P
         prepared.skipped[:0] = left_out
     except DatasetInputError as exc:
         raise InputError(exc.message, exc.details) from None
+    except Stopped:
+        raise JobStopped() from None
     finally:
+        STOP.reset(stopping)
         shutil.rmtree(raw_dir, ignore_errors=True)
     if prepared.images == 0:
         raise InputError(f"The {label} holds no usable images.", prepared.skipped[:50])

@@ -102,13 +102,13 @@ class JobReporter:
 
 class QuietReporter:
     """A reporter for the same work run outside the job store (the serverless worker's ZIP guard and hub
-    download); `on_update`, when given, receives each report's values."""
+    download); `on_update`, when given, receives each report's values; `stop`, when set, ends the work."""
 
     message = ""
     errors: list = []
 
-    def __init__(self, on_update=None):
-        self.on_update = on_update
+    def __init__(self, on_update=None, stop: threading.Event | None = None):
+        self.on_update, self.stop = on_update, stop  # `stop` set: the work ends at its next check (JobStopped)
 
     def __call__(self, values: dict) -> None:
         self.update(**values)
@@ -124,4 +124,5 @@ class QuietReporter:
         return None
 
     def check_stop(self) -> None:
-        return None
+        if self.stop is not None and self.stop.is_set():
+            raise JobStopped()

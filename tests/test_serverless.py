@@ -11,8 +11,9 @@ import zipfile
 import pytest
 from PIL import Image
 
-from serverless.dataset import DatasetInputError, fetch_dataset, parse_dataset_spec, prepare_images
+from serverless.dataset import DatasetInputError, fetch_dataset, parse_dataset_spec
 from serverless.handler import ProgressReporter, handler
+from serverless.images import prepare_images
 from tests.moto_s3 import MotoS3
 from tests.parquet_files import HF_FEATURES, parquet_bytes
 from tests.test_datasets_hub_import import hub  # noqa: F401 - the stand-in hub, a fixture

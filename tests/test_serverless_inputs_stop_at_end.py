@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import threading
 
+import pytest
+
 import trainer.engine
 from serverless.handler import handler
 from tests.test_serverless import GOOD_CONFIG, image_bytes, worker_env  # noqa: F401 - a fixture
@@ -43,5 +45,28 @@ def test_a_run_completed_after_runpods_stop_is_not_uploaded(worker_env, moto, mo
 
     monkeypatch.setattr(trainer.engine, "train", trained_then_stopped)
     result = handler({"id": "stop-done", "input": {"job_config": GOOD_CONFIG, "dataset": {"prefix": "sets/anna"}}},
+                     stop)
+    assert result == {"error": "The job was stopped before it finished.", "details": []}
+
+
+def test_runpods_stop_ends_the_unpacking_of_a_zip(worker_env, moto, monkeypatch):
+    """A job cancelled (or past its time) while its dataset ZIP unpacked went on unpacking to the end, on the bill,
+    and then stopped while the models loaded: the unpacking ends at the stop too."""
+    from serverless import dataset
+    from tests.test_serverless import _zip
+
+    moto.make_bucket("stop-zip", {"sets/anna/big.zip": _zip({f"{i}.png": image_bytes() for i in range(20)})})
+    for key, value in moto.env(S3_BUCKET="stop-zip").items():
+        worker_env.setenv(key, value)
+    stop = threading.Event()
+    real = dataset._unpack_containers
+
+    def downloaded_then_cancelled(files, settings):
+        stop.set()  # RunPod's stop, heard as the unpacking begins
+        return real(files, settings)
+
+    monkeypatch.setattr(dataset, "_unpack_containers", downloaded_then_cancelled)
+    monkeypatch.setattr(trainer.engine, "train", lambda *args: pytest.fail("it trained after the stop"))
+    result = handler({"id": "stop-zip", "input": {"job_config": GOOD_CONFIG, "dataset": {"prefix": "sets/anna"}}},
                      stop)
     assert result == {"error": "The job was stopped before it finished.", "details": []}
