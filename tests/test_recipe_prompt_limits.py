@@ -35,3 +35,17 @@ def test_the_serverless_worker_refuses_them_before_any_download(make_settings):
     with pytest.raises(InputError) as caught:
         parse_input(data, make_settings())
     assert {"field": "sample_prompts", "message": f"At most {MAX_SAMPLE_PROMPTS} values."} in caught.value.details
+
+
+@pytest.mark.parametrize("field, limit", [("trigger_word", 200), ("preserve_class", 200),
+                                          ("default_caption", MAX_PROMPT_CHARS)])
+def test_the_texts_every_caption_and_prompt_carries_have_bounds(field, limit):
+    """A trigger word, a class word or a default caption goes into every caption and preview prompt: a megabyte of
+    one was taken as it was."""
+    recipe = get_recipe("zimage-turbo")
+    extra = {"trigger_word": "tok"} if field == "preserve_class" else {}
+    assert getattr(recipe.config_from_dict({**extra, field: "w" * limit}), field) == "w" * limit
+    with pytest.raises(ConfigError) as caught:
+        recipe.config_from_dict({**extra, field: "w" * (limit + 1)})
+    assert caught.value.errors == [{"field": field, "message": f"At most {limit:,} characters."}]
+    assert recipe.json_schema()["properties"][field]["maxLength"] == limit

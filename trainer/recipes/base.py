@@ -146,7 +146,8 @@ class RecipeConfig:
                 errors.append({"field": f.name, "message": f"{bad} is not a multiple of {step}; use e.g. "
                                                            f"{max(step, bad // step * step)}."})
             elif "max_length" in meta and any(len(v) > meta["max_length"] for v in values):
-                errors.append({"field": f.name, "message": f"At most {meta['max_length']:,} characters each."})
+                each = " each" if isinstance(value, list) else ""
+                errors.append({"field": f.name, "message": f"At most {meta['max_length']:,} characters{each}."})
             elif "pattern" in meta and any(not re.search(meta["pattern"], v) for v in values):
                 errors.append({"field": f.name, "message": meta.get("pattern_help") or
                                f"Must match {meta['pattern']}."})

@@ -44,7 +44,7 @@ class ZImageTurboConfig(RecipeConfig):
         "Word that calls up the concept. Replaces [trigger] in captions and prompts; "
         "prepended to captions that lack it. Empty: no trigger word.",
         "basic",
-        label="Trigger word", pattern=ONE_LINE, pattern_help="The trigger word must be on one line.",
+        label="Trigger word", pattern=ONE_LINE, pattern_help="The trigger word must be on one line.", max_length=200,
     )
     steps: int = option(3000, "Number of optimizer steps.", "basic", min=1, max=1_000_000, label="Steps")
     learning_rate: float = option(1e-4, "Learning rate (1e-4 suits a LoRA with AdamW). With optimizer prodigy it "
@@ -173,6 +173,7 @@ class ZImageTurboConfig(RecipeConfig):
             "the LoRA draws; ai-toolkit calls it differential output preservation. A step takes about 2.4 times "
             "as long. Needs a trigger word. Empty: off.",
         label="Preserve the class", pattern=ONE_LINE, pattern_help="The class word must be on one line.",
+        max_length=200,
     )
     preserve_weight: float = option(
         1.0, "How much preserve_class weighs against learning your images (1: as much).", min=0.0, max=10.0,
@@ -190,7 +191,8 @@ class ZImageTurboConfig(RecipeConfig):
         "What to do with an image that has no .txt caption: use default_caption, or stop with an error.",
         choices=["default_caption", "error"],
     )
-    default_caption: str = option("[trigger]", "Caption for images without one ([trigger] is the trigger word).")
+    default_caption: str = option("[trigger]", "Caption for images without one ([trigger] is the trigger word).",
+                                  max_length=MAX_PROMPT_CHARS)
     save_every: int = option(250, "Save a checkpoint every N steps.", min=1)
     keep_last: int = option(4, "Checkpoints to keep (older ones are deleted; with holdout_images, the one nearest the "
                                   "lowest held-out loss is kept too).", min=1, max=1000)
