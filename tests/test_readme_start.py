@@ -15,7 +15,7 @@ from tests.helpers import REPO
 
 README = (REPO / "README.md").read_text()
 START_SCRIPTS = "".join((REPO / path).read_text() for path in
-                        ("scripts/run.sh", "scripts/install.sh", "runpod_start.sh"))
+                        ("scripts/run.sh", "scripts/install.sh", "scripts/comfyui.sh", "runpod_start.sh"))
 MOVE_PORTS = "PORT=3100 TRAINER_PORT=8775 QWEN_PORT=11535 bash scripts/run.sh"
 
 
