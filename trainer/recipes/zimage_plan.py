@@ -15,7 +15,7 @@ from trainer.preview_prompts import preview_prompts
 
 # Seconds per 1024-px training step (bf16, every block recomputed), for planning only: the H100 figure is
 # measured (0.703 s, benchmarks/RESULTS.md); the others keep their rough ratio to it.
-GPU_SECONDS = {"H200": 0.63, "H100": 0.7, "A100": 1.19, "L40S": 1.4, "L40": 1.61, "RTX 6000 Ada": 1.47,
+GPU_SECONDS = {"H200": 0.66, "H100": 0.7, "A100": 1.19, "L40S": 1.4, "L40": 1.61, "RTX 6000 Ada": 1.47,
                "4090": 1.54, "5090": 1.12, "A6000": 2.24, "A40": 2.31, "3090": 2.52, "A5000": 2.94, "4080": 2.1,
                "A4500": 3.36, "4070": 3.15, "A4000": 4.2, "L4": 3.85, "T4": 8.4}
 TRANSFORMER_PARAMS = 6.15e9
