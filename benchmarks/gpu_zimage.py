@@ -182,12 +182,28 @@ def measure(report: Report, transformer, params, shape: dict, settings: RunSetti
         report.skip(settings.name, "Prodigy needs the prodigyopt wheel")
         return None
     args = report.args if warmup is None else argparse.Namespace(**{**vars(report.args), "warmup": warmup})
+    held = foreign_gib(transformer, report.device)
+    if settings.budget_gb is not None and held > 0.05:  # the budget a job on its own card would plan with
+        settings = replace(settings, budget_gb=settings.budget_gb + held,
+                           note=f"{settings.note}; budget raised by {held:.1f} GiB that other runs hold".lstrip("; "))
     result = guarded(settings.name, lambda: zr.engine_run(transformer, params, shape, settings, args, report.device,
                                                           print))
     zr.free(report.device)
     report.add(result, idle_gib, flops_for(report, shape, settings.batch, result.checkpointed_blocks or 0,
                                            settings.preserve))
     return result
+
+
+def foreign_gib(transformer, device: torch.device) -> float:
+    """GiB allocated on the GPU that the run's own model does not hold: another model kept for later runs (the bf16
+    one while float8 runs), what earlier runs left. A job's card holds none of it, so `auto` would plan with too
+    little room: each later row of one process kept fewer blocks (18 of 30, then down to 8) and the float8 rows
+    recomputed every block under budgets they did not fill."""
+    if device.type != "cuda":
+        return 0.0
+    tensors = list(transformer.parameters()) + list(transformer.buffers())
+    own = sum({t.untyped_storage().data_ptr(): t.untyped_storage().nbytes() for t in tensors if t.is_cuda}.values())
+    return max(0.0, (torch.cuda.memory_allocated(device) - own) / zr.GIB)
 
 
 def guarded(name: str, run) -> RunResult:
