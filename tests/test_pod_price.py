@@ -128,3 +128,22 @@ def test_the_trainer_api_gives_the_price_beside_its_times(make_settings, runpod)
     fixed = trainer_app.create_app(make_settings(GPU_PRICE_PER_HOUR="1.2")).test_client()
     assert fixed.get("/api/jobs").get_json()["price"] == {"per_hour": 1.2, "source": "setting"}
     assert trainer_app.create_app(make_settings()).test_client().get("/api/jobs").get_json()["price"] is None
+
+
+def test_a_price_read_that_ends_between_the_two_looks_is_given(make_settings, runpod, monkeypatch):
+    """/api/pod read the price (none yet, a read starting), then whether a read was under way: when RunPod answered in
+    between, the page got neither the price nor a sign to ask again, and showed none for 30 s."""
+    from studio.pod_price import PodPrice
+
+    real = PodPrice.pending
+
+    def after_the_read_ended(self):
+        deadline = time.monotonic() + 10
+        while self._reading and time.monotonic() < deadline:  # the background read ends first
+            time.sleep(0.01)
+        return real.fget(self)
+
+    monkeypatch.setattr(PodPrice, "pending", property(after_the_read_ended))
+    client = trainer_app.create_app(_on_runpod(make_settings, runpod)).test_client()
+    answer = client.get("/api/pod").get_json()
+    assert answer["price"] == {"per_hour": 2.49, "source": "runpod"} or answer["price_pending"], answer

@@ -59,7 +59,10 @@ def _why_not_stop(busy: int) -> str | None:
 def pod_state():
     busy = _busy()
     since, why_not = None if busy else _idle_since(), _why_not_stop(busy)
-    return jsonify({"price": price(), "price_pending": current_app.extensions["pod_price"].pending,
+    shown, pending = price(), current_app.extensions["pod_price"].pending
+    if shown is None and not pending:  # RunPod's answer came between the two looks: the page would wait 30 s for it
+        shown = price()
+    return jsonify({"price": shown, "price_pending": pending,
                     "busy": busy, "idle_since": since,
                     "idle_s": round(time.time() - since, 1) if since else None, "can_stop": why_not is None,
                     "why_not": why_not, "last_stop": podstop.last_stop(settings()), **podstop.choice_state(settings())})
