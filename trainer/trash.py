@@ -161,14 +161,9 @@ def _deleted_at(folder: Path, manifest: dict) -> float:
 def _expire(workspace: Workspace, folders: list[Path], now: float) -> None:
     """Entries past TRASH_DAYS go for good, as `remove` takes them: with the trash held, so never while a restore
     moves one out (it would lose what it was putting back), and only those still there and still expired."""
-    going = []
     with _held(workspace):
-        for folder in folders:
-            manifest = read_json(folder / MANIFEST, {}) or {}
-            if folder.is_dir() and now - _deleted_at(folder, manifest) > TRASH_DAYS * DAY_S:
-                target = folder.with_name(REMOVING + folder.name)
-                os.replace(folder, target)
-                going.append(target)
+        going = _set_aside([folder for folder in folders if folder.is_dir() and now - _deleted_at(
+            folder, read_json(folder / MANIFEST, {}) or {}) > TRASH_DAYS * DAY_S])
     for folder in going:
         shutil.rmtree(folder, ignore_errors=True)
 
@@ -294,16 +289,22 @@ def remove(workspace: Workspace, entry_id: str | None = None) -> int:
         folders = [confined(root(workspace), safe_name(entry_id))] if entry_id else _folders(workspace)
         if entry_id and (folders[0].name.startswith(".") or not folders[0].is_dir()):
             raise ApiError(f"Recently deleted has no entry {entry_id!r}.", 404)
-        going = []
-        for folder in folders:
-            target = folder.with_name(REMOVING + folder.name)
-            os.replace(folder, target)
-            going.append(target)
+        going = _set_aside(folders)
         if not entry_id:  # and what an earlier removal cut short (a restart) left
             going += [p for p in root(workspace).glob(REMOVING + "*") if p not in going]
     for folder in going:
         shutil.rmtree(folder, ignore_errors=True)
     return len(folders)
+
+
+def _set_aside(folders: list[Path]) -> list[Path]:
+    """Entries renamed out of the list (the trash held by the caller), to be removed after; returns their new paths."""
+    going = []
+    for folder in folders:
+        target = folder.with_name(REMOVING + folder.name)
+        os.replace(folder, target)
+        going.append(target)
+    return going
 
 
 def _context() -> tuple[Workspace, JobStore]:
