@@ -42,8 +42,8 @@ NOISY_LOG = ("[2026-12-01 10:00:00] worker 4242: starting attempt 1\n"
              "Writing model shards: 100%|█████| 3/3 [00:01<00:00, 2.10it/s]\r\n"
              "step 1/10 loss 0.4210\n")
 # What the engine reports when it changes something on its own (trainer/engine/training_run.py).
-NOTICES = ["Out of memory at step 3; every block now keeps only its matmul and attention outputs (selective "
-           "recomputation) and the step runs again.",
+NOTICES = ["Out of memory at step 3; every block now recomputes its activations (gradient checkpointing on) and "
+           "the step runs again.",
            "Previews at step 250 skipped: out of memory while rendering 1024x1024; training goes on (lower "
            "sample_width and sample_height for previews)."]
 

@@ -93,6 +93,46 @@ def test_measure_block_uses_the_biggest_example_and_never_fails_the_run(demo_pat
     assert "rule of thumb" in lines[-1]
 
 
+def test_lora_under_autocast_keeps_no_copy_of_its_input_and_computes_the_same(demo_paths):
+    """peft casts a LoRA layer's input to the float32 LoRA weights and autocast casts it back to bf16, so each
+    LoRA layer kept its own copy of an input the base layer holds already. Without that round trip the block
+    keeps less, and its output and every gradient are the same bit for bit."""
+    from peft.tuners.lora.layer import Linear as PeftLoraLinear
+
+    transformer = zmodel.load_transformer(demo_paths, torch.device("cpu"), torch.bfloat16)
+    params = zmodel.add_lora(transformer, rank=4, alpha=4, seed=0)
+    layers = [m for m in transformer.modules() if isinstance(m, PeftLoraLinear)]
+    assert layers and all(type(m) is not PeftLoraLinear for m in layers)
+    assert all(p.dtype == torch.float32 for p in params)
+    with torch.no_grad():  # lora_B starts at zero: give the LoRA a say in the output
+        for p in params:
+            p.normal_(0, 0.05, generator=torch.Generator().manual_seed(p.numel()))
+    g = torch.Generator().manual_seed(0)
+    latent = torch.randn(16, 1, 8, 8, generator=g, dtype=torch.bfloat16)
+    caption = torch.randn(12, transformer.config.cap_feat_dim, generator=g, dtype=torch.bfloat16)
+
+    def forward():
+        return transformer([latent], torch.tensor([0.5]), [caption], return_dict=False)[0][0]
+
+    def bf16():
+        return torch.autocast("cpu", dtype=torch.bfloat16)
+
+    def run():
+        transformer.zero_grad(set_to_none=True)
+        with bf16():
+            out = forward()
+        out.float().square().mean().backward()
+        return out.detach(), [p.grad.clone() for p in params], am.measure(transformer, forward, bf16).saved_bytes
+
+    ours = run()
+    for m in layers:
+        m.__class__ = PeftLoraLinear  # peft's own cast, as before
+    peft_own = run()
+    assert torch.equal(ours[0], peft_own[0])
+    assert all(torch.equal(a, b) for a, b in zip(ours[1], peft_own[1], strict=True))
+    assert ours[2] < peft_own[2]
+
+
 def test_plan_from_a_measured_block(monkeypatch):
     from types import SimpleNamespace
 
@@ -106,8 +146,15 @@ def test_plan_from_a_measured_block(monkeypatch):
     tokens = 2 * 4224  # batch 2: 4 GiB per plain block, 1 GiB per selective one, 62 MB per recomputing one
     inputs = tokens * 3840 * 2 / GIB
 
-    # 40 GiB - 12 allocated - 1 LoRA - 2 reserve - 4 set aside for a recomputing block = 21 GiB: not all
-    # 30 blocks fit even selectively, so as many as fit are selective and the rest recompute everything
+    # 40 GiB - 12 allocated - 1 LoRA - 2 reserve - 4 set aside for a recomputing block = 21 GiB: as many
+    # blocks as fit keep everything and the rest recompute everything (selective blocks cost more time)
+    default = gc_plan.plan("auto", real, cuda, tokens, trainable_bytes=GIB, measured=measured)
+    assert (default.plain, default.selective, default.count) == (int((21 - 30 * inputs) // (4 - inputs)), (), 26)
+    assert "measured 4.00 GiB" in default.reason and "selective" not in default.reason
+
+    # were selective blocks cheap (AUTO_SELECTIVE): not all 30 blocks fit even selectively, so as many as fit are
+    # selective and the rest recompute everything
+    monkeypatch.setattr(gc_plan, "AUTO_SELECTIVE", True)
     chosen = gc_plan.plan("auto", real, cuda, tokens, trainable_bytes=GIB, measured=measured)
     assert "measured 4.00 GiB" in chosen.reason and "(1.00 GiB selective)" in chosen.reason
     selective = int((21 - 30 * inputs) // (1 - inputs))
@@ -131,7 +178,12 @@ def test_plan_from_a_measured_block(monkeypatch):
     assert f"({rule:.2f} GiB selective)" in only_full.reason
 
 
-def test_the_next_lighter_plan_goes_selective_then_full():
+def test_the_next_lighter_plan_goes_to_full_recomputation(monkeypatch):
+    plan = gc_plan.CheckpointPlan((0,), 4, "auto", (2, 3))  # one full, two selective (the selective mode), one plain
+    lighter, what = gc_plan.lighter(plan, True, "out of memory at step 3")
+    assert lighter.checkpointed == (0, 1, 2, 3) and lighter.selective == () and "gradient checkpointing on" in what
+
+    monkeypatch.setattr(gc_plan, "AUTO_SELECTIVE", True)  # were selective blocks cheap: that step first
     plan = gc_plan.CheckpointPlan((0,), 4, "auto", (1,))  # one full, one selective, two plain
     lighter, what = gc_plan.lighter(plan, True, "out of memory at step 3")
     assert (lighter.checkpointed, lighter.selective, lighter.plain) == ((0,), (1, 2, 3), 0)
@@ -157,8 +209,7 @@ def _oom_once_at(step_index: int, monkeypatch) -> list[int]:
     return raised
 
 
-def test_out_of_memory_switches_to_selective_recomputation_and_trains_the_same_lora(tmp_path, demo_paths,
-                                                                                     monkeypatch):
+def test_out_of_memory_switches_to_full_recomputation_and_trains_the_same_lora(tmp_path, demo_paths, monkeypatch):
     dataset = make_dataset(tmp_path / "datasets" / "toy", count=2)
     cfg = tiny_config(steps=8, save_every=4)
     clean = train(cfg, dataset, tmp_path / "clean", demo_paths, None, None, device="cpu", cache_dir=tmp_path / "c")
@@ -168,10 +219,10 @@ def test_out_of_memory_switches_to_selective_recomputation_and_trains_the_same_l
                       cache_dir=tmp_path / "c")
     assert raised == [3] and recovered["steps"] == 8
     log = (tmp_path / "oom" / "log.txt").read_text()
-    assert "Out of memory at step 3; every block now keeps only its matmul and attention outputs" in log
     # the job page keeps it in view: every later report carries the notice
-    assert events[-1]["notices"] == ["Out of memory at step 3; every block now keeps only its matmul and attention "
-                                     "outputs (selective recomputation) and the step runs again."]
+    assert events[-1]["notices"] == ["Out of memory at step 3; every block now recomputes its activations "
+                                     "(gradient checkpointing on) and the step runs again."]
+    assert events[-1]["notices"][0] in log
     first = next(e for e in events if "notices" in e)  # reported at once, after step 2
     assert first["step"] == 2 and first["message"] == first["notices"][0]
     # recomputation changes no number: the same losses and the same LoRA as the run that never ran out
@@ -185,6 +236,7 @@ def test_out_of_memory_with_every_block_recomputed_fails_with_the_next_advice(tm
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
 
     monkeypatch.setattr(TrainingLoop, "step", oom)
+    monkeypatch.setattr(gc_plan, "AUTO_SELECTIVE", True)  # the longest way down: selective, then full
     dataset = make_dataset(tmp_path / "datasets" / "toy", count=1)
     with pytest.raises(TrainingError, match="OOM.*lower rank") as info:
         train(tiny_config(), dataset, tmp_path / "job", demo_paths, None, None, device="cpu",
@@ -274,3 +326,60 @@ def test_selective_blocks_keep_less_and_give_the_same_gradients(demo_paths, monk
     latent, caption = torch.randn(16, 1, 8, 8), torch.randn(12, transformer.config.cap_feat_dim)
     measured = am.measure(transformer, lambda: transformer([latent], torch.tensor([0.5]), [caption]))
     assert 0 < measured.selective_bytes < measured.saved_bytes / 2
+
+
+class FakeTritonError(RuntimeError):
+    """What a kernel that fails to build raises (its class lives in Triton)."""
+
+
+FakeTritonError.__module__ = "triton.compiler.errors"
+
+
+def test_compiled_blocks_that_fail_run_uncompiled_and_train_the_same_lora(tmp_path, demo_paths, monkeypatch):
+    """compile is on by default: a compiled graph that fails when it first runs (a backward graph is compiled at
+    the first backward pass) costs a notice and an uncompiled run, never the job."""
+    import torch._dynamo
+
+    from trainer.engine import compile_blocks
+
+    dataset = make_dataset(tmp_path / "datasets" / "toy", count=2)
+    cfg = tiny_config(steps=4, save_every=4, compile=False)
+    clean = train(cfg, dataset, tmp_path / "clean", demo_paths, None, None, device="cpu", cache_dir=tmp_path / "c")
+
+    built = []
+
+    def broken_backend(graph, inputs):
+        def run(*args):
+            raise FakeTritonError("PassManager::run failed")
+        built.append(graph)
+        return run
+
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "inductor"))
+    monkeypatch.setenv("TRITON_CACHE_DIR", str(tmp_path / "triton"))
+    monkeypatch.setattr(torch._dynamo.config, "suppress_errors", False)
+    monkeypatch.setattr(compile_blocks, "compile_support", lambda device: None)  # as on a GPU with Triton
+    original = compile_blocks.compile_blocks
+    monkeypatch.setattr(compile_blocks, "compile_blocks", lambda t, mode=None: original(t, mode, broken_backend))
+    events = []
+    try:
+        compiled = train(tiny_config(steps=4, save_every=4, compile=True), dataset, tmp_path / "compiled", demo_paths,
+                         None, events.append, device="cpu", cache_dir=tmp_path / "c")
+    finally:
+        torch.compiler.set_stance("default")
+        torch._dynamo.reset()
+    assert built and compiled["steps"] == 4
+    log = (tmp_path / "compiled" / "log.txt").read_text()
+    assert "torch.compile: " in log
+    notice = ("torch.compile failed at step 1 (FakeTritonError: PassManager::run failed); the blocks run uncompiled "
+              "from now on (slower steps, same results) and the step runs again.")
+    assert notice in log and events[-1]["notices"] == [notice]
+    assert _losses(tmp_path / "compiled") == _losses(tmp_path / "clean")
+    a, b = _lora(clean["lora_path"]), _lora(compiled["lora_path"])
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+    # an error of the model itself is not taken for a compile failure
+    assert not compile_blocks.is_compile_error(ValueError("bad shape"))
+    try:
+        raise RuntimeError("wrapped") from FakeTritonError("x")
+    except RuntimeError as exc:
+        assert compile_blocks.is_compile_error(exc)

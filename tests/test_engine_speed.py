@@ -166,7 +166,7 @@ def test_auto_checkpointing_keeps_as_many_blocks_as_the_budget_holds(monkeypatch
     full = gc_plan.block_activation_bytes(4224, 3840, 10240)
     kept = gc_plan.block_activation_bytes(4224, 3840, 10240, selective=True)
     inputs = 4224 * 3840 * 2
-    assert full / gib == pytest.approx(1.289, abs=1e-3)  # about 1.3 GiB per block at 1024 px
+    assert full / gib == pytest.approx(1.168, abs=1e-3)  # about 1.2 GiB per block at 1024 px
     assert kept / gib == pytest.approx(0.372, abs=1e-3)  # a quarter of it when selective
     cuda = torch.device("cuda")
     roomy = gc_plan.plan("auto", real, cuda, 4224, trainable_bytes=gib)
@@ -175,7 +175,22 @@ def test_auto_checkpointing_keeps_as_many_blocks_as_the_budget_holds(monkeypatch
     def budget(room: float) -> float:  # GiB that leave `room` bytes for activations after the rest
         return (12 * gib + gib + gc_plan.RESERVE_BYTES + full + room + 1) / gib
 
-    # every block selective, and room for 5 of them to keep everything
+    # room for 10 plain blocks: the other 20 recompute everything (a selective block costs more time than that)
+    room = 30 * inputs + 10 * (full - inputs)
+    ten = gc_plan.plan("auto", real, cuda, 4224, trainable_bytes=gib, budget_gb=budget(room))
+    assert (ten.plain, ten.count, ten.selective) == (10, 20, ())
+    assert "10 of 30 blocks keep theirs" in ten.reason and "selective" not in ten.reason
+
+    # compiled blocks keep about half of an uncompiled block's activations: the same room holds more of them
+    half = gc_plan.plan("auto", real, cuda, 4224, trainable_bytes=gib, budget_gb=budget(room), compiled=True)
+    share = int(full * gc_plan.COMPILED_SHARE)
+    expected = int((room + full - share - 30 * inputs) // (share - inputs))
+    assert (half.plain, half.selective) == (expected, ()) == (19, ())
+    assert "about 0.64 GiB of activations per block at 4224 tokens (compiled: 0.55 of an uncompiled block's)" \
+        in half.reason
+
+    # were selective blocks cheap (AUTO_SELECTIVE): every block selective, and room for 5 of them to keep everything
+    monkeypatch.setattr(gc_plan, "AUTO_SELECTIVE", True)
     mixed = gc_plan.plan("auto", real, cuda, 4224, trainable_bytes=gib, budget_gb=budget(30 * kept + 5 * (full - kept)))
     assert (mixed.plain, mixed.selective, mixed.count) == (5, tuple(range(25)), 0)
     assert "vram_budget_gb" in mixed.reason and "5 of 30 blocks keep theirs" in mixed.reason

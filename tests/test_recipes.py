@@ -143,7 +143,7 @@ def test_presets_are_valid_configs(recipe):
 
 def test_speed_options_have_defaults_choices_and_legacy_booleans(recipe):
     cfg = recipe.default_config()
-    assert (cfg.compile, cfg.attention_backend, cfg.float8_matmuls) == (False, "auto", True)
+    assert (cfg.compile, cfg.attention_backend, cfg.float8_matmuls) == (True, "auto", True)
     assert cfg.vram_budget_gb is None and cfg.log_every is None
     # configs saved before "auto" existed stored a boolean
     assert recipe.config_from_dict({"gradient_checkpointing": True}).gradient_checkpointing == "on"

@@ -61,18 +61,21 @@ def blocks(transformer: nn.Module) -> list[nn.Module]:
     return found
 
 
-def compile_blocks(transformer: nn.Module, mode: str | None = None) -> int:
+def compile_blocks(transformer: nn.Module, mode: str | None = None, backend: str | Callable = "inductor") -> int:
     """Compile every block in place (module.compile keeps names, so state dicts and LoRA keys are
-    unchanged). Returns how many blocks were wrapped; nothing is compiled until the first call."""
+    unchanged). Returns how many blocks were wrapped; nothing is compiled until the first call. A block
+    whose compile fails (a compiler bug, a kernel this GPU lacks) runs uncompiled instead of failing the job:
+    compiling is on by default, so it must never cost a run."""
     import torch._dynamo
 
+    torch._dynamo.config.suppress_errors = True
     torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, RECOMPILE_LIMIT)
     if hasattr(torch._dynamo.config, "accumulated_cache_size_limit"):
         torch._dynamo.config.accumulated_cache_size_limit = max(
             torch._dynamo.config.accumulated_cache_size_limit, RECOMPILE_LIMIT * 8)
     found = blocks(transformer)
     for block in found:
-        block.compile(mode=mode)
+        block.compile(mode=mode, backend=backend)
     return len(found)
 
 
@@ -92,6 +95,29 @@ def eager() -> Iterator[None]:
         yield
 
 
+def is_compile_error(exc: BaseException | None) -> bool:
+    """Whether `exc` (or what led to it) comes from compiling (Dynamo, Inductor, Triton) rather than from the
+    model: a failure of the backward graph, compiled at the first backward pass, reaches the training step."""
+    for _ in range(8):
+        if exc is None:
+            return False
+        if (type(exc).__module__ or "").startswith(("torch._dynamo", "torch._inductor", "triton")):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+def run_uncompiled() -> None:
+    """From now on the compiled blocks run eagerly (after a compile failure): same weights, same results."""
+    stance = getattr(torch.compiler, "set_stance", None)
+    if stance is not None:
+        stance("force_eager")
+    else:  # an older PyTorch: switch Dynamo off altogether
+        import torch._dynamo as dynamo
+
+        dynamo.config.disable = True
+
+
 def enable(transformer: nn.Module, device: torch.device, cache_root: Path, log: Callable[[str], None]) -> bool:
     """compile = on/auto: compile the blocks when the machine supports it, else say why in one line."""
     reason = compile_support(device)
@@ -101,5 +127,6 @@ def enable(transformer: nn.Module, device: torch.device, cache_root: Path, log: 
     cache = use_cache_dir(cache_root)
     count = compile_blocks(transformer)
     log(f"torch.compile: {count} transformer blocks compiled on first use (kernel cache in {cache}; the first "
-        "steps are slow while they compile, a restarted job reuses the cache).")
+        "steps take about 40 s more while they compile, a restarted job reuses the cache; a block that fails to "
+        "compile runs uncompiled).")
     return True

@@ -1,15 +1,18 @@
 """Gradient checkpointing per block, chosen from the GPU memory the job may use.
 
 Each main block runs one of three ways:
-- plain: it keeps all its activations (about 1.3 GiB at 1024 px) and costs nothing extra;
-- selective: it keeps only its matmul and attention outputs (about a quarter of that) and recomputes
+- plain: it keeps all its activations (about 1.2 GiB at 1024 px) and costs nothing extra;
+- selective: it keeps only its matmul and attention outputs (about a third of that) and recomputes
   the element-wise work in the backward pass (selective_checkpoint.py): almost no extra arithmetic;
 - full: it keeps only its input and recomputes its whole forward (a third more arithmetic for it).
-`auto` picks the cheapest mix that fits: every block plain on a card that holds everything, then
-plain blocks turned selective, then selective blocks turned full on a small card. On a GPU the run
-measures one block's figures on its own kernels and settings (activation_memory.py); the rule below is
-the fallback. The choice goes through diffusers' own hook (`_gradient_checkpointing_func`), so module
-names, LoRA keys and state dicts are unchanged.
+`auto` picks the cheapest mix that fits: every block plain on a card that holds everything, else as many
+plain blocks as fit and the rest full. Selective blocks are left out of `auto`: on an H200 a selective
+block cost 9-12 ms of a step and a fully recomputed one 5.6 ms (benchmarks/RESULTS.md), because the
+selective policy runs every op of the block through a Python dispatch mode, so full recomputation is
+both faster and smaller. `selective` stays a choice of its own. On a GPU the run measures one block's
+figures on its own kernels and settings (activation_memory.py); the rule below is the fallback. The
+choice goes through diffusers' own hook (`_gradient_checkpointing_func`), so module names, LoRA keys and
+state dicts are unchanged.
 """
 
 from __future__ import annotations
@@ -26,14 +29,23 @@ from trainer.engine.activation_memory import BlockMemory
 GIB = 1 << 30
 # Bytes one main block saves per token, per unit of dim and of the SwiGLU width, as counted by
 # activation_memory on the full-size block in bf16 autocast with a rank-32 LoRA
-# (benchmarks/activation_memory.py). Plain: per dim, four float32 RMSNorm tensors, eight bf16
-# hidden-state tensors, six bf16 matmul inputs, q/k in float32 after RoPE and q/k/v/out in bf16 (64
-# bytes); per SwiGLU unit, four bf16 tensors (8 bytes): 1.29 GiB at 1024 px, 1.30 measured.
+# (benchmarks/activation_memory.py). Plain: per dim, float32 RMSNorm tensors, bf16 hidden states and
+# matmul inputs, q/k in float32 after RoPE and q/k/v/out in bf16 (56 bytes); per SwiGLU unit, four
+# bf16 tensors (8 bytes): 1.17 GiB at 1024 px, 1.18 measured (1.30 before the LoRA layers stopped
+# keeping their own bf16 copies of their inputs, model.add_lora).
 # Selective: q, k, v, the attention output, the two output projections and the input (14 bytes per
 # dim), the two SwiGLU products (4 bytes per unit): 0.37 GiB at 1024 px, 0.375 measured.
-DIM_BYTES, HIDDEN_BYTES = 64, 8
+DIM_BYTES, HIDDEN_BYTES = 56, 8
 SELECTIVE_DIM_BYTES, SELECTIVE_HIDDEN_BYTES = 14, 4
 RESERVE_BYTES = 2 * GIB  # cuBLAS/attention workspaces, allocator fragmentation, the loss tensors
+# whether `auto` mixes in selective blocks: not while they cost more than full recomputation (see above)
+AUTO_SELECTIVE = False
+# A compiled block keeps about half of what the same block keeps uncompiled (Inductor recomputes cheap
+# element-wise work in its backward pass): on an H200 at 1024 px, 30 compiled blocks kept 17.7 GiB against
+# 35.3 uncompiled (benchmarks/RESULTS.md). The block is measured uncompiled (before compiling), so `auto`
+# plans compiled blocks with this share of it, a margin above the 0.50 measured; a GPU where it is more
+# runs out of memory once and recomputes every block from then on.
+COMPILED_SHARE = 0.55
 
 
 @dataclass(frozen=True)
@@ -60,7 +72,7 @@ def block_activation_bytes(tokens: int, dim: int, hidden: int, selective: bool =
 
 def plan(mode: str, transformer: nn.Module, device: torch.device, tokens: int, trainable_bytes: int,
          budget_gb: float | None = None, measured: BlockMemory | None = None,
-         selective_ok: bool = True) -> CheckpointPlan:
+         selective_ok: bool = True, compiled: bool = False) -> CheckpointPlan:
     """How each main block runs. `tokens`: the largest sequence of a micro-batch (image + caption
     tokens, times the batch size); `trainable_bytes`: LoRA weights, gradients and optimizer state that
     are still to be allocated or already are; `measured`: one block's activations as measured on this
@@ -91,10 +103,14 @@ def plan(mode: str, transformer: nn.Module, device: torch.device, tokens: int, t
     if measured is not None:
         full, how = measured.at(tokens), "measured"
         kept = measured.at(tokens, selective=True) or kept
+    if compiled:
+        full = int(full * COMPILED_SHARE)
     spare = capacity - torch.cuda.memory_allocated(device) - trainable_bytes - RESERVE_BYTES
+    selective_ok = selective_ok and AUTO_SELECTIVE
     plain, selective = _mix(total, spare, full, kept if selective_ok else None, tokens * dim * 2)
     recomputed = total - plain - selective
     reason = (f"auto: {source}, {how} {full / GIB:.2f} GiB of activations per block at {tokens} tokens"
+              + (f" (compiled: {COMPILED_SHARE:g} of an uncompiled block's)" if compiled else "")
               + (f" ({kept / GIB:.2f} GiB selective)" if selective_ok else "")
               + f", {plain} of {total} blocks keep theirs")
     # all saved activations are alive when the backward pass starts, so which blocks recompute does not
@@ -122,10 +138,10 @@ def _mix(total: int, spare: float, full: int, kept: int | None, inputs: int) -> 
 
 
 def lighter(current: CheckpointPlan, selective_ok: bool, why: str) -> tuple[CheckpointPlan, str] | None:
-    """The next plan that needs less memory, and what it does in words: blocks that keep everything
-    turn selective (almost free), then every block recomputes everything; None when nothing is left."""
+    """The next plan that needs less memory, and what it does in words: every block recomputes everything
+    (with AUTO_SELECTIVE, blocks that keep everything turn selective first); None when nothing is left."""
     every = tuple(range(current.total))
-    if current.plain and selective_ok:
+    if current.plain and selective_ok and AUTO_SELECTIVE:
         return (CheckpointPlan(current.checkpointed, current.total, why,
                                tuple(i for i in every if i not in current.checkpointed)),
                 "every block now keeps only its matmul and attention outputs (selective recomputation)")
@@ -168,8 +184,9 @@ def trainable_bytes(params: list[torch.Tensor], optimizer_states: int = 2) -> in
 
 
 def log_plan(transformer, device, mode, tokens, params, budget_gb, log: Callable[[str], None],
-             measured: BlockMemory | None = None, selective_ok: bool = True) -> CheckpointPlan:
-    chosen = plan(mode, transformer, device, tokens, trainable_bytes(params), budget_gb, measured, selective_ok)
+             measured: BlockMemory | None = None, selective_ok: bool = True, compiled: bool = False) -> CheckpointPlan:
+    chosen = plan(mode, transformer, device, tokens, trainable_bytes(params), budget_gb, measured, selective_ok,
+                  compiled)
     apply(transformer, chosen)
     log(describe(chosen))
     return chosen

@@ -99,9 +99,10 @@ def configure(config, transformer, params, device: torch.device, samples, cached
     measured = None
     if config.gradient_checkpointing == "auto" and device.type == "cuda" and data is not None:
         measured = measure_block(transformer, device, samples, data, compute_dtype, autocast_dtype, attention, log)
+    will_compile = bool(config.compile) and compile_blocks.compile_support(device) is None
     plan = gc_plan.log_plan(transformer, device, config.gradient_checkpointing,
                             longest_sequence(samples, cached, config.batch_size), params, config.vram_budget_gb, log,
-                            measured, selective_ok=not config.compile)
+                            measured, selective_ok=not config.compile, compiled=will_compile)
     compiled = False
     if config.compile:
         compiled = compile_blocks.enable(transformer, device, Path(cache_dir) / "torch_compile", log)

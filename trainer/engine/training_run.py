@@ -11,9 +11,9 @@ import torch
 from studio.atomic import atomic_write_json
 from trainer.engine import cache as zcache
 from trainer.engine import checkpoints as ckpt
+from trainer.engine import compile_blocks, networks, speed_setup
 from trainer.engine import grad_checkpointing as gc_plan
 from trainer.engine import model as zmodel
-from trainer.engine import networks, speed_setup
 from trainer.engine.control import StopRequested, TrainingControl
 from trainer.engine.data import (
     BatchPlan,
@@ -267,10 +267,11 @@ class TrainingRun(RunPreviews, RunEnd):
             self.progress.restart_clock(0)  # not training time
 
     def step(self) -> None:
-        """One optimizer step. When it runs out of memory, the blocks recompute more from then on (those
-        that kept everything turn selective, then every block recomputes everything) and the same step
-        runs again (same batch, same noise): a plan that was too optimistic, or a fragmented GPU, costs
-        a notice instead of the run. With nothing left to recompute, the run fails with advice."""
+        """One optimizer step. When it runs out of memory, every block recomputes its activations from then
+        on and the same step runs again (same batch, same noise): a plan that was too optimistic, or a
+        fragmented GPU, costs a notice instead of the run. With nothing left to recompute, the run fails with
+        advice. When compiled blocks fail (a backward graph is compiled at the first backward pass), they run
+        uncompiled from then on and the step runs again."""
         loop = self.loop
         while True:
             generator = loop.generator.get_state()
@@ -278,16 +279,36 @@ class TrainingRun(RunPreviews, RunEnd):
                 loop.step()
                 return
             except Exception as exc:
-                if not is_oom(exc):
-                    raise
                 failed_at = loop.state.step + 1
-                lighter = gc_plan.lighter(self.speed.checkpointing, not self.speed.compiled,
-                                          f"out of memory at step {failed_at}")
-                if lighter is None:
-                    raise oom_error(self.config, failed_at, self.dev.type == "cuda", recomputing_all=True) from exc
+                if self.speed.compiled and compile_blocks.is_compile_error(exc):
+                    reason = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
+                    lighter = None
+                elif not is_oom(exc):
+                    raise
+                else:
+                    reason = None
+                    lighter = gc_plan.lighter(self.speed.checkpointing, not self.speed.compiled,
+                                              f"out of memory at step {failed_at}")
+                    if lighter is None:
+                        raise oom_error(self.config, failed_at, self.dev.type == "cuda", recomputing_all=True) from exc
             # out of the except block: the failed step's tensors went with its traceback
             loop.generator.set_state(generator)
-            self._switch_plan(failed_at, *lighter)
+            if reason is not None:
+                self._stop_compiling(failed_at, reason)
+            else:
+                self._switch_plan(failed_at, *lighter)
+
+    def _stop_compiling(self, failed_at: int, reason: str) -> None:
+        """A compile failure: the blocks run uncompiled from now on and the step runs again (same batch and noise)."""
+        self.loop.optimizer.zero_grad(set_to_none=True)
+        self.loop.timer.drop_open_step()
+        compile_blocks.run_uncompiled()
+        self.speed.compiled = False
+        message = (f"torch.compile failed at step {failed_at} ({reason}); the blocks run uncompiled from now on "
+                   "(slower steps, same results) and the step runs again.")
+        self.log(message)
+        self.progress.notice(message, self.loop.state.step)
+        self.progress.rate_changed(self.loop.state.step)
 
     def _switch_plan(self, failed_at: int, plan, what: str) -> None:
         loop = self.loop

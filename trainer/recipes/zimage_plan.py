@@ -21,10 +21,15 @@ GPU_SECONDS = {"H200": 0.66, "H100": 0.7, "A100": 1.19, "L40S": 1.4, "L40": 1.61
 TRANSFORMER_PARAMS = 6.15e9
 LORA_PARAMS_PER_RANK = 2.65e6
 # gradient_checkpointing -> (step time against recomputing every block, GB of activations per
-# megapixel of the largest bucket): plain blocks 1.30 GiB each at 1024 px, selective 0.375, a fully
-# recomputing block only its 32 MB input plus one block's activations while it recomputes. The
-# selective time factor is an estimate until it is measured on a GPU (element-wise work only).
-CHECKPOINTING = {"off": (0.75, 42.0), "selective": (0.78, 12.1), "auto": (0.78, 12.1), "on": (1.0, 2.5)}
+# megapixel of the largest bucket): plain blocks 1.18 GiB each at 1024 px, selective 0.375, a fully
+# recomputing block only its 32 MB input plus one block's activations while it recomputes. Measured on an
+# H200 at 1024 px: off 0.68x the step with every block recomputed, selective 1.17x; auto keeps most blocks
+# plain on a 48 GB card (0.85x) and recomputes the rest.
+CHECKPOINTING = {"off": (0.7, 38.0), "selective": (1.17, 12.1), "auto": (0.85, 12.1), "on": (1.0, 2.5)}
+# compile (on by default), measured on an H200 at 1024 px: compiled blocks took 0.301 s/step against 0.448
+# uncompiled (bf16, every activation kept); float8 matmuls compiled took 0.86x the bf16 step (0.260 s) where
+# uncompiled they cost 1.15x; the one-time compile took about 40 s. Other GPUs are assumed to gain alike.
+COMPILED_FACTOR, COMPILED_FLOAT8_FACTOR, COMPILE_SECONDS = 0.67, 0.86, 40.0
 # preserve_class: a step also makes a forward pass without gradient and a second training pass. With frozen
 # weights a training pass is about two forward passes (the backward pass computes input gradients only), three
 # with every block recomputed: 2.48x by trainer.engine.flops without recomputation, 2.33x with it; measured 2.4x
@@ -170,16 +175,21 @@ def estimate(config, images: int, gpu_name: str | None, demo: bool,
                    + forwards * demo_step_seconds(max(areas)) / 3)
         return Estimate(round(seconds, 1), 0.3, "demo", disk_gb)
     # (step time factor, GB of activations at 1024 px) per gradient_checkpointing mode: the activations
-    # are measured (benchmarks/activation_memory.py), "on" is the mode the GPU speed was measured in, and
-    # auto usually lands on selective blocks on a 24-48 GB card
+    # are measured (benchmarks/activation_memory.py), "on" is the mode the GPU speed was measured in
     factor, per_megapixel = CHECKPOINTING[config.gradient_checkpointing]
     quantized = config.quantize_base != "none" and gpu_name is not None
+    compiled = bool(getattr(config, "compile", False)) and gpu_name is not None
     speed = _gpu_speed(gpu_name)
-    step_s = speed * area * batch * factor * (1.15 if quantized else 1.0) * _network_cost(config)
+    base = 1.15 if quantized else 1.0
+    if compiled:
+        fast8 = quantized and config.quantize_base == "float8" and getattr(config, "float8_matmuls", False)
+        base = COMPILED_FACTOR * (COMPILED_FLOAT8_FACTOR if fast8 else base)
+    step_s = speed * area * batch * factor * base * _network_cost(config)
     sample_s = rounds * sum(p.steps * p.area for p in prompts) * speed * 0.3
     per_image = len(areas) / len(sizes) if sizes else len(areas)  # the training examples each image makes
     per_image *= 2 if config.flip_horizontal else 1  # and their mirror images
     load_s = 90 + images * per_image * 0.25  # loading the models, then encoding every example once
+    load_s += COMPILE_SECONDS if compiled else 0.0
     seconds = load_s + config.steps * step_s + sample_s + forwards * speed * 0.3 * max(areas)
     bytes_per_weight = 1 if quantized else (2 if gpu_name is not None else 4)
     weights = TRANSFORMER_PARAMS * bytes_per_weight / 1e9
