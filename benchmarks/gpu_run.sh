@@ -3,13 +3,16 @@
 # a time budget, leave the report (JSON + Markdown + log) in $OUT (or benchmarks/results), then the
 # render benchmark on the full-size architecture, LoRA then LoKr (try_render.md, at most 150 s more; about 60),
 # then one LoKr training layer (lokr_layer.md, about 20 s).
-#   bash benchmarks/gpu_run.sh [WHEELS_DIR] [BUDGET_S]      defaults: benchmarks/wheels, 420
+#   bash benchmarks/gpu_run.sh [WHEELS_DIR] [BUDGET_S] [PLAN]   defaults: benchmarks/wheels, 420, full
+#   PLAN focus: gpu_zimage.py's short plan (the job's step eager and compiled, the peer, float8), no render rows
+#   ROWS="auto off" bash benchmarks/gpu_run.sh ...             only the rows whose names hold one of these words
 #   CUDA_TESTS=1 bash benchmarks/gpu_run.sh ...              also runs tests/test_engine_cuda.py afterwards
 # The budget is when the benchmark stops starting new runs; a hard timeout 90 s later ends it for sure.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 wheels="${1:-benchmarks/wheels}"
 budget="${2:-420}"
+plan="${3:-full}"
 out="${OUT:-benchmarks/results}"
 mkdir -p "$out"
 if compgen -G "$wheels/*.whl" >/dev/null; then
@@ -23,12 +26,17 @@ fi
 export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 python3 -c "import diffusers, peft, trainer.engine.loop" || { echo "the benchmark's imports fail (see above)"; exit 1; }
 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv 2>&1 | tee "$out/nvidia-smi.txt"
-# one block's saved activations, bf16 and float8 matmuls, against the rule of thumb (about 20 s)
-{ timeout 45 python3 benchmarks/activation_memory.py --sizes 1024 && \
+# one block's saved activations, bf16 and float8 matmuls, against the rule of thumb (about 20 s; not in focus runs)
+[ "$plan" = focus ] || { timeout 45 python3 benchmarks/activation_memory.py --sizes 1024 && \
   timeout 45 python3 benchmarks/activation_memory.py --sizes 1024 --float8; } 2>&1 | tee "$out/activation_memory.md"
-timeout $((${budget%.*} + 90)) python3 benchmarks/gpu_zimage.py --budget-s "$budget" --out "$out" 2>&1 \
+timeout $((${budget%.*} + 90)) python3 benchmarks/gpu_zimage.py --budget-s "$budget" --plan "$plan" --out "$out" \
+    ${ROWS:+--rows $ROWS} 2>&1 \
     | tee "$out/gpu_zimage.log"
 status=${PIPESTATUS[0]}
+if [ "$plan" = focus ]; then
+    rm -rf "$out/compile_cache"
+    exit "$status"
+fi
 # Try the LoRA on the full-size architecture: an image's denoising with the LoRA by hooks vs merged (~30 s)
 timeout 90 python3 benchmarks/try_render.py --shape real --size 1024 --rank 32 --rounds 3 2>&1 | tee "$out/try_render.md"
 # the same with a LyCORIS LoKr (w1 16x16, w2 of rank 8 as its two thin factors; ~30 s)
