@@ -11,9 +11,9 @@ emptying removes them at once.
     POST   /api/deleted-datasets/<entry>/restore      brings one back (under a new id if its id was taken)
     DELETE /api/deleted-datasets                      removes them for good; {"datasets": [...]}: only those
 
-Emptying answers how many it removed; one that names ids (so a delete made since in another tab stays) also gets the
-bytes freed and "left", how many could not go (a plain one: "left" when not 0). A symlink moves as itself, never its
-target.
+Emptying answers how many it removed and the bytes the disk got back; one that names ids (so a delete made since in
+another tab stays) also gets "left", how many could not go (a plain one: "left" when not 0). A symlink moves as
+itself, never its target.
 """
 
 from __future__ import annotations
@@ -374,8 +374,7 @@ def _emptied(removed: list[int], left: list[int], freed: int, full: bool) -> dic
     answer = {"removed": sum(removed)}
     if full or left:
         answer["left"] = sum(left)
-    if full:
-        answer["bytes"] = freed
+    answer["bytes"] = freed
     return answer
 
 

@@ -97,7 +97,8 @@ def test_batches_expire_after_a_week_and_the_trash_can_be_emptied(client, datase
     assert trash.batches(dataset) == []
     client.post(f"/api/datasets/{dataset_id}/images/delete", json={"names": ["c.png"]})
     emptied = client.delete(f"/api/datasets/{dataset_id}/trash").get_json()
-    assert emptied == {"removed": 1} and not (dataset.folder / trash.TRASH_DIR).exists()
+    assert emptied == {"removed": 1, "bytes": emptied["bytes"]} and emptied["bytes"] > 0  # what the disk got back
+    assert not (dataset.folder / trash.TRASH_DIR).exists()
     assert client.get(f"/api/datasets/{dataset_id}/trash").get_json()["batches"] == []
 
 
@@ -186,7 +187,8 @@ def test_deleted_datasets_expire_after_a_week_and_can_be_removed_for_good(client
     assert trash.deleted_datasets(store) == []
     made = client.post("/api/datasets", json={"name": "Three"}).get_json()
     client.delete(f"/api/datasets/{made['id']}")
-    assert client.delete("/api/deleted-datasets").get_json() == {"removed": 1}
+    emptied = client.delete("/api/deleted-datasets").get_json()
+    assert emptied == {"removed": 1, "bytes": emptied["bytes"]} and emptied["bytes"] > 0
     assert not (studio_root / "datasets" / trash.TRASH_DIR).exists()
     stray = studio_root / "datasets" / trash.TRASH_DIR / "stray"  # not "<time>-<id>": never listed or restored
     stray.mkdir(parents=True)

@@ -4,6 +4,7 @@ counts them."""
 
 from __future__ import annotations
 
+import os
 import time
 
 from studio.workspace import Workspace
@@ -77,13 +78,20 @@ def test_the_trash_is_emptied_by_hand_or_after_its_days(client, store, settings,
     assert trash.entries(space, now=time.time() + 8 * trash.DAY_S) == []  # a week on: gone for good
     assert not trash.root(space).exists() or not list(trash.root(space).iterdir())
     third = client.delete(f"/api/library/files/{library_lora(settings, demo_paths, 'x.safetensors').name}")
-    assert client.delete(f"/api/trash/{third.get_json()['trash']}").get_json()["removed"] == 1
+    entry_id = third.get_json()["trash"]
+    size = next(e["size"] for e in client.get("/api/trash").get_json()["entries"] if e["id"] == entry_id)
+    size += (trash.root(space) / entry_id / trash.MANIFEST).stat().st_size  # the list's size leaves it out
+    # the library's copy and ComfyUI's are one file with two names: both went, so the disk got it back once
+    assert client.delete(f"/api/trash/{entry_id}").get_json() == {"removed": 1, "freed_bytes": size}
     assert client.delete("/api/trash/nope").status_code == 404
     assert client.post("/api/trash/nope/restore").status_code == 404
     assert client.post("/api/trash/..%2f..%2fstudio.db/restore").status_code in (400, 404)
-    library_lora(settings, demo_paths, "y.safetensors")
+    kept = library_lora(settings, demo_paths, "y.safetensors")
+    linked = kept.with_name("y-linked.safetensors.bak")
+    os.link(kept, linked)  # another name outside the trash: removing the entry gives the disk nothing back for it
     client.delete("/api/library/files/y.safetensors")
-    assert client.delete("/api/trash").get_json()["removed"] == 1
+    emptied = client.delete("/api/trash").get_json()
+    assert emptied["removed"] == 1 and emptied["freed_bytes"] < linked.stat().st_size
     assert client.get("/api/trash").get_json()["entries"] == []
 
 

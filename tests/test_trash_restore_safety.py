@@ -76,6 +76,6 @@ def test_emptying_deleted_datasets_while_one_comes_back_leaves_it_whole(client, 
     emptied = client.delete("/api/deleted-datasets")
     restoring.join()
     assert answers[0].status_code == 200 and answers[0].get_json() == {"restored": made["id"]}
-    assert emptied.get_json() == {"removed": 0}
+    assert emptied.get_json() == {"removed": 0, "bytes": 0}
     assert _names(client, made["id"]) == ["0.png", "1.png", "2.png"]
     assert all((studio_root / "datasets" / made["id"] / f"{i}.png").is_file() for i in range(3))

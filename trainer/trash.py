@@ -5,8 +5,8 @@ back when the trash is emptied (the dashboard's storage panel counts it).
 
     GET    /api/trash                   entries, newest first: {id, kind, name, size, deleted_at, expires_at}
     POST   /api/trash/<entry>/restore   back as it was (409 when its id or file name was taken meanwhile)
-    DELETE /api/trash/<entry>           removes one for good
-    DELETE /api/trash                   empties it
+    DELETE /api/trash/<entry>           removes one for good: {removed: 1, freed_bytes}
+    DELETE /api/trash                   empties it: {removed: N, freed_bytes}
 """
 
 from __future__ import annotations
@@ -282,9 +282,10 @@ def _move(source: Path, target: Path) -> None:
         os.replace(source, target)
 
 
-def remove(workspace: Workspace, entry_id: str | None = None) -> int:
-    """Removes one entry, or all of them; returns how many went. Each leaves the list at once (renamed, with the
-    trash held: never while a restore moves it out), then its files are removed, which takes a while for big ones."""
+def remove(workspace: Workspace, entry_id: str | None = None) -> tuple[int, int]:
+    """Removes one entry, or all of them; returns how many went and the bytes that freed. Each leaves the list at
+    once (renamed, with the trash held: never while a restore moves it out), then its files are removed, which
+    takes a while for big ones."""
     with _held(workspace):
         folders = [confined(root(workspace), safe_name(entry_id))] if entry_id else _folders(workspace)
         if entry_id and (folders[0].name.startswith(".") or not folders[0].is_dir()):
@@ -292,9 +293,25 @@ def remove(workspace: Workspace, entry_id: str | None = None) -> int:
         going = _set_aside(folders)
         if not entry_id:  # and what an earlier removal cut short (a restart) left
             going += [p for p in root(workspace).glob(REMOVING + "*") if p not in going]
+    freed = _freed_bytes(going)
     for folder in going:
         shutil.rmtree(folder, ignore_errors=True)
-    return len(folders)
+    return len(folders), freed
+
+
+def _freed_bytes(folders: list[Path]) -> int:
+    """The bytes the disk gets back when `folders` go: a file counts once, and only when every name it has is among
+    them (the library's copy and ComfyUI's are one file; a file a live job still links to stays on the disk)."""
+    files: dict[tuple[int, int], list[int]] = {}  # (device, inode) -> [names seen, names it has, size]
+    for folder in folders:
+        for parent, _, names in os.walk(folder):
+            for name in names:
+                try:
+                    stat = os.lstat(os.path.join(parent, name))
+                except OSError:
+                    continue
+                files.setdefault((stat.st_dev, stat.st_ino), [0, stat.st_nlink, stat.st_size])[0] += 1
+    return sum(size for seen, links, size in files.values() if seen >= links)
 
 
 def _set_aside(folders: list[Path]) -> list[Path]:
@@ -328,10 +345,12 @@ def restore_entry(entry_id):
 @bp.delete("/api/trash/<entry_id>")
 def remove_entry(entry_id):
     space, _store = _context()
-    return jsonify({"removed": remove(space, entry_id)})
+    removed, freed = remove(space, entry_id)
+    return jsonify({"removed": removed, "freed_bytes": freed})
 
 
 @bp.delete("/api/trash")
 def empty():
     space, _store = _context()
-    return jsonify({"removed": remove(space)})
+    removed, freed = remove(space)
+    return jsonify({"removed": removed, "freed_bytes": freed})
