@@ -18,6 +18,7 @@ from studio.settings import Settings
 from trainer.dataset_checks import MAX_DATASETS, MAX_REPEATS, valid_repeats
 
 START_NAME = re.compile(r"[^A-Za-z0-9_.-]+")
+MAX_KEY_BYTES = 1024  # S3's longest key
 
 
 def parse_datasets(data: dict) -> list[tuple[dict, int]]:
@@ -64,11 +65,18 @@ def parse_start_lora(spec) -> dict | None:
             raise DatasetInputError("`start_lora.url` must be an http(s) address of a .safetensors file.", field)
         return {"url": spec["url"]}
     key, bucket = spec["key"], spec.get("bucket")
-    if not isinstance(key, str) or not key.lower().endswith(".safetensors") or key.startswith("/"):
-        raise DatasetInputError("`start_lora.key` must be the key of a .safetensors file in the bucket.", field)
-    if bucket is not None and (not isinstance(bucket, str) or not bucket.strip()):
+    if (not isinstance(key, str) or not key.lower().endswith(".safetensors") or key.startswith("/")
+            or len(key.encode("utf-8")) > MAX_KEY_BYTES or _has_control(key)):
+        # a newline or a NUL in a key would reach the store (and the job's log) only to fail there
+        raise DatasetInputError("`start_lora.key` must be the key of a .safetensors file in the bucket (at most "
+                                f"{MAX_KEY_BYTES} bytes, without control characters).", field)
+    if bucket is not None and (not isinstance(bucket, str) or not bucket.strip() or _has_control(bucket)):
         raise DatasetInputError("`start_lora.bucket` must be a bucket name.", field)
     return {"key": key, "bucket": bucket}
+
+
+def _has_control(text: str) -> bool:
+    return any(ord(char) < 32 or ord(char) == 127 for char in text)
 
 
 def start_lora_name(spec: dict) -> str:

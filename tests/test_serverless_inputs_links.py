@@ -28,3 +28,14 @@ def test_a_start_lora_link_that_is_no_web_address_names_its_field(worker_env, ur
                                            "start_lora": {"url": url.replace(".zip", ".safetensors")}}})
     assert result["error"].startswith("`start_lora.url` must be an http(s) address"), result
     assert result["details"][0]["field"] == "start_lora"
+
+
+@pytest.mark.parametrize("start", [{"key": "loras/a\nb.safetensors"}, {"key": "loras/a\x00.safetensors"},
+                                   {"key": "loras/" + "a" * 1100 + ".safetensors"},
+                                   {"key": "loras/a.safetensors", "bucket": "bucket\r\n"}])
+def test_a_start_lora_key_with_control_characters_or_too_long_names_its_field(worker_env, start):
+    """A newline or a NUL in a key (or a bucket) would only fail at the store, after the job started, and would
+    reach the job's log as it is."""
+    result = handler({"id": "x", "input": {"job_config": GOOD_CONFIG, "dataset": {"prefix": "a"}, "start_lora": start}})
+    assert result["error"].startswith("`start_lora.") and result["details"][0]["field"] == "start_lora", result
+    assert "Traceback" not in result["error"]
