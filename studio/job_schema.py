@@ -2,7 +2,8 @@
 
 Version 1 is the first release's table of training jobs; version 2 is the one table of every kind of
 job; version 3 gives each job its place in its queue (`queue_key`); version 4 lets a training job name
-several datasets (`datasets`); version 5 keeps the seconds of a job's ended runs (`run_s`). A new
+several datasets (`datasets`); version 5 keeps the seconds of a job's ended runs (`run_s`); version 6 names
+each worker by its machine and pid (two pods on one volume may run workers of the same pid). A new
 database is made at version 2
 and upgraded like any other, so every version's schema is built one way. A database opens at any
 older version and is upgraded in one transaction, so a service that starts during the upgrade waits
@@ -15,7 +16,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 
 class SchemaTooNew(RuntimeError):
@@ -69,6 +70,11 @@ CREATE TABLE IF NOT EXISTS workers (
     pid INTEGER PRIMARY KEY, state TEXT NOT NULL, job_id TEXT, started_at REAL NOT NULL, heartbeat_at REAL NOT NULL
 );
 """
+V6_WORKERS = """
+CREATE TABLE workers (
+    machine TEXT NOT NULL, pid INTEGER NOT NULL, state TEXT NOT NULL, job_id TEXT, started_at REAL NOT NULL,
+    heartbeat_at REAL NOT NULL, PRIMARY KEY (machine, pid)
+)"""
 
 
 def _create(conn: sqlite3.Connection) -> None:
@@ -122,8 +128,16 @@ def _to_v5(conn: sqlite3.Connection) -> None:
                  " WHERE started_at IS NOT NULL AND status != 'running'")
 
 
+def _to_v6(conn: sqlite3.Connection) -> None:
+    """Workers keyed by machine and pid. The table only holds heartbeats of a few seconds: it starts empty, and
+    each running worker is back in it at its next beat."""
+    conn.execute("DROP TABLE IF EXISTS workers")
+    conn.execute(V6_WORKERS)
+
+
 # MIGRATIONS[n] upgrades a database at version n - 1 to version n.
-MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {2: _to_v2, 3: _to_v3, 4: _to_v4, 5: _to_v5}
+MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {2: _to_v2, 3: _to_v3, 4: _to_v4, 5: _to_v5,
+                                                               6: _to_v6}
 
 
 def _has_table(conn: sqlite3.Connection, name: str) -> bool:

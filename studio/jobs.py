@@ -39,7 +39,7 @@ from studio.job_record import (
     dump_json,
     new_job_id,
 )
-from studio.processes import pid_alive, token_alive
+from studio.processes import machine, pid_alive, token_alive
 from studio.workspace import Workspace
 
 __all__ = ["ACTIVE", "FINISHED", "KINDS", "STATUSES", "Job", "JobError", "JobNotFound", "JobStateError",
@@ -323,19 +323,22 @@ class JobStore(JobDatabase):
         return changed
 
     # -- workers -------------------------------------------------------------------------------
+    # Each row is one worker process of one machine: two pods sharing the volume may both run a worker of pid 42,
+    # and each pod's pages tell of its own workers (another machine's pid cannot be looked at from here).
     def worker_beat(self, pid: int, state: str, job_id: str | None = None) -> None:
         now = time.time()
         with self.write() as conn:
-            conn.execute("INSERT INTO workers (pid, state, job_id, started_at, heartbeat_at) VALUES (?, ?, ?, ?, ?)"
-                         " ON CONFLICT(pid) DO UPDATE SET state = excluded.state, job_id = excluded.job_id,"
-                         " heartbeat_at = excluded.heartbeat_at", (pid, state, job_id, now, now))
+            conn.execute("INSERT INTO workers (machine, pid, state, job_id, started_at, heartbeat_at)"
+                         " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(machine, pid) DO UPDATE SET state = excluded.state,"
+                         " job_id = excluded.job_id, heartbeat_at = excluded.heartbeat_at",
+                         (machine(), pid, state, job_id, now, now))
 
     def worker_gone(self, pid: int) -> None:
         with self.write() as conn:
-            conn.execute("DELETE FROM workers WHERE pid = ?", (pid,))
+            conn.execute("DELETE FROM workers WHERE machine = ? AND pid = ?", (machine(), pid))
 
     def workers(self, fresh_s: float = 30.0) -> list[dict]:
-        """Workers that reported in the last `fresh_s` seconds and whose process still runs."""
-        rows = self._conn().execute("SELECT * FROM workers WHERE heartbeat_at > ? ORDER BY started_at",
-                                    (time.time() - fresh_s,)).fetchall()
+        """This machine's workers that reported in the last `fresh_s` seconds and whose process still runs."""
+        rows = self._conn().execute("SELECT * FROM workers WHERE machine = ? AND heartbeat_at > ? ORDER BY started_at",
+                                    (machine(), time.time() - fresh_s)).fetchall()
         return [dict(row) for row in rows if pid_alive(row["pid"])]
