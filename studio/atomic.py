@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import tempfile
+import time
 from pathlib import Path
 
 
@@ -55,6 +56,25 @@ def place_file(source: Path, target: Path) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+TEMP_IDLE_S = 3600.0  # a temp file nothing wrote to for an hour is no write under way (a copy writes all along)
+
+
+def sweep_temp_files(folder: Path | None, idle_s: float = TEMP_IDLE_S) -> int:
+    """Removes the temp files (`.<name>.<random>.tmp`) that a write or place_file killed half way left in `folder`
+    (a LoRA's copy is hundreds of MB), once nothing wrote to them for `idle_s`. Returns how many went."""
+    removed = 0
+    for path in folder.iterdir() if folder is not None and folder.is_dir() else ():
+        try:
+            if not (path.name.startswith(".") and path.name.endswith(".tmp")) or path.is_symlink() \
+                    or not path.is_file() or time.time() - path.stat().st_mtime < idle_s:
+                continue
+            path.unlink()
+            removed += 1
+        except OSError:  # gone meanwhile
+            continue
+    return removed
 
 
 def read_json(path: Path, default=None):

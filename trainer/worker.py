@@ -23,7 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from studio import host_claim
-from studio.atomic import read_json
+from studio.atomic import read_json, sweep_temp_files
 from studio.auth import bearer_header
 from studio.gpus import workers_for
 from studio.jobs import Job
@@ -95,6 +95,8 @@ class Worker(JobOutputs):
         log.info("worker %s started%s; jobs in %s", self.pid, f" on GPU {self.gpu}" if self.gpu is not None else "",
                  self.workspace.jobs)
         self._reconcile()
+        for folder in (self.workspace.loras, self.workspace.comfyui_loras):  # copies a killed process left half made
+            sweep_temp_files(folder)
         last_reconcile = time.monotonic()
         claiming = threading.Event()
         host_claim.keep(self.workspace.state, claiming)  # another pod on this volume is seen (studio.host_claim)
