@@ -253,6 +253,9 @@ def download(job, link: HubLink, settings: Settings, folder: Path, limit: int | 
         except (JobError, JobStopped):
             raise
         except Exception as exc:
+            # a stop seen inside huggingface-hub's own download (Xet's client runs the progress callback in its
+            # threads) comes back as that download's error: a stop asked for is a stop, not a failed download
+            reporter.check_stop()
             raise job_error(exc, link) from None
 
     def fetch_later(entry):

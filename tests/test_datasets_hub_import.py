@@ -247,3 +247,27 @@ def test_a_dataset_of_clips_imports_their_sharpest_frames(client, hub):
     job = _import(client, dataset_id, f"{HF}/me/clips")
     assert job["status"] == "completed", job.get("error")
     assert _captions(client, dataset_id) == {"dog-00m00.7s.jpg": "tok, my dog", "dog-00m02.7s.jpg": "tok, my dog"}
+
+
+def test_a_stop_that_comes_back_as_the_downloads_own_error_is_a_stop(make_settings, hub, tmp_path, monkeypatch):
+    """huggingface-hub's Xet client runs the progress callback in its own threads: the stop raised there came back
+    as the download's error, and the job (a serverless one, or an import) ended as a failed download."""
+    import threading
+
+    from studio.job_reporter import QuietReporter
+    from studio.jobs import JobStopped
+
+    settings = make_settings(HF_ENDPOINT=hub.url, HF_TOKEN="hf_pod_token")
+    stop = threading.Event()
+
+    def fetch_file(*args, **kwargs):
+        stop.set()
+        raise RuntimeError("Xet download failed: callback raised")
+
+    monkeypatch.setattr(hub_import, "fetch_file", fetch_file)
+    with pytest.raises(JobStopped):
+        hub_import.download(QuietReporter(stop=stop), hub_import.hub_link(f"{HF}/me/portraits"), settings, tmp_path)
+    stop.clear()  # the same error without a stop is the download's failure, said in a sentence
+    with pytest.raises(hub_import.JobError, match="portraits"):
+        hub_import.download(QuietReporter(stop=threading.Event()), hub_import.hub_link(f"{HF}/me/portraits"),
+                            settings, tmp_path / "again")
