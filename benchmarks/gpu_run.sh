@@ -33,19 +33,18 @@ timeout $((${budget%.*} + 90)) python3 benchmarks/gpu_zimage.py --budget-s "$bud
     ${ROWS:+--rows $ROWS} 2>&1 \
     | tee "$out/gpu_zimage.log"
 status=${PIPESTATUS[0]}
-if [ "$plan" = focus ]; then
-    rm -rf "$out/compile_cache"
-    exit "$status"
+if [ "$plan" != focus ]; then
+    # Try the LoRA on the full-size architecture: an image's denoising with the LoRA by hooks vs merged (~30 s)
+    timeout 90 python3 benchmarks/try_render.py --shape real --size 1024 --rank 32 --rounds 3 2>&1 \
+        | tee "$out/try_render.md"
+    # the same with a LyCORIS LoKr (w1 16x16, w2 of rank 8 as its two thin factors; ~30 s)
+    timeout 60 python3 benchmarks/try_render.py --shape real --size 1024 --network lokr --factor 16 --rank 8 \
+        --rounds 2 2>&1 | tee -a "$out/try_render.md"
+    # training a LoKr: one full-size layer with the change through its factors vs peft's own LoKr layer (~20 s)
+    timeout 60 python3 benchmarks/lokr_layer.py --rounds 5 2>&1 | tee "$out/lokr_layer.md"
 fi
-# Try the LoRA on the full-size architecture: an image's denoising with the LoRA by hooks vs merged (~30 s)
-timeout 90 python3 benchmarks/try_render.py --shape real --size 1024 --rank 32 --rounds 3 2>&1 | tee "$out/try_render.md"
-# the same with a LyCORIS LoKr (w1 16x16, w2 of rank 8 as its two thin factors; ~30 s)
-timeout 60 python3 benchmarks/try_render.py --shape real --size 1024 --network lokr --factor 16 --rank 8 \
-    --rounds 2 2>&1 | tee -a "$out/try_render.md"
-# training a LoKr: one full-size layer with the change through its factors vs peft's own LoKr layer (~20 s)
-timeout 60 python3 benchmarks/lokr_layer.py --rounds 5 2>&1 | tee "$out/lokr_layer.md"
 rm -rf "$out/compile_cache"  # kernels for this machine only; keeps what comes back small
-if [ "${CUDA_TESTS:-0}" = 1 ]; then  # the engine's CUDA tests on the tiny model (about 1-2 minutes)
-    timeout 240 python3 -m pytest tests/test_engine_cuda.py -x -q -p no:cacheprovider 2>&1 | tee "$out/cuda_tests.log"
+if [ "${CUDA_TESTS:-0}" = 1 ]; then  # the engine's CUDA tests on the tiny model (2-5 minutes: blocks compile by default)
+    timeout 420 python3 -m pytest tests/test_engine_cuda.py -x -q -p no:cacheprovider 2>&1 | tee "$out/cuda_tests.log"
 fi
 exit "$status"
