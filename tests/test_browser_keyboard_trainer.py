@@ -12,7 +12,7 @@ pytestmark = browser_marks
 
 
 def test_stop_pressed_from_the_keyboard_leaves_the_focus_in_the_jobs_bar(studio):  # noqa: F811
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import expect, sync_playwright
 
     job = _running_job(studio)
     with sync_playwright() as p:
@@ -21,8 +21,11 @@ def test_stop_pressed_from_the_keyboard_leaves_the_focus_in_the_jobs_bar(studio)
         page.goto(f"{studio.trainer}/jobs/{job.id}")
         page.wait_for_selector("#job-status [data-status='running']")
         assert page.get_attribute("#job-status", "role") == "status"
-        page.on("dialog", lambda dialog: dialog.accept())
         page.focus("#btn-stop")
+        page.keyboard.press("Enter")
+        expect(page.locator("#confirm-cancel")).to_be_focused()  # asked in the page, the keyboard on Cancel
+        page.keyboard.press("Tab")
+        expect(page.locator("#confirm-ok")).to_have_text("Stop the job")
         page.keyboard.press("Enter")
         page.wait_for_function("document.getElementById('btn-stop').disabled")
         studio.store().finish(job.id, "stopped", resumable=True, message="Stopped at step 0.")  # the worker's part

@@ -95,8 +95,8 @@ def test_a_library_file_is_tried_with_and_beside_others(studio, demo_root, demo_
         page.wait_for_function("[...document.querySelectorAll('.lora-card img')].every(i => i.naturalWidth > 0)")
         page.screenshot(path=str(artifacts_dir / "trainer-library-files.png"), full_page=True)
         # deleted, it waits in Recently deleted, and comes back
-        page.once("dialog", lambda dialog: dialog.accept())
         small.locator("button[data-delete]").click()
+        page.locator("#confirm-ok").click()
         expect(small).to_have_count(0)
         page.locator("#trash li", has_text="browser-lora-r2.safetensors").locator("[data-restore]").click()
         expect(page.locator(".toast", has_text="browser-lora-r2.safetensors is back in the library")).to_be_visible()

@@ -45,11 +45,12 @@ def test_an_idle_hour_shows_its_cost_and_stop_the_pod_stops_it(studio_root, arti
         expect(page.locator(".toast")).to_contain_text("stops by itself")
         assert requests.get(server.url + "/api/pod", timeout=10).json()["auto_stop"] is True
         page.screenshot(path=str(artifacts_dir / "trainer-pod-idle.png"))
-        asked = []
-        page.on("dialog", lambda dialog: (asked.append(dialog.message), dialog.accept()))
         page.click("#stop-pod")
+        expect(page.locator("#confirm-title")).to_have_text("Stop this pod now?")
+        expect(page.locator("#confirm-text")).to_contain_text("Everything in /workspace stays")
+        assert runpod.stops == []  # asked first
+        page.click("#confirm-ok")
         expect(box).to_contain_text("The pod is stopping")
-        assert "Everything in /workspace stays" in asked[0]
         assert runpod.stops == [("/v1/pods/pod123/stop", "Bearer rp-key")]
 
         # a job that waits offers the same choice on its page; a finished one does not (it would stop at once)

@@ -346,8 +346,9 @@ def test_train_from_the_form_and_download_the_lora(studio, artifacts_dir, tmp_pa
         # deleting from the library takes the file and the job it came from, after a confirmation
         page.goto(studio + "/library")
         for name in ("browser-lora-r2.safetensors", "browser-lora-step120.safetensors", "browser-lora.safetensors"):
-            page.once("dialog", lambda dialog: dialog.accept())
             page.locator(".lora-card", has_text=name).first.locator("button[data-delete]").click()
+            expect(page.locator("#confirm-title")).to_have_text(f"Delete {name}?")
+            page.locator("#confirm-ok").click()
             expect(page.locator(".lora-card", has_text=name)).to_have_count(0)
         expect(page.locator("#library")).to_contain_text("No finished LoRA yet")
         # ... into Recently deleted, for 7 days: the job (checkpoints, previews) and the files come back as they were
@@ -378,11 +379,11 @@ def test_train_from_the_form_and_download_the_lora(studio, artifacts_dir, tmp_pa
         graph = json.loads(urllib.request.urlopen(studio + workflow).read())
         assert [n["inputs"]["lora_name"] for n in graph.values() if n["class_type"] == "LoraLoaderModelOnly"] == \
             ["browser-lora-v1.safetensors"]
-        page.once("dialog", lambda dialog: dialog.accept())
         page.locator("#trash-empty").click()
+        page.locator("#confirm-ok").click()
         expect(page.locator("#trash")).to_be_hidden()
-        page.once("dialog", lambda dialog: dialog.accept())
         card.locator("button[data-delete]").click()
+        page.locator("#confirm-ok").click()
         expect(page.locator("#library")).to_contain_text("No finished LoRA yet")
         page.goto(studio + "/")
         expect(page.locator("#recent-empty")).to_be_visible()

@@ -35,12 +35,13 @@ def test_a_refused_stop_is_said_in_red_until_the_pod_stops(studio_root, tmp_path
         expect(page.locator("#stop-pod")).to_be_visible()
         assert_no_sideways_scroll(page)
 
-        page.on("dialog", lambda dialog: dialog.accept())
         page.click("#stop-pod")  # RunPod still refuses: the toast and the box say so
+        page.click("#confirm-ok")
         expect(page.locator(".toast")).to_contain_text("The pod did not stop: RunPod answered HTTP 401")
         expect(news).to_contain_text("The pod did not stop when asked")
         runpod.stop_code = 200
         page.click("#stop-pod")
+        page.click("#confirm-ok")
         expect(page.locator("#pod-idle")).to_contain_text("The pod is stopping")
         assert [path for path, _ in runpod.stops] == ["/v1/pods/pod123/stop"] * 3
         page.reload()  # still up a moment later (RunPod takes a few seconds): the box says the stop was accepted

@@ -1,6 +1,6 @@
 // Dashboard: the running job with live numbers, the queue, recent jobs; fed by /api/events.
 (function () {
-  const { esc, statusChip, fmtLoss, fmtDate, elapsed, phaseText, act, workerChip } = trainer;
+  const { esc, statusChip, fmtLoss, fmtDate, elapsed, phaseText, act, confirmDialog, workerChip } = trainer;
   const fmtD = studio.formatDuration;
 
   function renderNow(jobs, workers, price) {
@@ -134,7 +134,10 @@
 
   document.addEventListener("click", async (e) => {
     const stop = e.target.closest("[data-stop]"), cancel = e.target.closest("[data-cancel]");
-    if (stop) { stop.disabled = true; await act(stop.dataset.stop, "stop", "Stop this job? It saves a checkpoint first and can be resumed."); }
+    if (stop) {  // answered Cancel (or refused): the button is on again, and the focus goes back to it
+      stop.disabled = true;
+      if (!(await act(stop.dataset.stop, "stop", "Stop this job? It saves a checkpoint first and can be resumed."))) stop.disabled = false;
+    }
     if (cancel) { cancel.disabled = true; await act(cancel.dataset.cancel, "stop"); }
     const next = e.target.closest("[data-run-next]");
     if (next) {
@@ -227,14 +230,16 @@
   }
   document.getElementById("pod-idle").addEventListener("click", async (e) => {
     if (e.target.id !== "stop-pod") return;
-    if (!confirm("Stop this pod now? RunPod stops billing for its GPU. Everything in /workspace stays (datasets, " +
-      "LoRAs, checkpoints, models); this page stops answering. Start the pod again from RunPod's console.")) return;
-    e.target.disabled = true;
+    if (!(await confirmDialog("Stop this pod now?", "RunPod stops billing for its GPU. Everything in /workspace "
+      + "stays (datasets, LoRAs, checkpoints, models); this page stops answering. Start the pod again from RunPod's "
+      + "console.", "Stop the pod"))) return;
+    const button = document.getElementById("stop-pod") || e.target;  // the box may have been drawn again meanwhile
+    button.disabled = true;
     try {
       await studio.api("/api/pod/stop", { method: "POST" });
       document.getElementById("pod-idle").innerHTML = "<span>The pod is stopping: RunPod stops billing for it in a moment.</span>";
     } catch (err) {
-      e.target.disabled = false;
+      button.disabled = false;
       studio.toast(err.message, "error", 9000);
       loadPod();  // the box says it too, in red, for as long as the pod runs on
     }

@@ -1,7 +1,7 @@
 // LoRA library: every finished LoRA with its final base-vs-LoRA previews, proof files, metadata, size, a
 // download button, a smaller copy at a lower rank (a LoKr's also as a LoRA), and a delete button.
 (function () {
-  const { esc, fmtDate, fmtLoss, fmtKept } = trainer;
+  const { esc, fmtDate, fmtLoss, fmtKept, confirmDialog } = trainer;
   let loras = [];  // what the cards show, for their Delete buttons
   // every trigger word of the file (a LoRA of several datasets may have one per concept), else the job's
   function triggers(l) {
@@ -170,7 +170,8 @@
     const name = l.library_file || l.file;
     if (l.library_file) parts.push(`removes it from ${l.in_comfyui ? "the LoRA library and ComfyUI's folder" : "the LoRA library"}`);
     if (l.job_id) parts.push("deletes its training job (checkpoints, previews, renders, log)");
-    if (!confirm(`Delete ${name}? This ${parts.join(" and ")}. Recently deleted, below, keeps ${parts.length > 1 ? "both" : "it"} 7 days.`)) return;
+    if (!(await confirmDialog(`Delete ${name}?`, `This ${parts.join(" and ")}. Recently deleted, below, keeps `
+      + `${parts.length > 1 ? "both" : "it"} 7 days.`, "Delete"))) return;
     try {
       if (l.library_file) await studio.api(`/api/library/files/${encodeURIComponent(l.library_file)}`, { method: "DELETE" });
       if (l.job_id) await studio.api(`/api/jobs/${encodeURIComponent(l.job_id)}`, { method: "DELETE" });
@@ -209,7 +210,8 @@
         studio.toast(`${restored.name} is back${restored.kind === "job" ? " with its checkpoints and previews" : " in the library"}${also}.`, "ok");
         if (restored.also_refused) studio.toast(restored.also_refused, "error", 8000);
       } else if (ev.target.closest("#trash-empty")) {
-        if (!confirm("Remove everything in Recently deleted for good, to free its space?")) return;
+        if (!(await confirmDialog("Empty Recently deleted?",
+          "Remove everything in Recently deleted for good, to free its space?", "Empty"))) return;
         await studio.api("/api/trash", { method: "DELETE" });
         studio.toast("Recently deleted is empty.", "ok");
       } else return;

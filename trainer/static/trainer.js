@@ -112,8 +112,65 @@
       training: "Training", sampling: "Rendering previews", saving: "Saving a checkpoint", done: "Finishing" };
     return phases[job.phase] || job.phase || "";
   }
+  // A question asked in the page, not with the browser's confirm() (which cannot be styled and stops the page): resolves
+  // true for `okLabel`, false for Cancel or Escape. The keyboard starts on Cancel (an Enter pressed once too often
+  // deletes nothing), Tab stays in the dialog, and the focus goes back where it was once answered.
+  function confirmDialog(title, text, okLabel = "OK") {
+    const earlier = document.getElementById("confirm-dialog");
+    if (earlier && earlier.open) earlier.close();  // one question at a time: one still open is answered Cancel
+    const opener = document.activeElement;
+    const dlg = document.createElement("dialog");
+    dlg.id = "confirm-dialog"; dlg.className = "confirm-dialog";
+    dlg.setAttribute("aria-labelledby", "confirm-title"); dlg.setAttribute("aria-describedby", "confirm-text");
+    dlg.innerHTML = `<h2 id="confirm-title"></h2><p id="confirm-text"></p>
+      <div class="buttons"><button type="button" id="confirm-cancel" data-close>Cancel</button>
+        <button type="button" class="danger" id="confirm-ok"></button></div>`;
+    dlg.querySelector("#confirm-title").textContent = title;
+    dlg.querySelector("#confirm-text").textContent = text;
+    dlg.querySelector("#confirm-text").hidden = !text;
+    const cancel = dlg.querySelector("#confirm-cancel"), ok = dlg.querySelector("#confirm-ok");
+    ok.textContent = okLabel;
+    cancel.onclick = () => dlg.close();
+    ok.onclick = () => dlg.close("ok");
+    dlg.addEventListener("keydown", (ev) => {
+      if (ev.key === "Escape") { ev.preventDefault(); ev.stopPropagation(); dlg.close(); return; }
+      if (ev.key !== "Tab") return;
+      const first = cancel, last = ok, now = document.activeElement;
+      if (ev.shiftKey ? now === first || !dlg.contains(now) : now === last || !dlg.contains(now)) {
+        ev.preventDefault(); (ev.shiftKey ? last : first).focus();
+      }
+    });
+    return new Promise((resolve) => {
+      dlg.addEventListener("close", () => {
+        dlg.remove();
+        resolve(dlg.returnValue === "ok");
+        focusBack(opener);
+      }, { once: true });
+      document.body.appendChild(dlg);
+      dlg.showModal();
+      cancel.focus();
+    });
+  }
+  // The element focused before a dialog opened gets the focus again: its like by id when a redraw replaced it
+  // meanwhile, and once more after the answer is handled when its caller had disabled it while it asked.
+  function focusBack(opener) {
+    const target = opener && !opener.isConnected && opener.id ? document.getElementById(opener.id) : opener;
+    const back = () => {
+      if (target && target !== document.body && target.isConnected && !target.disabled && target.focus) {
+        target.focus({ preventScroll: true });
+      }
+    };
+    back();
+    setTimeout(() => { if (!document.activeElement || document.activeElement === document.body) back(); }, 0);
+  }
+  // a job's Stop or Delete asked first: "Stop this job? It saves…" reads as its title and its text
+  function askAbout(action, question) {
+    const cut = question.indexOf("? ");
+    const title = cut < 0 ? question : question.slice(0, cut + 1), text = cut < 0 ? "" : question.slice(cut + 2);
+    return confirmDialog(title, text, { stop: "Stop the job", delete: "Delete" }[action] || "OK");
+  }
   async function act(jobId, action, confirmText) {
-    if (confirmText && !confirm(confirmText)) return null;
+    if (confirmText && !(await askAbout(action, confirmText))) return null;
     const method = action === "delete" ? "DELETE" : "POST";
     const path = action === "delete" ? `/api/jobs/${jobId}` : `/api/jobs/${jobId}/${action}`;
     try {
@@ -279,6 +336,6 @@
     });
     while (into.childNodes.length > wanted.length) into.lastChild.remove();
   }
-  window.trainer = { esc, live, statusChip, fmtLoss, fmtKept, cost, jobCost, perHour, fmtDate, elapsed, phaseText, act, workerChip, pollWorkers, lightbox, redraw, morph, keepFocus,
+  window.trainer = { esc, live, statusChip, fmtLoss, fmtKept, cost, jobCost, perHour, fmtDate, elapsed, phaseText, act, confirmDialog, workerChip, pollWorkers, lightbox, redraw, morph, keepFocus,
     picture, pending, promptOptions, FINISHED };
 })();
