@@ -52,9 +52,12 @@
   };
 
   // A click on the picture shows it at full size (to judge focus and detail), centred where it was clicked;
-  // another click, another picture or Crop shows it whole again.
+  // another click, another picture or Crop shows it whole again. From the keyboard: Z (or Enter / Space on the
+  // picture) does the same from its centre, the arrows move around it and Esc shows it whole.
   const preview = $("preview"), picture = $("preview-img");
+  const zoomed = () => preview.classList.contains("zoomed");
   function zoom(on, ev) {
+    picture.setAttribute("aria-pressed", String(Boolean(on)));
     if (!on) { preview.classList.remove("zoomed"); return; }
     const img = current(), s = shown(), rect = preview.getBoundingClientRect();
     const fx = ev ? (ev.clientX - rect.left - s.left) / s.w : 0.5, fy = ev ? (ev.clientY - rect.top - s.top) / s.h : 0.5;
@@ -62,8 +65,27 @@
     preview.scrollLeft = fx * img.width - preview.clientWidth / 2;
     preview.scrollTop = fy * img.height - preview.clientHeight / 2;
   }
-  picture.title = "Click to see it at full size";
-  picture.addEventListener("click", (ev) => { if (!crop && current()) zoom(!preview.classList.contains("zoomed"), ev); });
+  picture.title = "Click (or Z) to see it at full size";
+  Object.assign(picture, { tabIndex: 0 });
+  picture.setAttribute("role", "button");
+  picture.setAttribute("aria-label", "The picture: show it at full size, or whole again");
+  picture.setAttribute("aria-pressed", "false");
+  picture.addEventListener("click", (ev) => { if (!crop && current()) zoom(!zoomed(), ev.detail ? ev : null); });
+  const PAN = { ArrowLeft: [-1, 0], ArrowRight: [1, 0], ArrowUp: [0, -1], ArrowDown: [0, 1] };
+  function zoomKeys(ev) {  // true when the key was the zoom's
+    if (crop || !current()) return false;
+    const onPicture = document.activeElement === picture;
+    if ((ev.key === "z" || ev.key === "Z") || (onPicture && (ev.key === "Enter" || ev.key === " "))) {
+      zoom(!zoomed());
+      return true;
+    }
+    if (!zoomed()) return false;
+    if (ev.key === "Escape") { zoom(false); return true; }
+    const step = PAN[ev.key];
+    if (!step || !onPicture) return false;  // elsewhere the arrows go on choosing the image
+    preview.scrollBy(step[0] * preview.clientWidth / 4, step[1] * preview.clientHeight / 4);
+    return true;
+  }
 
   // Held down, "original" shows the upload in place of the edited picture, to compare.
   let comparing = false;
@@ -215,7 +237,8 @@
   layer.addEventListener("pointerup", endDrag);
   layer.addEventListener("pointercancel", endDrag);
 
-  // Enter crops and Escape cancels while the box shows; C starts it, R / Shift+R rotate, M mirrors (when not typing).
+  // Enter crops and Escape cancels while the box shows; C starts it, R / Shift+R rotate, M mirrors, Z zooms (when
+  // not typing).
   document.addEventListener("keydown", (ev) => {
     if (document.querySelector("dialog[open]")) return;
     const typing = ["INPUT", "TEXTAREA", "SELECT"].includes(document.activeElement.tagName);
@@ -224,6 +247,7 @@
       ev.stopImmediatePropagation();
       if (ev.key === "Enter") applyCrop(); else stopCrop();
     } else if (!crop && !typing && !ev.ctrlKey && !ev.metaKey && !ev.altKey && !$("editor").hidden) {
+      if (zoomKeys(ev)) { ev.preventDefault(); ev.stopImmediatePropagation(); return; }
       const key = ev.key.toLowerCase();
       const button = { c: "ed-crop", r: ev.shiftKey ? "ed-rotl" : "ed-rotr", m: "ed-mirror" }[key];
       if (!button) return;
