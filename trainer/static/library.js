@@ -212,8 +212,8 @@
       } else if (ev.target.closest("#trash-empty")) {
         if (!(await confirmDialog("Empty Recently deleted?",
           "Remove everything in Recently deleted for good, to free its space?", "Empty"))) return;
-        await studio.api("/api/trash", { method: "DELETE" });
-        studio.toast("Recently deleted is empty.", "ok");
+        const { freed_bytes: freed } = await studio.api("/api/trash", { method: "DELETE" });
+        studio.toast(`Recently deleted is empty${freed ? `: ${studio.formatBytes(freed)} freed` : ""}.`, "ok");
       } else return;
     } catch (e) { studio.toast(e.message, "error", 8000); }
     loadTrash(); load();
