@@ -373,6 +373,9 @@ def test_compiled_blocks_that_fail_run_uncompiled_and_train_the_same_lora(tmp_pa
     notice = ("torch.compile failed at step 1 (FakeTritonError: PassManager::run failed); the blocks run uncompiled "
               "from now on (slower steps, same results) and the step runs again.")
     assert notice in log and events[-1]["notices"] == [notice]
+    # before the first step the job page says why it waits (compiling takes a minute on a GPU)
+    first_training = next(e for e in events if e["phase"] == "training")
+    assert first_training["message"].startswith("Compiling the transformer's blocks for this GPU")
     assert _losses(tmp_path / "compiled") == _losses(tmp_path / "clean")
     a, b = _lora(clean["lora_path"]), _lora(compiled["lora_path"])
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

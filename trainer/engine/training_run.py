@@ -39,6 +39,9 @@ from trainer.evaluation_set import eval_interval
 from trainer.job_log import RunLog
 from trainer.lora_file import START_LORA_FILE
 
+COMPILING = ("Compiling the transformer's blocks for this GPU: the first steps take about a minute more (a restarted "
+             "job reuses the compiled kernels).")
+
 
 def _as_config(config):
     if isinstance(config, dict):
@@ -245,6 +248,8 @@ class TrainingRun(RunPreviews, RunEnd):
         if self.control.should_stop() or self.evaluation.stop_step() is not None:
             return False
         requests = self.control.take_requests()
+        if self.speed.compiled and loop.state.step == self.start:  # a minute with no step: say why
+            self.progress.emit("training", self.start, message=COMPILING, force=True)
         self.step()
         step = loop.state.step
         save = step % config.save_every == 0 or "save" in requests
