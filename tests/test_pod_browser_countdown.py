@@ -16,8 +16,11 @@ from tests.test_pod_stop_countdown import _trained
 pytestmark = browser_marks
 
 
-def test_the_dashboard_counts_down_and_unticking_keeps_the_pod(studio_root, tmp_path, runpod):  # noqa: F811
+def test_the_dashboard_counts_down_and_unticking_keeps_the_pod(studio_root, tmp_path, runpod,  # noqa: F811
+                                                                monkeypatch):
     from playwright.sync_api import expect, sync_playwright
+
+    monkeypatch.setenv("RUNPOD_POD_ID", "pod123")  # the worker beating below runs on the same pod as the web server
 
     store = _trained(studio_root, ended_ago=20)
     env = {"STUDIO_ROOT": str(studio_root), "STUDIO_DEMO": "1", "CAPTION_URL": "http://127.0.0.1:9",
