@@ -336,3 +336,25 @@ def test_a_nan_step_is_skipped_on_the_device_by_the_fused_optimizer():
     records = loop.flush()
     assert [r.loss for r in records] == [None, 4.0] and loop.state.nan_total == 1 and loop.state.nan_in_a_row == 0
     assert loop.flush() == []
+
+
+def test_a_job_too_short_to_earn_the_compile_back_runs_uncompiled():
+    from trainer.engine.speed_setup import compile_wanted
+    from trainer.recipes import get_recipe
+    from trainer.recipes.zimage_plan import COMPILE_MIN_STEPS
+
+    recipe, cuda, lines = get_recipe("zimage-turbo"), torch.device("cuda"), []
+    short = recipe.config_from_dict({"steps": 200})
+    assert short.compile and not compile_wanted(short, cuda, lines.append)
+    assert lines == ["torch.compile is off for this job: 200 steps would save less time than the one-time compile "
+                     f"takes (about a minute); it pays from {COMPILE_MIN_STEPS} steps."]
+    assert compile_wanted(recipe.config_from_dict({"steps": COMPILE_MIN_STEPS}), cuda, lines.append)
+    assert not compile_wanted(recipe.config_from_dict({"steps": 3000, "compile": False}), cuda, lines.append)
+    assert compile_wanted(short, torch.device("cpu"), lines.append)  # the CPU says its own reason (compile_blocks)
+    assert len(lines) == 1
+    # the estimate agrees: a short job's steps are counted uncompiled, with no compile time
+    estimate = recipe.estimate
+    base = {"resolutions": [1024], "sample_every": 0, "sample_prompts": ["a"]}
+    per_step = [estimate(recipe.config_from_dict({**base, "steps": n, "compile": c}), 20, "NVIDIA H100 80GB HBM3",
+                         demo=False).seconds for n in (299, 300) for c in (True, False)]
+    assert per_step[0] == per_step[1] and per_step[2] < per_step[3]

@@ -17,6 +17,7 @@ from trainer.engine import grad_checkpointing as gc_plan
 from trainer.engine.fast_linear import error_summary, float8_factory, float8_matmul_support
 from trainer.engine.flops import image_tokens
 from trainer.engine.quant import quantize_linears
+from trainer.recipes.zimage_plan import COMPILE_MIN_STEPS
 
 
 @dataclass
@@ -89,6 +90,15 @@ def measure_block(transformer, device: torch.device, samples, data, compute_dtyp
     return None
 
 
+def compile_wanted(config, device: torch.device, log: Callable[[str], None]) -> bool:
+    """`compile`, except on a GPU for a job too short to earn the one-time compile back (said in the log)."""
+    if config.compile and device.type == "cuda" and config.steps < COMPILE_MIN_STEPS:
+        log(f"torch.compile is off for this job: {config.steps} steps would save less time than the one-time compile "
+            f"takes (about a minute); it pays from {COMPILE_MIN_STEPS} steps.")
+        return False
+    return bool(config.compile)
+
+
 def configure(config, transformer, params, device: torch.device, samples, cached, cache_dir: Path,
               compute_dtype: torch.dtype, log: Callable[[str], None], data=None,
               autocast_dtype: torch.dtype | None = None) -> SpeedSetup:
@@ -99,11 +109,12 @@ def configure(config, transformer, params, device: torch.device, samples, cached
     measured = None
     if config.gradient_checkpointing == "auto" and device.type == "cuda" and data is not None:
         measured = measure_block(transformer, device, samples, data, compute_dtype, autocast_dtype, attention, log)
-    will_compile = bool(config.compile) and compile_blocks.compile_support(device) is None
+    wanted = compile_wanted(config, device, log)
+    will_compile = wanted and compile_blocks.compile_support(device) is None
     plan = gc_plan.log_plan(transformer, device, config.gradient_checkpointing,
                             longest_sequence(samples, cached, config.batch_size), params, config.vram_budget_gb, log,
-                            measured, selective_ok=not config.compile, compiled=will_compile)
+                            measured, selective_ok=not wanted, compiled=will_compile)
     compiled = False
-    if config.compile:
+    if wanted:
         compiled = compile_blocks.enable(transformer, device, Path(cache_dir) / "torch_compile", log)
     return SpeedSetup(attention, plan, compiled, fast8, errors)

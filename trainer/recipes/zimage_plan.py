@@ -30,6 +30,9 @@ CHECKPOINTING = {"off": (0.7, 38.0), "selective": (1.17, 12.1), "auto": (0.85, 1
 # uncompiled (bf16, every activation kept); float8 matmuls compiled took 0.86x the bf16 step (0.260 s) where
 # uncompiled they cost 1.15x; the one-time compile took about 40 s. Other GPUs are assumed to gain alike.
 COMPILED_FACTOR, COMPILED_FLOAT8_FACTOR, COMPILE_SECONDS = 0.67, 0.86, 40.0
+# A job this short earns back less than the compile (0.15 s saved a step on the H200: 270 steps for 40 s), so its
+# blocks run uncompiled (trainer.engine.speed_setup)
+COMPILE_MIN_STEPS = 300
 # preserve_class: a step also makes a forward pass without gradient and a second training pass. With frozen
 # weights a training pass is about two forward passes (the backward pass computes input gradients only), three
 # with every block recomputed: 2.48x by trainer.engine.flops without recomputation, 2.33x with it; measured 2.4x
@@ -178,7 +181,7 @@ def estimate(config, images: int, gpu_name: str | None, demo: bool,
     # are measured (benchmarks/activation_memory.py), "on" is the mode the GPU speed was measured in
     factor, per_megapixel = CHECKPOINTING[config.gradient_checkpointing]
     quantized = config.quantize_base != "none" and gpu_name is not None
-    compiled = bool(getattr(config, "compile", False)) and gpu_name is not None
+    compiled = bool(getattr(config, "compile", False)) and gpu_name is not None and config.steps >= COMPILE_MIN_STEPS
     speed = _gpu_speed(gpu_name)
     base = 1.15 if quantized else 1.0
     if compiled:

@@ -144,7 +144,8 @@ class ZImageTurboConfig(RecipeConfig):
     compile: bool = option(
         True, "Compile each transformer block with torch.compile on a CUDA GPU with Triton: about 1.5x faster "
               "steps (2x with float8 matmuls) after a one-time compile of about 40 s, cached in the workspace for "
-              "restarts; a block that fails to compile runs uncompiled. Elsewhere the blocks run uncompiled.",
+              "restarts; a block that fails to compile runs uncompiled, and so does a job under 300 steps (the "
+              "compile would not pay). Elsewhere the blocks run uncompiled.",
         label="torch.compile",
     )
     attention_backend: str = option(
