@@ -72,7 +72,8 @@ def test_the_estimate_counts_the_extra_passes():
     from trainer.recipes.zimage_plan import PRESERVATION_FACTOR, estimate
 
     gpu = "NVIDIA H100 80GB HBM3"
-    quiet = {"sample_every": 0, "eval_every": 0}  # only the steps change with the step count
+    # only the steps change with the step count (compile off: a 1-step job would run uncompiled, the full one not)
+    quiet = {"sample_every": 0, "eval_every": 0, "compile": False}
     plain, kept = _config(preserve_class="", **quiet), _config(**quiet)
     base = estimate(plain, 20, gpu, False)
     with_class = estimate(kept, 20, gpu, False)
