@@ -21,6 +21,12 @@ def is_oom(exc: BaseException) -> bool:
     return isinstance(exc, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text)
 
 
+def one_line(exc: BaseException, limit: int = 160) -> str:
+    """'ValueError: the first line of its message' (cut to `limit`), for a log line or a notice."""
+    text = str(exc)
+    return f"{type(exc).__name__}: {text.splitlines()[0][:limit] if text else ''}"
+
+
 def oom_error(config, step: int, on_gpu: bool, recomputing_all: bool = False) -> TrainingError:
     """Out-of-memory, naming the one setting most worth changing first. `recomputing_all`: every block
     already recomputed its activations (the run switched to that after a first out-of-memory)."""

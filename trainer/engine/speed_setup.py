@@ -14,6 +14,7 @@ import torch
 from trainer.engine import activation_memory, compile_blocks
 from trainer.engine import attention as zattention
 from trainer.engine import grad_checkpointing as gc_plan
+from trainer.engine.errors import one_line
 from trainer.engine.fast_linear import error_summary, float8_factory, float8_matmul_support
 from trainer.engine.flops import image_tokens
 from trainer.engine.quant import quantize_linears
@@ -83,7 +84,7 @@ def measure_block(transformer, device: torch.device, samples, data, compute_dtyp
     except torch.OutOfMemoryError:
         failed = "out of GPU memory while running one block"
     except Exception as exc:  # a model without main blocks, a kernel refusing these shapes
-        failed = f"{type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''}"
+        failed = one_line(exc)
     if device.type == "cuda":
         torch.cuda.empty_cache()
     log(f"Could not measure one block's activations ({failed}); planning from the rule of thumb.")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -26,7 +27,7 @@ from trainer.engine.data import (
     sources_label,
 )
 from trainer.engine.device_data import DeviceData
-from trainer.engine.errors import TrainingError, is_oom, oom_error
+from trainer.engine.errors import TrainingError, is_oom, one_line, oom_error
 from trainer.engine.evaluation import JobEvaluation, split_holdout
 from trainer.engine.loop import TrainingLoop
 from trainer.engine.lora_metadata import lora_metadata
@@ -286,47 +287,43 @@ class TrainingRun(RunPreviews, RunEnd):
             except Exception as exc:
                 failed_at = loop.state.step + 1
                 if self.speed.compiled and compile_blocks.is_compile_error(exc):
-                    reason = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
-                    lighter = None
+                    change, said = self._stop_compiling, (f"torch.compile failed at step {failed_at} "
+                                                          f"({one_line(exc, 200)}); the blocks run uncompiled from "
+                                                          "now on (slower steps, same results)")
                 elif not is_oom(exc):
                     raise
                 else:
-                    reason = None
                     lighter = gc_plan.lighter(self.speed.checkpointing, not self.speed.compiled,
                                               f"out of memory at step {failed_at}")
                     if lighter is None:
                         raise oom_error(self.config, failed_at, self.dev.type == "cuda", recomputing_all=True) from exc
+                    change = functools.partial(self._switch_plan, lighter[0])
+                    said = f"Out of memory at step {failed_at}; {lighter[1]}"
             # out of the except block: the failed step's tensors went with its traceback
             loop.generator.set_state(generator)
-            if reason is not None:
-                self._stop_compiling(failed_at, reason)
-            else:
-                self._switch_plan(failed_at, *lighter)
+            self._run_again(change, said)
 
-    def _stop_compiling(self, failed_at: int, reason: str) -> None:
-        """A compile failure: the blocks run uncompiled from now on and the step runs again (same batch and noise)."""
-        self.loop.optimizer.zero_grad(set_to_none=True)
-        self.loop.timer.drop_open_step()
-        compile_blocks.run_uncompiled()
-        self.speed.compiled = False
-        message = (f"torch.compile failed at step {failed_at} ({reason}); the blocks run uncompiled from now on "
-                   "(slower steps, same results) and the step runs again.")
-        self.log(message)
-        self.progress.notice(message, self.loop.state.step)
-        self.progress.rate_changed(self.loop.state.step)
-
-    def _switch_plan(self, failed_at: int, plan, what: str) -> None:
+    def _run_again(self, change: Callable[[], None], said: str) -> None:
+        """After a failed step: its gradients and timing dropped, `change` made, `said` told in the log and on the
+        job page (the ETA takes the new rate at once); the same step then runs again."""
         loop = self.loop
         loop.optimizer.zero_grad(set_to_none=True)
         loop.timer.drop_open_step()
+        change()
+        message = f"{said} and the step runs again."
+        self.log(message)
+        self.progress.notice(message, loop.state.step)
+        self.progress.rate_changed(loop.state.step)
+
+    def _stop_compiling(self) -> None:
+        compile_blocks.run_uncompiled()
+        self.speed.compiled = False
+
+    def _switch_plan(self, plan) -> None:
         if self.dev.type == "cuda":
             torch.cuda.empty_cache()
         self.speed.checkpointing = plan
         gc_plan.apply(self.transformer, plan)
-        message = f"Out of memory at step {failed_at}; {what} and the step runs again."
-        self.log(message)
-        self.progress.notice(message, loop.state.step)
-        self.progress.rate_changed(loop.state.step)
 
     def flush(self, force: bool = False) -> None:
         """Read the queued steps back from the device: metrics lines, NaN notes, progress and timings."""
