@@ -31,7 +31,7 @@ from serverless.dataset import STOP, DatasetInputError, JobStopped, fetch_datase
 from serverless.images import prepare_images
 from serverless.progress import ProgressReporter, RunpodSender, stop_check
 from serverless.publish import HubInputError, parse_hub, publish_lora
-from serverless.sources import fetch_start_lora, parse_datasets, parse_start_lora, start_lora_name
+from serverless.sources import fetch_start_lora, has_control, parse_datasets, parse_start_lora, start_lora_name
 from serverless.work_folders import held, sweep
 from studio.jobs import JobStopped as Stopped
 from studio.s3 import Storage, StorageError, join_key, normalize_prefix, storage_configured
@@ -106,8 +106,7 @@ def parse_input(data, settings: Settings):
     output_prefix = data.get("output_prefix", settings.s3_output_prefix or DEFAULT_OUTPUT_PREFIX)
     if not isinstance(output_prefix, str):
         raise InputError("`output_prefix` must be a string.", [{"field": "output_prefix", "message": "Not a string."}])
-    if len(output_prefix.encode("utf-8")) > MAX_OUTPUT_PREFIX_BYTES or any(
-            ord(char) < 32 or ord(char) == 127 for char in output_prefix):
+    if len(output_prefix.encode("utf-8")) > MAX_OUTPUT_PREFIX_BYTES or has_control(output_prefix):
         # checked here, not by the store refusing the upload once the LoRA is trained
         raise InputError(f"`output_prefix` must be at most {MAX_OUTPUT_PREFIX_BYTES} bytes of folder names, without "
                          "control characters.", [{"field": "output_prefix", "message": "Not a valid prefix."}])

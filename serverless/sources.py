@@ -66,16 +66,17 @@ def parse_start_lora(spec) -> dict | None:
         return {"url": spec["url"]}
     key, bucket = spec["key"], spec.get("bucket")
     if (not isinstance(key, str) or not key.lower().endswith(".safetensors") or key.startswith("/")
-            or len(key.encode("utf-8")) > MAX_KEY_BYTES or _has_control(key)):
+            or len(key.encode("utf-8")) > MAX_KEY_BYTES or has_control(key)):
         # a newline or a NUL in a key would reach the store (and the job's log) only to fail there
         raise DatasetInputError("`start_lora.key` must be the key of a .safetensors file in the bucket (at most "
                                 f"{MAX_KEY_BYTES} bytes, without control characters).", field)
-    if bucket is not None and (not isinstance(bucket, str) or not bucket.strip() or _has_control(bucket)):
+    if bucket is not None and (not isinstance(bucket, str) or not bucket.strip() or has_control(bucket)):
         raise DatasetInputError("`start_lora.bucket` must be a bucket name.", field)
     return {"key": key, "bucket": bucket}
 
 
-def _has_control(text: str) -> bool:
+def has_control(text: str) -> bool:
+    """Whether `text` holds a control character (a newline, a NUL, DEL): never part of a key or a prefix."""
     return any(ord(char) < 32 or ord(char) == 127 for char in text)
 
 
