@@ -271,14 +271,7 @@ def run_all(report: Report, shape: dict) -> None:
     idle = allocated_gib(device)
 
     # ---- B: the peer on the same weights
-    for checkpointing in (True, False):
-        name = f"peer diffusers+peft ({'checkpointing' if checkpointing else 'no checkpointing'})"
-        if report.left_s() < 4 * step_cost:
-            report.skip(name, "time budget")
-            continue
-        result = guarded(name, lambda c=checkpointing: zr.peer_run(shape, args, device, c, print))
-        zr.free(device)
-        report.add(result, idle, flops_for(report, shape, 1, shape["n_layers"] if checkpointing else 0))
+    peer_rows(report, shape, step_cost, (True, False), idle)
 
     # ---- C: float8 base
     if report.left_s() > 4 * step_cost:
@@ -321,6 +314,21 @@ def run_all(report: Report, shape: dict) -> None:
             measure(report, model, model_params, shape, settings, 0, idle_now, warmup=3)
         else:
             report.skip(settings.name, compile_blocks.compile_support(device) or "not compiled")
+
+
+def peer_rows(report: Report, shape: dict, step_cost: float, order: tuple[bool, ...], idle: float) -> None:
+    """The bare diffusers + peft step, with and without gradient checkpointing in `order`, on its own weights."""
+    args, device = report.args, report.device
+    for checkpointing in order:
+        name = f"peer diffusers+peft ({'checkpointing' if checkpointing else 'no checkpointing'})"
+        if not selected(args, name):
+            continue
+        if report.left_s() < 4 * step_cost:
+            report.skip(name, "time budget")
+            continue
+        result = guarded(name, lambda c=checkpointing: zr.peer_run(shape, args, device, c, print))
+        zr.free(device)
+        report.add(result, idle, flops_for(report, shape, 1, shape["n_layers"] if checkpointing else 0))
 
 
 def record_float8_errors(report: Report, errors: dict[str, float]) -> None:

@@ -67,16 +67,7 @@ def run_focus(report, shape: dict) -> None:
     zr.free(device)
 
     # ---- the peer on the same weights, like for like
-    for checkpointing in (False, True):
-        name = f"peer diffusers+peft ({'checkpointing' if checkpointing else 'no checkpointing'})"
-        if not gz.selected(args, name):
-            continue
-        if report.left_s() < 4 * step_cost:
-            report.skip(name, "time budget")
-            continue
-        result = gz.guarded(name, lambda c=checkpointing: zr.peer_run(shape, args, device, c, print))
-        zr.free(device)
-        report.add(result, 0.0, gz.flops_for(report, shape, 1, shape["n_layers"] if checkpointing else 0))
+    gz.peer_rows(report, shape, step_cost, (False, True), 0.0)
 
     # ---- float8 matmuls: eager then compiled
     if not any(gz.selected(args, n) for n in ("float8 matmuls", "24 GB preset", "float8 + torch.compile")):
